@@ -1,0 +1,74 @@
+//! The `Broker` port: how the order worker talks to a broker, whichever one it is.
+//!
+//! The paper broker (in `pinnacle-order-worker`) and the Angel One client implement it;
+//! order handling never knows which one it holds.
+
+use async_trait::async_trait;
+use secrecy::SecretString;
+
+use crate::model::{OrderRequest, OrderStatus};
+
+/// A user's decrypted broker credentials, alive only for the call that needs them.
+#[derive(Debug, Default)]
+pub struct BrokerCredentials {
+    /// SmartAPI key.
+    pub api_key: Option<SecretString>,
+    /// Client code.
+    pub client_code: Option<SecretString>,
+    /// PIN or secret.
+    pub secret: Option<SecretString>,
+    /// TOTP seed.
+    pub totp_seed: Option<SecretString>,
+    /// Session token.
+    pub access_token: Option<SecretString>,
+}
+
+/// What the broker made of an order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerOutcome {
+    /// The broker's order id.
+    pub broker_order_id: String,
+    /// Where the order stands at the broker.
+    pub status: OrderStatus,
+    /// Units filled.
+    pub filled_quantity: i64,
+    /// Average fill price in paise.
+    pub average_price: Option<i64>,
+}
+
+/// A broker call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// The broker refused the order; the message says why.
+    #[error("broker rejected the order: {0}")]
+    Rejected(String),
+    /// The broker has no price or listing for the symbol.
+    #[error("unknown symbol {exchange}:{symbol}")]
+    UnknownSymbol {
+        /// Exchange segment.
+        exchange: String,
+        /// Trading symbol.
+        symbol: String,
+    },
+    /// The credentials are missing something this broker needs.
+    #[error("broker credentials incomplete: {0}")]
+    Credentials(&'static str),
+    /// The broker could not be reached or answered nonsense.
+    #[error("broker unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A broker that can take orders.
+#[async_trait]
+pub trait Broker: Send + Sync + std::fmt::Debug {
+    /// Short name, e.g. `paper`, as stored in `broker_accounts.broker`.
+    fn name(&self) -> &'static str;
+
+    /// Places `order` (Pinnacle id `order_id`) with `credentials`.
+    async fn place_order(
+        &self,
+        credentials: &BrokerCredentials,
+        order_id: &str,
+        order: &OrderRequest,
+    ) -> Result<BrokerOutcome, BrokerError>;
+}

@@ -1,0 +1,130 @@
+//! The wire codec: MessagePack maps by default, JSON when the request says so.
+//!
+//! A request whose `Content-Type` header is `application/json` is decoded as JSON and
+//! answered in JSON; anything else is MessagePack with named fields, so clients in any
+//! language decode it without Rust structs.
+
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::subjects::headers;
+
+/// The `Content-Type` value that selects JSON.
+pub const JSON_CONTENT_TYPE: &str = "application/json";
+/// The `Content-Type` value that names MessagePack (also the default when absent).
+pub const MSGPACK_CONTENT_TYPE: &str = "application/msgpack";
+
+/// How a payload is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Encoding {
+    /// MessagePack with named fields (maps). The default.
+    #[default]
+    MsgPack,
+    /// UTF-8 JSON, selected by `Content-Type: application/json`.
+    Json,
+}
+
+/// Why a payload could not be decoded or encoded.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    /// MessagePack that is malformed or has the wrong shape.
+    #[error("invalid MessagePack payload: {0}")]
+    MsgPack(#[from] rmp_serde::decode::Error),
+    /// JSON that is malformed or has the wrong shape.
+    #[error("invalid JSON payload: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A value that cannot be represented in MessagePack.
+    #[error("could not encode MessagePack: {0}")]
+    Encode(#[from] rmp_serde::encode::Error),
+}
+
+impl Encoding {
+    /// Picks the encoding from a message's headers.
+    pub fn from_headers(headers: Option<&HeaderMap>) -> Self {
+        let is_json = headers
+            .and_then(|h| h.get(headers::CONTENT_TYPE))
+            .map(|v| {
+                v.as_str()
+                    .split(';')
+                    .next()
+                    .is_some_and(|t| t.trim().eq_ignore_ascii_case(JSON_CONTENT_TYPE))
+            })
+            .unwrap_or(false);
+        if is_json {
+            Self::Json
+        } else {
+            Self::MsgPack
+        }
+    }
+
+    /// The `Content-Type` header value for this encoding.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::MsgPack => MSGPACK_CONTENT_TYPE,
+            Self::Json => JSON_CONTENT_TYPE,
+        }
+    }
+
+    /// Decodes a payload.
+    pub fn decode<T: DeserializeOwned>(self, payload: &[u8]) -> Result<T, CodecError> {
+        Ok(match self {
+            Self::MsgPack => rmp_serde::from_slice(payload)?,
+            Self::Json => serde_json::from_slice(payload)?,
+        })
+    }
+
+    /// Encodes a value; MessagePack always uses named fields.
+    pub fn encode<T: Serialize>(self, value: &T) -> Result<Bytes, CodecError> {
+        Ok(match self {
+            Self::MsgPack => rmp_serde::to_vec_named(value)?.into(),
+            Self::Json => serde_json::to_vec(value)?.into(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Serialize, Deserialize, PartialEq)]
+    struct Probe {
+        name: String,
+        qty: i64,
+        #[serde(default)]
+        note: Option<String>,
+    }
+
+    #[test]
+    fn msgpack_uses_named_fields_and_ignores_unknown_ones() {
+        let bytes = Encoding::MsgPack
+            .encode(&Probe {
+                name: "x".into(),
+                qty: 3,
+                note: None,
+            })
+            .expect("encode");
+        // A fixmap marker, not a fixarray: fields travel by name.
+        assert_eq!(bytes[0] & 0xf0, 0x80);
+        let extra = serde_json::json!({"name": "y", "qty": 5, "future_field": true});
+        let with_extra = rmp_serde::to_vec_named(&extra).expect("encode map");
+        let probe: Probe = Encoding::MsgPack.decode(&with_extra).expect("decode");
+        assert_eq!(probe.qty, 5);
+        assert_eq!(probe.note, None);
+    }
+
+    #[test]
+    fn content_type_header_selects_json() {
+        let mut headers = HeaderMap::new();
+        headers.insert(crate::subjects::headers::CONTENT_TYPE, "application/json; charset=utf-8");
+        assert_eq!(Encoding::from_headers(Some(&headers)), Encoding::Json);
+        assert_eq!(Encoding::from_headers(None), Encoding::MsgPack);
+        let probe: Probe = Encoding::Json
+            .decode(br#"{"name":"a","qty":1}"#)
+            .expect("decode");
+        assert_eq!(probe.name, "a");
+        assert!(Encoding::Json.decode::<Probe>(b"{").is_err());
+        assert!(Encoding::MsgPack.decode::<Probe>(&[0xc1]).is_err());
+    }
+}

@@ -1,0 +1,304 @@
+//! Typed settings, loaded from environment variables with `envy`.
+//!
+//! Every variable is listed, with its default, in `.env.example` at the workspace root
+//! and in `docs/CONFIGURATION.md`. Secrets are held as [`SecretString`], whose `Debug`
+//! prints `[REDACTED]`, so logging a settings struct never leaks one.
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+/// A settings group could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+impl ConfigError {
+    /// A configuration error with a message for the operator.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+fn load<T: serde::de::DeserializeOwned>(prefix: &str) -> Result<T, ConfigError> {
+    envy::prefixed(prefix)
+        .from_env()
+        .map_err(|e| ConfigError(format!("{prefix}*: {e}")))
+}
+
+/// How to reach NATS (`NATS_*`).
+#[derive(Clone, Deserialize)]
+pub struct NatsSettings {
+    /// `NATS_URL`: server URL. Credentials in the URL are ignored by async-nats; use the
+    /// variables below.
+    #[serde(default = "default_nats_url")]
+    pub url: String,
+    /// `NATS_USER`: user name for user/password authentication.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// `NATS_PASSWORD`: password for user/password authentication.
+    #[serde(default)]
+    pub password: Option<SecretString>,
+    /// `NATS_CREDS_FILE`: path to a `.creds` file (JWT + NKey), an alternative to user/password.
+    #[serde(default)]
+    pub creds_file: Option<String>,
+    /// `NATS_SUBSCRIPTION_CAPACITY`: messages buffered per subscription before the client
+    /// drops them as a slow consumer. Sized well above async-nats's 65,536 default.
+    #[serde(default = "default_subscription_capacity")]
+    pub subscription_capacity: usize,
+}
+
+fn default_nats_url() -> String {
+    "nats://127.0.0.1:4222".into()
+}
+
+fn default_subscription_capacity() -> usize {
+    1 << 20
+}
+
+impl std::fmt::Debug for NatsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsSettings")
+            .field("url", &self.url)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "[REDACTED]"))
+            .field("creds_file", &self.creds_file)
+            .field("subscription_capacity", &self.subscription_capacity)
+            .finish()
+    }
+}
+
+impl NatsSettings {
+    /// Loads `NATS_*`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        load("NATS_")
+    }
+
+    /// Settings for a server URL with no authentication.
+    pub fn for_url(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            user: None,
+            password: None,
+            creds_file: None,
+            subscription_capacity: default_subscription_capacity(),
+        }
+    }
+}
+
+/// Where the database is (`DATABASE_URL`).
+#[derive(Clone, Debug, Deserialize)]
+pub struct DatabaseSettings {
+    /// `DATABASE_URL`: `sqlite://path?mode=rwc` or `postgres://user@host/db`.
+    pub database_url: String,
+    /// `DATABASE_MAX_CONNECTIONS`: pool size.
+    #[serde(default = "default_max_connections")]
+    pub database_max_connections: u32,
+}
+
+fn default_max_connections() -> u32 {
+    10
+}
+
+impl DatabaseSettings {
+    /// Loads `DATABASE_URL` and `DATABASE_MAX_CONNECTIONS`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        load("")
+    }
+}
+
+/// The credential vault's master key (`PINNACLE_MASTER_KEY*`).
+#[derive(Clone, Debug, Deserialize)]
+pub struct VaultSettings {
+    /// `PINNACLE_MASTER_KEY`: 32 random bytes, base64-encoded. Generate one with
+    /// `pinnacle keys generate`.
+    pub master_key: SecretString,
+    /// `PINNACLE_MASTER_KEY_ID`: the id stored with every ciphertext made under this key.
+    #[serde(default = "default_key_id")]
+    pub master_key_id: u32,
+}
+
+fn default_key_id() -> u32 {
+    1
+}
+
+impl VaultSettings {
+    /// Loads `PINNACLE_MASTER_KEY` and `PINNACLE_MASTER_KEY_ID`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        load("PINNACLE_")
+    }
+}
+
+/// The simulated market feed (`PINNACLE_SIM_*`).
+#[derive(Clone, Debug, Deserialize)]
+pub struct SimFeedSettings {
+    /// `PINNACLE_SIM_SYMBOLS`: comma-separated `EXCHANGE:SYMBOL[@PRICE]`, price in rupees.
+    #[serde(default = "default_symbols")]
+    pub symbols: String,
+    /// `PINNACLE_SIM_SEED`: seed of the random walk; the same seed gives the same ticks.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// `PINNACLE_SIM_INTERVAL_MS`: milliseconds between rounds; each round ticks every symbol.
+    #[serde(default = "default_interval_ms")]
+    pub interval_ms: u64,
+}
+
+fn default_symbols() -> String {
+    "NSE:RELIANCE-EQ@1290,NSE:SBIN-EQ@820.50,NSE:TCS-EQ@3410,NSE:INFY-EQ@1530.25,NSE:HDFCBANK-EQ@1745".into()
+}
+
+fn default_seed() -> u64 {
+    42
+}
+
+fn default_interval_ms() -> u64 {
+    200
+}
+
+impl SimFeedSettings {
+    /// Loads `PINNACLE_SIM_*`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        load("PINNACLE_SIM_")
+    }
+}
+
+impl Default for SimFeedSettings {
+    fn default() -> Self {
+        Self {
+            symbols: default_symbols(),
+            seed: default_seed(),
+            interval_ms: default_interval_ms(),
+        }
+    }
+}
+
+/// The platform-wide Angel One market-data credentials (`ANGEL_ONE_*`).
+///
+/// These are the only Angel One credentials the publisher ever reads, and they come only
+/// from the environment. The simulated feed needs none of them.
+#[derive(Clone, Debug, Deserialize)]
+pub struct AngelOneMarketDataSettings {
+    /// `ANGEL_ONE_API_KEY`: the platform's SmartAPI key.
+    pub api_key: Option<SecretString>,
+    /// `ANGEL_ONE_CLIENT_ID`: the platform's Angel One client code.
+    pub client_id: Option<String>,
+    /// `ANGEL_ONE_PIN`: the client's PIN/MPIN, for login.
+    pub pin: Option<SecretString>,
+    /// `ANGEL_ONE_TOTP_SECRET`: base32 TOTP seed, for login.
+    pub totp_secret: Option<SecretString>,
+}
+
+impl AngelOneMarketDataSettings {
+    /// Loads `ANGEL_ONE_*`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        load("ANGEL_ONE_")
+    }
+
+    /// Whether the key and client id are both set.
+    pub fn is_configured(&self) -> bool {
+        self.api_key.is_some() && self.client_id.is_some()
+    }
+}
+
+/// The order worker (`PINNACLE_WORKER_*`).
+#[derive(Clone, Debug, Deserialize)]
+pub struct WorkerSettings {
+    /// `PINNACLE_WORKER_CONCURRENCY`: requests handled at once by one worker.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// `PINNACLE_WORKER_MAX_PAYLOAD`: largest accepted request body, in bytes.
+    #[serde(default = "default_max_payload")]
+    pub max_payload: usize,
+    /// `PINNACLE_WORKER_MAX_QUANTITY`: largest quantity one order may carry.
+    #[serde(default = "default_max_quantity")]
+    pub max_quantity: i64,
+    /// `PINNACLE_WORKER_AUDIT_TIMEOUT_MS`: how long to wait for the audit stream's ack
+    /// before refusing the order.
+    #[serde(default = "default_audit_timeout_ms")]
+    pub audit_timeout_ms: u64,
+}
+
+fn default_concurrency() -> usize {
+    64
+}
+
+fn default_max_payload() -> usize {
+    16 * 1024
+}
+
+fn default_max_quantity() -> i64 {
+    1_000_000
+}
+
+fn default_audit_timeout_ms() -> u64 {
+    2_000
+}
+
+impl WorkerSettings {
+    /// Loads `PINNACLE_WORKER_*`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        load("PINNACLE_WORKER_")
+    }
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            concurrency: default_concurrency(),
+            max_payload: default_max_payload(),
+            max_quantity: default_max_quantity(),
+            audit_timeout_ms: default_audit_timeout_ms(),
+        }
+    }
+}
+
+/// The user API (`PINNACLE_API_*`).
+#[derive(Clone, Debug, Deserialize)]
+pub struct UserApiSettings {
+    /// `PINNACLE_API_BIND`: address to listen on.
+    #[serde(default = "default_bind")]
+    pub bind: String,
+    /// `PINNACLE_API_ADMIN_TOKEN`: bearer token for admin routes (creating users). Unset
+    /// disables them.
+    #[serde(default)]
+    pub admin_token: Option<SecretString>,
+}
+
+fn default_bind() -> String {
+    "127.0.0.1:8080".into()
+}
+
+impl UserApiSettings {
+    /// Loads `PINNACLE_API_*`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        load("PINNACLE_API_")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    #[test]
+    fn debug_output_redacts_secrets() {
+        let settings = NatsSettings {
+            password: Some(SecretString::from("hunter2-nats")),
+            ..NatsSettings::for_url("nats://127.0.0.1:4222")
+        };
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        let vault = VaultSettings {
+            master_key: SecretString::from("c2VjcmV0LW1hc3Rlci1rZXk="),
+            master_key_id: 1,
+        };
+        assert!(!format!("{vault:?}").contains("c2VjcmV0"));
+        assert_eq!(vault.master_key.expose_secret(), "c2VjcmV0LW1hc3Rlci1rZXk=");
+    }
+
+    #[test]
+    fn defaults_are_sane() {
+        let sim = SimFeedSettings::default();
+        assert!(sim.symbols.contains("NSE:SBIN-EQ"));
+        assert!(WorkerSettings::default().max_quantity > 0);
+    }
+}

@@ -1,0 +1,95 @@
+//! `broker_accounts`: a user's broker accounts with their encrypted credentials.
+//!
+//! Each `*_enc` column holds a `crate::crypto` ciphertext bound to this row's user id,
+//! account id, column name and `generation`.
+
+use sea_orm::entity::prelude::*;
+
+/// A broker account row.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "broker_accounts")]
+pub struct Model {
+    /// UUID.
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: String,
+    /// Owner.
+    pub user_id: String,
+    /// The owner's name for it, unique per user, e.g. `main`.
+    pub label: String,
+    /// `paper` or `angel_one`.
+    pub broker: String,
+    /// Encrypted SmartAPI key.
+    pub api_key_enc: Option<String>,
+    /// Encrypted client code.
+    pub client_code_enc: Option<String>,
+    /// Encrypted PIN or secret.
+    pub secret_enc: Option<String>,
+    /// Encrypted TOTP seed.
+    pub totp_seed_enc: Option<String>,
+    /// Encrypted session token.
+    pub access_token_enc: Option<String>,
+    /// Bumped on every credential write; part of every ciphertext's associated data.
+    pub generation: i64,
+    /// When it was created.
+    pub created_at: DateTimeUtc,
+    /// When its credentials were last written.
+    pub updated_at: DateTimeUtc,
+}
+
+/// The names of the encrypted fields, as they appear in associated data and audit events.
+pub mod fields {
+    /// SmartAPI key.
+    pub const API_KEY: &str = "api_key";
+    /// Client code.
+    pub const CLIENT_CODE: &str = "client_code";
+    /// PIN or secret.
+    pub const SECRET: &str = "secret";
+    /// TOTP seed.
+    pub const TOTP_SEED: &str = "totp_seed";
+    /// Session token.
+    pub const ACCESS_TOKEN: &str = "access_token";
+    /// All of them, in column order.
+    pub const ALL: [&str; 5] = [API_KEY, CLIENT_CODE, SECRET, TOTP_SEED, ACCESS_TOKEN];
+}
+
+impl Model {
+    /// The stored ciphertext of a field, by its name in [`fields`].
+    pub fn ciphertext(&self, field: &str) -> Option<&str> {
+        match field {
+            fields::API_KEY => self.api_key_enc.as_deref(),
+            fields::CLIENT_CODE => self.client_code_enc.as_deref(),
+            fields::SECRET => self.secret_enc.as_deref(),
+            fields::TOTP_SEED => self.totp_seed_enc.as_deref(),
+            fields::ACCESS_TOKEN => self.access_token_enc.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The names of the fields that hold a value.
+    pub fn fields_set(&self) -> Vec<&'static str> {
+        fields::ALL
+            .into_iter()
+            .filter(|f| self.ciphertext(f).is_some())
+            .collect()
+    }
+}
+
+/// Relations.
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    /// The owner.
+    #[sea_orm(
+        belongs_to = "super::users::Entity",
+        from = "Column::UserId",
+        to = "super::users::Column::Id"
+    )]
+    User,
+}
+
+impl Related<super::users::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::User.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}

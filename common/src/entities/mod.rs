@@ -1,0 +1,8 @@
+//! SeaORM entities for the tables created by `pinnacle-migrations`.
+//!
+//! Ids are UUID strings, so the same schema reads identically on SQLite and PostgreSQL.
+
+pub mod api_tokens;
+pub mod broker_accounts;
+pub mod orders;
+pub mod users;

@@ -1,0 +1,52 @@
+//! `orders`: every order a user placed, unique per (user, client order id).
+
+use sea_orm::entity::prelude::*;
+
+/// An order row.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "orders")]
+pub struct Model {
+    /// UUID.
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: String,
+    /// Owner.
+    pub user_id: String,
+    /// The account it was placed through.
+    pub broker_account_id: String,
+    /// Caller-chosen id; the database keeps it unique per user, which makes retries safe.
+    pub client_order_id: String,
+    /// Exchange segment.
+    pub exchange: String,
+    /// Trading symbol.
+    pub symbol: String,
+    /// `BUY` or `SELL`.
+    pub side: String,
+    /// `MARKET` or `LIMIT`.
+    pub order_type: String,
+    /// Units.
+    pub quantity: i64,
+    /// Limit price in paise.
+    pub price: Option<i64>,
+    /// `NEW`, `OPEN`, `FILLED` or `REJECTED`.
+    pub status: String,
+    /// Units filled.
+    pub filled_quantity: i64,
+    /// Average fill price in paise.
+    pub average_price: Option<i64>,
+    /// The broker's order id.
+    pub broker_order_id: Option<String>,
+    /// The stable error code of a rejection, replayed to retries.
+    pub reject_code: Option<String>,
+    /// Why it was rejected.
+    pub reject_reason: Option<String>,
+    /// When it was created.
+    pub created_at: DateTimeUtc,
+    /// When it last changed.
+    pub updated_at: DateTimeUtc,
+}
+
+/// Relations.
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,44 @@
+//! `users`: the people who trade.
+
+use sea_orm::entity::prelude::*;
+
+/// A user row.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "users")]
+pub struct Model {
+    /// UUID.
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: String,
+    /// Unique display and login name.
+    #[sea_orm(unique)]
+    pub name: String,
+    /// Whether this user may administer others.
+    pub is_admin: bool,
+    /// When the user was created.
+    pub created_at: DateTimeUtc,
+}
+
+/// Relations.
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    /// A user's API tokens.
+    #[sea_orm(has_many = "super::api_tokens::Entity")]
+    ApiTokens,
+    /// A user's broker accounts.
+    #[sea_orm(has_many = "super::broker_accounts::Entity")]
+    BrokerAccounts,
+}
+
+impl Related<super::api_tokens::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::ApiTokens.def()
+    }
+}
+
+impl Related<super::broker_accounts::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::BrokerAccounts.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}

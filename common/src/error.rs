@@ -1,0 +1,94 @@
+//! Stable error codes and the structured error that every failed request gets back.
+//!
+//! Codes are part of the wire contract (`docs/PROTOCOL.md`): add new ones, never rename.
+
+use serde::{Deserialize, Serialize};
+
+/// A machine-readable reason for a failed request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    /// The payload could not be decoded (malformed MessagePack or JSON, wrong types).
+    BadPayload,
+    /// The payload decoded but a field is out of range or inconsistent.
+    InvalidRequest,
+    /// The payload is larger than the service accepts.
+    PayloadTooLarge,
+    /// No API token, or one that is unknown, malformed, expired or revoked.
+    Unauthenticated,
+    /// The token is valid but may not act on this subject or resource.
+    Forbidden,
+    /// The subject names a verb this service does not serve.
+    UnknownVerb,
+    /// The symbol has no market data, so it cannot be priced.
+    UnknownSymbol,
+    /// The user has no broker account to trade with (or none with that label).
+    NoBrokerAccount,
+    /// The audit event could not be durably stored, so credentials were not touched.
+    AuditUnavailable,
+    /// Stored credentials could not be decrypted.
+    CredentialUnavailable,
+    /// The broker refused the order.
+    BrokerRejected,
+    /// The resource does not exist.
+    NotFound,
+    /// The resource already exists.
+    Conflict,
+    /// Something failed inside Pinnacle; the message carries no detail and the logs do.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire, e.g. `BAD_PAYLOAD`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadPayload => "BAD_PAYLOAD",
+            Self::InvalidRequest => "INVALID_REQUEST",
+            Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            Self::Unauthenticated => "UNAUTHENTICATED",
+            Self::Forbidden => "FORBIDDEN",
+            Self::UnknownVerb => "UNKNOWN_VERB",
+            Self::UnknownSymbol => "UNKNOWN_SYMBOL",
+            Self::NoBrokerAccount => "NO_BROKER_ACCOUNT",
+            Self::AuditUnavailable => "AUDIT_UNAVAILABLE",
+            Self::CredentialUnavailable => "CREDENTIAL_UNAVAILABLE",
+            Self::BrokerRejected => "BROKER_REJECTED",
+            Self::NotFound => "NOT_FOUND",
+            Self::Conflict => "CONFLICT",
+            Self::Internal => "INTERNAL",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The body of a failed reply: a stable code and a human message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// Stable, machine-readable reason.
+    pub code: ErrorCode,
+    /// For people; never contains a secret.
+    pub message: String,
+}
+
+impl ErrorBody {
+    /// Builds an error body.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for ErrorBody {}

@@ -1,0 +1,38 @@
+//! Pinnacle's shared library: everything two or more services agree on.
+//!
+//! # Layout
+//! - [`config`]: typed settings, loaded from the environment with `envy`.
+//! - [`subjects`]: every NATS subject, stream, queue-group and header name.
+//! - [`codec`]: the wire codec (MessagePack maps, or JSON on request).
+//! - [`error`]: stable error codes and the structured error reply.
+//! - [`model`]: domain types that cross the wire: ticks, orders, audit events.
+//! - [`entities`]: SeaORM entities for the tables that `pinnacle-migrations` creates.
+//! - [`crypto`]: AES-256-GCM credential encryption with row-bound associated data.
+//! - [`tokens`]: API token minting, parsing and keyed hashing.
+//! - [`auth`]: resolving a bearer token to its user.
+//! - [`audit`]: the audit stream and a publisher that waits for JetStream's ack.
+//! - [`broker`]: the `Broker` port, implemented by the paper broker and (later) Angel One.
+//! - [`feed`]: the market-feed port, implemented by the simulator.
+//! - [`nats`]: connecting to NATS with deliberate buffer sizes.
+//! - [`telemetry`]: tracing, OTLP export and W3C trace context in NATS headers.
+//! - [`shutdown`]: the cancellation token every service's `run` takes.
+
+pub mod audit;
+pub mod auth;
+pub mod broker;
+pub mod codec;
+pub mod config;
+pub mod crypto;
+pub mod entities;
+pub mod error;
+pub mod feed;
+pub mod model;
+pub mod nats;
+pub mod subjects;
+pub mod telemetry;
+pub mod tokens;
+
+pub mod shutdown {
+    //! Cooperative shutdown: every service's `run` takes a [`Shutdown`] and returns once it fires.
+    pub use tokio_util::sync::CancellationToken as Shutdown;
+}

@@ -1,0 +1,11 @@
+//! Domain types that cross the wire. Field names here are the wire names.
+//!
+//! Money is never a float: prices are integer **paise** (1 rupee = 100 paise).
+
+pub mod audit;
+pub mod order;
+pub mod tick;
+
+pub use audit::{AuditEvent, AuditOutcome};
+pub use order::{OrderReply, OrderRequest, OrderStatus, OrderType, Reply, Side};
+pub use tick::Tick;

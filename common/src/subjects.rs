@@ -1,0 +1,136 @@
+//! Every NATS subject, stream, queue group and header name that Pinnacle uses.
+//!
+//! Nothing else in the workspace spells a subject as a string literal: build it here.
+//! The layout is documented in `docs/PROTOCOL.md`; keep the two in step.
+
+/// Root of all market-data subjects.
+pub const MD_TICK_PREFIX: &str = "md.tick";
+/// Wildcard that matches every tick on every exchange.
+pub const MD_TICK_ALL: &str = "md.tick.>";
+/// Queue group shared by every order worker, so each request is handled once.
+pub const ORDER_WORKER_QUEUE: &str = "order-workers";
+/// Wildcard the order workers subscribe to: `orders.<user_id>.<verb>`.
+pub const ORDERS_ALL: &str = "orders.*.*";
+/// JetStream stream that stores every audit event.
+pub const AUDIT_STREAM: &str = "AUDIT";
+/// Subjects captured by [`AUDIT_STREAM`].
+pub const AUDIT_ALL: &str = "audit.>";
+
+/// NATS header names.
+pub mod headers {
+    /// `Bearer <api token>`: who is asking. Required on every order request.
+    pub const AUTHORIZATION: &str = "Authorization";
+    /// `application/json` switches a request (and its reply) from MessagePack to JSON.
+    pub const CONTENT_TYPE: &str = "Content-Type";
+    /// A caller-chosen id echoed in the reply and written to audit events.
+    pub const REQUEST_ID: &str = "Pinnacle-Request-Id";
+    /// Set on error replies to the stable error code, so a client can branch without decoding.
+    pub const ERROR_CODE: &str = "Pinnacle-Error";
+    /// W3C trace context.
+    pub const TRACEPARENT: &str = "traceparent";
+    /// W3C vendor trace state.
+    pub const TRACESTATE: &str = "tracestate";
+    /// JetStream de-duplication id.
+    pub const NATS_MSG_ID: &str = "Nats-Msg-Id";
+}
+
+/// The order verbs served by the order worker, as they appear in the last subject token.
+pub mod verbs {
+    /// Place a new order.
+    pub const PLACE: &str = "place";
+}
+
+/// `md.tick.<EXCHANGE>.<SYMBOL>` with the symbol escaped by [`escape_token`].
+pub fn tick(exchange: &str, symbol: &str) -> String {
+    format!(
+        "{MD_TICK_PREFIX}.{}.{}",
+        escape_token(exchange),
+        escape_token(symbol)
+    )
+}
+
+/// `orders.<user_id>.<verb>`: a request subject confined to one user.
+pub fn order(user_id: &str, verb: &str) -> String {
+    format!("orders.{}.{verb}", escape_token(user_id))
+}
+
+/// Splits `orders.<user_id>.<verb>` into `(user_id, verb)`.
+pub fn parse_order(subject: &str) -> Option<(String, &str)> {
+    let mut parts = subject.split('.');
+    let (Some("orders"), Some(user), Some(verb), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    Some((unescape_token(user)?, verb))
+}
+
+/// `audit.credential.<user_id>`: credential accesses for one user's accounts.
+pub fn audit_credential(user_id: &str) -> String {
+    format!("audit.credential.{}", escape_token(user_id))
+}
+
+/// Escapes a value so it is exactly one NATS subject token.
+///
+/// ASCII letters, digits, `-`, `_` and `&` pass through. Every other byte of the UTF-8
+/// encoding, including `~` itself, becomes `~HH` (upper-case hex), so `NIFTY 50` becomes
+/// `NIFTY~2050` and `BAJAJ.AUTO` becomes `BAJAJ~2EAUTO`. The mapping is reversible.
+pub fn escape_token(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'&') {
+            out.push(byte as char);
+        } else {
+            out.push('~');
+            out.push_str(&format!("{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// Reverses [`escape_token`]. Returns `None` for a token that no escape could have produced.
+pub fn unescape_token(token: &str) -> Option<String> {
+    let bytes = token.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'~' {
+            let hex = token.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            let b = bytes[i];
+            if !(b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'&')) {
+                return None;
+            }
+            out.push(b);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_keeps_one_token_and_round_trips() {
+        for symbol in ["SBIN-EQ", "NIFTY 50", "BAJAJ.AUTO", "M&M-EQ", "a~b", "*>", "é"] {
+            let escaped = escape_token(symbol);
+            assert!(!escaped.contains(['.', ' ', '*', '>']), "{escaped}");
+            assert_eq!(unescape_token(&escaped).as_deref(), Some(symbol));
+        }
+        assert_eq!(tick("NSE", "NIFTY 50"), "md.tick.NSE.NIFTY~2050");
+    }
+
+    #[test]
+    fn order_subjects_parse_back() {
+        let subject = order("3f1c-user", verbs::PLACE);
+        assert_eq!(subject, "orders.3f1c-user.place");
+        assert_eq!(parse_order(&subject), Some(("3f1c-user".into(), "place")));
+        assert_eq!(parse_order("orders.a.b.c"), None);
+        assert_eq!(parse_order("orders.~ZZ.place"), None);
+        assert_eq!(parse_order("md.tick.NSE"), None);
+    }
+}

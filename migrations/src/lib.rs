@@ -1,0 +1,19 @@
+//! SeaORM migrations for Pinnacle's schema. They run unchanged on SQLite and PostgreSQL.
+//!
+//! One file per migration; [`Migrator`] lists them in order. Apply them with
+//! `pinnacle migrate` or [`Migrator::up`].
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261125_000001_initial;
+
+/// Every migration, oldest first.
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261125_000001_initial::Migration)]
+    }
+}

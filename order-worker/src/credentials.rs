@@ -1,0 +1,75 @@
+//! Loading a user's broker account and decrypting its credentials.
+//!
+//! [`decrypt`] is only ever called after the audit event for the access has been stored;
+//! `handler` enforces that order.
+
+use pinnacle_common::broker::BrokerCredentials;
+use pinnacle_common::crypto::{CredentialAad, DecryptError, Vault};
+use pinnacle_common::entities::broker_accounts::{self, fields};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder};
+
+/// Why no account could be chosen.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    /// No account matched.
+    #[error("{0}")]
+    NotFound(String),
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+/// The user's account named `label`, or their only account when no label is given.
+pub async fn load_account(
+    db: &impl ConnectionTrait,
+    user_id: &str,
+    label: Option<&str>,
+) -> Result<broker_accounts::Model, AccountError> {
+    let mut query = broker_accounts::Entity::find()
+        .filter(broker_accounts::Column::UserId.eq(user_id))
+        .order_by_asc(broker_accounts::Column::CreatedAt);
+    if let Some(label) = label {
+        query = query.filter(broker_accounts::Column::Label.eq(label));
+    }
+    let mut accounts = query.all(db).await?;
+    match (accounts.len(), label) {
+        (0, Some(label)) => Err(AccountError::NotFound(format!(
+            "no broker account labelled {label:?}"
+        ))),
+        (0, None) => Err(AccountError::NotFound("no broker account configured".into())),
+        (1, _) => Ok(accounts.remove(0)),
+        (_, _) => Err(AccountError::NotFound(
+            "several broker accounts: name one with \"account\"".into(),
+        )),
+    }
+}
+
+/// Decrypts every set field of `account`.
+pub fn decrypt(
+    vault: &Vault,
+    account: &broker_accounts::Model,
+) -> Result<BrokerCredentials, DecryptError> {
+    let open = |field: &str| -> Result<_, DecryptError> {
+        account
+            .ciphertext(field)
+            .map(|blob| {
+                vault.decrypt(
+                    CredentialAad {
+                        user_id: &account.user_id,
+                        account_id: &account.id,
+                        field,
+                        generation: account.generation,
+                    },
+                    blob,
+                )
+            })
+            .transpose()
+    };
+    Ok(BrokerCredentials {
+        api_key: open(fields::API_KEY)?,
+        client_code: open(fields::CLIENT_CODE)?,
+        secret: open(fields::SECRET)?,
+        totp_seed: open(fields::TOTP_SEED)?,
+        access_token: open(fields::ACCESS_TOKEN)?,
+    })
+}

@@ -1,0 +1,214 @@
+//! The paper broker: fills orders against the live tick stream, with no real money.
+//!
+//! It listens to `md.tick.>` and keeps the last tick of every symbol. A market order fills
+//! in full at the last traded price; a limit order fills at the last price when that is
+//! at or better than its limit, and otherwise rests as `OPEN`. A symbol with no tick yet
+//! is unknown. The paper account's client code must be present, as it would be for a real
+//! broker, so the credential path is exercised end to end.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use pinnacle_common::broker::{Broker, BrokerCredentials, BrokerError, BrokerOutcome};
+use pinnacle_common::codec::Encoding;
+use pinnacle_common::model::{OrderRequest, OrderStatus, OrderType, Side, Tick};
+use pinnacle_common::shutdown::Shutdown;
+use pinnacle_common::subjects;
+
+/// The paper broker. Cheap to clone; clones share the price cache.
+#[derive(Debug, Clone, Default)]
+pub struct PaperBroker {
+    /// Last tick per `EXCHANGE:SYMBOL`.
+    last: Arc<RwLock<HashMap<String, Tick>>>,
+}
+
+fn key(exchange: &str, symbol: &str) -> String {
+    format!("{exchange}:{symbol}")
+}
+
+impl PaperBroker {
+    /// A broker with an empty price cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records a tick as the latest for its symbol (older sequence numbers are ignored).
+    pub fn observe(&self, tick: Tick) {
+        let Ok(mut last) = self.last.write() else {
+            return;
+        };
+        let entry = last.entry(key(&tick.exchange, &tick.symbol));
+        match entry {
+            std::collections::hash_map::Entry::Occupied(mut seen) => {
+                if tick.seq >= seen.get().seq {
+                    seen.insert(tick);
+                }
+            }
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(tick);
+            }
+        }
+    }
+
+    /// The last tick seen for a symbol.
+    pub fn last_tick(&self, exchange: &str, symbol: &str) -> Option<Tick> {
+        self.last.read().ok()?.get(&key(exchange, symbol)).cloned()
+    }
+
+    /// Subscribes to every tick and feeds the cache until `shutdown` fires.
+    pub async fn follow_ticks(
+        &self,
+        client: async_nats::Client,
+        shutdown: Shutdown,
+    ) -> Result<tokio::task::JoinHandle<()>, async_nats::SubscribeError> {
+        let mut ticks = client.subscribe(subjects::MD_TICK_ALL).await?;
+        let broker = self.clone();
+        Ok(tokio::spawn(async move {
+            loop {
+                let message = tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    message = ticks.next() => message,
+                };
+                let Some(message) = message else { break };
+                match Encoding::MsgPack.decode::<Tick>(&message.payload) {
+                    Ok(tick) => broker.observe(tick),
+                    Err(error) => tracing::debug!(%error, "ignoring undecodable tick"),
+                }
+            }
+        }))
+    }
+}
+
+#[async_trait]
+impl Broker for PaperBroker {
+    fn name(&self) -> &'static str {
+        "paper"
+    }
+
+    async fn place_order(
+        &self,
+        credentials: &BrokerCredentials,
+        order_id: &str,
+        order: &OrderRequest,
+    ) -> Result<BrokerOutcome, BrokerError> {
+        if credentials.client_code.is_none() {
+            return Err(BrokerError::Credentials("client_code is required"));
+        }
+        let tick = self
+            .last_tick(&order.exchange, &order.symbol)
+            .ok_or_else(|| BrokerError::UnknownSymbol {
+                exchange: order.exchange.clone(),
+                symbol: order.symbol.clone(),
+            })?;
+        let marketable = match (order.order_type, order.side, order.price) {
+            (OrderType::Market, _, _) => true,
+            (OrderType::Limit, Side::Buy, Some(limit)) => tick.ltp <= limit,
+            (OrderType::Limit, Side::Sell, Some(limit)) => tick.ltp >= limit,
+            (OrderType::Limit, _, None) => {
+                return Err(BrokerError::Rejected("a limit order needs a price".into()))
+            }
+        };
+        let broker_order_id = format!("PAPER-{order_id}");
+        Ok(if marketable {
+            BrokerOutcome {
+                broker_order_id,
+                status: OrderStatus::Filled,
+                filled_quantity: order.quantity,
+                average_price: Some(tick.ltp),
+            }
+        } else {
+            BrokerOutcome {
+                broker_order_id,
+                status: OrderStatus::Open,
+                filled_quantity: 0,
+                average_price: None,
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::SecretString;
+
+    fn tick(seq: u64, ltp: i64) -> Tick {
+        Tick {
+            exchange: "NSE".into(),
+            symbol: "SBIN-EQ".into(),
+            seq,
+            ts_ms: 0,
+            ltp,
+            last_qty: 1,
+            volume: 1,
+            bid: ltp - 5,
+            ask: ltp + 5,
+        }
+    }
+
+    fn order(order_type: OrderType, side: Side, price: Option<i64>) -> OrderRequest {
+        OrderRequest {
+            client_order_id: "c".into(),
+            exchange: "NSE".into(),
+            symbol: "SBIN-EQ".into(),
+            side,
+            order_type,
+            quantity: 10,
+            price,
+            account: None,
+        }
+    }
+
+    fn creds() -> BrokerCredentials {
+        BrokerCredentials {
+            client_code: Some(SecretString::from("PAPER01")),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn fills_market_orders_at_the_last_tick() {
+        let broker = PaperBroker::new();
+        broker.observe(tick(2, 82_000));
+        broker.observe(tick(1, 10)); // stale: ignored
+        let out = broker
+            .place_order(&creds(), "o1", &order(OrderType::Market, Side::Buy, None))
+            .await
+            .expect("fills");
+        assert_eq!(out.status, OrderStatus::Filled);
+        assert_eq!(out.average_price, Some(82_000));
+        assert_eq!(out.filled_quantity, 10);
+    }
+
+    #[tokio::test]
+    async fn limit_orders_rest_unless_marketable_and_unknown_symbols_fail() {
+        let broker = PaperBroker::new();
+        broker.observe(tick(1, 82_000));
+        let resting = broker
+            .place_order(&creds(), "o", &order(OrderType::Limit, Side::Buy, Some(81_000)))
+            .await
+            .expect("accepted");
+        assert_eq!(resting.status, OrderStatus::Open);
+        let filled = broker
+            .place_order(&creds(), "o", &order(OrderType::Limit, Side::Sell, Some(81_000)))
+            .await
+            .expect("accepted");
+        assert_eq!(filled.status, OrderStatus::Filled);
+        let unknown = OrderRequest {
+            symbol: "NOPE".into(),
+            ..order(OrderType::Market, Side::Buy, None)
+        };
+        assert!(matches!(
+            broker.place_order(&creds(), "o", &unknown).await,
+            Err(BrokerError::UnknownSymbol { .. })
+        ));
+        assert!(matches!(
+            broker
+                .place_order(&BrokerCredentials::default(), "o", &order(OrderType::Market, Side::Buy, None))
+                .await,
+            Err(BrokerError::Credentials(_))
+        ));
+    }
+}

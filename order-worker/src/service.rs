@@ -1,0 +1,118 @@
+//! The subscription loop: queue-group membership, bounded concurrency, graceful drain.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use pinnacle_common::audit::AuditLog;
+use pinnacle_common::broker::Broker;
+use pinnacle_common::config::WorkerSettings;
+use pinnacle_common::crypto::Vault;
+use pinnacle_common::shutdown::Shutdown;
+use pinnacle_common::subjects;
+use sea_orm::DatabaseConnection;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::handler;
+
+/// The worker could not start or keep running.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// Subscribing to the order subjects failed.
+    #[error("could not subscribe to {subject}: {reason}")]
+    Subscribe {
+        /// The subject.
+        subject: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Everything a request handler needs, shared by all in-flight requests.
+#[derive(Debug)]
+pub struct Worker {
+    /// Connection used for replies.
+    pub client: async_nats::Client,
+    /// Users, tokens, accounts and orders.
+    pub db: DatabaseConnection,
+    /// Decrypts credentials and holds the token pepper.
+    pub vault: Arc<Vault>,
+    /// Where credential accesses are recorded before they happen.
+    pub audit: AuditLog,
+    /// Brokers by the name stored in `broker_accounts.broker`.
+    pub brokers: HashMap<&'static str, Arc<dyn Broker>>,
+    /// Limits and timeouts.
+    pub settings: WorkerSettings,
+}
+
+impl Worker {
+    /// A worker with the given brokers registered under their names.
+    pub fn new(
+        client: async_nats::Client,
+        db: DatabaseConnection,
+        vault: Arc<Vault>,
+        brokers: Vec<Arc<dyn Broker>>,
+        settings: WorkerSettings,
+    ) -> Self {
+        let audit = AuditLog::new(
+            client.clone(),
+            Duration::from_millis(settings.audit_timeout_ms),
+        );
+        Self {
+            client,
+            db,
+            vault,
+            audit,
+            brokers: brokers.into_iter().map(|b| (b.name(), b)).collect(),
+            settings,
+        }
+    }
+}
+
+/// Serves `orders.*.*` in the `order-workers` queue group until `shutdown` fires, then
+/// stops taking requests and answers every one already received before returning.
+pub async fn run(worker: Arc<Worker>, shutdown: Shutdown) -> Result<(), WorkerError> {
+    let mut subscription = worker
+        .client
+        .queue_subscribe(subjects::ORDERS_ALL, subjects::ORDER_WORKER_QUEUE.into())
+        .await
+        .map_err(|e| WorkerError::Subscribe {
+            subject: subjects::ORDERS_ALL,
+            reason: e.to_string(),
+        })?;
+    let limit = Arc::new(Semaphore::new(worker.settings.concurrency.max(1)));
+    let mut in_flight = JoinSet::new();
+    tracing::info!(subject = subjects::ORDERS_ALL, "order worker started");
+    loop {
+        let message = tokio::select! {
+            () = shutdown.cancelled() => break,
+            message = subscription.next() => message,
+            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => continue,
+        };
+        let Some(message) = message else { break };
+        let Ok(permit) = limit.clone().acquire_owned().await else {
+            break;
+        };
+        let worker = worker.clone();
+        in_flight.spawn(async move {
+            handler::handle(&worker, message).await;
+            drop(permit);
+        });
+    }
+    // Stop new deliveries, then answer what the server already handed us.
+    if let Err(error) = subscription.drain().await {
+        tracing::warn!(%error, "drain failed");
+    }
+    while let Some(message) = subscription.next().await {
+        let worker = worker.clone();
+        in_flight.spawn(async move { handler::handle(&worker, message).await });
+    }
+    while in_flight.join_next().await.is_some() {}
+    if let Err(error) = worker.client.flush().await {
+        tracing::warn!(%error, "flush on shutdown failed");
+    }
+    tracing::info!("order worker stopped");
+    Ok(())
+}
