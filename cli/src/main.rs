@@ -1,1 +1,196 @@
-fn main() {}
+//! The `pinnacle` command. Parses arguments, sets up telemetry and dispatches to
+//! `pinnacle_cli`; nothing else lives here.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use pinnacle_cli::client::{self, ClientEnv};
+use pinnacle_cli::dev::{self, DevOptions};
+use pinnacle_cli::stack::{self, Service};
+use pinnacle_common::model::{OrderRequest, OrderType, Side};
+use secrecy::ExposeSecret;
+
+#[derive(Debug, Parser)]
+#[command(name = "pinnacle", version, about = "Pinnacle trading back end")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the whole system locally: nats-server, SQLite, simulated feed, paper broker.
+    Dev {
+        /// Where SQLite, the JetStream store, keys and dev.env live.
+        #[arg(long, default_value = ".pinnacle")]
+        data_dir: PathBuf,
+        /// User API listen address.
+        #[arg(long, env = "PINNACLE_API_BIND", default_value = "127.0.0.1:8080")]
+        api_bind: String,
+    },
+    /// Run one service, configured from the environment (see docs/CONFIGURATION.md).
+    Serve {
+        /// Which service.
+        service: ServiceArg,
+    },
+    /// Apply database migrations to DATABASE_URL.
+    Migrate,
+    /// Master-key tools.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Print ticks as JSON lines.
+    Ticks {
+        /// Env file with NATS_URL (e.g. .pinnacle/dev.env).
+        #[arg(long)]
+        env_file: Option<PathBuf>,
+        /// Subject pattern.
+        #[arg(default_value = "md.tick.>")]
+        pattern: String,
+        /// Stop after this many ticks.
+        #[arg(long)]
+        count: Option<usize>,
+    },
+    /// Order verbs.
+    Order {
+        #[command(subcommand)]
+        command: OrderCommand,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ServiceArg {
+    Publisher,
+    OrderWorker,
+    UserApi,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Print a new random master key for PINNACLE_MASTER_KEY.
+    Generate,
+}
+
+#[derive(Debug, Subcommand)]
+enum OrderCommand {
+    /// Place an order and print the reply.
+    Place {
+        /// Env file with NATS_URL, DEMO_USER_ID and DEMO_API_TOKEN.
+        #[arg(long)]
+        env_file: Option<PathBuf>,
+        #[arg(long, default_value = "NSE")]
+        exchange: String,
+        #[arg(long)]
+        symbol: String,
+        #[arg(long, value_parser = ["BUY", "SELL", "buy", "sell"])]
+        side: String,
+        #[arg(long)]
+        quantity: i64,
+        /// Limit price in rupees (e.g. 820.50); omit for a market order.
+        #[arg(long)]
+        price: Option<String>,
+        /// Defaults to a fresh UUID; reuse one to retry safely.
+        #[arg(long)]
+        client_order_id: Option<String>,
+        /// Broker account label, when the user has several.
+        #[arg(long)]
+        account: Option<String>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let quiet = matches!(
+        cli.command,
+        Command::Ticks { .. } | Command::Order { .. } | Command::Keys { .. }
+    );
+    let _telemetry = if quiet {
+        None
+    } else {
+        Some(pinnacle_common::telemetry::init("pinnacle")?)
+    };
+    match cli.command {
+        Command::Dev { data_dir, api_bind } => dev::run(DevOptions { data_dir, api_bind }).await,
+        Command::Serve { service } => {
+            let service = match service {
+                ServiceArg::Publisher => Service::Publisher,
+                ServiceArg::OrderWorker => Service::OrderWorker,
+                ServiceArg::UserApi => Service::UserApi,
+            };
+            stack::serve(service, dev::shutdown_signal()).await
+        }
+        Command::Migrate => {
+            let settings = pinnacle_common::config::DatabaseSettings::from_env()?;
+            stack::database(&settings).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Keys {
+            command: KeysCommand::Generate,
+        } => {
+            println!(
+                "{}",
+                pinnacle_common::crypto::Vault::generate_master_key().expose_secret()
+            );
+            Ok(())
+        }
+        Command::Ticks {
+            env_file,
+            pattern,
+            count,
+        } => client::ticks(&ClientEnv::load(env_file.as_deref())?, &pattern, count).await,
+        Command::Order {
+            command:
+                OrderCommand::Place {
+                    env_file,
+                    exchange,
+                    symbol,
+                    side,
+                    quantity,
+                    price,
+                    client_order_id,
+                    account,
+                },
+        } => {
+            let price = price
+                .map(|p| {
+                    pinnacle_publisher::sim::parse_rupees(&p)
+                        .ok_or_else(|| anyhow::anyhow!("--price must be rupees like 820.50"))
+                })
+                .transpose()?;
+            let request = OrderRequest {
+                client_order_id: client_order_id
+                    .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+                exchange,
+                symbol,
+                side: if side.eq_ignore_ascii_case("BUY") {
+                    Side::Buy
+                } else {
+                    Side::Sell
+                },
+                order_type: if price.is_some() {
+                    OrderType::Limit
+                } else {
+                    OrderType::Market
+                },
+                quantity,
+                price,
+                account,
+            };
+            client::place(&ClientEnv::load(env_file.as_deref())?, &request)
+                .await
+                .map(|_| ())
+        }
+    }
+}

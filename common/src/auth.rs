@@ -70,7 +70,11 @@ pub async fn authenticate(
     Ok(Principal {
         user_id: row.user_id,
         token_id: row.id,
-        scopes: row.scopes.split(',').map(|s| s.trim().to_string()).collect(),
+        scopes: row
+            .scopes
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .collect(),
     })
 }
 

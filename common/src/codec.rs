@@ -117,7 +117,10 @@ mod tests {
     #[test]
     fn content_type_header_selects_json() {
         let mut headers = HeaderMap::new();
-        headers.insert(crate::subjects::headers::CONTENT_TYPE, "application/json; charset=utf-8");
+        headers.insert(
+            crate::subjects::headers::CONTENT_TYPE,
+            "application/json; charset=utf-8",
+        );
         assert_eq!(Encoding::from_headers(Some(&headers)), Encoding::Json);
         assert_eq!(Encoding::from_headers(None), Encoding::MsgPack);
         let probe: Probe = Encoding::Json

@@ -185,7 +185,8 @@ impl Vault {
         stored: &str,
     ) -> Result<SecretString, DecryptError> {
         let mut parts = stored.splitn(3, ':');
-        let (Some(FORMAT_PREFIX), Some(kid), Some(body)) = (parts.next(), parts.next(), parts.next())
+        let (Some(FORMAT_PREFIX), Some(kid), Some(body)) =
+            (parts.next(), parts.next(), parts.next())
         else {
             return Err(DecryptError);
         };
@@ -215,7 +216,9 @@ impl Vault {
 /// Parses a base64 master key, refusing anything but exactly 32 bytes.
 pub fn parse_master_key(encoded: &SecretString) -> Result<Zeroizing<[u8; 32]>, ConfigError> {
     let raw = Zeroizing::new(B64.decode(encoded.expose_secret().trim()).map_err(|_| {
-        ConfigError::new("PINNACLE_MASTER_KEY is not valid base64 (generate one with `pinnacle keys generate`)")
+        ConfigError::new(
+            "PINNACLE_MASTER_KEY is not valid base64 (generate one with `pinnacle keys generate`)",
+        )
     })?);
     if raw.len() != 32 {
         return Err(ConfigError::new(format!(
@@ -252,15 +255,29 @@ mod tests {
         let blob = v.encrypt(aad("alice", "api_key", 1), b"secret-api-key");
         assert!(blob.starts_with("pnk1:1:"));
         assert!(!blob.contains("secret-api-key"));
-        let plain = v.decrypt(aad("alice", "api_key", 1), &blob).expect("decrypt");
+        let plain = v
+            .decrypt(aad("alice", "api_key", 1), &blob)
+            .expect("decrypt");
         assert_eq!(plain.expose_secret(), "secret-api-key");
         // Another user, another field, an older generation: all refused, identically.
-        assert_eq!(v.decrypt(aad("bob", "api_key", 1), &blob).err(), Some(DecryptError));
-        assert_eq!(v.decrypt(aad("alice", "pin", 1), &blob).err(), Some(DecryptError));
-        assert_eq!(v.decrypt(aad("alice", "api_key", 2), &blob).err(), Some(DecryptError));
+        assert_eq!(
+            v.decrypt(aad("bob", "api_key", 1), &blob).err(),
+            Some(DecryptError)
+        );
+        assert_eq!(
+            v.decrypt(aad("alice", "pin", 1), &blob).err(),
+            Some(DecryptError)
+        );
+        assert_eq!(
+            v.decrypt(aad("alice", "api_key", 2), &blob).err(),
+            Some(DecryptError)
+        );
         // A different master key cannot read it either.
         let other = Vault::new(1, &[8u8; 32]);
-        assert_eq!(other.decrypt(aad("alice", "api_key", 1), &blob).err(), Some(DecryptError));
+        assert_eq!(
+            other.decrypt(aad("alice", "api_key", 1), &blob).err(),
+            Some(DecryptError)
+        );
     }
 
     #[test]
@@ -274,7 +291,10 @@ mod tests {
     #[test]
     fn subkeys_differ_by_purpose() {
         let v = vault();
-        assert_ne!(v.token_pepper().expose_secret(), v.audit_key().expose_secret());
+        assert_ne!(
+            v.token_pepper().expose_secret(),
+            v.audit_key().expose_secret()
+        );
     }
 
     #[test]

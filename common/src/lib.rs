@@ -7,6 +7,7 @@
 //! - [`error`]: stable error codes and the structured error reply.
 //! - [`model`]: domain types that cross the wire: ticks, orders, audit events.
 //! - [`entities`]: SeaORM entities for the tables that `pinnacle-migrations` creates.
+//! - [`db`]: opening SQLite or PostgreSQL from `DATABASE_URL`.
 //! - [`crypto`]: AES-256-GCM credential encryption with row-bound associated data.
 //! - [`tokens`]: API token minting, parsing and keyed hashing.
 //! - [`auth`]: resolving a bearer token to its user.
@@ -23,6 +24,7 @@ pub mod broker;
 pub mod codec;
 pub mod config;
 pub mod crypto;
+pub mod db;
 pub mod entities;
 pub mod error;
 pub mod feed;

@@ -116,7 +116,15 @@ mod tests {
 
     #[test]
     fn escaping_keeps_one_token_and_round_trips() {
-        for symbol in ["SBIN-EQ", "NIFTY 50", "BAJAJ.AUTO", "M&M-EQ", "a~b", "*>", "é"] {
+        for symbol in [
+            "SBIN-EQ",
+            "NIFTY 50",
+            "BAJAJ.AUTO",
+            "M&M-EQ",
+            "a~b",
+            "*>",
+            "é",
+        ] {
             let escaped = escape_token(symbol);
             assert!(!escaped.contains(['.', ' ', '*', '>']), "{escaped}");
             assert_eq!(unescape_token(&escaped).as_deref(), Some(symbol));

@@ -69,7 +69,9 @@ pub fn parse(token: &str) -> Option<PresentedToken<'_>> {
 /// Reads `Bearer <token>` from an `Authorization` value.
 pub fn from_bearer(value: &str) -> Option<&str> {
     let (scheme, token) = value.trim().split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
 }
 
 impl PresentedToken<'_> {
@@ -111,7 +113,13 @@ mod tests {
 
     #[test]
     fn junk_does_not_parse() {
-        for junk in ["", "pnk_", "pnk_zz_yy", "Bearer x", "pnk_0123456789abcdef_short"] {
+        for junk in [
+            "",
+            "pnk_",
+            "pnk_zz_yy",
+            "Bearer x",
+            "pnk_0123456789abcdef_short",
+        ] {
             assert!(parse(junk).is_none(), "{junk}");
         }
         assert_eq!(from_bearer("Bearer abc"), Some("abc"));

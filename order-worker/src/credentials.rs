@@ -36,7 +36,9 @@ pub async fn load_account(
         (0, Some(label)) => Err(AccountError::NotFound(format!(
             "no broker account labelled {label:?}"
         ))),
-        (0, None) => Err(AccountError::NotFound("no broker account configured".into())),
+        (0, None) => Err(AccountError::NotFound(
+            "no broker account configured".into(),
+        )),
         (1, _) => Ok(accounts.remove(0)),
         (_, _) => Err(AccountError::NotFound(
             "several broker accounts: name one with \"account\"".into(),

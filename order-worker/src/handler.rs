@@ -89,7 +89,10 @@ async fn reply(
 
 fn internal(context: &str, error: impl std::fmt::Display) -> ErrorBody {
     tracing::error!(%error, context, "internal error");
-    ErrorBody::new(ErrorCode::Internal, format!("internal error while {context}"))
+    ErrorBody::new(
+        ErrorCode::Internal,
+        format!("internal error while {context}"),
+    )
 }
 
 async fn process(
@@ -108,7 +111,10 @@ async fn process(
         ));
     }
     let (subject_user, verb) = subjects::parse_order(&message.subject).ok_or_else(|| {
-        ErrorBody::new(ErrorCode::UnknownVerb, "subject must be orders.<user_id>.<verb>")
+        ErrorBody::new(
+            ErrorCode::UnknownVerb,
+            "subject must be orders.<user_id>.<verb>",
+        )
     })?;
     if verb != verbs::PLACE {
         return Err(ErrorBody::new(
@@ -157,12 +163,13 @@ async fn process(
         return store::reply_for(&existing);
     }
 
-    let account = credentials::load_account(&worker.db, &principal.user_id, request.account.as_deref())
-        .await
-        .map_err(|e| match e {
-            AccountError::NotFound(m) => ErrorBody::new(ErrorCode::NoBrokerAccount, m),
-            AccountError::Db(db) => internal("loading the broker account", db),
-        })?;
+    let account =
+        credentials::load_account(&worker.db, &principal.user_id, request.account.as_deref())
+            .await
+            .map_err(|e| match e {
+                AccountError::NotFound(m) => ErrorBody::new(ErrorCode::NoBrokerAccount, m),
+                AccountError::Db(db) => internal("loading the broker account", db),
+            })?;
     let broker = worker.brokers.get(account.broker.as_str()).ok_or_else(|| {
         ErrorBody::new(
             ErrorCode::BrokerRejected,
@@ -199,7 +206,10 @@ async fn process(
             if let Err(audit_error) = worker.audit.record(&event).await {
                 tracing::warn!(error = %audit_error, "could not audit the failed decrypt");
             }
-            return Err(ErrorBody::new(ErrorCode::CredentialUnavailable, error.to_string()));
+            return Err(ErrorBody::new(
+                ErrorCode::CredentialUnavailable,
+                error.to_string(),
+            ));
         }
     };
 
@@ -212,7 +222,10 @@ async fn process(
     };
     let placed = broker
         .place_order(&creds, &order.id, &request)
-        .instrument(tracing::info_span!("broker.place_order", broker = broker.name()))
+        .instrument(tracing::info_span!(
+            "broker.place_order",
+            broker = broker.name()
+        ))
         .await;
     drop(creds);
     let stored = match placed {

@@ -187,12 +187,20 @@ mod tests {
         let broker = PaperBroker::new();
         broker.observe(tick(1, 82_000));
         let resting = broker
-            .place_order(&creds(), "o", &order(OrderType::Limit, Side::Buy, Some(81_000)))
+            .place_order(
+                &creds(),
+                "o",
+                &order(OrderType::Limit, Side::Buy, Some(81_000)),
+            )
             .await
             .expect("accepted");
         assert_eq!(resting.status, OrderStatus::Open);
         let filled = broker
-            .place_order(&creds(), "o", &order(OrderType::Limit, Side::Sell, Some(81_000)))
+            .place_order(
+                &creds(),
+                "o",
+                &order(OrderType::Limit, Side::Sell, Some(81_000)),
+            )
             .await
             .expect("accepted");
         assert_eq!(filled.status, OrderStatus::Filled);
@@ -206,7 +214,11 @@ mod tests {
         ));
         assert!(matches!(
             broker
-                .place_order(&BrokerCredentials::default(), "o", &order(OrderType::Market, Side::Buy, None))
+                .place_order(
+                    &BrokerCredentials::default(),
+                    "o",
+                    &order(OrderType::Market, Side::Buy, None)
+                )
                 .await,
             Err(BrokerError::Credentials(_))
         ));

@@ -101,7 +101,10 @@ pub async fn run(worker: Arc<Worker>, shutdown: Shutdown) -> Result<(), WorkerEr
             drop(permit);
         });
     }
-    // Stop new deliveries, then answer what the server already handed us.
+    // Stop new deliveries, then answer what the server already handed us. async-nats 0.51
+    // forgets a draining subscription one read after writing the UNSUB rather than at the
+    // PONG, so a request routed to us in that instant can go unanswered; clients retry on
+    // timeout with the same client order id, which the database makes safe.
     if let Err(error) = subscription.drain().await {
         tracing::warn!(%error, "drain failed");
     }

@@ -91,8 +91,7 @@ impl OrderRequest {
     /// Checks ranges and consistency; `max_quantity` is the configured ceiling.
     pub fn validate(&self, max_quantity: i64) -> Result<(), ErrorBody> {
         let invalid = |m: String| Err(ErrorBody::new(ErrorCode::InvalidRequest, m));
-        if self.client_order_id.is_empty() || self.client_order_id.len() > MAX_CLIENT_ORDER_ID_LEN
-        {
+        if self.client_order_id.is_empty() || self.client_order_id.len() > MAX_CLIENT_ORDER_ID_LEN {
             return invalid(format!(
                 "client_order_id must be 1 to {MAX_CLIENT_ORDER_ID_LEN} characters"
             ));
@@ -153,10 +152,10 @@ pub struct Reply<T> {
     /// Whether the request succeeded.
     pub ok: bool,
     /// The result, when `ok`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<T>,
     /// The error, when not `ok`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorBody>,
 }
 

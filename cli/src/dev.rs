@@ -1,0 +1,279 @@
+//! `pinnacle dev`: the whole system on one machine, with nothing configured.
+//!
+//! It starts (or reuses, via `NATS_URL`) a JetStream-enabled nats-server on loopback,
+//! opens SQLite in the data dir and migrates it, runs the publisher, order worker and
+//! user API in this process, makes sure a demo user with a paper account exists, issues
+//! it a fresh API token, writes `<data-dir>/dev.env`, and stops everything cleanly on
+//! Ctrl-C or SIGTERM.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use pinnacle_common::audit::AuditLog;
+use pinnacle_common::config::{
+    DatabaseSettings, NatsSettings, SimFeedSettings, VaultSettings, WorkerSettings,
+};
+use pinnacle_common::crypto::Vault;
+use pinnacle_common::entities::users;
+use pinnacle_user_api::accounts::{put_account, PutAccount, Writer};
+use pinnacle_user_api::api_tokens::{issue_token, TokenSpec};
+use pinnacle_user_api::users::create_user;
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::nats_server::NatsServer;
+use crate::stack::{Stack, StackSettings};
+
+/// The demo user's name.
+pub const DEMO_USER: &str = "demo";
+
+/// Options for `pinnacle dev`.
+#[derive(Debug, Clone)]
+pub struct DevOptions {
+    /// Where SQLite, the JetStream store, keys and `dev.env` live.
+    pub data_dir: PathBuf,
+    /// User API listen address.
+    pub api_bind: String,
+}
+
+/// The demo user and the token issued to it for this run.
+#[derive(Debug)]
+pub struct DemoUser {
+    /// User id.
+    pub user_id: String,
+    /// A fresh API token with the trade and read scopes.
+    pub token: SecretString,
+}
+
+/// Reads a secret from `path`, or creates it with `make` (mode 0600).
+fn load_or_create_secret(
+    path: &Path,
+    make: impl FnOnce() -> String,
+) -> anyhow::Result<SecretString> {
+    if let Ok(existing) = std::fs::read_to_string(path) {
+        return Ok(SecretString::from(existing.trim().to_string()));
+    }
+    let value = make();
+    write_private(path, &value)?;
+    Ok(SecretString::from(value))
+}
+
+/// Writes a file readable only by its owner.
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    Ok(())
+}
+
+/// Makes sure the demo user and its paper account exist, and issues it a fresh token.
+pub async fn ensure_demo_user(
+    db: &DatabaseConnection,
+    vault: &Vault,
+    audit: &AuditLog,
+) -> anyhow::Result<DemoUser> {
+    let existing = users::Entity::find()
+        .filter(users::Column::Name.eq(DEMO_USER))
+        .one(db)
+        .await?;
+    let user = match existing {
+        Some(user) => user,
+        None => {
+            let user = create_user(db, DEMO_USER).await?;
+            let paper = PutAccount {
+                broker: "paper".into(),
+                api_key: Some(SecretString::from("paper-demo-api-key")),
+                client_code: Some(SecretString::from("PAPERDEMO")),
+                secret: Some(SecretString::from("0000")),
+                totp_seed: None,
+                access_token: None,
+            };
+            let writer = Writer {
+                actor: "pinnacle-dev".into(),
+                token_id: None,
+                request_id: uuid::Uuid::now_v7().to_string(),
+            };
+            put_account(db, vault, audit, &writer, &user.id, "paper", &paper).await?;
+            user
+        }
+    };
+    let (_, token) = issue_token(db, vault, &user.id, &TokenSpec::full()).await?;
+    Ok(DemoUser {
+        user_id: user.id,
+        token,
+    })
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// Runs `pinnacle dev` until Ctrl-C or SIGTERM.
+pub async fn run(options: DevOptions) -> anyhow::Result<()> {
+    let data_dir = &options.data_dir;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let data_dir = data_dir.canonicalize()?;
+
+    // NATS: the one in NATS_URL, or our own on a free loopback port.
+    let mut embedded = None;
+    let nats = match std::env::var("NATS_URL") {
+        Ok(url) if !url.trim().is_empty() => NatsSettings::from_env()?,
+        _ => {
+            let binary = crate::nats_server::find_binary()?;
+            let server = NatsServer::start(&binary, &data_dir.join("nats"), &[])?;
+            let settings = NatsSettings {
+                url: server.url().to_string(),
+                ..NatsSettings::from_env()?
+            };
+            embedded = Some(server);
+            settings
+        }
+    };
+
+    let database = match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.trim().is_empty() => DatabaseSettings::from_env()?,
+        _ => DatabaseSettings {
+            database_url: format!(
+                "sqlite://{}?mode=rwc",
+                data_dir.join("pinnacle.db").display()
+            ),
+            database_max_connections: 8,
+        },
+    };
+    let master_key = match std::env::var("PINNACLE_MASTER_KEY") {
+        Ok(_) => VaultSettings::from_env()?,
+        Err(_) => VaultSettings {
+            master_key: load_or_create_secret(&data_dir.join("master.key"), || {
+                Vault::generate_master_key().expose_secret().to_string()
+            })?,
+            master_key_id: 1,
+        },
+    };
+    let vault = Arc::new(Vault::from_settings(&master_key)?);
+    let admin_token = match std::env::var("PINNACLE_API_ADMIN_TOKEN") {
+        Ok(token) if !token.is_empty() => SecretString::from(token),
+        _ => load_or_create_secret(&data_dir.join("admin.token"), || {
+            format!("admin_{}", uuid::Uuid::new_v4().simple())
+        })?,
+    };
+    let worker = WorkerSettings::from_env()?;
+    let stack = Stack::start(StackSettings {
+        nats: nats.clone(),
+        database: database.clone(),
+        vault: vault.clone(),
+        sim: SimFeedSettings::from_env()?,
+        worker: worker.clone(),
+        api_bind: options.api_bind.clone(),
+        admin_token: Some(admin_token.clone()),
+    })
+    .await?;
+
+    let audit_client = pinnacle_common::nats::connect(&nats, "pinnacle-dev").await?;
+    let audit = AuditLog::new(audit_client, Duration::from_millis(worker.audit_timeout_ms));
+    let demo = ensure_demo_user(&stack.db, &vault, &audit).await?;
+    let env_file = data_dir.join("dev.env");
+    write_private(
+        &env_file,
+        &format!(
+            "NATS_URL={}\nUSER_API_URL={}\nDEMO_USER_ID={}\nDEMO_API_TOKEN={}\nPINNACLE_API_ADMIN_TOKEN={}\n",
+            nats.url,
+            stack.api_url(),
+            demo.user_id,
+            demo.token.expose_secret(),
+            admin_token.expose_secret(),
+        ),
+    )?;
+    print_banner(
+        &nats.url,
+        &database,
+        &stack.api_url(),
+        &demo.user_id,
+        &env_file,
+    );
+
+    let mut stack = stack;
+    let outcome = stack.wait(shutdown_signal()).await;
+    eprintln!("\nstopping…");
+    let stopped = stack.stop().await;
+    drop(embedded);
+    outcome.and(stopped)
+}
+
+fn print_banner(nats: &str, db: &DatabaseSettings, api: &str, user_id: &str, env_file: &Path) {
+    let me = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "pinnacle".into());
+    let env = env_file.display();
+    println!(
+        "\nPinnacle is running (simulated feed, paper broker).\n\
+         \n  NATS       {nats}\
+         \n  database   {}\
+         \n  user API   {api}\
+         \n  demo user  {user_id}\
+         \n  env file   {env}   (NATS_URL, USER_API_URL, DEMO_USER_ID, DEMO_API_TOKEN)\n\
+         \nWatch ticks:\n  {me} ticks --env-file {env} 'md.tick.NSE.>'\n\
+         \nPlace an order (paper broker, fills at the last tick):\n  {me} order place --env-file {env} --symbol SBIN-EQ --side BUY --quantity 10\n\
+         \nOr from any NATS client: request on orders.<DEMO_USER_ID>.place with header\n  Authorization: Bearer <DEMO_API_TOKEN>   (see docs/PROTOCOL.md)\n\
+         \nStop with Ctrl-C.",
+        redact_url(&db.database_url),
+    );
+}
+
+/// Hides a password in a database URL before printing it.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_database_passwords() {
+        assert_eq!(
+            super::redact_url("postgres://app:s3cret@db:5432/p"),
+            "postgres://app:***@db:5432/p"
+        );
+        assert_eq!(
+            super::redact_url("sqlite:///x.db?mode=rwc"),
+            "sqlite:///x.db?mode=rwc"
+        );
+    }
+}

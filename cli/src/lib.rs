@@ -1,0 +1,13 @@
+//! The `pinnacle` command's library: what `main.rs` dispatches to, and what the
+//! end-to-end tests reuse so they exercise the exact code `pinnacle dev` runs.
+//!
+//! # Layout
+//! - [`nats_server`]: finding and running a local `nats-server` (2.10+) on a free port.
+//! - [`stack`]: wiring the publisher, order worker and user API to NATS and a database.
+//! - [`dev`]: `pinnacle dev`, the embedded default on one machine.
+//! - [`client`]: client verbs: `ticks`, `order place`.
+
+pub mod client;
+pub mod dev;
+pub mod nats_server;
+pub mod stack;

@@ -1,0 +1,305 @@
+//! Wiring: each service started from its settings, and the whole stack in one process.
+//!
+//! `pinnacle serve <service>` starts one of these; `pinnacle dev` and the end-to-end
+//! tests start all three with [`Stack::start`]. Each service gets its own NATS
+//! connection, named after it, as it would in production.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use pinnacle_common::audit::{self, AuditLog};
+use pinnacle_common::config::{DatabaseSettings, NatsSettings, SimFeedSettings, WorkerSettings};
+use pinnacle_common::crypto::Vault;
+use pinnacle_common::shutdown::Shutdown;
+use pinnacle_migrations::{Migrator, MigratorTrait};
+use pinnacle_order_worker::paper::PaperBroker;
+use pinnacle_order_worker::Worker;
+use pinnacle_publisher::sim::{parse_symbols, SimFeed};
+use sea_orm::DatabaseConnection;
+use secrecy::SecretString;
+use tokio::task::JoinSet;
+
+/// A service task's result, tagged with its name.
+pub type ServiceResult = (&'static str, anyhow::Result<()>);
+
+/// Opens the database and applies every pending migration.
+pub async fn database(settings: &DatabaseSettings) -> anyhow::Result<DatabaseConnection> {
+    let db = pinnacle_common::db::connect(settings)
+        .await
+        .context("opening the database")?;
+    Migrator::up(&db, None)
+        .await
+        .context("applying migrations")?;
+    Ok(db)
+}
+
+/// Connects to NATS and makes sure the audit stream exists.
+pub async fn nats(settings: &NatsSettings, name: &str) -> anyhow::Result<async_nats::Client> {
+    let client = pinnacle_common::nats::connect(settings, name).await?;
+    audit::ensure_stream(&async_nats::jetstream::new(client.clone()))
+        .await
+        .context("creating the audit stream")?;
+    Ok(client)
+}
+
+/// Starts the simulated-feed publisher.
+pub async fn spawn_publisher(
+    tasks: &mut JoinSet<ServiceResult>,
+    nats_settings: &NatsSettings,
+    sim: &SimFeedSettings,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let client = pinnacle_common::nats::connect(nats_settings, "pinnacle-publisher").await?;
+    let symbols = parse_symbols(&sim.symbols)?;
+    anyhow::ensure!(!symbols.is_empty(), "PINNACLE_SIM_SYMBOLS is empty");
+    let feed = SimFeed::new(symbols, sim.seed, Duration::from_millis(sim.interval_ms));
+    tasks.spawn(async move {
+        let result = pinnacle_publisher::run(client, Box::new(feed), shutdown).await;
+        ("publisher", result.map_err(Into::into))
+    });
+    Ok(())
+}
+
+/// Starts an order worker with the paper broker, which follows the tick stream.
+pub async fn spawn_worker(
+    tasks: &mut JoinSet<ServiceResult>,
+    nats_settings: &NatsSettings,
+    db: DatabaseConnection,
+    vault: Arc<Vault>,
+    settings: WorkerSettings,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let client = nats(nats_settings, "pinnacle-order-worker").await?;
+    let paper = PaperBroker::new();
+    let follower = paper.follow_ticks(client.clone(), shutdown.clone()).await?;
+    let worker = Arc::new(Worker::new(
+        client,
+        db,
+        vault,
+        vec![Arc::new(paper)],
+        settings,
+    ));
+    tasks.spawn(async move {
+        let result = pinnacle_order_worker::run(worker, shutdown).await;
+        let _ = follower.await;
+        ("order-worker", result.map_err(Into::into))
+    });
+    Ok(())
+}
+
+/// Starts the user API on `bind`; returns the address it listens on.
+pub async fn spawn_user_api(
+    tasks: &mut JoinSet<ServiceResult>,
+    nats_settings: &NatsSettings,
+    db: DatabaseConnection,
+    vault: Arc<Vault>,
+    bind: &str,
+    admin_token: Option<SecretString>,
+    audit_timeout: Duration,
+    shutdown: Shutdown,
+) -> anyhow::Result<SocketAddr> {
+    let client = nats(nats_settings, "pinnacle-user-api").await?;
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("binding the user API to {bind}"))?;
+    let addr = listener.local_addr()?;
+    let state = pinnacle_user_api::AppState {
+        db,
+        vault,
+        audit: AuditLog::new(client, audit_timeout),
+        admin_token,
+    };
+    tasks.spawn(async move {
+        let result = pinnacle_user_api::serve(listener, state, shutdown).await;
+        ("user-api", result.map_err(Into::into))
+    });
+    Ok(addr)
+}
+
+/// What the whole stack needs.
+#[derive(Debug, Clone)]
+pub struct StackSettings {
+    /// NATS server.
+    pub nats: NatsSettings,
+    /// Database.
+    pub database: DatabaseSettings,
+    /// Master key ring.
+    pub vault: Arc<Vault>,
+    /// Simulated feed.
+    pub sim: SimFeedSettings,
+    /// Order worker limits.
+    pub worker: WorkerSettings,
+    /// User API listen address (`127.0.0.1:0` for any free port).
+    pub api_bind: String,
+    /// User API admin token.
+    pub admin_token: Option<SecretString>,
+}
+
+/// The publisher, order worker and user API, running in this process.
+#[derive(Debug)]
+pub struct Stack {
+    /// Where the user API listens.
+    pub api_addr: SocketAddr,
+    /// The stack's database connection.
+    pub db: DatabaseConnection,
+    /// Fires to stop every service.
+    shutdown: Shutdown,
+    /// The service tasks.
+    tasks: JoinSet<ServiceResult>,
+}
+
+impl Stack {
+    /// Migrates the database and starts all three services.
+    pub async fn start(settings: StackSettings) -> anyhow::Result<Self> {
+        let db = database(&settings.database).await?;
+        let shutdown = Shutdown::new();
+        let mut tasks = JoinSet::new();
+        // The worker subscribes to ticks before the publisher starts, so none are missed.
+        spawn_worker(
+            &mut tasks,
+            &settings.nats,
+            db.clone(),
+            settings.vault.clone(),
+            settings.worker.clone(),
+            shutdown.clone(),
+        )
+        .await?;
+        spawn_publisher(&mut tasks, &settings.nats, &settings.sim, shutdown.clone()).await?;
+        let api_addr = spawn_user_api(
+            &mut tasks,
+            &settings.nats,
+            db.clone(),
+            settings.vault.clone(),
+            &settings.api_bind,
+            settings.admin_token.clone(),
+            Duration::from_millis(settings.worker.audit_timeout_ms),
+            shutdown.clone(),
+        )
+        .await?;
+        Ok(Self {
+            api_addr,
+            db,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// The user API's base URL.
+    pub fn api_url(&self) -> String {
+        format!("http://{}", self.api_addr)
+    }
+
+    /// Waits until a service stops on its own (an error) or `stop` fires.
+    pub async fn wait(
+        &mut self,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        tokio::select! {
+            () = stop => Ok(()),
+            Some(joined) = self.tasks.join_next() => match joined {
+                Ok((name, Ok(()))) => anyhow::bail!("{name} stopped unexpectedly"),
+                Ok((name, Err(e))) => Err(e.context(format!("{name} failed"))),
+                Err(e) => Err(anyhow::anyhow!("a service panicked: {e}")),
+            },
+        }
+    }
+
+    /// Stops every service, letting in-flight requests finish, and waits for them.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        let mut first_error = None;
+        while let Some(joined) = self.tasks.join_next().await {
+            match joined {
+                Ok((_, Ok(()))) => {}
+                Ok((name, Err(e))) => {
+                    tracing::error!(service = name, error = %e, "service failed during shutdown");
+                    first_error.get_or_insert(e);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(anyhow::anyhow!("a service panicked: {e}"));
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// One service, for `pinnacle serve <service>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// The market-data publisher.
+    Publisher,
+    /// The order worker.
+    OrderWorker,
+    /// The user API.
+    UserApi,
+}
+
+/// Runs one service, configured from the environment, until `stop` resolves.
+pub async fn serve(
+    service: Service,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    use pinnacle_common::config::{UserApiSettings, VaultSettings};
+    let nats_settings = NatsSettings::from_env()?;
+    let shutdown = Shutdown::new();
+    let mut tasks = JoinSet::new();
+    match service {
+        Service::Publisher => {
+            let angel = pinnacle_common::config::AngelOneMarketDataSettings::from_env()?;
+            tracing::info!(
+                angel_one_configured = angel.is_configured(),
+                "market-data credentials come from ANGEL_ONE_* only; the simulated feed needs none"
+            );
+            spawn_publisher(
+                &mut tasks,
+                &nats_settings,
+                &SimFeedSettings::from_env()?,
+                shutdown.clone(),
+            )
+            .await?;
+        }
+        Service::OrderWorker => {
+            let db = database(&DatabaseSettings::from_env()?).await?;
+            let vault = Arc::new(Vault::from_settings(&VaultSettings::from_env()?)?);
+            spawn_worker(
+                &mut tasks,
+                &nats_settings,
+                db,
+                vault,
+                WorkerSettings::from_env()?,
+                shutdown.clone(),
+            )
+            .await?;
+        }
+        Service::UserApi => {
+            let db = database(&DatabaseSettings::from_env()?).await?;
+            let vault = Arc::new(Vault::from_settings(&VaultSettings::from_env()?)?);
+            let api = UserApiSettings::from_env()?;
+            let worker = WorkerSettings::from_env()?;
+            spawn_user_api(
+                &mut tasks,
+                &nats_settings,
+                db,
+                vault,
+                &api.bind,
+                api.admin_token,
+                Duration::from_millis(worker.audit_timeout_ms),
+                shutdown.clone(),
+            )
+            .await?;
+        }
+    }
+    let outcome = tokio::select! {
+        () = stop => Ok(()),
+        Some(joined) = tasks.join_next() => match joined {
+            Ok((_, result)) => result,
+            Err(e) => Err(anyhow::anyhow!("service panicked: {e}")),
+        },
+    };
+    shutdown.cancel();
+    while tasks.join_next().await.is_some() {}
+    outcome
+}

@@ -1,0 +1,102 @@
+//! Bad input gets a structured error with a stable code: never a panic, never silence,
+//! and the worker keeps serving afterwards.
+
+use bytes::Bytes;
+use pinnacle_common::codec::Encoding;
+use pinnacle_common::subjects;
+use pinnacle_tests::{market, TestStack, TestUser};
+
+use crate::each_backend;
+
+async fn error_code(
+    stack: &TestStack,
+    user: &TestUser,
+    subject: String,
+    encoding: Encoding,
+    payload: Bytes,
+) -> String {
+    let reply = stack
+        .request(subject, Some(&user.token), encoding, payload)
+        .await;
+    let code_header = reply
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("Pinnacle-Error"))
+        .map(|v| v.as_str().to_string());
+    let value: serde_json::Value = match encoding {
+        Encoding::Json => serde_json::from_slice(&reply.payload).expect("JSON error reply"),
+        Encoding::MsgPack => {
+            rmp_serde::from_slice(&reply.payload).expect("MessagePack error reply")
+        }
+    };
+    assert_eq!(value["ok"], false, "{value}");
+    let code = value["error"]["code"].as_str().expect("code").to_string();
+    assert!(value["error"]["message"]
+        .as_str()
+        .is_some_and(|m| !m.is_empty()));
+    assert_eq!(
+        code_header.as_deref(),
+        Some(code.as_str()),
+        "header mirrors the code"
+    );
+    code
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_absurd_requests_get_structured_errors() {
+    each_backend(|backend| async move {
+        let stack = TestStack::start(backend).await;
+        let user = stack.trader("hank").await;
+        stack.wait_for_ticks("SBIN-EQ", 2).await;
+        let place = subjects::order(&user.id, "place");
+        let msgpack = |v: serde_json::Value| Bytes::from(rmp_serde::to_vec_named(&v).expect("encode"));
+        let json = |v: serde_json::Value| Bytes::from(serde_json::to_vec(&v).expect("encode"));
+        let valid = serde_json::json!({
+            "client_order_id": "x", "exchange": "NSE", "symbol": "SBIN-EQ",
+            "side": "BUY", "order_type": "MARKET", "quantity": 1
+        });
+        let with = |key: &str, value: serde_json::Value| {
+            let mut v = valid.clone();
+            v[key] = value;
+            v
+        };
+        let cases: Vec<(&str, Encoding, Bytes, &str)> = vec![
+            ("invalid msgpack byte", Encoding::MsgPack, Bytes::from_static(&[0xc1]), "BAD_PAYLOAD"),
+            ("truncated msgpack", Encoding::MsgPack, msgpack(valid.clone()).slice(..10), "BAD_PAYLOAD"),
+            ("empty payload", Encoding::MsgPack, Bytes::new(), "BAD_PAYLOAD"),
+            ("msgpack array", Encoding::MsgPack, msgpack(serde_json::json!([1, 2])), "BAD_PAYLOAD"),
+            ("broken JSON", Encoding::Json, Bytes::from_static(b"{\"client_order_id\":"), "BAD_PAYLOAD"),
+            ("JSON sent as msgpack", Encoding::MsgPack, json(valid.clone()), "BAD_PAYLOAD"),
+            ("quantity as text", Encoding::Json, json(with("quantity", "ten".into())), "BAD_PAYLOAD"),
+            ("quantity as float", Encoding::Json, json(with("quantity", 1.5.into())), "BAD_PAYLOAD"),
+            ("unknown side", Encoding::Json, json(with("side", "HOLD".into())), "BAD_PAYLOAD"),
+            ("missing symbol", Encoding::MsgPack, msgpack(serde_json::json!({"client_order_id": "x", "exchange": "NSE", "side": "BUY", "order_type": "MARKET", "quantity": 1})), "BAD_PAYLOAD"),
+            ("negative quantity", Encoding::Json, json(with("quantity", (-5).into())), "INVALID_REQUEST"),
+            ("zero quantity", Encoding::MsgPack, msgpack(with("quantity", 0.into())), "INVALID_REQUEST"),
+            ("absurd quantity", Encoding::MsgPack, msgpack(with("quantity", i64::MAX.into())), "INVALID_REQUEST"),
+            ("limit without price", Encoding::Json, json(with("order_type", "LIMIT".into())), "INVALID_REQUEST"),
+            ("SQL in the client order id", Encoding::Json, json(with("client_order_id", "x'; DROP TABLE orders;--".into())), "INVALID_REQUEST"),
+            ("unicode junk", Encoding::Json, json(with("client_order_id", "\u{202e}\u{0}💥".into())), "INVALID_REQUEST"),
+            ("unknown symbol", Encoding::Json, json(with("symbol", "ZZZZ".into())), "UNKNOWN_SYMBOL"),
+            ("oversized payload", Encoding::Json, Bytes::from(vec![b' '; 64 * 1024]), "PAYLOAD_TOO_LARGE"),
+        ];
+        for (name, encoding, payload, expected) in cases {
+            let code = error_code(&stack, &user, place.clone(), encoding, payload).await;
+            assert_eq!(code, expected, "case: {name}");
+        }
+        let code = error_code(
+            &stack,
+            &user,
+            subjects::order(&user.id, "explode"),
+            Encoding::Json,
+            json(valid.clone()),
+        )
+        .await;
+        assert_eq!(code, "UNKNOWN_VERB");
+
+        // The worker is unharmed.
+        let reply = stack.place(&user, &market("after-junk", "SBIN-EQ", 1)).await;
+        assert!(reply.ok, "{reply:?}");
+    })
+    .await;
+}

@@ -1,0 +1,221 @@
+//! Orders placed by request-reply are stored, answered, and never duplicated.
+
+use pinnacle_common::codec::Encoding;
+use pinnacle_common::entities::orders;
+use pinnacle_common::model::{OrderStatus, OrderType, Side};
+use pinnacle_common::subjects::{self, verbs};
+use pinnacle_tests::{market, TestStack};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+
+use crate::each_backend;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_market_order_is_filled_stored_and_answered() {
+    each_backend(|backend| async move {
+        let stack = TestStack::start(backend).await;
+        let alice = stack.trader("alice").await;
+        let ticks = stack.wait_for_ticks("SBIN-EQ", 2).await;
+        let reply = stack.place(&alice, &market("ord-1", "SBIN-EQ", 10)).await;
+        assert!(reply.ok, "{reply:?}");
+        let order = reply.result.expect("result");
+        assert_eq!(order.status, OrderStatus::Filled);
+        assert_eq!(order.filled_quantity, 10);
+        let fill = order.average_price.expect("fill price");
+        let lo = ticks.iter().map(|t| t.ltp).min().unwrap_or(0) - 1_000;
+        assert!(fill > lo, "filled near the live price: {fill}");
+
+        let row = orders::Entity::find_by_id(order.order_id.clone())
+            .one(&stack.db)
+            .await
+            .expect("query")
+            .expect("order stored");
+        assert_eq!(row.user_id, alice.id);
+        assert_eq!(row.client_order_id, "ord-1");
+        assert_eq!(row.status, "FILLED");
+        assert_eq!(row.average_price, Some(fill));
+        assert_eq!(row.broker_order_id, order.broker_order_id);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_requests_get_json_replies() {
+    each_backend(|backend| async move {
+        let stack = TestStack::start(backend).await;
+        let bob = stack.trader("bob").await;
+        stack.wait_for_ticks("TCS-EQ", 2).await;
+        let body = serde_json::json!({
+            "client_order_id": "json-1", "exchange": "NSE", "symbol": "TCS-EQ",
+            "side": "SELL", "order_type": "LIMIT", "quantity": 3, "price": 1,
+            "some_future_field": "ignored"
+        });
+        let reply = stack
+            .request(
+                subjects::order(&bob.id, verbs::PLACE),
+                Some(&bob.token),
+                Encoding::Json,
+                serde_json::to_vec(&body).expect("json").into(),
+            )
+            .await;
+        let content_type = reply
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Content-Type"))
+            .map(|v| v.as_str().to_string());
+        assert_eq!(content_type.as_deref(), Some("application/json"));
+        let value: serde_json::Value = serde_json::from_slice(&reply.payload).expect("JSON reply");
+        assert_eq!(value["ok"], true, "{value}");
+        assert_eq!(
+            value["result"]["status"], "FILLED",
+            "a sell limit at 0.01 is marketable"
+        );
+        assert_eq!(value["result"]["client_order_id"], "json-1");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resting_limit_order_stays_open() {
+    each_backend(|backend| async move {
+        let stack = TestStack::start(backend).await;
+        let carol = stack.trader("carol").await;
+        stack.wait_for_ticks("INFY-EQ", 2).await;
+        let mut order = market("lim-1", "INFY-EQ", 5);
+        order.order_type = OrderType::Limit;
+        order.side = Side::Buy;
+        order.price = Some(100); // ₹1: far below the market
+        let reply = stack.place(&carol, &order).await;
+        let result = reply.result.expect("accepted");
+        assert_eq!(result.status, OrderStatus::Open);
+        assert_eq!(result.filled_quantity, 0);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resubmitting_a_client_order_id_never_places_a_second_order() {
+    each_backend(|backend| async move {
+        let stack = TestStack::start(backend).await;
+        let dave = stack.trader("dave").await;
+        stack.wait_for_ticks("RELIANCE-EQ", 2).await;
+        let first = stack.place(&dave, &market("dup-1", "RELIANCE-EQ", 7)).await;
+        let first = first.result.expect("first placed");
+        let again = stack.place(&dave, &market("dup-1", "RELIANCE-EQ", 7)).await;
+        assert_eq!(
+            again.result.expect("replayed"),
+            first,
+            "same result, same order"
+        );
+
+        // Concurrent duplicates, racing each other through the worker.
+        let order = market("dup-2", "RELIANCE-EQ", 1);
+        let replies = futures::future::join_all((0..16).map(|_| stack.place(&dave, &order))).await;
+        let ids: std::collections::HashSet<_> = replies
+            .into_iter()
+            .map(|r| r.result.expect("every duplicate gets the order").order_id)
+            .collect();
+        assert_eq!(ids.len(), 1, "one order id for all duplicates");
+        let stored = orders::Entity::find()
+            .filter(orders::Column::UserId.eq(dave.id.as_str()))
+            .count(&stack.db)
+            .await
+            .expect("count");
+        assert_eq!(stored, 2, "exactly one row per client order id");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_symbol_is_a_structured_error_and_is_replayed_the_same() {
+    each_backend(|backend| async move {
+        let stack = TestStack::start(backend).await;
+        let erin = stack.trader("erin").await;
+        let reply = stack
+            .place(&erin, &market("unk-1", "NO-SUCH-SYMBOL", 1))
+            .await;
+        let error = reply.error.expect("error");
+        assert_eq!(error.code.as_str(), "UNKNOWN_SYMBOL");
+        let again = stack
+            .place(&erin, &market("unk-1", "NO-SUCH-SYMBOL", 1))
+            .await;
+        assert_eq!(
+            again.error.expect("same error").code.as_str(),
+            "UNKNOWN_SYMBOL"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_stopping_mid_flight_loses_and_duplicates_nothing() {
+    each_backend(|backend| async move {
+        let mut stack = TestStack::start(backend).await;
+        let fay = stack.trader("fay").await;
+        // A second worker in the same queue group, as in a scaled-out deployment.
+        let survivor_stop = pinnacle_common::shutdown::Shutdown::new();
+        let mut survivor = tokio::task::JoinSet::new();
+        pinnacle_cli::stack::spawn_worker(
+            &mut survivor,
+            &pinnacle_common::config::NatsSettings::for_url(stack.nats.url()),
+            stack.db.clone(),
+            stack.vault.clone(),
+            pinnacle_common::config::WorkerSettings::default(),
+            survivor_stop.clone(),
+        )
+        .await
+        .expect("second worker");
+        stack.wait_for_ticks("SBIN-EQ", 3).await;
+
+        // A well-behaved client: on timeout or "no responders", resend the same client order id.
+        let send = |i: usize| {
+            let client = stack.client.clone();
+            let token = fay.token.clone();
+            let subject = subjects::order(&fay.id, verbs::PLACE);
+            async move {
+                let payload = Encoding::MsgPack
+                    .encode(&market(&format!("drain-{i}"), "SBIN-EQ", 1))
+                    .expect("encode");
+                for _attempt in 0..10 {
+                    let mut headers = async_nats::HeaderMap::new();
+                    headers.insert("Authorization", format!("Bearer {token}").as_str());
+                    let request =
+                        client.request_with_headers(subject.clone(), headers, payload.clone());
+                    match tokio::time::timeout(std::time::Duration::from_secs(2), request).await {
+                        Ok(Ok(reply)) => {
+                            let reply: pinnacle_common::model::Reply<
+                                pinnacle_common::model::OrderReply,
+                            > = Encoding::MsgPack
+                                .decode(&reply.payload)
+                                .expect("reply decodes");
+                            return reply.result.expect("order placed").order_id;
+                        }
+                        Ok(Err(_)) | Err(_) => continue,
+                    }
+                }
+                panic!("request drain-{i} never answered");
+            }
+        };
+        let requests: Vec<_> = (0..64).map(|i| tokio::spawn(send(i))).collect();
+        // Stop the stack's own worker while those requests are in flight.
+        tokio::task::yield_now().await;
+        stack.stop().await;
+        let mut order_ids = std::collections::HashSet::new();
+        for request in requests {
+            order_ids.insert(request.await.expect("task"));
+        }
+        assert_eq!(
+            order_ids.len(),
+            64,
+            "every request answered with its own order"
+        );
+        let stored = orders::Entity::find()
+            .filter(orders::Column::UserId.eq(fay.id.as_str()))
+            .count(&stack.db)
+            .await
+            .expect("count");
+        assert_eq!(stored, 64, "no order lost, none duplicated");
+        survivor_stop.cancel();
+        while survivor.join_next().await.is_some() {}
+    })
+    .await;
+}

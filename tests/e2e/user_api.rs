@@ -1,0 +1,264 @@
+//! The user API: admin-only user creation, write-only credentials, per-user isolation,
+//! and JSON errors (never a 5xx) for bad input.
+
+use pinnacle_common::crypto::CredentialAad;
+use pinnacle_common::entities::broker_accounts;
+use pinnacle_tests::{TestStack, ADMIN_TOKEN};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use secrecy::ExposeSecret;
+
+use crate::each_backend;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_are_stored_encrypted_and_never_returned() {
+    each_backend(|backend| async move {
+        let stack = TestStack::start(backend).await;
+        let ivy = stack.create_user("ivy").await;
+        let body = stack.put_paper_account(&ivy, "main").await;
+        assert_eq!(
+            body["fields_set"],
+            serde_json::json!(["api_key", "client_code", "secret"])
+        );
+        assert!(
+            !body.to_string().contains("SECRET-"),
+            "response leaks: {body}"
+        );
+
+        let listed = stack
+            .http
+            .get(format!(
+                "{}/v1/users/{}/broker-accounts",
+                stack.api_url, ivy.id
+            ))
+            .bearer_auth(&ivy.token)
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(listed.status(), 200);
+        let listed = listed.text().await.expect("body");
+        assert!(listed.contains("\"label\":\"main\""), "{listed}");
+        assert!(!listed.contains("SECRET-"), "listing leaks: {listed}");
+
+        let row = broker_accounts::Entity::find()
+            .filter(broker_accounts::Column::UserId.eq(ivy.id.as_str()))
+            .one(&stack.db)
+            .await
+            .expect("query")
+            .expect("row");
+        let sealed = row.api_key_enc.clone().expect("api key stored");
+        assert!(sealed.starts_with("pnk1:1:") && !sealed.contains("SECRET-"));
+        let aad = CredentialAad {
+            user_id: &ivy.id,
+            account_id: &row.id,
+            field: "api_key",
+            generation: row.generation,
+        };
+        let opened = stack
+            .vault
+            .decrypt(aad, &sealed)
+            .expect("decrypts for its own row");
+        assert_eq!(opened.expose_secret(), format!("SECRET-apikey-{}", ivy.id));
+
+        // Rewriting bumps the generation: the old ciphertext no longer opens.
+        stack.put_paper_account(&ivy, "main").await;
+        let newer = CredentialAad {
+            generation: row.generation + 1,
+            ..aad
+        };
+        assert!(
+            stack.vault.decrypt(newer, &sealed).is_err(),
+            "rollback detected"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_reach_only_their_own_resources_and_only_admins_create_users() {
+    each_backend(|backend| async move {
+        let stack = TestStack::start(backend).await;
+        let jay = stack.create_user("jay").await;
+        let kim = stack.create_user("kim").await;
+        let (status, body) = stack
+            .api_post("/v1/users", &jay.token, &serde_json::json!({"name": "x"}))
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (403, Some("FORBIDDEN"))
+        );
+        let (status, _) = stack
+            .api_put(
+                &format!("/v1/users/{}/broker-accounts/main", kim.id),
+                &jay.token,
+                &serde_json::json!({"broker": "paper", "client_code": "X"}),
+            )
+            .await;
+        assert_eq!(status, 403, "jay cannot write kim's credentials");
+        let (status, _) = stack
+            .api_post(
+                &format!("/v1/users/{}/tokens", kim.id),
+                &jay.token,
+                &serde_json::json!({}),
+            )
+            .await;
+        assert_eq!(status, 403, "jay cannot mint kim's tokens");
+        let (status, body) = stack
+            .api_post(
+                "/v1/users",
+                ADMIN_TOKEN,
+                &serde_json::json!({"name": "jay"}),
+            )
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (409, Some("CONFLICT"))
+        );
+        let (status, body) = stack
+            .api_post(
+                "/v1/users",
+                "wrong-token",
+                &serde_json::json!({"name": "y"}),
+            )
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (401, Some("UNAUTHENTICATED"))
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_4xx_with_a_json_body() {
+    each_backend(|backend| async move {
+        let stack = TestStack::start(backend).await;
+        let lee = stack.create_user("lee").await;
+        let account = format!("{}/v1/users/{}/broker-accounts/main", stack.api_url, lee.id);
+        let cases: Vec<(&str, reqwest::RequestBuilder)> = vec![
+            (
+                "broken JSON",
+                stack
+                    .http
+                    .put(&account)
+                    .bearer_auth(&lee.token)
+                    .header("content-type", "application/json")
+                    .body("{\"broker\":"),
+            ),
+            (
+                "wrong type",
+                stack
+                    .http
+                    .put(&account)
+                    .bearer_auth(&lee.token)
+                    .json(&serde_json::json!({"broker": 5})),
+            ),
+            (
+                "unknown broker",
+                stack
+                    .http
+                    .put(&account)
+                    .bearer_auth(&lee.token)
+                    .json(&serde_json::json!({"broker": "robinhood"})),
+            ),
+            (
+                "unknown field",
+                stack
+                    .http
+                    .put(&account)
+                    .bearer_auth(&lee.token)
+                    .json(&serde_json::json!({"broker": "paper", "password": "x"})),
+            ),
+            (
+                "empty secret",
+                stack
+                    .http
+                    .put(&account)
+                    .bearer_auth(&lee.token)
+                    .json(&serde_json::json!({"broker": "paper", "api_key": ""})),
+            ),
+            (
+                "oversized body",
+                stack.http.put(&account).bearer_auth(&lee.token).json(
+                    &serde_json::json!({"broker": "paper", "api_key": "k".repeat(64 * 1024)}),
+                ),
+            ),
+            (
+                "SQL-like label",
+                stack
+                    .http
+                    .put(format!(
+                        "{}/v1/users/{}/broker-accounts/x';DROP TABLE users;--",
+                        stack.api_url, lee.id
+                    ))
+                    .bearer_auth(&lee.token)
+                    .json(&serde_json::json!({"broker": "paper"})),
+            ),
+            (
+                "unicode name",
+                stack
+                    .http
+                    .post(format!("{}/v1/users", stack.api_url))
+                    .bearer_auth(ADMIN_TOKEN)
+                    .json(&serde_json::json!({"name": "\u{202e}💥\u{0}"})),
+            ),
+            (
+                "missing name",
+                stack
+                    .http
+                    .post(format!("{}/v1/users", stack.api_url))
+                    .bearer_auth(ADMIN_TOKEN)
+                    .json(&serde_json::json!({})),
+            ),
+            (
+                "no such user",
+                stack
+                    .http
+                    .post(format!("{}/v1/users/nobody/tokens", stack.api_url))
+                    .bearer_auth(ADMIN_TOKEN)
+                    .json(&serde_json::json!({})),
+            ),
+            (
+                "bad scope",
+                stack
+                    .http
+                    .post(format!("{}/v1/users/{}/tokens", stack.api_url, lee.id))
+                    .bearer_auth(ADMIN_TOKEN)
+                    .json(&serde_json::json!({"scopes": ["root"]})),
+            ),
+            (
+                "absurd expiry",
+                stack
+                    .http
+                    .post(format!("{}/v1/users/{}/tokens", stack.api_url, lee.id))
+                    .bearer_auth(ADMIN_TOKEN)
+                    .json(&serde_json::json!({"expires_in_secs": -1})),
+            ),
+            (
+                "no route",
+                stack.http.get(format!("{}/v1/nope", stack.api_url)),
+            ),
+            (
+                "wrong method",
+                stack.http.delete(format!("{}/v1/users", stack.api_url)),
+            ),
+            (
+                "no auth",
+                stack.http.get(format!(
+                    "{}/v1/users/{}/broker-accounts",
+                    stack.api_url, lee.id
+                )),
+            ),
+        ];
+        for (name, request) in cases {
+            let response = request.send().await.expect("HTTP");
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.unwrap_or(serde_json::Value::Null);
+            assert!((400..500).contains(&status), "{name}: status {status}");
+            assert!(
+                body["error"]["code"].is_string(),
+                "{name}: JSON error body, got {body}"
+            );
+        }
+    })
+    .await;
+}

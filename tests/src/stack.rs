@@ -1,0 +1,280 @@
+//! [`TestStack`]: the whole system for one test, wired by `pinnacle_cli::stack`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use futures::StreamExt;
+use pinnacle_cli::stack::{Stack, StackSettings};
+use pinnacle_common::codec::Encoding;
+use pinnacle_common::config::{DatabaseSettings, NatsSettings, SimFeedSettings, WorkerSettings};
+use pinnacle_common::crypto::Vault;
+use pinnacle_common::model::{OrderReply, OrderRequest, OrderType, Reply, Side, Tick};
+use pinnacle_common::subjects::{self, headers, verbs};
+use sea_orm::DatabaseConnection;
+use secrecy::SecretString;
+
+use crate::{Backend, TestDb, TestNats};
+
+/// The admin token every test stack uses.
+pub const ADMIN_TOKEN: &str = "test-admin-token-5e1f0c";
+
+/// A user created through the API, with an API token.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    /// User id.
+    pub id: String,
+    /// Bearer token (trade + read).
+    pub token: String,
+}
+
+/// nats-server + database + publisher + worker + user API, torn down on drop.
+#[derive(Debug)]
+pub struct TestStack {
+    /// Which database engine.
+    pub backend: Backend,
+    /// A plain client connection for the test itself.
+    pub client: async_nats::Client,
+    /// HTTP client for the user API.
+    pub http: reqwest::Client,
+    /// The user API's base URL.
+    pub api_url: String,
+    /// The stack's database connection.
+    pub db: DatabaseConnection,
+    /// The vault the stack encrypts with.
+    pub vault: Arc<Vault>,
+    /// The running services; `None` once stopped.
+    stack: Option<Stack>,
+    /// Dropped after the stack, so the database outlives it.
+    _db: TestDb,
+    /// Dropped last.
+    pub nats: TestNats,
+}
+
+impl TestStack {
+    /// Starts everything on `backend` with test-friendly defaults.
+    pub async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// Starts everything, letting the test adjust the settings first.
+    pub async fn start_with(backend: Backend, adjust: impl FnOnce(&mut StackSettings)) -> Self {
+        crate::logs::install();
+        let nats = TestNats::start();
+        let test_db = TestDb::create(backend).await;
+        let vault = Arc::new(Vault::new(1, &[42u8; 32]));
+        let mut settings = StackSettings {
+            nats: NatsSettings::for_url(nats.url()),
+            database: DatabaseSettings {
+                database_url: test_db.url.clone(),
+                database_max_connections: 8,
+            },
+            vault: vault.clone(),
+            sim: SimFeedSettings {
+                interval_ms: 20,
+                ..SimFeedSettings::default()
+            },
+            worker: WorkerSettings::default(),
+            api_bind: "127.0.0.1:0".into(),
+            admin_token: Some(SecretString::from(ADMIN_TOKEN)),
+        };
+        adjust(&mut settings);
+        let stack = Stack::start(settings).await.expect("stack starts");
+        let client = async_nats::connect(nats.url()).await.expect("test client");
+        Self {
+            backend,
+            client,
+            http: reqwest::Client::new(),
+            api_url: stack.api_url(),
+            db: stack.db.clone(),
+            vault,
+            stack: Some(stack),
+            _db: test_db,
+            nats,
+        }
+    }
+
+    /// Stops the services gracefully.
+    pub async fn stop(&mut self) {
+        if let Some(stack) = self.stack.take() {
+            stack.stop().await.expect("clean shutdown");
+        }
+    }
+
+    /// `POST` JSON to the user API with a bearer token.
+    pub async fn api_post(
+        &self,
+        path: &str,
+        token: &str,
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.api_url))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("HTTP request");
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// `PUT` JSON to the user API with a bearer token.
+    pub async fn api_put(
+        &self,
+        path: &str,
+        token: &str,
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let response = self
+            .http
+            .put(format!("{}{path}", self.api_url))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("HTTP request");
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// Creates a user and a token through the API (as admin).
+    pub async fn create_user(&self, name: &str) -> TestUser {
+        let (status, user) = self
+            .api_post(
+                "/v1/users",
+                ADMIN_TOKEN,
+                &serde_json::json!({ "name": name }),
+            )
+            .await;
+        assert_eq!(status, 201, "create user: {user}");
+        let id = user["id"].as_str().expect("user id").to_string();
+        let (status, token) = self
+            .api_post(
+                &format!("/v1/users/{id}/tokens"),
+                ADMIN_TOKEN,
+                &serde_json::json!({}),
+            )
+            .await;
+        assert_eq!(status, 201, "issue token: {token}");
+        TestUser {
+            id,
+            token: token["token"].as_str().expect("token").to_string(),
+        }
+    }
+
+    /// Stores paper credentials for `user` (as the user), with recognisable secret values.
+    pub async fn put_paper_account(&self, user: &TestUser, label: &str) -> serde_json::Value {
+        let (status, body) = self
+            .api_put(
+                &format!("/v1/users/{}/broker-accounts/{label}", user.id),
+                &user.token,
+                &serde_json::json!({
+                    "broker": "paper",
+                    "api_key": format!("SECRET-apikey-{}", user.id),
+                    "client_code": format!("SECRET-client-{}", user.id),
+                    "secret": format!("SECRET-pin-{}", user.id),
+                }),
+            )
+            .await;
+        assert_eq!(status, 200, "put account: {body}");
+        body
+    }
+
+    /// A user with a paper account, ready to trade.
+    pub async fn trader(&self, name: &str) -> TestUser {
+        let user = self.create_user(name).await;
+        self.put_paper_account(&user, "paper").await;
+        user
+    }
+
+    /// Waits until `n` ticks of `symbol` have been published (so the paper broker has a price).
+    pub async fn wait_for_ticks(&self, symbol: &str, n: usize) -> Vec<Tick> {
+        let mut sub = self
+            .client
+            .subscribe(subjects::tick("NSE", symbol))
+            .await
+            .expect("subscribe");
+        let mut ticks = Vec::new();
+        while ticks.len() < n {
+            let message = tokio::time::timeout(Duration::from_secs(10), sub.next())
+                .await
+                .expect("a tick within 10 s")
+                .expect("subscription open");
+            ticks.push(
+                Encoding::MsgPack
+                    .decode(&message.payload)
+                    .expect("tick decodes"),
+            );
+        }
+        ticks
+    }
+
+    /// Sends a raw order request with the given token, encoding and payload.
+    pub async fn request(
+        &self,
+        subject: String,
+        token: Option<&str>,
+        encoding: Encoding,
+        payload: bytes::Bytes,
+    ) -> async_nats::Message {
+        let mut hdrs = HeaderMap::new();
+        if let Some(token) = token {
+            hdrs.insert(headers::AUTHORIZATION, format!("Bearer {token}").as_str());
+        }
+        hdrs.insert(headers::CONTENT_TYPE, encoding.content_type());
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            self.client.request_with_headers(subject, hdrs, payload),
+        )
+        .await
+        .expect("reply within 10 s")
+        .expect("request succeeds")
+    }
+
+    /// Places `order` as `user` over MessagePack and decodes the reply.
+    pub async fn place(&self, user: &TestUser, order: &OrderRequest) -> Reply<OrderReply> {
+        let payload = Encoding::MsgPack.encode(order).expect("encode");
+        let reply = self
+            .request(
+                subjects::order(&user.id, verbs::PLACE),
+                Some(&user.token),
+                Encoding::MsgPack,
+                payload,
+            )
+            .await;
+        Encoding::MsgPack
+            .decode(&reply.payload)
+            .expect("reply decodes")
+    }
+}
+
+impl Drop for TestStack {
+    fn drop(&mut self) {
+        if self.stack.is_some() {
+            // Not stopped explicitly (e.g. a failed assertion): services die with the runtime.
+            self.stack.take();
+        }
+    }
+}
+
+/// A market order for `quantity` of NSE `symbol`.
+pub fn market(client_order_id: &str, symbol: &str, quantity: i64) -> OrderRequest {
+    OrderRequest {
+        client_order_id: client_order_id.to_string(),
+        exchange: "NSE".into(),
+        symbol: symbol.to_string(),
+        side: Side::Buy,
+        order_type: OrderType::Market,
+        quantity,
+        price: None,
+        account: None,
+    }
+}

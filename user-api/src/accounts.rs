@@ -1,0 +1,282 @@
+//! Broker accounts and their write-only credentials.
+//!
+//! `PUT /v1/users/{user_id}/broker-accounts/{label}` replaces an account's credentials
+//! (fields left out become unset); `GET /v1/users/{user_id}/broker-accounts` lists
+//! accounts with the names of the fields that are set, never their values. Every write
+//! bumps the row's generation, re-encrypts under it and is audited.
+
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use pinnacle_common::audit::AuditLog;
+use pinnacle_common::crypto::{CredentialAad, Vault};
+use pinnacle_common::entities::broker_accounts::{self, fields};
+use pinnacle_common::entities::users;
+use pinnacle_common::error::ErrorCode;
+use pinnacle_common::model::{AuditEvent, AuditOutcome};
+use pinnacle_common::telemetry;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    Set,
+};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use crate::app::AppState;
+use crate::caller::Caller;
+use crate::error::{check_name, ApiError};
+
+/// Brokers an account may use.
+pub const BROKERS: [&str; 2] = ["paper", "angel_one"];
+/// The longest accepted credential value.
+pub const MAX_SECRET_LEN: usize = 1024;
+
+/// Request body: the broker and the credentials. Secrets are redacted in `Debug`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PutAccount {
+    /// `paper` or `angel_one`.
+    pub broker: String,
+    /// SmartAPI key.
+    #[serde(default)]
+    pub api_key: Option<SecretString>,
+    /// Client code.
+    #[serde(default)]
+    pub client_code: Option<SecretString>,
+    /// PIN or secret.
+    #[serde(default)]
+    pub secret: Option<SecretString>,
+    /// TOTP seed.
+    #[serde(default)]
+    pub totp_seed: Option<SecretString>,
+    /// Session token.
+    #[serde(default)]
+    pub access_token: Option<SecretString>,
+}
+
+impl PutAccount {
+    fn field(&self, name: &str) -> Option<&SecretString> {
+        match name {
+            fields::API_KEY => self.api_key.as_ref(),
+            fields::CLIENT_CODE => self.client_code.as_ref(),
+            fields::SECRET => self.secret.as_ref(),
+            fields::TOTP_SEED => self.totp_seed.as_ref(),
+            fields::ACCESS_TOKEN => self.access_token.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+/// An account as the API shows it: which fields are set, never what they hold.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AccountView {
+    /// UUID.
+    pub id: String,
+    /// The owner's label.
+    pub label: String,
+    /// `paper` or `angel_one`.
+    pub broker: String,
+    /// Names of the credential fields that hold a value.
+    pub fields_set: Vec<String>,
+    /// Bumped on every credential write.
+    pub generation: i64,
+    /// When the credentials were last written.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&broker_accounts::Model> for AccountView {
+    fn from(m: &broker_accounts::Model) -> Self {
+        Self {
+            id: m.id.clone(),
+            label: m.label.clone(),
+            broker: m.broker.clone(),
+            fields_set: m.fields_set().into_iter().map(String::from).collect(),
+            generation: m.generation,
+            updated_at: m.updated_at,
+        }
+    }
+}
+
+/// Who is writing, for the audit trail.
+#[derive(Debug, Clone)]
+pub struct Writer {
+    /// Actor name (`admin` or a user id).
+    pub actor: String,
+    /// Token id used, if any.
+    pub token_id: Option<String>,
+    /// Request id.
+    pub request_id: String,
+}
+
+/// Why credentials could not be stored.
+#[derive(Debug, thiserror::Error)]
+pub enum PutAccountError {
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DbErr),
+    /// The audit event could not be stored, so nothing was written.
+    #[error("the audit log is unavailable, so the credentials were not stored")]
+    Audit(#[from] pinnacle_common::audit::AuditError),
+}
+
+/// Creates or replaces `label`'s credentials for `user_id`, audited before the write.
+pub async fn put_account(
+    db: &DatabaseConnection,
+    vault: &Vault,
+    audit: &AuditLog,
+    writer: &Writer,
+    user_id: &str,
+    label: &str,
+    body: &PutAccount,
+) -> Result<broker_accounts::Model, PutAccountError> {
+    let existing = broker_accounts::Entity::find()
+        .filter(broker_accounts::Column::UserId.eq(user_id))
+        .filter(broker_accounts::Column::Label.eq(label))
+        .one(db)
+        .await?;
+    let now = Utc::now();
+    let (id, generation, created_at) = match &existing {
+        Some(row) => (row.id.clone(), row.generation + 1, row.created_at),
+        None => (uuid::Uuid::new_v4().to_string(), 1, now),
+    };
+    let written: Vec<String> = fields::ALL
+        .into_iter()
+        .filter(|f| body.field(f).is_some())
+        .map(String::from)
+        .collect();
+    audit
+        .record(&AuditEvent {
+            event_id: uuid::Uuid::now_v7().to_string(),
+            ts_ms: now.timestamp_millis(),
+            actor: writer.actor.clone(),
+            token_id: writer.token_id.clone(),
+            user_id: user_id.to_string(),
+            broker_account_id: id.clone(),
+            fields: written,
+            purpose: "credentials.write".into(),
+            request_id: writer.request_id.clone(),
+            trace_id: telemetry::current_trace_id(),
+            outcome: AuditOutcome::Written,
+        })
+        .await?;
+    let seal = |field: &str| {
+        body.field(field).map(|value| {
+            vault.encrypt(
+                CredentialAad {
+                    user_id,
+                    account_id: &id,
+                    field,
+                    generation,
+                },
+                value.expose_secret().as_bytes(),
+            )
+        })
+    };
+    let row = broker_accounts::ActiveModel {
+        id: Set(id.clone()),
+        user_id: Set(user_id.to_string()),
+        label: Set(label.to_string()),
+        broker: Set(body.broker.clone()),
+        api_key_enc: Set(seal(fields::API_KEY)),
+        client_code_enc: Set(seal(fields::CLIENT_CODE)),
+        secret_enc: Set(seal(fields::SECRET)),
+        totp_seed_enc: Set(seal(fields::TOTP_SEED)),
+        access_token_enc: Set(seal(fields::ACCESS_TOKEN)),
+        generation: Set(generation),
+        created_at: Set(created_at),
+        updated_at: Set(now),
+    };
+    Ok(match existing {
+        Some(_) => row.update(db).await?,
+        None => row.insert(db).await?,
+    })
+}
+
+fn validate(body: &PutAccount) -> Result<(), ApiError> {
+    if !BROKERS.contains(&body.broker.as_str()) {
+        return Err(ApiError::invalid(format!(
+            "broker must be one of {}",
+            BROKERS.join(", ")
+        )));
+    }
+    for field in fields::ALL {
+        if let Some(value) = body.field(field) {
+            let len = value.expose_secret().len();
+            if len == 0 || len > MAX_SECRET_LEN {
+                return Err(ApiError::invalid(format!(
+                    "{field} must be 1 to {MAX_SECRET_LEN} bytes"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn ensure_user(db: &DatabaseConnection, user_id: &str) -> Result<(), ApiError> {
+    users::Entity::find_by_id(user_id.to_string())
+        .one(db)
+        .await
+        .map_err(|e| ApiError::internal("loading the user", e))?
+        .map(|_| ())
+        .ok_or_else(|| ApiError::not_found("no such user"))
+}
+
+/// `PUT /v1/users/{user_id}/broker-accounts/{label}`.
+pub async fn put(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Json<PutAccount>, JsonRejection>,
+) -> Result<Json<AccountView>, ApiError> {
+    let Path((user_id, label)) = path?;
+    caller.require_self_or_admin(&user_id)?;
+    check_name("label", &label)?;
+    let Json(body) = body?;
+    validate(&body)?;
+    ensure_user(&state.db, &user_id).await?;
+    let writer = Writer {
+        actor: caller.actor(),
+        token_id: caller.token_id(),
+        request_id: uuid::Uuid::now_v7().to_string(),
+    };
+    let row = put_account(
+        &state.db,
+        &state.vault,
+        &state.audit,
+        &writer,
+        &user_id,
+        &label,
+        &body,
+    )
+    .await
+    .map_err(|e| match e {
+        PutAccountError::Audit(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::AuditUnavailable,
+            e.to_string(),
+        ),
+        PutAccountError::Db(db) => ApiError::internal("storing the credentials", db),
+    })?;
+    tracing::info!(%user_id, account_id = %row.id, generation = row.generation, "credentials stored");
+    Ok(Json(AccountView::from(&row)))
+}
+
+/// `GET /v1/users/{user_id}/broker-accounts`.
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<Vec<AccountView>>, ApiError> {
+    let Path(user_id) = path?;
+    caller.require_self_or_admin(&user_id)?;
+    ensure_user(&state.db, &user_id).await?;
+    let rows = broker_accounts::Entity::find()
+        .filter(broker_accounts::Column::UserId.eq(user_id.as_str()))
+        .order_by_asc(broker_accounts::Column::Label)
+        .all(&state.db)
+        .await
+        .map_err(|e| ApiError::internal("listing accounts", e))?;
+    Ok(Json(rows.iter().map(AccountView::from).collect()))
+}

@@ -1,0 +1,161 @@
+//! `POST /v1/users/{user_id}/tokens`: issue an API token (admin, or the user themselves).
+
+use axum::body::Bytes;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Duration, Utc};
+use pinnacle_common::auth::{SCOPE_READ, SCOPE_TRADE};
+use pinnacle_common::crypto::Vault;
+use pinnacle_common::entities::{api_tokens, users};
+use pinnacle_common::error::ErrorCode;
+use pinnacle_common::tokens;
+use sea_orm::{ActiveModelTrait, ConnectionTrait, DbErr, EntityTrait, Set};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use crate::app::AppState;
+use crate::caller::Caller;
+use crate::error::ApiError;
+
+/// The longest lifetime a token may be given: one year.
+pub const MAX_EXPIRES_IN_SECS: i64 = 366 * 24 * 3600;
+
+/// Request body; every field is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    /// Scopes: any of `trade`, `read`. Default: both.
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    /// Lifetime in seconds, 60 to one year. Default: no expiry.
+    #[serde(default)]
+    pub expires_in_secs: Option<i64>,
+}
+
+/// The issued token. `token` is shown here once and never again.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct IssuedToken {
+    /// The token id (its lookup prefix).
+    pub id: String,
+    /// The bearer token.
+    pub token: String,
+    /// Scopes granted.
+    pub scopes: Vec<String>,
+    /// Expiry, if any.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Validated issue parameters.
+#[derive(Debug, Clone)]
+pub struct TokenSpec {
+    /// Scopes granted.
+    pub scopes: Vec<String>,
+    /// Expiry, if any.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl TokenSpec {
+    /// Both scopes, no expiry.
+    pub fn full() -> Self {
+        Self {
+            scopes: vec![SCOPE_TRADE.into(), SCOPE_READ.into()],
+            expires_at: None,
+        }
+    }
+}
+
+impl TryFrom<CreateToken> for TokenSpec {
+    type Error = ApiError;
+
+    fn try_from(body: CreateToken) -> Result<Self, ApiError> {
+        let scopes = body
+            .scopes
+            .unwrap_or_else(|| vec![SCOPE_TRADE.into(), SCOPE_READ.into()]);
+        if scopes.is_empty() || scopes.iter().any(|s| s != SCOPE_TRADE && s != SCOPE_READ) {
+            return Err(ApiError::invalid(
+                "scopes must be a non-empty list of \"trade\", \"read\"",
+            ));
+        }
+        let expires_at = match body.expires_in_secs {
+            None => None,
+            Some(secs) if (60..=MAX_EXPIRES_IN_SECS).contains(&secs) => {
+                Some(Utc::now() + Duration::seconds(secs))
+            }
+            Some(_) => {
+                return Err(ApiError::invalid(format!(
+                    "expires_in_secs must be between 60 and {MAX_EXPIRES_IN_SECS}"
+                )))
+            }
+        };
+        let mut scopes = scopes;
+        scopes.sort();
+        scopes.dedup();
+        Ok(Self { scopes, expires_at })
+    }
+}
+
+/// Mints and stores a token for `user_id`; returns the row and the one-time bearer token.
+pub async fn issue_token(
+    db: &impl ConnectionTrait,
+    vault: &Vault,
+    user_id: &str,
+    spec: &TokenSpec,
+) -> Result<(api_tokens::Model, SecretString), DbErr> {
+    let minted = tokens::mint(vault.token_pepper());
+    let row = api_tokens::ActiveModel {
+        id: Set(minted.id.clone()),
+        user_id: Set(user_id.to_string()),
+        secret_hash: Set(minted.hash.clone()),
+        scopes: Set(spec.scopes.join(",")),
+        created_at: Set(Utc::now()),
+        expires_at: Set(spec.expires_at),
+        revoked_at: Set(None),
+    }
+    .insert(db)
+    .await?;
+    Ok((row, minted.token))
+}
+
+/// `POST /v1/users/{user_id}/tokens`.
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<IssuedToken>), ApiError> {
+    let Path(user_id) = path?;
+    caller.require_self_or_admin(&user_id)?;
+    // An empty body means "all defaults".
+    let body: CreateToken = if body.iter().all(u8::is_ascii_whitespace) {
+        CreateToken::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadPayload,
+                e.to_string(),
+            )
+        })?
+    };
+    let spec = TokenSpec::try_from(body)?;
+    users::Entity::find_by_id(user_id.clone())
+        .one(&state.db)
+        .await
+        .map_err(|e| ApiError::internal("loading the user", e))?
+        .ok_or_else(|| ApiError::not_found("no such user"))?;
+    let (row, token) = issue_token(&state.db, &state.vault, &user_id, &spec)
+        .await
+        .map_err(|e| ApiError::internal("issuing the token", e))?;
+    tracing::info!(%user_id, token_id = %row.id, "API token issued");
+    Ok((
+        StatusCode::CREATED,
+        Json(IssuedToken {
+            id: row.id,
+            token: token.expose_secret().to_string(),
+            scopes: spec.scopes,
+            expires_at: row.expires_at,
+        }),
+    ))
+}

@@ -1,0 +1,93 @@
+//! Who is calling: the `Authorization: Bearer <token>` extractor.
+//!
+//! The admin token (`PINNACLE_API_ADMIN_TOKEN`) is compared in constant time; anything
+//! else must be a user API token (`pinnacle_common::auth`).
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use pinnacle_common::auth::{self, AuthError, Principal};
+use pinnacle_common::error::ErrorCode;
+use pinnacle_common::tokens;
+use secrecy::ExposeSecret;
+use subtle::ConstantTimeEq;
+
+use crate::app::AppState;
+use crate::error::ApiError;
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// Holder of the admin token.
+    Admin,
+    /// A user, through one of their API tokens.
+    User(Principal),
+}
+
+impl Caller {
+    /// The name written to audit events as the actor.
+    pub fn actor(&self) -> String {
+        match self {
+            Self::Admin => "admin".into(),
+            Self::User(p) => p.user_id.clone(),
+        }
+    }
+
+    /// The token id, for audit events.
+    pub fn token_id(&self) -> Option<String> {
+        match self {
+            Self::Admin => None,
+            Self::User(p) => Some(p.token_id.clone()),
+        }
+    }
+
+    /// Allows the admin, or the user themselves.
+    pub fn require_self_or_admin(&self, user_id: &str) -> Result<(), ApiError> {
+        match self {
+            Self::Admin => Ok(()),
+            Self::User(p) if p.user_id == user_id => Ok(()),
+            Self::User(_) => Err(ApiError::forbidden()),
+        }
+    }
+
+    /// Allows only the admin.
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        match self {
+            Self::Admin => Ok(()),
+            Self::User(_) => Err(ApiError::forbidden()),
+        }
+    }
+}
+
+fn unauthenticated(message: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        ErrorCode::Unauthenticated,
+        message,
+    )
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| unauthenticated("missing Authorization: Bearer <token>"))?
+            .to_str()
+            .map_err(|_| unauthenticated("malformed Authorization header"))?;
+        let token = tokens::from_bearer(value)
+            .ok_or_else(|| unauthenticated("expected Authorization: Bearer <token>"))?;
+        if let Some(admin) = &state.admin_token {
+            if bool::from(token.as_bytes().ct_eq(admin.expose_secret().as_bytes())) {
+                return Ok(Self::Admin);
+            }
+        }
+        match auth::authenticate(&state.db, state.vault.token_pepper(), Some(token)).await {
+            Ok(principal) => Ok(Self::User(principal)),
+            Err(AuthError::Store(e)) => Err(ApiError::internal("checking the token", e)),
+            Err(other) => Err(unauthenticated(&other.to_string())),
+        }
+    }
+}
