@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use pinnacle_common::audit::AuditLog;
 use pinnacle_common::config::{
-    DatabaseSettings, NatsSettings, SimFeedSettings, VaultSettings, WorkerSettings,
+    DatabaseSettings, NatsSettings, SimFeedSettings, UserApiSettings, VaultSettings, WorkerSettings,
 };
 use pinnacle_common::crypto::Vault;
 use pinnacle_common::entities::users;
@@ -193,8 +193,10 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
         vault: vault.clone(),
         sim: SimFeedSettings::from_env()?,
         worker: worker.clone(),
-        api_bind: options.api_bind.clone(),
-        admin_token: Some(admin_token.clone()),
+        api: UserApiSettings {
+            bind: options.api_bind.clone(),
+            admin_token: Some(admin_token.clone()),
+        },
     })
     .await?;
 

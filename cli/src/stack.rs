@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use pinnacle_common::audit::{self, AuditLog};
-use pinnacle_common::config::{DatabaseSettings, NatsSettings, SimFeedSettings, WorkerSettings};
+use pinnacle_common::config::{
+    DatabaseSettings, NatsSettings, SimFeedSettings, UserApiSettings, WorkerSettings,
+};
 use pinnacle_common::crypto::Vault;
 use pinnacle_common::shutdown::Shutdown;
 use pinnacle_migrations::{Migrator, MigratorTrait};
@@ -18,7 +20,6 @@ use pinnacle_order_worker::paper::PaperBroker;
 use pinnacle_order_worker::Worker;
 use pinnacle_publisher::sim::{parse_symbols, SimFeed};
 use sea_orm::DatabaseConnection;
-use secrecy::SecretString;
 use tokio::task::JoinSet;
 
 /// A service task's result, tagged with its name.
@@ -95,11 +96,11 @@ pub async fn spawn_user_api(
     nats_settings: &NatsSettings,
     db: DatabaseConnection,
     vault: Arc<Vault>,
-    bind: &str,
-    admin_token: Option<SecretString>,
+    api: &UserApiSettings,
     audit_timeout: Duration,
     shutdown: Shutdown,
 ) -> anyhow::Result<SocketAddr> {
+    let bind = api.bind.as_str();
     let client = nats(nats_settings, "pinnacle-user-api").await?;
     let listener = tokio::net::TcpListener::bind(bind)
         .await
@@ -109,7 +110,7 @@ pub async fn spawn_user_api(
         db,
         vault,
         audit: AuditLog::new(client, audit_timeout),
-        admin_token,
+        admin_token: api.admin_token.clone(),
     };
     tasks.spawn(async move {
         let result = pinnacle_user_api::serve(listener, state, shutdown).await;
@@ -131,10 +132,8 @@ pub struct StackSettings {
     pub sim: SimFeedSettings,
     /// Order worker limits.
     pub worker: WorkerSettings,
-    /// User API listen address (`127.0.0.1:0` for any free port).
-    pub api_bind: String,
-    /// User API admin token.
-    pub admin_token: Option<SecretString>,
+    /// User API listen address (`127.0.0.1:0` for any free port) and admin token.
+    pub api: UserApiSettings,
 }
 
 /// The publisher, order worker and user API, running in this process.
@@ -172,8 +171,7 @@ impl Stack {
             &settings.nats,
             db.clone(),
             settings.vault.clone(),
-            &settings.api_bind,
-            settings.admin_token.clone(),
+            &settings.api,
             Duration::from_millis(settings.worker.audit_timeout_ms),
             shutdown.clone(),
         )
@@ -242,7 +240,7 @@ pub async fn serve(
     service: Service,
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    use pinnacle_common::config::{UserApiSettings, VaultSettings};
+    use pinnacle_common::config::VaultSettings;
     let nats_settings = NatsSettings::from_env()?;
     let shutdown = Shutdown::new();
     let mut tasks = JoinSet::new();
@@ -284,8 +282,7 @@ pub async fn serve(
                 &nats_settings,
                 db,
                 vault,
-                &api.bind,
-                api.admin_token,
+                &api,
                 Duration::from_millis(worker.audit_timeout_ms),
                 shutdown.clone(),
             )

@@ -7,7 +7,9 @@ use async_nats::HeaderMap;
 use futures::StreamExt;
 use pinnacle_cli::stack::{Stack, StackSettings};
 use pinnacle_common::codec::Encoding;
-use pinnacle_common::config::{DatabaseSettings, NatsSettings, SimFeedSettings, WorkerSettings};
+use pinnacle_common::config::{
+    DatabaseSettings, NatsSettings, SimFeedSettings, UserApiSettings, WorkerSettings,
+};
 use pinnacle_common::crypto::Vault;
 use pinnacle_common::model::{OrderReply, OrderRequest, OrderType, Reply, Side, Tick};
 use pinnacle_common::subjects::{self, headers, verbs};
@@ -75,8 +77,10 @@ impl TestStack {
                 ..SimFeedSettings::default()
             },
             worker: WorkerSettings::default(),
-            api_bind: "127.0.0.1:0".into(),
-            admin_token: Some(SecretString::from(ADMIN_TOKEN)),
+            api: UserApiSettings {
+                bind: "127.0.0.1:0".into(),
+                admin_token: Some(SecretString::from(ADMIN_TOKEN)),
+            },
         };
         adjust(&mut settings);
         let stack = Stack::start(settings).await.expect("stack starts");

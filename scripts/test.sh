@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: setup, formatting, lints, unit and end-to-end
+# tests (real nats-server, SQLite and PostgreSQL), and the Python client check against a
+# running `pinnacle dev`. CI runs exactly this (see .ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+
+# PostgreSQL: start the machine's server if it is installed but down. On CI every database
+# test must run on PostgreSQL as well as SQLite.
+if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
+    for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+  fi
+fi
+if [ "${CI:-}" = "true" ]; then
+  export PINNACLE_REQUIRE_POSTGRES="${PINNACLE_REQUIRE_POSTGRES:-1}"
+fi
+
+echo "== cargo fmt" >&2
+cargo fmt --all -- --check
+echo "== cargo clippy" >&2
+cargo clippy --locked --workspace --all-targets -- -D warnings
+echo "== cargo test" >&2
+cargo test --locked --workspace
+echo "== Python client against pinnacle dev" >&2
+scripts/python-check.sh
