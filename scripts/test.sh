@@ -23,6 +23,11 @@ cargo fmt --all -- --check
 echo "== cargo clippy" >&2
 cargo clippy --locked --workspace --all-targets -- -D warnings
 echo "== cargo test" >&2
-cargo test --locked --workspace
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
+cargo test --locked --workspace 2>&1 | tee "$results"
+rust_passed=$(grep -E '^test result: ok\.' "$results" | awk '{s += $4} END {print s + 0}')
 echo "== Python client against pinnacle dev" >&2
-scripts/python-check.sh
+scripts/python-check.sh | tee -a "$results"
+py_passed=$(grep -E '^python: ' "$results" | awk '{print $2}')
+echo "total: $((rust_passed + py_passed)) passed, 0 failed"
