@@ -39,14 +39,25 @@ pub enum CodecError {
     Encode(#[from] rmp_serde::encode::Error),
 }
 
+/// Reads a header by name, ignoring ASCII case (`authorization` finds `Authorization`).
+pub fn header<'a>(headers: Option<&'a HeaderMap>, name: &str) -> Option<&'a str> {
+    let headers = headers?;
+    if let Some(value) = headers.get(name) {
+        return Some(value.as_str());
+    }
+    headers
+        .iter()
+        .find(|(key, _)| AsRef::<str>::as_ref(*key).eq_ignore_ascii_case(name))
+        .and_then(|(key, _)| headers.get(AsRef::<str>::as_ref(key)))
+        .map(|value| value.as_str())
+}
+
 impl Encoding {
     /// Picks the encoding from a message's headers.
     pub fn from_headers(headers: Option<&HeaderMap>) -> Self {
-        let is_json = headers
-            .and_then(|h| h.get(headers::CONTENT_TYPE))
+        let is_json = header(headers, headers::CONTENT_TYPE)
             .map(|v| {
-                v.as_str()
-                    .split(';')
+                v.split(';')
                     .next()
                     .is_some_and(|t| t.trim().eq_ignore_ascii_case(JSON_CONTENT_TYPE))
             })
@@ -122,6 +133,12 @@ mod tests {
             "application/json; charset=utf-8",
         );
         assert_eq!(Encoding::from_headers(Some(&headers)), Encoding::Json);
+        let mut lower = HeaderMap::new();
+        lower.insert("content-type", "application/json");
+        lower.insert("authorization", "Bearer x");
+        assert_eq!(Encoding::from_headers(Some(&lower)), Encoding::Json);
+        assert_eq!(header(Some(&lower), "Authorization"), Some("Bearer x"));
+        assert_eq!(header(Some(&lower), "Missing"), None);
         assert_eq!(Encoding::from_headers(None), Encoding::MsgPack);
         let probe: Probe = Encoding::Json
             .decode(br#"{"name":"a","qty":1}"#)

@@ -9,8 +9,10 @@ pub const MD_TICK_PREFIX: &str = "md.tick";
 pub const MD_TICK_ALL: &str = "md.tick.>";
 /// Queue group shared by every order worker, so each request is handled once.
 pub const ORDER_WORKER_QUEUE: &str = "order-workers";
-/// Wildcard the order workers subscribe to: `orders.<user_id>.<verb>`.
-pub const ORDERS_ALL: &str = "orders.*.*";
+/// Wildcard the order workers subscribe to. Requests are `orders.<user_id>.<verb>`; the
+/// workers take the whole `orders.>` tree so that a malformed subject still gets a
+/// structured error rather than "no responders". Nothing else may publish under `orders.`.
+pub const ORDERS_ALL: &str = "orders.>";
 /// JetStream stream that stores every audit event.
 pub const AUDIT_STREAM: &str = "AUDIT";
 /// Subjects captured by [`AUDIT_STREAM`].

@@ -6,7 +6,7 @@
 
 use async_nats::{HeaderMap, Message};
 use pinnacle_common::auth::{self, AuthError, SCOPE_TRADE};
-use pinnacle_common::codec::Encoding;
+use pinnacle_common::codec::{self, Encoding};
 use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::model::{AuditEvent, AuditOutcome, OrderReply, OrderRequest, Reply};
 use pinnacle_common::subjects::{self, headers, verbs};
@@ -17,15 +17,15 @@ use crate::credentials::{self, AccountError};
 use crate::service::Worker;
 use crate::store::{self, Inserted};
 
+/// The longest `Pinnacle-Request-Id` kept; a longer or empty one is replaced by a UUIDv7.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
 /// Handles one message and publishes its reply.
 pub async fn handle(worker: &Worker, message: Message) {
     let encoding = Encoding::from_headers(message.headers.as_ref());
-    let request_id = message
-        .headers
-        .as_ref()
-        .and_then(|h| h.get(headers::REQUEST_ID))
-        .map(|v| v.as_str().to_string())
-        .filter(|v| !v.is_empty() && v.len() <= 128)
+    let request_id = codec::header(message.headers.as_ref(), headers::REQUEST_ID)
+        .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID_LEN)
+        .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let span = tracing::info_span!(
         "order.request",
@@ -124,11 +124,8 @@ async fn process(
     }
 
     // Who is asking, and may they act on this subject?
-    let bearer = message
-        .headers
-        .as_ref()
-        .and_then(|h| h.get(headers::AUTHORIZATION))
-        .and_then(|v| tokens::from_bearer(v.as_str()));
+    let bearer = codec::header(message.headers.as_ref(), headers::AUTHORIZATION)
+        .and_then(tokens::from_bearer);
     let principal = auth::authenticate(&worker.db, worker.vault.token_pepper(), bearer)
         .await
         .map_err(|e| match e {

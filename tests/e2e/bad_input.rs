@@ -93,6 +93,10 @@ async fn malformed_and_absurd_requests_get_structured_errors() {
         )
         .await;
         assert_eq!(code, "UNKNOWN_VERB");
+        for subject in [format!("orders.{}.place.extra", user.id), format!("orders.{}", user.id)] {
+            let code = error_code(&stack, &user, subject.clone(), Encoding::Json, json(valid.clone())).await;
+            assert_eq!(code, "UNKNOWN_VERB", "{subject}");
+        }
 
         // The worker is unharmed.
         let reply = stack.place(&user, &market("after-junk", "SBIN-EQ", 1)).await;

@@ -75,6 +75,32 @@ async fn json_requests_get_json_replies() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_names_are_case_insensitive() {
+    each_backend(|backend| async move {
+        let stack = TestStack::start(backend).await;
+        let user = stack.trader("lowercase").await;
+        stack.wait_for_ticks("SBIN-EQ", 2).await;
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("authorization", format!("bearer {}", user.token).as_str());
+        headers.insert("content-type", "application/json");
+        let body = serde_json::json!({"client_order_id": "lc-1", "exchange": "NSE",
+            "symbol": "SBIN-EQ", "side": "BUY", "order_type": "MARKET", "quantity": 2});
+        let reply = stack
+            .client
+            .request_with_headers(
+                subjects::order(&user.id, verbs::PLACE),
+                headers,
+                serde_json::to_vec(&body).expect("json").into(),
+            )
+            .await
+            .expect("reply");
+        let value: serde_json::Value = serde_json::from_slice(&reply.payload).expect("JSON reply");
+        assert_eq!(value["ok"], true, "{value}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resting_limit_order_stays_open() {
     each_backend(|backend| async move {
         let stack = TestStack::start(backend).await;
