@@ -71,4 +71,24 @@ pub trait Broker: Send + Sync + std::fmt::Debug {
         order_id: &str,
         order: &OrderRequest,
     ) -> Result<BrokerOutcome, BrokerError>;
+
+    /// Replaces the quantity and price of working order `broker_order_id` with those in
+    /// `order`; the outcome is the order's state after the change.
+    async fn modify_order(
+        &self,
+        credentials: &BrokerCredentials,
+        broker_order_id: &str,
+        order: &OrderRequest,
+    ) -> Result<BrokerOutcome, BrokerError>;
+
+    /// Cancels working order `broker_order_id`.
+    async fn cancel_order(
+        &self,
+        credentials: &BrokerCredentials,
+        broker_order_id: &str,
+    ) -> Result<BrokerOutcome, BrokerError>;
+
+    /// The price the broker would fill a market order at, in paise, if it knows one; the
+    /// pre-trade order-value check uses it.
+    async fn reference_price(&self, exchange: &str, symbol: &str) -> Option<i64>;
 }

@@ -30,6 +30,20 @@ pub enum ErrorCode {
     CredentialUnavailable,
     /// The broker refused the order.
     BrokerRejected,
+    /// The order is in a state that does not allow this (e.g. cancelling a filled order).
+    InvalidState,
+    /// Pre-trade risk: the quantity is above the user's or the platform's limit.
+    RiskMaxQuantity,
+    /// Pre-trade risk: price × quantity is above the order-value limit.
+    RiskMaxValue,
+    /// Pre-trade risk: the exchange is not allowed for this user.
+    RiskExchange,
+    /// Pre-trade risk: the symbol is not allowed for this user.
+    RiskSymbol,
+    /// Too many orders per second (Angel One allows 9 place/modify/cancel per second).
+    RateLimited,
+    /// The user's or the platform's kill switch is on: no new orders.
+    KillSwitch,
     /// The resource does not exist.
     NotFound,
     /// The resource already exists.
@@ -53,6 +67,13 @@ impl ErrorCode {
             Self::AuditUnavailable => "AUDIT_UNAVAILABLE",
             Self::CredentialUnavailable => "CREDENTIAL_UNAVAILABLE",
             Self::BrokerRejected => "BROKER_REJECTED",
+            Self::InvalidState => "INVALID_STATE",
+            Self::RiskMaxQuantity => "RISK_MAX_QUANTITY",
+            Self::RiskMaxValue => "RISK_MAX_VALUE",
+            Self::RiskExchange => "RISK_EXCHANGE",
+            Self::RiskSymbol => "RISK_SYMBOL",
+            Self::RateLimited => "RATE_LIMITED",
+            Self::KillSwitch => "KILL_SWITCH",
             Self::NotFound => "NOT_FOUND",
             Self::Conflict => "CONFLICT",
             Self::Internal => "INTERNAL",

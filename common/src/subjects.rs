@@ -13,6 +13,10 @@ pub const ORDER_WORKER_QUEUE: &str = "order-workers";
 /// workers take the whole `orders.>` tree so that a malformed subject still gets a
 /// structured error rather than "no responders". Nothing else may publish under `orders.`.
 pub const ORDERS_ALL: &str = "orders.>";
+/// JetStream stream that stores every order lifecycle event, per user.
+pub const ORDER_EVENTS_STREAM: &str = "ORDER_EVENTS";
+/// Subjects captured by [`ORDER_EVENTS_STREAM`].
+pub const ORDER_EVENTS_ALL: &str = "events.orders.>";
 /// JetStream stream that stores every audit event.
 pub const AUDIT_STREAM: &str = "AUDIT";
 /// Subjects captured by [`AUDIT_STREAM`].
@@ -40,6 +44,16 @@ pub mod headers {
 pub mod verbs {
     /// Place a new order.
     pub const PLACE: &str = "place";
+    /// Change a working order's quantity or price.
+    pub const MODIFY: &str = "modify";
+    /// Cancel a working order.
+    pub const CANCEL: &str = "cancel";
+    /// Fetch one order.
+    pub const GET: &str = "get";
+    /// List orders, newest first.
+    pub const LIST: &str = "list";
+    /// Every verb, for error messages and discovery.
+    pub const ALL: [&str; 5] = [PLACE, MODIFY, CANCEL, GET, LIST];
 }
 
 /// `md.tick.<EXCHANGE>.<SYMBOL>` with the symbol escaped by [`escape_token`].
@@ -65,6 +79,11 @@ pub fn parse_order(subject: &str) -> Option<(String, &str)> {
         return None;
     };
     Some((unescape_token(user)?, verb))
+}
+
+/// `events.orders.<user_id>`: one user's order lifecycle events.
+pub fn order_events(user_id: &str) -> String {
+    format!("events.orders.{}", escape_token(user_id))
 }
 
 /// `audit.credential.<user_id>`: credential accesses for one user's accounts.

@@ -1,11 +1,15 @@
 //! Loading a user's broker account and decrypting its credentials.
 //!
-//! [`decrypt`] is only ever called after the audit event for the access has been stored;
-//! `handler` enforces that order.
+//! [`open`] records the audit event, waits for JetStream's ack, and only then decrypts:
+//! audit before access, failing closed.
 
+use pinnacle_common::auth::Principal;
 use pinnacle_common::broker::BrokerCredentials;
 use pinnacle_common::crypto::{CredentialAad, DecryptError, Vault};
 use pinnacle_common::entities::broker_accounts::{self, fields};
+use pinnacle_common::error::{ErrorBody, ErrorCode};
+use pinnacle_common::model::{AuditEvent, AuditOutcome};
+use pinnacle_common::telemetry;
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder};
 
 /// Why no account could be chosen.
@@ -17,6 +21,16 @@ pub enum AccountError {
     /// The database failed.
     #[error(transparent)]
     Db(#[from] DbErr),
+}
+
+impl AccountError {
+    /// The reply for this failure.
+    pub fn into_error_body(self) -> ErrorBody {
+        match self {
+            Self::NotFound(message) => ErrorBody::new(ErrorCode::NoBrokerAccount, message),
+            Self::Db(db) => crate::handler::internal("loading the broker account", db),
+        }
+    }
 }
 
 /// The user's account named `label`, or their only account when no label is given.
@@ -74,4 +88,62 @@ pub fn decrypt(
         totp_seed: open(fields::TOTP_SEED)?,
         access_token: open(fields::ACCESS_TOKEN)?,
     })
+}
+
+/// Audits the access (waiting for the ack), then decrypts `account`'s credentials.
+///
+/// No ack → `AUDIT_UNAVAILABLE` and nothing is decrypted. A failed decrypt is audited too
+/// and answered with the one opaque `CREDENTIAL_UNAVAILABLE`.
+pub async fn open(
+    worker: &crate::Worker,
+    principal: &Principal,
+    account: &broker_accounts::Model,
+    purpose: &str,
+    request_id: &str,
+) -> Result<BrokerCredentials, ErrorBody> {
+    let mut event = AuditEvent {
+        event_id: uuid::Uuid::now_v7().to_string(),
+        ts_ms: chrono::Utc::now().timestamp_millis(),
+        actor: principal.user_id.clone(),
+        token_id: Some(principal.token_id.clone()),
+        user_id: account.user_id.clone(),
+        broker_account_id: account.id.clone(),
+        fields: account.fields_set().into_iter().map(String::from).collect(),
+        purpose: purpose.to_string(),
+        request_id: request_id.to_string(),
+        trace_id: telemetry::current_trace_id(),
+        outcome: AuditOutcome::Authorized,
+    };
+    worker.audit.record(&event).await.map_err(|e| {
+        tracing::warn!(error = %e, "audit unavailable; refusing");
+        ErrorBody::new(
+            ErrorCode::AuditUnavailable,
+            "the audit log is unavailable, so credentials were not accessed",
+        )
+    })?;
+    match decrypt(&worker.vault, account) {
+        Ok(credentials) => Ok(credentials),
+        Err(error) => {
+            event.event_id = uuid::Uuid::now_v7().to_string();
+            event.outcome = AuditOutcome::DecryptFailed;
+            if let Err(audit_error) = worker.audit.record(&event).await {
+                tracing::warn!(error = %audit_error, "could not audit the failed decrypt");
+            }
+            Err(ErrorBody::new(
+                ErrorCode::CredentialUnavailable,
+                error.to_string(),
+            ))
+        }
+    }
+}
+
+/// The account an existing order was placed through.
+pub async fn account_of(
+    db: &impl ConnectionTrait,
+    order: &pinnacle_common::entities::orders::Model,
+) -> Result<broker_accounts::Model, AccountError> {
+    broker_accounts::Entity::find_by_id(order.broker_account_id.clone())
+        .one(db)
+        .await?
+        .ok_or_else(|| AccountError::NotFound("the order's broker account no longer exists".into()))
 }

@@ -1,24 +1,53 @@
-//! One order request, end to end.
-//!
-//! authenticate (token ↔ subject user) → decode and validate → idempotent replay →
-//! choose the account → **audit, wait for the ack** → decrypt → insert (unique key) →
-//! broker → persist → reply. Every path ends in exactly one reply.
+//! One request, end to end: size and subject checks, authentication against the subject's
+//! user and the verb's scope, then the verb, then exactly one reply.
 
 use async_nats::{HeaderMap, Message};
-use pinnacle_common::auth::{self, AuthError, SCOPE_TRADE};
+use pinnacle_common::auth::{self, AuthError, Principal, SCOPE_READ, SCOPE_TRADE};
 use pinnacle_common::codec::{self, Encoding};
 use pinnacle_common::error::{ErrorBody, ErrorCode};
-use pinnacle_common::model::{AuditEvent, AuditOutcome, OrderReply, OrderRequest, Reply};
+use pinnacle_common::model::{OrderList, OrderReply, Reply};
 use pinnacle_common::subjects::{self, headers, verbs};
 use pinnacle_common::{telemetry, tokens};
+use serde::Serialize;
 use tracing::Instrument;
 
-use crate::credentials::{self, AccountError};
 use crate::service::Worker;
-use crate::store::{self, Inserted};
+use crate::{manage, place, query};
 
 /// The longest `Pinnacle-Request-Id` kept; a longer or empty one is replaced by a UUIDv7.
 pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// What a verb answers with.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Answer {
+    /// One order (place, modify, cancel, get).
+    Order(OrderReply),
+    /// Several (list).
+    Orders(OrderList),
+}
+
+/// An authenticated request, ready for its verb.
+#[derive(Debug)]
+pub struct Request<'a> {
+    /// Who is asking (already matched to the subject's user).
+    pub principal: Principal,
+    /// How the payload is encoded.
+    pub encoding: Encoding,
+    /// The payload.
+    pub payload: &'a [u8],
+    /// For audit events and the reply.
+    pub request_id: &'a str,
+}
+
+impl Request<'_> {
+    /// Decodes the payload, mapping failures to `BAD_PAYLOAD`.
+    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, ErrorBody> {
+        self.encoding
+            .decode(self.payload)
+            .map_err(|e| ErrorBody::new(ErrorCode::BadPayload, e.to_string()))
+    }
+}
 
 /// Handles one message and publishes its reply.
 pub async fn handle(worker: &Worker, message: Message) {
@@ -39,7 +68,7 @@ pub async fn handle(worker: &Worker, message: Message) {
     );
     telemetry::set_parent_from(&span, message.headers.as_ref());
     async {
-        let outcome = process(worker, &message, &request_id).await;
+        let outcome = process(worker, &message, encoding, &request_id).await;
         if let Err(error) = &outcome {
             tracing::Span::current().record("error.code", error.code.as_str());
             tracing::info!(code = %error.code, message = %error.message, "order request failed");
@@ -55,7 +84,7 @@ async fn reply(
     message: &Message,
     encoding: Encoding,
     request_id: &str,
-    outcome: Result<OrderReply, ErrorBody>,
+    outcome: Result<Answer, ErrorBody>,
 ) {
     let Some(reply_to) = message.reply.clone() else {
         tracing::warn!("order request without a reply subject; nothing to answer");
@@ -65,7 +94,7 @@ async fn reply(
     hdrs.insert(headers::CONTENT_TYPE, encoding.content_type());
     hdrs.insert(headers::REQUEST_ID, request_id);
     let body = match outcome {
-        Ok(order) => Reply::success(order),
+        Ok(answer) => Reply::success(answer),
         Err(error) => {
             hdrs.insert(headers::ERROR_CODE, error.code.as_str());
             Reply::failure(error)
@@ -87,7 +116,8 @@ async fn reply(
     }
 }
 
-fn internal(context: &str, error: impl std::fmt::Display) -> ErrorBody {
+/// Logs an internal failure and returns the detail-free error for the caller.
+pub fn internal(context: &str, error: impl std::fmt::Display) -> ErrorBody {
     tracing::error!(%error, context, "internal error");
     ErrorBody::new(
         ErrorCode::Internal,
@@ -98,8 +128,9 @@ fn internal(context: &str, error: impl std::fmt::Display) -> ErrorBody {
 async fn process(
     worker: &Worker,
     message: &Message,
+    encoding: Encoding,
     request_id: &str,
-) -> Result<OrderReply, ErrorBody> {
+) -> Result<Answer, ErrorBody> {
     if message.payload.len() > worker.settings.max_payload {
         return Err(ErrorBody::new(
             ErrorCode::PayloadTooLarge,
@@ -110,18 +141,21 @@ async fn process(
             ),
         ));
     }
-    let (subject_user, verb) = subjects::parse_order(&message.subject).ok_or_else(|| {
+    let unknown = || {
         ErrorBody::new(
             ErrorCode::UnknownVerb,
-            "subject must be orders.<user_id>.<verb>",
+            format!(
+                "subject must be orders.<user_id>.<verb> with a verb of: {}",
+                verbs::ALL.join(", ")
+            ),
         )
-    })?;
-    if verb != verbs::PLACE {
-        return Err(ErrorBody::new(
-            ErrorCode::UnknownVerb,
-            format!("unknown verb {verb:?}; served: {}", verbs::PLACE),
-        ));
-    }
+    };
+    let (subject_user, verb) = subjects::parse_order(&message.subject).ok_or_else(unknown)?;
+    let scope = match verb {
+        verbs::PLACE | verbs::MODIFY | verbs::CANCEL => SCOPE_TRADE,
+        verbs::GET | verbs::LIST => SCOPE_READ,
+        _ => return Err(unknown()),
+    };
 
     // Who is asking, and may they act on this subject?
     let bearer = codec::header(message.headers.as_ref(), headers::AUTHORIZATION)
@@ -138,110 +172,23 @@ async fn process(
             "the API token does not belong to the user in the subject",
         ));
     }
-    if !principal.has_scope(SCOPE_TRADE) {
+    if !principal.has_scope(scope) {
         return Err(ErrorBody::new(
             ErrorCode::Forbidden,
-            "the API token lacks the trade scope",
+            format!("the API token lacks the {scope} scope"),
         ));
     }
-
-    let encoding = Encoding::from_headers(message.headers.as_ref());
-    let request: OrderRequest = encoding
-        .decode(&message.payload)
-        .map_err(|e| ErrorBody::new(ErrorCode::BadPayload, e.to_string()))?;
-    request.validate(worker.settings.max_quantity)?;
-    tracing::Span::current().record("client_order_id", request.client_order_id.as_str());
-
-    // A retry of a known order is answered from the database, without touching credentials.
-    if let Some(existing) = store::find(&worker.db, &principal.user_id, &request.client_order_id)
-        .await
-        .map_err(|e| internal("looking up the order", e))?
-    {
-        return store::reply_for(&existing);
+    let request = Request {
+        principal,
+        encoding,
+        payload: &message.payload,
+        request_id,
+    };
+    match verb {
+        verbs::PLACE => place::place(worker, &request).await.map(Answer::Order),
+        verbs::MODIFY => manage::modify(worker, &request).await.map(Answer::Order),
+        verbs::CANCEL => manage::cancel(worker, &request).await.map(Answer::Order),
+        verbs::GET => query::get(worker, &request).await.map(Answer::Order),
+        _ => query::list(worker, &request).await.map(Answer::Orders),
     }
-
-    let account =
-        credentials::load_account(&worker.db, &principal.user_id, request.account.as_deref())
-            .await
-            .map_err(|e| match e {
-                AccountError::NotFound(m) => ErrorBody::new(ErrorCode::NoBrokerAccount, m),
-                AccountError::Db(db) => internal("loading the broker account", db),
-            })?;
-    let broker = worker.brokers.get(account.broker.as_str()).ok_or_else(|| {
-        ErrorBody::new(
-            ErrorCode::BrokerRejected,
-            format!("broker {:?} is not enabled on this worker", account.broker),
-        )
-    })?;
-
-    // Audit before access: the event must be stored before anything is decrypted.
-    let mut event = AuditEvent {
-        event_id: uuid::Uuid::now_v7().to_string(),
-        ts_ms: chrono::Utc::now().timestamp_millis(),
-        actor: principal.user_id.clone(),
-        token_id: Some(principal.token_id.clone()),
-        user_id: account.user_id.clone(),
-        broker_account_id: account.id.clone(),
-        fields: account.fields_set().into_iter().map(String::from).collect(),
-        purpose: "order.place".into(),
-        request_id: request_id.to_string(),
-        trace_id: telemetry::current_trace_id(),
-        outcome: AuditOutcome::Authorized,
-    };
-    worker.audit.record(&event).await.map_err(|e| {
-        tracing::warn!(error = %e, "audit unavailable; refusing the order");
-        ErrorBody::new(
-            ErrorCode::AuditUnavailable,
-            "the audit log is unavailable, so credentials were not accessed",
-        )
-    })?;
-    let creds = match credentials::decrypt(&worker.vault, &account) {
-        Ok(creds) => creds,
-        Err(error) => {
-            event.event_id = uuid::Uuid::now_v7().to_string();
-            event.outcome = AuditOutcome::DecryptFailed;
-            if let Err(audit_error) = worker.audit.record(&event).await {
-                tracing::warn!(error = %audit_error, "could not audit the failed decrypt");
-            }
-            return Err(ErrorBody::new(
-                ErrorCode::CredentialUnavailable,
-                error.to_string(),
-            ));
-        }
-    };
-
-    let order = match store::insert_new(&worker.db, &principal.user_id, &account.id, &request)
-        .await
-        .map_err(|e| internal("storing the order", e))?
-    {
-        Inserted::Existing(existing) => return store::reply_for(&existing),
-        Inserted::Created(order) => order,
-    };
-    let placed = broker
-        .place_order(&creds, &order.id, &request)
-        .instrument(tracing::info_span!(
-            "broker.place_order",
-            broker = broker.name()
-        ))
-        .await;
-    drop(creds);
-    let stored = match placed {
-        Ok(outcome) => store::record_outcome(&worker.db, order, &outcome).await,
-        Err(error) => {
-            let body = broker_error(&error);
-            store::record_rejection(&worker.db, order, &body).await
-        }
-    }
-    .map_err(|e| internal("recording the broker outcome", e))?;
-    tracing::info!(order_id = %stored.id, status = %stored.status, "order handled");
-    store::reply_for(&stored)
-}
-
-fn broker_error(error: &pinnacle_common::broker::BrokerError) -> ErrorBody {
-    use pinnacle_common::broker::BrokerError as E;
-    let code = match error {
-        E::UnknownSymbol { .. } => ErrorCode::UnknownSymbol,
-        E::Rejected(_) | E::Credentials(_) | E::Unavailable(_) => ErrorCode::BrokerRejected,
-    };
-    ErrorBody::new(code, error.to_string())
 }

@@ -1,18 +1,29 @@
 //! The order worker: a NATS queue-group responder that places orders for authenticated users.
 //!
 //! # Layout
-//! - [`service`]: the subscription loop, concurrency limit and graceful drain.
-//! - [`handler`]: one request, end to end: authenticate → validate → audit → decrypt →
-//!   broker → persist → reply.
-//! - [`store`]: order persistence; the database's unique key makes retries idempotent.
-//! - [`credentials`]: loading a broker account and decrypting it, after the audit ack.
+//! - [`service`]: the subscription loop, concurrency limit, graceful drain, and the
+//!   [`Worker`]'s state-machine step (`advance`).
+//! - [`handler`]: one request: size, subject, token ↔ subject user and scope, dispatch to
+//!   the verb, exactly one reply.
+//! - [`place`], [`manage`] (modify, cancel), [`query`] (get, list): the verbs.
+//! - [`risk`]: pre-trade checks and kill switches.
+//! - [`store`]: order persistence; the unique key makes retries idempotent, and every state
+//!   change is a compare-and-set through the state machine.
+//! - [`events`]: order lifecycle events on `events.orders.<user_id>` (JetStream).
+//! - [`credentials`]: loading a broker account, auditing the access (waiting for the ack),
+//!   then decrypting.
 //! - [`paper`]: the paper broker, which fills against the live simulated ticks.
 //!
 //! Every request gets exactly one reply: a result or a structured error.
 
 pub mod credentials;
+pub mod events;
 pub mod handler;
+pub mod manage;
 pub mod paper;
+pub mod place;
+pub mod query;
+pub mod risk;
 pub mod service;
 pub mod store;
 

@@ -93,9 +93,53 @@ impl Broker for PaperBroker {
         order_id: &str,
         order: &OrderRequest,
     ) -> Result<BrokerOutcome, BrokerError> {
-        if credentials.client_code.is_none() {
-            return Err(BrokerError::Credentials("client_code is required"));
-        }
+        self.evaluate(credentials, format!("PAPER-{order_id}"), order)
+    }
+
+    async fn modify_order(
+        &self,
+        credentials: &BrokerCredentials,
+        broker_order_id: &str,
+        order: &OrderRequest,
+    ) -> Result<BrokerOutcome, BrokerError> {
+        self.evaluate(credentials, broker_order_id.to_string(), order)
+    }
+
+    async fn cancel_order(
+        &self,
+        credentials: &BrokerCredentials,
+        broker_order_id: &str,
+    ) -> Result<BrokerOutcome, BrokerError> {
+        require_client_code(credentials)?;
+        Ok(BrokerOutcome {
+            broker_order_id: broker_order_id.to_string(),
+            status: OrderStatus::Cancelled,
+            filled_quantity: 0,
+            average_price: None,
+        })
+    }
+
+    async fn reference_price(&self, exchange: &str, symbol: &str) -> Option<i64> {
+        self.last_tick(exchange, symbol).map(|t| t.ltp)
+    }
+}
+
+fn require_client_code(credentials: &BrokerCredentials) -> Result<(), BrokerError> {
+    match credentials.client_code {
+        Some(_) => Ok(()),
+        None => Err(BrokerError::Credentials("client_code is required")),
+    }
+}
+
+impl PaperBroker {
+    /// Fills `order` at the last price if it is marketable, or leaves it resting.
+    fn evaluate(
+        &self,
+        credentials: &BrokerCredentials,
+        broker_order_id: String,
+        order: &OrderRequest,
+    ) -> Result<BrokerOutcome, BrokerError> {
+        require_client_code(credentials)?;
         let tick = self
             .last_tick(&order.exchange, &order.symbol)
             .ok_or_else(|| BrokerError::UnknownSymbol {
@@ -110,7 +154,6 @@ impl Broker for PaperBroker {
                 return Err(BrokerError::Rejected("a limit order needs a price".into()))
             }
         };
-        let broker_order_id = format!("PAPER-{order_id}");
         Ok(if marketable {
             BrokerOutcome {
                 broker_order_id,

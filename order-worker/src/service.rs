@@ -15,13 +15,17 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::handler;
+use crate::store::{self, Patch, TransitionError};
+use crate::{events, handler};
+use pinnacle_common::entities::orders;
+use pinnacle_common::error::{ErrorBody, ErrorCode};
+use pinnacle_common::model::OrderStatus;
 
 /// The worker could not start or keep running.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
-    /// Subscribing to the order subjects failed.
-    #[error("could not subscribe to {subject}: {reason}")]
+    /// Subscribing to the order subjects, or creating the events stream, failed.
+    #[error("could not set up {subject}: {reason}")]
     Subscribe {
         /// The subject.
         subject: &'static str,
@@ -41,6 +45,8 @@ pub struct Worker {
     pub vault: Arc<Vault>,
     /// Where credential accesses are recorded before they happen.
     pub audit: AuditLog,
+    /// JetStream, for order lifecycle events.
+    pub events: async_nats::jetstream::Context,
     /// Brokers by the name stored in `broker_accounts.broker`.
     pub brokers: HashMap<&'static str, Arc<dyn Broker>>,
     /// Limits and timeouts.
@@ -61,6 +67,7 @@ impl Worker {
             Duration::from_millis(settings.audit_timeout_ms),
         );
         Self {
+            events: async_nats::jetstream::new(client.clone()),
             client,
             db,
             vault,
@@ -71,9 +78,53 @@ impl Worker {
     }
 }
 
-/// Serves `orders.*.*` in the `order-workers` queue group until `shutdown` fires, then
+impl Worker {
+    /// The broker an account uses, if this worker has it enabled.
+    pub fn broker_for(
+        &self,
+        account: &pinnacle_common::entities::broker_accounts::Model,
+    ) -> Result<&Arc<dyn Broker>, ErrorBody> {
+        self.brokers.get(account.broker.as_str()).ok_or_else(|| {
+            ErrorBody::new(
+                ErrorCode::BrokerRejected,
+                format!("broker {:?} is not enabled on this worker", account.broker),
+            )
+        })
+    }
+
+    /// Moves an order through the state machine (compare-and-set) and publishes the event.
+    pub async fn advance(
+        &self,
+        order: &orders::Model,
+        to: OrderStatus,
+        patch: Patch,
+    ) -> Result<orders::Model, ErrorBody> {
+        let from = store::status_of(order);
+        let next = store::transition(&self.db, order, to, patch)
+            .await
+            .map_err(|e| match e {
+                TransitionError::Db(db) => handler::internal("updating the order", db),
+                other => ErrorBody::new(ErrorCode::InvalidState, other.to_string()),
+            })?;
+        self.announce(Some(from), &next).await;
+        Ok(next)
+    }
+
+    /// Publishes an order's current state as a lifecycle event.
+    pub async fn announce(&self, previous: Option<OrderStatus>, order: &orders::Model) {
+        events::publish(&self.events, previous, order).await;
+    }
+}
+
+/// Serves `orders.>` in the `order-workers` queue group until `shutdown` fires, then
 /// stops taking requests and answers every one already received before returning.
 pub async fn run(worker: Arc<Worker>, shutdown: Shutdown) -> Result<(), WorkerError> {
+    events::ensure_stream(&worker.events)
+        .await
+        .map_err(|reason| WorkerError::Subscribe {
+            subject: subjects::ORDER_EVENTS_ALL,
+            reason,
+        })?;
     let mut subscription = worker
         .client
         .queue_subscribe(subjects::ORDERS_ALL, subjects::ORDER_WORKER_QUEUE.into())

@@ -1,11 +1,13 @@
 //! Order persistence. The `(user_id, client_order_id)` unique key is the idempotency guard:
-//! whichever worker inserts first owns the order; every other attempt reads it back.
+//! whichever worker inserts first owns the order; every other attempt reads it back. Every
+//! state change is a compare-and-set through the state machine ([`transition`]).
 
 use chrono::Utc;
 use pinnacle_common::broker::BrokerOutcome;
 use pinnacle_common::entities::orders;
 use pinnacle_common::error::{ErrorBody, ErrorCode};
-use pinnacle_common::model::{OrderReply, OrderRequest, OrderStatus};
+use pinnacle_common::model::{OrderReply, OrderRequest, OrderStatus, OrderType, Side};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set, SqlErr,
 };
@@ -72,59 +74,161 @@ pub async fn insert_new(
     }
 }
 
-/// Records the broker's outcome.
-pub async fn record_outcome(
-    db: &impl ConnectionTrait,
-    order: orders::Model,
-    outcome: &BrokerOutcome,
-) -> Result<orders::Model, DbErr> {
-    let mut row: orders::ActiveModel = order.into();
-    row.status = Set(outcome.status.as_str().to_string());
-    row.broker_order_id = Set(Some(outcome.broker_order_id.clone()));
-    row.filled_quantity = Set(outcome.filled_quantity);
-    row.average_price = Set(outcome.average_price);
-    row.updated_at = Set(Utc::now());
-    row.update(db).await
+/// A state change to apply, with the fields that change with it.
+#[derive(Debug, Default, Clone)]
+pub struct Patch {
+    /// The broker's order id.
+    pub broker_order_id: Option<String>,
+    /// Units filled.
+    pub filled_quantity: Option<i64>,
+    /// Average fill price, paise.
+    pub average_price: Option<i64>,
+    /// New ordered quantity (modify).
+    pub quantity: Option<i64>,
+    /// New limit price (modify).
+    pub price: Option<i64>,
+    /// A rejection's code and reason.
+    pub rejection: Option<ErrorBody>,
 }
 
-/// Records a rejection with its stable code, so a retry replays the same error.
-pub async fn record_rejection(
-    db: &impl ConnectionTrait,
-    order: orders::Model,
-    error: &ErrorBody,
-) -> Result<orders::Model, DbErr> {
-    let mut row: orders::ActiveModel = order.into();
-    row.status = Set(OrderStatus::Rejected.as_str().to_string());
-    row.reject_code = Set(Some(error.code.as_str().to_string()));
-    row.reject_reason = Set(Some(error.message.clone()));
-    row.updated_at = Set(Utc::now());
-    row.update(db).await
+impl Patch {
+    /// The fields a broker outcome sets.
+    pub fn from_outcome(outcome: &BrokerOutcome) -> Self {
+        Self {
+            broker_order_id: Some(outcome.broker_order_id.clone()),
+            filled_quantity: Some(outcome.filled_quantity),
+            average_price: outcome.average_price,
+            ..Self::default()
+        }
+    }
 }
 
-/// The reply for a stored order: its state, or for a rejected one the original error.
+/// A transition could not be stored.
+#[derive(Debug, thiserror::Error)]
+pub enum TransitionError {
+    /// The state machine does not allow it.
+    #[error("an order cannot go from {from} to {to}")]
+    Illegal {
+        /// Current state.
+        from: OrderStatus,
+        /// Requested state.
+        to: OrderStatus,
+    },
+    /// Another writer changed the order first (compare-and-set lost).
+    #[error("the order changed concurrently")]
+    Conflict,
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+/// Moves `order` to `to`, if the state machine allows it and nobody else moved it first.
+///
+/// The update is a compare-and-set on the current status, so two workers can never both
+/// apply a transition from the same state.
+pub async fn transition(
+    db: &impl ConnectionTrait,
+    order: &orders::Model,
+    to: OrderStatus,
+    patch: Patch,
+) -> Result<orders::Model, TransitionError> {
+    let from = status_of(order);
+    if !from.can_become(to) {
+        return Err(TransitionError::Illegal { from, to });
+    }
+    let now = Utc::now();
+    let mut update = orders::Entity::update_many()
+        .col_expr(orders::Column::Status, Expr::value(to.as_str()))
+        .col_expr(orders::Column::UpdatedAt, Expr::value(now));
+    let mut next = order.clone();
+    next.status = to.as_str().to_string();
+    next.updated_at = now;
+    if let Some(id) = patch.broker_order_id {
+        update = update.col_expr(orders::Column::BrokerOrderId, Expr::value(id.clone()));
+        next.broker_order_id = Some(id);
+    }
+    if let Some(filled) = patch.filled_quantity {
+        update = update.col_expr(orders::Column::FilledQuantity, Expr::value(filled));
+        next.filled_quantity = filled;
+    }
+    if let Some(price) = patch.average_price {
+        update = update.col_expr(orders::Column::AveragePrice, Expr::value(price));
+        next.average_price = Some(price);
+    }
+    if let Some(quantity) = patch.quantity {
+        update = update.col_expr(orders::Column::Quantity, Expr::value(quantity));
+        next.quantity = quantity;
+    }
+    if let Some(price) = patch.price {
+        update = update.col_expr(orders::Column::Price, Expr::value(price));
+        next.price = Some(price);
+    }
+    if let Some(error) = patch.rejection {
+        update = update
+            .col_expr(orders::Column::RejectCode, Expr::value(error.code.as_str()))
+            .col_expr(
+                orders::Column::RejectReason,
+                Expr::value(error.message.clone()),
+            );
+        next.reject_code = Some(error.code.as_str().to_string());
+        next.reject_reason = Some(error.message);
+    }
+    let result = update
+        .filter(orders::Column::Id.eq(order.id.as_str()))
+        .filter(orders::Column::Status.eq(from.as_str()))
+        .exec(db)
+        .await?;
+    if result.rows_affected == 1 {
+        Ok(next)
+    } else {
+        Err(TransitionError::Conflict)
+    }
+}
+
+/// The stored status (an unparseable one reads as `UNKNOWN`, which forces reconciliation).
+pub fn status_of(order: &orders::Model) -> OrderStatus {
+    OrderStatus::parse(&order.status).unwrap_or(OrderStatus::Unknown)
+}
+
+/// The order as the wire shows it.
+pub fn view(order: &orders::Model) -> OrderReply {
+    OrderReply {
+        order_id: order.id.clone(),
+        client_order_id: order.client_order_id.clone(),
+        exchange: order.exchange.clone(),
+        symbol: order.symbol.clone(),
+        side: parse_enum(&order.side).unwrap_or(Side::Buy),
+        order_type: parse_enum(&order.order_type).unwrap_or(OrderType::Limit),
+        quantity: order.quantity,
+        price: order.price,
+        broker_order_id: order.broker_order_id.clone(),
+        status: status_of(order),
+        filled_quantity: order.filled_quantity,
+        average_price: order.average_price,
+        reject_reason: order.reject_reason.clone(),
+        created_at_ms: order.created_at.timestamp_millis(),
+        updated_at_ms: order.updated_at.timestamp_millis(),
+    }
+}
+
+/// The reply for a placed order: its state, or for a rejected one the original error.
 pub fn reply_for(order: &orders::Model) -> Result<OrderReply, ErrorBody> {
-    let status = OrderStatus::parse(&order.status).unwrap_or(OrderStatus::New);
-    if status == OrderStatus::Rejected {
+    if status_of(order) == OrderStatus::Rejected {
         let code = order
             .reject_code
             .as_deref()
-            .and_then(|c| serde_json::from_value(serde_json::Value::String(c.into())).ok())
+            .and_then(parse_enum)
             .unwrap_or(ErrorCode::BrokerRejected);
         return Err(ErrorBody::new(
             code,
             order.reject_reason.clone().unwrap_or_default(),
         ));
     }
-    Ok(OrderReply {
-        order_id: order.id.clone(),
-        client_order_id: order.client_order_id.clone(),
-        broker_order_id: order.broker_order_id.clone(),
-        status,
-        filled_quantity: order.filled_quantity,
-        average_price: order.average_price,
-        reject_reason: order.reject_reason.clone(),
-        created_at_ms: order.created_at.timestamp_millis(),
-    })
+    Ok(view(order))
+}
+
+fn parse_enum<T: serde::de::DeserializeOwned>(text: &str) -> Option<T> {
+    serde_json::from_value(serde_json::Value::String(text.to_string())).ok()
 }
 
 fn enum_text<T: serde::Serialize>(value: &T) -> String {

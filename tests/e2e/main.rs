@@ -6,8 +6,10 @@
 mod audit;
 mod auth;
 mod bad_input;
+mod lifecycle;
 mod nats_config;
 mod orders;
+mod risk;
 mod secrets;
 mod ticks;
 mod user_api;

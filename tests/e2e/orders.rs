@@ -177,6 +177,12 @@ async fn a_worker_stopping_mid_flight_loses_and_duplicates_nothing() {
     each_backend(|backend| async move {
         let mut stack = TestStack::start(backend).await;
         let fay = stack.trader("fay").await;
+        stack
+            .set_limits(pinnacle_common::entities::risk_limits::Model {
+                max_orders_per_second: Some(10_000),
+                ..pinnacle_tests::no_limits(&fay.id)
+            })
+            .await;
         // A second worker in the same queue group, as in a scaled-out deployment.
         let survivor_stop = pinnacle_common::shutdown::Shutdown::new();
         let mut survivor = tokio::task::JoinSet::new();

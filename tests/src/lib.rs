@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use pinnacle_cli::nats_server::NatsServer;
 use sea_orm::{ConnectionTrait, Database};
-pub use stack::{market, TestStack, TestUser, ADMIN_TOKEN};
+pub use stack::{market, no_limits, TestStack, TestUser, ADMIN_TOKEN};
 
 /// The server every harness connects to for PostgreSQL administration.
 pub fn postgres_admin_url() -> String {

@@ -243,6 +243,43 @@ impl TestStack {
         .expect("request succeeds")
     }
 
+    /// Calls `orders.<user>.<verb>` with a MessagePack-encoded `body`; returns the reply as JSON.
+    pub async fn call(
+        &self,
+        user: &TestUser,
+        verb: &str,
+        body: serde_json::Value,
+    ) -> serde_json::Value {
+        let payload = rmp_serde::to_vec_named(&body).expect("encode");
+        let reply = self
+            .request(
+                subjects::order(&user.id, verb),
+                Some(&user.token),
+                Encoding::MsgPack,
+                payload.into(),
+            )
+            .await;
+        rmp_serde::from_slice(&reply.payload).expect("reply decodes")
+    }
+
+    /// Sets risk limits for `scope` (`global` or a user id) directly in the database.
+    pub async fn set_limits(&self, limits: pinnacle_common::entities::risk_limits::Model) {
+        use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel};
+        let exists =
+            pinnacle_common::entities::risk_limits::Entity::find_by_id(limits.scope.clone())
+                .one(&self.db)
+                .await
+                .expect("query")
+                .is_some();
+        let mut row = limits.into_active_model();
+        if exists {
+            row = row.reset_all();
+            row.update(&self.db).await.expect("update limits");
+        } else {
+            row.insert(&self.db).await.expect("insert limits");
+        }
+    }
+
     /// Places `order` as `user` over MessagePack and decodes the reply.
     pub async fn place(&self, user: &TestUser, order: &OrderRequest) -> Reply<OrderReply> {
         let payload = Encoding::MsgPack.encode(order).expect("encode");
@@ -266,6 +303,20 @@ impl Drop for TestStack {
             // Not stopped explicitly (e.g. a failed assertion): services die with the runtime.
             self.stack.take();
         }
+    }
+}
+
+/// Limits for `scope` with nothing set.
+pub fn no_limits(scope: &str) -> pinnacle_common::entities::risk_limits::Model {
+    pinnacle_common::entities::risk_limits::Model {
+        scope: scope.to_string(),
+        max_quantity: None,
+        max_order_value: None,
+        allowed_exchanges: None,
+        allowed_symbols: None,
+        max_orders_per_second: None,
+        kill_switch: false,
+        updated_at: chrono::Utc::now(),
     }
 }
 

@@ -5,4 +5,5 @@
 pub mod api_tokens;
 pub mod broker_accounts;
 pub mod orders;
+pub mod risk_limits;
 pub mod users;

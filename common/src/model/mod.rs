@@ -7,5 +7,8 @@ pub mod order;
 pub mod tick;
 
 pub use audit::{AuditEvent, AuditOutcome};
-pub use order::{OrderReply, OrderRequest, OrderStatus, OrderType, Reply, Side};
+pub use order::{
+    ListRequest, ModifyRequest, OrderEvent, OrderList, OrderRef, OrderReply, OrderRequest,
+    OrderStatus, OrderType, Reply, Side,
+};
 pub use tick::Tick;

@@ -24,40 +24,112 @@ pub enum OrderType {
     Limit,
 }
 
-/// Where an order stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Where an order stands: the states of the order state machine.
+///
+/// ```text
+/// NEW ─▶ SUBMITTED ─▶ OPEN ─▶ PARTIALLY_FILLED ─▶ FILLED
+///  │         │          │  ╲        │
+///  ▼         ▼          ▼   ▶ PENDING_MODIFY / PENDING_CANCEL ─▶ CANCELLED
+/// REJECTED  UNKNOWN (ambiguous broker outcome, resolved by asking the broker)
+/// ```
+/// [`OrderStatus::can_become`] is the whole transition table; the store refuses anything else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum OrderStatus {
     /// Stored, not yet sent to the broker.
     New,
-    /// Resting at the broker.
+    /// Being sent to the broker.
+    Submitted,
+    /// Resting at the broker, nothing filled.
     Open,
-    /// Completely filled.
+    /// Resting at the broker, partly filled.
+    PartiallyFilled,
+    /// Completely filled (terminal).
     Filled,
-    /// Refused by the broker or by a check.
+    /// A modification is on its way to the broker.
+    PendingModify,
+    /// A cancellation is on its way to the broker.
+    PendingCancel,
+    /// Cancelled, possibly after partial fills (terminal).
+    Cancelled,
+    /// Refused by a check or by the broker (terminal).
     Rejected,
+    /// The broker's answer was lost (timeout, empty reply); never re-sent blindly, it is
+    /// reconciled by asking the broker.
+    Unknown,
 }
 
 impl OrderStatus {
-    /// The stored and wire form, e.g. `FILLED`.
+    /// Every state, for tests and documentation.
+    pub const ALL: [Self; 10] = [
+        Self::New,
+        Self::Submitted,
+        Self::Open,
+        Self::PartiallyFilled,
+        Self::Filled,
+        Self::PendingModify,
+        Self::PendingCancel,
+        Self::Cancelled,
+        Self::Rejected,
+        Self::Unknown,
+    ];
+
+    /// The stored and wire form, e.g. `PARTIALLY_FILLED`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::New => "NEW",
+            Self::Submitted => "SUBMITTED",
             Self::Open => "OPEN",
+            Self::PartiallyFilled => "PARTIALLY_FILLED",
             Self::Filled => "FILLED",
+            Self::PendingModify => "PENDING_MODIFY",
+            Self::PendingCancel => "PENDING_CANCEL",
+            Self::Cancelled => "CANCELLED",
             Self::Rejected => "REJECTED",
+            Self::Unknown => "UNKNOWN",
         }
     }
 
     /// Parses the stored form.
     pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "NEW" => Self::New,
-            "OPEN" => Self::Open,
-            "FILLED" => Self::Filled,
-            "REJECTED" => Self::Rejected,
-            _ => return None,
-        })
+        Self::ALL.into_iter().find(|status| status.as_str() == s)
+    }
+
+    /// No transition leaves a terminal state.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Filled | Self::Cancelled | Self::Rejected)
+    }
+
+    /// Whether the order is live at the broker and may be modified or cancelled.
+    pub fn is_working(self) -> bool {
+        matches!(self, Self::Open | Self::PartiallyFilled)
+    }
+
+    /// The transition table.
+    pub fn can_become(self, next: Self) -> bool {
+        use OrderStatus::*;
+        match (self, next) {
+            (New, Submitted | Rejected) => true,
+            (Submitted, Open | PartiallyFilled | Filled | Rejected | Cancelled | Unknown) => true,
+            (Open, PartiallyFilled | Filled | PendingModify | PendingCancel | Cancelled) => true,
+            (
+                PartiallyFilled,
+                PartiallyFilled | Filled | PendingModify | PendingCancel | Cancelled,
+            ) => true,
+            // A modification lands (or is refused, and the order stays as it was); fills race it.
+            (PendingModify, Open | PartiallyFilled | Filled | Cancelled | Unknown) => true,
+            // A fill can beat the cancel; a refused cancel leaves the order working.
+            (PendingCancel, Cancelled | Filled | Open | PartiallyFilled | Unknown) => true,
+            // Reconciliation with the broker settles an ambiguous outcome either way.
+            (Unknown, Open | PartiallyFilled | Filled | Cancelled | Rejected) => true,
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for OrderStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -132,6 +204,18 @@ pub struct OrderReply {
     pub order_id: String,
     /// The caller's id, echoed.
     pub client_order_id: String,
+    /// Exchange segment.
+    pub exchange: String,
+    /// Trading symbol.
+    pub symbol: String,
+    /// `BUY` or `SELL`.
+    pub side: Side,
+    /// `MARKET` or `LIMIT`.
+    pub order_type: OrderType,
+    /// Ordered quantity, units.
+    pub quantity: i64,
+    /// Limit price in paise, for `LIMIT` orders.
+    pub price: Option<i64>,
     /// The broker's id, once the broker has accepted it.
     pub broker_order_id: Option<String>,
     /// Current status.
@@ -144,6 +228,64 @@ pub struct OrderReply {
     pub reject_reason: Option<String>,
     /// Creation time, milliseconds since the Unix epoch.
     pub created_at_ms: i64,
+    /// Time of the last change, milliseconds since the Unix epoch.
+    pub updated_at_ms: i64,
+}
+
+/// Which order a modify, cancel or get refers to: `order_id` or `client_order_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderRef {
+    /// Pinnacle's id.
+    #[serde(default)]
+    pub order_id: Option<String>,
+    /// The caller's id.
+    #[serde(default)]
+    pub client_order_id: Option<String>,
+}
+
+/// A request to change a working order. Unset fields keep their value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModifyRequest {
+    /// Which order.
+    #[serde(flatten)]
+    pub order: OrderRef,
+    /// New total quantity (units); must stay above what has already filled.
+    #[serde(default)]
+    pub quantity: Option<i64>,
+    /// New limit price in paise.
+    #[serde(default)]
+    pub price: Option<i64>,
+}
+
+/// A request to list orders.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListRequest {
+    /// Only orders in these states.
+    #[serde(default)]
+    pub status: Option<Vec<OrderStatus>>,
+    /// At most this many (1 to 500, default 100), newest first.
+    #[serde(default)]
+    pub limit: Option<u64>,
+}
+
+/// The reply to `list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderList {
+    /// Orders, newest first.
+    pub orders: Vec<OrderReply>,
+}
+
+/// One state change of one order, on `events.orders.<user_id>` (stream `ORDER_EVENTS`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderEvent {
+    /// Unique id (UUIDv7); also the JetStream `Nats-Msg-Id`.
+    pub event_id: String,
+    /// When, milliseconds since the Unix epoch.
+    pub ts_ms: i64,
+    /// The state it left (absent for the first event).
+    pub previous_status: Option<OrderStatus>,
+    /// The order after the change.
+    pub order: OrderReply,
 }
 
 /// Every reply: `{"ok": true, "result": …}` or `{"ok": false, "error": {code, message}}`.
@@ -194,6 +336,33 @@ mod tests {
             price: None,
             account: None,
         }
+    }
+
+    #[test]
+    fn the_state_machine_has_no_exit_from_terminal_states() {
+        for from in OrderStatus::ALL {
+            assert_eq!(OrderStatus::parse(from.as_str()), Some(from));
+            let json = serde_json::to_string(&from).expect("serialize");
+            assert_eq!(json, format!("\"{}\"", from.as_str()));
+            for to in OrderStatus::ALL {
+                if from.is_terminal() {
+                    assert!(!from.can_become(to), "{from} -> {to}");
+                }
+            }
+        }
+        use OrderStatus::*;
+        assert!(New.can_become(Submitted));
+        assert!(
+            !New.can_become(Filled),
+            "an order must be submitted before it fills"
+        );
+        assert!(!Open.can_become(New));
+        assert!(PendingCancel.can_become(Filled), "a fill may beat a cancel");
+        assert!(Unknown.can_become(Filled) && Unknown.can_become(Rejected));
+        assert!(
+            !Unknown.can_become(Submitted),
+            "an ambiguous order is never re-sent"
+        );
     }
 
     #[test]

@@ -1,0 +1,68 @@
+//! Pre-trade risk limits and kill switches, per user and platform-wide.
+
+use sea_orm_migration::prelude::*;
+use sea_orm_migration::schema::*;
+
+/// Creates `risk_limits`.
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[derive(DeriveIden)]
+enum RiskLimits {
+    Table,
+    Scope,
+    MaxQuantity,
+    MaxOrderValue,
+    AllowedExchanges,
+    AllowedSymbols,
+    MaxOrdersPerSecond,
+    KillSwitch,
+    UpdatedAt,
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(RiskLimits::Table)
+                    // `global`, or a user id.
+                    .col(string_len(RiskLimits::Scope, 36).primary_key())
+                    .col(big_integer_null(RiskLimits::MaxQuantity))
+                    .col(big_integer_null(RiskLimits::MaxOrderValue))
+                    .col(text_null(RiskLimits::AllowedExchanges))
+                    .col(text_null(RiskLimits::AllowedSymbols))
+                    .col(integer_null(RiskLimits::MaxOrdersPerSecond))
+                    .col(boolean(RiskLimits::KillSwitch).default(false))
+                    .col(timestamp_with_time_zone(RiskLimits::UpdatedAt))
+                    .to_owned(),
+            )
+            .await?;
+        // Orders are counted per user over the last second for the rate limit.
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_orders_user_created")
+                    .table(Alias::new("orders"))
+                    .col(Alias::new("user_id"))
+                    .col(Alias::new("created_at"))
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_index(
+                Index::drop()
+                    .name("idx_orders_user_created")
+                    .table(Alias::new("orders"))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .drop_table(Table::drop().table(RiskLimits::Table).to_owned())
+            .await
+    }
+}

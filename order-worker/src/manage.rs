@@ -1,0 +1,174 @@
+//! `modify` and `cancel`: changes to a working order, through PENDING_MODIFY and
+//! PENDING_CANCEL, each audited before the credentials are used.
+
+use pinnacle_common::broker::BrokerError;
+use pinnacle_common::entities::orders;
+use pinnacle_common::error::{ErrorBody, ErrorCode};
+use pinnacle_common::model::{
+    ModifyRequest, OrderRef, OrderReply, OrderRequest, OrderStatus, OrderType,
+};
+use tracing::Instrument;
+
+use crate::credentials;
+use crate::handler::{internal, Request};
+use crate::place::broker_error;
+use crate::query;
+use crate::risk;
+use crate::service::Worker;
+use crate::store::{self, Patch};
+
+fn must_be_working(order: &orders::Model, verb: &str) -> Result<OrderStatus, ErrorBody> {
+    let status = store::status_of(order);
+    if status.is_working() {
+        Ok(status)
+    } else {
+        Err(ErrorBody::new(
+            ErrorCode::InvalidState,
+            format!("the order is {status}; only OPEN or PARTIALLY_FILLED orders can be {verb}"),
+        ))
+    }
+}
+
+/// Settles a pending change from the broker's answer; a refused change restores `previous`.
+async fn settle(
+    worker: &Worker,
+    pending: &orders::Model,
+    previous: OrderStatus,
+    answer: Result<pinnacle_common::broker::BrokerOutcome, BrokerError>,
+    patch: Patch,
+) -> Result<OrderReply, ErrorBody> {
+    match answer {
+        Ok(outcome) => {
+            let patch = Patch {
+                quantity: patch.quantity,
+                price: patch.price,
+                ..Patch::from_outcome(&outcome)
+            };
+            let stored = worker.advance(pending, outcome.status, patch).await?;
+            Ok(store::view(&stored))
+        }
+        Err(BrokerError::Unavailable(reason)) => {
+            tracing::warn!(order_id = %pending.id, %reason, "broker outcome unknown");
+            let stored = worker
+                .advance(pending, OrderStatus::Unknown, Patch::default())
+                .await?;
+            Ok(store::view(&stored))
+        }
+        Err(error) => {
+            worker.advance(pending, previous, Patch::default()).await?;
+            Err(broker_error(&error))
+        }
+    }
+}
+
+/// Cancels a working order.
+pub async fn cancel(worker: &Worker, request: &Request<'_>) -> Result<OrderReply, ErrorBody> {
+    let target: OrderRef = request.decode()?;
+    let user_id = request.principal.user_id.as_str();
+    let order = query::resolve(worker, user_id, &target).await?;
+    let previous = must_be_working(&order, "cancelled")?;
+    // Cancels are never blocked by a kill switch, but they count towards the rate.
+    let limits = risk::limits_for(&worker.db, user_id)
+        .await
+        .map_err(|e| internal("loading risk limits", e))?;
+    risk::check_rate(&worker.db, user_id, &limits).await?;
+    let account = credentials::account_of(&worker.db, &order)
+        .await
+        .map_err(|e| e.into_error_body())?;
+    let broker = worker.broker_for(&account)?;
+    let creds = credentials::open(
+        worker,
+        &request.principal,
+        &account,
+        "order.cancel",
+        request.request_id,
+    )
+    .await?;
+    let pending = worker
+        .advance(&order, OrderStatus::PendingCancel, Patch::default())
+        .await?;
+    let broker_order_id = pending.broker_order_id.clone().unwrap_or_default();
+    let answer = broker
+        .cancel_order(&creds, &broker_order_id)
+        .instrument(tracing::info_span!(
+            "broker.cancel_order",
+            broker = broker.name()
+        ))
+        .await;
+    drop(creds);
+    settle(worker, &pending, previous, answer, Patch::default()).await
+}
+
+/// Changes a working order's quantity and/or limit price.
+pub async fn modify(worker: &Worker, request: &Request<'_>) -> Result<OrderReply, ErrorBody> {
+    let change: ModifyRequest = request.decode()?;
+    let user_id = request.principal.user_id.as_str();
+    let order = query::resolve(worker, user_id, &change.order).await?;
+    let previous = must_be_working(&order, "modified")?;
+    let current = store::view(&order);
+    let quantity = change.quantity.unwrap_or(current.quantity);
+    if quantity <= current.filled_quantity {
+        return Err(ErrorBody::new(
+            ErrorCode::InvalidRequest,
+            format!(
+                "quantity must stay above the {} already filled",
+                current.filled_quantity
+            ),
+        ));
+    }
+    if change.price.is_some() && current.order_type == OrderType::Market {
+        return Err(ErrorBody::new(
+            ErrorCode::InvalidRequest,
+            "a MARKET order has no price to modify",
+        ));
+    }
+    let modified = OrderRequest {
+        client_order_id: current.client_order_id.clone(),
+        exchange: current.exchange.clone(),
+        symbol: current.symbol.clone(),
+        side: current.side,
+        order_type: current.order_type,
+        quantity,
+        price: change.price.or(current.price),
+        account: None,
+    };
+    modified.validate(worker.settings.max_quantity)?;
+    let account = credentials::account_of(&worker.db, &order)
+        .await
+        .map_err(|e| e.into_error_body())?;
+    let broker = worker.broker_for(&account)?;
+    let limits = risk::limits_for(&worker.db, user_id)
+        .await
+        .map_err(|e| internal("loading risk limits", e))?;
+    let reference = broker
+        .reference_price(&modified.exchange, &modified.symbol)
+        .await;
+    risk::check_order(&limits, &modified, reference)?;
+    risk::check_rate(&worker.db, user_id, &limits).await?;
+    let creds = credentials::open(
+        worker,
+        &request.principal,
+        &account,
+        "order.modify",
+        request.request_id,
+    )
+    .await?;
+    let pending = worker
+        .advance(&order, OrderStatus::PendingModify, Patch::default())
+        .await?;
+    let broker_order_id = pending.broker_order_id.clone().unwrap_or_default();
+    let answer = broker
+        .modify_order(&creds, &broker_order_id, &modified)
+        .instrument(tracing::info_span!(
+            "broker.modify_order",
+            broker = broker.name()
+        ))
+        .await;
+    drop(creds);
+    let patch = Patch {
+        quantity: Some(modified.quantity),
+        price: modified.price,
+        ..Patch::default()
+    };
+    settle(worker, &pending, previous, answer, patch).await
+}

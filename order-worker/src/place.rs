@@ -1,0 +1,107 @@
+//! `place`: validate → replay a known client order id → risk → audit and decrypt → insert
+//! (unique key) → SUBMITTED → broker → FILLED / OPEN / REJECTED, or UNKNOWN when the
+//! broker's answer was lost (never re-sent blindly).
+
+use pinnacle_common::broker::BrokerError;
+use pinnacle_common::error::{ErrorBody, ErrorCode};
+use pinnacle_common::model::{OrderReply, OrderRequest, OrderStatus};
+use tracing::Instrument;
+
+use crate::credentials;
+use crate::handler::{internal, Request};
+use crate::risk;
+use crate::service::Worker;
+use crate::store::{self, Inserted, Patch};
+
+/// Maps a broker failure to the stable code stored with a rejected order.
+pub fn broker_error(error: &BrokerError) -> ErrorBody {
+    let code = match error {
+        BrokerError::UnknownSymbol { .. } => ErrorCode::UnknownSymbol,
+        BrokerError::Rejected(_) | BrokerError::Credentials(_) | BrokerError::Unavailable(_) => {
+            ErrorCode::BrokerRejected
+        }
+    };
+    ErrorBody::new(code, error.to_string())
+}
+
+/// Places a new order.
+pub async fn place(worker: &Worker, request: &Request<'_>) -> Result<OrderReply, ErrorBody> {
+    let order: OrderRequest = request.decode()?;
+    order.validate(worker.settings.max_quantity)?;
+    tracing::Span::current().record("client_order_id", order.client_order_id.as_str());
+    let user_id = request.principal.user_id.as_str();
+
+    // A retry of a known order is answered from the database, without touching credentials.
+    if let Some(existing) = store::find(&worker.db, user_id, &order.client_order_id)
+        .await
+        .map_err(|e| internal("looking up the order", e))?
+    {
+        return store::reply_for(&existing);
+    }
+
+    let account = credentials::load_account(&worker.db, user_id, order.account.as_deref())
+        .await
+        .map_err(|e| e.into_error_body())?;
+    let broker = worker.broker_for(&account)?;
+    let limits = risk::limits_for(&worker.db, user_id)
+        .await
+        .map_err(|e| internal("loading risk limits", e))?;
+    let reference = broker.reference_price(&order.exchange, &order.symbol).await;
+    risk::check_order(&limits, &order, reference)?;
+    risk::check_rate(&worker.db, user_id, &limits).await?;
+
+    let creds = credentials::open(
+        worker,
+        &request.principal,
+        &account,
+        "order.place",
+        request.request_id,
+    )
+    .await?;
+    let created = match store::insert_new(&worker.db, user_id, &account.id, &order)
+        .await
+        .map_err(|e| internal("storing the order", e))?
+    {
+        Inserted::Existing(existing) => return store::reply_for(&existing),
+        Inserted::Created(created) => created,
+    };
+    worker.announce(None, &created).await;
+    let submitted = worker
+        .advance(&created, OrderStatus::Submitted, Patch::default())
+        .await?;
+    let placed = broker
+        .place_order(&creds, &created.id, &order)
+        .instrument(tracing::info_span!(
+            "broker.place_order",
+            broker = broker.name()
+        ))
+        .await;
+    drop(creds);
+    let stored = match placed {
+        Ok(outcome) => {
+            worker
+                .advance(&submitted, outcome.status, Patch::from_outcome(&outcome))
+                .await?
+        }
+        Err(BrokerError::Unavailable(reason)) => {
+            // The broker may or may not have the order: record that we do not know, and
+            // let reconciliation ask the broker. Re-sending could duplicate it.
+            tracing::warn!(order_id = %submitted.id, %reason, "broker outcome unknown");
+            worker
+                .advance(&submitted, OrderStatus::Unknown, Patch::default())
+                .await?
+        }
+        Err(error) => {
+            let rejection = broker_error(&error);
+            let patch = Patch {
+                rejection: Some(rejection),
+                ..Patch::default()
+            };
+            worker
+                .advance(&submitted, OrderStatus::Rejected, patch)
+                .await?
+        }
+    };
+    tracing::info!(order_id = %stored.id, status = %stored.status, "order handled");
+    store::reply_for(&stored)
+}

@@ -1,0 +1,270 @@
+//! Pre-trade risk checks: kill switches, quantity, order value, exchanges, symbols and the
+//! per-user order rate.
+//!
+//! Limits come from `risk_limits`: the `global` row applies to everyone, a user's row
+//! tightens it (the stricter of the two wins), and either kill switch stops new orders.
+//! The rate limit counts the user's orders in the database over the last second, so it
+//! holds across every worker in the queue group.
+
+use chrono::{Duration, Utc};
+use pinnacle_common::entities::{orders, risk_limits};
+use pinnacle_common::error::{ErrorBody, ErrorCode};
+use pinnacle_common::model::{OrderRequest, OrderType};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter};
+
+/// Angel One's published limit: 9 place/modify/cancel requests per second per client.
+pub const DEFAULT_MAX_ORDERS_PER_SECOND: i32 = 9;
+
+/// The limits in force for one user.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Either kill switch is on.
+    pub kill_switch: bool,
+    /// Largest quantity.
+    pub max_quantity: Option<i64>,
+    /// Largest value, paise.
+    pub max_order_value: Option<i64>,
+    /// Allowed exchanges (`None`: any).
+    pub allowed_exchanges: Option<Vec<String>>,
+    /// Allowed `EXCHANGE:SYMBOL` (`None`: any).
+    pub allowed_symbols: Option<Vec<String>>,
+    /// Orders per second.
+    pub max_orders_per_second: i32,
+}
+
+fn list(text: &Option<String>) -> Option<Vec<String>> {
+    text.as_ref().map(|t| {
+        t.split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    })
+}
+
+fn stricter<T: Ord + Copy>(a: Option<T>, b: Option<T>) -> Option<T> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, y) => x.or(y),
+    }
+}
+
+fn intersect(a: Option<Vec<String>>, b: Option<Vec<String>>) -> Option<Vec<String>> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.into_iter().filter(|v| y.contains(v)).collect()),
+        (x, y) => x.or(y),
+    }
+}
+
+/// Loads the global and the user's rows and combines them.
+pub async fn limits_for(db: &impl ConnectionTrait, user_id: &str) -> Result<Limits, DbErr> {
+    let rows = risk_limits::Entity::find()
+        .filter(risk_limits::Column::Scope.is_in([risk_limits::GLOBAL, user_id]))
+        .all(db)
+        .await?;
+    let mut limits = Limits {
+        max_orders_per_second: DEFAULT_MAX_ORDERS_PER_SECOND,
+        ..Limits::default()
+    };
+    let mut rate: Option<i32> = None;
+    for row in rows {
+        limits.kill_switch |= row.kill_switch;
+        limits.max_quantity = stricter(limits.max_quantity, row.max_quantity);
+        limits.max_order_value = stricter(limits.max_order_value, row.max_order_value);
+        limits.allowed_exchanges =
+            intersect(limits.allowed_exchanges, list(&row.allowed_exchanges));
+        limits.allowed_symbols = intersect(limits.allowed_symbols, list(&row.allowed_symbols));
+        rate = stricter(rate, row.max_orders_per_second);
+    }
+    if let Some(rate) = rate {
+        limits.max_orders_per_second = rate;
+    }
+    Ok(limits)
+}
+
+fn refuse(code: ErrorCode, message: String) -> Result<(), ErrorBody> {
+    Err(ErrorBody::new(code, message))
+}
+
+/// Checks a new order against `limits`; `reference_price` prices market orders.
+pub fn check_order(
+    limits: &Limits,
+    order: &OrderRequest,
+    reference_price: Option<i64>,
+) -> Result<(), ErrorBody> {
+    if limits.kill_switch {
+        return refuse(
+            ErrorCode::KillSwitch,
+            "the kill switch is on: no new orders".into(),
+        );
+    }
+    if let Some(allowed) = &limits.allowed_exchanges {
+        if !allowed.iter().any(|e| e == &order.exchange) {
+            return refuse(
+                ErrorCode::RiskExchange,
+                format!("exchange {} is not allowed", order.exchange),
+            );
+        }
+    }
+    if let Some(allowed) = &limits.allowed_symbols {
+        let key = format!("{}:{}", order.exchange, order.symbol);
+        if !allowed.iter().any(|s| s == &key) {
+            return refuse(
+                ErrorCode::RiskSymbol,
+                format!("symbol {key} is not allowed"),
+            );
+        }
+    }
+    if let Some(max) = limits.max_quantity {
+        if order.quantity > max {
+            return refuse(
+                ErrorCode::RiskMaxQuantity,
+                format!("quantity {} exceeds the limit of {max}", order.quantity),
+            );
+        }
+    }
+    if let Some(max) = limits.max_order_value {
+        let price = match order.order_type {
+            OrderType::Limit => order.price,
+            OrderType::Market => reference_price,
+        };
+        let Some(price) = price else {
+            return refuse(
+                ErrorCode::RiskMaxValue,
+                "no price to value the order against its limit".into(),
+            );
+        };
+        let value = price.checked_mul(order.quantity).unwrap_or(i64::MAX);
+        if value > max {
+            return refuse(
+                ErrorCode::RiskMaxValue,
+                format!("order value {value} paise exceeds the limit of {max} paise"),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Refuses the request if the user already sent `max_orders_per_second` orders in the last
+/// second.
+pub async fn check_rate(
+    db: &impl ConnectionTrait,
+    user_id: &str,
+    limits: &Limits,
+) -> Result<(), ErrorBody> {
+    let since = Utc::now() - Duration::seconds(1);
+    let recent = orders::Entity::find()
+        .filter(orders::Column::UserId.eq(user_id))
+        .filter(orders::Column::UpdatedAt.gt(since))
+        .count(db)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "rate check failed");
+            ErrorBody::new(
+                ErrorCode::Internal,
+                "internal error while checking the order rate",
+            )
+        })?;
+    if recent >= limits.max_orders_per_second.max(0) as u64 {
+        return refuse(
+            ErrorCode::RateLimited,
+            format!(
+                "more than {} orders in one second; slow down",
+                limits.max_orders_per_second
+            ),
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pinnacle_common::model::Side;
+
+    fn order(quantity: i64, price: Option<i64>) -> OrderRequest {
+        OrderRequest {
+            client_order_id: "c".into(),
+            exchange: "NSE".into(),
+            symbol: "SBIN-EQ".into(),
+            side: Side::Buy,
+            order_type: if price.is_some() {
+                OrderType::Limit
+            } else {
+                OrderType::Market
+            },
+            quantity,
+            price,
+            account: None,
+        }
+    }
+
+    #[test]
+    fn each_limit_has_its_own_code() {
+        let code =
+            |limits: &Limits, o: &OrderRequest, p| check_order(limits, o, p).err().map(|e| e.code);
+        let none = Limits::default();
+        assert_eq!(code(&none, &order(10, None), None), None);
+        let kill = Limits {
+            kill_switch: true,
+            ..Limits::default()
+        };
+        assert_eq!(
+            code(&kill, &order(1, None), None),
+            Some(ErrorCode::KillSwitch)
+        );
+        let qty = Limits {
+            max_quantity: Some(5),
+            ..Limits::default()
+        };
+        assert_eq!(
+            code(&qty, &order(6, None), None),
+            Some(ErrorCode::RiskMaxQuantity)
+        );
+        let value = Limits {
+            max_order_value: Some(100_000),
+            ..Limits::default()
+        };
+        assert_eq!(
+            code(&value, &order(10, Some(10_001)), None),
+            Some(ErrorCode::RiskMaxValue)
+        );
+        assert_eq!(
+            code(&value, &order(10, None), Some(10_001)),
+            Some(ErrorCode::RiskMaxValue)
+        );
+        assert_eq!(code(&value, &order(10, None), Some(9_999)), None);
+        assert_eq!(
+            code(&value, &order(10, None), None),
+            Some(ErrorCode::RiskMaxValue)
+        );
+        let exch = Limits {
+            allowed_exchanges: Some(vec!["BSE".into()]),
+            ..Limits::default()
+        };
+        assert_eq!(
+            code(&exch, &order(1, None), None),
+            Some(ErrorCode::RiskExchange)
+        );
+        let sym = Limits {
+            allowed_symbols: Some(vec!["NSE:TCS-EQ".into()]),
+            ..Limits::default()
+        };
+        assert_eq!(
+            code(&sym, &order(1, None), None),
+            Some(ErrorCode::RiskSymbol)
+        );
+    }
+
+    #[test]
+    fn the_stricter_limit_wins() {
+        assert_eq!(stricter(Some(5), Some(3)), Some(3));
+        assert_eq!(stricter(None, Some(3)), Some(3));
+        assert_eq!(
+            intersect(
+                Some(vec!["NSE".into(), "BSE".into()]),
+                Some(vec!["NSE".into()])
+            ),
+            Some(vec!["NSE".to_string()])
+        );
+    }
+}
