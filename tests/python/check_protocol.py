@@ -220,15 +220,23 @@ async def check_ticks(nc):
 
 
 async def request(nc, subject, payload, headers, timeout=STEP_TIMEOUT):
-    """Request with the documented retry rule: on timeout / no responders, resend the same."""
+    """Request with the documented retry rules: on timeout / no responders, resend the same;
+    on RATE_LIMITED (Pinnacle-Error header), wait a second and resend the same."""
     last_exc = None
-    for _ in range(3):
+    for _ in range(5):
         try:
-            return await nc.request(subject, payload, timeout=timeout, headers=headers)
+            msg = await nc.request(subject, payload, timeout=timeout, headers=headers)
         except (NatsTimeoutError, NoRespondersError, asyncio.TimeoutError) as e:
             last_exc = e
             await asyncio.sleep(0.5)
-    raise last_exc
+            continue
+        if (msg.headers or {}).get("Pinnacle-Error") == "RATE_LIMITED":
+            await asyncio.sleep(1.0)
+            continue
+        return msg
+    if last_exc is not None:
+        raise last_exc
+    return msg
 
 
 def new_order(**overrides):
@@ -419,12 +427,12 @@ async def check_orders(nc, env):
     await expect_error("unknown symbol retried", subject, msgpack.packb(unk), auth, "UNKNOWN_SYMBOL")
     await expect_error("another user's subject", f"orders.{uuid.uuid4()}.place", msgpack.packb(new_order()), auth,
                        "FORBIDDEN")
-    await expect_error("unknown verb", f"orders.{escape_token(user_id)}.cancel", msgpack.packb(new_order()), auth,
+    await expect_error("unknown verb", f"orders.{escape_token(user_id)}.explode", msgpack.packb(new_order()), auth,
                        "UNKNOWN_VERB")
     await expect_error("payload over 16 KiB", subject, b"\x00" * (16 * 1024 + 1), auth, "PAYLOAD_TOO_LARGE")
     await expect_error("bad token wins over bad payload", subject, b"\xc1",
                        {"Authorization": "Bearer not-a-real-token"}, "UNAUTHENTICATED")
-    await expect_error("subject checked before token", f"orders.{escape_token(user_id)}.cancel",
+    await expect_error("subject checked before token", f"orders.{escape_token(user_id)}.explode",
                        msgpack.packb(new_order()), {"Authorization": "Bearer not-a-real-token"}, "UNKNOWN_VERB")
     return info
 
