@@ -57,6 +57,27 @@ enum Command {
         #[command(subcommand)]
         command: OrderCommand,
     },
+    /// Benchmarks (they measure and report; they are not tests).
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Order round trip and throughput on the paper broker, beside a raw NATS echo.
+    Orders {
+        /// Requests per concurrency level.
+        #[arg(long, default_value_t = 2000)]
+        requests: usize,
+        /// Concurrency levels.
+        #[arg(long, value_delimiter = ',', default_value = "1,64")]
+        clients: Vec<usize>,
+        /// Database URL (default: a temporary SQLite file).
+        #[arg(long)]
+        database_url: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -143,6 +164,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "{}",
                 pinnacle_common::crypto::Vault::generate_master_key().expose_secret()
             );
+            Ok(())
+        }
+        Command::Bench {
+            command:
+                BenchCommand::Orders {
+                    requests,
+                    clients,
+                    database_url,
+                },
+        } => {
+            let report = pinnacle_cli::bench::orders(pinnacle_cli::bench::BenchOptions {
+                requests,
+                clients,
+                database_url,
+            })
+            .await?;
+            println!("{report}");
             Ok(())
         }
         Command::Ticks {

@@ -15,8 +15,9 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::events::{self, OrderEvents};
+use crate::handler;
 use crate::store::{self, Patch, TransitionError};
-use crate::{events, handler};
 use pinnacle_common::entities::orders;
 use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::model::OrderStatus;
@@ -45,8 +46,8 @@ pub struct Worker {
     pub vault: Arc<Vault>,
     /// Where credential accesses are recorded before they happen.
     pub audit: AuditLog,
-    /// JetStream, for order lifecycle events.
-    pub events: async_nats::jetstream::Context,
+    /// Publishes order lifecycle events, in order, off the request path.
+    pub events: OrderEvents,
     /// Brokers by the name stored in `broker_accounts.broker`.
     pub brokers: HashMap<&'static str, Arc<dyn Broker>>,
     /// Limits and timeouts.
@@ -67,7 +68,7 @@ impl Worker {
             Duration::from_millis(settings.audit_timeout_ms),
         );
         Self {
-            events: async_nats::jetstream::new(client.clone()),
+            events: OrderEvents::start(async_nats::jetstream::new(client.clone())),
             client,
             db,
             vault,
@@ -112,14 +113,14 @@ impl Worker {
 
     /// Publishes an order's current state as a lifecycle event.
     pub async fn announce(&self, previous: Option<OrderStatus>, order: &orders::Model) {
-        events::publish(&self.events, previous, order).await;
+        self.events.publish(previous, order).await;
     }
 }
 
 /// Serves `orders.>` in the `order-workers` queue group until `shutdown` fires, then
 /// stops taking requests and answers every one already received before returning.
 pub async fn run(worker: Arc<Worker>, shutdown: Shutdown) -> Result<(), WorkerError> {
-    events::ensure_stream(&worker.events)
+    events::ensure_stream(&async_nats::jetstream::new(worker.client.clone()))
         .await
         .map_err(|reason| WorkerError::Subscribe {
             subject: subjects::ORDER_EVENTS_ALL,
@@ -164,6 +165,7 @@ pub async fn run(worker: Arc<Worker>, shutdown: Shutdown) -> Result<(), WorkerEr
         in_flight.spawn(async move { handler::handle(&worker, message).await });
     }
     while in_flight.join_next().await.is_some() {}
+    worker.events.flush().await;
     if let Err(error) = worker.client.flush().await {
         tracing::warn!(%error, "flush on shutdown failed");
     }
