@@ -15,6 +15,7 @@
 //! - [`broker`]: the `Broker` port, implemented by the paper broker and (later) Angel One.
 //! - [`feed`]: the market-feed port, implemented by the simulator.
 //! - [`nats`]: connecting to NATS with deliberate buffer sizes.
+//! - [`micro`]: NATS micro-services discovery (`$SRV.PING/INFO/STATS`).
 //! - [`telemetry`]: tracing, OTLP export and W3C trace context in NATS headers.
 //! - [`shutdown`]: the cancellation token every service's `run` takes.
 
@@ -28,6 +29,7 @@ pub mod db;
 pub mod entities;
 pub mod error;
 pub mod feed;
+pub mod micro;
 pub mod model;
 pub mod nats;
 pub mod subjects;

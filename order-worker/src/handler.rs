@@ -68,10 +68,15 @@ pub async fn handle(worker: &Worker, message: Message) {
     );
     telemetry::set_parent_from(&span, message.headers.as_ref());
     async {
+        let started = std::time::Instant::now();
         let outcome = process(worker, &message, encoding, &request_id).await;
         if let Err(error) = &outcome {
             tracing::Span::current().record("error.code", error.code.as_str());
             tracing::info!(code = %error.code, message = %error.message, "order request failed");
+        }
+        if let Some((_, verb)) = subjects::parse_order(&message.subject) {
+            let error = outcome.as_ref().err().map(|e| e.code.as_str());
+            worker.micro.record(verb, started.elapsed(), error);
         }
         reply(worker, &message, encoding, &request_id, outcome).await;
     }

@@ -9,6 +9,7 @@ use pinnacle_common::audit::AuditLog;
 use pinnacle_common::broker::Broker;
 use pinnacle_common::config::WorkerSettings;
 use pinnacle_common::crypto::Vault;
+use pinnacle_common::micro;
 use pinnacle_common::shutdown::Shutdown;
 use pinnacle_common::subjects;
 use sea_orm::DatabaseConnection;
@@ -52,7 +53,12 @@ pub struct Worker {
     pub brokers: HashMap<&'static str, Arc<dyn Broker>>,
     /// Limits and timeouts.
     pub settings: WorkerSettings,
+    /// Discovery and per-verb statistics over `$SRV.*`.
+    pub micro: micro::Service,
 }
+
+/// The micro-service name the workers register under.
+pub const SERVICE_NAME: &str = "pinnacle-orders";
 
 impl Worker {
     /// A worker with the given brokers registered under their names.
@@ -75,6 +81,19 @@ impl Worker {
             audit,
             brokers: brokers.into_iter().map(|b| (b.name(), b)).collect(),
             settings,
+            micro: micro::Service::new(
+                SERVICE_NAME,
+                env!("CARGO_PKG_VERSION"),
+                "Pinnacle order management: place, modify, cancel, get and list orders",
+                subjects::verbs::ALL
+                    .iter()
+                    .map(|verb| micro::Endpoint {
+                        name: verb.to_string(),
+                        subject: format!("orders.*.{verb}"),
+                        queue_group: subjects::ORDER_WORKER_QUEUE.to_string(),
+                    })
+                    .collect(),
+            ),
         }
     }
 }
@@ -134,6 +153,14 @@ pub async fn run(worker: Arc<Worker>, shutdown: Shutdown) -> Result<(), WorkerEr
             subject: subjects::ORDERS_ALL,
             reason: e.to_string(),
         })?;
+    let discovery = worker
+        .micro
+        .serve(worker.client.clone(), shutdown.clone())
+        .await
+        .map_err(|e| WorkerError::Subscribe {
+            subject: "$SRV.>",
+            reason: e.to_string(),
+        })?;
     let limit = Arc::new(Semaphore::new(worker.settings.concurrency.max(1)));
     let mut in_flight = JoinSet::new();
     tracing::info!(subject = subjects::ORDERS_ALL, "order worker started");
@@ -166,6 +193,7 @@ pub async fn run(worker: Arc<Worker>, shutdown: Shutdown) -> Result<(), WorkerEr
     }
     while in_flight.join_next().await.is_some() {}
     worker.events.flush().await;
+    let _ = discovery.await;
     if let Err(error) = worker.client.flush().await {
         tracing::warn!(%error, "flush on shutdown failed");
     }

@@ -199,3 +199,47 @@ async fn another_users_orders_are_invisible_and_bad_references_are_clear() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_are_discoverable_through_the_micro_protocol() {
+    let stack = TestStack::start(pinnacle_tests::Backend::Sqlite).await;
+    let user = stack.trader("micro").await;
+    stack.call(&user, "get", json!({"order_id": "nope"})).await;
+    let ping = stack
+        .client
+        .request("$SRV.PING.pinnacle-orders", "".into())
+        .await
+        .expect("ping");
+    let ping: serde_json::Value = serde_json::from_slice(&ping.payload).expect("json");
+    assert_eq!(ping["type"], "io.nats.micro.v1.ping_response");
+    let info = stack
+        .client
+        .request("$SRV.INFO.pinnacle-orders", "".into())
+        .await
+        .expect("info");
+    let info: serde_json::Value = serde_json::from_slice(&info.payload).expect("json");
+    let names: Vec<_> = info["endpoints"]
+        .as_array()
+        .expect("endpoints")
+        .iter()
+        .map(|e| e["name"].clone())
+        .collect();
+    assert_eq!(names, ["place", "modify", "cancel", "get", "list"]);
+    assert_eq!(info["endpoints"][0]["queue_group"], "order-workers");
+    let stats = stack
+        .client
+        .request("$SRV.STATS.pinnacle-orders", "".into())
+        .await
+        .expect("stats");
+    let stats: serde_json::Value = serde_json::from_slice(&stats.payload).expect("json");
+    let get = &stats["endpoints"][3];
+    assert_eq!(
+        (
+            get["name"].as_str(),
+            get["num_requests"].as_u64(),
+            get["num_errors"].as_u64()
+        ),
+        (Some("get"), Some(1), Some(1))
+    );
+    assert_eq!(get["last_error"], "NOT_FOUND");
+}
