@@ -39,14 +39,14 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        // Orders are counted per user over the last second for the rate limit.
+        // Orders touched per user over the last second are counted for the rate limit.
         manager
             .create_index(
                 Index::create()
-                    .name("idx_orders_user_created")
+                    .name("idx_orders_user_updated")
                     .table(Alias::new("orders"))
                     .col(Alias::new("user_id"))
-                    .col(Alias::new("created_at"))
+                    .col(Alias::new("updated_at"))
                     .to_owned(),
             )
             .await
@@ -56,7 +56,7 @@ impl MigrationTrait for Migration {
         manager
             .drop_index(
                 Index::drop()
-                    .name("idx_orders_user_created")
+                    .name("idx_orders_user_updated")
                     .table(Alias::new("orders"))
                     .to_owned(),
             )

@@ -1,6 +1,6 @@
 //! `place`: validate → replay a known client order id → risk → audit and decrypt → insert
-//! (unique key) → SUBMITTED → broker → FILLED / OPEN / REJECTED, or UNKNOWN when the
-//! broker's answer was lost (never re-sent blindly).
+//! as SUBMITTED (unique key; the NEW → SUBMITTED step is one commit) → broker → FILLED /
+//! OPEN / REJECTED, or UNKNOWN when the broker's answer was lost (never re-sent blindly).
 
 use pinnacle_common::broker::BrokerError;
 use pinnacle_common::error::{ErrorBody, ErrorCode};
@@ -65,12 +65,13 @@ pub async fn place(worker: &Worker, request: &Request<'_>) -> Result<OrderReply,
         Inserted::Existing(existing) => return store::reply_for(&existing),
         Inserted::Created(created) => created,
     };
-    worker.announce(None, &created).await;
-    let submitted = worker
-        .advance(&created, OrderStatus::Submitted, Patch::default())
-        .await?;
+    let mut new = created.clone();
+    new.status = OrderStatus::New.as_str().to_string();
+    worker.announce(None, &new).await;
+    worker.announce(Some(OrderStatus::New), &created).await;
+    let submitted = created;
     let placed = broker
-        .place_order(&creds, &created.id, &order)
+        .place_order(&creds, &submitted.id, &order)
         .instrument(tracing::info_span!(
             "broker.place_order",
             broker = broker.name()

@@ -34,7 +34,12 @@ pub async fn find(
         .await
 }
 
-/// Inserts a `NEW` order, or returns the one that already holds its client order id.
+/// Inserts the order, already `SUBMITTED`, or returns the one that already holds its client
+/// order id.
+///
+/// `NEW → SUBMITTED` happens in this one commit: the row exists before the broker is
+/// called, so a crash after this point leaves an order that reconciliation asks the broker
+/// about, never one that is silently re-sent. The caller announces both states.
 pub async fn insert_new(
     db: &impl ConnectionTrait,
     user_id: &str,
@@ -53,7 +58,7 @@ pub async fn insert_new(
         order_type: Set(enum_text(&request.order_type)),
         quantity: Set(request.quantity),
         price: Set(request.price),
-        status: Set(OrderStatus::New.as_str().to_string()),
+        status: Set(OrderStatus::Submitted.as_str().to_string()),
         filled_quantity: Set(0),
         average_price: Set(None),
         broker_order_id: Set(None),
