@@ -73,7 +73,7 @@ pub async fn spawn_worker(
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let client = nats(nats_settings, "pinnacle-order-worker").await?;
-    let paper = PaperBroker::new();
+    let paper = PaperBroker::with_ledger(db.clone(), settings.paper_cash);
     let follower = paper.follow_ticks(client.clone(), shutdown.clone()).await?;
     let worker = Arc::new(Worker::new(
         client,

@@ -6,11 +6,13 @@
 use async_trait::async_trait;
 use secrecy::SecretString;
 
-use crate::model::{OrderRequest, OrderStatus};
+use crate::model::{Funds, OrderRequest, OrderStatus, Position, Trade};
 
 /// A user's decrypted broker credentials, alive only for the call that needs them.
 #[derive(Debug, Default)]
 pub struct BrokerCredentials {
+    /// The broker account these belong to (Pinnacle's id; not secret).
+    pub account_id: String,
     /// SmartAPI key.
     pub api_key: Option<SecretString>,
     /// Client code.
@@ -53,6 +55,14 @@ pub enum BrokerError {
     /// The credentials are missing something this broker needs.
     #[error("broker credentials incomplete: {0}")]
     Credentials(&'static str),
+    /// The account cannot pay for the order.
+    #[error("insufficient funds: the order needs {required} paise, {available} are available")]
+    InsufficientFunds {
+        /// What the order needs, paise.
+        required: i64,
+        /// What the account has free, paise.
+        available: i64,
+    },
     /// The broker could not be reached or answered nonsense.
     #[error("broker unavailable: {0}")]
     Unavailable(String),
@@ -87,6 +97,18 @@ pub trait Broker: Send + Sync + std::fmt::Debug {
         credentials: &BrokerCredentials,
         broker_order_id: &str,
     ) -> Result<BrokerOutcome, BrokerError>;
+
+    /// The account's cash and margin.
+    async fn funds(&self, credentials: &BrokerCredentials) -> Result<Funds, BrokerError>;
+
+    /// The account's net positions.
+    async fn positions(
+        &self,
+        credentials: &BrokerCredentials,
+    ) -> Result<Vec<Position>, BrokerError>;
+
+    /// The account's fills, oldest first.
+    async fn trades(&self, credentials: &BrokerCredentials) -> Result<Vec<Trade>, BrokerError>;
 
     /// The price the broker would fill a market order at, in paise, if it knows one; the
     /// pre-trade order-value check uses it.

@@ -215,6 +215,13 @@ pub struct WorkerSettings {
     /// before refusing the order.
     #[serde(default = "default_audit_timeout_ms")]
     pub audit_timeout_ms: u64,
+    /// `PINNACLE_WORKER_PAPER_CASH`: starting cash of every paper account, in paise.
+    #[serde(default = "default_paper_cash")]
+    pub paper_cash: i64,
+}
+
+fn default_paper_cash() -> i64 {
+    100_000_000
 }
 
 fn default_concurrency() -> usize {
@@ -247,6 +254,7 @@ impl Default for WorkerSettings {
             max_payload: default_max_payload(),
             max_quantity: default_max_quantity(),
             audit_timeout_ms: default_audit_timeout_ms(),
+            paper_cash: default_paper_cash(),
         }
     }
 }

@@ -30,6 +30,8 @@ pub enum ErrorCode {
     CredentialUnavailable,
     /// The broker refused the order.
     BrokerRejected,
+    /// The account cannot pay for the order.
+    InsufficientFunds,
     /// The order is in a state that does not allow this (e.g. cancelling a filled order).
     InvalidState,
     /// Pre-trade risk: the quantity is above the user's or the platform's limit.
@@ -67,6 +69,7 @@ impl ErrorCode {
             Self::AuditUnavailable => "AUDIT_UNAVAILABLE",
             Self::CredentialUnavailable => "CREDENTIAL_UNAVAILABLE",
             Self::BrokerRejected => "BROKER_REJECTED",
+            Self::InsufficientFunds => "INSUFFICIENT_FUNDS",
             Self::InvalidState => "INVALID_STATE",
             Self::RiskMaxQuantity => "RISK_MAX_QUANTITY",
             Self::RiskMaxValue => "RISK_MAX_VALUE",

@@ -52,8 +52,14 @@ pub mod verbs {
     pub const GET: &str = "get";
     /// List orders, newest first.
     pub const LIST: &str = "list";
+    /// The account's cash and margin.
+    pub const FUNDS: &str = "funds";
+    /// The account's net positions.
+    pub const POSITIONS: &str = "positions";
+    /// The account's fills.
+    pub const TRADES: &str = "trades";
     /// Every verb, for error messages and discovery.
-    pub const ALL: [&str; 5] = [PLACE, MODIFY, CANCEL, GET, LIST];
+    pub const ALL: [&str; 8] = [PLACE, MODIFY, CANCEL, GET, LIST, FUNDS, POSITIONS, TRADES];
 }
 
 /// `md.tick.<EXCHANGE>.<SYMBOL>` with the symbol escaped by [`escape_token`].

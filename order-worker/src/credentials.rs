@@ -82,6 +82,7 @@ pub fn decrypt(
             .transpose()
     };
     Ok(BrokerCredentials {
+        account_id: account.id.clone(),
         api_key: open(fields::API_KEY)?,
         client_code: open(fields::CLIENT_CODE)?,
         secret: open(fields::SECRET)?,

@@ -5,14 +5,14 @@ use async_nats::{HeaderMap, Message};
 use pinnacle_common::auth::{self, AuthError, Principal, SCOPE_READ, SCOPE_TRADE};
 use pinnacle_common::codec::{self, Encoding};
 use pinnacle_common::error::{ErrorBody, ErrorCode};
-use pinnacle_common::model::{OrderList, OrderReply, Reply};
+use pinnacle_common::model::{Funds, OrderList, OrderReply, Positions, Reply, Trades};
 use pinnacle_common::subjects::{self, headers, verbs};
 use pinnacle_common::{telemetry, tokens};
 use serde::Serialize;
 use tracing::Instrument;
 
 use crate::service::Worker;
-use crate::{manage, place, query};
+use crate::{manage, place, portfolio, query};
 
 /// The longest `Pinnacle-Request-Id` kept; a longer or empty one is replaced by a UUIDv7.
 pub const MAX_REQUEST_ID_LEN: usize = 128;
@@ -25,6 +25,12 @@ pub enum Answer {
     Order(OrderReply),
     /// Several (list).
     Orders(OrderList),
+    /// Cash and margin.
+    Funds(Funds),
+    /// Net positions.
+    Positions(Positions),
+    /// The trade book.
+    Trades(Trades),
 }
 
 /// An authenticated request, ready for its verb.
@@ -158,7 +164,7 @@ async fn process(
     let (subject_user, verb) = subjects::parse_order(&message.subject).ok_or_else(unknown)?;
     let scope = match verb {
         verbs::PLACE | verbs::MODIFY | verbs::CANCEL => SCOPE_TRADE,
-        verbs::GET | verbs::LIST => SCOPE_READ,
+        verbs::GET | verbs::LIST | verbs::FUNDS | verbs::POSITIONS | verbs::TRADES => SCOPE_READ,
         _ => return Err(unknown()),
     };
 
@@ -194,6 +200,13 @@ async fn process(
         verbs::MODIFY => manage::modify(worker, &request).await.map(Answer::Order),
         verbs::CANCEL => manage::cancel(worker, &request).await.map(Answer::Order),
         verbs::GET => query::get(worker, &request).await.map(Answer::Order),
+        verbs::FUNDS => portfolio::funds(worker, &request).await.map(Answer::Funds),
+        verbs::POSITIONS => portfolio::positions(worker, &request)
+            .await
+            .map(Answer::Positions),
+        verbs::TRADES => portfolio::trades(worker, &request)
+            .await
+            .map(Answer::Trades),
         _ => query::list(worker, &request).await.map(Answer::Orders),
     }
 }

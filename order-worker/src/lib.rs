@@ -6,22 +6,26 @@
 //! - [`handler`]: one request: size, subject, token ↔ subject user and scope, dispatch to
 //!   the verb, exactly one reply.
 //! - [`place`], [`manage`] (modify, cancel), [`query`] (get, list): the verbs.
+//! - [`portfolio`]: funds, positions and trades, audited like orders.
 //! - [`risk`]: pre-trade checks and kill switches.
 //! - [`store`]: order persistence; the unique key makes retries idempotent, and every state
 //!   change is a compare-and-set through the state machine.
 //! - [`events`]: order lifecycle events on `events.orders.<user_id>` (JetStream).
 //! - [`credentials`]: loading a broker account, auditing the access (waiting for the ack),
 //!   then decrypting.
-//! - [`paper`]: the paper broker, which fills against the live simulated ticks.
+//! - [`paper`]: the paper broker, which fills against the live simulated ticks, and
+//!   [`ledger`], its books (funds, positions, trades) derived from the orders table.
 //!
 //! Every request gets exactly one reply: a result or a structured error.
 
 pub mod credentials;
 pub mod events;
 pub mod handler;
+pub mod ledger;
 pub mod manage;
 pub mod paper;
 pub mod place;
+pub mod portfolio;
 pub mod query;
 pub mod risk;
 pub mod service;

@@ -5,6 +5,10 @@
 //! at or better than its limit, and otherwise rests as `OPEN`. A symbol with no tick yet
 //! is unknown. The paper account's client code must be present, as it would be for a real
 //! broker, so the credential path is exercised end to end.
+//!
+//! With a ledger (the orders table, see [`crate::ledger`]) it refuses buys the account cannot
+//! pay for and reports funds, positions and trades; every account starts with
+//! `PINNACLE_WORKER_PAPER_CASH` paise (₹10,00,000 by default).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -13,7 +17,12 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use pinnacle_common::broker::{Broker, BrokerCredentials, BrokerError, BrokerOutcome};
 use pinnacle_common::codec::Encoding;
-use pinnacle_common::model::{OrderRequest, OrderStatus, OrderType, Side, Tick};
+use pinnacle_common::model::{
+    Funds, OrderRequest, OrderStatus, OrderType, Position, Side, Tick, Trade,
+};
+use sea_orm::DatabaseConnection;
+
+use crate::ledger;
 use pinnacle_common::shutdown::Shutdown;
 use pinnacle_common::subjects;
 
@@ -22,6 +31,11 @@ use pinnacle_common::subjects;
 pub struct PaperBroker {
     /// Last tick per `EXCHANGE:SYMBOL`.
     last: Arc<RwLock<HashMap<String, Tick>>>,
+    /// The books (funds, positions, trades) live in the orders table; without a database
+    /// the broker fills without checking funds and reports no portfolio.
+    db: Option<DatabaseConnection>,
+    /// Starting cash per account, paise.
+    cash: i64,
 }
 
 fn key(exchange: &str, symbol: &str) -> String {
@@ -29,9 +43,49 @@ fn key(exchange: &str, symbol: &str) -> String {
 }
 
 impl PaperBroker {
-    /// A broker with an empty price cache.
+    /// A broker with an empty price cache and no books (for unit tests).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A broker that keeps its books in `db`, each account starting with `cash` paise.
+    pub fn with_ledger(db: DatabaseConnection, cash: i64) -> Self {
+        Self {
+            db: Some(db),
+            cash,
+            ..Self::default()
+        }
+    }
+
+    fn ledger(&self) -> Result<&DatabaseConnection, BrokerError> {
+        self.db
+            .as_ref()
+            .ok_or_else(|| BrokerError::Unavailable("the paper broker has no ledger".into()))
+    }
+
+    /// Refuses a buy the account cannot pay for; `exclude` is the order being modified.
+    async fn check_funds(
+        &self,
+        credentials: &BrokerCredentials,
+        order: &OrderRequest,
+        price: i64,
+        exclude: Option<&str>,
+    ) -> Result<(), BrokerError> {
+        let Some(db) = &self.db else { return Ok(()) };
+        if order.side != Side::Buy {
+            return Ok(());
+        }
+        let funds = ledger::funds(db, &credentials.account_id, self.cash, exclude)
+            .await
+            .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
+        let required = price.saturating_mul(order.quantity);
+        if required > funds.available {
+            return Err(BrokerError::InsufficientFunds {
+                required,
+                available: funds.available,
+            });
+        }
+        Ok(())
     }
 
     /// Records a tick as the latest for its symbol (older sequence numbers are ignored).
@@ -93,7 +147,10 @@ impl Broker for PaperBroker {
         order_id: &str,
         order: &OrderRequest,
     ) -> Result<BrokerOutcome, BrokerError> {
-        self.evaluate(credentials, format!("PAPER-{order_id}"), order)
+        let outcome = self.evaluate(credentials, format!("PAPER-{order_id}"), order)?;
+        let price = order.price.or(outcome.average_price).unwrap_or(0);
+        self.check_funds(credentials, order, price, None).await?;
+        Ok(outcome)
     }
 
     async fn modify_order(
@@ -102,7 +159,12 @@ impl Broker for PaperBroker {
         broker_order_id: &str,
         order: &OrderRequest,
     ) -> Result<BrokerOutcome, BrokerError> {
-        self.evaluate(credentials, broker_order_id.to_string(), order)
+        let outcome = self.evaluate(credentials, broker_order_id.to_string(), order)?;
+        let price = order.price.or(outcome.average_price).unwrap_or(0);
+        let order_id = broker_order_id.strip_prefix("PAPER-");
+        self.check_funds(credentials, order, price, order_id)
+            .await?;
+        Ok(outcome)
     }
 
     async fn cancel_order(
@@ -117,6 +179,30 @@ impl Broker for PaperBroker {
             filled_quantity: 0,
             average_price: None,
         })
+    }
+
+    async fn funds(&self, credentials: &BrokerCredentials) -> Result<Funds, BrokerError> {
+        require_client_code(credentials)?;
+        ledger::funds(self.ledger()?, &credentials.account_id, self.cash, None)
+            .await
+            .map_err(|e| BrokerError::Unavailable(e.to_string()))
+    }
+
+    async fn positions(
+        &self,
+        credentials: &BrokerCredentials,
+    ) -> Result<Vec<Position>, BrokerError> {
+        require_client_code(credentials)?;
+        ledger::positions(self.ledger()?, &credentials.account_id)
+            .await
+            .map_err(|e| BrokerError::Unavailable(e.to_string()))
+    }
+
+    async fn trades(&self, credentials: &BrokerCredentials) -> Result<Vec<Trade>, BrokerError> {
+        require_client_code(credentials)?;
+        ledger::trades(self.ledger()?, &credentials.account_id)
+            .await
+            .map_err(|e| BrokerError::Unavailable(e.to_string()))
     }
 
     async fn reference_price(&self, exchange: &str, symbol: &str) -> Option<i64> {

@@ -17,6 +17,7 @@ use crate::store::{self, Inserted, Patch};
 pub fn broker_error(error: &BrokerError) -> ErrorBody {
     let code = match error {
         BrokerError::UnknownSymbol { .. } => ErrorCode::UnknownSymbol,
+        BrokerError::InsufficientFunds { .. } => ErrorCode::InsufficientFunds,
         BrokerError::Rejected(_) | BrokerError::Credentials(_) | BrokerError::Unavailable(_) => {
             ErrorCode::BrokerRejected
         }

@@ -68,7 +68,7 @@ async fn modify_and_cancel_move_through_the_state_machine() {
             .call(
                 &user,
                 "modify",
-                json!({"order_id": second_id, "price": 100_000_000}),
+                json!({"order_id": second_id, "price": 1_000_000}),
             )
             .await;
         assert_eq!(filled["result"]["status"], "FILLED", "{filled}");
@@ -224,7 +224,19 @@ async fn workers_are_discoverable_through_the_micro_protocol() {
         .iter()
         .map(|e| e["name"].clone())
         .collect();
-    assert_eq!(names, ["place", "modify", "cancel", "get", "list"]);
+    assert_eq!(
+        names,
+        [
+            "place",
+            "modify",
+            "cancel",
+            "get",
+            "list",
+            "funds",
+            "positions",
+            "trades"
+        ]
+    );
     assert_eq!(info["endpoints"][0]["queue_group"], "order-workers");
     let stats = stack
         .client

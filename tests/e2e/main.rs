@@ -9,6 +9,7 @@ mod bad_input;
 mod lifecycle;
 mod nats_config;
 mod orders;
+mod portfolio;
 mod risk;
 mod secrets;
 mod ticks;

@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod order;
+pub mod portfolio;
 pub mod tick;
 
 pub use audit::{AuditEvent, AuditOutcome};
@@ -11,4 +12,5 @@ pub use order::{
     ListRequest, ModifyRequest, OrderEvent, OrderList, OrderRef, OrderReply, OrderRequest,
     OrderStatus, OrderType, Reply, Side,
 };
+pub use portfolio::{Funds, PortfolioRequest, Position, Positions, Trade, Trades};
 pub use tick::Tick;
