@@ -91,14 +91,12 @@ pub async fn ensure_demo_user(
         Some(user) => user,
         None => {
             let user = create_user(db, DEMO_USER).await?;
-            let paper = PutAccount {
-                broker: "paper".into(),
-                api_key: Some(SecretString::from("paper-demo-api-key")),
-                client_code: Some(SecretString::from("PAPERDEMO")),
-                secret: Some(SecretString::from("0000")),
-                totp_seed: None,
-                access_token: None,
-            };
+            let paper = PutAccount::basic(
+                "paper",
+                SecretString::from("paper-demo-api-key"),
+                SecretString::from("PAPERDEMO"),
+                SecretString::from("0000"),
+            );
             let writer = Writer {
                 actor: "pinnacle-dev".into(),
                 token_id: None,
@@ -170,14 +168,22 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
             database_max_connections: 8,
         },
     };
-    let master_key = match std::env::var("PINNACLE_MASTER_KEY") {
-        Ok(_) => VaultSettings::from_env()?,
-        Err(_) => VaultSettings {
-            master_key: load_or_create_secret(&data_dir.join("master.key"), || {
+    let configured = [
+        "PINNACLE_MASTER_KEY",
+        "PINNACLE_MASTER_KEYS",
+        "PINNACLE_MASTER_KEY_FILE",
+    ]
+    .iter()
+    .any(|name| std::env::var(name).is_ok_and(|v| !v.trim().is_empty()));
+    let master_key = if configured {
+        VaultSettings::from_env()?
+    } else {
+        VaultSettings::single(
+            load_or_create_secret(&data_dir.join("master.key"), || {
                 Vault::generate_master_key().expose_secret().to_string()
             })?,
-            master_key_id: 1,
-        },
+            1,
+        )
     };
     let vault = Arc::new(Vault::from_settings(&master_key)?);
     let admin_token = match std::env::var("PINNACLE_API_ADMIN_TOKEN") {

@@ -6,8 +6,10 @@
 //! - [`stack`]: wiring the publisher, order worker and user API to NATS and a database.
 //! - [`dev`]: `pinnacle dev`, the embedded default on one machine.
 //! - [`client`]: client verbs: `ticks`, `order place`.
+//! - [`keys`]: master-key management: `keys add`, `status`, `rotate`, `retire`.
 
 pub mod client;
 pub mod dev;
+pub mod keys;
 pub mod nats_server;
 pub mod stack;

@@ -11,6 +11,7 @@ mod orders;
 mod secrets;
 mod ticks;
 mod user_api;
+mod vault;
 
 use pinnacle_tests::Backend;
 

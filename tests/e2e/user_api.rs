@@ -1,8 +1,8 @@
 //! The user API: admin-only user creation, write-only credentials, per-user isolation,
 //! and JSON errors (never a 5xx) for bad input.
 
-use pinnacle_common::crypto::CredentialAad;
 use pinnacle_common::entities::broker_accounts;
+use pinnacle_common::keystore;
 use pinnacle_tests::{TestStack, ADMIN_TOKEN};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use secrecy::ExposeSecret;
@@ -47,27 +47,41 @@ async fn credentials_are_stored_encrypted_and_never_returned() {
             .expect("row");
         let sealed = row.api_key_enc.clone().expect("api key stored");
         assert!(sealed.starts_with("pnk1:1:") && !sealed.contains("SECRET-"));
-        let aad = CredentialAad {
-            user_id: &ivy.id,
-            account_id: &row.id,
-            field: "api_key",
-            generation: row.generation,
-        };
-        let opened = stack
-            .vault
-            .decrypt(aad, &sealed)
-            .expect("decrypts for its own row");
-        assert_eq!(opened.expose_secret(), format!("SECRET-apikey-{}", ivy.id));
+        let wrapped = row.data_key_enc.clone().expect("data key stored");
+        assert!(wrapped.starts_with("pnk1:1:") && row.master_key_id == Some(1));
+        let opened = keystore::open_account(&stack.vault, &row).expect("decrypts for its own row");
+        assert_eq!(
+            opened["api_key"].expose_secret(),
+            format!("SECRET-apikey-{}", ivy.id)
+        );
 
-        // Rewriting bumps the generation: the old ciphertext no longer opens.
+        // Rewriting bumps the generation: restoring the old ciphertexts no longer opens.
         stack.put_paper_account(&ivy, "main").await;
-        let newer = CredentialAad {
-            generation: row.generation + 1,
-            ..aad
+        let newer = broker_accounts::Entity::find_by_id(row.id.clone())
+            .one(&stack.db)
+            .await
+            .expect("query")
+            .expect("row");
+        assert_eq!(newer.generation, row.generation + 1);
+        assert_ne!(
+            newer.data_key_enc, row.data_key_enc,
+            "a fresh data key per write"
+        );
+        let rolled_back = broker_accounts::Model {
+            api_key_enc: row.api_key_enc.clone(),
+            ..newer.clone()
         };
         assert!(
-            stack.vault.decrypt(newer, &sealed).is_err(),
-            "rollback detected"
+            keystore::open_account(&stack.vault, &rolled_back).is_err(),
+            "field rollback detected"
+        );
+        let rolled_back = broker_accounts::Model {
+            data_key_enc: row.data_key_enc.clone(),
+            ..newer
+        };
+        assert!(
+            keystore::open_account(&stack.vault, &rolled_back).is_err(),
+            "data key rollback detected"
         );
     })
     .await;

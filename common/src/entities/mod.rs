@@ -4,5 +4,6 @@
 
 pub mod api_tokens;
 pub mod broker_accounts;
+pub mod master_keys;
 pub mod orders;
 pub mod users;
