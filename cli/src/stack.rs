@@ -119,6 +119,7 @@ pub async fn spawn_user_api(
         vault,
         audit: AuditLog::new(client, audit_timeout),
         admin_token: api.admin_token.clone(),
+        limits: Arc::new(pinnacle_user_api::limits::Limits::default()),
     };
     tasks.spawn(async move {
         let result = pinnacle_user_api::serve(listener, state, shutdown).await;

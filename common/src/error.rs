@@ -36,6 +36,8 @@ pub enum ErrorCode {
     Conflict,
     /// Something failed inside Pinnacle; the message carries no detail and the logs do.
     Internal,
+    /// Too many attempts (logins, bad tokens) from this source or for this user; retry later.
+    RateLimited,
 }
 
 impl ErrorCode {
@@ -56,6 +58,7 @@ impl ErrorCode {
             Self::NotFound => "NOT_FOUND",
             Self::Conflict => "CONFLICT",
             Self::Internal => "INTERNAL",
+            Self::RateLimited => "RATE_LIMITED",
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The credential vault: envelope-encryption columns, session tokens and `master_keys`.
+//! The credential vault: envelope-encryption columns, session tokens, `master_keys`, and
+//! users' Argon2id password hashes.
 //!
 //! `broker_accounts` gains the wrapped data key and the id of the master key that wrapped
 //! it, three encrypted session tokens and their expiry. `master_keys` records each key
@@ -20,6 +21,12 @@ enum BrokerAccounts {
     SessionExpiresAt,
     DataKeyEnc,
     MasterKeyId,
+}
+
+#[derive(DeriveIden)]
+enum Users {
+    Table,
+    PasswordHash,
 }
 
 #[derive(DeriveIden)]
@@ -55,6 +62,14 @@ impl MigrationTrait for Migration {
                 .await?;
         }
         manager
+            .alter_table(
+                Table::alter()
+                    .table(Users::Table)
+                    .add_column(text_null(Users::PasswordHash))
+                    .to_owned(),
+            )
+            .await?;
+        manager
             .create_index(
                 Index::create()
                     .name("idx_broker_accounts_master_key")
@@ -80,6 +95,14 @@ impl MigrationTrait for Migration {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
             .drop_table(Table::drop().table(MasterKeys::Table).to_owned())
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Users::Table)
+                    .drop_column(Users::PasswordHash)
+                    .to_owned(),
+            )
             .await?;
         manager
             .drop_index(

@@ -6,6 +6,7 @@
 mod audit;
 mod auth;
 mod bad_input;
+mod login;
 mod nats_config;
 mod orders;
 mod secrets;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use pinnacle_common::audit::AuditLog;
 use pinnacle_common::crypto::Vault;
@@ -14,7 +14,8 @@ use sea_orm::DatabaseConnection;
 use secrecy::SecretString;
 
 use crate::error::ApiError;
-use crate::{accounts, api_tokens, users};
+use crate::limits::Limits;
+use crate::{account_ops, accounts, api_tokens, login, users};
 
 /// The largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -30,6 +31,8 @@ pub struct AppState {
     pub audit: AuditLog,
     /// The admin bearer token, if admin routes are enabled.
     pub admin_token: Option<SecretString>,
+    /// Login and token-guessing limits.
+    pub limits: Arc<Limits>,
 }
 
 /// The whole API as a router, for `serve` and for tests.
@@ -39,12 +42,22 @@ pub fn app(state: AppState) -> Router {
             "/healthz",
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),
         )
+        .route("/v1/login", post(login::login))
         .route("/v1/users", post(users::create))
-        .route("/v1/users/{user_id}/tokens", post(api_tokens::create))
+        .route(
+            "/v1/users/{user_id}/tokens",
+            post(api_tokens::create).get(api_tokens::list),
+        )
+        .route(
+            "/v1/users/{user_id}/tokens/{token_id}",
+            delete(api_tokens::revoke),
+        )
         .route("/v1/users/{user_id}/broker-accounts", get(accounts::list))
         .route(
             "/v1/users/{user_id}/broker-accounts/{label}",
-            put(accounts::put),
+            put(accounts::put)
+                .get(account_ops::get)
+                .delete(account_ops::delete),
         )
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
@@ -69,7 +82,10 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "user API listening");
     }
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await
 }

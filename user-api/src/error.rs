@@ -14,6 +14,8 @@ pub struct ApiError {
     pub status: StatusCode,
     /// Stable code and message.
     pub body: ErrorBody,
+    /// Seconds for a `Retry-After` header (429 only).
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -27,7 +29,14 @@ impl ApiError {
         Self {
             status,
             body: ErrorBody::new(code, message),
+            retry_after: None,
         }
+    }
+
+    /// Adds a `Retry-After` header.
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
     }
 
     /// 400 `INVALID_REQUEST`.
@@ -62,7 +71,15 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(Envelope { error: &self.body })).into_response()
+        let mut response = (self.status, Json(Envelope { error: &self.body })).into_response();
+        if let Some(secs) = self.retry_after {
+            if let Ok(value) = axum::http::HeaderValue::from_str(&secs.to_string()) {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, value);
+            }
+        }
+        response
     }
 }
 
