@@ -198,3 +198,38 @@ async fn accounts_can_be_inspected_and_deleted_and_several_coexist() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_reads_their_own_audit_trail_and_only_theirs() {
+    each_backend(|backend| async move {
+        let stack = TestStack::start(backend).await;
+        let tia = stack.trader("tia").await;
+        let uma = stack.trader("uma").await;
+        stack.wait_for_ticks("SBIN-EQ", 2).await;
+        assert!(stack.place(&tia, &market("trail-1", "SBIN-EQ", 1)).await.ok);
+        let url = format!("{}/v1/users/{}/audit", stack.api_url, tia.id);
+        let (status, trail, _) = send(stack.http.get(&url).bearer_auth(&tia.token)).await;
+        assert_eq!(status, 200, "{trail}");
+        let purposes: Vec<_> = trail["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .map(|e| e["purpose"].as_str().unwrap_or("").to_string())
+            .collect();
+        assert_eq!(purposes, ["credentials.write", "order.place"]);
+        assert!(!trail.to_string().contains("SECRET-"));
+        let first = trail["events"][0]["seq"].as_u64().expect("seq");
+        let (_, page, _) = send(
+            stack
+                .http
+                .get(format!("{url}?after={first}&limit=1"))
+                .bearer_auth(&tia.token),
+        )
+        .await;
+        assert_eq!(page["events"].as_array().map(Vec::len), Some(1));
+        assert_eq!(page["events"][0]["purpose"], "order.place");
+        let (status, _, _) = send(stack.http.get(&url).bearer_auth(&uma.token)).await;
+        assert_eq!(status, 403, "uma cannot read tia's trail");
+    })
+    .await;
+}

@@ -8,6 +8,7 @@ mod auth;
 mod bad_input;
 mod login;
 mod nats_config;
+mod openapi_fuzz;
 mod orders;
 mod secrets;
 mod ticks;

@@ -3,7 +3,7 @@
 //! never show a token or its hash; a revoked token fails its next check.
 
 use axum::body::Bytes;
-use axum::extract::rejection::PathRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -128,9 +128,10 @@ pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     path: Result<Path<String>, PathRejection>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<IssuedToken>), ApiError> {
     let Path(user_id) = path?;
+    let body = body?;
     caller.require_self_or_admin(&user_id)?;
     // An empty body means "all defaults".
     let body: CreateToken = if body.iter().all(u8::is_ascii_whitespace) {

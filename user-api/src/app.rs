@@ -15,7 +15,7 @@ use secrecy::SecretString;
 
 use crate::error::ApiError;
 use crate::limits::Limits;
-use crate::{account_ops, accounts, api_tokens, login, users};
+use crate::{account_ops, accounts, api_tokens, audit_trail, login, openapi, users};
 
 /// The largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -53,6 +53,8 @@ pub fn app(state: AppState) -> Router {
             delete(api_tokens::revoke),
         )
         .route("/v1/users/{user_id}/broker-accounts", get(accounts::list))
+        .route("/v1/users/{user_id}/audit", get(audit_trail::get))
+        .route("/openapi.json", get(openapi::document))
         .route(
             "/v1/users/{user_id}/broker-accounts/{label}",
             put(accounts::put)
@@ -70,7 +72,43 @@ pub fn app(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(reject_control_characters))
         .with_state(state)
+}
+
+/// Whether a URI path or query holds a control character once percent-decoded (databases
+/// refuse NUL in text, and no id or label may hold one).
+fn has_control_character(raw: &str) -> bool {
+    let bytes = raw.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let byte = match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                i += 2;
+                u8::from_str_radix(hex, 16).unwrap_or(b'%')
+            }
+            other => other,
+        };
+        if byte < 0x20 || byte == 0x7f {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+/// Answers 400 for a path or query with a control character, before any route runs.
+async fn reject_control_characters(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let uri = request.uri();
+    if has_control_character(uri.path()) || uri.query().is_some_and(has_control_character) {
+        return ApiError::invalid("the path or query holds a control character").into_response();
+    }
+    next.run(request).await
 }
 
 /// Serves the API on `listener` until `shutdown` fires, finishing requests in flight.

@@ -1,6 +1,6 @@
 //! The API's error type: an HTTP status plus a JSON body `{"error": {code, message}}`.
 
-use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -98,6 +98,21 @@ impl From<JsonRejection> for ApiError {
             _ => StatusCode::BAD_REQUEST,
         };
         Self::new(status, code, rejection.body_text())
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> Self {
+        let status = rejection.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::new(status, ErrorCode::PayloadTooLarge, rejection.body_text())
+        } else {
+            Self::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadPayload,
+                rejection.body_text(),
+            )
+        }
     }
 }
 

@@ -104,6 +104,7 @@ pub async fn login(
         return Err(TooMany { retry_after }.into());
     }
     let Json(body) = body?;
+    crate::error::check_name("name", &body.name)?;
     let name_key = body
         .name
         .chars()
