@@ -196,3 +196,25 @@ async fn a_whole_envelope_copied_into_another_row_does_not_decrypt() {
     })
     .await;
 }
+
+#[test]
+fn keys_add_appends_to_a_key_file_that_loads_as_a_ring() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("master.keys");
+    assert_eq!(pinnacle_cli::keys::add_to_file(&path).expect("add"), 1);
+    assert_eq!(pinnacle_cli::keys::add_to_file(&path).expect("add"), 2);
+    let settings = pinnacle_common::config::VaultSettings {
+        master_key: None,
+        master_key_file: Some(path.display().to_string()),
+        ..pinnacle_common::config::VaultSettings::single(SecretString::from(""), 1)
+    };
+    let vault = Vault::from_settings(&settings).expect("ring loads");
+    assert_eq!(vault.current_key_id(), 2);
+    assert_eq!(vault.key_fingerprints().len(), 2);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&path).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o077, 0, "the key file is private");
+    }
+}
