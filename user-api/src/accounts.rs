@@ -197,6 +197,16 @@ pub async fn put_account(
         .filter(|f| body.field(f).is_some())
         .map(String::from)
         .collect();
+    let values: Vec<(&'static str, &SecretString)> = fields::ALL
+        .into_iter()
+        .filter_map(|f| body.field(f).map(|v| (f, v)))
+        .collect();
+    let row_id = RowIdentity {
+        user_id,
+        account_id: &id,
+        generation,
+    };
+    let mut sealed = keystore::seal_account(db, vault, row_id, &values).await?;
     audit
         .record(&AuditEvent {
             event_id: uuid::Uuid::now_v7().to_string(),
@@ -212,16 +222,6 @@ pub async fn put_account(
             outcome: AuditOutcome::Written,
         })
         .await?;
-    let values: Vec<(&'static str, &SecretString)> = fields::ALL
-        .into_iter()
-        .filter_map(|f| body.field(f).map(|v| (f, v)))
-        .collect();
-    let row_id = RowIdentity {
-        user_id,
-        account_id: &id,
-        generation,
-    };
-    let mut sealed = keystore::seal_account(db, vault, row_id, &values).await?;
     let mut take = |field: &str| sealed.fields.remove(field);
     let row = broker_accounts::ActiveModel {
         id: Set(id.clone()),
