@@ -127,3 +127,24 @@ pub async fn serve(
     .with_graceful_shutdown(async move { shutdown.cancelled().await })
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::has_control_character;
+
+    #[test]
+    fn control_characters_are_found_raw_or_percent_encoded() {
+        for bad in ["/a%00b", "/a%1Fb", "/a%7f", "a\tb"] {
+            assert!(has_control_character(bad), "{bad}");
+        }
+        for good in [
+            "/v1/users/abc-123",
+            "/x%20y",
+            "/%F0%9F%92%A5",
+            "/trailing%",
+            "/%zz",
+        ] {
+            assert!(!has_control_character(good), "{good}");
+        }
+    }
+}
