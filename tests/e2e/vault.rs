@@ -12,6 +12,9 @@ use secrecy::SecretString;
 
 use crate::each_backend;
 
+/// Orders each trader places, back to back, while the rotation runs.
+const ORDERS_PER_TRADER: usize = 40;
+
 async fn rows_on(stack: &TestStack, key_id: i64) -> u64 {
     keystore::status(&stack.db)
         .await
@@ -47,15 +50,19 @@ async fn rotation_under_order_load_fails_no_order_and_loses_no_write() {
 
         // Orders from every trader and credential rewrites, all while the rewrap runs.
         let stack_ref = &stack;
-        let orders = traders.iter().flat_map(|user| {
-            (0..15).map(move |i| {
-                let stack = stack_ref;
-                async move {
+        let done = std::sync::atomic::AtomicUsize::new(0);
+        let done_ref = &done;
+        // Three traders, each placing orders back to back for the whole rotation.
+        let orders = traders.iter().map(|user| {
+            let stack = stack_ref;
+            async move {
+                for i in 0..ORDERS_PER_TRADER {
                     let id = format!("rot-{}-{i}", user.id);
                     let reply = stack.place(user, &market(&id, "SBIN-EQ", 1)).await;
                     assert!(reply.ok, "order {id} failed during rotation: {reply:?}");
+                    done_ref.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 }
-            })
+            }
         });
         let rewrites = async {
             for _ in 0..3 {
@@ -63,16 +70,27 @@ async fn rotation_under_order_load_fails_no_order_and_loses_no_write() {
             }
         };
         let rotation = async {
-            // Let some orders start first.
-            tokio::task::yield_now().await;
-            keystore::rotate(&stack.db, &stack.vault, &audit_log(&stack))
+            // Rotate mid-load: once some orders are through, with most still to come.
+            pinnacle_tests::eventually(
+                std::time::Duration::from_secs(20),
+                "first orders",
+                || async { (done.load(std::sync::atomic::Ordering::SeqCst) >= 5).then_some(()) },
+            )
+            .await;
+            let started = done.load(std::sync::atomic::Ordering::SeqCst);
+            let report = keystore::rotate(&stack.db, &stack.vault, &audit_log(&stack))
                 .await
-                .expect("rotation")
+                .expect("rotation");
+            (report, started)
         };
         let orders = async {
             futures::future::join_all(orders).await;
         };
-        let ((), (), report) = tokio::join!(orders, rewrites, rotation);
+        let ((), (), (report, done_at_rotation)) = tokio::join!(orders, rewrites, rotation);
+        assert!(
+            done_at_rotation < 45,
+            "orders were still flowing after the rewrap"
+        );
         assert!(report.failed.is_empty(), "{report:?}");
         assert_eq!(report.current_key_id, 2);
 

@@ -131,6 +131,20 @@ pub async fn reserve_encryption(
         .exec(db)
         .await?;
     if updated.rows_affected == 1 {
+        // Wraps are rare (one per credential write or rewrap), so checking is cheap.
+        if let Some(row) = master_keys::Entity::find_by_id(i64::from(key_id))
+            .one(db)
+            .await?
+        {
+            if row.encryptions >= limit / 2 {
+                tracing::warn!(
+                    key_id,
+                    encryptions = row.encryptions,
+                    limit,
+                    "master key past half its encryption budget; rotate soon"
+                );
+            }
+        }
         return Ok(());
     }
     match master_keys::Entity::find_by_id(i64::from(key_id))
