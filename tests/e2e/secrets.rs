@@ -24,6 +24,25 @@ async fn no_secret_appears_in_any_log_line_or_span() {
     };
     let _ = stack.place(&crossed, &market("x", "SBIN-EQ", 1)).await;
 
+    // A user with a password logs in, and someone guesses wrong.
+    let (status, _) = stack
+        .api_post(
+            "/v1/users",
+            ADMIN_TOKEN,
+            &serde_json::json!({"name": "pia", "password": "SECRET-password-pia"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    for password in ["SECRET-password-pia", "SECRET-wrong-guess"] {
+        let _ = stack
+            .http
+            .post(format!("{}/v1/login", stack.api_url))
+            .json(&serde_json::json!({"name": "pia", "password": password}))
+            .send()
+            .await
+            .expect("login");
+    }
+
     // A key rotation, then orders on the new key.
     stack.vault.add_key(2, &[44u8; 32]);
     pinnacle_common::keystore::sync_ring(&stack.db, &stack.vault)
