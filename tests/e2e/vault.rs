@@ -236,3 +236,52 @@ fn keys_add_appends_to_a_key_file_that_loads_as_a_ring() {
         assert_eq!(mode & 0o077, 0, "the key file is private");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_skips_and_audits_a_data_key_that_does_not_decrypt() {
+    each_backend(|backend| async move {
+        let stack = TestStack::start(backend).await;
+        let good = stack.trader("good").await;
+        let bad = stack.trader("bad").await;
+        let row = broker_accounts::Entity::find()
+            .filter(broker_accounts::Column::UserId.eq(bad.id.as_str()))
+            .one(&stack.db)
+            .await
+            .expect("query")
+            .expect("row");
+        let mut broken: broker_accounts::ActiveModel = row.clone().into();
+        broken.generation = Set(row.generation + 7);
+        broken.update(&stack.db).await.expect("tamper");
+
+        stack.vault.add_key(2, &[45u8; 32]);
+        keystore::sync_ring(&stack.db, &stack.vault)
+            .await
+            .expect("sync");
+        stack.vault.set_current(2);
+        let report = keystore::rotate(&stack.db, &stack.vault, &audit_log(&stack))
+            .await
+            .expect("rotation finishes");
+        assert_eq!(report.rewrapped, 1);
+        assert_eq!(report.failed, vec![row.id.clone()]);
+        assert_eq!(
+            rows_on(&stack, 1).await,
+            1,
+            "the broken row stays as it was"
+        );
+        let outcomes: Vec<_> = audit_events(&stack.client, &bad.id)
+            .await
+            .into_iter()
+            .filter(|(e, _)| e.purpose == "keys.rewrap")
+            .map(|(e, _)| e.outcome)
+            .collect();
+        assert_eq!(
+            outcomes,
+            [
+                pinnacle_common::model::AuditOutcome::Authorized,
+                pinnacle_common::model::AuditOutcome::DecryptFailed
+            ]
+        );
+        assert!(!audit_events(&stack.client, &good.id).await.is_empty());
+    })
+    .await;
+}

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 
 use chrono::Utc;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::{account_data_key, identity, reserve_encryption, KeyStoreError};
 use crate::audit::AuditLog;
@@ -22,8 +22,10 @@ use crate::telemetry;
 
 /// The audit purpose of a rewrap.
 pub const PURPOSE_REWRAP: &str = "keys.rewrap";
-/// How many passes over the table before giving up on rows that keep changing.
-const MAX_PASSES: usize = 20;
+/// Rows read per batch, so a large table is never held in memory at once.
+const BATCH: u64 = 500;
+/// Consecutive batches without progress (every row raced a write) before giving up.
+const MAX_STALLED_PASSES: usize = 20;
 
 /// What a rotation did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -66,20 +68,21 @@ pub async fn rotate(
         ..RotateReport::default()
     };
     let mut failed = BTreeSet::new();
-    for _pass in 0..MAX_PASSES {
+    let mut stalled = 0;
+    while stalled < MAX_STALLED_PASSES {
         let rows = broker_accounts::Entity::find()
             .filter(broker_accounts::Column::MasterKeyId.is_not_null())
             .filter(broker_accounts::Column::MasterKeyId.ne(i64::from(current)))
+            .filter(broker_accounts::Column::Id.is_not_in(failed.iter().cloned()))
+            .order_by_asc(broker_accounts::Column::Id)
+            .limit(BATCH)
             .all(db)
             .await?;
-        let pending: Vec<_> = rows
-            .into_iter()
-            .filter(|r| !failed.contains(&r.id))
-            .collect();
-        if pending.is_empty() {
+        if rows.is_empty() {
             break;
         }
-        for row in pending {
+        let before = report.rewrapped + failed.len() as u64;
+        for row in rows {
             audit.record(&event(&row, AuditOutcome::Authorized)).await?;
             let data_key = match account_data_key(vault, &row) {
                 Ok(key) => key,
@@ -110,6 +113,12 @@ pub async fn rotate(
             } else {
                 report.raced += 1;
             }
+        }
+        // A pass in which every row raced a write made no progress; give up after a few.
+        if report.rewrapped + failed.len() as u64 == before {
+            stalled += 1;
+        } else {
+            stalled = 0;
         }
     }
     report.failed = failed.into_iter().collect();
