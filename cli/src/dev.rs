@@ -17,7 +17,7 @@ use pinnacle_common::config::{
     DatabaseSettings, NatsSettings, SimFeedSettings, UserApiSettings, VaultSettings, WorkerSettings,
 };
 use pinnacle_common::crypto::Vault;
-use pinnacle_common::entities::users;
+use pinnacle_common::entities::{broker_accounts, users};
 use pinnacle_user_api::accounts::{put_account, PutAccount, Writer};
 use pinnacle_user_api::api_tokens::{issue_token, TokenSpec};
 use pinnacle_user_api::users::create_user;
@@ -89,25 +89,29 @@ pub async fn ensure_demo_user(
         .await?;
     let user = match existing {
         Some(user) => user,
-        None => {
-            let user = create_user(db, DEMO_USER).await?;
-            let paper = PutAccount {
-                broker: "paper".into(),
-                api_key: Some(SecretString::from("paper-demo-api-key")),
-                client_code: Some(SecretString::from("PAPERDEMO")),
-                secret: Some(SecretString::from("0000")),
-                totp_seed: None,
-                access_token: None,
-            };
-            let writer = Writer {
-                actor: "pinnacle-dev".into(),
-                token_id: None,
-                request_id: uuid::Uuid::now_v7().to_string(),
-            };
-            put_account(db, vault, audit, &writer, &user.id, "paper", &paper).await?;
-            user
-        }
+        None => create_user(db, DEMO_USER).await?,
     };
+    // (Re)store the paper account when it is missing or predates envelope encryption
+    // (a data dir from an older build has no wrapped data key).
+    let account = broker_accounts::Entity::find()
+        .filter(broker_accounts::Column::UserId.eq(user.id.as_str()))
+        .filter(broker_accounts::Column::Label.eq("paper"))
+        .one(db)
+        .await?;
+    if account.is_none_or(|a| a.data_key_enc.is_none()) {
+        let paper = PutAccount::basic(
+            "paper",
+            SecretString::from("paper-demo-api-key"),
+            SecretString::from("PAPERDEMO"),
+            SecretString::from("0000"),
+        );
+        let writer = Writer {
+            actor: "pinnacle-dev".into(),
+            token_id: None,
+            request_id: uuid::Uuid::now_v7().to_string(),
+        };
+        put_account(db, vault, audit, &writer, &user.id, "paper", &paper).await?;
+    }
     let (_, token) = issue_token(db, vault, &user.id, &TokenSpec::full()).await?;
     Ok(DemoUser {
         user_id: user.id,
@@ -170,14 +174,22 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
             database_max_connections: 8,
         },
     };
-    let master_key = match std::env::var("PINNACLE_MASTER_KEY") {
-        Ok(_) => VaultSettings::from_env()?,
-        Err(_) => VaultSettings {
-            master_key: load_or_create_secret(&data_dir.join("master.key"), || {
+    let configured = [
+        "PINNACLE_MASTER_KEY",
+        "PINNACLE_MASTER_KEYS",
+        "PINNACLE_MASTER_KEY_FILE",
+    ]
+    .iter()
+    .any(|name| std::env::var(name).is_ok_and(|v| !v.trim().is_empty()));
+    let master_key = if configured {
+        VaultSettings::from_env()?
+    } else {
+        VaultSettings::single(
+            load_or_create_secret(&data_dir.join("master.key"), || {
                 Vault::generate_master_key().expose_secret().to_string()
             })?,
-            master_key_id: 1,
-        },
+            1,
+        )
     };
     let vault = Arc::new(Vault::from_settings(&master_key)?);
     let admin_token = match std::env::var("PINNACLE_API_ADMIN_TOKEN") {

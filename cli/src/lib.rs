@@ -7,9 +7,11 @@
 //! - [`dev`]: `pinnacle dev`, the embedded default on one machine.
 //! - [`client`]: client verbs: `ticks`, `order place`.
 //! - [`bench`]: `pinnacle bench orders`, measured beside a raw NATS echo.
+//! - [`keys`]: master-key management: `keys add`, `status`, `rotate`, `retire`.
 
 pub mod bench;
 pub mod client;
 pub mod dev;
+pub mod keys;
 pub mod nats_server;
 pub mod stack;

@@ -91,6 +91,21 @@ enum ServiceArg {
 enum KeysCommand {
     /// Print a new random master key for PINNACLE_MASTER_KEY.
     Generate,
+    /// Append a new random key to a key file (PINNACLE_MASTER_KEY_FILE format).
+    Add {
+        /// The key file; created with mode 0600 if missing.
+        #[arg(long, env = "PINNACLE_MASTER_KEY_FILE")]
+        file: PathBuf,
+    },
+    /// Show, per master key id, how many accounts it wraps and how many encryptions it made.
+    Status,
+    /// Rewrap every data key under the current master key, online.
+    Rotate,
+    /// Retire a master key; refused while any account still uses it.
+    Retire {
+        /// The key id.
+        key_id: u32,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -157,15 +172,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("migrations applied");
             Ok(())
         }
-        Command::Keys {
-            command: KeysCommand::Generate,
-        } => {
-            println!(
-                "{}",
-                pinnacle_common::crypto::Vault::generate_master_key().expose_secret()
-            );
-            Ok(())
-        }
+        Command::Keys { command } => match command {
+            KeysCommand::Generate => {
+                println!(
+                    "{}",
+                    pinnacle_common::crypto::Vault::generate_master_key().expose_secret()
+                );
+                Ok(())
+            }
+            KeysCommand::Add { file } => {
+                let id = pinnacle_cli::keys::add_to_file(&file)?;
+                println!("added master key {id} to {}", file.display());
+                Ok(())
+            }
+            KeysCommand::Status => pinnacle_cli::keys::status().await,
+            KeysCommand::Rotate => pinnacle_cli::keys::rotate().await,
+            KeysCommand::Retire { key_id } => pinnacle_cli::keys::retire(key_id).await,
+        },
         Command::Bench {
             command:
                 BenchCommand::Orders {

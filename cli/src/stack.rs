@@ -36,6 +36,14 @@ pub async fn database(settings: &DatabaseSettings) -> anyhow::Result<DatabaseCon
     Ok(db)
 }
 
+/// Records the ring's keys in the database and loads which are retired; fails on a
+/// ring whose key material differs from what the database knows under the same id.
+pub async fn vault_ready(db: &DatabaseConnection, vault: &Vault) -> anyhow::Result<()> {
+    pinnacle_common::keystore::sync_ring(db, vault)
+        .await
+        .context("checking the master key ring against the database")
+}
+
 /// Connects to NATS and makes sure the audit stream exists.
 pub async fn nats(settings: &NatsSettings, name: &str) -> anyhow::Result<async_nats::Client> {
     let client = pinnacle_common::nats::connect(settings, name).await?;
@@ -111,6 +119,7 @@ pub async fn spawn_user_api(
         vault,
         audit: AuditLog::new(client, audit_timeout),
         admin_token: api.admin_token.clone(),
+        limits: Arc::new(pinnacle_user_api::limits::Limits::default()),
     };
     tasks.spawn(async move {
         let result = pinnacle_user_api::serve(listener, state, shutdown).await;
@@ -153,6 +162,7 @@ impl Stack {
     /// Migrates the database and starts all three services.
     pub async fn start(settings: StackSettings) -> anyhow::Result<Self> {
         let db = database(&settings.database).await?;
+        vault_ready(&db, &settings.vault).await?;
         let shutdown = Shutdown::new();
         let mut tasks = JoinSet::new();
         // The worker subscribes to ticks before the publisher starts, so none are missed.
@@ -262,6 +272,7 @@ pub async fn serve(
         Service::OrderWorker => {
             let db = database(&DatabaseSettings::from_env()?).await?;
             let vault = Arc::new(Vault::from_settings(&VaultSettings::from_env()?)?);
+            vault_ready(&db, &vault).await?;
             spawn_worker(
                 &mut tasks,
                 &nats_settings,
@@ -275,6 +286,7 @@ pub async fn serve(
         Service::UserApi => {
             let db = database(&DatabaseSettings::from_env()?).await?;
             let vault = Arc::new(Vault::from_settings(&VaultSettings::from_env()?)?);
+            vault_ready(&db, &vault).await?;
             let api = UserApiSettings::from_env()?;
             let worker = WorkerSettings::from_env()?;
             spawn_user_api(

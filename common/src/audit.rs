@@ -93,3 +93,62 @@ impl AuditLog {
         }
     }
 }
+
+/// A stored audit event and its stream sequence, as a user's audit trail shows it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct StoredEvent {
+    /// The JetStream sequence, increasing in storage order.
+    pub seq: u64,
+    /// The event.
+    #[serde(flatten)]
+    pub event: AuditEvent,
+}
+
+impl AuditLog {
+    /// Reads up to `limit` of `user_id`'s events, oldest first, from sequence `after` on.
+    pub async fn read_user(
+        &self,
+        user_id: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, AuditError> {
+        use async_nats::jetstream::consumer::{pull, DeliverPolicy};
+        use futures::StreamExt as _;
+        let failed = |e: &dyn std::fmt::Display| AuditError::Publish(e.to_string());
+        let stream = self
+            .js
+            .get_stream(subjects::AUDIT_STREAM)
+            .await
+            .map_err(|e| failed(&e))?;
+        let consumer = stream
+            .create_consumer(pull::OrderedConfig {
+                filter_subject: subjects::audit_credential(user_id),
+                deliver_policy: DeliverPolicy::ByStartSequence {
+                    start_sequence: after.saturating_add(1),
+                },
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| failed(&e))?;
+        let want = usize::try_from(consumer.cached_info().num_pending)
+            .unwrap_or(usize::MAX)
+            .min(limit);
+        let mut out = Vec::with_capacity(want);
+        if want == 0 {
+            return Ok(out);
+        }
+        let mut messages = consumer.messages().await.map_err(|e| failed(&e))?;
+        while out.len() < want {
+            let Ok(Some(Ok(message))) = tokio::time::timeout(self.timeout, messages.next()).await
+            else {
+                break;
+            };
+            let Ok(info) = message.info() else { continue };
+            let seq = info.stream_sequence;
+            if let Ok(event) = Encoding::MsgPack.decode::<AuditEvent>(&message.payload) {
+                out.push(StoredEvent { seq, event });
+            }
+        }
+        Ok(out)
+    }
+}

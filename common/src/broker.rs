@@ -23,6 +23,12 @@ pub struct BrokerCredentials {
     pub totp_seed: Option<SecretString>,
     /// Session token.
     pub access_token: Option<SecretString>,
+    /// SmartAPI session JWT.
+    pub jwt_token: Option<SecretString>,
+    /// SmartAPI refresh token.
+    pub refresh_token: Option<SecretString>,
+    /// SmartAPI feed token.
+    pub feed_token: Option<SecretString>,
 }
 
 /// What the broker made of an order.

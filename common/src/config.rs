@@ -106,25 +106,61 @@ impl DatabaseSettings {
     }
 }
 
-/// The credential vault's master key (`PINNACLE_MASTER_KEY*`).
+/// The credential vault's master key ring (`PINNACLE_MASTER_KEY*`, see `crate::crypto::ring`).
 #[derive(Clone, Debug, Deserialize)]
 pub struct VaultSettings {
-    /// `PINNACLE_MASTER_KEY`: 32 random bytes, base64-encoded. Generate one with
-    /// `pinnacle keys generate`.
-    pub master_key: SecretString,
-    /// `PINNACLE_MASTER_KEY_ID`: the id stored with every ciphertext made under this key.
+    /// `PINNACLE_MASTER_KEY`: a one-key ring, 32 random bytes, base64-encoded. Generate
+    /// one with `pinnacle keys generate`.
+    #[serde(default)]
+    pub master_key: Option<SecretString>,
+    /// `PINNACLE_MASTER_KEY_ID`: the id of `PINNACLE_MASTER_KEY`.
     #[serde(default = "default_key_id")]
     pub master_key_id: u32,
+    /// `PINNACLE_MASTER_KEYS`: the ring inline, `1:<base64>,2:<base64>`.
+    #[serde(default)]
+    pub master_keys: Option<SecretString>,
+    /// `PINNACLE_MASTER_KEY_FILE`: a file with one `<id>:<base64>` per line.
+    #[serde(default)]
+    pub master_key_file: Option<String>,
+    /// `PINNACLE_MASTER_KEY_CURRENT`: the id new data keys are wrapped under (default:
+    /// the highest id in the ring).
+    #[serde(default)]
+    pub master_key_current: Option<u32>,
+    /// `PINNACLE_PEPPER_KEY_ID`: the key the API-token pepper and audit-chain key derive
+    /// from (default: the lowest id). Keep it in the ring: it survives rotation.
+    #[serde(default)]
+    pub pepper_key_id: Option<u32>,
+    /// `PINNACLE_KEY_MAX_ENCRYPTIONS`: wraps one master key may make before it refuses and
+    /// must be rotated (default 2^30, a quarter of NIST's 2^32 random-nonce limit).
+    #[serde(default = "default_key_max_encryptions")]
+    pub key_max_encryptions: i64,
 }
 
 fn default_key_id() -> u32 {
     1
 }
 
+fn default_key_max_encryptions() -> i64 {
+    crate::crypto::DEFAULT_MAX_ENCRYPTIONS
+}
+
 impl VaultSettings {
-    /// Loads `PINNACLE_MASTER_KEY` and `PINNACLE_MASTER_KEY_ID`.
+    /// Loads `PINNACLE_MASTER_KEY*`, `PINNACLE_PEPPER_KEY_ID` and `PINNACLE_KEY_MAX_ENCRYPTIONS`.
     pub fn from_env() -> Result<Self, ConfigError> {
         load("PINNACLE_")
+    }
+
+    /// A one-key ring.
+    pub fn single(master_key: SecretString, key_id: u32) -> Self {
+        Self {
+            master_key: Some(master_key),
+            master_key_id: key_id,
+            master_keys: None,
+            master_key_file: None,
+            master_key_current: None,
+            pepper_key_id: None,
+            key_max_encryptions: default_key_max_encryptions(),
+        }
     }
 }
 
@@ -296,11 +332,17 @@ mod tests {
         let shown = format!("{settings:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         let vault = VaultSettings {
-            master_key: SecretString::from("c2VjcmV0LW1hc3Rlci1rZXk="),
-            master_key_id: 1,
+            master_keys: Some(SecretString::from("2:c2VjcmV0LW1hc3Rlci1rZXk=")),
+            ..VaultSettings::single(SecretString::from("c2VjcmV0LW1hc3Rlci1rZXk="), 1)
         };
         assert!(!format!("{vault:?}").contains("c2VjcmV0"));
-        assert_eq!(vault.master_key.expose_secret(), "c2VjcmV0LW1hc3Rlci1rZXk=");
+        assert_eq!(
+            vault
+                .master_key
+                .as_ref()
+                .map(|k| k.expose_secret().to_string()),
+            Some("c2VjcmV0LW1hc3Rlci1rZXk=".to_string())
+        );
     }
 
     #[test]

@@ -42,7 +42,8 @@ pub enum ErrorCode {
     RiskExchange,
     /// Pre-trade risk: the symbol is not allowed for this user.
     RiskSymbol,
-    /// Too many orders per second (Angel One allows 9 place/modify/cancel per second).
+    /// Too many requests: orders per second (Angel One allows 9 place/modify/cancel per
+    /// second), or logins and bad tokens from one source or for one user. Retry later.
     RateLimited,
     /// The user's or the platform's kill switch is on: no new orders.
     KillSwitch,

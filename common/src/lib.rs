@@ -8,7 +8,8 @@
 //! - [`model`]: domain types that cross the wire: ticks, orders, audit events.
 //! - [`entities`]: SeaORM entities for the tables that `pinnacle-migrations` creates.
 //! - [`db`]: opening SQLite or PostgreSQL from `DATABASE_URL`.
-//! - [`crypto`]: AES-256-GCM credential encryption with row-bound associated data.
+//! - [`crypto`]: envelope encryption (AES-256-GCM) under a master key ring, row-bound AAD.
+//! - [`keystore`]: the vault's database side: key bookkeeping, sealing rows, rotation.
 //! - [`tokens`]: API token minting, parsing and keyed hashing.
 //! - [`auth`]: resolving a bearer token to its user.
 //! - [`audit`]: the audit stream and a publisher that waits for JetStream's ack.
@@ -29,6 +30,7 @@ pub mod db;
 pub mod entities;
 pub mod error;
 pub mod feed;
+pub mod keystore;
 pub mod micro;
 pub mod model;
 pub mod nats;

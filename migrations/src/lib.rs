@@ -6,6 +6,7 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261125_000001_initial;
+mod m20261125_000002_vault;
 mod m20261125_000003_risk;
 
 /// Every migration, oldest first.
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         vec![
             Box::new(m20261125_000001_initial::Migration),
+            Box::new(m20261125_000002_vault::Migration),
             Box::new(m20261125_000003_risk::Migration),
         ]
     }

@@ -5,9 +5,10 @@
 
 use pinnacle_common::auth::Principal;
 use pinnacle_common::broker::BrokerCredentials;
-use pinnacle_common::crypto::{CredentialAad, DecryptError, Vault};
+use pinnacle_common::crypto::{DecryptError, Vault};
 use pinnacle_common::entities::broker_accounts::{self, fields};
 use pinnacle_common::error::{ErrorBody, ErrorCode};
+use pinnacle_common::keystore;
 use pinnacle_common::model::{AuditEvent, AuditOutcome};
 use pinnacle_common::telemetry;
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder};
@@ -60,34 +61,22 @@ pub async fn load_account(
     }
 }
 
-/// Decrypts every set field of `account`.
+/// Decrypts every set field of `account` (its data key first, then each field).
 pub fn decrypt(
     vault: &Vault,
     account: &broker_accounts::Model,
 ) -> Result<BrokerCredentials, DecryptError> {
-    let open = |field: &str| -> Result<_, DecryptError> {
-        account
-            .ciphertext(field)
-            .map(|blob| {
-                vault.decrypt(
-                    CredentialAad {
-                        user_id: &account.user_id,
-                        account_id: &account.id,
-                        field,
-                        generation: account.generation,
-                    },
-                    blob,
-                )
-            })
-            .transpose()
-    };
+    let mut open = keystore::open_account(vault, account)?;
     Ok(BrokerCredentials {
         account_id: account.id.clone(),
-        api_key: open(fields::API_KEY)?,
-        client_code: open(fields::CLIENT_CODE)?,
-        secret: open(fields::SECRET)?,
-        totp_seed: open(fields::TOTP_SEED)?,
-        access_token: open(fields::ACCESS_TOKEN)?,
+        api_key: open.remove(fields::API_KEY),
+        client_code: open.remove(fields::CLIENT_CODE),
+        secret: open.remove(fields::SECRET),
+        totp_seed: open.remove(fields::TOTP_SEED),
+        access_token: open.remove(fields::ACCESS_TOKEN),
+        jwt_token: open.remove(fields::JWT_TOKEN),
+        refresh_token: open.remove(fields::REFRESH_TOKEN),
+        feed_token: open.remove(fields::FEED_TOKEN),
     })
 }
 

@@ -148,7 +148,8 @@ impl Broker for PaperBroker {
         order: &OrderRequest,
     ) -> Result<BrokerOutcome, BrokerError> {
         let outcome = self.evaluate(credentials, format!("PAPER-{order_id}"), order)?;
-        let price = order.price.or(outcome.average_price).unwrap_or(0);
+        // A fill costs its fill price; a resting order blocks its limit.
+        let price = outcome.average_price.or(order.price).unwrap_or(0);
         self.check_funds(credentials, order, price, None).await?;
         Ok(outcome)
     }
@@ -160,7 +161,8 @@ impl Broker for PaperBroker {
         order: &OrderRequest,
     ) -> Result<BrokerOutcome, BrokerError> {
         let outcome = self.evaluate(credentials, broker_order_id.to_string(), order)?;
-        let price = order.price.or(outcome.average_price).unwrap_or(0);
+        // A fill costs its fill price; a resting order blocks its limit.
+        let price = outcome.average_price.or(order.price).unwrap_or(0);
         let order_id = broker_order_id.strip_prefix("PAPER-");
         self.check_funds(credentials, order, price, order_id)
             .await?;

@@ -7,13 +7,16 @@ mod audit;
 mod auth;
 mod bad_input;
 mod lifecycle;
+mod login;
 mod nats_config;
+mod openapi_fuzz;
 mod orders;
 mod portfolio;
 mod risk;
 mod secrets;
 mod ticks;
 mod user_api;
+mod vault;
 
 use pinnacle_tests::Backend;
 

@@ -83,6 +83,7 @@ impl TestStack {
             },
         };
         adjust(&mut settings);
+        let vault = settings.vault.clone();
         let stack = Stack::start(settings).await.expect("stack starts");
         let client = async_nats::connect(nats.url()).await.expect("test client");
         Self {

@@ -3,7 +3,9 @@
 //! `PUT /v1/users/{user_id}/broker-accounts/{label}` replaces an account's credentials
 //! (fields left out become unset); `GET /v1/users/{user_id}/broker-accounts` lists
 //! accounts with the names of the fields that are set, never their values. Every write
-//! bumps the row's generation, re-encrypts under it and is audited.
+//! bumps the row's generation, seals the fields under a fresh data key wrapped by the
+//! current master key (`pinnacle_common::keystore`), and is audited first. The row update
+//! is a compare-and-set on the generation, so two racing writes cannot interleave.
 
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
@@ -11,10 +13,11 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
 use pinnacle_common::audit::AuditLog;
-use pinnacle_common::crypto::{CredentialAad, Vault};
+use pinnacle_common::crypto::{RowIdentity, Vault};
 use pinnacle_common::entities::broker_accounts::{self, fields};
 use pinnacle_common::entities::users;
 use pinnacle_common::error::ErrorCode;
+use pinnacle_common::keystore::{self, KeyStoreError};
 use pinnacle_common::model::{AuditEvent, AuditOutcome};
 use pinnacle_common::telemetry;
 use sea_orm::{
@@ -54,6 +57,18 @@ pub struct PutAccount {
     /// Session token.
     #[serde(default)]
     pub access_token: Option<SecretString>,
+    /// SmartAPI session JWT.
+    #[serde(default)]
+    pub jwt_token: Option<SecretString>,
+    /// SmartAPI refresh token.
+    #[serde(default)]
+    pub refresh_token: Option<SecretString>,
+    /// SmartAPI feed token.
+    #[serde(default)]
+    pub feed_token: Option<SecretString>,
+    /// When the session tokens expire (RFC 3339).
+    #[serde(default)]
+    pub session_expires_at: Option<DateTime<Utc>>,
 }
 
 impl PutAccount {
@@ -64,7 +79,31 @@ impl PutAccount {
             fields::SECRET => self.secret.as_ref(),
             fields::TOTP_SEED => self.totp_seed.as_ref(),
             fields::ACCESS_TOKEN => self.access_token.as_ref(),
+            fields::JWT_TOKEN => self.jwt_token.as_ref(),
+            fields::REFRESH_TOKEN => self.refresh_token.as_ref(),
+            fields::FEED_TOKEN => self.feed_token.as_ref(),
             _ => None,
+        }
+    }
+
+    /// Paper credentials with only the three basic fields set.
+    pub fn basic(
+        broker: &str,
+        api_key: SecretString,
+        client_code: SecretString,
+        secret: SecretString,
+    ) -> Self {
+        Self {
+            broker: broker.into(),
+            api_key: Some(api_key),
+            client_code: Some(client_code),
+            secret: Some(secret),
+            totp_seed: None,
+            access_token: None,
+            jwt_token: None,
+            refresh_token: None,
+            feed_token: None,
+            session_expires_at: None,
         }
     }
 }
@@ -84,6 +123,10 @@ pub struct AccountView {
     pub generation: i64,
     /// When the credentials were last written.
     pub updated_at: DateTime<Utc>,
+    /// When the session tokens expire, if known.
+    pub session_expires_at: Option<DateTime<Utc>>,
+    /// The master key that wraps this account's data key (not secret).
+    pub master_key_id: Option<i64>,
 }
 
 impl From<&broker_accounts::Model> for AccountView {
@@ -95,6 +138,8 @@ impl From<&broker_accounts::Model> for AccountView {
             fields_set: m.fields_set().into_iter().map(String::from).collect(),
             generation: m.generation,
             updated_at: m.updated_at,
+            session_expires_at: m.session_expires_at,
+            master_key_id: m.master_key_id,
         }
     }
 }
@@ -119,6 +164,12 @@ pub enum PutAccountError {
     /// The audit event could not be stored, so nothing was written.
     #[error("the audit log is unavailable, so the credentials were not stored")]
     Audit(#[from] pinnacle_common::audit::AuditError),
+    /// The vault refused (e.g. the master key needs rotating).
+    #[error(transparent)]
+    Vault(#[from] KeyStoreError),
+    /// Another write changed the account first; retry.
+    #[error("the account changed while it was being written; retry")]
+    Conflict,
 }
 
 /// Creates or replaces `label`'s credentials for `user_id`, audited before the write.
@@ -146,6 +197,16 @@ pub async fn put_account(
         .filter(|f| body.field(f).is_some())
         .map(String::from)
         .collect();
+    let values: Vec<(&'static str, &SecretString)> = fields::ALL
+        .into_iter()
+        .filter_map(|f| body.field(f).map(|v| (f, v)))
+        .collect();
+    let row_id = RowIdentity {
+        user_id,
+        account_id: &id,
+        generation,
+    };
+    let mut sealed = keystore::seal_account(db, vault, row_id, &values).await?;
     audit
         .record(&AuditEvent {
             event_id: uuid::Uuid::now_v7().to_string(),
@@ -161,37 +222,49 @@ pub async fn put_account(
             outcome: AuditOutcome::Written,
         })
         .await?;
-    let seal = |field: &str| {
-        body.field(field).map(|value| {
-            vault.encrypt(
-                CredentialAad {
-                    user_id,
-                    account_id: &id,
-                    field,
-                    generation,
-                },
-                value.expose_secret().as_bytes(),
-            )
-        })
-    };
+    let mut take = |field: &str| sealed.fields.remove(field);
     let row = broker_accounts::ActiveModel {
         id: Set(id.clone()),
         user_id: Set(user_id.to_string()),
         label: Set(label.to_string()),
         broker: Set(body.broker.clone()),
-        api_key_enc: Set(seal(fields::API_KEY)),
-        client_code_enc: Set(seal(fields::CLIENT_CODE)),
-        secret_enc: Set(seal(fields::SECRET)),
-        totp_seed_enc: Set(seal(fields::TOTP_SEED)),
-        access_token_enc: Set(seal(fields::ACCESS_TOKEN)),
+        api_key_enc: Set(take(fields::API_KEY)),
+        client_code_enc: Set(take(fields::CLIENT_CODE)),
+        secret_enc: Set(take(fields::SECRET)),
+        totp_seed_enc: Set(take(fields::TOTP_SEED)),
+        access_token_enc: Set(take(fields::ACCESS_TOKEN)),
+        jwt_token_enc: Set(take(fields::JWT_TOKEN)),
+        refresh_token_enc: Set(take(fields::REFRESH_TOKEN)),
+        feed_token_enc: Set(take(fields::FEED_TOKEN)),
+        session_expires_at: Set(body.session_expires_at),
+        master_key_id: Set(sealed
+            .data_key_enc
+            .as_ref()
+            .map(|_| i64::from(sealed.master_key_id))),
+        data_key_enc: Set(sealed.data_key_enc.take()),
         generation: Set(generation),
         created_at: Set(created_at),
         updated_at: Set(now),
     };
-    Ok(match existing {
-        Some(_) => row.update(db).await?,
-        None => row.insert(db).await?,
-    })
+    match existing {
+        None => Ok(row.insert(db).await?),
+        Some(old) => {
+            // Compare-and-set on the generation: a concurrent write makes this one a conflict.
+            let updated = broker_accounts::Entity::update_many()
+                .set(row)
+                .filter(broker_accounts::Column::Id.eq(id.as_str()))
+                .filter(broker_accounts::Column::Generation.eq(old.generation))
+                .exec(db)
+                .await?;
+            if updated.rows_affected != 1 {
+                return Err(PutAccountError::Conflict);
+            }
+            broker_accounts::Entity::find_by_id(id)
+                .one(db)
+                .await?
+                .ok_or(PutAccountError::Conflict)
+        }
+    }
 }
 
 fn validate(body: &PutAccount) -> Result<(), ApiError> {
@@ -258,6 +331,17 @@ pub async fn put(
             e.to_string(),
         ),
         PutAccountError::Db(db) => ApiError::internal("storing the credentials", db),
+        PutAccountError::Conflict => {
+            ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, e.to_string())
+        }
+        PutAccountError::Vault(vault) => {
+            tracing::error!(error = %vault, "the vault refused a credential write");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::CredentialUnavailable,
+                "the credential vault cannot store credentials right now",
+            )
+        }
     })?;
     tracing::info!(%user_id, account_id = %row.id, generation = row.generation, "credentials stored");
     Ok(Json(AccountView::from(&row)))

@@ -1,7 +1,9 @@
-//! `POST /v1/users/{user_id}/tokens`: issue an API token (admin, or the user themselves).
+//! API tokens: issue (`POST /v1/users/{user_id}/tokens`), list (`GET …/tokens`) and
+//! revoke (`DELETE …/tokens/{token_id}`), by the admin or the user themselves. Listings
+//! never show a token or its hash; a revoked token fails its next check.
 
 use axum::body::Bytes;
-use axum::extract::rejection::PathRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -11,7 +13,10 @@ use pinnacle_common::crypto::Vault;
 use pinnacle_common::entities::{api_tokens, users};
 use pinnacle_common::error::ErrorCode;
 use pinnacle_common::tokens;
-use sea_orm::{ActiveModelTrait, ConnectionTrait, DbErr, EntityTrait, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    Set,
+};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
@@ -123,9 +128,10 @@ pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     path: Result<Path<String>, PathRejection>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<IssuedToken>), ApiError> {
     let Path(user_id) = path?;
+    let body = body?;
     caller.require_self_or_admin(&user_id)?;
     // An empty body means "all defaults".
     let body: CreateToken = if body.iter().all(u8::is_ascii_whitespace) {
@@ -158,4 +164,75 @@ pub async fn create(
             expires_at: row.expires_at,
         }),
     ))
+}
+
+/// A token as listings show it: never the token or its hash.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TokenView {
+    /// The token id (its lookup prefix).
+    pub id: String,
+    /// Scopes granted.
+    pub scopes: Vec<String>,
+    /// When it was issued.
+    pub created_at: DateTime<Utc>,
+    /// Expiry, if any.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl From<api_tokens::Model> for TokenView {
+    fn from(m: api_tokens::Model) -> Self {
+        Self {
+            scopes: m.scopes.split(',').map(|s| s.trim().to_string()).collect(),
+            id: m.id,
+            created_at: m.created_at,
+            expires_at: m.expires_at,
+            revoked_at: m.revoked_at,
+        }
+    }
+}
+
+/// `GET /v1/users/{user_id}/tokens`.
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<Vec<TokenView>>, ApiError> {
+    let Path(user_id) = path?;
+    caller.require_self_or_admin(&user_id)?;
+    let rows = api_tokens::Entity::find()
+        .filter(api_tokens::Column::UserId.eq(user_id.as_str()))
+        .order_by_asc(api_tokens::Column::CreatedAt)
+        .all(&state.db)
+        .await
+        .map_err(|e| ApiError::internal("listing tokens", e))?;
+    Ok(Json(rows.into_iter().map(TokenView::from).collect()))
+}
+
+/// `DELETE /v1/users/{user_id}/tokens/{token_id}`: revokes the token (the row stays).
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Json<TokenView>, ApiError> {
+    let Path((user_id, token_id)) = path?;
+    caller.require_self_or_admin(&user_id)?;
+    let row = api_tokens::Entity::find_by_id(token_id.clone())
+        .filter(api_tokens::Column::UserId.eq(user_id.as_str()))
+        .one(&state.db)
+        .await
+        .map_err(|e| ApiError::internal("loading the token", e))?
+        .ok_or_else(|| ApiError::not_found("no such token"))?;
+    if row.revoked_at.is_some() {
+        return Ok(Json(row.into()));
+    }
+    let mut active: api_tokens::ActiveModel = row.into();
+    active.revoked_at = Set(Some(Utc::now()));
+    let row = active
+        .update(&state.db)
+        .await
+        .map_err(|e| ApiError::internal("revoking the token", e))?;
+    tracing::info!(%user_id, %token_id, "API token revoked");
+    Ok(Json(row.into()))
 }

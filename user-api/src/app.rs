@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use pinnacle_common::audit::AuditLog;
 use pinnacle_common::crypto::Vault;
@@ -14,7 +14,8 @@ use sea_orm::DatabaseConnection;
 use secrecy::SecretString;
 
 use crate::error::ApiError;
-use crate::{accounts, api_tokens, users};
+use crate::limits::Limits;
+use crate::{account_ops, accounts, api_tokens, audit_trail, login, openapi, users};
 
 /// The largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -30,6 +31,8 @@ pub struct AppState {
     pub audit: AuditLog,
     /// The admin bearer token, if admin routes are enabled.
     pub admin_token: Option<SecretString>,
+    /// Login and token-guessing limits.
+    pub limits: Arc<Limits>,
 }
 
 /// The whole API as a router, for `serve` and for tests.
@@ -39,12 +42,24 @@ pub fn app(state: AppState) -> Router {
             "/healthz",
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),
         )
+        .route("/v1/login", post(login::login))
         .route("/v1/users", post(users::create))
-        .route("/v1/users/{user_id}/tokens", post(api_tokens::create))
+        .route(
+            "/v1/users/{user_id}/tokens",
+            post(api_tokens::create).get(api_tokens::list),
+        )
+        .route(
+            "/v1/users/{user_id}/tokens/{token_id}",
+            delete(api_tokens::revoke),
+        )
         .route("/v1/users/{user_id}/broker-accounts", get(accounts::list))
+        .route("/v1/users/{user_id}/audit", get(audit_trail::get))
+        .route("/openapi.json", get(openapi::document))
         .route(
             "/v1/users/{user_id}/broker-accounts/{label}",
-            put(accounts::put),
+            put(accounts::put)
+                .get(account_ops::get)
+                .delete(account_ops::delete),
         )
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
@@ -57,7 +72,43 @@ pub fn app(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(reject_control_characters))
         .with_state(state)
+}
+
+/// Whether a URI path or query holds a control character once percent-decoded (databases
+/// refuse NUL in text, and no id or label may hold one).
+fn has_control_character(raw: &str) -> bool {
+    let bytes = raw.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let byte = match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                i += 2;
+                u8::from_str_radix(hex, 16).unwrap_or(b'%')
+            }
+            other => other,
+        };
+        if byte < 0x20 || byte == 0x7f {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+/// Answers 400 for a path or query with a control character, before any route runs.
+async fn reject_control_characters(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let uri = request.uri();
+    if has_control_character(uri.path()) || uri.query().is_some_and(has_control_character) {
+        return ApiError::invalid("the path or query holds a control character").into_response();
+    }
+    next.run(request).await
 }
 
 /// Serves the API on `listener` until `shutdown` fires, finishing requests in flight.
@@ -69,7 +120,31 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "user API listening");
     }
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    axum::serve(
+        listener,
+        app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_control_character;
+
+    #[test]
+    fn control_characters_are_found_raw_or_percent_encoded() {
+        for bad in ["/a%00b", "/a%1Fb", "/a%7f", "a\tb"] {
+            assert!(has_control_character(bad), "{bad}");
+        }
+        for good in [
+            "/v1/users/abc-123",
+            "/x%20y",
+            "/%F0%9F%92%A5",
+            "/trailing%",
+            "/%zz",
+        ] {
+            assert!(!has_control_character(good), "{good}");
+        }
+    }
 }

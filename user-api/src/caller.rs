@@ -1,7 +1,9 @@
 //! Who is calling: the `Authorization: Bearer <token>` extractor.
 //!
 //! The admin token (`PINNACLE_API_ADMIN_TOKEN`) is compared in constant time; anything
-//! else must be a user API token (`pinnacle_common::auth`).
+//! else must be a user API token (`pinnacle_common::auth`). Failed checks count against
+//! the source address and the presented token id (`crate::limits`); over the limit, the
+//! answer is 429 before any token is checked.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -14,6 +16,7 @@ use subtle::ConstantTimeEq;
 
 use crate::app::AppState;
 use crate::error::ApiError;
+use crate::limits::{Source, TooMany};
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]
@@ -71,6 +74,11 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Source(source) = Source::of(parts);
+        let limits = &state.limits;
+        if let Some(retry_after) = limits.auth_failures_per_source.blocked(&source) {
+            return Err(TooMany { retry_after }.into());
+        }
         let value = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -84,10 +92,29 @@ impl FromRequestParts<AppState> for Caller {
                 return Ok(Self::Admin);
             }
         }
+        let token_id = tokens::parse(token).map(|t| t.id.to_string());
+        if let Some(retry_after) = token_id
+            .as_deref()
+            .and_then(|id| limits.auth_failures_per_token.blocked(id))
+        {
+            return Err(TooMany { retry_after }.into());
+        }
         match auth::authenticate(&state.db, state.vault.token_pepper(), Some(token)).await {
             Ok(principal) => Ok(Self::User(principal)),
             Err(AuthError::Store(e)) => Err(ApiError::internal("checking the token", e)),
-            Err(other) => Err(unauthenticated(&other.to_string())),
+            Err(other) => {
+                let by_source = limits.auth_failures_per_source.hit(&source);
+                let by_token = token_id
+                    .as_deref()
+                    .and_then(|id| limits.auth_failures_per_token.hit(id));
+                match by_source.or(by_token) {
+                    Some(retry_after) => {
+                        tracing::warn!(%source, "token-guessing rate limit");
+                        Err(TooMany { retry_after }.into())
+                    }
+                    None => Err(unauthenticated(&other.to_string())),
+                }
+            }
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The API's error type: an HTTP status plus a JSON body `{"error": {code, message}}`.
 
-use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -14,6 +14,8 @@ pub struct ApiError {
     pub status: StatusCode,
     /// Stable code and message.
     pub body: ErrorBody,
+    /// Seconds for a `Retry-After` header (429 only).
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -27,7 +29,14 @@ impl ApiError {
         Self {
             status,
             body: ErrorBody::new(code, message),
+            retry_after: None,
         }
+    }
+
+    /// Adds a `Retry-After` header.
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
     }
 
     /// 400 `INVALID_REQUEST`.
@@ -62,7 +71,15 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(Envelope { error: &self.body })).into_response()
+        let mut response = (self.status, Json(Envelope { error: &self.body })).into_response();
+        if let Some(secs) = self.retry_after {
+            if let Ok(value) = axum::http::HeaderValue::from_str(&secs.to_string()) {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::RETRY_AFTER, value);
+            }
+        }
+        response
     }
 }
 
@@ -81,6 +98,21 @@ impl From<JsonRejection> for ApiError {
             _ => StatusCode::BAD_REQUEST,
         };
         Self::new(status, code, rejection.body_text())
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> Self {
+        let status = rejection.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            Self::new(status, ErrorCode::PayloadTooLarge, rejection.body_text())
+        } else {
+            Self::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadPayload,
+                rejection.body_text(),
+            )
+        }
     }
 }
 

@@ -4,16 +4,23 @@
 //! - [`app`]: the router, shared state and [`serve`].
 //! - [`error`]: [`ApiError`], the one JSON error shape every route returns.
 //! - [`caller`]: the `Authorization: Bearer` extractor (admin token or user API token).
-//! - [`users`], [`api_tokens`], [`accounts`]: the routes, each over functions that the
+//! - [`login`]: password login (Argon2id); [`limits`]: per-user and per-source limits.
+//! - [`audit_trail`]: a user's own audit events; [`openapi`]: the OpenAPI document.
+//! - [`users`], [`api_tokens`], [`accounts`], [`account_ops`]: the routes, each over functions that the
 //!   `pinnacle` CLI also calls to bootstrap the demo user.
 //!
 //! Credentials go in and never come out: responses say only which fields are set.
 
+pub mod account_ops;
 pub mod accounts;
 pub mod api_tokens;
 pub mod app;
+pub mod audit_trail;
 pub mod caller;
 pub mod error;
+pub mod limits;
+pub mod login;
+pub mod openapi;
 pub mod users;
 
 pub use app::{app, serve, AppState};

@@ -1,4 +1,4 @@
-//! `POST /v1/users`: create a user (admin only).
+//! `POST /v1/users`: create a user (admin only), optionally with a password for login.
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
@@ -20,6 +20,9 @@ use crate::error::{check_name, ApiError};
 pub struct CreateUser {
     /// Unique name.
     pub name: String,
+    /// Optional password for `POST /v1/login` (12 to 256 bytes; redacted in `Debug`).
+    #[serde(default)]
+    pub password: Option<secrecy::SecretString>,
 }
 
 /// A user as the API shows it.
@@ -66,6 +69,7 @@ pub async fn create_user(
         id: Set(uuid::Uuid::new_v4().to_string()),
         name: Set(name.to_string()),
         is_admin: Set(false),
+        password_hash: Set(None),
         created_at: Set(Utc::now()),
     };
     row.insert(db).await.map_err(|e| {
@@ -86,7 +90,18 @@ pub async fn create(
     caller.require_admin()?;
     let Json(body) = body?;
     check_name("name", &body.name)?;
-    let user = create_user(&state.db, &body.name)
+    let password_hash = match body.password {
+        Some(password) => {
+            crate::login::check_password(&password)?;
+            Some(
+                crate::login::hash_password(password)
+                    .await
+                    .map_err(|e| ApiError::internal("hashing the password", e))?,
+            )
+        }
+        None => None,
+    };
+    let mut user = create_user(&state.db, &body.name)
         .await
         .map_err(|e| match e {
             CreateUserError::NameTaken => {
@@ -94,6 +109,14 @@ pub async fn create(
             }
             CreateUserError::Db(db) => ApiError::internal("creating the user", db),
         })?;
+    if let Some(hash) = password_hash {
+        let mut active: users::ActiveModel = user.into();
+        active.password_hash = Set(Some(hash));
+        user = active
+            .update(&state.db)
+            .await
+            .map_err(|e| ApiError::internal("storing the password", e))?;
+    }
     tracing::info!(user_id = %user.id, "user created");
     Ok((StatusCode::CREATED, Json(user.into())))
 }

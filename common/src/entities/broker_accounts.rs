@@ -1,7 +1,8 @@
 //! `broker_accounts`: a user's broker accounts with their encrypted credentials.
 //!
-//! Each `*_enc` column holds a `crate::crypto` ciphertext bound to this row's user id,
-//! account id, column name and `generation`.
+//! Each `*_enc` column holds a `crate::crypto` ciphertext sealed under this write's data
+//! key and bound to this row's user id, account id, column name and `generation`. The data
+//! key itself is in `data_key_enc`, wrapped under master key `master_key_id`.
 
 use sea_orm::entity::prelude::*;
 
@@ -28,6 +29,18 @@ pub struct Model {
     pub totp_seed_enc: Option<String>,
     /// Encrypted session token.
     pub access_token_enc: Option<String>,
+    /// Encrypted SmartAPI session JWT.
+    pub jwt_token_enc: Option<String>,
+    /// Encrypted SmartAPI refresh token.
+    pub refresh_token_enc: Option<String>,
+    /// Encrypted SmartAPI feed token.
+    pub feed_token_enc: Option<String>,
+    /// When the session tokens expire (not secret).
+    pub session_expires_at: Option<DateTimeUtc>,
+    /// This write's data key, wrapped under `master_key_id`; `None` with no credentials.
+    pub data_key_enc: Option<String>,
+    /// The master key that wrapped `data_key_enc`.
+    pub master_key_id: Option<i64>,
     /// Bumped on every credential write; part of every ciphertext's associated data.
     pub generation: i64,
     /// When it was created.
@@ -48,8 +61,23 @@ pub mod fields {
     pub const TOTP_SEED: &str = "totp_seed";
     /// Session token.
     pub const ACCESS_TOKEN: &str = "access_token";
+    /// SmartAPI session JWT.
+    pub const JWT_TOKEN: &str = "jwt_token";
+    /// SmartAPI refresh token.
+    pub const REFRESH_TOKEN: &str = "refresh_token";
+    /// SmartAPI feed token.
+    pub const FEED_TOKEN: &str = "feed_token";
     /// All of them, in column order.
-    pub const ALL: [&str; 5] = [API_KEY, CLIENT_CODE, SECRET, TOTP_SEED, ACCESS_TOKEN];
+    pub const ALL: [&str; 8] = [
+        API_KEY,
+        CLIENT_CODE,
+        SECRET,
+        TOTP_SEED,
+        ACCESS_TOKEN,
+        JWT_TOKEN,
+        REFRESH_TOKEN,
+        FEED_TOKEN,
+    ];
 }
 
 impl Model {
@@ -61,6 +89,9 @@ impl Model {
             fields::SECRET => self.secret_enc.as_deref(),
             fields::TOTP_SEED => self.totp_seed_enc.as_deref(),
             fields::ACCESS_TOKEN => self.access_token_enc.as_deref(),
+            fields::JWT_TOKEN => self.jwt_token_enc.as_deref(),
+            fields::REFRESH_TOKEN => self.refresh_token_enc.as_deref(),
+            fields::FEED_TOKEN => self.feed_token_enc.as_deref(),
             _ => None,
         }
     }

@@ -4,6 +4,7 @@
 
 pub mod api_tokens;
 pub mod broker_accounts;
+pub mod master_keys;
 pub mod orders;
 pub mod risk_limits;
 pub mod users;

@@ -14,6 +14,8 @@ pub struct Model {
     pub name: String,
     /// Whether this user may administer others.
     pub is_admin: bool,
+    /// Argon2id PHC string for password login; `None` means token-only.
+    pub password_hash: Option<String>,
     /// When the user was created.
     pub created_at: DateTimeUtc,
 }

@@ -1,0 +1,96 @@
+//! `pinnacle keys …`: generate, add to a key file, status, rotate and retire master keys.
+//!
+//! Rotation runs against the database and the audit stream named by the environment
+//! (`DATABASE_URL`, `NATS_*`) with the ring from `PINNACLE_MASTER_KEY*`; see
+//! `docs/ARCHITECTURE.md` ("Keys") for the whole procedure.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use pinnacle_common::audit::AuditLog;
+use pinnacle_common::config::{DatabaseSettings, NatsSettings, VaultSettings, WorkerSettings};
+use pinnacle_common::crypto::{ring, Vault};
+use pinnacle_common::keystore;
+use secrecy::ExposeSecret;
+
+async fn open() -> anyhow::Result<(sea_orm::DatabaseConnection, Vault)> {
+    let vault = Vault::from_settings(&VaultSettings::from_env()?)?;
+    let db = crate::stack::database(&DatabaseSettings::from_env()?).await?;
+    crate::stack::vault_ready(&db, &vault).await?;
+    Ok((db, vault))
+}
+
+/// Appends a fresh key to the key file (created 0600 if missing); returns its id.
+pub fn add_to_file(path: &Path) -> anyhow::Result<u32> {
+    let existing = match std::fs::read_to_string(path) {
+        Ok(text) if !text.trim().is_empty() => {
+            let source = format!("{}", path.display());
+            ring::parse_entries(&source, &text, '\n')?
+                .keys()
+                .next_back()
+                .copied()
+                .unwrap_or(0)
+        }
+        Ok(_) => 0,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let id = existing + 1;
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    writeln!(
+        file,
+        "{id}:{}",
+        Vault::generate_master_key().expose_secret()
+    )?;
+    Ok(id)
+}
+
+/// Prints rows and encryptions per key id as JSON lines.
+pub async fn status() -> anyhow::Result<()> {
+    let (db, vault) = open().await?;
+    for key in keystore::status(&db).await? {
+        println!("{}", serde_json::to_string(&key)?);
+    }
+    println!(
+        "{}",
+        serde_json::json!({
+            "current_key_id": vault.current_key_id(),
+            "max_encryptions_per_key": vault.max_encryptions(),
+        })
+    );
+    Ok(())
+}
+
+/// Rewraps every data key under the current key and prints the report.
+pub async fn rotate() -> anyhow::Result<()> {
+    let (db, vault) = open().await?;
+    let nats = crate::stack::nats(&NatsSettings::from_env()?, "pinnacle-keys").await?;
+    let timeout = Duration::from_millis(WorkerSettings::from_env()?.audit_timeout_ms);
+    let report = keystore::rotate(&db, &vault, &AuditLog::new(nats, timeout)).await?;
+    println!("{}", serde_json::to_string(&report)?);
+    anyhow::ensure!(
+        report.failed.is_empty(),
+        "{} account(s) could not be rewrapped",
+        report.failed.len()
+    );
+    Ok(())
+}
+
+/// Retires `key_id`, refused while rows still use it.
+pub async fn retire(key_id: u32) -> anyhow::Result<()> {
+    let (db, vault) = open().await?;
+    keystore::retire(&db, &vault, key_id).await?;
+    println!("master key {key_id} retired");
+    Ok(())
+}

@@ -1,0 +1,296 @@
+//! Credential encryption: envelope encryption under a ring of master keys.
+//!
+//! A master key never encrypts anything directly. HKDF-SHA256 derives one subkey per
+//! purpose ([`Purpose`]): credential (data-key) encryption, the API-token pepper, the
+//! audit chain. Each credential write gets its own random data key ([`DataKey`],
+//! `envelope`), wrapped by the current master key's credential-encryption subkey.
+//!
+//! Ciphertexts carry a format version and a key id (`aead`). Associated data is rebuilt
+//! at decrypt time from the row's identity, never read from the stored blob. Every
+//! failure is the same opaque [`DecryptError`].
+//!
+//! # Layout
+//! - `aead`: the AES-256-GCM primitive and the `pnk1:<key id>:<base64>` format.
+//! - `envelope`: data keys and the associated data of both layers.
+//! - `ring`: loading the master key ring from the environment or a file.
+//! - [`Vault`]: the ring at run time: wrap, unwrap, subkeys, retired keys.
+
+pub mod aead;
+pub mod envelope;
+pub mod ring;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use aes_gcm::aead::KeyInit;
+use aes_gcm::Aes256Gcm;
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use hkdf::Hkdf;
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretBox, SecretString};
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+pub use envelope::{CredentialAad, DataKey, RowIdentity};
+pub use ring::parse_master_key;
+
+use crate::config::{ConfigError, VaultSettings};
+
+const HKDF_SALT: &[u8] = b"pinnacle/hkdf/v1";
+
+/// The default number of wraps a master key may make before it must be rotated: 2^30,
+/// a quarter of NIST SP 800-38D's 2^32 limit for random 96-bit nonces.
+pub const DEFAULT_MAX_ENCRYPTIONS: i64 = 1 << 30;
+
+/// What a derived subkey is for. Each purpose gets its own key, so no key serves two roles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Wrapping data keys (credential encryption).
+    CredentialEncryption,
+    /// The pepper in API-token hashes.
+    TokenPepper,
+    /// The HMAC chain over audit events.
+    AuditChain,
+    /// A public fingerprint that tells two keys with the same id apart.
+    Fingerprint,
+}
+
+impl Purpose {
+    fn info(self) -> &'static [u8] {
+        match self {
+            Self::CredentialEncryption => b"pinnacle/credential-encryption",
+            Self::TokenPepper => b"pinnacle/api-token-pepper",
+            Self::AuditChain => b"pinnacle/audit-chain",
+            Self::Fingerprint => b"pinnacle/key-fingerprint",
+        }
+    }
+}
+
+/// A 256-bit key that zeroes itself on drop and never prints.
+pub type Key32 = SecretBox<[u8; 32]>;
+
+/// The one error every failed decrypt gives, whatever went wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("credential could not be decrypted")]
+pub struct DecryptError;
+
+fn derive(master: &[u8; 32], purpose: Purpose) -> Key32 {
+    let hk = Hkdf::<Sha256>::new(Some(HKDF_SALT), master);
+    let mut okm = Box::new([0u8; 32]);
+    // 32 bytes is far below HKDF-SHA256's 8160-byte limit, so expand cannot fail.
+    if hk.expand(purpose.info(), okm.as_mut()).is_err() {
+        unreachable!("HKDF output length is valid");
+    }
+    SecretBox::new(okm)
+}
+
+/// One master key as the vault holds it: only derived subkeys, never the key itself.
+struct MasterKey {
+    /// Wraps and unwraps data keys.
+    wrap: Aes256Gcm,
+    /// 16 hex characters that identify the key material without revealing it.
+    fingerprint: String,
+}
+
+impl MasterKey {
+    fn new(master: &[u8; 32]) -> Self {
+        let enc = derive(master, Purpose::CredentialEncryption);
+        let fp = derive(master, Purpose::Fingerprint);
+        Self {
+            wrap: Aes256Gcm::new(enc.expose_secret().into()),
+            fingerprint: hex::encode(&fp.expose_secret()[..8]),
+        }
+    }
+}
+
+/// The mutable part of the vault: which keys exist, which is current, which are retired.
+struct Ring {
+    /// Master keys by id; unwrap accepts any that is not retired.
+    keys: BTreeMap<u32, MasterKey>,
+    /// The key id new data keys are wrapped under.
+    current: u32,
+    /// Ids retired in the database: they no longer unwrap anything.
+    retired: BTreeSet<u32>,
+}
+
+/// The master key ring and the subkeys derived from it.
+pub struct Vault {
+    /// Keys, current id and retired ids; changed only by key management.
+    ring: RwLock<Ring>,
+    /// Pepper for API-token hashes, from the pepper key (it does not change on rotation).
+    token_pepper: Key32,
+    /// Key for the audit HMAC chain, from the pepper key.
+    audit_key: Key32,
+    /// Wraps a master key may make before it refuses and must be rotated.
+    max_encryptions: i64,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ring = self.read();
+        f.debug_struct("Vault")
+            .field("key_ids", &ring.keys.keys().collect::<Vec<_>>())
+            .field("current", &ring.current)
+            .field("retired", &ring.retired)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Vault {
+    /// Builds a one-key vault from a master key (32 bytes) and its id.
+    pub fn new(key_id: u32, master: &[u8; 32]) -> Self {
+        Self {
+            ring: RwLock::new(Ring {
+                keys: BTreeMap::from([(key_id, MasterKey::new(master))]),
+                current: key_id,
+                retired: BTreeSet::new(),
+            }),
+            token_pepper: derive(master, Purpose::TokenPepper),
+            audit_key: derive(master, Purpose::AuditChain),
+            max_encryptions: DEFAULT_MAX_ENCRYPTIONS,
+        }
+    }
+
+    /// Builds a vault from settings, failing clearly on a missing, short or malformed key.
+    ///
+    /// The token pepper and audit key come from `PINNACLE_PEPPER_KEY_ID` (default: the
+    /// lowest id in the ring), so rotating the credential key leaves API tokens valid.
+    pub fn from_settings(settings: &VaultSettings) -> Result<Self, ConfigError> {
+        let spec = ring::from_settings(settings)?;
+        let pepper_id = settings
+            .pepper_key_id
+            .or_else(|| spec.keys.keys().next().copied())
+            .unwrap_or(spec.current);
+        let pepper = spec.keys.get(&pepper_id).ok_or_else(|| {
+            ConfigError::new(format!(
+                "PINNACLE_PEPPER_KEY_ID={pepper_id} is not in the key ring"
+            ))
+        })?;
+        if settings.key_max_encryptions < 1 {
+            return Err(ConfigError::new(
+                "PINNACLE_KEY_MAX_ENCRYPTIONS must be positive",
+            ));
+        }
+        let vault = Self::new(pepper_id, pepper).with_max_encryptions(settings.key_max_encryptions);
+        for (id, key) in &spec.keys {
+            vault.add_key(*id, key);
+        }
+        vault.set_current(spec.current);
+        Ok(vault)
+    }
+
+    /// Sets how many wraps a master key may make (tests use a small number).
+    pub fn with_max_encryptions(mut self, max: i64) -> Self {
+        self.max_encryptions = max;
+        self
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Ring> {
+        self.ring.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Ring> {
+        self.ring.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds (or replaces) master key `key_id`, e.g. after the ring was reloaded.
+    pub fn add_key(&self, key_id: u32, master: &[u8; 32]) {
+        self.write().keys.insert(key_id, MasterKey::new(master));
+    }
+
+    /// Makes `key_id` the key new data keys are wrapped under; false if it is unknown.
+    pub fn set_current(&self, key_id: u32) -> bool {
+        let mut ring = self.write();
+        let ok = ring.keys.contains_key(&key_id);
+        if ok {
+            ring.current = key_id;
+        }
+        ok
+    }
+
+    /// Marks `key_id` retired: it no longer unwraps anything.
+    pub fn retire(&self, key_id: u32) {
+        self.write().retired.insert(key_id);
+    }
+
+    /// Generates a fresh random master key, base64-encoded, for `PINNACLE_MASTER_KEY`.
+    pub fn generate_master_key() -> SecretString {
+        let mut key = Zeroizing::new([0u8; 32]);
+        rand::rngs::OsRng.fill_bytes(key.as_mut());
+        SecretString::from(B64.encode(key.as_ref()))
+    }
+
+    /// The key id new data keys are wrapped under.
+    pub fn current_key_id(&self) -> u32 {
+        self.read().current
+    }
+
+    /// Every key id in the ring with its public fingerprint.
+    pub fn key_fingerprints(&self) -> Vec<(u32, String)> {
+        let ring = self.read();
+        ring.keys
+            .iter()
+            .map(|(id, k)| (*id, k.fingerprint.clone()))
+            .collect()
+    }
+
+    /// Wraps a master key may make before it must be rotated.
+    pub fn max_encryptions(&self) -> i64 {
+        self.max_encryptions
+    }
+
+    /// The API-token pepper.
+    pub fn token_pepper(&self) -> &Key32 {
+        &self.token_pepper
+    }
+
+    /// The audit-chain key.
+    pub fn audit_key(&self) -> &Key32 {
+        &self.audit_key
+    }
+
+    /// Wraps `data_key` for `row` under master key `key_id`. The caller has counted the
+    /// encryption against that key first (see `crate::keystore`).
+    pub fn wrap(
+        &self,
+        key_id: u32,
+        row: RowIdentity<'_>,
+        data_key: &DataKey,
+    ) -> Result<String, DecryptError> {
+        let ring = self.read();
+        if ring.retired.contains(&key_id) {
+            return Err(DecryptError);
+        }
+        let key = ring.keys.get(&key_id).ok_or(DecryptError)?;
+        Ok(aead::seal(
+            &key.wrap,
+            u64::from(key_id),
+            &row.wrap_aad(key_id),
+            data_key.raw.as_ref(),
+        ))
+    }
+
+    /// Unwraps the data key of `row`, wrapped under `key_id` (the row's column, not the blob's).
+    pub fn unwrap(
+        &self,
+        key_id: u32,
+        row: RowIdentity<'_>,
+        wrapped: &str,
+    ) -> Result<DataKey, DecryptError> {
+        let ring = self.read();
+        if ring.retired.contains(&key_id) {
+            return Err(DecryptError);
+        }
+        let key = ring.keys.get(&key_id).ok_or(DecryptError)?;
+        let raw = aead::open(&key.wrap, u64::from(key_id), &row.wrap_aad(key_id), wrapped)?;
+        if raw.len() != 32 {
+            return Err(DecryptError);
+        }
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        bytes.copy_from_slice(&raw);
+        Ok(DataKey::from_raw(bytes))
+    }
+}

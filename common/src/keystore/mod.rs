@@ -1,0 +1,328 @@
+//! The vault's database side: master-key bookkeeping and sealing/opening account rows.
+//!
+//! - [`sync_ring`]: at startup, records every ring key's fingerprint in `master_keys`
+//!   (refusing different material under a known id) and loads which keys are retired.
+//! - [`seal_account`] / [`open_account`]: one credential write under a fresh data key,
+//!   and reading it back. Every wrap is first counted against its master key
+//!   ([`reserve_encryption`]); at the limit the wrap is refused until a rotation.
+//! - [`status`], [`retire`] and [`rotate`] (in `rotate`): online key rotation.
+
+mod rotate;
+
+use std::collections::BTreeMap;
+
+use chrono::Utc;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter, Set,
+};
+use secrecy::{ExposeSecret, SecretString};
+
+pub use rotate::{rotate, RotateReport};
+
+use crate::crypto::{CredentialAad, DataKey, DecryptError, RowIdentity, Vault};
+use crate::entities::{broker_accounts, master_keys};
+
+/// A key-management operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyStoreError {
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DbErr),
+    /// The key has made as many encryptions as it safely may.
+    #[error("master key {0} has reached its encryption limit; run `pinnacle keys rotate`")]
+    Exhausted(u32),
+    /// The key id is not in `master_keys` (the ring was not synced) or is retired.
+    #[error("master key {0} is unknown to the database or retired")]
+    Unusable(u32),
+    /// The ring holds different key material under an id the database already knows.
+    #[error(
+        "master key {0} in the ring does not match the key the database recorded under that id"
+    )]
+    FingerprintMismatch(u32),
+    /// A retired key cannot be current.
+    #[error("master key {0} is retired and cannot be the current key")]
+    CurrentRetired(u32),
+    /// Retiring a key still in use (or current) is refused.
+    #[error("master key {key_id} still wraps {rows} broker account(s); rotate first")]
+    InUse {
+        /// The key.
+        key_id: u32,
+        /// Rows still on it.
+        rows: u64,
+    },
+    /// The key is the current one.
+    #[error("master key {0} is the current key; make another key current first")]
+    IsCurrent(u32),
+    /// A stored data key failed to decrypt.
+    #[error(transparent)]
+    Decrypt(#[from] DecryptError),
+    /// The audit event could not be stored, so nothing was touched.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
+}
+
+/// Records the ring's keys in `master_keys` and loads which of them are retired.
+pub async fn sync_ring(db: &impl ConnectionTrait, vault: &Vault) -> Result<(), KeyStoreError> {
+    for (id, fingerprint) in vault.key_fingerprints() {
+        match master_keys::Entity::find_by_id(i64::from(id))
+            .one(db)
+            .await?
+        {
+            Some(row) if row.fingerprint != fingerprint => {
+                return Err(KeyStoreError::FingerprintMismatch(id));
+            }
+            Some(row) => {
+                if row.retired_at.is_some() {
+                    vault.retire(id);
+                }
+            }
+            None => {
+                let inserted = master_keys::ActiveModel {
+                    id: Set(i64::from(id)),
+                    fingerprint: Set(fingerprint.clone()),
+                    encryptions: Set(0),
+                    created_at: Set(Utc::now()),
+                    retired_at: Set(None),
+                }
+                .insert(db)
+                .await;
+                // Another service may have inserted it concurrently; re-check it.
+                if let Err(e) = inserted {
+                    let again = master_keys::Entity::find_by_id(i64::from(id))
+                        .one(db)
+                        .await?;
+                    match again {
+                        Some(row) if row.fingerprint == fingerprint => {}
+                        Some(_) => return Err(KeyStoreError::FingerprintMismatch(id)),
+                        None => return Err(e.into()),
+                    }
+                }
+            }
+        }
+    }
+    let current = vault.current_key_id();
+    let retired = master_keys::Entity::find_by_id(i64::from(current))
+        .one(db)
+        .await?
+        .is_some_and(|row| row.retired_at.is_some());
+    if retired {
+        return Err(KeyStoreError::CurrentRetired(current));
+    }
+    Ok(())
+}
+
+/// Counts one encryption against `key_id`, refusing once the vault's limit is reached.
+pub async fn reserve_encryption(
+    db: &impl ConnectionTrait,
+    vault: &Vault,
+    key_id: u32,
+) -> Result<(), KeyStoreError> {
+    let limit = vault.max_encryptions();
+    let updated = master_keys::Entity::update_many()
+        .col_expr(
+            master_keys::Column::Encryptions,
+            Expr::col(master_keys::Column::Encryptions).add(1),
+        )
+        .filter(master_keys::Column::Id.eq(i64::from(key_id)))
+        .filter(master_keys::Column::Encryptions.lt(limit))
+        .filter(master_keys::Column::RetiredAt.is_null())
+        .exec(db)
+        .await?;
+    if updated.rows_affected == 1 {
+        // Wraps are rare (one per credential write or rewrap), so checking is cheap.
+        if let Some(row) = master_keys::Entity::find_by_id(i64::from(key_id))
+            .one(db)
+            .await?
+        {
+            if row.encryptions >= limit / 2 {
+                tracing::warn!(
+                    key_id,
+                    encryptions = row.encryptions,
+                    limit,
+                    "master key past half its encryption budget; rotate soon"
+                );
+            }
+        }
+        return Ok(());
+    }
+    match master_keys::Entity::find_by_id(i64::from(key_id))
+        .one(db)
+        .await?
+    {
+        Some(row) if row.retired_at.is_none() && row.encryptions >= limit => {
+            tracing::error!(key_id, limit, "master key exhausted; rotation required");
+            Err(KeyStoreError::Exhausted(key_id))
+        }
+        _ => Err(KeyStoreError::Unusable(key_id)),
+    }
+}
+
+/// One write's sealed credentials: the wrapped data key and each field's ciphertext.
+#[derive(Debug)]
+pub struct SealedAccount {
+    /// The master key that wrapped the data key.
+    pub master_key_id: u32,
+    /// The wrapped data key; `None` when no field is set.
+    pub data_key_enc: Option<String>,
+    /// Ciphertext by field name.
+    pub fields: BTreeMap<&'static str, String>,
+}
+
+/// Seals `values` for `row` under a fresh data key wrapped by the current master key.
+pub async fn seal_account(
+    db: &impl ConnectionTrait,
+    vault: &Vault,
+    row: RowIdentity<'_>,
+    values: &[(&'static str, &SecretString)],
+) -> Result<SealedAccount, KeyStoreError> {
+    let key_id = vault.current_key_id();
+    if values.is_empty() {
+        return Ok(SealedAccount {
+            master_key_id: key_id,
+            data_key_enc: None,
+            fields: BTreeMap::new(),
+        });
+    }
+    reserve_encryption(db, vault, key_id).await?;
+    let data_key = DataKey::generate();
+    let wrapped = vault.wrap(key_id, row, &data_key)?;
+    let fields = values
+        .iter()
+        .map(|(field, value)| {
+            let aad = CredentialAad {
+                user_id: row.user_id,
+                account_id: row.account_id,
+                field,
+                generation: row.generation,
+            };
+            (*field, data_key.seal(aad, value.expose_secret().as_bytes()))
+        })
+        .collect();
+    Ok(SealedAccount {
+        master_key_id: key_id,
+        data_key_enc: Some(wrapped),
+        fields,
+    })
+}
+
+fn identity(account: &broker_accounts::Model) -> RowIdentity<'_> {
+    RowIdentity {
+        user_id: &account.user_id,
+        account_id: &account.id,
+        generation: account.generation,
+    }
+}
+
+/// Unwraps `account`'s data key, with the key id and identity taken from the row.
+pub fn account_data_key(
+    vault: &Vault,
+    account: &broker_accounts::Model,
+) -> Result<DataKey, DecryptError> {
+    let (Some(wrapped), Some(key_id)) = (&account.data_key_enc, account.master_key_id) else {
+        return Err(DecryptError);
+    };
+    let key_id = u32::try_from(key_id).map_err(|_| DecryptError)?;
+    vault.unwrap(key_id, identity(account), wrapped)
+}
+
+/// Decrypts every set field of `account`; any failure is the one opaque [`DecryptError`].
+pub fn open_account(
+    vault: &Vault,
+    account: &broker_accounts::Model,
+) -> Result<BTreeMap<&'static str, SecretString>, DecryptError> {
+    let set = account.fields_set();
+    if set.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let data_key = account_data_key(vault, account)?;
+    set.into_iter()
+        .map(|field| {
+            let blob = account.ciphertext(field).ok_or(DecryptError)?;
+            let aad = CredentialAad {
+                user_id: &account.user_id,
+                account_id: &account.id,
+                field,
+                generation: account.generation,
+            };
+            Ok((field, data_key.open(aad, blob)?))
+        })
+        .collect()
+}
+
+/// One master key as `pinnacle keys status` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KeyStatus {
+    /// Key id.
+    pub key_id: i64,
+    /// Public fingerprint.
+    pub fingerprint: String,
+    /// Broker accounts whose data key it wraps.
+    pub rows: u64,
+    /// Encryptions made so far.
+    pub encryptions: i64,
+    /// Whether it is retired.
+    pub retired: bool,
+}
+
+/// Every known master key with its row and encryption counts.
+pub async fn status(db: &impl ConnectionTrait) -> Result<Vec<KeyStatus>, KeyStoreError> {
+    let mut out = Vec::new();
+    for key in master_keys::Entity::find().all(db).await? {
+        out.push(KeyStatus {
+            rows: rows_on(db, key.id).await?,
+            key_id: key.id,
+            fingerprint: key.fingerprint,
+            encryptions: key.encryptions,
+            retired: key.retired_at.is_some(),
+        });
+    }
+    Ok(out)
+}
+
+async fn rows_on(db: &impl ConnectionTrait, key_id: i64) -> Result<u64, DbErr> {
+    broker_accounts::Entity::find()
+        .filter(broker_accounts::Column::MasterKeyId.eq(key_id))
+        .count(db)
+        .await
+}
+
+/// Retires `key_id`: refused while it is current or any row still uses it.
+pub async fn retire(
+    db: &impl ConnectionTrait,
+    vault: &Vault,
+    key_id: u32,
+) -> Result<(), KeyStoreError> {
+    if vault.current_key_id() == key_id {
+        return Err(KeyStoreError::IsCurrent(key_id));
+    }
+    let rows = rows_on(db, i64::from(key_id)).await?;
+    if rows > 0 {
+        return Err(KeyStoreError::InUse { key_id, rows });
+    }
+    let updated = master_keys::Entity::update_many()
+        .col_expr(master_keys::Column::RetiredAt, Expr::value(Utc::now()))
+        .filter(master_keys::Column::Id.eq(i64::from(key_id)))
+        .exec(db)
+        .await?;
+    if updated.rows_affected == 0 {
+        return Err(KeyStoreError::Unusable(key_id));
+    }
+    // A write that raced the count may have wrapped under it; undo the retirement if so.
+    let rows = rows_on(db, i64::from(key_id)).await?;
+    if rows > 0 {
+        master_keys::Entity::update_many()
+            .col_expr(
+                master_keys::Column::RetiredAt,
+                Expr::value(Option::<chrono::DateTime<Utc>>::None),
+            )
+            .filter(master_keys::Column::Id.eq(i64::from(key_id)))
+            .exec(db)
+            .await?;
+        return Err(KeyStoreError::InUse { key_id, rows });
+    }
+    vault.retire(key_id);
+    tracing::info!(key_id, "master key retired");
+    Ok(())
+}

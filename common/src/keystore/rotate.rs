@@ -1,0 +1,133 @@
+//! Online rotation: rewrap every data key under the current master key.
+//!
+//! Each row is rewrapped with a compare-and-set: the update applies only if the row still
+//! has the generation and wrapped key that were read. A credential write that lands in
+//! between wins (it wrapped its own fresh data key under the current key, or the next pass
+//! picks it up), so no update is ever lost. Field ciphertexts are never touched, and old
+//! keys keep decrypting throughout, so orders keep flowing. Each rewrap is audited before
+//! the data key is unwrapped; a failed unwrap is audited too.
+
+use std::collections::BTreeSet;
+
+use chrono::Utc;
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+
+use super::{account_data_key, identity, reserve_encryption, KeyStoreError};
+use crate::audit::AuditLog;
+use crate::crypto::Vault;
+use crate::entities::broker_accounts;
+use crate::model::{AuditEvent, AuditOutcome};
+use crate::telemetry;
+
+/// The audit purpose of a rewrap.
+pub const PURPOSE_REWRAP: &str = "keys.rewrap";
+/// Rows read per batch, so a large table is never held in memory at once.
+const BATCH: u64 = 500;
+/// Consecutive batches without progress (every row raced a write) before giving up.
+const MAX_STALLED_PASSES: usize = 20;
+
+/// What a rotation did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RotateReport {
+    /// The key everything is now wrapped under.
+    pub current_key_id: u32,
+    /// Rows rewrapped.
+    pub rewrapped: u64,
+    /// Compare-and-set misses (a concurrent write), retried on the next pass.
+    pub raced: u64,
+    /// Rows whose data key did not decrypt (left as they are, audited).
+    pub failed: Vec<String>,
+}
+
+fn event(row: &broker_accounts::Model, outcome: AuditOutcome) -> AuditEvent {
+    AuditEvent {
+        event_id: uuid::Uuid::now_v7().to_string(),
+        ts_ms: Utc::now().timestamp_millis(),
+        actor: "pinnacle-keys".into(),
+        token_id: None,
+        user_id: row.user_id.clone(),
+        broker_account_id: row.id.clone(),
+        fields: vec!["data_key".into()],
+        purpose: PURPOSE_REWRAP.into(),
+        request_id: uuid::Uuid::now_v7().to_string(),
+        trace_id: telemetry::current_trace_id(),
+        outcome,
+    }
+}
+
+/// Rewraps every data key not yet under the vault's current key.
+pub async fn rotate(
+    db: &impl ConnectionTrait,
+    vault: &Vault,
+    audit: &AuditLog,
+) -> Result<RotateReport, KeyStoreError> {
+    let current = vault.current_key_id();
+    let mut report = RotateReport {
+        current_key_id: current,
+        ..RotateReport::default()
+    };
+    let mut failed = BTreeSet::new();
+    let mut stalled = 0;
+    while stalled < MAX_STALLED_PASSES {
+        let rows = broker_accounts::Entity::find()
+            .filter(broker_accounts::Column::MasterKeyId.is_not_null())
+            .filter(broker_accounts::Column::MasterKeyId.ne(i64::from(current)))
+            .filter(broker_accounts::Column::Id.is_not_in(failed.iter().cloned()))
+            .order_by_asc(broker_accounts::Column::Id)
+            .limit(BATCH)
+            .all(db)
+            .await?;
+        if rows.is_empty() {
+            break;
+        }
+        let before = report.rewrapped + failed.len() as u64;
+        for row in rows {
+            audit.record(&event(&row, AuditOutcome::Authorized)).await?;
+            let data_key = match account_data_key(vault, &row) {
+                Ok(key) => key,
+                Err(_) => {
+                    audit
+                        .record(&event(&row, AuditOutcome::DecryptFailed))
+                        .await?;
+                    tracing::warn!(account_id = %row.id, "data key did not decrypt during rotation");
+                    failed.insert(row.id.clone());
+                    continue;
+                }
+            };
+            reserve_encryption(db, vault, current).await?;
+            let rewrapped = vault.wrap(current, identity(&row), &data_key)?;
+            let updated = broker_accounts::Entity::update_many()
+                .col_expr(broker_accounts::Column::DataKeyEnc, Expr::value(rewrapped))
+                .col_expr(
+                    broker_accounts::Column::MasterKeyId,
+                    Expr::value(i64::from(current)),
+                )
+                .filter(broker_accounts::Column::Id.eq(row.id.as_str()))
+                .filter(broker_accounts::Column::Generation.eq(row.generation))
+                .filter(broker_accounts::Column::DataKeyEnc.eq(row.data_key_enc.clone()))
+                .exec(db)
+                .await?;
+            if updated.rows_affected == 1 {
+                report.rewrapped += 1;
+            } else {
+                report.raced += 1;
+            }
+        }
+        // A pass in which every row raced a write made no progress; give up after a few.
+        if report.rewrapped + failed.len() as u64 == before {
+            stalled += 1;
+        } else {
+            stalled = 0;
+        }
+    }
+    report.failed = failed.into_iter().collect();
+    tracing::info!(
+        current_key_id = current,
+        rewrapped = report.rewrapped,
+        raced = report.raced,
+        failed = report.failed.len(),
+        "key rotation finished"
+    );
+    Ok(report)
+}
