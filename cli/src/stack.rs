@@ -71,7 +71,8 @@ pub async fn spawn_publisher(
     Ok(())
 }
 
-/// Starts an order worker with the paper broker, which follows the tick stream.
+/// Starts an order worker with the paper broker, which follows the tick stream, and the
+/// paper matcher, which fills resting paper orders from it.
 pub async fn spawn_worker(
     tasks: &mut JoinSet<ServiceResult>,
     nats_settings: &NatsSettings,
@@ -90,9 +91,19 @@ pub async fn spawn_worker(
         vec![Arc::new(paper)],
         settings,
     ));
+    // Resting paper orders fill from the tick stream.
+    let matcher = tokio::spawn(pinnacle_order_worker::matcher::run(
+        worker.clone(),
+        shutdown.clone(),
+    ));
     tasks.spawn(async move {
         let result = pinnacle_order_worker::run(worker, shutdown).await;
         let _ = follower.await;
+        match matcher.await {
+            Ok(Err(error)) => tracing::error!(%error, "paper matcher could not subscribe"),
+            Err(error) => tracing::error!(%error, "paper matcher panicked"),
+            Ok(Ok(())) => {}
+        }
         ("order-worker", result.map_err(Into::into))
     });
     Ok(())

@@ -14,7 +14,8 @@
 //! - [`credentials`]: loading a broker account, auditing the access (waiting for the ack),
 //!   then decrypting.
 //! - [`paper`]: the paper broker, which fills against the live simulated ticks, and
-//!   [`ledger`], its books (funds, positions, trades) derived from the orders table.
+//!   [`ledger`], its books (funds, positions, trades) derived from the orders table, and
+//!   [`matcher`], which fills resting paper orders from the tick stream.
 //!
 //! Every request gets exactly one reply: a result or a structured error.
 
@@ -23,6 +24,7 @@ pub mod events;
 pub mod handler;
 pub mod ledger;
 pub mod manage;
+pub mod matcher;
 pub mod paper;
 pub mod place;
 pub mod portfolio;

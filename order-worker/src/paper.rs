@@ -147,7 +147,11 @@ impl Broker for PaperBroker {
         order_id: &str,
         order: &OrderRequest,
     ) -> Result<BrokerOutcome, BrokerError> {
-        let outcome = self.evaluate(credentials, format!("PAPER-{order_id}"), order)?;
+        let outcome = self.evaluate(
+            credentials,
+            format!("{}{order_id}", crate::matcher::PAPER_PREFIX),
+            order,
+        )?;
         // A fill costs its fill price; a resting order blocks its limit.
         let price = outcome.average_price.or(order.price).unwrap_or(0);
         self.check_funds(credentials, order, price, None).await?;
@@ -163,7 +167,7 @@ impl Broker for PaperBroker {
         let outcome = self.evaluate(credentials, broker_order_id.to_string(), order)?;
         // A fill costs its fill price; a resting order blocks its limit.
         let price = outcome.average_price.or(order.price).unwrap_or(0);
-        let order_id = broker_order_id.strip_prefix("PAPER-");
+        let order_id = broker_order_id.strip_prefix(crate::matcher::PAPER_PREFIX);
         self.check_funds(credentials, order, price, order_id)
             .await?;
         Ok(outcome)

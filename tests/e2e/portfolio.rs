@@ -96,3 +96,85 @@ async fn funds_positions_and_trades_follow_the_fills_and_insufficient_funds_is_r
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resting_limit_orders_fill_from_the_tick_stream_in_parts() {
+    each_backend(|backend| async move {
+        let stack = TestStack::start(backend).await;
+        let user = stack.trader("matcher").await;
+        // A symbol only this test ticks, so the prices are ours.
+        let publish = |seq: u64, ltp: i64, last_qty: i64| {
+            let tick = pinnacle_common::model::Tick {
+                exchange: "NSE".into(),
+                symbol: "TESTSYM".into(),
+                seq,
+                ts_ms: chrono::Utc::now().timestamp_millis(),
+                ltp,
+                last_qty,
+                volume: 0,
+                bid: ltp - 5,
+                ask: ltp + 5,
+            };
+            let client = stack.client.clone();
+            async move {
+                let payload = rmp_serde::to_vec_named(&tick).expect("encode");
+                client
+                    .publish(pinnacle_common::subjects::tick("NSE", "TESTSYM"), payload.into())
+                    .await
+                    .expect("publish");
+                client.flush().await.expect("flush");
+            }
+        };
+        publish(1, 1_000, 5).await;
+        let placed = pinnacle_tests::eventually(std::time::Duration::from_secs(5), "a price", || async {
+            let reply = stack
+                .call(&user, "place", json!({"client_order_id": "rest-fill", "exchange": "NSE", "symbol": "TESTSYM",
+                    "side": "BUY", "order_type": "LIMIT", "quantity": 10, "price": 900}))
+                .await;
+            (reply["error"]["code"] != "UNKNOWN_SYMBOL").then_some(reply)
+        })
+        .await;
+        assert_eq!(placed["result"]["status"], "OPEN", "{placed}");
+
+        // Ticks above the limit do nothing; ticks at the limit fill three units each.
+        publish(2, 950, 100).await;
+        let mut seq = 3;
+        let filled = pinnacle_tests::eventually(std::time::Duration::from_secs(10), "the fill", || {
+            seq += 1;
+            let tick = publish(seq, 900, 3);
+            let stack = &stack;
+            let user = &user;
+            async move {
+                tick.await;
+                let order = stack.call(user, "get", json!({"client_order_id": "rest-fill"})).await;
+                (order["result"]["status"] == "FILLED").then_some(order)
+            }
+        })
+        .await;
+        assert_eq!(filled["result"]["filled_quantity"], 10);
+        assert_eq!(filled["result"]["average_price"], 900);
+        let partial_events = {
+            let js = async_nats::jetstream::new(stack.client.clone());
+            let mut stream = js
+                .get_stream(pinnacle_common::subjects::ORDER_EVENTS_STREAM)
+                .await
+                .expect("stream");
+            let last = stream.info().await.expect("info").state.last_sequence;
+            let mut partial = 0;
+            for seq in 1..=last {
+                if let Ok(m) = stream.get_raw_message(seq).await {
+                    let event: pinnacle_common::model::OrderEvent =
+                        rmp_serde::from_slice(&m.payload).expect("event");
+                    if event.order.client_order_id == "rest-fill"
+                        && event.order.status == pinnacle_common::model::OrderStatus::PartiallyFilled
+                    {
+                        partial += 1;
+                    }
+                }
+            }
+            partial
+        };
+        assert!(partial_events >= 3, "filled in parts of at most 3: {partial_events} partial fills");
+    })
+    .await;
+}
