@@ -116,6 +116,14 @@ pub trait Broker: Send + Sync + std::fmt::Debug {
     /// The account's fills, oldest first.
     async fn trades(&self, credentials: &BrokerCredentials) -> Result<Vec<Trade>, BrokerError>;
 
+    /// Looks an order up by Pinnacle's id (sent to the broker as the order tag), to settle an
+    /// outcome that was lost. `None` means the broker has no such order.
+    async fn find_order(
+        &self,
+        credentials: &BrokerCredentials,
+        order_id: &str,
+    ) -> Result<Option<BrokerOutcome>, BrokerError>;
+
     /// The price the broker would fill a market order at, in paise, if it knows one; the
     /// pre-trade order-value check uses it.
     async fn reference_price(&self, exchange: &str, symbol: &str) -> Option<i64>;

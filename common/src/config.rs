@@ -254,6 +254,21 @@ pub struct WorkerSettings {
     /// `PINNACLE_WORKER_PAPER_CASH`: starting cash of every paper account, in paise.
     #[serde(default = "default_paper_cash")]
     pub paper_cash: i64,
+    /// `PINNACLE_WORKER_RECONCILE_AFTER_MS`: an order still `SUBMITTED` or `UNKNOWN` this
+    /// long after its last change is settled by asking the broker.
+    #[serde(default = "default_reconcile_after_ms")]
+    pub reconcile_after_ms: u64,
+    /// `PINNACLE_WORKER_RECONCILE_INTERVAL_MS`: how often each worker sweeps for such orders.
+    #[serde(default = "default_reconcile_interval_ms")]
+    pub reconcile_interval_ms: u64,
+}
+
+fn default_reconcile_after_ms() -> u64 {
+    10_000
+}
+
+fn default_reconcile_interval_ms() -> u64 {
+    30_000
 }
 
 fn default_paper_cash() -> i64 {
@@ -291,6 +306,8 @@ impl Default for WorkerSettings {
             max_quantity: default_max_quantity(),
             audit_timeout_ms: default_audit_timeout_ms(),
             paper_cash: default_paper_cash(),
+            reconcile_after_ms: default_reconcile_after_ms(),
+            reconcile_interval_ms: default_reconcile_interval_ms(),
         }
     }
 }

@@ -32,6 +32,9 @@ pub enum ErrorCode {
     BrokerRejected,
     /// The account cannot pay for the order.
     InsufficientFunds,
+    /// The order's outcome was lost (a worker stopped mid-flight) and the broker has no
+    /// such order: nothing was placed.
+    NotAtBroker,
     /// The order is in a state that does not allow this (e.g. cancelling a filled order).
     InvalidState,
     /// Pre-trade risk: the quantity is above the user's or the platform's limit.
@@ -71,6 +74,7 @@ impl ErrorCode {
             Self::CredentialUnavailable => "CREDENTIAL_UNAVAILABLE",
             Self::BrokerRejected => "BROKER_REJECTED",
             Self::InsufficientFunds => "INSUFFICIENT_FUNDS",
+            Self::NotAtBroker => "NOT_AT_BROKER",
             Self::InvalidState => "INVALID_STATE",
             Self::RiskMaxQuantity => "RISK_MAX_QUANTITY",
             Self::RiskMaxValue => "RISK_MAX_VALUE",

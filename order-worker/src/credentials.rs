@@ -91,11 +91,35 @@ pub async fn open(
     purpose: &str,
     request_id: &str,
 ) -> Result<BrokerCredentials, ErrorBody> {
+    let actor = Actor {
+        name: &principal.user_id,
+        token_id: Some(&principal.token_id),
+    };
+    open_as(worker, actor, account, purpose, request_id).await
+}
+
+/// Who is using the credentials, for the audit event.
+#[derive(Debug, Clone, Copy)]
+pub struct Actor<'a> {
+    /// A user id, or a service name such as `pinnacle-reconciler`.
+    pub name: &'a str,
+    /// The API token used, if any.
+    pub token_id: Option<&'a str>,
+}
+
+/// [`open`] on behalf of `actor` (a service acting without a user request).
+pub async fn open_as(
+    worker: &crate::Worker,
+    actor: Actor<'_>,
+    account: &broker_accounts::Model,
+    purpose: &str,
+    request_id: &str,
+) -> Result<BrokerCredentials, ErrorBody> {
     let mut event = AuditEvent {
         event_id: uuid::Uuid::now_v7().to_string(),
         ts_ms: chrono::Utc::now().timestamp_millis(),
-        actor: principal.user_id.clone(),
-        token_id: Some(principal.token_id.clone()),
+        actor: actor.name.to_string(),
+        token_id: actor.token_id.map(str::to_string),
         user_id: account.user_id.clone(),
         broker_account_id: account.id.clone(),
         fields: account.fields_set().into_iter().map(String::from).collect(),

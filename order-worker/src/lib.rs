@@ -7,6 +7,7 @@
 //!   the verb, exactly one reply.
 //! - [`place`], [`manage`] (modify, cancel), [`query`] (get, list): the verbs.
 //! - [`portfolio`]: funds, positions and trades, audited like orders.
+//! - [`reconcile`]: settling orders whose broker outcome was lost, by asking the broker.
 //! - [`risk`]: pre-trade checks and kill switches.
 //! - [`store`]: order persistence; the unique key makes retries idempotent, and every state
 //!   change is a compare-and-set through the state machine.
@@ -29,6 +30,7 @@ pub mod paper;
 pub mod place;
 pub mod portfolio;
 pub mod query;
+pub mod reconcile;
 pub mod risk;
 pub mod service;
 pub mod store;

@@ -211,6 +211,17 @@ impl Broker for PaperBroker {
             .map_err(|e| BrokerError::Unavailable(e.to_string()))
     }
 
+    async fn find_order(
+        &self,
+        credentials: &BrokerCredentials,
+        _order_id: &str,
+    ) -> Result<Option<BrokerOutcome>, BrokerError> {
+        // Paper fills happen inside `place_order` and are recorded only by the worker, so an
+        // order whose outcome the worker never recorded was never filled.
+        require_client_code(credentials)?;
+        Ok(None)
+    }
+
     async fn reference_price(&self, exchange: &str, symbol: &str) -> Option<i64> {
         self.last_tick(exchange, symbol).map(|t| t.ltp)
     }

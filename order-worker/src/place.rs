@@ -9,6 +9,7 @@ use tracing::Instrument;
 
 use crate::credentials;
 use crate::handler::{internal, Request};
+use crate::reconcile;
 use crate::risk;
 use crate::service::Worker;
 use crate::store::{self, Inserted, Patch};
@@ -37,6 +38,11 @@ pub async fn place(worker: &Worker, request: &Request<'_>) -> Result<OrderReply,
         .await
         .map_err(|e| internal("looking up the order", e))?
     {
+        let existing = if reconcile::is_stale(worker, &existing) {
+            reconcile::settle(worker, &existing).await?
+        } else {
+            existing
+        };
         return store::reply_for(&existing);
     }
 

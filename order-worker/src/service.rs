@@ -17,8 +17,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::events::{self, OrderEvents};
-use crate::handler;
 use crate::store::{self, Patch, TransitionError};
+use crate::{handler, reconcile};
 use pinnacle_common::entities::orders;
 use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::model::OrderStatus;
@@ -161,6 +161,7 @@ pub async fn run(worker: Arc<Worker>, shutdown: Shutdown) -> Result<(), WorkerEr
             subject: "$SRV.>",
             reason: e.to_string(),
         })?;
+    let reconciler = tokio::spawn(reconcile::run(worker.clone(), shutdown.clone()));
     let limit = Arc::new(Semaphore::new(worker.settings.concurrency.max(1)));
     let mut in_flight = JoinSet::new();
     tracing::info!(subject = subjects::ORDERS_ALL, "order worker started");
@@ -194,6 +195,7 @@ pub async fn run(worker: Arc<Worker>, shutdown: Shutdown) -> Result<(), WorkerEr
     while in_flight.join_next().await.is_some() {}
     worker.events.flush().await;
     let _ = discovery.await;
+    let _ = reconciler.await;
     if let Err(error) = worker.client.flush().await {
         tracing::warn!(%error, "flush on shutdown failed");
     }

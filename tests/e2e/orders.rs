@@ -4,7 +4,7 @@ use pinnacle_common::codec::Encoding;
 use pinnacle_common::entities::orders;
 use pinnacle_common::model::{OrderStatus, OrderType, Side};
 use pinnacle_common::subjects::{self, verbs};
-use pinnacle_tests::{market, TestStack};
+use pinnacle_tests::{audit_events, market, TestStack};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
 use crate::each_backend;
@@ -248,6 +248,102 @@ async fn a_worker_stopping_mid_flight_loses_and_duplicates_nothing() {
         assert_eq!(stored, 64, "no order lost, none duplicated");
         survivor_stop.cancel();
         while survivor.join_next().await.is_some() {}
+    })
+    .await;
+}
+
+/// Stores `client_order_id` for `user` as a worker that stopped mid-flight would leave it:
+/// `SUBMITTED`, its broker outcome never recorded, last touched a minute ago.
+async fn orphan(
+    stack: &TestStack,
+    user: &pinnacle_tests::TestUser,
+    client_order_id: &str,
+) -> String {
+    use sea_orm::{ActiveModelTrait, Set};
+    let account = pinnacle_common::entities::broker_accounts::Entity::find()
+        .filter(pinnacle_common::entities::broker_accounts::Column::UserId.eq(user.id.as_str()))
+        .one(&stack.db)
+        .await
+        .expect("query")
+        .expect("account");
+    let then = chrono::Utc::now() - chrono::Duration::minutes(1);
+    let id = uuid::Uuid::now_v7().to_string();
+    orders::ActiveModel {
+        id: Set(id.clone()),
+        user_id: Set(user.id.clone()),
+        broker_account_id: Set(account.id),
+        client_order_id: Set(client_order_id.into()),
+        exchange: Set("NSE".into()),
+        symbol: Set("SBIN-EQ".into()),
+        side: Set("BUY".into()),
+        order_type: Set("MARKET".into()),
+        quantity: Set(1),
+        price: Set(None),
+        status: Set("SUBMITTED".into()),
+        filled_quantity: Set(0),
+        average_price: Set(None),
+        broker_order_id: Set(None),
+        reject_code: Set(None),
+        reject_reason: Set(None),
+        created_at: Set(then),
+        updated_at: Set(then),
+    }
+    .insert(&stack.db)
+    .await
+    .expect("orphan stored");
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_of_an_order_whose_worker_died_is_settled_by_asking_the_broker() {
+    each_backend(|backend| async move {
+        let stack = TestStack::start(backend).await;
+        let user = stack.trader("orphaned").await;
+        let id = orphan(&stack, &user, "crash-1").await;
+        // The client never got an answer and retries: the broker is asked, nothing is re-sent.
+        for _ in 0..2 {
+            let reply = stack.place(&user, &market("crash-1", "SBIN-EQ", 1)).await;
+            assert_eq!(reply.error.expect("settled").code.as_str(), "NOT_AT_BROKER");
+        }
+        let row = orders::Entity::find_by_id(id)
+            .one(&stack.db)
+            .await
+            .expect("query")
+            .expect("row");
+        assert_eq!(row.status, "REJECTED");
+        let purposes: Vec<_> = audit_events(&stack.client, &user.id)
+            .await
+            .into_iter()
+            .map(|(e, _)| (e.purpose, e.actor))
+            .filter(|(p, _)| p == "order.reconcile")
+            .collect();
+        assert_eq!(
+            purposes,
+            [(
+                "order.reconcile".to_string(),
+                "pinnacle-reconciler".to_string()
+            )]
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reconciler_settles_lost_outcomes_without_any_retry() {
+    each_backend(|backend| async move {
+        let stack = TestStack::start_with(backend, |s| s.worker.reconcile_interval_ms = 50).await;
+        let user = stack.trader("swept").await;
+        let id = orphan(&stack, &user, "crash-2").await;
+        let status =
+            pinnacle_tests::eventually(std::time::Duration::from_secs(10), "the sweep", || async {
+                let row = orders::Entity::find_by_id(id.clone())
+                    .one(&stack.db)
+                    .await
+                    .ok()??;
+                (row.status != "SUBMITTED").then_some(row.status)
+            })
+            .await;
+        assert_eq!(status, "REJECTED");
     })
     .await;
 }
