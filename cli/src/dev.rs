@@ -14,7 +14,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use pinnacle_common::audit::AuditLog;
 use pinnacle_common::config::{
-    DatabaseSettings, NatsSettings, SimFeedSettings, UserApiSettings, VaultSettings, WorkerSettings,
+    DatabaseSettings, MarketDataSettings, NatsSettings, SimFeedSettings, UserApiSettings,
+    VaultSettings, WorkerSettings,
 };
 use pinnacle_common::crypto::Vault;
 use pinnacle_common::entities::users;
@@ -192,6 +193,7 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
         database: database.clone(),
         vault: vault.clone(),
         sim: SimFeedSettings::from_env()?,
+        md: MarketDataSettings::from_env()?,
         worker: worker.clone(),
         api: UserApiSettings {
             bind: options.api_bind.clone(),

@@ -7,6 +7,14 @@
 pub const MD_TICK_PREFIX: &str = "md.tick";
 /// Wildcard that matches every tick on every exchange.
 pub const MD_TICK_ALL: &str = "md.tick.>";
+/// Root of the five-level book subjects: `md.depth.<EXCHANGE>.<SYMBOL>`.
+pub const MD_DEPTH_PREFIX: &str = "md.depth";
+/// Root of the market-status subjects: `md.status.<EXCHANGE>`.
+pub const MD_STATUS_PREFIX: &str = "md.status";
+/// Wildcard every market-data request-reply verb lives under: `md.req.<verb>`.
+pub const MD_REQUEST_ALL: &str = "md.req.>";
+/// Queue group of publishers answering `md.req.>`, so each request is answered once.
+pub const MD_QUEUE: &str = "md-service";
 /// Queue group shared by every order worker, so each request is handled once.
 pub const ORDER_WORKER_QUEUE: &str = "order-workers";
 /// Wildcard the order workers subscribe to: `orders.<user_id>.<verb>`.
@@ -38,6 +46,36 @@ pub mod headers {
 pub mod verbs {
     /// Place a new order.
     pub const PLACE: &str = "place";
+}
+
+/// Market-data request-reply subjects, served by the publisher.
+pub mod md {
+    /// Prefix of every request subject.
+    pub const REQUEST_PREFIX: &str = "md.req.";
+    /// The latest tick of one symbol (last-value cache).
+    pub const LAST: &str = "md.req.last";
+    /// Historical candles.
+    pub const CANDLES: &str = "md.req.candles";
+    /// Search the instrument master by symbol prefix or name.
+    pub const SYMBOLS_SEARCH: &str = "md.req.symbols.search";
+    /// Look one instrument up by token or symbol.
+    pub const SYMBOLS_LOOKUP: &str = "md.req.symbols.lookup";
+    /// Market status per exchange.
+    pub const STATUS: &str = "md.req.status";
+}
+
+/// `md.depth.<EXCHANGE>.<SYMBOL>`: the five-level book, escaped like [`tick`].
+pub fn depth(exchange: &str, symbol: &str) -> String {
+    format!(
+        "{MD_DEPTH_PREFIX}.{}.{}",
+        escape_token(exchange),
+        escape_token(symbol)
+    )
+}
+
+/// `md.status.<EXCHANGE>`: published whenever that exchange's phase changes.
+pub fn status(exchange: &str) -> String {
+    format!("{MD_STATUS_PREFIX}.{}", escape_token(exchange))
 }
 
 /// `md.tick.<EXCHANGE>.<SYMBOL>` with the symbol escaped by [`escape_token`].
