@@ -6,8 +6,10 @@
 mod audit;
 mod auth;
 mod bad_input;
+mod market_data;
 mod nats_config;
 mod orders;
+mod publisher;
 mod secrets;
 mod ticks;
 mod user_api;

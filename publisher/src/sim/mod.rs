@@ -236,7 +236,10 @@ mod tests {
         for round in 1..=200u64 {
             let (ta, tb, tc) = (a.step(), b.step(), c.step());
             for ((x, y), z) in ta.iter().zip(&tb).zip(&tc) {
-                let same_time = MarketTick { ts_ms: x.ts_ms, ..y.clone() };
+                let same_time = MarketTick {
+                    ts_ms: x.ts_ms,
+                    ..y.clone()
+                };
                 assert_eq!(x, &same_time);
                 assert_eq!(x.seq, round);
                 differs |= x.ltp != z.ltp;
