@@ -6,7 +6,9 @@
 //! - [`stack`]: wiring the publisher, order worker and user API to NATS and a database.
 //! - [`dev`]: `pinnacle dev`, the embedded default on one machine.
 //! - [`client`]: client verbs: `ticks`, `order place`.
+//! - [`bench`]: `pinnacle bench ticks`, the market-data benchmark (never part of the tests).
 
+pub mod bench;
 pub mod client;
 pub mod dev;
 pub mod nats_server;

@@ -52,6 +52,11 @@ enum Command {
         #[arg(long)]
         count: Option<usize>,
     },
+    /// Benchmarks (not tests); results belong in docs/BENCHMARKS.md.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
     /// Order verbs.
     Order {
         #[command(subcommand)]
@@ -64,6 +69,22 @@ enum ServiceArg {
     Publisher,
     OrderWorker,
     UserApi,
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Market data: throughput and latency against raw NATS, and memory.
+    Ticks {
+        /// Simulated instruments.
+        #[arg(long, default_value_t = 5_000)]
+        symbols: usize,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Ticks per second for the latency measurement.
+        #[arg(long, default_value_t = 10_000)]
+        rate: u64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -113,7 +134,10 @@ async fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let quiet = matches!(
         cli.command,
-        Command::Ticks { .. } | Command::Order { .. } | Command::Keys { .. }
+        Command::Ticks { .. }
+            | Command::Order { .. }
+            | Command::Keys { .. }
+            | Command::Bench { .. }
     );
     let _telemetry = if quiet {
         None
@@ -144,6 +168,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 pinnacle_common::crypto::Vault::generate_master_key().expose_secret()
             );
             Ok(())
+        }
+        Command::Bench {
+            command:
+                BenchCommand::Ticks {
+                    symbols,
+                    seconds,
+                    rate,
+                },
+        } => {
+            pinnacle_cli::bench::run(pinnacle_cli::bench::BenchOptions {
+                symbols,
+                seconds,
+                rate,
+            })
+            .await
         }
         Command::Ticks {
             env_file,
