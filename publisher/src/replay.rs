@@ -324,4 +324,15 @@ not json
         let mut missing = ReplayFeed::new("/nonexistent/replay.jsonl", 1.0, false);
         assert!(missing.next_batch().await.is_err());
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_shipped_sample_plays() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/data/replay.sample.jsonl");
+        let mut feed = ReplayFeed::new(path, 0.0, false);
+        let mut ticks = 0;
+        for _ in 0..40 {
+            ticks += feed.next_batch().await.expect("batch").len();
+        }
+        assert_eq!((ticks, feed.skipped), (40, 0));
+    }
 }

@@ -261,3 +261,35 @@ async fn the_publisher_rides_out_a_nats_restart_without_losing_its_place() {
     shutdown.cancel();
     task.await.expect("joins").expect("clean stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn market_status_is_announced_for_every_exchange() {
+    let nats = TestNats::start();
+    let client = async_nats::connect(nats.url()).await.expect("connect");
+    let mut sub = client.subscribe("md.status.>").await.expect("subscribe");
+    client.flush().await.expect("flush");
+    let calendar = Arc::new(pinnacle_publisher::calendar::Calendar::load(None).expect("calendar"));
+    let shutdown = Shutdown::new();
+    let task = tokio::spawn(pinnacle_publisher::status::run(
+        client.clone(),
+        calendar,
+        Duration::from_millis(50),
+        shutdown.clone(),
+    ));
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < pinnacle_publisher::calendar::EXCHANGES.len() {
+        let message = tokio::time::timeout(Duration::from_secs(10), sub.next())
+            .await
+            .expect("a status")
+            .expect("open");
+        let status: pinnacle_common::model::ExchangeStatus =
+            Encoding::MsgPack.decode(&message.payload).expect("status");
+        assert_eq!(message.subject.as_str(), subjects::status(&status.exchange));
+        seen.insert(status.exchange);
+    }
+    // Unchanged statuses are not repeated.
+    let repeat = tokio::time::timeout(Duration::from_millis(300), sub.next()).await;
+    assert!(repeat.is_err(), "a status was re-sent without a change");
+    shutdown.cancel();
+    task.await.expect("joins");
+}
