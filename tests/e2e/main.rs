@@ -10,6 +10,7 @@ mod market_data;
 mod nats_config;
 mod orders;
 mod publisher;
+mod replay;
 mod secrets;
 mod ticks;
 mod user_api;
