@@ -15,7 +15,6 @@ use pinnacle_common::config::{
     WorkerSettings,
 };
 use pinnacle_common::crypto::Vault;
-use pinnacle_common::feed::MarketFeed;
 use pinnacle_common::shutdown::Shutdown;
 use pinnacle_migrations::{Migrator, MigratorTrait};
 use pinnacle_order_worker::paper::PaperBroker;
@@ -24,9 +23,7 @@ use pinnacle_publisher::cache::LastValues;
 use pinnacle_publisher::calendar::Calendar;
 use pinnacle_publisher::candles::SimHistory;
 use pinnacle_publisher::instruments::Catalog;
-use pinnacle_publisher::replay::ReplayFeed;
 use pinnacle_publisher::service::MdService;
-use pinnacle_publisher::sim::{parse_symbols, synthetic, SimFeed};
 use pinnacle_publisher::PublishOptions;
 use sea_orm::DatabaseConnection;
 use tokio::task::JoinSet;
@@ -54,44 +51,6 @@ pub async fn nats(settings: &NatsSettings, name: &str) -> anyhow::Result<async_n
     Ok(client)
 }
 
-/// Builds the configured feed: the simulator, or a replay of a recording.
-pub fn feed(
-    sim: &SimFeedSettings,
-    md: &MarketDataSettings,
-    catalog: &Catalog,
-) -> anyhow::Result<Box<dyn MarketFeed>> {
-    match md.feed.as_str() {
-        "sim" => {
-            let mut symbols = parse_symbols(&sim.symbols)?;
-            symbols.extend(synthetic(sim.synthetic));
-            anyhow::ensure!(!symbols.is_empty(), "PINNACLE_SIM_SYMBOLS is empty");
-            Ok(Box::new(SimFeed::new(
-                symbols,
-                catalog,
-                sim.seed,
-                Duration::from_millis(sim.interval_ms),
-                sim.depth,
-            )))
-        }
-        "replay" => {
-            let path = md
-                .replay_file
-                .as_deref()
-                .context("PINNACLE_MD_FEED=replay needs PINNACLE_MD_REPLAY_FILE")?;
-            anyhow::ensure!(
-                std::path::Path::new(path).is_file(),
-                "PINNACLE_MD_REPLAY_FILE {path} is not a readable file"
-            );
-            Ok(Box::new(ReplayFeed::new(
-                path,
-                md.replay_speed,
-                md.replay_loop,
-            )))
-        }
-        other => anyhow::bail!("PINNACLE_MD_FEED must be sim or replay, not {other:?}"),
-    }
-}
-
 /// Starts the market-data publisher: the feed loop, the `md.req.>` service and the
 /// market-status announcer, each on the publisher's connection.
 pub async fn spawn_publisher(
@@ -107,7 +66,7 @@ pub async fn spawn_publisher(
             .context("loading the instrument master")?,
     );
     let calendar = Arc::new(Calendar::load(md.holidays.as_deref())?);
-    let feed = feed(sim, md, &catalog)?;
+    let feed = pinnacle_publisher::source::build(sim, md, &catalog)?;
     let client = pinnacle_common::nats::connect(nats_settings, "pinnacle-publisher").await?;
     let cache = Arc::new(LastValues::new());
     let service = Arc::new(MdService {

@@ -5,6 +5,7 @@
 //! - [`sim`]: the simulated feed, a deterministic seedable random walk with tick sizes,
 //!   circuits, day OHLC and a five-level book.
 //! - [`replay`]: plays a JSON-lines recording of ticks or candles at a speed factor.
+//! - [`source`]: picks the feed from settings (`PINNACLE_MD_FEED`).
 //! - [`cache`]: the last-value cache behind `md.req.last`.
 //! - [`instruments`]: the instrument master (OpenAPIScripMaster.json) and its indexes.
 //! - [`calendar`]: exchange hours in IST and the holiday calendar → market status.
@@ -23,6 +24,7 @@ pub mod instruments;
 pub mod replay;
 pub mod service;
 pub mod sim;
+pub mod source;
 pub mod status;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -62,8 +62,10 @@ pub struct SimFeed {
     instruments: Vec<Instrument>,
     /// Whether ticks carry a five-level book (published on `md.depth.*`).
     depth: bool,
-    /// Paces the rounds.
-    interval: tokio::time::Interval,
+    /// Time between rounds.
+    period: Duration,
+    /// Paces the rounds; made on first use, so a feed can be built outside a runtime.
+    interval: Option<tokio::time::Interval>,
 }
 
 impl SimFeed {
@@ -106,13 +108,12 @@ impl SimFeed {
                 }
             })
             .collect();
-        let mut interval = tokio::time::interval(interval.max(Duration::from_millis(1)));
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         Self {
             rng,
             instruments,
             depth,
-            interval,
+            period: interval.max(Duration::from_millis(1)),
+            interval: None,
         }
     }
 
@@ -203,7 +204,13 @@ impl MarketFeed for SimFeed {
     }
 
     async fn next_batch(&mut self) -> Result<Vec<MarketTick>, FeedError> {
-        self.interval.tick().await;
+        let period = self.period;
+        let interval = self.interval.get_or_insert_with(|| {
+            let mut interval = tokio::time::interval(period);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            interval
+        });
+        interval.tick().await;
         Ok(self.step())
     }
 }
@@ -278,8 +285,8 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn thousands_of_symbols_are_cheap() {
+    #[test]
+    fn thousands_of_symbols_are_cheap() {
         let mut sim = SimFeed::new(
             synthetic(5_000),
             &Catalog::default(),
