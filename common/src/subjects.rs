@@ -66,11 +66,7 @@ pub mod md {
 
 /// `md.depth.<EXCHANGE>.<SYMBOL>`: the five-level book, escaped like [`tick`].
 pub fn depth(exchange: &str, symbol: &str) -> String {
-    format!(
-        "{MD_DEPTH_PREFIX}.{}.{}",
-        escape_token(exchange),
-        escape_token(symbol)
-    )
+    market_subject(MD_DEPTH_PREFIX, exchange, symbol)
 }
 
 /// `md.status.<EXCHANGE>`: published whenever that exchange's phase changes.
@@ -80,11 +76,18 @@ pub fn status(exchange: &str) -> String {
 
 /// `md.tick.<EXCHANGE>.<SYMBOL>` with the symbol escaped by [`escape_token`].
 pub fn tick(exchange: &str, symbol: &str) -> String {
-    format!(
-        "{MD_TICK_PREFIX}.{}.{}",
-        escape_token(exchange),
-        escape_token(symbol)
-    )
+    market_subject(MD_TICK_PREFIX, exchange, symbol)
+}
+
+/// `<prefix>.<EXCHANGE>.<SYMBOL>` in one allocation (this runs once per published tick).
+fn market_subject(prefix: &str, exchange: &str, symbol: &str) -> String {
+    let mut out = String::with_capacity(prefix.len() + exchange.len() + symbol.len() + 8);
+    out.push_str(prefix);
+    out.push('.');
+    push_escaped(&mut out, exchange);
+    out.push('.');
+    push_escaped(&mut out, symbol);
+    out
 }
 
 /// `orders.<user_id>.<verb>`: a request subject confined to one user.
@@ -115,15 +118,31 @@ pub fn audit_credential(user_id: &str) -> String {
 /// `NIFTY~2050` and `BAJAJ.AUTO` becomes `BAJAJ~2EAUTO`. The mapping is reversible.
 pub fn escape_token(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
+    push_escaped(&mut out, value);
+    out
+}
+
+/// Appends `value` escaped as by [`escape_token`].
+fn push_escaped(out: &mut String, value: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    if value.bytes().all(is_plain) {
+        out.push_str(value);
+        return;
+    }
     for byte in value.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'&') {
+        if is_plain(byte) {
             out.push(byte as char);
         } else {
             out.push('~');
-            out.push_str(&format!("{byte:02X}"));
+            out.push(HEX[usize::from(byte >> 4)] as char);
+            out.push(HEX[usize::from(byte & 0x0f)] as char);
         }
     }
-    out
+}
+
+/// Bytes that stand for themselves in a subject token.
+fn is_plain(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'&')
 }
 
 /// Reverses [`escape_token`]. Returns `None` for a token that no escape could have produced.
@@ -138,7 +157,7 @@ pub fn unescape_token(token: &str) -> Option<String> {
             i += 3;
         } else {
             let b = bytes[i];
-            if !(b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'&')) {
+            if !is_plain(b) {
                 return None;
             }
             out.push(b);
@@ -168,6 +187,8 @@ mod tests {
             assert_eq!(unescape_token(&escaped).as_deref(), Some(symbol));
         }
         assert_eq!(tick("NSE", "NIFTY 50"), "md.tick.NSE.NIFTY~2050");
+        assert_eq!(depth("NSE", "M&M.X"), "md.depth.NSE.M&M~2EX");
+        assert_eq!(escape_token("a~é"), "a~7E~C3~A9");
     }
 
     #[test]

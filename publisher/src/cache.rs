@@ -33,7 +33,7 @@ impl LastValues {
                 None => map.entry(tick.exchange.clone()).or_default(),
             };
             match per_exchange.get_mut(tick.symbol.as_str()) {
-                Some(slot) => slot.clone_from(tick),
+                Some(slot) => overwrite(slot, tick),
                 None => {
                     per_exchange.insert(tick.symbol.clone(), tick.clone());
                 }
@@ -61,6 +61,53 @@ impl LastValues {
     }
 }
 
+/// Copies every value of `tick` into `slot` (same exchange and symbol) without
+/// reallocating the strings. The exhaustive pattern makes a new field a compile error here.
+fn overwrite(slot: &mut MarketTick, tick: &MarketTick) {
+    let MarketTick {
+        exchange: _,
+        symbol: _,
+        seq,
+        ts_ms,
+        ltp,
+        last_qty,
+        volume,
+        bid,
+        ask,
+        mode,
+        open,
+        high,
+        low,
+        close,
+        avg_price,
+        total_buy_qty,
+        total_sell_qty,
+        upper_circuit,
+        lower_circuit,
+        open_interest,
+        depth,
+    } = tick;
+    slot.seq = *seq;
+    slot.ts_ms = *ts_ms;
+    slot.ltp = *ltp;
+    slot.last_qty = *last_qty;
+    slot.volume = *volume;
+    slot.bid = *bid;
+    slot.ask = *ask;
+    slot.mode = *mode;
+    slot.open = *open;
+    slot.high = *high;
+    slot.low = *low;
+    slot.close = *close;
+    slot.avg_price = *avg_price;
+    slot.total_buy_qty = *total_buy_qty;
+    slot.total_sell_qty = *total_sell_qty;
+    slot.upper_circuit = *upper_circuit;
+    slot.lower_circuit = *lower_circuit;
+    slot.open_interest = *open_interest;
+    slot.depth.clone_from(depth);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -86,7 +133,7 @@ mod tests {
         assert!(cache.is_empty());
         cache.update(&[tick("A", 1), tick("B", 1)]);
         cache.update(&[tick("A", 2)]);
-        assert_eq!(cache.get("NSE", "A").map(|t| t.seq), Some(2));
+        assert_eq!(cache.get("NSE", "A"), Some(tick("A", 2)));
         assert_eq!(cache.get("NSE", "B").map(|t| t.seq), Some(1));
         assert!(cache.get("BSE", "A").is_none());
         assert_eq!(cache.len(), 2);
