@@ -248,6 +248,7 @@ fn print_banner(nats: &str, db: &DatabaseSettings, api: &str, user_id: &str, env
          \nWatch ticks:\n  {me} ticks --env-file {env} 'md.tick.NSE.>'\n\
          \nPlace an order (paper broker, fills at the last tick):\n  {me} order place --env-file {env} --symbol SBIN-EQ --side BUY --quantity 10\n\
          \nOr from any NATS client: request on orders.<DEMO_USER_ID>.place with header\n  Authorization: Bearer <DEMO_API_TOKEN>   (see docs/PROTOCOL.md)\n\
+         \nMarket data (no token needed): md.depth.<EX>.<SYM>, md.status.<EX>, and requests on\n  md.req.last, md.req.candles, md.req.symbols.search, md.req.symbols.lookup, md.req.status\n\
          \nStop with Ctrl-C.",
         redact_url(&db.database_url),
     );
