@@ -14,7 +14,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use pinnacle_common::audit::AuditLog;
 use pinnacle_common::config::{
-    DatabaseSettings, NatsSettings, SimFeedSettings, UserApiSettings, VaultSettings, WorkerSettings,
+    DatabaseSettings, MarketDataSettings, NatsSettings, SimFeedSettings, UserApiSettings,
+    VaultSettings, WorkerSettings,
 };
 use pinnacle_common::crypto::Vault;
 use pinnacle_common::entities::{broker_accounts, users};
@@ -204,6 +205,7 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
         database: database.clone(),
         vault: vault.clone(),
         sim: SimFeedSettings::from_env()?,
+        md: MarketDataSettings::from_env()?,
         worker: worker.clone(),
         api: UserApiSettings {
             bind: options.api_bind.clone(),
@@ -258,6 +260,7 @@ fn print_banner(nats: &str, db: &DatabaseSettings, api: &str, user_id: &str, env
          \nWatch ticks:\n  {me} ticks --env-file {env} 'md.tick.NSE.>'\n\
          \nPlace an order (paper broker, fills at the last tick):\n  {me} order place --env-file {env} --symbol SBIN-EQ --side BUY --quantity 10\n\
          \nOr from any NATS client: request on orders.<DEMO_USER_ID>.place with header\n  Authorization: Bearer <DEMO_API_TOKEN>   (see docs/PROTOCOL.md)\n\
+         \nMarket data (no token needed): md.depth.<EX>.<SYM>, md.status.<EX>, and requests on\n  md.req.last, md.req.candles, md.req.symbols.search, md.req.symbols.lookup, md.req.status\n\
          \nStop with Ctrl-C.",
         redact_url(&db.database_url),
     );

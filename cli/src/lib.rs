@@ -6,7 +6,8 @@
 //! - [`stack`]: wiring the publisher, order worker and user API to NATS and a database.
 //! - [`dev`]: `pinnacle dev`, the embedded default on one machine.
 //! - [`client`]: client verbs: `ticks`, `order place`.
-//! - [`bench`]: `pinnacle bench orders`, measured beside a raw NATS echo.
+//! - [`bench`]: `pinnacle bench orders` and `pinnacle bench ticks`, each measured beside a
+//!   raw NATS baseline in the same run (never part of the tests).
 //! - [`keys`]: master-key management: `keys add`, `status`, `rotate`, `retire`.
 
 pub mod bench;

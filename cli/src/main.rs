@@ -52,15 +52,15 @@ enum Command {
         #[arg(long)]
         count: Option<usize>,
     },
+    /// Benchmarks (not tests); results belong in docs/BENCHMARKS.md.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
     /// Order verbs.
     Order {
         #[command(subcommand)]
         command: OrderCommand,
-    },
-    /// Benchmarks (they measure and report; they are not tests).
-    Bench {
-        #[command(subcommand)]
-        command: BenchCommand,
     },
 }
 
@@ -77,6 +77,18 @@ enum BenchCommand {
         /// Database URL (default: a temporary SQLite file).
         #[arg(long)]
         database_url: Option<String>,
+    },
+    /// Market data: throughput and latency against raw NATS, and memory.
+    Ticks {
+        /// Simulated instruments.
+        #[arg(long, default_value_t = 5_000)]
+        symbols: usize,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Ticks per second for the latency measurement.
+        #[arg(long, default_value_t = 10_000)]
+        rate: u64,
     },
 }
 
@@ -149,7 +161,10 @@ async fn main() -> std::process::ExitCode {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let quiet = matches!(
         cli.command,
-        Command::Ticks { .. } | Command::Order { .. } | Command::Keys { .. }
+        Command::Ticks { .. }
+            | Command::Order { .. }
+            | Command::Keys { .. }
+            | Command::Bench { .. }
     );
     let _telemetry = if quiet {
         None
@@ -197,14 +212,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     database_url,
                 },
         } => {
-            let report = pinnacle_cli::bench::orders(pinnacle_cli::bench::BenchOptions {
-                requests,
-                clients,
-                database_url,
-            })
-            .await?;
+            let report =
+                pinnacle_cli::bench::orders::run(pinnacle_cli::bench::orders::OrdersOptions {
+                    requests,
+                    clients,
+                    database_url,
+                })
+                .await?;
             println!("{report}");
             Ok(())
+        }
+        Command::Bench {
+            command:
+                BenchCommand::Ticks {
+                    symbols,
+                    seconds,
+                    rate,
+                },
+        } => {
+            pinnacle_cli::bench::ticks::run(pinnacle_cli::bench::ticks::TicksOptions {
+                symbols,
+                seconds,
+                rate,
+            })
+            .await
         }
         Command::Ticks {
             env_file,

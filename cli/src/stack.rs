@@ -11,14 +11,20 @@ use std::time::Duration;
 use anyhow::Context as _;
 use pinnacle_common::audit::{self, AuditLog};
 use pinnacle_common::config::{
-    DatabaseSettings, NatsSettings, SimFeedSettings, UserApiSettings, WorkerSettings,
+    DatabaseSettings, MarketDataSettings, NatsSettings, SimFeedSettings, UserApiSettings,
+    WorkerSettings,
 };
 use pinnacle_common::crypto::Vault;
 use pinnacle_common::shutdown::Shutdown;
 use pinnacle_migrations::{Migrator, MigratorTrait};
 use pinnacle_order_worker::paper::PaperBroker;
 use pinnacle_order_worker::Worker;
-use pinnacle_publisher::sim::{parse_symbols, SimFeed};
+use pinnacle_publisher::cache::LastValues;
+use pinnacle_publisher::calendar::Calendar;
+use pinnacle_publisher::candles::SimHistory;
+use pinnacle_publisher::instruments::Catalog;
+use pinnacle_publisher::service::MdService;
+use pinnacle_publisher::PublishOptions;
 use sea_orm::DatabaseConnection;
 use tokio::task::JoinSet;
 
@@ -53,19 +59,63 @@ pub async fn nats(settings: &NatsSettings, name: &str) -> anyhow::Result<async_n
     Ok(client)
 }
 
-/// Starts the simulated-feed publisher.
+/// Starts the market-data publisher: the feed loop, the `md.req.>` service and the
+/// market-status announcer, each on the publisher's connection.
 pub async fn spawn_publisher(
     tasks: &mut JoinSet<ServiceResult>,
     nats_settings: &NatsSettings,
     sim: &SimFeedSettings,
+    md: &MarketDataSettings,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
+    let catalog = Arc::new(
+        Catalog::load(md.instruments.as_deref())
+            .await
+            .context("loading the instrument master")?,
+    );
+    let calendar = Arc::new(Calendar::load(md.holidays.as_deref())?);
+    let feed = pinnacle_publisher::source::build(sim, md, &catalog)?;
     let client = pinnacle_common::nats::connect(nats_settings, "pinnacle-publisher").await?;
-    let symbols = parse_symbols(&sim.symbols)?;
-    anyhow::ensure!(!symbols.is_empty(), "PINNACLE_SIM_SYMBOLS is empty");
-    let feed = SimFeed::new(symbols, sim.seed, Duration::from_millis(sim.interval_ms));
+    let cache = Arc::new(LastValues::new());
+    let service = Arc::new(MdService {
+        client: client.clone(),
+        cache: cache.clone(),
+        catalog,
+        calendar: calendar.clone(),
+        history: SimHistory { seed: sim.seed },
+        max_payload: md.max_payload,
+    });
+    // Subscribe before returning, so requests sent right after start are answered.
+    let service_shutdown = shutdown.clone();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     tasks.spawn(async move {
-        let result = pinnacle_publisher::run(client, Box::new(feed), shutdown).await;
+        let result =
+            pinnacle_publisher::service::run_with_ready(service, service_shutdown, ready_tx).await;
+        ("md-service", result.map_err(Into::into))
+    });
+    ready_rx
+        .await
+        .context("the market-data service did not start")??;
+    let status_client = client.clone();
+    let status_shutdown = shutdown.clone();
+    tasks.spawn(async move {
+        pinnacle_publisher::status::run(
+            status_client,
+            calendar,
+            Duration::from_secs(1),
+            status_shutdown,
+        )
+        .await;
+        ("md-status", Ok(()))
+    });
+    let options = PublishOptions {
+        cache,
+        stall_timeout: Duration::from_millis(md.stall_ms.max(1)),
+        depth: sim.depth,
+        ..PublishOptions::default()
+    };
+    tasks.spawn(async move {
+        let result = pinnacle_publisher::run(client, feed, options, shutdown).await;
         ("publisher", result.map_err(Into::into))
     });
     Ok(())
@@ -150,6 +200,8 @@ pub struct StackSettings {
     pub vault: Arc<Vault>,
     /// Simulated feed.
     pub sim: SimFeedSettings,
+    /// Market-data services and the feed choice.
+    pub md: MarketDataSettings,
     /// Order worker limits.
     pub worker: WorkerSettings,
     /// User API listen address (`127.0.0.1:0` for any free port) and admin token.
@@ -186,7 +238,14 @@ impl Stack {
             shutdown.clone(),
         )
         .await?;
-        spawn_publisher(&mut tasks, &settings.nats, &settings.sim, shutdown.clone()).await?;
+        spawn_publisher(
+            &mut tasks,
+            &settings.nats,
+            &settings.sim,
+            &settings.md,
+            shutdown.clone(),
+        )
+        .await?;
         let api_addr = spawn_user_api(
             &mut tasks,
             &settings.nats,
@@ -276,6 +335,7 @@ pub async fn serve(
                 &mut tasks,
                 &nats_settings,
                 &SimFeedSettings::from_env()?,
+                &MarketDataSettings::from_env()?,
                 shutdown.clone(),
             )
             .await?;

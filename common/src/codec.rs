@@ -88,7 +88,12 @@ impl Encoding {
     /// Encodes a value; MessagePack always uses named fields.
     pub fn encode<T: Serialize>(self, value: &T) -> Result<Bytes, CodecError> {
         Ok(match self {
-            Self::MsgPack => rmp_serde::to_vec_named(value)?.into(),
+            Self::MsgPack => {
+                // Most payloads (ticks, replies) fit, so the buffer rarely regrows.
+                let mut buf = Vec::with_capacity(256);
+                rmp_serde::encode::write_named(&mut buf, value)?;
+                buf.into()
+            }
             Self::Json => serde_json::to_vec(value)?.into(),
         })
     }

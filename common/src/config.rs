@@ -176,6 +176,17 @@ pub struct SimFeedSettings {
     /// `PINNACLE_SIM_INTERVAL_MS`: milliseconds between rounds; each round ticks every symbol.
     #[serde(default = "default_interval_ms")]
     pub interval_ms: u64,
+    /// `PINNACLE_SIM_SYNTHETIC`: this many generated NSE equities (`SIM00001-EQ`, …) on top
+    /// of the list, for load tests with thousands of symbols.
+    #[serde(default)]
+    pub synthetic: usize,
+    /// `PINNACLE_SIM_DEPTH`: also publish the five-level book on `md.depth.*`.
+    #[serde(default = "default_true")]
+    pub depth: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_symbols() -> String {
@@ -203,6 +214,73 @@ impl Default for SimFeedSettings {
             symbols: default_symbols(),
             seed: default_seed(),
             interval_ms: default_interval_ms(),
+            synthetic: 0,
+            depth: true,
+        }
+    }
+}
+
+/// The market-data services of the publisher (`PINNACLE_MD_*`).
+#[derive(Clone, Debug, Deserialize)]
+pub struct MarketDataSettings {
+    /// `PINNACLE_MD_FEED`: `sim` (default) or `replay`.
+    #[serde(default = "default_feed")]
+    pub feed: String,
+    /// `PINNACLE_MD_REPLAY_FILE`: JSON-lines file of ticks or candles, for `replay`.
+    #[serde(default)]
+    pub replay_file: Option<String>,
+    /// `PINNACLE_MD_REPLAY_SPEED`: replay speed factor; `2` is twice as fast, `0` as fast
+    /// as possible.
+    #[serde(default = "default_speed")]
+    pub replay_speed: f64,
+    /// `PINNACLE_MD_REPLAY_LOOP`: start the file again when it ends.
+    #[serde(default)]
+    pub replay_loop: bool,
+    /// `PINNACLE_MD_INSTRUMENTS`: instrument master (OpenAPIScripMaster.json format), a
+    /// path or an `http(s)://` URL; the bundled sample when unset.
+    #[serde(default)]
+    pub instruments: Option<String>,
+    /// `PINNACLE_MD_HOLIDAYS`: holiday calendar file; the bundled one when unset.
+    #[serde(default)]
+    pub holidays: Option<String>,
+    /// `PINNACLE_MD_STALL_MS`: the watchdog resets the feed after this long without a tick.
+    #[serde(default = "default_stall_ms")]
+    pub stall_ms: u64,
+    /// `PINNACLE_MD_MAX_PAYLOAD`: largest accepted request body, bytes.
+    #[serde(default = "default_max_payload")]
+    pub max_payload: usize,
+}
+
+fn default_feed() -> String {
+    "sim".into()
+}
+
+fn default_speed() -> f64 {
+    1.0
+}
+
+fn default_stall_ms() -> u64 {
+    10_000
+}
+
+impl MarketDataSettings {
+    /// Loads `PINNACLE_MD_*`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        load("PINNACLE_MD_")
+    }
+}
+
+impl Default for MarketDataSettings {
+    fn default() -> Self {
+        Self {
+            feed: default_feed(),
+            replay_file: None,
+            replay_speed: default_speed(),
+            replay_loop: false,
+            instruments: None,
+            holidays: None,
+            stall_ms: default_stall_ms(),
+            max_payload: default_max_payload(),
         }
     }
 }

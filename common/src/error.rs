@@ -56,6 +56,13 @@ pub enum ErrorCode {
     Conflict,
     /// Something failed inside Pinnacle; the message carries no detail and the logs do.
     Internal,
+    /// A candle interval that is not one of Angel One's names (`ONE_MINUTE`, …).
+    InvalidInterval,
+    /// A date range that is inverted, malformed, or longer than the broker allows for
+    /// the interval.
+    RangeTooLarge,
+    /// The exchange segment is not one Pinnacle knows.
+    UnknownExchange,
 }
 
 impl ErrorCode {
@@ -85,6 +92,9 @@ impl ErrorCode {
             Self::NotFound => "NOT_FOUND",
             Self::Conflict => "CONFLICT",
             Self::Internal => "INTERNAL",
+            Self::InvalidInterval => "INVALID_INTERVAL",
+            Self::RangeTooLarge => "RANGE_TOO_LARGE",
+            Self::UnknownExchange => "UNKNOWN_EXCHANGE",
         }
     }
 }

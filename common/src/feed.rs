@@ -1,10 +1,13 @@
 //! The market-feed port: a source of ticks for the publisher.
 //!
-//! The simulator implements it today; replay and Angel One's SmartWebSocketV2 come next.
+//! Implemented by the simulator and the replay source (in `pinnacle-publisher`); Angel
+//! One's SmartWebSocketV2 source implements the same trait. The publisher never knows
+//! which one it drives: it asks for batches, backs off on [`FeedError`], and calls
+//! [`MarketFeed::reset`] when its stall watchdog fires.
 
 use async_trait::async_trait;
 
-use crate::model::Tick;
+use crate::model::MarketTick;
 
 /// A feed failed; the publisher backs off and tries again.
 #[derive(Debug, thiserror::Error)]
@@ -18,5 +21,12 @@ pub trait MarketFeed: Send + std::fmt::Debug {
     fn name(&self) -> &'static str;
 
     /// Waits for and returns the next batch of ticks; an empty batch means nothing new.
-    async fn next_batch(&mut self) -> Result<Vec<Tick>, FeedError>;
+    /// Sequence numbers are the feed's to keep: they survive NATS reconnects.
+    async fn next_batch(&mut self) -> Result<Vec<MarketTick>, FeedError>;
+
+    /// Called when no batch arrived for the stall timeout: a live source reconnects and
+    /// resubscribes. The default does nothing.
+    async fn reset(&mut self) -> Result<(), FeedError> {
+        Ok(())
+    }
 }

@@ -5,7 +5,7 @@
 //! - [`subjects`]: every NATS subject, stream, queue-group and header name.
 //! - [`codec`]: the wire codec (MessagePack maps, or JSON on request).
 //! - [`error`]: stable error codes and the structured error reply.
-//! - [`model`]: domain types that cross the wire: ticks, orders, audit events.
+//! - [`model`]: domain types that cross the wire: ticks, market-data requests, orders, audit events.
 //! - [`entities`]: SeaORM entities for the tables that `pinnacle-migrations` creates.
 //! - [`db`]: opening SQLite or PostgreSQL from `DATABASE_URL`.
 //! - [`crypto`]: envelope encryption (AES-256-GCM) under a master key ring, row-bound AAD.
@@ -14,7 +14,7 @@
 //! - [`auth`]: resolving a bearer token to its user.
 //! - [`audit`]: the audit stream and a publisher that waits for JetStream's ack.
 //! - [`broker`]: the `Broker` port, implemented by the paper broker and (later) Angel One.
-//! - [`feed`]: the market-feed port, implemented by the simulator.
+//! - [`feed`]: the market-feed port, implemented by the simulator and replay.
 //! - [`nats`]: connecting to NATS with deliberate buffer sizes.
 //! - [`micro`]: NATS micro-services discovery (`$SRV.PING/INFO/STATS`).
 //! - [`telemetry`]: tracing, OTLP export and W3C trace context in NATS headers.

@@ -7,6 +7,14 @@
 pub const MD_TICK_PREFIX: &str = "md.tick";
 /// Wildcard that matches every tick on every exchange.
 pub const MD_TICK_ALL: &str = "md.tick.>";
+/// Root of the five-level book subjects: `md.depth.<EXCHANGE>.<SYMBOL>`.
+pub const MD_DEPTH_PREFIX: &str = "md.depth";
+/// Root of the market-status subjects: `md.status.<EXCHANGE>`.
+pub const MD_STATUS_PREFIX: &str = "md.status";
+/// Wildcard every market-data request-reply verb lives under: `md.req.<verb>`.
+pub const MD_REQUEST_ALL: &str = "md.req.>";
+/// Queue group of publishers answering `md.req.>`, so each request is answered once.
+pub const MD_QUEUE: &str = "md-service";
 /// Queue group shared by every order worker, so each request is handled once.
 pub const ORDER_WORKER_QUEUE: &str = "order-workers";
 /// Wildcard the order workers subscribe to. Requests are `orders.<user_id>.<verb>`; the
@@ -62,13 +70,46 @@ pub mod verbs {
     pub const ALL: [&str; 8] = [PLACE, MODIFY, CANCEL, GET, LIST, FUNDS, POSITIONS, TRADES];
 }
 
+/// Market-data request-reply subjects, served by the publisher.
+pub mod md {
+    /// Prefix of every request subject.
+    pub const REQUEST_PREFIX: &str = "md.req.";
+    /// The latest tick of one symbol (last-value cache).
+    pub const LAST: &str = "md.req.last";
+    /// Historical candles.
+    pub const CANDLES: &str = "md.req.candles";
+    /// Search the instrument master by symbol prefix or name.
+    pub const SYMBOLS_SEARCH: &str = "md.req.symbols.search";
+    /// Look one instrument up by token or symbol.
+    pub const SYMBOLS_LOOKUP: &str = "md.req.symbols.lookup";
+    /// Market status per exchange.
+    pub const STATUS: &str = "md.req.status";
+}
+
+/// `md.depth.<EXCHANGE>.<SYMBOL>`: the five-level book, escaped like [`tick`].
+pub fn depth(exchange: &str, symbol: &str) -> String {
+    market_subject(MD_DEPTH_PREFIX, exchange, symbol)
+}
+
+/// `md.status.<EXCHANGE>`: published whenever that exchange's phase changes.
+pub fn status(exchange: &str) -> String {
+    format!("{MD_STATUS_PREFIX}.{}", escape_token(exchange))
+}
+
 /// `md.tick.<EXCHANGE>.<SYMBOL>` with the symbol escaped by [`escape_token`].
 pub fn tick(exchange: &str, symbol: &str) -> String {
-    format!(
-        "{MD_TICK_PREFIX}.{}.{}",
-        escape_token(exchange),
-        escape_token(symbol)
-    )
+    market_subject(MD_TICK_PREFIX, exchange, symbol)
+}
+
+/// `<prefix>.<EXCHANGE>.<SYMBOL>` in one allocation (this runs once per published tick).
+fn market_subject(prefix: &str, exchange: &str, symbol: &str) -> String {
+    let mut out = String::with_capacity(prefix.len() + exchange.len() + symbol.len() + 8);
+    out.push_str(prefix);
+    out.push('.');
+    push_escaped(&mut out, exchange);
+    out.push('.');
+    push_escaped(&mut out, symbol);
+    out
 }
 
 /// `orders.<user_id>.<verb>`: a request subject confined to one user.
@@ -104,15 +145,31 @@ pub fn audit_credential(user_id: &str) -> String {
 /// `NIFTY~2050` and `BAJAJ.AUTO` becomes `BAJAJ~2EAUTO`. The mapping is reversible.
 pub fn escape_token(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
+    push_escaped(&mut out, value);
+    out
+}
+
+/// Appends `value` escaped as by [`escape_token`].
+fn push_escaped(out: &mut String, value: &str) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    if value.bytes().all(is_plain) {
+        out.push_str(value);
+        return;
+    }
     for byte in value.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'&') {
+        if is_plain(byte) {
             out.push(byte as char);
         } else {
             out.push('~');
-            out.push_str(&format!("{byte:02X}"));
+            out.push(HEX[usize::from(byte >> 4)] as char);
+            out.push(HEX[usize::from(byte & 0x0f)] as char);
         }
     }
-    out
+}
+
+/// Bytes that stand for themselves in a subject token.
+fn is_plain(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'&')
 }
 
 /// Reverses [`escape_token`]. Returns `None` for a token that no escape could have produced.
@@ -127,7 +184,7 @@ pub fn unescape_token(token: &str) -> Option<String> {
             i += 3;
         } else {
             let b = bytes[i];
-            if !(b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'&')) {
+            if !is_plain(b) {
                 return None;
             }
             out.push(b);
@@ -157,6 +214,8 @@ mod tests {
             assert_eq!(unescape_token(&escaped).as_deref(), Some(symbol));
         }
         assert_eq!(tick("NSE", "NIFTY 50"), "md.tick.NSE.NIFTY~2050");
+        assert_eq!(depth("NSE", "M&M.X"), "md.depth.NSE.M&M~2EX");
+        assert_eq!(escape_token("a~é"), "a~7E~C3~A9");
     }
 
     #[test]

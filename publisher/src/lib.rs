@@ -1,20 +1,42 @@
-//! The market-data publisher: a feed source → ticks on `md.tick.<EXCHANGE>.<SYMBOL>`.
+//! The market-data publisher: a feed source → ticks on `md.tick.<EXCHANGE>.<SYMBOL>`, plus
+//! the market-data request-reply services.
 //!
 //! # Layout
-//! - [`sim`]: the simulated feed, a deterministic seedable random walk.
+//! - [`sim`]: the simulated feed, a deterministic seedable random walk with tick sizes,
+//!   circuits, day OHLC and a five-level book.
+//! - [`replay`]: plays a JSON-lines recording of ticks or candles at a speed factor.
+//! - [`source`]: picks the feed from settings (`PINNACLE_MD_FEED`).
+//! - [`cache`]: the last-value cache behind `md.req.last`.
+//! - [`instruments`]: the instrument master (OpenAPIScripMaster.json) and its indexes.
+//! - [`calendar`]: exchange hours in IST and the holiday calendar → market status.
+//! - [`candles`]: Angel One intervals, range limits, simulated history.
+//! - [`service`]: `md.req.>` request-reply (last, candles, symbols, status).
+//! - [`status`]: publishes `md.status.<EXCHANGE>` on every change.
 //! - [`run`]: the publishing loop; it takes any [`MarketFeed`] and a shutdown token.
 //!
 //! Platform-wide Angel One credentials come only from `ANGEL_ONE_*` environment variables
 //! (`pinnacle_common::config::AngelOneMarketDataSettings`); the simulator needs none.
 
+pub mod cache;
+pub mod calendar;
+pub mod candles;
+pub mod instruments;
+pub mod replay;
+pub mod service;
 pub mod sim;
+pub mod source;
+pub mod status;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use pinnacle_common::codec::Encoding;
 use pinnacle_common::feed::MarketFeed;
 use pinnacle_common::shutdown::Shutdown;
 use pinnacle_common::subjects;
+
+use crate::cache::LastValues;
 
 /// The publisher stopped for a reason other than shutdown.
 #[derive(Debug, thiserror::Error)]
@@ -24,51 +46,132 @@ pub enum PublisherError {
     Codec(#[from] pinnacle_common::codec::CodecError),
 }
 
+/// Counters a test or an operator can read while the loop runs.
+#[derive(Debug, Default)]
+pub struct PublisherStats {
+    /// Ticks handed to NATS.
+    pub published: AtomicU64,
+    /// Ticks not sent because NATS was disconnected (their sequence numbers are spent, so
+    /// subscribers see the gap).
+    pub dropped_disconnected: AtomicU64,
+    /// Feed errors (each followed by a backoff).
+    pub feed_errors: AtomicU64,
+    /// Times the stall watchdog fired.
+    pub stalls: AtomicU64,
+}
+
+/// How the loop behaves.
+#[derive(Debug, Clone)]
+pub struct PublishOptions {
+    /// Written with every batch; read by `md.req.last`.
+    pub cache: Arc<LastValues>,
+    /// No batch for this long → the watchdog resets the feed.
+    pub stall_timeout: Duration,
+    /// Also publish the book on `md.depth.*` when a tick has one.
+    pub depth: bool,
+    /// Live counters.
+    pub stats: Arc<PublisherStats>,
+}
+
+impl Default for PublishOptions {
+    fn default() -> Self {
+        Self {
+            cache: Arc::new(LastValues::new()),
+            stall_timeout: Duration::from_secs(10),
+            depth: true,
+            stats: Arc::default(),
+        }
+    }
+}
+
+/// First and largest delay after a feed error.
+const BACKOFF_START: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
 /// Publishes every tick `feed` produces until `shutdown` fires.
 ///
-/// Core NATS publishing never waits for subscribers, so a slow subscriber cannot stall
-/// the feed. Feed errors are logged and retried with exponential backoff (capped at 30 s).
+/// - Core NATS publishing never waits for subscribers, so a slow subscriber cannot stall
+///   the feed (NATS drops its messages and tells it, instead).
+/// - While NATS is disconnected, ticks update the cache but are not queued, so the loop
+///   never blocks on a full client buffer; sequence numbers belong to the feed and carry
+///   on, so after the automatic reconnect subscribers see where they resumed.
+/// - Feed errors back off exponentially (100 ms doubling to 30 s, reset on success).
+/// - A stall watchdog resets the feed when no batch arrives within `stall_timeout`.
 pub async fn run(
     client: async_nats::Client,
     mut feed: Box<dyn MarketFeed>,
+    options: PublishOptions,
     shutdown: Shutdown,
 ) -> Result<(), PublisherError> {
     tracing::info!(feed = feed.name(), "publisher started");
-    let mut backoff = Duration::from_millis(100);
-    let mut published: u64 = 0;
+    let stats = options.stats.clone();
+    let mut backoff = BACKOFF_START;
     loop {
         let batch = tokio::select! {
             () = shutdown.cancelled() => break,
-            batch = feed.next_batch() => batch,
+            batch = tokio::time::timeout(options.stall_timeout, feed.next_batch()) => batch,
         };
         let ticks = match batch {
-            Ok(ticks) => {
-                backoff = Duration::from_millis(100);
+            Ok(Ok(ticks)) => {
+                backoff = BACKOFF_START;
                 ticks
             }
-            Err(error) => {
+            Ok(Err(error)) => {
+                stats.feed_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(%error, ?backoff, "feed error; backing off");
                 tokio::select! {
                     () = shutdown.cancelled() => break,
                     () = tokio::time::sleep(backoff) => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                continue;
+            }
+            Err(_elapsed) => {
+                stats.stalls.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(timeout = ?options.stall_timeout, feed = feed.name(), "feed stalled; resetting it");
+                if let Err(error) = feed.reset().await {
+                    tracing::warn!(%error, "feed reset failed");
+                }
                 continue;
             }
         };
+        options.cache.update(&ticks);
+        if client.connection_state() != async_nats::connection::State::Connected {
+            stats
+                .dropped_disconnected
+                .fetch_add(ticks.len() as u64, Ordering::Relaxed);
+            continue;
+        }
         for tick in &ticks {
             let payload = Encoding::MsgPack.encode(tick)?;
-            let subject = subjects::tick(&tick.exchange, &tick.symbol);
-            if let Err(error) = client.publish(subject, payload).await {
-                // Only fails once the client is closed; keep going until shutdown says stop.
+            if let Err(error) = client
+                .publish(subjects::tick(&tick.exchange, &tick.symbol), payload)
+                .await
+            {
                 tracing::warn!(%error, "tick publish failed");
             }
+            if options.depth {
+                if let Some(depth) = tick.depth_message() {
+                    let payload = Encoding::MsgPack.encode(&depth)?;
+                    if let Err(error) = client
+                        .publish(subjects::depth(&tick.exchange, &tick.symbol), payload)
+                        .await
+                    {
+                        tracing::warn!(%error, "depth publish failed");
+                    }
+                }
+            }
         }
-        published += ticks.len() as u64;
+        stats
+            .published
+            .fetch_add(ticks.len() as u64, Ordering::Relaxed);
     }
     if let Err(error) = client.flush().await {
         tracing::warn!(%error, "flush on shutdown failed");
     }
-    tracing::info!(published, "publisher stopped");
+    tracing::info!(
+        published = stats.published.load(Ordering::Relaxed),
+        "publisher stopped"
+    );
     Ok(())
 }

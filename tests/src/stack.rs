@@ -8,7 +8,8 @@ use futures::StreamExt;
 use pinnacle_cli::stack::{Stack, StackSettings};
 use pinnacle_common::codec::Encoding;
 use pinnacle_common::config::{
-    DatabaseSettings, NatsSettings, SimFeedSettings, UserApiSettings, WorkerSettings,
+    DatabaseSettings, MarketDataSettings, NatsSettings, SimFeedSettings, UserApiSettings,
+    WorkerSettings,
 };
 use pinnacle_common::crypto::Vault;
 use pinnacle_common::model::{OrderReply, OrderRequest, OrderType, Reply, Side, Tick};
@@ -76,6 +77,7 @@ impl TestStack {
                 interval_ms: 20,
                 ..SimFeedSettings::default()
             },
+            md: MarketDataSettings::default(),
             worker: WorkerSettings::default(),
             api: UserApiSettings {
                 bind: "127.0.0.1:0".into(),

@@ -3,14 +3,19 @@
 //! Money is never a float: prices are integer **paise** (1 rupee = 100 paise).
 
 pub mod audit;
+pub mod market;
 pub mod order;
 pub mod portfolio;
 pub mod tick;
 
 pub use audit::{AuditEvent, AuditOutcome};
+pub use market::{
+    Candle, CandleReply, CandleRequest, ExchangeStatus, Instrument, LastRequest, MarketPhase,
+    StatusList, StatusRequest, SymbolList, SymbolLookup, SymbolSearch,
+};
 pub use order::{
     ListRequest, ModifyRequest, OrderEvent, OrderList, OrderRef, OrderReply, OrderRequest,
     OrderStatus, OrderType, Reply, Side,
 };
 pub use portfolio::{Funds, PortfolioRequest, Position, Positions, Trade, Trades};
-pub use tick::Tick;
+pub use tick::{Book, Depth, FeedMode, Level, MarketTick, Tick};

@@ -13,7 +13,8 @@ use async_nats::HeaderMap;
 use futures::StreamExt;
 use pinnacle_common::codec::Encoding;
 use pinnacle_common::config::{
-    DatabaseSettings, NatsSettings, SimFeedSettings, UserApiSettings, WorkerSettings,
+    DatabaseSettings, MarketDataSettings, NatsSettings, SimFeedSettings, UserApiSettings,
+    WorkerSettings,
 };
 use pinnacle_common::crypto::Vault;
 use pinnacle_common::entities::risk_limits;
@@ -22,12 +23,13 @@ use pinnacle_common::subjects::{self, headers, verbs};
 use sea_orm::{ActiveModelTrait, IntoActiveModel};
 use secrecy::ExposeSecret;
 
+use super::{percentile, rss_kib};
 use crate::nats_server::NatsServer;
 use crate::stack::{Stack, StackSettings};
 
 /// What to run.
 #[derive(Debug, Clone)]
-pub struct BenchOptions {
+pub struct OrdersOptions {
     /// Requests per client count (the 64-client run sends this many in total too).
     pub requests: usize,
     /// Concurrency levels to measure.
@@ -51,26 +53,6 @@ pub struct Measurement {
     pub p99: Duration,
     /// Requests per second.
     pub throughput: f64,
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
-}
-
-/// Resident memory of this process, in KiB (Linux).
-pub fn rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }
 
 /// Runs `total` requests split over `clients` tasks; `send(i)` performs request `i`.
@@ -118,7 +100,7 @@ where
 }
 
 /// Runs the benchmark and returns a Markdown report.
-pub async fn orders(options: BenchOptions) -> anyhow::Result<String> {
+pub async fn run(options: OrdersOptions) -> anyhow::Result<String> {
     let dir = tempfile_dir()?;
     let binary = crate::nats_server::find_binary()?;
     let server = NatsServer::start(&binary, &dir.join("nats"), &[])?;
@@ -128,7 +110,7 @@ pub async fn orders(options: BenchOptions) -> anyhow::Result<String> {
         .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", dir.join("bench.db").display()));
     let backend = database_url.split(':').next().unwrap_or("?").to_string();
     let vault = Arc::new(Vault::new(1, &[9u8; 32]));
-    let rss_before = rss_kib();
+    let rss_before = Some(rss_kib()).filter(|kib| *kib > 0);
     let stack = Stack::start(StackSettings {
         nats: NatsSettings::for_url(server.url()),
         database: DatabaseSettings {
@@ -140,6 +122,7 @@ pub async fn orders(options: BenchOptions) -> anyhow::Result<String> {
             interval_ms: 100,
             ..SimFeedSettings::default()
         },
+        md: MarketDataSettings::default(),
         worker: WorkerSettings::default(),
         api: UserApiSettings {
             bind: "127.0.0.1:0".into(),
@@ -252,7 +235,7 @@ pub async fn orders(options: BenchOptions) -> anyhow::Result<String> {
             .await?,
         );
     }
-    let rss_after = rss_kib();
+    let rss_after = Some(rss_kib()).filter(|kib| *kib > 0);
     echo_task.abort();
     stack.stop().await?;
     drop(server);

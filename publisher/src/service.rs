@@ -1,0 +1,387 @@
+//! The market-data request-reply service on `md.req.<verb>`: last value, candles, symbol
+//! search and lookup, market status.
+//!
+//! Replies follow the workspace convention: `{"ok":true,"result":…}` or
+//! `{"ok":false,"error":{code,message}}` with a `Pinnacle-Error` header, MessagePack
+//! unless the request says `Content-Type: application/json`. Market data is public: no
+//! token is read, and no per-user credential is ever touched.
+
+use std::sync::Arc;
+
+use async_nats::{HeaderMap, Message};
+use futures::StreamExt;
+use pinnacle_common::codec::Encoding;
+use pinnacle_common::error::{ErrorBody, ErrorCode};
+use pinnacle_common::model::{
+    CandleReply, CandleRequest, LastRequest, MarketTick, Reply, StatusList, StatusRequest,
+    SymbolList, SymbolLookup, SymbolSearch,
+};
+use pinnacle_common::shutdown::Shutdown;
+use pinnacle_common::subjects::{self, headers, md};
+use serde::{de::DeserializeOwned, Serialize};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::cache::LastValues;
+use crate::calendar::{Calendar, EXCHANGES};
+use crate::candles::{self, SimHistory};
+use crate::instruments::Catalog;
+
+/// Requests handled at once.
+const CONCURRENCY: usize = 64;
+/// Default and largest number of search results.
+const SEARCH_DEFAULT: u32 = 20;
+const SEARCH_MAX: u32 = 500;
+/// Bytes per candle in the worst (JSON) encoding, to keep replies under max_payload.
+const CANDLE_BYTES: usize = 100;
+
+/// Everything the service reads.
+#[derive(Debug)]
+pub struct MdService {
+    /// Connection used for replies.
+    pub client: async_nats::Client,
+    /// The last-value cache the publishing loop fills.
+    pub cache: Arc<LastValues>,
+    /// The instrument master.
+    pub catalog: Arc<Catalog>,
+    /// Exchange hours and holidays.
+    pub calendar: Arc<Calendar>,
+    /// Simulated history for candles (Angel One's history API comes later).
+    pub history: SimHistory,
+    /// Largest accepted request body, bytes.
+    pub max_payload: usize,
+}
+
+/// The service could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("could not subscribe to {subject}: {reason}")]
+pub struct ServiceError {
+    /// The subject.
+    pub subject: &'static str,
+    /// Why.
+    pub reason: String,
+}
+
+/// Serves `md.req.>` in the `md-service` queue group until `shutdown` fires.
+pub async fn run(service: Arc<MdService>, shutdown: Shutdown) -> Result<(), ServiceError> {
+    let (ready, _) = tokio::sync::oneshot::channel();
+    run_with_ready(service, shutdown, ready).await
+}
+
+/// [`run`], reporting on `ready` once the subscription is in place (or failed).
+pub async fn run_with_ready(
+    service: Arc<MdService>,
+    shutdown: Shutdown,
+    ready: tokio::sync::oneshot::Sender<Result<(), ServiceError>>,
+) -> Result<(), ServiceError> {
+    let subscribed = service
+        .client
+        .queue_subscribe(subjects::MD_REQUEST_ALL, subjects::MD_QUEUE.into())
+        .await
+        .map_err(|e| ServiceError {
+            subject: subjects::MD_REQUEST_ALL,
+            reason: e.to_string(),
+        });
+    let mut subscription = match subscribed {
+        Ok(subscription) => {
+            // Make sure the server has the subscription before anyone relies on it.
+            let _ = service.client.flush().await;
+            let _ = ready.send(Ok(()));
+            subscription
+        }
+        Err(error) => {
+            let _ = ready.send(Err(ServiceError {
+                subject: error.subject,
+                reason: error.reason.clone(),
+            }));
+            return Err(error);
+        }
+    };
+    let limit = Arc::new(Semaphore::new(CONCURRENCY));
+    let mut in_flight = JoinSet::new();
+    tracing::info!(
+        subject = subjects::MD_REQUEST_ALL,
+        "market-data service started"
+    );
+    loop {
+        let message = tokio::select! {
+            () = shutdown.cancelled() => break,
+            message = subscription.next() => message,
+            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => continue,
+        };
+        let Some(message) = message else { break };
+        let Ok(permit) = limit.clone().acquire_owned().await else {
+            break;
+        };
+        let service = service.clone();
+        in_flight.spawn(async move {
+            handle(&service, message).await;
+            drop(permit);
+        });
+    }
+    let _ = subscription.unsubscribe().await;
+    while in_flight.join_next().await.is_some() {}
+    let _ = service.client.flush().await;
+    tracing::info!("market-data service stopped");
+    Ok(())
+}
+
+fn decode<T: DeserializeOwned>(encoding: Encoding, payload: &[u8]) -> Result<T, ErrorBody> {
+    encoding
+        .decode(payload)
+        .map_err(|e| ErrorBody::new(ErrorCode::BadPayload, e.to_string()))
+}
+
+/// Handles one request and publishes exactly one reply.
+pub async fn handle(service: &MdService, message: Message) {
+    let encoding = Encoding::from_headers(message.headers.as_ref());
+    let payload = &message.payload;
+    if payload.len() > service.max_payload {
+        let error = ErrorBody::new(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "payload is {} bytes; the limit is {}",
+                payload.len(),
+                service.max_payload
+            ),
+        );
+        return respond::<()>(service, &message, encoding, Err(error)).await;
+    }
+    match message.subject.as_str() {
+        md::LAST => {
+            let outcome = decode(encoding, payload).and_then(|r| last(service, &r));
+            respond(service, &message, encoding, outcome).await
+        }
+        md::CANDLES => {
+            let outcome = decode(encoding, payload).and_then(|r| candles(service, &r));
+            respond(service, &message, encoding, outcome).await
+        }
+        md::SYMBOLS_SEARCH => {
+            let outcome = decode(encoding, payload).and_then(|r| search(service, &r));
+            respond(service, &message, encoding, outcome).await
+        }
+        md::SYMBOLS_LOOKUP => {
+            let outcome = decode(encoding, payload).and_then(|r| lookup(service, &r));
+            respond(service, &message, encoding, outcome).await
+        }
+        md::STATUS => {
+            // An empty body means "every exchange", so `nats req md.req.status ''` works.
+            let outcome = if payload.is_empty() {
+                Ok(StatusRequest::default())
+            } else {
+                decode(encoding, payload)
+            }
+            .and_then(|r| status(service, &r));
+            respond(service, &message, encoding, outcome).await
+        }
+        other => {
+            let error = ErrorBody::new(
+                ErrorCode::UnknownVerb,
+                format!(
+                    "no market-data verb {:?}",
+                    other.chars().take(80).collect::<String>()
+                ),
+            );
+            respond::<()>(service, &message, encoding, Err(error)).await
+        }
+    }
+}
+
+fn last(service: &MdService, request: &LastRequest) -> Result<MarketTick, ErrorBody> {
+    let exchange = request.exchange.to_ascii_uppercase();
+    if let Some(tick) = service.cache.get(&exchange, &request.symbol) {
+        return Ok(tick);
+    }
+    Err(
+        if service
+            .catalog
+            .by_symbol(&exchange, &request.symbol)
+            .is_some()
+        {
+            ErrorBody::new(
+                ErrorCode::NotFound,
+                "no tick has been published for this symbol yet",
+            )
+        } else {
+            unknown_symbol(&exchange, &request.symbol)
+        },
+    )
+}
+
+fn unknown_symbol(exchange: &str, symbol: &str) -> ErrorBody {
+    ErrorBody::new(
+        ErrorCode::UnknownSymbol,
+        format!(
+            "unknown symbol {exchange}:{}",
+            symbol.chars().take(60).collect::<String>()
+        ),
+    )
+}
+
+fn candles(service: &MdService, request: &CandleRequest) -> Result<CandleReply, ErrorBody> {
+    let query = candles::validate(request)?;
+    let exchange = request.exchange.to_ascii_uppercase();
+    if !Calendar::knows(&exchange) {
+        return Err(ErrorBody::new(
+            ErrorCode::UnknownExchange,
+            format!(
+                "unknown exchange {:?}",
+                exchange.chars().take(20).collect::<String>()
+            ),
+        ));
+    }
+    let listed = service.catalog.by_symbol(&exchange, &request.symbol);
+    let cached = service.cache.get(&exchange, &request.symbol);
+    if listed.is_none() && cached.is_none() {
+        return Err(unknown_symbol(&exchange, &request.symbol));
+    }
+    let tick = listed.map_or(5, |i| i.tick_size);
+    let base = cached.map_or(100_000, |t| t.close.unwrap_or(t.ltp));
+    let max_payload = service.client.server_info().max_payload.max(64 * 1024);
+    let limit = max_payload / CANDLE_BYTES;
+    let candles = service
+        .history
+        .candles(
+            &service.calendar,
+            &exchange,
+            &request.symbol,
+            (base, tick),
+            &query,
+            limit,
+        )
+        .ok_or_else(|| {
+            ErrorBody::new(
+                ErrorCode::RangeTooLarge,
+                format!(
+                    "more than {limit} candles would not fit in one reply; ask for a shorter range"
+                ),
+            )
+        })?;
+    Ok(CandleReply {
+        exchange,
+        symbol: request.symbol.clone(),
+        interval: query.interval.name().to_string(),
+        source: "simulated".into(),
+        candles,
+    })
+}
+
+fn search(service: &MdService, request: &SymbolSearch) -> Result<SymbolList, ErrorBody> {
+    if request.query.trim().is_empty() || request.query.len() > 64 {
+        return Err(ErrorBody::new(
+            ErrorCode::InvalidRequest,
+            "query must be 1 to 64 characters",
+        ));
+    }
+    let limit = request.limit.unwrap_or(SEARCH_DEFAULT);
+    if limit == 0 || limit > SEARCH_MAX {
+        return Err(ErrorBody::new(
+            ErrorCode::InvalidRequest,
+            format!("limit must be 1 to {SEARCH_MAX}"),
+        ));
+    }
+    let instruments =
+        service
+            .catalog
+            .search(&request.query, request.exchange.as_deref(), limit as usize);
+    Ok(SymbolList { instruments })
+}
+
+fn lookup(
+    service: &MdService,
+    request: &SymbolLookup,
+) -> Result<pinnacle_common::model::Instrument, ErrorBody> {
+    let found = match (&request.token, &request.symbol) {
+        (Some(token), _) => service.catalog.by_token(&request.exchange, token),
+        (None, Some(symbol)) => service.catalog.by_symbol(&request.exchange, symbol),
+        (None, None) => {
+            return Err(ErrorBody::new(
+                ErrorCode::InvalidRequest,
+                "give a token or a symbol",
+            ))
+        }
+    };
+    found.cloned().ok_or_else(|| {
+        let what = request
+            .token
+            .as_deref()
+            .or(request.symbol.as_deref())
+            .unwrap_or("");
+        unknown_symbol(&request.exchange.to_ascii_uppercase(), what)
+    })
+}
+
+fn status(service: &MdService, request: &StatusRequest) -> Result<StatusList, ErrorBody> {
+    let now = chrono::Utc::now();
+    let exchanges = match &request.exchange {
+        None => EXCHANGES
+            .iter()
+            .map(|e| service.calendar.status(e, now))
+            .collect(),
+        Some(exchange) => {
+            let exchange = exchange.to_ascii_uppercase();
+            if !Calendar::knows(&exchange) {
+                return Err(ErrorBody::new(
+                    ErrorCode::UnknownExchange,
+                    format!(
+                        "unknown exchange {:?}; known: {}",
+                        exchange.chars().take(20).collect::<String>(),
+                        EXCHANGES.join(", ")
+                    ),
+                ));
+            }
+            vec![service.calendar.status(&exchange, now)]
+        }
+    };
+    Ok(StatusList { exchanges })
+}
+
+async fn respond<T: Serialize>(
+    service: &MdService,
+    message: &Message,
+    encoding: Encoding,
+    outcome: Result<T, ErrorBody>,
+) {
+    let Some(reply_to) = message.reply.clone() else {
+        return;
+    };
+    let mut hdrs = HeaderMap::new();
+    hdrs.insert(headers::CONTENT_TYPE, encoding.content_type());
+    if let Some(id) = message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(headers::REQUEST_ID))
+    {
+        if id.as_str().len() <= 128 {
+            hdrs.insert(headers::REQUEST_ID, id.as_str());
+        }
+    }
+    let body = match outcome {
+        Ok(result) => Reply::success(result),
+        Err(error) => {
+            tracing::debug!(code = %error.code, message = %error.message, subject = %message.subject, "market-data request failed");
+            hdrs.insert(headers::ERROR_CODE, error.code.as_str());
+            Reply::failure(error)
+        }
+    };
+    let payload = match encoding.encode(&body) {
+        Ok(payload) => payload,
+        Err(error) => {
+            tracing::error!(%error, "could not encode a market-data reply");
+            let failure =
+                Reply::<()>::failure(ErrorBody::new(ErrorCode::Internal, "internal error"));
+            hdrs.insert(headers::ERROR_CODE, ErrorCode::Internal.as_str());
+            match encoding.encode(&failure) {
+                Ok(p) => p,
+                Err(_) => return,
+            }
+        }
+    };
+    if let Err(error) = service
+        .client
+        .publish_with_headers(reply_to, hdrs, payload)
+        .await
+    {
+        tracing::warn!(%error, "could not send a market-data reply");
+    }
+}
