@@ -1,9 +1,10 @@
-//! Pre-trade risk limits and kill switches, per user and platform-wide.
+//! Pre-trade risk limits and kill switches, per user and platform-wide, and the per-second
+//! order counters behind the rate limit.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
 
-/// Creates `risk_limits`.
+/// Creates `risk_limits` and `order_rate`.
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -20,9 +21,34 @@ enum RiskLimits {
     UpdatedAt,
 }
 
+#[derive(DeriveIden)]
+enum OrderRate {
+    Table,
+    UserId,
+    Second,
+    Count,
+}
+
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // One counter per user per second, bumped atomically by every place/modify/cancel,
+        // so the per-second cap holds across workers and under concurrency.
+        manager
+            .create_table(
+                Table::create()
+                    .table(OrderRate::Table)
+                    .col(string_len(OrderRate::UserId, 36))
+                    .col(big_integer(OrderRate::Second))
+                    .col(integer(OrderRate::Count))
+                    .primary_key(
+                        Index::create()
+                            .col(OrderRate::UserId)
+                            .col(OrderRate::Second),
+                    )
+                    .to_owned(),
+            )
+            .await?;
         manager
             .create_table(
                 Table::create()
@@ -53,6 +79,9 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .drop_table(Table::drop().table(OrderRate::Table).to_owned())
+            .await?;
         manager
             .drop_index(
                 Index::drop()

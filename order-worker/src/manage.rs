@@ -102,6 +102,12 @@ pub async fn cancel(worker: &Worker, request: &Request<'_>) -> Result<OrderReply
 /// Changes a working order's quantity and/or limit price.
 pub async fn modify(worker: &Worker, request: &Request<'_>) -> Result<OrderReply, ErrorBody> {
     let change: ModifyRequest = request.decode()?;
+    if change.quantity.is_none() && change.price.is_none() {
+        return Err(ErrorBody::new(
+            ErrorCode::InvalidRequest,
+            "a modify needs a new quantity, a new price, or both",
+        ));
+    }
     let user_id = request.principal.user_id.as_str();
     let order = query::resolve(worker, user_id, &change.order).await?;
     let previous = must_be_working(&order, "modified")?;

@@ -14,14 +14,21 @@ pub const MAX_LIST: u64 = 500;
 /// How many `list` returns by default.
 pub const DEFAULT_LIST: u64 = 100;
 
-/// Finds one of `user_id`'s orders by `order_id` or `client_order_id`.
+/// Finds one of `user_id`'s orders by `order_id` or `client_order_id` (both: they must name
+/// the same order).
 pub async fn resolve(
     worker: &Worker,
     user_id: &str,
     target: &OrderRef,
 ) -> Result<orders::Model, ErrorBody> {
     let found = match (&target.order_id, &target.client_order_id) {
-        (Some(order_id), _) => orders::Entity::find_by_id(order_id.clone())
+        (Some(order_id), Some(client_order_id)) => orders::Entity::find_by_id(order_id.clone())
+            .filter(orders::Column::UserId.eq(user_id))
+            .filter(orders::Column::ClientOrderId.eq(client_order_id.as_str()))
+            .one(&worker.db)
+            .await
+            .map_err(|e| internal("loading the order", e))?,
+        (Some(order_id), None) => orders::Entity::find_by_id(order_id.clone())
             .filter(orders::Column::UserId.eq(user_id))
             .one(&worker.db)
             .await

@@ -99,6 +99,9 @@ pub async fn run(worker: Arc<Worker>, shutdown: Shutdown) {
         tokio::select! {
             () = shutdown.cancelled() => break,
             _ = timer.tick() => {
+                if let Err(error) = crate::risk::prune_rates(&worker.db).await {
+                    tracing::warn!(%error, "could not prune rate counters");
+                }
                 match sweep(&worker).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(settled = n, "reconciled orders with lost outcomes"),

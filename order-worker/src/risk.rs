@@ -3,14 +3,15 @@
 //!
 //! Limits come from `risk_limits`: the `global` row applies to everyone, a user's row
 //! tightens it (the stricter of the two wins), and either kill switch stops new orders.
-//! The rate limit counts the user's orders in the database over the last second, so it
-//! holds across every worker in the queue group.
+//! The rate limit is a per-user, per-second counter bumped atomically in the database, so
+//! it holds across every worker in the queue group and under concurrent requests.
 
-use chrono::{Duration, Utc};
-use pinnacle_common::entities::{orders, risk_limits};
+use chrono::Utc;
+use pinnacle_common::entities::risk_limits;
 use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::model::{OrderRequest, OrderType};
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter};
+use sea_orm::sea_query::{Expr, OnConflict, Query};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, DeriveIden, EntityTrait, QueryFilter};
 
 /// Angel One's published limit: 9 place/modify/cancel requests per second per client.
 pub const DEFAULT_MAX_ORDERS_PER_SECOND: i32 = 9;
@@ -144,27 +145,81 @@ pub fn check_order(
     Ok(())
 }
 
-/// Refuses the request if the user already sent `max_orders_per_second` orders in the last
-/// second.
+#[derive(DeriveIden)]
+enum OrderRate {
+    Table,
+    UserId,
+    Second,
+    Count,
+}
+
+/// Counts this request against the user's current second and refuses it past the limit.
+///
+/// The count is one atomic upsert (`INSERT … ON CONFLICT DO UPDATE … RETURNING`), so
+/// concurrent requests, on any worker, can never all slip under the cap. The window
+/// slides: the previous second's count weighs in by the part of it still inside the last
+/// 1,000 ms, so a burst straddling a second boundary is capped too.
 pub async fn check_rate(
     db: &impl ConnectionTrait,
     user_id: &str,
     limits: &Limits,
 ) -> Result<(), ErrorBody> {
-    let since = Utc::now() - Duration::seconds(1);
-    let recent = orders::Entity::find()
-        .filter(orders::Column::UserId.eq(user_id))
-        .filter(orders::Column::UpdatedAt.gt(since))
-        .count(db)
+    let now = Utc::now();
+    let second = now.timestamp();
+    let upsert = Query::insert()
+        .into_table(OrderRate::Table)
+        .columns([OrderRate::UserId, OrderRate::Second, OrderRate::Count])
+        .values_panic([user_id.into(), second.into(), 1.into()])
+        .on_conflict(
+            OnConflict::columns([OrderRate::UserId, OrderRate::Second])
+                .value(
+                    OrderRate::Count,
+                    Expr::col((OrderRate::Table, OrderRate::Count)).add(1),
+                )
+                .to_owned(),
+        )
+        .returning_col(OrderRate::Count)
+        .to_owned();
+    let failed = |e: DbErr| {
+        tracing::error!(error = %e, "rate check failed");
+        ErrorBody::new(
+            ErrorCode::Internal,
+            "internal error while checking the order rate",
+        )
+    };
+    let row = db
+        .query_one(db.get_database_backend().build(&upsert))
         .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "rate check failed");
-            ErrorBody::new(
-                ErrorCode::Internal,
-                "internal error while checking the order rate",
-            )
-        })?;
-    if recent >= limits.max_orders_per_second.max(0) as u64 {
+        .map_err(failed)?;
+    let count: i64 = match row {
+        Some(row) => row
+            .try_get_by_index::<i32>(0)
+            .map(i64::from)
+            .or_else(|_| row.try_get_by_index::<i64>(0))
+            .map_err(failed)?,
+        None => 1,
+    };
+    let previous = Query::select()
+        .column(OrderRate::Count)
+        .from(OrderRate::Table)
+        .and_where(Expr::col(OrderRate::UserId).eq(user_id))
+        .and_where(Expr::col(OrderRate::Second).eq(second - 1))
+        .to_owned();
+    let previous: i64 = match db
+        .query_one(db.get_database_backend().build(&previous))
+        .await
+        .map_err(failed)?
+    {
+        Some(row) => row
+            .try_get_by_index::<i32>(0)
+            .map(i64::from)
+            .or_else(|_| row.try_get_by_index::<i64>(0))
+            .map_err(failed)?,
+        None => 0,
+    };
+    let remaining_ms = 1_000 - i64::from(now.timestamp_subsec_millis().min(999));
+    let weighted = count * 1_000 + previous * remaining_ms;
+    if weighted > i64::from(limits.max_orders_per_second.max(0)) * 1_000 {
         return refuse(
             ErrorCode::RateLimited,
             format!(
@@ -174,6 +229,17 @@ pub async fn check_rate(
         );
     }
     Ok(())
+}
+
+/// Forgets counters older than a minute.
+pub async fn prune_rates(db: &impl ConnectionTrait) -> Result<(), DbErr> {
+    let delete = Query::delete()
+        .from_table(OrderRate::Table)
+        .and_where(Expr::col(OrderRate::Second).lt(Utc::now().timestamp() - 60))
+        .to_owned();
+    db.execute(db.get_database_backend().build(&delete))
+        .await
+        .map(|_| ())
 }
 
 #[cfg(test)]

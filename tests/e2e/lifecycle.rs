@@ -182,6 +182,24 @@ async fn another_users_orders_are_invisible_and_bad_references_are_clear() {
         assert_eq!(listed["result"]["orders"], json!([]));
         let reply = stack.call(&owner, "get", json!({})).await;
         assert_eq!(reply["error"]["code"], "INVALID_REQUEST");
+        let reply = stack
+            .call(&owner, "modify", json!({"order_id": order_id}))
+            .await;
+        assert_eq!(
+            reply["error"]["code"], "INVALID_REQUEST",
+            "nothing to change"
+        );
+        let reply = stack
+            .call(
+                &owner,
+                "get",
+                json!({"order_id": order_id, "client_order_id": "other"}),
+            )
+            .await;
+        assert_eq!(
+            reply["error"]["code"], "NOT_FOUND",
+            "the two ids must name the same order"
+        );
         let reply = stack.call(&owner, "list", json!({"limit": 0})).await;
         assert_eq!(reply["error"]["code"], "INVALID_REQUEST");
         let reply = stack

@@ -410,7 +410,8 @@ async def step_market_order(c, ctx):
               f"before={funds0!r} after={funds!r}")
         check("funds: cash unchanged by a fill (used carries it)",
               funds["cash"] == funds0.get("cash"), f"before={funds0!r} after={funds!r}")
-        check("funds: blocked 0 with no resting orders", funds["blocked"] == 0, repr(funds))
+        check("funds: blocked unchanged by a MARKET fill",
+              funds["blocked"] == funds0.get("blocked"), f"before={funds0!r} after={funds!r}")
 
     pos = await c.ok("positions", {})
     plist = pos.get("positions") if isinstance(pos, dict) else None
@@ -568,31 +569,85 @@ async def step_errors(c):
                  await c.call("list", {"status": ["NOT_A_STATE"]}), "BAD_PAYLOAD")
     expect_error("list with a lower-case status name: BAD_PAYLOAD",
                  await c.call("list", {"status": ["open"]}), "BAD_PAYLOAD")
+    expect_error("list with limit 0 (range is 1-500): INVALID_REQUEST",
+                 await c.call("list", {"limit": 0}), "INVALID_REQUEST")
+    expect_error("list with limit 501 (range is 1-500): INVALID_REQUEST",
+                 await c.call("list", {"limit": 501}), "INVALID_REQUEST")
 
 
-async def step_rate_limit(c, ctx):
-    """6: burst past the per-second limit; RATE_LIMITED replies are resent after a second."""
-    oid = ctx.get("limit_oid")  # CANCELLED: every cancel that passes the rate check is INVALID_STATE
-    replies = await asyncio.gather(*[
-        c.call("cancel", {"order_id": oid}, retry_rate_limited=False) for _ in range(15)])
-    codes = [err_code(r) for r in replies]
-    n_rl = codes.count("RATE_LIMITED")
-    check("rate limit: a burst of 15 cancels gets RATE_LIMITED for some "
-          "(limit 9/s), INVALID_STATE for the rest",
-          n_rl > 0 and all(x in ("RATE_LIMITED", "INVALID_STATE") for x in codes), repr(codes))
-    rl = [r for r in replies if err_code(r) == "RATE_LIMITED"]
-    if rl:
-        expect_error("rate limit: reply carries Pinnacle-Error RATE_LIMITED", rl[0],
+async def step_rate_limit(c, nc, ctx):
+    """6: go past the per-second limit (default 9 place/modify/cancel); a RATE_LIMITED
+    request is resent, unchanged, after a one-second wait and then gets its real answer."""
+    ltp = await last_ltp(nc, EXCHANGE, SYMBOL)
+    price = max(5, (ltp // 4) // 5 * 5)
+
+    def limit_req():
+        return {"client_order_id": f"chk-rl-{uuid.uuid4().hex[:20]}", "exchange": EXCHANGE,
+                "symbol": SYMBOL, "side": "BUY", "order_type": "LIMIT", "quantity": 1,
+                "price": price}
+
+    placed = []  # client_order_ids that must be cancelled at the end
+    funds0 = await c.ok("funds", {})
+    await asyncio.sleep(1.1)  # a fresh one-second window
+
+    # Back-to-back (one at a time, no pause): the 10th within the second is RATE_LIMITED.
+    reqs = [limit_req() for _ in range(12)]
+    replies = []
+    t0 = time.monotonic()
+    for q in reqs:
+        replies.append(await c.call("place", q, retry_rate_limited=False))
+    took = time.monotonic() - t0
+    codes = [err_code(r) or r["result"].get("status") for r in replies]
+    n_ok = sum(1 for r in replies if r.get("ok"))
+    limited = [q for q, r in zip(reqs, replies) if err_code(r) == "RATE_LIMITED"]
+    placed += [q["client_order_id"] for q, r in zip(reqs, replies) if r.get("ok")]
+    check(f"rate limit: 12 back-to-back places in {took:.2f}s: at most 9 accepted, "
+          "the rest RATE_LIMITED",
+          took >= 1.0 or (n_ok <= 9 and limited
+                          and all(x in ("OPEN", "RATE_LIMITED") for x in codes)), repr(codes))
+    if limited:
+        rl = next(r for r in replies if err_code(r) == "RATE_LIMITED")
+        expect_error("rate limit: reply is an error with Pinnacle-Error RATE_LIMITED", rl,
                      "RATE_LIMITED")
-    # The client's rule: wait a second and resend the same request.
+        # "wait a second and resend the same request"
+        before = c.stats["rate_limited"]
+        await asyncio.sleep(1.0)
+        again = [await c.call("place", q) for q in limited]
+        check("rate limit: after a second, resending the same requests places them (OPEN)",
+              all(r.get("ok") and r["result"].get("status") == "OPEN"
+                  and r["result"].get("client_order_id") == q["client_order_id"]
+                  for q, r in zip(limited, again)),
+              f"{[err_code(r) or r['result'].get('status') for r in again]} "
+              f"(resends after RATE_LIMITED: {c.stats['rate_limited'] - before})")
+        placed += [q["client_order_id"] for q, r in zip(limited, again) if r.get("ok")]
+
+    # Concurrent burst: the limit is per second, so it must hold for parallel requests too.
+    await asyncio.sleep(1.1)
+    reqs = [limit_req() for _ in range(15)]
+    t0 = time.monotonic()
+    replies = await asyncio.gather(*[c.call("place", q, retry_rate_limited=False)
+                                     for q in reqs])
+    took = time.monotonic() - t0
+    codes = [err_code(r) or r["result"].get("status") for r in replies]
+    n_ok = sum(1 for r in replies if r.get("ok"))
+    placed += [q["client_order_id"] for q, r in zip(reqs, replies) if r.get("ok")]
+    check(f"rate limit: 15 concurrent places in {took:.2f}s: at most 9 accepted",
+          took >= 1.0 or n_ok <= 9, f"{n_ok} accepted: {codes}")
+
+    # Clean up one at a time with the client's wait-and-resend rule; all must end CANCELLED.
+    await asyncio.sleep(1.1)
     before = c.stats["rate_limited"]
-    burst = await asyncio.gather(*[
-        c.call("get" if i % 2 else "cancel", {"order_id": oid}) for i in range(12)])
-    codes = [err_code(r) for r in burst]
-    check("rate limit: with wait-and-resend every request finally gets its real answer",
-          all(x in (None, "INVALID_STATE") for x in codes),
-          f"{codes} (RATE_LIMITED resends: {c.stats['rate_limited'] - before})")
-    note(f"resends so far: {c.stats}")
+    results = [await c.call("cancel", {"client_order_id": coid}) for coid in placed]
+    statuses = [err_code(r) or r["result"].get("status") for r in results]
+    resends = c.stats["rate_limited"] - before
+    check(f"rate limit: {len(placed)} back-to-back cancels with wait-and-resend "
+          f"({resends} RATE_LIMITED resends) all end CANCELLED",
+          all(x == "CANCELLED" for x in statuses) and (len(placed) <= 9 or resends > 0),
+          repr(statuses))
+    funds = await c.ok("funds", {})
+    check("funds after cleanup: blocked back to where it was",
+          funds.get("blocked") == funds0.get("blocked"), f"before={funds0!r} after={funds!r}")
+    note(f"client resends: {c.stats}")
 
 
 async def step_retry_same_request(c, nc, ctx):
@@ -600,7 +655,7 @@ async def step_retry_same_request(c, nc, ctx):
     coid = f"chk-retry-{uuid.uuid4().hex[:20]}"
     req = {"client_order_id": coid, "exchange": EXCHANGE, "symbol": SYMBOL, "side": "BUY",
            "order_type": "MARKET", "quantity": 1}
-    await asyncio.sleep(1.1)  # let the previous step's rate window pass
+    await asyncio.sleep(1.1)  # a fresh rate-limit window
     # Simulate a reply that was lost: send, ignore the reply, then resend the same request.
     data = msgpack.packb(req)
     headers = {"Authorization": f"Bearer {c.token}"}
@@ -647,7 +702,7 @@ async def main(env_path):
             ("market order", lambda: step_market_order(c, ctx), 15),
             ("errors", lambda: step_errors(c), 15),
             ("events", lambda: step_events(nc, user_id, ctx), 20),
-            ("rate limit", lambda: step_rate_limit(c, ctx), 20),
+            ("rate limit", lambda: step_rate_limit(c, nc, ctx), 30),
             ("retry", lambda: step_retry_same_request(c, nc, ctx), 10),
         ]
         for name, step, limit in steps:
