@@ -262,35 +262,6 @@ fn print_banner(nats: &str, db: &DatabaseSettings, api: &str, user_id: &str, env
          \nOr from any NATS client: request on orders.<DEMO_USER_ID>.place with header\n  Authorization: Bearer <DEMO_API_TOKEN>   (see docs/PROTOCOL.md)\n\
          \nMarket data (no token needed): md.depth.<EX>.<SYM>, md.status.<EX>, and requests on\n  md.req.last, md.req.candles, md.req.symbols.search, md.req.symbols.lookup, md.req.status\n\
          \nStop with Ctrl-C.",
-        redact_url(&db.database_url),
+        pinnacle_common::config::redact_url(&db.database_url),
     );
-}
-
-/// Hides a password in a database URL before printing it.
-fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let creds = &url[scheme + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn redacts_database_passwords() {
-        assert_eq!(
-            super::redact_url("postgres://app:s3cret@db:5432/p"),
-            "postgres://app:***@db:5432/p"
-        );
-        assert_eq!(
-            super::redact_url("sqlite:///x.db?mode=rwc"),
-            "sqlite:///x.db?mode=rwc"
-        );
-    }
 }

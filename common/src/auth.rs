@@ -25,6 +25,8 @@ pub struct Principal {
     pub token_id: String,
     /// Scopes the token carries.
     pub scopes: Vec<String>,
+    /// When the token stops working, if ever.
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Principal {
@@ -68,6 +70,7 @@ pub async fn authenticate(
         return Err(AuthError::Invalid);
     }
     Ok(Principal {
+        expires_at: row.expires_at,
         user_id: row.user_id,
         token_id: row.id,
         scopes: row

@@ -85,8 +85,8 @@ impl NatsSettings {
     }
 }
 
-/// Where the database is (`DATABASE_URL`).
-#[derive(Clone, Debug, Deserialize)]
+/// Where the database is (`DATABASE_URL`). `Debug` hides a password in the URL.
+#[derive(Clone, Deserialize)]
 pub struct DatabaseSettings {
     /// `DATABASE_URL`: `sqlite://path?mode=rwc` or `postgres://user@host/db`.
     pub database_url: String,
@@ -97,6 +97,29 @@ pub struct DatabaseSettings {
 
 fn default_max_connections() -> u32 {
     10
+}
+
+impl std::fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseSettings")
+            .field("database_url", &redact_url(&self.database_url))
+            .field("database_max_connections", &self.database_max_connections)
+            .finish()
+    }
+}
+
+/// Hides the password in a `scheme://user:password@host/…` URL.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
 }
 
 impl DatabaseSettings {
@@ -438,6 +461,23 @@ mod tests {
                 .map(|k| k.expose_secret().to_string()),
             Some("c2VjcmV0LW1hc3Rlci1rZXk=".to_string())
         );
+    }
+
+    #[test]
+    fn database_urls_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/p"),
+            "postgres://app:***@db:5432/p"
+        );
+        assert_eq!(
+            redact_url("sqlite:///x.db?mode=rwc"),
+            "sqlite:///x.db?mode=rwc"
+        );
+        let settings = DatabaseSettings {
+            database_url: "postgres://app:s3cret@db/p".into(),
+            database_max_connections: 1,
+        };
+        assert!(!format!("{settings:?}").contains("s3cret"));
     }
 
     #[test]

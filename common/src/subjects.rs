@@ -96,6 +96,16 @@ pub fn status(exchange: &str) -> String {
     format!("{MD_STATUS_PREFIX}.{}", escape_token(exchange))
 }
 
+/// Subject prefixes a service must never publish a reply into: Pinnacle's own namespaces
+/// (so a caller cannot make a worker write into another user's audit trail or events) and
+/// the NATS system subjects.
+pub const PROTECTED_PREFIXES: [&str; 5] = ["audit.", "events.", "orders.", "md.", "$"];
+
+/// Whether `reply_to` is a subject a service may answer on (not a protected prefix).
+pub fn is_safe_reply(reply_to: &str) -> bool {
+    !PROTECTED_PREFIXES.iter().any(|p| reply_to.starts_with(p))
+}
+
 /// `md.tick.<EXCHANGE>.<SYMBOL>` with the symbol escaped by [`escape_token`].
 pub fn tick(exchange: &str, symbol: &str) -> String {
     market_subject(MD_TICK_PREFIX, exchange, symbol)
@@ -216,6 +226,21 @@ mod tests {
         assert_eq!(tick("NSE", "NIFTY 50"), "md.tick.NSE.NIFTY~2050");
         assert_eq!(depth("NSE", "M&M.X"), "md.depth.NSE.M&M~2EX");
         assert_eq!(escape_token("a~é"), "a~7E~C3~A9");
+    }
+
+    #[test]
+    fn replies_never_go_into_protected_subjects() {
+        assert!(is_safe_reply("_INBOX.abc.1"));
+        assert!(is_safe_reply("my-app.replies.7"));
+        for bad in [
+            "audit.credential.u1",
+            "events.orders.u1",
+            "orders.u1.place",
+            "md.tick.NSE.X",
+            "$JS.API.STREAM.DELETE.AUDIT",
+        ] {
+            assert!(!is_safe_reply(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -66,7 +66,15 @@ pub fn init(service_name: &str) -> Result<TelemetryGuard, TelemetryError> {
     let provider = tracer_provider(service_name)?;
     let tracer = provider.tracer(service_name.to_string());
     opentelemetry::global::set_tracer_provider(provider.clone());
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // async-nats logs message headers (bearer tokens) at trace level: cap it at info,
+    // whatever RUST_LOG says.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        .add_directive(
+            "async_nats=info"
+                .parse()
+                .map_err(|e| TelemetryError(format!("{e}")))?,
+        );
     let json = std::env::var("PINNACLE_LOG_FORMAT").is_ok_and(|v| v == "json");
     let fmt = if json {
         tracing_subscriber::fmt::layer()

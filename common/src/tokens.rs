@@ -30,12 +30,20 @@ pub struct MintedToken {
     pub hash: String,
 }
 
-/// A presented token split into its parts.
-#[derive(Debug)]
+/// A presented token split into its parts. `Debug` shows only the id.
 pub struct PresentedToken<'a> {
     /// The lookup id.
     pub id: &'a str,
     secret: &'a str,
+}
+
+impl std::fmt::Debug for PresentedToken<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PresentedToken")
+            .field("id", &self.id)
+            .field("secret", &"[REDACTED]")
+            .finish()
+    }
 }
 
 /// Mints a new token.

@@ -157,6 +157,7 @@ pub async fn account_of(
     order: &pinnacle_common::entities::orders::Model,
 ) -> Result<broker_accounts::Model, AccountError> {
     broker_accounts::Entity::find_by_id(order.broker_account_id.clone())
+        .filter(broker_accounts::Column::UserId.eq(order.user_id.as_str()))
         .one(db)
         .await?
         .ok_or_else(|| AccountError::NotFound("the order's broker account no longer exists".into()))

@@ -14,7 +14,8 @@ use tracing::Instrument;
 use crate::service::Worker;
 use crate::{manage, place, portfolio, query};
 
-/// The longest `Pinnacle-Request-Id` kept; a longer or empty one is replaced by a UUIDv7.
+/// The longest `Pinnacle-Request-Id` kept. A longer or empty one, or one with characters
+/// other than `A-Z a-z 0-9 - _ . :`, is replaced by a UUIDv7 (it goes into audit events).
 pub const MAX_REQUEST_ID_LEN: usize = 128;
 
 /// What a verb answers with.
@@ -59,7 +60,12 @@ impl Request<'_> {
 pub async fn handle(worker: &Worker, message: Message) {
     let encoding = Encoding::from_headers(message.headers.as_ref());
     let request_id = codec::header(message.headers.as_ref(), headers::REQUEST_ID)
-        .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID_LEN)
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= MAX_REQUEST_ID_LEN
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+        })
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let span = tracing::info_span!(
@@ -101,6 +107,10 @@ async fn reply(
         tracing::warn!("order request without a reply subject; nothing to answer");
         return;
     };
+    if !subjects::is_safe_reply(&reply_to) {
+        tracing::warn!(reply_to = %reply_to, "refusing to reply into a protected subject");
+        return;
+    }
     let mut hdrs = HeaderMap::new();
     hdrs.insert(headers::CONTENT_TYPE, encoding.content_type());
     hdrs.insert(headers::REQUEST_ID, request_id);

@@ -345,6 +345,10 @@ async fn respond<T: Serialize>(
     let Some(reply_to) = message.reply.clone() else {
         return;
     };
+    if !pinnacle_common::subjects::is_safe_reply(&reply_to) {
+        tracing::warn!(reply_to = %reply_to, "refusing to reply into a protected subject");
+        return;
+    }
     let mut hdrs = HeaderMap::new();
     hdrs.insert(headers::CONTENT_TYPE, encoding.content_type());
     if let Some(id) = message

@@ -123,6 +123,14 @@ async fn resubmitting_a_client_order_id_never_places_a_second_order() {
     each_backend(|backend| async move {
         let stack = TestStack::start(backend).await;
         let dave = stack.trader("dave").await;
+        // Duplicates are requests too and count towards the per-second cap; this test is
+        // about idempotency, so lift the cap.
+        stack
+            .set_limits(pinnacle_common::entities::risk_limits::Model {
+                max_orders_per_second: Some(10_000),
+                ..pinnacle_tests::no_limits(&dave.id)
+            })
+            .await;
         stack.wait_for_ticks("RELIANCE-EQ", 2).await;
         let first = stack.place(&dave, &market("dup-1", "RELIANCE-EQ", 7)).await;
         let first = first.result.expect("first placed");

@@ -286,3 +286,77 @@ async fn bad_input_gets_a_4xx_with_a_json_body() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_cannot_mint_or_write_beyond_its_own_scopes_and_expiry() {
+    each_backend(|backend| async move {
+        let stack = TestStack::start(backend).await;
+        let user = stack.create_user("scoped").await;
+        let tokens = format!("/v1/users/{}/tokens", user.id);
+        let (status, reader) = stack
+            .api_post(
+                &tokens,
+                ADMIN_TOKEN,
+                &serde_json::json!({"scopes": ["read"], "expires_in_secs": 3600}),
+            )
+            .await;
+        assert_eq!(status, 201);
+        let reader = reader["token"].as_str().expect("token").to_string();
+
+        // A read-only token cannot mint, write credentials, or escalate.
+        for body in [
+            serde_json::json!({}),
+            serde_json::json!({"scopes": ["trade"]}),
+        ] {
+            let (status, reply) = stack.api_post(&tokens, &reader, &body).await;
+            assert_eq!(
+                (status, reply["error"]["code"].as_str()),
+                (403, Some("FORBIDDEN")),
+                "{body}"
+            );
+        }
+        let (status, _) = stack
+            .api_put(
+                &format!("/v1/users/{}/broker-accounts/main", user.id),
+                &reader,
+                &serde_json::json!({"broker": "paper", "client_code": "X"}),
+            )
+            .await;
+        assert_eq!(status, 403, "read-only tokens cannot write credentials");
+        let listed = stack
+            .http
+            .get(format!(
+                "{}/v1/users/{}/broker-accounts",
+                stack.api_url, user.id
+            ))
+            .bearer_auth(&reader)
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(listed.status(), 200, "but they can read");
+
+        // A trade token mints no more than it holds, and nothing that outlives it.
+        let (_, short) = stack
+            .api_post(
+                &tokens,
+                ADMIN_TOKEN,
+                &serde_json::json!({"scopes": ["trade", "read"], "expires_in_secs": 600}),
+            )
+            .await;
+        let short_token = short["token"].as_str().expect("token");
+        let (status, child) = stack
+            .api_post(
+                &tokens,
+                short_token,
+                &serde_json::json!({"expires_in_secs": 86_400}),
+            )
+            .await;
+        assert_eq!(status, 201, "{child}");
+        assert_eq!(
+            child["expires_at"], short["expires_at"],
+            "capped at the parent's expiry"
+        );
+        assert_eq!(child["scopes"], serde_json::json!(["read", "trade"]));
+    })
+    .await;
+}

@@ -24,6 +24,7 @@ use crate::accounts::AccountView;
 use crate::app::AppState;
 use crate::caller::Caller;
 use crate::error::{check_name, ApiError};
+use pinnacle_common::auth::{SCOPE_READ, SCOPE_TRADE};
 
 /// The reply to a delete.
 #[derive(Debug, Serialize, Deserialize)]
@@ -55,7 +56,7 @@ pub async fn get(
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<AccountView>, ApiError> {
     let Path((user_id, label)) = path?;
-    caller.require_self_or_admin(&user_id)?;
+    caller.require_self_or_admin(&user_id, SCOPE_READ)?;
     check_name("label", &label)?;
     let row = find(&state.db, &user_id, &label).await?;
     Ok(Json(AccountView::from(&row)))
@@ -68,7 +69,7 @@ pub async fn delete(
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<Deleted>, ApiError> {
     let Path((user_id, label)) = path?;
-    caller.require_self_or_admin(&user_id)?;
+    caller.require_self_or_admin(&user_id, SCOPE_TRADE)?;
     check_name("label", &label)?;
     let row = find(&state.db, &user_id, &label).await?;
     state

@@ -22,7 +22,7 @@ use pinnacle_common::model::{AuditEvent, AuditOutcome};
 use pinnacle_common::telemetry;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    Set,
+    Set, SqlErr,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::app::AppState;
 use crate::caller::Caller;
 use crate::error::{check_name, ApiError};
+use pinnacle_common::auth::{SCOPE_READ, SCOPE_TRADE};
 
 /// Brokers an account may use.
 pub const BROKERS: [&str; 2] = ["paper", "angel_one"];
@@ -247,7 +248,14 @@ pub async fn put_account(
         updated_at: Set(now),
     };
     match existing {
-        None => Ok(row.insert(db).await?),
+        // Two first writes of the same label race on the unique key: the loser conflicts.
+        None => match row.insert(db).await {
+            Ok(model) => Ok(model),
+            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                Err(PutAccountError::Conflict)
+            }
+            Err(e) => Err(e.into()),
+        },
         Some(old) => {
             // Compare-and-set on the generation: a concurrent write makes this one a conflict.
             let updated = broker_accounts::Entity::update_many()
@@ -304,7 +312,7 @@ pub async fn put(
     body: Result<Json<PutAccount>, JsonRejection>,
 ) -> Result<Json<AccountView>, ApiError> {
     let Path((user_id, label)) = path?;
-    caller.require_self_or_admin(&user_id)?;
+    caller.require_self_or_admin(&user_id, SCOPE_TRADE)?;
     check_name("label", &label)?;
     let Json(body) = body?;
     validate(&body)?;
@@ -354,7 +362,7 @@ pub async fn list(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Vec<AccountView>>, ApiError> {
     let Path(user_id) = path?;
-    caller.require_self_or_admin(&user_id)?;
+    caller.require_self_or_admin(&user_id, SCOPE_READ)?;
     ensure_user(&state.db, &user_id).await?;
     let rows = broker_accounts::Entity::find()
         .filter(broker_accounts::Column::UserId.eq(user_id.as_str()))

@@ -39,8 +39,8 @@ pub struct CreateToken {
     pub expires_in_secs: Option<i64>,
 }
 
-/// The issued token. `token` is shown here once and never again.
-#[derive(Debug, Serialize, Deserialize)]
+/// The issued token. `token` is shown here once and never again (and `Debug` hides it).
+#[derive(Serialize, Deserialize)]
 pub struct IssuedToken {
     /// The token id (its lookup prefix).
     pub id: String,
@@ -50,6 +50,17 @@ pub struct IssuedToken {
     pub scopes: Vec<String>,
     /// Expiry, if any.
     pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl std::fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("id", &self.id)
+            .field("token", &"[REDACTED]")
+            .field("scopes", &self.scopes)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
 }
 
 /// Validated issue parameters.
@@ -123,6 +134,35 @@ pub async fn issue_token(
     Ok((row, minted.token))
 }
 
+/// A user can mint only what they hold: scopes within their own token's, and an expiry no
+/// later than their own token's. (The admin is not bound.) With no scopes asked for, the
+/// new token gets the caller's.
+fn bounded_by_caller(
+    caller: &Caller,
+    mut spec: TokenSpec,
+    scopes_given: bool,
+) -> Result<TokenSpec, ApiError> {
+    let Caller::User(principal) = caller else {
+        return Ok(spec);
+    };
+    if !scopes_given {
+        spec.scopes = principal.scopes.clone();
+        spec.scopes.sort();
+    }
+    if spec.scopes.iter().any(|s| !principal.has_scope(s)) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::Forbidden,
+            "a token cannot grant a scope that the token creating it lacks",
+        ));
+    }
+    spec.expires_at = match (spec.expires_at, principal.expires_at) {
+        (Some(asked), Some(own)) => Some(asked.min(own)),
+        (asked, own) => asked.or(own),
+    };
+    Ok(spec)
+}
+
 /// `POST /v1/users/{user_id}/tokens`.
 pub async fn create(
     State(state): State<AppState>,
@@ -132,7 +172,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<IssuedToken>), ApiError> {
     let Path(user_id) = path?;
     let body = body?;
-    caller.require_self_or_admin(&user_id)?;
+    caller.require_self_or_admin(&user_id, SCOPE_TRADE)?;
     // An empty body means "all defaults".
     let body: CreateToken = if body.iter().all(u8::is_ascii_whitespace) {
         CreateToken::default()
@@ -145,7 +185,8 @@ pub async fn create(
             )
         })?
     };
-    let spec = TokenSpec::try_from(body)?;
+    let scopes_given = body.scopes.is_some();
+    let spec = bounded_by_caller(&caller, TokenSpec::try_from(body)?, scopes_given)?;
     users::Entity::find_by_id(user_id.clone())
         .one(&state.db)
         .await
@@ -200,7 +241,7 @@ pub async fn list(
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Vec<TokenView>>, ApiError> {
     let Path(user_id) = path?;
-    caller.require_self_or_admin(&user_id)?;
+    caller.require_self_or_admin(&user_id, SCOPE_READ)?;
     let rows = api_tokens::Entity::find()
         .filter(api_tokens::Column::UserId.eq(user_id.as_str()))
         .order_by_asc(api_tokens::Column::CreatedAt)
@@ -217,7 +258,7 @@ pub async fn revoke(
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<TokenView>, ApiError> {
     let Path((user_id, token_id)) = path?;
-    caller.require_self_or_admin(&user_id)?;
+    caller.require_self_or_admin(&user_id, SCOPE_TRADE)?;
     let row = api_tokens::Entity::find_by_id(token_id.clone())
         .filter(api_tokens::Column::UserId.eq(user_id.as_str()))
         .one(&state.db)

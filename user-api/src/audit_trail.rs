@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::app::AppState;
 use crate::caller::Caller;
 use crate::error::ApiError;
+use pinnacle_common::auth::SCOPE_READ;
 
 /// The most events one page returns.
 pub const MAX_LIMIT: usize = 1000;
@@ -50,7 +51,7 @@ pub async fn get(
     query: Result<Query<TrailQuery>, QueryRejection>,
 ) -> Result<Json<Trail>, ApiError> {
     let Path(user_id) = path?;
-    caller.require_self_or_admin(&user_id)?;
+    caller.require_self_or_admin(&user_id, SCOPE_READ)?;
     let Query(query) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
     if !(1..=MAX_LIMIT).contains(&query.limit) {
         return Err(ApiError::invalid(format!("limit must be 1 to {MAX_LIMIT}")));

@@ -2,8 +2,9 @@
 //!
 //! The admin token (`PINNACLE_API_ADMIN_TOKEN`) is compared in constant time; anything
 //! else must be a user API token (`pinnacle_common::auth`). Failed checks count against
-//! the source address and the presented token id (`crate::limits`); over the limit, the
-//! answer is 429 before any token is checked.
+//! the source address and the presented token id (`crate::limits`). A source over its
+//! limit gets 429 before any token is checked; the per-id counter only slows further
+//! failures, so knowing a token's (public) id cannot lock its owner out.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -12,6 +13,7 @@ use pinnacle_common::auth::{self, AuthError, Principal};
 use pinnacle_common::error::ErrorCode;
 use pinnacle_common::tokens;
 use secrecy::ExposeSecret;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::app::AppState;
@@ -44,11 +46,18 @@ impl Caller {
         }
     }
 
-    /// Allows the admin, or the user themselves.
-    pub fn require_self_or_admin(&self, user_id: &str) -> Result<(), ApiError> {
+    /// Allows the admin, or the user themselves through a token that carries `scope`:
+    /// `read` for reading, `trade` for anything that changes credentials or tokens, so a
+    /// read-only token can never mint itself more power.
+    pub fn require_self_or_admin(&self, user_id: &str, scope: &str) -> Result<(), ApiError> {
         match self {
             Self::Admin => Ok(()),
-            Self::User(p) if p.user_id == user_id => Ok(()),
+            Self::User(p) if p.user_id == user_id && p.has_scope(scope) => Ok(()),
+            Self::User(p) if p.user_id == user_id => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::Forbidden,
+                format!("this token lacks the {scope} scope"),
+            )),
             Self::User(_) => Err(ApiError::forbidden()),
         }
     }
@@ -88,17 +97,16 @@ impl FromRequestParts<AppState> for Caller {
         let token = tokens::from_bearer(value)
             .ok_or_else(|| unauthenticated("expected Authorization: Bearer <token>"))?;
         if let Some(admin) = &state.admin_token {
-            if bool::from(token.as_bytes().ct_eq(admin.expose_secret().as_bytes())) {
+            // Compare digests, so neither the content nor the length leaks through timing.
+            let presented = Sha256::digest(token.as_bytes());
+            let expected = Sha256::digest(admin.expose_secret().as_bytes());
+            if bool::from(presented.ct_eq(&expected)) {
                 return Ok(Self::Admin);
             }
         }
         let token_id = tokens::parse(token).map(|t| t.id.to_string());
-        if let Some(retry_after) = token_id
-            .as_deref()
-            .and_then(|id| limits.auth_failures_per_token.blocked(id))
-        {
-            return Err(TooMany { retry_after }.into());
-        }
+        // The token is verified before the per-id counter is consulted: token ids are not
+        // secret, so counting failures against an id must never lock out its valid token.
         match auth::authenticate(&state.db, state.vault.token_pepper(), Some(token)).await {
             Ok(principal) => Ok(Self::User(principal)),
             Err(AuthError::Store(e)) => Err(ApiError::internal("checking the token", e)),

@@ -2,8 +2,8 @@
 
 use sea_orm::entity::prelude::*;
 
-/// A user row.
-#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+/// A user row. `Debug` hides the password hash.
+#[derive(Clone, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "users")]
 pub struct Model {
     /// UUID.
@@ -18,6 +18,21 @@ pub struct Model {
     pub password_hash: Option<String>,
     /// When the user was created.
     pub created_at: DateTimeUtc,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("users::Model")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("is_admin", &self.is_admin)
+            .field(
+                "password_hash",
+                &self.password_hash.as_ref().map(|_| "[REDACTED]"),
+            )
+            .field("created_at", &self.created_at)
+            .finish()
+    }
 }
 
 /// Relations.
