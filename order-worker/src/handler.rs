@@ -58,6 +58,12 @@ impl Request<'_> {
 
 /// Handles one message and publishes its reply.
 pub async fn handle(worker: &Worker, message: Message) {
+    if let Some(reply_to) = &message.reply {
+        if !subjects::is_safe_reply(reply_to) {
+            tracing::warn!(reply_to = %reply_to, "ignoring a request whose reply subject is protected");
+            return;
+        }
+    }
     let encoding = Encoding::from_headers(message.headers.as_ref());
     let request_id = codec::header(message.headers.as_ref(), headers::REQUEST_ID)
         .filter(|v| {
@@ -107,10 +113,6 @@ async fn reply(
         tracing::warn!("order request without a reply subject; nothing to answer");
         return;
     };
-    if !subjects::is_safe_reply(&reply_to) {
-        tracing::warn!(reply_to = %reply_to, "refusing to reply into a protected subject");
-        return;
-    }
     let mut hdrs = HeaderMap::new();
     hdrs.insert(headers::CONTENT_TYPE, encoding.content_type());
     hdrs.insert(headers::REQUEST_ID, request_id);
