@@ -18,6 +18,7 @@
 //! - [`nats`]: connecting to NATS with deliberate buffer sizes.
 //! - [`micro`]: NATS micro-services discovery (`$SRV.PING/INFO/STATS`).
 //! - [`telemetry`]: tracing, OTLP export and W3C trace context in NATS headers.
+//! - [`serve`]: serving a request subscription with bounded concurrency and a drain.
 //! - [`shutdown`]: the cancellation token every service's `run` takes.
 
 pub mod audit;
@@ -34,6 +35,7 @@ pub mod keystore;
 pub mod micro;
 pub mod model;
 pub mod nats;
+pub mod serve;
 pub mod subjects;
 pub mod telemetry;
 pub mod tokens;

@@ -10,7 +10,7 @@ use pinnacle_common::model::{
 use tracing::Instrument;
 
 use crate::credentials;
-use crate::handler::{internal, Request};
+use crate::handler::Request;
 use crate::place::broker_error;
 use crate::query;
 use crate::risk;
@@ -68,10 +68,7 @@ pub async fn cancel(worker: &Worker, request: &Request<'_>) -> Result<OrderReply
     let order = query::resolve(worker, user_id, &target).await?;
     let previous = must_be_working(&order, "cancelled")?;
     // Cancels are never blocked by a kill switch, but they count towards the rate.
-    let limits = risk::limits_for(&worker.db, user_id)
-        .await
-        .map_err(|e| internal("loading risk limits", e))?;
-    risk::check_rate(&worker.db, user_id, &limits).await?;
+    risk::check(&worker.db, user_id, None).await?;
     let account = credentials::account_of(&worker.db, &order)
         .await
         .map_err(|e| e.into_error_body())?;
@@ -143,14 +140,7 @@ pub async fn modify(worker: &Worker, request: &Request<'_>) -> Result<OrderReply
         .await
         .map_err(|e| e.into_error_body())?;
     let broker = worker.broker_for(&account)?;
-    let limits = risk::limits_for(&worker.db, user_id)
-        .await
-        .map_err(|e| internal("loading risk limits", e))?;
-    let reference = broker
-        .reference_price(&modified.exchange, &modified.symbol)
-        .await;
-    risk::check_order(&limits, &modified, reference)?;
-    risk::check_rate(&worker.db, user_id, &limits).await?;
+    risk::check(&worker.db, user_id, Some((&modified, broker.as_ref()))).await?;
     let creds = credentials::open(
         worker,
         &request.principal,

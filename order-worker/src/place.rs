@@ -50,12 +50,7 @@ pub async fn place(worker: &Worker, request: &Request<'_>) -> Result<OrderReply,
         .await
         .map_err(|e| e.into_error_body())?;
     let broker = worker.broker_for(&account)?;
-    let limits = risk::limits_for(&worker.db, user_id)
-        .await
-        .map_err(|e| internal("loading risk limits", e))?;
-    let reference = broker.reference_price(&order.exchange, &order.symbol).await;
-    risk::check_order(&limits, &order, reference)?;
-    risk::check_rate(&worker.db, user_id, &limits).await?;
+    risk::check(&worker.db, user_id, Some((&order, broker.as_ref()))).await?;
 
     let creds = credentials::open(
         worker,

@@ -7,6 +7,7 @@
 //! it holds across every worker in the queue group and under concurrent requests.
 
 use chrono::Utc;
+use pinnacle_common::broker::Broker;
 use pinnacle_common::entities::risk_limits;
 use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::model::{OrderRequest, OrderType};
@@ -84,6 +85,27 @@ pub async fn limits_for(db: &impl ConnectionTrait, user_id: &str) -> Result<Limi
 
 fn refuse(code: ErrorCode, message: String) -> Result<(), ErrorBody> {
     Err(ErrorBody::new(code, message))
+}
+
+/// Every pre-trade check for a new or changed order (`Some`), or only the rate for a cancel
+/// (`None`): limits, the broker's reference price for market orders, then the rate.
+pub async fn check(
+    db: &impl ConnectionTrait,
+    user_id: &str,
+    order: Option<(&OrderRequest, &dyn Broker)>,
+) -> Result<(), ErrorBody> {
+    let limits = limits_for(db, user_id).await.map_err(|e| {
+        tracing::error!(error = %e, "loading risk limits failed");
+        ErrorBody::new(
+            ErrorCode::Internal,
+            "internal error while loading risk limits",
+        )
+    })?;
+    if let Some((order, broker)) = order {
+        let reference = broker.reference_price(&order.exchange, &order.symbol).await;
+        check_order(&limits, order, reference)?;
+    }
+    check_rate(db, user_id, &limits).await
 }
 
 /// Checks a new order against `limits`; `reference_price` prices market orders.

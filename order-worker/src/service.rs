@@ -4,17 +4,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use pinnacle_common::audit::AuditLog;
 use pinnacle_common::broker::Broker;
 use pinnacle_common::config::WorkerSettings;
 use pinnacle_common::crypto::Vault;
 use pinnacle_common::micro;
+use pinnacle_common::serve;
 use pinnacle_common::shutdown::Shutdown;
 use pinnacle_common::subjects;
 use sea_orm::DatabaseConnection;
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 
 use crate::events::{self, OrderEvents};
 use crate::store::{self, Patch, TransitionError};
@@ -145,7 +143,7 @@ pub async fn run(worker: Arc<Worker>, shutdown: Shutdown) -> Result<(), WorkerEr
             subject: subjects::ORDER_EVENTS_ALL,
             reason,
         })?;
-    let mut subscription = worker
+    let subscription = worker
         .client
         .queue_subscribe(subjects::ORDERS_ALL, subjects::ORDER_WORKER_QUEUE.into())
         .await
@@ -162,37 +160,18 @@ pub async fn run(worker: Arc<Worker>, shutdown: Shutdown) -> Result<(), WorkerEr
             reason: e.to_string(),
         })?;
     let reconciler = tokio::spawn(reconcile::run(worker.clone(), shutdown.clone()));
-    let limit = Arc::new(Semaphore::new(worker.settings.concurrency.max(1)));
-    let mut in_flight = JoinSet::new();
     tracing::info!(subject = subjects::ORDERS_ALL, "order worker started");
-    loop {
-        let message = tokio::select! {
-            () = shutdown.cancelled() => break,
-            message = subscription.next() => message,
-            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => continue,
-        };
-        let Some(message) = message else { break };
-        let Ok(permit) = limit.clone().acquire_owned().await else {
-            break;
-        };
-        let worker = worker.clone();
-        in_flight.spawn(async move {
-            handler::handle(&worker, message).await;
-            drop(permit);
-        });
-    }
-    // Stop new deliveries, then answer what the server already handed us. async-nats 0.51
-    // forgets a draining subscription one read after writing the UNSUB rather than at the
-    // PONG, so a request routed to us in that instant can go unanswered; clients retry on
-    // timeout with the same client order id, which the database makes safe.
-    if let Err(error) = subscription.drain().await {
-        tracing::warn!(%error, "drain failed");
-    }
-    while let Some(message) = subscription.next().await {
-        let worker = worker.clone();
-        in_flight.spawn(async move { handler::handle(&worker, message).await });
-    }
-    while in_flight.join_next().await.is_some() {}
+    let handler_worker = worker.clone();
+    serve::serve_requests(
+        subscription,
+        worker.settings.concurrency,
+        shutdown,
+        move |message| {
+            let worker = handler_worker.clone();
+            async move { handler::handle(&worker, message).await }
+        },
+    )
+    .await;
     worker.events.flush().await;
     let _ = discovery.await;
     let _ = reconciler.await;

@@ -9,18 +9,16 @@
 use std::sync::Arc;
 
 use async_nats::{HeaderMap, Message};
-use futures::StreamExt;
 use pinnacle_common::codec::Encoding;
 use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::model::{
     CandleReply, CandleRequest, LastRequest, MarketTick, Reply, StatusList, StatusRequest,
     SymbolList, SymbolLookup, SymbolSearch,
 };
+use pinnacle_common::serve;
 use pinnacle_common::shutdown::Shutdown;
 use pinnacle_common::subjects::{self, headers, md};
 use serde::{de::DeserializeOwned, Serialize};
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
 
 use crate::cache::LastValues;
 use crate::calendar::{Calendar, EXCHANGES};
@@ -82,7 +80,7 @@ pub async fn run_with_ready(
             subject: subjects::MD_REQUEST_ALL,
             reason: e.to_string(),
         });
-    let mut subscription = match subscribed {
+    let subscription = match subscribed {
         Ok(subscription) => {
             // Make sure the server has the subscription before anyone relies on it.
             let _ = service.client.flush().await;
@@ -97,30 +95,16 @@ pub async fn run_with_ready(
             return Err(error);
         }
     };
-    let limit = Arc::new(Semaphore::new(CONCURRENCY));
-    let mut in_flight = JoinSet::new();
     tracing::info!(
         subject = subjects::MD_REQUEST_ALL,
         "market-data service started"
     );
-    loop {
-        let message = tokio::select! {
-            () = shutdown.cancelled() => break,
-            message = subscription.next() => message,
-            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => continue,
-        };
-        let Some(message) = message else { break };
-        let Ok(permit) = limit.clone().acquire_owned().await else {
-            break;
-        };
-        let service = service.clone();
-        in_flight.spawn(async move {
-            handle(&service, message).await;
-            drop(permit);
-        });
-    }
-    let _ = subscription.unsubscribe().await;
-    while in_flight.join_next().await.is_some() {}
+    let handler_service = service.clone();
+    serve::serve_requests(subscription, CONCURRENCY, shutdown, move |message| {
+        let service = handler_service.clone();
+        async move { handle(&service, message).await }
+    })
+    .await;
     let _ = service.client.flush().await;
     tracing::info!("market-data service stopped");
     Ok(())

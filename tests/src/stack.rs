@@ -108,16 +108,17 @@ impl TestStack {
         }
     }
 
-    /// `POST` JSON to the user API with a bearer token.
-    pub async fn api_post(
+    /// Sends JSON to the user API with a bearer token; returns the status and JSON body.
+    pub async fn api_send(
         &self,
+        method: reqwest::Method,
         path: &str,
         token: &str,
         body: &serde_json::Value,
     ) -> (u16, serde_json::Value) {
         let response = self
             .http
-            .post(format!("{}{path}", self.api_url))
+            .request(method, format!("{}{path}", self.api_url))
             .bearer_auth(token)
             .json(body)
             .send()
@@ -130,6 +131,17 @@ impl TestStack {
         )
     }
 
+    /// `POST` JSON to the user API with a bearer token.
+    pub async fn api_post(
+        &self,
+        path: &str,
+        token: &str,
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        self.api_send(reqwest::Method::POST, path, token, body)
+            .await
+    }
+
     /// `PUT` JSON to the user API with a bearer token.
     pub async fn api_put(
         &self,
@@ -137,19 +149,7 @@ impl TestStack {
         token: &str,
         body: &serde_json::Value,
     ) -> (u16, serde_json::Value) {
-        let response = self
-            .http
-            .put(format!("{}{path}", self.api_url))
-            .bearer_auth(token)
-            .json(body)
-            .send()
-            .await
-            .expect("HTTP request");
-        let status = response.status().as_u16();
-        (
-            status,
-            response.json().await.unwrap_or(serde_json::Value::Null),
-        )
+        self.api_send(reqwest::Method::PUT, path, token, body).await
     }
 
     /// Creates a user and a token through the API (as admin).

@@ -1,0 +1,54 @@
+//! Serving a request-reply subscription: bounded concurrency, and a graceful drain that
+//! answers every request already received before returning.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use async_nats::{Message, Subscriber};
+use futures::StreamExt;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::shutdown::Shutdown;
+
+/// Runs `handle` for every message on `subscription`, at most `concurrency` at a time,
+/// until `shutdown` fires; then stops new deliveries and finishes what was received.
+///
+/// async-nats 0.51 forgets a draining subscription one read after writing the UNSUB rather
+/// than at the PONG, so a request routed here in that instant can go unanswered; clients
+/// retry on timeout (idempotently, for orders).
+pub async fn serve_requests<F, Fut>(
+    mut subscription: Subscriber,
+    concurrency: usize,
+    shutdown: Shutdown,
+    handle: F,
+) where
+    F: Fn(Message) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let limit = Arc::new(Semaphore::new(concurrency.max(1)));
+    let mut in_flight = JoinSet::new();
+    loop {
+        let message = tokio::select! {
+            () = shutdown.cancelled() => break,
+            message = subscription.next() => message,
+            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => continue,
+        };
+        let Some(message) = message else { break };
+        let Ok(permit) = limit.clone().acquire_owned().await else {
+            break;
+        };
+        let work = handle(message);
+        in_flight.spawn(async move {
+            work.await;
+            drop(permit);
+        });
+    }
+    if let Err(error) = subscription.drain().await {
+        tracing::warn!(%error, "drain failed");
+    }
+    while let Some(message) = subscription.next().await {
+        in_flight.spawn(handle(message));
+    }
+    while in_flight.join_next().await.is_some() {}
+}
