@@ -278,6 +278,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
                 quantity,
                 price,
+                trigger_price: None,
                 account,
             };
             client::place(&ClientEnv::load(env_file.as_deref())?, &request)

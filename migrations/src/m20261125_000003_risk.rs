@@ -1,5 +1,5 @@
 //! Pre-trade risk limits and kill switches, per user and platform-wide, and the per-second
-//! order counters behind the rate limit.
+//! order counters behind the rate limit; the trigger price of stop-loss orders.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
@@ -29,9 +29,24 @@ enum OrderRate {
     Count,
 }
 
+#[derive(DeriveIden)]
+enum Orders {
+    Table,
+    TriggerPrice,
+}
+
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // Stop-loss orders carry a trigger price.
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Orders::Table)
+                    .add_column(big_integer_null(Orders::TriggerPrice))
+                    .to_owned(),
+            )
+            .await?;
         // One counter per user per second, bumped atomically by every place/modify/cancel,
         // so the per-second cap holds across workers and under concurrency.
         manager
@@ -79,6 +94,14 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Orders::Table)
+                    .drop_column(Orders::TriggerPrice)
+                    .to_owned(),
+            )
+            .await?;
         manager
             .drop_table(Table::drop().table(OrderRate::Table).to_owned())
             .await?;

@@ -58,7 +58,9 @@ pub async fn funds(
             );
         if resting && side(&order) == Side::Buy && exclude != Some(order.id.as_str()) {
             let remaining = (order.quantity - order.filled_quantity).max(0);
-            blocked = blocked.saturating_add(order.price.unwrap_or(0).saturating_mul(remaining));
+            // A stop-market order has no limit: block it at its trigger.
+            let price = order.price.or(order.trigger_price).unwrap_or(0);
+            blocked = blocked.saturating_add(price.saturating_mul(remaining));
         }
     }
     Ok(Funds {

@@ -4,9 +4,7 @@
 use pinnacle_common::broker::BrokerError;
 use pinnacle_common::entities::orders;
 use pinnacle_common::error::{ErrorBody, ErrorCode};
-use pinnacle_common::model::{
-    ModifyRequest, OrderRef, OrderReply, OrderRequest, OrderStatus, OrderType,
-};
+use pinnacle_common::model::{ModifyRequest, OrderRef, OrderReply, OrderRequest, OrderStatus};
 use tracing::Instrument;
 
 use crate::credentials;
@@ -42,6 +40,7 @@ async fn settle(
             let patch = Patch {
                 quantity: patch.quantity,
                 price: patch.price,
+                trigger_price: patch.trigger_price,
                 ..Patch::from_outcome(&outcome)
             };
             let stored = worker.advance(pending, outcome.status, patch).await?;
@@ -99,10 +98,10 @@ pub async fn cancel(worker: &Worker, request: &Request<'_>) -> Result<OrderReply
 /// Changes a working order's quantity and/or limit price.
 pub async fn modify(worker: &Worker, request: &Request<'_>) -> Result<OrderReply, ErrorBody> {
     let change: ModifyRequest = request.decode()?;
-    if change.quantity.is_none() && change.price.is_none() {
+    if change.quantity.is_none() && change.price.is_none() && change.trigger_price.is_none() {
         return Err(ErrorBody::new(
             ErrorCode::InvalidRequest,
-            "a modify needs a new quantity, a new price, or both",
+            "a modify needs a new quantity, price or trigger_price",
         ));
     }
     let user_id = request.principal.user_id.as_str();
@@ -119,10 +118,16 @@ pub async fn modify(worker: &Worker, request: &Request<'_>) -> Result<OrderReply
             ),
         ));
     }
-    if change.price.is_some() && current.order_type == OrderType::Market {
+    if change.price.is_some() && !current.order_type.has_limit() {
         return Err(ErrorBody::new(
             ErrorCode::InvalidRequest,
-            "a MARKET order has no price to modify",
+            "this order type has no limit price to modify",
+        ));
+    }
+    if change.trigger_price.is_some() && !current.order_type.is_stop() {
+        return Err(ErrorBody::new(
+            ErrorCode::InvalidRequest,
+            "only stop-loss orders have a trigger_price",
         ));
     }
     let modified = OrderRequest {
@@ -133,6 +138,7 @@ pub async fn modify(worker: &Worker, request: &Request<'_>) -> Result<OrderReply
         order_type: current.order_type,
         quantity,
         price: change.price.or(current.price),
+        trigger_price: change.trigger_price.or(current.trigger_price),
         account: None,
     };
     modified.validate(worker.settings.max_quantity)?;
@@ -164,6 +170,7 @@ pub async fn modify(worker: &Worker, request: &Request<'_>) -> Result<OrderReply
     let patch = Patch {
         quantity: Some(modified.quantity),
         price: modified.price,
+        trigger_price: modified.trigger_price,
         ..Patch::default()
     };
     settle(worker, &pending, previous, answer, patch).await

@@ -1,4 +1,5 @@
-//! The paper broker's matching engine: resting limit orders fill from the live tick stream.
+//! The paper broker's matching engine: resting limit and stop-loss orders fill from the
+//! live tick stream.
 //!
 //! Every worker keeps a book of resting paper orders (loaded from the database at start,
 //! then kept current from `events.orders.>`, so it sees orders placed through any worker).
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use pinnacle_common::codec::Encoding;
 use pinnacle_common::entities::orders;
-use pinnacle_common::model::{OrderEvent, OrderReply, OrderStatus, OrderType, Side, Tick};
+use pinnacle_common::model::{OrderEvent, OrderReply, OrderStatus, OrderType, Tick};
 use pinnacle_common::shutdown::Shutdown;
 use pinnacle_common::subjects;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
@@ -45,7 +46,7 @@ impl Book {
             .by_symbol
             .entry(key(&order.exchange, &order.symbol))
             .or_default();
-        if is_paper && order.status.is_working() && order.order_type == OrderType::Limit {
+        if is_paper && order.status.is_working() && order.order_type != OrderType::Market {
             entry.insert(order.order_id.clone(), order);
         } else {
             entry.remove(&order.order_id);
@@ -59,10 +60,9 @@ impl Book {
             .map(|orders| {
                 orders
                     .values()
-                    .filter(|o| match (o.side, o.price) {
-                        (Side::Buy, Some(limit)) => tick.ltp <= limit,
-                        (Side::Sell, Some(limit)) => tick.ltp >= limit,
-                        _ => false,
+                    .filter(|o| {
+                        o.order_type
+                            .fills_at(o.side, o.price, o.trigger_price, tick.ltp)
                     })
                     .cloned()
                     .collect()
@@ -144,6 +144,7 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pinnacle_common::model::Side;
 
     fn resting(id: &str, side: Side, price: i64) -> OrderReply {
         OrderReply {
@@ -155,6 +156,7 @@ mod tests {
             order_type: OrderType::Limit,
             quantity: 10,
             price: Some(price),
+            trigger_price: None,
             broker_order_id: Some(format!("{PAPER_PREFIX}{id}")),
             status: OrderStatus::Open,
             filled_quantity: 0,

@@ -17,9 +17,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use pinnacle_common::broker::{Broker, BrokerCredentials, BrokerError, BrokerOutcome};
 use pinnacle_common::codec::Encoding;
-use pinnacle_common::model::{
-    Funds, OrderRequest, OrderStatus, OrderType, Position, Side, Tick, Trade,
-};
+use pinnacle_common::model::{Funds, OrderRequest, OrderStatus, Position, Side, Tick, Trade};
 use sea_orm::DatabaseConnection;
 
 use crate::ledger;
@@ -249,14 +247,13 @@ impl PaperBroker {
                 exchange: order.exchange.clone(),
                 symbol: order.symbol.clone(),
             })?;
-        let marketable = match (order.order_type, order.side, order.price) {
-            (OrderType::Market, _, _) => true,
-            (OrderType::Limit, Side::Buy, Some(limit)) => tick.ltp <= limit,
-            (OrderType::Limit, Side::Sell, Some(limit)) => tick.ltp >= limit,
-            (OrderType::Limit, _, None) => {
-                return Err(BrokerError::Rejected("a limit order needs a price".into()))
-            }
-        };
+        if order.order_type.has_limit() && order.price.is_none() {
+            return Err(BrokerError::Rejected("a limit order needs a price".into()));
+        }
+        let marketable =
+            order
+                .order_type
+                .fills_at(order.side, order.price, order.trigger_price, tick.ltp);
         Ok(if marketable {
             BrokerOutcome {
                 broker_order_id,
@@ -278,6 +275,7 @@ impl PaperBroker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pinnacle_common::model::OrderType;
     use secrecy::SecretString;
 
     fn tick(seq: u64, ltp: i64) -> Tick {
@@ -303,6 +301,7 @@ mod tests {
             order_type,
             quantity: 10,
             price,
+            trigger_price: None,
             account: None,
         }
     }

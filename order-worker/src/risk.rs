@@ -147,7 +147,9 @@ pub fn check_order(
     }
     if let Some(max) = limits.max_order_value {
         let price = match order.order_type {
-            OrderType::Limit => order.price,
+            OrderType::Limit | OrderType::StoplossLimit => order.price,
+            // A stop-market order fills around its trigger; value it at the higher of the two.
+            OrderType::StoplossMarket => order.trigger_price.max(reference_price),
             OrderType::Market => reference_price,
         };
         let Some(price) = price else {
@@ -282,6 +284,7 @@ mod tests {
             },
             quantity,
             price,
+            trigger_price: None,
             account: None,
         }
     }

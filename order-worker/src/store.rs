@@ -58,6 +58,7 @@ pub async fn insert_new(
         order_type: Set(enum_text(&request.order_type)),
         quantity: Set(request.quantity),
         price: Set(request.price),
+        trigger_price: Set(request.trigger_price),
         status: Set(OrderStatus::Submitted.as_str().to_string()),
         filled_quantity: Set(0),
         average_price: Set(None),
@@ -92,6 +93,8 @@ pub struct Patch {
     pub quantity: Option<i64>,
     /// New limit price (modify).
     pub price: Option<i64>,
+    /// New trigger price (modify).
+    pub trigger_price: Option<i64>,
     /// A rejection's code and reason.
     pub rejection: Option<ErrorBody>,
 }
@@ -168,6 +171,10 @@ pub async fn transition(
         update = update.col_expr(orders::Column::Price, Expr::value(price));
         next.price = Some(price);
     }
+    if let Some(trigger) = patch.trigger_price {
+        update = update.col_expr(orders::Column::TriggerPrice, Expr::value(trigger));
+        next.trigger_price = Some(trigger);
+    }
     if let Some(error) = patch.rejection {
         update = update
             .col_expr(orders::Column::RejectCode, Expr::value(error.code.as_str()))
@@ -206,6 +213,7 @@ pub fn view(order: &orders::Model) -> OrderReply {
         order_type: parse_enum(&order.order_type).unwrap_or(OrderType::Limit),
         quantity: order.quantity,
         price: order.price,
+        trigger_price: order.trigger_price,
         broker_order_id: order.broker_order_id.clone(),
         status: status_of(order),
         filled_quantity: order.filled_quantity,

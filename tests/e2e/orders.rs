@@ -287,6 +287,7 @@ async fn orphan(
         order_type: Set("MARKET".into()),
         quantity: Set(1),
         price: Set(None),
+        trigger_price: Set(None),
         status: Set("SUBMITTED".into()),
         filled_quantity: Set(0),
         average_price: Set(None),

@@ -178,3 +178,65 @@ async fn resting_limit_orders_fill_from_the_tick_stream_in_parts() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_loss_orders_rest_until_the_trigger_then_fill() {
+    each_backend(|backend| async move {
+        let stack = TestStack::start(backend).await;
+        let user = stack.trader("stopper").await;
+        let publish = |seq: u64, ltp: i64| {
+            let tick = pinnacle_common::model::Tick {
+                exchange: "NSE".into(),
+                symbol: "STOPSYM".into(),
+                seq,
+                ts_ms: chrono::Utc::now().timestamp_millis(),
+                ltp,
+                last_qty: 1_000,
+                volume: 0,
+                bid: ltp - 5,
+                ask: ltp + 5,
+            };
+            let client = stack.client.clone();
+            async move {
+                let payload = rmp_serde::to_vec_named(&tick).expect("encode");
+                client
+                    .publish(pinnacle_common::subjects::tick("NSE", "STOPSYM"), payload.into())
+                    .await
+                    .expect("publish");
+                client.flush().await.expect("flush");
+            }
+        };
+        publish(1, 1_000).await;
+        let stop = json!({"client_order_id": "stop-1", "exchange": "NSE", "symbol": "STOPSYM",
+            "side": "SELL", "order_type": "STOPLOSS_MARKET", "quantity": 5, "trigger_price": 950});
+        let placed = pinnacle_tests::eventually(std::time::Duration::from_secs(5), "a price", || async {
+            let reply = stack.call(&user, "place", stop.clone()).await;
+            (reply["error"]["code"] != "UNKNOWN_SYMBOL").then_some(reply)
+        })
+        .await;
+        assert_eq!(placed["result"]["status"], "OPEN", "above the trigger it waits: {placed}");
+        assert_eq!(placed["result"]["trigger_price"], 950);
+
+        let bad = stack
+            .call(&user, "place", json!({"client_order_id": "stop-bad", "exchange": "NSE", "symbol": "STOPSYM",
+                "side": "BUY", "order_type": "STOPLOSS_LIMIT", "quantity": 1, "price": 900, "trigger_price": 950}))
+            .await;
+        assert_eq!(bad["error"]["code"], "INVALID_REQUEST", "a buy stop's trigger must not exceed its limit");
+
+        let mut seq = 2;
+        let filled = pinnacle_tests::eventually(std::time::Duration::from_secs(10), "the stop", || {
+            seq += 1;
+            // Above the trigger first, then through it.
+            let tick = publish(seq, if seq < 5 { 960 } else { 940 });
+            let (stack, user) = (&stack, &user);
+            async move {
+                tick.await;
+                let order = stack.call(user, "get", json!({"client_order_id": "stop-1"})).await;
+                (order["result"]["status"] == "FILLED").then_some(order)
+            }
+        })
+        .await;
+        assert_eq!(filled["result"]["average_price"], 940, "filled at the first price through the trigger");
+    })
+    .await;
+}

@@ -333,6 +333,7 @@ pub fn market(client_order_id: &str, symbol: &str, quantity: i64) -> OrderReques
         order_type: OrderType::Market,
         quantity,
         price: None,
+        trigger_price: None,
         account: None,
     }
 }

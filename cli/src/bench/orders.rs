@@ -169,6 +169,7 @@ pub async fn run(options: OrdersOptions) -> anyhow::Result<String> {
         order_type: OrderType::Market,
         quantity: 1,
         price: None,
+        trigger_price: None,
         account: None,
     };
     let payload_size = Encoding::MsgPack.encode(&sample)?.len();

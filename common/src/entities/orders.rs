@@ -21,12 +21,14 @@ pub struct Model {
     pub symbol: String,
     /// `BUY` or `SELL`.
     pub side: String,
-    /// `MARKET` or `LIMIT`.
+    /// `MARKET`, `LIMIT`, `STOPLOSS_LIMIT` or `STOPLOSS_MARKET`.
     pub order_type: String,
     /// Units.
     pub quantity: i64,
     /// Limit price in paise.
     pub price: Option<i64>,
+    /// Stop-loss trigger price in paise.
+    pub trigger_price: Option<i64>,
     /// `NEW`, `OPEN`, `FILLED` or `REJECTED`.
     pub status: String,
     /// Units filled.

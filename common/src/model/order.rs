@@ -14,14 +14,53 @@ pub enum Side {
     Sell,
 }
 
-/// How the order is priced.
+/// How the order is priced (Angel One's names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum OrderType {
     /// Fill at the prevailing price.
     Market,
     /// Fill at `price` or better.
     Limit,
+    /// Once the price reaches `trigger_price`, a `LIMIT` order at `price`.
+    StoplossLimit,
+    /// Once the price reaches `trigger_price`, a `MARKET` order.
+    StoplossMarket,
+}
+
+impl OrderType {
+    /// Whether the order waits for `trigger_price`.
+    pub fn is_stop(self) -> bool {
+        matches!(self, Self::StoplossLimit | Self::StoplossMarket)
+    }
+
+    /// Whether the order carries a limit `price`.
+    pub fn has_limit(self) -> bool {
+        matches!(self, Self::Limit | Self::StoplossLimit)
+    }
+
+    /// Whether an order of this type fills when the market trades at `ltp`: market orders
+    /// always; limit orders at or better than `price`; stop orders once `ltp` reaches
+    /// `trigger` (a buy stop at or above it, a sell stop at or below it), then as a market
+    /// (`STOPLOSS_MARKET`) or limit (`STOPLOSS_LIMIT`) order.
+    pub fn fills_at(self, side: Side, price: Option<i64>, trigger: Option<i64>, ltp: i64) -> bool {
+        let within_limit = match (side, price) {
+            (Side::Buy, Some(limit)) => ltp <= limit,
+            (Side::Sell, Some(limit)) => ltp >= limit,
+            _ => false,
+        };
+        let triggered = match (side, trigger) {
+            (Side::Buy, Some(trigger)) => ltp >= trigger,
+            (Side::Sell, Some(trigger)) => ltp <= trigger,
+            _ => false,
+        };
+        match self {
+            Self::Market => true,
+            Self::Limit => within_limit,
+            Self::StoplossMarket => triggered,
+            Self::StoplossLimit => triggered && within_limit,
+        }
+    }
 }
 
 /// Where an order stands: the states of the order state machine.
@@ -144,13 +183,16 @@ pub struct OrderRequest {
     pub symbol: String,
     /// `BUY` or `SELL`.
     pub side: Side,
-    /// `MARKET` or `LIMIT`.
+    /// `MARKET`, `LIMIT`, `STOPLOSS_LIMIT` or `STOPLOSS_MARKET`.
     pub order_type: OrderType,
     /// Number of shares (units); must be positive.
     pub quantity: i64,
-    /// Limit price in paise; required for `LIMIT`, ignored for `MARKET`.
+    /// Limit price in paise; required for `LIMIT` and `STOPLOSS_LIMIT`, ignored otherwise.
     #[serde(default)]
     pub price: Option<i64>,
+    /// Trigger price in paise; required for the stop-loss types, ignored otherwise.
+    #[serde(default)]
+    pub trigger_price: Option<i64>,
     /// Which of the user's broker accounts to use, by label; defaults to the only one.
     #[serde(default)]
     pub account: Option<String>,
@@ -187,13 +229,34 @@ impl OrderRequest {
                 self.quantity
             ));
         }
-        match (self.order_type, self.price) {
-            (OrderType::Limit, None) => invalid("a LIMIT order needs a price".into()),
-            (OrderType::Limit, Some(p)) if p <= 0 => {
-                invalid(format!("price must be positive paise, got {p}"))
+        if self.order_type.has_limit() {
+            match self.price {
+                None => return invalid("a LIMIT or STOPLOSS_LIMIT order needs a price".into()),
+                Some(p) if p <= 0 => {
+                    return invalid(format!("price must be positive paise, got {p}"))
+                }
+                Some(_) => {}
             }
-            _ => Ok(()),
         }
+        if self.order_type.is_stop() {
+            let Some(trigger) = self.trigger_price.filter(|t| *t > 0) else {
+                return invalid("a stop-loss order needs a positive trigger_price".into());
+            };
+            if let (OrderType::StoplossLimit, Some(price)) = (self.order_type, self.price) {
+                // A buy stop triggers on the way up and must be able to fill at its limit.
+                let consistent = match self.side {
+                    Side::Buy => trigger <= price,
+                    Side::Sell => trigger >= price,
+                };
+                if !consistent {
+                    return invalid(
+                        "a BUY stop-loss needs trigger_price <= price; a SELL one, trigger_price >= price"
+                            .into(),
+                    );
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -210,12 +273,14 @@ pub struct OrderReply {
     pub symbol: String,
     /// `BUY` or `SELL`.
     pub side: Side,
-    /// `MARKET` or `LIMIT`.
+    /// `MARKET`, `LIMIT`, `STOPLOSS_LIMIT` or `STOPLOSS_MARKET`.
     pub order_type: OrderType,
     /// Ordered quantity, units.
     pub quantity: i64,
-    /// Limit price in paise, for `LIMIT` orders.
+    /// Limit price in paise, for `LIMIT` and `STOPLOSS_LIMIT` orders.
     pub price: Option<i64>,
+    /// Trigger price in paise, for stop-loss orders.
+    pub trigger_price: Option<i64>,
     /// The broker's id, once the broker has accepted it.
     pub broker_order_id: Option<String>,
     /// Current status.
@@ -255,6 +320,9 @@ pub struct ModifyRequest {
     /// New limit price in paise.
     #[serde(default)]
     pub price: Option<i64>,
+    /// New trigger price in paise (stop-loss orders).
+    #[serde(default)]
+    pub trigger_price: Option<i64>,
 }
 
 /// A request to list orders.
@@ -334,6 +402,7 @@ mod tests {
             order_type: OrderType::Market,
             quantity: 10,
             price: None,
+            trigger_price: None,
             account: None,
         }
     }
@@ -363,6 +432,52 @@ mod tests {
             !Unknown.can_become(Submitted),
             "an ambiguous order is never re-sent"
         );
+    }
+
+    #[test]
+    fn stop_orders_trigger_then_fill_as_market_or_limit() {
+        use OrderType::*;
+        // A sell stop-market at 950 triggers on the way down.
+        assert!(!StoplossMarket.fills_at(Side::Sell, None, Some(950), 960));
+        assert!(StoplossMarket.fills_at(Side::Sell, None, Some(950), 950));
+        // A buy stop-limit 100/102 fills between its trigger and its limit.
+        assert!(!StoplossLimit.fills_at(Side::Buy, Some(102), Some(100), 99));
+        assert!(StoplossLimit.fills_at(Side::Buy, Some(102), Some(100), 101));
+        assert!(!StoplossLimit.fills_at(Side::Buy, Some(102), Some(100), 103));
+        assert!(Limit.fills_at(Side::Buy, Some(102), None, 101));
+        assert!(Market.fills_at(Side::Sell, None, None, 1));
+        let stop = OrderRequest {
+            order_type: StoplossLimit,
+            price: Some(102),
+            trigger_price: Some(100),
+            ..request()
+        };
+        assert!(stop.validate(100).is_ok());
+        for bad in [
+            OrderRequest {
+                trigger_price: None,
+                ..stop.clone()
+            },
+            OrderRequest {
+                trigger_price: Some(0),
+                ..stop.clone()
+            },
+            OrderRequest {
+                trigger_price: Some(105),
+                ..stop.clone()
+            },
+            OrderRequest {
+                price: None,
+                ..stop.clone()
+            },
+        ] {
+            assert_eq!(
+                bad.validate(100).err().map(|e| e.code),
+                Some(ErrorCode::InvalidRequest)
+            );
+        }
+        let json = serde_json::to_string(&StoplossMarket).expect("serialize");
+        assert_eq!(json, "\"STOPLOSS_MARKET\"");
     }
 
     #[test]
