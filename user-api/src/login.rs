@@ -32,8 +32,15 @@ pub const LOGIN_TOKEN_SECS: i64 = 24 * 3600;
 #[error("password hashing failed")]
 pub struct HashError;
 
+/// At most this many Argon2id computations run at once (each takes 19 MiB and a core for
+/// tens of milliseconds), so a flood of logins queues instead of exhausting memory.
+const MAX_CONCURRENT_HASHES: usize = 4;
+
+static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_CONCURRENT_HASHES);
+
 /// Hashes `password` with Argon2id and a random salt, into a PHC string.
 pub async fn hash_password(password: SecretString) -> Result<String, HashError> {
+    let _permit = HASHING.acquire().await.map_err(|_| HashError)?;
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
         Argon2::default()
@@ -52,6 +59,9 @@ const DUMMY_HASH: &str =
 async fn verify(password: SecretString, hash: Option<String>) -> bool {
     let known = hash.is_some();
     let hash = hash.unwrap_or_else(|| DUMMY_HASH.to_string());
+    let Ok(_permit) = HASHING.acquire().await else {
+        return false;
+    };
     let ok = tokio::task::spawn_blocking(move || {
         PasswordHash::new(&hash).is_ok_and(|parsed| {
             Argon2::default()
