@@ -141,19 +141,8 @@ async fn a_ciphertext_swapped_into_another_users_row_does_not_decrypt() {
         let alice = stack.trader("alice").await;
         let eve = stack.trader("eve").await;
         stack.wait_for_ticks("SBIN-EQ", 2).await;
-        let account_of = |user_id: String| {
-            let db = stack.db.clone();
-            async move {
-                broker_accounts::Entity::find()
-                    .filter(broker_accounts::Column::UserId.eq(user_id))
-                    .one(&db)
-                    .await
-                    .expect("query")
-                    .expect("account")
-            }
-        };
-        let alice_account = account_of(alice.id.clone()).await;
-        let eve_account = account_of(eve.id.clone()).await;
+        let alice_account = stack.broker_account(&alice.id).await;
+        let eve_account = stack.broker_account(&eve.id).await;
         // Eve, with database access, copies Alice's sealed credentials into her own row.
         let mut stolen: broker_accounts::ActiveModel = eve_account.into();
         stolen.api_key_enc = Set(alice_account.api_key_enc.clone());

@@ -268,12 +268,7 @@ async fn orphan(
     client_order_id: &str,
 ) -> String {
     use sea_orm::{ActiveModelTrait, Set};
-    let account = pinnacle_common::entities::broker_accounts::Entity::find()
-        .filter(pinnacle_common::entities::broker_accounts::Column::UserId.eq(user.id.as_str()))
-        .one(&stack.db)
-        .await
-        .expect("query")
-        .expect("account");
+    let account = stack.broker_account(&user.id).await;
     let then = chrono::Utc::now() - chrono::Duration::minutes(1);
     let id = uuid::Uuid::now_v7().to_string();
     orders::ActiveModel {

@@ -103,28 +103,7 @@ async fn resting_limit_orders_fill_from_the_tick_stream_in_parts() {
         let stack = TestStack::start(backend).await;
         let user = stack.trader("matcher").await;
         // A symbol only this test ticks, so the prices are ours.
-        let publish = |seq: u64, ltp: i64, last_qty: i64| {
-            let tick = pinnacle_common::model::Tick {
-                exchange: "NSE".into(),
-                symbol: "TESTSYM".into(),
-                seq,
-                ts_ms: chrono::Utc::now().timestamp_millis(),
-                ltp,
-                last_qty,
-                volume: 0,
-                bid: ltp - 5,
-                ask: ltp + 5,
-            };
-            let client = stack.client.clone();
-            async move {
-                let payload = rmp_serde::to_vec_named(&tick).expect("encode");
-                client
-                    .publish(pinnacle_common::subjects::tick("NSE", "TESTSYM"), payload.into())
-                    .await
-                    .expect("publish");
-                client.flush().await.expect("flush");
-            }
-        };
+        let publish = |seq: u64, ltp: i64, last_qty: i64| stack.publish_tick("TESTSYM", seq, ltp, last_qty);
         publish(1, 1_000, 5).await;
         let placed = pinnacle_tests::eventually(std::time::Duration::from_secs(5), "a price", || async {
             let reply = stack
@@ -184,28 +163,7 @@ async fn stop_loss_orders_rest_until_the_trigger_then_fill() {
     each_backend(|backend| async move {
         let stack = TestStack::start(backend).await;
         let user = stack.trader("stopper").await;
-        let publish = |seq: u64, ltp: i64| {
-            let tick = pinnacle_common::model::Tick {
-                exchange: "NSE".into(),
-                symbol: "STOPSYM".into(),
-                seq,
-                ts_ms: chrono::Utc::now().timestamp_millis(),
-                ltp,
-                last_qty: 1_000,
-                volume: 0,
-                bid: ltp - 5,
-                ask: ltp + 5,
-            };
-            let client = stack.client.clone();
-            async move {
-                let payload = rmp_serde::to_vec_named(&tick).expect("encode");
-                client
-                    .publish(pinnacle_common::subjects::tick("NSE", "STOPSYM"), payload.into())
-                    .await
-                    .expect("publish");
-                client.flush().await.expect("flush");
-            }
-        };
+        let publish = |seq: u64, ltp: i64| stack.publish_tick("STOPSYM", seq, ltp, 1_000);
         publish(1, 1_000).await;
         let stop = json!({"client_order_id": "stop-1", "exchange": "NSE", "symbol": "STOPSYM",
             "side": "SELL", "order_type": "STOPLOSS_MARKET", "quantity": 5, "trigger_price": 950});

@@ -192,19 +192,8 @@ async fn a_whole_envelope_copied_into_another_row_does_not_decrypt() {
         let alice = stack.trader("alice").await;
         let eve = stack.trader("eve").await;
         stack.wait_for_ticks("SBIN-EQ", 2).await;
-        let find = |user_id: String| {
-            let db = stack.db.clone();
-            async move {
-                broker_accounts::Entity::find()
-                    .filter(broker_accounts::Column::UserId.eq(user_id))
-                    .one(&db)
-                    .await
-                    .expect("query")
-                    .expect("row")
-            }
-        };
-        let a = find(alice.id.clone()).await;
-        let e = find(eve.id.clone()).await;
+        let a = stack.broker_account(&alice.id).await;
+        let e = stack.broker_account(&eve.id).await;
         // Eve copies Alice's data key, key id, generation and every field.
         let mut stolen: broker_accounts::ActiveModel = e.into();
         stolen.data_key_enc = Set(a.data_key_enc.clone());

@@ -283,6 +283,42 @@ impl TestStack {
         }
     }
 
+    /// The user's (first) broker account row.
+    pub async fn broker_account(
+        &self,
+        user_id: &str,
+    ) -> pinnacle_common::entities::broker_accounts::Model {
+        use pinnacle_common::entities::broker_accounts;
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        broker_accounts::Entity::find()
+            .filter(broker_accounts::Column::UserId.eq(user_id))
+            .one(&self.db)
+            .await
+            .expect("query")
+            .expect("account")
+    }
+
+    /// Publishes a hand-made tick for NSE `symbol`, so a test controls the price.
+    pub async fn publish_tick(&self, symbol: &str, seq: u64, ltp: i64, last_qty: i64) {
+        let tick = Tick {
+            exchange: "NSE".into(),
+            symbol: symbol.into(),
+            seq,
+            ts_ms: chrono::Utc::now().timestamp_millis(),
+            ltp,
+            last_qty,
+            volume: 0,
+            bid: ltp - 5,
+            ask: ltp + 5,
+        };
+        let payload = Encoding::MsgPack.encode(&tick).expect("encode");
+        self.client
+            .publish(subjects::tick("NSE", symbol), payload)
+            .await
+            .expect("publish");
+        self.client.flush().await.expect("flush");
+    }
+
     /// Places `order` as `user` over MessagePack and decodes the reply.
     pub async fn place(&self, user: &TestUser, order: &OrderRequest) -> Reply<OrderReply> {
         let payload = Encoding::MsgPack.encode(order).expect("encode");
