@@ -279,6 +279,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 quantity,
                 price,
                 trigger_price: None,
+                product: Default::default(),
                 account,
             };
             client::place(&ClientEnv::load(env_file.as_deref())?, &request)

@@ -359,6 +359,11 @@ pub struct WorkerSettings {
     /// long after its last change is settled by asking the broker.
     #[serde(default = "default_reconcile_after_ms")]
     pub reconcile_after_ms: u64,
+    /// `PINNACLE_WORKER_SQUARE_OFF_AT`: `HH:MM` (IST) after which, each day, working
+    /// `INTRADAY` orders are cancelled and open `INTRADAY` positions closed at market.
+    /// Empty turns square-off off.
+    #[serde(default = "default_square_off_at")]
+    pub square_off_at: String,
     /// `PINNACLE_WORKER_RECONCILE_INTERVAL_MS`: how often each worker sweeps for such orders.
     #[serde(default = "default_reconcile_interval_ms")]
     pub reconcile_interval_ms: u64,
@@ -366,6 +371,10 @@ pub struct WorkerSettings {
 
 fn default_reconcile_after_ms() -> u64 {
     10_000
+}
+
+fn default_square_off_at() -> String {
+    "15:15".into()
 }
 
 fn default_reconcile_interval_ms() -> u64 {
@@ -409,6 +418,7 @@ impl Default for WorkerSettings {
             paper_cash: default_paper_cash(),
             reconcile_after_ms: default_reconcile_after_ms(),
             reconcile_interval_ms: default_reconcile_interval_ms(),
+            square_off_at: default_square_off_at(),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`config`]: typed settings, loaded from the environment with `envy`.
 //! - [`subjects`]: every NATS subject, stream, queue-group and header name.
+//! - [`clock`]: Indian Standard Time.
 //! - [`codec`]: the wire codec (MessagePack maps, or JSON on request).
 //! - [`error`]: stable error codes and the structured error reply.
 //! - [`model`]: domain types that cross the wire: ticks, market-data requests, orders, audit events.
@@ -24,6 +25,7 @@
 pub mod audit;
 pub mod auth;
 pub mod broker;
+pub mod clock;
 pub mod codec;
 pub mod config;
 pub mod crypto;

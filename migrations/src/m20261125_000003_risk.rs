@@ -33,17 +33,27 @@ enum OrderRate {
 enum Orders {
     Table,
     TriggerPrice,
+    Product,
 }
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        // Stop-loss orders carry a trigger price.
+        // Stop-loss orders carry a trigger price; every order a product (intraday orders are
+        // squared off). SQLite adds one column per ALTER.
         manager
             .alter_table(
                 Table::alter()
                     .table(Orders::Table)
                     .add_column(big_integer_null(Orders::TriggerPrice))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Orders::Table)
+                    .add_column(string_len(Orders::Product, 16).default("DELIVERY"))
                     .to_owned(),
             )
             .await?;
@@ -99,6 +109,14 @@ impl MigrationTrait for Migration {
                 Table::alter()
                     .table(Orders::Table)
                     .drop_column(Orders::TriggerPrice)
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Orders::Table)
+                    .drop_column(Orders::Product)
                     .to_owned(),
             )
             .await?;

@@ -79,6 +79,8 @@ pub async fn trades(db: &impl ConnectionTrait, account_id: &str) -> Result<Vec<T
         .filter(|o| o.filled_quantity > 0)
         .filter_map(|o| {
             Some(Trade {
+                product: serde_json::from_value(serde_json::Value::String(o.product.clone()))
+                    .unwrap_or_default(),
                 side: side(&o),
                 price: o.average_price?,
                 quantity: o.filled_quantity,
@@ -91,7 +93,7 @@ pub async fn trades(db: &impl ConnectionTrait, account_id: &str) -> Result<Vec<T
         .collect())
 }
 
-/// Net positions with weighted average prices and realised P&L.
+/// Net positions per instrument and product, with weighted average prices and realised P&L.
 pub async fn positions(
     db: &impl ConnectionTrait,
     account_id: &str,
@@ -101,13 +103,14 @@ pub async fn positions(
 
 /// Folds trades into positions (pure, for testing).
 pub fn fold_positions(trades: &[Trade]) -> Vec<Position> {
-    let mut book: BTreeMap<(String, String), Position> = BTreeMap::new();
+    let mut book: BTreeMap<(String, String, &'static str), Position> = BTreeMap::new();
     for t in trades {
         let p = book
-            .entry((t.exchange.clone(), t.symbol.clone()))
+            .entry((t.exchange.clone(), t.symbol.clone(), t.product.as_str()))
             .or_insert_with(|| Position {
                 exchange: t.exchange.clone(),
                 symbol: t.symbol.clone(),
+                product: t.product,
                 net_quantity: 0,
                 average_price: None,
                 buy_quantity: 0,
@@ -153,6 +156,7 @@ mod tests {
             order_id: "o".into(),
             exchange: "NSE".into(),
             symbol: "SBIN-EQ".into(),
+            product: Default::default(),
             side,
             quantity,
             price,

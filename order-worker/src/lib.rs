@@ -9,6 +9,7 @@
 //! - [`portfolio`]: funds, positions and trades, audited like orders.
 //! - [`reconcile`]: settling orders whose broker outcome was lost, by asking the broker.
 //! - [`risk`]: pre-trade checks and kill switches.
+//! - [`squareoff`]: closing intraday orders and positions after the configured time.
 //! - [`store`]: order persistence; the unique key makes retries idempotent, and every state
 //!   change is a compare-and-set through the state machine.
 //! - [`events`]: order lifecycle events on `events.orders.<user_id>` (JetStream).
@@ -33,6 +34,7 @@ pub mod query;
 pub mod reconcile;
 pub mod risk;
 pub mod service;
+pub mod squareoff;
 pub mod store;
 
 pub use service::{run, Worker, WorkerError};

@@ -139,6 +139,7 @@ pub async fn modify(worker: &Worker, request: &Request<'_>) -> Result<OrderReply
         quantity,
         price: change.price.or(current.price),
         trigger_price: change.trigger_price.or(current.trigger_price),
+        product: current.product,
         account: None,
     };
     modified.validate(worker.settings.max_quantity)?;

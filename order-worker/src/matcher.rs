@@ -157,6 +157,7 @@ mod tests {
             quantity: 10,
             price: Some(price),
             trigger_price: None,
+            product: Default::default(),
             broker_order_id: Some(format!("{PAPER_PREFIX}{id}")),
             status: OrderStatus::Open,
             filled_quantity: 0,

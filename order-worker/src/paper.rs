@@ -302,6 +302,7 @@ mod tests {
             quantity: 10,
             price,
             trigger_price: None,
+            product: Default::default(),
             account: None,
         }
     }

@@ -285,6 +285,7 @@ mod tests {
             quantity,
             price,
             trigger_price: None,
+            product: Default::default(),
             account: None,
         }
     }

@@ -16,7 +16,7 @@ use sea_orm::DatabaseConnection;
 
 use crate::events::{self, OrderEvents};
 use crate::store::{self, Patch, TransitionError};
-use crate::{handler, reconcile};
+use crate::{handler, reconcile, squareoff};
 use pinnacle_common::entities::orders;
 use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::model::OrderStatus;
@@ -160,6 +160,7 @@ pub async fn run(worker: Arc<Worker>, shutdown: Shutdown) -> Result<(), WorkerEr
             reason: e.to_string(),
         })?;
     let reconciler = tokio::spawn(reconcile::run(worker.clone(), shutdown.clone()));
+    let square_off = tokio::spawn(squareoff::run(worker.clone(), shutdown.clone()));
     tracing::info!(subject = subjects::ORDERS_ALL, "order worker started");
     let handler_worker = worker.clone();
     serve::serve_requests(
@@ -175,6 +176,7 @@ pub async fn run(worker: Arc<Worker>, shutdown: Shutdown) -> Result<(), WorkerEr
     worker.events.flush().await;
     let _ = discovery.await;
     let _ = reconciler.await;
+    let _ = square_off.await;
     if let Err(error) = worker.client.flush().await {
         tracing::warn!(%error, "flush on shutdown failed");
     }

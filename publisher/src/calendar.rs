@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Datelike, FixedOffset, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
 use pinnacle_common::model::{ExchangeStatus, MarketPhase};
 use serde::Deserialize;
 
@@ -19,11 +19,7 @@ pub const SAMPLE_HOLIDAYS: &str = include_str!("../data/holidays.json");
 /// The exchanges whose status is published.
 pub const EXCHANGES: [&str; 6] = ["NSE", "BSE", "NFO", "BFO", "CDS", "MCX"];
 
-/// India Standard Time, UTC+05:30.
-pub fn ist() -> FixedOffset {
-    FixedOffset::east_opt(5 * 3600 + 1800)
-        .unwrap_or_else(|| FixedOffset::east_opt(0).expect("zero offset is valid"))
-}
+pub use pinnacle_common::clock::ist;
 
 /// The holiday file could not be loaded.
 #[derive(Debug, thiserror::Error)]

@@ -283,6 +283,7 @@ async fn orphan(
         quantity: Set(1),
         price: Set(None),
         trigger_price: Set(None),
+        product: Set("DELIVERY".into()),
         status: Set("SUBMITTED".into()),
         filled_quantity: Set(0),
         average_price: Set(None),

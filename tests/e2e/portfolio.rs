@@ -198,3 +198,54 @@ async fn stop_loss_orders_rest_until_the_trigger_then_fill() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intraday_orders_and_positions_are_squared_off_after_the_configured_time() {
+    each_backend(|backend| async move {
+        let stack = TestStack::start_with(backend, |s| {
+            s.worker.square_off_at = "00:00".into();
+            s.worker.reconcile_interval_ms = 50;
+        })
+        .await;
+        let user = stack.trader("intraday").await;
+        stack.wait_for_ticks("SBIN-EQ", 2).await;
+        let mut intraday = market("mis-1", "SBIN-EQ", 5);
+        intraday.product = pinnacle_common::model::Product::Intraday;
+        let delivery = market("cnc-1", "SBIN-EQ", 3);
+        let resting = json!({"client_order_id": "mis-rest", "exchange": "NSE", "symbol": "SBIN-EQ",
+            "side": "BUY", "order_type": "LIMIT", "quantity": 1, "price": 100, "product": "INTRADAY"});
+        // The square-off may already be running: whatever it catches, it must close.
+        let _ = stack.place(&user, &intraday).await;
+        assert!(stack.place(&user, &delivery).await.ok);
+        let _ = stack.call(&user, "place", resting).await;
+
+        let positions = pinnacle_tests::eventually(std::time::Duration::from_secs(15), "the square-off", || async {
+            let rest = stack.call(&user, "get", json!({"client_order_id": "mis-rest"})).await;
+            let positions = stack.call(&user, "positions", json!({})).await;
+            let flat = positions["result"]["positions"]
+                .as_array()?
+                .iter()
+                .filter(|p| p["product"] == "INTRADAY")
+                .all(|p| p["net_quantity"] == 0);
+            (rest["result"]["status"] == "CANCELLED" && flat).then_some(positions)
+        })
+        .await;
+        let delivery_position = positions["result"]["positions"]
+            .as_array()
+            .expect("positions")
+            .iter()
+            .find(|p| p["product"] == "DELIVERY")
+            .cloned()
+            .expect("delivery position");
+        assert_eq!(delivery_position["net_quantity"], 3, "delivery positions are left alone");
+        let closing: Vec<_> = stack.call(&user, "list", json!({})).await["result"]["orders"]
+            .as_array()
+            .expect("orders")
+            .iter()
+            .filter(|o| o["client_order_id"].as_str().is_some_and(|id| id.starts_with("sqoff-")))
+            .map(|o| (o["side"].clone(), o["quantity"].clone(), o["status"].clone()))
+            .collect();
+        assert_eq!(closing, [(json!("SELL"), json!(5), json!("FILLED"))], "closed once, at market");
+    })
+    .await;
+}

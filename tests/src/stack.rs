@@ -370,6 +370,7 @@ pub fn market(client_order_id: &str, symbol: &str, quantity: i64) -> OrderReques
         quantity,
         price: None,
         trigger_price: None,
+        product: Default::default(),
         account: None,
     }
 }

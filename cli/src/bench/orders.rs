@@ -170,6 +170,7 @@ pub async fn run(options: OrdersOptions) -> anyhow::Result<String> {
         quantity: 1,
         price: None,
         trigger_price: None,
+        product: Default::default(),
         account: None,
     };
     let payload_size = Encoding::MsgPack.encode(&sample)?.len();

@@ -29,6 +29,8 @@ pub struct Model {
     pub price: Option<i64>,
     /// Stop-loss trigger price in paise.
     pub trigger_price: Option<i64>,
+    /// `DELIVERY`, `INTRADAY`, `CARRYFORWARD` or `MARGIN`.
+    pub product: String,
     /// `NEW`, `OPEN`, `FILLED` or `REJECTED`.
     pub status: String,
     /// Units filled.

@@ -15,7 +15,7 @@ pub use market::{
 };
 pub use order::{
     ListRequest, ModifyRequest, OrderEvent, OrderList, OrderRef, OrderReply, OrderRequest,
-    OrderStatus, OrderType, Reply, Side,
+    OrderStatus, OrderType, Product, Reply, Side,
 };
 pub use portfolio::{Funds, PortfolioRequest, Position, Positions, Trade, Trades};
 pub use tick::{Book, Depth, FeedMode, Level, MarketTick, Tick};

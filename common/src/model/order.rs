@@ -14,6 +14,33 @@ pub enum Side {
     Sell,
 }
 
+/// Angel One's product: how long the position may be held.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Product {
+    /// Cash delivery (CNC): held across days. The default.
+    #[default]
+    Delivery,
+    /// Intraday (MIS): squared off before the close.
+    Intraday,
+    /// Derivatives carried forward (NRML).
+    Carryforward,
+    /// Margin trading.
+    Margin,
+}
+
+impl Product {
+    /// The stored form, e.g. `INTRADAY`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Delivery => "DELIVERY",
+            Self::Intraday => "INTRADAY",
+            Self::Carryforward => "CARRYFORWARD",
+            Self::Margin => "MARGIN",
+        }
+    }
+}
+
 /// How the order is priced (Angel One's names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -193,6 +220,9 @@ pub struct OrderRequest {
     /// Trigger price in paise; required for the stop-loss types, ignored otherwise.
     #[serde(default)]
     pub trigger_price: Option<i64>,
+    /// `DELIVERY` (default), `INTRADAY`, `CARRYFORWARD` or `MARGIN`.
+    #[serde(default)]
+    pub product: Product,
     /// Which of the user's broker accounts to use, by label; defaults to the only one.
     #[serde(default)]
     pub account: Option<String>,
@@ -281,6 +311,8 @@ pub struct OrderReply {
     pub price: Option<i64>,
     /// Trigger price in paise, for stop-loss orders.
     pub trigger_price: Option<i64>,
+    /// The product.
+    pub product: Product,
     /// The broker's id, once the broker has accepted it.
     pub broker_order_id: Option<String>,
     /// Current status.
@@ -403,6 +435,7 @@ mod tests {
             quantity: 10,
             price: None,
             trigger_price: None,
+            product: Default::default(),
             account: None,
         }
     }
@@ -456,6 +489,7 @@ mod tests {
         for bad in [
             OrderRequest {
                 trigger_price: None,
+                product: Default::default(),
                 ..stop.clone()
             },
             OrderRequest {

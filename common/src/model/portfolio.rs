@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::order::Side;
+use super::order::{Product, Side};
 
 /// Which account a portfolio query is about.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,6 +32,8 @@ pub struct Position {
     pub exchange: String,
     /// Trading symbol.
     pub symbol: String,
+    /// The product the position is held under.
+    pub product: Product,
     /// Bought minus sold, units; negative is short.
     pub net_quantity: i64,
     /// Average price of the open position, paise (`None` when flat).
@@ -53,6 +55,8 @@ pub struct Trade {
     pub exchange: String,
     /// Trading symbol.
     pub symbol: String,
+    /// The product.
+    pub product: Product,
     /// `BUY` or `SELL`.
     pub side: Side,
     /// Units filled.
