@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 use secrecy::SecretString;
 
-use crate::model::{Funds, OrderRequest, OrderStatus, Position, Trade};
+use crate::model::{Funds, Holding, OrderRequest, OrderStatus, Position, Trade};
 
 /// A user's decrypted broker credentials, alive only for the call that needs them.
 #[derive(Debug, Default)]
@@ -112,6 +112,9 @@ pub trait Broker: Send + Sync + std::fmt::Debug {
         &self,
         credentials: &BrokerCredentials,
     ) -> Result<Vec<Position>, BrokerError>;
+
+    /// The account's delivery holdings.
+    async fn holdings(&self, credentials: &BrokerCredentials) -> Result<Vec<Holding>, BrokerError>;
 
     /// The account's fills, oldest first.
     async fn trades(&self, credentials: &BrokerCredentials) -> Result<Vec<Trade>, BrokerError>;

@@ -66,8 +66,12 @@ pub mod verbs {
     pub const POSITIONS: &str = "positions";
     /// The account's fills.
     pub const TRADES: &str = "trades";
+    /// The account's delivery holdings.
+    pub const HOLDINGS: &str = "holdings";
     /// Every verb, for error messages and discovery.
-    pub const ALL: [&str; 8] = [PLACE, MODIFY, CANCEL, GET, LIST, FUNDS, POSITIONS, TRADES];
+    pub const ALL: [&str; 9] = [
+        PLACE, MODIFY, CANCEL, GET, LIST, FUNDS, POSITIONS, HOLDINGS, TRADES,
+    ];
 }
 
 /// Market-data request-reply subjects, served by the publisher.

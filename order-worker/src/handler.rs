@@ -5,7 +5,7 @@ use async_nats::{HeaderMap, Message};
 use pinnacle_common::auth::{self, AuthError, Principal, SCOPE_READ, SCOPE_TRADE};
 use pinnacle_common::codec::{self, Encoding};
 use pinnacle_common::error::{ErrorBody, ErrorCode};
-use pinnacle_common::model::{Funds, OrderList, OrderReply, Positions, Reply, Trades};
+use pinnacle_common::model::{Funds, Holdings, OrderList, OrderReply, Positions, Reply, Trades};
 use pinnacle_common::subjects::{self, headers, verbs};
 use pinnacle_common::{telemetry, tokens};
 use serde::Serialize;
@@ -30,6 +30,8 @@ pub enum Answer {
     Funds(Funds),
     /// Net positions.
     Positions(Positions),
+    /// Delivery holdings.
+    Holdings(Holdings),
     /// The trade book.
     Trades(Trades),
 }
@@ -176,7 +178,12 @@ async fn process(
     let (subject_user, verb) = subjects::parse_order(&message.subject).ok_or_else(unknown)?;
     let scope = match verb {
         verbs::PLACE | verbs::MODIFY | verbs::CANCEL => SCOPE_TRADE,
-        verbs::GET | verbs::LIST | verbs::FUNDS | verbs::POSITIONS | verbs::TRADES => SCOPE_READ,
+        verbs::GET
+        | verbs::LIST
+        | verbs::FUNDS
+        | verbs::POSITIONS
+        | verbs::HOLDINGS
+        | verbs::TRADES => SCOPE_READ,
         _ => return Err(unknown()),
     };
 
@@ -216,6 +223,9 @@ async fn process(
         verbs::POSITIONS => portfolio::positions(worker, &request)
             .await
             .map(Answer::Positions),
+        verbs::HOLDINGS => portfolio::holdings(worker, &request)
+            .await
+            .map(Answer::Holdings),
         verbs::TRADES => portfolio::trades(worker, &request)
             .await
             .map(Answer::Trades),

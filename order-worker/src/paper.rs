@@ -17,7 +17,9 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use pinnacle_common::broker::{Broker, BrokerCredentials, BrokerError, BrokerOutcome};
 use pinnacle_common::codec::Encoding;
-use pinnacle_common::model::{Funds, OrderRequest, OrderStatus, Position, Side, Tick, Trade};
+use pinnacle_common::model::{
+    Funds, Holding, OrderRequest, OrderStatus, Position, Product, Side, Tick, Trade,
+};
 use sea_orm::DatabaseConnection;
 
 use crate::ledger;
@@ -200,6 +202,22 @@ impl Broker for PaperBroker {
         ledger::positions(self.ledger()?, &credentials.account_id)
             .await
             .map_err(|e| BrokerError::Unavailable(e.to_string()))
+    }
+
+    async fn holdings(&self, credentials: &BrokerCredentials) -> Result<Vec<Holding>, BrokerError> {
+        // Paper holdings are the long delivery positions (settlement is immediate).
+        Ok(self
+            .positions(credentials)
+            .await?
+            .into_iter()
+            .filter(|p| p.product == Product::Delivery && p.net_quantity > 0)
+            .map(|p| Holding {
+                quantity: p.net_quantity,
+                average_price: p.average_price.unwrap_or(0),
+                exchange: p.exchange,
+                symbol: p.symbol,
+            })
+            .collect())
     }
 
     async fn trades(&self, credentials: &BrokerCredentials) -> Result<Vec<Trade>, BrokerError> {

@@ -1,11 +1,11 @@
-//! `funds`, `positions`, `trades`: portfolio queries. They use the broker session, so each
+//! `funds`, `positions`, `holdings`, `trades`: portfolio queries. They use the broker session, so each
 //! is audited before the credentials are decrypted, exactly like an order.
 
 use std::sync::Arc;
 
 use pinnacle_common::broker::{Broker, BrokerCredentials};
 use pinnacle_common::error::ErrorBody;
-use pinnacle_common::model::{Funds, PortfolioRequest, Positions, Trades};
+use pinnacle_common::model::{Funds, Holdings, PortfolioRequest, Positions, Trades};
 
 use crate::credentials;
 use crate::handler::Request;
@@ -55,6 +55,16 @@ pub async fn positions(worker: &Worker, request: &Request<'_>) -> Result<Positio
         .await
         .map_err(|e| broker_error(&e))?;
     Ok(Positions { positions })
+}
+
+/// Delivery holdings.
+pub async fn holdings(worker: &Worker, request: &Request<'_>) -> Result<Holdings, ErrorBody> {
+    let (broker, creds) = open(worker, request, "portfolio.holdings").await?;
+    let holdings = broker
+        .holdings(&creds)
+        .await
+        .map_err(|e| broker_error(&e))?;
+    Ok(Holdings { holdings })
 }
 
 /// The trade book.

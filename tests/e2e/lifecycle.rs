@@ -252,6 +252,7 @@ async fn workers_are_discoverable_through_the_micro_protocol() {
             "list",
             "funds",
             "positions",
+            "holdings",
             "trades"
         ]
     );

@@ -60,6 +60,13 @@ async fn funds_positions_and_trades_follow_the_fills_and_insufficient_funds_is_r
         assert_eq!(p["average_price"], fill);
         assert_eq!(p["realized_pnl"], 4 * (sell_price - fill));
 
+        let holdings = stack.call(&user, "holdings", json!({})).await;
+        assert_eq!(
+            holdings["result"]["holdings"],
+            json!([{"exchange": "NSE", "symbol": "SBIN-EQ", "quantity": 6, "average_price": fill}]),
+            "{holdings}"
+        );
+
         let trades = stack.call(&user, "trades", json!({})).await;
         let sides: Vec<_> = trades["result"]["trades"]
             .as_array()
@@ -90,6 +97,7 @@ async fn funds_positions_and_trades_follow_the_fills_and_insufficient_funds_is_r
                 "portfolio.funds",
                 "portfolio.funds",
                 "portfolio.positions",
+                "portfolio.holdings",
                 "portfolio.trades"
             ]
         );

@@ -17,5 +17,7 @@ pub use order::{
     ListRequest, ModifyRequest, OrderEvent, OrderList, OrderRef, OrderReply, OrderRequest,
     OrderStatus, OrderType, Product, Reply, Side,
 };
-pub use portfolio::{Funds, PortfolioRequest, Position, Positions, Trade, Trades};
+pub use portfolio::{
+    Funds, Holding, Holdings, PortfolioRequest, Position, Positions, Trade, Trades,
+};
 pub use tick::{Book, Depth, FeedMode, Level, MarketTick, Tick};

@@ -74,6 +74,26 @@ pub struct Positions {
     pub positions: Vec<Position>,
 }
 
+/// A delivery holding: shares owned outright, carried across days.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holding {
+    /// Exchange segment.
+    pub exchange: String,
+    /// Trading symbol.
+    pub symbol: String,
+    /// Units held.
+    pub quantity: i64,
+    /// Average cost, paise.
+    pub average_price: i64,
+}
+
+/// The reply to `holdings`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Holdings {
+    /// One per instrument held.
+    pub holdings: Vec<Holding>,
+}
+
 /// The reply to `trades`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Trades {
