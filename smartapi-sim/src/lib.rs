@@ -1,0 +1,1 @@
+//! A local simulator of Angel One SmartAPI, faithful to `shared/smartapi/SPEC.md`.
