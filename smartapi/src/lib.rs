@@ -1,4 +1,26 @@
 //! A client for Angel One's SmartAPI, written to `shared/smartapi/SPEC.md`.
 //!
 //! # Layout
-//! (Modules are listed here as they land.)
+//! - [`envelope`]: the two response envelopes, lenient numbers, and the plain-text 403.
+//! - [`error`]: one error type for every SmartAPI call, classified by what to do next.
+//! - [`totp`]: RFC 6238 codes from the stored base32 seed, for login.
+//! - [`rest`]: the REST client for one account: headers, routes, timeouts, and the
+//!   account's egress (its registered static IP or a proxy).
+//! - [`types`]: request and reply records, with the broker's field names; prices in paise.
+//! - [`limits`]: the published per-client-code rate limits, enforced by queuing and then
+//!   by a clear refusal.
+//! - [`session`]: sessions per account: login on first use, renewal on AG8001 or at the
+//!   daily rollover, never two logins at once for one account.
+//! - [`tag`]: the order tag derived from Pinnacle's order id, for idempotency at the broker.
+
+pub mod envelope;
+pub mod error;
+pub mod limits;
+pub mod rest;
+pub mod session;
+pub mod tag;
+pub mod totp;
+pub mod types;
+
+pub use error::{SmartApiError, SmartApiErrorKind};
+pub use rest::{AccountKey, Egress, RestClient, RestConfig};

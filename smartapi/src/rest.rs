@@ -1,0 +1,554 @@
+//! The SmartAPI REST client for one account: headers, routes, timeouts, the rate limiter,
+//! and the account's egress (the static IP registered with Angel One, or a proxy).
+//!
+//! Secrets travel only in headers and bodies; spans and errors name the route, never a
+//! value.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use serde_json::{json, Value};
+use tracing::Instrument;
+
+use crate::envelope::{self, lenient};
+use crate::error::{SmartApiError, SmartApiErrorKind};
+use crate::limits::{Bucket, RateLimiter};
+use crate::types::*;
+
+/// Angel One's production REST root.
+pub const PRODUCTION_URL: &str = "https://apiconnect.angelone.in";
+
+/// Settings shared by every account's client.
+#[derive(Debug, Clone)]
+pub struct RestConfig {
+    /// REST root, e.g. [`PRODUCTION_URL`] or a simulator's address.
+    pub base_url: String,
+    /// Per-request timeout (the Python SDK uses 7 s).
+    pub timeout: Duration,
+    /// Sent as `X-MACAddress` (not validated by the broker).
+    pub mac_address: String,
+}
+
+impl Default for RestConfig {
+    fn default() -> Self {
+        Self {
+            base_url: PRODUCTION_URL.into(),
+            timeout: Duration::from_secs(7),
+            mac_address: "02:00:00:00:00:01".into(),
+        }
+    }
+}
+
+/// How an account's requests leave the machine. Since 1 April 2026 Angel One accepts API
+/// orders only from the static IP registered for the API key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Egress {
+    /// Whatever route the host picks (market data, paper accounts, tests).
+    Default,
+    /// Bind outgoing connections to this local address (the registered static IP).
+    Bind(IpAddr),
+    /// Send through this HTTP(S) or SOCKS5 proxy, whose egress is the registered IP.
+    Proxy(String),
+}
+
+/// One account's identity at the broker.
+pub struct AccountKey {
+    /// `X-PrivateKey`.
+    pub api_key: SecretString,
+    /// The client code; also the rate limiter's key.
+    pub client_code: String,
+}
+
+impl std::fmt::Debug for AccountKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccountKey").finish_non_exhaustive()
+    }
+}
+
+/// A REST route: its name (for spans, errors and fault injection), method, path and limit.
+#[derive(Debug, Clone, Copy)]
+struct Route {
+    name: &'static str,
+    post: bool,
+    path: &'static str,
+    bucket: Bucket,
+}
+
+macro_rules! route {
+    ($name:literal, $post:literal, $path:literal, $bucket:ident) => {
+        Route {
+            name: $name,
+            post: $post,
+            path: $path,
+            bucket: Bucket::$bucket,
+        }
+    };
+}
+
+const LOGIN: Route = route!(
+    "loginByPassword",
+    true,
+    "/rest/auth/angelbroking/user/v1/loginByPassword",
+    Login
+);
+const REFRESH: Route = route!(
+    "generateTokens",
+    true,
+    "/rest/auth/angelbroking/jwt/v1/generateTokens",
+    Refresh
+);
+const PROFILE: Route = route!(
+    "getProfile",
+    false,
+    "/rest/secure/angelbroking/user/v1/getProfile",
+    Profile
+);
+const LOGOUT: Route = route!(
+    "logout",
+    true,
+    "/rest/secure/angelbroking/user/v1/logout",
+    Logout
+);
+const RMS: Route = route!(
+    "getRMS",
+    false,
+    "/rest/secure/angelbroking/user/v1/getRMS",
+    Rms
+);
+const PLACE: Route = route!(
+    "placeOrder",
+    true,
+    "/rest/secure/angelbroking/order/v1/placeOrder",
+    Orders
+);
+const MODIFY: Route = route!(
+    "modifyOrder",
+    true,
+    "/rest/secure/angelbroking/order/v1/modifyOrder",
+    Orders
+);
+const CANCEL: Route = route!(
+    "cancelOrder",
+    true,
+    "/rest/secure/angelbroking/order/v1/cancelOrder",
+    Orders
+);
+const ORDER_BOOK: Route = route!(
+    "getOrderBook",
+    false,
+    "/rest/secure/angelbroking/order/v1/getOrderBook",
+    OrderBook
+);
+const TRADE_BOOK: Route = route!(
+    "getTradeBook",
+    false,
+    "/rest/secure/angelbroking/order/v1/getTradeBook",
+    TradeBook
+);
+const DETAILS: Route = route!(
+    "details",
+    false,
+    "/rest/secure/angelbroking/order/v1/details/",
+    OrderDetails
+);
+const POSITIONS: Route = route!(
+    "getPosition",
+    false,
+    "/rest/secure/angelbroking/order/v1/getPosition",
+    Positions
+);
+const HOLDINGS: Route = route!(
+    "getHolding",
+    false,
+    "/rest/secure/angelbroking/portfolio/v1/getHolding",
+    Holdings
+);
+const LTP: Route = route!(
+    "getLtpData",
+    true,
+    "/rest/secure/angelbroking/order/v1/getLtpData",
+    Ltp
+);
+const QUOTE: Route = route!(
+    "quote",
+    true,
+    "/rest/secure/angelbroking/market/v1/quote",
+    Quote
+);
+const SEARCH: Route = route!(
+    "searchScrip",
+    true,
+    "/rest/secure/angelbroking/order/v1/searchScrip",
+    SearchScrip
+);
+const CANDLES: Route = route!(
+    "getCandleData",
+    true,
+    "/rest/secure/angelbroking/historical/v1/getCandleData",
+    Candles
+);
+
+/// A client for one account.
+#[derive(Debug, Clone)]
+pub struct RestClient {
+    http: reqwest::Client,
+    base_url: String,
+    timeout: Duration,
+    account: Arc<AccountKey>,
+    limiter: Arc<RateLimiter>,
+}
+
+impl RestClient {
+    /// A client for `account`, whose requests leave through `egress`.
+    pub fn new(
+        config: &RestConfig,
+        account: AccountKey,
+        egress: &Egress,
+        limiter: Arc<RateLimiter>,
+    ) -> Result<Self, SmartApiError> {
+        let local_ip = match egress {
+            Egress::Bind(ip) => ip.to_string(),
+            _ => "127.0.0.1".to_string(),
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        headers.insert("X-UserType", HeaderValue::from_static("USER"));
+        headers.insert("X-SourceID", HeaderValue::from_static("WEB"));
+        let header = |v: &str| {
+            HeaderValue::from_str(v)
+                .map_err(|_| SmartApiError::invalid("a SmartAPI header value is not valid ASCII"))
+        };
+        headers.insert("X-ClientLocalIP", header(&local_ip)?);
+        headers.insert("X-ClientPublicIP", header(&local_ip)?);
+        headers.insert("X-MACAddress", header(&config.mac_address)?);
+        let mut key = header(account.api_key.expose_secret())
+            .map_err(|_| SmartApiError::invalid("the SmartAPI key is not a valid header value"))?;
+        key.set_sensitive(true);
+        headers.insert("X-PrivateKey", key);
+
+        let mut builder = reqwest::Client::builder()
+            .default_headers(headers)
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout.min(Duration::from_secs(5)))
+            .user_agent(concat!("pinnacle-smartapi/", env!("CARGO_PKG_VERSION")));
+        match egress {
+            Egress::Default => {}
+            Egress::Bind(ip) => builder = builder.local_address(*ip),
+            Egress::Proxy(url) => {
+                let proxy = reqwest::Proxy::all(url).map_err(|_| {
+                    SmartApiError::invalid("the account's egress proxy URL is not valid")
+                })?;
+                builder = builder.proxy(proxy);
+            }
+        }
+        let http = builder.build().map_err(|e| {
+            SmartApiError::invalid(format!("cannot build the HTTP client: {}", e.without_url()))
+        })?;
+        Ok(Self {
+            http,
+            base_url: config.base_url.trim_end_matches('/').to_string(),
+            timeout: config.timeout,
+            account: Arc::new(account),
+            limiter,
+        })
+    }
+
+    /// The account's client code.
+    pub fn client_code(&self) -> &str {
+        &self.account.client_code
+    }
+
+    /// Sends one request and unwraps the envelope.
+    async fn call(
+        &self,
+        route: Route,
+        suffix: &str,
+        jwt: Option<&SecretString>,
+        body: Option<Value>,
+    ) -> Result<Value, SmartApiError> {
+        self.limiter
+            .acquire(&self.account.client_code, route.bucket)
+            .await?;
+        let span = tracing::info_span!(
+            "smartapi.request",
+            otel.kind = "client",
+            smartapi.route = route.name,
+            http.request.method = if route.post { "POST" } else { "GET" },
+            http.response.status_code = tracing::field::Empty,
+        );
+        async {
+            let url = format!("{}{}{}", self.base_url, route.path, suffix);
+            let mut request = if route.post {
+                self.http
+                    .post(&url)
+                    .json(&body.unwrap_or_else(|| json!({})))
+            } else {
+                self.http.get(&url)
+            };
+            if let Some(jwt) = jwt {
+                let mut value = HeaderValue::from_str(&format!("Bearer {}", jwt.expose_secret()))
+                    .map_err(|_| {
+                    SmartApiError::invalid("the session token is not a valid header value")
+                })?;
+                value.set_sensitive(true);
+                request = request.header(AUTHORIZATION, value);
+            }
+            let response = request.send().await.map_err(|e| self.transport(route, e))?;
+            let status = response.status().as_u16();
+            tracing::Span::current().record("http.response.status_code", status);
+            let bytes = response
+                .bytes()
+                .await
+                .map_err(|e| self.transport(route, e))?;
+            envelope::unwrap(route.name, status, &bytes)
+        }
+        .instrument(span)
+        .await
+    }
+
+    fn transport(&self, route: Route, error: reqwest::Error) -> SmartApiError {
+        if error.is_timeout() {
+            SmartApiError::timeout(route.name, self.timeout)
+        } else {
+            SmartApiError::new(
+                SmartApiErrorKind::Transport,
+                None,
+                format!("SmartAPI {} failed: {}", route.name, error.without_url()),
+            )
+        }
+    }
+
+    async fn typed<T: serde::de::DeserializeOwned>(
+        &self,
+        route: Route,
+        jwt: Option<&SecretString>,
+        body: Option<Value>,
+    ) -> Result<T, SmartApiError> {
+        let data = self.call(route, "", jwt, body).await?;
+        envelope::data(route.name, data)
+    }
+
+    /// Logs in with the PIN and a TOTP code.
+    pub async fn login(
+        &self,
+        pin: &SecretString,
+        totp: &str,
+    ) -> Result<SessionTokens, SmartApiError> {
+        let body = json!({
+            "clientcode": self.account.client_code,
+            "password": pin.expose_secret(),
+            "totp": totp,
+        });
+        self.typed(LOGIN, None, Some(body)).await
+    }
+
+    /// Renews the session with the refresh token.
+    pub async fn refresh(
+        &self,
+        jwt: &SecretString,
+        refresh: &SecretString,
+    ) -> Result<SessionTokens, SmartApiError> {
+        let body = json!({ "refreshToken": refresh.expose_secret() });
+        self.typed(REFRESH, Some(jwt), Some(body)).await
+    }
+
+    /// The account's profile.
+    pub async fn profile(&self, jwt: &SecretString) -> Result<Profile, SmartApiError> {
+        self.typed(PROFILE, Some(jwt), None).await
+    }
+
+    /// Ends the session; its tokens stop working.
+    pub async fn logout(&self, jwt: &SecretString) -> Result<(), SmartApiError> {
+        let body = json!({ "clientcode": self.account.client_code });
+        self.call(LOGOUT, "", Some(jwt), Some(body)).await.map(drop)
+    }
+
+    /// Funds and margins.
+    pub async fn rms(&self, jwt: &SecretString) -> Result<Rms, SmartApiError> {
+        self.typed(RMS, Some(jwt), None).await
+    }
+
+    /// Places an order.
+    pub async fn place_order(
+        &self,
+        jwt: &SecretString,
+        order: &OrderParams,
+    ) -> Result<OrderAck, SmartApiError> {
+        self.typed(PLACE, Some(jwt), Some(to_value(order)?)).await
+    }
+
+    /// Modifies an open order (`order.orderid` set).
+    pub async fn modify_order(
+        &self,
+        jwt: &SecretString,
+        order: &OrderParams,
+    ) -> Result<OrderAck, SmartApiError> {
+        self.typed(MODIFY, Some(jwt), Some(to_value(order)?)).await
+    }
+
+    /// Cancels an open order.
+    pub async fn cancel_order(
+        &self,
+        jwt: &SecretString,
+        variety: &str,
+        orderid: &str,
+    ) -> Result<OrderAck, SmartApiError> {
+        let body = json!({ "variety": variety, "orderid": orderid });
+        self.typed(CANCEL, Some(jwt), Some(body)).await
+    }
+
+    /// Today's orders (`null` is an empty book).
+    pub async fn order_book(&self, jwt: &SecretString) -> Result<Vec<OrderRecord>, SmartApiError> {
+        self.list(ORDER_BOOK, jwt).await
+    }
+
+    /// Today's fills.
+    pub async fn trade_book(&self, jwt: &SecretString) -> Result<Vec<TradeRecord>, SmartApiError> {
+        self.list(TRADE_BOOK, jwt).await
+    }
+
+    /// One order by its `uniqueorderid`.
+    pub async fn order_details(
+        &self,
+        jwt: &SecretString,
+        unique_order_id: &str,
+    ) -> Result<OrderRecord, SmartApiError> {
+        if !unique_order_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            return Err(SmartApiError::invalid(
+                "a unique order id is alphanumeric with dashes",
+            ));
+        }
+        let data = self.call(DETAILS, unique_order_id, Some(jwt), None).await?;
+        envelope::data(DETAILS.name, data)
+    }
+
+    /// Net positions.
+    pub async fn positions(
+        &self,
+        jwt: &SecretString,
+    ) -> Result<Vec<PositionRecord>, SmartApiError> {
+        self.list(POSITIONS, jwt).await
+    }
+
+    /// Delivery holdings.
+    pub async fn holdings(&self, jwt: &SecretString) -> Result<Vec<HoldingRecord>, SmartApiError> {
+        self.list(HOLDINGS, jwt).await
+    }
+
+    /// Last price of one instrument.
+    pub async fn ltp(
+        &self,
+        jwt: &SecretString,
+        exchange: &str,
+        symbol: &str,
+        token: &str,
+    ) -> Result<Ltp, SmartApiError> {
+        let body = json!({ "exchange": exchange, "tradingsymbol": symbol, "symboltoken": token });
+        self.typed(LTP, Some(jwt), Some(body)).await
+    }
+
+    /// Quotes (`mode` `LTP`, `OHLC` or `FULL`) for up to 50 tokens, as the broker sent them.
+    pub async fn quote(
+        &self,
+        jwt: &SecretString,
+        mode: &str,
+        exchange_tokens: &Value,
+    ) -> Result<Value, SmartApiError> {
+        let tokens: usize = exchange_tokens
+            .as_object()
+            .map(|o| o.values().filter_map(Value::as_array).map(Vec::len).sum())
+            .unwrap_or_default();
+        if tokens > 50 {
+            return Err(SmartApiError::invalid(format!(
+                "a quote request takes at most 50 tokens, not {tokens}"
+            )));
+        }
+        let body = json!({ "mode": mode, "exchangeTokens": exchange_tokens });
+        self.call(QUOTE, "", Some(jwt), Some(body)).await
+    }
+
+    /// Instrument search.
+    pub async fn search_scrip(
+        &self,
+        jwt: &SecretString,
+        exchange: &str,
+        text: &str,
+    ) -> Result<Vec<ScripMatch>, SmartApiError> {
+        let body = json!({ "exchange": exchange, "searchscrip": text });
+        let data = self.call(SEARCH, "", Some(jwt), Some(body)).await?;
+        if data.is_null() {
+            return Ok(Vec::new());
+        }
+        envelope::data(SEARCH.name, data)
+    }
+
+    /// Historical candles.
+    pub async fn candles(
+        &self,
+        jwt: &SecretString,
+        request: &CandleRequest,
+    ) -> Result<Vec<CandleRow>, SmartApiError> {
+        let data = self
+            .call(CANDLES, "", Some(jwt), Some(to_value(request)?))
+            .await?;
+        let rows: Vec<Vec<Value>> = if data.is_null() {
+            Vec::new()
+        } else {
+            envelope::data(CANDLES.name, data)?
+        };
+        rows.into_iter().map(parse_candle).collect()
+    }
+
+    async fn list<T: serde::de::DeserializeOwned>(
+        &self,
+        route: Route,
+        jwt: &SecretString,
+    ) -> Result<Vec<T>, SmartApiError> {
+        let data = self.call(route, "", Some(jwt), None).await?;
+        if data.is_null() {
+            return Ok(Vec::new());
+        }
+        envelope::data(route.name, data)
+    }
+}
+
+fn to_value(body: &impl Serialize) -> Result<Value, SmartApiError> {
+    serde_json::to_value(body)
+        .map_err(|e| SmartApiError::invalid(format!("cannot encode the request: {e}")))
+}
+
+/// `["2023-09-06T11:15:00+05:30", o, h, l, c, v]`.
+fn parse_candle(row: Vec<Value>) -> Result<CandleRow, SmartApiError> {
+    let bad = |detail: &str| {
+        SmartApiError::new(
+            SmartApiErrorKind::Decode,
+            None,
+            format!("SmartAPI candle row could not be read: {detail}"),
+        )
+    };
+    let [time, open, high, low, close, volume] =
+        <[Value; 6]>::try_from(row).map_err(|_| bad("not six fields"))?;
+    let time = time
+        .as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .ok_or_else(|| bad("bad time"))?;
+    let price = |v: Value| -> Result<i64, SmartApiError> {
+        lenient::paise(v).map_err(|e: serde_json::Error| bad(&e.to_string()))
+    };
+    Ok(CandleRow {
+        time,
+        open: price(open)?,
+        high: price(high)?,
+        low: price(low)?,
+        close: price(close)?,
+        volume: lenient::i64(volume).map_err(|e: serde_json::Error| bad(&e.to_string()))?,
+    })
+}
