@@ -212,3 +212,41 @@ pub fn exchange_name(exchange_type: u8) -> Option<&'static str> {
         _ => return None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Vec<SimInstrument> {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../publisher/data/OpenAPIScripMaster.sample.json"
+        );
+        SimInstrument::load_scrip_master(path).expect("sample scrip master loads")
+    }
+
+    #[test]
+    fn builtins_agree_with_the_sample_scrip_master() {
+        let sample = sample();
+        assert!(sample.len() > 30);
+        for b in SimInstrument::builtin() {
+            let row = sample
+                .iter()
+                .find(|s| s.exchange == b.exchange && s.token == b.token)
+                .unwrap_or_else(|| panic!("{} {} missing from the sample", b.exchange, b.token));
+            assert_eq!(
+                (&row.symbol, row.lot_size, row.ltp_paise),
+                (&b.symbol, b.lot_size, b.ltp_paise)
+            );
+        }
+        assert!(sample.iter().all(|i| i.ltp_paise > 0 && i.lot_size >= 1));
+        assert!(sample.iter().any(|i| i.is_index() && i.token == "99926000"));
+    }
+
+    #[test]
+    fn a_missing_or_broken_file_is_an_error() {
+        assert!(SimInstrument::load_scrip_master("/nonexistent.json").is_err());
+        assert_eq!(exchange_type("CDS"), Some(13));
+        assert_eq!(exchange_name(13), Some("CDS"));
+    }
+}

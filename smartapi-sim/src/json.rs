@@ -25,5 +25,5 @@ pub fn number(body: &Value, key: &str) -> Option<f64> {
 /// A rupee amount converted to paise (rounded to the nearest paisa).
 pub fn money_paise(body: &Value, key: &str) -> Option<i64> {
     let n = number(body, key)?;
-    (n >= 0.0 && n < 1e13).then(|| (n * 100.0).round() as i64)
+    (0.0..1e13).contains(&n).then(|| (n * 100.0).round() as i64)
 }

@@ -121,6 +121,8 @@ impl Shared {
 
     /// Moves a price and fills what now crosses.
     pub fn set_ltp(&self, exchange: &str, token: &str, ltp_paise: i64) {
+        // Keep arithmetic on prices far from overflow whatever a caller sends.
+        let ltp_paise = ltp_paise.clamp(1, 1_000_000_000_000);
         {
             let mut market = lock(&self.market);
             let Some(q) = market.get_mut(exchange, token) else {

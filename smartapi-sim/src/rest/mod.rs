@@ -238,7 +238,7 @@ fn authenticate(
         return Ok((None, None));
     }
     let Some(bearer) = bearer.filter(|b| !b.trim().is_empty()) else {
-        return Err(Reply::Gateway(codes::TOKEN_MISSING, "Invalid Token"));
+        return Err(Reply::Gateway(codes::TOKEN_MISSING, "Token missing"));
     };
     let claims = if auth == Auth::Refresh {
         jwt::decode(&shared.secret, bearer.trim().trim_start_matches("Bearer "))

@@ -206,6 +206,15 @@ async fn over_1000_subscriptions_is_e1002_and_keeps_existing() {
         .expect("depth on NFO");
     let err: serde_json::Value = serde_json::from_str(&next_text(&mut ws).await).expect("json");
     assert_eq!(err["errorCode"], "E1001");
+    // DEPTH allows 50 tokens per connection.
+    let mut second = connect(&t, &tokens).await;
+    let fifty_one: Vec<String> = (0..51).map(|i| format!("8{i:04}")).collect();
+    let refs: Vec<&str> = fifty_one.iter().map(String::as_str).collect();
+    second.send(sub(1, 4, 1, &refs)).await.expect("send");
+    let err: serde_json::Value = serde_json::from_str(&next_text(&mut second).await).expect("json");
+    assert_eq!(err["errorCode"], "E1002");
+    second.send(sub(1, 4, 1, &refs[..50])).await.expect("send");
+    wait_until("1050 subscriptions", || t.sim.subscriptions(CLIENT) == 1050).await;
 }
 
 #[tokio::test]

@@ -87,3 +87,15 @@ async fn handshake_failures_and_drop_sockets() {
         matches!(connect(&t, &tokens.jwt).await, Err(WsError::Http(r)) if r.status().as_u16() == 403)
     );
 }
+
+#[tokio::test]
+async fn shutdown_is_prompt_with_open_sockets() {
+    let t = spawn().await;
+    let tokens = t.login().await;
+    let _ws = connect(&t, &tokens.jwt).await.expect("connect");
+    let url = t.sim.rest_url();
+    tokio::time::timeout(Duration::from_secs(3), t.sim.shutdown())
+        .await
+        .expect("shutdown in time");
+    assert!(reqwest::get(url).await.is_err(), "nothing listens any more");
+}

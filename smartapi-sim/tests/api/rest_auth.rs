@@ -7,6 +7,25 @@ use serde_json::json;
 
 use crate::helpers::*;
 
+/// A 6-digit code that matches none of the steps the simulator accepts (now ± 30 s).
+fn wrong_totp() -> String {
+    let key = data_encoding::BASE32_NOPAD
+        .decode(SEED.as_bytes())
+        .expect("base32 seed");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let valid: Vec<String> = [now - 60, now - 30, now, now + 30, now + 60]
+        .iter()
+        .map(|t| totp(&key, *t, 6))
+        .collect();
+    (0..10u32)
+        .map(|d| format!("{d}{d}{d}{d}{d}{d}"))
+        .find(|c| !valid.contains(c))
+        .expect("some code is wrong")
+}
+
 const PROFILE: &str = "/rest/secure/angelbroking/user/v1/getProfile";
 const REFRESH: &str = "/rest/auth/angelbroking/jwt/v1/generateTokens";
 
@@ -49,14 +68,12 @@ async fn bad_totp_and_bad_pin_are_business_errors() {
         .post(
             LOGIN,
             None,
-            json!({"clientcode": CLIENT, "password": PIN, "totp": "000000"}),
+            json!({"clientcode": CLIENT, "password": PIN, "totp": wrong_totp()}),
         )
         .await;
-    // 000000 could be the real code once in a million runs; accept neither then.
-    if v["status"] == false {
-        assert_eq!(v["errorcode"], "AB1050");
-        assert!(v["data"].is_null());
-    }
+    assert_eq!(v["status"], false);
+    assert_eq!(v["errorcode"], "AB1050");
+    assert!(v["data"].is_null());
     let v = t
         .post(
             LOGIN,
