@@ -99,3 +99,33 @@ async fn shutdown_is_prompt_with_open_sockets() {
         .expect("shutdown in time");
     assert!(reqwest::get(url).await.is_err(), "nothing listens any more");
 }
+
+#[tokio::test]
+async fn modify_and_cancel_are_announced() {
+    let t = spawn().await;
+    let tokens = t.login().await;
+    let mut ws = connect(&t, &tokens.jwt).await.expect("connect");
+    assert_eq!(next_json(&mut ws).await["order-status"], "AB00");
+    t.sim.set_ltp("NSE", "3045", 80_000);
+    let v = t
+        .place(&tokens.jwt, json!({"ordertype": "LIMIT", "price": "700"}))
+        .await;
+    let orderid = v["data"]["orderid"].as_str().expect("orderid").to_owned();
+    let secure = "/rest/secure/angelbroking/order/v1";
+    let m = json!({"variety": "NORMAL", "orderid": orderid, "ordertype": "LIMIT", "price": "705", "quantity": "1"});
+    t.post(&format!("{secure}/modifyOrder"), Some(&tokens.jwt), m)
+        .await;
+    t.post(
+        &format!("{secure}/cancelOrder"),
+        Some(&tokens.jwt),
+        json!({"variety": "NORMAL", "orderid": orderid}),
+    )
+    .await;
+    let mut codes = Vec::new();
+    while codes.last().map(String::as_str) != Some("AB02") {
+        let msg = next_json(&mut ws).await;
+        assert_eq!(msg["orderData"]["orderid"], orderid.as_str());
+        codes.push(msg["order-status"].as_str().expect("code").to_owned());
+    }
+    assert_eq!(codes, ["AB09", "AB01", "AB04", "AB01", "AB02"]);
+}

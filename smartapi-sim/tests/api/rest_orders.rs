@@ -278,3 +278,35 @@ async fn market_data_routes_answer() {
         .await["data"]["totalholding"]
         .is_object());
 }
+
+#[tokio::test]
+async fn wrong_types_get_business_errors_and_bad_lots_are_rejected_orders() {
+    let t = spawn().await;
+    let tokens = t.login().await;
+    for extra in [
+        json!({"quantity": [1]}),
+        json!({"price": {"x": 1}, "ordertype": "LIMIT"}),
+        json!({"variety": 7}),
+        json!({"producttype": "CNC"}),
+        json!({"symboltoken": "424242"}),
+        json!({"tradingsymbol": "INFY-EQ"}),
+        json!({"transactiontype": null}),
+    ] {
+        let v = t.place(&tokens.jwt, extra.clone()).await;
+        assert_eq!(v["status"], false, "{extra} → {v}");
+        assert!(
+            v["errorcode"].as_str().is_some_and(|c| c.starts_with("AB")),
+            "{v}"
+        );
+    }
+    assert!(t.sim.orders(CLIENT).is_empty());
+    let body = json!({"exchange": "NFO", "symboltoken": "35001", "tradingsymbol": "NIFTY30DEC26FUT", "producttype": "CARRYFORWARD", "quantity": "10"});
+    let v = t.place(&tokens.jwt, body).await;
+    assert_eq!(
+        v["status"], true,
+        "the request is accepted, the exchange rejects the order"
+    );
+    let o = &t.sim.orders(CLIENT)[0];
+    assert_eq!(o.status, "rejected");
+    assert!(o.text.contains("lot size"), "{}", o.text);
+}
