@@ -55,7 +55,7 @@ impl Fault {
 
 /// Pending faults in injection order.
 #[derive(Debug, Default)]
-pub struct FaultBook {
+pub(crate) struct FaultBook {
     pending: Vec<Fault>,
 }
 
