@@ -1,0 +1,111 @@
+//! The HTTP admin API under `/__sim/`, so the binary can be driven by non-Rust tests.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::config::SimAccount;
+use crate::faults::Fault;
+use crate::state::{lock, Shared};
+
+/// Body of `POST /__sim/ltp`.
+#[derive(Debug, Deserialize)]
+struct SetLtp {
+    exchange: String,
+    token: String,
+    ltp_paise: i64,
+}
+
+/// The admin routes, mounted at `/__sim`.
+pub fn router() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/accounts", post(add_account))
+        .route("/faults", post(inject).delete(clear))
+        .route("/ltp", post(set_ltp))
+        .route("/expire/{client_code}", post(expire))
+        .route("/revoke/{client_code}", post(revoke))
+        .route("/drop-sockets", post(drop_sockets))
+        .route("/orders/{client_code}", get(orders))
+        .route("/requests", get(requests))
+        .route("/requests", delete(clear_requests))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, (StatusCode, Json<Value>)> {
+    serde_json::from_slice(body).map_err(|e| {
+        (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": e.to_string()})),
+        )
+    })
+}
+
+async fn add_account(
+    State(s): State<Arc<Shared>>,
+    body: axum::body::Bytes,
+) -> Result<StatusCode, (StatusCode, Json<Value>)> {
+    let account: SimAccount = parse(&body)?;
+    crate::add_account(&s, account);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn inject(
+    State(s): State<Arc<Shared>>,
+    body: axum::body::Bytes,
+) -> Result<StatusCode, (StatusCode, Json<Value>)> {
+    let fault: Fault = parse(&body)?;
+    lock(&s.faults).inject(fault);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn clear(State(s): State<Arc<Shared>>) -> StatusCode {
+    lock(&s.faults).clear();
+    StatusCode::NO_CONTENT
+}
+
+async fn set_ltp(
+    State(s): State<Arc<Shared>>,
+    body: axum::body::Bytes,
+) -> Result<StatusCode, (StatusCode, Json<Value>)> {
+    let req: SetLtp = parse(&body)?;
+    if s.ltp(&req.exchange, &req.token).is_none() {
+        return Err((
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": "unknown instrument"})),
+        ));
+    }
+    s.set_ltp(&req.exchange, &req.token, req.ltp_paise);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn expire(State(s): State<Arc<Shared>>, Path(cc): Path<String>) -> StatusCode {
+    lock(&s.sessions).expire(&cc);
+    StatusCode::NO_CONTENT
+}
+
+async fn revoke(State(s): State<Arc<Shared>>, Path(cc): Path<String>) -> StatusCode {
+    lock(&s.sessions).revoke(&cc);
+    StatusCode::NO_CONTENT
+}
+
+async fn drop_sockets(State(s): State<Arc<Shared>>) -> StatusCode {
+    s.kill.send_modify(|g| *g += 1);
+    StatusCode::NO_CONTENT
+}
+
+async fn orders(State(s): State<Arc<Shared>>, Path(cc): Path<String>) -> Json<Value> {
+    Json(json!(lock(&s.book).orders(&cc)))
+}
+
+async fn requests(State(s): State<Arc<Shared>>) -> Json<Value> {
+    Json(json!(*lock(&s.requests)))
+}
+
+async fn clear_requests(State(s): State<Arc<Shared>>) -> StatusCode {
+    lock(&s.requests).clear();
+    StatusCode::NO_CONTENT
+}

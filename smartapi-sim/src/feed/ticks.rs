@@ -1,0 +1,115 @@
+//! Binary tick packets of SmartWebSocketV2 (SPEC §8.5, §8.6): little-endian, one packet
+//! per message, 51 / 123 / 379 / 443 bytes for LTP / QUOTE / SNAP_QUOTE / DEPTH.
+
+use crate::market::Quote;
+
+pub const LTP: u8 = 1;
+pub const QUOTE: u8 = 2;
+pub const SNAP_QUOTE: u8 = 3;
+pub const DEPTH: u8 = 4;
+
+/// Packet length of a mode; None for an unknown mode.
+pub fn packet_len(mode: u8) -> Option<usize> {
+    Some(match mode {
+        LTP => 51,
+        QUOTE => 123,
+        SNAP_QUOTE => 379,
+        DEPTH => 443,
+        _ => return None,
+    })
+}
+
+/// Encodes the current state of `q` as a packet of `mode` for `exchange_type`.
+pub fn encode(mode: u8, exchange_type: u8, q: &Quote) -> Vec<u8> {
+    // Currency derivatives use the 10^7 divisor on the wire; everything else paise.
+    let scale = if exchange_type == 13 { 100_000 } else { 1 };
+    let px = |paise: i64| paise.saturating_mul(scale);
+    let mut b = Vec::with_capacity(packet_len(mode).unwrap_or(51));
+    b.push(mode);
+    b.push(exchange_type);
+    let mut token = [0u8; 25];
+    let raw = q.instrument.token.as_bytes();
+    let n = raw.len().min(25);
+    token[..n].copy_from_slice(&raw[..n]);
+    b.extend_from_slice(&token);
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    if mode == DEPTH {
+        b.extend_from_slice(&q.exchange_ms.to_le_bytes());
+        b.extend_from_slice(&now_ms.to_le_bytes());
+        for side in [-1i64, 1] {
+            for level in 1..=20i64 {
+                let price = px(q.ltp + side * level * q.tick_size());
+                b.extend_from_slice(
+                    &(i32::try_from(100 * level).unwrap_or(i32::MAX)).to_le_bytes(),
+                );
+                b.extend_from_slice(&i32::try_from(price).unwrap_or(i32::MAX).to_le_bytes());
+                b.extend_from_slice(&(i16::try_from(level).unwrap_or(1)).to_le_bytes());
+            }
+        }
+        return b;
+    }
+    let seq = if q.instrument.is_index() {
+        0
+    } else {
+        q.sequence
+    };
+    b.extend_from_slice(&seq.to_le_bytes());
+    b.extend_from_slice(&q.exchange_ms.to_le_bytes());
+    b.extend_from_slice(&px(q.ltp).to_le_bytes());
+    if mode == LTP {
+        return b;
+    }
+    for v in [q.last_qty, px(q.average_price()), q.volume] {
+        b.extend_from_slice(&v.to_le_bytes());
+    }
+    let (buy_total, sell_total) = if q.instrument.is_index() {
+        (0.0, 0.0)
+    } else {
+        (1500.0f64, 1500.0f64)
+    };
+    b.extend_from_slice(&buy_total.to_le_bytes());
+    b.extend_from_slice(&sell_total.to_le_bytes());
+    for v in [q.open, q.high, q.low, q.close] {
+        b.extend_from_slice(&px(v).to_le_bytes());
+    }
+    if mode == QUOTE {
+        return b;
+    }
+    b.extend_from_slice(&(q.exchange_ms / 1000).to_le_bytes());
+    b.extend_from_slice(&q.open_interest.to_le_bytes());
+    let oi_change: f64 = if q.open_interest > 0 { 0.25 } else { 0.0 };
+    b.extend_from_slice(&oi_change.to_le_bytes());
+    for (flag, side) in [(1i16, -1i64), (0i16, 1)] {
+        for level in 1..=5i64 {
+            b.extend_from_slice(&flag.to_le_bytes());
+            b.extend_from_slice(&(100 * level).to_le_bytes());
+            b.extend_from_slice(&px(q.ltp + side * level * q.tick_size()).to_le_bytes());
+            b.extend_from_slice(&(i16::try_from(level).unwrap_or(1)).to_le_bytes());
+        }
+    }
+    let (upper, lower) = q.circuits();
+    for v in [upper, lower, q.close * 13 / 10, q.close * 7 / 10] {
+        b.extend_from_slice(&px(v).to_le_bytes());
+    }
+    b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SimInstrument;
+    use crate::market::Market;
+
+    #[test]
+    fn sizes_per_mode() {
+        let market = Market::new(&SimInstrument::builtin());
+        let q = market.get("NSE", "3045").expect("SBIN is built in");
+        for mode in 1..=4u8 {
+            assert_eq!(
+                Some(encode(mode, 1, q).len()),
+                packet_len(mode),
+                "mode {mode}"
+            );
+        }
+    }
+}

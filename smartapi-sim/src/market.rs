@@ -1,0 +1,183 @@
+//! Live market state per instrument: last price, day OHLC, volume and the feed sequence
+//! number, moved by `set_ltp` and by a bounded random walk while anyone subscribes.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Datelike, FixedOffset, Timelike, Utc, Weekday};
+use rand::Rng;
+
+use crate::config::SimInstrument;
+
+/// (exchange name, token): how REST and the order book address an instrument.
+pub type InstrumentKey = (String, String);
+
+/// One instrument plus what the market did to it today.
+#[derive(Debug, Clone)]
+pub struct Quote {
+    pub instrument: SimInstrument,
+    pub ltp: i64,
+    pub open: i64,
+    pub high: i64,
+    pub low: i64,
+    /// Previous close: the starting price, so "net change" is meaningful.
+    pub close: i64,
+    pub last_qty: i64,
+    pub volume: i64,
+    /// Turnover in paise·units, for the average traded price.
+    pub turnover: i128,
+    pub open_interest: i64,
+    /// Feed sequence number, bumped on every price step (never sent for indices).
+    pub sequence: i64,
+    /// Epoch milliseconds of the last price change.
+    pub exchange_ms: i64,
+}
+
+impl Quote {
+    fn new(instrument: SimInstrument) -> Self {
+        let p = instrument.ltp_paise.max(1);
+        let derivative = !matches!(instrument.exchange.as_str(), "NSE" | "BSE");
+        Self {
+            ltp: p,
+            open: p,
+            high: p,
+            low: p,
+            close: p,
+            last_qty: 0,
+            volume: 0,
+            turnover: 0,
+            open_interest: if derivative { 100_000 } else { 0 },
+            sequence: 0,
+            exchange_ms: Utc::now().timestamp_millis(),
+            instrument,
+        }
+    }
+
+    /// Volume-weighted average traded price (paise); the LTP before any trade.
+    pub fn average_price(&self) -> i64 {
+        if self.volume > 0 {
+            (self.turnover / self.volume as i128) as i64
+        } else {
+            self.ltp
+        }
+    }
+
+    /// Moves the price and records a trade of `qty` there.
+    pub fn trade(&mut self, price: i64, qty: i64) {
+        self.ltp = price.max(1);
+        self.high = self.high.max(self.ltp);
+        self.low = self.low.min(self.ltp);
+        if !self.instrument.is_index() {
+            self.last_qty = qty;
+            self.volume += qty;
+            self.turnover += self.ltp as i128 * qty as i128;
+            self.sequence += 1;
+        }
+        self.exchange_ms = Utc::now().timestamp_millis();
+    }
+
+    /// Price step for the random walk (paise): ₹1 on MCX, 1 paisa on CDS, else 5 paise.
+    pub fn tick_size(&self) -> i64 {
+        match self.instrument.exchange.as_str() {
+            "MCX" => 100,
+            "CDS" => 1,
+            _ => 5,
+        }
+    }
+
+    /// Upper and lower circuit: ±20 % of the previous close.
+    pub fn circuits(&self) -> (i64, i64) {
+        (self.close * 12 / 10, self.close * 8 / 10)
+    }
+}
+
+/// All quotes, addressed by (exchange, token).
+#[derive(Debug, Default)]
+pub struct Market {
+    pub quotes: HashMap<InstrumentKey, Quote>,
+}
+
+impl Market {
+    pub fn new(instruments: &[SimInstrument]) -> Self {
+        let quotes = instruments
+            .iter()
+            .map(|i| ((i.exchange.clone(), i.token.clone()), Quote::new(i.clone())))
+            .collect();
+        Self { quotes }
+    }
+
+    pub fn get(&self, exchange: &str, token: &str) -> Option<&Quote> {
+        self.quotes.get(&(exchange.to_owned(), token.to_owned()))
+    }
+
+    pub fn get_mut(&mut self, exchange: &str, token: &str) -> Option<&mut Quote> {
+        self.quotes
+            .get_mut(&(exchange.to_owned(), token.to_owned()))
+    }
+
+    /// One random-walk step: ±1–2 ticks, pulled back towards the close beyond ±5 %.
+    pub fn walk(&mut self, key: &InstrumentKey) {
+        let Some(q) = self.quotes.get_mut(key) else {
+            return;
+        };
+        let mut rng = rand::thread_rng();
+        let tick = q.tick_size();
+        let mut step = rng.gen_range(-2..=2) * tick;
+        let band = q.close / 20;
+        if q.ltp - q.close > band {
+            step = -tick;
+        } else if q.close - q.ltp > band {
+            step = tick;
+        }
+        let qty = q.instrument.lot_size.max(1) * rng.gen_range(1..=10);
+        q.trade(q.ltp + step, qty);
+        if q.instrument.is_index() {
+            q.sequence = 0;
+        }
+    }
+}
+
+/// India Standard Time (UTC+05:30).
+pub fn ist() -> FixedOffset {
+    FixedOffset::east_opt(5 * 3600 + 1800).expect("+05:30 is a valid offset")
+}
+
+pub fn now_ist() -> DateTime<FixedOffset> {
+    Utc::now().with_timezone(&ist())
+}
+
+/// Weekday 09:15–15:30 IST (holidays are not modelled).
+pub fn market_open(t: DateTime<FixedOffset>) -> bool {
+    let minutes = t.hour() * 60 + t.minute();
+    !matches!(t.weekday(), Weekday::Sat | Weekday::Sun) && (555..930).contains(&minutes)
+}
+
+/// A small stable hash (FNV-1a) so synthetic data is deterministic across runs.
+pub fn hash_str(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// SplitMix64 mixing, for deterministic candle noise.
+pub fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// Rupees with `decimals` places from paise, as SmartAPI prints prices in strings.
+pub fn rupees_str(paise: i64, exchange: &str) -> String {
+    let sign = if paise < 0 { "-" } else { "" };
+    let p = paise.unsigned_abs();
+    if exchange == "CDS" {
+        format!("{sign}{}.{:02}00", p / 100, p % 100)
+    } else {
+        format!("{sign}{}.{:02}", p / 100, p % 100)
+    }
+}
+
+/// Rupees as a JSON number.
+pub fn rupees(paise: i64) -> f64 {
+    paise as f64 / 100.0
+}

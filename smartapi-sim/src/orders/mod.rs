@@ -1,0 +1,314 @@
+//! The broker's order book: placement, modification, cancellation and fills against the
+//! simulated last traded price, producing one event per order state change (SPEC §9).
+
+mod input;
+pub mod record;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use chrono::{DateTime, FixedOffset};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::codes;
+use crate::market::now_ist;
+pub use input::OrderInput;
+
+/// An order as the broker holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SimOrder {
+    pub orderid: String,
+    pub uniqueorderid: String,
+    pub ordertag: String,
+    /// Lowercase SmartAPI status: `open`, `complete`, `cancelled`, `rejected`, `trigger pending`.
+    pub status: String,
+    pub symbol: String,
+    pub token: String,
+    pub exchange: String,
+    /// `BUY` or `SELL`.
+    pub side: String,
+    pub ordertype: String,
+    pub variety: String,
+    pub producttype: String,
+    pub duration: String,
+    pub quantity: i64,
+    pub disclosed_quantity: i64,
+    pub filled: i64,
+    pub price_paise: i64,
+    pub average_price_paise: i64,
+    pub trigger_price_paise: i64,
+    /// Rejection reason, empty otherwise.
+    pub text: String,
+    /// TCP peer address of the placing request (the static-IP check uses it).
+    pub source_ip: IpAddr,
+    pub client_code: String,
+    pub lot_size: i64,
+    pub updated_at: DateTime<FixedOffset>,
+    pub filled_at: Option<DateTime<FixedOffset>>,
+    pub fill_id: String,
+    pub exchange_order_id: String,
+}
+
+/// One order state change, for the order-update WebSocket.
+#[derive(Debug, Clone)]
+pub struct OrderEvent {
+    pub client_code: String,
+    /// AB01 open, AB02 cancelled, AB03 rejected, AB04 modified, AB05 complete,
+    /// AB09 open pending, AB10 trigger pending.
+    pub code: &'static str,
+    pub order: SimOrder,
+}
+
+/// A refusal of the request itself (status:false envelope), not a rejected order.
+pub type Refusal = (&'static str, String);
+
+/// Orders of every client.
+#[derive(Debug, Default)]
+pub struct OrderBook {
+    orders: HashMap<String, Vec<SimOrder>>,
+    counter: u64,
+}
+
+impl OrderBook {
+    pub fn orders(&self, client_code: &str) -> Vec<SimOrder> {
+        self.orders.get(client_code).cloned().unwrap_or_default()
+    }
+
+    fn find_mut(&mut self, client_code: &str, orderid: &str) -> Option<&mut SimOrder> {
+        self.orders
+            .get_mut(client_code)?
+            .iter_mut()
+            .find(|o| o.orderid == orderid)
+    }
+
+    /// Places an order; `ltp` is the instrument's current price.
+    pub fn place(
+        &mut self,
+        client_code: &str,
+        input: &OrderInput,
+        lot_size: i64,
+        ltp: i64,
+        source_ip: IpAddr,
+    ) -> (SimOrder, Vec<OrderEvent>) {
+        self.counter += 1;
+        let now = now_ist();
+        let mut order = SimOrder {
+            orderid: format!("{}{:09}", now.format("%y%m%d"), self.counter),
+            uniqueorderid: uuid::Uuid::new_v4().to_string(),
+            ordertag: input.ordertag.clone(),
+            status: "open pending".into(),
+            symbol: input.symbol.clone(),
+            token: input.token.clone(),
+            exchange: input.exchange.clone(),
+            side: input.side.clone(),
+            ordertype: input.ordertype.clone(),
+            variety: input.variety.clone(),
+            producttype: input.producttype.clone(),
+            duration: input.duration.clone(),
+            quantity: input.quantity,
+            disclosed_quantity: input.disclosed_quantity,
+            filled: 0,
+            price_paise: input.price_paise,
+            average_price_paise: 0,
+            trigger_price_paise: input.trigger_price_paise,
+            text: String::new(),
+            source_ip,
+            client_code: client_code.to_owned(),
+            lot_size,
+            updated_at: now,
+            filled_at: None,
+            fill_id: String::new(),
+            exchange_order_id: format!("1100000{:09}", self.counter),
+        };
+        let mut events = vec![event(&order, "AB09")];
+        if let Some(reason) = rejection(&order) {
+            order.status = "rejected".into();
+            order.text = reason;
+            events.push(event(&order, "AB03"));
+        } else {
+            order.status = if order.ordertype.starts_with("STOPLOSS") {
+                "trigger pending"
+            } else {
+                "open"
+            }
+            .into();
+            events.push(event(
+                &order,
+                if order.status == "open" {
+                    "AB01"
+                } else {
+                    "AB10"
+                },
+            ));
+            events.extend(step(&mut order, ltp, &mut self.counter));
+        }
+        self.orders
+            .entry(client_code.to_owned())
+            .or_default()
+            .push(order.clone());
+        (order, events)
+    }
+
+    /// Modifies an open or trigger-pending order.
+    pub fn modify(
+        &mut self,
+        client_code: &str,
+        orderid: &str,
+        input: &Value,
+        ltp_of: impl Fn(&str, &str) -> i64,
+    ) -> Result<(SimOrder, Vec<OrderEvent>), Refusal> {
+        let mut counter = self.counter;
+        let order = self.find_mut(client_code, orderid).ok_or_else(not_found)?;
+        if !matches!(order.status.as_str(), "open" | "trigger pending") {
+            return Err((
+                codes::GENERAL,
+                format!("Order {orderid} cannot be modified: it is {}", order.status),
+            ));
+        }
+        input::apply_modification(order, input)?;
+        order.updated_at = now_ist();
+        let mut shown = order.clone();
+        shown.status = "modified".into();
+        let mut events = vec![event(&shown, "AB04")];
+        order.status = if order.ordertype.starts_with("STOPLOSS") {
+            "trigger pending"
+        } else {
+            "open"
+        }
+        .into();
+        events.push(event(
+            order,
+            if order.status == "open" {
+                "AB01"
+            } else {
+                "AB10"
+            },
+        ));
+        let ltp = ltp_of(&order.exchange, &order.token);
+        events.extend(step(order, ltp, &mut counter));
+        let result = order.clone();
+        self.counter = counter;
+        Ok((result, events))
+    }
+
+    /// Cancels an open or trigger-pending order.
+    pub fn cancel(
+        &mut self,
+        client_code: &str,
+        orderid: &str,
+    ) -> Result<(SimOrder, Vec<OrderEvent>), Refusal> {
+        let order = self.find_mut(client_code, orderid).ok_or_else(not_found)?;
+        if !matches!(order.status.as_str(), "open" | "trigger pending") {
+            return Err((
+                codes::GENERAL,
+                format!(
+                    "Order {orderid} cannot be cancelled: it is {}",
+                    order.status
+                ),
+            ));
+        }
+        order.status = "cancelled".into();
+        order.updated_at = now_ist();
+        Ok((order.clone(), vec![event(order, "AB02")]))
+    }
+
+    /// The price of (exchange, token) moved to `ltp`: trigger and fill what now crosses.
+    pub fn on_price(&mut self, exchange: &str, token: &str, ltp: i64) -> Vec<OrderEvent> {
+        let mut counter = self.counter;
+        let mut events = Vec::new();
+        for order in self.orders.values_mut().flatten() {
+            if order.exchange == exchange && order.token == token {
+                events.extend(step(order, ltp, &mut counter));
+            }
+        }
+        self.counter = counter;
+        events
+    }
+}
+
+fn not_found() -> Refusal {
+    (codes::ORDER_NOT_FOUND, "Order not found".into())
+}
+
+fn event(order: &SimOrder, code: &'static str) -> OrderEvent {
+    OrderEvent {
+        client_code: order.client_code.clone(),
+        code,
+        order: order.clone(),
+    }
+}
+
+/// Why the exchange would reject this order, if it would.
+fn rejection(o: &SimOrder) -> Option<String> {
+    if o.quantity <= 0 {
+        return Some("Quantity should be greater than zero".into());
+    }
+    if o.lot_size > 1 && o.quantity % o.lot_size != 0 {
+        return Some(format!(
+            "Quantity should be a multiple of lot size {}",
+            o.lot_size
+        ));
+    }
+    if matches!(o.ordertype.as_str(), "LIMIT" | "STOPLOSS_LIMIT") && o.price_paise <= 0 {
+        return Some("Price should be greater than zero for a limit order".into());
+    }
+    if o.ordertype.starts_with("STOPLOSS") && o.trigger_price_paise <= 0 {
+        return Some("Trigger price should be greater than zero for a stop-loss order".into());
+    }
+    None
+}
+
+/// Advances one order against `ltp`: trigger, fill, or cancel an unfilled IOC.
+fn step(o: &mut SimOrder, ltp: i64, counter: &mut u64) -> Vec<OrderEvent> {
+    let mut events = Vec::new();
+    let buy = o.side == "BUY";
+    if o.status == "trigger pending" {
+        let triggered = if buy {
+            ltp >= o.trigger_price_paise
+        } else {
+            ltp <= o.trigger_price_paise
+        };
+        if !triggered {
+            return events;
+        }
+        o.ordertype = if o.ordertype == "STOPLOSS_MARKET" {
+            "MARKET"
+        } else {
+            "LIMIT"
+        }
+        .into();
+        o.status = "open".into();
+        o.updated_at = now_ist();
+        events.push(event(o, "AB01"));
+    }
+    if o.status != "open" {
+        return events;
+    }
+    let marketable = match o.ordertype.as_str() {
+        "MARKET" => true,
+        _ => {
+            if buy {
+                ltp <= o.price_paise
+            } else {
+                ltp >= o.price_paise
+            }
+        }
+    };
+    if marketable {
+        *counter += 1;
+        let now = now_ist();
+        o.filled = o.quantity;
+        o.average_price_paise = ltp;
+        o.status = "complete".into();
+        o.fill_id = format!("{:08}", *counter);
+        o.filled_at = Some(now);
+        o.updated_at = now;
+        events.push(event(o, "AB05"));
+    } else if o.duration == "IOC" {
+        o.status = "cancelled".into();
+        o.updated_at = now_ist();
+        events.push(event(o, "AB02"));
+    }
+    events
+}
