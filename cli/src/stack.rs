@@ -4,6 +4,11 @@
 //! tests start all three with [`Stack::start`]. Each service gets its own NATS
 //! connection, named after it, as it would in production.
 
+use pinnacle_order_worker::angel::store::DbSessionStore;
+use pinnacle_order_worker::angel::symbols::SymbolResolver;
+use pinnacle_order_worker::angel::AngelOneBroker;
+use pinnacle_smartapi::session::SessionManager;
+use pinnacle_smartapi::RestConfig;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -134,12 +139,21 @@ pub async fn spawn_worker(
     let client = nats(nats_settings, "pinnacle-order-worker").await?;
     let paper = PaperBroker::with_ledger(db.clone(), settings.paper_cash);
     let follower = paper.follow_ticks(client.clone(), shutdown.clone()).await?;
+    let (angel, notices) = angel_one_broker(&client, &db, &vault, &settings);
+    let order_ws_url = settings.smartapi_order_ws_url.clone();
     let worker = Arc::new(Worker::new(
         client,
         db,
         vault,
-        vec![Arc::new(paper)],
+        vec![Arc::new(paper), Arc::new(angel)],
         settings,
+    ));
+    // Angel One order updates move live orders through the same state machine.
+    tokio::spawn(pinnacle_order_worker::angel::updates::run(
+        worker.clone(),
+        order_ws_url,
+        notices,
+        shutdown.clone(),
     ));
     // Resting paper orders fill from the tick stream.
     let matcher = tokio::spawn(pinnacle_order_worker::matcher::run(
@@ -157,6 +171,34 @@ pub async fn spawn_worker(
         ("order-worker", result.map_err(Into::into))
     });
     Ok(())
+}
+
+/// The Angel One broker for `angel_one` accounts, and the channel of sessions it uses
+/// (for the order-update follower).
+fn angel_one_broker(
+    client: &async_nats::Client,
+    db: &DatabaseConnection,
+    vault: &Arc<Vault>,
+    settings: &WorkerSettings,
+) -> (
+    AngelOneBroker,
+    tokio::sync::mpsc::UnboundedReceiver<pinnacle_order_worker::angel::updates::SessionNotice>,
+) {
+    let audit = AuditLog::new(
+        client.clone(),
+        Duration::from_millis(settings.audit_timeout_ms),
+    );
+    let store = DbSessionStore::new(db.clone(), vault.clone(), audit);
+    let config = RestConfig {
+        base_url: settings.smartapi_url.clone(),
+        timeout: Duration::from_millis(settings.smartapi_timeout_ms.max(1)),
+        ..RestConfig::default()
+    };
+    let symbols = SymbolResolver::new(client.clone(), Duration::from_secs(2));
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let broker = AngelOneBroker::new(config, SessionManager::default(), Arc::new(store), symbols)
+        .with_notices(tx);
+    (broker, rx)
 }
 
 /// Starts the user API on `bind`; returns the address it listens on.

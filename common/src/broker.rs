@@ -29,6 +29,14 @@ pub struct BrokerCredentials {
     pub refresh_token: Option<SecretString>,
     /// SmartAPI feed token.
     pub feed_token: Option<SecretString>,
+    /// When the stored session tokens stop being usable.
+    pub session_expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The static IP registered with the broker (not secret).
+    pub static_ip: Option<String>,
+    /// A proxy whose egress is `static_ip` (not secret).
+    pub egress_proxy: Option<String>,
+    /// The exchange-issued algo id orders are tagged with (not secret).
+    pub algo_id: Option<String>,
 }
 
 /// What the broker made of an order.
@@ -69,9 +77,17 @@ pub enum BrokerError {
         /// What the account has free, paise.
         available: i64,
     },
-    /// The broker could not be reached or answered nonsense.
+    /// The broker could not be reached or answered nonsense. For an order request the
+    /// outcome is unknown: the order is looked up, never sent again.
     #[error("broker unavailable: {0}")]
     Unavailable(String),
+    /// The account or the order does not meet the exchange's rules for API (algo) orders,
+    /// e.g. no registered static IP or algo id; nothing was sent.
+    #[error("{0}")]
+    Regulatory(String),
+    /// The broker's rate limit held; nothing was sent or the broker did not process it.
+    #[error("{0}")]
+    RateLimited(String),
 }
 
 /// A broker that can take orders.
@@ -79,6 +95,16 @@ pub enum BrokerError {
 pub trait Broker: Send + Sync + std::fmt::Debug {
     /// Short name, e.g. `paper`, as stored in `broker_accounts.broker`.
     fn name(&self) -> &'static str;
+
+    /// Checks, before anything is stored or sent, that `credentials`' account may place
+    /// `order` at all (regulatory settings, allowed order types). The default allows all.
+    fn preflight(
+        &self,
+        _credentials: &BrokerCredentials,
+        _order: &OrderRequest,
+    ) -> Result<(), BrokerError> {
+        Ok(())
+    }
 
     /// Places `order` (Pinnacle id `order_id`) with `credentials`.
     async fn place_order(

@@ -367,6 +367,29 @@ pub struct WorkerSettings {
     /// `PINNACLE_WORKER_RECONCILE_INTERVAL_MS`: how often each worker sweeps for such orders.
     #[serde(default = "default_reconcile_interval_ms")]
     pub reconcile_interval_ms: u64,
+    /// `PINNACLE_WORKER_SMARTAPI_URL`: SmartAPI's REST root for `angel_one` accounts
+    /// (a simulator's address in development and tests).
+    #[serde(default = "default_smartapi_url")]
+    pub smartapi_url: String,
+    /// `PINNACLE_WORKER_SMARTAPI_ORDER_WS_URL`: SmartAPI's order-update WebSocket.
+    #[serde(default = "default_smartapi_order_ws_url")]
+    pub smartapi_order_ws_url: String,
+    /// `PINNACLE_WORKER_SMARTAPI_TIMEOUT_MS`: per-request timeout; an order request that
+    /// times out is looked up by its tag, never sent again.
+    #[serde(default = "default_smartapi_timeout_ms")]
+    pub smartapi_timeout_ms: u64,
+}
+
+fn default_smartapi_url() -> String {
+    "https://apiconnect.angelone.in".into()
+}
+
+fn default_smartapi_order_ws_url() -> String {
+    "wss://tns.angelone.in/smart-order-update".into()
+}
+
+fn default_smartapi_timeout_ms() -> u64 {
+    7_000
 }
 
 fn default_reconcile_after_ms() -> u64 {
@@ -419,6 +442,9 @@ impl Default for WorkerSettings {
             reconcile_after_ms: default_reconcile_after_ms(),
             reconcile_interval_ms: default_reconcile_interval_ms(),
             square_off_at: default_square_off_at(),
+            smartapi_url: default_smartapi_url(),
+            smartapi_order_ws_url: default_smartapi_order_ws_url(),
+            smartapi_timeout_ms: default_smartapi_timeout_ms(),
         }
     }
 }

@@ -63,6 +63,9 @@ pub enum ErrorCode {
     RangeTooLarge,
     /// The exchange segment is not one Pinnacle knows.
     UnknownExchange,
+    /// The account or order does not meet the exchange's algo-trading rules (static IP,
+    /// algo id, barred order types); nothing was sent.
+    Regulatory,
 }
 
 impl ErrorCode {
@@ -95,6 +98,7 @@ impl ErrorCode {
             Self::InvalidInterval => "INVALID_INTERVAL",
             Self::RangeTooLarge => "RANGE_TOO_LARGE",
             Self::UnknownExchange => "UNKNOWN_EXCHANGE",
+            Self::Regulatory => "REGULATORY",
         }
     }
 }

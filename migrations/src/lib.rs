@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261125_000001_initial;
 mod m20261125_000002_vault;
 mod m20261125_000003_risk;
+mod m20261125_000004_angel_one;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_initial::Migration),
             Box::new(m20261125_000002_vault::Migration),
             Box::new(m20261125_000003_risk::Migration),
+            Box::new(m20261125_000004_angel_one::Migration),
         ]
     }
 }

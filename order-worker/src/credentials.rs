@@ -3,6 +3,7 @@
 //! [`open`] records the audit event, waits for JetStream's ack, and only then decrypts:
 //! audit before access, failing closed.
 
+use pinnacle_common::audit::AuditLog;
 use pinnacle_common::auth::Principal;
 use pinnacle_common::broker::BrokerCredentials;
 use pinnacle_common::crypto::{DecryptError, Vault};
@@ -77,6 +78,10 @@ pub fn decrypt(
         jwt_token: open.remove(fields::JWT_TOKEN),
         refresh_token: open.remove(fields::REFRESH_TOKEN),
         feed_token: open.remove(fields::FEED_TOKEN),
+        session_expires_at: account.session_expires_at,
+        static_ip: account.static_ip.clone(),
+        egress_proxy: account.egress_proxy.clone(),
+        algo_id: account.algo_id.clone(),
     })
 }
 
@@ -115,6 +120,29 @@ pub async fn open_as(
     purpose: &str,
     request_id: &str,
 ) -> Result<BrokerCredentials, ErrorBody> {
+    open_with(
+        &worker.vault,
+        &worker.audit,
+        actor,
+        account,
+        purpose,
+        request_id,
+    )
+    .await
+}
+
+/// [`open_as`] with an explicit vault and audit log, for code that holds no [`Worker`]
+/// (the SmartAPI session store).
+///
+/// [`Worker`]: crate::Worker
+pub async fn open_with(
+    vault: &Vault,
+    audit: &AuditLog,
+    actor: Actor<'_>,
+    account: &broker_accounts::Model,
+    purpose: &str,
+    request_id: &str,
+) -> Result<BrokerCredentials, ErrorBody> {
     let mut event = AuditEvent {
         event_id: uuid::Uuid::now_v7().to_string(),
         ts_ms: chrono::Utc::now().timestamp_millis(),
@@ -128,19 +156,19 @@ pub async fn open_as(
         trace_id: telemetry::current_trace_id(),
         outcome: AuditOutcome::Authorized,
     };
-    worker.audit.record(&event).await.map_err(|e| {
+    audit.record(&event).await.map_err(|e| {
         tracing::warn!(error = %e, "audit unavailable; refusing");
         ErrorBody::new(
             ErrorCode::AuditUnavailable,
             "the audit log is unavailable, so credentials were not accessed",
         )
     })?;
-    match decrypt(&worker.vault, account) {
+    match decrypt(vault, account) {
         Ok(credentials) => Ok(credentials),
         Err(error) => {
             event.event_id = uuid::Uuid::now_v7().to_string();
             event.outcome = AuditOutcome::DecryptFailed;
-            if let Err(audit_error) = worker.audit.record(&event).await {
+            if let Err(audit_error) = audit.record(&event).await {
                 tracing::warn!(error = %audit_error, "could not audit the failed decrypt");
             }
             Err(ErrorBody::new(

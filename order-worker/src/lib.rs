@@ -18,9 +18,12 @@
 //! - [`paper`]: the paper broker, which fills against the live simulated ticks, and
 //!   [`ledger`], its books (funds, positions, trades) derived from the orders table, and
 //!   [`matcher`], which fills resting paper orders from the tick stream.
+//! - [`angel`]: the Angel One broker over SmartAPI, its session store and the order-update
+//!   follower.
 //!
 //! Every request gets exactly one reply: a result or a structured error.
 
+pub mod angel;
 pub mod credentials;
 pub mod events;
 pub mod handler;

@@ -19,6 +19,8 @@ pub fn broker_error(error: &BrokerError) -> ErrorBody {
     let code = match error {
         BrokerError::UnknownSymbol { .. } => ErrorCode::UnknownSymbol,
         BrokerError::InsufficientFunds { .. } => ErrorCode::InsufficientFunds,
+        BrokerError::Regulatory(_) => ErrorCode::Regulatory,
+        BrokerError::RateLimited(_) => ErrorCode::RateLimited,
         BrokerError::Rejected(_) | BrokerError::Credentials(_) | BrokerError::Unavailable(_) => {
             ErrorCode::BrokerRejected
         }
@@ -60,6 +62,10 @@ pub async fn place(worker: &Worker, request: &Request<'_>) -> Result<OrderReply,
         request.request_id,
     )
     .await?;
+    // Refused before anything is stored or sent: the order never existed.
+    broker
+        .preflight(&creds, &order)
+        .map_err(|e| broker_error(&e))?;
     let created = match store::insert_new(&worker.db, user_id, &account.id, &order)
         .await
         .map_err(|e| internal("storing the order", e))?

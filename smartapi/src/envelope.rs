@@ -21,18 +21,19 @@ pub fn unwrap(route: &str, http_status: u16, body: &[u8]) -> Result<Value, Smart
             format!("SmartAPI gave an empty reply to {route} (HTTP {http_status})"),
         ));
     }
-    let value: Value =
-        match serde_json::from_slice(body) {
-            Ok(value) => value,
-            Err(_) if http_status == 403 => return Err(SmartApiError::rate_limited(route)),
-            Err(_) => return Err(SmartApiError::new(
+    let value: Value = match serde_json::from_slice(body) {
+        Ok(value) => value,
+        Err(_) if http_status == 403 => return Err(SmartApiError::rate_limited(route)),
+        Err(_) => {
+            return Err(SmartApiError::new(
                 SmartApiErrorKind::Decode,
                 None,
                 format!(
                     "SmartAPI answered {route} with HTTP {http_status} and a body that is not JSON"
                 ),
-            )),
-        };
+            ))
+        }
+    };
     let Value::Object(mut object) = value else {
         return Err(decode_error(route, "the reply is not a JSON object"));
     };

@@ -12,10 +12,12 @@
 //! - [`session`]: sessions per account: login on first use, renewal on AG8001 or at the
 //!   daily rollover, never two logins at once for one account.
 //! - [`tag`]: the order tag derived from Pinnacle's order id, for idempotency at the broker.
+//! - [`order_updates`]: the order-update WebSocket.
 
 pub mod envelope;
 pub mod error;
 pub mod limits;
+pub mod order_updates;
 pub mod rest;
 pub mod session;
 pub mod tag;

@@ -122,6 +122,12 @@ pub struct OrderRecord {
     /// The tag sent with the order.
     #[serde(deserialize_with = "lenient::string")]
     pub ordertag: String,
+    /// `NORMAL`, `STOPLOSS`, …
+    pub variety: String,
+    /// `MARKET`, `LIMIT`, …
+    pub ordertype: String,
+    /// `DELIVERY`, `INTRADAY`, …
+    pub producttype: String,
     /// e.g. `SBIN-EQ`.
     pub tradingsymbol: String,
     /// e.g. `NSE`.

@@ -70,6 +70,16 @@ pub struct PutAccount {
     /// When the session tokens expire (RFC 3339).
     #[serde(default)]
     pub session_expires_at: Option<DateTime<Utc>>,
+    /// The static IP registered with Angel One for the API key (not secret).
+    #[serde(default)]
+    pub static_ip: Option<String>,
+    /// A proxy whose egress is `static_ip`: `http://`, `https://`, `socks5://` or
+    /// `socks5h://`, with no credentials in it.
+    #[serde(default)]
+    pub egress_proxy: Option<String>,
+    /// The exchange-issued algo id for this account's orders.
+    #[serde(default)]
+    pub algo_id: Option<String>,
 }
 
 impl PutAccount {
@@ -105,6 +115,9 @@ impl PutAccount {
             refresh_token: None,
             feed_token: None,
             session_expires_at: None,
+            static_ip: None,
+            egress_proxy: None,
+            algo_id: None,
         }
     }
 }
@@ -128,6 +141,12 @@ pub struct AccountView {
     pub session_expires_at: Option<DateTime<Utc>>,
     /// The master key that wraps this account's data key (not secret).
     pub master_key_id: Option<i64>,
+    /// The static IP registered with Angel One.
+    pub static_ip: Option<String>,
+    /// The egress proxy, if any.
+    pub egress_proxy: Option<String>,
+    /// The algo id orders are tagged with.
+    pub algo_id: Option<String>,
 }
 
 impl From<&broker_accounts::Model> for AccountView {
@@ -141,6 +160,9 @@ impl From<&broker_accounts::Model> for AccountView {
             updated_at: m.updated_at,
             session_expires_at: m.session_expires_at,
             master_key_id: m.master_key_id,
+            static_ip: m.static_ip.clone(),
+            egress_proxy: m.egress_proxy.clone(),
+            algo_id: m.algo_id.clone(),
         }
     }
 }
@@ -246,6 +268,11 @@ pub async fn put_account(
         generation: Set(generation),
         created_at: Set(created_at),
         updated_at: Set(now),
+        static_ip: Set(body.static_ip.clone()),
+        egress_proxy: Set(body.egress_proxy.clone()),
+        algo_id: Set(body.algo_id.clone()),
+        login_lease_until: Set(None),
+        login_lease_owner: Set(None),
     };
     match existing {
         // Two first writes of the same label race on the unique key: the loser conflicts.
@@ -281,6 +308,38 @@ fn validate(body: &PutAccount) -> Result<(), ApiError> {
             "broker must be one of {}",
             BROKERS.join(", ")
         )));
+    }
+    if let Some(ip) = &body.static_ip {
+        if ip.parse::<std::net::IpAddr>().is_err() {
+            return Err(ApiError::invalid(
+                "static_ip must be an IPv4 or IPv6 address",
+            ));
+        }
+    }
+    if let Some(proxy) = &body.egress_proxy {
+        let scheme_ok = ["http://", "https://", "socks5://", "socks5h://"]
+            .iter()
+            .any(|scheme| proxy.starts_with(scheme));
+        if !scheme_ok
+            || proxy.contains('@')
+            || proxy.len() > 512
+            || proxy.chars().any(char::is_whitespace)
+        {
+            return Err(ApiError::invalid(
+                "egress_proxy must be an http, https, socks5 or socks5h URL without credentials",
+            ));
+        }
+    }
+    if let Some(algo_id) = &body.algo_id {
+        let ok = (1..=32).contains(&algo_id.len())
+            && algo_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !ok {
+            return Err(ApiError::invalid(
+                "algo_id must be 1 to 32 letters, digits, '-' or '_'",
+            ));
+        }
     }
     for field in fields::ALL {
         if let Some(value) = body.field(field) {

@@ -126,14 +126,20 @@ pub fn spec() -> Value {
                     "api_key": secret(), "client_code": secret(), "secret": secret(),
                     "totp_seed": secret(), "access_token": secret(), "jwt_token": secret(),
                     "refresh_token": secret(), "feed_token": secret(),
-                    "session_expires_at": {"type": "string", "format": "date-time"}
+                    "session_expires_at": {"type": "string", "format": "date-time"},
+                    "static_ip": {"type": "string", "description": "IP registered with Angel One for the API key; required for live orders"},
+                    "egress_proxy": {"type": "string", "description": "http(s)/socks5 proxy whose egress is static_ip, no credentials"},
+                    "algo_id": {"type": "string", "maxLength": 32, "description": "exchange-issued algo id; required for live orders"}
                 }},
                 "Account": {"type": "object", "properties": {
                     "id": {"type": "string"}, "label": {"type": "string"}, "broker": {"type": "string"},
                     "fields_set": {"type": "array", "items": {"type": "string"}},
                     "generation": {"type": "integer"}, "updated_at": {"type": "string"},
                     "session_expires_at": {"type": ["string", "null"]},
-                    "master_key_id": {"type": ["integer", "null"]}
+                    "master_key_id": {"type": ["integer", "null"]},
+                    "static_ip": {"type": ["string", "null"]},
+                    "egress_proxy": {"type": ["string", "null"]},
+                    "algo_id": {"type": ["string", "null"]}
                 }},
                 "AccountList": {"type": "array", "items": {"$ref": "#/components/schemas/Account"}},
                 "Deleted": {"type": "object", "properties": {

@@ -47,6 +47,19 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     /// When its credentials were last written.
     pub updated_at: DateTimeUtc,
+    /// The static IP registered with Angel One for this account's API key: live orders
+    /// must come from it (not secret).
+    pub static_ip: Option<String>,
+    /// An HTTP(S) or SOCKS5 proxy whose egress is `static_ip`, when the host cannot bind
+    /// that address itself (no credentials in the URL).
+    pub egress_proxy: Option<String>,
+    /// The exchange-issued algo id the account's orders are tagged with (the exchange's
+    /// generic id below 10 orders per second, a registered one above).
+    pub algo_id: Option<String>,
+    /// Until when a worker holds the SmartAPI login lease.
+    pub login_lease_until: Option<DateTimeUtc>,
+    /// Which worker holds it.
+    pub login_lease_owner: Option<String>,
 }
 
 /// The names of the encrypted fields, as they appear in associated data and audit events.

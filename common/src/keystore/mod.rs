@@ -5,6 +5,8 @@
 //! - [`seal_account`] / [`open_account`]: one credential write under a fresh data key,
 //!   and reading it back. Every wrap is first counted against its master key
 //!   ([`reserve_encryption`]); at the limit the wrap is refused until a rotation.
+//! - [`reseal_account`]: rewriting an account with new values (SmartAPI session tokens) at
+//!   the next generation, compare-and-set.
 //! - [`status`], [`retire`] and [`rotate`] (in `rotate`): online key rotation.
 
 mod rotate;
@@ -205,6 +207,58 @@ pub async fn seal_account(
         data_key_enc: Some(wrapped),
         fields,
     })
+}
+
+/// Replaces `account`'s credentials with `values` (every field it should hold afterwards)
+/// at the next generation, under a fresh data key, with `session_expires_at`. The write is a
+/// compare-and-set on the generation: `None` means another write came first (re-read and
+/// retry). The caller audits the write first.
+pub async fn reseal_account(
+    db: &impl ConnectionTrait,
+    vault: &Vault,
+    account: &broker_accounts::Model,
+    values: &[(&'static str, &SecretString)],
+    session_expires_at: Option<chrono::DateTime<Utc>>,
+) -> Result<Option<broker_accounts::Model>, KeyStoreError> {
+    let generation = account.generation + 1;
+    let row = RowIdentity {
+        user_id: &account.user_id,
+        account_id: &account.id,
+        generation,
+    };
+    let mut sealed = seal_account(db, vault, row, values).await?;
+    let mut take = |field: &str| Set(sealed.fields.remove(field));
+    let update = broker_accounts::ActiveModel {
+        api_key_enc: take(broker_accounts::fields::API_KEY),
+        client_code_enc: take(broker_accounts::fields::CLIENT_CODE),
+        secret_enc: take(broker_accounts::fields::SECRET),
+        totp_seed_enc: take(broker_accounts::fields::TOTP_SEED),
+        access_token_enc: take(broker_accounts::fields::ACCESS_TOKEN),
+        jwt_token_enc: take(broker_accounts::fields::JWT_TOKEN),
+        refresh_token_enc: take(broker_accounts::fields::REFRESH_TOKEN),
+        feed_token_enc: take(broker_accounts::fields::FEED_TOKEN),
+        session_expires_at: Set(session_expires_at),
+        master_key_id: Set(sealed
+            .data_key_enc
+            .as_ref()
+            .map(|_| i64::from(sealed.master_key_id))),
+        data_key_enc: Set(sealed.data_key_enc.take()),
+        generation: Set(generation),
+        updated_at: Set(Utc::now()),
+        ..Default::default()
+    };
+    let updated = broker_accounts::Entity::update_many()
+        .set(update)
+        .filter(broker_accounts::Column::Id.eq(account.id.as_str()))
+        .filter(broker_accounts::Column::Generation.eq(account.generation))
+        .exec(db)
+        .await?;
+    if updated.rows_affected != 1 {
+        return Ok(None);
+    }
+    Ok(broker_accounts::Entity::find_by_id(account.id.clone())
+        .one(db)
+        .await?)
 }
 
 fn identity(account: &broker_accounts::Model) -> RowIdentity<'_> {

@@ -1,0 +1,526 @@
+//! The Angel One broker: SmartAPI behind the [`Broker`] port.
+//!
+//! - Sessions come from the account's stored tokens, or a login with its PIN and TOTP
+//!   seed; AG8001 renews them once and retries ([`pinnacle_smartapi::session`]).
+//! - Every order carries a tag derived from Pinnacle's order id. When a place request
+//!   times out or gets an empty reply, the order is looked up by that tag in the order book
+//!   instead of being sent again; if it is not there, the order is `UNKNOWN` and
+//!   reconciliation asks again later.
+//! - Regulatory settings are checked before anything is sent: the account's registered
+//!   static IP (bound locally, or reached through its proxy) and its algo id; MARKET orders
+//!   are refused (barred for API orders under NSE's retail algo framework).
+//! - [`store`] keeps sessions encrypted and audited in the account row, [`symbols`] finds
+//!   symbol tokens, [`map`] translates records, and [`updates`] follows each account's
+//!   order-update WebSocket into the order state machine.
+
+pub mod map;
+pub mod store;
+pub mod symbols;
+pub mod updates;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pinnacle_common::broker::{Broker, BrokerCredentials, BrokerError, BrokerOutcome};
+use pinnacle_common::model::{Funds, Holding, OrderRequest, OrderType, Position, Trade};
+use pinnacle_smartapi::limits::RateLimiter;
+use pinnacle_smartapi::session::{LoginSecrets, Session, SessionManager, SessionStore};
+use pinnacle_smartapi::types::OrderRecord;
+use pinnacle_smartapi::{
+    tag, AccountKey, Egress, RestClient, RestConfig, SmartApiError, SmartApiErrorKind,
+};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use self::symbols::SymbolResolver;
+use self::updates::SessionNotice;
+
+/// The name stored in `broker_accounts.broker`.
+pub const NAME: &str = "angel_one";
+
+/// How often a request the broker refused with its 403 rate limit is tried again (it was
+/// not processed, so sending it again cannot duplicate it).
+const RATE_LIMIT_RETRIES: u32 = 2;
+
+/// SmartAPI as a [`Broker`].
+pub struct AngelOneBroker {
+    config: RestConfig,
+    limiter: Arc<RateLimiter>,
+    sessions: SessionManager,
+    store: Arc<dyn SessionStore>,
+    symbols: SymbolResolver,
+    /// One HTTP client per account, rebuilt when its key, client code or egress changes.
+    clients: Mutex<HashMap<String, ([u8; 32], RestClient)>>,
+    /// Tells the order-update follower about every session in use.
+    notices: Option<mpsc::UnboundedSender<SessionNotice>>,
+}
+
+impl std::fmt::Debug for AngelOneBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AngelOneBroker")
+            .field("base_url", &self.config.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AngelOneBroker {
+    /// A broker calling SmartAPI at `config.base_url`, keeping sessions in `store` and
+    /// asking `symbols` for symbol tokens.
+    pub fn new(
+        config: RestConfig,
+        sessions: SessionManager,
+        store: Arc<dyn SessionStore>,
+        symbols: SymbolResolver,
+    ) -> Self {
+        Self {
+            config,
+            limiter: RateLimiter::new(Duration::from_secs(3)),
+            sessions,
+            store,
+            symbols,
+            clients: Mutex::new(HashMap::new()),
+            notices: None,
+        }
+    }
+
+    /// Sends a [`SessionNotice`] for every session used, so that the order-update follower
+    /// can connect with it.
+    pub fn with_notices(mut self, notices: mpsc::UnboundedSender<SessionNotice>) -> Self {
+        self.notices = Some(notices);
+        self
+    }
+
+    fn client_for(&self, creds: &BrokerCredentials) -> Result<RestClient, BrokerError> {
+        let (Some(api_key), Some(client_code)) = (&creds.api_key, &creds.client_code) else {
+            return Err(BrokerError::Credentials(
+                "an angel_one account needs api_key and client_code",
+            ));
+        };
+        let egress = egress(creds)?;
+        let mut hasher = Sha256::new();
+        for part in [
+            api_key.expose_secret(),
+            client_code.expose_secret(),
+            &format!("{egress:?}"),
+        ] {
+            hasher.update(part.as_bytes());
+            hasher.update([0]);
+        }
+        let fingerprint: [u8; 32] = hasher.finalize().into();
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((seen, client)) = clients.get(&creds.account_id) {
+            if *seen == fingerprint {
+                return Ok(client.clone());
+            }
+        }
+        let key = AccountKey {
+            api_key: api_key.clone(),
+            client_code: client_code.expose_secret().to_string(),
+        };
+        let client = RestClient::new(&self.config, key, &egress, self.limiter.clone())
+            .map_err(|e| BrokerError::Rejected(e.to_string()))?;
+        clients.insert(creds.account_id.clone(), (fingerprint, client.clone()));
+        Ok(client)
+    }
+
+    /// Runs `call` with a live session, renewing it once on a session error, and again
+    /// (up to [`RATE_LIMIT_RETRIES`]) after the broker's 403 rate limit.
+    async fn with_session<T, F, Fut>(
+        &self,
+        creds: &BrokerCredentials,
+        call: F,
+    ) -> Result<T, SmartApiError>
+    where
+        F: Fn(RestClient, SecretString) -> Fut,
+        Fut: Future<Output = Result<T, SmartApiError>>,
+    {
+        let client = self
+            .client_for(creds)
+            .map_err(|e| SmartApiError::invalid(e.to_string()))?;
+        let secrets = login_secrets(creds)?;
+        let mut session = self
+            .sessions
+            .ensure(
+                &client,
+                &creds.account_id,
+                stored_session(creds),
+                &secrets,
+                self.store.as_ref(),
+            )
+            .await?;
+        self.notify(creds, &client, &session);
+        let mut renewed = false;
+        let mut rate_limited = 0;
+        loop {
+            match call(client.clone(), session.jwt.clone()).await {
+                Err(e) if e.kind() == SmartApiErrorKind::Session && !renewed => {
+                    tracing::info!(code = e.code(), "SmartAPI session refused; renewing");
+                    renewed = true;
+                    session = self
+                        .sessions
+                        .renew(
+                            &client,
+                            &creds.account_id,
+                            Some(&session),
+                            &secrets,
+                            self.store.as_ref(),
+                        )
+                        .await?;
+                    self.notify(creds, &client, &session);
+                }
+                Err(e)
+                    if e.kind() == SmartApiErrorKind::RateLimited
+                        && rate_limited < RATE_LIMIT_RETRIES =>
+                {
+                    rate_limited += 1;
+                    tracing::warn!(
+                        attempt = rate_limited,
+                        "SmartAPI rate limit; waiting to retry"
+                    );
+                    tokio::time::sleep(Duration::from_millis(1_000)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn notify(&self, creds: &BrokerCredentials, client: &RestClient, session: &Session) {
+        if let Some(notices) = &self.notices {
+            let _ = notices.send(SessionNotice {
+                account_id: creds.account_id.clone(),
+                client_code: client.client_code().to_string(),
+                jwt: session.jwt.clone(),
+                expires_at: session.expires_at,
+            });
+        }
+    }
+
+    /// The order's record in today's order book, by Pinnacle's tag.
+    async fn find_by_tag(
+        &self,
+        creds: &BrokerCredentials,
+        order_id: &str,
+    ) -> Result<Option<OrderRecord>, SmartApiError> {
+        let wanted = tag::order_tag(order_id);
+        let book = self
+            .with_session(
+                creds,
+                |client, jwt| async move { client.order_book(&jwt).await },
+            )
+            .await?;
+        Ok(book.into_iter().find(|record| record.ordertag == wanted))
+    }
+
+    /// The order's state right after an accepted request: its details, or `OPEN` when the
+    /// details cannot be read (the order-update stream settles it).
+    async fn settle(
+        &self,
+        creds: &BrokerCredentials,
+        orderid: &str,
+        unique: &str,
+    ) -> BrokerOutcome {
+        let details = self
+            .with_session(creds, |client, jwt| {
+                let unique = unique.to_string();
+                async move { client.order_details(&jwt, &unique).await }
+            })
+            .await;
+        match details {
+            Ok(record) if record.orderid == orderid || record.orderid.is_empty() => BrokerOutcome {
+                broker_order_id: orderid.to_string(),
+                ..map::outcome(&record)
+            },
+            Ok(record) => map::outcome(&record),
+            Err(error) => {
+                tracing::info!(%error, "order details unavailable; the order-update stream will settle it");
+                BrokerOutcome {
+                    broker_order_id: orderid.to_string(),
+                    status: pinnacle_common::model::OrderStatus::Open,
+                    filled_quantity: 0,
+                    average_price: None,
+                }
+            }
+        }
+    }
+
+    async fn token(&self, exchange: &str, symbol: &str) -> Result<String, BrokerError> {
+        match self.symbols.resolve(exchange, symbol).await {
+            Ok(instrument) => Ok(instrument.token),
+            // Nothing was sent, so this is a clean refusal, not an unknown outcome.
+            Err(BrokerError::Unavailable(reason)) => Err(BrokerError::Rejected(format!(
+                "the symbol token could not be looked up, nothing was sent: {reason}"
+            ))),
+            Err(other) => Err(other),
+        }
+    }
+}
+
+/// Which way the account's traffic leaves: its proxy, or its static IP bound locally.
+fn egress(creds: &BrokerCredentials) -> Result<Egress, BrokerError> {
+    if let Some(proxy) = &creds.egress_proxy {
+        return Ok(Egress::Proxy(proxy.clone()));
+    }
+    match &creds.static_ip {
+        Some(ip) => ip
+            .parse::<IpAddr>()
+            .map(Egress::Bind)
+            .map_err(|_| BrokerError::Regulatory(format!("static_ip {ip:?} is not an IP address"))),
+        None => Ok(Egress::Default),
+    }
+}
+
+/// The account's regulatory settings (SEBI/NSE retail algo framework, from 1 April 2026).
+fn check_compliance(creds: &BrokerCredentials) -> Result<(), BrokerError> {
+    let Some(ip) = &creds.static_ip else {
+        return Err(BrokerError::Regulatory(
+            "this Angel One account has no static_ip: since 1 April 2026 API orders are accepted \
+             only from the static IP registered for the API key; set static_ip (and egress_proxy \
+             if this host cannot use that address itself)"
+                .into(),
+        ));
+    };
+    if creds.algo_id.as_deref().is_none_or(str::is_empty) {
+        return Err(BrokerError::Regulatory(
+            "this Angel One account has no algo_id: API orders must carry the exchange-issued algo \
+             id (the exchange's generic id below 10 orders per second, a registered one above)"
+                .into(),
+        ));
+    }
+    if creds.egress_proxy.is_none() {
+        let ip: IpAddr = ip.parse().map_err(|_| {
+            BrokerError::Regulatory(format!("static_ip {ip:?} is not an IP address"))
+        })?;
+        // Binding an ephemeral UDP port proves the address is this host's without sending.
+        if std::net::UdpSocket::bind((ip, 0)).is_err() {
+            return Err(BrokerError::Regulatory(format!(
+                "static_ip {ip} is not an address of this host; set egress_proxy to a proxy that \
+                 leaves from it"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn login_secrets(creds: &BrokerCredentials) -> Result<LoginSecrets, SmartApiError> {
+    match (&creds.secret, &creds.totp_seed) {
+        (Some(pin), Some(seed)) => Ok(LoginSecrets {
+            pin: pin.clone(),
+            totp_seed: seed.clone(),
+        }),
+        _ => Err(SmartApiError::new(
+            SmartApiErrorKind::Login,
+            None,
+            "an angel_one account needs secret (the PIN) and totp_seed to log in",
+        )),
+    }
+}
+
+fn stored_session(creds: &BrokerCredentials) -> Option<Session> {
+    Some(Session {
+        jwt: creds.jwt_token.clone()?,
+        refresh: creds.refresh_token.clone()?,
+        feed: creds.feed_token.clone()?,
+        expires_at: creds.session_expires_at?,
+    })
+}
+
+/// A failure of a request that changes nothing, or that certainly was not processed.
+fn broker_error(error: SmartApiError) -> BrokerError {
+    match error.kind() {
+        SmartApiErrorKind::Timeout
+        | SmartApiErrorKind::EmptyReply
+        | SmartApiErrorKind::Transport
+        | SmartApiErrorKind::Decode => BrokerError::Unavailable(error.to_string()),
+        SmartApiErrorKind::RateLimited => BrokerError::RateLimited(error.to_string()),
+        SmartApiErrorKind::Api
+        | SmartApiErrorKind::Session
+        | SmartApiErrorKind::Login
+        | SmartApiErrorKind::Invalid => BrokerError::Rejected(error.to_string()),
+    }
+}
+
+/// Whether the request may have been processed although no usable reply came back.
+fn ambiguous(error: &SmartApiError) -> bool {
+    error.outcome_unknown() || error.kind() == SmartApiErrorKind::Decode
+}
+
+#[async_trait]
+impl Broker for AngelOneBroker {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn preflight(
+        &self,
+        creds: &BrokerCredentials,
+        order: &OrderRequest,
+    ) -> Result<(), BrokerError> {
+        check_compliance(creds)?;
+        if matches!(
+            order.order_type,
+            OrderType::Market | OrderType::StoplossMarket
+        ) {
+            return Err(BrokerError::Regulatory(
+                "MARKET and STOPLOSS_MARKET orders are barred for API (algo) orders under NSE's \
+                 retail algo framework; send LIMIT or STOPLOSS_LIMIT"
+                    .into(),
+            ));
+        }
+        login_secrets(creds).map_err(|e| BrokerError::Rejected(e.to_string()))?;
+        Ok(())
+    }
+
+    async fn place_order(
+        &self,
+        creds: &BrokerCredentials,
+        order_id: &str,
+        order: &OrderRequest,
+    ) -> Result<BrokerOutcome, BrokerError> {
+        self.preflight(creds, order)?;
+        let token = self.token(&order.exchange, &order.symbol).await?;
+        let params = map::order_params(order, &token, Some(tag::order_tag(order_id)));
+        let placed = self
+            .with_session(creds, |client, jwt| {
+                let params = params.clone();
+                async move { client.place_order(&jwt, &params).await }
+            })
+            .await;
+        match placed {
+            Ok(ack) => Ok(self.settle(creds, &ack.orderid, &ack.uniqueorderid).await),
+            Err(error) if ambiguous(&error) => {
+                tracing::warn!(%error, "placeOrder outcome unknown; looking the order up by its tag");
+                match self.find_by_tag(creds, order_id).await {
+                    Ok(Some(record)) => Ok(map::outcome(&record)),
+                    Ok(None) | Err(_) => Err(BrokerError::Unavailable(error.to_string())),
+                }
+            }
+            Err(error) => Err(broker_error(error)),
+        }
+    }
+
+    async fn modify_order(
+        &self,
+        creds: &BrokerCredentials,
+        broker_order_id: &str,
+        order: &OrderRequest,
+    ) -> Result<BrokerOutcome, BrokerError> {
+        check_compliance(creds)?;
+        let token = self.token(&order.exchange, &order.symbol).await?;
+        let mut params = map::order_params(order, &token, None);
+        params.orderid = Some(broker_order_id.to_string());
+        let ack = self
+            .with_session(creds, |client, jwt| {
+                let params = params.clone();
+                async move { client.modify_order(&jwt, &params).await }
+            })
+            .await
+            .map_err(broker_error)?;
+        Ok(self
+            .settle(creds, broker_order_id, &ack.uniqueorderid)
+            .await)
+    }
+
+    async fn cancel_order(
+        &self,
+        creds: &BrokerCredentials,
+        broker_order_id: &str,
+    ) -> Result<BrokerOutcome, BrokerError> {
+        check_compliance(creds)?;
+        // The cancel must name the order's variety; the order book has it.
+        let book = self
+            .with_session(
+                creds,
+                |client, jwt| async move { client.order_book(&jwt).await },
+            )
+            .await
+            .map_err(broker_error)?;
+        let record = book
+            .into_iter()
+            .find(|r| r.orderid == broker_order_id)
+            .ok_or_else(|| {
+                BrokerError::Rejected(format!(
+                    "order {broker_order_id} is not in the broker's order book"
+                ))
+            })?;
+        let variety = if record.variety.is_empty() {
+            "NORMAL".to_string()
+        } else {
+            record.variety.clone()
+        };
+        let ack = self
+            .with_session(creds, |client, jwt| {
+                let variety = variety.clone();
+                async move { client.cancel_order(&jwt, &variety, broker_order_id).await }
+            })
+            .await
+            .map_err(broker_error)?;
+        Ok(self
+            .settle(creds, broker_order_id, &ack.uniqueorderid)
+            .await)
+    }
+
+    async fn funds(&self, creds: &BrokerCredentials) -> Result<Funds, BrokerError> {
+        let rms = self
+            .with_session(creds, |client, jwt| async move { client.rms(&jwt).await })
+            .await
+            .map_err(broker_error)?;
+        Ok(map::funds(&rms))
+    }
+
+    async fn positions(&self, creds: &BrokerCredentials) -> Result<Vec<Position>, BrokerError> {
+        let records = self
+            .with_session(
+                creds,
+                |client, jwt| async move { client.positions(&jwt).await },
+            )
+            .await
+            .map_err(broker_error)?;
+        Ok(records.iter().map(map::position).collect())
+    }
+
+    async fn holdings(&self, creds: &BrokerCredentials) -> Result<Vec<Holding>, BrokerError> {
+        let records = self
+            .with_session(
+                creds,
+                |client, jwt| async move { client.holdings(&jwt).await },
+            )
+            .await
+            .map_err(broker_error)?;
+        Ok(records.iter().map(map::holding).collect())
+    }
+
+    async fn trades(&self, creds: &BrokerCredentials) -> Result<Vec<Trade>, BrokerError> {
+        let records = self
+            .with_session(
+                creds,
+                |client, jwt| async move { client.trade_book(&jwt).await },
+            )
+            .await
+            .map_err(broker_error)?;
+        let mut trades: Vec<Trade> = records.iter().map(map::trade).collect();
+        trades.sort_by_key(|t| t.ts_ms);
+        Ok(trades)
+    }
+
+    async fn find_order(
+        &self,
+        creds: &BrokerCredentials,
+        order_id: &str,
+    ) -> Result<Option<BrokerOutcome>, BrokerError> {
+        let found = self
+            .find_by_tag(creds, order_id)
+            .await
+            .map_err(broker_error)?;
+        Ok(found.as_ref().map(map::outcome))
+    }
+
+    async fn reference_price(&self, _exchange: &str, _symbol: &str) -> Option<i64> {
+        // MARKET orders are refused for this broker, so no reference price is needed.
+        None
+    }
+}
