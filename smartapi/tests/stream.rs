@@ -335,11 +335,11 @@ async fn resubscribes_after_the_server_drops_the_connection() {
 async fn heartbeat_pongs_keep_an_idle_connection_alive() {
     let mut server = Server::start().await;
     let mut config = server.config();
-    config.heartbeat_interval = Duration::from_millis(20);
-    config.stall_timeout = Duration::from_millis(150);
+    config.heartbeat_interval = Duration::from_millis(30);
+    config.stall_timeout = Duration::from_millis(300);
     let (_feed, mut events, mut conn) = connected(&mut server, config).await;
-    // Ten pings answered with pong span well over the stall timeout.
-    for _ in 0..10 {
+    // Twenty pings answered with pong span twice the stall timeout.
+    for _ in 0..20 {
         assert_eq!(conn.next_text(false).await, "ping");
         conn.ws.send(Message::text("pong")).await.expect("pong");
     }
