@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Starts `pinnacle dev` in a scratch data dir and runs the Python clients in tests/python/
 # (written from docs/PROTOCOL.md alone) against it. Stops the stack however it ends.
+# Also checks that the committed SmartAPI golden tick frames still match what Angel One's
+# Python SDK decodes (tests/python/golden_ticks.py --check; needs no running stack).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --quiet --locked -p pinnacle-cli
@@ -17,7 +19,10 @@ for _ in $(seq 1 120); do
 done
 [ -s "$data/dev.env" ] || { echo "pinnacle dev did not write dev.env" >&2; cat "$log" >&2; exit 1; }
 passed=0 failed=0
+golden=tests/python/golden_ticks.py
+if .venv/bin/python "$golden" --check; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAILED: $golden" >&2; fi
 for check in tests/python/*.py; do
+  [ "$check" = "$golden" ] && continue
   if .venv/bin/python "$check" "$data/dev.env"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAILED: $check" >&2; fi
 done
 # SIGTERM must stop everything cleanly.

@@ -9,10 +9,12 @@
 //! - [`bench`]: `pinnacle bench orders` and `pinnacle bench ticks`, each measured beside a
 //!   raw NATS baseline in the same run (never part of the tests).
 //! - [`keys`]: master-key management: `keys add`, `status`, `rotate`, `retire`.
+//! - [`smartapi`]: offline SmartAPI tools: `smartapi decode HEX` (one feed tick to JSON).
 
 pub mod bench;
 pub mod client;
 pub mod dev;
 pub mod keys;
 pub mod nats_server;
+pub mod smartapi;
 pub mod stack;

@@ -62,6 +62,21 @@ enum Command {
         #[command(subcommand)]
         command: OrderCommand,
     },
+    /// Angel One SmartAPI tools.
+    Smartapi {
+        #[command(subcommand)]
+        command: SmartapiCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SmartapiCommand {
+    /// Decode one SmartWebSocketV2 binary tick given as hex; prints it as JSON.
+    Decode {
+        /// The frame in hex; spaces and `0x` prefixes are allowed (several arguments are joined).
+        #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
+        hex: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -165,6 +180,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             | Command::Order { .. }
             | Command::Keys { .. }
             | Command::Bench { .. }
+            | Command::Smartapi { .. }
     );
     let _telemetry = if quiet {
         None
@@ -172,6 +188,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(pinnacle_common::telemetry::init("pinnacle")?)
     };
     match cli.command {
+        Command::Smartapi {
+            command: SmartapiCommand::Decode { hex },
+        } => {
+            println!(
+                "{}",
+                pinnacle_cli::smartapi::decode_command(&hex.join(" "))?
+            );
+            Ok(())
+        }
         Command::Dev { data_dir, api_bind } => dev::run(DevOptions { data_dir, api_bind }).await,
         Command::Serve { service } => {
             let service = match service {

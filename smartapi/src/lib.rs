@@ -13,6 +13,11 @@
 //!   daily rollover, never two logins at once for one account.
 //! - [`tag`]: the order tag derived from Pinnacle's order id, for idempotency at the broker.
 //! - [`order_updates`]: the order-update WebSocket.
+//! - [`ticks`]: decoding one SmartWebSocketV2 binary packet (LTP, QUOTE, SNAP_QUOTE, DEPTH)
+//!   and scaling its raw prices.
+//! - [`stream`]: the SmartWebSocketV2 market-feed client: handshake, batched subscriptions
+//!   within the server's limits, heartbeat, stall watchdog, reconnect with backoff and
+//!   resubscribe, credential rollover; an async handle plus an event channel.
 
 pub mod envelope;
 pub mod error;
@@ -20,7 +25,9 @@ pub mod limits;
 pub mod order_updates;
 pub mod rest;
 pub mod session;
+pub mod stream;
 pub mod tag;
+pub mod ticks;
 pub mod totp;
 pub mod types;
 
