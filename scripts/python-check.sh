@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# Starts `pinnacle dev` in a scratch data dir and runs the Python clients in tests/python/
+# Runs the static checks in tests/python/static/ (deploy/ and nats/ configs), then starts `pinnacle dev` in a scratch data dir and runs the Python clients in tests/python/
 # (written from docs/PROTOCOL.md alone) against it. Stops the stack however it ends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Static checks first: they need no running stack (deploy/ and nats/ configs).
+static_failed=0
+for check in tests/python/static/*.py; do
+  .venv/bin/python "$check" || { static_failed=$((static_failed + 1)); echo "FAILED: $check" >&2; }
+done
 cargo build --quiet --locked -p pinnacle-cli
 data=$(mktemp -d)
 log="$data/dev.log"
@@ -16,7 +21,7 @@ for _ in $(seq 1 120); do
   sleep 0.25
 done
 [ -s "$data/dev.env" ] || { echo "pinnacle dev did not write dev.env" >&2; cat "$log" >&2; exit 1; }
-passed=0 failed=0
+passed=0 failed=$static_failed
 for check in tests/python/*.py; do
   if .venv/bin/python "$check" "$data/dev.env"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAILED: $check" >&2; fi
 done
