@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Starts `pinnacle dev` in a scratch data dir and runs the Python clients in tests/python/
+# Runs the static checks in tests/python/static/ (deploy/ and nats/ configs), then starts `pinnacle dev` in a scratch data dir and runs the Python clients in tests/python/
 # (written from docs/PROTOCOL.md alone) against it. Stops the stack however it ends.
 # Also checks that the committed SmartAPI golden tick frames still match what Angel One's
 # Python SDK decodes (tests/python/golden_ticks.py --check; needs no running stack).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Static checks first: they need no running stack (deploy/ and nats/ configs).
+static_passed=0 static_failed=0
+for check in tests/python/static/*.py; do
+  if .venv/bin/python "$check"; then static_passed=$((static_passed + 1)); else static_failed=$((static_failed + 1)); echo "FAILED: $check" >&2; fi
+done
 cargo build --quiet --locked -p pinnacle-cli
 data=$(mktemp -d)
 log="$data/dev.log"
@@ -18,7 +23,7 @@ for _ in $(seq 1 120); do
   sleep 0.25
 done
 [ -s "$data/dev.env" ] || { echo "pinnacle dev did not write dev.env" >&2; cat "$log" >&2; exit 1; }
-passed=0 failed=0
+passed=$static_passed failed=$static_failed
 golden=tests/python/golden_ticks.py
 if .venv/bin/python "$golden" --check; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAILED: $golden" >&2; fi
 for check in tests/python/*.py; do

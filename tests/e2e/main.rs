@@ -9,6 +9,7 @@ mod bad_input;
 mod lifecycle;
 mod login;
 mod market_data;
+mod nats_cluster;
 mod nats_config;
 mod openapi_fuzz;
 mod orders;

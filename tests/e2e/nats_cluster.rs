@@ -1,0 +1,349 @@
+//! The 3-node cluster config (`nats/cluster.conf` + `nats/auth.conf`): JetStream elects a
+//! meta leader and holds R3 streams; a trader is confined to their own subjects; only the
+//! admin can delete, purge or rewrite a stream; each service can do its job.
+//!
+//! One cluster serves every check (a cluster takes a few seconds to elect its leader).
+//! Permission denials are observed the way the server reports them: an
+//! `-ERR 'Permissions Violation …'` that async-nats hands to the event callback.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::pull};
+use futures::StreamExt as _;
+use pinnacle_common::subjects;
+use pinnacle_tests::cluster::{
+    Conn, TestCluster, ADMIN, AUDITOR, NON_ADMINS, ORDER_WORKER, PUBLISHER, TRADER_A, TRADER_B,
+    USER_API,
+};
+
+/// How long a message that should arrive may take.
+const ARRIVAL: Duration = Duration::from_secs(5);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_confines_traders_and_guards_the_streams() {
+    let cluster = TestCluster::start().await.expect("3-node cluster");
+    let admin = cluster.connect(0, ADMIN).await.expect("admin");
+    let worker = cluster
+        .connect(1, ORDER_WORKER)
+        .await
+        .expect("order-worker");
+
+    // Streams: the admin applies the R3 definitions; a service that starts first creates
+    // its stream (R1) itself, and the admin's update then raises it to R3.
+    cluster
+        .admin_apply_stream(&admin, subjects::AUDIT_STREAM)
+        .await
+        .expect("AUDIT as R3");
+    let worker_js = jetstream::new(worker.client.clone());
+    pinnacle_order_worker::events::ensure_stream(&worker_js)
+        .await
+        .expect("the order worker creates ORDER_EVENTS");
+    pinnacle_common::audit::ensure_stream(&worker_js)
+        .await
+        .expect("the order worker finds AUDIT");
+    cluster
+        .admin_apply_stream(&admin, subjects::ORDER_EVENTS_STREAM)
+        .await
+        .expect("ORDER_EVENTS raised to R3");
+    for stream in [subjects::AUDIT_STREAM, subjects::ORDER_EVENTS_STREAM] {
+        let info = admin
+            .js_api(&format!("$JS.API.STREAM.INFO.{stream}"), Vec::new())
+            .await
+            .expect("stream info");
+        assert_eq!(info["config"]["num_replicas"], 3, "{stream}: {info}");
+    }
+
+    services_do_their_jobs(&cluster, &worker).await;
+    traders_are_confined(&cluster, &worker).await;
+    only_admin_destroys_streams(&cluster, &admin).await;
+    worker.expect_no_violation().await;
+}
+
+/// The order worker answers requests in its queue group and stores audit and lifecycle
+/// events; the user API reads a user's audit trail; the publisher serves `md.req.>` and
+/// publishes ticks.
+async fn services_do_their_jobs(cluster: &TestCluster, worker: &Conn) {
+    let js = jetstream::new(worker.client.clone());
+    let audit_subject = subjects::audit_credential(TRADER_A.user);
+    js.publish(audit_subject.clone(), "probe".into())
+        .await
+        .expect("audit publish")
+        .await
+        .expect("audit ack from the R3 stream");
+    js.publish(subjects::order_events(TRADER_A.user), "event".into())
+        .await
+        .expect("event publish")
+        .await
+        .expect("event ack");
+
+    // The user API reads the trail back as `AuditLog::read_user` does: an ordered consumer.
+    let user_api = cluster.connect(2, USER_API).await.expect("user-api");
+    let stream = jetstream::new(user_api.client.clone())
+        .get_stream(subjects::AUDIT_STREAM)
+        .await
+        .expect("user-api sees AUDIT");
+    let consumer = stream
+        .create_consumer(pull::OrderedConfig {
+            filter_subject: audit_subject,
+            ..Default::default()
+        })
+        .await;
+    user_api.expect_no_violation().await;
+    let consumer = consumer.expect("user-api creates an ordered consumer");
+    user_api.expect_no_violation().await;
+    let mut messages = consumer.messages().await.expect("messages");
+    let first = tokio::time::timeout(ARRIVAL, messages.next())
+        .await
+        .expect("an audit event in time")
+        .expect("stream open")
+        .expect("message");
+    assert_eq!(&first.payload[..], b"probe");
+    user_api.expect_no_violation().await;
+
+    // The auditor reads too, but writes nothing.
+    let auditor = cluster.connect(0, AUDITOR).await.expect("auditor");
+    jetstream::new(auditor.client.clone())
+        .get_stream(subjects::AUDIT_STREAM)
+        .await
+        .expect("auditor sees AUDIT");
+    auditor.expect_no_violation().await;
+    auditor
+        .client
+        .publish(subjects::audit_credential(TRADER_B.user), "forged".into())
+        .await
+        .expect("publish");
+    auditor
+        .expect_violation("Publish", &subjects::audit_credential(TRADER_B.user))
+        .await;
+}
+
+/// Trader A requests on their own order subjects and market data, hears their own events
+/// and ticks; they cannot publish to B's subjects, listen to B's events, snoop other
+/// inboxes or order requests, or forge ticks and audit events.
+async fn traders_are_confined(cluster: &TestCluster, worker: &Conn) {
+    // A stand-in order worker (the worker's login, its queue group) that records what it sees.
+    let mut requests = worker
+        .client
+        .queue_subscribe(subjects::ORDERS_ALL, subjects::ORDER_WORKER_QUEUE.into())
+        .await
+        .expect("order-workers queue subscription");
+    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
+    let responder = worker.client.clone();
+    let serve = tokio::spawn(async move {
+        while let Some(message) = requests.next().await {
+            let _ = seen_tx.send(message.subject.to_string());
+            if let Some(reply) = message.reply {
+                let _ = responder.publish(reply, "ok".into()).await;
+            }
+        }
+    });
+    let publisher = cluster.connect(2, PUBLISHER).await.expect("publisher");
+    let mut md_requests = publisher
+        .client
+        .queue_subscribe(subjects::MD_REQUEST_ALL, subjects::MD_QUEUE.into())
+        .await
+        .expect("md-service queue subscription");
+    let md_responder = publisher.client.clone();
+    let md_serve = tokio::spawn(async move {
+        while let Some(message) = md_requests.next().await {
+            if let Some(reply) = message.reply {
+                let _ = md_responder.publish(reply, "last".into()).await;
+            }
+        }
+    });
+    publisher.client.flush().await.expect("flush");
+    worker.client.flush().await.expect("flush");
+
+    let a = cluster.connect(1, TRADER_A).await.expect("trader A");
+    let own = subjects::order(TRADER_A.user, subjects::verbs::PLACE);
+    let reply = tokio::time::timeout(ARRIVAL, a.client.request(own.clone(), "{}".into()))
+        .await
+        .expect("a reply in time")
+        .expect("trader A may request on their own subject");
+    assert_eq!(&reply.payload[..], b"ok");
+    assert_eq!(seen_rx.recv().await.as_deref(), Some(own.as_str()));
+    let reply = tokio::time::timeout(ARRIVAL, a.client.request(subjects::md::LAST, "{}".into()))
+        .await
+        .expect("a reply in time")
+        .expect("trader A may ask for market data");
+    assert_eq!(&reply.payload[..], b"last");
+
+    // Own events and ticks arrive.
+    let mut own_events = a
+        .client
+        .subscribe(subjects::order_events(TRADER_A.user))
+        .await
+        .expect("own events");
+    let mut ticks = a
+        .client
+        .subscribe(subjects::MD_TICK_ALL)
+        .await
+        .expect("ticks");
+    a.client.flush().await.expect("flush");
+    // Core delivery is at most once, and on a freshly formed cluster the first message
+    // after a subscribe was now and then not delivered; so publish until one arrives.
+    let events = jetstream::new(worker.client.clone());
+    let event_subject = subjects::order_events(TRADER_A.user);
+    until_received(&mut own_events, "event", || async {
+        events
+            .publish(event_subject.clone(), "filled".into())
+            .await
+            .expect("publish")
+            .await
+            .expect("ack");
+    })
+    .await;
+    let tick = subjects::tick("NSE", "SBIN-EQ");
+    until_received(&mut ticks, "tick", || async {
+        publisher
+            .client
+            .publish(tick.clone(), "tick".into())
+            .await
+            .expect("tick");
+    })
+    .await;
+    a.expect_no_violation().await;
+
+    // B's order subject: refused by the server, never seen by the worker.
+    let theirs = subjects::order(TRADER_B.user, subjects::verbs::PLACE);
+    a.client
+        .publish(theirs.clone(), "{}".into())
+        .await
+        .expect("publish");
+    a.expect_violation("Publish", &theirs).await;
+    let cancel = subjects::order(TRADER_B.user, subjects::verbs::CANCEL);
+    let refused = a
+        .client
+        .send_request(
+            cancel.clone(),
+            async_nats::Request::new()
+                .payload("{}".into())
+                .timeout(Some(Duration::from_millis(500))),
+        )
+        .await;
+    assert!(refused.is_err(), "a request on B's subject gets no reply");
+    a.expect_violation("Publish", &cancel).await;
+
+    // Forged ticks, audit events and lifecycle events.
+    for subject in [
+        tick.clone(),
+        subjects::audit_credential(TRADER_A.user),
+        subjects::order_events(TRADER_A.user),
+    ] {
+        a.client
+            .publish(subject.clone(), "forged".into())
+            .await
+            .expect("publish");
+        a.expect_violation("Publish", &subject).await;
+    }
+
+    // Listening where they must not: B's events, everyone's inboxes and order requests
+    // (which carry bearer tokens), and the market-data request queue.
+    for subject in [
+        subjects::order_events(TRADER_B.user),
+        "_INBOX.>".to_string(),
+        format!("_INBOX.{}.>", TRADER_B.user),
+        subjects::ORDERS_ALL.to_string(),
+        subjects::MD_REQUEST_ALL.to_string(),
+    ] {
+        let _sub = a
+            .client
+            .subscribe(subject.clone())
+            .await
+            .expect("subscribe");
+        a.expect_violation("Subscription", &subject).await;
+    }
+
+    // The worker saw only A's own request, never B's subjects.
+    a.client.flush().await.expect("flush");
+    worker.client.flush().await.expect("flush");
+    while let Ok(subject) = seen_rx.try_recv() {
+        assert!(!subject.contains(TRADER_B.user), "worker saw {subject}");
+    }
+    serve.abort();
+    md_serve.abort();
+}
+
+/// Delete, purge, update and message delete on AUDIT are refused by permissions for every
+/// service and trader; the admin's requests reach JetStream (which still refuses purge and
+/// message delete on AUDIT by the stream's own `deny_purge`/`deny_delete`), and the admin
+/// can purge another stream and delete AUDIT.
+async fn only_admin_destroys_streams(cluster: &TestCluster, admin: &Conn) {
+    let audit = subjects::AUDIT_STREAM;
+    let destroyers = [
+        format!("$JS.API.STREAM.DELETE.{audit}"),
+        format!("$JS.API.STREAM.PURGE.{audit}"),
+        format!("$JS.API.STREAM.UPDATE.{audit}"),
+        format!("$JS.API.STREAM.MSG.DELETE.{audit}"),
+    ];
+    for (i, login) in NON_ADMINS.iter().enumerate() {
+        let conn = cluster.connect(i % 3, *login).await.expect("connect");
+        let inbox = conn.client.new_inbox();
+        for subject in &destroyers {
+            conn.client
+                .publish_with_reply(subject.clone(), inbox.clone(), "{}".into())
+                .await
+                .expect("publish");
+            conn.expect_violation("Publish", subject).await;
+        }
+    }
+    let info = admin
+        .js_api(&format!("$JS.API.STREAM.INFO.{audit}"), Vec::new())
+        .await
+        .expect("info");
+    assert!(info.get("error").is_none(), "AUDIT survives: {info}");
+    assert!(info["state"]["messages"].as_u64() >= Some(1), "{info}");
+
+    let purge = admin
+        .js_api(&format!("$JS.API.STREAM.PURGE.{audit}"), Vec::new())
+        .await
+        .expect("the admin's purge reaches JetStream");
+    assert!(
+        purge.get("error").is_some(),
+        "AUDIT's deny_purge holds: {purge}"
+    );
+    let delete_msg = admin
+        .js_api(
+            &format!("$JS.API.STREAM.MSG.DELETE.{audit}"),
+            br#"{"seq":1}"#.to_vec(),
+        )
+        .await
+        .expect("the admin's message delete reaches JetStream");
+    assert!(
+        delete_msg.get("error").is_some(),
+        "AUDIT's deny_delete holds: {delete_msg}"
+    );
+    let purge_events = admin
+        .js_api(
+            &format!("$JS.API.STREAM.PURGE.{}", subjects::ORDER_EVENTS_STREAM),
+            Vec::new(),
+        )
+        .await
+        .expect("purge ORDER_EVENTS");
+    assert_eq!(purge_events["success"], true, "{purge_events}");
+    let deleted = admin
+        .js_api(&format!("$JS.API.STREAM.DELETE.{audit}"), Vec::new())
+        .await
+        .expect("delete AUDIT");
+    assert_eq!(deleted["success"], true, "{deleted}");
+    admin.expect_no_violation().await;
+}
+
+/// Runs `publish` until `sub` receives a message, every 200 ms, for up to [`ARRIVAL`].
+async fn until_received<F, Fut>(sub: &mut async_nats::Subscriber, what: &str, publish: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let deadline = tokio::time::Instant::now() + ARRIVAL;
+    loop {
+        publish().await;
+        if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(200), sub.next()).await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "trader A's {what} did not arrive"
+        );
+    }
+}
