@@ -43,13 +43,15 @@ async fn settle(
                 trigger_price: patch.trigger_price,
                 ..Patch::from_outcome(&outcome)
             };
-            let stored = worker.advance(pending, outcome.status, patch).await?;
+            let stored = worker
+                .record_outcome(pending, outcome.status, patch)
+                .await?;
             Ok(store::view(&stored))
         }
         Err(BrokerError::Unavailable(reason)) => {
             tracing::warn!(order_id = %pending.id, %reason, "broker outcome unknown");
             let stored = worker
-                .advance(pending, OrderStatus::Unknown, Patch::default())
+                .record_outcome(pending, OrderStatus::Unknown, Patch::default())
                 .await?;
             Ok(store::view(&stored))
         }

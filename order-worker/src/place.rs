@@ -89,7 +89,7 @@ pub async fn place(worker: &Worker, request: &Request<'_>) -> Result<OrderReply,
     let stored = match placed {
         Ok(outcome) => {
             worker
-                .advance(&submitted, outcome.status, Patch::from_outcome(&outcome))
+                .record_outcome(&submitted, outcome.status, Patch::from_outcome(&outcome))
                 .await?
         }
         Err(BrokerError::Unavailable(reason)) => {
@@ -97,7 +97,7 @@ pub async fn place(worker: &Worker, request: &Request<'_>) -> Result<OrderReply,
             // let reconciliation ask the broker. Re-sending could duplicate it.
             tracing::warn!(order_id = %submitted.id, %reason, "broker outcome unknown");
             worker
-                .advance(&submitted, OrderStatus::Unknown, Patch::default())
+                .record_outcome(&submitted, OrderStatus::Unknown, Patch::default())
                 .await?
         }
         Err(error) => {
@@ -107,7 +107,7 @@ pub async fn place(worker: &Worker, request: &Request<'_>) -> Result<OrderReply,
                 ..Patch::default()
             };
             worker
-                .advance(&submitted, OrderStatus::Rejected, patch)
+                .record_outcome(&submitted, OrderStatus::Rejected, patch)
                 .await?
         }
     };

@@ -12,7 +12,7 @@ use pinnacle_common::micro;
 use pinnacle_common::serve;
 use pinnacle_common::shutdown::Shutdown;
 use pinnacle_common::subjects;
-use sea_orm::DatabaseConnection;
+use sea_orm::{DatabaseConnection, EntityTrait};
 
 use crate::events::{self, OrderEvents};
 use crate::store::{self, Patch, TransitionError};
@@ -126,6 +126,35 @@ impl Worker {
             })?;
         self.announce(Some(from), &next).await;
         Ok(next)
+    }
+
+    /// [`Self::advance`] with a broker's answer that another path (the order-update stream,
+    /// another worker) may already have recorded: losing the compare-and-set to such a
+    /// change returns the order as it now stands instead of an error.
+    pub async fn record_outcome(
+        &self,
+        order: &orders::Model,
+        to: OrderStatus,
+        patch: Patch,
+    ) -> Result<orders::Model, ErrorBody> {
+        match self.advance(order, to, patch).await {
+            Err(error) if error.code == ErrorCode::InvalidState => {
+                let current = orders::Entity::find_by_id(order.id.clone())
+                    .one(&self.db)
+                    .await
+                    .map_err(|e| handler::internal("reloading the order", e))?;
+                match current {
+                    Some(current)
+                        if current.status != order.status
+                            || current.updated_at != order.updated_at =>
+                    {
+                        Ok(current)
+                    }
+                    _ => Err(error),
+                }
+            }
+            other => other,
+        }
     }
 
     /// Publishes an order's current state as a lifecycle event.

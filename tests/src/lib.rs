@@ -9,9 +9,11 @@
 //!   `PINNACLE_REQUIRE_POSTGRES=1` (CI) an unreachable PostgreSQL is a failure.
 //! - [`TestStack`]: the whole system (publisher, worker, user API) wired exactly as
 //!   `pinnacle dev` wires it, plus helpers to create users and place orders.
+//! - [`angel`]: the SmartAPI simulator with the stack pointed at it.
 //! - [`cluster`]: a 3-node cluster from the shipped `nats/` configs, with authorization.
 //! - [`logs`]: a capturing subscriber, so tests can assert no secret was logged.
 
+pub mod angel;
 pub mod cluster;
 pub mod logs;
 mod stack;

@@ -1,0 +1,423 @@
+//! Live Angel One accounts, end to end through NATS, the worker and the SmartAPI
+//! simulator: one login per account, tags for idempotency, ambiguous replies looked up
+//! instead of re-sent, session expiry and rate limits handled, order updates applied, and
+//! the regulatory settings enforced.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use pinnacle_common::subjects;
+use pinnacle_smartapi::tag::order_tag;
+use pinnacle_smartapi_sim::Fault;
+use pinnacle_tests::angel::{AngelStack, SBIN_TOKEN};
+use pinnacle_tests::{eventually, logs, no_limits};
+use serde_json::{json, Value};
+
+use crate::each_backend;
+
+fn result(reply: &Value) -> &Value {
+    assert_eq!(reply["ok"], true, "{reply}");
+    &reply["result"]
+}
+
+fn error_code(reply: &Value) -> &str {
+    assert_eq!(reply["ok"], false, "{reply}");
+    reply["error"]["code"].as_str().expect("code")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_orders_reach_the_broker_once_with_one_login_and_follow_its_updates() {
+    each_backend(|backend| async move {
+        let angel = AngelStack::start(backend).await;
+        let stack = &angel.stack;
+        let (user, account) = angel.angel_trader("live", 1, json!({})).await;
+        let cc = account.client_code.as_str();
+        let (fills, rests) = angel.prices();
+        let mut events = stack
+            .client
+            .subscribe(subjects::order_events(&user.id))
+            .await
+            .expect("subscribe events");
+
+        // A marketable limit fills at once; the broker got Pinnacle's tag from our static IP.
+        let filled = stack
+            .call(&user, "place", AngelStack::limit("b-1", "BUY", 5, fills))
+            .await;
+        let filled = result(&filled).clone();
+        assert_eq!(filled["status"], "FILLED", "{filled}");
+        let order_id = filled["order_id"].as_str().expect("id").to_string();
+        let at_broker = angel.sim.orders(cc);
+        assert_eq!(at_broker.len(), 1);
+        assert_eq!(at_broker[0].ordertag, order_tag(&order_id));
+        assert_eq!(at_broker[0].source_ip.to_string(), "127.0.0.1");
+        assert_eq!(filled["broker_order_id"], at_broker[0].orderid.as_str());
+        let placed = angel
+            .sim
+            .requests()
+            .into_iter()
+            .find(|r| r.path.ends_with("/placeOrder"))
+            .expect("placeOrder seen");
+        assert_eq!(placed.headers.get("x-privatekey"), Some(&account.api_key));
+        assert_eq!(
+            placed.headers.get("x-usertype").map(String::as_str),
+            Some("USER")
+        );
+        assert_eq!(
+            placed.headers.get("x-sourceid").map(String::as_str),
+            Some("WEB")
+        );
+        assert!(placed
+            .headers
+            .get("authorization")
+            .is_some_and(|a| a.starts_with("Bearer ")));
+
+        // The session was stored encrypted (and audited), so the next order logs in no more.
+        let row = stack.broker_account(&user.id).await;
+        assert!(row.jwt_token_enc.is_some() && row.session_expires_at.is_some());
+        let stored = row.jwt_token_enc.clone().expect("jwt");
+        assert!(!stored.contains("eyJ"), "the JWT is stored encrypted");
+        let resting = stack
+            .call(&user, "place", AngelStack::limit("b-2", "BUY", 5, rests))
+            .await;
+        assert_eq!(result(&resting)["status"], "OPEN", "{resting}");
+        assert_eq!(angel.sim.login_count(cc), 1);
+
+        // The price falls through the resting buy: the order-update socket fills it.
+        angel.sim.set_ltp("NSE", SBIN_TOKEN, rests - 100);
+        eventually(
+            Duration::from_secs(10),
+            "the resting order fills",
+            || async {
+                let got = stack
+                    .call(&user, "get", json!({"client_order_id": "b-2"}))
+                    .await;
+                (got["result"]["status"] == "FILLED").then_some(())
+            },
+        )
+        .await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let message = tokio::time::timeout_at(deadline, events.next())
+                .await
+                .expect("a FILLED event for b-2")
+                .expect("event stream open");
+            let event: Value = pinnacle_common::codec::Encoding::MsgPack
+                .decode(&message.payload)
+                .expect("event decodes");
+            if event["order"]["client_order_id"] == "b-2" && event["order"]["status"] == "FILLED" {
+                break;
+            }
+        }
+
+        // Cancel a resting sell; the books come from the broker.
+        let sell = stack
+            .call(
+                &user,
+                "place",
+                AngelStack::limit("s-1", "SELL", 1, fills * 3),
+            )
+            .await;
+        assert_eq!(result(&sell)["status"], "OPEN", "{sell}");
+        let cancelled = stack
+            .call(&user, "cancel", json!({"client_order_id": "s-1"}))
+            .await;
+        assert_eq!(result(&cancelled)["status"], "CANCELLED", "{cancelled}");
+        let positions = stack.call(&user, "positions", json!({})).await;
+        let position = &result(&positions)["positions"][0];
+        assert_eq!(position["symbol"], "SBIN-EQ", "{positions}");
+        assert_eq!(position["net_quantity"], 10);
+        let funds = stack.call(&user, "funds", json!({})).await;
+        assert!(result(&funds)["cash"].as_i64().is_some(), "{funds}");
+        let trades = stack.call(&user, "trades", json!({})).await;
+        assert_eq!(
+            result(&trades)["trades"].as_array().map(Vec::len),
+            Some(2),
+            "{trades}"
+        );
+
+        // No credential reached a log line.
+        let log = logs::captured();
+        // (The 4-digit PIN is too short to search for; the others are distinctive.)
+        for (name, secret) in [
+            ("totp_seed", &account.totp_seed),
+            ("api_key", &account.api_key),
+        ] {
+            assert!(!log.contains(secret.as_str()), "the {name} was logged");
+        }
+        assert!(!log.contains("eyJ"), "a session token was logged");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ambiguous_replies_are_looked_up_by_tag_and_never_sent_twice() {
+    each_backend(|backend| async move {
+        let angel =
+            AngelStack::start_with(backend, |_| {}, |s| s.worker.smartapi_timeout_ms = 700).await;
+        let stack = &angel.stack;
+        let (user, account) = angel.angel_trader("ambiguous", 2, json!({})).await;
+        let cc = account.client_code.as_str();
+        let (fills, _) = angel.prices();
+
+        // The broker takes the order but answers too late: found by its tag.
+        angel.sim.inject(Fault::SlowReply {
+            route: "placeOrder".into(),
+            delay: Duration::from_millis(2_000),
+            times: 1,
+        });
+        let slow = stack
+            .call(&user, "place", AngelStack::limit("slow", "BUY", 1, fills))
+            .await;
+        assert_eq!(result(&slow)["status"], "FILLED", "{slow}");
+        assert_eq!(angel.sim.orders(cc).len(), 1);
+
+        // An empty body after the order was taken: the same.
+        angel.sim.inject(Fault::EmptyBody {
+            route: "placeOrder".into(),
+            status: 200,
+            times: 1,
+        });
+        let empty = stack
+            .call(&user, "place", AngelStack::limit("empty", "BUY", 1, fills))
+            .await;
+        assert_eq!(result(&empty)["status"], "FILLED", "{empty}");
+        assert_eq!(angel.sim.orders(cc).len(), 2);
+
+        // Retrying either client order id is answered from Pinnacle, not re-sent.
+        for id in ["slow", "empty"] {
+            let again = stack
+                .call(&user, "place", AngelStack::limit(id, "BUY", 1, fills))
+                .await;
+            assert_eq!(result(&again)["status"], "FILLED", "{again}");
+        }
+        assert_eq!(angel.sim.orders(cc).len(), 2);
+        let tags: Vec<String> = angel
+            .sim
+            .orders(cc)
+            .into_iter()
+            .map(|o| o.ordertag)
+            .collect();
+        assert_eq!(tags.len(), 2);
+        assert_ne!(tags[0], tags[1]);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_session_expiry_and_broker_errors() {
+    each_backend(|backend| async move {
+        let angel = AngelStack::start(backend).await;
+        let stack = &angel.stack;
+        let (user, account) = angel.angel_trader("faults", 3, json!({})).await;
+        let cc = account.client_code.as_str();
+        let (fills, _) = angel.prices();
+
+        // The broker's plain-text 403 was not processed: Pinnacle waits and sends it again.
+        angel.sim.inject(Fault::RateLimited {
+            route: "placeOrder".into(),
+            times: 1,
+        });
+        let limited = stack
+            .call(&user, "place", AngelStack::limit("rl", "BUY", 1, fills))
+            .await;
+        assert_eq!(result(&limited)["status"], "FILLED", "{limited}");
+        assert_eq!(angel.sim.orders(cc).len(), 1);
+
+        // AG8001: the session is refreshed, not logged in again.
+        angel.sim.expire_session(cc);
+        let expired = stack
+            .call(&user, "place", AngelStack::limit("exp", "BUY", 1, fills))
+            .await;
+        assert_eq!(result(&expired)["status"], "FILLED", "{expired}");
+        assert_eq!(angel.sim.login_count(cc), 1);
+        assert!(angel
+            .sim
+            .requests()
+            .iter()
+            .any(|r| r.path.ends_with("/generateTokens")));
+
+        // Refresh token dead too: one new login.
+        angel.sim.revoke_session(cc);
+        let revoked = stack
+            .call(&user, "place", AngelStack::limit("rev", "BUY", 1, fills))
+            .await;
+        assert_eq!(result(&revoked)["status"], "FILLED", "{revoked}");
+        assert_eq!(angel.sim.login_count(cc), 2);
+        assert_eq!(angel.sim.orders(cc).len(), 3);
+
+        // A business error is a clear rejection naming the broker's code.
+        angel.sim.inject(Fault::BusinessError {
+            route: "placeOrder".into(),
+            code: "AB1012".into(),
+            message: "Invalid Product Type".into(),
+            times: 1,
+        });
+        let refused = stack
+            .call(&user, "place", AngelStack::limit("bad", "BUY", 1, fills))
+            .await;
+        assert_eq!(error_code(&refused), "BROKER_REJECTED", "{refused}");
+        assert!(
+            refused["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("AB1012")),
+            "{refused}"
+        );
+        let stored = stack
+            .call(&user, "get", json!({"client_order_id": "bad"}))
+            .await;
+        assert_eq!(result(&stored)["status"], "REJECTED", "{stored}");
+        assert_eq!(angel.sim.orders(cc).len(), 3);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_orders_share_one_login() {
+    each_backend(|backend| async move {
+        let angel = AngelStack::start(backend).await;
+        let stack = &angel.stack;
+        let (user, account) = angel.angel_trader("burst", 4, json!({})).await;
+        stack.set_limits(no_limits(&user.id)).await;
+        let (fills, _) = angel.prices();
+        let replies = futures::future::join_all((0..8).map(|i| {
+            stack.call(
+                &user,
+                "place",
+                AngelStack::limit(&format!("c-{i}"), "BUY", 1, fills),
+            )
+        }))
+        .await;
+        for reply in &replies {
+            assert_eq!(result(reply)["status"], "FILLED", "{reply}");
+        }
+        assert_eq!(angel.sim.login_count(&account.client_code), 1);
+        assert_eq!(angel.sim.orders(&account.client_code).len(), 8);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn regulatory_settings_are_enforced_before_anything_is_sent() {
+    each_backend(|backend| async move {
+        let angel = AngelStack::start(backend).await;
+        let stack = &angel.stack;
+        let (fills, _) = angel.prices();
+        let order = AngelStack::limit("o-1", "BUY", 1, fills);
+
+        for (n, extra, needle) in [
+            (10, json!({"static_ip": null}), "static_ip"),
+            (11, json!({"algo_id": null}), "algo_id"),
+            (12, json!({"static_ip": "192.0.2.7"}), "egress_proxy"),
+        ] {
+            let (user, account) = angel.angel_trader(&format!("reg{n}"), n, extra).await;
+            let reply = stack.call(&user, "place", order.clone()).await;
+            assert_eq!(error_code(&reply), "REGULATORY", "{reply}");
+            assert!(
+                reply["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains(needle)),
+                "{reply}"
+            );
+            let stored = stack
+                .call(&user, "get", json!({"client_order_id": "o-1"}))
+                .await;
+            assert_eq!(
+                error_code(&stored),
+                "NOT_FOUND",
+                "nothing was stored: {stored}"
+            );
+            assert!(angel.sim.orders(&account.client_code).is_empty());
+        }
+
+        // MARKET orders are barred for API orders.
+        let (user, account) = angel.angel_trader("market", 13, json!({})).await;
+        let market = json!({"client_order_id": "m-1", "exchange": "NSE", "symbol": "SBIN-EQ",
+                            "side": "BUY", "order_type": "MARKET", "quantity": 1});
+        let reply = stack.call(&user, "place", market).await;
+        assert_eq!(error_code(&reply), "REGULATORY", "{reply}");
+        assert!(angel.sim.orders(&account.client_code).is_empty());
+
+        // The broker checks the source address: registered 127.0.0.2, sent from 127.0.0.1.
+        let user = stack.create_user("wrong-ip").await;
+        let mut registered = angel.sim_account(14);
+        registered.static_ip = Some("127.0.0.2".parse().expect("ip"));
+        angel.sim.add_account(registered.clone());
+        assert_eq!(
+            angel.put_angel_account(&user, &registered, json!({})).await,
+            200
+        );
+        let reply = stack.call(&user, "place", order.clone()).await;
+        assert_eq!(error_code(&reply), "BROKER_REJECTED", "{reply}");
+        assert!(
+            reply["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("static IP")),
+            "{reply}"
+        );
+        // Configured with the registered address, the orders leave from it.
+        assert_eq!(
+            angel
+                .put_angel_account(&user, &registered, json!({"static_ip": "127.0.0.2"}))
+                .await,
+            200
+        );
+        let reply = stack
+            .call(&user, "place", AngelStack::limit("o-2", "BUY", 1, fills))
+            .await;
+        assert_eq!(result(&reply)["status"], "FILLED", "{reply}");
+        let at_broker = angel.sim.orders(&registered.client_code);
+        assert_eq!(at_broker.len(), 1);
+        assert_eq!(at_broker[0].source_ip.to_string(), "127.0.0.2");
+
+        // The user API refuses malformed settings.
+        for bad in [
+            json!({"static_ip": "not-an-ip"}),
+            json!({"egress_proxy": "http://user:pass@proxy:3128"}),
+            json!({"egress_proxy": "ftp://proxy"}),
+            json!({"algo_id": "x".repeat(40)}),
+        ] {
+            assert_eq!(angel.put_angel_account(&user, &registered, bad).await, 400);
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_updates_resume_after_the_socket_drops() {
+    each_backend(|backend| async move {
+        let angel = AngelStack::start(backend).await;
+        let stack = &angel.stack;
+        let (user, _) = angel.angel_trader("drops", 5, json!({})).await;
+        let (_, rests) = angel.prices();
+        let resting = stack
+            .call(&user, "place", AngelStack::limit("r-1", "BUY", 2, rests))
+            .await;
+        assert_eq!(result(&resting)["status"], "OPEN", "{resting}");
+        eventually(
+            Duration::from_secs(5),
+            "the order-update socket connects",
+            || async { (angel.sim.order_connections() >= 1).then_some(()) },
+        )
+        .await;
+        angel.sim.drop_sockets();
+        eventually(
+            Duration::from_secs(10),
+            "the order-update socket reconnects",
+            || async { (angel.sim.order_connections() >= 1).then_some(()) },
+        )
+        .await;
+        angel.sim.set_ltp("NSE", SBIN_TOKEN, rests - 100);
+        eventually(
+            Duration::from_secs(10),
+            "the resting order fills",
+            || async {
+                let got = stack
+                    .call(&user, "get", json!({"client_order_id": "r-1"}))
+                    .await;
+                (got["result"]["status"] == "FILLED").then_some(())
+            },
+        )
+        .await;
+    })
+    .await;
+}
