@@ -32,6 +32,16 @@ pub struct OrderUpdate {
     pub order: OrderRecord,
 }
 
+/// What [`follow`] reports while it runs.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// The socket is up: updates sent while it was down are not replayed, so the caller
+    /// should catch up from the order book now.
+    Connected,
+    /// An order changed.
+    Update(Box<OrderUpdate>),
+}
+
 /// Why [`follow`] returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ended {
@@ -53,13 +63,13 @@ struct Wire {
     order_data: Option<OrderRecord>,
 }
 
-/// Connects with `jwt` and forwards every order event to `updates` until the connection
-/// ends. Heartbeats: a control ping every [`HEARTBEAT`]; silence for three of them counts
+/// Connects with `jwt`, reports [`Event::Connected`], then forwards every order event to
+/// `events` until the connection ends. Heartbeats: a control ping every [`HEARTBEAT`]; silence for three of them counts
 /// as a dead connection.
 pub async fn follow(
     url: &str,
     jwt: &SecretString,
-    updates: &mpsc::Sender<OrderUpdate>,
+    events: &mpsc::Sender<Event>,
 ) -> Result<Ended, SmartApiError> {
     let mut request = url
         .into_client_request()
@@ -85,6 +95,9 @@ pub async fn follow(
             ))
         }
     };
+    if events.send(Event::Connected).await.is_err() {
+        return Ok(Ended::ReceiverGone);
+    }
     let (mut sink, mut stream) = socket.split();
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -110,7 +123,7 @@ pub async fn follow(
                     }
                     Some(Ok(Message::Text(text))) => {
                         if let Some(update) = parse(text.as_str()) {
-                            if updates.send(update).await.is_err() {
+                            if events.send(Event::Update(Box::new(update))).await.is_err() {
                                 return Ok(Ended::ReceiverGone);
                             }
                         }

@@ -229,7 +229,7 @@ pub async fn put_account(
         account_id: &id,
         generation,
     };
-    let mut sealed = keystore::seal_account(db, vault, row_id, &values).await?;
+    let sealed = keystore::seal_account(db, vault, row_id, &values).await?;
     audit
         .record(&AuditEvent {
             event_id: uuid::Uuid::now_v7().to_string(),
@@ -245,26 +245,12 @@ pub async fn put_account(
             outcome: AuditOutcome::Written,
         })
         .await?;
-    let mut take = |field: &str| sealed.fields.remove(field);
     let row = broker_accounts::ActiveModel {
         id: Set(id.clone()),
         user_id: Set(user_id.to_string()),
         label: Set(label.to_string()),
         broker: Set(body.broker.clone()),
-        api_key_enc: Set(take(fields::API_KEY)),
-        client_code_enc: Set(take(fields::CLIENT_CODE)),
-        secret_enc: Set(take(fields::SECRET)),
-        totp_seed_enc: Set(take(fields::TOTP_SEED)),
-        access_token_enc: Set(take(fields::ACCESS_TOKEN)),
-        jwt_token_enc: Set(take(fields::JWT_TOKEN)),
-        refresh_token_enc: Set(take(fields::REFRESH_TOKEN)),
-        feed_token_enc: Set(take(fields::FEED_TOKEN)),
         session_expires_at: Set(body.session_expires_at),
-        master_key_id: Set(sealed
-            .data_key_enc
-            .as_ref()
-            .map(|_| i64::from(sealed.master_key_id))),
-        data_key_enc: Set(sealed.data_key_enc.take()),
         generation: Set(generation),
         created_at: Set(created_at),
         updated_at: Set(now),
@@ -273,6 +259,7 @@ pub async fn put_account(
         algo_id: Set(body.algo_id.clone()),
         login_lease_until: Set(None),
         login_lease_owner: Set(None),
+        ..sealed.into_columns()
     };
     match existing {
         // Two first writes of the same label race on the unique key: the loser conflicts.

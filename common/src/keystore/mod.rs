@@ -172,6 +172,31 @@ pub struct SealedAccount {
     pub fields: BTreeMap<&'static str, String>,
 }
 
+impl SealedAccount {
+    /// The row's credential columns from this write: every sealed field, the wrapped data
+    /// key and its master key; fields not sealed become NULL. Other columns are left unset.
+    pub fn into_columns(mut self) -> broker_accounts::ActiveModel {
+        use broker_accounts::fields;
+        let mut take = |field: &str| Set(self.fields.remove(field));
+        broker_accounts::ActiveModel {
+            api_key_enc: take(fields::API_KEY),
+            client_code_enc: take(fields::CLIENT_CODE),
+            secret_enc: take(fields::SECRET),
+            totp_seed_enc: take(fields::TOTP_SEED),
+            access_token_enc: take(fields::ACCESS_TOKEN),
+            jwt_token_enc: take(fields::JWT_TOKEN),
+            refresh_token_enc: take(fields::REFRESH_TOKEN),
+            feed_token_enc: take(fields::FEED_TOKEN),
+            master_key_id: Set(self
+                .data_key_enc
+                .as_ref()
+                .map(|_| i64::from(self.master_key_id))),
+            data_key_enc: Set(self.data_key_enc.take()),
+            ..Default::default()
+        }
+    }
+}
+
 /// Seals `values` for `row` under a fresh data key wrapped by the current master key.
 pub async fn seal_account(
     db: &impl ConnectionTrait,
@@ -226,26 +251,12 @@ pub async fn reseal_account(
         account_id: &account.id,
         generation,
     };
-    let mut sealed = seal_account(db, vault, row, values).await?;
-    let mut take = |field: &str| Set(sealed.fields.remove(field));
+    let sealed = seal_account(db, vault, row, values).await?;
     let update = broker_accounts::ActiveModel {
-        api_key_enc: take(broker_accounts::fields::API_KEY),
-        client_code_enc: take(broker_accounts::fields::CLIENT_CODE),
-        secret_enc: take(broker_accounts::fields::SECRET),
-        totp_seed_enc: take(broker_accounts::fields::TOTP_SEED),
-        access_token_enc: take(broker_accounts::fields::ACCESS_TOKEN),
-        jwt_token_enc: take(broker_accounts::fields::JWT_TOKEN),
-        refresh_token_enc: take(broker_accounts::fields::REFRESH_TOKEN),
-        feed_token_enc: take(broker_accounts::fields::FEED_TOKEN),
         session_expires_at: Set(session_expires_at),
-        master_key_id: Set(sealed
-            .data_key_enc
-            .as_ref()
-            .map(|_| i64::from(sealed.master_key_id))),
-        data_key_enc: Set(sealed.data_key_enc.take()),
         generation: Set(generation),
         updated_at: Set(Utc::now()),
-        ..Default::default()
+        ..sealed.into_columns()
     };
     let updated = broker_accounts::Entity::update_many()
         .set(update)

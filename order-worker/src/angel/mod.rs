@@ -196,6 +196,7 @@ impl AngelOneBroker {
                 client_code: client.client_code().to_string(),
                 jwt: session.jwt.clone(),
                 expires_at: session.expires_at,
+                client: client.clone(),
             });
         }
     }

@@ -3,7 +3,8 @@
 //!
 //! The broker sends a [`SessionNotice`] whenever it uses a session; [`run`] keeps one
 //! connection per account with the newest session, reconnecting with backoff, until the
-//! session expires or is refused. Each update is matched to a Pinnacle order by the
+//! session expires or is refused. The broker does not replay updates sent while the socket
+//! was down, so every (re)connect catches up from the order book. Each update is matched to a Pinnacle order by the
 //! broker's order id (or, before that id is stored, by the order tag) and applied with the
 //! same compare-and-set as every other transition, so duplicates and stale updates from
 //! several workers are harmless.
@@ -16,8 +17,10 @@ use chrono::{DateTime, Utc};
 use pinnacle_common::entities::orders;
 use pinnacle_common::model::OrderStatus;
 use pinnacle_common::shutdown::Shutdown;
-use pinnacle_smartapi::order_updates::{self, Ended, OrderUpdate};
+use pinnacle_smartapi::order_updates::{self, Ended, Event};
 use pinnacle_smartapi::tag;
+use pinnacle_smartapi::types::OrderRecord;
+use pinnacle_smartapi::RestClient;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::mpsc;
@@ -37,6 +40,8 @@ pub struct SessionNotice {
     pub jwt: SecretString,
     /// When the session ends.
     pub expires_at: DateTime<Utc>,
+    /// The account's REST client, to catch up from the order book after a reconnect.
+    pub client: RestClient,
 }
 
 impl std::fmt::Debug for SessionNotice {
@@ -101,13 +106,18 @@ async fn follow_account(
     notice: SessionNotice,
     shutdown: Shutdown,
 ) {
-    let (tx, mut rx) = mpsc::channel::<OrderUpdate>(1024);
+    let (tx, mut rx) = mpsc::channel::<Event>(1024);
     let applier = {
         let worker = worker.clone();
-        let account_id = notice.account_id.clone();
+        let notice = notice.clone();
         tokio::spawn(async move {
-            while let Some(update) = rx.recv().await {
-                apply(&worker, &account_id, &update).await;
+            while let Some(event) = rx.recv().await {
+                match event {
+                    Event::Connected => catch_up(&worker, &notice).await,
+                    Event::Update(update) => {
+                        apply(&worker, &notice.account_id, &update.order).await;
+                    }
+                }
             }
         })
     };
@@ -144,13 +154,27 @@ async fn follow_account(
     let _ = applier.await;
 }
 
-/// Applies one update to the matching order, if Pinnacle has it.
-async fn apply(worker: &Worker, account_id: &str, update: &OrderUpdate) {
-    let Some(order) = find(worker, account_id, update).await else {
-        tracing::debug!(status = %update.status_code, "order update for an order Pinnacle did not place");
+/// Updates sent while the socket was down are lost: apply today's order book instead.
+async fn catch_up(worker: &Worker, notice: &SessionNotice) {
+    match notice.client.order_book(&notice.jwt).await {
+        Ok(book) => {
+            for record in &book {
+                apply(worker, &notice.account_id, record).await;
+            }
+        }
+        Err(error) => {
+            tracing::warn!(client_code = %notice.client_code, %error, "could not catch up from the order book");
+        }
+    }
+}
+
+/// Applies one order record to the matching order, if Pinnacle has it.
+async fn apply(worker: &Worker, account_id: &str, record: &OrderRecord) {
+    let Some(order) = find(worker, account_id, record).await else {
+        tracing::debug!(status = %record.status, "order update for an order Pinnacle did not place");
         return;
     };
-    let outcome = super::map::outcome(&update.order);
+    let outcome = super::map::outcome(record);
     let current = crate::store::status_of(&order);
     if current == outcome.status && order.filled_quantity == outcome.filled_quantity {
         return;
@@ -164,15 +188,15 @@ async fn apply(worker: &Worker, account_id: &str, update: &OrderUpdate) {
     }
 }
 
-async fn find(worker: &Worker, account_id: &str, update: &OrderUpdate) -> Option<orders::Model> {
+async fn find(worker: &Worker, account_id: &str, record: &OrderRecord) -> Option<orders::Model> {
     let by_id = orders::Entity::find()
         .filter(orders::Column::BrokerAccountId.eq(account_id))
-        .filter(orders::Column::BrokerOrderId.eq(update.order.orderid.as_str()))
+        .filter(orders::Column::BrokerOrderId.eq(record.orderid.as_str()))
         .one(&worker.db)
         .await
         .ok()
         .flatten();
-    if by_id.is_some() || update.order.ordertag.is_empty() {
+    if by_id.is_some() || record.ordertag.is_empty() {
         return by_id;
     }
     // The update can beat the place reply: match the account's in-flight orders by tag.
@@ -187,5 +211,5 @@ async fn find(worker: &Worker, account_id: &str, update: &OrderUpdate) -> Option
         .ok()?;
     in_flight
         .into_iter()
-        .find(|o| tag::order_tag(&o.id) == update.order.ordertag)
+        .find(|o| tag::order_tag(&o.id) == record.ordertag)
 }
