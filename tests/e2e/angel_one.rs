@@ -431,3 +431,86 @@ async fn order_updates_resume_after_the_socket_drops() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_never_log_in_to_one_account_at_once() {
+    use std::sync::Arc;
+
+    use pinnacle_common::audit::AuditLog;
+    use pinnacle_order_worker::angel::store::DbSessionStore;
+    use pinnacle_smartapi::limits::RateLimiter;
+    use pinnacle_smartapi::session::{LoginSecrets, SessionManager, SessionStore};
+    use pinnacle_smartapi::{AccountKey, Egress, RestClient, RestConfig};
+    use secrecy::{ExposeSecret, SecretString};
+
+    each_backend(|backend| async move {
+        let angel = AngelStack::start(backend).await;
+        let stack = &angel.stack;
+        let (user, account) = angel.angel_trader("lease", 20, json!({})).await;
+        let account_id = stack.broker_account(&user.id).await.id;
+        // Two "processes": each its own session manager, store (lease owner) and client.
+        let process = || {
+            let audit = AuditLog::new(stack.client.clone(), Duration::from_secs(2));
+            let store = DbSessionStore::new(stack.db.clone(), stack.vault.clone(), audit);
+            let config = RestConfig {
+                base_url: angel.sim.rest_url(),
+                ..RestConfig::default()
+            };
+            let key = AccountKey {
+                api_key: SecretString::from(account.api_key.clone()),
+                client_code: account.client_code.clone(),
+            };
+            let client = RestClient::new(
+                &config,
+                key,
+                &Egress::Default,
+                RateLimiter::new(Duration::from_secs(5)),
+            )
+            .expect("client");
+            (SessionManager::default(), Arc::new(store), client)
+        };
+        let (first, second) = (process(), process());
+        let secrets = || LoginSecrets {
+            pin: SecretString::from(account.pin.clone()),
+            totp_seed: SecretString::from(account.totp_seed.clone()),
+        };
+        let (secrets_a, secrets_b) = (secrets(), secrets());
+        let (a, b) = tokio::join!(
+            first.0.ensure(
+                &first.2,
+                &account_id,
+                None,
+                &secrets_a,
+                first.1.as_ref() as &dyn SessionStore
+            ),
+            second.0.ensure(
+                &second.2,
+                &account_id,
+                None,
+                &secrets_b,
+                second.1.as_ref() as &dyn SessionStore
+            ),
+        );
+        let (a, b) = (a.expect("first session"), b.expect("second session"));
+        assert_eq!(angel.sim.login_count(&account.client_code), 1);
+        assert_eq!(a.jwt.expose_secret(), b.jwt.expose_secret());
+        // The lease is one holder's at a time, and free again afterwards.
+        assert!(first
+            .1
+            .try_lease(&account_id, Duration::from_secs(30))
+            .await
+            .expect("lease"));
+        assert!(!second
+            .1
+            .try_lease(&account_id, Duration::from_secs(30))
+            .await
+            .expect("lease"));
+        first.1.release(&account_id).await;
+        assert!(second
+            .1
+            .try_lease(&account_id, Duration::from_secs(30))
+            .await
+            .expect("lease"));
+    })
+    .await;
+}
