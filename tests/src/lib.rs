@@ -10,8 +10,11 @@
 //! - [`TestStack`]: the whole system (publisher, worker, user API) wired exactly as
 //!   `pinnacle dev` wires it, plus helpers to create users and place orders.
 //! - [`logs`]: a capturing subscriber, so tests can assert no secret was logged.
+//! - [`sim`]: Angel One on the SmartAPI simulator: accounts, settings, and the publisher
+//!   alone streaming from it ([`sim::SimPublisher`]).
 
 pub mod logs;
+pub mod sim;
 mod stack;
 
 use std::time::Duration;

@@ -321,7 +321,10 @@ mod tests {
         assert_eq!(to_paise(ExchangeType::CdeFo, 832_525_000), 8_325);
         assert_eq!(to_paise(ExchangeType::CdeFo, 832_550_000), 8_326);
         assert_eq!(to_paise(ExchangeType::CdeFo, -832_550_000), -8_326);
-        assert_eq!(to_paise(ExchangeType::CdeFo, i64::MAX), i64::MAX / 100_000 + 1);
+        assert_eq!(
+            to_paise(ExchangeType::CdeFo, i64::MAX),
+            i64::MAX / 100_000 + 1
+        );
         assert_eq!(to_paise(ExchangeType::NseCm, i64::MIN), i64::MIN);
     }
 

@@ -171,20 +171,22 @@ impl MarketFeed for AngelFeed {
             if self.live.is_none() {
                 self.connect(&session).await?;
             }
-            let until_expiry = (session.expires_at - chrono::Utc::now())
+            // Checked before waiting too: on a busy feed the wait never runs out.
+            let Some(until_expiry) = (session.expires_at - chrono::Utc::now())
                 .to_std()
-                .unwrap_or_default()
-                + EXPIRY_GRACE;
+                .ok()
+                .map(|left| left + EXPIRY_GRACE)
+            else {
+                tracing::info!(expired_at = %session.expires_at, "Angel One session reached its expiry (daily rollover); logging in again");
+                self.renew = true;
+                continue;
+            };
             let Some(live) = self.live.as_mut() else {
                 continue;
             };
             let event = tokio::select! {
                 event = live.events.recv() => event,
-                () = tokio::time::sleep(until_expiry) => {
-                    tracing::info!(expired_at = %session.expires_at, "Angel One session reached its expiry (daily rollover); logging in again");
-                    self.renew = true;
-                    continue;
-                }
+                () = tokio::time::sleep(until_expiry) => continue,
             };
             let Some(event) = event else {
                 self.live = None;
