@@ -288,7 +288,7 @@ fn print_sim_banner(rest_url: &str, env_file: &Path) {
          \n  demo user    broker account `{label}` (angel_one, client {client}, static IP 127.0.0.1, algo id {algo})\n\
          \nPlace a LIMIT order through the simulator (rupees; it fills when the price crosses):\
          \n  {me} order place --env-file {env} --account {label} --symbol SBIN-EQ --side BUY --quantity 1 --price 800\
-         \nThe paper account stays the default; --account paper (or none) trades on paper.",
+         \nWith two accounts, every order names one: --account paper trades on paper.",
         platform = crate::dev_sim::PLATFORM_CLIENT,
         label = crate::dev_sim::DEMO_LABEL,
         client = crate::dev_sim::DEMO_CLIENT,
