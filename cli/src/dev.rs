@@ -5,6 +5,10 @@
 //! user API in this process, makes sure a demo user with a paper account exists, issues
 //! it a fresh API token, writes `<data-dir>/dev.env`, and stops everything cleanly on
 //! Ctrl-C or SIGTERM.
+//!
+//! With `--smartapi-sim` it also runs the SmartAPI simulator in this process and points
+//! the publisher (feed and candles) and the worker's Angel One broker at it, and gives the
+//! demo user an `angel_one` account labelled `angel` (see [`crate::dev_sim`]).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -14,8 +18,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use pinnacle_common::audit::AuditLog;
 use pinnacle_common::config::{
-    DatabaseSettings, MarketDataSettings, NatsSettings, SimFeedSettings, UserApiSettings,
-    VaultSettings, WorkerSettings,
+    AngelOneMarketDataSettings, DatabaseSettings, MarketDataSettings, NatsSettings,
+    SimFeedSettings, UserApiSettings, VaultSettings, WorkerSettings,
 };
 use pinnacle_common::crypto::Vault;
 use pinnacle_common::entities::{broker_accounts, users};
@@ -25,6 +29,7 @@ use pinnacle_user_api::users::create_user;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::dev_sim::DevSim;
 use crate::nats_server::NatsServer;
 use crate::stack::{Stack, StackSettings};
 
@@ -38,6 +43,9 @@ pub struct DevOptions {
     pub data_dir: PathBuf,
     /// User API listen address.
     pub api_bind: String,
+    /// Run the SmartAPI simulator and use Angel One (simulated) for market data and for
+    /// the demo user's `angel` account.
+    pub smartapi_sim: bool,
 }
 
 /// The demo user and the token issued to it for this run.
@@ -199,13 +207,25 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
             format!("admin_{}", uuid::Uuid::new_v4().simple())
         })?,
     };
-    let worker = WorkerSettings::from_env()?;
+    let mut worker = WorkerSettings::from_env()?;
+    let mut md = MarketDataSettings::from_env()?;
+    let mut angel = AngelOneMarketDataSettings::from_env()?;
+    let dev_sim = if options.smartapi_sim {
+        let dev_sim = DevSim::start(md.instruments.as_deref(), &data_dir).await?;
+        md = dev_sim.market_data(md);
+        worker = dev_sim.worker(worker);
+        angel = dev_sim.platform_credentials();
+        Some(dev_sim)
+    } else {
+        None
+    };
     let stack = Stack::start(StackSettings {
         nats: nats.clone(),
         database: database.clone(),
         vault: vault.clone(),
         sim: SimFeedSettings::from_env()?,
-        md: MarketDataSettings::from_env()?,
+        md,
+        angel,
         worker: worker.clone(),
         api: UserApiSettings {
             bind: options.api_bind.clone(),
@@ -217,6 +237,11 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
     let audit_client = pinnacle_common::nats::connect(&nats, "pinnacle-dev").await?;
     let audit = AuditLog::new(audit_client, Duration::from_millis(worker.audit_timeout_ms));
     let demo = ensure_demo_user(&stack.db, &vault, &audit).await?;
+    if let Some(dev_sim) = &dev_sim {
+        dev_sim
+            .put_demo_account(&stack.db, &vault, &audit, &demo.user_id)
+            .await?;
+    }
     let env_file = data_dir.join("dev.env");
     write_private(
         &env_file,
@@ -236,13 +261,39 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
         &demo.user_id,
         &env_file,
     );
+    if let Some(dev_sim) = &dev_sim {
+        print_sim_banner(&dev_sim.sim.rest_url(), &env_file);
+    }
 
     let mut stack = stack;
     let outcome = stack.wait(shutdown_signal()).await;
     eprintln!("\nstopping…");
     let stopped = stack.stop().await;
+    if let Some(dev_sim) = dev_sim {
+        dev_sim.shutdown().await;
+    }
     drop(embedded);
     outcome.and(stopped)
+}
+
+fn print_sim_banner(rest_url: &str, env_file: &Path) {
+    let me = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "pinnacle".into());
+    let env = env_file.display();
+    println!(
+        "\nAngel One SmartAPI simulator (--smartapi-sim) at {rest_url}\
+         \n  market data  feed angel_one and candles (source \"angel_one\") from the simulator,\
+         \n               logged in as the platform account {platform}\
+         \n  demo user    broker account `{label}` (angel_one, client {client}, static IP 127.0.0.1, algo id {algo})\n\
+         \nPlace a LIMIT order through the simulator (rupees; it fills when the price crosses):\
+         \n  {me} order place --env-file {env} --account {label} --symbol SBIN-EQ --side BUY --quantity 1 --price 800\
+         \nWith two accounts, every order names one: --account paper trades on paper.",
+        platform = crate::dev_sim::PLATFORM_CLIENT,
+        label = crate::dev_sim::DEMO_LABEL,
+        client = crate::dev_sim::DEMO_CLIENT,
+        algo = crate::dev_sim::DEMO_ALGO_ID,
+    );
 }
 
 fn print_banner(nats: &str, db: &DatabaseSettings, api: &str, user_id: &str, env_file: &Path) {

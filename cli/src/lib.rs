@@ -5,6 +5,8 @@
 //! - [`nats_server`]: finding and running a local `nats-server` (2.10+) on a free port.
 //! - [`stack`]: wiring the publisher, order worker and user API to NATS and a database.
 //! - [`dev`]: `pinnacle dev`, the embedded default on one machine.
+//! - [`dev_sim`]: `pinnacle dev --smartapi-sim`: the in-process SmartAPI simulator and the
+//!   settings and demo account that point the stack at it.
 //! - [`client`]: client verbs: `ticks`, `order place`.
 //! - [`bench`]: `pinnacle bench orders` and `pinnacle bench ticks`, each measured beside a
 //!   raw NATS baseline in the same run (never part of the tests).
@@ -14,6 +16,7 @@
 pub mod bench;
 pub mod client;
 pub mod dev;
+pub mod dev_sim;
 pub mod keys;
 pub mod nats_server;
 pub mod smartapi;

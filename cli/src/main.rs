@@ -27,6 +27,10 @@ enum Command {
         /// User API listen address.
         #[arg(long, env = "PINNACLE_API_BIND", default_value = "127.0.0.1:8080")]
         api_bind: String,
+        /// Also run the Angel One SmartAPI simulator in-process: the publisher streams and
+        /// serves candles from it, and the demo user gets an `angel` (angel_one) account on it.
+        #[arg(long, env = "PINNACLE_DEV_SMARTAPI_SIM")]
+        smartapi_sim: bool,
     },
     /// Run one service, configured from the environment (see docs/CONFIGURATION.md).
     Serve {
@@ -197,7 +201,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Dev { data_dir, api_bind } => dev::run(DevOptions { data_dir, api_bind }).await,
+        Command::Dev {
+            data_dir,
+            api_bind,
+            smartapi_sim,
+        } => {
+            dev::run(DevOptions {
+                data_dir,
+                api_bind,
+                smartapi_sim,
+            })
+            .await
+        }
         Command::Serve { service } => {
             let service = match service {
                 ServiceArg::Publisher => Service::Publisher,

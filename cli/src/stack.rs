@@ -16,8 +16,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use pinnacle_common::audit::{self, AuditLog};
 use pinnacle_common::config::{
-    DatabaseSettings, MarketDataSettings, NatsSettings, SimFeedSettings, UserApiSettings,
-    WorkerSettings,
+    AngelOneMarketDataSettings, DatabaseSettings, MarketDataSettings, NatsSettings,
+    SimFeedSettings, UserApiSettings, WorkerSettings,
 };
 use pinnacle_common::crypto::Vault;
 use pinnacle_common::shutdown::Shutdown;
@@ -66,11 +66,15 @@ pub async fn nats(settings: &NatsSettings, name: &str) -> anyhow::Result<async_n
 
 /// Starts the market-data publisher: the feed loop, the `md.req.>` service and the
 /// market-status announcer, each on the publisher's connection.
+///
+/// The feed is `PINNACLE_MD_FEED`'s; candles come from Angel One whenever `angel` (the
+/// platform's `ANGEL_ONE_*` credentials, the only ones the publisher ever reads) is set.
 pub async fn spawn_publisher(
     tasks: &mut JoinSet<ServiceResult>,
     nats_settings: &NatsSettings,
     sim: &SimFeedSettings,
     md: &MarketDataSettings,
+    angel: &AngelOneMarketDataSettings,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let catalog = Arc::new(
@@ -79,7 +83,16 @@ pub async fn spawn_publisher(
             .context("loading the instrument master")?,
     );
     let calendar = Arc::new(Calendar::load(md.holidays.as_deref())?);
-    let feed = pinnacle_publisher::source::build(sim, md, &catalog)?;
+    let sources = pinnacle_publisher::source::build_sources(sim, md, angel, &catalog)?;
+    tracing::info!(
+        feed = sources.feed.name(),
+        candles = if sources.history.is_some() {
+            "angel_one"
+        } else {
+            "simulated"
+        },
+        "market-data sources"
+    );
     let client = pinnacle_common::nats::connect(nats_settings, "pinnacle-publisher").await?;
     let cache = Arc::new(LastValues::new());
     let service = Arc::new(MdService {
@@ -88,6 +101,7 @@ pub async fn spawn_publisher(
         catalog,
         calendar: calendar.clone(),
         history: SimHistory { seed: sim.seed },
+        angel: sources.history,
         max_payload: md.max_payload,
     });
     // Subscribe before returning, so requests sent right after start are answered.
@@ -120,7 +134,7 @@ pub async fn spawn_publisher(
         ..PublishOptions::default()
     };
     tasks.spawn(async move {
-        let result = pinnacle_publisher::run(client, feed, options, shutdown).await;
+        let result = pinnacle_publisher::run(client, sources.feed, options, shutdown).await;
         ("publisher", result.map_err(Into::into))
     });
     Ok(())
@@ -244,6 +258,9 @@ pub struct StackSettings {
     pub sim: SimFeedSettings,
     /// Market-data services and the feed choice.
     pub md: MarketDataSettings,
+    /// The platform's Angel One market-data credentials (empty: simulated candles, and
+    /// no `angel_one` feed).
+    pub angel: AngelOneMarketDataSettings,
     /// Order worker limits.
     pub worker: WorkerSettings,
     /// User API listen address (`127.0.0.1:0` for any free port) and admin token.
@@ -285,6 +302,7 @@ impl Stack {
             &settings.nats,
             &settings.sim,
             &settings.md,
+            &settings.angel,
             shutdown.clone(),
         )
         .await?;
@@ -368,7 +386,7 @@ pub async fn serve(
     let mut tasks = JoinSet::new();
     match service {
         Service::Publisher => {
-            let angel = pinnacle_common::config::AngelOneMarketDataSettings::from_env()?;
+            let angel = AngelOneMarketDataSettings::from_env()?;
             tracing::info!(
                 angel_one_configured = angel.is_configured(),
                 "market-data credentials come from ANGEL_ONE_* only; the simulated feed needs none"
@@ -378,6 +396,7 @@ pub async fn serve(
                 &nats_settings,
                 &SimFeedSettings::from_env()?,
                 &MarketDataSettings::from_env()?,
+                &angel,
                 shutdown.clone(),
             )
             .await?;

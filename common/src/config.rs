@@ -246,7 +246,8 @@ impl Default for SimFeedSettings {
 /// The market-data services of the publisher (`PINNACLE_MD_*`).
 #[derive(Clone, Debug, Deserialize)]
 pub struct MarketDataSettings {
-    /// `PINNACLE_MD_FEED`: `sim` (default) or `replay`.
+    /// `PINNACLE_MD_FEED`: `sim` (default), `replay`, or `angel_one` (Angel One's
+    /// SmartWebSocketV2 live feed, logged in with the `ANGEL_ONE_*` credentials).
     #[serde(default = "default_feed")]
     pub feed: String,
     /// `PINNACLE_MD_REPLAY_FILE`: JSON-lines file of ticks or candles, for `replay`.
@@ -272,6 +273,44 @@ pub struct MarketDataSettings {
     /// `PINNACLE_MD_MAX_PAYLOAD`: largest accepted request body, bytes.
     #[serde(default = "default_max_payload")]
     pub max_payload: usize,
+    /// `PINNACLE_MD_ANGEL_SYMBOLS`: comma-separated `EXCHANGE:SYMBOL` the Angel One feed
+    /// subscribes, resolved to tokens through the instrument master.
+    #[serde(default = "default_angel_symbols")]
+    pub angel_symbols: String,
+    /// `PINNACLE_MD_ANGEL_MODE`: the subscription mode, `LTP`, `QUOTE`, `SNAP_QUOTE`
+    /// (default) or `DEPTH` (SNAP_QUOTE plus the 20-level book for NSE cash symbols).
+    #[serde(default = "default_angel_mode")]
+    pub angel_mode: String,
+    /// `PINNACLE_MD_ANGEL_REST_URL`: SmartAPI's REST root for the platform login and
+    /// historical candles (a simulator's address in development and tests).
+    #[serde(default = "default_angel_rest_url")]
+    pub angel_rest_url: String,
+    /// `PINNACLE_MD_ANGEL_FEED_URL`: the SmartWebSocketV2 market-feed URL.
+    #[serde(default = "default_angel_feed_url")]
+    pub angel_feed_url: String,
+    /// `PINNACLE_MD_ANGEL_TIMEOUT_MS`: per-request timeout of SmartAPI REST calls.
+    #[serde(default = "default_angel_timeout_ms")]
+    pub angel_timeout_ms: u64,
+}
+
+fn default_angel_symbols() -> String {
+    "NSE:RELIANCE-EQ,NSE:SBIN-EQ,NSE:TCS-EQ,NSE:INFY-EQ,NSE:HDFCBANK-EQ".into()
+}
+
+fn default_angel_mode() -> String {
+    "SNAP_QUOTE".into()
+}
+
+fn default_angel_rest_url() -> String {
+    "https://apiconnect.angelone.in".into()
+}
+
+fn default_angel_feed_url() -> String {
+    "wss://smartapisocket.angelone.in/smart-stream".into()
+}
+
+fn default_angel_timeout_ms() -> u64 {
+    7_000
 }
 
 fn default_feed() -> String {
@@ -304,6 +343,11 @@ impl Default for MarketDataSettings {
             holidays: None,
             stall_ms: default_stall_ms(),
             max_payload: default_max_payload(),
+            angel_symbols: default_angel_symbols(),
+            angel_mode: default_angel_mode(),
+            angel_rest_url: default_angel_rest_url(),
+            angel_feed_url: default_angel_feed_url(),
+            angel_timeout_ms: default_angel_timeout_ms(),
         }
     }
 }
@@ -311,8 +355,9 @@ impl Default for MarketDataSettings {
 /// The platform-wide Angel One market-data credentials (`ANGEL_ONE_*`).
 ///
 /// These are the only Angel One credentials the publisher ever reads, and they come only
-/// from the environment. The simulated feed needs none of them.
-#[derive(Clone, Debug, Deserialize)]
+/// from the environment. The simulated feed needs none of them. Where to reach SmartAPI
+/// is not a credential: it lives in [`MarketDataSettings`] (`PINNACLE_MD_ANGEL_*`).
+#[derive(Clone, Debug, Default, Deserialize)]
 pub struct AngelOneMarketDataSettings {
     /// `ANGEL_ONE_API_KEY`: the platform's SmartAPI key.
     pub api_key: Option<SecretString>,
@@ -333,6 +378,41 @@ impl AngelOneMarketDataSettings {
     /// Whether the key and client id are both set.
     pub fn is_configured(&self) -> bool {
         self.api_key.is_some() && self.client_id.is_some()
+    }
+
+    /// Whether none of the variables is set (Angel One is not in use).
+    pub fn is_empty(&self) -> bool {
+        self.api_key.is_none()
+            && self.client_id.is_none()
+            && self.pin.is_none()
+            && self.totp_secret.is_none()
+    }
+
+    /// The names of the variables a login needs that are unset (or blank).
+    pub fn missing(&self) -> Vec<&'static str> {
+        use secrecy::ExposeSecret;
+        let blank = |s: &Option<SecretString>| {
+            s.as_ref()
+                .is_none_or(|v| v.expose_secret().trim().is_empty())
+        };
+        let mut missing = Vec::new();
+        if blank(&self.api_key) {
+            missing.push("ANGEL_ONE_API_KEY");
+        }
+        if self
+            .client_id
+            .as_deref()
+            .is_none_or(|c| c.trim().is_empty())
+        {
+            missing.push("ANGEL_ONE_CLIENT_ID");
+        }
+        if blank(&self.pin) {
+            missing.push("ANGEL_ONE_PIN");
+        }
+        if blank(&self.totp_secret) {
+            missing.push("ANGEL_ONE_TOTP_SECRET");
+        }
+        missing
     }
 }
 

@@ -28,7 +28,8 @@ pub enum ErrorCode {
     AuditUnavailable,
     /// Stored credentials could not be decrypted.
     CredentialUnavailable,
-    /// The broker refused the order.
+    /// The broker refused the request: an order, or a market-data query such as
+    /// historical candles (the message carries the broker's code).
     BrokerRejected,
     /// The account cannot pay for the order.
     InsufficientFunds,
@@ -66,6 +67,10 @@ pub enum ErrorCode {
     /// The account or order does not meet the exchange's algo-trading rules (static IP,
     /// algo id, barred order types); nothing was sent.
     Regulatory,
+    /// The broker could not be reached, did not answer in time or answered something
+    /// unreadable, or the platform's broker session could not be established; nothing was
+    /// substituted for its answer. Retry later.
+    BrokerUnavailable,
 }
 
 impl ErrorCode {
@@ -99,6 +104,7 @@ impl ErrorCode {
             Self::RangeTooLarge => "RANGE_TOO_LARGE",
             Self::UnknownExchange => "UNKNOWN_EXCHANGE",
             Self::Regulatory => "REGULATORY",
+            Self::BrokerUnavailable => "BROKER_UNAVAILABLE",
         }
     }
 }

@@ -5,7 +5,9 @@
 //! - [`sim`]: the simulated feed, a deterministic seedable random walk with tick sizes,
 //!   circuits, day OHLC and a five-level book.
 //! - [`replay`]: plays a JSON-lines recording of ticks or candles at a speed factor.
-//! - [`source`]: picks the feed from settings (`PINNACLE_MD_FEED`).
+//! - [`angel`]: Angel One's SmartWebSocketV2 live feed and getCandleData candles, on the
+//!   platform session from `ANGEL_ONE_*`.
+//! - [`source`]: picks the feed (`PINNACLE_MD_FEED`) and the candle source from settings.
 //! - [`cache`]: the last-value cache behind `md.req.last`.
 //! - [`instruments`]: the instrument master (OpenAPIScripMaster.json) and its indexes.
 //! - [`calendar`]: exchange hours in IST and the holiday calendar → market status.
@@ -17,6 +19,7 @@
 //! Platform-wide Angel One credentials come only from `ANGEL_ONE_*` environment variables
 //! (`pinnacle_common::config::AngelOneMarketDataSettings`); the simulator needs none.
 
+pub mod angel;
 pub mod cache;
 pub mod calendar;
 pub mod candles;

@@ -20,6 +20,7 @@ use pinnacle_common::shutdown::Shutdown;
 use pinnacle_common::subjects::{self, headers, md};
 use serde::{de::DeserializeOwned, Serialize};
 
+use crate::angel::AngelHistory;
 use crate::cache::LastValues;
 use crate::calendar::{Calendar, EXCHANGES};
 use crate::candles::{self, SimHistory};
@@ -32,6 +33,10 @@ const SEARCH_DEFAULT: u32 = 20;
 const SEARCH_MAX: u32 = 500;
 /// Bytes per candle in the worst (JSON) encoding, to keep replies under max_payload.
 const CANDLE_BYTES: usize = 100;
+/// `source` of candles made by [`SimHistory`].
+pub const SOURCE_SIMULATED: &str = "simulated";
+/// `source` of candles from Angel One's getCandleData.
+pub const SOURCE_ANGEL_ONE: &str = "angel_one";
 
 /// Everything the service reads.
 #[derive(Debug)]
@@ -44,8 +49,11 @@ pub struct MdService {
     pub catalog: Arc<Catalog>,
     /// Exchange hours and holidays.
     pub calendar: Arc<Calendar>,
-    /// Simulated history for candles (Angel One's history API comes later).
+    /// Simulated history, for candles when Angel One is not configured.
     pub history: SimHistory,
+    /// Angel One's history, when the `ANGEL_ONE_*` credentials are set: candles then come
+    /// only from it (a broker failure is an error, never a fallback to simulated data).
+    pub angel: Option<Arc<AngelHistory>>,
     /// Largest accepted request body, bytes.
     pub max_payload: usize,
 }
@@ -137,7 +145,10 @@ pub async fn handle(service: &MdService, message: Message) {
             respond(service, &message, encoding, outcome).await
         }
         md::CANDLES => {
-            let outcome = decode(encoding, payload).and_then(|r| candles(service, &r));
+            let outcome = match decode(encoding, payload) {
+                Ok(request) => candles(service, &request).await,
+                Err(error) => Err(error),
+            };
             respond(service, &message, encoding, outcome).await
         }
         md::SYMBOLS_SEARCH => {
@@ -202,7 +213,7 @@ fn unknown_symbol(exchange: &str, symbol: &str) -> ErrorBody {
     )
 }
 
-fn candles(service: &MdService, request: &CandleRequest) -> Result<CandleReply, ErrorBody> {
+async fn candles(service: &MdService, request: &CandleRequest) -> Result<CandleReply, ErrorBody> {
     let query = candles::validate(request)?;
     let exchange = request.exchange.to_ascii_uppercase();
     if !Calendar::knows(&exchange) {
@@ -215,14 +226,30 @@ fn candles(service: &MdService, request: &CandleRequest) -> Result<CandleReply, 
         ));
     }
     let listed = service.catalog.by_symbol(&exchange, &request.symbol);
+    let max_payload = service.client.server_info().max_payload.max(64 * 1024);
+    let limit = max_payload / CANDLE_BYTES;
+    if let Some(angel) = &service.angel {
+        // The broker knows instruments by token, so the symbol must be in the master.
+        let Some(instrument) = listed else {
+            return Err(unknown_symbol(&exchange, &request.symbol));
+        };
+        let candles = angel
+            .candles(&exchange, &instrument.token, &query, limit)
+            .await?;
+        return Ok(CandleReply {
+            exchange,
+            symbol: request.symbol.clone(),
+            interval: query.interval.name().to_string(),
+            source: SOURCE_ANGEL_ONE.into(),
+            candles,
+        });
+    }
     let cached = service.cache.get(&exchange, &request.symbol);
     if listed.is_none() && cached.is_none() {
         return Err(unknown_symbol(&exchange, &request.symbol));
     }
     let tick = listed.map_or(5, |i| i.tick_size);
     let base = cached.map_or(100_000, |t| t.close.unwrap_or(t.ltp));
-    let max_payload = service.client.server_info().max_payload.max(64 * 1024);
-    let limit = max_payload / CANDLE_BYTES;
     let candles = service
         .history
         .candles(
@@ -245,7 +272,7 @@ fn candles(service: &MdService, request: &CandleRequest) -> Result<CandleReply, 
         exchange,
         symbol: request.symbol.clone(),
         interval: query.interval.name().to_string(),
-        source: "simulated".into(),
+        source: SOURCE_SIMULATED.into(),
         candles,
     })
 }

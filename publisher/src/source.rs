@@ -1,11 +1,14 @@
-//! Choosing the tick source from settings: the simulator or a replay (Angel One's live
-//! feed joins here in its own issue).
+//! Choosing the tick source from settings (`PINNACLE_MD_FEED`): the simulator, a replay,
+//! or Angel One's live feed; and where candles come from (Angel One whenever the
+//! `ANGEL_ONE_*` credentials are set, simulated otherwise).
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use pinnacle_common::config::{MarketDataSettings, SimFeedSettings};
+use pinnacle_common::config::{AngelOneMarketDataSettings, MarketDataSettings, SimFeedSettings};
 use pinnacle_common::feed::MarketFeed;
 
+use crate::angel::{self, AngelAuth, AngelFeed, AngelHistory, AuthError, Plan, PlanError};
 use crate::instruments::Catalog;
 use crate::replay::ReplayFeed;
 use crate::sim::{parse_symbols, synthetic, SimFeed, SymbolSpecError};
@@ -16,12 +19,67 @@ pub enum SourceError {
     /// `PINNACLE_SIM_SYMBOLS` does not parse.
     #[error(transparent)]
     Symbols(#[from] SymbolSpecError),
+    /// The Angel One credentials are incomplete.
+    #[error(transparent)]
+    Angel(#[from] AuthError),
+    /// The Angel One symbol list or mode is unusable.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
     /// Anything else, with a message for the operator.
     #[error("{0}")]
     Invalid(String),
 }
 
-/// Builds the configured feed: the simulator, or a replay of a recording.
+/// The configured sources.
+#[derive(Debug)]
+pub struct Sources {
+    /// The tick source.
+    pub feed: Box<dyn MarketFeed>,
+    /// Angel One candles when its credentials are set; `None` means simulated candles.
+    pub history: Option<Arc<AngelHistory>>,
+}
+
+/// Builds the configured feed and candle source. Any `ANGEL_ONE_*` variable set means
+/// Angel One is in use, so all four credentials must then be; `PINNACLE_MD_FEED=angel_one`
+/// needs them too.
+pub fn build_sources(
+    sim: &SimFeedSettings,
+    md: &MarketDataSettings,
+    angel: &AngelOneMarketDataSettings,
+    catalog: &Catalog,
+) -> Result<Sources, SourceError> {
+    let auth = if angel.is_empty() && md.feed != "angel_one" {
+        None
+    } else {
+        Some(AngelAuth::new(
+            angel,
+            &md.angel_rest_url,
+            Duration::from_millis(md.angel_timeout_ms),
+        )?)
+    };
+    let feed = match (md.feed.as_str(), &auth) {
+        ("angel_one", Some(auth)) => {
+            let plan = Plan::new(
+                &md.angel_symbols,
+                angel::parse_mode(&md.angel_mode)?,
+                catalog,
+            )?;
+            Box::new(AngelFeed::new(
+                auth.clone(),
+                md.angel_feed_url.clone(),
+                plan,
+            ))
+        }
+        _ => build(sim, md, catalog)?,
+    };
+    Ok(Sources {
+        feed,
+        history: auth.map(|auth| Arc::new(AngelHistory::new(auth))),
+    })
+}
+
+/// Builds the simulator or a replay of a recording (the sources that need no
+/// credentials).
 pub fn build(
     sim: &SimFeedSettings,
     md: &MarketDataSettings,
@@ -58,7 +116,7 @@ pub fn build(
             )))
         }
         other => Err(SourceError::Invalid(format!(
-            "PINNACLE_MD_FEED must be sim or replay, not {other:?}"
+            "PINNACLE_MD_FEED must be sim, replay or angel_one, not {other:?}"
         ))),
     }
 }
@@ -85,5 +143,55 @@ mod tests {
             ..SimFeedSettings::default()
         };
         assert!(build(&empty, &md("sim", None), &catalog).is_err());
+    }
+
+    #[test]
+    fn angel_one_needs_every_credential_and_known_symbols() {
+        use secrecy::SecretString;
+        let catalog = Catalog::sample();
+        let sim = SimFeedSettings::default();
+        let angel_md = MarketDataSettings {
+            feed: "angel_one".into(),
+            ..MarketDataSettings::default()
+        };
+        let none = AngelOneMarketDataSettings::default();
+        let error = build_sources(&sim, &angel_md, &none, &catalog).expect_err("no credentials");
+        assert!(
+            error.to_string().contains("ANGEL_ONE_TOTP_SECRET"),
+            "{error}"
+        );
+        let full = AngelOneMarketDataSettings {
+            api_key: Some(SecretString::from("key-secret-1")),
+            client_id: Some("P0001".into()),
+            pin: Some(SecretString::from("pin-secret-2")),
+            totp_secret: Some(SecretString::from("GEZDGNBVGY3TQOJQ")),
+        };
+        let sources = build_sources(&sim, &angel_md, &full, &catalog).expect("builds");
+        assert_eq!(sources.feed.name(), "angel_one");
+        assert!(sources.history.is_some());
+        let bad_symbols = MarketDataSettings {
+            angel_symbols: "NSE:NOPE-EQ".into(),
+            ..angel_md.clone()
+        };
+        assert!(build_sources(&sim, &bad_symbols, &full, &catalog).is_err());
+        let partial = AngelOneMarketDataSettings {
+            pin: None,
+            ..full.clone()
+        };
+        let plain = MarketDataSettings::default();
+        let error = build_sources(&sim, &plain, &partial, &catalog).expect_err("partial");
+        assert!(error.to_string().contains("ANGEL_ONE_PIN"), "{error}");
+        assert!(
+            !format!("{error} {error:?}").contains("secret"),
+            "{error:?}"
+        );
+        let simulated = build_sources(&sim, &plain, &none, &catalog).expect("sim");
+        assert_eq!(simulated.feed.name(), "sim");
+        assert!(simulated.history.is_none());
+        // Candles come from Angel One whenever its credentials are set.
+        assert!(build_sources(&sim, &plain, &full, &catalog)
+            .expect("sim + candles")
+            .history
+            .is_some());
     }
 }

@@ -78,6 +78,7 @@ impl TestStack {
                 ..SimFeedSettings::default()
             },
             md: MarketDataSettings::default(),
+            angel: Default::default(),
             worker: WorkerSettings::default(),
             api: UserApiSettings {
                 bind: "127.0.0.1:0".into(),

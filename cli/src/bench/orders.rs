@@ -123,6 +123,7 @@ pub async fn run(options: OrdersOptions) -> anyhow::Result<String> {
             ..SimFeedSettings::default()
         },
         md: MarketDataSettings::default(),
+        angel: Default::default(),
         worker: WorkerSettings::default(),
         api: UserApiSettings {
             bind: "127.0.0.1:0".into(),
