@@ -194,7 +194,17 @@ impl SessionManager {
     ) -> Result<Session, SmartApiError> {
         let now = Utc::now();
         if let Some(stale) = stale.filter(|s| s.expires_at > now) {
-            match client.refresh(&stale.jwt, &stale.refresh).await {
+            let mut refreshed = client.refresh(&stale.jwt, &stale.refresh).await;
+            if refreshed
+                .as_ref()
+                .is_err_and(|e| e.kind() == SmartApiErrorKind::RateLimited)
+            {
+                // The broker counts arrivals, and network delay can bunch two refreshes
+                // into one of its seconds: wait out its window once.
+                tokio::time::sleep(Duration::from_millis(1_100)).await;
+                refreshed = client.refresh(&stale.jwt, &stale.refresh).await;
+            }
+            match refreshed {
                 Ok(tokens) => return Ok(self.session_from(tokens, now)),
                 Err(e) if e.kind() == SmartApiErrorKind::Session => {
                     tracing::info!(

@@ -69,7 +69,9 @@ async fn live_orders_reach_the_broker_once_with_one_login_and_follow_its_updates
         let filled = stack
             .call(&user, "place", AngelStack::limit("b-1", "BUY", 5, fills))
             .await;
+        assert_taken(&filled);
         let filled = result(&filled).clone();
+        wait_for_fill(stack, &user, "b-1").await;
         assert_eq!(
             filled["status"], "FILLED",
             "a marketable limit fills at once: {filled}"
