@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pinnacle_common::audit::AuditLog;
+use pinnacle_common::audit::{AuditLog, CheckpointPolicy};
 use pinnacle_common::broker::Broker;
 use pinnacle_common::config::WorkerSettings;
 use pinnacle_common::crypto::Vault;
@@ -70,6 +70,14 @@ impl Worker {
         let audit = AuditLog::new(
             client.clone(),
             Duration::from_millis(settings.audit_timeout_ms),
+            vault.clone(),
+        )
+        .with_checkpoints(
+            db.clone(),
+            CheckpointPolicy {
+                every_events: settings.audit_checkpoint_every,
+                every: Duration::from_secs(settings.audit_checkpoint_secs),
+            },
         );
         Self {
             events: OrderEvents::start(async_nats::jetstream::new(client.clone())),

@@ -100,11 +100,18 @@ pub fn link_hash(
 
 impl Link {
     /// The link that follows `tip` on `subject` for `payload`, keyed by the vault's audit key.
-    pub fn next(vault: &Vault, subject: &str, tip: &Tip, payload: &[u8]) -> Result<Self, LinkError> {
+    pub fn next(
+        vault: &Vault,
+        subject: &str,
+        tip: &Tip,
+        payload: &[u8],
+    ) -> Result<Self, LinkError> {
         let key_id = vault.audit_key_id();
         let position = tip.position + 1;
-        let hash = link_hash(vault, key_id, subject, position, tip.seq, &tip.hash, payload)
-            .ok_or(LinkError::UnknownKey(key_id))?;
+        let hash = link_hash(
+            vault, key_id, subject, position, tip.seq, &tip.hash, payload,
+        )
+        .ok_or(LinkError::UnknownKey(key_id))?;
         Ok(Self {
             position,
             prev_seq: tip.seq,
@@ -134,7 +141,10 @@ impl Link {
     pub fn write_headers(&self, hdrs: &mut HeaderMap) {
         hdrs.insert(headers::AUDIT_LINK, self.position.to_string().as_str());
         hdrs.insert(headers::AUDIT_PREV_SEQ, self.prev_seq.to_string().as_str());
-        hdrs.insert(headers::AUDIT_PREV_HASH, hex::encode(self.prev_hash).as_str());
+        hdrs.insert(
+            headers::AUDIT_PREV_HASH,
+            hex::encode(self.prev_hash).as_str(),
+        );
         hdrs.insert(headers::AUDIT_HASH, hex::encode(self.hash).as_str());
         hdrs.insert(headers::AUDIT_KEY_ID, self.key_id.to_string().as_str());
     }

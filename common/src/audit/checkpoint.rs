@@ -144,8 +144,12 @@ pub async fn store(db: &DatabaseConnection, cp: &Checkpoint) -> Result<(), DbErr
 }
 
 /// Every stored checkpoint (of `subject` only, when given), oldest first.
-pub async fn load(db: &DatabaseConnection, subject: Option<&str>) -> Result<Vec<Checkpoint>, DbErr> {
-    let mut query = audit_checkpoints::Entity::find().order_by_asc(audit_checkpoints::Column::StreamSeq);
+pub async fn load(
+    db: &DatabaseConnection,
+    subject: Option<&str>,
+) -> Result<Vec<Checkpoint>, DbErr> {
+    let mut query =
+        audit_checkpoints::Entity::find().order_by_asc(audit_checkpoints::Column::StreamSeq);
     if let Some(subject) = subject {
         query = query.filter(audit_checkpoints::Column::Subject.eq(subject));
     }
@@ -180,12 +184,30 @@ mod tests {
         let cp = Checkpoint::sign(&vault, "audit.credential.u1", &tip, 1_000).expect("signs");
         assert!(cp.verify(&vault));
         for forged in [
-            Checkpoint { seq: 41, ..cp.clone() },
-            Checkpoint { position: 8, ..cp.clone() },
-            Checkpoint { hash: hex::encode([8u8; 32]), ..cp.clone() },
-            Checkpoint { subject: "audit.credential.u2".into(), ..cp.clone() },
-            Checkpoint { ts_ms: 1, ..cp.clone() },
-            Checkpoint { key_id: 2, ..cp.clone() },
+            Checkpoint {
+                seq: 41,
+                ..cp.clone()
+            },
+            Checkpoint {
+                position: 8,
+                ..cp.clone()
+            },
+            Checkpoint {
+                hash: hex::encode([8u8; 32]),
+                ..cp.clone()
+            },
+            Checkpoint {
+                subject: "audit.credential.u2".into(),
+                ..cp.clone()
+            },
+            Checkpoint {
+                ts_ms: 1,
+                ..cp.clone()
+            },
+            Checkpoint {
+                key_id: 2,
+                ..cp.clone()
+            },
         ] {
             assert!(!forged.verify(&vault), "{forged:?}");
         }

@@ -131,7 +131,9 @@ impl AuditLog {
         let chain = self.chain(&subject);
         let append = async {
             let mut state = chain.lock().await;
-            let result = self.append(&subject, &event.event_id, &payload, &mut state).await;
+            let result = self
+                .append(&subject, &event.event_id, &payload, &mut state)
+                .await;
             if result.is_err() {
                 state.tip = None;
             }
@@ -237,7 +239,12 @@ impl AuditLog {
     }
 
     /// Counts the append and returns a signed checkpoint when the policy says one is due.
-    fn due_checkpoint(&self, subject: &str, tip: &Tip, state: &mut ChainState) -> Option<Checkpoint> {
+    fn due_checkpoint(
+        &self,
+        subject: &str,
+        tip: &Tip,
+        state: &mut ChainState,
+    ) -> Option<Checkpoint> {
         let policy = self.inner.checkpoints.as_ref()?.policy;
         state.since_checkpoint += 1;
         let due = state.since_checkpoint >= policy.every_events.max(1)

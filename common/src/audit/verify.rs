@@ -238,10 +238,18 @@ impl<'a> Verifier<'a> {
                 seq,
                 subject,
                 ProblemKind::BadHash,
-                format!("link {} does not match its HMAC: edited or forged", link.position),
+                format!(
+                    "link {} does not match its HMAC: edited or forged",
+                    link.position
+                ),
             ),
             Err(LinkError::UnknownKey(id)) => {
-                self.problem(seq, subject, ProblemKind::UnknownKey, format!("audit key id {id} is not in the ring"));
+                self.problem(
+                    seq,
+                    subject,
+                    ProblemKind::UnknownKey,
+                    format!("audit key id {id} is not in the ring"),
+                );
                 return;
             }
             Err(error) => {
@@ -252,7 +260,9 @@ impl<'a> Verifier<'a> {
         if let Some((kind, bad, detail)) = self.continuity(subject, seq, &link) {
             self.problem(bad, subject, kind, detail);
         }
-        let Some(chain) = self.chains.get_mut(subject) else { return };
+        let Some(chain) = self.chains.get_mut(subject) else {
+            return;
+        };
         let advance = chain.prev.is_none_or(|p| link.position > p.position);
         if advance {
             chain.prev = Some(Prev {
@@ -261,7 +271,10 @@ impl<'a> Verifier<'a> {
                 hash: link.hash,
             });
         }
-        chain.positions.entry(link.position).or_insert((seq, link.hash));
+        chain
+            .positions
+            .entry(link.position)
+            .or_insert((seq, link.hash));
         if let Ok(event) = Encoding::MsgPack.decode::<AuditEvent>(payload) {
             if event.outcome == AuditOutcome::Authorized {
                 self.accesses
@@ -276,29 +289,48 @@ impl<'a> Verifier<'a> {
     }
 
     /// How `link` at `seq` continues its chain: `None` if well, else (kind, first bad seq, detail).
-    fn continuity(&self, subject: &str, seq: u64, link: &Link) -> Option<(ProblemKind, u64, String)> {
+    fn continuity(
+        &self,
+        subject: &str,
+        seq: u64,
+        link: &Link,
+    ) -> Option<(ProblemKind, u64, String)> {
         let chain = self.chains.get(subject)?;
         let Some(prev) = chain.prev else {
             let restart = link.prev_seq == 0 || chain.unchained_at == Some(link.prev_seq);
             if link.position == 1 && link.prev_hash == GENESIS && restart {
                 return None;
             }
-            let bad = if link.prev_seq > 0 && link.prev_seq < seq { link.prev_seq } else { seq };
+            let bad = if link.prev_seq > 0 && link.prev_seq < seq {
+                link.prev_seq
+            } else {
+                seq
+            };
             return Some((
                 ProblemKind::Missing,
                 bad,
-                format!("the chain starts at link {}: links before it are missing", link.position),
+                format!(
+                    "the chain starts at link {}: links before it are missing",
+                    link.position
+                ),
             ));
         };
         if link.position <= prev.position {
             return Some((
                 ProblemKind::OutOfOrder,
                 seq,
-                format!("link {} after link {}: inserted or reordered", link.position, prev.position),
+                format!(
+                    "link {} after link {}: inserted or reordered",
+                    link.position, prev.position
+                ),
             ));
         }
         if link.position > prev.position + 1 {
-            let bad = if link.prev_seq > prev.seq && link.prev_seq < seq { link.prev_seq } else { seq };
+            let bad = if link.prev_seq > prev.seq && link.prev_seq < seq {
+                link.prev_seq
+            } else {
+                seq
+            };
             return Some((
                 ProblemKind::Missing,
                 bad,
@@ -315,7 +347,10 @@ impl<'a> Verifier<'a> {
             return Some((
                 ProblemKind::BrokenLink,
                 seq,
-                format!("link {}'s prev_hash is not link {}'s hash", link.position, prev.position),
+                format!(
+                    "link {}'s prev_hash is not link {}'s hash",
+                    link.position, prev.position
+                ),
             ));
         }
         if link.prev_seq != prev.seq {
@@ -355,7 +390,15 @@ impl<'a> Verifier<'a> {
                     CheckpointSource::Stream(seq) => seq,
                     CheckpointSource::Database => cp.seq,
                 };
-                self.problem(seq, &cp.subject, ProblemKind::BadCheckpoint, format!("checkpoint of link {} has a bad signature ({source:?})", cp.position));
+                self.problem(
+                    seq,
+                    &cp.subject,
+                    ProblemKind::BadCheckpoint,
+                    format!(
+                        "checkpoint of link {} has a bad signature ({source:?})",
+                        cp.position
+                    ),
+                );
                 continue;
             }
             if !seen.insert((cp.subject.clone(), cp.seq, cp.position, cp.hash.clone())) {
@@ -369,18 +412,27 @@ impl<'a> Verifier<'a> {
             match at {
                 Some((seq, hash)) if hash == cp.hash_bytes() && seq == cp.seq => {}
                 Some((seq, hash)) => {
-                    let what = if hash == cp.hash_bytes() { "sequence" } else { "hash" };
+                    let what = if hash == cp.hash_bytes() {
+                        "sequence"
+                    } else {
+                        "hash"
+                    };
                     self.problem(
                         seq.min(cp.seq),
                         &cp.subject,
                         ProblemKind::CheckpointMismatch,
-                        format!("link {} at seq {seq} differs in {what} from its checkpoint (seq {})", cp.position, cp.seq),
+                        format!(
+                            "link {} at seq {seq} differs in {what} from its checkpoint (seq {})",
+                            cp.position, cp.seq
+                        ),
                     );
                 }
                 None => {
                     let last_seq = last.map_or(0, |p| p.seq);
                     let last_position = last.map_or(0, |p| p.position);
-                    let bad = self.first_absent_after(last_seq).min(cp.seq.max(last_seq + 1));
+                    let bad = self
+                        .first_absent_after(last_seq)
+                        .min(cp.seq.max(last_seq + 1));
                     self.problem(
                         bad,
                         &cp.subject,

@@ -51,7 +51,10 @@ fn an_untouched_stream_verifies() {
     let cps = [checkpoint(&v, &messages, 19), checkpoint(&v, &messages, 20)];
     let report = verify(&v, &messages, &cps);
     assert!(report.is_clean(), "{report}");
-    assert_eq!((report.events, report.chains, report.checkpoints), (20, 2, 2));
+    assert_eq!(
+        (report.events, report.chains, report.checkpoints),
+        (20, 2, 2)
+    );
 }
 
 #[test]
@@ -78,8 +81,16 @@ fn swapped_events_are_the_first_swapped_sequence() {
     let v = vault();
     let mut messages = stream(&v, 20);
     // Seq 7 and 9 are consecutive links of one chain: swap their contents.
-    let seven = (messages[6].1.clone(), messages[6].2.clone(), messages[6].3.clone());
-    let nine = (messages[8].1.clone(), messages[8].2.clone(), messages[8].3.clone());
+    let seven = (
+        messages[6].1.clone(),
+        messages[6].2.clone(),
+        messages[6].3.clone(),
+    );
+    let nine = (
+        messages[8].1.clone(),
+        messages[8].2.clone(),
+        messages[8].3.clone(),
+    );
     (messages[6].1, messages[6].2, messages[6].3) = nine;
     (messages[8].1, messages[8].2, messages[8].3) = seven;
     assert_eq!(verify(&v, &messages, &[]).first_bad_seq, Some(7));
@@ -101,7 +112,10 @@ fn an_inserted_event_is_its_own_sequence() {
     assert_eq!(verify(&v, &tampered, &[]).first_bad_seq, Some(8));
     // A forged event (made without the key) is caught by its hash.
     let mut forged = messages.clone();
-    forged[9].2.insert(crate::subjects::headers::AUDIT_HASH, hex::encode([1u8; 32]).as_str());
+    forged[9].2.insert(
+        crate::subjects::headers::AUDIT_HASH,
+        hex::encode([1u8; 32]).as_str(),
+    );
     assert_eq!(verify(&v, &forged, &[]).first_bad_seq, Some(10));
 }
 
