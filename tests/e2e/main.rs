@@ -4,6 +4,7 @@
 //! SQLite and, when reachable, PostgreSQL (see `pinnacle_tests::backends`).
 
 mod audit;
+mod audit_chain;
 mod auth;
 mod bad_input;
 mod lifecycle;
