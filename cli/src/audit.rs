@@ -97,7 +97,7 @@ pub async fn tail(
         let event = Encoding::MsgPack.decode::<AuditEvent>(&message.payload);
         let line = match (&event, options.json) {
             (Ok(event), true) => {
-                let mut value = serde_json::to_value(event).map_err(|e| nats(e))?;
+                let mut value = serde_json::to_value(event).map_err(std::io::Error::other)?;
                 value["seq"] = seq.into();
                 value["subject"] = message.subject.as_str().into();
                 value.to_string()

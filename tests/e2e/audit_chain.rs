@@ -208,7 +208,7 @@ async fn tampering_is_located(stack: &TestStack) {
     let mut edited = original.clone();
     let mut event: AuditEvent = Encoding::MsgPack.decode(&edited[a].payload).expect("event");
     event.purpose = "order.cancel".into();
-    edited[a].payload = Encoding::MsgPack.encode(&event).expect("encode").into();
+    edited[a].payload = Encoding::MsgPack.encode(&event).expect("encode");
     scratch_stream(&scratch, &edited).await;
     expect_first_bad(stack, &scratch, seq_a, "edited").await;
 
@@ -341,7 +341,7 @@ async fn two_writers_on_one_chain_stay_consistent_and_the_chain_costs_little() {
         .expect("encode");
     let started = Instant::now();
     for _ in 0..n {
-        js.publish("audit.bench.plain", payload.clone().into())
+        js.publish("audit.bench.plain", payload.clone())
             .await
             .expect("publish")
             .await

@@ -126,7 +126,7 @@ impl AuditLog {
     /// Stores `event` as the next link of `audit.credential.<user_id>`; returns the stream
     /// sequence. Any failure (no stream, no server, a timeout) is an error: fail closed.
     pub async fn record(&self, event: &AuditEvent) -> Result<u64, AuditError> {
-        let payload = bytes::Bytes::from(Encoding::MsgPack.encode(event)?);
+        let payload = Encoding::MsgPack.encode(event)?;
         let subject = subjects::audit_credential(&event.user_id);
         let chain = self.chain(&subject);
         let append = async {
@@ -310,7 +310,7 @@ impl AuditLog {
         let publish = async {
             self.inner
                 .js
-                .publish_with_headers(subject, hdrs, payload.into())
+                .publish_with_headers(subject, hdrs, payload)
                 .await
                 .map_err(|e| AuditError::Publish(e.to_string()))?
                 .await

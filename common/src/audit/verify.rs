@@ -445,7 +445,7 @@ impl<'a> Verifier<'a> {
                 }
             }
         }
-        self.problems.sort_by(|a, b| a.seq.cmp(&b.seq));
+        self.problems.sort_by_key(|p| p.seq);
         Report {
             events: self.events,
             chains: self.chains.len(),
