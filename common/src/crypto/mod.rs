@@ -2,7 +2,7 @@
 //!
 //! A master key never encrypts anything directly. HKDF-SHA256 derives one subkey per
 //! purpose ([`Purpose`]): credential (data-key) encryption, the API-token pepper, the
-//! audit chain. Each credential write gets its own random data key ([`DataKey`],
+//! audit chain and the audit checkpoints. Each credential write gets its own random data key ([`DataKey`],
 //! `envelope`), wrapped by the current master key's credential-encryption subkey.
 //!
 //! Ciphertexts carry a format version and a key id (`aead`). Associated data is rebuilt
