@@ -13,9 +13,8 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer::pull, consumer::DeliverPolicy};
 use futures::StreamExt as _;
 use pinnacle_common::audit::checkpoint;
-use pinnacle_common::audit::verify::{
-    orders_without_audit, CheckpointSource, OrderRef, Report, Verifier,
-};
+use pinnacle_common::audit::orders::{orders_without_audit, OrderRef};
+use pinnacle_common::audit::verify::{CheckpointSource, Report, Verifier};
 use pinnacle_common::codec::Encoding;
 use pinnacle_common::crypto::Vault;
 use pinnacle_common::entities::orders;

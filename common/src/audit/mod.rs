@@ -10,12 +10,13 @@
 //! - [`log`]: [`AuditLog`], the writer: one chain per subject, serialised by JetStream's
 //!   expected-last-subject-sequence, with the tip cached in memory.
 //! - [`checkpoint`]: signed checkpoints, in the stream and in the `audit_checkpoints` table.
-//! - [`verify`]: checks every link and checkpoint and reports the first bad sequence; and
-//!   matches orders to the audit events that must precede them.
+//! - [`verify`]: checks every link and checkpoint and reports the first bad sequence.
+//! - [`orders`]: matches orders to the audit events that must precede them.
 
 pub mod chain;
 pub mod checkpoint;
 pub mod log;
+pub mod orders;
 pub mod verify;
 
 use std::time::Duration;

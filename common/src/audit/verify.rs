@@ -15,8 +15,7 @@
 //! - truncated tail: the first sequence after the chain's last link that is absent from the
 //!   stream (exact when the whole stream was read).
 //!
-//! [`orders_without_audit`] matches orders to the `order.place` events that must precede
-//! them (rule in `docs/AUDIT.md`).
+//! The authorised accesses it collects feed [`super::orders::orders_without_audit`].
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -25,6 +24,7 @@ use serde::Serialize;
 
 use super::chain::{Link, LinkError, GENESIS};
 use super::checkpoint::Checkpoint;
+use super::orders::Access;
 use crate::codec::Encoding;
 use crate::crypto::Vault;
 use crate::model::{AuditEvent, AuditOutcome};
@@ -91,7 +91,7 @@ pub struct Report {
     pub problems: Vec<Problem>,
     /// The first bad stream sequence, if any.
     pub first_bad_seq: Option<u64>,
-    /// Orders with no audit event (filled in by the caller; see [`orders_without_audit`]).
+    /// Orders checked (filled in by the caller; see [`super::orders::orders_without_audit`]).
     pub orders_checked: usize,
     /// Ids of orders missing their audit event.
     pub orders_missing_audit: Vec<String>,
@@ -151,15 +151,6 @@ struct Chain {
     positions: HashMap<u64, (u64, [u8; 32])>,
 }
 
-/// An authorised credential access, as the order check needs it.
-#[derive(Debug, Clone)]
-pub struct Access {
-    /// `ts_ms` of the event.
-    pub ts_ms: i64,
-    /// Its purpose.
-    pub purpose: String,
-}
-
 /// Checks messages in stream order; see the module docs.
 #[derive(Debug)]
 pub struct Verifier<'a> {
@@ -170,7 +161,7 @@ pub struct Verifier<'a> {
     checkpoints: Vec<(Checkpoint, CheckpointSource)>,
     problems: Vec<Problem>,
     events: u64,
-    /// Authorised accesses by (user id, broker account id), for [`orders_without_audit`].
+    /// Authorised accesses by (user id, broker account id), for the order check.
     accesses: HashMap<(String, String), Vec<Access>>,
 }
 
@@ -461,79 +452,6 @@ impl<'a> Verifier<'a> {
     pub fn take_accesses(&mut self) -> HashMap<(String, String), Vec<Access>> {
         std::mem::take(&mut self.accesses)
     }
-}
-
-/// What the order check needs of an order row.
-#[derive(Debug, Clone)]
-pub struct OrderRef {
-    /// The order id.
-    pub id: String,
-    /// Owner.
-    pub user_id: String,
-    /// Account it went through.
-    pub broker_account_id: String,
-    /// The client order id (`sqoff-…` for square-off orders).
-    pub client_order_id: String,
-    /// When it was stored, ms since the epoch.
-    pub created_ms: i64,
-}
-
-/// How far an event's timestamp may be after its order's (clock granularity).
-pub const ORDER_SKEW_MS: i64 = 1_000;
-
-/// The ids of orders with no audit event that accounts for them.
-///
-/// The worker records an authorised `order.place` event (same user and broker account)
-/// before it stores the order, and one request stores at most one order. So each order
-/// needs its own such event with `ts_ms ≤ created + ORDER_SKEW_MS`; events are matched
-/// one-to-one, oldest order first (a greedy match that is maximal here because any event
-/// early enough for one order is early enough for every later one). A square-off order
-/// (`sqoff-…`) may instead share one `order.squareoff` event of its account from before it.
-pub fn orders_without_audit(
-    orders: &[OrderRef],
-    accesses: &HashMap<(String, String), Vec<Access>>,
-) -> Vec<String> {
-    let mut by_account: HashMap<(&str, &str), Vec<&OrderRef>> = HashMap::new();
-    for order in orders {
-        by_account
-            .entry((order.user_id.as_str(), order.broker_account_id.as_str()))
-            .or_default()
-            .push(order);
-    }
-    let mut missing = Vec::new();
-    for ((user, account), mut orders) in by_account {
-        orders.sort_by_key(|o| o.created_ms);
-        let empty = Vec::new();
-        let events = accesses
-            .get(&(user.to_string(), account.to_string()))
-            .unwrap_or(&empty);
-        let mut places: Vec<i64> = events
-            .iter()
-            .filter(|a| a.purpose == "order.place")
-            .map(|a| a.ts_ms)
-            .collect();
-        places.sort_unstable();
-        let first_squareoff = events
-            .iter()
-            .filter(|a| a.purpose == "order.squareoff")
-            .map(|a| a.ts_ms)
-            .min();
-        let mut next = 0;
-        for order in orders {
-            let limit = order.created_ms + ORDER_SKEW_MS;
-            if next < places.len() && places[next] <= limit {
-                next += 1;
-                continue;
-            }
-            let squareoff = order.client_order_id.starts_with("sqoff-")
-                && first_squareoff.is_some_and(|ts| ts <= limit);
-            if !squareoff {
-                missing.push(order.id.clone());
-            }
-        }
-    }
-    missing.sort();
-    missing
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::audit::chain::Tip;
+use crate::audit::orders::{orders_without_audit, Access, OrderRef};
 
 /// A stored message: (seq, subject, headers, payload).
 type Msg = (u64, String, HeaderMap, Vec<u8>);
