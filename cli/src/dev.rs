@@ -235,7 +235,11 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
     .await?;
 
     let audit_client = pinnacle_common::nats::connect(&nats, "pinnacle-dev").await?;
-    let audit = AuditLog::new(audit_client, Duration::from_millis(worker.audit_timeout_ms));
+    let audit = AuditLog::new(
+        audit_client,
+        Duration::from_millis(worker.audit_timeout_ms),
+        vault.clone(),
+    );
     let demo = ensure_demo_user(&stack.db, &vault, &audit).await?;
     if let Some(dev_sim) = &dev_sim {
         dev_sim

@@ -77,7 +77,9 @@ pub async fn rotate() -> anyhow::Result<()> {
     let (db, vault) = open().await?;
     let nats = crate::stack::nats(&NatsSettings::from_env()?, "pinnacle-keys").await?;
     let timeout = Duration::from_millis(WorkerSettings::from_env()?.audit_timeout_ms);
-    let report = keystore::rotate(&db, &vault, &AuditLog::new(nats, timeout)).await?;
+    let vault = std::sync::Arc::new(vault);
+    let audit = AuditLog::new(nats, timeout, vault.clone());
+    let report = keystore::rotate(&db, &vault, &audit).await?;
     println!("{}", serde_json::to_string(&report)?);
     anyhow::ensure!(
         report.failed.is_empty(),

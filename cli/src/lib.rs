@@ -11,8 +11,11 @@
 //! - [`bench`]: `pinnacle bench orders` and `pinnacle bench ticks`, each measured beside a
 //!   raw NATS baseline in the same run (never part of the tests).
 //! - [`keys`]: master-key management: `keys add`, `status`, `rotate`, `retire`.
+//! - [`audit`]: `audit tail` (live, per user) and `audit verify` (chains, checkpoints,
+//!   orders without audit events).
 //! - [`smartapi`]: offline SmartAPI tools: `smartapi decode HEX` (one feed tick to JSON).
 
+pub mod audit;
 pub mod bench;
 pub mod client;
 pub mod dev;

@@ -66,10 +66,53 @@ enum Command {
         #[command(subcommand)]
         command: OrderCommand,
     },
+    /// Audit-stream consumers: follow it, or verify its HMAC chains (see docs/AUDIT.md).
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Angel One SmartAPI tools.
     Smartapi {
         #[command(subcommand)]
         command: SmartapiCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Follow audit events live (NATS_URL; as the `auditor` NATS user in production).
+    Tail {
+        /// Only this user's events.
+        #[arg(long)]
+        user: Option<String>,
+        /// Start at this stream sequence (default: only new events).
+        #[arg(long)]
+        since_seq: Option<u64>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<usize>,
+        /// The stream to read.
+        #[arg(long, default_value = "AUDIT")]
+        stream: String,
+    },
+    /// Check every chain link and checkpoint, and that every order has its audit event;
+    /// exits non-zero on any problem (NATS_URL, DATABASE_URL, PINNACLE_MASTER_KEY*).
+    Verify {
+        /// Only this user's chain, checkpoints and orders.
+        #[arg(long)]
+        user: Option<String>,
+        /// The stream to read (AUDIT, or a copy with the same subjects).
+        #[arg(long, default_value = "AUDIT")]
+        stream: String,
+        /// Skip the orders-have-audit-events check.
+        #[arg(long)]
+        skip_orders: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -185,6 +228,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             | Command::Keys { .. }
             | Command::Bench { .. }
             | Command::Smartapi { .. }
+            | Command::Audit { .. }
     );
     let _telemetry = if quiet {
         None
@@ -201,6 +245,37 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Audit { command } => match command {
+            AuditCommand::Tail {
+                user,
+                since_seq,
+                json,
+                count,
+                stream,
+            } => {
+                let options = pinnacle_cli::audit::TailOptions {
+                    user,
+                    since_seq,
+                    json,
+                    count,
+                };
+                pinnacle_cli::audit::tail_command(&stream, &options).await
+            }
+            AuditCommand::Verify {
+                user,
+                stream,
+                skip_orders,
+                json,
+            } => {
+                let options = pinnacle_cli::audit::VerifyOptions {
+                    stream,
+                    user,
+                    check_orders: !skip_orders,
+                    ..Default::default()
+                };
+                pinnacle_cli::audit::verify_command(&options, json).await
+            }
+        },
         Command::Dev {
             data_dir,
             api_bind,

@@ -198,10 +198,7 @@ fn angel_one_broker(
     AngelOneBroker,
     tokio::sync::mpsc::UnboundedReceiver<pinnacle_order_worker::angel::updates::SessionNotice>,
 ) {
-    let audit = AuditLog::new(
-        client.clone(),
-        Duration::from_millis(settings.audit_timeout_ms),
-    );
+    let audit = pinnacle_order_worker::service::audit_log(client, db, vault, settings);
     let store = DbSessionStore::new(db.clone(), vault.clone(), audit);
     let config = RestConfig {
         base_url: settings.smartapi_url.clone(),
@@ -231,10 +228,12 @@ pub async fn spawn_user_api(
         .await
         .with_context(|| format!("binding the user API to {bind}"))?;
     let addr = listener.local_addr()?;
+    let audit = AuditLog::new(client, audit_timeout, vault.clone())
+        .with_checkpoints(db.clone(), audit::CheckpointPolicy::default());
     let state = pinnacle_user_api::AppState {
         db,
         vault,
-        audit: AuditLog::new(client, audit_timeout),
+        audit,
         admin_token: api.admin_token.clone(),
         limits: Arc::new(pinnacle_user_api::limits::Limits::default()),
     };

@@ -432,6 +432,14 @@ pub struct WorkerSettings {
     /// before refusing the order.
     #[serde(default = "default_audit_timeout_ms")]
     pub audit_timeout_ms: u64,
+    /// `PINNACLE_WORKER_AUDIT_CHECKPOINT_EVERY`: a worker checkpoints a user's audit chain
+    /// after appending this many events to it (see docs/AUDIT.md).
+    #[serde(default = "default_audit_checkpoint_every")]
+    pub audit_checkpoint_every: u64,
+    /// `PINNACLE_WORKER_AUDIT_CHECKPOINT_SECS`: or on its next append once this many seconds
+    /// have passed since its last checkpoint of that chain.
+    #[serde(default = "default_audit_checkpoint_secs")]
+    pub audit_checkpoint_secs: u64,
     /// `PINNACLE_WORKER_PAPER_CASH`: starting cash of every paper account, in paise.
     #[serde(default = "default_paper_cash")]
     pub paper_cash: i64,
@@ -504,6 +512,14 @@ fn default_audit_timeout_ms() -> u64 {
     2_000
 }
 
+fn default_audit_checkpoint_every() -> u64 {
+    100
+}
+
+fn default_audit_checkpoint_secs() -> u64 {
+    60
+}
+
 impl WorkerSettings {
     /// Loads `PINNACLE_WORKER_*`.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -518,6 +534,8 @@ impl Default for WorkerSettings {
             max_payload: default_max_payload(),
             max_quantity: default_max_quantity(),
             audit_timeout_ms: default_audit_timeout_ms(),
+            audit_checkpoint_every: default_audit_checkpoint_every(),
+            audit_checkpoint_secs: default_audit_checkpoint_secs(),
             paper_cash: default_paper_cash(),
             reconcile_after_ms: default_reconcile_after_ms(),
             reconcile_interval_ms: default_reconcile_interval_ms(),

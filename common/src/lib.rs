@@ -13,7 +13,8 @@
 //! - [`keystore`]: the vault's database side: key bookkeeping, sealing rows, rotation.
 //! - [`tokens`]: API token minting, parsing and keyed hashing.
 //! - [`auth`]: resolving a bearer token to its user.
-//! - [`audit`]: the audit stream and a publisher that waits for JetStream's ack.
+//! - [`audit`]: the audit stream: per-user HMAC chains written with JetStream's ack,
+//!   signed checkpoints, the verifier.
 //! - [`broker`]: the `Broker` port, implemented by the paper broker and (later) Angel One.
 //! - [`feed`]: the market-feed port, implemented by the simulator and replay.
 //! - [`nats`]: connecting to NATS with deliberate buffer sizes.

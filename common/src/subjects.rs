@@ -29,6 +29,10 @@ pub const ORDER_EVENTS_ALL: &str = "events.orders.>";
 pub const AUDIT_STREAM: &str = "AUDIT";
 /// Subjects captured by [`AUDIT_STREAM`].
 pub const AUDIT_ALL: &str = "audit.>";
+/// Every audit chain: one HMAC chain per `audit.credential.<user_id>` subject.
+pub const AUDIT_CREDENTIAL_ALL: &str = "audit.credential.>";
+/// Every signed audit checkpoint: `audit.checkpoint.<user_id>`.
+pub const AUDIT_CHECKPOINT_ALL: &str = "audit.checkpoint.>";
 
 /// NATS header names.
 pub mod headers {
@@ -46,6 +50,19 @@ pub mod headers {
     pub const TRACESTATE: &str = "tracestate";
     /// JetStream de-duplication id.
     pub const NATS_MSG_ID: &str = "Nats-Msg-Id";
+    /// JetStream optimistic concurrency: the stream sequence of the subject's last message
+    /// (0: none). The audit chain's one-writer-per-subject guard.
+    pub const NATS_EXPECTED_LAST_SUBJECT_SEQUENCE: &str = "Nats-Expected-Last-Subject-Sequence";
+    /// Audit chain: the link's position in its chain, from 1.
+    pub const AUDIT_LINK: &str = "Pinnacle-Audit-Link";
+    /// Audit chain: the previous link's stream sequence (0 for the first link).
+    pub const AUDIT_PREV_SEQ: &str = "Pinnacle-Audit-Prev-Seq";
+    /// Audit chain: the previous link's hash, hex (64 zeros for the first link).
+    pub const AUDIT_PREV_HASH: &str = "Pinnacle-Audit-Prev-Hash";
+    /// Audit chain: this link's HMAC-SHA256, hex.
+    pub const AUDIT_HASH: &str = "Pinnacle-Audit-Hash";
+    /// Audit chain and checkpoints: the master key id the HMAC key was derived from.
+    pub const AUDIT_KEY_ID: &str = "Pinnacle-Audit-Key";
 }
 
 /// The order verbs served by the order worker, as they appear in the last subject token.
@@ -150,6 +167,25 @@ pub fn order_events(user_id: &str) -> String {
 /// `audit.credential.<user_id>`: credential accesses for one user's accounts.
 pub fn audit_credential(user_id: &str) -> String {
     format!("audit.credential.{}", escape_token(user_id))
+}
+
+/// `audit.checkpoint.<user_id>`: signed checkpoints of the chain on
+/// [`audit_credential`]`(user_id)`.
+pub fn audit_checkpoint(user_id: &str) -> String {
+    format!("audit.checkpoint.{}", escape_token(user_id))
+}
+
+/// The chain subject a checkpoint subject covers (`audit.checkpoint.X` → `audit.credential.X`).
+pub fn audit_chain_of_checkpoint(subject: &str) -> Option<String> {
+    subject
+        .strip_prefix("audit.checkpoint.")
+        .filter(|token| !token.is_empty() && !token.contains('.'))
+        .map(|token| format!("audit.credential.{token}"))
+}
+
+/// The user id of a chain subject `audit.credential.<user_id>`.
+pub fn audit_user_of(subject: &str) -> Option<String> {
+    unescape_token(subject.strip_prefix("audit.credential.")?)
 }
 
 /// Escapes a value so it is exactly one NATS subject token.

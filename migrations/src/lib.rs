@@ -9,6 +9,7 @@ mod m20261125_000001_initial;
 mod m20261125_000002_vault;
 mod m20261125_000003_risk;
 mod m20261125_000004_angel_one;
+mod m20261125_000005_audit_checkpoints;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000002_vault::Migration),
             Box::new(m20261125_000003_risk::Migration),
             Box::new(m20261125_000004_angel_one::Migration),
+            Box::new(m20261125_000005_audit_checkpoints::Migration),
         ]
     }
 }

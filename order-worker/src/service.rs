@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pinnacle_common::audit::AuditLog;
+use pinnacle_common::audit::{AuditLog, CheckpointPolicy};
 use pinnacle_common::broker::Broker;
 use pinnacle_common::config::WorkerSettings;
 use pinnacle_common::crypto::Vault;
@@ -55,6 +55,27 @@ pub struct Worker {
     pub micro: micro::Service,
 }
 
+/// The worker's audit log: chained, with checkpoints as `settings` say.
+pub fn audit_log(
+    client: &async_nats::Client,
+    db: &DatabaseConnection,
+    vault: &Arc<Vault>,
+    settings: &WorkerSettings,
+) -> AuditLog {
+    AuditLog::new(
+        client.clone(),
+        Duration::from_millis(settings.audit_timeout_ms),
+        vault.clone(),
+    )
+    .with_checkpoints(
+        db.clone(),
+        CheckpointPolicy {
+            every_events: settings.audit_checkpoint_every,
+            every: Duration::from_secs(settings.audit_checkpoint_secs),
+        },
+    )
+}
+
 /// The micro-service name the workers register under.
 pub const SERVICE_NAME: &str = "pinnacle-orders";
 
@@ -67,10 +88,7 @@ impl Worker {
         brokers: Vec<Arc<dyn Broker>>,
         settings: WorkerSettings,
     ) -> Self {
-        let audit = AuditLog::new(
-            client.clone(),
-            Duration::from_millis(settings.audit_timeout_ms),
-        );
+        let audit = audit_log(&client, &db, &vault, &settings);
         Self {
             events: OrderEvents::start(async_nats::jetstream::new(client.clone())),
             client,

@@ -452,7 +452,11 @@ async fn two_processes_never_log_in_to_one_account_at_once() {
         let account_id = stack.broker_account(&user.id).await.id;
         // Two "processes": each its own session manager, store (lease owner) and client.
         let process = || {
-            let audit = AuditLog::new(stack.client.clone(), Duration::from_secs(2));
+            let audit = AuditLog::new(
+                stack.client.clone(),
+                Duration::from_secs(2),
+                stack.vault.clone(),
+            );
             let store = DbSessionStore::new(stack.db.clone(), stack.vault.clone(), audit);
             let config = RestConfig {
                 base_url: angel.sim.rest_url(),

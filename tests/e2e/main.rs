@@ -6,6 +6,7 @@
 mod angel_feed;
 mod angel_one;
 mod audit;
+mod audit_chain;
 mod auth;
 mod bad_input;
 mod lifecycle;

@@ -54,6 +54,7 @@ async fn cluster_confines_traders_and_guards_the_streams() {
     }
 
     services_do_their_jobs(&cluster, &worker).await;
+    audit_chain_works_under_the_permissions(&cluster, &worker).await;
     traders_are_confined(&cluster, &worker).await;
     only_admin_destroys_streams(&cluster, &admin).await;
     worker.expect_no_violation().await;
@@ -115,6 +116,50 @@ async fn services_do_their_jobs(cluster: &TestCluster, worker: &Conn) {
     auditor
         .expect_violation("Publish", &subjects::audit_credential(TRADER_B.user))
         .await;
+}
+
+/// Two writers (order worker and user API logins) append to one audit chain, the second
+/// re-reading the tip the first left (`STREAM.MSG.GET`), and the auditor verifies it.
+async fn audit_chain_works_under_the_permissions(cluster: &TestCluster, worker: &Conn) {
+    use pinnacle_common::audit::AuditLog;
+    use pinnacle_common::model::{AuditEvent, AuditOutcome};
+    let vault = std::sync::Arc::new(pinnacle_common::crypto::Vault::new(1, &[3u8; 32]));
+    let user_api = cluster.connect(1, USER_API).await.expect("user-api");
+    let event = |n: u32| AuditEvent {
+        event_id: uuid::Uuid::now_v7().to_string(),
+        ts_ms: 0,
+        actor: "cluster-test".into(),
+        token_id: None,
+        user_id: "chain-probe".into(),
+        broker_account_id: "acc".into(),
+        fields: vec![],
+        purpose: "test.cluster".into(),
+        request_id: n.to_string(),
+        trace_id: None,
+        outcome: AuditOutcome::Authorized,
+    };
+    for (n, conn) in [worker, &user_api, worker].into_iter().enumerate() {
+        let log = AuditLog::new(conn.client.clone(), ARRIVAL, vault.clone());
+        log.record(&event(n as u32))
+            .await
+            .unwrap_or_else(|e| panic!("{} appends to the chain: {e}", conn.user));
+        conn.expect_no_violation().await;
+    }
+    let auditor = cluster.connect(2, AUDITOR).await.expect("auditor");
+    let report = pinnacle_cli::audit::verify(
+        auditor.client.clone(),
+        None,
+        &vault,
+        &pinnacle_cli::audit::VerifyOptions {
+            user: Some("chain-probe".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("the auditor reads the chain");
+    auditor.expect_no_violation().await;
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(report.events, 3);
 }
 
 /// Trader A requests on their own order subjects and market data, hears their own events

@@ -52,6 +52,7 @@ async fn no_secret_appears_in_any_log_line_or_span() {
     let audit = pinnacle_common::audit::AuditLog::new(
         stack.client.clone(),
         std::time::Duration::from_secs(5),
+        stack.vault.clone(),
     );
     let report = pinnacle_common::keystore::rotate(&stack.db, &stack.vault, &audit)
         .await

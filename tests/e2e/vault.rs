@@ -134,7 +134,11 @@ async fn rotation_under_order_load_fails_no_order_and_loses_no_write() {
 }
 
 fn audit_log(stack: &TestStack) -> pinnacle_common::audit::AuditLog {
-    pinnacle_common::audit::AuditLog::new(stack.client.clone(), std::time::Duration::from_secs(5))
+    pinnacle_common::audit::AuditLog::new(
+        stack.client.clone(),
+        std::time::Duration::from_secs(5),
+        stack.vault.clone(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -134,6 +134,7 @@ pub async fn run(options: OrdersOptions) -> anyhow::Result<String> {
     let audit = pinnacle_common::audit::AuditLog::new(
         pinnacle_common::nats::connect(&NatsSettings::for_url(server.url()), "bench").await?,
         Duration::from_secs(2),
+        vault.clone(),
     );
     let demo = crate::dev::ensure_demo_user(&stack.db, &vault, &audit).await?;
     // The benchmark measures the system, not Angel One's rate limit.

@@ -2,7 +2,7 @@
 //!
 //! A master key never encrypts anything directly. HKDF-SHA256 derives one subkey per
 //! purpose ([`Purpose`]): credential (data-key) encryption, the API-token pepper, the
-//! audit chain. Each credential write gets its own random data key ([`DataKey`],
+//! audit chain and the audit checkpoints. Each credential write gets its own random data key ([`DataKey`],
 //! `envelope`), wrapped by the current master key's credential-encryption subkey.
 //!
 //! Ciphertexts carry a format version and a key id (`aead`). Associated data is rebuilt
@@ -54,6 +54,9 @@ pub enum Purpose {
     TokenPepper,
     /// The HMAC chain over audit events.
     AuditChain,
+    /// Signatures on audit checkpoints (a different key from the chain's, so a checkpoint
+    /// can never be passed off as a link or the other way round).
+    AuditCheckpoint,
     /// A public fingerprint that tells two keys with the same id apart.
     Fingerprint,
 }
@@ -64,6 +67,7 @@ impl Purpose {
             Self::CredentialEncryption => b"pinnacle/credential-encryption",
             Self::TokenPepper => b"pinnacle/api-token-pepper",
             Self::AuditChain => b"pinnacle/audit-chain",
+            Self::AuditCheckpoint => b"pinnacle/audit-checkpoint",
             Self::Fingerprint => b"pinnacle/key-fingerprint",
         }
     }
@@ -71,6 +75,18 @@ impl Purpose {
 
 /// A 256-bit key that zeroes itself on drop and never prints.
 pub type Key32 = SecretBox<[u8; 32]>;
+
+/// HMAC-SHA256, as the audit chain and checkpoints use it.
+pub type HmacSha256 = hmac::Hmac<Sha256>;
+
+/// Which of the two audit subkeys ([`Purpose::AuditChain`], [`Purpose::AuditCheckpoint`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditKey {
+    /// Links of the per-subject HMAC chain.
+    Chain,
+    /// Signatures on checkpoints.
+    Checkpoint,
+}
 
 /// The one error every failed decrypt gives, whatever went wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -91,6 +107,11 @@ fn derive(master: &[u8; 32], purpose: Purpose) -> Key32 {
 struct MasterKey {
     /// Wraps and unwraps data keys.
     wrap: Aes256Gcm,
+    /// The audit-chain subkey under this id, so links written under an earlier audit key
+    /// id still verify after the ring changed.
+    audit_chain: Key32,
+    /// The audit-checkpoint subkey under this id.
+    audit_checkpoint: Key32,
     /// 16 hex characters that identify the key material without revealing it.
     fingerprint: String,
 }
@@ -101,6 +122,8 @@ impl MasterKey {
         let fp = derive(master, Purpose::Fingerprint);
         Self {
             wrap: Aes256Gcm::new(enc.expose_secret().into()),
+            audit_chain: derive(master, Purpose::AuditChain),
+            audit_checkpoint: derive(master, Purpose::AuditCheckpoint),
             fingerprint: hex::encode(&fp.expose_secret()[..8]),
         }
     }
@@ -124,6 +147,9 @@ pub struct Vault {
     token_pepper: Key32,
     /// Key for the audit HMAC chain, from the pepper key.
     audit_key: Key32,
+    /// The id of the master key the audit keys come from (the pepper key); recorded in
+    /// every chain link and checkpoint so a verifier picks the right key.
+    audit_key_id: u32,
     /// Wraps a master key may make before it refuses and must be rotated.
     max_encryptions: i64,
 }
@@ -150,6 +176,7 @@ impl Vault {
             }),
             token_pepper: derive(master, Purpose::TokenPepper),
             audit_key: derive(master, Purpose::AuditChain),
+            audit_key_id: key_id,
             max_encryptions: DEFAULT_MAX_ENCRYPTIONS,
         }
     }
@@ -250,6 +277,23 @@ impl Vault {
     /// The audit-chain key.
     pub fn audit_key(&self) -> &Key32 {
         &self.audit_key
+    }
+
+    /// The master key id new audit links and checkpoints are keyed under.
+    pub fn audit_key_id(&self) -> u32 {
+        self.audit_key_id
+    }
+
+    /// HMAC-SHA256 keyed with `key`'s subkey of master key `key_id` (retired keys
+    /// included: retirement stops wrapping, not verifying history); `None` for an unknown id.
+    pub fn audit_mac(&self, key_id: u32, key: AuditKey) -> Option<HmacSha256> {
+        let ring = self.read();
+        let master = ring.keys.get(&key_id)?;
+        let secret = match key {
+            AuditKey::Chain => &master.audit_chain,
+            AuditKey::Checkpoint => &master.audit_checkpoint,
+        };
+        <HmacSha256 as hmac::Mac>::new_from_slice(secret.expose_secret()).ok()
     }
 
     /// Wraps `data_key` for `row` under master key `key_id`. The caller has counted the

@@ -202,3 +202,22 @@ proptest! {
         prop_assert_eq!(v.unwrap(1, row("u", 1), &forged).err(), Some(DecryptError));
     }
 }
+
+#[test]
+fn audit_keys_are_per_id_and_purpose_and_outlive_retirement() {
+    use hmac::Mac as _;
+    let tag = |mac: Option<HmacSha256>| {
+        let mut mac = mac.expect("key id in the ring");
+        mac.update(b"x");
+        mac.finalize().into_bytes().to_vec()
+    };
+    let v = vault();
+    let id = v.audit_key_id();
+    v.add_key(id + 1, &[3u8; 32]);
+    let chain = tag(v.audit_mac(id, AuditKey::Chain));
+    assert_ne!(chain, tag(v.audit_mac(id, AuditKey::Checkpoint)));
+    assert_ne!(chain, tag(v.audit_mac(id + 1, AuditKey::Chain)));
+    v.retire(id);
+    assert_eq!(chain, tag(v.audit_mac(id, AuditKey::Chain)));
+    assert!(v.audit_mac(id + 7, AuditKey::Chain).is_none());
+}

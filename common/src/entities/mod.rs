@@ -3,6 +3,7 @@
 //! Ids are UUID strings, so the same schema reads identically on SQLite and PostgreSQL.
 
 pub mod api_tokens;
+pub mod audit_checkpoints;
 pub mod broker_accounts;
 pub mod master_keys;
 pub mod orders;

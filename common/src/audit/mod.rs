@@ -1,19 +1,34 @@
-//! The audit stream and the publisher that waits for JetStream's ack.
+//! The audit stream: a tamper-evident HMAC chain per user, signed checkpoints, a verifier.
 //!
 //! "Audit before access": callers record an event with [`AuditLog::record`] and touch the
 //! credentials only after it returns `Ok`, which means JetStream has stored the event.
 //! Any failure (no stream, no server, a timeout) is an [`AuditError`], and the caller
-//! refuses the request: auditing fails closed.
+//! refuses the request: auditing fails closed. The format is documented in `docs/AUDIT.md`.
+//!
+//! # Layout
+//! - [`chain`]: a link's headers and its HMAC-SHA256 hash.
+//! - [`log`]: [`AuditLog`], the writer: one chain per subject, serialised by JetStream's
+//!   expected-last-subject-sequence, with the tip cached in memory.
+//! - [`checkpoint`]: signed checkpoints, in the stream and in the `audit_checkpoints` table.
+//! - [`verify`]: checks every link and checkpoint and reports the first bad sequence.
+//! - [`orders`]: matches orders to the audit events that must precede them.
+
+pub mod chain;
+pub mod checkpoint;
+pub mod log;
+pub mod orders;
+pub mod verify;
 
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
-use async_nats::HeaderMap;
+
+pub use checkpoint::{Checkpoint, CheckpointPolicy};
+pub use log::AuditLog;
 
 use crate::codec::Encoding;
 use crate::model::AuditEvent;
-use crate::subjects::{self, headers};
-use crate::telemetry;
+use crate::subjects;
 
 /// The audit event could not be durably stored.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +42,9 @@ pub enum AuditError {
     /// The event could not be encoded.
     #[error("audit event could not be encoded: {0}")]
     Encode(#[from] crate::codec::CodecError),
+    /// A checkpoint could not be stored in the database.
+    #[error("audit checkpoint could not be stored: {0}")]
+    Checkpoint(String),
 }
 
 /// The stream definition: file storage, no message delete, no purge, no rollup.
@@ -53,47 +71,6 @@ pub async fn ensure_stream(js: &jetstream::Context) -> Result<stream::Stream, Au
         .map_err(|e| AuditError::Publish(e.to_string()))
 }
 
-/// Publishes audit events and waits for them to be stored.
-#[derive(Clone, Debug)]
-pub struct AuditLog {
-    /// JetStream context on the service's connection.
-    js: jetstream::Context,
-    /// How long to wait for the ack before failing closed.
-    timeout: Duration,
-}
-
-impl AuditLog {
-    /// An audit log over `client`, failing closed after `timeout`.
-    pub fn new(client: async_nats::Client, timeout: Duration) -> Self {
-        let mut js = jetstream::new(client);
-        js.set_timeout(timeout);
-        Self { js, timeout }
-    }
-
-    /// Stores `event` on `audit.credential.<user_id>`; returns the stream sequence.
-    pub async fn record(&self, event: &AuditEvent) -> Result<u64, AuditError> {
-        let payload = Encoding::MsgPack.encode(event)?;
-        let mut hdrs = HeaderMap::new();
-        hdrs.insert(headers::NATS_MSG_ID, event.event_id.as_str());
-        hdrs.insert(headers::CONTENT_TYPE, Encoding::MsgPack.content_type());
-        telemetry::inject_context(&mut hdrs);
-        let subject = subjects::audit_credential(&event.user_id);
-        let publish = async {
-            let ack = self
-                .js
-                .publish_with_headers(subject, hdrs, payload)
-                .await
-                .map_err(|e| AuditError::Publish(e.to_string()))?;
-            ack.await.map_err(|e| AuditError::Publish(e.to_string()))
-        };
-        match tokio::time::timeout(self.timeout, publish).await {
-            Ok(Ok(ack)) => Ok(ack.sequence),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(AuditError::Timeout(self.timeout)),
-        }
-    }
-}
-
 /// A stored audit event and its stream sequence, as a user's audit trail shows it.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct StoredEvent {
@@ -116,7 +93,7 @@ impl AuditLog {
         use futures::StreamExt as _;
         let failed = |e: &dyn std::fmt::Display| AuditError::Publish(e.to_string());
         let stream = self
-            .js
+            .js()
             .get_stream(subjects::AUDIT_STREAM)
             .await
             .map_err(|e| failed(&e))?;
@@ -139,7 +116,7 @@ impl AuditLog {
         }
         let mut messages = consumer.messages().await.map_err(|e| failed(&e))?;
         while out.len() < want {
-            let Ok(Some(Ok(message))) = tokio::time::timeout(self.timeout, messages.next()).await
+            let Ok(Some(Ok(message))) = tokio::time::timeout(self.timeout(), messages.next()).await
             else {
                 break;
             };

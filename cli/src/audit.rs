@@ -1,0 +1,263 @@
+//! `pinnacle audit tail` and `pinnacle audit verify`: audit-stream consumers.
+//!
+//! `tail` follows the AUDIT stream live through an ordered (ephemeral) consumer, filtered
+//! to one user's chain subject when asked. `verify` reads every chain from a stream (AUDIT
+//! by default, any stream with the same subjects with `--stream`), checks every link and
+//! checkpoint with `pinnacle_common::audit::verify`, adds the checkpoints kept in the
+//! database, and checks that every order has the audit event that must precede it. Both
+//! take explicit connections, so the tests call them as `main` does.
+
+use std::io::Write;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::pull, consumer::DeliverPolicy};
+use futures::StreamExt as _;
+use pinnacle_common::audit::checkpoint;
+use pinnacle_common::audit::orders::{orders_without_audit, OrderRef};
+use pinnacle_common::audit::verify::{CheckpointSource, Report, Verifier};
+use pinnacle_common::codec::Encoding;
+use pinnacle_common::crypto::Vault;
+use pinnacle_common::entities::orders;
+use pinnacle_common::model::AuditEvent;
+use pinnacle_common::subjects;
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+
+/// Why a consumer could not run (problems found by `verify` are in its [`Report`]).
+#[derive(Debug, thiserror::Error)]
+pub enum AuditCliError {
+    /// NATS or JetStream failed.
+    #[error("audit stream: {0}")]
+    Nats(String),
+    /// The database failed.
+    #[error("database: {0}")]
+    Db(#[from] sea_orm::DbErr),
+    /// Writing the output failed.
+    #[error("output: {0}")]
+    Io(#[from] std::io::Error),
+    /// No message arrived for this long while reading a stream that should have more.
+    #[error("audit stream stalled after seq {0}")]
+    Stalled(u64),
+}
+
+fn nats(e: impl std::fmt::Display) -> AuditCliError {
+    AuditCliError::Nats(e.to_string())
+}
+
+/// What `tail` shows.
+#[derive(Debug, Clone, Default)]
+pub struct TailOptions {
+    /// Only this user's events (subject filter `audit.credential.<user>`).
+    pub user: Option<String>,
+    /// Start at this stream sequence; otherwise only events stored from now on.
+    pub since_seq: Option<u64>,
+    /// One JSON object per line instead of text.
+    pub json: bool,
+    /// Stop after this many events.
+    pub count: Option<usize>,
+}
+
+/// Follows the audit stream, writing one line per event to `out`, until `count` events
+/// (or forever).
+pub async fn tail(
+    client: async_nats::Client,
+    stream: &str,
+    options: &TailOptions,
+    out: &mut (dyn Write + Send),
+) -> Result<usize, AuditCliError> {
+    let filter = match &options.user {
+        Some(user) => subjects::audit_credential(user),
+        None => subjects::AUDIT_CREDENTIAL_ALL.to_string(),
+    };
+    let deliver_policy = match options.since_seq {
+        Some(seq) => DeliverPolicy::ByStartSequence {
+            start_sequence: seq.max(1),
+        },
+        None => DeliverPolicy::New,
+    };
+    let consumer = jetstream::new(client)
+        .get_stream(stream)
+        .await
+        .map_err(nats)?
+        .create_consumer(pull::OrderedConfig {
+            filter_subject: filter,
+            deliver_policy,
+            ..Default::default()
+        })
+        .await
+        .map_err(nats)?;
+    let mut messages = consumer.messages().await.map_err(nats)?;
+    let mut shown = 0;
+    while options.count.is_none_or(|count| shown < count) {
+        let Some(message) = messages.next().await else {
+            break;
+        };
+        let message = message.map_err(nats)?;
+        let seq = message.info().map(|i| i.stream_sequence).unwrap_or(0);
+        let event = Encoding::MsgPack.decode::<AuditEvent>(&message.payload);
+        let line = match (&event, options.json) {
+            (Ok(event), true) => {
+                let mut value = serde_json::to_value(event).map_err(std::io::Error::other)?;
+                value["seq"] = seq.into();
+                value["subject"] = message.subject.as_str().into();
+                value.to_string()
+            }
+            (Ok(e), false) => format!(
+                "{seq} {} user={} account={} actor={} purpose={} outcome={:?} request={} fields={}",
+                chrono::DateTime::from_timestamp_millis(e.ts_ms)
+                    .map(|t| t.to_rfc3339())
+                    .unwrap_or_default(),
+                e.user_id,
+                e.broker_account_id,
+                e.actor,
+                e.purpose,
+                e.outcome,
+                e.request_id,
+                e.fields.join(",")
+            ),
+            (Err(_), true) => serde_json::json!({ "seq": seq, "subject": message.subject.as_str(), "undecodable": true }).to_string(),
+            (Err(_), false) => format!("{seq} {} (undecodable)", message.subject),
+        };
+        writeln!(out, "{line}")?;
+        out.flush()?;
+        shown += 1;
+    }
+    Ok(shown)
+}
+
+/// What `verify` checks.
+#[derive(Debug, Clone)]
+pub struct VerifyOptions {
+    /// The stream to read (AUDIT, or a copy).
+    pub stream: String,
+    /// Only this user's chain (and checkpoints, and orders).
+    pub user: Option<String>,
+    /// Also check that every order has its audit event.
+    pub check_orders: bool,
+    /// Give up when the stream yields nothing for this long.
+    pub idle: Duration,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        Self {
+            stream: subjects::AUDIT_STREAM.to_string(),
+            user: None,
+            check_orders: true,
+            idle: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Reads every chain and checkpoint of `options.stream`, plus the checkpoints and orders in
+/// `db`, and reports what is wrong.
+pub async fn verify(
+    client: async_nats::Client,
+    db: Option<&DatabaseConnection>,
+    vault: &Vault,
+    options: &VerifyOptions,
+) -> Result<Report, AuditCliError> {
+    let mut verifier = Verifier::new(vault);
+    let chain_subject = options.user.as_deref().map(subjects::audit_credential);
+    if let Some(db) = db {
+        for cp in checkpoint::load(db, chain_subject.as_deref()).await? {
+            verifier.add_checkpoint(cp, CheckpointSource::Database);
+        }
+    }
+    let filter_subjects = match &options.user {
+        Some(user) => vec![
+            subjects::audit_credential(user),
+            subjects::audit_checkpoint(user),
+        ],
+        None => vec![subjects::AUDIT_ALL.to_string()],
+    };
+    let consumer = jetstream::new(client)
+        .get_stream(&options.stream)
+        .await
+        .map_err(nats)?
+        .create_consumer(pull::OrderedConfig {
+            filter_subjects,
+            deliver_policy: DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .map_err(nats)?;
+    if consumer.cached_info().num_pending > 0 {
+        let mut messages = consumer.messages().await.map_err(nats)?;
+        let mut last = 0;
+        loop {
+            let next = tokio::time::timeout(options.idle, messages.next()).await;
+            let Ok(Some(message)) = next else {
+                return Err(AuditCliError::Stalled(last));
+            };
+            let message = message.map_err(nats)?;
+            let info = message.info().map_err(nats)?;
+            let (seq, pending) = (info.stream_sequence, info.pending);
+            verifier.push(
+                seq,
+                message.subject.as_str(),
+                message.headers.as_ref(),
+                &message.payload,
+            );
+            last = seq;
+            if pending == 0 {
+                break;
+            }
+        }
+    }
+    let accesses = verifier.take_accesses();
+    let mut report = verifier.finish();
+    if let (Some(db), true) = (db, options.check_orders) {
+        let mut query = orders::Entity::find();
+        if let Some(user) = &options.user {
+            query = query.filter(orders::Column::UserId.eq(user.as_str()));
+        }
+        let rows: Vec<OrderRef> = query
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|o| OrderRef {
+                id: o.id,
+                user_id: o.user_id,
+                broker_account_id: o.broker_account_id,
+                client_order_id: o.client_order_id,
+                created_ms: o.created_at.timestamp_millis(),
+            })
+            .collect();
+        report.orders_checked = rows.len();
+        report.orders_missing_audit = orders_without_audit(&rows, &accesses);
+    }
+    Ok(report)
+}
+
+/// `pinnacle audit tail`: connects with `NATS_*` settings and follows the stream on stdout.
+pub async fn tail_command(stream: &str, options: &TailOptions) -> anyhow::Result<()> {
+    use pinnacle_common::config::NatsSettings;
+    let client = crate::stack::nats(&NatsSettings::from_env()?, "pinnacle-audit-tail").await?;
+    let mut stdout = std::io::stdout();
+    tail(client, stream, options, &mut stdout).await?;
+    Ok(())
+}
+
+/// `pinnacle audit verify`: connects with `NATS_*`, `DATABASE_URL` (optional: without it,
+/// no stored checkpoints and no order check) and the master key ring; prints the report
+/// and fails when anything is wrong.
+pub async fn verify_command(options: &VerifyOptions, json: bool) -> anyhow::Result<()> {
+    use pinnacle_common::config::{DatabaseSettings, NatsSettings, VaultSettings};
+    let vault = Vault::from_settings(&VaultSettings::from_env()?)?;
+    let client = crate::stack::nats(&NatsSettings::from_env()?, "pinnacle-audit-verify").await?;
+    let db = match DatabaseSettings::from_env() {
+        Ok(settings) => Some(pinnacle_common::db::connect(&settings).await?),
+        Err(_) => {
+            eprintln!("DATABASE_URL is not set: stored checkpoints and orders are not checked");
+            None
+        }
+    };
+    let report = verify(client, db.as_ref(), &vault, options).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!("{report}");
+    }
+    anyhow::ensure!(report.is_clean(), "the audit log failed verification");
+    Ok(())
+}

@@ -1,0 +1,329 @@
+//! [`AuditLog`]: appends events to their chain and waits for JetStream's ack.
+//!
+//! One chain per `audit.credential.<user>` subject. Each append carries
+//! `Nats-Expected-Last-Subject-Sequence` = the sequence of the link it follows, so JetStream
+//! stores it only if no one else appended in between: any number of writers (workers, the
+//! user API, key rotation) share a chain, serialised by the stream. The writer caches each
+//! chain's tip (last sequence, position, hash) in memory and re-reads the subject's last
+//! message only when the cache is empty or JetStream reports a wrong last sequence. Within
+//! one process, appends to one subject are serialised by a per-subject lock, so they never
+//! race each other.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, context::PublishErrorKind, stream::LastRawMessageErrorKind};
+use async_nats::HeaderMap;
+use sea_orm::DatabaseConnection;
+
+use super::chain::{Link, Tip};
+use super::checkpoint::{self, Checkpoint, CheckpointPolicy};
+use super::AuditError;
+use crate::codec::Encoding;
+use crate::crypto::Vault;
+use crate::model::AuditEvent;
+use crate::subjects::{self, headers};
+use crate::telemetry;
+
+/// How often one append may lose the race to another writer before giving up (within the
+/// timeout either way).
+const MAX_RACES: usize = 64;
+
+/// What a writer knows about one chain.
+#[derive(Debug)]
+struct ChainState {
+    /// The tip as of this writer's last append; `None` means "re-read from the stream".
+    tip: Option<Tip>,
+    /// Links this writer appended since it last checkpointed the chain.
+    since_checkpoint: u64,
+    /// When it last checkpointed the chain (or first wrote to it).
+    checkpointed_at: Instant,
+}
+
+/// Where checkpoints go besides the stream.
+#[derive(Debug, Clone)]
+struct Checkpoints {
+    /// The `audit_checkpoints` table's database.
+    db: DatabaseConnection,
+    /// When to checkpoint.
+    policy: CheckpointPolicy,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// JetStream context on the service's connection.
+    js: jetstream::Context,
+    /// How long an append may take, races included, before failing closed.
+    timeout: Duration,
+    /// The audit-chain and checkpoint keys.
+    vault: Arc<Vault>,
+    /// Per-subject state behind a per-subject async lock.
+    chains: Mutex<HashMap<String, Arc<tokio::sync::Mutex<ChainState>>>>,
+    /// Checkpointing, when this writer has a database.
+    checkpoints: Option<Checkpoints>,
+}
+
+/// Publishes audit events into their HMAC chains and waits for them to be stored.
+#[derive(Clone, Debug)]
+pub struct AuditLog {
+    inner: Arc<Inner>,
+}
+
+impl AuditLog {
+    /// An audit log over `client`, chaining with `vault`'s audit key, failing closed after
+    /// `timeout`. It does not checkpoint until [`AuditLog::with_checkpoints`].
+    pub fn new(client: async_nats::Client, timeout: Duration, vault: Arc<Vault>) -> Self {
+        let mut js = jetstream::new(client);
+        js.set_timeout(timeout);
+        Self {
+            inner: Arc::new(Inner {
+                js,
+                timeout,
+                vault,
+                chains: Mutex::new(HashMap::new()),
+                checkpoints: None,
+            }),
+        }
+    }
+
+    /// Also checkpoints every chain it appends to, by `policy`, into the stream and `db`.
+    pub fn with_checkpoints(self, db: DatabaseConnection, policy: CheckpointPolicy) -> Self {
+        let inner = Inner {
+            js: self.inner.js.clone(),
+            timeout: self.inner.timeout,
+            vault: self.inner.vault.clone(),
+            chains: Mutex::new(HashMap::new()),
+            checkpoints: Some(Checkpoints { db, policy }),
+        };
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    pub(super) fn js(&self) -> &jetstream::Context {
+        &self.inner.js
+    }
+
+    pub(super) fn timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    fn chain(&self, subject: &str) -> Arc<tokio::sync::Mutex<ChainState>> {
+        let mut chains = self.inner.chains.lock().unwrap_or_else(|e| e.into_inner());
+        chains
+            .entry(subject.to_string())
+            .or_insert_with(|| {
+                Arc::new(tokio::sync::Mutex::new(ChainState {
+                    tip: None,
+                    since_checkpoint: 0,
+                    checkpointed_at: Instant::now(),
+                }))
+            })
+            .clone()
+    }
+
+    /// Stores `event` as the next link of `audit.credential.<user_id>`; returns the stream
+    /// sequence. Any failure (no stream, no server, a timeout) is an error: fail closed.
+    pub async fn record(&self, event: &AuditEvent) -> Result<u64, AuditError> {
+        let payload = Encoding::MsgPack.encode(event)?;
+        let subject = subjects::audit_credential(&event.user_id);
+        let chain = self.chain(&subject);
+        let append = async {
+            let mut state = chain.lock().await;
+            let result = self
+                .append(&subject, &event.event_id, &payload, &mut state)
+                .await;
+            if result.is_err() {
+                state.tip = None;
+            }
+            result.map(|tip| (tip, self.due_checkpoint(&subject, &tip, &mut state)))
+        };
+        let (tip, due) = match tokio::time::timeout(self.inner.timeout, append).await {
+            Ok(result) => result?,
+            Err(_) => {
+                // The lock was released with a tip that may be stale: drop it.
+                chain.lock().await.tip = None;
+                return Err(AuditError::Timeout(self.inner.timeout));
+            }
+        };
+        if let Some(cp) = due {
+            let log = self.clone();
+            tokio::spawn(async move {
+                if let Err(error) = log.publish_checkpoint(&cp).await {
+                    tracing::warn!(subject = %cp.subject, %error, "audit checkpoint not stored");
+                }
+            });
+        }
+        Ok(tip.seq)
+    }
+
+    /// Appends one link, re-reading the tip after each lost race.
+    async fn append(
+        &self,
+        subject: &str,
+        event_id: &str,
+        payload: &bytes::Bytes,
+        state: &mut ChainState,
+    ) -> Result<Tip, AuditError> {
+        let mut races = 0;
+        loop {
+            let tip = match state.tip {
+                Some(tip) => tip,
+                None => self.read_tip(subject).await?,
+            };
+            let link = Link::next(&self.inner.vault, subject, &tip, payload)
+                .map_err(|e| AuditError::Publish(e.to_string()))?;
+            let mut hdrs = HeaderMap::new();
+            hdrs.insert(headers::NATS_MSG_ID, event_id);
+            hdrs.insert(headers::CONTENT_TYPE, Encoding::MsgPack.content_type());
+            hdrs.insert(
+                headers::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+                tip.seq.to_string().as_str(),
+            );
+            link.write_headers(&mut hdrs);
+            telemetry::inject_context(&mut hdrs);
+            let ack = self
+                .inner
+                .js
+                .publish_with_headers(subject.to_string(), hdrs, payload.clone())
+                .await
+                .map_err(|e| AuditError::Publish(e.to_string()))?
+                .await;
+            match ack {
+                Ok(ack) if ack.duplicate => {
+                    // A retry of an event already stored (same event id): JetStream kept the
+                    // first copy, so our computed link is not the tip. Re-read next time.
+                    state.tip = None;
+                    return Ok(Tip {
+                        seq: ack.sequence,
+                        ..tip
+                    });
+                }
+                Ok(ack) => {
+                    let tip = link.tip_at(ack.sequence);
+                    state.tip = Some(tip);
+                    return Ok(tip);
+                }
+                Err(e) if e.kind() == PublishErrorKind::WrongLastSequence && races < MAX_RACES => {
+                    // Another writer appended: read its link and chain after it.
+                    races += 1;
+                    state.tip = None;
+                }
+                Err(e) => return Err(AuditError::Publish(e.to_string())),
+            }
+        }
+    }
+
+    /// The chain's tip as stored: the subject's last message, or empty.
+    async fn read_tip(&self, subject: &str) -> Result<Tip, AuditError> {
+        let stream = self
+            .inner
+            .js
+            .get_stream_no_info(subjects::AUDIT_STREAM)
+            .await
+            .map_err(|e| AuditError::Publish(e.to_string()))?;
+        match stream.get_last_raw_message_by_subject(subject).await {
+            Ok(message) => Ok(match Link::from_headers(Some(&message.headers)) {
+                Ok(link) => link.tip_at(message.sequence),
+                // The last message is not a link (written before chaining, or forged by a
+                // publisher): start a new chain after it; `verify` reports the message.
+                Err(_) => Tip {
+                    seq: message.sequence,
+                    ..Tip::EMPTY
+                },
+            }),
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(Tip::EMPTY),
+            Err(e) => Err(AuditError::Publish(e.to_string())),
+        }
+    }
+
+    /// Counts the append and returns a signed checkpoint when the policy says one is due.
+    fn due_checkpoint(
+        &self,
+        subject: &str,
+        tip: &Tip,
+        state: &mut ChainState,
+    ) -> Option<Checkpoint> {
+        let policy = self.inner.checkpoints.as_ref()?.policy;
+        state.since_checkpoint += 1;
+        let due = state.since_checkpoint >= policy.every_events.max(1)
+            || state.checkpointed_at.elapsed() >= policy.every;
+        if !due || tip.position == 0 {
+            return None;
+        }
+        state.since_checkpoint = 0;
+        state.checkpointed_at = Instant::now();
+        Checkpoint::sign(
+            &self.inner.vault,
+            subject,
+            tip,
+            chrono::Utc::now().timestamp_millis(),
+        )
+    }
+
+    /// Checkpoints every chain this writer appended to since its last checkpoint, now
+    /// (e.g. before shutting down); returns how many it stored.
+    pub async fn checkpoint_now(&self) -> Result<usize, AuditError> {
+        let chains: Vec<_> = {
+            let map = self.inner.chains.lock().unwrap_or_else(|e| e.into_inner());
+            map.iter().map(|(s, c)| (s.clone(), c.clone())).collect()
+        };
+        let mut stored = 0;
+        for (subject, chain) in chains {
+            let cp = {
+                let mut state = chain.lock().await;
+                match state.tip {
+                    Some(tip) if state.since_checkpoint > 0 && tip.position > 0 => {
+                        state.since_checkpoint = 0;
+                        state.checkpointed_at = Instant::now();
+                        Checkpoint::sign(
+                            &self.inner.vault,
+                            &subject,
+                            &tip,
+                            chrono::Utc::now().timestamp_millis(),
+                        )
+                    }
+                    _ => None,
+                }
+            };
+            if let Some(cp) = cp {
+                self.publish_checkpoint(&cp).await?;
+                stored += 1;
+            }
+        }
+        Ok(stored)
+    }
+
+    /// Publishes `cp` to `audit.checkpoint.<user>` (waiting for the ack) and stores it in
+    /// the database, when this writer has one.
+    pub async fn publish_checkpoint(&self, cp: &Checkpoint) -> Result<(), AuditError> {
+        let subject = cp
+            .subject
+            .strip_prefix("audit.credential.")
+            .map(|token| format!("audit.checkpoint.{token}"))
+            .ok_or_else(|| AuditError::Publish("not a chain subject".into()))?;
+        let mut hdrs = HeaderMap::new();
+        hdrs.insert(headers::CONTENT_TYPE, Encoding::MsgPack.content_type());
+        hdrs.insert(headers::AUDIT_KEY_ID, cp.key_id.to_string().as_str());
+        let payload = Encoding::MsgPack.encode(cp)?;
+        let publish = async {
+            self.inner
+                .js
+                .publish_with_headers(subject, hdrs, payload)
+                .await
+                .map_err(|e| AuditError::Publish(e.to_string()))?
+                .await
+                .map_err(|e| AuditError::Publish(e.to_string()))
+        };
+        tokio::time::timeout(self.inner.timeout, publish)
+            .await
+            .map_err(|_| AuditError::Timeout(self.inner.timeout))??;
+        if let Some(checkpoints) = &self.inner.checkpoints {
+            checkpoint::store(&checkpoints.db, cp)
+                .await
+                .map_err(|e| AuditError::Checkpoint(e.to_string()))?;
+        }
+        Ok(())
+    }
+}
