@@ -88,8 +88,10 @@ impl AuditLog {
         };
         match tokio::time::timeout(self.timeout, publish).await {
             Ok(Ok(ack)) => Ok(ack.sequence),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(AuditError::Timeout(self.timeout)),
+            Ok(Err(e)) => Err(crate::metrics::audit_publish_failed(e)),
+            Err(_) => Err(crate::metrics::audit_publish_failed(AuditError::Timeout(
+                self.timeout,
+            ))),
         }
     }
 }

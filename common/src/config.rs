@@ -472,6 +472,24 @@ impl UserApiSettings {
     }
 }
 
+/// Observability endpoints (`PINNACLE_METRICS_*`).
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct MetricsSettings {
+    /// `PINNACLE_METRICS_ADDR`: where to serve Prometheus metrics on `GET /metrics`
+    /// (e.g. `127.0.0.1:9464`); unset serves none.
+    #[serde(default)]
+    pub addr: Option<String>,
+}
+
+impl MetricsSettings {
+    /// Loads `PINNACLE_METRICS_*`; an empty address counts as unset.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let mut settings: Self = load("PINNACLE_METRICS_")?;
+        settings.addr = settings.addr.filter(|a| !a.trim().is_empty());
+        Ok(settings)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@ use pinnacle_common::crypto::{DecryptError, Vault};
 use pinnacle_common::entities::broker_accounts::{self, fields};
 use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::keystore;
+use pinnacle_common::metrics;
 use pinnacle_common::model::{AuditEvent, AuditOutcome};
 use pinnacle_common::telemetry;
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder};
@@ -163,7 +164,9 @@ pub async fn open_with(
             "the audit log is unavailable, so credentials were not accessed",
         )
     })?;
-    match decrypt(vault, account) {
+    let decrypted = decrypt(vault, account);
+    metrics::metrics().credential_decrypt(decrypted.is_ok());
+    match decrypted {
         Ok(credentials) => Ok(credentials),
         Err(error) => {
             event.event_id = uuid::Uuid::now_v7().to_string();

@@ -82,9 +82,15 @@ pub async fn place(worker: &Worker, request: &Request<'_>) -> Result<OrderReply,
         .place_order(&creds, &submitted.id, &order)
         .instrument(tracing::info_span!(
             "broker.place_order",
+            otel.kind = "client",
             broker = broker.name()
         ))
         .await;
+    pinnacle_common::metrics::metrics().broker_request(
+        broker.name(),
+        "place_order",
+        placed.is_ok(),
+    );
     drop(creds);
     let stored = match placed {
         Ok(outcome) => {

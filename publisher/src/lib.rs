@@ -84,6 +84,16 @@ impl Default for PublishOptions {
     }
 }
 
+/// Counts published ticks and sets the feed lag from the batch's last tick.
+fn record_metrics(ticks: &[pinnacle_common::model::MarketTick]) {
+    let m = pinnacle_common::metrics::metrics();
+    m.ticks_published.inc_by(ticks.len() as u64);
+    if let Some(last) = ticks.last() {
+        let lag_ms = chrono::Utc::now().timestamp_millis() - last.ts_ms;
+        m.feed_lag.set(lag_ms.max(0) as f64 / 1000.0);
+    }
+}
+
 /// First and largest delay after a feed error.
 const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -165,6 +175,7 @@ pub async fn run(
         stats
             .published
             .fetch_add(ticks.len() as u64, Ordering::Relaxed);
+        record_metrics(&ticks);
     }
     if let Err(error) = client.flush().await {
         tracing::warn!(%error, "flush on shutdown failed");

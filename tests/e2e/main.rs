@@ -10,6 +10,7 @@ mod bad_input;
 mod lifecycle;
 mod login;
 mod market_data;
+mod metrics;
 mod nats_cluster;
 mod nats_config;
 mod openapi_fuzz;
