@@ -117,6 +117,7 @@ pub async fn spawn_publisher(
         cache,
         stall_timeout: Duration::from_millis(md.stall_ms.max(1)),
         depth: sim.depth,
+        tick_trace_ratio: md.tick_trace_ratio,
         ..PublishOptions::default()
     };
     tasks.spawn(async move {

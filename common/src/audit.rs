@@ -71,6 +71,7 @@ impl AuditLog {
     }
 
     /// Stores `event` on `audit.credential.<user_id>`; returns the stream sequence.
+    #[tracing::instrument(name = "audit.publish", skip_all, fields(otel.kind = "producer", messaging.system = "nats", messaging.operation = "publish", messaging.destination.name = %subjects::audit_credential(&event.user_id)))]
     pub async fn record(&self, event: &AuditEvent) -> Result<u64, AuditError> {
         let payload = Encoding::MsgPack.encode(event)?;
         let mut hdrs = HeaderMap::new();

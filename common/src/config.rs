@@ -272,6 +272,10 @@ pub struct MarketDataSettings {
     /// `PINNACLE_MD_MAX_PAYLOAD`: largest accepted request body, bytes.
     #[serde(default = "default_max_payload")]
     pub max_payload: usize,
+    /// `PINNACLE_MD_TICK_TRACE_RATIO`: fraction of ticks published with a trace context
+    /// (e.g. `0.001` for one in a thousand); `0` traces none.
+    #[serde(default)]
+    pub tick_trace_ratio: f64,
 }
 
 fn default_feed() -> String {
@@ -304,6 +308,7 @@ impl Default for MarketDataSettings {
             holidays: None,
             stall_ms: default_stall_ms(),
             max_payload: default_max_payload(),
+            tick_trace_ratio: 0.0,
         }
     }
 }

@@ -12,6 +12,7 @@
 //! - [`candles`]: Angel One intervals, range limits, simulated history.
 //! - [`service`]: `md.req.>` request-reply (last, candles, symbols, status).
 //! - [`status`]: publishes `md.status.<EXCHANGE>` on every change.
+//! - [`trace`]: which ticks are traced (a ratio) and their producer spans.
 //! - [`run`]: the publishing loop; it takes any [`MarketFeed`] and a shutdown token.
 //!
 //! Platform-wide Angel One credentials come only from `ANGEL_ONE_*` environment variables
@@ -26,6 +27,7 @@ pub mod service;
 pub mod sim;
 pub mod source;
 pub mod status;
+pub mod trace;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -71,6 +73,9 @@ pub struct PublishOptions {
     pub depth: bool,
     /// Live counters.
     pub stats: Arc<PublisherStats>,
+    /// Fraction of ticks published inside a producer span with `traceparent` in their
+    /// headers (`0` traces none; see docs/OBSERVABILITY.md).
+    pub tick_trace_ratio: f64,
 }
 
 impl Default for PublishOptions {
@@ -80,6 +85,7 @@ impl Default for PublishOptions {
             stall_timeout: Duration::from_secs(10),
             depth: true,
             stats: Arc::default(),
+            tick_trace_ratio: 0.0,
         }
     }
 }
@@ -115,6 +121,7 @@ pub async fn run(
 ) -> Result<(), PublisherError> {
     tracing::info!(feed = feed.name(), "publisher started");
     let stats = options.stats.clone();
+    let mut sampler = trace::Sampler::new(options.tick_trace_ratio);
     let mut backoff = BACKOFF_START;
     loop {
         let batch = tokio::select! {
@@ -154,10 +161,13 @@ pub async fn run(
         }
         for tick in &ticks {
             let payload = Encoding::MsgPack.encode(tick)?;
-            if let Err(error) = client
-                .publish(subjects::tick(&tick.exchange, &tick.symbol), payload)
-                .await
-            {
+            let subject = subjects::tick(&tick.exchange, &tick.symbol);
+            let sent = if sampler.sample() {
+                trace::publish_traced(&client, subject, payload).await
+            } else {
+                client.publish(subject, payload).await
+            };
+            if let Err(error) = sent {
                 tracing::warn!(%error, "tick publish failed");
             }
             if options.depth {
