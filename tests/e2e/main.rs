@@ -21,6 +21,7 @@ mod replay;
 mod risk;
 mod secrets;
 mod ticks;
+mod tracing_otlp;
 mod user_api;
 mod vault;
 
