@@ -215,3 +215,37 @@ async fn every_service_exports_prometheus_metrics_without_identifiers() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_nats_connection_that_comes_back_counts_one_reconnect() {
+    use pinnacle_cli::nats_server::{find_binary, NatsServer};
+    use pinnacle_common::config::NatsSettings;
+    use pinnacle_common::metrics::metrics;
+
+    let nats = pinnacle_tests::TestNats::start();
+    let port = nats.server.port();
+    // A connection name of its own, so no other test touches this series.
+    let service = "pinnacle-reconnect-probe";
+    let counter = metrics().nats_reconnects.with_label_values(&[service]);
+    let client = pinnacle_common::nats::connect(&NatsSettings::for_url(nats.url()), service)
+        .await
+        .expect("connect");
+    assert_eq!(counter.get(), 0, "the first connect is not a reconnect");
+
+    drop(nats);
+    let dir = tempfile::tempdir().expect("dir");
+    let port_arg = port.to_string();
+    let _restarted = NatsServer::start(
+        &find_binary().expect("binary"),
+        dir.path(),
+        &["-p", port_arg.as_str()],
+    )
+    .expect("restart");
+    eventually(
+        Duration::from_secs(15),
+        "the reconnect to be counted",
+        || async { (counter.get() == 1).then_some(()) },
+    )
+    .await;
+    client.flush().await.expect("connected again");
+}
