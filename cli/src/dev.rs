@@ -231,6 +231,7 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
             bind: options.api_bind.clone(),
             admin_token: Some(admin_token.clone()),
         },
+        metrics: pinnacle_common::config::MetricsSettings::from_env()?,
     })
     .await?;
 

@@ -16,8 +16,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use pinnacle_common::audit::{self, AuditLog};
 use pinnacle_common::config::{
-    AngelOneMarketDataSettings, DatabaseSettings, MarketDataSettings, NatsSettings,
-    SimFeedSettings, UserApiSettings, WorkerSettings,
+    AngelOneMarketDataSettings, DatabaseSettings, MarketDataSettings, MetricsSettings,
+    NatsSettings, SimFeedSettings, UserApiSettings, WorkerSettings,
 };
 use pinnacle_common::crypto::Vault;
 use pinnacle_common::shutdown::Shutdown;
@@ -131,6 +131,7 @@ pub async fn spawn_publisher(
         cache,
         stall_timeout: Duration::from_millis(md.stall_ms.max(1)),
         depth: sim.depth,
+        tick_trace_ratio: md.tick_trace_ratio,
         ..PublishOptions::default()
     };
     tasks.spawn(async move {
@@ -264,6 +265,8 @@ pub struct StackSettings {
     pub worker: WorkerSettings,
     /// User API listen address (`127.0.0.1:0` for any free port) and admin token.
     pub api: UserApiSettings,
+    /// Where to serve `/metrics` for every service in this process (unset: nowhere).
+    pub metrics: MetricsSettings,
 }
 
 /// The publisher, order worker and user API, running in this process.
@@ -273,6 +276,8 @@ pub struct Stack {
     pub api_addr: SocketAddr,
     /// The stack's database connection.
     pub db: DatabaseConnection,
+    /// Where `/metrics` is served, when `metrics.addr` was set (port 0 resolved).
+    pub metrics_addr: Option<SocketAddr>,
     /// Fires to stop every service.
     shutdown: Shutdown,
     /// The service tasks.
@@ -285,6 +290,7 @@ impl Stack {
         let db = database(&settings.database).await?;
         vault_ready(&db, &settings.vault).await?;
         let shutdown = Shutdown::new();
+        let metrics_addr = serve_metrics(&settings.metrics, shutdown.clone()).await?;
         let mut tasks = JoinSet::new();
         // The worker subscribes to ticks before the publisher starts, so none are missed.
         spawn_worker(
@@ -318,6 +324,7 @@ impl Stack {
         Ok(Self {
             api_addr,
             db,
+            metrics_addr,
             shutdown,
             tasks,
         })
@@ -363,6 +370,17 @@ impl Stack {
     }
 }
 
+/// Serves `/metrics` on `settings.addr` until `shutdown` fires; `None` when unset.
+pub async fn serve_metrics(
+    settings: &MetricsSettings,
+    shutdown: Shutdown,
+) -> anyhow::Result<Option<SocketAddr>> {
+    match &settings.addr {
+        Some(addr) => Ok(Some(pinnacle_common::metrics::serve(addr, shutdown).await?)),
+        None => Ok(None),
+    }
+}
+
 /// One service, for `pinnacle serve <service>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Service {
@@ -382,6 +400,7 @@ pub async fn serve(
     use pinnacle_common::config::VaultSettings;
     let nats_settings = NatsSettings::from_env()?;
     let shutdown = Shutdown::new();
+    serve_metrics(&MetricsSettings::from_env()?, shutdown.clone()).await?;
     let mut tasks = JoinSet::new();
     match service {
         Service::Publisher => {

@@ -6,6 +6,7 @@
 
 use chrono::Utc;
 use sea_orm::{DatabaseConnection, DbErr, EntityTrait};
+use tracing::Instrument as _;
 
 use crate::crypto::Key32;
 use crate::entities::api_tokens;
@@ -60,6 +61,7 @@ pub async fn authenticate(
     let presented = tokens::parse(token).ok_or(AuthError::Invalid)?;
     let row = api_tokens::Entity::find_by_id(presented.id.to_string())
         .one(db)
+        .instrument(crate::db::span(db, "SELECT", "api_tokens"))
         .await?;
     let Some(row) = row else {
         // Spend the same one HMAC as a real check, so timing does not reveal unknown ids.

@@ -291,6 +291,10 @@ pub struct MarketDataSettings {
     /// `PINNACLE_MD_ANGEL_TIMEOUT_MS`: per-request timeout of SmartAPI REST calls.
     #[serde(default = "default_angel_timeout_ms")]
     pub angel_timeout_ms: u64,
+    /// `PINNACLE_MD_TICK_TRACE_RATIO`: fraction of ticks published with a trace context
+    /// (e.g. `0.001` for one in a thousand); `0` traces none.
+    #[serde(default)]
+    pub tick_trace_ratio: f64,
 }
 
 fn default_angel_symbols() -> String {
@@ -348,6 +352,7 @@ impl Default for MarketDataSettings {
             angel_rest_url: default_angel_rest_url(),
             angel_feed_url: default_angel_feed_url(),
             angel_timeout_ms: default_angel_timeout_ms(),
+            tick_trace_ratio: 0.0,
         }
     }
 }
@@ -567,6 +572,24 @@ impl UserApiSettings {
     /// Loads `PINNACLE_API_*`.
     pub fn from_env() -> Result<Self, ConfigError> {
         load("PINNACLE_API_")
+    }
+}
+
+/// Observability endpoints (`PINNACLE_METRICS_*`).
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct MetricsSettings {
+    /// `PINNACLE_METRICS_ADDR`: where to serve Prometheus metrics on `GET /metrics`
+    /// (e.g. `127.0.0.1:9464`); unset serves none.
+    #[serde(default)]
+    pub addr: Option<String>,
+}
+
+impl MetricsSettings {
+    /// Loads `PINNACLE_METRICS_*`; an empty address counts as unset.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let mut settings: Self = load("PINNACLE_METRICS_")?;
+        settings.addr = settings.addr.filter(|a| !a.trim().is_empty());
+        Ok(settings)
     }
 }
 

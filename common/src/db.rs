@@ -1,9 +1,10 @@
-//! Opening the database: SQLite (the embedded default) or PostgreSQL, from one URL.
+//! Opening the database: SQLite (the embedded default) or PostgreSQL, from one URL; and the
+//! client span that wraps each statement on the request path.
 
 use std::time::Duration;
 
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
 
 use crate::config::DatabaseSettings;
 
@@ -31,4 +32,27 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
         });
     }
     Database::connect(options).await
+}
+
+/// A client span for one statement (or one short transaction), exported as
+/// `<OPERATION> <table>` with the OpenTelemetry database attributes. It never carries the
+/// statement's parameters.
+pub fn span(
+    db: &impl ConnectionTrait,
+    operation: &'static str,
+    table: &'static str,
+) -> tracing::Span {
+    let system = match db.get_database_backend() {
+        DbBackend::Sqlite => "sqlite",
+        DbBackend::Postgres => "postgresql",
+        DbBackend::MySql => "mysql",
+    };
+    tracing::info_span!(
+        "db.query",
+        otel.name = %format_args!("{operation} {table}"),
+        otel.kind = "client",
+        db.system.name = system,
+        db.operation.name = operation,
+        db.collection.name = table,
+    )
 }

@@ -19,6 +19,7 @@
 //! - [`feed`]: the market-feed port, implemented by the simulator and replay.
 //! - [`nats`]: connecting to NATS with deliberate buffer sizes.
 //! - [`micro`]: NATS micro-services discovery (`$SRV.PING/INFO/STATS`).
+//! - [`metrics`]: Prometheus metrics (one registry) and the `/metrics` endpoint.
 //! - [`telemetry`]: tracing, OTLP export and W3C trace context in NATS headers.
 //! - [`serve`]: serving a request subscription with bounded concurrency and a drain.
 //! - [`shutdown`]: the cancellation token every service's `run` takes.
@@ -35,6 +36,7 @@ pub mod entities;
 pub mod error;
 pub mod feed;
 pub mod keystore;
+pub mod metrics;
 pub mod micro;
 pub mod model;
 pub mod nats;

@@ -1,4 +1,5 @@
-//! Connecting to NATS with explicit credentials and deliberately sized buffers.
+//! Connecting to NATS with explicit credentials and deliberately sized buffers; each
+//! connection counts its reconnects in `pinnacle_nats_reconnects_total{service}`.
 
 use async_nats::{Client, ConnectOptions, Event};
 use secrecy::ExposeSecret;
@@ -34,15 +35,31 @@ pub async fn connect(settings: &NatsSettings, name: &str) -> Result<Client, Conn
         options = options.user_and_password(user.clone(), password.expose_secret().to_string());
     }
     let service = name.to_string();
+    // The series exists (at 0) from the start; counted when a lost connection comes back.
+    let reconnects = crate::metrics::metrics()
+        .nats_reconnects
+        .with_label_values(&[name]);
+    let disconnected = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     options
         .name(name)
         .subscription_capacity(settings.subscription_capacity)
         .event_callback(move |event| {
             let service = service.clone();
+            let reconnects = reconnects.clone();
+            let disconnected = disconnected.clone();
             async move {
+                use std::sync::atomic::Ordering;
                 match event {
-                    Event::Connected => tracing::info!(%service, "connected to NATS"),
-                    Event::Disconnected => tracing::warn!(%service, "disconnected from NATS"),
+                    Event::Connected => {
+                        if disconnected.swap(false, Ordering::Relaxed) {
+                            reconnects.inc();
+                        }
+                        tracing::info!(%service, "connected to NATS")
+                    }
+                    Event::Disconnected => {
+                        disconnected.store(true, Ordering::Relaxed);
+                        tracing::warn!(%service, "disconnected from NATS")
+                    }
                     Event::SlowConsumer(sid) => {
                         tracing::warn!(%service, sid, "slow consumer: messages dropped")
                     }

@@ -45,9 +45,13 @@ fn otlp_configured() -> bool {
 
 /// Builds the tracer provider, with an OTLP/HTTP exporter when one is configured.
 pub fn tracer_provider(service_name: &str) -> Result<SdkTracerProvider, TelemetryError> {
-    let resource = Resource::builder()
-        .with_service_name(service_name.to_string())
-        .build();
+    // OTEL_SERVICE_NAME (read by the default resource detectors) wins over our default.
+    let named = std::env::var("OTEL_SERVICE_NAME").is_ok_and(|s| !s.trim().is_empty());
+    let mut resource = Resource::builder();
+    if !named {
+        resource = resource.with_service_name(service_name.to_string());
+    }
+    let resource = resource.build();
     let mut builder = SdkTracerProvider::builder().with_resource(resource);
     if otlp_configured() {
         let exporter = opentelemetry_otlp::SpanExporter::builder()
@@ -138,3 +142,27 @@ pub fn current_trace_id() -> Option<String> {
     let sc = span.span_context();
     sc.is_valid().then(|| sc.trace_id().to_string())
 }
+
+/// A consumer span for a tick that carries a trace context (a sampled tick), as a child of
+/// the publisher's producer span; [`tracing::Span::none`] for the untraced majority.
+pub fn tick_consumer_span(message: &async_nats::Message) -> tracing::Span {
+    let traced = message
+        .headers
+        .as_ref()
+        .is_some_and(|h| h.get(TRACEPARENT).is_some());
+    if !traced {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!(
+        "md.tick.process",
+        otel.kind = "consumer",
+        messaging.system = "nats",
+        messaging.operation = "process",
+        messaging.destination.name = %message.subject,
+    );
+    set_parent_from(&span, message.headers.as_ref());
+    span
+}
+
+/// The W3C trace-context header.
+pub const TRACEPARENT: &str = "traceparent";

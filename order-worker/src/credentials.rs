@@ -10,9 +10,11 @@ use pinnacle_common::crypto::{DecryptError, Vault};
 use pinnacle_common::entities::broker_accounts::{self, fields};
 use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::keystore;
+use pinnacle_common::metrics;
 use pinnacle_common::model::{AuditEvent, AuditOutcome};
 use pinnacle_common::telemetry;
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder};
+use tracing::Instrument as _;
 
 /// Why no account could be chosen.
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +49,10 @@ pub async fn load_account(
     if let Some(label) = label {
         query = query.filter(broker_accounts::Column::Label.eq(label));
     }
-    let mut accounts = query.all(db).await?;
+    let mut accounts = query
+        .all(db)
+        .instrument(pinnacle_common::db::span(db, "SELECT", "broker_accounts"))
+        .await?;
     match (accounts.len(), label) {
         (0, Some(label)) => Err(AccountError::NotFound(format!(
             "no broker account labelled {label:?}"
@@ -163,7 +168,9 @@ pub async fn open_with(
             "the audit log is unavailable, so credentials were not accessed",
         )
     })?;
-    match decrypt(vault, account) {
+    let decrypted = decrypt(vault, account);
+    metrics::metrics().credential_decrypt(decrypted.is_ok());
+    match decrypted {
         Ok(credentials) => Ok(credentials),
         Err(error) => {
             event.event_id = uuid::Uuid::now_v7().to_string();
@@ -187,6 +194,7 @@ pub async fn account_of(
     broker_accounts::Entity::find_by_id(order.broker_account_id.clone())
         .filter(broker_accounts::Column::UserId.eq(order.user_id.as_str()))
         .one(db)
+        .instrument(pinnacle_common::db::span(db, "SELECT", "broker_accounts"))
         .await?
         .ok_or_else(|| AccountError::NotFound("the order's broker account no longer exists".into()))
 }

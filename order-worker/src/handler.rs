@@ -7,7 +7,7 @@ use pinnacle_common::codec::{self, Encoding};
 use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::model::{Funds, Holdings, OrderList, OrderReply, Positions, Reply, Trades};
 use pinnacle_common::subjects::{self, headers, verbs};
-use pinnacle_common::{telemetry, tokens};
+use pinnacle_common::{metrics, telemetry, tokens};
 use serde::Serialize;
 use tracing::Instrument;
 
@@ -94,14 +94,33 @@ pub async fn handle(worker: &Worker, message: Message) {
             tracing::Span::current().record("error.code", error.code.as_str());
             tracing::info!(code = %error.code, message = %error.message, "order request failed");
         }
-        if let Some((_, verb)) = subjects::parse_order(&message.subject) {
+        let verb = subjects::parse_order(&message.subject).map(|(_, verb)| verb);
+        if let Some(verb) = verb {
             let error = outcome.as_ref().err().map(|e| e.code.as_str());
             worker.micro.record(verb, started.elapsed(), error);
         }
+        let outcome_label = outcome_label(verb, &outcome);
         reply(worker, &message, encoding, &request_id, outcome).await;
+        metrics::metrics().order_answered(
+            verb.unwrap_or("other"),
+            started.elapsed(),
+            &outcome_label,
+        );
     }
     .instrument(span)
     .await;
+}
+
+/// The `outcome` label: the order's status (lower case) for `place`, `ok` for any other
+/// success, the error code (lower case) for a failure.
+fn outcome_label(verb: Option<&str>, outcome: &Result<Answer, ErrorBody>) -> String {
+    match outcome {
+        Ok(Answer::Order(order)) if verb == Some(verbs::PLACE) => {
+            order.status.as_str().to_ascii_lowercase()
+        }
+        Ok(_) => "ok".to_string(),
+        Err(error) => metrics::outcome_label(error.code),
+    }
 }
 
 async fn reply(

@@ -90,9 +90,15 @@ pub async fn cancel(worker: &Worker, request: &Request<'_>) -> Result<OrderReply
         .cancel_order(&creds, &broker_order_id)
         .instrument(tracing::info_span!(
             "broker.cancel_order",
+            otel.kind = "client",
             broker = broker.name()
         ))
         .await;
+    pinnacle_common::metrics::metrics().broker_request(
+        broker.name(),
+        "cancel_order",
+        answer.is_ok(),
+    );
     drop(creds);
     settle(worker, &pending, previous, answer, Patch::default()).await
 }
@@ -166,9 +172,15 @@ pub async fn modify(worker: &Worker, request: &Request<'_>) -> Result<OrderReply
         .modify_order(&creds, &broker_order_id, &modified)
         .instrument(tracing::info_span!(
             "broker.modify_order",
+            otel.kind = "client",
             broker = broker.name()
         ))
         .await;
+    pinnacle_common::metrics::metrics().broker_request(
+        broker.name(),
+        "modify_order",
+        answer.is_ok(),
+    );
     drop(creds);
     let patch = Patch {
         quantity: Some(modified.quantity),

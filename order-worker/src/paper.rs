@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use tracing::Instrument as _;
 
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -76,6 +77,7 @@ impl PaperBroker {
             return Ok(());
         }
         let funds = ledger::funds(db, &credentials.account_id, self.cash, exclude)
+            .instrument(pinnacle_common::db::span(db, "SELECT", "orders"))
             .await
             .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
         let required = price.saturating_mul(order.quantity);
@@ -127,7 +129,8 @@ impl PaperBroker {
                 };
                 let Some(message) = message else { break };
                 match Encoding::MsgPack.decode::<Tick>(&message.payload) {
-                    Ok(tick) => broker.observe(tick),
+                    Ok(tick) => pinnacle_common::telemetry::tick_consumer_span(&message)
+                        .in_scope(|| broker.observe(tick)),
                     Err(error) => tracing::debug!(%error, "ignoring undecodable tick"),
                 }
             }

@@ -52,7 +52,13 @@ pub async fn place(worker: &Worker, request: &Request<'_>) -> Result<OrderReply,
         .await
         .map_err(|e| e.into_error_body())?;
     let broker = worker.broker_for(&account)?;
-    risk::check(&worker.db, user_id, Some((&order, broker.as_ref()))).await?;
+    risk::check(&worker.db, user_id, Some((&order, broker.as_ref())))
+        .instrument(pinnacle_common::db::span(
+            &worker.db,
+            "SELECT",
+            "risk_limits",
+        ))
+        .await?;
 
     let creds = credentials::open(
         worker,
@@ -82,9 +88,15 @@ pub async fn place(worker: &Worker, request: &Request<'_>) -> Result<OrderReply,
         .place_order(&creds, &submitted.id, &order)
         .instrument(tracing::info_span!(
             "broker.place_order",
+            otel.kind = "client",
             broker = broker.name()
         ))
         .await;
+    pinnacle_common::metrics::metrics().broker_request(
+        broker.name(),
+        "place_order",
+        placed.is_ok(),
+    );
     drop(creds);
     let stored = match placed {
         Ok(outcome) => {

@@ -4,6 +4,7 @@
 
 use chrono::Utc;
 use pinnacle_common::broker::BrokerOutcome;
+use pinnacle_common::db::span as db_span;
 use pinnacle_common::entities::orders;
 use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::model::{OrderReply, OrderRequest, OrderStatus, OrderType, Side};
@@ -11,6 +12,7 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set, SqlErr,
 };
+use tracing::Instrument as _;
 
 /// The order already exists: the stored row, for replay.
 #[derive(Debug)]
@@ -31,6 +33,7 @@ pub async fn find(
         .filter(orders::Column::UserId.eq(user_id))
         .filter(orders::Column::ClientOrderId.eq(client_order_id))
         .one(db)
+        .instrument(db_span(db, "SELECT", "orders"))
         .await
 }
 
@@ -69,7 +72,11 @@ pub async fn insert_new(
         created_at: Set(now),
         updated_at: Set(now),
     };
-    match row.insert(db).await {
+    match row
+        .insert(db)
+        .instrument(db_span(db, "INSERT", "orders"))
+        .await
+    {
         Ok(model) => Ok(Inserted::Created(model)),
         Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
             find(db, user_id, &request.client_order_id)
@@ -190,6 +197,7 @@ pub async fn transition(
         .filter(orders::Column::Id.eq(order.id.as_str()))
         .filter(orders::Column::Status.eq(from.as_str()))
         .exec(db)
+        .instrument(db_span(db, "UPDATE", "orders"))
         .await?;
     if result.rows_affected == 1 {
         Ok(next)

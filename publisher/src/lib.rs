@@ -14,6 +14,7 @@
 //! - [`candles`]: Angel One intervals, range limits, simulated history.
 //! - [`service`]: `md.req.>` request-reply (last, candles, symbols, status).
 //! - [`status`]: publishes `md.status.<EXCHANGE>` on every change.
+//! - [`trace`]: which ticks are traced (a ratio) and their producer spans.
 //! - [`run`]: the publishing loop; it takes any [`MarketFeed`] and a shutdown token.
 //!
 //! Platform-wide Angel One credentials come only from `ANGEL_ONE_*` environment variables
@@ -29,6 +30,7 @@ pub mod service;
 pub mod sim;
 pub mod source;
 pub mod status;
+pub mod trace;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -74,6 +76,9 @@ pub struct PublishOptions {
     pub depth: bool,
     /// Live counters.
     pub stats: Arc<PublisherStats>,
+    /// Fraction of ticks published inside a producer span with `traceparent` in their
+    /// headers (`0` traces none; see docs/OBSERVABILITY.md).
+    pub tick_trace_ratio: f64,
 }
 
 impl Default for PublishOptions {
@@ -83,7 +88,18 @@ impl Default for PublishOptions {
             stall_timeout: Duration::from_secs(10),
             depth: true,
             stats: Arc::default(),
+            tick_trace_ratio: 0.0,
         }
+    }
+}
+
+/// Counts published ticks and sets the feed lag from the batch's last tick.
+fn record_metrics(ticks: &[pinnacle_common::model::MarketTick]) {
+    let m = pinnacle_common::metrics::metrics();
+    m.ticks_published.inc_by(ticks.len() as u64);
+    if let Some(last) = ticks.last() {
+        let lag_ms = chrono::Utc::now().timestamp_millis() - last.ts_ms;
+        m.feed_lag.set(lag_ms.max(0) as f64 / 1000.0);
     }
 }
 
@@ -108,6 +124,7 @@ pub async fn run(
 ) -> Result<(), PublisherError> {
     tracing::info!(feed = feed.name(), "publisher started");
     let stats = options.stats.clone();
+    let mut sampler = trace::Sampler::new(options.tick_trace_ratio);
     let mut backoff = BACKOFF_START;
     loop {
         let batch = tokio::select! {
@@ -147,10 +164,13 @@ pub async fn run(
         }
         for tick in &ticks {
             let payload = Encoding::MsgPack.encode(tick)?;
-            if let Err(error) = client
-                .publish(subjects::tick(&tick.exchange, &tick.symbol), payload)
-                .await
-            {
+            let subject = subjects::tick(&tick.exchange, &tick.symbol);
+            let sent = if sampler.sample() {
+                trace::publish_traced(&client, subject, payload).await
+            } else {
+                client.publish(subject, payload).await
+            };
+            if let Err(error) = sent {
                 tracing::warn!(%error, "tick publish failed");
             }
             if options.depth {
@@ -168,6 +188,7 @@ pub async fn run(
         stats
             .published
             .fetch_add(ticks.len() as u64, Ordering::Relaxed);
+        record_metrics(&ticks);
     }
     if let Err(error) = client.flush().await {
         tracing::warn!(%error, "flush on shutdown failed");

@@ -12,6 +12,7 @@ mod bad_input;
 mod lifecycle;
 mod login;
 mod market_data;
+mod metrics;
 mod nats_cluster;
 mod nats_config;
 mod openapi_fuzz;
@@ -22,6 +23,7 @@ mod replay;
 mod risk;
 mod secrets;
 mod ticks;
+mod tracing_otlp;
 mod user_api;
 mod vault;
 

@@ -46,6 +46,8 @@ pub struct TestStack {
     pub db: DatabaseConnection,
     /// The vault the stack encrypts with.
     pub vault: Arc<Vault>,
+    /// Where the stack serves `/metrics`, when the test asked for it.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// The running services; `None` once stopped.
     stack: Option<Stack>,
     /// Dropped after the stack, so the database outlives it.
@@ -84,6 +86,7 @@ impl TestStack {
                 bind: "127.0.0.1:0".into(),
                 admin_token: Some(SecretString::from(ADMIN_TOKEN)),
             },
+            metrics: Default::default(),
         };
         adjust(&mut settings);
         let vault = settings.vault.clone();
@@ -95,6 +98,7 @@ impl TestStack {
             http: reqwest::Client::new(),
             api_url: stack.api_url(),
             db: stack.db.clone(),
+            metrics_addr: stack.metrics_addr,
             vault,
             stack: Some(stack),
             _db: test_db,

@@ -129,6 +129,7 @@ pub async fn run(options: OrdersOptions) -> anyhow::Result<String> {
             bind: "127.0.0.1:0".into(),
             admin_token: None,
         },
+        metrics: Default::default(),
     })
     .await?;
     let audit = pinnacle_common::audit::AuditLog::new(

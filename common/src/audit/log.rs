@@ -125,7 +125,14 @@ impl AuditLog {
 
     /// Stores `event` as the next link of `audit.credential.<user_id>`; returns the stream
     /// sequence. Any failure (no stream, no server, a timeout) is an error: fail closed.
+    #[tracing::instrument(name = "audit.publish", skip_all, fields(otel.kind = "producer", messaging.system = "nats", messaging.operation = "publish", messaging.destination.name = %subjects::audit_credential(&event.user_id)))]
     pub async fn record(&self, event: &AuditEvent) -> Result<u64, AuditError> {
+        self.record_chained(event)
+            .await
+            .map_err(crate::metrics::audit_publish_failed)
+    }
+
+    async fn record_chained(&self, event: &AuditEvent) -> Result<u64, AuditError> {
         let payload = Encoding::MsgPack.encode(event)?;
         let subject = subjects::audit_credential(&event.user_id);
         let chain = self.chain(&subject);

@@ -37,6 +37,7 @@ METRICS = {
     "pinnacle_audit_publish_failures_total",
     "pinnacle_credential_decrypts_total",
     "pinnacle_nats_reconnects_total",
+    "pinnacle_broker_requests_total",
 }
 PINNACLE_SERVICES = {"publisher", "order-worker", "user-api", "migrate"}
 METRICS_PORT = 9464

@@ -1,0 +1,320 @@
+//! One order is one trace, seen by a real OTLP receiver: the `pinnacle` binary runs as its
+//! own process (`pinnacle dev`) exporting OTLP/HTTP to `tests/python/otlp_receiver.py`
+//! (built on opentelemetry-proto from PyPI), and the test sends a request carrying its own
+//! `traceparent`, as an instrumented client would.
+//!
+//! Checked in the receiver: client parent → `order.request` (server, messaging attributes)
+//! → database client spans, `audit.publish` (producer, messaging attributes) and
+//! `broker.place_order` (client, with the paper ledger's query below it); the audit publish
+//! ends before the broker is called; sampled ticks carry their context to a consumer span.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use futures::StreamExt;
+use pinnacle_common::subjects::{self, headers, verbs};
+use pinnacle_tests::{audit_events, eventually, TestDb, TestNats};
+use serde_json::Value;
+use tokio::io::AsyncBufReadExt;
+use tokio::process::{Child, Command};
+
+use crate::each_backend;
+
+/// The project's Python (from `scripts/setup.sh`), or `PINNACLE_PYTHON`.
+fn python() -> PathBuf {
+    if let Ok(path) = std::env::var("PINNACLE_PYTHON") {
+        return PathBuf::from(path);
+    }
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|dir| dir.join(".venv/bin/python"))
+        .find(|p| p.exists())
+        .expect(".venv/bin/python: run scripts/setup.sh")
+}
+
+/// Starts the receiver on a free loopback port; returns it and the port.
+async fn start_receiver(out: &Path) -> (Child, u16) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/otlp_receiver.py");
+    let mut child = Command::new(python())
+        .arg(script)
+        .arg("--out")
+        .arg(out)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("OTLP receiver starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .expect("the receiver binds within 10 s")
+        .expect("read")
+        .expect("a line");
+    let port = line
+        .strip_prefix("listening on ")
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("unexpected receiver output: {line}"));
+    (child, port)
+}
+
+/// Every span the receiver has written so far.
+fn spans(out: &Path) -> Vec<Value> {
+    std::fs::read_to_string(out)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect()
+}
+
+fn attr<'a>(span: &'a Value, key: &str) -> &'a str {
+    span["attributes"][key].as_str().unwrap_or_default()
+}
+
+fn field<'a>(span: &'a Value, key: &str) -> &'a str {
+    span[key].as_str().unwrap_or_default()
+}
+
+/// Reads `KEY=value` lines once `pinnacle dev` has written every key the test needs.
+fn dev_env(path: &Path) -> Option<HashMap<String, String>> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let env: HashMap<String, String> = text
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    (env.contains_key("DEMO_USER_ID")
+        && env.contains_key("DEMO_API_TOKEN")
+        && env.contains_key("PINNACLE_API_ADMIN_TOKEN"))
+    .then_some(env)
+}
+
+/// The spans below `parent`, indented, for the test's output.
+fn tree(trace: &[Value], parent: &str, depth: usize) -> String {
+    let mut out = String::new();
+    for span in trace
+        .iter()
+        .filter(|s| field(s, "parent_span_id") == parent)
+    {
+        out.push_str(&format!(
+            "{}{} [{}]\n",
+            "  ".repeat(depth),
+            field(span, "name"),
+            field(span, "kind")
+        ));
+        out.push_str(&tree(trace, field(span, "span_id"), depth + 1));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_is_one_trace_from_client_to_audit_in_a_real_otlp_receiver() {
+    each_backend(|backend| async move {
+        let nats = TestNats::start();
+        let db = TestDb::create(backend).await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let out = dir.path().join("spans.jsonl");
+        let (_receiver, port) = start_receiver(&out).await;
+
+        let log = std::fs::File::create(dir.path().join("pinnacle.log")).expect("log file");
+        let _pinnacle = Command::new(env!("CARGO_BIN_EXE_pinnacle-under-test"))
+            .args(["dev", "--api-bind", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .env("NATS_URL", nats.url())
+            .env("DATABASE_URL", &db.url)
+            .env(
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("http://127.0.0.1:{port}"),
+            )
+            .env("OTEL_SERVICE_NAME", "pinnacle-e2e")
+            .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+            .env("PINNACLE_SIM_INTERVAL_MS", "20")
+            .env("PINNACLE_MD_TICK_TRACE_RATIO", "0.05")
+            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .env_remove("OTEL_TRACES_SAMPLER")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("pinnacle dev starts");
+        let env_file = dir.path().join("data/dev.env");
+        let env = eventually(
+            Duration::from_secs(20),
+            "pinnacle dev's env file",
+            || async { dev_env(&env_file) },
+        )
+        .await;
+        let user_id = env["DEMO_USER_ID"].clone();
+
+        // A tick first, so the paper broker has a price to fill at.
+        let client = async_nats::connect(nats.url()).await.expect("connect");
+        let mut ticks = client
+            .subscribe(subjects::tick("NSE", "SBIN-EQ"))
+            .await
+            .expect("subscribe");
+        tokio::time::timeout(Duration::from_secs(10), ticks.next())
+            .await
+            .expect("a tick within 10 s");
+
+        // The client's own span, as an instrumented client would inject it.
+        let trace_id = uuid::Uuid::new_v4().simple().to_string();
+        let client_span = uuid::Uuid::new_v4().simple().to_string()[..16].to_string();
+        let mut hdrs = HeaderMap::new();
+        hdrs.insert(
+            "traceparent",
+            format!("00-{trace_id}-{client_span}-01").as_str(),
+        );
+        hdrs.insert(
+            headers::AUTHORIZATION,
+            format!("Bearer {}", env["DEMO_API_TOKEN"]).as_str(),
+        );
+        hdrs.insert(headers::CONTENT_TYPE, "application/json");
+        let body = serde_json::json!({
+            "client_order_id": format!("traced-{}", uuid::Uuid::new_v4()),
+            "exchange": "NSE", "symbol": "SBIN-EQ", "side": "BUY",
+            "order_type": "MARKET", "quantity": 1,
+        });
+        let subject = subjects::order(&user_id, verbs::PLACE);
+        let reply = tokio::time::timeout(
+            Duration::from_secs(10),
+            client.request_with_headers(subject.clone(), hdrs, body.to_string().into()),
+        )
+        .await
+        .expect("reply within 10 s")
+        .expect("request");
+        let reply: Value = serde_json::from_slice(&reply.payload).expect("JSON reply");
+        assert_eq!(reply["ok"], true, "{reply}");
+
+        // Everything the worker did for this request, exported in batches.
+        let expected = [
+            "order.request",
+            "SELECT api_tokens",
+            "SELECT orders",
+            "INSERT orders",
+            "UPDATE orders",
+            "SELECT broker_accounts",
+            "audit.publish",
+            "broker.place_order",
+        ];
+        let trace = eventually(Duration::from_secs(15), "the order's spans", || async {
+            let trace: Vec<Value> = spans(&out)
+                .into_iter()
+                .filter(|s| field(s, "trace_id") == trace_id)
+                .collect();
+            expected
+                .iter()
+                .all(|name| trace.iter().any(|s| field(s, "name") == *name))
+                .then_some(trace)
+        })
+        .await;
+        eprintln!("trace {trace_id}:\n{}", tree(&trace, &client_span, 1));
+        let by_name = |name: &str| -> Vec<&Value> {
+            trace.iter().filter(|s| field(s, "name") == name).collect()
+        };
+        let one = |name: &str| -> &Value {
+            let found = by_name(name);
+            assert!(!found.is_empty(), "no {name} span in {trace:#?}");
+            found[0]
+        };
+
+        let request = one("order.request");
+        assert_eq!(field(request, "parent_span_id"), client_span, "{request}");
+        assert_eq!(field(request, "kind"), "SERVER");
+        assert_eq!(field(request, "service"), "pinnacle-e2e");
+        assert_eq!(attr(request, "messaging.system"), "nats");
+        assert_eq!(attr(request, "messaging.operation"), "process");
+        assert_eq!(attr(request, "messaging.destination.name"), subject);
+        let request_id = field(request, "span_id");
+
+        for name in [
+            "SELECT api_tokens",
+            "SELECT broker_accounts",
+            "INSERT orders",
+            "UPDATE orders",
+        ] {
+            let span = one(name);
+            assert_eq!(field(span, "parent_span_id"), request_id, "{span}");
+            assert_eq!(field(span, "kind"), "CLIENT", "{span}");
+            let system = attr(span, "db.system.name");
+            assert!(system == "sqlite" || system == "postgresql", "{span}");
+            assert!(!attr(span, "db.collection.name").is_empty(), "{span}");
+        }
+
+        let audit = one("audit.publish");
+        assert_eq!(field(audit, "parent_span_id"), request_id, "{audit}");
+        assert_eq!(field(audit, "kind"), "PRODUCER");
+        assert_eq!(attr(audit, "messaging.system"), "nats");
+        assert_eq!(attr(audit, "messaging.operation"), "publish");
+        assert_eq!(
+            attr(audit, "messaging.destination.name"),
+            subjects::audit_credential(&user_id)
+        );
+
+        let broker = one("broker.place_order");
+        assert_eq!(field(broker, "parent_span_id"), request_id, "{broker}");
+        assert_eq!(field(broker, "kind"), "CLIENT");
+        assert_eq!(attr(broker, "broker"), "paper");
+        // The paper broker's own query (its cash ledger) hangs below the broker span.
+        let broker_id = field(broker, "span_id");
+        assert!(
+            by_name("SELECT orders")
+                .iter()
+                .any(|s| field(s, "parent_span_id") == broker_id),
+            "no ledger query under the broker span: {trace:#?}"
+        );
+        // Audit before access: the event was stored before the broker was called.
+        let ns = |span: &Value, key: &str| span[key].as_u64().unwrap_or(u64::MAX);
+        assert!(
+            ns(audit, "end_ns") <= ns(broker, "start_ns"),
+            "{audit} {broker}"
+        );
+        // Every span of the trace hangs, through its parents, from the client's span.
+        let ids: HashMap<&str, &str> = trace
+            .iter()
+            .map(|s| (field(s, "span_id"), field(s, "parent_span_id")))
+            .collect();
+        for span in &trace {
+            let mut at = field(span, "span_id");
+            let mut hops = 0;
+            while let Some(parent) = ids.get(at) {
+                at = parent;
+                hops += 1;
+                assert!(hops < 16, "parent cycle at {span}");
+            }
+            assert_eq!(at, client_span, "{span} is not under the client span");
+        }
+        // The stored audit event names the same trace.
+        let events = audit_events(&client, &user_id).await;
+        assert!(
+            events
+                .iter()
+                .any(|(e, _)| e.trace_id.as_deref() == Some(trace_id.as_str())),
+            "no audit event in trace {trace_id}"
+        );
+
+        // Sampled ticks: a producer span whose context reaches a consumer (the paper broker).
+        eventually(Duration::from_secs(10), "a traced tick", || async {
+            let all = spans(&out);
+            let producers: Vec<&Value> = all
+                .iter()
+                .filter(|s| field(s, "name") == "md.tick.publish")
+                .collect();
+            let linked = all.iter().any(|s| {
+                field(s, "name") == "md.tick.process"
+                    && field(s, "kind") == "CONSUMER"
+                    && producers.iter().any(|p| {
+                        field(p, "span_id") == field(s, "parent_span_id")
+                            && field(p, "trace_id") == field(s, "trace_id")
+                            && field(p, "kind") == "PRODUCER"
+                            && attr(p, "messaging.destination.name").starts_with("md.tick.")
+                            && attr(p, "messaging.system") == "nats"
+                    })
+            });
+            linked.then_some(())
+        })
+        .await;
+    })
+    .await;
+}
