@@ -157,14 +157,21 @@ impl SessionManager {
         let _guard = lock.lock().await;
         let deadline = tokio::time::Instant::now() + self.policy.lease * 2;
         loop {
-            if let Some(latest) = store.load(account_id).await? {
-                let renewed_by_someone = stale.is_none_or(|s| !latest.same_jwt(s));
-                if renewed_by_someone && latest.is_fresh(Utc::now(), self.policy.margin) {
-                    return Ok(latest);
+            // Lease first, then look: the previous holder may have stored its session just
+            // before releasing, and a look taken before the lease would miss it.
+            let leased = store.try_lease(account_id, self.policy.lease).await?;
+            let latest = self.renewed(store, account_id, stale).await;
+            match (leased, latest) {
+                (true, Ok(None)) => break,
+                (true, other) => {
+                    store.release(account_id).await;
+                    if let Some(session) = other? {
+                        return Ok(session);
+                    }
                 }
-            }
-            if store.try_lease(account_id, self.policy.lease).await? {
-                break;
+                (false, Ok(Some(session))) => return Ok(session),
+                (false, Err(error)) => return Err(error),
+                (false, Ok(None)) => {}
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(SmartApiError::new(
@@ -183,6 +190,20 @@ impl SessionManager {
         store.release(account_id).await;
         saved?;
         result
+    }
+
+    /// The stored session, if someone other than the holder of `stale` renewed it and it is
+    /// still fresh.
+    async fn renewed(
+        &self,
+        store: &dyn SessionStore,
+        account_id: &str,
+        stale: Option<&Session>,
+    ) -> Result<Option<Session>, SmartApiError> {
+        Ok(store.load(account_id).await?.filter(|latest| {
+            stale.is_none_or(|s| !latest.same_jwt(s))
+                && latest.is_fresh(Utc::now(), self.policy.margin)
+        }))
     }
 
     /// Refreshes `stale` if it is from today's session, else logs in.
@@ -319,6 +340,71 @@ mod tests {
         let bearer = SecretString::from(format!("Bearer eyJhbGciOiJIUzUxMiJ9.{payload}.sig"));
         assert!(jwt_expiry(&bearer).is_some());
         assert_eq!(jwt_expiry(&SecretString::from("garbage".to_string())), None);
+    }
+
+    /// The previous lease holder stored its session and released the lease just before
+    /// this caller took it: the stored session is used, and nobody logs in again.
+    #[tokio::test]
+    async fn a_session_stored_by_the_previous_holder_is_used_not_replaced() {
+        /// Shows the holder's session only once the lease has been taken, as when the holder
+        /// saved and released between this caller's look and its lease.
+        #[derive(Default)]
+        struct Racing {
+            inner: MemoryStore,
+            leased: std::sync::atomic::AtomicBool,
+        }
+        #[async_trait]
+        impl SessionStore for Racing {
+            async fn load(&self, id: &str) -> Result<Option<Session>, SmartApiError> {
+                if self.leased.load(std::sync::atomic::Ordering::SeqCst) {
+                    self.inner.load(id).await
+                } else {
+                    Ok(None)
+                }
+            }
+            async fn save(&self, id: &str, session: &Session) -> Result<(), SmartApiError> {
+                self.inner.save(id, session).await
+            }
+            async fn try_lease(&self, _: &str, _: Duration) -> Result<bool, SmartApiError> {
+                self.leased.store(true, std::sync::atomic::Ordering::SeqCst);
+                Ok(true)
+            }
+            async fn release(&self, _: &str) {}
+        }
+        let store = Racing::default();
+        let fresh = Session {
+            jwt: SecretString::from("renewed".to_string()),
+            refresh: SecretString::from("r".to_string()),
+            feed: SecretString::from("f".to_string()),
+            expires_at: Utc::now() + chrono::Duration::hours(1),
+        };
+        store.inner.save("acct", &fresh).await.expect("save");
+        let stale = Session {
+            jwt: SecretString::from("stale".to_string()),
+            ..fresh.clone()
+        };
+        // Nothing listens here: a login attempt would fail the test.
+        let config = crate::RestConfig {
+            base_url: "http://127.0.0.1:9".into(),
+            ..crate::RestConfig::default()
+        };
+        let key = crate::AccountKey {
+            api_key: SecretString::from("k".to_string()),
+            client_code: "C1".into(),
+        };
+        let limiter = crate::limits::RateLimiter::new(Duration::from_millis(10));
+        let client =
+            RestClient::new(&config, key, &crate::Egress::Default, limiter).expect("client");
+        let secrets = LoginSecrets {
+            pin: SecretString::from("1234".to_string()),
+            totp_seed: SecretString::from("GEZDGNBVGY3TQOJQ".to_string()),
+        };
+        let manager = SessionManager::default();
+        let session = manager
+            .renew(&client, "acct", Some(&stale), &secrets, &store)
+            .await
+            .expect("the stored session");
+        assert_eq!(session.jwt.expose_secret(), "renewed");
     }
 
     #[test]

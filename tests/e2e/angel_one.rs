@@ -497,7 +497,20 @@ async fn two_processes_never_log_in_to_one_account_at_once() {
                 second.1.as_ref() as &dyn SessionStore
             ),
         );
-        let (a, b) = (a.expect("first session"), b.expect("second session"));
+        let seen: Vec<String> = angel
+            .sim
+            .requests()
+            .iter()
+            .map(|r| r.path.clone())
+            .collect();
+        let (a, b) = match (a, b) {
+            (Ok(a), Ok(b)) => (a, b),
+            (a, b) => panic!(
+                "sessions: {:?} / {:?}; the broker saw {seen:?}",
+                a.err(),
+                b.err()
+            ),
+        };
         assert_eq!(angel.sim.login_count(&account.client_code), 1);
         assert_eq!(a.jwt.expose_secret(), b.jwt.expose_secret());
         // The lease is one holder's at a time, and free again afterwards.

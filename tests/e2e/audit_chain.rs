@@ -23,7 +23,7 @@ use sea_orm::{EntityTrait, PaginatorTrait};
 use crate::each_backend;
 
 const TRADERS: usize = 4;
-const ORDERS_PER_TRADER: usize = 250;
+const ORDERS_PER_TRADER: usize = 500;
 
 async fn unlimited(stack: &TestStack, user: &TestUser) {
     stack
