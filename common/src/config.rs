@@ -45,6 +45,11 @@ pub struct NatsSettings {
     /// drops them as a slow consumer. Sized well above async-nats's 65,536 default.
     #[serde(default = "default_subscription_capacity")]
     pub subscription_capacity: usize,
+    /// `NATS_INBOX_PREFIX`: where request replies arrive. A trader login on the shipped
+    /// cluster config may subscribe only to `_INBOX.<user_id>.>`, so its clients set
+    /// `_INBOX.<user_id>`; unset is the default `_INBOX`.
+    #[serde(default)]
+    pub inbox_prefix: Option<String>,
 }
 
 fn default_nats_url() -> String {
@@ -63,6 +68,7 @@ impl std::fmt::Debug for NatsSettings {
             .field("password", &self.password.as_ref().map(|_| "[REDACTED]"))
             .field("creds_file", &self.creds_file)
             .field("subscription_capacity", &self.subscription_capacity)
+            .field("inbox_prefix", &self.inbox_prefix)
             .finish()
     }
 }
@@ -80,6 +86,7 @@ impl NatsSettings {
             user: None,
             password: None,
             creds_file: None,
+            inbox_prefix: None,
             subscription_capacity: default_subscription_capacity(),
         }
     }

@@ -34,6 +34,9 @@ pub async fn connect(settings: &NatsSettings, name: &str) -> Result<Client, Conn
     if let (Some(user), Some(password)) = (&settings.user, &settings.password) {
         options = options.user_and_password(user.clone(), password.expose_secret().to_string());
     }
+    if let Some(prefix) = &settings.inbox_prefix {
+        options = options.custom_inbox_prefix(prefix.clone());
+    }
     let service = name.to_string();
     // The series exists (at 0) from the start; counted when a lost connection comes back.
     let reconnects = crate::metrics::metrics()

@@ -56,8 +56,52 @@ async fn cluster_confines_traders_and_guards_the_streams() {
     services_do_their_jobs(&cluster, &worker).await;
     audit_chain_works_under_the_permissions(&cluster, &worker).await;
     traders_are_confined(&cluster, &worker).await;
+    a_trader_with_its_inbox_prefix_gets_replies(&cluster, &worker).await;
     only_admin_destroys_streams(&cluster, &admin).await;
     worker.expect_no_violation().await;
+}
+
+/// Pinnacle's own client, configured as a trader with `NATS_INBOX_PREFIX`, gets replies
+/// under the only inbox the trader may subscribe to.
+async fn a_trader_with_its_inbox_prefix_gets_replies(cluster: &TestCluster, worker: &Conn) {
+    let subject = subjects::order(TRADER_A.user, "get");
+    let mut requests = worker
+        .client
+        .queue_subscribe(subject.clone(), subjects::ORDER_WORKER_QUEUE.into())
+        .await
+        .expect("subscribe");
+    worker.client.flush().await.expect("flush");
+    let responder = worker.client.clone();
+    let answer = tokio::spawn(async move {
+        if let Some(request) = requests.next().await {
+            if let Some(reply) = request.reply {
+                responder
+                    .publish(reply, "pong".into())
+                    .await
+                    .expect("reply");
+                responder.flush().await.expect("flush");
+            }
+        }
+    });
+    let settings = pinnacle_common::config::NatsSettings {
+        user: Some(TRADER_A.user.into()),
+        password: Some(TRADER_A.password.to_string().into()),
+        inbox_prefix: Some(format!("_INBOX.{}", TRADER_A.user)),
+        // The responder's node: interest reaches the other nodes only after a moment.
+        ..pinnacle_common::config::NatsSettings::for_url(cluster.url(1))
+    };
+    let trader = pinnacle_common::nats::connect(&settings, "trader-probe")
+        .await
+        .expect("the trader connects");
+    let reply = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        trader.request(subject, "{}".into()),
+    )
+    .await
+    .expect("a reply in time")
+    .expect("a reply");
+    assert_eq!(&reply.payload[..], b"pong");
+    answer.await.expect("responder");
 }
 
 /// The order worker answers requests in its queue group and stores audit and lifecycle
