@@ -1,5 +1,5 @@
 //! One order is one trace, seen by a real OTLP receiver: the `pinnacle` binary runs as its
-//! own process (`pinnacle dev`) exporting OTLP/HTTP to `tests/python/otlp_receiver.py`
+//! own process (`pinnacle dev`) exporting OTLP/HTTP to `tests/python/tools/otlp_receiver.py`
 //! (built on opentelemetry-proto from PyPI), and the test sends a request carrying its own
 //! `traceparent`, as an instrumented client would.
 //!
@@ -37,7 +37,7 @@ fn python() -> PathBuf {
 
 /// Starts the receiver on a free loopback port; returns it and the port.
 async fn start_receiver(out: &Path) -> (Child, u16) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/otlp_receiver.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/tools/otlp_receiver.py");
     let mut child = Command::new(python())
         .arg(script)
         .arg("--out")
