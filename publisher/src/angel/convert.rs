@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use pinnacle_common::model::{Book, FeedMode, Level, MarketTick};
+use pinnacle_common::model::{Book, FeedMode, Level, MarketTick, Tick};
 use pinnacle_smartapi::stream::{Instrument, MAX_DEPTH_TOKENS, MAX_SUBSCRIPTIONS};
 use pinnacle_smartapi::ticks::{BestFive, DepthLevel, ExchangeType, Mode, Packet, Quote};
 
@@ -216,7 +216,7 @@ impl Plan {
         } else {
             now_ms
         };
-        let mut tick = MarketTick {
+        let mut tick = MarketTick::from_core(Tick {
             exchange: listed.exchange.clone(),
             symbol: listed.symbol.clone(),
             seq: listed.seq,
@@ -226,19 +226,7 @@ impl Plan {
             volume: 0,
             bid: ltp,
             ask: ltp,
-            mode: FeedMode::Ltp,
-            open: None,
-            high: None,
-            low: None,
-            close: None,
-            avg_price: None,
-            total_buy_qty: None,
-            total_sell_qty: None,
-            upper_circuit: None,
-            lower_circuit: None,
-            open_interest: None,
-            depth: None,
-        };
+        });
         let quote = match packet {
             Packet::Quote(q) => Some(q),
             Packet::SnapQuote(s) => Some(&s.quote),
