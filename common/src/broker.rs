@@ -88,6 +88,15 @@ pub enum BrokerError {
     /// The broker's rate limit held; nothing was sent or the broker did not process it.
     #[error("{0}")]
     RateLimited(String),
+    /// The broker cannot price the symbol yet (no tick since it started); nothing was sent.
+    /// Unlike [`Self::UnknownSymbol`] this passes: retry.
+    #[error("no price for {exchange}:{symbol} yet")]
+    PriceUnavailable {
+        /// Exchange segment.
+        exchange: String,
+        /// Trading symbol.
+        symbol: String,
+    },
 }
 
 /// A broker that can take orders.
@@ -103,6 +112,21 @@ pub trait Broker: Send + Sync + std::fmt::Debug {
         _credentials: &BrokerCredentials,
         _order: &OrderRequest,
     ) -> Result<(), BrokerError> {
+        Ok(())
+    }
+
+    /// Waits up to `timeout` until the broker can serve orders at all (the paper broker:
+    /// its first tick); whether it can. A worker joins the queue group only after this.
+    /// The default is ready at once.
+    async fn wait_ready(&self, _timeout: std::time::Duration) -> bool {
+        true
+    }
+
+    /// Checks, before any credential is touched or anything stored, that the broker can
+    /// take `order` now: for the paper broker, that it has a price for the symbol. A
+    /// [`BrokerError::PriceUnavailable`] here is retryable and leaves no trace. The default
+    /// allows all.
+    async fn ready_for(&self, _order: &OrderRequest) -> Result<(), BrokerError> {
         Ok(())
     }
 

@@ -459,11 +459,30 @@ pub struct WorkerSettings {
     /// long after its last change is settled by asking the broker.
     #[serde(default = "default_reconcile_after_ms")]
     pub reconcile_after_ms: u64,
+    /// `PINNACLE_WORKER_LEASE_MS`: how long a worker's lease on an in-flight order lasts
+    /// (renewed every third of it while the broker call runs); see docs/ARCHITECTURE.md.
+    #[serde(default = "default_lease_ms")]
+    pub lease_ms: u64,
+    /// `PINNACLE_WORKER_LEASE_GRACE_MS`: how long after a lease expired before another
+    /// worker may take the order and conclude from the broker's answer (covers a request
+    /// already on the wire and clock skew between workers).
+    #[serde(default = "default_lease_grace_ms")]
+    pub lease_grace_ms: u64,
+    /// `PINNACLE_WORKER_READY_TIMEOUT_MS`: how long a starting worker waits for its first
+    /// price before it joins the queue group anyway (orders for symbols it has no price
+    /// for are then answered `PRICE_UNAVAILABLE`, which is retryable).
+    #[serde(default = "default_ready_timeout_ms")]
+    pub ready_timeout_ms: u64,
     /// `PINNACLE_WORKER_SQUARE_OFF_AT`: `HH:MM` (IST) after which, each day, working
     /// `INTRADAY` orders are cancelled and open `INTRADAY` positions closed at market.
     /// Empty turns square-off off.
     #[serde(default = "default_square_off_at")]
     pub square_off_at: String,
+    /// `PINNACLE_WORKER_SQUARE_OFF_BAND_BPS`: how far from the last price, in basis points,
+    /// a square-off's closing LIMIT order is priced (sells below, buys above), so that it
+    /// fills at once without being a MARKET order.
+    #[serde(default = "default_square_off_band_bps")]
+    pub square_off_band_bps: u32,
     /// `PINNACLE_WORKER_RECONCILE_INTERVAL_MS`: how often each worker sweeps for such orders.
     #[serde(default = "default_reconcile_interval_ms")]
     pub reconcile_interval_ms: u64,
@@ -496,12 +515,28 @@ fn default_reconcile_after_ms() -> u64 {
     10_000
 }
 
+fn default_square_off_band_bps() -> u32 {
+    100
+}
+
+fn default_lease_ms() -> u64 {
+    5_000
+}
+
+fn default_lease_grace_ms() -> u64 {
+    2_000
+}
+
+fn default_ready_timeout_ms() -> u64 {
+    10_000
+}
+
 fn default_square_off_at() -> String {
     "15:15".into()
 }
 
 fn default_reconcile_interval_ms() -> u64 {
-    30_000
+    2_000
 }
 
 fn default_paper_cash() -> i64 {
@@ -551,7 +586,11 @@ impl Default for WorkerSettings {
             paper_cash: default_paper_cash(),
             reconcile_after_ms: default_reconcile_after_ms(),
             reconcile_interval_ms: default_reconcile_interval_ms(),
+            lease_ms: default_lease_ms(),
+            lease_grace_ms: default_lease_grace_ms(),
+            ready_timeout_ms: default_ready_timeout_ms(),
             square_off_at: default_square_off_at(),
+            square_off_band_bps: default_square_off_band_bps(),
             smartapi_url: default_smartapi_url(),
             smartapi_order_ws_url: default_smartapi_order_ws_url(),
             smartapi_timeout_ms: default_smartapi_timeout_ms(),

@@ -71,6 +71,12 @@ pub enum ErrorCode {
     /// unreadable, or the platform's broker session could not be established; nothing was
     /// substituted for its answer. Retry later.
     BrokerUnavailable,
+    /// The caller's `Pinnacle-Deadline` had passed when the request was taken; nothing was
+    /// done (no credential was touched, no order stored).
+    DeadlineExceeded,
+    /// The worker has no price for the symbol yet (it has just started, or the feed is
+    /// behind); nothing was stored. Retry with the same client order id.
+    PriceUnavailable,
 }
 
 impl ErrorCode {
@@ -105,6 +111,8 @@ impl ErrorCode {
             Self::UnknownExchange => "UNKNOWN_EXCHANGE",
             Self::Regulatory => "REGULATORY",
             Self::BrokerUnavailable => "BROKER_UNAVAILABLE",
+            Self::DeadlineExceeded => "DEADLINE_EXCEEDED",
+            Self::PriceUnavailable => "PRICE_UNAVAILABLE",
         }
     }
 }

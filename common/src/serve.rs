@@ -1,5 +1,7 @@
-//! Serving a request-reply subscription: bounded concurrency, and a graceful drain that
-//! answers every request already received before returning.
+//! Serving a request-reply subscription: bounded concurrency with a permit taken before a
+//! message is received (a saturated service leaves new requests with the server and its
+//! client buffer rather than starting them), and a graceful drain that answers every
+//! request already received before returning.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -29,15 +31,24 @@ pub async fn serve_requests<F, Fut>(
     let limit = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut in_flight = JoinSet::new();
     loop {
+        // Capacity first: a request is taken off the subscription only when it can start.
+        let permit = tokio::select! {
+            () = shutdown.cancelled() => break,
+            permit = limit.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => continue,
+        };
         let message = tokio::select! {
             () = shutdown.cancelled() => break,
             message = subscription.next() => message,
-            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => continue,
+            Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {
+                drop(permit);
+                continue;
+            }
         };
         let Some(message) = message else { break };
-        let Ok(permit) = limit.clone().acquire_owned().await else {
-            break;
-        };
         let work = handle(message);
         in_flight.spawn(async move {
             work.await;

@@ -42,6 +42,9 @@ pub mod headers {
     pub const CONTENT_TYPE: &str = "Content-Type";
     /// A caller-chosen id echoed in the reply and written to audit events.
     pub const REQUEST_ID: &str = "Pinnacle-Request-Id";
+    /// The caller's deadline, milliseconds since the Unix epoch. A request taken after it
+    /// is answered `DEADLINE_EXCEEDED` without being acted on.
+    pub const DEADLINE: &str = "Pinnacle-Deadline";
     /// Set on error replies to the stable error code, so a client can branch without decoding.
     pub const ERROR_CODE: &str = "Pinnacle-Error";
     /// W3C trace context.

@@ -10,6 +10,7 @@ mod m20261125_000002_vault;
 mod m20261125_000003_risk;
 mod m20261125_000004_angel_one;
 mod m20261125_000005_audit_checkpoints;
+mod m20261201_000001_order_engine;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000003_risk::Migration),
             Box::new(m20261125_000004_angel_one::Migration),
             Box::new(m20261125_000005_audit_checkpoints::Migration),
+            Box::new(m20261201_000001_order_engine::Migration),
         ]
     }
 }

@@ -1,27 +1,59 @@
-//! Order lifecycle events: every state change is published to `events.orders.<user_id>` and
-//! stored in the `ORDER_EVENTS` stream, so a client can replay what it missed. The database
-//! is the source of truth; an event that cannot be stored after retries is logged loudly.
+//! Order lifecycle events through a transactional outbox.
+//!
+//! Every state change writes its event into `order_outbox` in the same transaction as the
+//! order row ([`record`], called by [`crate::store`]), so a committed change always has its
+//! event, whatever fails afterwards. The [`Relay`] then stores outbox rows in the
+//! `ORDER_EVENTS` stream on `events.orders.<user_id>` and deletes each one only after
+//! JetStream has acknowledged it:
+//!
+//! - **Exactly once in the stream.** Each event is published with `Nats-Msg-Id` = its event
+//!   id, so a re-publish (after a lost ack, a crash between ack and delete, or two relays
+//!   racing) is dropped by JetStream's duplicate window ([`DUPLICATE_WINDOW`]). Relays also
+//!   claim rows before publishing, so normally only one publishes a row at all.
+//! - **In order per order.** A relay publishes only the oldest outbox row of each order
+//!   (the order's *head*); the next one becomes publishable when the head is acknowledged
+//!   and deleted. One event per order is in flight at a time, across every relay.
+//! - **Through any outage.** Nothing is dropped: a failed publish releases its claim and the
+//!   relay backs off (up to [`MAX_BACKOFF`]) and tries again, for as long as it takes.
+//!   Rows of a worker that died are published by any other relay's poll.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
 use async_nats::HeaderMap;
+use bytes::Bytes;
+use futures::future::join_all;
 use pinnacle_common::codec::Encoding;
-use pinnacle_common::entities::orders;
+use pinnacle_common::entities::{order_outbox, orders};
 use pinnacle_common::model::{OrderEvent, OrderStatus};
+use pinnacle_common::shutdown::Shutdown;
 use pinnacle_common::subjects::{self, headers};
-
-use futures::future::BoxFuture;
-use futures::stream::FuturesOrdered;
-use futures::{FutureExt, StreamExt};
-use tokio::sync::{mpsc, oneshot};
-
-use async_nats::jetstream::context::{PublishAckFuture, PublishError};
+use sea_orm::sea_query::{Expr, Query};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    Set,
+};
+use tokio::sync::Notify;
 
 use crate::store;
 
-/// How often a failed event publish is retried before it is logged as lost.
-const PUBLISH_ATTEMPTS: usize = 3;
+/// JetStream's de-duplication window for `ORDER_EVENTS`: a re-publish of an event within
+/// this long after the first is dropped. It bounds how long a database outage between a
+/// publish's ack and the outbox row's deletion may last without a duplicate in the stream.
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(600);
+
+/// Outbox rows one relay claims and publishes at a time.
+pub const BATCH: u64 = 512;
+
+/// How long a relay's claim on outbox rows holds; another relay may publish them after it.
+pub const CLAIM: Duration = Duration::from_secs(15);
+
+/// How often a relay looks for rows nobody announced to it (another worker's, after a crash).
+pub const POLL: Duration = Duration::from_millis(250);
+
+/// The longest a relay waits between attempts while JetStream or the database fails.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// The stream definition: file storage, a week of history, de-duplicated by event id.
 pub fn stream_config(replicas: usize) -> stream::Config {
@@ -32,7 +64,7 @@ pub fn stream_config(replicas: usize) -> stream::Config {
         storage: stream::StorageType::File,
         num_replicas: replicas,
         max_age: Duration::from_secs(7 * 24 * 3600),
-        duplicate_window: Duration::from_secs(120),
+        duplicate_window: DUPLICATE_WINDOW,
         ..Default::default()
     }
 }
@@ -45,137 +77,218 @@ pub async fn ensure_stream(js: &jetstream::Context) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// Messages to the pump.
-#[derive(Debug)]
-enum Pump {
-    /// Publish this event on this subject.
-    Event(String, Box<OrderEvent>),
-    /// Finish everything queued, wait for every ack, then answer.
-    Flush(oneshot::Sender<()>),
+/// Writes the event for `order`'s current state (`previous` is the state it left) into the
+/// outbox, inside the caller's transaction.
+pub async fn record(
+    txn: &impl ConnectionTrait,
+    previous: Option<OrderStatus>,
+    order: &orders::Model,
+) -> Result<(), DbErr> {
+    let event = OrderEvent {
+        event_id: uuid::Uuid::now_v7().to_string(),
+        ts_ms: order.updated_at.timestamp_millis(),
+        previous_status: previous,
+        order: store::view(order),
+    };
+    let payload = Encoding::MsgPack
+        .encode(&event)
+        .map_err(|e| DbErr::Custom(format!("encoding an order event: {e}")))?;
+    order_outbox::Entity::insert(order_outbox::ActiveModel {
+        event_id: Set(event.event_id),
+        order_id: Set(order.id.clone()),
+        subject: Set(subjects::order_events(&order.user_id)),
+        payload: Set(payload.to_vec()),
+        claimed_by: Set(None),
+        claimed_until_ms: Set(None),
+        created_at_ms: Set(store::now_ms()),
+        ..Default::default()
+    })
+    .exec(txn)
+    .await?;
+    Ok(())
 }
 
-/// Publishes lifecycle events off the request path, in order, waiting for every ack.
-///
-/// Handlers queue events and move on; one task publishes them in the order they were
-/// queued (so a subscriber sees an order's states in sequence), keeps up to
-/// [`MAX_IN_FLIGHT`] acks outstanding, and re-publishes an event whose ack failed (the
-/// stream de-duplicates by event id). [`OrderEvents::flush`] drains it at shutdown.
-#[derive(Debug, Clone)]
-pub struct OrderEvents {
-    /// Queue to the pump task.
-    tx: mpsc::Sender<Pump>,
+/// Publishes the outbox to `ORDER_EVENTS`; see the module docs for its guarantees.
+#[derive(Debug, Clone, Default)]
+pub struct Relay {
+    /// Wakes the relay task when this process has committed events.
+    wake: Arc<Notify>,
 }
 
-/// Acks awaited concurrently by the pump.
-pub const MAX_IN_FLIGHT: usize = 256;
-
-impl OrderEvents {
-    /// Starts the pump on `js`.
-    pub fn start(js: jetstream::Context) -> Self {
-        let (tx, rx) = mpsc::channel(64 * 1024);
-        tokio::spawn(pump(js, rx));
-        Self { tx }
+impl Relay {
+    /// A relay; [`Relay::run`] does the work.
+    pub fn new() -> Self {
+        Self::default()
     }
 
-    /// Queues the event for `order`'s current state (`previous` is the state it left).
-    pub async fn publish(&self, previous: Option<OrderStatus>, order: &orders::Model) {
-        let event = OrderEvent {
-            event_id: uuid::Uuid::now_v7().to_string(),
-            ts_ms: order.updated_at.timestamp_millis(),
-            previous_status: previous,
-            order: store::view(order),
-        };
-        let subject = subjects::order_events(&order.user_id);
-        if self
-            .tx
-            .send(Pump::Event(subject, Box::new(event)))
-            .await
-            .is_err()
-        {
-            tracing::error!(order_id = %order.id, "order event lost: the event pump has stopped");
+    /// Tells the relay that events were committed.
+    pub fn nudge(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Relays until `shutdown` fires (`instance` names this worker's claims), then
+    /// publishes what is left for up to `drain`.
+    pub async fn run(
+        &self,
+        js: jetstream::Context,
+        db: DatabaseConnection,
+        instance: String,
+        shutdown: Shutdown,
+        drain: Duration,
+    ) {
+        let mut backoff = Duration::ZERO;
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(POLL.max(backoff)) => {}
+            }
+            backoff = match relay_all(&js, &db, &instance).await {
+                Ok(()) => Duration::ZERO,
+                Err(error) => {
+                    tracing::warn!(%error, "order events not yet stored; retrying");
+                    (backoff * 2).clamp(Duration::from_millis(50), MAX_BACKOFF)
+                }
+            };
+        }
+        let drained = tokio::time::timeout(drain, async {
+            while let Err(error) = relay_all(&js, &db, &instance).await {
+                tracing::warn!(%error, "order events not yet stored at shutdown; retrying");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                "order events left in the outbox at shutdown; another worker's relay will store them"
+            );
         }
     }
-
-    /// Waits until every queued event has been stored (or given up on).
-    pub async fn flush(&self) {
-        let (done, wait) = oneshot::channel();
-        if self.tx.send(Pump::Flush(done)).await.is_ok() {
-            let _ = wait.await;
-        }
-    }
 }
 
-async fn send(
+/// Publishes batches until the outbox has no unclaimed head left.
+async fn relay_all(
     js: &jetstream::Context,
-    subject: &str,
-    event: &OrderEvent,
-) -> Result<PublishAckFuture, String> {
-    let payload = Encoding::MsgPack.encode(event).map_err(|e| e.to_string())?;
-    let mut hdrs = HeaderMap::new();
-    hdrs.insert(headers::NATS_MSG_ID, event.event_id.as_str());
-    hdrs.insert(headers::CONTENT_TYPE, Encoding::MsgPack.content_type());
-    js.publish_with_headers(subject.to_string(), hdrs, payload)
-        .await
-        .map_err(|e| e.to_string())
-}
-
-/// Re-publishes one event until it is stored or the attempts run out.
-async fn retry(js: &jetstream::Context, subject: &str, event: &OrderEvent) {
-    for attempt in 2..=PUBLISH_ATTEMPTS {
-        let stored = match send(js, subject, event).await {
-            Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
-            Err(e) => Err(e),
-        };
-        match stored {
-            Ok(()) => return,
-            Err(error) if attempt == PUBLISH_ATTEMPTS => {
-                tracing::error!(order_id = %event.order.order_id, %error, "order event lost after retries");
-            }
-            Err(error) => {
-                tracing::warn!(order_id = %event.order.order_id, %error, attempt, "order event publish failed");
-                tokio::time::sleep(Duration::from_millis(100 * attempt as u64)).await;
-            }
-        }
-    }
-}
-
-/// An event, its subject, and how its ack went.
-type Acked = (String, Box<OrderEvent>, Result<(), PublishError>);
-
-async fn pump(js: jetstream::Context, mut rx: mpsc::Receiver<Pump>) {
-    let mut in_flight: FuturesOrdered<BoxFuture<'static, Acked>> = FuturesOrdered::new();
+    db: &DatabaseConnection,
+    instance: &str,
+) -> Result<(), String> {
     loop {
-        tokio::select! {
-            biased;
-            Some((subject, event, result)) = in_flight.next(), if !in_flight.is_empty() => {
-                if let Err(error) = result {
-                    tracing::warn!(order_id = %event.order.order_id, %error, "order event ack failed; retrying");
-                    retry(&js, &subject, &event).await;
-                }
-            }
-            message = rx.recv(), if in_flight.len() < MAX_IN_FLIGHT => {
-                match message {
-                    Some(Pump::Event(subject, event)) => match send(&js, &subject, &event).await {
-                        Ok(ack) => in_flight.push_back(async move {
-                            let result = ack.await.map(|_| ());
-                            (subject, event, result)
-                        }.boxed()),
-                        Err(error) => {
-                            tracing::warn!(order_id = %event.order.order_id, %error, "order event publish failed; retrying");
-                            retry(&js, &subject, &event).await;
-                        }
-                    },
-                    Some(Pump::Flush(done)) => {
-                        while let Some((subject, event, result)) = in_flight.next().await {
-                            if result.is_err() {
-                                retry(&js, &subject, &event).await;
-                            }
-                        }
-                        let _ = done.send(());
-                    }
-                    None => break,
-                }
-            }
+        let batch = claim_heads(db, instance)
+            .await
+            .map_err(|e| format!("claiming outbox rows: {e}"))?;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let published = join_all(batch.iter().map(|row| publish(js, row))).await;
+        let (acked, failed): (Vec<_>, Vec<_>) = batch
+            .iter()
+            .zip(published)
+            .partition(|(_, result)| result.is_ok());
+        let acked: Vec<i64> = acked.into_iter().map(|(row, _)| row.id).collect();
+        if !acked.is_empty() {
+            order_outbox::Entity::delete_many()
+                .filter(order_outbox::Column::Id.is_in(acked))
+                .exec(db)
+                .await
+                .map_err(|e| format!("deleting stored outbox rows: {e}"))?;
+        }
+        if let Some((_, Err(error))) = failed.first() {
+            let ids: Vec<i64> = failed.iter().map(|(row, _)| row.id).collect();
+            release(db, &ids).await;
+            return Err(format!("{} event(s) not acknowledged: {error}", ids.len()));
         }
     }
+}
+
+/// Claims up to [`BATCH`] heads (the oldest row of each order) that nobody else holds and
+/// returns them, oldest first.
+async fn claim_heads(
+    db: &DatabaseConnection,
+    instance: &str,
+) -> Result<Vec<order_outbox::Model>, DbErr> {
+    use order_outbox::Column as C;
+    let now = store::now_ms();
+    let claim = format!("{instance}/{}", uuid::Uuid::now_v7().simple());
+    let free = || {
+        Expr::col(C::ClaimedUntilMs)
+            .is_null()
+            .or(Expr::col(C::ClaimedUntilMs).lt(now))
+    };
+    let older = Query::select()
+        .expr(Expr::val(1))
+        .from_as(
+            order_outbox::Entity,
+            sea_orm::sea_query::Alias::new("older"),
+        )
+        .and_where(
+            Expr::col((sea_orm::sea_query::Alias::new("older"), C::OrderId))
+                .equals((order_outbox::Entity, C::OrderId)),
+        )
+        .and_where(
+            Expr::col((sea_orm::sea_query::Alias::new("older"), C::Id))
+                .lt(Expr::col((order_outbox::Entity, C::Id))),
+        )
+        .to_owned();
+    let heads = Query::select()
+        .column((order_outbox::Entity, C::Id))
+        .from(order_outbox::Entity)
+        .and_where(free())
+        .and_where(Expr::exists(older).not())
+        .order_by((order_outbox::Entity, C::Id), sea_orm::Order::Asc)
+        .limit(BATCH)
+        .to_owned();
+    // The claim condition is repeated on the outer UPDATE so that PostgreSQL re-checks it
+    // on a row another relay claimed concurrently.
+    let update = Query::update()
+        .table(order_outbox::Entity)
+        .value(C::ClaimedBy, claim.clone())
+        .value(C::ClaimedUntilMs, now + CLAIM.as_millis() as i64)
+        .and_where(Expr::col(C::Id).in_subquery(heads))
+        .and_where(free())
+        .to_owned();
+    let claimed = db.execute(db.get_database_backend().build(&update)).await?;
+    if claimed.rows_affected() == 0 {
+        return Ok(Vec::new());
+    }
+    order_outbox::Entity::find()
+        .filter(C::ClaimedBy.eq(claim))
+        .order_by_asc(C::Id)
+        .all(db)
+        .await
+}
+
+/// Gives claimed rows back after a failed publish, so the next attempt (by any relay) may
+/// take them at once.
+async fn release(db: &DatabaseConnection, ids: &[i64]) {
+    let released = order_outbox::Entity::update_many()
+        .col_expr(
+            order_outbox::Column::ClaimedBy,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            order_outbox::Column::ClaimedUntilMs,
+            Expr::value(Option::<i64>::None),
+        )
+        .filter(order_outbox::Column::Id.is_in(ids.iter().copied()))
+        .exec(db)
+        .await;
+    if let Err(error) = released {
+        tracing::debug!(%error, "could not release outbox claims; they expire");
+    }
+}
+
+/// Publishes one outbox row and waits for JetStream's ack.
+async fn publish(js: &jetstream::Context, row: &order_outbox::Model) -> Result<(), String> {
+    let mut hdrs = HeaderMap::new();
+    hdrs.insert(headers::NATS_MSG_ID, row.event_id.as_str());
+    hdrs.insert(headers::CONTENT_TYPE, Encoding::MsgPack.content_type());
+    let ack = js
+        .publish_with_headers(
+            row.subject.clone(),
+            hdrs,
+            Bytes::copy_from_slice(&row.payload),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    ack.await.map(|_| ()).map_err(|e| e.to_string())
 }

@@ -1,5 +1,6 @@
 //! `modify` and `cancel`: changes to a working order, through PENDING_MODIFY and
-//! PENDING_CANCEL, each audited before the credentials are used.
+//! PENDING_CANCEL (which take a lease on the order, see [`crate::lease`]), each audited
+//! before the credentials are used.
 
 use pinnacle_common::broker::BrokerError;
 use pinnacle_common::entities::orders;
@@ -7,13 +8,14 @@ use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::model::{ModifyRequest, OrderRef, OrderReply, OrderRequest, OrderStatus};
 use tracing::Instrument;
 
-use crate::credentials;
+use crate::credentials::{self, Actor};
 use crate::handler::Request;
+use crate::lease::{self, Lease};
 use crate::place::broker_error;
 use crate::query;
 use crate::risk;
 use crate::service::Worker;
-use crate::store::{self, Patch};
+use crate::store::{self, Ownership, Patch};
 
 fn must_be_working(order: &orders::Model, verb: &str) -> Result<OrderStatus, ErrorBody> {
     let status = store::status_of(order);
@@ -27,14 +29,37 @@ fn must_be_working(order: &orders::Model, verb: &str) -> Result<OrderStatus, Err
     }
 }
 
-/// Settles a pending change from the broker's answer; a refused change restores `previous`.
+/// Moves a working order into `pending` under a new lease held by this handler.
+async fn begin(
+    worker: &Worker,
+    order: &orders::Model,
+    pending: OrderStatus,
+) -> Result<(orders::Model, Lease), ErrorBody> {
+    let (lease, until_ms) = worker.leases.issue(&order.id);
+    let ownership = Ownership::Acquire {
+        owner: &lease.owner,
+        until_ms,
+    };
+    let order = worker
+        .advance(order, pending, Patch::default(), ownership)
+        .await?;
+    Ok((order, lease))
+}
+
+/// Settles a pending change from the broker's answer (`None`: the lease was lost and the
+/// call dropped, so reconciliation settles it); a refused change restores `previous`.
 async fn settle(
     worker: &Worker,
     pending: &orders::Model,
+    lease: &Lease,
     previous: OrderStatus,
-    answer: Result<pinnacle_common::broker::BrokerOutcome, BrokerError>,
+    answer: Option<Result<pinnacle_common::broker::BrokerOutcome, BrokerError>>,
     patch: Patch,
-) -> Result<OrderReply, ErrorBody> {
+) -> Result<orders::Model, ErrorBody> {
+    let held = Ownership::Held(&lease.owner);
+    let Some(answer) = answer else {
+        return worker.reload(pending).await;
+    };
     match answer {
         Ok(outcome) => {
             let patch = Patch {
@@ -43,64 +68,78 @@ async fn settle(
                 trigger_price: patch.trigger_price,
                 ..Patch::from_outcome(&outcome)
             };
-            let stored = worker
-                .record_outcome(pending, outcome.status, patch)
-                .await?;
-            Ok(store::view(&stored))
+            worker
+                .record_outcome(pending, outcome.status, patch, held)
+                .await
         }
         Err(BrokerError::Unavailable(reason)) => {
             tracing::warn!(order_id = %pending.id, %reason, "broker outcome unknown");
-            let stored = worker
-                .record_outcome(pending, OrderStatus::Unknown, Patch::default())
-                .await?;
-            Ok(store::view(&stored))
+            worker
+                .record_outcome(pending, OrderStatus::Unknown, Patch::default(), held)
+                .await
         }
         Err(error) => {
-            worker.advance(pending, previous, Patch::default()).await?;
+            worker
+                .record_outcome(pending, previous, Patch::default(), held)
+                .await?;
             Err(broker_error(&error))
         }
     }
 }
 
-/// Cancels a working order.
+/// Cancels a working order (the `cancel` verb).
 pub async fn cancel(worker: &Worker, request: &Request<'_>) -> Result<OrderReply, ErrorBody> {
     let target: OrderRef = request.decode()?;
     let user_id = request.principal.user_id.as_str();
     let order = query::resolve(worker, user_id, &target).await?;
-    let previous = must_be_working(&order, "cancelled")?;
+    must_be_working(&order, "cancelled")?;
     // Cancels are never blocked by a kill switch, but they count towards the rate.
     risk::check(&worker.db, user_id, None).await?;
-    let account = credentials::account_of(&worker.db, &order)
+    let actor = Actor {
+        name: user_id,
+        token_id: Some(&request.principal.token_id),
+    };
+    let cancelled = cancel_as(worker, &order, actor, "order.cancel", request.request_id).await?;
+    Ok(store::view(&cancelled))
+}
+
+/// Cancels a working order on behalf of `actor` (a user, or square-off): PENDING_CANCEL
+/// under a lease, the broker's answer recorded; a refused cancel is an error and leaves
+/// the order working.
+pub async fn cancel_as(
+    worker: &Worker,
+    order: &orders::Model,
+    actor: Actor<'_>,
+    purpose: &str,
+    request_id: &str,
+) -> Result<orders::Model, ErrorBody> {
+    let previous = must_be_working(order, "cancelled")?;
+    let account = credentials::account_of(&worker.db, order)
         .await
         .map_err(|e| e.into_error_body())?;
     let broker = worker.broker_for(&account)?;
-    let creds = credentials::open(
-        worker,
-        &request.principal,
-        &account,
-        "order.cancel",
-        request.request_id,
-    )
-    .await?;
-    let pending = worker
-        .advance(&order, OrderStatus::PendingCancel, Patch::default())
-        .await?;
+    let creds = credentials::open_as(worker, actor, &account, purpose, request_id).await?;
+    let (pending, lease) = begin(worker, order, OrderStatus::PendingCancel).await?;
     let broker_order_id = pending.broker_order_id.clone().unwrap_or_default();
-    let answer = broker
+    let call = broker
         .cancel_order(&creds, &broker_order_id)
         .instrument(tracing::info_span!(
             "broker.cancel_order",
             otel.kind = "client",
             broker = broker.name()
-        ))
-        .await;
-    pinnacle_common::metrics::metrics().broker_request(
-        broker.name(),
-        "cancel_order",
-        answer.is_ok(),
-    );
+        ));
+    let answer = lease::guard(&worker.db, &lease, worker.lease_terms(), call)
+        .await
+        .ok();
+    if let Some(answer) = &answer {
+        pinnacle_common::metrics::metrics().broker_request(
+            broker.name(),
+            "cancel_order",
+            answer.is_ok(),
+        );
+    }
     drop(creds);
-    settle(worker, &pending, previous, answer, Patch::default()).await
+    settle(worker, &pending, &lease, previous, answer, Patch::default()).await
 }
 
 /// Changes a working order's quantity and/or limit price.
@@ -164,23 +203,25 @@ pub async fn modify(worker: &Worker, request: &Request<'_>) -> Result<OrderReply
         request.request_id,
     )
     .await?;
-    let pending = worker
-        .advance(&order, OrderStatus::PendingModify, Patch::default())
-        .await?;
+    let (pending, lease) = begin(worker, &order, OrderStatus::PendingModify).await?;
     let broker_order_id = pending.broker_order_id.clone().unwrap_or_default();
-    let answer = broker
+    let call = broker
         .modify_order(&creds, &broker_order_id, &modified)
         .instrument(tracing::info_span!(
             "broker.modify_order",
             otel.kind = "client",
             broker = broker.name()
-        ))
-        .await;
-    pinnacle_common::metrics::metrics().broker_request(
-        broker.name(),
-        "modify_order",
-        answer.is_ok(),
-    );
+        ));
+    let answer = lease::guard(&worker.db, &lease, worker.lease_terms(), call)
+        .await
+        .ok();
+    if let Some(answer) = &answer {
+        pinnacle_common::metrics::metrics().broker_request(
+            broker.name(),
+            "modify_order",
+            answer.is_ok(),
+        );
+    }
     drop(creds);
     let patch = Patch {
         quantity: Some(modified.quantity),
@@ -188,5 +229,6 @@ pub async fn modify(worker: &Worker, request: &Request<'_>) -> Result<OrderReply
         trigger_price: modified.trigger_price,
         ..Patch::default()
     };
-    settle(worker, &pending, previous, answer, patch).await
+    let modified = settle(worker, &pending, &lease, previous, answer, patch).await?;
+    Ok(store::view(&modified))
 }

@@ -96,7 +96,10 @@ async fn fill(worker: &Worker, order: &OrderReply, tick: &Tick) -> Option<orders
         ..Patch::default()
     };
     // Losing the compare-and-set to another worker's fill (or a cancel) is normal.
-    worker.advance(&row, to, patch).await.ok()
+    worker
+        .advance(&row, to, patch, crate::store::Ownership::Any)
+        .await
+        .ok()
 }
 
 /// Runs the matcher until `shutdown` fires.

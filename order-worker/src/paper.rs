@@ -2,24 +2,33 @@
 //!
 //! It listens to `md.tick.>` and keeps the last tick of every symbol. A market order fills
 //! in full at the last traded price; a limit order fills at the last price when that is
-//! at or better than its limit, and otherwise rests as `OPEN`. A symbol with no tick yet
-//! is unknown. The paper account's client code must be present, as it would be for a real
-//! broker, so the credential path is exercised end to end.
+//! at or better than its limit, and otherwise rests as `OPEN`. The paper account's client
+//! code must be present, as it would be for a real broker, so the credential path is
+//! exercised end to end.
+//!
+//! Readiness: a worker joins the queue group once its paper broker has seen a tick
+//! ([`PaperBroker::wait_ready`]). For a symbol it has no tick for yet, [`Broker::ready_for`]
+//! asks the publisher's last-value cache (`md.req.last`); a symbol the publisher does not
+//! list is `UNKNOWN_SYMBOL`, and one with no price anywhere yet is `PRICE_UNAVAILABLE`
+//! (retryable). Both are answered before anything is stored.
 //!
 //! With a ledger (the orders table, see [`crate::ledger`]) it refuses buys the account cannot
 //! pay for and reports funds, positions and trades; every account starts with
 //! `PINNACLE_WORKER_PAPER_CASH` paise (₹10,00,000 by default).
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
 use tracing::Instrument as _;
 
 use async_trait::async_trait;
 use futures::StreamExt;
 use pinnacle_common::broker::{Broker, BrokerCredentials, BrokerError, BrokerOutcome};
 use pinnacle_common::codec::Encoding;
+use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::model::{
-    Funds, Holding, OrderRequest, OrderStatus, Position, Product, Side, Tick, Trade,
+    Funds, Holding, LastRequest, MarketTick, OrderRequest, OrderStatus, Position, Product, Reply,
+    Side, Tick, Trade,
 };
 use sea_orm::DatabaseConnection;
 
@@ -37,7 +46,14 @@ pub struct PaperBroker {
     db: Option<DatabaseConnection>,
     /// Starting cash per account, paise.
     cash: i64,
+    /// Set once the first tick has been seen.
+    ready: Arc<tokio::sync::watch::Sender<bool>>,
+    /// For `md.req.last`, once [`PaperBroker::follow_ticks`] has been called.
+    client: Arc<OnceLock<async_nats::Client>>,
 }
+
+/// How long [`Broker::ready_for`] waits for the publisher's last-value cache.
+pub const LAST_VALUE_TIMEOUT: Duration = Duration::from_secs(2);
 
 fn key(exchange: &str, symbol: &str) -> String {
     format!("{exchange}:{symbol}")
@@ -90,8 +106,50 @@ impl PaperBroker {
         Ok(())
     }
 
+    /// Asks the publisher's last-value cache for a symbol's latest tick.
+    async fn fetch_last(&self, exchange: &str, symbol: &str) -> Result<Tick, BrokerError> {
+        let unavailable = || BrokerError::PriceUnavailable {
+            exchange: exchange.to_string(),
+            symbol: symbol.to_string(),
+        };
+        let client = self.client.get().ok_or_else(unavailable)?;
+        let request = LastRequest {
+            exchange: exchange.to_string(),
+            symbol: symbol.to_string(),
+        };
+        let payload = Encoding::MsgPack
+            .encode(&request)
+            .map_err(|_| unavailable())?;
+        let message = tokio::time::timeout(
+            LAST_VALUE_TIMEOUT,
+            client.request(subjects::md::LAST, payload),
+        )
+        .await
+        .map_err(|_| unavailable())?
+        .map_err(|_| unavailable())?;
+        let reply: Reply<MarketTick> = Encoding::MsgPack
+            .decode(&message.payload)
+            .map_err(|_| unavailable())?;
+        match (reply.result, reply.error) {
+            (Some(tick), _) => Ok(tick.core()),
+            (
+                None,
+                Some(ErrorBody {
+                    code: ErrorCode::UnknownSymbol,
+                    ..
+                }),
+            ) => Err(BrokerError::UnknownSymbol {
+                exchange: exchange.to_string(),
+                symbol: symbol.to_string(),
+            }),
+            _ => Err(unavailable()),
+        }
+    }
+
     /// Records a tick as the latest for its symbol (older sequence numbers are ignored).
     pub fn observe(&self, tick: Tick) {
+        self.ready
+            .send_if_modified(|seen| !std::mem::replace(seen, true));
         let Ok(mut last) = self.last.write() else {
             return;
         };
@@ -120,6 +178,7 @@ impl PaperBroker {
         shutdown: Shutdown,
     ) -> Result<tokio::task::JoinHandle<()>, async_nats::SubscribeError> {
         let mut ticks = client.subscribe(subjects::MD_TICK_ALL).await?;
+        let _ = self.client.set(client);
         let broker = self.clone();
         Ok(tokio::spawn(async move {
             loop {
@@ -142,6 +201,22 @@ impl PaperBroker {
 impl Broker for PaperBroker {
     fn name(&self) -> &'static str {
         "paper"
+    }
+
+    async fn wait_ready(&self, timeout: Duration) -> bool {
+        let mut ready = self.ready.subscribe();
+        tokio::time::timeout(timeout, ready.wait_for(|seen| *seen))
+            .await
+            .is_ok_and(|seen| seen.is_ok())
+    }
+
+    async fn ready_for(&self, order: &OrderRequest) -> Result<(), BrokerError> {
+        if self.last_tick(&order.exchange, &order.symbol).is_some() {
+            return Ok(());
+        }
+        let tick = self.fetch_last(&order.exchange, &order.symbol).await?;
+        self.observe(tick);
+        Ok(())
     }
 
     async fn place_order(

@@ -1,18 +1,23 @@
-//! `place`: validate → replay a known client order id → risk → audit and decrypt → insert
-//! as SUBMITTED (unique key; the NEW → SUBMITTED step is one commit) → broker → FILLED /
-//! OPEN / REJECTED, or UNKNOWN when the broker's answer was lost (never re-sent blindly).
+//! `place`: validate → replay a known client order id → risk → broker readiness (a price
+//! for the symbol) → audit and decrypt → insert as SUBMITTED under this worker's lease
+//! (unique key; the NEW → SUBMITTED step and both events are one commit) → broker, under
+//! the lease → FILLED / OPEN / REJECTED, or UNKNOWN when the broker's answer was lost
+//! (never re-sent blindly). A handler that loses its lease drops the broker call and
+//! answers with the order as reconciliation leaves it.
 
 use pinnacle_common::broker::BrokerError;
+use pinnacle_common::entities::{broker_accounts, orders};
 use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::model::{OrderReply, OrderRequest, OrderStatus};
 use tracing::Instrument;
 
-use crate::credentials;
+use crate::credentials::{self, Actor};
 use crate::handler::{internal, Request};
+use crate::lease;
 use crate::reconcile;
 use crate::risk;
 use crate::service::Worker;
-use crate::store::{self, Inserted, Patch};
+use crate::store::{self, Inserted, Ownership, Patch};
 
 /// Maps a broker failure to the stable code stored with a rejected order.
 pub fn broker_error(error: &BrokerError) -> ErrorBody {
@@ -21,6 +26,7 @@ pub fn broker_error(error: &BrokerError) -> ErrorBody {
         BrokerError::InsufficientFunds { .. } => ErrorCode::InsufficientFunds,
         BrokerError::Regulatory(_) => ErrorCode::Regulatory,
         BrokerError::RateLimited(_) => ErrorCode::RateLimited,
+        BrokerError::PriceUnavailable { .. } => ErrorCode::PriceUnavailable,
         BrokerError::Rejected(_) | BrokerError::Credentials(_) | BrokerError::Unavailable(_) => {
             ErrorCode::BrokerRejected
         }
@@ -28,101 +34,180 @@ pub fn broker_error(error: &BrokerError) -> ErrorBody {
     ErrorBody::new(code, error.to_string())
 }
 
-/// Places a new order.
+/// Places a new order (the `place` verb).
 pub async fn place(worker: &Worker, request: &Request<'_>) -> Result<OrderReply, ErrorBody> {
     let order: OrderRequest = request.decode()?;
     order.validate(worker.settings.max_quantity)?;
     tracing::Span::current().record("client_order_id", order.client_order_id.as_str());
-    let user_id = request.principal.user_id.as_str();
+    let caller = Caller {
+        user_id: &request.principal.user_id,
+        actor: Actor {
+            name: &request.principal.user_id,
+            token_id: Some(&request.principal.token_id),
+        },
+        purpose: "order.place",
+        request_id: request.request_id,
+        risk: RiskChecks::Opening,
+        account: None,
+    };
+    store::reply_for(&submit(worker, &caller, &order).await?)
+}
 
+/// Who places an order through [`submit`], for the audit trail.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    /// The user the order belongs to.
+    pub user_id: &'a str,
+    /// Who is acting: the user with their token, or a service (square-off).
+    pub actor: Actor<'a>,
+    /// The audit purpose, e.g. `order.place` or `order.squareoff`.
+    pub purpose: &'static str,
+    /// The request id the audit event carries.
+    pub request_id: &'a str,
+    /// Which pre-trade checks apply.
+    pub risk: RiskChecks,
+    /// The account to use; `None` picks it from the order's `account` label.
+    pub account: Option<&'a broker_accounts::Model>,
+}
+
+/// Which pre-trade checks an order goes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RiskChecks {
+    /// A trader's order: every limit, the kill switches and the rate.
+    Opening,
+    /// An order that only closes a position (square-off): the rate only, like a cancel; a
+    /// kill switch must not keep a position open.
+    Closing,
+}
+
+/// The one place pipeline, for every caller: replay a known client order id (settling it
+/// first if its outcome was lost) → risk → broker readiness → audit and decrypt →
+/// regulatory preflight → insert under a lease → broker, under the lease → record the
+/// answer. Returns the order as stored; a rejected one is returned, not an error, so a
+/// caller can tell a stored rejection ([`store::reply_for`] turns it into the error) from a
+/// refusal before anything was stored (`Err`).
+pub async fn submit(
+    worker: &Worker,
+    caller: &Caller<'_>,
+    order: &OrderRequest,
+) -> Result<orders::Model, ErrorBody> {
+    let user_id = caller.user_id;
     // A retry of a known order is answered from the database, without touching credentials.
     if let Some(existing) = store::find(&worker.db, user_id, &order.client_order_id)
         .await
         .map_err(|e| internal("looking up the order", e))?
     {
-        let existing = if reconcile::is_stale(worker, &existing) {
-            reconcile::settle(worker, &existing).await?
+        return if reconcile::is_stale(worker, &existing) {
+            reconcile::settle(worker, &existing).await
         } else {
-            existing
+            Ok(existing)
         };
-        return store::reply_for(&existing);
     }
 
-    let account = credentials::load_account(&worker.db, user_id, order.account.as_deref())
-        .await
-        .map_err(|e| e.into_error_body())?;
+    let account = match caller.account {
+        Some(account) => account.clone(),
+        None => credentials::load_account(&worker.db, user_id, order.account.as_deref())
+            .await
+            .map_err(|e| e.into_error_body())?,
+    };
     let broker = worker.broker_for(&account)?;
-    risk::check(&worker.db, user_id, Some((&order, broker.as_ref())))
+    let checked = match caller.risk {
+        RiskChecks::Opening => Some((order, broker.as_ref())),
+        RiskChecks::Closing => None,
+    };
+    risk::check(&worker.db, user_id, checked)
         .instrument(pinnacle_common::db::span(
             &worker.db,
             "SELECT",
             "risk_limits",
         ))
         .await?;
+    // Nothing is stored and no credential touched for a symbol the broker cannot price yet.
+    broker
+        .ready_for(order)
+        .await
+        .map_err(|e| broker_error(&e))?;
 
-    let creds = credentials::open(
+    let creds = credentials::open_as(
         worker,
-        &request.principal,
+        caller.actor,
         &account,
-        "order.place",
-        request.request_id,
+        caller.purpose,
+        caller.request_id,
     )
     .await?;
     // Refused before anything is stored or sent: the order never existed.
     broker
-        .preflight(&creds, &order)
+        .preflight(&creds, order)
         .map_err(|e| broker_error(&e))?;
-    let created = match store::insert_new(&worker.db, user_id, &account.id, &order)
-        .await
-        .map_err(|e| internal("storing the order", e))?
+    let order_id = uuid::Uuid::now_v7().to_string();
+    let (lease, lease_until_ms) = worker.leases.issue(&order_id);
+    let submitted = match store::insert_new(
+        &worker.db,
+        &order_id,
+        user_id,
+        &account.id,
+        order,
+        &lease.owner,
+        lease_until_ms,
+    )
+    .await
+    .map_err(|e| internal("storing the order", e))?
     {
-        Inserted::Existing(existing) => return store::reply_for(&existing),
+        Inserted::Existing(existing) => return Ok(existing),
         Inserted::Created(created) => created,
     };
-    let mut new = created.clone();
-    new.status = OrderStatus::New.as_str().to_string();
-    worker.announce(None, &new).await;
-    worker.announce(Some(OrderStatus::New), &created).await;
-    let submitted = created;
-    let placed = broker
-        .place_order(&creds, &submitted.id, &order)
-        .instrument(tracing::info_span!(
-            "broker.place_order",
-            otel.kind = "client",
-            broker = broker.name()
-        ))
-        .await;
+    worker.relay.nudge();
+    let placed = lease::guard(
+        &worker.db,
+        &lease,
+        worker.lease_terms(),
+        broker
+            .place_order(&creds, &submitted.id, order)
+            .instrument(tracing::info_span!(
+                "broker.place_order",
+                otel.kind = "client",
+                broker = broker.name()
+            )),
+    )
+    .await;
+    drop(creds);
+    let Ok(placed) = placed else {
+        // Nothing more is sent; reconciliation settles the order from the broker's books.
+        return worker.reload(&submitted).await;
+    };
     pinnacle_common::metrics::metrics().broker_request(
         broker.name(),
         "place_order",
         placed.is_ok(),
     );
-    drop(creds);
-    let stored = match placed {
-        Ok(outcome) => {
-            worker
-                .record_outcome(&submitted, outcome.status, Patch::from_outcome(&outcome))
-                .await?
-        }
+    let (to, patch) = settled_by(&submitted, placed);
+    let stored = worker
+        .record_outcome(&submitted, to, patch, Ownership::Held(&lease.owner))
+        .await?;
+    tracing::info!(order_id = %stored.id, status = %stored.status, "order handled");
+    Ok(stored)
+}
+
+/// The state a broker's answer to a place puts the order in.
+fn settled_by(
+    order: &orders::Model,
+    placed: Result<pinnacle_common::broker::BrokerOutcome, BrokerError>,
+) -> (OrderStatus, Patch) {
+    match placed {
+        Ok(outcome) => (outcome.status, Patch::from_outcome(&outcome)),
         Err(BrokerError::Unavailable(reason)) => {
             // The broker may or may not have the order: record that we do not know, and
             // let reconciliation ask the broker. Re-sending could duplicate it.
-            tracing::warn!(order_id = %submitted.id, %reason, "broker outcome unknown");
-            worker
-                .record_outcome(&submitted, OrderStatus::Unknown, Patch::default())
-                .await?
+            tracing::warn!(order_id = %order.id, %reason, "broker outcome unknown");
+            (OrderStatus::Unknown, Patch::default())
         }
         Err(error) => {
-            let rejection = broker_error(&error);
             let patch = Patch {
-                rejection: Some(rejection),
+                rejection: Some(broker_error(&error)),
                 ..Patch::default()
             };
-            worker
-                .record_outcome(&submitted, OrderStatus::Rejected, patch)
-                .await?
+            (OrderStatus::Rejected, patch)
         }
-    };
-    tracing::info!(order_id = %stored.id, status = %stored.status, "order handled");
-    store::reply_for(&stored)
+    }
 }

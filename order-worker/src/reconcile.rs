@@ -1,16 +1,19 @@
-//! Settling orders whose broker outcome was lost: still `SUBMITTED` (a worker stopped
-//! between storing the order and recording the broker's answer) or `UNKNOWN` (the broker's
-//! answer never came), and quiet for `reconcile_after_ms`.
+//! Settling orders whose broker outcome was lost: in flight (`SUBMITTED`, `PENDING_MODIFY`,
+//! `PENDING_CANCEL`) with a lease that expired more than the grace period ago (its worker
+//! stopped, or lost the lease and dropped its broker call), or `UNKNOWN` (the broker's
+//! answer never came) and quiet for `reconcile_after_ms`.
 //!
-//! The broker is asked, never sent the order again: if it has the order, its state is
-//! recorded; if it has none, the order is `REJECTED` with `NOT_AT_BROKER` and nothing was
-//! placed. A retry of the same client order id and a periodic sweep both come here; the
-//! status compare-and-set makes concurrent attempts harmless.
+//! An order is first *taken*: its lease passes to this reconciler by compare-and-set, so of
+//! several reconcilers exactly one settles it, and never while its owner could still call
+//! the broker (see [`crate::lease`] for the rule). The broker is then asked, never sent the
+//! order again: if it has the order, its state is recorded; if it has none, nothing was
+//! placed, and a placed order becomes `REJECTED` / `NOT_AT_BROKER` while a pending change
+//! falls back to the working state it left. A retry of the same client order id and a
+//! periodic sweep both come here.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use pinnacle_common::entities::orders;
 use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::model::OrderStatus;
@@ -19,23 +22,34 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use crate::credentials::{self, Actor};
 use crate::handler::internal;
+use crate::lease;
 use crate::service::Worker;
-use crate::store::{self, Patch};
+use crate::store::{self, Ownership, Patch};
 
 /// The audit actor for reconciliation.
 pub const ACTOR: &str = "pinnacle-reconciler";
 
-/// Whether `order` has waited long enough for its outcome to count as lost.
+/// Whether `order`'s outcome counts as lost and may be settled now.
 pub fn is_stale(worker: &Worker, order: &orders::Model) -> bool {
-    let status = store::status_of(order);
-    let quiet = Utc::now() - order.updated_at;
-    matches!(status, OrderStatus::Submitted | OrderStatus::Unknown)
-        && quiet.num_milliseconds() >= worker.settings.reconcile_after_ms as i64
+    lease::is_abandoned(
+        order,
+        worker.lease_terms(),
+        Duration::from_millis(worker.settings.reconcile_after_ms),
+        store::now_ms(),
+    )
 }
 
-/// Asks the broker about a stale order and records the answer.
+/// Takes a stale order and settles it with the broker's answer; returns the order as it
+/// then stands (unchanged when another reconciler took it or the broker could not say).
 pub async fn settle(worker: &Worker, order: &orders::Model) -> Result<orders::Model, ErrorBody> {
-    let account = credentials::account_of(&worker.db, order)
+    let (lease, until_ms) = worker.leases.issue(&order.id);
+    let taken = store::take(&worker.db, order, &lease.owner, until_ms)
+        .await
+        .map_err(|e| internal("taking the order for reconciliation", e))?;
+    let Some(order) = taken else {
+        return worker.reload(order).await;
+    };
+    let account = credentials::account_of(&worker.db, &order)
         .await
         .map_err(|e| e.into_error_body())?;
     let broker = worker.broker_for(&account)?;
@@ -46,14 +60,40 @@ pub async fn settle(worker: &Worker, order: &orders::Model) -> Result<orders::Mo
     let request_id = uuid::Uuid::now_v7().to_string();
     let creds =
         credentials::open_as(worker, actor, &account, "order.reconcile", &request_id).await?;
-    let found = broker.find_order(&creds, &order.id).await;
+    let found = lease::guard(
+        &worker.db,
+        &lease,
+        worker.lease_terms(),
+        broker.find_order(&creds, &order.id),
+    )
+    .await;
     drop(creds);
+    let held = Ownership::Held(&lease.owner);
+    let status = store::status_of(&order);
     match found {
-        Ok(Some(outcome)) => {
+        Ok(Ok(Some(outcome))) => {
             let patch = Patch::from_outcome(&outcome);
-            worker.advance(order, outcome.status, patch).await
+            worker
+                .record_outcome(&order, outcome.status, patch, held)
+                .await
         }
-        Ok(None) => {
+        Ok(Ok(None))
+            if matches!(
+                status,
+                OrderStatus::PendingModify | OrderStatus::PendingCancel
+            ) =>
+        {
+            // The change never reached the broker: the order works as it did before.
+            let working = if order.filled_quantity > 0 {
+                OrderStatus::PartiallyFilled
+            } else {
+                OrderStatus::Open
+            };
+            worker
+                .record_outcome(&order, working, Patch::default(), held)
+                .await
+        }
+        Ok(Ok(None)) => {
             let patch = Patch {
                 rejection: Some(ErrorBody::new(
                     ErrorCode::NotAtBroker,
@@ -61,11 +101,17 @@ pub async fn settle(worker: &Worker, order: &orders::Model) -> Result<orders::Mo
                 )),
                 ..Patch::default()
             };
-            worker.advance(order, OrderStatus::Rejected, patch).await
+            worker
+                .record_outcome(&order, OrderStatus::Rejected, patch, held)
+                .await
         }
-        Err(error) => {
+        Ok(Err(error)) => {
             tracing::warn!(order_id = %order.id, %error, "reconciliation failed; will retry");
-            Ok(order.clone())
+            Ok(order)
+        }
+        Err(lost) => {
+            tracing::warn!(order_id = %order.id, %lost, "reconciliation lost its lease; will retry");
+            Ok(order)
         }
     }
 }
@@ -75,6 +121,8 @@ pub async fn sweep(worker: &Worker) -> Result<usize, ErrorBody> {
     let candidates = orders::Entity::find()
         .filter(orders::Column::Status.is_in([
             OrderStatus::Submitted.as_str(),
+            OrderStatus::PendingModify.as_str(),
+            OrderStatus::PendingCancel.as_str(),
             OrderStatus::Unknown.as_str(),
         ]))
         .all(&worker.db)

@@ -14,8 +14,9 @@ use pinnacle_common::shutdown::Shutdown;
 use pinnacle_common::subjects;
 use sea_orm::{DatabaseConnection, EntityTrait};
 
-use crate::events::{self, OrderEvents};
-use crate::store::{self, Patch, TransitionError};
+use crate::events::{self, Relay};
+use crate::lease;
+use crate::store::{self, Ownership, Patch, TransitionError};
 use crate::{handler, reconcile, squareoff};
 use pinnacle_common::entities::orders;
 use pinnacle_common::error::{ErrorBody, ErrorCode};
@@ -45,8 +46,12 @@ pub struct Worker {
     pub vault: Arc<Vault>,
     /// Where credential accesses are recorded before they happen.
     pub audit: AuditLog,
-    /// Publishes order lifecycle events, in order, off the request path.
-    pub events: OrderEvents,
+    /// This worker instance's name (lease tokens and outbox claims start with it).
+    pub instance: String,
+    /// Issues leases on in-flight orders.
+    pub leases: lease::Issuer,
+    /// Stores the outbox's order lifecycle events in `ORDER_EVENTS`, off the request path.
+    pub relay: Relay,
     /// Brokers by the name stored in `broker_accounts.broker`.
     pub brokers: HashMap<&'static str, Arc<dyn Broker>>,
     /// Limits and timeouts.
@@ -76,6 +81,10 @@ pub fn audit_log(
     )
 }
 
+/// How long a stopping worker keeps publishing its outbox before leaving the rest to the
+/// other workers' relays.
+pub const RELAY_DRAIN: Duration = Duration::from_secs(5);
+
 /// The micro-service name the workers register under.
 pub const SERVICE_NAME: &str = "pinnacle-orders";
 
@@ -89,8 +98,15 @@ impl Worker {
         settings: WorkerSettings,
     ) -> Self {
         let audit = audit_log(&client, &db, &vault, &settings);
+        let instance = format!("w-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
+        let terms = lease::Terms {
+            length: Duration::from_millis(settings.lease_ms.max(30)),
+            grace: Duration::from_millis(settings.lease_grace_ms),
+        };
         Self {
-            events: OrderEvents::start(async_nats::jetstream::new(client.clone())),
+            leases: lease::Issuer::new(instance.clone(), terms),
+            instance,
+            relay: Relay::new(),
             client,
             db,
             vault,
@@ -128,56 +144,88 @@ impl Worker {
         })
     }
 
-    /// Moves an order through the state machine (compare-and-set) and publishes the event.
+    /// Moves an order through the state machine (compare-and-set, with its event in the
+    /// outbox) and wakes the relay.
     pub async fn advance(
         &self,
         order: &orders::Model,
         to: OrderStatus,
         patch: Patch,
+        ownership: Ownership<'_>,
     ) -> Result<orders::Model, ErrorBody> {
-        let from = store::status_of(order);
-        let next = store::transition(&self.db, order, to, patch)
+        let next = store::transition(&self.db, order, to, patch, ownership)
             .await
             .map_err(|e| match e {
                 TransitionError::Db(db) => handler::internal("updating the order", db),
                 other => ErrorBody::new(ErrorCode::InvalidState, other.to_string()),
             })?;
-        self.announce(Some(from), &next).await;
+        self.relay.nudge();
         Ok(next)
     }
 
     /// [`Self::advance`] with a broker's answer that another path (the order-update stream,
-    /// another worker) may already have recorded: losing the compare-and-set to such a
-    /// change returns the order as it now stands instead of an error.
+    /// another worker, reconciliation after this one lost its lease) may already have
+    /// recorded: losing the compare-and-set returns the order as it now stands instead of
+    /// an error.
     pub async fn record_outcome(
         &self,
         order: &orders::Model,
         to: OrderStatus,
         patch: Patch,
+        ownership: Ownership<'_>,
     ) -> Result<orders::Model, ErrorBody> {
-        match self.advance(order, to, patch).await {
-            Err(error) if error.code == ErrorCode::InvalidState => {
-                let current = orders::Entity::find_by_id(order.id.clone())
-                    .one(&self.db)
-                    .await
-                    .map_err(|e| handler::internal("reloading the order", e))?;
-                match current {
-                    Some(current)
-                        if current.status != order.status
-                            || current.updated_at != order.updated_at =>
-                    {
-                        Ok(current)
-                    }
-                    _ => Err(error),
-                }
+        match store::transition(&self.db, order, to, patch, ownership).await {
+            Ok(next) => {
+                self.relay.nudge();
+                Ok(next)
             }
-            other => other,
+            Err(TransitionError::Conflict) => self.reload(order).await,
+            Err(TransitionError::Db(db)) => Err(handler::internal("updating the order", db)),
+            Err(other) => Err(ErrorBody::new(ErrorCode::InvalidState, other.to_string())),
         }
     }
 
-    /// Publishes an order's current state as a lifecycle event.
-    pub async fn announce(&self, previous: Option<OrderStatus>, order: &orders::Model) {
-        self.events.publish(previous, order).await;
+    /// The order as the database shows it now.
+    pub async fn reload(&self, order: &orders::Model) -> Result<orders::Model, ErrorBody> {
+        orders::Entity::find_by_id(order.id.clone())
+            .one(&self.db)
+            .await
+            .map_err(|e| handler::internal("reloading the order", e))?
+            .ok_or_else(|| ErrorBody::new(ErrorCode::NotFound, "the order no longer exists"))
+    }
+
+    /// The lease terms of this worker.
+    pub fn lease_terms(&self) -> lease::Terms {
+        self.leases.terms()
+    }
+}
+
+/// Starts the outbox relay; it stops when the returned token is cancelled, which `run`
+/// does after the last handler has answered, so their events go out too.
+fn spawn_relay(worker: &Arc<Worker>) -> (Shutdown, tokio::task::JoinHandle<()>) {
+    let stop = Shutdown::new();
+    let (w, token) = (worker.clone(), stop.clone());
+    let task = tokio::spawn(async move {
+        let js = async_nats::jetstream::new(w.client.clone());
+        w.relay
+            .run(js, w.db.clone(), w.instance.clone(), token, RELAY_DRAIN)
+            .await;
+    });
+    (stop, task)
+}
+
+/// Waits until every broker can serve (the paper broker: a first tick), for up to the
+/// configured time; a worker that joined the queue group earlier would refuse orders.
+async fn wait_ready(worker: &Worker) {
+    let timeout = Duration::from_millis(worker.settings.ready_timeout_ms);
+    for broker in worker.brokers.values() {
+        if !broker.wait_ready(timeout).await {
+            tracing::warn!(
+                broker = broker.name(),
+                waited_ms = worker.settings.ready_timeout_ms,
+                "broker not ready; serving anyway (its orders get PRICE_UNAVAILABLE until it is)"
+            );
+        }
     }
 }
 
@@ -190,6 +238,8 @@ pub async fn run(worker: Arc<Worker>, shutdown: Shutdown) -> Result<(), WorkerEr
             subject: subjects::ORDER_EVENTS_ALL,
             reason,
         })?;
+    let relay = spawn_relay(&worker);
+    wait_ready(&worker).await;
     let subscription = worker
         .client
         .queue_subscribe(subjects::ORDERS_ALL, subjects::ORDER_WORKER_QUEUE.into())
@@ -220,7 +270,9 @@ pub async fn run(worker: Arc<Worker>, shutdown: Shutdown) -> Result<(), WorkerEr
         },
     )
     .await;
-    worker.events.flush().await;
+    let (relay_stop, relay) = relay;
+    relay_stop.cancel();
+    let _ = relay.await;
     let _ = discovery.await;
     let _ = reconciler.await;
     let _ = square_off.await;

@@ -1,16 +1,19 @@
 //! Intraday square-off: after `PINNACLE_WORKER_SQUARE_OFF_AT` (IST) each day, working
-//! `INTRADAY` orders are cancelled and open `INTRADAY` positions are closed at market.
+//! `INTRADAY` orders are cancelled and open `INTRADAY` positions are closed with marketable
+//! LIMIT orders priced from the last tick within `PINNACLE_WORKER_SQUARE_OFF_BAND_BPS`
+//! (Angel One refuses MARKET orders from the API), through the same pipeline as every
+//! order ([`crate::place::submit`], [`crate::manage::cancel_as`]).
 //!
 //! Every worker runs it; it is idempotent across them. A closing order's client order id
 //! is derived from the day, the account and the instrument, so the database's unique key
-//! lets exactly one worker place it; cancels are compare-and-set transitions. Each
+//! lets exactly one worker place it; a refused one is retried on the next sweep under the
+//! next attempt's id. Cancels are compare-and-set transitions under a lease. Each
 //! credential use is audited first, as `order.squareoff` by `pinnacle-squareoff`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{NaiveTime, TimeZone, Utc};
-use pinnacle_common::broker::BrokerError;
 use pinnacle_common::clock::ist;
 use pinnacle_common::entities::orders;
 use pinnacle_common::error::ErrorBody;
@@ -21,12 +24,16 @@ use sha2::{Digest, Sha256};
 
 use crate::credentials::{self, Actor};
 use crate::handler::internal;
-use crate::place::broker_error;
+use crate::manage;
+use crate::place::{self, broker_error, Caller, RiskChecks};
 use crate::service::Worker;
-use crate::store::{self, Inserted, Patch};
+use crate::store;
 
 /// The audit actor.
 pub const ACTOR: &str = "pinnacle-squareoff";
+
+/// The audit purpose of every credential use.
+pub const PURPOSE: &str = "order.squareoff";
 
 /// Parses `HH:MM`; empty means "off".
 pub fn parse_time(text: &str) -> Result<Option<NaiveTime>, String> {
@@ -43,13 +50,13 @@ pub fn parse_time(text: &str) -> Result<Option<NaiveTime>, String> {
 /// instrument and the position's bought and sold quantities: every worker computes the same
 /// id for the same position (so only one closing order is placed), and a position reopened
 /// later in the day gets a new one.
-fn closing_id(day: &str, account_id: &str, position: &Position) -> String {
+fn closing_id(day: &str, account_id: &str, position: &Position, attempt: u32) -> String {
     let key = format!(
         "{account_id}|{}|{}|{}|{}",
         position.exchange, position.symbol, position.buy_quantity, position.sell_quantity
     );
     let digest = Sha256::digest(key.as_bytes());
-    format!("sqoff-{day}-{}", &hex::encode(digest)[..16])
+    format!("sqoff-{day}-{}-{attempt}", &hex::encode(digest)[..16])
 }
 
 /// Squares off every account with intraday activity today; returns how many orders it
@@ -92,44 +99,22 @@ pub async fn square_off(worker: &Worker) -> Result<usize, ErrorBody> {
 }
 
 async fn cancel(worker: &Worker, order: &orders::Model) -> Result<(), ErrorBody> {
-    let account = credentials::account_of(&worker.db, order)
+    let request_id = uuid::Uuid::now_v7().to_string();
+    manage::cancel_as(worker, order, actor(), PURPOSE, &request_id)
         .await
-        .map_err(|e| e.into_error_body())?;
-    let broker = worker.broker_for(&account)?;
-    let creds = open(worker, &account).await?;
-    let previous = store::status_of(order);
-    let pending = worker
-        .advance(order, OrderStatus::PendingCancel, Patch::default())
-        .await?;
-    let answer = broker
-        .cancel_order(
-            &creds,
-            pending.broker_order_id.as_deref().unwrap_or_default(),
-        )
-        .await;
-    match answer {
-        Ok(outcome) => worker
-            .advance(&pending, outcome.status, Patch::from_outcome(&outcome))
-            .await
-            .map(|_| ()),
-        Err(error) => {
-            worker.advance(&pending, previous, Patch::default()).await?;
-            Err(broker_error(&error))
-        }
+        .map(|_| ())
+}
+
+fn actor() -> Actor<'static> {
+    Actor {
+        name: ACTOR,
+        token_id: None,
     }
 }
 
-async fn open(
-    worker: &Worker,
-    account: &pinnacle_common::entities::broker_accounts::Model,
-) -> Result<pinnacle_common::broker::BrokerCredentials, ErrorBody> {
-    let actor = Actor {
-        name: ACTOR,
-        token_id: None,
-    };
-    let request_id = uuid::Uuid::now_v7().to_string();
-    credentials::open_as(worker, actor, account, "order.squareoff", &request_id).await
-}
+/// The most closing orders tried for one position in a day (each refusal is retried on
+/// the next sweep under the next attempt's client order id).
+pub const MAX_ATTEMPTS: u32 = 5;
 
 async fn close_positions(worker: &Worker, account_id: &str, day: &str) -> Result<usize, ErrorBody> {
     let account =
@@ -140,66 +125,104 @@ async fn close_positions(worker: &Worker, account_id: &str, day: &str) -> Result
             .map_err(|e| internal("loading the account", e))?;
     let Some(account) = account else { return Ok(0) };
     let broker = worker.broker_for(&account)?;
-    let creds = open(worker, &account).await?;
+    let request_id = uuid::Uuid::now_v7().to_string();
+    let creds = credentials::open_as(worker, actor(), &account, PURPOSE, &request_id).await?;
     let positions = broker
         .positions(&creds)
         .await
         .map_err(|e| broker_error(&e))?;
+    drop(creds);
     let mut placed = 0;
     for position in positions
         .iter()
         .filter(|p| p.product == Product::Intraday && p.net_quantity != 0)
     {
+        let Some(client_order_id) = next_attempt(worker, day, &account, position).await? else {
+            continue;
+        };
+        let side = if position.net_quantity > 0 {
+            Side::Sell
+        } else {
+            Side::Buy
+        };
+        let Some(ltp) = broker
+            .reference_price(&position.exchange, &position.symbol)
+            .await
+        else {
+            tracing::warn!(symbol = %position.symbol, "no price to square off at; retrying next sweep");
+            continue;
+        };
         let order = OrderRequest {
-            client_order_id: closing_id(day, &account.id, position),
+            client_order_id,
             exchange: position.exchange.clone(),
             symbol: position.symbol.clone(),
-            side: if position.net_quantity > 0 {
-                Side::Sell
-            } else {
-                Side::Buy
-            },
-            order_type: OrderType::Market,
+            side,
+            order_type: OrderType::Limit,
             quantity: position.net_quantity.abs(),
-            price: None,
+            price: Some(protected_price(
+                side,
+                ltp,
+                worker.settings.square_off_band_bps,
+            )),
             trigger_price: None,
             product: Product::Intraday,
             account: None,
         };
-        let created = match store::insert_new(&worker.db, &account.user_id, &account.id, &order)
-            .await
-            .map_err(|e| internal("storing the square-off order", e))?
-        {
-            // Another worker (or an earlier sweep today) already closed this one.
-            Inserted::Existing(_) => continue,
-            Inserted::Created(created) => created,
+        let caller = Caller {
+            user_id: &account.user_id,
+            actor: actor(),
+            purpose: PURPOSE,
+            request_id: &request_id,
+            risk: RiskChecks::Closing,
+            account: Some(&account),
         };
-        worker.announce(Some(OrderStatus::New), &created).await;
-        let stored = match broker.place_order(&creds, &created.id, &order).await {
-            Ok(outcome) => {
-                worker
-                    .advance(&created, outcome.status, Patch::from_outcome(&outcome))
-                    .await?
-            }
-            Err(BrokerError::Unavailable(_)) => {
-                worker
-                    .advance(&created, OrderStatus::Unknown, Patch::default())
-                    .await?
+        match place::submit(worker, &caller, &order).await {
+            Ok(stored) => {
+                tracing::info!(order_id = %stored.id, status = %stored.status, "intraday position squared off");
+                placed += 1;
             }
             Err(error) => {
-                let patch = Patch {
-                    rejection: Some(broker_error(&error)),
-                    ..Patch::default()
-                };
-                worker
-                    .advance(&created, OrderStatus::Rejected, patch)
-                    .await?
+                tracing::warn!(code = %error.code, message = %error.message, "square-off order refused; retrying next sweep");
             }
-        };
-        tracing::info!(order_id = %stored.id, status = %stored.status, "intraday position squared off");
-        placed += 1;
+        }
     }
     Ok(placed)
+}
+
+/// The client order id of the next closing order for `position`, or `None` when one is
+/// already working or filled (or the attempts are used up). A refused attempt is retried
+/// under the next id, so a transient refusal does not leave the position open.
+async fn next_attempt(
+    worker: &Worker,
+    day: &str,
+    account: &pinnacle_common::entities::broker_accounts::Model,
+    position: &Position,
+) -> Result<Option<String>, ErrorBody> {
+    for attempt in 1..=MAX_ATTEMPTS {
+        let id = closing_id(day, &account.id, position, attempt);
+        let existing = store::find(&worker.db, &account.user_id, &id)
+            .await
+            .map_err(|e| internal("looking up the square-off order", e))?;
+        match existing {
+            None => return Ok(Some(id)),
+            Some(order) if store::status_of(&order) == OrderStatus::Rejected => continue,
+            Some(_) => return Ok(None),
+        }
+    }
+    tracing::error!(symbol = %position.symbol, "square-off attempts used up; close the position by hand");
+    Ok(None)
+}
+
+/// A marketable limit price for a closing order: `ltp` moved against the order by
+/// `band_bps` basis points (Angel One refuses MARKET orders from the API), rounded to the
+/// 5-paise tick away from the market so it stays inside the band.
+pub fn protected_price(side: Side, ltp: i64, band_bps: u32) -> i64 {
+    const TICK: i64 = 5;
+    let band = ltp.saturating_mul(i64::from(band_bps)) / 10_000;
+    match side {
+        Side::Buy => (ltp + band) / TICK * TICK,
+        Side::Sell => (ltp - band + TICK - 1) / TICK * TICK,
+    }
 }
 
 /// Checks once a minute (and at start) whether it is time, until `shutdown` fires.
@@ -250,13 +273,18 @@ mod tests {
             sell_quantity: 0,
             realized_pnl: 0,
         };
-        let id = closing_id("20261125", "acct", &position);
+        let id = closing_id("20261125", "acct", &position, 1);
         assert_eq!(
             id,
-            closing_id("20261125", "acct", &position),
+            closing_id("20261125", "acct", &position, 1),
             "every worker agrees"
         );
-        assert_ne!(id, closing_id("20261126", "acct", &position), "a new day");
+        assert_ne!(
+            id,
+            closing_id("20261126", "acct", &position, 1),
+            "a new day"
+        );
+        assert_ne!(id, closing_id("20261125", "acct", &position, 2), "a retry");
         let reopened = Position {
             buy_quantity: 10,
             sell_quantity: 5,
@@ -264,7 +292,7 @@ mod tests {
         };
         assert_ne!(
             id,
-            closing_id("20261125", "acct", &reopened),
+            closing_id("20261125", "acct", &reopened, 1),
             "a reopened position"
         );
         let request = OrderRequest {
@@ -280,5 +308,22 @@ mod tests {
             account: None,
         };
         assert!(request.validate(10).is_ok());
+    }
+
+    #[test]
+    fn closing_prices_are_marketable_inside_the_band_on_the_tick() {
+        // 1% band around ₹820.00.
+        assert_eq!(protected_price(Side::Sell, 82_000, 100), 81_180);
+        assert_eq!(protected_price(Side::Buy, 82_000, 100), 82_820);
+        // Off-tick results round away from the market, staying inside the band.
+        assert_eq!(protected_price(Side::Sell, 82_003, 100), 81_185);
+        assert_eq!(protected_price(Side::Buy, 82_003, 100), 82_820);
+        for ltp in [5, 995, 82_003, 123_457] {
+            let sell = protected_price(Side::Sell, ltp, 100);
+            let buy = protected_price(Side::Buy, ltp, 100);
+            assert_eq!(sell % 5, 0);
+            assert_eq!(buy % 5, 0);
+            assert!(sell <= ltp && buy >= ltp - 4, "{ltp}: {sell} {buy}");
+        }
     }
 }

@@ -1,6 +1,12 @@
 //! Order persistence. The `(user_id, client_order_id)` unique key is the idempotency guard:
 //! whichever worker inserts first owns the order; every other attempt reads it back. Every
-//! state change is a compare-and-set through the state machine ([`transition`]).
+//! state change is a compare-and-set through the state machine ([`transition`]), and every
+//! one writes its lifecycle event to the outbox in the same transaction
+//! ([`crate::events`]), so a committed change is never without its event.
+//!
+//! In-flight orders (`SUBMITTED`, `PENDING_MODIFY`, `PENDING_CANCEL`) carry a lease
+//! ([`Ownership`]): only its holder may settle them, and reconciliation [`take`]s one only
+//! once the lease has expired (see [`crate::lease`]).
 
 use chrono::Utc;
 use pinnacle_common::broker::BrokerOutcome;
@@ -10,9 +16,35 @@ use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::model::{OrderReply, OrderRequest, OrderStatus, OrderType, Side};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set, SqlErr,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    QueryFilter, Set, SqlErr, TransactionTrait,
 };
 use tracing::Instrument as _;
+
+use crate::events;
+
+/// Who changes an order, as far as its lease is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ownership<'a> {
+    /// Anyone: a fill from the tick stream or the broker's update stream. The status
+    /// compare-and-set alone decides.
+    Any,
+    /// The lease holder settling the order: the change applies only while `owner` still
+    /// holds it.
+    Held(&'a str),
+    /// A change into an in-flight state, which `owner` holds until `until_ms`.
+    Acquire {
+        /// The lease token.
+        owner: &'a str,
+        /// Ms since the epoch.
+        until_ms: i64,
+    },
+}
+
+/// Milliseconds since the Unix epoch, the unit of leases and outbox claims.
+pub fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
 
 /// The order already exists: the stored row, for replay.
 #[derive(Debug)]
@@ -37,21 +69,25 @@ pub async fn find(
         .await
 }
 
-/// Inserts the order, already `SUBMITTED`, or returns the one that already holds its client
-/// order id.
+/// Inserts the order, already `SUBMITTED` and leased to `owner` until `lease_until_ms`, or
+/// returns the one that already holds its client order id.
 ///
-/// `NEW → SUBMITTED` happens in this one commit: the row exists before the broker is
-/// called, so a crash after this point leaves an order that reconciliation asks the broker
-/// about, never one that is silently re-sent. The caller announces both states.
+/// `NEW → SUBMITTED` happens in this one commit, with both events in the outbox: the row
+/// exists before the broker is called, so a crash after this point leaves an order that
+/// reconciliation asks the broker about once the lease has expired, never one that is
+/// silently re-sent.
 pub async fn insert_new(
-    db: &impl ConnectionTrait,
+    db: &DatabaseConnection,
+    order_id: &str,
     user_id: &str,
     broker_account_id: &str,
     request: &OrderRequest,
+    owner: &str,
+    lease_until_ms: i64,
 ) -> Result<Inserted, DbErr> {
     let now = Utc::now();
     let row = orders::ActiveModel {
-        id: Set(uuid::Uuid::now_v7().to_string()),
+        id: Set(order_id.to_string()),
         user_id: Set(user_id.to_string()),
         broker_account_id: Set(broker_account_id.to_string()),
         client_order_id: Set(request.client_order_id.clone()),
@@ -71,12 +107,22 @@ pub async fn insert_new(
         reject_reason: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
+        lease_owner: Set(Some(owner.to_string())),
+        lease_until_ms: Set(Some(lease_until_ms)),
     };
-    match row
-        .insert(db)
-        .instrument(db_span(db, "INSERT", "orders"))
-        .await
-    {
+    let inserted = async {
+        let txn = db.begin().await?;
+        let model = row.insert(&txn).await?;
+        let mut new = model.clone();
+        new.status = OrderStatus::New.as_str().to_string();
+        events::record(&txn, None, &new).await?;
+        events::record(&txn, Some(OrderStatus::New), &model).await?;
+        txn.commit().await?;
+        Ok::<_, DbErr>(model)
+    }
+    .instrument(db_span(db, "INSERT", "orders"))
+    .await;
+    match inserted {
         Ok(model) => Ok(Inserted::Created(model)),
         Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
             find(db, user_id, &request.client_order_id)
@@ -138,15 +184,19 @@ pub enum TransitionError {
     Db(#[from] DbErr),
 }
 
-/// Moves `order` to `to`, if the state machine allows it and nobody else moved it first.
+/// Moves `order` to `to`, if the state machine allows it, nobody else moved it first and
+/// `ownership` allows it; the order's event goes to the outbox in the same transaction.
 ///
-/// The update is a compare-and-set on the current status, so two workers can never both
-/// apply a transition from the same state.
+/// The update is a compare-and-set on the current status (and, for [`Ownership::Held`], on
+/// the lease owner), so two workers can never both apply a transition from the same state.
+/// Entering an in-flight state takes the lease given by [`Ownership::Acquire`]; leaving one
+/// releases it.
 pub async fn transition(
-    db: &impl ConnectionTrait,
+    db: &DatabaseConnection,
     order: &orders::Model,
     to: OrderStatus,
     patch: Patch,
+    ownership: Ownership<'_>,
 ) -> Result<orders::Model, TransitionError> {
     let from = status_of(order);
     if !from.can_become(to) {
@@ -159,6 +209,17 @@ pub async fn transition(
     let mut next = order.clone();
     next.status = to.as_str().to_string();
     next.updated_at = now;
+    let (lease_owner, lease_until_ms) = match ownership {
+        Ownership::Acquire { owner, until_ms } if to.is_in_flight() => {
+            (Some(owner.to_string()), Some(until_ms))
+        }
+        _ => (None, None),
+    };
+    update = update
+        .col_expr(orders::Column::LeaseOwner, Expr::value(lease_owner.clone()))
+        .col_expr(orders::Column::LeaseUntilMs, Expr::value(lease_until_ms));
+    next.lease_owner = lease_owner;
+    next.lease_until_ms = lease_until_ms;
     if let Some(id) = patch.broker_order_id {
         update = update.col_expr(orders::Column::BrokerOrderId, Expr::value(id.clone()));
         next.broker_order_id = Some(id);
@@ -193,17 +254,82 @@ pub async fn transition(
         next.reject_code = Some(error.code.as_str().to_string());
         next.reject_reason = Some(error.message);
     }
-    let result = update
+    let mut update = update
         .filter(orders::Column::Id.eq(order.id.as_str()))
-        .filter(orders::Column::Status.eq(from.as_str()))
-        .exec(db)
-        .instrument(db_span(db, "UPDATE", "orders"))
-        .await?;
-    if result.rows_affected == 1 {
+        .filter(orders::Column::Status.eq(from.as_str()));
+    if let Ownership::Held(owner) = ownership {
+        update = update.filter(orders::Column::LeaseOwner.eq(owner));
+    }
+    let applied = async {
+        let txn = db.begin().await?;
+        let result = update.exec(&txn).await?;
+        if result.rows_affected != 1 {
+            return Ok(false);
+        }
+        events::record(&txn, Some(from), &next).await?;
+        txn.commit().await?;
+        Ok::<_, DbErr>(true)
+    }
+    .instrument(db_span(db, "UPDATE", "orders"))
+    .await?;
+    if applied {
         Ok(next)
     } else {
         Err(TransitionError::Conflict)
     }
+}
+
+/// Takes an abandoned in-flight or `UNKNOWN` order for reconciliation: the lease passes to
+/// `owner` until `until_ms` only if the order is still exactly as `order` shows it (status
+/// and lease), so of several reconcilers exactly one wins, and never while a live lease
+/// holder could still call the broker (the caller checked [`crate::lease::is_abandoned`]).
+pub async fn take(
+    db: &impl ConnectionTrait,
+    order: &orders::Model,
+    owner: &str,
+    until_ms: i64,
+) -> Result<Option<orders::Model>, DbErr> {
+    let mut update = orders::Entity::update_many()
+        .col_expr(orders::Column::LeaseOwner, Expr::value(owner))
+        .col_expr(orders::Column::LeaseUntilMs, Expr::value(until_ms))
+        .filter(orders::Column::Id.eq(order.id.as_str()))
+        .filter(orders::Column::Status.eq(order.status.as_str()));
+    update = match &order.lease_owner {
+        Some(previous) => update.filter(orders::Column::LeaseOwner.eq(previous.as_str())),
+        None => update.filter(orders::Column::LeaseOwner.is_null()),
+    };
+    update = match order.lease_until_ms {
+        Some(previous) => update.filter(orders::Column::LeaseUntilMs.eq(previous)),
+        None => update.filter(orders::Column::LeaseUntilMs.is_null()),
+    };
+    let result = update
+        .exec(db)
+        .instrument(db_span(db, "UPDATE", "orders"))
+        .await?;
+    Ok((result.rows_affected == 1).then(|| {
+        let mut taken = order.clone();
+        taken.lease_owner = Some(owner.to_string());
+        taken.lease_until_ms = Some(until_ms);
+        taken
+    }))
+}
+
+/// Extends `owner`'s lease on an order to `until_ms`; `false` when `owner` no longer holds
+/// it.
+pub async fn renew(
+    db: &impl ConnectionTrait,
+    order_id: &str,
+    owner: &str,
+    until_ms: i64,
+) -> Result<bool, DbErr> {
+    let result = orders::Entity::update_many()
+        .col_expr(orders::Column::LeaseUntilMs, Expr::value(until_ms))
+        .filter(orders::Column::Id.eq(order_id))
+        .filter(orders::Column::LeaseOwner.eq(owner))
+        .exec(db)
+        .instrument(db_span(db, "UPDATE", "orders"))
+        .await?;
+    Ok(result.rows_affected == 1)
 }
 
 /// The stored status (an unparseable one reads as `UNKNOWN`, which forces reconciliation).

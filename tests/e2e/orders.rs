@@ -261,7 +261,7 @@ async fn a_worker_stopping_mid_flight_loses_and_duplicates_nothing() {
 }
 
 /// Stores `client_order_id` for `user` as a worker that stopped mid-flight would leave it:
-/// `SUBMITTED`, its broker outcome never recorded, last touched a minute ago.
+/// `SUBMITTED`, its broker outcome never recorded, its lease expired a minute ago.
 async fn orphan(
     stack: &TestStack,
     user: &pinnacle_tests::TestUser,
@@ -292,6 +292,9 @@ async fn orphan(
         reject_reason: Set(None),
         created_at: Set(then),
         updated_at: Set(then),
+        // Its worker's lease ran out long ago.
+        lease_owner: Set(Some("w-dead#1".into())),
+        lease_until_ms: Set(Some(then.timestamp_millis() + 5_000)),
     }
     .insert(&stack.db)
     .await

@@ -6,6 +6,7 @@ pub mod api_tokens;
 pub mod audit_checkpoints;
 pub mod broker_accounts;
 pub mod master_keys;
+pub mod order_outbox;
 pub mod orders;
 pub mod risk_limits;
 pub mod users;

@@ -31,7 +31,7 @@ pub struct Model {
     pub trigger_price: Option<i64>,
     /// `DELIVERY`, `INTRADAY`, `CARRYFORWARD` or `MARGIN`.
     pub product: String,
-    /// `NEW`, `OPEN`, `FILLED` or `REJECTED`.
+    /// An [`crate::model::OrderStatus`], e.g. `SUBMITTED`, `OPEN`, `FILLED`.
     pub status: String,
     /// Units filled.
     pub filled_quantity: i64,
@@ -47,6 +47,13 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     /// When it last changed.
     pub updated_at: DateTimeUtc,
+    /// The worker instance (or reconciler) that owns the order while it is in flight
+    /// (`SUBMITTED`, `PENDING_MODIFY`, `PENDING_CANCEL`); `NULL` otherwise.
+    pub lease_owner: Option<String>,
+    /// Until when the owner's lease holds, ms since the epoch. The owner never calls the
+    /// broker for this order after it; nobody else takes the order before it has passed
+    /// by the grace period (see docs/ARCHITECTURE.md).
+    pub lease_until_ms: Option<i64>,
 }
 
 /// Relations.

@@ -171,6 +171,15 @@ impl OrderStatus {
         matches!(self, Self::Open | Self::PartiallyFilled)
     }
 
+    /// Whether a worker is talking to the broker about the order right now (placing,
+    /// modifying or cancelling it): such an order has an owner holding a lease.
+    pub fn is_in_flight(self) -> bool {
+        matches!(
+            self,
+            Self::Submitted | Self::PendingModify | Self::PendingCancel
+        )
+    }
+
     /// The transition table.
     pub fn can_become(self, next: Self) -> bool {
         use OrderStatus::*;

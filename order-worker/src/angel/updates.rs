@@ -181,7 +181,12 @@ async fn apply(worker: &Worker, account_id: &str, record: &OrderRecord) {
     }
     // Losing the compare-and-set to the request path or another worker is normal.
     if let Err(error) = worker
-        .advance(&order, outcome.status, Patch::from_outcome(&outcome))
+        .advance(
+            &order,
+            outcome.status,
+            Patch::from_outcome(&outcome),
+            crate::store::Ownership::Any,
+        )
         .await
     {
         tracing::debug!(order_id = %order.id, %error, "order update not applied");

@@ -1,0 +1,284 @@
+//! One owner per in-flight order.
+//!
+//! An order being placed, modified or cancelled carries a lease: an owner token (unique per
+//! acquisition) and `lease_until_ms`. The rule that makes "not at the broker" a safe
+//! conclusion:
+//!
+//! 1. The owner calls the broker for the order only through [`guard`], which renews the
+//!    lease every third of its length while the call runs and **drops the call** the
+//!    moment the lease is not known to be held: at the local deadline of its last
+//!    successful renewal, or at once when a renewal finds another owner. So no owner sends
+//!    anything for the order after `lease_until_ms`.
+//! 2. Reconciliation takes an order only when `lease_until_ms + grace` has passed
+//!    ([`is_abandoned`]), by compare-and-set on the lease it saw ([`crate::store::take`]).
+//!    The grace covers a request already on the wire when its sender gave up, and clock
+//!    skew between workers.
+//! 3. Only the lease holder may settle an in-flight order
+//!    ([`crate::store::Ownership::Held`]); a handler that lost its lease replies with the
+//!    order as the database now shows it.
+//!
+//! Hence when reconciliation asks the broker, no owner can still send the order, and the
+//! broker's "no such order" is the final truth.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use pinnacle_common::entities::orders;
+use pinnacle_common::model::OrderStatus;
+use sea_orm::DatabaseConnection;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::store;
+
+/// How long leases last and how long after expiry an order counts as abandoned.
+#[derive(Debug, Clone, Copy)]
+pub struct Terms {
+    /// The lease's length; renewed every third of it.
+    pub length: Duration,
+    /// Added to an expired lease before anyone else may take the order.
+    pub grace: Duration,
+}
+
+/// A lease this process holds on one order.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    /// The order.
+    pub order_id: String,
+    /// The token stored in `orders.lease_owner`.
+    pub owner: String,
+    /// The local instant after which the lease is no longer known to be held.
+    pub deadline: Instant,
+}
+
+/// The broker call was dropped because the lease was lost; nothing more will be sent.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the lease on the order was lost; its outcome is left to reconciliation")]
+pub struct LeaseLost;
+
+/// Issues lease tokens for one worker instance.
+#[derive(Debug)]
+pub struct Issuer {
+    instance: String,
+    next: AtomicU64,
+    terms: Terms,
+}
+
+impl Issuer {
+    /// Tokens `<instance>#<n>`, with `terms`.
+    pub fn new(instance: impl Into<String>, terms: Terms) -> Self {
+        Self {
+            instance: instance.into(),
+            next: AtomicU64::new(1),
+            terms,
+        }
+    }
+
+    /// The lease terms.
+    pub fn terms(&self) -> Terms {
+        self.terms
+    }
+
+    /// A new lease on `order_id`, starting now: the token, the `lease_until_ms` to store,
+    /// and the local deadline (taken before the clock reading, so it is never later than
+    /// the stored expiry).
+    pub fn issue(&self, order_id: &str) -> (Lease, i64) {
+        let deadline = Instant::now() + self.terms.length;
+        let until_ms = store::now_ms() + self.terms.length.as_millis() as i64;
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let lease = Lease {
+            order_id: order_id.to_string(),
+            owner: format!("{}#{n}", self.instance),
+            deadline,
+        };
+        (lease, until_ms)
+    }
+}
+
+/// Whether nobody can still be talking to the broker about `order`: it is in flight or
+/// `UNKNOWN`, and its lease (if any) expired more than `grace` ago at `now_ms`. An order
+/// without a lease (written before leases existed, or `UNKNOWN`) counts as abandoned once
+/// it has been quiet for `quiet`.
+pub fn is_abandoned(order: &orders::Model, terms: Terms, quiet: Duration, now_ms: i64) -> bool {
+    let status = store::status_of(order);
+    if !(status.is_in_flight() || status == OrderStatus::Unknown) {
+        return false;
+    }
+    let quiet_for = now_ms - order.updated_at.timestamp_millis();
+    match order.lease_until_ms {
+        Some(until) => now_ms > until + terms.grace.as_millis() as i64,
+        None => quiet_for >= quiet.as_millis() as i64,
+    }
+}
+
+/// Runs `call` (a broker call for the leased order) while renewing the lease, and drops it
+/// as soon as the lease is not known to be held. See the module docs.
+pub async fn guard<F: Future>(
+    db: &DatabaseConnection,
+    lease: &Lease,
+    terms: Terms,
+    call: F,
+) -> Result<F::Output, LeaseLost> {
+    let (deadline_tx, mut deadline) = watch::channel(lease.deadline);
+    let keeper = tokio::spawn(keep(db.clone(), lease.clone(), terms, deadline_tx));
+    let _stop_keeper = AbortOnDrop(keeper);
+    tokio::pin!(call);
+    loop {
+        let until = *deadline.borrow_and_update();
+        if Instant::now() >= until {
+            tracing::warn!(order_id = %lease.order_id, "lease lost; the broker call is dropped");
+            return Err(LeaseLost);
+        }
+        tokio::select! {
+            biased;
+            () = tokio::time::sleep_until(until) => {}
+            changed = deadline.changed() => {
+                if changed.is_err() {
+                    // The keeper stopped without word: keep the last deadline.
+                    return tokio::select! {
+                        () = tokio::time::sleep_until(until) => Err(LeaseLost),
+                        output = &mut call => Ok(output),
+                    };
+                }
+            }
+            output = &mut call => return Ok(output),
+        }
+    }
+}
+
+/// Renews `lease` every third of its length, publishing each new local deadline; a renewal
+/// that finds another owner sets the deadline to now.
+async fn keep(
+    db: DatabaseConnection,
+    lease: Lease,
+    terms: Terms,
+    deadline: watch::Sender<Instant>,
+) {
+    let every = terms.length / 3;
+    loop {
+        tokio::time::sleep(every).await;
+        let started = Instant::now();
+        let until_ms = store::now_ms() + terms.length.as_millis() as i64;
+        match store::renew(&db, &lease.order_id, &lease.owner, until_ms).await {
+            Ok(true) => {
+                deadline.send_replace(started + terms.length);
+            }
+            Ok(false) => {
+                deadline.send_replace(Instant::now());
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(order_id = %lease.order_id, %error, "could not renew the lease");
+            }
+        }
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(status: OrderStatus, lease_until_ms: Option<i64>, updated_ms: i64) -> orders::Model {
+        orders::Model {
+            id: "o".into(),
+            user_id: "u".into(),
+            broker_account_id: "a".into(),
+            client_order_id: "c".into(),
+            exchange: "NSE".into(),
+            symbol: "SBIN-EQ".into(),
+            side: "BUY".into(),
+            order_type: "LIMIT".into(),
+            quantity: 1,
+            price: Some(1),
+            trigger_price: None,
+            product: "DELIVERY".into(),
+            status: status.as_str().into(),
+            filled_quantity: 0,
+            average_price: None,
+            broker_order_id: None,
+            reject_code: None,
+            reject_reason: None,
+            created_at: chrono::DateTime::from_timestamp_millis(updated_ms).expect("in range"),
+            updated_at: chrono::DateTime::from_timestamp_millis(updated_ms).expect("in range"),
+            lease_owner: lease_until_ms.map(|_| "w#1".into()),
+            lease_until_ms,
+        }
+    }
+
+    const TERMS: Terms = Terms {
+        length: Duration::from_secs(5),
+        grace: Duration::from_secs(2),
+    };
+    const QUIET: Duration = Duration::from_secs(10);
+
+    #[test]
+    fn an_order_is_abandoned_only_after_its_lease_and_the_grace() {
+        let leased = order(OrderStatus::Submitted, Some(10_000), 0);
+        assert!(!is_abandoned(&leased, TERMS, QUIET, 9_000));
+        assert!(
+            !is_abandoned(&leased, TERMS, QUIET, 12_000),
+            "within the grace"
+        );
+        assert!(is_abandoned(&leased, TERMS, QUIET, 12_001));
+        let unknown = order(OrderStatus::Unknown, None, 0);
+        assert!(!is_abandoned(&unknown, TERMS, QUIET, 9_999));
+        assert!(is_abandoned(&unknown, TERMS, QUIET, 10_000));
+        let open = order(OrderStatus::Open, None, 0);
+        assert!(
+            !is_abandoned(&open, TERMS, QUIET, 1_000_000),
+            "not in flight"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_call_outliving_an_unrenewable_lease_is_dropped_before_it_sends() {
+        // No such table: renewals fail, so the deadline is never extended.
+        let db = sea_orm::Database::connect("sqlite::memory:")
+            .await
+            .expect("sqlite");
+        tokio::time::pause();
+        let issuer = Issuer::new("w", TERMS);
+        let (lease, _) = issuer.issue("missing");
+        let sent = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = sent.clone();
+        let call = async move {
+            tokio::time::sleep(Duration::from_secs(6)).await;
+            flag.store(true, Ordering::SeqCst);
+        };
+        let outcome = guard(&db, &lease, TERMS, call).await;
+        assert!(outcome.is_err());
+        assert!(
+            !sent.load(Ordering::SeqCst),
+            "the call never reached its send"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_paused_owner_never_starts_the_call() {
+        let db = sea_orm::Database::connect("sqlite::memory:")
+            .await
+            .expect("sqlite");
+        tokio::time::pause();
+        let issuer = Issuer::new("w", TERMS);
+        let (lease, _) = issuer.issue("o");
+        tokio::time::sleep(TERMS.length).await; // paused between insert and broker call
+        let polled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = polled.clone();
+        let outcome = guard(&db, &lease, TERMS, async move {
+            flag.store(true, Ordering::SeqCst);
+        })
+        .await;
+        assert!(outcome.is_err());
+        assert!(!polled.load(Ordering::SeqCst));
+    }
+}
