@@ -190,7 +190,7 @@ pub async fn spawn_worker(
 
 /// The Angel One broker for `angel_one` accounts, and the channel of sessions it uses
 /// (for the order-update follower).
-fn angel_one_broker(
+pub fn angel_one_broker(
     client: &async_nats::Client,
     db: &DatabaseConnection,
     vault: &Arc<Vault>,

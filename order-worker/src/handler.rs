@@ -60,11 +60,17 @@ impl Request<'_> {
 
 /// Handles one message and publishes its reply.
 pub async fn handle(worker: &Worker, message: Message) {
-    if let Some(reply_to) = &message.reply {
-        if !subjects::is_safe_reply(reply_to) {
+    match &message.reply {
+        // Nobody could learn the outcome: nothing is done, no credential touched.
+        None => {
+            tracing::debug!(subject = %message.subject, "ignoring an order request without a reply subject");
+            return;
+        }
+        Some(reply_to) if !subjects::is_safe_reply(reply_to) => {
             tracing::warn!(reply_to = %reply_to, "ignoring a request whose reply subject is protected");
             return;
         }
+        Some(_) => {}
     }
     let encoding = Encoding::from_headers(message.headers.as_ref());
     let request_id = codec::header(message.headers.as_ref(), headers::REQUEST_ID)
@@ -160,6 +166,32 @@ async fn reply(
     }
 }
 
+/// Refuses a request whose caller's `Pinnacle-Deadline` (ms since the epoch) has passed:
+/// its caller has given up, so it is answered at once, before the token is checked or any
+/// credential touched. A malformed deadline is `INVALID_REQUEST`.
+pub fn check_deadline(headers: Option<&HeaderMap>) -> Result<(), ErrorBody> {
+    let Some(text) = codec::header(headers, headers::DEADLINE) else {
+        return Ok(());
+    };
+    let deadline: i64 = text.trim().parse().map_err(|_| {
+        ErrorBody::new(
+            ErrorCode::InvalidRequest,
+            "Pinnacle-Deadline must be milliseconds since the Unix epoch",
+        )
+    })?;
+    let now = chrono::Utc::now().timestamp_millis();
+    if now > deadline {
+        return Err(ErrorBody::new(
+            ErrorCode::DeadlineExceeded,
+            format!(
+                "the request's deadline passed {} ms before it was taken",
+                now - deadline
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Logs an internal failure and returns the detail-free error for the caller.
 pub fn internal(context: &str, error: impl std::fmt::Display) -> ErrorBody {
     tracing::error!(%error, context, "internal error");
@@ -194,6 +226,7 @@ async fn process(
             ),
         )
     };
+    check_deadline(message.headers.as_ref())?;
     let (subject_user, verb) = subjects::parse_order(&message.subject).ok_or_else(unknown)?;
     let scope = match verb {
         verbs::PLACE | verbs::MODIFY | verbs::CANCEL => SCOPE_TRADE,

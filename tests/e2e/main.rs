@@ -17,6 +17,8 @@ mod nats_cluster;
 mod nats_config;
 mod openapi_fuzz;
 mod orders;
+mod outbox;
+mod ownership;
 mod portfolio;
 mod publisher;
 mod replay;

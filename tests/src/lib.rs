@@ -197,6 +197,68 @@ where
     }
 }
 
+/// Every order lifecycle event stored in `ORDER_EVENTS` for `user_id`, in stream order.
+pub async fn order_events(
+    client: &async_nats::Client,
+    user_id: &str,
+) -> Vec<pinnacle_common::model::OrderEvent> {
+    let js = async_nats::jetstream::new(client.clone());
+    let mut stream = js
+        .get_stream(pinnacle_common::subjects::ORDER_EVENTS_STREAM)
+        .await
+        .expect("order events stream exists");
+    let state = stream.info().await.expect("stream info").state.clone();
+    let subject = pinnacle_common::subjects::order_events(user_id);
+    let mut events = Vec::new();
+    for seq in state.first_sequence..=state.last_sequence {
+        let Ok(message) = stream.get_raw_message(seq).await else {
+            continue;
+        };
+        if message.subject.as_str() == subject {
+            events.push(
+                pinnacle_common::codec::Encoding::MsgPack
+                    .decode(&message.payload)
+                    .expect("order event decodes"),
+            );
+        }
+    }
+    events
+}
+
+/// Asserts that `events` (one user's, in stream order) hold every transition of order
+/// `order_id` exactly once and in order, from `NEW` to `last`: each event leaves the state
+/// the one before it entered, and no event id repeats.
+pub fn assert_complete_history(
+    events: &[pinnacle_common::model::OrderEvent],
+    order_id: &str,
+    last: pinnacle_common::model::OrderStatus,
+) {
+    use pinnacle_common::model::OrderStatus;
+    let history: Vec<_> = events
+        .iter()
+        .filter(|e| e.order.order_id == order_id)
+        .collect();
+    let statuses: Vec<_> = history.iter().map(|e| e.order.status).collect();
+    assert!(
+        history.len() >= 2,
+        "{order_id}: too few events: {statuses:?}"
+    );
+    assert_eq!(history[0].order.status, OrderStatus::New, "{statuses:?}");
+    assert_eq!(history[0].previous_status, None, "{statuses:?}");
+    for pair in history.windows(2) {
+        assert_eq!(
+            pair[1].previous_status,
+            Some(pair[0].order.status),
+            "{order_id}: out of order or missing: {statuses:?}"
+        );
+    }
+    let mut ids: Vec<_> = history.iter().map(|e| e.event_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), history.len(), "{order_id}: duplicated events");
+    assert_eq!(statuses.last(), Some(&last), "{order_id}: {statuses:?}");
+}
+
 /// Every audit event stored for `user_id`, decoded, with its raw payload.
 pub async fn audit_events(
     client: &async_nats::Client,

@@ -106,6 +106,11 @@ impl TestStack {
         }
     }
 
+    /// The database's URL, for a test that opens its own connections.
+    pub fn db_url(&self) -> &str {
+        &self._db.url
+    }
+
     /// Stops the services gracefully.
     pub async fn stop(&mut self) {
         if let Some(stack) = self.stack.take() {
