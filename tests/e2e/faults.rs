@@ -1,0 +1,593 @@
+//! The fault suite: a deployment of separate processes (`pinnacle serve` for the publisher,
+//! two order workers and the user API; a real nats-server; SQLite or PostgreSQL) under an
+//! order load that retries by client order id, while one fault is injected: a worker
+//! SIGKILLed or SIGTERMed, NATS restarted, the database stalled, JetStream not storing
+//! order events. After each, the same invariants must hold:
+//!
+//! - every acknowledged client order id exists exactly once, and no acknowledged final
+//!   state was later contradicted;
+//! - every order has its audit event from before it was created;
+//! - every state change is in `ORDER_EVENTS` exactly once, in order;
+//! - no order stays in flight or `UNKNOWN` longer than the documented bound;
+//! - the services recover without a restart (the last orders are placed after the fault).
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::HeaderMap;
+use base64::Engine as _;
+use pinnacle_cli::nats_server::{find_binary, NatsServer};
+use pinnacle_common::audit::orders::{orders_without_audit, Access, OrderRef};
+use pinnacle_common::codec::Encoding;
+use pinnacle_common::entities::{order_outbox, orders, risk_limits};
+use pinnacle_common::model::{AuditOutcome, OrderReply, OrderStatus, Reply};
+use pinnacle_common::subjects::{self, headers};
+use pinnacle_tests::{
+    assert_complete_history, audit_events, eventually, market, no_limits, order_events, TestDb,
+    ADMIN_TOKEN,
+};
+use sea_orm::{
+    ActiveModelTrait, ConnectionTrait, DbBackend, EntityTrait, IntoActiveModel, PaginatorTrait,
+    TransactionTrait,
+};
+use tokio::process::{Child, Command};
+
+use crate::each_backend;
+
+/// How long an order may stay in flight or `UNKNOWN` after the load: lease (1 s) + grace
+/// (0.5 s) + sweep (0.2 s), the reconcile delay for `UNKNOWN` (2 s), and room for a busy
+/// 2-core machine.
+const SETTLE_BOUND: Duration = Duration::from_secs(20);
+
+/// The deployment: every service a separate process.
+struct Deployment {
+    dir: tempfile::TempDir,
+    nats_dir: tempfile::TempDir,
+    nats: Option<NatsServer>,
+    db: TestDb,
+    api_url: String,
+    env: Vec<(String, String)>,
+    _publisher: Child,
+    workers: Vec<Child>,
+    _api: Child,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl Deployment {
+    async fn start(backend: pinnacle_tests::Backend) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let nats_dir = tempfile::tempdir().expect("nats dir");
+        let nats = NatsServer::start(&find_binary().expect("nats-server"), nats_dir.path(), &[])
+            .expect("nats-server");
+        let db = TestDb::create(backend).await;
+        let api_port = free_port();
+        let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+        let env: Vec<(String, String)> = [
+            ("NATS_URL", nats.url().to_string()),
+            ("DATABASE_URL", db.url.clone()),
+            ("DATABASE_MAX_CONNECTIONS", "8".into()),
+            ("PINNACLE_MASTER_KEY", key),
+            ("PINNACLE_MASTER_KEY_ID", "1".into()),
+            ("PINNACLE_API_BIND", format!("127.0.0.1:{api_port}")),
+            ("PINNACLE_API_ADMIN_TOKEN", ADMIN_TOKEN.into()),
+            ("PINNACLE_SIM_INTERVAL_MS", "20".into()),
+            ("PINNACLE_WORKER_LEASE_MS", "1000".into()),
+            ("PINNACLE_WORKER_LEASE_GRACE_MS", "500".into()),
+            ("PINNACLE_WORKER_RECONCILE_INTERVAL_MS", "200".into()),
+            ("PINNACLE_WORKER_RECONCILE_AFTER_MS", "2000".into()),
+            ("PINNACLE_WORKER_PAPER_CASH", "100000000000".into()),
+            ("PINNACLE_WORKER_SQUARE_OFF_AT", "".into()),
+            ("RUST_LOG", "info".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        // The user API first: it applies the migrations, which the others then find done.
+        let api = spawn(&dir.path().join("user-api.log"), &env, "user-api");
+        let api_addr = format!("127.0.0.1:{api_port}");
+        eventually(Duration::from_secs(60), "the user API's port", || async {
+            tokio::net::TcpStream::connect(&api_addr)
+                .await
+                .ok()
+                .map(|_| ())
+        })
+        .await;
+        let mut deployment = Self {
+            api_url: format!("http://127.0.0.1:{api_port}"),
+            _publisher: spawn(&dir.path().join("publisher.log"), &env, "publisher"),
+            workers: Vec::new(),
+            _api: api,
+            dir,
+            nats_dir,
+            nats: Some(nats),
+            db,
+            env,
+        };
+        for n in 0..2 {
+            let worker = deployment.spawn_worker(n);
+            deployment.workers.push(worker);
+        }
+        deployment
+    }
+
+    fn spawn_worker(&self, n: usize) -> Child {
+        let log = self.dir.path().join(format!("worker-{n}.log"));
+        spawn(&log, &self.env, "order-worker")
+    }
+
+    fn nats_url(&self) -> String {
+        self.env[0].1.clone()
+    }
+
+    async fn client(&self) -> async_nats::Client {
+        async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect(self.nats_url())
+            .await
+            .expect("test client")
+    }
+
+    async fn db(&self) -> sea_orm::DatabaseConnection {
+        pinnacle_common::db::connect(&pinnacle_common::config::DatabaseSettings {
+            database_url: self.db.url.clone(),
+            database_max_connections: 2,
+        })
+        .await
+        .expect("test database connection")
+    }
+
+    /// A user with a paper account and no rate limit, through the user API.
+    async fn trader(&self, name: &str) -> (String, String) {
+        let http = reqwest::Client::new();
+        let post = |path: String, token: &str, body: serde_json::Value| {
+            http.post(format!("{}{path}", self.api_url))
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+        };
+        let user: serde_json::Value =
+            eventually(Duration::from_secs(30), "the user API", || async {
+                let reply = post(
+                    "/v1/users".into(),
+                    ADMIN_TOKEN,
+                    serde_json::json!({"name": name}),
+                )
+                .await
+                .ok()?;
+                reply.json().await.ok()
+            })
+            .await;
+        let id = user["id"].as_str().expect("user id").to_string();
+        let token: serde_json::Value = post(
+            format!("/v1/users/{id}/tokens"),
+            ADMIN_TOKEN,
+            serde_json::json!({}),
+        )
+        .await
+        .expect("token")
+        .json()
+        .await
+        .expect("token json");
+        let token = token["token"].as_str().expect("token").to_string();
+        let status = http
+            .put(format!(
+                "{}/v1/users/{id}/broker-accounts/paper",
+                self.api_url
+            ))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({
+                "broker": "paper",
+                "api_key": "SECRET-apikey-fault",
+                "client_code": "SECRET-client-fault",
+                "secret": "SECRET-pin-fault",
+            }))
+            .send()
+            .await
+            .expect("account")
+            .status();
+        assert!(status.is_success(), "paper account: {status}");
+        let db = self.db().await;
+        risk_limits::Model {
+            max_orders_per_second: Some(100_000),
+            ..no_limits(&id)
+        }
+        .into_active_model()
+        .insert(&db)
+        .await
+        .expect("limits");
+        (id, token)
+    }
+
+    /// Stops nats-server and starts it again on the same port and store.
+    fn restart_nats(&mut self, down: Duration) {
+        let port = self.nats.as_ref().map(NatsServer::port).expect("running");
+        self.nats.take();
+        std::thread::sleep(down);
+        let port = port.to_string();
+        self.nats = Some(
+            NatsServer::start(
+                &find_binary().expect("nats-server"),
+                self.nats_dir.path(),
+                &["-p", &port],
+            )
+            .expect("nats-server restarts"),
+        );
+    }
+
+    fn logs(&self) -> String {
+        let mut out = String::new();
+        for name in ["worker-0", "worker-1", "worker-2", "publisher", "user-api"] {
+            let path: PathBuf = self.dir.path().join(format!("{name}.log"));
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                let tail: Vec<&str> = text.lines().rev().take(15).collect();
+                out.push_str(&format!("--- {name}\n"));
+                for line in tail.into_iter().rev() {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+        out
+    }
+}
+
+fn spawn(log: &std::path::Path, env: &[(String, String)], service: &str) -> Child {
+    let log = std::fs::File::create(log).expect("log file");
+    let out = log.try_clone().expect("log file");
+    Command::new(env!("CARGO_BIN_EXE_pinnacle-under-test"))
+        .args(["serve", service])
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .stdout(out)
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("pinnacle serve starts")
+}
+
+fn signal(child: &Child, name: &str) {
+    let pid = child.id().expect("running").to_string();
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+/// What the load was told for one client order id: the order's state, or the code of a
+/// stored rejection (`NOT_AT_BROKER` for an order whose worker died before placing it).
+#[derive(Debug, Clone)]
+struct Acked {
+    status: OrderStatus,
+    code: Option<String>,
+}
+
+/// What the load has been told so far, by client order id.
+type Ledger = Arc<tokio::sync::Mutex<HashMap<String, Acked>>>;
+
+/// Codes a client retries with the same client order id.
+fn retryable(code: &str) -> bool {
+    matches!(
+        code,
+        "PRICE_UNAVAILABLE"
+            | "AUDIT_UNAVAILABLE"
+            | "INTERNAL"
+            | "RATE_LIMITED"
+            | "DEADLINE_EXCEEDED"
+    )
+}
+
+/// Places `per_client` orders from each of `clients` concurrent clients, retrying each by
+/// its client order id until it gets an answer, for at most `limit`.
+async fn load(
+    nats_url: &str,
+    user: &(String, String),
+    prefix: &str,
+    (clients, per_client): (usize, usize),
+    limit: Duration,
+    acked: Ledger,
+) -> HashMap<String, Acked> {
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..clients {
+        let (url, user, prefix, acked) = (
+            nats_url.to_string(),
+            user.clone(),
+            prefix.to_string(),
+            acked.clone(),
+        );
+        tasks.spawn(async move {
+            let client = async_nats::ConnectOptions::new()
+                .retry_on_initial_connect()
+                .connect(url)
+                .await
+                .expect("load client");
+            for i in 0..per_client {
+                let id = format!("{prefix}-{c}-{i}");
+                let payload = Encoding::MsgPack
+                    .encode(&market(&id, "SBIN-EQ", 1))
+                    .expect("encode");
+                loop {
+                    assert!(
+                        started.elapsed() < limit,
+                        "the load did not finish in {limit:?}"
+                    );
+                    let mut hdrs = HeaderMap::new();
+                    hdrs.insert(
+                        headers::AUTHORIZATION,
+                        format!("Bearer {}", user.1).as_str(),
+                    );
+                    let deadline = chrono::Utc::now().timestamp_millis() + 3_000;
+                    hdrs.insert(headers::DEADLINE, deadline.to_string().as_str());
+                    let sent = tokio::time::timeout(
+                        Duration::from_secs(3),
+                        client.request_with_headers(
+                            subjects::order(&user.0, "place"),
+                            hdrs,
+                            payload.clone(),
+                        ),
+                    )
+                    .await;
+                    let Ok(Ok(message)) = sent else {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    };
+                    let reply: Reply<OrderReply> = Encoding::MsgPack
+                        .decode(&message.payload)
+                        .expect("reply decodes");
+                    match (reply.result, reply.error) {
+                        (Some(order), _) => {
+                            let seen = Acked {
+                                status: order.status,
+                                code: None,
+                            };
+                            acked.lock().await.insert(id, seen);
+                            break;
+                        }
+                        (None, Some(error)) if retryable(error.code.as_str()) => {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                        (None, Some(error)) if error.code.as_str() == "NOT_AT_BROKER" => {
+                            let seen = Acked {
+                                status: OrderStatus::Rejected,
+                                code: Some(error.code.as_str().to_string()),
+                            };
+                            acked.lock().await.insert(id, seen);
+                            break;
+                        }
+                        (None, error) => panic!("{id}: refused for good: {error:?}"),
+                    }
+                }
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.expect("load client");
+    }
+    let acked = acked.lock().await.clone();
+    acked
+}
+
+/// Checks every invariant of the suite (see the module docs).
+async fn check_invariants(deployment: &Deployment, user_id: &str, acked: &HashMap<String, Acked>) {
+    let db = deployment.db().await;
+    let client = deployment.client().await;
+    // No order stays unsettled.
+    let rows = eventually(SETTLE_BOUND, "every order final", || async {
+        let rows = orders::Entity::find().all(&db).await.ok()?;
+        rows.iter()
+            .all(|r| {
+                OrderStatus::parse(&r.status)
+                    .is_some_and(|s| !s.is_in_flight() && s != OrderStatus::Unknown)
+            })
+            .then_some(rows)
+    })
+    .await;
+    // Exactly once, and never contradicted.
+    let by_client: HashMap<&str, &orders::Model> = rows
+        .iter()
+        .map(|r| (r.client_order_id.as_str(), r))
+        .collect();
+    assert_eq!(
+        by_client.len(),
+        rows.len(),
+        "a client order id stored twice"
+    );
+    for (id, seen) in acked {
+        let row = by_client
+            .get(id.as_str())
+            .unwrap_or_else(|| panic!("acknowledged {id} is not stored"));
+        let now = OrderStatus::parse(&row.status).expect("status");
+        if seen.status.is_terminal() {
+            assert_eq!(now, seen.status, "{id} was reported {seen:?}: {row:?}");
+            assert_eq!(row.reject_code, seen.code, "{id}: {row:?}");
+        }
+        if row.reject_code.as_deref() == Some("NOT_AT_BROKER") {
+            // Only an order the client never saw placed may turn out never placed.
+            assert!(
+                seen.status.is_in_flight()
+                    || seen.status == OrderStatus::Unknown
+                    || seen.code.is_some(),
+                "{id}: reported {seen:?}, then NOT_AT_BROKER"
+            );
+        }
+    }
+    // Audit before access.
+    let accesses: HashMap<(String, String), Vec<Access>> = {
+        let mut map: HashMap<(String, String), Vec<Access>> = HashMap::new();
+        for (event, _) in audit_events(&client, user_id).await {
+            if event.outcome == AuditOutcome::Authorized {
+                map.entry((event.user_id.clone(), event.broker_account_id.clone()))
+                    .or_default()
+                    .push(Access {
+                        ts_ms: event.ts_ms,
+                        purpose: event.purpose,
+                    });
+            }
+        }
+        map
+    };
+    let refs: Vec<OrderRef> = rows
+        .iter()
+        .map(|r| OrderRef {
+            id: r.id.clone(),
+            user_id: r.user_id.clone(),
+            broker_account_id: r.broker_account_id.clone(),
+            client_order_id: r.client_order_id.clone(),
+            created_ms: r.created_at.timestamp_millis(),
+        })
+        .collect();
+    assert_eq!(orders_without_audit(&refs, &accesses), Vec::<String>::new());
+    // Every state change stored once, in order.
+    eventually(SETTLE_BOUND, "an empty outbox", || async {
+        let left = order_outbox::Entity::find().count(&db).await.ok()?;
+        (left == 0).then_some(())
+    })
+    .await;
+    let events = order_events(&client, user_id).await;
+    for row in &rows {
+        assert_complete_history(
+            &events,
+            &row.id,
+            OrderStatus::parse(&row.status).expect("status"),
+        );
+    }
+    let ids: HashSet<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+    assert_eq!(ids.len(), events.len(), "an event stored twice");
+}
+
+/// The first load: clients × orders each.
+const FIRST: (usize, usize) = (8, 50);
+
+/// Runs `fault` in the middle of a load and checks the invariants.
+async fn under_load<F, Fut>(backend: pinnacle_tests::Backend, name: &str, fault: F)
+where
+    F: FnOnce(&mut Deployment) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut deployment = Deployment::start(backend).await;
+    let user = deployment.trader(name).await;
+    let url = deployment.nats_url();
+    let limit = Duration::from_secs(90);
+    let ledger = Ledger::default();
+    let first = tokio::spawn({
+        let (url, user, ledger) = (url.clone(), user.clone(), ledger.clone());
+        let prefix = format!("{name}-a");
+        async move { load(&url, &user, &prefix, FIRST, limit, ledger).await }
+    });
+    // The fault strikes once the load is flowing, well before it ends.
+    eventually(Duration::from_secs(60), "the load flowing", || async {
+        (ledger.lock().await.len() >= 20).then_some(())
+    })
+    .await;
+    let at_fault = ledger.lock().await.len();
+    fault(&mut deployment).await;
+    let mut acked = first
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", deployment.logs()));
+    assert!(
+        at_fault < FIRST.0 * FIRST.1 / 2,
+        "the fault came after most of the load: {at_fault}"
+    );
+    // The services recover without a restart: a second load after the fault.
+    let prefix = format!("{name}-b");
+    let after = load(&url, &user, &prefix, (4, 10), limit, Ledger::default()).await;
+    acked.extend(after);
+    assert_eq!(acked.len(), FIRST.0 * FIRST.1 + 4 * 10);
+    check_invariants(&deployment, &user.0, &acked).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_under_load_loses_and_duplicates_nothing() {
+    each_backend(|backend| async move {
+        under_load(backend, "sigkill", |d| {
+            signal(&d.workers[0], "KILL");
+            let replacement = d.spawn_worker(2);
+            d.workers[0] = replacement;
+            async {}
+        })
+        .await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_stopped_under_load_answers_what_it_took() {
+    each_backend(|backend| async move {
+        under_load(backend, "sigterm", |d| {
+            signal(&d.workers[1], "TERM");
+            async {}
+        })
+        .await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_restart_under_load_loses_and_duplicates_nothing() {
+    each_backend(|backend| async move {
+        under_load(backend, "natsrestart", |d| {
+            tokio::task::block_in_place(|| d.restart_nats(Duration::from_secs(2)));
+            async {}
+        })
+        .await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_stall_under_load_loses_and_misreports_nothing() {
+    each_backend(|backend| async move {
+        under_load(backend, "dbstall", |d| {
+            let url = d.db.url.clone();
+            async move {
+                let db = pinnacle_common::db::connect(&pinnacle_common::config::DatabaseSettings {
+                    database_url: url,
+                    database_max_connections: 1,
+                })
+                .await
+                .expect("stall connection");
+                let txn = db.begin().await.expect("begin");
+                let lock = match db.get_database_backend() {
+                    DbBackend::Postgres => "LOCK TABLE orders IN ACCESS EXCLUSIVE MODE",
+                    _ => "UPDATE orders SET status = status",
+                };
+                txn.execute_unprepared(lock).await.expect("lock");
+                tokio::time::sleep(Duration::from_secs(4)).await;
+                txn.rollback().await.expect("release");
+            }
+        })
+        .await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_not_storing_order_events_loses_none() {
+    each_backend(|backend| async move {
+        under_load(backend, "jsoutage", |d| {
+            let url = d.nats_url();
+            async move {
+                let client = async_nats::connect(url).await.expect("client");
+                let js = async_nats::jetstream::new(client);
+                let mut config = pinnacle_order_worker::events::stream_config(1);
+                config.subjects = vec!["outage.events.orders.>".into()];
+                js.update_stream(config).await.expect("outage");
+                tokio::time::sleep(Duration::from_secs(4)).await;
+                js.update_stream(pinnacle_order_worker::events::stream_config(1))
+                    .await
+                    .expect("restored");
+            }
+        })
+        .await;
+    })
+    .await;
+}
