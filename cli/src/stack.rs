@@ -37,15 +37,30 @@ use tokio::task::JoinSet;
 pub type ServiceResult = (&'static str, anyhow::Result<()>);
 
 /// Opens the database and applies every pending migration.
+///
+/// Services started together on a fresh database race to apply the migrations; the loser
+/// of a race (a table or index "already exists", a lock) tries again, and then finds them
+/// applied.
 pub async fn database(settings: &DatabaseSettings) -> anyhow::Result<DatabaseConnection> {
     let db = pinnacle_common::db::connect(settings)
         .await
         .context("opening the database")?;
-    Migrator::up(&db, None)
-        .await
-        .context("applying migrations")?;
-    Ok(db)
+    let mut attempt = 1;
+    loop {
+        match Migrator::up(&db, None).await {
+            Ok(()) => return Ok(db),
+            Err(error) if attempt < MIGRATION_ATTEMPTS => {
+                tracing::warn!(%error, attempt, "applying migrations failed; retrying");
+                tokio::time::sleep(Duration::from_millis(250 * attempt as u64)).await;
+                attempt += 1;
+            }
+            Err(error) => return Err(error).context("applying migrations"),
+        }
+    }
 }
+
+/// How often a service tries to apply the migrations before it gives up.
+const MIGRATION_ATTEMPTS: u32 = 8;
 
 /// Records the ring's keys in the database and loads which are retired; fails on a
 /// ring whose key material differs from what the database knows under the same id.

@@ -4,6 +4,10 @@
 //! constant time. An unknown id, a wrong secret, an expired or a revoked token all give
 //! the same [`AuthError::Invalid`], so a caller learns nothing about which it was.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use chrono::Utc;
 use sea_orm::{DatabaseConnection, DbErr, EntityTrait};
 use tracing::Instrument as _;
@@ -59,10 +63,23 @@ pub async fn authenticate(
 ) -> Result<Principal, AuthError> {
     let token = token.ok_or(AuthError::Missing)?;
     let presented = tokens::parse(token).ok_or(AuthError::Invalid)?;
-    let row = api_tokens::Entity::find_by_id(presented.id.to_string())
+    let row = fetch(db, presented.id).await?;
+    verify(&presented, pepper, row)
+}
+
+async fn fetch(db: &DatabaseConnection, id: &str) -> Result<Option<api_tokens::Model>, DbErr> {
+    api_tokens::Entity::find_by_id(id.to_string())
         .one(db)
         .instrument(crate::db::span(db, "SELECT", "api_tokens"))
-        .await?;
+        .await
+}
+
+/// The one HMAC and the expiry and revocation checks on a token row.
+fn verify(
+    presented: &tokens::PresentedToken<'_>,
+    pepper: &Key32,
+    row: Option<api_tokens::Model>,
+) -> Result<Principal, AuthError> {
     let Some(row) = row else {
         // Spend the same one HMAC as a real check, so timing does not reveal unknown ids.
         let _ = presented.verify(pepper, DUMMY_HASH);
@@ -81,6 +98,56 @@ pub async fn authenticate(
             .map(|s| s.trim().to_string())
             .collect(),
     })
+}
+
+/// How long a cached token row is trusted: a revocation (or any other change to the row)
+/// takes effect within this long on a worker using [`TokenCache`]. Expiry is checked on
+/// every request.
+pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(1);
+
+/// The most token rows a [`TokenCache`] holds; past it, it starts afresh.
+pub const TOKEN_CACHE_ENTRIES: usize = 65_536;
+
+/// [`authenticate`] with the token rows cached for at most [`TOKEN_CACHE_TTL`], which
+/// saves a database read per request on the order path. The secret is still checked with
+/// one HMAC on every request (the cache holds the row, never a verdict), expiry on every
+/// request, and a revocation within the TTL. Unknown token ids are not cached.
+#[derive(Debug, Default)]
+pub struct TokenCache {
+    rows: Mutex<HashMap<String, (Instant, api_tokens::Model)>>,
+}
+
+impl TokenCache {
+    /// Resolves `token` like [`authenticate`], reading its row from the cache when fresh.
+    pub async fn authenticate(
+        &self,
+        db: &DatabaseConnection,
+        pepper: &Key32,
+        token: Option<&str>,
+    ) -> Result<Principal, AuthError> {
+        let token = token.ok_or(AuthError::Missing)?;
+        let presented = tokens::parse(token).ok_or(AuthError::Invalid)?;
+        let cached = self.rows.lock().ok().and_then(|rows| {
+            rows.get(presented.id)
+                .filter(|(at, _)| at.elapsed() < TOKEN_CACHE_TTL)
+                .map(|(_, row)| row.clone())
+        });
+        let row = match cached {
+            Some(row) => Some(row),
+            None => {
+                let fetched_at = Instant::now();
+                let row = fetch(db, presented.id).await?;
+                if let (Some(row), Ok(mut rows)) = (&row, self.rows.lock()) {
+                    if rows.len() >= TOKEN_CACHE_ENTRIES {
+                        rows.clear();
+                    }
+                    rows.insert(row.id.clone(), (fetched_at, row.clone()));
+                }
+                row
+            }
+        };
+        verify(&presented, pepper, row)
+    }
 }
 
 const DUMMY_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";

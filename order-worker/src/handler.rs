@@ -2,7 +2,7 @@
 //! user and the verb's scope, then the verb, then exactly one reply.
 
 use async_nats::{HeaderMap, Message};
-use pinnacle_common::auth::{self, AuthError, Principal, SCOPE_READ, SCOPE_TRADE};
+use pinnacle_common::auth::{AuthError, Principal, SCOPE_READ, SCOPE_TRADE};
 use pinnacle_common::codec::{self, Encoding};
 use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::model::{Funds, Holdings, OrderList, OrderReply, Positions, Reply, Trades};
@@ -242,7 +242,9 @@ async fn process(
     // Who is asking, and may they act on this subject?
     let bearer = codec::header(message.headers.as_ref(), headers::AUTHORIZATION)
         .and_then(tokens::from_bearer);
-    let principal = auth::authenticate(&worker.db, worker.vault.token_pepper(), bearer)
+    let principal = worker
+        .tokens
+        .authenticate(&worker.db, worker.vault.token_pepper(), bearer)
         .await
         .map_err(|e| match e {
             AuthError::Store(db) => internal("checking the API token", db),

@@ -46,6 +46,8 @@ pub struct Worker {
     pub vault: Arc<Vault>,
     /// Where credential accesses are recorded before they happen.
     pub audit: AuditLog,
+    /// API token rows, trusted for up to a second (revocations apply within it).
+    pub tokens: pinnacle_common::auth::TokenCache,
     /// This worker instance's name (lease tokens and outbox claims start with it).
     pub instance: String,
     /// Issues leases on in-flight orders.
@@ -104,6 +106,7 @@ impl Worker {
             grace: Duration::from_millis(settings.lease_grace_ms),
         };
         Self {
+            tokens: Default::default(),
             leases: lease::Issuer::new(instance.clone(), terms),
             instance,
             relay: Relay::new(),
