@@ -27,6 +27,22 @@ fn must_be_working(order: &orders::Model, verb: &str) -> Result<OrderStatus, Err
     }
 }
 
+/// The order as placed (with its current quantity and prices).
+fn as_request(current: &OrderReply) -> OrderRequest {
+    OrderRequest {
+        client_order_id: current.client_order_id.clone(),
+        exchange: current.exchange.clone(),
+        symbol: current.symbol.clone(),
+        side: current.side,
+        order_type: current.order_type,
+        quantity: current.quantity,
+        price: current.price,
+        trigger_price: current.trigger_price,
+        product: current.product,
+        account: None,
+    }
+}
+
 /// Settles a pending change from the broker's answer; a refused change restores `previous`.
 async fn settle(
     worker: &Worker,
@@ -36,6 +52,9 @@ async fn settle(
     patch: Patch,
 ) -> Result<OrderReply, ErrorBody> {
     match answer {
+        // The broker took the change but has not finished it: the order stays pending and
+        // its update stream settles it (a self-transition would be refused).
+        Ok(outcome) if outcome.status == store::status_of(pending) => Ok(store::view(pending)),
         Ok(outcome) => {
             let patch = Patch {
                 quantity: patch.quantity,
@@ -86,8 +105,9 @@ pub async fn cancel(worker: &Worker, request: &Request<'_>) -> Result<OrderReply
         .advance(&order, OrderStatus::PendingCancel, Patch::default())
         .await?;
     let broker_order_id = pending.broker_order_id.clone().unwrap_or_default();
+    let placed = as_request(&store::view(&order));
     let answer = broker
-        .cancel_order(&creds, &broker_order_id)
+        .cancel_placed_order(&creds, &broker_order_id, &placed)
         .instrument(tracing::info_span!(
             "broker.cancel_order",
             otel.kind = "client",
@@ -139,16 +159,10 @@ pub async fn modify(worker: &Worker, request: &Request<'_>) -> Result<OrderReply
         ));
     }
     let modified = OrderRequest {
-        client_order_id: current.client_order_id.clone(),
-        exchange: current.exchange.clone(),
-        symbol: current.symbol.clone(),
-        side: current.side,
-        order_type: current.order_type,
         quantity,
         price: change.price.or(current.price),
         trigger_price: change.trigger_price.or(current.trigger_price),
-        product: current.product,
-        account: None,
+        ..as_request(&current)
     };
     modified.validate(worker.settings.max_quantity)?;
     let account = credentials::account_of(&worker.db, &order)

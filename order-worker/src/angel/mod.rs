@@ -6,6 +6,11 @@
 //!   times out or gets an empty reply, the order is looked up by that tag in the order book
 //!   instead of being sent again; if it is not there, the order is `UNKNOWN` and
 //!   reconciliation asks again later.
+//! - Place is one request: its reply carries the broker's order id, and the order is OPEN
+//!   from then on; fills, cancellations and rejections arrive on the order-update stream.
+//!   Modify and cancel name the variety place sent, derived from the stored order type
+//!   ([`map::variety`]), so they never read the order book; their replies carry only ids,
+//!   so one details request (10/s) says how much has filled.
 //! - Regulatory settings are checked before anything is sent: the account's registered
 //!   static IP (bound locally, or reached through its proxy) and its algo id; MARKET orders
 //!   are refused (barred for API orders under NSE's retail algo framework).
@@ -26,10 +31,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pinnacle_common::broker::{Broker, BrokerCredentials, BrokerError, BrokerOutcome};
-use pinnacle_common::model::{Funds, Holding, OrderRequest, OrderType, Position, Trade};
+use pinnacle_common::model::{
+    Funds, Holding, OrderRequest, OrderStatus, OrderType, Position, Trade,
+};
 use pinnacle_smartapi::limits::RateLimiter;
 use pinnacle_smartapi::session::{LoginSecrets, Session, SessionManager, SessionStore};
-use pinnacle_smartapi::types::OrderRecord;
+use pinnacle_smartapi::types::{OrderAck, OrderRecord};
 use pinnacle_smartapi::{
     tag, AccountKey, Egress, RestClient, RestConfig, SmartApiError, SmartApiErrorKind,
 };
@@ -217,36 +224,57 @@ impl AngelOneBroker {
         Ok(book.into_iter().find(|record| record.ordertag == wanted))
     }
 
-    /// The order's state right after an accepted request: its details, or `OPEN` when the
-    /// details cannot be read (the order-update stream settles it).
-    async fn settle(
+    /// The order's state right after the broker accepted a modify or cancel, from its
+    /// details (one GET on its own 10/s budget; the order book, at 1/s, is never read).
+    ///
+    /// The acknowledgement carries only ids, and the outcome must say how much has filled:
+    /// a partly filled order stays partly filled. A change the broker has not finished yet
+    /// (`modify pending`, `cancel pending`) leaves the order pending; the order-update stream
+    /// settles it. When the details cannot be read the outcome is unknown, and
+    /// reconciliation asks again.
+    async fn after_change(
         &self,
         creds: &BrokerCredentials,
         orderid: &str,
-        unique: &str,
-    ) -> BrokerOutcome {
-        let details = self
+        ack: &OrderAck,
+    ) -> Result<BrokerOutcome, BrokerError> {
+        let key = if ack.uniqueorderid.is_empty() {
+            orderid
+        } else {
+            ack.uniqueorderid.as_str()
+        };
+        let record = self
             .with_session(creds, |client, jwt| {
-                let unique = unique.to_string();
-                async move { client.order_details(&jwt, &unique).await }
+                let key = key.to_string();
+                async move { client.order_details(&jwt, &key).await }
             })
-            .await;
-        match details {
-            Ok(record) if record.orderid == orderid || record.orderid.is_empty() => BrokerOutcome {
-                broker_order_id: orderid.to_string(),
-                ..map::outcome(&record)
-            },
-            Ok(record) => map::outcome(&record),
-            Err(error) => {
-                tracing::info!(%error, "order details unavailable; the order-update stream will settle it");
-                BrokerOutcome {
-                    broker_order_id: orderid.to_string(),
-                    status: pinnacle_common::model::OrderStatus::Open,
-                    filled_quantity: 0,
-                    average_price: None,
-                }
-            }
-        }
+            .await
+            .map_err(|error| {
+                tracing::info!(%error, "order details unavailable after an accepted change");
+                BrokerError::Unavailable(format!(
+                    "the broker accepted the change but its order state could not be read: {error}"
+                ))
+            })?;
+        Ok(BrokerOutcome {
+            broker_order_id: orderid.to_string(),
+            ..map::outcome(&record)
+        })
+    }
+
+    /// cancelOrder with the order's variety, then its state.
+    async fn cancel_with_variety(
+        &self,
+        creds: &BrokerCredentials,
+        broker_order_id: &str,
+        variety: &str,
+    ) -> Result<BrokerOutcome, BrokerError> {
+        let ack = self
+            .with_session(creds, |client, jwt| async move {
+                client.cancel_order(&jwt, variety, broker_order_id).await
+            })
+            .await
+            .map_err(broker_error)?;
+        self.after_change(creds, broker_order_id, &ack).await
     }
 
     async fn token(&self, exchange: &str, symbol: &str) -> Result<String, BrokerError> {
@@ -392,7 +420,27 @@ impl Broker for AngelOneBroker {
             })
             .await;
         match placed {
-            Ok(ack) => Ok(self.settle(creds, &ack.orderid, &ack.uniqueorderid).await),
+            // The reply carries the broker's order id, all a later modify or cancel needs
+            // besides the stored order (SPEC §3.1); no second request. The broker has the
+            // order and nothing has filled yet as far as Pinnacle knows: OPEN. Fills,
+            // cancellations and rejections arrive on the order-update stream.
+            Ok(ack) if !ack.orderid.is_empty() => Ok(BrokerOutcome {
+                broker_order_id: ack.orderid,
+                status: OrderStatus::Open,
+                filled_quantity: 0,
+                average_price: None,
+            }),
+            Ok(_) => {
+                tracing::warn!(
+                    "placeOrder succeeded without an order id; looking the order up by its tag"
+                );
+                match self.find_by_tag(creds, order_id).await {
+                    Ok(Some(record)) => Ok(map::outcome(&record)),
+                    Ok(None) | Err(_) => Err(BrokerError::Unavailable(
+                        "placeOrder succeeded without an order id".into(),
+                    )),
+                }
+            }
             Err(error) if ambiguous(&error) => {
                 tracing::warn!(%error, "placeOrder outcome unknown; looking the order up by its tag");
                 match self.find_by_tag(creds, order_id).await {
@@ -412,6 +460,8 @@ impl Broker for AngelOneBroker {
     ) -> Result<BrokerOutcome, BrokerError> {
         check_compliance(creds)?;
         let token = self.token(&order.exchange, &order.symbol).await?;
+        // The whole order again, with its variety from the stored order type (the one place
+        // sent) and the new quantity and prices.
         let mut params = map::order_params(order, &token, None);
         params.orderid = Some(broker_order_id.to_string());
         let ack = self
@@ -421,9 +471,7 @@ impl Broker for AngelOneBroker {
             })
             .await
             .map_err(broker_error)?;
-        Ok(self
-            .settle(creds, broker_order_id, &ack.uniqueorderid)
-            .await)
+        self.after_change(creds, broker_order_id, &ack).await
     }
 
     async fn cancel_order(
@@ -432,7 +480,8 @@ impl Broker for AngelOneBroker {
         broker_order_id: &str,
     ) -> Result<BrokerOutcome, BrokerError> {
         check_compliance(creds)?;
-        // The cancel must name the order's variety; the order book has it.
+        // Without the order, its variety is only in the broker's order book (1 request/s).
+        // Pinnacle's own cancels go through `cancel_placed_order`, which never reads it.
         let book = self
             .with_session(
                 creds,
@@ -449,20 +498,23 @@ impl Broker for AngelOneBroker {
                 ))
             })?;
         let variety = if record.variety.is_empty() {
-            "NORMAL".to_string()
+            "NORMAL"
         } else {
-            record.variety.clone()
+            record.variety.as_str()
         };
-        let ack = self
-            .with_session(creds, |client, jwt| {
-                let variety = variety.clone();
-                async move { client.cancel_order(&jwt, &variety, broker_order_id).await }
-            })
+        self.cancel_with_variety(creds, broker_order_id, variety)
             .await
-            .map_err(broker_error)?;
-        Ok(self
-            .settle(creds, broker_order_id, &ack.uniqueorderid)
-            .await)
+    }
+
+    async fn cancel_placed_order(
+        &self,
+        creds: &BrokerCredentials,
+        broker_order_id: &str,
+        order: &OrderRequest,
+    ) -> Result<BrokerOutcome, BrokerError> {
+        check_compliance(creds)?;
+        self.cancel_with_variety(creds, broker_order_id, map::variety(order.order_type))
+            .await
     }
 
     async fn funds(&self, creds: &BrokerCredentials) -> Result<Funds, BrokerError> {

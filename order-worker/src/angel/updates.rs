@@ -14,7 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use pinnacle_common::broker::BrokerOutcome;
 use pinnacle_common::entities::orders;
+use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::model::OrderStatus;
 use pinnacle_common::shutdown::Shutdown;
 use pinnacle_smartapi::order_updates::{self, Ended, Event};
@@ -181,10 +183,33 @@ async fn apply(worker: &Worker, account_id: &str, record: &OrderRecord) {
     }
     // Losing the compare-and-set to the request path or another worker is normal.
     if let Err(error) = worker
-        .advance(&order, outcome.status, Patch::from_outcome(&outcome))
+        .advance(&order, outcome.status, patch_for(&order, record, &outcome))
         .await
     {
         tracing::debug!(order_id = %order.id, %error, "order update not applied");
+    }
+}
+
+/// The fields a broker record sets: its fill, and its quantity and prices, which are the
+/// broker's truth after a modification (the stream may see it before the modify's reply
+/// does); a rejection keeps the broker's reason.
+fn patch_for(order: &orders::Model, record: &OrderRecord, outcome: &BrokerOutcome) -> Patch {
+    let order_type = crate::store::view(order).order_type;
+    let (quantity, price, trigger_price) = super::map::terms(record, order_type);
+    let rejection = (outcome.status == OrderStatus::Rejected).then(|| {
+        let reason = if record.text.is_empty() {
+            "the broker rejected the order".to_string()
+        } else {
+            format!("the broker rejected the order: {}", record.text)
+        };
+        ErrorBody::new(ErrorCode::BrokerRejected, reason)
+    });
+    Patch {
+        quantity,
+        price,
+        trigger_price,
+        rejection,
+        ..Patch::from_outcome(outcome)
     }
 }
 
