@@ -760,3 +760,45 @@ async fn modify_and_cancel_change_the_broker_order_without_reading_its_book() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejection_after_the_acknowledgement_arrives_on_the_update_stream() {
+    each_backend(|backend| async move {
+        let angel = AngelStack::start(backend).await;
+        let stack = &angel.stack;
+        let (user, account) = angel.angel_trader("late-reject", 7, json!({})).await;
+        let ltp = angel.sim.ltp("NFO", "35001").expect("NIFTY future");
+        // The broker takes the request (an order id), then rejects the order: 1 is not a
+        // multiple of the lot size, 75. Place answered OPEN or, if the update was quicker,
+        // REJECTED; either way the order ends REJECTED with the broker's reason.
+        let order = json!({"client_order_id": "lot-1", "exchange": "NFO",
+                           "symbol": "NIFTY30DEC26FUT", "side": "BUY", "order_type": "LIMIT",
+                           "quantity": 1, "price": ltp / 2, "product": "CARRYFORWARD"});
+        let reply = stack.call(&user, "place", order).await;
+        assert!(
+            reply["result"]["status"] == "OPEN" || reply["error"]["code"] == "BROKER_REJECTED",
+            "{reply}"
+        );
+        let at_broker = angel.sim.orders(&account.client_code);
+        assert_eq!(at_broker.len(), 1);
+        assert_eq!(at_broker[0].status, "rejected");
+        let stored = eventually(
+            Duration::from_secs(10),
+            "the rejection is recorded",
+            || async {
+                let got = stack
+                    .call(&user, "get", json!({"client_order_id": "lot-1"}))
+                    .await;
+                (got["result"]["status"] == "REJECTED").then_some(got)
+            },
+        )
+        .await;
+        assert!(
+            result(&stored)["reject_reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("lot size")),
+            "{stored}"
+        );
+    })
+    .await;
+}

@@ -442,7 +442,10 @@ mod tests {
             Err((codes::INVALID_VARIETY, "Invalid Order Variety".into()))
         );
         let missing = book.cancel(CC, &id, &json!({"orderid": id}));
-        assert_eq!(missing.map(|_| ()).unwrap_err().0, codes::INVALID_VARIETY);
+        assert_eq!(
+            missing.map(|_| ()).expect_err("no variety").0,
+            codes::INVALID_VARIETY
+        );
         assert_eq!(book.orders(CC)[0].quantity, 2);
         let (o, events) = book
             .cancel(CC, &id, &json!({"variety": "STOPLOSS", "orderid": id}))
