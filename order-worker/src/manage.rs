@@ -52,9 +52,6 @@ async fn settle(
     patch: Patch,
 ) -> Result<OrderReply, ErrorBody> {
     match answer {
-        // The broker took the change but has not finished it: the order stays pending and
-        // its update stream settles it (a self-transition would be refused).
-        Ok(outcome) if outcome.status == store::status_of(pending) => Ok(store::view(pending)),
         Ok(outcome) => {
             let patch = Patch {
                 quantity: patch.quantity,

@@ -6,8 +6,10 @@
 //!   times out or gets an empty reply, the order is looked up by that tag in the order book
 //!   instead of being sent again; if it is not there, the order is `UNKNOWN` and
 //!   reconciliation asks again later.
-//! - Place is one request: its reply carries the broker's order id, and the order is OPEN
-//!   from then on; fills, cancellations and rejections arrive on the order-update stream.
+//! - Place is one request once the account's order-update stream is live: its reply
+//!   carries the broker's order id, the order is OPEN, and fills, cancellations and
+//!   rejections arrive on the stream. Before that (a session's first order), one details
+//!   request reads the state, since nothing else would report it.
 //!   Modify and cancel name the variety place sent, derived from the stored order type
 //!   ([`map::variety`]), so they never read the order book; their replies carry only ids,
 //!   so one details request (10/s) says how much has filled.
@@ -45,7 +47,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use self::symbols::SymbolResolver;
-use self::updates::SessionNotice;
+use self::updates::{LiveStreams, SessionNotice};
 
 /// The name stored in `broker_accounts.broker`.
 pub const NAME: &str = "angel_one";
@@ -53,6 +55,11 @@ pub const NAME: &str = "angel_one";
 /// How often a request the broker refused with its 403 rate limit is tried again (it was
 /// not processed, so sending it again cannot duplicate it).
 const RATE_LIMIT_RETRIES: u32 = 2;
+
+/// How often the details of an order whose change the broker has not finished are read
+/// again, and how long apart.
+const PENDING_RETRIES: u32 = 3;
+const PENDING_PAUSE: Duration = Duration::from_millis(200);
 
 /// SmartAPI as a [`Broker`].
 pub struct AngelOneBroker {
@@ -65,6 +72,8 @@ pub struct AngelOneBroker {
     clients: Mutex<HashMap<String, ([u8; 32], RestClient)>>,
     /// Tells the order-update follower about every session in use.
     notices: Option<mpsc::UnboundedSender<SessionNotice>>,
+    /// Which accounts' order-update streams the follower has live.
+    live: Arc<LiveStreams>,
 }
 
 impl std::fmt::Debug for AngelOneBroker {
@@ -92,6 +101,7 @@ impl AngelOneBroker {
             symbols,
             clients: Mutex::new(HashMap::new()),
             notices: None,
+            live: Arc::default(),
         }
     }
 
@@ -204,6 +214,7 @@ impl AngelOneBroker {
                 jwt: session.jwt.clone(),
                 expires_at: session.expires_at,
                 client: client.clone(),
+                live: self.live.clone(),
             });
         }
     }
@@ -225,13 +236,13 @@ impl AngelOneBroker {
     }
 
     /// The order's state right after the broker accepted a modify or cancel, from its
-    /// details (one GET on its own 10/s budget; the order book, at 1/s, is never read).
+    /// details (a GET on its own 10/s budget; the order book, at 1/s, is never read).
     ///
     /// The acknowledgement carries only ids, and the outcome must say how much has filled:
-    /// a partly filled order stays partly filled. A change the broker has not finished yet
-    /// (`modify pending`, `cancel pending`) leaves the order pending; the order-update stream
-    /// settles it. When the details cannot be read the outcome is unknown, and
-    /// reconciliation asks again.
+    /// a partly filled order stays partly filled. A change the broker has not finished
+    /// (`modify pending`, `cancel pending`) is read again a few times; if it is still
+    /// pending, or the details cannot be read, the outcome is unknown and reconciliation
+    /// asks the broker again.
     async fn after_change(
         &self,
         creds: &BrokerCredentials,
@@ -243,21 +254,80 @@ impl AngelOneBroker {
         } else {
             ack.uniqueorderid.as_str()
         };
-        let record = self
-            .with_session(creds, |client, jwt| {
-                let key = key.to_string();
-                async move { client.order_details(&jwt, &key).await }
+        for attempt in 0..=PENDING_RETRIES {
+            if attempt > 0 {
+                tokio::time::sleep(PENDING_PAUSE).await;
+            }
+            let record = self
+                .with_session(creds, |client, jwt| async move {
+                    client.order_details(&jwt, key).await
+                })
+                .await
+                .map_err(|error| {
+                    tracing::info!(%error, "order details unavailable after an accepted change");
+                    BrokerError::Unavailable(format!(
+                        "the broker accepted the change but its order state could not be read: {error}"
+                    ))
+                })?;
+            let outcome = BrokerOutcome {
+                broker_order_id: orderid.to_string(),
+                ..map::outcome(&record)
+            };
+            if !matches!(
+                outcome.status,
+                OrderStatus::PendingModify | OrderStatus::PendingCancel
+            ) {
+                return Ok(outcome);
+            }
+        }
+        Err(BrokerError::Unavailable(
+            "the broker accepted the change but had not finished it".into(),
+        ))
+    }
+
+    /// A just-placed order's state from its details, or OPEN when they cannot be read; a
+    /// rejected order is a [`BrokerError::Rejected`] with the broker's reason.
+    async fn placed_state(
+        &self,
+        creds: &BrokerCredentials,
+        ack: &OrderAck,
+    ) -> Result<BrokerOutcome, BrokerError> {
+        let key = if ack.uniqueorderid.is_empty() {
+            ack.orderid.as_str()
+        } else {
+            ack.uniqueorderid.as_str()
+        };
+        let details = self
+            .with_session(creds, |client, jwt| async move {
+                client.order_details(&jwt, key).await
             })
-            .await
-            .map_err(|error| {
-                tracing::info!(%error, "order details unavailable after an accepted change");
-                BrokerError::Unavailable(format!(
-                    "the broker accepted the change but its order state could not be read: {error}"
-                ))
-            })?;
+            .await;
+        let outcome = match details {
+            Ok(record) if map::status(&record) == OrderStatus::Rejected => {
+                return Err(BrokerError::Rejected(format!(
+                    "{} (broker order {})",
+                    if record.text.is_empty() {
+                        "no reason given"
+                    } else {
+                        record.text.as_str()
+                    },
+                    ack.orderid
+                )));
+            }
+            Ok(record) => map::outcome(&record),
+            Err(error) => {
+                tracing::info!(%error, "order details unavailable; the order-update stream will settle it");
+                BrokerOutcome {
+                    broker_order_id: String::new(),
+                    status: OrderStatus::Open,
+                    filled_quantity: 0,
+                    average_price: None,
+                }
+            }
+        };
         Ok(BrokerOutcome {
-            broker_order_id: orderid.to_string(),
-            ..map::outcome(&record)
+            broker_order_id: ack.orderid.clone(),
+            ..outcome
         })
     }
 
@@ -413,6 +483,7 @@ impl Broker for AngelOneBroker {
         self.preflight(creds, order)?;
         let token = self.token(&order.exchange, &order.symbol).await?;
         let params = map::order_params(order, &token, Some(tag::order_tag(order_id)));
+        let stream = self.live.connection(&creds.account_id);
         let placed = self
             .with_session(creds, |client, jwt| {
                 let params = params.clone();
@@ -421,15 +492,26 @@ impl Broker for AngelOneBroker {
             .await;
         match placed {
             // The reply carries the broker's order id, all a later modify or cancel needs
-            // besides the stored order (SPEC §3.1); no second request. The broker has the
-            // order and nothing has filled yet as far as Pinnacle knows: OPEN. Fills,
-            // cancellations and rejections arrive on the order-update stream.
-            Ok(ack) if !ack.orderid.is_empty() => Ok(BrokerOutcome {
-                broker_order_id: ack.orderid,
-                status: OrderStatus::Open,
-                filled_quantity: 0,
-                average_price: None,
-            }),
+            // besides the stored order (SPEC §3.1), but nothing about the order's state.
+            // With the account's order-update stream live from before the request until
+            // after the reply, that is all: the order is OPEN and its fill or rejection
+            // arrives on the stream. Otherwise (the session's first order, a socket that is
+            // down or reconnected meanwhile) the state may never be reported, so it is read
+            // once.
+            Ok(ack) if !ack.orderid.is_empty() => {
+                let streamed =
+                    stream.is_some() && stream == self.live.connection(&creds.account_id);
+                if streamed {
+                    Ok(BrokerOutcome {
+                        broker_order_id: ack.orderid,
+                        status: OrderStatus::Open,
+                        filled_quantity: 0,
+                        average_price: None,
+                    })
+                } else {
+                    self.placed_state(creds, &ack).await
+                }
+            }
             Ok(_) => {
                 tracing::warn!(
                     "placeOrder succeeded without an order id; looking the order up by its tag"
