@@ -607,20 +607,7 @@ async fn modify_and_cancel_change_the_broker_order_without_reading_its_book() {
 
         // The first order logs in and starts the order-update socket, which catches up
         // from the order book once; from then on nothing reads the book.
-        let first = stack
-            .call(&user, "place", AngelStack::limit("m-0", "BUY", 1, rests))
-            .await;
-        assert_eq!(result(&first)["status"], "OPEN", "{first}");
-        eventually(
-            Duration::from_secs(10),
-            "the order-update socket connects and catches up",
-            || async {
-                let caught_up = routes_since(&angel, cc, 0).contains(&"getOrderBook".to_string());
-                (angel.sim.order_connections() >= 1 && caught_up).then_some(())
-            },
-        )
-        .await;
-        let mark = angel.sim.requests().len();
+        let mark = go_live(&angel, &user, cc, "m-0").await;
 
         // Place is one REST request.
         let limit = stack
@@ -761,44 +748,100 @@ async fn modify_and_cancel_change_the_broker_order_without_reading_its_book() {
     .await;
 }
 
+/// Places a resting order for the first time on `client_code`'s session and waits until the
+/// order-update socket is connected and has caught up from the order book (the worker
+/// counts the stream live before it asks for the book); returns the number of requests the
+/// simulator has seen by then.
+async fn go_live(
+    angel: &AngelStack,
+    user: &pinnacle_tests::TestUser,
+    client_code: &str,
+    client_order_id: &str,
+) -> usize {
+    let (_, rests) = angel.prices();
+    let first = angel
+        .stack
+        .call(
+            user,
+            "place",
+            AngelStack::limit(client_order_id, "BUY", 1, rests),
+        )
+        .await;
+    assert_eq!(result(&first)["status"], "OPEN", "{first}");
+    eventually(
+        Duration::from_secs(10),
+        "the order-update socket connects and catches up",
+        || async {
+            let caught_up =
+                routes_since(angel, client_code, 0).contains(&"getOrderBook".to_string());
+            (angel.sim.order_connections() >= 1 && caught_up).then_some(())
+        },
+    )
+    .await;
+    angel.sim.requests().len()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rejection_after_the_acknowledgement_arrives_on_the_update_stream() {
+async fn rejections_after_the_acknowledgement_are_recorded_with_the_reason() {
     each_backend(|backend| async move {
         let angel = AngelStack::start(backend).await;
         let stack = &angel.stack;
         let (user, account) = angel.angel_trader("late-reject", 7, json!({})).await;
+        let cc = account.client_code.as_str();
         let ltp = angel.sim.ltp("NFO", "35001").expect("NIFTY future");
         // The broker takes the request (an order id), then rejects the order: 1 is not a
-        // multiple of the lot size, 75. Place answered OPEN or, if the update was quicker,
-        // REJECTED; either way the order ends REJECTED with the broker's reason.
-        let order = json!({"client_order_id": "lot-1", "exchange": "NFO",
-                           "symbol": "NIFTY30DEC26FUT", "side": "BUY", "order_type": "LIMIT",
-                           "quantity": 1, "price": ltp / 2, "product": "CARRYFORWARD"});
-        let reply = stack.call(&user, "place", order).await;
+        // multiple of the lot size, 75.
+        let order = |id: &str| {
+            json!({"client_order_id": id, "exchange": "NFO", "symbol": "NIFTY30DEC26FUT",
+                   "side": "BUY", "order_type": "LIMIT", "quantity": 1, "price": ltp / 2,
+                   "product": "CARRYFORWARD"})
+        };
+
+        // The session's first order: no live stream yet, so place reads the state once.
+        let reply = stack.call(&user, "place", order("lot-1")).await;
+        assert_eq!(error_code(&reply), "BROKER_REJECTED", "{reply}");
+        assert!(
+            reply["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("lot size")),
+            "{reply}"
+        );
+
+        // With the stream live, place is one request and answers OPEN, or REJECTED if the
+        // update was quicker; either way the order ends REJECTED with the broker's reason.
+        let mark = go_live(&angel, &user, cc, "live-0").await;
+        let reply = stack.call(&user, "place", order("lot-2")).await;
         assert!(
             reply["result"]["status"] == "OPEN" || reply["error"]["code"] == "BROKER_REJECTED",
             "{reply}"
         );
-        let at_broker = angel.sim.orders(&account.client_code);
-        assert_eq!(at_broker.len(), 1);
-        assert_eq!(at_broker[0].status, "rejected");
-        let stored = eventually(
-            Duration::from_secs(10),
-            "the rejection is recorded",
-            || async {
-                let got = stack
-                    .call(&user, "get", json!({"client_order_id": "lot-1"}))
-                    .await;
-                (got["result"]["status"] == "REJECTED").then_some(got)
-            },
-        )
-        .await;
+        assert_eq!(routes_since(&angel, cc, mark), ["placeOrder"]);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let stored = loop {
+            let got = stack
+                .call(&user, "get", json!({"client_order_id": "lot-2"}))
+                .await;
+            if got["result"]["status"] == "REJECTED" {
+                break got;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the rejection was not recorded: {got}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
         assert!(
             result(&stored)["reject_reason"]
                 .as_str()
                 .is_some_and(|r| r.contains("lot size")),
             "{stored}"
         );
+        let at_broker = angel.sim.orders(cc);
+        assert_eq!(at_broker.len(), 3);
+        assert!(at_broker
+            .iter()
+            .filter(|o| o.symbol == "NIFTY30DEC26FUT")
+            .all(|o| o.status == "rejected"));
     })
     .await;
 }
