@@ -249,26 +249,16 @@ impl AngelOneBroker {
         orderid: &str,
         ack: &OrderAck,
     ) -> Result<BrokerOutcome, BrokerError> {
-        let key = if ack.uniqueorderid.is_empty() {
-            orderid
-        } else {
-            ack.uniqueorderid.as_str()
-        };
         for attempt in 0..=PENDING_RETRIES {
             if attempt > 0 {
                 tokio::time::sleep(PENDING_PAUSE).await;
             }
-            let record = self
-                .with_session(creds, |client, jwt| async move {
-                    client.order_details(&jwt, key).await
-                })
-                .await
-                .map_err(|error| {
-                    tracing::info!(%error, "order details unavailable after an accepted change");
-                    BrokerError::Unavailable(format!(
-                        "the broker accepted the change but its order state could not be read: {error}"
-                    ))
-                })?;
+            let record = self.details(creds, orderid, ack).await.map_err(|error| {
+                tracing::info!(%error, "order details unavailable after an accepted change");
+                BrokerError::Unavailable(format!(
+                    "the broker accepted the change but its order state could not be read: {error}"
+                ))
+            })?;
             let outcome = BrokerOutcome {
                 broker_order_id: orderid.to_string(),
                 ..map::outcome(&record)
@@ -285,50 +275,55 @@ impl AngelOneBroker {
         ))
     }
 
-    /// A just-placed order's state from its details, or OPEN when they cannot be read; a
-    /// rejected order is a [`BrokerError::Rejected`] with the broker's reason.
+    /// A just-placed order's state from its details; a rejected order is a
+    /// [`BrokerError::Rejected`] with the broker's reason, and unreadable details leave the
+    /// outcome unknown, for reconciliation to find the order by its tag.
     async fn placed_state(
         &self,
         creds: &BrokerCredentials,
         ack: &OrderAck,
     ) -> Result<BrokerOutcome, BrokerError> {
+        let record = self
+            .details(creds, &ack.orderid, ack)
+            .await
+            .map_err(|error| {
+                BrokerError::Unavailable(format!(
+                    "the broker took the order but its state could not be read: {error}"
+                ))
+            })?;
+        if map::status(&record) == OrderStatus::Rejected {
+            let reason = if record.text.is_empty() {
+                "no reason given"
+            } else {
+                record.text.as_str()
+            };
+            return Err(BrokerError::Rejected(format!(
+                "{reason} (broker order {})",
+                ack.orderid
+            )));
+        }
+        Ok(BrokerOutcome {
+            broker_order_id: ack.orderid.clone(),
+            ..map::outcome(&record)
+        })
+    }
+
+    /// The details of the order `ack` answered for: by its unique id, or `orderid`.
+    async fn details(
+        &self,
+        creds: &BrokerCredentials,
+        orderid: &str,
+        ack: &OrderAck,
+    ) -> Result<OrderRecord, SmartApiError> {
         let key = if ack.uniqueorderid.is_empty() {
-            ack.orderid.as_str()
+            orderid
         } else {
             ack.uniqueorderid.as_str()
         };
-        let details = self
-            .with_session(creds, |client, jwt| async move {
-                client.order_details(&jwt, key).await
-            })
-            .await;
-        let outcome = match details {
-            Ok(record) if map::status(&record) == OrderStatus::Rejected => {
-                return Err(BrokerError::Rejected(format!(
-                    "{} (broker order {})",
-                    if record.text.is_empty() {
-                        "no reason given"
-                    } else {
-                        record.text.as_str()
-                    },
-                    ack.orderid
-                )));
-            }
-            Ok(record) => map::outcome(&record),
-            Err(error) => {
-                tracing::info!(%error, "order details unavailable; the order-update stream will settle it");
-                BrokerOutcome {
-                    broker_order_id: String::new(),
-                    status: OrderStatus::Open,
-                    filled_quantity: 0,
-                    average_price: None,
-                }
-            }
-        };
-        Ok(BrokerOutcome {
-            broker_order_id: ack.orderid.clone(),
-            ..outcome
+        self.with_session(creds, |client, jwt| async move {
+            client.order_details(&jwt, key).await
         })
+        .await
     }
 
     /// cancelOrder with the order's variety, then its state.
