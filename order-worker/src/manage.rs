@@ -46,6 +46,22 @@ async fn begin(
     Ok((order, lease))
 }
 
+/// The order as placed (with its current quantity and prices).
+fn as_request(current: &OrderReply) -> OrderRequest {
+    OrderRequest {
+        client_order_id: current.client_order_id.clone(),
+        exchange: current.exchange.clone(),
+        symbol: current.symbol.clone(),
+        side: current.side,
+        order_type: current.order_type,
+        quantity: current.quantity,
+        price: current.price,
+        trigger_price: current.trigger_price,
+        product: current.product,
+        account: None,
+    }
+}
+
 /// Settles a pending change from the broker's answer (`None`: the lease was lost and the
 /// call dropped, so reconciliation settles it); a refused change restores `previous`.
 async fn settle(
@@ -121,8 +137,9 @@ pub async fn cancel_as(
     let creds = credentials::open_as(worker, actor, &account, purpose, request_id).await?;
     let (pending, lease) = begin(worker, order, OrderStatus::PendingCancel).await?;
     let broker_order_id = pending.broker_order_id.clone().unwrap_or_default();
+    let placed = as_request(&store::view(order));
     let call = broker
-        .cancel_order(&creds, &broker_order_id)
+        .cancel_placed_order(&creds, &broker_order_id, &placed)
         .instrument(tracing::info_span!(
             "broker.cancel_order",
             otel.kind = "client",
@@ -178,16 +195,10 @@ pub async fn modify(worker: &Worker, request: &Request<'_>) -> Result<OrderReply
         ));
     }
     let modified = OrderRequest {
-        client_order_id: current.client_order_id.clone(),
-        exchange: current.exchange.clone(),
-        symbol: current.symbol.clone(),
-        side: current.side,
-        order_type: current.order_type,
         quantity,
         price: change.price.or(current.price),
         trigger_price: change.trigger_price.or(current.trigger_price),
-        product: current.product,
-        account: None,
+        ..as_request(&current)
     };
     modified.validate(worker.settings.max_quantity)?;
     let account = credentials::account_of(&worker.db, &order)

@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
+use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::jwt::TokenKind;
@@ -54,7 +55,10 @@ pub async fn upgrade(
         id,
         feed: false,
     };
-    ws.on_upgrade(move |socket| run(socket, guard, client_code))
+    // Subscribed before the handshake completes, so that nothing published after the client
+    // sees the socket open is missed.
+    let events = shared.events.subscribe();
+    ws.on_upgrade(move |socket| run(socket, guard, client_code, events))
 }
 
 fn message(client_code: &str, code: &str, order: Value) -> Message {
@@ -65,9 +69,13 @@ fn message(client_code: &str, code: &str, order: Value) -> Message {
     Message::Text(body.to_string().into())
 }
 
-async fn run(mut socket: WebSocket, guard: ConnGuard, client_code: String) {
+async fn run(
+    mut socket: WebSocket,
+    guard: ConnGuard,
+    client_code: String,
+    mut events: broadcast::Receiver<OrderEvent>,
+) {
     let shared = guard.shared.clone();
-    let mut events = shared.events.subscribe();
     let mut kill = shared.kill.subscribe();
     kill.borrow_and_update();
     if socket

@@ -64,7 +64,8 @@ pub struct Rms {
     pub m2munrealized: i64,
 }
 
-/// place and modify (SPEC §3.1). Prices are rupee strings on the wire.
+/// place and modify (SPEC §3.1). Prices are rupee strings on the wire. A modify sends the
+/// whole order again (variety, order type, quantity, prices) with `orderid` set.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct OrderParams {
     /// `NORMAL` or `STOPLOSS`.
@@ -93,7 +94,7 @@ pub struct OrderParams {
     /// Pinnacle's idempotency tag ([`crate::tag`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ordertag: Option<String>,
-    /// Modify only.
+    /// Modify only: the broker's id of the order to change.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub orderid: Option<String>,
 }
@@ -150,6 +151,9 @@ pub struct OrderRecord {
     /// Limit price.
     #[serde(deserialize_with = "lenient::paise")]
     pub price: i64,
+    /// Stop-loss trigger price (0 when none).
+    #[serde(deserialize_with = "lenient::paise")]
+    pub triggerprice: i64,
     /// Average fill price.
     #[serde(deserialize_with = "lenient::paise")]
     pub averageprice: i64,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use pinnacle_common::subjects;
 use pinnacle_smartapi::tag::order_tag;
-use pinnacle_smartapi_sim::Fault;
+use pinnacle_smartapi_sim::{Fault, SimOrder};
 use pinnacle_tests::angel::{AngelStack, SBIN_TOKEN};
 use pinnacle_tests::{eventually, logs, no_limits};
 use serde_json::{json, Value};
@@ -69,13 +69,14 @@ async fn live_orders_reach_the_broker_once_with_one_login_and_follow_its_updates
         let filled = stack
             .call(&user, "place", AngelStack::limit("b-1", "BUY", 5, fills))
             .await;
+        // Place is one request whose reply has no state: OPEN, then the order-update
+        // stream records the fill.
         assert_taken(&filled);
-        let filled = result(&filled).clone();
         wait_for_fill(stack, &user, "b-1").await;
-        assert_eq!(
-            filled["status"], "FILLED",
-            "a marketable limit fills at once: {filled}"
-        );
+        let filled = stack
+            .call(&user, "get", json!({"client_order_id": "b-1"}))
+            .await;
+        let filled = result(&filled).clone();
         let order_id = filled["order_id"].as_str().expect("id").to_string();
         let at_broker = angel.sim.orders(cc);
         assert_eq!(at_broker.len(), 1);
@@ -530,6 +531,317 @@ async fn two_processes_never_log_in_to_one_account_at_once() {
             .try_lease(&account_id, Duration::from_secs(30))
             .await
             .expect("lease"));
+    })
+    .await;
+}
+
+/// The REST paths `client_code` sent since request number `since`, by route name.
+fn routes_since(angel: &AngelStack, client_code: &str, since: usize) -> Vec<String> {
+    angel
+        .sim
+        .requests()
+        .into_iter()
+        .skip(since)
+        .filter(|r| r.client_code.as_deref() == Some(client_code))
+        .map(|r| match r.path.split_once("/order/v1/details/") {
+            Some(_) => "details".to_string(),
+            None => r.path.rsplit('/').next().unwrap_or_default().to_string(),
+        })
+        .collect()
+}
+
+/// The order the simulator holds under `broker_order_id`.
+fn at_broker(angel: &AngelStack, client_code: &str, reply: &Value) -> SimOrder {
+    let id = result(reply)["broker_order_id"]
+        .as_str()
+        .expect("broker id");
+    angel
+        .sim
+        .orders(client_code)
+        .into_iter()
+        .find(|o| o.orderid == id)
+        .expect("the broker has the order")
+}
+
+/// Waits for a lifecycle event of `client_order_id` that `wanted` accepts.
+async fn wait_for_event(
+    events: &mut async_nats::Subscriber,
+    client_order_id: &str,
+    wanted: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let message = tokio::time::timeout_at(deadline, events.next())
+            .await
+            .unwrap_or_else(|_| panic!("no matching event for {client_order_id}"))
+            .expect("event stream open");
+        let event: Value = pinnacle_common::codec::Encoding::MsgPack
+            .decode(&message.payload)
+            .expect("event decodes");
+        if event["order"]["client_order_id"] == client_order_id && wanted(&event["order"]) {
+            return event;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modify_and_cancel_change_the_broker_order_without_reading_its_book() {
+    each_backend(|backend| async move {
+        let angel = AngelStack::start(backend).await;
+        let stack = &angel.stack;
+        let (user, account) = angel.angel_trader("modify", 6, json!({})).await;
+        let cc = account.client_code.as_str();
+        // Pinnacle's own orders/s per user is tested elsewhere; the broker's 9/s still holds.
+        stack
+            .set_limits(pinnacle_common::entities::risk_limits::Model {
+                max_orders_per_second: Some(1_000),
+                ..no_limits(&user.id)
+            })
+            .await;
+        let (fills, rests) = angel.prices();
+        let mut events = stack
+            .client
+            .subscribe(subjects::order_events(&user.id))
+            .await
+            .expect("subscribe events");
+
+        // The first order logs in and starts the order-update socket, which catches up
+        // from the order book once; from then on nothing reads the book.
+        let mark = go_live(&angel, &user, cc, "m-0").await;
+
+        // Place is one REST request.
+        let limit = stack
+            .call(&user, "place", AngelStack::limit("m-1", "BUY", 2, rests))
+            .await;
+        assert_eq!(result(&limit)["status"], "OPEN", "{limit}");
+        assert_eq!(routes_since(&angel, cc, mark), ["placeOrder"]);
+
+        // Quantity 2 → 3: the broker's order changes, and so do the reply and the record.
+        let modified = stack
+            .call(&user, "modify", json!({"client_order_id": "m-1", "quantity": 3}))
+            .await;
+        assert_eq!(result(&modified)["status"], "OPEN", "{modified}");
+        assert_eq!(result(&modified)["quantity"], 3, "{modified}");
+        let order = at_broker(&angel, cc, &limit);
+        assert_eq!((order.quantity, order.price_paise), (3, rests));
+        wait_for_event(&mut events, "m-1", |o| {
+            o["status"] == "OPEN" && o["quantity"] == 3
+        })
+        .await;
+
+        // The price.
+        let price = rests - 100;
+        let modified = stack
+            .call(&user, "modify", json!({"client_order_id": "m-1", "price": price}))
+            .await;
+        assert_eq!(result(&modified)["price"], price, "{modified}");
+        assert_eq!(result(&modified)["quantity"], 3, "{modified}");
+        let order = at_broker(&angel, cc, &limit);
+        assert_eq!((order.quantity, order.price_paise, order.status.as_str()), (3, price, "open"));
+        let stored = stack
+            .call(&user, "get", json!({"client_order_id": "m-1"}))
+            .await;
+        assert_eq!(
+            (&result(&stored)["quantity"], &result(&stored)["price"]),
+            (&json!(3), &json!(price)),
+            "{stored}"
+        );
+
+        // A stop-loss order's trigger (and limit): a buy stop far above the market rests.
+        let ltp = angel.sim.ltp("NSE", SBIN_TOKEN).expect("ltp");
+        let stop = json!({"client_order_id": "m-2", "exchange": "NSE", "symbol": "SBIN-EQ",
+                          "side": "BUY", "order_type": "STOPLOSS_LIMIT", "quantity": 1,
+                          "price": ltp * 2 + 100, "trigger_price": ltp * 2});
+        let stop = stack.call(&user, "place", stop).await;
+        assert_eq!(result(&stop)["status"], "OPEN", "{stop}");
+        let modified = stack
+            .call(
+                &user,
+                "modify",
+                json!({"client_order_id": "m-2", "trigger_price": ltp * 2 + 50}),
+            )
+            .await;
+        assert_eq!(result(&modified)["trigger_price"], ltp * 2 + 50, "{modified}");
+        let order = at_broker(&angel, cc, &stop);
+        assert_eq!(
+            (order.trigger_price_paise, order.price_paise, order.status.as_str()),
+            (ltp * 2 + 50, ltp * 2 + 100, "trigger pending")
+        );
+        let modified = stack
+            .call(
+                &user,
+                "modify",
+                json!({"client_order_id": "m-2", "price": ltp * 2 + 200, "trigger_price": ltp * 2 + 150}),
+            )
+            .await;
+        assert_eq!(result(&modified)["price"], ltp * 2 + 200, "{modified}");
+        let order = at_broker(&angel, cc, &stop);
+        assert_eq!(
+            (order.trigger_price_paise, order.price_paise),
+            (ltp * 2 + 150, ltp * 2 + 200)
+        );
+
+        // A modify that makes the order marketable fills it, at the new quantity.
+        let crossing = stack
+            .call(&user, "place", AngelStack::limit("m-3", "BUY", 2, rests))
+            .await;
+        assert_eq!(result(&crossing)["status"], "OPEN", "{crossing}");
+        let modified = stack
+            .call(
+                &user,
+                "modify",
+                json!({"client_order_id": "m-3", "quantity": 4, "price": fills}),
+            )
+            .await;
+        assert_eq!(result(&modified)["quantity"], 4, "{modified}");
+        wait_for_fill(stack, &user, "m-3").await;
+        let stored = stack
+            .call(&user, "get", json!({"client_order_id": "m-3"}))
+            .await;
+        assert_eq!(
+            (&result(&stored)["quantity"], &result(&stored)["filled_quantity"]),
+            (&json!(4), &json!(4)),
+            "{stored}"
+        );
+        assert_eq!(at_broker(&angel, cc, &crossing).filled, 4);
+
+        // Cancel both resting orders, each with the variety it was placed with.
+        for (id, placed) in [("m-1", &limit), ("m-2", &stop)] {
+            let cancelled = stack
+                .call(&user, "cancel", json!({"client_order_id": id}))
+                .await;
+            assert_eq!(result(&cancelled)["status"], "CANCELLED", "{cancelled}");
+            assert_eq!(at_broker(&angel, cc, placed).status, "cancelled");
+        }
+
+        // What went to the broker: no order book, one details request per change, and
+        // every modify and cancel named the variety its order was placed with.
+        let routes = routes_since(&angel, cc, mark);
+        let count = |name: &str| routes.iter().filter(|r| *r == name).count();
+        assert_eq!(count("getOrderBook"), 0, "{routes:?}");
+        assert_eq!(
+            (count("placeOrder"), count("modifyOrder"), count("cancelOrder")),
+            (3, 5, 2),
+            "{routes:?}"
+        );
+        assert_eq!(count("details"), 7, "{routes:?}");
+        let requests = angel.sim.requests();
+        let placed_variety = |orderid: &str| {
+            let order = angel.sim.orders(cc).into_iter().find(|o| o.orderid == orderid);
+            order.expect("placed").variety
+        };
+        for request in requests.iter().skip(mark).filter(|r| {
+            r.path.ends_with("/modifyOrder") || r.path.ends_with("/cancelOrder")
+        }) {
+            let orderid = request.body["orderid"].as_str().expect("orderid");
+            assert_eq!(request.body["variety"], placed_variety(orderid).as_str());
+        }
+        let place_bodies: Vec<&Value> = requests
+            .iter()
+            .skip(mark)
+            .filter(|r| r.path.ends_with("/placeOrder"))
+            .map(|r| &r.body)
+            .collect();
+        assert_eq!(place_bodies[1]["variety"], "STOPLOSS");
+        assert_eq!(place_bodies[0]["variety"], "NORMAL");
+    })
+    .await;
+}
+
+/// Places a resting order for the first time on `client_code`'s session and waits until the
+/// order-update socket is connected and has caught up from the order book (the worker
+/// counts the stream live before it asks for the book); returns the number of requests the
+/// simulator has seen by then.
+async fn go_live(
+    angel: &AngelStack,
+    user: &pinnacle_tests::TestUser,
+    client_code: &str,
+    client_order_id: &str,
+) -> usize {
+    let (_, rests) = angel.prices();
+    let first = angel
+        .stack
+        .call(
+            user,
+            "place",
+            AngelStack::limit(client_order_id, "BUY", 1, rests),
+        )
+        .await;
+    assert_eq!(result(&first)["status"], "OPEN", "{first}");
+    eventually(
+        Duration::from_secs(10),
+        "the order-update socket connects and catches up",
+        || async {
+            let caught_up =
+                routes_since(angel, client_code, 0).contains(&"getOrderBook".to_string());
+            (angel.sim.order_connections() >= 1 && caught_up).then_some(())
+        },
+    )
+    .await;
+    angel.sim.requests().len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejections_after_the_acknowledgement_are_recorded_with_the_reason() {
+    each_backend(|backend| async move {
+        let angel = AngelStack::start(backend).await;
+        let stack = &angel.stack;
+        let (user, account) = angel.angel_trader("late-reject", 7, json!({})).await;
+        let cc = account.client_code.as_str();
+        let ltp = angel.sim.ltp("NFO", "35001").expect("NIFTY future");
+        // The broker takes the request (an order id), then rejects the order: 1 is not a
+        // multiple of the lot size, 75.
+        let order = |id: &str| {
+            json!({"client_order_id": id, "exchange": "NFO", "symbol": "NIFTY30DEC26FUT",
+                   "side": "BUY", "order_type": "LIMIT", "quantity": 1, "price": ltp / 2,
+                   "product": "CARRYFORWARD"})
+        };
+
+        // The session's first order: no live stream yet, so place reads the state once.
+        let reply = stack.call(&user, "place", order("lot-1")).await;
+        assert_eq!(error_code(&reply), "BROKER_REJECTED", "{reply}");
+        assert!(
+            reply["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("lot size")),
+            "{reply}"
+        );
+
+        // With the stream live, place is one request and answers OPEN, or REJECTED if the
+        // update was quicker; either way the order ends REJECTED with the broker's reason.
+        let mark = go_live(&angel, &user, cc, "live-0").await;
+        let reply = stack.call(&user, "place", order("lot-2")).await;
+        assert!(
+            reply["result"]["status"] == "OPEN" || reply["error"]["code"] == "BROKER_REJECTED",
+            "{reply}"
+        );
+        assert_eq!(routes_since(&angel, cc, mark), ["placeOrder"]);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let stored = loop {
+            let got = stack
+                .call(&user, "get", json!({"client_order_id": "lot-2"}))
+                .await;
+            if got["result"]["status"] == "REJECTED" {
+                break got;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the rejection was not recorded: {got}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert!(
+            result(&stored)["reject_reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("lot size")),
+            "{stored}"
+        );
+        let at_broker = angel.sim.orders(cc);
+        assert_eq!(at_broker.len(), 3);
+        assert!(at_broker
+            .iter()
+            .filter(|o| o.symbol == "NIFTY30DEC26FUT")
+            .all(|o| o.status == "rejected"));
     })
     .await;
 }

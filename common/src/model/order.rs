@@ -187,6 +187,9 @@ impl OrderStatus {
             (New, Submitted | Rejected) => true,
             (Submitted, Open | PartiallyFilled | Filled | Rejected | Cancelled | Unknown) => true,
             (Open, PartiallyFilled | Filled | PendingModify | PendingCancel | Cancelled) => true,
+            // A broker that acknowledges an order before its risk checks and the exchange
+            // have seen it (Angel One) can still reject it, before anything fills.
+            (Open, Rejected) => true,
             (
                 PartiallyFilled,
                 PartiallyFilled | Filled | PendingModify | PendingCancel | Cancelled,
@@ -469,6 +472,10 @@ mod tests {
         );
         assert!(!Open.can_become(New));
         assert!(PendingCancel.can_become(Filled), "a fill may beat a cancel");
+        assert!(
+            Open.can_become(Rejected) && !PartiallyFilled.can_become(Rejected),
+            "an acknowledged order can be rejected until something fills"
+        );
         assert!(Unknown.can_become(Filled) && Unknown.can_become(Rejected));
         assert!(
             !Unknown.can_become(Submitted),

@@ -9,16 +9,27 @@ use pinnacle_smartapi::types::{
     HoldingRecord, OrderParams, OrderRecord, PositionRecord, Rms, TradeRecord,
 };
 
+/// The SmartAPI variety an order of `order_type` is placed with (SPEC §3.1): stop-loss
+/// orders are `STOPLOSS`, the rest `NORMAL`. A function of the stored order type alone, so
+/// modify and cancel name the variety place sent without asking the broker; the order type
+/// cannot be modified, so it never changes.
+pub fn variety(order_type: OrderType) -> &'static str {
+    match order_type {
+        OrderType::Market | OrderType::Limit => "NORMAL",
+        OrderType::StoplossLimit | OrderType::StoplossMarket => "STOPLOSS",
+    }
+}
+
 /// The SmartAPI parameters for `order` on `token`, tagged with `tag`.
 pub fn order_params(order: &OrderRequest, token: &str, tag: Option<String>) -> OrderParams {
-    let (variety, ordertype) = match order.order_type {
-        OrderType::Market => ("NORMAL", "MARKET"),
-        OrderType::Limit => ("NORMAL", "LIMIT"),
-        OrderType::StoplossLimit => ("STOPLOSS", "STOPLOSS_LIMIT"),
-        OrderType::StoplossMarket => ("STOPLOSS", "STOPLOSS_MARKET"),
+    let ordertype = match order.order_type {
+        OrderType::Market => "MARKET",
+        OrderType::Limit => "LIMIT",
+        OrderType::StoplossLimit => "STOPLOSS_LIMIT",
+        OrderType::StoplossMarket => "STOPLOSS_MARKET",
     };
     OrderParams {
-        variety: variety.into(),
+        variety: variety(order.order_type).into(),
         tradingsymbol: order.symbol.clone(),
         symboltoken: token.into(),
         transactiontype: side(order.side).into(),
@@ -87,6 +98,19 @@ pub fn outcome(record: &OrderRecord) -> BrokerOutcome {
         average_price: (record.filledshares > 0 && record.averageprice > 0)
             .then_some(record.averageprice),
     }
+}
+
+/// The terms of an order as the broker holds them: (quantity, limit price, trigger price),
+/// each `None` when the record does not say or the order type has no such field. The
+/// broker's record is the truth after a modification, whichever path sees it first.
+pub fn terms(
+    record: &OrderRecord,
+    order_type: OrderType,
+) -> (Option<i64>, Option<i64>, Option<i64>) {
+    let quantity = (record.quantity > 0).then_some(record.quantity);
+    let price = (order_type.has_limit() && record.price > 0).then_some(record.price);
+    let trigger = (order_type.is_stop() && record.triggerprice > 0).then_some(record.triggerprice);
+    (quantity, price, trigger)
 }
 
 /// Funds from getRMS.
@@ -178,5 +202,86 @@ mod tests {
         assert_eq!(status(&record("cancelled", 0)), OrderStatus::Cancelled);
         assert_eq!(outcome(&record("open", 0)).average_price, None);
         assert_eq!(outcome(&record("complete", 5)).average_price, Some(19450));
+        assert_eq!(status(&record("modified", 0)), OrderStatus::Open);
+        assert_eq!(
+            status(&record("modify pending", 0)),
+            OrderStatus::PendingModify
+        );
+        assert_eq!(
+            status(&record("cancel pending", 0)),
+            OrderStatus::PendingCancel
+        );
+    }
+
+    fn request(order_type: OrderType) -> OrderRequest {
+        let stop = order_type.is_stop();
+        OrderRequest {
+            client_order_id: "c-1".into(),
+            exchange: "nse".into(),
+            symbol: "SBIN-EQ".into(),
+            side: Side::Buy,
+            order_type,
+            quantity: 3,
+            price: order_type.has_limit().then_some(19_450),
+            trigger_price: stop.then_some(19_400),
+            product: Product::Intraday,
+            account: None,
+        }
+    }
+
+    #[test]
+    fn the_variety_modify_and_cancel_name_is_the_one_place_sent() {
+        for order_type in [
+            OrderType::Market,
+            OrderType::Limit,
+            OrderType::StoplossLimit,
+            OrderType::StoplossMarket,
+        ] {
+            let placed = order_params(&request(order_type), "3045", Some("tag".into()));
+            assert_eq!(placed.variety, variety(order_type), "{order_type:?}");
+        }
+        assert_eq!(variety(OrderType::Limit), "NORMAL");
+        assert_eq!(variety(OrderType::StoplossLimit), "STOPLOSS");
+    }
+
+    #[test]
+    fn a_modify_sends_the_whole_order_with_its_id() {
+        let mut params = order_params(&request(OrderType::StoplossLimit), "3045", None);
+        params.orderid = Some("261201000000001".into());
+        let body = serde_json::to_value(&params).expect("encodes");
+        assert_eq!(body["variety"], "STOPLOSS");
+        assert_eq!(body["ordertype"], "STOPLOSS_LIMIT");
+        assert_eq!(body["orderid"], "261201000000001");
+        assert_eq!(body["quantity"], "3");
+        assert_eq!(body["price"], "194.50");
+        assert_eq!(body["triggerprice"], "194.00");
+        assert_eq!(body["exchange"], "NSE");
+        assert!(body.get("ordertag").is_none(), "a modify carries no tag");
+    }
+
+    #[test]
+    fn terms_come_from_the_record_for_the_fields_the_type_has() {
+        let record = OrderRecord {
+            quantity: 3,
+            price: 19_500,
+            triggerprice: 19_400,
+            ..OrderRecord::default()
+        };
+        assert_eq!(
+            terms(&record, OrderType::StoplossLimit),
+            (Some(3), Some(19_500), Some(19_400))
+        );
+        assert_eq!(
+            terms(&record, OrderType::Limit),
+            (Some(3), Some(19_500), None)
+        );
+        assert_eq!(
+            terms(&record, OrderType::StoplossMarket),
+            (Some(3), None, Some(19_400))
+        );
+        assert_eq!(
+            terms(&OrderRecord::default(), OrderType::Limit),
+            (None, None, None)
+        );
     }
 }

@@ -6,6 +6,13 @@
 //!   times out or gets an empty reply, the order is looked up by that tag in the order book
 //!   instead of being sent again; if it is not there, the order is `UNKNOWN` and
 //!   reconciliation asks again later.
+//! - Place is one request once the account's order-update stream is live: its reply
+//!   carries the broker's order id, the order is OPEN, and fills, cancellations and
+//!   rejections arrive on the stream. Before that (a session's first order), one details
+//!   request reads the state, since nothing else would report it.
+//!   Modify and cancel name the variety place sent, derived from the stored order type
+//!   ([`map::variety`]), so they never read the order book; their replies carry only ids,
+//!   so one details request (10/s) says how much has filled.
 //! - Regulatory settings are checked before anything is sent: the account's registered
 //!   static IP (bound locally, or reached through its proxy) and its algo id; MARKET orders
 //!   are refused (barred for API orders under NSE's retail algo framework).
@@ -26,10 +33,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pinnacle_common::broker::{Broker, BrokerCredentials, BrokerError, BrokerOutcome};
-use pinnacle_common::model::{Funds, Holding, OrderRequest, OrderType, Position, Trade};
+use pinnacle_common::model::{
+    Funds, Holding, OrderRequest, OrderStatus, OrderType, Position, Trade,
+};
 use pinnacle_smartapi::limits::RateLimiter;
 use pinnacle_smartapi::session::{LoginSecrets, Session, SessionManager, SessionStore};
-use pinnacle_smartapi::types::OrderRecord;
+use pinnacle_smartapi::types::{OrderAck, OrderRecord};
 use pinnacle_smartapi::{
     tag, AccountKey, Egress, RestClient, RestConfig, SmartApiError, SmartApiErrorKind,
 };
@@ -38,7 +47,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use self::symbols::SymbolResolver;
-use self::updates::SessionNotice;
+use self::updates::{LiveStreams, SessionNotice};
 
 /// The name stored in `broker_accounts.broker`.
 pub const NAME: &str = "angel_one";
@@ -46,6 +55,11 @@ pub const NAME: &str = "angel_one";
 /// How often a request the broker refused with its 403 rate limit is tried again (it was
 /// not processed, so sending it again cannot duplicate it).
 const RATE_LIMIT_RETRIES: u32 = 2;
+
+/// How often the details of an order whose change the broker has not finished are read
+/// again, and how long apart.
+const PENDING_RETRIES: u32 = 3;
+const PENDING_PAUSE: Duration = Duration::from_millis(200);
 
 /// SmartAPI as a [`Broker`].
 pub struct AngelOneBroker {
@@ -58,6 +72,8 @@ pub struct AngelOneBroker {
     clients: Mutex<HashMap<String, ([u8; 32], RestClient)>>,
     /// Tells the order-update follower about every session in use.
     notices: Option<mpsc::UnboundedSender<SessionNotice>>,
+    /// Which accounts' order-update streams the follower has live.
+    live: Arc<LiveStreams>,
 }
 
 impl std::fmt::Debug for AngelOneBroker {
@@ -85,6 +101,7 @@ impl AngelOneBroker {
             symbols,
             clients: Mutex::new(HashMap::new()),
             notices: None,
+            live: Arc::default(),
         }
     }
 
@@ -197,6 +214,7 @@ impl AngelOneBroker {
                 jwt: session.jwt.clone(),
                 expires_at: session.expires_at,
                 client: client.clone(),
+                live: self.live.clone(),
             });
         }
     }
@@ -217,36 +235,111 @@ impl AngelOneBroker {
         Ok(book.into_iter().find(|record| record.ordertag == wanted))
     }
 
-    /// The order's state right after an accepted request: its details, or `OPEN` when the
-    /// details cannot be read (the order-update stream settles it).
-    async fn settle(
+    /// The order's state right after the broker accepted a modify or cancel, from its
+    /// details (a GET on its own 10/s budget; the order book, at 1/s, is never read).
+    ///
+    /// The acknowledgement carries only ids, and the outcome must say how much has filled:
+    /// a partly filled order stays partly filled. A change the broker has not finished
+    /// (`modify pending`, `cancel pending`) is read again a few times; if it is still
+    /// pending, or the details cannot be read, the outcome is unknown and reconciliation
+    /// asks the broker again.
+    async fn after_change(
         &self,
         creds: &BrokerCredentials,
         orderid: &str,
-        unique: &str,
-    ) -> BrokerOutcome {
-        let details = self
-            .with_session(creds, |client, jwt| {
-                let unique = unique.to_string();
-                async move { client.order_details(&jwt, &unique).await }
-            })
-            .await;
-        match details {
-            Ok(record) if record.orderid == orderid || record.orderid.is_empty() => BrokerOutcome {
+        ack: &OrderAck,
+    ) -> Result<BrokerOutcome, BrokerError> {
+        for attempt in 0..=PENDING_RETRIES {
+            if attempt > 0 {
+                tokio::time::sleep(PENDING_PAUSE).await;
+            }
+            let record = self.details(creds, orderid, ack).await.map_err(|error| {
+                tracing::info!(%error, "order details unavailable after an accepted change");
+                BrokerError::Unavailable(format!(
+                    "the broker accepted the change but its order state could not be read: {error}"
+                ))
+            })?;
+            let outcome = BrokerOutcome {
                 broker_order_id: orderid.to_string(),
                 ..map::outcome(&record)
-            },
-            Ok(record) => map::outcome(&record),
-            Err(error) => {
-                tracing::info!(%error, "order details unavailable; the order-update stream will settle it");
-                BrokerOutcome {
-                    broker_order_id: orderid.to_string(),
-                    status: pinnacle_common::model::OrderStatus::Open,
-                    filled_quantity: 0,
-                    average_price: None,
-                }
+            };
+            if !matches!(
+                outcome.status,
+                OrderStatus::PendingModify | OrderStatus::PendingCancel
+            ) {
+                return Ok(outcome);
             }
         }
+        Err(BrokerError::Unavailable(
+            "the broker accepted the change but had not finished it".into(),
+        ))
+    }
+
+    /// A just-placed order's state from its details; a rejected order is a
+    /// [`BrokerError::Rejected`] with the broker's reason, and unreadable details leave the
+    /// outcome unknown, for reconciliation to find the order by its tag.
+    async fn placed_state(
+        &self,
+        creds: &BrokerCredentials,
+        ack: &OrderAck,
+    ) -> Result<BrokerOutcome, BrokerError> {
+        let record = self
+            .details(creds, &ack.orderid, ack)
+            .await
+            .map_err(|error| {
+                BrokerError::Unavailable(format!(
+                    "the broker took the order but its state could not be read: {error}"
+                ))
+            })?;
+        if map::status(&record) == OrderStatus::Rejected {
+            let reason = if record.text.is_empty() {
+                "no reason given"
+            } else {
+                record.text.as_str()
+            };
+            return Err(BrokerError::Rejected(format!(
+                "{reason} (broker order {})",
+                ack.orderid
+            )));
+        }
+        Ok(BrokerOutcome {
+            broker_order_id: ack.orderid.clone(),
+            ..map::outcome(&record)
+        })
+    }
+
+    /// The details of the order `ack` answered for: by its unique id, or `orderid`.
+    async fn details(
+        &self,
+        creds: &BrokerCredentials,
+        orderid: &str,
+        ack: &OrderAck,
+    ) -> Result<OrderRecord, SmartApiError> {
+        let key = if ack.uniqueorderid.is_empty() {
+            orderid
+        } else {
+            ack.uniqueorderid.as_str()
+        };
+        self.with_session(creds, |client, jwt| async move {
+            client.order_details(&jwt, key).await
+        })
+        .await
+    }
+
+    /// cancelOrder with the order's variety, then its state.
+    async fn cancel_with_variety(
+        &self,
+        creds: &BrokerCredentials,
+        broker_order_id: &str,
+        variety: &str,
+    ) -> Result<BrokerOutcome, BrokerError> {
+        let ack = self
+            .with_session(creds, |client, jwt| async move {
+                client.cancel_order(&jwt, variety, broker_order_id).await
+            })
+            .await
+            .map_err(broker_error)?;
+        self.after_change(creds, broker_order_id, &ack).await
     }
 
     async fn token(&self, exchange: &str, symbol: &str) -> Result<String, BrokerError> {
@@ -385,6 +478,7 @@ impl Broker for AngelOneBroker {
         self.preflight(creds, order)?;
         let token = self.token(&order.exchange, &order.symbol).await?;
         let params = map::order_params(order, &token, Some(tag::order_tag(order_id)));
+        let stream = self.live.connection(&creds.account_id);
         let placed = self
             .with_session(creds, |client, jwt| {
                 let params = params.clone();
@@ -392,7 +486,38 @@ impl Broker for AngelOneBroker {
             })
             .await;
         match placed {
-            Ok(ack) => Ok(self.settle(creds, &ack.orderid, &ack.uniqueorderid).await),
+            // The reply carries the broker's order id, all a later modify or cancel needs
+            // besides the stored order (SPEC §3.1), but nothing about the order's state.
+            // With the account's order-update stream live from before the request until
+            // after the reply, that is all: the order is OPEN and its fill or rejection
+            // arrives on the stream. Otherwise (the session's first order, a socket that is
+            // down or reconnected meanwhile) the state may never be reported, so it is read
+            // once.
+            Ok(ack) if !ack.orderid.is_empty() => {
+                let streamed =
+                    stream.is_some() && stream == self.live.connection(&creds.account_id);
+                if streamed {
+                    Ok(BrokerOutcome {
+                        broker_order_id: ack.orderid,
+                        status: OrderStatus::Open,
+                        filled_quantity: 0,
+                        average_price: None,
+                    })
+                } else {
+                    self.placed_state(creds, &ack).await
+                }
+            }
+            Ok(_) => {
+                tracing::warn!(
+                    "placeOrder succeeded without an order id; looking the order up by its tag"
+                );
+                match self.find_by_tag(creds, order_id).await {
+                    Ok(Some(record)) => Ok(map::outcome(&record)),
+                    Ok(None) | Err(_) => Err(BrokerError::Unavailable(
+                        "placeOrder succeeded without an order id".into(),
+                    )),
+                }
+            }
             Err(error) if ambiguous(&error) => {
                 tracing::warn!(%error, "placeOrder outcome unknown; looking the order up by its tag");
                 match self.find_by_tag(creds, order_id).await {
@@ -412,6 +537,8 @@ impl Broker for AngelOneBroker {
     ) -> Result<BrokerOutcome, BrokerError> {
         check_compliance(creds)?;
         let token = self.token(&order.exchange, &order.symbol).await?;
+        // The whole order again, with its variety from the stored order type (the one place
+        // sent) and the new quantity and prices.
         let mut params = map::order_params(order, &token, None);
         params.orderid = Some(broker_order_id.to_string());
         let ack = self
@@ -421,9 +548,7 @@ impl Broker for AngelOneBroker {
             })
             .await
             .map_err(broker_error)?;
-        Ok(self
-            .settle(creds, broker_order_id, &ack.uniqueorderid)
-            .await)
+        self.after_change(creds, broker_order_id, &ack).await
     }
 
     async fn cancel_order(
@@ -432,7 +557,8 @@ impl Broker for AngelOneBroker {
         broker_order_id: &str,
     ) -> Result<BrokerOutcome, BrokerError> {
         check_compliance(creds)?;
-        // The cancel must name the order's variety; the order book has it.
+        // Without the order, its variety is only in the broker's order book (1 request/s).
+        // Pinnacle's own cancels go through `cancel_placed_order`, which never reads it.
         let book = self
             .with_session(
                 creds,
@@ -449,20 +575,23 @@ impl Broker for AngelOneBroker {
                 ))
             })?;
         let variety = if record.variety.is_empty() {
-            "NORMAL".to_string()
+            "NORMAL"
         } else {
-            record.variety.clone()
+            record.variety.as_str()
         };
-        let ack = self
-            .with_session(creds, |client, jwt| {
-                let variety = variety.clone();
-                async move { client.cancel_order(&jwt, &variety, broker_order_id).await }
-            })
+        self.cancel_with_variety(creds, broker_order_id, variety)
             .await
-            .map_err(broker_error)?;
-        Ok(self
-            .settle(creds, broker_order_id, &ack.uniqueorderid)
-            .await)
+    }
+
+    async fn cancel_placed_order(
+        &self,
+        creds: &BrokerCredentials,
+        broker_order_id: &str,
+        order: &OrderRequest,
+    ) -> Result<BrokerOutcome, BrokerError> {
+        check_compliance(creds)?;
+        self.cancel_with_variety(creds, broker_order_id, map::variety(order.order_type))
+            .await
     }
 
     async fn funds(&self, creds: &BrokerCredentials) -> Result<Funds, BrokerError> {

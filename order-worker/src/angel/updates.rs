@@ -14,7 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use pinnacle_common::broker::BrokerOutcome;
 use pinnacle_common::entities::orders;
+use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::model::OrderStatus;
 use pinnacle_common::shutdown::Shutdown;
 use pinnacle_smartapi::order_updates::{self, Ended, Event};
@@ -42,6 +44,37 @@ pub struct SessionNotice {
     pub expires_at: DateTime<Utc>,
     /// The account's REST client, to catch up from the order book after a reconnect.
     pub client: RestClient,
+    /// Where the follower says whether the account's stream is live.
+    pub live: Arc<LiveStreams>,
+}
+
+/// The accounts whose order-update socket is connected, in this process, each with the
+/// number of that connection. An order placed and acknowledged within one connection has
+/// every later change reported on it; one placed while the socket was (re)connecting may
+/// have changed before the socket listened and after the catch-up read the order book.
+#[derive(Debug, Default)]
+pub struct LiveStreams(std::sync::Mutex<(u64, HashMap<String, u64>)>);
+
+impl LiveStreams {
+    /// The number of `account_id`'s current connection, if its stream is live.
+    pub fn connection(&self, account_id: &str) -> Option<u64> {
+        self.lock().1.get(account_id).copied()
+    }
+
+    fn set(&self, account_id: &str, live: bool) {
+        let mut state = self.lock();
+        if live {
+            state.0 += 1;
+            let number = state.0;
+            state.1.insert(account_id.to_string(), number);
+        } else {
+            state.1.remove(account_id);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, HashMap<String, u64>)> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 impl std::fmt::Debug for SessionNotice {
@@ -80,6 +113,8 @@ pub async fn run(
         }
         if let Some(old) = followers.remove(&notice.account_id) {
             old.task.abort();
+            // Aborted, the old follower cannot say its socket is gone.
+            notice.live.set(&notice.account_id, false);
         }
         let task = tokio::spawn(follow_account(
             worker.clone(),
@@ -113,7 +148,12 @@ async fn follow_account(
         tokio::spawn(async move {
             while let Some(event) = rx.recv().await {
                 match event {
-                    Event::Connected => catch_up(&worker, &notice).await,
+                    Event::Connected => {
+                        // Whatever changes from now on arrives on the socket; what changed
+                        // before is in the order book.
+                        notice.live.set(&notice.account_id, true);
+                        catch_up(&worker, &notice).await;
+                    }
                     Event::Update(update) => {
                         apply(&worker, &notice.account_id, &update.order).await;
                     }
@@ -127,6 +167,7 @@ async fn follow_account(
             () = shutdown.cancelled() => break,
             ended = order_updates::follow(&url, &notice.jwt, &tx) => ended,
         };
+        notice.live.set(&notice.account_id, false);
         match ended {
             Ok(Ended::SessionRefused(status)) => {
                 tracing::info!(client_code = %notice.client_code, status, "order-update socket refused the session; waiting for a new one");
@@ -152,6 +193,7 @@ async fn follow_account(
     }
     drop(tx);
     let _ = applier.await;
+    notice.live.set(&notice.account_id, false);
 }
 
 /// Updates sent while the socket was down are lost: apply today's order book instead.
@@ -169,27 +211,83 @@ async fn catch_up(worker: &Worker, notice: &SessionNotice) {
 }
 
 /// Applies one order record to the matching order, if Pinnacle has it.
+///
+/// Losing the compare-and-set to the request path or another worker is normal; the record
+/// is then weighed again against the order as it now stands (a rejection that raced the
+/// place reply's OPEN still lands), a few times at most.
 async fn apply(worker: &Worker, account_id: &str, record: &OrderRecord) {
-    let Some(order) = find(worker, account_id, record).await else {
-        tracing::debug!(status = %record.status, "order update for an order Pinnacle did not place");
-        return;
-    };
-    let outcome = super::map::outcome(record);
-    let current = crate::store::status_of(&order);
-    if current == outcome.status && order.filled_quantity == outcome.filled_quantity {
-        return;
+    for _ in 0..APPLY_ATTEMPTS {
+        let Some(order) = find(worker, account_id, record).await else {
+            tracing::debug!(status = %record.status, "order update for an order Pinnacle did not place");
+            return;
+        };
+        let outcome = super::map::outcome(record);
+        if !applies(
+            crate::store::status_of(&order),
+            order.filled_quantity,
+            &outcome,
+        ) {
+            return;
+        }
+        match worker
+            .advance(
+                &order,
+                outcome.status,
+                patch_for(&order, record, &outcome),
+                crate::store::Ownership::Any,
+            )
+            .await
+        {
+            Ok(_) => return,
+            Err(error) => {
+                tracing::debug!(order_id = %order.id, %error, "order update not applied");
+            }
+        }
     }
-    // Losing the compare-and-set to the request path or another worker is normal.
-    if let Err(error) = worker
-        .advance(
-            &order,
-            outcome.status,
-            Patch::from_outcome(&outcome),
-            crate::store::Ownership::Any,
-        )
-        .await
-    {
-        tracing::debug!(order_id = %order.id, %error, "order update not applied");
+}
+
+/// How many times one record is weighed against an order that keeps changing under it.
+const APPLY_ATTEMPTS: usize = 3;
+
+/// Whether a record moves an order that is `current` with `filled` units filled.
+///
+/// Not when the state machine forbids it, or when it changes nothing. Never into `PENDING_MODIFY` / `PENDING_CANCEL`: those are
+/// Pinnacle's own steps, and a late `modify pending` would strand a settled order in one.
+/// And while a modify or cancel is in flight, not to a working state with the same fill:
+/// such a record is either the change's own confirmation, which the request records from
+/// the broker's answer, or a stale one from before the change (several workers each follow
+/// the socket, some behind), which would put back the old terms or undo the cancel. Fills
+/// and final states always apply.
+fn applies(current: OrderStatus, filled: i64, outcome: &BrokerOutcome) -> bool {
+    use OrderStatus::*;
+    let unchanged = current == outcome.status && filled == outcome.filled_quantity;
+    let to_pending = matches!(outcome.status, PendingModify | PendingCancel);
+    let in_flight = matches!(current, PendingModify | PendingCancel)
+        && outcome.status.is_working()
+        && outcome.filled_quantity == filled;
+    current.can_become(outcome.status) && !(unchanged || to_pending || in_flight)
+}
+
+/// The fields a broker record sets: its fill, and its quantity and prices, which are the
+/// broker's truth after a modification (the stream may see it before the modify's reply
+/// does); a rejection keeps the broker's reason.
+fn patch_for(order: &orders::Model, record: &OrderRecord, outcome: &BrokerOutcome) -> Patch {
+    let order_type = crate::store::view(order).order_type;
+    let (quantity, price, trigger_price) = super::map::terms(record, order_type);
+    let rejection = (outcome.status == OrderStatus::Rejected).then(|| {
+        let reason = if record.text.is_empty() {
+            "the broker rejected the order".to_string()
+        } else {
+            format!("the broker rejected the order: {}", record.text)
+        };
+        ErrorBody::new(ErrorCode::BrokerRejected, reason)
+    });
+    Patch {
+        quantity,
+        price,
+        trigger_price,
+        rejection,
+        ..Patch::from_outcome(outcome)
     }
 }
 
@@ -217,4 +315,67 @@ async fn find(worker: &Worker, account_id: &str, record: &OrderRecord) -> Option
     in_flight
         .into_iter()
         .find(|o| tag::order_tag(&o.id) == record.ordertag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outcome(status: OrderStatus, filled: i64) -> BrokerOutcome {
+        BrokerOutcome {
+            broker_order_id: "1".into(),
+            status,
+            filled_quantity: filled,
+            average_price: None,
+        }
+    }
+
+    #[test]
+    fn each_connection_has_its_own_number() {
+        let live = LiveStreams::default();
+        assert_eq!(live.connection("a"), None);
+        live.set("a", true);
+        let first = live.connection("a");
+        assert!(first.is_some());
+        live.set("a", false);
+        assert_eq!(live.connection("a"), None);
+        live.set("a", true);
+        assert_ne!(
+            live.connection("a"),
+            first,
+            "a reconnect is a new connection"
+        );
+    }
+
+    #[test]
+    fn records_move_orders_except_where_the_request_path_owns_the_change() {
+        use OrderStatus::*;
+        assert!(applies(Submitted, 0, &outcome(Open, 0)));
+        assert!(applies(Open, 0, &outcome(Filled, 3)));
+        assert!(applies(Open, 0, &outcome(Rejected, 0)));
+        assert!(!applies(Open, 0, &outcome(Open, 0)), "nothing changed");
+        assert!(
+            !applies(Open, 0, &outcome(PendingModify, 0)),
+            "a late modify pending"
+        );
+        assert!(
+            !applies(PendingModify, 0, &outcome(Open, 0)),
+            "stale or the modify's own"
+        );
+        assert!(
+            !applies(PendingCancel, 0, &outcome(Open, 0)),
+            "stale: would undo the cancel"
+        );
+        assert!(
+            applies(PendingModify, 0, &outcome(PartiallyFilled, 1)),
+            "a fill races it"
+        );
+        assert!(applies(PendingModify, 0, &outcome(Filled, 4)));
+        assert!(applies(PendingCancel, 0, &outcome(Cancelled, 0)));
+        assert!(applies(Unknown, 0, &outcome(Open, 0)));
+        assert!(
+            !applies(Filled, 3, &outcome(Cancelled, 3)),
+            "nothing leaves a final state"
+        );
+    }
 }

@@ -75,7 +75,7 @@ pub fn cancel(ctx: &Ctx<'_>) -> Reply {
         return r;
     }
     let orderid = text(ctx.body, "orderid").unwrap_or_default();
-    let result = lock(&ctx.shared.book).cancel(ctx.client_code(), &orderid);
+    let result = lock(&ctx.shared.book).cancel(ctx.client_code(), &orderid, ctx.body);
     match result {
         Ok((order, events)) => {
             ctx.shared.publish(events);
