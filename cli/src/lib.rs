@@ -8,8 +8,8 @@
 //! - [`dev_sim`]: `pinnacle dev --smartapi-sim`: the in-process SmartAPI simulator and the
 //!   settings and demo account that point the stack at it.
 //! - [`client`]: client verbs: `ticks`, `order place`.
-//! - [`bench`]: `pinnacle bench orders` and `pinnacle bench ticks`, each measured beside a
-//!   raw NATS baseline in the same run (never part of the tests).
+//! - [`bench`]: `pinnacle bench orders` and `pinnacle bench ticks`, each measured beside
+//!   raw NATS baselines in the same run (the end-to-end tests run both at a small size).
 //! - [`keys`]: master-key management: `keys add`, `status`, `rotate`, `retire`.
 //! - [`audit`]: `audit tail` (live, per user) and `audit verify` (chains, checkpoints,
 //!   orders without audit events).

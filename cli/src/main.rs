@@ -128,17 +128,28 @@ enum SmartapiCommand {
 
 #[derive(Debug, Subcommand)]
 enum BenchCommand {
-    /// Order round trip and throughput on the paper broker, beside a raw NATS echo.
+    /// Order round trip and throughput on the paper broker, beside a raw NATS echo and a
+    /// raw JetStream publish+ack; exits non-zero if any request fails.
     Orders {
-        /// Requests per concurrency level.
+        /// Requests per concurrency level (orders, and each baseline).
         #[arg(long, default_value_t = 2000)]
         requests: usize,
         /// Concurrency levels.
         #[arg(long, value_delimiter = ',', default_value = "1,64")]
         clients: Vec<usize>,
-        /// Database URL (default: a temporary SQLite file).
+        /// Users (each with its own token and paper account) to spread the orders over;
+        /// default: as many as clients in each run.
+        #[arg(long)]
+        users: Option<usize>,
+        /// Database URL (default: a temporary SQLite file); PostgreSQL wants an empty database.
         #[arg(long)]
         database_url: Option<String>,
+        /// Starting cash of every paper account, paise (default: enough for every order).
+        #[arg(long)]
+        paper_cash: Option<i64>,
+        /// Print the report as JSON instead of a Markdown table.
+        #[arg(long)]
+        json: bool,
     },
     /// Market data: throughput and latency against raw NATS, and memory.
     Ticks {
@@ -324,18 +335,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 BenchCommand::Orders {
                     requests,
                     clients,
+                    users,
                     database_url,
+                    paper_cash,
+                    json,
                 },
         } => {
             let report =
                 pinnacle_cli::bench::orders::run(pinnacle_cli::bench::orders::OrdersOptions {
                     requests,
                     clients,
+                    users,
                     database_url,
+                    paper_cash,
                 })
                 .await?;
-            println!("{report}");
-            Ok(())
+            if json {
+                println!("{}", report.to_json()?);
+            } else {
+                println!("{}", report.to_markdown());
+            }
+            report.check()
         }
         Command::Bench {
             command:

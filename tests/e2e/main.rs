@@ -9,6 +9,7 @@ mod audit;
 mod audit_chain;
 mod auth;
 mod bad_input;
+mod bench;
 mod faults;
 mod lifecycle;
 mod login;

@@ -1,5 +1,6 @@
-//! `pinnacle bench ticks`: the market-data benchmark. Not a test: it is never run by
-//! `cargo test`, and its results go to `docs/BENCHMARKS.md` with the command used.
+//! `pinnacle bench ticks`: the market-data benchmark. It asserts no timing; the end-to-end
+//! tests run it for a second so it cannot rot, and it exits non-zero if nothing moved. Its
+//! results go to `docs/BENCHMARKS.md` with the command used.
 //!
 //! In one run, against one nats-server (its own on loopback, or `NATS_URL`):
 //! 1. **Throughput**: the real publisher loop driving the simulator over `symbols`
@@ -308,5 +309,21 @@ pub async fn run(options: TicksOptions) -> anyhow::Result<()> {
     );
     println!("| difference | {} |", rss_after.saturating_sub(rss_before));
     println!("| cached symbols | {} |", cache.len());
+
+    // Measure, never assert timing; but a run that moved nothing is a broken benchmark.
+    anyhow::ensure!(
+        published > 0 && got > 0,
+        "the publisher delivered no ticks ({got} of {published})"
+    );
+    anyhow::ensure!(
+        raw_got > 0,
+        "raw NATS delivered nothing ({raw_got} of {raw_published})"
+    );
+    anyhow::ensure!(
+        !latencies.is_empty() && !raw_latencies.is_empty(),
+        "no latency samples (publisher {}, raw {})",
+        latencies.len(),
+        raw_latencies.len()
+    );
     Ok(())
 }

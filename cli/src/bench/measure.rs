@@ -1,0 +1,147 @@
+//! One measured row: `total` requests spread over `clients` concurrent tasks, with latency
+//! percentiles, throughput, the process's CPU time per request, its peak resident memory,
+//! and every failure counted (never hidden) with the first few reasons kept for the report.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::percentile;
+use super::process::{cpu_time, peak_rss_kib, reset_peak_rss};
+
+/// How many distinct failure reasons a row keeps.
+const KEPT_FAILURES: usize = 3;
+
+/// One measured row.
+#[derive(Debug, Clone, Serialize)]
+pub struct Measurement {
+    /// What was measured (`raw NATS echo`, `raw JetStream publish+ack`, `order place (paper)`).
+    pub name: String,
+    /// Concurrent clients.
+    pub clients: usize,
+    /// Users the requests were spread over (0 for the raw baselines, which have none).
+    pub users: usize,
+    /// Requests sent.
+    pub requests: usize,
+    /// Requests that failed (an error reply, a refused order, no reply).
+    pub failed: usize,
+    /// The first distinct failure reasons, as `CODE: message`.
+    pub failures: Vec<String>,
+    /// Median latency of the successful requests, µs.
+    pub p50_us: f64,
+    /// 99th percentile, µs.
+    pub p99_us: f64,
+    /// 99.9th percentile, µs.
+    pub p999_us: f64,
+    /// Successful requests per second of wall time.
+    pub throughput: f64,
+    /// The whole process's CPU time (user + system) during the row, divided by requests, µs.
+    pub cpu_per_request_us: f64,
+    /// Peak resident memory of the whole process during the row, KiB (`VmHWM`).
+    pub peak_rss_kib: Option<u64>,
+    /// Whether the peak was reset before the row (otherwise it is the peak since start).
+    pub peak_reset: bool,
+    /// Wall time of the row, seconds.
+    pub seconds: f64,
+}
+
+impl Measurement {
+    /// Whether this row is one of the raw baselines.
+    pub fn is_baseline(&self) -> bool {
+        self.name.starts_with("raw")
+    }
+}
+
+/// Runs `total` requests split over `clients` tasks; `send(i)` performs request `i` and
+/// returns why it failed, if it did.
+pub async fn measure<F, Fut>(
+    name: &str,
+    clients: usize,
+    users: usize,
+    total: usize,
+    send: F,
+) -> anyhow::Result<Measurement>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send,
+{
+    let clients = clients.max(1);
+    let send = Arc::new(send);
+    let peak_reset = reset_peak_rss();
+    let cpu_before = cpu_time();
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for client in 0..clients {
+        let send = send.clone();
+        tasks.spawn(async move {
+            let mut latencies = Vec::new();
+            let mut failures = Vec::new();
+            let mut i = client;
+            while i < total {
+                let t = Instant::now();
+                match send(i).await {
+                    Ok(()) => latencies.push(t.elapsed()),
+                    Err(reason) => failures.push(reason),
+                }
+                i += clients;
+            }
+            (latencies, failures)
+        });
+    }
+    let mut latencies = Vec::with_capacity(total);
+    let mut failed = 0;
+    let mut failures: Vec<String> = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (ok, bad) = joined?;
+        latencies.extend(ok);
+        failed += bad.len();
+        for reason in bad {
+            if failures.len() < KEPT_FAILURES && !failures.contains(&reason) {
+                failures.push(reason);
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    let cpu = cpu_time().saturating_sub(cpu_before);
+    latencies.sort_unstable();
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    Ok(Measurement {
+        name: name.to_string(),
+        clients,
+        users,
+        requests: total,
+        failed,
+        failures,
+        p50_us: us(percentile(&latencies, 0.50)),
+        p99_us: us(percentile(&latencies, 0.99)),
+        p999_us: us(percentile(&latencies, 0.999)),
+        throughput: latencies.len() as f64 / elapsed.as_secs_f64().max(1e-9),
+        cpu_per_request_us: us(cpu) / total.max(1) as f64,
+        peak_rss_kib: peak_rss_kib(),
+        peak_reset,
+        seconds: elapsed.as_secs_f64(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn failures_are_counted_and_kept_once() {
+        let m = measure("x", 4, 0, 100, |i| async move {
+            if i % 10 == 0 {
+                Err("RATE_LIMITED: slow down".to_string())
+            } else {
+                Ok(())
+            }
+        })
+        .await
+        .expect("measures");
+        assert_eq!(m.requests, 100);
+        assert_eq!(m.failed, 10);
+        assert_eq!(m.failures, vec!["RATE_LIMITED: slow down".to_string()]);
+        assert!(m.throughput > 0.0);
+    }
+}

@@ -1,0 +1,161 @@
+//! Benchmarks that cannot rot: the real `pinnacle` binary runs every benchmark at a small
+//! size, on SQLite and PostgreSQL, and must print every row with no failed request. No
+//! timing is asserted; a benchmark that errors, refuses its own orders or measures nothing
+//! fails the build.
+
+use std::process::Output;
+use std::time::Duration;
+
+use pinnacle_tests::{Backend, TestDb};
+use serde_json::Value;
+use tokio::process::Command;
+
+use crate::each_backend;
+
+/// The rows `pinnacle bench orders` prints for each concurrency level.
+const ORDER_ROWS: [&str; 3] = [
+    "raw NATS echo",
+    "raw JetStream publish+ack",
+    "order place (paper)",
+];
+
+/// Runs `pinnacle <args>` with its own nats-server (no `NATS_URL`), at most 60 s.
+async fn pinnacle(args: &[&str]) -> Output {
+    let run = Command::new(env!("CARGO_BIN_EXE_pinnacle-under-test"))
+        .args(args)
+        .env_remove("NATS_URL")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        .kill_on_drop(true)
+        .output();
+    tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .unwrap_or_else(|_| panic!("pinnacle {args:?} did not finish within 60 s"))
+        .expect("pinnacle runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8(bytes.to_vec()).expect("the output is UTF-8, not raw MessagePack")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_orders_runs_every_row_without_a_failure() {
+    each_backend(|backend| async move {
+        let db = TestDb::create(backend).await;
+        let out = pinnacle(&[
+            "bench",
+            "orders",
+            "--requests",
+            "200",
+            "--clients",
+            "1,16",
+            "--json",
+            "--database-url",
+            &db.url,
+        ])
+        .await;
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert!(
+            out.status.success(),
+            "bench orders failed: {stderr}\n{stdout}"
+        );
+        let report: Value = serde_json::from_str(&stdout).expect("--json prints JSON");
+        let expected = if backend == Backend::Postgres {
+            "postgres"
+        } else {
+            "sqlite"
+        };
+        assert_eq!(report["backend"], expected);
+        let rows = report["rows"].as_array().expect("rows");
+        assert_eq!(rows.len(), 6, "three rows per concurrency level: {stdout}");
+        for clients in [1, 16] {
+            for name in ORDER_ROWS {
+                let row = rows
+                    .iter()
+                    .find(|r| r["name"] == name && r["clients"] == clients)
+                    .unwrap_or_else(|| panic!("no `{name}` row at {clients} clients: {stdout}"));
+                assert_eq!(row["requests"], 200, "{row}");
+                assert_eq!(row["failed"], 0, "{row}");
+                for measure in ["p50_us", "p99_us", "p999_us", "throughput"] {
+                    assert!(row[measure].as_f64().is_some_and(|v| v > 0.0), "{row}");
+                }
+                assert!(row["cpu_per_request_us"].as_f64().is_some(), "{row}");
+                assert!(row["peak_rss_kib"].as_u64().is_some_and(|v| v > 0), "{row}");
+                if name.starts_with("order") {
+                    assert_eq!(row["users"], clients, "one user per client: {row}");
+                }
+            }
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_orders_prints_a_table_and_fails_loudly_when_orders_fail() {
+    // One paisa of cash: BUYs are refused for funds (until SELLs have raised some).
+    let db = TestDb::create(Backend::Sqlite).await;
+    let out = pinnacle(&[
+        "bench",
+        "orders",
+        "--requests",
+        "20",
+        "--clients",
+        "1",
+        "--paper-cash",
+        "1",
+        "--database-url",
+        &db.url,
+    ])
+    .await;
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(
+        !out.status.success(),
+        "refused orders must fail the run: {stdout}"
+    );
+    for name in ORDER_ROWS {
+        assert!(
+            stdout.contains(&format!("| {name} | 1 |")),
+            "{name}: {stdout}"
+        );
+    }
+    assert!(
+        stdout.contains("FAILED: order place (paper) at 1 clients: "),
+        "{stdout}"
+    );
+    assert!(stderr.contains("INSUFFICIENT_FUNDS: "), "{stderr}");
+    assert!(!stderr.contains('\u{fffd}'), "no mojibake: {stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_ticks_runs_for_a_second() {
+    let out = pinnacle(&[
+        "bench",
+        "ticks",
+        "--symbols",
+        "100",
+        "--seconds",
+        "1",
+        "--rate",
+        "1000",
+    ])
+    .await;
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "bench ticks failed: {stderr}\n{stdout}"
+    );
+    for row in [
+        "| payload bytes |",
+        "| published ticks/s |",
+        "| received ticks/s (1 subscriber) |",
+        "| delivered |",
+        "| p50 |",
+        "| p99 |",
+        "| max |",
+        "| samples |",
+        "| RSS before the simulator |",
+        "| cached symbols | 100 |",
+    ] {
+        assert!(stdout.contains(row), "missing `{row}`: {stdout}");
+    }
+}
