@@ -1,0 +1,281 @@
+//! Reservations: what an open or submitted paper order holds back, taken atomically when
+//! the paper broker accepts it and given back by its fills and its end.
+
+use pinnacle_common::entities::{orders, paper_funds, paper_positions, paper_reservations};
+use pinnacle_common::model::{Product, Side};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    QueryFilter, QuerySelect, Set, TransactionTrait,
+};
+
+use super::arithmetic::split;
+use super::Books;
+
+/// What an order asks the books to hold for it.
+#[derive(Debug, Clone)]
+pub struct Claim<'a> {
+    /// The broker account.
+    pub account_id: &'a str,
+    /// The order (`orders.id`).
+    pub order_id: &'a str,
+    /// Exchange segment.
+    pub exchange: &'a str,
+    /// Trading symbol.
+    pub symbol: &'a str,
+    /// The product; only `INTRADAY` sells may go short.
+    pub product: Product,
+    /// Buy or sell.
+    pub side: Side,
+    /// Units still to fill.
+    pub units: i64,
+    /// The reference price each opening unit reserves, paise.
+    pub unit_price: i64,
+}
+
+/// Why the books refused a claim.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// The opening units cost more than the account has available.
+    #[error("insufficient funds: {required} needed, {available} available")]
+    Funds {
+        /// Paise needed.
+        required: i64,
+        /// Paise available.
+        available: i64,
+    },
+    /// A sell beyond the position, for a product that may not go short.
+    #[error("insufficient holdings: {required} to sell, {available} free")]
+    Holdings {
+        /// Units to sell.
+        required: i64,
+        /// Units held and free to sell.
+        available: i64,
+    },
+    /// The database failed (nothing was reserved).
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+/// Reserves what a new order needs, in one transaction: held units on the opposite
+/// position, cash for the rest.
+pub async fn reserve(
+    db: &DatabaseConnection,
+    books: &Books,
+    claim: &Claim<'_>,
+) -> Result<(), Refusal> {
+    let txn = db.begin().await?;
+    books.lock_funds(&txn, claim.account_id).await?;
+    reserve_in(&txn, claim).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Replaces a modified order's reservation with one for `claim` (its new remaining units
+/// and price), in one transaction: if the new one does not fit, the old one stays.
+/// `claim.units` is the new quantity; what has already filled is taken off here.
+pub async fn re_reserve(
+    db: &DatabaseConnection,
+    books: &Books,
+    claim: &Claim<'_>,
+) -> Result<(), Refusal> {
+    let txn = db.begin().await?;
+    books.lock_funds(&txn, claim.account_id).await?;
+    let filled = match orders::Entity::find_by_id(claim.order_id.to_string())
+        .one(&txn)
+        .await?
+    {
+        Some(order) => {
+            release_in(&txn, &order).await?;
+            order.filled_quantity
+        }
+        None => 0,
+    };
+    let remaining = Claim {
+        units: (claim.units - filled).max(0),
+        ..claim.clone()
+    };
+    reserve_in(&txn, &remaining).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// The position row for an order, locked for the rest of the transaction (PostgreSQL;
+/// SQLite's transaction already holds the write lock).
+pub(super) async fn position_for_update(
+    db: &impl ConnectionTrait,
+    account_id: &str,
+    exchange: &str,
+    symbol: &str,
+    product: &str,
+) -> Result<Option<paper_positions::Model>, DbErr> {
+    paper_positions::Entity::find_by_id((
+        account_id.to_string(),
+        exchange.to_string(),
+        symbol.to_string(),
+        product.to_string(),
+    ))
+    .lock_exclusive()
+    .one(db)
+    .await
+}
+
+async fn reserve_in(db: &impl ConnectionTrait, claim: &Claim<'_>) -> Result<(), Refusal> {
+    let product = claim.product.as_str();
+    let position =
+        position_for_update(db, claim.account_id, claim.exchange, claim.symbol, product).await?;
+    let (net, buy_held, sell_held) = position
+        .as_ref()
+        .map_or((0, 0, 0), |p| (p.net_quantity, p.buy_held, p.sell_held));
+    let (held, opening) = split(claim.side, claim.units, net, buy_held, sell_held);
+    if opening > 0 && claim.side == Side::Sell && claim.product != Product::Intraday {
+        return Err(Refusal::Holdings {
+            required: claim.units,
+            available: held,
+        });
+    }
+    if held > 0 {
+        hold_units(db, claim, held).await?;
+    }
+    let amount = opening.saturating_mul(claim.unit_price);
+    if amount > 0 {
+        reserve_cash(db, claim.account_id, amount).await?;
+    }
+    paper_reservations::ActiveModel {
+        order_id: Set(claim.order_id.to_string()),
+        account_id: Set(claim.account_id.to_string()),
+        unit_price: Set(claim.unit_price),
+        cash_units: Set(opening),
+        held_units: Set(held),
+    }
+    .insert(db)
+    .await?;
+    Ok(())
+}
+
+/// Holds `units` of the opposite position for the claim, only if they are still free.
+async fn hold_units(
+    db: &impl ConnectionTrait,
+    claim: &Claim<'_>,
+    units: i64,
+) -> Result<(), Refusal> {
+    use paper_positions::Column as P;
+    let (column, free) = match claim.side {
+        Side::Buy => (P::BuyHeld, Expr::val(0).sub(Expr::col(P::NetQuantity))),
+        Side::Sell => (P::SellHeld, Expr::col(P::NetQuantity).into()),
+    };
+    let result = paper_positions::Entity::update_many()
+        .col_expr(column, Expr::col(column).add(units))
+        .filter(P::AccountId.eq(claim.account_id))
+        .filter(P::Exchange.eq(claim.exchange))
+        .filter(P::Symbol.eq(claim.symbol))
+        .filter(P::Product.eq(claim.product.as_str()))
+        .filter(free.sub(Expr::col(column)).gte(units))
+        .exec(db)
+        .await?;
+    if result.rows_affected == 1 {
+        Ok(())
+    } else {
+        // The row is locked for this transaction, so this means it changed under us.
+        Err(Refusal::Db(DbErr::Custom(
+            "the position changed while reserving".into(),
+        )))
+    }
+}
+
+/// `reserved += amount`, only if the account has `amount` available.
+async fn reserve_cash(
+    db: &impl ConnectionTrait,
+    account_id: &str,
+    amount: i64,
+) -> Result<(), Refusal> {
+    use paper_funds::Column as F;
+    let available = Expr::col(F::Cash)
+        .sub(Expr::col(F::Used))
+        .sub(Expr::col(F::Reserved))
+        .sub(Expr::col(F::ShortValue).mul(2));
+    let result = paper_funds::Entity::update_many()
+        .col_expr(F::Reserved, Expr::col(F::Reserved).add(amount))
+        .filter(F::AccountId.eq(account_id))
+        .filter(available.gte(amount))
+        .exec(db)
+        .await?;
+    if result.rows_affected == 1 {
+        return Ok(());
+    }
+    let funds = paper_funds::Entity::find_by_id(account_id.to_string())
+        .one(db)
+        .await?;
+    Err(Refusal::Funds {
+        required: amount,
+        available: funds.map_or(0, |f| super::funds_of(&f).available),
+    })
+}
+
+/// Gives back `cash_units` and `held_units` of an order's reservation (its fills, or all
+/// that is left when it ends); deletes the reservation once nothing is left.
+pub(super) async fn give_back(
+    db: &impl ConnectionTrait,
+    order: &orders::Model,
+    reservation: &paper_reservations::Model,
+    cash_units: i64,
+    held_units: i64,
+) -> Result<(), DbErr> {
+    let amount = cash_units.saturating_mul(reservation.unit_price);
+    if amount != 0 {
+        use paper_funds::Column as F;
+        paper_funds::Entity::update_many()
+            .col_expr(F::Reserved, Expr::col(F::Reserved).sub(amount))
+            .filter(F::AccountId.eq(reservation.account_id.as_str()))
+            .exec(db)
+            .await?;
+    }
+    if held_units != 0 {
+        use paper_positions::Column as P;
+        let column = if order.side == "SELL" {
+            P::SellHeld
+        } else {
+            P::BuyHeld
+        };
+        paper_positions::Entity::update_many()
+            .col_expr(column, Expr::col(column).sub(held_units))
+            .filter(P::AccountId.eq(reservation.account_id.as_str()))
+            .filter(P::Exchange.eq(order.exchange.as_str()))
+            .filter(P::Symbol.eq(order.symbol.as_str()))
+            .filter(P::Product.eq(order.product.as_str()))
+            .exec(db)
+            .await?;
+    }
+    let cash_left = reservation.cash_units - cash_units;
+    let held_left = reservation.held_units - held_units;
+    if cash_left <= 0 && held_left <= 0 {
+        paper_reservations::Entity::delete_by_id(reservation.order_id.clone())
+            .exec(db)
+            .await?;
+    } else {
+        paper_reservations::ActiveModel {
+            order_id: Set(reservation.order_id.clone()),
+            cash_units: Set(cash_left),
+            held_units: Set(held_left),
+            ..Default::default()
+        }
+        .update(db)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Releases everything an order still holds (it ended, or is being re-reserved).
+pub(super) async fn release_in(
+    db: &impl ConnectionTrait,
+    order: &orders::Model,
+) -> Result<(), DbErr> {
+    let Some(reservation) = paper_reservations::Entity::find_by_id(order.id.clone())
+        .one(db)
+        .await?
+    else {
+        return Ok(());
+    };
+    let (cash, held) = (reservation.cash_units, reservation.held_units);
+    give_back(db, order, &reservation, cash, held).await
+}
