@@ -17,6 +17,7 @@ mod nats_cluster;
 mod nats_config;
 mod openapi_fuzz;
 mod orders;
+mod paper_books;
 mod portfolio;
 mod publisher;
 mod replay;
