@@ -12,14 +12,14 @@ use sea_orm::{
 };
 
 use super::arithmetic::Book;
-use super::reserve::{give_back, position_for_update, release_in};
-use super::Books;
+use super::reserve::{position_for_update, release_in, settle_reservation, Held};
+use super::{side_of, Books};
 use crate::matcher::PAPER_PREFIX;
 
 /// Applies `before → after` to the books: a fill (more `filled_quantity`) of a paper order
-/// consumes its reservation and moves position, cash and trades; a terminal state releases
-/// what the order still holds. Other orders only cost a primary-key look-up when they end
-/// before the broker named them.
+/// gives back its share of the order's reservation and moves position, cash and trades; a
+/// terminal state releases what the order still holds. Other orders cost nothing, except a
+/// primary-key look-up when they end before a broker named them.
 pub async fn apply(
     db: &impl ConnectionTrait,
     books: &Books,
@@ -30,19 +30,19 @@ pub async fn apply(
         .broker_order_id
         .as_deref()
         .is_some_and(|id| id.starts_with(PAPER_PREFIX));
+    let terminal = OrderStatus::parse(&after.status).is_some_and(OrderStatus::is_terminal);
     let filled = after.filled_quantity - before.filled_quantity;
     if paper && filled > 0 {
-        fill(db, books, before, after, filled).await?;
+        fill(db, books, before, after, filled, terminal).await
+    } else if terminal && (paper || after.broker_order_id.is_none()) {
+        release_in(db, &Held::of(after)?).await
+    } else {
+        Ok(())
     }
-    let terminal = OrderStatus::parse(&after.status).is_some_and(OrderStatus::is_terminal);
-    if terminal && (paper || after.broker_order_id.is_none()) {
-        release_in(db, after).await?;
-    }
-    Ok(())
 }
 
 /// The value of the units that filled between `before` and `after`, paise (the orders
-/// table keeps an average price, so cash follows `average × filled` exactly as before).
+/// table keeps an average price, so cash follows `average × filled`).
 fn fill_value(before: &orders::Model, after: &orders::Model) -> i64 {
     let value = |o: &orders::Model| {
         i128::from(o.average_price.unwrap_or(0)) * i128::from(o.filled_quantity)
@@ -52,11 +52,141 @@ fn fill_value(before: &orders::Model, after: &orders::Model) -> i64 {
         .max(0)
 }
 
-/// Creates a flat position row if there is none (so it can be locked).
-async fn ensure_position(
+/// A fill of `quantity` units; `terminal` when it is the order's last change (then the
+/// rest of its reservation goes too). Statements: the reservation, funds (which also
+/// takes the account's lock), the position, the trade.
+async fn fill(
     db: &impl ConnectionTrait,
-    key: (&str, &str, &str, &str),
+    books: &Books,
+    before: &orders::Model,
+    after: &orders::Model,
+    quantity: i64,
+    terminal: bool,
 ) -> Result<(), DbErr> {
+    let side = side_of(after)?;
+    let value = fill_value(before, after);
+    let account_id = after.broker_account_id.as_str();
+
+    // 1. What the fill takes from the reservation: held units first, then cash units (all
+    //    of it when the order ends here).
+    let reservation = paper_reservations::Entity::find_by_id(after.id.clone())
+        .one(db)
+        .await?;
+    let (held, cash_units, unit_price) = match &reservation {
+        Some(r) if terminal => (r.held_units, r.cash_units, r.unit_price),
+        Some(r) => {
+            let held = quantity.min(r.held_units);
+            (held, (quantity - held).min(r.cash_units), r.unit_price)
+        }
+        None => (0, 0, 0),
+    };
+
+    // 2. Funds, first (the account's lock): cash moves by the fill's value, the
+    //    reservation shrinks by what the fill used.
+    let spent = match side {
+        Side::Buy => value,
+        Side::Sell => -value,
+    };
+    let released = cash_units.saturating_mul(unit_price);
+    if move_funds(db, account_id, spent, released, 0).await? == 0 {
+        books.ensure_funds(db, account_id).await?;
+        move_funds(db, account_id, spent, released, 0).await?;
+    }
+
+    // 3. The position, and the units it held for this order.
+    let position = locked_position(db, after).await?;
+    let mut book = Book {
+        net_quantity: position.net_quantity,
+        average_price: position.average_price,
+        buy_quantity: position.buy_quantity,
+        sell_quantity: position.sell_quantity,
+        buy_value: position.buy_value,
+        sell_value: position.sell_value,
+        realized_pnl: position.realized_pnl,
+    };
+    let short_before = book.short_value();
+    book.fill(side, quantity, value);
+    let (buy_held, sell_held) = match side {
+        Side::Buy => (position.buy_held - held, position.sell_held),
+        Side::Sell => (position.buy_held, position.sell_held - held),
+    };
+    paper_positions::ActiveModel {
+        account_id: Set(position.account_id),
+        exchange: Set(position.exchange),
+        symbol: Set(position.symbol),
+        product: Set(position.product),
+        net_quantity: Set(book.net_quantity),
+        average_price: Set(book.average_price),
+        buy_quantity: Set(book.buy_quantity),
+        sell_quantity: Set(book.sell_quantity),
+        buy_value: Set(book.buy_value),
+        sell_value: Set(book.sell_value),
+        realized_pnl: Set(book.realized_pnl),
+        buy_held: Set(buy_held.max(0)),
+        sell_held: Set(sell_held.max(0)),
+    }
+    .update(db)
+    .await?;
+    let short_change = book.short_value() - short_before;
+    if short_change != 0 {
+        move_funds(db, account_id, 0, 0, short_change).await?;
+    }
+
+    // 4. The rest of the reservation, and the trade.
+    if let Some(reservation) = &reservation {
+        settle_reservation(db, reservation, cash_units, held).await?;
+    }
+    paper_trades::ActiveModel {
+        account_id: Set(account_id.to_string()),
+        order_id: Set(after.id.clone()),
+        exchange: Set(after.exchange.clone()),
+        symbol: Set(after.symbol.clone()),
+        product: Set(after.product.clone()),
+        side: Set(after.side.clone()),
+        quantity: Set(quantity),
+        price: Set(value / quantity),
+        ts_ms: Set(after.updated_at.timestamp_millis()),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
+    Ok(())
+}
+
+/// `used += spent, reserved -= released, short_value += short`: how many rows (0 when the
+/// account has no funds row yet).
+async fn move_funds(
+    db: &impl ConnectionTrait,
+    account_id: &str,
+    spent: i64,
+    released: i64,
+    short: i64,
+) -> Result<u64, DbErr> {
+    use paper_funds::Column as F;
+    Ok(paper_funds::Entity::update_many()
+        .col_expr(F::Used, Expr::col(F::Used).add(spent))
+        .col_expr(F::Reserved, Expr::col(F::Reserved).sub(released))
+        .col_expr(F::ShortValue, Expr::col(F::ShortValue).add(short))
+        .filter(F::AccountId.eq(account_id))
+        .exec(db)
+        .await?
+        .rows_affected)
+}
+
+/// The order's position row, locked; created flat first if there is none.
+async fn locked_position(
+    db: &impl ConnectionTrait,
+    order: &orders::Model,
+) -> Result<paper_positions::Model, DbErr> {
+    let key = (
+        order.broker_account_id.as_str(),
+        order.exchange.as_str(),
+        order.symbol.as_str(),
+        order.product.as_str(),
+    );
+    if let Some(row) = position_for_update(db, key.0, key.1, key.2, key.3).await? {
+        return Ok(row);
+    }
     use paper_positions::Column as P;
     let row = paper_positions::ActiveModel {
         account_id: Set(key.0.to_string()),
@@ -81,105 +211,8 @@ async fn ensure_position(
         )
         .do_nothing()
         .exec_without_returning(db)
-        .await
-        .map(|_| ())
-}
-
-async fn fill(
-    db: &impl ConnectionTrait,
-    books: &Books,
-    before: &orders::Model,
-    after: &orders::Model,
-    quantity: i64,
-) -> Result<(), DbErr> {
-    let side = if after.side == "SELL" {
-        Side::Sell
-    } else {
-        Side::Buy
-    };
-    let value = fill_value(before, after);
-    books.lock_funds(db, &after.broker_account_id).await?;
-
-    // 1. The reservation: held units first, then cash units.
-    if let Some(reservation) = paper_reservations::Entity::find_by_id(after.id.clone())
-        .one(db)
-        .await?
-    {
-        let held = quantity.min(reservation.held_units);
-        let cash = (quantity - held).min(reservation.cash_units);
-        give_back(db, after, &reservation, cash, held).await?;
-    }
-
-    // 2. The position.
-    let key = (
-        after.broker_account_id.as_str(),
-        after.exchange.as_str(),
-        after.symbol.as_str(),
-        after.product.as_str(),
-    );
-    ensure_position(db, key).await?;
-    let existing = position_for_update(db, key.0, key.1, key.2, key.3)
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound(format!("paper position {key:?}")))?;
-    let mut book = Book {
-        net_quantity: existing.net_quantity,
-        average_price: existing.average_price,
-        buy_quantity: existing.buy_quantity,
-        sell_quantity: existing.sell_quantity,
-        buy_value: existing.buy_value,
-        sell_value: existing.sell_value,
-        realized_pnl: existing.realized_pnl,
-    };
-    let short_before = book.short_value();
-    book.fill(side, quantity, value);
-    // The held units stay as they are (they may just have been given back above).
-    paper_positions::ActiveModel {
-        account_id: Set(key.0.to_string()),
-        exchange: Set(key.1.to_string()),
-        symbol: Set(key.2.to_string()),
-        product: Set(key.3.to_string()),
-        net_quantity: Set(book.net_quantity),
-        average_price: Set(book.average_price),
-        buy_quantity: Set(book.buy_quantity),
-        sell_quantity: Set(book.sell_quantity),
-        buy_value: Set(book.buy_value),
-        sell_value: Set(book.sell_value),
-        realized_pnl: Set(book.realized_pnl),
-        ..Default::default()
-    }
-    .update(db)
-    .await?;
-
-    // 3. Cash: a buy spends, a sell brings cash in; an open short holds its value back.
-    let spent = match side {
-        Side::Buy => value,
-        Side::Sell => -value,
-    };
-    use paper_funds::Column as F;
-    paper_funds::Entity::update_many()
-        .col_expr(F::Used, Expr::col(F::Used).add(spent))
-        .col_expr(
-            F::ShortValue,
-            Expr::col(F::ShortValue).add(book.short_value() - short_before),
-        )
-        .filter(F::AccountId.eq(after.broker_account_id.as_str()))
-        .exec(db)
         .await?;
-
-    // 4. The trade.
-    paper_trades::ActiveModel {
-        account_id: Set(after.broker_account_id.clone()),
-        order_id: Set(after.id.clone()),
-        exchange: Set(after.exchange.clone()),
-        symbol: Set(after.symbol.clone()),
-        product: Set(after.product.clone()),
-        side: Set(after.side.clone()),
-        quantity: Set(quantity),
-        price: Set(value / quantity),
-        ts_ms: Set(after.updated_at.timestamp_millis()),
-        ..Default::default()
-    }
-    .insert(db)
-    .await?;
-    Ok(())
+    position_for_update(db, key.0, key.1, key.2, key.3)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(format!("paper position {key:?}")))
 }

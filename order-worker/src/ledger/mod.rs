@@ -28,10 +28,12 @@
 pub mod arithmetic;
 mod fills;
 mod reserve;
+#[cfg(test)]
+mod tests;
 
-use pinnacle_common::entities::{paper_funds, paper_positions, paper_trades};
+use pinnacle_common::entities::{orders, paper_funds, paper_positions, paper_trades};
 use pinnacle_common::model::{Funds, Holding, Position, Product, Side, Trade};
-use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
 };
@@ -56,8 +58,7 @@ impl Books {
         Self { opening_cash }
     }
 
-    /// Creates the account's funds row if it has none yet (a write, so on SQLite it also
-    /// takes the write lock first thing in a transaction).
+    /// Creates the account's funds row if it has none yet.
     async fn ensure_funds(&self, db: &impl ConnectionTrait, account_id: &str) -> Result<(), DbErr> {
         let row = paper_funds::ActiveModel {
             account_id: Set(account_id.to_string()),
@@ -78,20 +79,18 @@ impl Books {
             .map(|_| ())
     }
 
-    /// Creates the account's funds row if needed and locks it for the rest of the
-    /// transaction. Every transaction that changes the books takes this lock first, so
-    /// they serialise per account and never deadlock on PostgreSQL.
-    async fn lock_funds(
-        &self,
-        db: &impl ConnectionTrait,
-        account_id: &str,
-    ) -> Result<paper_funds::Model, DbErr> {
-        self.ensure_funds(db, account_id).await?;
-        paper_funds::Entity::find_by_id(account_id.to_string())
-            .lock_exclusive()
-            .one(db)
-            .await?
-            .ok_or_else(|| DbErr::RecordNotFound(format!("paper_funds {account_id}")))
+    /// Locks the account's funds row for the rest of the transaction (creating it first if
+    /// needed) with a write that changes nothing. Every transaction that changes the books
+    /// starts with this: they serialise per account and take their locks in one order
+    /// (funds, then position), so they never deadlock on PostgreSQL, and on SQLite the
+    /// transaction holds the write lock from its first statement (a transaction that read
+    /// first could not upgrade once another had written).
+    async fn lock_funds(&self, db: &impl ConnectionTrait, account_id: &str) -> Result<(), DbErr> {
+        if touch_funds(db, account_id).await? == 0 {
+            self.ensure_funds(db, account_id).await?;
+            touch_funds(db, account_id).await?;
+        }
+        Ok(())
     }
 
     /// The account's funds: one row.
@@ -109,6 +108,17 @@ impl Books {
             },
         })
     }
+}
+
+/// `UPDATE paper_funds SET reserved = reserved WHERE account_id = ?`: how many rows.
+async fn touch_funds(db: &impl ConnectionTrait, account_id: &str) -> Result<u64, DbErr> {
+    use paper_funds::Column as F;
+    Ok(paper_funds::Entity::update_many()
+        .col_expr(F::Reserved, Expr::col(F::Reserved).into())
+        .filter(F::AccountId.eq(account_id))
+        .exec(db)
+        .await?
+        .rows_affected)
 }
 
 /// The wire form of a funds row.
@@ -129,7 +139,7 @@ pub async fn positions(
     db: &impl ConnectionTrait,
     account_id: &str,
 ) -> Result<Vec<Position>, DbErr> {
-    Ok(paper_positions::Entity::find()
+    paper_positions::Entity::find()
         .filter(paper_positions::Column::AccountId.eq(account_id))
         .order_by_asc(paper_positions::Column::Exchange)
         .order_by_asc(paper_positions::Column::Symbol)
@@ -137,17 +147,19 @@ pub async fn positions(
         .all(db)
         .await?
         .into_iter()
-        .map(|row| Position {
-            product: parse_enum(&row.product).unwrap_or_default(),
-            exchange: row.exchange,
-            symbol: row.symbol,
-            net_quantity: row.net_quantity,
-            average_price: row.average_price,
-            buy_quantity: row.buy_quantity,
-            sell_quantity: row.sell_quantity,
-            realized_pnl: row.realized_pnl,
+        .map(|row| {
+            Ok(Position {
+                product: parsed("product", &row.product)?,
+                exchange: row.exchange,
+                symbol: row.symbol,
+                net_quantity: row.net_quantity,
+                average_price: row.average_price,
+                buy_quantity: row.buy_quantity,
+                sell_quantity: row.sell_quantity,
+                realized_pnl: row.realized_pnl,
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// The account's holdings: its long `DELIVERY` positions (paper settlement is immediate).
@@ -179,19 +191,36 @@ pub async fn trades(db: &impl ConnectionTrait, account_id: &str) -> Result<Vec<T
         .all(db)
         .await?;
     rows.reverse();
-    Ok(rows
-        .into_iter()
-        .map(|row| Trade {
-            product: parse_enum(&row.product).unwrap_or_default(),
-            side: parse_enum(&row.side).unwrap_or(Side::Buy),
-            order_id: row.order_id,
-            exchange: row.exchange,
-            symbol: row.symbol,
-            quantity: row.quantity,
-            price: row.price,
-            ts_ms: row.ts_ms,
+    rows.into_iter()
+        .map(|row| {
+            Ok(Trade {
+                product: parsed("product", &row.product)?,
+                side: parsed("side", &row.side)?,
+                order_id: row.order_id,
+                exchange: row.exchange,
+                symbol: row.symbol,
+                quantity: row.quantity,
+                price: row.price,
+                ts_ms: row.ts_ms,
+            })
         })
-        .collect())
+        .collect()
+}
+
+/// A stored enum, parsed; a corrupt value is an error, never read as a default.
+fn parsed<T: serde::de::DeserializeOwned>(field: &str, text: &str) -> Result<T, DbErr> {
+    parse_enum(text)
+        .ok_or_else(|| DbErr::Custom(format!("the books hold an unknown {field} {text:?}")))
+}
+
+/// The stored side of an order; a corrupt one is an error, never read as a default.
+fn side_of(order: &orders::Model) -> Result<Side, DbErr> {
+    parse_enum(&order.side).ok_or_else(|| {
+        DbErr::Custom(format!(
+            "order {} has an unknown side {:?}",
+            order.id, order.side
+        ))
+    })
 }
 
 fn parse_enum<T: serde::de::DeserializeOwned>(text: &str) -> Option<T> {

@@ -10,7 +10,7 @@ use sea_orm::{
 };
 
 use super::arithmetic::split;
-use super::Books;
+use super::{side_of, Books};
 
 /// What an order asks the books to hold for it.
 #[derive(Debug, Clone)]
@@ -81,16 +81,21 @@ pub async fn re_reserve(
 ) -> Result<(), Refusal> {
     let txn = db.begin().await?;
     books.lock_funds(&txn, claim.account_id).await?;
-    let filled = match orders::Entity::find_by_id(claim.order_id.to_string())
+    release_in(
+        &txn,
+        &Held {
+            order_id: claim.order_id,
+            side: claim.side,
+            exchange: claim.exchange,
+            symbol: claim.symbol,
+            product: claim.product.as_str(),
+        },
+    )
+    .await?;
+    let filled = orders::Entity::find_by_id(claim.order_id.to_string())
         .one(&txn)
         .await?
-    {
-        Some(order) => {
-            release_in(&txn, &order).await?;
-            order.filled_quantity
-        }
-        None => 0,
-    };
+        .map_or(0, |order| order.filled_quantity);
     let remaining = Claim {
         units: (claim.units - filled).max(0),
         ..claim.clone()
@@ -212,40 +217,13 @@ async fn reserve_cash(
     })
 }
 
-/// Gives back `cash_units` and `held_units` of an order's reservation (its fills, or all
-/// that is left when it ends); deletes the reservation once nothing is left.
-pub(super) async fn give_back(
+/// Shrinks a reservation by what was given back, deleting it once nothing is left.
+pub(super) async fn settle_reservation(
     db: &impl ConnectionTrait,
-    order: &orders::Model,
     reservation: &paper_reservations::Model,
     cash_units: i64,
     held_units: i64,
 ) -> Result<(), DbErr> {
-    let amount = cash_units.saturating_mul(reservation.unit_price);
-    if amount != 0 {
-        use paper_funds::Column as F;
-        paper_funds::Entity::update_many()
-            .col_expr(F::Reserved, Expr::col(F::Reserved).sub(amount))
-            .filter(F::AccountId.eq(reservation.account_id.as_str()))
-            .exec(db)
-            .await?;
-    }
-    if held_units != 0 {
-        use paper_positions::Column as P;
-        let column = if order.side == "SELL" {
-            P::SellHeld
-        } else {
-            P::BuyHeld
-        };
-        paper_positions::Entity::update_many()
-            .col_expr(column, Expr::col(column).sub(held_units))
-            .filter(P::AccountId.eq(reservation.account_id.as_str()))
-            .filter(P::Exchange.eq(order.exchange.as_str()))
-            .filter(P::Symbol.eq(order.symbol.as_str()))
-            .filter(P::Product.eq(order.product.as_str()))
-            .exec(db)
-            .await?;
-    }
     let cash_left = reservation.cash_units - cash_units;
     let held_left = reservation.held_units - held_units;
     if cash_left <= 0 && held_left <= 0 {
@@ -265,17 +243,71 @@ pub(super) async fn give_back(
     Ok(())
 }
 
-/// Releases everything an order still holds (it ended, or is being re-reserved).
-pub(super) async fn release_in(
-    db: &impl ConnectionTrait,
-    order: &orders::Model,
-) -> Result<(), DbErr> {
-    let Some(reservation) = paper_reservations::Entity::find_by_id(order.id.clone())
+/// Which order's reservation to release, and the position its held units are on.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Held<'a> {
+    /// The order.
+    pub order_id: &'a str,
+    /// Its side (a sell holds `sell_held`, a buy `buy_held`).
+    pub side: Side,
+    /// Exchange segment.
+    pub exchange: &'a str,
+    /// Trading symbol.
+    pub symbol: &'a str,
+    /// Stored product.
+    pub product: &'a str,
+}
+
+impl<'a> Held<'a> {
+    /// The reservation of a stored order.
+    pub(super) fn of(order: &'a orders::Model) -> Result<Self, DbErr> {
+        Ok(Self {
+            order_id: &order.id,
+            side: side_of(order)?,
+            exchange: &order.exchange,
+            symbol: &order.symbol,
+            product: &order.product,
+        })
+    }
+}
+
+/// Releases everything an order still holds (it ended without a fill, or is being
+/// re-reserved): funds first, then the position, then the reservation row.
+pub(super) async fn release_in(db: &impl ConnectionTrait, held: &Held<'_>) -> Result<(), DbErr> {
+    let Some(reservation) = paper_reservations::Entity::find_by_id(held.order_id.to_string())
         .one(db)
         .await?
     else {
         return Ok(());
     };
-    let (cash, held) = (reservation.cash_units, reservation.held_units);
-    give_back(db, order, &reservation, cash, held).await
+    let amount = reservation
+        .cash_units
+        .saturating_mul(reservation.unit_price);
+    if amount != 0 {
+        use paper_funds::Column as F;
+        paper_funds::Entity::update_many()
+            .col_expr(F::Reserved, Expr::col(F::Reserved).sub(amount))
+            .filter(F::AccountId.eq(reservation.account_id.as_str()))
+            .exec(db)
+            .await?;
+    }
+    if reservation.held_units != 0 {
+        use paper_positions::Column as P;
+        let column = match held.side {
+            Side::Sell => P::SellHeld,
+            Side::Buy => P::BuyHeld,
+        };
+        paper_positions::Entity::update_many()
+            .col_expr(column, Expr::col(column).sub(reservation.held_units))
+            .filter(P::AccountId.eq(reservation.account_id.as_str()))
+            .filter(P::Exchange.eq(held.exchange))
+            .filter(P::Symbol.eq(held.symbol))
+            .filter(P::Product.eq(held.product))
+            .exec(db)
+            .await?;
+    }
+    paper_reservations::Entity::delete_by_id(reservation.order_id)
+        .exec(db)
+        .await?;
+    Ok(())
 }
