@@ -7,9 +7,7 @@ use pinnacle_common::entities::{
 };
 use pinnacle_common::model::{OrderStatus, Side};
 use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set};
 
 use super::arithmetic::Book;
 use super::reserve::{position_for_update, release_in, settle_reservation, Held};
@@ -110,23 +108,27 @@ async fn fill(
         Side::Buy => (position.buy_held - held, position.sell_held),
         Side::Sell => (position.buy_held, position.sell_held - held),
     };
-    paper_positions::ActiveModel {
-        account_id: Set(position.account_id),
-        exchange: Set(position.exchange),
-        symbol: Set(position.symbol),
-        product: Set(position.product),
-        net_quantity: Set(book.net_quantity),
-        average_price: Set(book.average_price),
-        buy_quantity: Set(book.buy_quantity),
-        sell_quantity: Set(book.sell_quantity),
-        buy_value: Set(book.buy_value),
-        sell_value: Set(book.sell_value),
-        realized_pnl: Set(book.realized_pnl),
-        buy_held: Set(buy_held.max(0)),
-        sell_held: Set(sell_held.max(0)),
-    }
-    .update(db)
-    .await?;
+    // One UPDATE (an `ActiveModel::update` would read the row back).
+    use paper_positions::Column as P;
+    paper_positions::Entity::update_many()
+        .set(paper_positions::ActiveModel {
+            net_quantity: Set(book.net_quantity),
+            average_price: Set(book.average_price),
+            buy_quantity: Set(book.buy_quantity),
+            sell_quantity: Set(book.sell_quantity),
+            buy_value: Set(book.buy_value),
+            sell_value: Set(book.sell_value),
+            realized_pnl: Set(book.realized_pnl),
+            buy_held: Set(buy_held.max(0)),
+            sell_held: Set(sell_held.max(0)),
+            ..Default::default()
+        })
+        .filter(P::AccountId.eq(position.account_id.as_str()))
+        .filter(P::Exchange.eq(position.exchange.as_str()))
+        .filter(P::Symbol.eq(position.symbol.as_str()))
+        .filter(P::Product.eq(position.product.as_str()))
+        .exec(db)
+        .await?;
     let short_change = book.short_value() - short_before;
     if short_change != 0 {
         move_funds(db, account_id, 0, 0, short_change).await?;
@@ -136,7 +138,7 @@ async fn fill(
     if let Some(reservation) = &reservation {
         settle_reservation(db, reservation, cash_units, held).await?;
     }
-    paper_trades::ActiveModel {
+    let trade = paper_trades::ActiveModel {
         account_id: Set(account_id.to_string()),
         order_id: Set(after.id.clone()),
         exchange: Set(after.exchange.clone()),
@@ -147,9 +149,10 @@ async fn fill(
         price: Set(value / quantity),
         ts_ms: Set(after.updated_at.timestamp_millis()),
         ..Default::default()
-    }
-    .insert(db)
-    .await?;
+    };
+    paper_trades::Entity::insert(trade)
+        .exec_without_returning(db)
+        .await?;
     Ok(())
 }
 

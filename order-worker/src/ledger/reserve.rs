@@ -5,8 +5,8 @@ use pinnacle_common::entities::{orders, paper_funds, paper_positions, paper_rese
 use pinnacle_common::model::{Product, Side};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, QuerySelect, Set, TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect,
+    Set, TransactionTrait,
 };
 
 use super::arithmetic::split;
@@ -146,15 +146,16 @@ async fn reserve_in(db: &impl ConnectionTrait, claim: &Claim<'_>) -> Result<(), 
     if amount > 0 {
         reserve_cash(db, claim.account_id, amount).await?;
     }
-    paper_reservations::ActiveModel {
+    let reservation = paper_reservations::ActiveModel {
         order_id: Set(claim.order_id.to_string()),
         account_id: Set(claim.account_id.to_string()),
         unit_price: Set(claim.unit_price),
         cash_units: Set(opening),
         held_units: Set(held),
-    }
-    .insert(db)
-    .await?;
+    };
+    paper_reservations::Entity::insert(reservation)
+        .exec_without_returning(db)
+        .await?;
     Ok(())
 }
 
@@ -231,14 +232,13 @@ pub(super) async fn settle_reservation(
             .exec(db)
             .await?;
     } else {
-        paper_reservations::ActiveModel {
-            order_id: Set(reservation.order_id.clone()),
-            cash_units: Set(cash_left),
-            held_units: Set(held_left),
-            ..Default::default()
-        }
-        .update(db)
-        .await?;
+        use paper_reservations::Column as R;
+        paper_reservations::Entity::update_many()
+            .col_expr(R::CashUnits, Expr::value(cash_left))
+            .col_expr(R::HeldUnits, Expr::value(held_left))
+            .filter(R::OrderId.eq(reservation.order_id.as_str()))
+            .exec(db)
+            .await?;
     }
     Ok(())
 }

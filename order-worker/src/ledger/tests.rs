@@ -303,3 +303,84 @@ async fn a_modify_re_reserves_the_difference_or_changes_nothing() {
     .expect("fits");
     assert_eq!(funds(&db, &books).await.blocked, 1_000);
 }
+
+#[tokio::test]
+async fn an_order_costs_a_fixed_number_of_statements_whatever_the_history() {
+    use sea_orm::IntoActiveModel;
+    use std::sync::{Arc, Mutex};
+
+    let (mut db, books) = (db().await, Books::new(1_000_000_000));
+    // A long history: 2,000 filled orders in the account (with no user or account rows
+    // behind them, which the books never look at either).
+    sea_orm::ConnectionTrait::execute_unprepared(&db, "PRAGMA foreign_keys = OFF")
+        .await
+        .expect("pragma");
+    for chunk in 0..10 {
+        let rows = (0..200).map(|i| {
+            let id = format!("old-{chunk}-{i}");
+            order(&id, Side::Buy, Product::Delivery, "FILLED", 10, Some(100)).into_active_model()
+        });
+        orders::Entity::insert_many(rows)
+            .exec(&db)
+            .await
+            .expect("history");
+    }
+    // The account has traded before: its funds and position rows exist.
+    reserve(
+        &db,
+        &books,
+        &claim("w", Side::Buy, Product::Delivery, 1, 100),
+    )
+    .await
+    .expect("reserve");
+    step(
+        &db,
+        &books,
+        &order("w", Side::Buy, Product::Delivery, "OPEN", 0, None),
+        &order("w", Side::Buy, Product::Delivery, "FILLED", 1, Some(100)),
+    )
+    .await;
+    let statements: Arc<Mutex<Vec<String>>> = Arc::default();
+    let log = statements.clone();
+    db.set_metric_callback(move |info| {
+        if let Ok(mut log) = log.lock() {
+            log.push(info.statement.sql.clone());
+        }
+    });
+    let take = || std::mem::take(&mut *statements.lock().expect("log"));
+
+    reserve(
+        &db,
+        &books,
+        &claim("n", Side::Buy, Product::Delivery, 10, 100),
+    )
+    .await
+    .expect("reserve");
+    let reserving = take();
+    step(
+        &db,
+        &books,
+        &order("n", Side::Buy, Product::Delivery, "OPEN", 0, None),
+        &order("n", Side::Buy, Product::Delivery, "FILLED", 10, Some(100)),
+    )
+    .await;
+    let filling = take();
+    funds(&db, &books).await;
+    positions(&db, ACCOUNT).await.expect("positions");
+    holdings(&db, ACCOUNT).await.expect("holdings");
+    trades(&db, ACCOUNT).await.expect("trades");
+    let reading = take();
+
+    for sql in reserving.iter().chain(&filling).chain(&reading) {
+        assert!(
+            !sql.contains("\"orders\""),
+            "the books never read the orders table: {sql}"
+        );
+    }
+    // The account's lock, the position, cash, the reservation.
+    assert_eq!(reserving.len(), 4, "{reserving:#?}");
+    // The reservation, funds (and lock), the position and its update, the reservation's
+    // end, the trade (plus the short value, when it changes).
+    assert_eq!(filling.len(), 6, "{filling:#?}");
+    assert_eq!(reading.len(), 4, "one query per read: {reading:#?}");
+}
