@@ -155,45 +155,24 @@ impl PaperBroker {
             .unwrap_or(ledger::DEFAULT_TICK_SIZE)
     }
 
-    /// Learns a symbol's tick size from the publisher's instrument master, once; a symbol
-    /// the master does not list keeps the default. Without an answer it is asked again next
-    /// time.
+    /// Learns a symbol's tick size from the publisher's instrument master, once per symbol
+    /// and worker: a symbol the master does not list, or no answer within
+    /// [`LAST_VALUE_TIMEOUT`], keeps [`ledger::DEFAULT_TICK_SIZE`] (so an order never waits
+    /// on this twice).
     async fn learn_tick_size(&self, exchange: &str, symbol: &str) {
         let known = self
             .tick_sizes
             .read()
             .is_ok_and(|sizes| sizes.contains_key(&key(exchange, symbol)));
-        if known {
-            return;
-        }
-        let Some(client) = self.client.get() else {
+        let Some(client) = self.client.get().filter(|_| !known) else {
             return;
         };
-        let request = SymbolLookup {
-            exchange: exchange.to_string(),
-            token: None,
-            symbol: Some(symbol.to_string()),
-        };
-        let Ok(payload) = Encoding::MsgPack.encode(&request) else {
-            return;
-        };
-        let answer = tokio::time::timeout(
-            LAST_VALUE_TIMEOUT,
-            client.request(subjects::md::SYMBOLS_LOOKUP, payload),
-        )
-        .await;
-        let Ok(Ok(message)) = answer else { return };
-        let Ok(reply) = Encoding::MsgPack.decode::<Reply<Instrument>>(&message.payload) else {
-            return;
-        };
-        let size = match (reply.result, reply.error) {
-            (Some(instrument), _) => instrument.tick_size.max(1),
-            (None, Some(error))
-                if error.code == ErrorCode::UnknownSymbol || error.code == ErrorCode::NotFound =>
-            {
+        let size = match lookup_tick_size(client, exchange, symbol).await {
+            Ok(size) => size,
+            Err(reason) => {
+                tracing::debug!(%exchange, %symbol, %reason, "tick size unknown; using the default");
                 ledger::DEFAULT_TICK_SIZE
             }
-            _ => return,
         };
         if let Ok(mut sizes) = self.tick_sizes.write() {
             sizes.insert(key(exchange, symbol), size);
@@ -413,6 +392,37 @@ impl Broker for PaperBroker {
 
     async fn reference_price(&self, exchange: &str, symbol: &str) -> Option<i64> {
         self.last_tick(exchange, symbol).map(|t| t.ltp)
+    }
+}
+
+/// The instrument master's tick size for a symbol (`md.req.symbols.lookup`), or why not.
+async fn lookup_tick_size(
+    client: &async_nats::Client,
+    exchange: &str,
+    symbol: &str,
+) -> Result<i64, String> {
+    let request = SymbolLookup {
+        exchange: exchange.to_string(),
+        token: None,
+        symbol: Some(symbol.to_string()),
+    };
+    let payload = Encoding::MsgPack
+        .encode(&request)
+        .map_err(|e| e.to_string())?;
+    let message = tokio::time::timeout(
+        LAST_VALUE_TIMEOUT,
+        client.request(subjects::md::SYMBOLS_LOOKUP, payload),
+    )
+    .await
+    .map_err(|_| "no answer in time".to_string())?
+    .map_err(|e| e.to_string())?;
+    let reply: Reply<Instrument> = Encoding::MsgPack
+        .decode(&message.payload)
+        .map_err(|e| e.to_string())?;
+    match (reply.result, reply.error) {
+        (Some(instrument), _) => Ok(instrument.tick_size.max(1)),
+        (None, Some(error)) => Err(error.message),
+        (None, None) => Err("an empty reply".into()),
     }
 }
 

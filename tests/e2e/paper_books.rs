@@ -206,6 +206,16 @@ async fn stop_market_buys_are_reserved_and_prices_must_be_on_the_tick() {
             .call(&user, "get", json!({"client_order_id": "off-tick"}))
             .await;
         assert_eq!(stored["error"]["code"], "NOT_FOUND", "{stored}");
+        // The tick size comes from the instrument master: IDEA-EQ trades in whole paise.
+        price(&stack, &user, "IDEA-EQ", 1_000).await;
+        let paisa = stack
+            .call(
+                &user,
+                "place",
+                limit("paisa", "IDEA-EQ", "BUY", 1, 999, "DELIVERY"),
+            )
+            .await;
+        assert_eq!(paisa["result"]["status"], "OPEN", "{paisa}");
         let off_trigger = stack
             .call(
                 &user,

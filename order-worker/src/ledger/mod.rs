@@ -22,7 +22,7 @@
 //! back its sale proceeds and the same again as margin until it is covered (`blocked` on
 //! the wire is `reserved + 2 × short_value`).
 //!
-//! An account's first order (or read) creates its funds row with
+//! An account's first order or fill creates its funds row with
 //! `PINNACLE_WORKER_PAPER_CASH` (`INSERT … ON CONFLICT DO NOTHING`).
 
 pub mod arithmetic;
