@@ -118,7 +118,8 @@ pub trait Broker: Send + Sync + std::fmt::Debug {
     fn name(&self) -> &'static str;
 
     /// Checks, before anything is stored or sent, that `credentials`' account may place
-    /// `order` at all (regulatory settings, allowed order types). The default allows all.
+    /// `order` at all (regulatory settings, allowed order types, prices on the
+    /// instrument's tick). The default allows all.
     fn preflight(
         &self,
         _credentials: &BrokerCredentials,
