@@ -77,6 +77,18 @@ pub enum BrokerError {
         /// What the account has free, paise.
         available: i64,
     },
+    /// A sell of more units than the account holds, for a product that may not go short.
+    #[error("insufficient holdings: the sell needs {required} units, {available} are free to sell; only INTRADAY sells may go short")]
+    InsufficientHoldings {
+        /// Units the sell needs.
+        required: i64,
+        /// Units held and not already held back for other sells.
+        available: i64,
+    },
+    /// A price the instrument cannot trade at (e.g. not a multiple of its tick size);
+    /// nothing was sent.
+    #[error("{0}")]
+    InvalidPrice(String),
     /// The broker could not be reached or answered nonsense. For an order request the
     /// outcome is unknown: the order is looked up, never sent again.
     #[error("broker unavailable: {0}")]
@@ -106,7 +118,8 @@ pub trait Broker: Send + Sync + std::fmt::Debug {
     fn name(&self) -> &'static str;
 
     /// Checks, before anything is stored or sent, that `credentials`' account may place
-    /// `order` at all (regulatory settings, allowed order types). The default allows all.
+    /// `order` at all (regulatory settings, allowed order types, prices on the
+    /// instrument's tick). The default allows all.
     fn preflight(
         &self,
         _credentials: &BrokerCredentials,

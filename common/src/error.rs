@@ -33,6 +33,9 @@ pub enum ErrorCode {
     BrokerRejected,
     /// The account cannot pay for the order.
     InsufficientFunds,
+    /// A sell of more than the account holds, where short selling is not allowed (paper:
+    /// every product but `INTRADAY` sells only what it holds).
+    InsufficientHoldings,
     /// The order's outcome was lost (a worker stopped mid-flight) and the broker has no
     /// such order: nothing was placed.
     NotAtBroker,
@@ -95,6 +98,7 @@ impl ErrorCode {
             Self::CredentialUnavailable => "CREDENTIAL_UNAVAILABLE",
             Self::BrokerRejected => "BROKER_REJECTED",
             Self::InsufficientFunds => "INSUFFICIENT_FUNDS",
+            Self::InsufficientHoldings => "INSUFFICIENT_HOLDINGS",
             Self::NotAtBroker => "NOT_AT_BROKER",
             Self::InvalidState => "INVALID_STATE",
             Self::RiskMaxQuantity => "RISK_MAX_QUANTITY",

@@ -11,6 +11,7 @@ mod m20261125_000003_risk;
 mod m20261125_000004_angel_one;
 mod m20261125_000005_audit_checkpoints;
 mod m20261201_000001_order_engine;
+mod m20261201_000003_paper_books;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000004_angel_one::Migration),
             Box::new(m20261125_000005_audit_checkpoints::Migration),
             Box::new(m20261201_000001_order_engine::Migration),
+            Box::new(m20261201_000003_paper_books::Migration),
         ]
     }
 }

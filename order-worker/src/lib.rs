@@ -19,8 +19,9 @@
 //! - [`credentials`]: loading a broker account, auditing the access (waiting for the ack),
 //!   then decrypting.
 //! - [`paper`]: the paper broker, which fills against the live simulated ticks, and
-//!   [`ledger`], its books (funds, positions, trades) derived from the orders table, and
-//!   [`matcher`], which fills resting paper orders from the tick stream.
+//!   [`ledger`], its books (funds, reservations, positions and holdings, trades) kept in
+//!   tables and changed in the same transaction as each fill, and [`matcher`], which fills
+//!   resting paper orders from the tick stream.
 //! - [`angel`]: the Angel One broker over SmartAPI, its session store and the order-update
 //!   follower.
 //!

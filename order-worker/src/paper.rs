@@ -12,9 +12,16 @@
 //! list is `UNKNOWN_SYMBOL`, and one with no price anywhere yet is `PRICE_UNAVAILABLE`
 //! (retryable). Both are answered before anything is stored.
 //!
-//! With a ledger (the orders table, see [`crate::ledger`]) it refuses buys the account cannot
-//! pay for and reports funds, positions and trades; every account starts with
+//! With a database it keeps the books ([`crate::ledger`]): accepting an order reserves what it
+//! needs atomically (cash for buys and intraday shorts, units of the position for sells),
+//! refusing it with `INSUFFICIENT_FUNDS` or `INSUFFICIENT_HOLDINGS`; funds, positions,
+//! holdings and trades are read from the books' tables. Every account starts with
 //! `PINNACLE_WORKER_PAPER_CASH` paise (₹10,00,000 by default).
+//!
+//! Prices: limit and trigger prices must be multiples of the instrument's tick size, learnt
+//! from the publisher's instrument master (`md.req.symbols.lookup`) with the symbol's first
+//! price, and [`ledger::DEFAULT_TICK_SIZE`] for a symbol the master does not list; an
+//! off-tick price is `INVALID_REQUEST`, refused before anything is stored.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
@@ -27,8 +34,8 @@ use pinnacle_common::broker::{Broker, BrokerCredentials, BrokerError, BrokerOutc
 use pinnacle_common::codec::Encoding;
 use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::model::{
-    Funds, Holding, LastRequest, MarketTick, OrderRequest, OrderStatus, Position, Product, Reply,
-    Side, Tick, Trade,
+    Funds, Holding, Instrument, LastRequest, MarketTick, OrderRequest, OrderStatus, Position,
+    Reply, SymbolLookup, Tick, Trade,
 };
 use sea_orm::DatabaseConnection;
 
@@ -41,11 +48,13 @@ use pinnacle_common::subjects;
 pub struct PaperBroker {
     /// Last tick per `EXCHANGE:SYMBOL`.
     last: Arc<RwLock<HashMap<String, Tick>>>,
-    /// The books (funds, positions, trades) live in the orders table; without a database
-    /// the broker fills without checking funds and reports no portfolio.
+    /// Where the books live (see [`crate::ledger`]); without a database the broker fills
+    /// without checking funds and reports no portfolio.
     db: Option<DatabaseConnection>,
-    /// Starting cash per account, paise.
-    cash: i64,
+    /// The books' settings (starting cash per account).
+    books: ledger::Books,
+    /// Tick size per `EXCHANGE:SYMBOL`, paise, from the instrument master.
+    tick_sizes: Arc<RwLock<HashMap<String, i64>>>,
     /// Set once the first tick has been seen.
     ready: Arc<tokio::sync::watch::Sender<bool>>,
     /// For `md.req.last`, once [`PaperBroker::follow_ticks`] has been called.
@@ -69,7 +78,7 @@ impl PaperBroker {
     pub fn with_ledger(db: DatabaseConnection, cash: i64) -> Self {
         Self {
             db: Some(db),
-            cash,
+            books: ledger::Books::new(cash),
             ..Self::default()
         }
     }
@@ -80,30 +89,94 @@ impl PaperBroker {
             .ok_or_else(|| BrokerError::Unavailable("the paper broker has no ledger".into()))
     }
 
-    /// Refuses a buy the account cannot pay for; `exclude` is the order being modified.
-    async fn check_funds(
+    /// Reserves what `order` (Pinnacle id `order_id`) needs in the books, or refuses it.
+    /// `outcome` is what [`Self::evaluate`] made of it (a fill costs its fill price);
+    /// `modify` replaces the order's existing reservation instead of adding one.
+    async fn reserve(
         &self,
         credentials: &BrokerCredentials,
+        order_id: &str,
         order: &OrderRequest,
-        price: i64,
-        exclude: Option<&str>,
+        outcome: &BrokerOutcome,
+        modify: bool,
     ) -> Result<(), BrokerError> {
         let Some(db) = &self.db else { return Ok(()) };
-        if order.side != Side::Buy {
-            return Ok(());
-        }
-        let funds = ledger::funds(db, &credentials.account_id, self.cash, exclude)
-            .instrument(pinnacle_common::db::span(db, "SELECT", "orders"))
-            .await
-            .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
-        let required = price.saturating_mul(order.quantity);
-        if required > funds.available {
-            return Err(BrokerError::InsufficientFunds {
+        let ltp = self
+            .last_tick(&order.exchange, &order.symbol)
+            .map_or(0, |t| t.ltp);
+        let fill = (outcome.status == OrderStatus::Filled)
+            .then_some(outcome.average_price)
+            .flatten();
+        let tick = self.tick_size(&order.exchange, &order.symbol);
+        let claim = ledger::Claim {
+            account_id: &credentials.account_id,
+            order_id,
+            exchange: &order.exchange,
+            symbol: &order.symbol,
+            product: order.product,
+            side: order.side,
+            units: order.quantity,
+            unit_price: ledger::arithmetic::reference_price(order, ltp, fill, tick),
+        };
+        let reserved = if modify {
+            ledger::re_reserve(db, &self.books, &claim)
+                .instrument(pinnacle_common::db::span(db, "UPDATE", "paper_funds"))
+                .await
+        } else {
+            ledger::reserve(db, &self.books, &claim)
+                .instrument(pinnacle_common::db::span(db, "UPDATE", "paper_funds"))
+                .await
+        };
+        reserved.map_err(|refusal| match refusal {
+            ledger::Refusal::Funds {
                 required,
-                available: funds.available,
-            });
+                available,
+            } => BrokerError::InsufficientFunds {
+                required,
+                available,
+            },
+            ledger::Refusal::Holdings {
+                required,
+                available,
+            } => BrokerError::InsufficientHoldings {
+                required,
+                available,
+            },
+            ledger::Refusal::Db(error) => BrokerError::Unavailable(error.to_string()),
+        })
+    }
+
+    /// The instrument's tick size, paise ([`ledger::DEFAULT_TICK_SIZE`] until it is known).
+    pub fn tick_size(&self, exchange: &str, symbol: &str) -> i64 {
+        self.tick_sizes
+            .read()
+            .ok()
+            .and_then(|sizes| sizes.get(&key(exchange, symbol)).copied())
+            .unwrap_or(ledger::DEFAULT_TICK_SIZE)
+    }
+
+    /// Learns a symbol's tick size from the publisher's instrument master, once per symbol
+    /// and worker: a symbol the master does not list, or no answer within
+    /// [`LAST_VALUE_TIMEOUT`], keeps [`ledger::DEFAULT_TICK_SIZE`] (so an order never waits
+    /// on this twice).
+    async fn learn_tick_size(&self, exchange: &str, symbol: &str) {
+        let known = self
+            .tick_sizes
+            .read()
+            .is_ok_and(|sizes| sizes.contains_key(&key(exchange, symbol)));
+        let Some(client) = self.client.get().filter(|_| !known) else {
+            return;
+        };
+        let size = match lookup_tick_size(client, exchange, symbol).await {
+            Ok(size) => size,
+            Err(reason) => {
+                tracing::debug!(%exchange, %symbol, %reason, "tick size unknown; using the default");
+                ledger::DEFAULT_TICK_SIZE
+            }
+        };
+        if let Ok(mut sizes) = self.tick_sizes.write() {
+            sizes.insert(key(exchange, symbol), size);
         }
-        Ok(())
     }
 
     /// Asks the publisher's last-value cache for a symbol's latest tick.
@@ -210,12 +283,21 @@ impl Broker for PaperBroker {
             .is_ok_and(|seen| seen.is_ok())
     }
 
+    fn preflight(
+        &self,
+        _credentials: &BrokerCredentials,
+        order: &OrderRequest,
+    ) -> Result<(), BrokerError> {
+        let tick = self.tick_size(&order.exchange, &order.symbol);
+        ledger::arithmetic::check_ticks(order, tick).map_err(BrokerError::InvalidPrice)
+    }
+
     async fn ready_for(&self, order: &OrderRequest) -> Result<(), BrokerError> {
-        if self.last_tick(&order.exchange, &order.symbol).is_some() {
-            return Ok(());
+        if self.last_tick(&order.exchange, &order.symbol).is_none() {
+            let tick = self.fetch_last(&order.exchange, &order.symbol).await?;
+            self.observe(tick);
         }
-        let tick = self.fetch_last(&order.exchange, &order.symbol).await?;
-        self.observe(tick);
+        self.learn_tick_size(&order.exchange, &order.symbol).await;
         Ok(())
     }
 
@@ -230,9 +312,8 @@ impl Broker for PaperBroker {
             format!("{}{order_id}", crate::matcher::PAPER_PREFIX),
             order,
         )?;
-        // A fill costs its fill price; a resting order blocks its limit.
-        let price = outcome.average_price.or(order.price).unwrap_or(0);
-        self.check_funds(credentials, order, price, None).await?;
+        self.reserve(credentials, order_id, order, &outcome, false)
+            .await?;
         Ok(outcome)
     }
 
@@ -242,11 +323,12 @@ impl Broker for PaperBroker {
         broker_order_id: &str,
         order: &OrderRequest,
     ) -> Result<BrokerOutcome, BrokerError> {
+        self.preflight(credentials, order)?;
         let outcome = self.evaluate(credentials, broker_order_id.to_string(), order)?;
-        // A fill costs its fill price; a resting order blocks its limit.
-        let price = outcome.average_price.or(order.price).unwrap_or(0);
-        let order_id = broker_order_id.strip_prefix(crate::matcher::PAPER_PREFIX);
-        self.check_funds(credentials, order, price, order_id)
+        let order_id = broker_order_id
+            .strip_prefix(crate::matcher::PAPER_PREFIX)
+            .unwrap_or(broker_order_id);
+        self.reserve(credentials, order_id, order, &outcome, true)
             .await?;
         Ok(outcome)
     }
@@ -267,7 +349,8 @@ impl Broker for PaperBroker {
 
     async fn funds(&self, credentials: &BrokerCredentials) -> Result<Funds, BrokerError> {
         require_client_code(credentials)?;
-        ledger::funds(self.ledger()?, &credentials.account_id, self.cash, None)
+        self.books
+            .funds(self.ledger()?, &credentials.account_id)
             .await
             .map_err(|e| BrokerError::Unavailable(e.to_string()))
     }
@@ -283,19 +366,10 @@ impl Broker for PaperBroker {
     }
 
     async fn holdings(&self, credentials: &BrokerCredentials) -> Result<Vec<Holding>, BrokerError> {
-        // Paper holdings are the long delivery positions (settlement is immediate).
-        Ok(self
-            .positions(credentials)
-            .await?
-            .into_iter()
-            .filter(|p| p.product == Product::Delivery && p.net_quantity > 0)
-            .map(|p| Holding {
-                quantity: p.net_quantity,
-                average_price: p.average_price.unwrap_or(0),
-                exchange: p.exchange,
-                symbol: p.symbol,
-            })
-            .collect())
+        require_client_code(credentials)?;
+        ledger::holdings(self.ledger()?, &credentials.account_id)
+            .await
+            .map_err(|e| BrokerError::Unavailable(e.to_string()))
     }
 
     async fn trades(&self, credentials: &BrokerCredentials) -> Result<Vec<Trade>, BrokerError> {
@@ -318,6 +392,37 @@ impl Broker for PaperBroker {
 
     async fn reference_price(&self, exchange: &str, symbol: &str) -> Option<i64> {
         self.last_tick(exchange, symbol).map(|t| t.ltp)
+    }
+}
+
+/// The instrument master's tick size for a symbol (`md.req.symbols.lookup`), or why not.
+async fn lookup_tick_size(
+    client: &async_nats::Client,
+    exchange: &str,
+    symbol: &str,
+) -> Result<i64, String> {
+    let request = SymbolLookup {
+        exchange: exchange.to_string(),
+        token: None,
+        symbol: Some(symbol.to_string()),
+    };
+    let payload = Encoding::MsgPack
+        .encode(&request)
+        .map_err(|e| e.to_string())?;
+    let message = tokio::time::timeout(
+        LAST_VALUE_TIMEOUT,
+        client.request(subjects::md::SYMBOLS_LOOKUP, payload),
+    )
+    .await
+    .map_err(|_| "no answer in time".to_string())?
+    .map_err(|e| e.to_string())?;
+    let reply: Reply<Instrument> = Encoding::MsgPack
+        .decode(&message.payload)
+        .map_err(|e| e.to_string())?;
+    match (reply.result, reply.error) {
+        (Some(instrument), _) => Ok(instrument.tick_size.max(1)),
+        (None, Some(error)) => Err(error.message),
+        (None, None) => Err("an empty reply".into()),
     }
 }
 
@@ -371,7 +476,7 @@ impl PaperBroker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pinnacle_common::model::OrderType;
+    use pinnacle_common::model::{OrderType, Side};
     use secrecy::SecretString;
 
     fn tick(seq: u64, ltp: i64) -> Tick {

@@ -24,6 +24,8 @@ pub fn broker_error(error: &BrokerError) -> ErrorBody {
     let code = match error {
         BrokerError::UnknownSymbol { .. } => ErrorCode::UnknownSymbol,
         BrokerError::InsufficientFunds { .. } => ErrorCode::InsufficientFunds,
+        BrokerError::InsufficientHoldings { .. } => ErrorCode::InsufficientHoldings,
+        BrokerError::InvalidPrice(_) => ErrorCode::InvalidRequest,
         BrokerError::Regulatory(_) => ErrorCode::Regulatory,
         BrokerError::RateLimited(_) => ErrorCode::RateLimited,
         BrokerError::PriceUnavailable { .. } => ErrorCode::PriceUnavailable,

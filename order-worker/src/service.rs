@@ -16,6 +16,7 @@ use sea_orm::{DatabaseConnection, EntityTrait};
 
 use crate::events::{self, Relay};
 use crate::lease;
+use crate::ledger;
 use crate::store::{self, Ownership, Patch, TransitionError};
 use crate::{handler, reconcile, squareoff};
 use pinnacle_common::entities::orders;
@@ -56,6 +57,9 @@ pub struct Worker {
     pub relay: Relay,
     /// Brokers by the name stored in `broker_accounts.broker`.
     pub brokers: HashMap<&'static str, Arc<dyn Broker>>,
+    /// The paper broker's books, changed with every paper order's fills and end in the
+    /// same transaction as the order (see [`crate::ledger`]).
+    pub books: ledger::Books,
     /// Limits and timeouts.
     pub settings: WorkerSettings,
     /// Discovery and per-verb statistics over `$SRV.*`.
@@ -115,6 +119,7 @@ impl Worker {
             vault,
             audit,
             brokers: brokers.into_iter().map(|b| (b.name(), b)).collect(),
+            books: ledger::Books::new(settings.paper_cash),
             settings,
             micro: micro::Service::new(
                 SERVICE_NAME,
@@ -156,7 +161,7 @@ impl Worker {
         patch: Patch,
         ownership: Ownership<'_>,
     ) -> Result<orders::Model, ErrorBody> {
-        let next = store::transition(&self.db, order, to, patch, ownership)
+        let next = store::transition(&self.db, &self.books, order, to, patch, ownership)
             .await
             .map_err(|e| match e {
                 TransitionError::Db(db) => handler::internal("updating the order", db),
@@ -177,7 +182,7 @@ impl Worker {
         patch: Patch,
         ownership: Ownership<'_>,
     ) -> Result<orders::Model, ErrorBody> {
-        match store::transition(&self.db, order, to, patch, ownership).await {
+        match store::transition(&self.db, &self.books, order, to, patch, ownership).await {
             Ok(next) => {
                 self.relay.nudge();
                 Ok(next)

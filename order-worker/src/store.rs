@@ -22,6 +22,7 @@ use sea_orm::{
 use tracing::Instrument as _;
 
 use crate::events;
+use crate::ledger;
 
 /// Who changes an order, as far as its lease is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,7 +186,9 @@ pub enum TransitionError {
 }
 
 /// Moves `order` to `to`, if the state machine allows it, nobody else moved it first and
-/// `ownership` allows it; the order's event goes to the outbox in the same transaction.
+/// `ownership` allows it; the order's event goes to the outbox in the same transaction,
+/// and so does its effect on the paper broker's `books` ([`ledger::apply`]: a fill moves
+/// funds and positions, an end releases the order's reservation).
 ///
 /// The update is a compare-and-set on the current status (and, for [`Ownership::Held`], on
 /// the lease owner), so two workers can never both apply a transition from the same state.
@@ -193,6 +196,7 @@ pub enum TransitionError {
 /// releases it.
 pub async fn transition(
     db: &DatabaseConnection,
+    books: &ledger::Books,
     order: &orders::Model,
     to: OrderStatus,
     patch: Patch,
@@ -266,6 +270,7 @@ pub async fn transition(
         if result.rows_affected != 1 {
             return Ok(false);
         }
+        ledger::apply(&txn, books, order, &next).await?;
         events::record(&txn, Some(from), &next).await?;
         txn.commit().await?;
         Ok::<_, DbErr>(true)

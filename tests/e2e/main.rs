@@ -21,6 +21,7 @@ mod openapi_fuzz;
 mod orders;
 mod outbox;
 mod ownership;
+mod paper_books;
 mod portfolio;
 mod publisher;
 mod replay;

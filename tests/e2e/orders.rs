@@ -46,7 +46,7 @@ async fn json_requests_get_json_replies() {
         stack.wait_for_ticks("TCS-EQ", 2).await;
         let body = serde_json::json!({
             "client_order_id": "json-1", "exchange": "NSE", "symbol": "TCS-EQ",
-            "side": "SELL", "order_type": "LIMIT", "quantity": 3, "price": 1,
+            "side": "SELL", "order_type": "LIMIT", "quantity": 3, "price": 5, "product": "INTRADAY",
             "some_future_field": "ignored"
         });
         let reply = stack
@@ -67,7 +67,7 @@ async fn json_requests_get_json_replies() {
         assert_eq!(value["ok"], true, "{value}");
         assert_eq!(
             value["result"]["status"], "FILLED",
-            "a sell limit at 0.01 is marketable"
+            "a sell limit at 0.05 is marketable (an intraday short)"
         );
         assert_eq!(value["result"]["client_order_id"], "json-1");
     })

@@ -1,5 +1,5 @@
-//! The paper broker's books: funds, positions and trades from the orders table, and
-//! buys refused when the account cannot pay.
+//! The paper broker's books: funds, positions, holdings and trades follow the fills, and
+//! buys refused when the account cannot pay (see also `paper_books`).
 
 use pinnacle_tests::{market, TestStack};
 use serde_json::json;
@@ -174,7 +174,8 @@ async fn stop_loss_orders_rest_until_the_trigger_then_fill() {
         let publish = |seq: u64, ltp: i64| stack.publish_tick("STOPSYM", seq, ltp, 1_000);
         publish(1, 1_000).await;
         let stop = json!({"client_order_id": "stop-1", "exchange": "NSE", "symbol": "STOPSYM",
-            "side": "SELL", "order_type": "STOPLOSS_MARKET", "quantity": 5, "trigger_price": 950});
+            "side": "SELL", "order_type": "STOPLOSS_MARKET", "quantity": 5, "trigger_price": 950,
+            "product": "INTRADAY"});
         let placed = pinnacle_tests::eventually(std::time::Duration::from_secs(5), "a price", || async {
             let reply = stack.call(&user, "place", stop.clone()).await;
             (reply["error"]["code"] != "UNKNOWN_SYMBOL").then_some(reply)

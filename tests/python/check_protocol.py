@@ -350,7 +350,8 @@ async def check_orders(nc, env):
               repr(r))
 
     # --- 5. JSON order ---
-    jorder = new_order(side="SELL", quantity=3, symbol="TCS-EQ")
+    # An intraday sell: the paper broker lets only INTRADAY sells go short.
+    jorder = new_order(side="SELL", quantity=3, symbol="TCS-EQ", product="INTRADAY")
     jheaders = dict(auth)
     jheaders["Content-Type"] = "application/json"
     msg = await request(nc, subject, json.dumps(jorder).encode(), jheaders)

@@ -50,6 +50,8 @@ pub struct TestStack {
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// The running services; `None` once stopped.
     stack: Option<Stack>,
+    /// What they were started with, for [`TestStack::restart`].
+    settings: StackSettings,
     /// Dropped after the stack, so the database outlives it.
     _db: TestDb,
     /// Dropped last.
@@ -90,7 +92,7 @@ impl TestStack {
         };
         adjust(&mut settings);
         let vault = settings.vault.clone();
-        let stack = Stack::start(settings).await.expect("stack starts");
+        let stack = Stack::start(settings.clone()).await.expect("stack starts");
         let client = async_nats::connect(nats.url()).await.expect("test client");
         Self {
             backend,
@@ -101,6 +103,7 @@ impl TestStack {
             metrics_addr: stack.metrics_addr,
             vault,
             stack: Some(stack),
+            settings,
             _db: test_db,
             nats,
         }
@@ -116,6 +119,19 @@ impl TestStack {
         if let Some(stack) = self.stack.take() {
             stack.stop().await.expect("clean shutdown");
         }
+    }
+
+    /// Stops the services gracefully and starts them again on the same database and
+    /// nats-server (a restart of every process; nothing in memory survives it).
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let stack = Stack::start(self.settings.clone())
+            .await
+            .expect("stack restarts");
+        self.api_url = stack.api_url();
+        self.db = stack.db.clone();
+        self.metrics_addr = stack.metrics_addr;
+        self.stack = Some(stack);
     }
 
     /// Sends JSON to the user API with a bearer token; returns the status and JSON body.

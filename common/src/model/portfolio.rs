@@ -19,7 +19,8 @@ pub struct Funds {
     pub cash: i64,
     /// Net cash spent by fills: buys minus sells.
     pub used: i64,
-    /// Held back for resting buy orders.
+    /// Held back: for open and submitted orders (their reservations) and, on paper, twice
+    /// the value of open intraday shorts (the proceeds plus a 100 % margin).
     pub blocked: i64,
     /// What a new order can use: `cash - used - blocked`.
     pub available: i64,

@@ -1,0 +1,221 @@
+//! The books' side of an order's state change: run by [`crate::store::transition`] inside
+//! the transaction that updates the order row, so the order, its outbox event and the
+//! books commit together or not at all.
+
+use pinnacle_common::entities::{
+    orders, paper_funds, paper_positions, paper_reservations, paper_trades,
+};
+use pinnacle_common::model::{OrderStatus, Side};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set};
+
+use super::arithmetic::Book;
+use super::reserve::{position_for_update, release_in, settle_reservation, Held};
+use super::{side_of, Books};
+use crate::matcher::PAPER_PREFIX;
+
+/// Applies `before → after` to the books: a fill (more `filled_quantity`) of a paper order
+/// gives back its share of the order's reservation and moves position, cash and trades; a
+/// terminal state releases what the order still holds. Other orders cost nothing, except a
+/// primary-key look-up when they end before a broker named them.
+pub async fn apply(
+    db: &impl ConnectionTrait,
+    books: &Books,
+    before: &orders::Model,
+    after: &orders::Model,
+) -> Result<(), DbErr> {
+    let paper = after
+        .broker_order_id
+        .as_deref()
+        .is_some_and(|id| id.starts_with(PAPER_PREFIX));
+    let terminal = OrderStatus::parse(&after.status).is_some_and(OrderStatus::is_terminal);
+    let filled = after.filled_quantity - before.filled_quantity;
+    if paper && filled > 0 {
+        fill(db, books, before, after, filled, terminal).await
+    } else if terminal && (paper || after.broker_order_id.is_none()) {
+        release_in(db, &Held::of(after)?).await
+    } else {
+        Ok(())
+    }
+}
+
+/// The value of the units that filled between `before` and `after`, paise (the orders
+/// table keeps an average price, so cash follows `average × filled`).
+fn fill_value(before: &orders::Model, after: &orders::Model) -> i64 {
+    let value = |o: &orders::Model| {
+        i128::from(o.average_price.unwrap_or(0)) * i128::from(o.filled_quantity)
+    };
+    i64::try_from(value(after) - value(before))
+        .unwrap_or(0)
+        .max(0)
+}
+
+/// A fill of `quantity` units; `terminal` when it is the order's last change (then the
+/// rest of its reservation goes too). Statements: the reservation, funds (which also
+/// takes the account's lock), the position, the trade.
+async fn fill(
+    db: &impl ConnectionTrait,
+    books: &Books,
+    before: &orders::Model,
+    after: &orders::Model,
+    quantity: i64,
+    terminal: bool,
+) -> Result<(), DbErr> {
+    let side = side_of(after)?;
+    let value = fill_value(before, after);
+    let account_id = after.broker_account_id.as_str();
+
+    // 1. What the fill takes from the reservation: held units first, then cash units (all
+    //    of it when the order ends here).
+    let reservation = paper_reservations::Entity::find_by_id(after.id.clone())
+        .one(db)
+        .await?;
+    let (held, cash_units, unit_price) = match &reservation {
+        Some(r) if terminal => (r.held_units, r.cash_units, r.unit_price),
+        Some(r) => {
+            let held = quantity.min(r.held_units);
+            (held, (quantity - held).min(r.cash_units), r.unit_price)
+        }
+        None => (0, 0, 0),
+    };
+
+    // 2. Funds, first (the account's lock): cash moves by the fill's value, the
+    //    reservation shrinks by what the fill used.
+    let spent = match side {
+        Side::Buy => value,
+        Side::Sell => -value,
+    };
+    let released = cash_units.saturating_mul(unit_price);
+    if move_funds(db, account_id, spent, released, 0).await? == 0 {
+        books.ensure_funds(db, account_id).await?;
+        move_funds(db, account_id, spent, released, 0).await?;
+    }
+
+    // 3. The position, and the units it held for this order.
+    let position = locked_position(db, after).await?;
+    let mut book = Book {
+        net_quantity: position.net_quantity,
+        average_price: position.average_price,
+        buy_quantity: position.buy_quantity,
+        sell_quantity: position.sell_quantity,
+        buy_value: position.buy_value,
+        sell_value: position.sell_value,
+        realized_pnl: position.realized_pnl,
+    };
+    let short_before = book.short_value();
+    book.fill(side, quantity, value);
+    let (buy_held, sell_held) = match side {
+        Side::Buy => (position.buy_held - held, position.sell_held),
+        Side::Sell => (position.buy_held, position.sell_held - held),
+    };
+    // One UPDATE (an `ActiveModel::update` would read the row back).
+    use paper_positions::Column as P;
+    paper_positions::Entity::update_many()
+        .set(paper_positions::ActiveModel {
+            net_quantity: Set(book.net_quantity),
+            average_price: Set(book.average_price),
+            buy_quantity: Set(book.buy_quantity),
+            sell_quantity: Set(book.sell_quantity),
+            buy_value: Set(book.buy_value),
+            sell_value: Set(book.sell_value),
+            realized_pnl: Set(book.realized_pnl),
+            buy_held: Set(buy_held.max(0)),
+            sell_held: Set(sell_held.max(0)),
+            ..Default::default()
+        })
+        .filter(P::AccountId.eq(position.account_id.as_str()))
+        .filter(P::Exchange.eq(position.exchange.as_str()))
+        .filter(P::Symbol.eq(position.symbol.as_str()))
+        .filter(P::Product.eq(position.product.as_str()))
+        .exec(db)
+        .await?;
+    let short_change = book.short_value() - short_before;
+    if short_change != 0 {
+        move_funds(db, account_id, 0, 0, short_change).await?;
+    }
+
+    // 4. The rest of the reservation, and the trade.
+    if let Some(reservation) = &reservation {
+        settle_reservation(db, reservation, cash_units, held).await?;
+    }
+    let trade = paper_trades::ActiveModel {
+        account_id: Set(account_id.to_string()),
+        order_id: Set(after.id.clone()),
+        exchange: Set(after.exchange.clone()),
+        symbol: Set(after.symbol.clone()),
+        product: Set(after.product.clone()),
+        side: Set(after.side.clone()),
+        quantity: Set(quantity),
+        price: Set(value / quantity),
+        ts_ms: Set(after.updated_at.timestamp_millis()),
+        ..Default::default()
+    };
+    paper_trades::Entity::insert(trade)
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
+/// `used += spent, reserved -= released, short_value += short`: how many rows (0 when the
+/// account has no funds row yet).
+async fn move_funds(
+    db: &impl ConnectionTrait,
+    account_id: &str,
+    spent: i64,
+    released: i64,
+    short: i64,
+) -> Result<u64, DbErr> {
+    use paper_funds::Column as F;
+    Ok(paper_funds::Entity::update_many()
+        .col_expr(F::Used, Expr::col(F::Used).add(spent))
+        .col_expr(F::Reserved, Expr::col(F::Reserved).sub(released))
+        .col_expr(F::ShortValue, Expr::col(F::ShortValue).add(short))
+        .filter(F::AccountId.eq(account_id))
+        .exec(db)
+        .await?
+        .rows_affected)
+}
+
+/// The order's position row, locked; created flat first if there is none.
+async fn locked_position(
+    db: &impl ConnectionTrait,
+    order: &orders::Model,
+) -> Result<paper_positions::Model, DbErr> {
+    let key = (
+        order.broker_account_id.as_str(),
+        order.exchange.as_str(),
+        order.symbol.as_str(),
+        order.product.as_str(),
+    );
+    if let Some(row) = position_for_update(db, key.0, key.1, key.2, key.3).await? {
+        return Ok(row);
+    }
+    use paper_positions::Column as P;
+    let row = paper_positions::ActiveModel {
+        account_id: Set(key.0.to_string()),
+        exchange: Set(key.1.to_string()),
+        symbol: Set(key.2.to_string()),
+        product: Set(key.3.to_string()),
+        net_quantity: Set(0),
+        average_price: Set(None),
+        buy_quantity: Set(0),
+        sell_quantity: Set(0),
+        buy_value: Set(0),
+        sell_value: Set(0),
+        realized_pnl: Set(0),
+        buy_held: Set(0),
+        sell_held: Set(0),
+    };
+    paper_positions::Entity::insert(row)
+        .on_conflict(
+            OnConflict::columns([P::AccountId, P::Exchange, P::Symbol, P::Product])
+                .do_nothing()
+                .to_owned(),
+        )
+        .do_nothing()
+        .exec_without_returning(db)
+        .await?;
+    position_for_update(db, key.0, key.1, key.2, key.3)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(format!("paper position {key:?}")))
+}

@@ -1,0 +1,228 @@
+//! The paper broker's books: funds, positions (long `DELIVERY` positions are the
+//! holdings), reservations and trades, kept incrementally in tables, so that no read and no
+//! order ever scans an account's order history.
+//!
+//! # How they change
+//! - **Placing** ([`reserve`], from the paper broker's `place_order`): an order's units
+//!   first close the opposite position of the same product (held on that position row, so
+//!   two sells never sell the same units), the rest open a position and reserve
+//!   `units × reference price` (see [`arithmetic::reference_price`]) with a conditional
+//!   `UPDATE paper_funds SET reserved = reserved + x WHERE … AND available >= x`, so
+//!   concurrent orders on any worker cannot overspend. Only `INTRADAY` sells may go
+//!   short; every other product sells only what it holds (`INSUFFICIENT_HOLDINGS`).
+//! - **Modifying** ([`re_reserve`]): the old reservation is released and the new remaining
+//!   quantity reserved in one transaction; if it does not fit, nothing changes.
+//! - **Filling and ending** ([`apply`], called by [`crate::store::transition`] inside the
+//!   transaction that updates the order row and writes its outbox event): a fill consumes
+//!   the order's reservation, moves the position, cash (`used`) and the short value, and
+//!   records a trade; a terminal state releases what is left.
+//!
+//! # Funds
+//! `available = cash − used − reserved − 2 × short_value`: an open intraday short holds
+//! back its sale proceeds and the same again as margin until it is covered (`blocked` on
+//! the wire is `reserved + 2 × short_value`).
+//!
+//! An account's first order or fill creates its funds row with
+//! `PINNACLE_WORKER_PAPER_CASH` (`INSERT … ON CONFLICT DO NOTHING`).
+
+pub mod arithmetic;
+mod fills;
+mod reserve;
+#[cfg(test)]
+mod tests;
+
+use pinnacle_common::entities::{orders, paper_funds, paper_positions, paper_trades};
+use pinnacle_common::model::{Funds, Holding, Position, Product, Side, Trade};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+};
+
+pub use arithmetic::{Book, DEFAULT_TICK_SIZE, STOP_MARKET_BUFFER_BPS};
+pub use fills::apply;
+pub use reserve::{re_reserve, reserve, Claim, Refusal};
+
+/// The most recent fills the trade book returns.
+pub const TRADES_LIMIT: u64 = 1_000;
+
+/// The books' one setting: the cash a new account starts with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Books {
+    /// `PINNACLE_WORKER_PAPER_CASH`, paise.
+    pub opening_cash: i64,
+}
+
+impl Books {
+    /// Books whose accounts start with `opening_cash` paise.
+    pub fn new(opening_cash: i64) -> Self {
+        Self { opening_cash }
+    }
+
+    /// Creates the account's funds row if it has none yet.
+    async fn ensure_funds(&self, db: &impl ConnectionTrait, account_id: &str) -> Result<(), DbErr> {
+        let row = paper_funds::ActiveModel {
+            account_id: Set(account_id.to_string()),
+            cash: Set(self.opening_cash),
+            used: Set(0),
+            reserved: Set(0),
+            short_value: Set(0),
+        };
+        paper_funds::Entity::insert(row)
+            .on_conflict(
+                OnConflict::column(paper_funds::Column::AccountId)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .do_nothing()
+            .exec_without_returning(db)
+            .await
+            .map(|_| ())
+    }
+
+    /// Locks the account's funds row for the rest of the transaction (creating it first if
+    /// needed) with a write that changes nothing. Every transaction that changes the books
+    /// starts with this: they serialise per account and take their locks in one order
+    /// (funds, then position), so they never deadlock on PostgreSQL, and on SQLite the
+    /// transaction holds the write lock from its first statement (a transaction that read
+    /// first could not upgrade once another had written).
+    async fn lock_funds(&self, db: &impl ConnectionTrait, account_id: &str) -> Result<(), DbErr> {
+        if touch_funds(db, account_id).await? == 0 {
+            self.ensure_funds(db, account_id).await?;
+            touch_funds(db, account_id).await?;
+        }
+        Ok(())
+    }
+
+    /// The account's funds: one row.
+    pub async fn funds(&self, db: &impl ConnectionTrait, account_id: &str) -> Result<Funds, DbErr> {
+        let row = paper_funds::Entity::find_by_id(account_id.to_string())
+            .one(db)
+            .await?;
+        Ok(match row {
+            Some(row) => funds_of(&row),
+            None => Funds {
+                cash: self.opening_cash,
+                used: 0,
+                blocked: 0,
+                available: self.opening_cash,
+            },
+        })
+    }
+}
+
+/// `UPDATE paper_funds SET reserved = reserved WHERE account_id = ?`: how many rows.
+async fn touch_funds(db: &impl ConnectionTrait, account_id: &str) -> Result<u64, DbErr> {
+    use paper_funds::Column as F;
+    Ok(paper_funds::Entity::update_many()
+        .col_expr(F::Reserved, Expr::col(F::Reserved).into())
+        .filter(F::AccountId.eq(account_id))
+        .exec(db)
+        .await?
+        .rows_affected)
+}
+
+/// The wire form of a funds row.
+pub fn funds_of(row: &paper_funds::Model) -> Funds {
+    let blocked = row
+        .reserved
+        .saturating_add(row.short_value.saturating_mul(2));
+    Funds {
+        cash: row.cash,
+        used: row.used,
+        blocked,
+        available: row.cash.saturating_sub(row.used).saturating_sub(blocked),
+    }
+}
+
+/// The account's positions, one row per instrument and product it has traded.
+pub async fn positions(
+    db: &impl ConnectionTrait,
+    account_id: &str,
+) -> Result<Vec<Position>, DbErr> {
+    paper_positions::Entity::find()
+        .filter(paper_positions::Column::AccountId.eq(account_id))
+        .order_by_asc(paper_positions::Column::Exchange)
+        .order_by_asc(paper_positions::Column::Symbol)
+        .order_by_asc(paper_positions::Column::Product)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|row| {
+            Ok(Position {
+                product: parsed("product", &row.product)?,
+                exchange: row.exchange,
+                symbol: row.symbol,
+                net_quantity: row.net_quantity,
+                average_price: row.average_price,
+                buy_quantity: row.buy_quantity,
+                sell_quantity: row.sell_quantity,
+                realized_pnl: row.realized_pnl,
+            })
+        })
+        .collect()
+}
+
+/// The account's holdings: its long `DELIVERY` positions (paper settlement is immediate).
+pub async fn holdings(db: &impl ConnectionTrait, account_id: &str) -> Result<Vec<Holding>, DbErr> {
+    Ok(paper_positions::Entity::find()
+        .filter(paper_positions::Column::AccountId.eq(account_id))
+        .filter(paper_positions::Column::Product.eq(Product::Delivery.as_str()))
+        .filter(paper_positions::Column::NetQuantity.gt(0))
+        .order_by_asc(paper_positions::Column::Exchange)
+        .order_by_asc(paper_positions::Column::Symbol)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|row| Holding {
+            quantity: row.net_quantity,
+            average_price: row.average_price.unwrap_or(0),
+            exchange: row.exchange,
+            symbol: row.symbol,
+        })
+        .collect())
+}
+
+/// The account's latest [`TRADES_LIMIT`] fills, oldest first.
+pub async fn trades(db: &impl ConnectionTrait, account_id: &str) -> Result<Vec<Trade>, DbErr> {
+    let mut rows = paper_trades::Entity::find()
+        .filter(paper_trades::Column::AccountId.eq(account_id))
+        .order_by_desc(paper_trades::Column::Id)
+        .limit(TRADES_LIMIT)
+        .all(db)
+        .await?;
+    rows.reverse();
+    rows.into_iter()
+        .map(|row| {
+            Ok(Trade {
+                product: parsed("product", &row.product)?,
+                side: parsed("side", &row.side)?,
+                order_id: row.order_id,
+                exchange: row.exchange,
+                symbol: row.symbol,
+                quantity: row.quantity,
+                price: row.price,
+                ts_ms: row.ts_ms,
+            })
+        })
+        .collect()
+}
+
+/// A stored enum, parsed; a corrupt value is an error, never read as a default.
+fn parsed<T: serde::de::DeserializeOwned>(field: &str, text: &str) -> Result<T, DbErr> {
+    parse_enum(text)
+        .ok_or_else(|| DbErr::Custom(format!("the books hold an unknown {field} {text:?}")))
+}
+
+/// The stored side of an order; a corrupt one is an error, never read as a default.
+fn side_of(order: &orders::Model) -> Result<Side, DbErr> {
+    parse_enum(&order.side).ok_or_else(|| {
+        DbErr::Custom(format!(
+            "order {} has an unknown side {:?}",
+            order.id, order.side
+        ))
+    })
+}
+
+fn parse_enum<T: serde::de::DeserializeOwned>(text: &str) -> Option<T> {
+    serde_json::from_value(serde_json::Value::String(text.to_string())).ok()
+}

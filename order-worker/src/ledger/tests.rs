@@ -1,0 +1,386 @@
+//! The books against a real (in-memory SQLite) database: reservations, fills, ends and the
+//! short-selling rule, checked through the rows.
+
+use chrono::Utc;
+use pinnacle_common::entities::{orders, paper_positions, paper_reservations};
+use pinnacle_common::model::{Funds, Product, Side};
+use pinnacle_migrations::{Migrator, MigratorTrait};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, EntityTrait, TransactionTrait};
+
+use super::*;
+
+const ACCOUNT: &str = "acct";
+
+async fn db() -> DatabaseConnection {
+    // One connection: each in-memory SQLite connection is its own database.
+    let mut options = ConnectOptions::new("sqlite::memory:");
+    options.max_connections(1).min_connections(1);
+    let db = Database::connect(options).await.expect("sqlite");
+    Migrator::up(&db, None).await.expect("migrations");
+    db
+}
+
+fn claim<'a>(order_id: &'a str, side: Side, product: Product, units: i64, price: i64) -> Claim<'a> {
+    Claim {
+        account_id: ACCOUNT,
+        order_id,
+        exchange: "NSE",
+        symbol: "SBIN-EQ",
+        product,
+        side,
+        units,
+        unit_price: price,
+    }
+}
+
+fn order(
+    id: &str,
+    side: Side,
+    product: Product,
+    status: &str,
+    filled: i64,
+    average: Option<i64>,
+) -> orders::Model {
+    let now = Utc::now();
+    orders::Model {
+        id: id.into(),
+        user_id: "u".into(),
+        broker_account_id: ACCOUNT.into(),
+        client_order_id: id.into(),
+        exchange: "NSE".into(),
+        symbol: "SBIN-EQ".into(),
+        side: if side == Side::Buy { "BUY" } else { "SELL" }.into(),
+        order_type: "LIMIT".into(),
+        quantity: 10,
+        price: Some(100),
+        trigger_price: None,
+        product: product.as_str().into(),
+        status: status.into(),
+        filled_quantity: filled,
+        average_price: average,
+        broker_order_id: Some(format!("PAPER-{id}")),
+        reject_code: None,
+        reject_reason: None,
+        created_at: now,
+        updated_at: now,
+        lease_owner: None,
+        lease_until_ms: None,
+    }
+}
+
+async fn step(
+    db: &DatabaseConnection,
+    books: &Books,
+    before: &orders::Model,
+    after: &orders::Model,
+) {
+    let txn = db.begin().await.expect("begin");
+    apply(&txn, books, before, after).await.expect("apply");
+    txn.commit().await.expect("commit");
+}
+
+async fn funds(db: &DatabaseConnection, books: &Books) -> Funds {
+    books.funds(db, ACCOUNT).await.expect("funds")
+}
+
+async fn position(db: &DatabaseConnection, product: Product) -> paper_positions::Model {
+    paper_positions::Entity::find_by_id((
+        ACCOUNT.to_string(),
+        "NSE".to_string(),
+        "SBIN-EQ".to_string(),
+        product.as_str().to_string(),
+    ))
+    .one(db)
+    .await
+    .expect("query")
+    .expect("position")
+}
+
+#[tokio::test]
+async fn a_buy_reserves_its_fills_pay_and_its_cancel_releases_the_rest() {
+    let (db, books) = (db().await, Books::new(1_000));
+    reserve(
+        &db,
+        &books,
+        &claim("b", Side::Buy, Product::Delivery, 10, 100),
+    )
+    .await
+    .expect("fits exactly");
+    assert_eq!(funds(&db, &books).await.available, 0);
+    let refused = reserve(&db, &books, &claim("x", Side::Buy, Product::Delivery, 1, 5)).await;
+    assert!(
+        matches!(
+            refused,
+            Err(Refusal::Funds {
+                required: 5,
+                available: 0
+            })
+        ),
+        "{refused:?}"
+    );
+
+    let open = order("b", Side::Buy, Product::Delivery, "OPEN", 0, None);
+    let partial = order(
+        "b",
+        Side::Buy,
+        Product::Delivery,
+        "PARTIALLY_FILLED",
+        4,
+        Some(90),
+    );
+    step(&db, &books, &open, &partial).await;
+    let f = funds(&db, &books).await;
+    assert_eq!(
+        (f.used, f.blocked, f.available),
+        (360, 600, 40),
+        "a fill pays its price and frees its reservation"
+    );
+    let p = position(&db, Product::Delivery).await;
+    assert_eq!((p.net_quantity, p.average_price), (4, Some(90)));
+
+    let cancelled = order("b", Side::Buy, Product::Delivery, "CANCELLED", 4, Some(90));
+    step(&db, &books, &partial, &cancelled).await;
+    let f = funds(&db, &books).await;
+    assert_eq!((f.used, f.blocked, f.available), (360, 0, 640));
+    assert!(paper_reservations::Entity::find_by_id("b".to_string())
+        .one(&db)
+        .await
+        .expect("query")
+        .is_none());
+    assert_eq!(trades(&db, ACCOUNT).await.expect("trades").len(), 1);
+}
+
+#[tokio::test]
+async fn sells_use_the_holding_first_and_only_intraday_goes_short() {
+    let (db, books) = (db().await, Books::new(10_000));
+    // Long 4 delivery.
+    reserve(
+        &db,
+        &books,
+        &claim("b", Side::Buy, Product::Delivery, 4, 100),
+    )
+    .await
+    .expect("buy");
+    step(
+        &db,
+        &books,
+        &order("b", Side::Buy, Product::Delivery, "SUBMITTED", 0, None),
+        &order("b", Side::Buy, Product::Delivery, "FILLED", 4, Some(100)),
+    )
+    .await;
+    assert_eq!(
+        holdings(&db, ACCOUNT).await.expect("holdings")[0].quantity,
+        4
+    );
+    // A delivery sell of 5 is one more than held.
+    let refused = reserve(
+        &db,
+        &books,
+        &claim("s5", Side::Sell, Product::Delivery, 5, 100),
+    )
+    .await;
+    assert!(
+        matches!(
+            refused,
+            Err(Refusal::Holdings {
+                required: 5,
+                available: 4
+            })
+        ),
+        "{refused:?}"
+    );
+    // A delivery sell of 3 holds 3 units; then only 1 is free to sell.
+    reserve(
+        &db,
+        &books,
+        &claim("s3", Side::Sell, Product::Delivery, 3, 100),
+    )
+    .await
+    .expect("held");
+    assert_eq!(position(&db, Product::Delivery).await.sell_held, 3);
+    let refused = reserve(
+        &db,
+        &books,
+        &claim("s2", Side::Sell, Product::Delivery, 2, 100),
+    )
+    .await;
+    assert!(
+        matches!(refused, Err(Refusal::Holdings { available: 1, .. })),
+        "{refused:?}"
+    );
+    // Its rejection gives the units back.
+    step(
+        &db,
+        &books,
+        &order("s3", Side::Sell, Product::Delivery, "SUBMITTED", 0, None),
+        &order("s3", Side::Sell, Product::Delivery, "CANCELLED", 0, None),
+    )
+    .await;
+    assert_eq!(position(&db, Product::Delivery).await.sell_held, 0);
+
+    // Intraday: short 5 at 200, margin 1,000 reserved; filled, it holds 2 × 1,000.
+    reserve(
+        &db,
+        &books,
+        &claim("ss", Side::Sell, Product::Intraday, 5, 200),
+    )
+    .await
+    .expect("short");
+    assert_eq!(funds(&db, &books).await.blocked, 1_000);
+    step(
+        &db,
+        &books,
+        &order("ss", Side::Sell, Product::Intraday, "OPEN", 0, None),
+        &order("ss", Side::Sell, Product::Intraday, "FILLED", 5, Some(200)),
+    )
+    .await;
+    let f = funds(&db, &books).await;
+    assert_eq!(
+        (f.used, f.blocked, f.available),
+        (400 - 1_000, 2_000, 10_000 - 400 - 1_000)
+    );
+    // A buy covering it holds the short's units, not cash; covering at 180 books 100.
+    reserve(
+        &db,
+        &books,
+        &claim("cv", Side::Buy, Product::Intraday, 5, 180),
+    )
+    .await
+    .expect("cover");
+    assert_eq!(
+        funds(&db, &books).await.blocked,
+        2_000,
+        "no cash reserved to cover"
+    );
+    step(
+        &db,
+        &books,
+        &order("cv", Side::Buy, Product::Intraday, "OPEN", 0, None),
+        &order("cv", Side::Buy, Product::Intraday, "FILLED", 5, Some(180)),
+    )
+    .await;
+    let f = funds(&db, &books).await;
+    assert_eq!((f.used, f.blocked), (400 - 1_000 + 900, 0));
+    let p = position(&db, Product::Intraday).await;
+    assert_eq!((p.net_quantity, p.realized_pnl, p.buy_held), (0, 100, 0));
+}
+
+#[tokio::test]
+async fn a_modify_re_reserves_the_difference_or_changes_nothing() {
+    let (db, books) = (db().await, Books::new(1_000));
+    reserve(
+        &db,
+        &books,
+        &claim("m", Side::Buy, Product::Delivery, 4, 100),
+    )
+    .await
+    .expect("buy");
+    // 4 → 11 units at 100 needs 1,100: refused, the old 400 stays.
+    let refused = re_reserve(
+        &db,
+        &books,
+        &claim("m", Side::Buy, Product::Delivery, 11, 100),
+    )
+    .await;
+    assert!(
+        matches!(
+            refused,
+            Err(Refusal::Funds {
+                required: 1_100,
+                available: 1_000
+            })
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(funds(&db, &books).await.blocked, 400);
+    // 4 → 8 at 125 fits exactly.
+    re_reserve(
+        &db,
+        &books,
+        &claim("m", Side::Buy, Product::Delivery, 8, 125),
+    )
+    .await
+    .expect("fits");
+    assert_eq!(funds(&db, &books).await.blocked, 1_000);
+}
+
+#[tokio::test]
+async fn an_order_costs_a_fixed_number_of_statements_whatever_the_history() {
+    use sea_orm::IntoActiveModel;
+    use std::sync::{Arc, Mutex};
+
+    let (mut db, books) = (db().await, Books::new(1_000_000_000));
+    // A long history: 2,000 filled orders in the account (with no user or account rows
+    // behind them, which the books never look at either).
+    sea_orm::ConnectionTrait::execute_unprepared(&db, "PRAGMA foreign_keys = OFF")
+        .await
+        .expect("pragma");
+    for chunk in 0..10 {
+        let rows = (0..200).map(|i| {
+            let id = format!("old-{chunk}-{i}");
+            order(&id, Side::Buy, Product::Delivery, "FILLED", 10, Some(100)).into_active_model()
+        });
+        orders::Entity::insert_many(rows)
+            .exec(&db)
+            .await
+            .expect("history");
+    }
+    // The account has traded before: its funds and position rows exist.
+    reserve(
+        &db,
+        &books,
+        &claim("w", Side::Buy, Product::Delivery, 1, 100),
+    )
+    .await
+    .expect("reserve");
+    step(
+        &db,
+        &books,
+        &order("w", Side::Buy, Product::Delivery, "OPEN", 0, None),
+        &order("w", Side::Buy, Product::Delivery, "FILLED", 1, Some(100)),
+    )
+    .await;
+    let statements: Arc<Mutex<Vec<String>>> = Arc::default();
+    let log = statements.clone();
+    db.set_metric_callback(move |info| {
+        if let Ok(mut log) = log.lock() {
+            log.push(info.statement.sql.clone());
+        }
+    });
+    let take = || std::mem::take(&mut *statements.lock().expect("log"));
+
+    reserve(
+        &db,
+        &books,
+        &claim("n", Side::Buy, Product::Delivery, 10, 100),
+    )
+    .await
+    .expect("reserve");
+    let reserving = take();
+    step(
+        &db,
+        &books,
+        &order("n", Side::Buy, Product::Delivery, "OPEN", 0, None),
+        &order("n", Side::Buy, Product::Delivery, "FILLED", 10, Some(100)),
+    )
+    .await;
+    let filling = take();
+    funds(&db, &books).await;
+    positions(&db, ACCOUNT).await.expect("positions");
+    holdings(&db, ACCOUNT).await.expect("holdings");
+    trades(&db, ACCOUNT).await.expect("trades");
+    let reading = take();
+
+    for sql in reserving.iter().chain(&filling).chain(&reading) {
+        assert!(
+            !sql.contains("\"orders\""),
+            "the books never read the orders table: {sql}"
+        );
+    }
+    // The account's lock, the position, cash, the reservation.
+    assert_eq!(reserving.len(), 4, "{reserving:#?}");
+    // The reservation, funds (and lock), the position and its update, the reservation's
+    // end, the trade (plus the short value, when it changes).
+    assert_eq!(filling.len(), 6, "{filling:#?}");
+    assert_eq!(reading.len(), 4, "one query per read: {reading:#?}");
+}

@@ -1,0 +1,410 @@
+//! The paper broker's books kept in tables (issue 11 item 7): reservations taken
+//! atomically, so concurrent buys cannot overspend; stop-market buys reserved at their
+//! reference price; the short-selling rule; tick sizes; books that survive a restart and
+//! never read the order history.
+
+use std::time::Duration;
+
+use pinnacle_common::entities::orders;
+use pinnacle_tests::{eventually, market, TestStack, TestUser};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set};
+use serde_json::{json, Value};
+
+use crate::each_backend;
+
+/// Publishes `ltp` for NSE `symbol` and waits until the paper broker takes orders on it: a
+/// probe buy (which reserves 5 paise) is placed, then cancelled.
+async fn price(stack: &TestStack, user: &TestUser, symbol: &str, ltp: i64) {
+    stack.publish_tick(symbol, 1, ltp, 1).await;
+    let probe = json!({"client_order_id": format!("probe-{symbol}"), "exchange": "NSE",
+        "symbol": symbol, "side": "BUY", "order_type": "LIMIT", "quantity": 1, "price": 5});
+    let placed = eventually(Duration::from_secs(10), "a price", || async {
+        let reply = stack.call(user, "place", probe.clone()).await;
+        (reply["ok"] == true).then_some(reply)
+    })
+    .await;
+    assert_eq!(placed["result"]["status"], "OPEN", "{placed}");
+    let cancelled = stack
+        .call(
+            user,
+            "cancel",
+            json!({"client_order_id": format!("probe-{symbol}")}),
+        )
+        .await;
+    assert_eq!(cancelled["result"]["status"], "CANCELLED", "{cancelled}");
+}
+
+fn limit(id: &str, symbol: &str, side: &str, quantity: i64, price: i64, product: &str) -> Value {
+    json!({"client_order_id": id, "exchange": "NSE", "symbol": symbol, "side": side,
+        "order_type": "LIMIT", "quantity": quantity, "price": price, "product": product})
+}
+
+async fn funds(stack: &TestStack, user: &TestUser) -> Value {
+    stack.call(user, "funds", json!({})).await["result"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_buys_cannot_overspend_and_cancel_and_modify_settle_the_reservation() {
+    each_backend(|backend| async move {
+        let stack = TestStack::start_with(backend, |s| s.worker.paper_cash = 1_000_000).await;
+        let user = stack.trader("reserver").await;
+        // Twenty orders in one go: above Angel One's 9 per second, which is not tested here.
+        stack
+            .set_limits(pinnacle_common::entities::risk_limits::Model {
+                max_orders_per_second: Some(1_000),
+                ..pinnacle_tests::no_limits(&user.id)
+            })
+            .await;
+        price(&stack, &user, "RSVSYM", 200_000).await;
+        let f = funds(&stack, &user).await;
+        assert_eq!(
+            (&f["blocked"], &f["available"]),
+            (&json!(0), &json!(1_000_000)),
+            "a cancelled order holds nothing: {f}"
+        );
+
+        // Twenty resting buys of ₹1,000 each at once; the account can pay for ten.
+        let replies = futures::future::join_all((0..20).map(|i| {
+            let body = limit(&format!("c-{i}"), "RSVSYM", "BUY", 1, 100_000, "DELIVERY");
+            let (stack, user) = (&stack, &user);
+            async move { stack.call(user, "place", body).await }
+        }))
+        .await;
+        let open = replies
+            .iter()
+            .filter(|r| r["result"]["status"] == "OPEN")
+            .count();
+        let refused = replies
+            .iter()
+            .filter(|r| r["error"]["code"] == "INSUFFICIENT_FUNDS")
+            .count();
+        assert_eq!((open, refused), (10, 10), "{replies:?}");
+        let f = funds(&stack, &user).await;
+        assert_eq!(
+            (&f["blocked"], &f["available"]),
+            (&json!(1_000_000), &json!(0)),
+            "{f}"
+        );
+
+        // A cancel gives its reservation back.
+        let open_ids: Vec<String> = replies
+            .iter()
+            .filter(|r| r["result"]["status"] == "OPEN")
+            .map(|r| {
+                r["result"]["client_order_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect();
+        let cancelled = stack
+            .call(&user, "cancel", json!({"client_order_id": open_ids[0]}))
+            .await;
+        assert_eq!(cancelled["result"]["status"], "CANCELLED", "{cancelled}");
+        assert_eq!(funds(&stack, &user).await["available"], 100_000);
+
+        // A modify re-reserves the difference: 1 → 3 needs ₹2,000 more (refused, nothing
+        // changes); 1 → 2 needs the ₹1,000 that is free.
+        let too_big = stack
+            .call(
+                &user,
+                "modify",
+                json!({"client_order_id": open_ids[1], "quantity": 3}),
+            )
+            .await;
+        assert_eq!(too_big["error"]["code"], "INSUFFICIENT_FUNDS", "{too_big}");
+        let kept = stack
+            .call(&user, "get", json!({"client_order_id": open_ids[1]}))
+            .await;
+        assert_eq!(
+            (&kept["result"]["status"], &kept["result"]["quantity"]),
+            (&json!("OPEN"), &json!(1))
+        );
+        assert_eq!(funds(&stack, &user).await["available"], 100_000);
+        let grown = stack
+            .call(
+                &user,
+                "modify",
+                json!({"client_order_id": open_ids[1], "quantity": 2}),
+            )
+            .await;
+        assert_eq!(grown["result"]["quantity"], 2, "{grown}");
+        let f = funds(&stack, &user).await;
+        assert_eq!(
+            (&f["blocked"], &f["available"]),
+            (&json!(1_000_000), &json!(0)),
+            "{f}"
+        );
+
+        // A resting buy that fills pays its fill price and gives back its reservation.
+        // (Ticks until every order is filled: the matcher learns of the modified one from
+        // its events.)
+        let mut seq = 1;
+        let filled = eventually(Duration::from_secs(10), "the fills", || {
+            seq += 1;
+            let (stack, user) = (&stack, &user);
+            async move {
+                stack.publish_tick("RSVSYM", seq, 95_000, 1_000).await;
+                let f = funds(stack, user).await;
+                (f["blocked"] == 0).then_some(f)
+            }
+        })
+        .await;
+        assert_eq!(filled["used"], 10 * 95_000, "{filled}");
+        assert_eq!(filled["available"], 1_000_000 - 10 * 95_000);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_market_buys_are_reserved_and_prices_must_be_on_the_tick() {
+    each_backend(|backend| async move {
+        let stack = TestStack::start_with(backend, |s| s.worker.paper_cash = 1_000_000).await;
+        let user = stack.trader("stopper").await;
+        price(&stack, &user, "SLMSYM", 10_000).await;
+
+        // The order of issue 11: a stop-market buy worth 10^15 paise.
+        let huge = stack
+            .call(
+                &user,
+                "place",
+                json!({"client_order_id": "huge", "exchange": "NSE",
+                "symbol": "SLMSYM", "side": "BUY", "order_type": "STOPLOSS_MARKET",
+                "quantity": 1, "trigger_price": 1_000_000_000_000_000_i64}),
+            )
+            .await;
+        assert_eq!(huge["error"]["code"], "INSUFFICIENT_FUNDS", "{huge}");
+        let f = funds(&stack, &user).await;
+        assert_eq!(
+            (&f["used"], &f["blocked"], &f["available"]),
+            (&json!(0), &json!(0), &json!(1_000_000))
+        );
+
+        // A resting stop-market buy holds its trigger plus 1 %, up to the tick.
+        let stop = stack
+            .call(
+                &user,
+                "place",
+                json!({"client_order_id": "stop", "exchange": "NSE",
+                "symbol": "SLMSYM", "side": "BUY", "order_type": "STOPLOSS_MARKET",
+                "quantity": 10, "trigger_price": 10_500}),
+            )
+            .await;
+        assert_eq!(stop["result"]["status"], "OPEN", "{stop}");
+        assert_eq!(funds(&stack, &user).await["blocked"], 10 * 10_605);
+
+        // Off-tick prices are refused before anything is stored.
+        let off = stack
+            .call(
+                &user,
+                "place",
+                limit("off-tick", "SLMSYM", "BUY", 1, 9_999, "DELIVERY"),
+            )
+            .await;
+        assert_eq!(off["error"]["code"], "INVALID_REQUEST", "{off}");
+        let stored = stack
+            .call(&user, "get", json!({"client_order_id": "off-tick"}))
+            .await;
+        assert_eq!(stored["error"]["code"], "NOT_FOUND", "{stored}");
+        // The tick size comes from the instrument master: IDEA-EQ trades in whole paise.
+        price(&stack, &user, "IDEA-EQ", 1_000).await;
+        let paisa = stack
+            .call(
+                &user,
+                "place",
+                limit("paisa", "IDEA-EQ", "BUY", 1, 999, "DELIVERY"),
+            )
+            .await;
+        assert_eq!(paisa["result"]["status"], "OPEN", "{paisa}");
+        let off_trigger = stack
+            .call(
+                &user,
+                "modify",
+                json!({"client_order_id": "stop", "trigger_price": 10_502}),
+            )
+            .await;
+        assert_eq!(
+            off_trigger["error"]["code"], "INVALID_REQUEST",
+            "{off_trigger}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_intraday_sells_go_short_and_delivery_sells_come_from_holdings() {
+    each_backend(|backend| async move {
+        let stack = TestStack::start_with(backend, |s| s.worker.paper_cash = 1_000_000).await;
+        let user = stack.trader("shorter").await;
+        price(&stack, &user, "SHRTSYM", 10_000).await;
+        let sell = |id: &str, quantity: i64, product: &str| {
+            json!({"client_order_id": id, "exchange": "NSE", "symbol": "SHRTSYM", "side": "SELL",
+                "order_type": "MARKET", "quantity": quantity, "product": product})
+        };
+
+        let naked = stack
+            .call(&user, "place", sell("naked", 5, "DELIVERY"))
+            .await;
+        assert_eq!(naked["error"]["code"], "INSUFFICIENT_HOLDINGS", "{naked}");
+
+        let short = stack
+            .call(&user, "place", sell("short", 5, "INTRADAY"))
+            .await;
+        assert_eq!(short["result"]["status"], "FILLED", "{short}");
+        let f = funds(&stack, &user).await;
+        // The proceeds are held back, and the same again as margin.
+        assert_eq!(
+            (&f["used"], &f["blocked"]),
+            (&json!(-50_000), &json!(100_000)),
+            "{f}"
+        );
+        assert_eq!(f["available"], 1_000_000 - 50_000);
+        let positions = stack.call(&user, "positions", json!({})).await;
+        let p = &positions["result"]["positions"][0];
+        assert_eq!(
+            (&p["product"], &p["net_quantity"]),
+            (&json!("INTRADAY"), &json!(-5)),
+            "{positions}"
+        );
+
+        // Delivery: buy 3, then two resting sells of 3 at once: one holds the 3, the other
+        // finds nothing left to sell.
+        let mut buy = market("buy-3", "SHRTSYM", 3);
+        buy.product = pinnacle_common::model::Product::Delivery;
+        assert!(stack.place(&user, &buy).await.ok);
+        let holdings = stack.call(&user, "holdings", json!({})).await;
+        assert_eq!(
+            holdings["result"]["holdings"][0]["quantity"], 3,
+            "{holdings}"
+        );
+        let (a, b) = tokio::join!(
+            stack.call(
+                &user,
+                "place",
+                limit("sell-a", "SHRTSYM", "SELL", 3, 20_000, "DELIVERY")
+            ),
+            stack.call(
+                &user,
+                "place",
+                limit("sell-b", "SHRTSYM", "SELL", 3, 20_000, "DELIVERY")
+            ),
+        );
+        let mut outcomes = [
+            a["result"]["status"]
+                .as_str()
+                .or(a["error"]["code"].as_str())
+                .unwrap_or_default()
+                .to_string(),
+            b["result"]["status"]
+                .as_str()
+                .or(b["error"]["code"].as_str())
+                .unwrap_or_default()
+                .to_string(),
+        ];
+        outcomes.sort();
+        assert_eq!(outcomes, ["INSUFFICIENT_HOLDINGS", "OPEN"], "{a} {b}");
+    })
+    .await;
+}
+
+/// Every portfolio read, as the worker answers it.
+async fn books(stack: &TestStack, user: &TestUser) -> Vec<Value> {
+    let mut all = Vec::new();
+    for verb in ["funds", "positions", "holdings", "trades"] {
+        all.push(stack.call(user, verb, json!({})).await["result"].clone());
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn books_survive_a_restart_and_never_read_the_order_history() {
+    each_backend(|backend| async move {
+        let mut stack = TestStack::start_with(backend, |s| s.worker.paper_cash = 10_000_000).await;
+        let user = stack.trader("keeper").await;
+        price(&stack, &user, "KEEPSYM", 10_000).await;
+        assert!(
+            stack
+                .place(&user, &market("buy-10", "KEEPSYM", 10))
+                .await
+                .ok
+        );
+        let mut sell = market("sell-4", "KEEPSYM", 4);
+        sell.side = pinnacle_common::model::Side::Sell;
+        assert!(stack.place(&user, &sell).await.ok);
+        let rest = stack
+            .call(
+                &user,
+                "place",
+                limit("rest", "KEEPSYM", "BUY", 2, 5_000, "DELIVERY"),
+            )
+            .await;
+        assert_eq!(rest["result"]["status"], "OPEN", "{rest}");
+        let before = books(&stack, &user).await;
+        assert_eq!(before[0]["blocked"], 10_000, "{:?}", before[0]);
+        assert_eq!(before[1]["positions"][0]["net_quantity"], 6);
+
+        stack.restart().await;
+        assert_eq!(
+            books(&stack, &user).await,
+            before,
+            "the books are in the database"
+        );
+
+        // Thousands of orders in the account's history change nothing: the books never
+        // read it (these rows claim huge fills that no books row knows of).
+        let account = stack.broker_account(&user.id).await;
+        let now = chrono::Utc::now();
+        let fake = (0..2_000).map(|i| orders::ActiveModel {
+            id: Set(uuid::Uuid::new_v4().to_string()),
+            user_id: Set(user.id.clone()),
+            broker_account_id: Set(account.id.clone()),
+            client_order_id: Set(format!("history-{i}")),
+            exchange: Set("NSE".into()),
+            symbol: Set("KEEPSYM".into()),
+            side: Set("BUY".into()),
+            order_type: Set("MARKET".into()),
+            quantity: Set(1_000),
+            price: Set(None),
+            trigger_price: Set(None),
+            product: Set("DELIVERY".into()),
+            status: Set("FILLED".into()),
+            filled_quantity: Set(1_000),
+            average_price: Set(Some(1_000_000)),
+            broker_order_id: Set(Some(format!("PAPER-history-{i}"))),
+            reject_code: Set(None),
+            reject_reason: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+            lease_owner: Set(None),
+            lease_until_ms: Set(None),
+        });
+        let rows: Vec<_> = fake.collect();
+        for chunk in rows.chunks(200) {
+            orders::Entity::insert_many(chunk.to_vec())
+                .exec(&stack.db)
+                .await
+                .expect("insert history");
+        }
+        assert_eq!(
+            books(&stack, &user).await,
+            before,
+            "history rows are not read"
+        );
+        // ... and neither are the real ones.
+        orders::Entity::delete_many()
+            .filter(orders::Column::UserId.eq(user.id.as_str()))
+            .filter(orders::Column::Status.is_in(["FILLED", "CANCELLED"]))
+            .exec(&stack.db)
+            .await
+            .expect("delete history");
+        assert_eq!(books(&stack, &user).await, before);
+
+        // The resting order, placed before the restart, still releases its reservation.
+        let cancelled = stack
+            .call(&user, "cancel", json!({"client_order_id": "rest"}))
+            .await;
+        assert_eq!(cancelled["result"]["status"], "CANCELLED", "{cancelled}");
+        assert_eq!(funds(&stack, &user).await["blocked"], 0);
+    })
+    .await;
+}
