@@ -9,6 +9,7 @@ mod audit;
 mod audit_chain;
 mod auth;
 mod bad_input;
+mod hostile_headers;
 mod lifecycle;
 mod login;
 mod market_data;
