@@ -226,3 +226,24 @@ fn outcome<E>(joined: Result<Result<(), E>, JoinError>) -> Result<(), E> {
         Err(_) => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The whole workaround rests on Tokio catching a panic inside async-nats's spawned
+    /// task; with `panic = "abort"` in a build profile, a hostile header would end the
+    /// process instead.
+    #[test]
+    fn panics_unwind_so_a_dead_connection_handler_cannot_end_the_process() {
+        assert!(
+            cfg!(panic = "unwind"),
+            "never set panic = \"abort\": see common/src/supervise.rs"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_panic_in_a_spawned_task_is_caught_and_seen_as_a_panic() {
+        let task = tokio::spawn(async { panic!("like async-nats's header assert") });
+        let error = task.await.expect_err("the task panicked");
+        assert!(error.is_panic());
+    }
+}
