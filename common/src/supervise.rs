@@ -34,6 +34,11 @@ use std::time::Duration;
 use async_nats::Client;
 use tokio::task::{JoinError, JoinHandle};
 
+// The whole workaround rests on Tokio catching a panic inside async-nats's spawned task;
+// with `panic = "abort"` a hostile header would end the process instead.
+#[cfg(not(panic = "unwind"))]
+compile_error!("Pinnacle must be built with panic = \"unwind\" (see common/src/supervise.rs)");
+
 use crate::config::NatsSettings;
 use crate::health::Link;
 use crate::nats::{self, ConnectError, HandlerWatch};
@@ -110,6 +115,8 @@ where
                         && tokio::time::timeout(policy.settle, current.watch.dead())
                             .await
                             .is_ok();
+                    // Whatever the incarnation spawned besides its run future stops too.
+                    current.stop.cancel();
                     if !died {
                         link.detach();
                         return outcome(joined);
@@ -229,17 +236,6 @@ fn outcome<E>(joined: Result<Result<(), E>, JoinError>) -> Result<(), E> {
 
 #[cfg(test)]
 mod tests {
-    /// The whole workaround rests on Tokio catching a panic inside async-nats's spawned
-    /// task; with `panic = "abort"` in a build profile, a hostile header would end the
-    /// process instead.
-    #[test]
-    fn panics_unwind_so_a_dead_connection_handler_cannot_end_the_process() {
-        assert!(
-            cfg!(panic = "unwind"),
-            "never set panic = \"abort\": see common/src/supervise.rs"
-        );
-    }
-
     #[tokio::test]
     async fn a_panic_in_a_spawned_task_is_caught_and_seen_as_a_panic() {
         let task = tokio::spawn(async { panic!("like async-nats's header assert") });
