@@ -2,7 +2,9 @@
 //!
 //! `pinnacle serve <service>` starts one of these; `pinnacle dev` and the end-to-end
 //! tests start all three with [`Stack::start`]. Each service gets its own NATS
-//! connection, named after it, as it would in production.
+//! connection, named after it, as it would in production, and runs under
+//! [`supervise`](pinnacle_common::supervise): when that connection's handler dies (an
+//! async-nats panic on a hostile header), the service is rebuilt on a new connection.
 
 use pinnacle_order_worker::angel::store::DbSessionStore;
 use pinnacle_order_worker::angel::symbols::SymbolResolver;
@@ -20,7 +22,10 @@ use pinnacle_common::config::{
     NatsSettings, SimFeedSettings, UserApiSettings, WorkerSettings,
 };
 use pinnacle_common::crypto::Vault;
+use pinnacle_common::feed::SharedFeed;
+use pinnacle_common::health::Health;
 use pinnacle_common::shutdown::Shutdown;
+use pinnacle_common::supervise::{self, Policy, Run, Start};
 use pinnacle_migrations::{Migrator, MigratorTrait};
 use pinnacle_order_worker::paper::PaperBroker;
 use pinnacle_order_worker::Worker;
@@ -80,16 +85,18 @@ pub async fn nats(settings: &NatsSettings, name: &str) -> anyhow::Result<async_n
 }
 
 /// Starts the market-data publisher: the feed loop, the `md.req.>` service and the
-/// market-status announcer, each on the publisher's connection.
+/// market-status announcer, each on the publisher's connection, under supervision.
 ///
 /// The feed is `PINNACLE_MD_FEED`'s; candles come from Angel One whenever `angel` (the
 /// platform's `ANGEL_ONE_*` credentials, the only ones the publisher ever reads) is set.
+/// The feed and the last-value cache outlive a rebuilt connection.
 pub async fn spawn_publisher(
     tasks: &mut JoinSet<ServiceResult>,
     nats_settings: &NatsSettings,
     sim: &SimFeedSettings,
     md: &MarketDataSettings,
     angel: &AngelOneMarketDataSettings,
+    health: &Health,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let catalog = Arc::new(
@@ -108,67 +115,148 @@ pub async fn spawn_publisher(
         },
         "market-data sources"
     );
-    let client = pinnacle_common::nats::connect(nats_settings, "pinnacle-publisher").await?;
     let cache = Arc::new(LastValues::new());
-    let service = Arc::new(MdService {
-        client: client.clone(),
-        cache: cache.clone(),
-        catalog,
-        calendar: calendar.clone(),
-        history: SimHistory { seed: sim.seed },
-        angel: sources.history,
-        max_payload: md.max_payload,
-    });
-    // Subscribe before returning, so requests sent right after start are answered.
-    let service_shutdown = shutdown.clone();
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    tasks.spawn(async move {
-        let result =
-            pinnacle_publisher::service::run_with_ready(service, service_shutdown, ready_tx).await;
-        ("md-service", result.map_err(Into::into))
-    });
-    ready_rx
-        .await
-        .context("the market-data service did not start")??;
-    let status_client = client.clone();
-    let status_shutdown = shutdown.clone();
-    tasks.spawn(async move {
-        pinnacle_publisher::status::run(
-            status_client,
-            calendar,
-            Duration::from_secs(1),
-            status_shutdown,
-        )
-        .await;
-        ("md-status", Ok(()))
-    });
+    let feed = SharedFeed::new(sources.feed);
+    let history = sources.history;
+    let seed = sim.seed;
+    let max_payload = md.max_payload;
     let options = PublishOptions {
-        cache,
+        cache: cache.clone(),
         stall_timeout: Duration::from_millis(md.stall_ms.max(1)),
         depth: sim.depth,
         tick_trace_ratio: md.tick_trace_ratio,
         ..PublishOptions::default()
     };
-    tasks.spawn(async move {
-        let result = pinnacle_publisher::run(client, sources.feed, options, shutdown).await;
-        ("publisher", result.map_err(Into::into))
-    });
+    let start = move |client: async_nats::Client, stop: Shutdown| -> Start<anyhow::Error> {
+        let service = Arc::new(MdService {
+            client: client.clone(),
+            cache: cache.clone(),
+            catalog: catalog.clone(),
+            calendar: calendar.clone(),
+            history: SimHistory { seed },
+            angel: history.clone(),
+            max_payload,
+        });
+        let (calendar, feed, options) = (calendar.clone(), feed.clone(), options.clone());
+        Box::pin(async move {
+            let mut parts = JoinSet::new();
+            // Subscribe before returning, so requests sent right after start are answered.
+            let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+            let service_stop = stop.clone();
+            parts.spawn(async move {
+                let result =
+                    pinnacle_publisher::service::run_with_ready(service, service_stop, ready_tx)
+                        .await;
+                ("md-service", result.map_err(Into::into))
+            });
+            ready_rx
+                .await
+                .context("the market-data service did not start")??;
+            let (status_client, status_stop) = (client.clone(), stop.clone());
+            parts.spawn(async move {
+                pinnacle_publisher::status::run(
+                    status_client,
+                    calendar,
+                    Duration::from_secs(1),
+                    status_stop,
+                )
+                .await;
+                ("md-status", Ok(()))
+            });
+            let publish_stop = stop.clone();
+            parts.spawn(async move {
+                let result =
+                    pinnacle_publisher::run(client, Box::new(feed), options, publish_stop).await;
+                ("publisher", result.map_err(Into::into))
+            });
+            Ok(first_to_stop(parts, stop))
+        })
+    };
+    let supervisor = supervise::supervise(
+        "pinnacle-publisher",
+        nats_settings.clone(),
+        health.link("pinnacle-publisher"),
+        Policy::default(),
+        shutdown,
+        start,
+    )
+    .await?;
+    tasks.spawn(async move { ("publisher", joined(supervisor.await)) });
     Ok(())
 }
 
+/// Runs an incarnation's parts until the first one stops, then stops the others; the
+/// first one's result, or an error if it stopped on its own.
+fn first_to_stop(mut parts: JoinSet<ServiceResult>, stop: Shutdown) -> Run<anyhow::Error> {
+    Box::pin(async move {
+        let first = match parts.join_next().await {
+            Some(Ok((name, result))) if stop.is_cancelled() => result.context(name),
+            Some(Ok((name, Ok(())))) => Err(anyhow::anyhow!("{name} stopped unexpectedly")),
+            Some(Ok((name, Err(error)))) => Err(error.context(format!("{name} failed"))),
+            Some(Err(error)) => Err(anyhow::anyhow!("a service task panicked: {error}")),
+            None => Ok(()),
+        };
+        stop.cancel();
+        while parts.join_next().await.is_some() {}
+        first
+    })
+}
+
+/// A supervisor's result, with its panic resumed.
+fn joined(result: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {
+    match result {
+        Ok(result) => result,
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        Err(error) => Err(anyhow::anyhow!("supervisor stopped: {error}")),
+    }
+}
+
 /// Starts an order worker with the paper broker, which follows the tick stream, and the
-/// paper matcher, which fills resting paper orders from it.
+/// paper matcher, which fills resting paper orders from it, under supervision.
 pub async fn spawn_worker(
     tasks: &mut JoinSet<ServiceResult>,
     nats_settings: &NatsSettings,
     db: DatabaseConnection,
     vault: Arc<Vault>,
     settings: WorkerSettings,
+    health: &Health,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    let client = nats(nats_settings, "pinnacle-order-worker").await?;
+    let start = move |client: async_nats::Client, stop: Shutdown| -> Start<anyhow::Error> {
+        Box::pin(start_worker(
+            client,
+            db.clone(),
+            vault.clone(),
+            settings.clone(),
+            stop,
+        ))
+    };
+    let supervisor = supervise::supervise(
+        "pinnacle-order-worker",
+        nats_settings.clone(),
+        health.link("pinnacle-order-worker"),
+        Policy::default(),
+        shutdown,
+        start,
+    )
+    .await?;
+    tasks.spawn(async move { ("order-worker", joined(supervisor.await)) });
+    Ok(())
+}
+
+/// One incarnation of the order worker on `client`, until `stop` fires.
+async fn start_worker(
+    client: async_nats::Client,
+    db: DatabaseConnection,
+    vault: Arc<Vault>,
+    settings: WorkerSettings,
+    stop: Shutdown,
+) -> anyhow::Result<Run<anyhow::Error>> {
+    audit::ensure_stream(&async_nats::jetstream::new(client.clone()))
+        .await
+        .context("creating the audit stream")?;
     let paper = PaperBroker::with_ledger(db.clone(), settings.paper_cash);
-    let follower = paper.follow_ticks(client.clone(), shutdown.clone()).await?;
+    let follower = paper.follow_ticks(client.clone(), stop.clone()).await?;
     let (angel, notices) = angel_one_broker(&client, &db, &vault, &settings);
     let order_ws_url = settings.smartapi_order_ws_url.clone();
     let worker = Arc::new(Worker::new(
@@ -183,24 +271,23 @@ pub async fn spawn_worker(
         worker.clone(),
         order_ws_url,
         notices,
-        shutdown.clone(),
+        stop.clone(),
     ));
     // Resting paper orders fill from the tick stream.
     let matcher = tokio::spawn(pinnacle_order_worker::matcher::run(
         worker.clone(),
-        shutdown.clone(),
+        stop.clone(),
     ));
-    tasks.spawn(async move {
-        let result = pinnacle_order_worker::run(worker, shutdown).await;
+    Ok(Box::pin(async move {
+        let result = pinnacle_order_worker::run(worker, stop).await;
         let _ = follower.await;
         match matcher.await {
             Ok(Err(error)) => tracing::error!(%error, "paper matcher could not subscribe"),
             Err(error) => tracing::error!(%error, "paper matcher panicked"),
             Ok(Ok(())) => {}
         }
-        ("order-worker", result.map_err(Into::into))
-    });
-    Ok(())
+        result.map_err(Into::into)
+    }))
 }
 
 /// The Angel One broker for `angel_one` accounts, and the channel of sessions it uses
@@ -228,7 +315,11 @@ pub fn angel_one_broker(
     (broker, rx)
 }
 
-/// Starts the user API on `bind`; returns the address it listens on.
+/// Starts the user API on `bind`, under supervision; returns the address it listens on.
+///
+/// The listening socket and the login limits outlive a rebuilt connection: each
+/// incarnation serves a duplicate of the same socket, so the address never changes.
+#[allow(clippy::too_many_arguments)]
 pub async fn spawn_user_api(
     tasks: &mut JoinSet<ServiceResult>,
     nats_settings: &NatsSettings,
@@ -236,27 +327,61 @@ pub async fn spawn_user_api(
     vault: Arc<Vault>,
     api: &UserApiSettings,
     audit_timeout: Duration,
+    health: &Health,
     shutdown: Shutdown,
 ) -> anyhow::Result<SocketAddr> {
     let bind = api.bind.as_str();
-    let client = nats(nats_settings, "pinnacle-user-api").await?;
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("binding the user API to {bind}"))?;
     let addr = listener.local_addr()?;
-    let audit = AuditLog::new(client, audit_timeout, vault.clone())
-        .with_checkpoints(db.clone(), audit::CheckpointPolicy::default());
-    let state = pinnacle_user_api::AppState {
-        db,
-        vault,
-        audit,
-        admin_token: api.admin_token.clone(),
-        limits: Arc::new(pinnacle_user_api::limits::Limits::default()),
+    let listener = listener.into_std()?;
+    let limits = Arc::new(pinnacle_user_api::limits::Limits::default());
+    let admin_token = api.admin_token.clone();
+    let state_health = health.clone();
+    let start = move |client: async_nats::Client, stop: Shutdown| -> Start<anyhow::Error> {
+        let socket = listener.try_clone();
+        let state = (
+            db.clone(),
+            vault.clone(),
+            admin_token.clone(),
+            limits.clone(),
+            state_health.clone(),
+        );
+        Box::pin(async move {
+            let (db, vault, admin_token, limits, health) = state;
+            audit::ensure_stream(&async_nats::jetstream::new(client.clone()))
+                .await
+                .context("creating the audit stream")?;
+            let listener = tokio::net::TcpListener::from_std(socket?)?;
+            let audit = AuditLog::new(client, audit_timeout, vault.clone())
+                .with_checkpoints(db.clone(), audit::CheckpointPolicy::default());
+            let state = pinnacle_user_api::AppState {
+                db,
+                vault,
+                audit,
+                admin_token,
+                limits,
+                health,
+            };
+            let run: Run<anyhow::Error> = Box::pin(async move {
+                pinnacle_user_api::serve(listener, state, stop)
+                    .await
+                    .map_err(Into::into)
+            });
+            Ok(run)
+        })
     };
-    tasks.spawn(async move {
-        let result = pinnacle_user_api::serve(listener, state, shutdown).await;
-        ("user-api", result.map_err(Into::into))
-    });
+    let supervisor = supervise::supervise(
+        "pinnacle-user-api",
+        nats_settings.clone(),
+        health.link("pinnacle-user-api"),
+        Policy::default(),
+        shutdown,
+        start,
+    )
+    .await?;
+    tasks.spawn(async move { ("user-api", joined(supervisor.await)) });
     Ok(addr)
 }
 
@@ -291,8 +416,11 @@ pub struct Stack {
     pub api_addr: SocketAddr,
     /// The stack's database connection.
     pub db: DatabaseConnection,
-    /// Where `/metrics` is served, when `metrics.addr` was set (port 0 resolved).
+    /// Where `/metrics`, `/healthz` and `/readyz` are served, when `metrics.addr` was set
+    /// (port 0 resolved).
     pub metrics_addr: Option<SocketAddr>,
+    /// Every service's NATS connection, as `/healthz` and `/readyz` report them.
+    pub health: Health,
     /// Fires to stop every service.
     shutdown: Shutdown,
     /// The service tasks.
@@ -305,7 +433,8 @@ impl Stack {
         let db = database(&settings.database).await?;
         vault_ready(&db, &settings.vault).await?;
         let shutdown = Shutdown::new();
-        let metrics_addr = serve_metrics(&settings.metrics, shutdown.clone()).await?;
+        let health = Health::new();
+        let metrics_addr = serve_metrics(&settings.metrics, &health, shutdown.clone()).await?;
         let mut tasks = JoinSet::new();
         // The worker subscribes to ticks before the publisher starts, so none are missed.
         spawn_worker(
@@ -314,6 +443,7 @@ impl Stack {
             db.clone(),
             settings.vault.clone(),
             settings.worker.clone(),
+            &health,
             shutdown.clone(),
         )
         .await?;
@@ -323,6 +453,7 @@ impl Stack {
             &settings.sim,
             &settings.md,
             &settings.angel,
+            &health,
             shutdown.clone(),
         )
         .await?;
@@ -333,6 +464,7 @@ impl Stack {
             settings.vault.clone(),
             &settings.api,
             Duration::from_millis(settings.worker.audit_timeout_ms),
+            &health,
             shutdown.clone(),
         )
         .await?;
@@ -340,6 +472,7 @@ impl Stack {
             api_addr,
             db,
             metrics_addr,
+            health,
             shutdown,
             tasks,
         })
@@ -385,13 +518,17 @@ impl Stack {
     }
 }
 
-/// Serves `/metrics` on `settings.addr` until `shutdown` fires; `None` when unset.
+/// Serves `/metrics`, `/healthz` and `/readyz` on `settings.addr` until `shutdown` fires;
+/// `None` when unset.
 pub async fn serve_metrics(
     settings: &MetricsSettings,
+    health: &Health,
     shutdown: Shutdown,
 ) -> anyhow::Result<Option<SocketAddr>> {
     match &settings.addr {
-        Some(addr) => Ok(Some(pinnacle_common::metrics::serve(addr, shutdown).await?)),
+        Some(addr) => Ok(Some(
+            pinnacle_common::metrics::serve(addr, health, shutdown).await?,
+        )),
         None => Ok(None),
     }
 }
@@ -415,7 +552,8 @@ pub async fn serve(
     use pinnacle_common::config::VaultSettings;
     let nats_settings = NatsSettings::from_env()?;
     let shutdown = Shutdown::new();
-    serve_metrics(&MetricsSettings::from_env()?, shutdown.clone()).await?;
+    let health = Health::new();
+    serve_metrics(&MetricsSettings::from_env()?, &health, shutdown.clone()).await?;
     let mut tasks = JoinSet::new();
     match service {
         Service::Publisher => {
@@ -430,6 +568,7 @@ pub async fn serve(
                 &SimFeedSettings::from_env()?,
                 &MarketDataSettings::from_env()?,
                 &angel,
+                &health,
                 shutdown.clone(),
             )
             .await?;
@@ -444,6 +583,7 @@ pub async fn serve(
                 db,
                 vault,
                 WorkerSettings::from_env()?,
+                &health,
                 shutdown.clone(),
             )
             .await?;
@@ -461,6 +601,7 @@ pub async fn serve(
                 vault,
                 &api,
                 Duration::from_millis(worker.audit_timeout_ms),
+                &health,
                 shutdown.clone(),
             )
             .await?;

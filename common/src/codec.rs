@@ -3,12 +3,27 @@
 //! A request whose `Content-Type` header is `application/json` is decoded as JSON and
 //! answered in JSON; anything else is MessagePack with named fields, so clients in any
 //! language decode it without Rust structs.
+//!
+//! Every payload is pre-scanned ([`scan`]) before a deserialiser sees it: at most
+//! [`MAX_PAYLOAD_BYTES`] bytes, nested at most [`MAX_DEPTH`] levels, every length within
+//! the bytes present. A refused payload is a [`CodecError::Refused`], which endpoints answer
+//! with `BAD_PAYLOAD` like any other decoding failure. Headers are bounded the same way by
+//! [`check_headers`].
+
+pub mod scan;
 
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::subjects::headers;
+
+pub use scan::{ScanError, MAX_DEPTH, MAX_PAYLOAD_BYTES};
+
+/// The most header values a request may carry (all names together).
+pub const MAX_HEADER_VALUES: usize = 64;
+/// The most bytes of header names and values a request may carry.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 /// The `Content-Type` value that selects JSON.
 pub const JSON_CONTENT_TYPE: &str = "application/json";
@@ -34,6 +49,12 @@ pub enum CodecError {
     /// JSON that is malformed or has the wrong shape.
     #[error("invalid JSON payload: {0}")]
     Json(#[from] serde_json::Error),
+    /// Refused by the pre-scan (too large, too deep, truncated), before any decoding.
+    #[error("refused payload: {0}")]
+    Refused(#[from] ScanError),
+    /// Headers beyond [`MAX_HEADER_VALUES`] or [`MAX_HEADER_BYTES`].
+    #[error("headers exceed the limit of {MAX_HEADER_VALUES} values and {MAX_HEADER_BYTES} bytes")]
+    Headers,
     /// A value that cannot be represented in MessagePack.
     #[error("could not encode MessagePack: {0}")]
     Encode(#[from] rmp_serde::encode::Error),
@@ -50,6 +71,28 @@ pub fn header<'a>(headers: Option<&'a HeaderMap>, name: &str) -> Option<&'a str>
         .find(|(key, _)| AsRef::<str>::as_ref(*key).eq_ignore_ascii_case(name))
         .and_then(|(key, _)| headers.get(AsRef::<str>::as_ref(key)))
         .map(|value| value.as_str())
+}
+
+/// Checks that a request's headers stay within [`MAX_HEADER_VALUES`] and
+/// [`MAX_HEADER_BYTES`] (async-nats has already parsed them; this bounds what Pinnacle
+/// then reads and logs).
+pub fn check_headers(headers: Option<&HeaderMap>) -> Result<(), CodecError> {
+    let Some(headers) = headers else {
+        return Ok(());
+    };
+    let mut values = 0usize;
+    let mut bytes = 0usize;
+    for (name, all) in headers.iter() {
+        bytes = bytes.saturating_add(AsRef::<str>::as_ref(name).len());
+        for value in all {
+            values += 1;
+            bytes = bytes.saturating_add(value.as_str().len());
+        }
+        if values > MAX_HEADER_VALUES || bytes > MAX_HEADER_BYTES {
+            return Err(CodecError::Headers);
+        }
+    }
+    Ok(())
 }
 
 impl Encoding {
@@ -77,11 +120,18 @@ impl Encoding {
         }
     }
 
-    /// Decodes a payload.
+    /// Decodes a payload after checking its size and nesting (see [`scan`]); nothing
+    /// past those limits reaches a deserialiser.
     pub fn decode<T: DeserializeOwned>(self, payload: &[u8]) -> Result<T, CodecError> {
         Ok(match self {
-            Self::MsgPack => rmp_serde::from_slice(payload)?,
-            Self::Json => serde_json::from_slice(payload)?,
+            Self::MsgPack => {
+                scan::check_msgpack(payload)?;
+                rmp_serde::from_slice(payload)?
+            }
+            Self::Json => {
+                scan::check_json(payload)?;
+                serde_json::from_slice(payload)?
+            }
         })
     }
 
@@ -151,5 +201,40 @@ mod tests {
         assert_eq!(probe.name, "a");
         assert!(Encoding::Json.decode::<Probe>(b"{").is_err());
         assert!(Encoding::MsgPack.decode::<Probe>(&[0xc1]).is_err());
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_before_decoding() {
+        // 100,000 levels would overflow any stack inside rmp-serde; the scan refuses it.
+        let mut deep = b"\x81\xa1k".repeat(100_000);
+        deep.push(0x01);
+        assert!(matches!(
+            Encoding::MsgPack.decode::<Probe>(&deep),
+            Err(CodecError::Refused(ScanError::TooDeep { .. }))
+        ));
+        let json = format!("{{\"k\":{}1{}}}", "[".repeat(10_000), "]".repeat(10_000));
+        assert!(matches!(
+            Encoding::Json.decode::<Probe>(json.as_bytes()),
+            Err(CodecError::Refused(ScanError::TooDeep { .. }))
+        ));
+    }
+
+    #[test]
+    fn headers_are_bounded() {
+        let mut many = HeaderMap::new();
+        for i in 0..=MAX_HEADER_VALUES {
+            many.append("X-Many", i.to_string().as_str());
+        }
+        assert!(matches!(
+            check_headers(Some(&many)),
+            Err(CodecError::Headers)
+        ));
+        let mut big = HeaderMap::new();
+        big.insert("X-Big", "v".repeat(MAX_HEADER_BYTES).as_str());
+        assert!(check_headers(Some(&big)).is_err());
+        let mut fine = HeaderMap::new();
+        fine.insert("Authorization", "Bearer x");
+        assert!(check_headers(Some(&fine)).is_ok());
+        assert!(check_headers(None).is_ok());
     }
 }

@@ -30,3 +30,39 @@ pub trait MarketFeed: Send + std::fmt::Debug {
         Ok(())
     }
 }
+
+/// One feed driven by successive publisher incarnations (see [`crate::supervise`]): the
+/// feed's connection, sequence numbers and simulation state outlive a rebuilt NATS
+/// connection. Clones share the feed; one batch is read at a time.
+#[derive(Debug, Clone)]
+pub struct SharedFeed {
+    /// The feed's own name, readable without the lock.
+    name: &'static str,
+    /// The feed; a cancelled `next_batch` releases it.
+    feed: std::sync::Arc<tokio::sync::Mutex<Box<dyn MarketFeed>>>,
+}
+
+impl SharedFeed {
+    /// Shares `feed`.
+    pub fn new(feed: Box<dyn MarketFeed>) -> Self {
+        Self {
+            name: feed.name(),
+            feed: std::sync::Arc::new(tokio::sync::Mutex::new(feed)),
+        }
+    }
+}
+
+#[async_trait]
+impl MarketFeed for SharedFeed {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    async fn next_batch(&mut self) -> Result<Vec<MarketTick>, FeedError> {
+        self.feed.lock().await.next_batch().await
+    }
+
+    async fn reset(&mut self) -> Result<(), FeedError> {
+        self.feed.lock().await.reset().await
+    }
+}

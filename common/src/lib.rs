@@ -21,6 +21,9 @@
 //! - [`micro`]: NATS micro-services discovery (`$SRV.PING/INFO/STATS`).
 //! - [`metrics`]: Prometheus metrics (one registry) and the `/metrics` endpoint.
 //! - [`telemetry`]: tracing, OTLP export and W3C trace context in NATS headers.
+//! - [`supervise`]: rebuilding a service on a new connection when async-nats's connection
+//!   handler dies (a panic on a hostile header).
+//! - [`health`]: `/healthz` and `/readyz` from the state of every NATS connection.
 //! - [`serve`]: serving a request subscription with bounded concurrency and a drain.
 //! - [`shutdown`]: the cancellation token every service's `run` takes.
 
@@ -35,6 +38,7 @@ pub mod db;
 pub mod entities;
 pub mod error;
 pub mod feed;
+pub mod health;
 pub mod keystore;
 pub mod metrics;
 pub mod micro;
@@ -42,6 +46,7 @@ pub mod model;
 pub mod nats;
 pub mod serve;
 pub mod subjects;
+pub mod supervise;
 pub mod telemetry;
 pub mod tokens;
 

@@ -43,6 +43,9 @@ pub struct Metrics {
     pub credential_decrypts: IntCounterVec,
     /// `pinnacle_nats_reconnects_total{service}`: reconnections after a lost connection.
     pub nats_reconnects: IntCounterVec,
+    /// `pinnacle_nats_rebuilds_total{service}`: connections rebuilt, with every
+    /// subscription, after the async-nats connection handler died (see `supervise`).
+    pub nats_rebuilds: IntCounterVec,
     /// `pinnacle_broker_requests_total{broker,operation,outcome}`: calls to a broker.
     pub broker_requests: IntCounterVec,
     /// The registry `/metrics` renders.
@@ -108,6 +111,14 @@ impl Metrics {
             &["service"],
         )
         .expect("valid counter");
+        let nats_rebuilds = IntCounterVec::new(
+            Opts::new(
+                "pinnacle_nats_rebuilds_total",
+                "NATS connections rebuilt after their connection handler died, by service",
+            ),
+            &["service"],
+        )
+        .expect("valid counter");
         let broker_requests = IntCounterVec::new(
             Opts::new(
                 "pinnacle_broker_requests_total",
@@ -124,6 +135,7 @@ impl Metrics {
             Box::new(audit_publish_failures.clone()),
             Box::new(credential_decrypts.clone()),
             Box::new(nats_reconnects.clone()),
+            Box::new(nats_rebuilds.clone()),
             Box::new(broker_requests.clone()),
         ] {
             registry.register(collector).expect("unique metric names");
@@ -140,6 +152,7 @@ impl Metrics {
             audit_publish_failures,
             credential_decrypts,
             nats_reconnects,
+            nats_rebuilds,
             broker_requests,
             registry,
         }
@@ -211,9 +224,14 @@ pub struct MetricsError {
     pub source: std::io::Error,
 }
 
-/// Serves `GET /metrics` on `addr` until `shutdown` fires; returns the bound address
-/// (useful with port 0).
-pub async fn serve(addr: &str, shutdown: Shutdown) -> Result<SocketAddr, MetricsError> {
+/// Serves `GET /metrics`, and `GET /healthz` and `GET /readyz` from `health`, on `addr`
+/// until `shutdown` fires; returns the bound address (useful with port 0). This is the
+/// only HTTP listener of the publisher and the order worker.
+pub async fn serve(
+    addr: &str,
+    health: &crate::health::Health,
+    shutdown: Shutdown,
+) -> Result<SocketAddr, MetricsError> {
     let fail = |source| MetricsError {
         addr: addr.to_string(),
         source,
@@ -222,18 +240,20 @@ pub async fn serve(addr: &str, shutdown: Shutdown) -> Result<SocketAddr, Metrics
     let bound = listener.local_addr().map_err(fail)?;
     // Register the families before the first scrape.
     let _ = metrics();
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(|| async {
-            (
-                [(
-                    axum::http::header::CONTENT_TYPE,
-                    "text/plain; version=0.0.4; charset=utf-8",
-                )],
-                metrics().render(),
-            )
-        }),
-    );
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(|| async {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    metrics().render(),
+                )
+            }),
+        )
+        .merge(health.routes());
     tokio::spawn(async move {
         let server = axum::serve(listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await });

@@ -1,8 +1,16 @@
 //! Connecting to NATS with explicit credentials and deliberately sized buffers; each
 //! connection counts its reconnects in `pinnacle_nats_reconnects_total{service}`.
+//!
+//! [`watch_handler`] notices when a client's connection handler is gone for good, which
+//! async-nats 0.51 does not report: a message whose header value holds a bare `\r`
+//! panics its reader (nats-io/nats.rs PR #1612, unreleased), the spawned handler task
+//! dies, every subscription ends and every later publish fails, while the process runs
+//! on. [`crate::supervise`] rebuilds the connection when that happens.
 
 use async_nats::{Client, ConnectOptions, Event};
+use futures::StreamExt;
 use secrecy::ExposeSecret;
+use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::config::NatsSettings;
 
@@ -73,4 +81,55 @@ pub async fn connect(settings: &NatsSettings, name: &str) -> Result<Client, Conn
         .connect(settings.url.as_str())
         .await
         .map_err(|e| fail(e.to_string()))
+}
+
+/// Fires once a client's connection handler has stopped for good: async-nats panicked
+/// inside it, or it gave up reconnecting. A normal disconnection does not fire it
+/// (async-nats reconnects and resubscribes by itself).
+///
+/// It holds a *canary*: a subscription to a fresh inbox that nobody publishes to. The
+/// handler owns the sending side of every subscription, so the canary's stream ends
+/// exactly when the handler is gone, whatever killed it, with no polling. Dropping the
+/// watch unsubscribes the canary.
+#[derive(Debug)]
+pub struct HandlerWatch {
+    /// Cancelled when the canary's stream ends.
+    dead: CancellationToken,
+    /// Stops the canary task when the watch is dropped.
+    _stop: DropGuard,
+}
+
+impl HandlerWatch {
+    /// Resolves once the handler is gone.
+    pub async fn dead(&self) {
+        self.dead.cancelled().await
+    }
+
+    /// Whether the handler is gone.
+    pub fn is_dead(&self) -> bool {
+        self.dead.is_cancelled()
+    }
+}
+
+/// Starts watching `client`'s connection handler (see [`HandlerWatch`]).
+pub async fn watch_handler(client: &Client) -> Result<HandlerWatch, async_nats::SubscribeError> {
+    let mut canary = client.subscribe(client.new_inbox()).await?;
+    let dead = CancellationToken::new();
+    let stop = CancellationToken::new();
+    let (fire, stopped) = (dead.clone(), stop.clone());
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = stopped.cancelled() => return,
+                message = canary.next() => if message.is_none() {
+                    fire.cancel();
+                    return;
+                },
+            }
+        }
+    });
+    Ok(HandlerWatch {
+        dead,
+        _stop: stop.drop_guard(),
+    })
 }

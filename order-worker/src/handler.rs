@@ -217,6 +217,8 @@ async fn process(
             ),
         ));
     }
+    codec::check_headers(message.headers.as_ref())
+        .map_err(|e| ErrorBody::new(ErrorCode::BadPayload, e.to_string()))?;
     let unknown = || {
         ErrorBody::new(
             ErrorCode::UnknownVerb,

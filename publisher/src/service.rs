@@ -139,6 +139,10 @@ pub async fn handle(service: &MdService, message: Message) {
         );
         return respond::<()>(service, &message, encoding, Err(error)).await;
     }
+    if let Err(error) = pinnacle_common::codec::check_headers(message.headers.as_ref()) {
+        let error = ErrorBody::new(ErrorCode::BadPayload, error.to_string());
+        return respond::<()>(service, &message, encoding, Err(error)).await;
+    }
     match message.subject.as_str() {
         md::LAST => {
             let outcome = decode(encoding, payload).and_then(|r| last(service, &r));

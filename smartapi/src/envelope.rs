@@ -21,6 +21,9 @@ pub fn unwrap(route: &str, http_status: u16, body: &[u8]) -> Result<Value, Smart
             format!("SmartAPI gave an empty reply to {route} (HTTP {http_status})"),
         ));
     }
+    if !crate::bounds::body_ok(body) {
+        return Err(decode_error(route, "the reply nests too deeply to parse"));
+    }
     let value: Value = match serde_json::from_slice(body) {
         Ok(value) => value,
         Err(_) if http_status == 403 => return Err(SmartApiError::rate_limited(route)),

@@ -1,6 +1,7 @@
 //! A client for Angel One's SmartAPI, written to `shared/smartapi/SPEC.md`.
 //!
 //! # Layout
+//! - [`bounds`]: size and nesting limits on every reply and message, checked before parsing.
 //! - [`envelope`]: the two response envelopes, lenient numbers, and the plain-text 403.
 //! - [`error`]: one error type for every SmartAPI call, classified by what to do next.
 //! - [`totp`]: RFC 6238 codes from the stored base32 seed, for login.
@@ -19,6 +20,7 @@
 //!   within the server's limits, heartbeat, stall watchdog, reconnect with backoff and
 //!   resubscribe, credential rollover; an async handle plus an event channel.
 
+pub mod bounds;
 pub mod envelope;
 pub mod error;
 pub mod limits;

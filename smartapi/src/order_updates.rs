@@ -78,7 +78,13 @@ pub async fn follow(
         .map_err(|_| SmartApiError::invalid("the session token is not a valid header value"))?;
     bearer.set_sensitive(true);
     request.headers_mut().insert("Authorization", bearer);
-    let (socket, _) = match tokio_tungstenite::connect_async(request).await {
+    let (socket, _) = match tokio_tungstenite::connect_async_with_config(
+        request,
+        Some(crate::bounds::ws_config()),
+        false,
+    )
+    .await
+    {
         Ok(connected) => connected,
         Err(WsError::Http(response)) => {
             return Ok(match response.status().as_u16() {
@@ -138,6 +144,13 @@ pub async fn follow(
 
 /// An order event, or `None` for the greeting, a `pong` or anything unreadable.
 pub fn parse(text: &str) -> Option<OrderUpdate> {
+    if !crate::bounds::text_ok(text) {
+        tracing::debug!(
+            len = text.len(),
+            "oversized or deeply nested order-update message ignored"
+        );
+        return None;
+    }
     let wire: Wire = match serde_json::from_str(text) {
         Ok(wire) => wire,
         Err(_) => {

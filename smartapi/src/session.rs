@@ -277,6 +277,9 @@ pub fn jwt_expiry(jwt: &SecretString) -> Option<DateTime<Utc>> {
     let bytes = data_encoding::BASE64URL_NOPAD
         .decode(payload.trim_end_matches('=').as_bytes())
         .ok()?;
+    if !crate::bounds::text_ok(std::str::from_utf8(&bytes).ok()?) {
+        return None;
+    }
     let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
     Utc.timestamp_opt(claims.get("exp")?.as_i64()?, 0).single()
 }

@@ -119,3 +119,64 @@ async fn malformed_and_absurd_requests_get_structured_errors() {
     })
     .await;
 }
+
+/// `b"\x81\xa1k" * n + b"\x01"`: `n` maps nested in one another, three bytes a level.
+fn nested_maps(n: usize) -> Bytes {
+    let mut bytes = b"\x81\xa1k".repeat(n);
+    bytes.push(0x01);
+    Bytes::from(bytes)
+}
+
+/// Deep nesting once overflowed the stack inside rmp-serde (md.req.last at 900 levels,
+/// orders.<own>.modify at 600); the codec's pre-scan now refuses it before decoding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deeply_nested_payloads_get_bad_payload_and_the_services_keep_answering() {
+    use pinnacle_common::subjects::md;
+    let stack = TestStack::start(pinnacle_tests::Backend::Sqlite).await;
+    let user = stack.trader("nesta").await;
+    stack.wait_for_ticks("SBIN-EQ", 1).await;
+    let modify = subjects::order(&user.id, "modify");
+    // All under the 16 KiB request limit, so the depth is what is refused.
+    for n in [33, 600, 900, 5_000] {
+        let code = error_code(
+            &stack,
+            &user,
+            modify.clone(),
+            Encoding::MsgPack,
+            nested_maps(n),
+        )
+        .await;
+        assert_eq!(code, "BAD_PAYLOAD", "modify, depth {n}");
+        let reply = stack
+            .request(
+                md::LAST.to_string(),
+                None,
+                Encoding::MsgPack,
+                nested_maps(n),
+            )
+            .await;
+        let value: serde_json::Value = rmp_serde::from_slice(&reply.payload).expect("reply");
+        assert_eq!(
+            value["error"]["code"], "BAD_PAYLOAD",
+            "md.req.last, depth {n}: {value}"
+        );
+    }
+    let deep_json = Bytes::from(format!("{}1{}", "[".repeat(5_000), "]".repeat(5_000)));
+    let code = error_code(&stack, &user, modify, Encoding::Json, deep_json).await;
+    assert_eq!(code, "BAD_PAYLOAD");
+    // Both services still answer.
+    let reply = stack
+        .place(&user, &market("after-deep", "SBIN-EQ", 1))
+        .await;
+    assert!(reply.ok, "{reply:?}");
+    let reply = stack
+        .request(
+            md::STATUS.to_string(),
+            None,
+            Encoding::Json,
+            Bytes::from_static(b"{}"),
+        )
+        .await;
+    let value: serde_json::Value = serde_json::from_slice(&reply.payload).expect("reply");
+    assert_eq!(value["ok"], true, "{value}");
+}

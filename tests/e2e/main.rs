@@ -11,6 +11,7 @@ mod auth;
 mod bad_input;
 mod bench;
 mod faults;
+mod hostile_headers;
 mod lifecycle;
 mod login;
 mod market_data;

@@ -117,6 +117,29 @@ async fn every_service_exports_prometheus_metrics_without_identifiers() {
         })
         .await;
 
+        // The same listener serves the probes, naming every service's NATS connection.
+        let addr = stack.metrics_addr.expect("the stack serves metrics");
+        for probe in ["healthz", "readyz"] {
+            let response = stack
+                .http
+                .get(format!("http://{addr}/{probe}"))
+                .send()
+                .await
+                .expect("probe");
+            assert_eq!(response.status().as_u16(), 200, "/{probe}");
+            let body: serde_json::Value = response.json().await.expect("JSON probe");
+            for service in [
+                "pinnacle-order-worker",
+                "pinnacle-publisher",
+                "pinnacle-user-api",
+            ] {
+                assert_eq!(
+                    body["nats"][service]["state"], "connected",
+                    "/{probe}: {body}"
+                );
+            }
+        }
+
         let place = [("verb", "place")];
         assert!(
             total(&samples, "pinnacle_order_latency_seconds_count", &place) >= 4.0,

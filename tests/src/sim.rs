@@ -130,6 +130,7 @@ impl SimPublisher {
                 ..angel_market_data(&sim, symbols, mode)
             },
             &platform_credentials(),
+            &pinnacle_common::health::Health::new(),
             shutdown.clone(),
         )
         .await

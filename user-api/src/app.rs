@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post, put};
-use axum::{Json, Router};
+use axum::Router;
 use pinnacle_common::audit::AuditLog;
 use pinnacle_common::crypto::Vault;
 use pinnacle_common::error::ErrorCode;
@@ -33,15 +33,14 @@ pub struct AppState {
     pub admin_token: Option<SecretString>,
     /// Login and token-guessing limits.
     pub limits: Arc<Limits>,
+    /// The process's NATS connections, for `/healthz` and `/readyz`.
+    pub health: pinnacle_common::health::Health,
 }
 
 /// The whole API as a router, for `serve` and for tests.
 pub fn app(state: AppState) -> Router {
     Router::new()
-        .route(
-            "/healthz",
-            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
-        )
+        .merge(state.health.routes())
         .route("/v1/login", post(login::login))
         .route("/v1/users", post(users::create))
         .route(

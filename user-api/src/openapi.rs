@@ -62,7 +62,14 @@ pub fn spec() -> Value {
         "info": {"title": "Pinnacle user API", "version": "1"},
         "security": [{"bearer": []}],
         "paths": {
-            "/healthz": {"get": {"summary": "liveness", "security": [], "responses": {"200": {"description": "ok"}}}},
+            "/healthz": {"get": {"summary": "liveness: every NATS connection handler of this process runs", "security": [], "responses": {
+                "200": {"description": "alive", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}},
+                "503": {"description": "a NATS connection handler is dead and not yet rebuilt", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}}
+            }}},
+            "/readyz": {"get": {"summary": "readiness: every NATS connection of this process is connected", "security": [], "responses": {
+                "200": {"description": "ready", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}},
+                "503": {"description": "a NATS connection is down, reconnecting or being rebuilt", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}}
+            }}},
             "/v1/login": {"post": login},
             "/v1/users": {"post": op("create a user (admin)", &[], Some("CreateUser"), ("201", "User"))},
             "/v1/users/{user_id}/tokens": {
@@ -89,6 +96,17 @@ pub fn spec() -> Value {
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
             }},
             "schemas": {
+                "Health": {"type": "object", "required": ["status", "nats"], "properties": {
+                    "status": {"type": "string", "enum": ["ok", "unavailable"]},
+                    "nats": {"type": "object", "additionalProperties": {
+                        "type": "object", "required": ["state", "handler", "rebuilds"],
+                        "properties": {
+                            "state": {"type": "string", "enum": ["connected", "disconnected", "pending", "dead"]},
+                            "handler": {"type": "string", "enum": ["alive", "dead"]},
+                            "rebuilds": {"type": "integer", "minimum": 0}
+                        }
+                    }}
+                }},
                 "Error": {"type": "object", "required": ["error"], "properties": {"error": {
                     "type": "object", "required": ["code", "message"],
                     "properties": {"code": {"type": "string"}, "message": {"type": "string"}}

@@ -322,6 +322,13 @@ fn text_event(text: &str) -> Option<StreamEvent> {
     if text.trim() == PONG {
         return None;
     }
+    if !crate::bounds::text_ok(text) {
+        tracing::debug!(
+            len = text.len(),
+            "oversized or deeply nested feed text ignored"
+        );
+        return Some(StreamEvent::Text(text.to_owned()));
+    }
     if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(text) {
         if let Some(code) = map.get("errorCode").and_then(Value::as_str) {
             let field = |k: &str| map.get(k).and_then(Value::as_str).map(str::to_owned);
@@ -359,7 +366,11 @@ async fn connect(config: &StreamConfig) -> Result<Ws, ConnectError> {
             headers.insert(HeaderName::from_static(name), secret_header(name, value)?);
         }
     }
-    let handshake = tokio_tungstenite::connect_async(request);
+    let handshake = tokio_tungstenite::connect_async_with_config(
+        request,
+        Some(crate::bounds::ws_config()),
+        false,
+    );
     match time::timeout(config.connect_timeout, handshake).await {
         Err(_) => Err(ConnectError::Other(format!(
             "no handshake within {:?}",

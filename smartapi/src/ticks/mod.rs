@@ -10,6 +10,7 @@
 //!   for exchange type 13, currency).
 //! * Bytes past the mode's length are accepted and ignored, like the SDKs, and counted in
 //!   [`Decoded::trailing_bytes`].
+//! * Frames longer than [`MAX_FRAME_BYTES`] are refused before any field is read.
 //! * Never panics: every read is bounds-checked (a proptest in `tests` feeds arbitrary
 //!   bytes and truncations).
 //!
@@ -27,6 +28,11 @@ pub use types::{
 
 use layout as at;
 
+/// The longest frame decoded: the largest packet (DEPTH, 443 bytes) with generous room
+/// for the trailing bytes newer servers may add. The WebSocket layer refuses messages
+/// past [`crate::bounds::MAX_WS_MESSAGE_BYTES`] before they get here.
+pub const MAX_FRAME_BYTES: usize = 4096;
+
 /// Why a frame could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TickError {
@@ -42,12 +48,20 @@ pub enum TickError {
         expected: usize,
         got: usize,
     },
+    #[error("frame is {got} bytes; the limit is {limit}")]
+    TooLong { got: usize, limit: usize },
     #[error("token is not ASCII: byte 0x{byte:02x} at token offset {offset}")]
     NonAsciiToken { offset: usize, byte: u8 },
 }
 
 /// Decodes one binary WebSocket message.
 pub fn decode(frame: &[u8]) -> Result<Decoded, TickError> {
+    if frame.len() > MAX_FRAME_BYTES {
+        return Err(TickError::TooLong {
+            got: frame.len(),
+            limit: MAX_FRAME_BYTES,
+        });
+    }
     let code = *frame.first().ok_or(TickError::Empty)?;
     let mode = Mode::from_code(code).ok_or(TickError::UnknownMode(code))?;
     let expected = mode.packet_len();

@@ -187,6 +187,21 @@ fn trailing_bytes_are_accepted_and_counted() {
 }
 
 #[test]
+fn oversized_frames_are_refused_before_reading() {
+    let mut f = Frame::new(2, 13, b"1").0;
+    f.resize(MAX_FRAME_BYTES, 0);
+    assert!(decode(&f).is_ok());
+    f.push(0);
+    assert_eq!(
+        decode(&f),
+        Err(TickError::TooLong {
+            got: MAX_FRAME_BYTES + 1,
+            limit: MAX_FRAME_BYTES
+        })
+    );
+}
+
+#[test]
 fn errors_name_the_problem() {
     assert_eq!(decode(&[]), Err(TickError::Empty));
     assert_eq!(decode(&[9; 500]), Err(TickError::UnknownMode(9)));

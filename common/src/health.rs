@@ -1,0 +1,226 @@
+//! What `/healthz` and `/readyz` report: the state of every NATS connection a process's
+//! services hold, read from the connections themselves.
+//!
+//! Each supervised service registers one [`Link`] in the process's [`Health`]. A link is
+//! *alive* while its async-nats connection handler runs (a panic inside async-nats ends it
+//! for good; see [`crate::supervise`]) and *connected* while that handler is connected to a
+//! server. The two probes:
+//!
+//! - `/healthz` (liveness) is `200` while every link is alive, `503` while any link's
+//!   handler is dead and not yet replaced. A NATS outage alone does not fail it: async-nats
+//!   reconnects by itself, and restarting the process would not help.
+//! - `/readyz` (readiness) is `200` only while every link is alive *and* connected.
+//!
+//! Both answer `{"status": "ok" | "unavailable", "nats": {"<service>": {"state": …,
+//! "handler": "alive" | "dead", "rebuilds": n}}}`.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_nats::connection::State;
+use async_nats::Client;
+use axum::http::StatusCode;
+use serde::Serialize;
+
+/// One connection's entry.
+#[derive(Debug)]
+struct LinkState {
+    /// The service name, e.g. `pinnacle-order-worker`.
+    name: String,
+    /// The current client, to read its connection state; `None` before the first connect.
+    client: Mutex<Option<Client>>,
+    /// False once the client's connection handler is gone, until a new client is attached.
+    alive: AtomicBool,
+    /// How many times the connection was rebuilt after its handler died.
+    rebuilds: AtomicU64,
+}
+
+/// A handle on one connection's entry, held by its supervisor.
+#[derive(Debug, Clone)]
+pub struct Link(Arc<LinkState>);
+
+impl Link {
+    /// Records a new client (the first, or a rebuilt one) as alive.
+    pub fn attach(&self, client: Client) {
+        if let Ok(mut slot) = self.0.client.lock() {
+            if slot.is_some() {
+                self.0.rebuilds.fetch_add(1, Ordering::Relaxed);
+            }
+            *slot = Some(client);
+        }
+        self.0.alive.store(true, Ordering::Release);
+    }
+
+    /// Forgets the client once its service has stopped, so the link does not keep the
+    /// connection open (the probes then show it as `pending`).
+    pub fn detach(&self) {
+        if let Ok(mut slot) = self.0.client.lock() {
+            slot.take();
+        }
+    }
+
+    /// Records that the current client's connection handler is gone.
+    pub fn mark_dead(&self) {
+        self.0.alive.store(false, Ordering::Release);
+    }
+
+    /// Whether the current client's handler runs.
+    pub fn is_alive(&self) -> bool {
+        self.0.alive.load(Ordering::Acquire)
+    }
+
+    /// The service name.
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    fn report(&self) -> LinkReport {
+        let state = self
+            .0
+            .client
+            .lock()
+            .ok()
+            .and_then(|c| c.as_ref().map(Client::connection_state));
+        let alive = self.is_alive();
+        LinkReport {
+            state: match (alive, state) {
+                (false, _) => "dead",
+                (true, None) | (true, Some(State::Pending)) => "pending",
+                (true, Some(State::Connected)) => "connected",
+                (true, Some(State::Disconnected)) => "disconnected",
+            },
+            handler: if alive { "alive" } else { "dead" },
+            rebuilds: self.0.rebuilds.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// One connection as the probes show it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LinkReport {
+    /// `connected`, `disconnected` (async-nats is reconnecting), `pending` or `dead`.
+    pub state: &'static str,
+    /// `alive` or `dead`: whether the connection handler runs.
+    pub handler: &'static str,
+    /// Rebuilds after a dead handler since the process started.
+    pub rebuilds: u64,
+}
+
+/// Every NATS connection of the services in one process. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Health {
+    links: Arc<Mutex<Vec<Link>>>,
+}
+
+impl Health {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers a connection named `name` (not yet connected, alive).
+    pub fn link(&self, name: &str) -> Link {
+        let link = Link(Arc::new(LinkState {
+            name: name.to_string(),
+            client: Mutex::new(None),
+            alive: AtomicBool::new(true),
+            rebuilds: AtomicU64::new(0),
+        }));
+        if let Ok(mut links) = self.links.lock() {
+            links.push(link.clone());
+        }
+        link
+    }
+
+    fn reports(&self) -> Vec<(String, LinkReport)> {
+        self.links
+            .lock()
+            .map(|links| {
+                links
+                    .iter()
+                    .map(|l| (l.name().to_string(), l.report()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Liveness: `200` unless a connection handler is dead.
+    pub fn liveness(&self) -> (StatusCode, serde_json::Value) {
+        Self::answer(self.reports(), |r| r.handler == "alive")
+    }
+
+    /// Readiness: `200` only while every connection is alive and connected.
+    pub fn readiness(&self) -> (StatusCode, serde_json::Value) {
+        Self::answer(self.reports(), |r| r.state == "connected")
+    }
+
+    fn answer(
+        reports: Vec<(String, LinkReport)>,
+        good: impl Fn(&LinkReport) -> bool,
+    ) -> (StatusCode, serde_json::Value) {
+        let ok = reports.iter().all(|(_, r)| good(r));
+        let mut nats = serde_json::Map::new();
+        for (name, report) in reports {
+            nats.insert(name, serde_json::to_value(report).unwrap_or_default());
+        }
+        let status = if ok {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        let body = serde_json::json!({
+            "status": if ok { "ok" } else { "unavailable" },
+            "nats": nats,
+        });
+        (status, body)
+    }
+
+    /// `GET /healthz` and `GET /readyz` as an axum router, for any listener.
+    pub fn routes<S: Clone + Send + Sync + 'static>(&self) -> axum::Router<S> {
+        let live = self.clone();
+        let ready = self.clone();
+        axum::Router::new()
+            .route(
+                "/healthz",
+                axum::routing::get(move || {
+                    let (status, body) = live.liveness();
+                    async move { (status, axum::Json(body)) }
+                }),
+            )
+            .route(
+                "/readyz",
+                axum::routing::get(move || {
+                    let (status, body) = ready.readiness();
+                    async move { (status, axum::Json(body)) }
+                }),
+            )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dead_handler_fails_both_probes_until_replaced() {
+        let health = Health::new();
+        let link = health.link("svc");
+        // Registered, no client yet: alive but not ready.
+        assert_eq!(health.liveness().0, StatusCode::OK);
+        assert_eq!(health.readiness().0, StatusCode::SERVICE_UNAVAILABLE);
+        link.mark_dead();
+        let (status, body) = health.liveness();
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["nats"]["svc"]["handler"], "dead");
+        assert_eq!(body["nats"]["svc"]["state"], "dead");
+        assert_eq!(body["status"], "unavailable");
+        assert_eq!(health.readiness().0, StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn no_connections_is_healthy_and_ready() {
+        let health = Health::new();
+        assert_eq!(health.liveness().0, StatusCode::OK);
+        assert_eq!(health.readiness().1["status"], "ok");
+    }
+}

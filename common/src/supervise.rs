@@ -1,0 +1,245 @@
+//! Keeping a service on NATS when its connection dies for good: the service is rebuilt on a
+//! fresh connection, with every subscription, in the same process.
+//!
+//! # Why
+//! async-nats 0.51 panics in its connection reader on a header value with a bare `\r`
+//! (nats-io/nats.rs PR #1612, open, not released). Anyone who may publish to a subject a
+//! service subscribes to can send one. The panic ends the spawned connection-handler task:
+//! Tokio catches it, so the process runs on, but every subscription ends, every publish
+//! fails, and nothing in async-nats reports it. Other malformed headers (non-UTF-8, no
+//! colon) only make async-nats drop the message and reconnect, which it survives alone.
+//!
+//! # How
+//! [`supervise`] runs a service in *incarnations*. Each one gets its own client, a
+//! [`HandlerWatch`] on that client and a child of the process's shutdown token. When the
+//! watch fires, the supervisor cancels the incarnation's token (the old one finishes what
+//! it can, for at most [`Policy::drain`], then is aborted), connects again and starts a
+//! new incarnation right away, retrying with backoff until it succeeds or shutdown fires.
+//! The dead connection's TCP socket closed with the handler, so the server has already
+//! removed its queue-group members: no request is routed to the dead instance.
+//!
+//! The service itself needs nothing special: it must stop when its token fires, which
+//! every Pinnacle service's `run` already does. Health reports every link's state
+//! ([`crate::health`]); `pinnacle_nats_rebuilds_total{service}` counts rebuilds.
+//!
+//! # Dropping the workaround
+//! Once an async-nats release contains PR #1612, the reader no longer panics; the
+//! supervisor then only matters if async-nats gives up reconnecting (`max_reconnects`),
+//! and can stay as a safety net or be removed (docs/ARCHITECTURE.md).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use async_nats::Client;
+use tokio::task::{JoinError, JoinHandle};
+
+// The whole workaround rests on Tokio catching a panic inside async-nats's spawned task;
+// with `panic = "abort"` a hostile header would end the process instead.
+#[cfg(not(panic = "unwind"))]
+compile_error!("Pinnacle must be built with panic = \"unwind\" (see common/src/supervise.rs)");
+
+use crate::config::NatsSettings;
+use crate::health::Link;
+use crate::nats::{self, ConnectError, HandlerWatch};
+use crate::shutdown::Shutdown;
+
+/// A running incarnation: resolves when it has stopped.
+pub type Run<E> = Pin<Box<dyn Future<Output = Result<(), E>> + Send>>;
+/// Starting an incarnation: its subscriptions are in place when this resolves.
+pub type Start<E> = Pin<Box<dyn Future<Output = Result<Run<E>, E>> + Send>>;
+
+/// Timings of the supervision.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// How long a dead incarnation may take to finish its in-flight work (database writes
+    /// already under way) before it is aborted. The new one starts meanwhile.
+    pub drain: Duration,
+    /// After an incarnation stops on its own, how long to wait for the watch to confirm a
+    /// dead connection (the subscriptions and the canary end at nearly the same moment).
+    pub settle: Duration,
+    /// First wait between failed attempts to rebuild; doubles up to `backoff_max`.
+    pub backoff_start: Duration,
+    /// Longest wait between failed attempts to rebuild.
+    pub backoff_max: Duration,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            drain: Duration::from_secs(30),
+            settle: Duration::from_secs(1),
+            backoff_start: Duration::from_millis(50),
+            backoff_max: Duration::from_secs(2),
+        }
+    }
+}
+
+/// One incarnation: its connection's watch, its stop token and its task.
+struct Incarnation<E> {
+    watch: HandlerWatch,
+    stop: Shutdown,
+    task: JoinHandle<Result<(), E>>,
+}
+
+/// Runs a service named `name` under supervision until `shutdown` fires or the service
+/// stops on its own while its connection is alive.
+///
+/// `start(client, stop)` sets the service up on `client` and returns the future that runs
+/// it until `stop` fires. The first incarnation starts before this returns (so requests
+/// sent right after are served), and its failure is returned; later ones are retried.
+/// The returned task ends with the service's own result; a panic in the service's
+/// future is resumed there.
+pub async fn supervise<E, F>(
+    name: &'static str,
+    settings: NatsSettings,
+    link: Link,
+    policy: Policy,
+    shutdown: Shutdown,
+    mut start: F,
+) -> Result<JoinHandle<Result<(), E>>, E>
+where
+    E: From<ConnectError> + std::fmt::Display + Send + 'static,
+    F: FnMut(Client, Shutdown) -> Start<E> + Send + 'static,
+{
+    let mut current = incarnate(name, &settings, &link, &shutdown, &mut start).await?;
+    Ok(tokio::spawn(async move {
+        loop {
+            let ended = tokio::select! {
+                joined = &mut current.task => Some(joined),
+                () = current.watch.dead() => None,
+            };
+            match ended {
+                Some(joined) => {
+                    let died = !shutdown.is_cancelled()
+                        && tokio::time::timeout(policy.settle, current.watch.dead())
+                            .await
+                            .is_ok();
+                    // Whatever the incarnation spawned besides its run future stops too.
+                    current.stop.cancel();
+                    if !died {
+                        link.detach();
+                        return outcome(joined);
+                    }
+                    if let Ok(Err(error)) = &joined {
+                        tracing::warn!(service = name, %error, "service stopped as its NATS connection died");
+                    }
+                }
+                None => {
+                    current.stop.cancel();
+                    tokio::spawn(drain(name, current.task, policy.drain));
+                }
+            }
+            link.mark_dead();
+            crate::metrics::metrics()
+                .nats_rebuilds
+                .with_label_values(&[name])
+                .inc();
+            tracing::error!(
+                service = name,
+                "NATS connection handler is gone (async-nats panicked or gave up); \
+                 rebuilding the connection and every subscription"
+            );
+            let mut backoff = policy.backoff_start;
+            current = loop {
+                if shutdown.is_cancelled() {
+                    link.detach();
+                    return Ok(());
+                }
+                match incarnate(name, &settings, &link, &shutdown, &mut start).await {
+                    Ok(next) => break next,
+                    Err(error) => {
+                        tracing::warn!(service = name, %error, ?backoff, "rebuilding failed; retrying");
+                        tokio::select! {
+                            () = shutdown.cancelled() => {}
+                            () = tokio::time::sleep(backoff) => {}
+                        }
+                        backoff = (backoff * 2).min(policy.backoff_max);
+                    }
+                }
+            };
+            tracing::info!(service = name, "service rebuilt on a new NATS connection");
+        }
+    }))
+}
+
+/// Connects, watches the connection and starts one incarnation.
+async fn incarnate<E, F>(
+    name: &'static str,
+    settings: &NatsSettings,
+    link: &Link,
+    shutdown: &Shutdown,
+    start: &mut F,
+) -> Result<Incarnation<E>, E>
+where
+    E: From<ConnectError> + Send + 'static,
+    F: FnMut(Client, Shutdown) -> Start<E>,
+{
+    let client = nats::connect(settings, name).await?;
+    let watch = nats::watch_handler(&client)
+        .await
+        .map_err(|e| ConnectError {
+            url: settings.url.clone(),
+            reason: format!("could not watch the connection: {e}"),
+        })?;
+    let stop = shutdown.child_token();
+    match start(client.clone(), stop.clone()).await {
+        Ok(run) => {
+            link.attach(client);
+            Ok(Incarnation {
+                watch,
+                stop,
+                task: tokio::spawn(run),
+            })
+        }
+        Err(error) => {
+            // Whatever the partial start spawned stops with its token.
+            stop.cancel();
+            Err(error)
+        }
+    }
+}
+
+/// Lets a dead incarnation finish its in-flight work, for at most `limit`.
+async fn drain<E: std::fmt::Display>(
+    name: &'static str,
+    mut task: JoinHandle<Result<(), E>>,
+    limit: Duration,
+) {
+    match tokio::time::timeout(limit, &mut task).await {
+        Err(_) => {
+            task.abort();
+            tracing::warn!(
+                service = name,
+                ?limit,
+                "the dead incarnation did not stop in time; aborted"
+            );
+        }
+        Ok(Err(error)) if error.is_panic() => {
+            tracing::error!(service = name, %error, "the dead incarnation panicked while stopping")
+        }
+        Ok(Ok(Err(error))) => {
+            tracing::warn!(service = name, %error, "the dead incarnation stopped with an error")
+        }
+        Ok(_) => {}
+    }
+}
+
+/// The service's own result; its panic, resumed.
+fn outcome<E>(joined: Result<Result<(), E>, JoinError>) -> Result<(), E> {
+    match joined {
+        Ok(result) => result,
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        Err(_) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn a_panic_in_a_spawned_task_is_caught_and_seen_as_a_panic() {
+        let task = tokio::spawn(async { panic!("like async-nats's header assert") });
+        let error = task.await.expect_err("the task panicked");
+        assert!(error.is_panic());
+    }
+}
