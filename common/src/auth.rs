@@ -111,13 +111,21 @@ pub const TOKEN_CACHE_ENTRIES: usize = 65_536;
 /// [`authenticate`] with the token rows cached for at most [`TOKEN_CACHE_TTL`], which
 /// saves a database read per request on the order path. The secret is still checked with
 /// one HMAC on every request (the cache holds the row, never a verdict), expiry on every
-/// request, and a revocation within the TTL. Unknown token ids are not cached.
+/// request, and a revocation at once when announced on [`crate::subjects::TOKENS_REVOKED`]
+/// ([`TokenCache::forget`]), within the TTL otherwise. Unknown token ids are not cached.
 #[derive(Debug, Default)]
 pub struct TokenCache {
     rows: Mutex<HashMap<String, (Instant, api_tokens::Model)>>,
 }
 
 impl TokenCache {
+    /// Drops `token_id`'s row, so the next request reads it afresh (a revocation).
+    pub fn forget(&self, token_id: &str) {
+        if let Ok(mut rows) = self.rows.lock() {
+            rows.remove(token_id);
+        }
+    }
+
     /// Resolves `token` like [`authenticate`], reading its row from the cache when fresh.
     pub async fn authenticate(
         &self,

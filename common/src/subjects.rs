@@ -94,6 +94,11 @@ pub mod verbs {
     ];
 }
 
+/// Core NATS (not stored): the id of an API token the user API has just revoked. Order
+/// workers drop it from their token cache at once; the cache's one-second lifetime covers
+/// an announcement missed during a reconnect.
+pub const TOKENS_REVOKED: &str = "pinnacle.tokens.revoked";
+
 /// Market-data request-reply subjects, served by the publisher.
 pub mod md {
     /// Prefix of every request subject.

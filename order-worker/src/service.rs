@@ -222,6 +222,27 @@ fn spawn_relay(worker: &Arc<Worker>) -> (Shutdown, tokio::task::JoinHandle<()>) 
     (stop, task)
 }
 
+/// Drops announced revocations from the token cache until `shutdown` fires.
+async fn forget_revoked(
+    worker: Arc<Worker>,
+    mut revoked: async_nats::Subscriber,
+    shutdown: Shutdown,
+) {
+    use futures::StreamExt as _;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            message = revoked.next() => match message {
+                Some(message) => match std::str::from_utf8(&message.payload) {
+                    Ok(token_id) => worker.tokens.forget(token_id),
+                    Err(_) => tracing::debug!("ignoring a malformed revocation"),
+                },
+                None => break,
+            },
+        }
+    }
+}
+
 /// Waits until every broker can serve (the paper broker: a first tick), for up to the
 /// configured time; a worker that joined the queue group earlier would refuse orders.
 async fn wait_ready(worker: &Worker) {
@@ -247,6 +268,19 @@ pub async fn run(worker: Arc<Worker>, shutdown: Shutdown) -> Result<(), WorkerEr
             reason,
         })?;
     let relay = spawn_relay(&worker);
+    let revocations = worker
+        .client
+        .subscribe(subjects::TOKENS_REVOKED)
+        .await
+        .map_err(|e| WorkerError::Subscribe {
+            subject: subjects::TOKENS_REVOKED,
+            reason: e.to_string(),
+        })?;
+    let forgetting = tokio::spawn(forget_revoked(
+        worker.clone(),
+        revocations,
+        shutdown.clone(),
+    ));
     wait_ready(&worker).await;
     let subscription = worker
         .client
@@ -278,6 +312,7 @@ pub async fn run(worker: Arc<Worker>, shutdown: Shutdown) -> Result<(), WorkerEr
         },
     )
     .await;
+    let _ = forgetting.await;
     let (relay_stop, relay) = relay;
     relay_stop.cancel();
     let _ = relay.await;

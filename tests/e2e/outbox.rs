@@ -54,7 +54,7 @@ async fn a_jetstream_outage_loses_no_event_and_two_relays_store_each_once_in_ord
         let ltp = stack.wait_for_ticks("SBIN-EQ", 1).await[0].ltp;
         let resting = |id: &str| pinnacle_common::model::OrderRequest {
             order_type: OrderType::Limit,
-            price: Some(ltp / 2),
+            price: Some(ltp / 2 / 5 * 5),
             side: Side::Buy,
             ..market(id, "SBIN-EQ", 1)
         };

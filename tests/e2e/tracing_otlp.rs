@@ -256,10 +256,10 @@ async fn an_order_is_one_trace_from_client_to_audit_in_a_real_otlp_receiver() {
         assert_eq!(field(broker, "parent_span_id"), request_id, "{broker}");
         assert_eq!(field(broker, "kind"), "CLIENT");
         assert_eq!(attr(broker, "broker"), "paper");
-        // The paper broker's own query (its cash ledger) hangs below the broker span.
+        // The paper broker's own statement (its cash reservation) hangs below the broker span.
         let broker_id = field(broker, "span_id");
         assert!(
-            by_name("SELECT orders")
+            by_name("UPDATE paper_funds")
                 .iter()
                 .any(|s| field(s, "parent_span_id") == broker_id),
             "no ledger query under the broker span: {trace:#?}"

@@ -12,6 +12,7 @@ use pinnacle_common::auth::{SCOPE_READ, SCOPE_TRADE};
 use pinnacle_common::crypto::Vault;
 use pinnacle_common::entities::{api_tokens, users};
 use pinnacle_common::error::ErrorCode;
+use pinnacle_common::subjects;
 use pinnacle_common::tokens;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
@@ -275,5 +276,15 @@ pub async fn revoke(
         .await
         .map_err(|e| ApiError::internal("revoking the token", e))?;
     tracing::info!(%user_id, %token_id, "API token revoked");
+    // Workers cache token rows for up to a second; this makes the revocation immediate.
+    let client = state.audit.client();
+    let announced = client
+        .publish(subjects::TOKENS_REVOKED, token_id.clone().into())
+        .await;
+    if let Err(error) = announced.map(|_| ()) {
+        tracing::warn!(%error, "revocation not announced; workers apply it within a second");
+    } else if let Err(error) = client.flush().await {
+        tracing::warn!(%error, "revocation not announced; workers apply it within a second");
+    }
     Ok(Json(row.into()))
 }

@@ -105,6 +105,12 @@ impl AuditLog {
         &self.inner.js
     }
 
+    /// The NATS connection the log publishes on (for announcements that go with an
+    /// audited change, such as a token revocation).
+    pub fn client(&self) -> async_nats::Client {
+        self.inner.js.client()
+    }
+
     pub(super) fn timeout(&self) -> Duration {
         self.inner.timeout
     }
