@@ -516,6 +516,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_symbol_without_a_price_is_retryable_not_unknown() {
+        // No tick and no publisher to ask: the worker cannot price it yet.
+        let broker = PaperBroker::new();
+        assert!(
+            !broker
+                .wait_ready(std::time::Duration::from_millis(10))
+                .await
+        );
+        assert!(matches!(
+            broker
+                .ready_for(&order(OrderType::Market, Side::Buy, None))
+                .await,
+            Err(BrokerError::PriceUnavailable { .. })
+        ));
+        broker.observe(tick(1, 82_000));
+        assert!(
+            broker
+                .wait_ready(std::time::Duration::from_millis(10))
+                .await
+        );
+        assert!(broker
+            .ready_for(&order(OrderType::Market, Side::Buy, None))
+            .await
+            .is_ok());
+    }
+
+    #[tokio::test]
     async fn fills_market_orders_at_the_last_tick() {
         let broker = PaperBroker::new();
         broker.observe(tick(2, 82_000));

@@ -176,6 +176,80 @@ async fn an_unknown_symbol_is_a_structured_error_and_is_replayed_the_same() {
             again.error.expect("same error").code.as_str(),
             "UNKNOWN_SYMBOL"
         );
+        // Refused before anything was stored: nothing to replay, no credential touched.
+        let stored = orders::Entity::find()
+            .filter(orders::Column::ClientOrderId.eq("unk-1"))
+            .count(&stack.db)
+            .await
+            .expect("count");
+        assert_eq!(stored, 0);
+        assert!(audit_events(&stack.client, &erin.id)
+            .await
+            .iter()
+            .all(|(e, _)| e.purpose != "order.place"));
+    })
+    .await;
+}
+
+/// Sends a place with `deadline` as its `Pinnacle-Deadline` header.
+async fn place_with_deadline(
+    stack: &TestStack,
+    user: &pinnacle_tests::TestUser,
+    client_order_id: &str,
+    deadline: &str,
+) -> pinnacle_common::model::Reply<pinnacle_common::model::OrderReply> {
+    let mut hdrs = async_nats::HeaderMap::new();
+    hdrs.insert(
+        subjects::headers::AUTHORIZATION,
+        format!("Bearer {}", user.token).as_str(),
+    );
+    hdrs.insert(subjects::headers::DEADLINE, deadline);
+    let payload = Encoding::MsgPack
+        .encode(&market(client_order_id, "SBIN-EQ", 1))
+        .expect("encode");
+    let reply = stack
+        .client
+        .request_with_headers(subjects::order(&user.id, verbs::PLACE), hdrs, payload)
+        .await
+        .expect("reply");
+    Encoding::MsgPack.decode(&reply.payload).expect("decodes")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_past_its_deadline_is_refused_before_any_credential_is_touched() {
+    each_backend(|backend| async move {
+        let stack = TestStack::start(backend).await;
+        let dana = stack.trader("deadline").await;
+        stack.wait_for_ticks("SBIN-EQ", 1).await;
+        let now = chrono::Utc::now().timestamp_millis();
+
+        let late = place_with_deadline(&stack, &dana, "late-1", &(now - 1_000).to_string()).await;
+        assert_eq!(
+            late.error.expect("refused").code.as_str(),
+            "DEADLINE_EXCEEDED"
+        );
+        let bad = place_with_deadline(&stack, &dana, "late-2", "tomorrow").await;
+        assert_eq!(bad.error.expect("refused").code.as_str(), "INVALID_REQUEST");
+        for id in ["late-1", "late-2"] {
+            let stored = orders::Entity::find()
+                .filter(orders::Column::ClientOrderId.eq(id))
+                .count(&stack.db)
+                .await
+                .expect("count");
+            assert_eq!(stored, 0, "{id} was stored");
+        }
+        assert!(
+            audit_events(&stack.client, &dana.id)
+                .await
+                .iter()
+                .all(|(e, _)| e.purpose != "order.place"),
+            "a late request touched credentials"
+        );
+
+        // In time, and retried under the same id after the late attempt: placed once.
+        let on_time =
+            place_with_deadline(&stack, &dana, "late-1", &(now + 30_000).to_string()).await;
+        assert!(on_time.ok, "{:?}", on_time.error);
     })
     .await;
 }
