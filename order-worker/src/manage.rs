@@ -2,7 +2,7 @@
 //! PENDING_CANCEL (which take a lease on the order, see [`crate::lease`]), each audited
 //! before the credentials are used.
 
-use pinnacle_common::broker::BrokerError;
+use pinnacle_common::broker::{BrokerError, BrokerOutcome};
 use pinnacle_common::entities::orders;
 use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::model::{ModifyRequest, OrderRef, OrderReply, OrderRequest, OrderStatus};
@@ -46,6 +46,25 @@ async fn begin(
     Ok((order, lease))
 }
 
+/// Runs a broker call for a change under `lease` and counts it; `None` when the lease was
+/// lost and the call dropped.
+async fn under_lease<F>(
+    worker: &Worker,
+    lease: &Lease,
+    broker: &'static str,
+    operation: &'static str,
+    call: F,
+) -> Option<Result<BrokerOutcome, BrokerError>>
+where
+    F: std::future::Future<Output = Result<BrokerOutcome, BrokerError>>,
+{
+    let answer = lease::guard(&worker.db, lease, worker.lease_terms(), call)
+        .await
+        .ok()?;
+    pinnacle_common::metrics::metrics().broker_request(broker, operation, answer.is_ok());
+    Some(answer)
+}
+
 /// The order as placed (with its current quantity and prices).
 fn as_request(current: &OrderReply) -> OrderRequest {
     OrderRequest {
@@ -69,7 +88,7 @@ async fn settle(
     pending: &orders::Model,
     lease: &Lease,
     previous: OrderStatus,
-    answer: Option<Result<pinnacle_common::broker::BrokerOutcome, BrokerError>>,
+    answer: Option<Result<BrokerOutcome, BrokerError>>,
     patch: Patch,
 ) -> Result<orders::Model, ErrorBody> {
     let held = Ownership::Held(&lease.owner);
@@ -145,16 +164,7 @@ pub async fn cancel_as(
             otel.kind = "client",
             broker = broker.name()
         ));
-    let answer = lease::guard(&worker.db, &lease, worker.lease_terms(), call)
-        .await
-        .ok();
-    if let Some(answer) = &answer {
-        pinnacle_common::metrics::metrics().broker_request(
-            broker.name(),
-            "cancel_order",
-            answer.is_ok(),
-        );
-    }
+    let answer = under_lease(worker, &lease, broker.name(), "cancel_order", call).await;
     drop(creds);
     settle(worker, &pending, &lease, previous, answer, Patch::default()).await
 }
@@ -223,16 +233,7 @@ pub async fn modify(worker: &Worker, request: &Request<'_>) -> Result<OrderReply
             otel.kind = "client",
             broker = broker.name()
         ));
-    let answer = lease::guard(&worker.db, &lease, worker.lease_terms(), call)
-        .await
-        .ok();
-    if let Some(answer) = &answer {
-        pinnacle_common::metrics::metrics().broker_request(
-            broker.name(),
-            "modify_order",
-            answer.is_ok(),
-        );
-    }
+    let answer = under_lease(worker, &lease, broker.name(), "modify_order", call).await;
     drop(creds);
     let patch = Patch {
         quantity: Some(modified.quantity),

@@ -28,10 +28,7 @@ use pinnacle_tests::{
     assert_complete_history, audit_events, eventually, market, no_limits, order_events, TestDb,
     ADMIN_TOKEN,
 };
-use sea_orm::{
-    ActiveModelTrait, ConnectionTrait, DbBackend, EntityTrait, IntoActiveModel, PaginatorTrait,
-    TransactionTrait,
-};
+use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, PaginatorTrait};
 use tokio::process::{Child, Command};
 
 use crate::each_backend;
@@ -548,22 +545,7 @@ async fn a_database_stall_under_load_loses_and_misreports_nothing() {
     each_backend(|backend| async move {
         under_load(backend, "dbstall", |d| {
             let url = d.db.url.clone();
-            async move {
-                let db = pinnacle_common::db::connect(&pinnacle_common::config::DatabaseSettings {
-                    database_url: url,
-                    database_max_connections: 1,
-                })
-                .await
-                .expect("stall connection");
-                let txn = db.begin().await.expect("begin");
-                let lock = match db.get_database_backend() {
-                    DbBackend::Postgres => "LOCK TABLE orders IN ACCESS EXCLUSIVE MODE",
-                    _ => "UPDATE orders SET status = status",
-                };
-                txn.execute_unprepared(lock).await.expect("lock");
-                tokio::time::sleep(Duration::from_secs(4)).await;
-                txn.rollback().await.expect("release");
-            }
+            async move { pinnacle_tests::stall_database(&url, Duration::from_secs(4)).await }
         })
         .await;
     })

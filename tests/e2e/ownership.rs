@@ -30,8 +30,10 @@ use pinnacle_order_worker::paper::PaperBroker;
 use pinnacle_order_worker::place::{self, Caller, RiskChecks};
 use pinnacle_order_worker::Worker;
 use pinnacle_tests::angel::AngelStack;
-use pinnacle_tests::{assert_complete_history, eventually, order_events, TestStack};
-use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, TransactionTrait};
+use pinnacle_tests::{
+    assert_complete_history, eventually, order_events, stall_database, TestStack,
+};
+use sea_orm::EntityTrait;
 use serde_json::json;
 
 use crate::each_backend;
@@ -263,25 +265,6 @@ fn buy(client_order_id: &str, order_type: OrderType, price: Option<i64>) -> Orde
     }
 }
 
-/// Holds the database's write lock (SQLite) or an exclusive lock on `orders`
-/// (PostgreSQL) for `stall`.
-async fn stall_database(stack: &TestStack, stall: Duration) {
-    let db = pinnacle_common::db::connect(&DatabaseSettings {
-        database_url: stack.db_url().to_string(),
-        database_max_connections: 1,
-    })
-    .await
-    .expect("stall connection");
-    let txn = db.begin().await.expect("begin");
-    let lock = match db.get_database_backend() {
-        DbBackend::Postgres => "LOCK TABLE orders IN ACCESS EXCLUSIVE MODE",
-        _ => "UPDATE orders SET status = status",
-    };
-    txn.execute_unprepared(lock).await.expect("lock");
-    tokio::time::sleep(stall).await;
-    txn.rollback().await.expect("release");
-}
-
 /// Waits until the order with `client_order_id` is stored; returns its id.
 async fn stored(stack: &TestStack, client_order_id: &str) -> String {
     use sea_orm::{ColumnTrait, QueryFilter};
@@ -382,7 +365,7 @@ async fn a_database_stall_longer_than_the_reconcile_delay_never_misreports() {
         let paper_id = stored(stack, "stall-p").await;
         let live_id = stored(stack, "stall-a").await;
         // Longer than the lease, the grace and the reconcile delay together.
-        stall_database(stack, Duration::from_secs(6)).await;
+        stall_database(stack.db_url(), Duration::from_secs(6)).await;
         let _ = (paper.await.expect("join"), live.await.expect("join"));
 
         let paper_row = settled(stack, &paper_id).await;

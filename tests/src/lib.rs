@@ -197,6 +197,26 @@ where
     }
 }
 
+/// Stalls the database at `url` for `stall`: holds the write lock (SQLite) or an exclusive
+/// lock on `orders` (PostgreSQL), as a stuck transaction or a failing disk would.
+pub async fn stall_database(url: &str, stall: Duration) {
+    use sea_orm::{DbBackend, TransactionTrait};
+    let db = pinnacle_common::db::connect(&pinnacle_common::config::DatabaseSettings {
+        database_url: url.to_string(),
+        database_max_connections: 1,
+    })
+    .await
+    .expect("stall connection");
+    let txn = db.begin().await.expect("begin");
+    let lock = match db.get_database_backend() {
+        DbBackend::Postgres => "LOCK TABLE orders IN ACCESS EXCLUSIVE MODE",
+        _ => "UPDATE orders SET status = status",
+    };
+    txn.execute_unprepared(lock).await.expect("lock");
+    tokio::time::sleep(stall).await;
+    txn.rollback().await.expect("release");
+}
+
 /// Every order lifecycle event stored in `ORDER_EVENTS` for `user_id`, in stream order.
 pub async fn order_events(
     client: &async_nats::Client,
