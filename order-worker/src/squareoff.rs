@@ -215,7 +215,7 @@ async fn next_attempt(
 
 /// A marketable limit price for a closing order: `ltp` moved against the order by
 /// `band_bps` basis points (Angel One refuses MARKET orders from the API), rounded to the
-/// 5-paise tick away from the market so it stays inside the band.
+/// 5-paise tick toward the last price, so it stays inside the band.
 pub fn protected_price(side: Side, ltp: i64, band_bps: u32) -> i64 {
     const TICK: i64 = 5;
     let band = ltp.saturating_mul(i64::from(band_bps)) / 10_000;
@@ -315,7 +315,7 @@ mod tests {
         // 1% band around ₹820.00.
         assert_eq!(protected_price(Side::Sell, 82_000, 100), 81_180);
         assert_eq!(protected_price(Side::Buy, 82_000, 100), 82_820);
-        // Off-tick results round away from the market, staying inside the band.
+        // Off-tick results round toward the last price, staying inside the band.
         assert_eq!(protected_price(Side::Sell, 82_003, 100), 81_185);
         assert_eq!(protected_price(Side::Buy, 82_003, 100), 82_820);
         for ltp in [5, 995, 82_003, 123_457] {
