@@ -205,4 +205,16 @@ pub trait Broker: Send + Sync + std::fmt::Debug {
     /// The price the broker would fill a market order at, in paise, if it knows one; the
     /// pre-trade order-value check uses it.
     async fn reference_price(&self, exchange: &str, symbol: &str) -> Option<i64>;
+
+    /// The last traded price, in paise, asking the broker with `credentials` when it keeps
+    /// no prices itself; the intraday square-off prices its closing orders from it. The
+    /// default is [`Broker::reference_price`].
+    async fn last_price(
+        &self,
+        _credentials: &BrokerCredentials,
+        exchange: &str,
+        symbol: &str,
+    ) -> Result<Option<i64>, BrokerError> {
+        Ok(self.reference_price(exchange, symbol).await)
+    }
 }

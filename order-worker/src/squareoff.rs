@@ -1,6 +1,8 @@
 //! Intraday square-off: after `PINNACLE_WORKER_SQUARE_OFF_AT` (IST) each day, working
 //! `INTRADAY` orders are cancelled and open `INTRADAY` positions are closed with marketable
-//! LIMIT orders priced from the last tick within `PINNACLE_WORKER_SQUARE_OFF_BAND_BPS`
+//! LIMIT orders priced from the broker's last price
+//! ([`pinnacle_common::broker::Broker::last_price`]: the paper broker's last tick, Angel
+//! One's LTP) within `PINNACLE_WORKER_SQUARE_OFF_BAND_BPS`
 //! (Angel One refuses MARKET orders from the API), through the same pipeline as every
 //! order ([`crate::place::submit`], [`crate::manage::cancel_as`]).
 //!
@@ -35,6 +37,9 @@ pub const ACTOR: &str = "pinnacle-squareoff";
 /// The audit purpose of every credential use.
 pub const PURPOSE: &str = "order.squareoff";
 
+/// How every closing order's client order id begins.
+const PREFIX: &str = "sqoff-";
+
 /// Parses `HH:MM`; empty means "off".
 pub fn parse_time(text: &str) -> Result<Option<NaiveTime>, String> {
     let text = text.trim();
@@ -56,7 +61,7 @@ fn closing_id(day: &str, account_id: &str, position: &Position, attempt: u32) ->
         position.exchange, position.symbol, position.buy_quantity, position.sell_quantity
     );
     let digest = Sha256::digest(key.as_bytes());
-    format!("sqoff-{day}-{}-{attempt}", &hex::encode(digest)[..16])
+    format!("{PREFIX}{day}-{}-{attempt}", &hex::encode(digest)[..16])
 }
 
 /// Squares off every account with intraday activity today; returns how many orders it
@@ -79,8 +84,12 @@ pub async fn square_off(worker: &Worker) -> Result<usize, ErrorBody> {
         .await
         .map_err(|e| internal("listing intraday orders", e))?;
     let mut done = 0;
-    // 1. Cancel what is still working.
-    for order in intraday.iter().filter(|o| store::status_of(o).is_working()) {
+    // 1. Cancel what is still working, except the square-off's own closing orders (a
+    //    broker that reports fills on its order-update stream leaves them OPEN for a while).
+    for order in intraday
+        .iter()
+        .filter(|o| store::status_of(o).is_working() && !o.client_order_id.starts_with(PREFIX))
+    {
         if cancel(worker, order).await.is_ok() {
             done += 1;
         }
@@ -131,7 +140,6 @@ async fn close_positions(worker: &Worker, account_id: &str, day: &str) -> Result
         .positions(&creds)
         .await
         .map_err(|e| broker_error(&e))?;
-    drop(creds);
     let mut placed = 0;
     for position in positions
         .iter()
@@ -145,10 +153,15 @@ async fn close_positions(worker: &Worker, account_id: &str, day: &str) -> Result
         } else {
             Side::Buy
         };
-        let Some(ltp) = broker
-            .reference_price(&position.exchange, &position.symbol)
+        // The broker's last price (Angel One keeps none in the worker: it is asked).
+        let ltp = broker
+            .last_price(&creds, &position.exchange, &position.symbol)
             .await
-        else {
+            .unwrap_or_else(|error| {
+                tracing::warn!(%error, symbol = %position.symbol, "no last price from the broker");
+                None
+            });
+        let Some(ltp) = ltp else {
             tracing::warn!(symbol = %position.symbol, "no price to square off at; retrying next sweep");
             continue;
         };
@@ -186,12 +199,13 @@ async fn close_positions(worker: &Worker, account_id: &str, day: &str) -> Result
             }
         }
     }
+    drop(creds);
     Ok(placed)
 }
 
 /// The client order id of the next closing order for `position`, or `None` when one is
-/// already working or filled (or the attempts are used up). A refused attempt is retried
-/// under the next id, so a transient refusal does not leave the position open.
+/// already working or filled (or the attempts are used up). A refused or cancelled attempt
+/// is retried under the next id, so a transient refusal does not leave the position open.
 async fn next_attempt(
     worker: &Worker,
     day: &str,
@@ -205,7 +219,14 @@ async fn next_attempt(
             .map_err(|e| internal("looking up the square-off order", e))?;
         match existing {
             None => return Ok(Some(id)),
-            Some(order) if store::status_of(&order) == OrderStatus::Rejected => continue,
+            Some(order)
+                if matches!(
+                    store::status_of(&order),
+                    OrderStatus::Rejected | OrderStatus::Cancelled
+                ) =>
+            {
+                continue
+            }
             Some(_) => return Ok(None),
         }
     }

@@ -28,6 +28,7 @@ mod publisher;
 mod replay;
 mod risk;
 mod secrets;
+mod squareoff;
 mod ticks;
 mod tracing_otlp;
 mod user_api;

@@ -134,6 +134,12 @@ impl TestStack {
         self.stack = Some(stack);
     }
 
+    /// Like [`TestStack::restart`], with the settings adjusted first.
+    pub async fn restart_with(&mut self, adjust: impl FnOnce(&mut StackSettings)) {
+        adjust(&mut self.settings);
+        self.restart().await;
+    }
+
     /// Sends JSON to the user API with a bearer token; returns the status and JSON body.
     pub async fn api_send(
         &self,

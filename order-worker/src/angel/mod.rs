@@ -653,4 +653,22 @@ impl Broker for AngelOneBroker {
         // MARKET orders are refused for this broker, so no reference price is needed.
         None
     }
+
+    async fn last_price(
+        &self,
+        creds: &BrokerCredentials,
+        exchange: &str,
+        symbol: &str,
+    ) -> Result<Option<i64>, BrokerError> {
+        // getLtpData (10 requests/s), with the account's session.
+        let token = self.token(exchange, symbol).await?;
+        let ltp = self
+            .with_session(creds, |client, jwt| {
+                let token = token.clone();
+                async move { client.ltp(&jwt, exchange, symbol, &token).await }
+            })
+            .await
+            .map_err(broker_error)?;
+        Ok((ltp.ltp > 0).then_some(ltp.ltp))
+    }
 }
