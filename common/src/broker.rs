@@ -160,24 +160,15 @@ pub trait Broker: Send + Sync + std::fmt::Debug {
         order: &OrderRequest,
     ) -> Result<BrokerOutcome, BrokerError>;
 
-    /// Cancels working order `broker_order_id`.
+    /// Cancels working order `broker_order_id`, which was placed as `order`. A broker whose
+    /// cancel request needs more than the id (Angel One's variety) takes it from `order`
+    /// instead of asking the broker.
     async fn cancel_order(
         &self,
         credentials: &BrokerCredentials,
         broker_order_id: &str,
+        order: &OrderRequest,
     ) -> Result<BrokerOutcome, BrokerError>;
-
-    /// Cancels working order `broker_order_id`, which was placed as `order`. A broker whose
-    /// cancel request needs more than the id (Angel One's variety) takes it from `order`
-    /// instead of asking the broker; the default is [`Broker::cancel_order`].
-    async fn cancel_placed_order(
-        &self,
-        credentials: &BrokerCredentials,
-        broker_order_id: &str,
-        _order: &OrderRequest,
-    ) -> Result<BrokerOutcome, BrokerError> {
-        self.cancel_order(credentials, broker_order_id).await
-    }
 
     /// The account's cash and margin.
     async fn funds(&self, credentials: &BrokerCredentials) -> Result<Funds, BrokerError>;

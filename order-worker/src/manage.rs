@@ -158,7 +158,7 @@ pub async fn cancel_as(
     let broker_order_id = pending.broker_order_id.clone().unwrap_or_default();
     let placed = as_request(&store::view(order));
     let call = broker
-        .cancel_placed_order(&creds, &broker_order_id, &placed)
+        .cancel_order(&creds, &broker_order_id, &placed)
         .instrument(tracing::info_span!(
             "broker.cancel_order",
             otel.kind = "client",

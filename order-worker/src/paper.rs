@@ -337,6 +337,7 @@ impl Broker for PaperBroker {
         &self,
         credentials: &BrokerCredentials,
         broker_order_id: &str,
+        _order: &OrderRequest,
     ) -> Result<BrokerOutcome, BrokerError> {
         require_client_code(credentials)?;
         Ok(BrokerOutcome {

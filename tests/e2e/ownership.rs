@@ -95,8 +95,9 @@ impl Broker for Slow {
         &self,
         c: &BrokerCredentials,
         id: &str,
+        order: &OrderRequest,
     ) -> Result<BrokerOutcome, BrokerError> {
-        self.inner.cancel_order(c, id).await
+        self.inner.cancel_order(c, id, order).await
     }
     async fn funds(&self, c: &BrokerCredentials) -> Result<Funds, BrokerError> {
         self.inner.funds(c).await

@@ -326,22 +326,6 @@ impl AngelOneBroker {
         .await
     }
 
-    /// cancelOrder with the order's variety, then its state.
-    async fn cancel_with_variety(
-        &self,
-        creds: &BrokerCredentials,
-        broker_order_id: &str,
-        variety: &str,
-    ) -> Result<BrokerOutcome, BrokerError> {
-        let ack = self
-            .with_session(creds, |client, jwt| async move {
-                client.cancel_order(&jwt, variety, broker_order_id).await
-            })
-            .await
-            .map_err(broker_error)?;
-        self.after_change(creds, broker_order_id, &ack).await
-    }
-
     async fn token(&self, exchange: &str, symbol: &str) -> Result<String, BrokerError> {
         match self.symbols.resolve(exchange, symbol).await {
             Ok(instrument) => Ok(instrument.token),
@@ -555,43 +539,18 @@ impl Broker for AngelOneBroker {
         &self,
         creds: &BrokerCredentials,
         broker_order_id: &str,
-    ) -> Result<BrokerOutcome, BrokerError> {
-        check_compliance(creds)?;
-        // Without the order, its variety is only in the broker's order book (1 request/s).
-        // Pinnacle's own cancels go through `cancel_placed_order`, which never reads it.
-        let book = self
-            .with_session(
-                creds,
-                |client, jwt| async move { client.order_book(&jwt).await },
-            )
-            .await
-            .map_err(broker_error)?;
-        let record = book
-            .into_iter()
-            .find(|r| r.orderid == broker_order_id)
-            .ok_or_else(|| {
-                BrokerError::Rejected(format!(
-                    "order {broker_order_id} is not in the broker's order book"
-                ))
-            })?;
-        let variety = if record.variety.is_empty() {
-            "NORMAL"
-        } else {
-            record.variety.as_str()
-        };
-        self.cancel_with_variety(creds, broker_order_id, variety)
-            .await
-    }
-
-    async fn cancel_placed_order(
-        &self,
-        creds: &BrokerCredentials,
-        broker_order_id: &str,
         order: &OrderRequest,
     ) -> Result<BrokerOutcome, BrokerError> {
         check_compliance(creds)?;
-        self.cancel_with_variety(creds, broker_order_id, map::variety(order.order_type))
+        // The variety place sent, derived from the stored order type: no order-book read.
+        let variety = map::variety(order.order_type);
+        let ack = self
+            .with_session(creds, |client, jwt| async move {
+                client.cancel_order(&jwt, variety, broker_order_id).await
+            })
             .await
+            .map_err(broker_error)?;
+        self.after_change(creds, broker_order_id, &ack).await
     }
 
     async fn funds(&self, creds: &BrokerCredentials) -> Result<Funds, BrokerError> {
