@@ -10,7 +10,7 @@ use tracing::Instrument;
 
 use crate::credentials::{self, Actor};
 use crate::handler::Request;
-use crate::lease::{self, Lease};
+use crate::lease::Lease;
 use crate::place::broker_error;
 use crate::query;
 use crate::risk;
@@ -44,25 +44,6 @@ async fn begin(
         .advance(order, pending, Patch::default(), ownership)
         .await?;
     Ok((order, lease))
-}
-
-/// Runs a broker call for a change under `lease` and counts it; `None` when the lease was
-/// lost and the call dropped.
-async fn under_lease<F>(
-    worker: &Worker,
-    lease: &Lease,
-    broker: &'static str,
-    operation: &'static str,
-    call: F,
-) -> Option<Result<BrokerOutcome, BrokerError>>
-where
-    F: std::future::Future<Output = Result<BrokerOutcome, BrokerError>>,
-{
-    let answer = lease::guard(&worker.db, lease, worker.lease_terms(), call)
-        .await
-        .ok()?;
-    pinnacle_common::metrics::metrics().broker_request(broker, operation, answer.is_ok());
-    Some(answer)
 }
 
 /// The order as placed (with its current quantity and prices).
@@ -164,7 +145,9 @@ pub async fn cancel_as(
             otel.kind = "client",
             broker = broker.name()
         ));
-    let answer = under_lease(worker, &lease, broker.name(), "cancel_order", call).await;
+    let answer = worker
+        .call_broker(&lease, broker.name(), "cancel_order", call)
+        .await;
     drop(creds);
     settle(worker, &pending, &lease, previous, answer, Patch::default()).await
 }
@@ -233,7 +216,9 @@ pub async fn modify(worker: &Worker, request: &Request<'_>) -> Result<OrderReply
             otel.kind = "client",
             broker = broker.name()
         ));
-    let answer = under_lease(worker, &lease, broker.name(), "modify_order", call).await;
+    let answer = worker
+        .call_broker(&lease, broker.name(), "modify_order", call)
+        .await;
     drop(creds);
     let patch = Patch {
         quantity: Some(modified.quantity),

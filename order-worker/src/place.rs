@@ -13,7 +13,6 @@ use tracing::Instrument;
 
 use crate::credentials::{self, Actor};
 use crate::handler::{internal, Request};
-use crate::lease;
 use crate::reconcile;
 use crate::risk;
 use crate::service::Worker;
@@ -160,29 +159,21 @@ pub async fn submit(
         Inserted::Created(created) => created,
     };
     worker.relay.nudge();
-    let placed = lease::guard(
-        &worker.db,
-        &lease,
-        worker.lease_terms(),
-        broker
-            .place_order(&creds, &submitted.id, order)
-            .instrument(tracing::info_span!(
-                "broker.place_order",
-                otel.kind = "client",
-                broker = broker.name()
-            )),
-    )
-    .await;
+    let call = broker
+        .place_order(&creds, &submitted.id, order)
+        .instrument(tracing::info_span!(
+            "broker.place_order",
+            otel.kind = "client",
+            broker = broker.name()
+        ));
+    let placed = worker
+        .call_broker(&lease, broker.name(), "place_order", call)
+        .await;
     drop(creds);
-    let Ok(placed) = placed else {
+    let Some(placed) = placed else {
         // Nothing more is sent; reconciliation settles the order from the broker's books.
         return worker.reload(&submitted).await;
     };
-    pinnacle_common::metrics::metrics().broker_request(
-        broker.name(),
-        "place_order",
-        placed.is_ok(),
-    );
     let (to, patch) = settled_by(&submitted, placed);
     let stored = worker
         .record_outcome(&submitted, to, patch, Ownership::Held(&lease.owner))

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pinnacle_common::audit::{AuditLog, CheckpointPolicy};
-use pinnacle_common::broker::Broker;
+use pinnacle_common::broker::{Broker, BrokerError, BrokerOutcome};
 use pinnacle_common::config::WorkerSettings;
 use pinnacle_common::crypto::Vault;
 use pinnacle_common::micro;
@@ -161,14 +161,9 @@ impl Worker {
         patch: Patch,
         ownership: Ownership<'_>,
     ) -> Result<orders::Model, ErrorBody> {
-        let next = store::transition(&self.db, &self.books, order, to, patch, ownership)
+        self.transition(order, to, patch, ownership)
             .await
-            .map_err(|e| match e {
-                TransitionError::Db(db) => handler::internal("updating the order", db),
-                other => ErrorBody::new(ErrorCode::InvalidState, other.to_string()),
-            })?;
-        self.relay.nudge();
-        Ok(next)
+            .map_err(transition_error)
     }
 
     /// [`Self::advance`] with a broker's answer that another path (the order-update stream,
@@ -182,15 +177,42 @@ impl Worker {
         patch: Patch,
         ownership: Ownership<'_>,
     ) -> Result<orders::Model, ErrorBody> {
-        match store::transition(&self.db, &self.books, order, to, patch, ownership).await {
-            Ok(next) => {
-                self.relay.nudge();
-                Ok(next)
-            }
+        match self.transition(order, to, patch, ownership).await {
             Err(TransitionError::Conflict) => self.reload(order).await,
-            Err(TransitionError::Db(db)) => Err(handler::internal("updating the order", db)),
-            Err(other) => Err(ErrorBody::new(ErrorCode::InvalidState, other.to_string())),
+            other => other.map_err(transition_error),
         }
+    }
+
+    async fn transition(
+        &self,
+        order: &orders::Model,
+        to: OrderStatus,
+        patch: Patch,
+        ownership: Ownership<'_>,
+    ) -> Result<orders::Model, TransitionError> {
+        let next = store::transition(&self.db, &self.books, order, to, patch, ownership).await?;
+        self.relay.nudge();
+        Ok(next)
+    }
+
+    /// Runs `call`, a broker call for the order `lease` is on, under the lease
+    /// ([`lease::guard`]) and counts it as `operation` on `broker`; `None` when the lease
+    /// was lost and the call dropped.
+    pub async fn call_broker<F>(
+        &self,
+        lease: &lease::Lease,
+        broker: &'static str,
+        operation: &'static str,
+        call: F,
+    ) -> Option<Result<BrokerOutcome, BrokerError>>
+    where
+        F: std::future::Future<Output = Result<BrokerOutcome, BrokerError>>,
+    {
+        let answer = lease::guard(&self.db, lease, self.lease_terms(), call)
+            .await
+            .ok()?;
+        pinnacle_common::metrics::metrics().broker_request(broker, operation, answer.is_ok());
+        Some(answer)
     }
 
     /// The order as the database shows it now.
@@ -205,6 +227,14 @@ impl Worker {
     /// The lease terms of this worker.
     pub fn lease_terms(&self) -> lease::Terms {
         self.leases.terms()
+    }
+}
+
+/// The reply for a transition that could not be stored.
+fn transition_error(error: TransitionError) -> ErrorBody {
+    match error {
+        TransitionError::Db(db) => handler::internal("updating the order", db),
+        other => ErrorBody::new(ErrorCode::InvalidState, other.to_string()),
     }
 }
 
