@@ -94,6 +94,7 @@ impl TestStack {
         let vault = settings.vault.clone();
         let stack = Stack::start(settings.clone()).await.expect("stack starts");
         let client = async_nats::connect(nats.url()).await.expect("test client");
+        serving(&client).await;
         Self {
             backend,
             client,
@@ -132,6 +133,7 @@ impl TestStack {
         self.db = stack.db.clone();
         self.metrics_addr = stack.metrics_addr;
         self.stack = Some(stack);
+        serving(&self.client).await;
     }
 
     /// Like [`TestStack::restart`], with the settings adjusted first.
@@ -405,4 +407,23 @@ pub fn market(client_order_id: &str, symbol: &str, quantity: i64) -> OrderReques
         product: Default::default(),
         account: None,
     }
+}
+
+/// Waits until an order worker has joined the queue group: a worker joins only once it
+/// has a price (see docs/ARCHITECTURE.md, "Readiness and backpressure"), and answers
+/// `$SRV.PING` from then on.
+async fn serving(client: &async_nats::Client) {
+    let ping = format!("$SRV.PING.{}", pinnacle_order_worker::service::SERVICE_NAME);
+    crate::eventually(
+        Duration::from_secs(30),
+        "an order worker serving",
+        || async {
+            client
+                .request(ping.clone(), bytes::Bytes::new())
+                .await
+                .ok()
+                .map(|_| ())
+        },
+    )
+    .await;
 }
