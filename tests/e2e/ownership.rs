@@ -319,7 +319,14 @@ async fn a_slow_broker_keeps_its_owner_and_places_exactly_once() {
         let angel = AngelStack::start_with(backend, |_| {}, fast_reconcile).await;
         let stack = &angel.stack;
         let delay = Duration::from_secs(15);
-        let settings = side_settings(&pinnacle_tests::sim::angel_worker(&angel.sim));
+        // The owner renews every third of its lease; a 3 s lease lets a renewal take up to
+        // 2 s on a loaded CI machine (with 1 s, one slow UPDATE lost the lease and the
+        // call was dropped: safe, but not what this test is about). 15 s is still five
+        // lease lengths, and the stack reconciles after lease + 0.5 s.
+        let settings = WorkerSettings {
+            lease_ms: 3 * LEASE_MS,
+            ..side_settings(&pinnacle_tests::sim::angel_worker(&angel.sim))
+        };
         let paper_side = SideWorker::start(stack, Kind::Paper, settings.clone(), delay);
         let angel_side = SideWorker::start(stack, Kind::Angel, settings, delay);
         let trader = stack.trader("slow-paper").await;
