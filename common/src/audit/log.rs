@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, context::PublishErrorKind, stream::LastRawMessageErrorKind};
+use async_nats::jetstream::{self, stream::LastRawMessageErrorKind};
 use async_nats::HeaderMap;
 use sea_orm::DatabaseConnection;
 
@@ -22,6 +22,7 @@ use super::checkpoint::{self, Checkpoint, CheckpointPolicy};
 use super::AuditError;
 use crate::codec::Encoding;
 use crate::crypto::Vault;
+use crate::jetstream::Retry;
 use crate::model::AuditEvent;
 use crate::subjects::{self, headers};
 use crate::telemetry;
@@ -29,6 +30,19 @@ use crate::telemetry;
 /// How often one append may lose the race to another writer before giving up (within the
 /// timeout either way).
 const MAX_RACES: usize = 64;
+
+/// The first pause after a failure a leader change produces; it doubles up to the maximum.
+const LEADER_CHANGE_PAUSE: Duration = Duration::from_millis(25);
+const LEADER_CHANGE_PAUSE_MAX: Duration = Duration::from_millis(400);
+
+/// Why a chain's tip could not be read.
+#[derive(Debug)]
+enum TipError {
+    /// No leader or no reply for now: retry within the append's timeout.
+    Leaderless(String),
+    /// Refused for good (no stream, a permission): fail the append.
+    Refused(AuditError),
+}
 
 /// What a writer knows about one chain.
 #[derive(Debug)]
@@ -171,7 +185,8 @@ impl AuditLog {
         Ok(tip.seq)
     }
 
-    /// Appends one link, re-reading the tip after each lost race.
+    /// Appends one link, re-reading the tip after each lost race, and retrying what a
+    /// leader change produces ([`crate::jetstream::classify`]) until the caller's timeout.
     async fn append(
         &self,
         subject: &str,
@@ -180,10 +195,20 @@ impl AuditLog {
         state: &mut ChainState,
     ) -> Result<Tip, AuditError> {
         let mut races = 0;
+        let mut pause = LEADER_CHANGE_PAUSE;
         loop {
             let tip = match state.tip {
                 Some(tip) => tip,
-                None => self.read_tip(subject).await?,
+                None => match self.read_tip(subject).await {
+                    Ok(tip) => tip,
+                    Err(TipError::Leaderless(error)) => {
+                        tracing::debug!(%error, "audit tip unreadable; retrying");
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(LEADER_CHANGE_PAUSE_MAX);
+                        continue;
+                    }
+                    Err(TipError::Refused(error)) => return Err(error),
+                },
             };
             let link = Link::next(&self.inner.vault, subject, &tip, payload)
                 .map_err(|e| AuditError::Publish(e.to_string()))?;
@@ -196,13 +221,15 @@ impl AuditLog {
             );
             link.write_headers(&mut hdrs);
             telemetry::inject_context(&mut hdrs);
-            let ack = self
+            let ack = match self
                 .inner
                 .js
                 .publish_with_headers(subject.to_string(), hdrs, payload.clone())
                 .await
-                .map_err(|e| AuditError::Publish(e.to_string()))?
-                .await;
+            {
+                Ok(ack) => ack.await,
+                Err(e) => Err(e),
+            };
             match ack {
                 Ok(ack) if ack.duplicate => {
                     // A retry of an event already stored (same event id): JetStream kept the
@@ -218,24 +245,35 @@ impl AuditLog {
                     state.tip = Some(tip);
                     return Ok(tip);
                 }
-                Err(e) if e.kind() == PublishErrorKind::WrongLastSequence && races < MAX_RACES => {
-                    // Another writer appended: read its link and chain after it.
-                    races += 1;
-                    state.tip = None;
-                }
-                Err(e) => return Err(AuditError::Publish(e.to_string())),
+                Err(e) => match crate::jetstream::classify(&e) {
+                    // Another writer appended, or a new stream leader does not know our
+                    // view: read the stored tip and chain after it.
+                    Retry::Reread if races < MAX_RACES => {
+                        races += 1;
+                        state.tip = None;
+                    }
+                    // No leader or no ack for now: the event may or may not be stored, so
+                    // re-read the tip (the event id makes a stored copy a duplicate).
+                    Retry::Later => {
+                        tracing::debug!(error = %e, "audit append not acknowledged; retrying");
+                        state.tip = None;
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(LEADER_CHANGE_PAUSE_MAX);
+                    }
+                    Retry::Reread | Retry::Never => return Err(AuditError::Publish(e.to_string())),
+                },
             }
         }
     }
 
     /// The chain's tip as stored: the subject's last message, or empty.
-    async fn read_tip(&self, subject: &str) -> Result<Tip, AuditError> {
+    async fn read_tip(&self, subject: &str) -> Result<Tip, TipError> {
         let stream = self
             .inner
             .js
             .get_stream_no_info(subjects::AUDIT_STREAM)
             .await
-            .map_err(|e| AuditError::Publish(e.to_string()))?;
+            .map_err(|e| TipError::Refused(AuditError::Publish(e.to_string())))?;
         match stream.get_last_raw_message_by_subject(subject).await {
             Ok(message) => Ok(match Link::from_headers(Some(&message.headers)) {
                 Ok(link) => link.tip_at(message.sequence),
@@ -246,8 +284,22 @@ impl AuditLog {
                     ..Tip::EMPTY
                 },
             }),
-            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(Tip::EMPTY),
-            Err(e) => Err(AuditError::Publish(e.to_string())),
+            Err(e) => match e.kind() {
+                LastRawMessageErrorKind::NoMessageFound => Ok(Tip::EMPTY),
+                // No stream, a bad subject, a permission: a refusal.
+                LastRawMessageErrorKind::JetStream(api)
+                    if !crate::jetstream::is_leaderless(api.error_code()) =>
+                {
+                    Err(TipError::Refused(AuditError::Publish(e.to_string())))
+                }
+                LastRawMessageErrorKind::InvalidSubject => {
+                    Err(TipError::Refused(AuditError::Publish(e.to_string())))
+                }
+                // No leader, no responder, no reply in time: an election, probably.
+                LastRawMessageErrorKind::JetStream(_) | LastRawMessageErrorKind::Other => {
+                    Err(TipError::Leaderless(e.to_string()))
+                }
+            },
         }
     }
 
