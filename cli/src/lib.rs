@@ -13,6 +13,8 @@
 //! - [`keys`]: master-key management: `keys add`, `status`, `rotate`, `retire`.
 //! - [`audit`]: `audit tail` (live, per user) and `audit verify` (chains, checkpoints,
 //!   orders without audit events).
+//! - [`nats_admin`]: `nats passwd`, `nats add-trader`, `nats streams apply`: operating the
+//!   cluster without the `nats` CLI.
 //! - [`smartapi`]: offline SmartAPI tools: `smartapi decode HEX` (one feed tick to JSON).
 
 pub mod audit;
@@ -21,6 +23,7 @@ pub mod client;
 pub mod dev;
 pub mod dev_sim;
 pub mod keys;
+pub mod nats_admin;
 pub mod nats_server;
 pub mod smartapi;
 pub mod stack;

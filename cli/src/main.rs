@@ -76,6 +76,55 @@ enum Command {
         #[command(subcommand)]
         command: SmartapiCommand,
     },
+    /// Operate the NATS cluster without the `nats` CLI: password hashes, traders, streams
+    /// (see nats/README.md).
+    Nats {
+        #[command(subcommand)]
+        command: NatsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum NatsCommand {
+    /// Print a bcrypt hash of the password on standard input (one line), for
+    /// passwords.conf.
+    Passwd {
+        /// bcrypt cost (4–31); nats-server checks one hash per connection.
+        #[arg(long, default_value_t = pinnacle_cli::nats_admin::DEFAULT_COST)]
+        cost: u32,
+    },
+    /// Add a trader to auth.conf with a password read from standard input, then reload
+    /// the servers (`kill -HUP`): no restart, no dropped connections.
+    AddTrader {
+        /// The trader's Pinnacle user id (a lower-case UUID), also their NATS user name.
+        user_id: String,
+        /// Read the trader's NATS password from standard input (one line); required, so
+        /// that it never sits in shell history or the process list.
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// The auth file; `trader.conf.tmpl` must be next to it.
+        #[arg(long, default_value = "nats/auth.conf")]
+        auth_file: PathBuf,
+        /// bcrypt cost (4–31).
+        #[arg(long, default_value_t = pinnacle_cli::nats_admin::DEFAULT_COST)]
+        cost: u32,
+    },
+    /// JetStream streams.
+    Streams {
+        #[command(subcommand)]
+        command: StreamsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StreamsCommand {
+    /// Create every stream defined in DIR that does not exist, and update those whose
+    /// live config differs (NATS_URL, NATS_USER/NATS_PASSWORD: the admin).
+    Apply {
+        /// The directory of stream definitions (JetStream API JSON).
+        #[arg(long, default_value = "nats/streams")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -372,6 +421,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             })
             .await
         }
+        Command::Nats { command } => nats(command).await,
         Command::Ticks {
             env_file,
             pattern,
@@ -422,4 +472,49 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .map(|_| ())
         }
     }
+}
+
+async fn nats(command: NatsCommand) -> anyhow::Result<()> {
+    use pinnacle_cli::nats_admin::{self, Applied};
+    match command {
+        NatsCommand::Passwd { cost } => {
+            let password = nats_admin::read_password(std::io::stdin().lock())?;
+            println!("{}", nats_admin::hash(&password, cost)?);
+        }
+        NatsCommand::AddTrader {
+            user_id,
+            password_stdin: _,
+            auth_file,
+            cost,
+        } => {
+            let password = nats_admin::read_password(std::io::stdin().lock())?;
+            nats_admin::add_trader(&auth_file, &user_id, &nats_admin::hash(&password, cost)?)?;
+            eprintln!(
+                "added {user_id} to {}; reload the servers (kill -HUP <nats-server pid>)",
+                auth_file.display()
+            );
+        }
+        NatsCommand::Streams {
+            command: StreamsCommand::Apply { dir },
+        } => {
+            let settings = pinnacle_common::config::NatsSettings::from_env()?;
+            let client = pinnacle_common::nats::connect(&settings, "pinnacle-nats-admin").await?;
+            let mut failed = 0;
+            for path in nats_admin::definitions(&dir)? {
+                match nats_admin::apply_stream(&client, &path).await {
+                    Ok((name, Applied::Created)) => println!("{name}: created"),
+                    Ok((name, Applied::Unchanged)) => println!("{name}: unchanged"),
+                    Ok((name, Applied::Updated(fields))) => {
+                        println!("{name}: updated {}", fields.join(", "))
+                    }
+                    Err(error) => {
+                        eprintln!("{}: {error}", path.display());
+                        failed += 1;
+                    }
+                }
+            }
+            anyhow::ensure!(failed == 0, "{failed} stream definition(s) not applied");
+        }
+    }
+    Ok(())
 }
