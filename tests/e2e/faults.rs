@@ -805,6 +805,21 @@ async fn cluster_node_losses_under_load_lose_and_misorder_nothing() {
         }
         acked.extend(recovers(&deployment, &user, "cluster").await);
         check_invariants(&deployment, &user.0, &acked).await;
+        // Every chain link and checkpoint holds, and every order has its audit event.
+        let vault = pinnacle_common::crypto::Vault::new(1, &[7u8; 32]);
+        let report = pinnacle_cli::audit::verify(
+            deployment.client().await,
+            Some(&deployment.db().await),
+            &vault,
+            &pinnacle_cli::audit::VerifyOptions::default(),
+        )
+        .await
+        .expect("audit verify runs");
+        assert!(
+            report.is_clean(),
+            "audit verify after the node losses: {report}"
+        );
+        assert!(report.orders_checked > 0, "{report}");
     })
     .await;
 }
