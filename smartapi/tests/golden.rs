@@ -86,23 +86,19 @@ fn check_quote(sdk: &mut Sdk<'_>, q: &Quote) {
     assert_eq!(sdk.i64("closed_price"), q.close, "{n}");
 }
 
-fn check_best_five(name: &str, sdk: &[Value], ours: &[BestFive]) {
+fn check_best_five(name: &str, sdk: &[Value], ours: &[BestFive], seen: &mut BTreeSet<i64>) {
     assert_eq!(sdk.len(), ours.len(), "{name}: best-five group sizes");
     for (s, o) in sdk.iter().zip(ours) {
-        // SDK QUIRK: Python reads the flag and the order count as unsigned `H`; the spec
-        // (and Java, JS) read them as signed i16. Same bits, compared as u16.
-        assert_eq!(field(s, "flag"), i64::from(o.flag as u16), "{name}: flag");
-        assert_eq!(
-            field(s, "no of orders"),
-            i64::from(o.orders as u16),
-            "{name}"
-        );
+        // Python reads the flag and the order count as unsigned `<H`, and so do we.
+        assert_eq!(field(s, "flag"), i64::from(o.flag), "{name}: flag");
+        assert_eq!(field(s, "no of orders"), i64::from(o.orders), "{name}");
         assert_eq!(field(s, "quantity"), o.quantity, "{name}: quantity");
         assert_eq!(field(s, "price"), o.price, "{name}: price");
+        seen.insert(i64::from(o.orders));
     }
 }
 
-fn check_snap(sdk: &mut Sdk<'_>, s: &SnapQuote) {
+fn check_snap(sdk: &mut Sdk<'_>, s: &SnapQuote, orders_seen: &mut BTreeSet<i64>) {
     let n = sdk.name;
     assert_eq!(
         sdk.i64("last_traded_timestamp"),
@@ -121,8 +117,10 @@ fn check_snap(sdk: &mut Sdk<'_>, s: &SnapQuote) {
     assert_eq!(sdk.i64("lower_circuit_limit"), s.lower_circuit, "{n}");
     assert_eq!(sdk.i64("52_week_high_price"), s.week_52_high, "{n}");
     assert_eq!(sdk.i64("52_week_low_price"), s.week_52_low, "{n}");
-    check_best_five(n, sdk.list("best_5_buy_data"), &s.best_five_buy);
-    check_best_five(n, sdk.list("best_5_sell_data"), &s.best_five_sell);
+    let buy = sdk.list("best_5_buy_data");
+    check_best_five(n, buy, &s.best_five_buy, orders_seen);
+    let sell = sdk.list("best_5_sell_data");
+    check_best_five(n, sell, &s.best_five_sell, orders_seen);
 }
 
 fn check_depth_levels(name: &str, sdk: &[Value], ours: &[DepthLevel]) {
@@ -141,6 +139,7 @@ fn every_golden_frame_matches_the_python_sdk() {
     assert!(vectors.len() >= 16, "golden file lost vectors");
     let mut modes_seen = BTreeSet::new();
     let mut exchanges_seen = BTreeSet::new();
+    let mut orders_seen = BTreeSet::new();
     for v in &vectors {
         let name = v["name"].as_str().expect("name");
         let frame = hex::decode(v["hex"].as_str().expect("hex")).expect("hex decodes");
@@ -195,7 +194,7 @@ fn every_golden_frame_matches_the_python_sdk() {
             Packet::Quote(q) => check_quote(&mut sdk, q),
             Packet::SnapQuote(s) => {
                 check_quote(&mut sdk, &s.quote);
-                check_snap(&mut sdk, s);
+                check_snap(&mut sdk, s, &mut orders_seen);
             }
             Packet::Depth(d) => {
                 // SDK QUIRK: Python 1.5.5 drops bytes 27..35 and reports bytes 35..43 as
@@ -217,6 +216,12 @@ fn every_golden_frame_matches_the_python_sdk() {
         exchanges_seen.contains(&13),
         "currency (13) has a golden frame"
     );
+    for extreme in [0, 1, 32_767, 32_768, 65_535] {
+        assert!(
+            orders_seen.contains(&extreme),
+            "a golden best-five entry has {extreme} orders: {orders_seen:?}"
+        );
+    }
     assert!(
         exchanges_seen.len() >= 6,
         "several exchange types: {exchanges_seen:?}"

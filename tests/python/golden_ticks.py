@@ -90,8 +90,9 @@ class Frame:
         assert len(best5) == 10
         for i, (flag, qty, price, orders) in enumerate(best5):
             base = 147 + 20 * i
-            self.put("h", base, flag).put("q", base + 2, qty)
-            self.put("q", base + 10, price).put("h", base + 18, orders)
+            # Unsigned 16-bit, as the SDK reads them (`<H`).
+            self.put("H", base, flag).put("q", base + 2, qty)
+            self.put("q", base + 10, price).put("H", base + 18, orders)
         return self.put("q", 347, upper).put("q", 355, lower).put("q", 363, hi52).put("q", 371, lo52)
 
     def depth(self, exchange_ts, received_ts, bids, asks):
@@ -139,11 +140,23 @@ def vectors():
     out.append(("snap_mcx_mixed_flags", Frame(3, 5, "234230").header(57, ts + 10, 100).quote(
         5, 100, 1_000, 500.0, 600.0, 95, 105, 90, 99)
         .snap(1_732_000_001, 8_000, -0.75, mixed, 120, 80, 150, 50)))
-    # Flag -1 (0xffff) and a negative order count: Python reads both as unsigned.
-    odd = [(-1, 1, 1_000, -1)] + [(1, 2, 999, 2)] * 4 + [(0, 3, 1_001, 3)] * 4 + [(2, 4, 998, 4)]
+    # Flag 0xffff and 0xffff orders: Python reads both as unsigned (65535, never -1).
+    odd = [(0xFFFF, 1, 1_000, 0xFFFF)] + [(1, 2, 999, 2)] * 4 + [(0, 3, 1_001, 3)] * 4 + [(2, 4, 998, 4)]
     out.append(("snap_bse_cm_signed_flags_and_orders", Frame(3, 3, "500112").header(
         58, ts + 11, 1_000).quote(1, 1_000, 1, 1.0, 1.0, 1_000, 1_000, 1_000, 1_000)
         .snap(1_732_000_002, 0, 0.0, odd, 1_100, 900, 1_200, -5)))
+    # The u16 extremes of the best-five order count and flag: 0, 1, 32767, 32768 (the first
+    # value a signed read turns negative) and 65535, on both sides of the book.
+    extremes = [0, 1, 0x7FFF, 0x8000, 0xFFFF]
+    orders_book = [(1, 10 + i, 2_000 - i, n) for i, n in enumerate(extremes)] + [
+        (0, 20 + i, 2_001 + i, n) for i, n in enumerate(reversed(extremes))]
+    out.append(("snap_nse_cm_best_five_orders_u16_extremes", Frame(3, 1, "2885").header(
+        61, ts + 18, 2_000).quote(1, 2_000, 10, 1.0, 1.0, 2_000, 2_000, 2_000, 2_000)
+        .snap(1_732_000_005, 0, 0.0, orders_book, 2_200, 1_800, 2_500, 1_500)))
+    flags_book = [(f, 30 + i, 3_000 - i, i + 1) for i, f in enumerate(extremes * 2)]
+    out.append(("snap_nse_fo_best_five_flag_u16_extremes", Frame(3, 2, "43513").header(
+        62, ts + 19, 3_000).quote(1, 3_000, 10, 1.0, 1.0, 3_000, 3_000, 3_000, 3_000)
+        .snap(1_732_000_006, 5, 1.5, flags_book, 3_300, 2_700, 3_500, 2_500)))
     currency = book(832_525_000, -25_000, 1) + book(832_550_000, 25_000, 0)
     out.append(("snap_cde_fo_currency", Frame(3, 13, "1180").header(59, ts + 12, 832_525_000).quote(
         1_000, 832_500_000, 55_000, 12_345.0, 23_456.0, 832_000_000, 833_000_000, 831_000_000,

@@ -79,12 +79,12 @@ pub fn encode(mode: u8, exchange_type: u8, q: &Quote) -> Vec<u8> {
     b.extend_from_slice(&q.open_interest.to_le_bytes());
     let oi_change: f64 = if q.open_interest > 0 { 0.25 } else { 0.0 };
     b.extend_from_slice(&oi_change.to_le_bytes());
-    for (flag, side) in [(1i16, -1i64), (0i16, 1)] {
+    for (flag, side) in [(1u16, -1i64), (0u16, 1)] {
         for level in 1..=5i64 {
             b.extend_from_slice(&flag.to_le_bytes());
             b.extend_from_slice(&(100 * level).to_le_bytes());
             b.extend_from_slice(&px(q.ltp + side * level * q.tick_size()).to_le_bytes());
-            b.extend_from_slice(&(i16::try_from(level).unwrap_or(1)).to_le_bytes());
+            b.extend_from_slice(&(u16::try_from(level).unwrap_or(1)).to_le_bytes());
         }
     }
     let (upper, lower) = q.circuits();

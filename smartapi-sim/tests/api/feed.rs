@@ -137,7 +137,7 @@ async fn subscribe_gets_packets_of_the_right_size_and_unsubscribe_stops_counting
                     "last traded time in s"
                 );
                 assert_eq!(
-                    i16::from_le_bytes([b[147], b[148]]),
+                    u16::from_le_bytes([b[147], b[148]]),
                     1,
                     "first best-five entry is a buy"
                 );

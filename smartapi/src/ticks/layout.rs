@@ -42,7 +42,8 @@ pub const OPEN_INTEREST_CHANGE_PCT: usize = 139;
 pub const BEST_FIVE: usize = 147;
 pub const BEST_FIVE_ENTRIES: usize = 10;
 pub const BEST_FIVE_ENTRY_LEN: usize = 20;
-/// Within a best-five entry: i16 flag (1 buy, 0 sell), i64 qty, i64 price, i16 orders.
+/// Within a best-five entry: u16 flag (non-zero buy, 0 sell), i64 qty, i64 price, u16
+/// orders (unsigned, as Angel One's Python parser reads them with `<H`).
 pub const BEST_FIVE_FLAG: usize = 0;
 pub const BEST_FIVE_QUANTITY: usize = 2;
 pub const BEST_FIVE_PRICE: usize = 10;
@@ -63,7 +64,8 @@ pub const DEPTH_BIDS: usize = 43;
 pub const DEPTH_ASKS: usize = 243;
 pub const DEPTH_LEVELS: usize = 20;
 pub const DEPTH_LEVEL_LEN: usize = 10;
-/// Within a depth level: i32 qty, i32 price, i16 orders.
+/// Within a depth level: i32 qty, i32 price, i16 orders (signed: the Python parser reads
+/// them with `<h`).
 pub const DEPTH_QUANTITY: usize = 0;
 pub const DEPTH_PRICE: usize = 4;
 pub const DEPTH_ORDERS: usize = 8;

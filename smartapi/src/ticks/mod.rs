@@ -126,10 +126,10 @@ fn snap_quote(r: &Reader<'_>, quote: Quote) -> Result<SnapQuote, TickError> {
     for i in 0..at::BEST_FIVE_ENTRIES {
         let base = at::BEST_FIVE + i * at::BEST_FIVE_ENTRY_LEN;
         let entry = BestFive {
-            flag: r.i16(base + at::BEST_FIVE_FLAG)?,
+            flag: r.u16(base + at::BEST_FIVE_FLAG)?,
             quantity: r.i64(base + at::BEST_FIVE_QUANTITY)?,
             price: r.i64(base + at::BEST_FIVE_PRICE)?,
-            orders: r.i16(base + at::BEST_FIVE_ORDERS)?,
+            orders: r.u16(base + at::BEST_FIVE_ORDERS)?,
         };
         // Grouped by flag, like the SDKs: non-zero is buy, zero is sell.
         if entry.flag != 0 {
@@ -198,6 +198,10 @@ impl Reader<'_> {
 
     fn u8(&self, offset: usize) -> Result<u8, TickError> {
         Ok(u8::from_le_bytes(self.bytes(offset)?))
+    }
+
+    fn u16(&self, offset: usize) -> Result<u16, TickError> {
+        Ok(u16::from_le_bytes(self.bytes(offset)?))
     }
 
     fn i16(&self, offset: usize) -> Result<i16, TickError> {

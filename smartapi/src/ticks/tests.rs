@@ -18,6 +18,10 @@ impl Frame {
         buf[at::TOKEN..at::TOKEN + token.len()].copy_from_slice(token);
         Self(buf)
     }
+    fn u16(mut self, off: usize, v: u16) -> Self {
+        self.0[off..off + 2].copy_from_slice(&v.to_le_bytes());
+        self
+    }
     fn i16(mut self, off: usize, v: i16) -> Self {
         self.0[off..off + 2].copy_from_slice(&v.to_le_bytes());
         self
@@ -100,14 +104,14 @@ fn snap_quote_groups_best_five_by_flag_in_wire_order() {
         .i64(at::LOWER_CIRCUIT, 12)
         .i64(at::WEEK_52_HIGH, 13)
         .i64(at::WEEK_52_LOW, 14);
-    let flags = [1, 0, 1, -1, 0, 0, 1, 0, 2, 0];
+    let flags = [1, 0, 1, u16::MAX, 0, 0, 1, 0, 2, 0];
     for (i, flag) in flags.into_iter().enumerate() {
         let base = at::BEST_FIVE + i * at::BEST_FIVE_ENTRY_LEN;
         f = f
-            .i16(base + at::BEST_FIVE_FLAG, flag)
+            .u16(base + at::BEST_FIVE_FLAG, flag)
             .i64(base + at::BEST_FIVE_QUANTITY, i as i64 * 10)
             .i64(base + at::BEST_FIVE_PRICE, 1000 + i as i64)
-            .i16(base + at::BEST_FIVE_ORDERS, i as i16);
+            .u16(base + at::BEST_FIVE_ORDERS, i as u16);
     }
     let Packet::SnapQuote(s) = decode_ok(&f.0).packet else {
         panic!("not a snap quote")
@@ -121,7 +125,7 @@ fn snap_quote_groups_best_five_by_flag_in_wire_order() {
         prices(&s.best_five_sell),
         vec![1001, 1004, 1005, 1007, 1009]
     );
-    assert_eq!(s.best_five_buy[2].flag, -1);
+    assert_eq!(s.best_five_buy[2].flag, u16::MAX);
     assert_eq!(
         (
             s.upper_circuit,
@@ -131,6 +135,36 @@ fn snap_quote_groups_best_five_by_flag_in_wire_order() {
         ),
         (11, 12, 13, 14)
     );
+}
+
+#[test]
+fn best_five_flag_and_orders_are_unsigned_16_bit() {
+    // The extremes of a u16: Angel One's parser reads `<H`, so 0xffff is 65535 orders,
+    // never -1, and 0x8000 is 32768 (the first value a signed read would turn negative).
+    let extremes = [0u16, 1, 32_767, 32_768, u16::MAX];
+    let mut f = Frame::new(3, 1, b"2885");
+    for i in 0..at::BEST_FIVE_ENTRIES {
+        let base = at::BEST_FIVE + i * at::BEST_FIVE_ENTRY_LEN;
+        let flag = if i < 5 { 1 } else { extremes[i - 5] };
+        f = f
+            .u16(base + at::BEST_FIVE_FLAG, flag)
+            .i64(base + at::BEST_FIVE_QUANTITY, 1)
+            .u16(base + at::BEST_FIVE_ORDERS, extremes[i % 5]);
+    }
+    let Packet::SnapQuote(s) = decode_ok(&f.0).packet else {
+        panic!("not a snap quote")
+    };
+    let orders = |v: &[BestFive]| v.iter().map(|e| e.orders).collect::<Vec<_>>();
+    let flags = |v: &[BestFive]| v.iter().map(|e| e.flag).collect::<Vec<_>>();
+    // Flag 0 is the only sell; 32768 and 65535 are buys like 1.
+    assert_eq!(flags(&s.best_five_buy), vec![1, 1, 1, 1, 1, 1, 32_767, 32_768, 65_535]);
+    assert_eq!(
+        orders(&s.best_five_buy),
+        vec![0, 1, 32_767, 32_768, 65_535, 1, 32_767, 32_768, 65_535]
+    );
+    assert_eq!(orders(&s.best_five_sell), vec![0]);
+    let json = serde_json::to_value(&s.best_five_buy[4]).expect("serialises");
+    assert_eq!(json["orders"], 65_535);
 }
 
 #[test]

@@ -159,12 +159,15 @@ pub struct Quote {
 /// One entry of the best-five book in a SNAP_QUOTE packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct BestFive {
-    /// Raw flag (signed, as Java and JS read it): 0 = sell, anything else = buy.
-    pub flag: i16,
+    /// Raw flag, unsigned 16-bit as Angel One's Python parser reads it: 0 = sell,
+    /// anything else = buy.
+    pub flag: u16,
     pub quantity: i64,
     /// Raw price.
     pub price: i64,
-    pub orders: i16,
+    /// Number of orders at this price, unsigned 16-bit (0..=65535) as Angel One's Python
+    /// parser reads it; a count is never negative.
+    pub orders: u16,
 }
 
 /// A SNAP_QUOTE packet: [`Quote`] plus OI, best five, circuits and the 52-week range.
