@@ -120,6 +120,8 @@ pub async fn spawn_publisher(
     let history = sources.history;
     let seed = sim.seed;
     let max_payload = md.max_payload;
+    // One discovery identity for the process, so statistics survive a rebuilt connection.
+    let micro = pinnacle_publisher::service::discovery();
     let options = PublishOptions {
         cache: cache.clone(),
         stall_timeout: Duration::from_millis(md.stall_ms.max(1)),
@@ -136,6 +138,7 @@ pub async fn spawn_publisher(
             history: SimHistory { seed },
             angel: history.clone(),
             max_payload,
+            micro: micro.clone(),
         });
         let (calendar, feed, options) = (calendar.clone(), feed.clone(), options.clone());
         Box::pin(async move {

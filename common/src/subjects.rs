@@ -113,6 +113,9 @@ pub mod md {
     pub const SYMBOLS_LOOKUP: &str = "md.req.symbols.lookup";
     /// Market status per exchange.
     pub const STATUS: &str = "md.req.status";
+    /// The latest tick of many symbols at once (a list or a `md.tick.` wildcard), with
+    /// every exchange's status: what a late subscriber or a client that saw a gap needs.
+    pub const SNAPSHOT: &str = "md.req.snapshot";
 }
 
 /// `md.depth.<EXCHANGE>.<SYMBOL>`: the five-level book, escaped like [`tick`].

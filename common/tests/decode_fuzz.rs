@@ -16,7 +16,8 @@
 use pinnacle_common::codec::{Encoding, MAX_DEPTH};
 use pinnacle_common::model::{
     AuditEvent, CandleRequest, LastRequest, ListRequest, MarketTick, ModifyRequest, OrderEvent,
-    OrderRef, OrderRequest, PortfolioRequest, StatusRequest, SymbolLookup, SymbolSearch, Tick,
+    OrderRef, OrderRequest, PortfolioRequest, SnapshotRequest, StatusRequest, SymbolLookup,
+    SymbolSearch, Tick,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, TestRunner};
@@ -66,6 +67,7 @@ fn decode_all(encoding: Encoding, bytes: &[u8]) {
     let _ = encoding.decode::<SymbolSearch>(bytes);
     let _ = encoding.decode::<SymbolLookup>(bytes);
     let _ = encoding.decode::<StatusRequest>(bytes);
+    let _ = encoding.decode::<SnapshotRequest>(bytes);
     let _ = encoding.decode::<Tick>(bytes);
     let _ = encoding.decode::<MarketTick>(bytes);
     let _ = encoding.decode::<OrderEvent>(bytes);

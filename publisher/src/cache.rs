@@ -8,6 +8,9 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 
 use pinnacle_common::model::MarketTick;
+use pinnacle_common::subjects;
+
+use crate::snapshot::TickFilter;
 
 /// Latest tick per (exchange, symbol).
 #[derive(Debug, Default)]
@@ -45,6 +48,42 @@ impl LastValues {
     pub fn get(&self, exchange: &str, symbol: &str) -> Option<MarketTick> {
         let map = self.ticks.read().ok()?;
         map.get(exchange)?.get(symbol).cloned()
+    }
+
+    /// The ticks whose subject matches `filter` and sorts after `after`, in subject order,
+    /// at most `limit` of them, each with its subject; and whether more follow.
+    pub fn matching(
+        &self,
+        filter: &TickFilter,
+        after: Option<&str>,
+        limit: usize,
+    ) -> (Vec<(String, MarketTick)>, bool) {
+        let Ok(map) = self.ticks.read() else {
+            return (Vec::new(), false);
+        };
+        let mut found: Vec<(String, &MarketTick)> = Vec::new();
+        for (exchange, symbols) in map.iter() {
+            let exchange_token = subjects::escape_token(exchange);
+            for (symbol, tick) in symbols {
+                let symbol_token = subjects::escape_token(symbol);
+                if !filter.matches(&[&exchange_token, &symbol_token]) {
+                    continue;
+                }
+                let subject = subjects::tick(exchange, symbol);
+                if after.is_some_and(|after| subject.as_str() <= after) {
+                    continue;
+                }
+                found.push((subject, tick));
+            }
+        }
+        found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let more = found.len() > limit;
+        let page = found
+            .into_iter()
+            .take(limit)
+            .map(|(subject, tick)| (subject, tick.clone()))
+            .collect();
+        (page, more)
     }
 
     /// How many symbols have a tick.
@@ -137,5 +176,27 @@ mod tests {
         assert_eq!(cache.get("NSE", "B").map(|t| t.seq), Some(1));
         assert!(cache.get("BSE", "A").is_none());
         assert_eq!(cache.len(), 2);
+    }
+
+    #[test]
+    fn matching_pages_in_subject_order() {
+        let cache = LastValues::new();
+        cache.update(&[tick("C", 1), tick("A", 1), tick("B", 3), tick("A.B", 1)]);
+        let all = TickFilter::parse("md.tick.NSE.*").expect("filter");
+        let (page, more) = cache.matching(&all, None, 2);
+        let names = |p: &[(String, MarketTick)]| -> Vec<String> {
+            p.iter().map(|(_, t)| t.symbol.clone()).collect()
+        };
+        assert_eq!(names(&page), ["A", "A.B"]);
+        assert_eq!(page[1].0, "md.tick.NSE.A~2EB");
+        assert!(more);
+        let (rest, more) = cache.matching(&all, Some(&page[1].0), 10);
+        assert_eq!(names(&rest), ["B", "C"]);
+        assert_eq!(rest[0].1.seq, 3);
+        assert!(!more);
+        let one = TickFilter::parse("md.tick.NSE.A~2EB").expect("escaped");
+        assert_eq!(names(&cache.matching(&one, None, 10).0), ["A.B"]);
+        let other = TickFilter::parse("md.tick.BSE.>").expect("bse");
+        assert!(cache.matching(&other, None, 10).0.is_empty());
     }
 }

@@ -12,7 +12,10 @@
 //! - [`instruments`]: the instrument master (OpenAPIScripMaster.json) and its indexes.
 //! - [`calendar`]: exchange hours in IST and the holiday calendar → market status.
 //! - [`candles`]: Angel One intervals, range limits, simulated history.
-//! - [`service`]: `md.req.>` request-reply (last, candles, symbols, status).
+//! - [`service`]: `md.req.>` request-reply (last, snapshot, candles, symbols, status),
+//!   registered with the NATS micro services API as `pinnacle-market-data`.
+//! - [`snapshot`]: `md.req.snapshot`, the latest tick of many symbols plus every
+//!   exchange's status in one reply (late subscribers, gap healing).
 //! - [`status`]: publishes `md.status.<EXCHANGE>` on every change.
 //! - [`trace`]: which ticks are traced (a ratio) and their producer spans.
 //! - [`run`]: the publishing loop; it takes any [`MarketFeed`] and a shutdown token.
@@ -28,6 +31,7 @@ pub mod instruments;
 pub mod replay;
 pub mod service;
 pub mod sim;
+pub mod snapshot;
 pub mod source;
 pub mod status;
 pub mod trace;

@@ -1,5 +1,10 @@
-//! The market-data request-reply service on `md.req.<verb>`: last value, candles, symbol
-//! search and lookup, market status.
+//! The market-data request-reply service on `md.req.<verb>`: last value, snapshot,
+//! candles, symbol search and lookup, market status.
+//!
+//! It registers with the NATS micro services API as [`SERVICE_NAME`] (`$SRV.PING`,
+//! `$SRV.INFO`, `$SRV.STATS`, one endpoint per verb with its own statistics), and each
+//! request is handled in an `md.request` server span that continues the caller's
+//! `traceparent`.
 //!
 //! Replies follow the workspace convention: `{"ok":true,"result":…}` or
 //! `{"ok":false,"error":{code,message}}` with a `Pinnacle-Error` header, MessagePack
@@ -12,13 +17,14 @@ use async_nats::{HeaderMap, Message};
 use pinnacle_common::codec::Encoding;
 use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::model::{
-    CandleReply, CandleRequest, LastRequest, MarketTick, Reply, StatusList, StatusRequest,
-    SymbolList, SymbolLookup, SymbolSearch,
+    CandleReply, CandleRequest, ExchangeStatus, LastRequest, MarketTick, Reply, SnapshotReply,
+    SnapshotRequest, StatusList, StatusRequest, SymbolList, SymbolLookup, SymbolSearch,
 };
-use pinnacle_common::serve;
 use pinnacle_common::shutdown::Shutdown;
 use pinnacle_common::subjects::{self, headers, md};
+use pinnacle_common::{micro, serve, telemetry};
 use serde::{de::DeserializeOwned, Serialize};
+use tracing::Instrument as _;
 
 use crate::angel::AngelHistory;
 use crate::cache::LastValues;
@@ -38,6 +44,46 @@ pub const SOURCE_SIMULATED: &str = "simulated";
 /// `source` of candles from Angel One's getCandleData.
 pub const SOURCE_ANGEL_ONE: &str = "angel_one";
 
+/// The micro-service name the market-data service registers under.
+pub const SERVICE_NAME: &str = "pinnacle-market-data";
+
+/// Every `md.req.*` verb as a micro endpoint: (endpoint name, subject). Endpoint names
+/// may not contain dots, so `symbols.search` is `symbols_search`.
+pub const ENDPOINTS: [(&str, &str); 6] = [
+    ("last", md::LAST),
+    ("snapshot", md::SNAPSHOT),
+    ("candles", md::CANDLES),
+    ("symbols_search", md::SYMBOLS_SEARCH),
+    ("symbols_lookup", md::SYMBOLS_LOOKUP),
+    ("status", md::STATUS),
+];
+
+/// The discovery identity and per-endpoint statistics of the market-data service; one
+/// per publisher process, shared by its incarnations.
+pub fn discovery() -> micro::Service {
+    micro::Service::new(
+        SERVICE_NAME,
+        env!("CARGO_PKG_VERSION"),
+        "Pinnacle market data: last value, snapshot, candles, symbols, market status",
+        ENDPOINTS
+            .iter()
+            .map(|(name, subject)| micro::Endpoint {
+                name: (*name).to_string(),
+                subject: (*subject).to_string(),
+                queue_group: subjects::MD_QUEUE.to_string(),
+            })
+            .collect(),
+    )
+}
+
+/// The endpoint name of a request subject, if it is one of [`ENDPOINTS`].
+fn endpoint_of(subject: &str) -> Option<&'static str> {
+    ENDPOINTS
+        .iter()
+        .find(|(_, s)| *s == subject)
+        .map(|(name, _)| *name)
+}
+
 /// Everything the service reads.
 #[derive(Debug)]
 pub struct MdService {
@@ -56,6 +102,8 @@ pub struct MdService {
     pub angel: Option<Arc<AngelHistory>>,
     /// Largest accepted request body, bytes.
     pub max_payload: usize,
+    /// Discovery (`$SRV.*`) and per-endpoint statistics; see [`discovery`].
+    pub micro: micro::Service,
 }
 
 /// The service could not start.
@@ -88,12 +136,24 @@ pub async fn run_with_ready(
             subject: subjects::MD_REQUEST_ALL,
             reason: e.to_string(),
         });
-    let subscription = match subscribed {
-        Ok(subscription) => {
+    let discovery = match subscribed {
+        Ok(subscription) => service
+            .micro
+            .serve(service.client.clone(), shutdown.clone())
+            .await
+            .map(|task| (subscription, task))
+            .map_err(|e| ServiceError {
+                subject: "$SRV.>",
+                reason: e.to_string(),
+            }),
+        Err(error) => Err(error),
+    };
+    let (subscription, discovery) = match discovery {
+        Ok((subscription, discovery)) => {
             // Make sure the server has the subscription before anyone relies on it.
             let _ = service.client.flush().await;
             let _ = ready.send(Ok(()));
-            subscription
+            (subscription, discovery)
         }
         Err(error) => {
             let _ = ready.send(Err(ServiceError {
@@ -113,6 +173,7 @@ pub async fn run_with_ready(
         async move { handle(&service, message).await }
     })
     .await;
+    let _ = discovery.await;
     let _ = service.client.flush().await;
     tracing::info!("market-data service stopped");
     Ok(())
@@ -124,44 +185,77 @@ fn decode<T: DeserializeOwned>(encoding: Encoding, payload: &[u8]) -> Result<T, 
         .map_err(|e| ErrorBody::new(ErrorCode::BadPayload, e.to_string()))
 }
 
-/// Handles one request and publishes exactly one reply.
+/// Handles one request and publishes exactly one reply, in an `md.request` server span
+/// that continues the caller's `traceparent`, and counts it in the endpoint's statistics.
 pub async fn handle(service: &MdService, message: Message) {
+    let span = tracing::info_span!(
+        "md.request",
+        otel.kind = "server",
+        messaging.system = "nats",
+        messaging.operation = "process",
+        messaging.destination.name = %message.subject,
+        error.code = tracing::field::Empty,
+    );
+    telemetry::set_parent_from(&span, message.headers.as_ref());
+    async {
+        let started = std::time::Instant::now();
+        let error = dispatch(service, &message).await;
+        if let Some(code) = error {
+            tracing::Span::current().record("error.code", code.as_str());
+        }
+        if let Some(endpoint) = endpoint_of(&message.subject) {
+            let error = error.map(ErrorCode::as_str);
+            service.micro.record(endpoint, started.elapsed(), error);
+        }
+    }
+    .instrument(span)
+    .await;
+}
+
+/// Answers one request; the error code of the reply, if it was a failure.
+async fn dispatch(service: &MdService, message: &Message) -> Option<ErrorCode> {
     let encoding = Encoding::from_headers(message.headers.as_ref());
     let payload = &message.payload;
-    if payload.len() > service.max_payload {
+    // A snapshot lists up to 1000 symbols, more than the usual limit allows.
+    let limit = if message.subject.as_str() == md::SNAPSHOT {
+        service.max_payload.max(crate::snapshot::MAX_REQUEST_BYTES)
+    } else {
+        service.max_payload
+    };
+    if payload.len() > limit {
         let error = ErrorBody::new(
             ErrorCode::PayloadTooLarge,
-            format!(
-                "payload is {} bytes; the limit is {}",
-                payload.len(),
-                service.max_payload
-            ),
+            format!("payload is {} bytes; the limit is {limit}", payload.len(),),
         );
-        return respond::<()>(service, &message, encoding, Err(error)).await;
+        return respond::<()>(service, message, encoding, Err(error)).await;
     }
     if let Err(error) = pinnacle_common::codec::check_headers(message.headers.as_ref()) {
         let error = ErrorBody::new(ErrorCode::BadPayload, error.to_string());
-        return respond::<()>(service, &message, encoding, Err(error)).await;
+        return respond::<()>(service, message, encoding, Err(error)).await;
     }
     match message.subject.as_str() {
         md::LAST => {
             let outcome = decode(encoding, payload).and_then(|r| last(service, &r));
-            respond(service, &message, encoding, outcome).await
+            respond(service, message, encoding, outcome).await
+        }
+        md::SNAPSHOT => {
+            let outcome = decode(encoding, payload).and_then(|r| snapshot(service, &r, encoding));
+            respond(service, message, encoding, outcome).await
         }
         md::CANDLES => {
             let outcome = match decode(encoding, payload) {
                 Ok(request) => candles(service, &request).await,
                 Err(error) => Err(error),
             };
-            respond(service, &message, encoding, outcome).await
+            respond(service, message, encoding, outcome).await
         }
         md::SYMBOLS_SEARCH => {
             let outcome = decode(encoding, payload).and_then(|r| search(service, &r));
-            respond(service, &message, encoding, outcome).await
+            respond(service, message, encoding, outcome).await
         }
         md::SYMBOLS_LOOKUP => {
             let outcome = decode(encoding, payload).and_then(|r| lookup(service, &r));
-            respond(service, &message, encoding, outcome).await
+            respond(service, message, encoding, outcome).await
         }
         md::STATUS => {
             // An empty body means "every exchange", so `nats req md.req.status ''` works.
@@ -171,7 +265,7 @@ pub async fn handle(service: &MdService, message: Message) {
                 decode(encoding, payload)
             }
             .and_then(|r| status(service, &r));
-            respond(service, &message, encoding, outcome).await
+            respond(service, message, encoding, outcome).await
         }
         other => {
             let error = ErrorBody::new(
@@ -181,7 +275,7 @@ pub async fn handle(service: &MdService, message: Message) {
                     other.chars().take(80).collect::<String>()
                 ),
             );
-            respond::<()>(service, &message, encoding, Err(error)).await
+            respond::<()>(service, message, encoding, Err(error)).await
         }
     }
 }
@@ -205,6 +299,31 @@ fn last(service: &MdService, request: &LastRequest) -> Result<MarketTick, ErrorB
             unknown_symbol(&exchange, &request.symbol)
         },
     )
+}
+
+fn snapshot(
+    service: &MdService,
+    request: &SnapshotRequest,
+    encoding: Encoding,
+) -> Result<SnapshotReply, ErrorBody> {
+    let max_payload = service.client.server_info().max_payload.max(64 * 1024);
+    crate::snapshot::answer(
+        &service.cache,
+        &service.catalog,
+        request,
+        all_statuses(service),
+        encoding,
+        max_payload,
+    )
+}
+
+/// Every exchange's status now, as `md.status.<EXCHANGE>` last announced it.
+fn all_statuses(service: &MdService) -> Vec<ExchangeStatus> {
+    let now = chrono::Utc::now();
+    EXCHANGES
+        .iter()
+        .map(|e| service.calendar.status(e, now))
+        .collect()
 }
 
 fn unknown_symbol(exchange: &str, symbol: &str) -> ErrorBody {
@@ -329,10 +448,7 @@ fn lookup(
 fn status(service: &MdService, request: &StatusRequest) -> Result<StatusList, ErrorBody> {
     let now = chrono::Utc::now();
     let exchanges = match &request.exchange {
-        None => EXCHANGES
-            .iter()
-            .map(|e| service.calendar.status(e, now))
-            .collect(),
+        None => all_statuses(service),
         Some(exchange) => {
             let exchange = exchange.to_ascii_uppercase();
             if !Calendar::knows(&exchange) {
@@ -351,18 +467,20 @@ fn status(service: &MdService, request: &StatusRequest) -> Result<StatusList, Er
     Ok(StatusList { exchanges })
 }
 
+/// Publishes the reply; the error code it carried, if it was a failure.
 async fn respond<T: Serialize>(
     service: &MdService,
     message: &Message,
     encoding: Encoding,
     outcome: Result<T, ErrorBody>,
-) {
+) -> Option<ErrorCode> {
+    let mut failed = outcome.as_ref().err().map(|e| e.code);
     let Some(reply_to) = message.reply.clone() else {
-        return;
+        return failed;
     };
     if !pinnacle_common::subjects::is_safe_reply(&reply_to) {
         tracing::warn!(reply_to = %reply_to, "refusing to reply into a protected subject");
-        return;
+        return failed;
     }
     let mut hdrs = HeaderMap::new();
     hdrs.insert(headers::CONTENT_TYPE, encoding.content_type());
@@ -390,9 +508,10 @@ async fn respond<T: Serialize>(
             let failure =
                 Reply::<()>::failure(ErrorBody::new(ErrorCode::Internal, "internal error"));
             hdrs.insert(headers::ERROR_CODE, ErrorCode::Internal.as_str());
+            failed = Some(ErrorCode::Internal);
             match encoding.encode(&failure) {
                 Ok(p) => p,
-                Err(_) => return,
+                Err(_) => return Some(ErrorCode::Internal),
             }
         }
     };
@@ -403,4 +522,5 @@ async fn respond<T: Serialize>(
     {
         tracing::warn!(%error, "could not send a market-data reply");
     }
+    failed
 }

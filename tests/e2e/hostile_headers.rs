@@ -109,6 +109,7 @@ fn service_subjects(user: &TestUser) -> Vec<String> {
     all.extend(
         [
             md::LAST,
+            md::SNAPSHOT,
             md::CANDLES,
             md::SYMBOLS_SEARCH,
             md::SYMBOLS_LOOKUP,
@@ -119,6 +120,7 @@ fn service_subjects(user: &TestUser) -> Vec<String> {
     for verb in ["PING", "INFO", "STATS"] {
         all.push(format!("$SRV.{verb}"));
         all.push(format!("$SRV.{verb}.pinnacle-orders"));
+        all.push(format!("$SRV.{verb}.pinnacle-market-data"));
     }
     // The worker's paper broker and matcher follow ticks and order events too.
     all.push(subjects::tick("NSE", "SBIN-EQ"));
@@ -204,6 +206,21 @@ async fn every_service_answers(stack: &TestStack, user: &TestUser) -> Duration {
     })
     .await;
     slowest = slowest.max(discovery);
+    let md_discovery = answers_within_bound("$SRV market-data discovery", || async move {
+        let reply = tokio::time::timeout(
+            Duration::from_secs(1),
+            stack
+                .client
+                .request("$SRV.PING.pinnacle-market-data", Bytes::new()),
+        )
+        .await
+        .ok()?
+        .ok()?;
+        let ping: Value = serde_json::from_slice(&reply.payload).ok()?;
+        (ping["name"] == "pinnacle-market-data").then_some(())
+    })
+    .await;
+    slowest = slowest.max(md_discovery);
     let ready = answers_within_bound("/readyz", || async move {
         let response = stack
             .http

@@ -15,6 +15,7 @@ mod hostile_headers;
 mod lifecycle;
 mod login;
 mod market_data;
+mod md_snapshot;
 mod metrics;
 mod nats_cluster;
 mod nats_config;

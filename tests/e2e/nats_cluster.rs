@@ -410,6 +410,12 @@ async fn traders_are_confined(cluster: &TestCluster, worker: &Conn) {
             }
         }
     });
+    // The publisher's micro discovery, as `pinnacle publisher` serves it.
+    let discovery_stop = pinnacle_common::shutdown::Shutdown::new();
+    let discovery = pinnacle_publisher::service::discovery()
+        .serve(publisher.client.clone(), discovery_stop.clone())
+        .await
+        .expect("the publisher may subscribe to its $SRV subjects");
     publisher.client.flush().await.expect("flush");
     worker.client.flush().await.expect("flush");
 
@@ -519,6 +525,22 @@ async fn traders_are_confined(cluster: &TestCluster, worker: &Conn) {
     while let Ok(subject) = seen_rx.try_recv() {
         assert!(!subject.contains(TRADER_B.user), "worker saw {subject}");
     }
+    // Discovery reaches the publisher from another node, and it answers within its rights.
+    let admin = cluster.connect(1, ADMIN).await.expect("admin");
+    let info = tokio::time::timeout(
+        ARRIVAL,
+        admin
+            .client
+            .request("$SRV.INFO.pinnacle-market-data", "".into()),
+    )
+    .await
+    .expect("a discovery reply in time")
+    .expect("the publisher answers $SRV.INFO");
+    let info: serde_json::Value = serde_json::from_slice(&info.payload).expect("JSON");
+    assert_eq!(info["name"], "pinnacle-market-data");
+    publisher.expect_no_violation().await;
+    discovery_stop.cancel();
+    let _ = discovery.await;
     serve.abort();
     md_serve.abort();
 }

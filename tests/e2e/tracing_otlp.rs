@@ -307,3 +307,84 @@ async fn an_order_is_one_trace_from_client_to_audit_in_a_real_otlp_receiver() {
     })
     .await;
 }
+
+/// A `md.req.*` request carrying the caller's `traceparent` is handled in an `md.request`
+/// server span of the same trace, whose parent is the caller's span, for a success and a
+/// failure alike (market data touches no database, so SQLite alone is enough).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn market_data_requests_continue_the_callers_trace() {
+    let nats = TestNats::start();
+    let db = TestDb::create(pinnacle_tests::Backend::Sqlite).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("spans.jsonl");
+    let (_receiver, port) = start_receiver(&out).await;
+    let log = std::fs::File::create(dir.path().join("pinnacle.log")).expect("log file");
+    let _pinnacle = Command::new(env!("CARGO_BIN_EXE_pinnacle-under-test"))
+        .args(["dev", "--api-bind", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("NATS_URL", nats.url())
+        .env("DATABASE_URL", &db.url)
+        .env(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://127.0.0.1:{port}"),
+        )
+        .env("OTEL_SERVICE_NAME", "pinnacle-e2e")
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        .env_remove("OTEL_TRACES_SAMPLER")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("pinnacle dev starts");
+    let client = async_nats::connect(nats.url()).await.expect("connect");
+    let asks = [
+        (
+            subjects::md::CANDLES,
+            r#"{"exchange":"NSE","symbol":"SBIN-EQ","interval":"ONE_DAY","from":"2026-11-02 09:15","to":"2026-11-06 15:30"}"#,
+            None,
+        ),
+        (
+            subjects::md::SNAPSHOT,
+            r#"{"subject":"md.tick.NSE.*"}"#,
+            None,
+        ),
+        (
+            subjects::md::LAST,
+            r#"{"exchange":"NSE","symbol":"NOPE-EQ"}"#,
+            Some("UNKNOWN_SYMBOL"),
+        ),
+    ];
+    for (subject, body, error) in asks {
+        let trace_id = uuid::Uuid::new_v4().simple().to_string();
+        let client_span = uuid::Uuid::new_v4().simple().to_string()[..16].to_string();
+        let request = || {
+            let mut hdrs = HeaderMap::new();
+            let parent = format!("00-{trace_id}-{client_span}-01");
+            hdrs.insert("traceparent", parent.as_str());
+            hdrs.insert(headers::CONTENT_TYPE, "application/json");
+            client.request_with_headers(subject, hdrs, body.into())
+        };
+        // The first request may come before `pinnacle dev` serves; ask until it answers.
+        let reply = eventually(Duration::from_secs(20), "a market-data reply", || async {
+            let reply = tokio::time::timeout(Duration::from_secs(2), request()).await;
+            reply.ok().and_then(Result::ok)
+        })
+        .await;
+        let reply: Value = serde_json::from_slice(&reply.payload).expect("JSON reply");
+        assert_eq!(reply["ok"], error.is_none(), "{subject}: {reply}");
+        let span = eventually(Duration::from_secs(15), "the md.request span", || async {
+            spans(&out)
+                .into_iter()
+                .find(|s| field(s, "trace_id") == trace_id && field(s, "name") == "md.request")
+        })
+        .await;
+        assert_eq!(field(&span, "parent_span_id"), client_span, "{span}");
+        assert_eq!(field(&span, "kind"), "SERVER", "{span}");
+        assert_eq!(field(&span, "service"), "pinnacle-e2e");
+        assert_eq!(attr(&span, "messaging.system"), "nats");
+        assert_eq!(attr(&span, "messaging.operation"), "process");
+        assert_eq!(attr(&span, "messaging.destination.name"), subject);
+        assert_eq!(attr(&span, "error.code"), error.unwrap_or(""), "{span}");
+    }
+}

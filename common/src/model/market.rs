@@ -1,4 +1,5 @@
-//! Market-data request and reply types: last value, candles, symbols, market status.
+//! Market-data request and reply types: last value, snapshot, candles, symbols, market
+//! status.
 //!
 //! Served by the publisher on `md.req.<verb>` (see [`crate::subjects::md`]). Every price
 //! is integer paise; every time is ms since the Unix epoch, except candle `from`/`to`,
@@ -13,6 +14,45 @@ pub struct LastRequest {
     pub exchange: String,
     /// Trading symbol, e.g. `SBIN-EQ`.
     pub symbol: String,
+}
+
+/// `md.req.snapshot`: the latest tick of many symbols in one request, either an explicit
+/// list or every symbol whose tick subject matches a `md.tick.` wildcard (paged).
+///
+/// Exactly one of `symbols` and `subject` is given.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotRequest {
+    /// Explicit symbols (at most the service's limit, 1000).
+    #[serde(default)]
+    pub symbols: Vec<LastRequest>,
+    /// A tick-subject filter, the one the client subscribed with: `md.tick.>`,
+    /// `md.tick.NSE.*`, `md.tick.*.SBIN-EQ` (NATS wildcards, escaped symbols).
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// With `subject`: only ticks whose subject sorts after this one (the previous page's
+    /// `next`).
+    #[serde(default)]
+    pub after: Option<String>,
+    /// With `subject`: the page size (default and largest: the service's limit, 1000).
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+/// The reply to [`SnapshotRequest`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotReply {
+    /// The latest tick of each symbol, ordered by tick subject; each carries its `seq`.
+    pub ticks: Vec<crate::model::MarketTick>,
+    /// Listed symbols the service knows but has no tick for yet.
+    #[serde(default)]
+    pub missing: Vec<LastRequest>,
+    /// Every exchange's current status (what `md.status.<EXCHANGE>` last said).
+    pub status: Vec<ExchangeStatus>,
+    /// With `subject`: the `after` of the next page, absent on the last one.
+    #[serde(default)]
+    pub next: Option<String>,
+    /// When the snapshot was taken, ms since the epoch.
+    pub ts_ms: i64,
 }
 
 /// `md.req.candles`: historical candles.

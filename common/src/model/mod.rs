@@ -11,7 +11,8 @@ pub mod tick;
 pub use audit::{AuditEvent, AuditOutcome};
 pub use market::{
     Candle, CandleReply, CandleRequest, ExchangeStatus, Instrument, LastRequest, MarketPhase,
-    StatusList, StatusRequest, SymbolList, SymbolLookup, SymbolSearch,
+    SnapshotReply, SnapshotRequest, StatusList, StatusRequest, SymbolList, SymbolLookup,
+    SymbolSearch,
 };
 pub use order::{
     ListRequest, ModifyRequest, OrderEvent, OrderList, OrderRef, OrderReply, OrderRequest,

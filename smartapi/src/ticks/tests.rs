@@ -157,13 +157,16 @@ fn best_five_flag_and_orders_are_unsigned_16_bit() {
     let orders = |v: &[BestFive]| v.iter().map(|e| e.orders).collect::<Vec<_>>();
     let flags = |v: &[BestFive]| v.iter().map(|e| e.flag).collect::<Vec<_>>();
     // Flag 0 is the only sell; 32768 and 65535 are buys like 1.
-    assert_eq!(flags(&s.best_five_buy), vec![1, 1, 1, 1, 1, 1, 32_767, 32_768, 65_535]);
+    assert_eq!(
+        flags(&s.best_five_buy),
+        vec![1, 1, 1, 1, 1, 1, 32_767, 32_768, 65_535]
+    );
     assert_eq!(
         orders(&s.best_five_buy),
         vec![0, 1, 32_767, 32_768, 65_535, 1, 32_767, 32_768, 65_535]
     );
     assert_eq!(orders(&s.best_five_sell), vec![0]);
-    let json = serde_json::to_value(&s.best_five_buy[4]).expect("serialises");
+    let json = serde_json::to_value(s.best_five_buy[4]).expect("serialises");
     assert_eq!(json["orders"], 65_535);
 }
 

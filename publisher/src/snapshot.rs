@@ -1,0 +1,317 @@
+//! `md.req.snapshot`: the latest tick of many symbols in one reply, from the last-value
+//! cache, with every exchange's status, so a late subscriber or a client that saw a
+//! sequence gap rebuilds its picture in one request (docs/PROTOCOL.md, "Snapshots and
+//! gap healing").
+//!
+//! Bounded: at most [`MAX_SYMBOLS`] symbols per request, and never more bytes than the
+//! server's `max_payload`. A list past the bound is refused with `RANGE_TOO_LARGE`; a
+//! wildcard is paged (`next` → `after`) instead.
+
+use pinnacle_common::codec::Encoding;
+use pinnacle_common::error::{ErrorBody, ErrorCode};
+use pinnacle_common::model::{ExchangeStatus, SnapshotReply, SnapshotRequest};
+use pinnacle_common::subjects;
+
+use crate::cache::LastValues;
+use crate::instruments::Catalog;
+
+/// Most symbols in one request (a list) or one page (a wildcard).
+pub const MAX_SYMBOLS: usize = 1000;
+/// Largest snapshot request body: room for [`MAX_SYMBOLS`] listed symbols (other
+/// `md.req.*` requests keep the service's 16 KiB limit).
+pub const MAX_REQUEST_BYTES: usize = 96 * 1024;
+/// Longest accepted subject filter.
+const MAX_FILTER_LEN: usize = 256;
+/// Room left in `max_payload` for the reply envelope and headers.
+const ENVELOPE_BYTES: usize = 4096;
+
+/// A `md.tick.` subject filter, split into tokens (`*` one token, `>` the rest).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TickFilter {
+    /// Tokens after `md.tick.`.
+    tokens: Vec<String>,
+}
+
+impl TickFilter {
+    /// Parses `md.tick.<EXCHANGE>.<SYMBOL>` with NATS wildcards.
+    pub fn parse(filter: &str) -> Result<Self, ErrorBody> {
+        let invalid = |why: &str| {
+            ErrorBody::new(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "subject {:?} {why}",
+                    filter.chars().take(80).collect::<String>()
+                ),
+            )
+        };
+        if filter.len() > MAX_FILTER_LEN {
+            return Err(invalid("is too long"));
+        }
+        let prefix = format!("{}.", subjects::MD_TICK_PREFIX);
+        let rest = filter
+            .strip_prefix(&prefix)
+            .ok_or_else(|| invalid("must start with md.tick."))?;
+        let tokens: Vec<String> = rest.split('.').map(str::to_string).collect();
+        let bad_token = tokens.iter().enumerate().any(|(i, t)| {
+            t.is_empty()
+                || (t == ">" && i + 1 != tokens.len())
+                || (t.len() > 1 && (t.contains('*') || t.contains('>')))
+                || t.chars().any(char::is_whitespace)
+        });
+        if bad_token || tokens.len() > 2 {
+            return Err(invalid("is not md.tick.<EXCHANGE>.<SYMBOL> with * or >"));
+        }
+        Ok(Self { tokens })
+    }
+
+    /// Whether the tick subject tokens `[exchange, symbol]` (escaped) match.
+    pub fn matches(&self, subject_tokens: &[&str]) -> bool {
+        for (i, want) in self.tokens.iter().enumerate() {
+            match want.as_str() {
+                ">" => return subject_tokens.len() > i,
+                "*" if i < subject_tokens.len() => {}
+                literal if subject_tokens.get(i) == Some(&literal) => {}
+                _ => return false,
+            }
+        }
+        subject_tokens.len() == self.tokens.len()
+    }
+}
+
+/// Answers one snapshot request. `statuses` are every exchange's current status;
+/// `max_payload` is the server's limit, which the encoded reply must fit.
+pub fn answer(
+    cache: &LastValues,
+    catalog: &Catalog,
+    request: &SnapshotRequest,
+    statuses: Vec<ExchangeStatus>,
+    encoding: Encoding,
+    max_payload: usize,
+) -> Result<SnapshotReply, ErrorBody> {
+    let ts_ms = chrono::Utc::now().timestamp_millis();
+    let budget = max_payload.saturating_sub(ENVELOPE_BYTES);
+    match (&request.subject, request.symbols.is_empty()) {
+        (Some(_), false) | (None, true) => Err(ErrorBody::new(
+            ErrorCode::InvalidRequest,
+            "give either symbols (a list) or subject (a md.tick. wildcard)",
+        )),
+        (None, false) => {
+            if request.symbols.len() > MAX_SYMBOLS {
+                return Err(too_large(format!(
+                    "{} symbols asked for; at most {MAX_SYMBOLS} per snapshot",
+                    request.symbols.len()
+                )));
+            }
+            let mut ticks = Vec::with_capacity(request.symbols.len());
+            let mut missing = Vec::new();
+            for wanted in &request.symbols {
+                let exchange = wanted.exchange.to_ascii_uppercase();
+                match cache.get(&exchange, &wanted.symbol) {
+                    Some(tick) => ticks.push(tick),
+                    None if catalog.by_symbol(&exchange, &wanted.symbol).is_some() => {
+                        missing.push(wanted.clone());
+                    }
+                    None => {
+                        return Err(ErrorBody::new(
+                            ErrorCode::UnknownSymbol,
+                            format!(
+                                "unknown symbol {exchange}:{}",
+                                wanted.symbol.chars().take(60).collect::<String>()
+                            ),
+                        ))
+                    }
+                }
+            }
+            let reply = SnapshotReply {
+                ticks,
+                missing,
+                status: statuses,
+                next: None,
+                ts_ms,
+            };
+            if encoded_len(encoding, &reply)? > budget {
+                return Err(too_large(format!(
+                    "{} ticks do not fit in one {max_payload}-byte reply; ask for fewer symbols",
+                    reply.ticks.len()
+                )));
+            }
+            Ok(reply)
+        }
+        (Some(filter), true) => {
+            let filter = TickFilter::parse(filter)?;
+            let limit = match request.limit {
+                None => MAX_SYMBOLS,
+                Some(n) if n == 0 || n as usize > MAX_SYMBOLS => {
+                    return Err(too_large(format!("limit {n} is outside 1..={MAX_SYMBOLS}")))
+                }
+                Some(n) => n as usize,
+            };
+            let (mut page, mut more) = cache.matching(&filter, request.after.as_deref(), limit);
+            loop {
+                let next = more.then(|| page.last().map(|(s, _)| s.clone())).flatten();
+                let reply = SnapshotReply {
+                    ticks: page.iter().map(|(_, t)| t.clone()).collect(),
+                    missing: Vec::new(),
+                    status: statuses.clone(),
+                    next,
+                    ts_ms,
+                };
+                if encoded_len(encoding, &reply)? <= budget {
+                    return Ok(reply);
+                }
+                if page.len() <= 1 {
+                    return Err(too_large(format!(
+                        "one tick does not fit in a {max_payload}-byte reply"
+                    )));
+                }
+                // Too big for one message: halve the page; the rest comes with `next`.
+                page.truncate(page.len() / 2);
+                more = true;
+            }
+        }
+    }
+}
+
+fn too_large(message: String) -> ErrorBody {
+    ErrorBody::new(ErrorCode::RangeTooLarge, message)
+}
+
+fn encoded_len(encoding: Encoding, reply: &SnapshotReply) -> Result<usize, ErrorBody> {
+    encoding
+        .encode(reply)
+        .map(|b| b.len())
+        .map_err(|e| ErrorBody::new(ErrorCode::Internal, e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pinnacle_common::model::{Book, LastRequest, Level, MarketTick, Tick};
+
+    /// A tick with a full five-level book, so each one encodes to a few hundred bytes.
+    fn tick(symbol: &str, seq: u64) -> MarketTick {
+        let mut tick = MarketTick::from_core(Tick {
+            exchange: "NSE".into(),
+            symbol: symbol.into(),
+            seq,
+            ts_ms: 1,
+            ltp: 100_000,
+            last_qty: 1,
+            volume: 1,
+            bid: 99_995,
+            ask: 100_005,
+        });
+        let level = |i: i64| Level {
+            price: 100_000 + i,
+            qty: 1_000 + i,
+            orders: i,
+        };
+        tick.depth = Some(Box::new(Book {
+            bids: (1..=5).map(|i| level(-i)).collect(),
+            asks: (1..=5).map(level).collect(),
+        }));
+        tick
+    }
+
+    fn cache(n: usize) -> LastValues {
+        let cache = LastValues::new();
+        let ticks: Vec<_> = (0..n).map(|i| tick(&format!("S{i:04}"), 7)).collect();
+        cache.update(&ticks);
+        cache
+    }
+
+    fn by_subject(subject: &str) -> SnapshotRequest {
+        SnapshotRequest {
+            subject: Some(subject.into()),
+            ..SnapshotRequest::default()
+        }
+    }
+
+    #[test]
+    fn a_page_that_would_not_fit_max_payload_is_shortened_and_continued() {
+        let (cache, catalog) = (cache(200), Catalog::sample());
+        let one = Encoding::Json
+            .encode(&tick("S0000", 7))
+            .expect("encode")
+            .len();
+        // Room for about 40 ticks: the 200 come in several pages, none past the limit.
+        let max_payload = ENVELOPE_BYTES + 40 * one;
+        let mut request = by_subject("md.tick.NSE.*");
+        let mut seen = Vec::new();
+        loop {
+            let page = answer(
+                &cache,
+                &catalog,
+                &request,
+                vec![],
+                Encoding::Json,
+                max_payload,
+            )
+            .expect("a page");
+            let len = Encoding::Json.encode(&page).expect("encode").len();
+            assert!(len <= max_payload - ENVELOPE_BYTES, "{len} bytes");
+            assert!(!page.ticks.is_empty());
+            seen.extend(page.ticks.iter().map(|t| t.symbol.clone()));
+            match page.next {
+                Some(next) => request.after = Some(next),
+                None => break,
+            }
+        }
+        let expected: Vec<_> = (0..200).map(|i| format!("S{i:04}")).collect();
+        assert_eq!(seen, expected, "every tick once, in subject order");
+
+        // A list that does not fit is refused, never cut short silently.
+        let list = SnapshotRequest {
+            symbols: (0..200)
+                .map(|i| LastRequest {
+                    exchange: "NSE".into(),
+                    symbol: format!("S{i:04}"),
+                })
+                .collect(),
+            ..SnapshotRequest::default()
+        };
+        let refused = answer(&cache, &catalog, &list, vec![], Encoding::Json, max_payload);
+        assert_eq!(
+            refused.map(|_| ()).map_err(|e| e.code),
+            Err(ErrorCode::RangeTooLarge)
+        );
+        // With room, the same list is answered in full.
+        let fits =
+            answer(&cache, &catalog, &list, vec![], Encoding::MsgPack, 1 << 20).expect("fits");
+        assert_eq!(fits.ticks.len(), 200);
+        assert!(fits.ticks.iter().all(|t| t.seq == 7));
+    }
+
+    fn parse(s: &str) -> Result<TickFilter, ErrorCode> {
+        TickFilter::parse(s).map_err(|e| e.code)
+    }
+
+    #[test]
+    fn filters_follow_nats_wildcards() {
+        let all = parse("md.tick.>").expect("all");
+        assert!(all.matches(&["NSE", "SBIN-EQ"]));
+        let nse = parse("md.tick.NSE.*").expect("nse");
+        assert!(nse.matches(&["NSE", "SBIN-EQ"]));
+        assert!(!nse.matches(&["BSE", "SBIN-EQ"]));
+        let one = parse("md.tick.*.SBIN-EQ").expect("one");
+        assert!(one.matches(&["BSE", "SBIN-EQ"]));
+        assert!(!one.matches(&["BSE", "TCS-EQ"]));
+        assert!(parse("md.tick.NSE.>").expect("rest").matches(&["NSE", "X"]));
+        assert!(!parse("md.tick.NSE").expect("short").matches(&["NSE", "X"]));
+        for bad in [
+            "md.depth.>",
+            "md.tick.",
+            "md.tick.>.NSE",
+            "md.tick.N*E.X",
+            "md.tick.NSE.X.Y",
+            "md.tick.NSE. X",
+            "md.tick..X",
+        ] {
+            assert_eq!(parse(bad), Err(ErrorCode::InvalidRequest), "{bad}");
+        }
+        assert_eq!(
+            parse(&format!("md.tick.{}", "A".repeat(300))),
+            Err(ErrorCode::InvalidRequest)
+        );
+    }
+}
