@@ -173,6 +173,8 @@ pub async fn run_with_ready(
         async move { handle(&service, message).await }
     })
     .await;
+    // Requests have stopped (shutdown, or the connection closed): so does discovery.
+    discovery.abort();
     let _ = discovery.await;
     let _ = service.client.flush().await;
     tracing::info!("market-data service stopped");
