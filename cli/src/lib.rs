@@ -15,6 +15,7 @@
 //!   orders without audit events).
 //! - [`nats_admin`]: `nats passwd`, `nats add-trader`, `nats streams apply`: operating the
 //!   cluster without the `nats` CLI.
+//! - [`risk`]: `risk show|set|kill|resume|clear`: pre-trade limits and kill switches.
 //! - [`smartapi`]: offline SmartAPI tools: `smartapi decode HEX` (one feed tick to JSON).
 
 pub mod audit;
@@ -25,5 +26,6 @@ pub mod dev_sim;
 pub mod keys;
 pub mod nats_admin;
 pub mod nats_server;
+pub mod risk;
 pub mod smartapi;
 pub mod stack;
