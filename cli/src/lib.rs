@@ -7,7 +7,8 @@
 //! - [`dev`]: `pinnacle dev`, the embedded default on one machine.
 //! - [`dev_sim`]: `pinnacle dev --smartapi-sim`: the in-process SmartAPI simulator and the
 //!   settings and demo account that point the stack at it.
-//! - [`client`]: client verbs: `ticks`, `order place`.
+//! - [`client`]: `ticks`, and the env-file settings every client verb reads.
+//! - [`trader`]: the trader's verbs: `order …`, `portfolio …`, `md …`, tables or `--json`.
 //! - [`bench`]: `pinnacle bench orders` and `pinnacle bench ticks`, each measured beside
 //!   raw NATS baselines in the same run (the end-to-end tests run both at a small size).
 //! - [`keys`]: master-key management: `keys add`, `status`, `rotate`, `retire`.
@@ -29,3 +30,4 @@ pub mod nats_server;
 pub mod risk;
 pub mod smartapi;
 pub mod stack;
+pub mod trader;

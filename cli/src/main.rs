@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use pinnacle_cli::client::{self, ClientEnv};
 use pinnacle_cli::dev::{self, DevOptions};
 use pinnacle_cli::stack::{self, Service};
-use pinnacle_common::model::{OrderRequest, OrderType, Side};
+use pinnacle_cli::trader;
 use secrecy::ExposeSecret;
 
 #[derive(Debug, Parser)]
@@ -61,10 +61,26 @@ enum Command {
         #[command(subcommand)]
         command: BenchCommand,
     },
-    /// Order verbs.
+    /// Your orders: place, modify, cancel, get, list (NATS; docs/PROTOCOL.md).
     Order {
+        #[command(flatten)]
+        common: trader::Common,
         #[command(subcommand)]
-        command: OrderCommand,
+        command: trader::OrderCommand,
+    },
+    /// Your funds, positions, holdings and trades.
+    Portfolio {
+        #[command(flatten)]
+        common: trader::Common,
+        #[command(subcommand)]
+        command: trader::PortfolioCommand,
+    },
+    /// Market data: the last tick, candles, the instrument master, market status.
+    Md {
+        #[command(flatten)]
+        common: trader::Common,
+        #[command(subcommand)]
+        command: trader::MdCommand,
     },
     /// Audit-stream consumers: follow it, or verify its HMAC chains (see docs/AUDIT.md).
     Audit {
@@ -323,33 +339,6 @@ enum KeysCommand {
     },
 }
 
-#[derive(Debug, Subcommand)]
-enum OrderCommand {
-    /// Place an order and print the reply.
-    Place {
-        /// Env file with NATS_URL, DEMO_USER_ID and DEMO_API_TOKEN.
-        #[arg(long)]
-        env_file: Option<PathBuf>,
-        #[arg(long, default_value = "NSE")]
-        exchange: String,
-        #[arg(long)]
-        symbol: String,
-        #[arg(long, value_parser = ["BUY", "SELL", "buy", "sell"])]
-        side: String,
-        #[arg(long)]
-        quantity: i64,
-        /// Limit price in rupees (e.g. 820.50); omit for a market order.
-        #[arg(long)]
-        price: Option<String>,
-        /// Defaults to a fresh UUID; reuse one to retry safely.
-        #[arg(long)]
-        client_order_id: Option<String>,
-        /// Broker account label, when the user has several.
-        #[arg(long)]
-        account: Option<String>,
-    },
-}
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     match run(Cli::parse()).await {
@@ -362,19 +351,15 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let quiet = matches!(
+    // Services log; client verbs print only their output (and errors) so they pipe cleanly.
+    let logs = matches!(
         cli.command,
-        Command::Ticks { .. }
-            | Command::Order { .. }
-            | Command::Keys { .. }
-            | Command::Bench { .. }
-            | Command::Smartapi { .. }
-            | Command::Audit { .. }
+        Command::Dev { .. } | Command::Serve { .. } | Command::Migrate | Command::Risk { .. }
     );
-    let _telemetry = if quiet {
-        None
-    } else {
+    let _telemetry = if logs {
         Some(pinnacle_common::telemetry::init("pinnacle")?)
+    } else {
+        None
     };
     match cli.command {
         Command::Smartapi {
@@ -509,50 +494,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             pattern,
             count,
         } => client::ticks(&ClientEnv::load(env_file.as_deref())?, &pattern, count).await,
-        Command::Order {
-            command:
-                OrderCommand::Place {
-                    env_file,
-                    exchange,
-                    symbol,
-                    side,
-                    quantity,
-                    price,
-                    client_order_id,
-                    account,
-                },
-        } => {
-            let price = price
-                .map(|p| {
-                    pinnacle_publisher::sim::parse_rupees(&p)
-                        .ok_or_else(|| anyhow::anyhow!("--price must be rupees like 820.50"))
-                })
-                .transpose()?;
-            let request = OrderRequest {
-                client_order_id: client_order_id
-                    .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-                exchange,
-                symbol,
-                side: if side.eq_ignore_ascii_case("BUY") {
-                    Side::Buy
-                } else {
-                    Side::Sell
-                },
-                order_type: if price.is_some() {
-                    OrderType::Limit
-                } else {
-                    OrderType::Market
-                },
-                quantity,
-                price,
-                trigger_price: None,
-                product: Default::default(),
-                account,
-            };
-            client::place(&ClientEnv::load(env_file.as_deref())?, &request)
-                .await
-                .map(|_| ())
-        }
+        Command::Order { common, command } => trader::order(&common, command).await,
+        Command::Portfolio { common, command } => trader::portfolio(&common, command).await,
+        Command::Md { common, command } => trader::md(&common, command).await,
     }
 }
 

@@ -10,6 +10,7 @@ mod audit_chain;
 mod auth;
 mod bad_input;
 mod bench;
+mod cli_verbs;
 mod faults;
 mod hostile_headers;
 mod lifecycle;
