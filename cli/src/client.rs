@@ -58,14 +58,20 @@ impl ClientEnv {
     }
 }
 
-/// Prints ticks matching `pattern` as JSON lines; stops after `count` if given.
+/// Prints ticks matching `pattern` as JSON lines, every field the wire carries; stops
+/// after `count` if given, or quietly when the reader goes away (`| head`).
 pub async fn ticks(env: &ClientEnv, pattern: &str, count: Option<usize>) -> anyhow::Result<()> {
     let client = pinnacle_common::nats::connect(&env.nats(), "pinnacle-cli").await?;
     let mut sub = client.subscribe(pattern.to_string()).await?;
     let mut seen = 0usize;
     while let Some(message) = sub.next().await {
-        match Encoding::MsgPack.decode::<Tick>(&message.payload) {
-            Ok(tick) => println!("{}", serde_json::to_string(&tick)?),
+        // Decoded as the core tick first (a tick that is not one is reported), printed as
+        // the whole map: quote and depth fields included.
+        match Encoding::MsgPack
+            .decode::<Tick>(&message.payload)
+            .and_then(|_| Encoding::MsgPack.decode::<serde_json::Value>(&message.payload))
+        {
+            Ok(tick) => crate::output::line(&tick.to_string()),
             Err(e) => eprintln!("{}: undecodable tick: {e}", message.subject),
         }
         seen += 1;

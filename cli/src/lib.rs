@@ -8,6 +8,7 @@
 //! - [`dev_sim`]: `pinnacle dev --smartapi-sim`: the in-process SmartAPI simulator and the
 //!   settings and demo account that point the stack at it.
 //! - [`client`]: `ticks`, and the env-file settings every client verb reads.
+//! - [`output`]: standard output that ends quietly when the reader goes away.
 //! - [`trader`]: the trader's verbs: `order …`, `portfolio …`, `md …`, tables or `--json`.
 //! - [`bench`]: `pinnacle bench orders` and `pinnacle bench ticks`, each measured beside
 //!   raw NATS baselines in the same run (the end-to-end tests run both at a small size).
@@ -27,6 +28,7 @@ pub mod dev_sim;
 pub mod keys;
 pub mod nats_admin;
 pub mod nats_server;
+pub mod output;
 pub mod risk;
 pub mod smartapi;
 pub mod stack;

@@ -255,6 +255,28 @@ async fn a_trader_lives_in_the_command_line() {
             ],
         );
         assert!(!ok && err.contains("rupees"), "{err}");
+
+        // `ticks` prints the whole wire map, and a reader that goes away ends it quietly.
+        let piped = std::process::Command::new("bash")
+            .args([
+                "-c",
+                "set -o pipefail; \"$0\" ticks 'md.tick.NSE.>' | head -n 3",
+            ])
+            .arg(env!("CARGO_BIN_EXE_pinnacle-under-test"))
+            .env("NATS_URL", stack.nats.url())
+            .output()
+            .expect("bash runs");
+        let stderr = String::from_utf8_lossy(&piped.stderr);
+        assert!(piped.status.success(), "ticks | head: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        let lines: Vec<Value> = String::from_utf8_lossy(&piped.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON tick"))
+            .collect();
+        assert_eq!(lines.len(), 3);
+        for key in ["mode", "seq", "ltp", "exchange", "symbol"] {
+            assert!(lines[0].get(key).is_some(), "{key} missing: {}", lines[0]);
+        }
     })
     .await;
 }
