@@ -4,12 +4,11 @@
 //!
 //! Each verb sends one request and prints the result as a table for people, or as JSON
 //! with `--json` for scripts. A refused request prints one line, `error: CODE: message`,
-//! and exits non-zero. Settings come from `--env-file` (or `PINNACLE_ENV_FILE`), then the
-//! environment: `NATS_URL`, `PINNACLE_USER_ID`/`DEMO_USER_ID`,
+//! and exits non-zero. Settings come from the environment, which `--env-file` (or
+//! `PINNACLE_ENV_FILE`) fills first: `NATS_URL`, `PINNACLE_USER_ID`/`DEMO_USER_ID`,
 //! `PINNACLE_API_TOKEN`/`DEMO_API_TOKEN` (the `dev.env` that `pinnacle dev` writes has
 //! them all).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -24,13 +23,10 @@ use crate::client::ClientEnv;
 /// How long a reply may take before the verb gives up.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Where to connect and how to print, for every trader verb.
+/// How to print, for every trader verb (where to connect comes from `--env-file` or the
+/// environment).
 #[derive(Debug, Clone, Args)]
 pub struct Common {
-    /// Env file with NATS_URL, PINNACLE_USER_ID (or DEMO_USER_ID) and PINNACLE_API_TOKEN
-    /// (or DEMO_API_TOKEN), such as the `.pinnacle/dev.env` that `pinnacle dev` writes.
-    #[arg(long, env = "PINNACLE_ENV_FILE", global = true)]
-    pub env_file: Option<PathBuf>,
     /// Print the result as JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
@@ -275,8 +271,8 @@ struct Session {
 }
 
 impl Session {
-    async fn open(common: &Common) -> anyhow::Result<Self> {
-        let env = ClientEnv::load(common.env_file.as_deref())?;
+    async fn open() -> anyhow::Result<Self> {
+        let env = ClientEnv::load(None)?;
         let settings = env.nats();
         let client = tokio::time::timeout(
             Duration::from_secs(5),
@@ -354,7 +350,7 @@ fn object(pairs: Vec<(&str, Option<Value>)>) -> Value {
 
 /// Runs `pinnacle order …`.
 pub async fn order(common: &Common, command: OrderCommand) -> anyhow::Result<()> {
-    let session = Session::open(common).await?;
+    let session = Session::open().await?;
     let (verb, body, shape) = match command {
         OrderCommand::Place {
             exchange,
@@ -430,7 +426,7 @@ pub async fn order(common: &Common, command: OrderCommand) -> anyhow::Result<()>
 
 /// Runs `pinnacle portfolio …`.
 pub async fn portfolio(common: &Common, command: PortfolioCommand) -> anyhow::Result<()> {
-    let session = Session::open(common).await?;
+    let session = Session::open().await?;
     let (verb, account, shape) = match command {
         PortfolioCommand::Funds { account } => ("funds", account, Shape::Money),
         PortfolioCommand::Positions { account } => (
@@ -475,7 +471,7 @@ pub async fn portfolio(common: &Common, command: PortfolioCommand) -> anyhow::Re
 
 /// Runs `pinnacle md …`.
 pub async fn md(common: &Common, command: MdCommand) -> anyhow::Result<()> {
-    let session = Session::open(common).await?;
+    let session = Session::open().await?;
     let (subject, body, shape) = match command {
         MdCommand::Last { exchange, symbol } => (
             subjects::md::LAST,
