@@ -77,6 +77,13 @@ enum Command {
         #[command(subcommand)]
         command: trader::PortfolioCommand,
     },
+    /// Your order events, oldest first (replayed from ORDER_EVENTS), then stop or follow.
+    Events {
+        #[command(flatten)]
+        common: trader::Common,
+        #[command(flatten)]
+        args: trader::EventsArgs,
+    },
     /// Market data: the last tick, candles, the instrument master, market status.
     Md {
         #[command(flatten)]
@@ -505,6 +512,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Order { common, command } => trader::order(&common, command).await,
         Command::Portfolio { common, command } => trader::portfolio(&common, command).await,
         Command::Md { common, command } => trader::md(&common, command).await,
+        Command::Events { common, args } => trader::events(&common, args).await,
     }
 }
 

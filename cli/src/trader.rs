@@ -1,5 +1,6 @@
 //! The trader's verbs over NATS, as docs/PROTOCOL.md defines them: `order
-//! place|modify|cancel|get|list`, `portfolio funds|positions|holdings|trades` and `md
+//! place|modify|cancel|get|list`, `portfolio funds|positions|holdings|trades`, `events`
+//! (replay and follow your order events from `ORDER_EVENTS`) and `md
 //! last|candles|symbols|lookup|status`.
 //!
 //! Each verb sends one request and prints the result as a table for people, or as JSON
@@ -263,6 +264,17 @@ pub enum MdCommand {
     },
 }
 
+/// `pinnacle events`: your order events from `ORDER_EVENTS`.
+#[derive(Debug, Clone, Args)]
+pub struct EventsArgs {
+    /// Skip the history: only events from now on (implies --follow).
+    #[arg(long)]
+    pub new: bool,
+    /// After the history, keep printing new events until interrupted.
+    #[arg(long)]
+    pub follow: bool,
+}
+
 /// A connection as the trader in the env file.
 struct Session {
     client: async_nats::Client,
@@ -466,6 +478,74 @@ pub async fn portfolio(common: &Common, command: PortfolioCommand) -> anyhow::Re
     let body = object(vec![("account", account.map(Into::into))]);
     let result = session.order(verb, body).await?;
     print(common, &result, shape);
+    Ok(())
+}
+
+/// Runs `pinnacle events`: replays the user's events oldest first through a named ordered
+/// consumer filtered to `events.orders.<user>` (the only kind a trader may create on the
+/// shipped permissions), then stops when caught up, or follows.
+pub async fn events(common: &Common, args: EventsArgs) -> anyhow::Result<()> {
+    use async_nats::jetstream::consumer::{push, DeliverPolicy};
+    use futures::StreamExt as _;
+    let session = Session::open().await?;
+    let user_id = session
+        .user_id
+        .clone()
+        .context("set PINNACLE_USER_ID (or use --env-file with DEMO_USER_ID)")?;
+    let js = async_nats::jetstream::new(session.client.clone());
+    let consumer = js
+        .create_consumer_on_stream(
+            push::OrderedConfig {
+                name: Some(format!("events-{}", uuid::Uuid::new_v4().simple())),
+                deliver_subject: session.client.new_inbox(),
+                filter_subject: subjects::order_events(&user_id),
+                deliver_policy: if args.new {
+                    DeliverPolicy::New
+                } else {
+                    DeliverPolicy::All
+                },
+                ..Default::default()
+            },
+            subjects::ORDER_EVENTS_STREAM,
+        )
+        .await
+        .context("opening your order events (ORDER_EVENTS)")?;
+    let mut left = consumer.cached_info().num_pending;
+    let follow = args.follow || args.new;
+    if left == 0 && !follow {
+        crate::output::line("(no events)");
+        return Ok(());
+    }
+    let mut messages = consumer
+        .messages()
+        .await
+        .context("reading your order events")?;
+    while let Some(message) = messages.next().await {
+        let message = message.context("reading your order events")?;
+        let event: Value = Encoding::MsgPack
+            .decode(&message.payload)
+            .context("an event that is not a Pinnacle order event")?;
+        if common.json {
+            crate::output::line(&event.to_string());
+        } else {
+            let order = &event["order"];
+            crate::output::line(&format!(
+                "{}  {}  {} -> {}  {} {} {} {}",
+                cell(&event["ts_ms"]),
+                cell(&order["order_id"]),
+                cell(&event["previous_status"]),
+                cell(&order["status"]),
+                cell(&order["side"]),
+                cell(&order["quantity"]),
+                cell(&order["symbol"]),
+                cell(&order["client_order_id"]),
+            ));
+        }
+        left = left.saturating_sub(1);
+        if left == 0 && !follow {
+            break;
+        }
+    }
     Ok(())
 }
 
