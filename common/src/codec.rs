@@ -46,6 +46,12 @@ pub enum CodecError {
     /// MessagePack that is malformed or has the wrong shape.
     #[error("invalid MessagePack payload: {0}")]
     MsgPack(#[from] rmp_serde::decode::Error),
+    /// Not MessagePack, but what looks like JSON sent without its content type.
+    #[error(
+        "invalid MessagePack payload: {0} (it looks like JSON: send the header \
+         `Content-Type: application/json` with it)"
+    )]
+    LooksLikeJson(rmp_serde::decode::Error),
     /// JSON that is malformed or has the wrong shape.
     #[error("invalid JSON payload: {0}")]
     Json(#[from] serde_json::Error),
@@ -126,7 +132,16 @@ impl Encoding {
         Ok(match self {
             Self::MsgPack => {
                 scan::check_msgpack(payload)?;
-                rmp_serde::from_slice(payload)?
+                rmp_serde::from_slice(payload).map_err(|e| {
+                    // `{` and `[` are small integers in MessagePack, so JSON "decodes" into
+                    // a confusing type error; say what it probably is.
+                    let first = payload.iter().find(|b| !b.is_ascii_whitespace());
+                    if matches!(first, Some(b'{' | b'[')) {
+                        CodecError::LooksLikeJson(e)
+                    } else {
+                        CodecError::MsgPack(e)
+                    }
+                })?
             }
             Self::Json => {
                 scan::check_json(payload)?;
@@ -201,6 +216,14 @@ mod tests {
         assert_eq!(probe.name, "a");
         assert!(Encoding::Json.decode::<Probe>(b"{").is_err());
         assert!(Encoding::MsgPack.decode::<Probe>(&[0xc1]).is_err());
+        let json_sent_bare = Encoding::MsgPack
+            .decode::<Probe>(br#"{"a": 1}"#)
+            .expect_err("JSON is not MessagePack")
+            .to_string();
+        assert!(
+            json_sent_bare.contains("Content-Type: application/json"),
+            "{json_sent_bare}"
+        );
     }
 
     #[test]
