@@ -157,15 +157,9 @@ async fn scratch_stream_with(
     deletable: bool,
 ) -> stream::Stream {
     let js = jetstream::new(scratch.clone());
-    // A scratch server without authorization: the test may drop its own copy.
-    if let Ok(mut old) = js.get_stream("SCRATCH").await {
-        let mut config = old.info().await.expect("info").config.clone();
-        if config.deny_delete {
-            config.deny_delete = false;
-            js.update_stream(config).await.expect("unlock scratch");
-        }
-        js.delete_stream("SCRATCH").await.expect("drop scratch");
-    }
+    // A scratch server without authorization: the test drops its own copy (`deny_delete`
+    // refuses message deletes, not deleting the stream).
+    let _ = js.delete_stream("SCRATCH").await;
     let stream = js
         .create_stream(stream::Config {
             name: "SCRATCH".into(),

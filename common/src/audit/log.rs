@@ -15,6 +15,23 @@
 //! append: no later append is needed), or at [`AuditLog::checkpoint_now`] (graceful stop).
 //! A checkpoint that cannot be stored is kept pending and retried `every` later.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, context::PublishErrorKind, stream::LastRawMessageErrorKind};
+use async_nats::HeaderMap;
+use sea_orm::DatabaseConnection;
+
+use super::chain::{Link, Tip};
+use super::checkpoint::{self, Checkpoint, CheckpointPolicy};
+use super::AuditError;
+use crate::codec::Encoding;
+use crate::crypto::Vault;
+use crate::model::AuditEvent;
+use crate::subjects::{self, headers};
+use crate::telemetry;
+
 /// How often one append may lose the race to another writer before giving up (within the
 /// timeout either way).
 const MAX_RACES: usize = 64;
