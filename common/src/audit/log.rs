@@ -299,9 +299,7 @@ impl AuditLog {
         state: &mut ChainState,
     ) -> Option<Checkpoint> {
         let policy = self.inner.checkpoints.as_ref()?.policy;
-        if state.unsealed.is_none() {
-            return None;
-        }
+        state.unsealed?;
         if state.since_checkpoint >= policy.every_events.max(1) {
             return self.sign(subject, state);
         }
