@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use pinnacle_cli::client::{self, ClientEnv};
 use pinnacle_cli::dev::{self, DevOptions};
 use pinnacle_cli::stack::{self, Service};
-use pinnacle_common::model::{OrderRequest, OrderType, Side};
+use pinnacle_cli::trader;
 use secrecy::ExposeSecret;
 
 #[derive(Debug, Parser)]
@@ -61,10 +61,26 @@ enum Command {
         #[command(subcommand)]
         command: BenchCommand,
     },
-    /// Order verbs.
+    /// Your orders: place, modify, cancel, get, list (NATS; docs/PROTOCOL.md).
     Order {
+        #[command(flatten)]
+        common: trader::Common,
         #[command(subcommand)]
-        command: OrderCommand,
+        command: trader::OrderCommand,
+    },
+    /// Your funds, positions, holdings and trades.
+    Portfolio {
+        #[command(flatten)]
+        common: trader::Common,
+        #[command(subcommand)]
+        command: trader::PortfolioCommand,
+    },
+    /// Market data: the last tick, candles, the instrument master, market status.
+    Md {
+        #[command(flatten)]
+        common: trader::Common,
+        #[command(subcommand)]
+        command: trader::MdCommand,
     },
     /// Audit-stream consumers: follow it, or verify its HMAC chains (see docs/AUDIT.md).
     Audit {
@@ -75,6 +91,136 @@ enum Command {
     Smartapi {
         #[command(subcommand)]
         command: SmartapiCommand,
+    },
+    /// Pre-trade limits and kill switches, platform-wide or per user (DATABASE_URL; see
+    /// docs/PROTOCOL.md, "Pre-trade risk").
+    Risk {
+        #[command(subcommand)]
+        command: RiskCommand,
+    },
+    /// Operate the NATS cluster without the `nats` CLI: password hashes, traders, streams
+    /// (see nats/README.md).
+    Nats {
+        #[command(subcommand)]
+        command: NatsCommand,
+    },
+}
+
+/// `--global` or `--user ID`.
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+struct ScopeArgs {
+    /// The platform-wide row (applies to everyone).
+    #[arg(long)]
+    global: bool,
+    /// One user's row (their id from the user API).
+    #[arg(long, value_name = "USER_ID")]
+    user: Option<String>,
+}
+
+impl ScopeArgs {
+    fn scope(self) -> pinnacle_cli::risk::Scope {
+        match self.user {
+            Some(id) => pinnacle_cli::risk::Scope::User(id),
+            None => pinnacle_cli::risk::Scope::Global,
+        }
+    }
+}
+
+fn change<T: Clone + Send + Sync + 'static>(
+    parse: fn(&str) -> Option<T>,
+) -> impl Fn(&str) -> Result<pinnacle_cli::risk::Change<T>, String> + Clone {
+    move |text| pinnacle_cli::risk::parse_change(text, parse)
+}
+
+#[derive(Debug, Subcommand)]
+enum RiskCommand {
+    /// Print the global row, a user's row and the limits in force for them, as JSON.
+    Show {
+        /// The user (default: what a user without a row of their own gets).
+        #[arg(long, value_name = "USER_ID")]
+        user: Option<String>,
+    },
+    /// Change limits; each option takes a value or `none` (no limit from this row);
+    /// options not given keep their value.
+    Set {
+        #[command(flatten)]
+        scope: ScopeArgs,
+        /// Largest quantity per order.
+        #[arg(long, value_name = "N|none", value_parser = change(pinnacle_cli::risk::positive))]
+        max_quantity: Option<pinnacle_cli::risk::Change<i64>>,
+        /// Largest order value (price × quantity) in rupees, e.g. 500000 or 2500.50.
+        #[arg(long, value_name = "RUPEES|none", value_parser = change(pinnacle_cli::risk::rupees))]
+        max_order_value: Option<pinnacle_cli::risk::Change<i64>>,
+        /// Allowed exchanges, comma separated (NSE,BSE).
+        #[arg(long, value_name = "LIST|none", value_parser = change(pinnacle_cli::risk::list))]
+        exchanges: Option<pinnacle_cli::risk::Change<String>>,
+        /// Allowed symbols, comma separated (NSE:SBIN-EQ,NSE:INFY-EQ).
+        #[arg(long, value_name = "LIST|none", value_parser = change(pinnacle_cli::risk::list))]
+        symbols: Option<pinnacle_cli::risk::Change<String>>,
+        /// Orders (place, modify and cancel together) per second per user; the default is
+        /// 9, Angel One's limit per client code.
+        #[arg(long, value_name = "N|none", value_parser = change(pinnacle_cli::risk::positive))]
+        max_orders_per_second: Option<pinnacle_cli::risk::Change<i64>>,
+    },
+    /// Turn a kill switch on: every new order in the scope is refused (cancels still work).
+    Kill {
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// Turn a kill switch off.
+    Resume {
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// Delete a user's row: they fall back to the global row and the defaults.
+    Clear {
+        /// The user.
+        #[arg(long, value_name = "USER_ID")]
+        user: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum NatsCommand {
+    /// Print a bcrypt hash of the password on standard input (one line), for
+    /// passwords.conf.
+    Passwd {
+        /// bcrypt cost (4–31); nats-server checks one hash per connection.
+        #[arg(long, default_value_t = pinnacle_cli::nats_admin::DEFAULT_COST)]
+        cost: u32,
+    },
+    /// Add a trader to auth.conf with a password read from standard input, then reload
+    /// the servers (`kill -HUP`): no restart, no dropped connections.
+    AddTrader {
+        /// The trader's Pinnacle user id (a lower-case UUID), also their NATS user name.
+        user_id: String,
+        /// Read the trader's NATS password from standard input (one line); required, so
+        /// that it never sits in shell history or the process list.
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// The auth file; `trader.conf.tmpl` must be next to it.
+        #[arg(long, default_value = "nats/auth.conf")]
+        auth_file: PathBuf,
+        /// bcrypt cost (4–31).
+        #[arg(long, default_value_t = pinnacle_cli::nats_admin::DEFAULT_COST)]
+        cost: u32,
+    },
+    /// JetStream streams.
+    Streams {
+        #[command(subcommand)]
+        command: StreamsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StreamsCommand {
+    /// Create every stream defined in DIR that does not exist, and update those whose
+    /// live config differs (NATS_URL, NATS_USER/NATS_PASSWORD: the admin).
+    Apply {
+        /// The directory of stream definitions (JetStream API JSON).
+        #[arg(long, default_value = "nats/streams")]
+        dir: PathBuf,
     },
 }
 
@@ -200,33 +346,6 @@ enum KeysCommand {
     },
 }
 
-#[derive(Debug, Subcommand)]
-enum OrderCommand {
-    /// Place an order and print the reply.
-    Place {
-        /// Env file with NATS_URL, DEMO_USER_ID and DEMO_API_TOKEN.
-        #[arg(long)]
-        env_file: Option<PathBuf>,
-        #[arg(long, default_value = "NSE")]
-        exchange: String,
-        #[arg(long)]
-        symbol: String,
-        #[arg(long, value_parser = ["BUY", "SELL", "buy", "sell"])]
-        side: String,
-        #[arg(long)]
-        quantity: i64,
-        /// Limit price in rupees (e.g. 820.50); omit for a market order.
-        #[arg(long)]
-        price: Option<String>,
-        /// Defaults to a fresh UUID; reuse one to retry safely.
-        #[arg(long)]
-        client_order_id: Option<String>,
-        /// Broker account label, when the user has several.
-        #[arg(long)]
-        account: Option<String>,
-    },
-}
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     match run(Cli::parse()).await {
@@ -239,19 +358,15 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let quiet = matches!(
+    // Services log; client verbs print only their output (and errors) so they pipe cleanly.
+    let logs = matches!(
         cli.command,
-        Command::Ticks { .. }
-            | Command::Order { .. }
-            | Command::Keys { .. }
-            | Command::Bench { .. }
-            | Command::Smartapi { .. }
-            | Command::Audit { .. }
+        Command::Dev { .. } | Command::Serve { .. } | Command::Migrate | Command::Risk { .. }
     );
-    let _telemetry = if quiet {
-        None
-    } else {
+    let _telemetry = if logs {
         Some(pinnacle_common::telemetry::init("pinnacle")?)
+    } else {
+        None
     };
     match cli.command {
         Command::Smartapi {
@@ -389,54 +504,119 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             })
             .await
         }
+        Command::Nats { command } => nats(command).await,
+        Command::Risk { command } => risk(command).await,
         Command::Ticks {
             env_file,
             pattern,
             count,
         } => client::ticks(&ClientEnv::load(env_file.as_deref())?, &pattern, count).await,
-        Command::Order {
-            command:
-                OrderCommand::Place {
-                    env_file,
-                    exchange,
-                    symbol,
-                    side,
-                    quantity,
-                    price,
-                    client_order_id,
-                    account,
-                },
+        Command::Order { common, command } => trader::order(&common, command).await,
+        Command::Portfolio { common, command } => trader::portfolio(&common, command).await,
+        Command::Md { common, command } => trader::md(&common, command).await,
+    }
+}
+
+async fn nats(command: NatsCommand) -> anyhow::Result<()> {
+    use pinnacle_cli::nats_admin::{self, Applied};
+    match command {
+        NatsCommand::Passwd { cost } => {
+            let password = nats_admin::read_password(std::io::stdin().lock())?;
+            println!("{}", nats_admin::hash(&password, cost)?);
+        }
+        NatsCommand::AddTrader {
+            user_id,
+            password_stdin: _,
+            auth_file,
+            cost,
         } => {
-            let price = price
-                .map(|p| {
-                    pinnacle_publisher::sim::parse_rupees(&p)
-                        .ok_or_else(|| anyhow::anyhow!("--price must be rupees like 820.50"))
-                })
-                .transpose()?;
-            let request = OrderRequest {
-                client_order_id: client_order_id
-                    .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-                exchange,
-                symbol,
-                side: if side.eq_ignore_ascii_case("BUY") {
-                    Side::Buy
-                } else {
-                    Side::Sell
-                },
-                order_type: if price.is_some() {
-                    OrderType::Limit
-                } else {
-                    OrderType::Market
-                },
-                quantity,
-                price,
-                trigger_price: None,
-                product: Default::default(),
-                account,
-            };
-            client::place(&ClientEnv::load(env_file.as_deref())?, &request)
-                .await
-                .map(|_| ())
+            let password = nats_admin::read_password(std::io::stdin().lock())?;
+            nats_admin::add_trader(&auth_file, &user_id, &nats_admin::hash(&password, cost)?)?;
+            eprintln!(
+                "added {user_id} to {}; reload the servers (kill -HUP <nats-server pid>)",
+                auth_file.display()
+            );
+        }
+        NatsCommand::Streams {
+            command: StreamsCommand::Apply { dir },
+        } => {
+            let settings = pinnacle_common::config::NatsSettings::from_env()?;
+            let client = pinnacle_common::nats::connect(&settings, "pinnacle-nats-admin").await?;
+            let mut failed = 0;
+            for path in nats_admin::definitions(&dir)? {
+                match nats_admin::apply_stream(&client, &path).await {
+                    Ok((name, Applied::Created)) => println!("{name}: created"),
+                    Ok((name, Applied::Unchanged)) => println!("{name}: unchanged"),
+                    Ok((name, Applied::Updated(fields))) => {
+                        println!("{name}: updated {}", fields.join(", "))
+                    }
+                    Err(error) => {
+                        eprintln!("{}: {error}", path.display());
+                        failed += 1;
+                    }
+                }
+            }
+            anyhow::ensure!(failed == 0, "{failed} stream definition(s) not applied");
         }
     }
+    Ok(())
+}
+
+async fn risk(command: RiskCommand) -> anyhow::Result<()> {
+    use pinnacle_cli::risk::{self, LimitsChange};
+    let db = stack::database(&pinnacle_common::config::DatabaseSettings::from_env()?).await?;
+    let (scope, change) = match command {
+        RiskCommand::Show { user } => {
+            let view = risk::show(&db, user.as_deref()).await?;
+            println!("{}", serde_json::to_string_pretty(&view)?);
+            return Ok(());
+        }
+        RiskCommand::Clear { user } => {
+            let deleted = risk::clear(&db, &user).await?;
+            println!(
+                "{}",
+                if deleted {
+                    "cleared"
+                } else {
+                    "no row to clear"
+                }
+            );
+            return Ok(());
+        }
+        RiskCommand::Set {
+            scope,
+            max_quantity,
+            max_order_value,
+            exchanges,
+            symbols,
+            max_orders_per_second,
+        } => (
+            scope,
+            LimitsChange {
+                max_quantity: max_quantity.unwrap_or_default(),
+                max_order_value: max_order_value.unwrap_or_default(),
+                allowed_exchanges: exchanges.unwrap_or_default(),
+                allowed_symbols: symbols.unwrap_or_default(),
+                max_orders_per_second: max_orders_per_second.unwrap_or_default(),
+                kill_switch: None,
+            },
+        ),
+        RiskCommand::Kill { scope } => (
+            scope,
+            LimitsChange {
+                kill_switch: Some(true),
+                ..LimitsChange::default()
+            },
+        ),
+        RiskCommand::Resume { scope } => (
+            scope,
+            LimitsChange {
+                kill_switch: Some(false),
+                ..LimitsChange::default()
+            },
+        ),
+    };
+    let row = risk::set(&db, &scope.scope(), change).await?;
+    println!("{}", serde_json::to_string_pretty(&risk::Row::from(row))?);
+    Ok(())
 }

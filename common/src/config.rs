@@ -28,8 +28,9 @@ fn load<T: serde::de::DeserializeOwned>(prefix: &str) -> Result<T, ConfigError> 
 /// How to reach NATS (`NATS_*`).
 #[derive(Clone, Deserialize)]
 pub struct NatsSettings {
-    /// `NATS_URL`: server URL. Credentials in the URL are ignored by async-nats; use the
-    /// variables below.
+    /// `NATS_URL`: one server URL, or several separated by commas (the seed nodes of a
+    /// cluster; the client also learns the others from the server). Credentials in a URL
+    /// are refused: use the variables below, which apply to every server.
     #[serde(default = "default_nats_url")]
     pub url: String,
     /// `NATS_USER`: user name for user/password authentication.
@@ -77,6 +78,31 @@ impl NatsSettings {
     /// Loads `NATS_*`.
     pub fn from_env() -> Result<Self, ConfigError> {
         load("NATS_")
+    }
+
+    /// The servers of `NATS_URL`, in the order given. A URL that does not parse, or that
+    /// carries `user:pass@` (async-nats would ignore it silently), is an error naming the
+    /// URL's position, never its text, which may hold a secret.
+    pub fn servers(&self) -> Result<Vec<async_nats::ServerAddr>, ConfigError> {
+        let mut servers = Vec::new();
+        for (i, url) in self.url.split(',').map(str::trim).enumerate() {
+            let position = i + 1;
+            if url.is_empty() {
+                return Err(ConfigError(format!("NATS_URL: server {position} is empty")));
+            }
+            // The parser's message names the fault ("invalid port number"), never the URL.
+            let server: async_nats::ServerAddr = url
+                .parse()
+                .map_err(|e| ConfigError(format!("NATS_URL: server {position}: {e}")))?;
+            if server.has_user_pass() {
+                return Err(ConfigError(format!(
+                    "NATS_URL: server {position} has credentials in its URL; \
+                     use NATS_USER and NATS_PASSWORD (or NATS_CREDS_FILE)"
+                )));
+            }
+            servers.push(server);
+        }
+        Ok(servers)
     }
 
     /// Settings for a server URL with no authentication.
@@ -717,6 +743,32 @@ impl MetricsSettings {
 mod tests {
     use super::*;
     use secrecy::ExposeSecret;
+
+    #[test]
+    fn nats_url_takes_a_list_of_seed_servers_and_refuses_credentials_in_it() {
+        let list = NatsSettings::for_url(" nats://127.0.0.1:4222, 127.0.0.1:4223,tls://n3:4224 ");
+        let servers = list.servers().expect("three servers");
+        let ports: Vec<u16> = servers.iter().map(|s| s.port()).collect();
+        assert_eq!(ports, [4222, 4223, 4224]);
+        assert!(servers[2].tls_required());
+
+        for (url, want) in [
+            ("nats://a:1,,nats://b:2", "server 2 is empty"),
+            ("nats://a:1,nats://b:99999", "server 2"),
+            ("http://a:1", "server 1"),
+            (
+                "nats://a:1,nats://admin:hunter2@b:2",
+                "server 2 has credentials",
+            ),
+        ] {
+            let error = NatsSettings::for_url(url)
+                .servers()
+                .expect_err(url)
+                .to_string();
+            assert!(error.contains(want), "{url}: {error}");
+            assert!(!error.contains("hunter2"), "{url}: {error}");
+        }
+    }
 
     #[test]
     fn debug_output_redacts_secrets() {

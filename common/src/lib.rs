@@ -18,6 +18,7 @@
 //! - [`broker`]: the `Broker` port, implemented by the paper broker and (later) Angel One.
 //! - [`feed`]: the market-feed port, implemented by the simulator and replay.
 //! - [`nats`]: connecting to NATS with deliberate buffer sizes.
+//! - [`jetstream`]: which failed publishes a writer retries (a leader change) and which not.
 //! - [`micro`]: NATS micro-services discovery (`$SRV.PING/INFO/STATS`).
 //! - [`metrics`]: Prometheus metrics (one registry) and the `/metrics` endpoint.
 //! - [`telemetry`]: tracing, OTLP export and W3C trace context in NATS headers.
@@ -39,6 +40,7 @@ pub mod entities;
 pub mod error;
 pub mod feed;
 pub mod health;
+pub mod jetstream;
 pub mod keystore;
 pub mod metrics;
 pub mod micro;

@@ -18,20 +18,27 @@ use crate::config::NatsSettings;
 #[derive(Debug, thiserror::Error)]
 #[error("could not connect to NATS at {url}: {reason}")]
 pub struct ConnectError {
-    /// The server URL.
+    /// The server URL(s), as `NATS_URL` gives them.
     pub url: String,
     /// Why.
     pub reason: String,
 }
 
-/// Connects as `name` (shown in the server's connection list).
+/// Connects as `name` (shown in the server's connection list) to any of the servers in
+/// `NATS_URL`; the client reconnects to any of them, and to the cluster members the
+/// servers announce.
 ///
-/// async-nats ignores `user:pass@` in URLs, so credentials go through `ConnectOptions`.
+/// async-nats ignores `user:pass@` in URLs, so credentials go through `ConnectOptions`
+/// (and [`NatsSettings::servers`] refuses a URL that carries them).
 pub async fn connect(settings: &NatsSettings, name: &str) -> Result<Client, ConnectError> {
     let fail = |reason: String| ConnectError {
         url: settings.url.clone(),
         reason,
     };
+    let servers = settings.servers().map_err(|e| ConnectError {
+        url: "NATS_URL".into(),
+        reason: e.to_string(),
+    })?;
     let mut options = if let Some(path) = &settings.creds_file {
         ConnectOptions::with_credentials_file(path)
             .await
@@ -78,7 +85,7 @@ pub async fn connect(settings: &NatsSettings, name: &str) -> Result<Client, Conn
                 }
             }
         })
-        .connect(settings.url.as_str())
+        .connect(servers)
         .await
         .map_err(|e| fail(e.to_string()))
 }

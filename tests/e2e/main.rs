@@ -11,6 +11,7 @@ mod audit_stream;
 mod auth;
 mod bad_input;
 mod bench;
+mod cli_verbs;
 mod faults;
 mod hostile_headers;
 mod lifecycle;

@@ -13,8 +13,8 @@ use async_nats::jetstream::{self, consumer::pull};
 use futures::StreamExt as _;
 use pinnacle_common::subjects;
 use pinnacle_tests::cluster::{
-    nats_dir, Conn, TestCluster, ADMIN, AUDITOR, NON_ADMINS, ORDER_WORKER, PUBLISHER, TRADER_A,
-    TRADER_B, USER_API,
+    nats_dir, Conn, TestCluster, ADMIN, AUDITOR, NON_ADMINS, ORDER_WORKER, PUBLISHER, SYS,
+    TRADER_A, TRADER_B, USER_API,
 };
 
 /// How long a message that should arrive may take.
@@ -54,12 +54,182 @@ async fn cluster_confines_traders_and_guards_the_streams() {
         assert_eq!(info["config"]["num_replicas"], 3, "{stream}: {info}");
     }
 
+    traders_replay_only_their_own_events(&cluster, &worker).await;
     services_do_their_jobs(&cluster, &worker).await;
     audit_chain_works_under_the_permissions(&cluster, &worker).await;
     traders_are_confined(&cluster, &worker).await;
     a_trader_with_its_inbox_prefix_gets_replies(&cluster, &worker).await;
     nobody_shortens_audit(&cluster, &admin).await;
     worker.expect_no_violation().await;
+    the_system_account_moves_the_meta_leader(&cluster, &admin).await;
+}
+
+/// Meta operations work from the system account's `sys` login, which sees none of the
+/// application's subjects; the admin's request, from the application account, gets no
+/// answer (the server ignores a meta step-down from a non-system account).
+async fn the_system_account_moves_the_meta_leader(cluster: &TestCluster, admin: &Conn) {
+    let sys = cluster.connect(2, SYS).await.expect("sys logs in");
+    let mut spy = sys.client.subscribe("orders.>").await.expect("subscribe");
+    sys.client.flush().await.expect("flush");
+    admin
+        .client
+        .publish(subjects::order(TRADER_A.user, "get"), "{}".into())
+        .await
+        .expect("publish");
+    admin.client.flush().await.expect("flush");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), spy.next())
+            .await
+            .is_err(),
+        "the system account sees application subjects"
+    );
+    let refused = tokio::time::timeout(
+        Duration::from_secs(2),
+        admin
+            .client
+            .request("$JS.API.META.LEADER.STEPDOWN", "{}".into()),
+    )
+    .await;
+    assert!(
+        !matches!(&refused, Ok(Ok(reply)) if reply.payload.windows(14).any(|w| w == b"\"success\":true")),
+        "the admin stepped the meta leader down"
+    );
+    let reply = sys
+        .js_api("$JS.API.META.LEADER.STEPDOWN", b"{}".to_vec())
+        .await
+        .expect("sys gets an answer");
+    assert_eq!(reply["success"], true, "{reply}");
+    cluster
+        .wait_for_meta_leader(Duration::from_secs(20))
+        .await
+        .expect("a new meta leader");
+}
+
+/// The replay program in docs/PROTOCOL.md, run verbatim as trader A against all three
+/// nodes, prints A's events in order and nothing of B's; and every other way of making a
+/// consumer on ORDER_EVENTS (another filter, several filters, unnamed, durable) is refused.
+async fn traders_replay_only_their_own_events(cluster: &TestCluster, worker: &Conn) {
+    let js = jetstream::new(worker.client.clone());
+    let mut expected = Vec::new();
+    for (n, (user, status, previous)) in [
+        (TRADER_A.user, "NEW", None),
+        (TRADER_B.user, "NEW", None),
+        (TRADER_A.user, "SUBMITTED", Some("NEW")),
+        (TRADER_A.user, "FILLED", Some("SUBMITTED")),
+        (TRADER_B.user, "SUBMITTED", Some("NEW")),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let order_id = format!("order-{user}");
+        let event = serde_json::json!({
+            "event_id": format!("replay-{n}"),
+            "ts_ms": n,
+            "previous_status": previous,
+            "order": {"id": order_id, "status": status},
+        });
+        let payload = rmp_serde::to_vec_named(&event).expect("msgpack");
+        js.publish(subjects::order_events(user), payload.into())
+            .await
+            .expect("event publish")
+            .await
+            .expect("event ack");
+        if user == TRADER_A.user {
+            expected.push(format!(
+                "{order_id} {} -> {status}",
+                previous.unwrap_or("None")
+            ));
+        }
+    }
+
+    let protocol = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/PROTOCOL.md"),
+    )
+    .expect("docs/PROTOCOL.md");
+    let program = protocol
+        .split("```python\n")
+        .find(|block| block.starts_with("# replay_events.py"))
+        .and_then(|block| block.split("```").next())
+        .expect("the replay program in docs/PROTOCOL.md");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("replay_events.py");
+    std::fs::write(&script, program).expect("write the program");
+    let urls: Vec<String> = (0..3).map(|i| cluster.url(i)).collect();
+    let output = tokio::process::Command::new(pinnacle_tests::python())
+        .arg(&script)
+        .env("PINNACLE_USER_ID", TRADER_A.user)
+        .env("NATS_URL", urls.join(","))
+        .env("NATS_USER", TRADER_A.user)
+        .env("NATS_PASSWORD", TRADER_A.password)
+        .output()
+        .await
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the replay program failed: {}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines, expected, "trader A's replay");
+
+    let trader = cluster.connect(0, TRADER_A).await.expect("trader A");
+    let config = |filter: serde_json::Value| {
+        let mut config = serde_json::json!({
+            "deliver_subject": format!("_INBOX.{}.replay", TRADER_A.user),
+            "ack_policy": "none",
+            "deliver_policy": "all",
+        });
+        config
+            .as_object_mut()
+            .expect("object")
+            .extend(filter.as_object().expect("filter fields").clone());
+        serde_json::to_vec(&serde_json::json!({"stream_name": "ORDER_EVENTS", "config": config}))
+            .expect("json")
+    };
+    let own = format!("events.orders.{}", TRADER_A.user);
+    let other = format!("events.orders.{}", TRADER_B.user);
+    // Through the allowed subject, a config that asks for more than it names is refused.
+    for (name, filter) in [
+        (
+            "mismatch",
+            serde_json::json!({"name": "mismatch", "filter_subject": other}),
+        ),
+        (
+            "wider",
+            serde_json::json!({"name": "wider", "filter_subject": "events.orders.>"}),
+        ),
+        (
+            "several",
+            serde_json::json!({"name": "several", "filter_subjects": [own, other]}),
+        ),
+    ] {
+        let reply = trader
+            .js_api(
+                &format!("$JS.API.CONSUMER.CREATE.ORDER_EVENTS.{name}.{own}"),
+                config(filter),
+            )
+            .await
+            .expect("the server answers");
+        assert!(reply.get("error").is_some(), "{name}: {reply}");
+    }
+    // Every other create subject is not allowed at all.
+    for subject in [
+        format!("$JS.API.CONSUMER.CREATE.ORDER_EVENTS.steal.{other}"),
+        "$JS.API.CONSUMER.CREATE.ORDER_EVENTS".to_string(),
+        "$JS.API.CONSUMER.DURABLE.CREATE.ORDER_EVENTS.steal".to_string(),
+        "$JS.API.STREAM.NAMES".to_string(),
+    ] {
+        trader
+            .client
+            .publish(
+                subject.clone(),
+                config(serde_json::json!({"filter_subject": other})).into(),
+            )
+            .await
+            .expect("publish");
+        trader.expect_violation("Publish", &subject).await;
+    }
 }
 
 /// Pinnacle's own client, configured as a trader with `NATS_INBOX_PREFIX`, gets replies
@@ -389,6 +559,16 @@ async fn nobody_shortens_audit(cluster: &TestCluster, admin: &Conn) {
             conn.expect_violation("Publish", subject).await;
         }
     }
+    // Nor the system account's account purge, which would delete every stream of the
+    // application account (`$G`: its users are defined outside any `accounts` block).
+    let sys = cluster.connect(1, SYS).await.expect("sys");
+    let purge_account = "$JS.API.ACCOUNT.PURGE.$G";
+    sys.client
+        .publish_with_reply(purge_account, sys.client.new_inbox(), "".into())
+        .await
+        .expect("publish");
+    sys.expect_violation("Publish", purge_account).await;
+
     // Creating it again with a limit is not a way around: JetStream refuses a different
     // configuration under an existing name.
     let create = admin

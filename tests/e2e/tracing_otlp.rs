@@ -9,7 +9,7 @@
 //! ends before the broker is called; sampled ticks carry their context to a consumer span.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -22,18 +22,7 @@ use tokio::io::AsyncBufReadExt;
 use tokio::process::{Child, Command};
 
 use crate::each_backend;
-
-/// The project's Python (from `scripts/setup.sh`), or `PINNACLE_PYTHON`.
-fn python() -> PathBuf {
-    if let Ok(path) = std::env::var("PINNACLE_PYTHON") {
-        return PathBuf::from(path);
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .map(|dir| dir.join(".venv/bin/python"))
-        .find(|p| p.exists())
-        .expect(".venv/bin/python: run scripts/setup.sh")
-}
+use pinnacle_tests::python;
 
 /// Starts the receiver on a free loopback port; returns it and the port.
 async fn start_receiver(out: &Path) -> (Child, u16) {

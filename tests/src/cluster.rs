@@ -77,6 +77,14 @@ pub const TRADER_B: Login = Login {
     trader: true,
 };
 
+/// The system account's operator login (meta leader step-down, server reports).
+pub const SYS: Login = Login {
+    user: "sys",
+    password: "test-sys",
+    hash: "$2b$04$qFQfMHW.EeUk18AQxpjbqOd6ujdzGEN8GsB45QPx9VXqqW2MVS7B.",
+    trader: false,
+};
+
 /// Every login that is not the admin.
 pub const NON_ADMINS: [Login; 6] = [
     PUBLISHER,
@@ -92,21 +100,33 @@ pub fn nats_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../nats")
 }
 
-/// One running node.
+/// One node: its ports and store stay the same across a kill and a restart.
 #[derive(Debug)]
 struct Node {
-    /// The process (killed on drop).
-    child: Child,
+    /// The process while it runs (killed on drop).
+    child: Option<Child>,
     /// Client port.
     port: u16,
     /// Monitoring port (`/jsz` tells who the meta leader is).
     http_port: u16,
+    /// Route port.
+    cluster_port: u16,
+    /// Its store, ports file and log.
+    dir: PathBuf,
+}
+
+impl Node {
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 impl Drop for Node {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 
@@ -115,6 +135,10 @@ impl Drop for Node {
 pub struct TestCluster {
     /// The nodes, in start order.
     nodes: Vec<Node>,
+    /// The nodes' route URLs, the same on every node.
+    routes: Vec<String>,
+    /// The config every node runs.
+    conf: PathBuf,
     /// Configs, stores and logs.
     dir: tempfile::TempDir,
 }
@@ -124,24 +148,6 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
-}
-
-/// Reads `(client, monitoring)` ports from a nats-server ports file.
-fn read_ports(path: &Path) -> Option<(u16, u16)> {
-    let value: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
-    let port = |key: &str| -> Option<u16> {
-        value
-            .get(key)?
-            .as_array()?
-            .first()?
-            .as_str()?
-            .rsplit(':')
-            .next()?
-            .parse()
-            .ok()
-    };
-    Some((port("nats")?, port("monitoring")?))
 }
 
 /// Copies the shipped configs into `dir`, writes the test passwords and adds both traders.
@@ -160,91 +166,140 @@ fn write_configs(dir: &Path) -> anyhow::Result<PathBuf> {
         ("ORDER_WORKER", ORDER_WORKER),
         ("USER_API", USER_API),
         ("AUDITOR", AUDITOR),
+        ("SYS", SYS),
     ]
     .iter()
     .map(|(name, login)| format!("{name}_PASSWORD = \"{}\"\n", login.hash))
     .collect();
     std::fs::write(dir.join("passwords.conf"), passwords)?;
-    for trader in [TRADER_A, TRADER_B] {
-        let status = Command::new("bash")
-            .arg(dir.join("add-trader.sh"))
-            .args([trader.user, trader.hash])
-            .arg(dir.join("auth.conf"))
-            .stderr(Stdio::null())
-            .status()?;
-        anyhow::ensure!(status.success(), "add-trader.sh failed for {}", trader.user);
-    }
+    // Trader A the shell way (a hash made elsewhere), trader B as `pinnacle nats
+    // add-trader` does it: both must give working logins.
+    let status = Command::new("bash")
+        .arg(dir.join("add-trader.sh"))
+        .args([TRADER_A.user, TRADER_A.hash])
+        .arg(dir.join("auth.conf"))
+        .stderr(Stdio::null())
+        .status()?;
+    anyhow::ensure!(
+        status.success(),
+        "add-trader.sh failed for {}",
+        TRADER_A.user
+    );
+    pinnacle_cli::nats_admin::add_trader(&dir.join("auth.conf"), TRADER_B.user, TRADER_B.hash)?;
     Ok(dir.join("cluster.conf"))
 }
 
 impl TestCluster {
     /// Starts three nodes and waits until they have elected a JetStream meta leader.
     pub async fn start() -> anyhow::Result<Self> {
-        let binary = pinnacle_cli::nats_server::find_binary()?;
         let dir = tempfile::tempdir()?;
         let conf = write_configs(dir.path())?;
-        let cluster_ports = [free_port()?, free_port()?, free_port()?];
-        let routes: Vec<String> = cluster_ports
-            .iter()
-            .map(|p| format!("nats-route://127.0.0.1:{p}"))
-            .collect();
-        let mut children = Vec::new();
-        for (i, cluster_port) in cluster_ports.iter().enumerate() {
+        let mut nodes = Vec::new();
+        for i in 0..3 {
             let node_dir = dir.path().join(format!("node-{}", i + 1));
             std::fs::create_dir_all(&node_dir)?;
-            let log = std::fs::File::create(node_dir.join("server.log"))?;
-            let child = Command::new(&binary)
-                .arg("-c")
-                .arg(&conf)
-                .arg("--ports_file_dir")
-                .arg(&node_dir)
-                .env("PINNACLE_NATS_NAME", format!("nats-{}", i + 1))
-                .env("PINNACLE_NATS_HOST", "127.0.0.1")
-                .env("PINNACLE_NATS_PORT", "-1")
-                .env("PINNACLE_NATS_HTTP_PORT", "-1")
-                .env("PINNACLE_NATS_CLUSTER_PORT", cluster_port.to_string())
-                .env("PINNACLE_NATS_STORE_DIR", node_dir.join("jetstream"))
-                .env("PINNACLE_NATS_ROUTE_1", &routes[0])
-                .env("PINNACLE_NATS_ROUTE_2", &routes[1])
-                .env("PINNACLE_NATS_ROUTE_3", &routes[2])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(log)
-                .spawn()
-                .with_context(|| format!("starting {}", binary.display()))?;
-            children.push((child, node_dir));
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut nodes = Vec::new();
-        for (mut child, node_dir) in children {
-            let ports_file = node_dir.join(format!("nats-server_{}.ports", child.id()));
-            let (port, http_port) = loop {
-                if let Some(ports) = read_ports(&ports_file) {
-                    break ports;
-                }
-                if let Ok(Some(status)) = child.try_wait() {
-                    let log =
-                        std::fs::read_to_string(node_dir.join("server.log")).unwrap_or_default();
-                    anyhow::bail!("a node exited with {status}:\n{log}");
-                }
-                anyhow::ensure!(Instant::now() < deadline, "no ports file within 10 s");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            };
             nodes.push(Node {
-                child,
-                port,
-                http_port,
+                child: None,
+                port: free_port()?,
+                http_port: free_port()?,
+                cluster_port: free_port()?,
+                dir: node_dir,
             });
         }
-        let cluster = Self { nodes, dir };
+        let routes = nodes
+            .iter()
+            .map(|n| format!("nats-route://127.0.0.1:{}", n.cluster_port))
+            .collect();
+        let mut cluster = Self {
+            nodes,
+            routes,
+            conf,
+            dir,
+        };
+        for i in 0..3 {
+            cluster.spawn(i)?;
+        }
+        for i in 0..3 {
+            cluster.wait_for_port(i, Duration::from_secs(10)).await?;
+        }
         cluster
             .wait_for_meta_leader(Duration::from_secs(15))
             .await?;
         Ok(cluster)
     }
 
+    /// Starts node `i`'s process on its ports and store.
+    fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
+        let binary = pinnacle_cli::nats_server::find_binary()?;
+        let node = &self.nodes[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(node.dir.join("server.log"))?;
+        let child = Command::new(&binary)
+            .arg("-c")
+            .arg(&self.conf)
+            .env("PINNACLE_NATS_NAME", format!("nats-{}", i + 1))
+            .env("PINNACLE_NATS_HOST", "127.0.0.1")
+            .env("PINNACLE_NATS_PORT", node.port.to_string())
+            .env("PINNACLE_NATS_HTTP_PORT", node.http_port.to_string())
+            .env("PINNACLE_NATS_CLUSTER_PORT", node.cluster_port.to_string())
+            .env("PINNACLE_NATS_STORE_DIR", node.dir.join("jetstream"))
+            .env("PINNACLE_NATS_ROUTE_1", &self.routes[0])
+            .env("PINNACLE_NATS_ROUTE_2", &self.routes[1])
+            .env("PINNACLE_NATS_ROUTE_3", &self.routes[2])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        self.nodes[i].child = Some(child);
+        Ok(())
+    }
+
+    /// Waits until node `i` accepts connections.
+    async fn wait_for_port(&mut self, i: usize, within: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + within;
+        let address = format!("127.0.0.1:{}", self.nodes[i].port);
+        loop {
+            if tokio::net::TcpStream::connect(&address).await.is_ok() {
+                return Ok(());
+            }
+            if let Some(Ok(Some(status))) = self.nodes[i].child.as_mut().map(Child::try_wait) {
+                let log = std::fs::read_to_string(self.nodes[i].dir.join("server.log"))
+                    .unwrap_or_default();
+                anyhow::bail!("node {} exited with {status}:\n{log}", i + 1);
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "node {} not listening within {within:?}",
+                i + 1
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGKILLs node `i` (its store stays).
+    pub fn kill(&mut self, i: usize) {
+        self.nodes[i].kill();
+    }
+
+    /// Starts node `i` again on the same ports and store, and waits until the three nodes
+    /// agree on a meta leader again.
+    pub async fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        self.spawn(i)?;
+        self.wait_for_port(i, Duration::from_secs(10)).await?;
+        self.wait_for_meta_leader(Duration::from_secs(30)).await
+    }
+
+    /// The index of the node named `name` (`nats-2` → 1).
+    pub fn index_of(name: &str) -> Option<usize> {
+        let n: usize = name.strip_prefix("nats-")?.parse().ok()?;
+        (1..=3).contains(&n).then(|| n - 1)
+    }
+
     /// Polls every node's `/jsz` until all name the same meta leader of a 3-node group.
-    async fn wait_for_meta_leader(&self, within: Duration) -> anyhow::Result<()> {
+    pub async fn wait_for_meta_leader(&self, within: Duration) -> anyhow::Result<()> {
         let http = reqwest::Client::new();
         let deadline = Instant::now() + within;
         loop {
@@ -278,6 +333,76 @@ impl TestCluster {
     /// `nats://127.0.0.1:<port>` of node `index` (0, 1 or 2).
     pub fn url(&self, index: usize) -> String {
         format!("nats://127.0.0.1:{}", self.nodes[index].port)
+    }
+
+    /// Every node's URL, comma separated, as `NATS_URL` takes them.
+    pub fn urls(&self) -> String {
+        (0..self.nodes.len())
+            .map(|i| self.url(i))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The index of the node that leads stream `name`, asked as admin.
+    pub async fn stream_leader(&self, admin: &Conn, name: &str) -> anyhow::Result<usize> {
+        let info = admin
+            .js_api(&format!("$JS.API.STREAM.INFO.{name}"), Vec::new())
+            .await?;
+        let leader = info["cluster"]["leader"].as_str().unwrap_or_default();
+        Self::index_of(leader).with_context(|| format!("{name} has no leader: {info}"))
+    }
+
+    /// Waits until stream `name` has a leader and both followers are current again.
+    pub async fn wait_current(
+        &self,
+        admin: &Conn,
+        name: &str,
+        within: Duration,
+    ) -> anyhow::Result<()> {
+        self.wait_for_replicas(admin, name, Instant::now() + within)
+            .await
+    }
+
+    /// The index of the JetStream meta leader, as a live node's `/jsz` names it.
+    pub async fn meta_leader(&self) -> Option<usize> {
+        let http = reqwest::Client::new();
+        for node in self.nodes.iter().filter(|n| n.child.is_some()) {
+            let url = format!("http://127.0.0.1:{}/jsz", node.http_port);
+            let Ok(response) = http.get(&url).send().await else {
+                continue;
+            };
+            let Ok(body) = response.json::<serde_json::Value>().await else {
+                continue;
+            };
+            if let Some(leader) = body["meta_cluster"]["leader"].as_str() {
+                return Self::index_of(leader);
+            }
+        }
+        None
+    }
+
+    /// The index of a live node holding a client connection named `name`, from `/connz`.
+    pub async fn node_with_connection(&self, name: &str) -> Option<usize> {
+        let http = reqwest::Client::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            if node.child.is_none() {
+                continue;
+            }
+            let url = format!("http://127.0.0.1:{}/connz?limit=4096", node.http_port);
+            let Ok(response) = http.get(&url).send().await else {
+                continue;
+            };
+            let Ok(body) = response.json::<serde_json::Value>().await else {
+                continue;
+            };
+            let holds = body["connections"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["name"] == name));
+            if holds {
+                return Some(i);
+            }
+        }
+        None
     }
 
     /// The scratch directory (configs, per-node stores and logs).
@@ -352,9 +477,11 @@ impl TestCluster {
         deadline: Instant,
     ) -> anyhow::Result<()> {
         loop {
+            // Right after a node loss the API may not answer for a moment.
             let info = admin
                 .js_api(&format!("$JS.API.STREAM.INFO.{name}"), Vec::new())
-                .await?;
+                .await
+                .unwrap_or_default();
             let cluster = &info["cluster"];
             let current = cluster["replicas"]
                 .as_array()

@@ -27,6 +27,18 @@ use pinnacle_cli::nats_server::NatsServer;
 use sea_orm::{ConnectionTrait, Database};
 pub use stack::{market, no_limits, TestStack, TestUser, ADMIN_TOKEN};
 
+/// The project's Python (from `scripts/setup.sh`), or `PINNACLE_PYTHON`.
+pub fn python() -> std::path::PathBuf {
+    if let Ok(path) = std::env::var("PINNACLE_PYTHON") {
+        return path.into();
+    }
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|dir| dir.join(".venv/bin/python"))
+        .find(|p| p.exists())
+        .expect(".venv/bin/python: run scripts/setup.sh")
+}
+
 /// The server every harness connects to for PostgreSQL administration.
 pub fn postgres_admin_url() -> String {
     std::env::var("PINNACLE_TEST_POSTGRES_URL")

@@ -28,6 +28,7 @@ use super::checkpoint::{self, Checkpoint, CheckpointPolicy};
 use super::AuditError;
 use crate::codec::Encoding;
 use crate::crypto::Vault;
+use crate::jetstream::Retry;
 use crate::model::AuditEvent;
 use crate::subjects::{self, headers};
 use crate::telemetry;
@@ -35,6 +36,19 @@ use crate::telemetry;
 /// How often one append may lose the race to another writer before giving up (within the
 /// timeout either way).
 const MAX_RACES: usize = 64;
+
+/// The first pause after a failure a leader change produces; it doubles up to the maximum.
+const LEADER_CHANGE_PAUSE: Duration = Duration::from_millis(25);
+const LEADER_CHANGE_PAUSE_MAX: Duration = Duration::from_millis(400);
+
+/// Why a chain's tip could not be read.
+#[derive(Debug)]
+enum TipError {
+    /// No leader or no reply for now: retry within the append's timeout.
+    Leaderless(String),
+    /// Refused for good (no stream, a permission): fail the append.
+    Refused(AuditError),
+}
 
 /// What a writer knows about one chain.
 #[derive(Debug, Default)]
@@ -49,6 +63,9 @@ struct ChainState {
     since_checkpoint: u64,
     /// Whether a timer task will checkpoint `unsealed` (one per chain at a time).
     timer_armed: bool,
+    /// The last failed publish was "no responders": the stream is missing (or leaderless).
+    /// An append that times out after that reports [`AuditError::StreamUnavailable`].
+    no_responders: bool,
 }
 
 impl ChainState {
@@ -172,6 +189,7 @@ impl AuditLog {
                 .await;
             match result {
                 Ok((tip, fresh)) => {
+                    state.no_responders = false;
                     if fresh {
                         state.appended(tip);
                     }
@@ -187,7 +205,15 @@ impl AuditLog {
             Ok(result) => result?,
             Err(_) => {
                 // The lock was released with a tip that may be stale: drop it.
-                chain.lock().await.tip = None;
+                let mut state = chain.lock().await;
+                state.tip = None;
+                if std::mem::take(&mut state.no_responders) {
+                    return Err(AuditError::StreamUnavailable(format!(
+                        "the {} stream does not exist or has no reachable leader (no responders for {:?})",
+                        subjects::AUDIT_STREAM,
+                        self.inner.timeout
+                    )));
+                }
                 return Err(AuditError::Timeout(self.inner.timeout));
             }
         };
@@ -199,7 +225,8 @@ impl AuditLog {
         Ok(tip.seq)
     }
 
-    /// Appends one link, re-reading the tip after each lost race.
+    /// Appends one link, re-reading the tip after each lost race, and retrying what a
+    /// leader change produces ([`crate::jetstream::classify`]) until the caller's timeout.
     async fn append(
         &self,
         subject: &str,
@@ -208,10 +235,20 @@ impl AuditLog {
         state: &mut ChainState,
     ) -> Result<(Tip, bool), AuditError> {
         let mut races = 0;
+        let mut pause = LEADER_CHANGE_PAUSE;
         loop {
             let tip = match state.tip {
                 Some(tip) => tip,
-                None => self.read_tip(subject).await?,
+                None => match self.read_tip(subject).await {
+                    Ok(tip) => tip,
+                    Err(TipError::Leaderless(error)) => {
+                        tracing::debug!(%error, "audit tip unreadable; retrying");
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(LEADER_CHANGE_PAUSE_MAX);
+                        continue;
+                    }
+                    Err(TipError::Refused(error)) => return Err(error),
+                },
             };
             let link = Link::next(&self.inner.vault, subject, &tip, payload)
                 .map_err(|e| AuditError::Publish(e.to_string()))?;
@@ -224,13 +261,15 @@ impl AuditLog {
             );
             link.write_headers(&mut hdrs);
             telemetry::inject_context(&mut hdrs);
-            let ack = self
+            let ack = match self
                 .inner
                 .js
                 .publish_with_headers(subject.to_string(), hdrs, payload.clone())
                 .await
-                .map_err(AuditError::from_publish)?
-                .await;
+            {
+                Ok(ack) => ack.await,
+                Err(e) => Err(e),
+            };
             match ack {
                 Ok(ack) if ack.duplicate => {
                     // A retry of an event already stored (same event id): JetStream kept the
@@ -250,24 +289,39 @@ impl AuditLog {
                     state.tip = Some(tip);
                     return Ok((tip, true));
                 }
-                Err(e) if e.kind() == PublishErrorKind::WrongLastSequence && races < MAX_RACES => {
-                    // Another writer appended: read its link and chain after it.
-                    races += 1;
-                    state.tip = None;
-                }
-                Err(e) => return Err(AuditError::from_publish(e)),
+                Err(e) => match crate::jetstream::classify(&e) {
+                    // Another writer appended, or a new stream leader does not know our
+                    // view: read the stored tip and chain after it.
+                    Retry::Reread if races < MAX_RACES => {
+                        races += 1;
+                        state.tip = None;
+                        state.no_responders = false;
+                    }
+                    // No leader or no ack for now: the event may or may not be stored, so
+                    // re-read the tip (the event id makes a stored copy a duplicate). "No
+                    // responders" is also what a missing stream looks like: remembered, so
+                    // a timeout after nothing but that says "audit stream unavailable".
+                    Retry::Later => {
+                        tracing::debug!(error = %e, "audit append not acknowledged; retrying");
+                        state.tip = None;
+                        state.no_responders = e.kind() == PublishErrorKind::StreamNotFound;
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(LEADER_CHANGE_PAUSE_MAX);
+                    }
+                    Retry::Reread | Retry::Never => return Err(AuditError::Publish(e.to_string())),
+                },
             }
         }
     }
 
     /// The chain's tip as stored: the subject's last message, or empty.
-    async fn read_tip(&self, subject: &str) -> Result<Tip, AuditError> {
+    async fn read_tip(&self, subject: &str) -> Result<Tip, TipError> {
         let stream = self
             .inner
             .js
             .get_stream_no_info(subjects::AUDIT_STREAM)
             .await
-            .map_err(|e| AuditError::Publish(e.to_string()))?;
+            .map_err(|e| TipError::Refused(AuditError::Publish(e.to_string())))?;
         match stream.get_last_raw_message_by_subject(subject).await {
             Ok(message) => Ok(match Link::from_headers(Some(&message.headers)) {
                 Ok(link) => link.tip_at(message.sequence),
@@ -278,15 +332,28 @@ impl AuditLog {
                     ..Tip::EMPTY
                 },
             }),
-            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(Tip::EMPTY),
-            Err(e) => Err(match e.kind() {
-                LastRawMessageErrorKind::JetStream(js)
-                    if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+            Err(e) => match e.kind() {
+                LastRawMessageErrorKind::NoMessageFound => Ok(Tip::EMPTY),
+                // The stream is gone: every access is refused until it is restored.
+                LastRawMessageErrorKind::JetStream(api)
+                    if api.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
                 {
-                    AuditError::stream_missing()
+                    Err(TipError::Refused(AuditError::stream_missing()))
                 }
-                _ => AuditError::Publish(e.to_string()),
-            }),
+                // A bad subject, a permission: a refusal.
+                LastRawMessageErrorKind::JetStream(api)
+                    if !crate::jetstream::is_leaderless(api.error_code()) =>
+                {
+                    Err(TipError::Refused(AuditError::Publish(e.to_string())))
+                }
+                LastRawMessageErrorKind::InvalidSubject => {
+                    Err(TipError::Refused(AuditError::Publish(e.to_string())))
+                }
+                // No leader, no responder, no reply in time: an election, probably.
+                LastRawMessageErrorKind::JetStream(_) | LastRawMessageErrorKind::Other => {
+                    Err(TipError::Leaderless(e.to_string()))
+                }
+            },
         }
     }
 
