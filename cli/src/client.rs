@@ -11,6 +11,16 @@ use pinnacle_common::codec::Encoding;
 use pinnacle_common::config::NatsSettings;
 use pinnacle_common::model::Tick;
 
+/// Makes `path`'s `KEY=VALUE` lines (blank lines and `#` comments skipped) the process
+/// environment, over what was set. Call it before any thread starts.
+pub fn apply_env_file(path: &Path) -> anyhow::Result<()> {
+    let env = ClientEnv::load(Some(path))?;
+    for (key, value) in env.values {
+        std::env::set_var(key, value);
+    }
+    Ok(())
+}
+
 /// Settings read from an env file, falling back to the process environment.
 #[derive(Debug, Default)]
 pub struct ClientEnv {
@@ -25,7 +35,7 @@ impl ClientEnv {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
             for line in text.lines().map(str::trim) {
-                if line.starts_with('#') {
+                if line.is_empty() || line.starts_with('#') {
                     continue;
                 }
                 if let Some((k, v)) = line.split_once('=') {

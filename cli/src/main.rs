@@ -13,6 +13,11 @@ use secrecy::ExposeSecret;
 #[derive(Debug, Parser)]
 #[command(name = "pinnacle", version, about = "Pinnacle trading back end")]
 struct Cli {
+    /// Read settings from this env file (KEY=VALUE lines, such as the .pinnacle/dev.env
+    /// that `pinnacle dev` writes) before anything else; its values win over the
+    /// environment's. Every verb takes it.
+    #[arg(long, env = "PINNACLE_ENV_FILE", global = true, value_name = "FILE")]
+    env_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -46,9 +51,6 @@ enum Command {
     },
     /// Print ticks as JSON lines.
     Ticks {
-        /// Env file with NATS_URL (e.g. .pinnacle/dev.env).
-        #[arg(long)]
-        env_file: Option<PathBuf>,
         /// Subject pattern.
         #[arg(default_value = "md.tick.>")]
         pattern: String,
@@ -74,6 +76,13 @@ enum Command {
         common: trader::Common,
         #[command(subcommand)]
         command: trader::PortfolioCommand,
+    },
+    /// Your order events, oldest first (replayed from ORDER_EVENTS), then stop or follow.
+    Events {
+        #[command(flatten)]
+        common: trader::Common,
+        #[command(flatten)]
+        args: trader::EventsArgs,
     },
     /// Market data: the last tick, candles, the instrument master, market status.
     Md {
@@ -346,9 +355,17 @@ enum KeysCommand {
     },
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    match run(Cli::parse()).await {
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    // Before any thread starts: the env file's values become the process environment, so
+    // every verb reads its settings one way.
+    let started = match &cli.env_file {
+        Some(file) => client::apply_env_file(file),
+        None => Ok(()),
+    }
+    .and_then(|()| Ok(tokio::runtime::Runtime::new()?));
+    let outcome = started.and_then(|runtime| runtime.block_on(run(cli)));
+    match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -506,14 +523,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Nats { command } => nats(command).await,
         Command::Risk { command } => risk(command).await,
-        Command::Ticks {
-            env_file,
-            pattern,
-            count,
-        } => client::ticks(&ClientEnv::load(env_file.as_deref())?, &pattern, count).await,
+        Command::Ticks { pattern, count } => {
+            client::ticks(&ClientEnv::load(None)?, &pattern, count).await
+        }
         Command::Order { common, command } => trader::order(&common, command).await,
         Command::Portfolio { common, command } => trader::portfolio(&common, command).await,
         Command::Md { common, command } => trader::md(&common, command).await,
+        Command::Events { common, args } => trader::events(&common, args).await,
     }
 }
 

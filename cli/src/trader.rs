@@ -1,15 +1,15 @@
 //! The trader's verbs over NATS, as docs/PROTOCOL.md defines them: `order
-//! place|modify|cancel|get|list`, `portfolio funds|positions|holdings|trades` and `md
+//! place|modify|cancel|get|list`, `portfolio funds|positions|holdings|trades`, `events`
+//! (replay and follow your order events from `ORDER_EVENTS`) and `md
 //! last|candles|symbols|lookup|status`.
 //!
 //! Each verb sends one request and prints the result as a table for people, or as JSON
 //! with `--json` for scripts. A refused request prints one line, `error: CODE: message`,
-//! and exits non-zero. Settings come from `--env-file` (or `PINNACLE_ENV_FILE`), then the
-//! environment: `NATS_URL`, `PINNACLE_USER_ID`/`DEMO_USER_ID`,
+//! and exits non-zero. Settings come from the environment, which `--env-file` (or
+//! `PINNACLE_ENV_FILE`) fills first: `NATS_URL`, `PINNACLE_USER_ID`/`DEMO_USER_ID`,
 //! `PINNACLE_API_TOKEN`/`DEMO_API_TOKEN` (the `dev.env` that `pinnacle dev` writes has
 //! them all).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -24,13 +24,10 @@ use crate::client::ClientEnv;
 /// How long a reply may take before the verb gives up.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Where to connect and how to print, for every trader verb.
+/// How to print, for every trader verb (where to connect comes from `--env-file` or the
+/// environment).
 #[derive(Debug, Clone, Args)]
 pub struct Common {
-    /// Env file with NATS_URL, PINNACLE_USER_ID (or DEMO_USER_ID) and PINNACLE_API_TOKEN
-    /// (or DEMO_API_TOKEN), such as the `.pinnacle/dev.env` that `pinnacle dev` writes.
-    #[arg(long, env = "PINNACLE_ENV_FILE", global = true)]
-    pub env_file: Option<PathBuf>,
     /// Print the result as JSON instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
@@ -267,6 +264,17 @@ pub enum MdCommand {
     },
 }
 
+/// `pinnacle events`: your order events from `ORDER_EVENTS`.
+#[derive(Debug, Clone, Args)]
+pub struct EventsArgs {
+    /// Skip the history: only events from now on (implies --follow).
+    #[arg(long)]
+    pub new: bool,
+    /// After the history, keep printing new events until interrupted.
+    #[arg(long)]
+    pub follow: bool,
+}
+
 /// A connection as the trader in the env file.
 struct Session {
     client: async_nats::Client,
@@ -275,8 +283,8 @@ struct Session {
 }
 
 impl Session {
-    async fn open(common: &Common) -> anyhow::Result<Self> {
-        let env = ClientEnv::load(common.env_file.as_deref())?;
+    async fn open() -> anyhow::Result<Self> {
+        let env = ClientEnv::load(None)?;
         let settings = env.nats();
         let client = tokio::time::timeout(
             Duration::from_secs(5),
@@ -354,7 +362,7 @@ fn object(pairs: Vec<(&str, Option<Value>)>) -> Value {
 
 /// Runs `pinnacle order …`.
 pub async fn order(common: &Common, command: OrderCommand) -> anyhow::Result<()> {
-    let session = Session::open(common).await?;
+    let session = Session::open().await?;
     let (verb, body, shape) = match command {
         OrderCommand::Place {
             exchange,
@@ -430,7 +438,7 @@ pub async fn order(common: &Common, command: OrderCommand) -> anyhow::Result<()>
 
 /// Runs `pinnacle portfolio …`.
 pub async fn portfolio(common: &Common, command: PortfolioCommand) -> anyhow::Result<()> {
-    let session = Session::open(common).await?;
+    let session = Session::open().await?;
     let (verb, account, shape) = match command {
         PortfolioCommand::Funds { account } => ("funds", account, Shape::Money),
         PortfolioCommand::Positions { account } => (
@@ -473,9 +481,77 @@ pub async fn portfolio(common: &Common, command: PortfolioCommand) -> anyhow::Re
     Ok(())
 }
 
+/// Runs `pinnacle events`: replays the user's events oldest first through a named ordered
+/// consumer filtered to `events.orders.<user>` (the only kind a trader may create on the
+/// shipped permissions), then stops when caught up, or follows.
+pub async fn events(common: &Common, args: EventsArgs) -> anyhow::Result<()> {
+    use async_nats::jetstream::consumer::{push, DeliverPolicy};
+    use futures::StreamExt as _;
+    let session = Session::open().await?;
+    let user_id = session
+        .user_id
+        .clone()
+        .context("set PINNACLE_USER_ID (or use --env-file with DEMO_USER_ID)")?;
+    let js = async_nats::jetstream::new(session.client.clone());
+    let consumer = js
+        .create_consumer_on_stream(
+            push::OrderedConfig {
+                name: Some(format!("events-{}", uuid::Uuid::new_v4().simple())),
+                deliver_subject: session.client.new_inbox(),
+                filter_subject: subjects::order_events(&user_id),
+                deliver_policy: if args.new {
+                    DeliverPolicy::New
+                } else {
+                    DeliverPolicy::All
+                },
+                ..Default::default()
+            },
+            subjects::ORDER_EVENTS_STREAM,
+        )
+        .await
+        .context("opening your order events (ORDER_EVENTS)")?;
+    let mut left = consumer.cached_info().num_pending;
+    let follow = args.follow || args.new;
+    if left == 0 && !follow {
+        crate::output::line("(no events)");
+        return Ok(());
+    }
+    let mut messages = consumer
+        .messages()
+        .await
+        .context("reading your order events")?;
+    while let Some(message) = messages.next().await {
+        let message = message.context("reading your order events")?;
+        let event: Value = Encoding::MsgPack
+            .decode(&message.payload)
+            .context("an event that is not a Pinnacle order event")?;
+        if common.json {
+            crate::output::line(&event.to_string());
+        } else {
+            let order = &event["order"];
+            crate::output::line(&format!(
+                "{}  {}  {} -> {}  {} {} {} {}",
+                cell(&event["ts_ms"]),
+                cell(&order["order_id"]),
+                cell(&event["previous_status"]),
+                cell(&order["status"]),
+                cell(&order["side"]),
+                cell(&order["quantity"]),
+                cell(&order["symbol"]),
+                cell(&order["client_order_id"]),
+            ));
+        }
+        left = left.saturating_sub(1);
+        if left == 0 && !follow {
+            break;
+        }
+    }
+    Ok(())
+}
+
 /// Runs `pinnacle md …`.
 pub async fn md(common: &Common, command: MdCommand) -> anyhow::Result<()> {
-    let session = Session::open(common).await?;
+    let session = Session::open().await?;
     let (subject, body, shape) = match command {
         MdCommand::Last { exchange, symbol } => (
             subjects::md::LAST,

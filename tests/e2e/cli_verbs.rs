@@ -166,6 +166,28 @@ async fn a_trader_lives_in_the_command_line() {
         );
         assert!(json(&stack, &user, &["portfolio", "holdings"])["holdings"].is_array());
 
+        // The order events, replayed: every change of every order, oldest first.
+        let (ok, out, err) = pinnacle(&stack, &user, &["events", "--json"]);
+        assert!(ok, "{err}");
+        let events: Vec<Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON event"))
+            .collect();
+        let rest: Vec<&Value> = events
+            .iter()
+            .filter(|e| e["order"]["client_order_id"] == "cli-rest")
+            .collect();
+        let path: Vec<&str> = rest
+            .iter()
+            .map(|e| e["order"]["status"].as_str().unwrap_or("?"))
+            .collect();
+        assert_eq!(path.first(), Some(&"NEW"), "{path:?}");
+        assert_eq!(path.last(), Some(&"CANCELLED"), "{path:?}");
+        assert!(path.contains(&"PENDING_MODIFY"), "{path:?}");
+        let (ok, table, err) = pinnacle(&stack, &user, &["events"]);
+        assert!(ok, "{err}");
+        assert!(table.contains("OPEN -> PENDING_CANCEL"), "{table}");
+
         // Market data.
         let found = json(
             &stack,

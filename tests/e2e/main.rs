@@ -12,6 +12,7 @@ mod auth;
 mod bad_input;
 mod bench;
 mod cli_verbs;
+mod dev_banner;
 mod faults;
 mod hostile_headers;
 mod lifecycle;

@@ -57,6 +57,7 @@ async fn cluster_confines_traders_and_guards_the_streams() {
     traders_replay_only_their_own_events(&cluster, &worker).await;
     services_do_their_jobs(&cluster, &worker).await;
     audit_chain_works_under_the_permissions(&cluster, &worker).await;
+    the_auditor_runs_the_durable_consumer_recipe(&cluster).await;
     traders_are_confined(&cluster, &worker).await;
     a_trader_with_its_inbox_prefix_gets_replies(&cluster, &worker).await;
     nobody_shortens_audit(&cluster, &admin).await;
@@ -142,18 +143,7 @@ async fn traders_replay_only_their_own_events(cluster: &TestCluster, worker: &Co
         }
     }
 
-    let protocol = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/PROTOCOL.md"),
-    )
-    .expect("docs/PROTOCOL.md");
-    let program = protocol
-        .split("```python\n")
-        .find(|block| block.starts_with("# replay_events.py"))
-        .and_then(|block| block.split("```").next())
-        .expect("the replay program in docs/PROTOCOL.md");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let script = dir.path().join("replay_events.py");
-    std::fs::write(&script, program).expect("write the program");
+    let (_dir, script) = documented_program("# replay_events.py");
     let urls: Vec<String> = (0..3).map(|i| cluster.url(i)).collect();
     let output = tokio::process::Command::new(pinnacle_tests::python())
         .arg(&script)
@@ -230,6 +220,60 @@ async fn traders_replay_only_their_own_events(cluster: &TestCluster, worker: &Co
             .expect("publish");
         trader.expect_violation("Publish", &subject).await;
     }
+}
+
+/// A program from docs/PROTOCOL.md, by its first line, written to a temporary file.
+fn documented_program(first_line: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let protocol = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/PROTOCOL.md"),
+    )
+    .expect("docs/PROTOCOL.md");
+    let program = protocol
+        .split("```python\n")
+        .find(|block| block.starts_with(first_line))
+        .and_then(|block| block.split("```").next())
+        .unwrap_or_else(|| panic!("no `{first_line}` program in docs/PROTOCOL.md"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("program.py");
+    std::fs::write(&script, program).expect("write the program");
+    (dir, script)
+}
+
+/// The durable-consumer program in docs/PROTOCOL.md, run verbatim as the auditor: the
+/// first run prints the audit events, a second run resumes after them and prints none.
+async fn the_auditor_runs_the_durable_consumer_recipe(cluster: &TestCluster) {
+    let (_dir, script) = documented_program("# audit_consumer.py");
+    let urls: Vec<String> = (0..3).map(|i| cluster.url(i)).collect();
+    let run = || {
+        tokio::process::Command::new(pinnacle_tests::python())
+            .arg(&script)
+            .env("NATS_URL", urls.join(","))
+            .env("NATS_USER", AUDITOR.user)
+            .env("NATS_PASSWORD", AUDITOR.password)
+            .output()
+    };
+    let first = run().await.expect("python runs");
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        first.status.success(),
+        "the audit consumer failed: {}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(
+        stdout.lines().any(|l| l.contains("chain-probe")),
+        "no audit event printed: {stdout}"
+    );
+    let second = run().await.expect("python runs");
+    assert!(
+        second.status.success(),
+        "the second run failed: {}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&second.stdout),
+        "",
+        "the durable consumer did not resume after what it acknowledged"
+    );
 }
 
 /// Pinnacle's own client, configured as a trader with `NATS_INBOX_PREFIX`, gets replies
