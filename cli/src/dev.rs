@@ -267,7 +267,8 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
         audit_client,
         Duration::from_millis(worker.audit_timeout_ms),
         vault.clone(),
-    );
+    )
+    .with_checkpoints(stack.db.clone(), worker.audit.policy());
     let demo = ensure_demo_user(&stack.db, &vault, &audit, &data_dir.join("demo.token")).await?;
     if let Some(dev_sim) = &dev_sim {
         dev_sim
@@ -315,6 +316,9 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
     let mut stack = stack;
     let outcome = stack.wait(shutdown_signal()).await;
     eprintln!("\nstopping…");
+    if let Err(error) = audit.checkpoint_now().await {
+        tracing::warn!(%error, "audit checkpoint on shutdown failed");
+    }
     let stopped = stack.stop().await;
     if let Some(dev_sim) = dev_sim {
         dev_sim.shutdown().await;

@@ -265,6 +265,13 @@ enum AuditCommand {
         /// Skip the orders-have-audit-events check.
         #[arg(long)]
         skip_orders: bool,
+        /// Report a chain whose last link is older than this many seconds and covered by
+        /// no checkpoint (default: PINNACLE_AUDIT_CHECKPOINT_SECS + PINNACLE_AUDIT_SEAL_GRACE_SECS).
+        #[arg(long, conflicts_with = "skip_sealing")]
+        max_unsealed_secs: Option<u64>,
+        /// Don't check that chains are sealed by checkpoints (e.g. for an old backup).
+        #[arg(long)]
+        skip_sealing: bool,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -408,12 +415,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 user,
                 stream,
                 skip_orders,
+                max_unsealed_secs,
+                skip_sealing,
                 json,
             } => {
+                let max_unsealed = match (skip_sealing, max_unsealed_secs) {
+                    (true, _) => None,
+                    (false, Some(secs)) => Some(std::time::Duration::from_secs(secs)),
+                    (false, None) => {
+                        Some(pinnacle_common::config::AuditSettings::from_env()?.max_unsealed())
+                    }
+                };
                 let options = pinnacle_cli::audit::VerifyOptions {
                     stream,
                     user,
                     check_orders: !skip_orders,
+                    max_unsealed,
                     ..Default::default()
                 };
                 pinnacle_cli::audit::verify_command(&options, json).await

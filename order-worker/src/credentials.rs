@@ -92,7 +92,8 @@ pub fn decrypt(
 
 /// Audits the access (waiting for the ack), then decrypts `account`'s credentials.
 ///
-/// No ack → `AUDIT_UNAVAILABLE` and nothing is decrypted. A failed decrypt is audited too
+/// No ack → `AUDIT_UNAVAILABLE` and nothing is decrypted (the message starts with
+/// `audit stream unavailable:` when the AUDIT stream itself is missing). A failed decrypt is audited too
 /// and answered with the one opaque `CREDENTIAL_UNAVAILABLE`.
 pub async fn open(
     worker: &crate::Worker,
@@ -162,11 +163,21 @@ pub async fn open_with(
         outcome: AuditOutcome::Authorized,
     };
     audit.record(&event).await.map_err(|e| {
-        tracing::warn!(error = %e, "audit unavailable; refusing");
-        ErrorBody::new(
-            ErrorCode::AuditUnavailable,
-            "the audit log is unavailable, so credentials were not accessed",
-        )
+        if e.is_stream_unavailable() {
+            // The stream itself is gone: every order is refused until an operator restores
+            // it, so say so plainly (the message names no secret).
+            tracing::error!(error = %e, "audit stream unavailable; refusing credential access");
+            ErrorBody::new(
+                ErrorCode::AuditUnavailable,
+                format!("{e}; credentials were not accessed"),
+            )
+        } else {
+            tracing::warn!(error = %e, "audit unavailable; refusing");
+            ErrorBody::new(
+                ErrorCode::AuditUnavailable,
+                "the audit log is unavailable, so credentials were not accessed",
+            )
+        }
     })?;
     let decrypted = decrypt(vault, account);
     metrics::metrics().credential_decrypt(decrypted.is_ok());

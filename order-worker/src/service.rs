@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pinnacle_common::audit::{AuditLog, CheckpointPolicy};
+use pinnacle_common::audit::AuditLog;
 use pinnacle_common::broker::{Broker, BrokerError, BrokerOutcome};
 use pinnacle_common::config::WorkerSettings;
 use pinnacle_common::crypto::Vault;
@@ -78,13 +78,7 @@ pub fn audit_log(
         Duration::from_millis(settings.audit_timeout_ms),
         vault.clone(),
     )
-    .with_checkpoints(
-        db.clone(),
-        CheckpointPolicy {
-            every_events: settings.audit_checkpoint_every,
-            every: Duration::from_secs(settings.audit_checkpoint_secs),
-        },
-    )
+    .with_checkpoints(db.clone(), settings.audit.policy())
 }
 
 /// How long a stopping worker keeps publishing its outbox before leaving the rest to the
@@ -349,6 +343,11 @@ pub async fn run(worker: Arc<Worker>, shutdown: Shutdown) -> Result<(), WorkerEr
     let _ = discovery.await;
     let _ = reconciler.await;
     let _ = square_off.await;
+    // Seal what this worker appended since its last checkpoint (a graceful stop leaves
+    // no unsealed link for `pinnacle audit verify` to report).
+    if let Err(error) = worker.audit.checkpoint_now().await {
+        tracing::warn!(%error, "audit checkpoint on shutdown failed");
+    }
     if let Err(error) = worker.client.flush().await {
         tracing::warn!(%error, "flush on shutdown failed");
     }

@@ -1,6 +1,7 @@
 //! The 3-node cluster config (`nats/cluster.conf` + `nats/auth.conf`): JetStream elects a
-//! meta leader and holds R3 streams; a trader is confined to their own subjects; only the
-//! admin can delete, purge or rewrite a stream; each service can do its job.
+//! meta leader and holds R3 streams; a trader is confined to their own subjects; nobody,
+//! the admin included, can shorten, delete or purge AUDIT, and only the admin can touch
+//! the other streams; each service can do its job.
 //!
 //! One cluster serves every check (a cluster takes a few seconds to elect its leader).
 //! Permission denials are observed the way the server reports them: an
@@ -12,8 +13,8 @@ use async_nats::jetstream::{self, consumer::pull};
 use futures::StreamExt as _;
 use pinnacle_common::subjects;
 use pinnacle_tests::cluster::{
-    Conn, TestCluster, ADMIN, AUDITOR, NON_ADMINS, ORDER_WORKER, PUBLISHER, SYS, TRADER_A,
-    TRADER_B, USER_API,
+    nats_dir, Conn, TestCluster, ADMIN, AUDITOR, NON_ADMINS, ORDER_WORKER, PUBLISHER, SYS,
+    TRADER_A, TRADER_B, USER_API,
 };
 
 /// How long a message that should arrive may take.
@@ -59,7 +60,7 @@ async fn cluster_confines_traders_and_guards_the_streams() {
     the_auditor_runs_the_durable_consumer_recipe(&cluster).await;
     traders_are_confined(&cluster, &worker).await;
     a_trader_with_its_inbox_prefix_gets_replies(&cluster, &worker).await;
-    only_admin_destroys_streams(&cluster, &admin).await;
+    nobody_shortens_audit(&cluster, &admin).await;
     worker.expect_no_violation().await;
     the_system_account_moves_the_meta_leader(&cluster, &admin).await;
 }
@@ -567,55 +568,70 @@ async fn traders_are_confined(cluster: &TestCluster, worker: &Conn) {
     md_serve.abort();
 }
 
-/// Delete, purge, update and message delete on AUDIT are refused by permissions for every
-/// service and trader; the admin's requests reach JetStream (which still refuses purge and
-/// message delete on AUDIT by the stream's own `deny_purge`/`deny_delete`), and the admin
-/// can purge another stream and delete AUDIT.
-async fn only_admin_destroys_streams(cluster: &TestCluster, admin: &Conn) {
+/// Nobody can shorten, rewrite or remove AUDIT, the admin included: a real
+/// `STREAM.UPDATE` with `max_msgs: 10` (which would discard history at once), delete, purge,
+/// message delete and restore are permission violations for every user of the shipped
+/// config; a CREATE over the existing stream with a limit is refused by JetStream; AUDIT
+/// keeps every message. The admin still manages the other streams.
+async fn nobody_shortens_audit(cluster: &TestCluster, admin: &Conn) {
     let audit = subjects::AUDIT_STREAM;
+    let mut shortened: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(nats_dir().join(format!("streams/{audit}.json"))).expect("AUDIT.json"),
+    )
+    .expect("JSON");
+    shortened["max_msgs"] = 10.into();
+    let shortened = serde_json::to_vec(&shortened).expect("JSON");
+    let before = audit_info(admin).await;
     let destroyers = [
-        format!("$JS.API.STREAM.DELETE.{audit}"),
-        format!("$JS.API.STREAM.PURGE.{audit}"),
-        format!("$JS.API.STREAM.UPDATE.{audit}"),
-        format!("$JS.API.STREAM.MSG.DELETE.{audit}"),
+        (format!("$JS.API.STREAM.UPDATE.{audit}"), shortened.clone()),
+        (format!("$JS.API.STREAM.DELETE.{audit}"), Vec::new()),
+        (format!("$JS.API.STREAM.PURGE.{audit}"), Vec::new()),
+        (
+            format!("$JS.API.STREAM.MSG.DELETE.{audit}"),
+            br#"{"seq":1}"#.to_vec(),
+        ),
+        (format!("$JS.API.STREAM.RESTORE.{audit}"), b"{}".to_vec()),
     ];
-    for (i, login) in NON_ADMINS.iter().enumerate() {
-        let conn = cluster.connect(i % 3, *login).await.expect("connect");
+    for (i, login) in std::iter::once(ADMIN).chain(NON_ADMINS).enumerate() {
+        let conn = cluster.connect(i % 3, login).await.expect("connect");
         let inbox = conn.client.new_inbox();
-        for subject in &destroyers {
+        for (subject, body) in &destroyers {
             conn.client
-                .publish_with_reply(subject.clone(), inbox.clone(), "{}".into())
+                .publish_with_reply(subject.clone(), inbox.clone(), body.clone().into())
                 .await
                 .expect("publish");
             conn.expect_violation("Publish", subject).await;
         }
     }
-    let info = admin
-        .js_api(&format!("$JS.API.STREAM.INFO.{audit}"), Vec::new())
+    // Nor the system account's account purge, which would delete every stream of the
+    // application account (`$G`: its users are defined outside any `accounts` block).
+    let sys = cluster.connect(1, SYS).await.expect("sys");
+    let purge_account = "$JS.API.ACCOUNT.PURGE.$G";
+    sys.client
+        .publish_with_reply(purge_account, sys.client.new_inbox(), "".into())
         .await
-        .expect("info");
-    assert!(info.get("error").is_none(), "AUDIT survives: {info}");
-    assert!(info["state"]["messages"].as_u64() >= Some(1), "{info}");
+        .expect("publish");
+    sys.expect_violation("Publish", purge_account).await;
 
-    let purge = admin
-        .js_api(&format!("$JS.API.STREAM.PURGE.{audit}"), Vec::new())
+    // Creating it again with a limit is not a way around: JetStream refuses a different
+    // configuration under an existing name.
+    let create = admin
+        .js_api(&format!("$JS.API.STREAM.CREATE.{audit}"), shortened)
         .await
-        .expect("the admin's purge reaches JetStream");
-    assert!(
-        purge.get("error").is_some(),
-        "AUDIT's deny_purge holds: {purge}"
+        .expect("the admin's create reaches JetStream");
+    assert!(create.get("error").is_some(), "{create}");
+
+    let after = audit_info(admin).await;
+    assert!(after.get("error").is_none(), "AUDIT survives: {after}");
+    assert_eq!(after["config"]["max_msgs"], -1, "{after}");
+    assert_eq!(after["state"]["first_seq"], 1, "{after}");
+    assert!(after["state"]["messages"].as_u64() >= Some(1), "{after}");
+    assert_eq!(
+        after["state"]["messages"], before["state"]["messages"],
+        "no message lost"
     );
-    let delete_msg = admin
-        .js_api(
-            &format!("$JS.API.STREAM.MSG.DELETE.{audit}"),
-            br#"{"seq":1}"#.to_vec(),
-        )
-        .await
-        .expect("the admin's message delete reaches JetStream");
-    assert!(
-        delete_msg.get("error").is_some(),
-        "AUDIT's deny_delete holds: {delete_msg}"
-    );
+
+    // The admin keeps managing ORDER_EVENTS (raised to R3 by an UPDATE above).
     let purge_events = admin
         .js_api(
             &format!("$JS.API.STREAM.PURGE.{}", subjects::ORDER_EVENTS_STREAM),
@@ -624,12 +640,18 @@ async fn only_admin_destroys_streams(cluster: &TestCluster, admin: &Conn) {
         .await
         .expect("purge ORDER_EVENTS");
     assert_eq!(purge_events["success"], true, "{purge_events}");
-    let deleted = admin
-        .js_api(&format!("$JS.API.STREAM.DELETE.{audit}"), Vec::new())
-        .await
-        .expect("delete AUDIT");
-    assert_eq!(deleted["success"], true, "{deleted}");
     admin.expect_no_violation().await;
+}
+
+/// AUDIT's stream info, as JSON.
+async fn audit_info(admin: &Conn) -> serde_json::Value {
+    admin
+        .js_api(
+            &format!("$JS.API.STREAM.INFO.{}", subjects::AUDIT_STREAM),
+            Vec::new(),
+        )
+        .await
+        .expect("info")
 }
 
 /// Runs `publish` until `sub` receives a message, every 200 ms, for up to [`ARRIVAL`].

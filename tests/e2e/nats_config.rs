@@ -53,7 +53,8 @@ fn pinnacle_nats(args: &[&str], env: &[(&str, &str)], stdin: &str) -> (bool, Str
 }
 
 /// `pinnacle nats streams apply` creates the shipped streams, leaves them alone when they
-/// match, puts back a field someone changed, and fails on a broken definition.
+/// match, puts back a field someone changed on ORDER_EVENTS, refuses to update AUDIT (and
+/// fails, naming the field), and fails on a broken definition.
 #[test]
 fn pinnacle_nats_streams_apply_creates_checks_and_repairs_the_streams() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -101,6 +102,31 @@ fn pinnacle_nats_streams_apply_creates_checks_and_repairs_the_streams() {
     let (ok, out, err) = apply();
     assert!(ok, "{out}{err}");
     assert_eq!(out, "AUDIT: unchanged\nORDER_EVENTS: updated max_age\n");
+
+    // Someone shortens AUDIT (this server has no authorization): apply does not touch it
+    // (nobody may update AUDIT), says why, and fails.
+    runtime.block_on(async {
+        let client = async_nats::connect(server.url()).await.expect("connect");
+        let js = async_nats::jetstream::new(client);
+        let mut config = js
+            .get_stream("AUDIT")
+            .await
+            .expect("stream")
+            .info()
+            .await
+            .expect("info")
+            .config
+            .clone();
+        config.max_messages = 10;
+        js.update_stream(config).await.expect("shortened");
+    });
+    let (ok, out, err) = apply();
+    assert!(!ok, "{out}{err}");
+    assert_eq!(out, "ORDER_EVENTS: unchanged\n");
+    assert!(
+        err.contains("AUDIT: differs in max_msgs") && err.contains("break glass"),
+        "{err}"
+    );
 
     std::fs::write(defs.path().join("broken.json"), "[1, 2]").expect("write");
     let (ok, _, err) = apply();
