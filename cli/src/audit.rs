@@ -4,8 +4,10 @@
 //! to one user's chain subject when asked. `verify` reads every chain from a stream (AUDIT
 //! by default, any stream with the same subjects with `--stream`), checks every link and
 //! checkpoint with `pinnacle_common::audit::verify`, adds the checkpoints kept in the
-//! database, and checks that every order has the audit event that must precede it. Both
-//! take explicit connections, so the tests call them as `main` does.
+//! database, checks that every order has the audit event that must precede it, and that no
+//! broker account row is older than the generation register (or the audit trail) says was
+//! written (`pinnacle_common::audit::generations`). Both take explicit connections, so the
+//! tests call them as `main` does.
 
 use std::io::Write;
 use std::time::Duration;
@@ -13,6 +15,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer::pull, consumer::DeliverPolicy};
 use futures::StreamExt as _;
 use pinnacle_common::audit::checkpoint;
+use pinnacle_common::audit::generations::{check_accounts, AccountCheckError};
 use pinnacle_common::audit::orders::{orders_without_audit, OrderRef};
 use pinnacle_common::audit::verify::{CheckpointSource, Report, Verifier};
 use pinnacle_common::codec::Encoding;
@@ -170,7 +173,8 @@ pub async fn verify(
         ],
         None => vec![subjects::AUDIT_ALL.to_string()],
     };
-    let consumer = jetstream::new(client)
+    let js = jetstream::new(client);
+    let consumer = js
         .get_stream(&options.stream)
         .await
         .map_err(nats)?
@@ -205,7 +209,18 @@ pub async fn verify(
         }
     }
     let accesses = verifier.take_accesses();
+    let written = verifier.take_written();
     let mut report = verifier.finish();
+    if let Some(db) = db {
+        let (checked, rolled_back) = check_accounts(db, &js, options.user.as_deref(), &written)
+            .await
+            .map_err(|e| match e {
+                AccountCheckError::Db(db) => AuditCliError::Db(db),
+                AccountCheckError::Register(register) => nats(register),
+            })?;
+        report.accounts_checked = checked;
+        report.accounts_rolled_back = rolled_back;
+    }
     if let (Some(db), true) = (db, options.check_orders) {
         let mut query = orders::Entity::find();
         if let Some(user) = &options.user {

@@ -354,12 +354,14 @@ pub async fn spawn_user_api(
                 .await
                 .context("creating the audit stream")?;
             let listener = tokio::net::TcpListener::from_std(socket?)?;
+            let register = pinnacle_common::keystore::Register::new(client.clone(), audit_timeout);
             let audit = AuditLog::new(client, audit_timeout, vault.clone())
                 .with_checkpoints(db.clone(), audit::CheckpointPolicy::default());
             let state = pinnacle_user_api::AppState {
                 db,
                 vault,
                 audit,
+                register,
                 admin_token,
                 limits,
                 health,

@@ -1,7 +1,10 @@
 //! Loading a user's broker account and decrypting its credentials.
 //!
 //! [`open`] records the audit event, waits for JetStream's ack, and only then decrypts:
-//! audit before access, failing closed.
+//! audit before access, failing closed. Before decrypting it checks the row's generation
+//! against the generation register (`pinnacle_common::keystore::generations`): a row
+//! older than the register (restored from an old copy) is refused like any other failed
+//! decrypt, with the reason code `rolled_back` in the audit event only.
 
 use pinnacle_common::audit::AuditLog;
 use pinnacle_common::auth::Principal;
@@ -9,9 +12,10 @@ use pinnacle_common::broker::BrokerCredentials;
 use pinnacle_common::crypto::{DecryptError, Vault};
 use pinnacle_common::entities::broker_accounts::{self, fields};
 use pinnacle_common::error::{ErrorBody, ErrorCode};
-use pinnacle_common::keystore;
+use pinnacle_common::keystore::generations::Standing;
+use pinnacle_common::keystore::{self, Register};
 use pinnacle_common::metrics;
-use pinnacle_common::model::{AuditEvent, AuditOutcome};
+use pinnacle_common::model::{AuditEvent, AuditOutcome, DecryptReason};
 use pinnacle_common::telemetry;
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder};
 use tracing::Instrument as _;
@@ -128,6 +132,7 @@ pub async fn open_as(
     open_with(
         &worker.vault,
         &worker.audit,
+        &worker.register,
         actor,
         account,
         purpose,
@@ -136,13 +141,14 @@ pub async fn open_as(
     .await
 }
 
-/// [`open_as`] with an explicit vault and audit log, for code that holds no [`Worker`]
-/// (the SmartAPI session store).
+/// [`open_as`] with an explicit vault, audit log and generation register, for code that
+/// holds no [`Worker`] (the SmartAPI session store).
 ///
 /// [`Worker`]: crate::Worker
 pub async fn open_with(
     vault: &Vault,
     audit: &AuditLog,
+    register: &Register,
     actor: Actor<'_>,
     account: &broker_accounts::Model,
     purpose: &str,
@@ -160,6 +166,8 @@ pub async fn open_with(
         request_id: request_id.to_string(),
         trace_id: telemetry::current_trace_id(),
         outcome: AuditOutcome::Authorized,
+        generation: Some(account.generation),
+        reason: None,
     };
     audit.record(&event).await.map_err(|e| {
         tracing::warn!(error = %e, "audit unavailable; refusing");
@@ -168,22 +176,48 @@ pub async fn open_with(
             "the audit log is unavailable, so credentials were not accessed",
         )
     })?;
-    let decrypted = decrypt(vault, account);
+    let decrypted = check_and_decrypt(vault, register, account).await;
     metrics::metrics().credential_decrypt(decrypted.is_ok());
     match decrypted {
         Ok(credentials) => Ok(credentials),
-        Err(error) => {
+        Err(reason) => {
             event.event_id = uuid::Uuid::now_v7().to_string();
             event.outcome = AuditOutcome::DecryptFailed;
+            event.reason = Some(reason);
             if let Err(audit_error) = audit.record(&event).await {
                 tracing::warn!(error = %audit_error, "could not audit the failed decrypt");
             }
+            // One opaque answer, whatever the reason: the reason is only in the audit event.
             Err(ErrorBody::new(
                 ErrorCode::CredentialUnavailable,
-                error.to_string(),
+                DecryptError.to_string(),
             ))
         }
     }
+}
+
+/// Checks `account`'s generation against the register, decrypts, and advances the register
+/// when the row is newer than it (a writer committed but had not advanced it yet).
+async fn check_and_decrypt(
+    vault: &Vault,
+    register: &Register,
+    account: &broker_accounts::Model,
+) -> Result<BrokerCredentials, DecryptReason> {
+    let standing = register
+        .check(&account.id, account.generation)
+        .await
+        .map_err(|error| {
+            tracing::warn!(account_id = %account.id, %error, "credential generation refused");
+            error.reason()
+        })?;
+    let credentials = decrypt(vault, account).map_err(|_| DecryptReason::Undecryptable)?;
+    if let Standing::Ahead { .. } = standing {
+        // Only a row that decrypted may advance the register: a forged generation cannot.
+        register
+            .advance_after_commit(&account.id, account.generation)
+            .await;
+    }
+    Ok(credentials)
 }
 
 /// The account an existing order was placed through.

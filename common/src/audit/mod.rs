@@ -12,9 +12,12 @@
 //! - [`checkpoint`]: signed checkpoints, in the stream and in the `audit_checkpoints` table.
 //! - [`verify`]: checks every link and checkpoint and reports the first bad sequence.
 //! - [`orders`]: matches orders to the audit events that must precede them.
+//! - [`generations`]: broker account rows older than the generation register or the audit
+//!   trail says was written (rolled back).
 
 pub mod chain;
 pub mod checkpoint;
+pub mod generations;
 pub mod log;
 pub mod orders;
 pub mod verify;

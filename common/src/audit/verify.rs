@@ -95,12 +95,19 @@ pub struct Report {
     pub orders_checked: usize,
     /// Ids of orders missing their audit event.
     pub orders_missing_audit: Vec<String>,
+    /// Broker account rows checked against the generation register (filled in by the
+    /// caller; see [`super::generations::check_accounts`]).
+    pub accounts_checked: usize,
+    /// Broker account rows older than what was written: rolled back.
+    pub accounts_rolled_back: Vec<super::generations::RolledBackRow>,
 }
 
 impl Report {
     /// Whether nothing is wrong.
     pub fn is_clean(&self) -> bool {
-        self.problems.is_empty() && self.orders_missing_audit.is_empty()
+        self.problems.is_empty()
+            && self.orders_missing_audit.is_empty()
+            && self.accounts_rolled_back.is_empty()
     }
 }
 
@@ -115,9 +122,12 @@ impl std::fmt::Display for Report {
         for id in self.orders_missing_audit.iter().take(20) {
             writeln!(f, "order {id}: no audit event precedes it")?;
         }
+        for row in self.accounts_rolled_back.iter().take(20) {
+            writeln!(f, "{row}")?;
+        }
         match self.first_bad_seq {
             Some(seq) => write!(f, "FAILED: first bad sequence {seq}; ")?,
-            None if !self.orders_missing_audit.is_empty() => write!(f, "FAILED: ")?,
+            None if !self.is_clean() => write!(f, "FAILED: ")?,
             None => write!(f, "OK: ")?,
         }
         write!(
@@ -129,6 +139,12 @@ impl std::fmt::Display for Report {
             self.orders_checked,
             self.orders_missing_audit.len(),
             self.problems.len()
+        )?;
+        write!(
+            f,
+            ", {} broker accounts checked ({} rolled back)",
+            self.accounts_checked,
+            self.accounts_rolled_back.len()
         )
     }
 }
@@ -163,6 +179,8 @@ pub struct Verifier<'a> {
     events: u64,
     /// Authorised accesses by (user id, broker account id), for the order check.
     accesses: HashMap<(String, String), Vec<Access>>,
+    /// The generations the trail records as written, for the rolled-back-row check.
+    written: super::generations::WrittenGenerations,
 }
 
 impl<'a> Verifier<'a> {
@@ -176,6 +194,7 @@ impl<'a> Verifier<'a> {
             problems: Vec::new(),
             events: 0,
             accesses: HashMap::new(),
+            written: Default::default(),
         }
     }
 
@@ -267,6 +286,7 @@ impl<'a> Verifier<'a> {
             .entry(link.position)
             .or_insert((seq, link.hash));
         if let Ok(event) = Encoding::MsgPack.decode::<AuditEvent>(payload) {
+            self.written.note(&event);
             if event.outcome == AuditOutcome::Authorized {
                 self.accesses
                     .entry((event.user_id, event.broker_account_id))
@@ -445,7 +465,14 @@ impl<'a> Verifier<'a> {
             problems: self.problems,
             orders_checked: 0,
             orders_missing_audit: Vec::new(),
+            accounts_checked: 0,
+            accounts_rolled_back: Vec::new(),
         }
+    }
+
+    /// The generations the trail records as written, per broker account.
+    pub fn take_written(&mut self) -> super::generations::WrittenGenerations {
+        std::mem::take(&mut self.written)
     }
 
     /// The authorised accesses read so far, by (user id, broker account id).
