@@ -212,14 +212,15 @@ pub async fn verify(
     let written = verifier.take_written();
     let mut report = verifier.finish();
     if let Some(db) = db {
-        let (checked, rolled_back) = check_accounts(db, &js, options.user.as_deref(), &written)
+        let accounts = check_accounts(db, &js, options.user.as_deref(), &written)
             .await
             .map_err(|e| match e {
                 AccountCheckError::Db(db) => AuditCliError::Db(db),
                 AccountCheckError::Register(register) => nats(register),
             })?;
-        report.accounts_checked = checked;
-        report.accounts_rolled_back = rolled_back;
+        report.accounts_checked = accounts.checked;
+        report.accounts_rolled_back = accounts.rolled_back;
+        report.generation_register_missing = accounts.register_missing;
     }
     if let (Some(db), true) = (db, options.check_orders) {
         let mut query = orders::Entity::find();

@@ -117,14 +117,26 @@ pub enum AccountCheckError {
     Register(#[from] RegisterError),
 }
 
+/// What [`check_accounts`] found.
+#[derive(Debug, Clone, Default)]
+pub struct AccountCheck {
+    /// Broker account rows checked.
+    pub checked: usize,
+    /// Those older than what was written.
+    pub rolled_back: Vec<RolledBackRow>,
+    /// The register's bucket does not exist on this server (e.g. verifying a copy of the
+    /// stream elsewhere): rows were compared with the audit trail only.
+    pub register_missing: bool,
+}
+
 /// Reads every broker account row (only `user`'s, when given) and its register entry, and
-/// returns how many rows were checked and which are rolled back.
+/// reports which rows are rolled back.
 pub async fn check_accounts(
     db: &impl ConnectionTrait,
     js: &jetstream::Context,
     user: Option<&str>,
     audited: &WrittenGenerations,
-) -> Result<(usize, Vec<RolledBackRow>), AccountCheckError> {
+) -> Result<AccountCheck, AccountCheckError> {
     let mut query = broker_accounts::Entity::find();
     if let Some(user) = user {
         query = query.filter(broker_accounts::Column::UserId.eq(user));
@@ -136,20 +148,47 @@ pub async fn check_accounts(
         .map(|r| (r.id, r.user_id, r.generation))
         .collect();
     if rows.is_empty() {
-        return Ok((0, Vec::new()));
+        return Ok(AccountCheck::default());
     }
-    // Read only: a verifier never creates the bucket.
-    let store = js
-        .get_key_value(subjects::CREDENTIAL_GENERATIONS_BUCKET)
-        .await
-        .map_err(|e| RegisterError::Unavailable(e.to_string()))?;
     let mut register = HashMap::new();
-    for (account_id, _, _) in &rows {
-        if let Some(generation) = generations::read(&store, account_id).await? {
-            register.insert(account_id.clone(), generation);
+    // Read only: a verifier never creates the bucket.
+    let register_missing = match open_read_only(js).await? {
+        Some(store) => {
+            for (account_id, _, _) in &rows {
+                if let Some(generation) = generations::read(&store, account_id).await? {
+                    register.insert(account_id.clone(), generation);
+                }
+            }
+            false
         }
+        None => true,
+    };
+    Ok(AccountCheck {
+        checked: rows.len(),
+        rolled_back: rolled_back(&rows, &register, audited),
+        register_missing,
+    })
+}
+
+/// The register's bucket, or `None` when the server has no such bucket; any other failure
+/// (no permission, no server) is an error.
+async fn open_read_only(
+    js: &jetstream::Context,
+) -> Result<Option<async_nats::jetstream::kv::Store>, RegisterError> {
+    use async_nats::jetstream::context::GetStreamErrorKind;
+    use async_nats::jetstream::ErrorCode;
+    if let Err(error) = js.get_stream(subjects::CREDENTIAL_GENERATIONS_STREAM).await {
+        return match error.kind() {
+            GetStreamErrorKind::JetStream(e) if e.error_code() == ErrorCode::STREAM_NOT_FOUND => {
+                Ok(None)
+            }
+            _ => Err(RegisterError::Unavailable(error.to_string())),
+        };
     }
-    Ok((rows.len(), rolled_back(&rows, &register, audited)))
+    js.get_key_value(subjects::CREDENTIAL_GENERATIONS_BUCKET)
+        .await
+        .map(Some)
+        .map_err(|e| RegisterError::Unavailable(e.to_string()))
 }
 
 #[cfg(test)]

@@ -100,6 +100,8 @@ pub struct Report {
     pub accounts_checked: usize,
     /// Broker account rows older than what was written: rolled back.
     pub accounts_rolled_back: Vec<super::generations::RolledBackRow>,
+    /// No generation register on this server: rows were compared with the audit trail only.
+    pub generation_register_missing: bool,
 }
 
 impl Report {
@@ -145,7 +147,14 @@ impl std::fmt::Display for Report {
             ", {} broker accounts checked ({} rolled back)",
             self.accounts_checked,
             self.accounts_rolled_back.len()
-        )
+        )?;
+        if self.generation_register_missing {
+            write!(
+                f,
+                " (no generation register here: checked against the audit trail only)"
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -467,6 +476,7 @@ impl<'a> Verifier<'a> {
             orders_missing_audit: Vec::new(),
             accounts_checked: 0,
             accounts_rolled_back: Vec::new(),
+            generation_register_missing: false,
         }
     }
 

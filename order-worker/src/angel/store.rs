@@ -79,17 +79,15 @@ impl DbSessionStore {
             token_id: None,
         };
         let request_id = uuid::Uuid::now_v7().to_string();
-        credentials::open_with(
-            &self.vault,
-            &self.audit,
-            &self.register,
-            actor,
-            row,
-            purpose,
-            &request_id,
-        )
-        .await
-        .map_err(|e| SmartApiError::new(SmartApiErrorKind::Invalid, None, e.message))
+        let opener = credentials::Opener {
+            db: &self.db,
+            vault: &self.vault,
+            audit: &self.audit,
+            register: &self.register,
+        };
+        credentials::open_with(opener, actor, row, purpose, &request_id)
+            .await
+            .map_err(|e| SmartApiError::new(SmartApiErrorKind::Invalid, None, e.message))
     }
 }
 
