@@ -293,6 +293,9 @@ impl Register {
 
     /// Starts the watch that keeps the cache current (once).
     async fn ensure_watch(&self) -> Result<(), RegisterError> {
+        if self.inner.watching.initialized() {
+            return Ok(());
+        }
         let store = self.store().await?.clone();
         self.inner
             .watching
