@@ -2,8 +2,9 @@
 //! data key, master key id and generation) and written back after a newer write is
 //! self-consistent and would decrypt, so the generation register outside the database
 //! (`pinnacle_common::keystore::generations`) refuses it. Also: the writers that bump a
-//! generation (the user API, the worker's SmartAPI session save) never trip the check,
-//! and a register left behind by a crash between commit and advance refuses nothing.
+//! generation (the user API, the worker's SmartAPI session save) never trip the check, a
+//! register left behind by a crash between commit and advance refuses nothing, and an
+//! erased account cannot be brought back from a copy.
 
 use std::time::Duration;
 
@@ -303,6 +304,42 @@ async fn an_angel_one_row_rolled_back_past_a_session_save_never_reaches_the_brok
             [(2, 4)],
             "{report}"
         );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erased_account_restored_from_a_copy_is_refused() {
+    each_backend(|backend| async move {
+        let stack = TestStack::start(backend).await;
+        let oscar = stack.trader("oscar").await;
+        stack.wait_for_ticks("SBIN-EQ", 2).await;
+        assert!(stack.place(&oscar, &market("er-1", "SBIN-EQ", 1)).await.ok);
+        let saved = stack.broker_account(&oscar.id).await;
+
+        // The order keeps the row: deleting erases the credentials at the next generation.
+        let (status, body) = stack
+            .api_send(
+                reqwest::Method::DELETE,
+                &format!("/v1/users/{}/broker-accounts/paper", oscar.id),
+                &oscar.token,
+                &json!({}),
+            )
+            .await;
+        assert_eq!((status, &body["deleted"]), (200, &json!(false)), "{body}");
+        assert_eq!(body["account"]["generation"], 2);
+        assert_eq!(body["account"]["fields_set"], json!([]));
+        assert_eq!(register_of(&stack, &saved.id).await, Some(2));
+
+        // Bringing the erased credentials back from a copy does not bring them back to use.
+        write_back(&stack, &saved).await;
+        let reply = stack.place(&oscar, &market("er-2", "SBIN-EQ", 1)).await;
+        assert_eq!(
+            reply.error.expect("refused").code.as_str(),
+            "CREDENTIAL_UNAVAILABLE"
+        );
+        assert_refusal_audited(&stack, &oscar.id, 1).await;
+        assert_eq!(order_count(&stack, &oscar.id).await, 1);
     })
     .await;
 }
