@@ -5,9 +5,11 @@
 //! flags, first sequence: `pinnacle_common::audit::stream_check`), reads every chain from
 //! it (AUDIT by default, any stream with the same subjects with `--stream`), checks every
 //! link and checkpoint with `pinnacle_common::audit::verify`, adds the checkpoints kept in
-//! the database, reports chains left unsealed past the deadline, and checks that every
-//! order has the audit event that must precede it. Neither creates a stream: a missing one
-//! is reported. Both take explicit connections, so the tests call them as `main` does.
+//! the database, reports chains left unsealed past the deadline, checks that every order
+//! has the audit event that must precede it, and that no broker account row is older than
+//! the generation register (or the audit trail) says was written
+//! (`pinnacle_common::audit::generations`). Neither creates a stream: a missing one is
+//! reported. Both take explicit connections, so the tests call them as `main` does.
 
 use std::io::Write;
 use std::time::Duration;
@@ -15,6 +17,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer::pull, consumer::DeliverPolicy};
 use futures::StreamExt as _;
 use pinnacle_common::audit::checkpoint;
+use pinnacle_common::audit::generations::{check_accounts, AccountCheckError};
 use pinnacle_common::audit::orders::{orders_without_audit, OrderRef};
 use pinnacle_common::audit::stream_check::{self, StreamProblem};
 use pinnacle_common::audit::verify::{CheckpointSource, Report, Verifier};
@@ -178,7 +181,8 @@ pub async fn verify(
         ],
         None => vec![subjects::AUDIT_ALL.to_string()],
     };
-    let stream = match jetstream::new(client).get_stream(&options.stream).await {
+    let js = jetstream::new(client);
+    let stream = match js.get_stream(&options.stream).await {
         Ok(stream) => stream,
         Err(e) => {
             use async_nats::jetstream::context::GetStreamErrorKind;
@@ -237,8 +241,20 @@ pub async fn verify(
         }
     }
     let accesses = verifier.take_accesses();
+    let written = verifier.take_written();
     let mut report = verifier.finish();
     report.stream_problems = stream_problems;
+    if let Some(db) = db {
+        let accounts = check_accounts(db, &js, options.user.as_deref(), &written)
+            .await
+            .map_err(|e| match e {
+                AccountCheckError::Db(db) => AuditCliError::Db(db),
+                AccountCheckError::Register(register) => nats(register),
+            })?;
+        report.accounts_checked = accounts.checked;
+        report.accounts_rolled_back = accounts.rolled_back;
+        report.generation_register_missing = accounts.register_missing;
+    }
     if let (Some(db), true) = (db, options.check_orders) {
         let mut query = orders::Entity::find();
         if let Some(user) = &options.user {

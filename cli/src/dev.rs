@@ -117,12 +117,19 @@ pub async fn ensure_demo_user(
             SecretString::from("PAPERDEMO"),
             SecretString::from("0000"),
         );
+        let register = pinnacle_common::keystore::Register::new(
+            audit.client(),
+            std::time::Duration::from_secs(5),
+        );
         let writer = Writer {
             actor: "pinnacle-dev".into(),
             token_id: None,
             request_id: uuid::Uuid::now_v7().to_string(),
         };
-        put_account(db, vault, audit, &writer, &user.id, "paper", &paper).await?;
+        put_account(
+            db, vault, audit, &register, &writer, &user.id, "paper", &paper,
+        )
+        .await?;
     }
     let token = demo_token(db, vault, &user.id, token_file).await?;
     Ok(DemoUser {

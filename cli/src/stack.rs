@@ -397,12 +397,14 @@ pub async fn spawn_user_api(
             let (db, vault, admin_token, limits, health) = state;
             prepare_audit_stream(&client, &db, "pinnacle-user-api").await?;
             let listener = tokio::net::TcpListener::from_std(socket?)?;
+            let register = pinnacle_common::keystore::Register::new(client.clone(), audit_timeout);
             let audit = AuditLog::new(client, audit_timeout, vault.clone())
                 .with_checkpoints(db.clone(), audit_settings.policy());
             let state = pinnacle_user_api::AppState {
                 db,
                 vault,
                 audit,
+                register,
                 admin_token,
                 limits,
                 health,

@@ -47,6 +47,9 @@ pub struct Worker {
     pub vault: Arc<Vault>,
     /// Where credential accesses are recorded before they happen.
     pub audit: AuditLog,
+    /// Each broker account's latest credential generation, outside the database: a row
+    /// older than it is refused (a rolled-back row).
+    pub register: pinnacle_common::keystore::Register,
     /// API token rows, trusted for up to a second (revocations apply within it).
     pub tokens: pinnacle_common::auth::TokenCache,
     /// This worker instance's name (lease tokens and outbox claims start with it).
@@ -98,6 +101,10 @@ impl Worker {
         settings: WorkerSettings,
     ) -> Self {
         let audit = audit_log(&client, &db, &vault, &settings);
+        let register = pinnacle_common::keystore::Register::new(
+            client.clone(),
+            Duration::from_millis(settings.audit_timeout_ms),
+        );
         let instance = format!("w-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
         let terms = lease::Terms {
             length: Duration::from_millis(settings.lease_ms.max(30)),
@@ -112,6 +119,7 @@ impl Worker {
             db,
             vault,
             audit,
+            register,
             brokers: brokers.into_iter().map(|b| (b.name(), b)).collect(),
             books: ledger::Books::new(settings.paper_cash),
             settings,

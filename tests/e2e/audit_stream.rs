@@ -38,6 +38,8 @@ fn event(user: &str, n: usize) -> AuditEvent {
         request_id: n.to_string(),
         trace_id: None,
         outcome: AuditOutcome::Authorized,
+        generation: None,
+        reason: None,
     }
 }
 

@@ -30,6 +30,7 @@ mod portfolio;
 mod publisher;
 mod replay;
 mod risk;
+mod rollback;
 mod secrets;
 mod squareoff;
 mod ticks;

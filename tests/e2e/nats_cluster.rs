@@ -58,6 +58,7 @@ async fn cluster_confines_traders_and_guards_the_streams() {
     services_do_their_jobs(&cluster, &worker).await;
     audit_chain_works_under_the_permissions(&cluster, &worker).await;
     the_auditor_runs_the_durable_consumer_recipe(&cluster).await;
+    generation_register_works_under_the_permissions(&cluster, &admin, &worker).await;
     traders_are_confined(&cluster, &worker).await;
     a_trader_with_its_inbox_prefix_gets_replies(&cluster, &worker).await;
     nobody_shortens_audit(&cluster, &admin).await;
@@ -396,6 +397,8 @@ async fn audit_chain_works_under_the_permissions(cluster: &TestCluster, worker: 
         request_id: n.to_string(),
         trace_id: None,
         outcome: AuditOutcome::Authorized,
+        generation: None,
+        reason: None,
     };
     for (n, conn) in [worker, &user_api, worker].into_iter().enumerate() {
         let log = AuditLog::new(conn.client.clone(), ARRIVAL, vault.clone());
@@ -419,6 +422,88 @@ async fn audit_chain_works_under_the_permissions(cluster: &TestCluster, worker: 
     auditor.expect_no_violation().await;
     assert!(report.is_clean(), "{report}");
     assert_eq!(report.events, 3);
+}
+
+/// The credential generation register (an R3 KV bucket from `nats/streams`): the user API
+/// advances it, the order worker reads, watches and advances it, the auditor reads it, and
+/// neither the auditor nor a trader can write it.
+async fn generation_register_works_under_the_permissions(
+    cluster: &TestCluster,
+    admin: &Conn,
+    worker: &Conn,
+) {
+    use pinnacle_common::keystore::generations::{self, CheckError, Standing};
+    use pinnacle_common::keystore::Register;
+    cluster
+        .admin_apply_stream(admin, subjects::CREDENTIAL_GENERATIONS_STREAM)
+        .await
+        .expect("the register bucket as R3");
+    let account = "acct-perm";
+    let user_api = cluster.connect(2, USER_API).await.expect("user-api");
+    let api = Register::new(user_api.client.clone(), ARRIVAL);
+    assert_eq!(api.advance(account, 3).await.expect("user-api advances"), 3);
+    user_api.expect_no_violation().await;
+
+    let register = Register::new(worker.client.clone(), ARRIVAL);
+    assert_eq!(
+        register.check(account, 3).await.expect("the worker reads"),
+        Standing::Current
+    );
+    assert!(matches!(
+        register.check(account, 2).await,
+        Err(CheckError::RolledBack {
+            row: 2,
+            register: 3
+        })
+    ));
+    assert_eq!(
+        register.advance(account, 4).await.expect("worker advances"),
+        4
+    );
+    // The worker's watch brings the user API's next advance into its copy.
+    assert_eq!(api.advance(account, 5).await.expect("user-api advances"), 5);
+    pinnacle_tests::eventually(ARRIVAL, "the watch delivers", || async {
+        matches!(
+            register.check(account, 4).await,
+            Err(CheckError::RolledBack { register: 5, .. })
+        )
+        .then_some(())
+    })
+    .await;
+    worker.expect_no_violation().await;
+    user_api.expect_no_violation().await;
+
+    let auditor = cluster.connect(0, AUDITOR).await.expect("auditor");
+    let store = jetstream::new(auditor.client.clone())
+        .get_key_value(subjects::CREDENTIAL_GENERATIONS_BUCKET)
+        .await
+        .expect("the auditor opens the bucket");
+    assert_eq!(
+        generations::read(&store, account)
+            .await
+            .expect("auditor reads"),
+        Some(5)
+    );
+    auditor.expect_no_violation().await;
+    let key = format!("$KV.{}.{account}", subjects::CREDENTIAL_GENERATIONS_BUCKET);
+    auditor
+        .client
+        .publish(key.clone(), "1".into())
+        .await
+        .expect("publish");
+    auditor.expect_violation("Publish", &key).await;
+    let trader = cluster.connect(1, TRADER_A).await.expect("trader");
+    trader
+        .client
+        .publish(key.clone(), "1".into())
+        .await
+        .expect("publish");
+    trader.expect_violation("Publish", &key).await;
+    assert_eq!(
+        generations::read(&store, account).await.expect("read"),
+        Some(5),
+        "nobody but the services moved it"
+    );
 }
 
 /// Trader A requests on their own order subjects and market data, hears their own events

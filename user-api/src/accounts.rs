@@ -5,7 +5,9 @@
 //! accounts with the names of the fields that are set, never their values. Every write
 //! bumps the row's generation, seals the fields under a fresh data key wrapped by the
 //! current master key (`pinnacle_common::keystore`), and is audited first. The row update
-//! is a compare-and-set on the generation, so two racing writes cannot interleave.
+//! is a compare-and-set on the generation, so two racing writes cannot interleave. Once
+//! the row committed, the write advances the generation register
+//! (`pinnacle_common::keystore::generations`), so a later restore of the old row is refused.
 
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
@@ -17,7 +19,7 @@ use pinnacle_common::crypto::{RowIdentity, Vault};
 use pinnacle_common::entities::broker_accounts::{self, fields};
 use pinnacle_common::entities::users;
 use pinnacle_common::error::ErrorCode;
-use pinnacle_common::keystore::{self, KeyStoreError};
+use pinnacle_common::keystore::{self, KeyStoreError, Register};
 use pinnacle_common::model::{AuditEvent, AuditOutcome};
 use pinnacle_common::telemetry;
 use sea_orm::{
@@ -195,11 +197,15 @@ pub enum PutAccountError {
     Conflict,
 }
 
-/// Creates or replaces `label`'s credentials for `user_id`, audited before the write.
+/// Creates or replaces `label`'s credentials for `user_id`, audited before the write; the
+/// generation register is advanced after it (a failure there is logged: the next decrypt
+/// advances it).
+#[allow(clippy::too_many_arguments)]
 pub async fn put_account(
     db: &DatabaseConnection,
     vault: &Vault,
     audit: &AuditLog,
+    register: &Register,
     writer: &Writer,
     user_id: &str,
     label: &str,
@@ -243,6 +249,8 @@ pub async fn put_account(
             request_id: writer.request_id.clone(),
             trace_id: telemetry::current_trace_id(),
             outcome: AuditOutcome::Written,
+            generation: Some(generation),
+            reason: None,
         })
         .await?;
     let row = broker_accounts::ActiveModel {
@@ -261,7 +269,7 @@ pub async fn put_account(
         login_lease_owner: Set(None),
         ..sealed.into_columns()
     };
-    match existing {
+    let written = match existing {
         // Two first writes of the same label race on the unique key: the loser conflicts.
         None => match row.insert(db).await {
             Ok(model) => Ok(model),
@@ -286,7 +294,11 @@ pub async fn put_account(
                 .await?
                 .ok_or(PutAccountError::Conflict)
         }
-    }
+    }?;
+    register
+        .advance_after_commit(&written.id, written.generation)
+        .await;
+    Ok(written)
 }
 
 fn validate(body: &PutAccount) -> Result<(), ApiError> {
@@ -372,6 +384,7 @@ pub async fn put(
         &state.db,
         &state.vault,
         &state.audit,
+        &state.register,
         &writer,
         &user_id,
         &label,

@@ -29,6 +29,8 @@ pub struct AppState {
     pub vault: Arc<Vault>,
     /// Credential writes are audited here.
     pub audit: AuditLog,
+    /// The generation register each credential write advances after it committed.
+    pub register: pinnacle_common::keystore::Register,
     /// The admin bearer token, if admin routes are enabled.
     pub admin_token: Option<SecretString>,
     /// Login and token-guessing limits.

@@ -14,9 +14,12 @@
 //! - [`stream_check`]: checks the stream itself: no history-discarding limit, deny flags on,
 //!   history from sequence 1 without gaps.
 //! - [`orders`]: matches orders to the audit events that must precede them.
+//! - [`generations`]: broker account rows older than the generation register or the audit
+//!   trail says was written (rolled back).
 
 pub mod chain;
 pub mod checkpoint;
+pub mod generations;
 pub mod log;
 pub mod orders;
 pub mod stream_check;

@@ -108,6 +108,13 @@ pub struct Report {
     pub orders_checked: usize,
     /// Ids of orders missing their audit event.
     pub orders_missing_audit: Vec<String>,
+    /// Broker account rows checked against the generation register (filled in by the
+    /// caller; see [`super::generations::check_accounts`]).
+    pub accounts_checked: usize,
+    /// Broker account rows older than what was written: rolled back.
+    pub accounts_rolled_back: Vec<super::generations::RolledBackRow>,
+    /// No generation register on this server: rows were compared with the audit trail only.
+    pub generation_register_missing: bool,
 }
 
 impl Report {
@@ -116,6 +123,7 @@ impl Report {
         self.problems.is_empty()
             && self.stream_problems.is_empty()
             && self.orders_missing_audit.is_empty()
+            && self.accounts_rolled_back.is_empty()
     }
 }
 
@@ -133,6 +141,9 @@ impl std::fmt::Display for Report {
         for id in self.orders_missing_audit.iter().take(20) {
             writeln!(f, "order {id}: no audit event precedes it")?;
         }
+        for row in self.accounts_rolled_back.iter().take(20) {
+            writeln!(f, "{row}")?;
+        }
         match self.first_bad_seq {
             Some(seq) => write!(f, "FAILED: first bad sequence {seq}; ")?,
             None if !self.is_clean() => write!(f, "FAILED: ")?,
@@ -147,7 +158,20 @@ impl std::fmt::Display for Report {
             self.orders_checked,
             self.orders_missing_audit.len(),
             self.problems.len() + self.stream_problems.len()
-        )
+        )?;
+        write!(
+            f,
+            ", {} broker accounts checked ({} rolled back)",
+            self.accounts_checked,
+            self.accounts_rolled_back.len()
+        )?;
+        if self.generation_register_missing {
+            write!(
+                f,
+                " (no generation register here: checked against the audit trail only)"
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -185,6 +209,8 @@ pub struct Verifier<'a> {
     accesses: HashMap<(String, String), Vec<Access>>,
     /// (now, max age) in ms: report a chain whose last link is older and unsealed.
     sealing: Option<(i64, i64)>,
+    /// The generations the trail records as written, for the rolled-back-row check.
+    written: super::generations::WrittenGenerations,
 }
 
 impl<'a> Verifier<'a> {
@@ -199,6 +225,7 @@ impl<'a> Verifier<'a> {
             events: 0,
             accesses: HashMap::new(),
             sealing: None,
+            written: Default::default(),
         }
     }
 
@@ -309,6 +336,7 @@ impl<'a> Verifier<'a> {
             .entry(link.position)
             .or_insert((seq, link.hash));
         if let Ok(event) = Encoding::MsgPack.decode::<AuditEvent>(payload) {
+            self.written.note(&event);
             if event.outcome == AuditOutcome::Authorized {
                 self.accesses
                     .entry((event.user_id, event.broker_account_id))
@@ -494,6 +522,9 @@ impl<'a> Verifier<'a> {
             stream_problems: Vec::new(),
             orders_checked: 0,
             orders_missing_audit: Vec::new(),
+            accounts_checked: 0,
+            accounts_rolled_back: Vec::new(),
+            generation_register_missing: false,
         }
     }
 
@@ -530,6 +561,11 @@ impl<'a> Verifier<'a> {
         for (seq, subject, detail) in found {
             self.problem(seq, &subject, ProblemKind::Unsealed, detail);
         }
+    }
+
+    /// The generations the trail records as written, per broker account.
+    pub fn take_written(&mut self) -> super::generations::WrittenGenerations {
+        std::mem::take(&mut self.written)
     }
 
     /// The authorised accesses read so far, by (user id, broker account id).
