@@ -27,6 +27,7 @@ mod portfolio;
 mod publisher;
 mod replay;
 mod risk;
+mod schemathesis;
 mod secrets;
 mod squareoff;
 mod ticks;
