@@ -199,7 +199,7 @@ pub fn bearer_token(headers: Option<&HeaderMap>) -> Result<Option<&str>, ErrorBo
     let refuse = |message: &str| ErrorBody::new(ErrorCode::Unauthenticated, message);
     match codec::header_values(headers, headers::AUTHORIZATION).as_slice() {
         [] => Ok(None),
-        [value] => tokens::from_bearer(*value)
+        [value] => tokens::from_bearer(value)
             .map(Some)
             .ok_or_else(|| refuse("expected Authorization: Bearer <token>")),
         _ => Err(refuse("send exactly one Authorization header")),

@@ -33,6 +33,7 @@ mod squareoff;
 mod ticks;
 mod tracing_otlp;
 mod user_api;
+mod user_api_rules;
 mod vault;
 
 use pinnacle_tests::Backend;
