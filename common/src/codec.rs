@@ -79,6 +79,20 @@ pub fn header<'a>(headers: Option<&'a HeaderMap>, name: &str) -> Option<&'a str>
         .map(|value| value.as_str())
 }
 
+/// Every value of header `name` (matched without regard to case), counting repeats of the
+/// name and every spelling of it: a request may send a header such as `Authorization` at
+/// most once, and must be refused when it sends it twice.
+pub fn header_values<'a>(headers: Option<&'a HeaderMap>, name: &str) -> Vec<&'a str> {
+    let Some(headers) = headers else {
+        return Vec::new();
+    };
+    headers
+        .iter()
+        .filter(|(key, _)| AsRef::<str>::as_ref(*key).eq_ignore_ascii_case(name))
+        .flat_map(|(_, values)| values.iter().map(|value| value.as_str()))
+        .collect()
+}
+
 /// Checks that a request's headers stay within [`MAX_HEADER_VALUES`] and
 /// [`MAX_HEADER_BYTES`] (async-nats has already parsed them; this bounds what Pinnacle
 /// then reads and logs).

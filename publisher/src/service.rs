@@ -124,8 +124,21 @@ fn decode<T: DeserializeOwned>(encoding: Encoding, payload: &[u8]) -> Result<T, 
         .map_err(|e| ErrorBody::new(ErrorCode::BadPayload, e.to_string()))
 }
 
-/// Handles one request and publishes exactly one reply.
+/// Handles one request and publishes exactly one reply. A request without a reply
+/// subject, or with one in a protected namespace, is dropped before anything is read or
+/// asked of a broker (candles use the platform's Angel One session).
 pub async fn handle(service: &MdService, message: Message) {
+    match &message.reply {
+        None => {
+            tracing::debug!(subject = %message.subject, "ignoring a market-data request without a reply subject");
+            return;
+        }
+        Some(reply_to) if !pinnacle_common::subjects::is_safe_reply(reply_to) => {
+            tracing::warn!(reply_to = %reply_to, "ignoring a request whose reply subject is protected");
+            return;
+        }
+        Some(_) => {}
+    }
     let encoding = Encoding::from_headers(message.headers.as_ref());
     let payload = &message.payload;
     if payload.len() > service.max_payload {

@@ -31,11 +31,13 @@ mod publisher;
 mod replay;
 mod risk;
 mod rollback;
+mod schemathesis;
 mod secrets;
 mod squareoff;
 mod ticks;
 mod tracing_otlp;
 mod user_api;
+mod user_api_rules;
 mod vault;
 
 use pinnacle_tests::Backend;

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::accounts::AccountView;
 use crate::app::AppState;
 use crate::caller::Caller;
-use crate::error::{check_name, ApiError};
+use crate::error::{check_name, check_user_id, ApiError};
 use pinnacle_common::auth::{SCOPE_READ, SCOPE_TRADE};
 
 /// The reply to a delete.
@@ -59,6 +59,7 @@ pub async fn get(
 ) -> Result<Json<AccountView>, ApiError> {
     let Path((user_id, label)) = path?;
     caller.require_self_or_admin(&user_id, SCOPE_READ)?;
+    check_user_id(&user_id)?;
     check_name("label", &label)?;
     let row = find(&state.db, &user_id, &label).await?;
     Ok(Json(AccountView::from(&row)))
@@ -72,6 +73,7 @@ pub async fn delete(
 ) -> Result<Json<Deleted>, ApiError> {
     let Path((user_id, label)) = path?;
     caller.require_self_or_admin(&user_id, SCOPE_TRADE)?;
+    check_user_id(&user_id)?;
     check_name("label", &label)?;
     let row = find(&state.db, &user_id, &label).await?;
     // Deleting is a write of "no credentials" at the next generation.
