@@ -142,16 +142,9 @@ pub async fn set(
     let existing = risk_limits::Entity::find_by_id(scope.key().to_string())
         .one(db)
         .await?;
-    let current = existing.clone().unwrap_or(risk_limits::Model {
-        scope: scope.key().to_string(),
-        max_quantity: None,
-        max_order_value: None,
-        allowed_exchanges: None,
-        allowed_symbols: None,
-        max_orders_per_second: None,
-        kill_switch: false,
-        updated_at: chrono::Utc::now(),
-    });
+    let current = existing
+        .clone()
+        .unwrap_or_else(|| risk_limits::Model::unlimited(scope.key()));
     let row = risk_limits::Model {
         max_quantity: change.max_quantity.apply(current.max_quantity),
         max_order_value: change.max_order_value.apply(current.max_order_value),

@@ -5,22 +5,17 @@
 use pinnacle_tests::{TestStack, TestUser};
 use serde_json::Value;
 
-use crate::each_backend;
+use crate::{each_backend, run_pinnacle};
 
 /// Runs `pinnacle <args>` as `user`; returns (success, stdout, stderr).
 fn pinnacle(stack: &TestStack, user: &TestUser, args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pinnacle-under-test"))
-        .args(args)
-        .env("NATS_URL", stack.nats.url())
-        .env("PINNACLE_USER_ID", &user.id)
-        .env("PINNACLE_API_TOKEN", &user.token)
-        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .output()
-        .expect("pinnacle runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+    run_pinnacle(
+        args,
+        &[
+            ("NATS_URL", stack.nats.url()),
+            ("PINNACLE_USER_ID", &user.id),
+            ("PINNACLE_API_TOKEN", &user.token),
+        ],
     )
 }
 

@@ -53,3 +53,20 @@ where
         test(backend).await;
     }
 }
+
+/// Runs the `pinnacle` binary under test with `args`, `env` added to the environment (and
+/// no OTLP export); returns (success, stdout, stderr).
+pub fn run_pinnacle(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pinnacle-under-test"))
+        .args(args)
+        .envs(env.iter().copied())
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("PINNACLE_ENV_FILE")
+        .output()
+        .expect("pinnacle runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

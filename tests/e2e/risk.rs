@@ -3,7 +3,7 @@
 use pinnacle_common::entities::risk_limits::{Model as Limits, GLOBAL};
 use pinnacle_tests::{market, no_limits, TestStack};
 
-use crate::each_backend;
+use crate::{each_backend, run_pinnacle};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_switches_stop_new_orders_but_not_cancels() {
@@ -113,18 +113,9 @@ async fn the_order_rate_is_capped_per_user_across_workers() {
 
 /// Runs `pinnacle risk <args>` against `db_url`; returns (success, stdout, stderr).
 fn pinnacle_risk(db_url: &str, args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pinnacle-under-test"))
-        .arg("risk")
-        .args(args)
-        .env("DATABASE_URL", db_url)
-        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .output()
-        .expect("pinnacle runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut all = vec!["risk"];
+    all.extend_from_slice(args);
+    run_pinnacle(&all, &[("DATABASE_URL", db_url)])
 }
 
 /// An operator changes limits and kill switches with `pinnacle risk`, without SQL: the next
