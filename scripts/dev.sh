@@ -4,5 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-cargo build --quiet --locked -p pinnacle-cli
+if [ ! -x target/debug/pinnacle ]; then
+  echo "dev: first build of pinnacle (a debug build; about 10-15 minutes on 2 cores, 3-5 on 8; later runs rebuild only what changed)" >&2
+else
+  echo "dev: building pinnacle (only what changed)" >&2
+fi
+started=$SECONDS
+# cargo prints each crate as it compiles (plain text when this is not a terminal).
+cargo build --locked -p pinnacle-cli
+echo "dev: built in $((SECONDS - started)) s; starting the stack" >&2
 exec target/debug/pinnacle dev "$@"

@@ -1,11 +1,15 @@
 //! `pinnacle audit tail` and `pinnacle audit verify`: audit-stream consumers.
 //!
 //! `tail` follows the AUDIT stream live through an ordered (ephemeral) consumer, filtered
-//! to one user's chain subject when asked. `verify` reads every chain from a stream (AUDIT
-//! by default, any stream with the same subjects with `--stream`), checks every link and
-//! checkpoint with `pinnacle_common::audit::verify`, adds the checkpoints kept in the
-//! database, and checks that every order has the audit event that must precede it. Both
-//! take explicit connections, so the tests call them as `main` does.
+//! to one user's chain subject when asked. `verify` checks the stream itself (limits, deny
+//! flags, first sequence: `pinnacle_common::audit::stream_check`), reads every chain from
+//! it (AUDIT by default, any stream with the same subjects with `--stream`), checks every
+//! link and checkpoint with `pinnacle_common::audit::verify`, adds the checkpoints kept in
+//! the database, reports chains left unsealed past the deadline, checks that every order
+//! has the audit event that must precede it, and that no broker account row is older than
+//! the generation register (or the audit trail) says was written
+//! (`pinnacle_common::audit::generations`). Neither creates a stream: a missing one is
+//! reported. Both take explicit connections, so the tests call them as `main` does.
 
 use std::io::Write;
 use std::time::Duration;
@@ -13,7 +17,9 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer::pull, consumer::DeliverPolicy};
 use futures::StreamExt as _;
 use pinnacle_common::audit::checkpoint;
+use pinnacle_common::audit::generations::{check_accounts, AccountCheckError};
 use pinnacle_common::audit::orders::{orders_without_audit, OrderRef};
+use pinnacle_common::audit::stream_check::{self, StreamProblem};
 use pinnacle_common::audit::verify::{CheckpointSource, Report, Verifier};
 use pinnacle_common::codec::Encoding;
 use pinnacle_common::crypto::Vault;
@@ -135,6 +141,10 @@ pub struct VerifyOptions {
     pub check_orders: bool,
     /// Give up when the stream yields nothing for this long.
     pub idle: Duration,
+    /// Report a chain whose last link is older than this and covered by no checkpoint
+    /// (`None`: don't). Default: `PINNACLE_AUDIT_CHECKPOINT_SECS` +
+    /// `PINNACLE_AUDIT_SEAL_GRACE_SECS` (10 + 50 s).
+    pub max_unsealed: Option<Duration>,
 }
 
 impl Default for VerifyOptions {
@@ -144,6 +154,7 @@ impl Default for VerifyOptions {
             user: None,
             check_orders: true,
             idle: Duration::from_secs(10),
+            max_unsealed: Some(pinnacle_common::config::AuditSettings::default().max_unsealed()),
         }
     }
 }
@@ -170,10 +181,33 @@ pub async fn verify(
         ],
         None => vec![subjects::AUDIT_ALL.to_string()],
     };
-    let consumer = jetstream::new(client)
-        .get_stream(&options.stream)
-        .await
-        .map_err(nats)?
+    let js = jetstream::new(client);
+    let stream = match js.get_stream(&options.stream).await {
+        Ok(stream) => stream,
+        Err(e) => {
+            use async_nats::jetstream::context::GetStreamErrorKind;
+            return match e.kind() {
+                GetStreamErrorKind::JetStream(js)
+                    if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+                {
+                    // Nothing to read; the checkpoints alone show what was lost.
+                    let mut report = verifier.finish();
+                    report.stream_problems = vec![StreamProblem::missing(&options.stream)];
+                    Ok(report)
+                }
+                _ => Err(nats(e)),
+            };
+        }
+    };
+    let stream_problems = {
+        let info = stream.cached_info();
+        stream_check::check(&info.config, &info.state)
+    };
+    if let Some(max) = options.max_unsealed {
+        let max_ms = i64::try_from(max.as_millis()).unwrap_or(i64::MAX);
+        verifier.expect_sealed(chrono::Utc::now().timestamp_millis(), max_ms);
+    }
+    let consumer = stream
         .create_consumer(pull::OrderedConfig {
             filter_subjects,
             deliver_policy: DeliverPolicy::All,
@@ -192,11 +226,13 @@ pub async fn verify(
             let message = message.map_err(nats)?;
             let info = message.info().map_err(nats)?;
             let (seq, pending) = (info.stream_sequence, info.pending);
-            verifier.push(
+            let stored_ms = i64::try_from(info.published.unix_timestamp_nanos() / 1_000_000).ok();
+            verifier.push_stored(
                 seq,
                 message.subject.as_str(),
                 message.headers.as_ref(),
                 &message.payload,
+                stored_ms,
             );
             last = seq;
             if pending == 0 {
@@ -205,7 +241,20 @@ pub async fn verify(
         }
     }
     let accesses = verifier.take_accesses();
+    let written = verifier.take_written();
     let mut report = verifier.finish();
+    report.stream_problems = stream_problems;
+    if let Some(db) = db {
+        let accounts = check_accounts(db, &js, options.user.as_deref(), &written)
+            .await
+            .map_err(|e| match e {
+                AccountCheckError::Db(db) => AuditCliError::Db(db),
+                AccountCheckError::Register(register) => nats(register),
+            })?;
+        report.accounts_checked = accounts.checked;
+        report.accounts_rolled_back = accounts.rolled_back;
+        report.generation_register_missing = accounts.register_missing;
+    }
     if let (Some(db), true) = (db, options.check_orders) {
         let mut query = orders::Entity::find();
         if let Some(user) = &options.user {
@@ -243,6 +292,7 @@ pub async fn tail_command(stream: &str, options: &TailOptions) -> anyhow::Result
 /// and fails when anything is wrong.
 pub async fn verify_command(options: &VerifyOptions, json: bool) -> anyhow::Result<()> {
     use pinnacle_common::config::{DatabaseSettings, NatsSettings, VaultSettings};
+
     let vault = Vault::from_settings(&VaultSettings::from_env()?)?;
     let client = crate::stack::nats(&NatsSettings::from_env()?, "pinnacle-audit-verify").await?;
     let db = match DatabaseSettings::from_env() {

@@ -1,20 +1,25 @@
-//! Client verbs: `pinnacle ticks` and `pinnacle order place`.
-//!
-//! Both read `NATS_URL`, `DEMO_USER_ID`/`PINNACLE_USER_ID` and
-//! `DEMO_API_TOKEN`/`PINNACLE_API_TOKEN` from the environment or from an env file such
-//! as the `dev.env` that `pinnacle dev` writes.
+//! `pinnacle ticks`, and [`ClientEnv`], the settings every client verb reads: `NATS_URL`,
+//! `DEMO_USER_ID`/`PINNACLE_USER_ID` and `DEMO_API_TOKEN`/`PINNACLE_API_TOKEN`, from an env
+//! file such as the `dev.env` that `pinnacle dev` writes, or from the environment.
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::Context as _;
-use async_nats::HeaderMap;
 use futures::StreamExt;
 use pinnacle_common::codec::Encoding;
 use pinnacle_common::config::NatsSettings;
-use pinnacle_common::model::{OrderReply, OrderRequest, Reply, Tick};
-use pinnacle_common::subjects::{self, headers, verbs};
+use pinnacle_common::model::Tick;
+
+/// Makes `path`'s `KEY=VALUE` lines (blank lines and `#` comments skipped) the process
+/// environment, over what was set. Call it before any thread starts.
+pub fn apply_env_file(path: &Path) -> anyhow::Result<()> {
+    let env = ClientEnv::load(Some(path))?;
+    for (key, value) in env.values {
+        std::env::set_var(key, value);
+    }
+    Ok(())
+}
 
 /// Settings read from an env file, falling back to the process environment.
 #[derive(Debug, Default)]
@@ -30,7 +35,7 @@ impl ClientEnv {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
             for line in text.lines().map(str::trim) {
-                if line.starts_with('#') {
+                if line.is_empty() || line.starts_with('#') {
                     continue;
                 }
                 if let Some((k, v)) = line.split_once('=') {
@@ -52,7 +57,8 @@ impl ClientEnv {
         })
     }
 
-    fn nats(&self) -> NatsSettings {
+    /// The NATS settings: `NATS_*` from the environment, `NATS_URL` from the file first.
+    pub fn nats(&self) -> NatsSettings {
         let mut settings = NatsSettings::from_env()
             .unwrap_or_else(|_| NatsSettings::for_url("nats://127.0.0.1:4222"));
         if let Some(url) = self.get(&["NATS_URL"]) {
@@ -62,14 +68,20 @@ impl ClientEnv {
     }
 }
 
-/// Prints ticks matching `pattern` as JSON lines; stops after `count` if given.
+/// Prints ticks matching `pattern` as JSON lines, every field the wire carries; stops
+/// after `count` if given, or quietly when the reader goes away (`| head`).
 pub async fn ticks(env: &ClientEnv, pattern: &str, count: Option<usize>) -> anyhow::Result<()> {
     let client = pinnacle_common::nats::connect(&env.nats(), "pinnacle-cli").await?;
     let mut sub = client.subscribe(pattern.to_string()).await?;
     let mut seen = 0usize;
     while let Some(message) = sub.next().await {
-        match Encoding::MsgPack.decode::<Tick>(&message.payload) {
-            Ok(tick) => println!("{}", serde_json::to_string(&tick)?),
+        // Decoded as the core tick first (a tick that is not one is reported), printed as
+        // the whole map: quote and depth fields included.
+        match Encoding::MsgPack
+            .decode::<Tick>(&message.payload)
+            .and_then(|_| Encoding::MsgPack.decode::<serde_json::Value>(&message.payload))
+        {
+            Ok(tick) => crate::output::line(&tick.to_string()),
             Err(e) => eprintln!("{}: undecodable tick: {e}", message.subject),
         }
         seen += 1;
@@ -78,37 +90,4 @@ pub async fn ticks(env: &ClientEnv, pattern: &str, count: Option<usize>) -> anyh
         }
     }
     Ok(())
-}
-
-/// Sends one order request and prints the reply as JSON; errors if the reply is an error.
-pub async fn place(env: &ClientEnv, request: &OrderRequest) -> anyhow::Result<OrderReply> {
-    let user_id = env
-        .get(&["PINNACLE_USER_ID", "DEMO_USER_ID"])
-        .context("set PINNACLE_USER_ID (or use --env-file with DEMO_USER_ID)")?;
-    let token = env
-        .get(&["PINNACLE_API_TOKEN", "DEMO_API_TOKEN"])
-        .context("set PINNACLE_API_TOKEN (or use --env-file with DEMO_API_TOKEN)")?;
-    let client = pinnacle_common::nats::connect(&env.nats(), "pinnacle-cli").await?;
-    let mut hdrs = HeaderMap::new();
-    hdrs.insert(headers::AUTHORIZATION, format!("Bearer {token}").as_str());
-    hdrs.insert(headers::CONTENT_TYPE, Encoding::MsgPack.content_type());
-    let payload = Encoding::MsgPack.encode(request)?;
-    let subject = subjects::order(&user_id, verbs::PLACE);
-    let response = tokio::time::timeout(
-        Duration::from_secs(10),
-        client.request_with_headers(subject, hdrs, payload),
-    )
-    .await
-    .context("no reply within 10 s")??;
-    let reply: Reply<OrderReply> = Encoding::MsgPack.decode(&response.payload)?;
-    println!("{}", serde_json::to_string_pretty(&reply)?);
-    match reply {
-        Reply {
-            ok: true,
-            result: Some(order),
-            ..
-        } => Ok(order),
-        Reply { error: Some(e), .. } => Err(e.into()),
-        _ => anyhow::bail!("malformed reply"),
-    }
 }

@@ -2,9 +2,10 @@
 //!
 //! It starts (or reuses, via `NATS_URL`) a JetStream-enabled nats-server on loopback,
 //! opens SQLite in the data dir and migrates it, runs the publisher, order worker and
-//! user API in this process, makes sure a demo user with a paper account exists, issues
-//! it a fresh API token, writes `<data-dir>/dev.env`, and stops everything cleanly on
-//! Ctrl-C or SIGTERM.
+//! user API in this process, makes sure a demo user with a paper account exists and has an
+//! API token (kept across restarts in `<data-dir>/demo.token`), writes
+//! `<data-dir>/dev.env` with everything the client and operator verbs need, and stops
+//! everything cleanly on Ctrl-C or SIGTERM.
 //!
 //! With `--smartapi-sim` it also runs the SmartAPI simulator in this process and points
 //! the publisher (feed and candles) and the worker's Angel One broker at it, and gives the
@@ -48,12 +49,12 @@ pub struct DevOptions {
     pub smartapi_sim: bool,
 }
 
-/// The demo user and the token issued to it for this run.
+/// The demo user and its API token.
 #[derive(Debug)]
 pub struct DemoUser {
     /// User id.
     pub user_id: String,
-    /// A fresh API token with the trade and read scopes.
+    /// An API token with the trade and read scopes.
     pub token: SecretString,
 }
 
@@ -86,11 +87,13 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Makes sure the demo user and its paper account exist, and issues it a fresh token.
+/// Makes sure the demo user and its paper account exist, and gives it a token (the one in
+/// `token_file` while it stays valid).
 pub async fn ensure_demo_user(
     db: &DatabaseConnection,
     vault: &Vault,
     audit: &AuditLog,
+    token_file: &Path,
 ) -> anyhow::Result<DemoUser> {
     let existing = users::Entity::find()
         .filter(users::Column::Name.eq(DEMO_USER))
@@ -114,18 +117,46 @@ pub async fn ensure_demo_user(
             SecretString::from("PAPERDEMO"),
             SecretString::from("0000"),
         );
+        let register = pinnacle_common::keystore::Register::new(
+            audit.client(),
+            std::time::Duration::from_secs(5),
+        );
         let writer = Writer {
             actor: "pinnacle-dev".into(),
             token_id: None,
             request_id: uuid::Uuid::now_v7().to_string(),
         };
-        put_account(db, vault, audit, &writer, &user.id, "paper", &paper).await?;
+        put_account(
+            db, vault, audit, &register, &writer, &user.id, "paper", &paper,
+        )
+        .await?;
     }
-    let (_, token) = issue_token(db, vault, &user.id, &TokenSpec::full()).await?;
+    let token = demo_token(db, vault, &user.id, token_file).await?;
     Ok(DemoUser {
         user_id: user.id,
         token,
     })
+}
+
+/// The demo user's token: the one in `token_file` while it is still valid for this user
+/// (so restarts do not pile up never-expiring tokens), else a fresh one, saved there.
+async fn demo_token(
+    db: &DatabaseConnection,
+    vault: &Vault,
+    user_id: &str,
+    token_file: &Path,
+) -> anyhow::Result<SecretString> {
+    if let Ok(saved) = std::fs::read_to_string(token_file) {
+        let saved = saved.trim();
+        let owner =
+            pinnacle_common::auth::authenticate(db, vault.token_pepper(), Some(saved)).await;
+        if owner.is_ok_and(|p| p.user_id == user_id) {
+            return Ok(SecretString::from(saved.to_string()));
+        }
+    }
+    let (_, token) = issue_token(db, vault, user_id, &TokenSpec::full()).await?;
+    write_private(token_file, token.expose_secret())?;
+    Ok(token)
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
@@ -190,15 +221,18 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
     ]
     .iter()
     .any(|name| std::env::var(name).is_ok_and(|v| !v.trim().is_empty()));
+    // Without a configured key, one key (id 1) kept in the data dir, also written as a
+    // key file in the `PINNACLE_MASTER_KEY_FILE` format (`<id>:<base64>`) for the
+    // operator verbs (`pinnacle keys …`, `pinnacle audit verify`) that dev.env points at.
+    let key_file = data_dir.join("master.keys");
     let master_key = if configured {
         VaultSettings::from_env()?
     } else {
-        VaultSettings::single(
-            load_or_create_secret(&data_dir.join("master.key"), || {
-                Vault::generate_master_key().expose_secret().to_string()
-            })?,
-            1,
-        )
+        let key = load_or_create_secret(&data_dir.join("master.key"), || {
+            Vault::generate_master_key().expose_secret().to_string()
+        })?;
+        write_private(&key_file, &format!("1:{}\n", key.expose_secret()))?;
+        VaultSettings::single(key, 1)
     };
     let vault = Arc::new(Vault::from_settings(&master_key)?);
     let admin_token = match std::env::var("PINNACLE_API_ADMIN_TOKEN") {
@@ -240,32 +274,48 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
         audit_client,
         Duration::from_millis(worker.audit_timeout_ms),
         vault.clone(),
-    );
-    let demo = ensure_demo_user(&stack.db, &vault, &audit).await?;
+    )
+    .with_checkpoints(stack.db.clone(), worker.audit.policy());
+    let demo = ensure_demo_user(&stack.db, &vault, &audit, &data_dir.join("demo.token")).await?;
     if let Some(dev_sim) = &dev_sim {
         dev_sim
             .put_demo_account(&stack.db, &vault, &audit, &demo.user_id)
             .await?;
     }
     let env_file = data_dir.join("dev.env");
-    write_private(
-        &env_file,
-        &format!(
-            "NATS_URL={}\nUSER_API_URL={}\nDEMO_USER_ID={}\nDEMO_API_TOKEN={}\nPINNACLE_API_ADMIN_TOKEN={}\n",
-            nats.url,
-            stack.api_url(),
-            demo.user_id,
-            demo.token.expose_secret(),
-            admin_token.expose_secret(),
-        ),
-    )?;
-    print_banner(
-        &nats.url,
-        &database,
-        &stack.api_url(),
-        &demo.user_id,
-        &env_file,
+    let accounts = if dev_sim.is_some() {
+        format!("paper,{}", crate::dev_sim::DEMO_LABEL)
+    } else {
+        "paper".to_string()
+    };
+    let mut env = format!(
+        "# Written by `pinnacle dev` (mode 0600): everything the client and operator verbs\n\
+         # need. Use it with --env-file, PINNACLE_ENV_FILE, or `set -a; . {env}; set +a`.\n\
+         NATS_URL={}\nUSER_API_URL={}\nDEMO_USER_ID={}\nDEMO_API_TOKEN={}\n\
+         DEMO_ACCOUNTS={accounts}\nPINNACLE_API_ADMIN_TOKEN={}\nDATABASE_URL={}\n",
+        nats.url,
+        stack.api_url(),
+        demo.user_id,
+        demo.token.expose_secret(),
+        admin_token.expose_secret(),
+        database.database_url,
+        env = env_file.display(),
     );
+    if !configured {
+        env.push_str(&format!(
+            "PINNACLE_MASTER_KEY_FILE={}\n",
+            key_file.display()
+        ));
+    }
+    write_private(&env_file, &env)?;
+    print_banner(&Banner {
+        nats: &nats.url,
+        db: &database,
+        api: &stack.api_url(),
+        user_id: &demo.user_id,
+        env_file: &env_file,
+        smartapi_sim: dev_sim.is_some(),
+    });
     if let Some(dev_sim) = &dev_sim {
         print_sim_banner(&dev_sim.sim.rest_url(), &env_file);
     }
@@ -273,6 +323,9 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
     let mut stack = stack;
     let outcome = stack.wait(shutdown_signal()).await;
     eprintln!("\nstopping…");
+    if let Err(error) = audit.checkpoint_now().await {
+        tracing::warn!(%error, "audit checkpoint on shutdown failed");
+    }
     let stopped = stack.stop().await;
     if let Some(dev_sim) = dev_sim {
         dev_sim.shutdown().await;
@@ -301,23 +354,54 @@ fn print_sim_banner(rest_url: &str, env_file: &Path) {
     );
 }
 
-fn print_banner(nats: &str, db: &DatabaseSettings, api: &str, user_id: &str, env_file: &Path) {
+/// What the banner shows.
+struct Banner<'a> {
+    nats: &'a str,
+    db: &'a DatabaseSettings,
+    api: &'a str,
+    user_id: &'a str,
+    env_file: &'a Path,
+    smartapi_sim: bool,
+}
+
+fn print_banner(b: &Banner<'_>) {
     let me = std::env::current_exe()
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "pinnacle".into());
-    let env = env_file.display();
+    let env = b.env_file.display();
+    let (what, accounts, account_flag) = if b.smartapi_sim {
+        (
+            "Angel One SmartAPI simulator feed; paper and simulated angel_one accounts",
+            format!(
+                "paper (paper broker), {} (angel_one on the simulator)",
+                crate::dev_sim::DEMO_LABEL
+            ),
+            " --account paper",
+        )
+    } else {
+        (
+            "simulated feed, paper broker",
+            "paper (paper broker)".to_string(),
+            "",
+        )
+    };
     println!(
-        "\nPinnacle is running (simulated feed, paper broker).\n\
+        "\nPinnacle is running ({what}).\n\
          \n  NATS       {nats}\
-         \n  database   {}\
+         \n  database   {db}\
          \n  user API   {api}\
-         \n  demo user  {user_id}\
-         \n  env file   {env}   (NATS_URL, USER_API_URL, DEMO_USER_ID, DEMO_API_TOKEN)\n\
+         \n  demo user  {user_id}, accounts: {accounts}\
+         \n  env file   {env}   (NATS_URL, USER_API_URL, DEMO_USER_ID, DEMO_API_TOKEN, DEMO_ACCOUNTS,\
+         \n                     PINNACLE_API_ADMIN_TOKEN, DATABASE_URL, PINNACLE_MASTER_KEY_FILE)\n\
          \nWatch ticks:\n  {me} ticks --env-file {env} 'md.tick.NSE.>'\n\
-         \nPlace an order (paper broker, fills at the last tick):\n  {me} order place --env-file {env} --symbol SBIN-EQ --side BUY --quantity 10\n\
+         \nPlace an order (paper broker, fills at the last tick):\n  {me} order place --env-file {env}{account_flag} --symbol SBIN-EQ --side buy --quantity 10\n\
+         \nYour orders and funds:\n  {me} order list --env-file {env}\n  {me} portfolio funds --env-file {env}{account_flag}\n\
          \nOr from any NATS client: request on orders.<DEMO_USER_ID>.place with header\n  Authorization: Bearer <DEMO_API_TOKEN>   (see docs/PROTOCOL.md)\n\
-         \nMarket data (no token needed): md.depth.<EX>.<SYM>, md.status.<EX>, and requests on\n  md.req.last, md.req.candles, md.req.symbols.search, md.req.symbols.lookup, md.req.status\n\
+         \nMarket data (no token needed): md.tick.<EX>.<SYM>, md.depth.<EX>.<SYM>, md.status.<EX>,\n  and requests on md.req.last, md.req.candles, md.req.symbols.search, md.req.symbols.lookup,\n  md.req.status\n\
          \nStop with Ctrl-C.",
-        pinnacle_common::config::redact_url(&db.database_url),
+        nats = b.nats,
+        db = pinnacle_common::config::redact_url(&b.db.database_url),
+        api = b.api,
+        user_id = b.user_id,
     );
 }

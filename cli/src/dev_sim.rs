@@ -136,14 +136,20 @@ impl DevSim {
                 SecretString::from(DEMO_PIN),
             )
         };
+        let register = pinnacle_common::keystore::Register::new(
+            audit.client(),
+            std::time::Duration::from_secs(5),
+        );
         let writer = Writer {
             actor: "pinnacle-dev".into(),
             token_id: None,
             request_id: uuid::Uuid::now_v7().to_string(),
         };
-        put_account(db, vault, audit, &writer, user_id, DEMO_LABEL, &account)
-            .await
-            .context("storing the demo user's angel account")?;
+        put_account(
+            db, vault, audit, &register, &writer, user_id, DEMO_LABEL, &account,
+        )
+        .await
+        .context("storing the demo user's angel account")?;
         Ok(())
     }
 

@@ -76,10 +76,20 @@ pub async fn status() -> anyhow::Result<()> {
 pub async fn rotate() -> anyhow::Result<()> {
     let (db, vault) = open().await?;
     let nats = crate::stack::nats(&NatsSettings::from_env()?, "pinnacle-keys").await?;
-    let timeout = Duration::from_millis(WorkerSettings::from_env()?.audit_timeout_ms);
+    pinnacle_common::audit::prepare_stream(&async_nats::jetstream::new(nats.clone()), &db)
+        .await
+        .context("the audit stream")?;
+    let worker = WorkerSettings::from_env()?;
+    let timeout = Duration::from_millis(worker.audit_timeout_ms);
     let vault = std::sync::Arc::new(vault);
-    let audit = AuditLog::new(nats, timeout, vault.clone());
+    let audit = AuditLog::new(nats, timeout, vault.clone())
+        .with_checkpoints(db.clone(), worker.audit.policy());
     let report = keystore::rotate(&db, &vault, &audit).await?;
+    // Seal every chain the rotation appended to before the process exits.
+    audit
+        .checkpoint_now()
+        .await
+        .context("checkpointing the audit chains")?;
     println!("{}", serde_json::to_string(&report)?);
     anyhow::ensure!(
         report.failed.is_empty(),

@@ -7,7 +7,9 @@
 //! - [`dev`]: `pinnacle dev`, the embedded default on one machine.
 //! - [`dev_sim`]: `pinnacle dev --smartapi-sim`: the in-process SmartAPI simulator and the
 //!   settings and demo account that point the stack at it.
-//! - [`client`]: client verbs: `ticks`, `order place`.
+//! - [`client`]: `ticks`, and the env-file settings every client verb reads.
+//! - [`output`]: standard output that ends quietly when the reader goes away.
+//! - [`trader`]: the trader's verbs: `order …`, `portfolio …`, `md …`, tables or `--json`.
 //! - [`bench`]: `pinnacle bench orders` and `pinnacle bench ticks`, each measured beside
 //!   raw NATS baselines in the same run (the end-to-end tests run both at a small size).
 //! - [`keys`]: master-key management: `keys add`, `status`, `rotate`, `retire`.
@@ -15,6 +17,7 @@
 //!   orders without audit events).
 //! - [`nats_admin`]: `nats passwd`, `nats add-trader`, `nats streams apply`: operating the
 //!   cluster without the `nats` CLI.
+//! - [`risk`]: `risk show|set|kill|resume|clear`: pre-trade limits and kill switches.
 //! - [`smartapi`]: offline SmartAPI tools: `smartapi decode HEX` (one feed tick to JSON).
 
 pub mod audit;
@@ -25,5 +28,8 @@ pub mod dev_sim;
 pub mod keys;
 pub mod nats_admin;
 pub mod nats_server;
+pub mod output;
+pub mod risk;
 pub mod smartapi;
 pub mod stack;
+pub mod trader;

@@ -7,12 +7,17 @@ use clap::{Parser, Subcommand, ValueEnum};
 use pinnacle_cli::client::{self, ClientEnv};
 use pinnacle_cli::dev::{self, DevOptions};
 use pinnacle_cli::stack::{self, Service};
-use pinnacle_common::model::{OrderRequest, OrderType, Side};
+use pinnacle_cli::trader;
 use secrecy::ExposeSecret;
 
 #[derive(Debug, Parser)]
 #[command(name = "pinnacle", version, about = "Pinnacle trading back end")]
 struct Cli {
+    /// Read settings from this env file (KEY=VALUE lines, such as the .pinnacle/dev.env
+    /// that `pinnacle dev` writes) before anything else; its values win over the
+    /// environment's. Every verb takes it.
+    #[arg(long, env = "PINNACLE_ENV_FILE", global = true, value_name = "FILE")]
+    env_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -46,9 +51,6 @@ enum Command {
     },
     /// Print ticks as JSON lines.
     Ticks {
-        /// Env file with NATS_URL (e.g. .pinnacle/dev.env).
-        #[arg(long)]
-        env_file: Option<PathBuf>,
         /// Subject pattern.
         #[arg(default_value = "md.tick.>")]
         pattern: String,
@@ -61,10 +63,33 @@ enum Command {
         #[command(subcommand)]
         command: BenchCommand,
     },
-    /// Order verbs.
+    /// Your orders: place, modify, cancel, get, list (NATS; docs/PROTOCOL.md).
     Order {
+        #[command(flatten)]
+        common: trader::Common,
         #[command(subcommand)]
-        command: OrderCommand,
+        command: trader::OrderCommand,
+    },
+    /// Your funds, positions, holdings and trades.
+    Portfolio {
+        #[command(flatten)]
+        common: trader::Common,
+        #[command(subcommand)]
+        command: trader::PortfolioCommand,
+    },
+    /// Your order events, oldest first (replayed from ORDER_EVENTS), then stop or follow.
+    Events {
+        #[command(flatten)]
+        common: trader::Common,
+        #[command(flatten)]
+        args: trader::EventsArgs,
+    },
+    /// Market data: the last tick, candles, the instrument master, market status.
+    Md {
+        #[command(flatten)]
+        common: trader::Common,
+        #[command(subcommand)]
+        command: trader::MdCommand,
     },
     /// Audit-stream consumers: follow it, or verify its HMAC chains (see docs/AUDIT.md).
     Audit {
@@ -76,11 +101,92 @@ enum Command {
         #[command(subcommand)]
         command: SmartapiCommand,
     },
+    /// Pre-trade limits and kill switches, platform-wide or per user (DATABASE_URL; see
+    /// docs/PROTOCOL.md, "Pre-trade risk").
+    Risk {
+        #[command(subcommand)]
+        command: RiskCommand,
+    },
     /// Operate the NATS cluster without the `nats` CLI: password hashes, traders, streams
     /// (see nats/README.md).
     Nats {
         #[command(subcommand)]
         command: NatsCommand,
+    },
+}
+
+/// `--global` or `--user ID`.
+#[derive(Debug, clap::Args)]
+#[group(required = true, multiple = false)]
+struct ScopeArgs {
+    /// The platform-wide row (applies to everyone).
+    #[arg(long)]
+    global: bool,
+    /// One user's row (their id from the user API).
+    #[arg(long, value_name = "USER_ID")]
+    user: Option<String>,
+}
+
+impl ScopeArgs {
+    fn scope(self) -> pinnacle_cli::risk::Scope {
+        match self.user {
+            Some(id) => pinnacle_cli::risk::Scope::User(id),
+            None => pinnacle_cli::risk::Scope::Global,
+        }
+    }
+}
+
+fn change<T: Clone + Send + Sync + 'static>(
+    parse: fn(&str) -> Option<T>,
+) -> impl Fn(&str) -> Result<pinnacle_cli::risk::Change<T>, String> + Clone {
+    move |text| pinnacle_cli::risk::parse_change(text, parse)
+}
+
+#[derive(Debug, Subcommand)]
+enum RiskCommand {
+    /// Print the global row, a user's row and the limits in force for them, as JSON.
+    Show {
+        /// The user (default: what a user without a row of their own gets).
+        #[arg(long, value_name = "USER_ID")]
+        user: Option<String>,
+    },
+    /// Change limits; each option takes a value or `none` (no limit from this row);
+    /// options not given keep their value.
+    Set {
+        #[command(flatten)]
+        scope: ScopeArgs,
+        /// Largest quantity per order.
+        #[arg(long, value_name = "N|none", value_parser = change(pinnacle_cli::risk::positive))]
+        max_quantity: Option<pinnacle_cli::risk::Change<i64>>,
+        /// Largest order value (price × quantity) in rupees, e.g. 500000 or 2500.50.
+        #[arg(long, value_name = "RUPEES|none", value_parser = change(pinnacle_cli::risk::rupees))]
+        max_order_value: Option<pinnacle_cli::risk::Change<i64>>,
+        /// Allowed exchanges, comma separated (NSE,BSE).
+        #[arg(long, value_name = "LIST|none", value_parser = change(pinnacle_cli::risk::list))]
+        exchanges: Option<pinnacle_cli::risk::Change<String>>,
+        /// Allowed symbols, comma separated (NSE:SBIN-EQ,NSE:INFY-EQ).
+        #[arg(long, value_name = "LIST|none", value_parser = change(pinnacle_cli::risk::list))]
+        symbols: Option<pinnacle_cli::risk::Change<String>>,
+        /// Orders (place, modify and cancel together) per second per user; the default is
+        /// 9, Angel One's limit per client code.
+        #[arg(long, value_name = "N|none", value_parser = change(pinnacle_cli::risk::positive))]
+        max_orders_per_second: Option<pinnacle_cli::risk::Change<i64>>,
+    },
+    /// Turn a kill switch on: every new order in the scope is refused (cancels still work).
+    Kill {
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// Turn a kill switch off.
+    Resume {
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// Delete a user's row: they fall back to the global row and the defaults.
+    Clear {
+        /// The user.
+        #[arg(long, value_name = "USER_ID")]
+        user: String,
     },
 }
 
@@ -159,6 +265,13 @@ enum AuditCommand {
         /// Skip the orders-have-audit-events check.
         #[arg(long)]
         skip_orders: bool,
+        /// Report a chain whose last link is older than this many seconds and covered by
+        /// no checkpoint (default: PINNACLE_AUDIT_CHECKPOINT_SECS + PINNACLE_AUDIT_SEAL_GRACE_SECS).
+        #[arg(long, conflicts_with = "skip_sealing")]
+        max_unsealed_secs: Option<u64>,
+        /// Don't check that chains are sealed by checkpoints (e.g. for an old backup).
+        #[arg(long)]
+        skip_sealing: bool,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -242,36 +355,17 @@ enum KeysCommand {
     },
 }
 
-#[derive(Debug, Subcommand)]
-enum OrderCommand {
-    /// Place an order and print the reply.
-    Place {
-        /// Env file with NATS_URL, DEMO_USER_ID and DEMO_API_TOKEN.
-        #[arg(long)]
-        env_file: Option<PathBuf>,
-        #[arg(long, default_value = "NSE")]
-        exchange: String,
-        #[arg(long)]
-        symbol: String,
-        #[arg(long, value_parser = ["BUY", "SELL", "buy", "sell"])]
-        side: String,
-        #[arg(long)]
-        quantity: i64,
-        /// Limit price in rupees (e.g. 820.50); omit for a market order.
-        #[arg(long)]
-        price: Option<String>,
-        /// Defaults to a fresh UUID; reuse one to retry safely.
-        #[arg(long)]
-        client_order_id: Option<String>,
-        /// Broker account label, when the user has several.
-        #[arg(long)]
-        account: Option<String>,
-    },
-}
-
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    match run(Cli::parse()).await {
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    // Before any thread starts: the env file's values become the process environment, so
+    // every verb reads its settings one way.
+    let started = match &cli.env_file {
+        Some(file) => client::apply_env_file(file),
+        None => Ok(()),
+    }
+    .and_then(|()| Ok(tokio::runtime::Runtime::new()?));
+    let outcome = started.and_then(|runtime| runtime.block_on(run(cli)));
+    match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -281,19 +375,15 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    let quiet = matches!(
+    // Services log; client verbs print only their output (and errors) so they pipe cleanly.
+    let logs = matches!(
         cli.command,
-        Command::Ticks { .. }
-            | Command::Order { .. }
-            | Command::Keys { .. }
-            | Command::Bench { .. }
-            | Command::Smartapi { .. }
-            | Command::Audit { .. }
+        Command::Dev { .. } | Command::Serve { .. } | Command::Migrate | Command::Risk { .. }
     );
-    let _telemetry = if quiet {
-        None
-    } else {
+    let _telemetry = if logs {
         Some(pinnacle_common::telemetry::init("pinnacle")?)
+    } else {
+        None
     };
     match cli.command {
         Command::Smartapi {
@@ -325,12 +415,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 user,
                 stream,
                 skip_orders,
+                max_unsealed_secs,
+                skip_sealing,
                 json,
             } => {
+                let max_unsealed = match (skip_sealing, max_unsealed_secs) {
+                    (true, _) => None,
+                    (false, Some(secs)) => Some(std::time::Duration::from_secs(secs)),
+                    (false, None) => {
+                        Some(pinnacle_common::config::AuditSettings::from_env()?.max_unsealed())
+                    }
+                };
                 let options = pinnacle_cli::audit::VerifyOptions {
                     stream,
                     user,
                     check_orders: !skip_orders,
+                    max_unsealed,
                     ..Default::default()
                 };
                 pinnacle_cli::audit::verify_command(&options, json).await
@@ -422,55 +522,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
         }
         Command::Nats { command } => nats(command).await,
-        Command::Ticks {
-            env_file,
-            pattern,
-            count,
-        } => client::ticks(&ClientEnv::load(env_file.as_deref())?, &pattern, count).await,
-        Command::Order {
-            command:
-                OrderCommand::Place {
-                    env_file,
-                    exchange,
-                    symbol,
-                    side,
-                    quantity,
-                    price,
-                    client_order_id,
-                    account,
-                },
-        } => {
-            let price = price
-                .map(|p| {
-                    pinnacle_publisher::sim::parse_rupees(&p)
-                        .ok_or_else(|| anyhow::anyhow!("--price must be rupees like 820.50"))
-                })
-                .transpose()?;
-            let request = OrderRequest {
-                client_order_id: client_order_id
-                    .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-                exchange,
-                symbol,
-                side: if side.eq_ignore_ascii_case("BUY") {
-                    Side::Buy
-                } else {
-                    Side::Sell
-                },
-                order_type: if price.is_some() {
-                    OrderType::Limit
-                } else {
-                    OrderType::Market
-                },
-                quantity,
-                price,
-                trigger_price: None,
-                product: Default::default(),
-                account,
-            };
-            client::place(&ClientEnv::load(env_file.as_deref())?, &request)
-                .await
-                .map(|_| ())
+        Command::Risk { command } => risk(command).await,
+        Command::Ticks { pattern, count } => {
+            client::ticks(&ClientEnv::load(None)?, &pattern, count).await
         }
+        Command::Order { common, command } => trader::order(&common, command).await,
+        Command::Portfolio { common, command } => trader::portfolio(&common, command).await,
+        Command::Md { common, command } => trader::md(&common, command).await,
+        Command::Events { common, args } => trader::events(&common, args).await,
     }
 }
 
@@ -516,5 +575,64 @@ async fn nats(command: NatsCommand) -> anyhow::Result<()> {
             anyhow::ensure!(failed == 0, "{failed} stream definition(s) not applied");
         }
     }
+    Ok(())
+}
+
+async fn risk(command: RiskCommand) -> anyhow::Result<()> {
+    use pinnacle_cli::risk::{self, LimitsChange};
+    let db = stack::database(&pinnacle_common::config::DatabaseSettings::from_env()?).await?;
+    let (scope, change) = match command {
+        RiskCommand::Show { user } => {
+            let view = risk::show(&db, user.as_deref()).await?;
+            println!("{}", serde_json::to_string_pretty(&view)?);
+            return Ok(());
+        }
+        RiskCommand::Clear { user } => {
+            let deleted = risk::clear(&db, &user).await?;
+            println!(
+                "{}",
+                if deleted {
+                    "cleared"
+                } else {
+                    "no row to clear"
+                }
+            );
+            return Ok(());
+        }
+        RiskCommand::Set {
+            scope,
+            max_quantity,
+            max_order_value,
+            exchanges,
+            symbols,
+            max_orders_per_second,
+        } => (
+            scope,
+            LimitsChange {
+                max_quantity: max_quantity.unwrap_or_default(),
+                max_order_value: max_order_value.unwrap_or_default(),
+                allowed_exchanges: exchanges.unwrap_or_default(),
+                allowed_symbols: symbols.unwrap_or_default(),
+                max_orders_per_second: max_orders_per_second.unwrap_or_default(),
+                kill_switch: None,
+            },
+        ),
+        RiskCommand::Kill { scope } => (
+            scope,
+            LimitsChange {
+                kill_switch: Some(true),
+                ..LimitsChange::default()
+            },
+        ),
+        RiskCommand::Resume { scope } => (
+            scope,
+            LimitsChange {
+                kill_switch: Some(false),
+                ..LimitsChange::default()
+            },
+        ),
+    };
+    let row = risk::set(&db, &scope.scope(), change).await?;
+    println!("{}", serde_json::to_string_pretty(&risk::Row::from(row))?);
     Ok(())
 }

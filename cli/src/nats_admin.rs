@@ -223,6 +223,17 @@ pub async fn apply_stream(
     if changed.is_empty() {
         return Ok((name, Applied::Unchanged));
     }
+    if name == pinnacle_common::subjects::AUDIT_STREAM {
+        // Nobody may update AUDIT (nats/auth.conf): say why instead of waiting for a reply
+        // the permissions never let through.
+        return Err(NatsAdminError::Api {
+            stream: name,
+            reason: format!(
+                "differs in {}; AUDIT cannot be updated (denied to every user): see docs/AUDIT.md, \"Changing AUDIT: break glass\"",
+                changed.join(", ")
+            ),
+        });
+    }
     let reply = api(client, &name, format!("$JS.API.STREAM.UPDATE.{name}"), text).await?;
     match refused(&reply) {
         Some(error) => Err(error),

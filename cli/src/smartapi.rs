@@ -13,8 +13,10 @@ pub enum DecodeCommandError {
     NoInput,
     #[error("bad hex: {0}")]
     BadHex(String),
+    /// The frame's own error, shown in the message (not also as a source, which would
+    /// print it twice in an error chain).
     #[error("malformed frame: {0}")]
-    Frame(#[from] TickError),
+    Frame(TickError),
     #[error("could not format JSON: {0}")]
     Json(#[from] serde_json::Error),
 }
@@ -100,7 +102,7 @@ fn ordered_map<S: serde::Serializer>(
 /// `pinnacle smartapi decode HEX`: hex in, pretty JSON out.
 pub fn decode_command(input: &str) -> Result<String, DecodeCommandError> {
     let bytes = parse_hex(input)?;
-    let decoded = ticks::decode(&bytes)?;
+    let decoded = ticks::decode(&bytes).map_err(DecodeCommandError::Frame)?;
     Ok(serde_json::to_string_pretty(&DecodeOutput::new(&decoded))?)
 }
 

@@ -18,8 +18,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use pinnacle_common::audit::{self, AuditLog};
 use pinnacle_common::config::{
-    AngelOneMarketDataSettings, DatabaseSettings, MarketDataSettings, MetricsSettings,
-    NatsSettings, SimFeedSettings, UserApiSettings, WorkerSettings,
+    AngelOneMarketDataSettings, AuditSettings, DatabaseSettings, MarketDataSettings,
+    MetricsSettings, NatsSettings, SimFeedSettings, UserApiSettings, WorkerSettings,
 };
 use pinnacle_common::crypto::Vault;
 use pinnacle_common::feed::SharedFeed;
@@ -75,13 +75,40 @@ pub async fn vault_ready(db: &DatabaseConnection, vault: &Vault) -> anyhow::Resu
         .context("checking the master key ring against the database")
 }
 
-/// Connects to NATS and makes sure the audit stream exists.
+/// Connects to NATS (for the one-shot commands; it creates no stream: `audit verify` must
+/// see a missing AUDIT, not an empty new one).
 pub async fn nats(settings: &NatsSettings, name: &str) -> anyhow::Result<async_nats::Client> {
-    let client = pinnacle_common::nats::connect(settings, name).await?;
-    audit::ensure_stream(&async_nats::jetstream::new(client.clone()))
-        .await
-        .context("creating the audit stream")?;
-    Ok(client)
+    Ok(pinnacle_common::nats::connect(settings, name).await?)
+}
+
+/// A service's start-up check of the AUDIT stream ([`audit::prepare_stream`]). A missing
+/// AUDIT that held history is logged and the service starts anyway: every credential access
+/// is then refused with `AUDIT_UNAVAILABLE` ("audit stream unavailable: …") until an
+/// operator restores it. Any other failure (NATS, the database) fails the start.
+pub async fn prepare_audit_stream(
+    client: &async_nats::Client,
+    db: &DatabaseConnection,
+    service: &str,
+) -> anyhow::Result<()> {
+    match audit::prepare_stream(&async_nats::jetstream::new(client.clone()), db).await {
+        Ok(audit::Prepared::Found) => Ok(()),
+        Ok(audit::Prepared::Created) => {
+            tracing::info!(
+                service,
+                "created the audit stream (nothing was audited before)"
+            );
+            Ok(())
+        }
+        Err(error) if error.is_stream_unavailable() => {
+            tracing::error!(
+                service,
+                %error,
+                "audit stream unavailable: refusing every credential access until it is restored"
+            );
+            Ok(())
+        }
+        Err(error) => Err(error).context("preparing the audit stream"),
+    }
 }
 
 /// Starts the market-data publisher: the feed loop, the `md.req.>` service and the
@@ -255,20 +282,23 @@ async fn start_worker(
     settings: WorkerSettings,
     stop: Shutdown,
 ) -> anyhow::Result<Run<anyhow::Error>> {
-    audit::ensure_stream(&async_nats::jetstream::new(client.clone()))
-        .await
-        .context("creating the audit stream")?;
+    prepare_audit_stream(&client, &db, "pinnacle-order-worker").await?;
     let paper = PaperBroker::with_ledger(db.clone(), settings.paper_cash);
     let follower = paper.follow_ticks(client.clone(), stop.clone()).await?;
-    let (angel, notices) = angel_one_broker(&client, &db, &vault, &settings);
+    // One audit writer for the worker and its Angel One session store, so the worker's
+    // shutdown checkpoint seals both.
+    let audit = pinnacle_order_worker::service::audit_log(&client, &db, &vault, &settings);
+    let (angel, notices) = angel_one_broker_audited(&client, &db, &vault, &settings, audit.clone());
     let order_ws_url = settings.smartapi_order_ws_url.clone();
-    let worker = Arc::new(Worker::new(
+    let mut worker = Worker::new(
         client,
         db,
         vault,
         vec![Arc::new(paper), Arc::new(angel)],
         settings,
-    ));
+    );
+    worker.audit = audit;
+    let worker = Arc::new(worker);
     // Angel One order updates move live orders through the same state machine.
     tokio::spawn(pinnacle_order_worker::angel::updates::run(
         worker.clone(),
@@ -305,6 +335,20 @@ pub fn angel_one_broker(
     tokio::sync::mpsc::UnboundedReceiver<pinnacle_order_worker::angel::updates::SessionNotice>,
 ) {
     let audit = pinnacle_order_worker::service::audit_log(client, db, vault, settings);
+    angel_one_broker_audited(client, db, vault, settings, audit)
+}
+
+/// [`angel_one_broker`] recording session logins with `audit`.
+pub fn angel_one_broker_audited(
+    client: &async_nats::Client,
+    db: &DatabaseConnection,
+    vault: &Arc<Vault>,
+    settings: &WorkerSettings,
+    audit: AuditLog,
+) -> (
+    AngelOneBroker,
+    tokio::sync::mpsc::UnboundedReceiver<pinnacle_order_worker::angel::updates::SessionNotice>,
+) {
     let store = DbSessionStore::new(db.clone(), vault.clone(), audit);
     let config = RestConfig {
         base_url: settings.smartapi_url.clone(),
@@ -330,6 +374,7 @@ pub async fn spawn_user_api(
     vault: Arc<Vault>,
     api: &UserApiSettings,
     audit_timeout: Duration,
+    audit_settings: AuditSettings,
     health: &Health,
     shutdown: Shutdown,
 ) -> anyhow::Result<SocketAddr> {
@@ -353,16 +398,16 @@ pub async fn spawn_user_api(
         );
         Box::pin(async move {
             let (db, vault, admin_token, limits, health) = state;
-            audit::ensure_stream(&async_nats::jetstream::new(client.clone()))
-                .await
-                .context("creating the audit stream")?;
+            prepare_audit_stream(&client, &db, "pinnacle-user-api").await?;
             let listener = tokio::net::TcpListener::from_std(socket?)?;
+            let register = pinnacle_common::keystore::Register::new(client.clone(), audit_timeout);
             let audit = AuditLog::new(client, audit_timeout, vault.clone())
-                .with_checkpoints(db.clone(), audit::CheckpointPolicy::default());
+                .with_checkpoints(db.clone(), audit_settings.policy());
             let state = pinnacle_user_api::AppState {
                 db,
                 vault,
                 audit,
+                register,
                 admin_token,
                 limits,
                 health,
@@ -467,6 +512,7 @@ impl Stack {
             settings.vault.clone(),
             &settings.api,
             Duration::from_millis(settings.worker.audit_timeout_ms),
+            settings.worker.audit,
             &health,
             shutdown.clone(),
         )
@@ -604,6 +650,7 @@ pub async fn serve(
                 vault,
                 &api,
                 Duration::from_millis(worker.audit_timeout_ms),
+                worker.audit,
                 &health,
                 shutdown.clone(),
             )

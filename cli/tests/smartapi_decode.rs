@@ -64,6 +64,7 @@ fn bad_input_exits_non_zero_with_one_line() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(expected), "{input}: {stderr}");
         assert_eq!(stderr.trim_end().lines().count(), 1, "{input}: {stderr}");
+        assert_eq!(stderr.matches(expected).count(), 1, "said twice: {stderr}");
         assert!(!stderr.contains("panicked"), "{input}: {stderr}");
         assert!(out.stdout.is_empty());
     }

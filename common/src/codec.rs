@@ -46,6 +46,12 @@ pub enum CodecError {
     /// MessagePack that is malformed or has the wrong shape.
     #[error("invalid MessagePack payload: {0}")]
     MsgPack(#[from] rmp_serde::decode::Error),
+    /// Not MessagePack, but what looks like JSON sent without its content type.
+    #[error(
+        "invalid MessagePack payload: {0} (it looks like JSON: send the header \
+         `Content-Type: application/json` with it)"
+    )]
+    LooksLikeJson(rmp_serde::decode::Error),
     /// JSON that is malformed or has the wrong shape.
     #[error("invalid JSON payload: {0}")]
     Json(#[from] serde_json::Error),
@@ -71,6 +77,20 @@ pub fn header<'a>(headers: Option<&'a HeaderMap>, name: &str) -> Option<&'a str>
         .find(|(key, _)| AsRef::<str>::as_ref(*key).eq_ignore_ascii_case(name))
         .and_then(|(key, _)| headers.get(AsRef::<str>::as_ref(key)))
         .map(|value| value.as_str())
+}
+
+/// Every value of header `name` (matched without regard to case), counting repeats of the
+/// name and every spelling of it: a request may send a header such as `Authorization` at
+/// most once, and must be refused when it sends it twice.
+pub fn header_values<'a>(headers: Option<&'a HeaderMap>, name: &str) -> Vec<&'a str> {
+    let Some(headers) = headers else {
+        return Vec::new();
+    };
+    headers
+        .iter()
+        .filter(|(key, _)| AsRef::<str>::as_ref(*key).eq_ignore_ascii_case(name))
+        .flat_map(|(_, values)| values.iter().map(|value| value.as_str()))
+        .collect()
 }
 
 /// Checks that a request's headers stay within [`MAX_HEADER_VALUES`] and
@@ -126,7 +146,16 @@ impl Encoding {
         Ok(match self {
             Self::MsgPack => {
                 scan::check_msgpack(payload)?;
-                rmp_serde::from_slice(payload)?
+                rmp_serde::from_slice(payload).map_err(|e| {
+                    // `{` and `[` are small integers in MessagePack, so JSON "decodes" into
+                    // a confusing type error; say what it probably is.
+                    let first = payload.iter().find(|b| !b.is_ascii_whitespace());
+                    if matches!(first, Some(b'{' | b'[')) {
+                        CodecError::LooksLikeJson(e)
+                    } else {
+                        CodecError::MsgPack(e)
+                    }
+                })?
             }
             Self::Json => {
                 scan::check_json(payload)?;
@@ -201,6 +230,14 @@ mod tests {
         assert_eq!(probe.name, "a");
         assert!(Encoding::Json.decode::<Probe>(b"{").is_err());
         assert!(Encoding::MsgPack.decode::<Probe>(&[0xc1]).is_err());
+        let json_sent_bare = Encoding::MsgPack
+            .decode::<Probe>(br#"{"a": 1}"#)
+            .expect_err("JSON is not MessagePack")
+            .to_string();
+        assert!(
+            json_sent_bare.contains("Content-Type: application/json"),
+            "{json_sent_bare}"
+        );
     }
 
     #[test]

@@ -1,9 +1,16 @@
 //! Opening the database: SQLite (the embedded default) or PostgreSQL, from one URL; and the
 //! client span that wraps each statement on the request path.
+//!
+//! A SQLite file holds sealed credentials, token hashes and the order book, so it is
+//! created owner-only (0600) whatever the umask, and an existing file (with its `-wal`,
+//! `-shm` and `-journal` companions) is tightened to 0600 before it is opened. SQLite
+//! gives the companions the main file's mode when it creates them.
 
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::time::Duration;
 
-use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
 
 use crate::config::DatabaseSettings;
@@ -24,6 +31,9 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
         .acquire_timeout(Duration::from_secs(30))
         .sqlx_logging(false);
     if settings.database_url.starts_with("sqlite:") {
+        if let Some(path) = sqlite_file(&settings.database_url)? {
+            owner_only(&path, settings.database_url.contains("mode=rwc"))?;
+        }
         options.map_sqlx_sqlite_opts(|sqlite| {
             sqlite
                 .journal_mode(SqliteJournalMode::Wal)
@@ -32,6 +42,70 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
         });
     }
     Database::connect(options).await
+}
+
+/// The file a `sqlite:` URL names; `None` for an in-memory database.
+fn sqlite_file(url: &str) -> Result<Option<PathBuf>, DbErr> {
+    let options = SqliteConnectOptions::from_str(url)
+        .map_err(|e| DbErr::Custom(format!("invalid SQLite URL: {e}")))?;
+    let path = options.get_filename();
+    let in_memory = url.contains("mode=memory")
+        || path.as_os_str().is_empty()
+        || path
+            .to_str()
+            .is_some_and(|p| p.starts_with("file:") || p == ":memory:");
+    Ok((!in_memory).then(|| path.to_path_buf()))
+}
+
+/// The mode of every SQLite file: read and write for the owner only.
+pub const SQLITE_FILE_MODE: u32 = 0o600;
+
+/// Creates `path` with [`SQLITE_FILE_MODE`] if it is missing and `create` is set, and
+/// tightens it and its companions to that mode if any group or other bit is set.
+#[cfg(unix)]
+fn owner_only(path: &Path, create: bool) -> Result<(), DbErr> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+
+    let fail = |what: &str, file: &Path, e: std::io::Error| {
+        DbErr::Custom(format!("{what} {}: {e}", file.display()))
+    };
+    if create && !path.exists() {
+        let created = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(SQLITE_FILE_MODE)
+            .open(path);
+        match created {
+            // The umask can only have removed bits; set the mode exactly.
+            Ok(file) => file
+                .set_permissions(std::fs::Permissions::from_mode(SQLITE_FILE_MODE))
+                .map_err(|e| fail("making owner-only", path, e))?,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(fail("creating the SQLite file", path, e)),
+        }
+    }
+    let mut files = vec![path.to_path_buf()];
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let mut companion = path.as_os_str().to_owned();
+        companion.push(suffix);
+        files.push(PathBuf::from(companion));
+    }
+    for file in files {
+        let Ok(meta) = std::fs::metadata(&file) else {
+            continue;
+        };
+        if meta.permissions().mode() & 0o077 != 0 {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(SQLITE_FILE_MODE))
+                .map_err(|e| fail("making owner-only", &file, e))?;
+            tracing::warn!(file = %file.display(), "SQLite file was readable by others; now 0600");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn owner_only(_path: &Path, _create: bool) -> Result<(), DbErr> {
+    Ok(())
 }
 
 /// A client span for one statement (or one short transaction), exported as
@@ -55,4 +129,83 @@ pub fn span(
         db.operation.name = operation,
         db.collection.name = table,
     )
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use sea_orm::ConnectionTrait as _;
+
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).expect("stat").permissions().mode() & 0o777
+    }
+
+    fn settings(url: String) -> DatabaseSettings {
+        DatabaseSettings {
+            database_url: url,
+            database_max_connections: 2,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_new_sqlite_file_and_its_wal_are_owner_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("new.db");
+        let db = connect(&settings(format!("sqlite://{}?mode=rwc", path.display())))
+            .await
+            .expect("connects");
+        db.execute_unprepared("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1);")
+            .await
+            .expect("writes");
+        let wal = dir.path().join("new.db-wal");
+        let shm = dir.path().join("new.db-shm");
+        assert!(wal.exists() && shm.exists(), "WAL mode made its companions");
+        for file in [&path, &wal, &shm] {
+            assert_eq!(mode(file), 0o600, "{}", file.display());
+        }
+        db.close().await.expect("closes");
+    }
+
+    #[tokio::test]
+    async fn an_existing_world_readable_file_is_tightened_before_use() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("old.db");
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let db = connect(&settings(url.clone())).await.expect("connects");
+        db.execute_unprepared("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1);")
+            .await
+            .expect("writes");
+        db.close().await.expect("closes");
+        let wal = dir.path().join("old.db-wal");
+        std::fs::write(&wal, b"").expect("a leftover WAL");
+        for file in [&path, &wal] {
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        }
+        let db = connect(&settings(url)).await.expect("reconnects");
+        for file in [&path, &wal] {
+            assert_eq!(mode(file), 0o600, "{}", file.display());
+        }
+        let rows = db
+            .query_all(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                "SELECT x FROM t",
+            ))
+            .await
+            .expect("the data is intact");
+        assert_eq!(rows.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn in_memory_and_missing_read_only_databases_create_no_file() {
+        assert_eq!(sqlite_file("sqlite::memory:").expect("parses"), None);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("absent.db");
+        let url = format!("sqlite://{}?mode=rw", path.display());
+        assert_eq!(sqlite_file(&url).expect("parses"), Some(path.clone()));
+        assert!(connect(&settings(url)).await.is_err(), "rw does not create");
+        assert!(!path.exists());
+    }
 }

@@ -12,8 +12,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use prometheus::{
-    Encoder as _, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
-    TextEncoder,
+    Encoder as _, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::error::ErrorCode;
@@ -39,6 +39,12 @@ pub struct Metrics {
     pub feed_lag: Gauge,
     /// `pinnacle_audit_publish_failures_total`: audit events JetStream did not store.
     pub audit_publish_failures: IntCounter,
+    /// `pinnacle_audit_stream_available`: 1 while the AUDIT stream takes events, 0 once it
+    /// is found missing (every credential access is then refused).
+    pub audit_stream_available: IntGauge,
+    /// `pinnacle_audit_checkpoint_failures_total`: checkpoints that could not be stored
+    /// (retried; the chain stays unsealed meanwhile).
+    pub audit_checkpoint_failures: IntCounter,
     /// `pinnacle_credential_decrypts_total{outcome}`: credential decrypts, `ok` or `failed`.
     pub credential_decrypts: IntCounterVec,
     /// `pinnacle_nats_reconnects_total{service}`: reconnections after a lost connection.
@@ -95,6 +101,16 @@ impl Metrics {
             "Audit events the audit stream did not acknowledge (the access was refused)",
         )
         .expect("valid counter");
+        let audit_stream_available = IntGauge::new(
+            "pinnacle_audit_stream_available",
+            "1 while the AUDIT stream takes events, 0 once it was found missing (credential access refused)",
+        )
+        .expect("valid gauge");
+        let audit_checkpoint_failures = IntCounter::new(
+            "pinnacle_audit_checkpoint_failures_total",
+            "Audit checkpoints that could not be stored (retried later)",
+        )
+        .expect("valid counter");
         let credential_decrypts = IntCounterVec::new(
             Opts::new(
                 "pinnacle_credential_decrypts_total",
@@ -133,6 +149,8 @@ impl Metrics {
             Box::new(ticks_published.clone()),
             Box::new(feed_lag.clone()),
             Box::new(audit_publish_failures.clone()),
+            Box::new(audit_stream_available.clone()),
+            Box::new(audit_checkpoint_failures.clone()),
             Box::new(credential_decrypts.clone()),
             Box::new(nats_reconnects.clone()),
             Box::new(nats_rebuilds.clone()),
@@ -150,6 +168,8 @@ impl Metrics {
             ticks_published,
             feed_lag,
             audit_publish_failures,
+            audit_stream_available,
+            audit_checkpoint_failures,
             credential_decrypts,
             nats_reconnects,
             nats_rebuilds,
@@ -193,9 +213,25 @@ impl Metrics {
 
 /// Counts a failed audit publish and passes the error on (one call where
 /// `AuditLog::record` fails).
-pub fn audit_publish_failed<E>(error: E) -> E {
+pub fn audit_publish_failed(error: crate::audit::AuditError) -> crate::audit::AuditError {
     metrics().audit_publish_failures.inc();
+    if error.is_stream_unavailable() {
+        audit_stream_available(false);
+    }
     error
+}
+
+/// Sets `pinnacle_audit_stream_available`.
+pub fn audit_stream_available(available: bool) {
+    metrics().audit_stream_available.set(i64::from(available));
+}
+
+/// Counts a checkpoint that could not be stored.
+pub fn audit_checkpoint_failed(error: &crate::audit::AuditError) {
+    metrics().audit_checkpoint_failures.inc();
+    if error.is_stream_unavailable() {
+        audit_stream_available(false);
+    }
 }
 
 /// The verb as a label: one of `subjects::verbs::ALL`, or `other` (a subject is
@@ -277,6 +313,25 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_audit_stream_clears_the_availability_gauge() {
+        audit_stream_available(true);
+        let error = audit_publish_failed(crate::audit::AuditError::stream_missing());
+        assert!(
+            error.to_string().starts_with("audit stream unavailable:"),
+            "{error}"
+        );
+        assert_eq!(metrics().audit_stream_available.get(), 0);
+        let _ = audit_publish_failed(crate::audit::AuditError::Timeout(Duration::from_secs(1)));
+        assert_eq!(
+            metrics().audit_stream_available.get(),
+            0,
+            "a timeout says nothing"
+        );
+        audit_stream_available(true);
+        assert_eq!(metrics().audit_stream_available.get(), 1);
+    }
+
+    #[test]
     fn renders_every_family_in_text_format() {
         let m = metrics();
         m.order_answered("place", Duration::from_micros(300), "filled");
@@ -288,6 +343,8 @@ mod tests {
             "pinnacle_ticks_published_total",
             "pinnacle_feed_lag_seconds",
             "pinnacle_audit_publish_failures_total",
+            "pinnacle_audit_stream_available",
+            "pinnacle_audit_checkpoint_failures_total",
             "pinnacle_credential_decrypts_total",
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");

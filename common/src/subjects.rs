@@ -33,6 +33,12 @@ pub const AUDIT_ALL: &str = "audit.>";
 pub const AUDIT_CREDENTIAL_ALL: &str = "audit.credential.>";
 /// Every signed audit checkpoint: `audit.checkpoint.<user_id>`.
 pub const AUDIT_CHECKPOINT_ALL: &str = "audit.checkpoint.>";
+/// JetStream KV bucket holding each broker account's latest credential generation (the
+/// generation register, `crate::keystore::generations`). Its stream is
+/// [`CREDENTIAL_GENERATIONS_STREAM`] and its keys are broker account ids.
+pub const CREDENTIAL_GENERATIONS_BUCKET: &str = "CREDENTIAL_GENERATIONS";
+/// The stream behind [`CREDENTIAL_GENERATIONS_BUCKET`] (JetStream names it `KV_<bucket>`).
+pub const CREDENTIAL_GENERATIONS_STREAM: &str = "KV_CREDENTIAL_GENERATIONS";
 
 /// NATS header names.
 pub mod headers {
@@ -159,15 +165,39 @@ pub fn order(user_id: &str, verb: &str) -> String {
     format!("orders.{}.{verb}", escape_token(user_id))
 }
 
-/// Splits `orders.<user_id>.<verb>` into `(user_id, verb)`.
-pub fn parse_order(subject: &str) -> Option<(String, &str)> {
+/// An order request subject split into its parts, the user token left as it was spelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderSubject<'a> {
+    /// The user token exactly as it appears in the subject (escaped, not decoded).
+    pub user_token: &'a str,
+    /// The verb (last token).
+    pub verb: &'a str,
+}
+
+impl OrderSubject<'_> {
+    /// Whether the subject names `user_id` in its one canonical spelling,
+    /// [`escape_token`]`(user_id)`. Any other spelling that would decode to the same id
+    /// (`~62` for `b`, lower-case hex, a `+` sign in the escape) is a different subject:
+    /// NATS permissions, stream filters and monitoring match subjects byte for byte, so
+    /// the worker must too.
+    pub fn is_for(&self, user_id: &str) -> bool {
+        let mut canonical = String::with_capacity(user_id.len());
+        push_escaped(&mut canonical, user_id);
+        self.user_token == canonical
+    }
+}
+
+/// Splits `orders.<user_id>.<verb>`; `None` unless it has exactly those three tokens and
+/// a non-empty user token. The user token is not decoded: compare it with
+/// [`OrderSubject::is_for`].
+pub fn parse_order(subject: &str) -> Option<OrderSubject<'_>> {
     let mut parts = subject.split('.');
-    let (Some("orders"), Some(user), Some(verb), None) =
+    let (Some("orders"), Some(user_token), Some(verb), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return None;
     };
-    Some((unescape_token(user)?, verb))
+    (!user_token.is_empty()).then_some(OrderSubject { user_token, verb })
 }
 
 /// `events.orders.<user_id>`: one user's order lifecycle events.
@@ -233,15 +263,22 @@ fn is_plain(byte: u8) -> bool {
     byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'&')
 }
 
-/// Reverses [`escape_token`]. Returns `None` for a token that no escape could have produced.
+/// Reverses [`escape_token`]. Returns `None` for a token that no escape could have
+/// produced: an escaped plain byte (`~62` for `b`), lower-case or signed hex, a bare `~`,
+/// or bytes that are not UTF-8. Every value thus has exactly one spelling.
 pub fn unescape_token(token: &str) -> Option<String> {
     let bytes = token.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'~' {
-            let hex = token.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
+            let high = upper_hex_digit(*bytes.get(i + 1)?)?;
+            let low = upper_hex_digit(*bytes.get(i + 2)?)?;
+            let byte = (high << 4) | low;
+            if is_plain(byte) {
+                return None;
+            }
+            out.push(byte);
             i += 3;
         } else {
             let b = bytes[i];
@@ -253,6 +290,15 @@ pub fn unescape_token(token: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
+}
+
+/// The value of one upper-case hex digit, as [`escape_token`] writes them.
+fn upper_hex_digit(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'A'..=b'F' => Some(digit - b'A' + 10),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -298,9 +344,51 @@ mod tests {
     fn order_subjects_parse_back() {
         let subject = order("3f1c-user", verbs::PLACE);
         assert_eq!(subject, "orders.3f1c-user.place");
-        assert_eq!(parse_order(&subject), Some(("3f1c-user".into(), "place")));
+        let parsed = parse_order(&subject).expect("parses");
+        assert_eq!(parsed.verb, "place");
+        assert!(parsed.is_for("3f1c-user"));
+        assert!(!parsed.is_for("3f1c-usex"));
         assert_eq!(parse_order("orders.a.b.c"), None);
-        assert_eq!(parse_order("orders.~ZZ.place"), None);
+        assert_eq!(parse_order("orders..place"), None);
         assert_eq!(parse_order("md.tick.NSE"), None);
+        let weird = parse_order("orders.a~2Eb.get").expect("parses");
+        assert!(weird.is_for("a.b"));
+    }
+
+    /// Every spelling of a user id other than the canonical one names somebody else.
+    #[test]
+    fn only_the_canonical_spelling_of_a_user_id_matches() {
+        let id = "3f1cb2e0-9d4a-4c1e-8f00-abcdefabcdef";
+        let mut spellings = vec![
+            id.to_ascii_uppercase(),
+            format!(" {id}"),
+            format!("{id}~20"),
+            format!("{id}~00"),
+            id.replace('-', "~2D"),
+            id.replace('-', "%2D"),
+            id.replace('-', "~2d"),
+            id.replace('b', "~62"),
+            id.replace('b', "~+62"),
+            id.replace('a', "\u{430}"), // Cyrillic a, a look-alike
+            id.replace('e', "~C3~A9"),
+            id.replacen('3', "~33", 1),
+        ];
+        // And each character in turn escaped as `~HH` (upper and lower case).
+        for (i, c) in id.char_indices() {
+            let byte = c as u32;
+            spellings.push(format!("{}~{byte:02X}{}", &id[..i], &id[i + 1..]));
+            spellings.push(format!("{}~{byte:02x}{}", &id[..i], &id[i + 1..]));
+        }
+        for spelling in spellings {
+            let subject = format!("orders.{spelling}.place");
+            if let Some(parsed) = parse_order(&subject) {
+                assert!(!parsed.is_for(id), "{subject} matched {id}");
+            }
+            assert_ne!(unescape_token(&spelling).as_deref(), Some(id), "{spelling}");
+        }
+        assert!(parse_order(&order(id, verbs::PLACE)).is_some_and(|p| p.is_for(id)));
+        for bad in ["~62", "a~2e", "~+2", "~", "~2", "~C3"] {
+            assert_eq!(unescape_token(bad), None, "{bad}");
+        }
     }
 }

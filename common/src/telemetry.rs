@@ -86,7 +86,10 @@ pub fn init(service_name: &str) -> Result<TelemetryGuard, TelemetryError> {
             .with_writer(std::io::stderr)
             .boxed()
     } else {
+        // Colour only on a terminal: a log file or a pipe gets plain text.
+        use std::io::IsTerminal as _;
         tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::stderr().is_terminal())
             .with_writer(std::io::stderr)
             .boxed()
     };

@@ -74,12 +74,15 @@ pub fn parse(token: &str) -> Option<PresentedToken<'_>> {
     (id_ok && secret_ok).then_some(PresentedToken { id, secret })
 }
 
-/// Reads `Bearer <token>` from an `Authorization` value.
+/// Reads `Bearer <token>` from one `Authorization` value, strictly: the scheme (any case),
+/// exactly one space, and a token of visible ASCII without a comma, with nothing before or
+/// after. A comma-joined value (`Bearer a, Bearer b`, two headers folded into one), extra
+/// or odd whitespace (tabs, NBSP, a trailing space) or any other scheme gives `None`, so a
+/// proxy and the server can never disagree about which credential was meant.
 pub fn from_bearer(value: &str) -> Option<&str> {
-    let (scheme, token) = value.trim().split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then_some(token.trim())
+    let (scheme, token) = value.split_once(' ')?;
+    let token_ok = !token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic() && b != b',');
+    (scheme.eq_ignore_ascii_case("bearer") && token_ok).then_some(token)
 }
 
 impl PresentedToken<'_> {
@@ -131,7 +134,27 @@ mod tests {
             assert!(parse(junk).is_none(), "{junk}");
         }
         assert_eq!(from_bearer("Bearer abc"), Some("abc"));
-        assert_eq!(from_bearer("bearer  abc "), Some("abc"));
-        assert_eq!(from_bearer("Basic abc"), None);
+        assert_eq!(from_bearer("bearer abc"), Some("abc"));
+        assert_eq!(from_bearer("BEARER pnk_0a_b-c"), Some("pnk_0a_b-c"));
+        for odd in [
+            "Basic abc",
+            "Bearer",
+            "Bearer ",
+            "Bearer  abc",
+            "Bearer abc ",
+            " Bearer abc",
+            "Bearer\tabc",
+            "Bearer\u{a0}abc",
+            "Bearer abc\u{a0}",
+            "Bearer abc, Bearer def",
+            "Bearer abc,Bearer def",
+            "Bearer abc,",
+            "Bearer abc def",
+            "Bearer ab\u{e9}",
+            "Bearer abc\r\n Bearer def",
+            "Bearerabc",
+        ] {
+            assert_eq!(from_bearer(odd), None, "{odd:?}");
+        }
     }
 }

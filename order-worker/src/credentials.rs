@@ -1,7 +1,11 @@
 //! Loading a user's broker account and decrypting its credentials.
 //!
 //! [`open`] records the audit event, waits for JetStream's ack, and only then decrypts:
-//! audit before access, failing closed.
+//! audit before access, failing closed. Before decrypting it checks the row's generation
+//! against the generation register (`pinnacle_common::keystore::generations`): a row
+//! older than the register (restored from an old copy) is refused like any other failed
+//! decrypt, with the reason code `rolled_back` in the audit event only; it is read again
+//! first, since a credential write may have superseded it after it was loaded.
 
 use pinnacle_common::audit::AuditLog;
 use pinnacle_common::auth::Principal;
@@ -9,11 +13,14 @@ use pinnacle_common::broker::BrokerCredentials;
 use pinnacle_common::crypto::{DecryptError, Vault};
 use pinnacle_common::entities::broker_accounts::{self, fields};
 use pinnacle_common::error::{ErrorBody, ErrorCode};
-use pinnacle_common::keystore;
+use pinnacle_common::keystore::generations::{CheckError, Standing};
+use pinnacle_common::keystore::{self, Register};
 use pinnacle_common::metrics;
-use pinnacle_common::model::{AuditEvent, AuditOutcome};
+use pinnacle_common::model::{AuditEvent, AuditOutcome, DecryptReason};
 use pinnacle_common::telemetry;
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+};
 use tracing::Instrument as _;
 
 /// Why no account could be chosen.
@@ -92,7 +99,8 @@ pub fn decrypt(
 
 /// Audits the access (waiting for the ack), then decrypts `account`'s credentials.
 ///
-/// No ack → `AUDIT_UNAVAILABLE` and nothing is decrypted. A failed decrypt is audited too
+/// No ack → `AUDIT_UNAVAILABLE` and nothing is decrypted (the message starts with
+/// `audit stream unavailable:` when the AUDIT stream itself is missing). A failed decrypt is audited too
 /// and answered with the one opaque `CREDENTIAL_UNAVAILABLE`.
 pub async fn open(
     worker: &crate::Worker,
@@ -125,24 +133,34 @@ pub async fn open_as(
     purpose: &str,
     request_id: &str,
 ) -> Result<BrokerCredentials, ErrorBody> {
-    open_with(
-        &worker.vault,
-        &worker.audit,
-        actor,
-        account,
-        purpose,
-        request_id,
-    )
-    .await
+    let opener = Opener {
+        db: &worker.db,
+        vault: &worker.vault,
+        audit: &worker.audit,
+        register: &worker.register,
+    };
+    open_with(opener, actor, account, purpose, request_id).await
 }
 
-/// [`open_as`] with an explicit vault and audit log, for code that holds no [`Worker`]
-/// (the SmartAPI session store).
+/// What opening credentials needs besides the account.
+#[derive(Debug, Clone, Copy)]
+pub struct Opener<'a> {
+    /// To re-read a row that a write superseded while it was being opened.
+    pub db: &'a DatabaseConnection,
+    /// Decrypts.
+    pub vault: &'a Vault,
+    /// Records the access first.
+    pub audit: &'a AuditLog,
+    /// The latest generation of every account, outside the database.
+    pub register: &'a Register,
+}
+
+/// [`open_as`] with explicit parts, for code that holds no [`Worker`] (the SmartAPI
+/// session store).
 ///
 /// [`Worker`]: crate::Worker
 pub async fn open_with(
-    vault: &Vault,
-    audit: &AuditLog,
+    opener: Opener<'_>,
     actor: Actor<'_>,
     account: &broker_accounts::Model,
     purpose: &str,
@@ -160,28 +178,111 @@ pub async fn open_with(
         request_id: request_id.to_string(),
         trace_id: telemetry::current_trace_id(),
         outcome: AuditOutcome::Authorized,
+        generation: Some(account.generation),
+        reason: None,
     };
+    let audit = opener.audit;
     audit.record(&event).await.map_err(|e| {
-        tracing::warn!(error = %e, "audit unavailable; refusing");
-        ErrorBody::new(
-            ErrorCode::AuditUnavailable,
-            "the audit log is unavailable, so credentials were not accessed",
-        )
+        if e.is_stream_unavailable() {
+            // The stream itself is gone: every order is refused until an operator restores
+            // it, so say so plainly (the message names no secret).
+            tracing::error!(error = %e, "audit stream unavailable; refusing credential access");
+            ErrorBody::new(
+                ErrorCode::AuditUnavailable,
+                format!("{e}; credentials were not accessed"),
+            )
+        } else {
+            tracing::warn!(error = %e, "audit unavailable; refusing");
+            ErrorBody::new(
+                ErrorCode::AuditUnavailable,
+                "the audit log is unavailable, so credentials were not accessed",
+            )
+        }
     })?;
-    let decrypted = decrypt(vault, account);
+    let decrypted = check_and_decrypt(opener, account).await;
     metrics::metrics().credential_decrypt(decrypted.is_ok());
     match decrypted {
         Ok(credentials) => Ok(credentials),
-        Err(error) => {
+        Err(reason) => {
             event.event_id = uuid::Uuid::now_v7().to_string();
             event.outcome = AuditOutcome::DecryptFailed;
+            event.reason = Some(reason);
             if let Err(audit_error) = audit.record(&event).await {
                 tracing::warn!(error = %audit_error, "could not audit the failed decrypt");
             }
+            // One opaque answer, whatever the reason: the reason is only in the audit event.
             Err(ErrorBody::new(
                 ErrorCode::CredentialUnavailable,
-                error.to_string(),
+                DecryptError.to_string(),
             ))
+        }
+    }
+}
+
+/// Checks `account`'s generation against the register, decrypts, and advances the register
+/// when the row is newer than it (a writer committed but had not advanced it yet).
+///
+/// A row older than the register is read again before it is refused: a credential write
+/// may simply have landed between loading the row and this check (a stale read, not a
+/// rollback). Only a row that is still older is refused as `rolled_back`; a newer one is
+/// checked and opened instead.
+async fn check_and_decrypt(
+    opener: Opener<'_>,
+    account: &broker_accounts::Model,
+) -> Result<BrokerCredentials, DecryptReason> {
+    let mut row = std::borrow::Cow::Borrowed(account);
+    for _ in 0..STALE_REREADS {
+        match opener.register.check(&row.id, row.generation).await {
+            Ok(standing) => {
+                let credentials =
+                    decrypt(opener.vault, &row).map_err(|_| DecryptReason::Undecryptable)?;
+                if let Standing::Ahead { .. } = standing {
+                    // Only a row that decrypted may advance the register: a forged
+                    // generation cannot.
+                    opener
+                        .register
+                        .advance_after_commit(&row.id, row.generation)
+                        .await;
+                }
+                return Ok(credentials);
+            }
+            Err(CheckError::RolledBack { .. }) => match reread(opener.db, &row).await {
+                Some(fresh) if fresh.generation > row.generation => {
+                    row = std::borrow::Cow::Owned(fresh);
+                }
+                _ => break,
+            },
+            Err(error) => {
+                tracing::warn!(account_id = %row.id, %error, "credential generation unchecked");
+                return Err(error.reason());
+            }
+        }
+    }
+    tracing::warn!(
+        account_id = %row.id,
+        generation = row.generation,
+        "broker account row is older than the generation register: rolled back; refused"
+    );
+    Err(DecryptReason::RolledBack)
+}
+
+/// How often a row found older than the register is read again before it is refused.
+const STALE_REREADS: usize = 3;
+
+/// `row` as the database holds it now (`None` if it is gone or the read failed).
+async fn reread(
+    db: &DatabaseConnection,
+    row: &broker_accounts::Model,
+) -> Option<broker_accounts::Model> {
+    let fresh = broker_accounts::Entity::find_by_id(row.id.clone())
+        .filter(broker_accounts::Column::UserId.eq(row.user_id.as_str()))
+        .one(db)
+        .await;
+    match fresh {
+        Ok(fresh) => fresh,
+        Err(error) => {
+            tracing::warn!(%error, "could not re-read the broker account");
+            None
         }
     }
 }

@@ -100,7 +100,7 @@ pub async fn handle(worker: &Worker, message: Message) {
             tracing::Span::current().record("error.code", error.code.as_str());
             tracing::info!(code = %error.code, message = %error.message, "order request failed");
         }
-        let verb = subjects::parse_order(&message.subject).map(|(_, verb)| verb);
+        let verb = subjects::parse_order(&message.subject).map(|parsed| parsed.verb);
         if let Some(verb) = verb {
             let error = outcome.as_ref().err().map(|e| e.code.as_str());
             worker.micro.record(verb, started.elapsed(), error);
@@ -192,6 +192,20 @@ pub fn check_deadline(headers: Option<&HeaderMap>) -> Result<(), ErrorBody> {
     Ok(())
 }
 
+/// The bearer token of the request's one `Authorization` header (`None` if it has none).
+/// Two of them (in any spelling of the name), a comma-joined value or odd whitespace is
+/// `UNAUTHENTICATED`, before any token is looked up.
+pub fn bearer_token(headers: Option<&HeaderMap>) -> Result<Option<&str>, ErrorBody> {
+    let refuse = |message: &str| ErrorBody::new(ErrorCode::Unauthenticated, message);
+    match codec::header_values(headers, headers::AUTHORIZATION).as_slice() {
+        [] => Ok(None),
+        [value] => tokens::from_bearer(value)
+            .map(Some)
+            .ok_or_else(|| refuse("expected Authorization: Bearer <token>")),
+        _ => Err(refuse("send exactly one Authorization header")),
+    }
+}
+
 /// Logs an internal failure and returns the detail-free error for the caller.
 pub fn internal(context: &str, error: impl std::fmt::Display) -> ErrorBody {
     tracing::error!(%error, context, "internal error");
@@ -229,7 +243,8 @@ async fn process(
         )
     };
     check_deadline(message.headers.as_ref())?;
-    let (subject_user, verb) = subjects::parse_order(&message.subject).ok_or_else(unknown)?;
+    let subject = subjects::parse_order(&message.subject).ok_or_else(unknown)?;
+    let verb = subject.verb;
     let scope = match verb {
         verbs::PLACE | verbs::MODIFY | verbs::CANCEL => SCOPE_TRADE,
         verbs::GET
@@ -242,8 +257,7 @@ async fn process(
     };
 
     // Who is asking, and may they act on this subject?
-    let bearer = codec::header(message.headers.as_ref(), headers::AUTHORIZATION)
-        .and_then(tokens::from_bearer);
+    let bearer = bearer_token(message.headers.as_ref())?;
     let principal = worker
         .tokens
         .authenticate(&worker.db, worker.vault.token_pepper(), bearer)
@@ -252,7 +266,8 @@ async fn process(
             AuthError::Store(db) => internal("checking the API token", db),
             other => ErrorBody::new(ErrorCode::Unauthenticated, other.to_string()),
         })?;
-    if principal.user_id != subject_user {
+    // Byte for byte against the canonical spelling: `orders.~62….place` names nobody.
+    if !subject.is_for(&principal.user_id) {
         return Err(ErrorBody::new(
             ErrorCode::Forbidden,
             "the API token does not belong to the user in the subject",

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use pinnacle_common::audit::{AuditLog, CheckpointPolicy};
+use pinnacle_common::audit::AuditLog;
 use pinnacle_common::broker::{Broker, BrokerError, BrokerOutcome};
 use pinnacle_common::config::WorkerSettings;
 use pinnacle_common::crypto::Vault;
@@ -47,6 +47,9 @@ pub struct Worker {
     pub vault: Arc<Vault>,
     /// Where credential accesses are recorded before they happen.
     pub audit: AuditLog,
+    /// Each broker account's latest credential generation, outside the database: a row
+    /// older than it is refused (a rolled-back row).
+    pub register: pinnacle_common::keystore::Register,
     /// API token rows, trusted for up to a second (revocations apply within it).
     pub tokens: pinnacle_common::auth::TokenCache,
     /// This worker instance's name (lease tokens and outbox claims start with it).
@@ -78,13 +81,7 @@ pub fn audit_log(
         Duration::from_millis(settings.audit_timeout_ms),
         vault.clone(),
     )
-    .with_checkpoints(
-        db.clone(),
-        CheckpointPolicy {
-            every_events: settings.audit_checkpoint_every,
-            every: Duration::from_secs(settings.audit_checkpoint_secs),
-        },
-    )
+    .with_checkpoints(db.clone(), settings.audit.policy())
 }
 
 /// How long a stopping worker keeps publishing its outbox before leaving the rest to the
@@ -104,6 +101,10 @@ impl Worker {
         settings: WorkerSettings,
     ) -> Self {
         let audit = audit_log(&client, &db, &vault, &settings);
+        let register = pinnacle_common::keystore::Register::new(
+            client.clone(),
+            Duration::from_millis(settings.audit_timeout_ms),
+        );
         let instance = format!("w-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
         let terms = lease::Terms {
             length: Duration::from_millis(settings.lease_ms.max(30)),
@@ -118,6 +119,7 @@ impl Worker {
             db,
             vault,
             audit,
+            register,
             brokers: brokers.into_iter().map(|b| (b.name(), b)).collect(),
             books: ledger::Books::new(settings.paper_cash),
             settings,
@@ -349,6 +351,11 @@ pub async fn run(worker: Arc<Worker>, shutdown: Shutdown) -> Result<(), WorkerEr
     let _ = discovery.await;
     let _ = reconciler.await;
     let _ = square_off.await;
+    // Seal what this worker appended since its last checkpoint (a graceful stop leaves
+    // no unsealed link for `pinnacle audit verify` to report).
+    if let Err(error) = worker.audit.checkpoint_now().await {
+        tracing::warn!(%error, "audit checkpoint on shutdown failed");
+    }
     if let Err(error) = worker.client.flush().await {
         tracing::warn!(%error, "flush on shutdown failed");
     }

@@ -189,7 +189,21 @@ fn decode<T: DeserializeOwned>(encoding: Encoding, payload: &[u8]) -> Result<T, 
 
 /// Handles one request and publishes exactly one reply, in an `md.request` server span
 /// that continues the caller's `traceparent`, and counts it in the endpoint's statistics.
+/// A request without a reply subject, or with one in a protected namespace, is dropped
+/// before anything is read or asked of a broker (candles use the platform's Angel One
+/// session).
 pub async fn handle(service: &MdService, message: Message) {
+    match &message.reply {
+        None => {
+            tracing::debug!(subject = %message.subject, "ignoring a market-data request without a reply subject");
+            return;
+        }
+        Some(reply_to) if !pinnacle_common::subjects::is_safe_reply(reply_to) => {
+            tracing::warn!(reply_to = %reply_to, "ignoring a request whose reply subject is protected");
+            return;
+        }
+        Some(_) => {}
+    }
     let span = tracing::info_span!(
         "md.request",
         otel.kind = "server",

@@ -541,3 +541,49 @@ fn market_data_code_reads_only_environment_credentials_and_order_code_only_store
         "the order worker reads platform credentials: {worker:?}"
     );
 }
+
+/// A candles request published without a reply subject is dropped before the publisher
+/// asks Angel One anything (the platform session is a credential): only the answered
+/// request reaches getCandleData.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_market_data_request_without_a_reply_subject_never_reaches_the_broker() {
+    let publisher = SimPublisher::start("NSE:SBIN-EQ", "LTP", |_| {}).await;
+    let client = &publisher.client;
+    let candle_calls = || {
+        publisher
+            .sim
+            .requests()
+            .iter()
+            .filter(|r| r.path.ends_with("getCandleData"))
+            .count()
+    };
+    let ask = json!({"exchange": "NSE", "symbol": "SBIN-EQ", "interval": "ONE_DAY",
+                     "from": "2026-11-02 09:15", "to": "2026-11-20 15:30"});
+    let before = candle_calls();
+    for _ in 0..3 {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(
+            subjects::headers::CONTENT_TYPE,
+            Encoding::Json.content_type(),
+        );
+        client
+            .publish_with_headers(
+                md::CANDLES,
+                headers,
+                Bytes::from(serde_json::to_vec(&ask).expect("encode")),
+            )
+            .await
+            .expect("publish");
+    }
+    client.flush().await.expect("flush");
+    // Taken after the three above; answered from the broker.
+    let reply = request(client, md::CANDLES, ask.clone()).await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    let reply = request(client, md::CANDLES, ask).await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    assert_eq!(
+        candle_calls() - before,
+        2,
+        "only the answered requests reached Angel One"
+    );
+}

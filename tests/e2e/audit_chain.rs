@@ -37,7 +37,7 @@ async fn unlimited(stack: &TestStack, user: &TestUser) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_orders_verify_and_every_tampering_is_located() {
     each_backend(|backend| async move {
-        let stack = TestStack::start_with(backend, |s| s.worker.audit_checkpoint_every = 50).await;
+        let stack = TestStack::start_with(backend, |s| s.worker.audit.checkpoint_every = 50).await;
         let mut traders = Vec::new();
         for i in 0..TRADERS {
             let trader = stack.trader(&format!("chain-{i}")).await;
@@ -104,7 +104,7 @@ async fn verify(stack: &TestStack, options: &VerifyOptions) -> Report {
 }
 
 /// Every message of AUDIT, in order.
-async fn read_all(stack: &TestStack) -> Vec<StreamMessage> {
+pub(crate) async fn read_all(stack: &TestStack) -> Vec<StreamMessage> {
     let js = jetstream::new(stack.client.clone());
     let mut audit = js.get_stream(subjects::AUDIT_STREAM).await.expect("AUDIT");
     let last = audit.info().await.expect("info").state.last_sequence;
@@ -118,13 +118,13 @@ async fn read_all(stack: &TestStack) -> Vec<StreamMessage> {
 /// What a copy keeps of a message: subject, the Pinnacle and content-type headers (never
 /// JetStream's, which would re-apply de-duplication and expected sequences), payload.
 #[derive(Clone)]
-struct Copy {
-    subject: String,
-    headers: HeaderMap,
-    payload: bytes::Bytes,
+pub(crate) struct Copy {
+    pub(crate) subject: String,
+    pub(crate) headers: HeaderMap,
+    pub(crate) payload: bytes::Bytes,
 }
 
-fn copy_of(message: &StreamMessage) -> Copy {
+pub(crate) fn copy_of(message: &StreamMessage) -> Copy {
     let mut hdrs = HeaderMap::new();
     for (name, values) in message.headers.iter() {
         let name = name.to_string();
@@ -141,15 +141,30 @@ fn copy_of(message: &StreamMessage) -> Copy {
     }
 }
 
-/// Writes `messages` into a fresh `SCRATCH` stream (delete allowed) on `scratch`.
-async fn scratch_stream(scratch: &async_nats::Client, messages: &[Copy]) -> stream::Stream {
+/// Writes `messages` into a fresh `SCRATCH` stream on `scratch`, defined like AUDIT.
+pub(crate) async fn scratch_stream(
+    scratch: &async_nats::Client,
+    messages: &[Copy],
+) -> stream::Stream {
+    scratch_stream_with(scratch, messages, false).await
+}
+
+/// [`scratch_stream`], allowing message deletion when `deletable` (verify then reports
+/// the stream's `deny_delete` being off too).
+async fn scratch_stream_with(
+    scratch: &async_nats::Client,
+    messages: &[Copy],
+    deletable: bool,
+) -> stream::Stream {
     let js = jetstream::new(scratch.clone());
+    // A scratch server without authorization: the test drops its own copy (`deny_delete`
+    // refuses message deletes, not deleting the stream).
     let _ = js.delete_stream("SCRATCH").await;
     let stream = js
         .create_stream(stream::Config {
             name: "SCRATCH".into(),
-            subjects: vec![subjects::AUDIT_ALL.into()],
-            ..Default::default()
+            deny_delete: !deletable,
+            ..pinnacle_common::audit::stream_config(1)
         })
         .await
         .expect("scratch stream");
@@ -213,7 +228,7 @@ async fn tampering_is_located(stack: &TestStack) {
     expect_first_bad(stack, &scratch, seq_a, "edited").await;
 
     // Deleted (the stream keeps the gap).
-    let copy = scratch_stream(&scratch, &original).await;
+    let copy = scratch_stream_with(&scratch, &original, true).await;
     assert!(copy.delete_message(seq_a).await.expect("delete"));
     expect_first_bad(stack, &scratch, seq_a, "deleted").await;
 
@@ -276,6 +291,8 @@ fn event(user: &str, n: usize) -> AuditEvent {
         request_id: n.to_string(),
         trace_id: None,
         outcome: AuditOutcome::Authorized,
+        generation: None,
+        reason: None,
     }
 }
 

@@ -113,7 +113,11 @@ impl Deployment {
                 let cluster = TestCluster::start().await.expect("3-node cluster");
                 // The operator creates the R3 streams before the services start.
                 let admin = cluster.connect(0, cluster::ADMIN).await.expect("admin");
-                for stream in [subjects::AUDIT_STREAM, subjects::ORDER_EVENTS_STREAM] {
+                for stream in [
+                    subjects::AUDIT_STREAM,
+                    subjects::ORDER_EVENTS_STREAM,
+                    "KV_CREDENTIAL_GENERATIONS",
+                ] {
                     cluster
                         .admin_apply_stream(&admin, stream)
                         .await

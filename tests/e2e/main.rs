@@ -7,9 +7,12 @@ mod angel_feed;
 mod angel_one;
 mod audit;
 mod audit_chain;
+mod audit_stream;
 mod auth;
 mod bad_input;
 mod bench;
+mod cli_verbs;
+mod dev_banner;
 mod faults;
 mod hostile_headers;
 mod lifecycle;
@@ -28,11 +31,14 @@ mod portfolio;
 mod publisher;
 mod replay;
 mod risk;
+mod rollback;
+mod schemathesis;
 mod secrets;
 mod squareoff;
 mod ticks;
 mod tracing_otlp;
 mod user_api;
+mod user_api_rules;
 mod vault;
 
 use pinnacle_tests::Backend;
@@ -47,4 +53,21 @@ where
         eprintln!("-- on {backend:?}");
         test(backend).await;
     }
+}
+
+/// Runs the `pinnacle` binary under test with `args`, `env` added to the environment (and
+/// no OTLP export); returns (success, stdout, stderr).
+pub fn run_pinnacle(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pinnacle-under-test"))
+        .args(args)
+        .envs(env.iter().copied())
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("PINNACLE_ENV_FILE")
+        .output()
+        .expect("pinnacle runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

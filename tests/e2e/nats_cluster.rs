@@ -1,6 +1,7 @@
 //! The 3-node cluster config (`nats/cluster.conf` + `nats/auth.conf`): JetStream elects a
-//! meta leader and holds R3 streams; a trader is confined to their own subjects; only the
-//! admin can delete, purge or rewrite a stream; each service can do its job.
+//! meta leader and holds R3 streams; a trader is confined to their own subjects; nobody,
+//! the admin included, can shorten, delete or purge AUDIT, and only the admin can touch
+//! the other streams; each service can do its job.
 //!
 //! One cluster serves every check (a cluster takes a few seconds to elect its leader).
 //! Permission denials are observed the way the server reports them: an
@@ -12,8 +13,8 @@ use async_nats::jetstream::{self, consumer::pull};
 use futures::StreamExt as _;
 use pinnacle_common::subjects;
 use pinnacle_tests::cluster::{
-    Conn, TestCluster, ADMIN, AUDITOR, NON_ADMINS, ORDER_WORKER, PUBLISHER, SYS, TRADER_A,
-    TRADER_B, USER_API,
+    nats_dir, Conn, TestCluster, ADMIN, AUDITOR, NON_ADMINS, ORDER_WORKER, PUBLISHER, SYS,
+    TRADER_A, TRADER_B, USER_API,
 };
 
 /// How long a message that should arrive may take.
@@ -56,9 +57,11 @@ async fn cluster_confines_traders_and_guards_the_streams() {
     traders_replay_only_their_own_events(&cluster, &worker).await;
     services_do_their_jobs(&cluster, &worker).await;
     audit_chain_works_under_the_permissions(&cluster, &worker).await;
+    the_auditor_runs_the_durable_consumer_recipe(&cluster).await;
+    generation_register_works_under_the_permissions(&cluster, &admin, &worker).await;
     traders_are_confined(&cluster, &worker).await;
     a_trader_with_its_inbox_prefix_gets_replies(&cluster, &worker).await;
-    only_admin_destroys_streams(&cluster, &admin).await;
+    nobody_shortens_audit(&cluster, &admin).await;
     worker.expect_no_violation().await;
     the_system_account_moves_the_meta_leader(&cluster, &admin).await;
 }
@@ -141,18 +144,7 @@ async fn traders_replay_only_their_own_events(cluster: &TestCluster, worker: &Co
         }
     }
 
-    let protocol = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/PROTOCOL.md"),
-    )
-    .expect("docs/PROTOCOL.md");
-    let program = protocol
-        .split("```python\n")
-        .find(|block| block.starts_with("# replay_events.py"))
-        .and_then(|block| block.split("```").next())
-        .expect("the replay program in docs/PROTOCOL.md");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let script = dir.path().join("replay_events.py");
-    std::fs::write(&script, program).expect("write the program");
+    let (_dir, script) = documented_program("# replay_events.py");
     let urls: Vec<String> = (0..3).map(|i| cluster.url(i)).collect();
     let output = tokio::process::Command::new(pinnacle_tests::python())
         .arg(&script)
@@ -229,6 +221,60 @@ async fn traders_replay_only_their_own_events(cluster: &TestCluster, worker: &Co
             .expect("publish");
         trader.expect_violation("Publish", &subject).await;
     }
+}
+
+/// A program from docs/PROTOCOL.md, by its first line, written to a temporary file.
+fn documented_program(first_line: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let protocol = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/PROTOCOL.md"),
+    )
+    .expect("docs/PROTOCOL.md");
+    let program = protocol
+        .split("```python\n")
+        .find(|block| block.starts_with(first_line))
+        .and_then(|block| block.split("```").next())
+        .unwrap_or_else(|| panic!("no `{first_line}` program in docs/PROTOCOL.md"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("program.py");
+    std::fs::write(&script, program).expect("write the program");
+    (dir, script)
+}
+
+/// The durable-consumer program in docs/PROTOCOL.md, run verbatim as the auditor: the
+/// first run prints the audit events, a second run resumes after them and prints none.
+async fn the_auditor_runs_the_durable_consumer_recipe(cluster: &TestCluster) {
+    let (_dir, script) = documented_program("# audit_consumer.py");
+    let urls: Vec<String> = (0..3).map(|i| cluster.url(i)).collect();
+    let run = || {
+        tokio::process::Command::new(pinnacle_tests::python())
+            .arg(&script)
+            .env("NATS_URL", urls.join(","))
+            .env("NATS_USER", AUDITOR.user)
+            .env("NATS_PASSWORD", AUDITOR.password)
+            .output()
+    };
+    let first = run().await.expect("python runs");
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        first.status.success(),
+        "the audit consumer failed: {}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(
+        stdout.lines().any(|l| l.contains("chain-probe")),
+        "no audit event printed: {stdout}"
+    );
+    let second = run().await.expect("python runs");
+    assert!(
+        second.status.success(),
+        "the second run failed: {}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&second.stdout),
+        "",
+        "the durable consumer did not resume after what it acknowledged"
+    );
 }
 
 /// Pinnacle's own client, configured as a trader with `NATS_INBOX_PREFIX`, gets replies
@@ -351,6 +397,8 @@ async fn audit_chain_works_under_the_permissions(cluster: &TestCluster, worker: 
         request_id: n.to_string(),
         trace_id: None,
         outcome: AuditOutcome::Authorized,
+        generation: None,
+        reason: None,
     };
     for (n, conn) in [worker, &user_api, worker].into_iter().enumerate() {
         let log = AuditLog::new(conn.client.clone(), ARRIVAL, vault.clone());
@@ -374,6 +422,88 @@ async fn audit_chain_works_under_the_permissions(cluster: &TestCluster, worker: 
     auditor.expect_no_violation().await;
     assert!(report.is_clean(), "{report}");
     assert_eq!(report.events, 3);
+}
+
+/// The credential generation register (an R3 KV bucket from `nats/streams`): the user API
+/// advances it, the order worker reads, watches and advances it, the auditor reads it, and
+/// neither the auditor nor a trader can write it.
+async fn generation_register_works_under_the_permissions(
+    cluster: &TestCluster,
+    admin: &Conn,
+    worker: &Conn,
+) {
+    use pinnacle_common::keystore::generations::{self, CheckError, Standing};
+    use pinnacle_common::keystore::Register;
+    cluster
+        .admin_apply_stream(admin, subjects::CREDENTIAL_GENERATIONS_STREAM)
+        .await
+        .expect("the register bucket as R3");
+    let account = "acct-perm";
+    let user_api = cluster.connect(2, USER_API).await.expect("user-api");
+    let api = Register::new(user_api.client.clone(), ARRIVAL);
+    assert_eq!(api.advance(account, 3).await.expect("user-api advances"), 3);
+    user_api.expect_no_violation().await;
+
+    let register = Register::new(worker.client.clone(), ARRIVAL);
+    assert_eq!(
+        register.check(account, 3).await.expect("the worker reads"),
+        Standing::Current
+    );
+    assert!(matches!(
+        register.check(account, 2).await,
+        Err(CheckError::RolledBack {
+            row: 2,
+            register: 3
+        })
+    ));
+    assert_eq!(
+        register.advance(account, 4).await.expect("worker advances"),
+        4
+    );
+    // The worker's watch brings the user API's next advance into its copy.
+    assert_eq!(api.advance(account, 5).await.expect("user-api advances"), 5);
+    pinnacle_tests::eventually(ARRIVAL, "the watch delivers", || async {
+        matches!(
+            register.check(account, 4).await,
+            Err(CheckError::RolledBack { register: 5, .. })
+        )
+        .then_some(())
+    })
+    .await;
+    worker.expect_no_violation().await;
+    user_api.expect_no_violation().await;
+
+    let auditor = cluster.connect(0, AUDITOR).await.expect("auditor");
+    let store = jetstream::new(auditor.client.clone())
+        .get_key_value(subjects::CREDENTIAL_GENERATIONS_BUCKET)
+        .await
+        .expect("the auditor opens the bucket");
+    assert_eq!(
+        generations::read(&store, account)
+            .await
+            .expect("auditor reads"),
+        Some(5)
+    );
+    auditor.expect_no_violation().await;
+    let key = format!("$KV.{}.{account}", subjects::CREDENTIAL_GENERATIONS_BUCKET);
+    auditor
+        .client
+        .publish(key.clone(), "1".into())
+        .await
+        .expect("publish");
+    auditor.expect_violation("Publish", &key).await;
+    let trader = cluster.connect(1, TRADER_A).await.expect("trader");
+    trader
+        .client
+        .publish(key.clone(), "1".into())
+        .await
+        .expect("publish");
+    trader.expect_violation("Publish", &key).await;
+    assert_eq!(
+        generations::read(&store, account).await.expect("read"),
+        Some(5),
+        "nobody but the services moved it"
+    );
 }
 
 /// Trader A requests on their own order subjects and market data, hears their own events
@@ -545,55 +675,70 @@ async fn traders_are_confined(cluster: &TestCluster, worker: &Conn) {
     md_serve.abort();
 }
 
-/// Delete, purge, update and message delete on AUDIT are refused by permissions for every
-/// service and trader; the admin's requests reach JetStream (which still refuses purge and
-/// message delete on AUDIT by the stream's own `deny_purge`/`deny_delete`), and the admin
-/// can purge another stream and delete AUDIT.
-async fn only_admin_destroys_streams(cluster: &TestCluster, admin: &Conn) {
+/// Nobody can shorten, rewrite or remove AUDIT, the admin included: a real
+/// `STREAM.UPDATE` with `max_msgs: 10` (which would discard history at once), delete, purge,
+/// message delete and restore are permission violations for every user of the shipped
+/// config; a CREATE over the existing stream with a limit is refused by JetStream; AUDIT
+/// keeps every message. The admin still manages the other streams.
+async fn nobody_shortens_audit(cluster: &TestCluster, admin: &Conn) {
     let audit = subjects::AUDIT_STREAM;
+    let mut shortened: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(nats_dir().join(format!("streams/{audit}.json"))).expect("AUDIT.json"),
+    )
+    .expect("JSON");
+    shortened["max_msgs"] = 10.into();
+    let shortened = serde_json::to_vec(&shortened).expect("JSON");
+    let before = audit_info(admin).await;
     let destroyers = [
-        format!("$JS.API.STREAM.DELETE.{audit}"),
-        format!("$JS.API.STREAM.PURGE.{audit}"),
-        format!("$JS.API.STREAM.UPDATE.{audit}"),
-        format!("$JS.API.STREAM.MSG.DELETE.{audit}"),
+        (format!("$JS.API.STREAM.UPDATE.{audit}"), shortened.clone()),
+        (format!("$JS.API.STREAM.DELETE.{audit}"), Vec::new()),
+        (format!("$JS.API.STREAM.PURGE.{audit}"), Vec::new()),
+        (
+            format!("$JS.API.STREAM.MSG.DELETE.{audit}"),
+            br#"{"seq":1}"#.to_vec(),
+        ),
+        (format!("$JS.API.STREAM.RESTORE.{audit}"), b"{}".to_vec()),
     ];
-    for (i, login) in NON_ADMINS.iter().enumerate() {
-        let conn = cluster.connect(i % 3, *login).await.expect("connect");
+    for (i, login) in std::iter::once(ADMIN).chain(NON_ADMINS).enumerate() {
+        let conn = cluster.connect(i % 3, login).await.expect("connect");
         let inbox = conn.client.new_inbox();
-        for subject in &destroyers {
+        for (subject, body) in &destroyers {
             conn.client
-                .publish_with_reply(subject.clone(), inbox.clone(), "{}".into())
+                .publish_with_reply(subject.clone(), inbox.clone(), body.clone().into())
                 .await
                 .expect("publish");
             conn.expect_violation("Publish", subject).await;
         }
     }
-    let info = admin
-        .js_api(&format!("$JS.API.STREAM.INFO.{audit}"), Vec::new())
+    // Nor the system account's account purge, which would delete every stream of the
+    // application account (`$G`: its users are defined outside any `accounts` block).
+    let sys = cluster.connect(1, SYS).await.expect("sys");
+    let purge_account = "$JS.API.ACCOUNT.PURGE.$G";
+    sys.client
+        .publish_with_reply(purge_account, sys.client.new_inbox(), "".into())
         .await
-        .expect("info");
-    assert!(info.get("error").is_none(), "AUDIT survives: {info}");
-    assert!(info["state"]["messages"].as_u64() >= Some(1), "{info}");
+        .expect("publish");
+    sys.expect_violation("Publish", purge_account).await;
 
-    let purge = admin
-        .js_api(&format!("$JS.API.STREAM.PURGE.{audit}"), Vec::new())
+    // Creating it again with a limit is not a way around: JetStream refuses a different
+    // configuration under an existing name.
+    let create = admin
+        .js_api(&format!("$JS.API.STREAM.CREATE.{audit}"), shortened)
         .await
-        .expect("the admin's purge reaches JetStream");
-    assert!(
-        purge.get("error").is_some(),
-        "AUDIT's deny_purge holds: {purge}"
+        .expect("the admin's create reaches JetStream");
+    assert!(create.get("error").is_some(), "{create}");
+
+    let after = audit_info(admin).await;
+    assert!(after.get("error").is_none(), "AUDIT survives: {after}");
+    assert_eq!(after["config"]["max_msgs"], -1, "{after}");
+    assert_eq!(after["state"]["first_seq"], 1, "{after}");
+    assert!(after["state"]["messages"].as_u64() >= Some(1), "{after}");
+    assert_eq!(
+        after["state"]["messages"], before["state"]["messages"],
+        "no message lost"
     );
-    let delete_msg = admin
-        .js_api(
-            &format!("$JS.API.STREAM.MSG.DELETE.{audit}"),
-            br#"{"seq":1}"#.to_vec(),
-        )
-        .await
-        .expect("the admin's message delete reaches JetStream");
-    assert!(
-        delete_msg.get("error").is_some(),
-        "AUDIT's deny_delete holds: {delete_msg}"
-    );
+
+    // The admin keeps managing ORDER_EVENTS (raised to R3 by an UPDATE above).
     let purge_events = admin
         .js_api(
             &format!("$JS.API.STREAM.PURGE.{}", subjects::ORDER_EVENTS_STREAM),
@@ -602,12 +747,18 @@ async fn only_admin_destroys_streams(cluster: &TestCluster, admin: &Conn) {
         .await
         .expect("purge ORDER_EVENTS");
     assert_eq!(purge_events["success"], true, "{purge_events}");
-    let deleted = admin
-        .js_api(&format!("$JS.API.STREAM.DELETE.{audit}"), Vec::new())
-        .await
-        .expect("delete AUDIT");
-    assert_eq!(deleted["success"], true, "{deleted}");
     admin.expect_no_violation().await;
+}
+
+/// AUDIT's stream info, as JSON.
+async fn audit_info(admin: &Conn) -> serde_json::Value {
+    admin
+        .js_api(
+            &format!("$JS.API.STREAM.INFO.{}", subjects::AUDIT_STREAM),
+            Vec::new(),
+        )
+        .await
+        .expect("info")
 }
 
 /// Runs `publish` until `sub` receives a message, every 200 ms, for up to [`ARRIVAL`].

@@ -53,7 +53,8 @@ fn pinnacle_nats(args: &[&str], env: &[(&str, &str)], stdin: &str) -> (bool, Str
 }
 
 /// `pinnacle nats streams apply` creates the shipped streams, leaves them alone when they
-/// match, puts back a field someone changed, and fails on a broken definition.
+/// match, puts back a field someone changed on ORDER_EVENTS, refuses to update AUDIT (and
+/// fails, naming the field), and fails on a broken definition.
 #[test]
 fn pinnacle_nats_streams_apply_creates_checks_and_repairs_the_streams() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -101,6 +102,31 @@ fn pinnacle_nats_streams_apply_creates_checks_and_repairs_the_streams() {
     let (ok, out, err) = apply();
     assert!(ok, "{out}{err}");
     assert_eq!(out, "AUDIT: unchanged\nORDER_EVENTS: updated max_age\n");
+
+    // Someone shortens AUDIT (this server has no authorization): apply does not touch it
+    // (nobody may update AUDIT), says why, and fails.
+    runtime.block_on(async {
+        let client = async_nats::connect(server.url()).await.expect("connect");
+        let js = async_nats::jetstream::new(client);
+        let mut config = js
+            .get_stream("AUDIT")
+            .await
+            .expect("stream")
+            .info()
+            .await
+            .expect("info")
+            .config
+            .clone();
+        config.max_messages = 10;
+        js.update_stream(config).await.expect("shortened");
+    });
+    let (ok, out, err) = apply();
+    assert!(!ok, "{out}{err}");
+    assert_eq!(out, "ORDER_EVENTS: unchanged\n");
+    assert!(
+        err.contains("AUDIT: differs in max_msgs") && err.contains("break glass"),
+        "{err}"
+    );
 
     std::fs::write(defs.path().join("broken.json"), "[1, 2]").expect("write");
     let (ok, _, err) = apply();
@@ -159,4 +185,85 @@ fn pinnacle_nats_hashes_passwords_and_adds_traders() {
     assert!(!ok && err.contains("lower-case UUID"), "{err}");
     let (ok, _, err) = pinnacle_nats(&["add-trader", user, "--auth-file", auth_arg], &[], "x\n");
     assert!(!ok && err.contains("--password-stdin"), "{err}");
+}
+
+/// `nats/single.conf` (one production node with the shipped authorization) starts, the
+/// admin creates a stream, a service logs in, and a trader is confined to their subjects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_conf_runs_one_node_with_the_shipped_permissions() {
+    use pinnacle_tests::cluster::{self, ADMIN, ORDER_WORKER, TRADER_A, TRADER_B};
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::copy(
+        cluster::nats_dir().join("single.conf"),
+        dir.path().join("single.conf"),
+    )
+    .expect("single.conf");
+    cluster::write_auth(dir.path()).expect("auth.conf and passwords");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let _server = tokio::process::Command::new(
+        pinnacle_cli::nats_server::find_binary().expect("nats-server"),
+    )
+    .arg("-c")
+    .arg(dir.path().join("single.conf"))
+    .env("PINNACLE_NATS_HOST", "127.0.0.1")
+    .env("PINNACLE_NATS_PORT", port.to_string())
+    .env("PINNACLE_NATS_HTTP_PORT", "-1")
+    .env("PINNACLE_NATS_STORE_DIR", dir.path().join("jetstream"))
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::null())
+    .kill_on_drop(true)
+    .spawn()
+    .expect("nats-server starts");
+    let url = format!("nats://127.0.0.1:{port}");
+    let connect = |login: cluster::Login| {
+        let url = url.clone();
+        async move {
+            let mut options = async_nats::ConnectOptions::with_user_and_password(
+                login.user.into(),
+                login.password.into(),
+            )
+            .retry_on_initial_connect();
+            if login.user == TRADER_A.user {
+                options = options.custom_inbox_prefix(format!("_INBOX.{}", login.user));
+            }
+            tokio::time::timeout(std::time::Duration::from_secs(10), options.connect(url))
+                .await
+                .expect("connects within 10 s")
+                .expect("logs in")
+        }
+    };
+    let admin = connect(ADMIN).await;
+    let js = async_nats::jetstream::new(admin.clone());
+    js.create_stream(pinnacle_order_worker::events::stream_config(1))
+        .await
+        .expect("the admin creates ORDER_EVENTS");
+    let worker = connect(ORDER_WORKER).await;
+    let mut requests = worker
+        .queue_subscribe(
+            pinnacle_common::subjects::order(TRADER_B.user, "get"),
+            pinnacle_common::subjects::ORDER_WORKER_QUEUE.into(),
+        )
+        .await
+        .expect("the worker subscribes");
+    worker.flush().await.expect("flush");
+    // Trader A may not reach trader B's order subjects: nothing arrives.
+    let trader = connect(TRADER_A).await;
+    trader
+        .publish(
+            pinnacle_common::subjects::order(TRADER_B.user, "get"),
+            "{}".into(),
+        )
+        .await
+        .expect("publish");
+    trader.flush().await.expect("flush");
+    use futures::StreamExt as _;
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(500), requests.next())
+            .await
+            .is_err(),
+        "a trader reached another trader's subject"
+    );
 }

@@ -152,12 +152,16 @@ fn free_port() -> anyhow::Result<u16> {
 
 /// Copies the shipped configs into `dir`, writes the test passwords and adds both traders.
 fn write_configs(dir: &Path) -> anyhow::Result<PathBuf> {
-    for file in [
-        "cluster.conf",
-        "auth.conf",
-        "trader.conf.tmpl",
-        "add-trader.sh",
-    ] {
+    std::fs::copy(nats_dir().join("cluster.conf"), dir.join("cluster.conf"))
+        .context("cluster.conf")?;
+    write_auth(dir)?;
+    Ok(dir.join("cluster.conf"))
+}
+
+/// Copies the shipped `auth.conf` into `dir` with a `passwords.conf` of the test hashes,
+/// and adds both traders (for any config that includes `auth.conf`).
+pub fn write_auth(dir: &Path) -> anyhow::Result<()> {
+    for file in ["auth.conf", "trader.conf.tmpl", "add-trader.sh"] {
         std::fs::copy(nats_dir().join(file), dir.join(file)).with_context(|| file.to_string())?;
     }
     let passwords: String = [
@@ -186,7 +190,7 @@ fn write_configs(dir: &Path) -> anyhow::Result<PathBuf> {
         TRADER_A.user
     );
     pinnacle_cli::nats_admin::add_trader(&dir.join("auth.conf"), TRADER_B.user, TRADER_B.hash)?;
-    Ok(dir.join("cluster.conf"))
+    Ok(())
 }
 
 impl TestCluster {

@@ -381,16 +381,7 @@ impl Drop for TestStack {
 
 /// Limits for `scope` with nothing set.
 pub fn no_limits(scope: &str) -> pinnacle_common::entities::risk_limits::Model {
-    pinnacle_common::entities::risk_limits::Model {
-        scope: scope.to_string(),
-        max_quantity: None,
-        max_order_value: None,
-        allowed_exchanges: None,
-        allowed_symbols: None,
-        max_orders_per_second: None,
-        kill_switch: false,
-        updated_at: chrono::Utc::now(),
-    }
+    pinnacle_common::entities::risk_limits::Model::unlimited(scope)
 }
 
 /// A market order for `quantity` of NSE `symbol`.

@@ -3,7 +3,9 @@
 //! `GET /v1/users/{user_id}/broker-accounts/{label}` shows which credential fields are set
 //! and when they were written, never a value. `DELETE` of the same path is audited
 //! (`credentials.delete`) before anything changes; an account that orders still refer to
-//! keeps its row for the order history, with every credential erased.
+//! keeps its row for the order history, with every credential erased. Either way the
+//! account's generation moves one past the last write, in the row (when kept) and in the
+//! generation register, so a restored copy of the old row is refused.
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
@@ -23,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::accounts::AccountView;
 use crate::app::AppState;
 use crate::caller::Caller;
-use crate::error::{check_name, ApiError};
+use crate::error::{check_name, check_user_id, ApiError};
 use pinnacle_common::auth::{SCOPE_READ, SCOPE_TRADE};
 
 /// The reply to a delete.
@@ -57,6 +59,7 @@ pub async fn get(
 ) -> Result<Json<AccountView>, ApiError> {
     let Path((user_id, label)) = path?;
     caller.require_self_or_admin(&user_id, SCOPE_READ)?;
+    check_user_id(&user_id)?;
     check_name("label", &label)?;
     let row = find(&state.db, &user_id, &label).await?;
     Ok(Json(AccountView::from(&row)))
@@ -70,8 +73,11 @@ pub async fn delete(
 ) -> Result<Json<Deleted>, ApiError> {
     let Path((user_id, label)) = path?;
     caller.require_self_or_admin(&user_id, SCOPE_TRADE)?;
+    check_user_id(&user_id)?;
     check_name("label", &label)?;
     let row = find(&state.db, &user_id, &label).await?;
+    // Deleting is a write of "no credentials" at the next generation.
+    let erased_generation = row.generation + 1;
     state
         .audit
         .record(&AuditEvent {
@@ -86,6 +92,8 @@ pub async fn delete(
             request_id: uuid::Uuid::now_v7().to_string(),
             trace_id: telemetry::current_trace_id(),
             outcome: AuditOutcome::Written,
+            generation: Some(erased_generation),
+            reason: None,
         })
         .await
         .map_err(|e| {
@@ -98,6 +106,10 @@ pub async fn delete(
     let view = AccountView::from(&row);
     match row.clone().delete(&state.db).await {
         Ok(_) => {
+            state
+                .register
+                .advance_after_commit(&view.id, erased_generation)
+                .await;
             tracing::info!(%user_id, account_id = %view.id, "broker account deleted");
             return Ok(Json(Deleted {
                 deleted: true,
@@ -124,11 +136,16 @@ pub async fn delete(
     }
     erased.master_key_id = Set(None);
     erased.session_expires_at = Set(None);
+    erased.generation = Set(erased_generation);
     erased.updated_at = Set(Utc::now());
     let kept = erased
         .update(&state.db)
         .await
         .map_err(|e| ApiError::internal("erasing the credentials", e))?;
+    state
+        .register
+        .advance_after_commit(&kept.id, kept.generation)
+        .await;
     tracing::info!(%user_id, account_id = %kept.id, "broker account credentials erased");
     Ok(Json(Deleted {
         deleted: false,

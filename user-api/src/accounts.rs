@@ -5,9 +5,11 @@
 //! accounts with the names of the fields that are set, never their values. Every write
 //! bumps the row's generation, seals the fields under a fresh data key wrapped by the
 //! current master key (`pinnacle_common::keystore`), and is audited first. The row update
-//! is a compare-and-set on the generation, so two racing writes cannot interleave.
+//! is a compare-and-set on the generation, so two racing writes cannot interleave. Once
+//! the row committed, the write advances the generation register
+//! (`pinnacle_common::keystore::generations`), so a later restore of the old row is refused.
 
-use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -17,7 +19,7 @@ use pinnacle_common::crypto::{RowIdentity, Vault};
 use pinnacle_common::entities::broker_accounts::{self, fields};
 use pinnacle_common::entities::users;
 use pinnacle_common::error::ErrorCode;
-use pinnacle_common::keystore::{self, KeyStoreError};
+use pinnacle_common::keystore::{self, KeyStoreError, Register};
 use pinnacle_common::model::{AuditEvent, AuditOutcome};
 use pinnacle_common::telemetry;
 use sea_orm::{
@@ -28,14 +30,19 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::app::AppState;
+use crate::body::JsonObject;
 use crate::caller::Caller;
-use crate::error::{check_name, ApiError};
+use crate::error::{char_len, check_name, check_user_id, ApiError};
 use pinnacle_common::auth::{SCOPE_READ, SCOPE_TRADE};
 
 /// Brokers an account may use.
 pub const BROKERS: [&str; 2] = ["paper", "angel_one"];
-/// The longest accepted credential value.
+/// The longest accepted credential value, in characters.
 pub const MAX_SECRET_LEN: usize = 1024;
+/// The longest accepted `egress_proxy`, in characters.
+pub const MAX_PROXY_LEN: usize = 512;
+/// The longest accepted `algo_id`, in characters.
+pub const MAX_ALGO_ID_LEN: usize = 32;
 
 /// Request body: the broker and the credentials. Secrets are redacted in `Debug`.
 #[derive(Debug, Deserialize)]
@@ -195,11 +202,15 @@ pub enum PutAccountError {
     Conflict,
 }
 
-/// Creates or replaces `label`'s credentials for `user_id`, audited before the write.
+/// Creates or replaces `label`'s credentials for `user_id`, audited before the write; the
+/// generation register is advanced after it (a failure there is logged: the next decrypt
+/// advances it).
+#[allow(clippy::too_many_arguments)]
 pub async fn put_account(
     db: &DatabaseConnection,
     vault: &Vault,
     audit: &AuditLog,
+    register: &Register,
     writer: &Writer,
     user_id: &str,
     label: &str,
@@ -243,6 +254,8 @@ pub async fn put_account(
             request_id: writer.request_id.clone(),
             trace_id: telemetry::current_trace_id(),
             outcome: AuditOutcome::Written,
+            generation: Some(generation),
+            reason: None,
         })
         .await?;
     let row = broker_accounts::ActiveModel {
@@ -261,7 +274,7 @@ pub async fn put_account(
         login_lease_owner: Set(None),
         ..sealed.into_columns()
     };
-    match existing {
+    let written = match existing {
         // Two first writes of the same label race on the unique key: the loser conflicts.
         None => match row.insert(db).await {
             Ok(model) => Ok(model),
@@ -286,7 +299,11 @@ pub async fn put_account(
                 .await?
                 .ok_or(PutAccountError::Conflict)
         }
-    }
+    }?;
+    register
+        .advance_after_commit(&written.id, written.generation)
+        .await;
+    Ok(written)
 }
 
 fn validate(body: &PutAccount) -> Result<(), ApiError> {
@@ -304,21 +321,22 @@ fn validate(body: &PutAccount) -> Result<(), ApiError> {
         }
     }
     if let Some(proxy) = &body.egress_proxy {
-        let scheme_ok = ["http://", "https://", "socks5://", "socks5h://"]
+        // The rest after the scheme: visible ASCII without `@` (no credentials, no
+        // whitespace, no look-alikes; an international host is written in punycode).
+        let rest = ["http://", "https://", "socks5://", "socks5h://"]
             .iter()
-            .any(|scheme| proxy.starts_with(scheme));
-        if !scheme_ok
-            || proxy.contains('@')
-            || proxy.len() > 512
-            || proxy.chars().any(char::is_whitespace)
-        {
+            .find_map(|scheme| proxy.strip_prefix(scheme));
+        let ok = rest.is_some_and(|rest| {
+            !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_graphic() && b != b'@')
+        }) && char_len(proxy) <= MAX_PROXY_LEN;
+        if !ok {
             return Err(ApiError::invalid(
                 "egress_proxy must be an http, https, socks5 or socks5h URL without credentials",
             ));
         }
     }
     if let Some(algo_id) = &body.algo_id {
-        let ok = (1..=32).contains(&algo_id.len())
+        let ok = (1..=MAX_ALGO_ID_LEN).contains(&char_len(algo_id))
             && algo_id
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
@@ -330,10 +348,10 @@ fn validate(body: &PutAccount) -> Result<(), ApiError> {
     }
     for field in fields::ALL {
         if let Some(value) = body.field(field) {
-            let len = value.expose_secret().len();
+            let len = char_len(value.expose_secret());
             if len == 0 || len > MAX_SECRET_LEN {
                 return Err(ApiError::invalid(format!(
-                    "{field} must be 1 to {MAX_SECRET_LEN} bytes"
+                    "{field} must be 1 to {MAX_SECRET_LEN} characters"
                 )));
             }
         }
@@ -355,12 +373,13 @@ pub async fn put(
     State(state): State<AppState>,
     caller: Caller,
     path: Result<Path<(String, String)>, PathRejection>,
-    body: Result<Json<PutAccount>, JsonRejection>,
+    body: Result<JsonObject<PutAccount>, ApiError>,
 ) -> Result<Json<AccountView>, ApiError> {
     let Path((user_id, label)) = path?;
     caller.require_self_or_admin(&user_id, SCOPE_TRADE)?;
+    check_user_id(&user_id)?;
     check_name("label", &label)?;
-    let Json(body) = body?;
+    let JsonObject(body) = body?;
     validate(&body)?;
     ensure_user(&state.db, &user_id).await?;
     let writer = Writer {
@@ -372,6 +391,7 @@ pub async fn put(
         &state.db,
         &state.vault,
         &state.audit,
+        &state.register,
         &writer,
         &user_id,
         &label,
@@ -409,6 +429,7 @@ pub async fn list(
 ) -> Result<Json<Vec<AccountView>>, ApiError> {
     let Path(user_id) = path?;
     caller.require_self_or_admin(&user_id, SCOPE_READ)?;
+    check_user_id(&user_id)?;
     ensure_user(&state.db, &user_id).await?;
     let rows = broker_accounts::Entity::find()
         .filter(broker_accounts::Column::UserId.eq(user_id.as_str()))

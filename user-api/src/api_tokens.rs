@@ -5,7 +5,7 @@
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use chrono::{DateTime, Duration, Utc};
 use pinnacle_common::auth::{SCOPE_READ, SCOPE_TRADE};
@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::AppState;
 use crate::caller::Caller;
-use crate::error::ApiError;
+use crate::error::{check_token_id, check_user_id, require_json, ApiError};
 
 /// The longest lifetime a token may be given: one year.
 pub const MAX_EXPIRES_IN_SECS: i64 = 366 * 24 * 3600;
@@ -36,7 +36,7 @@ pub struct CreateToken {
     #[serde(default)]
     pub scopes: Option<Vec<String>>,
     /// Lifetime in seconds, 60 to one year. Default: no expiry.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::body::json_integer")]
     pub expires_in_secs: Option<i64>,
 }
 
@@ -169,22 +169,19 @@ pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
     path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<IssuedToken>), ApiError> {
     let Path(user_id) = path?;
     let body = body?;
     caller.require_self_or_admin(&user_id, SCOPE_TRADE)?;
-    // An empty body means "all defaults".
+    check_user_id(&user_id)?;
+    // An empty body means "all defaults"; any other must be JSON, like every other body.
     let body: CreateToken = if body.iter().all(u8::is_ascii_whitespace) {
         CreateToken::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::BadPayload,
-                e.to_string(),
-            )
-        })?
+        require_json(&headers)?;
+        crate::body::parse_object(&body)?
     };
     let scopes_given = body.scopes.is_some();
     let spec = bounded_by_caller(&caller, TokenSpec::try_from(body)?, scopes_given)?;
@@ -243,6 +240,7 @@ pub async fn list(
 ) -> Result<Json<Vec<TokenView>>, ApiError> {
     let Path(user_id) = path?;
     caller.require_self_or_admin(&user_id, SCOPE_READ)?;
+    check_user_id(&user_id)?;
     let rows = api_tokens::Entity::find()
         .filter(api_tokens::Column::UserId.eq(user_id.as_str()))
         .order_by_asc(api_tokens::Column::CreatedAt)
@@ -260,6 +258,8 @@ pub async fn revoke(
 ) -> Result<Json<TokenView>, ApiError> {
     let Path((user_id, token_id)) = path?;
     caller.require_self_or_admin(&user_id, SCOPE_TRADE)?;
+    check_user_id(&user_id)?;
+    check_token_id(&token_id)?;
     let row = api_tokens::Entity::find_by_id(token_id.clone())
         .filter(api_tokens::Column::UserId.eq(user_id.as_str()))
         .one(&state.db)

@@ -29,6 +29,8 @@ pub struct AppState {
     pub vault: Arc<Vault>,
     /// Credential writes are audited here.
     pub audit: AuditLog,
+    /// The generation register each credential write advances after it committed.
+    pub register: pinnacle_common::keystore::Register,
     /// The admin bearer token, if admin routes are enabled.
     pub admin_token: Option<SecretString>,
     /// Login and token-guessing limits.
@@ -110,7 +112,8 @@ async fn reject_control_characters(
     next.run(request).await
 }
 
-/// Serves the API on `listener` until `shutdown` fires, finishing requests in flight.
+/// Serves the API on `listener` until `shutdown` fires, finishing requests in flight, then
+/// checkpoints the audit chains it appended to.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
@@ -119,12 +122,19 @@ pub async fn serve(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "user API listening");
     }
-    axum::serve(
+    let audit = state.audit.clone();
+    let served = axum::serve(
         listener,
         app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .with_graceful_shutdown(async move { shutdown.cancelled().await })
-    .await
+    .await;
+    // Seal what this writer appended since its last checkpoint, so a graceful stop leaves
+    // no link for `pinnacle audit verify` to report as unsealed.
+    if let Err(error) = audit.checkpoint_now().await {
+        tracing::warn!(%error, "audit checkpoint on shutdown failed");
+    }
+    served
 }
 
 #[cfg(test)]

@@ -14,26 +14,44 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::AppState;
 use crate::caller::Caller;
-use crate::error::ApiError;
+use crate::error::{check_user_id, ApiError};
 use pinnacle_common::auth::SCOPE_READ;
 
 /// The most events one page returns.
 pub const MAX_LIMIT: usize = 1000;
+/// The largest `after` accepted (`i64::MAX`; stream sequences never come near it).
+pub const MAX_AFTER: u64 = i64::MAX as u64;
 
 /// Query parameters.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrailQuery {
     /// Return events after this stream sequence.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "query_integer")]
     pub after: u64,
     /// How many events at most.
-    #[serde(default = "default_limit")]
-    pub limit: usize,
+    #[serde(default = "default_limit", deserialize_with = "query_integer")]
+    pub limit: u64,
 }
 
-fn default_limit() -> usize {
+fn default_limit() -> u64 {
     100
+}
+
+/// A non-negative integer query value, as JSON Schema reads one: `5`, and also `5.0` or
+/// `5e0` (a number with no fractional part).
+fn query_integer<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    let exact = text.parse::<u64>().ok();
+    let integral = || {
+        let x = text.parse::<f64>().ok()?;
+        let fits = x.is_finite() && x.fract() == 0.0 && (0.0..2f64.powi(64)).contains(&x);
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        fits.then_some(x as u64)
+    };
+    exact.or_else(integral).ok_or_else(|| {
+        serde::de::Error::custom(format!("expected a non-negative integer, got {text:?}"))
+    })
 }
 
 /// One page of the trail.
@@ -53,20 +71,17 @@ pub async fn get(
     let Path(user_id) = path?;
     caller.require_self_or_admin(&user_id, SCOPE_READ)?;
     let Query(query) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
-    if !(1..=MAX_LIMIT).contains(&query.limit) {
+    let limit = usize::try_from(query.limit).unwrap_or(usize::MAX);
+    if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(ApiError::invalid(format!("limit must be 1 to {MAX_LIMIT}")));
     }
-    if user_id.is_empty()
-        || user_id.len() > 64
-        || !user_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    {
-        return Err(ApiError::invalid("user_id must be a user id"));
+    if query.after > MAX_AFTER {
+        return Err(ApiError::invalid(format!("after must be 0 to {MAX_AFTER}")));
     }
+    check_user_id(&user_id)?;
     let events = state
         .audit
-        .read_user(&user_id, query.after, query.limit)
+        .read_user(&user_id, query.after, limit)
         .await
         .map_err(|e| {
             tracing::warn!(error = %e, "audit trail unavailable");

@@ -8,7 +8,7 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use pinnacle_common::auth::{self, AuthError, Principal};
 use pinnacle_common::error::ErrorCode;
 use pinnacle_common::tokens;
@@ -79,6 +79,24 @@ fn unauthenticated(message: &str) -> ApiError {
     )
 }
 
+/// The token of the request's one `Authorization: Bearer <token>` header. No header, two
+/// of them, a comma-joined (folded) value, odd whitespace or another scheme is 401
+/// `UNAUTHENTICATED`, like any other bad token.
+fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let value = values
+        .next()
+        .ok_or_else(|| unauthenticated("missing Authorization: Bearer <token>"))?;
+    if values.next().is_some() {
+        return Err(unauthenticated("send exactly one Authorization header"));
+    }
+    value
+        .to_str()
+        .ok()
+        .and_then(tokens::from_bearer)
+        .ok_or_else(|| unauthenticated("expected Authorization: Bearer <token>"))
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
@@ -88,14 +106,7 @@ impl FromRequestParts<AppState> for Caller {
         if let Some(retry_after) = limits.auth_failures_per_source.blocked(&source) {
             return Err(TooMany { retry_after }.into());
         }
-        let value = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .ok_or_else(|| unauthenticated("missing Authorization: Bearer <token>"))?
-            .to_str()
-            .map_err(|_| unauthenticated("malformed Authorization header"))?;
-        let token = tokens::from_bearer(value)
-            .ok_or_else(|| unauthenticated("expected Authorization: Bearer <token>"))?;
+        let token = bearer_token(&parts.headers)?;
         if let Some(admin) = &state.admin_token {
             // Compare digests, so neither the content nor the length leaks through timing.
             let presented = Sha256::digest(token.as_bytes());

@@ -1,6 +1,6 @@
 //! The API's error type: an HTTP status plus a JSON body `{"error": {code, message}}`.
 
-use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection};
+use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -83,24 +83,6 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<JsonRejection> for ApiError {
-    fn from(rejection: JsonRejection) -> Self {
-        let status = rejection.status();
-        let code = match status {
-            StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
-            _ => ErrorCode::BadPayload,
-        };
-        // 422 and 415 stay as axum chose them; every other rejection is a plain 400.
-        let status = match status {
-            StatusCode::PAYLOAD_TOO_LARGE
-            | StatusCode::UNPROCESSABLE_ENTITY
-            | StatusCode::UNSUPPORTED_MEDIA_TYPE => status,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        Self::new(status, code, rejection.body_text())
-    }
-}
-
 impl From<BytesRejection> for ApiError {
     fn from(rejection: BytesRejection) -> Self {
         let status = rejection.status();
@@ -126,6 +108,9 @@ impl From<PathRejection> for ApiError {
     }
 }
 
+/// The pattern of a user name or account label, as the OpenAPI document states it.
+pub const NAME_PATTERN: &str = "^[A-Za-z0-9_.-]{1,64}$";
+
 /// Validates a user name or account label: 1 to 64 of `A-Z a-z 0-9 _ . -`.
 pub fn check_name(what: &str, value: &str) -> Result<(), ApiError> {
     let ok = !value.is_empty()
@@ -139,5 +124,87 @@ pub fn check_name(what: &str, value: &str) -> Result<(), ApiError> {
         Err(ApiError::invalid(format!(
             "{what} must be 1 to 64 characters of A-Z, a-z, 0-9, '_', '.', '-'"
         )))
+    }
+}
+
+/// The pattern of a user id in a path, as the OpenAPI document states it.
+pub const USER_ID_PATTERN: &str = "^[A-Za-z0-9-]{1,64}$";
+
+/// Validates a user id in a path: 1 to 64 of `A-Z a-z 0-9 -` (ids are UUIDs).
+pub fn check_user_id(value: &str) -> Result<(), ApiError> {
+    let ok = (1..=64).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "user_id must be 1 to 64 characters of A-Z, a-z, 0-9, '-'",
+        ))
+    }
+}
+
+/// The pattern of a token id, as the OpenAPI document states it.
+pub const TOKEN_ID_PATTERN: &str = "^[0-9a-f]{16}$";
+
+/// Validates a token id in a path: 16 lower-case hex digits.
+pub fn check_token_id(value: &str) -> Result<(), ApiError> {
+    let ok = value.len() == 16
+        && value
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "token_id must be 16 lower-case hex digits",
+        ))
+    }
+}
+
+/// A string's length as JSON Schema's `minLength`/`maxLength` count it (and as every limit
+/// in this API is stated): in characters (Unicode scalar values), not bytes.
+pub fn char_len(value: &str) -> usize {
+    value.chars().count()
+}
+
+/// Refuses a request body that is not JSON by its `Content-Type` (`application/json`, or
+/// `application/<x>+json`, parameters allowed): 415, as axum's `Json` extractor answers.
+pub fn require_json(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    let essence = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase());
+    let is_json = essence.as_deref().is_some_and(|t| {
+        t == "application/json" || (t.starts_with("application/") && t.ends_with("+json"))
+    });
+    if is_json {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::BadPayload,
+            "Expected request with `Content-Type: application/json`",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_and_lengths() {
+        assert!(check_user_id("3f1cb2e0-9d4a-4c1e-8f00-abcdefabcdef").is_ok());
+        for bad in ["", "a b", "a_b", "\u{e9}", "a".repeat(65).as_str()] {
+            assert!(check_user_id(bad).is_err(), "{bad}");
+        }
+        assert!(check_token_id("0123456789abcdef").is_ok());
+        for bad in ["0123456789ABCDEF", "0123456789abcde", "0123456789abcdefa"] {
+            assert!(check_token_id(bad).is_err(), "{bad}");
+        }
+        assert_eq!(char_len("\u{e9}t\u{e9}"), 3);
     }
 }

@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`app`]: the router, shared state and [`serve`].
 //! - [`error`]: [`ApiError`], the one JSON error shape every route returns.
+//! - [`body`]: the JSON-object request body every route with a body reads.
 //! - [`caller`]: the `Authorization: Bearer` extractor (admin token or user API token).
 //! - [`login`]: password login (Argon2id); [`limits`]: per-user and per-source limits.
 //! - [`audit_trail`]: a user's own audit events; [`openapi`]: the OpenAPI document.
@@ -16,6 +17,7 @@ pub mod accounts;
 pub mod api_tokens;
 pub mod app;
 pub mod audit_trail;
+pub mod body;
 pub mod caller;
 pub mod error;
 pub mod limits;

@@ -7,7 +7,6 @@
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -19,10 +18,11 @@ use serde::Deserialize;
 
 use crate::api_tokens::{issue_token, CreateToken, IssuedToken, TokenSpec};
 use crate::app::AppState;
+use crate::body::JsonObject;
 use crate::error::ApiError;
 use crate::limits::{Source, TooMany};
 
-/// The shortest and longest accepted password, in bytes.
+/// The shortest and longest accepted password, in characters.
 pub const PASSWORD_LEN: std::ops::RangeInclusive<usize> = 12..=256;
 /// Lifetime of a token issued by login when the body names none: one day.
 pub const LOGIN_TOKEN_SECS: i64 = 24 * 3600;
@@ -76,11 +76,11 @@ async fn verify(password: SecretString, hash: Option<String>) -> bool {
 
 /// Checks a new password's length.
 pub fn check_password(password: &SecretString) -> Result<(), ApiError> {
-    if PASSWORD_LEN.contains(&password.expose_secret().len()) {
+    if PASSWORD_LEN.contains(&crate::error::char_len(password.expose_secret())) {
         Ok(())
     } else {
         Err(ApiError::invalid(format!(
-            "password must be {} to {} bytes",
+            "password must be {} to {} characters",
             PASSWORD_LEN.start(),
             PASSWORD_LEN.end()
         )))
@@ -99,7 +99,7 @@ pub struct Login {
     #[serde(default)]
     pub scopes: Option<Vec<String>>,
     /// Token lifetime in seconds (default one day).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::body::json_integer")]
     pub expires_in_secs: Option<i64>,
 }
 
@@ -107,13 +107,13 @@ pub struct Login {
 pub async fn login(
     State(state): State<AppState>,
     Source(source): Source,
-    body: Result<Json<Login>, JsonRejection>,
+    body: Result<JsonObject<Login>, ApiError>,
 ) -> Result<(StatusCode, Json<IssuedToken>), ApiError> {
     if let Some(retry_after) = state.limits.login_per_source.hit(&source) {
         tracing::warn!(%source, "login rate limit (source)");
         return Err(TooMany { retry_after }.into());
     }
-    let Json(body) = body?;
+    let JsonObject(body) = body?;
     crate::error::check_name("name", &body.name)?;
     let name_key = body
         .name

@@ -1,170 +1,325 @@
 //! The OpenAPI 3.1 document, served at `GET /openapi.json` (no authentication needed).
 //!
-//! Written by hand next to the routes in `app`; the `openapi_fuzz` end-to-end test drives
-//! every operation listed here with bad input and fails on any 5xx, and on any route the
-//! router serves that the document does not list.
+//! Written by hand next to the routes in `app`, from the same constants the handlers check
+//! (patterns, lengths in characters, ranges), and listing every status a route can answer
+//! with. Two tests hold it to the server: the `openapi_fuzz` end-to-end test drives every
+//! operation with bad input and fails on any 5xx, and the `schemathesis` one runs
+//! Schemathesis with all its checks against a real server and fails on any finding.
 
 use axum::Json;
+use pinnacle_common::auth::{SCOPE_READ, SCOPE_TRADE};
 use serde_json::{json, Value};
 
-fn error_responses() -> Value {
+use crate::accounts::{BROKERS, MAX_ALGO_ID_LEN, MAX_PROXY_LEN, MAX_SECRET_LEN};
+use crate::api_tokens::MAX_EXPIRES_IN_SECS;
+use crate::audit_trail::{MAX_AFTER, MAX_LIMIT};
+use crate::error::{NAME_PATTERN, TOKEN_ID_PATTERN, USER_ID_PATTERN};
+use crate::login::PASSWORD_LEN;
+
+/// `egress_proxy`: a scheme, then visible ASCII without `@` (no credentials).
+const PROXY_PATTERN: &str = "^(http|https|socks5|socks5h)://[!-?A-~]+$";
+/// `algo_id`: letters, digits, `-`, `_`.
+const ALGO_ID_PATTERN: &str = "^[A-Za-z0-9_-]+$";
+
+/// What a failure of an operation can be, beyond its success.
+mod fails {
+    /// A path or query with a control character, or a path parameter out of its pattern.
+    pub const BAD_INPUT: &[&str] = &["400"];
+    /// Routes behind the bearer token: missing or bad token, another user's resource or
+    /// a scope the token lacks, too many failed tokens from this source.
+    pub const AUTH: &[&str] = &["401", "403", "429"];
+    /// Routes that read a JSON body: too large, not JSON, not the right object.
+    pub const BODY: &[&str] = &["413", "415", "422"];
+}
+
+fn error(description: &str) -> Value {
     json!({
-        "400": {"$ref": "#/components/responses/Error"},
-        "401": {"$ref": "#/components/responses/Error"},
-        "403": {"$ref": "#/components/responses/Error"},
-        "404": {"$ref": "#/components/responses/Error"},
-        "429": {"$ref": "#/components/responses/Error"}
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
     })
 }
 
-fn op(summary: &str, params: &[&str], body: Option<&str>, ok: (&str, &str)) -> Value {
-    let mut responses = error_responses();
-    responses[ok.0] = json!({
-        "description": summary,
-        "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{}", ok.1)}}}
+fn responses(ok: (&str, &str, &str), groups: &[&[&str]], extra: &[(&str, &str)]) -> Value {
+    let mut out = json!({});
+    out[ok.0] = json!({
+        "description": ok.1,
+        "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{}", ok.2)}}}
     });
-    let mut operation = json!({
-        "summary": summary,
-        "parameters": params.iter().map(|p| json!({
-            "name": p, "in": "path", "required": true, "schema": {"type": "string"}
-        })).collect::<Vec<_>>(),
-        "responses": responses,
-    });
-    if let Some(schema) = body {
-        operation["requestBody"] = json!({
-            "required": true,
-            "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}
-        });
+    for status in groups.iter().flat_map(|g| g.iter()) {
+        out[*status] = match *status {
+            "429" => json!({"$ref": "#/components/responses/RateLimited"}),
+            "400" => error("invalid input (`INVALID_REQUEST`, or `BAD_PAYLOAD` for a body that is not JSON)"),
+            "401" => error("no `Authorization: Bearer <token>` header, more than one, or a bad token (`UNAUTHENTICATED`)"),
+            "403" => error("another user's resource, or a scope the token lacks (`FORBIDDEN`)"),
+            "413" => error("the body is over 16 KiB (`PAYLOAD_TOO_LARGE`)"),
+            "415" => error("the body's `Content-Type` is not JSON (`BAD_PAYLOAD`)"),
+            "422" => error("the body is not the object this operation takes (`BAD_PAYLOAD`)"),
+            other => error(other),
+        };
     }
-    operation
+    for (status, description) in extra {
+        out[*status] = error(description);
+    }
+    out
+}
+
+fn path_param(name: &str, pattern: &str) -> Value {
+    json!({"name": name, "in": "path", "required": true,
+           "schema": {"type": "string", "pattern": pattern}})
+}
+
+fn body(schema: &str, required: bool) -> Value {
+    json!({
+        "required": required,
+        "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}
+    })
+}
+
+fn nullable_string(extra: Value) -> Value {
+    let mut schema = json!({"type": ["string", "null"]});
+    if let (Some(target), Some(more)) = (schema.as_object_mut(), extra.as_object()) {
+        target.extend(more.clone());
+    }
+    schema
 }
 
 fn secret() -> Value {
-    json!({"type": "string", "minLength": 1, "maxLength": 1024, "writeOnly": true})
+    nullable_string(json!({"minLength": 1, "maxLength": MAX_SECRET_LEN, "writeOnly": true}))
+}
+
+fn scopes_in() -> Value {
+    json!({"type": ["array", "null"], "minItems": 1,
+           "items": {"type": "string", "enum": [SCOPE_TRADE, SCOPE_READ]}})
+}
+
+fn expires_in() -> Value {
+    json!({"type": ["integer", "null"], "minimum": 60, "maximum": MAX_EXPIRES_IN_SECS})
+}
+
+fn date_time(nullable: bool) -> Value {
+    if nullable {
+        json!({"type": ["string", "null"], "format": "date-time"})
+    } else {
+        json!({"type": "string", "format": "date-time"})
+    }
+}
+
+fn health_op(summary: &str, ok: &str, unavailable: &str) -> Value {
+    let health = json!({"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}});
+    json!({"get": {"summary": summary, "security": [], "responses": {
+        "200": {"description": ok, "content": health},
+        "400": error("a control character in the path or query"),
+        "503": {"description": unavailable, "content": health}
+    }}})
+}
+
+fn paths() -> Value {
+    use fails::{AUTH, BAD_INPUT, BODY};
+    let user = path_param("user_id", USER_ID_PATTERN);
+    let label = path_param("label", NAME_PATTERN);
+    let token = path_param("token_id", TOKEN_ID_PATTERN);
+    let audit_down: (&str, &str) = ("503", "the audit log is unavailable (`AUDIT_UNAVAILABLE`)");
+    let no_user: (&str, &str) = ("404", "no such user (`NOT_FOUND`)");
+    json!({
+        "/healthz": health_op("liveness: every NATS connection handler of this process runs", "alive",
+            "a NATS connection handler is dead and not yet rebuilt"),
+        "/readyz": health_op("readiness: every NATS connection of this process is connected", "ready",
+            "a NATS connection is down, reconnecting or being rebuilt"),
+        "/v1/login": {"post": {
+            "summary": "password login: a user name and password for an API token",
+            "security": [],
+            "requestBody": body("Login", true),
+            "responses": responses(("201", "the token, shown once", "IssuedToken"), &[BAD_INPUT, BODY, &["429"]],
+                &[("401", "unknown user or wrong password, alike (`UNAUTHENTICATED`)")])
+        }},
+        "/v1/users": {"post": {
+            "summary": "create a user (admin only)",
+            "requestBody": body("CreateUser", true),
+            "responses": responses(("201", "the user", "User"), &[BAD_INPUT, AUTH, BODY],
+                &[("409", "the name is taken (`CONFLICT`)")])
+        }},
+        "/v1/users/{user_id}/tokens": {
+            "post": {
+                "parameters": [user],
+                "summary": "issue an API token (an empty body: the defaults)",
+                "requestBody": body("CreateToken", false),
+                "responses": responses(("201", "the token, shown once", "IssuedToken"), &[BAD_INPUT, AUTH, BODY], &[no_user])
+            },
+            "get": {
+                "parameters": [user],
+                "summary": "list a user's API tokens (never a token or its hash)",
+                "responses": responses(("200", "the tokens", "TokenList"), &[BAD_INPUT, AUTH], &[])
+            }
+        },
+        "/v1/users/{user_id}/tokens/{token_id}": {
+            "delete": {
+                "parameters": [user, token],
+                "summary": "revoke an API token",
+                "responses": responses(("200", "the token, revoked", "Token"), &[BAD_INPUT, AUTH],
+                    &[("404", "no such token for this user (`NOT_FOUND`)")])
+            }
+        },
+        "/v1/users/{user_id}/broker-accounts": {
+            "get": {
+                "parameters": [user],
+                "summary": "list a user's broker accounts",
+                "responses": responses(("200", "the accounts", "AccountList"), &[BAD_INPUT, AUTH], &[no_user])
+            }
+        },
+        "/v1/users/{user_id}/broker-accounts/{label}": {
+            "put": {
+                "parameters": [user, label],
+                "summary": "create or replace an account's credentials (audited first)",
+                "requestBody": body("PutAccount", true),
+                "responses": responses(("200", "the account", "Account"), &[BAD_INPUT, AUTH, BODY], &[
+                    no_user,
+                    ("409", "another write changed the account first; retry (`CONFLICT`)"),
+                    ("503", "the audit log or the credential vault is unavailable (`AUDIT_UNAVAILABLE`, `CREDENTIAL_UNAVAILABLE`)")
+                ])
+            },
+            "get": {
+                "parameters": [user, label],
+                "summary": "an account's credential status",
+                "responses": responses(("200", "the account", "Account"), &[BAD_INPUT, AUTH],
+                    &[("404", "no broker account with that label (`NOT_FOUND`)")])
+            },
+            "delete": {
+                "parameters": [user, label],
+                "summary": "delete an account (audited first; kept, erased, if orders refer to it)",
+                "responses": responses(("200", "what became of the account", "Deleted"), &[BAD_INPUT, AUTH],
+                    &[("404", "no broker account with that label (`NOT_FOUND`)"), audit_down])
+            }
+        },
+        "/v1/users/{user_id}/audit": {
+            "get": {
+                "summary": "a user's credential audit trail, oldest first",
+                "parameters": [
+                    user,
+                    {"name": "after", "in": "query", "required": false,
+                     "schema": {"type": "integer", "minimum": 0, "maximum": MAX_AFTER}},
+                    {"name": "limit", "in": "query", "required": false,
+                     "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}}
+                ],
+                "responses": responses(("200", "one page of events", "Trail"), &[BAD_INPUT, AUTH], &[audit_down])
+            }
+        }
+    })
+}
+
+fn schemas() -> Value {
+    let account = json!({"type": "object",
+    "required": ["id", "label", "broker", "fields_set", "generation", "updated_at",
+                 "session_expires_at", "master_key_id", "static_ip", "egress_proxy", "algo_id"],
+    "properties": {
+        "id": {"type": "string"}, "label": {"type": "string", "pattern": NAME_PATTERN},
+        "broker": {"type": "string", "enum": BROKERS},
+        "fields_set": {"type": "array", "items": {"type": "string"}},
+        "generation": {"type": "integer", "minimum": 1}, "updated_at": date_time(false),
+        "session_expires_at": date_time(true),
+        "master_key_id": {"type": ["integer", "null"]},
+        "static_ip": {"type": ["string", "null"]},
+        "egress_proxy": {"type": ["string", "null"]},
+        "algo_id": {"type": ["string", "null"]}
+    }});
+    let token = json!({"type": "object",
+    "required": ["id", "scopes", "created_at", "expires_at", "revoked_at"],
+    "properties": {
+        "id": {"type": "string", "pattern": TOKEN_ID_PATTERN},
+        "scopes": {"type": "array", "items": {"type": "string"}},
+        "created_at": date_time(false), "expires_at": date_time(true), "revoked_at": date_time(true)
+    }});
+    let event = json!({"type": "object",
+    "required": ["seq", "event_id", "ts_ms", "actor", "token_id", "user_id", "broker_account_id",
+                 "fields", "purpose", "request_id", "trace_id", "outcome"],
+    "properties": {
+        "seq": {"type": "integer", "minimum": 1}, "event_id": {"type": "string"},
+        "ts_ms": {"type": "integer"}, "actor": {"type": "string"},
+        "token_id": {"type": ["string", "null"]}, "user_id": {"type": "string"},
+        "broker_account_id": {"type": "string"},
+        "fields": {"type": "array", "items": {"type": "string"}},
+        "purpose": {"type": "string"}, "request_id": {"type": "string"},
+        "trace_id": {"type": ["string", "null"]},
+        "outcome": {"type": "string", "enum": ["authorized", "written", "decrypt_failed"]}
+    }});
+    json!({
+        "Health": {"type": "object", "required": ["status", "nats"], "properties": {
+            "status": {"type": "string", "enum": ["ok", "unavailable"]},
+            "nats": {"type": "object", "additionalProperties": {
+                "type": "object", "required": ["state", "handler", "rebuilds"],
+                "properties": {
+                    "state": {"type": "string", "enum": ["connected", "disconnected", "pending", "dead"]},
+                    "handler": {"type": "string", "enum": ["alive", "dead"]},
+                    "rebuilds": {"type": "integer", "minimum": 0}
+                }
+            }}
+        }},
+        "Error": {"type": "object", "required": ["error"], "properties": {"error": {
+            "type": "object", "required": ["code", "message"],
+            "properties": {"code": {"type": "string", "pattern": "^[A-Z_]+$"}, "message": {"type": "string"}}
+        }}},
+        "Login": {"type": "object", "additionalProperties": false, "required": ["name", "password"], "properties": {
+            "name": {"type": "string", "pattern": NAME_PATTERN},
+            "password": {"type": "string", "writeOnly": true},
+            "scopes": scopes_in(), "expires_in_secs": expires_in()
+        }},
+        "CreateUser": {"type": "object", "additionalProperties": false, "required": ["name"], "properties": {
+            "name": {"type": "string", "pattern": NAME_PATTERN},
+            "password": nullable_string(json!({"minLength": PASSWORD_LEN.start(), "maxLength": PASSWORD_LEN.end(), "writeOnly": true}))
+        }},
+        "User": {"type": "object", "required": ["id", "name", "is_admin", "created_at"], "properties": {
+            "id": {"type": "string", "pattern": USER_ID_PATTERN}, "name": {"type": "string", "pattern": NAME_PATTERN},
+            "is_admin": {"type": "boolean"}, "created_at": date_time(false)
+        }},
+        "CreateToken": {"type": "object", "additionalProperties": false, "properties": {
+            "scopes": scopes_in(), "expires_in_secs": expires_in()
+        }},
+        "IssuedToken": {"type": "object", "required": ["id", "token", "scopes", "expires_at"], "properties": {
+            "id": {"type": "string", "pattern": TOKEN_ID_PATTERN}, "token": {"type": "string"},
+            "scopes": {"type": "array", "items": {"type": "string", "enum": [SCOPE_TRADE, SCOPE_READ]}},
+            "expires_at": date_time(true)
+        }},
+        "Token": token,
+        "TokenList": {"type": "array", "items": {"$ref": "#/components/schemas/Token"}},
+        "PutAccount": {"type": "object", "additionalProperties": false, "required": ["broker"], "properties": {
+            "broker": {"type": "string", "enum": BROKERS},
+            "api_key": secret(), "client_code": secret(), "secret": secret(),
+            "totp_seed": secret(), "access_token": secret(), "jwt_token": secret(),
+            "refresh_token": secret(), "feed_token": secret(),
+            "session_expires_at": date_time(true),
+            "static_ip": {"description": "IP registered with Angel One for the API key; required for live orders",
+                "anyOf": [{"type": "null"}, {"type": "string", "format": "ipv4"}, {"type": "string", "format": "ipv6"}]},
+            "egress_proxy": nullable_string(json!({"pattern": PROXY_PATTERN, "maxLength": MAX_PROXY_LEN,
+                "description": "http(s)/socks5 proxy whose egress is static_ip, no credentials"})),
+            "algo_id": nullable_string(json!({"pattern": ALGO_ID_PATTERN, "minLength": 1, "maxLength": MAX_ALGO_ID_LEN,
+                "description": "exchange-issued algo id; required for live orders"}))
+        }},
+        "Account": account,
+        "AccountList": {"type": "array", "items": {"$ref": "#/components/schemas/Account"}},
+        "Deleted": {"type": "object", "required": ["deleted", "account"], "properties": {
+            "deleted": {"type": "boolean"}, "account": {"$ref": "#/components/schemas/Account"}
+        }},
+        "Trail": {"type": "object", "required": ["events"], "properties": {"events": {"type": "array", "items": event}}}
+    })
 }
 
 /// The document.
 pub fn spec() -> Value {
-    let u = ["user_id"];
-    let ul = ["user_id", "label"];
-    let ut = ["user_id", "token_id"];
-    let mut trail = op("a user's audit trail", &u, None, ("200", "Trail"));
-    if let Some(params) = trail["parameters"].as_array_mut() {
-        params.push(
-            json!({"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}}),
-        );
-        params.push(json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}));
-    }
-    let mut login = op("password login", &[], Some("Login"), ("201", "IssuedToken"));
-    login["security"] = json!([]);
     json!({
         "openapi": "3.1.0",
-        "info": {"title": "Pinnacle user API", "version": "1"},
+        "info": {"title": "Pinnacle user API", "version": "1",
+                 "description": "Lengths are counted in characters (Unicode scalar values). Every error is `{\"error\": {\"code\", \"message\"}}`."},
         "security": [{"bearer": []}],
-        "paths": {
-            "/healthz": {"get": {"summary": "liveness: every NATS connection handler of this process runs", "security": [], "responses": {
-                "200": {"description": "alive", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}},
-                "503": {"description": "a NATS connection handler is dead and not yet rebuilt", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}}
-            }}},
-            "/readyz": {"get": {"summary": "readiness: every NATS connection of this process is connected", "security": [], "responses": {
-                "200": {"description": "ready", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}},
-                "503": {"description": "a NATS connection is down, reconnecting or being rebuilt", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}}
-            }}},
-            "/v1/login": {"post": login},
-            "/v1/users": {"post": op("create a user (admin)", &[], Some("CreateUser"), ("201", "User"))},
-            "/v1/users/{user_id}/tokens": {
-                "post": op("issue an API token", &u, Some("CreateToken"), ("201", "IssuedToken")),
-                "get": op("list API tokens", &u, None, ("200", "TokenList"))
-            },
-            "/v1/users/{user_id}/tokens/{token_id}": {
-                "delete": op("revoke an API token", &ut, None, ("200", "Token"))
-            },
-            "/v1/users/{user_id}/broker-accounts": {
-                "get": op("list broker accounts", &u, None, ("200", "AccountList"))
-            },
-            "/v1/users/{user_id}/broker-accounts/{label}": {
-                "put": op("create or replace an account's credentials", &ul, Some("PutAccount"), ("200", "Account")),
-                "get": op("credential status", &ul, None, ("200", "Account")),
-                "delete": op("delete an account", &ul, None, ("200", "Deleted"))
-            },
-            "/v1/users/{user_id}/audit": {"get": trail}
-        },
+        "paths": paths(),
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "responses": {"Error": {
-                "description": "an error",
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
+                "description": "exactly one `Authorization: Bearer <token>` header: the admin token or a user's API token"}},
+            "responses": {"RateLimited": {
+                "description": "too many attempts from this source or for this name or token (`RATE_LIMITED`)",
+                "headers": {"Retry-After": {"required": true, "description": "seconds to wait",
+                    "schema": {"type": "integer", "minimum": 1}}},
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
             }},
-            "schemas": {
-                "Health": {"type": "object", "required": ["status", "nats"], "properties": {
-                    "status": {"type": "string", "enum": ["ok", "unavailable"]},
-                    "nats": {"type": "object", "additionalProperties": {
-                        "type": "object", "required": ["state", "handler", "rebuilds"],
-                        "properties": {
-                            "state": {"type": "string", "enum": ["connected", "disconnected", "pending", "dead"]},
-                            "handler": {"type": "string", "enum": ["alive", "dead"]},
-                            "rebuilds": {"type": "integer", "minimum": 0}
-                        }
-                    }}
-                }},
-                "Error": {"type": "object", "required": ["error"], "properties": {"error": {
-                    "type": "object", "required": ["code", "message"],
-                    "properties": {"code": {"type": "string"}, "message": {"type": "string"}}
-                }}},
-                "Login": {"type": "object", "additionalProperties": false, "required": ["name", "password"], "properties": {
-                    "name": {"type": "string"}, "password": {"type": "string", "writeOnly": true},
-                    "scopes": {"type": "array", "items": {"enum": ["trade", "read"]}},
-                    "expires_in_secs": {"type": "integer", "minimum": 60, "maximum": 31_622_400}
-                }},
-                "CreateUser": {"type": "object", "additionalProperties": false, "required": ["name"], "properties": {
-                    "name": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,64}$"},
-                    "password": {"type": "string", "minLength": 12, "maxLength": 256, "writeOnly": true}
-                }},
-                "User": {"type": "object", "properties": {
-                    "id": {"type": "string"}, "name": {"type": "string"},
-                    "is_admin": {"type": "boolean"}, "created_at": {"type": "string", "format": "date-time"}
-                }},
-                "CreateToken": {"type": "object", "additionalProperties": false, "properties": {
-                    "scopes": {"type": "array", "items": {"enum": ["trade", "read"]}},
-                    "expires_in_secs": {"type": "integer", "minimum": 60, "maximum": 31_622_400}
-                }},
-                "IssuedToken": {"type": "object", "properties": {
-                    "id": {"type": "string"}, "token": {"type": "string"},
-                    "scopes": {"type": "array", "items": {"type": "string"}},
-                    "expires_at": {"type": ["string", "null"], "format": "date-time"}
-                }},
-                "Token": {"type": "object", "properties": {
-                    "id": {"type": "string"}, "scopes": {"type": "array", "items": {"type": "string"}},
-                    "created_at": {"type": "string"}, "expires_at": {"type": ["string", "null"]},
-                    "revoked_at": {"type": ["string", "null"]}
-                }},
-                "TokenList": {"type": "array", "items": {"$ref": "#/components/schemas/Token"}},
-                "PutAccount": {"type": "object", "additionalProperties": false, "required": ["broker"], "properties": {
-                    "broker": {"enum": ["paper", "angel_one"]},
-                    "api_key": secret(), "client_code": secret(), "secret": secret(),
-                    "totp_seed": secret(), "access_token": secret(), "jwt_token": secret(),
-                    "refresh_token": secret(), "feed_token": secret(),
-                    "session_expires_at": {"type": "string", "format": "date-time"},
-                    "static_ip": {"type": "string", "description": "IP registered with Angel One for the API key; required for live orders"},
-                    "egress_proxy": {"type": "string", "description": "http(s)/socks5 proxy whose egress is static_ip, no credentials"},
-                    "algo_id": {"type": "string", "maxLength": 32, "description": "exchange-issued algo id; required for live orders"}
-                }},
-                "Account": {"type": "object", "properties": {
-                    "id": {"type": "string"}, "label": {"type": "string"}, "broker": {"type": "string"},
-                    "fields_set": {"type": "array", "items": {"type": "string"}},
-                    "generation": {"type": "integer"}, "updated_at": {"type": "string"},
-                    "session_expires_at": {"type": ["string", "null"]},
-                    "master_key_id": {"type": ["integer", "null"]},
-                    "static_ip": {"type": ["string", "null"]},
-                    "egress_proxy": {"type": ["string", "null"]},
-                    "algo_id": {"type": ["string", "null"]}
-                }},
-                "AccountList": {"type": "array", "items": {"$ref": "#/components/schemas/Account"}},
-                "Deleted": {"type": "object", "properties": {
-                    "deleted": {"type": "boolean"}, "account": {"$ref": "#/components/schemas/Account"}
-                }},
-                "Trail": {"type": "object", "properties": {"events": {"type": "array", "items": {"type": "object"}}}}
-            }
+            "schemas": schemas()
         }
     })
 }

@@ -1,6 +1,5 @@
 //! `POST /v1/users`: create a user (admin only), optionally with a password for login.
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -11,6 +10,7 @@ use sea_orm::{ActiveModelTrait, ConnectionTrait, DbErr, Set, SqlErr};
 use serde::{Deserialize, Serialize};
 
 use crate::app::AppState;
+use crate::body::JsonObject;
 use crate::caller::Caller;
 use crate::error::{check_name, ApiError};
 
@@ -20,7 +20,7 @@ use crate::error::{check_name, ApiError};
 pub struct CreateUser {
     /// Unique name.
     pub name: String,
-    /// Optional password for `POST /v1/login` (12 to 256 bytes; redacted in `Debug`).
+    /// Optional password for `POST /v1/login` (12 to 256 characters; redacted in `Debug`).
     #[serde(default)]
     pub password: Option<secrecy::SecretString>,
 }
@@ -85,10 +85,10 @@ pub async fn create_user(
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
-    body: Result<Json<CreateUser>, JsonRejection>,
+    body: Result<JsonObject<CreateUser>, ApiError>,
 ) -> Result<(StatusCode, Json<UserView>), ApiError> {
     caller.require_admin()?;
-    let Json(body) = body?;
+    let JsonObject(body) = body?;
     check_name("name", &body.name)?;
     let password_hash = match body.password {
         Some(password) => {

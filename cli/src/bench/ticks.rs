@@ -117,10 +117,11 @@ pub async fn run(options: TicksOptions) -> anyhow::Result<()> {
             url
         }
     };
+    let servers = pinnacle_common::config::NatsSettings::for_url(url).servers()?;
     let connect = || {
         async_nats::ConnectOptions::new()
             .subscription_capacity(1 << 22)
-            .connect(url.clone())
+            .connect(servers.clone())
     };
     let seconds = Duration::from_secs(options.seconds.max(1));
     println!("## Market data benchmark\n");

@@ -39,6 +39,8 @@ pub async fn create_users(
     count: usize,
 ) -> anyhow::Result<Vec<BenchUser>> {
     let mut users = Vec::with_capacity(count);
+    let register =
+        pinnacle_common::keystore::Register::new(audit.client(), std::time::Duration::from_secs(5));
     let writer = Writer {
         actor: "pinnacle-bench".into(),
         token_id: None,
@@ -52,7 +54,10 @@ pub async fn create_users(
             SecretString::from(format!("PAPERBENCH{n}")),
             SecretString::from("0000"),
         );
-        put_account(db, vault, audit, &writer, &user.id, "paper", &paper).await?;
+        put_account(
+            db, vault, audit, &register, &writer, &user.id, "paper", &paper,
+        )
+        .await?;
         let (_, token) = issue_token(db, vault, &user.id, &TokenSpec::full()).await?;
         raise_limits(db, &user.id).await?;
         let mut hdrs = HeaderMap::new();

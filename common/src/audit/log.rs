@@ -8,12 +8,18 @@
 //! message only when the cache is empty or JetStream reports a wrong last sequence. Within
 //! one process, appends to one subject are serialised by a per-subject lock, so they never
 //! race each other.
+//!
+//! With checkpoints on ([`AuditLog::with_checkpoints`]), every link a writer appends is
+//! covered by one of its signed checkpoints after at most `every_events` of its appends to
+//! that chain, or `every` after the append (a timer per chain, armed by the first unsealed
+//! append: no later append is needed), or at [`AuditLog::checkpoint_now`] (graceful stop).
+//! A checkpoint that cannot be stored is kept pending and retried `every` later.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use async_nats::jetstream::{self, stream::LastRawMessageErrorKind};
+use async_nats::jetstream::{self, context::PublishErrorKind, stream::LastRawMessageErrorKind};
 use async_nats::HeaderMap;
 use sea_orm::DatabaseConnection;
 
@@ -45,14 +51,43 @@ enum TipError {
 }
 
 /// What a writer knows about one chain.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct ChainState {
     /// The tip as of this writer's last append; `None` means "re-read from the stream".
     tip: Option<Tip>,
+    /// The newest link this writer appended that none of its checkpoints covers yet (kept
+    /// apart from `tip`, which an error clears, so a failed later append cannot leave an
+    /// appended link unsealed).
+    unsealed: Option<Tip>,
     /// Links this writer appended since it last checkpointed the chain.
     since_checkpoint: u64,
-    /// When it last checkpointed the chain (or first wrote to it).
-    checkpointed_at: Instant,
+    /// Whether a timer task will checkpoint `unsealed` (one per chain at a time).
+    timer_armed: bool,
+    /// The last failed publish was "no responders": the stream is missing (or leaderless).
+    /// An append that times out after that reports [`AuditError::StreamUnavailable`].
+    no_responders: bool,
+}
+
+impl ChainState {
+    /// Records a link this writer just appended (not a de-duplicated retry).
+    fn appended(&mut self, tip: Tip) {
+        self.unsealed = Some(tip);
+        self.since_checkpoint += 1;
+    }
+
+    /// Takes the unsealed tip for a checkpoint, resetting the count.
+    fn take_unsealed(&mut self) -> Option<Tip> {
+        let tip = self.unsealed.take().filter(|t| t.position > 0)?;
+        self.since_checkpoint = 0;
+        Some(tip)
+    }
+
+    /// Puts back a tip whose checkpoint was not stored, unless a newer link is pending.
+    fn restore_unsealed(&mut self, tip: Tip) {
+        if self.unsealed.is_none_or(|u| u.position < tip.position) {
+            self.unsealed = Some(tip);
+        }
+    }
 }
 
 /// Where checkpoints go besides the stream.
@@ -131,16 +166,7 @@ impl AuditLog {
 
     fn chain(&self, subject: &str) -> Arc<tokio::sync::Mutex<ChainState>> {
         let mut chains = self.inner.chains.lock().unwrap_or_else(|e| e.into_inner());
-        chains
-            .entry(subject.to_string())
-            .or_insert_with(|| {
-                Arc::new(tokio::sync::Mutex::new(ChainState {
-                    tip: None,
-                    since_checkpoint: 0,
-                    checkpointed_at: Instant::now(),
-                }))
-            })
-            .clone()
+        chains.entry(subject.to_string()).or_default().clone()
     }
 
     /// Stores `event` as the next link of `audit.credential.<user_id>`; returns the stream
@@ -161,26 +187,40 @@ impl AuditLog {
             let result = self
                 .append(&subject, &event.event_id, &payload, &mut state)
                 .await;
-            if result.is_err() {
-                state.tip = None;
+            match result {
+                Ok((tip, fresh)) => {
+                    state.no_responders = false;
+                    if fresh {
+                        state.appended(tip);
+                    }
+                    Ok((tip, self.after_append(&subject, &chain, &mut state)))
+                }
+                Err(error) => {
+                    state.tip = None;
+                    Err(error)
+                }
             }
-            result.map(|tip| (tip, self.due_checkpoint(&subject, &tip, &mut state)))
         };
         let (tip, due) = match tokio::time::timeout(self.inner.timeout, append).await {
             Ok(result) => result?,
             Err(_) => {
                 // The lock was released with a tip that may be stale: drop it.
-                chain.lock().await.tip = None;
+                let mut state = chain.lock().await;
+                state.tip = None;
+                if std::mem::take(&mut state.no_responders) {
+                    return Err(AuditError::StreamUnavailable(format!(
+                        "the {} stream does not exist or has no reachable leader (no responders for {:?})",
+                        subjects::AUDIT_STREAM,
+                        self.inner.timeout
+                    )));
+                }
                 return Err(AuditError::Timeout(self.inner.timeout));
             }
         };
+        crate::metrics::audit_stream_available(true);
         if let Some(cp) = due {
             let log = self.clone();
-            tokio::spawn(async move {
-                if let Err(error) = log.publish_checkpoint(&cp).await {
-                    tracing::warn!(subject = %cp.subject, %error, "audit checkpoint not stored");
-                }
-            });
+            tokio::spawn(async move { log.seal(&chain, cp).await });
         }
         Ok(tip.seq)
     }
@@ -193,7 +233,7 @@ impl AuditLog {
         event_id: &str,
         payload: &bytes::Bytes,
         state: &mut ChainState,
-    ) -> Result<Tip, AuditError> {
+    ) -> Result<(Tip, bool), AuditError> {
         let mut races = 0;
         let mut pause = LEADER_CHANGE_PAUSE;
         loop {
@@ -233,17 +273,21 @@ impl AuditLog {
             match ack {
                 Ok(ack) if ack.duplicate => {
                     // A retry of an event already stored (same event id): JetStream kept the
-                    // first copy, so our computed link is not the tip. Re-read next time.
+                    // first copy, so our computed link is not the tip (and not ours to seal).
+                    // Re-read next time.
                     state.tip = None;
-                    return Ok(Tip {
-                        seq: ack.sequence,
-                        ..tip
-                    });
+                    return Ok((
+                        Tip {
+                            seq: ack.sequence,
+                            ..tip
+                        },
+                        false,
+                    ));
                 }
                 Ok(ack) => {
                     let tip = link.tip_at(ack.sequence);
                     state.tip = Some(tip);
-                    return Ok(tip);
+                    return Ok((tip, true));
                 }
                 Err(e) => match crate::jetstream::classify(&e) {
                     // Another writer appended, or a new stream leader does not know our
@@ -251,12 +295,16 @@ impl AuditLog {
                     Retry::Reread if races < MAX_RACES => {
                         races += 1;
                         state.tip = None;
+                        state.no_responders = false;
                     }
                     // No leader or no ack for now: the event may or may not be stored, so
-                    // re-read the tip (the event id makes a stored copy a duplicate).
+                    // re-read the tip (the event id makes a stored copy a duplicate). "No
+                    // responders" is also what a missing stream looks like: remembered, so
+                    // a timeout after nothing but that says "audit stream unavailable".
                     Retry::Later => {
                         tracing::debug!(error = %e, "audit append not acknowledged; retrying");
                         state.tip = None;
+                        state.no_responders = e.kind() == PublishErrorKind::StreamNotFound;
                         tokio::time::sleep(pause).await;
                         pause = (pause * 2).min(LEADER_CHANGE_PAUSE_MAX);
                     }
@@ -286,7 +334,13 @@ impl AuditLog {
             }),
             Err(e) => match e.kind() {
                 LastRawMessageErrorKind::NoMessageFound => Ok(Tip::EMPTY),
-                // No stream, a bad subject, a permission: a refusal.
+                // The stream is gone: every access is refused until it is restored.
+                LastRawMessageErrorKind::JetStream(api)
+                    if api.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+                {
+                    Err(TipError::Refused(AuditError::stream_missing()))
+                }
+                // A bad subject, a permission: a refusal.
                 LastRawMessageErrorKind::JetStream(api)
                     if !crate::jetstream::is_leaderless(api.error_code()) =>
                 {
@@ -303,32 +357,86 @@ impl AuditLog {
         }
     }
 
-    /// Counts the append and returns a signed checkpoint when the policy says one is due.
-    fn due_checkpoint(
+    /// After an append: a signed checkpoint when `every_events` of this writer's links are
+    /// unsealed, otherwise the chain's timer is armed (if it is not already).
+    fn after_append(
         &self,
         subject: &str,
-        tip: &Tip,
+        chain: &Arc<tokio::sync::Mutex<ChainState>>,
         state: &mut ChainState,
     ) -> Option<Checkpoint> {
         let policy = self.inner.checkpoints.as_ref()?.policy;
-        state.since_checkpoint += 1;
-        let due = state.since_checkpoint >= policy.every_events.max(1)
-            || state.checkpointed_at.elapsed() >= policy.every;
-        if !due || tip.position == 0 {
-            return None;
+        state.unsealed?;
+        if state.since_checkpoint >= policy.every_events.max(1) {
+            return self.sign(subject, state);
         }
-        state.since_checkpoint = 0;
-        state.checkpointed_at = Instant::now();
-        Checkpoint::sign(
+        self.arm_timer(subject, chain, state, policy.every);
+        None
+    }
+
+    /// Starts the chain's timer: `after` from now it checkpoints whatever is unsealed.
+    fn arm_timer(
+        &self,
+        subject: &str,
+        chain: &Arc<tokio::sync::Mutex<ChainState>>,
+        state: &mut ChainState,
+        after: Duration,
+    ) {
+        if state.timer_armed {
+            return;
+        }
+        state.timer_armed = true;
+        let (log, chain, subject) = (self.clone(), chain.clone(), subject.to_string());
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let cp = {
+                let mut state = chain.lock().await;
+                state.timer_armed = false;
+                log.sign(&subject, &mut state)
+            };
+            if let Some(cp) = cp {
+                log.seal(&chain, cp).await;
+            }
+        });
+    }
+
+    /// Signs a checkpoint of the chain's unsealed tip, if any.
+    fn sign(&self, subject: &str, state: &mut ChainState) -> Option<Checkpoint> {
+        let tip = state.take_unsealed()?;
+        let cp = Checkpoint::sign(
             &self.inner.vault,
             subject,
-            tip,
+            &tip,
             chrono::Utc::now().timestamp_millis(),
-        )
+        );
+        if cp.is_none() {
+            tracing::error!(%subject, "audit checkpoint key missing from the ring; chain not sealed");
+        }
+        cp
+    }
+
+    /// Stores `cp`; on failure logs, keeps its link pending and retries after `every`.
+    async fn seal(&self, chain: &Arc<tokio::sync::Mutex<ChainState>>, cp: Checkpoint) {
+        let Err(error) = self.publish_checkpoint(&cp).await else {
+            return;
+        };
+        crate::metrics::audit_checkpoint_failed(&error);
+        tracing::warn!(subject = %cp.subject, %error, "audit checkpoint not stored; retrying");
+        let Some(policy) = self.inner.checkpoints.as_ref().map(|c| c.policy) else {
+            return;
+        };
+        let mut state = chain.lock().await;
+        state.restore_unsealed(Tip {
+            seq: cp.seq,
+            position: cp.position,
+            hash: cp.hash_bytes(),
+        });
+        self.arm_timer(&cp.subject, chain, &mut state, policy.every);
     }
 
     /// Checkpoints every chain this writer appended to since its last checkpoint, now
-    /// (e.g. before shutting down); returns how many it stored.
+    /// (graceful shutdown calls it); returns how many it stored. A failure is returned and
+    /// the chain stays pending.
     pub async fn checkpoint_now(&self) -> Result<usize, AuditError> {
         let chains: Vec<_> = {
             let map = self.inner.chains.lock().unwrap_or_else(|e| e.into_inner());
@@ -336,24 +444,16 @@ impl AuditLog {
         };
         let mut stored = 0;
         for (subject, chain) in chains {
-            let cp = {
-                let mut state = chain.lock().await;
-                match state.tip {
-                    Some(tip) if state.since_checkpoint > 0 && tip.position > 0 => {
-                        state.since_checkpoint = 0;
-                        state.checkpointed_at = Instant::now();
-                        Checkpoint::sign(
-                            &self.inner.vault,
-                            &subject,
-                            &tip,
-                            chrono::Utc::now().timestamp_millis(),
-                        )
-                    }
-                    _ => None,
-                }
-            };
+            let cp = self.sign(&subject, &mut *chain.lock().await);
             if let Some(cp) = cp {
-                self.publish_checkpoint(&cp).await?;
+                if let Err(error) = self.publish_checkpoint(&cp).await {
+                    chain.lock().await.restore_unsealed(Tip {
+                        seq: cp.seq,
+                        position: cp.position,
+                        hash: cp.hash_bytes(),
+                    });
+                    return Err(error);
+                }
                 stored += 1;
             }
         }
@@ -377,9 +477,9 @@ impl AuditLog {
                 .js
                 .publish_with_headers(subject, hdrs, payload)
                 .await
-                .map_err(|e| AuditError::Publish(e.to_string()))?
+                .map_err(AuditError::from_publish)?
                 .await
-                .map_err(|e| AuditError::Publish(e.to_string()))
+                .map_err(AuditError::from_publish)
         };
         tokio::time::timeout(self.inner.timeout, publish)
             .await

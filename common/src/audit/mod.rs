@@ -11,12 +11,18 @@
 //!   expected-last-subject-sequence, with the tip cached in memory.
 //! - [`checkpoint`]: signed checkpoints, in the stream and in the `audit_checkpoints` table.
 //! - [`verify`]: checks every link and checkpoint and reports the first bad sequence.
+//! - [`stream_check`]: checks the stream itself: no history-discarding limit, deny flags on,
+//!   history from sequence 1 without gaps.
 //! - [`orders`]: matches orders to the audit events that must precede them.
+//! - [`generations`]: broker account rows older than the generation register or the audit
+//!   trail says was written (rolled back).
 
 pub mod chain;
 pub mod checkpoint;
+pub mod generations;
 pub mod log;
 pub mod orders;
+pub mod stream_check;
 pub mod verify;
 
 use std::time::Duration;
@@ -33,7 +39,12 @@ use crate::subjects;
 /// The audit event could not be durably stored.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
-    /// Publishing failed: no stream, no server, or a refused message.
+    /// The AUDIT stream does not exist (or has no reachable leader): nothing can be
+    /// audited, so every credential access is refused until an operator restores it
+    /// (docs/AUDIT.md, "When AUDIT is missing").
+    #[error("audit stream unavailable: {0}")]
+    StreamUnavailable(String),
+    /// Publishing failed: no server, or a refused message.
     #[error("audit stream refused the event: {0}")]
     Publish(String),
     /// No ack arrived in time.
@@ -45,6 +56,30 @@ pub enum AuditError {
     /// A checkpoint could not be stored in the database.
     #[error("audit checkpoint could not be stored: {0}")]
     Checkpoint(String),
+}
+
+impl AuditError {
+    /// The stream is gone (or leaderless): JetStream's "no responders" or "stream not found".
+    pub fn stream_missing() -> Self {
+        Self::StreamUnavailable(format!(
+            "the {} stream does not exist or has no reachable leader",
+            subjects::AUDIT_STREAM
+        ))
+    }
+
+    /// Maps a JetStream publish error: "no stream for the subject" is
+    /// [`AuditError::StreamUnavailable`], anything else [`AuditError::Publish`].
+    pub fn from_publish(error: jetstream::context::PublishError) -> Self {
+        match error.kind() {
+            jetstream::context::PublishErrorKind::StreamNotFound => Self::stream_missing(),
+            _ => Self::Publish(error.to_string()),
+        }
+    }
+
+    /// Whether the stream itself is missing (as opposed to a slow or refused publish).
+    pub fn is_stream_unavailable(&self) -> bool {
+        matches!(self, Self::StreamUnavailable(_))
+    }
 }
 
 /// The stream definition: file storage, no message delete, no purge, no rollup.
@@ -64,11 +99,64 @@ pub fn stream_config(replicas: usize) -> stream::Config {
     }
 }
 
-/// Creates the audit stream if it does not exist; leaves an existing one untouched.
+/// Creates the audit stream if it does not exist; leaves an existing one untouched. For an
+/// operator's deliberate re-creation and for tests: services call [`prepare_stream`], which
+/// never re-creates a stream that held history.
 pub async fn ensure_stream(js: &jetstream::Context) -> Result<stream::Stream, AuditError> {
     js.get_or_create_stream(stream_config(1))
         .await
         .map_err(|e| AuditError::Publish(e.to_string()))
+}
+
+/// What a service found when it prepared the audit stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prepared {
+    /// AUDIT exists (left untouched).
+    Found,
+    /// AUDIT did not exist and nothing was ever audited: a fresh install, so it was created.
+    Created,
+}
+
+/// A service's start-up check: AUDIT exists, or is created when it never held anything.
+///
+/// A missing AUDIT while `db` holds audit checkpoints means its history was lost (deleted,
+/// or a wiped JetStream store). Re-creating it empty would hide that, so this refuses with
+/// [`AuditError::StreamUnavailable`]: the service keeps running and refuses every
+/// credential access (fail closed) until an operator restores the stream
+/// (docs/AUDIT.md, "When AUDIT is missing"). The gauge `pinnacle_audit_stream_available`
+/// follows the outcome.
+pub async fn prepare_stream(
+    js: &jetstream::Context,
+    db: &sea_orm::DatabaseConnection,
+) -> Result<Prepared, AuditError> {
+    use async_nats::jetstream::context::GetStreamErrorKind;
+    use sea_orm::{EntityTrait, PaginatorTrait};
+    let result = match js.get_stream(subjects::AUDIT_STREAM).await {
+        Ok(_) => Ok(Prepared::Found),
+        Err(e) => match e.kind() {
+            GetStreamErrorKind::JetStream(js_error)
+                if js_error.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+            {
+                let checkpoints = crate::entities::audit_checkpoints::Entity::find()
+                    .count(db)
+                    .await
+                    .map_err(|e| AuditError::Checkpoint(e.to_string()))?;
+                if checkpoints > 0 {
+                    Err(AuditError::StreamUnavailable(format!(
+                        "the {} stream is missing but the database holds {checkpoints} audit \
+                         checkpoints: its history was lost, so it is not re-created; an operator \
+                         must restore it (docs/AUDIT.md, \"When AUDIT is missing\")",
+                        subjects::AUDIT_STREAM
+                    )))
+                } else {
+                    ensure_stream(js).await.map(|_| Prepared::Created)
+                }
+            }
+            _ => Err(AuditError::Publish(e.to_string())),
+        },
+    };
+    crate::metrics::audit_stream_available(result.is_ok());
+    result
 }
 
 /// A stored audit event and its stream sequence, as a user's audit trail shows it.

@@ -15,6 +15,13 @@
 //! - truncated tail: the first sequence after the chain's last link that is absent from the
 //!   stream (exact when the whole stream was read).
 //!
+//! With [`Verifier::expect_sealed`], a chain whose last link is older than the given age and
+//! covered by no matching checkpoint is reported as [`ProblemKind::Unsealed`]: writers
+//! checkpoint every link within `PINNACLE_AUDIT_CHECKPOINT_SECS`, so an old unsealed tail
+//! means a writer died before its timer fired, checkpoints are failing, or links after the
+//! last checkpoint were dropped together with that writer's pending checkpoint.
+//! Problems with the stream itself ([`super::stream_check`]) are added by the caller.
+//!
 //! The authorised accesses it collects feed [`super::orders::orders_without_audit`].
 
 use std::collections::{BTreeMap, HashMap};
@@ -25,6 +32,7 @@ use serde::Serialize;
 use super::chain::{Link, LinkError, GENESIS};
 use super::checkpoint::Checkpoint;
 use super::orders::Access;
+use super::stream_check::StreamProblem;
 use crate::codec::Encoding;
 use crate::crypto::Vault;
 use crate::model::{AuditEvent, AuditOutcome};
@@ -54,6 +62,9 @@ pub enum ProblemKind {
     CheckpointMismatch,
     /// A checkpoint whose signature does not verify.
     BadCheckpoint,
+    /// The chain's last links are older than the sealing deadline and no checkpoint covers
+    /// them.
+    Unsealed,
 }
 
 /// One problem found.
@@ -89,23 +100,38 @@ pub struct Report {
     pub checkpoints: usize,
     /// Every problem, in sequence order.
     pub problems: Vec<Problem>,
+    /// Problems with the stream itself (limits, deny flags, discarded history, missing).
+    pub stream_problems: Vec<StreamProblem>,
     /// The first bad stream sequence, if any.
     pub first_bad_seq: Option<u64>,
     /// Orders checked (filled in by the caller; see [`super::orders::orders_without_audit`]).
     pub orders_checked: usize,
     /// Ids of orders missing their audit event.
     pub orders_missing_audit: Vec<String>,
+    /// Broker account rows checked against the generation register (filled in by the
+    /// caller; see [`super::generations::check_accounts`]).
+    pub accounts_checked: usize,
+    /// Broker account rows older than what was written: rolled back.
+    pub accounts_rolled_back: Vec<super::generations::RolledBackRow>,
+    /// No generation register on this server: rows were compared with the audit trail only.
+    pub generation_register_missing: bool,
 }
 
 impl Report {
     /// Whether nothing is wrong.
     pub fn is_clean(&self) -> bool {
-        self.problems.is_empty() && self.orders_missing_audit.is_empty()
+        self.problems.is_empty()
+            && self.stream_problems.is_empty()
+            && self.orders_missing_audit.is_empty()
+            && self.accounts_rolled_back.is_empty()
     }
 }
 
 impl std::fmt::Display for Report {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for p in &self.stream_problems {
+            writeln!(f, "stream {:?}: {}", p.kind, p.detail)?;
+        }
         for p in self.problems.iter().take(20) {
             writeln!(f, "seq {}: {} {:?}: {}", p.seq, p.subject, p.kind, p.detail)?;
         }
@@ -115,9 +141,12 @@ impl std::fmt::Display for Report {
         for id in self.orders_missing_audit.iter().take(20) {
             writeln!(f, "order {id}: no audit event precedes it")?;
         }
+        for row in self.accounts_rolled_back.iter().take(20) {
+            writeln!(f, "{row}")?;
+        }
         match self.first_bad_seq {
             Some(seq) => write!(f, "FAILED: first bad sequence {seq}; ")?,
-            None if !self.orders_missing_audit.is_empty() => write!(f, "FAILED: ")?,
+            None if !self.is_clean() => write!(f, "FAILED: ")?,
             None => write!(f, "OK: ")?,
         }
         write!(
@@ -128,8 +157,21 @@ impl std::fmt::Display for Report {
             self.checkpoints,
             self.orders_checked,
             self.orders_missing_audit.len(),
-            self.problems.len()
-        )
+            self.problems.len() + self.stream_problems.len()
+        )?;
+        write!(
+            f,
+            ", {} broker accounts checked ({} rolled back)",
+            self.accounts_checked,
+            self.accounts_rolled_back.len()
+        )?;
+        if self.generation_register_missing {
+            write!(
+                f,
+                " (no generation register here: checked against the audit trail only)"
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -149,6 +191,8 @@ struct Chain {
     unchained_at: Option<u64>,
     /// Position → (sequence, hash), first occurrence, for the checkpoint comparison.
     positions: HashMap<u64, (u64, [u8; 32])>,
+    /// When the last link (`prev`) was stored, ms since the epoch, if known.
+    last_stored_ms: Option<i64>,
 }
 
 /// Checks messages in stream order; see the module docs.
@@ -163,6 +207,10 @@ pub struct Verifier<'a> {
     events: u64,
     /// Authorised accesses by (user id, broker account id), for the order check.
     accesses: HashMap<(String, String), Vec<Access>>,
+    /// (now, max age) in ms: report a chain whose last link is older and unsealed.
+    sealing: Option<(i64, i64)>,
+    /// The generations the trail records as written, for the rolled-back-row check.
+    written: super::generations::WrittenGenerations,
 }
 
 impl<'a> Verifier<'a> {
@@ -176,7 +224,15 @@ impl<'a> Verifier<'a> {
             problems: Vec::new(),
             events: 0,
             accesses: HashMap::new(),
+            sealing: None,
+            written: Default::default(),
         }
+    }
+
+    /// Also reports each chain whose last link was stored more than `max_age_ms` before
+    /// `now_ms` and is covered by no matching checkpoint ([`ProblemKind::Unsealed`]).
+    pub fn expect_sealed(&mut self, now_ms: i64, max_age_ms: i64) {
+        self.sealing = Some((now_ms, max_age_ms));
     }
 
     fn problem(&mut self, seq: u64, subject: &str, kind: ProblemKind, detail: String) {
@@ -193,8 +249,20 @@ impl<'a> Verifier<'a> {
         self.checkpoints.push((cp, source));
     }
 
-    /// Feeds the next stored message (ascending `seq`).
+    /// Feeds the next stored message (ascending `seq`), its storage time unknown.
     pub fn push(&mut self, seq: u64, subject: &str, headers: Option<&HeaderMap>, payload: &[u8]) {
+        self.push_stored(seq, subject, headers, payload, None);
+    }
+
+    /// Feeds the next stored message (ascending `seq`) with when the stream stored it.
+    pub fn push_stored(
+        &mut self,
+        seq: u64,
+        subject: &str,
+        headers: Option<&HeaderMap>,
+        payload: &[u8],
+        stored_ms: Option<i64>,
+    ) {
         self.present.push(seq);
         if subjects::audit_chain_of_checkpoint(subject).is_some() {
             match Encoding::MsgPack.decode::<Checkpoint>(payload) {
@@ -261,12 +329,14 @@ impl<'a> Verifier<'a> {
                 position: link.position,
                 hash: link.hash,
             });
+            chain.last_stored_ms = stored_ms;
         }
         chain
             .positions
             .entry(link.position)
             .or_insert((seq, link.hash));
         if let Ok(event) = Encoding::MsgPack.decode::<AuditEvent>(payload) {
+            self.written.note(&event);
             if event.outcome == AuditOutcome::Authorized {
                 self.accesses
                     .entry((event.user_id, event.broker_account_id))
@@ -375,6 +445,8 @@ impl<'a> Verifier<'a> {
         let mut seen = std::collections::HashSet::new();
         let checkpoints = std::mem::take(&mut self.checkpoints);
         let mut verified = 0;
+        // Per chain, the highest position a matching checkpoint covers.
+        let mut sealed: HashMap<String, u64> = HashMap::new();
         for (cp, source) in checkpoints {
             if !cp.verify(self.vault) {
                 let seq = match source {
@@ -401,7 +473,10 @@ impl<'a> Verifier<'a> {
                 None => (None, None),
             };
             match at {
-                Some((seq, hash)) if hash == cp.hash_bytes() && seq == cp.seq => {}
+                Some((seq, hash)) if hash == cp.hash_bytes() && seq == cp.seq => {
+                    let covered = sealed.entry(cp.subject.clone()).or_default();
+                    *covered = (*covered).max(cp.position);
+                }
                 Some((seq, hash)) => {
                     let what = if hash == cp.hash_bytes() {
                         "sequence"
@@ -436,6 +511,7 @@ impl<'a> Verifier<'a> {
                 }
             }
         }
+        self.unsealed(&sealed);
         self.problems.sort_by_key(|p| p.seq);
         Report {
             events: self.events,
@@ -443,9 +519,53 @@ impl<'a> Verifier<'a> {
             checkpoints: verified,
             first_bad_seq: self.problems.first().map(|p| p.seq),
             problems: self.problems,
+            stream_problems: Vec::new(),
             orders_checked: 0,
             orders_missing_audit: Vec::new(),
+            accounts_checked: 0,
+            accounts_rolled_back: Vec::new(),
+            generation_register_missing: false,
         }
+    }
+
+    /// Reports the chains whose last link is past the sealing deadline and uncovered.
+    fn unsealed(&mut self, sealed: &HashMap<String, u64>) {
+        let Some((now_ms, max_age_ms)) = self.sealing else {
+            return;
+        };
+        let mut found = Vec::new();
+        for (subject, chain) in &self.chains {
+            let (Some(last), Some(stored_ms)) = (chain.prev, chain.last_stored_ms) else {
+                continue;
+            };
+            let covered = sealed.get(subject).copied().unwrap_or(0);
+            let age_ms = now_ms.saturating_sub(stored_ms);
+            if last.position <= covered || age_ms <= max_age_ms {
+                continue;
+            }
+            let first = chain
+                .positions
+                .get(&(covered + 1))
+                .map_or(last.seq, |(seq, _)| *seq);
+            found.push((
+                first,
+                subject.clone(),
+                format!(
+                    "links {}..={} (last stored {} s ago) are covered by no checkpoint: a writer stopped before sealing them, checkpoints are failing, or the chain's tail was dropped",
+                    covered + 1,
+                    last.position,
+                    age_ms / 1000
+                ),
+            ));
+        }
+        for (seq, subject, detail) in found {
+            self.problem(seq, &subject, ProblemKind::Unsealed, detail);
+        }
+    }
+
+    /// The generations the trail records as written, per broker account.
+    pub fn take_written(&mut self) -> super::generations::WrittenGenerations {
+        std::mem::take(&mut self.written)
     }
 
     /// The authorised accesses read so far, by (user id, broker account id).

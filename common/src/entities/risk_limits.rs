@@ -28,6 +28,22 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
 }
 
+impl Model {
+    /// A row for `scope` that limits nothing (what a scope without a row means).
+    pub fn unlimited(scope: &str) -> Self {
+        Self {
+            scope: scope.to_string(),
+            max_quantity: None,
+            max_order_value: None,
+            allowed_exchanges: None,
+            allowed_symbols: None,
+            max_orders_per_second: None,
+            kill_switch: false,
+            updated_at: chrono::Utc::now(),
+        }
+    }
+}
+
 /// Relations.
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {}

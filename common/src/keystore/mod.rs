@@ -8,7 +8,10 @@
 //! - [`reseal_account`]: rewriting an account with new values (SmartAPI session tokens) at
 //!   the next generation, compare-and-set.
 //! - [`status`], [`retire`] and [`rotate`] (in `rotate`): online key rotation.
+//! - [`generations`]: the generation register outside the database, which refuses a row
+//!   rolled back to an older generation.
 
+pub mod generations;
 mod rotate;
 
 use std::collections::BTreeMap;
@@ -21,6 +24,7 @@ use sea_orm::{
 };
 use secrecy::{ExposeSecret, SecretString};
 
+pub use generations::Register;
 pub use rotate::{rotate, RotateReport};
 
 use crate::crypto::{CredentialAad, DataKey, DecryptError, RowIdentity, Vault};

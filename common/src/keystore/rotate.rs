@@ -17,7 +17,7 @@ use super::{account_data_key, identity, reserve_encryption, KeyStoreError};
 use crate::audit::AuditLog;
 use crate::crypto::Vault;
 use crate::entities::broker_accounts;
-use crate::model::{AuditEvent, AuditOutcome};
+use crate::model::{AuditEvent, AuditOutcome, DecryptReason};
 use crate::telemetry;
 
 /// The audit purpose of a rewrap.
@@ -53,6 +53,8 @@ fn event(row: &broker_accounts::Model, outcome: AuditOutcome) -> AuditEvent {
         request_id: uuid::Uuid::now_v7().to_string(),
         trace_id: telemetry::current_trace_id(),
         outcome,
+        generation: Some(row.generation),
+        reason: (outcome == AuditOutcome::DecryptFailed).then_some(DecryptReason::Undecryptable),
     }
 }
 

@@ -12,8 +12,25 @@ pub enum AuditOutcome {
     Authorized,
     /// Credentials were written.
     Written,
-    /// The stored ciphertext failed to decrypt.
+    /// The stored ciphertext failed to decrypt, or the row was refused before decrypting
+    /// ([`AuditEvent::reason`] says which).
     DecryptFailed,
+}
+
+/// Why a credential was not decrypted: the reason code of a `decrypt_failed` event. It
+/// names the check that failed, never anything secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecryptReason {
+    /// The row's generation is older than the generation register says was written: the
+    /// row was rolled back (restored from an older copy).
+    RolledBack,
+    /// The generation register could not be read, so the row could not be checked (fail
+    /// closed).
+    RegisterUnavailable,
+    /// The ciphertexts did not decrypt for this row (edited, swapped, copied from another
+    /// row, or a retired or unknown master key).
+    Undecryptable,
 }
 
 /// One credential access, published to `audit.credential.<user_id>` and stored in JetStream.
@@ -41,4 +58,12 @@ pub struct AuditEvent {
     pub trace_id: Option<String>,
     /// What came of it.
     pub outcome: AuditOutcome,
+    /// The credential generation involved: the one written (`written`), or the row's
+    /// generation when it was read (`authorized`, `decrypt_failed`). Absent in events
+    /// recorded before generations were audited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
+    /// Why a `decrypt_failed` event failed; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<DecryptReason>,
 }

@@ -8,7 +8,7 @@ pub mod order;
 pub mod portfolio;
 pub mod tick;
 
-pub use audit::{AuditEvent, AuditOutcome};
+pub use audit::{AuditEvent, AuditOutcome, DecryptReason};
 pub use market::{
     Candle, CandleReply, CandleRequest, ExchangeStatus, Instrument, LastRequest, MarketPhase,
     SnapshotReply, SnapshotRequest, StatusList, StatusRequest, SymbolList, SymbolLookup,

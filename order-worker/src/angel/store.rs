@@ -1,6 +1,7 @@
 //! Where the order worker keeps SmartAPI sessions: encrypted in the account's row, every
 //! read and write audited, and a login lease in the same row so that only one worker in
-//! the queue group logs in to an account at a time.
+//! the queue group logs in to an account at a time. Each save writes a new generation
+//! and advances the generation register once the row committed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use chrono::Utc;
 use pinnacle_common::audit::AuditLog;
 use pinnacle_common::crypto::Vault;
 use pinnacle_common::entities::broker_accounts::{self, fields};
-use pinnacle_common::keystore;
+use pinnacle_common::keystore::{self, Register};
 use pinnacle_common::model::{AuditEvent, AuditOutcome};
 use pinnacle_common::telemetry;
 use pinnacle_smartapi::session::{Session, SessionStore};
@@ -30,17 +31,32 @@ pub struct DbSessionStore {
     db: DatabaseConnection,
     vault: Arc<Vault>,
     audit: AuditLog,
+    /// The generation register: checked on every read, advanced after every save.
+    register: Register,
     /// This worker's name in `login_lease_owner`.
     owner: String,
 }
 
 impl DbSessionStore {
-    /// A store over `db`, auditing to `audit`.
+    /// A store over `db`, auditing to `audit`, with its own handle on the generation
+    /// register (on `audit`'s connection).
     pub fn new(db: DatabaseConnection, vault: Arc<Vault>, audit: AuditLog) -> Self {
+        let register = Register::new(audit.client(), Duration::from_secs(5));
+        Self::with_register(db, vault, audit, register)
+    }
+
+    /// A store that shares `register` (the worker's).
+    pub fn with_register(
+        db: DatabaseConnection,
+        vault: Arc<Vault>,
+        audit: AuditLog,
+        register: Register,
+    ) -> Self {
         Self {
             db,
             vault,
             audit,
+            register,
             owner: uuid::Uuid::new_v4().to_string(),
         }
     }
@@ -63,7 +79,13 @@ impl DbSessionStore {
             token_id: None,
         };
         let request_id = uuid::Uuid::now_v7().to_string();
-        credentials::open_with(&self.vault, &self.audit, actor, row, purpose, &request_id)
+        let opener = credentials::Opener {
+            db: &self.db,
+            vault: &self.vault,
+            audit: &self.audit,
+            register: &self.register,
+        };
+        credentials::open_with(opener, actor, row, purpose, &request_id)
             .await
             .map_err(|e| SmartApiError::new(SmartApiErrorKind::Invalid, None, e.message))
     }
@@ -135,6 +157,8 @@ impl SessionStore for DbSessionStore {
                 request_id: uuid::Uuid::now_v7().to_string(),
                 trace_id: telemetry::current_trace_id(),
                 outcome: AuditOutcome::Written,
+                generation: Some(row.generation + 1),
+                reason: None,
             };
             self.audit.record(&event).await.map_err(|e| {
                 SmartApiError::new(
@@ -155,7 +179,12 @@ impl SessionStore for DbSessionStore {
             .await
             .map_err(store_error)?
             {
-                Some(_) => return Ok(()),
+                Some(saved) => {
+                    self.register
+                        .advance_after_commit(&saved.id, saved.generation)
+                        .await;
+                    return Ok(());
+                }
                 None => continue,
             }
         }

@@ -129,9 +129,11 @@ def check_compose():
     for name in ["publisher", "order-worker", "user-api", "nats-streams"]:
         env = env_of(services[name])
         url = env.get("NATS_URL", "")
-        match = re.fullmatch(r"nats://(nats-[123]):(\d+)", url)
-        check(match is not None and int(match.group(2)) == nats_port,
-              f"compose: {name} NATS_URL {url!r} is not a node's client port")
+        # Every node as a seed, so a service reconnects to any of them (comma separated).
+        seeds = [re.fullmatch(r"nats://(nats-[123]):(\d+)", u) for u in url.split(",")]
+        check(all(m is not None and int(m.group(2)) == nats_port for m in seeds)
+              and sorted(m.group(1) for m in seeds) == ["nats-1", "nats-2", "nats-3"],
+              f"compose: {name} NATS_URL {url!r} does not list every node's client port")
         check(env.get("NATS_USER") in users, f"compose: {name} NATS_USER not in auth.conf")
         check("NATS_PASSWORD" in env, f"compose: {name} has no NATS_PASSWORD")
     for name in ["publisher", "order-worker", "user-api"]:

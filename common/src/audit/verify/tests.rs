@@ -178,3 +178,55 @@ fn each_order_needs_its_own_place_event() {
     let early = [order("o0", -2_000, "c0")];
     assert_eq!(orders_without_audit(&early, &accesses), ["o0"]);
 }
+
+/// [`verify`] with every message stored at t = 0 and the sealing check at `now_ms`.
+fn verify_sealed(
+    vault: &Vault,
+    messages: &[Msg],
+    checkpoints: &[Checkpoint],
+    now_ms: i64,
+    max_age_ms: i64,
+) -> Report {
+    let mut verifier = Verifier::new(vault);
+    verifier.expect_sealed(now_ms, max_age_ms);
+    for cp in checkpoints {
+        verifier.add_checkpoint(cp.clone(), CheckpointSource::Database);
+    }
+    for (seq, subject, hdrs, payload) in messages {
+        verifier.push_stored(*seq, subject, Some(hdrs), payload, Some(0));
+    }
+    verifier.finish()
+}
+
+#[test]
+fn an_old_tail_without_a_covering_checkpoint_is_unsealed() {
+    let v = vault();
+    let messages = stream(&v, 20);
+    // Chain `a` (even sequences) is sealed at its last link; chain `b` (odd) only at seq 15.
+    let cps = [checkpoint(&v, &messages, 20), checkpoint(&v, &messages, 15)];
+    let report = verify_sealed(&v, &messages, &cps, 100_000, 60_000);
+    assert_eq!(report.problems.len(), 1, "{report}");
+    assert_eq!(report.problems[0].kind, ProblemKind::Unsealed);
+    assert_eq!(report.problems[0].subject, subjects::audit_credential("b"));
+    // `b`'s first uncovered link follows seq 15: seq 17.
+    assert_eq!(report.first_bad_seq, Some(17), "{report}");
+    // Within the deadline the writers still have time to seal it.
+    assert!(verify_sealed(&v, &messages, &cps, 30_000, 60_000).is_clean());
+    // Sealed at both tips: clean however old.
+    let both = [checkpoint(&v, &messages, 19), checkpoint(&v, &messages, 20)];
+    assert!(verify_sealed(&v, &messages, &both, 1_000_000, 60_000).is_clean());
+    // A chain with no checkpoint at all is unsealed from its first link.
+    let report = verify_sealed(&v, &messages, &[checkpoint(&v, &messages, 20)], 100_000, 0);
+    assert_eq!(report.first_bad_seq, Some(1), "{report}");
+    // A forged checkpoint covers nothing.
+    let mut forged = checkpoint(&v, &messages, 19);
+    forged.ts_ms += 1;
+    let report = verify_sealed(&v, &messages, &[cps[0].clone(), forged], 100_000, 60_000);
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.kind == ProblemKind::Unsealed),
+        "{report}"
+    );
+}

@@ -1,0 +1,169 @@
+//! `pinnacle dev` as a new user meets it: every command its banner prints works when
+//! pasted, in both modes; `dev.env` carries what the operator verbs need; a restart keeps
+//! the demo token instead of issuing another.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use pinnacle_tests::{eventually, TestDb, TestNats};
+use tokio::io::AsyncBufReadExt as _;
+use tokio::process::{Child, Command};
+
+use crate::each_backend;
+
+/// Starts `pinnacle dev` in `data`; returns it and its banner (stdout up to "Stop with").
+async fn start_dev(data: &Path, nats: &str, db: &str, sim: bool) -> (Child, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pinnacle-under-test"));
+    command
+        .args(["dev", "--api-bind", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .env("NATS_URL", nats)
+        .env("DATABASE_URL", db)
+        .env("PINNACLE_SIM_INTERVAL_MS", "20")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("PINNACLE_ENV_FILE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    if sim {
+        command.arg("--smartapi-sim");
+    }
+    let mut child = command.spawn().expect("pinnacle dev starts");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut banner = String::new();
+    let read = async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            banner.push_str(&line);
+            banner.push('\n');
+            // The simulator's part of the banner comes last.
+            let last = if sim {
+                line.contains("trades on paper")
+            } else {
+                line.starts_with("Stop with")
+            };
+            if last {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(90), read)
+        .await
+        .expect("the banner within 90 s");
+    // Keep draining stdout so the process never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, banner)
+}
+
+fn dev_env(path: &Path) -> HashMap<String, String> {
+    std::fs::read_to_string(path)
+        .expect("dev.env")
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The commands in the banner: indented lines that start with the binary's path.
+fn commands(banner: &str) -> Vec<String> {
+    let me = env!("CARGO_BIN_EXE_pinnacle-under-test");
+    banner
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with(me))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Runs one pasted command with bash; a command that follows a stream (`ticks`) must print
+/// a line, then is stopped.
+async fn paste(command: &str) {
+    let follows = command.contains(" ticks ");
+    let mut child = Command::new("bash")
+        .args(["-c", command])
+        .env_remove("PINNACLE_ENV_FILE")
+        .env_remove("NATS_URL")
+        .env_remove("DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("bash");
+    if follows {
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let first = tokio::time::timeout(Duration::from_secs(15), lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("`{command}` printed nothing in 15 s"));
+        assert!(matches!(first, Ok(Some(_))), "`{command}`: {first:?}");
+        return;
+    }
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("`{command}` did not finish in 30 s"))
+        .expect("wait");
+    assert!(
+        out.status.success(),
+        "`{command}` failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_banner_command_works_and_a_restart_keeps_the_demo_token() {
+    each_backend(|backend| async move {
+        for sim in [false, true] {
+            let nats = TestNats::start();
+            let db = TestDb::create(backend).await;
+            let dir = tempfile::tempdir().expect("temp dir");
+            let data = dir.path().join("data");
+            let (child, banner) = start_dev(&data, nats.url(), &db.url, sim).await;
+            if sim {
+                assert!(banner.contains("SmartAPI simulator feed"), "{banner}");
+                assert!(
+                    !banner.contains("(simulated feed, paper broker)"),
+                    "{banner}"
+                );
+            }
+            let pasted = commands(&banner);
+            assert!(
+                pasted.len() >= 4,
+                "too few commands in the banner:\n{banner}"
+            );
+            // The paper broker needs a price before it accepts an order.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            for command in &pasted {
+                paste(command).await;
+            }
+            // dev.env serves the operator verbs too.
+            let env_file = data.join("dev.env");
+            let env = dev_env(&env_file);
+            for key in [
+                "DATABASE_URL",
+                "PINNACLE_API_ADMIN_TOKEN",
+                "DEMO_ACCOUNTS",
+                "NATS_URL",
+            ] {
+                assert!(env.contains_key(key), "dev.env has no {key}");
+            }
+            let me = env!("CARGO_BIN_EXE_pinnacle-under-test");
+            let env_arg = env_file.display().to_string();
+            paste(&format!("{me} risk show --env-file {env_arg}")).await;
+            paste(&format!("{me} keys status --env-file {env_arg}")).await;
+
+            // A restart reuses the demo token.
+            let token = env["DEMO_API_TOKEN"].clone();
+            drop(child);
+            let (_child, _) = start_dev(&data, nats.url(), &db.url, sim).await;
+            let again = eventually(Duration::from_secs(10), "dev.env rewritten", || async {
+                let env = dev_env(&env_file);
+                Some(env["DEMO_API_TOKEN"].clone())
+            })
+            .await;
+            assert_eq!(again, token, "a restart issued a new demo token");
+        }
+    })
+    .await;
+}
