@@ -288,7 +288,18 @@ async fn start_worker(
     // One audit writer for the worker and its Angel One session store, so the worker's
     // shutdown checkpoint seals both.
     let audit = pinnacle_order_worker::service::audit_log(&client, &db, &vault, &settings);
-    let (angel, notices) = angel_one_broker_audited(&client, &db, &vault, &settings, audit.clone());
+    // And one generation register (one KV watch) for both.
+    let register = pinnacle_common::keystore::Register::new(
+        client.clone(),
+        Duration::from_millis(settings.audit_timeout_ms),
+    );
+    let (angel, notices) = angel_one_broker_audited(
+        &client,
+        &db,
+        &vault,
+        &settings,
+        (audit.clone(), register.clone()),
+    );
     let order_ws_url = settings.smartapi_order_ws_url.clone();
     let mut worker = Worker::new(
         client,
@@ -298,6 +309,7 @@ async fn start_worker(
         settings,
     );
     worker.audit = audit;
+    worker.register = register;
     let worker = Arc::new(worker);
     // Angel One order updates move live orders through the same state machine.
     tokio::spawn(pinnacle_order_worker::angel::updates::run(
@@ -335,21 +347,26 @@ pub fn angel_one_broker(
     tokio::sync::mpsc::UnboundedReceiver<pinnacle_order_worker::angel::updates::SessionNotice>,
 ) {
     let audit = pinnacle_order_worker::service::audit_log(client, db, vault, settings);
-    angel_one_broker_audited(client, db, vault, settings, audit)
+    let register = pinnacle_common::keystore::Register::new(
+        client.clone(),
+        Duration::from_millis(settings.audit_timeout_ms),
+    );
+    angel_one_broker_audited(client, db, vault, settings, (audit, register))
 }
 
-/// [`angel_one_broker`] recording session logins with `audit`.
+/// [`angel_one_broker`] recording session logins with the worker's audit log and checking
+/// and advancing the worker's generation register.
 pub fn angel_one_broker_audited(
     client: &async_nats::Client,
     db: &DatabaseConnection,
     vault: &Arc<Vault>,
     settings: &WorkerSettings,
-    audit: AuditLog,
+    (audit, register): (AuditLog, pinnacle_common::keystore::Register),
 ) -> (
     AngelOneBroker,
     tokio::sync::mpsc::UnboundedReceiver<pinnacle_order_worker::angel::updates::SessionNotice>,
 ) {
-    let store = DbSessionStore::new(db.clone(), vault.clone(), audit);
+    let store = DbSessionStore::with_register(db.clone(), vault.clone(), audit, register);
     let config = RestConfig {
         base_url: settings.smartapi_url.clone(),
         timeout: Duration::from_millis(settings.smartapi_timeout_ms.max(1)),
