@@ -6,7 +6,6 @@ use pinnacle_common::broker::{BrokerError, BrokerOutcome};
 use pinnacle_common::entities::orders;
 use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::model::{ModifyRequest, OrderRef, OrderReply, OrderRequest, OrderStatus};
-use tracing::Instrument;
 
 use crate::credentials::{self, Actor};
 use crate::handler::Request;
@@ -138,13 +137,7 @@ pub async fn cancel_as(
     let (pending, lease) = begin(worker, order, OrderStatus::PendingCancel).await?;
     let broker_order_id = pending.broker_order_id.clone().unwrap_or_default();
     let placed = as_request(&store::view(order));
-    let call = broker
-        .cancel_order(&creds, &broker_order_id, &placed)
-        .instrument(tracing::info_span!(
-            "broker.cancel_order",
-            otel.kind = "client",
-            broker = broker.name()
-        ));
+    let call = broker.cancel_order(&creds, &broker_order_id, &placed);
     let answer = worker
         .call_broker(&lease, broker.name(), "cancel_order", call)
         .await;
@@ -209,13 +202,7 @@ pub async fn modify(worker: &Worker, request: &Request<'_>) -> Result<OrderReply
     .await?;
     let (pending, lease) = begin(worker, &order, OrderStatus::PendingModify).await?;
     let broker_order_id = pending.broker_order_id.clone().unwrap_or_default();
-    let call = broker
-        .modify_order(&creds, &broker_order_id, &modified)
-        .instrument(tracing::info_span!(
-            "broker.modify_order",
-            otel.kind = "client",
-            broker = broker.name()
-        ));
+    let call = broker.modify_order(&creds, &broker_order_id, &modified);
     let answer = worker
         .call_broker(&lease, broker.name(), "modify_order", call)
         .await;

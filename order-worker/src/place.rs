@@ -159,13 +159,7 @@ pub async fn submit(
         Inserted::Created(created) => created,
     };
     worker.relay.nudge();
-    let call = broker
-        .place_order(&creds, &submitted.id, order)
-        .instrument(tracing::info_span!(
-            "broker.place_order",
-            otel.kind = "client",
-            broker = broker.name()
-        ));
+    let call = broker.place_order(&creds, &submitted.id, order);
     let placed = worker
         .call_broker(&lease, broker.name(), "place_order", call)
         .await;

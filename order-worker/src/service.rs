@@ -198,8 +198,8 @@ impl Worker {
     }
 
     /// Runs `call`, a broker call for the order `lease` is on, under the lease
-    /// ([`lease::guard`]) and counts it as `operation` on `broker`; `None` when the lease
-    /// was lost and the call dropped.
+    /// ([`lease::guard`]), inside a `broker.<operation>` client span, and counts it as
+    /// `operation` on `broker`; `None` when the lease was lost and the call dropped.
     pub async fn call_broker<F>(
         &self,
         lease: &lease::Lease,
@@ -210,6 +210,13 @@ impl Worker {
     where
         F: std::future::Future<Output = Result<BrokerOutcome, BrokerError>>,
     {
+        let span = tracing::info_span!(
+            "broker.call",
+            otel.name = %format_args!("broker.{operation}"),
+            otel.kind = "client",
+            broker
+        );
+        let call = tracing::Instrument::instrument(call, span);
         let answer = lease::guard(&self.db, lease, self.lease_terms(), call)
             .await
             .ok()?;
