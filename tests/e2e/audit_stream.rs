@@ -5,7 +5,7 @@
 //! with AUDIT gone the services refuse ("audit stream unavailable"), do not re-create it
 //! over the lost history, and the loss stays visible after an operator re-creates it.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats::jetstream;
 use pinnacle_cli::audit::{self as cli_audit, VerifyOptions};
@@ -16,7 +16,7 @@ use pinnacle_common::config::DatabaseSettings;
 use pinnacle_common::entities::audit_checkpoints;
 use pinnacle_common::model::{AuditEvent, AuditOutcome};
 use pinnacle_common::subjects;
-use pinnacle_tests::{market, TestDb, TestNats, TestStack};
+use pinnacle_tests::{eventually, market, TestDb, TestNats, TestStack};
 use sea_orm::{EntityTrait, PaginatorTrait};
 
 use crate::audit_chain::{copy_of, read_all, scratch_stream};
@@ -76,20 +76,17 @@ fn stream_kinds(report: &Report) -> Vec<StreamProblemKind> {
 /// Polls until a checkpoint of `user`'s chain at `position` is in the database.
 async fn until_checkpointed(stack: &TestStack, user: &str, position: u64) {
     let subject = subjects::audit_credential(user);
-    let deadline = Instant::now() + DEADLINE;
-    loop {
+    let what = format!("a checkpoint of link {position}");
+    eventually(DEADLINE, &what, || async {
         let stored = checkpoint::load(&stack.db, Some(&subject))
             .await
             .expect("load checkpoints");
-        if stored.iter().any(|cp| cp.position == position) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no checkpoint of link {position}: {stored:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        stored
+            .iter()
+            .any(|cp| cp.position == position)
+            .then_some(())
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -208,8 +205,7 @@ async fn writers_seal_on_a_timer_and_on_stop_and_unsealed_chains_are_reported() 
         )
         .await;
         assert!(recent.is_clean(), "within the deadline: {recent}");
-        let deadline = Instant::now() + DEADLINE;
-        let report = loop {
+        let report = eventually(DEADLINE, "the chain reported unsealed", || async {
             let report = verify_user(
                 &stack.client,
                 &stack,
@@ -219,12 +215,9 @@ async fn writers_seal_on_a_timer_and_on_stop_and_unsealed_chains_are_reported() 
                 Duration::from_millis(200),
             )
             .await;
-            if !report.problems.is_empty() {
-                break report;
-            }
-            assert!(Instant::now() < deadline, "never reported unsealed");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+            (!report.problems.is_empty()).then_some(report)
+        })
+        .await;
         assert_eq!(kinds(&report), [ProblemKind::Unsealed], "{report}");
         assert_eq!(report.first_bad_seq, Some(first), "{report}");
     })
@@ -274,8 +267,7 @@ async fn a_dropped_tail_is_reported_with_and_without_the_database() {
 
         // Without the database the stream's own checkpoint went with the tail, so the
         // links left are unsealed past their deadline.
-        let deadline = Instant::now() + DEADLINE;
-        let report = loop {
+        let report = eventually(DEADLINE, "the chain reported unsealed", || async {
             let report = verify_user(
                 &scratch,
                 &stack,
@@ -285,12 +277,9 @@ async fn a_dropped_tail_is_reported_with_and_without_the_database() {
                 Duration::from_millis(200),
             )
             .await;
-            if !report.problems.is_empty() {
-                break report;
-            }
-            assert!(Instant::now() < deadline, "never reported unsealed");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+            (!report.problems.is_empty()).then_some(report)
+        })
+        .await;
         assert_eq!(kinds(&report), [ProblemKind::Unsealed], "{report}");
         assert_eq!(report.first_bad_seq, Some(seqs[0]), "{report}");
     })

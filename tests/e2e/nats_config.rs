@@ -82,22 +82,29 @@ fn pinnacle_nats_streams_apply_creates_checks_and_repairs_the_streams() {
     assert!(ok, "{out}{err}");
     assert_eq!(out, "AUDIT: unchanged\nORDER_EVENTS: unchanged\n");
 
-    // Someone shortens ORDER_EVENTS' retention; apply puts it back.
+    // Someone changes a stream's live config behind the definitions' back.
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    runtime.block_on(async {
-        let client = async_nats::connect(server.url()).await.expect("connect");
-        let js = async_nats::jetstream::new(client);
-        let mut config = js
-            .get_stream("ORDER_EVENTS")
-            .await
-            .expect("stream")
-            .info()
-            .await
-            .expect("info")
-            .config
-            .clone();
-        config.max_age = std::time::Duration::from_secs(3600);
-        js.update_stream(config).await.expect("shortened");
+    let alter = |stream: &str, change: fn(&mut async_nats::jetstream::stream::Config)| {
+        runtime.block_on(async {
+            let client = async_nats::connect(server.url()).await.expect("connect");
+            let js = async_nats::jetstream::new(client);
+            let mut config = js
+                .get_stream(stream)
+                .await
+                .expect("stream")
+                .info()
+                .await
+                .expect("info")
+                .config
+                .clone();
+            change(&mut config);
+            js.update_stream(config).await.expect("shortened");
+        })
+    };
+
+    // Someone shortens ORDER_EVENTS' retention; apply puts it back.
+    alter("ORDER_EVENTS", |c| {
+        c.max_age = std::time::Duration::from_secs(3600)
     });
     let (ok, out, err) = apply();
     assert!(ok, "{out}{err}");
@@ -105,21 +112,7 @@ fn pinnacle_nats_streams_apply_creates_checks_and_repairs_the_streams() {
 
     // Someone shortens AUDIT (this server has no authorization): apply does not touch it
     // (nobody may update AUDIT), says why, and fails.
-    runtime.block_on(async {
-        let client = async_nats::connect(server.url()).await.expect("connect");
-        let js = async_nats::jetstream::new(client);
-        let mut config = js
-            .get_stream("AUDIT")
-            .await
-            .expect("stream")
-            .info()
-            .await
-            .expect("info")
-            .config
-            .clone();
-        config.max_messages = 10;
-        js.update_stream(config).await.expect("shortened");
-    });
+    alter("AUDIT", |c| c.max_messages = 10);
     let (ok, out, err) = apply();
     assert!(!ok, "{out}{err}");
     assert_eq!(out, "ORDER_EVENTS: unchanged\n");

@@ -24,6 +24,31 @@ use tokio::process::{Child, Command};
 use crate::each_backend;
 use pinnacle_tests::python;
 
+/// Starts `pinnacle dev` in `dir/data`, logging to `dir/pinnacle.log` and exporting its
+/// spans to the receiver on `port`, with `env` on top.
+fn start_dev(dir: &Path, nats: &TestNats, db: &TestDb, port: u16, env: &[(&str, &str)]) -> Child {
+    let log = std::fs::File::create(dir.join("pinnacle.log")).expect("log file");
+    Command::new(env!("CARGO_BIN_EXE_pinnacle-under-test"))
+        .args(["dev", "--api-bind", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.join("data"))
+        .env("NATS_URL", nats.url())
+        .env("DATABASE_URL", &db.url)
+        .env(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://127.0.0.1:{port}"),
+        )
+        .env("OTEL_SERVICE_NAME", "pinnacle-e2e")
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .envs(env.iter().copied())
+        .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        .env_remove("OTEL_TRACES_SAMPLER")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("pinnacle dev starts")
+}
+
 /// Starts the receiver on a free loopback port; returns it and the port.
 async fn start_receiver(out: &Path) -> (Child, u16) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/tools/otlp_receiver.py");
@@ -107,27 +132,16 @@ async fn an_order_is_one_trace_from_client_to_audit_in_a_real_otlp_receiver() {
         let out = dir.path().join("spans.jsonl");
         let (_receiver, port) = start_receiver(&out).await;
 
-        let log = std::fs::File::create(dir.path().join("pinnacle.log")).expect("log file");
-        let _pinnacle = Command::new(env!("CARGO_BIN_EXE_pinnacle-under-test"))
-            .args(["dev", "--api-bind", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path().join("data"))
-            .env("NATS_URL", nats.url())
-            .env("DATABASE_URL", &db.url)
-            .env(
-                "OTEL_EXPORTER_OTLP_ENDPOINT",
-                format!("http://127.0.0.1:{port}"),
-            )
-            .env("OTEL_SERVICE_NAME", "pinnacle-e2e")
-            .env("OTEL_BSP_SCHEDULE_DELAY", "100")
-            .env("PINNACLE_SIM_INTERVAL_MS", "20")
-            .env("PINNACLE_MD_TICK_TRACE_RATIO", "0.05")
-            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-            .env_remove("OTEL_TRACES_SAMPLER")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .expect("pinnacle dev starts");
+        let _pinnacle = start_dev(
+            dir.path(),
+            &nats,
+            &db,
+            port,
+            &[
+                ("PINNACLE_SIM_INTERVAL_MS", "20"),
+                ("PINNACLE_MD_TICK_TRACE_RATIO", "0.05"),
+            ],
+        );
         let env_file = dir.path().join("data/dev.env");
         let env = eventually(
             Duration::from_secs(20),
@@ -318,25 +332,7 @@ async fn market_data_requests_continue_the_callers_trace() {
     let dir = tempfile::tempdir().expect("temp dir");
     let out = dir.path().join("spans.jsonl");
     let (_receiver, port) = start_receiver(&out).await;
-    let log = std::fs::File::create(dir.path().join("pinnacle.log")).expect("log file");
-    let _pinnacle = Command::new(env!("CARGO_BIN_EXE_pinnacle-under-test"))
-        .args(["dev", "--api-bind", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .env("NATS_URL", nats.url())
-        .env("DATABASE_URL", &db.url)
-        .env(
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
-            format!("http://127.0.0.1:{port}"),
-        )
-        .env("OTEL_SERVICE_NAME", "pinnacle-e2e")
-        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
-        .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-        .env_remove("OTEL_TRACES_SAMPLER")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("pinnacle dev starts");
+    let _pinnacle = start_dev(dir.path(), &nats, &db, port, &[]);
     let client = async_nats::connect(nats.url()).await.expect("connect");
     let asks = [
         (
