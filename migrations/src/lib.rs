@@ -12,6 +12,7 @@ mod m20261125_000004_angel_one;
 mod m20261125_000005_audit_checkpoints;
 mod m20261201_000001_order_engine;
 mod m20261201_000003_paper_books;
+mod m20261202_000001_default_account;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000005_audit_checkpoints::Migration),
             Box::new(m20261201_000001_order_engine::Migration),
             Box::new(m20261201_000003_paper_books::Migration),
+            Box::new(m20261202_000001_default_account::Migration),
         ]
     }
 }

@@ -12,6 +12,7 @@ use pinnacle_common::auth::Principal;
 use pinnacle_common::broker::BrokerCredentials;
 use pinnacle_common::crypto::{DecryptError, Vault};
 use pinnacle_common::entities::broker_accounts::{self, fields};
+use pinnacle_common::entities::users;
 use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::keystore::generations::{CheckError, Standing};
 use pinnacle_common::keystore::{self, Register};
@@ -44,7 +45,8 @@ impl AccountError {
     }
 }
 
-/// The user's account named `label`, or their only account when no label is given.
+/// The user's account named `label`; with no label, their only account, or their default
+/// account (`users.default_account`) when they have several.
 pub async fn load_account(
     db: &impl ConnectionTrait,
     user_id: &str,
@@ -68,9 +70,30 @@ pub async fn load_account(
             "no broker account configured".into(),
         )),
         (1, _) => Ok(accounts.remove(0)),
-        (_, _) => Err(AccountError::NotFound(
-            "several broker accounts: name one with \"account\"".into(),
-        )),
+        (_, Some(_)) => Ok(accounts.remove(0)),
+        (_, None) => {
+            let default = users::Entity::find_by_id(user_id.to_string())
+                .one(db)
+                .instrument(pinnacle_common::db::span(db, "SELECT", "users"))
+                .await?
+                .and_then(|user| user.default_account);
+            let Some(default) = default else {
+                return Err(AccountError::NotFound(
+                    "several broker accounts and no default: name one with \"account\", or set \
+                     a default (pinnacle accounts default)"
+                        .into(),
+                ));
+            };
+            accounts
+                .into_iter()
+                .find(|account| account.label == default)
+                .ok_or_else(|| {
+                    AccountError::NotFound(format!(
+                        "the default broker account {default:?} does not exist: name one with \
+                         \"account\", or set another default"
+                    ))
+                })
+        }
     }
 }
 

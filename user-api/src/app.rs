@@ -15,7 +15,7 @@ use secrecy::SecretString;
 
 use crate::error::ApiError;
 use crate::limits::Limits;
-use crate::{account_ops, accounts, api_tokens, audit_trail, login, openapi, users};
+use crate::{account_ops, accounts, api_tokens, audit_trail, login, openapi, risk, users};
 
 /// The largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -44,7 +44,22 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(state.health.routes())
         .route("/v1/login", post(login::login))
-        .route("/v1/users", post(users::create))
+        .route("/v1/users", post(users::create).get(users::list))
+        .route("/v1/users/{user_id}", get(users::get))
+        .route(
+            "/v1/users/{user_id}/default-account",
+            put(users::put_default_account),
+        )
+        .route(
+            "/v1/users/{user_id}/risk-limits",
+            get(risk::get_user)
+                .put(risk::put_user)
+                .delete(risk::delete_user),
+        )
+        .route(
+            "/v1/risk-limits/global",
+            get(risk::get_global).put(risk::put_global),
+        )
         .route(
             "/v1/users/{user_id}/tokens",
             post(api_tokens::create).get(api_tokens::list),

@@ -1,4 +1,5 @@
-//! The user API: users, API tokens and write-only broker credentials, over HTTP (axum).
+//! The user API: users, API tokens, write-only broker credentials, and pre-trade risk
+//! limits and kill switches, over HTTP (axum).
 //!
 //! # Layout
 //! - [`app`]: the router, shared state and [`serve`].
@@ -7,6 +8,7 @@
 //! - [`caller`]: the `Authorization: Bearer` extractor (admin token or user API token).
 //! - [`login`]: password login (Argon2id); [`limits`]: per-user and per-source limits.
 //! - [`audit_trail`]: a user's own audit events; [`openapi`]: the OpenAPI document.
+//! - [`risk`]: risk limits and kill switches, platform-wide and per user, audited.
 //! - [`users`], [`api_tokens`], [`accounts`], [`account_ops`]: the routes, each over functions that the
 //!   `pinnacle` CLI also calls to bootstrap the demo user.
 //!
@@ -23,6 +25,7 @@ pub mod error;
 pub mod limits;
 pub mod login;
 pub mod openapi;
+pub mod risk;
 pub mod users;
 
 pub use app::{app, serve, AppState};

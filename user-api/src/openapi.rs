@@ -15,6 +15,7 @@ use crate::api_tokens::MAX_EXPIRES_IN_SECS;
 use crate::audit_trail::{MAX_AFTER, MAX_LIMIT};
 use crate::error::{NAME_PATTERN, TOKEN_ID_PATTERN, USER_ID_PATTERN};
 use crate::login::PASSWORD_LEN;
+use crate::risk::{LIST_ENTRY_PATTERN, MAX_LIST, MAX_QUANTITY, MAX_RATE, MAX_VALUE_PAISE};
 
 /// `egress_proxy`: a scheme, then visible ASCII without `@` (no credentials).
 const PROXY_PATTERN: &str = "^(http|https|socks5|socks5h)://[!-?A-~]+$";
@@ -132,12 +133,59 @@ fn paths() -> Value {
             "responses": responses(("201", "the token, shown once", "IssuedToken"), &[BAD_INPUT, BODY, &["429"]],
                 &[("401", "unknown user or wrong password, alike (`UNAUTHENTICATED`)")])
         }},
-        "/v1/users": {"post": {
-            "summary": "create a user (admin only)",
-            "requestBody": body("CreateUser", true),
-            "responses": responses(("201", "the user", "User"), &[BAD_INPUT, AUTH, BODY],
-                &[("409", "the name is taken (`CONFLICT`)")])
+        "/v1/users": {
+            "post": {
+                "summary": "create a user (admin only)",
+                "requestBody": body("CreateUser", true),
+                "responses": responses(("201", "the user", "User"), &[BAD_INPUT, AUTH, BODY],
+                    &[("409", "the name is taken (`CONFLICT`)")])
+            },
+            "get": {
+                "summary": "list every user, by name (admin only)",
+                "responses": responses(("200", "the users", "UserList"), &[BAD_INPUT, AUTH], &[])
+            }
+        },
+        "/v1/users/{user_id}": {"get": {
+            "parameters": [user],
+            "summary": "one user",
+            "responses": responses(("200", "the user", "User"), &[BAD_INPUT, AUTH], &[no_user])
         }},
+        "/v1/users/{user_id}/default-account": {"put": {
+            "parameters": [user],
+            "summary": "name the broker account used when a request names none; the label may name an account not stored yet (audited first)",
+            "requestBody": body("DefaultAccount", true),
+            "responses": responses(("200", "the user", "User"), &[BAD_INPUT, AUTH, BODY],
+                &[no_user, audit_down])
+        }},
+        "/v1/users/{user_id}/risk-limits": {
+            "get": {
+                "parameters": [user],
+                "summary": "the global row, the user's row and the limits in force for the user",
+                "responses": responses(("200", "the limits", "RiskView"), &[BAD_INPUT, AUTH], &[no_user])
+            },
+            "put": {
+                "parameters": [user],
+                "summary": "change the user's limits or kill switch (admin only; audited first)",
+                "requestBody": body("RiskChange", true),
+                "responses": responses(("200", "the limits after the change", "RiskView"), &[BAD_INPUT, AUTH, BODY], &[no_user, audit_down])
+            },
+            "delete": {
+                "parameters": [user],
+                "summary": "delete the user's row: the global row and the defaults apply (admin only; audited first)",
+                "responses": responses(("200", "the limits now in force", "RiskView"), &[BAD_INPUT, AUTH], &[no_user, audit_down])
+            }
+        },
+        "/v1/risk-limits/global": {
+            "get": {
+                "summary": "the platform-wide row and what a user without a row of their own gets (admin only)",
+                "responses": responses(("200", "the limits", "RiskView"), &[BAD_INPUT, AUTH], &[])
+            },
+            "put": {
+                "summary": "change the platform-wide limits or kill switch (admin only; audited first)",
+                "requestBody": body("RiskChange", true),
+                "responses": responses(("200", "the limits after the change", "RiskView"), &[BAD_INPUT, AUTH, BODY], &[audit_down])
+            }
+        },
         "/v1/users/{user_id}/tokens": {
             "post": {
                 "parameters": [user],
@@ -239,7 +287,22 @@ fn schemas() -> Value {
         "fields": {"type": "array", "items": {"type": "string"}},
         "purpose": {"type": "string"}, "request_id": {"type": "string"},
         "trace_id": {"type": ["string", "null"]},
-        "outcome": {"type": "string", "enum": ["authorized", "written", "decrypt_failed"]}
+        "outcome": {"type": "string", "enum": ["authorized", "written", "decrypt_failed", "changed"]}
+    }});
+    let positive =
+        |maximum: i64| json!({"type": ["integer", "null"], "minimum": 1, "maximum": maximum});
+    let allow_list = json!({"type": ["array", "null"], "minItems": 1, "maxItems": MAX_LIST,
+        "items": {"type": "string", "pattern": LIST_ENTRY_PATTERN}});
+    let risk_row = json!({"type": ["object", "null"],
+    "required": ["scope", "max_quantity", "max_order_value_paise", "allowed_exchanges", "allowed_symbols",
+                 "max_orders_per_second", "kill_switch", "updated_at"],
+    "properties": {
+        "scope": {"type": "string"},
+        "max_quantity": {"type": ["integer", "null"]}, "max_order_value_paise": {"type": ["integer", "null"]},
+        "allowed_exchanges": {"type": ["array", "null"], "items": {"type": "string"}},
+        "allowed_symbols": {"type": ["array", "null"], "items": {"type": "string"}},
+        "max_orders_per_second": {"type": ["integer", "null"]},
+        "kill_switch": {"type": "boolean"}, "updated_at": date_time(false)
     }});
     json!({
         "Health": {"type": "object", "required": ["status", "nats"], "properties": {
@@ -266,9 +329,38 @@ fn schemas() -> Value {
             "name": {"type": "string", "pattern": NAME_PATTERN},
             "password": nullable_string(json!({"minLength": PASSWORD_LEN.start(), "maxLength": PASSWORD_LEN.end(), "writeOnly": true}))
         }},
-        "User": {"type": "object", "required": ["id", "name", "is_admin", "created_at"], "properties": {
+        "User": {"type": "object", "required": ["id", "name", "is_admin", "created_at", "default_account"], "properties": {
             "id": {"type": "string", "pattern": USER_ID_PATTERN}, "name": {"type": "string", "pattern": NAME_PATTERN},
-            "is_admin": {"type": "boolean"}, "created_at": date_time(false)
+            "is_admin": {"type": "boolean"}, "created_at": date_time(false),
+            "default_account": {"type": ["string", "null"]}
+        }},
+        "UserList": {"type": "array", "items": {"$ref": "#/components/schemas/User"}},
+        "DefaultAccount": {"type": "object", "additionalProperties": false, "required": ["label"], "properties": {
+            "label": {"type": ["string", "null"], "pattern": NAME_PATTERN}
+        }},
+        "RiskChange": {"type": "object", "additionalProperties": false, "minProperties": 1,
+            "description": "only the fields to change: a field left out keeps its value, null lifts the limit",
+            "properties": {
+                "max_quantity": positive(MAX_QUANTITY),
+                "max_order_value_paise": positive(MAX_VALUE_PAISE),
+                "allowed_exchanges": allow_list.clone(),
+                "allowed_symbols": allow_list,
+                "max_orders_per_second": positive(i64::from(MAX_RATE)),
+                "kill_switch": {"type": "boolean"}
+            }},
+        "RiskView": {"type": "object", "required": ["global", "user", "in_force"], "properties": {
+            "global": risk_row.clone(), "user": risk_row,
+            "in_force": {"type": "object",
+                "required": ["kill_switch", "max_quantity", "max_order_value_paise", "allowed_exchanges",
+                             "allowed_symbols", "max_orders_per_second", "default_rate"],
+                "properties": {
+                    "kill_switch": {"type": "boolean"},
+                    "max_quantity": {"type": ["integer", "null"]}, "max_order_value_paise": {"type": ["integer", "null"]},
+                    "allowed_exchanges": {"type": ["array", "null"], "items": {"type": "string"}},
+                    "allowed_symbols": {"type": ["array", "null"], "items": {"type": "string"}},
+                    "max_orders_per_second": {"type": "integer", "minimum": 1},
+                    "default_rate": {"type": "boolean"}
+                }}
         }},
         "CreateToken": {"type": "object", "additionalProperties": false, "properties": {
             "scopes": scopes_in(), "expires_in_secs": expires_in()

@@ -1,18 +1,30 @@
-//! `POST /v1/users`: create a user (admin only), optionally with a password for login.
+//! Users: `POST /v1/users` creates one (admin only), optionally with a password for login;
+//! `GET /v1/users` lists them (admin); `GET /v1/users/{user_id}` shows one (the user or the
+//! admin); `PUT /v1/users/{user_id}/default-account` names the broker account a request
+//! uses when it names none and the user has several (audited as `account.default`). The
+//! label need not exist yet: until it does, such a request is refused with
+//! `NO_BROKER_ACCOUNT`, which says so.
 
-use axum::extract::State;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
-use pinnacle_common::entities::users;
+use pinnacle_common::auth::{SCOPE_READ, SCOPE_TRADE};
+use pinnacle_common::entities::{broker_accounts, users};
 use pinnacle_common::error::ErrorCode;
-use sea_orm::{ActiveModelTrait, ConnectionTrait, DbErr, Set, SqlErr};
+use pinnacle_common::model::{AuditEvent, AuditOutcome};
+use pinnacle_common::telemetry;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, Set, SqlErr,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::app::AppState;
 use crate::body::JsonObject;
 use crate::caller::Caller;
-use crate::error::{check_name, ApiError};
+use crate::error::{check_name, check_user_id, ApiError};
 
 /// Request body.
 #[derive(Debug, Deserialize)]
@@ -36,6 +48,8 @@ pub struct UserView {
     pub is_admin: bool,
     /// Creation time.
     pub created_at: DateTime<Utc>,
+    /// The label of the default broker account, if one is set.
+    pub default_account: Option<String>,
 }
 
 impl From<users::Model> for UserView {
@@ -45,6 +59,7 @@ impl From<users::Model> for UserView {
             name: m.name,
             is_admin: m.is_admin,
             created_at: m.created_at,
+            default_account: m.default_account,
         }
     }
 }
@@ -71,6 +86,7 @@ pub async fn create_user(
         is_admin: Set(false),
         password_hash: Set(None),
         created_at: Set(Utc::now()),
+        default_account: Set(None),
     };
     row.insert(db).await.map_err(|e| {
         if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) {
@@ -119,4 +135,111 @@ pub async fn create(
     }
     tracing::info!(user_id = %user.id, "user created");
     Ok((StatusCode::CREATED, Json(user.into())))
+}
+
+/// `GET /v1/users` (admin): every user, by name.
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<UserView>>, ApiError> {
+    caller.require_admin()?;
+    let rows = users::Entity::find()
+        .order_by_asc(users::Column::Name)
+        .all(&state.db)
+        .await
+        .map_err(|e| ApiError::internal("listing users", e))?;
+    Ok(Json(rows.into_iter().map(UserView::from).collect()))
+}
+
+async fn find_user(db: &DatabaseConnection, user_id: &str) -> Result<users::Model, ApiError> {
+    users::Entity::find_by_id(user_id.to_string())
+        .one(db)
+        .await
+        .map_err(|e| ApiError::internal("loading the user", e))?
+        .ok_or_else(|| ApiError::not_found("no such user"))
+}
+
+/// `GET /v1/users/{user_id}` (the user, `read` scope, or the admin).
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<UserView>, ApiError> {
+    let Path(user_id) = path?;
+    caller.require_self_or_admin(&user_id, SCOPE_READ)?;
+    check_user_id(&user_id)?;
+    Ok(Json(find_user(&state.db, &user_id).await?.into()))
+}
+
+/// Body of `PUT /v1/users/{user_id}/default-account`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultAccount {
+    /// The label of one of the user's broker accounts, or `null` to have none (required:
+    /// a body without it is refused, not read as `null`).
+    #[serde(deserialize_with = "Option::deserialize")]
+    pub label: Option<String>,
+}
+
+/// `PUT /v1/users/{user_id}/default-account` (the user, `trade` scope, or the admin):
+/// audited (`account.default`) before it changes.
+pub async fn put_default_account(
+    State(state): State<AppState>,
+    caller: Caller,
+    path: Result<Path<String>, PathRejection>,
+    body: Result<JsonObject<DefaultAccount>, ApiError>,
+) -> Result<Json<UserView>, ApiError> {
+    let Path(user_id) = path?;
+    caller.require_self_or_admin(&user_id, SCOPE_TRADE)?;
+    check_user_id(&user_id)?;
+    let JsonObject(body) = body?;
+    let user = find_user(&state.db, &user_id).await?;
+    // A label with no account yet is kept (the account may be stored next); the event
+    // names the account when there is one.
+    let account_id = match &body.label {
+        Some(label) => {
+            check_name("label", label)?;
+            broker_accounts::Entity::find()
+                .filter(broker_accounts::Column::UserId.eq(user_id.as_str()))
+                .filter(broker_accounts::Column::Label.eq(label.as_str()))
+                .one(&state.db)
+                .await
+                .map_err(|e| ApiError::internal("loading the account", e))?
+                .map(|account| account.id)
+                .unwrap_or_default()
+        }
+        None => String::new(),
+    };
+    state
+        .audit
+        .record(&AuditEvent {
+            event_id: uuid::Uuid::now_v7().to_string(),
+            ts_ms: Utc::now().timestamp_millis(),
+            actor: caller.actor(),
+            token_id: caller.token_id(),
+            user_id: user_id.clone(),
+            broker_account_id: account_id,
+            fields: vec!["default_account".into()],
+            purpose: "account.default".into(),
+            request_id: uuid::Uuid::now_v7().to_string(),
+            trace_id: telemetry::current_trace_id(),
+            outcome: AuditOutcome::Changed,
+            generation: None,
+            reason: None,
+        })
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::AuditUnavailable,
+                e.to_string(),
+            )
+        })?;
+    let mut active: users::ActiveModel = user.into();
+    active.default_account = Set(body.label);
+    let user = active
+        .update(&state.db)
+        .await
+        .map_err(|e| ApiError::internal("storing the default account", e))?;
+    Ok(Json(user.into()))
 }

@@ -1,6 +1,9 @@
-//! `risk_limits`: pre-trade limits and kill switches, for the platform (`global`) or a user.
+//! `risk_limits`: pre-trade limits and kill switches, for the platform (`global`) or a user,
+//! and [`limits_for`], which combines the two rows into the limits in force (the stricter
+//! of the two wins; either kill switch stops new orders).
 
 use sea_orm::entity::prelude::*;
+use sea_orm::{ConnectionTrait, QueryFilter};
 
 /// The scope of the platform-wide row.
 pub const GLOBAL: &str = "global";
@@ -44,8 +47,95 @@ impl Model {
     }
 }
 
+/// Angel One's published limit: 9 place/modify/cancel requests per second per client.
+pub const DEFAULT_MAX_ORDERS_PER_SECOND: i32 = 9;
+
+/// The limits in force for one user.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Either kill switch is on.
+    pub kill_switch: bool,
+    /// Largest quantity.
+    pub max_quantity: Option<i64>,
+    /// Largest value, paise.
+    pub max_order_value: Option<i64>,
+    /// Allowed exchanges (`None`: any).
+    pub allowed_exchanges: Option<Vec<String>>,
+    /// Allowed `EXCHANGE:SYMBOL` (`None`: any).
+    pub allowed_symbols: Option<Vec<String>>,
+    /// Orders per second.
+    pub max_orders_per_second: i32,
+}
+
+fn list(text: &Option<String>) -> Option<Vec<String>> {
+    text.as_ref().map(|t| {
+        t.split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    })
+}
+
+fn stricter<T: Ord + Copy>(a: Option<T>, b: Option<T>) -> Option<T> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, y) => x.or(y),
+    }
+}
+
+fn intersect(a: Option<Vec<String>>, b: Option<Vec<String>>) -> Option<Vec<String>> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.into_iter().filter(|v| y.contains(v)).collect()),
+        (x, y) => x.or(y),
+    }
+}
+
+/// Loads the global and the user's rows and combines them.
+pub async fn limits_for(db: &impl ConnectionTrait, user_id: &str) -> Result<Limits, DbErr> {
+    let rows = Entity::find()
+        .filter(Column::Scope.is_in([GLOBAL, user_id]))
+        .all(db)
+        .await?;
+    let mut limits = Limits {
+        max_orders_per_second: DEFAULT_MAX_ORDERS_PER_SECOND,
+        ..Limits::default()
+    };
+    let mut rate: Option<i32> = None;
+    for row in rows {
+        limits.kill_switch |= row.kill_switch;
+        limits.max_quantity = stricter(limits.max_quantity, row.max_quantity);
+        limits.max_order_value = stricter(limits.max_order_value, row.max_order_value);
+        limits.allowed_exchanges =
+            intersect(limits.allowed_exchanges, list(&row.allowed_exchanges));
+        limits.allowed_symbols = intersect(limits.allowed_symbols, list(&row.allowed_symbols));
+        rate = stricter(rate, row.max_orders_per_second);
+    }
+    if let Some(rate) = rate {
+        limits.max_orders_per_second = rate;
+    }
+    Ok(limits)
+}
+
 /// Relations.
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stricter_limit_wins() {
+        assert_eq!(stricter(Some(5), Some(3)), Some(3));
+        assert_eq!(stricter(None, Some(3)), Some(3));
+        assert_eq!(
+            intersect(
+                Some(vec!["NSE".into(), "BSE".into()]),
+                Some(vec!["NSE".into()])
+            ),
+            Some(vec!["NSE".to_string()])
+        );
+    }
+}

@@ -18,6 +18,9 @@ pub struct Model {
     pub password_hash: Option<String>,
     /// When the user was created.
     pub created_at: DateTimeUtc,
+    /// The label of the broker account used when a request names none and the user has
+    /// several; `None`: such a request is refused with `NO_BROKER_ACCOUNT`.
+    pub default_account: Option<String>,
 }
 
 impl std::fmt::Debug for Model {
@@ -31,6 +34,7 @@ impl std::fmt::Debug for Model {
                 &self.password_hash.as_ref().map(|_| "[REDACTED]"),
             )
             .field("created_at", &self.created_at)
+            .field("default_account", &self.default_account)
             .finish()
     }
 }

@@ -12,9 +12,32 @@ pub enum AuditOutcome {
     Authorized,
     /// Credentials were written.
     Written,
+    /// A control was changed: risk limits, a kill switch or the default account
+    /// ([`AuditEvent::purpose`] says which, [`AuditEvent::fields`] what changed). No
+    /// credential was touched, so [`AuditEvent::broker_account_id`] is empty, or the
+    /// account chosen as the default.
+    Changed,
     /// The stored ciphertext failed to decrypt, or the row was refused before decrypting
     /// ([`AuditEvent::reason`] says which).
     DecryptFailed,
+}
+
+impl AuditOutcome {
+    /// The wire spelling (`authorized`, `written`, `decrypt_failed`, `changed`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Authorized => "authorized",
+            Self::Written => "written",
+            Self::DecryptFailed => "decrypt_failed",
+            Self::Changed => "changed",
+        }
+    }
+}
+
+impl std::fmt::Display for AuditOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Why a credential was not decrypted: the reason code of a `decrypt_failed` event. It
@@ -66,4 +89,22 @@ pub struct AuditEvent {
     /// Why a `decrypt_failed` event failed; absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<DecryptReason>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_print_as_the_wire_spells_them() {
+        for outcome in [
+            AuditOutcome::Authorized,
+            AuditOutcome::Written,
+            AuditOutcome::DecryptFailed,
+            AuditOutcome::Changed,
+        ] {
+            let wire = serde_json::to_value(outcome).expect("serializes");
+            assert_eq!(wire, outcome.to_string(), "{outcome:?}");
+        }
+    }
 }
