@@ -108,7 +108,7 @@ pub async fn tail(
                 value.to_string()
             }
             (Ok(e), false) => format!(
-                "{seq} {} user={} account={} actor={} purpose={} outcome={:?} request={} fields={}",
+                "{seq} {} user={} account={} actor={} purpose={} outcome={} request={} fields={}",
                 chrono::DateTime::from_timestamp_millis(e.ts_ms)
                     .map(|t| t.to_rfc3339())
                     .unwrap_or_default(),
@@ -145,6 +145,8 @@ pub struct VerifyOptions {
     /// (`None`: don't). Default: `PINNACLE_AUDIT_CHECKPOINT_SECS` +
     /// `PINNACLE_AUDIT_SEAL_GRACE_SECS` (10 + 50 s).
     pub max_unsealed: Option<Duration>,
+    /// Print progress on standard error while reading a long stream.
+    pub progress: bool,
 }
 
 impl Default for VerifyOptions {
@@ -155,6 +157,7 @@ impl Default for VerifyOptions {
             check_orders: true,
             idle: Duration::from_secs(10),
             max_unsealed: Some(pinnacle_common::config::AuditSettings::default().max_unsealed()),
+            progress: false,
         }
     }
 }
@@ -215,9 +218,13 @@ pub async fn verify(
         })
         .await
         .map_err(nats)?;
-    if consumer.cached_info().num_pending > 0 {
+    let total = consumer.cached_info().num_pending;
+    if total > 0 {
         let mut messages = consumer.messages().await.map_err(nats)?;
         let mut last = 0;
+        let mut progress = options
+            .progress
+            .then(|| crate::progress::Progress::new("audit verify", "messages", total));
         loop {
             let next = tokio::time::timeout(options.idle, messages.next()).await;
             let Ok(Some(message)) = next else {
@@ -235,7 +242,13 @@ pub async fn verify(
                 stored_ms,
             );
             last = seq;
+            if let Some(progress) = progress.as_mut() {
+                progress.update(total.saturating_sub(pending));
+            }
             if pending == 0 {
+                if let Some(progress) = progress.as_mut() {
+                    progress.finish(total);
+                }
                 break;
             }
         }
@@ -296,7 +309,7 @@ pub async fn verify_command(options: &VerifyOptions, json: bool) -> anyhow::Resu
     let vault = Vault::from_settings(&VaultSettings::from_env()?)?;
     let client = crate::stack::nats(&NatsSettings::from_env()?, "pinnacle-audit-verify").await?;
     let db = match DatabaseSettings::from_env() {
-        Ok(settings) => Some(pinnacle_common::db::connect(&settings).await?),
+        Ok(settings) => Some(crate::stack::cli_connect(&settings).await?),
         Err(_) => {
             eprintln!("DATABASE_URL is not set: stored checkpoints and orders are not checked");
             None

@@ -27,7 +27,7 @@ use pinnacle_common::entities::{broker_accounts, users};
 use pinnacle_user_api::accounts::{put_account, PutAccount, Writer};
 use pinnacle_user_api::api_tokens::{issue_token, TokenSpec};
 use pinnacle_user_api::users::create_user;
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::dev_sim::DevSim;
@@ -130,6 +130,12 @@ pub async fn ensure_demo_user(
             db, vault, audit, &register, &writer, &user.id, "paper", &paper,
         )
         .await?;
+    }
+    // With a second (simulator) account, requests that name none still go to paper.
+    if user.default_account.is_none() {
+        let mut active: users::ActiveModel = user.clone().into();
+        active.default_account = Set(Some("paper".into()));
+        active.update(db).await?;
     }
     let token = demo_token(db, vault, &user.id, token_file).await?;
     Ok(DemoUser {
@@ -346,7 +352,7 @@ fn print_sim_banner(rest_url: &str, env_file: &Path) {
          \n  demo user    broker account `{label}` (angel_one, client {client}, static IP 127.0.0.1, algo id {algo})\n\
          \nPlace a LIMIT order through the simulator (rupees; it fills when the price crosses):\
          \n  {me} order place --env-file {env} --account {label} --symbol SBIN-EQ --side BUY --quantity 1 --price 800\
-         \nWith two accounts, every order names one: --account paper trades on paper.",
+         \nAn order that names no account goes to `paper`, the demo user's default account.",
         platform = crate::dev_sim::PLATFORM_CLIENT,
         label = crate::dev_sim::DEMO_LABEL,
         client = crate::dev_sim::DEMO_CLIENT,
@@ -369,20 +375,18 @@ fn print_banner(b: &Banner<'_>) {
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| "pinnacle".into());
     let env = b.env_file.display();
-    let (what, accounts, account_flag) = if b.smartapi_sim {
+    let (what, accounts) = if b.smartapi_sim {
         (
             "Angel One SmartAPI simulator feed; paper and simulated angel_one accounts",
             format!(
-                "paper (paper broker), {} (angel_one on the simulator)",
+                "paper (paper broker, the default), {} (angel_one on the simulator)",
                 crate::dev_sim::DEMO_LABEL
             ),
-            " --account paper",
         )
     } else {
         (
             "simulated feed, paper broker",
-            "paper (paper broker)".to_string(),
-            "",
+            "paper (paper broker, the default)".to_string(),
         )
     };
     println!(
@@ -394,8 +398,9 @@ fn print_banner(b: &Banner<'_>) {
          \n  env file   {env}   (NATS_URL, USER_API_URL, DEMO_USER_ID, DEMO_API_TOKEN, DEMO_ACCOUNTS,\
          \n                     PINNACLE_API_ADMIN_TOKEN, DATABASE_URL, PINNACLE_MASTER_KEY_FILE)\n\
          \nWatch ticks:\n  {me} ticks --env-file {env} 'md.tick.NSE.>'\n\
-         \nPlace an order (paper broker, fills at the last tick):\n  {me} order place --env-file {env}{account_flag} --symbol SBIN-EQ --side buy --quantity 10\n\
-         \nYour orders and funds:\n  {me} order list --env-file {env}\n  {me} portfolio funds --env-file {env}{account_flag}\n\
+         \nPlace an order (paper broker, fills at the last tick):\n  {me} order place --env-file {env} --symbol SBIN-EQ --side buy --quantity 10\n\
+         \nYour orders and funds:\n  {me} order list --env-file {env}\n  {me} portfolio funds --env-file {env}\n\
+         \nOperate (the admin token in the env file):\n  {me} users list --env-file {env}\n  {me} accounts list --env-file {env}\n  {me} risk show --env-file {env} --user {user_id}\n  {me} kill-switch on --env-file {env} --global\n  {me} kill-switch off --env-file {env} --global\n\
          \nOr from any NATS client: request on orders.<DEMO_USER_ID>.place with header\n  Authorization: Bearer <DEMO_API_TOKEN>   (see docs/PROTOCOL.md)\n\
          \nMarket data (no token needed): md.tick.<EX>.<SYM>, md.depth.<EX>.<SYM>, md.status.<EX>,\n  and requests on md.req.last, md.req.candles, md.req.symbols.search, md.req.symbols.lookup,\n  md.req.status\n\
          \nStop with Ctrl-C.",

@@ -17,7 +17,7 @@ use secrecy::ExposeSecret;
 
 async fn open() -> anyhow::Result<(sea_orm::DatabaseConnection, Vault)> {
     let vault = Vault::from_settings(&VaultSettings::from_env()?)?;
-    let db = crate::stack::database(&DatabaseSettings::from_env()?).await?;
+    let db = crate::stack::cli_database(&DatabaseSettings::from_env()?).await?;
     crate::stack::vault_ready(&db, &vault).await?;
     Ok((db, vault))
 }
@@ -84,7 +84,18 @@ pub async fn rotate() -> anyhow::Result<()> {
     let vault = std::sync::Arc::new(vault);
     let audit = AuditLog::new(nats, timeout, vault.clone())
         .with_checkpoints(db.clone(), worker.audit.policy());
-    let report = keystore::rotate(&db, &vault, &audit).await?;
+    let mut progress = None;
+    let report = keystore::rotate_reporting(&db, &vault, &audit, |done, total| {
+        progress
+            .get_or_insert_with(|| {
+                crate::progress::Progress::new("key rotation", "accounts", total)
+            })
+            .update(done);
+    })
+    .await?;
+    if let Some(progress) = progress.as_mut() {
+        progress.finish(report.rewrapped + report.failed.len() as u64);
+    }
     // Seal every chain the rotation appended to before the process exits.
     audit
         .checkpoint_now()

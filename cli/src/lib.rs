@@ -9,6 +9,7 @@
 //!   settings and demo account that point the stack at it.
 //! - [`client`]: `ticks`, and the env-file settings every client verb reads.
 //! - [`output`]: standard output that ends quietly when the reader goes away.
+//! - [`progress`]: progress lines for long operations (key rotation, audit verify).
 //! - [`trader`]: the trader's verbs: `order …`, `portfolio …`, `md …`, tables or `--json`.
 //! - [`bench`]: `pinnacle bench orders` and `pinnacle bench ticks`, each measured beside
 //!   raw NATS baselines in the same run (the end-to-end tests run both at a small size).
@@ -17,9 +18,13 @@
 //!   orders without audit events).
 //! - [`nats_admin`]: `nats passwd`, `nats add-trader`, `nats streams apply`: operating the
 //!   cluster without the `nats` CLI.
-//! - [`risk`]: `risk show|set|kill|resume|clear`: pre-trade limits and kill switches.
+//! - [`api`]: the operator verbs' user-API client (URL, token, one-line errors).
+//! - [`admin`]: `users …`, `tokens …`, `accounts …` over the user API.
+//! - [`risk`]: `risk show|set|clear` and `kill-switch on|off`, over the user API (audited).
 //! - [`smartapi`]: offline SmartAPI tools: `smartapi decode HEX` (one feed tick to JSON).
 
+pub mod admin;
+pub mod api;
 pub mod audit;
 pub mod bench;
 pub mod client;
@@ -29,6 +34,7 @@ pub mod keys;
 pub mod nats_admin;
 pub mod nats_server;
 pub mod output;
+pub mod progress;
 pub mod risk;
 pub mod smartapi;
 pub mod stack;

@@ -101,92 +101,52 @@ enum Command {
         #[command(subcommand)]
         command: SmartapiCommand,
     },
-    /// Pre-trade limits and kill switches, platform-wide or per user (DATABASE_URL; see
-    /// docs/PROTOCOL.md, "Pre-trade risk").
+    /// Pre-trade limits, platform-wide or per user, through the user API (USER_API_URL,
+    /// PINNACLE_API_ADMIN_TOKEN; see docs/PROTOCOL.md, "Pre-trade risk").
     Risk {
+        #[command(flatten)]
+        common: trader::Common,
         #[command(subcommand)]
-        command: RiskCommand,
+        command: pinnacle_cli::risk::RiskCommand,
+    },
+    /// Turn a kill switch on (every new order in the scope is refused; cancels still work)
+    /// or off, through the user API.
+    KillSwitch {
+        #[command(flatten)]
+        common: trader::Common,
+        /// `on` or `off`.
+        #[arg(value_enum, ignore_case = true)]
+        switch: pinnacle_cli::risk::Switch,
+        #[command(flatten)]
+        scope: pinnacle_cli::risk::ScopeArgs,
+    },
+    /// Users: create, list, show (user API; the admin token).
+    Users {
+        #[command(flatten)]
+        common: trader::Common,
+        #[command(subcommand)]
+        command: pinnacle_cli::admin::UsersCommand,
+    },
+    /// API tokens: create, list, revoke (user API; the admin token or the user's own).
+    Tokens {
+        #[command(flatten)]
+        common: trader::Common,
+        #[command(subcommand)]
+        command: pinnacle_cli::admin::TokensCommand,
+    },
+    /// Broker accounts: list, set (credentials from standard input), default, delete (user
+    /// API; the admin token or the user's own).
+    Accounts {
+        #[command(flatten)]
+        common: trader::Common,
+        #[command(subcommand)]
+        command: pinnacle_cli::admin::AccountsCommand,
     },
     /// Operate the NATS cluster without the `nats` CLI: password hashes, traders, streams
     /// (see nats/README.md).
     Nats {
         #[command(subcommand)]
         command: NatsCommand,
-    },
-}
-
-/// `--global` or `--user ID`.
-#[derive(Debug, clap::Args)]
-#[group(required = true, multiple = false)]
-struct ScopeArgs {
-    /// The platform-wide row (applies to everyone).
-    #[arg(long)]
-    global: bool,
-    /// One user's row (their id from the user API).
-    #[arg(long, value_name = "USER_ID")]
-    user: Option<String>,
-}
-
-impl ScopeArgs {
-    fn scope(self) -> pinnacle_cli::risk::Scope {
-        match self.user {
-            Some(id) => pinnacle_cli::risk::Scope::User(id),
-            None => pinnacle_cli::risk::Scope::Global,
-        }
-    }
-}
-
-fn change<T: Clone + Send + Sync + 'static>(
-    parse: fn(&str) -> Option<T>,
-) -> impl Fn(&str) -> Result<pinnacle_cli::risk::Change<T>, String> + Clone {
-    move |text| pinnacle_cli::risk::parse_change(text, parse)
-}
-
-#[derive(Debug, Subcommand)]
-enum RiskCommand {
-    /// Print the global row, a user's row and the limits in force for them, as JSON.
-    Show {
-        /// The user (default: what a user without a row of their own gets).
-        #[arg(long, value_name = "USER_ID")]
-        user: Option<String>,
-    },
-    /// Change limits; each option takes a value or `none` (no limit from this row);
-    /// options not given keep their value.
-    Set {
-        #[command(flatten)]
-        scope: ScopeArgs,
-        /// Largest quantity per order.
-        #[arg(long, value_name = "N|none", value_parser = change(pinnacle_cli::risk::positive))]
-        max_quantity: Option<pinnacle_cli::risk::Change<i64>>,
-        /// Largest order value (price × quantity) in rupees, e.g. 500000 or 2500.50.
-        #[arg(long, value_name = "RUPEES|none", value_parser = change(pinnacle_cli::risk::rupees))]
-        max_order_value: Option<pinnacle_cli::risk::Change<i64>>,
-        /// Allowed exchanges, comma separated (NSE,BSE).
-        #[arg(long, value_name = "LIST|none", value_parser = change(pinnacle_cli::risk::list))]
-        exchanges: Option<pinnacle_cli::risk::Change<String>>,
-        /// Allowed symbols, comma separated (NSE:SBIN-EQ,NSE:INFY-EQ).
-        #[arg(long, value_name = "LIST|none", value_parser = change(pinnacle_cli::risk::list))]
-        symbols: Option<pinnacle_cli::risk::Change<String>>,
-        /// Orders (place, modify and cancel together) per second per user; the default is
-        /// 9, Angel One's limit per client code.
-        #[arg(long, value_name = "N|none", value_parser = change(pinnacle_cli::risk::positive))]
-        max_orders_per_second: Option<pinnacle_cli::risk::Change<i64>>,
-    },
-    /// Turn a kill switch on: every new order in the scope is refused (cancels still work).
-    Kill {
-        #[command(flatten)]
-        scope: ScopeArgs,
-    },
-    /// Turn a kill switch off.
-    Resume {
-        #[command(flatten)]
-        scope: ScopeArgs,
-    },
-    /// Delete a user's row: they fall back to the global row and the defaults.
-    Clear {
-        /// The user.
-        #[arg(long, value_name = "USER_ID")]
-        user: String,
     },
 }
 
@@ -378,7 +338,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // Services log; client verbs print only their output (and errors) so they pipe cleanly.
     let logs = matches!(
         cli.command,
-        Command::Dev { .. } | Command::Serve { .. } | Command::Migrate | Command::Risk { .. }
+        Command::Dev { .. } | Command::Serve { .. } | Command::Migrate
     );
     let _telemetry = if logs {
         Some(pinnacle_common::telemetry::init("pinnacle")?)
@@ -431,6 +391,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     user,
                     check_orders: !skip_orders,
                     max_unsealed,
+                    progress: true,
                     ..Default::default()
                 };
                 pinnacle_cli::audit::verify_command(&options, json).await
@@ -458,7 +419,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Migrate => {
             let settings = pinnacle_common::config::DatabaseSettings::from_env()?;
-            stack::database(&settings).await?;
+            stack::cli_database(&settings).await?;
             println!("migrations applied");
             Ok(())
         }
@@ -522,7 +483,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
         }
         Command::Nats { command } => nats(command).await,
-        Command::Risk { command } => risk(command).await,
+        Command::Risk { common, command } => pinnacle_cli::risk::risk(&common, command).await,
+        Command::KillSwitch {
+            common,
+            switch,
+            scope,
+        } => pinnacle_cli::risk::kill_switch(&common, switch, scope).await,
+        Command::Users { common, command } => pinnacle_cli::admin::users(&common, command).await,
+        Command::Tokens { common, command } => pinnacle_cli::admin::tokens(&common, command).await,
+        Command::Accounts { common, command } => {
+            pinnacle_cli::admin::accounts(&common, command).await
+        }
         Command::Ticks { pattern, count } => {
             client::ticks(&ClientEnv::load(None)?, &pattern, count).await
         }
@@ -575,64 +546,5 @@ async fn nats(command: NatsCommand) -> anyhow::Result<()> {
             anyhow::ensure!(failed == 0, "{failed} stream definition(s) not applied");
         }
     }
-    Ok(())
-}
-
-async fn risk(command: RiskCommand) -> anyhow::Result<()> {
-    use pinnacle_cli::risk::{self, LimitsChange};
-    let db = stack::database(&pinnacle_common::config::DatabaseSettings::from_env()?).await?;
-    let (scope, change) = match command {
-        RiskCommand::Show { user } => {
-            let view = risk::show(&db, user.as_deref()).await?;
-            println!("{}", serde_json::to_string_pretty(&view)?);
-            return Ok(());
-        }
-        RiskCommand::Clear { user } => {
-            let deleted = risk::clear(&db, &user).await?;
-            println!(
-                "{}",
-                if deleted {
-                    "cleared"
-                } else {
-                    "no row to clear"
-                }
-            );
-            return Ok(());
-        }
-        RiskCommand::Set {
-            scope,
-            max_quantity,
-            max_order_value,
-            exchanges,
-            symbols,
-            max_orders_per_second,
-        } => (
-            scope,
-            LimitsChange {
-                max_quantity: max_quantity.unwrap_or_default(),
-                max_order_value: max_order_value.unwrap_or_default(),
-                allowed_exchanges: exchanges.unwrap_or_default(),
-                allowed_symbols: symbols.unwrap_or_default(),
-                max_orders_per_second: max_orders_per_second.unwrap_or_default(),
-                kill_switch: None,
-            },
-        ),
-        RiskCommand::Kill { scope } => (
-            scope,
-            LimitsChange {
-                kill_switch: Some(true),
-                ..LimitsChange::default()
-            },
-        ),
-        RiskCommand::Resume { scope } => (
-            scope,
-            LimitsChange {
-                kill_switch: Some(false),
-                ..LimitsChange::default()
-            },
-        ),
-    };
-    let row = risk::set(&db, &scope.scope(), change).await?;
-    println!("{}", serde_json::to_string_pretty(&risk::Row::from(row))?);
     Ok(())
 }

@@ -1,55 +1,93 @@
-//! `pinnacle risk …`: the operator's view and control of pre-trade limits and kill switches
-//! (the `risk_limits` table, over `DATABASE_URL`).
+//! `pinnacle risk show|set|clear` and `pinnacle kill-switch on|off`: pre-trade limits and
+//! kill switches through the user API (`/v1/risk-limits/global`,
+//! `/v1/users/{id}/risk-limits`), so every change is audited and checked in one place.
 //!
-//! A scope is `global` (everyone) or one user id. `show` prints both rows and the limits in
-//! force for a user; `set` changes only the limits it is given (`none` lifts one); `kill`
-//! and `resume` turn a kill switch on and off; `clear` deletes a user's row. Every change
-//! is logged with who ran it (`$USER`) and takes effect on the next order: workers read the
-//! limits per order.
+//! A scope is `--global` (everyone) or `--user ID`. `set` changes only the limits it is
+//! given (`none` lifts one); workers read the limits for every order, so a change applies
+//! to the next one.
 
-use pinnacle_common::entities::{risk_limits, users};
-use pinnacle_order_worker::risk::{limits_for, Limits, DEFAULT_MAX_ORDERS_PER_SECOND};
-use sea_orm::{ActiveModelTrait, DatabaseConnection, EntityTrait, IntoActiveModel};
-use serde::Serialize;
+use clap::{Args, Subcommand, ValueEnum};
+use pinnacle_user_api::risk::{Change, LimitsChange};
+use reqwest::Method;
+use serde_json::{json, Value};
 
-/// Which row a command works on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Scope {
-    /// The platform-wide row.
-    Global,
-    /// One user's row.
-    User(String),
+use crate::api::{segment, Api};
+use crate::trader::{print_value, Common, Shape};
+
+/// `--global` or `--user ID`.
+#[derive(Debug, Clone, Args)]
+#[group(required = true, multiple = false)]
+pub struct ScopeArgs {
+    /// The platform-wide row (applies to everyone).
+    #[arg(long)]
+    pub global: bool,
+    /// One user's row (their id from the user API).
+    #[arg(long, value_name = "USER_ID")]
+    pub user: Option<String>,
 }
 
-impl Scope {
-    fn key(&self) -> &str {
-        match self {
-            Scope::Global => risk_limits::GLOBAL,
-            Scope::User(id) => id,
+impl ScopeArgs {
+    fn path(&self) -> String {
+        match &self.user {
+            Some(id) => format!("/v1/users/{}/risk-limits", segment(id)),
+            None => "/v1/risk-limits/global".into(),
         }
     }
 }
 
-/// A new value for one limit: leave it, lift it, or set it.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum Change<T> {
-    /// Not given: keep what is stored.
-    #[default]
-    Keep,
-    /// `none`: no limit from this row.
-    Lift,
-    /// A value.
-    Set(T),
+fn change<T: Clone + Send + Sync + 'static>(
+    parse: fn(&str) -> Option<T>,
+) -> impl Fn(&str) -> Result<Change<T>, String> + Clone {
+    move |text| parse_change(text, parse)
 }
 
-impl<T> Change<T> {
-    fn apply(self, current: Option<T>) -> Option<T> {
-        match self {
-            Change::Keep => current,
-            Change::Lift => None,
-            Change::Set(value) => Some(value),
-        }
-    }
+/// `pinnacle risk …`.
+#[derive(Debug, Subcommand)]
+pub enum RiskCommand {
+    /// Print the global row, a user's row and the limits in force for them.
+    Show {
+        /// The user (default: the global row and what a user without a row of their own gets).
+        #[arg(long, value_name = "USER_ID")]
+        user: Option<String>,
+    },
+    /// Change limits; each option takes a value or `none` (no limit from this row);
+    /// options not given keep their value. Without a row, a user has the global row's
+    /// limits and 9 orders per second (Angel One's limit per client code).
+    Set {
+        #[command(flatten)]
+        scope: ScopeArgs,
+        /// Largest quantity per order.
+        #[arg(long, value_name = "N|none", value_parser = change(positive))]
+        max_quantity: Option<Change<i64>>,
+        /// Largest order value (price × quantity) in rupees, e.g. 500000 or 2500.50.
+        #[arg(long, value_name = "RUPEES|none", value_parser = change(rupees))]
+        max_order_value: Option<Change<i64>>,
+        /// Allowed exchanges, comma separated (NSE,BSE).
+        #[arg(long, value_name = "LIST|none", value_parser = change(list))]
+        exchanges: Option<Change<Vec<String>>>,
+        /// Allowed symbols, comma separated (NSE:SBIN-EQ,NSE:INFY-EQ).
+        #[arg(long, value_name = "LIST|none", value_parser = change(list))]
+        symbols: Option<Change<Vec<String>>>,
+        /// Orders (place, modify and cancel together) per second per user; the default is
+        /// 9, Angel One's limit per client code.
+        #[arg(long, value_name = "N|none", value_parser = change(positive))]
+        max_orders_per_second: Option<Change<i64>>,
+    },
+    /// Delete a user's row: they fall back to the global row and the defaults.
+    Clear {
+        /// The user.
+        #[arg(long, value_name = "USER_ID")]
+        user: String,
+    },
+}
+
+/// `on` or `off`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Switch {
+    /// Refuse every new order in the scope (cancels still work).
+    On,
+    /// Accept orders again.
+    Off,
 }
 
 /// Parses `none` (lift) or a value with `parse`.
@@ -69,220 +107,115 @@ pub fn positive(text: &str) -> Option<i64> {
 
 /// Rupees (`820.50`) as paise.
 pub fn rupees(text: &str) -> Option<i64> {
-    pinnacle_publisher::sim::parse_rupees(text)
+    pinnacle_publisher::sim::parse_rupees(text).filter(|p| *p > 0)
 }
 
 /// A comma-separated list of upper-case tokens (`NSE,BSE`, `NSE:SBIN-EQ`).
-pub fn list(text: &str) -> Option<String> {
-    let items: Vec<&str> = text.split(',').map(str::trim).collect();
+pub fn list(text: &str) -> Option<Vec<String>> {
+    let items: Vec<String> = text.split(',').map(|i| i.trim().to_string()).collect();
     let ok = items.iter().all(|i| {
         !i.is_empty()
             && i.bytes()
                 .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b"-_:&.".contains(&b))
     });
-    ok.then(|| items.join(","))
+    ok.then_some(items)
 }
 
-/// What `set` changes.
-#[derive(Debug, Clone, Default)]
-pub struct LimitsChange {
-    /// Largest quantity per order.
-    pub max_quantity: Change<i64>,
-    /// Largest order value, paise.
-    pub max_order_value: Change<i64>,
-    /// Allowed exchanges.
-    pub allowed_exchanges: Change<String>,
-    /// Allowed `EXCHANGE:SYMBOL`s.
-    pub allowed_symbols: Change<String>,
-    /// Orders per second per user.
-    pub max_orders_per_second: Change<i64>,
-    /// The kill switch.
-    pub kill_switch: Option<bool>,
-}
-
-/// A command failed.
-#[derive(Debug, thiserror::Error)]
-pub enum RiskError {
-    /// No user with that id.
-    #[error("no user {0}")]
-    NoUser(String),
-    /// A rate does not fit the column.
-    #[error("--max-orders-per-second {0} is too large")]
-    RateTooLarge(i64),
-    /// The database failed.
-    #[error("database: {0}")]
-    Db(#[from] sea_orm::DbErr),
-}
-
-async fn check_scope(db: &DatabaseConnection, scope: &Scope) -> Result<(), RiskError> {
-    if let Scope::User(id) = scope {
-        if users::Entity::find_by_id(id.clone())
-            .one(db)
-            .await?
-            .is_none()
-        {
-            return Err(RiskError::NoUser(id.clone()));
+/// `pinnacle risk …`.
+pub async fn risk(common: &Common, command: RiskCommand) -> anyhow::Result<()> {
+    let api = Api::from_env()?;
+    let view = match command {
+        RiskCommand::Show { user } => match user {
+            Some(id) => {
+                api.get(&format!("/v1/users/{}/risk-limits", segment(&id)))
+                    .await?
+            }
+            None => api.get("/v1/risk-limits/global").await?,
+        },
+        RiskCommand::Set {
+            scope,
+            max_quantity,
+            max_order_value,
+            exchanges,
+            symbols,
+            max_orders_per_second,
+        } => {
+            let change = LimitsChange {
+                max_quantity: max_quantity.unwrap_or_default(),
+                max_order_value_paise: max_order_value.unwrap_or_default(),
+                allowed_exchanges: exchanges.unwrap_or_default(),
+                allowed_symbols: symbols.unwrap_or_default(),
+                max_orders_per_second: max_orders_per_second.unwrap_or_default(),
+                kill_switch: None,
+            };
+            anyhow::ensure!(
+                !change.fields().is_empty(),
+                "nothing to change: give at least one limit (see pinnacle risk set --help)"
+            );
+            let body = serde_json::to_value(&change)?;
+            api.call(Method::PUT, &scope.path(), Some(&body)).await?
         }
-    }
+        RiskCommand::Clear { user } => {
+            let path = format!("/v1/users/{}/risk-limits", segment(&user));
+            api.call(Method::DELETE, &path, None).await?
+        }
+    };
+    show(common, &view);
     Ok(())
 }
 
-/// Applies `change` to `scope`'s row (creating it), and returns the row as stored.
-pub async fn set(
-    db: &DatabaseConnection,
-    scope: &Scope,
-    change: LimitsChange,
-) -> Result<risk_limits::Model, RiskError> {
-    check_scope(db, scope).await?;
-    let rate = match change.max_orders_per_second {
-        Change::Set(n) => Change::Set(i32::try_from(n).map_err(|_| RiskError::RateTooLarge(n))?),
-        Change::Lift => Change::Lift,
-        Change::Keep => Change::Keep,
-    };
-    let existing = risk_limits::Entity::find_by_id(scope.key().to_string())
-        .one(db)
-        .await?;
-    let current = existing
-        .clone()
-        .unwrap_or_else(|| risk_limits::Model::unlimited(scope.key()));
-    let row = risk_limits::Model {
-        max_quantity: change.max_quantity.apply(current.max_quantity),
-        max_order_value: change.max_order_value.apply(current.max_order_value),
-        allowed_exchanges: change
-            .allowed_exchanges
-            .apply(current.allowed_exchanges.clone()),
-        allowed_symbols: change
-            .allowed_symbols
-            .apply(current.allowed_symbols.clone()),
-        max_orders_per_second: rate.apply(current.max_orders_per_second),
-        kill_switch: change.kill_switch.unwrap_or(current.kill_switch),
-        updated_at: chrono::Utc::now(),
-        scope: current.scope.clone(),
-    };
-    let active = row.into_active_model().reset_all();
-    let stored = if existing.is_some() {
-        active.update(db).await?
-    } else {
-        active.insert(db).await?
-    };
-    tracing::info!(
-        scope = %stored.scope,
-        operator = %std::env::var("USER").unwrap_or_default(),
-        kill_switch = stored.kill_switch,
-        "risk limits changed"
+/// `pinnacle kill-switch on|off --global|--user ID`.
+pub async fn kill_switch(common: &Common, switch: Switch, scope: ScopeArgs) -> anyhow::Result<()> {
+    let api = Api::from_env()?;
+    let body = json!({ "kill_switch": matches!(switch, Switch::On) });
+    let view = api.call(Method::PUT, &scope.path(), Some(&body)).await?;
+    show(common, &view);
+    Ok(())
+}
+
+/// The rows and the limits in force as a table (`--json`: as the API sent them).
+fn show(common: &Common, view: &Value) {
+    const COLUMNS: &[&str] = &[
+        "row",
+        "kill_switch",
+        "max_quantity",
+        "max_order_value_paise",
+        "max_orders_per_second",
+        "allowed_exchanges",
+        "allowed_symbols",
+    ];
+    if common.json {
+        print_value(common, view, Shape::Fields);
+        return;
+    }
+    let mut rows = Vec::new();
+    for (name, key) in [
+        ("global", "global"),
+        ("user", "user"),
+        ("in force", "in_force"),
+    ] {
+        let mut row = view[key].clone();
+        if let Some(fields) = row.as_object_mut() {
+            fields.insert("row".into(), name.into());
+            for list in ["allowed_exchanges", "allowed_symbols"] {
+                if let Some(items) = fields.get(list).and_then(Value::as_array) {
+                    let joined: Vec<&str> = items.iter().filter_map(Value::as_str).collect();
+                    fields.insert(list.into(), joined.join(",").into());
+                }
+            }
+            rows.push(row);
+        }
+    }
+    print_value(
+        common,
+        &json!({ "limits": rows }),
+        Shape::List("limits", COLUMNS),
     );
-    Ok(stored)
-}
-
-/// Deletes a user's row (their limits fall back to the global row and the defaults).
-pub async fn clear(db: &DatabaseConnection, user_id: &str) -> Result<bool, RiskError> {
-    let deleted = risk_limits::Entity::delete_by_id(user_id.to_string())
-        .exec(db)
-        .await?;
-    Ok(deleted.rows_affected > 0)
-}
-
-/// The stored rows and the limits in force, as `show` prints them.
-#[derive(Debug, Serialize)]
-pub struct View {
-    /// The `global` row, if any.
-    pub global: Option<Row>,
-    /// The user's row, if a user was asked for and has one.
-    pub user: Option<Row>,
-    /// What applies to the user (or to anyone without a row of their own).
-    pub in_force: InForce,
-}
-
-/// One stored row.
-#[derive(Debug, Serialize)]
-pub struct Row {
-    /// `global` or the user id.
-    pub scope: String,
-    /// Largest quantity per order.
-    pub max_quantity: Option<i64>,
-    /// Largest order value, paise.
-    pub max_order_value_paise: Option<i64>,
-    /// Allowed exchanges.
-    pub allowed_exchanges: Option<String>,
-    /// Allowed `EXCHANGE:SYMBOL`s.
-    pub allowed_symbols: Option<String>,
-    /// Orders per second.
-    pub max_orders_per_second: Option<i32>,
-    /// The kill switch.
-    pub kill_switch: bool,
-    /// Last change (RFC 3339).
-    pub updated_at: String,
-}
-
-impl From<risk_limits::Model> for Row {
-    fn from(row: risk_limits::Model) -> Self {
-        Self {
-            scope: row.scope,
-            max_quantity: row.max_quantity,
-            max_order_value_paise: row.max_order_value,
-            allowed_exchanges: row.allowed_exchanges,
-            allowed_symbols: row.allowed_symbols,
-            max_orders_per_second: row.max_orders_per_second,
-            kill_switch: row.kill_switch,
-            updated_at: row.updated_at.to_rfc3339(),
-        }
+    if view["in_force"]["default_rate"] == true {
+        crate::output::line(
+            "(9 orders per second is the default: Angel One's limit per client code)",
+        );
     }
-}
-
-/// The combined limits (the stricter of the two rows; see docs/PROTOCOL.md).
-#[derive(Debug, Serialize)]
-pub struct InForce {
-    /// Either kill switch is on.
-    pub kill_switch: bool,
-    /// Largest quantity per order.
-    pub max_quantity: Option<i64>,
-    /// Largest order value, paise.
-    pub max_order_value_paise: Option<i64>,
-    /// Allowed exchanges (`None`: any).
-    pub allowed_exchanges: Option<Vec<String>>,
-    /// Allowed `EXCHANGE:SYMBOL`s (`None`: any).
-    pub allowed_symbols: Option<Vec<String>>,
-    /// Orders per second (the default is Angel One's 9).
-    pub max_orders_per_second: i32,
-    /// Whether the rate is the built-in default.
-    pub default_rate: bool,
-}
-
-/// Reads the rows and combines them for `user_id` (or for a user with no row).
-pub async fn show(db: &DatabaseConnection, user_id: Option<&str>) -> Result<View, RiskError> {
-    if let Some(id) = user_id {
-        check_scope(db, &Scope::User(id.to_string())).await?;
-    }
-    let global = risk_limits::Entity::find_by_id(risk_limits::GLOBAL.to_string())
-        .one(db)
-        .await?;
-    let user = match user_id {
-        Some(id) => {
-            risk_limits::Entity::find_by_id(id.to_string())
-                .one(db)
-                .await?
-        }
-        None => None,
-    };
-    // Without a user, the global row alone: what a user without a row of their own gets.
-    let limits: Limits = limits_for(db, user_id.unwrap_or(risk_limits::GLOBAL)).await?;
-    let default_rate = [&global, &user]
-        .iter()
-        .all(|row| row.as_ref().and_then(|r| r.max_orders_per_second).is_none());
-    Ok(View {
-        global: global.map(Row::from),
-        user: user.map(Row::from),
-        in_force: InForce {
-            kill_switch: limits.kill_switch,
-            max_quantity: limits.max_quantity,
-            max_order_value_paise: limits.max_order_value,
-            allowed_exchanges: limits.allowed_exchanges,
-            allowed_symbols: limits.allowed_symbols,
-            max_orders_per_second: limits.max_orders_per_second,
-            default_rate: default_rate
-                && limits.max_orders_per_second == DEFAULT_MAX_ORDERS_PER_SECOND,
-        },
-    })
 }
 
 #[cfg(test)]
@@ -298,10 +231,10 @@ mod tests {
             assert!(parse_change(junk, positive).is_err(), "{junk}");
         }
         assert_eq!(parse_change("820.50", rupees), Ok(Change::Set(82_050)));
-        assert_eq!(list("NSE, BSE"), Some("NSE,BSE".into()));
+        assert_eq!(list("NSE, BSE"), Some(vec!["NSE".into(), "BSE".into()]));
         assert_eq!(
             list("NSE:SBIN-EQ,NSE:M&M"),
-            Some("NSE:SBIN-EQ,NSE:M&M".into())
+            Some(vec!["NSE:SBIN-EQ".into(), "NSE:M&M".into()])
         );
         for junk in ["nse", "NSE,,BSE", "NSE;DROP", ""] {
             assert_eq!(list(junk), None, "{junk}");

@@ -64,6 +64,44 @@ pub async fn database(settings: &DatabaseSettings) -> anyhow::Result<DatabaseCon
     }
 }
 
+/// How long a command-line verb waits for its database before it says so.
+const CLI_DATABASE_WAIT: Duration = Duration::from_secs(5);
+
+/// [`database`] for a command-line verb: a database that does not answer within 5 s is an
+/// error that names it (password redacted) and says where the setting comes from, instead
+/// of a silent wait (services keep [`database`]'s longer patience).
+pub async fn cli_database(settings: &DatabaseSettings) -> anyhow::Result<DatabaseConnection> {
+    within_cli_wait(settings, database(settings)).await
+}
+
+/// [`cli_database`] without applying migrations, for verbs that only read (`audit verify`
+/// may run against a restored copy).
+pub async fn cli_connect(settings: &DatabaseSettings) -> anyhow::Result<DatabaseConnection> {
+    let connect = async {
+        pinnacle_common::db::connect(settings)
+            .await
+            .context("opening the database")
+    };
+    within_cli_wait(settings, connect).await
+}
+
+async fn within_cli_wait(
+    settings: &DatabaseSettings,
+    open: impl std::future::Future<Output = anyhow::Result<DatabaseConnection>>,
+) -> anyhow::Result<DatabaseConnection> {
+    let url = pinnacle_common::config::redact_url(&settings.database_url);
+    match tokio::time::timeout(CLI_DATABASE_WAIT, open).await {
+        Ok(db) => db.with_context(|| {
+            format!("the database at {url} (DATABASE_URL, or --env-file .pinnacle/dev.env)")
+        }),
+        Err(_) => anyhow::bail!(
+            "the database at {url} did not answer within {} s; is it running? (set \
+             DATABASE_URL, or pass --env-file .pinnacle/dev.env)",
+            CLI_DATABASE_WAIT.as_secs()
+        ),
+    }
+}
+
 /// How often a service tries to apply the migrations before it gives up.
 const MIGRATION_ATTEMPTS: u32 = 8;
 

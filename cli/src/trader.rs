@@ -432,7 +432,7 @@ pub async fn order(common: &Common, command: OrderCommand) -> anyhow::Result<()>
         }
     };
     let result = session.order(verb, body).await?;
-    print(common, &result, shape);
+    print_value(common, &result, shape);
     Ok(())
 }
 
@@ -477,7 +477,7 @@ pub async fn portfolio(common: &Common, command: PortfolioCommand) -> anyhow::Re
     };
     let body = object(vec![("account", account.map(Into::into))]);
     let result = session.order(verb, body).await?;
-    print(common, &result, shape);
+    print_value(common, &result, shape);
     Ok(())
 }
 
@@ -611,7 +611,7 @@ pub async fn md(common: &Common, command: MdCommand) -> anyhow::Result<()> {
         ),
     };
     let result = session.request(subject.to_string(), body, false).await?;
-    print(common, &result, shape);
+    print_value(common, &result, shape);
     Ok(())
 }
 
@@ -632,7 +632,7 @@ const ORDER_COLUMNS: &[&str] = &[
 
 /// How a result is laid out as a table.
 #[derive(Debug, Clone, Copy)]
-enum Shape {
+pub enum Shape {
     /// One order record, field per line.
     Order,
     /// Any map, field per line.
@@ -643,15 +643,13 @@ enum Shape {
     List(&'static str, &'static [&'static str]),
 }
 
-fn print(common: &Common, result: &Value, shape: Shape) {
+/// Prints `result` as a table, or as JSON with `--json`; a closed pipe ends quietly.
+pub fn print_value(common: &Common, result: &Value, shape: Shape) {
     if common.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(result).unwrap_or_default()
-        );
+        crate::output::line(&serde_json::to_string_pretty(result).unwrap_or_default());
         return;
     }
-    print!("{}", table(result, shape));
+    crate::output::text_out(&table(result, shape));
 }
 
 fn cell(value: &Value) -> String {

@@ -25,7 +25,7 @@ use sea_orm::{
 use secrecy::{ExposeSecret, SecretString};
 
 pub use generations::Register;
-pub use rotate::{rotate, RotateReport};
+pub use rotate::{rotate, rotate_reporting, RotateReport};
 
 use crate::crypto::{CredentialAad, DataKey, DecryptError, RowIdentity, Vault};
 use crate::entities::{broker_accounts, master_keys};

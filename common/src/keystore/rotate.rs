@@ -11,7 +11,9 @@ use std::collections::BTreeSet;
 
 use chrono::Utc;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+};
 
 use super::{account_data_key, identity, reserve_encryption, KeyStoreError};
 use crate::audit::AuditLog;
@@ -64,7 +66,23 @@ pub async fn rotate(
     vault: &Vault,
     audit: &AuditLog,
 ) -> Result<RotateReport, KeyStoreError> {
+    rotate_reporting(db, vault, audit, |_, _| {}).await
+}
+
+/// [`rotate`], calling `progress(done, total)` after each account: `total` is how many
+/// needed rewrapping when it started, `done` how many were rewrapped or failed since.
+pub async fn rotate_reporting(
+    db: &impl ConnectionTrait,
+    vault: &Vault,
+    audit: &AuditLog,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<RotateReport, KeyStoreError> {
     let current = vault.current_key_id();
+    let total = broker_accounts::Entity::find()
+        .filter(broker_accounts::Column::MasterKeyId.is_not_null())
+        .filter(broker_accounts::Column::MasterKeyId.ne(i64::from(current)))
+        .count(db)
+        .await?;
     let mut report = RotateReport {
         current_key_id: current,
         ..RotateReport::default()
@@ -115,6 +133,7 @@ pub async fn rotate(
             } else {
                 report.raced += 1;
             }
+            progress(report.rewrapped + failed.len() as u64, total);
         }
         // A pass in which every row raced a write made no progress; give up after a few.
         if report.rewrapped + failed.len() as u64 == before {
