@@ -39,7 +39,7 @@ async fn start_dev(data: &Path, nats: &str, db: &str, sim: bool) -> (Child, Stri
             banner.push('\n');
             // The simulator's part of the banner comes last.
             let last = if sim {
-                line.contains("trades on paper")
+                line.contains("the demo user's default account")
             } else {
                 line.starts_with("Stop with")
             };

@@ -23,6 +23,7 @@ mod metrics;
 mod nats_cluster;
 mod nats_config;
 mod openapi_fuzz;
+mod operator_verbs;
 mod orders;
 mod outbox;
 mod ownership;
@@ -58,13 +59,31 @@ where
 /// Runs the `pinnacle` binary under test with `args`, `env` added to the environment (and
 /// no OTLP export); returns (success, stdout, stderr).
 pub fn run_pinnacle(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pinnacle-under-test"))
+    run_pinnacle_input(args, env, "")
+}
+
+/// [`run_pinnacle`] with `input` on standard input.
+pub fn run_pinnacle_input(
+    args: &[&str],
+    env: &[(&str, &str)],
+    input: &str,
+) -> (bool, String, String) {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pinnacle-under-test"))
         .args(args)
         .envs(env.iter().copied())
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
         .env_remove("PINNACLE_ENV_FILE")
-        .output()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .expect("pinnacle runs");
+    if let Some(mut stdin) = child.stdin.take() {
+        // A verb that reads nothing closes the pipe early: that is not an error here.
+        let _ = stdin.write_all(input.as_bytes());
+    }
+    let out = child.wait_with_output().expect("pinnacle finishes");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -111,35 +111,76 @@ async fn the_order_rate_is_capped_per_user_across_workers() {
     .await;
 }
 
-/// Runs `pinnacle risk <args>` against `db_url`; returns (success, stdout, stderr).
-fn pinnacle_risk(db_url: &str, args: &[&str]) -> (bool, String, String) {
-    let mut all = vec!["risk"];
-    all.extend_from_slice(args);
-    run_pinnacle(&all, &[("DATABASE_URL", db_url)])
+/// Runs `pinnacle <args> --json` as the admin against `stack`'s user API; returns
+/// (success, stdout, stderr).
+fn pinnacle_admin(stack: &TestStack, args: &[&str]) -> (bool, String, String) {
+    let mut all = args.to_vec();
+    all.push("--json");
+    run_pinnacle(
+        &all,
+        &[
+            ("USER_API_URL", &stack.api_url),
+            ("PINNACLE_API_ADMIN_TOKEN", pinnacle_tests::ADMIN_TOKEN),
+        ],
+    )
 }
 
-/// An operator changes limits and kill switches with `pinnacle risk`, without SQL: the next
-/// order obeys them, `show` reports what is in force, and bad input changes nothing.
+fn view(out: &str) -> serde_json::Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+/// The `changed` audit events of `chain` (a user id, or `global`), as (purpose, fields).
+async fn changes(stack: &TestStack, chain: &str) -> Vec<(String, Vec<String>)> {
+    let (status, trail) = stack
+        .api_send(
+            reqwest::Method::GET,
+            &format!("/v1/users/{chain}/audit"),
+            pinnacle_tests::ADMIN_TOKEN,
+            &serde_json::Value::Null,
+        )
+        .await;
+    assert_eq!(status, 200, "{trail}");
+    trail["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter(|e| e["outcome"] == "changed")
+        .map(|e| {
+            let fields = e["fields"].as_array().expect("fields");
+            (
+                e["purpose"].as_str().expect("purpose").to_string(),
+                fields
+                    .iter()
+                    .map(|f| f.as_str().expect("field").to_string())
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// An operator changes limits and kill switches with `pinnacle risk` and `pinnacle
+/// kill-switch`, through the user API, without SQL: the next order obeys them, `show`
+/// reports what is in force, every change is an audit event, and bad input changes nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_risk_command_sets_limits_and_kill_switches() {
     each_backend(|backend| async move {
         let stack = TestStack::start(backend).await;
         let user = stack.trader("operated").await;
         stack.wait_for_ticks("SBIN-EQ", 2).await;
-        let url = stack.db_url().to_string();
-        let risk = |args: &[&str]| pinnacle_risk(&url, args);
+        let admin = |args: &[&str]| pinnacle_admin(&stack, args);
         let code = |reply: pinnacle_common::model::Reply<pinnacle_common::model::OrderReply>| {
             reply.error.map(|e| e.code.as_str().to_string())
         };
 
         // The default: Angel One's 9 orders per second, reported as the default.
-        let (ok, out, err) = risk(&["show", "--user", &user.id]);
+        let (ok, out, err) = admin(&["risk", "show", "--user", &user.id]);
         assert!(ok, "{err}");
-        let view: serde_json::Value = serde_json::from_str(&out).expect("json");
-        assert_eq!(view["in_force"]["max_orders_per_second"], 9, "{view}");
-        assert_eq!(view["in_force"]["default_rate"], true, "{view}");
+        let shown = view(&out);
+        assert_eq!(shown["in_force"]["max_orders_per_second"], 9, "{shown}");
+        assert_eq!(shown["in_force"]["default_rate"], true, "{shown}");
 
-        let (ok, out, err) = risk(&[
+        let (ok, out, err) = admin(&[
+            "risk",
             "set",
             "--user",
             &user.id,
@@ -157,12 +198,16 @@ async fn the_risk_command_sets_limits_and_kill_switches() {
         );
         assert!(stack.place(&user, &market("cli-ok", "SBIN-EQ", 5)).await.ok);
         // Lifting one limit keeps the others.
-        let (ok, out, err) = risk(&["set", "--user", &user.id, "--max-quantity", "none"]);
+        let (ok, out, err) = admin(&["risk", "set", "--user", &user.id, "--max-quantity", "none"]);
         assert!(ok, "{out}{err}");
-        let row: serde_json::Value = serde_json::from_str(&out).expect("json");
+        let row = &view(&out)["user"];
         assert_eq!(row["max_quantity"], serde_json::Value::Null, "{row}");
         assert_eq!(row["max_orders_per_second"], 1000, "{row}");
-        assert_eq!(row["allowed_exchanges"], "NSE", "{row}");
+        assert_eq!(
+            row["allowed_exchanges"],
+            serde_json::json!(["NSE"]),
+            "{row}"
+        );
         assert!(
             stack
                 .place(&user, &market("cli-big", "SBIN-EQ", 6))
@@ -171,44 +216,114 @@ async fn the_risk_command_sets_limits_and_kill_switches() {
         );
 
         // The platform kill switch, then back.
-        assert!(risk(&["kill", "--global"]).0);
+        assert!(admin(&["kill-switch", "on", "--global"]).0);
         assert_eq!(
             code(stack.place(&user, &market("cli-k", "SBIN-EQ", 1)).await).as_deref(),
             Some("KILL_SWITCH")
         );
-        let (_, out, _) = risk(&["show", "--user", &user.id]);
-        let view: serde_json::Value = serde_json::from_str(&out).expect("json");
-        assert_eq!(view["in_force"]["kill_switch"], true, "{view}");
-        assert!(risk(&["resume", "--global"]).0);
+        let (_, out, _) = admin(&["risk", "show", "--user", &user.id]);
+        assert_eq!(view(&out)["in_force"]["kill_switch"], true, "{out}");
+        assert!(admin(&["kill-switch", "OFF", "--global"]).0);
         assert!(stack.place(&user, &market("cli-k", "SBIN-EQ", 1)).await.ok);
+        // One user's kill switch leaves the others trading.
+        assert!(admin(&["kill-switch", "on", "--user", &user.id]).0);
+        assert_eq!(
+            code(stack.place(&user, &market("cli-k2", "SBIN-EQ", 1)).await).as_deref(),
+            Some("KILL_SWITCH")
+        );
+        let bystander = stack.trader("bystander").await;
+        assert!(
+            stack
+                .place(&bystander, &market("cli-b", "SBIN-EQ", 1))
+                .await
+                .ok
+        );
+        assert!(admin(&["kill-switch", "off", "--user", &user.id]).0);
 
-        // Refused input changes nothing.
+        // Refused input changes nothing, and says why in one line.
         for args in [
-            vec!["set", "--user", "no-such-user", "--max-quantity", "1"],
-            vec!["set", "--user", &user.id, "--max-quantity", "0"],
-            vec!["set", "--user", &user.id, "--exchanges", "nse;drop"],
-            vec!["set", "--global", "--user", &user.id],
-            vec!["set", "--max-quantity", "1"],
             vec![
+                "risk",
+                "set",
+                "--user",
+                "no-such-user",
+                "--max-quantity",
+                "1",
+            ],
+            vec!["risk", "set", "--user", &user.id, "--max-quantity", "0"],
+            vec!["risk", "set", "--user", &user.id, "--exchanges", "nse;drop"],
+            vec!["risk", "set", "--global", "--user", &user.id],
+            vec!["risk", "set", "--max-quantity", "1"],
+            vec!["risk", "set", "--user", &user.id],
+            vec![
+                "risk",
                 "set",
                 "--user",
                 &user.id,
                 "--max-orders-per-second",
                 "99999999999",
             ],
+            vec!["kill-switch", "on"],
+            vec!["kill-switch", "maybe", "--global"],
         ] {
-            let (ok, _, err) = risk(&args);
+            let (ok, _, err) = admin(&args);
             assert!(!ok, "{args:?} succeeded");
             assert!(!err.is_empty(), "{args:?}: no message");
+            assert!(!err.contains("panicked"), "{args:?}: {err}");
         }
-        let (_, out, _) = risk(&["show", "--user", &user.id]);
-        let view: serde_json::Value = serde_json::from_str(&out).expect("json");
-        assert_eq!(view["user"]["max_orders_per_second"], 1000, "{view}");
+        let (ok, _, err) = admin(&[
+            "risk",
+            "set",
+            "--user",
+            "no-such-user",
+            "--max-quantity",
+            "1",
+        ]);
+        assert!(!ok && err.contains("NOT_FOUND"), "{err}");
+        // A trader's own token may read their limits, not change them.
+        let as_trader = |args: &[&str]| {
+            run_pinnacle(
+                args,
+                &[
+                    ("USER_API_URL", &stack.api_url),
+                    ("PINNACLE_API_TOKEN", &user.token),
+                ],
+            )
+        };
+        assert!(as_trader(&["risk", "show", "--user", &user.id]).0);
+        let (ok, _, err) = as_trader(&["kill-switch", "off", "--global"]);
+        assert!(!ok && err.contains("FORBIDDEN"), "{err}");
+        let (_, out, _) = admin(&["risk", "show", "--user", &user.id]);
+        assert_eq!(view(&out)["user"]["max_orders_per_second"], 1000, "{out}");
 
-        assert_eq!(risk(&["clear", "--user", &user.id]).1.trim(), "cleared");
-        let (_, out, _) = risk(&["show", "--user", &user.id]);
-        let view: serde_json::Value = serde_json::from_str(&out).expect("json");
-        assert_eq!(view["user"], serde_json::Value::Null, "{view}");
+        let (ok, out, err) = admin(&["risk", "clear", "--user", &user.id]);
+        assert!(ok, "{err}");
+        assert_eq!(view(&out)["user"], serde_json::Value::Null, "{out}");
+
+        // Every change is in the audit trail: the user's chain and the platform's.
+        let user_changes = changes(&stack, &user.id).await;
+        let purposes: Vec<&str> = user_changes.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(
+            purposes,
+            [
+                "risk.set",
+                "risk.set",
+                "kill_switch.on",
+                "kill_switch.off",
+                "risk.clear"
+            ],
+            "{user_changes:?}"
+        );
+        assert_eq!(
+            user_changes[0].1,
+            ["max_quantity", "allowed_exchanges", "max_orders_per_second"]
+        );
+        let global: Vec<String> = changes(&stack, "global")
+            .await
+            .into_iter()
+            .map(|c| c.0)
+            .collect();
+        assert_eq!(global, ["kill_switch.on", "kill_switch.off"]);
     })
     .await;
 }
