@@ -447,3 +447,43 @@ async fn rate_limits_hold_across_workers() {
     })
     .await;
 }
+
+/// What one shared-window look-up costs (a KV read and a revision-checked write) on a
+/// local nats-server, as the log grows to the orders bucket's largest (1,000 sends an
+/// hour, 8 KB). Printed for docs/SMARTAPI.md; asserted only loosely.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_rate_window_cost() {
+    use pinnacle_smartapi::limits::shared::KvWindows;
+    use pinnacle_smartapi::limits::{Bucket, Limit};
+    let nats = TestNats::start();
+    let client = async_nats::connect(nats.url()).await.expect("client");
+    let windows = KvWindows::new(async_nats::jetstream::new(client));
+    let limit = Limit {
+        per_second: 1_000_000,
+        per_minute: 1_000_000,
+        per_hour: 1_000_000,
+    };
+    let mut took = Vec::new();
+    for _ in 0..1_000 {
+        let started = Instant::now();
+        let wait = windows
+            .take_with("COST1", Bucket::Orders, limit)
+            .await
+            .expect("take");
+        took.push(started.elapsed());
+        assert_eq!(wait, None);
+    }
+    let first = &mut took[..100].to_vec();
+    let last = &mut took[900..].to_vec();
+    first.sort();
+    last.sort();
+    let quantile = |v: &[Duration], q: f64| v[((v.len() - 1) as f64 * q) as usize];
+    eprintln!(
+        "shared window take: log of ~50 sends p50 {:?} p99 {:?}; log of ~950 sends p50 {:?} p99 {:?}",
+        quantile(first, 0.5),
+        quantile(first, 0.99),
+        quantile(last, 0.5),
+        quantile(last, 0.99)
+    );
+    assert!(quantile(last, 0.5) < Duration::from_millis(20));
+}
