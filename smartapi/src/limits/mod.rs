@@ -285,7 +285,7 @@ impl RateLimiter {
             let started = std::time::Instant::now();
             let answer = tokio::time::timeout(STORE_TIMEOUT, shared.take(client_code, bucket))
                 .await
-                .unwrap_or_else(|_| Err(shared::RateStoreError::TimedOut(STORE_TIMEOUT)));
+                .unwrap_or(Err(shared::RateStoreError::TimedOut(STORE_TIMEOUT)));
             metrics().smartapi_rate_store_round_trip(started.elapsed());
             match answer {
                 Ok(wait) => {
