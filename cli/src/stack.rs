@@ -412,7 +412,17 @@ pub fn angel_one_broker_audited(
     };
     let symbols = SymbolResolver::new(client.clone(), Duration::from_secs(2));
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    // One budget per client code across every worker: the windows live in the
+    // SMARTAPI_RATE KV bucket (docs/SMARTAPI.md, "Rate limits").
+    let windows = pinnacle_smartapi::limits::shared::KvWindows::new(async_nats::jetstream::new(
+        client.clone(),
+    ));
+    let limiter = pinnacle_smartapi::limits::RateLimiter::with_shared(
+        pinnacle_order_worker::angel::RATE_LIMIT_WAIT,
+        Arc::new(windows),
+    );
     let broker = AngelOneBroker::new(config, SessionManager::default(), Arc::new(store), symbols)
+        .with_limiter(limiter)
         .with_notices(tx);
     (broker, rx)
 }

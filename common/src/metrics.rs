@@ -12,8 +12,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use prometheus::{
-    Encoder as _, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder as _, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use crate::error::ErrorCode;
@@ -54,6 +54,20 @@ pub struct Metrics {
     pub nats_rebuilds: IntCounterVec,
     /// `pinnacle_broker_requests_total{broker,operation,outcome}`: calls to a broker.
     pub broker_requests: IntCounterVec,
+    /// `pinnacle_smartapi_rate_queued{bucket}`: SmartAPI requests waiting for their turn
+    /// or their window, by rate-limit bucket (never by client code).
+    pub smartapi_rate_queued: IntGaugeVec,
+    /// `pinnacle_smartapi_rate_delayed_total{bucket}`: requests sent after waiting.
+    pub smartapi_rate_delayed: IntCounterVec,
+    /// `pinnacle_smartapi_rate_refused_total{bucket}`: requests refused `RATE_LIMITED`
+    /// by Pinnacle's limiter (never sent).
+    pub smartapi_rate_refused: IntCounterVec,
+    /// `pinnacle_smartapi_rate_store_errors_total`: shared-window look-ups that failed
+    /// (the request was limited by the process's own windows instead).
+    pub smartapi_rate_store_errors: IntCounter,
+    /// `pinnacle_smartapi_rate_store_seconds`: one shared-window look-up (KV read and
+    /// compare-and-set).
+    pub smartapi_rate_store_seconds: Histogram,
     /// The registry `/metrics` renders.
     registry: Registry,
 }
@@ -143,6 +157,43 @@ impl Metrics {
             &["broker", "operation", "outcome"],
         )
         .expect("valid counter");
+        let smartapi_rate_queued = IntGaugeVec::new(
+            Opts::new(
+                "pinnacle_smartapi_rate_queued",
+                "SmartAPI requests waiting for their rate-limit window, by bucket",
+            ),
+            &["bucket"],
+        )
+        .expect("valid gauge");
+        let smartapi_rate_delayed = IntCounterVec::new(
+            Opts::new(
+                "pinnacle_smartapi_rate_delayed_total",
+                "SmartAPI requests sent after waiting for their rate-limit window, by bucket",
+            ),
+            &["bucket"],
+        )
+        .expect("valid counter");
+        let smartapi_rate_refused = IntCounterVec::new(
+            Opts::new(
+                "pinnacle_smartapi_rate_refused_total",
+                "SmartAPI requests refused RATE_LIMITED by Pinnacle's limiter, by bucket",
+            ),
+            &["bucket"],
+        )
+        .expect("valid counter");
+        let smartapi_rate_store_errors = IntCounter::new(
+            "pinnacle_smartapi_rate_store_errors_total",
+            "Shared SmartAPI rate-window look-ups that failed (limited per process instead)",
+        )
+        .expect("valid counter");
+        let smartapi_rate_store_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "pinnacle_smartapi_rate_store_seconds",
+                "One shared SmartAPI rate-window look-up (KV read and compare-and-set), seconds",
+            )
+            .buckets(ORDER_LATENCY_BUCKETS.to_vec()),
+        )
+        .expect("valid histogram");
         for collector in [
             Box::new(order_latency.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(orders.clone()),
@@ -155,6 +206,11 @@ impl Metrics {
             Box::new(nats_reconnects.clone()),
             Box::new(nats_rebuilds.clone()),
             Box::new(broker_requests.clone()),
+            Box::new(smartapi_rate_queued.clone()),
+            Box::new(smartapi_rate_delayed.clone()),
+            Box::new(smartapi_rate_refused.clone()),
+            Box::new(smartapi_rate_store_errors.clone()),
+            Box::new(smartapi_rate_store_seconds.clone()),
         ] {
             registry.register(collector).expect("unique metric names");
         }
@@ -174,8 +230,45 @@ impl Metrics {
             nats_reconnects,
             nats_rebuilds,
             broker_requests,
+            smartapi_rate_queued,
+            smartapi_rate_delayed,
+            smartapi_rate_refused,
+            smartapi_rate_store_errors,
+            smartapi_rate_store_seconds,
             registry,
         }
+    }
+
+    /// Moves the number of SmartAPI requests queued in `bucket` by `delta`.
+    pub fn smartapi_rate_queued(&self, bucket: &'static str, delta: i64) {
+        self.smartapi_rate_queued
+            .with_label_values(&[bucket])
+            .add(delta);
+    }
+
+    /// Records a SmartAPI request sent after waiting in `bucket`.
+    pub fn smartapi_rate_delayed(&self, bucket: &'static str) {
+        self.smartapi_rate_delayed
+            .with_label_values(&[bucket])
+            .inc();
+    }
+
+    /// Records a SmartAPI request refused by Pinnacle's limiter in `bucket`.
+    pub fn smartapi_rate_refused(&self, bucket: &'static str) {
+        self.smartapi_rate_refused
+            .with_label_values(&[bucket])
+            .inc();
+    }
+
+    /// Records a failed shared-window look-up.
+    pub fn smartapi_rate_store_error(&self) {
+        self.smartapi_rate_store_errors.inc();
+    }
+
+    /// Records one shared-window look-up's round trip.
+    pub fn smartapi_rate_store_round_trip(&self, elapsed: Duration) {
+        self.smartapi_rate_store_seconds
+            .observe(elapsed.as_secs_f64());
     }
 
     /// Records one answered order request.

@@ -39,6 +39,12 @@ pub const AUDIT_CHECKPOINT_ALL: &str = "audit.checkpoint.>";
 pub const CREDENTIAL_GENERATIONS_BUCKET: &str = "CREDENTIAL_GENERATIONS";
 /// The stream behind [`CREDENTIAL_GENERATIONS_BUCKET`] (JetStream names it `KV_<bucket>`).
 pub const CREDENTIAL_GENERATIONS_STREAM: &str = "KV_CREDENTIAL_GENERATIONS";
+/// JetStream KV bucket holding the SmartAPI rate windows every order worker shares
+/// (`pinnacle_smartapi::limits::shared`): key = `<limit bucket>.<hash of the client code>`,
+/// value = the send times inside the bucket's longest window.
+pub const SMARTAPI_RATE_BUCKET: &str = "SMARTAPI_RATE";
+/// The stream behind [`SMARTAPI_RATE_BUCKET`].
+pub const SMARTAPI_RATE_STREAM: &str = "KV_SMARTAPI_RATE";
 
 /// NATS header names.
 pub mod headers {

@@ -33,6 +33,7 @@ pub fn router() -> Router<Arc<Shared>> {
         .route("/orders/{client_code}", get(orders))
         .route("/requests", get(requests))
         .route("/requests", delete(clear_requests))
+        .route("/rate-limits", get(rate_limits))
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, (StatusCode, Json<Value>)> {
@@ -108,4 +109,8 @@ async fn requests(State(s): State<Arc<Shared>>) -> Json<Value> {
 async fn clear_requests(State(s): State<Arc<Shared>>) -> StatusCode {
     lock(&s.requests).clear();
     StatusCode::NO_CONTENT
+}
+
+async fn rate_limits(State(s): State<Arc<Shared>>) -> Json<Value> {
+    Json(json!(lock(&s.limiter).stats()))
 }

@@ -41,6 +41,7 @@ pub use config::{SessionExpiry, SimAccount, SimConfig, SimInstrument};
 pub use error::SimError;
 pub use faults::Fault;
 pub use orders::SimOrder;
+pub use ratelimit::RateStat;
 pub use state::RequestRecord;
 
 use state::{lock, Shared};
@@ -172,6 +173,12 @@ impl Simulator {
     /// Every REST request seen so far, oldest first.
     pub fn requests(&self) -> Vec<RequestRecord> {
         lock(&self.shared.requests).clone()
+    }
+
+    /// What the rate limiter admitted and refused, per (client code, bucket), when
+    /// `enforce_rate_limits` is on.
+    pub fn rate_limits(&self) -> Vec<RateStat> {
+        lock(&self.shared.limiter).stats()
     }
 
     /// Successful logins of `client_code`.

@@ -1,7 +1,11 @@
-//! SPEC §6 rate limits, per client code, with sliding one-second/minute/hour windows.
+//! SPEC §6 rate limits, per client code, with sliding one-second/minute/hour windows, and
+//! the simulator's own count of what it admitted and refused (for tests that must show
+//! Pinnacle never hit a limit).
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
+
+use serde::Serialize;
 
 /// (per second, per minute, per hour); `u32::MAX` means "no limit in that window".
 type Limits = (u32, u32, u32);
@@ -35,10 +39,37 @@ pub fn bucket(route: &str) -> (&'static str, Limits) {
     }
 }
 
-/// Timestamps of accepted requests per (client, bucket).
-#[derive(Debug, Default)]
+/// What the limiter did for one (client code, bucket) since the simulator started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RateStat {
+    pub client_code: String,
+    /// The bucket: `orders` for place/modify/cancel, else the route name.
+    pub bucket: String,
+    /// Requests that fit every window.
+    pub admitted: u64,
+    /// Requests answered with the plain-text 403.
+    pub refused: u64,
+    /// Milliseconds from the simulator's start to the first and the last admitted request.
+    pub first_admitted_ms: u64,
+    pub last_admitted_ms: u64,
+}
+
+/// Timestamps of accepted requests per (client, bucket), and the counts.
+#[derive(Debug)]
 pub struct RateLimiter {
     seen: HashMap<(String, &'static str), VecDeque<Instant>>,
+    stats: HashMap<(String, &'static str), RateStat>,
+    started: Instant,
+}
+
+impl Default for RateLimiter {
+    fn default() -> Self {
+        Self {
+            seen: HashMap::new(),
+            stats: HashMap::new(),
+            started: Instant::now(),
+        }
+    }
 }
 
 impl RateLimiter {
@@ -46,6 +77,18 @@ impl RateLimiter {
     pub fn admit(&mut self, client: &str, route: &str) -> bool {
         let (name, (per_s, per_m, per_h)) = bucket(route);
         let now = Instant::now();
+        let at = u64::try_from(now.duration_since(self.started).as_millis()).unwrap_or(u64::MAX);
+        let stat = self
+            .stats
+            .entry((client.to_owned(), name))
+            .or_insert_with(|| RateStat {
+                client_code: client.to_owned(),
+                bucket: name.to_owned(),
+                admitted: 0,
+                refused: 0,
+                first_admitted_ms: 0,
+                last_admitted_ms: 0,
+            });
         let q = self.seen.entry((client.to_owned(), name)).or_default();
         while q
             .front()
@@ -64,9 +107,22 @@ impl RateLimiter {
             || full(per_m, Duration::from_secs(60))
             || full(per_h, Duration::from_secs(3600))
         {
+            stat.refused += 1;
             return false;
         }
+        if stat.admitted == 0 {
+            stat.first_admitted_ms = at;
+        }
+        stat.admitted += 1;
+        stat.last_admitted_ms = at;
         q.push_back(now);
         true
+    }
+
+    /// Every (client code, bucket) seen, sorted.
+    pub fn stats(&self) -> Vec<RateStat> {
+        let mut stats: Vec<RateStat> = self.stats.values().cloned().collect();
+        stats.sort_by(|a, b| (&a.client_code, &a.bucket).cmp(&(&b.client_code, &b.bucket)));
+        stats
     }
 }

@@ -40,6 +40,9 @@ pub struct SmartApiError {
     /// The broker's error code, e.g. `AB1013`, when it sent one.
     code: Option<String>,
     message: String,
+    /// Set when Pinnacle's own limiter refused the request (it was never sent): how long
+    /// until the window opens. `None` for the broker's own 403.
+    retry_after: Option<Duration>,
 }
 
 impl SmartApiError {
@@ -49,7 +52,22 @@ impl SmartApiError {
             kind,
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// Pinnacle's limiter refused to send the request: its window opens in `retry_after`.
+    pub fn limited(message: impl Into<String>, retry_after: Duration) -> Self {
+        Self {
+            retry_after: Some(retry_after),
+            ..Self::new(SmartApiErrorKind::RateLimited, None, message)
+        }
+    }
+
+    /// For a refusal by Pinnacle's own limiter, how long until the window opens; `None`
+    /// for every other error (including the broker's 403, whose wait is unknown).
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
     }
 
     /// An error the broker sent with `code`, classified by the code.

@@ -117,6 +117,7 @@ impl Deployment {
                     subjects::AUDIT_STREAM,
                     subjects::ORDER_EVENTS_STREAM,
                     "KV_CREDENTIAL_GENERATIONS",
+                    subjects::SMARTAPI_RATE_STREAM,
                 ] {
                     cluster
                         .admin_apply_stream(&admin, stream)

@@ -30,6 +30,7 @@ mod ownership;
 mod paper_books;
 mod portfolio;
 mod publisher;
+mod rate_limits;
 mod replay;
 mod risk;
 mod rollback;

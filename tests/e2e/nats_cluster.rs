@@ -59,6 +59,7 @@ async fn cluster_confines_traders_and_guards_the_streams() {
     audit_chain_works_under_the_permissions(&cluster, &worker).await;
     the_auditor_runs_the_durable_consumer_recipe(&cluster).await;
     generation_register_works_under_the_permissions(&cluster, &admin, &worker).await;
+    rate_windows_work_under_the_permissions(&cluster, &admin, &worker).await;
     traders_are_confined(&cluster, &worker).await;
     a_trader_with_its_inbox_prefix_gets_replies(&cluster, &worker).await;
     nobody_shortens_audit(&cluster, &admin).await;
@@ -504,6 +505,41 @@ async fn generation_register_works_under_the_permissions(
         Some(5),
         "nobody but the services moved it"
     );
+}
+
+/// The SmartAPI rate windows (an R3 KV bucket from `nats/streams`): an order worker
+/// counts sends in them and sees the window close; a trader cannot write them.
+async fn rate_windows_work_under_the_permissions(
+    cluster: &TestCluster,
+    admin: &Conn,
+    worker: &Conn,
+) {
+    use pinnacle_smartapi::limits::shared::{KvWindows, SharedWindows};
+    use pinnacle_smartapi::limits::Bucket;
+    cluster
+        .admin_apply_stream(admin, subjects::SMARTAPI_RATE_STREAM)
+        .await
+        .expect("the rate bucket as R3");
+    let windows = KvWindows::new(jetstream::new(worker.client.clone()));
+    assert_eq!(
+        windows.take("PERM1", Bucket::Login).await.expect("counted"),
+        None
+    );
+    let wait = windows
+        .take("PERM1", Bucket::Login)
+        .await
+        .expect("read")
+        .expect("one login a second");
+    assert!(wait <= std::time::Duration::from_millis(1_050), "{wait:?}");
+    worker.expect_no_violation().await;
+    let key = format!("$KV.{}.login.x", subjects::SMARTAPI_RATE_BUCKET);
+    let trader = cluster.connect(1, TRADER_A).await.expect("trader");
+    trader
+        .client
+        .publish(key.clone(), "1".into())
+        .await
+        .expect("publish");
+    trader.expect_violation("Publish", &key).await;
 }
 
 /// Trader A requests on their own order subjects and market data, hears their own events

@@ -53,8 +53,13 @@ use self::updates::{LiveStreams, SessionNotice};
 pub const NAME: &str = "angel_one";
 
 /// How often a request the broker refused with its 403 rate limit is tried again (it was
-/// not processed, so sending it again cannot duplicate it).
+/// not processed, so sending it again cannot duplicate it). A refusal by Pinnacle's own
+/// limiter is final: it already queued for [`RATE_LIMIT_WAIT`].
 const RATE_LIMIT_RETRIES: u32 = 2;
+
+/// How long a SmartAPI request queues for its rate-limit window before it is refused
+/// `RATE_LIMITED` (docs/SMARTAPI.md, "Rate limits").
+pub const RATE_LIMIT_WAIT: Duration = Duration::from_secs(3);
 
 /// How often the details of an order whose change the broker has not finished are read
 /// again, and how long apart.
@@ -95,7 +100,7 @@ impl AngelOneBroker {
     ) -> Self {
         Self {
             config,
-            limiter: RateLimiter::new(Duration::from_secs(3)),
+            limiter: RateLimiter::new(RATE_LIMIT_WAIT),
             sessions,
             store,
             symbols,
@@ -103,6 +108,13 @@ impl AngelOneBroker {
             notices: None,
             live: Arc::default(),
         }
+    }
+
+    /// Limits requests with `limiter` (one whose windows every worker shares, in a
+    /// deployment) instead of this process's own.
+    pub fn with_limiter(mut self, limiter: Arc<RateLimiter>) -> Self {
+        self.limiter = limiter;
+        self
     }
 
     /// Sends a [`SessionNotice`] for every session used, so that the order-update follower
@@ -192,6 +204,7 @@ impl AngelOneBroker {
                 }
                 Err(e)
                     if e.kind() == SmartApiErrorKind::RateLimited
+                        && e.retry_after().is_none()
                         && rate_limited < RATE_LIMIT_RETRIES =>
                 {
                     rate_limited += 1;

@@ -141,6 +141,32 @@ async fn burst_of_ten_orders_hits_the_nine_per_second_limit() {
         );
         assert_eq!(t.sim.orders(CLIENT).len(), 9);
     }
+    // The simulator counts what it admitted and refused, per client code and bucket.
+    let stats = t.sim.rate_limits();
+    let orders = stats
+        .iter()
+        .find(|s| s.client_code == CLIENT && s.bucket == "orders")
+        .expect("the orders bucket");
+    assert_eq!(orders.admitted as usize, ok, "{stats:?}");
+    assert_eq!(orders.refused as usize, limited.len(), "{stats:?}");
+    assert!(orders.last_admitted_ms >= orders.first_admitted_ms);
+    let listed: serde_json::Value = t
+        .http
+        .get(format!("{}/__sim/rate-limits", t.sim.rest_url()))
+        .send()
+        .await
+        .expect("admin")
+        .json()
+        .await
+        .expect("json");
+    assert!(
+        listed
+            .as_array()
+            .expect("a list")
+            .iter()
+            .any(|s| s["bucket"] == "orders" && s["refused"] == limited.len()),
+        "{listed}"
+    );
 }
 
 #[tokio::test]

@@ -1,0 +1,518 @@
+//! SmartAPI's published rate limits (SPEC §6), enforced per client code before a request
+//! leaves Pinnacle.
+//!
+//! # How a request gets its turn
+//! 1. **The local gate.** Each (client code, [`Bucket`]) has one FIFO queue in the
+//!    process. A request waits there, in arrival order, behind the requests of the same
+//!    client code and bucket only: another account, or another bucket of the same
+//!    account, never waits behind it.
+//! 2. **The window.** The request at the head of the queue asks the windows whether one
+//!    more send fits. With a [`SharedWindows`] store ([`shared::KvWindows`], the JetStream
+//!    KV bucket every order worker uses) the windows are the deployment's: one budget per
+//!    client code whatever the number of workers. Without one, or while the store cannot
+//!    be reached, they are this process's own ([`window`], exact per process).
+//! 3. **Wait or refuse.** When the window is full the head sleeps until it opens and asks
+//!    again. A request that cannot be sent within [`RateLimiter::max_wait`] of its arrival
+//!    (still queued, or the window opens too late) is refused with
+//!    [`SmartApiErrorKind::RateLimited`](crate::SmartApiErrorKind::RateLimited) and
+//!    [`SmartApiError::retry_after`], so a burst is queued and a flood gets a clear answer
+//!    instead of the broker's 403.
+//!
+//! Metrics (labels: the bucket's [`Bucket::name`], never a client code):
+//! `pinnacle_smartapi_rate_queued{bucket}`, `pinnacle_smartapi_rate_delayed_total{bucket}`,
+//! `pinnacle_smartapi_rate_refused_total{bucket}`, `pinnacle_smartapi_rate_store_errors_total`
+//! and `pinnacle_smartapi_rate_store_seconds`.
+
+pub mod shared;
+pub mod window;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pinnacle_common::metrics::metrics;
+use tokio::time::Instant;
+
+use crate::error::SmartApiError;
+pub use shared::SharedWindows;
+
+/// Which limit a request counts against. Place, modify and cancel share one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Bucket {
+    /// loginByPassword.
+    Login,
+    /// generateTokens.
+    Refresh,
+    /// getProfile.
+    Profile,
+    /// logout.
+    Logout,
+    /// getRMS.
+    Rms,
+    /// placeOrder, modifyOrder and cancelOrder combined.
+    Orders,
+    /// getOrderBook.
+    OrderBook,
+    /// getTradeBook.
+    TradeBook,
+    /// getPosition.
+    Positions,
+    /// getHolding and getAllHolding (each has its own limit; one bucket is stricter).
+    Holdings,
+    /// searchScrip.
+    SearchScrip,
+    /// getLtpData.
+    Ltp,
+    /// details/{uniqueorderid}.
+    OrderDetails,
+    /// market/v1/quote.
+    Quote,
+    /// getCandleData and getOIData.
+    Candles,
+}
+
+/// Requests allowed per second, per minute and per hour (`u32::MAX` = no limit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    /// Per second.
+    pub per_second: u32,
+    /// Per minute.
+    pub per_minute: u32,
+    /// Per hour.
+    pub per_hour: u32,
+}
+
+const NONE: u32 = u32::MAX;
+
+impl Bucket {
+    /// The bucket's name in metric labels and shared-window keys (never a client code).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Login => "login",
+            Self::Refresh => "refresh",
+            Self::Profile => "profile",
+            Self::Logout => "logout",
+            Self::Rms => "rms",
+            Self::Orders => "orders",
+            Self::OrderBook => "order_book",
+            Self::TradeBook => "trade_book",
+            Self::Positions => "positions",
+            Self::Holdings => "holdings",
+            Self::SearchScrip => "search_scrip",
+            Self::Ltp => "ltp",
+            Self::OrderDetails => "order_details",
+            Self::Quote => "quote",
+            Self::Candles => "candles",
+        }
+    }
+
+    /// The current documented limit (SPEC §6).
+    pub fn limit(self) -> Limit {
+        let (per_second, per_minute, per_hour) = match self {
+            Self::Login | Self::Logout => (1, NONE, NONE),
+            Self::Refresh => (1, NONE, 1000),
+            Self::Profile => (3, NONE, 1000),
+            Self::Rms => (2, NONE, NONE),
+            Self::Orders => (9, 500, 1000),
+            Self::OrderBook
+            | Self::TradeBook
+            | Self::Positions
+            | Self::Holdings
+            | Self::SearchScrip => (1, NONE, NONE),
+            Self::Ltp | Self::OrderDetails | Self::Quote => (10, 500, 5000),
+            Self::Candles => (3, 180, 5000),
+        };
+        Limit {
+            per_second,
+            per_minute,
+            per_hour,
+        }
+    }
+}
+
+/// How long the head of a queue waits for the shared store before it falls back to this
+/// process's windows for that request.
+const STORE_TIMEOUT: Duration = Duration::from_millis(500);
+
+type Key = (String, Bucket);
+
+/// One (client code, bucket)'s queue.
+#[derive(Debug, Default)]
+struct Gate {
+    /// Held by the request whose turn it is; tokio's mutex is fair, so waiters get it in
+    /// arrival order.
+    turn: tokio::sync::Mutex<()>,
+    /// When the head last found the window opening, for the refusal of a request that
+    /// timed out in the queue.
+    opens_at: Mutex<Option<Instant>>,
+}
+
+impl Gate {
+    fn set_opens_at(&self, at: Option<Instant>) {
+        *self.opens_at.lock().unwrap_or_else(|p| p.into_inner()) = at;
+    }
+
+    fn opens_in(&self) -> Duration {
+        let at = *self.opens_at.lock().unwrap_or_else(|p| p.into_inner());
+        at.map_or(Duration::ZERO, |at| {
+            at.saturating_duration_since(Instant::now())
+        })
+    }
+}
+
+/// The per-client-code limiter: the local gate, and the windows (shared or local).
+#[derive(Debug)]
+pub struct RateLimiter {
+    /// This process's sends per (client code, bucket), ms since `epoch`: the windows
+    /// without a shared store, and the fallback while it cannot be reached (so they hold
+    /// this process's sends either way).
+    local: Mutex<HashMap<Key, Vec<u64>>>,
+    /// One FIFO queue per (client code, bucket).
+    gates: Mutex<HashMap<Key, Arc<Gate>>>,
+    /// The deployment-wide windows, when configured.
+    shared: Option<Arc<dyn SharedWindows>>,
+    /// Set while the shared store fails, so the fallback is logged once per outage.
+    degraded: AtomicBool,
+    /// Zero of the local clock.
+    epoch: Instant,
+    max_wait: Duration,
+}
+
+/// Counts a request as queued for as long as it lives.
+struct Queued(&'static str);
+
+impl Queued {
+    fn enter(bucket: Bucket) -> Self {
+        metrics().smartapi_rate_queued(bucket.name(), 1);
+        Self(bucket.name())
+    }
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        metrics().smartapi_rate_queued(self.0, -1);
+    }
+}
+
+impl RateLimiter {
+    /// A limiter with this process's windows only, queueing a request for up to
+    /// `max_wait` before refusing it.
+    pub fn new(max_wait: Duration) -> Arc<Self> {
+        Arc::new(Self::build(max_wait, None))
+    }
+
+    /// A limiter whose windows are `shared` by every process that uses the same store.
+    pub fn with_shared(max_wait: Duration, shared: Arc<dyn SharedWindows>) -> Arc<Self> {
+        Arc::new(Self::build(max_wait, Some(shared)))
+    }
+
+    fn build(max_wait: Duration, shared: Option<Arc<dyn SharedWindows>>) -> Self {
+        Self {
+            local: Mutex::new(HashMap::new()),
+            gates: Mutex::new(HashMap::new()),
+            shared,
+            degraded: AtomicBool::new(false),
+            epoch: Instant::now(),
+            max_wait,
+        }
+    }
+
+    /// How long a request may queue.
+    pub fn max_wait(&self) -> Duration {
+        self.max_wait
+    }
+
+    /// Waits, in arrival order, until `client_code` may send a request in `bucket`, and
+    /// counts it; or refuses it once it could not be sent within [`Self::max_wait`].
+    pub async fn acquire(&self, client_code: &str, bucket: Bucket) -> Result<(), SmartApiError> {
+        let deadline = Instant::now() + self.max_wait;
+        let gate = self.gate(client_code, bucket);
+        let _queued = Queued::enter(bucket);
+        let mut delayed = false;
+        let _turn = match gate.turn.try_lock() {
+            Ok(turn) => turn,
+            Err(_) => {
+                delayed = true;
+                match tokio::time::timeout_at(deadline, gate.turn.lock()).await {
+                    Ok(turn) => turn,
+                    Err(_) => return Err(self.refuse(bucket, gate.opens_in())),
+                }
+            }
+        };
+        loop {
+            let Some(wait) = self.take(client_code, bucket).await else {
+                gate.set_opens_at(None);
+                if delayed {
+                    metrics().smartapi_rate_delayed(bucket.name());
+                }
+                return Ok(());
+            };
+            let ready_at = Instant::now() + wait;
+            gate.set_opens_at(Some(ready_at));
+            if ready_at > deadline {
+                return Err(self.refuse(bucket, wait));
+            }
+            delayed = true;
+            tokio::time::sleep_until(ready_at).await;
+        }
+    }
+
+    fn gate(&self, client_code: &str, bucket: Bucket) -> Arc<Gate> {
+        let mut gates = self.gates.lock().unwrap_or_else(|p| p.into_inner());
+        gates
+            .entry((client_code.to_string(), bucket))
+            .or_default()
+            .clone()
+    }
+
+    fn refuse(&self, bucket: Bucket, opens_in: Duration) -> SmartApiError {
+        metrics().smartapi_rate_refused(bucket.name());
+        SmartApiError::limited(
+            format!(
+                "SmartAPI rate limit for {bucket:?}: the request could not be sent within {} ms \
+                 of queueing; the window opens in {} ms",
+                self.max_wait.as_millis(),
+                opens_in.as_millis()
+            ),
+            opens_in,
+        )
+    }
+
+    /// Counts a send if the windows have room (`None`), or says how long until they do.
+    async fn take(&self, client_code: &str, bucket: Bucket) -> Option<Duration> {
+        if let Some(shared) = &self.shared {
+            let started = std::time::Instant::now();
+            let answer = tokio::time::timeout(STORE_TIMEOUT, shared.take(client_code, bucket))
+                .await
+                .unwrap_or(Err(shared::RateStoreError::TimedOut(STORE_TIMEOUT)));
+            metrics().smartapi_rate_store_round_trip(started.elapsed());
+            match answer {
+                Ok(wait) => {
+                    if self.degraded.swap(false, Ordering::Relaxed) {
+                        tracing::info!("shared SmartAPI rate windows reachable again");
+                    }
+                    if wait.is_none() {
+                        // Keep this process's own log too, for the fallback.
+                        self.note_local(client_code, bucket);
+                    }
+                    return wait;
+                }
+                Err(error) => {
+                    metrics().smartapi_rate_store_error();
+                    if !self.degraded.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            %error,
+                            "shared SmartAPI rate windows unavailable; limiting per process until they return"
+                        );
+                    }
+                }
+            }
+        }
+        self.take_local(client_code, bucket)
+    }
+
+    fn local_now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn take_local(&self, client_code: &str, bucket: Bucket) -> Option<Duration> {
+        let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
+        let now = self.local_now();
+        let log = local.entry((client_code.to_string(), bucket)).or_default();
+        window::admit(log, now, bucket.limit()).map(Duration::from_millis)
+    }
+
+    fn note_local(&self, client_code: &str, bucket: Bucket) {
+        let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
+        let now = self.local_now();
+        let log = local.entry((client_code.to_string(), bucket)).or_default();
+        window::prune(log, now, bucket.limit());
+        let stamp = log.last().map_or(now, |last| now.max(*last));
+        log.push(stamp);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_orders_is_queued_to_nine_per_second() {
+        let limiter = RateLimiter::new(Duration::from_secs(5));
+        let start = Instant::now();
+        for _ in 0..18 {
+            limiter.acquire("C1", Bucket::Orders).await.expect("queued");
+        }
+        let elapsed = start.elapsed();
+        assert!(
+            elapsed >= Duration::from_secs(1) && elapsed < Duration::from_secs(2),
+            "{elapsed:?}"
+        );
+        // Another client code has its own budget.
+        let other = Instant::now();
+        limiter
+            .acquire("C2", Bucket::Orders)
+            .await
+            .expect("own budget");
+        assert_eq!(other.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flood_is_refused_clearly() {
+        let limiter = RateLimiter::new(Duration::from_millis(500));
+        for _ in 0..3 {
+            limiter
+                .acquire("C1", Bucket::Candles)
+                .await
+                .expect("within limit");
+        }
+        let error = limiter
+            .acquire("C1", Bucket::Candles)
+            .await
+            .expect_err("over limit");
+        assert_eq!(error.kind(), crate::SmartApiErrorKind::RateLimited);
+        assert!(error.to_string().contains("Candles"), "{error}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_minute_window_holds_too() {
+        let limiter = RateLimiter::new(Duration::from_secs(120));
+        let start = Instant::now();
+        for _ in 0..181 {
+            limiter
+                .acquire("C1", Bucket::Candles)
+                .await
+                .expect("queued");
+        }
+        // 180 per minute: the 181st waits for the first to leave the minute window.
+        assert!(
+            start.elapsed() >= Duration::from_secs(60),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    /// Windows shared by several limiters ("processes"), in memory, for these tests.
+    #[derive(Debug, Default)]
+    struct MemoryWindows {
+        logs: Mutex<HashMap<Key, Vec<u64>>>,
+        epoch: std::sync::OnceLock<Instant>,
+        broken: AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl SharedWindows for MemoryWindows {
+        async fn take(
+            &self,
+            client_code: &str,
+            bucket: Bucket,
+        ) -> Result<Option<Duration>, shared::RateStoreError> {
+            if self.broken.load(Ordering::Relaxed) {
+                return Err(shared::RateStoreError::Unavailable("broken".into()));
+            }
+            let now = self.epoch.get_or_init(Instant::now).elapsed().as_millis() as u64;
+            let mut logs = self.logs.lock().expect("lock");
+            let log = logs.entry((client_code.to_string(), bucket)).or_default();
+            Ok(window::admit(log, now, bucket.limit()).map(Duration::from_millis))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn limiters_sharing_windows_share_one_budget() {
+        let windows = Arc::new(MemoryWindows::default());
+        let workers: Vec<Arc<RateLimiter>> = (0..3)
+            .map(|_| RateLimiter::with_shared(Duration::from_secs(10), windows.clone()))
+            .collect();
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for i in 0..27 {
+            let worker = workers[i % 3].clone();
+            tasks.push(tokio::spawn(async move {
+                worker.acquire("C1", Bucket::Orders).await.expect("queued");
+                start.elapsed()
+            }));
+        }
+        let mut sent = Vec::new();
+        for task in tasks {
+            sent.push(task.await.expect("task"));
+        }
+        sent.sort();
+        // Nine per 1.05 s across all three, not nine each.
+        for (i, at) in sent.iter().enumerate() {
+            assert_eq!(at.as_millis() / 1_050, (i / 9) as u128, "{sent:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_queue_in_arrival_order_and_other_accounts_do_not_wait() {
+        let limiter = RateLimiter::new(Duration::from_secs(5));
+        for _ in 0..9 {
+            limiter.acquire("C1", Bucket::Orders).await.expect("free");
+        }
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for i in 0..5 {
+            let (limiter, order) = (limiter.clone(), order.clone());
+            tasks.push(tokio::spawn(async move {
+                limiter.acquire("C1", Bucket::Orders).await.expect("queued");
+                order.lock().expect("lock").push(i);
+            }));
+            // Arrive one after the other.
+            tokio::task::yield_now().await;
+        }
+        // C1 is queued; C2's orders and C1's order book are not behind it.
+        let other = Instant::now();
+        limiter
+            .acquire("C2", Bucket::Orders)
+            .await
+            .expect("own budget");
+        limiter
+            .acquire("C1", Bucket::OrderBook)
+            .await
+            .expect("own bucket");
+        assert_eq!(other.elapsed(), Duration::ZERO);
+        for task in tasks {
+            task.await.expect("task");
+        }
+        assert_eq!(*order.lock().expect("lock"), vec![0, 1, 2, 3, 4]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_says_when_the_window_opens() {
+        let limiter = RateLimiter::new(Duration::from_millis(300));
+        limiter.acquire("C1", Bucket::Login).await.expect("free");
+        let error = limiter
+            .acquire("C1", Bucket::Login)
+            .await
+            .expect_err("full");
+        let after = error.retry_after().expect("ours");
+        assert!(
+            after > Duration::from_millis(900) && after <= Duration::from_millis(1_050),
+            "{after:?}"
+        );
+        assert!(error.to_string().contains("window opens in"), "{error}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_broken_store_falls_back_to_this_process_windows() {
+        let windows = Arc::new(MemoryWindows::default());
+        windows.broken.store(true, Ordering::Relaxed);
+        let limiter = RateLimiter::with_shared(Duration::from_millis(100), windows.clone());
+        limiter.acquire("C1", Bucket::Login).await.expect("local");
+        let error = limiter
+            .acquire("C1", Bucket::Login)
+            .await
+            .expect_err("the local window is full");
+        assert_eq!(error.kind(), crate::SmartApiErrorKind::RateLimited);
+        // Sends counted while the store worked stay counted locally.
+        windows.broken.store(false, Ordering::Relaxed);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        limiter.acquire("C1", Bucket::Login).await.expect("shared");
+        windows.broken.store(true, Ordering::Relaxed);
+        limiter
+            .acquire("C1", Bucket::Login)
+            .await
+            .expect_err("the shared send is in the local log");
+    }
+}

@@ -1,0 +1,489 @@
+//! Angel One's rate limits hold across every order worker: three `pinnacle serve
+//! order-worker` processes share one budget per client code (the `SMARTAPI_RATE` KV
+//! bucket), so a burst far above 9 orders a second from several clients reaches the
+//! SmartAPI simulator (rate limits enforced) without one refusal, at the limit's pace;
+//! the rest are refused `RATE_LIMITED` by Pinnacle after queueing. The same holds with a
+//! worker SIGKILLed mid-burst.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use async_nats::HeaderMap;
+use base64::Engine as _;
+use futures::StreamExt as _;
+use pinnacle_common::codec::Encoding;
+use pinnacle_common::entities::{orders, risk_limits};
+use pinnacle_common::model::{OrderReply, Reply};
+use pinnacle_common::subjects::{self, headers};
+use pinnacle_smartapi::tag::order_tag;
+use pinnacle_smartapi_sim::{SimAccount, SimConfig, Simulator};
+use pinnacle_tests::angel::SBIN_TOKEN;
+use pinnacle_tests::{eventually, no_limits, TestDb, TestNats, ADMIN_TOKEN};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter};
+use serde_json::json;
+use tokio::process::{Child, Command};
+
+use crate::each_backend;
+
+/// Orders a second the broker allows per client code (SPEC §6).
+const LIMIT: f64 = 9.0;
+/// Concurrent clients, and how often each sends an order: 40 a second offered.
+const CLIENTS: usize = 6;
+const EVERY: Duration = Duration::from_millis(150);
+/// How long the clients send.
+const BURST: Duration = Duration::from_secs(3);
+/// How long a client waits for a reply (the worker queues for at most 3 s).
+const REPLY_WITHIN: Duration = Duration::from_secs(8);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The simulator, nats-server, a database, the user API and the publisher, and three
+/// order workers: every service a separate process.
+struct Deployment {
+    sim: Simulator,
+    nats: TestNats,
+    db: TestDb,
+    dir: tempfile::TempDir,
+    api_url: String,
+    env: Vec<(String, String)>,
+    services: Vec<Child>,
+    workers: Vec<Child>,
+}
+
+impl Deployment {
+    async fn start(backend: pinnacle_tests::Backend) -> Self {
+        let sim = Simulator::start(SimConfig {
+            enforce_rate_limits: true,
+            ..SimConfig::default()
+        })
+        .await
+        .expect("simulator starts");
+        let nats = TestNats::start();
+        let db = TestDb::create(backend).await;
+        let api_port = free_port();
+        let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+        let env: Vec<(String, String)> = [
+            ("NATS_URL", nats.url().to_string()),
+            ("DATABASE_URL", db.url.clone()),
+            ("DATABASE_MAX_CONNECTIONS", "8".into()),
+            ("PINNACLE_MASTER_KEY", key),
+            ("PINNACLE_MASTER_KEY_ID", "1".into()),
+            ("PINNACLE_API_BIND", format!("127.0.0.1:{api_port}")),
+            ("PINNACLE_API_ADMIN_TOKEN", ADMIN_TOKEN.into()),
+            ("PINNACLE_SIM_INTERVAL_MS", "50".into()),
+            ("PINNACLE_WORKER_SMARTAPI_URL", sim.rest_url()),
+            ("PINNACLE_WORKER_SMARTAPI_ORDER_WS_URL", sim.order_ws_url()),
+            ("PINNACLE_WORKER_SMARTAPI_TIMEOUT_MS", "5000".into()),
+            ("PINNACLE_WORKER_LEASE_MS", "1000".into()),
+            ("PINNACLE_WORKER_LEASE_GRACE_MS", "500".into()),
+            ("PINNACLE_WORKER_SQUARE_OFF_AT", "".into()),
+            ("RUST_LOG", "info".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let mut deployment = Self {
+            sim,
+            nats,
+            db,
+            dir: tempfile::tempdir().expect("temp dir"),
+            api_url: format!("http://127.0.0.1:{api_port}"),
+            env,
+            services: Vec::new(),
+            workers: Vec::new(),
+        };
+        // The user API first: it applies the migrations.
+        let api = deployment.spawn("user-api", "user-api");
+        deployment.services.push(api);
+        let api_addr = format!("127.0.0.1:{api_port}");
+        eventually(Duration::from_secs(60), "the user API's port", || async {
+            tokio::net::TcpStream::connect(&api_addr)
+                .await
+                .ok()
+                .map(|_| ())
+        })
+        .await;
+        let publisher = deployment.spawn("publisher", "publisher");
+        deployment.services.push(publisher);
+        for n in 0..3 {
+            let worker = deployment.spawn("order-worker", &format!("worker-{n}"));
+            deployment.workers.push(worker);
+        }
+        deployment
+    }
+
+    fn spawn(&self, service: &str, log: &str) -> Child {
+        let log = std::fs::File::create(self.dir.path().join(format!("{log}.log"))).expect("log");
+        let out = log.try_clone().expect("log file");
+        Command::new(env!("CARGO_BIN_EXE_pinnacle-under-test"))
+            .args(["serve", service])
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("PINNACLE_ENV_FILE")
+            .stdout(out)
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("pinnacle serve starts")
+    }
+
+    /// Waits until `n` order workers answer `$SRV.PING` (each joins once it has a price).
+    async fn serving(&self, client: &async_nats::Client, n: usize) {
+        let ping = format!("$SRV.PING.{}", pinnacle_order_worker::service::SERVICE_NAME);
+        eventually(
+            Duration::from_secs(60),
+            "three order workers serving",
+            || async {
+                let inbox = client.new_inbox();
+                let mut replies = client.subscribe(inbox.clone()).await.ok()?;
+                client
+                    .publish_with_reply(ping.clone(), inbox, bytes::Bytes::new())
+                    .await
+                    .ok()?;
+                let mut seen = 0;
+                while tokio::time::timeout(Duration::from_millis(300), replies.next())
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_some()
+                {
+                    seen += 1;
+                }
+                (seen >= n).then_some(())
+            },
+        )
+        .await;
+    }
+
+    /// A user whose `angel` account is simulator account `client_code`, with no risk
+    /// limit in the way; returns (user id, token).
+    async fn trader(&self, client_code: &str) -> (String, String) {
+        let account = SimAccount {
+            client_code: client_code.into(),
+            pin: "4321".into(),
+            totp_seed: "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP".into(),
+            api_key: format!("SECRETKEY-{client_code}"),
+            static_ip: Some("127.0.0.1".parse().expect("ip")),
+            name: "burst".into(),
+            available_cash_paise: 10_000_000_000,
+        };
+        self.sim.add_account(account.clone());
+        let http = reqwest::Client::new();
+        let user: serde_json::Value = http
+            .post(format!("{}/v1/users", self.api_url))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({"name": client_code}))
+            .send()
+            .await
+            .expect("user")
+            .json()
+            .await
+            .expect("user json");
+        let id = user["id"].as_str().expect("user id").to_string();
+        let token: serde_json::Value = http
+            .post(format!("{}/v1/users/{id}/tokens", self.api_url))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("token")
+            .json()
+            .await
+            .expect("token json");
+        let token = token["token"].as_str().expect("token").to_string();
+        let status = http
+            .put(format!(
+                "{}/v1/users/{id}/broker-accounts/angel",
+                self.api_url
+            ))
+            .bearer_auth(&token)
+            .json(&json!({
+                "broker": "angel_one",
+                "api_key": account.api_key,
+                "client_code": account.client_code,
+                "secret": account.pin,
+                "totp_seed": account.totp_seed,
+                "static_ip": "127.0.0.1",
+                "algo_id": "SIMALGO1",
+            }))
+            .send()
+            .await
+            .expect("account")
+            .status();
+        assert!(status.is_success(), "angel account: {status}");
+        risk_limits::Model {
+            max_orders_per_second: Some(100_000),
+            ..no_limits(&id)
+        }
+        .into_active_model()
+        .insert(&self.db().await)
+        .await
+        .expect("limits");
+        (id, token)
+    }
+
+    async fn db(&self) -> sea_orm::DatabaseConnection {
+        pinnacle_common::db::connect(&pinnacle_common::config::DatabaseSettings {
+            database_url: self.db.url.clone(),
+            database_max_connections: 2,
+        })
+        .await
+        .expect("test database connection")
+    }
+
+    fn logs(&self) -> String {
+        let mut out = String::new();
+        for name in ["worker-0", "worker-1", "worker-2", "publisher", "user-api"] {
+            if let Ok(text) = std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))) {
+                out.push_str(&format!("--- {name}\n"));
+                let tail: Vec<&str> = text.lines().rev().take(12).collect();
+                for line in tail.into_iter().rev() {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+        out
+    }
+}
+
+/// What a client was told for one client order id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Told {
+    /// Taken by the broker: the order's id.
+    Placed(String),
+    /// Refused `RATE_LIMITED` (never sent).
+    RateLimited,
+    /// No reply (its worker was killed).
+    Nothing,
+}
+
+/// `CLIENTS` clients each sending an order every `EVERY` for `BURST`, without waiting for
+/// replies; `kill` runs once, `kill_after` into the burst.
+async fn burst(
+    client: &async_nats::Client,
+    user: &(String, String),
+    prefix: &str,
+    price: i64,
+    kill: Option<(Duration, &mut Child)>,
+) -> HashMap<String, Told> {
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut kill = kill;
+    let mut i = 0;
+    while started.elapsed() < BURST {
+        for c in 0..CLIENTS {
+            let id = format!("{prefix}-{c}-{i}");
+            let (client, user) = (client.clone(), user.clone());
+            tasks.spawn(async move {
+                let body = json!({"client_order_id": id, "exchange": "NSE", "symbol": "SBIN-EQ",
+                    "side": "BUY", "order_type": "LIMIT", "quantity": 1, "price": price});
+                let mut hdrs = HeaderMap::new();
+                hdrs.insert(
+                    headers::AUTHORIZATION,
+                    format!("Bearer {}", user.1).as_str(),
+                );
+                let payload = rmp_serde::to_vec_named(&body).expect("encode");
+                let sent = tokio::time::timeout(
+                    REPLY_WITHIN,
+                    client.request_with_headers(
+                        subjects::order(&user.0, "place"),
+                        hdrs,
+                        payload.into(),
+                    ),
+                )
+                .await;
+                let told = match sent {
+                    Ok(Ok(message)) => {
+                        let reply: Reply<OrderReply> =
+                            Encoding::MsgPack.decode(&message.payload).expect("decodes");
+                        match (reply.result, reply.error) {
+                            (Some(order), _) => Told::Placed(order.order_id),
+                            (None, Some(e)) if e.code.as_str() == "RATE_LIMITED" => {
+                                assert!(e.message.contains("window opens in"), "{e:?}");
+                                Told::RateLimited
+                            }
+                            (None, error) => panic!("{id}: {error:?}"),
+                        }
+                    }
+                    _ => Told::Nothing,
+                };
+                (id, told)
+            });
+        }
+        i += 1;
+        if let Some((after, child)) = kill.take_if(|(after, _)| started.elapsed() >= *after) {
+            let _ = after;
+            child.start_kill().expect("SIGKILL");
+        }
+        tokio::time::sleep(EVERY).await;
+    }
+    let mut told = HashMap::new();
+    while let Some(done) = tasks.join_next().await {
+        let (id, outcome) = done.expect("client");
+        told.insert(id, outcome);
+    }
+    told
+}
+
+/// The simulator's view of `client_code`'s burst: every bucket refused nothing, every
+/// order is there at most once and as told, and the orders came at the limit's pace.
+async fn check(deployment: &Deployment, client_code: &str, told: &HashMap<String, Told>) {
+    let stats = deployment.sim.rate_limits();
+    let mine: Vec<_> = stats
+        .iter()
+        .filter(|s| s.client_code == client_code)
+        .collect();
+    assert!(
+        mine.iter().all(|s| s.refused == 0),
+        "the broker refused requests: {mine:?}\n{}",
+        deployment.logs()
+    );
+    let orders_bucket = mine
+        .iter()
+        .find(|s| s.bucket == "orders")
+        .expect("orders reached the broker");
+    // Requests over the span they took, as the broker counts them (a second a window).
+    let span = (orders_bucket.last_admitted_ms - orders_bucket.first_admitted_ms) as f64 / 1e3;
+    let rate = orders_bucket.admitted as f64 / (span + 1.0);
+    eprintln!(
+        "{client_code}: {} orders at the broker over {span:.2} s: {rate:.2}/s; told {:?}",
+        orders_bucket.admitted,
+        told.values()
+            .fold(HashMap::new(), |mut m, t| {
+                *m.entry(std::mem::discriminant(t)).or_insert(0) += 1;
+                m
+            })
+            .values()
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        (rate - LIMIT).abs() <= LIMIT * 0.1,
+        "achieved {rate:.2}/s, not within 10 % of {LIMIT}/s"
+    );
+    let at_broker = deployment.sim.orders(client_code);
+    let mut by_tag: HashMap<&str, usize> = HashMap::new();
+    for order in &at_broker {
+        *by_tag.entry(order.ordertag.as_str()).or_default() += 1;
+    }
+    assert!(
+        by_tag.values().all(|n| *n == 1),
+        "an order reached the broker twice"
+    );
+    assert_eq!(at_broker.len() as u64, orders_bucket.admitted);
+    let db = deployment.db().await;
+    let rows: HashMap<String, orders::Model> = orders::Entity::find()
+        .filter(orders::Column::ClientOrderId.is_in(told.keys().cloned()))
+        .all(&db)
+        .await
+        .expect("orders")
+        .into_iter()
+        .map(|r| (r.client_order_id.clone(), r))
+        .collect();
+    let mut placed = 0;
+    for (id, outcome) in told {
+        let row = rows.get(id);
+        let count = row.map_or(0, |r| {
+            by_tag.get(order_tag(&r.id).as_str()).copied().unwrap_or(0)
+        });
+        match outcome {
+            Told::Placed(order_id) => {
+                let row = row.unwrap_or_else(|| panic!("{id} placed but not stored"));
+                assert_eq!(&row.id, order_id);
+                assert_eq!(count, 1, "{id} placed but not at the broker once");
+                placed += 1;
+            }
+            Told::RateLimited => {
+                assert_eq!(count, 0, "{id} refused but at the broker");
+                let row = row.unwrap_or_else(|| panic!("{id} refused but not stored"));
+                assert_eq!(row.reject_code.as_deref(), Some("RATE_LIMITED"), "{row:?}");
+            }
+            Told::Nothing => assert!(count <= 1, "{id} at the broker twice"),
+        }
+    }
+    assert!(placed > 0 && placed <= at_broker.len());
+    assert!(
+        told.values().any(|t| *t == Told::RateLimited),
+        "a burst this size must overflow the 3 s queue"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_hold_across_workers() {
+    each_backend(|backend| async move {
+        let mut deployment = Deployment::start(backend).await;
+        let client = async_nats::connect(deployment.nats.url())
+            .await
+            .expect("test client");
+        deployment.serving(&client, 3).await;
+        let ltp = deployment.sim.ltp("NSE", SBIN_TOKEN).expect("SBIN-EQ");
+        let rests = ltp / 2 / 5 * 5;
+
+        // Three workers, one client code, 40 orders a second offered.
+        let user = deployment.trader("RLA001").await;
+        let told = burst(&client, &user, "steady", rests, None).await;
+        check(&deployment, "RLA001", &told).await;
+
+        // The same with a worker killed mid-burst (another account, so the broker's
+        // counters are this burst's alone).
+        let user = deployment.trader("RLB002").await;
+        let mut victim = deployment.workers.remove(0);
+        let told = burst(
+            &client,
+            &user,
+            "killed",
+            rests,
+            Some((BURST / 2, &mut victim)),
+        )
+        .await;
+        let _ = victim.wait().await;
+        check(&deployment, "RLB002", &told).await;
+        drop(deployment.services.drain(..));
+    })
+    .await;
+}
+
+/// What one shared-window look-up costs (a KV read and a revision-checked write) on a
+/// local nats-server, as the log grows to the orders bucket's largest (1,000 sends an
+/// hour, 8 KB). Printed for docs/SMARTAPI.md; asserted only loosely.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_rate_window_cost() {
+    use pinnacle_smartapi::limits::shared::KvWindows;
+    use pinnacle_smartapi::limits::{Bucket, Limit};
+    let nats = TestNats::start();
+    let client = async_nats::connect(nats.url()).await.expect("client");
+    let windows = KvWindows::new(async_nats::jetstream::new(client));
+    let limit = Limit {
+        per_second: 1_000_000,
+        per_minute: 1_000_000,
+        per_hour: 1_000_000,
+    };
+    let mut took = Vec::new();
+    for _ in 0..1_000 {
+        let started = Instant::now();
+        let wait = windows
+            .take_with("COST1", Bucket::Orders, limit)
+            .await
+            .expect("take");
+        took.push(started.elapsed());
+        assert_eq!(wait, None);
+    }
+    let first = &mut took[..100].to_vec();
+    let last = &mut took[900..].to_vec();
+    first.sort();
+    last.sort();
+    let quantile = |v: &[Duration], q: f64| v[((v.len() - 1) as f64 * q) as usize];
+    eprintln!(
+        "shared window take: log of ~50 sends p50 {:?} p99 {:?}; log of ~950 sends p50 {:?} p99 {:?}",
+        quantile(first, 0.5),
+        quantile(first, 0.99),
+        quantile(last, 0.5),
+        quantile(last, 0.99)
+    );
+    assert!(quantile(last, 0.5) < Duration::from_millis(20));
+}
