@@ -117,23 +117,21 @@ async fn an_operator_manages_users_tokens_and_accounts_from_the_command_line() {
         let secrets = format!(
             "api_key=SECRET-key-{id}\nclient_code=SECRET-code-{id}\nsecret=SECRET-pin-{id}\n"
         );
+        let set_account = |label: &str, input: &str| {
+            let args = [
+                "accounts",
+                "set",
+                "--user",
+                &id,
+                label,
+                "--broker",
+                "PAPER",
+                "--credentials-stdin",
+            ];
+            cli(&stack, "PINNACLE_API_TOKEN", &token, &args, input)
+        };
         for label in ["main", "second"] {
-            let (ok, out, err) = cli(
-                &stack,
-                "PINNACLE_API_TOKEN",
-                &token,
-                &[
-                    "accounts",
-                    "set",
-                    "--user",
-                    &id,
-                    label,
-                    "--broker",
-                    "PAPER",
-                    "--credentials-stdin",
-                ],
-                &secrets,
-            );
+            let (ok, out, err) = set_account(label, &secrets);
             assert!(ok, "{err}");
             assert!(
                 !out.contains("SECRET-") && !err.contains("SECRET-"),
@@ -230,22 +228,7 @@ async fn an_operator_manages_users_tokens_and_accounts_from_the_command_line() {
             "NOT_FOUND",
         );
         // Bad credentials input: named by line number, never echoed.
-        let (ok, out, err) = cli(
-            &stack,
-            "PINNACLE_API_TOKEN",
-            &token,
-            &[
-                "accounts",
-                "set",
-                "--user",
-                &id,
-                "third",
-                "--broker",
-                "paper",
-                "--credentials-stdin",
-            ],
-            "SECRET-without-a-key\n",
-        );
+        let (ok, out, err) = set_account("third", "SECRET-without-a-key\n");
         assert!(
             !ok && err.contains("line 1") && !err.contains("SECRET-") && !out.contains("SECRET-"),
             "{out}{err}"
