@@ -12,28 +12,26 @@
 //! - the services recover without a restart (the last orders are placed after the fault).
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
-use base64::Engine as _;
 use futures::future::BoxFuture;
 use pinnacle_cli::nats_server::{find_binary, NatsServer};
 use pinnacle_common::audit::orders::{orders_without_audit, Access, OrderRef};
 use pinnacle_common::codec::Encoding;
-use pinnacle_common::entities::{order_outbox, orders, risk_limits};
+use pinnacle_common::entities::{order_outbox, orders};
 use pinnacle_common::model::{AuditOutcome, OrderReply, OrderStatus, Reply};
 use pinnacle_common::subjects::{self, headers};
 use pinnacle_tests::cluster::{self, TestCluster};
 use pinnacle_tests::{
-    assert_complete_history, audit_events, eventually, market, no_limits, order_events, TestDb,
-    ADMIN_TOKEN,
+    assert_complete_history, audit_events, eventually, market, order_events, TestDb,
 };
-use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, PaginatorTrait};
-use tokio::process::{Child, Command};
+use sea_orm::{EntityTrait, PaginatorTrait};
+use tokio::process::Child;
 
 use crate::each_backend;
+use crate::processes::{signal, Services};
 
 /// How long an order may stay in flight or `UNKNOWN` after the load: lease (1 s) + grace
 /// (0.5 s) + sweep (0.2 s), the reconcile delay for `UNKNOWN` (2 s), and room for a busy
@@ -58,21 +56,12 @@ enum Topology {
 
 /// The deployment: every service a separate process.
 struct Deployment {
-    dir: tempfile::TempDir,
+    procs: Services,
     nats: Nats,
     db: TestDb,
-    api_url: String,
-    env: Vec<(String, String)>,
     /// The user API and the publisher (killed on drop).
     services: Vec<Child>,
     workers: Vec<Child>,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 /// How the test's own clients reach NATS: the servers, and on the cluster the admin login.
@@ -97,7 +86,6 @@ impl NatsAccess {
 
 impl Deployment {
     async fn start(backend: pinnacle_tests::Backend, topology: Topology) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
         let nats = match topology {
             Topology::Single => {
                 let nats_dir = tempfile::tempdir().expect("nats dir");
@@ -132,48 +120,26 @@ impl Deployment {
             Nats::Cluster(cluster) => cluster.urls(),
         };
         let db = TestDb::create(backend).await;
-        let api_port = free_port();
-        let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
-        let env: Vec<(String, String)> = [
-            ("NATS_URL", urls),
-            ("DATABASE_URL", db.url.clone()),
-            ("DATABASE_MAX_CONNECTIONS", "8".into()),
-            ("PINNACLE_MASTER_KEY", key),
-            ("PINNACLE_MASTER_KEY_ID", "1".into()),
-            ("PINNACLE_API_BIND", format!("127.0.0.1:{api_port}")),
-            ("PINNACLE_API_ADMIN_TOKEN", ADMIN_TOKEN.into()),
-            ("PINNACLE_SIM_INTERVAL_MS", "20".into()),
-            ("PINNACLE_WORKER_LEASE_MS", "1000".into()),
-            ("PINNACLE_WORKER_LEASE_GRACE_MS", "500".into()),
-            ("PINNACLE_WORKER_RECONCILE_INTERVAL_MS", "200".into()),
-            ("PINNACLE_WORKER_RECONCILE_AFTER_MS", "2000".into()),
-            ("PINNACLE_WORKER_PAPER_CASH", "100000000000".into()),
-            ("PINNACLE_WORKER_SQUARE_OFF_AT", "".into()),
-            ("RUST_LOG", "info".into()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+        let procs = Services::new(
+            &urls,
+            &db.url,
+            &[
+                ("PINNACLE_WORKER_RECONCILE_INTERVAL_MS", "200"),
+                ("PINNACLE_WORKER_RECONCILE_AFTER_MS", "2000"),
+                ("PINNACLE_WORKER_PAPER_CASH", "100000000000"),
+            ],
+        );
         let mut deployment = Self {
-            api_url: format!("http://127.0.0.1:{api_port}"),
+            procs,
             services: Vec::new(),
             workers: Vec::new(),
-            dir,
             nats,
             db,
-            env,
         };
         // The user API first: it applies the migrations, which the others then find done.
         let api = deployment.spawn("user-api", "user-api");
         deployment.services.push(api);
-        let api_addr = format!("127.0.0.1:{api_port}");
-        eventually(Duration::from_secs(60), "the user API's port", || async {
-            tokio::net::TcpStream::connect(&api_addr)
-                .await
-                .ok()
-                .map(|_| ())
-        })
-        .await;
+        deployment.procs.until_api_listens().await;
         let publisher = deployment.spawn("publisher", "publisher");
         deployment.services.push(publisher);
         for n in 0..2 {
@@ -185,17 +151,16 @@ impl Deployment {
 
     /// Starts `pinnacle serve <service>` with its own NATS login on the cluster.
     fn spawn(&self, service: &str, log: &str) -> Child {
-        let mut env = self.env.clone();
-        if let Nats::Cluster(_) = self.nats {
-            let login = match service {
-                "user-api" => cluster::USER_API,
-                "publisher" => cluster::PUBLISHER,
-                _ => cluster::ORDER_WORKER,
-            };
-            env.push(("NATS_USER".into(), login.user.into()));
-            env.push(("NATS_PASSWORD".into(), login.password.into()));
-        }
-        spawn(&self.dir.path().join(format!("{log}.log")), &env, service)
+        let login = match (&self.nats, service) {
+            (Nats::Single { .. }, _) => None,
+            (Nats::Cluster(_), "user-api") => Some(cluster::USER_API),
+            (Nats::Cluster(_), "publisher") => Some(cluster::PUBLISHER),
+            (Nats::Cluster(_), _) => Some(cluster::ORDER_WORKER),
+        };
+        let login: Vec<(&str, &str)> = login
+            .map(|l| vec![("NATS_USER", l.user), ("NATS_PASSWORD", l.password)])
+            .unwrap_or_default();
+        self.procs.serve(service, log, &login)
     }
 
     fn spawn_worker(&self, n: usize) -> Child {
@@ -204,7 +169,7 @@ impl Deployment {
 
     fn access(&self) -> NatsAccess {
         NatsAccess {
-            urls: self.env[0].1.clone(),
+            urls: self.procs.nats_urls().to_string(),
             login: matches!(self.nats, Nats::Cluster(_)).then_some(cluster::ADMIN),
         }
     }
@@ -214,74 +179,18 @@ impl Deployment {
     }
 
     async fn db(&self) -> sea_orm::DatabaseConnection {
-        pinnacle_common::db::connect(&pinnacle_common::config::DatabaseSettings {
-            database_url: self.db.url.clone(),
-            database_max_connections: 2,
-        })
-        .await
-        .expect("test database connection")
+        self.procs.db().await
     }
 
     /// A user with a paper account and no rate limit, through the user API.
     async fn trader(&self, name: &str) -> (String, String) {
-        let http = reqwest::Client::new();
-        let post = |path: String, token: &str, body: serde_json::Value| {
-            http.post(format!("{}{path}", self.api_url))
-                .bearer_auth(token)
-                .json(&body)
-                .send()
-        };
-        let user: serde_json::Value =
-            eventually(Duration::from_secs(30), "the user API", || async {
-                let reply = post(
-                    "/v1/users".into(),
-                    ADMIN_TOKEN,
-                    serde_json::json!({"name": name}),
-                )
-                .await
-                .ok()?;
-                reply.json().await.ok()
-            })
-            .await;
-        let id = user["id"].as_str().expect("user id").to_string();
-        let token: serde_json::Value = post(
-            format!("/v1/users/{id}/tokens"),
-            ADMIN_TOKEN,
-            serde_json::json!({}),
-        )
-        .await
-        .expect("token")
-        .json()
-        .await
-        .expect("token json");
-        let token = token["token"].as_str().expect("token").to_string();
-        let status = http
-            .put(format!(
-                "{}/v1/users/{id}/broker-accounts/paper",
-                self.api_url
-            ))
-            .bearer_auth(&token)
-            .json(&serde_json::json!({
-                "broker": "paper",
-                "api_key": "SECRET-apikey-fault",
-                "client_code": "SECRET-client-fault",
-                "secret": "SECRET-pin-fault",
-            }))
-            .send()
-            .await
-            .expect("account")
-            .status();
-        assert!(status.is_success(), "paper account: {status}");
-        let db = self.db().await;
-        risk_limits::Model {
-            max_orders_per_second: Some(100_000),
-            ..no_limits(&id)
-        }
-        .into_active_model()
-        .insert(&db)
-        .await
-        .expect("limits");
-        (id, token)
+        let account = serde_json::json!({
+            "broker": "paper",
+            "api_key": "SECRET-apikey-fault",
+            "client_code": "SECRET-client-fault",
+            "secret": "SECRET-pin-fault",
+        });
+        self.procs.trader(name, "paper", &account).await
     }
 
     /// Stops nats-server and starts it again on the same port and store.
@@ -304,43 +213,11 @@ impl Deployment {
     }
 
     fn logs(&self) -> String {
-        let mut out = String::new();
-        for name in ["worker-0", "worker-1", "worker-2", "publisher", "user-api"] {
-            let path: PathBuf = self.dir.path().join(format!("{name}.log"));
-            if let Ok(text) = std::fs::read_to_string(&path) {
-                let tail: Vec<&str> = text.lines().rev().take(15).collect();
-                out.push_str(&format!("--- {name}\n"));
-                for line in tail.into_iter().rev() {
-                    out.push_str(line);
-                    out.push('\n');
-                }
-            }
-        }
-        out
+        self.procs.logs(
+            &["worker-0", "worker-1", "worker-2", "publisher", "user-api"],
+            15,
+        )
     }
-}
-
-fn spawn(log: &std::path::Path, env: &[(String, String)], service: &str) -> Child {
-    let log = std::fs::File::create(log).expect("log file");
-    let out = log.try_clone().expect("log file");
-    Command::new(env!("CARGO_BIN_EXE_pinnacle-under-test"))
-        .args(["serve", service])
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .stdout(out)
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("pinnacle serve starts")
-}
-
-fn signal(child: &Child, name: &str) {
-    let pid = child.id().expect("running").to_string();
-    let status = std::process::Command::new("kill")
-        .args([&format!("-{name}"), &pid])
-        .status()
-        .expect("kill");
-    assert!(status.success());
 }
 
 /// What the load was told for one client order id: the order's state, or the code of a
@@ -583,6 +460,7 @@ async fn under_load<F>(backend: pinnacle_tests::Backend, name: &str, fault: F)
 where
     F: for<'a> FnOnce(&'a mut Deployment) -> BoxFuture<'a, ()>,
 {
+    let _heavy = pinnacle_tests::heavy().await;
     let mut deployment = Deployment::start(backend, Topology::Single).await;
     let user = deployment.trader(name).await;
     let load = Load::new(deployment.access(), &user, &format!("{name}-a"), FIRST);
@@ -722,6 +600,7 @@ const REFUSAL_BOUND: Duration = Duration::from_secs(20);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_node_losses_under_load_lose_and_misorder_nothing() {
     each_backend(|backend| async move {
+        let _heavy = pinnacle_tests::heavy().await;
         let mut deployment = Deployment::start(backend, Topology::Cluster).await;
         let user = deployment.trader("cluster").await;
         let mut load = Load::new(deployment.access(), &user, "cluster-a", (4, 100_000));

@@ -29,6 +29,7 @@ mod outbox;
 mod ownership;
 mod paper_books;
 mod portfolio;
+mod processes;
 mod publisher;
 mod rate_limits;
 mod replay;

@@ -190,6 +190,14 @@ impl Drop for TestDb {
     }
 }
 
+/// Serialises the tests that load the machine or measure pace (the fault suite, the
+/// rate-limit burst): on a 2-core machine two of them at once would measure each other.
+/// Hold the guard for the whole test.
+pub async fn heavy() -> tokio::sync::MutexGuard<'static, ()> {
+    static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    HEAVY.lock().await
+}
+
 /// Polls `check` until it returns `Some`, or panics after `timeout`.
 pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
 where
