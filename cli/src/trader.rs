@@ -656,6 +656,10 @@ fn cell(value: &Value) -> String {
     match value {
         Value::Null => "-".into(),
         Value::String(s) => s.clone(),
+        Value::Array(items) if items.iter().all(Value::is_string) => {
+            let items: Vec<&str> = items.iter().filter_map(Value::as_str).collect();
+            items.join(",")
+        }
         other => other.to_string(),
     }
 }
@@ -773,5 +777,10 @@ mod tests {
         let funds = table(&json!({"cash": 100_000_050, "used": -5}), Shape::Money);
         assert!(funds.contains("₹1000000.50"), "{funds}");
         assert!(funds.contains("-₹0.05"), "{funds}");
+        let scopes = table(
+            &json!({"tokens": [{"id": "t1", "scopes": ["trade", "read"]}]}),
+            Shape::List("tokens", &["id", "scopes"]),
+        );
+        assert_eq!(scopes, "ID  SCOPES\nt1  trade,read\n");
     }
 }
