@@ -332,3 +332,43 @@ async fn the_risk_command_sets_limits_and_kill_switches() {
     })
     .await;
 }
+
+/// Concurrent changes to one row never revert each other: a kill switch tripped while
+/// other admins edit limits stays on, and each edit lands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_risk_changes_never_revert_the_kill_switch() {
+    each_backend(|backend| async move {
+        let stack = TestStack::start(backend).await;
+        let user = stack.create_user("contended").await;
+        let path = format!("/v1/users/{}/risk-limits", user.id);
+        let put = |body: serde_json::Value| {
+            let (stack, path) = (&stack, path.clone());
+            async move {
+                let (status, reply) = stack
+                    .api_put(&path, pinnacle_tests::ADMIN_TOKEN, &body)
+                    .await;
+                assert_eq!(status, 200, "{reply}");
+            }
+        };
+        let mut edits: Vec<_> = (1..=20)
+            .map(|n| put(serde_json::json!({ "max_quantity": n })))
+            .collect();
+        edits.insert(10, put(serde_json::json!({ "kill_switch": true })));
+        edits.push(put(serde_json::json!({ "max_orders_per_second": 50 })));
+        futures::future::join_all(edits).await;
+        let (status, view) = stack
+            .api_send(
+                reqwest::Method::GET,
+                &path,
+                pinnacle_tests::ADMIN_TOKEN,
+                &serde_json::Value::Null,
+            )
+            .await;
+        assert_eq!(status, 200);
+        assert_eq!(view["user"]["kill_switch"], true, "{view}");
+        assert_eq!(view["user"]["max_orders_per_second"], 50, "{view}");
+        let quantity = view["user"]["max_quantity"].as_i64().expect("set");
+        assert!((1..=20).contains(&quantity), "{view}");
+    })
+    .await;
+}

@@ -22,7 +22,11 @@ use pinnacle_common::entities::users;
 use pinnacle_common::error::ErrorCode;
 use pinnacle_common::model::{AuditEvent, AuditOutcome};
 use pinnacle_common::telemetry;
-use sea_orm::{ActiveModelTrait, DatabaseConnection, DbErr, EntityTrait, IntoActiveModel, SqlErr};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, IntoActiveModel,
+    QueryFilter, SqlErr,
+};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::accounts::Writer;
@@ -79,15 +83,8 @@ impl<T> Change<T> {
         matches!(self, Change::Keep)
     }
 
-    fn apply(self, current: Option<T>) -> Option<T> {
-        match self {
-            Change::Keep => current,
-            Change::Lift => None,
-            Change::Set(value) => Some(value),
-        }
-    }
-
-    fn as_set(&self) -> Option<&T> {
+    /// The new value, when the change sets one.
+    pub fn as_set(&self) -> Option<&T> {
         match self {
             Change::Set(value) => Some(value),
             _ => None,
@@ -326,10 +323,6 @@ async fn record(
         .map(|_| ())
 }
 
-fn joined(list: Vec<String>) -> String {
-    list.join(",")
-}
-
 /// Applies `change` to `scope`'s row (creating it), audited first, and returns the row.
 pub async fn set(
     db: &DatabaseConnection,
@@ -341,52 +334,77 @@ pub async fn set(
     change.validate().map_err(RiskError::Invalid)?;
     check_scope(db, scope).await?;
     record(audit, writer, scope, change.purpose(), change.fields()).await?;
-    // A first write racing another first write loses the insert; it then updates.
-    for _ in 0..2 {
-        let existing = risk_limits::Entity::find_by_id(scope.key().to_string())
-            .one(db)
-            .await?;
-        let current = existing
-            .clone()
-            .unwrap_or_else(|| risk_limits::Model::unlimited(scope.key()));
-        let change = change.clone();
-        let rate = change
-            .max_orders_per_second
-            .apply(current.max_orders_per_second.map(i64::from))
-            .map(|n| i32::try_from(n).unwrap_or(MAX_RATE));
-        let row = risk_limits::Model {
-            max_quantity: change.max_quantity.apply(current.max_quantity),
-            max_order_value: change.max_order_value_paise.apply(current.max_order_value),
-            allowed_exchanges: match change.allowed_exchanges {
-                Change::Keep => current.allowed_exchanges.clone(),
-                other => other.apply(None).map(joined),
-            },
-            allowed_symbols: match change.allowed_symbols {
-                Change::Keep => current.allowed_symbols.clone(),
-                other => other.apply(None).map(joined),
-            },
-            max_orders_per_second: rate,
-            kill_switch: change.kill_switch.unwrap_or(current.kill_switch),
-            updated_at: Utc::now(),
-            scope: current.scope.clone(),
-        };
-        let active = row.into_active_model().reset_all();
-        let stored = match existing {
-            Some(_) => active.update(db).await,
-            None => active.insert(db).await,
-        };
-        match stored {
-            Ok(row) => {
-                tracing::info!(scope = %row.scope, actor = %writer.actor, kill_switch = row.kill_switch, "risk limits changed");
-                return Ok(row);
-            }
-            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => continue,
+    // One UPDATE that sets only the changed columns, so two concurrent changes (an admin
+    // tripping the kill switch while another edits a limit) never revert each other. A
+    // scope without a row gets one first; a racing first insert is harmless.
+    let key = scope.key().to_string();
+    if risk_limits::Entity::find_by_id(key.clone())
+        .one(db)
+        .await?
+        .is_none()
+    {
+        let fresh = risk_limits::Model::unlimited(&key)
+            .into_active_model()
+            .reset_all();
+        match fresh.insert(db).await {
+            Ok(_) => {}
+            Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {}
             Err(e) => return Err(e.into()),
         }
     }
-    Err(RiskError::Db(DbErr::Custom(
-        "the risk limits row kept changing; retry".into(),
-    )))
+    let list = |change: &Change<Vec<String>>| match change {
+        Change::Set(items) => Some(items.join(",")),
+        _ => None,
+    };
+    let mut update = risk_limits::Entity::update_many()
+        .col_expr(risk_limits::Column::UpdatedAt, Expr::value(Utc::now()))
+        .filter(risk_limits::Column::Scope.eq(key.as_str()));
+    let columns: [(risk_limits::Column, bool, sea_orm::Value); 5] = [
+        (
+            risk_limits::Column::MaxQuantity,
+            change.max_quantity.is_keep(),
+            change.max_quantity.as_set().copied().into(),
+        ),
+        (
+            risk_limits::Column::MaxOrderValue,
+            change.max_order_value_paise.is_keep(),
+            change.max_order_value_paise.as_set().copied().into(),
+        ),
+        (
+            risk_limits::Column::AllowedExchanges,
+            change.allowed_exchanges.is_keep(),
+            list(&change.allowed_exchanges).into(),
+        ),
+        (
+            risk_limits::Column::AllowedSymbols,
+            change.allowed_symbols.is_keep(),
+            list(&change.allowed_symbols).into(),
+        ),
+        (
+            risk_limits::Column::MaxOrdersPerSecond,
+            change.max_orders_per_second.is_keep(),
+            change
+                .max_orders_per_second
+                .as_set()
+                .map(|n| i32::try_from(*n).unwrap_or(MAX_RATE))
+                .into(),
+        ),
+    ];
+    for (column, keep, value) in columns {
+        if !keep {
+            update = update.col_expr(column, Expr::value(value));
+        }
+    }
+    if let Some(on) = change.kill_switch {
+        update = update.col_expr(risk_limits::Column::KillSwitch, Expr::value(on));
+    }
+    update.exec(db).await?;
+    let row = risk_limits::Entity::find_by_id(key)
+        .one(db)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("the risk limits row was deleted meanwhile".into()))?;
+    tracing::info!(scope = %row.scope, actor = %writer.actor, kill_switch = row.kill_switch, "risk limits changed");
+    Ok(row)
 }
 
 /// Deletes a user's row, audited first: they fall back to the global row and the
