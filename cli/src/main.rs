@@ -336,15 +336,21 @@ fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     // Services log; client verbs print only their output (and errors) so they pipe cleanly.
-    let logs = matches!(
-        cli.command,
-        Command::Dev { .. } | Command::Serve { .. } | Command::Migrate
-    );
-    let _telemetry = if logs {
-        Some(pinnacle_common::telemetry::init("pinnacle")?)
-    } else {
-        None
+    use pinnacle_common::telemetry::{self, Component, Services};
+    let services = match &cli.command {
+        Command::Dev { .. } => Some(Services::Components("pinnacle-dev")),
+        Command::Serve { service } => Some(Services::One(
+            match service {
+                ServiceArg::Publisher => Component::Publisher,
+                ServiceArg::OrderWorker => Component::OrderWorker,
+                ServiceArg::UserApi => Component::UserApi,
+            }
+            .service_name(),
+        )),
+        Command::Migrate => Some(Services::One("pinnacle")),
+        _ => None,
     };
+    let _telemetry = services.map(telemetry::init).transpose()?;
     match cli.command {
         Command::Smartapi {
             command: SmartapiCommand::Decode { hex },

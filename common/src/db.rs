@@ -128,6 +128,7 @@ pub fn span(
         db.system.name = system,
         db.operation.name = operation,
         db.collection.name = table,
+        db.query.summary = %format_args!("{operation} {table}"),
     )
 }
 

@@ -13,6 +13,7 @@ mod m20261125_000005_audit_checkpoints;
 mod m20261201_000001_order_engine;
 mod m20261201_000003_paper_books;
 mod m20261202_000001_default_account;
+mod m20261210_000001_outbox_trace;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000001_order_engine::Migration),
             Box::new(m20261201_000003_paper_books::Migration),
             Box::new(m20261202_000001_default_account::Migration),
+            Box::new(m20261210_000001_outbox_trace::Migration),
         ]
     }
 }

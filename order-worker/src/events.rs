@@ -29,6 +29,7 @@ use pinnacle_common::entities::{order_outbox, orders};
 use pinnacle_common::model::{OrderEvent, OrderStatus};
 use pinnacle_common::shutdown::Shutdown;
 use pinnacle_common::subjects::{self, headers};
+use pinnacle_common::telemetry;
 use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
@@ -101,6 +102,7 @@ pub async fn record(
         claimed_by: Set(None),
         claimed_until_ms: Set(None),
         created_at_ms: Set(store::now_ms()),
+        traceparent: Set(telemetry::current_traceparent()),
         ..Default::default()
     })
     .exec(txn)
@@ -277,18 +279,43 @@ async fn release(db: &DatabaseConnection, ids: &[i64]) {
     }
 }
 
-/// Publishes one outbox row and waits for JetStream's ack.
+/// Publishes one outbox row and waits for JetStream's ack, inside an `order.event.publish`
+/// producer span that continues the trace of the transition (a root span when it had
+/// none) and whose context the event carries as `traceparent`.
 async fn publish(js: &jetstream::Context, row: &order_outbox::Model) -> Result<(), String> {
-    let mut hdrs = HeaderMap::new();
-    hdrs.insert(headers::NATS_MSG_ID, row.event_id.as_str());
-    hdrs.insert(headers::CONTENT_TYPE, Encoding::MsgPack.content_type());
-    let ack = js
-        .publish_with_headers(
-            row.subject.clone(),
-            hdrs,
-            Bytes::copy_from_slice(&row.payload),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    ack.await.map(|_| ()).map_err(|e| e.to_string())
+    let span = tracing::info_span!(
+        "order.event.publish",
+        otel.kind = "producer",
+        messaging.system = "nats",
+        messaging.operation.type = "send",
+        messaging.operation.name = "publish",
+        messaging.destination.name = %row.subject,
+        messaging.message.id = %row.event_id,
+        pinnacle.order_id = %row.order_id,
+        otel.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    );
+    if let Some(traceparent) = &row.traceparent {
+        telemetry::set_parent_from_traceparent(&span, traceparent);
+    }
+    let publish = async {
+        let mut hdrs = HeaderMap::new();
+        hdrs.insert(headers::NATS_MSG_ID, row.event_id.as_str());
+        hdrs.insert(headers::CONTENT_TYPE, Encoding::MsgPack.content_type());
+        telemetry::inject_context(&mut hdrs);
+        let ack = js
+            .publish_with_headers(
+                row.subject.clone(),
+                hdrs,
+                Bytes::copy_from_slice(&row.payload),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        ack.await.map(|_| ()).map_err(|e| e.to_string())
+    };
+    let published = tracing::Instrument::instrument(publish, span.clone()).await;
+    if published.is_err() {
+        telemetry::record_failure(&span, "NOT_ACKNOWLEDGED");
+    }
+    published
 }

@@ -86,18 +86,20 @@ pub async fn handle(worker: &Worker, message: Message) {
         "order.request",
         otel.kind = "server",
         messaging.system = "nats",
-        messaging.operation = "process",
+        messaging.operation.type = "process",
+        messaging.operation.name = "process",
         messaging.destination.name = %message.subject,
-        request_id = %request_id,
-        client_order_id = tracing::field::Empty,
-        error.code = tracing::field::Empty,
+        pinnacle.request_id = %request_id,
+        pinnacle.client_order_id = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
     );
     telemetry::set_parent_from(&span, message.headers.as_ref());
     async {
         let started = std::time::Instant::now();
         let outcome = process(worker, &message, encoding, &request_id).await;
         if let Err(error) = &outcome {
-            tracing::Span::current().record("error.code", error.code.as_str());
+            telemetry::record_failure(&tracing::Span::current(), error.code.as_str());
             tracing::info!(code = %error.code, message = %error.message, "order request failed");
         }
         let verb = subjects::parse_order(&message.subject).map(|parsed| parsed.verb);

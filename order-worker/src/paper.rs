@@ -261,7 +261,7 @@ impl PaperBroker {
                 };
                 let Some(message) = message else { break };
                 match Encoding::MsgPack.decode::<Tick>(&message.payload) {
-                    Ok(tick) => pinnacle_common::telemetry::tick_consumer_span(&message)
+                    Ok(tick) => pinnacle_common::tick_consumer_span!(&message)
                         .in_scope(|| broker.observe(tick)),
                     Err(error) => tracing::debug!(%error, "ignoring undecodable tick"),
                 }

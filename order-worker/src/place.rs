@@ -39,7 +39,7 @@ pub fn broker_error(error: &BrokerError) -> ErrorBody {
 pub async fn place(worker: &Worker, request: &Request<'_>) -> Result<OrderReply, ErrorBody> {
     let order: OrderRequest = request.decode()?;
     order.validate(worker.settings.max_quantity)?;
-    tracing::Span::current().record("client_order_id", order.client_order_id.as_str());
+    tracing::Span::current().record("pinnacle.client_order_id", order.client_order_id.as_str());
     let caller = Caller {
         user_id: &request.principal.user_id,
         actor: Actor {

@@ -214,12 +214,19 @@ impl Worker {
             "broker.call",
             otel.name = %format_args!("broker.{operation}"),
             otel.kind = "client",
-            broker
+            pinnacle.broker = broker,
+            pinnacle.broker.operation = operation,
+            otel.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
         );
-        let call = tracing::Instrument::instrument(call, span);
+        let call = tracing::Instrument::instrument(call, span.clone());
         let answer = lease::guard(&self.db, lease, self.lease_terms(), call)
             .await
             .ok()?;
+        if let Err(error) = &answer {
+            let code = crate::place::broker_error(error).code;
+            pinnacle_common::telemetry::record_failure(&span, code.as_str());
+        }
         pinnacle_common::metrics::metrics().broker_request(broker, operation, answer.is_ok());
         Some(answer)
     }

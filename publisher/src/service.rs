@@ -208,16 +208,18 @@ pub async fn handle(service: &MdService, message: Message) {
         "md.request",
         otel.kind = "server",
         messaging.system = "nats",
-        messaging.operation = "process",
+        messaging.operation.type = "process",
+        messaging.operation.name = "process",
         messaging.destination.name = %message.subject,
-        error.code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
     );
     telemetry::set_parent_from(&span, message.headers.as_ref());
     async {
         let started = std::time::Instant::now();
         let error = dispatch(service, &message).await;
         if let Some(code) = error {
-            tracing::Span::current().record("error.code", code.as_str());
+            telemetry::record_failure(&tracing::Span::current(), code.as_str());
         }
         if let Some(endpoint) = endpoint_of(&message.subject) {
             let error = error.map(ErrorCode::as_str);

@@ -48,7 +48,8 @@ pub async fn publish_traced(
         "md.tick.publish",
         otel.kind = "producer",
         messaging.system = "nats",
-        messaging.operation = "publish",
+        messaging.operation.type = "send",
+        messaging.operation.name = "publish",
         messaging.destination.name = %subject,
     );
     async move {

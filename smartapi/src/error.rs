@@ -107,7 +107,22 @@ impl SmartApiError {
         Self::new(SmartApiErrorKind::Invalid, None, message)
     }
 
-    /// What kind of failure this is.
+    /// The kind in lower case (the `error.type` of a span when the broker sent no code).
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            SmartApiErrorKind::Api => "api",
+            SmartApiErrorKind::Session => "session",
+            SmartApiErrorKind::Login => "login",
+            SmartApiErrorKind::RateLimited => "rate_limited",
+            SmartApiErrorKind::Timeout => "timeout",
+            SmartApiErrorKind::EmptyReply => "empty_reply",
+            SmartApiErrorKind::Transport => "transport",
+            SmartApiErrorKind::Decode => "decode",
+            SmartApiErrorKind::Invalid => "invalid",
+        }
+    }
+
+    /// What kind of failure it is.
     pub fn kind(&self) -> SmartApiErrorKind {
         self.kind
     }

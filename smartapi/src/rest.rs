@@ -274,13 +274,19 @@ impl RestClient {
         self.limiter
             .acquire(&self.account.client_code, route.bucket)
             .await?;
+        let server = reqwest::Url::parse(&self.base_url).ok();
         let span = tracing::info_span!(
             "smartapi.request",
             otel.kind = "client",
-            smartapi.route = route.name,
+            pinnacle.smartapi.route = route.name,
             http.request.method = if route.post { "POST" } else { "GET" },
+            server.address = server.as_ref().and_then(|u| u.host_str()).unwrap_or_default(),
+            server.port = server.as_ref().and_then(|u| u.port_or_known_default()).map(i64::from).unwrap_or_default(),
             http.response.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
         );
+        let failed = span.clone();
         async {
             let url = format!("{}{}{}", self.base_url, route.path, suffix);
             let mut request = if route.post {
@@ -300,7 +306,7 @@ impl RestClient {
             }
             let response = request.send().await.map_err(|e| self.transport(route, e))?;
             let status = response.status().as_u16();
-            tracing::Span::current().record("http.response.status_code", status);
+            tracing::Span::current().record("http.response.status_code", i64::from(status));
             let bytes = response
                 .bytes()
                 .await
@@ -309,6 +315,10 @@ impl RestClient {
         }
         .instrument(span)
         .await
+        .inspect_err(|error| {
+            failed.record("otel.status_code", "ERROR");
+            failed.record("error.type", error.code().unwrap_or(error.kind_name()));
+        })
     }
 
     fn transport(&self, route: Route, error: reqwest::Error) -> SmartApiError {

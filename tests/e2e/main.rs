@@ -39,6 +39,7 @@ mod schemathesis;
 mod secrets;
 mod squareoff;
 mod ticks;
+mod tracing_http;
 mod tracing_otlp;
 mod user_api;
 mod user_api_rules;

@@ -6,7 +6,11 @@
 //! Checked in the receiver: client parent → `order.request` (server, messaging attributes)
 //! → database client spans, `audit.publish` (producer, messaging attributes) and
 //! `broker.place_order` (client, with the paper ledger's query below it); the audit publish
-//! ends before the broker is called; sampled ticks carry their context to a consumer span.
+//! ends before the broker is called; the order's lifecycle events carry a `traceparent` of
+//! the same trace (an `order.event.publish` producer span); sampled ticks carry their
+//! context to a consumer span; each component's spans carry its own `service.name`. Every
+//! span of a listed kind has exactly the attribute names `tests/data/span_attributes.json`
+//! allows ([`Conventions`]).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -24,9 +28,100 @@ use tokio::process::{Child, Command};
 use crate::each_backend;
 use pinnacle_tests::python;
 
+/// The attribute names each kind of span may carry, as `tests/data/span_attributes.json`
+/// lists them.
+pub(crate) struct Conventions(Value);
+
+impl Conventions {
+    pub(crate) fn load() -> Self {
+        let text = include_str!("../data/span_attributes.json");
+        Self(serde_json::from_str(text).expect("span_attributes.json parses"))
+    }
+
+    fn names<'a>(&'a self, kind: &str, list: &str) -> Vec<&'a str> {
+        self.0["kinds"][kind][list]
+            .as_array()
+            .unwrap_or_else(|| panic!("{kind}.{list} in span_attributes.json"))
+            .iter()
+            .filter_map(Value::as_str)
+            .collect()
+    }
+
+    /// The kind of `span` in the list (`http.server`, `messaging.send`, …), if it is one.
+    pub(crate) fn kind_of(span: &Value) -> Option<&'static str> {
+        let attrs = &span["attributes"];
+        if attrs.get("http.request.method").is_some() && field(span, "kind") == "SERVER" {
+            Some("http.server")
+        } else if attrs.get("db.system.name").is_some() {
+            Some("db.client")
+        } else {
+            match attr(span, "messaging.operation.type") {
+                "send" => Some("messaging.send"),
+                "process" => Some("messaging.process"),
+                _ => None,
+            }
+        }
+    }
+
+    /// Checks `span` against its kind's list: the span kind, every required name present,
+    /// nothing unlisted, nothing forbidden; a failed span has status ERROR with `error.type`.
+    /// Returns the kind.
+    pub(crate) fn check(&self, span: &Value) -> Option<&'static str> {
+        let attrs = span["attributes"].as_object().expect("attributes");
+        for forbidden in self.0["forbidden"].as_array().expect("forbidden") {
+            let name = forbidden.as_str().unwrap_or_default();
+            assert!(!attrs.contains_key(name), "{name} is forbidden: {span}");
+        }
+        let kind = Self::kind_of(span)?;
+        let span_kinds = self.0["kinds"][kind]["span_kind"]
+            .as_array()
+            .expect("span_kind");
+        assert!(
+            span_kinds.iter().any(|k| k == &span["kind"]),
+            "{kind} span of kind {}: {span}",
+            span["kind"]
+        );
+        let required = self.names(kind, "required");
+        let mut allowed = required.clone();
+        allowed.extend(self.names(kind, "optional"));
+        allowed.extend(
+            self.0["every_span"]
+                .as_array()
+                .expect("every_span")
+                .iter()
+                .filter_map(Value::as_str),
+        );
+        for name in &required {
+            assert!(
+                attrs.contains_key(*name),
+                "{kind} span lacks {name}: {span}"
+            );
+        }
+        for name in attrs.keys() {
+            assert!(
+                allowed.contains(&name.as_str()),
+                "{kind} span has unlisted attribute {name}: {span}"
+            );
+        }
+        let failed = field(span, "status") == "ERROR";
+        assert_eq!(
+            failed,
+            attrs.contains_key("error.type"),
+            "status ERROR goes with error.type: {span}"
+        );
+        Some(kind)
+    }
+}
+
 /// Starts `pinnacle dev` in `dir/data`, logging to `dir/pinnacle.log` and exporting its
 /// spans to the receiver on `port`, with `env` on top.
-fn start_dev(dir: &Path, nats: &TestNats, db: &TestDb, port: u16, env: &[(&str, &str)]) -> Child {
+pub(crate) fn start_dev(
+    dir: &Path,
+    nats: &TestNats,
+    db: &TestDb,
+    port: u16,
+    env: &[(&str, &str)],
+) -> Child {
     let log = std::fs::File::create(dir.join("pinnacle.log")).expect("log file");
     Command::new(env!("CARGO_BIN_EXE_pinnacle-under-test"))
         .args(["dev", "--api-bind", "127.0.0.1:0", "--data-dir"])
@@ -37,7 +132,7 @@ fn start_dev(dir: &Path, nats: &TestNats, db: &TestDb, port: u16, env: &[(&str, 
             "OTEL_EXPORTER_OTLP_ENDPOINT",
             format!("http://127.0.0.1:{port}"),
         )
-        .env("OTEL_SERVICE_NAME", "pinnacle-e2e")
+        .env_remove("OTEL_SERVICE_NAME")
         .env("OTEL_BSP_SCHEDULE_DELAY", "100")
         .envs(env.iter().copied())
         .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
@@ -50,7 +145,7 @@ fn start_dev(dir: &Path, nats: &TestNats, db: &TestDb, port: u16, env: &[(&str, 
 }
 
 /// Starts the receiver on a free loopback port; returns it and the port.
-async fn start_receiver(out: &Path) -> (Child, u16) {
+pub(crate) async fn start_receiver(out: &Path) -> (Child, u16) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/tools/otlp_receiver.py");
     let mut child = Command::new(python())
         .arg(script)
@@ -75,7 +170,7 @@ async fn start_receiver(out: &Path) -> (Child, u16) {
 }
 
 /// Every span the receiver has written so far.
-fn spans(out: &Path) -> Vec<Value> {
+pub(crate) fn spans(out: &Path) -> Vec<Value> {
     std::fs::read_to_string(out)
         .unwrap_or_default()
         .lines()
@@ -83,16 +178,16 @@ fn spans(out: &Path) -> Vec<Value> {
         .collect()
 }
 
-fn attr<'a>(span: &'a Value, key: &str) -> &'a str {
+pub(crate) fn attr<'a>(span: &'a Value, key: &str) -> &'a str {
     span["attributes"][key].as_str().unwrap_or_default()
 }
 
-fn field<'a>(span: &'a Value, key: &str) -> &'a str {
+pub(crate) fn field<'a>(span: &'a Value, key: &str) -> &'a str {
     span[key].as_str().unwrap_or_default()
 }
 
 /// Reads `KEY=value` lines once `pinnacle dev` has written every key the test needs.
-fn dev_env(path: &Path) -> Option<HashMap<String, String>> {
+pub(crate) fn dev_env(path: &Path) -> Option<HashMap<String, String>> {
     let text = std::fs::read_to_string(path).ok()?;
     let env: HashMap<String, String> = text
         .lines()
@@ -106,7 +201,7 @@ fn dev_env(path: &Path) -> Option<HashMap<String, String>> {
 }
 
 /// The spans below `parent`, indented, for the test's output.
-fn tree(trace: &[Value], parent: &str, depth: usize) -> String {
+pub(crate) fn tree(trace: &[Value], parent: &str, depth: usize) -> String {
     let mut out = String::new();
     for span in trace
         .iter()
@@ -160,6 +255,11 @@ async fn an_order_is_one_trace_from_client_to_audit_in_a_real_otlp_receiver() {
         tokio::time::timeout(Duration::from_secs(10), ticks.next())
             .await
             .expect("a tick within 10 s");
+        // An events consumer, as a client would follow its orders.
+        let mut events = client
+            .subscribe(subjects::order_events(&user_id))
+            .await
+            .expect("subscribe to events");
 
         // The client's own span, as an instrumented client would inject it.
         let trace_id = uuid::Uuid::new_v4().simple().to_string();
@@ -200,6 +300,7 @@ async fn an_order_is_one_trace_from_client_to_audit_in_a_real_otlp_receiver() {
             "SELECT broker_accounts",
             "audit.publish",
             "broker.place_order",
+            "order.event.publish",
         ];
         let trace = eventually(Duration::from_secs(15), "the order's spans", || async {
             let trace: Vec<Value> = spans(&out)
@@ -225,10 +326,14 @@ async fn an_order_is_one_trace_from_client_to_audit_in_a_real_otlp_receiver() {
         let request = one("order.request");
         assert_eq!(field(request, "parent_span_id"), client_span, "{request}");
         assert_eq!(field(request, "kind"), "SERVER");
-        assert_eq!(field(request, "service"), "pinnacle-e2e");
+        assert_eq!(field(request, "status"), "UNSET", "{request}");
         assert_eq!(attr(request, "messaging.system"), "nats");
-        assert_eq!(attr(request, "messaging.operation"), "process");
+        assert_eq!(attr(request, "messaging.operation.type"), "process");
         assert_eq!(attr(request, "messaging.destination.name"), subject);
+        assert_eq!(
+            attr(request, "pinnacle.client_order_id"),
+            body["client_order_id"].as_str().unwrap_or_default()
+        );
         let request_id = field(request, "span_id");
 
         for name in [
@@ -249,7 +354,7 @@ async fn an_order_is_one_trace_from_client_to_audit_in_a_real_otlp_receiver() {
         assert_eq!(field(audit, "parent_span_id"), request_id, "{audit}");
         assert_eq!(field(audit, "kind"), "PRODUCER");
         assert_eq!(attr(audit, "messaging.system"), "nats");
-        assert_eq!(attr(audit, "messaging.operation"), "publish");
+        assert_eq!(attr(audit, "messaging.operation.type"), "send");
         assert_eq!(
             attr(audit, "messaging.destination.name"),
             subjects::audit_credential(&user_id)
@@ -258,7 +363,7 @@ async fn an_order_is_one_trace_from_client_to_audit_in_a_real_otlp_receiver() {
         let broker = one("broker.place_order");
         assert_eq!(field(broker, "parent_span_id"), request_id, "{broker}");
         assert_eq!(field(broker, "kind"), "CLIENT");
-        assert_eq!(attr(broker, "broker"), "paper");
+        assert_eq!(attr(broker, "pinnacle.broker"), "paper");
         // The paper broker's own statement (its cash reservation) hangs below the broker span.
         let broker_id = field(broker, "span_id");
         assert!(
@@ -288,6 +393,57 @@ async fn an_order_is_one_trace_from_client_to_audit_in_a_real_otlp_receiver() {
             }
             assert_eq!(at, client_span, "{span} is not under the client span");
         }
+        // Each span has its kind's attribute names, and the worker's service name (in
+        // `pinnacle dev`, where every component shares the process).
+        let conventions = Conventions::load();
+        let mut kinds = std::collections::BTreeSet::new();
+        for span in &trace {
+            kinds.extend(conventions.check(span));
+            assert_eq!(field(span, "service"), "pinnacle-order-worker", "{span}");
+        }
+        assert_eq!(
+            kinds.into_iter().collect::<Vec<_>>(),
+            ["db.client", "messaging.process", "messaging.send"]
+        );
+
+        // Every lifecycle event of the order carries a traceparent of the same trace, whose
+        // span is an `order.event.publish` producer span of the trace.
+        for publish in by_name("order.event.publish") {
+            assert_eq!(field(publish, "kind"), "PRODUCER", "{publish}");
+            assert_eq!(
+                attr(publish, "messaging.destination.name"),
+                subjects::order_events(&user_id)
+            );
+        }
+        let event = tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .expect("an order event within 10 s")
+            .expect("an event");
+        let event_headers = event.headers.as_ref().expect("event headers");
+        let traceparent = event_headers
+            .get("traceparent")
+            .map(|v| v.as_str().to_string())
+            .expect("the event carries traceparent");
+        let parts: Vec<&str> = traceparent.split('-').collect();
+        assert_eq!(parts.len(), 4, "{traceparent}");
+        assert_eq!(parts[1], trace_id, "{traceparent}");
+        let publish = eventually(
+            Duration::from_secs(10),
+            "the event's publish span",
+            || async {
+                spans(&out)
+                    .into_iter()
+                    .find(|s| field(s, "span_id") == parts[2])
+            },
+        )
+        .await;
+        assert_eq!(field(&publish, "name"), "order.event.publish", "{publish}");
+        assert_eq!(field(&publish, "trace_id"), trace_id, "{publish}");
+        assert!(
+            event_headers.get("tracestate").is_none(),
+            "no empty tracestate"
+        );
+
         // The stored audit event names the same trace.
         let events = audit_events(&client, &user_id).await;
         assert!(
@@ -307,12 +463,15 @@ async fn an_order_is_one_trace_from_client_to_audit_in_a_real_otlp_receiver() {
             let linked = all.iter().any(|s| {
                 field(s, "name") == "md.tick.process"
                     && field(s, "kind") == "CONSUMER"
+                    && field(s, "service") == "pinnacle-order-worker"
+                    && conventions.check(s) == Some("messaging.process")
                     && producers.iter().any(|p| {
                         field(p, "span_id") == field(s, "parent_span_id")
                             && field(p, "trace_id") == field(s, "trace_id")
                             && field(p, "kind") == "PRODUCER"
+                            && field(p, "service") == "pinnacle-publisher"
+                            && conventions.check(p) == Some("messaging.send")
                             && attr(p, "messaging.destination.name").starts_with("md.tick.")
-                            && attr(p, "messaging.system") == "nats"
                     })
             });
             linked.then_some(())
@@ -334,6 +493,48 @@ async fn market_data_requests_continue_the_callers_trace() {
     let (_receiver, port) = start_receiver(&out).await;
     let _pinnacle = start_dev(dir.path(), &nats, &db, port, &[]);
     let client = async_nats::connect(nats.url()).await.expect("connect");
+    market_data_traces(&client, &out, "pinnacle-publisher").await;
+}
+
+/// `pinnacle serve publisher` names its spans `pinnacle-publisher` by default, and
+/// `OTEL_SERVICE_NAME` overrides that; its `md.request` spans continue the caller's trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pinnacle_serve_names_its_spans_after_the_service() {
+    for (env, expected) in [(None, "pinnacle-publisher"), (Some("md-east"), "md-east")] {
+        let nats = TestNats::start();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let out = dir.path().join("spans.jsonl");
+        let (_receiver, port) = start_receiver(&out).await;
+        let log = std::fs::File::create(dir.path().join("serve.log")).expect("log file");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_pinnacle-under-test"));
+        command
+            .args(["serve", "publisher"])
+            .env("NATS_URL", nats.url())
+            .env(
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("http://127.0.0.1:{port}"),
+            )
+            .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+            .env_remove("OTEL_SERVICE_NAME")
+            .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            .env_remove("OTEL_TRACES_SAMPLER")
+            .env_remove("PINNACLE_METRICS_ADDR")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true);
+        if let Some(name) = env {
+            command.env("OTEL_SERVICE_NAME", name);
+        }
+        let _publisher = command.spawn().expect("pinnacle serve publisher starts");
+        let client = async_nats::connect(nats.url()).await.expect("connect");
+        market_data_traces(&client, &out, expected).await;
+    }
+}
+
+/// Asks for candles, a snapshot and an unknown symbol's last tick, each with its own
+/// `traceparent`, and checks each `md.request` span in the receiver.
+async fn market_data_traces(client: &async_nats::Client, out: &Path, service: &str) {
+    let conventions = Conventions::load();
     let asks = [
         (
             subjects::md::CANDLES,
@@ -370,17 +571,20 @@ async fn market_data_requests_continue_the_callers_trace() {
         let reply: Value = serde_json::from_slice(&reply.payload).expect("JSON reply");
         assert_eq!(reply["ok"], error.is_none(), "{subject}: {reply}");
         let span = eventually(Duration::from_secs(15), "the md.request span", || async {
-            spans(&out)
+            spans(out)
                 .into_iter()
                 .find(|s| field(s, "trace_id") == trace_id && field(s, "name") == "md.request")
         })
         .await;
         assert_eq!(field(&span, "parent_span_id"), client_span, "{span}");
         assert_eq!(field(&span, "kind"), "SERVER", "{span}");
-        assert_eq!(field(&span, "service"), "pinnacle-e2e");
+        assert_eq!(field(&span, "service"), service, "{span}");
+        assert_eq!(conventions.check(&span), Some("messaging.process"));
         assert_eq!(attr(&span, "messaging.system"), "nats");
-        assert_eq!(attr(&span, "messaging.operation"), "process");
+        assert_eq!(attr(&span, "messaging.operation.type"), "process");
         assert_eq!(attr(&span, "messaging.destination.name"), subject);
-        assert_eq!(attr(&span, "error.code"), error.unwrap_or(""), "{span}");
+        assert_eq!(attr(&span, "error.type"), error.unwrap_or(""), "{span}");
+        let status = if error.is_some() { "ERROR" } else { "UNSET" };
+        assert_eq!(field(&span, "status"), status, "{span}");
     }
 }

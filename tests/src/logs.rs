@@ -34,10 +34,11 @@ pub fn install() {
         opentelemetry::global::set_text_map_propagator(
             opentelemetry_sdk::propagation::TraceContextPropagator::new(),
         );
-        let provider = pinnacle_common::telemetry::tracer_provider("pinnacle-tests")
-            .expect("tracer provider");
-        use opentelemetry::trace::TracerProvider as _;
-        let tracer = provider.tracer("pinnacle-tests");
+        // Routed per component, as `pinnacle dev` does.
+        let (tracer, _providers) = pinnacle_common::telemetry::tracer(
+            pinnacle_common::telemetry::Services::Components("pinnacle-tests"),
+        )
+        .expect("tracer");
         let _ = tracing_subscriber::registry()
             .with(tracing_subscriber::EnvFilter::new("info,pinnacle=trace,pinnacle_common=trace,pinnacle_order_worker=trace,pinnacle_user_api=trace,pinnacle_publisher=trace,pinnacle_cli=trace"))
             .with(

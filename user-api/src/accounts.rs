@@ -21,13 +21,14 @@ use pinnacle_common::entities::users;
 use pinnacle_common::error::ErrorCode;
 use pinnacle_common::keystore::{self, KeyStoreError, Register};
 use pinnacle_common::model::{AuditEvent, AuditOutcome};
-use pinnacle_common::telemetry;
+use pinnacle_common::{db, telemetry};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
     Set, SqlErr,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use tracing::Instrument as _;
 
 use crate::app::AppState;
 use crate::body::JsonObject;
@@ -220,6 +221,7 @@ pub async fn put_account(
         .filter(broker_accounts::Column::UserId.eq(user_id))
         .filter(broker_accounts::Column::Label.eq(label))
         .one(db)
+        .instrument(db::span(db, "SELECT", "broker_accounts"))
         .await?;
     let now = Utc::now();
     let (id, generation, created_at) = match &existing {
@@ -276,7 +278,11 @@ pub async fn put_account(
     };
     let written = match existing {
         // Two first writes of the same label race on the unique key: the loser conflicts.
-        None => match row.insert(db).await {
+        None => match row
+            .insert(db)
+            .instrument(db::span(db, "INSERT", "broker_accounts"))
+            .await
+        {
             Ok(model) => Ok(model),
             Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
                 Err(PutAccountError::Conflict)
@@ -290,12 +296,14 @@ pub async fn put_account(
                 .filter(broker_accounts::Column::Id.eq(id.as_str()))
                 .filter(broker_accounts::Column::Generation.eq(old.generation))
                 .exec(db)
+                .instrument(db::span(db, "UPDATE", "broker_accounts"))
                 .await?;
             if updated.rows_affected != 1 {
                 return Err(PutAccountError::Conflict);
             }
             broker_accounts::Entity::find_by_id(id)
                 .one(db)
+                .instrument(db::span(db, "SELECT", "broker_accounts"))
                 .await?
                 .ok_or(PutAccountError::Conflict)
         }
@@ -362,6 +370,7 @@ fn validate(body: &PutAccount) -> Result<(), ApiError> {
 async fn ensure_user(db: &DatabaseConnection, user_id: &str) -> Result<(), ApiError> {
     users::Entity::find_by_id(user_id.to_string())
         .one(db)
+        .instrument(db::span(db, "SELECT", "users"))
         .await
         .map_err(|e| ApiError::internal("loading the user", e))?
         .map(|_| ())

@@ -13,13 +13,14 @@ use pinnacle_common::crypto::Vault;
 use pinnacle_common::entities::{api_tokens, users};
 use pinnacle_common::error::ErrorCode;
 use pinnacle_common::subjects;
-use pinnacle_common::tokens;
+use pinnacle_common::{telemetry, tokens};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
     Set,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use tracing::Instrument as _;
 
 use crate::app::AppState;
 use crate::caller::Caller;
@@ -277,13 +278,32 @@ pub async fn revoke(
         .map_err(|e| ApiError::internal("revoking the token", e))?;
     tracing::info!(%user_id, %token_id, "API token revoked");
     // Workers cache token rows for up to a second; this makes the revocation immediate.
+    // Announced inside a producer span whose context the message carries, so the
+    // announcement is part of the request's trace.
     let client = state.audit.client();
-    let announced = client
-        .publish(subjects::TOKENS_REVOKED, token_id.clone().into())
-        .await;
-    if let Err(error) = announced.map(|_| ()) {
-        tracing::warn!(%error, "revocation not announced; workers apply it within a second");
-    } else if let Err(error) = client.flush().await {
+    let span = tracing::info_span!(
+        "tokens.revoked.publish",
+        otel.kind = "producer",
+        messaging.system = "nats",
+        messaging.operation.type = "send",
+        messaging.operation.name = "publish",
+        messaging.destination.name = subjects::TOKENS_REVOKED,
+        otel.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    );
+    let announced = async {
+        let mut headers = async_nats::HeaderMap::new();
+        telemetry::inject_context(&mut headers);
+        client
+            .publish_with_headers(subjects::TOKENS_REVOKED, headers, token_id.clone().into())
+            .await
+            .map_err(|e| e.to_string())?;
+        client.flush().await.map_err(|e| e.to_string())
+    }
+    .instrument(span.clone())
+    .await;
+    if let Err(error) = announced {
+        telemetry::record_failure(&span, "PUBLISH_FAILED");
         tracing::warn!(%error, "revocation not announced; workers apply it within a second");
     }
     Ok(Json(row.into()))

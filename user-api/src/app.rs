@@ -41,8 +41,8 @@ pub struct AppState {
 
 /// The whole API as a router, for `serve` and for tests.
 pub fn app(state: AppState) -> Router {
+    let health = state.health.routes();
     Router::new()
-        .merge(state.health.routes())
         .route("/v1/login", post(login::login))
         .route("/v1/users", post(users::create).get(users::list))
         .route("/v1/users/{user_id}", get(users::get))
@@ -77,6 +77,7 @@ pub fn app(state: AppState) -> Router {
                 .get(account_ops::get)
                 .delete(account_ops::delete),
         )
+        .route_layer(axum::middleware::from_fn(crate::trace::route))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
         })
@@ -89,6 +90,10 @@ pub fn app(state: AppState) -> Router {
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(reject_control_characters))
+        // Outermost: every request but the probes gets its server span, refusals included.
+        .layer(axum::middleware::from_fn(crate::trace::server_span))
+        // Liveness and readiness probes (every few seconds) are not traced.
+        .merge(health)
         .with_state(state)
 }
 

@@ -72,6 +72,8 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, Json(Envelope { error: &self.body })).into_response();
+        // For the server span's `error.type` (crate::trace).
+        response.extensions_mut().insert(self.body.code);
         if let Some(secs) = self.retry_after {
             if let Ok(value) = axum::http::HeaderValue::from_str(&secs.to_string()) {
                 response

@@ -8,6 +8,7 @@
 //! - [`caller`]: the `Authorization: Bearer` extractor (admin token or user API token).
 //! - [`login`]: password login (Argon2id); [`limits`]: per-user and per-source limits.
 //! - [`audit_trail`]: a user's own audit events; [`openapi`]: the OpenAPI document.
+//! - [`trace`]: the HTTP server span of every request, child of the caller's `traceparent`.
 //! - [`risk`]: risk limits and kill switches, platform-wide and per user, audited.
 //! - [`users`], [`api_tokens`], [`accounts`], [`account_ops`]: the routes, each over functions that the
 //!   `pinnacle` CLI also calls to bootstrap the demo user.
@@ -26,6 +27,7 @@ pub mod limits;
 pub mod login;
 pub mod openapi;
 pub mod risk;
+pub mod trace;
 pub mod users;
 
 pub use app::{app, serve, AppState};

@@ -171,10 +171,11 @@ impl AuditLog {
 
     /// Stores `event` as the next link of `audit.credential.<user_id>`; returns the stream
     /// sequence. Any failure (no stream, no server, a timeout) is an error: fail closed.
-    #[tracing::instrument(name = "audit.publish", skip_all, fields(otel.kind = "producer", messaging.system = "nats", messaging.operation = "publish", messaging.destination.name = %subjects::audit_credential(&event.user_id)))]
+    #[tracing::instrument(name = "audit.publish", skip_all, fields(otel.kind = "producer", messaging.system = "nats", messaging.operation.type = "send", messaging.operation.name = "publish", messaging.destination.name = %subjects::audit_credential(&event.user_id), messaging.message.id = %event.event_id, otel.status_code = tracing::field::Empty, error.type = tracing::field::Empty))]
     pub async fn record(&self, event: &AuditEvent) -> Result<u64, AuditError> {
         self.record_chained(event)
             .await
+            .inspect_err(|e| telemetry::record_failure(&tracing::Span::current(), e.kind()))
             .map_err(crate::metrics::audit_publish_failed)
     }
 

@@ -59,6 +59,17 @@ pub enum AuditError {
 }
 
 impl AuditError {
+    /// A short, stable name of the failure (the `error.type` of an `audit.publish` span).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::StreamUnavailable(_) => "AUDIT_STREAM_UNAVAILABLE",
+            Self::Publish(_) => "AUDIT_PUBLISH_REFUSED",
+            Self::Timeout(_) => "AUDIT_TIMEOUT",
+            Self::Encode(_) => "AUDIT_ENCODE",
+            Self::Checkpoint(_) => "AUDIT_CHECKPOINT",
+        }
+    }
+
     /// The stream is gone (or leaderless): JetStream's "no responders" or "stream not found".
     pub fn stream_missing() -> Self {
         Self::StreamUnavailable(format!(

@@ -24,6 +24,9 @@ pub struct Model {
     pub claimed_until_ms: Option<i64>,
     /// When the transition was committed, ms since the epoch.
     pub created_at_ms: i64,
+    /// The W3C `traceparent` of the span that made the transition (the order request's,
+    /// a traced tick's), sent as the event's `traceparent` header; `None` without one.
+    pub traceparent: Option<String>,
 }
 
 /// Relations: none.

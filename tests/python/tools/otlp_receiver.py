@@ -7,7 +7,7 @@ Prints "listening on <port>" once bound, then serves until killed.
 
 Each line: {"trace_id", "span_id", "parent_span_id" (hex, "" for a root), "name",
 "kind" (SERVER, CLIENT, PRODUCER, CONSUMER, INTERNAL), "start_ns", "end_ns", "service", "attributes" {key: value},
-"links" [{"trace_id", "span_id"}]}.
+"status" (UNSET, OK, ERROR), "links" [{"trace_id", "span_id"}]}.
 """
 
 import argparse
@@ -21,7 +21,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
-from opentelemetry.proto.trace.v1.trace_pb2 import Span
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 KINDS = {
     Span.SPAN_KIND_UNSPECIFIED: "UNSPECIFIED",
@@ -30,6 +30,12 @@ KINDS = {
     Span.SPAN_KIND_CLIENT: "CLIENT",
     Span.SPAN_KIND_PRODUCER: "PRODUCER",
     Span.SPAN_KIND_CONSUMER: "CONSUMER",
+}
+
+STATUSES = {
+    Status.STATUS_CODE_UNSET: "UNSET",
+    Status.STATUS_CODE_OK: "OK",
+    Status.STATUS_CODE_ERROR: "ERROR",
 }
 
 
@@ -66,6 +72,7 @@ def spans_of(request):
                     "end_ns": span.end_time_unix_nano,
                     "service": service,
                     "attributes": attributes(span.attributes),
+                    "status": STATUSES.get(span.status.code, str(span.status.code)),
                     "links": [
                         {"trace_id": l.trace_id.hex(), "span_id": l.span_id.hex()}
                         for l in span.links
