@@ -41,7 +41,7 @@ use crate::each_backend;
 const SETTLE_BOUND: Duration = Duration::from_secs(20);
 
 /// Where NATS runs: one server, or the shipped 3-node cluster with its authorization.
-enum Nats {
+pub(crate) enum Nats {
     Single {
         server: Option<NatsServer>,
         dir: tempfile::TempDir,
@@ -51,21 +51,24 @@ enum Nats {
 
 /// Which NATS a deployment runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Topology {
+pub(crate) enum Topology {
     Single,
     Cluster,
 }
 
-/// The deployment: every service a separate process.
-struct Deployment {
+/// The deployment: every service a separate process (also used by the `dashboard` and
+/// `shutdown` tests).
+pub(crate) struct Deployment {
     dir: tempfile::TempDir,
     nats: Nats,
-    db: TestDb,
+    pub(crate) db: TestDb,
     api_url: String,
     env: Vec<(String, String)>,
     /// The user API and the publisher (killed on drop).
-    services: Vec<Child>,
-    workers: Vec<Child>,
+    pub(crate) services: Vec<Child>,
+    pub(crate) workers: Vec<Child>,
+    /// Every process's `/metrics` listener: (Prometheus job, log name, address).
+    metrics: std::sync::Mutex<Vec<(String, String, String)>>,
 }
 
 fn free_port() -> u16 {
@@ -77,13 +80,13 @@ fn free_port() -> u16 {
 
 /// How the test's own clients reach NATS: the servers, and on the cluster the admin login.
 #[derive(Debug, Clone)]
-struct NatsAccess {
+pub(crate) struct NatsAccess {
     urls: String,
     login: Option<cluster::Login>,
 }
 
 impl NatsAccess {
-    async fn connect(&self) -> async_nats::Client {
+    pub(crate) async fn connect(&self) -> async_nats::Client {
         let servers = pinnacle_common::config::NatsSettings::for_url(self.urls.clone())
             .servers()
             .expect("server URLs");
@@ -96,7 +99,7 @@ impl NatsAccess {
 }
 
 impl Deployment {
-    async fn start(backend: pinnacle_tests::Backend, topology: Topology) -> Self {
+    pub(crate) async fn start(backend: pinnacle_tests::Backend, topology: Topology) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let nats = match topology {
             Topology::Single => {
@@ -162,6 +165,7 @@ impl Deployment {
             nats,
             db,
             env,
+            metrics: std::sync::Mutex::default(),
         };
         // The user API first: it applies the migrations, which the others then find done.
         let api = deployment.spawn("user-api", "user-api");
@@ -186,6 +190,12 @@ impl Deployment {
     /// Starts `pinnacle serve <service>` with its own NATS login on the cluster.
     fn spawn(&self, service: &str, log: &str) -> Child {
         let mut env = self.env.clone();
+        let metrics = format!("127.0.0.1:{}", free_port());
+        env.push(("PINNACLE_METRICS_ADDR".into(), metrics.clone()));
+        self.metrics
+            .lock()
+            .expect("lock")
+            .push((service.to_string(), log.to_string(), metrics));
         if let Nats::Cluster(_) = self.nats {
             let login = match service {
                 "user-api" => cluster::USER_API,
@@ -202,14 +212,27 @@ impl Deployment {
         self.spawn("order-worker", &format!("worker-{n}"))
     }
 
-    fn access(&self) -> NatsAccess {
+    /// Every process's `/metrics` listener: (Prometheus job, log name, address).
+    pub(crate) fn metrics_targets(&self) -> Vec<(String, String, String)> {
+        self.metrics.lock().expect("lock").clone()
+    }
+
+    /// Stops nats-server for good.
+    pub(crate) fn stop_nats(&mut self) {
+        let Nats::Single { server, .. } = &mut self.nats else {
+            panic!("stop_nats is for the single server");
+        };
+        server.take();
+    }
+
+    pub(crate) fn access(&self) -> NatsAccess {
         NatsAccess {
             urls: self.env[0].1.clone(),
             login: matches!(self.nats, Nats::Cluster(_)).then_some(cluster::ADMIN),
         }
     }
 
-    async fn client(&self) -> async_nats::Client {
+    pub(crate) async fn client(&self) -> async_nats::Client {
         self.access().connect().await
     }
 
@@ -223,7 +246,7 @@ impl Deployment {
     }
 
     /// A user with a paper account and no rate limit, through the user API.
-    async fn trader(&self, name: &str) -> (String, String) {
+    pub(crate) async fn trader(&self, name: &str) -> (String, String) {
         let http = reqwest::Client::new();
         let post = |path: String, token: &str, body: serde_json::Value| {
             http.post(format!("{}{path}", self.api_url))
@@ -303,7 +326,7 @@ impl Deployment {
         );
     }
 
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         let mut out = String::new();
         for name in ["worker-0", "worker-1", "worker-2", "publisher", "user-api"] {
             let path: PathBuf = self.dir.path().join(format!("{name}.log"));
@@ -334,7 +357,7 @@ fn spawn(log: &std::path::Path, env: &[(String, String)], service: &str) -> Chil
         .expect("pinnacle serve starts")
 }
 
-fn signal(child: &Child, name: &str) {
+pub(crate) fn signal(child: &Child, name: &str) {
     let pid = child.id().expect("running").to_string();
     let status = std::process::Command::new("kill")
         .args([&format!("-{name}"), &pid])
