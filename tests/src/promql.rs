@@ -540,18 +540,19 @@ mod tests {
         );
         // A series with one point has no rate.
         assert_eq!(
-            db.query("rate(req_total{verb=\"get\"}[1m])").unwrap(),
+            db.query("rate(req_total{verb=\"get\"}[1m])")
+                .expect("query"),
             vec![]
         );
         assert_eq!(one(&db, "max(gauge)"), 7.0, "the last round only");
         assert_eq!(one(&db, "up{job=\"p\"}"), 0.0);
-        assert_eq!(db.query("sum by (job) (up)").unwrap().len(), 2);
+        assert_eq!(db.query("sum by (job) (up)").expect("query").len(), 2);
         // 5 of 10 in (0, 0.1], 5 in (0.1, 1]: the median is at 0.1, p90 interpolated.
         let q = "histogram_quantile(0.5, sum by (le) (rate(lat_bucket[1m])))";
         assert!((one(&db, q) - 0.1).abs() < 1e-9);
         let q = "histogram_quantile(0.9, sum by (le) (rate(lat_bucket[1m])))";
         assert!((one(&db, q) - 0.82).abs() < 1e-9, "{}", one(&db, q));
-        assert_eq!(db.query("max(absent_metric)").unwrap(), vec![]);
+        assert_eq!(db.query("max(absent_metric)").expect("query"), vec![]);
     }
 
     #[test]
