@@ -327,10 +327,14 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
     }
 
     let mut stack = stack;
-    let outcome = stack.wait(shutdown_signal()).await;
+    let outcome = stack
+        .wait(crate::stack::bounded_stop(shutdown_signal()))
+        .await;
     eprintln!("\nstopping…");
-    if let Err(error) = audit.checkpoint_now().await {
-        tracing::warn!(%error, "audit checkpoint on shutdown failed");
+    match tokio::time::timeout(crate::stack::SHUTDOWN_GRACE / 4, audit.checkpoint_now()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => tracing::warn!(%error, "audit checkpoint on shutdown failed"),
+        Err(_) => tracing::warn!("audit checkpoint on shutdown did not finish in time"),
     }
     let stopped = stack.stop().await;
     if let Some(dev_sim) = dev_sim {

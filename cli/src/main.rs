@@ -324,7 +324,13 @@ fn main() -> std::process::ExitCode {
         None => Ok(()),
     }
     .and_then(|()| Ok(tokio::runtime::Runtime::new()?));
-    let outcome = started.and_then(|runtime| runtime.block_on(run(cli)));
+    let outcome = started.and_then(|runtime| {
+        let outcome = runtime.block_on(run(cli));
+        // Dropping the runtime would wait for every blocking task without limit; the stop
+        // is bounded (stack::SHUTDOWN_BOUND), so this wait is too.
+        runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+        outcome
+    });
     match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
@@ -421,7 +427,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ServiceArg::OrderWorker => Service::OrderWorker,
                 ServiceArg::UserApi => Service::UserApi,
             };
-            stack::serve(service, dev::shutdown_signal()).await
+            stack::serve(service, stack::bounded_stop(dev::shutdown_signal())).await
         }
         Command::Migrate => {
             let settings = pinnacle_common::config::DatabaseSettings::from_env()?;

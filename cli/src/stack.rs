@@ -24,6 +24,7 @@ use pinnacle_common::config::{
 use pinnacle_common::crypto::Vault;
 use pinnacle_common::feed::SharedFeed;
 use pinnacle_common::health::Health;
+use pinnacle_common::metrics::{metrics, Component};
 use pinnacle_common::shutdown::Shutdown;
 use pinnacle_common::supervise::{self, Policy, Run, Start};
 use pinnacle_migrations::{Migrator, MigratorTrait};
@@ -37,6 +38,82 @@ use pinnacle_publisher::service::MdService;
 use pinnacle_publisher::PublishOptions;
 use sea_orm::DatabaseConnection;
 use tokio::task::JoinSet;
+
+/// After the stop signal, how long the services get to finish what they hold (answer the
+/// requests they took, drain the outbox, seal the audit chain, flush) before they are
+/// abandoned, as a crash would leave them (docs/CONFIGURATION.md, "Stopping").
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
+
+/// The documented bound: a `pinnacle serve` or `pinnacle dev` process exits at most this
+/// long after SIGTERM or Ctrl-C, whatever the state of NATS or the database.
+pub const SHUTDOWN_BOUND: Duration = Duration::from_secs(10);
+
+/// Resolves when `signal` does, and from then on holds the process to [`SHUTDOWN_BOUND`]:
+/// a watchdog thread ends it (status 1, saying so) if it is still running by then, so no
+/// stuck flush, connection or exporter can keep it alive.
+pub async fn bounded_stop(signal: impl std::future::Future<Output = ()>) {
+    signal.await;
+    tracing::info!(
+        grace_s = SHUTDOWN_GRACE.as_secs(),
+        bound_s = SHUTDOWN_BOUND.as_secs(),
+        "stopping"
+    );
+    arm_watchdog(SHUTDOWN_BOUND);
+}
+
+/// Ends the process `bound` from now unless it has exited by itself.
+fn arm_watchdog(bound: Duration) {
+    let spawned = std::thread::Builder::new()
+        .name("shutdown-watchdog".into())
+        .spawn(move || {
+            std::thread::sleep(bound);
+            eprintln!(
+                "error: still running {} s after the stop signal; exiting with work unfinished",
+                bound.as_secs()
+            );
+            std::process::exit(1);
+        });
+    if let Err(error) = spawned {
+        tracing::warn!(%error, "could not start the shutdown watchdog");
+    }
+}
+
+/// Waits for every task in `tasks` for up to [`SHUTDOWN_GRACE`], then aborts the rest;
+/// the names of the services that stopped with an error, and an error when some had to be
+/// abandoned.
+async fn join_within_grace(tasks: &mut JoinSet<ServiceResult>) -> anyhow::Result<()> {
+    let mut first_error = None;
+    let joined = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok((_, Ok(()))) => {}
+                Ok((name, Err(e))) => {
+                    tracing::error!(service = name, error = %e, "service failed during shutdown");
+                    first_error.get_or_insert(e.context(name));
+                }
+                Err(e) if e.is_cancelled() => {}
+                Err(e) => {
+                    first_error.get_or_insert(anyhow::anyhow!("a service panicked: {e}"));
+                }
+            }
+        }
+    })
+    .await;
+    if joined.is_err() {
+        let left = tasks.len();
+        tasks.abort_all();
+        tracing::error!(
+            services = left,
+            grace_s = SHUTDOWN_GRACE.as_secs(),
+            "services did not stop within the grace; abandoned (as after a crash)"
+        );
+        return Err(anyhow::anyhow!(
+            "{left} service(s) did not stop within {} s of the stop signal",
+            SHUTDOWN_GRACE.as_secs()
+        ));
+    }
+    first_error.map_or(Ok(()), Err)
+}
 
 /// A service task's result, tagged with its name.
 pub type ServiceResult = (&'static str, anyhow::Result<()>);
@@ -164,6 +241,7 @@ pub async fn spawn_publisher(
     health: &Health,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
+    metrics().enable(Component::Publisher);
     let catalog = Arc::new(
         Catalog::load(md.instruments.as_deref())
             .await
@@ -290,6 +368,7 @@ pub async fn spawn_worker(
     health: &Health,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
+    metrics().enable(Component::OrderWorker);
     let start = move |client: async_nats::Client, stop: Shutdown| -> Start<anyhow::Error> {
         Box::pin(start_worker(
             client,
@@ -443,6 +522,7 @@ pub async fn spawn_user_api(
     health: &Health,
     shutdown: Shutdown,
 ) -> anyhow::Result<SocketAddr> {
+    metrics().enable(Component::UserApi);
     let bind = api.bind.as_str();
     let listener = tokio::net::TcpListener::bind(bind)
         .await
@@ -612,23 +692,11 @@ impl Stack {
         }
     }
 
-    /// Stops every service, letting in-flight requests finish, and waits for them.
+    /// Stops every service, letting in-flight requests finish for up to
+    /// [`SHUTDOWN_GRACE`], and waits for them.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         self.shutdown.cancel();
-        let mut first_error = None;
-        while let Some(joined) = self.tasks.join_next().await {
-            match joined {
-                Ok((_, Ok(()))) => {}
-                Ok((name, Err(e))) => {
-                    tracing::error!(service = name, error = %e, "service failed during shutdown");
-                    first_error.get_or_insert(e);
-                }
-                Err(e) => {
-                    first_error.get_or_insert(anyhow::anyhow!("a service panicked: {e}"));
-                }
-            }
-        }
-        first_error.map_or(Ok(()), Err)
+        join_within_grace(&mut self.tasks).await
     }
 }
 
@@ -658,7 +726,8 @@ pub enum Service {
     UserApi,
 }
 
-/// Runs one service, configured from the environment, until `stop` resolves.
+/// Runs one service, configured from the environment, until `stop` resolves; then gives it
+/// [`SHUTDOWN_GRACE`] to finish (pass a [`bounded_stop`] for the whole [`SHUTDOWN_BOUND`]).
 pub async fn serve(
     service: Service,
     stop: impl std::future::Future<Output = ()>,
@@ -730,6 +799,6 @@ pub async fn serve(
         },
     };
     shutdown.cancel();
-    while tasks.join_next().await.is_some() {}
-    outcome
+    let stopped = join_within_grace(&mut tasks).await;
+    outcome.and(stopped)
 }

@@ -13,8 +13,13 @@ use tokio::task::JoinSet;
 
 use crate::shutdown::Shutdown;
 
+/// How long the drain at shutdown waits for the server to confirm the unsubscribe and
+/// deliver what it still held (with the server gone it never does).
+pub const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Runs `handle` for every message on `subscription`, at most `concurrency` at a time,
-/// until `shutdown` fires; then stops new deliveries and finishes what was received.
+/// until `shutdown` fires; then stops new deliveries (for at most [`DRAIN_WAIT`]) and
+/// finishes what was received.
 ///
 /// async-nats 0.51 forgets a draining subscription one read after writing the UNSUB rather
 /// than at the PONG, so a request routed here in that instant can go unanswered; clients
@@ -55,11 +60,22 @@ pub async fn serve_requests<F, Fut>(
             drop(permit);
         });
     }
-    if let Err(error) = subscription.drain().await {
-        tracing::warn!(%error, "drain failed");
-    }
-    while let Some(message) = subscription.next().await {
-        in_flight.spawn(handle(message));
+    // The drain ends when the server confirms the unsubscribe: with the server gone that
+    // never happens, so it gets DRAIN_WAIT; what it did not deliver was never taken.
+    let drained = tokio::time::timeout(DRAIN_WAIT, async {
+        if let Err(error) = subscription.drain().await {
+            tracing::warn!(%error, "drain failed");
+        }
+        while let Some(message) = subscription.next().await {
+            in_flight.spawn(handle(message));
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            ?DRAIN_WAIT,
+            "subscription not drained in time (NATS unreachable?)"
+        );
     }
     while in_flight.join_next().await.is_some() {}
 }

@@ -102,6 +102,10 @@ where
     E: From<ConnectError> + std::fmt::Display + Send + 'static,
     F: FnMut(Client, Shutdown) -> Start<E> + Send + 'static,
 {
+    // The series exists (at 0) from the start, so a panel over it has data.
+    crate::metrics::metrics()
+        .nats_rebuilds
+        .with_label_values(&[name]);
     let mut current = incarnate(name, &settings, &link, &shutdown, &mut start).await?;
     Ok(tokio::spawn(async move {
         loop {

@@ -16,6 +16,10 @@
 //! - **Through any outage.** Nothing is dropped: a failed publish releases its claim and the
 //!   relay backs off (up to [`MAX_BACKOFF`]) and tries again, for as long as it takes.
 //!   Rows of a worker that died are published by any other relay's poll.
+//!
+//! The relay exports `pinnacle_order_event_lag_seconds` (commit → acknowledged by the
+//! stream, per event) and `pinnacle_order_outbox_backlog` (rows waiting, counted at most
+//! every [`BACKLOG_EVERY`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,6 +59,9 @@ pub const POLL: Duration = Duration::from_millis(250);
 
 /// The longest a relay waits between attempts while JetStream or the database fails.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// How often a relay counts the outbox for `pinnacle_order_outbox_backlog`.
+pub const BACKLOG_EVERY: Duration = Duration::from_secs(1);
 
 /// The stream definition: file storage, a week of history, de-duplicated by event id.
 pub fn stream_config(replicas: usize) -> stream::Config {
@@ -139,6 +146,7 @@ impl Relay {
         drain: Duration,
     ) {
         let mut backoff = Duration::ZERO;
+        let mut counted: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -152,6 +160,13 @@ impl Relay {
                     (backoff * 2).clamp(Duration::from_millis(50), MAX_BACKOFF)
                 }
             };
+            if counted.is_none_or(|at| at.elapsed() >= BACKLOG_EVERY) {
+                counted = Some(tokio::time::Instant::now());
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = count_backlog(&db) => {}
+                }
+            }
         }
         let drained = tokio::time::timeout(drain, async {
             while let Err(error) = relay_all(&js, &db, &instance).await {
@@ -165,6 +180,18 @@ impl Relay {
                 "order events left in the outbox at shutdown; another worker's relay will store them"
             );
         }
+    }
+}
+
+/// Sets `pinnacle_order_outbox_backlog` to the number of outbox rows (left as it was when
+/// the database does not answer).
+async fn count_backlog(db: &DatabaseConnection) {
+    use sea_orm::PaginatorTrait as _;
+    match order_outbox::Entity::find().count(db).await {
+        Ok(rows) => pinnacle_common::metrics::metrics()
+            .order_outbox_backlog
+            .set(i64::try_from(rows).unwrap_or(i64::MAX)),
+        Err(error) => tracing::debug!(%error, "could not count the outbox"),
     }
 }
 
@@ -186,6 +213,10 @@ async fn relay_all(
             .iter()
             .zip(published)
             .partition(|(_, result)| result.is_ok());
+        let metrics = pinnacle_common::metrics::metrics();
+        for (row, _) in &acked {
+            metrics.order_event_stored(row.created_at_ms);
+        }
         let acked: Vec<i64> = acked.into_iter().map(|(row, _)| row.id).collect();
         if !acked.is_empty() {
             order_outbox::Entity::delete_many()

@@ -108,12 +108,14 @@ pub async fn handle(worker: &Worker, message: Message) {
             worker.micro.record(verb, started.elapsed(), error);
         }
         let outcome_label = outcome_label(verb, &outcome);
+        let failed = outcome.is_err();
         reply(worker, &message, encoding, &request_id, outcome).await;
-        metrics::metrics().order_answered(
-            verb.unwrap_or("other"),
-            started.elapsed(),
-            &outcome_label,
-        );
+        let metrics = metrics::metrics();
+        let verb = verb.unwrap_or("other");
+        metrics.order_answered(verb, started.elapsed(), &outcome_label);
+        if failed {
+            metrics.order_failed(verb, &outcome_label);
+        }
     }
     .instrument(span)
     .await;

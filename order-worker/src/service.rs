@@ -88,6 +88,9 @@ pub fn audit_log(
 /// other workers' relays.
 pub const RELAY_DRAIN: Duration = Duration::from_secs(5);
 
+/// How long a stopping worker waits for NATS to take what it has sent.
+pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(1);
+
 /// The micro-service name the workers register under.
 pub const SERVICE_NAME: &str = "pinnacle-orders";
 
@@ -370,8 +373,14 @@ pub async fn run(worker: Arc<Worker>, shutdown: Shutdown) -> Result<(), WorkerEr
     if let Err(error) = worker.audit.checkpoint_now().await {
         tracing::warn!(%error, "audit checkpoint on shutdown failed");
     }
-    if let Err(error) = worker.client.flush().await {
-        tracing::warn!(%error, "flush on shutdown failed");
+    // A flush waits for the server: with NATS gone it would wait for ever.
+    match tokio::time::timeout(SHUTDOWN_FLUSH, worker.client.flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::warn!(%error, "flush on shutdown failed"),
+        Err(_) => tracing::warn!(
+            ?SHUTDOWN_FLUSH,
+            "flush on shutdown timed out (NATS unreachable?)"
+        ),
     }
     tracing::info!("order worker stopped");
     Ok(())

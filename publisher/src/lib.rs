@@ -97,15 +97,16 @@ impl Default for PublishOptions {
     }
 }
 
-/// Counts published ticks and sets the feed lag from the batch's last tick.
+/// Counts published ticks and remembers the newest exchange timestamp, from which
+/// `pinnacle_feed_lag_seconds` is computed at scrape time.
 fn record_metrics(ticks: &[pinnacle_common::model::MarketTick]) {
-    let m = pinnacle_common::metrics::metrics();
-    m.ticks_published.inc_by(ticks.len() as u64);
-    if let Some(last) = ticks.last() {
-        let lag_ms = chrono::Utc::now().timestamp_millis() - last.ts_ms;
-        m.feed_lag.set(lag_ms.max(0) as f64 / 1000.0);
+    if let Some(newest) = ticks.iter().map(|tick| tick.ts_ms).max() {
+        pinnacle_common::metrics::metrics().record_ticks(ticks.len() as u64, newest);
     }
 }
+
+/// How long the publisher waits, when stopping, for NATS to take what it has sent.
+pub const SHUTDOWN_FLUSH: Duration = Duration::from_secs(1);
 
 /// First and largest delay after a feed error.
 const BACKOFF_START: Duration = Duration::from_millis(100);
@@ -194,8 +195,14 @@ pub async fn run(
             .fetch_add(ticks.len() as u64, Ordering::Relaxed);
         record_metrics(&ticks);
     }
-    if let Err(error) = client.flush().await {
-        tracing::warn!(%error, "flush on shutdown failed");
+    // A flush waits for the server: with NATS gone it would wait for ever.
+    match tokio::time::timeout(SHUTDOWN_FLUSH, client.flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::warn!(%error, "flush on shutdown failed"),
+        Err(_) => tracing::warn!(
+            ?SHUTDOWN_FLUSH,
+            "flush on shutdown timed out (NATS unreachable?)"
+        ),
     }
     tracing::info!(
         published = stats.published.load(Ordering::Relaxed),

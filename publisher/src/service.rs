@@ -176,7 +176,8 @@ pub async fn run_with_ready(
     // Requests have stopped (shutdown, or the connection closed): so does discovery.
     discovery.abort();
     let _ = discovery.await;
-    let _ = service.client.flush().await;
+    // With NATS gone a flush would wait for ever.
+    let _ = tokio::time::timeout(crate::SHUTDOWN_FLUSH, service.client.flush()).await;
     tracing::info!("market-data service stopped");
     Ok(())
 }

@@ -39,7 +39,7 @@ use crate::processes::{signal, Services};
 const SETTLE_BOUND: Duration = Duration::from_secs(20);
 
 /// Where NATS runs: one server, or the shipped 3-node cluster with its authorization.
-enum Nats {
+pub(crate) enum Nats {
     Single {
         server: Option<NatsServer>,
         dir: tempfile::TempDir,
@@ -49,30 +49,31 @@ enum Nats {
 
 /// Which NATS a deployment runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Topology {
+pub(crate) enum Topology {
     Single,
     Cluster,
 }
 
-/// The deployment: every service a separate process.
-struct Deployment {
+/// The deployment: every service a separate process (also used by the `dashboard` and
+/// `shutdown` tests).
+pub(crate) struct Deployment {
     procs: Services,
     nats: Nats,
-    db: TestDb,
+    pub(crate) db: TestDb,
     /// The user API and the publisher (killed on drop).
-    services: Vec<Child>,
-    workers: Vec<Child>,
+    pub(crate) services: Vec<Child>,
+    pub(crate) workers: Vec<Child>,
 }
 
 /// How the test's own clients reach NATS: the servers, and on the cluster the admin login.
 #[derive(Debug, Clone)]
-struct NatsAccess {
+pub(crate) struct NatsAccess {
     urls: String,
     login: Option<cluster::Login>,
 }
 
 impl NatsAccess {
-    async fn connect(&self) -> async_nats::Client {
+    pub(crate) async fn connect(&self) -> async_nats::Client {
         let servers = pinnacle_common::config::NatsSettings::for_url(self.urls.clone())
             .servers()
             .expect("server URLs");
@@ -85,7 +86,7 @@ impl NatsAccess {
 }
 
 impl Deployment {
-    async fn start(backend: pinnacle_tests::Backend, topology: Topology) -> Self {
+    pub(crate) async fn start(backend: pinnacle_tests::Backend, topology: Topology) -> Self {
         let nats = match topology {
             Topology::Single => {
                 let nats_dir = tempfile::tempdir().expect("nats dir");
@@ -167,14 +168,27 @@ impl Deployment {
         self.spawn("order-worker", &format!("worker-{n}"))
     }
 
-    fn access(&self) -> NatsAccess {
+    /// Every process's `/metrics` listener: (Prometheus job, log name, address).
+    pub(crate) fn metrics_targets(&self) -> Vec<(String, String, String)> {
+        self.procs.metrics_targets()
+    }
+
+    /// Stops nats-server for good.
+    pub(crate) fn stop_nats(&mut self) {
+        let Nats::Single { server, .. } = &mut self.nats else {
+            panic!("stop_nats is for the single server");
+        };
+        server.take();
+    }
+
+    pub(crate) fn access(&self) -> NatsAccess {
         NatsAccess {
             urls: self.procs.nats_urls().to_string(),
             login: matches!(self.nats, Nats::Cluster(_)).then_some(cluster::ADMIN),
         }
     }
 
-    async fn client(&self) -> async_nats::Client {
+    pub(crate) async fn client(&self) -> async_nats::Client {
         self.access().connect().await
     }
 
@@ -183,7 +197,7 @@ impl Deployment {
     }
 
     /// A user with a paper account and no rate limit, through the user API.
-    async fn trader(&self, name: &str) -> (String, String) {
+    pub(crate) async fn trader(&self, name: &str) -> (String, String) {
         let account = serde_json::json!({
             "broker": "paper",
             "api_key": "SECRET-apikey-fault",
@@ -212,7 +226,7 @@ impl Deployment {
         );
     }
 
-    fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         self.procs.logs(
             &["worker-0", "worker-1", "worker-2", "publisher", "user-api"],
             15,

@@ -31,6 +31,8 @@ pub struct Services {
     pub api_url: String,
     /// The database the services use.
     pub db_url: String,
+    /// Every process's `/metrics` listener: (Prometheus job, log name, address).
+    metrics: std::sync::Mutex<Vec<(String, String, String)>>,
 }
 
 impl Services {
@@ -66,6 +68,7 @@ impl Services {
             env,
             api_url: format!("http://127.0.0.1:{api_port}"),
             db_url: db_url.to_string(),
+            metrics: std::sync::Mutex::default(),
         }
     }
 
@@ -79,8 +82,14 @@ impl Services {
     }
 
     /// Starts `pinnacle serve <service>` with the shared environment plus `login`, logging
-    /// to `<log>.log`.
+    /// to `<log>.log` and serving `/metrics` on a port of its own ([`Self::metrics_targets`]).
     pub fn serve(&self, service: &str, log: &str, login: &[(&str, &str)]) -> Child {
+        let metrics = format!("127.0.0.1:{}", free_port());
+        self.metrics.lock().expect("lock").push((
+            service.to_string(),
+            log.to_string(),
+            metrics.clone(),
+        ));
         let file =
             std::fs::File::create(self.dir.path().join(format!("{log}.log"))).expect("log file");
         let out = file.try_clone().expect("log file");
@@ -88,6 +97,7 @@ impl Services {
             .args(["serve", service])
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .envs(login.iter().copied())
+            .env("PINNACLE_METRICS_ADDR", &metrics)
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
             .env_remove("PINNACLE_ENV_FILE")
             .stdout(out)
@@ -95,6 +105,11 @@ impl Services {
             .kill_on_drop(true)
             .spawn()
             .expect("pinnacle serve starts")
+    }
+
+    /// Every process's `/metrics` listener so far: (Prometheus job, log name, address).
+    pub fn metrics_targets(&self) -> Vec<(String, String, String)> {
+        self.metrics.lock().expect("lock").clone()
     }
 
     /// Waits until the user API accepts connections (it has applied the migrations then).

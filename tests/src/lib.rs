@@ -12,12 +12,15 @@
 //! - [`angel`]: the SmartAPI simulator with the stack pointed at it.
 //! - [`cluster`]: a 3-node cluster from the shipped `nats/` configs, with authorization.
 //! - [`logs`]: a capturing subscriber, so tests can assert no secret was logged.
+//! - [`promql`]: scrapes of several processes and the dashboard's PromQL subset
+//!   evaluated over them.
 //! - [`sim`]: Angel One on the SmartAPI simulator: accounts, settings, and the publisher
 //!   alone streaming from it ([`sim::SimPublisher`]).
 
 pub mod angel;
 pub mod cluster;
 pub mod logs;
+pub mod promql;
 pub mod sim;
 mod stack;
 

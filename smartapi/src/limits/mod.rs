@@ -86,6 +86,25 @@ pub struct Limit {
 const NONE: u32 = u32::MAX;
 
 impl Bucket {
+    /// Every bucket.
+    pub const ALL: [Bucket; 15] = [
+        Self::Login,
+        Self::Refresh,
+        Self::Profile,
+        Self::Logout,
+        Self::Rms,
+        Self::Orders,
+        Self::OrderBook,
+        Self::TradeBook,
+        Self::Positions,
+        Self::Holdings,
+        Self::SearchScrip,
+        Self::Ltp,
+        Self::OrderDetails,
+        Self::Quote,
+        Self::Candles,
+    ];
+
     /// The bucket's name in metric labels and shared-window keys (never a client code).
     pub fn name(self) -> &'static str {
         match self {
@@ -208,6 +227,8 @@ impl RateLimiter {
     }
 
     fn build(max_wait: Duration, shared: Option<Arc<dyn SharedWindows>>) -> Self {
+        // Every bucket's series exists from the start (at 0), so a panel over them has data.
+        metrics().smartapi_rate_buckets(&Bucket::ALL.map(Bucket::name));
         Self {
             local: Mutex::new(HashMap::new()),
             gates: Mutex::new(HashMap::new()),

@@ -38,6 +38,16 @@ METRICS = {
     "pinnacle_credential_decrypts_total",
     "pinnacle_nats_reconnects_total",
     "pinnacle_broker_requests_total",
+    "pinnacle_order_errors_total",
+    "pinnacle_order_outbox_backlog",
+    "pinnacle_order_event_lag_seconds",
+    "pinnacle_audit_stream_available",
+    "pinnacle_audit_checkpoint_failures_total",
+    "pinnacle_nats_rebuilds_total",
+    "pinnacle_smartapi_rate_queued",
+    "pinnacle_smartapi_rate_refused_total",
+    "pinnacle_smartapi_rate_delayed_total",
+    "pinnacle_smartapi_rate_store_errors_total",
 }
 PINNACLE_SERVICES = {"publisher", "order-worker", "user-api", "migrate"}
 METRICS_PORT = 9464
