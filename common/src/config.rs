@@ -520,6 +520,36 @@ pub struct WorkerSettings {
     /// times out is looked up by its tag, never sent again.
     #[serde(default = "default_smartapi_timeout_ms")]
     pub smartapi_timeout_ms: u64,
+    /// `PINNACLE_WORKER_SESSION_CHECK_MS`: how often each worker looks for `angel_one`
+    /// sessions to renew in the background (0 turns background renewal off).
+    #[serde(default = "default_session_check_ms")]
+    pub session_check_ms: u64,
+    /// `PINNACLE_WORKER_SESSION_RENEW_AHEAD_MS`: a session that ends before the daily
+    /// rollover (the JWT's `exp`) is refreshed this long before it ends.
+    #[serde(default = "default_session_renew_ahead_ms")]
+    pub session_renew_ahead_ms: u64,
+    /// `PINNACLE_WORKER_SESSION_AFTER_ROLLOVER_MS`: a session that ends at the daily
+    /// rollover is replaced by a new login this long after it (a renewal before the
+    /// rollover would end at the same rollover).
+    #[serde(default = "default_session_after_rollover_ms")]
+    pub session_after_rollover_ms: u64,
+    /// `PINNACLE_WORKER_SIM_NOW`: for tests and simulations only, run the worker's clock
+    /// from this RFC 3339 time (`2026-12-02T23:59:50+05:30`); empty is the real clock.
+    /// Session expiry and the daily rollover follow it.
+    #[serde(default)]
+    pub sim_now: String,
+}
+
+fn default_session_check_ms() -> u64 {
+    30_000
+}
+
+fn default_session_renew_ahead_ms() -> u64 {
+    300_000
+}
+
+fn default_session_after_rollover_ms() -> u64 {
+    60_000
 }
 
 fn default_smartapi_url() -> String {
@@ -694,6 +724,10 @@ impl Default for WorkerSettings {
             smartapi_url: default_smartapi_url(),
             smartapi_order_ws_url: default_smartapi_order_ws_url(),
             smartapi_timeout_ms: default_smartapi_timeout_ms(),
+            session_check_ms: default_session_check_ms(),
+            session_renew_ahead_ms: default_session_renew_ahead_ms(),
+            session_after_rollover_ms: default_session_after_rollover_ms(),
+            sim_now: String::new(),
         }
     }
 }

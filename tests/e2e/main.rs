@@ -36,6 +36,7 @@ mod risk;
 mod rollback;
 mod schemathesis;
 mod secrets;
+mod sessions_ready;
 mod squareoff;
 mod ticks;
 mod tracing_otlp;
