@@ -170,6 +170,7 @@ pub async fn spawn_publisher(
             .context("loading the instrument master")?,
     );
     let calendar = Arc::new(Calendar::load(md.holidays.as_deref())?);
+    let clock = pinnacle_publisher::source::sim_clock(sim)?;
     let sources = pinnacle_publisher::source::build_sources(sim, md, angel, &catalog)?;
     tracing::info!(
         feed = sources.feed.name(),
@@ -201,6 +202,7 @@ pub async fn spawn_publisher(
             catalog: catalog.clone(),
             calendar: calendar.clone(),
             history: SimHistory { seed },
+            clock,
             angel: history.clone(),
             max_payload,
             micro: micro.clone(),
@@ -225,6 +227,7 @@ pub async fn spawn_publisher(
                 pinnacle_publisher::status::run(
                     status_client,
                     calendar,
+                    clock,
                     Duration::from_secs(1),
                     status_stop,
                 )

@@ -239,6 +239,27 @@ pub struct SimFeedSettings {
     /// `PINNACLE_SIM_DEPTH`: also publish the five-level book on `md.depth.*`.
     #[serde(default = "default_true")]
     pub depth: bool,
+    /// `PINNACLE_SIM_HOURS`: `always` (default: development and tests see prices at any
+    /// hour) or `exchange`, which ticks each symbol only while its exchange is open
+    /// (hours, weekends, holidays), so paper orders fill only then.
+    #[serde(default)]
+    pub hours: SimHours,
+    /// `PINNACLE_SIM_NOW`: run the publisher's clock from this RFC 3339 time
+    /// (`2026-12-02T20:00:00+05:30`) for simulated ticks, candles and market status; empty
+    /// is the real clock. For tests and demonstrations.
+    #[serde(default)]
+    pub now: String,
+}
+
+/// When the simulated feed ticks (`PINNACLE_SIM_HOURS`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SimHours {
+    /// At any hour, weekends and holidays included.
+    #[default]
+    Always,
+    /// Only while the symbol's exchange is open.
+    Exchange,
 }
 
 fn default_true() -> bool {
@@ -272,6 +293,8 @@ impl Default for SimFeedSettings {
             interval_ms: default_interval_ms(),
             synthetic: 0,
             depth: true,
+            hours: SimHours::Always,
+            now: String::new(),
         }
     }
 }
