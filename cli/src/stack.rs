@@ -9,7 +9,7 @@
 use pinnacle_order_worker::angel::store::DbSessionStore;
 use pinnacle_order_worker::angel::symbols::SymbolResolver;
 use pinnacle_order_worker::angel::AngelOneBroker;
-use pinnacle_smartapi::session::SessionManager;
+use pinnacle_smartapi::session::{SessionManager, SessionPolicy};
 use pinnacle_smartapi::RestConfig;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -248,6 +248,7 @@ pub async fn spawn_publisher(
             .context("loading the instrument master")?,
     );
     let calendar = Arc::new(Calendar::load(md.holidays.as_deref())?);
+    let clock = pinnacle_publisher::source::sim_clock(sim)?;
     let sources = pinnacle_publisher::source::build_sources(sim, md, angel, &catalog)?;
     tracing::info!(
         feed = sources.feed.name(),
@@ -279,6 +280,7 @@ pub async fn spawn_publisher(
             catalog: catalog.clone(),
             calendar: calendar.clone(),
             history: SimHistory { seed },
+            clock,
             angel: history.clone(),
             max_payload,
             micro: micro.clone(),
@@ -303,6 +305,7 @@ pub async fn spawn_publisher(
                 pinnacle_publisher::status::run(
                     status_client,
                     calendar,
+                    clock,
                     Duration::from_secs(1),
                     status_stop,
                 )
@@ -400,6 +403,14 @@ async fn start_worker(
     stop: Shutdown,
 ) -> anyhow::Result<Run<anyhow::Error>> {
     prepare_audit_stream(&client, &db, "pinnacle-order-worker").await?;
+    let clock = pinnacle_common::clock::Clock::from_setting(&settings.sim_now)
+        .context("PINNACLE_WORKER_SIM_NOW")?;
+    if !clock.is_real() {
+        tracing::warn!(
+            now = %clock.now_ist(),
+            "PINNACLE_WORKER_SIM_NOW is set: the worker's session clock is shifted (tests only)"
+        );
+    }
     let paper = PaperBroker::with_ledger(db.clone(), settings.paper_cash);
     let follower = paper.follow_ticks(client.clone(), stop.clone()).await?;
     // One audit writer for the worker and its Angel One session store, so the worker's
@@ -418,11 +429,13 @@ async fn start_worker(
         (audit.clone(), register.clone()),
     );
     let order_ws_url = settings.smartapi_order_ws_url.clone();
+    let prewarm = pinnacle_order_worker::angel::prewarm::Prewarm::from_settings(&settings);
+    let angel = Arc::new(angel);
     let mut worker = Worker::new(
         client,
         db,
         vault,
-        vec![Arc::new(paper), Arc::new(angel)],
+        vec![Arc::new(paper), angel.clone()],
         settings,
     );
     worker.audit = audit;
@@ -435,6 +448,15 @@ async fn start_worker(
         notices,
         stop.clone(),
     ));
+    // Angel One sessions in use are renewed before they are needed.
+    if let Some(prewarm) = prewarm {
+        tokio::spawn(pinnacle_order_worker::angel::prewarm::run(
+            worker.clone(),
+            angel,
+            prewarm,
+            stop.clone(),
+        ));
+    }
     // Resting paper orders fill from the tick stream.
     let matcher = tokio::spawn(pinnacle_order_worker::matcher::run(
         worker.clone(),
@@ -483,7 +505,10 @@ pub fn angel_one_broker_audited(
     AngelOneBroker,
     tokio::sync::mpsc::UnboundedReceiver<pinnacle_order_worker::angel::updates::SessionNotice>,
 ) {
-    let store = DbSessionStore::with_register(db.clone(), vault.clone(), audit, register);
+    // start_worker has refused a malformed PINNACLE_WORKER_SIM_NOW already.
+    let clock = pinnacle_common::clock::Clock::from_setting(&settings.sim_now).unwrap_or_default();
+    let store =
+        DbSessionStore::with_register(db.clone(), vault.clone(), audit, register).with_clock(clock);
     let config = RestConfig {
         base_url: settings.smartapi_url.clone(),
         timeout: Duration::from_millis(settings.smartapi_timeout_ms.max(1)),
@@ -500,7 +525,11 @@ pub fn angel_one_broker_audited(
         pinnacle_order_worker::angel::RATE_LIMIT_WAIT,
         Arc::new(windows),
     );
-    let broker = AngelOneBroker::new(config, SessionManager::default(), Arc::new(store), symbols)
+    let sessions = SessionManager::new(SessionPolicy {
+        clock,
+        ..SessionPolicy::default()
+    });
+    let broker = AngelOneBroker::new(config, sessions, Arc::new(store), symbols)
         .with_limiter(limiter)
         .with_notices(tx);
     (broker, rx)

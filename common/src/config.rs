@@ -239,6 +239,27 @@ pub struct SimFeedSettings {
     /// `PINNACLE_SIM_DEPTH`: also publish the five-level book on `md.depth.*`.
     #[serde(default = "default_true")]
     pub depth: bool,
+    /// `PINNACLE_SIM_HOURS`: `always` (default: development and tests see prices at any
+    /// hour) or `exchange`, which ticks each symbol only while its exchange is open
+    /// (hours, weekends, holidays), so paper orders fill only then.
+    #[serde(default)]
+    pub hours: SimHours,
+    /// `PINNACLE_SIM_NOW`: run the publisher's clock from this RFC 3339 time
+    /// (`2026-12-02T20:00:00+05:30`) for simulated ticks, candles and market status; empty
+    /// is the real clock. For tests and demonstrations.
+    #[serde(default)]
+    pub now: String,
+}
+
+/// When the simulated feed ticks (`PINNACLE_SIM_HOURS`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SimHours {
+    /// At any hour, weekends and holidays included.
+    #[default]
+    Always,
+    /// Only while the symbol's exchange is open.
+    Exchange,
 }
 
 fn default_true() -> bool {
@@ -272,6 +293,8 @@ impl Default for SimFeedSettings {
             interval_ms: default_interval_ms(),
             synthetic: 0,
             depth: true,
+            hours: SimHours::Always,
+            now: String::new(),
         }
     }
 }
@@ -520,6 +543,36 @@ pub struct WorkerSettings {
     /// times out is looked up by its tag, never sent again.
     #[serde(default = "default_smartapi_timeout_ms")]
     pub smartapi_timeout_ms: u64,
+    /// `PINNACLE_WORKER_SESSION_CHECK_MS`: how often each worker looks for `angel_one`
+    /// sessions to renew in the background (0 turns background renewal off).
+    #[serde(default = "default_session_check_ms")]
+    pub session_check_ms: u64,
+    /// `PINNACLE_WORKER_SESSION_RENEW_AHEAD_MS`: a session that ends before the daily
+    /// rollover (the JWT's `exp`) is refreshed this long before it ends.
+    #[serde(default = "default_session_renew_ahead_ms")]
+    pub session_renew_ahead_ms: u64,
+    /// `PINNACLE_WORKER_SESSION_AFTER_ROLLOVER_MS`: a session that ends at the daily
+    /// rollover is replaced by a new login this long after it (a renewal before the
+    /// rollover would end at the same rollover).
+    #[serde(default = "default_session_after_rollover_ms")]
+    pub session_after_rollover_ms: u64,
+    /// `PINNACLE_WORKER_SIM_NOW`: for tests and simulations only, run the worker's clock
+    /// from this RFC 3339 time (`2026-12-02T23:59:50+05:30`); empty is the real clock.
+    /// Session expiry and the daily rollover follow it.
+    #[serde(default)]
+    pub sim_now: String,
+}
+
+fn default_session_check_ms() -> u64 {
+    30_000
+}
+
+fn default_session_renew_ahead_ms() -> u64 {
+    300_000
+}
+
+fn default_session_after_rollover_ms() -> u64 {
+    60_000
 }
 
 fn default_smartapi_url() -> String {
@@ -694,6 +747,10 @@ impl Default for WorkerSettings {
             smartapi_url: default_smartapi_url(),
             smartapi_order_ws_url: default_smartapi_order_ws_url(),
             smartapi_timeout_ms: default_smartapi_timeout_ms(),
+            session_check_ms: default_session_check_ms(),
+            session_renew_ahead_ms: default_session_renew_ahead_ms(),
+            session_after_rollover_ms: default_session_after_rollover_ms(),
+            sim_now: String::new(),
         }
     }
 }

@@ -3,7 +3,7 @@
 //! # Layout
 //! - [`config`]: typed settings, loaded from the environment with `envy`.
 //! - [`subjects`]: every NATS subject, stream, queue-group and header name.
-//! - [`clock`]: Indian Standard Time.
+//! - [`clock`]: Indian Standard Time and the (shiftable) [`clock::Clock`].
 //! - [`codec`]: the wire codec (MessagePack maps, or JSON on request).
 //! - [`error`]: stable error codes and the structured error reply.
 //! - [`model`]: domain types that cross the wire: ticks, market-data requests, orders, audit events.

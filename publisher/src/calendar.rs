@@ -155,6 +155,11 @@ impl Calendar {
         }
     }
 
+    /// Whether `exchange`'s continuous session is running at `at`.
+    pub fn is_open(&self, exchange: &str, at: DateTime<Utc>) -> bool {
+        self.phase_at(exchange, at).0 == MarketPhase::Open
+    }
+
     /// `exchange`'s status at `at`, with the time of the next change.
     pub fn status(&self, exchange: &str, at: DateTime<Utc>) -> ExchangeStatus {
         let (phase, reason) = self.phase_at(exchange, at);

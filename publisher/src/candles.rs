@@ -3,7 +3,8 @@
 //!
 //! A simulated candle depends only on (seed, exchange, symbol, start time), so the same
 //! candle is identical whatever range it was asked in. Candles fall inside the exchange's
-//! trading hours on trading days (see [`crate::calendar`]).
+//! trading hours on trading days (see [`crate::calendar`]), and none is later than the
+//! clock: the candle in progress covers the minutes up to now.
 
 use chrono::{DateTime, Duration, NaiveDateTime, TimeZone, Utc};
 use pinnacle_common::error::{ErrorBody, ErrorCode};
@@ -193,7 +194,10 @@ impl SimHistory {
     }
 
     /// Candles for `query` around `base` paise on a `tick` grid, at most `limit` of them
-    /// (`None` when there would be more).
+    /// (`None` when there would be more). Nothing after `now` exists: a candle appears once
+    /// its interval has begun, and one still in progress is made of the minutes up to
+    /// `now` (its close is the price now).
+    #[allow(clippy::too_many_arguments)]
     pub fn candles(
         &self,
         calendar: &Calendar,
@@ -202,6 +206,7 @@ impl SimHistory {
         (base, tick): (i64, i64),
         query: &CandleQuery,
         limit: usize,
+        now: DateTime<Utc>,
     ) -> Option<Vec<Candle>> {
         let key = hash_str(self.seed, &format!("{exchange}:{symbol}"));
         let step = query.interval.minutes();
@@ -219,9 +224,11 @@ impl SimHistory {
                 // A day candle is one whole session; shorter ones tile it.
                 let (mut start, end) = (open_min, close_min);
                 while start < end {
-                    let length = step.min(end - start);
+                    let full = step.min(end - start);
                     let ts = midnight + Duration::minutes(start);
-                    if ts >= query.from && ts <= query.to {
+                    // Whole minutes of this candle that have passed (at least its first).
+                    let length = full.min(((now - ts).num_minutes()).max(1));
+                    if ts >= query.from && ts <= query.to && ts <= now {
                         if out.len() >= limit {
                             return None;
                         }
@@ -242,7 +249,7 @@ impl SimHistory {
                             volume,
                         });
                     }
-                    start += length;
+                    start += full;
                 }
             }
             date = date.succ_opt()?;
@@ -323,6 +330,45 @@ mod tests {
         );
     }
 
+    /// A "now" after every range these tests ask for.
+    fn far() -> DateTime<Utc> {
+        parse_ist("2030-01-01 00:00").expect("time")
+    }
+
+    #[test]
+    fn no_candle_is_later_than_now() {
+        let cal = Calendar::load(None).expect("calendar");
+        let history = SimHistory { seed: 42 };
+        let ask = |interval: &str, now: &str| {
+            let q = validate(&request(interval, "2026-12-01 00:00", "2026-12-04 23:59"))
+                .expect("valid");
+            history
+                .candles(
+                    &cal,
+                    "NSE",
+                    "SBIN-EQ",
+                    (82_000, 5),
+                    &q,
+                    10_000,
+                    parse_ist(now).expect("now"),
+                )
+                .expect("fits")
+        };
+        // 03:16 on Wednesday 2 December: Tuesday's session only.
+        assert_eq!(ask("ONE_HOUR", "2026-12-02 03:16").len(), 7);
+        assert_eq!(ask("ONE_DAY", "2026-12-02 03:16").len(), 1);
+        // 10:00: Wednesday's first hour has begun and is made of 45 minutes so far.
+        let hours = ask("ONE_HOUR", "2026-12-02 10:00");
+        assert_eq!(hours.len(), 8);
+        let later = ask("ONE_HOUR", "2026-12-02 10:30");
+        assert_eq!(hours[..7], later[..7], "finished candles do not change");
+        assert_eq!(hours[7].open, later[7].open);
+        assert_eq!(ask("ONE_DAY", "2026-12-02 10:00").len(), 2);
+        assert!(ask("ONE_MINUTE", "2026-12-02 10:00")
+            .iter()
+            .all(|c| c.ts_ms <= parse_ist("2026-12-02 10:00").expect("t").timestamp_millis()));
+    }
+
     #[test]
     fn simulated_candles_are_stable_and_in_session() {
         let cal = Calendar::load(None).expect("calendar");
@@ -334,7 +380,7 @@ mod tests {
         ))
         .expect("valid");
         let candles = history
-            .candles(&cal, "NSE", "SBIN-EQ", (82_000, 5), &day, 10_000)
+            .candles(&cal, "NSE", "SBIN-EQ", (82_000, 5), &day, 10_000, far())
             .expect("fits");
         // Monday and Wednesday (Tuesday 24th is a holiday in the bundled calendar): 75 each.
         assert_eq!(candles.len(), 150);
@@ -349,7 +395,7 @@ mod tests {
         ))
         .expect("valid");
         let again = history
-            .candles(&cal, "NSE", "SBIN-EQ", (82_000, 5), &one, 10)
+            .candles(&cal, "NSE", "SBIN-EQ", (82_000, 5), &one, 10, far())
             .expect("fits");
         assert_eq!(again.len(), 1);
         assert!(
@@ -357,13 +403,13 @@ mod tests {
             "same candle whatever the range"
         );
         assert!(history
-            .candles(&cal, "NSE", "SBIN-EQ", (82_000, 5), &day, 10)
+            .candles(&cal, "NSE", "SBIN-EQ", (82_000, 5), &day, 10, far())
             .is_none());
         let daily =
             validate(&request("ONE_DAY", "2026-11-23 00:00", "2026-11-27 23:59")).expect("valid");
         assert_eq!(
             history
-                .candles(&cal, "NSE", "X", (1000, 5), &daily, 100)
+                .candles(&cal, "NSE", "X", (1000, 5), &daily, 100, far())
                 .map(|c| c.len()),
             Some(4)
         );

@@ -97,6 +97,8 @@ pub struct MdService {
     pub calendar: Arc<Calendar>,
     /// Simulated history, for candles when Angel One is not configured.
     pub history: SimHistory,
+    /// "Now" for simulated candles and market status (`PINNACLE_SIM_NOW`, else real).
+    pub clock: pinnacle_common::clock::Clock,
     /// Angel One's history, when the `ANGEL_ONE_*` credentials are set: candles then come
     /// only from it (a broker failure is an error, never a fallback to simulated data).
     pub angel: Option<Arc<AngelHistory>>,
@@ -338,7 +340,7 @@ fn snapshot(
 
 /// Every exchange's status now, as `md.status.<EXCHANGE>` last announced it.
 fn all_statuses(service: &MdService) -> Vec<ExchangeStatus> {
-    let now = chrono::Utc::now();
+    let now = service.clock.now();
     EXCHANGES
         .iter()
         .map(|e| service.calendar.status(e, now))
@@ -401,6 +403,7 @@ async fn candles(service: &MdService, request: &CandleRequest) -> Result<CandleR
             (base, tick),
             &query,
             limit,
+            service.clock.now(),
         )
         .ok_or_else(|| {
             ErrorBody::new(
@@ -465,7 +468,7 @@ fn lookup(
 }
 
 fn status(service: &MdService, request: &StatusRequest) -> Result<StatusList, ErrorBody> {
-    let now = chrono::Utc::now();
+    let now = service.clock.now();
     let exchanges = match &request.exchange {
         None => all_statuses(service),
         Some(exchange) => {

@@ -5,10 +5,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pinnacle_common::config::{AngelOneMarketDataSettings, MarketDataSettings, SimFeedSettings};
+use pinnacle_common::clock::Clock;
+use pinnacle_common::config::{
+    AngelOneMarketDataSettings, MarketDataSettings, SimFeedSettings, SimHours,
+};
 use pinnacle_common::feed::MarketFeed;
 
 use crate::angel::{self, AngelAuth, AngelFeed, AngelHistory, AuthError, Plan, PlanError};
+use crate::calendar::Calendar;
 use crate::instruments::Catalog;
 use crate::replay::ReplayFeed;
 use crate::sim::{parse_symbols, synthetic, SimFeed, SymbolSpecError};
@@ -78,6 +82,12 @@ pub fn build_sources(
     })
 }
 
+/// The publisher's clock: `PINNACLE_SIM_NOW`, or the real one.
+pub fn sim_clock(sim: &SimFeedSettings) -> Result<Clock, SourceError> {
+    Clock::from_setting(&sim.now)
+        .map_err(|e| SourceError::Invalid(format!("PINNACLE_SIM_NOW: {e}")))
+}
+
 /// Builds the simulator or a replay of a recording (the sources that need no
 /// credentials).
 pub fn build(
@@ -92,13 +102,21 @@ pub fn build(
             if symbols.is_empty() {
                 return Err(SourceError::Invalid("PINNACLE_SIM_SYMBOLS is empty".into()));
             }
-            Ok(Box::new(SimFeed::new(
+            let feed = SimFeed::new(
                 symbols,
                 catalog,
                 sim.seed,
                 Duration::from_millis(sim.interval_ms),
                 sim.depth,
-            )))
+            );
+            Ok(Box::new(match sim.hours {
+                SimHours::Always => feed,
+                SimHours::Exchange => {
+                    let calendar = Calendar::load(md.holidays.as_deref())
+                        .map_err(|e| SourceError::Invalid(e.to_string()))?;
+                    feed.with_hours(Arc::new(calendar), sim_clock(sim)?)
+                }
+            }))
         }
         "replay" => {
             let path = md.replay_file.as_deref().ok_or_else(|| {

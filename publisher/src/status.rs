@@ -16,6 +16,7 @@ use crate::calendar::{Calendar, EXCHANGES};
 pub async fn run(
     client: async_nats::Client,
     calendar: Arc<Calendar>,
+    clock: pinnacle_common::clock::Clock,
     period: Duration,
     shutdown: Shutdown,
 ) {
@@ -26,7 +27,7 @@ pub async fn run(
             () = shutdown.cancelled() => break,
             _ = ticker.tick() => {}
         }
-        let now = chrono::Utc::now();
+        let now = clock.now();
         for exchange in EXCHANGES {
             let status = calendar.status(exchange, now);
             let key = (status.status, status.reason.clone());

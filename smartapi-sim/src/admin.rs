@@ -21,6 +21,15 @@ struct SetLtp {
     ltp_paise: i64,
 }
 
+/// Body of `POST /__sim/clock`.
+#[derive(Debug, Deserialize)]
+struct SetClock {
+    /// RFC 3339, e.g. `2026-12-02T20:00:00+05:30`.
+    now: String,
+    #[serde(default)]
+    frozen: bool,
+}
+
 /// The admin routes, mounted at `/__sim`.
 pub fn router() -> Router<Arc<Shared>> {
     Router::new()
@@ -34,6 +43,7 @@ pub fn router() -> Router<Arc<Shared>> {
         .route("/requests", get(requests))
         .route("/requests", delete(clear_requests))
         .route("/rate-limits", get(rate_limits))
+        .route("/clock", get(clock).post(set_clock).delete(reset_clock))
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, (StatusCode, Json<Value>)> {
@@ -113,4 +123,38 @@ async fn clear_requests(State(s): State<Arc<Shared>>) -> StatusCode {
 
 async fn rate_limits(State(s): State<Arc<Shared>>) -> Json<Value> {
     Json(json!(lock(&s.limiter).stats()))
+}
+
+fn clock_json(s: &Shared) -> Json<Value> {
+    Json(json!({
+        "now": s.clock.now_ist().to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+        "frozen": s.clock.is_frozen(),
+    }))
+}
+
+async fn clock(State(s): State<Arc<Shared>>) -> Json<Value> {
+    clock_json(&s)
+}
+
+async fn set_clock(
+    State(s): State<Arc<Shared>>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, (StatusCode, Json<Value>)> {
+    let req: SetClock = parse(&body)?;
+    let at = chrono::DateTime::parse_from_rfc3339(req.now.trim()).map_err(|e| {
+        (
+            StatusCode::BAD_REQUEST,
+            Json(
+                json!({"error": format!("now must be RFC 3339 (2026-12-02T20:00:00+05:30): {e}")}),
+            ),
+        )
+    })?;
+    s.clock.set(at.with_timezone(&chrono::Utc), req.frozen);
+    s.release_after_market();
+    Ok(clock_json(&s))
+}
+
+async fn reset_clock(State(s): State<Arc<Shared>>) -> Json<Value> {
+    s.clock.reset();
+    clock_json(&s)
 }

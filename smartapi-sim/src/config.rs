@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::calendar::SimCalendar;
 use crate::error::SimError;
 
 /// When the tokens issued at login stop working (SPEC §2 "Session validity").
@@ -32,10 +33,21 @@ pub struct SimConfig {
     pub tick_interval: Duration,
     /// Send one tick per new subscription immediately (not verified on the live feed).
     pub snapshot_on_subscribe: bool,
-    /// Keep ticking outside 09:15–15:30 IST on weekdays (not verified on the live feed).
+    /// Keep ticking outside 09:15–15:30 IST on NSE trading days (not verified on the live
+    /// feed). Prices that move outside hours fill nothing while `enforce_market_hours`.
     pub ticks_outside_market_hours: bool,
     /// The tradable universe; orders and subscriptions refer to these.
     pub instruments: Vec<SimInstrument>,
+    /// Exchange hours, weekends and holidays (the bundled 2026 list by default).
+    pub calendar: SimCalendar,
+    /// Apply the calendar to orders: outside the exchange's hours an order is taken as an
+    /// after-market order and works from the next open, and nothing fills while the
+    /// exchange is closed. Off, the market never closes (for tests that do not care what
+    /// time it is). Candles always follow the calendar and the clock.
+    pub enforce_market_hours: bool,
+    /// Start the simulator's clock at this instant (it runs on from there); None is the
+    /// real time. Tests can also move it later (`Simulator::set_now`, `POST /__sim/clock`).
+    pub start_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Default for SimConfig {
@@ -48,6 +60,9 @@ impl Default for SimConfig {
             snapshot_on_subscribe: true,
             ticks_outside_market_hours: true,
             instruments: SimInstrument::builtin(),
+            calendar: SimCalendar::bundled(),
+            enforce_market_hours: true,
+            start_at: None,
         }
     }
 }

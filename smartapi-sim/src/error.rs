@@ -11,6 +11,8 @@ pub enum SimError {
     },
     #[error("cannot read the scrip master {path}: {reason}")]
     ScripMaster { path: String, reason: String },
+    #[error("cannot read the holiday list {path}: {reason}")]
+    Holidays { path: String, reason: String },
     #[error("server I/O error: {0}")]
     Io(#[from] std::io::Error),
 }

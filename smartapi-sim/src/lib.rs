@@ -13,6 +13,7 @@
 //! * [`faults`]: [`Fault`] injection.
 
 mod admin;
+pub mod calendar;
 mod codes;
 pub mod config;
 mod error;
@@ -37,6 +38,7 @@ use axum::Router;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use calendar::{SimCalendar, SimClock};
 pub use config::{SessionExpiry, SimAccount, SimConfig, SimInstrument};
 pub use error::SimError;
 pub use faults::Fault;
@@ -71,7 +73,8 @@ fn add_account(shared: &Shared, account: SimAccount) {
     lock(&shared.accounts).insert(account.client_code.clone(), account);
 }
 
-/// Steps the random walk and wakes the market sockets every `tick_interval`.
+/// Steps the random walk and wakes the market sockets every `tick_interval`, and sends
+/// after-market orders to the exchange once it opens.
 async fn ticker(shared: Arc<Shared>) {
     let mut interval = tokio::time::interval(
         shared
@@ -82,7 +85,8 @@ async fn ticker(shared: Arc<Shared>) {
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        if !shared.config.ticks_outside_market_hours && !market::market_open(market::now_ist()) {
+        shared.release_after_market();
+        if !shared.config.ticks_outside_market_hours && !shared.nse_open() {
             continue;
         }
         shared.walk_subscribed();
@@ -148,6 +152,23 @@ impl Simulator {
     /// Moves a price (paise) and fills resting orders that now cross.
     pub fn set_ltp(&self, exchange: &str, token: &str, ltp_paise: i64) {
         self.shared.set_ltp(exchange, token, ltp_paise);
+    }
+
+    /// The simulator's time now.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.shared.clock.now()
+    }
+
+    /// Moves the simulator's clock to `at`; it runs on from there, or stays when `frozen`.
+    /// Sessions, orders, fills, ticks and candles all follow it.
+    pub fn set_now(&self, at: chrono::DateTime<chrono::Utc>, frozen: bool) {
+        self.shared.clock.set(at, frozen);
+        self.shared.release_after_market();
+    }
+
+    /// Back to the real time.
+    pub fn reset_clock(&self) {
+        self.shared.clock.reset();
     }
 
     /// The current price (paise), if the instrument exists.

@@ -3,9 +3,10 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, Datelike, FixedOffset, Timelike, Utc, Weekday};
+use chrono::FixedOffset;
 use rand::Rng;
 
+use crate::calendar::SimClock;
 use crate::config::SimInstrument;
 
 /// (exchange name, token): how REST and the order book address an instrument.
@@ -33,7 +34,7 @@ pub struct Quote {
 }
 
 impl Quote {
-    fn new(instrument: SimInstrument) -> Self {
+    fn new(instrument: SimInstrument, now_ms: i64) -> Self {
         let p = instrument.ltp_paise.max(1);
         let derivative = !matches!(instrument.exchange.as_str(), "NSE" | "BSE");
         Self {
@@ -47,7 +48,7 @@ impl Quote {
             turnover: 0,
             open_interest: if derivative { 100_000 } else { 0 },
             sequence: 0,
-            exchange_ms: Utc::now().timestamp_millis(),
+            exchange_ms: now_ms,
             instrument,
         }
     }
@@ -61,8 +62,8 @@ impl Quote {
         }
     }
 
-    /// Moves the price and records a trade of `qty` there.
-    pub fn trade(&mut self, price: i64, qty: i64) {
+    /// Moves the price and records a trade of `qty` there at `now_ms`.
+    pub fn trade(&mut self, price: i64, qty: i64, now_ms: i64) {
         self.ltp = price.max(1);
         self.high = self.high.max(self.ltp);
         self.low = self.low.min(self.ltp);
@@ -72,7 +73,7 @@ impl Quote {
             self.turnover += self.ltp as i128 * qty as i128;
             self.sequence += 1;
         }
-        self.exchange_ms = Utc::now().timestamp_millis();
+        self.exchange_ms = now_ms;
     }
 
     /// Price step for the random walk (paise): ₹1 on MCX, 1 paisa on CDS, else 5 paise.
@@ -94,15 +95,22 @@ impl Quote {
 #[derive(Debug, Default)]
 pub struct Market {
     pub quotes: HashMap<InstrumentKey, Quote>,
+    pub clock: SimClock,
 }
 
 impl Market {
-    pub fn new(instruments: &[SimInstrument]) -> Self {
+    pub fn new(instruments: &[SimInstrument], clock: SimClock) -> Self {
+        let now_ms = clock.now_ms();
         let quotes = instruments
             .iter()
-            .map(|i| ((i.exchange.clone(), i.token.clone()), Quote::new(i.clone())))
+            .map(|i| {
+                (
+                    (i.exchange.clone(), i.token.clone()),
+                    Quote::new(i.clone(), now_ms),
+                )
+            })
             .collect();
-        Self { quotes }
+        Self { quotes, clock }
     }
 
     pub fn get(&self, exchange: &str, token: &str) -> Option<&Quote> {
@@ -116,6 +124,7 @@ impl Market {
 
     /// One random-walk step: ±1–2 ticks, pulled back towards the close beyond ±5 %.
     pub fn walk(&mut self, key: &InstrumentKey) {
+        let now_ms = self.clock.now_ms();
         let Some(q) = self.quotes.get_mut(key) else {
             return;
         };
@@ -129,7 +138,7 @@ impl Market {
             step = tick;
         }
         let qty = q.instrument.lot_size.max(1) * rng.gen_range(1..=10);
-        q.trade(q.ltp + step, qty);
+        q.trade(q.ltp + step, qty, now_ms);
         if q.instrument.is_index() {
             q.sequence = 0;
         }
@@ -139,16 +148,6 @@ impl Market {
 /// India Standard Time (UTC+05:30).
 pub fn ist() -> FixedOffset {
     FixedOffset::east_opt(5 * 3600 + 1800).expect("+05:30 is a valid offset")
-}
-
-pub fn now_ist() -> DateTime<FixedOffset> {
-    Utc::now().with_timezone(&ist())
-}
-
-/// Weekday 09:15–15:30 IST (holidays are not modelled).
-pub fn market_open(t: DateTime<FixedOffset>) -> bool {
-    let minutes = t.hour() * 60 + t.minute();
-    !matches!(t.weekday(), Weekday::Sat | Weekday::Sun) && (555..930).contains(&minutes)
 }
 
 /// A small stable hash (FNV-1a) so synthetic data is deterministic across runs.

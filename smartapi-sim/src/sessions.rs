@@ -4,9 +4,9 @@ use std::collections::HashMap;
 
 use chrono::{Duration as ChronoDuration, TimeZone, Utc};
 
+use crate::calendar::SimClock;
 use crate::config::SessionExpiry;
 use crate::jwt::{self, Claims, TokenKind};
-use crate::market::now_ist;
 
 /// One successful login.
 #[derive(Debug, Clone)]
@@ -37,14 +37,24 @@ pub enum TokenProblem {
     Expired,
 }
 
-/// All sessions, keyed by session id.
+/// All sessions, keyed by session id. Times (`iat`, `exp`, expiry checks) are the
+/// simulator's clock.
 #[derive(Debug, Default)]
 pub struct Sessions {
     sessions: HashMap<u64, Session>,
     next_sid: u64,
+    clock: SimClock,
 }
 
 impl Sessions {
+    /// No sessions yet, on `clock`.
+    pub fn new(clock: SimClock) -> Self {
+        Self {
+            clock,
+            ..Self::default()
+        }
+    }
+
     /// Starts a session and issues its first tokens.
     pub fn login(&mut self, secret: &[u8], client_code: &str, expiry: SessionExpiry) -> TokenSet {
         self.next_sid += 1;
@@ -56,7 +66,7 @@ impl Sessions {
                 min_generation: 0,
                 next_generation: 0,
                 revoked: false,
-                login_at: Utc::now(),
+                login_at: self.clock.now(),
             },
         );
         self.issue(secret, sid, expiry)
@@ -72,8 +82,8 @@ impl Sessions {
             }
             None => (String::new(), 0),
         };
-        let now = Utc::now().timestamp();
-        let exp = expiry_epoch(expiry);
+        let now = self.clock.now().timestamp();
+        let exp = expiry_epoch(&self.clock, expiry);
         let make = |kind| {
             jwt::encode(
                 secret,
@@ -118,7 +128,7 @@ impl Sessions {
             return Err(TokenProblem::Invalid);
         }
         if !ignore_expiry {
-            if claims.exp <= Utc::now().timestamp() {
+            if claims.exp <= self.clock.now().timestamp() {
                 return Err(TokenProblem::Expired);
             }
             if kind == TokenKind::Access && claims.generation < session.min_generation {
@@ -162,12 +172,12 @@ impl Sessions {
     }
 }
 
-/// `exp` for tokens issued now.
-fn expiry_epoch(expiry: SessionExpiry) -> i64 {
+/// `exp` for tokens issued now (by the simulator's clock).
+fn expiry_epoch(clock: &SimClock, expiry: SessionExpiry) -> i64 {
     match expiry {
-        SessionExpiry::After(d) => Utc::now().timestamp() + d.as_secs().max(1) as i64,
+        SessionExpiry::After(d) => clock.now().timestamp() + d.as_secs().max(1) as i64,
         SessionExpiry::NextMidnightIst => {
-            let now = now_ist();
+            let now = clock.now_ist();
             let tomorrow = now.date_naive() + ChronoDuration::days(1);
             let midnight = tomorrow.and_hms_opt(0, 0, 0).unwrap_or_default();
             now.timezone()

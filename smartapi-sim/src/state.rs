@@ -10,10 +10,11 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::{broadcast, watch};
 
+use crate::calendar::SimClock;
 use crate::config::{exchange_name, SimAccount, SimConfig};
 use crate::faults::FaultBook;
 use crate::market::Market;
-use crate::orders::{OrderBook, OrderEvent};
+use crate::orders::{Hours, OrderBook, OrderEvent};
 use crate::ratelimit::RateLimiter;
 use crate::sessions::Sessions;
 
@@ -48,6 +49,8 @@ pub struct FeedConn {
 #[derive(Debug)]
 pub struct Shared {
     pub config: SimConfig,
+    /// The simulator's time (shifted or frozen by tests).
+    pub clock: SimClock,
     /// HS512 key for every token this simulator signs.
     pub secret: Vec<u8>,
     pub accounts: Mutex<HashMap<String, SimAccount>>,
@@ -78,14 +81,24 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Shared {
     pub fn new(config: SimConfig) -> Self {
         let secret: Vec<u8> = (0..64).map(|_| rand::random::<u8>()).collect();
-        let market = Market::new(&config.instruments);
+        let clock = SimClock::default();
+        if let Some(at) = config.start_at {
+            clock.set(at, false);
+        }
+        let market = Market::new(&config.instruments, clock.clone());
+        let hours = Hours {
+            clock: clock.clone(),
+            calendar: std::sync::Arc::new(config.calendar.clone()),
+            enforce: config.enforce_market_hours,
+        };
         Self {
             config,
+            clock: clock.clone(),
             secret,
             accounts: Mutex::default(),
-            sessions: Mutex::default(),
+            sessions: Mutex::new(Sessions::new(clock)),
             market: Mutex::new(market),
-            book: Mutex::default(),
+            book: Mutex::new(OrderBook::new(hours)),
             requests: Mutex::default(),
             faults: Mutex::default(),
             limiter: Mutex::default(),
@@ -129,7 +142,7 @@ impl Shared {
                 return;
             };
             let qty = q.instrument.lot_size.max(1);
-            q.trade(ltp_paise, qty);
+            q.trade(ltp_paise, qty, self.clock.now_ms());
         }
         let events = lock(&self.book).on_price(exchange, token, ltp_paise);
         self.publish(events);
@@ -156,6 +169,26 @@ impl Shared {
             let events = lock(&self.book).on_price(&exchange, &token, ltp);
             self.publish(events);
         }
+    }
+
+    /// Sends after-market orders whose exchange has opened to the exchange.
+    pub fn release_after_market(&self) {
+        let events = {
+            let mut book = lock(&self.book);
+            if !book.has_after_market() {
+                return;
+            }
+            let market = lock(&self.market);
+            book.release_after_market(|exchange, token| {
+                market.get(exchange, token).map_or(0, |q| q.ltp)
+            })
+        };
+        self.publish(events);
+    }
+
+    /// Whether NSE's session is running now (the market feed's ticking hours).
+    pub fn nse_open(&self) -> bool {
+        self.config.calendar.is_open("NSE", self.clock.now())
     }
 
     pub fn feed_connections(&self) -> usize {

@@ -90,6 +90,8 @@ pub struct SessionPolicy {
     pub lease: Duration,
     /// How often a waiting caller looks for the holder's new session.
     pub poll: Duration,
+    /// What "now" is (the real clock unless a test shifts it).
+    pub clock: pinnacle_common::clock::Clock,
 }
 
 impl Default for SessionPolicy {
@@ -99,6 +101,7 @@ impl Default for SessionPolicy {
             margin: Duration::from_secs(60),
             lease: Duration::from_secs(20),
             poll: Duration::from_millis(100),
+            clock: pinnacle_common::clock::Clock::real(),
         }
     }
 }
@@ -134,7 +137,9 @@ impl SessionManager {
         store: &dyn SessionStore,
     ) -> Result<Session, SmartApiError> {
         match current {
-            Some(session) if session.is_fresh(Utc::now(), self.policy.margin) => Ok(session),
+            Some(session) if session.is_fresh(self.policy.clock.now(), self.policy.margin) => {
+                Ok(session)
+            }
             stale => {
                 self.renew(client, account_id, stale.as_ref(), secrets, store)
                     .await
@@ -202,7 +207,7 @@ impl SessionManager {
     ) -> Result<Option<Session>, SmartApiError> {
         Ok(store.load(account_id).await?.filter(|latest| {
             stale.is_none_or(|s| !latest.same_jwt(s))
-                && latest.is_fresh(Utc::now(), self.policy.margin)
+                && latest.is_fresh(self.policy.clock.now(), self.policy.margin)
         }))
     }
 
@@ -213,7 +218,7 @@ impl SessionManager {
         stale: Option<&Session>,
         secrets: &LoginSecrets,
     ) -> Result<Session, SmartApiError> {
-        let now = Utc::now();
+        let now = self.policy.clock.now();
         if let Some(stale) = stale.filter(|s| s.expires_at > now) {
             let mut refreshed = client.refresh(&stale.jwt, &stale.refresh).await;
             if refreshed
@@ -296,6 +301,31 @@ pub fn next_rollover(now: DateTime<Utc>, rollover: NaiveTime) -> DateTime<Utc> {
         candidate + chrono::Duration::days(1)
     };
     next.with_timezone(&Utc)
+}
+
+/// When a session that ends at `ends_at` should be renewed in the background, so that the
+/// next request finds a live one and pays no login.
+///
+/// * A session that ends at the daily rollover (within two minutes of it) cannot be
+///   outlived by renewing it early: a refresh or login before the rollover gets tokens
+///   that end at the same rollover (SPEC §2). It is renewed `settle` after its end, i.e.
+///   a login just after midnight, hours before the open.
+/// * A session that ends earlier (the JWT's `exp`, e.g. a 24–28 h session) is refreshed
+///   `ahead` of its end.
+pub fn renew_at(
+    ends_at: DateTime<Utc>,
+    rollover: NaiveTime,
+    ahead: Duration,
+    settle: Duration,
+) -> DateTime<Utc> {
+    let tolerance = chrono::Duration::minutes(2);
+    let boundary = next_rollover(ends_at - tolerance, rollover);
+    let at_rollover = (boundary - ends_at).abs() <= tolerance;
+    if at_rollover {
+        ends_at + chrono::Duration::from_std(settle).unwrap_or_default()
+    } else {
+        ends_at - chrono::Duration::from_std(ahead).unwrap_or_default()
+    }
 }
 
 /// Sessions kept in memory: for the publisher's one platform account.
@@ -408,6 +438,52 @@ mod tests {
             .await
             .expect("the stored session");
         assert_eq!(session.jwt.expose_secret(), "renewed");
+    }
+
+    #[test]
+    fn sessions_ending_at_the_rollover_renew_after_it_others_ahead_of_their_end() {
+        let ist = pinnacle_common::clock::ist();
+        let t = |text: &str| {
+            DateTime::parse_from_rfc3339(text)
+                .expect("time")
+                .with_timezone(&Utc)
+        };
+        let (ahead, settle) = (Duration::from_secs(300), Duration::from_secs(30));
+        // Ends at midnight IST: renew 30 s after it.
+        let midnight = t("2026-12-03T00:00:00+05:30");
+        assert_eq!(
+            renew_at(midnight, NaiveTime::MIN, ahead, settle),
+            t("2026-12-03T00:00:30+05:30")
+        );
+        // A broker clock a second off still counts as the rollover.
+        assert_eq!(
+            renew_at(
+                midnight - chrono::Duration::seconds(1),
+                NaiveTime::MIN,
+                ahead,
+                settle
+            )
+            .with_timezone(&ist)
+            .format("%H:%M:%S")
+            .to_string(),
+            "00:00:29"
+        );
+        // Ends at 14:00 (the JWT's exp): refresh five minutes before.
+        assert_eq!(
+            renew_at(
+                t("2026-12-03T14:00:00+05:30"),
+                NaiveTime::MIN,
+                ahead,
+                settle
+            ),
+            t("2026-12-03T13:55:00+05:30")
+        );
+        // With a 05:00 rollover, midnight is an ordinary end.
+        let five = NaiveTime::from_hms_opt(5, 0, 0).expect("time");
+        assert_eq!(
+            renew_at(midnight, five, ahead, settle),
+            t("2026-12-02T23:55:00+05:30")
+        );
     }
 
     #[test]

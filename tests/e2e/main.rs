@@ -38,6 +38,7 @@ mod risk;
 mod rollback;
 mod schemathesis;
 mod secrets;
+mod sessions_ready;
 mod shutdown;
 mod squareoff;
 mod ticks;

@@ -273,6 +273,7 @@ async fn market_status_is_announced_for_every_exchange() {
     let task = tokio::spawn(pinnacle_publisher::status::run(
         client.clone(),
         calendar,
+        pinnacle_common::clock::Clock::real(),
         Duration::from_millis(50),
         shutdown.clone(),
     ));

@@ -51,6 +51,7 @@ impl Deployment {
     async fn start(backend: pinnacle_tests::Backend) -> Self {
         let sim = Simulator::start(SimConfig {
             enforce_rate_limits: true,
+            enforce_market_hours: false,
             ..SimConfig::default()
         })
         .await

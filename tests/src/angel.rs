@@ -26,7 +26,12 @@ impl AngelStack {
         sim_adjust: impl FnOnce(&mut SimConfig),
         adjust: impl FnOnce(&mut pinnacle_cli::stack::StackSettings),
     ) -> Self {
-        let mut config = SimConfig::default();
+        // Markets that never close, so these tests pass at any hour; tests of the
+        // calendar turn it on and set the clock.
+        let mut config = SimConfig {
+            enforce_market_hours: false,
+            ..SimConfig::default()
+        };
         sim_adjust(&mut config);
         let sim = Simulator::start(config).await.expect("simulator starts");
         let rest = sim.rest_url();

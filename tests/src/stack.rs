@@ -79,6 +79,8 @@ impl TestStack {
             vault: vault.clone(),
             sim: SimFeedSettings {
                 interval_ms: 20,
+                // Ticks at any hour, so these tests pass whenever they run.
+                hours: pinnacle_common::config::SimHours::Always,
                 ..SimFeedSettings::default()
             },
             md: MarketDataSettings::default(),

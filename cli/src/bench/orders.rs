@@ -252,6 +252,8 @@ pub async fn run(options: OrdersOptions) -> anyhow::Result<OrdersReport> {
                 .join(","),
             interval_ms: 100,
             depth: false,
+            // The benchmark needs prices whatever the hour.
+            hours: pinnacle_common::config::SimHours::Always,
             ..SimFeedSettings::default()
         },
         md: MarketDataSettings::default(),

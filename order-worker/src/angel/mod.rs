@@ -21,6 +21,7 @@
 //!   order-update WebSocket into the order state machine.
 
 pub mod map;
+pub mod prewarm;
 pub mod store;
 pub mod symbols;
 pub mod updates;
@@ -217,6 +218,39 @@ impl AngelOneBroker {
                 other => return other,
             }
         }
+    }
+
+    /// When sessions end and what "now" is.
+    pub fn session_policy(&self) -> &pinnacle_smartapi::session::SessionPolicy {
+        self.sessions.policy()
+    }
+
+    /// Renews `creds`'s session now, through the same single flight as requests (the
+    /// in-process lock and the login lease): a refresh while the stored session lives, a
+    /// login once it has ended; a session another worker stored meanwhile is taken as it
+    /// is. The order-update follower is told, so its socket is ready too. Returns when the
+    /// new session ends.
+    pub async fn prepare_session(
+        &self,
+        creds: &BrokerCredentials,
+    ) -> Result<chrono::DateTime<chrono::Utc>, SmartApiError> {
+        let client = self
+            .client_for(creds)
+            .map_err(|e| SmartApiError::invalid(e.to_string()))?;
+        let secrets = login_secrets(creds)?;
+        let stale = stored_session(creds);
+        let session = self
+            .sessions
+            .renew(
+                &client,
+                &creds.account_id,
+                stale.as_ref(),
+                &secrets,
+                self.store.as_ref(),
+            )
+            .await?;
+        self.notify(creds, &client, &session);
+        Ok(session.expires_at)
     }
 
     fn notify(&self, creds: &BrokerCredentials, client: &RestClient, session: &Session) {

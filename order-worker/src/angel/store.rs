@@ -35,6 +35,8 @@ pub struct DbSessionStore {
     register: Register,
     /// This worker's name in `login_lease_owner`.
     owner: String,
+    /// What "now" is when deciding whether a stored session has ended.
+    clock: pinnacle_common::clock::Clock,
 }
 
 impl DbSessionStore {
@@ -58,7 +60,14 @@ impl DbSessionStore {
             audit,
             register,
             owner: uuid::Uuid::new_v4().to_string(),
+            clock: pinnacle_common::clock::Clock::real(),
         }
+    }
+
+    /// Judges session ends by `clock` (tests shift it; see `PINNACLE_WORKER_SIM_NOW`).
+    pub fn with_clock(mut self, clock: pinnacle_common::clock::Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     async fn row(&self, account_id: &str) -> Result<broker_accounts::Model, SmartApiError> {
@@ -106,7 +115,7 @@ impl SessionStore for DbSessionStore {
         let Some(expires_at) = row.session_expires_at else {
             return Ok(None);
         };
-        if row.jwt_token_enc.is_none() || expires_at <= Utc::now() {
+        if row.jwt_token_enc.is_none() || expires_at <= self.clock.now() {
             return Ok(None);
         }
         let creds = self.open(&row, "session.load").await?;

@@ -8,12 +8,19 @@
 //! one tick either side of the last price. The same seed and symbol list give the same
 //! ticks (timestamps are wall-clock). State is a few integers per instrument, so tens of
 //! thousands of symbols are cheap.
+//!
+//! With [`SimFeed::with_hours`] a symbol ticks only while its exchange is open by the
+//! calendar (hours, weekends, holidays) at the feed's [`Clock`]; outside them rounds are
+//! empty, so nothing trades (and paper orders fill nothing) after hours.
 
 mod spec;
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
+use pinnacle_common::clock::Clock;
 use pinnacle_common::feed::{FeedError, MarketFeed};
 use pinnacle_common::model::{Book, FeedMode, Level, MarketTick};
 use rand::{Rng, SeedableRng};
@@ -21,6 +28,7 @@ use rand_chacha::ChaCha8Rng;
 
 pub use spec::{parse_rupees, parse_symbols, synthetic, SymbolSpec, SymbolSpecError};
 
+use crate::calendar::Calendar;
 use crate::instruments::Catalog;
 
 /// Default price granularity in paise, for instruments missing from the master.
@@ -66,6 +74,8 @@ pub struct SimFeed {
     period: Duration,
     /// Paces the rounds; made on first use, so a feed can be built outside a runtime.
     interval: Option<tokio::time::Interval>,
+    /// When set, symbols tick only while their exchange is open at the clock.
+    hours: Option<(Arc<Calendar>, Clock)>,
 }
 
 impl SimFeed {
@@ -114,7 +124,14 @@ impl SimFeed {
             depth,
             period: interval.max(Duration::from_millis(1)),
             interval: None,
+            hours: None,
         }
+    }
+
+    /// Ticks each symbol only while `calendar` says its exchange is open at `clock`.
+    pub fn with_hours(mut self, calendar: Arc<Calendar>, clock: Clock) -> Self {
+        self.hours = Some((calendar, clock));
+        self
     }
 
     /// How many instruments it simulates.
@@ -129,11 +146,29 @@ impl SimFeed {
 
     /// Advances every instrument by one trade and returns the ticks, without waiting.
     pub fn step(&mut self) -> Vec<MarketTick> {
-        let now_ms = chrono::Utc::now().timestamp_millis();
+        let now = self
+            .hours
+            .as_ref()
+            .map_or_else(chrono::Utc::now, |(_, clock)| clock.now());
+        let now_ms = now.timestamp_millis();
         let rng = &mut self.rng;
         let depth = self.depth;
+        let hours = self.hours.as_ref();
+        // One look per exchange per round, not per symbol.
+        let mut open: Vec<(String, bool)> = Vec::new();
         self.instruments
             .iter_mut()
+            .filter(|inst| {
+                let Some((calendar, _)) = hours else {
+                    return true;
+                };
+                if let Some((_, is_open)) = open.iter().find(|(e, _)| *e == inst.exchange) {
+                    return *is_open;
+                }
+                let is_open = calendar.is_open(&inst.exchange, now);
+                open.push((inst.exchange.clone(), is_open));
+                is_open
+            })
             .map(|inst| {
                 let moves = rng.gen_range(-3i64..=3);
                 inst.ltp = (inst.ltp + moves * inst.tick).clamp(inst.lower, inst.upper);
@@ -283,6 +318,46 @@ mod tests {
                 assert!(book.bids.windows(2).all(|w| w[0].price > w[1].price));
             }
         }
+    }
+
+    #[test]
+    fn with_hours_symbols_tick_only_while_their_exchange_is_open() {
+        let calendar = Arc::new(Calendar::load(None).expect("bundled"));
+        let at = |t: &str| Clock::from_setting(t).expect("time");
+        let specs = parse_symbols("NSE:SBIN-EQ@820, MCX:CRUDEOIL18DEC26FUT@6500").expect("specs");
+        let feed = |clock| {
+            SimFeed::new(
+                specs.clone(),
+                &Catalog::sample(),
+                1,
+                Duration::from_millis(1),
+                false,
+            )
+            .with_hours(calendar.clone(), clock)
+        };
+        let symbols = |mut f: SimFeed| f.step().into_iter().map(|t| t.symbol).collect::<Vec<_>>();
+        // Wednesday 11:00: both; 20:00: MCX only; 03:16, Saturday, Christmas: none.
+        assert_eq!(symbols(feed(at("2026-12-02T11:00:00+05:30"))).len(), 2);
+        assert_eq!(
+            symbols(feed(at("2026-12-02T20:00:00+05:30"))),
+            vec!["CRUDEOIL18DEC26FUT".to_string()]
+        );
+        assert!(symbols(feed(at("2026-12-02T03:16:00+05:30"))).is_empty());
+        assert!(symbols(feed(at("2026-12-05T11:00:00+05:30"))).is_empty());
+        assert_eq!(
+            symbols(feed(at("2026-12-25T11:00:00+05:30"))).len(),
+            1,
+            "MCX trades"
+        );
+        let tick = feed(at("2026-12-02T11:00:00+05:30")).step().remove(0);
+        let ist = chrono::DateTime::from_timestamp_millis(tick.ts_ms)
+            .expect("ts")
+            .with_timezone(&pinnacle_common::clock::ist());
+        assert_eq!(
+            ist.format("%Y-%m-%d %H").to_string(),
+            "2026-12-02 11",
+            "clock time"
+        );
     }
 
     #[test]

@@ -19,6 +19,17 @@ struct Args {
     /// Use the instruments of this OpenAPIScripMaster.json instead of the built-in set.
     #[arg(long)]
     scrip_master: Option<std::path::PathBuf>,
+    /// Start the simulator's clock at this time (RFC 3339, e.g. 2026-12-02T20:00:00+05:30);
+    /// it runs on from there. Empty: the real time.
+    #[arg(long, env = "PINNACLE_SIM_NOW", default_value = "")]
+    now: String,
+    /// Holiday list (JSON, `{"holidays":[{"date","name","exchanges"}]}`); the bundled 2026
+    /// list by default.
+    #[arg(long)]
+    holidays: Option<std::path::PathBuf>,
+    /// Never close the market: orders fill at any hour (candles still follow the calendar).
+    #[arg(long)]
+    always_open: bool,
 }
 
 fn parse_account(spec: &str) -> anyhow::Result<SimAccount> {
@@ -74,8 +85,18 @@ async fn main() -> anyhow::Result<()> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut config = SimConfig {
         bind: args.bind,
+        enforce_market_hours: !args.always_open,
         ..SimConfig::default()
     };
+    if !args.now.trim().is_empty() {
+        let at = chrono::DateTime::parse_from_rfc3339(args.now.trim())
+            .with_context(|| format!("--now / PINNACLE_SIM_NOW {:?} is not RFC 3339", args.now))?;
+        config.start_at = Some(at.with_timezone(&chrono::Utc));
+    }
+    if let Some(path) = &args.holidays {
+        config.calendar =
+            pinnacle_smartapi_sim::SimCalendar::load(path).context("loading the holiday list")?;
+    }
     if let Some(path) = &args.scrip_master {
         config.instruments =
             SimInstrument::load_scrip_master(path).context("loading the scrip master")?;

@@ -102,7 +102,7 @@ mod tests {
 
     #[test]
     fn sizes_per_mode() {
-        let market = Market::new(&SimInstrument::builtin());
+        let market = Market::new(&SimInstrument::builtin(), Default::default());
         let q = market.get("NSE", "3045").expect("SBIN is built in");
         for mode in 1..=4u8 {
             assert_eq!(

@@ -1,19 +1,49 @@
 //! The broker's order book: placement, modification, cancellation and fills against the
 //! simulated last traded price, producing one event per order state change (SPEC §9).
+//!
+//! With market hours enforced ([`Hours`]), an order placed while its exchange is closed is
+//! an after-market order (SPEC §3.1: "any order placed after hours is treated as AMO"):
+//! status `after market order req received` (AB06), modifiable (AB08) and cancellable
+//! (AB07), and sent to the exchange at the next open ([`OrderBook::release_after_market`]),
+//! where it works like any other order. Nothing fills while the exchange is closed.
 
 mod input;
 pub mod record;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::calendar::{SimCalendar, SimClock};
 use crate::codes;
-use crate::market::now_ist;
 pub use input::OrderInput;
+
+/// The status of an after-market order waiting for the open (SPEC §3.2).
+pub const AFTER_MARKET: &str = "after market order req received";
+
+/// When the book may fill: the simulator's clock and calendar.
+#[derive(Debug, Clone, Default)]
+pub struct Hours {
+    pub clock: SimClock,
+    pub calendar: Arc<SimCalendar>,
+    /// Off (the default), exchanges never close.
+    pub enforce: bool,
+}
+
+impl Hours {
+    /// Whether `exchange` trades now.
+    pub fn open(&self, exchange: &str) -> bool {
+        !self.enforce || self.calendar.is_open(exchange, self.clock.now())
+    }
+
+    fn now(&self) -> DateTime<FixedOffset> {
+        self.clock.now_ist()
+    }
+}
 
 /// An order as the broker holds it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -21,7 +51,8 @@ pub struct SimOrder {
     pub orderid: String,
     pub uniqueorderid: String,
     pub ordertag: String,
-    /// Lowercase SmartAPI status: `open`, `complete`, `cancelled`, `rejected`, `trigger pending`.
+    /// Lowercase SmartAPI status: `open`, `complete`, `cancelled`, `rejected`,
+    /// `trigger pending`, `after market order req received`.
     pub status: String,
     pub symbol: String,
     pub token: String,
@@ -55,7 +86,8 @@ pub struct SimOrder {
 pub struct OrderEvent {
     pub client_code: String,
     /// AB01 open, AB02 cancelled, AB03 rejected, AB04 modified, AB05 complete,
-    /// AB09 open pending, AB10 trigger pending.
+    /// AB06 after-market order received, AB07 after-market order cancelled, AB08
+    /// after-market modify received, AB09 open pending, AB10 trigger pending.
     pub code: &'static str,
     pub order: SimOrder,
 }
@@ -68,9 +100,18 @@ pub type Refusal = (&'static str, String);
 pub struct OrderBook {
     orders: HashMap<String, Vec<SimOrder>>,
     counter: u64,
+    hours: Hours,
 }
 
 impl OrderBook {
+    /// An empty book that fills only when `hours` say the exchange is open.
+    pub fn new(hours: Hours) -> Self {
+        Self {
+            hours,
+            ..Self::default()
+        }
+    }
+
     pub fn orders(&self, client_code: &str) -> Vec<SimOrder> {
         self.orders.get(client_code).cloned().unwrap_or_default()
     }
@@ -92,7 +133,7 @@ impl OrderBook {
         source_ip: IpAddr,
     ) -> (SimOrder, Vec<OrderEvent>) {
         self.counter += 1;
-        let now = now_ist();
+        let now = self.hours.now();
         let mut order = SimOrder {
             orderid: format!("{}{:09}", now.format("%y%m%d"), self.counter),
             uniqueorderid: uuid::Uuid::new_v4().to_string(),
@@ -126,6 +167,9 @@ impl OrderBook {
             order.status = "rejected".into();
             order.text = reason;
             events.push(event(&order, "AB03"));
+        } else if !self.hours.open(&order.exchange) {
+            order.status = AFTER_MARKET.into();
+            events = vec![event(&order, "AB06")];
         } else {
             order.status = if order.ordertype.starts_with("STOPLOSS") {
                 "trigger pending"
@@ -141,7 +185,7 @@ impl OrderBook {
                     "AB10"
                 },
             ));
-            events.extend(step(&mut order, ltp, &mut self.counter));
+            events.extend(step(&mut order, ltp, &mut self.counter, now));
         }
         self.orders
             .entry(client_code.to_owned())
@@ -160,8 +204,13 @@ impl OrderBook {
         ltp_of: impl Fn(&str, &str) -> i64,
     ) -> Result<(SimOrder, Vec<OrderEvent>), Refusal> {
         let mut counter = self.counter;
+        let now = self.hours.now();
+        let open = self.hours.clone();
         let order = self.find_mut(client_code, orderid).ok_or_else(not_found)?;
-        if !matches!(order.status.as_str(), "open" | "trigger pending") {
+        if !matches!(
+            order.status.as_str(),
+            "open" | "trigger pending" | AFTER_MARKET
+        ) {
             return Err((
                 codes::GENERAL,
                 format!("Order {orderid} cannot be modified: it is {}", order.status),
@@ -171,7 +220,10 @@ impl OrderBook {
         let mut changed = order.clone();
         input::apply_modification(&mut changed, input)?;
         *order = changed;
-        order.updated_at = now_ist();
+        order.updated_at = now;
+        if order.status == AFTER_MARKET {
+            return Ok((order.clone(), vec![event(order, "AB08")]));
+        }
         let mut shown = order.clone();
         shown.status = "modified".into();
         let mut events = vec![event(&shown, "AB04")];
@@ -189,8 +241,10 @@ impl OrderBook {
                 "AB10"
             },
         ));
-        let ltp = ltp_of(&order.exchange, &order.token);
-        events.extend(step(order, ltp, &mut counter));
+        if open.open(&order.exchange) {
+            let ltp = ltp_of(&order.exchange, &order.token);
+            events.extend(step(order, ltp, &mut counter, now));
+        }
         let result = order.clone();
         self.counter = counter;
         Ok((result, events))
@@ -204,8 +258,14 @@ impl OrderBook {
         orderid: &str,
         input: &Value,
     ) -> Result<(SimOrder, Vec<OrderEvent>), Refusal> {
+        let now = self.hours.now();
         let order = self.find_mut(client_code, orderid).ok_or_else(not_found)?;
         check_variety(order, input)?;
+        if order.status == AFTER_MARKET {
+            order.status = "cancelled".into();
+            order.updated_at = now;
+            return Ok((order.clone(), vec![event(order, "AB07")]));
+        }
         if !matches!(order.status.as_str(), "open" | "trigger pending") {
             return Err((
                 codes::GENERAL,
@@ -216,21 +276,68 @@ impl OrderBook {
             ));
         }
         order.status = "cancelled".into();
-        order.updated_at = now_ist();
+        order.updated_at = now;
         Ok((order.clone(), vec![event(order, "AB02")]))
     }
 
     /// The price of (exchange, token) moved to `ltp`: trigger and fill what now crosses.
+    /// Nothing fills while the exchange is closed.
     pub fn on_price(&mut self, exchange: &str, token: &str, ltp: i64) -> Vec<OrderEvent> {
+        if !self.hours.open(exchange) {
+            return Vec::new();
+        }
+        let now = self.hours.now();
         let mut counter = self.counter;
         let mut events = Vec::new();
         for order in self.orders.values_mut().flatten() {
             if order.exchange == exchange && order.token == token {
-                events.extend(step(order, ltp, &mut counter));
+                events.extend(step(order, ltp, &mut counter, now));
             }
         }
         self.counter = counter;
         events
+    }
+
+    /// Sends every after-market order whose exchange is now open to the exchange: it
+    /// becomes `open` (AB01) or `trigger pending` (AB10) and fills at the current price
+    /// when marketable.
+    pub fn release_after_market(&mut self, ltp_of: impl Fn(&str, &str) -> i64) -> Vec<OrderEvent> {
+        let now = self.hours.now();
+        let hours = self.hours.clone();
+        let mut counter = self.counter;
+        let mut events = Vec::new();
+        for order in self.orders.values_mut().flatten() {
+            if order.status != AFTER_MARKET || !hours.open(&order.exchange) {
+                continue;
+            }
+            order.status = if order.ordertype.starts_with("STOPLOSS") {
+                "trigger pending"
+            } else {
+                "open"
+            }
+            .into();
+            order.updated_at = now;
+            events.push(event(
+                order,
+                if order.status == "open" {
+                    "AB01"
+                } else {
+                    "AB10"
+                },
+            ));
+            let ltp = ltp_of(&order.exchange, &order.token);
+            events.extend(step(order, ltp, &mut counter, now));
+        }
+        self.counter = counter;
+        events
+    }
+
+    /// Whether any after-market order waits for its open.
+    pub fn has_after_market(&self) -> bool {
+        self.orders
+            .values()
+            .flatten()
+            .any(|o| o.status == AFTER_MARKET)
     }
 }
 
@@ -281,7 +388,12 @@ fn rejection(o: &SimOrder) -> Option<String> {
 }
 
 /// Advances one order against `ltp`: trigger, fill, or cancel an unfilled IOC.
-fn step(o: &mut SimOrder, ltp: i64, counter: &mut u64) -> Vec<OrderEvent> {
+fn step(
+    o: &mut SimOrder,
+    ltp: i64,
+    counter: &mut u64,
+    now: DateTime<FixedOffset>,
+) -> Vec<OrderEvent> {
     let mut events = Vec::new();
     let buy = o.side == "BUY";
     if o.status == "trigger pending" {
@@ -300,7 +412,7 @@ fn step(o: &mut SimOrder, ltp: i64, counter: &mut u64) -> Vec<OrderEvent> {
         }
         .into();
         o.status = "open".into();
-        o.updated_at = now_ist();
+        o.updated_at = now;
         events.push(event(o, "AB01"));
     }
     if o.status != "open" {
@@ -318,7 +430,6 @@ fn step(o: &mut SimOrder, ltp: i64, counter: &mut u64) -> Vec<OrderEvent> {
     };
     if marketable {
         *counter += 1;
-        let now = now_ist();
         o.filled = o.quantity;
         o.average_price_paise = ltp;
         o.status = "complete".into();
@@ -328,7 +439,7 @@ fn step(o: &mut SimOrder, ltp: i64, counter: &mut u64) -> Vec<OrderEvent> {
         events.push(event(o, "AB05"));
     } else if o.duration == "IOC" {
         o.status = "cancelled".into();
-        o.updated_at = now_ist();
+        o.updated_at = now;
         events.push(event(o, "AB02"));
     }
     events

@@ -1,10 +1,13 @@
 //! Market data over REST: LTP, quote (LTP/OHLC/FULL), scrip search, deterministic
-//! historical candles and open interest (SPEC §3.3, §4).
+//! historical candles and open interest (SPEC §3.3, §4). Candles cover the exchange's
+//! session on its trading days only (no weekends or holidays) and stop at the simulator's
+//! clock.
 
-use chrono::{Datelike, Duration, NaiveDateTime, NaiveTime, TimeZone, Weekday};
+use chrono::{Duration, NaiveDateTime, NaiveTime, TimeZone};
 use serde_json::{json, Value};
 
 use super::{Ctx, Reply};
+use crate::calendar::SimCalendar;
 use crate::codes;
 use crate::json::text;
 use crate::market::{hash_str, ist, mix, rupees, Quote};
@@ -61,9 +64,15 @@ pub fn quote(ctx: &Ctx<'_>) -> Reply {
     for (ex, token) in requested {
         match market.get(&ex, &token) {
             Some(q) => fetched.push(quote_row(q, &mode)),
-            None => unfetched.push(json!({
+            // SPEC §3.3: the DOCS example of an empty token is AB4018; a token that is
+            // not empty but unknown is "Symbol Not Found" (AB1009, §7), as on getLtpData.
+            None if token.trim().is_empty() => unfetched.push(json!({
                 "exchange": ex, "symbolToken": token, "message": "Symbol token cannot be empty",
                 "errorCode": codes::EMPTY_SYMBOL_TOKEN,
+            })),
+            None => unfetched.push(json!({
+                "exchange": ex, "symbolToken": token, "message": "Symbol Not Found",
+                "errorCode": codes::SYMBOL_NOT_FOUND,
             })),
         }
     }
@@ -203,37 +212,45 @@ pub fn candles(ctx: &Ctx<'_>, oi: bool) -> Reply {
         );
     }
     let seed = hash_str(&format!("{exchange}:{token}"));
+    let now = ctx.shared.clock.now();
+    let calendar = &ctx.shared.config.calendar;
+    let (open_min, close_min) = SimCalendar::session(&exchange);
     let mut rows = Vec::new();
     let mut day = from.date();
     while day <= to.date() && rows.len() < 50_000 {
-        if !matches!(day.weekday(), Weekday::Sat | Weekday::Sun) {
-            let (start, end) = if minutes == 1440 {
-                (NaiveTime::MIN, NaiveTime::MIN)
-            } else {
-                (
-                    NaiveTime::from_hms_opt(9, 15, 0).unwrap_or_default(),
-                    NaiveTime::from_hms_opt(15, 29, 0).unwrap_or_default(),
-                )
-            };
-            let mut t = day.and_time(start);
-            while t <= day.and_time(end) {
-                if (minutes == 1440 && t.date() >= from.date()) || (t >= from && t <= to) {
-                    let Some(at) = ist().from_local_datetime(&t).single() else {
-                        break;
-                    };
-                    let stamp = at.format("%Y-%m-%dT%H:%M:%S%:z").to_string();
-                    let h = mix(seed ^ at.timestamp() as u64);
-                    if oi {
-                        rows.push(
-                            json!({"time": stamp, "oi": 100_000 + (h % 50_000) as i64 * lot}),
-                        );
-                    } else {
-                        rows.push(candle(stamp, base, tick, h, if index { 0 } else { lot }));
-                    }
+        // Only trading days, and nothing the clock has not reached: a candle appears once
+        // its interval has begun (a daily one once the session has opened).
+        let Some(midnight) = ist()
+            .from_local_datetime(&day.and_time(NaiveTime::MIN))
+            .single()
+        else {
+            break;
+        };
+        let session_open = midnight + Duration::minutes(open_min);
+        if calendar.is_trading_day(&exchange, day) && session_open <= now {
+            let mut starts = Vec::new();
+            if minutes == 1440 {
+                if day >= from.date() {
+                    starts.push(midnight);
                 }
-                t += Duration::minutes(minutes.min(1439));
-                if minutes == 1440 {
-                    break;
+            } else {
+                let mut m = open_min;
+                while m < close_min {
+                    let at = midnight + Duration::minutes(m);
+                    let naive = at.naive_local();
+                    if naive >= from && naive <= to && at <= now {
+                        starts.push(at);
+                    }
+                    m += minutes;
+                }
+            }
+            for at in starts {
+                let stamp = at.format("%Y-%m-%dT%H:%M:%S%:z").to_string();
+                let h = mix(seed ^ at.timestamp() as u64);
+                if oi {
+                    rows.push(json!({"time": stamp, "oi": 100_000 + (h % 50_000) as i64 * lot}));
+                } else {
+                    rows.push(candle(stamp, base, tick, h, if index { 0 } else { lot }));
                 }
             }
         }

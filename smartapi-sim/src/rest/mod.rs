@@ -224,18 +224,24 @@ fn authenticate(
     body: &Value,
 ) -> Result<(Option<Claims>, Option<SimAccount>), Reply> {
     let api_key = header_str(headers, "x-privatekey");
-    let bad_key = || Reply::Gateway(codes::INVALID_API_KEY, "Invalid API Key");
-    if api_key.as_deref().is_none_or(str::is_empty) {
-        return Err(bad_key());
-    }
     if auth == Auth::Login {
+        // SPEC §7: a wrong API key at login is AB1007 in the normal envelope (the token
+        // envelope there makes Angel One's own Python SDK fail on the missing `status`).
+        let bad_login_key = || Reply::business(codes::LOGIN_FAILED, "Invalid API Key");
+        if api_key.as_deref().is_none_or(|k| k.trim().is_empty()) {
+            return Err(bad_login_key());
+        }
         let cc = crate::json::text(body, "clientcode").unwrap_or_default();
         if let Some(acc) = shared.account(&cc) {
             if api_key.as_deref() != Some(acc.api_key.as_str()) {
-                return Err(bad_key());
+                return Err(bad_login_key());
             }
         }
         return Ok((None, None));
+    }
+    let bad_key = || Reply::Gateway(codes::INVALID_API_KEY, "Invalid API Key");
+    if api_key.as_deref().is_none_or(str::is_empty) {
+        return Err(bad_key());
     }
     let Some(bearer) = bearer.filter(|b| !b.trim().is_empty()) else {
         return Err(Reply::Gateway(codes::TOKEN_MISSING, "Token missing"));

@@ -71,11 +71,13 @@ pub async fn spawn_with(config: SimConfig) -> TestSim {
     }
 }
 
-/// Rate limits off (tests that check them turn them on), fast ticks.
+/// Rate limits off (tests that check them turn them on), fast ticks, and markets that
+/// never close (tests of the calendar turn it on and set the clock).
 pub async fn spawn() -> TestSim {
     spawn_with(SimConfig {
         enforce_rate_limits: false,
         tick_interval: Duration::from_millis(50),
+        enforce_market_hours: false,
         ..SimConfig::default()
     })
     .await

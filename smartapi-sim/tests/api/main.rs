@@ -6,3 +6,4 @@ mod order_ws;
 mod rest_auth;
 mod rest_faults;
 mod rest_orders;
+mod time;

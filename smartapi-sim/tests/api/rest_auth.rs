@@ -98,8 +98,40 @@ async fn wrong_api_key_is_refused() {
         .await
         .expect("request");
     let v: serde_json::Value = resp.json().await.expect("json");
-    assert_eq!(v["success"], false);
-    assert_eq!(v["errorCode"], "AG8004");
+    // SPEC §7: AB1007 in the normal envelope, which Angel One's Python SDK reads.
+    assert_eq!(
+        v,
+        json!({"status": false, "message": "Invalid API Key", "errorcode": "AB1007", "data": null})
+    );
+    assert_eq!(t.sim.login_count(CLIENT), 0);
+    // Without any key, too.
+    let resp = t
+        .http
+        .post(t.url(LOGIN))
+        .json(&json!({"clientcode": CLIENT, "password": PIN, "totp": totp_now()}))
+        .send()
+        .await
+        .expect("request");
+    let v: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(
+        (v["status"].clone(), v["errorcode"].clone()),
+        (json!(false), json!("AB1007"))
+    );
+    // On a secure route a wrong key is still the gateway's AG8004.
+    let tokens = t.login().await;
+    let resp = t
+        .http
+        .get(t.url(PROFILE))
+        .header("X-PrivateKey", "nope")
+        .bearer_auth(&tokens.jwt)
+        .send()
+        .await
+        .expect("request");
+    let v: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(
+        (v["success"].clone(), v["errorCode"].clone()),
+        (json!(false), json!("AG8004"))
+    );
 }
 
 #[tokio::test]

@@ -215,7 +215,7 @@ async fn market_data_routes_answer() {
         .post(
             &format!("{SECURE}/market/v1/quote/"),
             jwt,
-            json!({"mode": "FULL", "exchangeTokens": {"NSE": ["3045", "999"]}}),
+            json!({"mode": "FULL", "exchangeTokens": {"NSE": ["3045", "999", ""]}}),
         )
         .await;
     assert_eq!(q["data"]["fetched"][0]["symbolToken"], "3045");
@@ -225,7 +225,14 @@ async fn market_data_routes_answer() {
             .map(Vec::len),
         Some(5)
     );
-    assert_eq!(q["data"]["unfetched"][0]["errorCode"], "AB4018");
+    // An unknown token is not found; only an empty one "cannot be empty" (SPEC §3.3, §7).
+    assert_eq!(
+        q["data"]["unfetched"],
+        json!([
+            {"exchange": "NSE", "symbolToken": "999", "message": "Symbol Not Found", "errorCode": "AB1009"},
+            {"exchange": "NSE", "symbolToken": "", "message": "Symbol token cannot be empty", "errorCode": "AB4018"},
+        ])
+    );
     let s = t
         .post(
             &format!("{SECURE}/order/v1/searchScrip"),
