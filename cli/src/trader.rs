@@ -70,6 +70,34 @@ pub enum ProductArg {
     Margin,
 }
 
+/// The order states, in any case (`partially_filled` or `partially-filled`).
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum StatusArg {
+    /// Stored, not yet sent.
+    New,
+    /// Sent to the broker, no answer yet.
+    Submitted,
+    /// Working at the broker.
+    Open,
+    /// Partly filled, still working.
+    #[value(alias = "partially_filled")]
+    PartiallyFilled,
+    /// Filled in full.
+    Filled,
+    /// A modify is in flight.
+    #[value(alias = "pending_modify")]
+    PendingModify,
+    /// A cancel is in flight.
+    #[value(alias = "pending_cancel")]
+    PendingCancel,
+    /// Cancelled.
+    Cancelled,
+    /// Refused.
+    Rejected,
+    /// The broker's answer was lost; being settled.
+    Unknown,
+}
+
 fn wire<T: ValueEnum>(value: T) -> String {
     value
         .to_possible_value()
@@ -171,8 +199,8 @@ pub enum OrderCommand {
     /// List your orders, newest first.
     List {
         /// Only these states (e.g. open,partially_filled); any case.
-        #[arg(long, value_delimiter = ',')]
-        status: Vec<String>,
+        #[arg(long, value_delimiter = ',', value_enum, ignore_case = true)]
+        status: Vec<StatusArg>,
         /// At most this many (1–500).
         #[arg(long, default_value_t = 100)]
         limit: u32,
@@ -425,7 +453,7 @@ pub async fn order(common: &Common, command: OrderCommand) -> anyhow::Result<()>
         OrderCommand::List { status, limit } => {
             let mut body = json!({ "limit": limit });
             if !status.is_empty() {
-                let status: Vec<String> = status.iter().map(|s| s.trim().to_uppercase()).collect();
+                let status: Vec<String> = status.into_iter().map(wire).collect();
                 body["status"] = json!(status);
             }
             ("list", body, Shape::List("orders", ORDER_COLUMNS))
@@ -742,6 +770,13 @@ mod tests {
         assert_eq!(wire(TypeArg::StoplossMarket), "STOPLOSS_MARKET");
         assert_eq!(wire(SideArg::Sell), "SELL");
         assert_eq!(wire(ProductArg::Intraday), "INTRADAY");
+        assert_eq!(wire(StatusArg::PartiallyFilled), "PARTIALLY_FILLED");
+        // Every state flag is a state the protocol knows.
+        for state in StatusArg::value_variants() {
+            let parsed: Result<pinnacle_common::model::OrderStatus, _> =
+                serde_json::from_value(json!(wire(*state)));
+            assert!(parsed.is_ok(), "{state:?}");
+        }
     }
 
     #[test]

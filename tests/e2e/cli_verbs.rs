@@ -230,6 +230,54 @@ async fn a_trader_lives_in_the_command_line() {
                 "INVALID_REQUEST",
             ),
             (vec!["md", "last", "NOPE-EQ"], "UNKNOWN_SYMBOL"),
+            (
+                vec![
+                    "order",
+                    "modify",
+                    "--client-order-id",
+                    "nope",
+                    "--quantity",
+                    "2",
+                ],
+                "NOT_FOUND",
+            ),
+            (
+                vec!["order", "get", "--client-order-id", "nope"],
+                "NOT_FOUND",
+            ),
+            (
+                vec!["portfolio", "funds", "--account", "nosuch"],
+                "NO_BROKER_ACCOUNT",
+            ),
+            (
+                vec!["portfolio", "positions", "--account", "nosuch"],
+                "NO_BROKER_ACCOUNT",
+            ),
+            (
+                vec!["portfolio", "holdings", "--account", "nosuch"],
+                "NO_BROKER_ACCOUNT",
+            ),
+            (
+                vec!["portfolio", "trades", "--account", "nosuch"],
+                "NO_BROKER_ACCOUNT",
+            ),
+            (vec!["md", "lookup", "nope-eq"], "UNKNOWN_SYMBOL"),
+            (
+                vec!["md", "status", "--exchange", "XYZ"],
+                "UNKNOWN_EXCHANGE",
+            ),
+            (
+                vec![
+                    "md",
+                    "candles",
+                    "NOPE-EQ",
+                    "--from",
+                    "2026-12-01 09:15",
+                    "--to",
+                    "2026-12-01 10:15",
+                ],
+                "UNKNOWN_SYMBOL",
+            ),
         ] {
             let (ok, _, err) = pinnacle(&stack, &user, &args);
             assert!(!ok, "{args:?} succeeded");
@@ -272,6 +320,30 @@ async fn a_trader_lives_in_the_command_line() {
             ],
         );
         assert!(!ok && err.contains("rupees"), "{err}");
+        let (ok, _, err) = pinnacle(&stack, &user, &["order", "list", "--status", "bogus"]);
+        assert!(!ok && err.contains("partially-filled"), "{err}");
+        assert!(json(
+            &stack,
+            &user,
+            &["order", "list", "--status", "Partially_Filled"]
+        )["orders"]
+            .is_array());
+        // A token that is not the user's: refused in one line, with its code.
+        let stranger = pinnacle_tests::TestUser {
+            id: user.id.clone(),
+            token: "pnc_0000000000000000_nottherealsecretatall".into(),
+        };
+        let (ok, _, err) = pinnacle(&stack, &stranger, &["order", "list"]);
+        assert!(!ok && err.starts_with("error: UNAUTHENTICATED: "), "{err}");
+        // `events` with no NATS server there: an error naming it, at once.
+        let (ok, _, err) = run_pinnacle(
+            &["events"],
+            &[
+                ("NATS_URL", "nats://127.0.0.1:9"),
+                ("PINNACLE_USER_ID", &user.id),
+            ],
+        );
+        assert!(!ok && err.contains("nats://127.0.0.1:9"), "{err}");
 
         // `ticks` prints the whole wire map, and a reader that goes away ends it quietly.
         let piped = std::process::Command::new("bash")
