@@ -21,6 +21,7 @@ use sea_orm::{
     SqlErr,
 };
 use serde::{Deserialize, Serialize};
+use tracing::Instrument as _;
 
 use crate::accounts::AccountView;
 use crate::app::AppState;
@@ -46,6 +47,7 @@ async fn find(
         .filter(broker_accounts::Column::UserId.eq(user_id))
         .filter(broker_accounts::Column::Label.eq(label))
         .one(db)
+        .instrument(pinnacle_common::db::span(db, "SELECT", "broker_accounts"))
         .await
         .map_err(|e| ApiError::internal("loading the account", e))?
         .ok_or_else(|| ApiError::not_found("no broker account with that label"))
@@ -140,6 +142,11 @@ pub async fn delete(
     erased.updated_at = Set(Utc::now());
     let kept = erased
         .update(&state.db)
+        .instrument(pinnacle_common::db::span(
+            &state.db,
+            "UPDATE",
+            "broker_accounts",
+        ))
         .await
         .map_err(|e| ApiError::internal("erasing the credentials", e))?;
     state

@@ -132,6 +132,7 @@ pub async fn issue_token(
         revoked_at: Set(None),
     }
     .insert(db)
+    .instrument(pinnacle_common::db::span(db, "INSERT", "api_tokens"))
     .await?;
     Ok((row, minted.token))
 }
@@ -188,6 +189,7 @@ pub async fn create(
     let spec = bounded_by_caller(&caller, TokenSpec::try_from(body)?, scopes_given)?;
     users::Entity::find_by_id(user_id.clone())
         .one(&state.db)
+        .instrument(pinnacle_common::db::span(&state.db, "SELECT", "users"))
         .await
         .map_err(|e| ApiError::internal("loading the user", e))?
         .ok_or_else(|| ApiError::not_found("no such user"))?;
@@ -246,6 +248,7 @@ pub async fn list(
         .filter(api_tokens::Column::UserId.eq(user_id.as_str()))
         .order_by_asc(api_tokens::Column::CreatedAt)
         .all(&state.db)
+        .instrument(pinnacle_common::db::span(&state.db, "SELECT", "api_tokens"))
         .await
         .map_err(|e| ApiError::internal("listing tokens", e))?;
     Ok(Json(rows.into_iter().map(TokenView::from).collect()))
@@ -264,6 +267,7 @@ pub async fn revoke(
     let row = api_tokens::Entity::find_by_id(token_id.clone())
         .filter(api_tokens::Column::UserId.eq(user_id.as_str()))
         .one(&state.db)
+        .instrument(pinnacle_common::db::span(&state.db, "SELECT", "api_tokens"))
         .await
         .map_err(|e| ApiError::internal("loading the token", e))?
         .ok_or_else(|| ApiError::not_found("no such token"))?;
@@ -274,6 +278,7 @@ pub async fn revoke(
     active.revoked_at = Set(Some(Utc::now()));
     let row = active
         .update(&state.db)
+        .instrument(pinnacle_common::db::span(&state.db, "UPDATE", "api_tokens"))
         .await
         .map_err(|e| ApiError::internal("revoking the token", e))?;
     tracing::info!(%user_id, %token_id, "API token revoked");

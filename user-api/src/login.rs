@@ -15,6 +15,7 @@ use pinnacle_common::error::ErrorCode;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use tracing::Instrument as _;
 
 use crate::api_tokens::{issue_token, CreateToken, IssuedToken, TokenSpec};
 use crate::app::AppState;
@@ -132,6 +133,7 @@ pub async fn login(
     let user = users::Entity::find()
         .filter(users::Column::Name.eq(body.name.as_str()))
         .one(&state.db)
+        .instrument(pinnacle_common::db::span(&state.db, "SELECT", "users"))
         .await
         .map_err(|e| ApiError::internal("loading the user", e))?;
     let hash = user.as_ref().and_then(|u| u.password_hash.clone());

@@ -28,6 +28,7 @@ use sea_orm::{
     QueryFilter, SqlErr,
 };
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use tracing::Instrument as _;
 
 use crate::accounts::Writer;
 use crate::app::AppState;
@@ -290,6 +291,7 @@ async fn check_scope(db: &DatabaseConnection, scope: &Scope) -> Result<(), RiskE
     if let Scope::User(id) = scope {
         users::Entity::find_by_id(id.clone())
             .one(db)
+            .instrument(pinnacle_common::db::span(db, "SELECT", "users"))
             .await?
             .ok_or(RiskError::NoUser)?;
     }
@@ -340,13 +342,18 @@ pub async fn set(
     let key = scope.key().to_string();
     if risk_limits::Entity::find_by_id(key.clone())
         .one(db)
+        .instrument(pinnacle_common::db::span(db, "SELECT", "risk_limits"))
         .await?
         .is_none()
     {
         let fresh = risk_limits::Model::unlimited(&key)
             .into_active_model()
             .reset_all();
-        match fresh.insert(db).await {
+        let inserted = fresh
+            .insert(db)
+            .instrument(pinnacle_common::db::span(db, "INSERT", "risk_limits"))
+            .await;
+        match inserted {
             Ok(_) => {}
             Err(e) if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {}
             Err(e) => return Err(e.into()),
@@ -398,9 +405,13 @@ pub async fn set(
     if let Some(on) = change.kill_switch {
         update = update.col_expr(risk_limits::Column::KillSwitch, Expr::value(on));
     }
-    update.exec(db).await?;
+    update
+        .exec(db)
+        .instrument(pinnacle_common::db::span(db, "UPDATE", "risk_limits"))
+        .await?;
     let row = risk_limits::Entity::find_by_id(key)
         .one(db)
+        .instrument(pinnacle_common::db::span(db, "SELECT", "risk_limits"))
         .await?
         .ok_or_else(|| DbErr::RecordNotFound("the risk limits row was deleted meanwhile".into()))?;
     tracing::info!(scope = %row.scope, actor = %writer.actor, kill_switch = row.kill_switch, "risk limits changed");
@@ -420,6 +431,7 @@ pub async fn clear(
     record(audit, writer, &scope, "risk.clear", vec![]).await?;
     let deleted = risk_limits::Entity::delete_by_id(user_id.to_string())
         .exec(db)
+        .instrument(pinnacle_common::db::span(db, "DELETE", "risk_limits"))
         .await?;
     Ok(deleted.rows_affected > 0)
 }
@@ -501,11 +513,13 @@ pub async fn show(db: &DatabaseConnection, user_id: Option<&str>) -> Result<View
     }
     let global = risk_limits::Entity::find_by_id(risk_limits::GLOBAL.to_string())
         .one(db)
+        .instrument(pinnacle_common::db::span(db, "SELECT", "risk_limits"))
         .await?;
     let user = match user_id {
         Some(id) => {
             risk_limits::Entity::find_by_id(id.to_string())
                 .one(db)
+                .instrument(pinnacle_common::db::span(db, "SELECT", "risk_limits"))
                 .await?
         }
         None => None,

@@ -20,6 +20,7 @@ use sea_orm::{
     QueryFilter, QueryOrder, Set, SqlErr,
 };
 use serde::{Deserialize, Serialize};
+use tracing::Instrument as _;
 
 use crate::app::AppState;
 use crate::body::JsonObject;
@@ -88,13 +89,16 @@ pub async fn create_user(
         created_at: Set(Utc::now()),
         default_account: Set(None),
     };
-    row.insert(db).await.map_err(|e| {
-        if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) {
-            CreateUserError::NameTaken
-        } else {
-            CreateUserError::Db(e)
-        }
-    })
+    row.insert(db)
+        .instrument(pinnacle_common::db::span(db, "INSERT", "users"))
+        .await
+        .map_err(|e| {
+            if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) {
+                CreateUserError::NameTaken
+            } else {
+                CreateUserError::Db(e)
+            }
+        })
 }
 
 /// `POST /v1/users`.
@@ -130,6 +134,7 @@ pub async fn create(
         active.password_hash = Set(Some(hash));
         user = active
             .update(&state.db)
+            .instrument(pinnacle_common::db::span(&state.db, "UPDATE", "users"))
             .await
             .map_err(|e| ApiError::internal("storing the password", e))?;
     }
@@ -146,6 +151,7 @@ pub async fn list(
     let rows = users::Entity::find()
         .order_by_asc(users::Column::Name)
         .all(&state.db)
+        .instrument(pinnacle_common::db::span(&state.db, "SELECT", "users"))
         .await
         .map_err(|e| ApiError::internal("listing users", e))?;
     Ok(Json(rows.into_iter().map(UserView::from).collect()))
@@ -154,6 +160,7 @@ pub async fn list(
 async fn find_user(db: &DatabaseConnection, user_id: &str) -> Result<users::Model, ApiError> {
     users::Entity::find_by_id(user_id.to_string())
         .one(db)
+        .instrument(pinnacle_common::db::span(db, "SELECT", "users"))
         .await
         .map_err(|e| ApiError::internal("loading the user", e))?
         .ok_or_else(|| ApiError::not_found("no such user"))
@@ -203,6 +210,11 @@ pub async fn put_default_account(
                 .filter(broker_accounts::Column::UserId.eq(user_id.as_str()))
                 .filter(broker_accounts::Column::Label.eq(label.as_str()))
                 .one(&state.db)
+                .instrument(pinnacle_common::db::span(
+                    &state.db,
+                    "SELECT",
+                    "broker_accounts",
+                ))
                 .await
                 .map_err(|e| ApiError::internal("loading the account", e))?
                 .map(|account| account.id)
@@ -239,6 +251,7 @@ pub async fn put_default_account(
     active.default_account = Set(body.label);
     let user = active
         .update(&state.db)
+        .instrument(pinnacle_common::db::span(&state.db, "UPDATE", "users"))
         .await
         .map_err(|e| ApiError::internal("storing the default account", e))?;
     Ok(Json(user.into()))
