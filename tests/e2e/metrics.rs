@@ -4,47 +4,12 @@
 //! The registry is process-wide and other tests in this binary run alongside, so counts
 //! are checked as lower bounds.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
+use pinnacle_tests::promql::{parse_exposition, Sample};
 use pinnacle_tests::{eventually, market, TestStack};
 
 use crate::each_backend;
-
-/// One sample line of the text exposition format.
-#[derive(Debug)]
-struct Sample {
-    name: String,
-    labels: BTreeMap<String, String>,
-    value: f64,
-}
-
-/// Parses the text format (no escaped quotes or commas appear in Pinnacle's label values).
-fn parse(text: &str) -> Vec<Sample> {
-    text.lines()
-        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (name, labels) = match series.split_once('{') {
-                Some((name, rest)) => (name, rest.trim_end_matches('}')),
-                None => (series, ""),
-            };
-            let labels = labels
-                .split(',')
-                .filter(|pair| !pair.is_empty())
-                .filter_map(|pair| {
-                    let (k, v) = pair.split_once('=')?;
-                    Some((k.to_string(), v.trim_matches('"').to_string()))
-                })
-                .collect();
-            Some(Sample {
-                name: name.to_string(),
-                labels,
-                value: value.parse().ok()?,
-            })
-        })
-        .collect()
-}
 
 /// The sum of `name`'s samples whose labels include every pair in `with`.
 fn total(samples: &[Sample], name: &str, with: &[(&str, &str)]) -> f64 {
@@ -76,7 +41,7 @@ async fn scrape(stack: &TestStack) -> (String, Vec<Sample>) {
         .to_string();
     assert!(content_type.starts_with("text/plain"), "{content_type}");
     let text = response.text().await.expect("body");
-    let samples = parse(&text);
+    let samples = parse_exposition(&text);
     (text, samples)
 }
 
