@@ -21,6 +21,30 @@ pub fn apply_env_file(path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The env file a command line names (`--env-file FILE` or `--env-file=FILE`, anywhere
+/// before a lone `--`), else `PINNACLE_ENV_FILE`. Read before the arguments are parsed, so
+/// that the file's values also fill the flags that fall back to a variable
+/// (`keys add --file` from `PINNACLE_MASTER_KEY_FILE`).
+pub fn env_file_in_args(
+    args: impl IntoIterator<Item = std::ffi::OsString>,
+) -> Option<std::path::PathBuf> {
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        if arg == "--" {
+            break;
+        }
+        if arg == "--env-file" {
+            return args.next().map(Into::into);
+        }
+        if let Some(value) = arg.to_str().and_then(|a| a.strip_prefix("--env-file=")) {
+            return Some(value.into());
+        }
+    }
+    std::env::var_os("PINNACLE_ENV_FILE")
+        .filter(|v| !v.is_empty())
+        .map(Into::into)
+}
+
 /// Settings read from an env file, falling back to the process environment.
 #[derive(Debug, Default)]
 pub struct ClientEnv {
@@ -90,4 +114,30 @@ pub async fn ticks(env: &ClientEnv, pattern: &str, count: Option<usize>) -> anyh
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Vec<std::ffi::OsString> {
+        line.split(' ').map(Into::into).collect()
+    }
+
+    #[test]
+    fn the_env_file_is_found_before_the_arguments_are_parsed() {
+        assert_eq!(
+            env_file_in_args(args("pinnacle keys add --env-file a.env")),
+            Some("a.env".into())
+        );
+        assert_eq!(
+            env_file_in_args(args("pinnacle --env-file=b.env users list")),
+            Some("b.env".into())
+        );
+        // After `--` it is an argument, not the flag.
+        assert_ne!(
+            env_file_in_args(args("pinnacle smartapi decode -- --env-file c.env")),
+            Some("c.env".into())
+        );
+    }
 }

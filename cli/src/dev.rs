@@ -227,18 +227,22 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
     ]
     .iter()
     .any(|name| std::env::var(name).is_ok_and(|v| !v.trim().is_empty()));
-    // Without a configured key, one key (id 1) kept in the data dir, also written as a
-    // key file in the `PINNACLE_MASTER_KEY_FILE` format (`<id>:<base64>`) for the
-    // operator verbs (`pinnacle keys …`, `pinnacle audit verify`) that dev.env points at.
+    // Without a configured key, the ring is the key file in the data dir
+    // (`PINNACLE_MASTER_KEY_FILE` format, `<id>:<base64>`), which dev.env points the
+    // operator verbs at. It is created once, with key 1 (taken over from an older data
+    // dir's bare `master.key`), and then only ever appended to (`pinnacle keys add`), so a
+    // restart never drops a key that data keys may be wrapped under.
     let key_file = data_dir.join("master.keys");
     let master_key = if configured {
         VaultSettings::from_env()?
     } else {
-        let key = load_or_create_secret(&data_dir.join("master.key"), || {
-            Vault::generate_master_key().expose_secret().to_string()
-        })?;
-        write_private(&key_file, &format!("1:{}\n", key.expose_secret()))?;
-        VaultSettings::single(key, 1)
+        if !key_file.exists() {
+            let key = load_or_create_secret(&data_dir.join("master.key"), || {
+                Vault::generate_master_key().expose_secret().to_string()
+            })?;
+            write_private(&key_file, &format!("1:{}\n", key.expose_secret()))?;
+        }
+        VaultSettings::file(key_file.display().to_string())
     };
     let vault = Arc::new(Vault::from_settings(&master_key)?);
     let admin_token = match std::env::var("PINNACLE_API_ADMIN_TOKEN") {

@@ -16,6 +16,8 @@ struct Cli {
     /// Read settings from this env file (KEY=VALUE lines, such as the .pinnacle/dev.env
     /// that `pinnacle dev` writes) before anything else; its values win over the
     /// environment's. Every verb takes it.
+    // Applied in `main` before parsing (client::env_file_in_args), so flags that fall back
+    // to a variable see the file's values too; declared here for `--help` and validation.
     #[arg(long, env = "PINNACLE_ENV_FILE", global = true, value_name = "FILE")]
     env_file: Option<PathBuf>,
     #[command(subcommand)]
@@ -316,14 +318,17 @@ enum KeysCommand {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    // Before any thread starts: the env file's values become the process environment, so
-    // every verb reads its settings one way.
-    let started = match &cli.env_file {
-        Some(file) => client::apply_env_file(file),
-        None => Ok(()),
+    // Before the arguments are parsed and before any thread starts: the env file's values
+    // become the process environment, so every verb, and every flag that falls back to a
+    // variable, reads its settings one way.
+    if let Some(file) = client::env_file_in_args(std::env::args_os()) {
+        if let Err(error) = client::apply_env_file(&file) {
+            eprintln!("error: {error:#}");
+            return std::process::ExitCode::FAILURE;
+        }
     }
-    .and_then(|()| Ok(tokio::runtime::Runtime::new()?));
+    let cli = Cli::parse();
+    let started = tokio::runtime::Runtime::new().map_err(anyhow::Error::from);
     let outcome = started.and_then(|runtime| {
         let outcome = runtime.block_on(run(cli));
         // Dropping the runtime would wait for every blocking task without limit; the stop

@@ -218,6 +218,15 @@ impl VaultSettings {
             key_max_encryptions: default_key_max_encryptions(),
         }
     }
+
+    /// The ring in a key file (`<id>:<base64>` per line; the highest id is current).
+    pub fn file(path: impl Into<String>) -> Self {
+        Self {
+            master_key: None,
+            master_key_file: Some(path.into()),
+            ..Self::single(SecretString::from(String::new()), default_key_id())
+        }
+    }
 }
 
 /// The simulated market feed (`PINNACLE_SIM_*`).

@@ -152,17 +152,41 @@ async fn every_banner_command_works_and_a_restart_keeps_the_demo_token() {
             let env_arg = env_file.display().to_string();
             paste(&format!("{me} risk show --env-file {env_arg}")).await;
             paste(&format!("{me} keys status --env-file {env_arg}")).await;
+            // Flags that fall back to a variable read the env file too (`keys add --file`
+            // from PINNACLE_MASTER_KEY_FILE); the restart below runs with the new key.
+            paste(&format!("{me} keys add --env-file {env_arg}")).await;
+            let ring = std::fs::read_to_string(&env["PINNACLE_MASTER_KEY_FILE"]).expect("key file");
+            assert_eq!(
+                ring.lines()
+                    .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+                    .count(),
+                2,
+                "keys add did not append to the dev key file"
+            );
 
-            // A restart reuses the demo token.
+            // A restart reuses the demo token and keeps the added key: the rotation onto it
+            // then works, and orders still decrypt their credentials.
             let token = env["DEMO_API_TOKEN"].clone();
             drop(child);
-            let (_child, _) = start_dev(&data, nats.url(), &db.url, sim).await;
+            let (_child, banner) = start_dev(&data, nats.url(), &db.url, sim).await;
             let again = eventually(Duration::from_secs(10), "dev.env rewritten", || async {
                 let env = dev_env(&env_file);
                 Some(env["DEMO_API_TOKEN"].clone())
             })
             .await;
             assert_eq!(again, token, "a restart issued a new demo token");
+            let ring = std::fs::read_to_string(&env["PINNACLE_MASTER_KEY_FILE"]).expect("key file");
+            assert!(
+                ring.lines().any(|l| l.starts_with("2:")),
+                "the restart dropped key 2"
+            );
+            paste(&format!("{me} keys rotate --env-file {env_arg}")).await;
+            let order = commands(&banner)
+                .into_iter()
+                .find(|c| c.contains(" order place "))
+                .expect("the banner's order command");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            paste(&order).await;
         }
     })
     .await;
