@@ -150,10 +150,6 @@ fn wire<T: ValueEnum>(value: T) -> String {
         .unwrap_or_default()
 }
 
-fn print(common: &Common, value: &Value, shape: Shape) {
-    print_value(common, value, shape);
-}
-
 /// A list reply: as the API sent it with `--json`, else a table of `columns`.
 fn print_list(common: &Common, key: &'static str, list: Value, columns: &'static [&'static str]) {
     if common.json {
@@ -177,7 +173,7 @@ pub async fn users(common: &Common, command: UsersCommand) -> anyhow::Result<()>
                 body["password"] = Value::String(read_line("the password")?);
             }
             let user = api.call(Method::POST, "/v1/users", Some(&body)).await?;
-            print(common, &user, Shape::Fields);
+            print_value(common, &user, Shape::Fields);
         }
         UsersCommand::List => {
             let users = api.get("/v1/users").await?;
@@ -186,7 +182,7 @@ pub async fn users(common: &Common, command: UsersCommand) -> anyhow::Result<()>
         UsersCommand::Show { user } => {
             let id = segment(&user_or_default(user.user)?);
             let user = api.get(&format!("/v1/users/{id}")).await?;
-            print(common, &user, Shape::Fields);
+            print_value(common, &user, Shape::Fields);
         }
     }
     Ok(())
@@ -219,7 +215,7 @@ pub async fn tokens(common: &Common, command: TokensCommand) -> anyhow::Result<(
                     Some(&Value::Object(body)),
                 )
                 .await?;
-            print(common, &issued, Shape::Fields);
+            print_value(common, &issued, Shape::Fields);
             if !common.json {
                 eprintln!("the token is shown once: store it now");
             }
@@ -243,7 +239,7 @@ pub async fn tokens(common: &Common, command: TokensCommand) -> anyhow::Result<(
                     None,
                 )
                 .await?;
-            print(common, &token, Shape::Fields);
+            print_value(common, &token, Shape::Fields);
         }
     }
     Ok(())
@@ -308,7 +304,7 @@ pub async fn accounts(common: &Common, command: AccountsCommand) -> anyhow::Resu
                     Some(&Value::Object(body)),
                 )
                 .await?;
-            print(common, &account, Shape::Fields);
+            print_value(common, &account, Shape::Fields);
         }
         AccountsCommand::Default { user, label, none } => {
             let id = segment(&user_or_default(user.user)?);
@@ -320,7 +316,7 @@ pub async fn accounts(common: &Common, command: AccountsCommand) -> anyhow::Resu
                     Some(&json!({ "label": label })),
                 )
                 .await?;
-            print(common, &user, Shape::Fields);
+            print_value(common, &user, Shape::Fields);
             if let Some(label) = label.as_str() {
                 let accounts = api.get(&format!("/v1/users/{id}/broker-accounts")).await?;
                 let stored = accounts.as_array().into_iter().flatten();
@@ -342,7 +338,7 @@ pub async fn accounts(common: &Common, command: AccountsCommand) -> anyhow::Resu
                 )
                 .await?;
             if common.json {
-                print(common, &deleted, Shape::Fields);
+                print_value(common, &deleted, Shape::Fields);
             } else if deleted["deleted"] == true {
                 output::line(&format!("deleted {label}"));
             } else {

@@ -17,7 +17,6 @@ use chrono::{DateTime, Utc};
 use pinnacle_common::audit::AuditLog;
 use pinnacle_common::crypto::{RowIdentity, Vault};
 use pinnacle_common::entities::broker_accounts::{self, fields};
-use pinnacle_common::entities::users;
 use pinnacle_common::error::ErrorCode;
 use pinnacle_common::keystore::{self, KeyStoreError, Register};
 use pinnacle_common::model::{AuditEvent, AuditOutcome};
@@ -367,16 +366,6 @@ fn validate(body: &PutAccount) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn ensure_user(db: &DatabaseConnection, user_id: &str) -> Result<(), ApiError> {
-    users::Entity::find_by_id(user_id.to_string())
-        .one(db)
-        .instrument(db::span(db, "SELECT", "users"))
-        .await
-        .map_err(|e| ApiError::internal("loading the user", e))?
-        .map(|_| ())
-        .ok_or_else(|| ApiError::not_found("no such user"))
-}
-
 /// `PUT /v1/users/{user_id}/broker-accounts/{label}`.
 pub async fn put(
     State(state): State<AppState>,
@@ -390,7 +379,7 @@ pub async fn put(
     check_name("label", &label)?;
     let JsonObject(body) = body?;
     validate(&body)?;
-    ensure_user(&state.db, &user_id).await?;
+    crate::users::find_user(&state.db, &user_id).await?;
     let writer = Writer {
         actor: caller.actor(),
         token_id: caller.token_id(),
@@ -439,7 +428,7 @@ pub async fn list(
     let Path(user_id) = path?;
     caller.require_self_or_admin(&user_id, SCOPE_READ)?;
     check_user_id(&user_id)?;
-    ensure_user(&state.db, &user_id).await?;
+    crate::users::find_user(&state.db, &user_id).await?;
     let rows = broker_accounts::Entity::find()
         .filter(broker_accounts::Column::UserId.eq(user_id.as_str()))
         .order_by_asc(broker_accounts::Column::Label)

@@ -157,7 +157,11 @@ pub async fn list(
     Ok(Json(rows.into_iter().map(UserView::from).collect()))
 }
 
-async fn find_user(db: &DatabaseConnection, user_id: &str) -> Result<users::Model, ApiError> {
+/// The user `user_id`, or 404 `NOT_FOUND`.
+pub(crate) async fn find_user(
+    db: &DatabaseConnection,
+    user_id: &str,
+) -> Result<users::Model, ApiError> {
     users::Entity::find_by_id(user_id.to_string())
         .one(db)
         .instrument(pinnacle_common::db::span(db, "SELECT", "users"))
