@@ -54,10 +54,15 @@ for n in $(grep -oE '[0-9]+ (failed|errors?)' <<<"$summary" | grep -oE '^[0-9]+'
 done
 if [ -z "$summary" ] || [ "$client_passed" -eq 0 ]; then client_failed=$((client_failed + 1)); echo "FAILED: clients/python/tests" >&2; fi
 passed=$((passed + client_passed)) failed=$((failed + client_failed))
-# The example strategy, as the README runs it, for 20 s: it must place and cancel orders.
+# The example strategy, as docs/PYTHON.md runs it, for 20 s: it must place and cancel
+# orders. Short averages cross every few seconds; bids 10 price steps below the touch rest
+# long enough to be cancelled (at the next crossover or after --stale-after), where at the
+# default 1 step most fill first.
 example=clients/python/examples/ma_crossover.py
 example_log="$data/example.log"
-if timeout 60 .venv/bin/python "$example" --env-file "$data/dev.env" --duration 20 >"$example_log" 2>&1 \
+if timeout 60 .venv/bin/python "$example" --env-file "$data/dev.env" --duration 20 --offset 10 \
+  --fast 3 --slow 10 \
+  >"$example_log" 2>&1 \
   && grep -qE '^placed [1-9][0-9]*, cancelled [1-9][0-9]*,' "$example_log"; then
   passed=$((passed + 1)); tail -1 "$example_log"
 else

@@ -8,9 +8,9 @@ from typing import Dict, List
 
 import pytest
 
-from conftest import run, with_client
+from conftest import with_client
 from pinnacle_client import AuditKeys, ChainVerifier, Client, OrderType, ProblemKind, Side
-from pinnacle_client.audit import AuditMessage, Link, parse_link
+from pinnacle_client.audit import AuditMessage, parse_link
 from pinnacle_client import wire
 
 
@@ -70,7 +70,8 @@ def test_tampered_copies_are_caught(env: Dict[str, str], keys: AuditKeys) -> Non
         report = _verify(msgs[:-2] + msgs[-1:], None).report()
         assert report.first_bad_seq == msgs[-2].seq and report.problems[0].kind is ProblemKind.POSITION
 
-    # A forged link re-chained without the key: the structure fits, the HMAC does not.
+    # A link whose hash header was replaced (forged without the key): the structure fits,
+    # the HMAC does not.
     prev = parse_link(msgs[-2].seq, chain, msgs[-2].payload, msgs[-2].headers)
     forged_headers = dict(target.headers)
     forged_headers[wire.AUDIT_PREV_HASH] = prev.hash.hex()

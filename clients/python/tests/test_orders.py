@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Dict
 
@@ -66,19 +65,24 @@ def test_same_client_order_id_never_places_twice(env: Dict[str, str]) -> None:
 
 def test_market_fill_shows_in_portfolio(env: Dict[str, str]) -> None:
     async def body(client: Client) -> None:
+        trades_before = await client.portfolio.trades()
         before = await client.portfolio.funds()
         assert before.available == before.cash - before.used - before.blocked
         order = await client.orders.place(EX, SYM, "BUY", "MARKET", 1, product=Product.DELIVERY)
         assert order.status is OrderStatus.FILLED and order.average_price
         after = await client.portfolio.funds()
-        assert after.used == before.used + order.average_price
+        trades = await client.portfolio.trades()
+        mine = [t for t in trades if t.order_id == order.order_id]
+        assert len(mine) == 1 and mine[0].side is Side.BUY and mine[0].price == order.average_price
+        # `used` moved by exactly the fills in between (ours, and any resting order's).
+        new = trades[len(trades_before):] if len(trades) < 1000 else mine
+        moved = sum(t.quantity * t.price * (1 if t.side is Side.BUY else -1) for t in new)
+        assert after.used - before.used == moved
         positions = await client.portfolio.positions()
         assert any(p.symbol == SYM and p.product is Product.DELIVERY and p.net_quantity >= 1
                    for p in positions)
         holdings = await client.portfolio.holdings()
         assert any(h.symbol == SYM and h.quantity >= 1 for h in holdings)
-        trades = await client.portfolio.trades()
-        assert any(t.order_id == order.order_id and t.side is Side.BUY for t in trades)
 
     with_client(env, body)
 

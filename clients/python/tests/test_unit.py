@@ -6,7 +6,7 @@ import base64
 import hashlib
 import hmac
 import struct
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import List
 
 import msgpack
@@ -82,7 +82,7 @@ def test_error_codes_compare_as_strings_and_know_what_is_retryable() -> None:
 
 def test_key_ring_parsing() -> None:
     key = base64.b64encode(bytes(range(32))).decode()
-    assert parse_key_ring([f"# comment", "", f"3:{key}"]) == {3: bytes(range(32))}
+    assert parse_key_ring(["# comment", "", f"3:{key}"]) == {3: bytes(range(32))}
     with pytest.raises(ValueError):
         parse_key_ring([f"1:{key}", f"1:{key}"])
     with pytest.raises(ValueError):
