@@ -11,8 +11,8 @@ resting bid and, if it holds shares, offers them `--offset` steps above the best
 without filling is cancelled. Fills and cancels are followed on the order-event stream.
 Long only, DELIVERY product: it never sells what it does not hold.
 
-It stops after `--duration` seconds (or on Ctrl-C), cancels what is still working, and
-prints `placed N, cancelled M, filled K`.
+It stops after `--duration` seconds (or on Ctrl-C), cancels every order of this run that is
+still working (found by its client order ids, `ma-<run>-<n>`), and prints `placed N, cancelled M, filled K`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import signal
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Deque, Dict, Optional
@@ -28,6 +29,7 @@ from typing import Deque, Dict, Optional
 from pinnacle_client import (
     Client,
     ErrorCode,
+    NoReplyError,
     Order,
     OrderStatus,
     OrderType,
@@ -49,6 +51,7 @@ class Strategy:
     slow: Deque[int]
     stale_after: float
     step: int  # paise per `--offset` price step: the instrument's tick size times the offset
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])  # prefix of our client order ids
     working: Dict[str, float] = field(default_factory=dict)  # order id -> placed at (monotonic)
     held: int = 0  # shares bought and not sold, from fills
     placed: int = 0
@@ -85,12 +88,18 @@ class Strategy:
                 await self.cancel(order_id)
 
     async def place(self, side: Side, price: int, quantity: Optional[int] = None) -> None:
+        # Our own client order id: a retry inside the client resends it, so a lost reply can
+        # never place the order twice, and `sweep` finds the order whatever happened.
+        coid = f"ma-{self.run_id}-{self.placed + 1}"
         try:
             order = await self.client.orders.place(
                 self.exchange, self.symbol, side, OrderType.LIMIT, quantity or self.quantity,
-                price=price, product=Product.DELIVERY)
+                price=price, product=Product.DELIVERY, client_order_id=coid)
         except PinnacleError as e:  # e.g. INSUFFICIENT_FUNDS, RISK_*, KILL_SWITCH
             print(f"  place refused: {e.code}: {e.message}")
+            return
+        except NoReplyError:  # outcome unknown: `sweep` cancels it if it was placed
+            print(f"  no reply to place {coid}")
             return
         self.placed += 1
         print(f"  placed {order.side.value} {order.quantity} @ {price / 100:.2f}: {order.status.value}")
@@ -110,6 +119,13 @@ class Strategy:
     async def cancel_all(self) -> None:
         for order_id in list(self.working):
             await self.cancel(order_id)
+
+    async def sweep(self) -> None:
+        """Cancels every working order of this run, tracked or not (e.g. after a lost reply)."""
+        working = await self.client.orders.list([OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED], limit=500)
+        for order in working:
+            if order.client_order_id.startswith(f"ma-{self.run_id}-"):
+                await self.cancel(order.order_id)
 
     def track(self, order: Order) -> None:
         if order.status.is_working or order.status in (OrderStatus.NEW, OrderStatus.SUBMITTED):
@@ -169,13 +185,12 @@ async def main() -> None:
 
     async def trade() -> None:
         async for tick in live.updates():
+            if stop.is_set():
+                return  # between two ticks, never in the middle of a request
             await strategy.on_tick(tick)
 
-    trader = asyncio.create_task(trade())
-    await stop.wait()
-    trader.cancel()
-    await asyncio.gather(trader, return_exceptions=True)
-    await strategy.cancel_all()
+    await trade()
+    await strategy.sweep()
     await asyncio.sleep(0.5)  # let the last fills arrive
     fills.cancel()
     await asyncio.gather(fills, return_exceptions=True)
