@@ -18,6 +18,7 @@ client_stamp=.venv/.pinnacle-client.sha256
 client_want=$(find clients/python -type f -not -path '*/__pycache__/*' -not -path '*.egg-info/*' \
   -not -path '*/build/*' | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$client_stamp" 2>/dev/null)" != "$client_want" ]; then
+  rm -rf clients/python/build  # setuptools' in-tree build dir keeps files deleted since
   .venv/bin/python -m pip install --quiet --disable-pip-version-check ./clients/python
   echo "$client_want" > "$client_stamp"
 fi
