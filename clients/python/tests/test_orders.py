@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Dict
+from typing import Any, Dict, List, Optional
 
 import pytest
 
@@ -15,8 +15,11 @@ from pinnacle_client import (
     OrderType,
     PinnacleError,
     Product,
+    RetryPolicy,
     Side,
 )
+from pinnacle_client.client import Requester
+from pinnacle_client.orders import Orders
 
 EX, SYM = "NSE", "SBIN-EQ"
 
@@ -131,3 +134,44 @@ def test_errors_carry_the_protocol_codes(env: Dict[str, str], second_user: Dict[
             await client.close()
 
     run(body())
+
+
+class LosesFirstReply(Requester):
+    """A requester whose first send of each listed verb reaches the real server but whose
+    reply is lost, as after a timeout; the resend then goes out as the client's would."""
+
+    def __init__(self, base: Requester, verbs: "set[str]") -> None:
+        super().__init__(base.nc, base._token, base.retry)
+        self.verbs = verbs
+        self.lost: List[str] = []
+
+    async def call(self, subject: str, payload: Any, *, auth: bool, retry: Optional[RetryPolicy] = None) -> Any:
+        verb = subject.rsplit(".", 1)[-1]
+        if verb in self.verbs and verb not in self.lost:
+            self.lost.append(verb)
+            try:
+                await super().call(subject, payload, auth=auth, retry=retry)  # reply dropped
+            except PinnacleError:
+                pass
+            try:
+                return await super().call(subject, payload, auth=auth, retry=retry)
+            except PinnacleError as e:
+                e.after_lost_reply = True
+                raise
+        return await super().call(subject, payload, auth=auth, retry=retry)
+
+
+def test_resends_after_a_lost_reply_are_safe(env: Dict[str, str]) -> None:
+    async def body(client: Client) -> None:
+        lossy = LosesFirstReply(client.requester, {"place", "cancel"})
+        orders = Orders(lossy, client.user_id)
+        tick = await client.market.last(EX, SYM)
+        order = await orders.place(EX, SYM, Side.BUY, OrderType.LIMIT, 1, price=max(5, tick.bid // 2 // 5 * 5))
+        # The resend carried the same client order id: one order, the first one.
+        same = [o for o in await client.orders.list(limit=500) if o.client_order_id == order.client_order_id]
+        assert [o.order_id for o in same] == [order.order_id]
+        # The first cancel took effect; its resend finds INVALID_STATE, which is success.
+        cancelled = await orders.cancel(order.order_id)
+        assert cancelled.status is OrderStatus.CANCELLED and lossy.lost == ["place", "cancel"]
+
+    with_client(env, body)

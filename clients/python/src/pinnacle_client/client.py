@@ -44,6 +44,10 @@ class RetryPolicy:
     """First wait before a resend, doubled each time up to `max_backoff` (with jitter)."""
     max_backoff: float = 2.0
 
+    def __post_init__(self) -> None:
+        if self.attempts < 1 or self.timeout <= 0:
+            raise ValueError("a RetryPolicy needs attempts >= 1 and a positive timeout")
+
     def delay(self, attempt: int, code: Optional[str]) -> float:
         d: float = min(self.max_backoff, self.backoff * (2.0 ** (attempt - 1)))
         d *= 0.5 + random.random() / 2
@@ -69,7 +73,7 @@ class Requester:
         retry: Optional[RetryPolicy] = None,
     ) -> Any:
         """One logical request: the reply's `result`, or raises `PinnacleError` /
-        `NoReplyError`. Resends are byte-for-byte the same request."""
+        `NoReplyError`. Every resend carries the same payload bytes and request id."""
         policy = retry or self.retry
         data = wire.encode(payload)
         request_id = f"py-{uuid.uuid4()}"
@@ -107,9 +111,8 @@ class Requester:
                 continue
             raise error
         if isinstance(last, PinnacleError):
-            raise last
-        assert last is not None
-        raise NoReplyError(subject, policy.attempts, last)
+            raise last  # still refused (retryable) at the last attempt
+        raise NoReplyError(subject, policy.attempts, last or TimeoutError())
 
 
 class Client:
