@@ -1,0 +1,711 @@
+//! The web console in a real browser: headless Chromium, driven over WebDriver by
+//! `chromedriver` (Debian's `chromium` and `chromium-driver`, installed by
+//! `scripts/setup.sh`), against a real `pinnacle dev` whose NATS server has its loopback
+//! WebSocket listener.
+//!
+//! It logs in with the demo token, waits for the watchlist to tick, places a LIMIT order
+//! far below the price (it rests), sees a protocol error shown as code and message,
+//! cancels the order and sees the cancel arrive as a live order event, reads the
+//! portfolio, the audit trail and its verdict, the broker accounts and tokens (no
+//! credential value, no token after creation), then the admin view and the API reference,
+//! and checks that every form control has a label and that the page fits a phone. A
+//! second user's token is refused for the first user's data over HTTP and over NATS.
+//!
+//! Screenshots of each view are taken every run; with `PINNACLE_CONSOLE_SCREENSHOTS=<dir>`
+//! they are kept there (`docs/console/` holds the committed ones).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use base64::Engine as _;
+use pinnacle_tests::eventually;
+use serde_json::{json, Value};
+use tokio::io::AsyncBufReadExt as _;
+use tokio::process::{Child, Command};
+
+/// The W3C WebDriver element key.
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+/// How long any one thing in the page may take.
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A WebDriver session on a chromedriver this test started.
+struct Browser {
+    http: reqwest::Client,
+    /// `http://127.0.0.1:<port>/session/<id>`.
+    session: String,
+    _driver: Child,
+}
+
+fn binary(names: &[&str]) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for name in names {
+        for dir in std::env::split_paths(&path) {
+            let candidate = dir.join(name);
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    panic!("none of {names:?} on PATH: run scripts/setup.sh (it installs chromium and chromium-driver)");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl Browser {
+    async fn start(profile: &Path) -> Self {
+        let chromium = binary(&["chromium", "chromium-browser", "google-chrome"]);
+        let driver_bin = binary(&["chromedriver"]);
+        let port = free_port();
+        let driver = Command::new(driver_bin)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("chromedriver starts");
+        let http = reqwest::Client::new();
+        let base = format!("http://127.0.0.1:{port}");
+        eventually(WAIT, "chromedriver to answer", || {
+            let http = http.clone();
+            let url = format!("{base}/status");
+            async move {
+                http.get(url)
+                    .send()
+                    .await
+                    .ok()
+                    .filter(|r| r.status().is_success())
+            }
+        })
+        .await;
+        let args = [
+            "--headless".to_string(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-quic".into(),
+            "--no-first-run".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            "--disable-dev-shm-usage".into(),
+            "--window-size=1366,1000".into(),
+            format!("--user-data-dir={}", profile.display()),
+        ];
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": chromium, "args": args}
+        }}});
+        let created: Value = http
+            .post(format!("{base}/session"))
+            .json(&caps)
+            .send()
+            .await
+            .expect("new session")
+            .json()
+            .await
+            .expect("session json");
+        let id = created["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {created}"))
+            .to_string();
+        Self {
+            http,
+            session: format!("{base}/session/{id}"),
+            _driver: driver,
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut request = self.http.request(method, format!("{}{path}", self.session));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let reply: Value = request
+            .send()
+            .await
+            .expect("webdriver call")
+            .json()
+            .await
+            .expect("webdriver json");
+        if let Some(error) = reply["value"].get("error") {
+            panic!("webdriver {path}: {error} {}", reply["value"]["message"]);
+        }
+        reply["value"].clone()
+    }
+
+    async fn goto(&self, url: &str) {
+        self.call(reqwest::Method::POST, "/url", Some(json!({"url": url})))
+            .await;
+    }
+
+    async fn script(&self, script: &str, args: Value) -> Value {
+        self.call(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({"script": script, "args": args})),
+        )
+        .await
+    }
+
+    /// Polls `expression` (a JS expression) until it is truthy; returns its value.
+    async fn wait_for(&self, what: &str, expression: &str) -> Value {
+        let script =
+            format!("try {{ return ({expression}) || null; }} catch (e) {{ return null; }}");
+        eventually(WAIT, what, || {
+            let script = script.clone();
+            async move {
+                let value = self.script(&script, json!([])).await;
+                (!value.is_null()).then_some(value)
+            }
+        })
+        .await
+    }
+
+    async fn find(&self, css: &str) -> String {
+        let found = self
+            .call(
+                reqwest::Method::POST,
+                "/element",
+                Some(json!({"using": "css selector", "value": css})),
+            )
+            .await;
+        found[ELEMENT].as_str().expect("element id").to_string()
+    }
+
+    async fn click(&self, css: &str) {
+        let id = self.find(css).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{id}/click"),
+            Some(json!({})),
+        )
+        .await;
+    }
+
+    /// Clears a field and types into it, as a user would.
+    async fn fill(&self, css: &str, text: &str) {
+        let id = self.find(css).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{id}/clear"),
+            Some(json!({})),
+        )
+        .await;
+        if !text.is_empty() {
+            self.call(
+                reqwest::Method::POST,
+                &format!("/element/{id}/value"),
+                Some(json!({"text": text})),
+            )
+            .await;
+        }
+    }
+
+    async fn resize(&self, width: u32, height: u32) {
+        self.call(
+            reqwest::Method::POST,
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        )
+        .await;
+    }
+
+    /// A PNG of the viewport, written to `dir/<name>.png`.
+    async fn screenshot(&self, dir: &Path, name: &str) {
+        let encoded = self.call(reqwest::Method::GET, "/screenshot", None).await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(encoded.as_str().expect("base64"))
+            .expect("screenshot decodes");
+        assert!(png.starts_with(b"\x89PNG"), "{name} is not a PNG");
+        std::fs::write(dir.join(format!("{name}.png")), png).expect("screenshot written");
+    }
+
+    async fn quit(&self) {
+        let _ = self.http.delete(&self.session).send().await;
+    }
+}
+
+/// Starts `pinnacle dev` with its own NATS (and WebSocket listener) and SQLite in `data`.
+async fn start_dev(data: &Path) -> Child {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pinnacle-under-test"))
+        .args(["dev", "--api-bind", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .env_remove("NATS_URL")
+        .env_remove("DATABASE_URL")
+        .env_remove("PINNACLE_CONSOLE_NATS_WS_URL")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .env_remove("PINNACLE_ENV_FILE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("pinnacle dev starts");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut banner = String::new();
+    let read = async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            banner.push_str(&line);
+            banner.push('\n');
+            if line.starts_with("Stop with") {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(90), read)
+        .await
+        .expect("the banner within 90 s");
+    assert!(banner.contains("console    http://127.0.0.1:"), "{banner}");
+    assert!(
+        banner.contains("NATS over WebSocket at ws://127.0.0.1:"),
+        "{banner}"
+    );
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    child
+}
+
+fn dev_env(path: &Path) -> HashMap<String, String> {
+    std::fs::read_to_string(path)
+        .expect("dev.env")
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// A second user with a trade token, made with the admin token: (id, token).
+async fn second_user(http: &reqwest::Client, api: &str, admin: &str) -> (String, String) {
+    let user: Value = http
+        .post(format!("{api}/v1/users"))
+        .bearer_auth(admin)
+        .json(&json!({"name": "console-bob"}))
+        .send()
+        .await
+        .expect("create user")
+        .json()
+        .await
+        .expect("user json");
+    let id = user["id"].as_str().expect("user id").to_string();
+    let token: Value = http
+        .post(format!("{api}/v1/users/{id}/tokens"))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .expect("create token")
+        .json()
+        .await
+        .expect("token json");
+    (id, token["token"].as_str().expect("token").to_string())
+}
+
+/// Bob's token gets nothing of the demo user's, over HTTP or NATS; `/v1/me` shows Bob.
+async fn others_are_refused(
+    http: &reqwest::Client,
+    api: &str,
+    nats: &str,
+    demo: &str,
+    bob: (&str, &str),
+) {
+    for path in [
+        format!("/v1/users/{demo}/audit"),
+        format!("/v1/users/{demo}/audit/verify"),
+        format!("/v1/users/{demo}/broker-accounts"),
+        format!("/v1/users/{demo}/tokens"),
+        format!("/v1/users/{demo}"),
+        "/v1/users".to_string(),
+        "/v1/keys".to_string(),
+    ] {
+        let status = http
+            .get(format!("{api}{path}"))
+            .bearer_auth(bob.1)
+            .send()
+            .await
+            .expect("request")
+            .status();
+        assert_eq!(status, reqwest::StatusCode::FORBIDDEN, "{path}");
+    }
+    let me: Value = http
+        .get(format!("{api}/v1/me"))
+        .bearer_auth(bob.1)
+        .send()
+        .await
+        .expect("me")
+        .json()
+        .await
+        .expect("me json");
+    assert_eq!(me["kind"], "user");
+    assert_eq!(me["user_id"], bob.0);
+    assert!(!me.to_string().contains(bob.1), "/v1/me echoes the token");
+    let client = async_nats::connect(nats).await.expect("nats");
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Authorization", format!("Bearer {}", bob.1).as_str());
+    headers.insert("Content-Type", "application/json");
+    for verb in ["list", "funds"] {
+        let reply = client
+            .request_with_headers(
+                format!("orders.{demo}.{verb}"),
+                headers.clone(),
+                "{}".into(),
+            )
+            .await
+            .expect("reply");
+        let body: Value = serde_json::from_slice(&reply.payload).expect("json reply");
+        assert_eq!(body["error"]["code"], "FORBIDDEN", "{verb}: {body}");
+    }
+}
+
+/// A LIMIT buy price ~10% under the last price, on the 5-paise tick, in rupees.
+async fn resting_price(nats: &str) -> String {
+    let client = async_nats::connect(nats).await.expect("nats");
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Content-Type", "application/json");
+    let reply: Value = eventually(WAIT, "a price for SBIN-EQ", || {
+        let client = client.clone();
+        let headers = headers.clone();
+        async move {
+            let msg = client
+                .request_with_headers(
+                    "md.req.last",
+                    headers,
+                    r#"{"exchange":"NSE","symbol":"SBIN-EQ"}"#.into(),
+                )
+                .await
+                .ok()?;
+            let body: Value = serde_json::from_slice(&msg.payload).ok()?;
+            body["ok"].as_bool().filter(|ok| *ok).map(|_| body)
+        }
+    })
+    .await;
+    let ltp = reply["result"]["ltp"].as_i64().expect("ltp");
+    let paise = ltp * 9 / 10 / 5 * 5;
+    format!("{}.{:02}", paise / 100, paise % 100)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trader_uses_every_view_in_a_real_browser() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let shots = std::env::var_os("PINNACLE_CONSOLE_SCREENSHOTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| dir.path().join("shots"));
+    std::fs::create_dir_all(&shots).expect("screenshot dir");
+    let _dev = start_dev(&data).await;
+    let env = dev_env(&data.join("dev.env"));
+    let (api, nats, demo, token, admin) = (
+        &env["USER_API_URL"],
+        &env["NATS_URL"],
+        &env["DEMO_USER_ID"],
+        &env["DEMO_API_TOKEN"],
+        &env["PINNACLE_API_ADMIN_TOKEN"],
+    );
+    let http = reqwest::Client::new();
+    let (bob_id, bob_token) = second_user(&http, api, admin).await;
+    others_are_refused(&http, api, nats, demo, (&bob_id, &bob_token)).await;
+    let price = resting_price(nats).await;
+
+    let browser = Browser::start(&dir.path().join("profile")).await;
+    browser.goto(&format!("{api}/")).await;
+    browser
+        .wait_for("the login form", "document.querySelector('#token')")
+        .await;
+    let unlabelled = browser
+        .script(
+            "return [...document.querySelectorAll('input, select')].filter(e => e.type !== 'hidden' \
+             && !e.labels.length && !e.getAttribute('aria-label')).map(e => e.id || e.name);",
+            json!([]),
+        )
+        .await;
+    assert_eq!(unlabelled, json!([]), "form controls without a label");
+    browser.screenshot(&shots, "login").await;
+
+    // Log in with the token; the watchlist fills and ticks.
+    browser.fill("#token", token).await;
+    browser.click("#login-token button[type=submit]").await;
+    browser
+        .wait_for("the connection", "document.querySelector('#conn.ok')")
+        .await;
+    let first = browser
+        .wait_for(
+            "a ticking watchlist row",
+            "Number(document.querySelector('#watchlist tbody tr[data-seq]')?.dataset.seq)",
+        )
+        .await;
+    browser
+        .wait_for(
+            "the watchlist to update",
+            &format!("Number(document.querySelector('#watchlist tbody tr[data-seq]').dataset.seq) > {first}"),
+        )
+        .await;
+    browser
+        .wait_for("market status", "document.querySelector('#status-list li')")
+        .await;
+    browser
+        .wait_for(
+            "a sparkline",
+            "document.querySelector('#watchlist polyline').getAttribute('points').split(' ').length > 2",
+        )
+        .await;
+    let source = browser
+        .script("return document.documentElement.outerHTML", json!([]))
+        .await;
+    assert!(
+        !source.as_str().unwrap_or_default().contains(token.as_str()),
+        "the token is in the page"
+    );
+    browser.screenshot(&shots, "market").await;
+
+    // A protocol error is shown as its code and message.
+    browser.goto(&format!("{api}/#trade")).await;
+    browser
+        .wait_for(
+            "the ticket",
+            "!document.querySelector('#view-trade').hidden",
+        )
+        .await;
+    browser.fill("#t-symbol", "SBIN-EQ").await;
+    browser.fill("#t-qty", "1").await;
+    browser.fill("#t-price", "").await;
+    browser.click("#t-place").await;
+    browser
+        .wait_for(
+            "INVALID_REQUEST shown",
+            "document.querySelector('#ticket-result').textContent.startsWith('INVALID_REQUEST: ')",
+        )
+        .await;
+
+    // A LIMIT order far below the price rests…
+    browser.fill("#t-price", &price).await;
+    browser.click("#t-place").await;
+    browser
+        .wait_for(
+            "the order to rest",
+            "/: OPEN/.test(document.querySelector('#ticket-result').textContent)",
+        )
+        .await;
+    browser
+        .wait_for(
+            "the order in the table",
+            "document.querySelector('#orders tr[data-status=OPEN]')",
+        )
+        .await;
+    browser.screenshot(&shots, "trade").await;
+    // …and is cancelled; the cancel also arrives as a live order event.
+    browser
+        .click("#orders tr[data-status=OPEN] button[aria-label^=Cancel]")
+        .await;
+    browser
+        .wait_for(
+            "the order cancelled",
+            "document.querySelector('#orders tr[data-status=CANCELLED]')",
+        )
+        .await;
+    browser
+        .wait_for(
+            "the cancel event",
+            "[...document.querySelectorAll('#events li')].some(li => li.textContent.endsWith('PENDING_CANCEL → CANCELLED'))",
+        )
+        .await;
+
+    browser.goto(&format!("{api}/#portfolio")).await;
+    browser
+        .wait_for(
+            "funds",
+            "document.querySelectorAll('#funds dd').length === 4",
+        )
+        .await;
+    browser.screenshot(&shots, "portfolio").await;
+
+    browser.goto(&format!("{api}/#audit")).await;
+    browser
+        .wait_for(
+            "the order's audit events",
+            "document.querySelector('#audit tbody').textContent.includes('order.cancel')",
+        )
+        .await;
+    browser.click("#verify").await;
+    browser
+        .wait_for(
+            "the chain to verify",
+            "document.querySelector('#verify-result').textContent.startsWith('✓ Your chain verifies')",
+        )
+        .await;
+    browser.screenshot(&shots, "audit").await;
+
+    browser.goto(&format!("{api}/#account")).await;
+    browser
+        .wait_for(
+            "the paper account",
+            "document.querySelector('#accounts tbody').textContent.includes('paper')",
+        )
+        .await;
+    browser.click("#token-new button[type=submit]").await;
+    let shown = browser
+        .wait_for(
+            "the new token, once",
+            "document.querySelector('#token-value').value",
+        )
+        .await;
+    assert!(
+        shown.as_str().unwrap_or_default().starts_with("pnk_"),
+        "{shown}"
+    );
+    browser.click("#token-dismiss").await;
+    browser.screenshot(&shots, "account").await;
+    let page = browser
+        .script("return document.querySelector('main').innerText", json!([]))
+        .await;
+    let page = page.as_str().unwrap_or_default();
+    for secret in ["paper-demo-api-key", "PAPERDEMO", "pnk_"] {
+        assert!(!page.contains(secret), "the account view shows {secret}");
+    }
+    assert!(page.contains("api_key set"), "{page}");
+
+    // The admin view, with the admin token.
+    browser.click("#logout").await;
+    browser
+        .wait_for(
+            "the login form again",
+            "!document.querySelector('#view-login').hidden",
+        )
+        .await;
+    browser.fill("#token", admin).await;
+    browser.click("#login-token button[type=submit]").await;
+    browser.goto(&format!("{api}/#admin")).await;
+    browser
+        .wait_for(
+            "the users",
+            "document.querySelector('#users tbody').textContent.includes('console-bob')",
+        )
+        .await;
+    browser
+        .wait_for("the keys", "document.querySelector('#keys tbody tr')")
+        .await;
+    browser.screenshot(&shots, "admin").await;
+
+    browser.goto(&format!("{api}/docs")).await;
+    browser
+        .wait_for(
+            "the operations",
+            "document.querySelectorAll('#ops section').length > 10",
+        )
+        .await;
+    browser.screenshot(&shots, "docs").await;
+
+    // A phone: the market view fits its width (tables scroll inside their frame).
+    browser.resize(390, 844).await;
+    browser.goto(&format!("{api}/#market")).await;
+    browser
+        .wait_for(
+            "ticks on a phone",
+            "document.querySelector('#watchlist tbody tr[data-seq]')",
+        )
+        .await;
+    let overflow = browser
+        .script(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+            json!([]),
+        )
+        .await;
+    browser.screenshot(&shots, "phone").await;
+    let wide = browser
+        .script(
+            "return [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right >              document.documentElement.clientWidth + 1 && !e.closest('.table-wrap')).slice(0, 5).map(e => e.tagName + '#' + e.id + '.' + e.className)",
+            json!([]),
+        )
+        .await;
+    assert!(
+        overflow.as_i64().unwrap_or(1) <= 0,
+        "the page scrolls sideways by {overflow}: {wide}"
+    );
+    browser.quit().await;
+}
+
+/// The production configs with the console's TLS WebSocket listener parse and load their
+/// certificate (`nats-server -t`), with a throwaway self-signed one made by `openssl`.
+#[test]
+fn the_tls_websocket_configs_are_valid() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let nats_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../nats");
+    for file in [
+        "single.conf",
+        "single-console.conf",
+        "cluster.conf",
+        "cluster-console.conf",
+        "websocket.conf",
+        "auth.conf",
+    ] {
+        std::fs::copy(nats_dir.join(file), dir.path().join(file)).expect(file);
+    }
+    std::fs::copy(
+        nats_dir.join("passwords.conf.example"),
+        dir.path().join("passwords.conf"),
+    )
+    .expect("passwords.conf");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl runs");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let binary = pinnacle_cli::nats_server::find_binary().expect("nats-server");
+    for conf in ["single-console.conf", "cluster-console.conf"] {
+        let out = std::process::Command::new(&binary)
+            .arg("-c")
+            .arg(dir.path().join(conf))
+            .arg("-t")
+            .env("PINNACLE_NATS_NAME", "n1")
+            .env("PINNACLE_NATS_HOST", "127.0.0.1")
+            .env("PINNACLE_NATS_PORT", "-1")
+            .env("PINNACLE_NATS_HTTP_PORT", "-1")
+            .env("PINNACLE_NATS_CLUSTER_PORT", "-1")
+            .env("PINNACLE_NATS_STORE_DIR", dir.path().join("js"))
+            .env("PINNACLE_NATS_ROUTE_1", "nats-route://127.0.0.1:16221")
+            .env("PINNACLE_NATS_ROUTE_2", "nats-route://127.0.0.1:16222")
+            .env("PINNACLE_NATS_ROUTE_3", "nats-route://127.0.0.1:16223")
+            .env("PINNACLE_NATS_WS_PORT", "-1")
+            .env("PINNACLE_NATS_WS_CERT", &cert)
+            .env("PINNACLE_NATS_WS_KEY", &key)
+            .env("PINNACLE_CONSOLE_ORIGIN", "https://console.example.com")
+            .output()
+            .expect("nats-server runs");
+        assert!(
+            out.status.success(),
+            "{conf}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Without the certificate the listener refuses to start: TLS is not optional.
+    std::fs::remove_file(&cert).expect("remove cert");
+    let out = std::process::Command::new(&binary)
+        .arg("-c")
+        .arg(dir.path().join("single-console.conf"))
+        .arg("-t")
+        .env("PINNACLE_NATS_HOST", "127.0.0.1")
+        .env("PINNACLE_NATS_PORT", "-1")
+        .env("PINNACLE_NATS_HTTP_PORT", "-1")
+        .env("PINNACLE_NATS_STORE_DIR", dir.path().join("js"))
+        .env("PINNACLE_NATS_WS_PORT", "-1")
+        .env("PINNACLE_NATS_WS_CERT", &cert)
+        .env("PINNACLE_NATS_WS_KEY", &key)
+        .env("PINNACLE_CONSOLE_ORIGIN", "https://console.example.com")
+        .output()
+        .expect("nats-server runs");
+    assert!(!out.status.success(), "started without its certificate");
+}
