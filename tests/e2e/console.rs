@@ -360,6 +360,34 @@ async fn others_are_refused(
     }
 }
 
+/// The verify route is no rubber stamp: an event forged onto Bob's chain (the dev stack's
+/// NATS has no authorization) without chain headers makes his chain fail, as
+/// `pinnacle audit verify` would report it.
+async fn verification_can_fail(http: &reqwest::Client, api: &str, nats: &str, bob: (&str, &str)) {
+    let verify = |token: String| async move {
+        http.get(format!("{api}/v1/users/{}/audit/verify", bob.0))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("verify")
+            .json::<Value>()
+            .await
+            .expect("verify json")
+    };
+    let before = verify(bob.1.to_string()).await;
+    assert_eq!(before["clean"], true, "{before}");
+    let client = async_nats::connect(nats).await.expect("nats");
+    let js = async_nats::jetstream::new(client);
+    js.publish(format!("audit.credential.{}", bob.0), "forged".into())
+        .await
+        .expect("publish")
+        .await
+        .expect("stored");
+    let after = verify(bob.1.to_string()).await;
+    assert_eq!(after["clean"], false, "{after}");
+    assert_eq!(after["problems"][0]["kind"], "unchained", "{after}");
+}
+
 /// A LIMIT buy price ~10% under the last price, on the 5-paise tick, in rupees.
 async fn resting_price(nats: &str) -> String {
     let client = async_nats::connect(nats).await.expect("nats");
@@ -407,6 +435,7 @@ async fn a_trader_uses_every_view_in_a_real_browser() {
     let http = reqwest::Client::new();
     let (bob_id, bob_token) = second_user(&http, api, admin).await;
     others_are_refused(&http, api, nats, demo, (&bob_id, &bob_token)).await;
+    verification_can_fail(&http, api, nats, (&bob_id, &bob_token)).await;
     let price = resting_price(nats).await;
 
     let browser = Browser::start(&dir.path().join("profile")).await;
@@ -495,6 +524,44 @@ async fn a_trader_uses_every_view_in_a_real_browser() {
         )
         .await;
     browser.screenshot(&shots, "trade").await;
+    // …is modified to a price still below the market (the dialog)…
+    browser
+        .click("#orders tr[data-status=OPEN] button[aria-label^=Modify]")
+        .await;
+    browser
+        .wait_for(
+            "the modify dialog",
+            "document.querySelector('#modify-dialog').open",
+        )
+        .await;
+    let lower = format!(
+        "{}.00",
+        price
+            .split('.')
+            .next()
+            .unwrap_or("1")
+            .parse::<i64>()
+            .unwrap_or(2)
+            - 1
+    );
+    browser.fill("#m-price", &lower).await;
+    browser.click("#modify-form button[value=send]").await;
+    browser
+        .wait_for(
+            "the modified price",
+            &format!(
+                "!document.querySelector('#modify-dialog').open && \
+                 [...document.querySelectorAll('#orders tr[data-status=OPEN] td')].some(td => td.textContent === '₹' + \
+                 new Intl.NumberFormat('en-IN', {{minimumFractionDigits: 2}}).format({lower}))"
+            ),
+        )
+        .await;
+    browser
+        .wait_for(
+            "the modify event",
+            "[...document.querySelectorAll('#events li')].some(li => li.textContent.endsWith('PENDING_MODIFY → OPEN'))",
+        )
+        .await;
     // …and is cancelled; the cancel also arrives as a live order event.
     browser
         .click("#orders tr[data-status=OPEN] button[aria-label^=Cancel]")
