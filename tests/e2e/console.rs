@@ -388,6 +388,26 @@ async fn verification_can_fail(http: &reqwest::Client, api: &str, nats: &str, bo
     assert_eq!(after["problems"][0]["kind"], "unchained", "{after}");
 }
 
+/// Places a MARKET buy of one SBIN-EQ for `user` over NATS, as a strategy would.
+async fn place_market_buy(nats: &str, user: &str, token: &str) {
+    let client = async_nats::connect(nats).await.expect("nats");
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Authorization", format!("Bearer {token}").as_str());
+    headers.insert("Content-Type", "application/json");
+    let order = json!({"client_order_id": format!("strategy-{}", uuid::Uuid::new_v4()),
+        "exchange": "NSE", "symbol": "SBIN-EQ", "side": "BUY", "order_type": "MARKET", "quantity": 1});
+    let reply = client
+        .request_with_headers(
+            format!("orders.{user}.place"),
+            headers,
+            order.to_string().into(),
+        )
+        .await
+        .expect("reply");
+    let body: Value = serde_json::from_slice(&reply.payload).expect("json reply");
+    assert_eq!(body["result"]["status"], "FILLED", "{body}");
+}
+
 /// A LIMIT buy price ~10% under the last price, on the 5-paise tick, in rupees.
 async fn resting_price(nats: &str) -> String {
     let client = async_nats::connect(nats).await.expect("nats");
@@ -453,9 +473,9 @@ async fn a_trader_uses_every_view_in_a_real_browser() {
     assert_eq!(unlabelled, json!([]), "form controls without a label");
     browser.screenshot(&shots, "login").await;
 
-    // Log in with the token; the watchlist fills and ticks.
-    browser.fill("#token", token).await;
-    browser.click("#login-token button[type=submit]").await;
+    // Log in with the token, from the keyboard (Enter submits); the watchlist fills and
+    // ticks.
+    browser.fill("#token", &format!("{token}\u{E007}")).await;
     browser
         .wait_for("the connection", "document.querySelector('#conn.ok')")
         .await;
@@ -584,6 +604,21 @@ async fn a_trader_uses_every_view_in_a_real_browser() {
         .wait_for(
             "funds",
             "document.querySelectorAll('#funds dd').length === 4",
+        )
+        .await;
+    browser
+        .wait_for(
+            "no trades yet",
+            "document.querySelector('#trades td.empty')",
+        )
+        .await;
+    // An order placed elsewhere (a strategy) fills; its events update the open page.
+    place_market_buy(nats, demo, token).await;
+    browser
+        .wait_for(
+            "the fill in trades and positions, without a reload",
+            "document.querySelector('#trades tbody').textContent.includes('NSE:SBIN-EQ') && \
+             document.querySelector('#positions tbody').textContent.includes('NSE:SBIN-EQ')",
         )
         .await;
     browser.screenshot(&shots, "portfolio").await;

@@ -31,15 +31,19 @@ function money(paise) {
   return "₹" + rupees.format(Number(paise) / 100);
 }
 
+// Times are shown in IST, the markets' time, whatever the browser's zone.
+const IST = { timeZone: "Asia/Kolkata", hour12: false };
+const istDay = (d) => d.toLocaleDateString("en-IN", IST);
+
 function when(ms) {
   if (!ms) return "–";
   const d = new Date(Number(ms));
-  const today = new Date().toDateString() === d.toDateString();
-  return today ? d.toLocaleTimeString() : d.toLocaleString();
+  const today = istDay(new Date()) === istDay(d);
+  return (today ? d.toLocaleTimeString("en-IN", IST) : d.toLocaleString("en-IN", IST)) + " IST";
 }
 
 function iso(text) {
-  return text ? new Date(text).toLocaleString() : "–";
+  return text ? new Date(text).toLocaleString("en-IN", IST) + " IST" : "–";
 }
 
 /** "812.35" -> 81235 paise, exactly (no binary floats); "" -> null. */
@@ -545,17 +549,31 @@ async function refreshPortfolio() {
     div.querySelector("dd").textContent = money(funds[k]);
     return div;
   }));
-  $("#positions tbody").replaceChildren(...positions.positions.map((p) => row(
+  fillBody("#positions tbody", positions.positions.map((p) => row(
     `${p.exchange}:${p.symbol}`, p.product, [counts.format(p.net_quantity), "num"], [money(p.average_price), "num"],
     [counts.format(p.buy_quantity), "num"], [counts.format(p.sell_quantity), "num"],
     [money(p.realized_pnl), `num ${p.realized_pnl > 0 ? "up" : p.realized_pnl < 0 ? "down" : ""}`],
-  )));
-  $("#holdings tbody").replaceChildren(...holdings.holdings.map((h) => row(
+  )), "No positions.");
+  fillBody("#holdings tbody", holdings.holdings.map((h) => row(
     `${h.exchange}:${h.symbol}`, [counts.format(h.quantity), "num"], [money(h.average_price), "num"],
-  )));
-  $("#trades tbody").replaceChildren(...trades.trades.slice().reverse().map((t) => row(
+  )), "No holdings.");
+  fillBody("#trades tbody", trades.trades.slice().reverse().map((t) => row(
     when(t.ts_ms), `${t.exchange}:${t.symbol}`, t.side, t.product, [counts.format(t.quantity), "num"], [money(t.price), "num"], t.order_id,
-  )));
+  )), "No trades today.");
+}
+
+/** Replaces a table body's rows, or shows `empty` across the table when there are none. */
+function fillBody(selector, rows, empty) {
+  const body = $(selector);
+  if (rows.length) {
+    body.replaceChildren(...rows);
+    return;
+  }
+  const td = cell(empty, "empty");
+  td.colSpan = body.closest("table").querySelectorAll("thead th").length;
+  const tr = document.createElement("tr");
+  tr.append(td);
+  body.replaceChildren(tr);
 }
 
 function row(...cells) {
