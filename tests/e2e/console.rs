@@ -167,6 +167,17 @@ impl Browser {
         .await
     }
 
+    /// Runs an async script: it calls `done(value)` (its last argument) when finished.
+    async fn script_async(&self, body: &str) -> Value {
+        let script = format!("const done = arguments[arguments.length - 1]; {body}");
+        self.call(
+            reqwest::Method::POST,
+            "/execute/async",
+            Some(json!({"script": script, "args": []})),
+        )
+        .await
+    }
+
     async fn find(&self, css: &str) -> String {
         let found = self
             .call(
@@ -388,6 +399,42 @@ async fn verification_can_fail(http: &reqwest::Client, api: &str, nats: &str, bo
     assert_eq!(after["problems"][0]["kind"], "unchained", "{after}");
 }
 
+/// The console's own codecs, run in the page: subject escaping (PROTOCOL.md's examples),
+/// rupees to exact paise, MessagePack decoding and NATS header blocks.
+async fn pure_functions_in_the_page(browser: &Browser) {
+    let results = browser
+        .script_async(
+            "Promise.all([import('/console/app.js'), import('/console/msgpack.js'), import('/console/nats.js')])
+             .then(([app, mp, nats]) => {
+               const throws = (f) => { try { f(); return false; } catch { return true; } };
+               const bytes = Uint8Array.of(0x82, 0xa1, 0x61, 0xcd, 0x01, 0x00, 0xa1, 0x62,
+                 0xd3, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfb);
+               done({
+                 escape: ['SBIN-EQ', 'NIFTY 50', 'BAJAJ.AUTO', 'M&M-EQ', 'a~b', 'é'].map(app.escapeToken),
+                 paise: ['812.35', '812.3', '812', '0.05'].map(app.toPaise),
+                 bad_prices: ['8.123', '-1', '1e3', 'abc'].map((p) => throws(() => app.toPaise(p))),
+                 decoded: mp.decode(bytes),
+                 truncated: throws(() => mp.decode(bytes.slice(0, 9))),
+                 no_responders: nats.decodeHeaders(new TextEncoder().encode('NATS/1.0 503\\r\\n\\r\\n')).status,
+                 header: nats.decodeHeaders(new TextEncoder().encode('NATS/1.0\\r\\nPinnacle-Error: FORBIDDEN\\r\\n\\r\\n')).headers,
+               });
+             }, (e) => done({error: String(e)}));",
+        )
+        .await;
+    assert_eq!(
+        results,
+        json!({
+            "escape": ["SBIN-EQ", "NIFTY~2050", "BAJAJ~2EAUTO", "M&M-EQ", "a~7Eb", "~C3~A9"],
+            "paise": [81235, 81230, 81200, 5],
+            "bad_prices": [true, true, true, true],
+            "decoded": {"a": 256, "b": -5},
+            "truncated": true,
+            "no_responders": 503,
+            "header": {"pinnacle-error": ["FORBIDDEN"]},
+        })
+    );
+}
+
 /// Places a MARKET buy of one SBIN-EQ for `user` over NATS, as a strategy would.
 async fn place_market_buy(nats: &str, user: &str, token: &str) {
     let client = async_nats::connect(nats).await.expect("nats");
@@ -500,6 +547,7 @@ async fn a_trader_uses_every_view_in_a_real_browser() {
             "document.querySelector('#watchlist polyline').getAttribute('points').split(' ').length > 2",
         )
         .await;
+    pure_functions_in_the_page(&browser).await;
     let source = browser
         .script("return document.documentElement.outerHTML", json!([]))
         .await;

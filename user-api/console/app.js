@@ -197,10 +197,45 @@ async function loginWithPassword(name, password) {
 }
 
 function logout() {
+  session.loggingOut = true;
   sessionStorage.removeItem("pinnacle.token");
   if (session.nats) session.nats.close();
   location.hash = "";
   location.reload();
+}
+
+// Subscriptions the page wants, kept across reconnects: id -> {subject, callback, sid}.
+const wanted = new Map();
+let nextWanted = 1;
+
+/** Subscribes now and again after every reconnect; returns an id for `unfollowSubject`. */
+function followSubject(subject, callback) {
+  const id = nextWanted++;
+  wanted.set(id, { subject, callback, sid: session.nats.subscribe(subject, callback) });
+  return id;
+}
+
+function unfollowSubject(id) {
+  const held = wanted.get(id);
+  wanted.delete(id);
+  if (held && session.nats && !session.nats.closed) session.nats.unsubscribe(held.sid);
+}
+
+/** After a lost connection: retry with backoff, resubscribe, then heal what was missed. */
+async function reconnect(delayMs = 500) {
+  setConn(false, "NATS connection lost; reconnecting…");
+  await new Promise((r) => setTimeout(r, delayMs));
+  try {
+    await connectNats();
+  } catch {
+    reconnect(Math.min(delayMs * 2, 10000));
+    return;
+  }
+  for (const held of wanted.values()) held.sid = session.nats.subscribe(held.subject, held.callback);
+  // Ticks, status and orders changed while away: snapshot them again (PROTOCOL.md, step 4).
+  await healMarket().catch(showAlert);
+  if (session.me.kind === "user") await refreshOrders().catch(showAlert);
+  route();
 }
 
 async function connectNats() {
@@ -218,7 +253,9 @@ async function connectNats() {
   });
   sessionStorage.setItem("pinnacle.nats", url);
   if (pass) sessionStorage.setItem("pinnacle.natspass", pass);
-  conn.onclose = () => setConn(false, "disconnected from NATS (reload to reconnect)");
+  conn.onclose = () => {
+    if (session.nats === conn && !session.loggingOut) reconnect();
+  };
   conn.onerror = (e) => showAlert(e);
   session.nats = conn;
   setConn(true, `NATS ${url}`);
@@ -297,11 +334,32 @@ async function startMarket() {
     session.watch = page.ticks.map((t) => ({ exchange: t.exchange, symbol: t.symbol }));
     saveWatch();
   }
-  session.nats.subscribe("md.status.>", (msg) => applyStatus(decode(msg.data)));
-  const status = await request("md.req.status", {});
-  for (const s of status.exchanges) applyStatus(s);
+  followSubject("md.status.>", (msg) => applyStatus(decode(msg.data)));
   for (const w of session.watch) await follow(w);
+  await healMarket();
   renderSymbols();
+}
+
+/** Every watched symbol's latest tick and every exchange's status, in one snapshot. */
+async function healMarket() {
+  const symbols = session.watch.map((w) => ({ exchange: w.exchange, symbol: w.symbol }));
+  if (!symbols.length) {
+    const status = await request("md.req.status", {});
+    for (const s of status.exchanges) applyStatus(s);
+    return;
+  }
+  const page = await request("md.req.snapshot", { symbols });
+  for (const s of page.status) applyStatus(s);
+  for (const tick of page.ticks) applyTick(tickSubject(tick), tick);
+}
+
+/** One symbol's latest tick, after its `seq` jumped (ticks were missed). */
+async function healSymbol(w) {
+  try {
+    applyTick(tickSubject(w), await request("md.req.last", { exchange: w.exchange, symbol: w.symbol }));
+  } catch (e) {
+    if (e.code !== "NOT_FOUND") showAlert(e);
+  }
 }
 
 async function follow(w) {
@@ -309,13 +367,8 @@ async function follow(w) {
   if (session.ticks.has(subject)) return;
   session.ticks.set(subject, { tick: null, points: [], row: null });
   addWatchRow(w, subject);
-  session.ticks.get(subject).sid = session.nats.subscribe(subject, (msg) => applyTick(msg.subject, decode(msg.data)));
-  try {
-    const last = await request("md.req.last", { exchange: w.exchange, symbol: w.symbol });
-    applyTick(subject, last);
-  } catch (e) {
-    if (e.code !== "NOT_FOUND") showAlert(e);
-  }
+  session.ticks.get(subject).sub = followSubject(subject, (msg) => applyTick(msg.subject, decode(msg.data)));
+  await healSymbol(w);
 }
 
 function applyStatus(s) {
@@ -353,7 +406,7 @@ function addWatchRow(w, subject) {
 function unfollow(w, subject) {
   const held = session.ticks.get(subject);
   if (held) {
-    session.nats.unsubscribe(held.sid);
+    unfollowSubject(held.sub);
     held.row?.remove();
     session.ticks.delete(subject);
   }
@@ -366,6 +419,12 @@ function applyTick(subject, tick) {
   const held = session.ticks.get(subject);
   if (!held || !tick) return;
   if (held.tick && tick.seq <= held.tick.seq) return; // the snapshot rule: only newer ticks
+  if (held.tick && tick.seq > held.tick.seq + 1 && !held.healing) {
+    // A gap: ticks were missed. This one is newer than all of them, so it stands; ask for
+    // the latest once more in case more were lost behind it.
+    held.healing = true;
+    healSymbol({ exchange: tick.exchange, symbol: tick.symbol }).finally(() => { held.healing = false; });
+  }
   held.tick = tick;
   held.points.push(Number(tick.ltp));
   if (held.points.length > 600) held.points.shift();
@@ -403,7 +462,7 @@ function renderSymbols() {
 // ---------- trading: ticket, orders, events ----------
 
 async function startTrading() {
-  session.nats.subscribe(`events.orders.${session.me.user_id}`, (msg) => onOrderEvent(decode(msg.data)));
+  followSubject(`events.orders.${session.me.user_id}`, (msg) => onOrderEvent(decode(msg.data)));
   session.accounts = await api("GET", userPath("/broker-accounts"));
   const select = $("#t-account");
   for (const a of session.accounts) {
