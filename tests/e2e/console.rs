@@ -63,10 +63,12 @@ impl Browser {
         let chromium = binary(&["chromium", "chromium-browser", "google-chrome"]);
         let driver_bin = binary(&["chromedriver"]);
         let port = free_port();
+        // Its own process group, so Chromium and its helpers go with it (see Drop).
         let driver = Command::new(driver_bin)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .expect("chromedriver starts");
@@ -242,8 +244,52 @@ impl Browser {
     }
 }
 
+impl Drop for Browser {
+    /// However the test ends, chromedriver's whole process group (Chromium included) stops.
+    fn drop(&mut self) {
+        if let Some(pid) = self._driver.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .status();
+        }
+    }
+}
+
+/// `pinnacle dev`, stopped with SIGTERM however the test ends, so it stops its own
+/// nats-server too (a SIGKILL would leave that running).
+struct Dev(Child);
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let Some(pid) = self.0.id() else { return };
+        // A test that failed while the server was stopped must not leave it stopped.
+        if let Some(nats) = nats_server_pid_of(pid) {
+            let _ = std::process::Command::new("kill")
+                .args(["-CONT", &nats])
+                .status();
+        }
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while self.0.try_wait().ok().flatten().is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// The pid of `parent`'s nats-server child, if it has one.
+fn nats_server_pid_of(parent: u32) -> Option<String> {
+    let out = std::process::Command::new("pgrep")
+        .args(["-P", &parent.to_string(), "nats-server"])
+        .output()
+        .ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    text.split_whitespace().next().map(str::to_string)
+}
+
 /// Starts `pinnacle dev` with its own NATS (and WebSocket listener) and SQLite in `data`.
-async fn start_dev(data: &Path) -> Child {
+async fn start_dev(data: &Path) -> Dev {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pinnacle-under-test"))
         .args(["dev", "--api-bind", "127.0.0.1:0", "--data-dir"])
         .arg(data)
@@ -254,7 +300,6 @@ async fn start_dev(data: &Path) -> Child {
         .env_remove("PINNACLE_ENV_FILE")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .expect("pinnacle dev starts");
     let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
@@ -277,7 +322,7 @@ async fn start_dev(data: &Path) -> Child {
         "{banner}"
     );
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    child
+    Dev(child)
 }
 
 fn dev_env(path: &Path) -> HashMap<String, String> {
@@ -435,6 +480,30 @@ async fn pure_functions_in_the_page(browser: &Browser) {
     );
 }
 
+/// The pid of `pinnacle dev`'s own nats-server, from its ports file
+/// (`<data>/nats/ports/nats-server_<pid>.ports`).
+fn nats_server_pid(data: &Path) -> u32 {
+    std::fs::read_dir(data.join("nats/ports"))
+        .expect("ports dir")
+        .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+        .find_map(|name| {
+            name.strip_prefix("nats-server_")?
+                .strip_suffix(".ports")?
+                .parse()
+                .ok()
+        })
+        .expect("a nats-server ports file")
+}
+
+fn signal(pid: u32, name: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -{name} {pid}");
+}
+
 /// Places a MARKET buy of one SBIN-EQ for `user` over NATS, as a strategy would.
 async fn place_market_buy(nats: &str, user: &str, token: &str) {
     let client = async_nats::connect(nats).await.expect("nats");
@@ -548,6 +617,29 @@ async fn a_trader_uses_every_view_in_a_real_browser() {
         )
         .await;
     pure_functions_in_the_page(&browser).await;
+    // A dead connection (the NATS server stopped, not closed) is noticed by its missing
+    // PONGs and retried; once the server runs again the watchlist ticks again.
+    let nats_pid = nats_server_pid(&data);
+    signal(nats_pid, "STOP");
+    browser
+        .wait_for("the connection lost", "document.querySelector('#conn.bad')")
+        .await;
+    signal(nats_pid, "CONT");
+    browser
+        .wait_for("the connection back", "document.querySelector('#conn.ok')")
+        .await;
+    let resumed = browser
+        .script(
+            "return Number(document.querySelector('#watchlist tbody tr[data-seq]').dataset.seq)",
+            json!([]),
+        )
+        .await;
+    browser
+        .wait_for(
+            "ticks after the reconnect",
+            &format!("Number(document.querySelector('#watchlist tbody tr[data-seq]').dataset.seq) > {resumed}"),
+        )
+        .await;
     let source = browser
         .script("return document.documentElement.outerHTML", json!([]))
         .await;

@@ -7,6 +7,12 @@
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 const CRLF = enc.encode("\r\n");
+/** How long the server has to complete the handshake. */
+const HANDSHAKE_MS = 5000;
+/** How often the connection is checked with a PING. */
+const PING_MS = 3000;
+/** No PONG for this long: the connection is dead. */
+const STALE_MS = 8000;
 
 export class NatsError extends Error {
   constructor(code, message) {
@@ -108,12 +114,14 @@ export class Connection {
       };
       ws.onerror = () => fail(new NatsError("CONNECT_FAILED", `no NATS WebSocket answered at ${url}`));
       ws.onclose = () => {
-        conn.closed = true;
         fail(new NatsError("CONNECT_FAILED", "the NATS server closed the connection"));
-        for (const { reject: r } of conn.pending.values()) r(new NatsError("DISCONNECTED", "connection closed"));
-        conn.pending.clear();
-        if (conn.onclose) conn.onclose();
+        conn.lost();
       };
+      // A server that accepts the socket but never answers (stopped, overloaded) fails too.
+      const handshake = setTimeout(() => {
+        fail(new NatsError("CONNECT_FAILED", `no NATS handshake from ${url} within ${HANDSHAKE_MS} ms`));
+        conn.lost();
+      }, HANDSHAKE_MS);
       ws.onmessage = (event) => conn.receive(new Uint8Array(event.data));
       conn.onInfo = () => {
         const connect = {
@@ -127,8 +135,10 @@ export class Connection {
         conn.ping().then(() => {
           conn.send(`SUB ${conn.inbox}.* ${conn.replySid = conn.nextSid++}\r\n`);
           conn.subs.set(conn.replySid, (msg) => conn.reply(msg));
+          clearTimeout(handshake);
           ready = true;
           conn.ready = true;
+          conn.keepalive();
           resolve(conn);
         }, fail);
       };
@@ -149,7 +159,44 @@ export class Connection {
 
   close() {
     this.closed = true;
+    clearInterval(this.pinger);
     this.ws.close();
+  }
+
+  /**
+   * PINGs the server every PING_MS; a connection with no PONG for STALE_MS is dead (a
+   * half-open socket, a stopped server) and is dropped, so the page notices and reconnects.
+   */
+  keepalive() {
+    this.lastPong = Date.now();
+    this.pinger = setInterval(() => {
+      if (Date.now() - this.lastPong > STALE_MS) {
+        this.lost();
+        return;
+      }
+      try {
+        this.send("PING\r\n");
+      } catch {
+        this.lost();
+      }
+    }, PING_MS);
+  }
+
+  /** The connection is gone: fail what waits on it and tell the page, once. */
+  lost() {
+    if (this.gone) return;
+    this.gone = true;
+    this.closed = true;
+    clearInterval(this.pinger);
+    for (const { reject } of this.pending.values()) reject(new NatsError("DISCONNECTED", "connection closed"));
+    this.pending.clear();
+    for (const { reject } of this.pongs.splice(0)) reject(new NatsError("DISCONNECTED", "connection closed"));
+    try {
+      this.ws.close();
+    } catch {
+      // already closing
+    }
+    if (this.onclose) this.onclose();
   }
 
   /** Subscribes; `callback(msg)` gets {subject, reply, data (Uint8Array), headers}. */
@@ -251,6 +298,7 @@ export class Connection {
       if (verb === "PING") {
         this.send("PONG\r\n");
       } else if (verb === "PONG") {
+        this.lastPong = Date.now();
         this.pongs.shift()?.resolve();
       } else if (verb === "INFO") {
         this.info = JSON.parse(line.slice(5));
