@@ -480,6 +480,111 @@ async fn pure_functions_in_the_page(browser: &Browser) {
     );
 }
 
+/// The console's NATS client under the shipped production permissions: a node from
+/// `single.conf` + `auth.conf` (with two traders) + a WebSocket block like
+/// `nats/websocket.conf` (TLS left out; only the console's origin allowed). In the page
+/// (served by `api`), trader A logs in as the console does: they may use market data and
+/// their own inbox; trader B's order subjects and events are refused by the server; a
+/// wrong password or the default inbox gets nothing.
+async fn trader_permissions_over_websocket(browser: &Browser, api: &str) {
+    use pinnacle_tests::cluster::{self, TRADER_A, TRADER_B};
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::copy(
+        cluster::nats_dir().join("single.conf"),
+        dir.path().join("single.conf"),
+    )
+    .expect("single.conf");
+    cluster::write_auth(dir.path()).expect("auth.conf and passwords");
+    let ws_port = free_port();
+    std::fs::write(
+        dir.path().join("console.conf"),
+        format!(
+            "include \"single.conf\"\nwebsocket {{\n  host: 127.0.0.1\n  port: {ws_port}\n  no_tls: true\n  \
+             allowed_origins: [\"{api}\"]\n}}\n"
+        ),
+    )
+    .expect("console.conf");
+    let _server = Command::new(pinnacle_cli::nats_server::find_binary().expect("nats-server"))
+        .arg("-c")
+        .arg(dir.path().join("console.conf"))
+        .env("PINNACLE_NATS_HOST", "127.0.0.1")
+        .env("PINNACLE_NATS_PORT", "-1")
+        .env("PINNACLE_NATS_HTTP_PORT", "-1")
+        .env("PINNACLE_NATS_STORE_DIR", dir.path().join("jetstream"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("nats-server starts");
+    let url = format!("ws://127.0.0.1:{ws_port}");
+    eventually(WAIT, "the WebSocket listener", || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", ws_port))
+            .await
+            .ok()
+    })
+    .await;
+    let (a, b) = (TRADER_A.user, TRADER_B.user);
+    let script = format!(
+        "import('/console/nats.js').then(async ({{ Connection }}) => {{
+           const out = {{}};
+           const errors = [];
+           const a = await Connection.open('{url}', {{ user: '{a}', pass: '{pass}', inboxPrefix: '_INBOX.{a}' }});
+           a.onerror = (e) => errors.push(e.message);
+           // Allowed: market data and the trader's own order subjects and inbox.
+           a.subscribe('md.tick.>', () => {{}});
+           a.subscribe('events.orders.{a}', () => {{}});
+           try {{ await a.request('orders.{a}.list', new Uint8Array(0), null, 2000); out.own = 'answered'; }}
+           catch (e) {{ out.own = e.code; }}
+           // Refused: another trader's events and orders.
+           a.subscribe('events.orders.{b}', () => {{}});
+           a.publish('orders.{b}.list', new Uint8Array(0));
+           await a.ping();
+           await new Promise((r) => setTimeout(r, 300));
+           out.errors = errors;
+           a.close();
+           try {{ await Connection.open('{url}', {{ user: '{a}', pass: 'wrong' }}); out.wrong_password = 'accepted'; }}
+           catch (e) {{ out.wrong_password = e.message; }}
+           const d = await Connection.open('{url}', {{ user: '{a}', pass: '{pass}' }});
+           const dErrors = [];
+           d.onerror = (e) => dErrors.push(e.message);
+           await d.ping();
+           await new Promise((r) => setTimeout(r, 300));
+           out.default_inbox = dErrors;
+           d.close();
+           done(out);
+         }}).catch((e) => done({{ error: String(e) }}));",
+        pass = TRADER_A.password,
+    );
+    let out = browser.script_async(&script).await;
+    // No order worker runs here: the request reaches nobody, but it was allowed out and
+    // the no-responders status came back on the trader's own inbox.
+    assert_eq!(out["own"], "NO_RESPONDERS", "{out}");
+    let errors = out["errors"].to_string();
+    assert!(
+        errors.contains(&format!(
+            "Permissions Violation for Subscription to \\\"events.orders.{b}\\\""
+        )) || errors.contains(&format!(
+            "Permissions Violation for Subscription to events.orders.{b}"
+        )),
+        "{out}"
+    );
+    assert!(errors.contains(&format!("orders.{b}.list")), "{out}");
+    assert_eq!(errors.matches("Permissions Violation").count(), 2, "{out}");
+    assert!(
+        out["wrong_password"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Authorization Violation"),
+        "{out}"
+    );
+    assert!(
+        out["default_inbox"]
+            .to_string()
+            .contains("Permissions Violation for Subscription"),
+        "{out}"
+    );
+}
+
 /// The pid of `pinnacle dev`'s own nats-server, from its ports file
 /// (`<data>/nats/ports/nats-server_<pid>.ports`).
 fn nats_server_pid(data: &Path) -> u32 {
@@ -855,6 +960,7 @@ async fn a_trader_uses_every_view_in_a_real_browser() {
         )
         .await;
     browser.screenshot(&shots, "phone").await;
+    trader_permissions_over_websocket(&browser, api).await;
     let wide = browser
         .script(
             "return [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right >              document.documentElement.clientWidth + 1 && !e.closest('.table-wrap')).slice(0, 5).map(e => e.tagName + '#' + e.id + '.' + e.className)",
