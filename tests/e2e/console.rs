@@ -27,6 +27,8 @@ use tokio::process::{Child, Command};
 
 /// The W3C WebDriver element key.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+/// The second user's password (they log in with it in the browser).
+const BOB_PASSWORD: &str = "console-bob-password";
 /// How long any one thing in the page may take.
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -124,6 +126,19 @@ impl Browser {
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        match self.try_call(method, path, body).await {
+            Ok(value) => value,
+            Err(error) => panic!("webdriver {path}: {error}"),
+        }
+    }
+
+    /// A WebDriver command; `Err` carries the driver's error and message.
+    async fn try_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, String> {
         let mut request = self.http.request(method, format!("{}{path}", self.session));
         if let Some(body) = body {
             request = request.json(&body);
@@ -136,9 +151,9 @@ impl Browser {
             .await
             .expect("webdriver json");
         if let Some(error) = reply["value"].get("error") {
-            panic!("webdriver {path}: {error} {}", reply["value"]["message"]);
+            return Err(format!("{error} {}", reply["value"]["message"]));
         }
-        reply["value"].clone()
+        Ok(reply["value"].clone())
     }
 
     async fn goto(&self, url: &str) {
@@ -191,13 +206,24 @@ impl Browser {
         found[ELEMENT].as_str().expect("element id").to_string()
     }
 
+    /// Clicks the element `css` names, finding it again if the page re-rendered it in
+    /// between (tables are rebuilt as data arrives).
     async fn click(&self, css: &str) {
-        let id = self.find(css).await;
-        self.call(
-            reqwest::Method::POST,
-            &format!("/element/{id}/click"),
-            Some(json!({})),
-        )
+        eventually(WAIT, &format!("a click on {css}"), || async {
+            let id = self.find(css).await;
+            let clicked = self
+                .try_call(
+                    reqwest::Method::POST,
+                    &format!("/element/{id}/click"),
+                    Some(json!({})),
+                )
+                .await;
+            match clicked {
+                Ok(_) => Some(()),
+                Err(e) if e.contains("stale element") => None,
+                Err(e) => panic!("click on {css}: {e}"),
+            }
+        })
         .await;
     }
 
@@ -340,7 +366,7 @@ async fn second_user(http: &reqwest::Client, api: &str, admin: &str) -> (String,
     let user: Value = http
         .post(format!("{api}/v1/users"))
         .bearer_auth(admin)
-        .json(&json!({"name": "console-bob"}))
+        .json(&json!({"name": "console-bob", "password": BOB_PASSWORD}))
         .send()
         .await
         .expect("create user")
@@ -692,6 +718,13 @@ async fn a_trader_uses_every_view_in_a_real_browser() {
         )
         .await;
     assert_eq!(unlabelled, json!([]), "form controls without a label");
+    let nav = browser
+        .script(
+            "return document.querySelector('#tabs').offsetParent === null",
+            json!([]),
+        )
+        .await;
+    assert_eq!(nav, json!(true), "the views' links show before login");
     browser.screenshot(&shots, "login").await;
 
     // Log in with the token, from the keyboard (Enter submits); the watchlist fills and
@@ -933,7 +966,78 @@ async fn a_trader_uses_every_view_in_a_real_browser() {
     browser
         .wait_for("the keys", "document.querySelector('#keys tbody tr')")
         .await;
+    // A user's kill switch, on from the admin view (read back from the API), stops their
+    // orders; then off again.
+    browser
+        .click("button[aria-label='Switch on the kill switch of console-bob']")
+        .await;
+    browser
+        .wait_for(
+            "Bob's kill switch on",
+            "document.querySelector(\"button[aria-label='Switch off the kill switch of console-bob']\")",
+        )
+        .await;
+    let limits: Value = http
+        .get(format!("{api}/v1/users/{bob_id}/risk-limits"))
+        .bearer_auth(&bob_token)
+        .send()
+        .await
+        .expect("risk limits")
+        .json()
+        .await
+        .expect("risk json");
+    assert_eq!(limits["in_force"]["kill_switch"], true, "{limits}");
     browser.screenshot(&shots, "admin").await;
+    browser
+        .click("button[aria-label='Switch off the kill switch of console-bob']")
+        .await;
+    browser
+        .wait_for(
+            "Bob's kill switch off",
+            "document.querySelector(\"button[aria-label='Switch on the kill switch of console-bob']\")",
+        )
+        .await;
+
+    // Bob logs in with his password and sees only his own data; the demo user's is
+    // refused to his session.
+    browser.click("#logout").await;
+    browser
+        .wait_for(
+            "the login form again",
+            "!document.querySelector('#view-login').hidden",
+        )
+        .await;
+    browser.fill("#login-name", "console-bob").await;
+    browser.fill("#login-pass", BOB_PASSWORD).await;
+    browser.click("#login-password button[type=submit]").await;
+    browser
+        .wait_for(
+            "Bob logged in",
+            "document.querySelector('#who').textContent.startsWith('console-bob')",
+        )
+        .await;
+    browser.goto(&format!("{api}/#audit")).await;
+    browser
+        .wait_for(
+            "Bob's own audit view",
+            "!document.querySelector('#view-audit').hidden",
+        )
+        .await;
+    let refused = browser
+        .script_async(&format!(
+            "const auth = {{ Authorization: 'Bearer ' + sessionStorage.getItem('pinnacle.token') }};
+             Promise.all(['/v1/users/{demo}/audit', '/v1/users/{demo}/broker-accounts', '/v1/users/{demo}/tokens']
+               .map((p) => fetch(p, {{ headers: auth }}).then((r) => r.status))).then(done);"
+        ))
+        .await;
+    assert_eq!(refused, json!([403, 403, 403]));
+    let page = browser
+        .script("return document.querySelector('main').innerText", json!([]))
+        .await;
+    assert!(
+        !page.to_string().contains("order.place"),
+        "Bob sees the demo user's trail"
+    );
 
     browser.goto(&format!("{api}/docs")).await;
     browser
