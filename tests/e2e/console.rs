@@ -30,7 +30,7 @@ const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 /// The second user's password (they log in with it in the browser).
 const BOB_PASSWORD: &str = "console-bob-password";
 /// How long any one thing in the page may take.
-const WAIT: Duration = Duration::from_secs(20);
+const WAIT: Duration = Duration::from_secs(30);
 
 /// A WebDriver session on a chromedriver this test started.
 struct Browser {
@@ -1038,6 +1038,35 @@ async fn a_trader_uses_every_view_in_a_real_browser() {
         !page.to_string().contains("order.place"),
         "Bob sees the demo user's trail"
     );
+    // Logging out revokes the token the password login minted (and only that one).
+    browser.click("#logout").await;
+    browser
+        .wait_for(
+            "logged out",
+            "!document.querySelector('#view-login').hidden",
+        )
+        .await;
+    let tokens: Value = http
+        .get(format!("{api}/v1/users/{bob_id}/tokens"))
+        .bearer_auth(admin)
+        .send()
+        .await
+        .expect("tokens")
+        .json()
+        .await
+        .expect("tokens json");
+    let revoked: Vec<bool> = tokens
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|t| !t["revoked_at"].is_null())
+        .collect();
+    assert_eq!(revoked.iter().filter(|r| **r).count(), 1, "{tokens}");
+    assert_eq!(revoked.len(), 2, "{tokens}");
+    browser.fill("#token", &format!("{token}\u{E007}")).await;
+    browser
+        .wait_for("the demo user back", "document.querySelector('#conn.ok')")
+        .await;
 
     browser.goto(&format!("{api}/docs")).await;
     browser

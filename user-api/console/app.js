@@ -165,7 +165,7 @@ const orderRequest = (verb, body) => request(orderSubject(verb), body, { auth: t
 
 // ---------- login ----------
 
-async function loginWithToken(token) {
+async function loginWithToken(token, minted = false) {
   session.token = token;
   let me;
   try {
@@ -176,6 +176,10 @@ async function loginWithToken(token) {
   }
   session.me = me;
   sessionStorage.setItem("pinnacle.token", token);
+  // A token minted by a password login lives only as long as the session: logout revokes
+  // it. A token the trader typed in is theirs to keep.
+  if (minted) sessionStorage.setItem("pinnacle.minted", "1");
+  else sessionStorage.removeItem("pinnacle.minted");
   // Nothing secret stays in the page once it is used.
   $("#token").value = "";
   $("#login-pass").value = "";
@@ -193,11 +197,15 @@ async function loginWithPassword(name, password) {
     const err = json && json.error ? json.error : { code: `HTTP_${response.status}`, message: "login failed" };
     throw new ApiError(response.status, err.code, err.message);
   }
-  await loginWithToken(json.token);
+  await loginWithToken(json.token, true);
 }
 
-function logout() {
+async function logout() {
   session.loggingOut = true;
+  if (sessionStorage.getItem("pinnacle.minted") && session.me && session.me.kind === "user") {
+    await api("DELETE", userPath(`/tokens/${session.me.token_id}`)).catch(() => {});
+  }
+  sessionStorage.removeItem("pinnacle.minted");
   sessionStorage.removeItem("pinnacle.token");
   if (session.nats) session.nats.close();
   location.hash = "";
@@ -303,7 +311,7 @@ const loaders = {
 function route() {
   let name = location.hash.replace("#", "") || "login";
   if (!session.me) name = "login";
-  if (!(name in loaders) && name !== "login") name = "market";
+  if (session.me && !(name in loaders)) name = "market";
   if (session.me && session.me.kind !== "user" && ["trade", "portfolio", "audit", "account"].includes(name)) name = "market";
   if (session.me && session.me.kind !== "admin" && name === "admin") name = "market";
   for (const view of document.querySelectorAll(".view")) view.hidden = view.id !== `view-${name}`;
@@ -791,7 +799,6 @@ on("#modify-form", "submit", async () => {
     $("#modify-dialog").close();
   } catch (err) {
     setResult($("#modify-result"), err);
-    $("#modify-dialog").showModal();
   }
 });
 on("#modify-close", "click", () => $("#modify-dialog").close());
@@ -811,7 +818,7 @@ window.addEventListener("hashchange", route);
 
 const saved = sessionStorage.getItem("pinnacle.token");
 if (saved) {
-  loginWithToken(saved).catch((e) => {
+  loginWithToken(saved, Boolean(sessionStorage.getItem("pinnacle.minted"))).catch((e) => {
     sessionStorage.removeItem("pinnacle.token");
     showAlert(e);
     route();
