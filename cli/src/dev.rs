@@ -166,6 +166,25 @@ async fn demo_token(
     Ok(token)
 }
 
+/// The origins the console is served from when the user API's address is known before it
+/// binds (`127.0.0.1:8080`, not `:0`): only those pages may open the dev NATS server's
+/// WebSocket, so no other web page in the developer's browser can reach its (unauthenticated)
+/// NATS. A loopback address is also reachable as `localhost`. Empty (any origin) when the
+/// port is chosen at bind time.
+fn console_origins(api_bind: &str) -> Vec<String> {
+    let Ok(addr) = api_bind.parse::<std::net::SocketAddr>() else {
+        return Vec::new();
+    };
+    if addr.port() == 0 {
+        return Vec::new();
+    }
+    let mut origins = vec![format!("http://{addr}")];
+    if addr.ip().is_loopback() {
+        origins.push(format!("http://localhost:{}", addr.port()));
+    }
+    origins
+}
+
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
@@ -201,7 +220,9 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
         Ok(url) if !url.trim().is_empty() => NatsSettings::from_env()?,
         _ => {
             let binary = crate::nats_server::find_binary()?;
-            let server = NatsServer::start_with_websocket(&binary, &data_dir.join("nats"))?;
+            let origins = console_origins(&options.api_bind);
+            let server =
+                NatsServer::start_with_websocket(&binary, &data_dir.join("nats"), &origins)?;
             let settings = NatsSettings {
                 url: server.url().to_string(),
                 ..NatsSettings::from_env()?
@@ -450,4 +471,20 @@ fn print_banner(b: &Banner<'_>) {
         api = b.api,
         user_id = b.user_id,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::console_origins;
+
+    #[test]
+    fn a_known_api_address_limits_the_websocket_to_its_pages() {
+        assert_eq!(
+            console_origins("127.0.0.1:8080"),
+            ["http://127.0.0.1:8080", "http://localhost:8080"]
+        );
+        assert_eq!(console_origins("10.0.0.5:9000"), ["http://10.0.0.5:9000"]);
+        assert!(console_origins("127.0.0.1:0").is_empty());
+        assert!(console_origins("not an address").is_empty());
+    }
 }

@@ -84,10 +84,23 @@ pub struct NatsServer {
 
 /// The `websocket` block `start_with_websocket` gives the server: loopback, any free port,
 /// no TLS (nothing leaves the machine), the same (lack of) authorization as the client
-/// port.
-const LOOPBACK_WEBSOCKET: &str =
-    "# Written by pinnacle dev: the console's NATS WebSocket listener, loopback only.\n\
-websocket {\n  host: 127.0.0.1\n  port: -1\n  no_tls: true\n}\n";
+/// port; with `origins`, browsers may connect only from those pages (so no other web page
+/// open in the developer's browser can reach the dev server's NATS).
+fn websocket_block(origins: &[String]) -> String {
+    let mut block = String::from(
+        "# Written by pinnacle dev: the console's NATS WebSocket listener, loopback only.\n\
+         websocket {\n  host: 127.0.0.1\n  port: -1\n  no_tls: true\n",
+    );
+    if !origins.is_empty() {
+        let quoted: Vec<String> = origins
+            .iter()
+            .map(|o| serde_json::Value::String(o.clone()).to_string())
+            .collect();
+        block.push_str(&format!("  allowed_origins: [{}]\n", quoted.join(", ")));
+    }
+    block.push_str("}\n");
+    block
+}
 
 impl NatsServer {
     /// Starts `binary` on a free loopback port with JetStream stored under `store_dir`.
@@ -137,12 +150,18 @@ impl NatsServer {
         }
     }
 
-    /// Like [`Self::start`], with a WebSocket listener on a free loopback port (its
-    /// config file is written into `store_dir`).
-    pub fn start_with_websocket(binary: &Path, store_dir: &Path) -> Result<Self, NatsServerError> {
+    /// Like [`Self::start`], with a WebSocket listener on a free loopback port that accepts
+    /// browsers from `origins` only (any origin when empty); its config file is written
+    /// into `store_dir`. (nats-server cannot change `allowed_origins` on reload, so the
+    /// origins must be known before it starts.)
+    pub fn start_with_websocket(
+        binary: &Path,
+        store_dir: &Path,
+        origins: &[String],
+    ) -> Result<Self, NatsServerError> {
         std::fs::create_dir_all(store_dir).map_err(|e| NatsServerError::Start(e.to_string()))?;
         let config = store_dir.join("websocket.conf");
-        std::fs::write(&config, LOOPBACK_WEBSOCKET)
+        std::fs::write(&config, websocket_block(origins))
             .map_err(|e| NatsServerError::Start(format!("{}: {e}", config.display())))?;
         let config = config.display().to_string();
         Self::start(binary, store_dir, &["-c", &config])
@@ -198,6 +217,21 @@ mod tests {
         assert_eq!(parse_version("nats-server: v2.9.10"), Some((2, 9)));
         assert!(parse_version("garbage").is_none());
         assert!((2, 9) < MIN_VERSION && (2, 15) >= MIN_VERSION);
+    }
+
+    #[test]
+    fn the_websocket_block_names_its_origins() {
+        let open = websocket_block(&[]);
+        assert!(open.contains("no_tls: true") && !open.contains("allowed_origins"));
+        let closed = websocket_block(&[
+            "http://127.0.0.1:8080".into(),
+            "http://localhost:8080".into(),
+        ]);
+        assert!(
+            closed
+                .contains(r#"allowed_origins: ["http://127.0.0.1:8080", "http://localhost:8080"]"#),
+            "{closed}"
+        );
     }
 
     #[test]

@@ -314,10 +314,16 @@ fn nats_server_pid_of(parent: u32) -> Option<String> {
     text.split_whitespace().next().map(str::to_string)
 }
 
-/// Starts `pinnacle dev` with its own NATS (and WebSocket listener) and SQLite in `data`.
-async fn start_dev(data: &Path) -> Dev {
+/// Starts `pinnacle dev` with its own NATS (and WebSocket listener) and SQLite in `data`,
+/// the user API on `api_port` (a known port, so the WebSocket accepts only its pages).
+async fn start_dev(data: &Path, api_port: u16) -> Dev {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pinnacle-under-test"))
-        .args(["dev", "--api-bind", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "dev",
+            "--api-bind",
+            &format!("127.0.0.1:{api_port}"),
+            "--data-dir",
+        ])
         .arg(data)
         .env_remove("NATS_URL")
         .env_remove("DATABASE_URL")
@@ -384,6 +390,38 @@ async fn second_user(http: &reqwest::Client, api: &str, admin: &str) -> (String,
         .await
         .expect("token json");
     (id, token["token"].as_str().expect("token").to_string())
+}
+
+/// The dev NATS server's WebSocket answers a handshake from the console's own origin and
+/// refuses one from any other page (403), so a web page the developer visits cannot reach
+/// the unauthenticated dev NATS through their browser.
+async fn only_the_console_may_open_the_websocket(http: &reqwest::Client, api: &str) {
+    let config: Value = http
+        .get(format!("{api}/console/config.json"))
+        .send()
+        .await
+        .expect("config")
+        .json()
+        .await
+        .expect("config json");
+    let ws = config["nats_ws_url"]
+        .as_str()
+        .expect("a NATS WebSocket URL");
+    let handshake = |origin: String| {
+        http.get(ws.replacen("ws://", "http://", 1))
+            .header("Connection", "Upgrade")
+            .header("Upgrade", "websocket")
+            .header("Sec-WebSocket-Version", "13")
+            .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+            .header("Origin", origin)
+            .send()
+    };
+    let ours = handshake(api.to_string()).await.expect("handshake");
+    assert_eq!(ours.status(), reqwest::StatusCode::SWITCHING_PROTOCOLS);
+    let theirs = handshake("http://evil.example".into())
+        .await
+        .expect("handshake");
+    assert_eq!(theirs.status(), reqwest::StatusCode::FORBIDDEN);
 }
 
 /// Bob's token gets nothing of the demo user's, over HTTP or NATS; `/v1/me` shows Bob.
@@ -690,7 +728,7 @@ async fn a_trader_uses_every_view_in_a_real_browser() {
         .map(PathBuf::from)
         .unwrap_or_else(|| dir.path().join("shots"));
     std::fs::create_dir_all(&shots).expect("screenshot dir");
-    let _dev = start_dev(&data).await;
+    let _dev = start_dev(&data, free_port()).await;
     let env = dev_env(&data.join("dev.env"));
     let (api, nats, demo, token, admin) = (
         &env["USER_API_URL"],
@@ -700,6 +738,7 @@ async fn a_trader_uses_every_view_in_a_real_browser() {
         &env["PINNACLE_API_ADMIN_TOKEN"],
     );
     let http = reqwest::Client::new();
+    only_the_console_may_open_the_websocket(&http, api).await;
     let (bob_id, bob_token) = second_user(&http, api, admin).await;
     others_are_refused(&http, api, nats, demo, (&bob_id, &bob_token)).await;
     verification_can_fail(&http, api, nats, (&bob_id, &bob_token)).await;
