@@ -25,9 +25,12 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
     as_root=""
     [ "$(id -u)" -eq 0 ] || as_root="sudo"
     echo "setup: installing chromium and chromium-driver" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    $as_root apt-get install -y -q chromium chromium-driver >&2 \
-      || { $as_root apt-get update -q >&2 && $as_root apt-get install -y -q chromium chromium-driver >&2; }
+    apt=($as_root env DEBIAN_FRONTEND=noninteractive apt-get)
+    if ! "${apt[@]}" install -y -q chromium chromium-driver >&2 \
+      && ! { "${apt[@]}" update -q >&2 && "${apt[@]}" install -y -q chromium chromium-driver >&2; }; then
+      echo "setup: could not install chromium and chromium-driver (run as root or with sudo)" >&2
+      exit 1
+    fi
   else
     echo "setup: install chromium and chromedriver (the console's browser test needs them)" >&2
   fi
