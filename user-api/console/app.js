@@ -540,7 +540,7 @@ async function refreshOrders() {
 
 function renderOrders() {
   const rows = [...session.orders.values()].sort((a, b) => b.created_at_ms - a.created_at_ms);
-  $("#orders tbody").replaceChildren(...rows.map((o) => {
+  fillBody("#orders tbody", rows.map((o) => {
     const tr = document.createElement("tr");
     tr.dataset.orderId = o.order_id;
     tr.dataset.status = o.status;
@@ -559,7 +559,7 @@ function renderOrders() {
     }
     tr.append(actions);
     return tr;
-  }));
+  }), "No orders yet.");
 }
 
 async function cancelOrder(o) {
