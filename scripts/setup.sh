@@ -16,3 +16,22 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
   echo "$want" > "$stamp"
 fi
 .venv/bin/nats-server --version >&2
+
+# Headless Chromium and its WebDriver, for the web console's browser test
+# (tests/e2e/console.rs). Debian's packages; the package lists are refreshed only when the
+# install fails without them.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  if command -v apt-get >/dev/null; then
+    as_root=""
+    [ "$(id -u)" -eq 0 ] || as_root="sudo"
+    echo "setup: installing chromium and chromium-driver" >&2
+    apt=($as_root env DEBIAN_FRONTEND=noninteractive apt-get)
+    if ! "${apt[@]}" install -y -q chromium chromium-driver >&2 \
+      && ! { "${apt[@]}" update -q >&2 && "${apt[@]}" install -y -q chromium chromium-driver >&2; }; then
+      echo "setup: could not install chromium and chromium-driver (run as root or with sudo)" >&2
+      exit 1
+    fi
+  else
+    echo "setup: install chromium and chromedriver (the console's browser test needs them)" >&2
+  fi
+fi

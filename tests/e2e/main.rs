@@ -12,6 +12,7 @@ mod auth;
 mod bad_input;
 mod bench;
 mod cli_verbs;
+mod console;
 mod dashboard;
 mod dev_banner;
 mod faults;

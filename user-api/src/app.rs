@@ -15,7 +15,10 @@ use secrecy::SecretString;
 
 use crate::error::ApiError;
 use crate::limits::Limits;
-use crate::{account_ops, accounts, api_tokens, audit_trail, login, openapi, risk, users};
+use crate::{
+    account_ops, accounts, api_tokens, audit_trail, audit_verify, console, key_status, login, me,
+    openapi, risk, users,
+};
 
 /// The largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -43,7 +46,13 @@ pub struct AppState {
 pub fn app(state: AppState) -> Router {
     let health = state.health.routes();
     Router::new()
+        .route("/", get(console::index))
+        .route("/docs", get(console::docs))
+        .route("/console/config.json", get(console::config))
+        .route("/console/{file}", get(console::asset))
         .route("/v1/login", post(login::login))
+        .route("/v1/me", get(me::get))
+        .route("/v1/keys", get(key_status::get))
         .route("/v1/users", post(users::create).get(users::list))
         .route("/v1/users/{user_id}", get(users::get))
         .route(
@@ -70,6 +79,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/users/{user_id}/broker-accounts", get(accounts::list))
         .route("/v1/users/{user_id}/audit", get(audit_trail::get))
+        .route("/v1/users/{user_id}/audit/verify", get(audit_verify::get))
         .route("/openapi.json", get(openapi::document))
         .route(
             "/v1/users/{user_id}/broker-accounts/{label}",

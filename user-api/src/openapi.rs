@@ -250,7 +250,20 @@ fn paths() -> Value {
                 ],
                 "responses": responses(("200", "one page of events", "Trail"), &[BAD_INPUT, AUTH], &[audit_down])
             }
-        }
+        },
+        "/v1/users/{user_id}/audit/verify": {"get": {
+            "summary": "`pinnacle audit verify` for this user's chain: links, checkpoints, sealing, the stream's settings, rolled-back accounts, orders without their event",
+            "parameters": [user],
+            "responses": responses(("200", "the verdict (`clean` true when nothing is wrong)", "ChainReport"), &[BAD_INPUT, AUTH], &[audit_down])
+        }},
+        "/v1/me": {"get": {
+            "summary": "who the bearer token belongs to (the admin, or a user with the token's id and scopes)",
+            "responses": responses(("200", "the caller", "Me"), &[BAD_INPUT, AUTH], &[])
+        }},
+        "/v1/keys": {"get": {
+            "summary": "master keys and rotation status: accounts wrapped and encryptions per key, the current key (admin only)",
+            "responses": responses(("200", "every key", "Keys"), &[BAD_INPUT, AUTH], &[])
+        }}
     })
 }
 
@@ -390,8 +403,42 @@ fn schemas() -> Value {
         "Deleted": {"type": "object", "required": ["deleted", "account"], "properties": {
             "deleted": {"type": "boolean"}, "account": {"$ref": "#/components/schemas/Account"}
         }},
-        "Trail": {"type": "object", "required": ["events"], "properties": {"events": {"type": "array", "items": event}}}
+        "Trail": {"type": "object", "required": ["events"], "properties": {"events": {"type": "array", "items": event}}},
+        "ChainReport": chain_report(),
+        "Me": {"type": "object", "required": ["kind"], "properties": {
+            "kind": {"type": "string", "enum": ["admin", "user"]},
+            "user_id": {"type": "string", "pattern": USER_ID_PATTERN}, "name": {"type": "string"},
+            "token_id": {"type": "string", "pattern": TOKEN_ID_PATTERN},
+            "scopes": {"type": "array", "items": {"type": "string"}}, "expires_at": date_time(true)
+        }},
+        "Keys": {"type": "object", "required": ["current_key_id", "max_encryptions_per_key", "keys"], "properties": {
+            "current_key_id": {"type": "integer", "minimum": 0},
+            "max_encryptions_per_key": {"type": "integer"},
+            "keys": {"type": "array", "items": {"type": "object",
+                "required": ["key_id", "fingerprint", "rows", "encryptions", "retired"], "properties": {
+                    "key_id": {"type": "integer"}, "fingerprint": {"type": "string"},
+                    "rows": {"type": "integer", "minimum": 0}, "encryptions": {"type": "integer"},
+                    "retired": {"type": "boolean"}
+                }}}
+        }}
     })
+}
+
+fn chain_report() -> Value {
+    let strings = json!({"type": "array", "items": {"type": "string"}});
+    json!({"type": "object",
+    "required": ["clean", "events", "checkpoints", "first_bad_seq", "problems", "stream_problems",
+                 "orders_checked", "orders_missing_audit", "accounts_checked", "accounts_rolled_back"],
+    "properties": {
+        "clean": {"type": "boolean"}, "events": {"type": "integer", "minimum": 0},
+        "checkpoints": {"type": "integer", "minimum": 0},
+        "first_bad_seq": {"type": ["integer", "null"]},
+        "problems": {"type": "array", "items": {"type": "object", "required": ["seq", "kind", "detail"],
+            "properties": {"seq": {"type": "integer"}, "kind": {"type": "string"}, "detail": {"type": "string"}}}},
+        "stream_problems": strings.clone(),
+        "orders_checked": {"type": "integer", "minimum": 0}, "orders_missing_audit": strings.clone(),
+        "accounts_checked": {"type": "integer", "minimum": 0}, "accounts_rolled_back": strings
+    }})
 }
 
 /// The document.
