@@ -67,7 +67,7 @@ fn spread(count: usize) -> Vec<SymbolSpec> {
 }
 
 /// The ten fan-out wildcards: the whole feed twice, each exchange, and three single
-/// symbols written three ways.
+/// symbols (one through a `*`).
 fn fan_out_filters(names: &[(String, String)]) -> Vec<String> {
     let name = |i: usize| &names[i % names.len()];
     let mut filters = vec!["md.tick.>".to_string(), "md.tick.*.*".to_string()];
@@ -80,6 +80,7 @@ fn fan_out_filters(names: &[(String, String)]) -> Vec<String> {
     }
     filters.push(format!("md.tick.*.{}", name(0).1));
     filters.push(subjects::tick(&name(1).0, &name(1).1));
+    filters.push(subjects::tick(&name(5).0, &name(5).1));
     filters
 }
 
