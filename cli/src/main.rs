@@ -275,7 +275,7 @@ enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Market data: throughput and latency against raw NATS, and memory.
+    /// Market data: throughput, fan-out and latency against raw NATS, CPU and memory.
     Ticks {
         /// Simulated instruments.
         #[arg(long, default_value_t = 5_000)]
@@ -283,8 +283,8 @@ enum BenchCommand {
         /// Seconds per measurement.
         #[arg(long, default_value_t = 5)]
         seconds: u64,
-        /// Ticks per second for the latency measurement.
-        #[arg(long, default_value_t = 10_000)]
+        /// Ticks per second for the latency measurement (in 1 ms batches).
+        #[arg(long, default_value_t = 100_000)]
         rate: u64,
     },
 }

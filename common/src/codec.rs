@@ -178,6 +178,50 @@ impl Encoding {
     }
 }
 
+/// Bytes an encoder arena holds: one allocation serves this much encoded output.
+const ARENA_BYTES: usize = 64 * 1024;
+
+/// Encodes many small values as MessagePack (named fields, exactly like
+/// [`Encoding::encode`]) into one shared arena instead of one allocation each: each
+/// payload is split off the arena as [`Bytes`] that share it, and a new arena is taken
+/// once the old one is full. Made for the publisher's hot loop, where a tick is encoded
+/// hundreds of thousands of times a second.
+#[derive(Debug)]
+pub struct MsgPackArena {
+    /// The unwritten tail of the current arena.
+    buf: bytes::BytesMut,
+}
+
+impl Default for MsgPackArena {
+    fn default() -> Self {
+        Self {
+            buf: bytes::BytesMut::with_capacity(ARENA_BYTES),
+        }
+    }
+}
+
+impl MsgPackArena {
+    /// An empty arena.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `value` as MessagePack with named fields.
+    pub fn encode<T: Serialize>(&mut self, value: &T) -> Result<Bytes, CodecError> {
+        use bytes::BufMut as _;
+        // Ticks and small replies fit in 512 bytes; a bigger value just grows the arena.
+        self.buf.reserve(512);
+        let written = rmp_serde::encode::write_named(&mut (&mut self.buf).writer(), value);
+        match written {
+            Ok(()) => Ok(self.buf.split().freeze()),
+            Err(error) => {
+                self.buf.clear();
+                Err(error.into())
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,6 +251,36 @@ mod tests {
         let probe: Probe = Encoding::MsgPack.decode(&with_extra).expect("decode");
         assert_eq!(probe.qty, 5);
         assert_eq!(probe.note, None);
+    }
+
+    #[test]
+    fn the_arena_encodes_exactly_like_encode_across_many_arenas() {
+        let mut arena = MsgPackArena::new();
+        let kept: Vec<(Bytes, Probe)> = (0..5_000)
+            .map(|qty| {
+                let probe = Probe {
+                    name: "x".repeat(qty % 40),
+                    qty: qty as i64,
+                    note: (qty % 3 == 0).then(|| "n".into()),
+                };
+                (arena.encode(&probe).expect("encode"), probe)
+            })
+            .collect();
+        // Every payload kept its own bytes after later ones were written and arenas replaced.
+        for (bytes, probe) in &kept {
+            assert_eq!(bytes, &Encoding::MsgPack.encode(probe).expect("encode"));
+            let back: Probe = Encoding::MsgPack.decode(bytes).expect("decode");
+            assert_eq!(&back, probe);
+        }
+        let big = Probe {
+            name: "y".repeat(3 * ARENA_BYTES),
+            qty: 1,
+            note: None,
+        };
+        let decoded: Probe = Encoding::MsgPack
+            .decode(&arena.encode(&big).expect("a value larger than the arena"))
+            .expect("decode");
+        assert_eq!(decoded, big);
     }
 
     #[test]

@@ -29,6 +29,13 @@ pub trait MarketFeed: Send + std::fmt::Debug {
     async fn reset(&mut self) -> Result<(), FeedError> {
         Ok(())
     }
+
+    /// Takes a batch back once it has been published, so the feed can overwrite it in
+    /// place next time instead of allocating a new one (the simulator does). The default
+    /// drops it.
+    fn recycle(&mut self, batch: Vec<MarketTick>) {
+        drop(batch);
+    }
 }
 
 /// One feed driven by successive publisher incarnations (see [`crate::supervise`]): the
@@ -64,5 +71,12 @@ impl MarketFeed for SharedFeed {
 
     async fn reset(&mut self) -> Result<(), FeedError> {
         self.feed.lock().await.reset().await
+    }
+
+    /// Hands the batch on when the feed is free; otherwise it is only dropped.
+    fn recycle(&mut self, batch: Vec<MarketTick>) {
+        if let Ok(mut feed) = self.feed.try_lock() {
+            feed.recycle(batch);
+        }
     }
 }

@@ -2,21 +2,23 @@
 //! `md.req.last` instead of waiting for the next tick.
 //!
 //! The publishing loop writes it; the request service reads it. Keys are nested
-//! (exchange → symbol) so a write looks up by `&str` without allocating.
+//! (exchange → symbol) so a write looks up by `&str` without allocating, and hashed with
+//! seeded foldhash instead of SipHash (the write runs for every tick). Keys come from the
+//! feed's own instruments, never from a request: requests only read.
 
-use std::collections::HashMap;
 use std::sync::RwLock;
 
 use pinnacle_common::model::MarketTick;
 use pinnacle_common::subjects;
 
+use crate::intern::FastMap;
 use crate::snapshot::TickFilter;
 
 /// Latest tick per (exchange, symbol).
 #[derive(Debug, Default)]
 pub struct LastValues {
     /// exchange → symbol → tick.
-    ticks: RwLock<HashMap<String, HashMap<String, MarketTick>>>,
+    ticks: RwLock<FastMap<String, FastMap<String, MarketTick>>>,
 }
 
 impl LastValues {
@@ -90,7 +92,7 @@ impl LastValues {
     pub fn len(&self) -> usize {
         self.ticks
             .read()
-            .map(|m| m.values().map(HashMap::len).sum())
+            .map(|m| m.values().map(FastMap::len).sum())
             .unwrap_or(0)
     }
 

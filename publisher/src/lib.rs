@@ -9,6 +9,7 @@
 //!   platform session from `ANGEL_ONE_*`.
 //! - [`source`]: picks the feed (`PINNACLE_MD_FEED`) and the candle source from settings.
 //! - [`cache`]: the last-value cache behind `md.req.last`.
+//! - [`intern`]: tick and depth subjects built once per symbol for the publishing loop.
 //! - [`instruments`]: the instrument master (OpenAPIScripMaster.json) and its indexes.
 //! - [`calendar`]: exchange hours in IST and the holiday calendar → market status.
 //! - [`candles`]: Angel One intervals, range limits, simulated history.
@@ -28,6 +29,7 @@ pub mod cache;
 pub mod calendar;
 pub mod candles;
 pub mod instruments;
+pub mod intern;
 pub mod replay;
 pub mod service;
 pub mod sim;
@@ -40,12 +42,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pinnacle_common::codec::Encoding;
+use pinnacle_common::codec::MsgPackArena;
 use pinnacle_common::feed::MarketFeed;
 use pinnacle_common::shutdown::Shutdown;
-use pinnacle_common::subjects;
 
 use crate::cache::LastValues;
+use crate::intern::SubjectTable;
 
 /// The publisher stopped for a reason other than shutdown.
 #[derive(Debug, thiserror::Error)]
@@ -131,6 +133,10 @@ pub async fn run(
     let stats = options.stats.clone();
     let mut sampler = trace::Sampler::new(options.tick_trace_ratio);
     let mut backoff = BACKOFF_START;
+    // Per tick the loop allocates nothing in the common case: subjects are built once per
+    // symbol, payloads are cut from a shared arena, and the batch goes back to the feed.
+    let mut subjects = SubjectTable::new();
+    let mut arena = MsgPackArena::new();
     loop {
         let batch = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -165,11 +171,12 @@ pub async fn run(
             stats
                 .dropped_disconnected
                 .fetch_add(ticks.len() as u64, Ordering::Relaxed);
+            feed.recycle(ticks);
             continue;
         }
         for tick in &ticks {
-            let payload = Encoding::MsgPack.encode(tick)?;
-            let subject = subjects::tick(&tick.exchange, &tick.symbol);
+            let payload = arena.encode(tick)?;
+            let subject = subjects.tick(&tick.exchange, &tick.symbol);
             let sent = if sampler.sample() {
                 trace::publish_traced(&client, subject, payload).await
             } else {
@@ -180,11 +187,9 @@ pub async fn run(
             }
             if options.depth {
                 if let Some(depth) = tick.depth_message() {
-                    let payload = Encoding::MsgPack.encode(&depth)?;
-                    if let Err(error) = client
-                        .publish(subjects::depth(&tick.exchange, &tick.symbol), payload)
-                        .await
-                    {
+                    let payload = arena.encode(&depth)?;
+                    let subject = subjects.depth(&tick.exchange, &tick.symbol);
+                    if let Err(error) = client.publish(subject, payload).await {
                         tracing::warn!(%error, "depth publish failed");
                     }
                 }
@@ -194,6 +199,7 @@ pub async fn run(
             .published
             .fetch_add(ticks.len() as u64, Ordering::Relaxed);
         record_metrics(&ticks);
+        feed.recycle(ticks);
     }
     // A flush waits for the server: with NATS gone it would wait for ever.
     match tokio::time::timeout(SHUTDOWN_FLUSH, client.flush()).await {

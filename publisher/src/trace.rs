@@ -2,7 +2,7 @@
 //! published inside a producer span, with `traceparent` in the message headers, so a
 //! consumer can continue the trace; every other tick goes out bare (no span, no headers).
 
-use async_nats::{Client, HeaderMap, PublishError};
+use async_nats::{Client, HeaderMap, PublishError, Subject};
 use bytes::Bytes;
 use pinnacle_common::telemetry;
 use tracing::Instrument as _;
@@ -40,7 +40,7 @@ impl Sampler {
 /// Publishes one tick inside a root producer span and carries its context in the headers.
 pub async fn publish_traced(
     client: &Client,
-    subject: String,
+    subject: Subject,
     payload: Bytes,
 ) -> Result<(), PublishError> {
     let span = tracing::info_span!(

@@ -127,7 +127,7 @@ async fn bench_orders_prints_a_table_and_fails_loudly_when_orders_fail() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bench_ticks_runs_for_a_second() {
+async fn bench_ticks_runs_every_mode_for_a_second() {
     let out = pinnacle(&[
         "bench",
         "ticks",
@@ -136,7 +136,7 @@ async fn bench_ticks_runs_for_a_second() {
         "--seconds",
         "1",
         "--rate",
-        "1000",
+        "2000",
     ])
     .await;
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
@@ -145,17 +145,55 @@ async fn bench_ticks_runs_for_a_second() {
         "bench ticks failed: {stderr}\n{stdout}"
     );
     for row in [
-        "| payload bytes |",
+        "### Throughput: one subscriber on `md.tick.>`",
         "| published ticks/s |",
-        "| received ticks/s (1 subscriber) |",
-        "| delivered |",
+        "| received ticks/s |",
+        "| publishing thread CPU per tick (µs) |",
+        "### Fan-out: 10 subscribers, each on its own connection",
+        "| `md.tick.NSE.>` |",
+        "| `md.tick.*.SIM00001` |",
+        "| `md.tick.BSE.SIM00002` |",
+        "| `md.tick.NSE.SIM00006` |",
+        "| deliveries/s, all subscribers |",
+        "### Latency at 2000 ticks/s over 100 symbols",
         "| p50 |",
         "| p99 |",
+        "| p99.9 |",
         "| max |",
-        "| samples |",
         "| RSS before the simulator |",
         "| cached symbols | 100 |",
     ] {
         assert!(stdout.contains(row), "missing `{row}`: {stdout}");
+    }
+    // Every subscriber on its own connection had every tick it asked for, on both sides.
+    let lost = stdout
+        .lines()
+        .filter(|line| line.starts_with("| lost |"))
+        .collect::<Vec<_>>();
+    assert_eq!(lost.len(), 2, "a loss row per run: {stdout}");
+    for line in lost {
+        let counts: Vec<&str> = line
+            .split('|')
+            .map(str::trim)
+            .filter(|cell| cell.parse::<u64>().is_ok())
+            .collect();
+        assert!(
+            !counts.is_empty() && counts.iter().all(|c| *c == "0"),
+            "{line}\n{stdout}"
+        );
+    }
+    // The latency runs received every tick they sent.
+    let samples = stdout
+        .lines()
+        .find(|line| line.starts_with("| samples/sent |"))
+        .unwrap_or_else(|| panic!("no samples row: {stdout}"));
+    for cell in samples
+        .split('|')
+        .map(str::trim)
+        .filter(|c| c.contains('/') && c.starts_with(|ch: char| ch.is_ascii_digit()))
+    {
+        let (got, sent) = cell.split_once('/').expect("got/sent");
+        assert_eq!(got, sent, "{samples}");
+        assert!(sent.parse::<u64>().is_ok_and(|n| n > 0), "{samples}");
     }
 }

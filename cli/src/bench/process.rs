@@ -1,5 +1,5 @@
 //! What this process costs: CPU time from `getrusage(RUSAGE_SELF)` (every thread, including
-//! ones that have exited) and resident memory from `/proc/self/status`, with the peak
+//! ones that have exited) or of one thread (`RUSAGE_THREAD`), and resident memory from `/proc/self/status`, with the peak
 //! (`VmHWM`) reset between measurements through `/proc/self/clear_refs`.
 //!
 //! The benchmarks run the whole stack in their own process, so these are the totals of the
@@ -10,8 +10,16 @@ use std::time::Duration;
 
 /// User plus system CPU time this process has used so far (zero where unavailable).
 pub fn cpu_time() -> Duration {
-    use nix::sys::resource::{getrusage, UsageWho};
-    getrusage(UsageWho::RUSAGE_SELF)
+    usage(nix::sys::resource::UsageWho::RUSAGE_SELF)
+}
+
+/// User plus system CPU time the calling thread has used so far (zero where unavailable).
+pub fn thread_cpu_time() -> Duration {
+    usage(nix::sys::resource::UsageWho::RUSAGE_THREAD)
+}
+
+fn usage(who: nix::sys::resource::UsageWho) -> Duration {
+    nix::sys::resource::getrusage(who)
         .map(|usage| {
             let micros = |t: nix::sys::time::TimeVal| {
                 Duration::from_secs(t.tv_sec().max(0).unsigned_abs())
@@ -61,6 +69,20 @@ mod tests {
         }
         std::hint::black_box(x);
         assert!(cpu_time() > before);
+    }
+
+    #[test]
+    fn thread_cpu_time_counts_only_this_thread() {
+        let before = thread_cpu_time();
+        let mut x = 0u64;
+        for i in 0..5_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+        let spent = thread_cpu_time() - before;
+        assert!(spent > Duration::ZERO);
+        let other = std::thread::spawn(thread_cpu_time).join().expect("joins");
+        assert!(other < spent + before, "a new thread starts from zero");
     }
 
     #[test]

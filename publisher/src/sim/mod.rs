@@ -76,6 +76,8 @@ pub struct SimFeed {
     interval: Option<tokio::time::Interval>,
     /// When set, symbols tick only while their exchange is open at the clock.
     hours: Option<(Arc<Calendar>, Clock)>,
+    /// The last batch, handed back by the publisher to be overwritten by the next round.
+    spare: Vec<MarketTick>,
 }
 
 impl SimFeed {
@@ -125,6 +127,7 @@ impl SimFeed {
             period: interval.max(Duration::from_millis(1)),
             interval: None,
             hours: None,
+            spare: Vec::new(),
         }
     }
 
@@ -145,6 +148,8 @@ impl SimFeed {
     }
 
     /// Advances every instrument by one trade and returns the ticks, without waiting.
+    /// The batch handed back by [`MarketFeed::recycle`], if any, is overwritten in place,
+    /// so a steady feed allocates nothing per tick.
     pub fn step(&mut self) -> Vec<MarketTick> {
         let now = self
             .hours
@@ -154,82 +159,106 @@ impl SimFeed {
         let rng = &mut self.rng;
         let depth = self.depth;
         let hours = self.hours.as_ref();
+        let mut out = std::mem::take(&mut self.spare);
+        let mut used = 0;
         // One look per exchange per round, not per symbol.
         let mut open: Vec<(String, bool)> = Vec::new();
-        self.instruments
-            .iter_mut()
-            .filter(|inst| {
-                let Some((calendar, _)) = hours else {
-                    return true;
+        for inst in &mut self.instruments {
+            if let Some((calendar, _)) = hours {
+                let is_open = match open.iter().find(|(e, _)| *e == inst.exchange) {
+                    Some((_, is_open)) => *is_open,
+                    None => {
+                        let is_open = calendar.is_open(&inst.exchange, now);
+                        open.push((inst.exchange.clone(), is_open));
+                        is_open
+                    }
                 };
-                if let Some((_, is_open)) = open.iter().find(|(e, _)| *e == inst.exchange) {
-                    return *is_open;
+                if !is_open {
+                    continue;
                 }
-                let is_open = calendar.is_open(&inst.exchange, now);
-                open.push((inst.exchange.clone(), is_open));
-                is_open
-            })
-            .map(|inst| {
-                let moves = rng.gen_range(-3i64..=3);
-                inst.ltp = (inst.ltp + moves * inst.tick).clamp(inst.lower, inst.upper);
-                let last_qty = rng.gen_range(1..=50) * inst.lot;
-                if inst.seq == 0 {
-                    inst.open = inst.ltp;
-                }
-                inst.high = inst.high.max(inst.ltp);
-                inst.low = inst.low.min(inst.ltp);
-                inst.volume += last_qty;
-                inst.turnover += i128::from(inst.ltp) * i128::from(last_qty);
-                inst.seq += 1;
-                let avg = (inst.turnover / i128::from(inst.volume.max(1))) as i64;
-                let bid = (inst.ltp - inst.tick).max(inst.lower);
-                let ask = (inst.ltp + inst.tick).min(inst.upper).max(bid + inst.tick);
-                let book = depth.then(|| {
-                    let mut level = |price: i64| Level {
-                        price,
-                        qty: rng.gen_range(1..=200) * inst.lot,
-                        orders: rng.gen_range(1..=20),
-                    };
-                    let bids = (0..BOOK_LEVELS as i64)
-                        .map(|k| level((bid - k * inst.tick).max(inst.tick)))
-                        .collect::<Vec<_>>();
-                    let asks = (0..BOOK_LEVELS as i64)
-                        .map(|k| level(ask + k * inst.tick))
-                        .collect::<Vec<_>>();
-                    Box::new(Book { bids, asks })
-                });
-                let (total_buy, total_sell) = book.as_ref().map_or((0, 0), |b| {
-                    (
-                        b.bids.iter().map(|l| l.qty).sum::<i64>() * 3,
-                        b.asks.iter().map(|l| l.qty).sum::<i64>() * 3,
-                    )
-                });
-                MarketTick {
-                    exchange: inst.exchange.clone(),
-                    symbol: inst.symbol.clone(),
-                    seq: inst.seq,
-                    ts_ms: now_ms,
-                    ltp: inst.ltp,
-                    last_qty,
-                    volume: inst.volume,
-                    bid,
-                    ask,
-                    mode: FeedMode::SnapQuote,
-                    open: Some(inst.open),
-                    high: Some(inst.high),
-                    low: Some(inst.low),
-                    close: Some(inst.prev_close),
-                    avg_price: Some(avg),
-                    total_buy_qty: depth.then_some(total_buy),
-                    total_sell_qty: depth.then_some(total_sell),
-                    upper_circuit: Some(inst.upper),
-                    lower_circuit: Some(inst.lower),
-                    open_interest: None,
-                    depth: book,
-                }
-            })
-            .collect()
+            }
+            let moves = rng.gen_range(-3i64..=3);
+            inst.ltp = (inst.ltp + moves * inst.tick).clamp(inst.lower, inst.upper);
+            let last_qty = rng.gen_range(1..=50) * inst.lot;
+            if inst.seq == 0 {
+                inst.open = inst.ltp;
+            }
+            inst.high = inst.high.max(inst.ltp);
+            inst.low = inst.low.min(inst.ltp);
+            inst.volume += last_qty;
+            inst.turnover += i128::from(inst.ltp) * i128::from(last_qty);
+            inst.seq += 1;
+            let avg = (inst.turnover / i128::from(inst.volume.max(1))) as i64;
+            let bid = (inst.ltp - inst.tick).max(inst.lower);
+            let ask = (inst.ltp + inst.tick).min(inst.upper).max(bid + inst.tick);
+            let book = depth.then(|| {
+                let mut level = |price: i64| Level {
+                    price,
+                    qty: rng.gen_range(1..=200) * inst.lot,
+                    orders: rng.gen_range(1..=20),
+                };
+                let bids = (0..BOOK_LEVELS as i64)
+                    .map(|k| level((bid - k * inst.tick).max(inst.tick)))
+                    .collect::<Vec<_>>();
+                let asks = (0..BOOK_LEVELS as i64)
+                    .map(|k| level(ask + k * inst.tick))
+                    .collect::<Vec<_>>();
+                Box::new(Book { bids, asks })
+            });
+            let (total_buy, total_sell) = book.as_ref().map_or((0, 0), |b| {
+                (
+                    b.bids.iter().map(|l| l.qty).sum::<i64>() * 3,
+                    b.asks.iter().map(|l| l.qty).sum::<i64>() * 3,
+                )
+            });
+            // The recycled slot's strings already hold (almost always) these names.
+            let (exchange, symbol) = match out.get_mut(used) {
+                Some(old) => (
+                    reuse(&mut old.exchange, &inst.exchange),
+                    reuse(&mut old.symbol, &inst.symbol),
+                ),
+                None => (inst.exchange.clone(), inst.symbol.clone()),
+            };
+            let tick = MarketTick {
+                exchange,
+                symbol,
+                seq: inst.seq,
+                ts_ms: now_ms,
+                ltp: inst.ltp,
+                last_qty,
+                volume: inst.volume,
+                bid,
+                ask,
+                mode: FeedMode::SnapQuote,
+                open: Some(inst.open),
+                high: Some(inst.high),
+                low: Some(inst.low),
+                close: Some(inst.prev_close),
+                avg_price: Some(avg),
+                total_buy_qty: depth.then_some(total_buy),
+                total_sell_qty: depth.then_some(total_sell),
+                upper_circuit: Some(inst.upper),
+                lower_circuit: Some(inst.lower),
+                open_interest: None,
+                depth: book,
+            };
+            match out.get_mut(used) {
+                Some(slot) => *slot = tick,
+                None => out.push(tick),
+            }
+            used += 1;
+        }
+        out.truncate(used);
+        out
     }
+}
+
+/// `value` in the allocation `slot` held (taken out of it).
+fn reuse(slot: &mut String, value: &str) -> String {
+    let mut reused = std::mem::take(slot);
+    reused.clear();
+    reused.push_str(value);
+    reused
 }
 
 #[async_trait]
@@ -247,6 +276,10 @@ impl MarketFeed for SimFeed {
         });
         interval.tick().await;
         Ok(self.step())
+    }
+
+    fn recycle(&mut self, batch: Vec<MarketTick>) {
+        self.spare = batch;
     }
 }
 
@@ -288,6 +321,29 @@ mod tests {
             }
         }
         assert!(differs, "a different seed should walk differently");
+    }
+
+    #[test]
+    fn a_recycled_batch_gives_the_same_ticks_as_a_fresh_one() {
+        let (mut fresh, mut recycled) = (feed(3), feed(3));
+        for round in 1..=50u64 {
+            let (a, b) = (fresh.step(), recycled.step());
+            assert_eq!(a.len(), specs().len());
+            for (x, y) in a.iter().zip(&b) {
+                assert_eq!(
+                    x,
+                    &MarketTick {
+                        ts_ms: x.ts_ms,
+                        ..y.clone()
+                    }
+                );
+                assert_eq!(y.seq, round);
+            }
+            // Names of different lengths land in each slot in turn.
+            let mut b = b;
+            b.rotate_left(1);
+            recycled.recycle(b);
+        }
     }
 
     #[tokio::test]
