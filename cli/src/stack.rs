@@ -786,6 +786,8 @@ pub async fn serve(
             .await?;
         }
         Service::OrderWorker => {
+            // Settings first: a malformed one stops the start before anything connects.
+            let settings = WorkerSettings::from_env()?;
             let db = database(&DatabaseSettings::from_env()?).await?;
             let vault = Arc::new(Vault::from_settings(&VaultSettings::from_env()?)?);
             vault_ready(&db, &vault).await?;
@@ -794,7 +796,7 @@ pub async fn serve(
                 &nats_settings,
                 db,
                 vault,
-                WorkerSettings::from_env()?,
+                settings,
                 &health,
                 shutdown.clone(),
             )

@@ -83,6 +83,41 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in declaration order.
+    pub const ALL: [Self; 31] = [
+        Self::BadPayload,
+        Self::InvalidRequest,
+        Self::PayloadTooLarge,
+        Self::Unauthenticated,
+        Self::Forbidden,
+        Self::UnknownVerb,
+        Self::UnknownSymbol,
+        Self::NoBrokerAccount,
+        Self::AuditUnavailable,
+        Self::CredentialUnavailable,
+        Self::BrokerRejected,
+        Self::InsufficientFunds,
+        Self::InsufficientHoldings,
+        Self::NotAtBroker,
+        Self::InvalidState,
+        Self::RiskMaxQuantity,
+        Self::RiskMaxValue,
+        Self::RiskExchange,
+        Self::RiskSymbol,
+        Self::RateLimited,
+        Self::KillSwitch,
+        Self::NotFound,
+        Self::Conflict,
+        Self::Internal,
+        Self::InvalidInterval,
+        Self::RangeTooLarge,
+        Self::UnknownExchange,
+        Self::Regulatory,
+        Self::BrokerUnavailable,
+        Self::DeadlineExceeded,
+        Self::PriceUnavailable,
+    ];
+
     /// The code as it appears on the wire, e.g. `BAD_PAYLOAD`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -120,6 +155,8 @@ impl ErrorCode {
         }
     }
 }
+
+crate::model::from_wire_text!(ErrorCode, "error code");
 
 impl std::fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
