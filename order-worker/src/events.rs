@@ -96,7 +96,7 @@ pub async fn record(
         event_id: uuid::Uuid::now_v7().to_string(),
         ts_ms: order.updated_at.timestamp_millis(),
         previous_status: previous,
-        order: store::view(order),
+        order: store::view(order)?,
     };
     let payload = Encoding::MsgPack
         .encode(&event)

@@ -253,6 +253,7 @@ impl Worker {
 fn transition_error(error: TransitionError) -> ErrorBody {
     match error {
         TransitionError::Db(db) => handler::internal("updating the order", db),
+        TransitionError::Corrupt(corrupt) => corrupt.into(),
         other => ErrorBody::new(ErrorCode::InvalidState, other.to_string()),
     }
 }

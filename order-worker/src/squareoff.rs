@@ -77,8 +77,16 @@ pub async fn square_off(worker: &Worker) -> Result<usize, ErrorBody> {
     //    broker that reports fills on its order-update stream leaves them OPEN for a while).
     for order in intraday
         .iter()
-        .filter(|o| store::status_of(o).is_working() && !o.client_order_id.starts_with(PREFIX))
+        .filter(|o| !o.client_order_id.starts_with(PREFIX))
     {
+        match store::status_of(order) {
+            Ok(status) if status.is_working() => {}
+            Ok(_) => continue,
+            Err(error) => {
+                tracing::error!(%error, "square-off skips a corrupt order");
+                continue;
+            }
+        }
         if cancel(worker, order).await.is_ok() {
             done += 1;
         }
@@ -210,7 +218,7 @@ async fn next_attempt(
             None => return Ok(Some(id)),
             Some(order)
                 if matches!(
-                    store::status_of(&order),
+                    store::status_of(&order)?,
                     OrderStatus::Rejected | OrderStatus::Cancelled
                 ) =>
             {
