@@ -80,11 +80,14 @@ pub enum ErrorCode {
     /// The worker has no price for the symbol yet (it has just started, or the feed is
     /// behind); nothing was stored. Retry with the same client order id.
     PriceUnavailable,
+    /// The user has several broker accounts, the request names none and no default
+    /// account is set: name one (`account`) or set a default.
+    AmbiguousAccount,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [Self; 31] = [
+    pub const ALL: [Self; 32] = [
         Self::BadPayload,
         Self::InvalidRequest,
         Self::PayloadTooLarge,
@@ -116,6 +119,7 @@ impl ErrorCode {
         Self::BrokerUnavailable,
         Self::DeadlineExceeded,
         Self::PriceUnavailable,
+        Self::AmbiguousAccount,
     ];
 
     /// The code as it appears on the wire, e.g. `BAD_PAYLOAD`.
@@ -152,6 +156,7 @@ impl ErrorCode {
             Self::BrokerUnavailable => "BROKER_UNAVAILABLE",
             Self::DeadlineExceeded => "DEADLINE_EXCEEDED",
             Self::PriceUnavailable => "PRICE_UNAVAILABLE",
+            Self::AmbiguousAccount => "AMBIGUOUS_ACCOUNT",
         }
     }
 }

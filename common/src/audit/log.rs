@@ -322,7 +322,7 @@ impl AuditLog {
             .js
             .get_stream_no_info(subjects::AUDIT_STREAM)
             .await
-            .map_err(|e| TipError::Refused(AuditError::Publish(e.to_string())))?;
+            .map_err(|e| TipError::Refused(AuditError::read("looking up the stream", e)))?;
         match stream.get_last_raw_message_by_subject(subject).await {
             Ok(message) => Ok(match Link::from_headers(Some(&message.headers)) {
                 Ok(link) => link.tip_at(message.sequence),
@@ -345,11 +345,14 @@ impl AuditLog {
                 LastRawMessageErrorKind::JetStream(api)
                     if !crate::jetstream::is_leaderless(api.error_code()) =>
                 {
-                    Err(TipError::Refused(AuditError::Publish(e.to_string())))
+                    Err(TipError::Refused(AuditError::read(
+                        "reading a chain's last link",
+                        e,
+                    )))
                 }
-                LastRawMessageErrorKind::InvalidSubject => {
-                    Err(TipError::Refused(AuditError::Publish(e.to_string())))
-                }
+                LastRawMessageErrorKind::InvalidSubject => Err(TipError::Refused(
+                    AuditError::read("reading a chain's last link", e),
+                )),
                 // No leader, no responder, no reply in time: an election, probably.
                 LastRawMessageErrorKind::JetStream(_) | LastRawMessageErrorKind::Other => {
                     Err(TipError::Leaderless(e.to_string()))
