@@ -30,7 +30,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, stream};
 
 pub use checkpoint::{Checkpoint, CheckpointPolicy};
-pub use log::AuditLog;
+pub use log::{AuditChains, AuditLog};
 
 use crate::codec::Encoding;
 use crate::model::AuditEvent;
