@@ -22,15 +22,28 @@ use crate::config::DatabaseSettings;
 /// a commit costs no fsync (the WAL is synced at checkpoints). A crash of the process loses
 /// nothing; a power cut may lose the last commits, which is why production runs
 /// PostgreSQL. Writers wait up to 10 s for the lock instead of failing.
+///
+/// A process opens **one** SQLite connection ([`SQLITE_CONNECTIONS`]), whatever
+/// `DATABASE_MAX_CONNECTIONS` says: SQLite has a single writer, and connections of one
+/// process competing for it wait in SQLite's busy handler, which sleeps 1, 2, 5, 10 … ms
+/// between tries. One connection makes them queue, in order, on the pool instead; reads are
+/// microseconds, and no code holds a transaction while it waits on the pool. Other
+/// processes on the same file still wait in the busy handler.
 pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, DbErr> {
+    let sqlite = settings.database_url.starts_with("sqlite:");
+    let connections = if sqlite {
+        SQLITE_CONNECTIONS
+    } else {
+        settings.database_max_connections.max(1)
+    };
     let mut options = ConnectOptions::new(settings.database_url.clone());
     options
-        .max_connections(settings.database_max_connections.max(1))
+        .max_connections(connections)
         .min_connections(1)
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(30))
         .sqlx_logging(false);
-    if settings.database_url.starts_with("sqlite:") {
+    if sqlite {
         if let Some(path) = sqlite_file(&settings.database_url)? {
             owner_only(&path, settings.database_url.contains("mode=rwc"))?;
         }
@@ -43,6 +56,9 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
     }
     Database::connect(options).await
 }
+
+/// The connections a process opens to a SQLite database (see [`connect`]).
+pub const SQLITE_CONNECTIONS: u32 = 1;
 
 /// The file a `sqlite:` URL names; `None` for an in-memory database.
 fn sqlite_file(url: &str) -> Result<Option<PathBuf>, DbErr> {

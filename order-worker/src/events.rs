@@ -10,9 +10,12 @@
 //!   id, so a re-publish (after a lost ack, a crash between ack and delete, or two relays
 //!   racing) is dropped by JetStream's duplicate window ([`DUPLICATE_WINDOW`]). Relays also
 //!   claim rows before publishing, so normally only one publishes a row at all.
-//! - **In order per order.** A relay publishes only the oldest outbox row of each order
-//!   (the order's *head*); the next one becomes publishable when the head is acknowledged
-//!   and deleted. One event per order is in flight at a time, across every relay.
+//! - **In order per order.** A relay takes an order's events only by claiming its oldest
+//!   outbox row (the order's *head*) while nobody holds it; with the head it claims the
+//!   order's other waiting rows, which no other relay can take (they are not heads), and
+//!   publishes them one after another, each only after the one before was acknowledged.
+//!   One event per order is in flight at a time, across every relay; orders go out side
+//!   by side.
 //! - **Through any outage.** Nothing is dropped: a failed publish releases its claim and the
 //!   relay backs off (up to [`MAX_BACKOFF`]) and tries again, for as long as it takes.
 //!   Rows of a worker that died are published by any other relay's poll.
@@ -77,12 +80,36 @@ pub fn stream_config(replicas: usize) -> stream::Config {
     }
 }
 
+/// Why the events stream could not be set up, or a relay round stopped (it is retried).
+#[derive(Debug, thiserror::Error)]
+pub enum EventsError {
+    /// The `ORDER_EVENTS` stream could not be created or looked up.
+    #[error("setting up the order events stream: {0}")]
+    Stream(#[source] jetstream::context::CreateStreamError),
+    /// Claiming outbox rows failed.
+    #[error("claiming outbox rows: {0}")]
+    Claim(#[source] DbErr),
+    /// Deleting acknowledged outbox rows failed (they are published again, and dropped
+    /// as duplicates by the stream).
+    #[error("deleting stored outbox rows: {0}")]
+    Delete(#[source] DbErr),
+    /// JetStream did not take or did not acknowledge an event; `unsent` rows went back.
+    #[error("{unsent} event(s) not acknowledged: {source}")]
+    NotAcknowledged {
+        /// Claimed rows released for the next round.
+        unsent: usize,
+        /// The first failure.
+        #[source]
+        source: jetstream::context::PublishError,
+    },
+}
+
 /// Creates the stream if it does not exist.
-pub async fn ensure_stream(js: &jetstream::Context) -> Result<(), String> {
+pub async fn ensure_stream(js: &jetstream::Context) -> Result<(), EventsError> {
     js.get_or_create_stream(stream_config(1))
         .await
         .map(|_| ())
-        .map_err(|e| e.to_string())
+        .map_err(EventsError::Stream)
 }
 
 /// Writes the event for `order`'s current state (`previous` is the state it left) into the
@@ -92,28 +119,42 @@ pub async fn record(
     previous: Option<OrderStatus>,
     order: &orders::Model,
 ) -> Result<(), DbErr> {
-    let event = OrderEvent {
-        event_id: uuid::Uuid::now_v7().to_string(),
-        ts_ms: order.updated_at.timestamp_millis(),
-        previous_status: previous,
-        order: store::view(order)?,
-    };
-    let payload = Encoding::MsgPack
-        .encode(&event)
-        .map_err(|e| DbErr::Custom(format!("encoding an order event: {e}")))?;
-    order_outbox::Entity::insert(order_outbox::ActiveModel {
-        event_id: Set(event.event_id),
-        order_id: Set(order.id.clone()),
-        subject: Set(subjects::order_events(&order.user_id)),
-        payload: Set(payload.to_vec()),
-        claimed_by: Set(None),
-        claimed_until_ms: Set(None),
-        created_at_ms: Set(store::now_ms()),
-        traceparent: Set(telemetry::current_traceparent()),
-        ..Default::default()
-    })
-    .exec(txn)
-    .await?;
+    record_all(txn, &[(previous, order)]).await
+}
+
+/// [`record`] for several states of one or more orders, oldest first, in one statement.
+pub async fn record_all(
+    txn: &impl ConnectionTrait,
+    states: &[(Option<OrderStatus>, &orders::Model)],
+) -> Result<(), DbErr> {
+    let traceparent = telemetry::current_traceparent();
+    let now_ms = store::now_ms();
+    let mut rows = Vec::with_capacity(states.len());
+    for &(previous, order) in states {
+        let event = OrderEvent {
+            event_id: uuid::Uuid::now_v7().to_string(),
+            ts_ms: order.updated_at.timestamp_millis(),
+            previous_status: previous,
+            order: store::view(order)?,
+        };
+        let payload = Encoding::MsgPack
+            .encode(&event)
+            .map_err(|e| DbErr::Custom(format!("encoding an order event: {e}")))?;
+        rows.push(order_outbox::ActiveModel {
+            event_id: Set(event.event_id),
+            order_id: Set(order.id.clone()),
+            subject: Set(subjects::order_events(&order.user_id)),
+            payload: Set(payload.to_vec()),
+            claimed_by: Set(None),
+            claimed_until_ms: Set(None),
+            created_at_ms: Set(now_ms),
+            traceparent: Set(traceparent.clone()),
+            ..Default::default()
+        });
+    }
+    order_outbox::Entity::insert_many(rows)
+        .exec_without_returning(txn)
+        .await?;
     Ok(())
 }
 
@@ -200,53 +241,120 @@ async fn relay_all(
     js: &jetstream::Context,
     db: &DatabaseConnection,
     instance: &str,
-) -> Result<(), String> {
+) -> Result<(), EventsError> {
     loop {
-        let batch = claim_heads(db, instance)
-            .await
-            .map_err(|e| format!("claiming outbox rows: {e}"))?;
+        let batch = claim(db, instance).await.map_err(EventsError::Claim)?;
         if batch.is_empty() {
             return Ok(());
         }
-        let published = join_all(batch.iter().map(|row| publish(js, row))).await;
-        let (acked, failed): (Vec<_>, Vec<_>) = batch
-            .iter()
-            .zip(published)
-            .partition(|(_, result)| result.is_ok());
+        // Orders are independent; each order's events go out one after another, each only
+        // after the one before it was acknowledged.
+        let published = join_all(by_order(&batch).into_iter().map(|rows| async move {
+            let mut outcomes = Vec::with_capacity(rows.len());
+            for row in rows {
+                let result = publish(js, row).await;
+                let failed = result.is_err();
+                outcomes.push((row, result));
+                if failed {
+                    // Nothing after a failed event goes out before it.
+                    break;
+                }
+            }
+            outcomes
+        }))
+        .await;
         let metrics = pinnacle_common::metrics::metrics();
-        for (row, _) in &acked {
-            metrics.order_event_stored(row.created_at_ms);
+        let mut acked = Vec::with_capacity(batch.len());
+        let mut failure = None;
+        for (row, result) in published.into_iter().flatten() {
+            match result {
+                Ok(()) => {
+                    metrics.order_event_stored(row.created_at_ms);
+                    acked.push(row.id);
+                }
+                Err(error) => failure = failure.or(Some(error)),
+            }
         }
-        let acked: Vec<i64> = acked.into_iter().map(|(row, _)| row.id).collect();
         if !acked.is_empty() {
             order_outbox::Entity::delete_many()
-                .filter(order_outbox::Column::Id.is_in(acked))
+                .filter(order_outbox::Column::Id.is_in(acked.iter().copied()))
                 .exec(db)
                 .await
-                .map_err(|e| format!("deleting stored outbox rows: {e}"))?;
+                .map_err(EventsError::Delete)?;
         }
-        if let Some((_, Err(error))) = failed.first() {
-            let ids: Vec<i64> = failed.iter().map(|(row, _)| row.id).collect();
-            release(db, &ids).await;
-            return Err(format!("{} event(s) not acknowledged: {error}", ids.len()));
+        if let Some(error) = failure {
+            // Every claimed row not acknowledged goes back: the failed ones and those
+            // held back behind them.
+            let unsent: Vec<i64> = batch
+                .iter()
+                .map(|row| row.id)
+                .filter(|id| !acked.contains(id))
+                .collect();
+            release(db, &unsent).await;
+            return Err(EventsError::NotAcknowledged {
+                unsent: unsent.len(),
+                source: error,
+            });
         }
     }
 }
 
-/// Claims up to [`BATCH`] heads (the oldest row of each order) that nobody else holds and
-/// returns them, oldest first.
-async fn claim_heads(
-    db: &DatabaseConnection,
-    instance: &str,
-) -> Result<Vec<order_outbox::Model>, DbErr> {
+/// `rows` (oldest first) grouped by order, each group oldest first.
+fn by_order(rows: &[order_outbox::Model]) -> Vec<Vec<&order_outbox::Model>> {
+    let mut groups: Vec<Vec<&order_outbox::Model>> = Vec::new();
+    let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for row in rows {
+        match index.get(row.order_id.as_str()) {
+            Some(&at) => groups[at].push(row),
+            None => {
+                index.insert(row.order_id.as_str(), groups.len());
+                groups.push(vec![row]);
+            }
+        }
+    }
+    groups
+}
+
+/// Claims up to [`BATCH`] orders' events for this relay: first each order's head (its
+/// oldest row) that nobody else holds ([`claim_heads`]), then every other free row of the
+/// orders whose head it now holds. No other relay can take those: they are not heads, and
+/// their head is held. Returns the claimed rows, oldest first.
+async fn claim(db: &DatabaseConnection, instance: &str) -> Result<Vec<order_outbox::Model>, DbErr> {
+    use order_outbox::Column as C;
+    let token = format!("{instance}/{}", uuid::Uuid::now_v7().simple());
+    if !claim_heads(db, &token).await? {
+        return Ok(Vec::new());
+    }
+    let held = Query::select()
+        .column(C::OrderId)
+        .from(order_outbox::Entity)
+        .and_where(Expr::col(C::ClaimedBy).eq(token.as_str()))
+        .to_owned();
+    let followers = Query::update()
+        .table(order_outbox::Entity)
+        .value(C::ClaimedBy, token.clone())
+        .value(
+            C::ClaimedUntilMs,
+            store::now_ms() + CLAIM.as_millis() as i64,
+        )
+        .and_where(Expr::col(C::OrderId).in_subquery(held))
+        .and_where(unclaimed(store::now_ms()))
+        .to_owned();
+    db.execute(db.get_database_backend().build(&followers))
+        .await?;
+    order_outbox::Entity::find()
+        .filter(C::ClaimedBy.eq(token))
+        .order_by_asc(C::Id)
+        .all(db)
+        .await
+}
+
+/// Claims, under `token`, up to [`BATCH`] heads (the oldest row of each order) that nobody
+/// else holds; `false` when there were none.
+async fn claim_heads(db: &DatabaseConnection, token: &str) -> Result<bool, DbErr> {
     use order_outbox::Column as C;
     let now = store::now_ms();
-    let claim = format!("{instance}/{}", uuid::Uuid::now_v7().simple());
-    let free = || {
-        Expr::col(C::ClaimedUntilMs)
-            .is_null()
-            .or(Expr::col(C::ClaimedUntilMs).lt(now))
-    };
+    let free = || unclaimed(now);
     let older = Query::select()
         .expr(Expr::val(1))
         .from_as(
@@ -274,20 +382,21 @@ async fn claim_heads(
     // on a row another relay claimed concurrently.
     let update = Query::update()
         .table(order_outbox::Entity)
-        .value(C::ClaimedBy, claim.clone())
+        .value(C::ClaimedBy, token)
         .value(C::ClaimedUntilMs, now + CLAIM.as_millis() as i64)
         .and_where(Expr::col(C::Id).in_subquery(heads))
         .and_where(free())
         .to_owned();
     let claimed = db.execute(db.get_database_backend().build(&update)).await?;
-    if claimed.rows_affected() == 0 {
-        return Ok(Vec::new());
-    }
-    order_outbox::Entity::find()
-        .filter(C::ClaimedBy.eq(claim))
-        .order_by_asc(C::Id)
-        .all(db)
-        .await
+    Ok(claimed.rows_affected() > 0)
+}
+
+/// Rows nobody holds at `now_ms`: never claimed, released, or their claim has expired.
+fn unclaimed(now_ms: i64) -> sea_orm::sea_query::SimpleExpr {
+    use order_outbox::Column as C;
+    Expr::col(C::ClaimedUntilMs)
+        .is_null()
+        .or(Expr::col(C::ClaimedUntilMs).lt(now_ms))
 }
 
 /// Gives claimed rows back after a failed publish, so the next attempt (by any relay) may
@@ -313,7 +422,10 @@ async fn release(db: &DatabaseConnection, ids: &[i64]) {
 /// Publishes one outbox row and waits for JetStream's ack, inside an `order.event.publish`
 /// producer span that continues the trace of the transition (a root span when it had
 /// none) and whose context the event carries as `traceparent`.
-async fn publish(js: &jetstream::Context, row: &order_outbox::Model) -> Result<(), String> {
+async fn publish(
+    js: &jetstream::Context,
+    row: &order_outbox::Model,
+) -> Result<(), jetstream::context::PublishError> {
     let span = tracing::info_span!(
         "order.event.publish",
         otel.kind = "producer",
@@ -340,9 +452,8 @@ async fn publish(js: &jetstream::Context, row: &order_outbox::Model) -> Result<(
                 hdrs,
                 Bytes::copy_from_slice(&row.payload),
             )
-            .await
-            .map_err(|e| e.to_string())?;
-        ack.await.map(|_| ()).map_err(|e| e.to_string())
+            .await?;
+        ack.await.map(|_| ())
     };
     let published = tracing::Instrument::instrument(publish, span.clone()).await;
     if published.is_err() {

@@ -116,8 +116,7 @@ pub async fn insert_new(
         let model = row.insert(&txn).await?;
         let mut new = model.clone();
         new.status = OrderStatus::New.as_str().to_string();
-        events::record(&txn, None, &new).await?;
-        events::record(&txn, Some(OrderStatus::New), &model).await?;
+        events::record_all(&txn, &[(None, &new), (Some(OrderStatus::New), &model)]).await?;
         txn.commit().await?;
         Ok::<_, DbErr>(model)
     }
