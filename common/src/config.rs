@@ -1078,7 +1078,7 @@ mod tests {
         };
         let worker: Result<WorkerSettings, _> = envy::prefixed("PINNACLE_WORKER_")
             .from_iter(vars(&[("PINNACLE_WORKER_SQUARE_OFF_AT", "15.15")]));
-        let error = worker.err().expect("refused").to_string();
+        let error = worker.expect_err("refused").to_string();
         assert!(error.contains("PINNACLE_WORKER_SQUARE_OFF_AT"), "{error}");
         let worker: WorkerSettings = envy::prefixed("PINNACLE_WORKER_")
             .from_iter(vars(&[("PINNACLE_WORKER_SQUARE_OFF_AT", "")]))
@@ -1086,7 +1086,7 @@ mod tests {
         assert_eq!(worker.square_off_at, SquareOffAt::OFF);
         let md: Result<MarketDataSettings, _> =
             envy::prefixed("PINNACLE_MD_").from_iter(vars(&[("PINNACLE_MD_FEED", "kafka")]));
-        let error = md.err().expect("refused").to_string();
+        let error = md.expect_err("refused").to_string();
         assert!(error.contains("PINNACLE_MD_FEED"), "{error}");
         let md: MarketDataSettings = envy::prefixed("PINNACLE_MD_")
             .from_iter(vars(&[("PINNACLE_MD_ANGEL_MODE", "depth")]))

@@ -473,7 +473,8 @@ mod tests {
 
     #[test]
     fn a_corrupt_enum_column_is_reported_with_order_and_column_never_defaulted() {
-        let corrupt: [(&str, fn(&mut orders::Model)); 5] = [
+        type Spoil = fn(&mut orders::Model);
+        let corrupt: [(&str, Spoil); 5] = [
             ("side", |r| r.side = "buy".into()),
             ("order_type", |r| r.order_type = String::new()),
             ("product", |r| r.product = "CNC".into()),
