@@ -323,7 +323,8 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
         Duration::from_millis(worker.audit_timeout_ms),
         vault.clone(),
     )
-    .with_checkpoints(stack.db.clone(), worker.audit.policy());
+    .with_checkpoints(stack.db.clone(), worker.audit.policy())
+    .with_chains(stack.audit_chains.clone());
     let demo = ensure_demo_user(&stack.db, &vault, &audit, &data_dir.join("demo.token")).await?;
     if let Some(dev_sim) = &dev_sim {
         dev_sim

@@ -100,7 +100,7 @@ impl DevSim {
     /// `md` with the Angel One feed pointed at the simulator.
     pub fn market_data(&self, md: MarketDataSettings) -> MarketDataSettings {
         MarketDataSettings {
-            feed: "angel_one".into(),
+            feed: pinnacle_common::config::FeedKind::AngelOne,
             angel_rest_url: self.sim.rest_url(),
             angel_feed_url: self.sim.feed_url(),
             ..md

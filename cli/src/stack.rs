@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use pinnacle_common::audit::{self, AuditLog};
+use pinnacle_common::audit::{self, AuditChains, AuditLog};
 use pinnacle_common::config::{
     AngelOneMarketDataSettings, AuditSettings, DatabaseSettings, MarketDataSettings,
     MetricsSettings, NatsSettings, SimFeedSettings, UserApiSettings, WorkerSettings,
@@ -361,13 +361,17 @@ fn joined(result: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow:
 }
 
 /// Starts an order worker with the paper broker, which follows the tick stream, and the
-/// paper matcher, which fills resting paper orders from it, under supervision.
+/// paper matcher, which fills resting paper orders from it, under supervision. Its audit
+/// writes go through `chains`, the process's ([`AuditChains`]: pass the same one to every
+/// component of a process, a new one for a worker that stands for another process).
+#[allow(clippy::too_many_arguments)]
 pub async fn spawn_worker(
     tasks: &mut JoinSet<ServiceResult>,
     nats_settings: &NatsSettings,
     db: DatabaseConnection,
     vault: Arc<Vault>,
     settings: WorkerSettings,
+    chains: AuditChains,
     health: &Health,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
@@ -378,6 +382,7 @@ pub async fn spawn_worker(
             db.clone(),
             vault.clone(),
             settings.clone(),
+            chains.clone(),
             stop,
         ))
     };
@@ -400,6 +405,7 @@ async fn start_worker(
     db: DatabaseConnection,
     vault: Arc<Vault>,
     settings: WorkerSettings,
+    chains: AuditChains,
     stop: Shutdown,
 ) -> anyhow::Result<Run<anyhow::Error>> {
     prepare_audit_stream(&client, &db, "pinnacle-order-worker").await?;
@@ -414,8 +420,9 @@ async fn start_worker(
     let paper = PaperBroker::with_ledger(db.clone(), settings.paper_cash);
     let follower = paper.follow_ticks(client.clone(), stop.clone()).await?;
     // One audit writer for the worker and its Angel One session store, so the worker's
-    // shutdown checkpoint seals both.
-    let audit = pinnacle_order_worker::service::audit_log(&client, &db, &vault, &settings);
+    // shutdown checkpoint seals both, on the process's chains.
+    let audit = pinnacle_order_worker::service::audit_log(&client, &db, &vault, &settings)
+        .with_chains(chains);
     // And one generation register (one KV watch) for both.
     let register = pinnacle_common::keystore::Register::new(
         client.clone(),
@@ -546,8 +553,7 @@ pub async fn spawn_user_api(
     db: DatabaseConnection,
     vault: Arc<Vault>,
     api: &UserApiSettings,
-    audit_timeout: Duration,
-    audit_settings: AuditSettings,
+    (audit_timeout, audit_settings, chains): (Duration, AuditSettings, AuditChains),
     health: &Health,
     shutdown: Shutdown,
 ) -> anyhow::Result<SocketAddr> {
@@ -569,14 +575,16 @@ pub async fn spawn_user_api(
             admin_token.clone(),
             limits.clone(),
             state_health.clone(),
+            chains.clone(),
         );
         Box::pin(async move {
-            let (db, vault, admin_token, limits, health) = state;
+            let (db, vault, admin_token, limits, health, chains) = state;
             prepare_audit_stream(&client, &db, "pinnacle-user-api").await?;
             let listener = tokio::net::TcpListener::from_std(socket?)?;
             let register = pinnacle_common::keystore::Register::new(client.clone(), audit_timeout);
             let audit = AuditLog::new(client, audit_timeout, vault.clone())
-                .with_checkpoints(db.clone(), audit_settings.policy());
+                .with_checkpoints(db.clone(), audit_settings.policy())
+                .with_chains(chains);
             let state = pinnacle_user_api::AppState {
                 db,
                 vault,
@@ -636,6 +644,9 @@ pub struct StackSettings {
 pub struct Stack {
     /// Where the user API listens.
     pub api_addr: SocketAddr,
+    /// The audit chains every writer of this process shares (the worker, its session
+    /// store, the user API; `pinnacle dev` adds its own writer to them).
+    pub audit_chains: AuditChains,
     /// The stack's database connection.
     pub db: DatabaseConnection,
     /// Where `/metrics`, `/healthz` and `/readyz` are served, when `metrics.addr` was set
@@ -658,6 +669,8 @@ impl Stack {
         let health = Health::new();
         let metrics_addr = serve_metrics(&settings.metrics, &health, shutdown.clone()).await?;
         let mut tasks = JoinSet::new();
+        // One set of audit chains for every writer in this process.
+        let audit_chains = AuditChains::default();
         // The worker subscribes to ticks before the publisher starts, so none are missed.
         spawn_worker(
             &mut tasks,
@@ -665,6 +678,7 @@ impl Stack {
             db.clone(),
             settings.vault.clone(),
             settings.worker.clone(),
+            audit_chains.clone(),
             &health,
             shutdown.clone(),
         )
@@ -685,14 +699,18 @@ impl Stack {
             db.clone(),
             settings.vault.clone(),
             &settings.api,
-            Duration::from_millis(settings.worker.audit_timeout_ms),
-            settings.worker.audit,
+            (
+                Duration::from_millis(settings.worker.audit_timeout_ms),
+                settings.worker.audit,
+                audit_chains.clone(),
+            ),
             &health,
             shutdown.clone(),
         )
         .await?;
         Ok(Self {
             api_addr,
+            audit_chains,
             db,
             metrics_addr,
             health,
@@ -786,6 +804,8 @@ pub async fn serve(
             .await?;
         }
         Service::OrderWorker => {
+            // Settings first: a malformed one stops the start before anything connects.
+            let settings = WorkerSettings::from_env()?;
             let db = database(&DatabaseSettings::from_env()?).await?;
             let vault = Arc::new(Vault::from_settings(&VaultSettings::from_env()?)?);
             vault_ready(&db, &vault).await?;
@@ -794,7 +814,8 @@ pub async fn serve(
                 &nats_settings,
                 db,
                 vault,
-                WorkerSettings::from_env()?,
+                settings,
+                AuditChains::default(),
                 &health,
                 shutdown.clone(),
             )
@@ -812,8 +833,11 @@ pub async fn serve(
                 db,
                 vault,
                 &api,
-                Duration::from_millis(worker.audit_timeout_ms),
-                worker.audit,
+                (
+                    Duration::from_millis(worker.audit_timeout_ms),
+                    worker.audit,
+                    AuditChains::default(),
+                ),
                 &health,
                 shutdown.clone(),
             )

@@ -308,13 +308,171 @@ impl Default for SimFeedSettings {
     }
 }
 
+/// Deserializes a setting through its `FromStr`, whose error names the variable.
+macro_rules! deserialize_from_str {
+    ($ty:ty) => {
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = String::deserialize(d)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+/// The first 40 characters of a rejected value, for an error message.
+fn shown(text: &str) -> String {
+    text.chars().take(40).collect()
+}
+
+/// Which tick source the publisher runs (`PINNACLE_MD_FEED`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FeedKind {
+    /// `sim`: the simulated random walk (`PINNACLE_SIM_*`).
+    #[default]
+    Sim,
+    /// `replay`: a recording (`PINNACLE_MD_REPLAY_*`).
+    Replay,
+    /// `angel_one`: Angel One's SmartWebSocketV2 feed (`ANGEL_ONE_*`).
+    AngelOne,
+}
+
+impl FeedKind {
+    /// Every feed.
+    pub const ALL: [Self; 3] = [Self::Sim, Self::Replay, Self::AngelOne];
+
+    /// The setting's spelling: `sim`, `replay` or `angel_one`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sim => "sim",
+            Self::Replay => "replay",
+            Self::AngelOne => "angel_one",
+        }
+    }
+}
+
+impl std::str::FromStr for FeedKind {
+    type Err = ConfigError;
+
+    fn from_str(text: &str) -> Result<Self, ConfigError> {
+        Self::ALL
+            .into_iter()
+            .find(|f| f.as_str() == text.trim())
+            .ok_or_else(|| {
+                ConfigError(format!(
+                    "PINNACLE_MD_FEED must be sim, replay or angel_one, not {:?}",
+                    shown(text)
+                ))
+            })
+    }
+}
+
+deserialize_from_str!(FeedKind);
+
+/// The Angel One feed's subscription mode (`PINNACLE_MD_ANGEL_MODE`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AngelMode {
+    /// `LTP`: last traded price only.
+    Ltp,
+    /// `QUOTE`: LTP plus the day's OHLC and volume.
+    Quote,
+    /// `SNAP_QUOTE` (also `SNAPQUOTE`, `FULL`): quote plus the five-level book.
+    #[default]
+    SnapQuote,
+    /// `DEPTH`: SNAP_QUOTE plus the 20-level book for NSE cash symbols.
+    Depth,
+}
+
+impl AngelMode {
+    /// Every mode.
+    pub const ALL: [Self; 4] = [Self::Ltp, Self::Quote, Self::SnapQuote, Self::Depth];
+
+    /// The canonical spelling: `LTP`, `QUOTE`, `SNAP_QUOTE` or `DEPTH`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ltp => "LTP",
+            Self::Quote => "QUOTE",
+            Self::SnapQuote => "SNAP_QUOTE",
+            Self::Depth => "DEPTH",
+        }
+    }
+}
+
+impl std::str::FromStr for AngelMode {
+    type Err = ConfigError;
+
+    /// Case-insensitive, surrounding spaces ignored; `SNAPQUOTE` and `FULL` are
+    /// `SNAP_QUOTE`.
+    fn from_str(text: &str) -> Result<Self, ConfigError> {
+        let upper = text.trim().to_ascii_uppercase();
+        match upper.as_str() {
+            "SNAPQUOTE" | "FULL" => Ok(Self::SnapQuote),
+            other => Self::ALL
+                .into_iter()
+                .find(|m| m.as_str() == other)
+                .ok_or_else(|| {
+                    ConfigError(format!(
+                        "PINNACLE_MD_ANGEL_MODE must be LTP, QUOTE, SNAP_QUOTE or DEPTH, not {:?}",
+                        shown(text)
+                    ))
+                }),
+        }
+    }
+}
+
+deserialize_from_str!(AngelMode);
+
+/// When intraday square-off starts each day (`PINNACLE_WORKER_SQUARE_OFF_AT`): an IST
+/// `HH:MM`, or off (the empty setting).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SquareOffAt(Option<chrono::NaiveTime>);
+
+impl SquareOffAt {
+    /// Square-off off.
+    pub const OFF: Self = Self(None);
+
+    /// The IST time of day, or `None` when square-off is off.
+    pub fn time(self) -> Option<chrono::NaiveTime> {
+        self.0
+    }
+}
+
+impl Default for SquareOffAt {
+    /// 15:15 IST.
+    fn default() -> Self {
+        Self(chrono::NaiveTime::from_hms_opt(15, 15, 0))
+    }
+}
+
+impl std::str::FromStr for SquareOffAt {
+    type Err = ConfigError;
+
+    /// `HH:MM` (surrounding spaces ignored); empty is off.
+    fn from_str(text: &str) -> Result<Self, ConfigError> {
+        let trimmed = text.trim();
+        if trimmed.is_empty() {
+            return Ok(Self::OFF);
+        }
+        chrono::NaiveTime::parse_from_str(trimmed, "%H:%M")
+            .map(|at| Self(Some(at)))
+            .map_err(|_| {
+                ConfigError(format!(
+                    "PINNACLE_WORKER_SQUARE_OFF_AT must be HH:MM (IST) or empty, not {:?}",
+                    shown(text)
+                ))
+            })
+    }
+}
+
+deserialize_from_str!(SquareOffAt);
+
 /// The market-data services of the publisher (`PINNACLE_MD_*`).
 #[derive(Clone, Debug, Deserialize)]
 pub struct MarketDataSettings {
     /// `PINNACLE_MD_FEED`: `sim` (default), `replay`, or `angel_one` (Angel One's
     /// SmartWebSocketV2 live feed, logged in with the `ANGEL_ONE_*` credentials).
-    #[serde(default = "default_feed")]
-    pub feed: String,
+    #[serde(default)]
+    pub feed: FeedKind,
     /// `PINNACLE_MD_REPLAY_FILE`: JSON-lines file of ticks or candles, for `replay`.
     #[serde(default)]
     pub replay_file: Option<String>,
@@ -344,8 +502,8 @@ pub struct MarketDataSettings {
     pub angel_symbols: String,
     /// `PINNACLE_MD_ANGEL_MODE`: the subscription mode, `LTP`, `QUOTE`, `SNAP_QUOTE`
     /// (default) or `DEPTH` (SNAP_QUOTE plus the 20-level book for NSE cash symbols).
-    #[serde(default = "default_angel_mode")]
-    pub angel_mode: String,
+    #[serde(default)]
+    pub angel_mode: AngelMode,
     /// `PINNACLE_MD_ANGEL_REST_URL`: SmartAPI's REST root for the platform login and
     /// historical candles (a simulator's address in development and tests).
     #[serde(default = "default_angel_rest_url")]
@@ -366,10 +524,6 @@ fn default_angel_symbols() -> String {
     "NSE:RELIANCE-EQ,NSE:SBIN-EQ,NSE:TCS-EQ,NSE:INFY-EQ,NSE:HDFCBANK-EQ".into()
 }
 
-fn default_angel_mode() -> String {
-    "SNAP_QUOTE".into()
-}
-
 fn default_angel_rest_url() -> String {
     "https://apiconnect.angelone.in".into()
 }
@@ -380,10 +534,6 @@ fn default_angel_feed_url() -> String {
 
 fn default_angel_timeout_ms() -> u64 {
     7_000
-}
-
-fn default_feed() -> String {
-    "sim".into()
 }
 
 fn default_speed() -> f64 {
@@ -404,7 +554,7 @@ impl MarketDataSettings {
 impl Default for MarketDataSettings {
     fn default() -> Self {
         Self {
-            feed: default_feed(),
+            feed: FeedKind::default(),
             replay_file: None,
             replay_speed: default_speed(),
             replay_loop: false,
@@ -413,7 +563,7 @@ impl Default for MarketDataSettings {
             stall_ms: default_stall_ms(),
             max_payload: default_max_payload(),
             angel_symbols: default_angel_symbols(),
-            angel_mode: default_angel_mode(),
+            angel_mode: AngelMode::default(),
             angel_rest_url: default_angel_rest_url(),
             angel_feed_url: default_angel_feed_url(),
             angel_timeout_ms: default_angel_timeout_ms(),
@@ -531,8 +681,8 @@ pub struct WorkerSettings {
     /// `PINNACLE_WORKER_SQUARE_OFF_AT`: `HH:MM` (IST) after which, each day, working
     /// `INTRADAY` orders are cancelled and open `INTRADAY` positions closed at market.
     /// Empty turns square-off off.
-    #[serde(default = "default_square_off_at")]
-    pub square_off_at: String,
+    #[serde(default)]
+    pub square_off_at: SquareOffAt,
     /// `PINNACLE_WORKER_SQUARE_OFF_BAND_BPS`: how far from the last price, in basis points,
     /// a square-off's closing LIMIT order is priced (sells below, buys above), so that it
     /// fills at once without being a MARKET order.
@@ -614,10 +764,6 @@ fn default_lease_grace_ms() -> u64 {
 
 fn default_ready_timeout_ms() -> u64 {
     10_000
-}
-
-fn default_square_off_at() -> String {
-    "15:15".into()
 }
 
 fn default_reconcile_interval_ms() -> u64 {
@@ -751,7 +897,7 @@ impl Default for WorkerSettings {
             lease_ms: default_lease_ms(),
             lease_grace_ms: default_lease_grace_ms(),
             ready_timeout_ms: default_ready_timeout_ms(),
-            square_off_at: default_square_off_at(),
+            square_off_at: SquareOffAt::default(),
             square_off_band_bps: default_square_off_band_bps(),
             smartapi_url: default_smartapi_url(),
             smartapi_order_ws_url: default_smartapi_order_ws_url(),
@@ -873,6 +1019,79 @@ mod tests {
             database_max_connections: 1,
         };
         assert!(!format!("{settings:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn enum_settings_parse_with_an_error_naming_the_variable() {
+        for feed in FeedKind::ALL {
+            assert_eq!(feed.as_str().parse::<FeedKind>().ok(), Some(feed));
+        }
+        for mode in AngelMode::ALL {
+            assert_eq!(mode.as_str().parse::<AngelMode>().ok(), Some(mode));
+        }
+        assert_eq!(
+            " snap_quote ".parse::<AngelMode>().ok(),
+            Some(AngelMode::SnapQuote)
+        );
+        assert_eq!("FULL".parse::<AngelMode>().ok(), Some(AngelMode::SnapQuote));
+        assert_eq!("ltp".parse::<AngelMode>().ok(), Some(AngelMode::Ltp));
+        let at = |t: &str| t.parse::<SquareOffAt>().map(SquareOffAt::time);
+        assert_eq!(at("").ok(), Some(None));
+        assert_eq!(at("  ").ok(), Some(None));
+        assert_eq!(
+            at("09:05").ok(),
+            chrono::NaiveTime::from_hms_opt(9, 5, 0).map(Some)
+        );
+        assert_eq!(
+            SquareOffAt::default().time(),
+            chrono::NaiveTime::from_hms_opt(15, 15, 0)
+        );
+        for (error, variable) in [
+            ("kafka".parse::<FeedKind>().err(), "PINNACLE_MD_FEED"),
+            ("Sim".parse::<FeedKind>().err(), "PINNACLE_MD_FEED"),
+            ("FAST".parse::<AngelMode>().err(), "PINNACLE_MD_ANGEL_MODE"),
+            (
+                "25:00".parse::<SquareOffAt>().err(),
+                "PINNACLE_WORKER_SQUARE_OFF_AT",
+            ),
+            (
+                "3pm".parse::<SquareOffAt>().err(),
+                "PINNACLE_WORKER_SQUARE_OFF_AT",
+            ),
+            (
+                "15:15:00".parse::<SquareOffAt>().err(),
+                "PINNACLE_WORKER_SQUARE_OFF_AT",
+            ),
+        ] {
+            let error = error.expect(variable).to_string();
+            assert!(error.contains(variable), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_malformed_setting_fails_loading_with_its_name() {
+        let vars = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>()
+        };
+        let worker: Result<WorkerSettings, _> = envy::prefixed("PINNACLE_WORKER_")
+            .from_iter(vars(&[("PINNACLE_WORKER_SQUARE_OFF_AT", "15.15")]));
+        let error = worker.expect_err("refused").to_string();
+        assert!(error.contains("PINNACLE_WORKER_SQUARE_OFF_AT"), "{error}");
+        let worker: WorkerSettings = envy::prefixed("PINNACLE_WORKER_")
+            .from_iter(vars(&[("PINNACLE_WORKER_SQUARE_OFF_AT", "")]))
+            .expect("empty is off");
+        assert_eq!(worker.square_off_at, SquareOffAt::OFF);
+        let md: Result<MarketDataSettings, _> =
+            envy::prefixed("PINNACLE_MD_").from_iter(vars(&[("PINNACLE_MD_FEED", "kafka")]));
+        let error = md.expect_err("refused").to_string();
+        assert!(error.contains("PINNACLE_MD_FEED"), "{error}");
+        let md: MarketDataSettings = envy::prefixed("PINNACLE_MD_")
+            .from_iter(vars(&[("PINNACLE_MD_ANGEL_MODE", "depth")]))
+            .expect("loads");
+        assert_eq!((md.feed, md.angel_mode), (FeedKind::Sim, AngelMode::Depth));
     }
 
     #[test]

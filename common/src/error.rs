@@ -80,9 +80,48 @@ pub enum ErrorCode {
     /// The worker has no price for the symbol yet (it has just started, or the feed is
     /// behind); nothing was stored. Retry with the same client order id.
     PriceUnavailable,
+    /// The user has several broker accounts, the request names none and no default
+    /// account is set: name one (`account`) or set a default.
+    AmbiguousAccount,
 }
 
 impl ErrorCode {
+    /// Every code, in declaration order.
+    pub const ALL: [Self; 32] = [
+        Self::BadPayload,
+        Self::InvalidRequest,
+        Self::PayloadTooLarge,
+        Self::Unauthenticated,
+        Self::Forbidden,
+        Self::UnknownVerb,
+        Self::UnknownSymbol,
+        Self::NoBrokerAccount,
+        Self::AuditUnavailable,
+        Self::CredentialUnavailable,
+        Self::BrokerRejected,
+        Self::InsufficientFunds,
+        Self::InsufficientHoldings,
+        Self::NotAtBroker,
+        Self::InvalidState,
+        Self::RiskMaxQuantity,
+        Self::RiskMaxValue,
+        Self::RiskExchange,
+        Self::RiskSymbol,
+        Self::RateLimited,
+        Self::KillSwitch,
+        Self::NotFound,
+        Self::Conflict,
+        Self::Internal,
+        Self::InvalidInterval,
+        Self::RangeTooLarge,
+        Self::UnknownExchange,
+        Self::Regulatory,
+        Self::BrokerUnavailable,
+        Self::DeadlineExceeded,
+        Self::PriceUnavailable,
+        Self::AmbiguousAccount,
+    ];
+
     /// The code as it appears on the wire, e.g. `BAD_PAYLOAD`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -117,9 +156,12 @@ impl ErrorCode {
             Self::BrokerUnavailable => "BROKER_UNAVAILABLE",
             Self::DeadlineExceeded => "DEADLINE_EXCEEDED",
             Self::PriceUnavailable => "PRICE_UNAVAILABLE",
+            Self::AmbiguousAccount => "AMBIGUOUS_ACCOUNT",
         }
     }
 }
+
+crate::model::from_wire_text!(ErrorCode, "error code");
 
 impl std::fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

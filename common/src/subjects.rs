@@ -211,28 +211,41 @@ pub fn order_events(user_id: &str) -> String {
     format!("events.orders.{}", escape_token(user_id))
 }
 
+/// What every audit chain subject starts with.
+pub const AUDIT_CREDENTIAL_PREFIX: &str = "audit.credential.";
+/// What every audit checkpoint subject starts with.
+pub const AUDIT_CHECKPOINT_PREFIX: &str = "audit.checkpoint.";
+
 /// `audit.credential.<user_id>`: credential accesses for one user's accounts.
 pub fn audit_credential(user_id: &str) -> String {
-    format!("audit.credential.{}", escape_token(user_id))
+    format!("{AUDIT_CREDENTIAL_PREFIX}{}", escape_token(user_id))
 }
 
 /// `audit.checkpoint.<user_id>`: signed checkpoints of the chain on
 /// [`audit_credential`]`(user_id)`.
 pub fn audit_checkpoint(user_id: &str) -> String {
-    format!("audit.checkpoint.{}", escape_token(user_id))
+    format!("{AUDIT_CHECKPOINT_PREFIX}{}", escape_token(user_id))
 }
 
 /// The chain subject a checkpoint subject covers (`audit.checkpoint.X` → `audit.credential.X`).
 pub fn audit_chain_of_checkpoint(subject: &str) -> Option<String> {
     subject
-        .strip_prefix("audit.checkpoint.")
+        .strip_prefix(AUDIT_CHECKPOINT_PREFIX)
         .filter(|token| !token.is_empty() && !token.contains('.'))
-        .map(|token| format!("audit.credential.{token}"))
+        .map(|token| format!("{AUDIT_CREDENTIAL_PREFIX}{token}"))
+}
+
+/// The checkpoint subject of a chain subject (`audit.credential.X` → `audit.checkpoint.X`).
+pub fn audit_checkpoint_of_chain(subject: &str) -> Option<String> {
+    subject
+        .strip_prefix(AUDIT_CREDENTIAL_PREFIX)
+        .filter(|token| !token.is_empty())
+        .map(|token| format!("{AUDIT_CHECKPOINT_PREFIX}{token}"))
 }
 
 /// The user id of a chain subject `audit.credential.<user_id>`.
 pub fn audit_user_of(subject: &str) -> Option<String> {
-    unescape_token(subject.strip_prefix("audit.credential.")?)
+    unescape_token(subject.strip_prefix(AUDIT_CREDENTIAL_PREFIX)?)
 }
 
 /// Escapes a value so it is exactly one NATS subject token.

@@ -30,6 +30,9 @@ pub enum AccountError {
     /// No account matched.
     #[error("{0}")]
     NotFound(String),
+    /// Several accounts, none named and no default set.
+    #[error("{0}")]
+    Ambiguous(String),
     /// The database failed.
     #[error(transparent)]
     Db(#[from] DbErr),
@@ -40,6 +43,7 @@ impl AccountError {
     pub fn into_error_body(self) -> ErrorBody {
         match self {
             Self::NotFound(message) => ErrorBody::new(ErrorCode::NoBrokerAccount, message),
+            Self::Ambiguous(message) => ErrorBody::new(ErrorCode::AmbiguousAccount, message),
             Self::Db(db) => crate::handler::internal("loading the broker account", db),
         }
     }
@@ -78,7 +82,7 @@ pub async fn load_account(
                 .await?
                 .and_then(|user| user.default_account);
             let Some(default) = default else {
-                return Err(AccountError::NotFound(
+                return Err(AccountError::Ambiguous(
                     "several broker accounts and no default: name one with \"account\", or set \
                      a default (pinnacle accounts default)"
                         .into(),

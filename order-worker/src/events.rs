@@ -80,12 +80,36 @@ pub fn stream_config(replicas: usize) -> stream::Config {
     }
 }
 
+/// Why the events stream could not be set up, or a relay round stopped (it is retried).
+#[derive(Debug, thiserror::Error)]
+pub enum EventsError {
+    /// The `ORDER_EVENTS` stream could not be created or looked up.
+    #[error("setting up the order events stream: {0}")]
+    Stream(#[source] jetstream::context::CreateStreamError),
+    /// Claiming outbox rows failed.
+    #[error("claiming outbox rows: {0}")]
+    Claim(#[source] DbErr),
+    /// Deleting acknowledged outbox rows failed (they are published again, and dropped
+    /// as duplicates by the stream).
+    #[error("deleting stored outbox rows: {0}")]
+    Delete(#[source] DbErr),
+    /// JetStream did not take or did not acknowledge an event; `unsent` rows went back.
+    #[error("{unsent} event(s) not acknowledged: {source}")]
+    NotAcknowledged {
+        /// Claimed rows released for the next round.
+        unsent: usize,
+        /// The first failure.
+        #[source]
+        source: jetstream::context::PublishError,
+    },
+}
+
 /// Creates the stream if it does not exist.
-pub async fn ensure_stream(js: &jetstream::Context) -> Result<(), String> {
+pub async fn ensure_stream(js: &jetstream::Context) -> Result<(), EventsError> {
     js.get_or_create_stream(stream_config(1))
         .await
         .map(|_| ())
-        .map_err(|e| e.to_string())
+        .map_err(EventsError::Stream)
 }
 
 /// Writes the event for `order`'s current state (`previous` is the state it left) into the
@@ -111,7 +135,7 @@ pub async fn record_all(
             event_id: uuid::Uuid::now_v7().to_string(),
             ts_ms: order.updated_at.timestamp_millis(),
             previous_status: previous,
-            order: store::view(order),
+            order: store::view(order)?,
         };
         let payload = Encoding::MsgPack
             .encode(&event)
@@ -217,11 +241,9 @@ async fn relay_all(
     js: &jetstream::Context,
     db: &DatabaseConnection,
     instance: &str,
-) -> Result<(), String> {
+) -> Result<(), EventsError> {
     loop {
-        let batch = claim(db, instance)
-            .await
-            .map_err(|e| format!("claiming outbox rows: {e}"))?;
+        let batch = claim(db, instance).await.map_err(EventsError::Claim)?;
         if batch.is_empty() {
             return Ok(());
         }
@@ -258,7 +280,7 @@ async fn relay_all(
                 .filter(order_outbox::Column::Id.is_in(acked.iter().copied()))
                 .exec(db)
                 .await
-                .map_err(|e| format!("deleting stored outbox rows: {e}"))?;
+                .map_err(EventsError::Delete)?;
         }
         if let Some(error) = failure {
             // Every claimed row not acknowledged goes back: the failed ones and those
@@ -269,10 +291,10 @@ async fn relay_all(
                 .filter(|id| !acked.contains(id))
                 .collect();
             release(db, &unsent).await;
-            return Err(format!(
-                "{} event(s) not acknowledged: {error}",
-                unsent.len()
-            ));
+            return Err(EventsError::NotAcknowledged {
+                unsent: unsent.len(),
+                source: error,
+            });
         }
     }
 }
@@ -400,7 +422,10 @@ async fn release(db: &DatabaseConnection, ids: &[i64]) {
 /// Publishes one outbox row and waits for JetStream's ack, inside an `order.event.publish`
 /// producer span that continues the trace of the transition (a root span when it had
 /// none) and whose context the event carries as `traceparent`.
-async fn publish(js: &jetstream::Context, row: &order_outbox::Model) -> Result<(), String> {
+async fn publish(
+    js: &jetstream::Context,
+    row: &order_outbox::Model,
+) -> Result<(), jetstream::context::PublishError> {
     let span = tracing::info_span!(
         "order.event.publish",
         otel.kind = "producer",
@@ -427,9 +452,8 @@ async fn publish(js: &jetstream::Context, row: &order_outbox::Model) -> Result<(
                 hdrs,
                 Bytes::copy_from_slice(&row.payload),
             )
-            .await
-            .map_err(|e| e.to_string())?;
-        ack.await.map(|_| ()).map_err(|e| e.to_string())
+            .await?;
+        ack.await.map(|_| ())
     };
     let published = tracing::Instrument::instrument(publish, span.clone()).await;
     if published.is_err() {

@@ -99,9 +99,12 @@ impl Issuer {
 /// Whether nobody can still be talking to the broker about `order`: it is in flight or
 /// `UNKNOWN`, and its lease (if any) expired more than `grace` ago at `now_ms`. An order
 /// without a lease (written before leases existed, or `UNKNOWN`) counts as abandoned once
-/// it has been quiet for `quiet`.
+/// it has been quiet for `quiet`. A corrupt status is not abandoned: nothing may conclude
+/// from it (reading the order reports it).
 pub fn is_abandoned(order: &orders::Model, terms: Terms, quiet: Duration, now_ms: i64) -> bool {
-    let status = store::status_of(order);
+    let Ok(status) = store::status_of(order) else {
+        return false;
+    };
     if !(status.is_in_flight() || status == OrderStatus::Unknown) {
         return false;
     }

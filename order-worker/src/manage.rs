@@ -17,7 +17,7 @@ use crate::service::Worker;
 use crate::store::{self, Ownership, Patch};
 
 fn must_be_working(order: &orders::Model, verb: &str) -> Result<OrderStatus, ErrorBody> {
-    let status = store::status_of(order);
+    let status = store::status_of(order)?;
     if status.is_working() {
         Ok(status)
     } else {
@@ -115,7 +115,7 @@ pub async fn cancel(worker: &Worker, request: &Request<'_>) -> Result<OrderReply
         token_id: Some(&request.principal.token_id),
     };
     let cancelled = cancel_as(worker, &order, actor, "order.cancel", request.request_id).await?;
-    Ok(store::view(&cancelled))
+    Ok(store::view(&cancelled)?)
 }
 
 /// Cancels a working order on behalf of `actor` (a user, or square-off): PENDING_CANCEL
@@ -136,7 +136,7 @@ pub async fn cancel_as(
     let creds = credentials::open_as(worker, actor, &account, purpose, request_id).await?;
     let (pending, lease) = begin(worker, order, OrderStatus::PendingCancel).await?;
     let broker_order_id = pending.broker_order_id.clone().unwrap_or_default();
-    let placed = as_request(&store::view(order));
+    let placed = as_request(&store::view(order)?);
     let call = broker.cancel_order(&creds, &broker_order_id, &placed);
     let answer = worker
         .call_broker(&lease, broker.name(), "cancel_order", call)
@@ -157,7 +157,7 @@ pub async fn modify(worker: &Worker, request: &Request<'_>) -> Result<OrderReply
     let user_id = request.principal.user_id.as_str();
     let order = query::resolve(worker, user_id, &change.order).await?;
     let previous = must_be_working(&order, "modified")?;
-    let current = store::view(&order);
+    let current = store::view(&order)?;
     let quantity = change.quantity.unwrap_or(current.quantity);
     if quantity <= current.filled_quantity {
         return Err(ErrorBody::new(
@@ -214,5 +214,5 @@ pub async fn modify(worker: &Worker, request: &Request<'_>) -> Result<OrderReply
         ..Patch::default()
     };
     let modified = settle(worker, &pending, &lease, previous, answer, patch).await?;
-    Ok(store::view(&modified))
+    Ok(store::view(&modified)?)
 }

@@ -77,8 +77,13 @@ async fn fill(worker: &Worker, order: &OrderReply, tick: &Tick) -> Option<orders
         .one(&worker.db)
         .await
         .ok()??;
-    if !store::status_of(&row).is_working() {
-        return None;
+    match store::status_of(&row) {
+        Ok(status) if status.is_working() => {}
+        Ok(_) => return None,
+        Err(error) => {
+            tracing::error!(%error, "not filling a corrupt paper order");
+            return None;
+        }
     }
     let remaining = row.quantity - row.filled_quantity;
     let quantity = remaining.min(tick.last_qty.max(1));
@@ -119,7 +124,14 @@ pub async fn run(
         .all(&worker.db)
         .await
     {
-        Ok(resting) => resting.iter().for_each(|o| book.apply(store::view(o))),
+        Ok(resting) => {
+            for order in &resting {
+                match store::view(order) {
+                    Ok(view) => book.apply(view),
+                    Err(error) => tracing::error!(%error, "a resting paper order is corrupt"),
+                }
+            }
+        }
         Err(error) => tracing::error!(%error, "could not load resting paper orders"),
     }
     loop {
@@ -134,7 +146,10 @@ pub async fn run(
                 let Ok(tick) = Encoding::MsgPack.decode::<Tick>(&message.payload) else { continue };
                 for order in book.marketable(&tick) {
                     if let Some(after) = fill(&worker, &order, &tick).await {
-                        book.apply(store::view(&after));
+                        match store::view(&after) {
+                            Ok(view) => book.apply(view),
+                            Err(error) => tracing::error!(%error, "a filled paper order is corrupt"),
+                        }
                     }
                 }
             }

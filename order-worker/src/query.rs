@@ -50,7 +50,7 @@ pub async fn resolve(
 pub async fn get(worker: &Worker, request: &Request<'_>) -> Result<OrderReply, ErrorBody> {
     let target: OrderRef = request.decode()?;
     let order = resolve(worker, &request.principal.user_id, &target).await?;
-    Ok(store::view(&order))
+    Ok(store::view(&order)?)
 }
 
 /// Lists orders, newest first.
@@ -80,6 +80,6 @@ pub async fn list(worker: &Worker, request: &Request<'_>) -> Result<OrderList, E
         .await
         .map_err(|e| internal("listing orders", e))?;
     Ok(OrderList {
-        orders: rows.iter().map(store::view).collect(),
+        orders: rows.iter().map(store::view).collect::<Result<_, _>>()?,
     })
 }

@@ -69,7 +69,7 @@ pub async fn settle(worker: &Worker, order: &orders::Model) -> Result<orders::Mo
     .await;
     drop(creds);
     let held = Ownership::Held(&lease.owner);
-    let status = store::status_of(&order);
+    let status = store::status_of(&order)?;
     match found {
         Ok(Ok(Some(outcome))) => {
             let patch = Patch::from_outcome(&outcome);

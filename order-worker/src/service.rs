@@ -253,6 +253,7 @@ impl Worker {
 fn transition_error(error: TransitionError) -> ErrorBody {
     match error {
         TransitionError::Db(db) => handler::internal("updating the order", db),
+        TransitionError::Corrupt(corrupt) => corrupt.into(),
         other => ErrorBody::new(ErrorCode::InvalidState, other.to_string()),
     }
 }
@@ -312,9 +313,9 @@ async fn wait_ready(worker: &Worker) {
 pub async fn run(worker: Arc<Worker>, shutdown: Shutdown) -> Result<(), WorkerError> {
     events::ensure_stream(&async_nats::jetstream::new(worker.client.clone()))
         .await
-        .map_err(|reason| WorkerError::Subscribe {
+        .map_err(|e| WorkerError::Subscribe {
             subject: subjects::ORDER_EVENTS_ALL,
-            reason,
+            reason: e.to_string(),
         })?;
     let relay = spawn_relay(&worker);
     let revocations = worker

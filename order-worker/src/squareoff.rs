@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{NaiveTime, TimeZone, Utc};
+use chrono::{TimeZone, Utc};
 use pinnacle_common::clock::ist;
 use pinnacle_common::entities::orders;
 use pinnacle_common::error::ErrorBody;
@@ -39,17 +39,6 @@ pub const PURPOSE: &str = "order.squareoff";
 
 /// How every closing order's client order id begins.
 const PREFIX: &str = "sqoff-";
-
-/// Parses `HH:MM`; empty means "off".
-pub fn parse_time(text: &str) -> Result<Option<NaiveTime>, String> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Ok(None);
-    }
-    NaiveTime::parse_from_str(text, "%H:%M")
-        .map(Some)
-        .map_err(|_| format!("PINNACLE_WORKER_SQUARE_OFF_AT must be HH:MM (IST), got {text:?}"))
-}
 
 /// The closing order's client order id. It is derived from the day, the account, the
 /// instrument and the position's bought and sold quantities: every worker computes the same
@@ -88,8 +77,16 @@ pub async fn square_off(worker: &Worker) -> Result<usize, ErrorBody> {
     //    broker that reports fills on its order-update stream leaves them OPEN for a while).
     for order in intraday
         .iter()
-        .filter(|o| store::status_of(o).is_working() && !o.client_order_id.starts_with(PREFIX))
+        .filter(|o| !o.client_order_id.starts_with(PREFIX))
     {
+        match store::status_of(order) {
+            Ok(status) if status.is_working() => {}
+            Ok(_) => continue,
+            Err(error) => {
+                tracing::error!(%error, "square-off skips a corrupt order");
+                continue;
+            }
+        }
         if cancel(worker, order).await.is_ok() {
             done += 1;
         }
@@ -221,7 +218,7 @@ async fn next_attempt(
             None => return Ok(Some(id)),
             Some(order)
                 if matches!(
-                    store::status_of(&order),
+                    store::status_of(&order)?,
                     OrderStatus::Rejected | OrderStatus::Cancelled
                 ) =>
             {
@@ -248,13 +245,9 @@ pub fn protected_price(side: Side, ltp: i64, band_bps: u32) -> i64 {
 
 /// Checks once a minute (and at start) whether it is time, until `shutdown` fires.
 pub async fn run(worker: Arc<Worker>, shutdown: Shutdown) {
-    let at = match parse_time(&worker.settings.square_off_at) {
-        Ok(Some(at)) => at,
-        Ok(None) => return,
-        Err(error) => {
-            tracing::error!(%error, "intraday square-off is off");
-            return;
-        }
+    // Parsed when the settings loaded: a malformed time never gets this far.
+    let Some(at) = worker.settings.square_off_at.time() else {
+        return;
     };
     let period = Duration::from_millis(worker.settings.reconcile_interval_ms.clamp(10, 60_000));
     let mut timer = tokio::time::interval(period);
@@ -281,9 +274,6 @@ mod tests {
 
     #[test]
     fn times_parse_and_closing_ids_are_stable_valid_client_order_ids() {
-        assert_eq!(parse_time(""), Ok(None));
-        assert_eq!(parse_time("15:15"), Ok(NaiveTime::from_hms_opt(15, 15, 0)));
-        assert!(parse_time("3pm").is_err());
         let position = Position {
             exchange: "NSE".into(),
             symbol: "NIFTY 50".into(),

@@ -13,7 +13,7 @@ use pinnacle_common::broker::BrokerOutcome;
 use pinnacle_common::db::span as db_span;
 use pinnacle_common::entities::orders;
 use pinnacle_common::error::{ErrorBody, ErrorCode};
-use pinnacle_common::model::{OrderReply, OrderRequest, OrderStatus, OrderType, Side};
+use pinnacle_common::model::{OrderReply, OrderRequest, OrderStatus};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
@@ -94,8 +94,8 @@ pub async fn insert_new(
         client_order_id: Set(request.client_order_id.clone()),
         exchange: Set(request.exchange.clone()),
         symbol: Set(request.symbol.clone()),
-        side: Set(enum_text(&request.side)),
-        order_type: Set(enum_text(&request.order_type)),
+        side: Set(request.side.as_str().to_string()),
+        order_type: Set(request.order_type.as_str().to_string()),
         quantity: Set(request.quantity),
         price: Set(request.price),
         trigger_price: Set(request.trigger_price),
@@ -165,6 +165,45 @@ impl Patch {
     }
 }
 
+/// A stored order holds a value its column does not allow: the row is corrupt. It is
+/// reported (to the caller as `INTERNAL`, to the log with the order id and the column),
+/// never read as some default.
+#[derive(Debug, thiserror::Error)]
+#[error("order {order_id}: column {column}: {source}")]
+pub struct CorruptOrder {
+    /// The order's id.
+    pub order_id: String,
+    /// The column that holds the bad value, e.g. `side`.
+    pub column: &'static str,
+    /// What was found there.
+    #[source]
+    pub source: pinnacle_common::model::UnknownValue,
+}
+
+impl From<CorruptOrder> for DbErr {
+    fn from(error: CorruptOrder) -> Self {
+        DbErr::Custom(error.to_string())
+    }
+}
+
+impl From<CorruptOrder> for ErrorBody {
+    fn from(error: CorruptOrder) -> Self {
+        crate::handler::internal("reading a stored order", error)
+    }
+}
+
+/// Parses `text`, the stored value of `column` of `order`.
+fn column<T>(order: &orders::Model, column: &'static str, text: &str) -> Result<T, CorruptOrder>
+where
+    T: std::str::FromStr<Err = pinnacle_common::model::UnknownValue>,
+{
+    text.parse().map_err(|source| CorruptOrder {
+        order_id: order.id.clone(),
+        column,
+        source,
+    })
+}
+
 /// A transition could not be stored.
 #[derive(Debug, thiserror::Error)]
 pub enum TransitionError {
@@ -179,6 +218,9 @@ pub enum TransitionError {
     /// Another writer changed the order first (compare-and-set lost).
     #[error("the order changed concurrently")]
     Conflict,
+    /// The stored order is corrupt.
+    #[error(transparent)]
+    Corrupt(#[from] CorruptOrder),
     /// The database failed.
     #[error(transparent)]
     Db(#[from] DbErr),
@@ -201,7 +243,7 @@ pub async fn transition(
     patch: Patch,
     ownership: Ownership<'_>,
 ) -> Result<orders::Model, TransitionError> {
-    let from = status_of(order);
+    let from = status_of(order)?;
     if !from.can_become(to) {
         return Err(TransitionError::Illegal { from, to });
     }
@@ -336,57 +378,132 @@ pub async fn renew(
     Ok(result.rows_affected == 1)
 }
 
-/// The stored status (an unparseable one reads as `UNKNOWN`, which forces reconciliation).
-pub fn status_of(order: &orders::Model) -> OrderStatus {
-    OrderStatus::parse(&order.status).unwrap_or(OrderStatus::Unknown)
+/// The stored status; an unknown one is a [`CorruptOrder`], never read as some state.
+pub fn status_of(order: &orders::Model) -> Result<OrderStatus, CorruptOrder> {
+    column(order, "status", &order.status)
 }
 
-/// The order as the wire shows it.
-pub fn view(order: &orders::Model) -> OrderReply {
-    OrderReply {
+/// The order as the wire shows it; a corrupt enum column is an error.
+pub fn view(order: &orders::Model) -> Result<OrderReply, CorruptOrder> {
+    Ok(OrderReply {
         order_id: order.id.clone(),
         client_order_id: order.client_order_id.clone(),
         exchange: order.exchange.clone(),
         symbol: order.symbol.clone(),
-        side: parse_enum(&order.side).unwrap_or(Side::Buy),
-        order_type: parse_enum(&order.order_type).unwrap_or(OrderType::Limit),
+        side: column(order, "side", &order.side)?,
+        order_type: column(order, "order_type", &order.order_type)?,
         quantity: order.quantity,
         price: order.price,
         trigger_price: order.trigger_price,
-        product: parse_enum(&order.product).unwrap_or_default(),
+        product: column(order, "product", &order.product)?,
         broker_order_id: order.broker_order_id.clone(),
-        status: status_of(order),
+        status: status_of(order)?,
         filled_quantity: order.filled_quantity,
         average_price: order.average_price,
         reject_reason: order.reject_reason.clone(),
         created_at_ms: order.created_at.timestamp_millis(),
         updated_at_ms: order.updated_at.timestamp_millis(),
-    }
+    })
 }
 
 /// The reply for a placed order: its state, or for a rejected one the original error.
 pub fn reply_for(order: &orders::Model) -> Result<OrderReply, ErrorBody> {
-    if status_of(order) == OrderStatus::Rejected {
-        let code = order
-            .reject_code
-            .as_deref()
-            .and_then(parse_enum)
-            .unwrap_or(ErrorCode::BrokerRejected);
+    if status_of(order)? == OrderStatus::Rejected {
+        // No stored code (a rejection recorded before codes were kept) is the broker's.
+        let code = match order.reject_code.as_deref() {
+            Some(text) => column::<ErrorCode>(order, "reject_code", text)?,
+            None => ErrorCode::BrokerRejected,
+        };
         return Err(ErrorBody::new(
             code,
             order.reject_reason.clone().unwrap_or_default(),
         ));
     }
-    Ok(view(order))
+    Ok(view(order)?)
 }
 
-fn parse_enum<T: serde::de::DeserializeOwned>(text: &str) -> Option<T> {
-    serde_json::from_value(serde_json::Value::String(text.to_string())).ok()
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pinnacle_common::model::{OrderType, Product, Side};
 
-fn enum_text<T: serde::Serialize>(value: &T) -> String {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => String::new(),
+    fn row() -> orders::Model {
+        let now = Utc::now();
+        orders::Model {
+            id: "ord-1".into(),
+            user_id: "u1".into(),
+            broker_account_id: "acct-1".into(),
+            client_order_id: "c-1".into(),
+            exchange: "NSE".into(),
+            symbol: "SBIN-EQ".into(),
+            side: Side::Sell.as_str().into(),
+            order_type: OrderType::StoplossMarket.as_str().into(),
+            quantity: 5,
+            price: None,
+            trigger_price: Some(81_000),
+            product: Product::Intraday.as_str().into(),
+            status: OrderStatus::Rejected.as_str().into(),
+            filled_quantity: 0,
+            average_price: None,
+            broker_order_id: None,
+            reject_code: Some(ErrorCode::RiskMaxValue.as_str().into()),
+            reject_reason: Some("too big".into()),
+            created_at: now,
+            updated_at: now,
+            lease_owner: None,
+            lease_until_ms: None,
+        }
+    }
+
+    #[test]
+    fn a_sound_row_reads_back_as_stored() {
+        let view = view(&row()).expect("sound");
+        assert_eq!(
+            (view.side, view.order_type, view.product, view.status),
+            (
+                Side::Sell,
+                OrderType::StoplossMarket,
+                Product::Intraday,
+                OrderStatus::Rejected
+            )
+        );
+        let error = reply_for(&row()).expect_err("rejected");
+        assert_eq!(error.code, ErrorCode::RiskMaxValue);
+    }
+
+    #[test]
+    fn a_corrupt_enum_column_is_reported_with_order_and_column_never_defaulted() {
+        type Spoil = fn(&mut orders::Model);
+        let corrupt: [(&str, Spoil); 5] = [
+            ("side", |r| r.side = "buy".into()),
+            ("order_type", |r| r.order_type = String::new()),
+            ("product", |r| r.product = "CNC".into()),
+            ("status", |r| r.status = "DONE".into()),
+            ("reject_code", |r| r.reject_code = Some("OOPS".into())),
+        ];
+        for (column, spoil) in corrupt {
+            let mut bad = row();
+            spoil(&mut bad);
+            if column != "reject_code" {
+                let error = view(&bad).expect_err(column);
+                assert_eq!((error.order_id.as_str(), error.column), ("ord-1", column));
+                assert!(error.to_string().contains("ord-1"), "{error}");
+            }
+            // The reply is INTERNAL, never a guessed value.
+            if column != "status" && column != "reject_code" {
+                bad.status = OrderStatus::Open.as_str().into();
+            }
+            let reply = reply_for(&bad).expect_err(column);
+            assert_eq!(reply.code, ErrorCode::Internal, "{column}");
+        }
+        let mut bad = row();
+        bad.status = "NOPE".into();
+        assert!(matches!(
+            status_of(&bad),
+            Err(CorruptOrder {
+                column: "status",
+                ..
+            })
+        ));
     }
 }

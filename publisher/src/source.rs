@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use pinnacle_common::clock::Clock;
 use pinnacle_common::config::{
-    AngelOneMarketDataSettings, MarketDataSettings, SimFeedSettings, SimHours,
+    AngelOneMarketDataSettings, FeedKind, MarketDataSettings, SimFeedSettings, SimHours,
 };
 use pinnacle_common::feed::MarketFeed;
 
@@ -52,7 +52,7 @@ pub fn build_sources(
     angel: &AngelOneMarketDataSettings,
     catalog: &Catalog,
 ) -> Result<Sources, SourceError> {
-    let auth = if angel.is_empty() && md.feed != "angel_one" {
+    let auth = if angel.is_empty() && md.feed != FeedKind::AngelOne {
         None
     } else {
         Some(AngelAuth::new(
@@ -61,11 +61,11 @@ pub fn build_sources(
             Duration::from_millis(md.angel_timeout_ms),
         )?)
     };
-    let feed = match (md.feed.as_str(), &auth) {
-        ("angel_one", Some(auth)) => {
+    let feed = match (md.feed, &auth) {
+        (FeedKind::AngelOne, Some(auth)) => {
             let plan = Plan::new(
                 &md.angel_symbols,
-                angel::parse_mode(&md.angel_mode)?,
+                angel::parse_mode(md.angel_mode.as_str())?,
                 catalog,
             )?;
             Box::new(AngelFeed::new(
@@ -95,8 +95,8 @@ pub fn build(
     md: &MarketDataSettings,
     catalog: &Catalog,
 ) -> Result<Box<dyn MarketFeed>, SourceError> {
-    match md.feed.as_str() {
-        "sim" => {
+    match md.feed {
+        FeedKind::Sim => {
             let mut symbols = parse_symbols(&sim.symbols)?;
             symbols.extend(synthetic(sim.synthetic));
             if symbols.is_empty() {
@@ -118,7 +118,7 @@ pub fn build(
                 }
             }))
         }
-        "replay" => {
+        FeedKind::Replay => {
             let path = md.replay_file.as_deref().ok_or_else(|| {
                 SourceError::Invalid("PINNACLE_MD_FEED=replay needs PINNACLE_MD_REPLAY_FILE".into())
             })?;
@@ -133,9 +133,9 @@ pub fn build(
                 md.replay_loop,
             )))
         }
-        other => Err(SourceError::Invalid(format!(
-            "PINNACLE_MD_FEED must be sim, replay or angel_one, not {other:?}"
-        ))),
+        FeedKind::AngelOne => Err(SourceError::Invalid(
+            "PINNACLE_MD_FEED=angel_one needs the ANGEL_ONE_* credentials".into(),
+        )),
     }
 }
 
@@ -147,20 +147,20 @@ mod tests {
     fn bad_settings_are_clear_errors() {
         let catalog = Catalog::sample();
         let sim = SimFeedSettings::default();
-        let md = |feed: &str, file: Option<&str>| MarketDataSettings {
-            feed: feed.into(),
+        let md = |feed: FeedKind, file: Option<&str>| MarketDataSettings {
+            feed,
             replay_file: file.map(Into::into),
             ..MarketDataSettings::default()
         };
-        assert!(build(&sim, &md("sim", None), &catalog).is_ok());
-        assert!(build(&sim, &md("kafka", None), &catalog).is_err());
-        assert!(build(&sim, &md("replay", None), &catalog).is_err());
-        assert!(build(&sim, &md("replay", Some("/nonexistent")), &catalog).is_err());
+        assert!(build(&sim, &md(FeedKind::Sim, None), &catalog).is_ok());
+        assert!(build(&sim, &md(FeedKind::AngelOne, None), &catalog).is_err());
+        assert!(build(&sim, &md(FeedKind::Replay, None), &catalog).is_err());
+        assert!(build(&sim, &md(FeedKind::Replay, Some("/nonexistent")), &catalog).is_err());
         let empty = SimFeedSettings {
             symbols: " ".into(),
             ..SimFeedSettings::default()
         };
-        assert!(build(&empty, &md("sim", None), &catalog).is_err());
+        assert!(build(&empty, &md(FeedKind::Sim, None), &catalog).is_err());
     }
 
     #[test]
@@ -169,7 +169,7 @@ mod tests {
         let catalog = Catalog::sample();
         let sim = SimFeedSettings::default();
         let angel_md = MarketDataSettings {
-            feed: "angel_one".into(),
+            feed: FeedKind::AngelOne,
             ..MarketDataSettings::default()
         };
         let none = AngelOneMarketDataSettings::default();

@@ -12,7 +12,7 @@ use futures::StreamExt as _;
 use pinnacle_cli::audit::{self as cli_audit, TailOptions, VerifyOptions};
 use pinnacle_common::audit::chain::Link;
 use pinnacle_common::audit::verify::{ProblemKind, Report};
-use pinnacle_common::audit::{checkpoint, AuditLog, Checkpoint};
+use pinnacle_common::audit::{checkpoint, AuditChains, AuditLog, Checkpoint};
 use pinnacle_common::codec::Encoding;
 use pinnacle_common::entities::{audit_checkpoints, risk_limits};
 use pinnacle_common::model::{AuditEvent, AuditOutcome};
@@ -461,4 +461,115 @@ async fn tail_for_one_user_shows_only_their_events() {
     let live = follow.await.expect("joins").expect("tail runs");
     let line: serde_json::Value = serde_json::from_slice(live.trim_ascii()).expect("one JSON line");
     assert_eq!(line["user_id"], alice.id.as_str());
+}
+
+/// Two components of one process (each with its own connection, as the worker and the user
+/// API have) share the process's chains: appending to one user's chain at once, they never
+/// lose the expected-sequence check to each other, and the chain verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn components_of_one_process_share_one_writer_per_chain_without_races() {
+    let stack = TestStack::start(pinnacle_tests::Backend::Sqlite).await;
+    let chains = AuditChains::default();
+    let mut logs = Vec::new();
+    for _ in 0..2 {
+        let client = async_nats::connect(stack.nats.url())
+            .await
+            .expect("connect");
+        logs.push(
+            AuditLog::new(client, Duration::from_secs(10), stack.vault.clone())
+                .with_checkpoints(
+                    stack.db.clone(),
+                    pinnacle_common::config::AuditSettings::default().policy(),
+                )
+                .with_chains(chains.clone()),
+        );
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for (w, log) in logs.iter().enumerate() {
+        for t in 0..4 {
+            let log = log.clone();
+            tasks.spawn(async move {
+                for i in 0..25 {
+                    log.record(&event("one-process", w * 1000 + t * 100 + i))
+                        .await
+                        .expect("recorded");
+                }
+            });
+        }
+    }
+    while let Some(joined) = tasks.join_next().await {
+        joined.expect("writer task");
+    }
+    assert_eq!(chains.races(), 0, "writers of one process raced each other");
+    assert_eq!(logs[0].chains().races(), 0);
+    let report = verify(
+        &stack,
+        &VerifyOptions {
+            user: Some("one-process".into()),
+            check_orders: false,
+            ..VerifyOptions::default()
+        },
+    )
+    .await;
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(report.events, 200);
+
+    // Two processes (separate chains) do race: the counter sees it, so the zero above
+    // means something. Re-reads are expected between processes, not counted as failures.
+    let (a, b) = (AuditChains::default(), AuditChains::default());
+    let mut tasks = tokio::task::JoinSet::new();
+    for (w, chains) in [a.clone(), b.clone()].into_iter().enumerate() {
+        let client = async_nats::connect(stack.nats.url())
+            .await
+            .expect("connect");
+        let log =
+            AuditLog::new(client, Duration::from_secs(10), stack.vault.clone()).with_chains(chains);
+        for t in 0..4 {
+            let log = log.clone();
+            tasks.spawn(async move {
+                for i in 0..25 {
+                    log.record(&event("two-processes", w * 1000 + t * 100 + i))
+                        .await
+                        .expect("recorded");
+                }
+            });
+        }
+    }
+    while let Some(joined) = tasks.join_next().await {
+        joined.expect("writer task");
+    }
+    assert!(a.races() + b.races() > 0, "separate writers never raced");
+}
+
+/// The chain map stays bounded: past its cap, idle chains are dropped (and their tip read
+/// again when next used), and the chains still verify.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_map_of_chains_stays_bounded() {
+    let stack = TestStack::start(pinnacle_tests::Backend::Sqlite).await;
+    let chains = AuditChains::new(4);
+    let log = AuditLog::new(
+        stack.client.clone(),
+        Duration::from_secs(10),
+        stack.vault.clone(),
+    )
+    .with_chains(chains.clone());
+    for round in 0..2 {
+        for user in 0..20 {
+            log.record(&event(&format!("bounded-{user}"), round * 100 + user))
+                .await
+                .expect("recorded");
+            assert!(chains.len() <= 5, "{} chains kept", chains.len());
+        }
+    }
+    assert_eq!(chains.races(), 0, "a dropped tip is re-read, not raced");
+    let report = verify(
+        &stack,
+        &VerifyOptions {
+            check_orders: false,
+            ..VerifyOptions::default()
+        },
+    )
+    .await;
+    assert!(report.is_clean(), "{report}");
+    assert!(report.chains >= 20, "{report}");
 }

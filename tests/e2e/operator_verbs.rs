@@ -150,7 +150,7 @@ async fn an_operator_manages_users_tokens_and_accounts_from_the_command_line() {
         };
         let refused_order = stack.place(&trader, &market("op-1", "SBIN-EQ", 1)).await;
         let error = refused_order.error.expect("refused without a default");
-        assert_eq!(error.code.as_str(), "NO_BROKER_ACCOUNT");
+        assert_eq!(error.code.as_str(), "AMBIGUOUS_ACCOUNT");
         assert!(error.message.contains("no default"), "{}", error.message);
 
         // A default that names no account yet is kept, with a warning; orders say why.

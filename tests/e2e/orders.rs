@@ -274,6 +274,7 @@ async fn a_worker_stopping_mid_flight_loses_and_duplicates_nothing() {
             stack.db.clone(),
             stack.vault.clone(),
             pinnacle_common::config::WorkerSettings::default(),
+            pinnacle_common::audit::AuditChains::default(),
             &pinnacle_common::health::Health::new(),
             survivor_stop.clone(),
         )

@@ -212,7 +212,7 @@ async fn stop_loss_orders_rest_until_the_trigger_then_fill() {
 async fn intraday_orders_and_positions_are_squared_off_after_the_configured_time() {
     each_backend(|backend| async move {
         let stack = TestStack::start_with(backend, |s| {
-            s.worker.square_off_at = "00:00".into();
+            s.worker.square_off_at = "00:00".parse().expect("a time");
             s.worker.reconcile_interval_ms = 50;
         })
         .await;

@@ -10,7 +10,7 @@ use std::time::Duration;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stack_can_replay_a_recording_instead_of_simulating() {
     let stack = TestStack::start_with(Backend::Sqlite, |settings| {
-        settings.md.feed = "replay".into();
+        settings.md.feed = pinnacle_common::config::FeedKind::Replay;
         settings.md.replay_file = Some(
             concat!(
                 env!("CARGO_MANIFEST_DIR"),

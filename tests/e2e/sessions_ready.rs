@@ -49,6 +49,7 @@ async fn second_worker(
         angel.stack.db.clone(),
         angel.stack.vault.clone(),
         settings,
+        pinnacle_common::audit::AuditChains::default(),
         &pinnacle_common::health::Health::new(),
         stop.clone(),
     )

@@ -50,7 +50,7 @@ async fn angel_one_intraday_positions_are_squared_off_with_one_limit_order_each(
             backend,
             |_| {},
             |s| {
-                s.worker.square_off_at = String::new();
+                s.worker.square_off_at = pinnacle_common::config::SquareOffAt::OFF;
                 s.worker.reconcile_interval_ms = 50;
             },
         )
@@ -85,7 +85,7 @@ async fn angel_one_intraday_positions_are_squared_off_with_one_limit_order_each(
         });
         angel
             .stack
-            .restart_with(|s| s.worker.square_off_at = "00:00".into())
+            .restart_with(|s| s.worker.square_off_at = "00:00".parse().expect("a time"))
             .await;
         let stack = &angel.stack;
 

@@ -80,9 +80,9 @@ pub fn platform_credentials() -> AngelOneMarketDataSettings {
 /// Market-data settings for the Angel One feed on `sim`: `symbols` in `mode`.
 pub fn angel_market_data(sim: &Simulator, symbols: &str, mode: &str) -> MarketDataSettings {
     MarketDataSettings {
-        feed: "angel_one".into(),
+        feed: pinnacle_common::config::FeedKind::AngelOne,
         angel_symbols: symbols.into(),
-        angel_mode: mode.into(),
+        angel_mode: mode.parse().expect("an Angel One mode"),
         angel_rest_url: sim.rest_url(),
         angel_feed_url: sim.feed_url(),
         angel_timeout_ms: 2_000,

@@ -59,6 +59,11 @@ fn query_integer<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u6
 pub struct Trail {
     /// The events, oldest first.
     pub events: Vec<StoredEvent>,
+    /// Stream sequences in the page that hold no readable event (corrupt or foreign
+    /// messages on the user's chain); absent when there are none. `pinnacle audit verify`
+    /// says what is wrong with them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub undecodable: Vec<u64>,
 }
 
 /// `GET /v1/users/{user_id}/audit`.
@@ -79,7 +84,7 @@ pub async fn get(
         return Err(ApiError::invalid(format!("after must be 0 to {MAX_AFTER}")));
     }
     check_user_id(&user_id)?;
-    let events = state
+    let trail = state
         .audit
         .read_user(&user_id, query.after, limit)
         .await
@@ -91,5 +96,8 @@ pub async fn get(
                 "the audit log is unavailable",
             )
         })?;
-    Ok(Json(Trail { events }))
+    Ok(Json(Trail {
+        events: trail.events,
+        undecodable: trail.undecodable,
+    }))
 }

@@ -403,7 +403,7 @@ fn schemas() -> Value {
         "Deleted": {"type": "object", "required": ["deleted", "account"], "properties": {
             "deleted": {"type": "boolean"}, "account": {"$ref": "#/components/schemas/Account"}
         }},
-        "Trail": {"type": "object", "required": ["events"], "properties": {"events": {"type": "array", "items": event}}},
+        "Trail": {"type": "object", "required": ["events"], "properties": {"events": {"type": "array", "items": event}, "undecodable": {"type": "array", "items": {"type": "integer", "minimum": 1}, "description": "stream sequences in the page that hold no readable event; absent when none"}}},
         "ChainReport": chain_report(),
         "Me": {"type": "object", "required": ["kind"], "properties": {
             "kind": {"type": "string", "enum": ["admin", "user"]},

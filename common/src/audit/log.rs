@@ -14,8 +14,19 @@
 //! that chain, or `every` after the append (a timer per chain, armed by the first unsealed
 //! append: no later append is needed), or at [`AuditLog::checkpoint_now`] (graceful stop).
 //! A checkpoint that cannot be stored is kept pending and retried `every` later.
+//!
+//! **One writer per chain per process.** The chain states live in [`AuditChains`], which
+//! every component of a process shares ([`AuditLog::with_chains`]; `pinnacle dev` and the
+//! test stack build one for the worker, its session store and the user API). Appends of
+//! one process to one chain then take the same lock and chain after the same cached tip, so
+//! they never lose the expected-sequence check to each other (they still may to another
+//! process, and re-read the tip then; [`AuditChains::races`] counts those re-reads). The
+//! map holds at most [`AuditChains::max_chains`] chains plus the ones in use: past the cap,
+//! idle chains (no append or timer running, nothing left to checkpoint) are dropped, and
+//! their tip is read from the stream again on their next append.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -90,6 +101,99 @@ impl ChainState {
     }
 }
 
+/// How many chains an [`AuditChains`] keeps, idle ones included, by default.
+pub const DEFAULT_MAX_CHAINS: usize = 10_000;
+
+/// The chain states of one process, shared by all its audit writers (see the module docs).
+/// Cloning shares them.
+#[derive(Clone, Debug)]
+pub struct AuditChains {
+    inner: Arc<ChainsInner>,
+}
+
+#[derive(Debug)]
+struct ChainsInner {
+    /// Per-subject state behind a per-subject async lock.
+    map: Mutex<HashMap<String, Arc<tokio::sync::Mutex<ChainState>>>>,
+    /// Past this many chains, idle ones are dropped.
+    max_chains: usize,
+    /// Appends that lost the expected-sequence check and re-read the tip.
+    races: AtomicU64,
+}
+
+impl Default for AuditChains {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_CHAINS)
+    }
+}
+
+impl AuditChains {
+    /// An empty set of chains that keeps at most `max_chains` idle ones (at least 1).
+    pub fn new(max_chains: usize) -> Self {
+        Self {
+            inner: Arc::new(ChainsInner {
+                map: Mutex::new(HashMap::new()),
+                max_chains: max_chains.max(1),
+                races: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The cap on kept chains.
+    pub fn max_chains(&self) -> usize {
+        self.inner.max_chains
+    }
+
+    /// How many chains are kept now.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no chain is kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// How many appends through these chains lost the expected-sequence check (another
+    /// writer appended first) and re-read the tip.
+    pub fn races(&self) -> u64 {
+        self.inner.races.load(Ordering::Relaxed)
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<ChainState>>>> {
+        self.inner.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The state of `subject`'s chain, created when missing; drops idle chains first when
+    /// the map is over its cap.
+    fn get(&self, subject: &str) -> Arc<tokio::sync::Mutex<ChainState>> {
+        let mut chains = self.lock();
+        if let Some(chain) = chains.get(subject) {
+            return chain.clone();
+        }
+        if chains.len() >= self.inner.max_chains {
+            // Idle: nobody holds it (no append, no timer) and nothing awaits a checkpoint.
+            chains.retain(|_, chain| {
+                Arc::strong_count(chain) > 1
+                    || chain
+                        .try_lock()
+                        .map_or(true, |state| state.unsealed.is_some())
+            });
+        }
+        chains.entry(subject.to_string()).or_default().clone()
+    }
+
+    /// Every chain kept now.
+    fn all(&self) -> Vec<(String, Arc<tokio::sync::Mutex<ChainState>>)> {
+        self.lock()
+            .iter()
+            .map(|(s, c)| (s.clone(), c.clone()))
+            .collect()
+    }
+}
+
 /// Where checkpoints go besides the stream.
 #[derive(Debug, Clone)]
 struct Checkpoints {
@@ -107,8 +211,8 @@ struct Inner {
     timeout: Duration,
     /// The audit-chain and checkpoint keys.
     vault: Arc<Vault>,
-    /// Per-subject state behind a per-subject async lock.
-    chains: Mutex<HashMap<String, Arc<tokio::sync::Mutex<ChainState>>>>,
+    /// The chain states, shared with the process's other writers.
+    chains: AuditChains,
     /// Checkpointing, when this writer has a database.
     checkpoints: Option<Checkpoints>,
 }
@@ -130,10 +234,30 @@ impl AuditLog {
                 js,
                 timeout,
                 vault,
-                chains: Mutex::new(HashMap::new()),
+                chains: AuditChains::default(),
                 checkpoints: None,
             }),
         }
+    }
+
+    /// Shares `chains` (the process's) instead of its own: every component of a process
+    /// should, so that they never race each other on one chain.
+    pub fn with_chains(self, chains: AuditChains) -> Self {
+        let inner = Inner {
+            js: self.inner.js.clone(),
+            timeout: self.inner.timeout,
+            vault: self.inner.vault.clone(),
+            chains,
+            checkpoints: self.inner.checkpoints.clone(),
+        };
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// The chain states this writer uses.
+    pub fn chains(&self) -> &AuditChains {
+        &self.inner.chains
     }
 
     /// Also checkpoints every chain it appends to, by `policy`, into the stream and `db`.
@@ -142,7 +266,7 @@ impl AuditLog {
             js: self.inner.js.clone(),
             timeout: self.inner.timeout,
             vault: self.inner.vault.clone(),
-            chains: Mutex::new(HashMap::new()),
+            chains: self.inner.chains.clone(),
             checkpoints: Some(Checkpoints { db, policy }),
         };
         Self {
@@ -165,8 +289,7 @@ impl AuditLog {
     }
 
     fn chain(&self, subject: &str) -> Arc<tokio::sync::Mutex<ChainState>> {
-        let mut chains = self.inner.chains.lock().unwrap_or_else(|e| e.into_inner());
-        chains.entry(subject.to_string()).or_default().clone()
+        self.inner.chains.get(subject)
     }
 
     /// Stores `event` as the next link of `audit.credential.<user_id>`; returns the stream
@@ -191,7 +314,9 @@ impl AuditLog {
             match result {
                 Ok((tip, fresh)) => {
                     state.no_responders = false;
-                    if fresh {
+                    // Only a checkpointing writer tracks what to seal (an idle chain with
+                    // nothing unsealed may be dropped from the map).
+                    if fresh && self.inner.checkpoints.is_some() {
                         state.appended(tip);
                     }
                     Ok((tip, self.after_append(&subject, &chain, &mut state)))
@@ -295,6 +420,11 @@ impl AuditLog {
                     // view: read the stored tip and chain after it.
                     Retry::Reread if races < MAX_RACES => {
                         races += 1;
+                        self.inner
+                            .chains
+                            .inner
+                            .races
+                            .fetch_add(1, Ordering::Relaxed);
                         state.tip = None;
                         state.no_responders = false;
                     }
@@ -322,7 +452,7 @@ impl AuditLog {
             .js
             .get_stream_no_info(subjects::AUDIT_STREAM)
             .await
-            .map_err(|e| TipError::Refused(AuditError::Publish(e.to_string())))?;
+            .map_err(|e| TipError::Refused(AuditError::read("looking up the stream", e)))?;
         match stream.get_last_raw_message_by_subject(subject).await {
             Ok(message) => Ok(match Link::from_headers(Some(&message.headers)) {
                 Ok(link) => link.tip_at(message.sequence),
@@ -345,11 +475,14 @@ impl AuditLog {
                 LastRawMessageErrorKind::JetStream(api)
                     if !crate::jetstream::is_leaderless(api.error_code()) =>
                 {
-                    Err(TipError::Refused(AuditError::Publish(e.to_string())))
+                    Err(TipError::Refused(AuditError::read(
+                        "reading a chain's last link",
+                        e,
+                    )))
                 }
-                LastRawMessageErrorKind::InvalidSubject => {
-                    Err(TipError::Refused(AuditError::Publish(e.to_string())))
-                }
+                LastRawMessageErrorKind::InvalidSubject => Err(TipError::Refused(
+                    AuditError::read("reading a chain's last link", e),
+                )),
                 // No leader, no responder, no reply in time: an election, probably.
                 LastRawMessageErrorKind::JetStream(_) | LastRawMessageErrorKind::Other => {
                     Err(TipError::Leaderless(e.to_string()))
@@ -439,10 +572,7 @@ impl AuditLog {
     /// (graceful shutdown calls it); returns how many it stored. A failure is returned and
     /// the chain stays pending.
     pub async fn checkpoint_now(&self) -> Result<usize, AuditError> {
-        let chains: Vec<_> = {
-            let map = self.inner.chains.lock().unwrap_or_else(|e| e.into_inner());
-            map.iter().map(|(s, c)| (s.clone(), c.clone())).collect()
-        };
+        let chains = self.inner.chains.all();
         let mut stored = 0;
         for (subject, chain) in chains {
             let cp = self.sign(&subject, &mut *chain.lock().await);
@@ -464,11 +594,9 @@ impl AuditLog {
     /// Publishes `cp` to `audit.checkpoint.<user>` (waiting for the ack) and stores it in
     /// the database, when this writer has one.
     pub async fn publish_checkpoint(&self, cp: &Checkpoint) -> Result<(), AuditError> {
-        let subject = cp
-            .subject
-            .strip_prefix("audit.credential.")
-            .map(|token| format!("audit.checkpoint.{token}"))
-            .ok_or_else(|| AuditError::Publish("not a chain subject".into()))?;
+        let subject = subjects::audit_checkpoint_of_chain(&cp.subject).ok_or_else(|| {
+            AuditError::Publish(format!("{:?} is not a chain subject", cp.subject))
+        })?;
         let mut hdrs = HeaderMap::new();
         hdrs.insert(headers::CONTENT_TYPE, Encoding::MsgPack.content_type());
         hdrs.insert(headers::AUDIT_KEY_ID, cp.key_id.to_string().as_str());

@@ -30,7 +30,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, stream};
 
 pub use checkpoint::{Checkpoint, CheckpointPolicy};
-pub use log::AuditLog;
+pub use log::{AuditChains, AuditLog};
 
 use crate::codec::Encoding;
 use crate::model::AuditEvent;
@@ -56,6 +56,16 @@ pub enum AuditError {
     /// A checkpoint could not be stored in the database.
     #[error("audit checkpoint could not be stored: {0}")]
     Checkpoint(String),
+    /// Reading the stream failed (looking it up, a consumer, a chain's last link): nothing
+    /// was written. Kept apart from [`AuditError::Publish`], which is a refused write.
+    #[error("audit stream could not be read while {context}: {source}")]
+    Read {
+        /// What the reader was doing, e.g. `creating a consumer`.
+        context: &'static str,
+        /// The client's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl AuditError {
@@ -67,6 +77,18 @@ impl AuditError {
             Self::Timeout(_) => "AUDIT_TIMEOUT",
             Self::Encode(_) => "AUDIT_ENCODE",
             Self::Checkpoint(_) => "AUDIT_CHECKPOINT",
+            Self::Read { .. } => "AUDIT_READ",
+        }
+    }
+
+    /// A read failure while `context`, keeping `source`.
+    pub fn read(
+        context: &'static str,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Self::Read {
+            context,
+            source: Box::new(source),
         }
     }
 
@@ -163,11 +185,21 @@ pub async fn prepare_stream(
                     ensure_stream(js).await.map(|_| Prepared::Created)
                 }
             }
-            _ => Err(AuditError::Publish(e.to_string())),
+            _ => Err(AuditError::read("looking up the stream", e)),
         },
     };
     crate::metrics::audit_stream_available(result.is_ok());
     result
+}
+
+/// One page of a user's audit trail, as [`AuditLog::read_user`] read it.
+#[derive(Debug, Clone, Default)]
+pub struct UserTrail {
+    /// The events that decoded, oldest first.
+    pub events: Vec<StoredEvent>,
+    /// The stream sequences of messages on the user's chain that did not decode as an
+    /// event (each also logged as a warning): reported, never skipped in silence.
+    pub undecodable: Vec<u64>,
 }
 
 /// A stored audit event and its stream sequence, as a user's audit trail shows it.
@@ -181,21 +213,22 @@ pub struct StoredEvent {
 }
 
 impl AuditLog {
-    /// Reads up to `limit` of `user_id`'s events, oldest first, from sequence `after` on.
+    /// Reads up to `limit` of `user_id`'s messages, oldest first, from sequence `after` on:
+    /// the events, and the sequences of any message that is not one (logged, counted in
+    /// [`UserTrail::undecodable`]; it takes a place in the page like any message).
     pub async fn read_user(
         &self,
         user_id: &str,
         after: u64,
         limit: usize,
-    ) -> Result<Vec<StoredEvent>, AuditError> {
+    ) -> Result<UserTrail, AuditError> {
         use async_nats::jetstream::consumer::{pull, DeliverPolicy};
         use futures::StreamExt as _;
-        let failed = |e: &dyn std::fmt::Display| AuditError::Publish(e.to_string());
         let stream = self
             .js()
             .get_stream(subjects::AUDIT_STREAM)
             .await
-            .map_err(|e| failed(&e))?;
+            .map_err(|e| AuditError::read("looking up the stream", e))?;
         let consumer = stream
             .create_consumer(pull::OrderedConfig {
                 filter_subject: subjects::audit_credential(user_id),
@@ -205,26 +238,68 @@ impl AuditLog {
                 ..Default::default()
             })
             .await
-            .map_err(|e| failed(&e))?;
+            .map_err(|e| AuditError::read("creating a consumer", e))?;
         let want = usize::try_from(consumer.cached_info().num_pending)
             .unwrap_or(usize::MAX)
             .min(limit);
-        let mut out = Vec::with_capacity(want);
+        let mut out = UserTrail {
+            events: Vec::with_capacity(want),
+            undecodable: Vec::new(),
+        };
         if want == 0 {
             return Ok(out);
         }
-        let mut messages = consumer.messages().await.map_err(|e| failed(&e))?;
-        while out.len() < want {
-            let Ok(Some(Ok(message))) = tokio::time::timeout(self.timeout(), messages.next()).await
-            else {
-                break;
+        let mut messages = consumer
+            .messages()
+            .await
+            .map_err(|e| AuditError::read("reading messages", e))?;
+        let mut read = 0;
+        while read < want {
+            let message = match tokio::time::timeout(self.timeout(), messages.next()).await {
+                Ok(Some(Ok(message))) => message,
+                Ok(Some(Err(e))) => return Err(AuditError::read("reading messages", e)),
+                // The page ends early: the stream had no more for us within the timeout.
+                Ok(None) | Err(_) => break,
             };
-            let Ok(info) = message.info() else { continue };
+            read += 1;
+            let info = message.info().map_err(|e| {
+                AuditError::read("reading a message's sequence", Opaque(e.to_string()))
+            })?;
             let seq = info.stream_sequence;
-            if let Ok(event) = Encoding::MsgPack.decode::<AuditEvent>(&message.payload) {
-                out.push(StoredEvent { seq, event });
+            match Encoding::MsgPack.decode::<AuditEvent>(&message.payload) {
+                Ok(event) => out.events.push(StoredEvent { seq, event }),
+                Err(error) => {
+                    tracing::warn!(seq, subject = %message.subject, %error, "audit message does not decode as an event");
+                    out.undecodable.push(seq);
+                }
             }
         }
+        if !out.undecodable.is_empty() {
+            tracing::warn!(
+                count = out.undecodable.len(),
+                "audit trail page holds messages that are not events"
+            );
+        }
         Ok(out)
+    }
+}
+
+/// A client error that is only text (its type is not `'static` or not an `Error`).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Opaque(String);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_failure_keeps_its_source_and_is_not_a_refused_publish() {
+        let error = AuditError::read("creating a consumer", std::io::Error::other("no route"));
+        assert_eq!(error.kind(), "AUDIT_READ");
+        assert!(error.to_string().contains("creating a consumer"), "{error}");
+        assert!(!error.to_string().contains("refused"), "{error}");
+        let source = std::error::Error::source(&error).expect("kept");
+        assert_eq!(source.to_string(), "no route");
     }
 }

@@ -276,7 +276,7 @@ impl<'a> Verifier<'a> {
             }
             return;
         }
-        if !subject.starts_with("audit.credential.") {
+        if !subject.starts_with(subjects::AUDIT_CREDENTIAL_PREFIX) {
             return;
         }
         self.events += 1;

@@ -19,7 +19,7 @@ pub struct Model {
     /// When the user was created.
     pub created_at: DateTimeUtc,
     /// The label of the broker account used when a request names none and the user has
-    /// several; `None`: such a request is refused with `NO_BROKER_ACCOUNT`.
+    /// several; `None`: such a request is refused with `AMBIGUOUS_ACCOUNT`.
     pub default_account: Option<String>,
 }
 

@@ -7,6 +7,7 @@ pub mod market;
 pub mod order;
 pub mod portfolio;
 pub mod tick;
+pub mod wire_text;
 
 pub use audit::{AuditEvent, AuditOutcome, DecryptReason};
 pub use market::{
@@ -22,3 +23,5 @@ pub use portfolio::{
     Funds, Holding, Holdings, PortfolioRequest, Position, Positions, Trade, Trades,
 };
 pub use tick::{Book, Depth, FeedMode, Level, MarketTick, Tick};
+pub(crate) use wire_text::from_wire_text;
+pub use wire_text::UnknownValue;

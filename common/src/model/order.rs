@@ -14,6 +14,21 @@ pub enum Side {
     Sell,
 }
 
+impl Side {
+    /// Both sides.
+    pub const ALL: [Self; 2] = [Self::Buy, Self::Sell];
+
+    /// The stored and wire form, `BUY` or `SELL`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Buy => "BUY",
+            Self::Sell => "SELL",
+        }
+    }
+}
+
+super::from_wire_text!(Side, "side");
+
 /// Angel One's product: how long the position may be held.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -30,6 +45,14 @@ pub enum Product {
 }
 
 impl Product {
+    /// Every product.
+    pub const ALL: [Self; 4] = [
+        Self::Delivery,
+        Self::Intraday,
+        Self::Carryforward,
+        Self::Margin,
+    ];
+
     /// The stored form, e.g. `INTRADAY`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -40,6 +63,8 @@ impl Product {
         }
     }
 }
+
+super::from_wire_text!(Product, "product");
 
 /// How the order is priced (Angel One's names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +81,24 @@ pub enum OrderType {
 }
 
 impl OrderType {
+    /// Every order type.
+    pub const ALL: [Self; 4] = [
+        Self::Market,
+        Self::Limit,
+        Self::StoplossLimit,
+        Self::StoplossMarket,
+    ];
+
+    /// The stored and wire form, e.g. `STOPLOSS_LIMIT`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Market => "MARKET",
+            Self::Limit => "LIMIT",
+            Self::StoplossLimit => "STOPLOSS_LIMIT",
+            Self::StoplossMarket => "STOPLOSS_MARKET",
+        }
+    }
+
     /// Whether the order waits for `trigger_price`.
     pub fn is_stop(self) -> bool {
         matches!(self, Self::StoplossLimit | Self::StoplossMarket)
@@ -89,6 +132,9 @@ impl OrderType {
         }
     }
 }
+
+super::from_wire_text!(OrderType, "order type");
+super::from_wire_text!(OrderStatus, "status");
 
 /// Where an order stands: the states of the order state machine.
 ///
@@ -156,9 +202,9 @@ impl OrderStatus {
         }
     }
 
-    /// Parses the stored form.
+    /// Parses the stored form (`None` on an unknown one; [`str::parse`] says which).
     pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|status| status.as_str() == s)
+        s.parse().ok()
     }
 
     /// No transition leaves a terminal state.

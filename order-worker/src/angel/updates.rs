@@ -222,20 +222,25 @@ async fn apply(worker: &Worker, account_id: &str, record: &OrderRecord) {
             return;
         };
         let outcome = super::map::outcome(record);
-        if !applies(
-            crate::store::status_of(&order),
-            order.filled_quantity,
-            &outcome,
-        ) {
+        let status = match crate::store::status_of(&order) {
+            Ok(status) => status,
+            Err(error) => {
+                tracing::error!(%error, "order update for a corrupt order, not applied");
+                return;
+            }
+        };
+        if !applies(status, order.filled_quantity, &outcome) {
             return;
         }
+        let patch = match patch_for(&order, record, &outcome) {
+            Ok(patch) => patch,
+            Err(error) => {
+                tracing::error!(%error, "order update for a corrupt order, not applied");
+                return;
+            }
+        };
         match worker
-            .advance(
-                &order,
-                outcome.status,
-                patch_for(&order, record, &outcome),
-                crate::store::Ownership::Any,
-            )
+            .advance(&order, outcome.status, patch, crate::store::Ownership::Any)
             .await
         {
             Ok(_) => return,
@@ -271,8 +276,12 @@ fn applies(current: OrderStatus, filled: i64, outcome: &BrokerOutcome) -> bool {
 /// The fields a broker record sets: its fill, and its quantity and prices, which are the
 /// broker's truth after a modification (the stream may see it before the modify's reply
 /// does); a rejection keeps the broker's reason.
-fn patch_for(order: &orders::Model, record: &OrderRecord, outcome: &BrokerOutcome) -> Patch {
-    let order_type = crate::store::view(order).order_type;
+fn patch_for(
+    order: &orders::Model,
+    record: &OrderRecord,
+    outcome: &BrokerOutcome,
+) -> Result<Patch, crate::store::CorruptOrder> {
+    let order_type = crate::store::view(order)?.order_type;
     let (quantity, price, trigger_price) = super::map::terms(record, order_type);
     let rejection = (outcome.status == OrderStatus::Rejected).then(|| {
         let reason = if record.text.is_empty() {
@@ -282,13 +291,13 @@ fn patch_for(order: &orders::Model, record: &OrderRecord, outcome: &BrokerOutcom
         };
         ErrorBody::new(ErrorCode::BrokerRejected, reason)
     });
-    Patch {
+    Ok(Patch {
         quantity,
         price,
         trigger_price,
         rejection,
         ..Patch::from_outcome(outcome)
-    }
+    })
 }
 
 async fn find(worker: &Worker, account_id: &str, record: &OrderRecord) -> Option<orders::Model> {

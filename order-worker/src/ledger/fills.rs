@@ -5,7 +5,7 @@
 use pinnacle_common::entities::{
     orders, paper_funds, paper_positions, paper_reservations, paper_trades,
 };
-use pinnacle_common::model::{OrderStatus, Side};
+use pinnacle_common::model::Side;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set};
 
@@ -28,7 +28,7 @@ pub async fn apply(
         .broker_order_id
         .as_deref()
         .is_some_and(|id| id.starts_with(PAPER_PREFIX));
-    let terminal = OrderStatus::parse(&after.status).is_some_and(OrderStatus::is_terminal);
+    let terminal = crate::store::status_of(after)?.is_terminal();
     let filled = after.filled_quantity - before.filled_quantity;
     if paper && filled > 0 {
         fill(db, books, before, after, filled, terminal).await

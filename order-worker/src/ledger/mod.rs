@@ -208,21 +208,18 @@ pub async fn trades(db: &impl ConnectionTrait, account_id: &str) -> Result<Vec<T
 }
 
 /// A stored enum, parsed; a corrupt value is an error, never read as a default.
-fn parsed<T: serde::de::DeserializeOwned>(field: &str, text: &str) -> Result<T, DbErr> {
-    parse_enum(text)
-        .ok_or_else(|| DbErr::Custom(format!("the books hold an unknown {field} {text:?}")))
+fn parsed<T>(field: &str, text: &str) -> Result<T, DbErr>
+where
+    T: std::str::FromStr<Err = pinnacle_common::model::UnknownValue>,
+{
+    text.parse()
+        .map_err(|e| DbErr::Custom(format!("the books hold a bad {field}: {e}")))
 }
 
 /// The stored side of an order; a corrupt one is an error, never read as a default.
 fn side_of(order: &orders::Model) -> Result<Side, DbErr> {
-    parse_enum(&order.side).ok_or_else(|| {
-        DbErr::Custom(format!(
-            "order {} has an unknown side {:?}",
-            order.id, order.side
-        ))
-    })
-}
-
-fn parse_enum<T: serde::de::DeserializeOwned>(text: &str) -> Option<T> {
-    serde_json::from_value(serde_json::Value::String(text.to_string())).ok()
+    order
+        .side
+        .parse()
+        .map_err(|e| DbErr::Custom(format!("order {}: column side: {e}", order.id)))
 }
