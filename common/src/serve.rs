@@ -15,8 +15,8 @@
 //!   deliveries under the connection's lock and passes a message over-max to another
 //!   member). async-nats ends the grant's stream after exactly those `n` messages, so
 //!   nothing the server sent is dropped. A member opens grants only for room it has
-//!   (held + outstanding grants ≤ [`Capacity::bound`]), and opens the next one before the
-//!   current ones run out, while it has at least [`Capacity::min_grant`] free. When its
+//!   (held + outstanding grants ≤ [`Capacity::bound`]), and opens the next one as soon as
+//!   that leaves [`Capacity::min_grant`] free, before the current ones run out. When its
 //!   grants run out with less room than that, it has *left* the group: the server routes
 //!   new requests only to members with capacity (or, with none, answers the requester
 //!   "no responders" at once). It *rejoins* when it has drained to the low-water mark.
@@ -131,10 +131,12 @@ impl Capacity {
         self.concurrency.max(1) + self.queue
     }
 
-    /// The smallest grant opened: the member rejoins the group once it holds at most
-    /// `bound - min_grant` requests (the low-water mark).
+    /// The smallest grant opened (a quarter of the bound, at least 1): a member opens a
+    /// grant whenever what it holds plus what it has been granted leaves that much room,
+    /// so it rejoins the group once it holds at most `bound - min_grant` requests (the
+    /// low-water mark).
     pub fn min_grant(self) -> usize {
-        self.bound().div_ceil(2)
+        (self.bound() / 4).max(1)
     }
 }
 
@@ -289,11 +291,10 @@ impl Member {
                 in_flight.spawn(handle(message));
             }
             self.publish_counts(queue.len(), in_flight.len(), &depth);
-            // Refill before the open grants run out, when there is room for a grant.
+            // A grant for the room there is, before the open ones run out.
             let held = queue.len() + in_flight.len();
-            let credit = self.credit();
-            let free = bound.saturating_sub(held + credit);
-            if credit < min_grant && free >= min_grant && retry_at.is_none() {
+            let free = bound.saturating_sub(held + self.credit());
+            if free >= min_grant && retry_at.is_none() {
                 match self.open_grant(free).await {
                     Ok(()) => {
                         if out_of_group {
