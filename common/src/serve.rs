@@ -209,16 +209,18 @@ const GRANT_RETRY: Duration = Duration::from_millis(100);
 
 impl Member {
     /// Joins `group` with a first grant of the whole bound; the member receives requests
-    /// once [`Member::serve`] runs (the server holds them meanwhile, up to the grant).
+    /// once [`Member::serve`] runs (the server holds them meanwhile, up to the grant). It
+    /// counts what it does in `pressure` (and in the `pinnacle_queue_*` series `label`).
     pub async fn join(
         group: QueueGroup,
         capacity: Capacity,
         label: &'static str,
+        pressure: Arc<Pressure>,
     ) -> Result<Self, GrantError> {
         let mut member = Self {
             group,
             capacity,
-            pressure: Arc::default(),
+            pressure,
             label,
             grants: Vec::new(),
         };

@@ -319,6 +319,16 @@ pub fn capacity(settings: &WorkerSettings) -> serve::Capacity {
 /// [`capacity`]'s bound of requests (see [`serve::Member`]), until `shutdown` fires, then
 /// stops taking requests and answers every one already received before returning.
 pub async fn run(worker: Arc<Worker>, shutdown: Shutdown) -> Result<(), WorkerError> {
+    run_observed(worker, shutdown, Arc::default()).await
+}
+
+/// [`run`], counting the queue group's backpressure in `pressure` (for tests and tools
+/// that watch one worker among several in a process).
+pub async fn run_observed(
+    worker: Arc<Worker>,
+    shutdown: Shutdown,
+    pressure: Arc<serve::Pressure>,
+) -> Result<(), WorkerError> {
     events::ensure_stream(&async_nats::jetstream::new(worker.client.clone()))
         .await
         .map_err(|reason| WorkerError::Subscribe {
@@ -348,6 +358,7 @@ pub async fn run(worker: Arc<Worker>, shutdown: Shutdown) -> Result<(), WorkerEr
         },
         capacity(&worker.settings),
         "order-worker",
+        pressure,
     )
     .await
     .map_err(|e| WorkerError::Subscribe {

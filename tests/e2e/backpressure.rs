@@ -1,6 +1,8 @@
 //! Backpressure by capacity against a real nats-server: a queue-group member holds at most
 //! its bound, leaves the group when full and rejoins at the low-water mark, so a burst
-//! goes to the member with room; every request gets exactly one reply.
+//! goes to the member with room; every request gets exactly one reply. First with bare
+//! members (`serve::Member`), then with two order workers, one of them slow (concurrency 1,
+//! a broker that takes 300 ms).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -44,6 +46,7 @@ where
         },
         capacity,
         "test-member",
+        Arc::default(),
     )
     .await
     .expect("joins");
@@ -307,4 +310,189 @@ async fn a_full_member_leaves_the_group_and_rejoins_at_the_low_water_mark() {
     let mut handled: Vec<_> = ledger.keys().cloned().collect();
     handled.sort();
     assert_eq!(handled, ["five", "four", "one", "six", "two"]);
+}
+
+/// Places `order` for `user`, resending on "no responders" (every worker full) until a
+/// worker takes it; the reply as JSON.
+async fn place_retrying(
+    stack: &pinnacle_tests::TestStack,
+    user: &pinnacle_tests::TestUser,
+    order: &pinnacle_common::model::OrderRequest,
+) -> serde_json::Value {
+    use pinnacle_common::subjects::{self, headers};
+    let payload = bytes::Bytes::from(rmp_serde::to_vec_named(order).expect("encode"));
+    loop {
+        let mut hdrs = async_nats::HeaderMap::new();
+        hdrs.insert(
+            headers::AUTHORIZATION,
+            format!("Bearer {}", user.token).as_str(),
+        );
+        let sent = tokio::time::timeout(
+            Duration::from_secs(30),
+            stack.client.request_with_headers(
+                subjects::order(&user.id, "place"),
+                hdrs,
+                payload.clone(),
+            ),
+        )
+        .await
+        .expect("answered in time (a request was lost)");
+        match sent {
+            Ok(reply) => return rmp_serde::from_slice(&reply.payload).expect("reply decodes"),
+            Err(e) if e.kind() == async_nats::client::RequestErrorKind::NoResponders => {
+                tokio::time::sleep(Duration::from_millis(5)).await
+            }
+            Err(e) => panic!("place failed: {e}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_worker_holds_its_bound_and_the_fast_one_takes_the_burst() {
+    use pinnacle_common::config::{DatabaseSettings, WorkerSettings};
+    use pinnacle_common::entities::orders;
+    use pinnacle_order_worker::paper::PaperBroker;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+
+    let stack = pinnacle_tests::TestStack::start(pinnacle_tests::Backend::Sqlite).await;
+    let trader = stack.trader("burst").await;
+    // The burst is about delivery, not the per-user order rate.
+    stack
+        .set_limits(pinnacle_common::entities::risk_limits::Model {
+            max_orders_per_second: Some(1_000_000),
+            ..pinnacle_tests::no_limits(&trader.id)
+        })
+        .await;
+
+    // A second worker in the same queue group: one request at a time, three queued, and
+    // a broker that takes 300 ms per place.
+    let capacity = Capacity {
+        concurrency: 1,
+        queue: 3,
+    };
+    let settings = WorkerSettings {
+        concurrency: capacity.concurrency,
+        queue_depth: capacity.queue,
+        ..WorkerSettings::default()
+    };
+    let client = async_nats::connect(stack.nats.url())
+        .await
+        .expect("connects");
+    let db = pinnacle_common::db::connect(&DatabaseSettings {
+        database_url: stack.db_url().to_string(),
+        database_max_connections: 4,
+    })
+    .await
+    .expect("database");
+    let stop = Shutdown::new();
+    let paper = PaperBroker::with_ledger(db.clone(), settings.paper_cash);
+    paper
+        .follow_ticks(client.clone(), stop.clone())
+        .await
+        .expect("ticks");
+    let forwarded = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let slow_broker = crate::ownership::Slow {
+        inner: Arc::new(paper),
+        delay: Duration::from_millis(300),
+        forwarded: forwarded.clone(),
+    };
+    let worker = Arc::new(pinnacle_order_worker::Worker::new(
+        client,
+        db,
+        stack.vault.clone(),
+        vec![Arc::new(slow_broker)],
+        settings,
+    ));
+    let pressure = Arc::new(Pressure::default());
+    let slow = tokio::spawn(pinnacle_order_worker::service::run_observed(
+        worker,
+        stop.clone(),
+        pressure.clone(),
+    ));
+    // Both workers answer discovery once they serve the queue group.
+    eventually(Duration::from_secs(20), "both workers serving", || {
+        let client = stack.client.clone();
+        async move {
+            use futures::StreamExt;
+            let inbox = client.new_inbox();
+            let mut answers = client.subscribe(inbox.clone()).await.ok()?;
+            client
+                .publish_with_reply("$SRV.PING.pinnacle-orders", inbox, "".into())
+                .await
+                .ok()?;
+            let mut seen = 0;
+            while let Ok(Some(_)) =
+                tokio::time::timeout(Duration::from_millis(200), answers.next()).await
+            {
+                seen += 1;
+            }
+            (seen >= 2).then_some(())
+        }
+    })
+    .await;
+
+    let total = 120;
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stack = Arc::new(stack);
+    let trader = Arc::new(trader);
+    let mut callers = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let (stack, trader, next) = (stack.clone(), trader.clone(), next.clone());
+        callers.spawn(async move {
+            let mut replies = Vec::new();
+            loop {
+                let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if n >= total {
+                    return replies;
+                }
+                let order = pinnacle_tests::market(&format!("burst-{n}"), "SBIN-EQ", 1);
+                replies.push((n, place_retrying(&stack, &trader, &order).await));
+            }
+        });
+    }
+    let mut replies = Vec::new();
+    while let Some(done) = callers.join_next().await {
+        replies.extend(done.expect("caller"));
+    }
+    assert_eq!(replies.len(), total, "every order answered");
+    for (n, reply) in &replies {
+        assert_eq!(reply["ok"], true, "burst-{n}: {reply}");
+    }
+    let db = pinnacle_common::db::connect(&DatabaseSettings {
+        database_url: stack.db_url().to_string(),
+        database_max_connections: 1,
+    })
+    .await
+    .expect("database");
+    let stored = orders::Entity::find()
+        .filter(orders::Column::UserId.eq(trader.id.clone()))
+        .all(&db)
+        .await
+        .expect("orders");
+    assert_eq!(stored.len(), total, "one order per client order id");
+    let by_slow = forwarded.load(std::sync::atomic::Ordering::SeqCst);
+    eprintln!(
+        "slow worker placed {by_slow} of {total}; peak held {}, left {} rejoined {}",
+        pressure.peak_held(),
+        pressure.left(),
+        pressure.rejoined()
+    );
+    assert!(
+        pressure.peak_held() <= capacity.bound(),
+        "slow held {}",
+        pressure.peak_held()
+    );
+    assert!(
+        by_slow * 4 <= total,
+        "the fast worker takes most: slow placed {by_slow}"
+    );
+    assert!(
+        pressure.left() >= 1,
+        "the slow worker left the group when full"
+    );
+    stop.cancel();
+    slow.await
+        .expect("join")
+        .expect("the slow worker stops cleanly");
+    assert_eq!(pressure.held(), 0);
 }
