@@ -642,6 +642,12 @@ pub struct WorkerSettings {
     /// `PINNACLE_WORKER_CONCURRENCY`: requests handled at once by one worker.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
+    /// `PINNACLE_WORKER_QUEUE_DEPTH`: requests a worker may hold waiting for a free slot,
+    /// beyond the running ones. A worker holding `concurrency + queue_depth` leaves the
+    /// `order-workers` queue group until it has drained to half that (docs/ARCHITECTURE.md,
+    /// "Readiness and backpressure"). Keep the sum below `NATS_SUBSCRIPTION_CAPACITY`.
+    #[serde(default = "default_queue_depth")]
+    pub queue_depth: usize,
     /// `PINNACLE_WORKER_MAX_PAYLOAD`: largest accepted request body, in bytes.
     #[serde(default = "default_max_payload")]
     pub max_payload: usize,
@@ -778,6 +784,10 @@ fn default_concurrency() -> usize {
     64
 }
 
+fn default_queue_depth() -> usize {
+    64
+}
+
 fn default_max_payload() -> usize {
     16 * 1024
 }
@@ -887,6 +897,7 @@ impl Default for WorkerSettings {
     fn default() -> Self {
         Self {
             concurrency: default_concurrency(),
+            queue_depth: default_queue_depth(),
             max_payload: default_max_payload(),
             max_quantity: default_max_quantity(),
             audit_timeout_ms: default_audit_timeout_ms(),

@@ -25,7 +25,8 @@
 //! - [`supervise`]: rebuilding a service on a new connection when async-nats's connection
 //!   handler dies (a panic on a hostile header).
 //! - [`health`]: `/healthz` and `/readyz` from the state of every NATS connection.
-//! - [`serve`]: serving a request subscription with bounded concurrency and a drain.
+//! - [`serve`]: serving requests with bounded concurrency and a drain; queue-group members
+//!   that hold at most a bound of requests and leave the group when full.
 //! - [`shutdown`]: the cancellation token every service's `run` takes.
 
 pub mod audit;

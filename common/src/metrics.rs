@@ -101,6 +101,8 @@ pub const FAMILIES: &[(&str, &[Component])] = &[
     ("pinnacle_smartapi_rate_store_seconds", SMARTAPI),
     ("pinnacle_order_outbox_backlog", WORKER),
     ("pinnacle_order_event_lag_seconds", WORKER),
+    ("pinnacle_queue_depth", WORKER),
+    ("pinnacle_queue_group_changes_total", WORKER),
 ];
 
 /// Every metric family, registered once in [`Metrics::registry`].
@@ -130,6 +132,12 @@ pub struct Metrics {
     pub credential_decrypts: IntCounterVec,
     /// `pinnacle_nats_reconnects_total{service}`: reconnections after a lost connection.
     pub nats_reconnects: IntCounterVec,
+    /// `pinnacle_queue_depth{service}`: requests a queue-group member has received and
+    /// not yet started (waiting for a free slot; see `serve::Member`).
+    pub queue_depth: IntGaugeVec,
+    /// `pinnacle_queue_group_changes_total{service,change}`: times a member left its queue
+    /// group at capacity (`left`) and came back (`rejoined`).
+    pub queue_group_changes: IntCounterVec,
     /// `pinnacle_nats_rebuilds_total{service}`: connections rebuilt, with every
     /// subscription, after the async-nats connection handler died (see `supervise`).
     pub nats_rebuilds: IntCounterVec,
@@ -245,6 +253,22 @@ impl Metrics {
             &["service"],
         )
         .expect("valid counter");
+        let queue_depth = IntGaugeVec::new(
+            Opts::new(
+                "pinnacle_queue_depth",
+                "Requests received by a queue-group member and waiting for a free slot",
+            ),
+            &["service"],
+        )
+        .expect("valid gauge");
+        let queue_group_changes = IntCounterVec::new(
+            Opts::new(
+                "pinnacle_queue_group_changes_total",
+                "Times a queue-group member left its group at capacity or rejoined it",
+            ),
+            &["service", "change"],
+        )
+        .expect("valid counter");
         let nats_rebuilds = IntCounterVec::new(
             Opts::new(
                 "pinnacle_nats_rebuilds_total",
@@ -322,6 +346,8 @@ impl Metrics {
             Box::new(audit_checkpoint_failures.clone()),
             Box::new(credential_decrypts.clone()),
             Box::new(nats_reconnects.clone()),
+            Box::new(queue_depth.clone()),
+            Box::new(queue_group_changes.clone()),
             Box::new(nats_rebuilds.clone()),
             Box::new(broker_requests.clone()),
             Box::new(smartapi_rate_queued.clone()),
@@ -349,6 +375,8 @@ impl Metrics {
             audit_checkpoint_failures,
             credential_decrypts,
             nats_reconnects,
+            queue_depth,
+            queue_group_changes,
             nats_rebuilds,
             broker_requests,
             smartapi_rate_queued,
@@ -677,6 +705,9 @@ mod tests {
         m.order_failed("place", "unauthenticated");
         m.nats_reconnects.with_label_values(&["pinnacle-test"]);
         m.nats_rebuilds.with_label_values(&["pinnacle-test"]);
+        m.queue_depth.with_label_values(&["pinnacle-test"]);
+        m.queue_group_changes
+            .with_label_values(&["pinnacle-test", "left"]);
         m.broker_request("paper", "place_order", true);
         m.smartapi_rate_buckets(&["orders"]);
     }

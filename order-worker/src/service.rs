@@ -308,9 +308,28 @@ async fn wait_ready(worker: &Worker) {
     }
 }
 
-/// Serves `orders.>` in the `order-workers` queue group until `shutdown` fires, then
+/// How much one worker holds: its concurrency plus its queue.
+pub fn capacity(settings: &WorkerSettings) -> serve::Capacity {
+    serve::Capacity {
+        concurrency: settings.concurrency,
+        queue: settings.queue_depth,
+    }
+}
+
+/// Serves `orders.>` in the `order-workers` queue group, holding at most
+/// [`capacity`]'s bound of requests (see [`serve::Member`]), until `shutdown` fires, then
 /// stops taking requests and answers every one already received before returning.
 pub async fn run(worker: Arc<Worker>, shutdown: Shutdown) -> Result<(), WorkerError> {
+    run_observed(worker, shutdown, Arc::default()).await
+}
+
+/// [`run`], counting the queue group's backpressure in `pressure` (for tests and tools
+/// that watch one worker among several in a process).
+pub async fn run_observed(
+    worker: Arc<Worker>,
+    shutdown: Shutdown,
+    pressure: Arc<serve::Pressure>,
+) -> Result<(), WorkerError> {
     events::ensure_stream(&async_nats::jetstream::new(worker.client.clone()))
         .await
         .map_err(|e| WorkerError::Subscribe {
@@ -332,14 +351,21 @@ pub async fn run(worker: Arc<Worker>, shutdown: Shutdown) -> Result<(), WorkerEr
         shutdown.clone(),
     ));
     wait_ready(&worker).await;
-    let subscription = worker
-        .client
-        .queue_subscribe(subjects::ORDERS_ALL, subjects::ORDER_WORKER_QUEUE.into())
-        .await
-        .map_err(|e| WorkerError::Subscribe {
-            subject: subjects::ORDERS_ALL,
-            reason: e.to_string(),
-        })?;
+    let member = serve::Member::join(
+        serve::QueueGroup {
+            client: worker.client.clone(),
+            subject: subjects::ORDERS_ALL.to_string(),
+            queue: subjects::ORDER_WORKER_QUEUE.to_string(),
+        },
+        capacity(&worker.settings),
+        "order-worker",
+        pressure,
+    )
+    .await
+    .map_err(|e| WorkerError::Subscribe {
+        subject: subjects::ORDERS_ALL,
+        reason: e.to_string(),
+    })?;
     let discovery = worker
         .micro
         .serve(worker.client.clone(), shutdown.clone())
@@ -352,16 +378,12 @@ pub async fn run(worker: Arc<Worker>, shutdown: Shutdown) -> Result<(), WorkerEr
     let square_off = tokio::spawn(squareoff::run(worker.clone(), shutdown.clone()));
     tracing::info!(subject = subjects::ORDERS_ALL, "order worker started");
     let handler_worker = worker.clone();
-    serve::serve_requests(
-        subscription,
-        worker.settings.concurrency,
-        shutdown,
-        move |message| {
+    member
+        .serve(shutdown, move |message| {
             let worker = handler_worker.clone();
             async move { handler::handle(&worker, message).await }
-        },
-    )
-    .await;
+        })
+        .await;
     let _ = forgetting.await;
     let (relay_stop, relay) = relay;
     relay_stop.cancel();

@@ -9,6 +9,7 @@ mod audit;
 mod audit_chain;
 mod audit_stream;
 mod auth;
+mod backpressure;
 mod bad_input;
 mod bench;
 mod cli_verbs;

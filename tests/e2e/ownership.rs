@@ -53,10 +53,10 @@ fn fast_reconcile(settings: &mut pinnacle_cli::stack::StackSettings) {
 /// A broker that waits `delay` before forwarding a place to `inner`, and counts the places
 /// it forwarded.
 #[derive(Debug)]
-struct Slow {
-    inner: Arc<dyn Broker>,
-    delay: Duration,
-    forwarded: Arc<AtomicUsize>,
+pub(crate) struct Slow {
+    pub(crate) inner: Arc<dyn Broker>,
+    pub(crate) delay: Duration,
+    pub(crate) forwarded: Arc<AtomicUsize>,
 }
 
 #[async_trait]
