@@ -129,7 +129,7 @@ async fn traders_replay_only_their_own_events(cluster: &TestCluster, worker: &Co
             "event_id": format!("replay-{n}"),
             "ts_ms": n,
             "previous_status": previous,
-            "order": {"id": order_id, "status": status},
+            "order": {"order_id": order_id, "status": status},
         });
         let payload = rmp_serde::to_vec_named(&event).expect("msgpack");
         js.publish(subjects::order_events(user), payload.into())
