@@ -183,13 +183,7 @@ impl Bench {
         );
         let cache = Arc::new(LastValues::new());
         let stats = Arc::new(PublisherStats::default());
-        let shutdown = Shutdown::new();
-        let stop = shutdown.clone();
-        let seconds = self.seconds;
-        let stopper = tokio::spawn(async move {
-            tokio::time::sleep(seconds).await;
-            stop.cancel();
-        });
+        let (shutdown, stopper) = stop_after(self.seconds);
         let sent = load::publisher(
             self.servers.clone(),
             Box::new(feed),
@@ -244,13 +238,7 @@ impl Bench {
         let made = Arc::new(Mutex::new(Vec::new()));
         let collector = receive::publisher_latencies(sub, made.clone(), &self.names);
         let feed = StampedFeed::new(made, rate / 1_000, self.names.clone(), &self.template);
-        let shutdown = Shutdown::new();
-        let stop = shutdown.clone();
-        let seconds = self.seconds;
-        let stopper = tokio::spawn(async move {
-            tokio::time::sleep(seconds).await;
-            stop.cancel();
-        });
+        let (shutdown, stopper) = stop_after(self.seconds);
         let sent = load::publisher(
             self.servers.clone(),
             Box::new(feed),
@@ -522,4 +510,16 @@ pub async fn run(options: TicksOptions) -> anyhow::Result<()> {
         raw_latencies.len()
     );
     Ok(())
+}
+
+/// A shutdown token that fires after `seconds`, and the task that fires it (abort it when
+/// the run ends first).
+fn stop_after(seconds: Duration) -> (Shutdown, tokio::task::JoinHandle<()>) {
+    let shutdown = Shutdown::new();
+    let stop = shutdown.clone();
+    let stopper = tokio::spawn(async move {
+        tokio::time::sleep(seconds).await;
+        stop.cancel();
+    });
+    (shutdown, stopper)
 }
