@@ -31,6 +31,18 @@ pub struct TestUser {
     pub token: String,
 }
 
+impl TestUser {
+    /// The token's secret part: everything after `pnk_<id>_`. The secret is base64url and
+    /// may itself hold `_`, so it is split off after the id, never at the last `_`.
+    pub fn token_secret(&self) -> &str {
+        self.token
+            .strip_prefix("pnk_")
+            .and_then(|rest| rest.split_once('_'))
+            .map(|(_, secret)| secret)
+            .expect("an API token is pnk_<id>_<secret>")
+    }
+}
+
 /// nats-server + database + publisher + worker + user API, torn down on drop.
 #[derive(Debug)]
 pub struct TestStack {
