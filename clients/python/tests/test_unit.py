@@ -14,10 +14,12 @@ import pytest
 
 from pinnacle_client import (
     AuditKeys,
+    Candles,
     ChainVerifier,
     DecodeError,
     ErrorCode,
     Order,
+    OrderEvent,
     OrderStatus,
     PinnacleError,
     ProblemKind,
@@ -71,6 +73,30 @@ def test_order_status_enum_is_parsed_strictly() -> None:
     assert rec.status is OrderStatus.OPEN and rec.status.is_working and not rec.status.is_final
     with pytest.raises(DecodeError, match="status"):
         Order.from_wire({**order, "status": "DONE"})
+
+
+def test_nested_wire_types_decode_and_name_the_field_that_is_wrong() -> None:
+    order = {"order_id": "o", "client_order_id": "c", "exchange": "NSE", "symbol": "S",
+             "side": "SELL", "order_type": "MARKET", "quantity": 2, "product": "INTRADAY",
+             "status": "FILLED", "filled_quantity": 2, "average_price": 7, "created_at_ms": 1,
+             "updated_at_ms": 2}  # absent optional fields read as None
+    event = OrderEvent.from_wire({"event_id": "e", "ts_ms": 3, "previous_status": "SUBMITTED",
+                                  "order": order, "stream_seq": 99})
+    assert event.previous_status is OrderStatus.SUBMITTED and event.order.price is None
+    assert event.order.status is OrderStatus.FILLED and event.order.quantity == 2
+    assert event.stream_seq == 0, "stream_seq is not on the wire: the stream reader sets it"
+    with pytest.raises(DecodeError, match="quantity"):
+        OrderEvent.from_wire({"event_id": "e", "ts_ms": 3, "order": {**order, "quantity": None}})
+    with pytest.raises(DecodeError, match="order event"):
+        OrderEvent.from_wire("not a map")
+    candles = {"exchange": "NSE", "symbol": "S", "interval": "ONE_DAY", "source": "simulated",
+               "candles": [{"ts_ms": 1, "open": 2, "high": 3, "low": 1, "close": 2, "volume": 9}]}
+    decoded = Candles.from_wire(candles)
+    assert decoded.candles[0].high == 3 and isinstance(decoded.candles, tuple)
+    with pytest.raises(DecodeError, match="candles"):
+        Candles.from_wire({**candles, "candles": None})
+    with pytest.raises(DecodeError, match="volume"):
+        Candles.from_wire({**candles, "candles": [{**candles["candles"][0], "volume": 1.5}]})
 
 
 def test_error_codes_compare_as_strings_and_know_what_is_retryable() -> None:

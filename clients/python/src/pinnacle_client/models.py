@@ -8,9 +8,23 @@ milliseconds since the Unix epoch (UTC), as on the wire.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from enum import Enum
-from typing import Any, Mapping, Optional, Sequence, Tuple, Type, TypeVar
+from functools import lru_cache
+from typing import (
+    Any,
+    ClassVar,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    Type,
+    TypeVar,
+    Union,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
 
 from .errors import DecodeError
 
@@ -134,11 +148,52 @@ def _opt_enum(cls: Type[E], m: Mapping[str, Any], key: str) -> Optional[E]:
     return None if m.get(key) is None else _enum(cls, m, key)
 
 
+def _value(m: Mapping[str, Any], key: str, hint: Any) -> Any:
+    """Reads `m[key]` as the annotated type `hint`: int, str, an enum, a wire type,
+    `Optional[...]` of those, or `Tuple[X, ...]` of wire types."""
+    args = get_args(hint)
+    if get_origin(hint) is Union:  # Optional[X]
+        inner = next(a for a in args if a is not type(None))
+        return None if m.get(key) is None else _value(m, key, inner)
+    if get_origin(hint) is tuple:
+        return tuple(args[0].from_wire(x) for x in _list(m, key))
+    if hint is int:
+        return _int(m, key)
+    if hint is str:
+        return _str(m, key)
+    if isinstance(hint, type) and issubclass(hint, Enum):
+        return _enum(hint, m, key)
+    return hint.from_wire(m.get(key))
+
+
+W = TypeVar("W", bound="Wire")
+
+
+class Wire:
+    """A wire type: `from_wire` reads each dataclass field by its annotation, under the
+    field's name. A field with `metadata={"wire": False}` is not on the wire and keeps its
+    default."""
+
+    WHAT: ClassVar[str] = "map"
+    """How a decode error names the map."""
+
+    @classmethod
+    def from_wire(cls: Type[W], v: Any) -> W:
+        m = _map(v, cls.WHAT)
+        return cls(**{name: _value(m, name, hint) for name, hint in _wire_fields(cls)})
+
+
+@lru_cache(maxsize=None)
+def _wire_fields(cls: type) -> Tuple[Tuple[str, Any], ...]:
+    hints = get_type_hints(cls)
+    return tuple((f.name, hints[f.name]) for f in fields(cls) if f.metadata.get("wire", True))
+
+
 # --- market data ------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Tick:
+class Tick(Wire):
     """One price update of one symbol (`md.tick.<EXCHANGE>.<SYMBOL>`)."""
 
     exchange: str
@@ -164,46 +219,22 @@ class Tick:
     lower_circuit: Optional[int] = None
     open_interest: Optional[int] = None
 
-    @classmethod
-    def from_wire(cls, v: Any) -> "Tick":
-        m = _map(v, "tick")
-        return cls(
-            exchange=_str(m, "exchange"),
-            symbol=_str(m, "symbol"),
-            seq=_int(m, "seq"),
-            ts_ms=_int(m, "ts_ms"),
-            ltp=_int(m, "ltp"),
-            last_qty=_int(m, "last_qty"),
-            volume=_int(m, "volume"),
-            bid=_int(m, "bid"),
-            ask=_int(m, "ask"),
-            mode=_enum(TickMode, m, "mode"),
-            **{k: _opt_int(m, k) for k in _TICK_OPTIONAL},
-        )
-
-
-_TICK_OPTIONAL = (
-    "open", "high", "low", "close", "avg_price", "total_buy_qty", "total_sell_qty",
-    "upper_circuit", "lower_circuit", "open_interest",
-)
+    WHAT: ClassVar[str] = "tick"
 
 
 @dataclass(frozen=True)
-class Level:
+class Level(Wire):
     """One price level of a book."""
 
     price: int
     qty: int
     orders: int
 
-    @classmethod
-    def from_wire(cls, v: Any) -> "Level":
-        m = _map(v, "level")
-        return cls(price=_int(m, "price"), qty=_int(m, "qty"), orders=_int(m, "orders"))
+    WHAT: ClassVar[str] = "level"
 
 
 @dataclass(frozen=True)
-class Depth:
+class Depth(Wire):
     """The book that goes with the tick of the same `seq` (`md.depth.<EXCHANGE>.<SYMBOL>`)."""
 
     exchange: str
@@ -215,21 +246,11 @@ class Depth:
     asks: Tuple[Level, ...]
     """Best (lowest) first."""
 
-    @classmethod
-    def from_wire(cls, v: Any) -> "Depth":
-        m = _map(v, "depth")
-        return cls(
-            exchange=_str(m, "exchange"),
-            symbol=_str(m, "symbol"),
-            seq=_int(m, "seq"),
-            ts_ms=_int(m, "ts_ms"),
-            bids=tuple(Level.from_wire(x) for x in _list(m, "bids")),
-            asks=tuple(Level.from_wire(x) for x in _list(m, "asks")),
-        )
+    WHAT: ClassVar[str] = "depth"
 
 
 @dataclass(frozen=True)
-class ExchangeStatus:
+class ExchangeStatus(Wire):
     """An exchange's market status (`md.req.status`, `md.status.<EXCHANGE>`)."""
 
     exchange: str
@@ -238,27 +259,15 @@ class ExchangeStatus:
     ts_ms: int
     next_change_ms: Optional[int]
 
-    @classmethod
-    def from_wire(cls, v: Any) -> "ExchangeStatus":
-        m = _map(v, "status")
-        return cls(
-            exchange=_str(m, "exchange"),
-            status=_enum(MarketState, m, "status"),
-            reason=_opt_str(m, "reason"),
-            ts_ms=_int(m, "ts_ms"),
-            next_change_ms=_opt_int(m, "next_change_ms"),
-        )
+    WHAT: ClassVar[str] = "status"
 
 
 @dataclass(frozen=True)
-class SymbolRef:
+class SymbolRef(Wire):
     exchange: str
     symbol: str
 
-    @classmethod
-    def from_wire(cls, v: Any) -> "SymbolRef":
-        m = _map(v, "symbol")
-        return cls(exchange=_str(m, "exchange"), symbol=_str(m, "symbol"))
+    WHAT: ClassVar[str] = "symbol"
 
 
 @dataclass(frozen=True)
@@ -272,7 +281,7 @@ class Snapshot:
 
 
 @dataclass(frozen=True)
-class Candle:
+class Candle(Wire):
     ts_ms: int
     """The candle's start."""
     open: int
@@ -281,14 +290,11 @@ class Candle:
     close: int
     volume: int
 
-    @classmethod
-    def from_wire(cls, v: Any) -> "Candle":
-        m = _map(v, "candle")
-        return cls(*(_int(m, k) for k in ("ts_ms", "open", "high", "low", "close", "volume")))
+    WHAT: ClassVar[str] = "candle"
 
 
 @dataclass(frozen=True)
-class Candles:
+class Candles(Wire):
     exchange: str
     symbol: str
     interval: Interval
@@ -296,20 +302,11 @@ class Candles:
     """`angel_one` or `simulated`."""
     candles: Tuple[Candle, ...]
 
-    @classmethod
-    def from_wire(cls, v: Any) -> "Candles":
-        m = _map(v, "candles")
-        return cls(
-            exchange=_str(m, "exchange"),
-            symbol=_str(m, "symbol"),
-            interval=_enum(Interval, m, "interval"),
-            source=_str(m, "source"),
-            candles=tuple(Candle.from_wire(c) for c in _list(m, "candles")),
-        )
+    WHAT: ClassVar[str] = "candles"
 
 
 @dataclass(frozen=True)
-class Instrument:
+class Instrument(Wire):
     """One instrument of the instrument master."""
 
     token: str
@@ -322,27 +319,14 @@ class Instrument:
     instrument_type: str
     tick_size: int
 
-    @classmethod
-    def from_wire(cls, v: Any) -> "Instrument":
-        m = _map(v, "instrument")
-        return cls(
-            token=_str(m, "token"),
-            symbol=_str(m, "symbol"),
-            name=_str(m, "name"),
-            exchange=_str(m, "exchange"),
-            expiry=_str(m, "expiry"),
-            strike=_opt_int(m, "strike"),
-            lot_size=_int(m, "lot_size"),
-            instrument_type=_str(m, "instrument_type"),
-            tick_size=_int(m, "tick_size"),
-        )
+    WHAT: ClassVar[str] = "instrument"
 
 
 # --- orders and portfolio ------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Order:
+class Order(Wire):
     """The order record every order verb answers with."""
 
     order_id: str
@@ -363,32 +347,11 @@ class Order:
     created_at_ms: int
     updated_at_ms: int
 
-    @classmethod
-    def from_wire(cls, v: Any) -> "Order":
-        m = _map(v, "order")
-        return cls(
-            order_id=_str(m, "order_id"),
-            client_order_id=_str(m, "client_order_id"),
-            exchange=_str(m, "exchange"),
-            symbol=_str(m, "symbol"),
-            side=_enum(Side, m, "side"),
-            order_type=_enum(OrderType, m, "order_type"),
-            quantity=_int(m, "quantity"),
-            price=_opt_int(m, "price"),
-            trigger_price=_opt_int(m, "trigger_price"),
-            product=_enum(Product, m, "product"),
-            broker_order_id=_opt_str(m, "broker_order_id"),
-            status=_enum(OrderStatus, m, "status"),
-            filled_quantity=_int(m, "filled_quantity"),
-            average_price=_opt_int(m, "average_price"),
-            reject_reason=_opt_str(m, "reject_reason"),
-            created_at_ms=_int(m, "created_at_ms"),
-            updated_at_ms=_int(m, "updated_at_ms"),
-        )
+    WHAT: ClassVar[str] = "order"
 
 
 @dataclass(frozen=True)
-class OrderEvent:
+class OrderEvent(Wire):
     """One state change of one order (`events.orders.<USER_ID>`, stream ORDER_EVENTS)."""
 
     event_id: str
@@ -397,24 +360,16 @@ class OrderEvent:
     """The state it left; None for the first event (`NEW`)."""
     order: Order
     """The order after the change."""
-    stream_seq: int = 0
+    stream_seq: int = field(default=0, metadata={"wire": False})
     """The event's sequence in ORDER_EVENTS (0 when not read from the stream)."""
-    traceparent: Optional[str] = None
+    traceparent: Optional[str] = field(default=None, metadata={"wire": False})
     """The W3C trace context of the span that published it."""
 
-    @classmethod
-    def from_wire(cls, v: Any) -> "OrderEvent":
-        m = _map(v, "order event")
-        return cls(
-            event_id=_str(m, "event_id"),
-            ts_ms=_int(m, "ts_ms"),
-            previous_status=_opt_enum(OrderStatus, m, "previous_status"),
-            order=Order.from_wire(m.get("order")),
-        )
+    WHAT: ClassVar[str] = "order event"
 
 
 @dataclass(frozen=True)
-class Funds:
+class Funds(Wire):
     """Paise. On the paper broker `available = cash - used - blocked`."""
 
     cash: int
@@ -422,14 +377,11 @@ class Funds:
     blocked: int
     available: int
 
-    @classmethod
-    def from_wire(cls, v: Any) -> "Funds":
-        m = _map(v, "funds")
-        return cls(*(_int(m, k) for k in ("cash", "used", "blocked", "available")))
+    WHAT: ClassVar[str] = "funds"
 
 
 @dataclass(frozen=True)
-class Position:
+class Position(Wire):
     exchange: str
     symbol: str
     product: Product
@@ -440,41 +392,21 @@ class Position:
     sell_quantity: int
     realized_pnl: int
 
-    @classmethod
-    def from_wire(cls, v: Any) -> "Position":
-        m = _map(v, "position")
-        return cls(
-            exchange=_str(m, "exchange"),
-            symbol=_str(m, "symbol"),
-            product=_enum(Product, m, "product"),
-            net_quantity=_int(m, "net_quantity"),
-            average_price=_opt_int(m, "average_price"),
-            buy_quantity=_int(m, "buy_quantity"),
-            sell_quantity=_int(m, "sell_quantity"),
-            realized_pnl=_int(m, "realized_pnl"),
-        )
+    WHAT: ClassVar[str] = "position"
 
 
 @dataclass(frozen=True)
-class Holding:
+class Holding(Wire):
     exchange: str
     symbol: str
     quantity: int
     average_price: Optional[int]
 
-    @classmethod
-    def from_wire(cls, v: Any) -> "Holding":
-        m = _map(v, "holding")
-        return cls(
-            exchange=_str(m, "exchange"),
-            symbol=_str(m, "symbol"),
-            quantity=_int(m, "quantity"),
-            average_price=_opt_int(m, "average_price"),
-        )
+    WHAT: ClassVar[str] = "holding"
 
 
 @dataclass(frozen=True)
-class Trade:
+class Trade(Wire):
     """One fill. On Angel One `order_id` is the broker's order id."""
 
     order_id: str
@@ -486,16 +418,4 @@ class Trade:
     price: int
     ts_ms: int
 
-    @classmethod
-    def from_wire(cls, v: Any) -> "Trade":
-        m = _map(v, "trade")
-        return cls(
-            order_id=_str(m, "order_id"),
-            exchange=_str(m, "exchange"),
-            symbol=_str(m, "symbol"),
-            product=_enum(Product, m, "product"),
-            side=_enum(Side, m, "side"),
-            quantity=_int(m, "quantity"),
-            price=_int(m, "price"),
-            ts_ms=_int(m, "ts_ms"),
-        )
+    WHAT: ClassVar[str] = "trade"
