@@ -720,6 +720,77 @@ async fn resting_price(nats: &str) -> String {
     format!("{}.{:02}", paise / 100, paise % 100)
 }
 
+/// What every step of the browser test needs.
+struct Session<'a> {
+    browser: &'a Browser,
+    http: reqwest::Client,
+    shots: &'a Path,
+    api: &'a str,
+    nats: &'a str,
+    demo: &'a str,
+    token: &'a str,
+    admin: &'a str,
+}
+
+impl Session<'_> {
+    /// Opens a view by its URL fragment and waits until it shows.
+    async fn open(&self, view: &str) {
+        self.browser.goto(&format!("{}/#{view}", self.api)).await;
+        self.browser
+            .wait_for(
+                &format!("the {view} view"),
+                &format!("!document.querySelector('#view-{view}').hidden"),
+            )
+            .await;
+    }
+
+    async fn logout(&self) {
+        self.browser.click("#logout").await;
+        self.browser
+            .wait_for(
+                "the login form again",
+                "!document.querySelector('#view-login').hidden",
+            )
+            .await;
+    }
+
+    /// The visible text of the page's `main`.
+    async fn main_text(&self) -> String {
+        let text = self
+            .browser
+            .script("return document.querySelector('main').innerText", json!([]))
+            .await;
+        text.as_str().unwrap_or_default().to_string()
+    }
+
+    async fn get_json(&self, path: &str, bearer: &str) -> Value {
+        self.http
+            .get(format!("{}{path}", self.api))
+            .bearer_auth(bearer)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path} json: {e}"))
+    }
+
+    /// A JS expression: the first ticking watchlist row's sequence number.
+    const WATCHLIST_SEQ: &'static str =
+        "Number(document.querySelector('#watchlist tbody tr[data-seq]')?.dataset.seq)";
+
+    /// Waits until the watchlist ticks past what it shows now.
+    async fn watchlist_ticks(&self, what: &str) {
+        let now = self
+            .browser
+            .wait_for("a ticking watchlist row", Self::WATCHLIST_SEQ)
+            .await;
+        self.browser
+            .wait_for(what, &format!("{} > {now}", Self::WATCHLIST_SEQ))
+            .await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trader_uses_every_view_in_a_real_browser() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -730,22 +801,40 @@ async fn a_trader_uses_every_view_in_a_real_browser() {
     std::fs::create_dir_all(&shots).expect("screenshot dir");
     let _dev = start_dev(&data, free_port()).await;
     let env = dev_env(&data.join("dev.env"));
-    let (api, nats, demo, token, admin) = (
-        &env["USER_API_URL"],
-        &env["NATS_URL"],
-        &env["DEMO_USER_ID"],
-        &env["DEMO_API_TOKEN"],
-        &env["PINNACLE_API_ADMIN_TOKEN"],
-    );
-    let http = reqwest::Client::new();
-    only_the_console_may_open_the_websocket(&http, api).await;
-    let (bob_id, bob_token) = second_user(&http, api, admin).await;
-    others_are_refused(&http, api, nats, demo, (&bob_id, &bob_token)).await;
-    verification_can_fail(&http, api, nats, (&bob_id, &bob_token)).await;
+    let browser = Browser::start(&dir.path().join("profile")).await;
+    let session = Session {
+        browser: &browser,
+        http: reqwest::Client::new(),
+        shots: &shots,
+        api: &env["USER_API_URL"],
+        nats: &env["NATS_URL"],
+        demo: &env["DEMO_USER_ID"],
+        token: &env["DEMO_API_TOKEN"],
+        admin: &env["PINNACLE_API_ADMIN_TOKEN"],
+    };
+    let (api, nats) = (session.api, session.nats);
+    only_the_console_may_open_the_websocket(&session.http, api).await;
+    let bob = second_user(&session.http, api, session.admin).await;
+    let bob = (bob.0.as_str(), bob.1.as_str());
+    others_are_refused(&session.http, api, nats, session.demo, bob).await;
+    verification_can_fail(&session.http, api, nats, bob).await;
     let price = resting_price(nats).await;
 
-    let browser = Browser::start(&dir.path().join("profile")).await;
-    browser.goto(&format!("{api}/")).await;
+    login_page(&session).await;
+    market_view(&session, &data).await;
+    trade_view(&session, &price).await;
+    portfolio_and_audit_views(&session).await;
+    account_view(&session).await;
+    admin_view(&session, bob).await;
+    password_login(&session, bob).await;
+    docs_and_phone(&session).await;
+    browser.quit().await;
+}
+
+/// The login page: every control labelled, no view links before login.
+async fn login_page(session: &Session<'_>) {
+    let browser = session.browser;
+    browser.goto(&format!("{}/", session.api)).await;
     browser
         .wait_for("the login form", "document.querySelector('#token')")
         .await;
@@ -764,26 +853,20 @@ async fn a_trader_uses_every_view_in_a_real_browser() {
         )
         .await;
     assert_eq!(nav, json!(true), "the views' links show before login");
-    browser.screenshot(&shots, "login").await;
+    browser.screenshot(session.shots, "login").await;
+}
 
-    // Log in with the token, from the keyboard (Enter submits); the watchlist fills and
-    // ticks.
-    browser.fill("#token", &format!("{token}\u{E007}")).await;
+/// Logs in with the token from the keyboard (Enter submits); the watchlist fills and
+/// ticks, and keeps ticking after the NATS server was stopped and continued.
+async fn market_view(session: &Session<'_>, data: &Path) {
+    let browser = session.browser;
+    browser
+        .fill("#token", &format!("{}\u{E007}", session.token))
+        .await;
     browser
         .wait_for("the connection", "document.querySelector('#conn.ok')")
         .await;
-    let first = browser
-        .wait_for(
-            "a ticking watchlist row",
-            "Number(document.querySelector('#watchlist tbody tr[data-seq]')?.dataset.seq)",
-        )
-        .await;
-    browser
-        .wait_for(
-            "the watchlist to update",
-            &format!("Number(document.querySelector('#watchlist tbody tr[data-seq]').dataset.seq) > {first}"),
-        )
-        .await;
+    session.watchlist_ticks("the watchlist to update").await;
     browser
         .wait_for("market status", "document.querySelector('#status-list li')")
         .await;
@@ -793,10 +876,10 @@ async fn a_trader_uses_every_view_in_a_real_browser() {
             "document.querySelector('#watchlist polyline').getAttribute('points').split(' ').length > 2",
         )
         .await;
-    pure_functions_in_the_page(&browser).await;
+    pure_functions_in_the_page(browser).await;
     // A dead connection (the NATS server stopped, not closed) is noticed by its missing
     // PONGs and retried; once the server runs again the watchlist ticks again.
-    let nats_pid = nats_server_pid(&data);
+    let nats_pid = nats_server_pid(data);
     signal(nats_pid, "STOP");
     browser
         .wait_for("the connection lost", "document.querySelector('#conn.bad')")
@@ -805,35 +888,22 @@ async fn a_trader_uses_every_view_in_a_real_browser() {
     browser
         .wait_for("the connection back", "document.querySelector('#conn.ok')")
         .await;
-    let resumed = browser
-        .script(
-            "return Number(document.querySelector('#watchlist tbody tr[data-seq]').dataset.seq)",
-            json!([]),
-        )
-        .await;
-    browser
-        .wait_for(
-            "ticks after the reconnect",
-            &format!("Number(document.querySelector('#watchlist tbody tr[data-seq]').dataset.seq) > {resumed}"),
-        )
-        .await;
+    session.watchlist_ticks("ticks after the reconnect").await;
     let source = browser
         .script("return document.documentElement.outerHTML", json!([]))
         .await;
     assert!(
-        !source.as_str().unwrap_or_default().contains(token.as_str()),
+        !source.as_str().unwrap_or_default().contains(session.token),
         "the token is in the page"
     );
-    browser.screenshot(&shots, "market").await;
+    browser.screenshot(session.shots, "market").await;
+}
 
-    // A protocol error is shown as its code and message.
-    browser.goto(&format!("{api}/#trade")).await;
-    browser
-        .wait_for(
-            "the ticket",
-            "!document.querySelector('#view-trade').hidden",
-        )
-        .await;
+/// A protocol error shown as code and message; a LIMIT order far below the price rests,
+/// is modified in the dialog and cancelled, each change arriving as a live event.
+async fn trade_view(session: &Session<'_>, price: &str) {
+    let browser = session.browser;
+    session.open("trade").await;
     browser.fill("#t-symbol", "SBIN-EQ").await;
     browser.fill("#t-qty", "1").await;
     browser.fill("#t-price", "").await;
@@ -844,9 +914,7 @@ async fn a_trader_uses_every_view_in_a_real_browser() {
             "document.querySelector('#ticket-result').textContent.startsWith('INVALID_REQUEST: ')",
         )
         .await;
-
-    // A LIMIT order far below the price rests…
-    browser.fill("#t-price", &price).await;
+    browser.fill("#t-price", price).await;
     browser.click("#t-place").await;
     browser
         .wait_for(
@@ -860,8 +928,27 @@ async fn a_trader_uses_every_view_in_a_real_browser() {
             "document.querySelector('#orders tr[data-status=OPEN]')",
         )
         .await;
-    browser.screenshot(&shots, "trade").await;
-    // …is modified to a price still below the market (the dialog)…
+    browser.screenshot(session.shots, "trade").await;
+    modify_in_the_dialog(browser, price).await;
+    browser
+        .click("#orders tr[data-status=OPEN] button[aria-label^=Cancel]")
+        .await;
+    browser
+        .wait_for(
+            "the order cancelled",
+            "document.querySelector('#orders tr[data-status=CANCELLED]')",
+        )
+        .await;
+    browser
+        .wait_for(
+            "the cancel event",
+            "[...document.querySelectorAll('#events li')].some(li => li.textContent.endsWith('PENDING_CANCEL → CANCELLED'))",
+        )
+        .await;
+}
+
+/// Modifies the resting order to a rupee below `price` (still below the market).
+async fn modify_in_the_dialog(browser: &Browser, price: &str) {
     browser
         .click("#orders tr[data-status=OPEN] button[aria-label^=Modify]")
         .await;
@@ -871,16 +958,12 @@ async fn a_trader_uses_every_view_in_a_real_browser() {
             "document.querySelector('#modify-dialog').open",
         )
         .await;
-    let lower = format!(
-        "{}.00",
-        price
-            .split('.')
-            .next()
-            .unwrap_or("1")
-            .parse::<i64>()
-            .unwrap_or(2)
-            - 1
-    );
+    let rupees: i64 = price
+        .split('.')
+        .next()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(2);
+    let lower = format!("{}.00", rupees - 1);
     browser.fill("#m-price", &lower).await;
     browser.click("#modify-form button[value=send]").await;
     browser
@@ -899,24 +982,13 @@ async fn a_trader_uses_every_view_in_a_real_browser() {
             "[...document.querySelectorAll('#events li')].some(li => li.textContent.endsWith('PENDING_MODIFY → OPEN'))",
         )
         .await;
-    // …and is cancelled; the cancel also arrives as a live order event.
-    browser
-        .click("#orders tr[data-status=OPEN] button[aria-label^=Cancel]")
-        .await;
-    browser
-        .wait_for(
-            "the order cancelled",
-            "document.querySelector('#orders tr[data-status=CANCELLED]')",
-        )
-        .await;
-    browser
-        .wait_for(
-            "the cancel event",
-            "[...document.querySelectorAll('#events li')].some(li => li.textContent.endsWith('PENDING_CANCEL → CANCELLED'))",
-        )
-        .await;
+}
 
-    browser.goto(&format!("{api}/#portfolio")).await;
+/// Funds and trades; an order placed elsewhere (a strategy) fills and its events update
+/// the open page; the audit trail lists the orders and the chain verifies.
+async fn portfolio_and_audit_views(session: &Session<'_>) {
+    let browser = session.browser;
+    session.open("portfolio").await;
     browser
         .wait_for(
             "funds",
@@ -929,8 +1001,7 @@ async fn a_trader_uses_every_view_in_a_real_browser() {
             "document.querySelector('#trades td.empty')",
         )
         .await;
-    // An order placed elsewhere (a strategy) fills; its events update the open page.
-    place_market_buy(nats, demo, token).await;
+    place_market_buy(session.nats, session.demo, session.token).await;
     browser
         .wait_for(
             "the fill in trades and positions, without a reload",
@@ -938,9 +1009,9 @@ async fn a_trader_uses_every_view_in_a_real_browser() {
              document.querySelector('#positions tbody').textContent.includes('NSE:SBIN-EQ')",
         )
         .await;
-    browser.screenshot(&shots, "portfolio").await;
+    browser.screenshot(session.shots, "portfolio").await;
 
-    browser.goto(&format!("{api}/#audit")).await;
+    session.open("audit").await;
     browser
         .wait_for(
             "the order's audit events",
@@ -954,9 +1025,13 @@ async fn a_trader_uses_every_view_in_a_real_browser() {
             "document.querySelector('#verify-result').textContent.startsWith('✓ Your chain verifies')",
         )
         .await;
-    browser.screenshot(&shots, "audit").await;
+    browser.screenshot(session.shots, "audit").await;
+}
 
-    browser.goto(&format!("{api}/#account")).await;
+/// The broker accounts without a credential value; a new token shown once.
+async fn account_view(session: &Session<'_>) {
+    let browser = session.browser;
+    session.open("account").await;
     browser
         .wait_for(
             "the paper account",
@@ -975,27 +1050,22 @@ async fn a_trader_uses_every_view_in_a_real_browser() {
         "{shown}"
     );
     browser.click("#token-dismiss").await;
-    browser.screenshot(&shots, "account").await;
-    let page = browser
-        .script("return document.querySelector('main').innerText", json!([]))
-        .await;
-    let page = page.as_str().unwrap_or_default();
+    browser.screenshot(session.shots, "account").await;
+    let page = session.main_text().await;
     for secret in ["paper-demo-api-key", "PAPERDEMO", "pnk_"] {
         assert!(!page.contains(secret), "the account view shows {secret}");
     }
     assert!(page.contains("api_key set"), "{page}");
+}
 
-    // The admin view, with the admin token.
-    browser.click("#logout").await;
-    browser
-        .wait_for(
-            "the login form again",
-            "!document.querySelector('#view-login').hidden",
-        )
-        .await;
-    browser.fill("#token", admin).await;
+/// The admin view, with the admin token: users, keys, and a user's kill switch switched
+/// on (read back from the API) and off again.
+async fn admin_view(session: &Session<'_>, (bob_id, bob_token): (&str, &str)) {
+    let browser = session.browser;
+    session.logout().await;
+    browser.fill("#token", session.admin).await;
     browser.click("#login-token button[type=submit]").await;
-    browser.goto(&format!("{api}/#admin")).await;
+    session.open("admin").await;
     browser
         .wait_for(
             "the users",
@@ -1005,47 +1075,34 @@ async fn a_trader_uses_every_view_in_a_real_browser() {
     browser
         .wait_for("the keys", "document.querySelector('#keys tbody tr')")
         .await;
-    // A user's kill switch, on from the admin view (read back from the API), stops their
-    // orders; then off again.
-    browser
-        .click("button[aria-label='Switch on the kill switch of console-bob']")
-        .await;
+    let switch =
+        |state: &str| format!("button[aria-label='Switch {state} the kill switch of console-bob']");
+    browser.click(&switch("on")).await;
     browser
         .wait_for(
             "Bob's kill switch on",
-            "document.querySelector(\"button[aria-label='Switch off the kill switch of console-bob']\")",
+            &format!("document.querySelector(\"{}\")", switch("off")),
         )
         .await;
-    let limits: Value = http
-        .get(format!("{api}/v1/users/{bob_id}/risk-limits"))
-        .bearer_auth(&bob_token)
-        .send()
-        .await
-        .expect("risk limits")
-        .json()
-        .await
-        .expect("risk json");
-    assert_eq!(limits["in_force"]["kill_switch"], true, "{limits}");
-    browser.screenshot(&shots, "admin").await;
-    browser
-        .click("button[aria-label='Switch off the kill switch of console-bob']")
+    let limits = session
+        .get_json(&format!("/v1/users/{bob_id}/risk-limits"), bob_token)
         .await;
+    assert_eq!(limits["in_force"]["kill_switch"], true, "{limits}");
+    browser.screenshot(session.shots, "admin").await;
+    browser.click(&switch("off")).await;
     browser
         .wait_for(
             "Bob's kill switch off",
-            "document.querySelector(\"button[aria-label='Switch on the kill switch of console-bob']\")",
+            &format!("document.querySelector(\"{}\")", switch("on")),
         )
         .await;
+}
 
-    // Bob logs in with his password and sees only his own data; the demo user's is
-    // refused to his session.
-    browser.click("#logout").await;
-    browser
-        .wait_for(
-            "the login form again",
-            "!document.querySelector('#view-login').hidden",
-        )
-        .await;
+/// Bob logs in with his password and sees only his own data (the demo user's is refused
+/// to his session); logging out revokes the token the login minted, and only that one.
+async fn password_login(session: &Session<'_>, (bob_id, _): (&str, &str)) {
+    let (browser, demo) = (session.browser, session.demo);
+    session.logout().await;
     browser.fill("#login-name", "console-bob").await;
     browser.fill("#login-pass", BOB_PASSWORD).await;
     browser.click("#login-password button[type=submit]").await;
@@ -1055,13 +1112,7 @@ async fn a_trader_uses_every_view_in_a_real_browser() {
             "document.querySelector('#who').textContent.startsWith('console-bob')",
         )
         .await;
-    browser.goto(&format!("{api}/#audit")).await;
-    browser
-        .wait_for(
-            "Bob's own audit view",
-            "!document.querySelector('#view-audit').hidden",
-        )
-        .await;
+    session.open("audit").await;
     let refused = browser
         .script_async(&format!(
             "const auth = {{ Authorization: 'Bearer ' + sessionStorage.getItem('pinnacle.token') }};
@@ -1070,30 +1121,14 @@ async fn a_trader_uses_every_view_in_a_real_browser() {
         ))
         .await;
     assert_eq!(refused, json!([403, 403, 403]));
-    let page = browser
-        .script("return document.querySelector('main').innerText", json!([]))
-        .await;
     assert!(
-        !page.to_string().contains("order.place"),
+        !session.main_text().await.contains("order.place"),
         "Bob sees the demo user's trail"
     );
-    // Logging out revokes the token the password login minted (and only that one).
-    browser.click("#logout").await;
-    browser
-        .wait_for(
-            "logged out",
-            "!document.querySelector('#view-login').hidden",
-        )
+    session.logout().await;
+    let tokens = session
+        .get_json(&format!("/v1/users/{bob_id}/tokens"), session.admin)
         .await;
-    let tokens: Value = http
-        .get(format!("{api}/v1/users/{bob_id}/tokens"))
-        .bearer_auth(admin)
-        .send()
-        .await
-        .expect("tokens")
-        .json()
-        .await
-        .expect("tokens json");
     let revoked: Vec<bool> = tokens
         .as_array()
         .expect("a list")
@@ -1102,11 +1137,18 @@ async fn a_trader_uses_every_view_in_a_real_browser() {
         .collect();
     assert_eq!(revoked.iter().filter(|r| **r).count(), 1, "{tokens}");
     assert_eq!(revoked.len(), 2, "{tokens}");
-    browser.fill("#token", &format!("{token}\u{E007}")).await;
+    browser
+        .fill("#token", &format!("{}\u{E007}", session.token))
+        .await;
     browser
         .wait_for("the demo user back", "document.querySelector('#conn.ok')")
         .await;
+}
 
+/// The API reference page; then a phone: the market view fits its width (tables scroll
+/// inside their frame), and the shipped permissions hold over the WebSocket.
+async fn docs_and_phone(session: &Session<'_>) {
+    let (browser, api) = (session.browser, session.api);
     browser.goto(&format!("{api}/docs")).await;
     browser
         .wait_for(
@@ -1114,9 +1156,7 @@ async fn a_trader_uses_every_view_in_a_real_browser() {
             "document.querySelectorAll('#ops section').length > 10",
         )
         .await;
-    browser.screenshot(&shots, "docs").await;
-
-    // A phone: the market view fits its width (tables scroll inside their frame).
+    browser.screenshot(session.shots, "docs").await;
     browser.resize(390, 844).await;
     browser.goto(&format!("{api}/#market")).await;
     browser
@@ -1131,8 +1171,8 @@ async fn a_trader_uses_every_view_in_a_real_browser() {
             json!([]),
         )
         .await;
-    browser.screenshot(&shots, "phone").await;
-    trader_permissions_over_websocket(&browser, api).await;
+    browser.screenshot(session.shots, "phone").await;
+    trader_permissions_over_websocket(browser, api).await;
     let wide = browser
         .script(
             "return [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right >              document.documentElement.clientWidth + 1 && !e.closest('.table-wrap')).slice(0, 5).map(e => e.tagName + '#' + e.id + '.' + e.className)",
@@ -1143,7 +1183,6 @@ async fn a_trader_uses_every_view_in_a_real_browser() {
         overflow.as_i64().unwrap_or(1) <= 0,
         "the page scrolls sideways by {overflow}: {wide}"
     );
-    browser.quit().await;
 }
 
 /// The production configs with the console's TLS WebSocket listener parse and load their
