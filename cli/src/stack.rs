@@ -248,7 +248,7 @@ pub async fn spawn_publisher(
             .context("loading the instrument master")?,
     );
     let calendar = Arc::new(Calendar::load(md.holidays.as_deref())?);
-    let clock = pinnacle_publisher::source::sim_clock(sim)?;
+    let clock = sim.now.clock();
     let sources = pinnacle_publisher::source::build_sources(sim, md, angel, &catalog)?;
     tracing::info!(
         feed = sources.feed.name(),
@@ -409,8 +409,7 @@ async fn start_worker(
     stop: Shutdown,
 ) -> anyhow::Result<Run<anyhow::Error>> {
     prepare_audit_stream(&client, &db, "pinnacle-order-worker").await?;
-    let clock = pinnacle_common::clock::Clock::from_setting(&settings.sim_now)
-        .context("PINNACLE_WORKER_SIM_NOW")?;
+    let clock = settings.sim_now.clock();
     if !clock.is_real() {
         tracing::warn!(
             now = %clock.now_ist(),
@@ -512,8 +511,7 @@ pub fn angel_one_broker_audited(
     AngelOneBroker,
     tokio::sync::mpsc::UnboundedReceiver<pinnacle_order_worker::angel::updates::SessionNotice>,
 ) {
-    // start_worker has refused a malformed PINNACLE_WORKER_SIM_NOW already.
-    let clock = pinnacle_common::clock::Clock::from_setting(&settings.sim_now).unwrap_or_default();
+    let clock = settings.sim_now.clock();
     let store =
         DbSessionStore::with_register(db.clone(), vault.clone(), audit, register).with_clock(clock);
     let config = RestConfig {

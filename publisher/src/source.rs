@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pinnacle_common::clock::Clock;
 use pinnacle_common::config::{
     AngelOneMarketDataSettings, FeedKind, MarketDataSettings, SimFeedSettings, SimHours,
 };
@@ -82,12 +81,6 @@ pub fn build_sources(
     })
 }
 
-/// The publisher's clock: `PINNACLE_SIM_NOW`, or the real one.
-pub fn sim_clock(sim: &SimFeedSettings) -> Result<Clock, SourceError> {
-    Clock::from_setting(&sim.now)
-        .map_err(|e| SourceError::Invalid(format!("PINNACLE_SIM_NOW: {e}")))
-}
-
 /// Builds the simulator or a replay of a recording (the sources that need no
 /// credentials).
 pub fn build(
@@ -114,7 +107,7 @@ pub fn build(
                 SimHours::Exchange => {
                     let calendar = Calendar::load(md.holidays.as_deref())
                         .map_err(|e| SourceError::Invalid(e.to_string()))?;
-                    feed.with_hours(Arc::new(calendar), sim_clock(sim)?)
+                    feed.with_hours(Arc::new(calendar), sim.now.clock())
                 }
             }))
         }

@@ -25,7 +25,7 @@ fn worker_settings(angel_rest: &str, order_ws: &str, now: &str, ahead_ms: u64) -
     WorkerSettings {
         smartapi_url: angel_rest.into(),
         smartapi_order_ws_url: order_ws.into(),
-        sim_now: now.into(),
+        sim_now: now.parse().expect("an RFC 3339 time"),
         session_check_ms: 250,
         session_renew_ahead_ms: ahead_ms,
         session_after_rollover_ms: 1_000,
