@@ -15,6 +15,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::pull, consumer::DeliverPolicy};
+use clap::Subcommand;
 use futures::StreamExt as _;
 use pinnacle_common::audit::checkpoint;
 use pinnacle_common::audit::generations::{check_accounts, AccountCheckError};
@@ -323,4 +324,96 @@ pub async fn verify_command(options: &VerifyOptions, json: bool) -> anyhow::Resu
     }
     anyhow::ensure!(report.is_clean(), "the audit log failed verification");
     Ok(())
+}
+
+/// `pinnacle audit …`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Follow audit events live (NATS_URL; as the `auditor` NATS user in production).
+    Tail {
+        /// Only this user's events.
+        #[arg(long)]
+        user: Option<String>,
+        /// Start at this stream sequence (default: only new events).
+        #[arg(long)]
+        since_seq: Option<u64>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// Stop after this many events.
+        #[arg(long)]
+        count: Option<usize>,
+        /// The stream to read.
+        #[arg(long, default_value = "AUDIT")]
+        stream: String,
+    },
+    /// Check every chain link and checkpoint, and that every order has its audit event;
+    /// exits non-zero on any problem (NATS_URL, DATABASE_URL, PINNACLE_MASTER_KEY*).
+    Verify {
+        /// Only this user's chain, checkpoints and orders.
+        #[arg(long)]
+        user: Option<String>,
+        /// The stream to read (AUDIT, or a copy with the same subjects).
+        #[arg(long, default_value = "AUDIT")]
+        stream: String,
+        /// Skip the orders-have-audit-events check.
+        #[arg(long)]
+        skip_orders: bool,
+        /// Report a chain whose last link is older than this many seconds and covered by
+        /// no checkpoint (default: PINNACLE_AUDIT_CHECKPOINT_SECS + PINNACLE_AUDIT_SEAL_GRACE_SECS).
+        #[arg(long, conflicts_with = "skip_sealing")]
+        max_unsealed_secs: Option<u64>,
+        /// Don't check that chains are sealed by checkpoints (e.g. for an old backup).
+        #[arg(long)]
+        skip_sealing: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs `pinnacle audit tail` or `pinnacle audit verify`.
+pub async fn run(command: AuditCommand) -> anyhow::Result<()> {
+    match command {
+        AuditCommand::Tail {
+            user,
+            since_seq,
+            json,
+            count,
+            stream,
+        } => {
+            let options = TailOptions {
+                user,
+                since_seq,
+                json,
+                count,
+            };
+            tail_command(&stream, &options).await
+        }
+        AuditCommand::Verify {
+            user,
+            stream,
+            skip_orders,
+            max_unsealed_secs,
+            skip_sealing,
+            json,
+        } => {
+            let max_unsealed = match (skip_sealing, max_unsealed_secs) {
+                (true, _) => None,
+                (false, Some(secs)) => Some(Duration::from_secs(secs)),
+                (false, None) => {
+                    Some(pinnacle_common::config::AuditSettings::from_env()?.max_unsealed())
+                }
+            };
+            let options = VerifyOptions {
+                stream,
+                user,
+                check_orders: !skip_orders,
+                max_unsealed,
+                progress: true,
+                ..Default::default()
+            };
+            verify_command(&options, json).await
+        }
+    }
 }
