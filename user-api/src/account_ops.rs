@@ -24,9 +24,9 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument as _;
 
 use crate::accounts::AccountView;
-use crate::app::AppState;
 use crate::caller::Caller;
 use crate::error::{check_name, check_user_id, ApiError};
+use crate::state::AppState;
 use pinnacle_common::auth::{SCOPE_READ, SCOPE_TRADE};
 
 /// The reply to a delete.

@@ -29,10 +29,10 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use tracing::Instrument as _;
 
-use crate::app::AppState;
 use crate::body::JsonObject;
 use crate::caller::Caller;
 use crate::error::{char_len, check_name, check_user_id, ApiError};
+use crate::state::AppState;
 use pinnacle_common::auth::{SCOPE_READ, SCOPE_TRADE};
 
 /// Brokers an account may use.

@@ -31,9 +31,9 @@ use pinnacle_common::subjects;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
 
-use crate::app::AppState;
 use crate::caller::Caller;
 use crate::error::{check_user_id, ApiError};
+use crate::state::AppState;
 
 /// How long the stream may stay silent before the read is abandoned.
 const IDLE: Duration = Duration::from_secs(5);

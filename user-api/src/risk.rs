@@ -31,10 +31,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tracing::Instrument as _;
 
 use crate::accounts::Writer;
-use crate::app::AppState;
 use crate::body::JsonObject;
 use crate::caller::Caller;
 use crate::error::{check_user_id, ApiError};
+use crate::state::AppState;
 
 /// The most orders per second a row may allow.
 pub const MAX_RATE: i32 = 100_000;

@@ -22,10 +22,10 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use tracing::Instrument as _;
 
-use crate::app::AppState;
 use crate::body::JsonObject;
 use crate::caller::Caller;
 use crate::error::{check_name, check_user_id, ApiError};
+use crate::state::AppState;
 
 /// Request body.
 #[derive(Debug, Deserialize)]
