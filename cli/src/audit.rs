@@ -4,7 +4,8 @@
 //! to one user's chain subject when asked. `verify` checks the stream itself (limits, deny
 //! flags, first sequence: `pinnacle_common::audit::stream_check`), reads every chain from
 //! it (AUDIT by default, any stream with the same subjects with `--stream`), checks every
-//! link and checkpoint with `pinnacle_common::audit::verify`, adds the checkpoints kept in
+//! link and checkpoint with `pinnacle_common::audit::verify` (fed by `audit::reader`, the
+//! loop the user API's per-user verify shares), adds the checkpoints kept in
 //! the database, reports chains left unsealed past the deadline, checks that every order
 //! has the audit event that must precede it, and that no broker account row is older than
 //! the generation register (or the audit trail) says was written
@@ -19,15 +20,15 @@ use clap::Subcommand;
 use futures::StreamExt as _;
 use pinnacle_common::audit::checkpoint;
 use pinnacle_common::audit::generations::{check_accounts, AccountCheckError};
-use pinnacle_common::audit::orders::{orders_without_audit, OrderRef};
+use pinnacle_common::audit::orders::{self as audit_orders, orders_without_audit};
+use pinnacle_common::audit::reader::{ReadError, StreamReader};
 use pinnacle_common::audit::stream_check::{self, StreamProblem};
 use pinnacle_common::audit::verify::{CheckpointSource, Report, Verifier};
 use pinnacle_common::codec::Encoding;
 use pinnacle_common::crypto::Vault;
-use pinnacle_common::entities::orders;
 use pinnacle_common::model::AuditEvent;
 use pinnacle_common::subjects;
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::DatabaseConnection;
 
 /// Why a consumer could not run (problems found by `verify` are in its [`Report`]).
 #[derive(Debug, thiserror::Error)]
@@ -98,37 +99,41 @@ pub async fn tail(
         let Some(message) = messages.next().await else {
             break;
         };
-        let message = message.map_err(nats)?;
-        let seq = message.info().map(|i| i.stream_sequence).unwrap_or(0);
-        let event = Encoding::MsgPack.decode::<AuditEvent>(&message.payload);
-        let line = match (&event, options.json) {
-            (Ok(event), true) => {
-                let mut value = serde_json::to_value(event).map_err(std::io::Error::other)?;
-                value["seq"] = seq.into();
-                value["subject"] = message.subject.as_str().into();
-                value.to_string()
-            }
-            (Ok(e), false) => format!(
-                "{seq} {} user={} account={} actor={} purpose={} outcome={} request={} fields={}",
-                chrono::DateTime::from_timestamp_millis(e.ts_ms)
-                    .map(|t| t.to_rfc3339())
-                    .unwrap_or_default(),
-                e.user_id,
-                e.broker_account_id,
-                e.actor,
-                e.purpose,
-                e.outcome,
-                e.request_id,
-                e.fields.join(",")
-            ),
-            (Err(_), true) => serde_json::json!({ "seq": seq, "subject": message.subject.as_str(), "undecodable": true }).to_string(),
-            (Err(_), false) => format!("{seq} {} (undecodable)", message.subject),
-        };
+        let line = event_line(&message.map_err(nats)?, options.json)?;
         writeln!(out, "{line}")?;
         out.flush()?;
         shown += 1;
     }
     Ok(shown)
+}
+
+/// One message of the audit stream as `tail` prints it: text, or a JSON object.
+fn event_line(message: &jetstream::Message, json: bool) -> Result<String, AuditCliError> {
+    let seq = message.info().map(|i| i.stream_sequence).unwrap_or(0);
+    let event = Encoding::MsgPack.decode::<AuditEvent>(&message.payload);
+    Ok(match (&event, json) {
+        (Ok(event), true) => {
+            let mut value = serde_json::to_value(event).map_err(std::io::Error::other)?;
+            value["seq"] = seq.into();
+            value["subject"] = message.subject.as_str().into();
+            value.to_string()
+        }
+        (Ok(e), false) => format!(
+            "{seq} {} user={} account={} actor={} purpose={} outcome={} request={} fields={}",
+            chrono::DateTime::from_timestamp_millis(e.ts_ms)
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_default(),
+            e.user_id,
+            e.broker_account_id,
+            e.actor,
+            e.purpose,
+            e.outcome,
+            e.request_id,
+            e.fields.join(",")
+        ),
+        (Err(_), true) => serde_json::json!({ "seq": seq, "subject": message.subject.as_str(), "undecodable": true }).to_string(),
+        (Err(_), false) => format!("{seq} {} (undecodable)", message.subject),
+    })
 }
 
 /// What `verify` checks.
@@ -178,30 +183,12 @@ pub async fn verify(
             verifier.add_checkpoint(cp, CheckpointSource::Database);
         }
     }
-    let filter_subjects = match &options.user {
-        Some(user) => vec![
-            subjects::audit_credential(user),
-            subjects::audit_checkpoint(user),
-        ],
-        None => vec![subjects::AUDIT_ALL.to_string()],
-    };
     let js = jetstream::new(client);
-    let stream = match js.get_stream(&options.stream).await {
-        Ok(stream) => stream,
-        Err(e) => {
-            use async_nats::jetstream::context::GetStreamErrorKind;
-            return match e.kind() {
-                GetStreamErrorKind::JetStream(js)
-                    if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
-                {
-                    // Nothing to read; the checkpoints alone show what was lost.
-                    let mut report = verifier.finish();
-                    report.stream_problems = vec![StreamProblem::missing(&options.stream)];
-                    Ok(report)
-                }
-                _ => Err(nats(e)),
-            };
-        }
+    let Some(stream) = find_stream(&js, &options.stream).await? else {
+        // Nothing to read; the checkpoints alone show what was lost.
+        let mut report = verifier.finish();
+        report.stream_problems = vec![StreamProblem::missing(&options.stream)];
+        return Ok(report);
     };
     let stream_problems = {
         let info = stream.cached_info();
@@ -211,49 +198,7 @@ pub async fn verify(
         let max_ms = i64::try_from(max.as_millis()).unwrap_or(i64::MAX);
         verifier.expect_sealed(chrono::Utc::now().timestamp_millis(), max_ms);
     }
-    let consumer = stream
-        .create_consumer(pull::OrderedConfig {
-            filter_subjects,
-            deliver_policy: DeliverPolicy::All,
-            ..Default::default()
-        })
-        .await
-        .map_err(nats)?;
-    let total = consumer.cached_info().num_pending;
-    if total > 0 {
-        let mut messages = consumer.messages().await.map_err(nats)?;
-        let mut last = 0;
-        let mut progress = options
-            .progress
-            .then(|| crate::progress::Progress::new("audit verify", "messages", total));
-        loop {
-            let next = tokio::time::timeout(options.idle, messages.next()).await;
-            let Ok(Some(message)) = next else {
-                return Err(AuditCliError::Stalled(last));
-            };
-            let message = message.map_err(nats)?;
-            let info = message.info().map_err(nats)?;
-            let (seq, pending) = (info.stream_sequence, info.pending);
-            let stored_ms = i64::try_from(info.published.unix_timestamp_nanos() / 1_000_000).ok();
-            verifier.push_stored(
-                seq,
-                message.subject.as_str(),
-                message.headers.as_ref(),
-                &message.payload,
-                stored_ms,
-            );
-            last = seq;
-            if let Some(progress) = progress.as_mut() {
-                progress.update(total.saturating_sub(pending));
-            }
-            if pending == 0 {
-                if let Some(progress) = progress.as_mut() {
-                    progress.finish(total);
-                }
-                break;
-            }
-        }
-    }
+    read_stream(&stream, options, &mut verifier).await?;
     let accesses = verifier.take_accesses();
     let written = verifier.take_written();
     let mut report = verifier.finish();
@@ -268,28 +213,72 @@ pub async fn verify(
         report.accounts_checked = accounts.checked;
         report.accounts_rolled_back = accounts.rolled_back;
         report.generation_register_missing = accounts.register_missing;
-    }
-    if let (Some(db), true) = (db, options.check_orders) {
-        let mut query = orders::Entity::find();
-        if let Some(user) = &options.user {
-            query = query.filter(orders::Column::UserId.eq(user.as_str()));
+        if options.check_orders {
+            let rows = audit_orders::load(db, options.user.as_deref()).await?;
+            report.orders_checked = rows.len();
+            report.orders_missing_audit = orders_without_audit(&rows, &accesses);
         }
-        let rows: Vec<OrderRef> = query
-            .all(db)
-            .await?
-            .into_iter()
-            .map(|o| OrderRef {
-                id: o.id,
-                user_id: o.user_id,
-                broker_account_id: o.broker_account_id,
-                client_order_id: o.client_order_id,
-                created_ms: o.created_at.timestamp_millis(),
-            })
-            .collect();
-        report.orders_checked = rows.len();
-        report.orders_missing_audit = orders_without_audit(&rows, &accesses);
     }
     Ok(report)
+}
+
+/// The stream named `name`, or `None` when it does not exist.
+async fn find_stream(
+    js: &jetstream::Context,
+    name: &str,
+) -> Result<Option<jetstream::stream::Stream>, AuditCliError> {
+    use async_nats::jetstream::context::GetStreamErrorKind;
+    match js.get_stream(name).await {
+        Ok(stream) => Ok(Some(stream)),
+        Err(e) => match e.kind() {
+            GetStreamErrorKind::JetStream(js)
+                if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+            {
+                Ok(None)
+            }
+            _ => Err(nats(e)),
+        },
+    }
+}
+
+/// Feeds the chains (one user's, or all) and checkpoints in `stream` to `verifier`, with
+/// progress on standard error when asked.
+async fn read_stream(
+    stream: &jetstream::stream::Stream,
+    options: &VerifyOptions,
+    verifier: &mut Verifier<'_>,
+) -> Result<(), AuditCliError> {
+    let filter_subjects = match &options.user {
+        Some(user) => vec![
+            subjects::audit_credential(user),
+            subjects::audit_checkpoint(user),
+        ],
+        None => vec![subjects::AUDIT_ALL.to_string()],
+    };
+    let reader = StreamReader::open(stream, filter_subjects)
+        .await
+        .map_err(read_error)?;
+    let total = reader.total();
+    let mut progress = (options.progress && total > 0)
+        .then(|| crate::progress::Progress::new("audit verify", "messages", total));
+    reader
+        .read_into(verifier, options.idle, |pending| {
+            if let Some(progress) = progress.as_mut() {
+                progress.update(total.saturating_sub(pending));
+                if pending == 0 {
+                    progress.finish(total);
+                }
+            }
+        })
+        .await
+        .map_err(read_error)
+}
+
+fn read_error(e: ReadError) -> AuditCliError {
+    match e {
+        ReadError::Stalled(last) => AuditCliError::Stalled(last),
+        other => nats(other),
+    }
 }
 
 /// `pinnacle audit tail`: connects with `NATS_*` settings and follows the stream on stdout.
