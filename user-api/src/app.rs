@@ -1,5 +1,6 @@
 //! The router (the table of every route) and `serve` with graceful shutdown; the state
-//! the routes share is [`crate::state::AppState`].
+//! the routes share is [`crate::state::AppState`]. [`app`] stays one function a little over
+//! 60 lines on purpose: it is the table of routes, read as one.
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
