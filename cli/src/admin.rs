@@ -251,25 +251,7 @@ pub async fn accounts(common: &Common, command: AccountsCommand) -> anyhow::Resu
     match command {
         AccountsCommand::List { user } => {
             let id = segment(&user_or_default(user.user)?);
-            let default = api.get(&format!("/v1/users/{id}")).await?["default_account"].clone();
-            let mut accounts = api.get(&format!("/v1/users/{id}/broker-accounts")).await?;
-            for account in accounts.as_array_mut().into_iter().flatten() {
-                let is_default = account["label"] == default;
-                account["default"] = is_default.into();
-            }
-            print_list(
-                common,
-                "accounts",
-                accounts,
-                &[
-                    "label",
-                    "broker",
-                    "default",
-                    "fields_set",
-                    "generation",
-                    "updated_at",
-                ],
-            );
+            list_accounts(&api, common, &id).await?;
         }
         AccountsCommand::Set {
             user,
@@ -281,22 +263,12 @@ pub async fn accounts(common: &Common, command: AccountsCommand) -> anyhow::Resu
             egress_proxy,
         } => {
             let id = segment(&user_or_default(user.user)?);
-            let mut body = Map::new();
-            body.insert("broker".into(), wire(broker).into());
-            if credentials_stdin {
-                for (key, value) in read_pairs()? {
-                    body.insert(key, value.into());
-                }
-            }
-            for (key, value) in [
+            let optional = [
                 ("static_ip", static_ip),
                 ("algo_id", algo_id),
                 ("egress_proxy", egress_proxy),
-            ] {
-                if let Some(value) = value {
-                    body.insert(key.into(), value.into());
-                }
-            }
+            ];
+            let body = account_body(broker, credentials_stdin, optional)?;
             let account = api
                 .call(
                     Method::PUT,
@@ -309,24 +281,7 @@ pub async fn accounts(common: &Common, command: AccountsCommand) -> anyhow::Resu
         AccountsCommand::Default { user, label, none } => {
             let id = segment(&user_or_default(user.user)?);
             let label = if none { Value::Null } else { label.into() };
-            let user = api
-                .call(
-                    Method::PUT,
-                    &format!("/v1/users/{id}/default-account"),
-                    Some(&json!({ "label": label })),
-                )
-                .await?;
-            print_value(common, &user, Shape::Fields);
-            if let Some(label) = label.as_str() {
-                let accounts = api.get(&format!("/v1/users/{id}/broker-accounts")).await?;
-                let stored = accounts.as_array().into_iter().flatten();
-                if !stored.clone().any(|a| a["label"] == label) {
-                    eprintln!(
-                        "warning: no account is labelled {label:?} yet: orders that name no \
-                         account are refused until one is (pinnacle accounts set)"
-                    );
-                }
-            }
+            set_default(&api, common, &id, label).await?;
         }
         AccountsCommand::Delete { user, label } => {
             let id = segment(&user_or_default(user.user)?);
@@ -346,6 +301,76 @@ pub async fn accounts(common: &Common, command: AccountsCommand) -> anyhow::Resu
                     "kept {label} for its orders' history, with every credential erased"
                 ));
             }
+        }
+    }
+    Ok(())
+}
+
+/// `pinnacle accounts list`: the user's accounts, with which one is the default.
+async fn list_accounts(api: &Api, common: &Common, id: &str) -> anyhow::Result<()> {
+    let default = api.get(&format!("/v1/users/{id}")).await?["default_account"].clone();
+    let mut accounts = api.get(&format!("/v1/users/{id}/broker-accounts")).await?;
+    for account in accounts.as_array_mut().into_iter().flatten() {
+        let is_default = account["label"] == default;
+        account["default"] = is_default.into();
+    }
+    print_list(
+        common,
+        "accounts",
+        accounts,
+        &[
+            "label",
+            "broker",
+            "default",
+            "fields_set",
+            "generation",
+            "updated_at",
+        ],
+    );
+    Ok(())
+}
+
+/// The body of `pinnacle accounts set`: the broker, the credentials from standard input
+/// when asked, and the optional settings that were given.
+fn account_body(
+    broker: BrokerArg,
+    credentials_stdin: bool,
+    optional: [(&str, Option<String>); 3],
+) -> anyhow::Result<Map<String, Value>> {
+    let mut body = Map::new();
+    body.insert("broker".into(), wire(broker).into());
+    if credentials_stdin {
+        for (key, value) in read_pairs()? {
+            body.insert(key, value.into());
+        }
+    }
+    for (key, value) in optional {
+        if let Some(value) = value {
+            body.insert(key.into(), value.into());
+        }
+    }
+    Ok(body)
+}
+
+/// `pinnacle accounts default`: sets (or, with `Value::Null`, clears) the default account,
+/// warning when no account has that label yet.
+async fn set_default(api: &Api, common: &Common, id: &str, label: Value) -> anyhow::Result<()> {
+    let user = api
+        .call(
+            Method::PUT,
+            &format!("/v1/users/{id}/default-account"),
+            Some(&json!({ "label": label })),
+        )
+        .await?;
+    print_value(common, &user, Shape::Fields);
+    if let Some(label) = label.as_str() {
+        let accounts = api.get(&format!("/v1/users/{id}/broker-accounts")).await?;
+        let stored = accounts.as_array().into_iter().flatten();
+        if !stored.clone().any(|a| a["label"] == label) {
+            eprintln!(
+                "warning: no account is labelled {label:?} yet: orders that name no \
+                 account are refused until one is (pinnacle accounts set)"
+            );
         }
     }
     Ok(())

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::percentile;
 use super::process::{cpu_time, peak_rss_kib, reset_peak_rss};
 
 /// How many distinct failure reasons a row keeps.
@@ -122,6 +121,15 @@ where
         peak_reset,
         seconds: elapsed.as_secs_f64(),
     })
+}
+
+/// The `p` quantile (0.0 to 1.0) of sorted samples.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
 }
 
 #[cfg(test)]

@@ -10,8 +10,6 @@
 //!   failures); [`report`]: the orders table and JSON; [`process`]: CPU time and memory of
 //!   this process.
 
-use std::time::Duration;
-
 use clap::Subcommand;
 
 pub mod measure;
@@ -21,16 +19,8 @@ pub mod report;
 pub mod ticks;
 pub mod users;
 
+pub use measure::percentile;
 pub use process::rss_kib;
-
-/// The `p` quantile (0.0 to 1.0) of sorted samples.
-pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let index = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
-}
 
 /// `pinnacle bench …`.
 #[derive(Debug, Subcommand)]

@@ -36,9 +36,8 @@ use pinnacle_publisher::PublisherStats;
 
 use self::load::{RawPace, Sent, StampedFeed};
 use self::receive::Counter;
-use super::percentile;
-use super::process::peak_rss_kib;
-use super::rss_kib;
+use super::measure::percentile;
+use super::process::{peak_rss_kib, rss_kib};
 use crate::nats_server::NatsServer;
 
 /// Benchmark parameters.
