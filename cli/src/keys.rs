@@ -5,10 +5,11 @@
 //! `docs/ARCHITECTURE.md` ("Keys") for the whole procedure.
 
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use clap::Subcommand;
 use pinnacle_common::audit::AuditLog;
 use pinnacle_common::config::{DatabaseSettings, NatsSettings, VaultSettings, WorkerSettings};
 use pinnacle_common::crypto::{ring, Vault};
@@ -116,4 +117,44 @@ pub async fn retire(key_id: u32) -> anyhow::Result<()> {
     keystore::retire(&db, &vault, key_id).await?;
     println!("master key {key_id} retired");
     Ok(())
+}
+
+/// `pinnacle keys …`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Print a new random master key for PINNACLE_MASTER_KEY.
+    Generate,
+    /// Append a new random key to a key file (PINNACLE_MASTER_KEY_FILE format).
+    Add {
+        /// The key file; created with mode 0600 if missing.
+        #[arg(long, env = "PINNACLE_MASTER_KEY_FILE")]
+        file: PathBuf,
+    },
+    /// Show, per master key id, how many accounts it wraps and how many encryptions it made.
+    Status,
+    /// Rewrap every data key under the current master key, online.
+    Rotate,
+    /// Retire a master key; refused while any account still uses it.
+    Retire {
+        /// The key id.
+        key_id: u32,
+    },
+}
+
+/// Runs one `pinnacle keys` verb.
+pub async fn run(command: KeysCommand) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::Generate => {
+            println!("{}", Vault::generate_master_key().expose_secret());
+            Ok(())
+        }
+        KeysCommand::Add { file } => {
+            let id = add_to_file(&file)?;
+            println!("added master key {id} to {}", file.display());
+            Ok(())
+        }
+        KeysCommand::Status => status().await,
+        KeysCommand::Rotate => rotate().await,
+        KeysCommand::Retire { key_id } => retire(key_id).await,
+    }
 }

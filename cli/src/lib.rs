@@ -2,6 +2,7 @@
 //! end-to-end tests reuse so they exercise the exact code `pinnacle dev` runs.
 //!
 //! # Layout
+//! - [`command`]: the command line (verbs, flags, help) and `run`, which `main.rs` calls.
 //! - [`nats_server`]: finding and running a local `nats-server` (2.10+) on a free port.
 //! - [`stack`]: wiring the publisher, order worker and user API to NATS and a database.
 //! - [`dev`]: `pinnacle dev`, the embedded default on one machine.
@@ -28,6 +29,7 @@ pub mod api;
 pub mod audit;
 pub mod bench;
 pub mod client;
+pub mod command;
 pub mod dev;
 pub mod dev_sim;
 pub mod keys;

@@ -15,6 +15,7 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use clap::Subcommand;
 use serde_json::Value;
 
 /// bcrypt's cost for new hashes: nats-server checks one per connection.
@@ -253,80 +254,99 @@ pub fn definitions(dir: &Path) -> Result<Vec<PathBuf>, NatsAdminError> {
     Ok(files)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// `pinnacle nats …`.
+#[derive(Debug, Subcommand)]
+pub enum NatsCommand {
+    /// Print a bcrypt hash of the password on standard input (one line), for
+    /// passwords.conf.
+    Passwd {
+        /// bcrypt cost (4–31); nats-server checks one hash per connection.
+        #[arg(long, default_value_t = DEFAULT_COST)]
+        cost: u32,
+    },
+    /// Add a trader to auth.conf with a password read from standard input, then reload
+    /// the servers (`kill -HUP`): no restart, no dropped connections.
+    AddTrader {
+        /// The trader's Pinnacle user id (a lower-case UUID), also their NATS user name.
+        user_id: String,
+        /// Read the trader's NATS password from standard input (one line); required, so
+        /// that it never sits in shell history or the process list.
+        #[arg(long, required = true)]
+        password_stdin: bool,
+        /// The auth file; `trader.conf.tmpl` must be next to it.
+        #[arg(long, default_value = "nats/auth.conf")]
+        auth_file: PathBuf,
+        /// bcrypt cost (4–31).
+        #[arg(long, default_value_t = DEFAULT_COST)]
+        cost: u32,
+    },
+    /// JetStream streams.
+    Streams {
+        #[command(subcommand)]
+        command: StreamsCommand,
+    },
+}
 
-    const TEMPLATE: &str = "    { user: \"@USER_ID@\", password: \"@PASSWORD_HASH@\" }\n";
-    const AUTH: &str = "users = [\n  # BEGIN TRADERS\n  # END TRADERS\n]\n";
-    const ID: &str = "3f1c0000-0000-4000-8000-00000000000a";
+/// `pinnacle nats streams …`.
+#[derive(Debug, Subcommand)]
+pub enum StreamsCommand {
+    /// Create every stream defined in DIR that does not exist, and update those whose
+    /// live config differs (NATS_URL, NATS_USER/NATS_PASSWORD: the admin).
+    Apply {
+        /// The directory of stream definitions (JetStream API JSON).
+        #[arg(long, default_value = "nats/streams")]
+        dir: PathBuf,
+    },
+}
 
-    fn files() -> tempfile::TempDir {
-        let dir = tempfile::tempdir().expect("dir");
-        std::fs::write(dir.path().join("trader.conf.tmpl"), TEMPLATE).expect("template");
-        std::fs::write(dir.path().join("auth.conf"), AUTH).expect("auth");
-        dir
-    }
-
-    #[test]
-    fn a_password_hashes_to_a_bcrypt_hash_that_verifies() {
-        let password = read_password("s3cret pass\nignored\n".as_bytes()).expect("password");
-        let hashed = hash(&password, 4).expect("hash");
-        assert!(hashed.starts_with("$2b$04$"), "{hashed}");
-        assert!(bcrypt::verify("s3cret pass", &hashed).expect("verify"));
-        assert!(matches!(
-            read_password("\n".as_bytes()),
-            Err(NatsAdminError::NoPassword)
-        ));
-        assert!(matches!(hash(&password, 99), Err(NatsAdminError::Hash(_))));
-    }
-
-    #[test]
-    fn a_trader_is_inserted_once_before_the_marker() {
-        let dir = files();
-        let auth = dir.path().join("auth.conf");
-        add_trader(&auth, ID, "$2b$04$hash").expect("added");
-        let text = std::fs::read_to_string(&auth).expect("read");
-        let entry = text.find(ID).expect("entry");
-        assert!(
-            entry < text.find("# END TRADERS").expect("marker"),
-            "{text}"
-        );
-        assert!(text.contains("password: \"$2b$04$hash\""), "{text}");
-        assert!(matches!(
-            add_trader(&auth, ID, "$2b$04$other"),
-            Err(NatsAdminError::Exists { .. })
-        ));
-        for bad in [
-            "3F1C0000-0000-4000-8000-00000000000A",
-            "not-a-uuid",
-            "3f1c0000000040008000000000000000a",
-            "a.b",
-            "",
-        ] {
-            assert!(
-                matches!(
-                    add_trader(&auth, bad, "h"),
-                    Err(NatsAdminError::BadUserId(_))
-                ),
-                "{bad}"
+/// Runs one `pinnacle nats` verb.
+pub async fn run(command: NatsCommand) -> anyhow::Result<()> {
+    match command {
+        NatsCommand::Passwd { cost } => {
+            let password = read_password(std::io::stdin().lock())?;
+            println!("{}", hash(&password, cost)?);
+        }
+        NatsCommand::AddTrader {
+            user_id,
+            password_stdin: _,
+            auth_file,
+            cost,
+        } => {
+            let password = read_password(std::io::stdin().lock())?;
+            add_trader(&auth_file, &user_id, &hash(&password, cost)?)?;
+            eprintln!(
+                "added {user_id} to {}; reload the servers (kill -HUP <nats-server pid>)",
+                auth_file.display()
             );
         }
-        std::fs::write(&auth, "users = []\n").expect("no marker");
-        let other = "3f1c0000-0000-4000-8000-00000000000b";
-        assert!(matches!(
-            add_trader(&auth, other, "h"),
-            Err(NatsAdminError::NoMarker(_))
-        ));
+        NatsCommand::Streams {
+            command: StreamsCommand::Apply { dir },
+        } => apply_streams(&dir).await?,
     }
-
-    #[test]
-    fn drift_names_the_fields_that_differ() {
-        let definition: serde_json::Map<String, Value> =
-            serde_json::from_str(r#"{"name":"S","max_msgs":-1,"deny_delete":true}"#).expect("json");
-        let live = serde_json::json!({"name":"S","max_msgs":10,"deny_delete":true,"extra":1});
-        assert_eq!(drift(&definition, &live), ["max_msgs"]);
-        let same = serde_json::json!({"name":"S","max_msgs":-1,"deny_delete":true});
-        assert!(drift(&definition, &same).is_empty());
-    }
+    Ok(())
 }
+
+/// `pinnacle nats streams apply`: applies every definition in `dir`, one line each.
+async fn apply_streams(dir: &Path) -> anyhow::Result<()> {
+    let settings = pinnacle_common::config::NatsSettings::from_env()?;
+    let client = pinnacle_common::nats::connect(&settings, "pinnacle-nats-admin").await?;
+    let mut failed = 0;
+    for path in definitions(dir)? {
+        match apply_stream(&client, &path).await {
+            Ok((name, Applied::Created)) => println!("{name}: created"),
+            Ok((name, Applied::Unchanged)) => println!("{name}: unchanged"),
+            Ok((name, Applied::Updated(fields))) => {
+                println!("{name}: updated {}", fields.join(", "))
+            }
+            Err(error) => {
+                eprintln!("{}: {error}", path.display());
+                failed += 1;
+            }
+        }
+    }
+    anyhow::ensure!(failed == 0, "{failed} stream definition(s) not applied");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -2,6 +2,7 @@
 //! binary tick (hex, with or without spaces or `0x`) into pretty JSON: every field as
 //! decoded (raw integer prices) plus the same prices in rupees.
 
+use clap::Subcommand;
 use pinnacle_smartapi::ticks::{self, Decoded, Packet, TickError};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -104,6 +105,27 @@ pub fn decode_command(input: &str) -> Result<String, DecodeCommandError> {
     let bytes = parse_hex(input)?;
     let decoded = ticks::decode(&bytes).map_err(DecodeCommandError::Frame)?;
     Ok(serde_json::to_string_pretty(&DecodeOutput::new(&decoded))?)
+}
+
+/// `pinnacle smartapi …`.
+#[derive(Debug, Subcommand)]
+pub enum SmartapiCommand {
+    /// Decode one SmartWebSocketV2 binary tick given as hex; prints it as JSON.
+    Decode {
+        /// The frame in hex; spaces and `0x` prefixes are allowed (several arguments are joined).
+        #[arg(required = true, num_args = 1.., allow_hyphen_values = true)]
+        hex: Vec<String>,
+    },
+}
+
+/// Runs one `pinnacle smartapi` verb.
+pub fn run(command: SmartapiCommand) -> anyhow::Result<()> {
+    match command {
+        SmartapiCommand::Decode { hex } => {
+            println!("{}", decode_command(&hex.join(" "))?);
+            Ok(())
+        }
+    }
 }
 
 #[cfg(test)]

@@ -24,9 +24,9 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument as _;
 
 use crate::accounts::AccountView;
-use crate::app::AppState;
 use crate::caller::Caller;
 use crate::error::{check_name, check_user_id, ApiError};
+use crate::state::AppState;
 use pinnacle_common::auth::{SCOPE_READ, SCOPE_TRADE};
 
 /// The reply to a delete.
@@ -80,31 +80,7 @@ pub async fn delete(
     let row = find(&state.db, &user_id, &label).await?;
     // Deleting is a write of "no credentials" at the next generation.
     let erased_generation = row.generation + 1;
-    state
-        .audit
-        .record(&AuditEvent {
-            event_id: uuid::Uuid::now_v7().to_string(),
-            ts_ms: Utc::now().timestamp_millis(),
-            actor: caller.actor(),
-            token_id: caller.token_id(),
-            user_id: user_id.clone(),
-            broker_account_id: row.id.clone(),
-            fields: row.fields_set().into_iter().map(String::from).collect(),
-            purpose: "credentials.delete".into(),
-            request_id: uuid::Uuid::now_v7().to_string(),
-            trace_id: telemetry::current_trace_id(),
-            outcome: AuditOutcome::Written,
-            generation: Some(erased_generation),
-            reason: None,
-        })
-        .await
-        .map_err(|e| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                ErrorCode::AuditUnavailable,
-                format!("the audit log is unavailable, so nothing was deleted: {e}"),
-            )
-        })?;
+    record_delete(&state, &caller, &row, erased_generation).await?;
     let view = AccountView::from(&row);
     match row.clone().delete(&state.db).await {
         Ok(_) => {
@@ -122,6 +98,61 @@ pub async fn delete(
         Err(e) => return Err(ApiError::internal("deleting the account", e)),
     }
     // Orders refer to it: keep the row, erase every credential.
+    let kept = erase_credentials(&state.db, row, erased_generation).await?;
+    state
+        .register
+        .advance_after_commit(&kept.id, kept.generation)
+        .await;
+    tracing::info!(%user_id, account_id = %kept.id, "broker account credentials erased");
+    Ok(Json(Deleted {
+        deleted: false,
+        account: AccountView::from(&kept),
+    }))
+}
+
+/// Records the `credentials.delete` event (the fields `row` holds) at `erased_generation`,
+/// before anything is deleted.
+async fn record_delete(
+    state: &AppState,
+    caller: &Caller,
+    row: &broker_accounts::Model,
+    erased_generation: i64,
+) -> Result<(), ApiError> {
+    state
+        .audit
+        .record(&AuditEvent {
+            event_id: uuid::Uuid::now_v7().to_string(),
+            ts_ms: Utc::now().timestamp_millis(),
+            actor: caller.actor(),
+            token_id: caller.token_id(),
+            user_id: row.user_id.clone(),
+            broker_account_id: row.id.clone(),
+            fields: row.fields_set().into_iter().map(String::from).collect(),
+            purpose: "credentials.delete".into(),
+            request_id: uuid::Uuid::now_v7().to_string(),
+            trace_id: telemetry::current_trace_id(),
+            outcome: AuditOutcome::Written,
+            generation: Some(erased_generation),
+            reason: None,
+        })
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::AuditUnavailable,
+                format!("the audit log is unavailable, so nothing was deleted: {e}"),
+            )
+        })?;
+    Ok(())
+}
+
+/// Keeps `row` (orders refer to it) with every credential and its data key erased, at
+/// `erased_generation`.
+async fn erase_credentials(
+    db: &DatabaseConnection,
+    row: broker_accounts::Model,
+    erased_generation: i64,
+) -> Result<broker_accounts::Model, ApiError> {
     let mut erased: broker_accounts::ActiveModel = row.into();
     for column in [
         broker_accounts::Column::ApiKeyEnc,
@@ -140,22 +171,9 @@ pub async fn delete(
     erased.session_expires_at = Set(None);
     erased.generation = Set(erased_generation);
     erased.updated_at = Set(Utc::now());
-    let kept = erased
-        .update(&state.db)
-        .instrument(pinnacle_common::db::span(
-            &state.db,
-            "UPDATE",
-            "broker_accounts",
-        ))
+    erased
+        .update(db)
+        .instrument(pinnacle_common::db::span(db, "UPDATE", "broker_accounts"))
         .await
-        .map_err(|e| ApiError::internal("erasing the credentials", e))?;
-    state
-        .register
-        .advance_after_commit(&kept.id, kept.generation)
-        .await;
-    tracing::info!(%user_id, account_id = %kept.id, "broker account credentials erased");
-    Ok(Json(Deleted {
-        deleted: false,
-        account: AccountView::from(&kept),
-    }))
+        .map_err(|e| ApiError::internal("erasing the credentials", e))
 }

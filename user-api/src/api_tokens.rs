@@ -22,9 +22,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use tracing::Instrument as _;
 
-use crate::app::AppState;
 use crate::caller::Caller;
 use crate::error::{check_token_id, check_user_id, require_json, ApiError};
+use crate::state::AppState;
 
 /// The longest lifetime a token may be given: one year.
 pub const MAX_EXPIRES_IN_SECS: i64 = 366 * 24 * 3600;

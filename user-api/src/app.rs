@@ -1,20 +1,16 @@
-//! The router, its shared state, and `serve` with graceful shutdown.
-
-use std::sync::Arc;
+//! The router (the table of every route) and `serve` with graceful shutdown; the state
+//! the routes share is [`crate::state::AppState`]. [`app`] stays one function a little over
+//! 60 lines on purpose: it is the table of routes, read as one.
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post, put};
 use axum::Router;
-use pinnacle_common::audit::AuditLog;
-use pinnacle_common::crypto::Vault;
 use pinnacle_common::error::ErrorCode;
 use pinnacle_common::shutdown::Shutdown;
-use sea_orm::DatabaseConnection;
-use secrecy::SecretString;
 
 use crate::error::ApiError;
-use crate::limits::Limits;
+use crate::state::AppState;
 use crate::{
     account_ops, accounts, api_tokens, audit_trail, audit_verify, console, key_status, login, me,
     openapi, risk, users,
@@ -22,25 +18,6 @@ use crate::{
 
 /// The largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
-
-/// Shared by every request.
-#[derive(Clone, Debug)]
-pub struct AppState {
-    /// Users, tokens and accounts.
-    pub db: DatabaseConnection,
-    /// Encrypts credentials; holds the token pepper.
-    pub vault: Arc<Vault>,
-    /// Credential writes are audited here.
-    pub audit: AuditLog,
-    /// The generation register each credential write advances after it committed.
-    pub register: pinnacle_common::keystore::Register,
-    /// The admin bearer token, if admin routes are enabled.
-    pub admin_token: Option<SecretString>,
-    /// Login and token-guessing limits.
-    pub limits: Arc<Limits>,
-    /// The process's NATS connections, for `/healthz` and `/readyz`.
-    pub health: pinnacle_common::health::Health,
-}
 
 /// The whole API as a router, for `serve` and for tests.
 pub fn app(state: AppState) -> Router {

@@ -12,9 +12,9 @@ use pinnacle_common::audit::StoredEvent;
 use pinnacle_common::error::ErrorCode;
 use serde::{Deserialize, Serialize};
 
-use crate::app::AppState;
 use crate::caller::Caller;
 use crate::error::{check_user_id, ApiError};
+use crate::state::AppState;
 use pinnacle_common::auth::SCOPE_READ;
 
 /// The most events one page returns.

@@ -4,36 +4,36 @@
 //!
 //! It reads the user's chain (`audit.credential.<id>`) and checkpoints
 //! (`audit.checkpoint.<id>`) from the `AUDIT` stream, adds the checkpoints kept in the
-//! database, and runs the same [`Verifier`] as the CLI: every link's HMAC, position and
+//! database, and runs the same [`Verifier`] as the CLI, fed by the same reader
+//! (`pinnacle_common::audit::reader`): every link's HMAC, position and
 //! back-references, every checkpoint, the sealing deadline; then the stream's own settings
 //! (limits, deny flags), the user's broker-account rows against the generation register,
 //! and the user's orders against their `order.place` events. The reply says only what is
 //! wrong and where; it holds no event content beyond what the trail itself shows.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer::pull, consumer::DeliverPolicy};
+use async_nats::jetstream;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use futures::StreamExt as _;
 use pinnacle_common::audit::checkpoint;
-use pinnacle_common::audit::generations::check_accounts;
-use pinnacle_common::audit::orders::{orders_without_audit, OrderRef};
+use pinnacle_common::audit::generations::{check_accounts, WrittenGenerations};
+use pinnacle_common::audit::orders::{self as audit_orders, orders_without_audit, Access};
+use pinnacle_common::audit::reader::{ReadError, StreamReader};
 use pinnacle_common::audit::stream_check;
-use pinnacle_common::audit::verify::{CheckpointSource, Problem, Verifier};
+use pinnacle_common::audit::verify::{CheckpointSource, Problem, Report, Verifier};
 use pinnacle_common::auth::SCOPE_READ;
 use pinnacle_common::config::AuditSettings;
-use pinnacle_common::entities::orders;
 use pinnacle_common::error::ErrorCode;
 use pinnacle_common::subjects;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
 
-use crate::app::AppState;
 use crate::caller::Caller;
 use crate::error::{check_user_id, ApiError};
+use crate::state::AppState;
 
 /// How long the stream may stay silent before the read is abandoned.
 const IDLE: Duration = Duration::from_secs(5);
@@ -97,6 +97,14 @@ fn unavailable(error: impl std::fmt::Display) -> ApiError {
     )
 }
 
+/// What reading the chain from the stream found, before the database checks.
+struct ChainRead {
+    report: Report,
+    stream_problems: Vec<String>,
+    accesses: HashMap<(String, String), Vec<Access>>,
+    written: WrittenGenerations,
+}
+
 /// `GET /v1/users/{user_id}/audit/verify`.
 pub async fn get(
     State(state): State<AppState>,
@@ -106,7 +114,46 @@ pub async fn get(
     let Path(user_id) = path?;
     caller.require_self_or_admin(&user_id, SCOPE_READ)?;
     check_user_id(&user_id)?;
-    let chain = subjects::audit_credential(&user_id);
+    let js = jetstream::new(state.audit.client());
+    let read = read_chain(&state, &js, &user_id).await?;
+    let accounts = check_accounts(&state.db, &js, Some(&user_id), &read.written)
+        .await
+        .map_err(unavailable)?;
+    let rows = audit_orders::load(&state.db, Some(&user_id))
+        .await
+        .map_err(|e| ApiError::internal("reading orders", e))?;
+    let orders_missing_audit = orders_without_audit(&rows, &read.accesses);
+    let accounts_rolled_back: Vec<String> = accounts
+        .rolled_back
+        .iter()
+        .map(|row| row.account_id.clone())
+        .collect();
+    let report = read.report;
+    Ok(Json(ChainReport {
+        clean: report.problems.is_empty()
+            && read.stream_problems.is_empty()
+            && orders_missing_audit.is_empty()
+            && accounts_rolled_back.is_empty(),
+        events: report.events,
+        checkpoints: report.checkpoints,
+        first_bad_seq: report.first_bad_seq,
+        problems: report.problems.into_iter().map(Into::into).collect(),
+        stream_problems: read.stream_problems,
+        orders_checked: rows.len(),
+        orders_missing_audit,
+        accounts_checked: accounts.checked,
+        accounts_rolled_back,
+    }))
+}
+
+/// Runs the verifier over `user_id`'s chain and checkpoints, from the stream and the
+/// database, and checks the stream's own settings.
+async fn read_chain(
+    state: &AppState,
+    js: &jetstream::Context,
+    user_id: &str,
+) -> Result<ChainRead, ApiError> {
+    let chain = subjects::audit_credential(user_id);
     let mut verifier = Verifier::new(&state.vault);
     let stored = checkpoint::load(&state.db, Some(&chain))
         .await
@@ -117,7 +164,6 @@ pub async fn get(
     let max_ms =
         i64::try_from(AuditSettings::default().max_unsealed().as_millis()).unwrap_or(i64::MAX);
     verifier.expect_sealed(chrono::Utc::now().timestamp_millis(), max_ms);
-    let js = jetstream::new(state.audit.client());
     let stream = js
         .get_stream(subjects::AUDIT_STREAM)
         .await
@@ -126,76 +172,21 @@ pub async fn get(
         let info = stream.cached_info();
         stream_check::check(&info.config, &info.state)
     };
-    let consumer = stream
-        .create_consumer(pull::OrderedConfig {
-            filter_subjects: vec![chain.clone(), subjects::audit_checkpoint(&user_id)],
-            deliver_policy: DeliverPolicy::All,
-            ..Default::default()
-        })
+    let filter_subjects = vec![chain, subjects::audit_checkpoint(user_id)];
+    let reader = StreamReader::open(&stream, filter_subjects)
         .await
         .map_err(unavailable)?;
-    if consumer.cached_info().num_pending > 0 {
-        let mut messages = consumer.messages().await.map_err(unavailable)?;
-        loop {
-            let Ok(Some(message)) = tokio::time::timeout(IDLE, messages.next()).await else {
-                return Err(unavailable("the audit stream stalled"));
-            };
-            let message = message.map_err(unavailable)?;
-            let info = message.info().map_err(unavailable)?;
-            let (seq, pending) = (info.stream_sequence, info.pending);
-            let stored_ms = i64::try_from(info.published.unix_timestamp_nanos() / 1_000_000).ok();
-            verifier.push_stored(
-                seq,
-                message.subject.as_str(),
-                message.headers.as_ref(),
-                &message.payload,
-                stored_ms,
-            );
-            if pending == 0 {
-                break;
-            }
-        }
-    }
-    let accesses = verifier.take_accesses();
-    let written = verifier.take_written();
-    let report = verifier.finish();
-    let accounts = check_accounts(&state.db, &js, Some(&user_id), &written)
+    reader
+        .read_into(&mut verifier, IDLE, |_| {})
         .await
-        .map_err(unavailable)?;
-    let rows: Vec<OrderRef> = orders::Entity::find()
-        .filter(orders::Column::UserId.eq(user_id.as_str()))
-        .all(&state.db)
-        .await
-        .map_err(|e| ApiError::internal("reading orders", e))?
-        .into_iter()
-        .map(|o| OrderRef {
-            id: o.id,
-            user_id: o.user_id,
-            broker_account_id: o.broker_account_id,
-            client_order_id: o.client_order_id,
-            created_ms: o.created_at.timestamp_millis(),
-        })
-        .collect();
-    let orders_missing_audit = orders_without_audit(&rows, &accesses);
-    let stream_problems: Vec<String> = stream_problems.iter().map(|p| p.detail.clone()).collect();
-    let accounts_rolled_back: Vec<String> = accounts
-        .rolled_back
-        .iter()
-        .map(|row| row.account_id.clone())
-        .collect();
-    Ok(Json(ChainReport {
-        clean: report.problems.is_empty()
-            && stream_problems.is_empty()
-            && orders_missing_audit.is_empty()
-            && accounts_rolled_back.is_empty(),
-        events: report.events,
-        checkpoints: report.checkpoints,
-        first_bad_seq: report.first_bad_seq,
-        problems: report.problems.into_iter().map(Into::into).collect(),
-        stream_problems,
-        orders_checked: rows.len(),
-        orders_missing_audit,
-        accounts_checked: accounts.checked,
-        accounts_rolled_back,
-    }))
+        .map_err(|e| match e {
+            ReadError::Stalled(_) => unavailable("the audit stream stalled"),
+            other => unavailable(other),
+        })?;
+    Ok(ChainRead {
+        accesses: verifier.take_accesses(),
+        written: verifier.take_written(),
+        report: verifier.finish(),
+        stream_problems: stream_problems.iter().map(|p| p.detail.clone()).collect(),
+    })
 }

@@ -16,9 +16,9 @@ use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::limits::{Source, TooMany};
+use crate::state::AppState;
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]

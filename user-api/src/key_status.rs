@@ -8,9 +8,9 @@ use axum::Json;
 use pinnacle_common::keystore::{self, KeyStatus};
 use serde::Serialize;
 
-use crate::app::AppState;
 use crate::caller::Caller;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// The reply.
 #[derive(Debug, Serialize)]

@@ -2,7 +2,7 @@
 //! limits and kill switches, over HTTP (axum).
 //!
 //! # Layout
-//! - [`app`]: the router, shared state and [`serve`].
+//! - [`app`]: the router and [`serve`]; [`state`]: [`AppState`], what every route shares.
 //! - [`error`]: [`ApiError`], the one JSON error shape every route returns.
 //! - [`body`]: the JSON-object request body every route with a body reads.
 //! - [`caller`]: the `Authorization: Bearer` extractor (admin token or user API token).
@@ -34,8 +34,10 @@ pub mod login;
 pub mod me;
 pub mod openapi;
 pub mod risk;
+pub mod state;
 pub mod trace;
 pub mod users;
 
-pub use app::{app, serve, AppState};
+pub use app::{app, serve};
 pub use error::ApiError;
+pub use state::AppState;

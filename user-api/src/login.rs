@@ -18,10 +18,10 @@ use serde::Deserialize;
 use tracing::Instrument as _;
 
 use crate::api_tokens::{issue_token, CreateToken, IssuedToken, TokenSpec};
-use crate::app::AppState;
 use crate::body::JsonObject;
 use crate::error::ApiError;
 use crate::limits::{Source, TooMany};
+use crate::state::AppState;
 
 /// The shortest and longest accepted password, in characters.
 pub const PASSWORD_LEN: std::ops::RangeInclusive<usize> = 12..=256;

@@ -7,9 +7,9 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::app::AppState;
 use crate::caller::Caller;
 use crate::error::ApiError;
+use crate::state::AppState;
 use crate::users::find_user;
 
 /// The caller, as `GET /v1/me` shows it.

@@ -22,10 +22,10 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use tracing::Instrument as _;
 
-use crate::app::AppState;
 use crate::body::JsonObject;
 use crate::caller::Caller;
 use crate::error::{check_name, check_user_id, ApiError};
+use crate::state::AppState;
 
 /// Request body.
 #[derive(Debug, Deserialize)]
@@ -210,19 +210,7 @@ pub async fn put_default_account(
     let account_id = match &body.label {
         Some(label) => {
             check_name("label", label)?;
-            broker_accounts::Entity::find()
-                .filter(broker_accounts::Column::UserId.eq(user_id.as_str()))
-                .filter(broker_accounts::Column::Label.eq(label.as_str()))
-                .one(&state.db)
-                .instrument(pinnacle_common::db::span(
-                    &state.db,
-                    "SELECT",
-                    "broker_accounts",
-                ))
-                .await
-                .map_err(|e| ApiError::internal("loading the account", e))?
-                .map(|account| account.id)
-                .unwrap_or_default()
+            account_id_of(&state.db, &user_id, label).await?
         }
         None => String::new(),
     };
@@ -259,4 +247,20 @@ pub async fn put_default_account(
         .await
         .map_err(|e| ApiError::internal("storing the default account", e))?;
     Ok(Json(user.into()))
+}
+
+/// The id of `user_id`'s account labelled `label`, or `""` when there is none.
+async fn account_id_of(
+    db: &DatabaseConnection,
+    user_id: &str,
+    label: &str,
+) -> Result<String, ApiError> {
+    let account = broker_accounts::Entity::find()
+        .filter(broker_accounts::Column::UserId.eq(user_id))
+        .filter(broker_accounts::Column::Label.eq(label))
+        .one(db)
+        .instrument(pinnacle_common::db::span(db, "SELECT", "broker_accounts"))
+        .await
+        .map_err(|e| ApiError::internal("loading the account", e))?;
+    Ok(account.map(|account| account.id).unwrap_or_default())
 }

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::percentile;
 use super::process::{cpu_time, peak_rss_kib, reset_peak_rss};
 
 /// How many distinct failure reasons a row keeps.
@@ -89,19 +88,7 @@ where
             (latencies, failures)
         });
     }
-    let mut latencies = Vec::with_capacity(total);
-    let mut failed = 0;
-    let mut failures: Vec<String> = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        let (ok, bad) = joined?;
-        latencies.extend(ok);
-        failed += bad.len();
-        for reason in bad {
-            if failures.len() < KEPT_FAILURES && !failures.contains(&reason) {
-                failures.push(reason);
-            }
-        }
-    }
+    let (mut latencies, failed, failures) = gather(tasks, total).await?;
     let elapsed = started.elapsed();
     let cpu = cpu_time().saturating_sub(cpu_before);
     latencies.sort_unstable();
@@ -122,6 +109,40 @@ where
         peak_reset,
         seconds: elapsed.as_secs_f64(),
     })
+}
+
+/// What one client task returns: its latencies and why its failed requests failed.
+type ClientOutcome = (Vec<Duration>, Vec<String>);
+
+/// Waits for every client task: all latencies, how many requests failed, and the first
+/// few distinct reasons.
+async fn gather(
+    mut tasks: tokio::task::JoinSet<ClientOutcome>,
+    total: usize,
+) -> anyhow::Result<(Vec<Duration>, usize, Vec<String>)> {
+    let mut latencies = Vec::with_capacity(total);
+    let mut failed = 0;
+    let mut failures: Vec<String> = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (ok, bad) = joined?;
+        latencies.extend(ok);
+        failed += bad.len();
+        for reason in bad {
+            if failures.len() < KEPT_FAILURES && !failures.contains(&reason) {
+                failures.push(reason);
+            }
+        }
+    }
+    Ok((latencies, failed, failures))
+}
+
+/// The `p` quantile (0.0 to 1.0) of sorted samples.
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
 }
 
 #[cfg(test)]

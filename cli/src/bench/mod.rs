@@ -10,7 +10,7 @@
 //!   failures); [`report`]: the orders table and JSON; [`process`]: CPU time and memory of
 //!   this process.
 
-use std::time::Duration;
+use clap::Subcommand;
 
 pub mod measure;
 pub mod orders;
@@ -19,13 +19,86 @@ pub mod report;
 pub mod ticks;
 pub mod users;
 
+pub use measure::percentile;
 pub use process::rss_kib;
 
-/// The `p` quantile (0.0 to 1.0) of sorted samples.
-pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
+/// `pinnacle bench …`.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Order round trip and throughput on the paper broker, beside a raw NATS echo and a
+    /// raw JetStream publish+ack; exits non-zero if any request fails.
+    Orders {
+        /// Requests per concurrency level (orders, and each baseline).
+        #[arg(long, default_value_t = 2000)]
+        requests: usize,
+        /// Concurrency levels.
+        #[arg(long, value_delimiter = ',', default_value = "1,64")]
+        clients: Vec<usize>,
+        /// Users (each with its own token and paper account) to spread the orders over;
+        /// default: as many as clients in each run.
+        #[arg(long)]
+        users: Option<usize>,
+        /// Database URL (default: a temporary SQLite file); PostgreSQL wants an empty database.
+        #[arg(long)]
+        database_url: Option<String>,
+        /// Starting cash of every paper account, paise (default: enough for every order).
+        #[arg(long)]
+        paper_cash: Option<i64>,
+        /// Print the report as JSON instead of a Markdown table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Market data: throughput, fan-out and latency against raw NATS, CPU and memory.
+    Ticks {
+        /// Simulated instruments.
+        #[arg(long, default_value_t = 5_000)]
+        symbols: usize,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 5)]
+        seconds: u64,
+        /// Ticks per second for the latency measurement (in 1 ms batches).
+        #[arg(long, default_value_t = 100_000)]
+        rate: u64,
+    },
+}
+
+/// Runs one benchmark and prints its report; fails when its requests failed.
+pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Orders {
+            requests,
+            clients,
+            users,
+            database_url,
+            paper_cash,
+            json,
+        } => {
+            let report = orders::run(orders::OrdersOptions {
+                requests,
+                clients,
+                users,
+                database_url,
+                paper_cash,
+            })
+            .await?;
+            if json {
+                println!("{}", report.to_json()?);
+            } else {
+                println!("{}", report.to_markdown());
+            }
+            report.check()
+        }
+        BenchCommand::Ticks {
+            symbols,
+            seconds,
+            rate,
+        } => {
+            ticks::run(ticks::TicksOptions {
+                symbols,
+                seconds,
+                rate,
+            })
+            .await
+        }
     }
-    let index = ((sorted.len() - 1) as f64 * p).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
 }

@@ -11,6 +11,12 @@
 //!
 //! Every request must succeed: an error reply is decoded to `CODE: message`, counted, and
 //! makes the command exit non-zero once the report is printed ([`OrdersReport::check`]).
+//!
+//! [`wire`] holds the orders and their replies. [`run`] stays one sequence of about 100
+//! lines on purpose (start the stack, prepare the baselines, measure each concurrency,
+//! stop): a third of it is the stack's settings, one literal.
+
+pub mod wire;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,15 +24,14 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use bytes::Bytes;
 use futures::StreamExt;
-use pinnacle_common::codec::{self, Encoding};
+use pinnacle_common::codec::Encoding;
 use pinnacle_common::config::{
     DatabaseSettings, MarketDataSettings, NatsSettings, SimFeedSettings, UserApiSettings,
     WorkerSettings,
 };
 use pinnacle_common::crypto::Vault;
-use pinnacle_common::model::{OrderReply, OrderRequest, OrderStatus, OrderType, Side, Tick};
-use pinnacle_common::subjects::{self, headers};
-use serde::Deserialize;
+use pinnacle_common::model::Tick;
+use pinnacle_common::subjects;
 
 use super::measure::{measure, Measurement};
 use super::process::rss_kib;
@@ -35,19 +40,9 @@ use super::users::{create_users, BenchUser};
 use crate::nats_server::NatsServer;
 use crate::stack::{Stack, StackSettings};
 
-/// The simulated NSE equities orders go to, with their starting prices in rupees.
-pub const SYMBOLS: [(&str, &str); 3] = [
-    ("SBIN-EQ", "820.50"),
-    ("INFY-EQ", "1530.25"),
-    ("TCS-EQ", "3410"),
-];
+pub use wire::{describe_error, order_for, paper_cash_for, PRICE_CEILING, QUANTITY, SYMBOLS};
 
-/// Cash is sized as if every order were a BUY at this price (paise): ₹10,000, about three
-/// times the dearest starting price above. The run checks the live prices against it.
-pub const PRICE_CEILING: i64 = 10_000 * 100;
-
-/// Shares per order.
-pub const QUANTITY: i64 = 1;
+use wire::place;
 
 /// The raw baselines' subjects.
 const ECHO_SUBJECT: &str = "bench.echo";
@@ -79,109 +74,6 @@ impl OrdersOptions {
                 (clients, self.users.unwrap_or(clients).max(1))
             })
             .collect()
-    }
-}
-
-/// Cash every paper account needs so that no order fails for funds: as if each of the
-/// most orders one user receives in a run were a BUY at [`PRICE_CEILING`].
-pub fn paper_cash_for(requests: usize, runs: &[(usize, usize)]) -> i64 {
-    let per_user = runs
-        .iter()
-        .map(|&(_, users)| requests.div_ceil(users.max(1)))
-        .max()
-        .unwrap_or(0);
-    (per_user as i64)
-        .saturating_mul(QUANTITY)
-        .saturating_mul(PRICE_CEILING)
-        .max(WorkerSettings::default().paper_cash)
-}
-
-/// Order `i` of a run over `users` users: user `i % users`, whose `k`-th order is a BUY
-/// when `k` is even and the matching SELL when it is odd.
-pub fn order_for(i: usize, users: usize, client_order_id: String) -> OrderRequest {
-    let k = i / users.max(1);
-    let (symbol, _) = SYMBOLS[(k / 2) % SYMBOLS.len()];
-    OrderRequest {
-        client_order_id,
-        exchange: "NSE".into(),
-        symbol: symbol.into(),
-        side: if k % 2 == 0 { Side::Buy } else { Side::Sell },
-        order_type: OrderType::Market,
-        quantity: QUANTITY,
-        price: None,
-        trigger_price: None,
-        product: Default::default(),
-        account: None,
-    }
-}
-
-/// A reply's envelope (`Reply<T>` on the wire), with the error read without assuming its
-/// code is one this build knows.
-#[derive(Debug, Deserialize)]
-struct Envelope<T> {
-    ok: bool,
-    result: Option<T>,
-    error: Option<ErrorReply>,
-}
-
-/// An error reply's body.
-#[derive(Debug, Deserialize)]
-struct ErrorReply {
-    code: String,
-    message: String,
-}
-
-/// A readable reason for a failed reply: `CODE: message`, whatever the encoding; the raw
-/// text (lossy) only when the body cannot be decoded at all.
-pub fn describe_error(message: &async_nats::Message) -> String {
-    let code = codec::header(message.headers.as_ref(), headers::ERROR_CODE).unwrap_or("ERROR");
-    let encoding = Encoding::from_headers(message.headers.as_ref());
-    match encoding.decode::<Envelope<serde::de::IgnoredAny>>(&message.payload) {
-        Ok(Envelope {
-            error: Some(body), ..
-        }) => format!("{}: {}", body.code, body.message),
-        _ => format!(
-            "{code}: undecodable reply ({} bytes): {}",
-            message.payload.len(),
-            String::from_utf8_lossy(&message.payload)
-        ),
-    }
-}
-
-/// Places one order and checks the reply; `Err` says why it failed.
-async fn place(
-    client: &async_nats::Client,
-    user: &BenchUser,
-    order: &OrderRequest,
-) -> Result<(), String> {
-    let payload = Encoding::MsgPack
-        .encode(order)
-        .map_err(|e| format!("ENCODE: {e}"))?;
-    let reply = client
-        .request_with_headers(user.place_subject.clone(), user.headers.clone(), payload)
-        .await
-        .map_err(|e| format!("NO_REPLY: {e}"))?;
-    if codec::header(reply.headers.as_ref(), headers::ERROR_CODE).is_some() {
-        return Err(describe_error(&reply));
-    }
-    let envelope: Envelope<OrderReply> = Encoding::from_headers(reply.headers.as_ref())
-        .decode(&reply.payload)
-        .map_err(|_| describe_error(&reply))?;
-    let placed = match envelope {
-        Envelope {
-            ok: true,
-            result: Some(placed),
-            ..
-        } => placed,
-        _ => return Err(describe_error(&reply)),
-    };
-    match placed.status {
-        OrderStatus::Rejected | OrderStatus::Cancelled | OrderStatus::Unknown => Err(format!(
-            "{}: {}",
-            placed.status,
-            placed.reject_reason.unwrap_or_default()
-        )),
-        _ => Ok(()),
     }
 }
 
@@ -291,15 +183,58 @@ pub async fn run(options: OrdersOptions) -> anyhow::Result<OrdersReport> {
     })
     .await?;
 
+    let rows_of = ClientsRun {
+        client: &client,
+        js: &js,
+        body: &body,
+        requests: options.requests,
+    };
     let mut rows: Vec<Measurement> = Vec::new();
     for &(clients, user_count) in &runs {
         let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
         let users = Arc::new(create_users(&stack.db, &vault, &audit, &run, user_count).await?);
 
-        let raw = client.clone();
-        let b = body.clone();
-        rows.push(
-            measure("raw NATS echo", clients, 0, options.requests, move |_| {
+        rows.extend(rows_of.measure(clients, user_count, users, run).await?);
+    }
+    echo_task.abort();
+    stack.stop().await?;
+    drop(server);
+    Ok(OrdersReport {
+        backend,
+        payload_bytes,
+        paper_cash,
+        rss_start_kib,
+        rows,
+    })
+}
+
+/// What every measured row of a run shares.
+struct ClientsRun<'a> {
+    /// The benchmark's own connection.
+    client: &'a async_nats::Client,
+    /// JetStream on it, for the publish+ack baseline.
+    js: &'a async_nats::jetstream::Context,
+    /// A payload the size of one order, for the baselines.
+    body: &'a Bytes,
+    /// Requests per row.
+    requests: usize,
+}
+
+impl ClientsRun<'_> {
+    /// The three rows at `clients` concurrency: the raw NATS echo, the raw JetStream
+    /// publish+ack, and order place over `users` (`run` makes the client order ids unique).
+    async fn measure(
+        &self,
+        clients: usize,
+        user_count: usize,
+        users: Arc<Vec<BenchUser>>,
+        run: String,
+    ) -> anyhow::Result<Vec<Measurement>> {
+        let mut out = Vec::new();
+        let raw = self.client.clone();
+        let b = self.body.clone();
+        out.push(
+            measure("raw NATS echo", clients, 0, self.requests, move |_| {
                 let (raw, b) = (raw.clone(), b.clone());
                 async move {
                     raw.request(ECHO_SUBJECT, b)
@@ -310,14 +245,14 @@ pub async fn run(options: OrdersOptions) -> anyhow::Result<OrdersReport> {
             })
             .await?,
         );
-        let jetstream = js.clone();
-        let b = body.clone();
-        rows.push(
+        let jetstream = self.js.clone();
+        let b = self.body.clone();
+        out.push(
             measure(
                 "raw JetStream publish+ack",
                 clients,
                 0,
-                options.requests,
+                self.requests,
                 move |_| {
                     let (jetstream, b) = (jetstream.clone(), b.clone());
                     async move {
@@ -331,13 +266,13 @@ pub async fn run(options: OrdersOptions) -> anyhow::Result<OrdersReport> {
             )
             .await?,
         );
-        let orders = client.clone();
-        rows.push(
+        let orders = self.client.clone();
+        out.push(
             measure(
                 "order place (paper)",
                 clients,
                 user_count,
-                options.requests,
+                self.requests,
                 move |i| {
                     let (orders, users) = (orders.clone(), users.clone());
                     let order = order_for(i, users.len(), format!("b{run}-{clients}-{i}"));
@@ -346,17 +281,8 @@ pub async fn run(options: OrdersOptions) -> anyhow::Result<OrdersReport> {
             )
             .await?,
         );
+        Ok(out)
     }
-    echo_task.abort();
-    stack.stop().await?;
-    drop(server);
-    Ok(OrdersReport {
-        backend,
-        payload_bytes,
-        paper_cash,
-        rss_start_kib,
-        rows,
-    })
 }
 
 /// Answers every request on [`ECHO_SUBJECT`] with its own payload.
@@ -371,37 +297,4 @@ async fn start_echo(client: &async_nats::Client) -> anyhow::Result<tokio::task::
             }
         }
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn each_user_alternates_buy_and_sell_on_one_symbol() {
-        let users = 4;
-        let of_user_1: Vec<_> = (0..16)
-            .filter(|i| i % users == 1)
-            .map(|i| order_for(i, users, format!("c{i}")))
-            .collect();
-        assert_eq!(of_user_1[0].side, Side::Buy);
-        assert_eq!(of_user_1[1].side, Side::Sell);
-        assert_eq!(of_user_1[0].symbol, of_user_1[1].symbol);
-        assert_eq!(of_user_1[2].side, Side::Buy);
-        assert_ne!(of_user_1[2].symbol, of_user_1[0].symbol);
-    }
-
-    #[test]
-    fn cash_covers_every_order_as_a_buy_at_the_ceiling() {
-        // 2,000 orders on one user: ₹2 crore at ₹10,000 a share.
-        assert_eq!(
-            paper_cash_for(2_000, &[(1, 1), (64, 64)]),
-            2_000 * PRICE_CEILING
-        );
-        // Never below the worker's default.
-        assert_eq!(
-            paper_cash_for(10, &[(64, 64)]),
-            WorkerSettings::default().paper_cash
-        );
-    }
 }

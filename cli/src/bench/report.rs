@@ -56,31 +56,7 @@ impl OrdersReport {
             self.paper_cash / 100,
         );
         for m in &self.rows {
-            let ratio = self
-                .echo_at(m.clients)
-                .filter(|echo| echo.p50_us > 0.0)
-                .map(|echo| format!("{:.1}×", m.p50_us / echo.p50_us))
-                .unwrap_or_default();
-            let users = if m.is_baseline() {
-                "–".to_string()
-            } else {
-                m.users.to_string()
-            };
-            out.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {} |\n",
-                m.name,
-                m.clients,
-                users,
-                m.requests,
-                m.failed,
-                duration(m.p50_us),
-                duration(m.p99_us),
-                duration(m.p999_us),
-                m.throughput,
-                duration(m.cpu_per_request_us),
-                m.peak_rss_kib.map(mib).unwrap_or_else(|| "n/a".into()),
-                ratio,
-            ));
+            out.push_str(&self.row(m));
         }
         let reset = self.rows.iter().all(|m| m.peak_reset);
         out.push_str(&format!(
@@ -107,6 +83,35 @@ impl OrdersReport {
             ));
         }
         out
+    }
+
+    /// One row of the table, with its p50 against the NATS echo at the same concurrency.
+    fn row(&self, m: &Measurement) -> String {
+        let ratio = self
+            .echo_at(m.clients)
+            .filter(|echo| echo.p50_us > 0.0)
+            .map(|echo| format!("{:.1}×", m.p50_us / echo.p50_us))
+            .unwrap_or_default();
+        let users = if m.is_baseline() {
+            "–".to_string()
+        } else {
+            m.users.to_string()
+        };
+        format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {} |\n",
+            m.name,
+            m.clients,
+            users,
+            m.requests,
+            m.failed,
+            duration(m.p50_us),
+            duration(m.p99_us),
+            duration(m.p999_us),
+            m.throughput,
+            duration(m.cpu_per_request_us),
+            m.peak_rss_kib.map(mib).unwrap_or_else(|| "n/a".into()),
+            ratio,
+        )
     }
 
     /// The report as pretty JSON.

@@ -10,7 +10,8 @@
 //! - [`log`]: [`AuditLog`], the writer: one chain per subject, serialised by JetStream's
 //!   expected-last-subject-sequence, with the tip cached in memory.
 //! - [`checkpoint`]: signed checkpoints, in the stream and in the `audit_checkpoints` table.
-//! - [`verify`]: checks every link and checkpoint and reports the first bad sequence.
+//! - [`verify`]: checks every link and checkpoint and reports the first bad sequence;
+//!   [`reader`]: the one loop that feeds it the stored messages of a stream.
 //! - [`stream_check`]: checks the stream itself: no history-discarding limit, deny flags on,
 //!   history from sequence 1 without gaps.
 //! - [`orders`]: matches orders to the audit events that must precede them.
@@ -22,6 +23,7 @@ pub mod checkpoint;
 pub mod generations;
 pub mod log;
 pub mod orders;
+pub mod reader;
 pub mod stream_check;
 pub mod verify;
 

@@ -3,6 +3,10 @@
 
 use std::collections::HashMap;
 
+use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
+
+use crate::entities::orders;
+
 /// An authorised credential access, as the order check needs it.
 #[derive(Debug, Clone)]
 pub struct Access {
@@ -25,6 +29,28 @@ pub struct OrderRef {
     pub client_order_id: String,
     /// When it was stored, ms since the epoch.
     pub created_ms: i64,
+}
+
+impl From<orders::Model> for OrderRef {
+    fn from(o: orders::Model) -> Self {
+        Self {
+            id: o.id,
+            user_id: o.user_id,
+            broker_account_id: o.broker_account_id,
+            client_order_id: o.client_order_id,
+            created_ms: o.created_at.timestamp_millis(),
+        }
+    }
+}
+
+/// Every order in `db`, or only `user`'s, as the order check needs them.
+pub async fn load(db: &DatabaseConnection, user: Option<&str>) -> Result<Vec<OrderRef>, DbErr> {
+    let mut query = orders::Entity::find();
+    if let Some(user) = user {
+        query = query.filter(orders::Column::UserId.eq(user));
+    }
+    let rows = query.all(db).await?;
+    Ok(rows.into_iter().map(OrderRef::from).collect())
 }
 
 /// How far an event's timestamp may be after its order's (clock granularity).

@@ -142,48 +142,24 @@ pub async fn raw(
     let ((messages, elapsed), cpu) = on_own_thread(move || async move {
         let client = connect(&servers).await?;
         let started = Instant::now();
-        let mut sent = 0u64;
-        match pace {
+        let sent = match pace {
             RawPace::Flat(seconds) => {
-                let payload = Bytes::from(vec![0x5a_u8; payload_len]);
-                // At least 1,000 messages between clock reads, in whole rounds.
-                let repeat = 1_000usize.div_ceil(subjects.len());
-                while started.elapsed() < seconds {
-                    for _ in 0..repeat {
-                        for subject in &subjects {
-                            client.publish(subject.clone(), payload.clone()).await?;
-                        }
-                    }
-                    sent += (repeat * subjects.len()) as u64;
-                }
+                publish_flat(&client, &subjects, payload_len, seconds, started).await?
             }
             RawPace::Stamped {
                 per_ms,
                 seconds,
                 origin,
             } => {
-                let mut interval = tokio::time::interval(Duration::from_millis(1));
-                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-                let mut arena = BytesMut::with_capacity(64 * 1024);
-                let padding = vec![0x5a_u8; payload_len.saturating_sub(8)];
-                let mut next = subjects.iter().cycle();
-                while started.elapsed() < seconds {
-                    interval.tick().await;
-                    // Stamped when the batch exists, like the feed's ticks, so both sides
-                    // include the wait behind earlier messages of the same batch.
-                    let made = origin.elapsed().as_nanos() as u64;
-                    for subject in next.by_ref().take(per_ms as usize) {
-                        arena.reserve(payload_len.max(8));
-                        arena.put_u64_le(made);
-                        arena.put_slice(&padding);
-                        client
-                            .publish(subject.clone(), arena.split().freeze())
-                            .await?;
-                        sent += 1;
-                    }
-                }
+                let stamped = Stamped {
+                    per_ms,
+                    seconds,
+                    origin,
+                    started,
+                };
+                publish_stamped(&client, &subjects, payload_len, &stamped).await?
             }
-        }
+        };
         client.flush().await?;
         Ok((sent, started.elapsed()))
     })
@@ -193,6 +169,74 @@ pub async fn raw(
         elapsed,
         cpu,
     })
+}
+
+/// As fast as the client takes them until `seconds` after `started`, in whole rounds over
+/// the subjects; returns how many were sent.
+async fn publish_flat(
+    client: &async_nats::Client,
+    subjects: &[Subject],
+    payload_len: usize,
+    seconds: Duration,
+    started: Instant,
+) -> anyhow::Result<u64> {
+    let payload = Bytes::from(vec![0x5a_u8; payload_len]);
+    // At least 1,000 messages between clock reads, in whole rounds.
+    let repeat = 1_000usize.div_ceil(subjects.len());
+    let mut sent = 0u64;
+    while started.elapsed() < seconds {
+        for _ in 0..repeat {
+            for subject in subjects {
+                client.publish(subject.clone(), payload.clone()).await?;
+            }
+        }
+        sent += (repeat * subjects.len()) as u64;
+    }
+    Ok(sent)
+}
+
+/// The pace of [`publish_stamped`].
+struct Stamped {
+    /// Messages per millisecond.
+    per_ms: u64,
+    /// How long to publish, from `started`.
+    seconds: Duration,
+    /// What the stamps count from.
+    origin: Instant,
+    /// When publishing started.
+    started: Instant,
+}
+
+/// `per_ms` stamped messages every millisecond, cycling over the subjects; returns how many
+/// were sent.
+async fn publish_stamped(
+    client: &async_nats::Client,
+    subjects: &[Subject],
+    payload_len: usize,
+    pace: &Stamped,
+) -> anyhow::Result<u64> {
+    let mut interval = tokio::time::interval(Duration::from_millis(1));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut arena = BytesMut::with_capacity(64 * 1024);
+    let padding = vec![0x5a_u8; payload_len.saturating_sub(8)];
+    let mut next = subjects.iter().cycle();
+    let mut sent = 0u64;
+    while pace.started.elapsed() < pace.seconds {
+        interval.tick().await;
+        // Stamped when the batch exists, like the feed's ticks, so both sides
+        // include the wait behind earlier messages of the same batch.
+        let made = pace.origin.elapsed().as_nanos() as u64;
+        for subject in next.by_ref().take(pace.per_ms as usize) {
+            arena.reserve(payload_len.max(8));
+            arena.put_u64_le(made);
+            arena.put_slice(&padding);
+            client
+                .publish(subject.clone(), arena.split().freeze())
+                .await?;
+            sent += 1;
+        }
+    }
+    Ok(sent)
 }
 
 /// A feed that emits `per_ms` full ticks every millisecond, cycling over its symbols
