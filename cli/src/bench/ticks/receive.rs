@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use pinnacle_common::codec::Encoding;
-use pinnacle_common::model::Tick;
+use pinnacle_common::subjects;
 use tokio::task::JoinHandle;
 
 /// A subscription counting its messages on its own task; dropping it unsubscribes.
@@ -82,22 +82,34 @@ async fn collect(
 }
 
 /// Latencies of the publisher's ticks: tick `g` (symbol `g mod n`, sequence number
-/// `g div n + 1`) was made at `made[g]`.
+/// `g div n + 1`) was made at `made[g]`. Like the raw side, which reads an 8-byte stamp,
+/// the subscriber reads only what it needs: the symbol from the subject and the sequence
+/// number from the payload (a full decode would measure the client's decoder, and fall
+/// behind at a full-market rate on two cores).
 pub fn publisher_latencies(
     sub: async_nats::Subscriber,
     made: Arc<Mutex<Vec<Instant>>>,
     names: &[(String, String)],
 ) -> JoinHandle<Vec<Duration>> {
     let n = names.len().max(1) as u64;
-    let index: HashMap<(String, String), u64> =
-        names.iter().cloned().zip(0..).collect::<HashMap<_, _>>();
+    let index: HashMap<String, u64> = names
+        .iter()
+        .map(|(exchange, symbol)| subjects::tick(exchange, symbol))
+        .zip(0..)
+        .collect();
     tokio::spawn(collect(sub, move |message, at| {
-        let tick: Tick = Encoding::MsgPack.decode(&message.payload).ok()?;
-        let i = *index.get(&(tick.exchange, tick.symbol))?;
-        let g = tick.seq.checked_sub(1)? * n + i;
+        let seq = Encoding::MsgPack.decode::<SeqOnly>(&message.payload).ok()?.seq;
+        let i = *index.get(message.subject.as_str())?;
+        let g = seq.checked_sub(1)? * n + i;
         let made_at = made.lock().ok()?.get(usize::try_from(g).ok()?).copied()?;
         Some(at.saturating_duration_since(made_at))
     }))
+}
+
+/// The one field of a tick the latency subscriber reads; the others are skipped unread.
+#[derive(serde::Deserialize)]
+struct SeqOnly {
+    seq: u64,
 }
 
 /// Latencies of raw messages whose first 8 bytes are ns since `origin`.
