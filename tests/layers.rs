@@ -6,7 +6,7 @@
 //! | layer | crates |
 //! |---|---|
 //! | 0 wire | `pinnacle-protocol` |
-//! | 1 metrics | `pinnacle-metrics` |
+//! | 1 foundations | `pinnacle-metrics`, `pinnacle-vault` |
 //! | 2 shared | `pinnacle-common`, `pinnacle-migrations` |
 //! | 3 brokers | `pinnacle-smartapi`, `pinnacle-smartapi-sim` |
 //! | 4 services | `pinnacle-publisher`, `pinnacle-order-worker`, `pinnacle-user-api` |
@@ -29,6 +29,7 @@ use serde_json::Value;
 const LAYERS: &[(&str, u8)] = &[
     ("pinnacle-protocol", 0),
     ("pinnacle-metrics", 1),
+    ("pinnacle-vault", 1),
     ("pinnacle-common", 2),
     ("pinnacle-migrations", 2),
     ("pinnacle-smartapi", 3),
@@ -40,7 +41,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("pinnacle-tests", 6),
 ];
 
-/// Crates (name prefixes) that each client-side crate must not link, even indirectly.
+/// Crates (name prefixes) that each low crate must not link, even indirectly.
 const FORBIDDEN: &[(&str, &[&str])] = &[
     (
         "pinnacle-protocol",
@@ -66,8 +67,27 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "pinnacle-vault",
+        &[
+            "sea-orm",
+            "sqlx",
+            "axum",
+            "hyper",
+            "tower",
+            "async-nats",
+            "pinnacle-",
+        ],
+    ),
+    (
         "pinnacle-smartapi",
-        &["sea-orm", "sqlx", "axum", "aes-gcm", "pinnacle-common"],
+        &[
+            "sea-orm",
+            "sqlx",
+            "axum",
+            "aes-gcm",
+            "pinnacle-common",
+            "pinnacle-vault",
+        ],
     ),
 ];
 

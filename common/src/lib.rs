@@ -13,11 +13,13 @@
 //! - [`error`]: stable error codes and the structured error reply.
 //! - [`model`]: domain types that cross the wire: ticks, market-data requests, orders, audit events.
 //!
+//! Re-exported from `pinnacle-vault`, under its old name:
+//! - [`crypto`]: envelope encryption (AES-256-GCM) under a master key ring, row-bound AAD.
+//!
 //! Owned here:
 //! - [`config`]: typed settings, loaded from the environment with `envy`.
 //! - [`entities`]: SeaORM entities for the tables that `pinnacle-migrations` creates.
 //! - [`db`]: opening SQLite or PostgreSQL from `DATABASE_URL`.
-//! - [`crypto`]: envelope encryption (AES-256-GCM) under a master key ring, row-bound AAD.
 //! - [`keystore`]: the vault's database side: key bookkeeping, sealing rows, rotation.
 //! - [`tokens`]: API token minting, parsing and keyed hashing.
 //! - [`auth`]: resolving a bearer token to its user.
@@ -38,12 +40,12 @@
 //! - [`shutdown`]: the cancellation token every service's `run` takes.
 
 pub use pinnacle_protocol::{clock, codec, error, model, subjects};
+pub use pinnacle_vault as crypto;
 
 pub mod audit;
 pub mod auth;
 pub mod broker;
 pub mod config;
-pub mod crypto;
 pub mod db;
 pub mod entities;
 pub mod feed;
