@@ -1,15 +1,25 @@
 //! Pinnacle's shared library: everything two or more services agree on.
 //!
+//! Layer: above `pinnacle-protocol` (the wire: what a client needs), below the SmartAPI
+//! client, the services and the CLI. `tests/tests/layers.rs` checks the order; see
+//! "Crates and layers" in `docs/ARCHITECTURE.md`.
+//!
 //! # Layout
-//! - [`config`]: typed settings, loaded from the environment with `envy`.
+//! Re-exported from `pinnacle-protocol`, so that `pinnacle_common::model::Side` and
+//! `pinnacle_protocol::model::Side` are one path to one type:
 //! - [`subjects`]: every NATS subject, stream, queue-group and header name.
 //! - [`clock`]: Indian Standard Time and the (shiftable) [`clock::Clock`].
 //! - [`codec`]: the wire codec (MessagePack maps, or JSON on request).
 //! - [`error`]: stable error codes and the structured error reply.
 //! - [`model`]: domain types that cross the wire: ticks, market-data requests, orders, audit events.
+//!
+//! Re-exported from `pinnacle-vault`, under its old name:
+//! - [`crypto`]: envelope encryption (AES-256-GCM) under a master key ring, row-bound AAD.
+//!
+//! Owned here:
+//! - [`config`]: typed settings, loaded from the environment with `envy`.
 //! - [`entities`]: SeaORM entities for the tables that `pinnacle-migrations` creates.
 //! - [`db`]: opening SQLite or PostgreSQL from `DATABASE_URL`.
-//! - [`crypto`]: envelope encryption (AES-256-GCM) under a master key ring, row-bound AAD.
 //! - [`keystore`]: the vault's database side: key bookkeeping, sealing rows, rotation.
 //! - [`tokens`]: API token minting, parsing and keyed hashing.
 //! - [`auth`]: resolving a bearer token to its user.
@@ -29,26 +39,23 @@
 //!   that hold at most a bound of requests and leave the group when full.
 //! - [`shutdown`]: the cancellation token every service's `run` takes.
 
+pub use pinnacle_protocol::{clock, codec, error, model, subjects};
+pub use pinnacle_vault as crypto;
+
 pub mod audit;
 pub mod auth;
 pub mod broker;
-pub mod clock;
-pub mod codec;
 pub mod config;
-pub mod crypto;
 pub mod db;
 pub mod entities;
-pub mod error;
 pub mod feed;
 pub mod health;
 pub mod jetstream;
 pub mod keystore;
 pub mod metrics;
 pub mod micro;
-pub mod model;
 pub mod nats;
 pub mod serve;
-pub mod subjects;
 pub mod supervise;
 pub mod telemetry;
 pub mod tokens;

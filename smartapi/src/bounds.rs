@@ -3,11 +3,11 @@
 //! The broker is trusted to be honest but not to be correct: a proxy fault, a truncated
 //! reply or a hostile network in between must cost a clear error, never a stack overflow
 //! or an unbounded buffer. JSON goes through the workspace's iterative pre-scan
-//! ([`pinnacle_common::codec::scan`], depth at most
-//! [`MAX_DEPTH`](pinnacle_common::codec::MAX_DEPTH)); binary tick frames are bounded by
+//! ([`pinnacle_protocol::codec::scan`], depth at most
+//! [`MAX_DEPTH`](pinnacle_protocol::codec::MAX_DEPTH)); binary tick frames are bounded by
 //! [`crate::ticks::MAX_FRAME_BYTES`].
 
-use pinnacle_common::codec::scan;
+use pinnacle_protocol::codec::scan;
 
 /// The largest WebSocket message (and frame) accepted from the market feed or the
 /// order-update stream. Real messages are under 2 KB.

@@ -91,7 +91,7 @@ pub struct SessionPolicy {
     /// How often a waiting caller looks for the holder's new session.
     pub poll: Duration,
     /// What "now" is (the real clock unless a test shifts it).
-    pub clock: pinnacle_common::clock::Clock,
+    pub clock: pinnacle_protocol::clock::Clock,
 }
 
 impl Default for SessionPolicy {
@@ -101,7 +101,7 @@ impl Default for SessionPolicy {
             margin: Duration::from_secs(60),
             lease: Duration::from_secs(20),
             poll: Duration::from_millis(100),
-            clock: pinnacle_common::clock::Clock::real(),
+            clock: pinnacle_protocol::clock::Clock::real(),
         }
     }
 }
@@ -291,7 +291,7 @@ pub fn jwt_expiry(jwt: &SecretString) -> Option<DateTime<Utc>> {
 
 /// The first `rollover` (IST) after `now`.
 pub fn next_rollover(now: DateTime<Utc>, rollover: NaiveTime) -> DateTime<Utc> {
-    let ist = pinnacle_common::clock::ist();
+    let ist = pinnacle_protocol::clock::ist();
     let local = now.with_timezone(&ist);
     let today = local.date_naive().and_time(rollover);
     let candidate = ist.from_local_datetime(&today).single().unwrap_or(local);
@@ -442,7 +442,7 @@ mod tests {
 
     #[test]
     fn sessions_ending_at_the_rollover_renew_after_it_others_ahead_of_their_end() {
-        let ist = pinnacle_common::clock::ist();
+        let ist = pinnacle_protocol::clock::ist();
         let t = |text: &str| {
             DateTime::parse_from_rfc3339(text)
                 .expect("time")

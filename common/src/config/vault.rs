@@ -1,74 +1,17 @@
 //! `PINNACLE_MASTER_KEY*`, `PINNACLE_PEPPER_KEY_ID`, `PINNACLE_KEY_MAX_ENCRYPTIONS`: the
 //! credential vault's master key ring.
+//!
+//! The settings live with the vault (`pinnacle_vault::settings`), which loads them
+//! itself; they are named here beside the other groups, and a
+//! [`VaultConfigError`](pinnacle_vault::VaultConfigError) becomes a [`ConfigError`] with
+//! the same message.
 
-use secrecy::SecretString;
-use serde::Deserialize;
+pub use pinnacle_vault::VaultSettings;
 
-use super::{load, ConfigError};
+use super::ConfigError;
 
-/// The credential vault's master key ring (`PINNACLE_MASTER_KEY*`, see `crate::crypto::ring`).
-#[derive(Clone, Debug, Deserialize)]
-pub struct VaultSettings {
-    /// `PINNACLE_MASTER_KEY`: a one-key ring, 32 random bytes, base64-encoded. Generate
-    /// one with `pinnacle keys generate`.
-    #[serde(default)]
-    pub master_key: Option<SecretString>,
-    /// `PINNACLE_MASTER_KEY_ID`: the id of `PINNACLE_MASTER_KEY`.
-    #[serde(default = "default_key_id")]
-    pub master_key_id: u32,
-    /// `PINNACLE_MASTER_KEYS`: the ring inline, `1:<base64>,2:<base64>`.
-    #[serde(default)]
-    pub master_keys: Option<SecretString>,
-    /// `PINNACLE_MASTER_KEY_FILE`: a file with one `<id>:<base64>` per line.
-    #[serde(default)]
-    pub master_key_file: Option<String>,
-    /// `PINNACLE_MASTER_KEY_CURRENT`: the id new data keys are wrapped under (default:
-    /// the highest id in the ring).
-    #[serde(default)]
-    pub master_key_current: Option<u32>,
-    /// `PINNACLE_PEPPER_KEY_ID`: the key the API-token pepper and audit-chain key derive
-    /// from (default: the lowest id). Keep it in the ring: it survives rotation.
-    #[serde(default)]
-    pub pepper_key_id: Option<u32>,
-    /// `PINNACLE_KEY_MAX_ENCRYPTIONS`: wraps one master key may make before it refuses and
-    /// must be rotated (default 2^30, a quarter of NIST's 2^32 random-nonce limit).
-    #[serde(default = "default_key_max_encryptions")]
-    pub key_max_encryptions: i64,
-}
-
-fn default_key_id() -> u32 {
-    1
-}
-
-fn default_key_max_encryptions() -> i64 {
-    crate::crypto::DEFAULT_MAX_ENCRYPTIONS
-}
-
-impl VaultSettings {
-    /// Loads `PINNACLE_MASTER_KEY*`, `PINNACLE_PEPPER_KEY_ID` and `PINNACLE_KEY_MAX_ENCRYPTIONS`.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        load("PINNACLE_")
-    }
-
-    /// A one-key ring.
-    pub fn single(master_key: SecretString, key_id: u32) -> Self {
-        Self {
-            master_key: Some(master_key),
-            master_key_id: key_id,
-            master_keys: None,
-            master_key_file: None,
-            master_key_current: None,
-            pepper_key_id: None,
-            key_max_encryptions: default_key_max_encryptions(),
-        }
-    }
-
-    /// The ring in a key file (`<id>:<base64>` per line; the highest id is current).
-    pub fn file(path: impl Into<String>) -> Self {
-        Self {
-            master_key: None,
-            master_key_file: Some(path.into()),
-            ..Self::single(SecretString::from(String::new()), default_key_id())
-        }
+impl From<pinnacle_vault::VaultConfigError> for ConfigError {
+    fn from(error: pinnacle_vault::VaultConfigError) -> Self {
+        Self::new(error.message())
     }
 }

@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pinnacle_common::metrics::metrics;
+use pinnacle_metrics::metrics;
 use tokio::time::Instant;
 
 use crate::error::SmartApiError;

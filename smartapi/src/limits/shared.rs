@@ -2,7 +2,7 @@
 //! budget however many order workers send for it.
 //!
 //! [`KvWindows`] keeps them in the JetStream KV bucket
-//! [`SMARTAPI_RATE`](pinnacle_common::subjects::SMARTAPI_RATE_BUCKET):
+//! [`SMARTAPI_RATE`](pinnacle_protocol::subjects::SMARTAPI_RATE_BUCKET):
 //!
 //! - **Key**: `<bucket name>.<32 hex digits of SHA-256 over a fixed prefix and the client
 //!   code>`. Client codes are account identifiers, so they never appear in a subject; the
@@ -27,7 +27,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::{self, kv};
 use async_trait::async_trait;
-use pinnacle_common::subjects;
+use pinnacle_protocol::subjects;
 use sha2::{Digest, Sha256};
 
 use super::{window, Bucket, Limit};

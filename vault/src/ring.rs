@@ -17,7 +17,7 @@ use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
 
-use crate::config::{ConfigError, VaultSettings};
+use crate::settings::{VaultConfigError, VaultSettings};
 
 /// The parsed ring: key bytes by id, and which id is current.
 pub struct RingSpec {
@@ -37,18 +37,18 @@ impl std::fmt::Debug for RingSpec {
 }
 
 /// Parses a base64 master key, refusing anything but exactly 32 bytes.
-pub fn parse_master_key(encoded: &SecretString) -> Result<Zeroizing<[u8; 32]>, ConfigError> {
+pub fn parse_master_key(encoded: &SecretString) -> Result<Zeroizing<[u8; 32]>, VaultConfigError> {
     parse_key("PINNACLE_MASTER_KEY", encoded.expose_secret())
 }
 
-fn parse_key(what: &str, encoded: &str) -> Result<Zeroizing<[u8; 32]>, ConfigError> {
+fn parse_key(what: &str, encoded: &str) -> Result<Zeroizing<[u8; 32]>, VaultConfigError> {
     let raw = Zeroizing::new(B64.decode(encoded.trim()).map_err(|_| {
-        ConfigError::new(format!(
+        VaultConfigError::new(format!(
             "{what} is not valid base64 (generate one with `pinnacle keys generate`)"
         ))
     })?);
     if raw.len() != 32 {
-        return Err(ConfigError::new(format!(
+        return Err(VaultConfigError::new(format!(
             "{what} must decode to 32 bytes, got {}",
             raw.len()
         )));
@@ -63,7 +63,7 @@ pub fn parse_entries(
     source: &str,
     text: &str,
     separator: char,
-) -> Result<BTreeMap<u32, Zeroizing<[u8; 32]>>, ConfigError> {
+) -> Result<BTreeMap<u32, Zeroizing<[u8; 32]>>, VaultConfigError> {
     let mut keys = BTreeMap::new();
     for (n, entry) in text.split(separator).enumerate() {
         let entry = entry.trim();
@@ -71,47 +71,49 @@ pub fn parse_entries(
             continue;
         }
         let Some((id, key)) = entry.split_once(':') else {
-            return Err(ConfigError::new(format!(
+            return Err(VaultConfigError::new(format!(
                 "{source}: entry {} is not `<id>:<base64 key>`",
                 n + 1
             )));
         };
         let id: u32 = id.trim().parse().map_err(|_| {
-            ConfigError::new(format!(
+            VaultConfigError::new(format!(
                 "{source}: entry {} has a key id that is not a positive integer",
                 n + 1
             ))
         })?;
         if id == 0 {
-            return Err(ConfigError::new(format!("{source}: key id 0 is reserved")));
+            return Err(VaultConfigError::new(format!(
+                "{source}: key id 0 is reserved"
+            )));
         }
         let key = parse_key(&format!("{source} key {id}"), key)?;
         if keys.insert(id, key).is_some() {
-            return Err(ConfigError::new(format!(
+            return Err(VaultConfigError::new(format!(
                 "{source}: key id {id} appears twice"
             )));
         }
     }
     if keys.is_empty() {
-        return Err(ConfigError::new(format!("{source} holds no keys")));
+        return Err(VaultConfigError::new(format!("{source} holds no keys")));
     }
     Ok(keys)
 }
 
 /// Builds the ring from settings; fails clearly on a missing, short or malformed key.
-pub fn from_settings(settings: &VaultSettings) -> Result<RingSpec, ConfigError> {
+pub fn from_settings(settings: &VaultSettings) -> Result<RingSpec, VaultConfigError> {
     let keys = if let Some(inline) = &settings.master_keys {
         parse_entries("PINNACLE_MASTER_KEYS", inline.expose_secret(), ',')?
     } else if let Some(path) = &settings.master_key_file {
-        let text = Zeroizing::new(
-            std::fs::read_to_string(path)
-                .map_err(|e| ConfigError::new(format!("PINNACLE_MASTER_KEY_FILE {path}: {e}")))?,
-        );
+        let text =
+            Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+                VaultConfigError::new(format!("PINNACLE_MASTER_KEY_FILE {path}: {e}"))
+            })?);
         parse_entries(&format!("PINNACLE_MASTER_KEY_FILE {path}"), &text, '\n')?
     } else if let Some(single) = &settings.master_key {
         BTreeMap::from([(settings.master_key_id, parse_master_key(single)?)])
     } else {
-        return Err(ConfigError::new(
+        return Err(VaultConfigError::new(
             "no master key: set PINNACLE_MASTER_KEYS, PINNACLE_MASTER_KEY_FILE or \
              PINNACLE_MASTER_KEY (generate one with `pinnacle keys generate`)",
         ));
@@ -119,7 +121,7 @@ pub fn from_settings(settings: &VaultSettings) -> Result<RingSpec, ConfigError> 
     let highest = keys.keys().next_back().copied().unwrap_or(1);
     let current = settings.master_key_current.unwrap_or(highest);
     if !keys.contains_key(&current) {
-        return Err(ConfigError::new(format!(
+        return Err(VaultConfigError::new(format!(
             "PINNACLE_MASTER_KEY_CURRENT={current} is not in the key ring"
         )));
     }

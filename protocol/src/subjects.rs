@@ -34,7 +34,7 @@ pub const AUDIT_CREDENTIAL_ALL: &str = "audit.credential.>";
 /// Every signed audit checkpoint: `audit.checkpoint.<user_id>`.
 pub const AUDIT_CHECKPOINT_ALL: &str = "audit.checkpoint.>";
 /// JetStream KV bucket holding each broker account's latest credential generation (the
-/// generation register, `crate::keystore::generations`). Its stream is
+/// generation register, `pinnacle_common::keystore::generations`). Its stream is
 /// [`CREDENTIAL_GENERATIONS_STREAM`] and its keys are broker account ids.
 pub const CREDENTIAL_GENERATIONS_BUCKET: &str = "CREDENTIAL_GENERATIONS";
 /// The stream behind [`CREDENTIAL_GENERATIONS_BUCKET`] (JetStream names it `KV_<bucket>`).

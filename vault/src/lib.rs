@@ -1,4 +1,9 @@
-//! Credential encryption: envelope encryption under a ring of master keys.
+//! The credential vault: envelope encryption under a ring of master keys.
+//!
+//! A crate of its own, below everything that stores or uses a credential: it knows no
+//! database, no NATS and no HTTP server (the database side, key bookkeeping, sealing rows
+//! and rotation, is `pinnacle_common::keystore`). `pinnacle_common::crypto` is this crate
+//! under its old name, so every `pinnacle_common::crypto::Vault` path still holds.
 //!
 //! A master key never encrypts anything directly. HKDF-SHA256 derives one subkey per
 //! purpose ([`Purpose`]): credential (data-key) encryption, the API-token pepper, the
@@ -10,14 +15,16 @@
 //! failure is the same opaque [`DecryptError`].
 //!
 //! # Layout
-//! - `aead`: the AES-256-GCM primitive and the `pnk1:<key id>:<base64>` format.
-//! - `envelope`: data keys and the associated data of both layers.
-//! - `ring`: loading the master key ring from the environment or a file.
+//! - [`aead`]: the AES-256-GCM primitive and the `pnk1:<key id>:<base64>` format.
+//! - [`envelope`]: data keys and the associated data of both layers.
+//! - [`ring`]: loading the master key ring from the environment or a file.
+//! - [`settings`]: [`VaultSettings`] (`PINNACLE_MASTER_KEY*`) and [`VaultConfigError`].
 //! - [`Vault`]: the ring at run time: wrap, unwrap, subkeys, retired keys.
 
 pub mod aead;
 pub mod envelope;
 pub mod ring;
+pub mod settings;
 #[cfg(test)]
 mod tests;
 
@@ -36,8 +43,7 @@ use zeroize::Zeroizing;
 
 pub use envelope::{CredentialAad, DataKey, RowIdentity};
 pub use ring::parse_master_key;
-
-use crate::config::{ConfigError, VaultSettings};
+pub use settings::{VaultConfigError, VaultSettings};
 
 const HKDF_SALT: &[u8] = b"pinnacle/hkdf/v1";
 
@@ -185,19 +191,19 @@ impl Vault {
     ///
     /// The token pepper and audit key come from `PINNACLE_PEPPER_KEY_ID` (default: the
     /// lowest id in the ring), so rotating the credential key leaves API tokens valid.
-    pub fn from_settings(settings: &VaultSettings) -> Result<Self, ConfigError> {
+    pub fn from_settings(settings: &VaultSettings) -> Result<Self, VaultConfigError> {
         let spec = ring::from_settings(settings)?;
         let pepper_id = settings
             .pepper_key_id
             .or_else(|| spec.keys.keys().next().copied())
             .unwrap_or(spec.current);
         let pepper = spec.keys.get(&pepper_id).ok_or_else(|| {
-            ConfigError::new(format!(
+            VaultConfigError::new(format!(
                 "PINNACLE_PEPPER_KEY_ID={pepper_id} is not in the key ring"
             ))
         })?;
         if settings.key_max_encryptions < 1 {
-            return Err(ConfigError::new(
+            return Err(VaultConfigError::new(
                 "PINNACLE_KEY_MAX_ENCRYPTIONS must be positive",
             ));
         }
@@ -297,7 +303,7 @@ impl Vault {
     }
 
     /// Wraps `data_key` for `row` under master key `key_id`. The caller has counted the
-    /// encryption against that key first (see `crate::keystore`).
+    /// encryption against that key first (see `pinnacle_common::keystore`).
     pub fn wrap(
         &self,
         key_id: u32,

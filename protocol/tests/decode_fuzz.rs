@@ -13,8 +13,8 @@
 //! `PINNACLE_FUZZ_CASES` sets how many inputs are generated (default 20,000, a few seconds
 //! for CI); the full run is 1,000,000 (docs/TESTING.md).
 
-use pinnacle_common::codec::{Encoding, MAX_DEPTH};
-use pinnacle_common::model::{
+use pinnacle_protocol::codec::{Encoding, MAX_DEPTH};
+use pinnacle_protocol::model::{
     AuditEvent, CandleRequest, LastRequest, ListRequest, MarketTick, ModifyRequest, OrderEvent,
     OrderRef, OrderRequest, PortfolioRequest, SnapshotRequest, StatusRequest, SymbolLookup,
     SymbolSearch, Tick,
