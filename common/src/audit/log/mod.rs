@@ -24,25 +24,41 @@
 //! map holds at most [`AuditChains::max_chains`] chains plus the ones in use: past the cap,
 //! idle chains (no append or timer running, nothing left to checkpoint) are dropped, and
 //! their tip is read from the stream again on their next append.
+//!
+//! # Layout
+//! - this file: [`AuditLog`], the writer: appending a link and waiting for the ack.
+//! - `log/chains.rs`: [`AuditChains`], the chain states a process's writers share.
+//! - `log/sealing.rs`: the writer's checkpointing (when a checkpoint is due, signing it,
+//!   storing it, retrying it).
+//! - `log/tip.rs`: reading a chain's tip from the stream.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+mod chains;
+mod sealing;
+mod tip;
+
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, context::PublishErrorKind, stream::LastRawMessageErrorKind};
+use async_nats::jetstream;
+use async_nats::jetstream::context::{PublishAckFuture, PublishError, PublishErrorKind};
+use async_nats::jetstream::publish::PublishAck;
 use async_nats::HeaderMap;
 use sea_orm::DatabaseConnection;
 
+pub use chains::{AuditChains, DEFAULT_MAX_CHAINS};
+
 use super::chain::{Link, Tip};
-use super::checkpoint::{self, Checkpoint, CheckpointPolicy};
-use super::AuditError;
+use super::checkpoint::{Checkpoint, CheckpointPolicy};
+use super::error::AuditError;
 use crate::codec::Encoding;
 use crate::crypto::Vault;
 use crate::jetstream::Retry;
 use crate::model::AuditEvent;
 use crate::subjects::{self, headers};
 use crate::telemetry;
+use chains::{ChainState, SharedChain};
+use sealing::Sealer;
+use tip::TipError;
 
 /// How often one append may lose the race to another writer before giving up (within the
 /// timeout either way).
@@ -52,155 +68,26 @@ const MAX_RACES: usize = 64;
 const LEADER_CHANGE_PAUSE: Duration = Duration::from_millis(25);
 const LEADER_CHANGE_PAUSE_MAX: Duration = Duration::from_millis(400);
 
-/// Why a chain's tip could not be read.
+/// The retries of one append: races lost so far, and the pause after a leader change.
 #[derive(Debug)]
-enum TipError {
-    /// No leader or no reply for now: retry within the append's timeout.
-    Leaderless(String),
-    /// Refused for good (no stream, a permission): fail the append.
-    Refused(AuditError),
+struct Retries {
+    races: usize,
+    pause: Duration,
 }
 
-/// What a writer knows about one chain.
-#[derive(Debug, Default)]
-struct ChainState {
-    /// The tip as of this writer's last append; `None` means "re-read from the stream".
-    tip: Option<Tip>,
-    /// The newest link this writer appended that none of its checkpoints covers yet (kept
-    /// apart from `tip`, which an error clears, so a failed later append cannot leave an
-    /// appended link unsealed).
-    unsealed: Option<Tip>,
-    /// Links this writer appended since it last checkpointed the chain.
-    since_checkpoint: u64,
-    /// Whether a timer task will checkpoint `unsealed` (one per chain at a time).
-    timer_armed: bool,
-    /// The last failed publish was "no responders": the stream is missing (or leaderless).
-    /// An append that times out after that reports [`AuditError::StreamUnavailable`].
-    no_responders: bool,
-}
-
-impl ChainState {
-    /// Records a link this writer just appended (not a de-duplicated retry).
-    fn appended(&mut self, tip: Tip) {
-        self.unsealed = Some(tip);
-        self.since_checkpoint += 1;
-    }
-
-    /// Takes the unsealed tip for a checkpoint, resetting the count.
-    fn take_unsealed(&mut self) -> Option<Tip> {
-        let tip = self.unsealed.take().filter(|t| t.position > 0)?;
-        self.since_checkpoint = 0;
-        Some(tip)
-    }
-
-    /// Puts back a tip whose checkpoint was not stored, unless a newer link is pending.
-    fn restore_unsealed(&mut self, tip: Tip) {
-        if self.unsealed.is_none_or(|u| u.position < tip.position) {
-            self.unsealed = Some(tip);
-        }
-    }
-}
-
-/// How many chains an [`AuditChains`] keeps, idle ones included, by default.
-pub const DEFAULT_MAX_CHAINS: usize = 10_000;
-
-/// The chain states of one process, shared by all its audit writers (see the module docs).
-/// Cloning shares them.
-#[derive(Clone, Debug)]
-pub struct AuditChains {
-    inner: Arc<ChainsInner>,
-}
-
-#[derive(Debug)]
-struct ChainsInner {
-    /// Per-subject state behind a per-subject async lock.
-    map: Mutex<HashMap<String, Arc<tokio::sync::Mutex<ChainState>>>>,
-    /// Past this many chains, idle ones are dropped.
-    max_chains: usize,
-    /// Appends that lost the expected-sequence check and re-read the tip.
-    races: AtomicU64,
-}
-
-impl Default for AuditChains {
-    fn default() -> Self {
-        Self::new(DEFAULT_MAX_CHAINS)
-    }
-}
-
-impl AuditChains {
-    /// An empty set of chains that keeps at most `max_chains` idle ones (at least 1).
-    pub fn new(max_chains: usize) -> Self {
+impl Retries {
+    fn new() -> Self {
         Self {
-            inner: Arc::new(ChainsInner {
-                map: Mutex::new(HashMap::new()),
-                max_chains: max_chains.max(1),
-                races: AtomicU64::new(0),
-            }),
+            races: 0,
+            pause: LEADER_CHANGE_PAUSE,
         }
     }
 
-    /// The cap on kept chains.
-    pub fn max_chains(&self) -> usize {
-        self.inner.max_chains
+    /// Waits out a leader change: the pause, which doubles up to the maximum.
+    async fn pause(&mut self) {
+        tokio::time::sleep(self.pause).await;
+        self.pause = (self.pause * 2).min(LEADER_CHANGE_PAUSE_MAX);
     }
-
-    /// How many chains are kept now.
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    /// Whether no chain is kept.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// How many appends through these chains lost the expected-sequence check (another
-    /// writer appended first) and re-read the tip.
-    pub fn races(&self) -> u64 {
-        self.inner.races.load(Ordering::Relaxed)
-    }
-
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<ChainState>>>> {
-        self.inner.map.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The state of `subject`'s chain, created when missing; drops idle chains first when
-    /// the map is over its cap.
-    fn get(&self, subject: &str) -> Arc<tokio::sync::Mutex<ChainState>> {
-        let mut chains = self.lock();
-        if let Some(chain) = chains.get(subject) {
-            return chain.clone();
-        }
-        if chains.len() >= self.inner.max_chains {
-            // Idle: nobody holds it (no append, no timer) and nothing awaits a checkpoint.
-            chains.retain(|_, chain| {
-                Arc::strong_count(chain) > 1
-                    || chain
-                        .try_lock()
-                        .map_or(true, |state| state.unsealed.is_some())
-            });
-        }
-        chains.entry(subject.to_string()).or_default().clone()
-    }
-
-    /// Every chain kept now.
-    fn all(&self) -> Vec<(String, Arc<tokio::sync::Mutex<ChainState>>)> {
-        self.lock()
-            .iter()
-            .map(|(s, c)| (s.clone(), c.clone()))
-            .collect()
-    }
-}
-
-/// Where checkpoints go besides the stream.
-#[derive(Debug, Clone)]
-struct Checkpoints {
-    /// The `audit_checkpoints` table's database.
-    db: DatabaseConnection,
-    /// When to checkpoint.
-    policy: CheckpointPolicy,
 }
 
 #[derive(Debug)]
@@ -209,12 +96,12 @@ struct Inner {
     js: jetstream::Context,
     /// How long an append may take, races included, before failing closed.
     timeout: Duration,
-    /// The audit-chain and checkpoint keys.
+    /// The audit-chain key.
     vault: Arc<Vault>,
     /// The chain states, shared with the process's other writers.
     chains: AuditChains,
-    /// Checkpointing, when this writer has a database.
-    checkpoints: Option<Checkpoints>,
+    /// Checkpointing (on appends only when this writer has a database).
+    sealer: Sealer,
 }
 
 /// Publishes audit events into their HMAC chains and waits for them to be stored.
@@ -231,11 +118,11 @@ impl AuditLog {
         js.set_timeout(timeout);
         Self {
             inner: Arc::new(Inner {
+                sealer: Sealer::new(js.clone(), timeout, vault.clone()),
                 js,
                 timeout,
                 vault,
                 chains: AuditChains::default(),
-                checkpoints: None,
             }),
         }
     }
@@ -243,16 +130,7 @@ impl AuditLog {
     /// Shares `chains` (the process's) instead of its own: every component of a process
     /// should, so that they never race each other on one chain.
     pub fn with_chains(self, chains: AuditChains) -> Self {
-        let inner = Inner {
-            js: self.inner.js.clone(),
-            timeout: self.inner.timeout,
-            vault: self.inner.vault.clone(),
-            chains,
-            checkpoints: self.inner.checkpoints.clone(),
-        };
-        Self {
-            inner: Arc::new(inner),
-        }
+        self.rebuilt(chains, self.inner.sealer.clone())
     }
 
     /// The chain states this writer uses.
@@ -262,15 +140,22 @@ impl AuditLog {
 
     /// Also checkpoints every chain it appends to, by `policy`, into the stream and `db`.
     pub fn with_checkpoints(self, db: DatabaseConnection, policy: CheckpointPolicy) -> Self {
-        let inner = Inner {
-            js: self.inner.js.clone(),
-            timeout: self.inner.timeout,
-            vault: self.inner.vault.clone(),
-            chains: self.inner.chains.clone(),
-            checkpoints: Some(Checkpoints { db, policy }),
-        };
+        self.rebuilt(
+            self.inner.chains.clone(),
+            self.inner.sealer.with_store(db, policy),
+        )
+    }
+
+    /// The same writer with other chain states and checkpointing.
+    fn rebuilt(&self, chains: AuditChains, sealer: Sealer) -> Self {
         Self {
-            inner: Arc::new(inner),
+            inner: Arc::new(Inner {
+                js: self.inner.js.clone(),
+                timeout: self.inner.timeout,
+                vault: self.inner.vault.clone(),
+                chains,
+                sealer,
+            }),
         }
     }
 
@@ -288,10 +173,6 @@ impl AuditLog {
         self.inner.timeout
     }
 
-    fn chain(&self, subject: &str) -> Arc<tokio::sync::Mutex<ChainState>> {
-        self.inner.chains.get(subject)
-    }
-
     /// Stores `event` as the next link of `audit.credential.<user_id>`; returns the stream
     /// sequence. Any failure (no stream, no server, a timeout) is an error: fail closed.
     #[tracing::instrument(name = "audit.publish", skip_all, fields(otel.kind = "producer", messaging.system = "nats", messaging.operation.type = "send", messaging.operation.name = "publish", messaging.destination.name = %subjects::audit_credential(&event.user_id), messaging.message.id = %event.event_id, otel.status_code = tracing::field::Empty, error.type = tracing::field::Empty))]
@@ -305,54 +186,66 @@ impl AuditLog {
     async fn record_chained(&self, event: &AuditEvent) -> Result<u64, AuditError> {
         let payload = Encoding::MsgPack.encode(event)?;
         let subject = subjects::audit_credential(&event.user_id);
-        let chain = self.chain(&subject);
-        let append = async {
-            let mut state = chain.lock().await;
-            let result = self
-                .append(&subject, &event.event_id, &payload, &mut state)
-                .await;
-            match result {
-                Ok((tip, fresh)) => {
-                    state.no_responders = false;
-                    // Only a checkpointing writer tracks what to seal (an idle chain with
-                    // nothing unsealed may be dropped from the map).
-                    if fresh && self.inner.checkpoints.is_some() {
-                        state.appended(tip);
-                    }
-                    Ok((tip, self.after_append(&subject, &chain, &mut state)))
-                }
-                Err(error) => {
-                    state.tip = None;
-                    Err(error)
-                }
-            }
-        };
+        let chain = self.inner.chains.get(&subject);
+        let append = self.append_locked(&subject, &event.event_id, &payload, &chain);
         let (tip, due) = match tokio::time::timeout(self.inner.timeout, append).await {
             Ok(result) => result?,
-            Err(_) => {
-                // The lock was released with a tip that may be stale: drop it.
-                let mut state = chain.lock().await;
-                state.tip = None;
-                if std::mem::take(&mut state.no_responders) {
-                    return Err(AuditError::StreamUnavailable(format!(
-                        "the {} stream does not exist or has no reachable leader (no responders for {:?})",
-                        subjects::AUDIT_STREAM,
-                        self.inner.timeout
-                    )));
-                }
-                return Err(AuditError::Timeout(self.inner.timeout));
-            }
+            Err(_) => return Err(self.timed_out(&chain).await),
         };
         crate::metrics::audit_stream_available(true);
         if let Some(cp) = due {
-            let log = self.clone();
-            tokio::spawn(async move { log.seal(&chain, cp).await });
+            self.inner.sealer.spawn_seal(chain, cp);
         }
         Ok(tip.seq)
     }
 
+    /// Appends under the chain's lock; returns the new tip and a checkpoint now due. A
+    /// failure drops the cached tip.
+    async fn append_locked(
+        &self,
+        subject: &str,
+        event_id: &str,
+        payload: &bytes::Bytes,
+        chain: &SharedChain,
+    ) -> Result<(Tip, Option<Checkpoint>), AuditError> {
+        let mut state = chain.lock().await;
+        match self.append(subject, event_id, payload, &mut state).await {
+            Ok((tip, fresh)) => {
+                state.no_responders = false;
+                // Only a checkpointing writer tracks what to seal (an idle chain with
+                // nothing unsealed may be dropped from the map).
+                if fresh && self.inner.sealer.checkpointing() {
+                    state.appended(tip);
+                }
+                let due = self.inner.sealer.after_append(subject, chain, &mut state);
+                Ok((tip, due))
+            }
+            Err(error) => {
+                state.tip = None;
+                Err(error)
+            }
+        }
+    }
+
+    /// The append did not finish within the timeout: drops the (maybe stale) tip and says
+    /// why, "stream unavailable" when nothing but "no responders" came back.
+    async fn timed_out(&self, chain: &SharedChain) -> AuditError {
+        // The lock was released with a tip that may be stale: drop it.
+        let mut state = chain.lock().await;
+        state.tip = None;
+        if std::mem::take(&mut state.no_responders) {
+            return AuditError::StreamUnavailable(format!(
+                "the {} stream does not exist or has no reachable leader (no responders for {:?})",
+                subjects::AUDIT_STREAM,
+                self.inner.timeout
+            ));
+        }
+        AuditError::Timeout(self.inner.timeout)
+    }
+
     /// Appends one link, re-reading the tip after each lost race, and retrying what a
     /// leader change produces ([`crate::jetstream::classify`]) until the caller's timeout.
+    /// Returns the new tip, and whether this append stored it (not a de-duplicated retry).
     async fn append(
         &self,
         subject: &str,
@@ -360,37 +253,15 @@ impl AuditLog {
         payload: &bytes::Bytes,
         state: &mut ChainState,
     ) -> Result<(Tip, bool), AuditError> {
-        let mut races = 0;
-        let mut pause = LEADER_CHANGE_PAUSE;
+        let mut retries = Retries::new();
         loop {
-            let tip = match state.tip {
-                Some(tip) => tip,
-                None => match self.read_tip(subject).await {
-                    Ok(tip) => tip,
-                    Err(TipError::Leaderless(error)) => {
-                        tracing::debug!(%error, "audit tip unreadable; retrying");
-                        tokio::time::sleep(pause).await;
-                        pause = (pause * 2).min(LEADER_CHANGE_PAUSE_MAX);
-                        continue;
-                    }
-                    Err(TipError::Refused(error)) => return Err(error),
-                },
+            let Some(tip) = self.known_tip(subject, state, &mut retries).await? else {
+                continue;
             };
             let link = Link::next(&self.inner.vault, subject, &tip, payload)
                 .map_err(|e| AuditError::Publish(e.to_string()))?;
-            let mut hdrs = HeaderMap::new();
-            hdrs.insert(headers::NATS_MSG_ID, event_id);
-            hdrs.insert(headers::CONTENT_TYPE, Encoding::MsgPack.content_type());
-            hdrs.insert(
-                headers::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
-                tip.seq.to_string().as_str(),
-            );
-            link.write_headers(&mut hdrs);
-            telemetry::inject_context(&mut hdrs);
             let ack = match self
-                .inner
-                .js
-                .publish_with_headers(subject.to_string(), hdrs, payload.clone())
+                .publish_link(subject, event_id, payload, &tip, &link)
                 .await
             {
                 Ok(ack) => ack.await,
@@ -410,214 +281,104 @@ impl AuditLog {
                         false,
                     ));
                 }
-                Ok(ack) => {
-                    let tip = link.tip_at(ack.sequence);
+                Ok(PublishAck { sequence, .. }) => {
+                    let tip = link.tip_at(sequence);
                     state.tip = Some(tip);
                     return Ok((tip, true));
                 }
-                Err(e) => match crate::jetstream::classify(&e) {
-                    // Another writer appended, or a new stream leader does not know our
-                    // view: read the stored tip and chain after it.
-                    Retry::Reread if races < MAX_RACES => {
-                        races += 1;
-                        self.inner
-                            .chains
-                            .inner
-                            .races
-                            .fetch_add(1, Ordering::Relaxed);
-                        state.tip = None;
-                        state.no_responders = false;
-                    }
-                    // No leader or no ack for now: the event may or may not be stored, so
-                    // re-read the tip (the event id makes a stored copy a duplicate). "No
-                    // responders" is also what a missing stream looks like: remembered, so
-                    // a timeout after nothing but that says "audit stream unavailable".
-                    Retry::Later => {
-                        tracing::debug!(error = %e, "audit append not acknowledged; retrying");
-                        state.tip = None;
-                        state.no_responders = e.kind() == PublishErrorKind::StreamNotFound;
-                        tokio::time::sleep(pause).await;
-                        pause = (pause * 2).min(LEADER_CHANGE_PAUSE_MAX);
-                    }
-                    Retry::Reread | Retry::Never => return Err(AuditError::Publish(e.to_string())),
-                },
+                Err(e) => self.retry_after(&e, state, &mut retries).await?,
             }
         }
     }
 
-    /// The chain's tip as stored: the subject's last message, or empty.
-    async fn read_tip(&self, subject: &str) -> Result<Tip, TipError> {
-        let stream = self
-            .inner
-            .js
-            .get_stream_no_info(subjects::AUDIT_STREAM)
-            .await
-            .map_err(|e| TipError::Refused(AuditError::read("looking up the stream", e)))?;
-        match stream.get_last_raw_message_by_subject(subject).await {
-            Ok(message) => Ok(match Link::from_headers(Some(&message.headers)) {
-                Ok(link) => link.tip_at(message.sequence),
-                // The last message is not a link (written before chaining, or forged by a
-                // publisher): start a new chain after it; `verify` reports the message.
-                Err(_) => Tip {
-                    seq: message.sequence,
-                    ..Tip::EMPTY
-                },
-            }),
-            Err(e) => match e.kind() {
-                LastRawMessageErrorKind::NoMessageFound => Ok(Tip::EMPTY),
-                // The stream is gone: every access is refused until it is restored.
-                LastRawMessageErrorKind::JetStream(api)
-                    if api.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
-                {
-                    Err(TipError::Refused(AuditError::stream_missing()))
-                }
-                // A bad subject, a permission: a refusal.
-                LastRawMessageErrorKind::JetStream(api)
-                    if !crate::jetstream::is_leaderless(api.error_code()) =>
-                {
-                    Err(TipError::Refused(AuditError::read(
-                        "reading a chain's last link",
-                        e,
-                    )))
-                }
-                LastRawMessageErrorKind::InvalidSubject => Err(TipError::Refused(
-                    AuditError::read("reading a chain's last link", e),
-                )),
-                // No leader, no responder, no reply in time: an election, probably.
-                LastRawMessageErrorKind::JetStream(_) | LastRawMessageErrorKind::Other => {
-                    Err(TipError::Leaderless(e.to_string()))
-                }
-            },
-        }
-    }
-
-    /// After an append: a signed checkpoint when `every_events` of this writer's links are
-    /// unsealed, otherwise the chain's timer is armed (if it is not already).
-    fn after_append(
+    /// The tip to chain after: the cached one, else the stored one. `None` after a pause
+    /// when no leader answered (try again).
+    async fn known_tip(
         &self,
         subject: &str,
-        chain: &Arc<tokio::sync::Mutex<ChainState>>,
-        state: &mut ChainState,
-    ) -> Option<Checkpoint> {
-        let policy = self.inner.checkpoints.as_ref()?.policy;
-        state.unsealed?;
-        if state.since_checkpoint >= policy.every_events.max(1) {
-            return self.sign(subject, state);
+        state: &ChainState,
+        retries: &mut Retries,
+    ) -> Result<Option<Tip>, AuditError> {
+        if let Some(tip) = state.tip {
+            return Ok(Some(tip));
         }
-        self.arm_timer(subject, chain, state, policy.every);
-        None
-    }
-
-    /// Starts the chain's timer: `after` from now it checkpoints whatever is unsealed.
-    fn arm_timer(
-        &self,
-        subject: &str,
-        chain: &Arc<tokio::sync::Mutex<ChainState>>,
-        state: &mut ChainState,
-        after: Duration,
-    ) {
-        if state.timer_armed {
-            return;
-        }
-        state.timer_armed = true;
-        let (log, chain, subject) = (self.clone(), chain.clone(), subject.to_string());
-        tokio::spawn(async move {
-            tokio::time::sleep(after).await;
-            let cp = {
-                let mut state = chain.lock().await;
-                state.timer_armed = false;
-                log.sign(&subject, &mut state)
-            };
-            if let Some(cp) = cp {
-                log.seal(&chain, cp).await;
+        match tip::read_tip(&self.inner.js, subject).await {
+            Ok(tip) => Ok(Some(tip)),
+            Err(TipError::Leaderless(error)) => {
+                tracing::debug!(%error, "audit tip unreadable; retrying");
+                retries.pause().await;
+                Ok(None)
             }
-        });
+            Err(TipError::Refused(error)) => Err(error),
+        }
     }
 
-    /// Signs a checkpoint of the chain's unsealed tip, if any.
-    fn sign(&self, subject: &str, state: &mut ChainState) -> Option<Checkpoint> {
-        let tip = state.take_unsealed()?;
-        let cp = Checkpoint::sign(
-            &self.inner.vault,
-            subject,
-            &tip,
-            chrono::Utc::now().timestamp_millis(),
+    /// Publishes `link` after `tip`, expecting `tip` to be the subject's last message.
+    async fn publish_link(
+        &self,
+        subject: &str,
+        event_id: &str,
+        payload: &bytes::Bytes,
+        tip: &Tip,
+        link: &Link,
+    ) -> Result<PublishAckFuture, PublishError> {
+        let mut hdrs = HeaderMap::new();
+        hdrs.insert(headers::NATS_MSG_ID, event_id);
+        hdrs.insert(headers::CONTENT_TYPE, Encoding::MsgPack.content_type());
+        hdrs.insert(
+            headers::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+            tip.seq.to_string().as_str(),
         );
-        if cp.is_none() {
-            tracing::error!(%subject, "audit checkpoint key missing from the ring; chain not sealed");
-        }
-        cp
+        link.write_headers(&mut hdrs);
+        telemetry::inject_context(&mut hdrs);
+        self.inner
+            .js
+            .publish_with_headers(subject.to_string(), hdrs, payload.clone())
+            .await
     }
 
-    /// Stores `cp`; on failure logs, keeps its link pending and retries after `every`.
-    async fn seal(&self, chain: &Arc<tokio::sync::Mutex<ChainState>>, cp: Checkpoint) {
-        let Err(error) = self.publish_checkpoint(&cp).await else {
-            return;
-        };
-        crate::metrics::audit_checkpoint_failed(&error);
-        tracing::warn!(subject = %cp.subject, %error, "audit checkpoint not stored; retrying");
-        let Some(policy) = self.inner.checkpoints.as_ref().map(|c| c.policy) else {
-            return;
-        };
-        let mut state = chain.lock().await;
-        state.restore_unsealed(Tip {
-            seq: cp.seq,
-            position: cp.position,
-            hash: cp.hash_bytes(),
-        });
-        self.arm_timer(&cp.subject, chain, &mut state, policy.every);
+    /// After a failed publish: `Ok` to try again (the tip dropped, after a pause for a
+    /// leader change), or the error when it is final.
+    async fn retry_after(
+        &self,
+        e: &PublishError,
+        state: &mut ChainState,
+        retries: &mut Retries,
+    ) -> Result<(), AuditError> {
+        match crate::jetstream::classify(e) {
+            // Another writer appended, or a new stream leader does not know our
+            // view: read the stored tip and chain after it.
+            Retry::Reread if retries.races < MAX_RACES => {
+                retries.races += 1;
+                self.inner.chains.lost_race();
+                state.tip = None;
+                state.no_responders = false;
+            }
+            // No leader or no ack for now: the event may or may not be stored, so
+            // re-read the tip (the event id makes a stored copy a duplicate). "No
+            // responders" is also what a missing stream looks like: remembered, so
+            // a timeout after nothing but that says "audit stream unavailable".
+            Retry::Later => {
+                tracing::debug!(error = %e, "audit append not acknowledged; retrying");
+                state.tip = None;
+                state.no_responders = e.kind() == PublishErrorKind::StreamNotFound;
+                retries.pause().await;
+            }
+            Retry::Reread | Retry::Never => return Err(AuditError::Publish(e.to_string())),
+        }
+        Ok(())
     }
 
     /// Checkpoints every chain this writer appended to since its last checkpoint, now
     /// (graceful shutdown calls it); returns how many it stored. A failure is returned and
     /// the chain stays pending.
     pub async fn checkpoint_now(&self) -> Result<usize, AuditError> {
-        let chains = self.inner.chains.all();
-        let mut stored = 0;
-        for (subject, chain) in chains {
-            let cp = self.sign(&subject, &mut *chain.lock().await);
-            if let Some(cp) = cp {
-                if let Err(error) = self.publish_checkpoint(&cp).await {
-                    chain.lock().await.restore_unsealed(Tip {
-                        seq: cp.seq,
-                        position: cp.position,
-                        hash: cp.hash_bytes(),
-                    });
-                    return Err(error);
-                }
-                stored += 1;
-            }
-        }
-        Ok(stored)
+        self.inner.sealer.checkpoint_now(&self.inner.chains).await
     }
 
     /// Publishes `cp` to `audit.checkpoint.<user>` (waiting for the ack) and stores it in
     /// the database, when this writer has one.
     pub async fn publish_checkpoint(&self, cp: &Checkpoint) -> Result<(), AuditError> {
-        let subject = subjects::audit_checkpoint_of_chain(&cp.subject).ok_or_else(|| {
-            AuditError::Publish(format!("{:?} is not a chain subject", cp.subject))
-        })?;
-        let mut hdrs = HeaderMap::new();
-        hdrs.insert(headers::CONTENT_TYPE, Encoding::MsgPack.content_type());
-        hdrs.insert(headers::AUDIT_KEY_ID, cp.key_id.to_string().as_str());
-        let payload = Encoding::MsgPack.encode(cp)?;
-        let publish = async {
-            self.inner
-                .js
-                .publish_with_headers(subject, hdrs, payload)
-                .await
-                .map_err(AuditError::from_publish)?
-                .await
-                .map_err(AuditError::from_publish)
-        };
-        tokio::time::timeout(self.inner.timeout, publish)
-            .await
-            .map_err(|_| AuditError::Timeout(self.inner.timeout))??;
-        if let Some(checkpoints) = &self.inner.checkpoints {
-            checkpoint::store(&checkpoints.db, cp)
-                .await
-                .map_err(|e| AuditError::Checkpoint(e.to_string()))?;
-        }
-        Ok(())
+        self.inner.sealer.publish(cp).await
     }
 }
