@@ -23,62 +23,31 @@
 //! Problems with the stream itself ([`super::stream_check`]) are added by the caller.
 //!
 //! The authorised accesses it collects feed [`super::orders::orders_without_audit`].
+//!
+//! # Layout
+//! - this file: [`Verifier`], fed message by message, compares the checkpoints at the end.
+//! - `verify/continuity.rs`: one chain as read so far, and whether the next link continues
+//!   it.
+//! - `verify/report.rs`: [`Problem`], [`ProblemKind`] and the [`Report`].
 
-use std::collections::{BTreeMap, HashMap};
+mod continuity;
+mod report;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use async_nats::HeaderMap;
-use serde::Serialize;
 
-use super::chain::{Link, LinkError, GENESIS};
+pub use report::{Problem, ProblemKind, Report};
+
+use super::chain::{Link, LinkError};
 use super::checkpoint::Checkpoint;
+use super::generations::WrittenGenerations;
 use super::orders::Access;
-use super::stream_check::StreamProblem;
 use crate::codec::Encoding;
 use crate::crypto::Vault;
 use crate::model::{AuditEvent, AuditOutcome};
 use crate::subjects;
-
-/// What is wrong at a sequence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ProblemKind {
-    /// A message on a chain subject without (well-formed) chain headers.
-    Unchained,
-    /// The link's key id is not in the key ring.
-    UnknownKey,
-    /// The HMAC does not match: the event or its headers were edited, or it was forged.
-    BadHash,
-    /// One or more links are missing before this point: deleted events.
-    Missing,
-    /// A link at or before a position already seen: an inserted copy or a reordering.
-    OutOfOrder,
-    /// `prev_hash` differs from the previous link's hash.
-    BrokenLink,
-    /// `prev_seq` differs from the previous link's stream sequence.
-    Renumbered,
-    /// A checkpoint lies beyond the chain's last link: the tail was truncated.
-    Truncated,
-    /// The chain differs from a checkpoint at its position.
-    CheckpointMismatch,
-    /// A checkpoint whose signature does not verify.
-    BadCheckpoint,
-    /// The chain's last links are older than the sealing deadline and no checkpoint covers
-    /// them.
-    Unsealed,
-}
-
-/// One problem found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Problem {
-    /// The first stream sequence it makes bad.
-    pub seq: u64,
-    /// The chain subject.
-    pub subject: String,
-    /// What is wrong.
-    pub kind: ProblemKind,
-    /// A human explanation.
-    pub detail: String,
-}
+use continuity::{Chain, Prev};
 
 /// Where a checkpoint came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,112 +56,6 @@ pub enum CheckpointSource {
     Stream(u64),
     /// The `audit_checkpoints` table.
     Database,
-}
-
-/// The verdict.
-#[derive(Debug, Clone, Serialize)]
-pub struct Report {
-    /// Chain events read.
-    pub events: u64,
-    /// Chains (subjects) read.
-    pub chains: usize,
-    /// Distinct checkpoints compared with the chains.
-    pub checkpoints: usize,
-    /// Every problem, in sequence order.
-    pub problems: Vec<Problem>,
-    /// Problems with the stream itself (limits, deny flags, discarded history, missing).
-    pub stream_problems: Vec<StreamProblem>,
-    /// The first bad stream sequence, if any.
-    pub first_bad_seq: Option<u64>,
-    /// Orders checked (filled in by the caller; see [`super::orders::orders_without_audit`]).
-    pub orders_checked: usize,
-    /// Ids of orders missing their audit event.
-    pub orders_missing_audit: Vec<String>,
-    /// Broker account rows checked against the generation register (filled in by the
-    /// caller; see [`super::generations::check_accounts`]).
-    pub accounts_checked: usize,
-    /// Broker account rows older than what was written: rolled back.
-    pub accounts_rolled_back: Vec<super::generations::RolledBackRow>,
-    /// No generation register on this server: rows were compared with the audit trail only.
-    pub generation_register_missing: bool,
-}
-
-impl Report {
-    /// Whether nothing is wrong.
-    pub fn is_clean(&self) -> bool {
-        self.problems.is_empty()
-            && self.stream_problems.is_empty()
-            && self.orders_missing_audit.is_empty()
-            && self.accounts_rolled_back.is_empty()
-    }
-}
-
-impl std::fmt::Display for Report {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for p in &self.stream_problems {
-            writeln!(f, "stream {:?}: {}", p.kind, p.detail)?;
-        }
-        for p in self.problems.iter().take(20) {
-            writeln!(f, "seq {}: {} {:?}: {}", p.seq, p.subject, p.kind, p.detail)?;
-        }
-        if self.problems.len() > 20 {
-            writeln!(f, "... and {} more problems", self.problems.len() - 20)?;
-        }
-        for id in self.orders_missing_audit.iter().take(20) {
-            writeln!(f, "order {id}: no audit event precedes it")?;
-        }
-        for row in self.accounts_rolled_back.iter().take(20) {
-            writeln!(f, "{row}")?;
-        }
-        match self.first_bad_seq {
-            Some(seq) => write!(f, "FAILED: first bad sequence {seq}; ")?,
-            None if !self.is_clean() => write!(f, "FAILED: ")?,
-            None => write!(f, "OK: ")?,
-        }
-        write!(
-            f,
-            "{} events in {} chains, {} checkpoints verified, {} orders checked ({} missing audit events), {} problems",
-            self.events,
-            self.chains,
-            self.checkpoints,
-            self.orders_checked,
-            self.orders_missing_audit.len(),
-            self.problems.len() + self.stream_problems.len()
-        )?;
-        write!(
-            f,
-            ", {} broker accounts checked ({} rolled back)",
-            self.accounts_checked,
-            self.accounts_rolled_back.len()
-        )?;
-        if self.generation_register_missing {
-            write!(
-                f,
-                " (no generation register here: checked against the audit trail only)"
-            )?;
-        }
-        Ok(())
-    }
-}
-
-/// The last link accepted on a chain.
-#[derive(Debug, Clone, Copy)]
-struct Prev {
-    seq: u64,
-    position: u64,
-    hash: [u8; 32],
-}
-
-#[derive(Debug, Default)]
-struct Chain {
-    /// The last link, as the chain continues from it.
-    prev: Option<Prev>,
-    /// Sequence of the last unchained message, after which a writer restarts the chain.
-    unchained_at: Option<u64>,
-    /// Position → (sequence, hash), first occurrence, for the checkpoint comparison.
-    positions: HashMap<u64, (u64, [u8; 32])>,
-    /// When the last link (`prev`) was stored, ms since the epoch, if known.
-    last_stored_ms: Option<i64>,
 }
 
 /// Checks messages in stream order; see the module docs.
@@ -210,7 +73,7 @@ pub struct Verifier<'a> {
     /// (now, max age) in ms: report a chain whose last link is older and unsealed.
     sealing: Option<(i64, i64)>,
     /// The generations the trail records as written, for the rolled-back-row check.
-    written: super::generations::WrittenGenerations,
+    written: WrittenGenerations,
 }
 
 impl<'a> Verifier<'a> {
@@ -265,15 +128,7 @@ impl<'a> Verifier<'a> {
     ) {
         self.present.push(seq);
         if subjects::audit_chain_of_checkpoint(subject).is_some() {
-            match Encoding::MsgPack.decode::<Checkpoint>(payload) {
-                Ok(cp) => self.checkpoints.push((cp, CheckpointSource::Stream(seq))),
-                Err(_) => self.problem(
-                    seq,
-                    subject,
-                    ProblemKind::BadCheckpoint,
-                    "a checkpoint message that does not decode".into(),
-                ),
-            }
+            self.push_checkpoint(seq, subject, payload);
             return;
         }
         if !subject.starts_with(subjects::AUDIT_CREDENTIAL_PREFIX) {
@@ -281,6 +136,44 @@ impl<'a> Verifier<'a> {
         }
         self.events += 1;
         self.chains.entry(subject.to_string()).or_default();
+        let Some(link) = self.checked_link(seq, subject, headers, payload) else {
+            return;
+        };
+        let broken = self
+            .chains
+            .get(subject)
+            .and_then(|chain| chain.continuity(seq, &link));
+        if let Some((kind, bad, detail)) = broken {
+            self.problem(bad, subject, kind, detail);
+        }
+        if let Some(chain) = self.chains.get_mut(subject) {
+            chain.accept(seq, &link, stored_ms);
+        }
+        self.note_event(payload);
+    }
+
+    /// A checkpoint stored in the stream at `seq`.
+    fn push_checkpoint(&mut self, seq: u64, subject: &str, payload: &[u8]) {
+        match Encoding::MsgPack.decode::<Checkpoint>(payload) {
+            Ok(cp) => self.checkpoints.push((cp, CheckpointSource::Stream(seq))),
+            Err(_) => self.problem(
+                seq,
+                subject,
+                ProblemKind::BadCheckpoint,
+                "a checkpoint message that does not decode".into(),
+            ),
+        }
+    }
+
+    /// The message's link, its HMAC checked (a bad one is reported and the link still
+    /// read); `None`, reported, when it has no well-formed link or an unknown key.
+    fn checked_link(
+        &mut self,
+        seq: u64,
+        subject: &str,
+        headers: Option<&HeaderMap>,
+        payload: &[u8],
+    ) -> Option<Link> {
         let link = match Link::from_headers(headers) {
             Ok(link) => link,
             Err(error) => {
@@ -288,143 +181,44 @@ impl<'a> Verifier<'a> {
                 if let Some(chain) = self.chains.get_mut(subject) {
                     chain.unchained_at = Some(seq);
                 }
-                return;
-            }
-        };
-        match link.check(self.vault, subject, payload) {
-            Ok(true) => {}
-            Ok(false) => self.problem(
-                seq,
-                subject,
-                ProblemKind::BadHash,
-                format!(
-                    "link {} does not match its HMAC: edited or forged",
-                    link.position
-                ),
-            ),
-            Err(LinkError::UnknownKey(id)) => {
-                self.problem(
-                    seq,
-                    subject,
-                    ProblemKind::UnknownKey,
-                    format!("audit key id {id} is not in the ring"),
-                );
-                return;
-            }
-            Err(error) => {
-                self.problem(seq, subject, ProblemKind::Unchained, error.to_string());
-                return;
-            }
-        }
-        if let Some((kind, bad, detail)) = self.continuity(subject, seq, &link) {
-            self.problem(bad, subject, kind, detail);
-        }
-        let Some(chain) = self.chains.get_mut(subject) else {
-            return;
-        };
-        let advance = chain.prev.is_none_or(|p| link.position > p.position);
-        if advance {
-            chain.prev = Some(Prev {
-                seq,
-                position: link.position,
-                hash: link.hash,
-            });
-            chain.last_stored_ms = stored_ms;
-        }
-        chain
-            .positions
-            .entry(link.position)
-            .or_insert((seq, link.hash));
-        if let Ok(event) = Encoding::MsgPack.decode::<AuditEvent>(payload) {
-            self.written.note(&event);
-            if event.outcome == AuditOutcome::Authorized {
-                self.accesses
-                    .entry((event.user_id, event.broker_account_id))
-                    .or_default()
-                    .push(Access {
-                        ts_ms: event.ts_ms,
-                        purpose: event.purpose,
-                    });
-            }
-        }
-    }
-
-    /// How `link` at `seq` continues its chain: `None` if well, else (kind, first bad seq, detail).
-    fn continuity(
-        &self,
-        subject: &str,
-        seq: u64,
-        link: &Link,
-    ) -> Option<(ProblemKind, u64, String)> {
-        let chain = self.chains.get(subject)?;
-        let Some(prev) = chain.prev else {
-            let restart = link.prev_seq == 0 || chain.unchained_at == Some(link.prev_seq);
-            if link.position == 1 && link.prev_hash == GENESIS && restart {
                 return None;
             }
-            let bad = if link.prev_seq > 0 && link.prev_seq < seq {
-                link.prev_seq
-            } else {
-                seq
-            };
-            return Some((
-                ProblemKind::Missing,
-                bad,
-                format!(
-                    "the chain starts at link {}: links before it are missing",
-                    link.position
-                ),
-            ));
         };
-        if link.position <= prev.position {
-            return Some((
-                ProblemKind::OutOfOrder,
-                seq,
-                format!(
-                    "link {} after link {}: inserted or reordered",
-                    link.position, prev.position
-                ),
-            ));
-        }
-        if link.position > prev.position + 1 {
-            let bad = if link.prev_seq > prev.seq && link.prev_seq < seq {
-                link.prev_seq
-            } else {
-                seq
-            };
-            return Some((
-                ProblemKind::Missing,
-                bad,
-                format!(
-                    "link {} follows link {}: link {} (seq {}) is missing",
-                    link.position,
-                    prev.position,
-                    link.position - 1,
-                    link.prev_seq
-                ),
-            ));
-        }
-        if link.prev_hash != prev.hash {
-            return Some((
-                ProblemKind::BrokenLink,
-                seq,
-                format!(
-                    "link {}'s prev_hash is not link {}'s hash",
-                    link.position, prev.position
-                ),
-            ));
-        }
-        if link.prev_seq != prev.seq {
-            return Some((
-                ProblemKind::Renumbered,
-                prev.seq.min(link.prev_seq),
-                format!(
-                    "link {} records its predecessor at seq {}, found at seq {}",
-                    link.position, link.prev_seq, prev.seq
-                ),
-            ));
-        }
+        let (kind, detail) = match link.check(self.vault, subject, payload) {
+            Ok(true) => return Some(link),
+            Ok(false) => {
+                let detail = format!(
+                    "link {} does not match its HMAC: edited or forged",
+                    link.position
+                );
+                self.problem(seq, subject, ProblemKind::BadHash, detail);
+                return Some(link);
+            }
+            Err(LinkError::UnknownKey(id)) => (
+                ProblemKind::UnknownKey,
+                format!("audit key id {id} is not in the ring"),
+            ),
+            Err(error) => (ProblemKind::Unchained, error.to_string()),
+        };
+        self.problem(seq, subject, kind, detail);
         None
+    }
+
+    /// Notes what the event records: the generation written, an authorised access.
+    fn note_event(&mut self, payload: &[u8]) {
+        let Ok(event) = Encoding::MsgPack.decode::<AuditEvent>(payload) else {
+            return;
+        };
+        self.written.note(&event);
+        if event.outcome == AuditOutcome::Authorized {
+            self.accesses
+                .entry((event.user_id, event.broker_account_id))
+                .or_default()
+                .push(Access {
+                    ts_ms: event.ts_ms,
+                    purpose: event.purpose,
+                });
+        }
     }
 
     /// The first sequence after `after` that is absent from what was read.
@@ -442,76 +236,97 @@ impl<'a> Verifier<'a> {
 
     /// Compares the checkpoints with the chains and returns the report.
     pub fn finish(mut self) -> Report {
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = HashSet::new();
         let checkpoints = std::mem::take(&mut self.checkpoints);
         let mut verified = 0;
         // Per chain, the highest position a matching checkpoint covers.
         let mut sealed: HashMap<String, u64> = HashMap::new();
         for (cp, source) in checkpoints {
             if !cp.verify(self.vault) {
-                let seq = match source {
-                    CheckpointSource::Stream(seq) => seq,
-                    CheckpointSource::Database => cp.seq,
-                };
-                self.problem(
-                    seq,
-                    &cp.subject,
-                    ProblemKind::BadCheckpoint,
-                    format!(
-                        "checkpoint of link {} has a bad signature ({source:?})",
-                        cp.position
-                    ),
-                );
+                self.bad_signature(&cp, source);
                 continue;
             }
             if !seen.insert((cp.subject.clone(), cp.seq, cp.position, cp.hash.clone())) {
                 continue;
             }
             verified += 1;
-            let (last, at) = match self.chains.get(&cp.subject) {
-                Some(chain) => (chain.prev, chain.positions.get(&cp.position).copied()),
-                None => (None, None),
-            };
-            match at {
-                Some((seq, hash)) if hash == cp.hash_bytes() && seq == cp.seq => {
-                    let covered = sealed.entry(cp.subject.clone()).or_default();
-                    *covered = (*covered).max(cp.position);
-                }
-                Some((seq, hash)) => {
-                    let what = if hash == cp.hash_bytes() {
-                        "sequence"
-                    } else {
-                        "hash"
-                    };
-                    self.problem(
-                        seq.min(cp.seq),
-                        &cp.subject,
-                        ProblemKind::CheckpointMismatch,
-                        format!(
-                            "link {} at seq {seq} differs in {what} from its checkpoint (seq {})",
-                            cp.position, cp.seq
-                        ),
-                    );
-                }
-                None => {
-                    let last_seq = last.map_or(0, |p| p.seq);
-                    let last_position = last.map_or(0, |p| p.position);
-                    let bad = self
-                        .first_absent_after(last_seq)
-                        .min(cp.seq.max(last_seq + 1));
-                    self.problem(
-                        bad,
-                        &cp.subject,
-                        ProblemKind::Truncated,
-                        format!(
-                            "the chain ends at link {last_position} (seq {last_seq}) but a checkpoint records link {} at seq {}",
-                            cp.position, cp.seq
-                        ),
-                    );
-                }
+            if self.compare(&cp) {
+                let covered = sealed.entry(cp.subject.clone()).or_default();
+                *covered = (*covered).max(cp.position);
             }
         }
         self.unsealed(&sealed);
+        self.report(verified)
+    }
+
+    /// Reports a checkpoint whose signature does not verify.
+    fn bad_signature(&mut self, cp: &Checkpoint, source: CheckpointSource) {
+        let seq = match source {
+            CheckpointSource::Stream(seq) => seq,
+            CheckpointSource::Database => cp.seq,
+        };
+        self.problem(
+            seq,
+            &cp.subject,
+            ProblemKind::BadCheckpoint,
+            format!(
+                "checkpoint of link {} has a bad signature ({source:?})",
+                cp.position
+            ),
+        );
+    }
+
+    /// Compares a signed checkpoint with its chain: `true` when the chain holds its link,
+    /// else the difference or the truncation is reported.
+    fn compare(&mut self, cp: &Checkpoint) -> bool {
+        let (last, at) = match self.chains.get(&cp.subject) {
+            Some(chain) => (chain.prev, chain.positions.get(&cp.position).copied()),
+            None => (None, None),
+        };
+        match at {
+            Some((seq, hash)) if hash == cp.hash_bytes() && seq == cp.seq => return true,
+            Some((seq, hash)) => {
+                let what = if hash == cp.hash_bytes() {
+                    "sequence"
+                } else {
+                    "hash"
+                };
+                self.problem(
+                    seq.min(cp.seq),
+                    &cp.subject,
+                    ProblemKind::CheckpointMismatch,
+                    format!(
+                        "link {} at seq {seq} differs in {what} from its checkpoint (seq {})",
+                        cp.position, cp.seq
+                    ),
+                );
+            }
+            None => self.truncated(cp, last),
+        }
+        false
+    }
+
+    /// Reports a checkpoint beyond the chain's last link (`last`): a truncated tail.
+    fn truncated(&mut self, cp: &Checkpoint, last: Option<Prev>) {
+        let last_seq = last.map_or(0, |p| p.seq);
+        let last_position = last.map_or(0, |p| p.position);
+        let bad = self
+            .first_absent_after(last_seq)
+            .min(cp.seq.max(last_seq + 1));
+        self.problem(
+            bad,
+            &cp.subject,
+            ProblemKind::Truncated,
+            format!(
+                "the chain ends at link {last_position} (seq {last_seq}) but a checkpoint records link {} at seq {}",
+                cp.position, cp.seq
+            ),
+        );
+    }
+
+    /// The report: the problems in sequence order, `verified` checkpoints; the caller
+    /// fills in the stream, order and account checks.
+    fn report(mut self, verified: usize) -> Report {
         self.problems.sort_by_key(|p| p.seq);
         Report {
             events: self.events,
@@ -564,7 +379,7 @@ impl<'a> Verifier<'a> {
     }
 
     /// The generations the trail records as written, per broker account.
-    pub fn take_written(&mut self) -> super::generations::WrittenGenerations {
+    pub fn take_written(&mut self) -> WrittenGenerations {
         std::mem::take(&mut self.written)
     }
 
