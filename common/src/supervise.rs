@@ -82,6 +82,15 @@ struct Incarnation<E> {
     task: JoinHandle<Result<(), E>>,
 }
 
+/// What every incarnation of one supervised service shares.
+struct Supervision {
+    name: &'static str,
+    settings: NatsSettings,
+    link: Link,
+    policy: Policy,
+    shutdown: Shutdown,
+}
+
 /// Runs a service named `name` under supervision until `shutdown` fires or the service
 /// stops on its own while its connection is alive.
 ///
@@ -106,100 +115,137 @@ where
     crate::metrics::metrics()
         .nats_rebuilds
         .with_label_values(&[name]);
-    let mut current = incarnate(name, &settings, &link, &shutdown, &mut start).await?;
-    Ok(tokio::spawn(async move {
+    let supervision = Supervision {
+        name,
+        settings,
+        link,
+        policy,
+        shutdown,
+    };
+    let first = supervision.incarnate(&mut start).await?;
+    Ok(tokio::spawn(supervision.run(first, start)))
+}
+
+impl Supervision {
+    /// Keeps the service running from `current` on: each time its connection dies, a new
+    /// incarnation replaces it. Ends with the service's own result, or `Ok` at shutdown.
+    async fn run<E, F>(self, first: Incarnation<E>, mut start: F) -> Result<(), E>
+    where
+        E: From<ConnectError> + std::fmt::Display + Send + 'static,
+        F: FnMut(Client, Shutdown) -> Start<E>,
+    {
+        let mut current = first;
         loop {
-            let ended = tokio::select! {
-                joined = &mut current.task => Some(joined),
-                () = current.watch.dead() => None,
-            };
-            match ended {
-                Some(joined) => {
-                    let died = !shutdown.is_cancelled()
-                        && tokio::time::timeout(policy.settle, current.watch.dead())
-                            .await
-                            .is_ok();
-                    // Whatever the incarnation spawned besides its run future stops too.
-                    current.stop.cancel();
-                    if !died {
-                        link.detach();
-                        return outcome(joined);
-                    }
-                    if let Ok(Err(error)) = &joined {
-                        tracing::warn!(service = name, %error, "service stopped as its NATS connection died");
-                    }
-                }
-                None => {
-                    current.stop.cancel();
-                    tokio::spawn(drain(name, current.task, policy.drain));
-                }
+            if let Some(outcome) = self.until_dead(current).await {
+                return outcome;
             }
-            link.mark_dead();
+            self.link.mark_dead();
             crate::metrics::metrics()
                 .nats_rebuilds
-                .with_label_values(&[name])
+                .with_label_values(&[self.name])
                 .inc();
             tracing::error!(
-                service = name,
+                service = self.name,
                 "NATS connection handler is gone (async-nats panicked or gave up); \
                  rebuilding the connection and every subscription"
             );
-            let mut backoff = policy.backoff_start;
-            current = loop {
-                if shutdown.is_cancelled() {
-                    link.detach();
-                    return Ok(());
-                }
-                match incarnate(name, &settings, &link, &shutdown, &mut start).await {
-                    Ok(next) => break next,
-                    Err(error) => {
-                        tracing::warn!(service = name, %error, ?backoff, "rebuilding failed; retrying");
-                        tokio::select! {
-                            () = shutdown.cancelled() => {}
-                            () = tokio::time::sleep(backoff) => {}
-                        }
-                        backoff = (backoff * 2).min(policy.backoff_max);
-                    }
-                }
+            let Some(next) = self.rebuild(&mut start).await else {
+                return Ok(());
             };
-            tracing::info!(service = name, "service rebuilt on a new NATS connection");
+            current = next;
+            tracing::info!(
+                service = self.name,
+                "service rebuilt on a new NATS connection"
+            );
         }
-    }))
-}
+    }
 
-/// Connects, watches the connection and starts one incarnation.
-async fn incarnate<E, F>(
-    name: &'static str,
-    settings: &NatsSettings,
-    link: &Link,
-    shutdown: &Shutdown,
-    start: &mut F,
-) -> Result<Incarnation<E>, E>
-where
-    E: From<ConnectError> + Send + 'static,
-    F: FnMut(Client, Shutdown) -> Start<E>,
-{
-    let client = nats::connect(settings, name).await?;
-    let watch = nats::watch_handler(&client)
-        .await
-        .map_err(|e| ConnectError {
-            url: settings.url.clone(),
-            reason: format!("could not watch the connection: {e}"),
-        })?;
-    let stop = shutdown.child_token();
-    match start(client.clone(), stop.clone()).await {
-        Ok(run) => {
-            link.attach(client);
-            Ok(Incarnation {
-                watch,
-                stop,
-                task: tokio::spawn(run),
-            })
+    /// Waits until the incarnation's connection dies (`None`: rebuild; the old one drains
+    /// meanwhile) or it stops on its own with the connection alive (`Some`: its outcome,
+    /// supervision ends).
+    async fn until_dead<E>(&self, mut current: Incarnation<E>) -> Option<Result<(), E>>
+    where
+        E: std::fmt::Display + Send + 'static,
+    {
+        let ended = tokio::select! {
+            joined = &mut current.task => Some(joined),
+            () = current.watch.dead() => None,
+        };
+        let Some(joined) = ended else {
+            current.stop.cancel();
+            tokio::spawn(drain(self.name, current.task, self.policy.drain));
+            return None;
+        };
+        let died = !self.shutdown.is_cancelled()
+            && tokio::time::timeout(self.policy.settle, current.watch.dead())
+                .await
+                .is_ok();
+        // Whatever the incarnation spawned besides its run future stops too.
+        current.stop.cancel();
+        if !died {
+            self.link.detach();
+            return Some(outcome(joined));
         }
-        Err(error) => {
-            // Whatever the partial start spawned stops with its token.
-            stop.cancel();
-            Err(error)
+        if let Ok(Err(error)) = &joined {
+            tracing::warn!(service = self.name, %error, "service stopped as its NATS connection died");
+        }
+        None
+    }
+
+    /// A new incarnation, retried with backoff; `None` when shutdown fires first.
+    async fn rebuild<E, F>(&self, start: &mut F) -> Option<Incarnation<E>>
+    where
+        E: From<ConnectError> + std::fmt::Display + Send + 'static,
+        F: FnMut(Client, Shutdown) -> Start<E>,
+    {
+        let mut backoff = self.policy.backoff_start;
+        loop {
+            if self.shutdown.is_cancelled() {
+                self.link.detach();
+                return None;
+            }
+            match self.incarnate(start).await {
+                Ok(next) => return Some(next),
+                Err(error) => {
+                    tracing::warn!(service = self.name, %error, ?backoff, "rebuilding failed; retrying");
+                    tokio::select! {
+                        () = self.shutdown.cancelled() => {}
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(self.policy.backoff_max);
+                }
+            }
+        }
+    }
+
+    /// Connects, watches the connection and starts one incarnation.
+    async fn incarnate<E, F>(&self, start: &mut F) -> Result<Incarnation<E>, E>
+    where
+        E: From<ConnectError> + Send + 'static,
+        F: FnMut(Client, Shutdown) -> Start<E>,
+    {
+        let client = nats::connect(&self.settings, self.name).await?;
+        let watch = nats::watch_handler(&client)
+            .await
+            .map_err(|e| ConnectError {
+                url: self.settings.url.clone(),
+                reason: format!("could not watch the connection: {e}"),
+            })?;
+        let stop = self.shutdown.child_token();
+        match start(client.clone(), stop.clone()).await {
+            Ok(run) => {
+                self.link.attach(client);
+                Ok(Incarnation {
+                    watch,
+                    stop,
+                    task: tokio::spawn(run),
+                })
+            }
+            Err(error) => {
+                // Whatever the partial start spawned stops with its token.
+                stop.cancel();
+                Err(error)
+            }
         }
     }
 }

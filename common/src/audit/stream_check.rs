@@ -60,8 +60,14 @@ impl StreamProblem {
 
 /// Checks a stream's config and state; empty when it keeps its history intact.
 pub fn check(config: &stream::Config, state: &stream::State) -> Vec<StreamProblem> {
-    use StreamProblemKind as K;
-    let mut out = Vec::new();
+    let mut out = limit_problems(config);
+    out.extend(flag_problems(config));
+    out.extend(history_problem(state));
+    out
+}
+
+/// Every limit that discards old messages.
+fn limit_problems(config: &stream::Config) -> Vec<StreamProblem> {
     let limits = [
         (
             "max_msgs",
@@ -84,59 +90,75 @@ pub fn check(config: &stream::Config, state: &stream::State) -> Vec<StreamProble
             config.max_messages_per_subject.to_string(),
         ),
     ];
-    for (name, set, value) in limits {
-        if set {
-            out.push(StreamProblem::new(
-                K::Limit,
+    limits
+        .into_iter()
+        .filter(|(_, set, _)| *set)
+        .map(|(name, _, value)| {
+            StreamProblem::new(
+                StreamProblemKind::Limit,
                 format!("{name} is {value}: the stream discards history (it must be unlimited)"),
-            ));
-        }
-    }
-    if !config.deny_delete {
-        out.push(StreamProblem::new(
+            )
+        })
+        .collect()
+}
+
+/// Every flag that lets a message be removed or replaced: delete, purge, rollup, TTL.
+fn flag_problems(config: &stream::Config) -> Vec<StreamProblem> {
+    use StreamProblemKind as K;
+    let flags = [
+        (
+            !config.deny_delete,
             K::DeleteAllowed,
             "deny_delete is off: single messages can be deleted",
-        ));
-    }
-    if !config.deny_purge {
-        out.push(StreamProblem::new(
+        ),
+        (
+            !config.deny_purge,
             K::PurgeAllowed,
             "deny_purge is off: the stream can be purged",
-        ));
-    }
-    if config.allow_rollup {
-        out.push(StreamProblem::new(
+        ),
+        (
+            config.allow_rollup,
             K::RollupAllowed,
             "allow_rollup_hdrs is on: a rollup message would replace earlier ones",
-        ));
-    }
-    if config.allow_message_ttl {
-        out.push(StreamProblem::new(
+        ),
+        (
+            config.allow_message_ttl,
             K::TtlAllowed,
             "allow_msg_ttl is on: messages can expire",
-        ));
-    }
+        ),
+    ];
+    flags
+        .into_iter()
+        .filter(|(set, _, _)| *set)
+        .map(|(_, kind, detail)| StreamProblem::new(kind, detail))
+        .collect()
+}
+
+/// Messages gone from the history: a first sequence above 1, or fewer messages than
+/// sequences.
+fn history_problem(state: &stream::State) -> Option<StreamProblem> {
     if state.last_sequence > 0 && state.first_sequence != 1 {
-        out.push(StreamProblem::new(
-            K::HistoryDiscarded,
+        Some(StreamProblem::new(
+            StreamProblemKind::HistoryDiscarded,
             format!(
                 "the stream's first sequence is {} of {}: sequences 1..={} are gone (a limit, a purge or a re-created stream)",
                 state.first_sequence,
                 state.last_sequence,
                 state.first_sequence.saturating_sub(1)
             ),
-        ));
+        ))
     } else if state.last_sequence > 0 && state.messages != state.last_sequence {
-        out.push(StreamProblem::new(
-            K::HistoryDiscarded,
+        Some(StreamProblem::new(
+            StreamProblemKind::HistoryDiscarded,
             format!(
                 "{} of sequences 1..={} are gone (deleted messages)",
                 state.last_sequence.saturating_sub(state.messages),
                 state.last_sequence
             ),
-        ));
+        ))
+    } else {
+        None
     }
-    out
 }
 
 #[cfg(test)]
@@ -158,7 +180,7 @@ mod tests {
 
     #[test]
     fn the_shipped_definition_is_clean_and_every_weakening_is_reported() {
-        let good = crate::audit::stream_config(3);
+        let good = crate::audit::stream::stream_config(3);
         assert!(check(&good, &state(1, 106, 106)).is_empty());
         assert!(
             check(&good, &state(0, 0, 0)).is_empty(),

@@ -1,0 +1,40 @@
+//! Serving request-reply subjects: bounded concurrency, backpressure by capacity, and a
+//! graceful drain that answers every request already received before returning.
+//!
+//! # Two ways to serve
+//! - [`serve_requests`]: one plain subscription, a permit taken before a message is read.
+//!   The client library still buffers what the server pushes, so this bounds the work
+//!   started, not the requests held. For services whose requests are cheap (market data).
+//! - [`Member`]: a *capacity-bounded queue-group member*. NATS core queue groups are
+//!   push-based (the server picks a member at random per message) and async-nats drops
+//!   what overflows a full subscription buffer (a slow consumer: silent loss), so neither
+//!   a permit nor a small buffer stops a saturated member from being sent requests its
+//!   idle peers could serve. A member instead subscribes in *grants*: each grant is a
+//!   queue subscription followed at once by `UNSUB <sid> <n>`, and the server delivers at
+//!   most `n` messages on it, then removes it from the group by itself (nats-server counts
+//!   deliveries under the connection's lock and passes a message over-max to another
+//!   member). async-nats ends the grant's stream after exactly those `n` messages, so
+//!   nothing the server sent is dropped. A member opens grants only for room it has
+//!   (held + outstanding grants ≤ [`Capacity::bound`]), and opens the next one as soon as
+//!   that leaves [`Capacity::min_grant`] free, before the current ones run out. When its
+//!   grants run out with less room than that, it has *left* the group: the server routes
+//!   new requests only to members with capacity (or, with none, answers the requester
+//!   "no responders" at once). It *rejoins* when it has drained to the low-water mark.
+//!   docs/ARCHITECTURE.md ("Readiness and backpressure") has the argument and the limits.
+//!
+//! # Layout
+//! - `serve/requests.rs`: [`serve_requests`].
+//! - `serve/member.rs`: [`Member`] and its [`QueueGroup`]: the grants and the serving loop.
+//! - `serve/pressure.rs`: what a member may hold ([`Capacity`]) and what it did
+//!   ([`Pressure`]).
+//! - `serve/drain.rs`: the bounded drain at shutdown both share ([`DRAIN_WAIT`]).
+
+mod drain;
+mod member;
+mod pressure;
+mod requests;
+
+pub use drain::DRAIN_WAIT;
+pub use member::{GrantError, Member, QueueGroup};
+pub use pressure::{Capacity, Pressure};
+pub use requests::serve_requests;
