@@ -98,7 +98,10 @@ pub fn publisher_latencies(
         .zip(0..)
         .collect();
     tokio::spawn(collect(sub, move |message, at| {
-        let seq = Encoding::MsgPack.decode::<SeqOnly>(&message.payload).ok()?.seq;
+        let seq = Encoding::MsgPack
+            .decode::<SeqOnly>(&message.payload)
+            .ok()?
+            .seq;
         let i = *index.get(message.subject.as_str())?;
         let g = seq.checked_sub(1)? * n + i;
         let made_at = made.lock().ok()?.get(usize::try_from(g).ok()?).copied()?;
