@@ -18,7 +18,7 @@ use pinnacle_common::audit::AuditLog;
 use pinnacle_common::config::{AngelOneMarketDataSettings, MarketDataSettings, WorkerSettings};
 use pinnacle_common::crypto::Vault;
 use pinnacle_smartapi_sim::{SimAccount, SimConfig, SimInstrument, Simulator};
-use pinnacle_user_api::accounts::{put_account, PutAccount, Writer};
+use pinnacle_user_api::accounts::PutAccount;
 use sea_orm::DatabaseConnection;
 use secrecy::SecretString;
 
@@ -136,21 +136,7 @@ impl DevSim {
                 SecretString::from(DEMO_PIN),
             )
         };
-        let register = pinnacle_common::keystore::Register::new(
-            audit.client(),
-            std::time::Duration::from_secs(5),
-        );
-        let writer = Writer {
-            actor: "pinnacle-dev".into(),
-            token_id: None,
-            request_id: uuid::Uuid::now_v7().to_string(),
-        };
-        put_account(
-            db, vault, audit, &register, &writer, user_id, DEMO_LABEL, &account,
-        )
-        .await
-        .context("storing the demo user's angel account")?;
-        Ok(())
+        crate::dev::demo::put_demo_account(db, vault, audit, user_id, DEMO_LABEL, &account).await
     }
 
     /// Stops the simulator.

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use anyhow::Context as _;
 use pinnacle_common::audit::AuditLog;
 use pinnacle_common::crypto::Vault;
 use pinnacle_common::entities::{broker_accounts, users};
@@ -56,19 +57,7 @@ pub async fn ensure_demo_user(
             SecretString::from("PAPERDEMO"),
             SecretString::from("0000"),
         );
-        let register = pinnacle_common::keystore::Register::new(
-            audit.client(),
-            std::time::Duration::from_secs(5),
-        );
-        let writer = Writer {
-            actor: "pinnacle-dev".into(),
-            token_id: None,
-            request_id: uuid::Uuid::now_v7().to_string(),
-        };
-        put_account(
-            db, vault, audit, &register, &writer, &user.id, "paper", &paper,
-        )
-        .await?;
+        put_demo_account(db, vault, audit, &user.id, "paper", &paper).await?;
     }
     // With a second (simulator) account, requests that name none still go to paper.
     if user.default_account.is_none() {
@@ -81,6 +70,31 @@ pub async fn ensure_demo_user(
         user_id: user.id,
         token,
     })
+}
+
+/// Stores (or replaces) one of the demo user's broker accounts through the user API's own
+/// audited write, as `pinnacle-dev`.
+pub async fn put_demo_account(
+    db: &DatabaseConnection,
+    vault: &Vault,
+    audit: &AuditLog,
+    user_id: &str,
+    label: &str,
+    account: &PutAccount,
+) -> anyhow::Result<()> {
+    let register =
+        pinnacle_common::keystore::Register::new(audit.client(), std::time::Duration::from_secs(5));
+    let writer = Writer {
+        actor: "pinnacle-dev".into(),
+        token_id: None,
+        request_id: uuid::Uuid::now_v7().to_string(),
+    };
+    put_account(
+        db, vault, audit, &register, &writer, user_id, label, account,
+    )
+    .await
+    .with_context(|| format!("storing the demo user's {label} account"))?;
+    Ok(())
 }
 
 /// The demo user's token: the one in `token_file` while it is still valid for this user
