@@ -11,8 +11,8 @@ use std::sync::RwLock;
 use pinnacle_common::model::MarketTick;
 use pinnacle_common::subjects;
 
+use crate::filter::TickFilter;
 use crate::intern::FastMap;
-use crate::snapshot::TickFilter;
 
 /// Latest tick per (exchange, symbol).
 #[derive(Debug, Default)]

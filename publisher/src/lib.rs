@@ -9,6 +9,7 @@
 //!   platform session from `ANGEL_ONE_*`.
 //! - [`source`]: picks the feed (`PINNACLE_MD_FEED`) and the candle source from settings.
 //! - [`cache`]: the last-value cache behind `md.req.last`.
+//! - [`filter`]: `md.tick.` subject filters with wildcards, as snapshots page by them.
 //! - [`intern`]: tick and depth subjects built once per symbol for the publishing loop.
 //! - [`instruments`]: the instrument master (OpenAPIScripMaster.json) and its indexes.
 //! - [`calendar`]: exchange hours in IST and the holiday calendar → market status.
@@ -20,6 +21,7 @@
 //! - [`status`]: publishes `md.status.<EXCHANGE>` on every change.
 //! - [`trace`]: which ticks are traced (a ratio) and their producer spans.
 //! - [`run`]: the publishing loop; it takes any [`MarketFeed`] and a shutdown token.
+//!   `outlet` is its per-tick half: one batch onto `md.tick.*` and `md.depth.*`.
 //!
 //! Platform-wide Angel One credentials come only from `ANGEL_ONE_*` environment variables
 //! (`pinnacle_common::config::AngelOneMarketDataSettings`); the simulator needs none.
@@ -28,8 +30,10 @@ pub mod angel;
 pub mod cache;
 pub mod calendar;
 pub mod candles;
+pub mod filter;
 pub mod instruments;
 pub mod intern;
+mod outlet;
 pub mod replay;
 pub mod service;
 pub mod sim;
@@ -42,12 +46,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pinnacle_common::codec::MsgPackArena;
 use pinnacle_common::feed::MarketFeed;
+use pinnacle_common::model::MarketTick;
 use pinnacle_common::shutdown::Shutdown;
 
 use crate::cache::LastValues;
-use crate::intern::SubjectTable;
+use crate::outlet::Outlet;
 
 /// The publisher stopped for a reason other than shutdown.
 #[derive(Debug, thiserror::Error)]
@@ -101,7 +105,7 @@ impl Default for PublishOptions {
 
 /// Counts published ticks and remembers the newest exchange timestamp, from which
 /// `pinnacle_feed_lag_seconds` is computed at scrape time.
-fn record_metrics(ticks: &[pinnacle_common::model::MarketTick]) {
+fn record_metrics(ticks: &[MarketTick]) {
     if let Some(newest) = ticks.iter().map(|tick| tick.ts_ms).max() {
         pinnacle_common::metrics::metrics().record_ticks(ticks.len() as u64, newest);
     }
@@ -131,77 +135,90 @@ pub async fn run(
 ) -> Result<(), PublisherError> {
     tracing::info!(feed = feed.name(), "publisher started");
     let stats = options.stats.clone();
-    let mut sampler = trace::Sampler::new(options.tick_trace_ratio);
     let mut backoff = BACKOFF_START;
     // Per tick the loop allocates nothing in the common case: subjects are built once per
     // symbol, payloads are cut from a shared arena, and the batch goes back to the feed.
-    let mut subjects = SubjectTable::new();
-    let mut arena = MsgPackArena::new();
+    let mut outlet = Outlet::new(client.clone(), options.tick_trace_ratio, options.depth);
     loop {
-        let batch = tokio::select! {
-            () = shutdown.cancelled() => break,
-            batch = tokio::time::timeout(options.stall_timeout, feed.next_batch()) => batch,
-        };
-        let ticks = match batch {
-            Ok(Ok(ticks)) => {
-                backoff = BACKOFF_START;
-                ticks
-            }
-            Ok(Err(error)) => {
-                stats.feed_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%error, ?backoff, "feed error; backing off");
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    () = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(BACKOFF_MAX);
-                continue;
-            }
-            Err(_elapsed) => {
-                stats.stalls.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(timeout = ?options.stall_timeout, feed = feed.name(), "feed stalled; resetting it");
-                if let Err(error) = feed.reset().await {
-                    tracing::warn!(%error, "feed reset failed");
-                }
-                continue;
-            }
+        let ticks = match next_batch(feed.as_mut(), &options, &mut backoff, &shutdown).await {
+            Next::Ticks(ticks) => ticks,
+            Next::Again => continue,
+            Next::Stop => break,
         };
         options.cache.update(&ticks);
-        if client.connection_state() != async_nats::connection::State::Connected {
+        if !outlet.connected() {
             stats
                 .dropped_disconnected
                 .fetch_add(ticks.len() as u64, Ordering::Relaxed);
             feed.recycle(ticks);
             continue;
         }
-        for tick in &ticks {
-            let payload = arena.encode(tick)?;
-            let subject = subjects.tick(&tick.exchange, &tick.symbol);
-            let sent = if sampler.sample() {
-                trace::publish_traced(&client, subject, payload).await
-            } else {
-                client.publish(subject, payload).await
-            };
-            if let Err(error) = sent {
-                tracing::warn!(%error, "tick publish failed");
-            }
-            if options.depth {
-                if let Some(depth) = tick.depth_message() {
-                    let payload = arena.encode(&depth)?;
-                    let subject = subjects.depth(&tick.exchange, &tick.symbol);
-                    if let Err(error) = client.publish(subject, payload).await {
-                        tracing::warn!(%error, "depth publish failed");
-                    }
-                }
-            }
-        }
+        outlet.publish(&ticks).await?;
         stats
             .published
             .fetch_add(ticks.len() as u64, Ordering::Relaxed);
         record_metrics(&ticks);
         feed.recycle(ticks);
     }
-    // A flush waits for the server: with NATS gone it would wait for ever.
+    flush_on_shutdown(&client).await;
+    tracing::info!(
+        published = stats.published.load(Ordering::Relaxed),
+        "publisher stopped"
+    );
+    Ok(())
+}
+
+/// What the loop does after waiting for the feed.
+enum Next {
+    /// Publish this batch.
+    Ticks(Vec<MarketTick>),
+    /// Nothing to publish (the feed failed or stalled and was dealt with): wait again.
+    Again,
+    /// Shutdown fired.
+    Stop,
+}
+
+/// Waits for the feed's next batch. A feed error is counted and waited out (`backoff`,
+/// doubled each time and reset by a batch); a feed silent for `stall_timeout` is reset.
+async fn next_batch(
+    feed: &mut dyn MarketFeed,
+    options: &PublishOptions,
+    backoff: &mut Duration,
+    shutdown: &Shutdown,
+) -> Next {
+    let batch = tokio::select! {
+        () = shutdown.cancelled() => return Next::Stop,
+        batch = tokio::time::timeout(options.stall_timeout, feed.next_batch()) => batch,
+    };
+    match batch {
+        Ok(Ok(ticks)) => {
+            *backoff = BACKOFF_START;
+            Next::Ticks(ticks)
+        }
+        Ok(Err(error)) => {
+            options.stats.feed_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(%error, ?backoff, "feed error; backing off");
+            tokio::select! {
+                () = shutdown.cancelled() => return Next::Stop,
+                () = tokio::time::sleep(*backoff) => {}
+            }
+            *backoff = (*backoff * 2).min(BACKOFF_MAX);
+            Next::Again
+        }
+        Err(_elapsed) => {
+            options.stats.stalls.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(timeout = ?options.stall_timeout, feed = feed.name(), "feed stalled; resetting it");
+            if let Err(error) = feed.reset().await {
+                tracing::warn!(%error, "feed reset failed");
+            }
+            Next::Again
+        }
+    }
+}
+
+/// Waits (at most [`SHUTDOWN_FLUSH`]) for NATS to take what was sent: with NATS gone a
+/// flush would wait for ever.
+async fn flush_on_shutdown(client: &async_nats::Client) {
     match tokio::time::timeout(SHUTDOWN_FLUSH, client.flush()).await {
         Ok(Ok(())) => {}
         Ok(Err(error)) => tracing::warn!(%error, "flush on shutdown failed"),
@@ -210,9 +227,4 @@ pub async fn run(
             "flush on shutdown timed out (NATS unreachable?)"
         ),
     }
-    tracing::info!(
-        published = stats.published.load(Ordering::Relaxed),
-        "publisher stopped"
-    );
-    Ok(())
 }

@@ -9,10 +9,11 @@
 
 use pinnacle_common::codec::Encoding;
 use pinnacle_common::error::{ErrorBody, ErrorCode};
-use pinnacle_common::model::{ExchangeStatus, SnapshotReply, SnapshotRequest};
-use pinnacle_common::subjects;
+use pinnacle_common::model::LastRequest;
+use pinnacle_common::model::{ExchangeStatus, MarketTick, SnapshotReply, SnapshotRequest};
 
 use crate::cache::LastValues;
+pub use crate::filter::TickFilter;
 use crate::instruments::Catalog;
 
 /// Most symbols in one request (a list) or one page (a wildcard).
@@ -20,61 +21,24 @@ pub const MAX_SYMBOLS: usize = 1000;
 /// Largest snapshot request body: room for [`MAX_SYMBOLS`] listed symbols (other
 /// `md.req.*` requests keep the service's 16 KiB limit).
 pub const MAX_REQUEST_BYTES: usize = 96 * 1024;
-/// Longest accepted subject filter.
-const MAX_FILTER_LEN: usize = 256;
 /// Room left in `max_payload` for the reply envelope and headers.
 const ENVELOPE_BYTES: usize = 4096;
 
-/// A `md.tick.` subject filter, split into tokens (`*` one token, `>` the rest).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TickFilter {
-    /// Tokens after `md.tick.`.
-    tokens: Vec<String>,
+/// How big a reply may be, and how it is measured.
+#[derive(Debug, Clone, Copy)]
+struct Fit {
+    /// The reply's encoding (its size depends on it).
+    encoding: Encoding,
+    /// The server's `max_payload`, for the messages.
+    max_payload: usize,
+    /// Bytes the encoded reply may take: `max_payload` less the envelope.
+    budget: usize,
 }
 
-impl TickFilter {
-    /// Parses `md.tick.<EXCHANGE>.<SYMBOL>` with NATS wildcards.
-    pub fn parse(filter: &str) -> Result<Self, ErrorBody> {
-        let invalid = |why: &str| {
-            ErrorBody::new(
-                ErrorCode::InvalidRequest,
-                format!(
-                    "subject {:?} {why}",
-                    filter.chars().take(80).collect::<String>()
-                ),
-            )
-        };
-        if filter.len() > MAX_FILTER_LEN {
-            return Err(invalid("is too long"));
-        }
-        let prefix = format!("{}.", subjects::MD_TICK_PREFIX);
-        let rest = filter
-            .strip_prefix(&prefix)
-            .ok_or_else(|| invalid("must start with md.tick."))?;
-        let tokens: Vec<String> = rest.split('.').map(str::to_string).collect();
-        let bad_token = tokens.iter().enumerate().any(|(i, t)| {
-            t.is_empty()
-                || (t == ">" && i + 1 != tokens.len())
-                || (t.len() > 1 && (t.contains('*') || t.contains('>')))
-                || t.chars().any(char::is_whitespace)
-        });
-        if bad_token || tokens.len() > 2 {
-            return Err(invalid("is not md.tick.<EXCHANGE>.<SYMBOL> with * or >"));
-        }
-        Ok(Self { tokens })
-    }
-
-    /// Whether the tick subject tokens `[exchange, symbol]` (escaped) match.
-    pub fn matches(&self, subject_tokens: &[&str]) -> bool {
-        for (i, want) in self.tokens.iter().enumerate() {
-            match want.as_str() {
-                ">" => return subject_tokens.len() > i,
-                "*" if i < subject_tokens.len() => {}
-                literal if subject_tokens.get(i) == Some(&literal) => {}
-                _ => return false,
-            }
-        }
-        subject_tokens.len() == self.tokens.len()
+impl Fit {
+    /// Whether `reply` fits the budget once encoded.
+    fn fits(&self, reply: &SnapshotReply) -> Result<bool, ErrorBody> {
+        Ok(encoded_len(self.encoding, reply)? <= self.budget)
     }
 }
 
@@ -88,87 +52,122 @@ pub fn answer(
     encoding: Encoding,
     max_payload: usize,
 ) -> Result<SnapshotReply, ErrorBody> {
-    let ts_ms = chrono::Utc::now().timestamp_millis();
-    let budget = max_payload.saturating_sub(ENVELOPE_BYTES);
+    let fit = Fit {
+        encoding,
+        max_payload,
+        budget: max_payload.saturating_sub(ENVELOPE_BYTES),
+    };
+    let empty = SnapshotReply {
+        ticks: Vec::new(),
+        missing: Vec::new(),
+        status: statuses,
+        next: None,
+        ts_ms: chrono::Utc::now().timestamp_millis(),
+    };
     match (&request.subject, request.symbols.is_empty()) {
         (Some(_), false) | (None, true) => Err(ErrorBody::new(
             ErrorCode::InvalidRequest,
             "give either symbols (a list) or subject (a md.tick. wildcard)",
         )),
-        (None, false) => {
-            if request.symbols.len() > MAX_SYMBOLS {
-                return Err(too_large(format!(
-                    "{} symbols asked for; at most {MAX_SYMBOLS} per snapshot",
-                    request.symbols.len()
-                )));
+        (None, false) => by_list(cache, catalog, &request.symbols, empty, fit),
+        (Some(filter), true) => by_filter(cache, filter, request, empty, fit),
+    }
+}
+
+/// The latest tick of every listed symbol, in one reply or refused (never cut short).
+fn by_list(
+    cache: &LastValues,
+    catalog: &Catalog,
+    symbols: &[LastRequest],
+    mut reply: SnapshotReply,
+    fit: Fit,
+) -> Result<SnapshotReply, ErrorBody> {
+    if symbols.len() > MAX_SYMBOLS {
+        return Err(too_large(format!(
+            "{} symbols asked for; at most {MAX_SYMBOLS} per snapshot",
+            symbols.len()
+        )));
+    }
+    (reply.ticks, reply.missing) = look_up(cache, catalog, symbols)?;
+    if !fit.fits(&reply)? {
+        return Err(too_large(format!(
+            "{} ticks do not fit in one {}-byte reply; ask for fewer symbols",
+            reply.ticks.len(),
+            fit.max_payload
+        )));
+    }
+    Ok(reply)
+}
+
+/// The cached ticks of `symbols`, and those listed in the master that have none yet; a
+/// symbol in neither is an error.
+fn look_up(
+    cache: &LastValues,
+    catalog: &Catalog,
+    symbols: &[LastRequest],
+) -> Result<(Vec<MarketTick>, Vec<LastRequest>), ErrorBody> {
+    let mut ticks = Vec::with_capacity(symbols.len());
+    let mut missing = Vec::new();
+    for wanted in symbols {
+        let exchange = wanted.exchange.to_ascii_uppercase();
+        match cache.get(&exchange, &wanted.symbol) {
+            Some(tick) => ticks.push(tick),
+            None if catalog.by_symbol(&exchange, &wanted.symbol).is_some() => {
+                missing.push(wanted.clone());
             }
-            let mut ticks = Vec::with_capacity(request.symbols.len());
-            let mut missing = Vec::new();
-            for wanted in &request.symbols {
-                let exchange = wanted.exchange.to_ascii_uppercase();
-                match cache.get(&exchange, &wanted.symbol) {
-                    Some(tick) => ticks.push(tick),
-                    None if catalog.by_symbol(&exchange, &wanted.symbol).is_some() => {
-                        missing.push(wanted.clone());
-                    }
-                    None => {
-                        return Err(ErrorBody::new(
-                            ErrorCode::UnknownSymbol,
-                            format!(
-                                "unknown symbol {exchange}:{}",
-                                wanted.symbol.chars().take(60).collect::<String>()
-                            ),
-                        ))
-                    }
-                }
-            }
-            let reply = SnapshotReply {
-                ticks,
-                missing,
-                status: statuses,
-                next: None,
-                ts_ms,
-            };
-            if encoded_len(encoding, &reply)? > budget {
-                return Err(too_large(format!(
-                    "{} ticks do not fit in one {max_payload}-byte reply; ask for fewer symbols",
-                    reply.ticks.len()
-                )));
-            }
-            Ok(reply)
-        }
-        (Some(filter), true) => {
-            let filter = TickFilter::parse(filter)?;
-            let limit = match request.limit {
-                None => MAX_SYMBOLS,
-                Some(n) if n == 0 || n as usize > MAX_SYMBOLS => {
-                    return Err(too_large(format!("limit {n} is outside 1..={MAX_SYMBOLS}")))
-                }
-                Some(n) => n as usize,
-            };
-            let (mut page, mut more) = cache.matching(&filter, request.after.as_deref(), limit);
-            loop {
-                let next = more.then(|| page.last().map(|(s, _)| s.clone())).flatten();
-                let reply = SnapshotReply {
-                    ticks: page.iter().map(|(_, t)| t.clone()).collect(),
-                    missing: Vec::new(),
-                    status: statuses.clone(),
-                    next,
-                    ts_ms,
-                };
-                if encoded_len(encoding, &reply)? <= budget {
-                    return Ok(reply);
-                }
-                if page.len() <= 1 {
-                    return Err(too_large(format!(
-                        "one tick does not fit in a {max_payload}-byte reply"
-                    )));
-                }
-                // Too big for one message: halve the page; the rest comes with `next`.
-                page.truncate(page.len() / 2);
-                more = true;
+            None => {
+                return Err(ErrorBody::new(
+                    ErrorCode::UnknownSymbol,
+                    format!(
+                        "unknown symbol {exchange}:{}",
+                        wanted.symbol.chars().take(60).collect::<String>()
+                    ),
+                ))
             }
         }
+    }
+    Ok((ticks, missing))
+}
+
+/// One page of the ticks matching a subject filter, halved until it fits; `next` names
+/// where the following page starts.
+fn by_filter(
+    cache: &LastValues,
+    filter: &str,
+    request: &SnapshotRequest,
+    template: SnapshotReply,
+    fit: Fit,
+) -> Result<SnapshotReply, ErrorBody> {
+    let filter = TickFilter::parse(filter)?;
+    let limit = match request.limit {
+        None => MAX_SYMBOLS,
+        Some(n) if n == 0 || n as usize > MAX_SYMBOLS => {
+            return Err(too_large(format!("limit {n} is outside 1..={MAX_SYMBOLS}")))
+        }
+        Some(n) => n as usize,
+    };
+    let (mut page, mut more) = cache.matching(&filter, request.after.as_deref(), limit);
+    loop {
+        let next = more.then(|| page.last().map(|(s, _)| s.clone())).flatten();
+        let reply = SnapshotReply {
+            ticks: page.iter().map(|(_, t)| t.clone()).collect(),
+            missing: Vec::new(),
+            status: template.status.clone(),
+            next,
+            ts_ms: template.ts_ms,
+        };
+        if fit.fits(&reply)? {
+            return Ok(reply);
+        }
+        if page.len() <= 1 {
+            return Err(too_large(format!(
+                "one tick does not fit in a {}-byte reply",
+                fit.max_payload
+            )));
+        }
+        // Too big for one message: halve the page; the rest comes with `next`.
+        page.truncate(page.len() / 2);
+        more = true;
     }
 }
 
@@ -186,7 +185,7 @@ fn encoded_len(encoding: Encoding, reply: &SnapshotReply) -> Result<usize, Error
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pinnacle_common::model::{Book, LastRequest, Level, MarketTick, Tick};
+    use pinnacle_common::model::{Book, Level, Tick};
 
     /// A tick with a full five-level book, so each one encodes to a few hundred bytes.
     fn tick(symbol: &str, seq: u64) -> MarketTick {
@@ -280,38 +279,5 @@ mod tests {
             answer(&cache, &catalog, &list, vec![], Encoding::MsgPack, 1 << 20).expect("fits");
         assert_eq!(fits.ticks.len(), 200);
         assert!(fits.ticks.iter().all(|t| t.seq == 7));
-    }
-
-    fn parse(s: &str) -> Result<TickFilter, ErrorCode> {
-        TickFilter::parse(s).map_err(|e| e.code)
-    }
-
-    #[test]
-    fn filters_follow_nats_wildcards() {
-        let all = parse("md.tick.>").expect("all");
-        assert!(all.matches(&["NSE", "SBIN-EQ"]));
-        let nse = parse("md.tick.NSE.*").expect("nse");
-        assert!(nse.matches(&["NSE", "SBIN-EQ"]));
-        assert!(!nse.matches(&["BSE", "SBIN-EQ"]));
-        let one = parse("md.tick.*.SBIN-EQ").expect("one");
-        assert!(one.matches(&["BSE", "SBIN-EQ"]));
-        assert!(!one.matches(&["BSE", "TCS-EQ"]));
-        assert!(parse("md.tick.NSE.>").expect("rest").matches(&["NSE", "X"]));
-        assert!(!parse("md.tick.NSE").expect("short").matches(&["NSE", "X"]));
-        for bad in [
-            "md.depth.>",
-            "md.tick.",
-            "md.tick.>.NSE",
-            "md.tick.N*E.X",
-            "md.tick.NSE.X.Y",
-            "md.tick.NSE. X",
-            "md.tick..X",
-        ] {
-            assert_eq!(parse(bad), Err(ErrorCode::InvalidRequest), "{bad}");
-        }
-        assert_eq!(
-            parse(&format!("md.tick.{}", "A".repeat(300))),
-            Err(ErrorCode::InvalidRequest)
-        );
     }
 }

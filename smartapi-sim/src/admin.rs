@@ -60,7 +60,7 @@ async fn add_account(
     body: axum::body::Bytes,
 ) -> Result<StatusCode, (StatusCode, Json<Value>)> {
     let account: SimAccount = parse(&body)?;
-    crate::add_account(&s, account);
+    s.add_account(account);
     Ok(StatusCode::NO_CONTENT)
 }
 

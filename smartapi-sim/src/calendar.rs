@@ -14,7 +14,6 @@ use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveDate, TimeZone, Utc
 use serde::Deserialize;
 
 use crate::error::SimError;
-use crate::market::ist;
 
 /// The bundled holiday list.
 const BUNDLED_HOLIDAYS: &str = include_str!("../../publisher/data/holidays.json");
@@ -218,6 +217,11 @@ impl HourMinute for chrono::NaiveTime {
         use chrono::Timelike;
         self.hour() * 60 + self.minute()
     }
+}
+
+/// India Standard Time (UTC+05:30).
+pub fn ist() -> FixedOffset {
+    FixedOffset::east_opt(5 * 3600 + 1800).expect("+05:30 is a valid offset")
 }
 
 #[cfg(test)]

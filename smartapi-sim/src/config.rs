@@ -196,7 +196,7 @@ impl SimInstrument {
 
 /// A stable pseudo price between ₹100 and ₹3,000 for instruments loaded without one.
 fn synthetic_price(exchange: &str, token: &str) -> i64 {
-    let h = crate::market::hash_str(&format!("{exchange}:{token}"));
+    let h = crate::hash::hash_str(&format!("{exchange}:{token}"));
     10_000 + (h % 290_000) as i64 / 5 * 5
 }
 

@@ -6,9 +6,13 @@
 //! * [`config`]: [`SimConfig`], [`SimAccount`], [`SimInstrument`] (built-ins, scrip master).
 //! * `state`: everything shared between handlers; `sessions` and `jwt`: HS512 tokens,
 //!   expiry and revocation; `totp`: RFC 6238 login codes; `ratelimit`: SPEC §6 windows.
-//! * `rest`: the gateway (recording, faults, rate limits, auth, envelopes) and the routes.
-//! * `orders`: the order book and its fills; `orders::record`: the §3.2 records.
-//! * `market`: prices and the random walk; `feed`: `/smart-stream` and its binary ticks;
+//! * `rest`: the gateway (recording, faults, rate limits, auth, envelopes) and the routes;
+//!   `rest::reply`: what a route gets and answers; `rest::gateway`: checks and envelopes.
+//! * `orders`: the order book; `orders::order`: one order, its events and fills;
+//!   `orders::record`: the §3.2 records.
+//! * `market`: prices and the random walk; `hash`: stable hashes for synthetic data;
+//!   `calendar`: the clock, IST, hours and holidays; `feed`: `/smart-stream` and its
+//!   binary ticks (`feed::ticks` encodes them);
 //!   `order_ws`: `/smart-order-update`; `admin`: the `/__sim/` HTTP API.
 //! * [`faults`]: [`Fault`] injection.
 
@@ -19,6 +23,7 @@ pub mod config;
 mod error;
 pub mod faults;
 mod feed;
+mod hash;
 mod json;
 mod jwt;
 mod market;
@@ -67,10 +72,6 @@ fn app(shared: Arc<Shared>) -> Router {
         .nest("/__sim", admin::router())
         .fallback(rest::handle)
         .with_state(shared)
-}
-
-fn add_account(shared: &Shared, account: SimAccount) {
-    lock(&shared.accounts).insert(account.client_code.clone(), account);
 }
 
 /// Steps the random walk and wakes the market sockets every `tick_interval`, and sends
@@ -146,7 +147,7 @@ impl Simulator {
 
     /// Registers (or replaces) an account.
     pub fn add_account(&self, account: SimAccount) {
-        add_account(&self.shared, account);
+        self.shared.add_account(account);
     }
 
     /// Moves a price (paise) and fills resting orders that now cross.

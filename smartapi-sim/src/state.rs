@@ -120,6 +120,11 @@ impl Shared {
         lock(&self.accounts).get(client_code).cloned()
     }
 
+    /// Registers (or replaces) an account.
+    pub fn add_account(&self, account: SimAccount) {
+        lock(&self.accounts).insert(account.client_code.clone(), account);
+    }
+
     pub fn publish(&self, events: Vec<OrderEvent>) {
         for e in events {
             // No receivers is fine: nobody listens for order updates.

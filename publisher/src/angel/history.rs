@@ -14,7 +14,7 @@ use pinnacle_common::model::Candle;
 use pinnacle_smartapi::types::CandleRequest;
 use pinnacle_smartapi::{SmartApiError, SmartApiErrorKind};
 
-use super::AngelAuth;
+use super::auth::AngelAuth;
 use crate::calendar::ist;
 use crate::candles::CandleQuery;
 

@@ -12,13 +12,16 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use crate::config::exchange_name;
+use crate::config::SimAccount;
 use crate::jwt::TokenKind;
 use crate::rest::header_str;
 use crate::state::{lock, ConnGuard, FeedConn, FeedSub, Shared};
 
 /// Connections allowed per client code (SPEC §8.3).
 pub const MAX_CONNECTIONS: usize = 3;
+
+/// A refused handshake: its HTTP status and `x-error-message`.
+type Refusal = (StatusCode, &'static str);
 
 fn refuse(status: StatusCode, message: &str) -> Response {
     (
@@ -37,71 +40,84 @@ pub async fn upgrade(
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
     let query = query.map(|q| q.0).unwrap_or_default();
-    let pick = |header: &str, param: &str| {
-        header_str(&headers, header).or_else(|| query.get(param).cloned())
+    let account = match authenticate(&shared, &query, &headers) {
+        Ok(account) => account,
+        Err((status, message)) => return refuse(status, message),
     };
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => return rejection.into_response(),
+    };
+    match register(&shared, &account) {
+        Ok(guard) => ws.on_upgrade(move |socket| run(socket, guard)),
+        Err((status, message)) => refuse(status, message),
+    }
+}
+
+/// The account of a handshake (SPEC §8.2): the client code and feed token, each from a
+/// header or a query parameter, an API key if one is given, and a live JWT if an
+/// `Authorization` header is sent.
+fn authenticate(
+    shared: &Shared,
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+) -> Result<SimAccount, Refusal> {
+    let pick = |header: &str, param: &str| {
+        header_str(headers, header).or_else(|| query.get(param).cloned())
+    };
+    let unauthorized = |message: &'static str| Err((StatusCode::UNAUTHORIZED, message));
     let client_code = pick("x-client-code", "clientCode").unwrap_or_default();
     let Some(account) = shared.account(client_code.trim()) else {
-        return refuse(
-            StatusCode::UNAUTHORIZED,
-            "Invalid Header - Invalid Client Code",
-        );
+        return unauthorized("Invalid Header - Invalid Client Code");
     };
     let feed_token = pick("x-feed-token", "feedToken").unwrap_or_default();
     let feed_ok = lock(&shared.sessions)
         .verify(&shared.secret, &feed_token, TokenKind::Feed, false)
         .is_ok_and(|c| c.username == account.client_code);
     if !feed_ok {
-        return refuse(
-            StatusCode::UNAUTHORIZED,
-            "Invalid Header - Invalid Feed Token",
-        );
+        return unauthorized("Invalid Header - Invalid Feed Token");
     }
     if let Some(key) = pick("x-api-key", "apiKey").filter(|k| !k.is_empty()) {
         if key != account.api_key {
-            return refuse(StatusCode::UNAUTHORIZED, "Invalid Header - Invalid API Key");
+            return unauthorized("Invalid Header - Invalid API Key");
         }
     }
-    if let Some(auth) = header_str(&headers, "authorization").filter(|a| !a.trim().is_empty()) {
+    if let Some(auth) = header_str(headers, "authorization").filter(|a| !a.trim().is_empty()) {
         let jwt_ok = lock(&shared.sessions)
             .verify(&shared.secret, &auth, TokenKind::Access, true)
             .is_ok_and(|c| c.username == account.client_code);
         if !jwt_ok {
-            return refuse(
-                StatusCode::UNAUTHORIZED,
-                "Invalid Header - Invalid Auth token",
-            );
+            return unauthorized("Invalid Header - Invalid Auth token");
         }
     }
-    let ws = match ws {
-        Ok(ws) => ws,
-        Err(rejection) => return rejection.into_response(),
-    };
+    Ok(account)
+}
+
+/// A new connection of `account`, within [`MAX_CONNECTIONS`]; it is forgotten when the
+/// guard drops.
+fn register(shared: &Arc<Shared>, account: &SimAccount) -> Result<ConnGuard, Refusal> {
     let id = shared.next_conn_id();
+    let mut feeds = lock(&shared.feeds);
+    if feeds
+        .values()
+        .filter(|c| c.client_code == account.client_code)
+        .count()
+        >= MAX_CONNECTIONS
     {
-        let mut feeds = lock(&shared.feeds);
-        if feeds
-            .values()
-            .filter(|c| c.client_code == account.client_code)
-            .count()
-            >= MAX_CONNECTIONS
-        {
-            return refuse(StatusCode::TOO_MANY_REQUESTS, "Connection limit exceeded");
-        }
-        feeds.insert(
-            id,
-            FeedConn {
-                client_code: account.client_code.clone(),
-                ..FeedConn::default()
-            },
-        );
+        return Err((StatusCode::TOO_MANY_REQUESTS, "Connection limit exceeded"));
     }
-    let guard = ConnGuard {
+    feeds.insert(
+        id,
+        FeedConn {
+            client_code: account.client_code.clone(),
+            ..FeedConn::default()
+        },
+    );
+    Ok(ConnGuard {
         shared: shared.clone(),
         id,
         feed: true,
-    };
-    ws.on_upgrade(move |socket| run(socket, guard))
+    })
 }
 
 /// One socket's life: requests in, ticks out, until either side closes.
@@ -155,16 +171,5 @@ fn current_ticks(shared: &Shared, id: u64) -> Vec<Message> {
         .get(&id)
         .map(|c| c.subs.iter().cloned().collect())
         .unwrap_or_default();
-    packets(shared, &subs)
-}
-
-/// Encodes the current state of each subscription (unknown tokens produce nothing).
-pub fn packets(shared: &Shared, subs: &[FeedSub]) -> Vec<Message> {
-    let market = lock(&shared.market);
-    subs.iter()
-        .filter_map(|(mode, et, token)| {
-            let q = market.get(exchange_name(*et)?, token)?;
-            Some(Message::Binary(ticks::encode(*mode, *et, q).into()))
-        })
-        .collect()
+    ticks::packets(shared, &subs)
 }

@@ -116,7 +116,7 @@ pub fn handle(shared: &Shared, id: u64, text: &str) -> Vec<Message> {
     conn.subs.extend(added.iter().cloned());
     drop(feeds);
     if shared.config.snapshot_on_subscribe {
-        super::packets(shared, &added)
+        super::ticks::packets(shared, &added)
     } else {
         Vec::new()
     }

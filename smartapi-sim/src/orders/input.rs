@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::{Refusal, SimOrder};
+use super::order::{Refusal, SimOrder};
 use crate::codes;
 use crate::json::{money_paise, number, text};
 

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use super::SimOrder;
+use super::order::SimOrder;
 use crate::market::rupees_str;
 
 /// Which typing convention to use.
@@ -59,22 +59,8 @@ pub fn order_record(o: &SimOrder, style: Style) -> Value {
         Style::Book | Style::OrderWs => Value::String(n.to_string()),
         Style::Details => json!(n),
     };
-    let unfilled = if o.status == "cancelled" || o.status == "rejected" {
-        0
-    } else {
-        o.quantity - o.filled
-    };
-    let cancelled = if o.status == "cancelled" {
-        o.quantity - o.filled
-    } else {
-        0
-    };
-    let stamp = o.updated_at.format("%d-%b-%Y %H:%M:%S").to_string();
-    let exch_time = if o.status == "rejected" || o.status == "open pending" {
-        String::new()
-    } else {
-        stamp.clone()
-    };
+    let (unfilled, cancelled) = open_and_cancelled(o);
+    let (stamp, exch_time) = times(o);
     json!({
         "variety": o.variety,
         "ordertype": o.ordertype,
@@ -114,6 +100,29 @@ pub fn order_record(o: &SimOrder, style: Style) -> Value {
         "uniqueorderid": o.uniqueorderid,
         "exchangeorderid": if o.status == "rejected" { String::new() } else { o.exchange_order_id.clone() },
     })
+}
+
+/// The quantities still working and cancelled: a cancelled order's rest is cancelled, and
+/// a cancelled or rejected order works nothing.
+fn open_and_cancelled(o: &SimOrder) -> (i64, i64) {
+    let rest = o.quantity - o.filled;
+    match o.status.as_str() {
+        "cancelled" => (0, rest),
+        "rejected" => (0, 0),
+        _ => (rest, 0),
+    }
+}
+
+/// The update time, and the exchange's time (none before the exchange has seen the
+/// order, or when it rejected it).
+fn times(o: &SimOrder) -> (String, String) {
+    let stamp = o.updated_at.format("%d-%b-%Y %H:%M:%S").to_string();
+    let exch_time = if o.status == "rejected" || o.status == "open pending" {
+        String::new()
+    } else {
+        stamp.clone()
+    };
+    (stamp, exch_time)
 }
 
 /// The record the order WebSocket greets with: every field present, all empty.

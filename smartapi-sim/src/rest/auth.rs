@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use super::{Ctx, Reply};
+use super::reply::{Ctx, Reply};
 use crate::codes;
 use crate::json::text;
 use crate::jwt::TokenKind;
@@ -67,14 +67,14 @@ pub fn generate_tokens(ctx: &Ctx<'_>) -> Reply {
 /// GET getProfile.
 pub fn profile(ctx: &Ctx<'_>) -> Reply {
     let Some(acc) = &ctx.account else {
-        return super::invalid_token();
+        return super::gateway::invalid_token();
     };
     let last_login = ctx
         .claims
         .as_ref()
         .and_then(|c| lock(&ctx.shared.sessions).get(c.sid).map(|s| s.login_at))
         .map(|t| {
-            t.with_timezone(&crate::market::ist())
+            t.with_timezone(&crate::calendar::ist())
                 .format("%Y-%m-%d %H:%M:%S")
                 .to_string()
         })

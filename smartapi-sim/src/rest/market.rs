@@ -3,14 +3,15 @@
 //! session on its trading days only (no weekends or holidays) and stop at the simulator's
 //! clock.
 
-use chrono::{Duration, NaiveDateTime, NaiveTime, TimeZone};
+use chrono::{DateTime, Duration, FixedOffset, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use serde_json::{json, Value};
 
-use super::{Ctx, Reply};
-use crate::calendar::SimCalendar;
+use super::reply::{Ctx, Reply};
+use crate::calendar::{ist, SimCalendar};
 use crate::codes;
+use crate::hash::{hash_str, mix};
 use crate::json::text;
-use crate::market::{hash_str, ist, mix, rupees, Quote};
+use crate::market::{rupees, Quote};
 use crate::state::lock;
 
 /// POST getLtpData.
@@ -161,49 +162,48 @@ fn interval(name: &str) -> Option<(i64, i64)> {
     })
 }
 
+/// A candle request's interval and dates.
+#[derive(Debug, Clone, Copy)]
+struct Range {
+    /// Minutes per candle (1440 for ONE_DAY).
+    minutes: i64,
+    /// First and last candle start asked for, IST.
+    from: NaiveDateTime,
+    to: NaiveDateTime,
+}
+
+/// What a symbol's simulated history is drawn around.
+#[derive(Debug, Clone, Copy)]
+struct Series {
+    /// Previous close, paise.
+    base: i64,
+    tick: i64,
+    /// Indices trade no volume.
+    index: bool,
+    lot: i64,
+}
+
 /// POST getCandleData (or getOIData when `oi`): deterministic for the same request.
 pub fn candles(ctx: &Ctx<'_>, oi: bool) -> Reply {
     let exchange = text(ctx.body, "exchange")
         .unwrap_or_default()
         .to_ascii_uppercase();
     let token = text(ctx.body, "symboltoken").unwrap_or_default();
-    let Some((minutes, max_days)) = interval(&text(ctx.body, "interval").unwrap_or_default())
-    else {
-        return Reply::business(codes::GENERAL, "Invalid interval");
+    let range = match requested_range(ctx.body) {
+        Ok(range) => range,
+        Err(reply) => return reply,
     };
-    let parse = |k: &str| {
-        NaiveDateTime::parse_from_str(
-            text(ctx.body, k).unwrap_or_default().trim(),
-            "%Y-%m-%d %H:%M",
-        )
-        .ok()
-    };
-    let (Some(from), Some(to)) = (parse("fromdate"), parse("todate")) else {
-        return Reply::business(
-            codes::GENERAL,
-            "Invalid date format, expected yyyy-MM-dd HH:mm",
-        );
-    };
-    if to < from {
-        return Reply::business(codes::GENERAL, "todate must not be before fromdate");
-    }
-    if to - from > Duration::days(max_days) {
-        return Reply::business(
-            codes::GENERAL,
-            format!("Requested range exceeds {max_days} days for this interval"),
-        );
-    }
-    let (base, tick, index, lot) = {
+    let series = {
         let market = lock(&ctx.shared.market);
         let Some(q) = market.get(&exchange, &token) else {
             return Reply::business(codes::SYMBOL_NOT_FOUND, "Symbol Not Found");
         };
-        (
-            q.close,
-            q.tick_size(),
-            q.instrument.is_index(),
-            q.instrument.lot_size.max(1),
-        )
+        Series {
+            base: q.close,
+            tick: q.tick_size(),
+            index: q.instrument.is_index(),
+            lot: q.instrument.lot_size.max(1),
+        }
     };
     if oi && matches!(exchange.as_str(), "NSE" | "BSE") {
         return Reply::business(
@@ -213,51 +213,100 @@ pub fn candles(ctx: &Ctx<'_>, oi: bool) -> Reply {
     }
     let seed = hash_str(&format!("{exchange}:{token}"));
     let now = ctx.shared.clock.now();
-    let calendar = &ctx.shared.config.calendar;
-    let (open_min, close_min) = SimCalendar::session(&exchange);
     let mut rows = Vec::new();
-    let mut day = from.date();
-    while day <= to.date() && rows.len() < 50_000 {
-        // Only trading days, and nothing the clock has not reached: a candle appears once
-        // its interval has begun (a daily one once the session has opened).
+    let mut day = range.from.date();
+    while day <= range.to.date() && rows.len() < 50_000 {
         let Some(midnight) = ist()
             .from_local_datetime(&day.and_time(NaiveTime::MIN))
             .single()
         else {
             break;
         };
-        let session_open = midnight + Duration::minutes(open_min);
-        if calendar.is_trading_day(&exchange, day) && session_open <= now {
-            let mut starts = Vec::new();
-            if minutes == 1440 {
-                if day >= from.date() {
-                    starts.push(midnight);
-                }
+        for at in day_starts(
+            &ctx.shared.config.calendar,
+            &exchange,
+            midnight,
+            &range,
+            now,
+        ) {
+            let stamp = at.format("%Y-%m-%dT%H:%M:%S%:z").to_string();
+            let h = mix(seed ^ at.timestamp() as u64);
+            rows.push(if oi {
+                json!({"time": stamp, "oi": 100_000 + (h % 50_000) as i64 * series.lot})
             } else {
-                let mut m = open_min;
-                while m < close_min {
-                    let at = midnight + Duration::minutes(m);
-                    let naive = at.naive_local();
-                    if naive >= from && naive <= to && at <= now {
-                        starts.push(at);
-                    }
-                    m += minutes;
-                }
-            }
-            for at in starts {
-                let stamp = at.format("%Y-%m-%dT%H:%M:%S%:z").to_string();
-                let h = mix(seed ^ at.timestamp() as u64);
-                if oi {
-                    rows.push(json!({"time": stamp, "oi": 100_000 + (h % 50_000) as i64 * lot}));
-                } else {
-                    rows.push(candle(stamp, base, tick, h, if index { 0 } else { lot }));
-                }
-            }
+                let lot = if series.index { 0 } else { series.lot };
+                candle(stamp, series.base, series.tick, h, lot)
+            });
         }
         let Some(next) = day.succ_opt() else { break };
         day = next;
     }
     Reply::Ok(Value::Array(rows))
+}
+
+/// The interval and dates of a candle request, within the interval's range limit.
+fn requested_range(body: &Value) -> Result<Range, Reply> {
+    let Some((minutes, max_days)) = interval(&text(body, "interval").unwrap_or_default()) else {
+        return Err(Reply::business(codes::GENERAL, "Invalid interval"));
+    };
+    let parse = |k: &str| {
+        NaiveDateTime::parse_from_str(text(body, k).unwrap_or_default().trim(), "%Y-%m-%d %H:%M")
+            .ok()
+    };
+    let (Some(from), Some(to)) = (parse("fromdate"), parse("todate")) else {
+        return Err(Reply::business(
+            codes::GENERAL,
+            "Invalid date format, expected yyyy-MM-dd HH:mm",
+        ));
+    };
+    if to < from {
+        return Err(Reply::business(
+            codes::GENERAL,
+            "todate must not be before fromdate",
+        ));
+    }
+    if to - from > Duration::days(max_days) {
+        return Err(Reply::business(
+            codes::GENERAL,
+            format!("Requested range exceeds {max_days} days for this interval"),
+        ));
+    }
+    Ok(Range { minutes, from, to })
+}
+
+/// The candle starts of the day beginning at `midnight` (IST): only on trading days, and
+/// nothing the clock has not reached (a candle appears once its interval has begun, a
+/// daily one once the session has opened).
+fn day_starts(
+    calendar: &SimCalendar,
+    exchange: &str,
+    midnight: DateTime<FixedOffset>,
+    range: &Range,
+    now: DateTime<Utc>,
+) -> Vec<DateTime<FixedOffset>> {
+    let (open_min, close_min) = SimCalendar::session(exchange);
+    let day = midnight.date_naive();
+    let session_open = midnight + Duration::minutes(open_min);
+    let mut starts = Vec::new();
+    if !calendar.is_trading_day(exchange, day) || session_open > now {
+        return starts;
+    }
+    if range.minutes == 1440 {
+        if day >= range.from.date() {
+            starts.push(midnight);
+        }
+        return starts;
+    }
+    let mut m = open_min;
+    while m < close_min {
+        let at = midnight + Duration::minutes(m);
+        let naive = at.naive_local();
+        if naive >= range.from && naive <= range.to && at <= now {
+            starts.push(at);
+        }
+        m += range.minutes;
+    }
+    starts
 }
 
 fn candle(stamp: String, base: i64, tick: i64, h: u64, lot: i64) -> Value {

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use super::{Ctx, Reply};
+use super::reply::{Ctx, Reply};
 use crate::codes;
 use crate::json::text;
 use crate::orders::record::{order_record, trade_record, Style};

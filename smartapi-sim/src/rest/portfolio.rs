@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
-use super::{Ctx, Reply};
+use super::reply::{Ctx, Reply};
 use crate::market::{rupees, rupees_str};
 use crate::orders::record::instrument_type;
 use crate::orders::SimOrder;
