@@ -1,8 +1,8 @@
-//! Order lifecycle events through a transactional outbox.
+//! The outbox relay: the NATS side of the transactional outbox of order lifecycle events.
 //!
 //! Every state change writes its event into `order_outbox` in the same transaction as the
-//! order row ([`record`], called by [`crate::store`]), so a committed change always has its
-//! event, whatever fails afterwards. The [`Relay`] then stores outbox rows in the
+//! order row ([`crate::engine::outbox::record`], inside the engine), so a committed change
+//! always has its event, whatever fails afterwards. The [`Relay`] then stores outbox rows in the
 //! `ORDER_EVENTS` stream on `events.orders.<user_id>` and deletes each one only after
 //! JetStream has acknowledged it:
 //!
@@ -24,7 +24,6 @@
 //! stream, per event) and `pinnacle_order_outbox_backlog` (rows waiting, counted at most
 //! every [`BACKLOG_EVERY`]).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
@@ -32,19 +31,17 @@ use async_nats::HeaderMap;
 use bytes::Bytes;
 use futures::future::join_all;
 use pinnacle_common::codec::Encoding;
-use pinnacle_common::entities::{order_outbox, orders};
-use pinnacle_common::model::{OrderEvent, OrderStatus};
+use pinnacle_common::entities::order_outbox;
 use pinnacle_common::shutdown::Shutdown;
 use pinnacle_common::subjects::{self, headers};
 use pinnacle_common::telemetry;
 use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    Set,
 };
-use tokio::sync::Notify;
 
-use crate::store;
+use crate::engine::outbox::Nudge;
+use crate::engine::store;
 
 /// JetStream's de-duplication window for `ORDER_EVENTS`: a re-publish of an event within
 /// this long after the first is dropped. It bounds how long a database outage between a
@@ -112,57 +109,11 @@ pub async fn ensure_stream(js: &jetstream::Context) -> Result<(), EventsError> {
         .map_err(EventsError::Stream)
 }
 
-/// Writes the event for `order`'s current state (`previous` is the state it left) into the
-/// outbox, inside the caller's transaction.
-pub async fn record(
-    txn: &impl ConnectionTrait,
-    previous: Option<OrderStatus>,
-    order: &orders::Model,
-) -> Result<(), DbErr> {
-    record_all(txn, &[(previous, order)]).await
-}
-
-/// [`record`] for several states of one or more orders, oldest first, in one statement.
-pub async fn record_all(
-    txn: &impl ConnectionTrait,
-    states: &[(Option<OrderStatus>, &orders::Model)],
-) -> Result<(), DbErr> {
-    let traceparent = telemetry::current_traceparent();
-    let now_ms = store::now_ms();
-    let mut rows = Vec::with_capacity(states.len());
-    for &(previous, order) in states {
-        let event = OrderEvent {
-            event_id: uuid::Uuid::now_v7().to_string(),
-            ts_ms: order.updated_at.timestamp_millis(),
-            previous_status: previous,
-            order: store::view(order)?,
-        };
-        let payload = Encoding::MsgPack
-            .encode(&event)
-            .map_err(|e| DbErr::Custom(format!("encoding an order event: {e}")))?;
-        rows.push(order_outbox::ActiveModel {
-            event_id: Set(event.event_id),
-            order_id: Set(order.id.clone()),
-            subject: Set(subjects::order_events(&order.user_id)),
-            payload: Set(payload.to_vec()),
-            claimed_by: Set(None),
-            claimed_until_ms: Set(None),
-            created_at_ms: Set(now_ms),
-            traceparent: Set(traceparent.clone()),
-            ..Default::default()
-        });
-    }
-    order_outbox::Entity::insert_many(rows)
-        .exec_without_returning(txn)
-        .await?;
-    Ok(())
-}
-
 /// Publishes the outbox to `ORDER_EVENTS`; see the module docs for its guarantees.
 #[derive(Debug, Clone, Default)]
 pub struct Relay {
     /// Wakes the relay task when this process has committed events.
-    wake: Arc<Notify>,
+    wake: Nudge,
 }
 
 impl Relay {
@@ -171,9 +122,14 @@ impl Relay {
         Self::default()
     }
 
+    /// A relay woken by `nudge` (the engine's, see [`crate::engine::Engine::outbox_nudge`]).
+    pub fn woken_by(nudge: Nudge) -> Self {
+        Self { wake: nudge }
+    }
+
     /// Tells the relay that events were committed.
     pub fn nudge(&self) {
-        self.wake.notify_one();
+        self.wake.ring();
     }
 
     /// Relays until `shutdown` fires (`instance` names this worker's claims), then
@@ -191,7 +147,7 @@ impl Relay {
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                () = self.wake.notified() => {}
+                () = self.wake.rung() => {}
                 () = tokio::time::sleep(POLL.max(backoff)) => {}
             }
             backoff = match relay_all(&js, &db, &instance).await {

@@ -12,7 +12,7 @@
 //! list is `UNKNOWN_SYMBOL`, and one with no price anywhere yet is `PRICE_UNAVAILABLE`
 //! (retryable). Both are answered before anything is stored.
 //!
-//! With a database it keeps the books ([`crate::ledger`]): accepting an order reserves what it
+//! With a database it keeps the books ([`crate::engine::ledger`]): accepting an order reserves what it
 //! needs atomically (cash for buys and intraday shorts, units of the position for sells),
 //! refusing it with `INSUFFICIENT_FUNDS` or `INSUFFICIENT_HOLDINGS`; funds, positions,
 //! holdings and trades are read from the books' tables. Every account starts with
@@ -39,7 +39,7 @@ use pinnacle_common::model::{
 };
 use sea_orm::DatabaseConnection;
 
-use crate::ledger;
+use crate::engine::ledger;
 use pinnacle_common::shutdown::Shutdown;
 use pinnacle_common::subjects;
 
@@ -48,7 +48,7 @@ use pinnacle_common::subjects;
 pub struct PaperBroker {
     /// Last tick per `EXCHANGE:SYMBOL`.
     last: Arc<RwLock<HashMap<String, Tick>>>,
-    /// Where the books live (see [`crate::ledger`]); without a database the broker fills
+    /// Where the books live (see [`crate::engine::ledger`]); without a database the broker fills
     /// without checking funds and reports no portfolio.
     db: Option<DatabaseConnection>,
     /// The books' settings (starting cash per account).
@@ -309,7 +309,7 @@ impl Broker for PaperBroker {
     ) -> Result<BrokerOutcome, BrokerError> {
         let outcome = self.evaluate(
             credentials,
-            format!("{}{order_id}", crate::matcher::PAPER_PREFIX),
+            format!("{}{order_id}", ledger::PAPER_PREFIX),
             order,
         )?;
         self.reserve(credentials, order_id, order, &outcome, false)
@@ -326,7 +326,7 @@ impl Broker for PaperBroker {
         self.preflight(credentials, order)?;
         let outcome = self.evaluate(credentials, broker_order_id.to_string(), order)?;
         let order_id = broker_order_id
-            .strip_prefix(crate::matcher::PAPER_PREFIX)
+            .strip_prefix(ledger::PAPER_PREFIX)
             .unwrap_or(broker_order_id);
         self.reserve(credentials, order_id, order, &outcome, true)
             .await?;

@@ -2,18 +2,18 @@
 //! whichever worker inserts first owns the order; every other attempt reads it back. Every
 //! state change is a compare-and-set through the state machine ([`transition`]), and every
 //! one writes its lifecycle event to the outbox in the same transaction
-//! ([`crate::events`]), so a committed change is never without its event.
+//! ([`super::outbox`]), so a committed change is never without its event.
 //!
 //! In-flight orders (`SUBMITTED`, `PENDING_MODIFY`, `PENDING_CANCEL`) carry a lease
 //! ([`Ownership`]): only its holder may settle them, and reconciliation [`take`]s one only
-//! once the lease has expired (see [`crate::lease`]).
+//! once the lease has expired (see [`super::lease`]).
 
 use chrono::Utc;
 use pinnacle_common::broker::BrokerOutcome;
 use pinnacle_common::db::span as db_span;
 use pinnacle_common::entities::orders;
-use pinnacle_common::error::{ErrorBody, ErrorCode};
-use pinnacle_common::model::{OrderReply, OrderRequest, OrderStatus};
+use pinnacle_common::error::ErrorBody;
+use pinnacle_common::model::{OrderRequest, OrderStatus};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
@@ -21,8 +21,9 @@ use sea_orm::{
 };
 use tracing::Instrument as _;
 
-use crate::events;
-use crate::ledger;
+use super::ledger;
+use super::outbox;
+pub use super::row::{now_ms, reply_for, status_of, view, CorruptOrder};
 
 /// Who changes an order, as far as its lease is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,11 +41,6 @@ pub enum Ownership<'a> {
         /// Ms since the epoch.
         until_ms: i64,
     },
-}
-
-/// Milliseconds since the Unix epoch, the unit of leases and outbox claims.
-pub fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
 }
 
 /// The order already exists: the stored row, for replay.
@@ -116,7 +112,7 @@ pub async fn insert_new(
         let model = row.insert(&txn).await?;
         let mut new = model.clone();
         new.status = OrderStatus::New.as_str().to_string();
-        events::record_all(&txn, &[(None, &new), (Some(OrderStatus::New), &model)]).await?;
+        outbox::record_all(&txn, &[(None, &new), (Some(OrderStatus::New), &model)]).await?;
         txn.commit().await?;
         Ok::<_, DbErr>(model)
     }
@@ -163,45 +159,6 @@ impl Patch {
             ..Self::default()
         }
     }
-}
-
-/// A stored order holds a value its column does not allow: the row is corrupt. It is
-/// reported (to the caller as `INTERNAL`, to the log with the order id and the column),
-/// never read as some default.
-#[derive(Debug, thiserror::Error)]
-#[error("order {order_id}: column {column}: {source}")]
-pub struct CorruptOrder {
-    /// The order's id.
-    pub order_id: String,
-    /// The column that holds the bad value, e.g. `side`.
-    pub column: &'static str,
-    /// What was found there.
-    #[source]
-    pub source: pinnacle_common::model::UnknownValue,
-}
-
-impl From<CorruptOrder> for DbErr {
-    fn from(error: CorruptOrder) -> Self {
-        DbErr::Custom(error.to_string())
-    }
-}
-
-impl From<CorruptOrder> for ErrorBody {
-    fn from(error: CorruptOrder) -> Self {
-        crate::handler::internal("reading a stored order", error)
-    }
-}
-
-/// Parses `text`, the stored value of `column` of `order`.
-fn column<T>(order: &orders::Model, column: &'static str, text: &str) -> Result<T, CorruptOrder>
-where
-    T: std::str::FromStr<Err = pinnacle_common::model::UnknownValue>,
-{
-    text.parse().map_err(|source| CorruptOrder {
-        order_id: order.id.clone(),
-        column,
-        source,
-    })
 }
 
 /// A transition could not be stored.
@@ -312,7 +269,7 @@ pub async fn transition(
             return Ok(false);
         }
         ledger::apply(&txn, books, order, &next).await?;
-        events::record(&txn, Some(from), &next).await?;
+        outbox::record(&txn, Some(from), &next).await?;
         txn.commit().await?;
         Ok::<_, DbErr>(true)
     }
@@ -328,7 +285,7 @@ pub async fn transition(
 /// Takes an abandoned in-flight or `UNKNOWN` order for reconciliation: the lease passes to
 /// `owner` until `until_ms` only if the order is still exactly as `order` shows it (status
 /// and lease), so of several reconcilers exactly one wins, and never while a live lease
-/// holder could still call the broker (the caller checked [`crate::lease::is_abandoned`]).
+/// holder could still call the broker (the caller checked [`super::lease::is_abandoned`]).
 pub async fn take(
     db: &impl ConnectionTrait,
     order: &orders::Model,
@@ -378,53 +335,10 @@ pub async fn renew(
     Ok(result.rows_affected == 1)
 }
 
-/// The stored status; an unknown one is a [`CorruptOrder`], never read as some state.
-pub fn status_of(order: &orders::Model) -> Result<OrderStatus, CorruptOrder> {
-    column(order, "status", &order.status)
-}
-
-/// The order as the wire shows it; a corrupt enum column is an error.
-pub fn view(order: &orders::Model) -> Result<OrderReply, CorruptOrder> {
-    Ok(OrderReply {
-        order_id: order.id.clone(),
-        client_order_id: order.client_order_id.clone(),
-        exchange: order.exchange.clone(),
-        symbol: order.symbol.clone(),
-        side: column(order, "side", &order.side)?,
-        order_type: column(order, "order_type", &order.order_type)?,
-        quantity: order.quantity,
-        price: order.price,
-        trigger_price: order.trigger_price,
-        product: column(order, "product", &order.product)?,
-        broker_order_id: order.broker_order_id.clone(),
-        status: status_of(order)?,
-        filled_quantity: order.filled_quantity,
-        average_price: order.average_price,
-        reject_reason: order.reject_reason.clone(),
-        created_at_ms: order.created_at.timestamp_millis(),
-        updated_at_ms: order.updated_at.timestamp_millis(),
-    })
-}
-
-/// The reply for a placed order: its state, or for a rejected one the original error.
-pub fn reply_for(order: &orders::Model) -> Result<OrderReply, ErrorBody> {
-    if status_of(order)? == OrderStatus::Rejected {
-        // No stored code (a rejection recorded before codes were kept) is the broker's.
-        let code = match order.reject_code.as_deref() {
-            Some(text) => column::<ErrorCode>(order, "reject_code", text)?,
-            None => ErrorCode::BrokerRejected,
-        };
-        return Err(ErrorBody::new(
-            code,
-            order.reject_reason.clone().unwrap_or_default(),
-        ));
-    }
-    Ok(view(order)?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pinnacle_common::error::ErrorCode;
     use pinnacle_common::model::{OrderType, Product, Side};
 
     fn row() -> orders::Model {

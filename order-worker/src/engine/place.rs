@@ -1,57 +1,45 @@
 //! `place`: validate → replay a known client order id → risk → broker readiness (a price
-//! for the symbol) → audit and decrypt → insert as SUBMITTED under this worker's lease
+//! for the symbol) → audit and decrypt → insert as SUBMITTED under this engine's lease
 //! (unique key; the NEW → SUBMITTED step and both events are one commit) → broker, under
 //! the lease → FILLED / OPEN / REJECTED, or UNKNOWN when the broker's answer was lost
-//! (never re-sent blindly). A handler that loses its lease drops the broker call and
+//! (never re-sent blindly). A caller that loses its lease drops the broker call and
 //! answers with the order as reconciliation leaves it.
 
+use pinnacle_common::auth::Principal;
 use pinnacle_common::broker::BrokerError;
 use pinnacle_common::entities::{broker_accounts, orders};
-use pinnacle_common::error::{ErrorBody, ErrorCode};
+use pinnacle_common::error::ErrorBody;
 use pinnacle_common::model::{OrderReply, OrderRequest, OrderStatus};
 use tracing::Instrument;
 
-use crate::credentials::{self, Actor};
-use crate::handler::{internal, Request};
-use crate::reconcile;
-use crate::risk;
-use crate::service::Worker;
-use crate::store::{self, Inserted, Ownership, Patch};
+use super::core::Engine;
+use super::credentials::{self, Actor};
+use super::errors::{broker_error, internal};
+use super::reconcile;
+use super::risk;
+use super::store::{self, Inserted, Ownership, Patch};
 
-/// Maps a broker failure to the stable code stored with a rejected order.
-pub fn broker_error(error: &BrokerError) -> ErrorBody {
-    let code = match error {
-        BrokerError::UnknownSymbol { .. } => ErrorCode::UnknownSymbol,
-        BrokerError::InsufficientFunds { .. } => ErrorCode::InsufficientFunds,
-        BrokerError::InsufficientHoldings { .. } => ErrorCode::InsufficientHoldings,
-        BrokerError::InvalidPrice(_) => ErrorCode::InvalidRequest,
-        BrokerError::Regulatory(_) => ErrorCode::Regulatory,
-        BrokerError::RateLimited(_) => ErrorCode::RateLimited,
-        BrokerError::PriceUnavailable { .. } => ErrorCode::PriceUnavailable,
-        BrokerError::Rejected(_) | BrokerError::Credentials(_) | BrokerError::Unavailable(_) => {
-            ErrorCode::BrokerRejected
-        }
-    };
-    ErrorBody::new(code, error.to_string())
-}
-
-/// Places a new order (the `place` verb).
-pub async fn place(worker: &Worker, request: &Request<'_>) -> Result<OrderReply, ErrorBody> {
-    let order: OrderRequest = request.decode()?;
-    order.validate(worker.settings.max_quantity)?;
+/// Places a trader's new order (the `place` verb): `principal`'s, with every check.
+pub(super) async fn place(
+    engine: &Engine,
+    principal: &Principal,
+    request_id: &str,
+    order: &OrderRequest,
+) -> Result<OrderReply, ErrorBody> {
+    order.validate(engine.settings.max_quantity)?;
     tracing::Span::current().record("pinnacle.client_order_id", order.client_order_id.as_str());
     let caller = Caller {
-        user_id: &request.principal.user_id,
+        user_id: &principal.user_id,
         actor: Actor {
-            name: &request.principal.user_id,
-            token_id: Some(&request.principal.token_id),
+            name: &principal.user_id,
+            token_id: Some(&principal.token_id),
         },
         purpose: "order.place",
-        request_id: request.request_id,
+        request_id,
         risk: RiskChecks::Opening,
         account: None,
     };
-    store::reply_for(&submit(worker, &caller, &order).await?)
+    store::reply_for(&submit(engine, &caller, order).await?)
 }
 
 /// Who places an order through [`submit`], for the audit trail.
@@ -87,19 +75,19 @@ pub enum RiskChecks {
 /// answer. Returns the order as stored; a rejected one is returned, not an error, so a
 /// caller can tell a stored rejection ([`store::reply_for`] turns it into the error) from a
 /// refusal before anything was stored (`Err`).
-pub async fn submit(
-    worker: &Worker,
+pub(super) async fn submit(
+    engine: &Engine,
     caller: &Caller<'_>,
     order: &OrderRequest,
 ) -> Result<orders::Model, ErrorBody> {
     let user_id = caller.user_id;
     // A retry of a known order is answered from the database, without touching credentials.
-    if let Some(existing) = store::find(&worker.db, user_id, &order.client_order_id)
+    if let Some(existing) = store::find(&engine.db, user_id, &order.client_order_id)
         .await
         .map_err(|e| internal("looking up the order", e))?
     {
-        return if reconcile::is_stale(worker, &existing) {
-            reconcile::settle(worker, &existing).await
+        return if reconcile::is_stale(engine, &existing) {
+            reconcile::settle(engine, &existing).await
         } else {
             Ok(existing)
         };
@@ -107,18 +95,18 @@ pub async fn submit(
 
     let account = match caller.account {
         Some(account) => account.clone(),
-        None => credentials::load_account(&worker.db, user_id, order.account.as_deref())
+        None => credentials::load_account(&engine.db, user_id, order.account.as_deref())
             .await
             .map_err(|e| e.into_error_body())?,
     };
-    let broker = worker.broker_for(&account)?;
+    let broker = engine.broker_for(&account)?;
     let checked = match caller.risk {
         RiskChecks::Opening => Some((order, broker.as_ref())),
         RiskChecks::Closing => None,
     };
-    risk::check(&worker.db, user_id, checked)
+    risk::check(&engine.db, user_id, checked)
         .instrument(pinnacle_common::db::span(
-            &worker.db,
+            &engine.db,
             "SELECT",
             "risk_limits",
         ))
@@ -130,7 +118,7 @@ pub async fn submit(
         .map_err(|e| broker_error(&e))?;
 
     let creds = credentials::open_as(
-        worker,
+        engine,
         caller.actor,
         &account,
         caller.purpose,
@@ -142,9 +130,9 @@ pub async fn submit(
         .preflight(&creds, order)
         .map_err(|e| broker_error(&e))?;
     let order_id = uuid::Uuid::now_v7().to_string();
-    let (lease, lease_until_ms) = worker.leases.issue(&order_id);
+    let (lease, lease_until_ms) = engine.leases.issue(&order_id);
     let submitted = match store::insert_new(
-        &worker.db,
+        &engine.db,
         &order_id,
         user_id,
         &account.id,
@@ -158,18 +146,18 @@ pub async fn submit(
         Inserted::Existing(existing) => return Ok(existing),
         Inserted::Created(created) => created,
     };
-    worker.relay.nudge();
+    engine.nudge.ring();
     let call = broker.place_order(&creds, &submitted.id, order);
-    let placed = worker
+    let placed = engine
         .call_broker(&lease, broker.name(), "place_order", call)
         .await;
     drop(creds);
     let Some(placed) = placed else {
         // Nothing more is sent; reconciliation settles the order from the broker's books.
-        return worker.reload(&submitted).await;
+        return engine.reload(&submitted).await;
     };
     let (to, patch) = settled_by(&submitted, placed);
-    let stored = worker
+    let stored = engine
         .record_outcome(&submitted, to, patch, Ownership::Held(&lease.owner))
         .await?;
     tracing::info!(order_id = %stored.id, status = %stored.status, "order handled");

@@ -1,4 +1,4 @@
-//! The books' side of an order's state change: run by [`crate::store::transition`] inside
+//! The books' side of an order's state change: run by [`crate::engine::store::transition`] inside
 //! the transaction that updates the order row, so the order, its outbox event and the
 //! books commit together or not at all.
 
@@ -10,9 +10,9 @@ use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set};
 
 use super::arithmetic::Book;
+use super::books::PAPER_PREFIX;
+use super::books::{side_of, Books};
 use super::reserve::{position_for_update, release_in, settle_reservation, Held};
-use super::{side_of, Books};
-use crate::matcher::PAPER_PREFIX;
 
 /// Applies `before → after` to the books: a fill (more `filled_quantity`) of a paper order
 /// gives back its share of the order's reservation and moves position, cash and trades; a
@@ -28,7 +28,7 @@ pub async fn apply(
         .broker_order_id
         .as_deref()
         .is_some_and(|id| id.starts_with(PAPER_PREFIX));
-    let terminal = crate::store::status_of(after)?.is_terminal();
+    let terminal = crate::engine::row::status_of(after)?.is_terminal();
     let filled = after.filled_quantity - before.filled_quantity;
     if paper && filled > 0 {
         fill(db, books, before, after, filled, terminal).await

@@ -1,0 +1,99 @@
+//! Reading a stored order row: its enum columns parsed (a corrupt value is an error,
+//! never read as a default), its wire view, and the reply for a placed order. The lowest
+//! layer of the engine: every other part reads rows through it.
+
+use chrono::Utc;
+use pinnacle_common::entities::orders;
+use pinnacle_common::error::{ErrorBody, ErrorCode};
+use pinnacle_common::model::{OrderReply, OrderStatus};
+use sea_orm::DbErr;
+
+use super::errors::internal;
+
+/// Milliseconds since the Unix epoch, the unit of leases and outbox claims.
+pub fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+/// A stored order holds a value its column does not allow: the row is corrupt. It is
+/// reported (to the caller as `INTERNAL`, to the log with the order id and the column),
+/// never read as some default.
+#[derive(Debug, thiserror::Error)]
+#[error("order {order_id}: column {column}: {source}")]
+pub struct CorruptOrder {
+    /// The order's id.
+    pub order_id: String,
+    /// The column that holds the bad value, e.g. `side`.
+    pub column: &'static str,
+    /// What was found there.
+    #[source]
+    pub source: pinnacle_common::model::UnknownValue,
+}
+
+impl From<CorruptOrder> for DbErr {
+    fn from(error: CorruptOrder) -> Self {
+        DbErr::Custom(error.to_string())
+    }
+}
+
+impl From<CorruptOrder> for ErrorBody {
+    fn from(error: CorruptOrder) -> Self {
+        internal("reading a stored order", error)
+    }
+}
+
+/// Parses `text`, the stored value of `column` of `order`.
+fn column<T>(order: &orders::Model, column: &'static str, text: &str) -> Result<T, CorruptOrder>
+where
+    T: std::str::FromStr<Err = pinnacle_common::model::UnknownValue>,
+{
+    text.parse().map_err(|source| CorruptOrder {
+        order_id: order.id.clone(),
+        column,
+        source,
+    })
+}
+
+/// The stored status; an unknown one is a [`CorruptOrder`], never read as some state.
+pub fn status_of(order: &orders::Model) -> Result<OrderStatus, CorruptOrder> {
+    column(order, "status", &order.status)
+}
+
+/// The order as the wire shows it; a corrupt enum column is an error.
+pub fn view(order: &orders::Model) -> Result<OrderReply, CorruptOrder> {
+    Ok(OrderReply {
+        order_id: order.id.clone(),
+        client_order_id: order.client_order_id.clone(),
+        exchange: order.exchange.clone(),
+        symbol: order.symbol.clone(),
+        side: column(order, "side", &order.side)?,
+        order_type: column(order, "order_type", &order.order_type)?,
+        quantity: order.quantity,
+        price: order.price,
+        trigger_price: order.trigger_price,
+        product: column(order, "product", &order.product)?,
+        broker_order_id: order.broker_order_id.clone(),
+        status: status_of(order)?,
+        filled_quantity: order.filled_quantity,
+        average_price: order.average_price,
+        reject_reason: order.reject_reason.clone(),
+        created_at_ms: order.created_at.timestamp_millis(),
+        updated_at_ms: order.updated_at.timestamp_millis(),
+    })
+}
+
+/// The reply for a placed order: its state, or for a rejected one the original error.
+pub fn reply_for(order: &orders::Model) -> Result<OrderReply, ErrorBody> {
+    if status_of(order)? == OrderStatus::Rejected {
+        // No stored code (a rejection recorded before codes were kept) is the broker's.
+        let code = match order.reject_code.as_deref() {
+            Some(text) => column::<ErrorCode>(order, "reject_code", text)?,
+            None => ErrorCode::BrokerRejected,
+        };
+        return Err(ErrorBody::new(
+            code,
+            order.reject_reason.clone().unwrap_or_default(),
+        ));
+    }
+    Ok(view(order)?)
+}
