@@ -236,31 +236,50 @@ async fn process(
     }
     codec::check_headers(message.headers.as_ref())
         .map_err(|e| ErrorBody::new(ErrorCode::BadPayload, e.to_string()))?;
-    let unknown = || {
-        ErrorBody::new(
-            ErrorCode::UnknownVerb,
-            format!(
-                "subject must be orders.<user_id>.<verb> with a verb of: {}",
-                verbs::ALL.join(", ")
-            ),
-        )
-    };
     check_deadline(message.headers.as_ref())?;
-    let subject = subjects::parse_order(&message.subject).ok_or_else(unknown)?;
-    let verb = subject.verb;
-    let scope = match verb {
-        verbs::PLACE | verbs::MODIFY | verbs::CANCEL => SCOPE_TRADE,
+    let subject = subjects::parse_order(&message.subject).ok_or_else(unknown_verb)?;
+    let scope = scope_of(subject.verb)?;
+    let principal = authenticate(worker, message.headers.as_ref(), &subject, scope).await?;
+    let payload = Payload {
+        encoding,
+        bytes: &message.payload,
+    };
+    dispatch(worker, subject.verb, &principal, request_id, &payload).await
+}
+
+/// The refusal of a subject that names no verb.
+fn unknown_verb() -> ErrorBody {
+    ErrorBody::new(
+        ErrorCode::UnknownVerb,
+        format!(
+            "subject must be orders.<user_id>.<verb> with a verb of: {}",
+            verbs::ALL.join(", ")
+        ),
+    )
+}
+
+/// The scope a verb needs.
+fn scope_of(verb: &str) -> Result<&'static str, ErrorBody> {
+    match verb {
+        verbs::PLACE | verbs::MODIFY | verbs::CANCEL => Ok(SCOPE_TRADE),
         verbs::GET
         | verbs::LIST
         | verbs::FUNDS
         | verbs::POSITIONS
         | verbs::HOLDINGS
-        | verbs::TRADES => SCOPE_READ,
-        _ => return Err(unknown()),
-    };
+        | verbs::TRADES => Ok(SCOPE_READ),
+        _ => Err(unknown_verb()),
+    }
+}
 
-    // Who is asking, and may they act on this subject?
-    let bearer = bearer_token(message.headers.as_ref())?;
+/// Who is asking, and may they act on this subject with this scope?
+async fn authenticate(
+    worker: &Worker,
+    headers: Option<&HeaderMap>,
+    subject: &subjects::OrderSubject<'_>,
+    scope: &str,
+) -> Result<Principal, ErrorBody> {
+    let bearer = bearer_token(headers)?;
     let principal = worker
         .tokens()
         .authenticate(worker.db(), worker.vault().token_pepper(), bearer)
@@ -282,11 +301,7 @@ async fn process(
             format!("the API token lacks the {scope} scope"),
         ));
     }
-    let payload = Payload {
-        encoding,
-        bytes: &message.payload,
-    };
-    dispatch(worker, verb, &principal, request_id, &payload).await
+    Ok(principal)
 }
 
 /// Runs `verb` on the engine with the decoded payload.

@@ -51,6 +51,26 @@ fn spawn_relay(worker: &Arc<Worker>) -> (Shutdown, tokio::task::JoinHandle<()>) 
     (stop, task)
 }
 
+/// Subscribes to token revocations and drops each from the token cache until `shutdown`.
+async fn spawn_forgetting(
+    worker: &Arc<Worker>,
+    shutdown: &Shutdown,
+) -> Result<tokio::task::JoinHandle<()>, WorkerError> {
+    let revocations = worker
+        .client()
+        .subscribe(subjects::TOKENS_REVOKED)
+        .await
+        .map_err(|e| WorkerError::Subscribe {
+            subject: subjects::TOKENS_REVOKED,
+            reason: e.to_string(),
+        })?;
+    Ok(tokio::spawn(forget_revoked(
+        worker.clone(),
+        revocations,
+        shutdown.clone(),
+    )))
+}
+
 /// Drops announced revocations from the token cache until `shutdown` fires.
 async fn forget_revoked(
     worker: Arc<Worker>,
@@ -101,19 +121,7 @@ pub async fn run_observed(
             reason: e.to_string(),
         })?;
     let relay = spawn_relay(&worker);
-    let revocations = worker
-        .client()
-        .subscribe(subjects::TOKENS_REVOKED)
-        .await
-        .map_err(|e| WorkerError::Subscribe {
-            subject: subjects::TOKENS_REVOKED,
-            reason: e.to_string(),
-        })?;
-    let forgetting = tokio::spawn(forget_revoked(
-        worker.clone(),
-        revocations,
-        shutdown.clone(),
-    ));
+    let forgetting = spawn_forgetting(&worker, &shutdown).await?;
     worker.engine().wait_ready().await;
     let member = serve::Member::join(
         serve::QueueGroup {
@@ -155,8 +163,15 @@ pub async fn run_observed(
     let _ = discovery.await;
     let _ = reconciler.await;
     let _ = square_off.await;
-    // Seal what this worker appended since its last checkpoint (a graceful stop leaves
-    // no unsealed link for `pinnacle audit verify` to report).
+    seal_and_flush(&worker).await;
+    tracing::info!("order worker stopped");
+    Ok(())
+}
+
+/// After the last reply: seals what this worker appended to the audit chains since its
+/// last checkpoint (a graceful stop leaves no unsealed link for `pinnacle audit verify`
+/// to report), then waits, boundedly, for NATS to take what was sent.
+async fn seal_and_flush(worker: &Worker) {
     if let Err(error) = worker.audit().checkpoint_now().await {
         tracing::warn!(%error, "audit checkpoint on shutdown failed");
     }
@@ -169,6 +184,4 @@ pub async fn run_observed(
             "flush on shutdown timed out (NATS unreachable?)"
         ),
     }
-    tracing::info!("order worker stopped");
-    Ok(())
 }

@@ -149,23 +149,9 @@ pub(super) async fn cancel_as(
     settle(engine, &pending, &lease, previous, answer, Patch::default()).await
 }
 
-/// Changes a working order's quantity and/or limit price.
-pub(super) async fn modify(
-    engine: &Engine,
-    principal: &Principal,
-    request_id: &str,
-    change: &ModifyRequest,
-) -> Result<OrderReply, ErrorBody> {
-    if change.quantity.is_none() && change.price.is_none() && change.trigger_price.is_none() {
-        return Err(ErrorBody::new(
-            ErrorCode::InvalidRequest,
-            "a modify needs a new quantity, price or trigger_price",
-        ));
-    }
-    let user_id = principal.user_id.as_str();
-    let order = query::resolve(engine, user_id, &change.order).await?;
-    let previous = must_be_working(&order, "modified")?;
-    let current = store::view(&order)?;
+/// `current` with `change` applied, if the change fits the order: the quantity stays
+/// above what is filled, and only prices the order type has are changed.
+fn changed(current: &OrderReply, change: &ModifyRequest) -> Result<OrderRequest, ErrorBody> {
     let quantity = change.quantity.unwrap_or(current.quantity);
     if quantity <= current.filled_quantity {
         return Err(ErrorBody::new(
@@ -188,12 +174,31 @@ pub(super) async fn modify(
             "only stop-loss orders have a trigger_price",
         ));
     }
-    let modified = OrderRequest {
+    Ok(OrderRequest {
         quantity,
         price: change.price.or(current.price),
         trigger_price: change.trigger_price.or(current.trigger_price),
-        ..as_request(&current)
-    };
+        ..as_request(current)
+    })
+}
+
+/// Changes a working order's quantity and/or limit price.
+pub(super) async fn modify(
+    engine: &Engine,
+    principal: &Principal,
+    request_id: &str,
+    change: &ModifyRequest,
+) -> Result<OrderReply, ErrorBody> {
+    if change.quantity.is_none() && change.price.is_none() && change.trigger_price.is_none() {
+        return Err(ErrorBody::new(
+            ErrorCode::InvalidRequest,
+            "a modify needs a new quantity, price or trigger_price",
+        ));
+    }
+    let user_id = principal.user_id.as_str();
+    let order = query::resolve(engine, user_id, &change.order).await?;
+    let previous = must_be_working(&order, "modified")?;
+    let modified = changed(&store::view(&order)?, change)?;
     modified.validate(engine.settings.max_quantity)?;
     let account = credentials::account_of(&engine.db, &order)
         .await

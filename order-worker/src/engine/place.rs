@@ -5,8 +5,10 @@
 //! (never re-sent blindly). A caller that loses its lease drops the broker call and
 //! answers with the order as reconciliation leaves it.
 
+use std::sync::Arc;
+
 use pinnacle_common::auth::Principal;
-use pinnacle_common::broker::BrokerError;
+use pinnacle_common::broker::{Broker, BrokerError};
 use pinnacle_common::entities::{broker_accounts, orders};
 use pinnacle_common::error::ErrorBody;
 use pinnacle_common::model::{OrderReply, OrderRequest, OrderStatus};
@@ -82,41 +84,10 @@ pub(super) async fn submit(
 ) -> Result<orders::Model, ErrorBody> {
     let user_id = caller.user_id;
     // A retry of a known order is answered from the database, without touching credentials.
-    if let Some(existing) = store::find(&engine.db, user_id, &order.client_order_id)
-        .await
-        .map_err(|e| internal("looking up the order", e))?
-    {
-        return if reconcile::is_stale(engine, &existing) {
-            reconcile::settle(engine, &existing).await
-        } else {
-            Ok(existing)
-        };
+    if let Some(existing) = replay(engine, user_id, order).await? {
+        return Ok(existing);
     }
-
-    let account = match caller.account {
-        Some(account) => account.clone(),
-        None => credentials::load_account(&engine.db, user_id, order.account.as_deref())
-            .await
-            .map_err(|e| e.into_error_body())?,
-    };
-    let broker = engine.broker_for(&account)?;
-    let checked = match caller.risk {
-        RiskChecks::Opening => Some((order, broker.as_ref())),
-        RiskChecks::Closing => None,
-    };
-    risk::check(&engine.db, user_id, checked)
-        .instrument(pinnacle_common::db::span(
-            &engine.db,
-            "SELECT",
-            "risk_limits",
-        ))
-        .await?;
-    // Nothing is stored and no credential touched for a symbol the broker cannot price yet.
-    broker
-        .ready_for(order)
-        .await
-        .map_err(|e| broker_error(&e))?;
-
+    let (account, broker) = checked(engine, caller, order).await?;
     let creds = credentials::open_as(
         engine,
         caller.actor,
@@ -162,6 +133,58 @@ pub(super) async fn submit(
         .await?;
     tracing::info!(order_id = %stored.id, status = %stored.status, "order handled");
     Ok(stored)
+}
+
+/// The stored order for a known client order id (settled first if its outcome was lost),
+/// or `None` for a new one.
+async fn replay(
+    engine: &Engine,
+    user_id: &str,
+    order: &OrderRequest,
+) -> Result<Option<orders::Model>, ErrorBody> {
+    let Some(existing) = store::find(&engine.db, user_id, &order.client_order_id)
+        .await
+        .map_err(|e| internal("looking up the order", e))?
+    else {
+        return Ok(None);
+    };
+    if reconcile::is_stale(engine, &existing) {
+        reconcile::settle(engine, &existing).await.map(Some)
+    } else {
+        Ok(Some(existing))
+    }
+}
+
+/// The account and its broker, once the risk checks passed and the broker can price the
+/// symbol: nothing is stored and no credential touched before.
+async fn checked<'e>(
+    engine: &'e Engine,
+    caller: &Caller<'_>,
+    order: &OrderRequest,
+) -> Result<(broker_accounts::Model, &'e Arc<dyn Broker>), ErrorBody> {
+    let account = match caller.account {
+        Some(account) => account.clone(),
+        None => credentials::load_account(&engine.db, caller.user_id, order.account.as_deref())
+            .await
+            .map_err(|e| e.into_error_body())?,
+    };
+    let broker = engine.broker_for(&account)?;
+    let limits = match caller.risk {
+        RiskChecks::Opening => Some((order, broker.as_ref())),
+        RiskChecks::Closing => None,
+    };
+    risk::check(&engine.db, caller.user_id, limits)
+        .instrument(pinnacle_common::db::span(
+            &engine.db,
+            "SELECT",
+            "risk_limits",
+        ))
+        .await?;
+    broker
+        .ready_for(order)
+        .await
+        .map_err(|e| broker_error(&e))?;
+    Ok((account, broker))
 }
 
 /// The state a broker's answer to a place puts the order in.

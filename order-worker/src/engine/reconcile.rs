@@ -14,6 +14,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use pinnacle_common::broker::{BrokerError, BrokerOutcome};
 use pinnacle_common::entities::orders;
 use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::model::OrderStatus;
@@ -71,6 +72,18 @@ pub(super) async fn settle(
     )
     .await;
     drop(creds);
+    record_finding(engine, &order, &lease, found).await
+}
+
+/// Records what the broker said about a taken order (`found`: its answer, or the lease
+/// lost while asking); an order the broker does not have was never placed.
+async fn record_finding(
+    engine: &Engine,
+    order: &orders::Model,
+    lease: &lease::Lease,
+    found: Result<Result<Option<BrokerOutcome>, BrokerError>, lease::LeaseLost>,
+) -> Result<orders::Model, ErrorBody> {
+    let order = order.clone();
     let held = Ownership::Held(&lease.owner);
     let status = store::status_of(&order)?;
     match found {

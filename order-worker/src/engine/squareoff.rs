@@ -146,11 +146,6 @@ async fn close_positions(engine: &Engine, account_id: &str, day: &str) -> Result
         let Some(client_order_id) = next_attempt(engine, day, &account, position).await? else {
             continue;
         };
-        let side = if position.net_quantity > 0 {
-            Side::Sell
-        } else {
-            Side::Buy
-        };
         // The broker's last price (Angel One keeps none in the engine: it is asked).
         let ltp = broker
             .last_price(&creds, &position.exchange, &position.symbol)
@@ -163,22 +158,8 @@ async fn close_positions(engine: &Engine, account_id: &str, day: &str) -> Result
             tracing::warn!(symbol = %position.symbol, "no price to square off at; retrying next sweep");
             continue;
         };
-        let order = OrderRequest {
-            client_order_id,
-            exchange: position.exchange.clone(),
-            symbol: position.symbol.clone(),
-            side,
-            order_type: OrderType::Limit,
-            quantity: position.net_quantity.abs(),
-            price: Some(protected_price(
-                side,
-                ltp,
-                engine.settings.square_off_band_bps,
-            )),
-            trigger_price: None,
-            product: Product::Intraday,
-            account: None,
-        };
+        let band_bps = engine.settings.square_off_band_bps;
+        let order = closing_order(position, client_order_id, ltp, band_bps);
         let caller = Caller {
             user_id: &account.user_id,
             actor: actor(),
@@ -199,6 +180,33 @@ async fn close_positions(engine: &Engine, account_id: &str, day: &str) -> Result
     }
     drop(creds);
     Ok(placed)
+}
+
+/// The marketable LIMIT order that closes `position`, priced from `ltp` within
+/// `band_bps` (see [`protected_price`]).
+fn closing_order(
+    position: &Position,
+    client_order_id: String,
+    ltp: i64,
+    band_bps: u32,
+) -> OrderRequest {
+    let side = if position.net_quantity > 0 {
+        Side::Sell
+    } else {
+        Side::Buy
+    };
+    OrderRequest {
+        client_order_id,
+        exchange: position.exchange.clone(),
+        symbol: position.symbol.clone(),
+        side,
+        order_type: OrderType::Limit,
+        quantity: position.net_quantity.abs(),
+        price: Some(protected_price(side, ltp, band_bps)),
+        trigger_price: None,
+        product: Product::Intraday,
+        account: None,
+    }
 }
 
 /// The client order id of the next closing order for `position`, or `None` when one is
