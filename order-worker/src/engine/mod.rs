@@ -37,22 +37,22 @@
 //!   pipelines.
 //! - this file: the public API, every verb in one `impl Engine`.
 
-pub mod audit;
+pub(crate) mod audit;
 mod core;
-pub mod credentials;
-pub mod errors;
-pub mod lease;
-pub mod ledger;
+pub(crate) mod credentials;
+pub(crate) mod errors;
+pub(crate) mod lease;
+pub(crate) mod ledger;
 mod manage;
-pub mod outbox;
+pub(crate) mod outbox;
 mod place;
 mod portfolio;
 mod query;
-pub mod reconcile;
-pub mod risk;
-pub mod row;
-pub mod squareoff;
-pub mod store;
+pub(crate) mod reconcile;
+pub(crate) mod risk;
+pub(crate) mod row;
+pub(crate) mod squareoff;
+pub(crate) mod store;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -15,9 +15,7 @@ use sea_orm::{
     ConnectionTrait, DatabaseConnection, DbBackend, DbErr, DeriveIden, TransactionTrait,
 };
 
-pub use pinnacle_common::entities::risk_limits::{
-    limits_for, Limits, DEFAULT_MAX_ORDERS_PER_SECOND,
-};
+pub use pinnacle_common::entities::risk_limits::{limits_for, Limits};
 
 fn refuse(code: ErrorCode, message: String) -> Result<(), ErrorBody> {
     Err(ErrorBody::new(code, message))

@@ -17,7 +17,7 @@ use pinnacle_common::model::{OrderRequest, OrderStatus};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, Set, SqlErr, TransactionTrait,
+    QueryFilter, Set, SqlErr, TransactionTrait, UpdateMany,
 };
 use tracing::Instrument as _;
 
@@ -183,6 +183,49 @@ pub enum TransitionError {
     Db(#[from] DbErr),
 }
 
+/// Sets what `patch` changes, both in `update` and in `next` (the row as it will be).
+fn with_patch(
+    mut update: UpdateMany<orders::Entity>,
+    next: &mut orders::Model,
+    patch: Patch,
+) -> UpdateMany<orders::Entity> {
+    if let Some(id) = patch.broker_order_id {
+        update = update.col_expr(orders::Column::BrokerOrderId, Expr::value(id.clone()));
+        next.broker_order_id = Some(id);
+    }
+    if let Some(filled) = patch.filled_quantity {
+        update = update.col_expr(orders::Column::FilledQuantity, Expr::value(filled));
+        next.filled_quantity = filled;
+    }
+    if let Some(price) = patch.average_price {
+        update = update.col_expr(orders::Column::AveragePrice, Expr::value(price));
+        next.average_price = Some(price);
+    }
+    if let Some(quantity) = patch.quantity {
+        update = update.col_expr(orders::Column::Quantity, Expr::value(quantity));
+        next.quantity = quantity;
+    }
+    if let Some(price) = patch.price {
+        update = update.col_expr(orders::Column::Price, Expr::value(price));
+        next.price = Some(price);
+    }
+    if let Some(trigger) = patch.trigger_price {
+        update = update.col_expr(orders::Column::TriggerPrice, Expr::value(trigger));
+        next.trigger_price = Some(trigger);
+    }
+    if let Some(error) = patch.rejection {
+        update = update
+            .col_expr(orders::Column::RejectCode, Expr::value(error.code.as_str()))
+            .col_expr(
+                orders::Column::RejectReason,
+                Expr::value(error.message.clone()),
+            );
+        next.reject_code = Some(error.code.as_str().to_string());
+        next.reject_reason = Some(error.message);
+    }
+    update
+}
+
 /// Moves `order` to `to`, if the state machine allows it, nobody else moved it first and
 /// `ownership` allows it; the order's event goes to the outbox in the same transaction,
 /// and so does its effect on the paper broker's `books` ([`ledger::apply`]: a fill moves
@@ -222,40 +265,7 @@ pub async fn transition(
         .col_expr(orders::Column::LeaseUntilMs, Expr::value(lease_until_ms));
     next.lease_owner = lease_owner;
     next.lease_until_ms = lease_until_ms;
-    if let Some(id) = patch.broker_order_id {
-        update = update.col_expr(orders::Column::BrokerOrderId, Expr::value(id.clone()));
-        next.broker_order_id = Some(id);
-    }
-    if let Some(filled) = patch.filled_quantity {
-        update = update.col_expr(orders::Column::FilledQuantity, Expr::value(filled));
-        next.filled_quantity = filled;
-    }
-    if let Some(price) = patch.average_price {
-        update = update.col_expr(orders::Column::AveragePrice, Expr::value(price));
-        next.average_price = Some(price);
-    }
-    if let Some(quantity) = patch.quantity {
-        update = update.col_expr(orders::Column::Quantity, Expr::value(quantity));
-        next.quantity = quantity;
-    }
-    if let Some(price) = patch.price {
-        update = update.col_expr(orders::Column::Price, Expr::value(price));
-        next.price = Some(price);
-    }
-    if let Some(trigger) = patch.trigger_price {
-        update = update.col_expr(orders::Column::TriggerPrice, Expr::value(trigger));
-        next.trigger_price = Some(trigger);
-    }
-    if let Some(error) = patch.rejection {
-        update = update
-            .col_expr(orders::Column::RejectCode, Expr::value(error.code.as_str()))
-            .col_expr(
-                orders::Column::RejectReason,
-                Expr::value(error.message.clone()),
-            );
-        next.reject_code = Some(error.code.as_str().to_string());
-        next.reject_reason = Some(error.message);
-    }
+    let update = with_patch(update, &mut next, patch);
     let mut update = update
         .filter(orders::Column::Id.eq(order.id.as_str()))
         .filter(orders::Column::Status.eq(from.as_str()));

@@ -38,8 +38,8 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
-pub use arithmetic::{Book, DEFAULT_TICK_SIZE, STOP_MARKET_BUFFER_BPS};
-pub use books::{funds_of, Books, PAPER_PREFIX};
+pub use arithmetic::DEFAULT_TICK_SIZE;
+pub use books::{Books, PAPER_PREFIX};
 pub use fills::apply;
 pub use reserve::{re_reserve, reserve, Claim, Refusal};
 
