@@ -7,14 +7,18 @@
 //! `Result<_, ErrorBody>`. The NATS shell ([`crate::worker`], [`crate::handler`],
 //! [`crate::service`]) decodes, authenticates, calls one verb and encodes one reply; the
 //! outbox relay ([`crate::events`]), the paper matcher ([`crate::matcher`]) and the Angel
-//! One order-update follower ([`crate::angel::updates`]) call the engine too. Nothing in
-//! this module imports anything outside it but the brokers' and the store's shared types.
+//! One order-update follower ([`crate::angel::updates`]) call the engine too. No file in
+//! it imports a module of this crate outside it (`tests/engine_boundary.rs` fails if one
+//! names the NATS client or the shell); the paper broker ([`crate::paper`]) keeps its
+//! books in [`ledger`], inside the engine, because they change in the order's own
+//! transaction.
 //!
-//! The [`Engine`] owns, in private fields: the order store (the database: orders, leases,
-//! the outbox, the paper books), the vault, the audit sink, the credential generation
-//! register, the brokers and the settings. Its ports are the [`Broker`] trait
-//! (`pinnacle_common::broker`) and [`AuditSink`] (implemented by
-//! `pinnacle_common::audit::AuditLog`).
+//! The [`Engine`] owns, in fields visible only inside this module: the order store (the
+//! database: orders, leases, the outbox, the paper books), the vault, the audit sink, the
+//! credential generation register, the brokers and the settings. Its ports are the
+//! [`Broker`](pinnacle_common::broker::Broker) trait and [`AuditSink`] (implemented by
+//! `pinnacle_common::audit::AuditLog`). Everything outside uses the methods of the one
+//! `impl Engine` below and the few types re-exported here.
 //!
 //! # Where things happen (one hop each)
 //! - **An order is placed** in [`place`]: [`Engine::submit`] is the one pipeline, for a
