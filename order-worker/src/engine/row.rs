@@ -97,3 +97,90 @@ pub fn reply_for(order: &orders::Model) -> Result<OrderReply, ErrorBody> {
     }
     Ok(view(order)?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pinnacle_common::error::ErrorCode;
+    use pinnacle_common::model::{OrderType, Product, Side};
+
+    fn row() -> orders::Model {
+        let now = Utc::now();
+        orders::Model {
+            id: "ord-1".into(),
+            user_id: "u1".into(),
+            broker_account_id: "acct-1".into(),
+            client_order_id: "c-1".into(),
+            exchange: "NSE".into(),
+            symbol: "SBIN-EQ".into(),
+            side: Side::Sell.as_str().into(),
+            order_type: OrderType::StoplossMarket.as_str().into(),
+            quantity: 5,
+            price: None,
+            trigger_price: Some(81_000),
+            product: Product::Intraday.as_str().into(),
+            status: OrderStatus::Rejected.as_str().into(),
+            filled_quantity: 0,
+            average_price: None,
+            broker_order_id: None,
+            reject_code: Some(ErrorCode::RiskMaxValue.as_str().into()),
+            reject_reason: Some("too big".into()),
+            created_at: now,
+            updated_at: now,
+            lease_owner: None,
+            lease_until_ms: None,
+        }
+    }
+
+    #[test]
+    fn a_sound_row_reads_back_as_stored() {
+        let view = view(&row()).expect("sound");
+        assert_eq!(
+            (view.side, view.order_type, view.product, view.status),
+            (
+                Side::Sell,
+                OrderType::StoplossMarket,
+                Product::Intraday,
+                OrderStatus::Rejected
+            )
+        );
+        let error = reply_for(&row()).expect_err("rejected");
+        assert_eq!(error.code, ErrorCode::RiskMaxValue);
+    }
+
+    #[test]
+    fn a_corrupt_enum_column_is_reported_with_order_and_column_never_defaulted() {
+        type Spoil = fn(&mut orders::Model);
+        let corrupt: [(&str, Spoil); 5] = [
+            ("side", |r| r.side = "buy".into()),
+            ("order_type", |r| r.order_type = String::new()),
+            ("product", |r| r.product = "CNC".into()),
+            ("status", |r| r.status = "DONE".into()),
+            ("reject_code", |r| r.reject_code = Some("OOPS".into())),
+        ];
+        for (column, spoil) in corrupt {
+            let mut bad = row();
+            spoil(&mut bad);
+            if column != "reject_code" {
+                let error = view(&bad).expect_err(column);
+                assert_eq!((error.order_id.as_str(), error.column), ("ord-1", column));
+                assert!(error.to_string().contains("ord-1"), "{error}");
+            }
+            // The reply is INTERNAL, never a guessed value.
+            if column != "status" && column != "reject_code" {
+                bad.status = OrderStatus::Open.as_str().into();
+            }
+            let reply = reply_for(&bad).expect_err(column);
+            assert_eq!(reply.code, ErrorCode::Internal, "{column}");
+        }
+        let mut bad = row();
+        bad.status = "NOPE".into();
+        assert!(matches!(
+            status_of(&bad),
+            Err(CorruptOrder {
+                column: "status",
+                ..
+            })
+        ));
+    }
+}
