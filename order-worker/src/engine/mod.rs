@@ -25,8 +25,9 @@
 //!   trader's order ([`Engine::place`]) and for square-off alike.
 //! - **A credential is decrypted** in [`credentials`] (`open_with`), only after the audit
 //!   event is acknowledged.
-//! - **An audit event is written** through [`AuditSink::record`] ([`audit`]), called
-//!   from [`credentials`] only.
+//! - **An audit event is written** through [`AuditSink::record`] ([`audit`]), for every
+//!   credential access, from [`credentials`] only. (Outside the engine, the Angel One
+//!   session store, `crate::angel::store`, audits its own session writes.)
 //! - **A state change and its event** are one transaction in [`store`] (`transition`,
 //!   `insert_new`), writing the outbox row through [`outbox`].
 //!
