@@ -340,37 +340,42 @@ async fn dispatch(
             let target = payload.decode()?;
             engine.get(user_id, &target).await.map(Answer::Order)
         }
-        verbs::FUNDS => {
-            let query = payload.decode_or_default()?;
-            engine
-                .funds(principal, request_id, &query)
-                .await
-                .map(Answer::Funds)
-        }
-        verbs::POSITIONS => {
-            let query = payload.decode_or_default()?;
-            engine
-                .positions(principal, request_id, &query)
-                .await
-                .map(Answer::Positions)
-        }
-        verbs::HOLDINGS => {
-            let query = payload.decode_or_default()?;
-            engine
-                .holdings(principal, request_id, &query)
-                .await
-                .map(Answer::Holdings)
-        }
-        verbs::TRADES => {
-            let query = payload.decode_or_default()?;
-            engine
-                .trades(principal, request_id, &query)
-                .await
-                .map(Answer::Trades)
+        verbs::FUNDS | verbs::POSITIONS | verbs::HOLDINGS | verbs::TRADES => {
+            portfolio(worker, verb, principal, request_id, payload).await
         }
         _ => {
             let filter = payload.decode_or_default()?;
             engine.list(user_id, &filter).await.map(Answer::Orders)
         }
+    }
+}
+
+/// Runs a portfolio `verb` (funds, positions, holdings, trades) on the engine.
+async fn portfolio(
+    worker: &Worker,
+    verb: &str,
+    principal: &Principal,
+    request_id: &str,
+    payload: &Payload<'_>,
+) -> Result<Answer, ErrorBody> {
+    let engine = worker.engine();
+    let query = payload.decode_or_default()?;
+    match verb {
+        verbs::FUNDS => engine
+            .funds(principal, request_id, &query)
+            .await
+            .map(Answer::Funds),
+        verbs::POSITIONS => engine
+            .positions(principal, request_id, &query)
+            .await
+            .map(Answer::Positions),
+        verbs::HOLDINGS => engine
+            .holdings(principal, request_id, &query)
+            .await
+            .map(Answer::Holdings),
+        _ => engine
+            .trades(principal, request_id, &query)
+            .await
+            .map(Answer::Trades),
     }
 }
