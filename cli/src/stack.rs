@@ -437,19 +437,17 @@ async fn start_worker(
     let order_ws_url = settings.smartapi_order_ws_url.clone();
     let prewarm = pinnacle_order_worker::angel::prewarm::Prewarm::from_settings(&settings);
     let angel = Arc::new(angel);
-    let mut worker = Worker::new(
+    let worker = Arc::new(Worker::with_audit(
         client,
-        db,
+        db.clone(),
         vault,
         vec![Arc::new(paper), angel.clone()],
         settings,
-    );
-    worker.audit = audit;
-    worker.register = register;
-    let worker = Arc::new(worker);
-    // Angel One order updates move live orders through the same state machine.
+        (audit, register),
+    ));
+    // Angel One order updates move live orders through the same engine.
     tokio::spawn(pinnacle_order_worker::angel::updates::run(
-        worker.clone(),
+        worker.engine().clone(),
         order_ws_url,
         notices,
         stop.clone(),
@@ -457,7 +455,8 @@ async fn start_worker(
     // Angel One sessions in use are renewed before they are needed.
     if let Some(prewarm) = prewarm {
         tokio::spawn(pinnacle_order_worker::angel::prewarm::run(
-            worker.clone(),
+            worker.engine().clone(),
+            db,
             angel,
             prewarm,
             stop.clone(),

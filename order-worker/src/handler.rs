@@ -1,5 +1,7 @@
 //! One request, end to end: size and subject checks, authentication against the subject's
-//! user and the verb's scope, then the verb, then exactly one reply.
+//! user and the verb's scope, decoding, then the engine's verb
+//! ([`crate::engine::Engine`]), then exactly one reply. The only file that turns NATS
+//! messages into engine calls.
 
 use async_nats::{HeaderMap, Message};
 use pinnacle_common::auth::{AuthError, Principal, SCOPE_READ, SCOPE_TRADE};
@@ -11,8 +13,8 @@ use pinnacle_common::{metrics, telemetry, tokens};
 use serde::Serialize;
 use tracing::Instrument;
 
-use crate::service::Worker;
-use crate::{manage, place, portfolio, query};
+pub use crate::engine::errors::internal;
+use crate::worker::Worker;
 
 /// The longest `Pinnacle-Request-Id` kept. A longer or empty one, or one with characters
 /// other than `A-Z a-z 0-9 - _ . :`, is replaced by a UUIDv7 (it goes into audit events).
@@ -36,25 +38,31 @@ pub enum Answer {
     Trades(Trades),
 }
 
-/// An authenticated request, ready for its verb.
+/// An authenticated request's payload, ready for its verb.
 #[derive(Debug)]
-pub struct Request<'a> {
-    /// Who is asking (already matched to the subject's user).
-    pub principal: Principal,
+struct Payload<'a> {
     /// How the payload is encoded.
-    pub encoding: Encoding,
+    encoding: Encoding,
     /// The payload.
-    pub payload: &'a [u8],
-    /// For audit events and the reply.
-    pub request_id: &'a str,
+    bytes: &'a [u8],
 }
 
-impl Request<'_> {
+impl Payload<'_> {
     /// Decodes the payload, mapping failures to `BAD_PAYLOAD`.
-    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, ErrorBody> {
+    fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, ErrorBody> {
         self.encoding
-            .decode(self.payload)
+            .decode(self.bytes)
             .map_err(|e| ErrorBody::new(ErrorCode::BadPayload, e.to_string()))
+    }
+
+    /// [`Self::decode`], or the default for an empty payload (the optional filters of
+    /// `list` and the portfolio verbs).
+    fn decode_or_default<T: serde::de::DeserializeOwned + Default>(&self) -> Result<T, ErrorBody> {
+        if self.bytes.is_empty() {
+            Ok(T::default())
+        } else {
+            self.decode()
+        }
     }
 }
 
@@ -105,7 +113,7 @@ pub async fn handle(worker: &Worker, message: Message) {
         let verb = subjects::parse_order(&message.subject).map(|parsed| parsed.verb);
         if let Some(verb) = verb {
             let error = outcome.as_ref().err().map(|e| e.code.as_str());
-            worker.micro.record(verb, started.elapsed(), error);
+            worker.micro().record(verb, started.elapsed(), error);
         }
         let outcome_label = outcome_label(verb, &outcome);
         let failed = outcome.is_err();
@@ -162,7 +170,7 @@ async fn reply(
         }
     };
     if let Err(error) = worker
-        .client
+        .client()
         .publish_with_headers(reply_to, hdrs, payload)
         .await
     {
@@ -210,61 +218,71 @@ pub fn bearer_token(headers: Option<&HeaderMap>) -> Result<Option<&str>, ErrorBo
     }
 }
 
-/// Logs an internal failure and returns the detail-free error for the caller.
-pub fn internal(context: &str, error: impl std::fmt::Display) -> ErrorBody {
-    tracing::error!(%error, context, "internal error");
-    ErrorBody::new(
-        ErrorCode::Internal,
-        format!("internal error while {context}"),
-    )
-}
-
 async fn process(
     worker: &Worker,
     message: &Message,
     encoding: Encoding,
     request_id: &str,
 ) -> Result<Answer, ErrorBody> {
-    if message.payload.len() > worker.settings.max_payload {
+    if message.payload.len() > worker.settings().max_payload {
         return Err(ErrorBody::new(
             ErrorCode::PayloadTooLarge,
             format!(
                 "payload is {} bytes; the limit is {}",
                 message.payload.len(),
-                worker.settings.max_payload
+                worker.settings().max_payload
             ),
         ));
     }
     codec::check_headers(message.headers.as_ref())
         .map_err(|e| ErrorBody::new(ErrorCode::BadPayload, e.to_string()))?;
-    let unknown = || {
-        ErrorBody::new(
-            ErrorCode::UnknownVerb,
-            format!(
-                "subject must be orders.<user_id>.<verb> with a verb of: {}",
-                verbs::ALL.join(", ")
-            ),
-        )
-    };
     check_deadline(message.headers.as_ref())?;
-    let subject = subjects::parse_order(&message.subject).ok_or_else(unknown)?;
-    let verb = subject.verb;
-    let scope = match verb {
-        verbs::PLACE | verbs::MODIFY | verbs::CANCEL => SCOPE_TRADE,
+    let subject = subjects::parse_order(&message.subject).ok_or_else(unknown_verb)?;
+    let scope = scope_of(subject.verb)?;
+    let principal = authenticate(worker, message.headers.as_ref(), &subject, scope).await?;
+    let payload = Payload {
+        encoding,
+        bytes: &message.payload,
+    };
+    dispatch(worker, subject.verb, &principal, request_id, &payload).await
+}
+
+/// The refusal of a subject that names no verb.
+fn unknown_verb() -> ErrorBody {
+    ErrorBody::new(
+        ErrorCode::UnknownVerb,
+        format!(
+            "subject must be orders.<user_id>.<verb> with a verb of: {}",
+            verbs::ALL.join(", ")
+        ),
+    )
+}
+
+/// The scope a verb needs.
+fn scope_of(verb: &str) -> Result<&'static str, ErrorBody> {
+    match verb {
+        verbs::PLACE | verbs::MODIFY | verbs::CANCEL => Ok(SCOPE_TRADE),
         verbs::GET
         | verbs::LIST
         | verbs::FUNDS
         | verbs::POSITIONS
         | verbs::HOLDINGS
-        | verbs::TRADES => SCOPE_READ,
-        _ => return Err(unknown()),
-    };
+        | verbs::TRADES => Ok(SCOPE_READ),
+        _ => Err(unknown_verb()),
+    }
+}
 
-    // Who is asking, and may they act on this subject?
-    let bearer = bearer_token(message.headers.as_ref())?;
+/// Who is asking, and may they act on this subject with this scope?
+async fn authenticate(
+    worker: &Worker,
+    headers: Option<&HeaderMap>,
+    subject: &subjects::OrderSubject<'_>,
+    scope: &str,
+) -> Result<Principal, ErrorBody> {
+    let bearer = bearer_token(headers)?;
     let principal = worker
-        .tokens
-        .authenticate(&worker.db, worker.vault.token_pepper(), bearer)
+        .tokens()
+        .authenticate(worker.db(), worker.vault().token_pepper(), bearer)
         .await
         .map_err(|e| match e {
             AuthError::Store(db) => internal("checking the API token", db),
@@ -283,27 +301,81 @@ async fn process(
             format!("the API token lacks the {scope} scope"),
         ));
     }
-    let request = Request {
-        principal,
-        encoding,
-        payload: &message.payload,
-        request_id,
-    };
+    Ok(principal)
+}
+
+/// Runs `verb` on the engine with the decoded payload.
+async fn dispatch(
+    worker: &Worker,
+    verb: &str,
+    principal: &Principal,
+    request_id: &str,
+    payload: &Payload<'_>,
+) -> Result<Answer, ErrorBody> {
+    let engine = worker.engine();
+    let user_id = principal.user_id.as_str();
     match verb {
-        verbs::PLACE => place::place(worker, &request).await.map(Answer::Order),
-        verbs::MODIFY => manage::modify(worker, &request).await.map(Answer::Order),
-        verbs::CANCEL => manage::cancel(worker, &request).await.map(Answer::Order),
-        verbs::GET => query::get(worker, &request).await.map(Answer::Order),
-        verbs::FUNDS => portfolio::funds(worker, &request).await.map(Answer::Funds),
-        verbs::POSITIONS => portfolio::positions(worker, &request)
+        verbs::PLACE => {
+            let order = payload.decode()?;
+            engine
+                .place(principal, request_id, &order)
+                .await
+                .map(Answer::Order)
+        }
+        verbs::MODIFY => {
+            let change = payload.decode()?;
+            engine
+                .modify(principal, request_id, &change)
+                .await
+                .map(Answer::Order)
+        }
+        verbs::CANCEL => {
+            let target = payload.decode()?;
+            engine
+                .cancel(principal, request_id, &target)
+                .await
+                .map(Answer::Order)
+        }
+        verbs::GET => {
+            let target = payload.decode()?;
+            engine.get(user_id, &target).await.map(Answer::Order)
+        }
+        verbs::FUNDS | verbs::POSITIONS | verbs::HOLDINGS | verbs::TRADES => {
+            portfolio(worker, verb, principal, request_id, payload).await
+        }
+        _ => {
+            let filter = payload.decode_or_default()?;
+            engine.list(user_id, &filter).await.map(Answer::Orders)
+        }
+    }
+}
+
+/// Runs a portfolio `verb` (funds, positions, holdings, trades) on the engine.
+async fn portfolio(
+    worker: &Worker,
+    verb: &str,
+    principal: &Principal,
+    request_id: &str,
+    payload: &Payload<'_>,
+) -> Result<Answer, ErrorBody> {
+    let engine = worker.engine();
+    let query = payload.decode_or_default()?;
+    match verb {
+        verbs::FUNDS => engine
+            .funds(principal, request_id, &query)
+            .await
+            .map(Answer::Funds),
+        verbs::POSITIONS => engine
+            .positions(principal, request_id, &query)
             .await
             .map(Answer::Positions),
-        verbs::HOLDINGS => portfolio::holdings(worker, &request)
+        verbs::HOLDINGS => engine
+            .holdings(principal, request_id, &query)
             .await
             .map(Answer::Holdings),
-        verbs::TRADES => portfolio::trades(worker, &request)
+        _ => engine
+            .trades(principal, request_id, &query)
             .await
             .map(Answer::Trades),
-        _ => query::list(worker, &request).await.map(Answer::Orders),
     }
 }

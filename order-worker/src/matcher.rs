@@ -17,13 +17,11 @@ use pinnacle_common::entities::orders;
 use pinnacle_common::model::{OrderEvent, OrderReply, OrderStatus, OrderType, Tick};
 use pinnacle_common::shutdown::Shutdown;
 use pinnacle_common::subjects;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
-use crate::service::Worker;
-use crate::store::{self, Patch};
+use crate::engine::{row, Engine, Patch};
+use crate::worker::Worker;
 
-/// Broker order ids the paper broker issues start with this.
-pub const PAPER_PREFIX: &str = "PAPER-";
+pub use crate::engine::ledger::PAPER_PREFIX;
 
 /// Resting paper orders by `EXCHANGE:SYMBOL`, then by order id.
 #[derive(Debug, Default)]
@@ -72,12 +70,9 @@ impl Book {
 }
 
 /// Fills `order` by up to `tick.last_qty` at `tick.ltp`; returns the order after the fill.
-async fn fill(worker: &Worker, order: &OrderReply, tick: &Tick) -> Option<orders::Model> {
-    let row = orders::Entity::find_by_id(order.order_id.clone())
-        .one(&worker.db)
-        .await
-        .ok()??;
-    match store::status_of(&row) {
+async fn fill(engine: &Engine, order: &OrderReply, tick: &Tick) -> Option<orders::Model> {
+    let row = engine.order(&order.order_id).await.ok()??;
+    match row::status_of(&row) {
         Ok(status) if status.is_working() => {}
         Ok(_) => return None,
         Err(error) => {
@@ -101,10 +96,7 @@ async fn fill(worker: &Worker, order: &OrderReply, tick: &Tick) -> Option<orders
         ..Patch::default()
     };
     // Losing the compare-and-set to another worker's fill (or a cancel) is normal.
-    worker
-        .advance(&row, to, patch, crate::store::Ownership::Any)
-        .await
-        .ok()
+    engine.apply_update(&row, to, patch).await.ok()
 }
 
 /// Runs the matcher until `shutdown` fires.
@@ -112,21 +104,17 @@ pub async fn run(
     worker: Arc<Worker>,
     shutdown: Shutdown,
 ) -> Result<(), async_nats::SubscribeError> {
-    let mut events = worker.client.subscribe(subjects::ORDER_EVENTS_ALL).await?;
-    let mut ticks = worker.client.subscribe(subjects::MD_TICK_ALL).await?;
+    let engine = worker.engine();
+    let mut events = worker
+        .client()
+        .subscribe(subjects::ORDER_EVENTS_ALL)
+        .await?;
+    let mut ticks = worker.client().subscribe(subjects::MD_TICK_ALL).await?;
     let mut book = Book::default();
-    match orders::Entity::find()
-        .filter(orders::Column::Status.is_in([
-            OrderStatus::Open.as_str(),
-            OrderStatus::PartiallyFilled.as_str(),
-        ]))
-        .filter(orders::Column::BrokerOrderId.starts_with(PAPER_PREFIX))
-        .all(&worker.db)
-        .await
-    {
+    match engine.resting_paper_orders().await {
         Ok(resting) => {
             for order in &resting {
-                match store::view(order) {
+                match row::view(order) {
                     Ok(view) => book.apply(view),
                     Err(error) => tracing::error!(%error, "a resting paper order is corrupt"),
                 }
@@ -145,8 +133,8 @@ pub async fn run(
             Some(message) = ticks.next() => {
                 let Ok(tick) = Encoding::MsgPack.decode::<Tick>(&message.payload) else { continue };
                 for order in book.marketable(&tick) {
-                    if let Some(after) = fill(&worker, &order, &tick).await {
-                        match store::view(&after) {
+                    if let Some(after) = fill(engine, &order, &tick).await {
+                        match row::view(&after) {
                             Ok(view) => book.apply(view),
                             Err(error) => tracing::error!(%error, "a filled paper order is corrupt"),
                         }

@@ -25,9 +25,8 @@ use pinnacle_common::model::{
     Funds, Holding, OrderRequest, OrderStatus, OrderType, Position, Side, Trade,
 };
 use pinnacle_common::shutdown::Shutdown;
-use pinnacle_order_worker::credentials::Actor;
+use pinnacle_order_worker::engine::{Actor, Caller, RiskChecks};
 use pinnacle_order_worker::paper::PaperBroker;
-use pinnacle_order_worker::place::{self, Caller, RiskChecks};
 use pinnacle_order_worker::Worker;
 use pinnacle_tests::angel::AngelStack;
 use pinnacle_tests::{
@@ -223,7 +222,7 @@ impl SideWorker {
                 risk: RiskChecks::Opening,
                 account: None,
             };
-            place::submit(&worker, &caller, &order).await
+            worker.engine().submit(&caller, &order).await
         })
     }
 

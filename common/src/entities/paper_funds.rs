@@ -1,5 +1,5 @@
 //! `paper_funds`: one paper account's cash, kept incrementally by every fill and every
-//! reservation (see `pinnacle_order_worker::ledger`).
+//! reservation (see `order-worker/src/engine/ledger/`).
 
 use sea_orm::entity::prelude::*;
 

@@ -24,11 +24,10 @@ use chrono::{DateTime, Utc};
 use pinnacle_common::entities::broker_accounts;
 use pinnacle_common::shutdown::Shutdown;
 use pinnacle_smartapi::session::renew_at;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 
 use super::AngelOneBroker;
-use crate::credentials::{self, Actor, Opener};
-use crate::service::Worker;
+use crate::engine::{Actor, Engine};
 
 /// The audit actor of background renewals.
 pub const ACTOR: &str = "pinnacle-session-prewarm";
@@ -63,7 +62,8 @@ impl Prewarm {
 
 /// Renews due sessions until `shutdown`.
 pub async fn run(
-    worker: Arc<Worker>,
+    engine: Arc<Engine>,
+    db: DatabaseConnection,
     broker: Arc<AngelOneBroker>,
     prewarm: Prewarm,
     shutdown: Shutdown,
@@ -81,7 +81,7 @@ pub async fn run(
         let rows = broker_accounts::Entity::find()
             .filter(broker_accounts::Column::Broker.eq(super::NAME))
             .filter(broker_accounts::Column::SessionExpiresAt.gt(now - IN_USE_WITHIN))
-            .all(&worker.db)
+            .all(&db)
             .await;
         let rows = match rows {
             Ok(rows) => rows,
@@ -100,7 +100,7 @@ pub async fn run(
             if backoff.get(&row.id).is_some_and(|(_, until)| now < *until) {
                 continue;
             }
-            match renew(&worker, &broker, &row).await {
+            match renew(&engine, &broker, &row).await {
                 Ok(new_end) => {
                     backoff.remove(&row.id);
                     tracing::info!(
@@ -130,22 +130,17 @@ pub async fn run(
 }
 
 async fn renew(
-    worker: &Worker,
+    engine: &Engine,
     broker: &AngelOneBroker,
     row: &broker_accounts::Model,
 ) -> Result<DateTime<Utc>, String> {
-    let opener = Opener {
-        db: &worker.db,
-        vault: &worker.vault,
-        audit: &worker.audit,
-        register: &worker.register,
-    };
     let actor = Actor {
         name: ACTOR,
         token_id: None,
     };
     let request_id = uuid::Uuid::now_v7().to_string();
-    let creds = credentials::open_with(opener, actor, row, "session.prewarm", &request_id)
+    let creds = engine
+        .open_credentials(actor, row, "session.prewarm", &request_id)
         .await
         .map_err(|e| e.message)?;
     broker

@@ -20,7 +20,7 @@ use sea_orm::sea_query::{Condition, Expr};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use secrecy::SecretString;
 
-use crate::credentials::{self, Actor};
+use crate::engine::credentials::{self, Actor};
 
 /// The audit actor for session reads and writes.
 pub const ACTOR: &str = "pinnacle-smartapi-session";

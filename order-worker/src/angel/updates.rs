@@ -23,13 +23,11 @@ use pinnacle_smartapi::order_updates::{self, Ended, Event};
 use pinnacle_smartapi::tag;
 use pinnacle_smartapi::types::OrderRecord;
 use pinnacle_smartapi::RestClient;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::service::Worker;
-use crate::store::Patch;
+use crate::engine::{row, CorruptOrder, Engine, Patch};
 
 /// A session the broker is using for an account.
 #[derive(Clone)]
@@ -93,7 +91,7 @@ struct Follower {
 
 /// Runs until `shutdown`: one follower per account with a live session.
 pub async fn run(
-    worker: Arc<Worker>,
+    engine: Arc<Engine>,
     url: String,
     mut notices: mpsc::UnboundedReceiver<SessionNotice>,
     shutdown: Shutdown,
@@ -117,7 +115,7 @@ pub async fn run(
             notice.live.set(&notice.account_id, false);
         }
         let task = tokio::spawn(follow_account(
-            worker.clone(),
+            engine.clone(),
             url.clone(),
             notice.clone(),
             shutdown.clone(),
@@ -136,14 +134,14 @@ pub async fn run(
 }
 
 async fn follow_account(
-    worker: Arc<Worker>,
+    engine: Arc<Engine>,
     url: String,
     notice: SessionNotice,
     shutdown: Shutdown,
 ) {
     let (tx, mut rx) = mpsc::channel::<Event>(1024);
     let applier = {
-        let worker = worker.clone();
+        let engine = engine.clone();
         let notice = notice.clone();
         tokio::spawn(async move {
             while let Some(event) = rx.recv().await {
@@ -152,10 +150,10 @@ async fn follow_account(
                         // Whatever changes from now on arrives on the socket; what changed
                         // before is in the order book.
                         notice.live.set(&notice.account_id, true);
-                        catch_up(&worker, &notice).await;
+                        catch_up(&engine, &notice).await;
                     }
                     Event::Update(update) => {
-                        apply(&worker, &notice.account_id, &update.order).await;
+                        apply(&engine, &notice.account_id, &update.order).await;
                     }
                 }
             }
@@ -197,11 +195,11 @@ async fn follow_account(
 }
 
 /// Updates sent while the socket was down are lost: apply today's order book instead.
-async fn catch_up(worker: &Worker, notice: &SessionNotice) {
+async fn catch_up(engine: &Engine, notice: &SessionNotice) {
     match notice.client.order_book(&notice.jwt).await {
         Ok(book) => {
             for record in &book {
-                apply(worker, &notice.account_id, record).await;
+                apply(engine, &notice.account_id, record).await;
             }
         }
         Err(error) => {
@@ -215,14 +213,14 @@ async fn catch_up(worker: &Worker, notice: &SessionNotice) {
 /// Losing the compare-and-set to the request path or another worker is normal; the record
 /// is then weighed again against the order as it now stands (a rejection that raced the
 /// place reply's OPEN still lands), a few times at most.
-async fn apply(worker: &Worker, account_id: &str, record: &OrderRecord) {
+async fn apply(engine: &Engine, account_id: &str, record: &OrderRecord) {
     for _ in 0..APPLY_ATTEMPTS {
-        let Some(order) = find(worker, account_id, record).await else {
+        let Some(order) = find(engine, account_id, record).await else {
             tracing::debug!(status = %record.status, "order update for an order Pinnacle did not place");
             return;
         };
         let outcome = super::map::outcome(record);
-        let status = match crate::store::status_of(&order) {
+        let status = match row::status_of(&order) {
             Ok(status) => status,
             Err(error) => {
                 tracing::error!(%error, "order update for a corrupt order, not applied");
@@ -239,10 +237,7 @@ async fn apply(worker: &Worker, account_id: &str, record: &OrderRecord) {
                 return;
             }
         };
-        match worker
-            .advance(&order, outcome.status, patch, crate::store::Ownership::Any)
-            .await
-        {
+        match engine.apply_update(&order, outcome.status, patch).await {
             Ok(_) => return,
             Err(error) => {
                 tracing::debug!(order_id = %order.id, %error, "order update not applied");
@@ -280,8 +275,8 @@ fn patch_for(
     order: &orders::Model,
     record: &OrderRecord,
     outcome: &BrokerOutcome,
-) -> Result<Patch, crate::store::CorruptOrder> {
-    let order_type = crate::store::view(order)?.order_type;
+) -> Result<Patch, CorruptOrder> {
+    let order_type = row::view(order)?.order_type;
     let (quantity, price, trigger_price) = super::map::terms(record, order_type);
     let rejection = (outcome.status == OrderStatus::Rejected).then(|| {
         let reason = if record.text.is_empty() {
@@ -300,11 +295,9 @@ fn patch_for(
     })
 }
 
-async fn find(worker: &Worker, account_id: &str, record: &OrderRecord) -> Option<orders::Model> {
-    let by_id = orders::Entity::find()
-        .filter(orders::Column::BrokerAccountId.eq(account_id))
-        .filter(orders::Column::BrokerOrderId.eq(record.orderid.as_str()))
-        .one(&worker.db)
+async fn find(engine: &Engine, account_id: &str, record: &OrderRecord) -> Option<orders::Model> {
+    let by_id = engine
+        .order_at_broker(account_id, record.orderid.as_str())
         .await
         .ok()
         .flatten();
@@ -312,15 +305,7 @@ async fn find(worker: &Worker, account_id: &str, record: &OrderRecord) -> Option
         return by_id;
     }
     // The update can beat the place reply: match the account's in-flight orders by tag.
-    let in_flight = orders::Entity::find()
-        .filter(orders::Column::BrokerAccountId.eq(account_id))
-        .filter(orders::Column::Status.is_in([
-            OrderStatus::Submitted.as_str(),
-            OrderStatus::Unknown.as_str(),
-        ]))
-        .all(&worker.db)
-        .await
-        .ok()?;
+    let in_flight = engine.awaiting_broker(account_id).await.ok()?;
     in_flight
         .into_iter()
         .find(|o| tag::order_tag(&o.id) == record.ordertag)

@@ -2,27 +2,28 @@
 //! whichever worker inserts first owns the order; every other attempt reads it back. Every
 //! state change is a compare-and-set through the state machine ([`transition`]), and every
 //! one writes its lifecycle event to the outbox in the same transaction
-//! ([`crate::events`]), so a committed change is never without its event.
+//! ([`super::outbox`]), so a committed change is never without its event.
 //!
 //! In-flight orders (`SUBMITTED`, `PENDING_MODIFY`, `PENDING_CANCEL`) carry a lease
 //! ([`Ownership`]): only its holder may settle them, and reconciliation [`take`]s one only
-//! once the lease has expired (see [`crate::lease`]).
+//! once the lease has expired (see [`super::lease`]).
 
 use chrono::Utc;
 use pinnacle_common::broker::BrokerOutcome;
 use pinnacle_common::db::span as db_span;
 use pinnacle_common::entities::orders;
-use pinnacle_common::error::{ErrorBody, ErrorCode};
-use pinnacle_common::model::{OrderReply, OrderRequest, OrderStatus};
+use pinnacle_common::error::ErrorBody;
+use pinnacle_common::model::{OrderRequest, OrderStatus};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, Set, SqlErr, TransactionTrait,
+    QueryFilter, Set, SqlErr, TransactionTrait, UpdateMany,
 };
 use tracing::Instrument as _;
 
-use crate::events;
-use crate::ledger;
+use super::ledger;
+use super::outbox;
+pub use super::row::{now_ms, reply_for, status_of, view, CorruptOrder};
 
 /// Who changes an order, as far as its lease is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,11 +41,6 @@ pub enum Ownership<'a> {
         /// Ms since the epoch.
         until_ms: i64,
     },
-}
-
-/// Milliseconds since the Unix epoch, the unit of leases and outbox claims.
-pub fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
 }
 
 /// The order already exists: the stored row, for replay.
@@ -116,7 +112,7 @@ pub async fn insert_new(
         let model = row.insert(&txn).await?;
         let mut new = model.clone();
         new.status = OrderStatus::New.as_str().to_string();
-        events::record_all(&txn, &[(None, &new), (Some(OrderStatus::New), &model)]).await?;
+        outbox::record_all(&txn, &[(None, &new), (Some(OrderStatus::New), &model)]).await?;
         txn.commit().await?;
         Ok::<_, DbErr>(model)
     }
@@ -165,45 +161,6 @@ impl Patch {
     }
 }
 
-/// A stored order holds a value its column does not allow: the row is corrupt. It is
-/// reported (to the caller as `INTERNAL`, to the log with the order id and the column),
-/// never read as some default.
-#[derive(Debug, thiserror::Error)]
-#[error("order {order_id}: column {column}: {source}")]
-pub struct CorruptOrder {
-    /// The order's id.
-    pub order_id: String,
-    /// The column that holds the bad value, e.g. `side`.
-    pub column: &'static str,
-    /// What was found there.
-    #[source]
-    pub source: pinnacle_common::model::UnknownValue,
-}
-
-impl From<CorruptOrder> for DbErr {
-    fn from(error: CorruptOrder) -> Self {
-        DbErr::Custom(error.to_string())
-    }
-}
-
-impl From<CorruptOrder> for ErrorBody {
-    fn from(error: CorruptOrder) -> Self {
-        crate::handler::internal("reading a stored order", error)
-    }
-}
-
-/// Parses `text`, the stored value of `column` of `order`.
-fn column<T>(order: &orders::Model, column: &'static str, text: &str) -> Result<T, CorruptOrder>
-where
-    T: std::str::FromStr<Err = pinnacle_common::model::UnknownValue>,
-{
-    text.parse().map_err(|source| CorruptOrder {
-        order_id: order.id.clone(),
-        column,
-        source,
-    })
-}
-
 /// A transition could not be stored.
 #[derive(Debug, thiserror::Error)]
 pub enum TransitionError {
@@ -224,6 +181,49 @@ pub enum TransitionError {
     /// The database failed.
     #[error(transparent)]
     Db(#[from] DbErr),
+}
+
+/// Sets what `patch` changes, both in `update` and in `next` (the row as it will be).
+fn with_patch(
+    mut update: UpdateMany<orders::Entity>,
+    next: &mut orders::Model,
+    patch: Patch,
+) -> UpdateMany<orders::Entity> {
+    if let Some(id) = patch.broker_order_id {
+        update = update.col_expr(orders::Column::BrokerOrderId, Expr::value(id.clone()));
+        next.broker_order_id = Some(id);
+    }
+    if let Some(filled) = patch.filled_quantity {
+        update = update.col_expr(orders::Column::FilledQuantity, Expr::value(filled));
+        next.filled_quantity = filled;
+    }
+    if let Some(price) = patch.average_price {
+        update = update.col_expr(orders::Column::AveragePrice, Expr::value(price));
+        next.average_price = Some(price);
+    }
+    if let Some(quantity) = patch.quantity {
+        update = update.col_expr(orders::Column::Quantity, Expr::value(quantity));
+        next.quantity = quantity;
+    }
+    if let Some(price) = patch.price {
+        update = update.col_expr(orders::Column::Price, Expr::value(price));
+        next.price = Some(price);
+    }
+    if let Some(trigger) = patch.trigger_price {
+        update = update.col_expr(orders::Column::TriggerPrice, Expr::value(trigger));
+        next.trigger_price = Some(trigger);
+    }
+    if let Some(error) = patch.rejection {
+        update = update
+            .col_expr(orders::Column::RejectCode, Expr::value(error.code.as_str()))
+            .col_expr(
+                orders::Column::RejectReason,
+                Expr::value(error.message.clone()),
+            );
+        next.reject_code = Some(error.code.as_str().to_string());
+        next.reject_reason = Some(error.message);
+    }
+    update
 }
 
 /// Moves `order` to `to`, if the state machine allows it, nobody else moved it first and
@@ -265,40 +265,7 @@ pub async fn transition(
         .col_expr(orders::Column::LeaseUntilMs, Expr::value(lease_until_ms));
     next.lease_owner = lease_owner;
     next.lease_until_ms = lease_until_ms;
-    if let Some(id) = patch.broker_order_id {
-        update = update.col_expr(orders::Column::BrokerOrderId, Expr::value(id.clone()));
-        next.broker_order_id = Some(id);
-    }
-    if let Some(filled) = patch.filled_quantity {
-        update = update.col_expr(orders::Column::FilledQuantity, Expr::value(filled));
-        next.filled_quantity = filled;
-    }
-    if let Some(price) = patch.average_price {
-        update = update.col_expr(orders::Column::AveragePrice, Expr::value(price));
-        next.average_price = Some(price);
-    }
-    if let Some(quantity) = patch.quantity {
-        update = update.col_expr(orders::Column::Quantity, Expr::value(quantity));
-        next.quantity = quantity;
-    }
-    if let Some(price) = patch.price {
-        update = update.col_expr(orders::Column::Price, Expr::value(price));
-        next.price = Some(price);
-    }
-    if let Some(trigger) = patch.trigger_price {
-        update = update.col_expr(orders::Column::TriggerPrice, Expr::value(trigger));
-        next.trigger_price = Some(trigger);
-    }
-    if let Some(error) = patch.rejection {
-        update = update
-            .col_expr(orders::Column::RejectCode, Expr::value(error.code.as_str()))
-            .col_expr(
-                orders::Column::RejectReason,
-                Expr::value(error.message.clone()),
-            );
-        next.reject_code = Some(error.code.as_str().to_string());
-        next.reject_reason = Some(error.message);
-    }
+    let update = with_patch(update, &mut next, patch);
     let mut update = update
         .filter(orders::Column::Id.eq(order.id.as_str()))
         .filter(orders::Column::Status.eq(from.as_str()));
@@ -312,7 +279,7 @@ pub async fn transition(
             return Ok(false);
         }
         ledger::apply(&txn, books, order, &next).await?;
-        events::record(&txn, Some(from), &next).await?;
+        outbox::record(&txn, Some(from), &next).await?;
         txn.commit().await?;
         Ok::<_, DbErr>(true)
     }
@@ -328,7 +295,7 @@ pub async fn transition(
 /// Takes an abandoned in-flight or `UNKNOWN` order for reconciliation: the lease passes to
 /// `owner` until `until_ms` only if the order is still exactly as `order` shows it (status
 /// and lease), so of several reconcilers exactly one wins, and never while a live lease
-/// holder could still call the broker (the caller checked [`crate::lease::is_abandoned`]).
+/// holder could still call the broker (the caller checked [`super::lease::is_abandoned`]).
 pub async fn take(
     db: &impl ConnectionTrait,
     order: &orders::Model,
@@ -376,134 +343,4 @@ pub async fn renew(
         .instrument(db_span(db, "UPDATE", "orders"))
         .await?;
     Ok(result.rows_affected == 1)
-}
-
-/// The stored status; an unknown one is a [`CorruptOrder`], never read as some state.
-pub fn status_of(order: &orders::Model) -> Result<OrderStatus, CorruptOrder> {
-    column(order, "status", &order.status)
-}
-
-/// The order as the wire shows it; a corrupt enum column is an error.
-pub fn view(order: &orders::Model) -> Result<OrderReply, CorruptOrder> {
-    Ok(OrderReply {
-        order_id: order.id.clone(),
-        client_order_id: order.client_order_id.clone(),
-        exchange: order.exchange.clone(),
-        symbol: order.symbol.clone(),
-        side: column(order, "side", &order.side)?,
-        order_type: column(order, "order_type", &order.order_type)?,
-        quantity: order.quantity,
-        price: order.price,
-        trigger_price: order.trigger_price,
-        product: column(order, "product", &order.product)?,
-        broker_order_id: order.broker_order_id.clone(),
-        status: status_of(order)?,
-        filled_quantity: order.filled_quantity,
-        average_price: order.average_price,
-        reject_reason: order.reject_reason.clone(),
-        created_at_ms: order.created_at.timestamp_millis(),
-        updated_at_ms: order.updated_at.timestamp_millis(),
-    })
-}
-
-/// The reply for a placed order: its state, or for a rejected one the original error.
-pub fn reply_for(order: &orders::Model) -> Result<OrderReply, ErrorBody> {
-    if status_of(order)? == OrderStatus::Rejected {
-        // No stored code (a rejection recorded before codes were kept) is the broker's.
-        let code = match order.reject_code.as_deref() {
-            Some(text) => column::<ErrorCode>(order, "reject_code", text)?,
-            None => ErrorCode::BrokerRejected,
-        };
-        return Err(ErrorBody::new(
-            code,
-            order.reject_reason.clone().unwrap_or_default(),
-        ));
-    }
-    Ok(view(order)?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use pinnacle_common::model::{OrderType, Product, Side};
-
-    fn row() -> orders::Model {
-        let now = Utc::now();
-        orders::Model {
-            id: "ord-1".into(),
-            user_id: "u1".into(),
-            broker_account_id: "acct-1".into(),
-            client_order_id: "c-1".into(),
-            exchange: "NSE".into(),
-            symbol: "SBIN-EQ".into(),
-            side: Side::Sell.as_str().into(),
-            order_type: OrderType::StoplossMarket.as_str().into(),
-            quantity: 5,
-            price: None,
-            trigger_price: Some(81_000),
-            product: Product::Intraday.as_str().into(),
-            status: OrderStatus::Rejected.as_str().into(),
-            filled_quantity: 0,
-            average_price: None,
-            broker_order_id: None,
-            reject_code: Some(ErrorCode::RiskMaxValue.as_str().into()),
-            reject_reason: Some("too big".into()),
-            created_at: now,
-            updated_at: now,
-            lease_owner: None,
-            lease_until_ms: None,
-        }
-    }
-
-    #[test]
-    fn a_sound_row_reads_back_as_stored() {
-        let view = view(&row()).expect("sound");
-        assert_eq!(
-            (view.side, view.order_type, view.product, view.status),
-            (
-                Side::Sell,
-                OrderType::StoplossMarket,
-                Product::Intraday,
-                OrderStatus::Rejected
-            )
-        );
-        let error = reply_for(&row()).expect_err("rejected");
-        assert_eq!(error.code, ErrorCode::RiskMaxValue);
-    }
-
-    #[test]
-    fn a_corrupt_enum_column_is_reported_with_order_and_column_never_defaulted() {
-        type Spoil = fn(&mut orders::Model);
-        let corrupt: [(&str, Spoil); 5] = [
-            ("side", |r| r.side = "buy".into()),
-            ("order_type", |r| r.order_type = String::new()),
-            ("product", |r| r.product = "CNC".into()),
-            ("status", |r| r.status = "DONE".into()),
-            ("reject_code", |r| r.reject_code = Some("OOPS".into())),
-        ];
-        for (column, spoil) in corrupt {
-            let mut bad = row();
-            spoil(&mut bad);
-            if column != "reject_code" {
-                let error = view(&bad).expect_err(column);
-                assert_eq!((error.order_id.as_str(), error.column), ("ord-1", column));
-                assert!(error.to_string().contains("ord-1"), "{error}");
-            }
-            // The reply is INTERNAL, never a guessed value.
-            if column != "status" && column != "reject_code" {
-                bad.status = OrderStatus::Open.as_str().into();
-            }
-            let reply = reply_for(&bad).expect_err(column);
-            assert_eq!(reply.code, ErrorCode::Internal, "{column}");
-        }
-        let mut bad = row();
-        bad.status = "NOPE".into();
-        assert!(matches!(
-            status_of(&bad),
-            Err(CorruptOrder {
-                column: "status",
-                ..
-            })
-        ));
-    }
 }

@@ -5,9 +5,9 @@ use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::model::{ListRequest, OrderList, OrderRef, OrderReply};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
-use crate::handler::{internal, Request};
-use crate::service::Worker;
-use crate::store;
+use super::core::Engine;
+use super::errors::internal;
+use super::store;
 
 /// The most orders one `list` returns.
 pub const MAX_LIST: u64 = 500;
@@ -16,8 +16,8 @@ pub const DEFAULT_LIST: u64 = 100;
 
 /// Finds one of `user_id`'s orders by `order_id` or `client_order_id` (both: they must name
 /// the same order).
-pub async fn resolve(
-    worker: &Worker,
+pub(super) async fn resolve(
+    engine: &Engine,
     user_id: &str,
     target: &OrderRef,
 ) -> Result<orders::Model, ErrorBody> {
@@ -25,15 +25,15 @@ pub async fn resolve(
         (Some(order_id), Some(client_order_id)) => orders::Entity::find_by_id(order_id.clone())
             .filter(orders::Column::UserId.eq(user_id))
             .filter(orders::Column::ClientOrderId.eq(client_order_id.as_str()))
-            .one(&worker.db)
+            .one(&engine.db)
             .await
             .map_err(|e| internal("loading the order", e))?,
         (Some(order_id), None) => orders::Entity::find_by_id(order_id.clone())
             .filter(orders::Column::UserId.eq(user_id))
-            .one(&worker.db)
+            .one(&engine.db)
             .await
             .map_err(|e| internal("loading the order", e))?,
-        (None, Some(client_order_id)) => store::find(&worker.db, user_id, client_order_id)
+        (None, Some(client_order_id)) => store::find(&engine.db, user_id, client_order_id)
             .await
             .map_err(|e| internal("loading the order", e))?,
         (None, None) => {
@@ -47,19 +47,21 @@ pub async fn resolve(
 }
 
 /// Fetches one order.
-pub async fn get(worker: &Worker, request: &Request<'_>) -> Result<OrderReply, ErrorBody> {
-    let target: OrderRef = request.decode()?;
-    let order = resolve(worker, &request.principal.user_id, &target).await?;
+pub(super) async fn get(
+    engine: &Engine,
+    user_id: &str,
+    target: &OrderRef,
+) -> Result<OrderReply, ErrorBody> {
+    let order = resolve(engine, user_id, target).await?;
     Ok(store::view(&order)?)
 }
 
 /// Lists orders, newest first.
-pub async fn list(worker: &Worker, request: &Request<'_>) -> Result<OrderList, ErrorBody> {
-    let filter: ListRequest = if request.payload.is_empty() {
-        ListRequest::default()
-    } else {
-        request.decode()?
-    };
+pub(super) async fn list(
+    engine: &Engine,
+    user_id: &str,
+    filter: &ListRequest,
+) -> Result<OrderList, ErrorBody> {
     let limit = filter.limit.unwrap_or(DEFAULT_LIST);
     if !(1..=MAX_LIST).contains(&limit) {
         return Err(ErrorBody::new(
@@ -68,7 +70,7 @@ pub async fn list(worker: &Worker, request: &Request<'_>) -> Result<OrderList, E
         ));
     }
     let mut query = orders::Entity::find()
-        .filter(orders::Column::UserId.eq(request.principal.user_id.as_str()))
+        .filter(orders::Column::UserId.eq(user_id))
         .order_by_desc(orders::Column::CreatedAt)
         .order_by_desc(orders::Column::Id)
         .limit(limit);
@@ -76,7 +78,7 @@ pub async fn list(worker: &Worker, request: &Request<'_>) -> Result<OrderList, E
         query = query.filter(orders::Column::Status.is_in(statuses.iter().map(|s| s.as_str())));
     }
     let rows = query
-        .all(&worker.db)
+        .all(&engine.db)
         .await
         .map_err(|e| internal("listing orders", e))?;
     Ok(OrderList {

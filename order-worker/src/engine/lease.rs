@@ -10,11 +10,11 @@
 //!    successful renewal, or at once when a renewal finds another owner. So no owner sends
 //!    anything for the order after `lease_until_ms`.
 //! 2. Reconciliation takes an order only when `lease_until_ms + grace` has passed
-//!    ([`is_abandoned`]), by compare-and-set on the lease it saw ([`crate::store::take`]).
+//!    ([`is_abandoned`]), by compare-and-set on the lease it saw ([`super::store::take`]).
 //!    The grace covers a request already on the wire when its sender gave up, and clock
 //!    skew between workers.
 //! 3. Only the lease holder may settle an in-flight order
-//!    ([`crate::store::Ownership::Held`]); a handler that lost its lease replies with the
+//!    ([`super::store::Ownership::Held`]); a handler that lost its lease replies with the
 //!    order as the database now shows it.
 //!
 //! Hence when reconciliation asks the broker, no owner can still send the order, and the
@@ -30,7 +30,7 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::store;
+use super::store;
 
 /// How long leases last and how long after expiry an order counts as abandoned.
 #[derive(Debug, Clone, Copy)]

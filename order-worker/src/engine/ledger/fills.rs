@@ -1,4 +1,4 @@
-//! The books' side of an order's state change: run by [`crate::store::transition`] inside
+//! The books' side of an order's state change: run by [`crate::engine::store::transition`] inside
 //! the transaction that updates the order row, so the order, its outbox event and the
 //! books commit together or not at all.
 
@@ -10,9 +10,9 @@ use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set};
 
 use super::arithmetic::Book;
+use super::books::PAPER_PREFIX;
+use super::books::{side_of, Books};
 use super::reserve::{position_for_update, release_in, settle_reservation, Held};
-use super::{side_of, Books};
-use crate::matcher::PAPER_PREFIX;
 
 /// Applies `before → after` to the books: a fill (more `filled_quantity`) of a paper order
 /// gives back its share of the order's reservation and moves position, cash and trades; a
@@ -28,7 +28,7 @@ pub async fn apply(
         .broker_order_id
         .as_deref()
         .is_some_and(|id| id.starts_with(PAPER_PREFIX));
-    let terminal = crate::store::status_of(after)?.is_terminal();
+    let terminal = crate::engine::row::status_of(after)?.is_terminal();
     let filled = after.filled_quantity - before.filled_quantity;
     if paper && filled > 0 {
         fill(db, books, before, after, filled, terminal).await
@@ -93,7 +93,29 @@ async fn fill(
 
     // 3. The position, and the units it held for this order.
     let position = locked_position(db, after).await?;
-    let mut book = Book {
+    let mut book = book_of(&position);
+    let short_before = book.short_value();
+    book.fill(side, quantity, value);
+    let (buy_held, sell_held) = match side {
+        Side::Buy => (position.buy_held - held, position.sell_held),
+        Side::Sell => (position.buy_held, position.sell_held - held),
+    };
+    write_position(db, &position, &book, (buy_held, sell_held)).await?;
+    let short_change = book.short_value() - short_before;
+    if short_change != 0 {
+        move_funds(db, account_id, 0, 0, short_change).await?;
+    }
+
+    // 4. The rest of the reservation, and the trade.
+    if let Some(reservation) = &reservation {
+        settle_reservation(db, reservation, cash_units, held).await?;
+    }
+    record_trade(db, after, quantity, value).await
+}
+
+/// The arithmetic view of a position row.
+fn book_of(position: &paper_positions::Model) -> Book {
+    Book {
         net_quantity: position.net_quantity,
         average_price: position.average_price,
         buy_quantity: position.buy_quantity,
@@ -101,13 +123,16 @@ async fn fill(
         buy_value: position.buy_value,
         sell_value: position.sell_value,
         realized_pnl: position.realized_pnl,
-    };
-    let short_before = book.short_value();
-    book.fill(side, quantity, value);
-    let (buy_held, sell_held) = match side {
-        Side::Buy => (position.buy_held - held, position.sell_held),
-        Side::Sell => (position.buy_held, position.sell_held - held),
-    };
+    }
+}
+
+/// Stores `book` and the units still held for open orders into `position`'s row.
+async fn write_position(
+    db: &impl ConnectionTrait,
+    position: &paper_positions::Model,
+    book: &Book,
+    (buy_held, sell_held): (i64, i64),
+) -> Result<(), DbErr> {
     // One UPDATE (an `ActiveModel::update` would read the row back).
     use paper_positions::Column as P;
     paper_positions::Entity::update_many()
@@ -129,15 +154,17 @@ async fn fill(
         .filter(P::Product.eq(position.product.as_str()))
         .exec(db)
         .await?;
-    let short_change = book.short_value() - short_before;
-    if short_change != 0 {
-        move_funds(db, account_id, 0, 0, short_change).await?;
-    }
+    Ok(())
+}
 
-    // 4. The rest of the reservation, and the trade.
-    if let Some(reservation) = &reservation {
-        settle_reservation(db, reservation, cash_units, held).await?;
-    }
+/// Records the fill of `quantity` units worth `value` paise in the trade book.
+async fn record_trade(
+    db: &impl ConnectionTrait,
+    after: &orders::Model,
+    quantity: i64,
+    value: i64,
+) -> Result<(), DbErr> {
+    let account_id = after.broker_account_id.as_str();
     let trade = paper_trades::ActiveModel {
         account_id: Set(account_id.to_string()),
         order_id: Set(after.id.clone()),

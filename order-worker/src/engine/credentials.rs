@@ -7,7 +7,6 @@
 //! decrypt, with the reason code `rolled_back` in the audit event only; it is read again
 //! first, since a credential write may have superseded it after it was loaded.
 
-use pinnacle_common::audit::AuditLog;
 use pinnacle_common::auth::Principal;
 use pinnacle_common::broker::BrokerCredentials;
 use pinnacle_common::crypto::{DecryptError, Vault};
@@ -23,6 +22,9 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
 };
 use tracing::Instrument as _;
+
+use super::audit::AuditSink;
+use super::core::Engine;
 
 /// Why no account could be chosen.
 #[derive(Debug, thiserror::Error)]
@@ -44,7 +46,7 @@ impl AccountError {
         match self {
             Self::NotFound(message) => ErrorBody::new(ErrorCode::NoBrokerAccount, message),
             Self::Ambiguous(message) => ErrorBody::new(ErrorCode::AmbiguousAccount, message),
-            Self::Db(db) => crate::handler::internal("loading the broker account", db),
+            Self::Db(db) => super::errors::internal("loading the broker account", db),
         }
     }
 }
@@ -130,7 +132,7 @@ pub fn decrypt(
 /// `audit stream unavailable:` when the AUDIT stream itself is missing). A failed decrypt is audited too
 /// and answered with the one opaque `CREDENTIAL_UNAVAILABLE`.
 pub async fn open(
-    worker: &crate::Worker,
+    engine: &Engine,
     principal: &Principal,
     account: &broker_accounts::Model,
     purpose: &str,
@@ -140,7 +142,7 @@ pub async fn open(
         name: &principal.user_id,
         token_id: Some(&principal.token_id),
     };
-    open_as(worker, actor, account, purpose, request_id).await
+    open_as(engine, actor, account, purpose, request_id).await
 }
 
 /// Who is using the credentials, for the audit event.
@@ -154,19 +156,23 @@ pub struct Actor<'a> {
 
 /// [`open`] on behalf of `actor` (a service acting without a user request).
 pub async fn open_as(
-    worker: &crate::Worker,
+    engine: &Engine,
     actor: Actor<'_>,
     account: &broker_accounts::Model,
     purpose: &str,
     request_id: &str,
 ) -> Result<BrokerCredentials, ErrorBody> {
-    let opener = Opener {
-        db: &worker.db,
-        vault: &worker.vault,
-        audit: &worker.audit,
-        register: &worker.register,
-    };
-    open_with(opener, actor, account, purpose, request_id).await
+    open_with(opener(engine), actor, account, purpose, request_id).await
+}
+
+/// The engine's parts that open credentials.
+pub(super) fn opener(engine: &Engine) -> Opener<'_> {
+    Opener {
+        db: &engine.db,
+        vault: &engine.vault,
+        audit: engine.audit.as_ref(),
+        register: &engine.register,
+    }
 }
 
 /// What opening credentials needs besides the account.
@@ -177,15 +183,13 @@ pub struct Opener<'a> {
     /// Decrypts.
     pub vault: &'a Vault,
     /// Records the access first.
-    pub audit: &'a AuditLog,
+    pub audit: &'a dyn AuditSink,
     /// The latest generation of every account, outside the database.
     pub register: &'a Register,
 }
 
-/// [`open_as`] with explicit parts, for code that holds no [`Worker`] (the SmartAPI
-/// session store).
-///
-/// [`Worker`]: crate::Worker
+/// [`open_as`] with explicit parts, for code that holds no [`Engine`] (the SmartAPI
+/// session store, which records to its own [`AuditSink`]).
 pub async fn open_with(
     opener: Opener<'_>,
     actor: Actor<'_>,

@@ -15,9 +15,7 @@ use sea_orm::{
     ConnectionTrait, DatabaseConnection, DbBackend, DbErr, DeriveIden, TransactionTrait,
 };
 
-pub use pinnacle_common::entities::risk_limits::{
-    limits_for, Limits, DEFAULT_MAX_ORDERS_PER_SECOND,
-};
+pub use pinnacle_common::entities::risk_limits::{limits_for, Limits};
 
 fn refuse(code: ErrorCode, message: String) -> Result<(), ErrorBody> {
     Err(ErrorBody::new(code, message))
@@ -176,32 +174,18 @@ async fn count_rate(
         .query_one(db.get_database_backend().build(&upsert))
         .await
         .map_err(failed)?;
-    let count: i64 = match row {
-        Some(row) => row
-            .try_get_by_index::<i32>(0)
-            .map(i64::from)
-            .or_else(|_| row.try_get_by_index::<i64>(0))
-            .map_err(failed)?,
-        None => 1,
-    };
+    let count = counted(row.as_ref())?.unwrap_or(1);
     let previous = Query::select()
         .column(OrderRate::Count)
         .from(OrderRate::Table)
         .and_where(Expr::col(OrderRate::UserId).eq(user_id))
         .and_where(Expr::col(OrderRate::Second).eq(second - 1))
         .to_owned();
-    let previous: i64 = match db
+    let previous = db
         .query_one(db.get_database_backend().build(&previous))
         .await
-        .map_err(failed)?
-    {
-        Some(row) => row
-            .try_get_by_index::<i32>(0)
-            .map(i64::from)
-            .or_else(|_| row.try_get_by_index::<i64>(0))
-            .map_err(failed)?,
-        None => 0,
-    };
+        .map_err(failed)?;
+    let previous = counted(previous.as_ref())?.unwrap_or(0);
     let remaining_ms = 1_000 - i64::from(now.timestamp_subsec_millis().min(999));
     let weighted = count * 1_000 + previous * remaining_ms;
     if weighted > i64::from(limits.max_orders_per_second.max(0)) * 1_000 {
@@ -214,6 +198,18 @@ async fn count_rate(
         );
     }
     Ok(())
+}
+
+/// The count in a counter row's first column (an `INTEGER` on SQLite, a `BIGINT` or
+/// `INTEGER` on PostgreSQL); `None` without a row.
+fn counted(row: Option<&sea_orm::QueryResult>) -> Result<Option<i64>, ErrorBody> {
+    row.map(|row| {
+        row.try_get_by_index::<i32>(0)
+            .map(i64::from)
+            .or_else(|_| row.try_get_by_index::<i64>(0))
+            .map_err(rate_check_failed)
+    })
+    .transpose()
 }
 
 /// Forgets counters older than a minute.

@@ -12,7 +12,7 @@
 //!   short; every other product sells only what it holds (`INSUFFICIENT_HOLDINGS`).
 //! - **Modifying** ([`re_reserve`]): the old reservation is released and the new remaining
 //!   quantity reserved in one transaction; if it does not fit, nothing changes.
-//! - **Filling and ending** ([`apply`], called by [`crate::store::transition`] inside the
+//! - **Filling and ending** ([`apply`], called by [`crate::engine::store::transition`] inside the
 //!   transaction that updates the order row and writes its outbox event): a fill consumes
 //!   the order's reservation, moves the position, cash (`used`) and the short value, and
 //!   records a trade; a terminal state releases what is left.
@@ -26,113 +26,25 @@
 //! `PINNACLE_WORKER_PAPER_CASH` (`INSERT … ON CONFLICT DO NOTHING`).
 
 pub mod arithmetic;
+mod books;
 mod fills;
 mod reserve;
 #[cfg(test)]
 mod tests;
 
-use pinnacle_common::entities::{orders, paper_funds, paper_positions, paper_trades};
-use pinnacle_common::model::{Funds, Holding, Position, Product, Side, Trade};
-use sea_orm::sea_query::{Expr, OnConflict};
+use pinnacle_common::entities::{paper_positions, paper_trades};
+use pinnacle_common::model::{Holding, Position, Product, Trade};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
-pub use arithmetic::{Book, DEFAULT_TICK_SIZE, STOP_MARKET_BUFFER_BPS};
+pub use arithmetic::DEFAULT_TICK_SIZE;
+pub use books::{Books, PAPER_PREFIX};
 pub use fills::apply;
 pub use reserve::{re_reserve, reserve, Claim, Refusal};
 
 /// The most recent fills the trade book returns.
 pub const TRADES_LIMIT: u64 = 1_000;
-
-/// The books' one setting: the cash a new account starts with.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Books {
-    /// `PINNACLE_WORKER_PAPER_CASH`, paise.
-    pub opening_cash: i64,
-}
-
-impl Books {
-    /// Books whose accounts start with `opening_cash` paise.
-    pub fn new(opening_cash: i64) -> Self {
-        Self { opening_cash }
-    }
-
-    /// Creates the account's funds row if it has none yet.
-    async fn ensure_funds(&self, db: &impl ConnectionTrait, account_id: &str) -> Result<(), DbErr> {
-        let row = paper_funds::ActiveModel {
-            account_id: Set(account_id.to_string()),
-            cash: Set(self.opening_cash),
-            used: Set(0),
-            reserved: Set(0),
-            short_value: Set(0),
-        };
-        paper_funds::Entity::insert(row)
-            .on_conflict(
-                OnConflict::column(paper_funds::Column::AccountId)
-                    .do_nothing()
-                    .to_owned(),
-            )
-            .do_nothing()
-            .exec_without_returning(db)
-            .await
-            .map(|_| ())
-    }
-
-    /// Locks the account's funds row for the rest of the transaction (creating it first if
-    /// needed) with a write that changes nothing. Every transaction that changes the books
-    /// starts with this: they serialise per account and take their locks in one order
-    /// (funds, then position), so they never deadlock on PostgreSQL, and on SQLite the
-    /// transaction holds the write lock from its first statement (a transaction that read
-    /// first could not upgrade once another had written).
-    async fn lock_funds(&self, db: &impl ConnectionTrait, account_id: &str) -> Result<(), DbErr> {
-        if touch_funds(db, account_id).await? == 0 {
-            self.ensure_funds(db, account_id).await?;
-            touch_funds(db, account_id).await?;
-        }
-        Ok(())
-    }
-
-    /// The account's funds: one row.
-    pub async fn funds(&self, db: &impl ConnectionTrait, account_id: &str) -> Result<Funds, DbErr> {
-        let row = paper_funds::Entity::find_by_id(account_id.to_string())
-            .one(db)
-            .await?;
-        Ok(match row {
-            Some(row) => funds_of(&row),
-            None => Funds {
-                cash: self.opening_cash,
-                used: 0,
-                blocked: 0,
-                available: self.opening_cash,
-            },
-        })
-    }
-}
-
-/// `UPDATE paper_funds SET reserved = reserved WHERE account_id = ?`: how many rows.
-async fn touch_funds(db: &impl ConnectionTrait, account_id: &str) -> Result<u64, DbErr> {
-    use paper_funds::Column as F;
-    Ok(paper_funds::Entity::update_many()
-        .col_expr(F::Reserved, Expr::col(F::Reserved).into())
-        .filter(F::AccountId.eq(account_id))
-        .exec(db)
-        .await?
-        .rows_affected)
-}
-
-/// The wire form of a funds row.
-pub fn funds_of(row: &paper_funds::Model) -> Funds {
-    let blocked = row
-        .reserved
-        .saturating_add(row.short_value.saturating_mul(2));
-    Funds {
-        cash: row.cash,
-        used: row.used,
-        blocked,
-        available: row.cash.saturating_sub(row.used).saturating_sub(blocked),
-    }
-}
 
 /// The account's positions, one row per instrument and product it has traded.
 pub async fn positions(
@@ -214,12 +126,4 @@ where
 {
     text.parse()
         .map_err(|e| DbErr::Custom(format!("the books hold a bad {field}: {e}")))
-}
-
-/// The stored side of an order; a corrupt one is an error, never read as a default.
-fn side_of(order: &orders::Model) -> Result<Side, DbErr> {
-    order
-        .side
-        .parse()
-        .map_err(|e| DbErr::Custom(format!("order {}: column side: {e}", order.id)))
 }

@@ -1,20 +1,20 @@
 //! `modify` and `cancel`: changes to a working order, through PENDING_MODIFY and
-//! PENDING_CANCEL (which take a lease on the order, see [`crate::lease`]), each audited
+//! PENDING_CANCEL (which take a lease on the order, see [`super::lease`]), each audited
 //! before the credentials are used.
 
+use pinnacle_common::auth::Principal;
 use pinnacle_common::broker::{BrokerError, BrokerOutcome};
 use pinnacle_common::entities::orders;
 use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::model::{ModifyRequest, OrderRef, OrderReply, OrderRequest, OrderStatus};
 
-use crate::credentials::{self, Actor};
-use crate::handler::Request;
-use crate::lease::Lease;
-use crate::place::broker_error;
-use crate::query;
-use crate::risk;
-use crate::service::Worker;
-use crate::store::{self, Ownership, Patch};
+use super::core::Engine;
+use super::credentials::{self, Actor};
+use super::errors::broker_error;
+use super::lease::Lease;
+use super::query;
+use super::risk;
+use super::store::{self, Ownership, Patch};
 
 fn must_be_working(order: &orders::Model, verb: &str) -> Result<OrderStatus, ErrorBody> {
     let status = store::status_of(order)?;
@@ -28,18 +28,18 @@ fn must_be_working(order: &orders::Model, verb: &str) -> Result<OrderStatus, Err
     }
 }
 
-/// Moves a working order into `pending` under a new lease held by this handler.
+/// Moves a working order into `pending` under a new lease held by this caller.
 async fn begin(
-    worker: &Worker,
+    engine: &Engine,
     order: &orders::Model,
     pending: OrderStatus,
 ) -> Result<(orders::Model, Lease), ErrorBody> {
-    let (lease, until_ms) = worker.leases.issue(&order.id);
+    let (lease, until_ms) = engine.leases.issue(&order.id);
     let ownership = Ownership::Acquire {
         owner: &lease.owner,
         until_ms,
     };
-    let order = worker
+    let order = engine
         .advance(order, pending, Patch::default(), ownership)
         .await?;
     Ok((order, lease))
@@ -64,7 +64,7 @@ fn as_request(current: &OrderReply) -> OrderRequest {
 /// Settles a pending change from the broker's answer (`None`: the lease was lost and the
 /// call dropped, so reconciliation settles it); a refused change restores `previous`.
 async fn settle(
-    worker: &Worker,
+    engine: &Engine,
     pending: &orders::Model,
     lease: &Lease,
     previous: OrderStatus,
@@ -73,7 +73,7 @@ async fn settle(
 ) -> Result<orders::Model, ErrorBody> {
     let held = Ownership::Held(&lease.owner);
     let Some(answer) = answer else {
-        return worker.reload(pending).await;
+        return engine.reload(pending).await;
     };
     match answer {
         Ok(outcome) => {
@@ -83,18 +83,18 @@ async fn settle(
                 trigger_price: patch.trigger_price,
                 ..Patch::from_outcome(&outcome)
             };
-            worker
+            engine
                 .record_outcome(pending, outcome.status, patch, held)
                 .await
         }
         Err(BrokerError::Unavailable(reason)) => {
             tracing::warn!(order_id = %pending.id, %reason, "broker outcome unknown");
-            worker
+            engine
                 .record_outcome(pending, OrderStatus::Unknown, Patch::default(), held)
                 .await
         }
         Err(error) => {
-            worker
+            engine
                 .record_outcome(pending, previous, Patch::default(), held)
                 .await?;
             Err(broker_error(&error))
@@ -103,61 +103,55 @@ async fn settle(
 }
 
 /// Cancels a working order (the `cancel` verb).
-pub async fn cancel(worker: &Worker, request: &Request<'_>) -> Result<OrderReply, ErrorBody> {
-    let target: OrderRef = request.decode()?;
-    let user_id = request.principal.user_id.as_str();
-    let order = query::resolve(worker, user_id, &target).await?;
+pub(super) async fn cancel(
+    engine: &Engine,
+    principal: &Principal,
+    request_id: &str,
+    target: &OrderRef,
+) -> Result<OrderReply, ErrorBody> {
+    let user_id = principal.user_id.as_str();
+    let order = query::resolve(engine, user_id, target).await?;
     must_be_working(&order, "cancelled")?;
     // Cancels are never blocked by a kill switch, but they count towards the rate.
-    risk::check(&worker.db, user_id, None).await?;
+    risk::check(&engine.db, user_id, None).await?;
     let actor = Actor {
         name: user_id,
-        token_id: Some(&request.principal.token_id),
+        token_id: Some(&principal.token_id),
     };
-    let cancelled = cancel_as(worker, &order, actor, "order.cancel", request.request_id).await?;
+    let cancelled = cancel_as(engine, &order, actor, "order.cancel", request_id).await?;
     Ok(store::view(&cancelled)?)
 }
 
 /// Cancels a working order on behalf of `actor` (a user, or square-off): PENDING_CANCEL
 /// under a lease, the broker's answer recorded; a refused cancel is an error and leaves
 /// the order working.
-pub async fn cancel_as(
-    worker: &Worker,
+pub(super) async fn cancel_as(
+    engine: &Engine,
     order: &orders::Model,
     actor: Actor<'_>,
     purpose: &str,
     request_id: &str,
 ) -> Result<orders::Model, ErrorBody> {
     let previous = must_be_working(order, "cancelled")?;
-    let account = credentials::account_of(&worker.db, order)
+    let account = credentials::account_of(&engine.db, order)
         .await
         .map_err(|e| e.into_error_body())?;
-    let broker = worker.broker_for(&account)?;
-    let creds = credentials::open_as(worker, actor, &account, purpose, request_id).await?;
-    let (pending, lease) = begin(worker, order, OrderStatus::PendingCancel).await?;
+    let broker = engine.broker_for(&account)?;
+    let creds = credentials::open_as(engine, actor, &account, purpose, request_id).await?;
+    let (pending, lease) = begin(engine, order, OrderStatus::PendingCancel).await?;
     let broker_order_id = pending.broker_order_id.clone().unwrap_or_default();
     let placed = as_request(&store::view(order)?);
     let call = broker.cancel_order(&creds, &broker_order_id, &placed);
-    let answer = worker
+    let answer = engine
         .call_broker(&lease, broker.name(), "cancel_order", call)
         .await;
     drop(creds);
-    settle(worker, &pending, &lease, previous, answer, Patch::default()).await
+    settle(engine, &pending, &lease, previous, answer, Patch::default()).await
 }
 
-/// Changes a working order's quantity and/or limit price.
-pub async fn modify(worker: &Worker, request: &Request<'_>) -> Result<OrderReply, ErrorBody> {
-    let change: ModifyRequest = request.decode()?;
-    if change.quantity.is_none() && change.price.is_none() && change.trigger_price.is_none() {
-        return Err(ErrorBody::new(
-            ErrorCode::InvalidRequest,
-            "a modify needs a new quantity, price or trigger_price",
-        ));
-    }
-    let user_id = request.principal.user_id.as_str();
-    let order = query::resolve(worker, user_id, &change.order).await?;
-    let previous = must_be_working(&order, "modified")?;
-    let current = store::view(&order)?;
+/// `current` with `change` applied, if the change fits the order: the quantity stays
+/// above what is filled, and only prices the order type has are changed.
+fn changed(current: &OrderReply, change: &ModifyRequest) -> Result<OrderRequest, ErrorBody> {
     let quantity = change.quantity.unwrap_or(current.quantity);
     if quantity <= current.filled_quantity {
         return Err(ErrorBody::new(
@@ -180,30 +174,42 @@ pub async fn modify(worker: &Worker, request: &Request<'_>) -> Result<OrderReply
             "only stop-loss orders have a trigger_price",
         ));
     }
-    let modified = OrderRequest {
+    Ok(OrderRequest {
         quantity,
         price: change.price.or(current.price),
         trigger_price: change.trigger_price.or(current.trigger_price),
-        ..as_request(&current)
-    };
-    modified.validate(worker.settings.max_quantity)?;
-    let account = credentials::account_of(&worker.db, &order)
+        ..as_request(current)
+    })
+}
+
+/// Changes a working order's quantity and/or limit price.
+pub(super) async fn modify(
+    engine: &Engine,
+    principal: &Principal,
+    request_id: &str,
+    change: &ModifyRequest,
+) -> Result<OrderReply, ErrorBody> {
+    if change.quantity.is_none() && change.price.is_none() && change.trigger_price.is_none() {
+        return Err(ErrorBody::new(
+            ErrorCode::InvalidRequest,
+            "a modify needs a new quantity, price or trigger_price",
+        ));
+    }
+    let user_id = principal.user_id.as_str();
+    let order = query::resolve(engine, user_id, &change.order).await?;
+    let previous = must_be_working(&order, "modified")?;
+    let modified = changed(&store::view(&order)?, change)?;
+    modified.validate(engine.settings.max_quantity)?;
+    let account = credentials::account_of(&engine.db, &order)
         .await
         .map_err(|e| e.into_error_body())?;
-    let broker = worker.broker_for(&account)?;
-    risk::check(&worker.db, user_id, Some((&modified, broker.as_ref()))).await?;
-    let creds = credentials::open(
-        worker,
-        &request.principal,
-        &account,
-        "order.modify",
-        request.request_id,
-    )
-    .await?;
-    let (pending, lease) = begin(worker, &order, OrderStatus::PendingModify).await?;
+    let broker = engine.broker_for(&account)?;
+    risk::check(&engine.db, user_id, Some((&modified, broker.as_ref()))).await?;
+    let creds = credentials::open(engine, principal, &account, "order.modify", request_id).await?;
+    let (pending, lease) = begin(engine, &order, OrderStatus::PendingModify).await?;
     let broker_order_id = pending.broker_order_id.clone().unwrap_or_default();
     let call = broker.modify_order(&creds, &broker_order_id, &modified);
-    let answer = worker
+    let answer = engine
         .call_broker(&lease, broker.name(), "modify_order", call)
         .await;
     drop(creds);
@@ -213,6 +219,6 @@ pub async fn modify(worker: &Worker, request: &Request<'_>) -> Result<OrderReply
         trigger_price: modified.trigger_price,
         ..Patch::default()
     };
-    let modified = settle(worker, &pending, &lease, previous, answer, patch).await?;
+    let modified = settle(engine, &pending, &lease, previous, answer, patch).await?;
     Ok(store::view(&modified)?)
 }

@@ -4,11 +4,11 @@
 //! ([`pinnacle_common::broker::Broker::last_price`]: the paper broker's last tick, Angel
 //! One's LTP) within `PINNACLE_WORKER_SQUARE_OFF_BAND_BPS`
 //! (Angel One refuses MARKET orders from the API), through the same pipeline as every
-//! order ([`crate::place::submit`], [`crate::manage::cancel_as`]).
+//! order ([`super::place::submit`], [`super::manage::cancel_as`]).
 //!
-//! Every worker runs it; it is idempotent across them. A closing order's client order id
+//! Every engine runs it; it is idempotent across them. A closing order's client order id
 //! is derived from the day, the account and the instrument, so the database's unique key
-//! lets exactly one worker place it; a refused one is retried on the next sweep under the
+//! lets exactly one engine place it; a refused one is retried on the next sweep under the
 //! next attempt's id. Cancels are compare-and-set transitions under a lease. Each
 //! credential use is audited first, as `order.squareoff` by `pinnacle-squareoff`.
 
@@ -24,12 +24,13 @@ use pinnacle_common::shutdown::Shutdown;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 use sha2::{Digest, Sha256};
 
-use crate::credentials::{self, Actor};
-use crate::handler::internal;
-use crate::manage;
-use crate::place::{self, broker_error, Caller, RiskChecks};
-use crate::service::Worker;
-use crate::store;
+use super::core::Engine;
+use super::credentials::{self, Actor};
+use super::errors::broker_error;
+use super::errors::internal;
+use super::manage;
+use super::place::{self, Caller, RiskChecks};
+use super::store;
 
 /// The audit actor.
 pub const ACTOR: &str = "pinnacle-squareoff";
@@ -41,7 +42,7 @@ pub const PURPOSE: &str = "order.squareoff";
 const PREFIX: &str = "sqoff-";
 
 /// The closing order's client order id. It is derived from the day, the account, the
-/// instrument and the position's bought and sold quantities: every worker computes the same
+/// instrument and the position's bought and sold quantities: every engine computes the same
 /// id for the same position (so only one closing order is placed), and a position reopened
 /// later in the day gets a new one.
 fn closing_id(day: &str, account_id: &str, position: &Position, attempt: u32) -> String {
@@ -55,7 +56,7 @@ fn closing_id(day: &str, account_id: &str, position: &Position, attempt: u32) ->
 
 /// Squares off every account with intraday activity today; returns how many orders it
 /// cancelled or placed.
-pub async fn square_off(worker: &Worker) -> Result<usize, ErrorBody> {
+pub(super) async fn square_off(engine: &Engine) -> Result<usize, ErrorBody> {
     let now = Utc::now().with_timezone(&ist());
     let day = now.format("%Y%m%d").to_string();
     let Some(midnight) = now.date_naive().and_hms_opt(0, 0, 0) else {
@@ -69,7 +70,7 @@ pub async fn square_off(worker: &Worker) -> Result<usize, ErrorBody> {
     let intraday = orders::Entity::find()
         .filter(orders::Column::Product.eq(Product::Intraday.as_str()))
         .filter(orders::Column::UpdatedAt.gte(since))
-        .all(&worker.db)
+        .all(&engine.db)
         .await
         .map_err(|e| internal("listing intraday orders", e))?;
     let mut done = 0;
@@ -87,7 +88,7 @@ pub async fn square_off(worker: &Worker) -> Result<usize, ErrorBody> {
                 continue;
             }
         }
-        if cancel(worker, order).await.is_ok() {
+        if cancel(engine, order).await.is_ok() {
             done += 1;
         }
     }
@@ -99,14 +100,14 @@ pub async fn square_off(worker: &Worker) -> Result<usize, ErrorBody> {
     accounts.sort_unstable();
     accounts.dedup();
     for account_id in accounts {
-        done += close_positions(worker, account_id, &day).await?;
+        done += close_positions(engine, account_id, &day).await?;
     }
     Ok(done)
 }
 
-async fn cancel(worker: &Worker, order: &orders::Model) -> Result<(), ErrorBody> {
+async fn cancel(engine: &Engine, order: &orders::Model) -> Result<(), ErrorBody> {
     let request_id = uuid::Uuid::now_v7().to_string();
-    manage::cancel_as(worker, order, actor(), PURPOSE, &request_id)
+    manage::cancel_as(engine, order, actor(), PURPOSE, &request_id)
         .await
         .map(|_| ())
 }
@@ -122,17 +123,17 @@ fn actor() -> Actor<'static> {
 /// the next sweep under the next attempt's client order id).
 pub const MAX_ATTEMPTS: u32 = 5;
 
-async fn close_positions(worker: &Worker, account_id: &str, day: &str) -> Result<usize, ErrorBody> {
+async fn close_positions(engine: &Engine, account_id: &str, day: &str) -> Result<usize, ErrorBody> {
     let account =
         pinnacle_common::entities::broker_accounts::Entity::find_by_id(account_id.to_string())
             .limit(1)
-            .one(&worker.db)
+            .one(&engine.db)
             .await
             .map_err(|e| internal("loading the account", e))?;
     let Some(account) = account else { return Ok(0) };
-    let broker = worker.broker_for(&account)?;
+    let broker = engine.broker_for(&account)?;
     let request_id = uuid::Uuid::now_v7().to_string();
-    let creds = credentials::open_as(worker, actor(), &account, PURPOSE, &request_id).await?;
+    let creds = credentials::open_as(engine, actor(), &account, PURPOSE, &request_id).await?;
     let positions = broker
         .positions(&creds)
         .await
@@ -142,15 +143,10 @@ async fn close_positions(worker: &Worker, account_id: &str, day: &str) -> Result
         .iter()
         .filter(|p| p.product == Product::Intraday && p.net_quantity != 0)
     {
-        let Some(client_order_id) = next_attempt(worker, day, &account, position).await? else {
+        let Some(client_order_id) = next_attempt(engine, day, &account, position).await? else {
             continue;
         };
-        let side = if position.net_quantity > 0 {
-            Side::Sell
-        } else {
-            Side::Buy
-        };
-        // The broker's last price (Angel One keeps none in the worker: it is asked).
+        // The broker's last price (Angel One keeps none in the engine: it is asked).
         let ltp = broker
             .last_price(&creds, &position.exchange, &position.symbol)
             .await
@@ -162,22 +158,8 @@ async fn close_positions(worker: &Worker, account_id: &str, day: &str) -> Result
             tracing::warn!(symbol = %position.symbol, "no price to square off at; retrying next sweep");
             continue;
         };
-        let order = OrderRequest {
-            client_order_id,
-            exchange: position.exchange.clone(),
-            symbol: position.symbol.clone(),
-            side,
-            order_type: OrderType::Limit,
-            quantity: position.net_quantity.abs(),
-            price: Some(protected_price(
-                side,
-                ltp,
-                worker.settings.square_off_band_bps,
-            )),
-            trigger_price: None,
-            product: Product::Intraday,
-            account: None,
-        };
+        let band_bps = engine.settings.square_off_band_bps;
+        let order = closing_order(position, client_order_id, ltp, band_bps);
         let caller = Caller {
             user_id: &account.user_id,
             actor: actor(),
@@ -186,7 +168,7 @@ async fn close_positions(worker: &Worker, account_id: &str, day: &str) -> Result
             risk: RiskChecks::Closing,
             account: Some(&account),
         };
-        match place::submit(worker, &caller, &order).await {
+        match place::submit(engine, &caller, &order).await {
             Ok(stored) => {
                 tracing::info!(order_id = %stored.id, status = %stored.status, "intraday position squared off");
                 placed += 1;
@@ -200,18 +182,45 @@ async fn close_positions(worker: &Worker, account_id: &str, day: &str) -> Result
     Ok(placed)
 }
 
+/// The marketable LIMIT order that closes `position`, priced from `ltp` within
+/// `band_bps` (see [`protected_price`]).
+fn closing_order(
+    position: &Position,
+    client_order_id: String,
+    ltp: i64,
+    band_bps: u32,
+) -> OrderRequest {
+    let side = if position.net_quantity > 0 {
+        Side::Sell
+    } else {
+        Side::Buy
+    };
+    OrderRequest {
+        client_order_id,
+        exchange: position.exchange.clone(),
+        symbol: position.symbol.clone(),
+        side,
+        order_type: OrderType::Limit,
+        quantity: position.net_quantity.abs(),
+        price: Some(protected_price(side, ltp, band_bps)),
+        trigger_price: None,
+        product: Product::Intraday,
+        account: None,
+    }
+}
+
 /// The client order id of the next closing order for `position`, or `None` when one is
 /// already working or filled (or the attempts are used up). A refused or cancelled attempt
 /// is retried under the next id, so a transient refusal does not leave the position open.
 async fn next_attempt(
-    worker: &Worker,
+    engine: &Engine,
     day: &str,
     account: &pinnacle_common::entities::broker_accounts::Model,
     position: &Position,
 ) -> Result<Option<String>, ErrorBody> {
     for attempt in 1..=MAX_ATTEMPTS {
         let id = closing_id(day, &account.id, position, attempt);
-        let existing = store::find(&worker.db, &account.user_id, &id)
+        let existing = store::find(&engine.db, &account.user_id, &id)
             .await
             .map_err(|e| internal("looking up the square-off order", e))?;
         match existing {
@@ -244,12 +253,12 @@ pub fn protected_price(side: Side, ltp: i64, band_bps: u32) -> i64 {
 }
 
 /// Checks once a minute (and at start) whether it is time, until `shutdown` fires.
-pub async fn run(worker: Arc<Worker>, shutdown: Shutdown) {
+pub(super) async fn run(engine: Arc<Engine>, shutdown: Shutdown) {
     // Parsed when the settings loaded: a malformed time never gets this far.
-    let Some(at) = worker.settings.square_off_at.time() else {
+    let Some(at) = engine.settings.square_off_at.time() else {
         return;
     };
-    let period = Duration::from_millis(worker.settings.reconcile_interval_ms.clamp(10, 60_000));
+    let period = Duration::from_millis(engine.settings.reconcile_interval_ms.clamp(10, 60_000));
     let mut timer = tokio::time::interval(period);
     loop {
         tokio::select! {
@@ -258,7 +267,7 @@ pub async fn run(worker: Arc<Worker>, shutdown: Shutdown) {
                 if Utc::now().with_timezone(&ist()).time() < at {
                     continue;
                 }
-                match square_off(&worker).await {
+                match square_off(&engine).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(orders = n, "intraday square-off"),
                     Err(error) => tracing::warn!(%error, "intraday square-off failed"),
@@ -288,7 +297,7 @@ mod tests {
         assert_eq!(
             id,
             closing_id("20261125", "acct", &position, 1),
-            "every worker agrees"
+            "every engine agrees"
         );
         assert_ne!(
             id,

@@ -1,11 +1,11 @@
 //! Settling orders whose broker outcome was lost: in flight (`SUBMITTED`, `PENDING_MODIFY`,
-//! `PENDING_CANCEL`) with a lease that expired more than the grace period ago (its worker
+//! `PENDING_CANCEL`) with a lease that expired more than the grace period ago (its engine
 //! stopped, or lost the lease and dropped its broker call), or `UNKNOWN` (the broker's
 //! answer never came) and quiet for `reconcile_after_ms`.
 //!
 //! An order is first *taken*: its lease passes to this reconciler by compare-and-set, so of
 //! several reconcilers exactly one settles it, and never while its owner could still call
-//! the broker (see [`crate::lease`] for the rule). The broker is then asked, never sent the
+//! the broker (see [`super::lease`] for the rule). The broker is then asked, never sent the
 //! order again: if it has the order, its state is recorded; if it has none, nothing was
 //! placed, and a placed order becomes `REJECTED` / `NOT_AT_BROKER` while a pending change
 //! falls back to the working state it left. A retry of the same client order id and a
@@ -14,66 +14,82 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use pinnacle_common::broker::{BrokerError, BrokerOutcome};
 use pinnacle_common::entities::orders;
 use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::model::OrderStatus;
 use pinnacle_common::shutdown::Shutdown;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
-use crate::credentials::{self, Actor};
-use crate::handler::internal;
-use crate::lease;
-use crate::service::Worker;
-use crate::store::{self, Ownership, Patch};
+use super::core::Engine;
+use super::credentials::{self, Actor};
+use super::errors::internal;
+use super::lease;
+use super::store::{self, Ownership, Patch};
 
 /// The audit actor for reconciliation.
 pub const ACTOR: &str = "pinnacle-reconciler";
 
 /// Whether `order`'s outcome counts as lost and may be settled now.
-pub fn is_stale(worker: &Worker, order: &orders::Model) -> bool {
+pub(super) fn is_stale(engine: &Engine, order: &orders::Model) -> bool {
     lease::is_abandoned(
         order,
-        worker.lease_terms(),
-        Duration::from_millis(worker.settings.reconcile_after_ms),
+        engine.lease_terms(),
+        Duration::from_millis(engine.settings.reconcile_after_ms),
         store::now_ms(),
     )
 }
 
 /// Takes a stale order and settles it with the broker's answer; returns the order as it
 /// then stands (unchanged when another reconciler took it or the broker could not say).
-pub async fn settle(worker: &Worker, order: &orders::Model) -> Result<orders::Model, ErrorBody> {
-    let (lease, until_ms) = worker.leases.issue(&order.id);
-    let taken = store::take(&worker.db, order, &lease.owner, until_ms)
+pub(super) async fn settle(
+    engine: &Engine,
+    order: &orders::Model,
+) -> Result<orders::Model, ErrorBody> {
+    let (lease, until_ms) = engine.leases.issue(&order.id);
+    let taken = store::take(&engine.db, order, &lease.owner, until_ms)
         .await
         .map_err(|e| internal("taking the order for reconciliation", e))?;
     let Some(order) = taken else {
-        return worker.reload(order).await;
+        return engine.reload(order).await;
     };
-    let account = credentials::account_of(&worker.db, &order)
+    let account = credentials::account_of(&engine.db, &order)
         .await
         .map_err(|e| e.into_error_body())?;
-    let broker = worker.broker_for(&account)?;
+    let broker = engine.broker_for(&account)?;
     let actor = Actor {
         name: ACTOR,
         token_id: None,
     };
     let request_id = uuid::Uuid::now_v7().to_string();
     let creds =
-        credentials::open_as(worker, actor, &account, "order.reconcile", &request_id).await?;
+        credentials::open_as(engine, actor, &account, "order.reconcile", &request_id).await?;
     let found = lease::guard(
-        &worker.db,
+        &engine.db,
         &lease,
-        worker.lease_terms(),
+        engine.lease_terms(),
         broker.find_order(&creds, &order.id),
     )
     .await;
     drop(creds);
+    record_finding(engine, &order, &lease, found).await
+}
+
+/// Records what the broker said about a taken order (`found`: its answer, or the lease
+/// lost while asking); an order the broker does not have was never placed.
+async fn record_finding(
+    engine: &Engine,
+    order: &orders::Model,
+    lease: &lease::Lease,
+    found: Result<Result<Option<BrokerOutcome>, BrokerError>, lease::LeaseLost>,
+) -> Result<orders::Model, ErrorBody> {
+    let order = order.clone();
     let held = Ownership::Held(&lease.owner);
     let status = store::status_of(&order)?;
     match found {
         Ok(Ok(Some(outcome))) => {
             let patch = Patch::from_outcome(&outcome);
-            worker
+            engine
                 .record_outcome(&order, outcome.status, patch, held)
                 .await
         }
@@ -89,7 +105,7 @@ pub async fn settle(worker: &Worker, order: &orders::Model) -> Result<orders::Mo
             } else {
                 OrderStatus::Open
             };
-            worker
+            engine
                 .record_outcome(&order, working, Patch::default(), held)
                 .await
         }
@@ -101,7 +117,7 @@ pub async fn settle(worker: &Worker, order: &orders::Model) -> Result<orders::Mo
                 )),
                 ..Patch::default()
             };
-            worker
+            engine
                 .record_outcome(&order, OrderStatus::Rejected, patch, held)
                 .await
         }
@@ -117,7 +133,7 @@ pub async fn settle(worker: &Worker, order: &orders::Model) -> Result<orders::Mo
 }
 
 /// Settles every stale order now.
-pub async fn sweep(worker: &Worker) -> Result<usize, ErrorBody> {
+pub(super) async fn sweep(engine: &Engine) -> Result<usize, ErrorBody> {
     let candidates = orders::Entity::find()
         .filter(orders::Column::Status.is_in([
             OrderStatus::Submitted.as_str(),
@@ -125,12 +141,12 @@ pub async fn sweep(worker: &Worker) -> Result<usize, ErrorBody> {
             OrderStatus::PendingCancel.as_str(),
             OrderStatus::Unknown.as_str(),
         ]))
-        .all(&worker.db)
+        .all(&engine.db)
         .await
         .map_err(|e| internal("listing orders to reconcile", e))?;
     let mut settled = 0;
-    for order in candidates.iter().filter(|o| is_stale(worker, o)) {
-        match settle(worker, order).await {
+    for order in candidates.iter().filter(|o| is_stale(engine, o)) {
+        match settle(engine, order).await {
             Ok(after) if after.status != order.status => settled += 1,
             Ok(_) => {}
             Err(error) => tracing::debug!(order_id = %order.id, %error, "not settled"),
@@ -140,17 +156,17 @@ pub async fn sweep(worker: &Worker) -> Result<usize, ErrorBody> {
 }
 
 /// Sweeps every `reconcile_interval_ms` (and once at start) until `shutdown` fires.
-pub async fn run(worker: Arc<Worker>, shutdown: Shutdown) {
-    let period = Duration::from_millis(worker.settings.reconcile_interval_ms.max(10));
+pub(super) async fn run(engine: Arc<Engine>, shutdown: Shutdown) {
+    let period = Duration::from_millis(engine.settings.reconcile_interval_ms.max(10));
     let mut timer = tokio::time::interval(period);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
             _ = timer.tick() => {
-                if let Err(error) = crate::risk::prune_rates(&worker.db).await {
+                if let Err(error) = super::risk::prune_rates(&engine.db).await {
                     tracing::warn!(%error, "could not prune rate counters");
                 }
-                match sweep(&worker).await {
+                match sweep(&engine).await {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(settled = n, "reconciled orders with lost outcomes"),
                     Err(error) => tracing::warn!(%error, "reconciliation sweep failed"),

@@ -1,57 +1,47 @@
 //! `place`: validate → replay a known client order id → risk → broker readiness (a price
-//! for the symbol) → audit and decrypt → insert as SUBMITTED under this worker's lease
+//! for the symbol) → audit and decrypt → insert as SUBMITTED under this engine's lease
 //! (unique key; the NEW → SUBMITTED step and both events are one commit) → broker, under
 //! the lease → FILLED / OPEN / REJECTED, or UNKNOWN when the broker's answer was lost
-//! (never re-sent blindly). A handler that loses its lease drops the broker call and
+//! (never re-sent blindly). A caller that loses its lease drops the broker call and
 //! answers with the order as reconciliation leaves it.
 
-use pinnacle_common::broker::BrokerError;
+use std::sync::Arc;
+
+use pinnacle_common::auth::Principal;
+use pinnacle_common::broker::{Broker, BrokerError};
 use pinnacle_common::entities::{broker_accounts, orders};
-use pinnacle_common::error::{ErrorBody, ErrorCode};
+use pinnacle_common::error::ErrorBody;
 use pinnacle_common::model::{OrderReply, OrderRequest, OrderStatus};
 use tracing::Instrument;
 
-use crate::credentials::{self, Actor};
-use crate::handler::{internal, Request};
-use crate::reconcile;
-use crate::risk;
-use crate::service::Worker;
-use crate::store::{self, Inserted, Ownership, Patch};
+use super::core::Engine;
+use super::credentials::{self, Actor};
+use super::errors::{broker_error, internal};
+use super::reconcile;
+use super::risk;
+use super::store::{self, Inserted, Ownership, Patch};
 
-/// Maps a broker failure to the stable code stored with a rejected order.
-pub fn broker_error(error: &BrokerError) -> ErrorBody {
-    let code = match error {
-        BrokerError::UnknownSymbol { .. } => ErrorCode::UnknownSymbol,
-        BrokerError::InsufficientFunds { .. } => ErrorCode::InsufficientFunds,
-        BrokerError::InsufficientHoldings { .. } => ErrorCode::InsufficientHoldings,
-        BrokerError::InvalidPrice(_) => ErrorCode::InvalidRequest,
-        BrokerError::Regulatory(_) => ErrorCode::Regulatory,
-        BrokerError::RateLimited(_) => ErrorCode::RateLimited,
-        BrokerError::PriceUnavailable { .. } => ErrorCode::PriceUnavailable,
-        BrokerError::Rejected(_) | BrokerError::Credentials(_) | BrokerError::Unavailable(_) => {
-            ErrorCode::BrokerRejected
-        }
-    };
-    ErrorBody::new(code, error.to_string())
-}
-
-/// Places a new order (the `place` verb).
-pub async fn place(worker: &Worker, request: &Request<'_>) -> Result<OrderReply, ErrorBody> {
-    let order: OrderRequest = request.decode()?;
-    order.validate(worker.settings.max_quantity)?;
+/// Places a trader's new order (the `place` verb): `principal`'s, with every check.
+pub(super) async fn place(
+    engine: &Engine,
+    principal: &Principal,
+    request_id: &str,
+    order: &OrderRequest,
+) -> Result<OrderReply, ErrorBody> {
+    order.validate(engine.settings.max_quantity)?;
     tracing::Span::current().record("pinnacle.client_order_id", order.client_order_id.as_str());
     let caller = Caller {
-        user_id: &request.principal.user_id,
+        user_id: &principal.user_id,
         actor: Actor {
-            name: &request.principal.user_id,
-            token_id: Some(&request.principal.token_id),
+            name: &principal.user_id,
+            token_id: Some(&principal.token_id),
         },
         purpose: "order.place",
-        request_id: request.request_id,
+        request_id,
         risk: RiskChecks::Opening,
         account: None,
     };
-    store::reply_for(&submit(worker, &caller, &order).await?)
+    store::reply_for(&submit(engine, &caller, order).await?)
 }
 
 /// Who places an order through [`submit`], for the audit trail.
@@ -87,50 +77,19 @@ pub enum RiskChecks {
 /// answer. Returns the order as stored; a rejected one is returned, not an error, so a
 /// caller can tell a stored rejection ([`store::reply_for`] turns it into the error) from a
 /// refusal before anything was stored (`Err`).
-pub async fn submit(
-    worker: &Worker,
+pub(super) async fn submit(
+    engine: &Engine,
     caller: &Caller<'_>,
     order: &OrderRequest,
 ) -> Result<orders::Model, ErrorBody> {
     let user_id = caller.user_id;
     // A retry of a known order is answered from the database, without touching credentials.
-    if let Some(existing) = store::find(&worker.db, user_id, &order.client_order_id)
-        .await
-        .map_err(|e| internal("looking up the order", e))?
-    {
-        return if reconcile::is_stale(worker, &existing) {
-            reconcile::settle(worker, &existing).await
-        } else {
-            Ok(existing)
-        };
+    if let Some(existing) = replay(engine, user_id, order).await? {
+        return Ok(existing);
     }
-
-    let account = match caller.account {
-        Some(account) => account.clone(),
-        None => credentials::load_account(&worker.db, user_id, order.account.as_deref())
-            .await
-            .map_err(|e| e.into_error_body())?,
-    };
-    let broker = worker.broker_for(&account)?;
-    let checked = match caller.risk {
-        RiskChecks::Opening => Some((order, broker.as_ref())),
-        RiskChecks::Closing => None,
-    };
-    risk::check(&worker.db, user_id, checked)
-        .instrument(pinnacle_common::db::span(
-            &worker.db,
-            "SELECT",
-            "risk_limits",
-        ))
-        .await?;
-    // Nothing is stored and no credential touched for a symbol the broker cannot price yet.
-    broker
-        .ready_for(order)
-        .await
-        .map_err(|e| broker_error(&e))?;
-
+    let (account, broker) = checked(engine, caller, order).await?;
     let creds = credentials::open_as(
-        worker,
+        engine,
         caller.actor,
         &account,
         caller.purpose,
@@ -142,9 +101,9 @@ pub async fn submit(
         .preflight(&creds, order)
         .map_err(|e| broker_error(&e))?;
     let order_id = uuid::Uuid::now_v7().to_string();
-    let (lease, lease_until_ms) = worker.leases.issue(&order_id);
+    let (lease, lease_until_ms) = engine.leases.issue(&order_id);
     let submitted = match store::insert_new(
-        &worker.db,
+        &engine.db,
         &order_id,
         user_id,
         &account.id,
@@ -158,22 +117,74 @@ pub async fn submit(
         Inserted::Existing(existing) => return Ok(existing),
         Inserted::Created(created) => created,
     };
-    worker.relay.nudge();
+    engine.nudge.ring();
     let call = broker.place_order(&creds, &submitted.id, order);
-    let placed = worker
+    let placed = engine
         .call_broker(&lease, broker.name(), "place_order", call)
         .await;
     drop(creds);
     let Some(placed) = placed else {
         // Nothing more is sent; reconciliation settles the order from the broker's books.
-        return worker.reload(&submitted).await;
+        return engine.reload(&submitted).await;
     };
     let (to, patch) = settled_by(&submitted, placed);
-    let stored = worker
+    let stored = engine
         .record_outcome(&submitted, to, patch, Ownership::Held(&lease.owner))
         .await?;
     tracing::info!(order_id = %stored.id, status = %stored.status, "order handled");
     Ok(stored)
+}
+
+/// The stored order for a known client order id (settled first if its outcome was lost),
+/// or `None` for a new one.
+async fn replay(
+    engine: &Engine,
+    user_id: &str,
+    order: &OrderRequest,
+) -> Result<Option<orders::Model>, ErrorBody> {
+    let Some(existing) = store::find(&engine.db, user_id, &order.client_order_id)
+        .await
+        .map_err(|e| internal("looking up the order", e))?
+    else {
+        return Ok(None);
+    };
+    if reconcile::is_stale(engine, &existing) {
+        reconcile::settle(engine, &existing).await.map(Some)
+    } else {
+        Ok(Some(existing))
+    }
+}
+
+/// The account and its broker, once the risk checks passed and the broker can price the
+/// symbol: nothing is stored and no credential touched before.
+async fn checked<'e>(
+    engine: &'e Engine,
+    caller: &Caller<'_>,
+    order: &OrderRequest,
+) -> Result<(broker_accounts::Model, &'e Arc<dyn Broker>), ErrorBody> {
+    let account = match caller.account {
+        Some(account) => account.clone(),
+        None => credentials::load_account(&engine.db, caller.user_id, order.account.as_deref())
+            .await
+            .map_err(|e| e.into_error_body())?,
+    };
+    let broker = engine.broker_for(&account)?;
+    let limits = match caller.risk {
+        RiskChecks::Opening => Some((order, broker.as_ref())),
+        RiskChecks::Closing => None,
+    };
+    risk::check(&engine.db, caller.user_id, limits)
+        .instrument(pinnacle_common::db::span(
+            &engine.db,
+            "SELECT",
+            "risk_limits",
+        ))
+        .await?;
+    broker
+        .ready_for(order)
+        .await
+        .map_err(|e| broker_error(&e))?;
+    Ok((account, broker))
 }
 
 /// The state a broker's answer to a place puts the order in.

@@ -10,7 +10,7 @@ use sea_orm::{
 };
 
 use super::arithmetic::split;
-use super::{side_of, Books};
+use super::books::{side_of, Books};
 
 /// What an order asks the books to hold for it.
 #[derive(Debug, Clone)]
@@ -214,7 +214,7 @@ async fn reserve_cash(
         .await?;
     Err(Refusal::Funds {
         required: amount,
-        available: funds.map_or(0, |f| super::funds_of(&f).available),
+        available: funds.map_or(0, |f| super::books::funds_of(&f).available),
     })
 }
 

@@ -1,0 +1,217 @@
+//! The Angel One broker behind the `Broker` trait.
+
+use async_trait::async_trait;
+use pinnacle_common::broker::{Broker, BrokerCredentials, BrokerError, BrokerOutcome};
+use pinnacle_common::model::{
+    Funds, Holding, OrderRequest, OrderStatus, OrderType, Position, Trade,
+};
+use pinnacle_smartapi::tag;
+
+use super::client::{AngelOneBroker, NAME};
+use super::creds::{ambiguous, broker_error, check_compliance, login_secrets};
+use super::map;
+
+#[async_trait]
+impl Broker for AngelOneBroker {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn preflight(
+        &self,
+        creds: &BrokerCredentials,
+        order: &OrderRequest,
+    ) -> Result<(), BrokerError> {
+        check_compliance(creds)?;
+        if matches!(
+            order.order_type,
+            OrderType::Market | OrderType::StoplossMarket
+        ) {
+            return Err(BrokerError::Regulatory(
+                "MARKET and STOPLOSS_MARKET orders are barred for API (algo) orders under NSE's \
+                 retail algo framework; send LIMIT or STOPLOSS_LIMIT"
+                    .into(),
+            ));
+        }
+        login_secrets(creds).map_err(|e| BrokerError::Rejected(e.to_string()))?;
+        Ok(())
+    }
+
+    async fn place_order(
+        &self,
+        creds: &BrokerCredentials,
+        order_id: &str,
+        order: &OrderRequest,
+    ) -> Result<BrokerOutcome, BrokerError> {
+        self.preflight(creds, order)?;
+        let token = self.token(&order.exchange, &order.symbol).await?;
+        let params = map::order_params(order, &token, Some(tag::order_tag(order_id)));
+        let stream = self.live.connection(&creds.account_id);
+        let placed = self
+            .with_session(creds, |client, jwt| {
+                let params = params.clone();
+                async move { client.place_order(&jwt, &params).await }
+            })
+            .await;
+        match placed {
+            // The reply carries the broker's order id, all a later modify or cancel needs
+            // besides the stored order (SPEC §3.1), but nothing about the order's state.
+            // With the account's order-update stream live from before the request until
+            // after the reply, that is all: the order is OPEN and its fill or rejection
+            // arrives on the stream. Otherwise (the session's first order, a socket that is
+            // down or reconnected meanwhile) the state may never be reported, so it is read
+            // once.
+            Ok(ack) if !ack.orderid.is_empty() => {
+                let streamed =
+                    stream.is_some() && stream == self.live.connection(&creds.account_id);
+                if streamed {
+                    Ok(BrokerOutcome {
+                        broker_order_id: ack.orderid,
+                        status: OrderStatus::Open,
+                        filled_quantity: 0,
+                        average_price: None,
+                    })
+                } else {
+                    self.placed_state(creds, &ack).await
+                }
+            }
+            Ok(_) => {
+                tracing::warn!(
+                    "placeOrder succeeded without an order id; looking the order up by its tag"
+                );
+                match self.find_by_tag(creds, order_id).await {
+                    Ok(Some(record)) => Ok(map::outcome(&record)),
+                    Ok(None) | Err(_) => Err(BrokerError::Unavailable(
+                        "placeOrder succeeded without an order id".into(),
+                    )),
+                }
+            }
+            Err(error) if ambiguous(&error) => {
+                tracing::warn!(%error, "placeOrder outcome unknown; looking the order up by its tag");
+                match self.find_by_tag(creds, order_id).await {
+                    Ok(Some(record)) => Ok(map::outcome(&record)),
+                    Ok(None) | Err(_) => Err(BrokerError::Unavailable(error.to_string())),
+                }
+            }
+            Err(error) => Err(broker_error(error)),
+        }
+    }
+
+    async fn modify_order(
+        &self,
+        creds: &BrokerCredentials,
+        broker_order_id: &str,
+        order: &OrderRequest,
+    ) -> Result<BrokerOutcome, BrokerError> {
+        check_compliance(creds)?;
+        let token = self.token(&order.exchange, &order.symbol).await?;
+        // The whole order again, with its variety from the stored order type (the one place
+        // sent) and the new quantity and prices.
+        let mut params = map::order_params(order, &token, None);
+        params.orderid = Some(broker_order_id.to_string());
+        let ack = self
+            .with_session(creds, |client, jwt| {
+                let params = params.clone();
+                async move { client.modify_order(&jwt, &params).await }
+            })
+            .await
+            .map_err(broker_error)?;
+        self.after_change(creds, broker_order_id, &ack).await
+    }
+
+    async fn cancel_order(
+        &self,
+        creds: &BrokerCredentials,
+        broker_order_id: &str,
+        order: &OrderRequest,
+    ) -> Result<BrokerOutcome, BrokerError> {
+        check_compliance(creds)?;
+        // The variety place sent, derived from the stored order type: no order-book read.
+        let variety = map::variety(order.order_type);
+        let ack = self
+            .with_session(creds, |client, jwt| async move {
+                client.cancel_order(&jwt, variety, broker_order_id).await
+            })
+            .await
+            .map_err(broker_error)?;
+        self.after_change(creds, broker_order_id, &ack).await
+    }
+
+    async fn funds(&self, creds: &BrokerCredentials) -> Result<Funds, BrokerError> {
+        let rms = self
+            .with_session(creds, |client, jwt| async move { client.rms(&jwt).await })
+            .await
+            .map_err(broker_error)?;
+        Ok(map::funds(&rms))
+    }
+
+    async fn positions(&self, creds: &BrokerCredentials) -> Result<Vec<Position>, BrokerError> {
+        let records = self
+            .with_session(
+                creds,
+                |client, jwt| async move { client.positions(&jwt).await },
+            )
+            .await
+            .map_err(broker_error)?;
+        Ok(records.iter().map(map::position).collect())
+    }
+
+    async fn holdings(&self, creds: &BrokerCredentials) -> Result<Vec<Holding>, BrokerError> {
+        let records = self
+            .with_session(
+                creds,
+                |client, jwt| async move { client.holdings(&jwt).await },
+            )
+            .await
+            .map_err(broker_error)?;
+        Ok(records.iter().map(map::holding).collect())
+    }
+
+    async fn trades(&self, creds: &BrokerCredentials) -> Result<Vec<Trade>, BrokerError> {
+        let records = self
+            .with_session(
+                creds,
+                |client, jwt| async move { client.trade_book(&jwt).await },
+            )
+            .await
+            .map_err(broker_error)?;
+        let mut trades: Vec<Trade> = records.iter().map(map::trade).collect();
+        trades.sort_by_key(|t| t.ts_ms);
+        Ok(trades)
+    }
+
+    async fn find_order(
+        &self,
+        creds: &BrokerCredentials,
+        order_id: &str,
+    ) -> Result<Option<BrokerOutcome>, BrokerError> {
+        let found = self
+            .find_by_tag(creds, order_id)
+            .await
+            .map_err(broker_error)?;
+        Ok(found.as_ref().map(map::outcome))
+    }
+
+    async fn reference_price(&self, _exchange: &str, _symbol: &str) -> Option<i64> {
+        // MARKET orders are refused for this broker, so no reference price is needed.
+        None
+    }
+
+    async fn last_price(
+        &self,
+        creds: &BrokerCredentials,
+        exchange: &str,
+        symbol: &str,
+    ) -> Result<Option<i64>, BrokerError> {
+        // getLtpData (10 requests/s), with the account's session.
+        let token = self.token(exchange, symbol).await?;
+        let ltp = self
+            .with_session(creds, |client, jwt| {
+                let token = token.clone();
+                async move { client.ltp(&jwt, exchange, symbol, &token).await }
+            })
+            .await
+            .map_err(broker_error)?;
+        Ok((ltp.ltp > 0).then_some(ltp.ltp))
+    }
+}

@@ -1,0 +1,302 @@
+//! The order engine: every order is placed, changed, settled and read here, whoever asks.
+//!
+//! # Boundary
+//! The engine knows no transport. It does not import `async_nats`, and it knows nothing
+//! of subjects, request messages, headers or replies: its verbs take typed values (the
+//! authenticated [`Principal`], an [`OrderRequest`], an [`OrderRef`], …) and return
+//! `Result<_, ErrorBody>`. The NATS shell ([`crate::worker`], [`crate::handler`],
+//! [`crate::service`]) decodes, authenticates, calls one verb and encodes one reply; the
+//! outbox relay ([`crate::events`]), the paper matcher ([`crate::matcher`]) and the Angel
+//! One order-update follower ([`crate::angel::updates`]) call the engine too. No file in
+//! it imports a module of this crate outside it (`tests/engine_boundary.rs` fails if one
+//! names the NATS client or the shell); the paper broker ([`crate::paper`]) keeps its
+//! books in [`ledger`], inside the engine, because they change in the order's own
+//! transaction.
+//!
+//! The [`Engine`] owns, in fields visible only inside this module: the order store (the
+//! database: orders, leases, the outbox, the paper books), the vault, the audit sink, the
+//! credential generation register, the brokers and the settings. Its ports are the
+//! [`Broker`](pinnacle_common::broker::Broker) trait and [`AuditSink`] (implemented by
+//! `pinnacle_common::audit::AuditLog`). Everything outside uses the methods of the one
+//! `impl Engine` below and the few types re-exported here.
+//!
+//! # Where things happen (one hop each)
+//! - **An order is placed** in [`place`]: [`Engine::submit`] is the one pipeline, for a
+//!   trader's order ([`Engine::place`]) and for square-off alike.
+//! - **A credential is decrypted** in [`credentials`] (`open_with`), only after the audit
+//!   event is acknowledged.
+//! - **An audit event is written** through [`AuditSink::record`] ([`audit`]), for every
+//!   credential access, from [`credentials`] only. (Outside the engine, the Angel One
+//!   session store, `crate::angel::store`, audits its own session writes.)
+//! - **A state change and its event** are one transaction in [`store`] (`transition`,
+//!   `insert_new`), writing the outbox row through [`outbox`].
+//!
+//! # Layout (lower layers first; no file imports a higher one)
+//! - [`errors`], [`row`]: error replies; reading a stored order row.
+//! - [`outbox`], [`ledger`], [`store`]: the event rows, the paper books, the order store.
+//! - [`lease`]: one owner per in-flight order; the rule that makes "not at the broker" safe.
+//! - [`audit`], [`risk`]: the audit port; pre-trade checks and kill switches.
+//! - `core`: the [`Engine`] value and the steps every pipeline shares.
+//! - [`credentials`]: loading an account, auditing the access, then decrypting.
+//! - [`query`], [`reconcile`], [`place`], [`manage`], [`portfolio`], [`squareoff`]: the
+//!   pipelines.
+//! - this file: the public API, every verb in one `impl Engine`.
+
+pub(crate) mod audit;
+mod core;
+pub(crate) mod credentials;
+pub(crate) mod errors;
+pub(crate) mod lease;
+pub(crate) mod ledger;
+mod manage;
+pub(crate) mod outbox;
+mod place;
+mod portfolio;
+mod query;
+pub(crate) mod reconcile;
+pub(crate) mod risk;
+pub(crate) mod row;
+pub(crate) mod squareoff;
+pub(crate) mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pinnacle_common::auth::Principal;
+use pinnacle_common::broker::BrokerCredentials;
+use pinnacle_common::config::WorkerSettings;
+use pinnacle_common::entities::{broker_accounts, orders};
+use pinnacle_common::error::ErrorBody;
+use pinnacle_common::model::{
+    Funds, Holdings, ListRequest, ModifyRequest, OrderList, OrderRef, OrderReply, OrderRequest,
+    OrderStatus, PortfolioRequest, Positions, Trades,
+};
+use pinnacle_common::shutdown::Shutdown;
+use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter};
+
+pub use self::audit::AuditSink;
+pub use self::core::Engine;
+pub use self::credentials::Actor;
+pub use self::outbox::Nudge;
+pub use self::place::{Caller, RiskChecks};
+pub use self::query::{DEFAULT_LIST, MAX_LIST};
+pub use self::row::CorruptOrder;
+pub use self::store::{Ownership, Patch};
+
+/// The public API: what the NATS shell, the followers, the tools and the tests call.
+impl Engine {
+    /// The settings it runs with.
+    pub fn settings(&self) -> &WorkerSettings {
+        &self.settings
+    }
+
+    /// This engine's instance name (its lease tokens start with it; the relay claims
+    /// outbox rows under it).
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// Rung after every committed state change: give it to the outbox relay.
+    pub fn outbox_nudge(&self) -> Nudge {
+        self.nudge.clone()
+    }
+
+    /// Waits until every broker can serve (the paper broker: a first tick), for up to the
+    /// configured time; a worker that took orders earlier would refuse them.
+    pub async fn wait_ready(&self) {
+        let timeout = Duration::from_millis(self.settings.ready_timeout_ms);
+        for broker in self.brokers.values() {
+            if !broker.wait_ready(timeout).await {
+                tracing::warn!(
+                    broker = broker.name(),
+                    waited_ms = self.settings.ready_timeout_ms,
+                    "broker not ready; serving anyway (its orders get PRICE_UNAVAILABLE until it is)"
+                );
+            }
+        }
+    }
+
+    /// Places `principal`'s new order (the `place` verb): validated, then [`Self::submit`]
+    /// with every check; a stored rejection is returned as its error.
+    pub async fn place(
+        &self,
+        principal: &Principal,
+        request_id: &str,
+        order: &OrderRequest,
+    ) -> Result<OrderReply, ErrorBody> {
+        place::place(self, principal, request_id, order).await
+    }
+
+    /// The one place pipeline, for every caller (a trader, square-off): replay a known
+    /// client order id → risk → broker readiness → audit and decrypt → preflight → insert
+    /// under a lease → broker, under the lease → record the answer. A stored rejection is
+    /// returned as the order, `Err` means nothing was stored.
+    pub async fn submit(
+        &self,
+        caller: &Caller<'_>,
+        order: &OrderRequest,
+    ) -> Result<orders::Model, ErrorBody> {
+        place::submit(self, caller, order).await
+    }
+
+    /// Changes `principal`'s working order (quantity, limit or trigger price).
+    pub async fn modify(
+        &self,
+        principal: &Principal,
+        request_id: &str,
+        change: &ModifyRequest,
+    ) -> Result<OrderReply, ErrorBody> {
+        manage::modify(self, principal, request_id, change).await
+    }
+
+    /// Cancels `principal`'s working order.
+    pub async fn cancel(
+        &self,
+        principal: &Principal,
+        request_id: &str,
+        target: &OrderRef,
+    ) -> Result<OrderReply, ErrorBody> {
+        manage::cancel(self, principal, request_id, target).await
+    }
+
+    /// One of `user_id`'s orders. No credential is touched.
+    pub async fn get(&self, user_id: &str, target: &OrderRef) -> Result<OrderReply, ErrorBody> {
+        query::get(self, user_id, target).await
+    }
+
+    /// `user_id`'s orders, newest first. No credential is touched.
+    pub async fn list(&self, user_id: &str, filter: &ListRequest) -> Result<OrderList, ErrorBody> {
+        query::list(self, user_id, filter).await
+    }
+
+    /// Cash and margin at the broker (audited like an order).
+    pub async fn funds(
+        &self,
+        principal: &Principal,
+        request_id: &str,
+        query: &PortfolioRequest,
+    ) -> Result<Funds, ErrorBody> {
+        portfolio::funds(self, principal, request_id, query).await
+    }
+
+    /// Net positions at the broker (audited like an order).
+    pub async fn positions(
+        &self,
+        principal: &Principal,
+        request_id: &str,
+        query: &PortfolioRequest,
+    ) -> Result<Positions, ErrorBody> {
+        portfolio::positions(self, principal, request_id, query).await
+    }
+
+    /// Delivery holdings at the broker (audited like an order).
+    pub async fn holdings(
+        &self,
+        principal: &Principal,
+        request_id: &str,
+        query: &PortfolioRequest,
+    ) -> Result<Holdings, ErrorBody> {
+        portfolio::holdings(self, principal, request_id, query).await
+    }
+
+    /// The broker's trade book (audited like an order).
+    pub async fn trades(
+        &self,
+        principal: &Principal,
+        request_id: &str,
+        query: &PortfolioRequest,
+    ) -> Result<Trades, ErrorBody> {
+        portfolio::trades(self, principal, request_id, query).await
+    }
+
+    /// Settles every order whose outcome was lost (see [`reconcile`]); how many changed.
+    pub async fn reconcile(&self) -> Result<usize, ErrorBody> {
+        reconcile::sweep(self).await
+    }
+
+    /// Reconciles every `reconcile_interval_ms` (and once at start) until `shutdown`.
+    pub async fn run_reconciler(self: Arc<Self>, shutdown: Shutdown) {
+        reconcile::run(self, shutdown).await;
+    }
+
+    /// Squares off intraday orders and positions now (see [`squareoff`]); how many orders
+    /// it cancelled or placed.
+    pub async fn square_off(&self) -> Result<usize, ErrorBody> {
+        squareoff::square_off(self).await
+    }
+
+    /// Squares off after the configured time each day, until `shutdown`.
+    pub async fn run_square_off(self: Arc<Self>, shutdown: Shutdown) {
+        squareoff::run(self, shutdown).await;
+    }
+
+    /// Records an order's new state reported by its broker (a fill from the paper
+    /// matcher, a record from Angel One's order-update stream): a compare-and-set on the
+    /// status alone, with its event in the outbox. Losing the race is an error (the order
+    /// changed under the caller).
+    pub async fn apply_update(
+        &self,
+        order: &orders::Model,
+        to: OrderStatus,
+        patch: Patch,
+    ) -> Result<orders::Model, ErrorBody> {
+        self.advance(order, to, patch, Ownership::Any).await
+    }
+
+    /// The order with this id, as stored.
+    pub async fn order(&self, order_id: &str) -> Result<Option<orders::Model>, DbErr> {
+        orders::Entity::find_by_id(order_id.to_string())
+            .one(&self.db)
+            .await
+    }
+
+    /// The order `account_id`'s broker knows as `broker_order_id`.
+    pub async fn order_at_broker(
+        &self,
+        account_id: &str,
+        broker_order_id: &str,
+    ) -> Result<Option<orders::Model>, DbErr> {
+        orders::Entity::find()
+            .filter(orders::Column::BrokerAccountId.eq(account_id))
+            .filter(orders::Column::BrokerOrderId.eq(broker_order_id))
+            .one(&self.db)
+            .await
+    }
+
+    /// `account_id`'s orders sent or being sent, with no broker answer yet (`SUBMITTED`,
+    /// `UNKNOWN`): an order update can beat the place reply.
+    pub async fn awaiting_broker(&self, account_id: &str) -> Result<Vec<orders::Model>, DbErr> {
+        orders::Entity::find()
+            .filter(orders::Column::BrokerAccountId.eq(account_id))
+            .filter(orders::Column::Status.is_in([
+                OrderStatus::Submitted.as_str(),
+                OrderStatus::Unknown.as_str(),
+            ]))
+            .all(&self.db)
+            .await
+    }
+
+    /// Working (`OPEN`, `PARTIALLY_FILLED`) paper orders, for the matcher's book.
+    pub async fn resting_paper_orders(&self) -> Result<Vec<orders::Model>, DbErr> {
+        orders::Entity::find()
+            .filter(orders::Column::Status.is_in([
+                OrderStatus::Open.as_str(),
+                OrderStatus::PartiallyFilled.as_str(),
+            ]))
+            .filter(orders::Column::BrokerOrderId.starts_with(ledger::PAPER_PREFIX))
+            .all(&self.db)
+            .await
+    }
+
+    /// Opens `account`'s credentials outside an order (the SmartAPI session prewarm):
+    /// audited as `purpose` by `actor`, acknowledged, then decrypted.
+    pub async fn open_credentials(
+        &self,
+        actor: Actor<'_>,
+        account: &broker_accounts::Model,
+        purpose: &str,
+        request_id: &str,
+    ) -> Result<BrokerCredentials, ErrorBody> {
+        credentials::open_as(self, actor, account, purpose, request_id).await
+    }
+}

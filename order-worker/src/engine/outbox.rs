@@ -1,0 +1,197 @@
+//! The transactional outbox's write side: every state change of an order writes its
+//! lifecycle event into `order_outbox` in the same transaction as the order row
+//! ([`record`], called by [`super::store`]), so a committed change always has its event,
+//! whatever fails afterwards. Publishing those rows (the relay, [`crate::events`]) is the
+//! transport's business; the engine only rings the [`Nudge`] after a commit. The table's
+//! side of the relay's protocol is here too, since it is only SQL: [`claim`] (one order's
+//! rows to one relay at a time, oldest first) and [`release`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pinnacle_common::codec::Encoding;
+use pinnacle_common::entities::{order_outbox, orders};
+use pinnacle_common::model::{OrderEvent, OrderStatus};
+use pinnacle_common::subjects;
+use pinnacle_common::telemetry;
+use sea_orm::sea_query::{Expr, Query};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    Set,
+};
+use tokio::sync::Notify;
+
+use super::row;
+
+/// Tells whoever publishes the outbox (the relay) that this process committed events, so
+/// it need not wait for its next poll. Cheap to clone; every clone rings the same bell.
+#[derive(Debug, Clone, Default)]
+pub struct Nudge(Arc<Notify>);
+
+impl Nudge {
+    /// Events were committed.
+    pub fn ring(&self) {
+        self.0.notify_one();
+    }
+
+    /// Waits for the next [`Nudge::ring`] (or one that came while nobody waited).
+    pub async fn rung(&self) {
+        self.0.notified().await;
+    }
+}
+
+/// Writes the event for `order`'s current state (`previous` is the state it left) into the
+/// outbox, inside the caller's transaction.
+pub async fn record(
+    txn: &impl ConnectionTrait,
+    previous: Option<OrderStatus>,
+    order: &orders::Model,
+) -> Result<(), DbErr> {
+    record_all(txn, &[(previous, order)]).await
+}
+
+/// [`record`] for several states of one or more orders, oldest first, in one statement.
+pub async fn record_all(
+    txn: &impl ConnectionTrait,
+    states: &[(Option<OrderStatus>, &orders::Model)],
+) -> Result<(), DbErr> {
+    let traceparent = telemetry::current_traceparent();
+    let now_ms = row::now_ms();
+    let mut rows = Vec::with_capacity(states.len());
+    for &(previous, order) in states {
+        let event = OrderEvent {
+            event_id: uuid::Uuid::now_v7().to_string(),
+            ts_ms: order.updated_at.timestamp_millis(),
+            previous_status: previous,
+            order: row::view(order)?,
+        };
+        let payload = Encoding::MsgPack
+            .encode(&event)
+            .map_err(|e| DbErr::Custom(format!("encoding an order event: {e}")))?;
+        rows.push(order_outbox::ActiveModel {
+            event_id: Set(event.event_id),
+            order_id: Set(order.id.clone()),
+            subject: Set(subjects::order_events(&order.user_id)),
+            payload: Set(payload.to_vec()),
+            claimed_by: Set(None),
+            claimed_until_ms: Set(None),
+            created_at_ms: Set(now_ms),
+            traceparent: Set(traceparent.clone()),
+            ..Default::default()
+        });
+    }
+    order_outbox::Entity::insert_many(rows)
+        .exec_without_returning(txn)
+        .await?;
+    Ok(())
+}
+
+/// Outbox rows one relay claims and publishes at a time.
+pub const BATCH: u64 = 512;
+
+/// How long a relay's claim on outbox rows holds; another relay may publish them after it.
+pub const CLAIM: Duration = Duration::from_secs(15);
+
+/// Claims up to [`BATCH`] orders' events for this relay: first each order's head (its
+/// oldest row) that nobody else holds ([`claim_heads`]), then every other free row of the
+/// orders whose head it now holds. No other relay can take those: they are not heads, and
+/// their head is held. Returns the claimed rows, oldest first.
+pub(crate) async fn claim(
+    db: &DatabaseConnection,
+    instance: &str,
+) -> Result<Vec<order_outbox::Model>, DbErr> {
+    use order_outbox::Column as C;
+    let token = format!("{instance}/{}", uuid::Uuid::now_v7().simple());
+    if !claim_heads(db, &token).await? {
+        return Ok(Vec::new());
+    }
+    let held = Query::select()
+        .column(C::OrderId)
+        .from(order_outbox::Entity)
+        .and_where(Expr::col(C::ClaimedBy).eq(token.as_str()))
+        .to_owned();
+    let followers = Query::update()
+        .table(order_outbox::Entity)
+        .value(C::ClaimedBy, token.clone())
+        .value(C::ClaimedUntilMs, row::now_ms() + CLAIM.as_millis() as i64)
+        .and_where(Expr::col(C::OrderId).in_subquery(held))
+        .and_where(unclaimed(row::now_ms()))
+        .to_owned();
+    db.execute(db.get_database_backend().build(&followers))
+        .await?;
+    order_outbox::Entity::find()
+        .filter(C::ClaimedBy.eq(token))
+        .order_by_asc(C::Id)
+        .all(db)
+        .await
+}
+
+/// Claims, under `token`, up to [`BATCH`] heads (the oldest row of each order) that nobody
+/// else holds; `false` when there were none.
+async fn claim_heads(db: &DatabaseConnection, token: &str) -> Result<bool, DbErr> {
+    use order_outbox::Column as C;
+    let now = row::now_ms();
+    let free = || unclaimed(now);
+    let older = Query::select()
+        .expr(Expr::val(1))
+        .from_as(
+            order_outbox::Entity,
+            sea_orm::sea_query::Alias::new("older"),
+        )
+        .and_where(
+            Expr::col((sea_orm::sea_query::Alias::new("older"), C::OrderId))
+                .equals((order_outbox::Entity, C::OrderId)),
+        )
+        .and_where(
+            Expr::col((sea_orm::sea_query::Alias::new("older"), C::Id))
+                .lt(Expr::col((order_outbox::Entity, C::Id))),
+        )
+        .to_owned();
+    let heads = Query::select()
+        .column((order_outbox::Entity, C::Id))
+        .from(order_outbox::Entity)
+        .and_where(free())
+        .and_where(Expr::exists(older).not())
+        .order_by((order_outbox::Entity, C::Id), sea_orm::Order::Asc)
+        .limit(BATCH)
+        .to_owned();
+    // The claim condition is repeated on the outer UPDATE so that PostgreSQL re-checks it
+    // on a row another relay claimed concurrently.
+    let update = Query::update()
+        .table(order_outbox::Entity)
+        .value(C::ClaimedBy, token)
+        .value(C::ClaimedUntilMs, now + CLAIM.as_millis() as i64)
+        .and_where(Expr::col(C::Id).in_subquery(heads))
+        .and_where(free())
+        .to_owned();
+    let claimed = db.execute(db.get_database_backend().build(&update)).await?;
+    Ok(claimed.rows_affected() > 0)
+}
+
+/// Rows nobody holds at `now_ms`: never claimed, released, or their claim has expired.
+fn unclaimed(now_ms: i64) -> sea_orm::sea_query::SimpleExpr {
+    use order_outbox::Column as C;
+    Expr::col(C::ClaimedUntilMs)
+        .is_null()
+        .or(Expr::col(C::ClaimedUntilMs).lt(now_ms))
+}
+
+/// Gives claimed rows back after a failed publish, so the next attempt (by any relay) may
+/// take them at once.
+pub(crate) async fn release(db: &DatabaseConnection, ids: &[i64]) {
+    let released = order_outbox::Entity::update_many()
+        .col_expr(
+            order_outbox::Column::ClaimedBy,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            order_outbox::Column::ClaimedUntilMs,
+            Expr::value(Option::<i64>::None),
+        )
+        .filter(order_outbox::Column::Id.is_in(ids.iter().copied()))
+        .exec(db)
+        .await;
+    if let Err(error) = released {
+        tracing::debug!(%error, "could not release outbox claims; they expire");
+    }
+}

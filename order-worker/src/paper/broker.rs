@@ -1,0 +1,252 @@
+//! The paper broker behind the `Broker` trait: fills against the last tick, reserves in
+//! the books, reads the portfolio from them.
+
+use std::time::Duration;
+use tracing::Instrument as _;
+
+use async_trait::async_trait;
+use pinnacle_common::broker::{Broker, BrokerCredentials, BrokerError, BrokerOutcome};
+use pinnacle_common::model::{Funds, Holding, OrderRequest, OrderStatus, Position, Trade};
+use sea_orm::DatabaseConnection;
+
+use crate::engine::ledger;
+
+use super::prices::PaperBroker;
+
+impl PaperBroker {
+    fn ledger(&self) -> Result<&DatabaseConnection, BrokerError> {
+        self.db
+            .as_ref()
+            .ok_or_else(|| BrokerError::Unavailable("the paper broker has no ledger".into()))
+    }
+
+    /// Reserves what `order` (Pinnacle id `order_id`) needs in the books, or refuses it.
+    /// `outcome` is what [`Self::evaluate`] made of it (a fill costs its fill price);
+    /// `modify` replaces the order's existing reservation instead of adding one.
+    async fn reserve(
+        &self,
+        credentials: &BrokerCredentials,
+        order_id: &str,
+        order: &OrderRequest,
+        outcome: &BrokerOutcome,
+        modify: bool,
+    ) -> Result<(), BrokerError> {
+        let Some(db) = &self.db else { return Ok(()) };
+        let ltp = self
+            .last_tick(&order.exchange, &order.symbol)
+            .map_or(0, |t| t.ltp);
+        let fill = (outcome.status == OrderStatus::Filled)
+            .then_some(outcome.average_price)
+            .flatten();
+        let tick = self.tick_size(&order.exchange, &order.symbol);
+        let claim = ledger::Claim {
+            account_id: &credentials.account_id,
+            order_id,
+            exchange: &order.exchange,
+            symbol: &order.symbol,
+            product: order.product,
+            side: order.side,
+            units: order.quantity,
+            unit_price: ledger::arithmetic::reference_price(order, ltp, fill, tick),
+        };
+        let reserved = if modify {
+            ledger::re_reserve(db, &self.books, &claim)
+                .instrument(pinnacle_common::db::span(db, "UPDATE", "paper_funds"))
+                .await
+        } else {
+            ledger::reserve(db, &self.books, &claim)
+                .instrument(pinnacle_common::db::span(db, "UPDATE", "paper_funds"))
+                .await
+        };
+        reserved.map_err(|refusal| match refusal {
+            ledger::Refusal::Funds {
+                required,
+                available,
+            } => BrokerError::InsufficientFunds {
+                required,
+                available,
+            },
+            ledger::Refusal::Holdings {
+                required,
+                available,
+            } => BrokerError::InsufficientHoldings {
+                required,
+                available,
+            },
+            ledger::Refusal::Db(error) => BrokerError::Unavailable(error.to_string()),
+        })
+    }
+}
+
+#[async_trait]
+impl Broker for PaperBroker {
+    fn name(&self) -> &'static str {
+        "paper"
+    }
+
+    async fn wait_ready(&self, timeout: Duration) -> bool {
+        let mut ready = self.ready.subscribe();
+        tokio::time::timeout(timeout, ready.wait_for(|seen| *seen))
+            .await
+            .is_ok_and(|seen| seen.is_ok())
+    }
+
+    fn preflight(
+        &self,
+        _credentials: &BrokerCredentials,
+        order: &OrderRequest,
+    ) -> Result<(), BrokerError> {
+        let tick = self.tick_size(&order.exchange, &order.symbol);
+        ledger::arithmetic::check_ticks(order, tick).map_err(BrokerError::InvalidPrice)
+    }
+
+    async fn ready_for(&self, order: &OrderRequest) -> Result<(), BrokerError> {
+        if self.last_tick(&order.exchange, &order.symbol).is_none() {
+            let tick = self.fetch_last(&order.exchange, &order.symbol).await?;
+            self.observe(tick);
+        }
+        self.learn_tick_size(&order.exchange, &order.symbol).await;
+        Ok(())
+    }
+
+    async fn place_order(
+        &self,
+        credentials: &BrokerCredentials,
+        order_id: &str,
+        order: &OrderRequest,
+    ) -> Result<BrokerOutcome, BrokerError> {
+        let outcome = self.evaluate(
+            credentials,
+            format!("{}{order_id}", ledger::PAPER_PREFIX),
+            order,
+        )?;
+        self.reserve(credentials, order_id, order, &outcome, false)
+            .await?;
+        Ok(outcome)
+    }
+
+    async fn modify_order(
+        &self,
+        credentials: &BrokerCredentials,
+        broker_order_id: &str,
+        order: &OrderRequest,
+    ) -> Result<BrokerOutcome, BrokerError> {
+        self.preflight(credentials, order)?;
+        let outcome = self.evaluate(credentials, broker_order_id.to_string(), order)?;
+        let order_id = broker_order_id
+            .strip_prefix(ledger::PAPER_PREFIX)
+            .unwrap_or(broker_order_id);
+        self.reserve(credentials, order_id, order, &outcome, true)
+            .await?;
+        Ok(outcome)
+    }
+
+    async fn cancel_order(
+        &self,
+        credentials: &BrokerCredentials,
+        broker_order_id: &str,
+        _order: &OrderRequest,
+    ) -> Result<BrokerOutcome, BrokerError> {
+        require_client_code(credentials)?;
+        Ok(BrokerOutcome {
+            broker_order_id: broker_order_id.to_string(),
+            status: OrderStatus::Cancelled,
+            filled_quantity: 0,
+            average_price: None,
+        })
+    }
+
+    async fn funds(&self, credentials: &BrokerCredentials) -> Result<Funds, BrokerError> {
+        require_client_code(credentials)?;
+        self.books
+            .funds(self.ledger()?, &credentials.account_id)
+            .await
+            .map_err(|e| BrokerError::Unavailable(e.to_string()))
+    }
+
+    async fn positions(
+        &self,
+        credentials: &BrokerCredentials,
+    ) -> Result<Vec<Position>, BrokerError> {
+        require_client_code(credentials)?;
+        ledger::positions(self.ledger()?, &credentials.account_id)
+            .await
+            .map_err(|e| BrokerError::Unavailable(e.to_string()))
+    }
+
+    async fn holdings(&self, credentials: &BrokerCredentials) -> Result<Vec<Holding>, BrokerError> {
+        require_client_code(credentials)?;
+        ledger::holdings(self.ledger()?, &credentials.account_id)
+            .await
+            .map_err(|e| BrokerError::Unavailable(e.to_string()))
+    }
+
+    async fn trades(&self, credentials: &BrokerCredentials) -> Result<Vec<Trade>, BrokerError> {
+        require_client_code(credentials)?;
+        ledger::trades(self.ledger()?, &credentials.account_id)
+            .await
+            .map_err(|e| BrokerError::Unavailable(e.to_string()))
+    }
+
+    async fn find_order(
+        &self,
+        credentials: &BrokerCredentials,
+        _order_id: &str,
+    ) -> Result<Option<BrokerOutcome>, BrokerError> {
+        // Paper fills happen inside `place_order` and are recorded only by the worker, so an
+        // order whose outcome the worker never recorded was never filled.
+        require_client_code(credentials)?;
+        Ok(None)
+    }
+
+    async fn reference_price(&self, exchange: &str, symbol: &str) -> Option<i64> {
+        self.last_tick(exchange, symbol).map(|t| t.ltp)
+    }
+}
+
+fn require_client_code(credentials: &BrokerCredentials) -> Result<(), BrokerError> {
+    match credentials.client_code {
+        Some(_) => Ok(()),
+        None => Err(BrokerError::Credentials("client_code is required")),
+    }
+}
+
+impl PaperBroker {
+    /// Fills `order` at the last price if it is marketable, or leaves it resting.
+    fn evaluate(
+        &self,
+        credentials: &BrokerCredentials,
+        broker_order_id: String,
+        order: &OrderRequest,
+    ) -> Result<BrokerOutcome, BrokerError> {
+        require_client_code(credentials)?;
+        let tick = self
+            .last_tick(&order.exchange, &order.symbol)
+            .ok_or_else(|| BrokerError::UnknownSymbol {
+                exchange: order.exchange.clone(),
+                symbol: order.symbol.clone(),
+            })?;
+        if order.order_type.has_limit() && order.price.is_none() {
+            return Err(BrokerError::Rejected("a limit order needs a price".into()));
+        }
+        let marketable =
+            order
+                .order_type
+                .fills_at(order.side, order.price, order.trigger_price, tick.ltp);
+        Ok(if marketable {
+            BrokerOutcome {
+                broker_order_id,
+                status: OrderStatus::Filled,
+                filled_quantity: order.quantity,
+                average_price: Some(tick.ltp),
+            }
+        } else {
+            BrokerOutcome {
+                broker_order_id,
+                status: OrderStatus::Open,
+                filled_quantity: 0,
+                average_price: None,
+            }
+        })
+    }
+}

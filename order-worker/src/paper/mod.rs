@@ -1,0 +1,31 @@
+//! The paper broker: fills orders against the live tick stream, with no real money.
+//!
+//! It listens to `md.tick.>` and keeps the last tick of every symbol. A market order fills
+//! in full at the last traded price; a limit order fills at the last price when that is
+//! at or better than its limit, and otherwise rests as `OPEN`. The paper account's client
+//! code must be present, as it would be for a real broker, so the credential path is
+//! exercised end to end.
+//!
+//! Readiness: a worker joins the queue group once its paper broker has seen a tick
+//! ([`PaperBroker`]'s `wait_ready`). For a symbol it has no tick for yet, [`Broker::ready_for`](pinnacle_common::broker::Broker::ready_for)
+//! asks the publisher's last-value cache (`md.req.last`); a symbol the publisher does not
+//! list is `UNKNOWN_SYMBOL`, and one with no price anywhere yet is `PRICE_UNAVAILABLE`
+//! (retryable). Both are answered before anything is stored.
+//!
+//! With a database it keeps the books ([`crate::engine::ledger`]): accepting an order reserves what it
+//! needs atomically (cash for buys and intraday shorts, units of the position for sells),
+//! refusing it with `INSUFFICIENT_FUNDS` or `INSUFFICIENT_HOLDINGS`; funds, positions,
+//! holdings and trades are read from the books' tables. Every account starts with
+//! `PINNACLE_WORKER_PAPER_CASH` paise (₹10,00,000 by default).
+//!
+//! Prices: limit and trigger prices must be multiples of the instrument's tick size, learnt
+//! from the publisher's instrument master (`md.req.symbols.lookup`) with the symbol's first
+//! price, and [`DEFAULT_TICK_SIZE`](crate::engine::ledger::DEFAULT_TICK_SIZE) for a symbol the master does not list; an
+//! off-tick price is `INVALID_REQUEST`, refused before anything is stored.
+
+mod broker;
+mod prices;
+#[cfg(test)]
+mod tests;
+
+pub use prices::{PaperBroker, LAST_VALUE_TIMEOUT};

@@ -1,0 +1,216 @@
+//! The paper broker's value and its price cache: the last tick of every symbol (from
+//! `md.tick.>`, or the publisher's last-value cache) and every instrument's tick size.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
+
+use futures::StreamExt;
+use pinnacle_common::broker::BrokerError;
+use pinnacle_common::codec::Encoding;
+use pinnacle_common::error::{ErrorBody, ErrorCode};
+use pinnacle_common::model::{Instrument, LastRequest, MarketTick, Reply, SymbolLookup, Tick};
+use sea_orm::DatabaseConnection;
+
+use crate::engine::ledger;
+use pinnacle_common::shutdown::Shutdown;
+use pinnacle_common::subjects;
+
+/// The paper broker. Cheap to clone; clones share the price cache.
+#[derive(Debug, Clone, Default)]
+pub struct PaperBroker {
+    /// Last tick per `EXCHANGE:SYMBOL`.
+    pub(super) last: Arc<RwLock<HashMap<String, Tick>>>,
+    /// Where the books live (see [`crate::engine::ledger`]); without a database the broker fills
+    /// without checking funds and reports no portfolio.
+    pub(super) db: Option<DatabaseConnection>,
+    /// The books' settings (starting cash per account).
+    pub(super) books: ledger::Books,
+    /// Tick size per `EXCHANGE:SYMBOL`, paise, from the instrument master.
+    pub(super) tick_sizes: Arc<RwLock<HashMap<String, i64>>>,
+    /// Set once the first tick has been seen.
+    pub(super) ready: Arc<tokio::sync::watch::Sender<bool>>,
+    /// For `md.req.last`, once [`PaperBroker::follow_ticks`] has been called.
+    pub(super) client: Arc<OnceLock<async_nats::Client>>,
+}
+
+/// How long [`Broker::ready_for`] waits for the publisher's last-value cache.
+pub const LAST_VALUE_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn key(exchange: &str, symbol: &str) -> String {
+    format!("{exchange}:{symbol}")
+}
+
+impl PaperBroker {
+    /// A broker with an empty price cache and no books (for unit tests).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A broker that keeps its books in `db`, each account starting with `cash` paise.
+    pub fn with_ledger(db: DatabaseConnection, cash: i64) -> Self {
+        Self {
+            db: Some(db),
+            books: ledger::Books::new(cash),
+            ..Self::default()
+        }
+    }
+
+    /// The instrument's tick size, paise ([`ledger::DEFAULT_TICK_SIZE`] until it is known).
+    pub fn tick_size(&self, exchange: &str, symbol: &str) -> i64 {
+        self.tick_sizes
+            .read()
+            .ok()
+            .and_then(|sizes| sizes.get(&key(exchange, symbol)).copied())
+            .unwrap_or(ledger::DEFAULT_TICK_SIZE)
+    }
+
+    /// Learns a symbol's tick size from the publisher's instrument master, once per symbol
+    /// and worker: a symbol the master does not list, or no answer within
+    /// [`LAST_VALUE_TIMEOUT`], keeps [`ledger::DEFAULT_TICK_SIZE`] (so an order never waits
+    /// on this twice).
+    pub(super) async fn learn_tick_size(&self, exchange: &str, symbol: &str) {
+        let known = self
+            .tick_sizes
+            .read()
+            .is_ok_and(|sizes| sizes.contains_key(&key(exchange, symbol)));
+        let Some(client) = self.client.get().filter(|_| !known) else {
+            return;
+        };
+        let size = match lookup_tick_size(client, exchange, symbol).await {
+            Ok(size) => size,
+            Err(reason) => {
+                tracing::debug!(%exchange, %symbol, %reason, "tick size unknown; using the default");
+                ledger::DEFAULT_TICK_SIZE
+            }
+        };
+        if let Ok(mut sizes) = self.tick_sizes.write() {
+            sizes.insert(key(exchange, symbol), size);
+        }
+    }
+
+    /// Asks the publisher's last-value cache for a symbol's latest tick.
+    pub(super) async fn fetch_last(
+        &self,
+        exchange: &str,
+        symbol: &str,
+    ) -> Result<Tick, BrokerError> {
+        let unavailable = || BrokerError::PriceUnavailable {
+            exchange: exchange.to_string(),
+            symbol: symbol.to_string(),
+        };
+        let client = self.client.get().ok_or_else(unavailable)?;
+        let request = LastRequest {
+            exchange: exchange.to_string(),
+            symbol: symbol.to_string(),
+        };
+        let payload = Encoding::MsgPack
+            .encode(&request)
+            .map_err(|_| unavailable())?;
+        let message = tokio::time::timeout(
+            LAST_VALUE_TIMEOUT,
+            client.request(subjects::md::LAST, payload),
+        )
+        .await
+        .map_err(|_| unavailable())?
+        .map_err(|_| unavailable())?;
+        let reply: Reply<MarketTick> = Encoding::MsgPack
+            .decode(&message.payload)
+            .map_err(|_| unavailable())?;
+        match (reply.result, reply.error) {
+            (Some(tick), _) => Ok(tick.core()),
+            (
+                None,
+                Some(ErrorBody {
+                    code: ErrorCode::UnknownSymbol,
+                    ..
+                }),
+            ) => Err(BrokerError::UnknownSymbol {
+                exchange: exchange.to_string(),
+                symbol: symbol.to_string(),
+            }),
+            _ => Err(unavailable()),
+        }
+    }
+
+    /// Records a tick as the latest for its symbol (older sequence numbers are ignored).
+    pub fn observe(&self, tick: Tick) {
+        self.ready
+            .send_if_modified(|seen| !std::mem::replace(seen, true));
+        let Ok(mut last) = self.last.write() else {
+            return;
+        };
+        let entry = last.entry(key(&tick.exchange, &tick.symbol));
+        match entry {
+            std::collections::hash_map::Entry::Occupied(mut seen) => {
+                if tick.seq >= seen.get().seq {
+                    seen.insert(tick);
+                }
+            }
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(tick);
+            }
+        }
+    }
+
+    /// The last tick seen for a symbol.
+    pub fn last_tick(&self, exchange: &str, symbol: &str) -> Option<Tick> {
+        self.last.read().ok()?.get(&key(exchange, symbol)).cloned()
+    }
+
+    /// Subscribes to every tick and feeds the cache until `shutdown` fires.
+    pub async fn follow_ticks(
+        &self,
+        client: async_nats::Client,
+        shutdown: Shutdown,
+    ) -> Result<tokio::task::JoinHandle<()>, async_nats::SubscribeError> {
+        let mut ticks = client.subscribe(subjects::MD_TICK_ALL).await?;
+        let _ = self.client.set(client);
+        let broker = self.clone();
+        Ok(tokio::spawn(async move {
+            loop {
+                let message = tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    message = ticks.next() => message,
+                };
+                let Some(message) = message else { break };
+                match Encoding::MsgPack.decode::<Tick>(&message.payload) {
+                    Ok(tick) => pinnacle_common::tick_consumer_span!(&message)
+                        .in_scope(|| broker.observe(tick)),
+                    Err(error) => tracing::debug!(%error, "ignoring undecodable tick"),
+                }
+            }
+        }))
+    }
+}
+
+/// The instrument master's tick size for a symbol (`md.req.symbols.lookup`), or why not.
+async fn lookup_tick_size(
+    client: &async_nats::Client,
+    exchange: &str,
+    symbol: &str,
+) -> Result<i64, String> {
+    let request = SymbolLookup {
+        exchange: exchange.to_string(),
+        token: None,
+        symbol: Some(symbol.to_string()),
+    };
+    let payload = Encoding::MsgPack
+        .encode(&request)
+        .map_err(|e| e.to_string())?;
+    let message = tokio::time::timeout(
+        LAST_VALUE_TIMEOUT,
+        client.request(subjects::md::SYMBOLS_LOOKUP, payload),
+    )
+    .await
+    .map_err(|_| "no answer in time".to_string())?
+    .map_err(|e| e.to_string())?;
+    let reply: Reply<Instrument> = Encoding::MsgPack
+        .decode(&message.payload)
+        .map_err(|e| e.to_string())?;
+    match (reply.result, reply.error) {
+        (Some(instrument), _) => Ok(instrument.tick_size.max(1)),
+        (None, Some(error)) => Err(error.message),
+        (None, None) => Err("an empty reply".into()),
+    }
+}

@@ -1,0 +1,126 @@
+//! The paper broker's unit tests.
+
+use super::*;
+use pinnacle_common::broker::{Broker, BrokerCredentials, BrokerError};
+use pinnacle_common::model::{OrderRequest, OrderStatus, Tick};
+use pinnacle_common::model::{OrderType, Side};
+use secrecy::SecretString;
+
+fn tick(seq: u64, ltp: i64) -> Tick {
+    Tick {
+        exchange: "NSE".into(),
+        symbol: "SBIN-EQ".into(),
+        seq,
+        ts_ms: 0,
+        ltp,
+        last_qty: 1,
+        volume: 1,
+        bid: ltp - 5,
+        ask: ltp + 5,
+    }
+}
+
+fn order(order_type: OrderType, side: Side, price: Option<i64>) -> OrderRequest {
+    OrderRequest {
+        client_order_id: "c".into(),
+        exchange: "NSE".into(),
+        symbol: "SBIN-EQ".into(),
+        side,
+        order_type,
+        quantity: 10,
+        price,
+        trigger_price: None,
+        product: Default::default(),
+        account: None,
+    }
+}
+
+fn creds() -> BrokerCredentials {
+    BrokerCredentials {
+        client_code: Some(SecretString::from("PAPER01")),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_symbol_without_a_price_is_retryable_not_unknown() {
+    // No tick and no publisher to ask: the worker cannot price it yet.
+    let broker = PaperBroker::new();
+    assert!(
+        !broker
+            .wait_ready(std::time::Duration::from_millis(10))
+            .await
+    );
+    assert!(matches!(
+        broker
+            .ready_for(&order(OrderType::Market, Side::Buy, None))
+            .await,
+        Err(BrokerError::PriceUnavailable { .. })
+    ));
+    broker.observe(tick(1, 82_000));
+    assert!(
+        broker
+            .wait_ready(std::time::Duration::from_millis(10))
+            .await
+    );
+    assert!(broker
+        .ready_for(&order(OrderType::Market, Side::Buy, None))
+        .await
+        .is_ok());
+}
+
+#[tokio::test]
+async fn fills_market_orders_at_the_last_tick() {
+    let broker = PaperBroker::new();
+    broker.observe(tick(2, 82_000));
+    broker.observe(tick(1, 10)); // stale: ignored
+    let out = broker
+        .place_order(&creds(), "o1", &order(OrderType::Market, Side::Buy, None))
+        .await
+        .expect("fills");
+    assert_eq!(out.status, OrderStatus::Filled);
+    assert_eq!(out.average_price, Some(82_000));
+    assert_eq!(out.filled_quantity, 10);
+}
+
+#[tokio::test]
+async fn limit_orders_rest_unless_marketable_and_unknown_symbols_fail() {
+    let broker = PaperBroker::new();
+    broker.observe(tick(1, 82_000));
+    let resting = broker
+        .place_order(
+            &creds(),
+            "o",
+            &order(OrderType::Limit, Side::Buy, Some(81_000)),
+        )
+        .await
+        .expect("accepted");
+    assert_eq!(resting.status, OrderStatus::Open);
+    let filled = broker
+        .place_order(
+            &creds(),
+            "o",
+            &order(OrderType::Limit, Side::Sell, Some(81_000)),
+        )
+        .await
+        .expect("accepted");
+    assert_eq!(filled.status, OrderStatus::Filled);
+    let unknown = OrderRequest {
+        symbol: "NOPE".into(),
+        ..order(OrderType::Market, Side::Buy, None)
+    };
+    assert!(matches!(
+        broker.place_order(&creds(), "o", &unknown).await,
+        Err(BrokerError::UnknownSymbol { .. })
+    ));
+    assert!(matches!(
+        broker
+            .place_order(
+                &BrokerCredentials::default(),
+                "o",
+                &order(OrderType::Market, Side::Buy, None)
+            )
+            .await,
+        Err(BrokerError::Credentials(_))
+    ));
+}
