@@ -22,6 +22,9 @@
 //! `pinnacle_smartapi_rate_queued{bucket}`, `pinnacle_smartapi_rate_delayed_total{bucket}`,
 //! `pinnacle_smartapi_rate_refused_total{bucket}`, `pinnacle_smartapi_rate_store_errors_total`
 //! and `pinnacle_smartapi_rate_store_seconds`.
+//!
+//! Layout: `bucket` (the buckets and their published limits), [`window`] (one process's
+//! windows), [`shared`] (the deployment's windows in JetStream KV), and here the queues.
 
 mod bucket;
 pub mod shared;

@@ -3,6 +3,9 @@
 //!
 //! Secrets travel only in headers and bodies; spans and errors name the route, never a
 //! value.
+//!
+//! Layout: `config` (shared settings, egress, the account's identity), `routes` (every
+//! route with its method, path and rate-limit bucket), and here the client itself.
 
 use std::sync::Arc;
 use std::time::Duration;
