@@ -14,32 +14,7 @@ use crate::error::{SmartApiError, SmartApiErrorKind};
 /// - HTTP 403 with a body that is not JSON is the rate limit;
 /// - an empty body is [`SmartApiErrorKind::EmptyReply`], whatever the status.
 pub fn unwrap(route: &str, http_status: u16, body: &[u8]) -> Result<Value, SmartApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(SmartApiError::new(
-            SmartApiErrorKind::EmptyReply,
-            None,
-            format!("SmartAPI gave an empty reply to {route} (HTTP {http_status})"),
-        ));
-    }
-    if !crate::bounds::body_ok(body) {
-        return Err(decode_error(route, "the reply nests too deeply to parse"));
-    }
-    let value: Value = match serde_json::from_slice(body) {
-        Ok(value) => value,
-        Err(_) if http_status == 403 => return Err(SmartApiError::rate_limited(route)),
-        Err(_) => {
-            return Err(SmartApiError::new(
-                SmartApiErrorKind::Decode,
-                None,
-                format!(
-                    "SmartAPI answered {route} with HTTP {http_status} and a body that is not JSON"
-                ),
-            ))
-        }
-    };
-    let Value::Object(mut object) = value else {
-        return Err(decode_error(route, "the reply is not a JSON object"));
-    };
+    let mut object = parse_object(route, http_status, body)?;
     let ok = object
         .get("status")
         .or_else(|| object.get("success"))
@@ -75,6 +50,42 @@ pub fn unwrap(route: &str, http_status: u16, body: &[u8]) -> Result<Value, Smart
             "the reply has neither `status` nor `success`",
         )),
     }
+}
+
+/// The reply's top-level JSON object, after the empty, too-deep, not-JSON (a 403 there is
+/// the rate limit) and not-an-object checks.
+fn parse_object(
+    route: &str,
+    http_status: u16,
+    body: &[u8],
+) -> Result<serde_json::Map<String, Value>, SmartApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(SmartApiError::new(
+            SmartApiErrorKind::EmptyReply,
+            None,
+            format!("SmartAPI gave an empty reply to {route} (HTTP {http_status})"),
+        ));
+    }
+    if !crate::bounds::body_ok(body) {
+        return Err(decode_error(route, "the reply nests too deeply to parse"));
+    }
+    let value: Value = match serde_json::from_slice(body) {
+        Ok(value) => value,
+        Err(_) if http_status == 403 => return Err(SmartApiError::rate_limited(route)),
+        Err(_) => {
+            return Err(SmartApiError::new(
+                SmartApiErrorKind::Decode,
+                None,
+                format!(
+                    "SmartAPI answered {route} with HTTP {http_status} and a body that is not JSON"
+                ),
+            ))
+        }
+    };
+    let Value::Object(object) = value else {
+        return Err(decode_error(route, "the reply is not a JSON object"));
+    };
+    Ok(object)
 }
 
 fn decode_error(route: &str, detail: &str) -> SmartApiError {

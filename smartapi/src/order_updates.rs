@@ -9,10 +9,12 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::error::{SmartApiError, SmartApiErrorKind};
 use crate::types::OrderRecord;
@@ -104,6 +106,14 @@ pub async fn follow(
     if events.send(Event::Connected).await.is_err() {
         return Ok(Ended::ReceiverGone);
     }
+    Ok(forward(socket, events).await)
+}
+
+/// The connected order-update socket.
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Pings, and forwards every order event to `events`, until the connection ends.
+async fn forward(socket: Socket, events: &mpsc::Sender<Event>) -> Ended {
     let (mut sink, mut stream) = socket.split();
     let mut heartbeat = tokio::time::interval(HEARTBEAT);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -113,24 +123,24 @@ pub async fn follow(
             _ = heartbeat.tick() => {
                 silent_beats += 1;
                 if silent_beats > 3 {
-                    return Ok(Ended::Closed("no message for three heartbeats".into()));
+                    return Ended::Closed("no message for three heartbeats".into());
                 }
                 if sink.send(Message::Ping(Vec::new().into())).await.is_err() {
-                    return Ok(Ended::Closed("the ping could not be sent".into()));
+                    return Ended::Closed("the ping could not be sent".into());
                 }
             }
             message = stream.next() => {
                 silent_beats = 0;
                 match message {
-                    None => return Ok(Ended::Closed("the server closed the stream".into())),
-                    Some(Err(error)) => return Ok(Ended::Closed(error.to_string())),
+                    None => return Ended::Closed("the server closed the stream".into()),
+                    Some(Err(error)) => return Ended::Closed(error.to_string()),
                     Some(Ok(Message::Close(frame))) => {
-                        return Ok(Ended::Closed(frame.map_or_else(|| "closed".into(), |f| f.reason.to_string())))
+                        return Ended::Closed(frame.map_or_else(|| "closed".into(), |f| f.reason.to_string()))
                     }
                     Some(Ok(Message::Text(text))) => {
                         if let Some(update) = parse(text.as_str()) {
                             if events.send(Event::Update(Box::new(update))).await.is_err() {
-                                return Ok(Ended::ReceiverGone);
+                                return Ended::ReceiverGone;
                             }
                         }
                     }

@@ -30,7 +30,8 @@ use async_trait::async_trait;
 use pinnacle_protocol::subjects;
 use sha2::{Digest, Sha256};
 
-use super::{window, Bucket, Limit};
+use super::bucket::{Bucket, Limit};
+use super::window;
 
 /// How many times in a row a take may lose the compare-and-set before it gives up.
 const MAX_CAS_ATTEMPTS: usize = 32;

@@ -6,7 +6,7 @@
 //! longest finite window. A request is admitted at `now` when each window of the bucket's
 //! [`Limit`] holds fewer sends than it allows; it is then stamped into the log.
 
-use super::{Limit, NONE};
+use super::bucket::{Limit, NONE};
 
 /// A second plus a margin: the broker counts arrivals, so two requests sent just over a
 /// second apart can land inside one of its seconds after network jitter.
@@ -79,7 +79,7 @@ pub fn admit(log: &mut Vec<u64>, now: u64, limit: Limit) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::limits::Bucket;
+    use crate::limits::bucket::Bucket;
 
     #[test]
     fn nine_orders_fit_in_a_second_and_the_tenth_waits_for_the_first() {

@@ -29,9 +29,12 @@
 //!   decoded with [`crate::ticks`]; a bad one becomes [`StreamEvent::BadFrame`].
 //!
 //! Layout: [`config`] (settings, backoff), [`subs`] (subscription set and requests),
-//! `task` (the connection loop).
+//! `events` (what the task reports and takes), `connect` (the handshake), `task` (the
+//! connection loop).
 
 pub mod config;
+mod connect;
+mod events;
 pub mod subs;
 mod task;
 
@@ -39,34 +42,11 @@ use secrecy::SecretString;
 use tokio::sync::{mpsc, oneshot};
 
 pub use config::{Backoff, StreamConfig, DEFAULT_URL};
+use events::Command;
+pub use events::StreamEvent;
 pub use subs::{Instrument, SubscribeError, MAX_DEPTH_TOKENS, MAX_SUBSCRIPTIONS};
 
-use crate::ticks::{Mode, Packet, TickError};
-
-/// What the feed task reports, in order.
-#[derive(Debug, Clone, PartialEq)]
-pub enum StreamEvent {
-    /// A connection is up and the subscription set has been (re)sent.
-    Connected,
-    /// The connection ended; the task reconnects after a backoff unless told otherwise.
-    Disconnected { reason: String },
-    /// The server refused the handshake (401/403). Not retried until new credentials
-    /// arrive through [`FeedHandle::update_credentials`]. `message` is the server's
-    /// `x-error-message` (never our secrets).
-    AuthFailed { status: u16, message: String },
-    /// One decoded binary packet.
-    Tick(Packet),
-    /// A binary frame that did not decode (it is skipped).
-    BadFrame { error: TickError, len: usize },
-    /// An error reply such as `E1002 Invalid Request. Subscription Limit Exceeded`.
-    ServerError {
-        code: String,
-        message: String,
-        correlation_id: Option<String>,
-    },
-    /// A text frame that is neither `pong` nor an error reply.
-    Text(String),
-}
+use crate::ticks::Mode;
 
 /// Why a handle call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -97,29 +77,6 @@ impl FeedStream {
             events_rx,
         )
     }
-}
-
-/// Requests to the connection task.
-#[derive(Debug)]
-pub(crate) enum Command {
-    Subscribe {
-        mode: Mode,
-        instruments: Vec<Instrument>,
-        reply: oneshot::Sender<Result<(), SubscribeError>>,
-    },
-    Unsubscribe {
-        mode: Mode,
-        instruments: Vec<Instrument>,
-        reply: oneshot::Sender<()>,
-    },
-    UpdateCredentials {
-        feed_token: SecretString,
-        jwt: Option<SecretString>,
-        reply: oneshot::Sender<()>,
-    },
-    Shutdown {
-        reply: oneshot::Sender<()>,
-    },
 }
 
 /// A cloneable handle to the running feed.

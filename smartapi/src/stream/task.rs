@@ -2,43 +2,20 @@
 //! apply handle commands, and reconnect with backoff. Owns the desired subscription set.
 
 use futures::{SinkExt, StreamExt};
-use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::{self, Instant};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
-use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::tungstenite::Message;
 
 use super::config::{unit_random, StreamConfig};
-use super::subs::{requests, Action, CorrelationIds, SubscriptionSet};
-use super::{Command, StreamEvent};
-use crate::ticks;
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-/// Handshake header names (SPEC §8.1 a).
-mod header {
-    pub const AUTHORIZATION: &str = "authorization";
-    pub const API_KEY: &str = "x-api-key";
-    pub const CLIENT_CODE: &str = "x-client-code";
-    pub const FEED_TOKEN: &str = "x-feed-token";
-    /// On a 401, the server's reason.
-    pub const ERROR_MESSAGE: &str = "x-error-message";
-}
+use super::connect::{connect, ConnectError, Ws};
+use super::events::{Command, StreamEvent};
+use super::subs::{requests, Action, CorrelationIds, Instrument, SubscriptionSet};
+use crate::ticks::{self, Mode};
 
 /// Text heartbeat and its answer (SPEC §8.2).
 const PING: &str = "ping";
 const PONG: &str = "pong";
-
-enum ConnectError {
-    /// 401/403: retrying with the same credentials cannot help.
-    Auth { status: u16, message: String },
-    /// Anything else; retried with backoff. Never contains a secret.
-    Other(String),
-}
 
 /// How a session or a wait ended.
 enum Next {
@@ -160,27 +137,35 @@ impl Task {
                     return self.lost(format!("stalled: no message for {timeout:?}")).await;
                 }
                 command = self.commands.recv() => {
-                    let Some(command) = command else {
-                        let _ = ws.close(None).await;
-                        return Next::Stop;
-                    };
-                    match self.apply(command, Some(&mut ws)).await {
-                        Ok(None) => {}
-                        Ok(Some(next)) => {
-                            let _ = ws.close(None).await;
-                            if matches!(next, Next::ReconnectNow) {
-                                let reason = "credentials updated".to_owned();
-                                if !self.emit(StreamEvent::Disconnected { reason }).await {
-                                    return Next::Stop;
-                                }
-                            }
-                            return next;
-                        }
-                        Err(reason) => return self.lost(reason).await,
+                    if let Some(next) = self.session_command(command, &mut ws).await {
+                        return next;
                     }
                 }
                 _ = self.events.closed() => return Next::Stop,
             }
+        }
+    }
+
+    /// Applies a command received during a session; `Some(next)` ends the session
+    /// (`None` from the channel: every handle is gone).
+    async fn session_command(&mut self, command: Option<Command>, ws: &mut Ws) -> Option<Next> {
+        let Some(command) = command else {
+            let _ = ws.close(None).await;
+            return Some(Next::Stop);
+        };
+        match self.apply(command, Some(&mut *ws)).await {
+            Ok(None) => None,
+            Ok(Some(next)) => {
+                let _ = ws.close(None).await;
+                if matches!(next, Next::ReconnectNow) {
+                    let reason = "credentials updated".to_owned();
+                    if !self.emit(StreamEvent::Disconnected { reason }).await {
+                        return Some(Next::Stop);
+                    }
+                }
+                Some(next)
+            }
+            Err(reason) => Some(self.lost(reason).await),
         }
     }
 
@@ -232,7 +217,6 @@ impl Task {
         command: Command,
         ws: Option<&mut Ws>,
     ) -> Result<Option<Next>, String> {
-        let batch = self.config.batch_size;
         match command {
             Command::Subscribe {
                 mode,
@@ -242,14 +226,9 @@ impl Task {
                 let result = self.desired.add(mode, &instruments);
                 let ok = result.is_ok();
                 let _ = reply.send(result);
-                if let (true, Some(ws)) = (ok, ws) {
-                    for text in
-                        requests(Action::Subscribe, mode, &instruments, batch, &mut self.ids)
-                    {
-                        ws.send(Message::text(text))
-                            .await
-                            .map_err(|e| format!("subscribe failed: {e}"))?;
-                    }
+                if ok {
+                    self.send_requests(ws, Action::Subscribe, mode, &instruments, "subscribe")
+                        .await?;
                 }
                 Ok(None)
             }
@@ -260,19 +239,8 @@ impl Task {
             } => {
                 self.desired.remove(mode, &instruments);
                 let _ = reply.send(());
-                if let Some(ws) = ws {
-                    for text in requests(
-                        Action::Unsubscribe,
-                        mode,
-                        &instruments,
-                        batch,
-                        &mut self.ids,
-                    ) {
-                        ws.send(Message::text(text))
-                            .await
-                            .map_err(|e| format!("unsubscribe failed: {e}"))?;
-                    }
-                }
+                self.send_requests(ws, Action::Unsubscribe, mode, &instruments, "unsubscribe")
+                    .await?;
                 Ok(None)
             }
             Command::UpdateCredentials {
@@ -291,6 +259,26 @@ impl Task {
                 Ok(Some(Next::Stop))
             }
         }
+    }
+
+    /// Sends the `action` requests for `instruments` when connected; the error says which
+    /// request (`what`) failed.
+    async fn send_requests(
+        &mut self,
+        ws: Option<&mut Ws>,
+        action: Action,
+        mode: Mode,
+        instruments: &[Instrument],
+        what: &str,
+    ) -> Result<(), String> {
+        let Some(ws) = ws else { return Ok(()) };
+        let batch = self.config.batch_size;
+        for text in requests(action, mode, instruments, batch, &mut self.ids) {
+            ws.send(Message::text(text))
+                .await
+                .map_err(|e| format!("{what} failed: {e}"))?;
+        }
+        Ok(())
     }
 
     /// While disconnected: applies commands until `until` (or forever when `None`), new
@@ -343,66 +331,4 @@ fn text_event(text: &str) -> Option<StreamEvent> {
     }
     tracing::debug!(len = text.len(), "unrecognised text frame from the feed");
     Some(StreamEvent::Text(text.to_owned()))
-}
-
-/// Opens the WebSocket with the handshake headers.
-async fn connect(config: &StreamConfig) -> Result<Ws, ConnectError> {
-    let mut request = config
-        .url
-        .as_str()
-        .into_client_request()
-        .map_err(|e| ConnectError::Other(format!("bad feed URL: {e}")))?;
-    let headers = request.headers_mut();
-    let plain = HeaderValue::from_str(&config.client_code)
-        .map_err(|_| ConnectError::Other("client code is not a valid header value".to_owned()))?;
-    headers.insert(HeaderName::from_static(header::CLIENT_CODE), plain);
-    let secrets = [
-        (header::FEED_TOKEN, Some(&config.feed_token)),
-        (header::AUTHORIZATION, config.jwt.as_ref()),
-        (header::API_KEY, config.api_key.as_ref()),
-    ];
-    for (name, value) in secrets {
-        if let Some(value) = value {
-            headers.insert(HeaderName::from_static(name), secret_header(name, value)?);
-        }
-    }
-    let handshake = tokio_tungstenite::connect_async_with_config(
-        request,
-        Some(crate::bounds::ws_config()),
-        false,
-    );
-    match time::timeout(config.connect_timeout, handshake).await {
-        Err(_) => Err(ConnectError::Other(format!(
-            "no handshake within {:?}",
-            config.connect_timeout
-        ))),
-        Ok(Ok((ws, _response))) => Ok(ws),
-        Ok(Err(tungstenite::Error::Http(response)))
-            if matches!(response.status().as_u16(), 401 | 403) =>
-        {
-            let message = response
-                .headers()
-                .get(header::ERROR_MESSAGE)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("no x-error-message header")
-                .to_owned();
-            Err(ConnectError::Auth {
-                status: response.status().as_u16(),
-                message,
-            })
-        }
-        Ok(Err(tungstenite::Error::Http(response))) => Err(ConnectError::Other(format!(
-            "handshake refused with HTTP {}",
-            response.status()
-        ))),
-        Ok(Err(e)) => Err(ConnectError::Other(e.to_string())),
-    }
-}
-
-/// A header value for a secret, marked sensitive; the error names the header, not the value.
-fn secret_header(name: &str, value: &SecretString) -> Result<HeaderValue, ConnectError> {
-    let mut v = HeaderValue::from_str(value.expose_secret())
-        .map_err(|_| ConnectError::Other(format!("{name} is not a valid header value")))?;
-    v.set_sensitive(true);
-    Ok(v)
 }

@@ -14,7 +14,7 @@
 //! * Never panics: every read is bounds-checked (a proptest in `tests` feeds arbitrary
 //!   bytes and truncations).
 //!
-//! Layout: [`layout`] holds the offsets, [`types`] the decoded shapes.
+//! Layout: [`layout`] holds the offsets, `types` the decoded shapes.
 
 pub mod layout;
 mod types;

@@ -3,8 +3,10 @@
 //!
 //! Secrets travel only in headers and bodies; spans and errors name the route, never a
 //! value.
+//!
+//! Layout: `config` (shared settings, egress, the account's identity), `routes` (every
+//! route with its method, path and rate-limit bucket), and here the client itself.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,181 +18,14 @@ use tracing::Instrument;
 
 use crate::envelope::{self, lenient};
 use crate::error::{SmartApiError, SmartApiErrorKind};
-use crate::limits::{Bucket, RateLimiter};
+use crate::limits::RateLimiter;
 use crate::types::*;
 
-/// Angel One's production REST root.
-pub const PRODUCTION_URL: &str = "https://apiconnect.angelone.in";
+mod config;
+mod routes;
 
-/// Settings shared by every account's client.
-#[derive(Debug, Clone)]
-pub struct RestConfig {
-    /// REST root, e.g. [`PRODUCTION_URL`] or a simulator's address.
-    pub base_url: String,
-    /// Per-request timeout (the Python SDK uses 7 s).
-    pub timeout: Duration,
-    /// Sent as `X-MACAddress` (not validated by the broker).
-    pub mac_address: String,
-}
-
-impl Default for RestConfig {
-    fn default() -> Self {
-        Self {
-            base_url: PRODUCTION_URL.into(),
-            timeout: Duration::from_secs(7),
-            mac_address: "02:00:00:00:00:01".into(),
-        }
-    }
-}
-
-/// How an account's requests leave the machine. Since 1 April 2026 Angel One accepts API
-/// orders only from the static IP registered for the API key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Egress {
-    /// Whatever route the host picks (market data, paper accounts, tests).
-    Default,
-    /// Bind outgoing connections to this local address (the registered static IP).
-    Bind(IpAddr),
-    /// Send through this HTTP(S) or SOCKS5 proxy, whose egress is the registered IP.
-    Proxy(String),
-}
-
-/// One account's identity at the broker.
-pub struct AccountKey {
-    /// `X-PrivateKey`.
-    pub api_key: SecretString,
-    /// The client code; also the rate limiter's key.
-    pub client_code: String,
-}
-
-impl std::fmt::Debug for AccountKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AccountKey").finish_non_exhaustive()
-    }
-}
-
-/// A REST route: its name (for spans, errors and fault injection), method, path and limit.
-#[derive(Debug, Clone, Copy)]
-struct Route {
-    name: &'static str,
-    post: bool,
-    path: &'static str,
-    bucket: Bucket,
-}
-
-macro_rules! route {
-    ($name:literal, $post:literal, $path:literal, $bucket:ident) => {
-        Route {
-            name: $name,
-            post: $post,
-            path: $path,
-            bucket: Bucket::$bucket,
-        }
-    };
-}
-
-const LOGIN: Route = route!(
-    "loginByPassword",
-    true,
-    "/rest/auth/angelbroking/user/v1/loginByPassword",
-    Login
-);
-const REFRESH: Route = route!(
-    "generateTokens",
-    true,
-    "/rest/auth/angelbroking/jwt/v1/generateTokens",
-    Refresh
-);
-const PROFILE: Route = route!(
-    "getProfile",
-    false,
-    "/rest/secure/angelbroking/user/v1/getProfile",
-    Profile
-);
-const LOGOUT: Route = route!(
-    "logout",
-    true,
-    "/rest/secure/angelbroking/user/v1/logout",
-    Logout
-);
-const RMS: Route = route!(
-    "getRMS",
-    false,
-    "/rest/secure/angelbroking/user/v1/getRMS",
-    Rms
-);
-const PLACE: Route = route!(
-    "placeOrder",
-    true,
-    "/rest/secure/angelbroking/order/v1/placeOrder",
-    Orders
-);
-const MODIFY: Route = route!(
-    "modifyOrder",
-    true,
-    "/rest/secure/angelbroking/order/v1/modifyOrder",
-    Orders
-);
-const CANCEL: Route = route!(
-    "cancelOrder",
-    true,
-    "/rest/secure/angelbroking/order/v1/cancelOrder",
-    Orders
-);
-const ORDER_BOOK: Route = route!(
-    "getOrderBook",
-    false,
-    "/rest/secure/angelbroking/order/v1/getOrderBook",
-    OrderBook
-);
-const TRADE_BOOK: Route = route!(
-    "getTradeBook",
-    false,
-    "/rest/secure/angelbroking/order/v1/getTradeBook",
-    TradeBook
-);
-const DETAILS: Route = route!(
-    "details",
-    false,
-    "/rest/secure/angelbroking/order/v1/details/",
-    OrderDetails
-);
-const POSITIONS: Route = route!(
-    "getPosition",
-    false,
-    "/rest/secure/angelbroking/order/v1/getPosition",
-    Positions
-);
-const HOLDINGS: Route = route!(
-    "getHolding",
-    false,
-    "/rest/secure/angelbroking/portfolio/v1/getHolding",
-    Holdings
-);
-const LTP: Route = route!(
-    "getLtpData",
-    true,
-    "/rest/secure/angelbroking/order/v1/getLtpData",
-    Ltp
-);
-const QUOTE: Route = route!(
-    "quote",
-    true,
-    "/rest/secure/angelbroking/market/v1/quote",
-    Quote
-);
-const SEARCH: Route = route!(
-    "searchScrip",
-    true,
-    "/rest/secure/angelbroking/order/v1/searchScrip",
-    SearchScrip
-);
-const CANDLES: Route = route!(
-    "getCandleData",
-    true,
-    "/rest/secure/angelbroking/historical/v1/getCandleData",
-    Candles
-);
+pub use config::{AccountKey, Egress, RestConfig, PRODUCTION_URL};
+use routes::*;
 
 /// A client for one account.
 #[derive(Debug, Clone)]
