@@ -27,6 +27,10 @@ results=$(mktemp)
 trap 'rm -f "$results"' EXIT
 # The rate-limit burst measures pace against the broker's own windows: it runs alone,
 # after the rest, so the other tests on the two cores cannot skew what it measures.
+# Every benchmark runs here too, at a small size, with no timing asserted: the e2e suite's
+# tests/e2e/bench.rs runs `pinnacle bench orders --requests 200 --clients 1,16` on SQLite
+# and PostgreSQL and `pinnacle bench ticks --symbols 100 --seconds 1 --rate 2000`, so a
+# broken benchmark fails the build.
 paced=rate_limits::rate_limits_hold_across_workers
 cargo test --locked --workspace -- --skip "$paced" 2>&1 | tee "$results"
 cargo test --locked -p pinnacle-tests --test e2e -- --exact "$paced" 2>&1 | tee -a "$results"

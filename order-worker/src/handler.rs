@@ -7,7 +7,7 @@ use async_nats::{HeaderMap, Message};
 use pinnacle_common::auth::{AuthError, Principal, SCOPE_READ, SCOPE_TRADE};
 use pinnacle_common::codec::{self, Encoding};
 use pinnacle_common::error::{ErrorBody, ErrorCode};
-use pinnacle_common::model::{Funds, Holdings, OrderList, OrderReply, Positions, Reply, Trades};
+use pinnacle_common::model::{Funds, Holdings, OrderList, OrderReply, Positions, Trades};
 use pinnacle_common::subjects::{self, headers, verbs};
 use pinnacle_common::{metrics, telemetry, tokens};
 use serde::Serialize;
@@ -155,17 +155,10 @@ async fn reply(
     let mut hdrs = HeaderMap::new();
     hdrs.insert(headers::CONTENT_TYPE, encoding.content_type());
     hdrs.insert(headers::REQUEST_ID, request_id);
-    let body = match outcome {
-        Ok(answer) => Reply::success(answer),
+    let payload = match codec::encode_reply(encoding, outcome, &mut hdrs) {
+        Ok((payload, _)) => payload,
         Err(error) => {
-            hdrs.insert(headers::ERROR_CODE, error.code.as_str());
-            Reply::failure(error)
-        }
-    };
-    let payload = match encoding.encode(&body) {
-        Ok(payload) => payload,
-        Err(error) => {
-            tracing::error!(%error, "could not encode reply");
+            tracing::error!(%error, "could not encode even an INTERNAL reply");
             return;
         }
     };

@@ -16,6 +16,8 @@ use async_nats::HeaderMap;
 use bytes::Bytes;
 use serde::{de::DeserializeOwned, Serialize};
 
+use crate::error::{ErrorBody, ErrorCode};
+use crate::model::Reply;
 use crate::subjects::headers;
 
 pub use scan::{ScanError, MAX_DEPTH, MAX_PAYLOAD_BYTES};
@@ -175,6 +177,36 @@ impl Encoding {
             }
             Self::Json => serde_json::to_vec(value)?.into(),
         })
+    }
+}
+
+/// Encodes a request's outcome as its [`Reply`] and marks a failure with the
+/// `Pinnacle-Error` header on `reply_headers`. A reply that cannot be encoded is answered
+/// as `INTERNAL` instead, so no request goes unanswered for it. Returns the payload and the
+/// code of the error sent, if any; `Err` only if even the `INTERNAL` reply cannot be
+/// encoded.
+pub fn encode_reply<T: Serialize>(
+    encoding: Encoding,
+    outcome: Result<T, ErrorBody>,
+    reply_headers: &mut HeaderMap,
+) -> Result<(Bytes, Option<ErrorCode>), CodecError> {
+    let failed = outcome.as_ref().err().map(|e| e.code);
+    let body = match outcome {
+        Ok(result) => Reply::success(result),
+        Err(error) => {
+            reply_headers.insert(headers::ERROR_CODE, error.code.as_str());
+            Reply::failure(error)
+        }
+    };
+    match encoding.encode(&body) {
+        Ok(payload) => Ok((payload, failed)),
+        Err(error) => {
+            tracing::error!(%error, "could not encode a reply; answering INTERNAL");
+            let internal = ErrorBody::new(ErrorCode::Internal, "internal error");
+            reply_headers.insert(headers::ERROR_CODE, ErrorCode::Internal.as_str());
+            let payload = encoding.encode(&Reply::<()>::failure(internal))?;
+            Ok((payload, Some(ErrorCode::Internal)))
+        }
     }
 }
 
@@ -347,5 +379,28 @@ mod tests {
         fine.insert("Authorization", "Bearer x");
         assert!(check_headers(Some(&fine)).is_ok());
         assert!(check_headers(None).is_ok());
+    }
+
+    #[test]
+    fn a_reply_carries_its_error_code_in_the_header_and_the_body() {
+        let mut hdrs = HeaderMap::new();
+        let (payload, failed) =
+            encode_reply(Encoding::Json, Ok::<_, ErrorBody>(7u32), &mut hdrs).expect("encodes");
+        assert_eq!(failed, None);
+        assert!(hdrs.get(headers::ERROR_CODE).is_none());
+        assert_eq!(&payload[..], br#"{"ok":true,"result":7}"#);
+
+        let mut hdrs = HeaderMap::new();
+        let refused = ErrorBody::new(ErrorCode::Forbidden, "not yours");
+        let (payload, failed) =
+            encode_reply(Encoding::MsgPack, Err::<u32, _>(refused), &mut hdrs).expect("encodes");
+        assert_eq!(failed, Some(ErrorCode::Forbidden));
+        assert_eq!(
+            hdrs.get(headers::ERROR_CODE).map(|v| v.as_str()),
+            Some(ErrorCode::Forbidden.as_str())
+        );
+        let reply: Reply<u32> = Encoding::MsgPack.decode(&payload).expect("decodes");
+        assert!(!reply.ok);
+        assert_eq!(reply.error.map(|e| e.code), Some(ErrorCode::Forbidden));
     }
 }

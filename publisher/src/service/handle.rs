@@ -3,9 +3,9 @@
 //! `{"ok":false,"error":…}` with a `Pinnacle-Error` header), with endpoint statistics.
 
 use async_nats::{HeaderMap, Message};
-use pinnacle_common::codec::Encoding;
+use pinnacle_common::codec::{self, Encoding};
 use pinnacle_common::error::{ErrorBody, ErrorCode};
-use pinnacle_common::model::{Reply, StatusRequest};
+use pinnacle_common::model::StatusRequest;
 use pinnacle_common::subjects::{headers, md};
 use pinnacle_common::telemetry;
 use serde::{de::DeserializeOwned, Serialize};
@@ -147,7 +147,7 @@ async fn respond<T: Serialize>(
     encoding: Encoding,
     outcome: Result<T, ErrorBody>,
 ) -> Option<ErrorCode> {
-    let mut failed = outcome.as_ref().err().map(|e| e.code);
+    let failed = outcome.as_ref().err().map(|e| e.code);
     let Some(reply_to) = message.reply.clone() else {
         return failed;
     };
@@ -166,27 +166,12 @@ async fn respond<T: Serialize>(
             hdrs.insert(headers::REQUEST_ID, id.as_str());
         }
     }
-    let body = match outcome {
-        Ok(result) => Reply::success(result),
-        Err(error) => {
-            tracing::debug!(code = %error.code, message = %error.message, subject = %message.subject, "market-data request failed");
-            hdrs.insert(headers::ERROR_CODE, error.code.as_str());
-            Reply::failure(error)
-        }
-    };
-    let payload = match encoding.encode(&body) {
-        Ok(payload) => payload,
-        Err(error) => {
-            tracing::error!(%error, "could not encode a market-data reply");
-            let failure =
-                Reply::<()>::failure(ErrorBody::new(ErrorCode::Internal, "internal error"));
-            hdrs.insert(headers::ERROR_CODE, ErrorCode::Internal.as_str());
-            failed = Some(ErrorCode::Internal);
-            match encoding.encode(&failure) {
-                Ok(p) => p,
-                Err(_) => return Some(ErrorCode::Internal),
-            }
-        }
+    if let Err(error) = &outcome {
+        tracing::debug!(code = %error.code, message = %error.message, subject = %message.subject, "market-data request failed");
+    }
+    let (payload, failed) = match codec::encode_reply(encoding, outcome, &mut hdrs) {
+        Ok(encoded) => encoded,
+        Err(_) => return Some(ErrorCode::Internal),
     };
     if let Err(error) = service
         .client
