@@ -6,7 +6,7 @@
 //! | layer | crates |
 //! |---|---|
 //! | 0 wire | `pinnacle-protocol` |
-//! | 1 foundations | `pinnacle-metrics`, `pinnacle-vault` |
+//! | 1 foundations | `pinnacle-metrics`, `pinnacle-vault`, `pinnacle-store` |
 //! | 2 shared | `pinnacle-common`, `pinnacle-migrations` |
 //! | 3 brokers | `pinnacle-smartapi`, `pinnacle-smartapi-sim` |
 //! | 4 services | `pinnacle-publisher`, `pinnacle-order-worker`, `pinnacle-user-api` |
@@ -30,6 +30,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("pinnacle-protocol", 0),
     ("pinnacle-metrics", 1),
     ("pinnacle-vault", 1),
+    ("pinnacle-store", 1),
     ("pinnacle-common", 2),
     ("pinnacle-migrations", 2),
     ("pinnacle-smartapi", 3),
@@ -75,6 +76,17 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
             "hyper",
             "tower",
             "async-nats",
+            "pinnacle-",
+        ],
+    ),
+    (
+        "pinnacle-store",
+        &[
+            "axum",
+            "hyper",
+            "tower",
+            "async-nats",
+            "aes-gcm",
             "pinnacle-",
         ],
     ),

@@ -1,6 +1,7 @@
 //! Pinnacle's shared library: everything two or more services agree on.
 //!
-//! Layer: above `pinnacle-protocol` (the wire: what a client needs), below the SmartAPI
+//! Layer: above `pinnacle-protocol` (the wire: what a client needs), the vault and the
+//! store, below the SmartAPI
 //! client, the services and the CLI. `tests/tests/layers.rs` checks the order; see
 //! "Crates and layers" in `docs/ARCHITECTURE.md`.
 //!
@@ -16,10 +17,12 @@
 //! Re-exported from `pinnacle-vault`, under its old name:
 //! - [`crypto`]: envelope encryption (AES-256-GCM) under a master key ring, row-bound AAD.
 //!
-//! Owned here:
-//! - [`config`]: typed settings, loaded from the environment with `envy`.
+//! Re-exported from `pinnacle-store`:
 //! - [`entities`]: SeaORM entities for the tables that `pinnacle-migrations` creates.
 //! - [`db`]: opening SQLite or PostgreSQL from `DATABASE_URL`.
+//!
+//! Owned here:
+//! - [`config`]: typed settings, loaded from the environment with `envy`.
 //! - [`keystore`]: the vault's database side: key bookkeeping, sealing rows, rotation.
 //! - [`tokens`]: API token minting, parsing and keyed hashing.
 //! - [`auth`]: resolving a bearer token to its user.
@@ -40,14 +43,13 @@
 //! - [`shutdown`]: the cancellation token every service's `run` takes.
 
 pub use pinnacle_protocol::{clock, codec, error, model, subjects};
+pub use pinnacle_store::{db, entities};
 pub use pinnacle_vault as crypto;
 
 pub mod audit;
 pub mod auth;
 pub mod broker;
 pub mod config;
-pub mod db;
-pub mod entities;
 pub mod feed;
 pub mod health;
 pub mod jetstream;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
 
-use crate::config::DatabaseSettings;
+use crate::settings::DatabaseSettings;
 
 /// Connects with a bounded pool and SQL statement logging off (statements are logged by
 /// the services' own spans, and parameters must never reach a log).

@@ -31,7 +31,7 @@ pub struct Model {
     pub trigger_price: Option<i64>,
     /// `DELIVERY`, `INTRADAY`, `CARRYFORWARD` or `MARGIN`.
     pub product: String,
-    /// An [`crate::model::OrderStatus`], e.g. `SUBMITTED`, `OPEN`, `FILLED`.
+    /// An `OrderStatus` (`pinnacle_protocol::model`), e.g. `SUBMITTED`, `OPEN`, `FILLED`.
     pub status: String,
     /// Units filled.
     pub filled_quantity: i64,

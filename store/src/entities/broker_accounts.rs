@@ -1,6 +1,6 @@
 //! `broker_accounts`: a user's broker accounts with their encrypted credentials.
 //!
-//! Each `*_enc` column holds a `crate::crypto` ciphertext sealed under this write's data
+//! Each `*_enc` column holds a `pinnacle_vault` ciphertext sealed under this write's data
 //! key and bound to this row's user id, account id, column name and `generation`. The data
 //! key itself is in `data_key_enc`, wrapped under master key `master_key_id`.
 

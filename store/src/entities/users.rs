@@ -39,27 +39,9 @@ impl std::fmt::Debug for Model {
     }
 }
 
-/// Relations.
+/// Relations: none from this side. `api_tokens` and `broker_accounts` each declare theirs
+/// to `users` (`belongs_to`), so the entity files import one way only.
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {
-    /// A user's API tokens.
-    #[sea_orm(has_many = "super::api_tokens::Entity")]
-    ApiTokens,
-    /// A user's broker accounts.
-    #[sea_orm(has_many = "super::broker_accounts::Entity")]
-    BrokerAccounts,
-}
-
-impl Related<super::api_tokens::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::ApiTokens.def()
-    }
-}
-
-impl Related<super::broker_accounts::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::BrokerAccounts.def()
-    }
-}
+pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}

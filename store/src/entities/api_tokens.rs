@@ -1,4 +1,4 @@
-//! `api_tokens`: keyed hashes of bearer tokens (see `crate::tokens`).
+//! `api_tokens`: keyed hashes of bearer tokens (see `pinnacle_common::tokens`).
 
 use sea_orm::entity::prelude::*;
 
