@@ -7,11 +7,12 @@
 //! |---|---|
 //! | 0 wire | `pinnacle-protocol` |
 //! | 1 foundations | `pinnacle-metrics`, `pinnacle-vault`, `pinnacle-store` |
-//! | 2 shared | `pinnacle-common`, `pinnacle-migrations` |
-//! | 3 brokers | `pinnacle-smartapi`, `pinnacle-smartapi-sim` |
-//! | 4 services | `pinnacle-publisher`, `pinnacle-order-worker`, `pinnacle-user-api` |
-//! | 5 binary | `pinnacle-cli` |
-//! | 6 tests | `pinnacle-tests` |
+//! | 2 runtime | `pinnacle-runtime`, `pinnacle-migrations` |
+//! | 3 shared | `pinnacle-common` |
+//! | 4 brokers | `pinnacle-smartapi`, `pinnacle-smartapi-sim` |
+//! | 5 services | `pinnacle-publisher`, `pinnacle-order-worker`, `pinnacle-user-api` |
+//! | 6 binary | `pinnacle-cli` |
+//! | 7 tests | `pinnacle-tests` |
 //!
 //! A normal or build dependency on another workspace crate must point to a strictly lower
 //! layer; a dev-dependency (tests only) may also point sideways, never up. A workspace
@@ -31,15 +32,16 @@ const LAYERS: &[(&str, u8)] = &[
     ("pinnacle-metrics", 1),
     ("pinnacle-vault", 1),
     ("pinnacle-store", 1),
-    ("pinnacle-common", 2),
+    ("pinnacle-runtime", 2),
     ("pinnacle-migrations", 2),
-    ("pinnacle-smartapi", 3),
-    ("pinnacle-smartapi-sim", 3),
-    ("pinnacle-publisher", 4),
-    ("pinnacle-order-worker", 4),
-    ("pinnacle-user-api", 4),
-    ("pinnacle-cli", 5),
-    ("pinnacle-tests", 6),
+    ("pinnacle-common", 3),
+    ("pinnacle-smartapi", 4),
+    ("pinnacle-smartapi-sim", 4),
+    ("pinnacle-publisher", 5),
+    ("pinnacle-order-worker", 5),
+    ("pinnacle-user-api", 5),
+    ("pinnacle-cli", 6),
+    ("pinnacle-tests", 7),
 ];
 
 /// Crates (name prefixes) that each low crate must not link, even indirectly.
@@ -89,6 +91,10 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
             "aes-gcm",
             "pinnacle-",
         ],
+    ),
+    (
+        "pinnacle-runtime",
+        &["sea-orm", "sqlx", "pinnacle-store", "pinnacle-common"],
     ),
     (
         "pinnacle-smartapi",
@@ -254,6 +260,15 @@ fn the_check_sees_an_upward_edge() {
         "normal".to_string(),
     )];
     assert_eq!(violations(&[], &sideways).len(), 1);
+    // The split crates: the store may not use the runtime (nor the runtime the store:
+    // FORBIDDEN says so), the runtime not common.
+    for (from, to) in [
+        ("pinnacle-store", "pinnacle-runtime"),
+        ("pinnacle-runtime", "pinnacle-common"),
+    ] {
+        let edge = vec![(from.to_string(), to.to_string(), "normal".to_string())];
+        assert_eq!(violations(&[], &edge).len(), 1, "{from} -> {to}");
+    }
     let new_crate = violations(&["pinnacle-vault-new"], &[]);
     assert_eq!(new_crate.len(), 1, "{new_crate:?}");
 }

@@ -1,8 +1,9 @@
-//! Pinnacle's shared library: everything two or more services agree on.
+//! Pinnacle's shared library: what two or more services agree on that needs the database,
+//! NATS and the vault together (key bookkeeping, API tokens, the audit stream, the broker
+//! and feed ports), and one path to everything below it.
 //!
-//! Layer: above `pinnacle-protocol` (the wire: what a client needs), the vault and the
-//! store, below the SmartAPI
-//! client, the services and the CLI. `tests/tests/layers.rs` checks the order; see
+//! Layer: above `pinnacle-protocol` (the wire: what a client needs), the vault, the store
+//! and the runtime; below the services and the CLI. `tests/layers.rs` checks the order; see
 //! "Crates and layers" in `docs/ARCHITECTURE.md`.
 //!
 //! # Layout
@@ -21,19 +22,14 @@
 //! - [`entities`]: SeaORM entities for the tables that `pinnacle-migrations` creates.
 //! - [`db`]: opening SQLite or PostgreSQL from `DATABASE_URL`.
 //!
-//! Owned here:
-//! - [`config`]: typed settings, loaded from the environment with `envy`.
-//! - [`keystore`]: the vault's database side: key bookkeeping, sealing rows, rotation.
-//! - [`tokens`]: API token minting, parsing and keyed hashing.
-//! - [`auth`]: resolving a bearer token to its user.
-//! - [`audit`]: the audit stream: per-user HMAC chains written with JetStream's ack,
-//!   signed checkpoints, the verifier.
-//! - [`broker`]: the `Broker` port, implemented by the paper broker and (later) Angel One.
-//! - [`feed`]: the market-feed port, implemented by the simulator and replay.
+//! Re-exported from `pinnacle-runtime` (what every service runs on):
+//! - [`config`]: typed settings, loaded from the environment with `envy` (with the store's
+//!   `DATABASE_*`).
 //! - [`nats`]: connecting to NATS with deliberate buffer sizes.
 //! - [`jetstream`]: which failed publishes a writer retries (a leader change) and which not.
 //! - [`micro`]: NATS micro-services discovery (`$SRV.PING/INFO/STATS`).
-//! - [`metrics`]: Prometheus metrics (one registry) and the `/metrics` endpoint.
+//! - [`metrics`]: Prometheus metrics (one registry) and the `/metrics` endpoint; the audit
+//!   counters are added here.
 //! - [`telemetry`]: tracing, OTLP export and W3C trace context in NATS headers.
 //! - [`supervise`]: rebuilding a service on a new connection when async-nats's connection
 //!   handler dies (a panic on a hostile header).
@@ -41,8 +37,20 @@
 //! - [`serve`]: serving requests with bounded concurrency and a drain; queue-group members
 //!   that hold at most a bound of requests and leave the group when full.
 //! - [`shutdown`]: the cancellation token every service's `run` takes.
+//!
+//! Owned here:
+//! - [`keystore`]: the vault's database side: key bookkeeping, sealing rows, rotation.
+//! - [`tokens`]: API token minting, parsing and keyed hashing.
+//! - [`auth`]: resolving a bearer token to its user.
+//! - [`audit`]: the audit stream: per-user HMAC chains written with JetStream's ack,
+//!   signed checkpoints, the verifier.
+//! - [`broker`]: the `Broker` port, implemented by the paper broker and (later) Angel One.
+//! - [`feed`]: the market-feed port, implemented by the simulator and replay.
 
 pub use pinnacle_protocol::{clock, codec, error, model, subjects};
+pub use pinnacle_runtime::{health, jetstream, micro, nats, serve, shutdown, supervise, telemetry};
+// A `#[macro_export]` macro of the runtime's telemetry, at its old path.
+pub use pinnacle_runtime::tick_consumer_span;
 pub use pinnacle_store::{db, entities};
 pub use pinnacle_vault as crypto;
 
@@ -51,18 +59,6 @@ pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod feed;
-pub mod health;
-pub mod jetstream;
 pub mod keystore;
 pub mod metrics;
-pub mod micro;
-pub mod nats;
-pub mod serve;
-pub mod supervise;
-pub mod telemetry;
 pub mod tokens;
-
-pub mod shutdown {
-    //! Cooperative shutdown: every service's `run` takes a [`Shutdown`] and returns once it fires.
-    pub use tokio_util::sync::CancellationToken as Shutdown;
-}

@@ -1,8 +1,8 @@
 //! `DATABASE_*`: where the database is, and [`DatabaseConfigError`] when it cannot be read.
 //!
 //! The settings live with the store, which opens the database from them;
-//! `pinnacle_common::config` names them beside the other settings groups and turns a
-//! [`DatabaseConfigError`] into its `ConfigError` with the same message.
+//! `pinnacle_common::config` names them beside the other settings groups (which are
+//! `pinnacle_runtime::config`'s: the runtime links no database, the store no runtime).
 
 use serde::Deserialize;
 

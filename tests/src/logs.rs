@@ -40,7 +40,7 @@ pub fn install() {
         )
         .expect("tracer");
         let _ = tracing_subscriber::registry()
-            .with(tracing_subscriber::EnvFilter::new("info,pinnacle=trace,pinnacle_common=trace,pinnacle_order_worker=trace,pinnacle_user_api=trace,pinnacle_publisher=trace,pinnacle_cli=trace"))
+            .with(tracing_subscriber::EnvFilter::new("info,pinnacle=trace,pinnacle_common=trace,pinnacle_store=trace,pinnacle_runtime=trace,pinnacle_audit=trace,pinnacle_order_worker=trace,pinnacle_user_api=trace,pinnacle_publisher=trace,pinnacle_cli=trace"))
             .with(
                 tracing_subscriber::fmt::layer()
                     .with_ansi(false)

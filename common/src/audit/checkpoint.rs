@@ -13,8 +13,6 @@
 //! last link means the tail was truncated; a different hash or sequence at that position
 //! means the chain was rewritten.
 
-use std::time::Duration;
-
 use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder};
 use serde::{Deserialize, Serialize};
 
@@ -24,23 +22,9 @@ use crate::entities::audit_checkpoints;
 
 const DOMAIN: &[u8] = b"pinnacle/audit-checkpoint/v1";
 
-/// When a writer checkpoints a chain it appends to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CheckpointPolicy {
-    /// After this many links appended by this writer since its last checkpoint.
-    pub every_events: u64,
-    /// Or, on the next append, once this long has passed since its last checkpoint.
-    pub every: Duration,
-}
-
-impl Default for CheckpointPolicy {
-    fn default() -> Self {
-        Self {
-            every_events: 100,
-            every: Duration::from_secs(60),
-        }
-    }
-}
+/// When a writer checkpoints a chain it appends to (defined with its settings,
+/// `PINNACLE_AUDIT_*`, in `pinnacle_runtime::config::audit`).
+pub use pinnacle_runtime::config::CheckpointPolicy;
 
 /// One signed checkpoint, as published (MessagePack map) and stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,7 +8,7 @@
 
 pub use pinnacle_vault::VaultSettings;
 
-use super::ConfigError;
+use super::load::ConfigError;
 
 impl From<pinnacle_vault::VaultConfigError> for ConfigError {
     fn from(error: pinnacle_vault::VaultConfigError) -> Self {

@@ -3,7 +3,7 @@
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::{load, ConfigError};
+use super::load::{load, ConfigError};
 
 /// How to reach NATS (`NATS_*`).
 #[derive(Clone, Deserialize)]

@@ -3,8 +3,8 @@
 
 use serde::Deserialize;
 
-use super::{load, shown, ConfigError};
-use crate::clock::Clock;
+use super::load::{load, shown, ConfigError};
+use pinnacle_protocol::clock::Clock;
 
 /// The simulated market feed (`PINNACLE_SIM_*`).
 #[derive(Clone, Debug, Deserialize)]

@@ -2,7 +2,9 @@
 
 use serde::Deserialize;
 
-use super::{default_max_payload, load, shown, AuditSettings, ConfigError, SimNow};
+use super::audit::AuditSettings;
+use super::feed::SimNow;
+use super::load::{default_max_payload, load, shown, ConfigError};
 
 /// When intraday square-off starts each day (`PINNACLE_WORKER_SQUARE_OFF_AT`): an IST
 /// `HH:MM`, or off (the empty setting).

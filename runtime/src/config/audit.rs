@@ -1,8 +1,30 @@
-//! `PINNACLE_AUDIT_*`: when every audit writer in the process checkpoints its chains.
+//! `PINNACLE_AUDIT_*`: when every audit writer in the process checkpoints its chains, and
+//! [`CheckpointPolicy`], the writers' form of it (`pinnacle_common::audit` re-exports it;
+//! it is defined here so that the settings need nothing from the audit code).
+
+use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{load, ConfigError};
+use super::load::{load, ConfigError};
+
+/// When a writer checkpoints a chain it appends to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckpointPolicy {
+    /// After this many links appended by this writer since its last checkpoint.
+    pub every_events: u64,
+    /// Or, on the next append, once this long has passed since its last checkpoint.
+    pub every: Duration,
+}
+
+impl Default for CheckpointPolicy {
+    fn default() -> Self {
+        Self {
+            every_events: 100,
+            every: Duration::from_secs(60),
+        }
+    }
+}
 
 /// When audit writers checkpoint their chains, and how stale an unsealed link may be before
 /// `pinnacle audit verify` reports it (`PINNACLE_AUDIT_*`; see docs/AUDIT.md).
@@ -75,15 +97,15 @@ impl AuditSettings {
     }
 
     /// The writers' policy.
-    pub fn policy(&self) -> crate::audit::CheckpointPolicy {
-        crate::audit::CheckpointPolicy {
+    pub fn policy(&self) -> CheckpointPolicy {
+        CheckpointPolicy {
             every_events: self.checkpoint_every,
-            every: std::time::Duration::from_secs(self.checkpoint_secs),
+            every: Duration::from_secs(self.checkpoint_secs),
         }
     }
 
     /// How old an unsealed link may be before `verify` reports it.
     pub fn max_unsealed(&self) -> std::time::Duration {
-        std::time::Duration::from_secs(self.checkpoint_secs.saturating_add(self.seal_grace_secs))
+        Duration::from_secs(self.checkpoint_secs.saturating_add(self.seal_grace_secs))
     }
 }

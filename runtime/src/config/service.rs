@@ -3,7 +3,7 @@
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::{load, ConfigError};
+use super::load::{load, ConfigError};
 
 /// The user API (`PINNACLE_API_*`).
 #[derive(Clone, Debug, Deserialize)]

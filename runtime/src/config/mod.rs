@@ -7,7 +7,8 @@
 //! the variable, never checked as strings later.
 //!
 //! - `NATS_*` in [`nats`]: how to reach NATS.
-//! - `DATABASE_*` in [`database`].
+//! - `DATABASE_*` is the store's (`pinnacle_store::settings`): this crate links no
+//!   database, and `pinnacle_common::config` names both side by side.
 //! - `PINNACLE_MASTER_KEY*` in [`vault`]: the credential vault's key ring.
 //! - `PINNACLE_SIM_*` in [`feed`]: the simulated feed, and the simulated clock ([`SimNow`])
 //!   both it and the worker can run from.
@@ -15,6 +16,9 @@
 //! - `PINNACLE_WORKER_*` in [`worker`]: the order worker.
 //! - `PINNACLE_AUDIT_*` in [`audit`]: every audit writer's checkpoint policy.
 //! - `PINNACLE_API_*` and `PINNACLE_METRICS_*` in [`service`].
+//!
+//! [`ConfigError`] and the loading every group shares are a leaf module (`load`), so the
+//! groups import it and not this module.
 
 // Defined before the modules so that they can use it (macros are scoped by text order).
 /// Deserializes a setting through its `FromStr`, whose error names the variable.
@@ -30,8 +34,8 @@ macro_rules! deserialize_from_str {
 }
 
 pub mod audit;
-pub mod database;
 pub mod feed;
+mod load;
 pub mod market_data;
 pub mod nats;
 pub mod service;
@@ -41,39 +45,11 @@ pub mod worker;
 #[cfg(test)]
 mod tests;
 
-pub use audit::AuditSettings;
-pub use database::{redact_url, DatabaseSettings};
+pub use audit::{AuditSettings, CheckpointPolicy};
 pub use feed::{SimFeedSettings, SimHours, SimNow};
+pub use load::ConfigError;
 pub use market_data::{AngelMode, AngelOneMarketDataSettings, FeedKind, MarketDataSettings};
 pub use nats::NatsSettings;
 pub use service::{MetricsSettings, UserApiSettings};
 pub use vault::VaultSettings;
 pub use worker::{SquareOffAt, WorkerSettings};
-
-/// A settings group could not be loaded.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid configuration: {0}")]
-pub struct ConfigError(String);
-
-impl ConfigError {
-    /// A configuration error with a message for the operator.
-    pub fn new(message: impl Into<String>) -> Self {
-        Self(message.into())
-    }
-}
-
-fn load<T: serde::de::DeserializeOwned>(prefix: &str) -> Result<T, ConfigError> {
-    envy::prefixed(prefix)
-        .from_env()
-        .map_err(|e| ConfigError(format!("{prefix}*: {e}")))
-}
-
-/// The first 40 characters of a rejected value, for an error message.
-fn shown(text: &str) -> String {
-    text.chars().take(40).collect()
-}
-
-/// The largest request body a service accepts by default, in bytes.
-fn default_max_payload() -> usize {
-    16 * 1024
-}

@@ -4,7 +4,7 @@
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::{default_max_payload, load, shown, ConfigError};
+use super::load::{default_max_payload, load, shown, ConfigError};
 
 /// Which tick source the publisher runs (`PINNACLE_MD_FEED`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -37,7 +37,7 @@ use tokio::task::{JoinError, JoinHandle};
 // The whole workaround rests on Tokio catching a panic inside async-nats's spawned task;
 // with `panic = "abort"` a hostile header would end the process instead.
 #[cfg(not(panic = "unwind"))]
-compile_error!("Pinnacle must be built with panic = \"unwind\" (see common/src/supervise.rs)");
+compile_error!("Pinnacle must be built with panic = \"unwind\" (see runtime/src/supervise.rs)");
 
 use crate::config::NatsSettings;
 use crate::health::Link;
