@@ -8,7 +8,7 @@ use pinnacle_common::auth::{AuthError, Principal, SCOPE_READ, SCOPE_TRADE};
 use pinnacle_common::codec::{self, Encoding};
 use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::model::{Funds, Holdings, OrderList, OrderReply, Positions, Trades};
-use pinnacle_common::subjects::{self, headers, verbs};
+use pinnacle_common::subjects::{self, headers, verbs, OrderVerb};
 use pinnacle_common::{metrics, telemetry, tokens};
 use serde::Serialize;
 use tracing::Instrument;
@@ -113,13 +113,15 @@ pub async fn handle(worker: &Worker, message: Message) {
         let verb = subjects::parse_order(&message.subject).map(|parsed| parsed.verb);
         if let Some(verb) = verb {
             let error = outcome.as_ref().err().map(|e| e.code.as_str());
-            worker.micro().record(verb, started.elapsed(), error);
+            worker
+                .micro()
+                .record(verb.as_str(), started.elapsed(), error);
         }
         let outcome_label = outcome_label(verb, &outcome);
         let failed = outcome.is_err();
         reply(worker, &message, encoding, &request_id, outcome).await;
         let metrics = metrics::metrics();
-        let verb = verb.unwrap_or("other");
+        let verb = verb.map_or("other", OrderVerb::as_str);
         metrics.order_answered(verb, started.elapsed(), &outcome_label);
         if failed {
             metrics.order_failed(verb, &outcome_label);
@@ -131,9 +133,9 @@ pub async fn handle(worker: &Worker, message: Message) {
 
 /// The `outcome` label: the order's status (lower case) for `place`, `ok` for any other
 /// success, the error code (lower case) for a failure.
-fn outcome_label(verb: Option<&str>, outcome: &Result<Answer, ErrorBody>) -> String {
+fn outcome_label(verb: Option<OrderVerb>, outcome: &Result<Answer, ErrorBody>) -> String {
     match outcome {
-        Ok(Answer::Order(order)) if verb == Some(verbs::PLACE) => {
+        Ok(Answer::Order(order)) if verb == Some(OrderVerb::Place) => {
             order.status.as_str().to_ascii_lowercase()
         }
         Ok(_) => "ok".to_string(),
@@ -231,7 +233,11 @@ async fn process(
         .map_err(|e| ErrorBody::new(ErrorCode::BadPayload, e.to_string()))?;
     check_deadline(message.headers.as_ref())?;
     let subject = subjects::parse_order(&message.subject).ok_or_else(unknown_verb)?;
-    let scope = scope_of(subject.verb)?;
+    let scope = if subject.verb.is_trading() {
+        SCOPE_TRADE
+    } else {
+        SCOPE_READ
+    };
     let principal = authenticate(worker, message.headers.as_ref(), &subject, scope).await?;
     let payload = Payload {
         encoding,
@@ -240,7 +246,7 @@ async fn process(
     dispatch(worker, subject.verb, &principal, request_id, &payload).await
 }
 
-/// The refusal of a subject that names no verb.
+/// The refusal of a subject that names no known verb.
 fn unknown_verb() -> ErrorBody {
     ErrorBody::new(
         ErrorCode::UnknownVerb,
@@ -249,20 +255,6 @@ fn unknown_verb() -> ErrorBody {
             verbs::ALL.join(", ")
         ),
     )
-}
-
-/// The scope a verb needs.
-fn scope_of(verb: &str) -> Result<&'static str, ErrorBody> {
-    match verb {
-        verbs::PLACE | verbs::MODIFY | verbs::CANCEL => Ok(SCOPE_TRADE),
-        verbs::GET
-        | verbs::LIST
-        | verbs::FUNDS
-        | verbs::POSITIONS
-        | verbs::HOLDINGS
-        | verbs::TRADES => Ok(SCOPE_READ),
-        _ => Err(unknown_verb()),
-    }
 }
 
 /// Who is asking, and may they act on this subject with this scope?
@@ -300,7 +292,7 @@ async fn authenticate(
 /// Runs `verb` on the engine with the decoded payload.
 async fn dispatch(
     worker: &Worker,
-    verb: &str,
+    verb: OrderVerb,
     principal: &Principal,
     request_id: &str,
     payload: &Payload<'_>,
@@ -308,67 +300,58 @@ async fn dispatch(
     let engine = worker.engine();
     let user_id = principal.user_id.as_str();
     match verb {
-        verbs::PLACE => {
+        OrderVerb::Place => {
             let order = payload.decode()?;
             engine
                 .place(principal, request_id, &order)
                 .await
                 .map(Answer::Order)
         }
-        verbs::MODIFY => {
+        OrderVerb::Modify => {
             let change = payload.decode()?;
             engine
                 .modify(principal, request_id, &change)
                 .await
                 .map(Answer::Order)
         }
-        verbs::CANCEL => {
+        OrderVerb::Cancel => {
             let target = payload.decode()?;
             engine
                 .cancel(principal, request_id, &target)
                 .await
                 .map(Answer::Order)
         }
-        verbs::GET => {
+        OrderVerb::Get => {
             let target = payload.decode()?;
             engine.get(user_id, &target).await.map(Answer::Order)
         }
-        verbs::FUNDS | verbs::POSITIONS | verbs::HOLDINGS | verbs::TRADES => {
-            portfolio(worker, verb, principal, request_id, payload).await
-        }
-        _ => {
+        OrderVerb::List => {
             let filter = payload.decode_or_default()?;
             engine.list(user_id, &filter).await.map(Answer::Orders)
         }
-    }
-}
-
-/// Runs a portfolio `verb` (funds, positions, holdings, trades) on the engine.
-async fn portfolio(
-    worker: &Worker,
-    verb: &str,
-    principal: &Principal,
-    request_id: &str,
-    payload: &Payload<'_>,
-) -> Result<Answer, ErrorBody> {
-    let engine = worker.engine();
-    let query = payload.decode_or_default()?;
-    match verb {
-        verbs::FUNDS => engine
-            .funds(principal, request_id, &query)
-            .await
-            .map(Answer::Funds),
-        verbs::POSITIONS => engine
-            .positions(principal, request_id, &query)
-            .await
-            .map(Answer::Positions),
-        verbs::HOLDINGS => engine
-            .holdings(principal, request_id, &query)
-            .await
-            .map(Answer::Holdings),
-        _ => engine
-            .trades(principal, request_id, &query)
-            .await
-            .map(Answer::Trades),
+        OrderVerb::Funds => {
+            let query = payload.decode_or_default()?;
+            engine
+                .funds(principal, request_id, &query)
+                .await
+                .map(Answer::Funds)
+        }
+        OrderVerb::Positions => {
+            let query = payload.decode_or_default()?;
+            let positions = engine.positions(principal, request_id, &query).await;
+            positions.map(Answer::Positions)
+        }
+        OrderVerb::Holdings => {
+            let query = payload.decode_or_default()?;
+            let holdings = engine.holdings(principal, request_id, &query).await;
+            holdings.map(Answer::Holdings)
+        }
+        OrderVerb::Trades => {
+            let query = payload.decode_or_default()?;
+            engine
+                .trades(principal, request_id, &query)
+                .await
+                .map(Answer::Trades)
+        }
     }
 }

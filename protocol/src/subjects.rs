@@ -80,31 +80,8 @@ pub mod headers {
     pub const AUDIT_KEY_ID: &str = "Pinnacle-Audit-Key";
 }
 
-/// The order verbs served by the order worker, as they appear in the last subject token.
-pub mod verbs {
-    /// Place a new order.
-    pub const PLACE: &str = "place";
-    /// Change a working order's quantity or price.
-    pub const MODIFY: &str = "modify";
-    /// Cancel a working order.
-    pub const CANCEL: &str = "cancel";
-    /// Fetch one order.
-    pub const GET: &str = "get";
-    /// List orders, newest first.
-    pub const LIST: &str = "list";
-    /// The account's cash and margin.
-    pub const FUNDS: &str = "funds";
-    /// The account's net positions.
-    pub const POSITIONS: &str = "positions";
-    /// The account's fills.
-    pub const TRADES: &str = "trades";
-    /// The account's delivery holdings.
-    pub const HOLDINGS: &str = "holdings";
-    /// Every verb, for error messages and discovery.
-    pub const ALL: [&str; 9] = [
-        PLACE, MODIFY, CANCEL, GET, LIST, FUNDS, POSITIONS, HOLDINGS, TRADES,
-    ];
-}
+pub mod verbs;
+pub use verbs::OrderVerb;
 
 /// Core NATS (not stored): the id of an API token the user API has just revoked. Order
 /// workers drop it from their token cache at once; the cache's one-second lifetime covers
@@ -176,8 +153,8 @@ pub fn order(user_id: &str, verb: &str) -> String {
 pub struct OrderSubject<'a> {
     /// The user token exactly as it appears in the subject (escaped, not decoded).
     pub user_token: &'a str,
-    /// The verb (last token).
-    pub verb: &'a str,
+    /// The verb (last token), parsed.
+    pub verb: OrderVerb,
 }
 
 impl OrderSubject<'_> {
@@ -193,8 +170,8 @@ impl OrderSubject<'_> {
     }
 }
 
-/// Splits `orders.<user_id>.<verb>`; `None` unless it has exactly those three tokens and
-/// a non-empty user token. The user token is not decoded: compare it with
+/// Splits `orders.<user_id>.<verb>`; `None` unless it has exactly those three tokens, a
+/// non-empty user token and a known verb. The user token is not decoded: compare it with
 /// [`OrderSubject::is_for`].
 pub fn parse_order(subject: &str) -> Option<OrderSubject<'_>> {
     let mut parts = subject.split('.');
@@ -203,6 +180,7 @@ pub fn parse_order(subject: &str) -> Option<OrderSubject<'_>> {
     else {
         return None;
     };
+    let verb = verb.parse().ok()?;
     (!user_token.is_empty()).then_some(OrderSubject { user_token, verb })
 }
 
@@ -321,93 +299,4 @@ fn upper_hex_digit(digit: u8) -> Option<u8> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn escaping_keeps_one_token_and_round_trips() {
-        for symbol in [
-            "SBIN-EQ",
-            "NIFTY 50",
-            "BAJAJ.AUTO",
-            "M&M-EQ",
-            "a~b",
-            "*>",
-            "é",
-        ] {
-            let escaped = escape_token(symbol);
-            assert!(!escaped.contains(['.', ' ', '*', '>']), "{escaped}");
-            assert_eq!(unescape_token(&escaped).as_deref(), Some(symbol));
-        }
-        assert_eq!(tick("NSE", "NIFTY 50"), "md.tick.NSE.NIFTY~2050");
-        assert_eq!(depth("NSE", "M&M.X"), "md.depth.NSE.M&M~2EX");
-        assert_eq!(escape_token("a~é"), "a~7E~C3~A9");
-    }
-
-    #[test]
-    fn replies_never_go_into_protected_subjects() {
-        assert!(is_safe_reply("_INBOX.abc.1"));
-        assert!(is_safe_reply("my-app.replies.7"));
-        for bad in [
-            "audit.credential.u1",
-            "events.orders.u1",
-            "orders.u1.place",
-            "md.tick.NSE.X",
-            "$JS.API.STREAM.DELETE.AUDIT",
-        ] {
-            assert!(!is_safe_reply(bad), "{bad}");
-        }
-    }
-
-    #[test]
-    fn order_subjects_parse_back() {
-        let subject = order("3f1c-user", verbs::PLACE);
-        assert_eq!(subject, "orders.3f1c-user.place");
-        let parsed = parse_order(&subject).expect("parses");
-        assert_eq!(parsed.verb, "place");
-        assert!(parsed.is_for("3f1c-user"));
-        assert!(!parsed.is_for("3f1c-usex"));
-        assert_eq!(parse_order("orders.a.b.c"), None);
-        assert_eq!(parse_order("orders..place"), None);
-        assert_eq!(parse_order("md.tick.NSE"), None);
-        let weird = parse_order("orders.a~2Eb.get").expect("parses");
-        assert!(weird.is_for("a.b"));
-    }
-
-    /// Every spelling of a user id other than the canonical one names somebody else.
-    #[test]
-    fn only_the_canonical_spelling_of_a_user_id_matches() {
-        let id = "3f1cb2e0-9d4a-4c1e-8f00-abcdefabcdef";
-        let mut spellings = vec![
-            id.to_ascii_uppercase(),
-            format!(" {id}"),
-            format!("{id}~20"),
-            format!("{id}~00"),
-            id.replace('-', "~2D"),
-            id.replace('-', "%2D"),
-            id.replace('-', "~2d"),
-            id.replace('b', "~62"),
-            id.replace('b', "~+62"),
-            id.replace('a', "\u{430}"), // Cyrillic a, a look-alike
-            id.replace('e', "~C3~A9"),
-            id.replacen('3', "~33", 1),
-        ];
-        // And each character in turn escaped as `~HH` (upper and lower case).
-        for (i, c) in id.char_indices() {
-            let byte = c as u32;
-            spellings.push(format!("{}~{byte:02X}{}", &id[..i], &id[i + 1..]));
-            spellings.push(format!("{}~{byte:02x}{}", &id[..i], &id[i + 1..]));
-        }
-        for spelling in spellings {
-            let subject = format!("orders.{spelling}.place");
-            if let Some(parsed) = parse_order(&subject) {
-                assert!(!parsed.is_for(id), "{subject} matched {id}");
-            }
-            assert_ne!(unescape_token(&spelling).as_deref(), Some(id), "{spelling}");
-        }
-        assert!(parse_order(&order(id, verbs::PLACE)).is_some_and(|p| p.is_for(id)));
-        for bad in ["~62", "a~2e", "~+2", "~", "~2", "~C3"] {
-            assert_eq!(unescape_token(bad), None, "{bad}");
-        }
-    }
-}
+mod tests;
