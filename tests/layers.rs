@@ -8,11 +8,12 @@
 //! | 0 wire | `pinnacle-protocol` |
 //! | 1 foundations | `pinnacle-metrics`, `pinnacle-vault`, `pinnacle-store` |
 //! | 2 runtime | `pinnacle-runtime`, `pinnacle-migrations` |
-//! | 3 shared | `pinnacle-common` |
-//! | 4 brokers | `pinnacle-smartapi`, `pinnacle-smartapi-sim` |
-//! | 5 services | `pinnacle-publisher`, `pinnacle-order-worker`, `pinnacle-user-api` |
-//! | 6 binary | `pinnacle-cli` |
-//! | 7 tests | `pinnacle-tests` |
+//! | 3 audit | `pinnacle-audit` |
+//! | 4 shared | `pinnacle-common` |
+//! | 5 brokers | `pinnacle-smartapi`, `pinnacle-smartapi-sim` |
+//! | 6 services | `pinnacle-publisher`, `pinnacle-order-worker`, `pinnacle-user-api` |
+//! | 7 binary | `pinnacle-cli` |
+//! | 8 tests | `pinnacle-tests` |
 //!
 //! A normal or build dependency on another workspace crate must point to a strictly lower
 //! layer; a dev-dependency (tests only) may also point sideways, never up. A workspace
@@ -34,14 +35,15 @@ const LAYERS: &[(&str, u8)] = &[
     ("pinnacle-store", 1),
     ("pinnacle-runtime", 2),
     ("pinnacle-migrations", 2),
-    ("pinnacle-common", 3),
-    ("pinnacle-smartapi", 4),
-    ("pinnacle-smartapi-sim", 4),
-    ("pinnacle-publisher", 5),
-    ("pinnacle-order-worker", 5),
-    ("pinnacle-user-api", 5),
-    ("pinnacle-cli", 6),
-    ("pinnacle-tests", 7),
+    ("pinnacle-audit", 3),
+    ("pinnacle-common", 4),
+    ("pinnacle-smartapi", 5),
+    ("pinnacle-smartapi-sim", 5),
+    ("pinnacle-publisher", 6),
+    ("pinnacle-order-worker", 6),
+    ("pinnacle-user-api", 6),
+    ("pinnacle-cli", 7),
+    ("pinnacle-tests", 8),
 ];
 
 /// Crates (name prefixes) that each low crate must not link, even indirectly.
@@ -94,7 +96,13 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     ),
     (
         "pinnacle-runtime",
-        &["sea-orm", "sqlx", "pinnacle-store", "pinnacle-common"],
+        &[
+            "sea-orm",
+            "sqlx",
+            "pinnacle-store",
+            "pinnacle-audit",
+            "pinnacle-common",
+        ],
     ),
     (
         "pinnacle-smartapi",
@@ -261,10 +269,11 @@ fn the_check_sees_an_upward_edge() {
     )];
     assert_eq!(violations(&[], &sideways).len(), 1);
     // The split crates: the store may not use the runtime (nor the runtime the store:
-    // FORBIDDEN says so), the runtime not common.
+    // FORBIDDEN says so), the runtime not the audit crate, the audit crate not common.
     for (from, to) in [
         ("pinnacle-store", "pinnacle-runtime"),
-        ("pinnacle-runtime", "pinnacle-common"),
+        ("pinnacle-runtime", "pinnacle-audit"),
+        ("pinnacle-audit", "pinnacle-common"),
     ] {
         let edge = vec![(from.to_string(), to.to_string(), "normal".to_string())];
         assert_eq!(violations(&[], &edge).len(), 1, "{from} -> {to}");

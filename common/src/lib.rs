@@ -1,10 +1,10 @@
 //! Pinnacle's shared library: what two or more services agree on that needs the database,
-//! NATS and the vault together (key bookkeeping, API tokens, the audit stream, the broker
-//! and feed ports), and one path to everything below it.
+//! NATS and the vault together (key bookkeeping, API tokens, the broker and feed ports),
+//! and one path to everything below it.
 //!
-//! Layer: above `pinnacle-protocol` (the wire: what a client needs), the vault, the store
-//! and the runtime; below the services and the CLI. `tests/layers.rs` checks the order; see
-//! "Crates and layers" in `docs/ARCHITECTURE.md`.
+//! Layer: above `pinnacle-protocol` (the wire: what a client needs), the vault, the store,
+//! the runtime and the audit crate; below the services and the CLI. `tests/layers.rs`
+//! checks the order; see "Crates and layers" in `docs/ARCHITECTURE.md`.
 //!
 //! # Layout
 //! Re-exported from `pinnacle-protocol`, so that `pinnacle_common::model::Side` and
@@ -28,8 +28,8 @@
 //! - [`nats`]: connecting to NATS with deliberate buffer sizes.
 //! - [`jetstream`]: which failed publishes a writer retries (a leader change) and which not.
 //! - [`micro`]: NATS micro-services discovery (`$SRV.PING/INFO/STATS`).
-//! - [`metrics`]: Prometheus metrics (one registry) and the `/metrics` endpoint; the audit
-//!   counters are added here.
+//! - [`metrics`]: Prometheus metrics (one registry) and the `/metrics` endpoint, with the
+//!   audit crate's counters.
 //! - [`telemetry`]: tracing, OTLP export and W3C trace context in NATS headers.
 //! - [`supervise`]: rebuilding a service on a new connection when async-nats's connection
 //!   handler dies (a panic on a hostile header).
@@ -38,15 +38,18 @@
 //!   that hold at most a bound of requests and leave the group when full.
 //! - [`shutdown`]: the cancellation token every service's `run` takes.
 //!
+//! Re-exported from `pinnacle-audit`, under its old name:
+//! - [`audit`]: the audit stream: per-user HMAC chains written with JetStream's ack,
+//!   signed checkpoints, the verifier, and the generation register.
+//!
 //! Owned here:
 //! - [`keystore`]: the vault's database side: key bookkeeping, sealing rows, rotation.
 //! - [`tokens`]: API token minting, parsing and keyed hashing.
 //! - [`auth`]: resolving a bearer token to its user.
-//! - [`audit`]: the audit stream: per-user HMAC chains written with JetStream's ack,
-//!   signed checkpoints, the verifier.
 //! - [`broker`]: the `Broker` port, implemented by the paper broker and (later) Angel One.
 //! - [`feed`]: the market-feed port, implemented by the simulator and replay.
 
+pub use pinnacle_audit as audit;
 pub use pinnacle_protocol::{clock, codec, error, model, subjects};
 pub use pinnacle_runtime::{health, jetstream, micro, nats, serve, shutdown, supervise, telemetry};
 // A `#[macro_export]` macro of the runtime's telemetry, at its old path.
@@ -54,7 +57,6 @@ pub use pinnacle_runtime::tick_consumer_span;
 pub use pinnacle_store::{db, entities};
 pub use pinnacle_vault as crypto;
 
-pub mod audit;
 pub mod auth;
 pub mod broker;
 pub mod config;

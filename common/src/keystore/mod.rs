@@ -9,10 +9,11 @@
 //!   the next generation, compare-and-set.
 //! - [`status`], [`retire`] and [`rotate`] (in `rotate`): online key rotation.
 //! - [`generations`]: the generation register outside the database, which refuses a row
-//!   rolled back to an older generation.
+//!   rolled back to an older generation (`pinnacle_audit::register`, under its old path).
 
-pub mod generations;
+mod error;
 mod rotate;
+mod row_key;
 
 use std::collections::BTreeMap;
 
@@ -24,50 +25,14 @@ use sea_orm::{
 };
 use secrecy::{ExposeSecret, SecretString};
 
-pub use generations::Register;
+pub use error::KeyStoreError;
+pub use pinnacle_audit::register as generations;
+pub use pinnacle_audit::register::Register;
 pub use rotate::{rotate, rotate_reporting, RotateReport};
+pub use row_key::{account_data_key, reserve_encryption};
 
 use crate::crypto::{CredentialAad, DataKey, DecryptError, RowIdentity, Vault};
 use crate::entities::{broker_accounts, master_keys};
-
-/// A key-management operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum KeyStoreError {
-    /// The database failed.
-    #[error(transparent)]
-    Db(#[from] DbErr),
-    /// The key has made as many encryptions as it safely may.
-    #[error("master key {0} has reached its encryption limit; run `pinnacle keys rotate`")]
-    Exhausted(u32),
-    /// The key id is not in `master_keys` (the ring was not synced) or is retired.
-    #[error("master key {0} is unknown to the database or retired")]
-    Unusable(u32),
-    /// The ring holds different key material under an id the database already knows.
-    #[error(
-        "master key {0} in the ring does not match the key the database recorded under that id"
-    )]
-    FingerprintMismatch(u32),
-    /// A retired key cannot be current.
-    #[error("master key {0} is retired and cannot be the current key")]
-    CurrentRetired(u32),
-    /// Retiring a key still in use (or current) is refused.
-    #[error("master key {key_id} still wraps {rows} broker account(s); rotate first")]
-    InUse {
-        /// The key.
-        key_id: u32,
-        /// Rows still on it.
-        rows: u64,
-    },
-    /// The key is the current one.
-    #[error("master key {0} is the current key; make another key current first")]
-    IsCurrent(u32),
-    /// A stored data key failed to decrypt.
-    #[error(transparent)]
-    Decrypt(#[from] DecryptError),
-    /// The audit event could not be stored, so nothing was touched.
-    #[error(transparent)]
-    Audit(#[from] crate::audit::AuditError),
-}
 
 /// Records the ring's keys in `master_keys` and loads which of them are retired.
 pub async fn sync_ring(db: &impl ConnectionTrait, vault: &Vault) -> Result<(), KeyStoreError> {
@@ -117,52 +82,6 @@ pub async fn sync_ring(db: &impl ConnectionTrait, vault: &Vault) -> Result<(), K
         return Err(KeyStoreError::CurrentRetired(current));
     }
     Ok(())
-}
-
-/// Counts one encryption against `key_id`, refusing once the vault's limit is reached.
-pub async fn reserve_encryption(
-    db: &impl ConnectionTrait,
-    vault: &Vault,
-    key_id: u32,
-) -> Result<(), KeyStoreError> {
-    let limit = vault.max_encryptions();
-    let updated = master_keys::Entity::update_many()
-        .col_expr(
-            master_keys::Column::Encryptions,
-            Expr::col(master_keys::Column::Encryptions).add(1),
-        )
-        .filter(master_keys::Column::Id.eq(i64::from(key_id)))
-        .filter(master_keys::Column::Encryptions.lt(limit))
-        .filter(master_keys::Column::RetiredAt.is_null())
-        .exec(db)
-        .await?;
-    if updated.rows_affected == 1 {
-        // Wraps are rare (one per credential write or rewrap), so checking is cheap.
-        if let Some(row) = master_keys::Entity::find_by_id(i64::from(key_id))
-            .one(db)
-            .await?
-        {
-            if row.encryptions >= limit / 2 {
-                tracing::warn!(
-                    key_id,
-                    encryptions = row.encryptions,
-                    limit,
-                    "master key past half its encryption budget; rotate soon"
-                );
-            }
-        }
-        return Ok(());
-    }
-    match master_keys::Entity::find_by_id(i64::from(key_id))
-        .one(db)
-        .await?
-    {
-        Some(row) if row.retired_at.is_none() && row.encryptions >= limit => {
-            tracing::error!(key_id, limit, "master key exhausted; rotation required");
-            Err(KeyStoreError::Exhausted(key_id))
-        }
-        _ => Err(KeyStoreError::Unusable(key_id)),
-    }
 }
 
 /// One write's sealed credentials: the wrapped data key and each field's ciphertext.
@@ -274,26 +193,6 @@ pub async fn reseal_account(
     Ok(broker_accounts::Entity::find_by_id(account.id.clone())
         .one(db)
         .await?)
-}
-
-fn identity(account: &broker_accounts::Model) -> RowIdentity<'_> {
-    RowIdentity {
-        user_id: &account.user_id,
-        account_id: &account.id,
-        generation: account.generation,
-    }
-}
-
-/// Unwraps `account`'s data key, with the key id and identity taken from the row.
-pub fn account_data_key(
-    vault: &Vault,
-    account: &broker_accounts::Model,
-) -> Result<DataKey, DecryptError> {
-    let (Some(wrapped), Some(key_id)) = (&account.data_key_enc, account.master_key_id) else {
-        return Err(DecryptError);
-    };
-    let key_id = u32::try_from(key_id).map_err(|_| DecryptError)?;
-    vault.unwrap(key_id, identity(account), wrapped)
 }
 
 /// Decrypts every set field of `account`; any failure is the one opaque [`DecryptError`].

@@ -15,7 +15,8 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
-use super::{account_data_key, identity, reserve_encryption, KeyStoreError};
+use super::error::KeyStoreError;
+use super::row_key::{account_data_key, identity, reserve_encryption};
 use crate::audit::AuditLog;
 use crate::crypto::Vault;
 use crate::entities::broker_accounts;

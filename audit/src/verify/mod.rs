@@ -43,11 +43,11 @@ use super::chain::{Link, LinkError};
 use super::checkpoint::Checkpoint;
 use super::generations::WrittenGenerations;
 use super::orders::Access;
-use crate::codec::Encoding;
-use crate::crypto::Vault;
-use crate::model::{AuditEvent, AuditOutcome};
-use crate::subjects;
 use continuity::{Chain, Prev};
+use pinnacle_protocol::codec::Encoding;
+use pinnacle_protocol::model::{AuditEvent, AuditOutcome};
+use pinnacle_protocol::subjects;
+use pinnacle_vault::Vault;
 
 /// Where a checkpoint came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

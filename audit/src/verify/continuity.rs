@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use super::report::ProblemKind;
-use crate::audit::chain::{Link, GENESIS};
+use crate::chain::{Link, GENESIS};
 
 /// A break in a chain: what is wrong, the first bad sequence, and why.
 pub(super) type Break = (ProblemKind, u64, String);

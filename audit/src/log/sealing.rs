@@ -15,12 +15,12 @@ use async_nats::HeaderMap;
 use sea_orm::DatabaseConnection;
 
 use super::chains::{AuditChains, ChainState, SharedChain};
-use crate::audit::chain::Tip;
-use crate::audit::checkpoint::{self, Checkpoint, CheckpointPolicy};
-use crate::audit::error::AuditError;
-use crate::codec::Encoding;
-use crate::crypto::Vault;
-use crate::subjects::{self, headers};
+use crate::chain::Tip;
+use crate::checkpoint::{self, Checkpoint, CheckpointPolicy};
+use crate::error::AuditError;
+use pinnacle_protocol::codec::Encoding;
+use pinnacle_protocol::subjects::{self, headers};
+use pinnacle_vault::Vault;
 
 /// Where checkpoints go besides the stream.
 #[derive(Debug, Clone)]

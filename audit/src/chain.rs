@@ -1,7 +1,7 @@
 //! The HMAC-SHA256 chain over one audit subject: what a link is and how its hash is made.
 //!
 //! Each `audit.credential.<user>` subject is one chain. A link is the stored MessagePack
-//! event plus five headers ([`crate::subjects::headers`]): its position (from 1), the
+//! event plus five headers ([`pinnacle_protocol::subjects::headers`]): its position (from 1), the
 //! previous link's stream sequence and hash, its own hash and the audit key id.
 //!
 //! ```text
@@ -17,8 +17,8 @@
 
 use async_nats::HeaderMap;
 
-use crate::crypto::{AuditKey, Vault};
-use crate::subjects::headers;
+use pinnacle_protocol::subjects::headers;
+use pinnacle_vault::{AuditKey, Vault};
 
 /// The `prev_hash` of a chain's first link.
 pub const GENESIS: [u8; 32] = [0; 32];

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
 
-use crate::entities::orders;
+use pinnacle_store::entities::orders;
 
 /// An authorised credential access, as the order check needs it.
 #[derive(Debug, Clone)]

@@ -1,8 +1,8 @@
 //! The verifier against synthetic chains: clean, then each kind of tampering.
 
 use super::*;
-use crate::audit::chain::Tip;
-use crate::audit::orders::{orders_without_audit, Access, OrderRef};
+use crate::chain::Tip;
+use crate::orders::{orders_without_audit, Access, OrderRef};
 
 /// A stored message: (seq, subject, headers, payload).
 type Msg = (u64, String, HeaderMap, Vec<u8>);
@@ -114,7 +114,7 @@ fn an_inserted_event_is_its_own_sequence() {
     // A forged event (made without the key) is caught by its hash.
     let mut forged = messages.clone();
     forged[9].2.insert(
-        crate::subjects::headers::AUDIT_HASH,
+        pinnacle_protocol::subjects::headers::AUDIT_HASH,
         hex::encode([1u8; 32]).as_str(),
     );
     assert_eq!(verify(&v, &forged, &[]).first_bad_seq, Some(10));

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 
-use crate::subjects;
+use pinnacle_protocol::subjects;
 
 /// The audit event could not be durably stored.
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +26,7 @@ pub enum AuditError {
     Timeout(Duration),
     /// The event could not be encoded.
     #[error("audit event could not be encoded: {0}")]
-    Encode(#[from] crate::codec::CodecError),
+    Encode(#[from] pinnacle_protocol::codec::CodecError),
     /// A checkpoint could not be stored in the database.
     #[error("audit checkpoint could not be stored: {0}")]
     Checkpoint(String),

@@ -50,13 +50,13 @@ pub use chains::{AuditChains, DEFAULT_MAX_CHAINS};
 use super::chain::{Link, Tip};
 use super::checkpoint::{Checkpoint, CheckpointPolicy};
 use super::error::AuditError;
-use crate::codec::Encoding;
-use crate::crypto::Vault;
-use crate::jetstream::Retry;
-use crate::model::AuditEvent;
-use crate::subjects::{self, headers};
-use crate::telemetry;
 use chains::{ChainState, SharedChain};
+use pinnacle_protocol::codec::Encoding;
+use pinnacle_protocol::model::AuditEvent;
+use pinnacle_protocol::subjects::{self, headers};
+use pinnacle_runtime::jetstream::Retry;
+use pinnacle_runtime::telemetry;
+use pinnacle_vault::Vault;
 use sealing::Sealer;
 use tip::TipError;
 
@@ -244,7 +244,7 @@ impl AuditLog {
     }
 
     /// Appends one link, re-reading the tip after each lost race, and retrying what a
-    /// leader change produces ([`crate::jetstream::classify`]) until the caller's timeout.
+    /// leader change produces ([`pinnacle_runtime::jetstream::classify`]) until the caller's timeout.
     /// Returns the new tip, and whether this append stored it (not a de-duplicated retry).
     async fn append(
         &self,
@@ -345,7 +345,7 @@ impl AuditLog {
         state: &mut ChainState,
         retries: &mut Retries,
     ) -> Result<(), AuditError> {
-        match crate::jetstream::classify(e) {
+        match pinnacle_runtime::jetstream::classify(e) {
             // Another writer appended, or a new stream leader does not know our
             // view: read the stored tip and chain after it.
             Retry::Reread if retries.races < MAX_RACES => {

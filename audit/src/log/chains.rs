@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::audit::chain::Tip;
+use crate::chain::Tip;
 
 /// How many chains an [`AuditChains`] keeps, idle ones included, by default.
 pub const DEFAULT_MAX_CHAINS: usize = 10_000;
@@ -30,7 +30,7 @@ pub(super) struct ChainState {
     pub(super) timer_armed: bool,
     /// The last failed publish was "no responders": the stream is missing (or leaderless).
     /// An append that times out after that reports
-    /// [`AuditError::StreamUnavailable`](crate::audit::AuditError::StreamUnavailable).
+    /// [`AuditError::StreamUnavailable`](crate::AuditError::StreamUnavailable).
     pub(super) no_responders: bool,
 }
 

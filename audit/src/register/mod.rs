@@ -43,33 +43,15 @@ use async_nats::jetstream::{self, kv};
 use futures::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 
-use crate::model::DecryptReason;
+use pinnacle_protocol::model::DecryptReason;
 
 mod bucket;
 
-use bucket::generation_of;
-pub use bucket::{advance_in, bucket_config, open_bucket, read, HISTORY};
+pub use bucket::{advance_in, bucket_config, open_bucket, read, RegisterError, HISTORY};
+use bucket::{generation_of, unavailable};
 
 /// How long the watch waits before it is re-created after it ended.
 const REWATCH_AFTER: Duration = Duration::from_secs(1);
-
-/// The register could not be read or written.
-#[derive(Debug, thiserror::Error)]
-pub enum RegisterError {
-    /// NATS or JetStream failed (no bucket, no server, a timeout, no permission).
-    #[error("the credential generation register is unavailable: {0}")]
-    Unavailable(String),
-    /// The stored value is not a generation.
-    #[error("the credential generation register holds an unreadable value for account {0}")]
-    Corrupt(String),
-    /// Every compare-and-set lost to another writer.
-    #[error("the credential generation register kept changing for account {0}")]
-    Contended(String),
-}
-
-pub(crate) fn unavailable(error: impl std::fmt::Display) -> RegisterError {
-    RegisterError::Unavailable(error.to_string())
-}
 
 /// Why a row may not be decrypted.
 #[derive(Debug, thiserror::Error)]

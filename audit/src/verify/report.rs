@@ -4,8 +4,8 @@
 
 use serde::Serialize;
 
-use crate::audit::generations::RolledBackRow;
-use crate::audit::stream_check::StreamProblem;
+use crate::generations::RolledBackRow;
+use crate::stream_check::StreamProblem;
 
 /// What is wrong at a sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -64,12 +64,12 @@ pub struct Report {
     pub stream_problems: Vec<StreamProblem>,
     /// The first bad stream sequence, if any.
     pub first_bad_seq: Option<u64>,
-    /// Orders checked (filled in by the caller; see [`crate::audit::orders::orders_without_audit`]).
+    /// Orders checked (filled in by the caller; see [`crate::orders::orders_without_audit`]).
     pub orders_checked: usize,
     /// Ids of orders missing their audit event.
     pub orders_missing_audit: Vec<String>,
     /// Broker account rows checked against the generation register (filled in by the
-    /// caller; see [`crate::audit::generations::check_accounts`]).
+    /// caller; see [`crate::generations::check_accounts`]).
     pub accounts_checked: usize,
     /// Broker account rows older than what was written: rolled back.
     pub accounts_rolled_back: Vec<RolledBackRow>,

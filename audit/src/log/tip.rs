@@ -3,9 +3,9 @@
 
 use async_nats::jetstream::{self, stream::LastRawMessageErrorKind};
 
-use crate::audit::chain::{Link, Tip};
-use crate::audit::error::AuditError;
-use crate::subjects;
+use crate::chain::{Link, Tip};
+use crate::error::AuditError;
+use pinnacle_protocol::subjects;
 
 /// Why a chain's tip could not be read.
 #[derive(Debug)]
@@ -42,7 +42,7 @@ pub(super) async fn read_tip(js: &jetstream::Context, subject: &str) -> Result<T
             }
             // A bad subject, a permission: a refusal.
             LastRawMessageErrorKind::JetStream(api)
-                if !crate::jetstream::is_leaderless(api.error_code()) =>
+                if !pinnacle_runtime::jetstream::is_leaderless(api.error_code()) =>
             {
                 Err(TipError::Refused(AuditError::read(
                     "reading a chain's last link",

@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, stream};
 
 use super::error::AuditError;
-use crate::subjects;
+use pinnacle_protocol::subjects;
 
 /// The stream definition: file storage, no message delete, no purge, no rollup.
 pub fn stream_config(replicas: usize) -> stream::Config {
@@ -82,7 +82,7 @@ async fn create_unless_lost(
     db: &sea_orm::DatabaseConnection,
 ) -> Result<Prepared, AuditError> {
     use sea_orm::{EntityTrait, PaginatorTrait};
-    let checkpoints = crate::entities::audit_checkpoints::Entity::find()
+    let checkpoints = pinnacle_store::entities::audit_checkpoints::Entity::find()
         .count(db)
         .await
         .map_err(|e| AuditError::Checkpoint(e.to_string()))?;

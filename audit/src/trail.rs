@@ -7,9 +7,9 @@ use futures::StreamExt as _;
 
 use super::error::AuditError;
 use super::log::AuditLog;
-use crate::codec::Encoding;
-use crate::model::AuditEvent;
-use crate::subjects;
+use pinnacle_protocol::codec::Encoding;
+use pinnacle_protocol::model::AuditEvent;
+use pinnacle_protocol::subjects;
 
 /// One page of a user's audit trail, as [`AuditLog::read_user`] read it.
 #[derive(Debug, Clone, Default)]

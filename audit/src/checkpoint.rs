@@ -17,8 +17,8 @@ use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, 
 use serde::{Deserialize, Serialize};
 
 use super::chain::{constant_eq, Tip};
-use crate::crypto::{AuditKey, Vault};
-use crate::entities::audit_checkpoints;
+use pinnacle_store::entities::audit_checkpoints;
+use pinnacle_vault::{AuditKey, Vault};
 
 const DOMAIN: &[u8] = b"pinnacle/audit-checkpoint/v1";
 

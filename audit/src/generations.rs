@@ -16,10 +16,10 @@ use async_nats::jetstream;
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
 use serde::Serialize;
 
-use crate::entities::broker_accounts;
-use crate::keystore::generations::{self, RegisterError};
-use crate::model::{AuditEvent, AuditOutcome};
-use crate::subjects;
+use crate::register::{self, RegisterError};
+use pinnacle_protocol::model::{AuditEvent, AuditOutcome};
+use pinnacle_protocol::subjects;
+use pinnacle_store::entities::broker_accounts;
 
 /// The highest generation each account's audit trail records as written.
 #[derive(Debug, Default, Clone)]
@@ -155,7 +155,7 @@ pub async fn check_accounts(
     let register_missing = match open_read_only(js).await? {
         Some(store) => {
             for (account_id, _, _) in &rows {
-                if let Some(generation) = generations::read(&store, account_id).await? {
+                if let Some(generation) = register::read(&store, account_id).await? {
                     register.insert(account_id.clone(), generation);
                 }
             }

@@ -180,7 +180,7 @@ mod tests {
 
     #[test]
     fn the_shipped_definition_is_clean_and_every_weakening_is_reported() {
-        let good = crate::audit::stream::stream_config(3);
+        let good = crate::stream::stream_config(3);
         assert!(check(&good, &state(1, 106, 106)).is_empty());
         assert!(
             check(&good, &state(0, 0, 0)).is_empty(),

@@ -4,8 +4,25 @@
 
 use async_nats::jetstream::{self, kv};
 
-use super::{unavailable, RegisterError};
-use crate::subjects;
+use pinnacle_protocol::subjects;
+
+/// The register could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    /// NATS or JetStream failed (no bucket, no server, a timeout, no permission).
+    #[error("the credential generation register is unavailable: {0}")]
+    Unavailable(String),
+    /// The stored value is not a generation.
+    #[error("the credential generation register holds an unreadable value for account {0}")]
+    Corrupt(String),
+    /// Every compare-and-set lost to another writer.
+    #[error("the credential generation register kept changing for account {0}")]
+    Contended(String),
+}
+
+pub(super) fn unavailable(error: impl std::fmt::Display) -> RegisterError {
+    RegisterError::Unavailable(error.to_string())
+}
 
 /// Versions of each key the bucket keeps (JetStream's maximum is 64), so an operator can
 /// see how an account's generation moved.

@@ -18,20 +18,33 @@
 //! - [`orders`]: matches orders to the audit events that must precede them.
 //! - [`generations`]: broker account rows older than the generation register or the audit
 //!   trail says was written (rolled back).
+//! - [`register`]: the generation register itself, a JetStream KV bucket outside the
+//!   database that a service consults before it decrypts a row (`pinnacle_common::keystore`
+//!   re-exports it as `generations`): a witness the database cannot rewrite, like the
+//!   audit stream.
+//! - [`metrics`]: the audit counters (they take an [`AuditError`]).
 //! - `error.rs`: [`AuditError`]; `stream.rs`: the stream's definition and start-up
 //!   ([`stream_config`], [`prepare_stream`]); `trail.rs`: a user's trail, page by page
 //!   ([`AuditLog::read_user`]).
 //!
-//! This file only declares and re-exports: no file of the module imports another in a
-//! circle.
+//! This file only declares and re-exports: no file of the crate imports another in a
+//! circle (`tests/import_cycles.rs`).
+//!
+//! Layer 3, above `pinnacle-protocol`, `pinnacle-vault`, `pinnacle-store` (the
+//! `audit_checkpoints`, `orders` and `broker_accounts` tables) and `pinnacle-runtime`
+//! (JetStream retries, trace context), below `pinnacle-common`, whose `audit` module is
+//! this crate under its old path. `tests/layers.rs` checks the order; see "Crates and
+//! layers" in `docs/ARCHITECTURE.md`.
 
 pub mod chain;
 pub mod checkpoint;
 mod error;
 pub mod generations;
 pub mod log;
+pub mod metrics;
 pub mod orders;
 pub mod reader;
+pub mod register;
 mod stream;
 pub mod stream_check;
 mod trail;
