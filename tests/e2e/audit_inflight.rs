@@ -1,5 +1,5 @@
 //! Many events in flight on one user's chain: 64 concurrent appends from one process all
-//! succeed and form one valid chain; a foreign writer appending in the middle is healed
+//! succeed and form one valid chain, also over a slow network (a proxy adding latency); a foreign writer appending in the middle is healed
 //! (every append still succeeds, the chain still verifies); a stream that starts refusing
 //! in the middle fails every append it did not store, and never reports one as recorded
 //! that the stream lacks.
@@ -8,6 +8,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use pinnacle_cli::audit::{self as cli_audit, VerifyOptions};
 use pinnacle_common::audit::verify::Report;
 use pinnacle_common::audit::{AuditChains, AuditError, AuditLog};
@@ -160,6 +162,72 @@ async fn concurrent_appends_to_one_chain_all_succeed_and_verify() {
     );
     // One process, one writer: nothing else appended, so no race was lost.
     assert_eq!(log.chains().races(), 0);
+}
+
+/// A TCP proxy in front of `upstream` (`nats://host:port`) that delays every byte by
+/// `delay` each way, like a network with a `2 × delay` round trip; returns its URL.
+async fn slow_proxy(upstream: &str, delay: Duration) -> String {
+    let upstream = upstream.rsplit('/').next().unwrap_or(upstream).to_string();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let server = tokio::net::TcpStream::connect(&upstream)
+                .await
+                .expect("upstream");
+            let ((client_read, client_write), (server_read, server_write)) =
+                (client.into_split(), server.into_split());
+            tokio::spawn(delayed(client_read, server_write, delay));
+            tokio::spawn(delayed(server_read, client_write, delay));
+        }
+    });
+    format!("nats://{addr}")
+}
+
+/// Copies `from` to `to`, each chunk `delay` after it was read (chunks keep flowing).
+async fn delayed(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, delay: Duration) {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+    tokio::spawn(async move {
+        while let Some((at, bytes)) = rx.recv().await {
+            tokio::time::sleep_until(at.into()).await;
+            if to.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut buf = vec![0u8; 64 * 1024];
+    while let Ok(n @ 1..) = from.read(&mut buf).await {
+        if tx.send((Instant::now() + delay, buf[..n].to_vec())).is_err() {
+            break;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_a_slow_network_concurrent_appends_cost_about_one_round_trip() {
+    let stack = TestStack::start(pinnacle_tests::Backend::Sqlite).await;
+    let url = slow_proxy(stack.nats.url(), Duration::from_millis(2)).await;
+    let client = async_nats::connect(&url).await.expect("connect via proxy");
+    let log = AuditLog::new(client, Duration::from_secs(10), stack.vault.clone());
+    let started = Instant::now();
+    log.record(&event("slow", 0)).await.expect("first append");
+    eprintln!("one append over a 4 ms round trip: {:?}", started.elapsed());
+    let events = (1..=CONCURRENT).map(|n| event("slow", n));
+    let started = Instant::now();
+    let results = record_all(&log, events.collect()).await;
+    let elapsed = started.elapsed();
+    assert!(results.iter().all(|(_, r)| r.is_ok()), "every append succeeds");
+    eprintln!(
+        "{CONCURRENT} concurrent appends over a 4 ms round trip: {elapsed:?} ({:.0} appends/s)",
+        CONCURRENT as f64 / elapsed.as_secs_f64()
+    );
+    let stored = stored_ids(&stack, &subjects::audit_credential("slow")).await;
+    assert_acks_are_stored(&results, &stored);
+    let report = verify_user(&stack, "slow").await;
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(report.events, 1 + CONCURRENT as u64);
 }
 
 /// The floor: 64 plain JetStream publishes (no chain), one after another and all at once.
