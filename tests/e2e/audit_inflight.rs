@@ -8,14 +8,14 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use pinnacle_cli::audit::{self as cli_audit, VerifyOptions};
 use pinnacle_common::audit::verify::Report;
 use pinnacle_common::audit::{AuditChains, AuditError, AuditLog};
 use pinnacle_common::model::{AuditEvent, AuditOutcome};
 use pinnacle_common::subjects;
 use pinnacle_tests::TestStack;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::audit_chain::read_all;
 
@@ -84,7 +84,11 @@ async fn stored_ids(stack: &TestStack, subject: &str) -> HashMap<String, u64> {
         .into_iter()
         .filter(|m| m.subject.as_str() == subject)
         .filter_map(|m| {
-            let id = m.headers.get("Nats-Msg-Id")?.as_str().to_string();
+            let id = m
+                .headers
+                .get(subjects::headers::NATS_MSG_ID)?
+                .as_str()
+                .to_string();
             Some((id, m.sequence))
         })
         .collect()
@@ -145,7 +149,11 @@ async fn concurrent_appends_to_one_chain_all_succeed_and_verify() {
         .await
         .iter()
         .filter(|m| m.subject.as_str() == subject)
-        .filter(|m| m.headers.get("Nats-Expected-Last-Msg-Id").is_some())
+        .filter(|m| {
+            m.headers
+                .get(async_nats::header::NATS_EXPECTED_LAST_MESSAGE_ID)
+                .is_some()
+        })
         .count();
     eprintln!(
         "{pipelined} of {} links were sent before their predecessor's ack",
@@ -199,7 +207,10 @@ async fn delayed(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, delay: Duratio
     });
     let mut buf = vec![0u8; 64 * 1024];
     while let Ok(n @ 1..) = from.read(&mut buf).await {
-        if tx.send((Instant::now() + delay, buf[..n].to_vec())).is_err() {
+        if tx
+            .send((Instant::now() + delay, buf[..n].to_vec()))
+            .is_err()
+        {
             break;
         }
     }
@@ -218,7 +229,10 @@ async fn over_a_slow_network_concurrent_appends_cost_about_one_round_trip() {
     let started = Instant::now();
     let results = record_all(&log, events.collect()).await;
     let elapsed = started.elapsed();
-    assert!(results.iter().all(|(_, r)| r.is_ok()), "every append succeeds");
+    assert!(
+        results.iter().all(|(_, r)| r.is_ok()),
+        "every append succeeds"
+    );
     eprintln!(
         "{CONCURRENT} concurrent appends over a 4 ms round trip: {elapsed:?} ({:.0} appends/s)",
         CONCURRENT as f64 / elapsed.as_secs_f64()

@@ -63,6 +63,10 @@ enum Again {
     Later,
 }
 
+/// A link sent: what its ack is checked against, the ack to await, and the guard that
+/// resets the chain if the append is dropped first.
+type InFlightLink = (Sent, PublishAckFuture, Unacked);
+
 impl AuditLog {
     /// Appends one link; returns its stream sequence and a checkpoint now due. A failure
     /// drops the chain's tip (and so what was chained after the link).
@@ -103,7 +107,6 @@ impl AuditLog {
 
     /// Under the chain's lock: waits its turn, reads the tip if unknown, then computes and
     /// sends the next link. `Ok(Err(_))` after a publish that failed at once: plan again.
-    #[allow(clippy::type_complexity)]
     async fn send_next(
         &self,
         subject: &str,
@@ -111,7 +114,7 @@ impl AuditLog {
         payload: &bytes::Bytes,
         chain: &SharedChain,
         retries: &mut Retries,
-    ) -> Result<Result<(Sent, PublishAckFuture, Unacked), Again>, AuditError> {
+    ) -> Result<Result<InFlightLink, Again>, AuditError> {
         let mut state = chain.lock().await;
         loop {
             let (tip, after) = match state.plan(self.inner.writer) {
