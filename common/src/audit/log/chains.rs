@@ -3,9 +3,12 @@
 //! process").
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use tokio::sync::Notify;
+
+use super::inflight::InFlight;
 use crate::audit::chain::Tip;
 
 /// How many chains an [`AuditChains`] keeps, idle ones included, by default.
@@ -18,8 +21,20 @@ pub(super) type SharedChain = Arc<tokio::sync::Mutex<ChainState>>;
 /// What a writer knows about one chain.
 #[derive(Debug, Default)]
 pub(super) struct ChainState {
-    /// The tip as of this writer's last append; `None` means "re-read from the stream".
+    /// Where the next link goes: the last link stored or, while `in_flight` is set, where
+    /// the newest link sent will be stored; `None` means "re-read from the stream".
     pub(super) tip: Option<Tip>,
+    /// The newest link sent and not yet acknowledged, which `tip` predicts.
+    pub(super) in_flight: Option<InFlight>,
+    /// Links sent so far (numbers them).
+    pub(super) sent: u64,
+    /// Bumped whenever the tip is re-read or dropped: an ack of a link sent before then
+    /// no longer moves the tip.
+    pub(super) epoch: u64,
+    /// Woken whenever a link in flight resolves (acked or refused) or the tip is dropped.
+    pub(super) resolved: Arc<Notify>,
+    /// Appends waiting for their turn (see `inflight::Waiting`).
+    pub(super) waiting: Arc<AtomicUsize>,
     /// The newest link this writer appended that none of its checkpoints covers yet (kept
     /// apart from `tip`, which an error clears, so a failed later append cannot leave an
     /// appended link unsealed).
@@ -36,8 +51,11 @@ pub(super) struct ChainState {
 
 impl ChainState {
     /// Records a link this writer just appended (not a de-duplicated retry).
+    /// Acks of links in flight may arrive out of order: the newest position is kept.
     pub(super) fn appended(&mut self, tip: Tip) {
-        self.unsealed = Some(tip);
+        if self.unsealed.is_none_or(|u| u.position < tip.position) {
+            self.unsealed = Some(tip);
+        }
         self.since_checkpoint += 1;
     }
 
@@ -71,6 +89,12 @@ struct ChainsInner {
     max_chains: usize,
     /// Appends that lost the expected-sequence check and re-read the tip.
     races: AtomicU64,
+    /// Links stored elsewhere than predicted (so the links chained after them were refused
+    /// and re-chained).
+    mispredictions: AtomicU64,
+    /// The highest stream sequence acked to these chains' writers (predicts where the next
+    /// link goes).
+    last_seq: AtomicU64,
 }
 
 impl Default for AuditChains {
@@ -87,6 +111,8 @@ impl AuditChains {
                 map: Mutex::new(HashMap::new()),
                 max_chains: max_chains.max(1),
                 races: AtomicU64::new(0),
+                mispredictions: AtomicU64::new(0),
+                last_seq: AtomicU64::new(0),
             }),
         }
     }
@@ -115,6 +141,28 @@ impl AuditChains {
     /// Counts an append that lost the expected-sequence check.
     pub(super) fn lost_race(&self) {
         self.inner.races.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many links were stored elsewhere than predicted while later links were chained
+    /// after them in flight (another process wrote to the stream in between); each makes
+    /// those later links re-chain after the stored tip.
+    pub fn mispredictions(&self) -> u64 {
+        self.inner.mispredictions.load(Ordering::Relaxed)
+    }
+
+    /// Counts a link stored elsewhere than predicted.
+    pub(super) fn mispredicted(&self) {
+        self.inner.mispredictions.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The highest stream sequence seen acked (or read) through these chains.
+    pub(super) fn last_seq(&self) -> u64 {
+        self.inner.last_seq.load(Ordering::Relaxed)
+    }
+
+    /// Records a stream sequence seen acked (or read).
+    pub(super) fn saw(&self, seq: u64) {
+        self.inner.last_seq.fetch_max(seq, Ordering::Relaxed);
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, SharedChain>> {
