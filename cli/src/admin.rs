@@ -1,4 +1,4 @@
-//! `pinnacle users|tokens|accounts`: the operator's verbs over the user API ([`Api`]).
+//! `pinnacle users|tokens|accounts`: the operator's verbs over the user API ([`crate::api::Api`]).
 //!
 //! Each prints a table for people or, with `--json`, the API's reply. A verb that acts on
 //! one user takes `--user`, defaulting to `PINNACLE_USER_ID` / `DEMO_USER_ID`, so a trader
@@ -6,7 +6,7 @@
 //! credentials) are read from standard input, never from arguments.
 //!
 //! # Layout
-//! - [`users`]: `users …` and `tokens …`; [`accounts`]: `accounts …`.
+//! - [`users`](mod@users): `users …` and `tokens …`; [`accounts`](mod@accounts): `accounts …`.
 //! - [`shared`]: the `--user` flag, the enums, list printing, a secret line from stdin.
 
 pub mod accounts;

@@ -13,7 +13,7 @@
 //! reported. Both take explicit connections, so the tests call them as `main` does.
 //!
 //! # Layout
-//! - [`tail`]: `audit tail`; [`verify`]: `audit verify`; [`error`]: [`AuditCliError`].
+//! - [`tail`](mod@tail): `audit tail`; [`verify`](mod@verify): `audit verify`; [`error`]: [`AuditCliError`].
 //! - this file: the verbs' arguments and [`run`].
 
 pub mod error;

@@ -12,7 +12,7 @@
 //! - [`output`]: standard output that ends quietly when the reader goes away.
 //! - [`progress`]: progress lines for long operations (key rotation, audit verify).
 //! - [`trader`]: the trader's verbs: `order …`, `portfolio …`, `md …`, tables or `--json`.
-//! - [`bench`]: `pinnacle bench orders` and `pinnacle bench ticks`, each measured beside
+//! - [`bench`](mod@bench): `pinnacle bench orders` and `pinnacle bench ticks`, each measured beside
 //!   raw NATS baselines in the same run (the end-to-end tests run both at a small size).
 //! - [`keys`]: master-key management: `keys add`, `status`, `rotate`, `retire`.
 //! - [`audit`]: `audit tail` (live, per user) and `audit verify` (chains, checkpoints,

@@ -210,40 +210,54 @@ async fn relay_all(
             outcomes
         }))
         .await;
-        let metrics = pinnacle_common::metrics::metrics();
-        let mut acked = Vec::with_capacity(batch.len());
-        let mut failure = None;
-        for (row, result) in published.into_iter().flatten() {
-            match result {
-                Ok(()) => {
-                    metrics.order_event_stored(row.created_at_ms);
-                    acked.push(row.id);
-                }
-                Err(error) => failure = failure.or(Some(error)),
+        settle(db, &batch, published.into_iter().flatten()).await?;
+    }
+}
+
+/// Deletes the acknowledged rows of a claimed `batch` and releases the rest (the failed
+/// ones and those held back behind them) for the next pass; the first failure is the error.
+async fn settle<'a>(
+    db: &DatabaseConnection,
+    batch: &[order_outbox::Model],
+    published: impl Iterator<
+        Item = (
+            &'a order_outbox::Model,
+            Result<(), jetstream::context::PublishError>,
+        ),
+    >,
+) -> Result<(), EventsError> {
+    let metrics = pinnacle_common::metrics::metrics();
+    let mut acked = std::collections::HashSet::with_capacity(batch.len());
+    let mut failure = None;
+    for (row, result) in published {
+        match result {
+            Ok(()) => {
+                metrics.order_event_stored(row.created_at_ms);
+                acked.insert(row.id);
             }
-        }
-        if !acked.is_empty() {
-            order_outbox::Entity::delete_many()
-                .filter(order_outbox::Column::Id.is_in(acked.iter().copied()))
-                .exec(db)
-                .await
-                .map_err(EventsError::Delete)?;
-        }
-        if let Some(error) = failure {
-            // Every claimed row not acknowledged goes back: the failed ones and those
-            // held back behind them.
-            let unsent: Vec<i64> = batch
-                .iter()
-                .map(|row| row.id)
-                .filter(|id| !acked.contains(id))
-                .collect();
-            release(db, &unsent).await;
-            return Err(EventsError::NotAcknowledged {
-                unsent: unsent.len(),
-                source: error,
-            });
+            Err(error) => failure = failure.or(Some(error)),
         }
     }
+    if !acked.is_empty() {
+        order_outbox::Entity::delete_many()
+            .filter(order_outbox::Column::Id.is_in(acked.iter().copied()))
+            .exec(db)
+            .await
+            .map_err(EventsError::Delete)?;
+    }
+    let Some(error) = failure else {
+        return Ok(());
+    };
+    let unsent: Vec<i64> = batch
+        .iter()
+        .map(|row| row.id)
+        .filter(|id| !acked.contains(id))
+        .collect();
+    release(db, &unsent).await;
+    Err(EventsError::NotAcknowledged {
+        unsent: unsent.len(),
+        source: error,
+    })
 }
 
 /// `rows` (oldest first) grouped by order, each group oldest first.

@@ -81,15 +81,7 @@ pub async fn handle(worker: &Worker, message: Message) {
         Some(_) => {}
     }
     let encoding = Encoding::from_headers(message.headers.as_ref());
-    let request_id = codec::header(message.headers.as_ref(), headers::REQUEST_ID)
-        .filter(|v| {
-            !v.is_empty()
-                && v.len() <= MAX_REQUEST_ID_LEN
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
-        })
-        .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let request_id = request_id_of(message.headers.as_ref());
     let span = tracing::info_span!(
         "order.request",
         otel.kind = "server",
@@ -129,6 +121,20 @@ pub async fn handle(worker: &Worker, message: Message) {
     }
     .instrument(span)
     .await;
+}
+
+/// The caller's `Pinnacle-Request-Id` when it is a plain token of at most
+/// `MAX_REQUEST_ID_LEN` characters, or a fresh one (a hostile id never reaches a log).
+fn request_id_of(headers: Option<&HeaderMap>) -> String {
+    codec::header(headers, headers::REQUEST_ID)
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= MAX_REQUEST_ID_LEN
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
 }
 
 /// The `outcome` label: the order's status (lower case) for `place`, `ok` for any other
@@ -302,56 +308,48 @@ async fn dispatch(
     match verb {
         OrderVerb::Place => {
             let order = payload.decode()?;
-            engine
-                .place(principal, request_id, &order)
-                .await
-                .map(Answer::Order)
+            let answer = engine.place(principal, request_id, &order).await;
+            answer.map(Answer::Order)
         }
         OrderVerb::Modify => {
             let change = payload.decode()?;
-            engine
-                .modify(principal, request_id, &change)
-                .await
-                .map(Answer::Order)
+            let answer = engine.modify(principal, request_id, &change).await;
+            answer.map(Answer::Order)
         }
         OrderVerb::Cancel => {
             let target = payload.decode()?;
-            engine
-                .cancel(principal, request_id, &target)
-                .await
-                .map(Answer::Order)
+            let answer = engine.cancel(principal, request_id, &target).await;
+            answer.map(Answer::Order)
         }
         OrderVerb::Get => {
             let target = payload.decode()?;
-            engine.get(user_id, &target).await.map(Answer::Order)
+            let answer = engine.get(user_id, &target).await;
+            answer.map(Answer::Order)
         }
         OrderVerb::List => {
             let filter = payload.decode_or_default()?;
-            engine.list(user_id, &filter).await.map(Answer::Orders)
+            let answer = engine.list(user_id, &filter).await;
+            answer.map(Answer::Orders)
         }
         OrderVerb::Funds => {
             let query = payload.decode_or_default()?;
-            engine
-                .funds(principal, request_id, &query)
-                .await
-                .map(Answer::Funds)
+            let answer = engine.funds(principal, request_id, &query).await;
+            answer.map(Answer::Funds)
         }
         OrderVerb::Positions => {
             let query = payload.decode_or_default()?;
-            let positions = engine.positions(principal, request_id, &query).await;
-            positions.map(Answer::Positions)
+            let answer = engine.positions(principal, request_id, &query).await;
+            answer.map(Answer::Positions)
         }
         OrderVerb::Holdings => {
             let query = payload.decode_or_default()?;
-            let holdings = engine.holdings(principal, request_id, &query).await;
-            holdings.map(Answer::Holdings)
+            let answer = engine.holdings(principal, request_id, &query).await;
+            answer.map(Answer::Holdings)
         }
         OrderVerb::Trades => {
             let query = payload.decode_or_default()?;
-            engine
-                .trades(principal, request_id, &query)
-                .await
-                .map(Answer::Trades)
+            let answer = engine.trades(principal, request_id, &query).await;
+            answer.map(Answer::Trades)
         }
     }
 }

@@ -1,4 +1,4 @@
-//! [`Session`]: one trader connection, and the request-reply every verb makes over it.
+//! `Session`: one trader connection, and the request-reply every verb makes over it.
 
 use std::time::Duration;
 

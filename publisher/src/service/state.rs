@@ -31,6 +31,6 @@ pub struct MdService {
     pub angel: Option<Arc<AngelHistory>>,
     /// Largest accepted request body, bytes.
     pub max_payload: usize,
-    /// Discovery (`$SRV.*`) and per-endpoint statistics; see [`discovery`].
+    /// Discovery (`$SRV.*`) and per-endpoint statistics; see [`super::discovery`].
     pub micro: micro::Service,
 }

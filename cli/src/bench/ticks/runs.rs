@@ -1,5 +1,5 @@
-//! The runs themselves: [`Bench`] (what every run shares) with the publisher and raw NATS
-//! sides of each measurement, and [`Side`], what one side sent and its subscribers got.
+//! The runs themselves: `Bench` (what every run shares) with the publisher and raw NATS
+//! sides of each measurement, and `Side`, what one side sent and its subscribers got.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -1,0 +1,139 @@
+//! Orders on the wire: enums, validation and replies.
+
+use super::*;
+
+fn request() -> OrderRequest {
+    OrderRequest {
+        client_order_id: "c-1".into(),
+        exchange: "NSE".into(),
+        symbol: "SBIN-EQ".into(),
+        side: Side::Buy,
+        order_type: OrderType::Market,
+        quantity: 10,
+        price: None,
+        trigger_price: None,
+        product: Default::default(),
+        account: None,
+    }
+}
+
+#[test]
+fn the_state_machine_has_no_exit_from_terminal_states() {
+    for from in OrderStatus::ALL {
+        assert_eq!(OrderStatus::parse(from.as_str()), Some(from));
+        let json = serde_json::to_string(&from).expect("serialize");
+        assert_eq!(json, format!("\"{}\"", from.as_str()));
+        for to in OrderStatus::ALL {
+            if from.is_terminal() {
+                assert!(!from.can_become(to), "{from} -> {to}");
+            }
+        }
+    }
+    use OrderStatus::*;
+    assert!(New.can_become(Submitted));
+    assert!(
+        !New.can_become(Filled),
+        "an order must be submitted before it fills"
+    );
+    assert!(!Open.can_become(New));
+    assert!(PendingCancel.can_become(Filled), "a fill may beat a cancel");
+    assert!(
+        Open.can_become(Rejected) && !PartiallyFilled.can_become(Rejected),
+        "an acknowledged order can be rejected until something fills"
+    );
+    assert!(Unknown.can_become(Filled) && Unknown.can_become(Rejected));
+    assert!(
+        !Unknown.can_become(Submitted),
+        "an ambiguous order is never re-sent"
+    );
+}
+
+#[test]
+fn stop_orders_trigger_then_fill_as_market_or_limit() {
+    use OrderType::*;
+    // A sell stop-market at 950 triggers on the way down.
+    assert!(!StoplossMarket.fills_at(Side::Sell, None, Some(950), 960));
+    assert!(StoplossMarket.fills_at(Side::Sell, None, Some(950), 950));
+    // A buy stop-limit 100/102 fills between its trigger and its limit.
+    assert!(!StoplossLimit.fills_at(Side::Buy, Some(102), Some(100), 99));
+    assert!(StoplossLimit.fills_at(Side::Buy, Some(102), Some(100), 101));
+    assert!(!StoplossLimit.fills_at(Side::Buy, Some(102), Some(100), 103));
+    assert!(Limit.fills_at(Side::Buy, Some(102), None, 101));
+    assert!(Market.fills_at(Side::Sell, None, None, 1));
+    let stop = OrderRequest {
+        order_type: StoplossLimit,
+        price: Some(102),
+        trigger_price: Some(100),
+        ..request()
+    };
+    assert!(stop.validate(100).is_ok());
+    for bad in [
+        OrderRequest {
+            trigger_price: None,
+            product: Default::default(),
+            ..stop.clone()
+        },
+        OrderRequest {
+            trigger_price: Some(0),
+            ..stop.clone()
+        },
+        OrderRequest {
+            trigger_price: Some(105),
+            ..stop.clone()
+        },
+        OrderRequest {
+            price: None,
+            ..stop.clone()
+        },
+    ] {
+        assert_eq!(
+            bad.validate(100).err().map(|e| e.code),
+            Some(ErrorCode::InvalidRequest)
+        );
+    }
+    let json = serde_json::to_string(&StoplossMarket).expect("serialize");
+    assert_eq!(json, "\"STOPLOSS_MARKET\"");
+}
+
+#[test]
+fn rejects_bad_quantities_and_prices() {
+    assert!(request().validate(100).is_ok());
+    for qty in [0, -5, 101, i64::MAX, i64::MIN] {
+        let err = OrderRequest {
+            quantity: qty,
+            ..request()
+        }
+        .validate(100)
+        .expect_err("must reject");
+        assert_eq!(err.code, ErrorCode::InvalidRequest);
+    }
+    let limit = OrderRequest {
+        order_type: OrderType::Limit,
+        ..request()
+    };
+    assert!(limit.validate(100).is_err());
+    assert!(OrderRequest {
+        price: Some(-1),
+        ..limit.clone()
+    }
+    .validate(100)
+    .is_err());
+    assert!(OrderRequest {
+        price: Some(82_000),
+        ..limit
+    }
+    .validate(100)
+    .is_ok());
+    assert!(OrderRequest {
+        client_order_id: "x".repeat(65),
+        ..request()
+    }
+    .validate(100)
+    .is_err());
+    assert!(OrderRequest {
+        client_order_id: "drop table;".into(),
+        ..request()
+    }
+    .validate(100)
+    .is_err());
+}
