@@ -1,11 +1,12 @@
 //! Pinnacle's service runtime: what every service runs on, whatever it serves.
 //!
 //! Layer 2, above `pinnacle-protocol`, `pinnacle-metrics` and `pinnacle-vault` (whose
-//! settings [`config`] names), below `pinnacle-common`, the services and the CLI. It links
-//! NATS and the HTTP server of `/metrics` and the probes (axum), and no database: the
-//! store's `DATABASE_*` settings stay with `pinnacle-store`, and `pinnacle_common::config`
-//! names both. The audit counters (`audit_publish_failed` …) stay in
-//! `pinnacle_common::metrics` because they take the audit code's error type.
+//! settings [`config`] names), below `pinnacle-audit`, `pinnacle-common`, the services and
+//! the CLI. It links NATS and the HTTP server of `/metrics` and the probes (axum), and no
+//! database: the store's `DATABASE_*` settings stay with `pinnacle-store`, and
+//! `pinnacle_common::config` names both. The audit counters (`audit_publish_failed` …) are `pinnacle_audit::metrics`
+//! because they take the audit crate's error type; the audit checkpoint policy
+//! ([`config::CheckpointPolicy`]) is here, with its settings.
 //! `tests/layers.rs` checks the order; see "Crates and layers" in `docs/ARCHITECTURE.md`.
 //! `pinnacle_common::{config, telemetry, nats, …}` are this crate's modules under their
 //! old paths.

@@ -1,7 +1,7 @@
 //! Prometheus metrics: [`pinnacle_metrics`] (every family, the one registry, rendering),
 //! re-exported here whole, plus the `GET /metrics` endpoint served on
 //! `PINNACLE_METRICS_ADDR` (axum). The audit counters, which take an `AuditError`, are
-//! `pinnacle_common::metrics`'s.
+//! `pinnacle_audit::metrics`'s (`pinnacle_common::metrics` re-exports both).
 
 use std::net::SocketAddr;
 

@@ -1,7 +1,7 @@
 //! Pinnacle's store: the database schema as SeaORM entities, and opening the database.
 //!
 //! Layer 1 (foundations), beside `pinnacle-metrics` and `pinnacle-vault`, below
-//! `pinnacle-common` and the services: it knows no NATS, no HTTP server and no other
+//! `pinnacle-audit`, `pinnacle-common` and the services: it knows no NATS, no HTTP server and no other
 //! Pinnacle crate (a ciphertext column is a string here; sealing it is
 //! `pinnacle_common::keystore`). The tables
 //! themselves are created by `pinnacle-migrations`. `tests/layers.rs` checks the order;
