@@ -5,8 +5,8 @@
 //! copying a row elsewhere fails to decrypt. A *whole* older row (every sealed field, its
 //! data key and its generation, saved earlier and written back) is self-consistent and
 //! would decrypt; only something the database cannot rewrite knows it is stale. That is
-//! the JetStream KV bucket [`subjects::CREDENTIAL_GENERATIONS_BUCKET`]: key = broker
-//! account id, value = the latest generation as decimal ASCII, history kept. Only the
+//! the JetStream KV bucket [`CREDENTIAL_GENERATIONS_BUCKET`][bucket]: key = broker account
+//! id, value = the latest generation as decimal ASCII, history kept. Only the
 //! services may write it (`nats/auth.conf`); a database writer cannot.
 //!
 //! The rules:
@@ -34,6 +34,8 @@
 //! - `bucket`: the bucket's definition, and uncached reads and compare-and-set advances.
 //! - [`Register`]: a service's handle: the watch-fed cache, [`Register::check`] and
 //!   [`Register::advance`].
+//!
+//! [bucket]: pinnacle_protocol::subjects::CREDENTIAL_GENERATIONS_BUCKET
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
