@@ -168,3 +168,29 @@ fn defaults_are_sane() {
     assert!(sim.symbols.contains("NSE:SBIN-EQ"));
     assert!(WorkerSettings::default().max_quantity > 0);
 }
+
+#[test]
+fn paper_hours_follow_the_feeds_hours_setting() {
+    let vars = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<Vec<_>>()
+    };
+    let hours: PaperHours = envy::prefixed("PINNACLE_SIM_")
+        .from_iter(vars(&[
+            ("PINNACLE_SIM_HOURS", "exchange"),
+            ("PINNACLE_SIM_SEED", "7"),
+        ]))
+        .expect("loads");
+    assert_eq!(hours.hours, SimHours::Exchange);
+    let hours: PaperHours = envy::prefixed("PINNACLE_SIM_")
+        .from_iter(vars(&[]))
+        .expect("loads");
+    assert_eq!(hours, PaperHours::default());
+    assert_eq!(hours.hours, SimHours::Always, "always open unless asked");
+    let bad: Result<PaperHours, _> =
+        envy::prefixed("PINNACLE_SIM_").from_iter(vars(&[("PINNACLE_SIM_HOURS", "weekdays")]));
+    assert!(bad.is_err(), "an unknown hours setting is refused");
+    assert_eq!(WorkerSettings::default().paper_hours, PaperHours::default());
+}

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use super::{default_max_payload, load, shown, AuditSettings, ConfigError, SimNow};
+use super::{default_max_payload, load, shown, AuditSettings, ConfigError, SimHours, SimNow};
 
 /// When intraday square-off starts each day (`PINNACLE_WORKER_SQUARE_OFF_AT`): an IST
 /// `HH:MM`, or off (the empty setting).
@@ -138,6 +138,41 @@ pub struct WorkerSettings {
     /// Session expiry and the daily rollover follow it.
     #[serde(default)]
     pub sim_now: SimNow,
+    /// When the paper broker's exchanges are open (`PINNACLE_SIM_HOURS`,
+    /// `PINNACLE_MD_HOLIDAYS`: the publisher's variables, read by the worker too); not a
+    /// `PINNACLE_WORKER_*` variable.
+    #[serde(skip)]
+    pub paper_hours: PaperHours,
+}
+
+/// When the paper broker treats an exchange as open: the settings the publisher's
+/// simulated feed follows, so that paper prices and paper fills keep the same hours.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct PaperHours {
+    /// `PINNACLE_SIM_HOURS`: `always` (the default: every order is taken and filled as if
+    /// the market were open) or `exchange`: an order placed while its exchange is closed
+    /// is an after-market order, filled at the next session's first tick.
+    #[serde(default)]
+    pub hours: SimHours,
+    /// `PINNACLE_MD_HOLIDAYS`: the holiday calendar file; the bundled one when unset.
+    #[serde(default)]
+    pub holidays: Option<String>,
+}
+
+/// `PINNACLE_MD_HOLIDAYS` alone.
+#[derive(Deserialize)]
+struct HolidayFile {
+    #[serde(default)]
+    holidays: Option<String>,
+}
+
+impl PaperHours {
+    /// Loads `PINNACLE_SIM_HOURS` and `PINNACLE_MD_HOLIDAYS`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let mut hours: Self = load("PINNACLE_SIM_")?;
+        hours.holidays = load::<HolidayFile>("PINNACLE_MD_")?.holidays;
+        Ok(hours)
+    }
 }
 
 fn default_session_check_ms() -> u64 {
@@ -209,10 +244,12 @@ fn default_audit_timeout_ms() -> u64 {
 }
 
 impl WorkerSettings {
-    /// Loads `PINNACLE_WORKER_*`, and `PINNACLE_AUDIT_*` into [`WorkerSettings::audit`].
+    /// Loads `PINNACLE_WORKER_*`, `PINNACLE_AUDIT_*` into [`WorkerSettings::audit`], and
+    /// `PINNACLE_SIM_HOURS` and `PINNACLE_MD_HOLIDAYS` into [`WorkerSettings::paper_hours`].
     pub fn from_env() -> Result<Self, ConfigError> {
         let mut settings: Self = load("PINNACLE_WORKER_")?;
         settings.audit = AuditSettings::from_env()?;
+        settings.paper_hours = PaperHours::from_env()?;
         Ok(settings)
     }
 }
@@ -241,6 +278,7 @@ impl Default for WorkerSettings {
             session_renew_ahead_ms: default_session_renew_ahead_ms(),
             session_after_rollover_ms: default_session_after_rollover_ms(),
             sim_now: SimNow::REAL,
+            paper_hours: PaperHours::default(),
         }
     }
 }
