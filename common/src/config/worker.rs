@@ -135,7 +135,8 @@ pub struct WorkerSettings {
     pub session_after_rollover_ms: u64,
     /// `PINNACLE_WORKER_SIM_NOW`: for tests and simulations only, run the worker's clock
     /// from this RFC 3339 time (`2026-12-02T23:59:50+05:30`); empty is the real clock.
-    /// Session expiry and the daily rollover follow it.
+    /// Session expiry, the daily rollover and the paper broker's market hours
+    /// ([`WorkerSettings::paper_hours`]) follow it.
     #[serde(default)]
     pub sim_now: SimNow,
     /// When the paper broker's exchanges are open (`PINNACLE_SIM_HOURS`,
