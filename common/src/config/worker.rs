@@ -148,21 +148,26 @@ pub struct WorkerSettings {
 
 /// When the paper broker treats an exchange as open: the settings the publisher's
 /// simulated feed follows, so that paper prices and paper fills keep the same hours.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PaperHours {
     /// `PINNACLE_SIM_HOURS`: `always` (the default: every order is taken and filled as if
     /// the market were open) or `exchange`: an order placed while its exchange is closed
     /// is an after-market order, filled at the next session's first tick.
-    #[serde(default)]
     pub hours: SimHours,
     /// `PINNACLE_MD_HOLIDAYS`: the holiday calendar file; the bundled one when unset.
-    #[serde(default)]
     pub holidays: Option<String>,
+}
+
+/// `PINNACLE_SIM_HOURS` alone.
+#[derive(Deserialize)]
+struct HoursVariable {
+    #[serde(default)]
+    hours: SimHours,
 }
 
 /// `PINNACLE_MD_HOLIDAYS` alone.
 #[derive(Deserialize)]
-struct HolidayFile {
+struct HolidaysVariable {
     #[serde(default)]
     holidays: Option<String>,
 }
@@ -170,9 +175,24 @@ struct HolidayFile {
 impl PaperHours {
     /// Loads `PINNACLE_SIM_HOURS` and `PINNACLE_MD_HOLIDAYS`.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let mut hours: Self = load("PINNACLE_SIM_")?;
-        hours.holidays = load::<HolidayFile>("PINNACLE_MD_")?.holidays;
-        Ok(hours)
+        Self::from_vars(std::env::vars())
+    }
+
+    /// Reads `PINNACLE_SIM_HOURS` and `PINNACLE_MD_HOLIDAYS` from `vars` (name, value).
+    pub fn from_vars(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let vars: Vec<(String, String)> = vars.into_iter().collect();
+        let hours: HoursVariable = envy::prefixed("PINNACLE_SIM_")
+            .from_iter(vars.iter().cloned())
+            .map_err(|e| ConfigError(format!("PINNACLE_SIM_*: {e}")))?;
+        let holidays: HolidaysVariable = envy::prefixed("PINNACLE_MD_")
+            .from_iter(vars)
+            .map_err(|e| ConfigError(format!("PINNACLE_MD_*: {e}")))?;
+        Ok(Self {
+            hours: hours.hours,
+            holidays: holidays.holidays,
+        })
     }
 }
 
