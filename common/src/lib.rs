@@ -26,6 +26,8 @@
 //! - [`audit`]: the audit stream: per-user HMAC chains written with JetStream's ack,
 //!   signed checkpoints, the verifier.
 //! - [`broker`]: the `Broker` port, implemented by the paper broker and (later) Angel One.
+//! - [`calendar`]: exchange hours in IST and the holiday calendar (market status, the
+//!   simulated feed's hours, the paper broker's after-market orders).
 //! - [`feed`]: the market-feed port, implemented by the simulator and replay.
 //! - [`nats`]: connecting to NATS with deliberate buffer sizes.
 //! - [`jetstream`]: which failed publishes a writer retries (a leader change) and which not.
@@ -45,6 +47,7 @@ pub use pinnacle_vault as crypto;
 pub mod audit;
 pub mod auth;
 pub mod broker;
+pub mod calendar;
 pub mod config;
 pub mod db;
 pub mod entities;

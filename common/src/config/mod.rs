@@ -48,7 +48,7 @@ pub use market_data::{AngelMode, AngelOneMarketDataSettings, FeedKind, MarketDat
 pub use nats::NatsSettings;
 pub use service::{MetricsSettings, UserApiSettings};
 pub use vault::VaultSettings;
-pub use worker::{SquareOffAt, WorkerSettings};
+pub use worker::{PaperHours, SquareOffAt, WorkerSettings};
 
 /// A settings group could not be loaded.
 #[derive(Debug, thiserror::Error)]
