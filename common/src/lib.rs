@@ -30,6 +30,7 @@
 //!   simulated feed's hours, the paper broker's after-market orders).
 //! - [`feed`]: the market-feed port, implemented by the simulator and replay.
 //! - [`nats`]: connecting to NATS with deliberate buffer sizes.
+//! - [`invalidate`]: announcing a change to what order workers cache (accounts, limits).
 //! - [`jetstream`]: which failed publishes a writer retries (a leader change) and which not.
 //! - [`micro`]: NATS micro-services discovery (`$SRV.PING/INFO/STATS`).
 //! - [`metrics`]: Prometheus metrics (one registry) and the `/metrics` endpoint.
@@ -53,6 +54,7 @@ pub mod db;
 pub mod entities;
 pub mod feed;
 pub mod health;
+pub mod invalidate;
 pub mod jetstream;
 pub mod keystore;
 pub mod metrics;

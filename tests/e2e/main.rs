@@ -14,6 +14,7 @@ mod auth;
 mod backpressure;
 mod bad_input;
 mod bench;
+mod caches;
 mod cli_verbs;
 mod console;
 mod dashboard;
