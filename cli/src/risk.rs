@@ -3,8 +3,8 @@
 //! `/v1/users/{id}/risk-limits`), so every change is audited and checked in one place.
 //!
 //! A scope is `--global` (everyone) or `--user ID`. `set` changes only the limits it is
-//! given (`none` lifts one); workers read the limits for every order, so a change applies
-//! to the next one.
+//! given (`none` lifts one); the user API announces every change to the workers' caches,
+//! so it applies to the next order (within a second if the announcement is lost).
 
 use clap::{Args, Subcommand, ValueEnum};
 use pinnacle_user_api::risk::{Change, LimitsChange};

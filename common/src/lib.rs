@@ -47,7 +47,10 @@
 //! - [`tokens`]: API token minting, parsing and keyed hashing.
 //! - [`auth`]: resolving a bearer token to its user.
 //! - [`broker`]: the `Broker` port, implemented by the paper broker and (later) Angel One.
+//! - [`calendar`]: exchange hours in IST and the holiday calendar (market status, the
+//!   simulated feed's hours, the paper broker's after-market orders).
 //! - [`feed`]: the market-feed port, implemented by the simulator and replay.
+//! - [`invalidate`]: announcing a change to what order workers cache (accounts, limits).
 
 pub use pinnacle_audit as audit;
 pub use pinnacle_protocol::{clock, codec, error, model, subjects};
@@ -59,8 +62,10 @@ pub use pinnacle_vault as crypto;
 
 pub mod auth;
 pub mod broker;
+pub mod calendar;
 pub mod config;
 pub mod feed;
+pub mod invalidate;
 pub mod keystore;
 pub mod metrics;
 pub mod tokens;

@@ -7,6 +7,13 @@
 //! quantity at a time, so large orders fill across several ticks (`PARTIALLY_FILLED` →
 //! `FILLED`). Several workers may try the same fill: the status compare-and-set lets
 //! exactly one apply it.
+//!
+//! Hours ([`MarketHours`]): ticks for an exchange that is closed by the worker's calendar
+//! fill nothing. An order that joins the book while its exchange is closed is an
+//! after-market order: the first tick of the next session fills it in full at that
+//! tick's price if it crosses it (a MARKET order always does), as an order placed at that
+//! moment would fill; otherwise it rests from then on like any other order. A resting
+//! MARKET order (only an after-market one rests) always fills in full.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,6 +26,7 @@ use pinnacle_common::shutdown::Shutdown;
 use pinnacle_common::subjects;
 
 use crate::engine::{row, Engine, Patch};
+use crate::paper::MarketHours;
 use crate::worker::Worker;
 
 pub use crate::engine::ledger::PAPER_PREFIX;
@@ -26,7 +34,24 @@ pub use crate::engine::ledger::PAPER_PREFIX;
 /// Resting paper orders by `EXCHANGE:SYMBOL`, then by order id.
 #[derive(Debug, Default)]
 struct Book {
-    by_symbol: HashMap<String, HashMap<String, OrderReply>>,
+    by_symbol: HashMap<String, HashMap<String, Resting>>,
+}
+
+/// A resting order, and whether it is an after-market order waiting for its exchange's
+/// next session (it joined the book while the exchange was closed).
+#[derive(Debug, Clone)]
+struct Resting {
+    order: OrderReply,
+    after_market: bool,
+}
+
+/// An order a tick crosses, and whether it fills in full at once (a MARKET order, or an
+/// after-market order at the session's first tick, both filled as an order placed then
+/// would be) or by up to the tick's traded quantity.
+#[derive(Debug)]
+struct Crossing {
+    order: OrderReply,
+    in_full: bool,
 }
 
 fn key(exchange: &str, symbol: &str) -> String {
@@ -34,8 +59,9 @@ fn key(exchange: &str, symbol: &str) -> String {
 }
 
 impl Book {
-    /// Adds, updates or removes an order according to its state.
-    fn apply(&mut self, order: OrderReply) {
+    /// Adds, updates or removes an order according to its state; `closed` says whether
+    /// its exchange is closed now (an order that joins then is an after-market order).
+    fn apply(&mut self, order: OrderReply, closed: bool) {
         let is_paper = order
             .broker_order_id
             .as_deref()
@@ -44,33 +70,51 @@ impl Book {
             .by_symbol
             .entry(key(&order.exchange, &order.symbol))
             .or_default();
-        if is_paper && order.status.is_working() && order.order_type != OrderType::Market {
-            entry.insert(order.order_id.clone(), order);
+        if is_paper && order.status.is_working() {
+            let after_market = closed || entry.get(&order.order_id).is_some_and(|r| r.after_market);
+            entry.insert(
+                order.order_id.clone(),
+                Resting {
+                    order,
+                    after_market,
+                },
+            );
         } else {
             entry.remove(&order.order_id);
         }
     }
 
-    /// The orders a tick crosses.
-    fn marketable(&self, tick: &Tick) -> Vec<OrderReply> {
-        self.by_symbol
-            .get(&key(&tick.exchange, &tick.symbol))
-            .map(|orders| {
-                orders
-                    .values()
-                    .filter(|o| {
-                        o.order_type
-                            .fills_at(o.side, o.price, o.trigger_price, tick.ltp)
-                    })
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default()
+    /// The orders a tick crosses while its exchange is open. The tick opens the session
+    /// for the symbol's after-market orders: from then on they rest as any other order.
+    fn cross(&mut self, tick: &Tick) -> Vec<Crossing> {
+        let Some(orders) = self.by_symbol.get_mut(&key(&tick.exchange, &tick.symbol)) else {
+            return Vec::new();
+        };
+        let mut crossed = Vec::new();
+        for resting in orders.values_mut() {
+            let o = &resting.order;
+            if o.order_type
+                .fills_at(o.side, o.price, o.trigger_price, tick.ltp)
+            {
+                crossed.push(Crossing {
+                    order: o.clone(),
+                    in_full: resting.after_market || o.order_type == OrderType::Market,
+                });
+            }
+            resting.after_market = false;
+        }
+        crossed
     }
 }
 
-/// Fills `order` by up to `tick.last_qty` at `tick.ltp`; returns the order after the fill.
-async fn fill(engine: &Engine, order: &OrderReply, tick: &Tick) -> Option<orders::Model> {
+/// Fills `order` at `tick.ltp`, in full or by up to `tick.last_qty`; returns the order
+/// after the fill.
+async fn fill(
+    engine: &Engine,
+    order: &OrderReply,
+    tick: &Tick,
+    in_full: bool,
+) -> Option<orders::Model> {
     let row = engine.order(&order.order_id).await.ok()??;
     match row::status_of(&row) {
         Ok(status) if status.is_working() => {}
@@ -81,7 +125,11 @@ async fn fill(engine: &Engine, order: &OrderReply, tick: &Tick) -> Option<orders
         }
     }
     let remaining = row.quantity - row.filled_quantity;
-    let quantity = remaining.min(tick.last_qty.max(1));
+    let quantity = if in_full {
+        remaining
+    } else {
+        remaining.min(tick.last_qty.max(1))
+    };
     let filled = row.filled_quantity + quantity;
     let average =
         (row.average_price.unwrap_or(0) * row.filled_quantity + tick.ltp * quantity) / filled;
@@ -99,9 +147,11 @@ async fn fill(engine: &Engine, order: &OrderReply, tick: &Tick) -> Option<orders
     engine.apply_update(&row, to, patch).await.ok()
 }
 
-/// Runs the matcher until `shutdown` fires.
+/// Runs the matcher until `shutdown` fires. Ticks for an exchange that `hours` says is
+/// closed fill nothing.
 pub async fn run(
     worker: Arc<Worker>,
+    hours: MarketHours,
     shutdown: Shutdown,
 ) -> Result<(), async_nats::SubscribeError> {
     let engine = worker.engine();
@@ -110,41 +160,58 @@ pub async fn run(
         .subscribe(subjects::ORDER_EVENTS_ALL)
         .await?;
     let mut ticks = worker.client().subscribe(subjects::MD_TICK_ALL).await?;
-    let mut book = Book::default();
-    match engine.resting_paper_orders().await {
-        Ok(resting) => {
-            for order in &resting {
-                match row::view(order) {
-                    Ok(view) => book.apply(view),
-                    Err(error) => tracing::error!(%error, "a resting paper order is corrupt"),
-                }
-            }
-        }
-        Err(error) => tracing::error!(%error, "could not load resting paper orders"),
-    }
+    let mut book = load(engine, &hours).await;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
             Some(message) = events.next() => {
                 if let Ok(event) = Encoding::MsgPack.decode::<OrderEvent>(&message.payload) {
-                    book.apply(event.order);
+                    let closed = !hours.is_open(&event.order.exchange);
+                    book.apply(event.order, closed);
                 }
             }
             Some(message) = ticks.next() => {
                 let Ok(tick) = Encoding::MsgPack.decode::<Tick>(&message.payload) else { continue };
-                for order in book.marketable(&tick) {
-                    if let Some(after) = fill(engine, &order, &tick).await {
-                        match row::view(&after) {
-                            Ok(view) => book.apply(view),
-                            Err(error) => tracing::error!(%error, "a filled paper order is corrupt"),
-                        }
-                    }
+                if hours.is_open(&tick.exchange) {
+                    on_tick(engine, &mut book, &tick).await;
                 }
             }
             else => break,
         }
     }
     Ok(())
+}
+
+/// The book of the resting paper orders in the database.
+async fn load(engine: &Engine, hours: &MarketHours) -> Book {
+    let mut book = Book::default();
+    match engine.resting_paper_orders().await {
+        Ok(resting) => {
+            for order in &resting {
+                match row::view(order) {
+                    Ok(view) => {
+                        let closed = !hours.is_open(&view.exchange);
+                        book.apply(view, closed);
+                    }
+                    Err(error) => tracing::error!(%error, "a resting paper order is corrupt"),
+                }
+            }
+        }
+        Err(error) => tracing::error!(%error, "could not load resting paper orders"),
+    }
+    book
+}
+
+/// Fills what `tick` crosses.
+async fn on_tick(engine: &Engine, book: &mut Book, tick: &Tick) {
+    for crossing in book.cross(tick) {
+        if let Some(after) = fill(engine, &crossing.order, tick, crossing.in_full).await {
+            match row::view(&after) {
+                Ok(view) => book.apply(view, false),
+                Err(error) => tracing::error!(%error, "a filled paper order is corrupt"),
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -188,34 +255,74 @@ mod tests {
         }
     }
 
+    /// The ids `ltp` crosses, sorted, each with whether it fills in full.
+    fn crossed(book: &mut Book, ltp: i64) -> Vec<(String, bool)> {
+        let mut ids: Vec<_> = book
+            .cross(&tick(ltp))
+            .into_iter()
+            .map(|c| (c.order.order_id, c.in_full))
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    fn ids(book: &mut Book, ltp: i64) -> Vec<String> {
+        crossed(book, ltp).into_iter().map(|(id, _)| id).collect()
+    }
+
     #[test]
     fn the_book_crosses_buys_below_and_sells_above_and_forgets_finished_orders() {
         let mut book = Book::default();
-        book.apply(resting("b", Side::Buy, 100));
-        book.apply(resting("s", Side::Sell, 120));
-        let ids = |t| {
-            let mut ids: Vec<_> = book
-                .marketable(&tick(t))
-                .into_iter()
-                .map(|o| o.order_id)
-                .collect();
-            ids.sort();
-            ids
-        };
-        assert_eq!(ids(110), Vec::<String>::new());
-        assert_eq!(ids(100), ["b"]);
-        assert_eq!(ids(125), ["s"]);
+        book.apply(resting("b", Side::Buy, 100), false);
+        book.apply(resting("s", Side::Sell, 120), false);
+        assert_eq!(ids(&mut book, 110), Vec::<String>::new());
+        assert_eq!(crossed(&mut book, 100), [("b".to_string(), false)]);
+        assert_eq!(ids(&mut book, 125), ["s"]);
         let mut done = resting("b", Side::Buy, 100);
         done.status = OrderStatus::Filled;
-        book.apply(done);
-        assert_eq!(book.marketable(&tick(90)).len(), 0);
+        book.apply(done, false);
+        assert_eq!(ids(&mut book, 90), Vec::<String>::new());
         let mut angel = resting("a", Side::Buy, 100);
         angel.broker_order_id = Some("ANGEL-1".into());
-        book.apply(angel);
+        book.apply(angel, false);
         assert_eq!(
-            book.marketable(&tick(90)).len(),
-            0,
+            ids(&mut book, 90),
+            Vec::<String>::new(),
             "only paper orders are matched here"
         );
+    }
+
+    #[test]
+    fn after_market_orders_fill_in_full_at_the_first_session_tick_only() {
+        let mut book = Book::default();
+        // Placed while the exchange was closed: a limit buy at 100 and a market sell.
+        book.apply(resting("amo", Side::Buy, 100), true);
+        let mut market = resting("mkt", Side::Sell, 0);
+        market.order_type = OrderType::Market;
+        market.price = None;
+        book.apply(market, true);
+        // Modified while still closed: it stays an after-market order.
+        book.apply(resting("amo", Side::Buy, 105), false);
+        // The session's first tick (105): both cross, both in full.
+        assert_eq!(
+            crossed(&mut book, 105),
+            [("amo".to_string(), true), ("mkt".to_string(), true)]
+        );
+        // Had the limit not crossed, it would rest as any other order from then on.
+        let mut book = Book::default();
+        book.apply(resting("late", Side::Buy, 90), true);
+        assert_eq!(ids(&mut book, 105), Vec::<String>::new());
+        assert_eq!(
+            crossed(&mut book, 90),
+            [("late".to_string(), false)],
+            "after the first session tick it fills by the tick's quantity"
+        );
+        // A resting MARKET order always fills in full, and every tick crosses it.
+        let mut book = Book::default();
+        let mut market = resting("m", Side::Buy, 0);
+        market.order_type = OrderType::Market;
+        market.price = None;
+        book.apply(market, false);
+        assert_eq!(crossed(&mut book, 1), [("m".to_string(), true)]);
     }
 }

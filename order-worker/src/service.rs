@@ -1,11 +1,12 @@
 //! The subscription loop: queue-group membership, bounded concurrency, graceful drain;
-//! and the side tasks a worker runs beside it (outbox relay, revocations, the engine's
-//! reconciler and square-off).
+//! and the side tasks a worker runs beside it (outbox relay, revocations, cache
+//! invalidations, the engine's reconciler and square-off).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use pinnacle_common::config::WorkerSettings;
+use pinnacle_common::invalidate::Invalidation;
 use pinnacle_common::serve;
 use pinnacle_common::shutdown::Shutdown;
 use pinnacle_common::subjects;
@@ -92,6 +93,48 @@ async fn forget_revoked(
     }
 }
 
+/// Subscribes to cache invalidations and applies each to the engine's account and limits
+/// cache until `shutdown`.
+async fn spawn_invalidating(
+    worker: &Arc<Worker>,
+    shutdown: &Shutdown,
+) -> Result<tokio::task::JoinHandle<()>, WorkerError> {
+    let changes = worker
+        .client()
+        .subscribe(subjects::CACHE_INVALIDATE)
+        .await
+        .map_err(|e| WorkerError::Subscribe {
+            subject: subjects::CACHE_INVALIDATE,
+            reason: e.to_string(),
+        })?;
+    Ok(tokio::spawn(invalidate_changed(
+        worker.clone(),
+        changes,
+        shutdown.clone(),
+    )))
+}
+
+/// Drops every announced change from the engine's cache until `shutdown` fires.
+async fn invalidate_changed(
+    worker: Arc<Worker>,
+    mut changes: async_nats::Subscriber,
+    shutdown: Shutdown,
+) {
+    use futures::StreamExt as _;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            message = changes.next() => match message {
+                Some(message) => match Invalidation::decode(&message.payload) {
+                    Ok(change) => worker.engine().invalidate(&change),
+                    Err(error) => tracing::debug!(%error, "ignoring a malformed cache invalidation"),
+                },
+                None => break,
+            },
+        }
+    }
+}
+
 /// How much one worker holds: its concurrency plus its queue.
 pub fn capacity(settings: &WorkerSettings) -> serve::Capacity {
     serve::Capacity {
@@ -122,6 +165,7 @@ pub async fn run_observed(
         })?;
     let relay = spawn_relay(&worker);
     let forgetting = spawn_forgetting(&worker, &shutdown).await?;
+    let invalidating = spawn_invalidating(&worker, &shutdown).await?;
     worker.engine().wait_ready().await;
     let member = serve::Member::join(
         serve::QueueGroup {
@@ -157,6 +201,7 @@ pub async fn run_observed(
         })
         .await;
     let _ = forgetting.await;
+    let _ = invalidating.await;
     let (relay_stop, relay) = relay;
     relay_stop.cancel();
     let _ = relay.await;

@@ -88,6 +88,13 @@ pub use verbs::OrderVerb;
 /// an announcement missed during a reconnect.
 pub const TOKENS_REVOKED: &str = "pinnacle.tokens.revoked";
 
+/// Core NATS (not stored): a change to what order workers cache for the order path (a
+/// user's broker accounts or default account, a user's risk limits, the global limits).
+/// The payload is a small JSON object (`pinnacle_common::invalidate::Invalidation`).
+/// Workers drop the named entry at once; the cache's one-second lifetime covers an
+/// announcement missed during a reconnect and a write made straight to the database.
+pub const CACHE_INVALIDATE: &str = "pinnacle.cache.invalidate";
+
 /// Market-data request-reply subjects, served by the publisher.
 pub mod md {
     /// Prefix of every request subject.

@@ -28,7 +28,7 @@
 
 pub mod angel;
 pub mod cache;
-pub mod calendar;
+pub use pinnacle_common::calendar;
 pub mod candles;
 pub mod filter;
 pub mod instruments;

@@ -3,6 +3,7 @@
 //! One binary (faster to link); one module per concern. Every database test runs on
 //! SQLite and, when reachable, PostgreSQL (see `pinnacle_tests::backends`).
 
+mod after_market;
 mod angel_feed;
 mod angel_one;
 mod audit;
@@ -13,6 +14,7 @@ mod auth;
 mod backpressure;
 mod bad_input;
 mod bench;
+mod caches;
 mod cli_verbs;
 mod console;
 mod dashboard;

@@ -13,6 +13,7 @@ use pinnacle_common::audit::generations::Witness;
 use pinnacle_common::entities::{broker_accounts, orders};
 use pinnacle_common::keystore::{self, generations, Register};
 use pinnacle_common::model::{AuditOutcome, DecryptReason};
+use pinnacle_order_worker::engine::CACHE_TTL;
 use pinnacle_tests::angel::AngelStack;
 use pinnacle_tests::{audit_events, eventually, market, TestStack};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
@@ -30,6 +31,8 @@ async fn order_count(stack: &TestStack, user_id: &str) -> u64 {
 }
 
 /// Writes `saved` back over its row, every column, as someone with only database access.
+/// Nobody announces such a write, so it returns once the workers' cached copy of the
+/// account (at most `CACHE_TTL` old) has lapsed and the next order reads the row.
 async fn write_back(stack: &TestStack, saved: &broker_accounts::Model) {
     let row: broker_accounts::ActiveModel = saved.clone().into();
     row.reset_all()
@@ -38,6 +41,7 @@ async fn write_back(stack: &TestStack, saved: &broker_accounts::Model) {
         .expect("write the saved row back");
     let now = stack.broker_account(&saved.user_id).await;
     assert_eq!(&now, saved, "the whole row is the saved one again");
+    tokio::time::sleep(CACHE_TTL).await;
 }
 
 /// The register's generation for `account_id`, read from the bucket.
@@ -191,6 +195,9 @@ async fn a_register_left_behind_by_a_crash_refuses_nothing_and_catches_up() {
             .expect("no race");
         assert_eq!(newer.generation, 2);
         assert_eq!(register_of(&stack, &saved.id).await, Some(1), "lagging");
+        // A writer that died announced nothing either: workers read the row once their
+        // cached copy lapses.
+        tokio::time::sleep(CACHE_TTL).await;
 
         // The newer row is accepted, and the reader advances the register itself.
         assert!(stack.place(&trent, &market("lag-2", "SBIN-EQ", 1)).await.ok);

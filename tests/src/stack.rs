@@ -313,8 +313,29 @@ impl TestStack {
         rmp_serde::from_slice(&reply.payload).expect("reply decodes")
     }
 
-    /// Sets risk limits for `scope` (`global` or a user id) directly in the database.
+    /// Sets risk limits for `scope` (`global` or a user id) directly in the database, and
+    /// announces the change to the workers' caches as every writer in Pinnacle does (see
+    /// [`TestStack::set_limits_quietly`] for a write nobody announces).
     pub async fn set_limits(&self, limits: pinnacle_common::entities::risk_limits::Model) {
+        use pinnacle_common::invalidate::{announce, Invalidation};
+        let change = match limits.scope.as_str() {
+            pinnacle_common::entities::risk_limits::GLOBAL => Invalidation::GlobalLimits,
+            user_id => Invalidation::Limits {
+                user_id: user_id.to_string(),
+            },
+        };
+        self.set_limits_quietly(limits).await;
+        announce(&self.client, &change).await;
+    }
+
+    /// Announces `change` on `pinnacle.cache.invalidate`, as the user API does after a write.
+    pub async fn announce(&self, change: &pinnacle_common::invalidate::Invalidation) {
+        pinnacle_common::invalidate::announce(&self.client, change).await;
+    }
+
+    /// [`TestStack::set_limits`] without the announcement: a write straight to the
+    /// database, which workers see within the cache's lifetime.
+    pub async fn set_limits_quietly(&self, limits: pinnacle_common::entities::risk_limits::Model) {
         use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel};
         let exists =
             pinnacle_common::entities::risk_limits::Entity::find_by_id(limits.scope.clone())

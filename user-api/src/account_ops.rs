@@ -14,6 +14,7 @@ use axum::Json;
 use chrono::Utc;
 use pinnacle_common::entities::broker_accounts;
 use pinnacle_common::error::ErrorCode;
+use pinnacle_common::invalidate::{self, Invalidation};
 use pinnacle_common::model::{AuditEvent, AuditOutcome};
 use pinnacle_common::telemetry;
 use sea_orm::{
@@ -88,6 +89,7 @@ pub async fn delete(
                 .register
                 .advance_after_commit(&view.id, erased_generation)
                 .await;
+            announce_accounts(&state, &user_id).await;
             tracing::info!(%user_id, account_id = %view.id, "broker account deleted");
             return Ok(Json(Deleted {
                 deleted: true,
@@ -103,11 +105,20 @@ pub async fn delete(
         .register
         .advance_after_commit(&kept.id, kept.generation)
         .await;
+    announce_accounts(&state, &user_id).await;
     tracing::info!(%user_id, account_id = %kept.id, "broker account credentials erased");
     Ok(Json(Deleted {
         deleted: false,
         account: AccountView::from(&kept),
     }))
+}
+
+/// Tells the order workers' caches that `user_id`'s accounts changed.
+async fn announce_accounts(state: &AppState, user_id: &str) {
+    let change = Invalidation::Accounts {
+        user_id: user_id.to_string(),
+    };
+    invalidate::announce(&state.audit.client(), &change).await;
 }
 
 /// Records the `credentials.delete` event (the fields `row` holds) at `erased_generation`,

@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use pinnacle_common::auth::{SCOPE_READ, SCOPE_TRADE};
 use pinnacle_common::entities::{broker_accounts, users};
 use pinnacle_common::error::ErrorCode;
+use pinnacle_common::invalidate::{self, Invalidation};
 use pinnacle_common::model::{AuditEvent, AuditOutcome};
 use pinnacle_common::telemetry;
 use sea_orm::{
@@ -246,6 +247,10 @@ pub async fn put_default_account(
         .instrument(pinnacle_common::db::span(&state.db, "UPDATE", "users"))
         .await
         .map_err(|e| ApiError::internal("storing the default account", e))?;
+    let change = Invalidation::Accounts {
+        user_id: user_id.clone(),
+    };
+    invalidate::announce(&state.audit.client(), &change).await;
     Ok(Json(user.into()))
 }
 

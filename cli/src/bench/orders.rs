@@ -129,7 +129,56 @@ pub async fn run(options: OrdersOptions) -> anyhow::Result<OrdersReport> {
     let backend = database_url.split(':').next().unwrap_or("?").to_string();
     let vault = Arc::new(Vault::new(1, &[9u8; 32]));
     let rss_start_kib = rss_kib();
-    let stack = Stack::start(StackSettings {
+    let stack = Stack::start(stack_settings(&nats, database_url, &vault, paper_cash)).await?;
+    let audit = pinnacle_common::audit::AuditLog::new(
+        pinnacle_common::nats::connect(&nats, "bench").await?,
+        Duration::from_secs(2),
+        vault.clone(),
+    );
+    let client = pinnacle_common::nats::connect(&nats, "bench-client").await?;
+    wait_for_prices(&client).await?;
+
+    let payload_bytes = Encoding::MsgPack
+        .encode(&order_for(0, 1, "b00000000-64-1999".into()))?
+        .len();
+    let body = Bytes::from(vec![0u8; payload_bytes]);
+    let echo_task = start_echo(&client).await?;
+    let js = baseline_stream(&client).await?;
+
+    let rows_of = ClientsRun {
+        client: &client,
+        js: &js,
+        body: &body,
+        requests: options.requests,
+    };
+    let mut rows: Vec<Measurement> = Vec::new();
+    for &(clients, user_count) in &runs {
+        let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+        let users = Arc::new(create_users(&stack.db, &vault, &audit, &run, user_count).await?);
+
+        rows.extend(rows_of.measure(clients, user_count, users, run).await?);
+    }
+    echo_task.abort();
+    stack.stop().await?;
+    drop(server);
+    Ok(OrdersReport {
+        backend,
+        payload_bytes,
+        paper_cash,
+        rss_start_kib,
+        rows,
+    })
+}
+
+/// The stack under test: the paper broker with `paper_cash` per account, a simulated feed
+/// that ticks whatever the hour, the user API on a free port.
+fn stack_settings(
+    nats: &NatsSettings,
+    database_url: String,
+    vault: &Arc<Vault>,
+    paper_cash: i64,
+) -> StackSettings {
+    StackSettings {
         nats: nats.clone(),
         database: DatabaseSettings {
             database_url,
@@ -159,21 +208,13 @@ pub async fn run(options: OrdersOptions) -> anyhow::Result<OrdersReport> {
             admin_token: None,
         },
         metrics: Default::default(),
-    })
-    .await?;
-    let audit = pinnacle_common::audit::AuditLog::new(
-        pinnacle_common::nats::connect(&nats, "bench").await?,
-        Duration::from_secs(2),
-        vault.clone(),
-    );
-    let client = pinnacle_common::nats::connect(&nats, "bench-client").await?;
-    wait_for_prices(&client).await?;
+    }
+}
 
-    let payload_bytes = Encoding::MsgPack
-        .encode(&order_for(0, 1, "b00000000-64-1999".into()))?
-        .len();
-    let body = Bytes::from(vec![0u8; payload_bytes]);
-    let echo_task = start_echo(&client).await?;
+/// The JetStream context of the raw publish+ack baseline, with its stream created.
+async fn baseline_stream(
+    client: &async_nats::Client,
+) -> anyhow::Result<async_nats::jetstream::Context> {
     let js = async_nats::jetstream::new(client.clone());
     js.get_or_create_stream(async_nats::jetstream::stream::Config {
         name: JS_STREAM.into(),
@@ -182,30 +223,7 @@ pub async fn run(options: OrdersOptions) -> anyhow::Result<OrdersReport> {
         ..Default::default()
     })
     .await?;
-
-    let rows_of = ClientsRun {
-        client: &client,
-        js: &js,
-        body: &body,
-        requests: options.requests,
-    };
-    let mut rows: Vec<Measurement> = Vec::new();
-    for &(clients, user_count) in &runs {
-        let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
-        let users = Arc::new(create_users(&stack.db, &vault, &audit, &run, user_count).await?);
-
-        rows.extend(rows_of.measure(clients, user_count, users, run).await?);
-    }
-    echo_task.abort();
-    stack.stop().await?;
-    drop(server);
-    Ok(OrdersReport {
-        backend,
-        payload_bytes,
-        paper_cash,
-        rss_start_kib,
-        rows,
-    })
+    Ok(js)
 }
 
 /// What every measured row of a run shares.

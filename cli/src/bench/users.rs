@@ -4,12 +4,14 @@
 //!
 //! Users are made the way `pinnacle dev` makes its demo user (the user API's own
 //! functions), and their limits are a `risk_limits` row per user, the table the order
-//! worker reads.
+//! worker reads, written directly and announced on `pinnacle.cache.invalidate` like any
+//! other change.
 
 use async_nats::HeaderMap;
 use pinnacle_common::audit::AuditLog;
 use pinnacle_common::crypto::Vault;
 use pinnacle_common::entities::risk_limits;
+use pinnacle_common::invalidate::{self, Invalidation};
 use pinnacle_common::subjects::{self, headers, verbs};
 use pinnacle_user_api::accounts::{put_account, PutAccount, Writer};
 use pinnacle_user_api::api_tokens::{issue_token, TokenSpec};
@@ -60,6 +62,10 @@ pub async fn create_users(
         .await?;
         let (_, token) = issue_token(db, vault, &user.id, &TokenSpec::full()).await?;
         raise_limits(db, &user.id).await?;
+        let change = Invalidation::Limits {
+            user_id: user.id.clone(),
+        };
+        invalidate::announce(&audit.client(), &change).await;
         let mut hdrs = HeaderMap::new();
         hdrs.insert(
             headers::AUTHORIZATION,

@@ -64,6 +64,10 @@ pub async fn ensure_demo_user(
         let mut active: users::ActiveModel = user.clone().into();
         active.default_account = Set(Some("paper".into()));
         active.update(db).await?;
+        let change = pinnacle_common::invalidate::Invalidation::Accounts {
+            user_id: user.id.clone(),
+        };
+        pinnacle_common::invalidate::announce(&audit.client(), &change).await;
     }
     let token = demo_token(db, vault, &user.id, token_file).await?;
     Ok(DemoUser {

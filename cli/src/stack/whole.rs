@@ -8,7 +8,7 @@ use std::time::Duration;
 use pinnacle_common::audit::AuditChains;
 use pinnacle_common::config::{
     AngelOneMarketDataSettings, DatabaseSettings, MarketDataSettings, MetricsSettings,
-    NatsSettings, SimFeedSettings, UserApiSettings, WorkerSettings,
+    NatsSettings, PaperHours, SimFeedSettings, UserApiSettings, WorkerSettings,
 };
 use pinnacle_common::crypto::Vault;
 use pinnacle_common::health::Health;
@@ -68,7 +68,8 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// Migrates the database and starts all three services.
+    /// Migrates the database and starts all three services. The worker's paper broker
+    /// takes its market hours from the simulated feed's (`sim.hours`, `md.holidays`).
     pub async fn start(settings: StackSettings) -> anyhow::Result<Self> {
         let db = database(&settings.database).await?;
         vault_ready(&db, &settings.vault).await?;
@@ -78,13 +79,19 @@ impl Stack {
         let mut tasks = JoinSet::new();
         // One set of audit chains for every writer in this process.
         let audit_chains = AuditChains::default();
+        // One process, one market: the paper broker keeps the simulated feed's hours.
+        let mut worker = settings.worker.clone();
+        worker.paper_hours = PaperHours {
+            hours: settings.sim.hours,
+            holidays: settings.md.holidays.clone(),
+        };
         // The worker subscribes to ticks before the publisher starts, so none are missed.
         spawn_worker(
             &mut tasks,
             &settings.nats,
             db.clone(),
             settings.vault.clone(),
-            settings.worker.clone(),
+            worker,
             audit_chains.clone(),
             &health,
             shutdown.clone(),

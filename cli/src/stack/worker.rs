@@ -18,7 +18,7 @@ use pinnacle_order_worker::angel::store::DbSessionStore;
 use pinnacle_order_worker::angel::symbols::SymbolResolver;
 use pinnacle_order_worker::angel::updates::SessionNotice;
 use pinnacle_order_worker::angel::AngelOneBroker;
-use pinnacle_order_worker::paper::PaperBroker;
+use pinnacle_order_worker::paper::{MarketHours, PaperBroker};
 use pinnacle_order_worker::Worker;
 use pinnacle_smartapi::session::{SessionManager, SessionPolicy};
 use pinnacle_smartapi::RestConfig;
@@ -79,7 +79,8 @@ async fn start_worker(
 ) -> anyhow::Result<Run<anyhow::Error>> {
     prepare_audit_stream(&client, &db, "pinnacle-order-worker").await?;
     warn_if_clock_shifted(&settings);
-    let paper = PaperBroker::with_ledger(db.clone(), settings.paper_cash);
+    let hours = MarketHours::from_settings(&settings.paper_hours, settings.sim_now.clock())?;
+    let paper = PaperBroker::with_ledger(db.clone(), settings.paper_cash).with_hours(hours.clone());
     let follower = paper.follow_ticks(client.clone(), stop.clone()).await?;
     // One audit writer for the worker and its Angel One session store, so the worker's
     // shutdown checkpoint seals both, on the process's chains.
@@ -117,6 +118,7 @@ async fn start_worker(
     // Resting paper orders fill from the tick stream.
     let matcher = tokio::spawn(pinnacle_order_worker::matcher::run(
         worker.clone(),
+        hours,
         stop.clone(),
     ));
     Ok(Box::pin(run_worker(worker, follower, matcher, stop)))

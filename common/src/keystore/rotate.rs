@@ -71,7 +71,9 @@ pub async fn rotate(
 }
 
 /// [`rotate`], calling `progress(done, total)` after each account: `total` is how many
-/// needed rewrapping when it started, `done` how many were rewrapped or failed since.
+/// needed rewrapping when it started, `done` how many were rewrapped or failed since. At
+/// the end every order worker is told to drop its cached account rows
+/// ([`crate::invalidate::Invalidation::All`]).
 pub async fn rotate_reporting(
     db: &impl ConnectionTrait,
     vault: &Vault,
@@ -151,5 +153,8 @@ pub async fn rotate_reporting(
         failed = report.failed.len(),
         "key rotation finished"
     );
+    // Order workers keep account rows for up to a second: have them read the rewrapped
+    // ones now, so none opens a data key under the old master key once it is retired.
+    crate::invalidate::announce(&audit.client(), &crate::invalidate::Invalidation::All).await;
     Ok(report)
 }

@@ -68,8 +68,7 @@ pub async fn run(
     prewarm: Prewarm,
     shutdown: Shutdown,
 ) {
-    // account id → (failures in a row, not before).
-    let mut backoff: HashMap<String, (u32, DateTime<Utc>)> = HashMap::new();
+    let mut backoff = Backoff::default();
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
@@ -94,15 +93,14 @@ pub async fn run(
             let (Some(ends_at), Some(_)) = (row.session_expires_at, &row.jwt_token_enc) else {
                 continue;
             };
-            if now < renew_at(ends_at, rollover, prewarm.ahead, prewarm.after_rollover) {
-                continue;
-            }
-            if backoff.get(&row.id).is_some_and(|(_, until)| now < *until) {
+            if now < renew_at(ends_at, rollover, prewarm.ahead, prewarm.after_rollover)
+                || backoff.is_waiting(&row.id, now)
+            {
                 continue;
             }
             match renew(&engine, &broker, &row).await {
                 Ok(new_end) => {
-                    backoff.remove(&row.id);
+                    backoff.succeeded(&row.id);
                     tracing::info!(
                         account = %row.id,
                         ends_at = %new_end,
@@ -110,13 +108,7 @@ pub async fn run(
                     );
                 }
                 Err(error) => {
-                    let failures = backoff.get(&row.id).map_or(0, |(n, _)| *n) + 1;
-                    let pause = prewarm
-                        .check
-                        .saturating_mul(1 << failures.min(16))
-                        .min(MAX_BACKOFF);
-                    let until = now + chrono::Duration::from_std(pause).unwrap_or_default();
-                    backoff.insert(row.id.clone(), (failures, until));
+                    let pause = backoff.failed(&row.id, now, prewarm.check);
                     tracing::warn!(
                         account = %row.id,
                         %error,
@@ -126,6 +118,32 @@ pub async fn run(
                 }
             }
         }
+    }
+}
+
+/// Accounts whose renewal failed: account id → (failures in a row, not before). The pause
+/// doubles with each failure, from the check interval up to [`MAX_BACKOFF`].
+#[derive(Debug, Default)]
+struct Backoff(HashMap<String, (u32, DateTime<Utc>)>);
+
+impl Backoff {
+    fn is_waiting(&self, account_id: &str, now: DateTime<Utc>) -> bool {
+        self.0
+            .get(account_id)
+            .is_some_and(|(_, until)| now < *until)
+    }
+
+    fn succeeded(&mut self, account_id: &str) {
+        self.0.remove(account_id);
+    }
+
+    /// Counts a failure; returns the pause before the next try.
+    fn failed(&mut self, account_id: &str, now: DateTime<Utc>, check: Duration) -> Duration {
+        let failures = self.0.get(account_id).map_or(0, |(n, _)| *n) + 1;
+        let pause = check.saturating_mul(1 << failures.min(16)).min(MAX_BACKOFF);
+        let until = now + chrono::Duration::from_std(pause).unwrap_or_default();
+        self.0.insert(account_id.to_string(), (failures, until));
+        pause
     }
 }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::Utc;
 use pinnacle_common::audit::AuditLog;
+use pinnacle_common::broker::BrokerCredentials;
 use pinnacle_common::crypto::Vault;
 use pinnacle_common::entities::broker_accounts::{self, fields};
 use pinnacle_common::keystore::{self, Register};
@@ -137,38 +138,8 @@ impl SessionStore for DbSessionStore {
         for _ in 0..5 {
             let row = self.row(account_id).await?;
             let creds = self.open(&row, "session.write").await?;
-            let mut values: Vec<(&'static str, SecretString)> = [
-                (fields::API_KEY, creds.api_key),
-                (fields::CLIENT_CODE, creds.client_code),
-                (fields::SECRET, creds.secret),
-                (fields::TOTP_SEED, creds.totp_seed),
-                (fields::ACCESS_TOKEN, creds.access_token),
-            ]
-            .into_iter()
-            .filter_map(|(field, value)| value.map(|v| (field, v)))
-            .collect();
-            values.push((fields::JWT_TOKEN, session.jwt.clone()));
-            values.push((fields::REFRESH_TOKEN, session.refresh.clone()));
-            values.push((fields::FEED_TOKEN, session.feed.clone()));
-            let event = AuditEvent {
-                event_id: uuid::Uuid::now_v7().to_string(),
-                ts_ms: Utc::now().timestamp_millis(),
-                actor: ACTOR.to_string(),
-                token_id: None,
-                user_id: row.user_id.clone(),
-                broker_account_id: row.id.clone(),
-                fields: vec![
-                    fields::JWT_TOKEN.into(),
-                    fields::REFRESH_TOKEN.into(),
-                    fields::FEED_TOKEN.into(),
-                ],
-                purpose: "session.write".into(),
-                request_id: uuid::Uuid::now_v7().to_string(),
-                trace_id: telemetry::current_trace_id(),
-                outcome: AuditOutcome::Written,
-                generation: Some(row.generation + 1),
-                reason: None,
-            };
+            let values = with_session(creds, session);
+            let event = session_written(&row);
             self.audit.record(&event).await.map_err(|e| {
                 SmartApiError::new(
                     SmartApiErrorKind::Transport,
@@ -240,5 +211,46 @@ impl SessionStore for DbSessionStore {
         if let Err(error) = released {
             tracing::warn!(%error, "could not release the SmartAPI login lease; it expires on its own");
         }
+    }
+}
+
+/// Every stored field of `creds` with the session's three tokens in place of the old ones.
+fn with_session(creds: BrokerCredentials, session: &Session) -> Vec<(&'static str, SecretString)> {
+    let mut values: Vec<(&'static str, SecretString)> = [
+        (fields::API_KEY, creds.api_key),
+        (fields::CLIENT_CODE, creds.client_code),
+        (fields::SECRET, creds.secret),
+        (fields::TOTP_SEED, creds.totp_seed),
+        (fields::ACCESS_TOKEN, creds.access_token),
+    ]
+    .into_iter()
+    .filter_map(|(field, value)| value.map(|v| (field, v)))
+    .collect();
+    values.push((fields::JWT_TOKEN, session.jwt.clone()));
+    values.push((fields::REFRESH_TOKEN, session.refresh.clone()));
+    values.push((fields::FEED_TOKEN, session.feed.clone()));
+    values
+}
+
+/// The audit event of writing a new session into `row` (its next generation).
+fn session_written(row: &broker_accounts::Model) -> AuditEvent {
+    AuditEvent {
+        event_id: uuid::Uuid::now_v7().to_string(),
+        ts_ms: Utc::now().timestamp_millis(),
+        actor: ACTOR.to_string(),
+        token_id: None,
+        user_id: row.user_id.clone(),
+        broker_account_id: row.id.clone(),
+        fields: vec![
+            fields::JWT_TOKEN.into(),
+            fields::REFRESH_TOKEN.into(),
+            fields::FEED_TOKEN.into(),
+        ],
+        purpose: "session.write".into(),
+        request_id: uuid::Uuid::now_v7().to_string(),
+        trace_id: telemetry::current_trace_id(),
+        outcome: AuditOutcome::Written,
+        generation: Some(row.generation + 1),
+        reason: None,
     }
 }

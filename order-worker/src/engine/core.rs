@@ -21,6 +21,7 @@ use pinnacle_common::model::OrderStatus;
 use sea_orm::{DatabaseConnection, EntityTrait};
 
 use super::audit::AuditSink;
+use super::cache::Cache;
 use super::errors::{broker_error, internal};
 use super::lease;
 use super::ledger;
@@ -53,6 +54,10 @@ pub struct Engine {
     pub(super) books: ledger::Books,
     /// Limits and timeouts.
     pub(super) settings: WorkerSettings,
+    /// Users' broker account rows (sealed) and risk-limit rows, trusted for up to a
+    /// second and dropped when a change is announced, so a place reads neither table
+    /// while they do not change (see [`super::cache`]).
+    pub(super) cache: Cache,
 }
 
 impl Engine {
@@ -82,6 +87,7 @@ impl Engine {
             brokers: brokers.into_iter().map(|b| (b.name(), b)).collect(),
             books: ledger::Books::new(settings.paper_cash),
             settings,
+            cache: Cache::default(),
         }
     }
 

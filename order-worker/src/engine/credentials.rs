@@ -1,11 +1,13 @@
-//! Loading a user's broker account and decrypting its credentials.
+//! Loading a user's broker accounts ([`load_accounts`]: the sealed rows and the default
+//! label, which the engine caches) and decrypting an account's credentials.
 //!
 //! [`open`] records the audit event, waits for JetStream's ack, and only then decrypts:
 //! audit before access, failing closed. Before decrypting it checks the row's generation
 //! against the generation register (`pinnacle_common::keystore::generations`): a row
 //! older than the register (restored from an old copy) is refused like any other failed
 //! decrypt, with the reason code `rolled_back` in the audit event only; it is read again
-//! first, since a credential write may have superseded it after it was loaded.
+//! first, since a credential write may have superseded it after it was loaded (or after
+//! the engine cached it).
 
 use pinnacle_common::auth::Principal;
 use pinnacle_common::broker::BrokerCredentials;
@@ -24,6 +26,7 @@ use sea_orm::{
 use tracing::Instrument as _;
 
 use super::audit::AuditSink;
+use super::cache::UserAccounts;
 use super::core::Engine;
 
 /// Why no account could be chosen.
@@ -51,56 +54,22 @@ impl AccountError {
     }
 }
 
-/// The user's account named `label`; with no label, their only account, or their default
-/// account (`users.default_account`) when they have several.
-pub async fn load_account(
-    db: &impl ConnectionTrait,
-    user_id: &str,
-    label: Option<&str>,
-) -> Result<broker_accounts::Model, AccountError> {
-    let mut query = broker_accounts::Entity::find()
+/// Every broker account row of `user_id` (sealed, oldest first) and their default
+/// account: two independent reads, run together.
+pub async fn load_accounts(db: &DatabaseConnection, user_id: &str) -> Result<UserAccounts, DbErr> {
+    let rows = broker_accounts::Entity::find()
         .filter(broker_accounts::Column::UserId.eq(user_id))
-        .order_by_asc(broker_accounts::Column::CreatedAt);
-    if let Some(label) = label {
-        query = query.filter(broker_accounts::Column::Label.eq(label));
-    }
-    let mut accounts = query
+        .order_by_asc(broker_accounts::Column::CreatedAt)
         .all(db)
-        .instrument(pinnacle_common::db::span(db, "SELECT", "broker_accounts"))
-        .await?;
-    match (accounts.len(), label) {
-        (0, Some(label)) => Err(AccountError::NotFound(format!(
-            "no broker account labelled {label:?}"
-        ))),
-        (0, None) => Err(AccountError::NotFound(
-            "no broker account configured".into(),
-        )),
-        (1, _) => Ok(accounts.remove(0)),
-        (_, Some(_)) => Ok(accounts.remove(0)),
-        (_, None) => {
-            let default = users::Entity::find_by_id(user_id.to_string())
-                .one(db)
-                .instrument(pinnacle_common::db::span(db, "SELECT", "users"))
-                .await?
-                .and_then(|user| user.default_account);
-            let Some(default) = default else {
-                return Err(AccountError::Ambiguous(
-                    "several broker accounts and no default: name one with \"account\", or set \
-                     a default (pinnacle accounts default)"
-                        .into(),
-                ));
-            };
-            accounts
-                .into_iter()
-                .find(|account| account.label == default)
-                .ok_or_else(|| {
-                    AccountError::NotFound(format!(
-                        "the default broker account {default:?} does not exist: name one with \
-                         \"account\", or set another default"
-                    ))
-                })
-        }
-    }
+        .instrument(pinnacle_common::db::span(db, "SELECT", "broker_accounts"));
+    let user = users::Entity::find_by_id(user_id.to_string())
+        .one(db)
+        .instrument(pinnacle_common::db::span(db, "SELECT", "users"));
+    let (rows, user) = futures::try_join!(rows, user)?;
+    Ok(UserAccounts {
+        rows,
+        default_account: user.and_then(|user| user.default_account),
+    })
 }
 
 /// Decrypts every set field of `account` (its data key first, then each field).

@@ -113,7 +113,8 @@ pub(super) async fn cancel(
     let order = query::resolve(engine, user_id, target).await?;
     must_be_working(&order, "cancelled")?;
     // Cancels are never blocked by a kill switch, but they count towards the rate.
-    risk::check(&engine.db, user_id, None).await?;
+    let limits = engine.limits(user_id).await?;
+    risk::check(&engine.db, user_id, &limits, None).await?;
     let actor = Actor {
         name: user_id,
         token_id: Some(&principal.token_id),
@@ -204,7 +205,14 @@ pub(super) async fn modify(
         .await
         .map_err(|e| e.into_error_body())?;
     let broker = engine.broker_for(&account)?;
-    risk::check(&engine.db, user_id, Some((&modified, broker.as_ref()))).await?;
+    let limits = engine.limits(user_id).await?;
+    risk::check(
+        &engine.db,
+        user_id,
+        &limits,
+        Some((&modified, broker.as_ref())),
+    )
+    .await?;
     let creds = credentials::open(engine, principal, &account, "order.modify", request_id).await?;
     let (pending, lease) = begin(engine, &order, OrderStatus::PendingModify).await?;
     let broker_order_id = pending.broker_order_id.clone().unwrap_or_default();

@@ -15,9 +15,9 @@
 //!
 //! The [`Engine`] owns, in fields visible only inside this module: the order store (the
 //! database: orders, leases, the outbox, the paper books), the vault, the audit sink, the
-//! credential generation register, the brokers and the settings. Its ports are the
-//! [`Broker`](pinnacle_common::broker::Broker) trait and [`AuditSink`] (implemented by
-//! `pinnacle_common::audit::AuditLog`). Everything outside uses the methods of the one
+//! credential generation register, the brokers, the settings and the account and limits
+//! cache. Its ports are the [`Broker`](pinnacle_common::broker::Broker) trait and
+//! [`AuditSink`] (implemented by `pinnacle_common::audit::AuditLog`). Everything outside uses the methods of the one
 //! `impl Engine` below and the few types re-exported here.
 //!
 //! # Where things happen (one hop each)
@@ -36,18 +36,23 @@
 //! - [`outbox`], [`ledger`], [`store`]: the event rows, the paper books, the order store.
 //! - [`lease`]: one owner per in-flight order; the rule that makes "not at the broker" safe.
 //! - [`audit`], [`risk`]: the audit port; pre-trade checks and kill switches.
+//! - [`cache`]: accounts and risk limits kept for up to a second, dropped when a change
+//!   is announced.
 //! - `core`: the [`Engine`] value and the steps every pipeline shares.
+//! - `lookup`: the account and the limits an order uses, read through the cache.
 //! - [`credentials`]: loading an account, auditing the access, then decrypting.
 //! - [`query`], [`reconcile`], [`place`], [`manage`], [`portfolio`], [`squareoff`]: the
 //!   pipelines.
 //! - this file: the public API, every verb in one `impl Engine`.
 
 pub(crate) mod audit;
+pub(crate) mod cache;
 mod core;
 pub(crate) mod credentials;
 pub(crate) mod errors;
 pub(crate) mod lease;
 pub(crate) mod ledger;
+mod lookup;
 mod manage;
 pub(crate) mod outbox;
 mod place;
@@ -67,6 +72,7 @@ use pinnacle_common::broker::BrokerCredentials;
 use pinnacle_common::config::WorkerSettings;
 use pinnacle_common::entities::{broker_accounts, orders};
 use pinnacle_common::error::ErrorBody;
+use pinnacle_common::invalidate::Invalidation;
 use pinnacle_common::model::{
     Funds, Holdings, ListRequest, ModifyRequest, OrderList, OrderRef, OrderReply, OrderRequest,
     OrderStatus, PortfolioRequest, Positions, Trades,
@@ -75,6 +81,7 @@ use pinnacle_common::shutdown::Shutdown;
 use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter};
 
 pub use self::audit::AuditSink;
+pub use self::cache::{CACHE_ENTRIES, CACHE_TTL};
 pub use self::core::Engine;
 pub use self::credentials::Actor;
 pub use self::outbox::Nudge;
@@ -94,6 +101,12 @@ impl Engine {
     /// outbox rows under it).
     pub fn instance(&self) -> &str {
         &self.instance
+    }
+
+    /// Drops what `change` names from the account and limits cache at once (the NATS
+    /// shell calls it for every announcement on `pinnacle.cache.invalidate`).
+    pub fn invalidate(&self, change: &Invalidation) {
+        self.cache.invalidate(change);
     }
 
     /// Rung after every committed state change: give it to the outbox relay.

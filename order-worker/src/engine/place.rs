@@ -84,7 +84,7 @@ pub(super) async fn submit(
 ) -> Result<orders::Model, ErrorBody> {
     let user_id = caller.user_id;
     // A retry of a known order is answered from the database, without touching credentials.
-    if let Some(existing) = replay(engine, user_id, order).await? {
+    if let Some(existing) = replay_warming(engine, caller, order).await? {
         return Ok(existing);
     }
     let (account, broker) = checked(engine, caller, order).await?;
@@ -135,6 +135,24 @@ pub(super) async fn submit(
     Ok(stored)
 }
 
+/// [`replay`], with what the checks will read (account, limits) loaded into the cache
+/// beside it when they are not there yet and the database serves reads concurrently.
+/// The checks themselves still run after the replay lookup, reading the cache, so an
+/// invalidation that arrived meanwhile is honoured.
+async fn replay_warming(
+    engine: &Engine,
+    caller: &Caller<'_>,
+    order: &OrderRequest,
+) -> Result<Option<orders::Model>, ErrorBody> {
+    let accounts = caller.account.is_none();
+    if !engine.concurrent_reads() || engine.is_warm(caller.user_id, accounts) {
+        return replay(engine, caller.user_id, order).await;
+    }
+    let warm = engine.warm(caller.user_id, accounts);
+    let (replayed, ()) = futures::join!(replay(engine, caller.user_id, order), warm);
+    replayed
+}
+
 /// The stored order for a known client order id (settled first if its outcome was lost),
 /// or `None` for a new one.
 async fn replay(
@@ -164,20 +182,23 @@ async fn checked<'e>(
 ) -> Result<(broker_accounts::Model, &'e Arc<dyn Broker>), ErrorBody> {
     let account = match caller.account {
         Some(account) => account.clone(),
-        None => credentials::load_account(&engine.db, caller.user_id, order.account.as_deref())
-            .await
-            .map_err(|e| e.into_error_body())?,
+        None => {
+            engine
+                .account_for(caller.user_id, order.account.as_deref())
+                .await?
+        }
     };
     let broker = engine.broker_for(&account)?;
-    let limits = match caller.risk {
+    let limits = engine.limits(caller.user_id).await?;
+    let checked = match caller.risk {
         RiskChecks::Opening => Some((order, broker.as_ref())),
         RiskChecks::Closing => None,
     };
-    risk::check(&engine.db, caller.user_id, limits)
+    risk::check(&engine.db, caller.user_id, &limits, checked)
         .instrument(pinnacle_common::db::span(
             &engine.db,
-            "SELECT",
-            "risk_limits",
+            "INSERT",
+            "order_rate",
         ))
         .await?;
     broker

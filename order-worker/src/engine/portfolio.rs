@@ -19,10 +19,9 @@ async fn open(
     query: &PortfolioRequest,
     purpose: &str,
 ) -> Result<(Arc<dyn Broker>, BrokerCredentials), ErrorBody> {
-    let account =
-        credentials::load_account(&engine.db, &principal.user_id, query.account.as_deref())
-            .await
-            .map_err(|e| e.into_error_body())?;
+    let account = engine
+        .account_for(&principal.user_id, query.account.as_deref())
+        .await?;
     let broker = engine.broker_for(&account)?.clone();
     let creds = credentials::open(engine, principal, &account, purpose, request_id).await?;
     Ok((broker, creds))

@@ -3,43 +3,47 @@
 //!
 //! Limits come from `risk_limits`: the `global` row applies to everyone, a user's row
 //! tightens it (the stricter of the two wins), and either kill switch stops new orders.
+//! The engine reads the rows through its cache ([`super::cache`]): a change announced on
+//! `pinnacle.cache.invalidate` applies to the next order, any other within one second.
+//!
+//! # The rate counter
 //! The rate limit is a per-user, per-second counter bumped atomically in the database, so
-//! it holds across every worker in the queue group and under concurrent requests.
+//! it holds across every worker in the queue group and under concurrent requests. It is
+//! one statement per order ([`count_rate`]): an upsert that returns the current second's
+//! count and, from a subquery, the previous second's (the window slides). It stays in the
+//! database because no cheaper design is correct across workers: a per-worker counter
+//! would let N workers admit N times the limit, and a quota handed out to workers needs a
+//! shared write per hand-out anyway. On PostgreSQL `order_rate` is an `UNLOGGED` table, so
+//! its autocommit writes no WAL and waits for no disk flush (a crash empties it, letting
+//! at most one more second's worth of orders through), and no transaction is needed.
 
 use chrono::Utc;
 use pinnacle_common::broker::Broker;
 use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::model::{OrderRequest, OrderType};
-use sea_orm::sea_query::{Expr, OnConflict, Query};
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, DeriveIden, TransactionTrait,
-};
+use sea_orm::sea_query::{Expr, Query};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, DeriveIden, Statement};
 
-pub use pinnacle_common::entities::risk_limits::{limits_for, Limits};
+pub use pinnacle_common::entities::risk_limits::Limits;
 
 fn refuse(code: ErrorCode, message: String) -> Result<(), ErrorBody> {
     Err(ErrorBody::new(code, message))
 }
 
 /// Every pre-trade check for a new or changed order (`Some`), or only the rate for a cancel
-/// (`None`): limits, the broker's reference price for market orders, then the rate.
+/// (`None`), against `limits` (the limits in force for `user_id`): the limits, with the
+/// broker's reference price for market orders, then the rate.
 pub async fn check(
     db: &DatabaseConnection,
     user_id: &str,
+    limits: &Limits,
     order: Option<(&OrderRequest, &dyn Broker)>,
 ) -> Result<(), ErrorBody> {
-    let limits = limits_for(db, user_id).await.map_err(|e| {
-        tracing::error!(error = %e, "loading risk limits failed");
-        ErrorBody::new(
-            ErrorCode::Internal,
-            "internal error while loading risk limits",
-        )
-    })?;
     if let Some((order, broker)) = order {
         let reference = broker.reference_price(&order.exchange, &order.symbol).await;
-        check_order(&limits, order, reference)?;
+        check_order(limits, order, reference)?;
     }
-    check_rate(db, user_id, &limits).await
+    count_rate(db, user_id, limits).await
 }
 
 /// Checks a new order against `limits`; `reference_price` prices market orders.
@@ -106,37 +110,7 @@ pub fn check_order(
 #[derive(DeriveIden)]
 enum OrderRate {
     Table,
-    UserId,
     Second,
-    Count,
-}
-
-/// Counts this request against the user's current second and refuses it past the limit.
-///
-/// The count is one atomic upsert (`INSERT … ON CONFLICT DO UPDATE … RETURNING`), so
-/// concurrent requests, on any worker, can never all slip under the cap. The window
-/// slides: the previous second's count weighs in by the part of it still inside the last
-/// 1,000 ms, so a burst straddling a second boundary is capped too.
-pub async fn check_rate(
-    db: &DatabaseConnection,
-    user_id: &str,
-    limits: &Limits,
-) -> Result<(), ErrorBody> {
-    let failed = rate_check_failed;
-    if db.get_database_backend() != DbBackend::Postgres {
-        return count_rate(db, user_id, limits).await;
-    }
-    // The counter is not worth an fsync: on PostgreSQL its commit does not wait for the
-    // WAL flush (a crash can forget the last moments' counts, letting at most one more
-    // second's worth of orders through), so the order's own commits are the only ones a
-    // request waits on the disk for.
-    let txn = db.begin().await.map_err(failed)?;
-    txn.execute_unprepared("SET LOCAL synchronous_commit TO OFF")
-        .await
-        .map_err(failed)?;
-    let counted = count_rate(&txn, user_id, limits).await;
-    txn.commit().await.map_err(failed)?;
-    counted
 }
 
 fn rate_check_failed(error: DbErr) -> ErrorBody {
@@ -147,45 +121,38 @@ fn rate_check_failed(error: DbErr) -> ErrorBody {
     )
 }
 
-/// [`check_rate`]'s count, in `db` (a transaction on PostgreSQL).
-async fn count_rate(
+/// Bumps the user's counter for this second and reads it with the previous second's
+/// count; the same text on SQLite and PostgreSQL but for the placeholders.
+const COUNT_RATE_SQL: &str = r#"INSERT INTO "order_rate" ("user_id", "second", "count") VALUES ($1, $2, 1)
+ON CONFLICT ("user_id", "second") DO UPDATE SET "count" = "order_rate"."count" + 1
+RETURNING "count", (SELECT "p"."count" FROM "order_rate" AS "p" WHERE "p"."user_id" = $1 AND "p"."second" = $3)"#;
+
+/// Counts this request against the user's current second and refuses it past the limit.
+///
+/// One atomic statement (`INSERT … ON CONFLICT DO UPDATE … RETURNING`), so concurrent
+/// requests, on any worker, can never all slip under the cap. The window slides: the
+/// previous second's count, returned by the same statement, weighs in by the part of it
+/// still inside the last 1,000 ms, so a burst straddling a second boundary is capped too.
+pub async fn count_rate(
     db: &impl ConnectionTrait,
     user_id: &str,
     limits: &Limits,
 ) -> Result<(), ErrorBody> {
     let now = Utc::now();
     let second = now.timestamp();
-    let upsert = Query::insert()
-        .into_table(OrderRate::Table)
-        .columns([OrderRate::UserId, OrderRate::Second, OrderRate::Count])
-        .values_panic([user_id.into(), second.into(), 1.into()])
-        .on_conflict(
-            OnConflict::columns([OrderRate::UserId, OrderRate::Second])
-                .value(
-                    OrderRate::Count,
-                    Expr::col((OrderRate::Table, OrderRate::Count)).add(1),
-                )
-                .to_owned(),
-        )
-        .returning_col(OrderRate::Count)
-        .to_owned();
-    let failed = rate_check_failed;
-    let row = db
-        .query_one(db.get_database_backend().build(&upsert))
-        .await
-        .map_err(failed)?;
-    let count = counted(row.as_ref())?.unwrap_or(1);
-    let previous = Query::select()
-        .column(OrderRate::Count)
-        .from(OrderRate::Table)
-        .and_where(Expr::col(OrderRate::UserId).eq(user_id))
-        .and_where(Expr::col(OrderRate::Second).eq(second - 1))
-        .to_owned();
-    let previous = db
-        .query_one(db.get_database_backend().build(&previous))
-        .await
-        .map_err(failed)?;
-    let previous = counted(previous.as_ref())?.unwrap_or(0);
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        // SQLite numbers `?NNN` parameters the way PostgreSQL numbers `$NNN`.
+        DbBackend::Sqlite => COUNT_RATE_SQL.replace('$', "?"),
+        _ => COUNT_RATE_SQL.to_string(),
+    };
+    let statement = Statement::from_sql_and_values(
+        backend,
+        sql,
+        [user_id.into(), second.into(), (second - 1).into()],
+    );
+    let row = db.query_one(statement).await.map_err(rate_check_failed)?;
+    let (count, previous) = counted(row.as_ref())?;
     let remaining_ms = 1_000 - i64::from(now.timestamp_subsec_millis().min(999));
     let weighted = count * 1_000 + previous * remaining_ms;
     if weighted > i64::from(limits.max_orders_per_second.max(0)) * 1_000 {
@@ -200,16 +167,20 @@ async fn count_rate(
     Ok(())
 }
 
-/// The count in a counter row's first column (an `INTEGER` on SQLite, a `BIGINT` or
-/// `INTEGER` on PostgreSQL); `None` without a row.
-fn counted(row: Option<&sea_orm::QueryResult>) -> Result<Option<i64>, ErrorBody> {
-    row.map(|row| {
-        row.try_get_by_index::<i32>(0)
-            .map(i64::from)
-            .or_else(|_| row.try_get_by_index::<i64>(0))
+/// The counts in the counter statement's row: this second's (1 without a row) and the
+/// previous second's (0 when it had none). Each is an `INTEGER` on SQLite, a `BIGINT` or
+/// `INTEGER` on PostgreSQL.
+fn counted(row: Option<&sea_orm::QueryResult>) -> Result<(i64, i64), ErrorBody> {
+    let Some(row) = row else {
+        return Ok((1, 0));
+    };
+    let at = |index: usize| -> Result<Option<i64>, ErrorBody> {
+        row.try_get_by_index::<Option<i32>>(index)
+            .map(|n| n.map(i64::from))
+            .or_else(|_| row.try_get_by_index::<Option<i64>>(index))
             .map_err(rate_check_failed)
-    })
-    .transpose()
+    };
+    Ok((at(0)?.unwrap_or(1), at(1)?.unwrap_or(0)))
 }
 
 /// Forgets counters older than a minute.

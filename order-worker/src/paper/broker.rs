@@ -212,7 +212,8 @@ fn require_client_code(credentials: &BrokerCredentials) -> Result<(), BrokerErro
 }
 
 impl PaperBroker {
-    /// Fills `order` at the last price if it is marketable, or leaves it resting.
+    /// Fills `order` at the last price if it is marketable and its exchange is open, or
+    /// leaves it resting.
     fn evaluate(
         &self,
         credentials: &BrokerCredentials,
@@ -229,8 +230,10 @@ impl PaperBroker {
         if order.order_type.has_limit() && order.price.is_none() {
             return Err(BrokerError::Rejected("a limit order needs a price".into()));
         }
-        let marketable =
-            order
+        // While the exchange is closed the order is an after-market order: it rests, and
+        // the matcher fills it at the next session's first tick.
+        let marketable = self.hours.is_open(&order.exchange)
+            && order
                 .order_type
                 .fills_at(order.side, order.price, order.trigger_price, tick.ltp);
         Ok(if marketable {

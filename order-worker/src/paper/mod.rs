@@ -18,14 +18,24 @@
 //! holdings and trades are read from the books' tables. Every account starts with
 //! `PINNACLE_WORKER_PAPER_CASH` paise (₹10,00,000 by default).
 //!
+//! Hours ([`MarketHours`]): with `PINNACLE_SIM_HOURS=exchange` an order taken while its
+//! exchange is closed by the calendar (after hours, pre-open, weekends, holidays; at the
+//! worker's clock, `PINNACLE_WORKER_SIM_NOW`) is an *after-market order*, as Angel One
+//! treats it: it is accepted and reserved as usual (a MARKET or stop-market order at its
+//! reference price from the last tick) and rests `OPEN` however marketable it is; it can
+//! be modified and cancelled; the matcher ([`crate::matcher`]) fills it at the first tick
+//! of the next session. With `always` (the default) every exchange is always open.
+//!
 //! Prices: limit and trigger prices must be multiples of the instrument's tick size, learnt
 //! from the publisher's instrument master (`md.req.symbols.lookup`) with the symbol's first
 //! price, and [`DEFAULT_TICK_SIZE`](crate::engine::ledger::DEFAULT_TICK_SIZE) for a symbol the master does not list; an
 //! off-tick price is `INVALID_REQUEST`, refused before anything is stored.
 
 mod broker;
+mod hours;
 mod prices;
 #[cfg(test)]
 mod tests;
 
+pub use hours::MarketHours;
 pub use prices::{PaperBroker, LAST_VALUE_TIMEOUT};

@@ -12,6 +12,7 @@ use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::model::{Instrument, LastRequest, MarketTick, Reply, SymbolLookup, Tick};
 use sea_orm::DatabaseConnection;
 
+use super::hours::MarketHours;
 use crate::engine::ledger;
 use pinnacle_common::shutdown::Shutdown;
 use pinnacle_common::subjects;
@@ -32,6 +33,9 @@ pub struct PaperBroker {
     pub(super) ready: Arc<tokio::sync::watch::Sender<bool>>,
     /// For `md.req.last`, once [`PaperBroker::follow_ticks`] has been called.
     pub(super) client: Arc<OnceLock<async_nats::Client>>,
+    /// When each exchange is open; an order taken while it is closed is an after-market
+    /// order. Always open unless [`PaperBroker::with_hours`] says otherwise.
+    pub(super) hours: MarketHours,
 }
 
 /// How long [`Broker::ready_for`] waits for the publisher's last-value cache.
@@ -54,6 +58,17 @@ impl PaperBroker {
             books: ledger::Books::new(cash),
             ..Self::default()
         }
+    }
+
+    /// The same broker, taking orders by `hours`: while an order's exchange is closed it
+    /// rests as an after-market order instead of filling.
+    pub fn with_hours(self, hours: MarketHours) -> Self {
+        Self { hours, ..self }
+    }
+
+    /// When the broker's exchanges are open (for the matcher).
+    pub fn hours(&self) -> &MarketHours {
+        &self.hours
     }
 
     /// The instrument's tick size, paise ([`ledger::DEFAULT_TICK_SIZE`] until it is known).

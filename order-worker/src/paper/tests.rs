@@ -124,3 +124,81 @@ async fn limit_orders_rest_unless_marketable_and_unknown_symbols_fail() {
         Err(BrokerError::Credentials(_))
     ));
 }
+
+fn clock_at(text: &str) -> pinnacle_common::clock::Clock {
+    pinnacle_common::clock::Clock::starting_at(
+        chrono::DateTime::parse_from_rfc3339(text)
+            .expect("RFC 3339")
+            .with_timezone(&chrono::Utc),
+    )
+}
+
+fn broker_at(now: &str) -> PaperBroker {
+    let calendar = pinnacle_common::calendar::Calendar::load(None).expect("bundled calendar");
+    let broker = PaperBroker::new().with_hours(MarketHours::exchange(calendar, clock_at(now)));
+    broker.observe(tick(1, 82_000));
+    broker
+}
+
+#[tokio::test]
+async fn a_closed_exchange_takes_marketable_orders_as_after_market_orders() {
+    // After hours, on a Saturday and on Christmas: accepted, resting, nothing filled.
+    for now in [
+        "2026-12-02T20:00:00+05:30",
+        "2026-12-05T11:00:00+05:30",
+        "2026-12-25T11:00:00+05:30",
+    ] {
+        let broker = broker_at(now);
+        for request in [
+            order(OrderType::Market, Side::Buy, None),
+            order(OrderType::Limit, Side::Sell, Some(81_000)),
+        ] {
+            let out = broker
+                .place_order(&creds(), "o", &request)
+                .await
+                .expect("accepted");
+            assert_eq!(
+                (out.status, out.filled_quantity, out.average_price),
+                (OrderStatus::Open, 0, None),
+                "{now}"
+            );
+            let modified = broker
+                .modify_order(&creds(), &out.broker_order_id, &request)
+                .await
+                .expect("modifiable");
+            assert_eq!(modified.status, OrderStatus::Open, "still after-market");
+            let cancelled = broker
+                .cancel_order(&creds(), &out.broker_order_id, &request)
+                .await
+                .expect("cancellable");
+            assert_eq!(cancelled.status, OrderStatus::Cancelled);
+        }
+    }
+    // In the session the same order fills at once; the checks still apply when closed.
+    let open = broker_at("2026-12-02T10:00:00+05:30");
+    let out = open
+        .place_order(&creds(), "o", &order(OrderType::Market, Side::Buy, None))
+        .await
+        .expect("fills");
+    assert_eq!(
+        (out.status, out.average_price),
+        (OrderStatus::Filled, Some(82_000))
+    );
+    let closed = broker_at("2026-12-02T20:00:00+05:30");
+    assert!(matches!(
+        closed
+            .place_order(&creds(), "o", &order(OrderType::Limit, Side::Buy, None))
+            .await,
+        Err(BrokerError::Rejected(_))
+    ));
+    assert!(matches!(
+        closed
+            .place_order(
+                &BrokerCredentials::default(),
+                "o",
+                &order(OrderType::Market, Side::Buy, None)
+            )
+            .await,
+        Err(BrokerError::Credentials(_))
+    ));
+}

@@ -52,4 +52,4 @@ pub use market_data::{AngelMode, AngelOneMarketDataSettings, FeedKind, MarketDat
 pub use nats::NatsSettings;
 pub use service::{MetricsSettings, UserApiSettings};
 pub use vault::VaultSettings;
-pub use worker::{SquareOffAt, WorkerSettings};
+pub use worker::{PaperHours, SquareOffAt, WorkerSettings};

@@ -151,3 +151,35 @@ fn defaults_are_sane() {
     assert!(sim.symbols.contains("NSE:SBIN-EQ"));
     assert!(WorkerSettings::default().max_quantity > 0);
 }
+
+#[test]
+fn paper_hours_follow_the_feeds_hours_setting() {
+    let vars = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<Vec<_>>()
+    };
+    let hours = PaperHours::from_vars(vars(&[
+        ("PINNACLE_SIM_HOURS", "exchange"),
+        ("PINNACLE_SIM_SEED", "7"),
+        ("PINNACLE_MD_HOLIDAYS", "/etc/pinnacle/holidays.json"),
+        ("PINNACLE_MD_FEED", "sim"),
+    ]))
+    .expect("loads");
+    assert_eq!(
+        hours,
+        PaperHours {
+            hours: SimHours::Exchange,
+            holidays: Some("/etc/pinnacle/holidays.json".into()),
+        }
+    );
+    let hours = PaperHours::from_vars(vars(&[])).expect("loads");
+    assert_eq!(hours, PaperHours::default());
+    assert_eq!(hours.hours, SimHours::Always, "always open unless asked");
+    let error = PaperHours::from_vars(vars(&[("PINNACLE_SIM_HOURS", "weekdays")]))
+        .expect_err("an unknown hours setting is refused")
+        .to_string();
+    assert!(error.contains("PINNACLE_SIM_"), "{error}");
+    assert_eq!(WorkerSettings::default().paper_hours, PaperHours::default());
+}

@@ -3,7 +3,7 @@
 use serde::Deserialize;
 
 use super::audit::AuditSettings;
-use super::feed::SimNow;
+use super::feed::{SimHours, SimNow};
 use super::load::{default_max_payload, load, shown, ConfigError};
 
 /// When intraday square-off starts each day (`PINNACLE_WORKER_SQUARE_OFF_AT`): an IST
@@ -137,9 +137,65 @@ pub struct WorkerSettings {
     pub session_after_rollover_ms: u64,
     /// `PINNACLE_WORKER_SIM_NOW`: for tests and simulations only, run the worker's clock
     /// from this RFC 3339 time (`2026-12-02T23:59:50+05:30`); empty is the real clock.
-    /// Session expiry and the daily rollover follow it.
+    /// Session expiry, the daily rollover and the paper broker's market hours
+    /// ([`WorkerSettings::paper_hours`]) follow it.
     #[serde(default)]
     pub sim_now: SimNow,
+    /// When the paper broker's exchanges are open (`PINNACLE_SIM_HOURS`,
+    /// `PINNACLE_MD_HOLIDAYS`: the publisher's variables, read by the worker too); not a
+    /// `PINNACLE_WORKER_*` variable.
+    #[serde(skip)]
+    pub paper_hours: PaperHours,
+}
+
+/// When the paper broker treats an exchange as open: the settings the publisher's
+/// simulated feed follows, so that paper prices and paper fills keep the same hours.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PaperHours {
+    /// `PINNACLE_SIM_HOURS`: `always` (the default: every order is taken and filled as if
+    /// the market were open) or `exchange`: an order placed while its exchange is closed
+    /// is an after-market order, filled at the next session's first tick.
+    pub hours: SimHours,
+    /// `PINNACLE_MD_HOLIDAYS`: the holiday calendar file; the bundled one when unset.
+    pub holidays: Option<String>,
+}
+
+/// `PINNACLE_SIM_HOURS` alone.
+#[derive(Deserialize)]
+struct HoursVariable {
+    #[serde(default)]
+    hours: SimHours,
+}
+
+/// `PINNACLE_MD_HOLIDAYS` alone.
+#[derive(Deserialize)]
+struct HolidaysVariable {
+    #[serde(default)]
+    holidays: Option<String>,
+}
+
+impl PaperHours {
+    /// Loads `PINNACLE_SIM_HOURS` and `PINNACLE_MD_HOLIDAYS`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(std::env::vars())
+    }
+
+    /// Reads `PINNACLE_SIM_HOURS` and `PINNACLE_MD_HOLIDAYS` from `vars` (name, value).
+    pub fn from_vars(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let vars: Vec<(String, String)> = vars.into_iter().collect();
+        let hours: HoursVariable = envy::prefixed("PINNACLE_SIM_")
+            .from_iter(vars.iter().cloned())
+            .map_err(|e| ConfigError(format!("PINNACLE_SIM_*: {e}")))?;
+        let holidays: HolidaysVariable = envy::prefixed("PINNACLE_MD_")
+            .from_iter(vars)
+            .map_err(|e| ConfigError(format!("PINNACLE_MD_*: {e}")))?;
+        Ok(Self {
+            hours: hours.hours,
+            holidays: holidays.holidays,
+        })
+    }
 }
 
 fn default_session_check_ms() -> u64 {
@@ -211,10 +267,12 @@ fn default_audit_timeout_ms() -> u64 {
 }
 
 impl WorkerSettings {
-    /// Loads `PINNACLE_WORKER_*`, and `PINNACLE_AUDIT_*` into [`WorkerSettings::audit`].
+    /// Loads `PINNACLE_WORKER_*`, `PINNACLE_AUDIT_*` into [`WorkerSettings::audit`], and
+    /// `PINNACLE_SIM_HOURS` and `PINNACLE_MD_HOLIDAYS` into [`WorkerSettings::paper_hours`].
     pub fn from_env() -> Result<Self, ConfigError> {
         let mut settings: Self = load("PINNACLE_WORKER_")?;
         settings.audit = AuditSettings::from_env()?;
+        settings.paper_hours = PaperHours::from_env()?;
         Ok(settings)
     }
 }
@@ -243,6 +301,7 @@ impl Default for WorkerSettings {
             session_renew_ahead_ms: default_session_renew_ahead_ms(),
             session_after_rollover_ms: default_session_after_rollover_ms(),
             sim_now: SimNow::REAL,
+            paper_hours: PaperHours::default(),
         }
     }
 }

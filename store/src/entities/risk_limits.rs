@@ -92,10 +92,22 @@ fn intersect(a: Option<Vec<String>>, b: Option<Vec<String>>) -> Option<Vec<Strin
 
 /// Loads the global and the user's rows and combines them.
 pub async fn limits_for(db: &impl ConnectionTrait, user_id: &str) -> Result<Limits, DbErr> {
-    let rows = Entity::find()
+    let rows = rows_for(db, user_id).await?;
+    Ok(combine(rows.iter()))
+}
+
+/// The global row and `user_id`'s row, those that exist (one statement).
+pub async fn rows_for(db: &impl ConnectionTrait, user_id: &str) -> Result<Vec<Model>, DbErr> {
+    Entity::find()
         .filter(Column::Scope.is_in([GLOBAL, user_id]))
         .all(db)
-        .await?;
+        .await
+}
+
+/// The limits in force under `rows` (the global row and a user's, either may be absent):
+/// the stricter of each limit wins, either kill switch stops new orders, and without a
+/// rate in any row the rate is [`DEFAULT_MAX_ORDERS_PER_SECOND`].
+pub fn combine<'a>(rows: impl IntoIterator<Item = &'a Model>) -> Limits {
     let mut limits = Limits {
         max_orders_per_second: DEFAULT_MAX_ORDERS_PER_SECOND,
         ..Limits::default()
@@ -113,7 +125,7 @@ pub async fn limits_for(db: &impl ConnectionTrait, user_id: &str) -> Result<Limi
     if let Some(rate) = rate {
         limits.max_orders_per_second = rate;
     }
-    Ok(limits)
+    limits
 }
 
 /// Relations.
@@ -136,6 +148,32 @@ mod tests {
                 Some(vec!["NSE".into()])
             ),
             Some(vec!["NSE".to_string()])
+        );
+    }
+
+    #[test]
+    fn rows_combine_into_the_limits_in_force() {
+        let none = combine([]);
+        assert_eq!(none.max_orders_per_second, DEFAULT_MAX_ORDERS_PER_SECOND);
+        assert!(!none.kill_switch);
+        let global = Model {
+            max_quantity: Some(100),
+            kill_switch: true,
+            ..Model::unlimited(GLOBAL)
+        };
+        let user = Model {
+            max_quantity: Some(500),
+            max_orders_per_second: Some(2),
+            allowed_exchanges: Some("NSE, BSE".into()),
+            ..Model::unlimited("u1")
+        };
+        let limits = combine([&global, &user]);
+        assert!(limits.kill_switch);
+        assert_eq!(limits.max_quantity, Some(100));
+        assert_eq!(limits.max_orders_per_second, 2);
+        assert_eq!(
+            limits.allowed_exchanges,
+            Some(vec!["NSE".to_string(), "BSE".to_string()])
         );
     }
 }

@@ -7,7 +7,9 @@
 //! current master key (`pinnacle_common::keystore`), and is audited first. The row update
 //! is a compare-and-set on the generation, so two racing writes cannot interleave. Once
 //! the row committed, the write advances the generation register
-//! (`pinnacle_common::keystore::generations`), so a later restore of the old row is refused.
+//! (`pinnacle_common::keystore::generations`), so a later restore of the old row is refused,
+//! and announces the change on `pinnacle.cache.invalidate`, so order workers stop using
+//! their cached copy of the user's accounts at once.
 //!
 //! # Layout
 //! - [`request`]: the `PUT` body and its checks.
@@ -30,7 +32,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde::{Deserialize, Serialize};
 
 pub use request::{PutAccount, BROKERS, MAX_ALGO_ID_LEN, MAX_PROXY_LEN, MAX_SECRET_LEN};
-pub use write::{put_account, PutAccountError, Writer};
+pub use write::{put_account, write_account, PutAccountError, Writer};
 
 use crate::body::JsonObject;
 use crate::caller::Caller;

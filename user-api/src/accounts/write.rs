@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use pinnacle_common::audit::AuditLog;
 use pinnacle_common::crypto::{RowIdentity, Vault};
 use pinnacle_common::entities::broker_accounts::{self, fields};
+use pinnacle_common::invalidate::{self, Invalidation};
 use pinnacle_common::keystore::{self, KeyStoreError, Register};
 use pinnacle_common::model::{AuditEvent, AuditOutcome};
 use pinnacle_common::{db, telemetry};
@@ -46,9 +47,31 @@ pub enum PutAccountError {
 
 /// Creates or replaces `label`'s credentials for `user_id`, audited before the write; the
 /// generation register is advanced after it (a failure there is logged: the next decrypt
-/// advances it).
+/// advances it), and the change is announced to the order workers' caches.
 #[allow(clippy::too_many_arguments)]
 pub async fn put_account(
+    db: &DatabaseConnection,
+    vault: &Vault,
+    audit: &AuditLog,
+    register: &Register,
+    writer: &Writer,
+    user_id: &str,
+    label: &str,
+    body: &PutAccount,
+) -> Result<broker_accounts::Model, PutAccountError> {
+    let written = write_account(db, vault, audit, register, writer, user_id, label, body).await?;
+    let change = Invalidation::Accounts {
+        user_id: user_id.to_string(),
+    };
+    invalidate::announce(&audit.client(), &change).await;
+    Ok(written)
+}
+
+/// [`put_account`] without announcing the change: what a write whose announcement was
+/// lost leaves behind (order workers then see it through the generation register, or
+/// within their cache's lifetime). Tests use it to check exactly that.
+#[allow(clippy::too_many_arguments)]
+pub async fn write_account(
     db: &DatabaseConnection,
     vault: &Vault,
     audit: &AuditLog,

@@ -6,9 +6,11 @@
 //! resets the scope's kill switch. Every change is an audit event (`outcome: changed`,
 //! purpose `risk.set`, `risk.clear`, `kill_switch.on` or `kill_switch.off`) on the
 //! affected user's chain, or on `audit.credential.global` for the platform row, stored
-//! before the row changes: with no audit stream nothing changes. Workers read the limits
-//! for every order, so a change applies to the next one. Reading is open to the user
-//! themselves; changing is for the admin.
+//! before the row changes: with no audit stream nothing changes. Once the row changed, the
+//! change is announced on `pinnacle.cache.invalidate`, so every order worker drops its
+//! cached copy and the change applies to the next order (within a second if the
+//! announcement is lost). Reading is open to the user themselves; changing is for the
+//! admin.
 //!
 //! # Layout
 //! - [`change`]: the change body, its scope and the bounds on every value.

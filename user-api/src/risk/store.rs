@@ -7,6 +7,7 @@ use pinnacle_common::audit::{AuditError, AuditLog};
 use pinnacle_common::entities::risk_limits::{self, limits_for, DEFAULT_MAX_ORDERS_PER_SECOND};
 use pinnacle_common::entities::users;
 use pinnacle_common::error::ErrorCode;
+use pinnacle_common::invalidate::{self, Invalidation};
 use pinnacle_common::model::{AuditEvent, AuditOutcome};
 use pinnacle_common::telemetry;
 use sea_orm::sea_query::Expr;
@@ -91,6 +92,18 @@ async fn record(
         .map(|_| ())
 }
 
+/// Tells the order workers' caches that `scope`'s row changed: they apply it to the next
+/// order (within a second if the announcement is lost).
+async fn announce(audit: &AuditLog, scope: &Scope) {
+    let change = match scope {
+        Scope::Global => Invalidation::GlobalLimits,
+        Scope::User(user_id) => Invalidation::Limits {
+            user_id: user_id.clone(),
+        },
+    };
+    invalidate::announce(&audit.client(), &change).await;
+}
+
 /// Applies `change` to `scope`'s row (creating it), audited first, and returns the row.
 pub async fn set(
     db: &DatabaseConnection,
@@ -123,6 +136,7 @@ pub async fn set(
         .await?
         .ok_or_else(|| DbErr::RecordNotFound("the risk limits row was deleted meanwhile".into()))?;
     tracing::info!(scope = %row.scope, actor = %writer.actor, kill_switch = row.kill_switch, "risk limits changed");
+    announce(audit, scope).await;
     Ok(row)
 }
 
@@ -215,6 +229,7 @@ pub async fn clear(
         .exec(db)
         .instrument(pinnacle_common::db::span(db, "DELETE", "risk_limits"))
         .await?;
+    announce(audit, &scope).await;
     Ok(deleted.rows_affected > 0)
 }
 

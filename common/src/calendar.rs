@@ -6,20 +6,23 @@
 //! daylight saving, so it is a fixed +05:30 offset. The holiday file is JSON:
 //! `{"holidays": [{"date": "2026-01-26", "name": "Republic Day", "exchanges": ["NSE", …]}]}`;
 //! a bundled one (`publisher/data/holidays.json`) is used when nothing is configured.
+//!
+//! The publisher's market status and simulated feed and the paper broker's after-market
+//! orders (`pinnacle-order-worker`) all read it.
 
 use std::collections::HashMap;
 
+use crate::model::{ExchangeStatus, MarketPhase};
 use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, TimeZone, Utc, Weekday};
-use pinnacle_common::model::{ExchangeStatus, MarketPhase};
 use serde::Deserialize;
 
 /// The bundled holiday calendar.
-pub const SAMPLE_HOLIDAYS: &str = include_str!("../data/holidays.json");
+pub const SAMPLE_HOLIDAYS: &str = include_str!("../../publisher/data/holidays.json");
 
 /// The exchanges whose status is published.
 pub const EXCHANGES: [&str; 6] = ["NSE", "BSE", "NFO", "BFO", "CDS", "MCX"];
 
-pub use pinnacle_common::clock::ist;
+pub use crate::clock::ist;
 
 /// The holiday file could not be loaded.
 #[derive(Debug, thiserror::Error)]
