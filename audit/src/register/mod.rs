@@ -31,7 +31,8 @@
 //!   records the row's generation.
 //!
 //! # Layout
-//! - `bucket`: the bucket's definition, and uncached reads and compare-and-set advances.
+//! - `bucket`: the bucket's definition, uncached reads and compare-and-set advances, and
+//!   [`RegisterError`] (a leaf: this file uses it, it uses nothing here).
 //! - [`Register`]: a service's handle: the watch-fed cache, [`Register::check`] and
 //!   [`Register::advance`].
 //!
