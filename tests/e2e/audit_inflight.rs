@@ -269,6 +269,9 @@ async fn plain_publishes_for_comparison(stack: &TestStack) {
     );
 }
 
+/// The foreign writer's events are numbered from here (ours stay below).
+const FOREIGN: usize = 100_000;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_foreign_writer_in_the_middle_is_healed_and_the_chain_verifies() {
     let stack = TestStack::start(pinnacle_tests::Backend::Sqlite).await;
@@ -278,11 +281,17 @@ async fn a_foreign_writer_in_the_middle_is_healed_and_the_chain_verifies() {
     // user's, in the same stream, while ours are in flight: our links chained after one
     // it overtook, or after a sequence it took, must be refused and re-chained.
     let done = std::sync::atomic::AtomicBool::new(false);
+    // At least four rounds, and more (up to 40) until the foreign writer has got in
+    // between at least once: on a loaded machine the interleaving is up to the scheduler.
+    let healed = || log.chains().mispredictions() + log.chains().races();
     let ours = async {
         let mut results = Vec::new();
-        for round in 0..4 {
+        for round in 0..40 {
             let events = (1..=CONCURRENT).map(|n| event("mixed", round * 100 + n));
             results.extend(record_all(&log, events.collect()).await);
+            if round >= 3 && healed() > 0 {
+                break;
+            }
         }
         done.store(true, std::sync::atomic::Ordering::Release);
         results
@@ -294,7 +303,7 @@ async fn a_foreign_writer_in_the_middle_is_healed_and_the_chain_verifies() {
                 break;
             }
             let user = if n % 2 == 0 { "mixed" } else { "other" };
-            results.extend(record_all(&foreign, vec![event(user, 1000 + n)]).await);
+            results.extend(record_all(&foreign, vec![event(user, FOREIGN + n)]).await);
         }
         results
     };
@@ -314,15 +323,18 @@ async fn a_foreign_writer_in_the_middle_is_healed_and_the_chain_verifies() {
         let report = verify_user(&stack, user).await;
         assert!(report.is_clean(), "{report}");
     }
-    let healed = log.chains().mispredictions() + log.chains().races();
+    let ours_count = mixed
+        .iter()
+        .filter(|(e, _)| e.request_id.parse().is_ok_and(|n: usize| n < FOREIGN))
+        .count();
     eprintln!(
         "with a foreign writer ({} of its appends): {} mispredicted, {} races (ours), {} races (theirs)",
-        mixed.len() - 4 * CONCURRENT,
+        mixed.len() - ours_count,
         log.chains().mispredictions(),
         log.chains().races(),
         foreign.chains().races()
     );
-    assert!(healed > 0, "the foreign writer never got in between");
+    assert!(healed() > 0, "the foreign writer never got in between in 40 rounds");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
