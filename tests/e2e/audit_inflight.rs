@@ -334,7 +334,10 @@ async fn a_foreign_writer_in_the_middle_is_healed_and_the_chain_verifies() {
         log.chains().races(),
         foreign.chains().races()
     );
-    assert!(healed() > 0, "the foreign writer never got in between in 40 rounds");
+    assert!(
+        healed() > 0,
+        "the foreign writer never got in between in 40 rounds"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
