@@ -639,6 +639,11 @@ async fn cluster_node_losses_under_load_lose_and_misorder_nothing() {
                 unreachable!("a cluster deployment")
             };
             let admin = connect_admin(cluster).await;
+            // A stream just created, or just through the last loss, may still be electing.
+            cluster
+                .wait_current(&admin, subjects::AUDIT_STREAM, Duration::from_secs(60))
+                .await
+                .unwrap_or_else(|e| panic!("{loss:?}, before the loss: {e}"));
             let audit_leader = cluster
                 .stream_leader(&admin, subjects::AUDIT_STREAM)
                 .await
