@@ -8,7 +8,6 @@ mod angel_feed;
 mod angel_one;
 mod audit;
 mod audit_chain;
-mod audit_inflight;
 mod audit_stream;
 mod auth;
 mod backpressure;

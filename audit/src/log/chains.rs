@@ -3,10 +3,8 @@
 //! process").
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-
-use tokio::sync::Notify;
 
 use crate::chain::Tip;
 
@@ -17,38 +15,11 @@ pub const DEFAULT_MAX_CHAINS: usize = 10_000;
 /// timer) take it, so they never race each other within the process.
 pub(super) type SharedChain = Arc<tokio::sync::Mutex<ChainState>>;
 
-/// The newest link of a chain sent and not yet acknowledged: the chain's `tip` predicts
-/// where the stream will store it (`inflight` plans and resolves appends with it; it is
-/// defined here, with the state that holds it, so that the two files import one way).
-#[derive(Debug, Clone)]
-pub(super) struct InFlight {
-    /// Its event id (`Nats-Msg-Id`): a link chained after it before its ack expects it as
-    /// the stream's last message id.
-    pub(super) event_id: String,
-    /// The writer (connection) that sent it: only a link sent on the same connection, which
-    /// the server reads after it, may be chained after it before its ack.
-    pub(super) writer: u64,
-    /// Its number among the chain's sends, to tell whether an ack is the newest link's.
-    pub(super) number: u64,
-}
-
 /// What a writer knows about one chain.
 #[derive(Debug, Default)]
 pub(super) struct ChainState {
-    /// Where the next link goes: the last link stored or, while `in_flight` is set, where
-    /// the newest link sent will be stored; `None` means "re-read from the stream".
+    /// The tip as of this writer's last append; `None` means "re-read from the stream".
     pub(super) tip: Option<Tip>,
-    /// The newest link sent and not yet acknowledged, which `tip` predicts.
-    pub(super) in_flight: Option<InFlight>,
-    /// Links sent so far (numbers them).
-    pub(super) sent: u64,
-    /// Bumped whenever the tip is re-read or dropped: an ack of a link sent before then
-    /// no longer moves the tip.
-    pub(super) epoch: u64,
-    /// Woken whenever a link in flight resolves (acked or refused) or the tip is dropped.
-    pub(super) resolved: Arc<Notify>,
-    /// Appends waiting for their turn (see `inflight::Waiting`).
-    pub(super) waiting: Arc<AtomicUsize>,
     /// The newest link this writer appended that none of its checkpoints covers yet (kept
     /// apart from `tip`, which an error clears, so a failed later append cannot leave an
     /// appended link unsealed).
@@ -65,11 +36,8 @@ pub(super) struct ChainState {
 
 impl ChainState {
     /// Records a link this writer just appended (not a de-duplicated retry).
-    /// Acks of links in flight may arrive out of order: the newest position is kept.
     pub(super) fn appended(&mut self, tip: Tip) {
-        if self.unsealed.is_none_or(|u| u.position < tip.position) {
-            self.unsealed = Some(tip);
-        }
+        self.unsealed = Some(tip);
         self.since_checkpoint += 1;
     }
 
@@ -103,12 +71,6 @@ struct ChainsInner {
     max_chains: usize,
     /// Appends that lost the expected-sequence check and re-read the tip.
     races: AtomicU64,
-    /// Links stored elsewhere than predicted (so the links chained after them were refused
-    /// and re-chained).
-    mispredictions: AtomicU64,
-    /// The highest stream sequence acked to these chains' writers (predicts where the next
-    /// link goes).
-    last_seq: AtomicU64,
 }
 
 impl Default for AuditChains {
@@ -125,8 +87,6 @@ impl AuditChains {
                 map: Mutex::new(HashMap::new()),
                 max_chains: max_chains.max(1),
                 races: AtomicU64::new(0),
-                mispredictions: AtomicU64::new(0),
-                last_seq: AtomicU64::new(0),
             }),
         }
     }
@@ -155,28 +115,6 @@ impl AuditChains {
     /// Counts an append that lost the expected-sequence check.
     pub(super) fn lost_race(&self) {
         self.inner.races.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// How many links were stored elsewhere than predicted while later links were chained
-    /// after them in flight (another process wrote to the stream in between); each makes
-    /// those later links re-chain after the stored tip.
-    pub fn mispredictions(&self) -> u64 {
-        self.inner.mispredictions.load(Ordering::Relaxed)
-    }
-
-    /// Counts a link stored elsewhere than predicted.
-    pub(super) fn mispredicted(&self) {
-        self.inner.mispredictions.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// The highest stream sequence seen acked (or read) through these chains.
-    pub(super) fn last_seq(&self) -> u64 {
-        self.inner.last_seq.load(Ordering::Relaxed)
-    }
-
-    /// Records a stream sequence seen acked (or read).
-    pub(super) fn saw(&self, seq: u64) {
-        self.inner.last_seq.fetch_max(seq, Ordering::Relaxed);
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<String, SharedChain>> {

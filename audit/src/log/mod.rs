@@ -5,45 +5,9 @@
 //! stores it only if no one else appended in between: any number of writers (workers, the
 //! user API, key rotation) share a chain, serialised by the stream. The writer caches each
 //! chain's tip (last sequence, position, hash) in memory and re-reads the subject's last
-//! message only when the cache is empty or JetStream refuses a link. Within one process,
-//! appends to one subject take a per-subject lock only to compute and send their link, so
-//! they never race each other, and they do not wait for each other's acks.
-//!
-//! # Many events in flight
-//!
-//! A link hashes its predecessor's *stream* sequence (`prev_seq`), and the expected last
-//! subject sequence is a stream sequence too: neither is known for a link whose ack has not
-//! come back, and JetStream numbers the stream, not the subject (other users' links and
-//! checkpoints share AUDIT). So a writer *predicts* it, and makes JetStream check the
-//! prediction:
-//!
-//! - A link sent while no link of the chain is in flight follows the known tip as before
-//!   (expected last subject sequence = the tip's real sequence), and is predicted to land
-//!   right after the newest sequence this process has seen acked.
-//! - A link sent while its predecessor is in flight (only by the same writer, on the same
-//!   connection) is hashed with `prev_seq` = the predicted sequence `p` of that predecessor,
-//!   and carries `Nats-Expected-Last-Subject-Sequence: p` **and**
-//!   `Nats-Expected-Last-Msg-Id: <predecessor's event id>`. JetStream stores it only if the
-//!   stream's last message is that very predecessor and the subject's last sequence is `p`:
-//!   the predecessor was stored, at `p`, and nothing came after it, so the link's position,
-//!   `prev_seq` and `prev_hash` are all right. It is then predicted at `p + 1`.
-//! - The lock is released once the link is sent (a connection delivers its messages in
-//!   order), and the ack awaited outside it. A caller's `Ok` is JetStream's ack of its own
-//!   link, so the event is stored before anyone reads a credential.
-//!
-//! A wrong prediction (another process wrote to AUDIT in between) or any refusal fails
-//! closed: JetStream refuses every link chained after the missing or misplaced one (its
-//! expected last message id or sequence does not match, and never will: a prediction is
-//! never above the real sequence, and sequences only grow). Their callers re-chain after
-//! the known or re-read tip and publish again (same event id), until their timeout. A
-//! re-chained link is sent only after everything chained on the old prediction was sent on
-//! the same connection, so the server has refused those before it can store the new one.
-//! An ack that comes back for a link sent before the tip was dropped (the state's `epoch`
-//! moved) no longer moves the tip. Links of another writer of the same process (another
-//! connection) wait until the chain has no link in flight, and while one waits no writer
-//! pipelines more, so none is starved. [`AuditChains::mispredictions`] counts mispredicted
-//! links, [`AuditChains::races`] lost races. The event id must be recorded by one caller
-//! at a time (it is the deduplication key): a duplicate ack resets the chain's state.
+//! message only when the cache is empty or JetStream reports a wrong last sequence. Within
+//! one process, appends to one subject are serialised by a per-subject lock, so they never
+//! race each other.
 //!
 //! With checkpoints on ([`AuditLog::with_checkpoints`]), every link a writer appends is
 //! covered by one of its signed checkpoints after at most `every_events` of its appends to
@@ -62,51 +26,74 @@
 //! their tip is read from the stream again on their next append.
 //!
 //! # Layout
-//! - this file: [`AuditLog`], the writer: recording an event within the timeout.
-//! - `log/append.rs`: appending one link: plan and send under the chain's lock, await the
-//!   ack outside it, re-chain after a refusal.
-//! - `log/inflight.rs`: the links of a chain in flight: planning the next one, predicting
-//!   sequences, what an ack or a refusal changes.
+//! - this file: [`AuditLog`], the writer: appending a link and waiting for the ack.
 //! - `log/chains.rs`: [`AuditChains`], the chain states a process's writers share.
 //! - `log/sealing.rs`: the writer's checkpointing (when a checkpoint is due, signing it,
 //!   storing it, retrying it).
 //! - `log/tip.rs`: reading a chain's tip from the stream.
 
-mod append;
 mod chains;
-mod inflight;
 mod sealing;
 mod tip;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream;
+use async_nats::jetstream::context::{PublishAckFuture, PublishError, PublishErrorKind};
+use async_nats::jetstream::publish::PublishAck;
+use async_nats::HeaderMap;
 use sea_orm::DatabaseConnection;
 
 pub use chains::{AuditChains, DEFAULT_MAX_CHAINS};
 
+use super::chain::{Link, Tip};
 use super::checkpoint::{Checkpoint, CheckpointPolicy};
 use super::error::AuditError;
-use chains::SharedChain;
+use chains::{ChainState, SharedChain};
 use pinnacle_protocol::codec::Encoding;
 use pinnacle_protocol::model::AuditEvent;
-use pinnacle_protocol::subjects;
+use pinnacle_protocol::subjects::{self, headers};
+use pinnacle_runtime::jetstream::Retry;
 use pinnacle_runtime::telemetry;
 use pinnacle_vault::Vault;
 use sealing::Sealer;
+use tip::TipError;
 
-/// Numbers writers: links of one writer share a connection, which keeps their order.
-static WRITERS: AtomicU64 = AtomicU64::new(0);
+/// How often one append may lose the race to another writer before giving up (within the
+/// timeout either way).
+const MAX_RACES: usize = 64;
+
+/// The first pause after a failure a leader change produces; it doubles up to the maximum.
+const LEADER_CHANGE_PAUSE: Duration = Duration::from_millis(25);
+const LEADER_CHANGE_PAUSE_MAX: Duration = Duration::from_millis(400);
+
+/// The retries of one append: races lost so far, and the pause after a leader change.
+#[derive(Debug)]
+struct Retries {
+    races: usize,
+    pause: Duration,
+}
+
+impl Retries {
+    fn new() -> Self {
+        Self {
+            races: 0,
+            pause: LEADER_CHANGE_PAUSE,
+        }
+    }
+
+    /// Waits out a leader change: the pause, which doubles up to the maximum.
+    async fn pause(&mut self) {
+        tokio::time::sleep(self.pause).await;
+        self.pause = (self.pause * 2).min(LEADER_CHANGE_PAUSE_MAX);
+    }
+}
 
 #[derive(Debug)]
 struct Inner {
     /// JetStream context on the service's connection.
     js: jetstream::Context,
-    /// This writer's number: only its own links may be chained after its links in flight
-    /// (they share `js`'s connection, so the server reads them in order).
-    writer: u64,
     /// How long an append may take, races included, before failing closed.
     timeout: Duration,
     /// The audit-chain key.
@@ -133,7 +120,6 @@ impl AuditLog {
             inner: Arc::new(Inner {
                 sealer: Sealer::new(js.clone(), timeout, vault.clone()),
                 js,
-                writer: WRITERS.fetch_add(1, Ordering::Relaxed),
                 timeout,
                 vault,
                 chains: AuditChains::default(),
@@ -165,7 +151,6 @@ impl AuditLog {
         Self {
             inner: Arc::new(Inner {
                 js: self.inner.js.clone(),
-                writer: self.inner.writer,
                 timeout: self.inner.timeout,
                 vault: self.inner.vault.clone(),
                 chains,
@@ -202,8 +187,8 @@ impl AuditLog {
         let payload = Encoding::MsgPack.encode(event)?;
         let subject = subjects::audit_credential(&event.user_id);
         let chain = self.inner.chains.get(&subject);
-        let append = self.append(&subject, &event.event_id, &payload, &chain);
-        let (seq, due) = match tokio::time::timeout(self.inner.timeout, append).await {
+        let append = self.append_locked(&subject, &event.event_id, &payload, &chain);
+        let (tip, due) = match tokio::time::timeout(self.inner.timeout, append).await {
             Ok(result) => result?,
             Err(_) => return Err(self.timed_out(&chain).await),
         };
@@ -211,7 +196,35 @@ impl AuditLog {
         if let Some(cp) = due {
             self.inner.sealer.spawn_seal(chain, cp);
         }
-        Ok(seq)
+        Ok(tip.seq)
+    }
+
+    /// Appends under the chain's lock; returns the new tip and a checkpoint now due. A
+    /// failure drops the cached tip.
+    async fn append_locked(
+        &self,
+        subject: &str,
+        event_id: &str,
+        payload: &bytes::Bytes,
+        chain: &SharedChain,
+    ) -> Result<(Tip, Option<Checkpoint>), AuditError> {
+        let mut state = chain.lock().await;
+        match self.append(subject, event_id, payload, &mut state).await {
+            Ok((tip, fresh)) => {
+                state.no_responders = false;
+                // Only a checkpointing writer tracks what to seal (an idle chain with
+                // nothing unsealed may be dropped from the map).
+                if fresh && self.inner.sealer.checkpointing() {
+                    state.appended(tip);
+                }
+                let due = self.inner.sealer.after_append(subject, chain, &mut state);
+                Ok((tip, due))
+            }
+            Err(error) => {
+                state.tip = None;
+                Err(error)
+            }
+        }
     }
 
     /// The append did not finish within the timeout: drops the (maybe stale) tip and says
@@ -219,7 +232,7 @@ impl AuditLog {
     async fn timed_out(&self, chain: &SharedChain) -> AuditError {
         // The lock was released with a tip that may be stale: drop it.
         let mut state = chain.lock().await;
-        state.reset();
+        state.tip = None;
         if std::mem::take(&mut state.no_responders) {
             return AuditError::StreamUnavailable(format!(
                 "the {} stream does not exist or has no reachable leader (no responders for {:?})",
@@ -228,6 +241,132 @@ impl AuditLog {
             ));
         }
         AuditError::Timeout(self.inner.timeout)
+    }
+
+    /// Appends one link, re-reading the tip after each lost race, and retrying what a
+    /// leader change produces ([`pinnacle_runtime::jetstream::classify`]) until the caller's timeout.
+    /// Returns the new tip, and whether this append stored it (not a de-duplicated retry).
+    async fn append(
+        &self,
+        subject: &str,
+        event_id: &str,
+        payload: &bytes::Bytes,
+        state: &mut ChainState,
+    ) -> Result<(Tip, bool), AuditError> {
+        let mut retries = Retries::new();
+        loop {
+            let Some(tip) = self.known_tip(subject, state, &mut retries).await? else {
+                continue;
+            };
+            let link = Link::next(&self.inner.vault, subject, &tip, payload)
+                .map_err(|e| AuditError::Publish(e.to_string()))?;
+            let ack = match self
+                .publish_link(subject, event_id, payload, &tip, &link)
+                .await
+            {
+                Ok(ack) => ack.await,
+                Err(e) => Err(e),
+            };
+            match ack {
+                Ok(ack) if ack.duplicate => {
+                    // A retry of an event already stored (same event id): JetStream kept the
+                    // first copy, so our computed link is not the tip (and not ours to seal).
+                    // Re-read next time.
+                    state.tip = None;
+                    return Ok((
+                        Tip {
+                            seq: ack.sequence,
+                            ..tip
+                        },
+                        false,
+                    ));
+                }
+                Ok(PublishAck { sequence, .. }) => {
+                    let tip = link.tip_at(sequence);
+                    state.tip = Some(tip);
+                    return Ok((tip, true));
+                }
+                Err(e) => self.retry_after(&e, state, &mut retries).await?,
+            }
+        }
+    }
+
+    /// The tip to chain after: the cached one, else the stored one. `None` after a pause
+    /// when no leader answered (try again).
+    async fn known_tip(
+        &self,
+        subject: &str,
+        state: &ChainState,
+        retries: &mut Retries,
+    ) -> Result<Option<Tip>, AuditError> {
+        if let Some(tip) = state.tip {
+            return Ok(Some(tip));
+        }
+        match tip::read_tip(&self.inner.js, subject).await {
+            Ok(tip) => Ok(Some(tip)),
+            Err(TipError::Leaderless(error)) => {
+                tracing::debug!(%error, "audit tip unreadable; retrying");
+                retries.pause().await;
+                Ok(None)
+            }
+            Err(TipError::Refused(error)) => Err(error),
+        }
+    }
+
+    /// Publishes `link` after `tip`, expecting `tip` to be the subject's last message.
+    async fn publish_link(
+        &self,
+        subject: &str,
+        event_id: &str,
+        payload: &bytes::Bytes,
+        tip: &Tip,
+        link: &Link,
+    ) -> Result<PublishAckFuture, PublishError> {
+        let mut hdrs = HeaderMap::new();
+        hdrs.insert(headers::NATS_MSG_ID, event_id);
+        hdrs.insert(headers::CONTENT_TYPE, Encoding::MsgPack.content_type());
+        hdrs.insert(
+            headers::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE,
+            tip.seq.to_string().as_str(),
+        );
+        link.write_headers(&mut hdrs);
+        telemetry::inject_context(&mut hdrs);
+        self.inner
+            .js
+            .publish_with_headers(subject.to_string(), hdrs, payload.clone())
+            .await
+    }
+
+    /// After a failed publish: `Ok` to try again (the tip dropped, after a pause for a
+    /// leader change), or the error when it is final.
+    async fn retry_after(
+        &self,
+        e: &PublishError,
+        state: &mut ChainState,
+        retries: &mut Retries,
+    ) -> Result<(), AuditError> {
+        match pinnacle_runtime::jetstream::classify(e) {
+            // Another writer appended, or a new stream leader does not know our
+            // view: read the stored tip and chain after it.
+            Retry::Reread if retries.races < MAX_RACES => {
+                retries.races += 1;
+                self.inner.chains.lost_race();
+                state.tip = None;
+                state.no_responders = false;
+            }
+            // No leader or no ack for now: the event may or may not be stored, so
+            // re-read the tip (the event id makes a stored copy a duplicate). "No
+            // responders" is also what a missing stream looks like: remembered, so
+            // a timeout after nothing but that says "audit stream unavailable".
+            Retry::Later => {
+                tracing::debug!(error = %e, "audit append not acknowledged; retrying");
+                state.tip = None;
+                state.no_responders = e.kind() == PublishErrorKind::StreamNotFound;
+                retries.pause().await;
+            }
+            Retry::Reread | Retry::Never => return Err(AuditError::Publish(e.to_string())),
+        }
+        Ok(())
     }
 
     /// Checkpoints every chain this writer appended to since its last checkpoint, now
