@@ -161,7 +161,7 @@ impl ErrorCode {
     }
 }
 
-crate::model::from_wire_text!(ErrorCode, "error code");
+crate::model::wire_text::from_wire_text!(ErrorCode, "error code");
 
 impl std::fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

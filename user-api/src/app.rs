@@ -9,12 +9,20 @@ use axum::Router;
 use pinnacle_common::error::ErrorCode;
 use pinnacle_common::shutdown::Shutdown;
 
+use crate::account_ops;
+use crate::accounts;
+use crate::api_tokens;
+use crate::audit_trail;
+use crate::audit_verify;
+use crate::console;
 use crate::error::ApiError;
+use crate::key_status;
+use crate::login;
+use crate::me;
+use crate::openapi;
+use crate::risk;
 use crate::state::AppState;
-use crate::{
-    account_ops, accounts, api_tokens, audit_trail, audit_verify, console, key_status, login, me,
-    openapi, risk, users,
-};
+use crate::users;
 
 /// The largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;

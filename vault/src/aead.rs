@@ -14,7 +14,7 @@ use base64::Engine as _;
 use rand::RngCore;
 use zeroize::Zeroizing;
 
-use super::DecryptError;
+use crate::error::DecryptError;
 
 /// The format-version prefix of every ciphertext.
 pub const FORMAT_PREFIX: &str = "pnk1";

@@ -17,7 +17,7 @@ use secrecy::SecretString;
 use zeroize::Zeroizing;
 
 use super::aead::{self, push_parts};
-use super::DecryptError;
+use crate::error::DecryptError;
 
 /// The identity of one credential write: which row, at which generation.
 #[derive(Debug, Clone, Copy)]

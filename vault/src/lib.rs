@@ -23,6 +23,7 @@
 
 pub mod aead;
 pub mod envelope;
+mod error;
 pub mod ring;
 pub mod settings;
 #[cfg(test)]
@@ -42,14 +43,11 @@ use sha2::Sha256;
 use zeroize::Zeroizing;
 
 pub use envelope::{CredentialAad, DataKey, RowIdentity};
+pub use error::DecryptError;
 pub use ring::parse_master_key;
-pub use settings::{VaultConfigError, VaultSettings};
+pub use settings::{VaultConfigError, VaultSettings, DEFAULT_MAX_ENCRYPTIONS};
 
 const HKDF_SALT: &[u8] = b"pinnacle/hkdf/v1";
-
-/// The default number of wraps a master key may make before it must be rotated: 2^30,
-/// a quarter of NIST SP 800-38D's 2^32 limit for random 96-bit nonces.
-pub const DEFAULT_MAX_ENCRYPTIONS: i64 = 1 << 30;
 
 /// What a derived subkey is for. Each purpose gets its own key, so no key serves two roles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,11 +91,6 @@ pub enum AuditKey {
     /// Signatures on checkpoints.
     Checkpoint,
 }
-
-/// The one error every failed decrypt gives, whatever went wrong.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("credential could not be decrypted")]
-pub struct DecryptError;
 
 fn derive(master: &[u8; 32], purpose: Purpose) -> Key32 {
     let hk = Hkdf::<Sha256>::new(Some(HKDF_SALT), master);

@@ -8,6 +8,10 @@
 use secrecy::SecretString;
 use serde::Deserialize;
 
+/// The default number of wraps a master key may make before it must be rotated: 2^30,
+/// a quarter of NIST SP 800-38D's 2^32 limit for random 96-bit nonces.
+pub const DEFAULT_MAX_ENCRYPTIONS: i64 = 1 << 30;
+
 /// The vault's settings are unusable: a variable that does not parse, no key, a short or
 /// malformed key, a current or pepper key id that is not in the ring. The message names
 /// the variable and the key id, never the key.
@@ -62,7 +66,7 @@ fn default_key_id() -> u32 {
 }
 
 fn default_key_max_encryptions() -> i64 {
-    crate::DEFAULT_MAX_ENCRYPTIONS
+    DEFAULT_MAX_ENCRYPTIONS
 }
 
 impl VaultSettings {

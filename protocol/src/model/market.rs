@@ -42,7 +42,7 @@ pub struct SnapshotRequest {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SnapshotReply {
     /// The latest tick of each symbol, ordered by tick subject; each carries its `seq`.
-    pub ticks: Vec<crate::model::MarketTick>,
+    pub ticks: Vec<super::tick::MarketTick>,
     /// Listed symbols the service knows but has no tick for yet.
     #[serde(default)]
     pub missing: Vec<LastRequest>,

@@ -23,5 +23,4 @@ pub use portfolio::{
     Funds, Holding, Holdings, PortfolioRequest, Position, Positions, Trade, Trades,
 };
 pub use tick::{Book, Depth, FeedMode, Level, MarketTick, Tick};
-pub(crate) use wire_text::from_wire_text;
 pub use wire_text::UnknownValue;

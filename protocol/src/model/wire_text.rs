@@ -26,13 +26,13 @@ impl UnknownValue {
 macro_rules! from_wire_text {
     ($ty:ty, $kind:literal) => {
         impl std::str::FromStr for $ty {
-            type Err = $crate::model::UnknownValue;
+            type Err = $crate::model::wire_text::UnknownValue;
 
             fn from_str(text: &str) -> Result<Self, Self::Err> {
                 Self::ALL
                     .into_iter()
                     .find(|v| v.as_str() == text)
-                    .ok_or_else(|| $crate::model::UnknownValue::new($kind, text))
+                    .ok_or_else(|| $crate::model::wire_text::UnknownValue::new($kind, text))
             }
         }
     };

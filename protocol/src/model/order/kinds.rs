@@ -26,7 +26,7 @@ impl Side {
     }
 }
 
-crate::model::from_wire_text!(Side, "side");
+crate::model::wire_text::from_wire_text!(Side, "side");
 
 /// Angel One's product: how long the position may be held.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,7 +63,7 @@ impl Product {
     }
 }
 
-crate::model::from_wire_text!(Product, "product");
+crate::model::wire_text::from_wire_text!(Product, "product");
 
 /// How the order is priced (Angel One's names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,8 +132,8 @@ impl OrderType {
     }
 }
 
-crate::model::from_wire_text!(OrderType, "order type");
-crate::model::from_wire_text!(OrderStatus, "status");
+crate::model::wire_text::from_wire_text!(OrderType, "order type");
+crate::model::wire_text::from_wire_text!(OrderStatus, "status");
 
 /// Where an order stands: the states of the order state machine.
 ///
