@@ -1,5 +1,7 @@
 //! Registering every metric family: one table of names, help texts, buckets and labels,
-//! read once when the process-wide [`Metrics`] is first used.
+//! read once when the process-wide [`Metrics`] is first used. `Metrics::new` stays one
+//! long function on purpose: it is that table, read and reviewed next to
+//! [`crate::FAMILIES`]; splitting it would scatter one table.
 
 use std::sync::atomic::{AtomicI64, AtomicU8};
 

@@ -1,7 +1,9 @@
 //! SeaORM migrations for Pinnacle's schema. They run unchanged on SQLite and PostgreSQL.
 //!
 //! One file per migration; [`Migrator`] lists them in order. Apply them with
-//! `pinnacle migrate` or [`Migrator::up`].
+//! `pinnacle migrate` or [`Migrator::up`]. A migration's `up` may run past 60 lines on
+//! purpose: it is the table definitions of that step, read as one, and a migration is
+//! never edited once released.
 
 pub use sea_orm_migration::prelude::*;
 

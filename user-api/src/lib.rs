@@ -2,7 +2,7 @@
 //! limits and kill switches, over HTTP (axum).
 //!
 //! # Layout
-//! - [`app`]: the router and [`serve`]; [`state`]: [`AppState`], what every route shares.
+//! - [`app`](mod@app): the router and [`serve`]; [`state`]: [`AppState`], what every route shares.
 //! - [`error`]: [`ApiError`], the one JSON error shape every route returns.
 //! - [`body`]: the JSON-object request body every route with a body reads.
 //! - [`caller`]: the `Authorization: Bearer` extractor (admin token or user API token).

@@ -106,35 +106,13 @@ pub async fn rotate_reporting(
         }
         let before = report.rewrapped + failed.len() as u64;
         for row in rows {
-            audit.record(&event(&row, AuditOutcome::Authorized)).await?;
-            let data_key = match account_data_key(vault, &row) {
-                Ok(key) => key,
-                Err(_) => {
-                    audit
-                        .record(&event(&row, AuditOutcome::DecryptFailed))
-                        .await?;
-                    tracing::warn!(account_id = %row.id, "data key did not decrypt during rotation");
+            match rewrap(db, vault, audit, current, &row).await? {
+                Rewrap::Done => report.rewrapped += 1,
+                Rewrap::Raced => report.raced += 1,
+                Rewrap::Failed => {
                     failed.insert(row.id.clone());
                     continue;
                 }
-            };
-            reserve_encryption(db, vault, current).await?;
-            let rewrapped = vault.wrap(current, identity(&row), &data_key)?;
-            let updated = broker_accounts::Entity::update_many()
-                .col_expr(broker_accounts::Column::DataKeyEnc, Expr::value(rewrapped))
-                .col_expr(
-                    broker_accounts::Column::MasterKeyId,
-                    Expr::value(i64::from(current)),
-                )
-                .filter(broker_accounts::Column::Id.eq(row.id.as_str()))
-                .filter(broker_accounts::Column::Generation.eq(row.generation))
-                .filter(broker_accounts::Column::DataKeyEnc.eq(row.data_key_enc.clone()))
-                .exec(db)
-                .await?;
-            if updated.rows_affected == 1 {
-                report.rewrapped += 1;
-            } else {
-                report.raced += 1;
             }
             progress(report.rewrapped + failed.len() as u64, total);
         }
@@ -157,4 +135,51 @@ pub async fn rotate_reporting(
     // ones now, so none opens a data key under the old master key once it is retired.
     crate::invalidate::announce(&audit.client(), &crate::invalidate::Invalidation::All).await;
     Ok(report)
+}
+
+/// What rewrapping one row came to.
+enum Rewrap {
+    /// The row's data key is wrapped under the current master key now.
+    Done,
+    /// A write changed the row first; a later pass takes it again.
+    Raced,
+    /// Its data key did not decrypt (audited as such); it is left as it is.
+    Failed,
+}
+
+/// Audits the access, then rewraps `row`'s data key under master key `current` with a
+/// compare-and-set on the row's generation and wrapped key.
+async fn rewrap(
+    db: &impl ConnectionTrait,
+    vault: &Vault,
+    audit: &AuditLog,
+    current: u32,
+    row: &broker_accounts::Model,
+) -> Result<Rewrap, KeyStoreError> {
+    audit.record(&event(row, AuditOutcome::Authorized)).await?;
+    let Ok(data_key) = account_data_key(vault, row) else {
+        audit
+            .record(&event(row, AuditOutcome::DecryptFailed))
+            .await?;
+        tracing::warn!(account_id = %row.id, "data key did not decrypt during rotation");
+        return Ok(Rewrap::Failed);
+    };
+    reserve_encryption(db, vault, current).await?;
+    let rewrapped = vault.wrap(current, identity(row), &data_key)?;
+    let updated = broker_accounts::Entity::update_many()
+        .col_expr(broker_accounts::Column::DataKeyEnc, Expr::value(rewrapped))
+        .col_expr(
+            broker_accounts::Column::MasterKeyId,
+            Expr::value(i64::from(current)),
+        )
+        .filter(broker_accounts::Column::Id.eq(row.id.as_str()))
+        .filter(broker_accounts::Column::Generation.eq(row.generation))
+        .filter(broker_accounts::Column::DataKeyEnc.eq(row.data_key_enc.clone()))
+        .exec(db)
+        .await?;
+    Ok(if updated.rows_affected == 1 {
+        Rewrap::Done
+    } else {
+        Rewrap::Raced
+    })
 }

@@ -42,7 +42,7 @@ pub const RATE_LIMIT_WAIT: Duration = Duration::from_secs(3);
 pub(super) const PENDING_RETRIES: u32 = 3;
 pub(super) const PENDING_PAUSE: Duration = Duration::from_millis(200);
 
-/// SmartAPI as a [`Broker`].
+/// SmartAPI as a [`Broker`](pinnacle_common::broker::Broker).
 pub struct AngelOneBroker {
     pub(super) config: RestConfig,
     pub(super) limiter: Arc<RateLimiter>,

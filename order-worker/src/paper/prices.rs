@@ -38,7 +38,7 @@ pub struct PaperBroker {
     pub(super) hours: MarketHours,
 }
 
-/// How long [`Broker::ready_for`] waits for the publisher's last-value cache.
+/// How long [`Broker::ready_for`](pinnacle_common::broker::Broker::ready_for) waits for the publisher's last-value cache.
 pub const LAST_VALUE_TIMEOUT: Duration = Duration::from_secs(2);
 
 fn key(exchange: &str, symbol: &str) -> String {

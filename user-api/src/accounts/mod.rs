@@ -13,7 +13,7 @@
 //!
 //! # Layout
 //! - [`request`]: the `PUT` body and its checks.
-//! - [`write`]: [`put_account`], the audited compare-and-set write (the `pinnacle` CLI
+//! - [`write`](mod@write): [`put_account`], the audited compare-and-set write (the `pinnacle` CLI
 //!   calls it too, to bootstrap the demo user).
 //! - this file: the routes and [`AccountView`], what they answer.
 

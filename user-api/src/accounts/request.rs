@@ -1,5 +1,5 @@
 //! The body of `PUT /v1/users/{user_id}/broker-accounts/{label}`: [`PutAccount`], the
-//! brokers and length bounds it is checked against, and [`validate`].
+//! brokers and length bounds it is checked against, and `validate`.
 
 use chrono::{DateTime, Utc};
 use pinnacle_common::entities::broker_accounts::fields;

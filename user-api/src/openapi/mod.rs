@@ -7,8 +7,8 @@
 //! Schemathesis with all its checks against a real server and fails on any finding.
 //!
 //! # Layout
-//! - [`paths`]: every operation (the table of routes).
-//! - [`schemas`]: every body shape.
+//! - `paths`: every operation (the table of routes).
+//! - `schemas`: every body shape.
 
 mod paths;
 mod schemas;
