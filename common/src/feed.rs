@@ -30,6 +30,14 @@ pub trait MarketFeed: Send + std::fmt::Debug {
         Ok(())
     }
 
+    /// The last price of every instrument whose market is closed now, as ticks that carry
+    /// no trade: what the publisher's last-value cache serves before the open (the
+    /// previous close), so that a client or the paper broker started out of hours has a
+    /// price. They are not published as ticks. The default has none.
+    async fn closing_prices(&mut self) -> Vec<MarketTick> {
+        Vec::new()
+    }
+
     /// Takes a batch back once it has been published, so the feed can overwrite it in
     /// place next time instead of allocating a new one (the simulator does). The default
     /// drops it.
@@ -71,6 +79,10 @@ impl MarketFeed for SharedFeed {
 
     async fn reset(&mut self) -> Result<(), FeedError> {
         self.feed.lock().await.reset().await
+    }
+
+    async fn closing_prices(&mut self) -> Vec<MarketTick> {
+        self.feed.lock().await.closing_prices().await
     }
 
     /// Hands the batch on when the feed is free; otherwise it is only dropped.

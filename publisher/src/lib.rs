@@ -139,6 +139,15 @@ pub async fn run(
     // Per tick the loop allocates nothing in the common case: subjects are built once per
     // symbol, payloads are cut from a shared arena, and the batch goes back to the feed.
     let mut outlet = Outlet::new(client.clone(), options.tick_trace_ratio, options.depth);
+    let closed = feed.closing_prices().await;
+    if !closed.is_empty() {
+        // Out of hours: the last-value cache serves the previous close until the open.
+        tracing::info!(
+            symbols = closed.len(),
+            "market closed: serving the previous close"
+        );
+        options.cache.update(&closed);
+    }
     loop {
         let ticks = match next_batch(feed.as_mut(), &options, &mut backoff, &shutdown).await {
             Next::Ticks(ticks) => ticks,

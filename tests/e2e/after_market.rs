@@ -218,3 +218,45 @@ async fn holiday_and_weekend_paper_orders_wait_for_monday() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stack_started_at_night_quotes_the_previous_close_and_takes_after_market_orders() {
+    each_backend(|backend| async move {
+        // 03:00 IST on a Wednesday: every exchange closed, no tick will come until the open;
+        // nothing is published by hand.
+        let mut stack = TestStack::start_with(backend, at("2026-12-02T03:00:00+05:30")).await;
+        let user = stack.trader("night").await;
+        let reply = stack
+            .client
+            .request(
+                subjects::md::LAST,
+                Encoding::MsgPack
+                    .encode(&json!({"exchange": "NSE", "symbol": "SBIN-EQ"}))
+                    .expect("encodes"),
+            )
+            .await
+            .expect("md.req.last answers");
+        let last: Value = Encoding::MsgPack
+            .decode(&reply.payload)
+            .expect("reply decodes");
+        assert_eq!(
+            (
+                &last["ok"],
+                &last["result"]["ltp"],
+                &last["result"]["last_qty"]
+            ),
+            (&json!(true), &json!(SBIN), &json!(0)),
+            "the previous close, with no trade: {last}"
+        );
+        let night = place(&stack, &user, order("night-mkt", "MARKET", 2, None)).await;
+        assert_eq!(
+            (&night["status"], &night["filled_quantity"]),
+            (&json!("OPEN"), &json!(0)),
+            "an after-market order at the previous close: {night}"
+        );
+        let funds = stack.call(&user, "funds", json!({})).await;
+        assert_eq!(funds["result"]["blocked"], 2 * SBIN, "{funds}");
+        stack.stop().await;
+    })
+    .await;
+}

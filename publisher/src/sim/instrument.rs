@@ -105,9 +105,22 @@ impl Instrument {
         self.volume += last_qty;
         self.turnover += i128::from(self.ltp) * i128::from(last_qty);
         self.seq += 1;
+        self.quoted(last_qty)
+    }
+
+    /// A trade of `last_qty` at the last price, with the best bid and ask one tick either
+    /// side of it (within the circuit).
+    #[inline]
+    fn quoted(&self, last_qty: i64) -> Trade {
         let bid = (self.ltp - self.tick).max(self.lower);
         let ask = (self.ltp + self.tick).min(self.upper).max(bid + self.tick);
         Trade { last_qty, bid, ask }
+    }
+
+    /// Its last price as a tick without a trade (the sequence number unchanged, a zero
+    /// quantity, no book): what a closed market shows.
+    pub(super) fn at_rest(&self, now_ms: i64) -> MarketTick {
+        self.tick(None, now_ms, self.quoted(0), None)
     }
 
     /// A five-level book one tick apart from `trade`'s bid and ask, with random sizes.

@@ -170,6 +170,19 @@ impl MarketFeed for SimFeed {
         Ok(self.step())
     }
 
+    async fn closing_prices(&mut self) -> Vec<MarketTick> {
+        let Some((calendar, clock)) = &self.hours else {
+            return Vec::new();
+        };
+        let now = clock.now();
+        let mut open = Vec::new();
+        self.instruments
+            .iter()
+            .filter(|inst| !exchange_open(&mut open, calendar, inst.exchange(), now))
+            .map(|inst| inst.at_rest(now.timestamp_millis()))
+            .collect()
+    }
+
     fn recycle(&mut self, batch: Vec<MarketTick>) {
         self.spare = batch;
     }

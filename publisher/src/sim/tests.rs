@@ -148,3 +148,72 @@ fn thousands_of_symbols_are_cheap() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn a_closed_market_offers_its_previous_close_and_an_open_one_nothing() {
+    let calendar = Arc::new(Calendar::load(None).expect("bundled"));
+    let at = |t: &str| Clock::from_setting(t).expect("time");
+    let specs = parse_symbols("NSE:SBIN-EQ@820, MCX:CRUDEOIL18DEC26FUT@6500").expect("specs");
+    let feed = |clock| {
+        SimFeed::new(
+            specs.clone(),
+            &Catalog::sample(),
+            1,
+            Duration::from_millis(1),
+            false,
+        )
+        .with_hours(calendar.clone(), clock)
+    };
+    let closes = |mut f: SimFeed| async move {
+        let mut ticks = f.closing_prices().await;
+        ticks.sort_by(|a, b| a.symbol.cmp(&b.symbol));
+        ticks
+            .into_iter()
+            .map(|t| (t.symbol, t.ltp, t.seq, t.last_qty, t.close))
+            .collect::<Vec<_>>()
+    };
+    // 03:16 on a Wednesday: both closed, each at its starting price with no trade.
+    assert_eq!(
+        closes(feed(at("2026-12-02T03:16:00+05:30"))).await,
+        vec![
+            (
+                "CRUDEOIL18DEC26FUT".to_string(),
+                650_000,
+                0,
+                0,
+                Some(650_000)
+            ),
+            ("SBIN-EQ".to_string(), 82_000, 0, 0, Some(82_000)),
+        ]
+    );
+    // 20:00: MCX trades, NSE is closed.
+    let evening = closes(feed(at("2026-12-02T20:00:00+05:30"))).await;
+    assert_eq!(evening.len(), 1);
+    assert_eq!(evening[0].0, "SBIN-EQ");
+    // In the session, and without hours at all, there is nothing to offer.
+    assert!(closes(feed(at("2026-12-02T11:00:00+05:30")))
+        .await
+        .is_empty());
+    let mut always = SimFeed::new(
+        specs.clone(),
+        &Catalog::sample(),
+        1,
+        Duration::from_millis(1),
+        false,
+    );
+    assert!(always.closing_prices().await.is_empty());
+    // After a day's trading, the close offered is the last price, not the start.
+    let mut traded = feed(at("2026-12-02T11:00:00+05:30"));
+    let last = traded
+        .step()
+        .into_iter()
+        .find(|t| t.symbol == "SBIN-EQ")
+        .expect("SBIN");
+    traded.hours = Some((calendar.clone(), at("2026-12-02T16:00:00+05:30")));
+    let close = traded.closing_prices().await;
+    let sbin = close
+        .iter()
+        .find(|t| t.symbol == "SBIN-EQ")
+        .expect("SBIN closed");
+    assert_eq!((sbin.ltp, sbin.seq), (last.ltp, last.seq));
+}
