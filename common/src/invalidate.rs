@@ -63,22 +63,44 @@ pub async fn announce(client: &async_nats::Client, change: &Invalidation) {
         otel.status_code = tracing::field::Empty,
         error.type = tracing::field::Empty,
     );
-    let announced = async {
-        let payload = change.encode().map_err(|e| e.to_string())?;
+    let payload = match change.encode() {
+        Ok(payload) => payload,
+        Err(error) => {
+            telemetry::record_failure(&span, "PUBLISH_FAILED");
+            tracing::warn!(%error, ?change, "cache invalidation not encoded; workers apply the change within a second");
+            return;
+        }
+    };
+    if let Err(error) = publish_flushed(client, &span, CACHE_INVALIDATE, payload).await {
+        tracing::warn!(%error, ?change, "cache invalidation not announced; workers apply the change within a second");
+    }
+}
+
+/// Publishes `payload` on `subject` with `span`'s trace context and flushes, inside
+/// `span` (a producer span the caller named); a failure is recorded on the span and
+/// returned. The announcements that workers' caches follow (this module's, and token
+/// revocations) all go out this way.
+pub async fn publish_flushed(
+    client: &async_nats::Client,
+    span: &tracing::Span,
+    subject: &'static str,
+    payload: bytes::Bytes,
+) -> Result<(), String> {
+    let published = async {
         let mut headers = async_nats::HeaderMap::new();
         telemetry::inject_context(&mut headers);
         client
-            .publish_with_headers(CACHE_INVALIDATE, headers, payload)
+            .publish_with_headers(subject, headers, payload)
             .await
             .map_err(|e| e.to_string())?;
         client.flush().await.map_err(|e| e.to_string())
     }
     .instrument(span.clone())
     .await;
-    if let Err(error) = announced {
-        telemetry::record_failure(&span, "PUBLISH_FAILED");
-        tracing::warn!(%error, ?change, "cache invalidation not announced; workers apply the change within a second");
+    if published.is_err() {
+        telemetry::record_failure(span, "PUBLISH_FAILED");
     }
+    published
 }
 
 #[cfg(test)]

@@ -12,8 +12,9 @@ use pinnacle_common::auth::{SCOPE_READ, SCOPE_TRADE};
 use pinnacle_common::crypto::Vault;
 use pinnacle_common::entities::{api_tokens, users};
 use pinnacle_common::error::ErrorCode;
+use pinnacle_common::invalidate::publish_flushed;
 use pinnacle_common::subjects;
-use pinnacle_common::{telemetry, tokens};
+use pinnacle_common::tokens;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
     Set,
@@ -296,19 +297,9 @@ pub async fn revoke(
         otel.status_code = tracing::field::Empty,
         error.type = tracing::field::Empty,
     );
-    let announced = async {
-        let mut headers = async_nats::HeaderMap::new();
-        telemetry::inject_context(&mut headers);
-        client
-            .publish_with_headers(subjects::TOKENS_REVOKED, headers, token_id.clone().into())
-            .await
-            .map_err(|e| e.to_string())?;
-        client.flush().await.map_err(|e| e.to_string())
-    }
-    .instrument(span.clone())
-    .await;
+    let payload = token_id.clone().into();
+    let announced = publish_flushed(&client, &span, subjects::TOKENS_REVOKED, payload).await;
     if let Err(error) = announced {
-        telemetry::record_failure(&span, "PUBLISH_FAILED");
         tracing::warn!(%error, "revocation not announced; workers apply it within a second");
     }
     Ok(Json(row.into()))
