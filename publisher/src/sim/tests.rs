@@ -89,21 +89,34 @@ async fn ticks_respect_tick_size_lots_circuits_and_the_book() {
     }
 }
 
+/// The bundled calendar and two symbols on exchanges with different hours (NSE, MCX).
+fn hours_fixture() -> (Arc<Calendar>, Vec<SymbolSpec>) {
+    let calendar = Arc::new(Calendar::load(None).expect("bundled"));
+    let specs = parse_symbols("NSE:SBIN-EQ@820, MCX:CRUDEOIL18DEC26FUT@6500").expect("specs");
+    (calendar, specs)
+}
+
+/// A feed over `specs` that follows `calendar` at `clock`.
+fn hours_feed(specs: &[SymbolSpec], calendar: &Arc<Calendar>, clock: Clock) -> SimFeed {
+    SimFeed::new(
+        specs.to_vec(),
+        &Catalog::sample(),
+        1,
+        Duration::from_millis(1),
+        false,
+    )
+    .with_hours(calendar.clone(), clock)
+}
+
+/// The clock at an RFC 3339 time.
+fn at(t: &str) -> Clock {
+    Clock::from_setting(t).expect("time")
+}
+
 #[test]
 fn with_hours_symbols_tick_only_while_their_exchange_is_open() {
-    let calendar = Arc::new(Calendar::load(None).expect("bundled"));
-    let at = |t: &str| Clock::from_setting(t).expect("time");
-    let specs = parse_symbols("NSE:SBIN-EQ@820, MCX:CRUDEOIL18DEC26FUT@6500").expect("specs");
-    let feed = |clock| {
-        SimFeed::new(
-            specs.clone(),
-            &Catalog::sample(),
-            1,
-            Duration::from_millis(1),
-            false,
-        )
-        .with_hours(calendar.clone(), clock)
-    };
+    let (calendar, specs) = hours_fixture();
+    let feed = |clock| hours_feed(&specs, &calendar, clock);
     let symbols = |mut f: SimFeed| f.step().into_iter().map(|t| t.symbol).collect::<Vec<_>>();
     // Wednesday 11:00: both; 20:00: MCX only; 03:16, Saturday, Christmas: none.
     assert_eq!(symbols(feed(at("2026-12-02T11:00:00+05:30"))).len(), 2);
@@ -151,19 +164,8 @@ fn thousands_of_symbols_are_cheap() {
 
 #[tokio::test]
 async fn a_closed_market_offers_its_previous_close_and_an_open_one_nothing() {
-    let calendar = Arc::new(Calendar::load(None).expect("bundled"));
-    let at = |t: &str| Clock::from_setting(t).expect("time");
-    let specs = parse_symbols("NSE:SBIN-EQ@820, MCX:CRUDEOIL18DEC26FUT@6500").expect("specs");
-    let feed = |clock| {
-        SimFeed::new(
-            specs.clone(),
-            &Catalog::sample(),
-            1,
-            Duration::from_millis(1),
-            false,
-        )
-        .with_hours(calendar.clone(), clock)
-    };
+    let (calendar, specs) = hours_fixture();
+    let feed = |clock| hours_feed(&specs, &calendar, clock);
     let closes = |mut f: SimFeed| async move {
         let mut ticks = f.closing_prices().await;
         ticks.sort_by(|a, b| a.symbol.cmp(&b.symbol));
