@@ -272,7 +272,7 @@ async fn authenticate(
 ) -> Result<Principal, ErrorBody> {
     let bearer = bearer_token(headers)?;
     let principal = worker
-        .tokens()
+        .current_tokens()
         .authenticate(worker.db(), worker.vault().token_pepper(), bearer)
         .await
         .map_err(|e| match e {

@@ -17,8 +17,10 @@
 //!   - [`handler`]: one request: size, subject, token ↔ subject user and scope, decode,
 //!     the engine's verb, exactly one reply.
 //!   - [`service`]: the subscription loop (bounded, permit before receive), graceful
-//!     drain, and the side tasks (outbox relay, revocations, the engine's reconciler and
-//!     square-off).
+//!     drain, and the side tasks (outbox relay, the announcements' sweep, the engine's
+//!     reconciler and square-off).
+//!   - [`inbox`]: token revocations and cache invalidations, held so that each applies
+//!     before any order that arrived after it.
 //!   - [`events`]: the outbox relay, publishing the engine's committed events to
 //!     `events.orders.<user_id>` (JetStream).
 //!   - [`matcher`]: fills resting paper orders from the tick stream through the engine.
@@ -34,6 +36,7 @@ pub mod angel;
 pub mod engine;
 pub mod events;
 pub mod handler;
+pub mod inbox;
 pub mod matcher;
 pub mod paper;
 pub mod service;

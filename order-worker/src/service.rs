@@ -1,6 +1,6 @@
 //! The subscription loop: queue-group membership, bounded concurrency, graceful drain;
-//! and the side tasks a worker runs beside it (outbox relay, revocations, cache
-//! invalidations, the engine's reconciler and square-off).
+//! and the side tasks a worker runs beside it (outbox relay, the announcements' sweep, the
+//! engine's reconciler and square-off).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +13,7 @@ use pinnacle_common::subjects;
 
 use crate::events::{self, Relay};
 use crate::handler;
+use crate::inbox::Inbox;
 use crate::worker::Worker;
 
 pub use crate::worker::{audit_log, SERVICE_NAME};
@@ -52,87 +53,38 @@ fn spawn_relay(worker: &Arc<Worker>) -> (Shutdown, tokio::task::JoinHandle<()>) 
     (stop, task)
 }
 
-/// Subscribes to token revocations and drops each from the token cache until `shutdown`.
-async fn spawn_forgetting(
+/// Subscribes to token revocations and cache invalidations on the connection orders
+/// arrive on (see [`crate::inbox`]): the handler and the engine's cache take what arrived
+/// before each order, and a sweep applies it while none comes, until `shutdown`.
+async fn listen(
     worker: &Arc<Worker>,
     shutdown: &Shutdown,
 ) -> Result<tokio::task::JoinHandle<()>, WorkerError> {
-    let revocations = worker
-        .client()
-        .subscribe(subjects::TOKENS_REVOKED)
-        .await
-        .map_err(|e| WorkerError::Subscribe {
-            subject: subjects::TOKENS_REVOKED,
-            reason: e.to_string(),
-        })?;
-    Ok(tokio::spawn(forget_revoked(
-        worker.clone(),
-        revocations,
-        shutdown.clone(),
-    )))
-}
-
-/// Drops announced revocations from the token cache until `shutdown` fires.
-async fn forget_revoked(
-    worker: Arc<Worker>,
-    mut revoked: async_nats::Subscriber,
-    shutdown: Shutdown,
-) {
-    use futures::StreamExt as _;
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            message = revoked.next() => match message {
-                Some(message) => match std::str::from_utf8(&message.payload) {
-                    Ok(token_id) => worker.tokens().forget(token_id),
-                    Err(_) => tracing::debug!("ignoring a malformed revocation"),
-                },
-                None => break,
-            },
-        }
-    }
-}
-
-/// Subscribes to cache invalidations and applies each to the engine's account and limits
-/// cache until `shutdown`.
-async fn spawn_invalidating(
-    worker: &Arc<Worker>,
-    shutdown: &Shutdown,
-) -> Result<tokio::task::JoinHandle<()>, WorkerError> {
-    let changes = worker
-        .client()
-        .subscribe(subjects::CACHE_INVALIDATE)
-        .await
-        .map_err(|e| WorkerError::Subscribe {
-            subject: subjects::CACHE_INVALIDATE,
-            reason: e.to_string(),
-        })?;
-    Ok(tokio::spawn(invalidate_changed(
-        worker.clone(),
-        changes,
-        shutdown.clone(),
-    )))
-}
-
-/// Drops every announced change from the engine's cache until `shutdown` fires.
-async fn invalidate_changed(
-    worker: Arc<Worker>,
-    mut changes: async_nats::Subscriber,
-    shutdown: Shutdown,
-) {
-    use futures::StreamExt as _;
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            message = changes.next() => match message {
-                Some(message) => match Invalidation::decode(&message.payload) {
-                    Ok(change) => worker.engine().invalidate(&change),
-                    Err(error) => tracing::debug!(%error, "ignoring a malformed cache invalidation"),
-                },
-                None => break,
-            },
-        }
-    }
+    let client = worker.client();
+    let revocations = Arc::new(
+        Inbox::subscribe(client, subjects::TOKENS_REVOKED, |payload| {
+            std::str::from_utf8(payload).ok().map(str::to_owned)
+        })
+        .await?,
+    );
+    let invalidations = Arc::new(
+        Inbox::subscribe(client, subjects::CACHE_INVALIDATE, |payload| {
+            Invalidation::decode(payload).ok()
+        })
+        .await?,
+    );
+    worker.listen_for_revocations(revocations.clone());
+    worker.engine().listen(invalidations.clone());
+    let (worker, shutdown) = (worker.clone(), shutdown.clone());
+    Ok(tokio::spawn(async move {
+        let forget = revocations.sweep(
+            |token_id| worker.tokens().forget(&token_id),
+            shutdown.clone(),
+        );
+        let invalidate =
+            invalidations.sweep(|change| worker.engine().invalidate(&change), shutdown);
+        futures::join!(forget, invalidate);
+    }))
 }
 
 /// How much one worker holds: its concurrency plus its queue.
@@ -164,8 +116,7 @@ pub async fn run_observed(
             reason: e.to_string(),
         })?;
     let relay = spawn_relay(&worker);
-    let forgetting = spawn_forgetting(&worker, &shutdown).await?;
-    let invalidating = spawn_invalidating(&worker, &shutdown).await?;
+    let listening = listen(&worker, &shutdown).await?;
     worker.engine().wait_ready().await;
     let member = serve::Member::join(
         serve::QueueGroup {
@@ -200,8 +151,7 @@ pub async fn run_observed(
             async move { handler::handle(&worker, message).await }
         })
         .await;
-    let _ = forgetting.await;
-    let _ = invalidating.await;
+    let _ = listening.await;
     let (relay_stop, relay) = relay;
     relay_stop.cancel();
     let _ = relay.await;

@@ -1,6 +1,5 @@
 //! The order workers' account and limits cache (`order-worker/src/engine/cache.rs`): a
-//! change made through the user API applies from the next order (once the worker has read
-//! the announcement, [`pinnacle_tests::ANNOUNCED`]), on every worker; a
+//! change made through the user API applies to the very next order, on every worker; a
 //! write straight to the database within the cache's one-second lifetime; and a cached
 //! account row that a credential write superseded, its announcement lost, is never the
 //! one opened.
@@ -51,7 +50,6 @@ async fn put_limits(stack: &TestStack, user: &TestUser, body: serde_json::Value)
     let path = format!("/v1/users/{}/risk-limits", user.id);
     let (status, reply) = stack.api_put(&path, ADMIN_TOKEN, &body).await;
     assert_eq!(status, 200, "{reply}");
-    tokio::time::sleep(pinnacle_tests::ANNOUNCED).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,7 +81,6 @@ async fn a_limit_changed_through_the_api_applies_to_the_next_order() {
             )
             .await;
         assert_eq!(status, 200, "{body}");
-        tokio::time::sleep(pinnacle_tests::ANNOUNCED).await;
         let refused = stack.place(&user, &market("l-5", "SBIN-EQ", 1)).await;
         assert_eq!(code(&refused), Some("KILL_SWITCH"));
         let (status, body) = stack
@@ -94,7 +91,6 @@ async fn a_limit_changed_through_the_api_applies_to_the_next_order() {
             )
             .await;
         assert_eq!(status, 200, "{body}");
-        tokio::time::sleep(pinnacle_tests::ANNOUNCED).await;
         let refused = stack.place(&user, &market("l-6", "SBIN-EQ", 5)).await;
         assert_eq!(
             code(&refused),
@@ -110,7 +106,6 @@ async fn a_limit_changed_through_the_api_applies_to_the_next_order() {
             )
             .await;
         assert_eq!(status, 200, "{body}");
-        tokio::time::sleep(pinnacle_tests::ANNOUNCED).await;
         assert!(stack.place(&user, &market("l-7", "SBIN-EQ", 5)).await.ok);
     })
     .await;
@@ -182,14 +177,12 @@ async fn account_changes_through_the_api_are_seen_at_once() {
             .api_put(&path, &user.token, &json!({ "label": "alt" }))
             .await;
         assert_eq!(status, 200, "{body}");
-        tokio::time::sleep(pinnacle_tests::ANNOUNCED).await;
         let default = stack.place(&user, &via("a-4", None)).await;
         assert_eq!(account_of(&stack, &default).await, "alt");
         let (status, body) = stack
             .api_put(&path, &user.token, &json!({ "label": "paper" }))
             .await;
         assert_eq!(status, 200, "{body}");
-        tokio::time::sleep(pinnacle_tests::ANNOUNCED).await;
         let default = stack.place(&user, &via("a-5", None)).await;
         assert_eq!(account_of(&stack, &default).await, "paper");
 
@@ -235,7 +228,6 @@ async fn delete(stack: &TestStack, user: &TestUser, label: &str) {
         .api_send(reqwest::Method::DELETE, &path, &user.token, &json!({}))
         .await;
     assert_eq!(status, 200, "{body}");
-    tokio::time::sleep(pinnacle_tests::ANNOUNCED).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use pinnacle_cli::nats_server::NatsServer;
 use sea_orm::{ConnectionTrait, Database};
-pub use stack::{market, no_limits, TestStack, TestUser, ADMIN_TOKEN, ANNOUNCED};
+pub use stack::{market, no_limits, TestStack, TestUser, ADMIN_TOKEN};
 
 /// The project's Python (from `scripts/setup.sh`), or `PINNACLE_PYTHON`.
 pub fn python() -> std::path::PathBuf {

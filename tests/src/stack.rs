@@ -43,13 +43,6 @@ impl TestUser {
     }
 }
 
-/// How long a test gives the workers to apply a cache announcement after the user API (or
-/// the harness) has sent it. The announcement reaches every worker before the API replies,
-/// but a worker applies it on a task of its own, so an order sent right after the reply
-/// can still overtake it; well under the cache's one-second lifetime, so what a test then
-/// sees is the announcement's doing, not an expiry.
-pub const ANNOUNCED: Duration = Duration::from_millis(200);
-
 /// nats-server + database + publisher + worker + user API, torn down on drop.
 #[derive(Debug)]
 pub struct TestStack {
@@ -333,13 +326,11 @@ impl TestStack {
         };
         self.set_limits_quietly(limits).await;
         announce(&self.client, &change).await;
-        tokio::time::sleep(ANNOUNCED).await;
     }
 
     /// Announces `change` on `pinnacle.cache.invalidate`, as the user API does after a write.
     pub async fn announce(&self, change: &pinnacle_common::invalidate::Invalidation) {
         pinnacle_common::invalidate::announce(&self.client, change).await;
-        tokio::time::sleep(ANNOUNCED).await;
     }
 
     /// [`TestStack::set_limits`] without the announcement: a write straight to the

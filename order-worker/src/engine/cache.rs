@@ -6,11 +6,14 @@
 //! - **Bounded staleness.** An entry is used for at most [`CACHE_TTL`] (one second, like
 //!   the API-token cache) after the read that filled it *started*, so a change made by
 //!   any means, a write straight to the database included, applies within that bound.
-//! - **Invalidation at once.** Every writer in Pinnacle announces its change on
-//!   `pinnacle.cache.invalidate` ([`Invalidation`]); the worker drops the entry as the
-//!   message arrives ([`Cache::invalidate`]). A read that was in flight when an
-//!   invalidation arrived does not fill the cache (the epoch moved), so it cannot put the
-//!   old state back.
+//! - **Invalidation before the next order.** Every writer in Pinnacle announces its
+//!   change on `pinnacle.cache.invalidate` ([`Invalidation`]) before it answers its
+//!   caller. The worker holds what arrived in a port, [`Announcements`], and the cache
+//!   takes and applies it before every read ([`Cache::invalidate`]), so an order sent
+//!   after the change was acknowledged never sees the old entry (the worker's
+//!   `inbox` module says why the order cannot overtake it). A read that was in flight
+//!   when an invalidation arrived does not fill the cache (the epoch moved), so it cannot
+//!   put the old state back.
 //! - **Bounded size.** Each shelf holds at most [`CACHE_ENTRIES`]; a full shelf first
 //!   drops what has expired, then its oldest entry.
 //! - **Nothing decrypted.** Account rows are kept sealed, exactly as stored
@@ -21,7 +24,7 @@
 //!   again, never opened.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use pinnacle_common::entities::{broker_accounts, risk_limits};
@@ -32,6 +35,13 @@ pub const CACHE_TTL: Duration = Duration::from_secs(1);
 
 /// The most entries a shelf (accounts, limits) holds.
 pub const CACHE_ENTRIES: usize = 65_536;
+
+/// Announced changes that reached this process and wait to be applied: a port, which the
+/// NATS shell implements over its subscription to `pinnacle.cache.invalidate`.
+pub trait Announcements: Send + Sync + std::fmt::Debug {
+    /// Every change waiting, oldest first, without waiting for more.
+    fn take(&self) -> Vec<Invalidation>;
+}
 
 /// A user's broker accounts as stored (sealed), oldest first, and their default label.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -106,6 +116,8 @@ pub struct Cache {
     shelves: Mutex<Shelves>,
     ttl: Duration,
     capacity: usize,
+    /// Taken before every read, once set ([`Cache::listen`]).
+    announcements: OnceLock<Arc<dyn Announcements>>,
 }
 
 impl Default for Cache {
@@ -125,6 +137,24 @@ impl Cache {
             }),
             ttl,
             capacity: capacity.max(1),
+            announcements: OnceLock::new(),
+        }
+    }
+
+    /// Takes `announcements` before every read from now on; a second call changes nothing
+    /// (one process has one subscription).
+    pub fn listen(&self, announcements: Arc<dyn Announcements>) {
+        if self.announcements.set(announcements).is_err() {
+            tracing::warn!("the cache already listens to announcements; ignoring another source");
+        }
+    }
+
+    /// Applies every announcement that arrived and was not applied yet.
+    fn catch_up(&self) {
+        if let Some(announcements) = self.announcements.get() {
+            for change in announcements.take() {
+                self.invalidate(&change);
+            }
         }
     }
 
@@ -143,6 +173,7 @@ impl Cache {
 
     /// `user_id`'s accounts, when fresh.
     pub fn accounts(&self, user_id: &str) -> Option<Arc<UserAccounts>> {
+        self.catch_up();
         self.lock().accounts.get(user_id, self.ttl)
     }
 
@@ -159,6 +190,7 @@ impl Cache {
 
     /// The global row and `user_id`'s row (`None` inside: no such row), when both are fresh.
     pub fn limit_rows(&self, user_id: &str) -> Option<[Option<risk_limits::Model>; 2]> {
+        self.catch_up();
         let shelves = self.lock();
         let global = shelves.limits.get(risk_limits::GLOBAL, self.ttl)?;
         let user = shelves.limits.get(user_id, self.ttl)?;
@@ -290,6 +322,40 @@ mod tests {
         let after = cache.ticket();
         cache.put_accounts(after, "u1", accounts("new"));
         assert_eq!(cache.accounts("u1"), Some(accounts("new")));
+    }
+
+    /// Announcements pushed by the test, as the NATS shell's inbox holds them.
+    #[derive(Debug, Default)]
+    struct Waiting(Mutex<Vec<Invalidation>>);
+
+    impl Announcements for Waiting {
+        fn take(&self) -> Vec<Invalidation> {
+            std::mem::take(&mut self.0.lock().expect("not poisoned"))
+        }
+    }
+
+    #[test]
+    fn a_waiting_announcement_applies_to_the_next_read() {
+        let cache = Cache::default();
+        let waiting = Arc::new(Waiting::default());
+        cache.listen(waiting.clone());
+        cache.put_accounts(cache.ticket(), "u1", accounts("a"));
+        cache.put_limit_rows(cache.ticket(), "u1", &[limits("u1", false)]);
+        assert_eq!(cache.accounts("u1"), Some(accounts("a")));
+        waiting.0.lock().expect("not poisoned").extend([
+            Invalidation::Accounts {
+                user_id: "u1".into(),
+            },
+            Invalidation::Limits {
+                user_id: "u1".into(),
+            },
+        ]);
+        assert_eq!(cache.accounts("u1"), None, "taken before the read");
+        assert!(cache.limit_rows("u1").is_none());
+        assert!(
+            waiting.0.lock().expect("not poisoned").is_empty(),
+            "each is taken once"
+        );
     }
 
     #[test]

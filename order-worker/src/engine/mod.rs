@@ -81,7 +81,7 @@ use pinnacle_common::shutdown::Shutdown;
 use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter};
 
 pub use self::audit::AuditSink;
-pub use self::cache::{CACHE_ENTRIES, CACHE_TTL};
+pub use self::cache::{Announcements, CACHE_ENTRIES, CACHE_TTL};
 pub use self::core::Engine;
 pub use self::credentials::Actor;
 pub use self::outbox::Nudge;
@@ -103,10 +103,16 @@ impl Engine {
         &self.instance
     }
 
-    /// Drops what `change` names from the account and limits cache at once (the NATS
-    /// shell calls it for every announcement on `pinnacle.cache.invalidate`).
+    /// Drops what `change` names from the account and limits cache at once.
     pub fn invalidate(&self, change: &Invalidation) {
         self.cache.invalidate(change);
+    }
+
+    /// Takes the changes waiting in `announcements` (the NATS shell's subscription to
+    /// `pinnacle.cache.invalidate`) before every cache read, so a change announced before
+    /// an order arrived applies to that order.
+    pub fn listen(&self, announcements: Arc<dyn Announcements>) {
+        self.cache.listen(announcements);
     }
 
     /// Rung after every committed state change: give it to the outbox relay.

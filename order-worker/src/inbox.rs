@@ -1,0 +1,108 @@
+//! Announcements that reach a worker on the connection its orders arrive on (token
+//! revocations, cache invalidations), applied before any order that came after them.
+//!
+//! # Why "before the next order" holds
+//! The server writes a connection's messages in the order it handled them, and the client
+//! hands each to its subscription's buffer as it reads it, one at a time. The user API
+//! publishes an announcement and flushes (the server has handled it) before it replies,
+//! so an order sent after that reply reaches the worker's socket after the announcement:
+//! by the time the worker receives the order, the announcement already waits in its
+//! [`Inbox`]. Whatever reads what an announcement changes takes the inbox first
+//! ([`Inbox::take`], which never waits): the handler before it authenticates a token, the
+//! engine's cache before it answers a read.
+//!
+//! A [`Inbox::sweep`] every [`SWEEP`] applies announcements while no order comes, so
+//! none waits long and the subscription's buffer never fills. What the inbox cannot see,
+//! an announcement lost while the connection was down or a write made straight to the
+//! database, the caches' one-second lifetime covers.
+
+use std::fmt;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use futures::{FutureExt as _, StreamExt as _};
+use pinnacle_common::invalidate::Invalidation;
+use pinnacle_common::shutdown::Shutdown;
+
+use crate::engine::Announcements;
+use crate::service::WorkerError;
+
+/// How often an idle worker applies what arrived.
+pub const SWEEP: Duration = Duration::from_millis(50);
+
+/// One subject's announcements, received and not yet applied.
+pub struct Inbox<T> {
+    subject: &'static str,
+    subscriber: Mutex<async_nats::Subscriber>,
+    decode: fn(&[u8]) -> Option<T>,
+}
+
+impl<T> fmt::Debug for Inbox<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inbox")
+            .field("subject", &self.subject)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> Inbox<T> {
+    /// Subscribes to `subject` on `client` (the connection orders arrive on), reading each
+    /// payload with `decode`; a payload it refuses is logged and skipped.
+    pub async fn subscribe(
+        client: &async_nats::Client,
+        subject: &'static str,
+        decode: fn(&[u8]) -> Option<T>,
+    ) -> Result<Self, WorkerError> {
+        let subscriber = client
+            .subscribe(subject)
+            .await
+            .map_err(|e| WorkerError::Subscribe {
+                subject,
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
+            subject,
+            subscriber: Mutex::new(subscriber),
+            decode,
+        })
+    }
+
+    /// Every announcement received so far and not taken yet, oldest first. Never waits:
+    /// it takes only what the client already holds.
+    pub fn take(&self) -> Vec<T> {
+        // A panic while holding the lock left the subscriber as it was: keep using it.
+        let mut subscriber = self
+            .subscriber
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut taken = Vec::new();
+        while let Some(Some(message)) = subscriber.next().now_or_never() {
+            match (self.decode)(&message.payload) {
+                Some(announcement) => taken.push(announcement),
+                None => {
+                    tracing::debug!(subject = self.subject, "ignoring a malformed announcement")
+                }
+            }
+        }
+        taken
+    }
+
+    /// Applies what arrived, every [`SWEEP`], until `shutdown` fires.
+    pub async fn sweep(&self, apply: impl Fn(T), shutdown: Shutdown) {
+        let mut tick = tokio::time::interval(SWEEP);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = tick.tick() => self.take().into_iter().for_each(&apply),
+            }
+        }
+    }
+}
+
+/// The engine's cache takes announced changes from the inbox of `pinnacle.cache.invalidate`.
+impl Announcements for Inbox<Invalidation> {
+    fn take(&self) -> Vec<Invalidation> {
+        Inbox::take(self)
+    }
+}
