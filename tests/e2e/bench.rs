@@ -13,9 +13,11 @@ use tokio::process::Command;
 use crate::each_backend;
 
 /// The rows `pinnacle bench orders` prints for each concurrency level.
-const ORDER_ROWS: [&str; 3] = [
+const ORDER_ROWS: [&str; 5] = [
     "raw NATS echo",
     "raw JetStream publish+ack",
+    pinnacle_cli::bench::orders::RAW_DB_READ,
+    pinnacle_cli::bench::orders::RAW_DB_WRITE,
     "order place (paper)",
 ];
 
@@ -67,7 +69,7 @@ async fn bench_orders_runs_every_row_without_a_failure() {
         };
         assert_eq!(report["backend"], expected);
         let rows = report["rows"].as_array().expect("rows");
-        assert_eq!(rows.len(), 6, "three rows per concurrency level: {stdout}");
+        assert_eq!(rows.len(), 10, "five rows per concurrency level: {stdout}");
         for clients in [1, 16] {
             for name in ORDER_ROWS {
                 let row = rows

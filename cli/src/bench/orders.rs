@@ -1,6 +1,7 @@
 //! `pinnacle bench orders`: order round-trip latency and throughput on the paper broker,
-//! measured side by side with a raw NATS request-reply echo and a raw JetStream
-//! publish+ack in the same run, at the same concurrency, with the same payload size.
+//! measured side by side with a raw NATS request-reply echo, a raw JetStream publish+ack
+//! and the raw database's own read and write ([`raw_db`]) in the same run, at the same
+//! concurrency, with the same payload size.
 //!
 //! It starts its own nats-server and stack (publisher, order worker, user API) in this
 //! process on a throw-away SQLite file or `--database-url`. Each concurrency level gets its
@@ -12,10 +13,11 @@
 //! Every request must succeed: an error reply is decoded to `CODE: message`, counted, and
 //! makes the command exit non-zero once the report is printed ([`OrdersReport::check`]).
 //!
-//! [`wire`] holds the orders and their replies. [`run`] stays one sequence of about 100
+//! [`wire`] holds the orders and their replies, [`raw_db`] the database baselines. [`run`] stays one sequence of about 100
 //! lines on purpose (start the stack, prepare the baselines, measure each concurrency,
 //! stop): a third of it is the stack's settings, one literal.
 
+pub mod raw_db;
 pub mod wire;
 
 use std::sync::Arc;
@@ -48,6 +50,11 @@ use wire::place;
 const ECHO_SUBJECT: &str = "bench.echo";
 const JS_STREAM: &str = "BENCH";
 const JS_SUBJECT: &str = "bench.js.publish";
+
+/// The raw database baselines' rows.
+pub const RAW_DB_READ: &str = "raw database read (one statement)";
+/// See [`RAW_DB_READ`].
+pub const RAW_DB_WRITE: &str = "raw database write (one-row commit)";
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -144,10 +151,12 @@ pub async fn run(options: OrdersOptions) -> anyhow::Result<OrdersReport> {
     let body = Bytes::from(vec![0u8; payload_bytes]);
     let echo_task = start_echo(&client).await?;
     let js = baseline_stream(&client).await?;
+    raw_db::create(&stack.db, &body).await?;
 
     let rows_of = ClientsRun {
         client: &client,
         js: &js,
+        db: &stack.db,
         body: &body,
         requests: options.requests,
     };
@@ -159,6 +168,7 @@ pub async fn run(options: OrdersOptions) -> anyhow::Result<OrdersReport> {
         rows.extend(rows_of.measure(clients, user_count, users, run).await?);
     }
     echo_task.abort();
+    raw_db::drop_table(&stack.db).await?;
     stack.stop().await?;
     drop(server);
     Ok(OrdersReport {
@@ -232,6 +242,8 @@ struct ClientsRun<'a> {
     client: &'a async_nats::Client,
     /// JetStream on it, for the publish+ack baseline.
     js: &'a async_nats::jetstream::Context,
+    /// The stack's database, for the raw read and write baselines.
+    db: &'a sea_orm::DatabaseConnection,
     /// A payload the size of one order, for the baselines.
     body: &'a Bytes,
     /// Requests per row.
@@ -239,8 +251,9 @@ struct ClientsRun<'a> {
 }
 
 impl ClientsRun<'_> {
-    /// The three rows at `clients` concurrency: the raw NATS echo, the raw JetStream
-    /// publish+ack, and order place over `users` (`run` makes the client order ids unique).
+    /// The five rows at `clients` concurrency: the raw NATS echo, the raw JetStream
+    /// publish+ack, the raw database read and write, and order place over `users` (`run`
+    /// makes the client order ids and the written rows unique).
     async fn measure(
         &self,
         clients: usize,
@@ -282,6 +295,23 @@ impl ClientsRun<'_> {
                     }
                 },
             )
+            .await?,
+        );
+        let db = self.db.clone();
+        out.push(
+            measure(RAW_DB_READ, clients, 0, self.requests, move |_| {
+                let db = db.clone();
+                async move { raw_db::read(&db).await }
+            })
+            .await?,
+        );
+        let (db, b, written) = (self.db.clone(), self.body.clone(), run.clone());
+        out.push(
+            measure(RAW_DB_WRITE, clients, 0, self.requests, move |i| {
+                let (db, b) = (db.clone(), b.clone());
+                let id = format!("{written}-{clients}-{i}");
+                async move { raw_db::write(&db, &id, &b).await }
+            })
             .await?,
         );
         let orders = self.client.clone();

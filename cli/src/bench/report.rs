@@ -16,7 +16,7 @@ pub struct OrdersReport {
     pub paper_cash: i64,
     /// Resident memory before the stack started, KiB.
     pub rss_start_kib: u64,
-    /// The rows, three per concurrency level.
+    /// The rows, five per concurrency level.
     pub rows: Vec<Measurement>,
 }
 
