@@ -3,7 +3,8 @@
 //! and the end-to-end tests run each one at a small size so a broken one fails the build.
 //!
 //! - [`orders`]: `pinnacle bench orders`, order round trips beside a raw request-reply
-//!   echo and a raw JetStream publish+ack, over many users ([`users`]).
+//!   echo, a raw JetStream publish+ack and the raw database's read and write, over many
+//!   users ([`users`]).
 //! - [`ticks`]: `pinnacle bench ticks`, market-data throughput and latency beside raw
 //!   publishing, and memory with thousands of symbols.
 //! - [`measure`]: one measured row (latency percentiles, throughput, CPU, peak memory,
@@ -25,8 +26,9 @@ pub use process::rss_kib;
 /// `pinnacle bench …`.
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
-    /// Order round trip and throughput on the paper broker, beside a raw NATS echo and a
-    /// raw JetStream publish+ack; exits non-zero if any request fails.
+    /// Order round trip and throughput on the paper broker, beside a raw NATS echo, a raw
+    /// JetStream publish+ack and a raw database read and write; exits non-zero if any
+    /// request fails.
     Orders {
         /// Requests per concurrency level (orders, and each baseline).
         #[arg(long, default_value_t = 2000)]
