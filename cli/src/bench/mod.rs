@@ -43,6 +43,10 @@ pub enum BenchCommand {
         /// Database URL (default: a temporary SQLite file); PostgreSQL wants an empty database.
         #[arg(long)]
         database_url: Option<String>,
+        /// PostgreSQL pool size of the stack under test (`DATABASE_MAX_CONNECTIONS`); SQLite
+        /// always uses one connection.
+        #[arg(long, default_value_t = orders::DEFAULT_POOL)]
+        database_connections: u32,
         /// Starting cash of every paper account, paise (default: enough for every order).
         #[arg(long)]
         paper_cash: Option<i64>,
@@ -72,6 +76,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
             clients,
             users,
             database_url,
+            database_connections,
             paper_cash,
             json,
         } => {
@@ -80,6 +85,7 @@ pub async fn run(command: BenchCommand) -> anyhow::Result<()> {
                 clients,
                 users,
                 database_url,
+                database_connections,
                 paper_cash,
             })
             .await?;

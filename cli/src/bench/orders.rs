@@ -51,6 +51,12 @@ const ECHO_SUBJECT: &str = "bench.echo";
 const JS_STREAM: &str = "BENCH";
 const JS_SUBJECT: &str = "bench.js.publish";
 
+/// The stack's PostgreSQL pool size unless `--database-connections` says otherwise: on the
+/// 2-core development machine 16 connections served 64 clients better than 64 did
+/// (docs/BENCHMARKS.md), as each connection is a server process competing for the same
+/// cores.
+pub const DEFAULT_POOL: u32 = 16;
+
 /// The raw database baselines' rows.
 pub const RAW_DB_READ: &str = "raw database read (one statement)";
 /// See [`RAW_DB_READ`].
@@ -67,6 +73,8 @@ pub struct OrdersOptions {
     pub users: Option<usize>,
     /// Database; a temporary SQLite file when `None`.
     pub database_url: Option<String>,
+    /// The stack's pool size on PostgreSQL ([`DEFAULT_POOL`] unless measuring another).
+    pub database_connections: u32,
     /// Starting cash per paper account, paise; `None`: sized by [`paper_cash_for`].
     pub paper_cash: Option<i64>,
 }
@@ -136,7 +144,11 @@ pub async fn run(options: OrdersOptions) -> anyhow::Result<OrdersReport> {
     let backend = database_url.split(':').next().unwrap_or("?").to_string();
     let vault = Arc::new(Vault::new(1, &[9u8; 32]));
     let rss_start_kib = rss_kib();
-    let stack = Stack::start(stack_settings(&nats, database_url, &vault, paper_cash)).await?;
+    let database = DatabaseSettings {
+        database_url,
+        database_max_connections: options.database_connections,
+    };
+    let stack = Stack::start(stack_settings(&nats, database, &vault, paper_cash)).await?;
     let audit = pinnacle_common::audit::AuditLog::new(
         pinnacle_common::nats::connect(&nats, "bench").await?,
         Duration::from_secs(2),
@@ -184,16 +196,13 @@ pub async fn run(options: OrdersOptions) -> anyhow::Result<OrdersReport> {
 /// that ticks whatever the hour, the user API on a free port.
 fn stack_settings(
     nats: &NatsSettings,
-    database_url: String,
+    database: DatabaseSettings,
     vault: &Arc<Vault>,
     paper_cash: i64,
 ) -> StackSettings {
     StackSettings {
         nats: nats.clone(),
-        database: DatabaseSettings {
-            database_url,
-            database_max_connections: 16,
-        },
+        database,
         vault: vault.clone(),
         sim: SimFeedSettings {
             symbols: SYMBOLS
