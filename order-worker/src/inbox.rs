@@ -4,15 +4,16 @@
 //! # Why "before the next order" holds
 //! The server writes a connection's messages in the order it handled them, and the client
 //! hands each to its subscription's buffer as it reads it, one at a time. The user API
-//! publishes an announcement and flushes (the server has handled it) before it replies,
-//! so an order sent after that reply reaches the worker's socket after the announcement:
+//! publishes an announcement and waits until the server confirms it has handled it
+//! (`pinnacle_common::invalidate::handled_by_server`) before it replies, so an order sent
+//! after that reply reaches the worker's socket after the announcement:
 //! by the time the worker receives the order, the announcement already waits in its
 //! [`Inbox`]. Whatever reads what an announcement changes takes the inbox first
 //! ([`Inbox::take`], which never waits): the handler before it authenticates a token, the
 //! engine's cache before it answers a read.
 //!
-//! A [`Inbox::sweep`] every [`SWEEP`] applies announcements while no order comes, so
-//! none waits long and the subscription's buffer never fills. What the inbox cannot see,
+//! A sweep every [`SWEEP`] ([`Inbox::sweep`]) applies announcements while no order comes,
+//! so none waits long and the subscription's buffer never fills. What the inbox cannot see,
 //! an announcement lost while the connection was down or a write made straight to the
 //! database, the caches' one-second lifetime covers.
 

@@ -95,6 +95,13 @@ pub const TOKENS_REVOKED: &str = "pinnacle.tokens.revoked";
 /// announcement missed during a reconnect and a write made straight to the database.
 pub const CACHE_INVALIDATE: &str = "pinnacle.cache.invalidate";
 
+/// Core NATS, served by nobody: a request here is answered by the server itself ("no
+/// responders"), and only once it has handled everything the same connection sent before
+/// it. An announcer ([`TOKENS_REVOKED`], [`CACHE_INVALIDATE`]) sends one after its
+/// announcement, so that when it answers its own caller, the announcement already waits
+/// in every worker's connection ahead of any order sent afterwards.
+pub const SERVER_BARRIER: &str = "pinnacle.barrier";
+
 /// Market-data request-reply subjects, served by the publisher.
 pub mod md {
     /// Prefix of every request subject.

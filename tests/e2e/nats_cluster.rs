@@ -57,6 +57,7 @@ async fn cluster_confines_traders_and_guards_the_streams() {
     traders_replay_only_their_own_events(&cluster, &worker).await;
     services_do_their_jobs(&cluster, &worker).await;
     audit_chain_works_under_the_permissions(&cluster, &worker).await;
+    announcements_work_under_the_permissions(&cluster, &worker).await;
     the_auditor_runs_the_durable_consumer_recipe(&cluster).await;
     generation_register_works_under_the_permissions(&cluster, &admin, &worker).await;
     rate_windows_work_under_the_permissions(&cluster, &admin, &worker).await;
@@ -377,6 +378,49 @@ async fn services_do_their_jobs(cluster: &TestCluster, worker: &Conn) {
     auditor
         .expect_violation("Publish", &subjects::audit_credential(TRADER_B.user))
         .await;
+}
+
+/// The user API announces a cache invalidation and a token revocation, each confirmed by
+/// the server (`pinnacle.barrier`, answered "no responders"), and an order worker on
+/// another node receives both; neither side breaks a permission.
+async fn announcements_work_under_the_permissions(cluster: &TestCluster, worker: &Conn) {
+    use pinnacle_common::invalidate::{announce, handled_by_server, publish_flushed, Invalidation};
+    let mut changes = worker
+        .client
+        .subscribe(subjects::CACHE_INVALIDATE)
+        .await
+        .expect("subscribe");
+    let mut revoked = worker
+        .client
+        .subscribe(subjects::TOKENS_REVOKED)
+        .await
+        .expect("subscribe");
+    worker.client.flush().await.expect("flush");
+    let user_api = cluster.connect(2, USER_API).await.expect("user-api");
+    handled_by_server(&user_api.client)
+        .await
+        .expect("the server answers the barrier under the user API's permissions");
+    // The worker's subscriptions reach node 2 over the routes; retry until they have.
+    let change = Invalidation::Limits {
+        user_id: "announce-probe".into(),
+    };
+    until_received(&mut changes, "a cache invalidation", || {
+        let (client, change) = (user_api.client.clone(), change.clone());
+        async move { announce(&client, &change).await }
+    })
+    .await;
+    until_received(&mut revoked, "a token revocation", || {
+        let client = user_api.client.clone();
+        async move {
+            let span = tracing::Span::none();
+            publish_flushed(&client, &span, subjects::TOKENS_REVOKED, "tok-probe".into())
+                .await
+                .expect("the user API may announce revocations");
+        }
+    })
+    .await;
+    user_api.expect_no_violation().await;
+    worker.expect_no_violation().await;
 }
 
 /// Two writers (order worker and user API logins) append to one audit chain, the second
