@@ -9,13 +9,12 @@
 //! worker drops the entry at once; the one-second lifetime covers an announcement lost
 //! during a reconnect and a write made straight to the database.
 
-use std::time::Duration;
-
 use serde::{Deserialize, Serialize};
 use tracing::Instrument as _;
 
 use crate::codec::{CodecError, Encoding};
-use crate::subjects::{CACHE_INVALIDATE, SERVER_BARRIER};
+use crate::nats::handled_by_server;
+use crate::subjects::CACHE_INVALIDATE;
 use crate::telemetry;
 
 /// What changed.
@@ -79,7 +78,7 @@ pub async fn announce(client: &async_nats::Client, change: &Invalidation) {
 }
 
 /// Publishes `payload` on `subject` with `span`'s trace context and waits until the server
-/// has handled it ([`handled_by_server`]), inside `span` (a producer span the caller
+/// has handled it ([`crate::nats::handled_by_server`]), inside `span` (a producer span the caller
 /// named); a failure is recorded on the span and returned. The announcements that workers' caches follow (this module's, and token
 /// revocations) all go out this way.
 pub async fn publish_flushed(
@@ -95,7 +94,7 @@ pub async fn publish_flushed(
             .publish_with_headers(subject, headers, payload)
             .await
             .map_err(|e| e.to_string())?;
-        handled_by_server(client).await
+        handled_by_server(client).await.map_err(|e| e.to_string())
     }
     .instrument(span.clone())
     .await;
@@ -103,31 +102,6 @@ pub async fn publish_flushed(
         telemetry::record_failure(span, "PUBLISH_FAILED");
     }
     published
-}
-
-/// How long an announcer waits for [`handled_by_server`].
-pub const BARRIER_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Returns once the server has handled everything `client` sent before: a flush only
-/// writes to the socket, so it asks [`SERVER_BARRIER`], which nobody serves and the server
-/// answers itself ("no responders") after the messages sent before it. A message
-/// published before then is already queued to every subscriber on that server.
-pub async fn handled_by_server(client: &async_nats::Client) -> Result<(), String> {
-    use async_nats::RequestErrorKind;
-    let answer = tokio::time::timeout(
-        BARRIER_TIMEOUT,
-        client.request(SERVER_BARRIER, bytes::Bytes::new()),
-    )
-    .await;
-    match answer {
-        // Either answer comes after the earlier messages were handled.
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) if e.kind() == RequestErrorKind::NoResponders => Ok(()),
-        Ok(Err(e)) => Err(format!("the server did not confirm the announcement: {e}")),
-        Err(_) => Err(format!(
-            "the server did not confirm the announcement within {BARRIER_TIMEOUT:?}"
-        )),
-    }
 }
 
 #[cfg(test)]

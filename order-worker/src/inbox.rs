@@ -5,7 +5,7 @@
 //! The server writes a connection's messages in the order it handled them, and the client
 //! hands each to its subscription's buffer as it reads it, one at a time. The user API
 //! publishes an announcement and waits until the server confirms it has handled it
-//! (`pinnacle_common::invalidate::handled_by_server`) before it replies, so an order sent
+//! (`pinnacle_common::nats::handled_by_server`) before it replies, so an order sent
 //! after that reply reaches the worker's socket after the announcement:
 //! by the time the worker receives the order, the announcement already waits in its
 //! [`Inbox`]. Whatever reads what an announcement changes takes the inbox first

@@ -6,9 +6,15 @@
 //! panics its reader (nats-io/nats.rs PR #1612, unreleased), the spawned handler task
 //! dies, every subscription ends and every later publish fails, while the process runs
 //! on. [`crate::supervise`] rebuilds the connection when that happens.
+//!
+//! [`handled_by_server`] waits until the server has handled what a connection sent: a
+//! flush in async-nats only writes to the socket.
+
+use std::time::Duration;
 
 use async_nats::{Client, ConnectOptions, Event};
 use futures::StreamExt;
+use pinnacle_protocol::subjects::SERVER_BARRIER;
 use secrecy::ExposeSecret;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
@@ -139,4 +145,39 @@ pub async fn watch_handler(client: &Client) -> Result<HandlerWatch, async_nats::
         dead,
         _stop: stop.drop_guard(),
     })
+}
+
+/// How long [`handled_by_server`] waits for the server's answer.
+pub const BARRIER_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The server did not confirm that it handled a connection's earlier messages.
+#[derive(Debug, thiserror::Error)]
+pub enum BarrierError {
+    /// No answer in time (also what a connection not allowed to publish on
+    /// [`SERVER_BARRIER`] sees: the server reports the violation on the side).
+    #[error("the server did not confirm within {0:?}")]
+    Timeout(Duration),
+    /// The request failed (the connection is down, …).
+    #[error("the server did not confirm: {0}")]
+    Request(#[from] async_nats::RequestError),
+}
+
+/// Returns once the server has handled everything `client` sent before the call. A flush
+/// only writes to the socket, so this asks [`SERVER_BARRIER`], which nobody serves: the
+/// server answers ("no responders") after the messages sent before it, and by then a
+/// message published earlier is queued to every subscriber on that server, and a
+/// subscription made earlier is in force.
+pub async fn handled_by_server(client: &Client) -> Result<(), BarrierError> {
+    let answer = tokio::time::timeout(
+        BARRIER_TIMEOUT,
+        client.request(SERVER_BARRIER, Default::default()),
+    )
+    .await
+    .map_err(|_| BarrierError::Timeout(BARRIER_TIMEOUT))?;
+    match answer {
+        // Either answer comes after the earlier messages were handled.
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }

@@ -384,7 +384,8 @@ async fn services_do_their_jobs(cluster: &TestCluster, worker: &Conn) {
 /// the server (`pinnacle.barrier`, answered "no responders"), and an order worker on
 /// another node receives both; neither side breaks a permission.
 async fn announcements_work_under_the_permissions(cluster: &TestCluster, worker: &Conn) {
-    use pinnacle_common::invalidate::{announce, handled_by_server, publish_flushed, Invalidation};
+    use pinnacle_common::invalidate::{announce, publish_flushed, Invalidation};
+    use pinnacle_common::nats::handled_by_server;
     let mut changes = worker
         .client
         .subscribe(subjects::CACHE_INVALIDATE)

@@ -153,8 +153,13 @@ async fn a_stuck_subscriber_never_slows_the_publisher() {
         .subscribe(subjects::MD_TICK_ALL)
         .await
         .expect("subscribe");
-    reader.flush().await.expect("flush");
-    stuck.flush().await.expect("flush");
+    // A flush only writes to the socket: wait until the server has both subscriptions, or
+    // the publisher (another connection) can outrun them.
+    for client in [&reader, &stuck] {
+        pinnacle_common::nats::handled_by_server(client)
+            .await
+            .expect("the server has the subscription");
+    }
     let total = 50_000u64;
     let feed = Scripted {
         errors: 0,
