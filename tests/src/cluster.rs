@@ -515,8 +515,8 @@ pub struct Conn {
 
 impl Conn {
     /// Waits (up to 5 s) for the server's `Permissions Violation for <what> to "<subject>"`,
-    /// where `what` is `Publish` or `Subscription`. A flush first makes sure the server
-    /// has processed everything sent before.
+    /// where `what` is `Publish` or `Subscription`. A flush first writes out everything
+    /// sent before (it does not wait for the server; the loop does).
     pub async fn expect_violation(&self, what: &str, subject: &str) {
         let needle = format!("Permissions Violation for {what} to \"{subject}\"");
         let _ = self.client.flush().await;
@@ -541,7 +541,9 @@ impl Conn {
         }
     }
 
-    /// Asserts the server has reported no permission violation on this connection.
+    /// Asserts the server has reported no permission violation on this connection so far.
+    /// A flush writes out what was sent but does not wait for the server, so a violation
+    /// it reports later is caught only by a later check on the same connection.
     pub async fn expect_no_violation(&self) {
         let _ = self.client.flush().await;
         let errors = self.errors.lock().expect("errors lock");
