@@ -1,6 +1,6 @@
 //! Announcing changes to what order workers cache: [`Invalidation`] is the payload of
 //! [`CACHE_INVALIDATE`] (core NATS, not stored), and [`announce`] publishes one after the
-//! change committed.
+//! change committed and returns once the server has handled it.
 //!
 //! Order workers keep a user's broker account rows (sealed, never decrypted) with their
 //! default account, and the risk-limit rows, for at most a second (see
@@ -50,9 +50,10 @@ impl Invalidation {
     }
 }
 
-/// Publishes `change` on [`CACHE_INVALIDATE`] and flushes, inside a producer span whose
-/// context the message carries. A failure is logged, not returned: the change has
-/// committed, and workers apply it within the cache's lifetime anyway.
+/// Publishes `change` on [`CACHE_INVALIDATE`] and waits until the server has handled it,
+/// inside a producer span whose context the message carries. A failure is logged, not
+/// returned: the change has committed, and workers apply it within the cache's lifetime
+/// anyway.
 pub async fn announce(client: &async_nats::Client, change: &Invalidation) {
     let span = tracing::info_span!(
         "cache.invalidate.publish",
@@ -72,16 +73,16 @@ pub async fn announce(client: &async_nats::Client, change: &Invalidation) {
             return;
         }
     };
-    if let Err(error) = publish_flushed(client, &span, CACHE_INVALIDATE, payload).await {
+    if let Err(error) = publish_confirmed(client, &span, CACHE_INVALIDATE, payload).await {
         tracing::warn!(%error, ?change, "cache invalidation not confirmed; workers apply the change within a second");
     }
 }
 
 /// Publishes `payload` on `subject` with `span`'s trace context and waits until the server
-/// has handled it ([`crate::nats::handled_by_server`]), inside `span` (a producer span the caller
-/// named); a failure is recorded on the span and returned. The announcements that workers' caches follow (this module's, and token
-/// revocations) all go out this way.
-pub async fn publish_flushed(
+/// has handled it ([`crate::nats::handled_by_server`]), inside `span` (a producer span the
+/// caller named); a failure is recorded on the span and returned. The announcements that
+/// workers' caches follow (this module's, and token revocations) all go out this way.
+pub async fn publish_confirmed(
     client: &async_nats::Client,
     span: &tracing::Span,
     subject: &'static str,

@@ -384,7 +384,7 @@ async fn services_do_their_jobs(cluster: &TestCluster, worker: &Conn) {
 /// the server (`pinnacle.barrier`, answered "no responders"), and an order worker on
 /// another node receives both; neither side breaks a permission.
 async fn announcements_work_under_the_permissions(cluster: &TestCluster, worker: &Conn) {
-    use pinnacle_common::invalidate::{announce, publish_flushed, Invalidation};
+    use pinnacle_common::invalidate::{announce, publish_confirmed, Invalidation};
     use pinnacle_common::nats::handled_by_server;
     let mut changes = worker
         .client
@@ -414,7 +414,7 @@ async fn announcements_work_under_the_permissions(cluster: &TestCluster, worker:
         let client = user_api.client.clone();
         async move {
             let span = tracing::Span::none();
-            publish_flushed(&client, &span, subjects::TOKENS_REVOKED, "tok-probe".into())
+            publish_confirmed(&client, &span, subjects::TOKENS_REVOKED, "tok-probe".into())
                 .await
                 .expect("the user API may announce revocations");
         }

@@ -12,7 +12,7 @@ use pinnacle_common::auth::{SCOPE_READ, SCOPE_TRADE};
 use pinnacle_common::crypto::Vault;
 use pinnacle_common::entities::{api_tokens, users};
 use pinnacle_common::error::ErrorCode;
-use pinnacle_common::invalidate::publish_flushed;
+use pinnacle_common::invalidate::publish_confirmed;
 use pinnacle_common::subjects;
 use pinnacle_common::tokens;
 use sea_orm::{
@@ -298,7 +298,7 @@ pub async fn revoke(
         error.type = tracing::field::Empty,
     );
     let payload = token_id.clone().into();
-    let announced = publish_flushed(&client, &span, subjects::TOKENS_REVOKED, payload).await;
+    let announced = publish_confirmed(&client, &span, subjects::TOKENS_REVOKED, payload).await;
     if let Err(error) = announced {
         tracing::warn!(%error, "revocation not announced; workers apply it within a second");
     }
