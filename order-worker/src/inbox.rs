@@ -26,7 +26,6 @@ use pinnacle_common::invalidate::Invalidation;
 use pinnacle_common::shutdown::Shutdown;
 
 use crate::engine::Announcements;
-use crate::service::WorkerError;
 
 /// How often an idle worker applies what arrived.
 pub const SWEEP: Duration = Duration::from_millis(50);
@@ -53,14 +52,8 @@ impl<T> Inbox<T> {
         client: &async_nats::Client,
         subject: &'static str,
         decode: fn(&[u8]) -> Option<T>,
-    ) -> Result<Self, WorkerError> {
-        let subscriber = client
-            .subscribe(subject)
-            .await
-            .map_err(|e| WorkerError::Subscribe {
-                subject,
-                reason: e.to_string(),
-            })?;
+    ) -> Result<Self, async_nats::SubscribeError> {
+        let subscriber = client.subscribe(subject).await?;
         Ok(Self {
             subject,
             subscriber: Mutex::new(subscriber),

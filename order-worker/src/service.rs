@@ -61,17 +61,25 @@ async fn listen(
     shutdown: &Shutdown,
 ) -> Result<tokio::task::JoinHandle<()>, WorkerError> {
     let client = worker.client();
+    let failed = |subject: &'static str| {
+        move |e: async_nats::SubscribeError| WorkerError::Subscribe {
+            subject,
+            reason: e.to_string(),
+        }
+    };
     let revocations = Arc::new(
         Inbox::subscribe(client, subjects::TOKENS_REVOKED, |payload| {
             std::str::from_utf8(payload).ok().map(str::to_owned)
         })
-        .await?,
+        .await
+        .map_err(failed(subjects::TOKENS_REVOKED))?,
     );
     let invalidations = Arc::new(
         Inbox::subscribe(client, subjects::CACHE_INVALIDATE, |payload| {
             Invalidation::decode(payload).ok()
         })
-        .await?,
+        .await
+        .map_err(failed(subjects::CACHE_INVALIDATE))?,
     );
     worker.listen_for_revocations(revocations.clone());
     worker.engine().listen(invalidations.clone());
