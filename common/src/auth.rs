@@ -115,14 +115,24 @@ pub const TOKEN_CACHE_ENTRIES: usize = 65_536;
 /// ([`TokenCache::forget`]), within the TTL otherwise. Unknown token ids are not cached.
 #[derive(Debug, Default)]
 pub struct TokenCache {
-    rows: Mutex<HashMap<String, (Instant, api_tokens::Model)>>,
+    rows: Mutex<Rows>,
+}
+
+/// The cached rows, and how many revocations the cache has been told of: a read that
+/// started before one stores nothing, so it cannot put a revoked row back.
+#[derive(Debug, Default)]
+struct Rows {
+    forgotten: u64,
+    by_id: HashMap<String, (Instant, api_tokens::Model)>,
 }
 
 impl TokenCache {
-    /// Drops `token_id`'s row, so the next request reads it afresh (a revocation).
+    /// Drops `token_id`'s row, so the next request reads it afresh (a revocation), and
+    /// keeps every read already in flight from storing what it read.
     pub fn forget(&self, token_id: &str) {
         if let Ok(mut rows) = self.rows.lock() {
-            rows.remove(token_id);
+            rows.forgotten = rows.forgotten.wrapping_add(1);
+            rows.by_id.remove(token_id);
         }
     }
 
@@ -135,27 +145,86 @@ impl TokenCache {
     ) -> Result<Principal, AuthError> {
         let token = token.ok_or(AuthError::Missing)?;
         let presented = tokens::parse(token).ok_or(AuthError::Invalid)?;
-        let cached = self.rows.lock().ok().and_then(|rows| {
-            rows.get(presented.id)
-                .filter(|(at, _)| at.elapsed() < TOKEN_CACHE_TTL)
-                .map(|(_, row)| row.clone())
-        });
+        let (cached, forgotten) = self.cached(presented.id);
         let row = match cached {
             Some(row) => Some(row),
             None => {
                 let fetched_at = Instant::now();
                 let row = fetch(db, presented.id).await?;
-                if let (Some(row), Ok(mut rows)) = (&row, self.rows.lock()) {
-                    if rows.len() >= TOKEN_CACHE_ENTRIES {
-                        rows.clear();
-                    }
-                    rows.insert(row.id.clone(), (fetched_at, row.clone()));
+                if let Some(row) = &row {
+                    self.remember(forgotten, fetched_at, row);
                 }
                 row
             }
         };
         verify(&presented, pepper, row)
     }
+
+    /// `token_id`'s row when fresh, and the revocation count to read it under otherwise
+    /// (`None`: the cache is unusable, store nothing).
+    fn cached(&self, token_id: &str) -> (Option<api_tokens::Model>, Option<u64>) {
+        match self.rows.lock() {
+            Ok(rows) => (
+                rows.by_id
+                    .get(token_id)
+                    .filter(|(at, _)| at.elapsed() < TOKEN_CACHE_TTL)
+                    .map(|(_, row)| row.clone()),
+                Some(rows.forgotten),
+            ),
+            Err(_) => (None, None),
+        }
+    }
+
+    /// Stores `row`, read at `fetched_at` under the revocation count `forgotten`, unless a
+    /// revocation arrived meanwhile.
+    fn remember(&self, forgotten: Option<u64>, fetched_at: Instant, row: &api_tokens::Model) {
+        if let Ok(mut rows) = self.rows.lock() {
+            if Some(rows.forgotten) != forgotten {
+                return;
+            }
+            if rows.by_id.len() >= TOKEN_CACHE_ENTRIES {
+                rows.by_id.clear();
+            }
+            rows.by_id.insert(row.id.clone(), (fetched_at, row.clone()));
+        }
+    }
 }
 
 const DUMMY_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token_row(id: &str) -> api_tokens::Model {
+        api_tokens::Model {
+            id: id.into(),
+            user_id: "u1".into(),
+            secret_hash: String::new(),
+            scopes: "trade".into(),
+            created_at: chrono::DateTime::UNIX_EPOCH,
+            expires_at: None,
+            revoked_at: None,
+        }
+    }
+
+    #[test]
+    fn a_token_read_in_flight_during_a_revocation_is_not_cached() {
+        let cache = TokenCache::default();
+        let (none, before) = cache.cached("t1");
+        assert!(none.is_none());
+        cache.remember(before, Instant::now(), &token_row("t1"));
+        assert!(cache.cached("t1").0.is_some(), "a quiet read is cached");
+
+        cache.forget("t1");
+        let (none, mark) = cache.cached("t1");
+        assert!(none.is_none(), "forgotten at once");
+        // A revocation arrives while t1's row is being read.
+        cache.forget("t1");
+        cache.remember(mark, Instant::now(), &token_row("t1"));
+        assert!(
+            cache.cached("t1").0.is_none(),
+            "a row read before a revocation could be the revoked one's: not stored"
+        );
+    }
+}

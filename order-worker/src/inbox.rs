@@ -8,8 +8,8 @@
 //! (`pinnacle_common::nats::handled_by_server`) before it replies, so an order sent
 //! after that reply reaches the worker's socket after the announcement:
 //! by the time the worker receives the order, the announcement already waits in its
-//! [`Inbox`]. Whatever reads what an announcement changes takes the inbox first
-//! ([`Inbox::take`], which never waits): the handler before it authenticates a token, the
+//! [`Inbox`]. Whatever reads what an announcement changes drains the inbox first
+//! ([`Inbox::drain`], which never waits): the handler before it authenticates a token, the
 //! engine's cache before it answers a read.
 //!
 //! A sweep every [`SWEEP`] ([`Inbox::sweep`]) applies announcements while no order comes,
@@ -61,24 +61,25 @@ impl<T> Inbox<T> {
         })
     }
 
-    /// Every announcement received so far and not taken yet, oldest first. Never waits:
-    /// it takes only what the client already holds.
-    pub fn take(&self) -> Vec<T> {
+    /// Applies every announcement received so far and not applied yet, oldest first,
+    /// while holding the inbox: whoever drains next finds each one either still waiting or
+    /// already applied, never in between. Never waits: it takes only what the client
+    /// already holds, whatever the calling task's cooperative budget.
+    pub fn drain(&self, mut apply: impl FnMut(T)) {
         // A panic while holding the lock left the subscriber as it was: keep using it.
         let mut subscriber = self
             .subscriber
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let mut taken = Vec::new();
-        while let Some(Some(message)) = subscriber.next().now_or_never() {
+        while let Some(Some(message)) = tokio::task::unconstrained(subscriber.next()).now_or_never()
+        {
             match (self.decode)(&message.payload) {
-                Some(announcement) => taken.push(announcement),
+                Some(announcement) => apply(announcement),
                 None => {
                     tracing::debug!(subject = self.subject, "ignoring a malformed announcement")
                 }
             }
         }
-        taken
     }
 
     /// Applies what arrived, every [`SWEEP`], until `shutdown` fires.
@@ -88,7 +89,7 @@ impl<T> Inbox<T> {
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                _ = tick.tick() => self.take().into_iter().for_each(&apply),
+                _ = tick.tick() => self.drain(&apply),
             }
         }
     }
@@ -96,7 +97,7 @@ impl<T> Inbox<T> {
 
 /// The engine's cache takes announced changes from the inbox of `pinnacle.cache.invalidate`.
 impl Announcements for Inbox<Invalidation> {
-    fn take(&self) -> Vec<Invalidation> {
-        Inbox::take(self)
+    fn apply_waiting(&self, apply: &mut dyn FnMut(Invalidation)) {
+        self.drain(apply);
     }
 }

@@ -158,9 +158,7 @@ impl Worker {
     /// The token cache, after dropping every token whose revocation has arrived.
     pub(crate) fn current_tokens(&self) -> &TokenCache {
         if let Some(revocations) = self.revocations.get() {
-            for token_id in revocations.take() {
-                self.tokens.forget(&token_id);
-            }
+            revocations.drain(|token_id| self.tokens.forget(&token_id));
         }
         &self.tokens
     }

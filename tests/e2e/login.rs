@@ -103,6 +103,7 @@ async fn tokens_are_listed_without_secrets_and_revocation_bites_at_once() {
         let id = list[0]["id"].as_str().expect("id").to_string();
         assert!(rex.token.contains(&id));
         assert!(stack.place(&rex, &market("rev-1", "SBIN-EQ", 1)).await.ok);
+        let cached_at = std::time::Instant::now();
 
         let (status, revoked, _) = send(
             stack
@@ -118,6 +119,10 @@ async fn tokens_are_listed_without_secrets_and_revocation_bites_at_once() {
         // next order is refused (without the announcement a cached row lives at most a
         // second).
         let reply = stack.place(&rex, &market("rev-2", "SBIN-EQ", 1)).await;
+        assert!(
+            cached_at.elapsed() < pinnacle_common::auth::TOKEN_CACHE_TTL,
+            "the token row cached by rev-1 was still fresh, so only the announcement can refuse rev-2"
+        );
         assert_eq!(
             reply.error.map(|e| e.code.as_str().to_string()).as_deref(),
             Some("UNAUTHENTICATED"),

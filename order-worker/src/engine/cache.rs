@@ -39,8 +39,9 @@ pub const CACHE_ENTRIES: usize = 65_536;
 /// Announced changes that reached this process and wait to be applied: a port, which the
 /// NATS shell implements over its subscription to `pinnacle.cache.invalidate`.
 pub trait Announcements: Send + Sync + std::fmt::Debug {
-    /// Every change waiting, oldest first, without waiting for more.
-    fn take(&self) -> Vec<Invalidation>;
+    /// Applies every change waiting, oldest first, without waiting for more; a change is
+    /// applied before another caller can see it gone from the port.
+    fn apply_waiting(&self, apply: &mut dyn FnMut(Invalidation));
 }
 
 /// A user's broker accounts as stored (sealed), oldest first, and their default label.
@@ -152,9 +153,7 @@ impl Cache {
     /// Applies every announcement that arrived and was not applied yet.
     fn catch_up(&self) {
         if let Some(announcements) = self.announcements.get() {
-            for change in announcements.take() {
-                self.invalidate(&change);
-            }
+            announcements.apply_waiting(&mut |change| self.invalidate(&change));
         }
     }
 
@@ -329,8 +328,9 @@ mod tests {
     struct Waiting(Mutex<Vec<Invalidation>>);
 
     impl Announcements for Waiting {
-        fn take(&self) -> Vec<Invalidation> {
-            std::mem::take(&mut self.0.lock().expect("not poisoned"))
+        fn apply_waiting(&self, apply: &mut dyn FnMut(Invalidation)) {
+            let mut waiting = self.0.lock().expect("not poisoned");
+            waiting.drain(..).for_each(apply);
         }
     }
 
