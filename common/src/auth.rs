@@ -5,7 +5,7 @@
 //! the same [`AuthError::Invalid`], so a caller learns nothing about which it was.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -111,11 +111,24 @@ pub const TOKEN_CACHE_ENTRIES: usize = 65_536;
 /// [`authenticate`] with the token rows cached for at most [`TOKEN_CACHE_TTL`], which
 /// saves a database read per request on the order path. The secret is still checked with
 /// one HMAC on every request (the cache holds the row, never a verdict), expiry on every
-/// request, and a revocation at once when announced on [`crate::subjects::TOKENS_REVOKED`]
-/// ([`TokenCache::forget`]), within the TTL otherwise. Unknown token ids are not cached.
+/// request, and a revocation from the next lookup when announced on
+/// [`crate::subjects::TOKENS_REVOKED`] (drained from [`Revocations`] before each lookup, or
+/// [`TokenCache::forget`]), within the TTL otherwise. Unknown token ids are not cached.
 #[derive(Debug, Default)]
 pub struct TokenCache {
     rows: Mutex<Rows>,
+    /// Drained before every lookup, once set ([`TokenCache::listen`]).
+    revocations: OnceLock<Arc<dyn Revocations>>,
+}
+
+/// Announced revocations that reached this process and wait to be applied: a port, which
+/// the order worker implements over its subscription to
+/// [`crate::subjects::TOKENS_REVOKED`]. The cache drains it before every lookup, so a
+/// revocation announced before a request arrived applies to that request.
+pub trait Revocations: Send + Sync + std::fmt::Debug {
+    /// Applies every revoked token id waiting, oldest first, without waiting for more; an
+    /// id is applied before another caller can see it gone from the port.
+    fn apply_waiting(&self, apply: &mut dyn FnMut(String));
 }
 
 /// The cached rows, and how many revocations the cache has been told of: a read that
@@ -127,6 +140,23 @@ struct Rows {
 }
 
 impl TokenCache {
+    /// Drains `revocations` before every lookup from now on; a second call changes nothing
+    /// (one process has one subscription).
+    pub fn listen(&self, revocations: Arc<dyn Revocations>) {
+        if self.revocations.set(revocations).is_err() {
+            tracing::warn!(
+                "the token cache already listens for revocations; ignoring another source"
+            );
+        }
+    }
+
+    /// Forgets every token whose revocation has arrived and was not applied yet.
+    pub fn catch_up(&self) {
+        if let Some(revocations) = self.revocations.get() {
+            revocations.apply_waiting(&mut |token_id| self.forget(&token_id));
+        }
+    }
+
     /// Drops `token_id`'s row, so the next request reads it afresh (a revocation), and
     /// keeps every read already in flight from storing what it read.
     pub fn forget(&self, token_id: &str) {
@@ -145,6 +175,7 @@ impl TokenCache {
     ) -> Result<Principal, AuthError> {
         let token = token.ok_or(AuthError::Missing)?;
         let presented = tokens::parse(token).ok_or(AuthError::Invalid)?;
+        self.catch_up();
         let (cached, forgotten) = self.cached(presented.id);
         let row = match cached {
             Some(row) => Some(row),

@@ -272,7 +272,7 @@ async fn authenticate(
 ) -> Result<Principal, ErrorBody> {
     let bearer = bearer_token(headers)?;
     let principal = worker
-        .current_tokens()
+        .tokens()
         .authenticate(worker.db(), worker.vault().token_pepper(), bearer)
         .await
         .map_err(|e| match e {

@@ -9,8 +9,9 @@
 //! after that reply reaches the worker's socket after the announcement:
 //! by the time the worker receives the order, the announcement already waits in its
 //! [`Inbox`]. Whatever reads what an announcement changes drains the inbox first
-//! ([`Inbox::drain`], which never waits): the handler before it authenticates a token, the
-//! engine's cache before it answers a read.
+//! ([`Inbox::drain`], which never waits), through a port of its own: the token cache
+//! before it looks a token up ([`pinnacle_common::auth::Revocations`]), the engine's cache
+//! before it answers a read ([`crate::engine::Announcements`]).
 //!
 //! A sweep every [`SWEEP`] ([`Inbox::sweep`]) applies announcements while no order comes,
 //! so none waits long and the subscription's buffer never fills. What the inbox cannot see,
@@ -22,6 +23,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::{FutureExt as _, StreamExt as _};
+use pinnacle_common::auth::Revocations;
 use pinnacle_common::invalidate::Invalidation;
 use pinnacle_common::shutdown::Shutdown;
 
@@ -98,6 +100,13 @@ impl<T> Inbox<T> {
 /// The engine's cache takes announced changes from the inbox of `pinnacle.cache.invalidate`.
 impl Announcements for Inbox<Invalidation> {
     fn apply_waiting(&self, apply: &mut dyn FnMut(Invalidation)) {
+        self.drain(apply);
+    }
+}
+
+/// The token cache takes announced revocations from the inbox of `pinnacle.tokens.revoked`.
+impl Revocations for Inbox<String> {
+    fn apply_waiting(&self, apply: &mut dyn FnMut(String)) {
         self.drain(apply);
     }
 }

@@ -81,7 +81,7 @@ async fn listen(
         .await
         .map_err(failed(subjects::CACHE_INVALIDATE))?,
     );
-    worker.listen_for_revocations(revocations.clone());
+    worker.tokens().listen(revocations.clone());
     worker.engine().listen(invalidations.clone());
     let (worker, shutdown) = (worker.clone(), shutdown.clone());
     Ok(tokio::spawn(async move {

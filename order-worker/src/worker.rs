@@ -1,7 +1,7 @@
 //! The NATS shell's state: the [`Worker`] is an [`Engine`] plus what serving it over NATS
 //! needs (the connection, the API-token cache, the micro-service statistics).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use pinnacle_common::audit::AuditLog;
@@ -15,7 +15,6 @@ use pinnacle_common::subjects;
 use sea_orm::DatabaseConnection;
 
 use crate::engine::Engine;
-use crate::inbox::Inbox;
 
 /// The micro-service name the workers register under.
 pub const SERVICE_NAME: &str = "pinnacle-orders";
@@ -52,8 +51,6 @@ pub struct Worker {
     audit: AuditLog,
     /// API token rows, trusted for up to a second (revocations apply within it).
     tokens: TokenCache,
-    /// Announced revocations, taken before every authentication once set.
-    revocations: OnceLock<Arc<Inbox<String>>>,
     /// Discovery and per-verb statistics over `$SRV.*`.
     micro: micro::Service,
 }
@@ -100,7 +97,6 @@ impl Worker {
             vault,
             audit,
             tokens: TokenCache::default(),
-            revocations: OnceLock::new(),
             micro: micro::Service::new(
                 SERVICE_NAME,
                 env!("CARGO_PKG_VERSION"),
@@ -145,21 +141,6 @@ impl Worker {
     }
 
     pub(crate) fn tokens(&self) -> &TokenCache {
-        &self.tokens
-    }
-
-    /// Takes `revocations` before every authentication from now on (see [`crate::inbox`]).
-    pub(crate) fn listen_for_revocations(&self, revocations: Arc<Inbox<String>>) {
-        if self.revocations.set(revocations).is_err() {
-            tracing::warn!("already listening for revocations; ignoring another source");
-        }
-    }
-
-    /// The token cache, after dropping every token whose revocation has arrived.
-    pub(crate) fn current_tokens(&self) -> &TokenCache {
-        if let Some(revocations) = self.revocations.get() {
-            revocations.drain(|token_id| self.tokens.forget(&token_id));
-        }
         &self.tokens
     }
 
