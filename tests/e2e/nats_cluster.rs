@@ -660,7 +660,7 @@ async fn traders_are_confined(cluster: &TestCluster, worker: &Conn) {
     // after a subscribe was now and then not delivered; so publish until one arrives.
     let events = jetstream::new(worker.client.clone());
     let event_subject = subjects::order_events(TRADER_A.user);
-    until_received(&mut own_events, "event", || async {
+    until_received(&mut own_events, "trader A's event", || async {
         events
             .publish(event_subject.clone(), "filled".into())
             .await
@@ -670,7 +670,7 @@ async fn traders_are_confined(cluster: &TestCluster, worker: &Conn) {
     })
     .await;
     let tick = subjects::tick("NSE", "SBIN-EQ");
-    until_received(&mut ticks, "tick", || async {
+    until_received(&mut ticks, "trader A's tick", || async {
         publisher
             .client
             .publish(tick.clone(), "tick".into())
@@ -856,7 +856,7 @@ where
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "trader A's {what} did not arrive"
+            "{what} did not arrive"
         );
     }
 }

@@ -13,9 +13,10 @@
 //! Every request must succeed: an error reply is decoded to `CODE: message`, counted, and
 //! makes the command exit non-zero once the report is printed ([`OrdersReport::check`]).
 //!
-//! [`wire`] holds the orders and their replies, [`raw_db`] the database baselines. [`run`] stays one sequence of about 100
-//! lines on purpose (start the stack, prepare the baselines, measure each concurrency,
-//! stop): a third of it is the stack's settings, one literal.
+//! [`wire`] holds the orders and their replies, [`raw_db`] the database baselines. [`run`]
+//! stays one sequence of about 100 lines on purpose (start the stack, prepare the
+//! baselines, measure each concurrency, stop): a third of it is the stack's settings, one
+//! literal.
 
 pub mod raw_db;
 pub mod wire;
