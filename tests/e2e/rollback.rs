@@ -13,6 +13,7 @@ use pinnacle_common::audit::generations::Witness;
 use pinnacle_common::entities::{broker_accounts, orders};
 use pinnacle_common::keystore::{self, generations, Register};
 use pinnacle_common::model::{AuditOutcome, DecryptReason};
+use pinnacle_common::subjects;
 use pinnacle_order_worker::engine::CACHE_TTL;
 use pinnacle_tests::angel::AngelStack;
 use pinnacle_tests::{audit_events, eventually, market, TestStack};
@@ -355,6 +356,65 @@ async fn an_erased_account_restored_from_a_copy_is_refused() {
         );
         assert_refusal_audited(&stack, &oscar.id, 1).await;
         assert_eq!(order_count(&stack, &oscar.id).await, 1);
+    })
+    .await;
+}
+
+/// A register that cannot be reached is a passing outage, not a verdict on the row: the
+/// order is refused with the retryable `AUDIT_UNAVAILABLE` (never the opaque
+/// `CREDENTIAL_UNAVAILABLE`, which a client must not retry), nothing is stored, the refusal
+/// is audited with its reason, and a retry of the same client order id is placed once the
+/// register is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_register_out_of_reach_refuses_for_now_and_the_retry_is_placed() {
+    each_backend(|backend| async move {
+        let stack = TestStack::start(backend).await;
+        let ruth = stack.trader("ruth").await;
+        stack.wait_for_ticks("SBIN-EQ", 2).await;
+        // The workers' register is open and watching.
+        assert!(stack.place(&ruth, &market("ru-1", "SBIN-EQ", 1)).await.ok);
+
+        let js = async_nats::jetstream::new(stack.client.clone());
+        js.delete_stream(format!("KV_{}", subjects::CREDENTIAL_GENERATIONS_BUCKET))
+            .await
+            .expect("delete the register's stream");
+        // A new account: no worker has its generation, so the bucket must be read.
+        let rhea = stack.trader("rhea").await;
+        let order = market("ru-2", "SBIN-EQ", 1);
+        let error = stack
+            .place(&rhea, &order)
+            .await
+            .error
+            .expect("refused while the register is gone");
+        assert_eq!(error.code.as_str(), "AUDIT_UNAVAILABLE", "{error:?}");
+        assert!(error.message.contains("register"), "{error:?}");
+        assert_eq!(order_count(&stack, &rhea.id).await, 0, "nothing stored");
+        let events = audit_events(&stack.client, &rhea.id).await;
+        let (last, _) = events.last().expect("the access was audited");
+        assert_eq!(
+            (last.outcome, last.reason),
+            (
+                AuditOutcome::DecryptFailed,
+                Some(DecryptReason::RegisterUnavailable)
+            )
+        );
+
+        // An operator re-creates the bucket: the same client order id is placed, once.
+        generations::open_bucket(&js)
+            .await
+            .expect("re-create the register");
+        let retried = stack.place(&rhea, &order).await;
+        assert!(retried.ok, "{:?}", retried.error);
+        assert_eq!(order_count(&stack, &rhea.id).await, 1);
+        let account = stack.broker_account(&rhea.id).await;
+        eventually(
+            Duration::from_secs(5),
+            "the reader advances the register",
+            || async {
+                (register_of(&stack, &account.id).await == Some(account.generation)).then_some(())
+            },
+        )
+        .await;
     })
     .await;
 }

@@ -210,11 +210,27 @@ pub async fn open_with(
             if let Err(audit_error) = audit.record(&event).await {
                 tracing::warn!(error = %audit_error, "could not audit the failed decrypt");
             }
-            // One opaque answer, whatever the reason: the reason is only in the audit event.
-            Err(ErrorBody::new(
-                ErrorCode::CredentialUnavailable,
-                DecryptError.to_string(),
-            ))
+            Err(refusal(reason))
+        }
+    }
+}
+
+/// What the caller is told when credentials were not opened for `reason`.
+///
+/// A register that cannot be reached says nothing about the row: it is a passing outage of
+/// JetStream, like an audit log that cannot store, so it gets the same retryable
+/// `AUDIT_UNAVAILABLE` and a retry of the same client order id is attempted again. Every
+/// verdict on the row itself gets one opaque answer, whatever it was: the reason is only
+/// in the audit event.
+fn refusal(reason: DecryptReason) -> ErrorBody {
+    match reason {
+        DecryptReason::RegisterUnavailable => ErrorBody::new(
+            ErrorCode::AuditUnavailable,
+            "the credential generation register is unavailable, so credentials were not \
+             decrypted; retry later",
+        ),
+        DecryptReason::RolledBack | DecryptReason::Undecryptable => {
+            ErrorBody::new(ErrorCode::CredentialUnavailable, DecryptError.to_string())
         }
     }
 }
@@ -298,4 +314,20 @@ pub async fn account_of(
         .instrument(pinnacle_common::db::span(db, "SELECT", "broker_accounts"))
         .await?
         .ok_or_else(|| AccountError::NotFound("the order's broker account no longer exists".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_register_outage_is_retryable_and_verdicts_stay_opaque() {
+        let outage = refusal(DecryptReason::RegisterUnavailable);
+        assert_eq!(outage.code, ErrorCode::AuditUnavailable);
+        for verdict in [DecryptReason::RolledBack, DecryptReason::Undecryptable] {
+            let refused = refusal(verdict);
+            assert_eq!(refused.code, ErrorCode::CredentialUnavailable);
+            assert_eq!(refused.message, "credential could not be decrypted");
+        }
+    }
 }
