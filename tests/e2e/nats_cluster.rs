@@ -36,7 +36,20 @@ async fn cluster_confines_traders_and_guards_the_streams() {
         .await
         .expect("AUDIT as R3");
     let worker_js = jetstream::new(worker.client.clone());
-    pinnacle_order_worker::events::ensure_stream(&worker_js)
+    // A cluster formed a moment ago on a loaded machine may answer its first stream
+    // create after the client's timeout (which may still have created it): ask again.
+    let created = async {
+        loop {
+            match pinnacle_order_worker::events::ensure_stream(&worker_js).await {
+                Ok(()) => break,
+                Err(e) => {
+                    eprintln!("ORDER_EVENTS not created yet ({e}); again");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), created)
         .await
         .expect("the order worker creates ORDER_EVENTS");
     pinnacle_common::audit::ensure_stream(&worker_js)
