@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument as _;
 
 use crate::codec::{CodecError, Encoding};
-use crate::nats::handled_by_server;
+use crate::nats::{handled_by_server, BarrierError};
 use crate::subjects::CACHE_INVALIDATE;
 use crate::telemetry;
 
@@ -78,6 +78,18 @@ pub async fn announce(client: &async_nats::Client, change: &Invalidation) {
     }
 }
 
+/// Why an announcement may not have reached the workers (they then apply the change
+/// within their cache's lifetime).
+#[derive(Debug, thiserror::Error)]
+pub enum AnnounceError {
+    /// The message was not sent (the connection is closed, …).
+    #[error("the announcement was not sent: {0}")]
+    Publish(#[from] async_nats::PublishError),
+    /// It was sent, but the server did not confirm handling it.
+    #[error(transparent)]
+    Unconfirmed(#[from] BarrierError),
+}
+
 /// Publishes `payload` on `subject` with `span`'s trace context and waits until the server
 /// has handled it ([`crate::nats::handled_by_server`]), inside `span` (a producer span the
 /// caller named); a failure is recorded on the span and returned. The announcements that
@@ -87,15 +99,15 @@ pub async fn publish_confirmed(
     span: &tracing::Span,
     subject: &'static str,
     payload: bytes::Bytes,
-) -> Result<(), String> {
+) -> Result<(), AnnounceError> {
     let published = async {
         let mut headers = async_nats::HeaderMap::new();
         telemetry::inject_context(&mut headers);
         client
             .publish_with_headers(subject, headers, payload)
-            .await
-            .map_err(|e| e.to_string())?;
-        handled_by_server(client).await.map_err(|e| e.to_string())
+            .await?;
+        handled_by_server(client).await?;
+        Ok(())
     }
     .instrument(span.clone())
     .await;
