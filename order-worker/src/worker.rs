@@ -86,7 +86,7 @@ impl Worker {
         let engine = Engine::new(
             db.clone(),
             vault.clone(),
-            (sink, register),
+            (sink, Arc::new(register)),
             brokers,
             settings,
         );

@@ -91,7 +91,7 @@ impl DbSessionStore {
         let request_id = uuid::Uuid::now_v7().to_string();
         let opener = credentials::Opener {
             db: &self.db,
-            vault: &self.vault,
+            vault: self.vault.as_ref(),
             audit: &self.audit,
             register: &self.register,
         };

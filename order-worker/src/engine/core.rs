@@ -13,20 +13,21 @@ use std::time::Duration;
 
 use pinnacle_common::broker::{Broker, BrokerError, BrokerOutcome};
 use pinnacle_common::config::WorkerSettings;
-use pinnacle_common::crypto::Vault;
+
 use pinnacle_common::entities::{broker_accounts, orders};
 use pinnacle_common::error::{ErrorBody, ErrorCode};
-use pinnacle_common::keystore::Register;
 use pinnacle_common::model::OrderStatus;
 use sea_orm::{DatabaseConnection, EntityTrait};
 
 use super::audit::AuditSink;
 use super::cache::Cache;
 use super::errors::{broker_error, internal};
+use super::generations::Generations;
 use super::lease;
 use super::ledger;
 use super::outbox::Nudge;
 use super::store::{self, Ownership, Patch, TransitionError};
+use super::vault::CredentialVault;
 
 /// The order engine: every order of this process is placed, changed, settled and read
 /// through one of these. It knows no transport (see [`crate::engine`]).
@@ -35,12 +36,12 @@ pub struct Engine {
     /// The order store: orders, accounts, limits, leases, the outbox, the paper books.
     pub(super) db: DatabaseConnection,
     /// Decrypts broker credentials (only after the audit sink acknowledged the access).
-    pub(super) vault: Arc<Vault>,
+    pub(super) vault: Arc<dyn CredentialVault>,
     /// Where every credential access is recorded before it happens.
     pub(super) audit: Arc<dyn AuditSink>,
     /// Each broker account's latest credential generation, outside the database: a row
     /// older than it is refused (a rolled-back row).
-    pub(super) register: Register,
+    pub(super) register: Arc<dyn Generations>,
     /// This engine's name (lease tokens and outbox claims start with it).
     pub(super) instance: String,
     /// Issues leases on in-flight orders.
@@ -66,8 +67,8 @@ impl Engine {
     /// registered under their names.
     pub fn new(
         db: DatabaseConnection,
-        vault: Arc<Vault>,
-        (audit, register): (Arc<dyn AuditSink>, Register),
+        vault: Arc<dyn CredentialVault>,
+        (audit, register): (Arc<dyn AuditSink>, Arc<dyn Generations>),
         brokers: Vec<Arc<dyn Broker>>,
         settings: WorkerSettings,
     ) -> Self {

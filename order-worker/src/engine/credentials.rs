@@ -1,22 +1,23 @@
 //! Loading a user's broker accounts ([`load_accounts`]: the sealed rows and the default
 //! label, which the engine caches) and decrypting an account's credentials.
 //!
-//! [`open`] records the audit event, waits for JetStream's ack, and only then decrypts:
-//! audit before access, failing closed. Before decrypting it checks the row's generation
-//! against the generation register (`pinnacle_common::keystore::generations`): a row
+//! [`open`] records the audit event through the [`AuditSink`] port, waits for its ack,
+//! and only then decrypts, through the [`CredentialVault`] port: audit before access,
+//! failing closed. Before decrypting it checks the row's generation against the
+//! [`Generations`] port (the register, `pinnacle_common::keystore::generations`): a row
 //! older than the register (restored from an old copy) is refused like any other failed
 //! decrypt, with the reason code `rolled_back` in the audit event only; it is read again
 //! first, since a credential write may have superseded it after it was loaded (or after
-//! the engine cached it).
+//! the engine cached it). A register that cannot be read refuses too, but as a passing
+//! outage ([`refusal`]).
 
 use pinnacle_common::auth::Principal;
 use pinnacle_common::broker::BrokerCredentials;
-use pinnacle_common::crypto::{DecryptError, Vault};
-use pinnacle_common::entities::broker_accounts::{self, fields};
+use pinnacle_common::crypto::DecryptError;
+use pinnacle_common::entities::broker_accounts;
 use pinnacle_common::entities::users;
 use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::keystore::generations::{CheckError, Standing};
-use pinnacle_common::keystore::{self, Register};
 use pinnacle_common::metrics;
 use pinnacle_common::model::{AuditEvent, AuditOutcome, DecryptReason};
 use pinnacle_common::telemetry;
@@ -28,6 +29,8 @@ use tracing::Instrument as _;
 use super::audit::AuditSink;
 use super::cache::UserAccounts;
 use super::core::Engine;
+use super::generations::Generations;
+use super::vault::CredentialVault;
 
 /// Why no account could be chosen.
 #[derive(Debug, thiserror::Error)]
@@ -69,29 +72,6 @@ pub async fn load_accounts(db: &DatabaseConnection, user_id: &str) -> Result<Use
     Ok(UserAccounts {
         rows,
         default_account: user.and_then(|user| user.default_account),
-    })
-}
-
-/// Decrypts every set field of `account` (its data key first, then each field).
-pub fn decrypt(
-    vault: &Vault,
-    account: &broker_accounts::Model,
-) -> Result<BrokerCredentials, DecryptError> {
-    let mut open = keystore::open_account(vault, account)?;
-    Ok(BrokerCredentials {
-        account_id: account.id.clone(),
-        api_key: open.remove(fields::API_KEY),
-        client_code: open.remove(fields::CLIENT_CODE),
-        secret: open.remove(fields::SECRET),
-        totp_seed: open.remove(fields::TOTP_SEED),
-        access_token: open.remove(fields::ACCESS_TOKEN),
-        jwt_token: open.remove(fields::JWT_TOKEN),
-        refresh_token: open.remove(fields::REFRESH_TOKEN),
-        feed_token: open.remove(fields::FEED_TOKEN),
-        session_expires_at: account.session_expires_at,
-        static_ip: account.static_ip.clone(),
-        egress_proxy: account.egress_proxy.clone(),
-        algo_id: account.algo_id.clone(),
     })
 }
 
@@ -138,9 +118,9 @@ pub async fn open_as(
 pub(super) fn opener(engine: &Engine) -> Opener<'_> {
     Opener {
         db: &engine.db,
-        vault: &engine.vault,
+        vault: engine.vault.as_ref(),
         audit: engine.audit.as_ref(),
-        register: &engine.register,
+        register: engine.register.as_ref(),
     }
 }
 
@@ -150,11 +130,11 @@ pub struct Opener<'a> {
     /// To re-read a row that a write superseded while it was being opened.
     pub db: &'a DatabaseConnection,
     /// Decrypts.
-    pub vault: &'a Vault,
+    pub vault: &'a dyn CredentialVault,
     /// Records the access first.
     pub audit: &'a dyn AuditSink,
     /// The latest generation of every account, outside the database.
-    pub register: &'a Register,
+    pub register: &'a dyn Generations,
 }
 
 /// [`open_as`] with explicit parts, for code that holds no [`Engine`] (the SmartAPI
@@ -250,8 +230,10 @@ async fn check_and_decrypt(
     for _ in 0..STALE_REREADS {
         match opener.register.check(&row.id, row.generation).await {
             Ok(standing) => {
-                let credentials =
-                    decrypt(opener.vault, &row).map_err(|_| DecryptReason::Undecryptable)?;
+                let credentials = opener
+                    .vault
+                    .open(&row)
+                    .map_err(|_| DecryptReason::Undecryptable)?;
                 if let Standing::Ahead { .. } = standing {
                     // Only a row that decrypted may advance the register: a forged
                     // generation cannot.
@@ -318,6 +300,14 @@ pub async fn account_of(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+    use pinnacle_common::audit::AuditError;
+    use pinnacle_common::keystore::generations::RegisterError;
+
     use super::*;
 
     #[test]
@@ -329,5 +319,141 @@ mod tests {
             assert_eq!(refused.code, ErrorCode::CredentialUnavailable);
             assert_eq!(refused.message, "credential could not be decrypted");
         }
+    }
+
+    /// An audit sink that acknowledges or refuses everything, keeping what it stored.
+    #[derive(Debug)]
+    struct Sink {
+        acknowledges: bool,
+        stored: Mutex<Vec<AuditEvent>>,
+    }
+
+    #[async_trait]
+    impl AuditSink for Sink {
+        async fn record(&self, event: &AuditEvent) -> Result<(), AuditError> {
+            if !self.acknowledges {
+                return Err(AuditError::Timeout(Duration::from_millis(1)));
+            }
+            self.stored.lock().expect("lock").push(event.clone());
+            Ok(())
+        }
+    }
+
+    /// A vault that counts the rows it was asked to open and opens none.
+    #[derive(Debug, Default)]
+    struct Counting(AtomicUsize);
+
+    impl CredentialVault for Counting {
+        fn open(&self, _: &broker_accounts::Model) -> Result<BrokerCredentials, DecryptError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Err(DecryptError)
+        }
+    }
+
+    fn account() -> broker_accounts::Model {
+        let now = chrono::Utc::now();
+        broker_accounts::Model {
+            id: "acc-1".into(),
+            user_id: "u1".into(),
+            label: "paper".into(),
+            broker: "paper".into(),
+            api_key_enc: None,
+            client_code_enc: None,
+            secret_enc: None,
+            totp_seed_enc: None,
+            access_token_enc: None,
+            jwt_token_enc: None,
+            refresh_token_enc: None,
+            feed_token_enc: None,
+            session_expires_at: None,
+            data_key_enc: None,
+            master_key_id: None,
+            generation: 1,
+            created_at: now,
+            updated_at: now,
+            static_ip: None,
+            egress_proxy: None,
+            algo_id: None,
+            login_lease_until: None,
+            login_lease_owner: None,
+        }
+    }
+
+    /// A register that cannot be read.
+    #[derive(Debug)]
+    struct Unreachable;
+
+    #[async_trait]
+    impl Generations for Unreachable {
+        async fn latest(&self, _: &str) -> Result<Option<i64>, RegisterError> {
+            Err(RegisterError::Unavailable("no server".into()))
+        }
+
+        async fn check(&self, _: &str, _: i64) -> Result<Standing, CheckError> {
+            Err(CheckError::Register(RegisterError::Unavailable(
+                "no server".into(),
+            )))
+        }
+
+        async fn advance_after_commit(&self, _: &str, _: i64) {}
+    }
+
+    /// Opens [`account`] with `audit`, `vault` and a register that cannot be read.
+    async fn open_through(audit: &Sink, vault: &Counting) -> Result<BrokerCredentials, ErrorBody> {
+        let opener = Opener {
+            db: &DatabaseConnection::Disconnected,
+            vault,
+            audit,
+            register: &Unreachable,
+        };
+        let actor = Actor {
+            name: "u1",
+            token_id: None,
+        };
+        open_with(opener, actor, &account(), "order.place", "req-1").await
+    }
+
+    #[tokio::test]
+    async fn nothing_is_opened_without_an_acknowledged_audit_event() {
+        let audit = Sink {
+            acknowledges: false,
+            stored: Mutex::default(),
+        };
+        let vault = Counting::default();
+        let refused = open_through(&audit, &vault).await.expect_err("refused");
+        assert_eq!(refused.code, ErrorCode::AuditUnavailable);
+        assert_eq!(
+            vault.0.load(Ordering::SeqCst),
+            0,
+            "the vault was never asked"
+        );
+    }
+
+    #[tokio::test]
+    async fn nothing_is_opened_while_the_register_cannot_be_read() {
+        let audit = Sink {
+            acknowledges: true,
+            stored: Mutex::default(),
+        };
+        let vault = Counting::default();
+        let refused = open_through(&audit, &vault).await.expect_err("refused");
+        assert_eq!(refused.code, ErrorCode::AuditUnavailable, "{refused:?}");
+        assert_eq!(
+            vault.0.load(Ordering::SeqCst),
+            0,
+            "the vault was never asked"
+        );
+        let stored = audit.stored.lock().expect("lock");
+        let outcomes: Vec<_> = stored.iter().map(|e| (e.outcome, e.reason)).collect();
+        assert_eq!(
+            outcomes,
+            [
+                (AuditOutcome::Authorized, None),
+                (
+                    AuditOutcome::DecryptFailed,
+                    Some(DecryptReason::RegisterUnavailable)
+                )
+            ]
+        );
     }
 }

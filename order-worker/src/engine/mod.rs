@@ -16,8 +16,11 @@
 //! The [`Engine`] owns, in fields visible only inside this module: the order store (the
 //! database: orders, leases, the outbox, the paper books), the vault, the audit sink, the
 //! credential generation register, the brokers, the settings and the account and limits
-//! cache. Its ports are the [`Broker`](pinnacle_common::broker::Broker) trait and
-//! [`AuditSink`] (implemented by `pinnacle_common::audit::AuditLog`). Everything outside uses the methods of the one
+//! cache. Its ports are the [`Broker`](pinnacle_common::broker::Broker) trait,
+//! [`AuditSink`] (implemented by `pinnacle_common::audit::AuditLog`) and
+//! [`CredentialVault`] (implemented by the master-key ring,
+//! `pinnacle_common::crypto::Vault`) and [`Generations`] (implemented by the generation
+//! register, `pinnacle_common::keystore::Register`). Everything outside uses the methods of the one
 //! `impl Engine` below and the few types re-exported here.
 //!
 //! # Where things happen (one hop each)
@@ -35,7 +38,8 @@
 //! - [`errors`], [`row`]: error replies; reading a stored order row.
 //! - [`outbox`], [`ledger`], [`store`]: the event rows, the paper books, the order store.
 //! - [`lease`]: one owner per in-flight order; the rule that makes "not at the broker" safe.
-//! - [`audit`], [`risk`]: the audit port; pre-trade checks and kill switches.
+//! - [`audit`], [`vault`], [`generations`], [`risk`]: the audit, vault and register ports;
+//!   pre-trade checks and kill switches.
 //! - [`cache`]: accounts and risk limits kept for up to a second, dropped when a change
 //!   is announced.
 //! - `core`: the [`Engine`] value and the steps every pipeline shares.
@@ -50,6 +54,7 @@ pub(crate) mod cache;
 mod core;
 pub(crate) mod credentials;
 pub(crate) mod errors;
+pub(crate) mod generations;
 pub(crate) mod lease;
 pub(crate) mod ledger;
 mod lookup;
@@ -63,6 +68,7 @@ pub(crate) mod risk;
 pub(crate) mod row;
 pub(crate) mod squareoff;
 pub(crate) mod store;
+pub(crate) mod vault;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,11 +90,13 @@ pub use self::audit::AuditSink;
 pub use self::cache::{Announcements, CACHE_ENTRIES, CACHE_TTL};
 pub use self::core::Engine;
 pub use self::credentials::Actor;
+pub use self::generations::Generations;
 pub use self::outbox::Nudge;
 pub use self::place::{Caller, RiskChecks};
 pub use self::query::{DEFAULT_LIST, MAX_LIST};
 pub use self::row::CorruptOrder;
 pub use self::store::{Ownership, Patch};
+pub use self::vault::CredentialVault;
 
 /// The public API: what the NATS shell, the followers, the tools and the tests call.
 impl Engine {
