@@ -309,6 +309,7 @@ mod tests {
     use pinnacle_common::keystore::generations::RegisterError;
 
     use super::*;
+    use crate::engine::fixtures::account_row;
 
     #[test]
     fn only_a_register_outage_is_retryable_and_verdicts_stay_opaque() {
@@ -350,35 +351,6 @@ mod tests {
         }
     }
 
-    fn account() -> broker_accounts::Model {
-        let now = chrono::Utc::now();
-        broker_accounts::Model {
-            id: "acc-1".into(),
-            user_id: "u1".into(),
-            label: "paper".into(),
-            broker: "paper".into(),
-            api_key_enc: None,
-            client_code_enc: None,
-            secret_enc: None,
-            totp_seed_enc: None,
-            access_token_enc: None,
-            jwt_token_enc: None,
-            refresh_token_enc: None,
-            feed_token_enc: None,
-            session_expires_at: None,
-            data_key_enc: None,
-            master_key_id: None,
-            generation: 1,
-            created_at: now,
-            updated_at: now,
-            static_ip: None,
-            egress_proxy: None,
-            algo_id: None,
-            login_lease_until: None,
-            login_lease_owner: None,
-        }
-    }
-
     /// A register that cannot be read.
     #[derive(Debug)]
     struct Unreachable;
@@ -398,7 +370,7 @@ mod tests {
         async fn advance_after_commit(&self, _: &str, _: i64) {}
     }
 
-    /// Opens [`account`] with `audit`, `vault` and a register that cannot be read.
+    /// Opens an account with `audit`, `vault` and a register that cannot be read.
     async fn open_through(audit: &Sink, vault: &Counting) -> Result<BrokerCredentials, ErrorBody> {
         let opener = Opener {
             db: &DatabaseConnection::Disconnected,
@@ -410,7 +382,7 @@ mod tests {
             name: "u1",
             token_id: None,
         };
-        open_with(opener, actor, &account(), "order.place", "req-1").await
+        open_with(opener, actor, &account_row("paper"), "order.place", "req-1").await
     }
 
     #[tokio::test]

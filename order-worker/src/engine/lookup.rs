@@ -165,36 +165,7 @@ pub fn choose(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pinnacle_common::entities::broker_accounts;
-
-    fn row(label: &str) -> broker_accounts::Model {
-        let now = chrono::Utc::now();
-        broker_accounts::Model {
-            id: format!("id-{label}"),
-            user_id: "u1".into(),
-            label: label.into(),
-            broker: "paper".into(),
-            api_key_enc: None,
-            client_code_enc: None,
-            secret_enc: None,
-            totp_seed_enc: None,
-            access_token_enc: None,
-            jwt_token_enc: None,
-            refresh_token_enc: None,
-            feed_token_enc: None,
-            session_expires_at: None,
-            data_key_enc: None,
-            master_key_id: None,
-            generation: 1,
-            created_at: now,
-            updated_at: now,
-            static_ip: None,
-            egress_proxy: None,
-            algo_id: None,
-            login_lease_until: None,
-            login_lease_owner: None,
-        }
-    }
+    use crate::engine::fixtures::account_row as row;
 
     fn chosen(rows: &[&str], default: Option<&str>, label: Option<&str>) -> Result<String, String> {
         let accounts = UserAccounts {

@@ -54,6 +54,8 @@ pub(crate) mod cache;
 mod core;
 pub(crate) mod credentials;
 pub(crate) mod errors;
+#[cfg(test)]
+mod fixtures;
 pub(crate) mod generations;
 pub(crate) mod lease;
 pub(crate) mod ledger;

@@ -1,0 +1,34 @@
+//! Values the engine's unit tests build their cases from.
+
+use pinnacle_common::entities::broker_accounts;
+
+/// A paper broker account row of user `u1` labelled `label` (id `id-<label>`), at
+/// generation 1, with no credential set.
+pub(crate) fn account_row(label: &str) -> broker_accounts::Model {
+    let now = chrono::Utc::now();
+    broker_accounts::Model {
+        id: format!("id-{label}"),
+        user_id: "u1".into(),
+        label: label.into(),
+        broker: "paper".into(),
+        api_key_enc: None,
+        client_code_enc: None,
+        secret_enc: None,
+        totp_seed_enc: None,
+        access_token_enc: None,
+        jwt_token_enc: None,
+        refresh_token_enc: None,
+        feed_token_enc: None,
+        session_expires_at: None,
+        data_key_enc: None,
+        master_key_id: None,
+        generation: 1,
+        created_at: now,
+        updated_at: now,
+        static_ip: None,
+        egress_proxy: None,
+        algo_id: None,
+        login_lease_until: None,
+        login_lease_owner: None,
+    }
+}
