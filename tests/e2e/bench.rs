@@ -92,6 +92,43 @@ async fn bench_orders_runs_every_row_without_a_failure() {
     .await;
 }
 
+/// Many clients on few users: a DELIVERY sell must never run ahead of the buy that
+/// bought its share (it did, and was refused `INSUFFICIENT_HOLDINGS`, with `--users 1`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_orders_with_fewer_users_than_clients_refuses_nothing() {
+    let db = TestDb::create(Backend::Sqlite).await;
+    let out = pinnacle(&[
+        "bench",
+        "orders",
+        "--requests",
+        "200",
+        "--clients",
+        "16",
+        "--users",
+        "2",
+        "--json",
+        "--database-url",
+        &db.url,
+    ])
+    .await;
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "bench orders failed: {stderr}\n{stdout}"
+    );
+    let report: Value = serde_json::from_str(&stdout).expect("--json prints JSON");
+    let rows = report["rows"].as_array().expect("rows");
+    let orders = rows
+        .iter()
+        .find(|r| r["name"] == "order place (paper)")
+        .unwrap_or_else(|| panic!("no order row: {stdout}"));
+    assert_eq!(
+        (&orders["clients"], &orders["users"], &orders["failed"]),
+        (&Value::from(16), &Value::from(2), &Value::from(0)),
+        "{orders}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_orders_prints_a_table_and_fails_loudly_when_orders_fail() {
     // One paisa of cash: BUYs are refused for funds (until SELLs have raised some).

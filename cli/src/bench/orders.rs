@@ -7,8 +7,10 @@
 //! process on a throw-away SQLite file or `--database-url`. Each concurrency level gets its
 //! own fresh users ([`super::users`]), so no run inherits another's order history, and
 //! every paper account starts with enough cash for every order it will be sent
-//! ([`paper_cash_for`]). Orders are realistic: per user they alternate a BUY and a SELL
-//! MARKET order of one share on the same simulated symbol, cycling over [`SYMBOLS`].
+//! ([`paper_cash_for`]). Orders are realistic: each client sends pairs of a BUY and then the
+//! matching SELL, a MARKET order of one share each on the same user and simulated symbol
+//! ([`order_for`]), so a DELIVERY sell always finds the share its buy bought, however many
+//! clients share a user.
 //!
 //! Every request must succeed: an error reply is decoded to `CODE: message`, counted, and
 //! makes the command exit non-zero once the report is printed ([`OrdersReport::check`]).
@@ -159,7 +161,7 @@ pub async fn run(options: OrdersOptions) -> anyhow::Result<OrdersReport> {
     wait_for_prices(&client).await?;
 
     let payload_bytes = Encoding::MsgPack
-        .encode(&order_for(0, 1, "b00000000-64-1999".into()))?
+        .encode(&order_for(0, 1, 1, "b00000000-64-1999".into()).1)?
         .len();
     let body = Bytes::from(vec![0u8; payload_bytes]);
     let echo_task = start_echo(&client).await?;
@@ -333,8 +335,9 @@ impl ClientsRun<'_> {
                 self.requests,
                 move |i| {
                     let (orders, users) = (orders.clone(), users.clone());
-                    let order = order_for(i, users.len(), format!("b{run}-{clients}-{i}"));
-                    async move { place(&orders, &users[i % users.len()], &order).await }
+                    let (user, order) =
+                        order_for(i, clients, users.len(), format!("b{run}-{clients}-{i}"));
+                    async move { place(&orders, &users[user], &order).await }
                 },
             )
             .await?,

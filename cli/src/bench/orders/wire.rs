@@ -37,23 +37,38 @@ pub fn paper_cash_for(requests: usize, runs: &[(usize, usize)]) -> i64 {
         .max(WorkerSettings::default().paper_cash)
 }
 
-/// Order `i` of a run over `users` users: user `i % users`, whose `k`-th order is a BUY
-/// when `k` is even and the matching SELL when it is odd.
-pub fn order_for(i: usize, users: usize, client_order_id: String) -> OrderRequest {
-    let k = i / users.max(1);
-    let (symbol, _) = SYMBOLS[(k / 2) % SYMBOLS.len()];
-    OrderRequest {
+/// Order `i` of a run of `clients` clients over `users` users, and the index of the user
+/// it belongs to.
+///
+/// Client `c` sends orders `c`, `c + clients`, `c + 2·clients`, … one after another (see
+/// [`crate::bench::measure`]). Its `m`-th order is the BUY (`m` even) or the SELL (`m` odd)
+/// of its pair `m / 2`, so a SELL always follows its own BUY's answer from the same client,
+/// on the same user and symbol: the DELIVERY sell finds the unit in the holdings however
+/// many clients share a user (each sell started has its buy filled, so sells never outrun
+/// buys). Pairs go round the users in turn, and a user's pairs cycle over [`SYMBOLS`].
+pub fn order_for(
+    i: usize,
+    clients: usize,
+    users: usize,
+    client_order_id: String,
+) -> (usize, OrderRequest) {
+    let (clients, users) = (clients.max(1), users.max(1));
+    let (client, m) = (i % clients, i / clients);
+    let pair = client + clients * (m / 2);
+    let (symbol, _) = SYMBOLS[(pair / users) % SYMBOLS.len()];
+    let order = OrderRequest {
         client_order_id,
         exchange: "NSE".into(),
         symbol: symbol.into(),
-        side: if k % 2 == 0 { Side::Buy } else { Side::Sell },
+        side: if m % 2 == 0 { Side::Buy } else { Side::Sell },
         order_type: OrderType::Market,
         quantity: QUANTITY,
         price: None,
         trigger_price: None,
         product: Default::default(),
         account: None,
-    }
+    };
+    (pair % users, order)
 }
 
 /// A reply's envelope (`Reply<T>` on the wire), with the error read without assuming its
@@ -130,18 +145,57 @@ pub(super) async fn place(
 mod tests {
     use super::*;
 
+    /// What each client sends, in its order: (user, side, symbol).
+    fn sent_by(
+        client: usize,
+        clients: usize,
+        users: usize,
+        total: usize,
+    ) -> Vec<(usize, Side, String)> {
+        (client..total)
+            .step_by(clients)
+            .map(|i| {
+                let (user, order) = order_for(i, clients, users, format!("c{i}"));
+                (user, order.side, order.symbol)
+            })
+            .collect()
+    }
+
     #[test]
-    fn each_user_alternates_buy_and_sell_on_one_symbol() {
-        let users = 4;
-        let of_user_1: Vec<_> = (0..16)
-            .filter(|i| i % users == 1)
-            .map(|i| order_for(i, users, format!("c{i}")))
-            .collect();
-        assert_eq!(of_user_1[0].side, Side::Buy);
-        assert_eq!(of_user_1[1].side, Side::Sell);
-        assert_eq!(of_user_1[0].symbol, of_user_1[1].symbol);
-        assert_eq!(of_user_1[2].side, Side::Buy);
-        assert_ne!(of_user_1[2].symbol, of_user_1[0].symbol);
+    fn each_sell_follows_its_own_buy_from_the_same_client() {
+        for (clients, users) in [(1, 1), (4, 4), (64, 1), (8, 3), (2, 5)] {
+            let mut per_user = vec![0usize; users];
+            for client in 0..clients {
+                let sent = sent_by(client, clients, users, 200);
+                for pair in sent.chunks(2) {
+                    let (user, side, symbol) = &pair[0];
+                    assert_eq!(
+                        *side,
+                        Side::Buy,
+                        "{clients}/{users}: a pair opens with a BUY"
+                    );
+                    per_user[*user] += 1;
+                    if let [_, (sell_user, sell_side, sell_symbol)] = pair {
+                        assert_eq!(*sell_side, Side::Sell);
+                        assert_eq!((sell_user, sell_symbol), (user, symbol));
+                    }
+                }
+            }
+            assert!(
+                per_user.iter().all(|n| *n > 0),
+                "{clients}/{users}: {per_user:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn one_client_per_user_keeps_its_user_and_cycles_the_symbols() {
+        let sent = sent_by(1, 4, 4, 64);
+        assert!(sent.iter().all(|(user, _, _)| *user == 1));
+        assert_ne!(
+            sent[0].2, sent[2].2,
+            "the next pair moves to the next symbol"
+        );
     }
 
     #[test]
