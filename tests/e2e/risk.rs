@@ -1,7 +1,9 @@
 //! Pre-trade risk: kill switches, limits and the order rate, each with its own code.
 
+use pinnacle_common::entities::orders;
 use pinnacle_common::entities::risk_limits::{Model as Limits, GLOBAL};
 use pinnacle_tests::{market, no_limits, TestStack};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
 use crate::{each_backend, run_pinnacle};
 
@@ -76,6 +78,56 @@ async fn limits_refuse_with_their_own_codes() {
         );
         assert_eq!(
             code(stack.place(&user, &market("ok", "SBIN-EQ", 10)).await),
+            None
+        );
+    })
+    .await;
+}
+
+/// A market order can only be valued against a value limit once the worker has a price:
+/// for a listed symbol that has not traded yet (ITC-EQ is in the instrument master, not in
+/// the simulated feed) the answer is the retryable `PRICE_UNAVAILABLE`, with or without a
+/// value limit, never a `RISK_MAX_VALUE` verdict judged without a price; nothing is stored,
+/// and the same client order id is judged on its merits once priced (a traded symbol).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_limit_is_never_judged_without_a_price() {
+    each_backend(|backend| async move {
+        let stack = TestStack::start(backend).await;
+        let user = stack.trader("valued").await;
+        let ticks = stack.wait_for_ticks("SBIN-EQ", 2).await;
+        let price = ticks.last().map(|t| t.ltp).unwrap_or(82_000);
+        let code = |reply: pinnacle_common::model::Reply<pinnacle_common::model::OrderReply>| {
+            reply.error.map(|e| e.code.as_str().to_string())
+        };
+        assert_eq!(
+            code(stack.place(&user, &market("np-1", "ITC-EQ", 1)).await).as_deref(),
+            Some("PRICE_UNAVAILABLE"),
+            "no limit: the broker cannot price it"
+        );
+        stack
+            .set_limits(Limits {
+                max_order_value: Some(price * 50),
+                ..no_limits(&user.id)
+            })
+            .await;
+        assert_eq!(
+            code(stack.place(&user, &market("np-2", "ITC-EQ", 1)).await).as_deref(),
+            Some("PRICE_UNAVAILABLE"),
+            "a value limit does not turn a missing price into a verdict"
+        );
+        let stored = orders::Entity::find()
+            .filter(orders::Column::UserId.eq(user.id.as_str()))
+            .count(&stack.db)
+            .await
+            .expect("count");
+        assert_eq!(stored, 0, "nothing stored");
+        assert_eq!(
+            code(stack.place(&user, &market("np-3", "SBIN-EQ", 99)).await).as_deref(),
+            Some("RISK_MAX_VALUE"),
+            "priced, the limit still bites"
+        );
+        assert_eq!(
+            code(stack.place(&user, &market("np-4", "SBIN-EQ", 1)).await),
             None
         );
     })

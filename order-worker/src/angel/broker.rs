@@ -37,6 +37,17 @@ impl Broker for AngelOneBroker {
         Ok(())
     }
 
+    /// Resolves the symbol's token before anything is stored: a lookup that fails now is
+    /// a passing outage (`BROKER_UNAVAILABLE`, retryable, nothing stored) and an unknown
+    /// symbol a verdict, where inside [`Self::place_order`] either would be a stored
+    /// rejection. The token is then cached for the place itself.
+    async fn ready_for(&self, order: &OrderRequest) -> Result<(), BrokerError> {
+        self.symbols
+            .resolve(&order.exchange, &order.symbol)
+            .await
+            .map(|_| ())
+    }
+
     async fn place_order(
         &self,
         creds: &BrokerCredentials,

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use pinnacle_common::codec::Encoding;
+use pinnacle_common::error::ErrorCode;
 use pinnacle_common::model::{Instrument, Reply, SymbolLookup};
 use pinnacle_common::subjects::md;
 
@@ -59,11 +60,16 @@ impl SymbolResolver {
         let reply: Reply<Instrument> = Encoding::Json
             .decode(&reply.payload)
             .map_err(|e| BrokerError::Unavailable(format!("bad symbol lookup reply: {e}")))?;
-        match reply.result {
-            Some(instrument) if reply.ok => {
+        match (reply.result, reply.error) {
+            (Some(instrument), _) if reply.ok => {
                 self.lock().insert(key, instrument.clone());
                 Ok(instrument)
             }
+            // Only the publisher's verdict makes a symbol unknown; any other refusal
+            // (an internal error, a malformed answer) is an outage, retried by the caller.
+            (_, Some(error)) if error.code != ErrorCode::UnknownSymbol => Err(
+                BrokerError::Unavailable(format!("the symbol lookup was refused: {}", error.code)),
+            ),
             _ => Err(BrokerError::UnknownSymbol {
                 exchange: key.0,
                 symbol: key.1,

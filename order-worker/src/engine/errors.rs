@@ -13,7 +13,8 @@ pub fn internal(context: &str, error: impl std::fmt::Display) -> ErrorBody {
     )
 }
 
-/// Maps a broker failure to the stable code stored with a rejected order.
+/// Maps a broker failure to its stable code: the one stored with a rejected order, or
+/// answered when nothing was stored.
 pub fn broker_error(error: &BrokerError) -> ErrorBody {
     let code = match error {
         BrokerError::UnknownSymbol { .. } => ErrorCode::UnknownSymbol,
@@ -23,9 +24,35 @@ pub fn broker_error(error: &BrokerError) -> ErrorBody {
         BrokerError::Regulatory(_) => ErrorCode::Regulatory,
         BrokerError::RateLimited(_) => ErrorCode::RateLimited,
         BrokerError::PriceUnavailable { .. } => ErrorCode::PriceUnavailable,
-        BrokerError::Rejected(_) | BrokerError::Credentials(_) | BrokerError::Unavailable(_) => {
-            ErrorCode::BrokerRejected
-        }
+        BrokerError::Rejected(_) | BrokerError::Credentials(_) => ErrorCode::BrokerRejected,
+        // A passing outage, retryable; the place and change pipelines never store it (an
+        // outcome they cannot know is `UNKNOWN`, settled by reconciliation).
+        BrokerError::Unavailable(_) => ErrorCode::BrokerUnavailable,
     };
     ErrorBody::new(code, error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_outage_is_retryable_and_a_refusal_is_a_verdict() {
+        let code = |error: BrokerError| broker_error(&error).code;
+        assert_eq!(
+            code(BrokerError::Unavailable("timed out".into())),
+            ErrorCode::BrokerUnavailable
+        );
+        assert_eq!(
+            code(BrokerError::Rejected("AB1012".into())),
+            ErrorCode::BrokerRejected
+        );
+        assert_eq!(
+            code(BrokerError::PriceUnavailable {
+                exchange: "NSE".into(),
+                symbol: "ITC-EQ".into()
+            }),
+            ErrorCode::PriceUnavailable
+        );
+    }
 }

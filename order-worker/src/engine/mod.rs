@@ -159,7 +159,9 @@ impl Engine {
     /// The one place pipeline, for every caller (a trader, square-off): replay a known
     /// client order id → risk → broker readiness → audit and decrypt → preflight → insert
     /// under a lease → broker, under the lease → record the answer. A stored rejection is
-    /// returned as the order, `Err` means nothing was stored.
+    /// returned as the order. An `Err` from any step before the insert means nothing was
+    /// stored; after it, only `INTERNAL` (the database failed while recording), which
+    /// leaves the order under its lease for reconciliation to settle.
     pub async fn submit(
         &self,
         caller: &Caller<'_>,

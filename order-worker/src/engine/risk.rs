@@ -40,10 +40,46 @@ pub async fn check(
     order: Option<(&OrderRequest, &dyn Broker)>,
 ) -> Result<(), ErrorBody> {
     if let Some((order, broker)) = order {
-        let reference = broker.reference_price(&order.exchange, &order.symbol).await;
-        check_order(limits, order, reference)?;
+        check_priced(limits, order, broker).await?;
     }
     count_rate(db, user_id, limits).await
+}
+
+/// [`check_order`] with the broker's reference price. When the only refusal is that a
+/// market order has no price to be valued by (a worker just started, a symbol not traded
+/// here yet), the broker is asked to get ready for the order ([`Broker::ready_for`]) and
+/// the order judged again: a paper broker loads the last price, and one that cannot is the
+/// retryable `PRICE_UNAVAILABLE` (nothing counted or stored), never a `RISK_MAX_VALUE`
+/// verdict it could not judge. A broker that keeps no prices (Angel One) still has none,
+/// and the refusal stands.
+async fn check_priced(
+    limits: &Limits,
+    order: &OrderRequest,
+    broker: &dyn Broker,
+) -> Result<(), ErrorBody> {
+    let reference = broker.reference_price(&order.exchange, &order.symbol).await;
+    let unpriced = reference.is_none() && price_of(order, None).is_none();
+    match check_order(limits, order, reference) {
+        Err(refused) if unpriced && refused.code == ErrorCode::RiskMaxValue => {
+            broker
+                .ready_for(order)
+                .await
+                .map_err(|e| super::errors::broker_error(&e))?;
+            let reference = broker.reference_price(&order.exchange, &order.symbol).await;
+            check_order(limits, order, reference)
+        }
+        judged => judged,
+    }
+}
+
+/// The price `order` is valued at, given the broker's `reference_price`.
+fn price_of(order: &OrderRequest, reference_price: Option<i64>) -> Option<i64> {
+    match order.order_type {
+        OrderType::Limit | OrderType::StoplossLimit => order.price,
+        // A stop-market order fills around its trigger; value it at the higher of the two.
+        OrderType::StoplossMarket => order.trigger_price.max(reference_price),
+        OrderType::Market => reference_price,
+    }
 }
 
 /// Checks a new order against `limits`; `reference_price` prices market orders.
@@ -84,13 +120,7 @@ pub fn check_order(
         }
     }
     if let Some(max) = limits.max_order_value {
-        let price = match order.order_type {
-            OrderType::Limit | OrderType::StoplossLimit => order.price,
-            // A stop-market order fills around its trigger; value it at the higher of the two.
-            OrderType::StoplossMarket => order.trigger_price.max(reference_price),
-            OrderType::Market => reference_price,
-        };
-        let Some(price) = price else {
+        let Some(price) = price_of(order, reference_price) else {
             return refuse(
                 ErrorCode::RiskMaxValue,
                 "no price to value the order against its limit".into(),

@@ -105,8 +105,7 @@ impl Broker for PaperBroker {
             let tick = self.fetch_last(&order.exchange, &order.symbol).await?;
             self.observe(tick);
         }
-        self.learn_tick_size(&order.exchange, &order.symbol).await;
-        Ok(())
+        self.learn_tick_size(&order.exchange, &order.symbol).await
     }
 
     async fn place_order(

@@ -81,27 +81,38 @@ impl PaperBroker {
     }
 
     /// Learns a symbol's tick size from the publisher's instrument master, once per symbol
-    /// and worker: a symbol the master does not list, or no answer within
-    /// [`LAST_VALUE_TIMEOUT`], keeps [`ledger::DEFAULT_TICK_SIZE`] (so an order never waits
-    /// on this twice).
-    pub(super) async fn learn_tick_size(&self, exchange: &str, symbol: &str) {
+    /// and worker. A symbol the master does not list keeps [`ledger::DEFAULT_TICK_SIZE`],
+    /// for good; a lookup that fails (no answer within [`LAST_VALUE_TIMEOUT`], an outage)
+    /// is remembered for nothing and refuses the order as [`BrokerError::PriceUnavailable`]
+    /// (retryable, nothing stored), so a passing outage never judges a price by a wrong
+    /// tick.
+    pub(super) async fn learn_tick_size(
+        &self,
+        exchange: &str,
+        symbol: &str,
+    ) -> Result<(), BrokerError> {
         let known = self
             .tick_sizes
             .read()
             .is_ok_and(|sizes| sizes.contains_key(&key(exchange, symbol)));
         let Some(client) = self.client.get().filter(|_| !known) else {
-            return;
+            return Ok(());
         };
         let size = match lookup_tick_size(client, exchange, symbol).await {
-            Ok(size) => size,
+            Ok(Some(size)) => size,
+            Ok(None) => ledger::DEFAULT_TICK_SIZE,
             Err(reason) => {
-                tracing::debug!(%exchange, %symbol, %reason, "tick size unknown; using the default");
-                ledger::DEFAULT_TICK_SIZE
+                tracing::warn!(%exchange, %symbol, %reason, "tick size lookup failed; refusing for now");
+                return Err(BrokerError::PriceUnavailable {
+                    exchange: exchange.to_string(),
+                    symbol: symbol.to_string(),
+                });
             }
         };
         if let Ok(mut sizes) = self.tick_sizes.write() {
             sizes.insert(key(exchange, symbol), size);
         }
+        Ok(())
     }
 
     /// Asks the publisher's last-value cache for a symbol's latest tick.
@@ -199,12 +210,13 @@ impl PaperBroker {
     }
 }
 
-/// The instrument master's tick size for a symbol (`md.req.symbols.lookup`), or why not.
+/// The instrument master's tick size for a symbol (`md.req.symbols.lookup`): `None` when
+/// the publisher says it does not list the symbol, an error when it could not be asked.
 async fn lookup_tick_size(
     client: &async_nats::Client,
     exchange: &str,
     symbol: &str,
-) -> Result<i64, String> {
+) -> Result<Option<i64>, String> {
     let request = SymbolLookup {
         exchange: exchange.to_string(),
         token: None,
@@ -224,8 +236,9 @@ async fn lookup_tick_size(
         .decode(&message.payload)
         .map_err(|e| e.to_string())?;
     match (reply.result, reply.error) {
-        (Some(instrument), _) => Ok(instrument.tick_size.max(1)),
-        (None, Some(error)) => Err(error.message),
+        (Some(instrument), _) => Ok(Some(instrument.tick_size.max(1))),
+        (None, Some(error)) if error.code == ErrorCode::UnknownSymbol => Ok(None),
+        (None, Some(error)) => Err(format!("{}: {}", error.code, error.message)),
         (None, None) => Err("an empty reply".into()),
     }
 }
