@@ -105,7 +105,14 @@ impl Broker for PaperBroker {
             let tick = self.fetch_last(&order.exchange, &order.symbol).await?;
             self.observe(tick);
         }
-        self.learn_tick_size(&order.exchange, &order.symbol).await
+        // The tick size only judges a price or trigger: an order without one does not
+        // wait for the instrument master (the publisher may be down while ticks are known).
+        let learned = self.learn_tick_size(&order.exchange, &order.symbol).await;
+        if order.price.is_some() || order.trigger_price.is_some() {
+            learned
+        } else {
+            Ok(())
+        }
     }
 
     async fn place_order(

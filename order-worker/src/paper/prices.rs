@@ -83,9 +83,9 @@ impl PaperBroker {
     /// Learns a symbol's tick size from the publisher's instrument master, once per symbol
     /// and worker. A symbol the master does not list keeps [`ledger::DEFAULT_TICK_SIZE`],
     /// for good; a lookup that fails (no answer within [`LAST_VALUE_TIMEOUT`], an outage)
-    /// is remembered for nothing and refuses the order as [`BrokerError::PriceUnavailable`]
-    /// (retryable, nothing stored), so a passing outage never judges a price by a wrong
-    /// tick.
+    /// is remembered for nothing and is [`BrokerError::PriceUnavailable`] (retryable; the
+    /// broker refuses only an order with a price or trigger to judge, nothing stored), so a
+    /// passing outage never judges a price by a wrong tick.
     pub(super) async fn learn_tick_size(
         &self,
         exchange: &str,
