@@ -245,12 +245,14 @@ struct Acked {
 /// What the load has been told so far, by client order id.
 type Ledger = Arc<tokio::sync::Mutex<HashMap<String, Acked>>>;
 
-/// Codes a client retries with the same client order id.
+/// Codes a client retries with the same client order id: every refusal PROTOCOL.md says
+/// leaves no trace, and `INTERNAL`, which this suite provokes (a database outage).
 fn retryable(code: &str) -> bool {
     matches!(
         code,
         "PRICE_UNAVAILABLE"
             | "AUDIT_UNAVAILABLE"
+            | "BROKER_UNAVAILABLE"
             | "INTERNAL"
             | "RATE_LIMITED"
             | "DEADLINE_EXCEEDED"
