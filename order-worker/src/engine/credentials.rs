@@ -245,10 +245,16 @@ async fn check_and_decrypt(
                 return Ok(credentials);
             }
             Err(CheckError::RolledBack { .. }) => match reread(opener.db, &row).await {
-                Some(fresh) if fresh.generation > row.generation => {
+                Ok(Some(fresh)) if fresh.generation > row.generation => {
                     row = std::borrow::Cow::Owned(fresh);
                 }
-                _ => break,
+                Ok(_) => break,
+                // Whether the row is stale or rolled back cannot be told now: refuse as an
+                // outage (retryable), never as the rolled-back verdict.
+                Err(error) => {
+                    tracing::warn!(account_id = %row.id, %error, "could not re-read the broker account; generation unchecked");
+                    return Err(DecryptReason::RegisterUnavailable);
+                }
             },
             Err(error) => {
                 tracing::warn!(account_id = %row.id, %error, "credential generation unchecked");
@@ -267,22 +273,15 @@ async fn check_and_decrypt(
 /// How often a row found older than the register is read again before it is refused.
 const STALE_REREADS: usize = 3;
 
-/// `row` as the database holds it now (`None` if it is gone or the read failed).
+/// `row` as the database holds it now (`None` if it is gone).
 async fn reread(
     db: &DatabaseConnection,
     row: &broker_accounts::Model,
-) -> Option<broker_accounts::Model> {
-    let fresh = broker_accounts::Entity::find_by_id(row.id.clone())
+) -> Result<Option<broker_accounts::Model>, DbErr> {
+    broker_accounts::Entity::find_by_id(row.id.clone())
         .filter(broker_accounts::Column::UserId.eq(row.user_id.as_str()))
         .one(db)
-        .await;
-    match fresh {
-        Ok(fresh) => fresh,
-        Err(error) => {
-            tracing::warn!(%error, "could not re-read the broker account");
-            None
-        }
-    }
+        .await
 }
 
 /// The account an existing order was placed through.
@@ -370,13 +369,46 @@ mod tests {
         async fn advance_after_commit(&self, _: &str, _: i64) {}
     }
 
+    /// A register one generation ahead of every row.
+    #[derive(Debug)]
+    struct Ahead;
+
+    #[async_trait]
+    impl Generations for Ahead {
+        async fn latest(&self, _: &str) -> Result<Option<i64>, RegisterError> {
+            Ok(Some(2))
+        }
+
+        async fn check(&self, _: &str, generation: i64) -> Result<Standing, CheckError> {
+            Err(CheckError::RolledBack {
+                row: generation,
+                register: 2,
+            })
+        }
+
+        async fn advance_after_commit(&self, _: &str, _: i64) {}
+    }
+
     /// Opens an account with `audit`, `vault` and a register that cannot be read.
     async fn open_through(audit: &Sink, vault: &Counting) -> Result<BrokerCredentials, ErrorBody> {
+        open_against(audit, vault, &Unreachable).await
+    }
+
+    /// Opens an account with `audit`, `vault` and `register`, over a database every read of
+    /// fails (it has no tables).
+    async fn open_against(
+        audit: &Sink,
+        vault: &Counting,
+        register: &dyn Generations,
+    ) -> Result<BrokerCredentials, ErrorBody> {
+        let failing = sea_orm::Database::connect("sqlite::memory:")
+            .await
+            .expect("an empty database");
         let opener = Opener {
-            db: &DatabaseConnection::Disconnected,
+            db: &failing,
             vault,
             audit,
-            register: &Unreachable,
+            register,
         };
         let actor = Actor {
             name: "u1",
@@ -426,6 +458,25 @@ mod tests {
                     Some(DecryptReason::RegisterUnavailable)
                 )
             ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_row_that_looks_rolled_back_but_cannot_be_read_again_is_an_outage() {
+        let audit = Sink {
+            acknowledges: true,
+            stored: Mutex::default(),
+        };
+        let vault = Counting::default();
+        let refused = open_against(&audit, &vault, &Ahead)
+            .await
+            .expect_err("refused");
+        assert_eq!(refused.code, ErrorCode::AuditUnavailable, "{refused:?}");
+        assert_eq!(vault.0.load(Ordering::SeqCst), 0);
+        let stored = audit.stored.lock().expect("lock");
+        assert_eq!(
+            stored.last().map(|e| e.reason),
+            Some(Some(DecryptReason::RegisterUnavailable))
         );
     }
 }
