@@ -105,14 +105,13 @@ impl Broker for PaperBroker {
             let tick = self.fetch_last(&order.exchange, &order.symbol).await?;
             self.observe(tick);
         }
-        // The tick size only judges a price or trigger: an order without one does not
-        // wait for the instrument master (the publisher may be down while ticks are known).
-        let learned = self.learn_tick_size(&order.exchange, &order.symbol).await;
+        // The tick size only judges a price or trigger: an order without one neither asks
+        // the instrument master nor waits for it (the publisher may be down while ticks
+        // are known).
         if order.price.is_some() || order.trigger_price.is_some() {
-            learned
-        } else {
-            Ok(())
+            self.learn_tick_size(&order.exchange, &order.symbol).await?;
         }
+        Ok(())
     }
 
     async fn place_order(
