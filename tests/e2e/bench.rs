@@ -40,28 +40,27 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8(bytes.to_vec()).expect("the output is UTF-8, not raw MessagePack")
 }
 
+/// `pinnacle bench orders --requests 200 --json` on `db` with `args`, which must succeed:
+/// the report, and the output it was read from.
+async fn orders_report(db: &TestDb, args: &[&str]) -> (Value, String) {
+    let mut all = vec!["bench", "orders", "--requests", "200", "--json"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--database-url", &db.url]);
+    let out = pinnacle(&all).await;
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "bench orders failed: {stderr}\n{stdout}"
+    );
+    let report = serde_json::from_str(&stdout).expect("--json prints JSON");
+    (report, stdout)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_orders_runs_every_row_without_a_failure() {
     each_backend(|backend| async move {
         let db = TestDb::create(backend).await;
-        let out = pinnacle(&[
-            "bench",
-            "orders",
-            "--requests",
-            "200",
-            "--clients",
-            "1,16",
-            "--json",
-            "--database-url",
-            &db.url,
-        ])
-        .await;
-        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-        assert!(
-            out.status.success(),
-            "bench orders failed: {stderr}\n{stdout}"
-        );
-        let report: Value = serde_json::from_str(&stdout).expect("--json prints JSON");
+        let (report, stdout) = orders_report(&db, &["--clients", "1,16"]).await;
         let expected = if backend == Backend::Postgres {
             "postgres"
         } else {
@@ -97,26 +96,7 @@ async fn bench_orders_runs_every_row_without_a_failure() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_orders_with_fewer_users_than_clients_refuses_nothing() {
     let db = TestDb::create(Backend::Sqlite).await;
-    let out = pinnacle(&[
-        "bench",
-        "orders",
-        "--requests",
-        "200",
-        "--clients",
-        "16",
-        "--users",
-        "2",
-        "--json",
-        "--database-url",
-        &db.url,
-    ])
-    .await;
-    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-    assert!(
-        out.status.success(),
-        "bench orders failed: {stderr}\n{stdout}"
-    );
-    let report: Value = serde_json::from_str(&stdout).expect("--json prints JSON");
+    let (report, stdout) = orders_report(&db, &["--clients", "16", "--users", "2"]).await;
     let rows = report["rows"].as_array().expect("rows");
     let orders = rows
         .iter()

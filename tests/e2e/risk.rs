@@ -1,9 +1,7 @@
 //! Pre-trade risk: kill switches, limits and the order rate, each with its own code.
 
-use pinnacle_common::entities::orders;
 use pinnacle_common::entities::risk_limits::{Model as Limits, GLOBAL};
 use pinnacle_tests::{market, no_limits, TestStack};
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
 use crate::{each_backend, run_pinnacle};
 
@@ -115,12 +113,7 @@ async fn a_value_limit_is_never_judged_without_a_price() {
             Some("PRICE_UNAVAILABLE"),
             "a value limit does not turn a missing price into a verdict"
         );
-        let stored = orders::Entity::find()
-            .filter(orders::Column::UserId.eq(user.id.as_str()))
-            .count(&stack.db)
-            .await
-            .expect("count");
-        assert_eq!(stored, 0, "nothing stored");
+        assert_eq!(stack.order_count(&user.id).await, 0, "nothing stored");
         assert_eq!(
             code(stack.place(&user, &market("np-3", "SBIN-EQ", 99)).await).as_deref(),
             Some("RISK_MAX_VALUE"),

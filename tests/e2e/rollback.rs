@@ -10,26 +10,18 @@ use std::time::Duration;
 
 use pinnacle_cli::audit::{self as cli_audit, VerifyOptions};
 use pinnacle_common::audit::generations::Witness;
-use pinnacle_common::entities::{broker_accounts, orders};
+use pinnacle_common::entities::broker_accounts;
 use pinnacle_common::keystore::{self, generations, Register};
 use pinnacle_common::model::{AuditOutcome, DecryptReason};
 use pinnacle_common::subjects;
 use pinnacle_order_worker::engine::CACHE_TTL;
 use pinnacle_tests::angel::AngelStack;
 use pinnacle_tests::{audit_events, eventually, market, TestStack};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use sea_orm::ActiveModelTrait;
 use secrecy::SecretString;
 use serde_json::json;
 
 use crate::each_backend;
-
-async fn order_count(stack: &TestStack, user_id: &str) -> u64 {
-    orders::Entity::find()
-        .filter(orders::Column::UserId.eq(user_id))
-        .count(&stack.db)
-        .await
-        .expect("count")
-}
 
 /// Writes `saved` back over its row, every column, as someone with only database access.
 /// Nobody announces such a write, so it returns once the workers' cached copy of the
@@ -130,11 +122,7 @@ async fn a_whole_row_rollback_is_refused_audited_and_reported() {
         let error = reply.error.expect("refused");
         assert_eq!(error.code.as_str(), "CREDENTIAL_UNAVAILABLE");
         assert_eq!(error.message, "credential could not be decrypted");
-        assert_eq!(
-            order_count(&stack, &mallory.id).await,
-            2,
-            "no order, no fill"
-        );
+        assert_eq!(stack.order_count(&mallory.id).await, 2, "no order, no fill");
         assert_refusal_audited(&stack, &mallory.id, 1).await;
 
         // `pinnacle audit verify` names the row and fails.
@@ -355,7 +343,7 @@ async fn an_erased_account_restored_from_a_copy_is_refused() {
             "CREDENTIAL_UNAVAILABLE"
         );
         assert_refusal_audited(&stack, &oscar.id, 1).await;
-        assert_eq!(order_count(&stack, &oscar.id).await, 1);
+        assert_eq!(stack.order_count(&oscar.id).await, 1);
     })
     .await;
 }
@@ -388,7 +376,7 @@ async fn a_register_out_of_reach_refuses_for_now_and_the_retry_is_placed() {
             .expect("refused while the register is gone");
         assert_eq!(error.code.as_str(), "AUDIT_UNAVAILABLE", "{error:?}");
         assert!(error.message.contains("register"), "{error:?}");
-        assert_eq!(order_count(&stack, &rhea.id).await, 0, "nothing stored");
+        assert_eq!(stack.order_count(&rhea.id).await, 0, "nothing stored");
         let events = audit_events(&stack.client, &rhea.id).await;
         let (last, _) = events.last().expect("the access was audited");
         assert_eq!(
@@ -405,7 +393,7 @@ async fn a_register_out_of_reach_refuses_for_now_and_the_retry_is_placed() {
             .expect("re-create the register");
         let retried = stack.place(&rhea, &order).await;
         assert!(retried.ok, "{:?}", retried.error);
-        assert_eq!(order_count(&stack, &rhea.id).await, 1);
+        assert_eq!(stack.order_count(&rhea.id).await, 1);
         let account = stack.broker_account(&rhea.id).await;
         eventually(
             Duration::from_secs(5),

@@ -367,6 +367,17 @@ impl TestStack {
             .expect("account")
     }
 
+    /// How many orders `user_id` has stored.
+    pub async fn order_count(&self, user_id: &str) -> u64 {
+        use pinnacle_common::entities::orders;
+        use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+        orders::Entity::find()
+            .filter(orders::Column::UserId.eq(user_id))
+            .count(&self.db)
+            .await
+            .expect("count")
+    }
+
     /// Publishes a hand-made tick for NSE `symbol`, so a test controls the price.
     pub async fn publish_tick(&self, symbol: &str, seq: u64, ltp: i64, last_qty: i64) {
         let tick = Tick {
