@@ -123,6 +123,14 @@ impl Engine {
     /// another worker, reconciliation after this one lost its lease) may already have
     /// recorded: losing the compare-and-set returns the order as it now stands instead of
     /// an error.
+    ///
+    /// An answer that ends the order (`REJECTED`, `FILLED`, `CANCELLED`) is not dropped for
+    /// an intermediate state recorded meanwhile: the order-update stream may have recorded
+    /// the broker's earlier `OPEN` between the broker's answer and this write. The final
+    /// state is then applied over the order as it now stands, with the same status
+    /// compare-and-set as any broker update, so the caller is never told `OPEN` about an
+    /// order this worker knows the broker rejected or filled. A final state already stored
+    /// is never changed, nor a fill count lowered.
     pub(super) async fn record_outcome(
         &self,
         order: &orders::Model,
@@ -130,8 +138,23 @@ impl Engine {
         patch: Patch,
         ownership: Ownership<'_>,
     ) -> Result<orders::Model, ErrorBody> {
-        match self.transition(order, to, patch, ownership).await {
-            Err(TransitionError::Conflict) => self.reload(order).await,
+        match self.transition(order, to, patch.clone(), ownership).await {
+            Err(TransitionError::Conflict) => {
+                let now = self.reload(order).await?;
+                let current =
+                    store::status_of(&now).map_err(|e| internal("reading the order", e))?;
+                let behind = patch
+                    .filled_quantity
+                    .is_some_and(|filled| filled < now.filled_quantity);
+                if !to.is_terminal() || current.is_terminal() || current == to || behind {
+                    return Ok(now);
+                }
+                match self.transition(&now, to, patch, Ownership::Any).await {
+                    Ok(next) => Ok(next),
+                    // Changed again, or no path from where it stands: as it now stands.
+                    Err(_) => self.reload(order).await,
+                }
+            }
             other => other.map_err(transition_error),
         }
     }
@@ -203,5 +226,198 @@ fn transition_error(error: TransitionError) -> ErrorBody {
         TransitionError::Db(db) => internal("updating the order", db),
         TransitionError::Corrupt(corrupt) => corrupt.into(),
         other => ErrorBody::new(ErrorCode::InvalidState, other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use async_trait::async_trait;
+    use pinnacle_common::audit::AuditError;
+    use pinnacle_common::broker::BrokerCredentials;
+    use pinnacle_common::crypto::DecryptError;
+    use pinnacle_common::entities::users;
+    use pinnacle_common::keystore::generations::{CheckError, RegisterError, Standing};
+    use pinnacle_common::model::{AuditEvent, OrderRequest, OrderType, Side};
+    use sea_orm::{ActiveModelTrait, Set};
+
+    use super::*;
+    use crate::engine::fixtures::{account_row, database};
+    use crate::engine::store::Inserted;
+
+    /// Ports no test here reaches: recording an outcome touches no credential.
+    #[derive(Debug)]
+    struct Unused;
+
+    #[async_trait]
+    impl AuditSink for Unused {
+        async fn record(&self, _: &AuditEvent) -> Result<(), AuditError> {
+            unreachable!("no credential is opened")
+        }
+    }
+
+    impl CredentialVault for Unused {
+        fn open(&self, _: &broker_accounts::Model) -> Result<BrokerCredentials, DecryptError> {
+            unreachable!("no credential is opened")
+        }
+    }
+
+    #[async_trait]
+    impl Generations for Unused {
+        async fn latest(&self, _: &str) -> Result<Option<i64>, RegisterError> {
+            unreachable!("no credential is opened")
+        }
+        async fn check(&self, _: &str, _: i64) -> Result<Standing, CheckError> {
+            unreachable!("no credential is opened")
+        }
+        async fn advance_after_commit(&self, _: &str, _: i64) {}
+    }
+
+    /// An engine over a fresh database holding user `u1` and its account `id-paper`.
+    async fn engine() -> Engine {
+        let db = database().await;
+        users::ActiveModel {
+            id: Set("u1".into()),
+            name: Set("u1".into()),
+            is_admin: Set(false),
+            password_hash: Set(None),
+            created_at: Set(chrono::Utc::now()),
+            default_account: Set(None),
+        }
+        .insert(&db)
+        .await
+        .expect("user");
+        let mut account: broker_accounts::ActiveModel = account_row("paper").into();
+        account = account.reset_all();
+        account.insert(&db).await.expect("account");
+        Engine::new(
+            db,
+            Arc::new(Unused),
+            (Arc::new(Unused), Arc::new(Unused)),
+            Vec::new(),
+            WorkerSettings::default(),
+        )
+    }
+
+    /// A LIMIT buy placed under a lease, as the place pipeline stores it, and the lease.
+    async fn submitted(engine: &Engine) -> (orders::Model, lease::Lease) {
+        let request = OrderRequest {
+            client_order_id: "c1".into(),
+            exchange: "NSE".into(),
+            symbol: "SBIN-EQ".into(),
+            side: Side::Buy,
+            order_type: OrderType::Limit,
+            quantity: 1,
+            price: Some(100),
+            trigger_price: None,
+            product: Default::default(),
+            account: None,
+        };
+        let (lease, until_ms) = engine.leases.issue("o1");
+        let inserted = store::insert_new(
+            &engine.db,
+            "o1",
+            "u1",
+            "id-paper",
+            &request,
+            &lease.owner,
+            until_ms,
+        )
+        .await
+        .expect("insert");
+        let Inserted::Created(order) = inserted else {
+            panic!("a new order")
+        };
+        (order, lease)
+    }
+
+    fn rejection() -> Patch {
+        Patch {
+            rejection: Some(ErrorBody::new(
+                ErrorCode::BrokerRejected,
+                "Quantity should be a multiple of lot size 75",
+            )),
+            ..Patch::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_final_answer_lands_over_an_open_the_update_stream_recorded_first() {
+        let engine = engine().await;
+        let (order, lease) = submitted(&engine).await;
+        // The order-update stream records the broker's OPEN between its answer and the
+        // handler's write.
+        let open = engine
+            .apply_update(
+                &order,
+                OrderStatus::Open,
+                Patch {
+                    broker_order_id: Some("B1".into()),
+                    ..Patch::default()
+                },
+            )
+            .await
+            .expect("open");
+        assert_eq!(open.status, "OPEN");
+        // The handler read REJECTED: that is what it records and answers.
+        let held = Ownership::Held(&lease.owner);
+        let recorded = engine
+            .record_outcome(&order, OrderStatus::Rejected, rejection(), held)
+            .await
+            .expect("recorded");
+        assert_eq!(recorded.status, "REJECTED");
+        assert!(recorded
+            .reject_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("lot size")));
+        // A final state is never changed by a later answer.
+        let filled = Patch {
+            filled_quantity: Some(1),
+            average_price: Some(100),
+            ..Patch::default()
+        };
+        let again = engine
+            .record_outcome(&order, OrderStatus::Filled, filled, held)
+            .await
+            .expect("as it stands");
+        assert_eq!(again.status, "REJECTED");
+    }
+
+    #[tokio::test]
+    async fn an_intermediate_answer_or_a_lower_fill_is_not_applied_over_a_newer_state() {
+        let engine = engine().await;
+        let (order, lease) = submitted(&engine).await;
+        let held = Ownership::Held(&lease.owner);
+        let partly = engine
+            .apply_update(
+                &order,
+                OrderStatus::PartiallyFilled,
+                Patch {
+                    broker_order_id: Some("B1".into()),
+                    filled_quantity: Some(1),
+                    average_price: Some(100),
+                    ..Patch::default()
+                },
+            )
+            .await
+            .expect("partly filled");
+        // The handler's OPEN is older than what the stream recorded.
+        let open = engine
+            .record_outcome(&order, OrderStatus::Open, Patch::default(), held)
+            .await
+            .expect("as it stands");
+        assert_eq!(open.status, partly.status);
+        // A final answer with fewer units filled than recorded is not applied either.
+        let cancelled = Patch {
+            filled_quantity: Some(0),
+            ..Patch::default()
+        };
+        let stands = engine
+            .record_outcome(&order, OrderStatus::Cancelled, cancelled, held)
+            .await
+            .expect("as it stands");
+        assert_eq!(
+            (stands.status.as_str(), stands.filled_quantity),
+            (partly.status.as_str(), 1)
+        );
     }
 }

@@ -1,6 +1,18 @@
 //! Values the engine's unit tests build their cases from.
 
 use pinnacle_common::entities::broker_accounts;
+use pinnacle_migrations::{Migrator, MigratorTrait};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+
+/// A fresh in-memory SQLite database with every migration applied.
+pub(crate) async fn database() -> DatabaseConnection {
+    // One connection: each in-memory SQLite connection is its own database.
+    let mut options = ConnectOptions::new("sqlite::memory:");
+    options.max_connections(1).min_connections(1);
+    let db = Database::connect(options).await.expect("sqlite");
+    Migrator::up(&db, None).await.expect("migrations");
+    db
+}
 
 /// A paper broker account row of user `u1` labelled `label` (id `id-<label>`), at
 /// generation 1, with no credential set.

@@ -4,20 +4,14 @@
 use chrono::Utc;
 use pinnacle_common::entities::{orders, paper_positions, paper_reservations};
 use pinnacle_common::model::{Funds, Product, Side};
-use pinnacle_migrations::{Migrator, MigratorTrait};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, EntityTrait, TransactionTrait};
+use sea_orm::{DatabaseConnection, EntityTrait, TransactionTrait};
 
 use super::*;
 
 const ACCOUNT: &str = "acct";
 
 async fn db() -> DatabaseConnection {
-    // One connection: each in-memory SQLite connection is its own database.
-    let mut options = ConnectOptions::new("sqlite::memory:");
-    options.max_connections(1).min_connections(1);
-    let db = Database::connect(options).await.expect("sqlite");
-    Migrator::up(&db, None).await.expect("migrations");
-    db
+    crate::engine::fixtures::database().await
 }
 
 fn claim<'a>(order_id: &'a str, side: Side, product: Product, units: i64, price: i64) -> Claim<'a> {
