@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use pinnacle_common::broker::{Broker, BrokerError, BrokerOutcome};
 use pinnacle_common::config::WorkerSettings;
-
 use pinnacle_common::entities::{broker_accounts, orders};
 use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::model::OrderStatus;

@@ -78,8 +78,10 @@ pub async fn load_accounts(db: &DatabaseConnection, user_id: &str) -> Result<Use
 /// Audits the access (waiting for the ack), then decrypts `account`'s credentials.
 ///
 /// No ack → `AUDIT_UNAVAILABLE` and nothing is decrypted (the message starts with
-/// `audit stream unavailable:` when the AUDIT stream itself is missing). A failed decrypt is audited too
-/// and answered with the one opaque `CREDENTIAL_UNAVAILABLE`.
+/// `audit stream unavailable:` when the AUDIT stream itself is missing). A failed decrypt
+/// is audited too and answered by [`refusal`]: the one opaque `CREDENTIAL_UNAVAILABLE` for
+/// a verdict on the row, the retryable `AUDIT_UNAVAILABLE` when its generation could not
+/// be checked.
 pub async fn open(
     engine: &Engine,
     principal: &Principal,
