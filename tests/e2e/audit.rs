@@ -1,11 +1,9 @@
 //! Audit before access: every credential use is stored in JetStream first, holds no
 //! secret, and when the audit stream is unavailable the order is refused (fail closed).
 
-use pinnacle_common::entities::orders;
 use pinnacle_common::model::AuditOutcome;
 use pinnacle_common::subjects;
 use pinnacle_tests::{audit_events, market, TestStack};
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
 use crate::each_backend;
 
@@ -58,11 +56,7 @@ async fn with_the_audit_stream_gone_orders_are_refused_and_credentials_untouched
         let reply = stack.place(&bob, &market("noaudit-1", "SBIN-EQ", 1)).await;
         let error = reply.error.expect("refused");
         assert_eq!(error.code.as_str(), "AUDIT_UNAVAILABLE");
-        let stored = orders::Entity::find()
-            .filter(orders::Column::UserId.eq(bob.id.as_str()))
-            .count(&stack.db)
-            .await
-            .expect("count");
+        let stored = stack.order_count(&bob.id).await;
         assert_eq!(stored, 0, "no order without an audit trail");
 
         // Once the stream is back, the same client order id goes through.

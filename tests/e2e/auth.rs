@@ -5,17 +5,9 @@ use chrono::{Duration, Utc};
 use pinnacle_common::entities::{api_tokens, broker_accounts, orders};
 use pinnacle_common::model::AuditOutcome;
 use pinnacle_tests::{audit_events, market, TestStack, ADMIN_TOKEN};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 
 use crate::each_backend;
-
-async fn order_count(stack: &TestStack, user_id: &str) -> u64 {
-    orders::Entity::find()
-        .filter(orders::Column::UserId.eq(user_id))
-        .count(&stack.db)
-        .await
-        .expect("count")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_users_token_is_refused_on_this_users_subject() {
@@ -32,8 +24,8 @@ async fn another_users_token_is_refused_on_this_users_subject() {
             .place(&intruder, &market("steal-1", "SBIN-EQ", 1))
             .await;
         assert_eq!(reply.error.expect("refused").code.as_str(), "FORBIDDEN");
-        assert_eq!(order_count(&stack, &victim.id).await, 0);
-        assert_eq!(order_count(&stack, &mallory.id).await, 0);
+        assert_eq!(stack.order_count(&victim.id).await, 0);
+        assert_eq!(stack.order_count(&mallory.id).await, 0);
         let victim_events = audit_events(&stack.client, &victim.id).await;
         assert!(
             victim_events
@@ -132,7 +124,7 @@ async fn missing_garbage_expired_and_read_only_tokens_are_refused() {
                 .as_str(),
             "UNAUTHENTICATED"
         );
-        assert_eq!(order_count(&stack, &user.id).await, 0);
+        assert_eq!(stack.order_count(&user.id).await, 0);
     })
     .await;
 }
@@ -160,7 +152,7 @@ async fn a_ciphertext_swapped_into_another_users_row_does_not_decrypt() {
             error.message, "credential could not be decrypted",
             "one opaque error"
         );
-        assert_eq!(order_count(&stack, &eve.id).await, 0);
+        assert_eq!(stack.order_count(&eve.id).await, 0);
         let outcomes: Vec<_> = audit_events(&stack.client, &eve.id)
             .await
             .into_iter()
@@ -266,7 +258,7 @@ async fn only_the_canonical_spelling_of_the_user_id_is_accepted() {
             .await;
             assert_eq!(code, "FORBIDDEN", "{subject}");
         }
-        assert_eq!(order_count(&stack, &id).await, 0);
+        assert_eq!(stack.order_count(&id).await, 0);
         assert!(
             audit_events(&stack.client, &id)
                 .await
@@ -320,7 +312,7 @@ async fn duplicate_or_folded_authorization_headers_are_refused_on_orders() {
         let code = refusal(&stack, subject.clone(), hdrs, order.clone().into()).await;
         assert_eq!(code, "UNAUTHENTICATED", "{name}");
     }
-    assert_eq!(order_count(&stack, &user.id).await, 0);
+    assert_eq!(stack.order_count(&user.id).await, 0);
     assert!(stack.place(&user, &market("dup-2", "SBIN-EQ", 1)).await.ok);
 }
 

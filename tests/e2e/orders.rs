@@ -149,11 +149,7 @@ async fn resubmitting_a_client_order_id_never_places_a_second_order() {
             .map(|r| r.result.expect("every duplicate gets the order").order_id)
             .collect();
         assert_eq!(ids.len(), 1, "one order id for all duplicates");
-        let stored = orders::Entity::find()
-            .filter(orders::Column::UserId.eq(dave.id.as_str()))
-            .count(&stack.db)
-            .await
-            .expect("count");
+        let stored = stack.order_count(&dave.id).await;
         assert_eq!(stored, 2, "exactly one row per client order id");
     })
     .await;
@@ -324,11 +320,7 @@ async fn a_worker_stopping_mid_flight_loses_and_duplicates_nothing() {
             64,
             "every request answered with its own order"
         );
-        let stored = orders::Entity::find()
-            .filter(orders::Column::UserId.eq(fay.id.as_str()))
-            .count(&stack.db)
-            .await
-            .expect("count");
+        let stored = stack.order_count(&fay.id).await;
         assert_eq!(stored, 64, "no order lost, none duplicated");
         survivor_stop.cancel();
         while survivor.join_next().await.is_some() {}

@@ -1,9 +1,15 @@
 //! Pre-trade risk: kill switches, limits and the order rate, each with its own code.
 
 use pinnacle_common::entities::risk_limits::{Model as Limits, GLOBAL};
+use pinnacle_common::model::{OrderReply, Reply};
 use pinnacle_tests::{market, no_limits, TestStack};
 
 use crate::{each_backend, run_pinnacle};
+
+/// The error code of an order reply, if it is an error.
+fn code(reply: Reply<OrderReply>) -> Option<String> {
+    reply.error.map(|e| e.code.as_str().to_string())
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_switches_stop_new_orders_but_not_cancels() {
@@ -53,9 +59,6 @@ async fn limits_refuse_with_their_own_codes() {
                 ..no_limits(&user.id)
             })
             .await;
-        let code = |reply: pinnacle_common::model::Reply<pinnacle_common::model::OrderReply>| {
-            reply.error.map(|e| e.code.as_str().to_string())
-        };
         assert_eq!(
             code(stack.place(&user, &market("q", "SBIN-EQ", 101)).await).as_deref(),
             Some("RISK_MAX_QUANTITY")
@@ -94,9 +97,6 @@ async fn a_value_limit_is_never_judged_without_a_price() {
         let user = stack.trader("valued").await;
         let ticks = stack.wait_for_ticks("SBIN-EQ", 2).await;
         let price = ticks.last().map(|t| t.ltp).unwrap_or(82_000);
-        let code = |reply: pinnacle_common::model::Reply<pinnacle_common::model::OrderReply>| {
-            reply.error.map(|e| e.code.as_str().to_string())
-        };
         assert_eq!(
             code(stack.place(&user, &market("np-1", "ITC-EQ", 1)).await).as_deref(),
             Some("PRICE_UNAVAILABLE"),
@@ -213,9 +213,6 @@ async fn the_risk_command_sets_limits_and_kill_switches() {
         let user = stack.trader("operated").await;
         stack.wait_for_ticks("SBIN-EQ", 2).await;
         let admin = |args: &[&str]| pinnacle_admin(&stack, args);
-        let code = |reply: pinnacle_common::model::Reply<pinnacle_common::model::OrderReply>| {
-            reply.error.map(|e| e.code.as_str().to_string())
-        };
 
         // The default: Angel One's 9 orders per second, reported as the default.
         let (ok, out, err) = admin(&["risk", "show", "--user", &user.id]);
