@@ -330,6 +330,15 @@ mod tests {
         stored: Mutex<Vec<AuditEvent>>,
     }
 
+    impl Sink {
+        fn new(acknowledges: bool) -> Self {
+            Self {
+                acknowledges,
+                stored: Mutex::default(),
+            }
+        }
+    }
+
     #[async_trait]
     impl AuditSink for Sink {
         async fn record(&self, event: &AuditEvent) -> Result<(), AuditError> {
@@ -391,11 +400,6 @@ mod tests {
         async fn advance_after_commit(&self, _: &str, _: i64) {}
     }
 
-    /// Opens an account with `audit`, `vault` and a register that cannot be read.
-    async fn open_through(audit: &Sink, vault: &Counting) -> Result<BrokerCredentials, ErrorBody> {
-        open_against(audit, vault, &Unreachable).await
-    }
-
     /// Opens an account with `audit`, `vault` and `register`, over a database every read of
     /// fails (it has no tables).
     async fn open_against(
@@ -421,12 +425,11 @@ mod tests {
 
     #[tokio::test]
     async fn nothing_is_opened_without_an_acknowledged_audit_event() {
-        let audit = Sink {
-            acknowledges: false,
-            stored: Mutex::default(),
-        };
+        let audit = Sink::new(false);
         let vault = Counting::default();
-        let refused = open_through(&audit, &vault).await.expect_err("refused");
+        let refused = open_against(&audit, &vault, &Unreachable)
+            .await
+            .expect_err("refused");
         assert_eq!(refused.code, ErrorCode::AuditUnavailable);
         assert_eq!(
             vault.0.load(Ordering::SeqCst),
@@ -437,12 +440,11 @@ mod tests {
 
     #[tokio::test]
     async fn nothing_is_opened_while_the_register_cannot_be_read() {
-        let audit = Sink {
-            acknowledges: true,
-            stored: Mutex::default(),
-        };
+        let audit = Sink::new(true);
         let vault = Counting::default();
-        let refused = open_through(&audit, &vault).await.expect_err("refused");
+        let refused = open_against(&audit, &vault, &Unreachable)
+            .await
+            .expect_err("refused");
         assert_eq!(refused.code, ErrorCode::AuditUnavailable, "{refused:?}");
         assert_eq!(
             vault.0.load(Ordering::SeqCst),
@@ -465,10 +467,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_row_that_looks_rolled_back_but_cannot_be_read_again_is_an_outage() {
-        let audit = Sink {
-            acknowledges: true,
-            stored: Mutex::default(),
-        };
+        let audit = Sink::new(true);
         let vault = Counting::default();
         let refused = open_against(&audit, &vault, &Ahead)
             .await

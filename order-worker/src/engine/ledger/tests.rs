@@ -7,12 +7,9 @@ use pinnacle_common::model::{Funds, Product, Side};
 use sea_orm::{DatabaseConnection, EntityTrait, TransactionTrait};
 
 use super::*;
+use crate::engine::fixtures::database as db;
 
 const ACCOUNT: &str = "acct";
-
-async fn db() -> DatabaseConnection {
-    crate::engine::fixtures::database().await
-}
 
 fn claim<'a>(order_id: &'a str, side: Side, product: Product, units: i64, price: i64) -> Claim<'a> {
     Claim {
