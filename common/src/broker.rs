@@ -111,6 +111,29 @@ pub enum BrokerError {
     },
 }
 
+/// What [`Broker::admit`] secured for one place (Angel One: its turn in the rate limit),
+/// handed to [`Broker::place_order`]. Empty for a broker that needs nothing.
+#[derive(Default)]
+pub struct Admission(Option<Box<dyn std::any::Any + Send + Sync>>);
+
+impl Admission {
+    /// An admission holding `what`, for the broker that made it.
+    pub fn holding<T: std::any::Any + Send + Sync>(what: T) -> Self {
+        Self(Some(Box::new(what)))
+    }
+
+    /// What the admission holds, if it is a `T`.
+    pub fn take<T: std::any::Any>(self) -> Option<T> {
+        self.0?.downcast().ok().map(|held| *held)
+    }
+}
+
+impl std::fmt::Debug for Admission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Admission").field(&self.0.is_some()).finish()
+    }
+}
+
 /// A broker that can take orders.
 #[async_trait]
 pub trait Broker: Send + Sync + std::fmt::Debug {
@@ -143,12 +166,27 @@ pub trait Broker: Send + Sync + std::fmt::Debug {
         Ok(())
     }
 
-    /// Places `order` (Pinnacle id `order_id`) with `credentials`.
+    /// Secures, with the decrypted `credentials` but before the order is stored, whatever
+    /// the place of `order` needs short of sending it (Angel One: a live session and the
+    /// order's turn in the rate limit). A refusal here (`RATE_LIMITED`,
+    /// `BROKER_UNAVAILABLE`, …) leaves no order behind, so the caller may resend the same
+    /// client order id. The default admits at once.
+    async fn admit(
+        &self,
+        _credentials: &BrokerCredentials,
+        _order: &OrderRequest,
+    ) -> Result<Admission, BrokerError> {
+        Ok(Admission::default())
+    }
+
+    /// Places `order` (Pinnacle id `order_id`) with `credentials`, using what
+    /// [`Broker::admit`] secured for it.
     async fn place_order(
         &self,
         credentials: &BrokerCredentials,
         order_id: &str,
         order: &OrderRequest,
+        admission: Admission,
     ) -> Result<BrokerOutcome, BrokerError>;
 
     /// Replaces the quantity and price of working order `broker_order_id` with those in

@@ -122,6 +122,21 @@ impl ErrorCode {
         Self::AmbiguousAccount,
     ];
 
+    /// Whether the code says only that the request could not be served *now* (an outage,
+    /// a rate limit, a price not known yet, a deadline): nothing was stored, and the same
+    /// request, client order id and all, is attempted again when it is resent. A stored
+    /// order never carries one of these.
+    pub fn is_retryable(self) -> bool {
+        matches!(
+            self,
+            Self::AuditUnavailable
+                | Self::RateLimited
+                | Self::BrokerUnavailable
+                | Self::DeadlineExceeded
+                | Self::PriceUnavailable
+        )
+    }
+
     /// The code as it appears on the wire, e.g. `BAD_PAYLOAD`.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -293,6 +293,87 @@ async fn rate_limits_session_expiry_and_broker_errors() {
     .await;
 }
 
+/// What can refuse an order before it is sent (no session can be had, the rate limit) is
+/// asked before the order is stored: the refusal is retryable and leaves nothing, so the
+/// same client order id is placed when resent. A refusal that still comes after the
+/// insert (the broker's own 403, three times) is a stored verdict whose code does not
+/// invite a resend of the same id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_before_the_send_stores_nothing_and_the_resend_is_placed() {
+    each_backend(|backend| async move {
+        let angel = AngelStack::start(backend).await;
+        let stack = &angel.stack;
+        let (user, account) = angel.angel_trader("admit", 5, json!({})).await;
+        let cc = account.client_code.as_str();
+        let (fills, _) = angel.prices();
+        assert_eq!(
+            angel.sim.login_count(cc),
+            0,
+            "no session before the first order"
+        );
+
+        // The login cannot be had: nothing is stored or sent.
+        angel.sim.inject(Fault::EmptyBody {
+            route: "loginByPassword".into(),
+            status: 502,
+            times: 10,
+        });
+        let order = AngelStack::limit("first", "BUY", 1, fills);
+        let refused = stack.call(&user, "place", order.clone()).await;
+        assert_eq!(error_code(&refused), "BROKER_UNAVAILABLE", "{refused}");
+        let stored = stack
+            .call(&user, "get", json!({"client_order_id": "first"}))
+            .await;
+        assert_eq!(error_code(&stored), "NOT_FOUND", "{stored}");
+        assert!(angel.sim.orders(cc).is_empty());
+
+        // Once the broker answers, the same request is placed, once.
+        angel.sim.clear_faults();
+        let placed = stack.call(&user, "place", order.clone()).await;
+        assert_taken(&placed);
+        let order_id = result(&placed)["order_id"]
+            .as_str()
+            .expect("order id")
+            .to_string();
+        let again = stack.call(&user, "place", order).await;
+        assert_eq!(result(&again)["order_id"], order_id.as_str(), "{again}");
+        let tag = order_tag(&order_id);
+        assert_eq!(
+            angel
+                .sim
+                .orders(cc)
+                .iter()
+                .filter(|o| o.ordertag == tag)
+                .count(),
+            1
+        );
+
+        // The broker's 403 outlasts the retries: refused after the insert, so stored as a
+        // rejection, and not under the retryable RATE_LIMITED.
+        angel.sim.inject(Fault::RateLimited {
+            route: "placeOrder".into(),
+            times: 3,
+        });
+        let order = AngelStack::limit("limited", "BUY", 1, fills);
+        let limited = stack.call(&user, "place", order.clone()).await;
+        assert_eq!(error_code(&limited), "BROKER_REJECTED", "{limited}");
+        let message = limited["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("nothing was placed"), "{limited}");
+        let replayed = stack.call(&user, "place", order).await;
+        assert_eq!(error_code(&replayed), "BROKER_REJECTED", "{replayed}");
+        let stored = stack
+            .call(&user, "get", json!({"client_order_id": "limited"}))
+            .await;
+        assert_eq!(result(&stored)["status"], "REJECTED", "{stored}");
+        assert_eq!(
+            angel.sim.orders(cc).len(),
+            1,
+            "the refused order never reached the broker"
+        );
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_orders_share_one_login() {
     each_backend(|backend| async move {
@@ -781,6 +862,34 @@ async fn go_live(
     angel.sim.requests().len()
 }
 
+/// Waits until `client_order_id` is stored `REJECTED` for the broker's lot-size reason.
+async fn ends_rejected_for_the_lot_size(
+    stack: &pinnacle_tests::TestStack,
+    user: &pinnacle_tests::TestUser,
+    client_order_id: &str,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let stored = loop {
+        let got = stack
+            .call(user, "get", json!({"client_order_id": client_order_id}))
+            .await;
+        if got["result"]["status"] == "REJECTED" {
+            break got;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the rejection was not recorded: {got}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        result(&stored)["reject_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("lot size")),
+        "{stored}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejections_after_the_acknowledgement_are_recorded_with_the_reason() {
     each_backend(|backend| async move {
@@ -797,15 +906,15 @@ async fn rejections_after_the_acknowledgement_are_recorded_with_the_reason() {
                    "product": "CARRYFORWARD"})
         };
 
-        // The session's first order: no live stream yet, so place reads the state once.
+        // The session's first order: the order-update stream starts with the session that
+        // `admit` logs in, so place either reads the state once (the stream was not live
+        // yet) or answers OPEN and takes the rejection from the stream.
         let reply = stack.call(&user, "place", order("lot-1")).await;
-        assert_eq!(error_code(&reply), "BROKER_REJECTED", "{reply}");
         assert!(
-            reply["error"]["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("lot size")),
+            reply["result"]["status"] == "OPEN" || reply["error"]["code"] == "BROKER_REJECTED",
             "{reply}"
         );
+        ends_rejected_for_the_lot_size(stack, &user, "lot-1").await;
 
         // With the stream live, place is one request and answers OPEN, or REJECTED if the
         // update was quicker; either way the order ends REJECTED with the broker's reason.
@@ -816,26 +925,7 @@ async fn rejections_after_the_acknowledgement_are_recorded_with_the_reason() {
             "{reply}"
         );
         assert_eq!(routes_since(&angel, cc, mark), ["placeOrder"]);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        let stored = loop {
-            let got = stack
-                .call(&user, "get", json!({"client_order_id": "lot-2"}))
-                .await;
-            if got["result"]["status"] == "REJECTED" {
-                break got;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the rejection was not recorded: {got}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
-        assert!(
-            result(&stored)["reject_reason"]
-                .as_str()
-                .is_some_and(|r| r.contains("lot size")),
-            "{stored}"
-        );
+        ends_rejected_for_the_lot_size(stack, &user, "lot-2").await;
         let at_broker = angel.sim.orders(cc);
         assert_eq!(at_broker.len(), 3);
         assert!(at_broker

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pinnacle_common::broker::{Broker, BrokerCredentials, BrokerError, BrokerOutcome};
+use pinnacle_common::broker::{Admission, Broker, BrokerCredentials, BrokerError, BrokerOutcome};
 use pinnacle_common::config::{DatabaseSettings, WorkerSettings};
 use pinnacle_common::entities::orders;
 use pinnacle_common::model::{
@@ -72,15 +72,23 @@ impl Broker for Slow {
     fn preflight(&self, c: &BrokerCredentials, order: &OrderRequest) -> Result<(), BrokerError> {
         self.inner.preflight(c, order)
     }
+    async fn admit(
+        &self,
+        c: &BrokerCredentials,
+        order: &OrderRequest,
+    ) -> Result<Admission, BrokerError> {
+        self.inner.admit(c, order).await
+    }
     async fn place_order(
         &self,
         c: &BrokerCredentials,
         order_id: &str,
         order: &OrderRequest,
+        admission: Admission,
     ) -> Result<BrokerOutcome, BrokerError> {
         tokio::time::sleep(self.delay).await;
         self.forwarded.fetch_add(1, Ordering::SeqCst);
-        self.inner.place_order(c, order_id, order).await
+        self.inner.place_order(c, order_id, order, admission).await
     }
     async fn modify_order(
         &self,

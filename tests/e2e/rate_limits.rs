@@ -2,7 +2,8 @@
 //! order-worker` processes share one budget per client code (the `SMARTAPI_RATE` KV
 //! bucket), so a burst far above 9 orders a second from several clients reaches the
 //! SmartAPI simulator (rate limits enforced) without one refusal, at the limit's pace;
-//! the rest are refused `RATE_LIMITED` by Pinnacle after queueing. The same holds with a
+//! the rest are refused `RATE_LIMITED` by Pinnacle after queueing, before anything is
+//! stored, so that resending them places them. The same holds with a
 //! worker SIGKILLed mid-burst.
 
 use std::collections::HashMap;
@@ -187,46 +188,7 @@ async fn burst(
             let id = format!("{prefix}-{c}-{i}");
             let (client, user) = (client.clone(), user.clone());
             tasks.spawn(async move {
-                let body = json!({"client_order_id": id, "exchange": "NSE", "symbol": "SBIN-EQ",
-                    "side": "BUY", "order_type": "LIMIT", "quantity": 1, "price": price});
-                let mut hdrs = HeaderMap::new();
-                hdrs.insert(
-                    headers::AUTHORIZATION,
-                    format!("Bearer {}", user.1).as_str(),
-                );
-                let payload = rmp_serde::to_vec_named(&body).expect("encode");
-                let sent = tokio::time::timeout(
-                    REPLY_WITHIN,
-                    client.request_with_headers(
-                        subjects::order(&user.0, "place"),
-                        hdrs,
-                        payload.into(),
-                    ),
-                )
-                .await;
-                let told = match sent {
-                    Ok(Ok(message)) => {
-                        let reply: Reply<OrderReply> =
-                            Encoding::MsgPack.decode(&message.payload).expect("decodes");
-                        match (reply.result, reply.error) {
-                            (Some(order), _)
-                                if matches!(
-                                    order.status,
-                                    OrderStatus::Unknown | OrderStatus::Submitted
-                                ) =>
-                            {
-                                Told::Nothing
-                            }
-                            (Some(order), _) => Told::Placed(order.order_id),
-                            (None, Some(e)) if e.code.as_str() == "RATE_LIMITED" => {
-                                assert!(e.message.contains("window opens in"), "{e:?}");
-                                Told::RateLimited
-                            }
-                            (None, error) => panic!("{id}: {error:?}"),
-                        }
-                    }
-                    _ => Told::Nothing,
-                };
+                let told = place(&client, &user, &id, price).await;
                 (id, told)
             });
         }
@@ -243,6 +205,72 @@ async fn burst(
         told.insert(id, outcome);
     }
     told
+}
+
+/// Sends one place of `id` as `user` and says what the client was told.
+async fn place(client: &async_nats::Client, user: &(String, String), id: &str, price: i64) -> Told {
+    let body = json!({"client_order_id": id, "exchange": "NSE", "symbol": "SBIN-EQ",
+        "side": "BUY", "order_type": "LIMIT", "quantity": 1, "price": price});
+    let mut hdrs = HeaderMap::new();
+    hdrs.insert(
+        headers::AUTHORIZATION,
+        format!("Bearer {}", user.1).as_str(),
+    );
+    let payload = rmp_serde::to_vec_named(&body).expect("encode");
+    let sent = tokio::time::timeout(
+        REPLY_WITHIN,
+        client.request_with_headers(subjects::order(&user.0, "place"), hdrs, payload.into()),
+    )
+    .await;
+    let Ok(Ok(message)) = sent else {
+        return Told::Nothing;
+    };
+    let reply: Reply<OrderReply> = Encoding::MsgPack.decode(&message.payload).expect("decodes");
+    match (reply.result, reply.error) {
+        (Some(order), _)
+            if matches!(order.status, OrderStatus::Unknown | OrderStatus::Submitted) =>
+        {
+            Told::Nothing
+        }
+        (Some(order), _) => Told::Placed(order.order_id),
+        (None, Some(e)) if e.code.as_str() == "RATE_LIMITED" => {
+            assert!(e.message.contains("window opens in"), "{e:?}");
+            Told::RateLimited
+        }
+        (None, error) => panic!("{id}: {error:?}"),
+    }
+}
+
+/// Resends a few of the orders Pinnacle refused `RATE_LIMITED`, one at a time once the
+/// window has opened: a refusal stored nothing, so the same client order id is attempted
+/// again and placed, once.
+async fn resend_refused(
+    deployment: &Deployment,
+    client: &async_nats::Client,
+    user: &(String, String),
+    client_code: &str,
+    told: &HashMap<String, Told>,
+    price: i64,
+) {
+    let refused: Vec<&String> = told
+        .iter()
+        .filter(|(_, t)| **t == Told::RateLimited)
+        .map(|(id, _)| id)
+        .take(3)
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    for id in refused {
+        let Told::Placed(order_id) = place(client, user, id, price).await else {
+            panic!("{id}: refused for the rate limit, then not placed when resent");
+        };
+        let tag = order_tag(&order_id);
+        let at_broker = deployment.sim.orders(client_code);
+        assert_eq!(
+            at_broker.iter().filter(|o| o.ordertag == tag).count(),
+            1,
+            "{id} resent but not at the broker once"
+        );
+    }
 }
 
 /// The simulator's view of `client_code`'s burst: every bucket refused nothing, every
@@ -313,9 +341,9 @@ async fn check(deployment: &Deployment, client_code: &str, told: &HashMap<String
                 placed += 1;
             }
             Told::RateLimited => {
+                // Refused before anything was stored: a resend is attempted again.
                 assert_eq!(count, 0, "{id} refused but at the broker");
-                let row = row.unwrap_or_else(|| panic!("{id} refused but not stored"));
-                assert_eq!(row.reject_code.as_deref(), Some("RATE_LIMITED"), "{row:?}");
+                assert!(row.is_none(), "{id} refused but stored: {row:?}");
             }
             Told::Nothing => assert!(count <= 1, "{id} at the broker twice"),
         }
@@ -343,6 +371,7 @@ async fn rate_limits_hold_across_workers() {
         let user = deployment.trader("RLA001").await;
         let told = burst(&client, &user, "steady", rests, None).await;
         check(&deployment, "RLA001", &told).await;
+        resend_refused(&deployment, &client, &user, "RLA001", &told, rests).await;
 
         // The same with a worker killed mid-burst (another account, so the broker's
         // counters are this burst's alone).

@@ -1,10 +1,11 @@
 //! The Angel One broker behind the `Broker` trait.
 
 use async_trait::async_trait;
-use pinnacle_common::broker::{Broker, BrokerCredentials, BrokerError, BrokerOutcome};
+use pinnacle_common::broker::{Admission, Broker, BrokerCredentials, BrokerError, BrokerOutcome};
 use pinnacle_common::model::{
     Funds, Holding, OrderRequest, OrderStatus, OrderType, Position, Trade,
 };
+use pinnacle_smartapi::limits::Slot;
 use pinnacle_smartapi::tag;
 
 use super::client::{AngelOneBroker, NAME};
@@ -48,20 +49,43 @@ impl Broker for AngelOneBroker {
             .map(|_| ())
     }
 
+    /// A live session (logging in if need be) and the order's turn in the rate limit,
+    /// before the order is stored: a login that fails, a session store that cannot be
+    /// reached or a rate limit that will not open within its wait is answered now, with
+    /// nothing stored, instead of becoming a stored rejection.
+    async fn admit(
+        &self,
+        creds: &BrokerCredentials,
+        _order: &OrderRequest,
+    ) -> Result<Admission, BrokerError> {
+        let client = self.client_for(creds)?;
+        let secrets = login_secrets(creds).map_err(broker_error)?;
+        self.session(creds, &client, &secrets)
+            .await
+            .map_err(broker_error)?;
+        let slot = client.reserve_place().await.map_err(broker_error)?;
+        Ok(Admission::holding(slot))
+    }
+
     async fn place_order(
         &self,
         creds: &BrokerCredentials,
         order_id: &str,
         order: &OrderRequest,
+        admission: Admission,
     ) -> Result<BrokerOutcome, BrokerError> {
         self.preflight(creds, order)?;
         let token = self.token(&order.exchange, &order.symbol).await?;
         let params = map::order_params(order, &token, Some(tag::order_tag(order_id)));
         let stream = self.live.connection(&creds.account_id);
+        // The first send goes in the slot `admit` reserved; a send after a renewed session
+        // or the broker's 403 queues for a turn of its own.
+        let slot = std::sync::Mutex::new(admission.take::<Slot>());
         let placed = self
             .with_session(creds, |client, jwt| {
                 let params = params.clone();
-                async move { client.place_order(&jwt, &params).await }
+                let slot = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+                async move { client.place_order(&jwt, &params, slot).await }
             })
             .await;
         match placed {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use pinnacle_common::broker::{BrokerCredentials, BrokerError, BrokerOutcome};
 use pinnacle_common::model::OrderStatus;
 use pinnacle_smartapi::limits::RateLimiter;
-use pinnacle_smartapi::session::{Session, SessionManager, SessionStore};
+use pinnacle_smartapi::session::{LoginSecrets, Session, SessionManager, SessionStore};
 use pinnacle_smartapi::types::{OrderAck, OrderRecord};
 use pinnacle_smartapi::{
     tag, AccountKey, RestClient, RestConfig, SmartApiError, SmartApiErrorKind,
@@ -133,6 +133,28 @@ impl AngelOneBroker {
         Ok(client)
     }
 
+    /// `creds`'s live session: the one in use or stored, or a new login (one at a time
+    /// across workers). The order-update follower is told about it.
+    pub(super) async fn session(
+        &self,
+        creds: &BrokerCredentials,
+        client: &RestClient,
+        secrets: &LoginSecrets,
+    ) -> Result<Session, SmartApiError> {
+        let session = self
+            .sessions
+            .ensure(
+                client,
+                &creds.account_id,
+                stored_session(creds),
+                secrets,
+                self.store.as_ref(),
+            )
+            .await?;
+        self.notify(creds, client, &session);
+        Ok(session)
+    }
+
     /// Runs `call` with a live session, renewing it once on a session error, and again
     /// (up to [`RATE_LIMIT_RETRIES`]) after the broker's 403 rate limit.
     pub(super) async fn with_session<T, F, Fut>(
@@ -148,17 +170,7 @@ impl AngelOneBroker {
             .client_for(creds)
             .map_err(|e| SmartApiError::invalid(e.to_string()))?;
         let secrets = login_secrets(creds)?;
-        let mut session = self
-            .sessions
-            .ensure(
-                &client,
-                &creds.account_id,
-                stored_session(creds),
-                &secrets,
-                self.store.as_ref(),
-            )
-            .await?;
-        self.notify(creds, &client, &session);
+        let mut session = self.session(creds, &client, &secrets).await?;
         let mut renewed = false;
         let mut rate_limited = 0;
         loop {

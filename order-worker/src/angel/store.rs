@@ -97,7 +97,16 @@ impl DbSessionStore {
         };
         credentials::open_with(opener, actor, row, purpose, &request_id)
             .await
-            .map_err(|e| SmartApiError::new(SmartApiErrorKind::Invalid, None, e.message))
+            .map_err(|e| {
+                // An audit stream or generation register out of reach passes; a row that
+                // does not decrypt is a verdict.
+                let kind = if e.code.is_retryable() {
+                    SmartApiErrorKind::Transport
+                } else {
+                    SmartApiErrorKind::Invalid
+                };
+                SmartApiError::new(kind, None, e.message)
+            })
     }
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use pinnacle_common::auth::Principal;
 use pinnacle_common::broker::{Broker, BrokerError};
 use pinnacle_common::entities::{broker_accounts, orders};
-use pinnacle_common::error::ErrorBody;
+use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::model::{OrderReply, OrderRequest, OrderStatus};
 use tracing::Instrument;
 
@@ -96,9 +96,14 @@ pub(super) async fn submit(
         caller.request_id,
     )
     .await?;
-    // Refused before anything is stored or sent: the order never existed.
+    // Refused before anything is stored or sent: the order never existed, and a resend of
+    // the same client order id is attempted again.
     broker
         .preflight(&creds, order)
+        .map_err(|e| broker_error(&e))?;
+    let admission = broker
+        .admit(&creds, order)
+        .await
         .map_err(|e| broker_error(&e))?;
     let order_id = uuid::Uuid::now_v7().to_string();
     let (lease, lease_until_ms) = engine.leases.issue(&order_id);
@@ -118,7 +123,7 @@ pub(super) async fn submit(
         Inserted::Created(created) => created,
     };
     engine.nudge.ring();
-    let call = broker.place_order(&creds, &submitted.id, order);
+    let call = broker.place_order(&creds, &submitted.id, order, admission);
     let placed = engine
         .call_broker(&lease, broker.name(), "place_order", call)
         .await;
@@ -223,10 +228,67 @@ fn settled_by(
         }
         Err(error) => {
             let patch = Patch {
-                rejection: Some(broker_error(&error)),
+                rejection: Some(stored_rejection(&error)),
                 ..Patch::default()
             };
             (OrderStatus::Rejected, patch)
+        }
+    }
+}
+
+/// The rejection stored for an order the broker refused after it was stored. A stored
+/// order is a verdict that a retry of its client order id replays, so it never carries a
+/// retryable code (which tells the caller to resend the same request): a passing refusal
+/// that still came after the insert (the broker's own rate limit, answered after
+/// [`Broker::admit`] took the order's turn) is stored as `BROKER_REJECTED`, saying that
+/// nothing was placed.
+fn stored_rejection(error: &BrokerError) -> ErrorBody {
+    let rejection = broker_error(error);
+    if !rejection.code.is_retryable() {
+        return rejection;
+    }
+    ErrorBody::new(
+        ErrorCode::BrokerRejected,
+        format!(
+            "{} (refused after the order was stored: nothing was placed; send it again \
+             under a new client_order_id)",
+            rejection.message
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_rejection_never_tells_the_caller_to_resend_the_same_order() {
+        let limited = stored_rejection(&BrokerError::RateLimited(
+            "SmartAPI rate limit for Orders".into(),
+        ));
+        assert_eq!(limited.code, ErrorCode::BrokerRejected);
+        assert!(
+            limited.message.contains("rate limit")
+                && limited.message.contains("nothing was placed"),
+            "{}",
+            limited.message
+        );
+        let refused = stored_rejection(&BrokerError::Rejected("AB1012".into()));
+        assert_eq!(
+            refused,
+            broker_error(&BrokerError::Rejected("AB1012".into()))
+        );
+        let passing = [
+            BrokerError::RateLimited("403".into()),
+            BrokerError::Unavailable("timed out".into()),
+            BrokerError::PriceUnavailable {
+                exchange: "NSE".into(),
+                symbol: "SBIN-EQ".into(),
+            },
+        ];
+        for error in passing {
+            assert!(broker_error(&error).code.is_retryable(), "{error}");
+            assert!(!stored_rejection(&error).code.is_retryable(), "{error}");
         }
     }
 }

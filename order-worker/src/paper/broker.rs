@@ -5,7 +5,7 @@ use std::time::Duration;
 use tracing::Instrument as _;
 
 use async_trait::async_trait;
-use pinnacle_common::broker::{Broker, BrokerCredentials, BrokerError, BrokerOutcome};
+use pinnacle_common::broker::{Admission, Broker, BrokerCredentials, BrokerError, BrokerOutcome};
 use pinnacle_common::model::{Funds, Holding, OrderRequest, OrderStatus, Position, Trade};
 use sea_orm::DatabaseConnection;
 
@@ -119,6 +119,7 @@ impl Broker for PaperBroker {
         credentials: &BrokerCredentials,
         order_id: &str,
         order: &OrderRequest,
+        _admission: Admission,
     ) -> Result<BrokerOutcome, BrokerError> {
         let outcome = self.evaluate(
             credentials,

@@ -1,7 +1,7 @@
 //! The paper broker's unit tests.
 
 use super::*;
-use pinnacle_common::broker::{Broker, BrokerCredentials, BrokerError};
+use pinnacle_common::broker::{Admission, Broker, BrokerCredentials, BrokerError};
 use pinnacle_common::model::{OrderRequest, OrderStatus, Tick};
 use pinnacle_common::model::{OrderType, Side};
 use secrecy::SecretString;
@@ -75,7 +75,12 @@ async fn fills_market_orders_at_the_last_tick() {
     broker.observe(tick(2, 82_000));
     broker.observe(tick(1, 10)); // stale: ignored
     let out = broker
-        .place_order(&creds(), "o1", &order(OrderType::Market, Side::Buy, None))
+        .place_order(
+            &creds(),
+            "o1",
+            &order(OrderType::Market, Side::Buy, None),
+            Admission::default(),
+        )
         .await
         .expect("fills");
     assert_eq!(out.status, OrderStatus::Filled);
@@ -92,6 +97,7 @@ async fn limit_orders_rest_unless_marketable_and_unknown_symbols_fail() {
             &creds(),
             "o",
             &order(OrderType::Limit, Side::Buy, Some(81_000)),
+            Admission::default(),
         )
         .await
         .expect("accepted");
@@ -101,6 +107,7 @@ async fn limit_orders_rest_unless_marketable_and_unknown_symbols_fail() {
             &creds(),
             "o",
             &order(OrderType::Limit, Side::Sell, Some(81_000)),
+            Admission::default(),
         )
         .await
         .expect("accepted");
@@ -110,7 +117,9 @@ async fn limit_orders_rest_unless_marketable_and_unknown_symbols_fail() {
         ..order(OrderType::Market, Side::Buy, None)
     };
     assert!(matches!(
-        broker.place_order(&creds(), "o", &unknown).await,
+        broker
+            .place_order(&creds(), "o", &unknown, Admission::default())
+            .await,
         Err(BrokerError::UnknownSymbol { .. })
     ));
     assert!(matches!(
@@ -118,7 +127,8 @@ async fn limit_orders_rest_unless_marketable_and_unknown_symbols_fail() {
             .place_order(
                 &BrokerCredentials::default(),
                 "o",
-                &order(OrderType::Market, Side::Buy, None)
+                &order(OrderType::Market, Side::Buy, None),
+                Admission::default()
             )
             .await,
         Err(BrokerError::Credentials(_))
@@ -154,7 +164,7 @@ async fn a_closed_exchange_takes_marketable_orders_as_after_market_orders() {
             order(OrderType::Limit, Side::Sell, Some(81_000)),
         ] {
             let out = broker
-                .place_order(&creds(), "o", &request)
+                .place_order(&creds(), "o", &request, Admission::default())
                 .await
                 .expect("accepted");
             assert_eq!(
@@ -177,7 +187,12 @@ async fn a_closed_exchange_takes_marketable_orders_as_after_market_orders() {
     // In the session the same order fills at once; the checks still apply when closed.
     let open = broker_at("2026-12-02T10:00:00+05:30");
     let out = open
-        .place_order(&creds(), "o", &order(OrderType::Market, Side::Buy, None))
+        .place_order(
+            &creds(),
+            "o",
+            &order(OrderType::Market, Side::Buy, None),
+            Admission::default(),
+        )
         .await
         .expect("fills");
     assert_eq!(
@@ -187,7 +202,12 @@ async fn a_closed_exchange_takes_marketable_orders_as_after_market_orders() {
     let closed = broker_at("2026-12-02T20:00:00+05:30");
     assert!(matches!(
         closed
-            .place_order(&creds(), "o", &order(OrderType::Limit, Side::Buy, None))
+            .place_order(
+                &creds(),
+                "o",
+                &order(OrderType::Limit, Side::Buy, None),
+                Admission::default()
+            )
             .await,
         Err(BrokerError::Rejected(_))
     ));
@@ -196,7 +216,8 @@ async fn a_closed_exchange_takes_marketable_orders_as_after_market_orders() {
             .place_order(
                 &BrokerCredentials::default(),
                 "o",
-                &order(OrderType::Market, Side::Buy, None)
+                &order(OrderType::Market, Side::Buy, None),
+                Admission::default()
             )
             .await,
         Err(BrokerError::Credentials(_))

@@ -72,6 +72,46 @@ impl Gate {
     }
 }
 
+/// How long a [`Slot`] stays good. The windows stamp a send when its slot is taken and the
+/// broker counts it when it arrives, so every request's delay between the two eats into
+/// the one-second window's 50 ms margin ([`window::SECOND_MS`]); a request that took
+/// longer than this since its reservation has its send moved to when it is sent
+/// ([`RateLimiter::renew`]).
+pub const SLOT_FRESH: Duration = Duration::from_millis(30);
+
+/// One send that [`RateLimiter::reserve`] already counted: the request that carries it
+/// within [`SLOT_FRESH`] skips the queue and the windows. Only the limiter makes one, and
+/// it is good for one request of its client code and bucket.
+#[derive(Debug)]
+#[must_use = "a reserved slot is counted in the window whether or not it is used"]
+pub struct Slot {
+    client_code: String,
+    bucket: Bucket,
+    at: Instant,
+    stamp: Stamp,
+}
+
+/// Where a counted send was stamped: in the shared windows (milliseconds since the Unix
+/// epoch) when they answered, and always in this process's own log (milliseconds since
+/// the limiter's epoch).
+#[derive(Debug, Clone, Copy)]
+struct Stamp {
+    shared: Option<u64>,
+    local: u64,
+}
+
+impl Slot {
+    /// Whether this slot was counted for `client_code`'s requests in `bucket`.
+    pub fn is_for(&self, client_code: &str, bucket: Bucket) -> bool {
+        self.client_code == client_code && self.bucket == bucket
+    }
+
+    /// Whether it was counted recently enough ([`SLOT_FRESH`]) to be sent in now.
+    pub fn is_fresh(&self) -> bool {
+        self.at.elapsed() <= SLOT_FRESH
+    }
+}
+
 /// The per-client-code limiter: the local gate, and the windows (shared or local).
 #[derive(Debug)]
 pub struct RateLimiter {
@@ -136,10 +176,38 @@ impl RateLimiter {
         self.max_wait
     }
 
+    /// [`Self::acquire`], ahead of the request itself: the send is counted now and the
+    /// returned [`Slot`] lets the request go without queueing again. A caller that must
+    /// not store anything the limiter could still refuse (an order) takes its slot first.
+    /// A slot that is never used, or used after [`SLOT_FRESH`], only wastes its place in
+    /// the window.
+    pub async fn reserve(&self, client_code: &str, bucket: Bucket) -> Result<Slot, SmartApiError> {
+        let stamp = self
+            .acquire_within(client_code, bucket, self.max_wait)
+            .await?;
+        Ok(Slot {
+            client_code: client_code.to_string(),
+            bucket,
+            at: Instant::now(),
+            stamp,
+        })
+    }
+
     /// Waits, in arrival order, until `client_code` may send a request in `bucket`, and
     /// counts it; or refuses it once it could not be sent within [`Self::max_wait`].
     pub async fn acquire(&self, client_code: &str, bucket: Bucket) -> Result<(), SmartApiError> {
-        let deadline = Instant::now() + self.max_wait;
+        self.acquire_within(client_code, bucket, self.max_wait)
+            .await
+            .map(drop)
+    }
+
+    async fn acquire_within(
+        &self,
+        client_code: &str,
+        bucket: Bucket,
+        max_wait: Duration,
+    ) -> Result<Stamp, SmartApiError> {
+        let deadline = Instant::now() + max_wait;
         let gate = self.gate(client_code, bucket);
         let _queued = Queued::enter(bucket);
         let mut delayed = false;
@@ -149,26 +217,44 @@ impl RateLimiter {
                 delayed = true;
                 match tokio::time::timeout_at(deadline, gate.turn.lock()).await {
                     Ok(turn) => turn,
-                    Err(_) => return Err(self.refuse(bucket, gate.opens_in())),
+                    Err(_) => return Err(self.refuse(bucket, max_wait, gate.opens_in())),
                 }
             }
         };
         loop {
-            let Some(wait) = self.take(client_code, bucket).await else {
-                gate.set_opens_at(None);
-                if delayed {
-                    metrics().smartapi_rate_delayed(bucket.name());
+            let wait = match self.take(client_code, bucket).await {
+                Ok(stamp) => {
+                    gate.set_opens_at(None);
+                    if delayed {
+                        metrics().smartapi_rate_delayed(bucket.name());
+                    }
+                    return Ok(stamp);
                 }
-                return Ok(());
+                Err(wait) => wait,
             };
             let ready_at = Instant::now() + wait;
             gate.set_opens_at(Some(ready_at));
             if ready_at > deadline {
-                return Err(self.refuse(bucket, wait));
+                return Err(self.refuse(bucket, max_wait, wait));
             }
             delayed = true;
             tokio::time::sleep_until(ready_at).await;
         }
+    }
+
+    /// Counts, at last, the send of a request whose reserved `slot` went stale before it
+    /// was sent: its stamp moves to now ([`window::restamp`]), which never overfills a
+    /// window, so it neither waits nor can be refused. Only when the stamp cannot be moved
+    /// (a second or more old, or gone from the windows, or the shared store failing) does
+    /// the request queue again, for up to twice [`Self::max_wait`], since what it sends (a
+    /// stored order) should rather wait than be refused now.
+    pub async fn renew(&self, slot: Slot) -> Result<(), SmartApiError> {
+        if self.restamp(&slot).await {
+            return Ok(());
+        }
+        self.acquire_within(&slot.client_code, slot.bucket, self.max_wait * 2)
+            .await
+            .map(drop)
     }
 
     fn gate(&self, client_code: &str, bucket: Bucket) -> Arc<Gate> {
@@ -179,70 +265,107 @@ impl RateLimiter {
             .clone()
     }
 
-    fn refuse(&self, bucket: Bucket, opens_in: Duration) -> SmartApiError {
+    fn refuse(&self, bucket: Bucket, waited: Duration, opens_in: Duration) -> SmartApiError {
         metrics().smartapi_rate_refused(bucket.name());
         SmartApiError::limited(
             format!(
                 "SmartAPI rate limit for {bucket:?}: the request could not be sent within {} ms \
                  of queueing; the window opens in {} ms",
-                self.max_wait.as_millis(),
+                waited.as_millis(),
                 opens_in.as_millis()
             ),
             opens_in,
         )
     }
 
-    /// Counts a send if the windows have room (`None`), or says how long until they do.
-    async fn take(&self, client_code: &str, bucket: Bucket) -> Option<Duration> {
+    /// Counts a send if the windows have room (where it was stamped), or says how long
+    /// until they do.
+    async fn take(&self, client_code: &str, bucket: Bucket) -> Result<Stamp, Duration> {
         if let Some(shared) = &self.shared {
             let started = std::time::Instant::now();
-            let answer = tokio::time::timeout(STORE_TIMEOUT, shared.take(client_code, bucket))
-                .await
-                .unwrap_or(Err(shared::RateStoreError::TimedOut(STORE_TIMEOUT)));
+            let answer =
+                tokio::time::timeout(STORE_TIMEOUT, shared.take_stamped(client_code, bucket))
+                    .await
+                    .unwrap_or(Err(shared::RateStoreError::TimedOut(STORE_TIMEOUT)));
             metrics().smartapi_rate_store_round_trip(started.elapsed());
             match answer {
-                Ok(wait) => {
+                Ok(taken) => {
                     if self.degraded.swap(false, Ordering::Relaxed) {
                         tracing::info!("shared SmartAPI rate windows reachable again");
                     }
-                    if wait.is_none() {
-                        // Keep this process's own log too, for the fallback.
-                        self.note_local(client_code, bucket);
-                    }
-                    return wait;
+                    // Keep this process's own log too, for the fallback.
+                    return taken.map(|stamp| Stamp {
+                        shared: Some(stamp),
+                        local: self.note_local(client_code, bucket),
+                    });
                 }
-                Err(error) => {
-                    metrics().smartapi_rate_store_error();
-                    if !self.degraded.swap(true, Ordering::Relaxed) {
-                        tracing::warn!(
-                            %error,
-                            "shared SmartAPI rate windows unavailable; limiting per process until they return"
-                        );
-                    }
-                }
+                Err(error) => self.store_failed(&error),
             }
         }
-        self.take_local(client_code, bucket)
+        self.take_local(client_code, bucket).map(|local| Stamp {
+            shared: None,
+            local,
+        })
+    }
+
+    fn store_failed(&self, error: &shared::RateStoreError) {
+        metrics().smartapi_rate_store_error();
+        if !self.degraded.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                %error,
+                "shared SmartAPI rate windows unavailable; limiting per process until they return"
+            );
+        }
+    }
+
+    /// Moves `slot`'s send to now, in the windows it was stamped in; whether it moved.
+    async fn restamp(&self, slot: &Slot) -> bool {
+        let key = (slot.client_code.clone(), slot.bucket);
+        let moved_locally = {
+            let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
+            let now = self.local_now();
+            let log = local.entry(key).or_default();
+            window::restamp(log, slot.stamp.local, now, slot.bucket.limit()).is_some()
+        };
+        let (Some(from), Some(shared)) = (slot.stamp.shared, &self.shared) else {
+            return moved_locally;
+        };
+        let moved = shared.restamp(&slot.client_code, slot.bucket, from);
+        match tokio::time::timeout(STORE_TIMEOUT, moved).await {
+            Ok(Ok(moved)) => moved.is_some(),
+            Ok(Err(error)) => {
+                self.store_failed(&error);
+                false
+            }
+            Err(_) => {
+                self.store_failed(&shared::RateStoreError::TimedOut(STORE_TIMEOUT));
+                false
+            }
+        }
     }
 
     fn local_now(&self) -> u64 {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    fn take_local(&self, client_code: &str, bucket: Bucket) -> Option<Duration> {
+    fn take_local(&self, client_code: &str, bucket: Bucket) -> Result<u64, Duration> {
         let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
         let now = self.local_now();
         let log = local.entry((client_code.to_string(), bucket)).or_default();
-        window::admit(log, now, bucket.limit()).map(Duration::from_millis)
+        match window::admit(log, now, bucket.limit()) {
+            None => Ok(log.last().copied().unwrap_or(now)),
+            Some(wait) => Err(Duration::from_millis(wait)),
+        }
     }
 
-    fn note_local(&self, client_code: &str, bucket: Bucket) {
+    fn note_local(&self, client_code: &str, bucket: Bucket) -> u64 {
         let mut local = self.local.lock().unwrap_or_else(|p| p.into_inner());
         let now = self.local_now();
         let log = local.entry((client_code.to_string(), bucket)).or_default();
         window::prune(log, now, bucket.limit());
         let stamp = log.last().map_or(now, |last| now.max(*last));
         log.push(stamp);
+        stamp
     }
 }
 

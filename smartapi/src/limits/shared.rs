@@ -14,6 +14,9 @@
 //!   writer that lost the race reads again, so two workers never both count the last
 //!   slot. One request costs one KV read and one revision-checked write (two round trips
 //!   to the stream leader).
+//! - **Restamp**: a send counted ahead of the request (a reserved [`super::Slot`]) that
+//!   goes out late has its stamp moved to when it goes, with the same compare-and-set
+//!   ([`super::window::restamp`]).
 //! - **Bounds**: a worker stamps a send before it sends; if it dies in between, that slot
 //!   stays counted until it leaves its window (1.05 s, a minute or an hour): budget is
 //!   lost, never exceeded. Nothing is held by a worker, so nothing leaks when it dies. The
@@ -61,7 +64,26 @@ pub trait SharedWindows: Send + Sync + std::fmt::Debug {
         &self,
         client_code: &str,
         bucket: Bucket,
-    ) -> Result<Option<Duration>, RateStoreError>;
+    ) -> Result<Option<Duration>, RateStoreError> {
+        Ok(self.take_stamped(client_code, bucket).await?.err())
+    }
+
+    /// [`Self::take`], returning the stamp (milliseconds on the windows' clock) of the
+    /// send it counted.
+    async fn take_stamped(
+        &self,
+        client_code: &str,
+        bucket: Bucket,
+    ) -> Result<Result<u64, Duration>, RateStoreError>;
+
+    /// Moves the send stamped `from` to now ([`window::restamp`]): the new stamp, or
+    /// `None` when it cannot be moved and the request must be counted afresh.
+    async fn restamp(
+        &self,
+        client_code: &str,
+        bucket: Bucket,
+        from: u64,
+    ) -> Result<Option<u64>, RateStoreError>;
 }
 
 /// The bucket's definition; `replicas` is 1 when a service creates it, 3 in the cluster
@@ -156,6 +178,33 @@ impl KvWindows {
         bucket: Bucket,
         limit: Limit,
     ) -> Result<Option<Duration>, RateStoreError> {
+        Ok(self.admit(client_code, bucket, limit).await?.err())
+    }
+
+    async fn admit(
+        &self,
+        client_code: &str,
+        bucket: Bucket,
+        limit: Limit,
+    ) -> Result<Result<u64, Duration>, RateStoreError> {
+        self.change(client_code, bucket, |log, now| {
+            match window::admit(log, now, limit) {
+                None => Ok(log.last().copied().unwrap_or(now)),
+                Some(wait) => Err(Duration::from_millis(wait)),
+            }
+        })
+        .await
+    }
+
+    /// Reads `client_code`'s log in `bucket`, lets `edit` change it (the stamp it wrote)
+    /// or decline (what to answer, nothing written), and writes it back with the revision
+    /// read (compare-and-set), reading again when another writer came in between.
+    async fn change<T>(
+        &self,
+        client_code: &str,
+        bucket: Bucket,
+        edit: impl Fn(&mut Vec<u64>, u64) -> Result<u64, T>,
+    ) -> Result<Result<u64, T>, RateStoreError> {
         let store = self.store().await?;
         let key = key(client_code, bucket);
         for _ in 0..MAX_CAS_ATTEMPTS {
@@ -171,9 +220,10 @@ impl KvWindows {
                 }),
                 None => Vec::new(),
             };
-            if let Some(wait) = window::admit(&mut log, wall_ms(), limit) {
-                return Ok(Some(Duration::from_millis(wait)));
-            }
+            let stamp = match edit(&mut log, wall_ms()) {
+                Ok(stamp) => stamp,
+                Err(answer) => return Ok(Err(answer)),
+            };
             let value = encode(&log);
             let written = match live {
                 Some(entry) => store
@@ -188,7 +238,7 @@ impl KvWindows {
                     .map_err(|e| e.kind() == kv::CreateErrorKind::AlreadyExists),
             };
             match written {
-                Ok(()) => return Ok(None),
+                Ok(()) => return Ok(Ok(stamp)),
                 // Another worker wrote in between: read again.
                 Err(true) => continue,
                 Err(false) => {
@@ -205,12 +255,27 @@ impl KvWindows {
 
 #[async_trait]
 impl SharedWindows for KvWindows {
-    async fn take(
+    async fn take_stamped(
         &self,
         client_code: &str,
         bucket: Bucket,
-    ) -> Result<Option<Duration>, RateStoreError> {
-        self.take_with(client_code, bucket, bucket.limit()).await
+    ) -> Result<Result<u64, Duration>, RateStoreError> {
+        self.admit(client_code, bucket, bucket.limit()).await
+    }
+
+    async fn restamp(
+        &self,
+        client_code: &str,
+        bucket: Bucket,
+        from: u64,
+    ) -> Result<Option<u64>, RateStoreError> {
+        let limit = bucket.limit();
+        let moved = self
+            .change(client_code, bucket, |log, now| {
+                window::restamp(log, from, now, limit).ok_or(())
+            })
+            .await?;
+        Ok(moved.ok())
     }
 }
 

@@ -58,28 +58,51 @@ async fn the_minute_window_holds_too() {
     );
 }
 
+/// Every (client code, bucket)'s send times.
+type Logs = HashMap<Key, Vec<u64>>;
+
 /// Windows shared by several limiters ("processes"), in memory, for these tests.
 #[derive(Debug, Default)]
 struct MemoryWindows {
-    logs: Mutex<HashMap<Key, Vec<u64>>>,
+    logs: Mutex<Logs>,
     epoch: std::sync::OnceLock<Instant>,
     broken: AtomicBool,
 }
 
 #[async_trait::async_trait]
 impl SharedWindows for MemoryWindows {
-    async fn take(
+    async fn take_stamped(
         &self,
         client_code: &str,
         bucket: Bucket,
-    ) -> Result<Option<Duration>, shared::RateStoreError> {
+    ) -> Result<Result<u64, Duration>, shared::RateStoreError> {
+        let (now, mut logs) = self.open()?;
+        let log = logs.entry((client_code.to_string(), bucket)).or_default();
+        Ok(match window::admit(log, now, bucket.limit()) {
+            None => Ok(*log.last().expect("stamped")),
+            Some(wait) => Err(Duration::from_millis(wait)),
+        })
+    }
+
+    async fn restamp(
+        &self,
+        client_code: &str,
+        bucket: Bucket,
+        from: u64,
+    ) -> Result<Option<u64>, shared::RateStoreError> {
+        let (now, mut logs) = self.open()?;
+        let log = logs.entry((client_code.to_string(), bucket)).or_default();
+        Ok(window::restamp(log, from, now, bucket.limit()))
+    }
+}
+
+impl MemoryWindows {
+    fn open(&self) -> Result<(u64, std::sync::MutexGuard<'_, Logs>), shared::RateStoreError> {
         if self.broken.load(Ordering::Relaxed) {
             return Err(shared::RateStoreError::Unavailable("broken".into()));
         }
         let now = self.epoch.get_or_init(Instant::now).elapsed().as_millis() as u64;
-        let mut logs = self.logs.lock().expect("lock");
-        let log = logs.entry((client_code.to_string(), bucket)).or_default();
-        Ok(window::admit(log, now, bucket.limit()).map(Duration::from_millis))
+        Ok((now, self.logs.lock().expect("lock")))
     }
 }
 
@@ -179,4 +202,74 @@ async fn a_broken_store_falls_back_to_this_process_windows() {
         .acquire("C1", Bucket::Login)
         .await
         .expect_err("the shared send is in the local log");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reserved_slot_counts_now_and_a_stale_one_moves_to_its_send() {
+    let limiter = RateLimiter::new(Duration::from_millis(500));
+    for _ in 0..8 {
+        limiter.acquire("C1", Bucket::Orders).await.expect("free");
+    }
+    let slot = limiter
+        .reserve("C1", Bucket::Orders)
+        .await
+        .expect("the ninth");
+    assert!(slot.is_for("C1", Bucket::Orders) && slot.is_fresh());
+    assert!(!slot.is_for("C2", Bucket::Orders), "another client code's");
+    assert!(!slot.is_for("C1", Bucket::Login), "another bucket's");
+    // The reservation was counted: the window is full until it opens, so a tenth request
+    // is refused, not sent beside the reserved one.
+    let refused = limiter
+        .acquire("C1", Bucket::Orders)
+        .await
+        .expect_err("the window holds the reserved send");
+    assert_eq!(refused.kind(), crate::SmartApiErrorKind::RateLimited);
+    // A slot held past its freshness has its send moved to when it goes: at once, with
+    // no wait, and without letting a tenth send into the window.
+    tokio::time::advance(Duration::from_millis(600)).await;
+    assert!(!slot.is_fresh());
+    let started = Instant::now();
+    limiter.renew(slot).await.expect("moved");
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    // Still nine in the window: the next request waits for the first eight to leave it.
+    let next = Instant::now();
+    limiter.acquire("C1", Bucket::Orders).await.expect("queued");
+    assert_eq!(
+        next.elapsed().as_millis(),
+        u128::from(window::SECOND_MS) - 600
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slot_a_second_old_queues_again_and_is_refused_when_no_window_opens() {
+    let limiter = RateLimiter::new(Duration::from_millis(200));
+    let slot = limiter.reserve("C1", Bucket::Orders).await.expect("free");
+    tokio::time::advance(Duration::from_millis(1_020)).await;
+    for _ in 0..9 {
+        limiter.acquire("C1", Bucket::Orders).await.expect("free");
+    }
+    // A second old: its stamp cannot move; counted afresh, it waits for the window,
+    // which opens too late.
+    let refused = limiter
+        .renew(slot)
+        .await
+        .expect_err("the window is full for a second");
+    assert_eq!(refused.kind(), crate::SmartApiErrorKind::RateLimited);
+    assert!(refused.retry_after().is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stale_slot_moves_in_the_shared_windows() {
+    let windows = Arc::new(MemoryWindows::default());
+    let a = RateLimiter::with_shared(Duration::from_millis(300), windows.clone());
+    let b = RateLimiter::with_shared(Duration::from_millis(300), windows.clone());
+    let slot = a.reserve("C1", Bucket::Orders).await.expect("free");
+    for _ in 0..8 {
+        b.acquire("C1", Bucket::Orders).await.expect("free");
+    }
+    tokio::time::advance(Duration::from_millis(500)).await;
+    a.renew(slot).await.expect("moved, not counted again");
+    let log = windows.logs.lock().expect("lock")[&("C1".to_string(), Bucket::Orders)].clone();
+    assert_eq!(log.len(), 9, "{log:?}");
+    assert!(log.last().is_some_and(|t| *t >= 500), "{log:?}");
 }

@@ -76,6 +76,28 @@ pub fn admit(log: &mut Vec<u64>, now: u64, limit: Limit) -> Option<u64> {
     None
 }
 
+/// Moves one send stamped at `from` to `now`: a request counted when its turn came and
+/// sent later is counted when it is sent, as the broker counts it. Returns the new stamp,
+/// or `None` (the log unchanged but pruned) when `from` is no longer in the log or is a
+/// second or more old; the caller then admits the request afresh.
+///
+/// Moving a send later never overfills a window. A window that holds `now` but not
+/// `from` starts after `from`, so it holds only sends stamped after `from` and up to `now`
+/// (less than a second, the shortest window, apart); each of those was admitted with
+/// `from` in its window, so together with `from` they never exceeded any limit, and the
+/// moved stamp takes `from`'s place among them.
+pub fn restamp(log: &mut Vec<u64>, from: u64, now: u64, limit: Limit) -> Option<u64> {
+    prune(log, now, limit);
+    if now.saturating_sub(from) >= 1_000 {
+        return None;
+    }
+    let at = log.iter().rposition(|t| *t == from)?;
+    log.remove(at);
+    let stamp = log.last().map_or(now, |last| now.max(*last));
+    log.push(stamp);
+    Some(stamp)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,5 +150,36 @@ mod tests {
         // And a later admission is stamped no earlier than the last send.
         assert_eq!(admit(&mut log, 5_000 + SECOND_MS, limit), None);
         assert!(log.windows(2).all(|w| w[0] <= w[1]));
+    }
+
+    #[test]
+    fn a_send_moved_later_never_overfills_a_window() {
+        let limit = Bucket::Orders.limit();
+        // Every way of admitting sends at 1 ms steps, then moving the first one's stamp
+        // to each later moment under a second: no 1.05 s window ever holds ten.
+        for late in [1, 30, 120, 500, 999] {
+            let mut log = Vec::new();
+            let mut sent = Vec::new();
+            for now in 0..late {
+                if admit(&mut log, now, limit).is_none() {
+                    sent.push(now);
+                }
+            }
+            let from = sent[0];
+            let moved = restamp(&mut log, from, late, limit).expect("still in the log");
+            assert_eq!(moved, late);
+            // Go on admitting after the move; every window stays within nine.
+            for now in late..late + 3_000 {
+                let _ = admit(&mut log, now, limit);
+            }
+            for w in log.windows(10) {
+                assert!(w[9] - w[0] >= SECOND_MS, "ten sends within a window: {w:?}");
+            }
+        }
+        // Gone from the log, or a second old: admit afresh.
+        let mut log = vec![10, 20];
+        assert_eq!(restamp(&mut log, 15, 30, limit), None);
+        assert_eq!(restamp(&mut log, 10, 1_010, limit), None);
+        assert_eq!(log, vec![10, 20]);
     }
 }

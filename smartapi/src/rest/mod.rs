@@ -18,7 +18,7 @@ use tracing::Instrument;
 
 use crate::envelope::{self, lenient};
 use crate::error::{SmartApiError, SmartApiErrorKind};
-use crate::limits::RateLimiter;
+use crate::limits::{RateLimiter, Slot};
 use crate::types::*;
 
 mod config;
@@ -106,9 +106,25 @@ impl RestClient {
         jwt: Option<&SecretString>,
         body: Option<Value>,
     ) -> Result<Value, SmartApiError> {
-        self.limiter
-            .acquire(&self.account.client_code, route.bucket)
-            .await?;
+        self.send(route, suffix, jwt, body, None).await
+    }
+
+    /// [`Self::call`] in `slot`, when it was reserved for this client code and the route's
+    /// bucket: at once while it is fresh, else after queueing again.
+    async fn send(
+        &self,
+        route: Route,
+        suffix: &str,
+        jwt: Option<&SecretString>,
+        body: Option<Value>,
+        slot: Option<Slot>,
+    ) -> Result<Value, SmartApiError> {
+        let code = &self.account.client_code;
+        match slot.filter(|s| s.is_for(code, route.bucket)) {
+            Some(slot) if slot.is_fresh() => {}
+            Some(stale) => self.limiter.renew(stale).await?,
+            None => self.limiter.acquire(code, route.bucket).await?,
+        }
         let server = reqwest::Url::parse(&self.base_url).ok();
         let span = tracing::info_span!(
             "smartapi.request",
@@ -218,13 +234,26 @@ impl RestClient {
         self.typed(RMS, Some(jwt), None).await
     }
 
-    /// Places an order.
+    /// Takes a place's turn in the rate limit now, before the order exists anywhere: a
+    /// refusal ([`SmartApiErrorKind::RateLimited`]) leaves nothing to undo. The slot goes to
+    /// [`Self::place_order`].
+    pub async fn reserve_place(&self) -> Result<Slot, SmartApiError> {
+        self.limiter
+            .reserve(&self.account.client_code, PLACE.bucket)
+            .await
+    }
+
+    /// Places an order, in the rate-limit `slot` reserved for it if there is one (else it
+    /// queues for its turn).
     pub async fn place_order(
         &self,
         jwt: &SecretString,
         order: &OrderParams,
+        slot: Option<Slot>,
     ) -> Result<OrderAck, SmartApiError> {
-        self.typed(PLACE, Some(jwt), Some(to_value(order)?)).await
+        let body = to_value(order)?;
+        let data = self.send(PLACE, "", Some(jwt), Some(body), slot).await?;
+        envelope::data(PLACE.name, data)
     }
 
     /// Modifies an open order (`order.orderid` set).
