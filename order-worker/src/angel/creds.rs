@@ -43,11 +43,21 @@ pub(super) fn check_compliance(creds: &BrokerCredentials) -> Result<(), BrokerEr
             BrokerError::Regulatory(format!("static_ip {ip:?} is not an IP address"))
         })?;
         // Binding an ephemeral UDP port proves the address is this host's without sending.
-        if std::net::UdpSocket::bind((ip, 0)).is_err() {
-            return Err(BrokerError::Regulatory(format!(
-                "static_ip {ip} is not an address of this host; set egress_proxy to a proxy that \
-                 leaves from it"
-            )));
+        // Only "not this host's address" is a verdict on the account; running out of file
+        // descriptors or buffers passes.
+        match std::net::UdpSocket::bind((ip, 0)) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable => {
+                return Err(BrokerError::Regulatory(format!(
+                    "static_ip {ip} is not an address of this host; set egress_proxy to a proxy \
+                     that leaves from it"
+                )));
+            }
+            Err(e) => {
+                return Err(BrokerError::Unavailable(format!(
+                    "could not check that static_ip {ip} is this host's: {e}"
+                )));
+            }
         }
     }
     Ok(())
@@ -94,4 +104,33 @@ pub(super) fn broker_error(error: SmartApiError) -> BrokerError {
 /// Whether the request may have been processed although no usable reply came back.
 pub(super) fn ambiguous(error: &SmartApiError) -> bool {
     error.outcome_unknown() || error.kind() == SmartApiErrorKind::Decode
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account(static_ip: &str) -> BrokerCredentials {
+        BrokerCredentials {
+            static_ip: Some(static_ip.into()),
+            algo_id: Some("ALGO1".into()),
+            ..BrokerCredentials::default()
+        }
+    }
+
+    #[test]
+    fn only_an_address_that_is_not_this_hosts_is_a_regulatory_verdict() {
+        assert!(check_compliance(&account("127.0.0.1")).is_ok());
+        // TEST-NET-3: never an address of this host.
+        let refused = check_compliance(&account("203.0.113.7")).expect_err("not ours");
+        assert!(
+            matches!(&refused, BrokerError::Regulatory(m) if m.contains("not an address of this host")),
+            "{refused:?}"
+        );
+        let malformed = check_compliance(&account("not-an-ip")).expect_err("malformed");
+        assert!(
+            matches!(malformed, BrokerError::Regulatory(_)),
+            "{malformed:?}"
+        );
+    }
 }
