@@ -311,18 +311,16 @@ async fn a_cached_row_superseded_by_an_unannounced_write_is_never_opened() {
             SecretString::from("NEWCLIENT"),
             SecretString::from("1111"),
         );
-        let written = pinnacle_user_api::accounts::write_account(
-            &stack.db,
-            &stack.vault,
-            &audit,
-            &register,
-            &writer,
-            &user.id,
-            "paper",
-            &body,
-        )
-        .await
-        .expect("written");
+        let store = pinnacle_user_api::accounts::CredentialStore {
+            db: &stack.db,
+            vault: &stack.vault,
+            audit: &audit,
+            register: &register,
+        };
+        let written =
+            pinnacle_user_api::accounts::write_account(store, &writer, &user.id, "paper", &body)
+                .await
+                .expect("written");
         assert_eq!(written.generation, 2);
 
         // Nothing announced the write; the register did, to every worker's watch within

@@ -13,7 +13,7 @@ use pinnacle_common::crypto::Vault;
 use pinnacle_common::entities::risk_limits;
 use pinnacle_common::invalidate::{self, Invalidation};
 use pinnacle_common::subjects::{self, headers, verbs};
-use pinnacle_user_api::accounts::{put_account, PutAccount, Writer};
+use pinnacle_user_api::accounts::{put_account, CredentialStore, PutAccount, Writer};
 use pinnacle_user_api::api_tokens::{issue_token, TokenSpec};
 use pinnacle_user_api::users::create_user;
 use sea_orm::{ActiveModelTrait, DatabaseConnection, IntoActiveModel};
@@ -56,10 +56,13 @@ pub async fn create_users(
             SecretString::from(format!("PAPERBENCH{n}")),
             SecretString::from("0000"),
         );
-        put_account(
-            db, vault, audit, &register, &writer, &user.id, "paper", &paper,
-        )
-        .await?;
+        let store = CredentialStore {
+            db,
+            vault,
+            audit,
+            register: &register,
+        };
+        put_account(store, &writer, &user.id, "paper", &paper).await?;
         let (_, token) = issue_token(db, vault, &user.id, &TokenSpec::full()).await?;
         raise_limits(db, &user.id).await?;
         let change = Invalidation::Limits {

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use pinnacle_common::audit::AuditLog;
 use pinnacle_common::crypto::Vault;
 use pinnacle_common::entities::{broker_accounts, users};
-use pinnacle_user_api::accounts::{put_account, PutAccount, Writer};
+use pinnacle_user_api::accounts::{put_account, CredentialStore, PutAccount, Writer};
 use pinnacle_user_api::api_tokens::{issue_token, TokenSpec};
 use pinnacle_user_api::users::create_user;
 use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
@@ -93,11 +93,15 @@ pub async fn put_demo_account(
         token_id: None,
         request_id: uuid::Uuid::now_v7().to_string(),
     };
-    put_account(
-        db, vault, audit, &register, &writer, user_id, label, account,
-    )
-    .await
-    .with_context(|| format!("storing the demo user's {label} account"))?;
+    let store = CredentialStore {
+        db,
+        vault,
+        audit,
+        register: &register,
+    };
+    put_account(store, &writer, user_id, label, account)
+        .await
+        .with_context(|| format!("storing the demo user's {label} account"))?;
     Ok(())
 }
 

@@ -32,7 +32,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde::{Deserialize, Serialize};
 
 pub use request::{PutAccount, BROKERS, MAX_ALGO_ID_LEN, MAX_PROXY_LEN, MAX_SECRET_LEN};
-pub use write::{put_account, write_account, PutAccountError, Writer};
+pub use write::{put_account, write_account, CredentialStore, PutAccountError, Writer};
 
 use crate::body::JsonObject;
 use crate::caller::Caller;
@@ -127,18 +127,15 @@ pub async fn put(
         token_id: caller.token_id(),
         request_id: uuid::Uuid::now_v7().to_string(),
     };
-    let row = put_account(
-        &state.db,
-        &state.vault,
-        &state.audit,
-        &state.register,
-        &writer,
-        &user_id,
-        &label,
-        &body,
-    )
-    .await
-    .map_err(ApiError::from)?;
+    let store = CredentialStore {
+        db: &state.db,
+        vault: &state.vault,
+        audit: &state.audit,
+        register: &state.register,
+    };
+    let row = put_account(store, &writer, &user_id, &label, &body)
+        .await
+        .map_err(ApiError::from)?;
     tracing::info!(%user_id, account_id = %row.id, generation = row.generation, "credentials stored");
     Ok(Json(AccountView::from(&row)))
 }

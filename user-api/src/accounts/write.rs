@@ -45,42 +45,54 @@ pub enum PutAccountError {
     Conflict,
 }
 
+/// What storing credentials goes through: the database, the vault that seals them, the
+/// audit log that records the write before it happens, and the generation register.
+#[derive(Debug, Clone, Copy)]
+pub struct CredentialStore<'a> {
+    /// Where the account rows live.
+    pub db: &'a DatabaseConnection,
+    /// Seals the credentials under a fresh data key.
+    pub vault: &'a Vault,
+    /// Records the write first.
+    pub audit: &'a AuditLog,
+    /// Advanced after the commit, so a rolled-back row is noticed.
+    pub register: &'a Register,
+}
+
 /// Creates or replaces `label`'s credentials for `user_id`, audited before the write; the
 /// generation register is advanced after it (a failure there is logged: the next decrypt
 /// advances it), and the change is announced to the order workers' caches.
-#[allow(clippy::too_many_arguments)]
 pub async fn put_account(
-    db: &DatabaseConnection,
-    vault: &Vault,
-    audit: &AuditLog,
-    register: &Register,
+    store: CredentialStore<'_>,
     writer: &Writer,
     user_id: &str,
     label: &str,
     body: &PutAccount,
 ) -> Result<broker_accounts::Model, PutAccountError> {
-    let written = write_account(db, vault, audit, register, writer, user_id, label, body).await?;
+    let written = write_account(store, writer, user_id, label, body).await?;
     let change = Invalidation::Accounts {
         user_id: user_id.to_string(),
     };
-    invalidate::announce(&audit.client(), &change).await;
+    invalidate::announce(&store.audit.client(), &change).await;
     Ok(written)
 }
 
 /// [`put_account`] without announcing the change: what a write whose announcement was
 /// lost leaves behind (order workers then see it through the generation register, or
 /// within their cache's lifetime). Tests use it to check exactly that.
-#[allow(clippy::too_many_arguments)]
 pub async fn write_account(
-    db: &DatabaseConnection,
-    vault: &Vault,
-    audit: &AuditLog,
-    register: &Register,
+    store: CredentialStore<'_>,
     writer: &Writer,
     user_id: &str,
     label: &str,
     body: &PutAccount,
 ) -> Result<broker_accounts::Model, PutAccountError> {
+    let CredentialStore {
+        db,
+        vault,
+        audit,
+        register,
+    } = store;
     let existing = broker_accounts::Entity::find()
         .filter(broker_accounts::Column::UserId.eq(user_id))
         .filter(broker_accounts::Column::Label.eq(label))
