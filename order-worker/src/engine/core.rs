@@ -16,7 +16,7 @@ use pinnacle_common::config::WorkerSettings;
 use pinnacle_common::entities::{broker_accounts, orders};
 use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::model::OrderStatus;
-use sea_orm::{DatabaseConnection, EntityTrait};
+use sea_orm::DatabaseConnection;
 
 use super::audit::AuditSink;
 use super::cache::Cache;
@@ -25,15 +25,18 @@ use super::generations::Generations;
 use super::lease;
 use super::ledger;
 use super::outbox::Nudge;
-use super::store::{self, Ownership, Patch, TransitionError};
+use super::store::{self, OrderStore, Ownership, Patch, SqlOrderStore, TransitionError};
 use super::vault::CredentialVault;
 
 /// The order engine: every order of this process is placed, changed, settled and read
 /// through one of these. It knows no transport (see [`crate::engine`]).
 #[derive(Debug)]
 pub struct Engine {
-    /// The order store: orders, accounts, limits, leases, the outbox, the paper books.
+    /// The database: accounts, risk limits and the rate counter, read and written here.
     pub(super) db: DatabaseConnection,
+    /// Where orders live, with their leases, events (the outbox) and the paper books they
+    /// move ([`super::store`]).
+    pub(super) orders: Arc<dyn OrderStore>,
     /// Decrypts broker credentials (only after the audit sink acknowledged the access).
     pub(super) vault: Arc<dyn CredentialVault>,
     /// Where every credential access is recorded before it happens.
@@ -49,9 +52,6 @@ pub struct Engine {
     pub(super) nudge: Nudge,
     /// Brokers by the name stored in `broker_accounts.broker`.
     pub(super) brokers: HashMap<&'static str, Arc<dyn Broker>>,
-    /// The paper broker's books, changed with every paper order's fills and end in the
-    /// same transaction as the order (see [`super::ledger`]).
-    pub(super) books: ledger::Books,
     /// Limits and timeouts.
     pub(super) settings: WorkerSettings,
     /// Users' broker account rows (sealed) and risk-limit rows, trusted for up to a
@@ -80,12 +80,17 @@ impl Engine {
             leases: lease::Issuer::new(instance.clone(), terms),
             instance,
             nudge: Nudge::default(),
+            // The paper broker's books change with every paper order's fills and end, in
+            // the order's own transaction (see [`super::ledger`]).
+            orders: Arc::new(SqlOrderStore::new(
+                db.clone(),
+                ledger::Books::new(settings.paper_cash),
+            )),
             db,
             vault,
             audit,
             register,
             brokers: brokers.into_iter().map(|b| (b.name(), b)).collect(),
-            books: ledger::Books::new(settings.paper_cash),
             settings,
             cache: Cache::default(),
         }
@@ -165,7 +170,7 @@ impl Engine {
         patch: Patch,
         ownership: Ownership<'_>,
     ) -> Result<orders::Model, TransitionError> {
-        let next = store::transition(&self.db, &self.books, order, to, patch, ownership).await?;
+        let next = self.orders.transition(order, to, patch, ownership).await?;
         self.nudge.ring();
         Ok(next)
     }
@@ -193,7 +198,7 @@ impl Engine {
             error.type = tracing::field::Empty,
         );
         let call = tracing::Instrument::instrument(call, span.clone());
-        let answer = lease::guard(&self.db, lease, self.lease_terms(), call)
+        let answer = lease::guard(&self.orders, lease, self.lease_terms(), call)
             .await
             .ok()?;
         if let Err(error) = &answer {
@@ -206,8 +211,8 @@ impl Engine {
 
     /// The order as the database shows it now.
     pub(super) async fn reload(&self, order: &orders::Model) -> Result<orders::Model, ErrorBody> {
-        orders::Entity::find_by_id(order.id.clone())
-            .one(&self.db)
+        self.orders
+            .get(&order.id)
             .await
             .map_err(|e| internal("reloading the order", e))?
             .ok_or_else(|| ErrorBody::new(ErrorCode::NotFound, "the order no longer exists"))
@@ -234,14 +239,12 @@ mod tests {
     use pinnacle_common::audit::AuditError;
     use pinnacle_common::broker::BrokerCredentials;
     use pinnacle_common::crypto::DecryptError;
-    use pinnacle_common::entities::users;
     use pinnacle_common::keystore::generations::{CheckError, RegisterError, Standing};
     use pinnacle_common::model::{AuditEvent, OrderRequest, OrderType, Side};
-    use sea_orm::{ActiveModelTrait, Set};
 
     use super::*;
-    use crate::engine::fixtures::{account_row, database};
-    use crate::engine::store::Inserted;
+    use crate::engine::fixtures::database_with_account;
+    use crate::engine::store::{Inserted, NewOrder};
 
     /// Ports no test here reaches: recording an outcome touches no credential.
     #[derive(Debug)]
@@ -273,21 +276,7 @@ mod tests {
 
     /// An engine over a fresh database holding user `u1` and its account `id-paper`.
     async fn engine() -> Engine {
-        let db = database().await;
-        users::ActiveModel {
-            id: Set("u1".into()),
-            name: Set("u1".into()),
-            is_admin: Set(false),
-            password_hash: Set(None),
-            created_at: Set(chrono::Utc::now()),
-            default_account: Set(None),
-        }
-        .insert(&db)
-        .await
-        .expect("user");
-        let mut account: broker_accounts::ActiveModel = account_row("paper").into();
-        account = account.reset_all();
-        account.insert(&db).await.expect("account");
+        let db = database_with_account().await;
         Engine::new(
             db,
             Arc::new(Unused),
@@ -312,17 +301,18 @@ mod tests {
             account: None,
         };
         let (lease, until_ms) = engine.leases.issue("o1");
-        let inserted = store::insert_new(
-            &engine.db,
-            "o1",
-            "u1",
-            "id-paper",
-            &request,
-            &lease.owner,
-            until_ms,
-        )
-        .await
-        .expect("insert");
+        let inserted = engine
+            .orders
+            .insert_new(NewOrder {
+                order_id: "o1",
+                user_id: "u1",
+                broker_account_id: "id-paper",
+                request: &request,
+                owner: &lease.owner,
+                lease_until_ms: until_ms,
+            })
+            .await
+            .expect("insert");
         let Inserted::Created(order) = inserted else {
             panic!("a new order")
         };

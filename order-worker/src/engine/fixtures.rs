@@ -1,8 +1,8 @@
 //! Values the engine's unit tests build their cases from.
 
-use pinnacle_common::entities::broker_accounts;
+use pinnacle_common::entities::{broker_accounts, users};
 use pinnacle_migrations::{Migrator, MigratorTrait};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+use sea_orm::{ActiveModelTrait, ConnectOptions, Database, DatabaseConnection, Set};
 
 /// A fresh in-memory SQLite database with every migration applied.
 pub(crate) async fn database() -> DatabaseConnection {
@@ -11,6 +11,26 @@ pub(crate) async fn database() -> DatabaseConnection {
     options.max_connections(1).min_connections(1);
     let db = Database::connect(options).await.expect("sqlite");
     Migrator::up(&db, None).await.expect("migrations");
+    db
+}
+
+/// [`database`], holding user `u1` and its paper account `id-paper`.
+pub(crate) async fn database_with_account() -> DatabaseConnection {
+    let db = database().await;
+    users::ActiveModel {
+        id: Set("u1".into()),
+        name: Set("u1".into()),
+        is_admin: Set(false),
+        password_hash: Set(None),
+        created_at: Set(chrono::Utc::now()),
+        default_account: Set(None),
+    }
+    .insert(&db)
+    .await
+    .expect("user");
+    let mut account: broker_accounts::ActiveModel = account_row("paper").into();
+    account = account.reset_all();
+    account.insert(&db).await.expect("account");
     db
 }
 

@@ -10,7 +10,8 @@
 //!    successful renewal, or at once when a renewal finds another owner. So no owner sends
 //!    anything for the order after `lease_until_ms`.
 //! 2. Reconciliation takes an order only when `lease_until_ms + grace` has passed
-//!    ([`is_abandoned`]), by compare-and-set on the lease it saw ([`super::store::take`]).
+//!    ([`is_abandoned`]), by compare-and-set on the lease it saw
+//!    ([`take`](super::store::OrderStore::take)).
 //!    The grace covers a request already on the wire when its sender gave up, and clock
 //!    skew between workers.
 //! 3. Only the lease holder may settle an in-flight order
@@ -22,15 +23,15 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use pinnacle_common::entities::orders;
 use pinnacle_common::model::OrderStatus;
-use sea_orm::DatabaseConnection;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::store;
+use super::store::{self, OrderStore};
 
 /// How long leases last and how long after expiry an order counts as abandoned.
 #[derive(Debug, Clone, Copy)]
@@ -118,13 +119,13 @@ pub fn is_abandoned(order: &orders::Model, terms: Terms, quiet: Duration, now_ms
 /// Runs `call` (a broker call for the leased order) while renewing the lease, and drops it
 /// as soon as the lease is not known to be held. See the module docs.
 pub async fn guard<F: Future>(
-    db: &DatabaseConnection,
+    orders: &Arc<dyn OrderStore>,
     lease: &Lease,
     terms: Terms,
     call: F,
 ) -> Result<F::Output, LeaseLost> {
     let (deadline_tx, mut deadline) = watch::channel(lease.deadline);
-    let keeper = tokio::spawn(keep(db.clone(), lease.clone(), terms, deadline_tx));
+    let keeper = tokio::spawn(keep(orders.clone(), lease.clone(), terms, deadline_tx));
     let _stop_keeper = AbortOnDrop(keeper);
     tokio::pin!(call);
     loop {
@@ -153,7 +154,7 @@ pub async fn guard<F: Future>(
 /// Renews `lease` every third of its length, publishing each new local deadline; a renewal
 /// that finds another owner sets the deadline to now.
 async fn keep(
-    db: DatabaseConnection,
+    orders: Arc<dyn OrderStore>,
     lease: Lease,
     terms: Terms,
     deadline: watch::Sender<Instant>,
@@ -163,7 +164,7 @@ async fn keep(
         tokio::time::sleep(every).await;
         let started = Instant::now();
         let until_ms = store::now_ms() + terms.length.as_millis() as i64;
-        match store::renew(&db, &lease.order_id, &lease.owner, until_ms).await {
+        match orders.renew(&lease.order_id, &lease.owner, until_ms).await {
             Ok(true) => {
                 deadline.send_replace(started + terms.length);
             }
@@ -243,12 +244,21 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn a_call_outliving_an_unrenewable_lease_is_dropped_before_it_sends() {
-        // No such table: renewals fail, so the deadline is never extended.
+    /// A store over a database without tables: every renewal fails.
+    async fn store_without_tables() -> Arc<dyn OrderStore> {
         let db = sea_orm::Database::connect("sqlite::memory:")
             .await
             .expect("sqlite");
+        Arc::new(store::SqlOrderStore::new(
+            db,
+            crate::engine::ledger::Books::new(0),
+        ))
+    }
+
+    #[tokio::test]
+    async fn a_call_outliving_an_unrenewable_lease_is_dropped_before_it_sends() {
+        // No such table: renewals fail, so the deadline is never extended.
+        let orders = store_without_tables().await;
         tokio::time::pause();
         let issuer = Issuer::new("w", TERMS);
         let (lease, _) = issuer.issue("missing");
@@ -258,7 +268,7 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(6)).await;
             flag.store(true, Ordering::SeqCst);
         };
-        let outcome = guard(&db, &lease, TERMS, call).await;
+        let outcome = guard(&orders, &lease, TERMS, call).await;
         assert!(outcome.is_err());
         assert!(
             !sent.load(Ordering::SeqCst),
@@ -268,16 +278,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_paused_owner_never_starts_the_call() {
-        let db = sea_orm::Database::connect("sqlite::memory:")
-            .await
-            .expect("sqlite");
+        let orders = store_without_tables().await;
         tokio::time::pause();
         let issuer = Issuer::new("w", TERMS);
         let (lease, _) = issuer.issue("o");
         tokio::time::sleep(TERMS.length).await; // paused between insert and broker call
         let polled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = polled.clone();
-        let outcome = guard(&db, &lease, TERMS, async move {
+        let outcome = guard(&orders, &lease, TERMS, async move {
             flag.store(true, Ordering::SeqCst);
         })
         .await;

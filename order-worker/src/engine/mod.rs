@@ -13,15 +13,17 @@
 //! books in [`ledger`], inside the engine, because they change in the order's own
 //! transaction.
 //!
-//! The [`Engine`] owns, in fields visible only inside this module: the order store (the
-//! database: orders, leases, the outbox, the paper books), the vault, the audit sink, the
+//! The [`Engine`] owns, in fields visible only inside this module: the order store, the
+//! database (accounts, risk limits, the rate counter), the vault, the audit sink, the
 //! credential generation register, the brokers, the settings and the account and limits
-//! cache. Its ports are the [`Broker`](pinnacle_common::broker::Broker) trait,
-//! [`AuditSink`] (implemented by `pinnacle_common::audit::AuditLog`) and
-//! [`CredentialVault`] (implemented by the master-key ring,
-//! `pinnacle_common::crypto::Vault`) and [`Generations`] (implemented by the generation
-//! register, `pinnacle_common::keystore::Register`). Everything outside uses the methods of the one
-//! `impl Engine` below and the few types re-exported here.
+//! cache. Its ports are [`OrderStore`] (implemented by [`SqlOrderStore`]: orders, their
+//! leases, their events in the outbox and the paper books they move, in one transaction
+//! per change), the [`Broker`](pinnacle_common::broker::Broker) trait, [`AuditSink`]
+//! (implemented by `pinnacle_common::audit::AuditLog`), [`CredentialVault`] (implemented
+//! by the master-key ring, `pinnacle_common::crypto::Vault`) and [`Generations`]
+//! (implemented by the generation register, `pinnacle_common::keystore::Register`).
+//! Everything outside uses the methods of the one `impl Engine` below and the few types
+//! re-exported here.
 //!
 //! # Where things happen (one hop each)
 //! - **An order is placed** in [`place`]: [`Engine::submit`] is the one pipeline, for a
@@ -31,12 +33,14 @@
 //! - **An audit event is written** through [`AuditSink::record`] ([`audit`]), for every
 //!   credential access, from [`credentials`] only. (Outside the engine, the Angel One
 //!   session store, `crate::angel::store`, audits its own session writes.)
-//! - **A state change and its event** are one transaction in [`store`] (`transition`,
-//!   `insert_new`), writing the outbox row through [`outbox`].
+//! - **A state change and its event** are one transaction in [`store`]
+//!   ([`OrderStore::transition`], [`OrderStore::insert_new`]; in SQL, `store/sql.rs`),
+//!   writing the outbox row through [`outbox`].
 //!
 //! # Layout (lower layers first; no file imports a higher one)
 //! - [`errors`], [`row`]: error replies; reading a stored order row.
-//! - [`outbox`], [`ledger`], [`store`]: the event rows, the paper books, the order store.
+//! - [`outbox`], [`ledger`], [`store`]: the event rows, the paper books, the order store
+//!   port and its SQL implementation.
 //! - [`lease`]: one owner per in-flight order; the rule that makes "not at the broker" safe.
 //! - [`audit`], [`vault`], [`generations`], [`risk`]: the audit, vault and register ports;
 //!   pre-trade checks and kill switches.
@@ -86,7 +90,7 @@ use pinnacle_common::model::{
     OrderStatus, PortfolioRequest, Positions, Trades,
 };
 use pinnacle_common::shutdown::Shutdown;
-use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter};
+use sea_orm::DbErr;
 
 pub use self::audit::AuditSink;
 pub use self::cache::{Announcements, CACHE_ENTRIES, CACHE_TTL};
@@ -97,7 +101,7 @@ pub use self::outbox::Nudge;
 pub use self::place::{Caller, RiskChecks};
 pub use self::query::{DEFAULT_LIST, MAX_LIST};
 pub use self::row::CorruptOrder;
-pub use self::store::{Ownership, Patch};
+pub use self::store::{OrderQuery, OrderStore, Ownership, Patch, SqlOrderStore};
 pub use self::vault::CredentialVault;
 
 /// The public API: what the NATS shell, the followers, the tools and the tests call.
@@ -276,9 +280,7 @@ impl Engine {
 
     /// The order with this id, as stored.
     pub async fn order(&self, order_id: &str) -> Result<Option<orders::Model>, DbErr> {
-        orders::Entity::find_by_id(order_id.to_string())
-            .one(&self.db)
-            .await
+        self.orders.get(order_id).await
     }
 
     /// The order `account_id`'s broker knows as `broker_order_id`.
@@ -287,36 +289,22 @@ impl Engine {
         account_id: &str,
         broker_order_id: &str,
     ) -> Result<Option<orders::Model>, DbErr> {
-        orders::Entity::find()
-            .filter(orders::Column::BrokerAccountId.eq(account_id))
-            .filter(orders::Column::BrokerOrderId.eq(broker_order_id))
-            .one(&self.db)
-            .await
+        self.orders.at_broker(account_id, broker_order_id).await
     }
 
     /// `account_id`'s orders sent or being sent, with no broker answer yet (`SUBMITTED`,
     /// `UNKNOWN`): an order update can beat the place reply.
     pub async fn awaiting_broker(&self, account_id: &str) -> Result<Vec<orders::Model>, DbErr> {
-        orders::Entity::find()
-            .filter(orders::Column::BrokerAccountId.eq(account_id))
-            .filter(orders::Column::Status.is_in([
-                OrderStatus::Submitted.as_str(),
-                OrderStatus::Unknown.as_str(),
-            ]))
-            .all(&self.db)
-            .await
+        let query = OrderQuery::InStates {
+            statuses: &[OrderStatus::Submitted, OrderStatus::Unknown],
+            account_id: Some(account_id),
+        };
+        self.orders.list(query).await
     }
 
     /// Working (`OPEN`, `PARTIALLY_FILLED`) paper orders, for the matcher's book.
     pub async fn resting_paper_orders(&self) -> Result<Vec<orders::Model>, DbErr> {
-        orders::Entity::find()
-            .filter(orders::Column::Status.is_in([
-                OrderStatus::Open.as_str(),
-                OrderStatus::PartiallyFilled.as_str(),
-            ]))
-            .filter(orders::Column::BrokerOrderId.starts_with(ledger::PAPER_PREFIX))
-            .all(&self.db)
-            .await
+        self.orders.list(OrderQuery::RestingPaper).await
     }
 
     /// Opens `account`'s credentials outside an order (the SmartAPI session prewarm):

@@ -19,7 +19,7 @@ use super::credentials::{self, Actor};
 use super::errors::{broker_error, internal};
 use super::reconcile;
 use super::risk;
-use super::store::{self, Inserted, Ownership, Patch};
+use super::store::{self, Inserted, NewOrder, Ownership, Patch};
 
 /// Places a trader's new order (the `place` verb): `principal`'s, with every check.
 pub(super) async fn place(
@@ -107,17 +107,19 @@ pub(super) async fn submit(
         .map_err(|e| broker_error(&e))?;
     let order_id = uuid::Uuid::now_v7().to_string();
     let (lease, lease_until_ms) = engine.leases.issue(&order_id);
-    let submitted = match store::insert_new(
-        &engine.db,
-        &order_id,
+    let new = NewOrder {
+        order_id: &order_id,
         user_id,
-        &account.id,
-        order,
-        &lease.owner,
+        broker_account_id: &account.id,
+        request: order,
+        owner: &lease.owner,
         lease_until_ms,
-    )
-    .await
-    .map_err(|e| internal("storing the order", e))?
+    };
+    let submitted = match engine
+        .orders
+        .insert_new(new)
+        .await
+        .map_err(|e| internal("storing the order", e))?
     {
         Inserted::Existing(existing) => return Ok(existing),
         Inserted::Created(created) => created,
@@ -165,7 +167,9 @@ async fn replay(
     user_id: &str,
     order: &OrderRequest,
 ) -> Result<Option<orders::Model>, ErrorBody> {
-    let Some(existing) = store::find(&engine.db, user_id, &order.client_order_id)
+    let Some(existing) = engine
+        .orders
+        .find(user_id, &order.client_order_id)
         .await
         .map_err(|e| internal("looking up the order", e))?
     else {

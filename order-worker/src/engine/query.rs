@@ -3,11 +3,10 @@
 use pinnacle_common::entities::orders;
 use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::model::{ListRequest, OrderList, OrderRef, OrderReply};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use super::core::Engine;
 use super::errors::internal;
-use super::store;
+use super::store::{self, OrderQuery};
 
 /// The most orders one `list` returns.
 pub const MAX_LIST: u64 = 500;
@@ -22,18 +21,20 @@ pub(super) async fn resolve(
     target: &OrderRef,
 ) -> Result<orders::Model, ErrorBody> {
     let found = match (&target.order_id, &target.client_order_id) {
-        (Some(order_id), Some(client_order_id)) => orders::Entity::find_by_id(order_id.clone())
-            .filter(orders::Column::UserId.eq(user_id))
-            .filter(orders::Column::ClientOrderId.eq(client_order_id.as_str()))
-            .one(&engine.db)
+        (Some(order_id), client_order_id) => engine
+            .orders
+            .get(order_id)
             .await
-            .map_err(|e| internal("loading the order", e))?,
-        (Some(order_id), None) => orders::Entity::find_by_id(order_id.clone())
-            .filter(orders::Column::UserId.eq(user_id))
-            .one(&engine.db)
-            .await
-            .map_err(|e| internal("loading the order", e))?,
-        (None, Some(client_order_id)) => store::find(&engine.db, user_id, client_order_id)
+            .map_err(|e| internal("loading the order", e))?
+            .filter(|o| o.user_id == user_id)
+            .filter(|o| {
+                client_order_id
+                    .as_ref()
+                    .is_none_or(|c| o.client_order_id == *c)
+            }),
+        (None, Some(client_order_id)) => engine
+            .orders
+            .find(user_id, client_order_id)
             .await
             .map_err(|e| internal("loading the order", e))?,
         (None, None) => {
@@ -69,16 +70,14 @@ pub(super) async fn list(
             format!("limit must be 1 to {MAX_LIST}"),
         ));
     }
-    let mut query = orders::Entity::find()
-        .filter(orders::Column::UserId.eq(user_id))
-        .order_by_desc(orders::Column::CreatedAt)
-        .order_by_desc(orders::Column::Id)
-        .limit(limit);
-    if let Some(statuses) = &filter.status {
-        query = query.filter(orders::Column::Status.is_in(statuses.iter().map(|s| s.as_str())));
-    }
-    let rows = query
-        .all(&engine.db)
+    let query = OrderQuery::OfUser {
+        user_id,
+        statuses: filter.status.as_deref(),
+        limit,
+    };
+    let rows = engine
+        .orders
+        .list(query)
         .await
         .map_err(|e| internal("listing orders", e))?;
     Ok(OrderList {

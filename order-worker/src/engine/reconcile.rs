@@ -19,13 +19,12 @@ use pinnacle_common::entities::orders;
 use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::model::OrderStatus;
 use pinnacle_common::shutdown::Shutdown;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use super::core::Engine;
 use super::credentials::{self, Actor};
 use super::errors::internal;
 use super::lease;
-use super::store::{self, Ownership, Patch};
+use super::store::{self, OrderQuery, Ownership, Patch};
 
 /// The audit actor for reconciliation.
 pub const ACTOR: &str = "pinnacle-reconciler";
@@ -47,7 +46,9 @@ pub(super) async fn settle(
     order: &orders::Model,
 ) -> Result<orders::Model, ErrorBody> {
     let (lease, until_ms) = engine.leases.issue(&order.id);
-    let taken = store::take(&engine.db, order, &lease.owner, until_ms)
+    let taken = engine
+        .orders
+        .take(order, &lease.owner, until_ms)
         .await
         .map_err(|e| internal("taking the order for reconciliation", e))?;
     let Some(order) = taken else {
@@ -65,7 +66,7 @@ pub(super) async fn settle(
     let creds =
         credentials::open_as(engine, actor, &account, "order.reconcile", &request_id).await?;
     let found = lease::guard(
-        &engine.db,
+        &engine.orders,
         &lease,
         engine.lease_terms(),
         broker.find_order(&creds, &order.id),
@@ -134,14 +135,18 @@ async fn record_finding(
 
 /// Settles every stale order now.
 pub(super) async fn sweep(engine: &Engine) -> Result<usize, ErrorBody> {
-    let candidates = orders::Entity::find()
-        .filter(orders::Column::Status.is_in([
-            OrderStatus::Submitted.as_str(),
-            OrderStatus::PendingModify.as_str(),
-            OrderStatus::PendingCancel.as_str(),
-            OrderStatus::Unknown.as_str(),
-        ]))
-        .all(&engine.db)
+    let unsettled = OrderQuery::InStates {
+        statuses: &[
+            OrderStatus::Submitted,
+            OrderStatus::PendingModify,
+            OrderStatus::PendingCancel,
+            OrderStatus::Unknown,
+        ],
+        account_id: None,
+    };
+    let candidates = engine
+        .orders
+        .list(unsettled)
         .await
         .map_err(|e| internal("listing orders to reconcile", e))?;
     let mut settled = 0;

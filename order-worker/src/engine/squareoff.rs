@@ -21,7 +21,7 @@ use pinnacle_common::entities::orders;
 use pinnacle_common::error::ErrorBody;
 use pinnacle_common::model::{OrderRequest, OrderStatus, OrderType, Position, Product, Side};
 use pinnacle_common::shutdown::Shutdown;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::{EntityTrait, QuerySelect};
 use sha2::{Digest, Sha256};
 
 use super::core::Engine;
@@ -30,7 +30,7 @@ use super::errors::broker_error;
 use super::errors::internal;
 use super::manage;
 use super::place::{self, Caller, RiskChecks};
-use super::store;
+use super::store::{self, OrderQuery};
 
 /// The audit actor.
 pub const ACTOR: &str = "pinnacle-squareoff";
@@ -67,10 +67,9 @@ pub(super) async fn square_off(engine: &Engine) -> Result<usize, ErrorBody> {
         .single()
         .map(|t| t.with_timezone(&Utc))
         .unwrap_or_else(Utc::now);
-    let intraday = orders::Entity::find()
-        .filter(orders::Column::Product.eq(Product::Intraday.as_str()))
-        .filter(orders::Column::UpdatedAt.gte(since))
-        .all(&engine.db)
+    let intraday = engine
+        .orders
+        .list(OrderQuery::IntradaySince(since))
         .await
         .map_err(|e| internal("listing intraday orders", e))?;
     let mut done = 0;
@@ -220,7 +219,9 @@ async fn next_attempt(
 ) -> Result<Option<String>, ErrorBody> {
     for attempt in 1..=MAX_ATTEMPTS {
         let id = closing_id(day, &account.id, position, attempt);
-        let existing = store::find(&engine.db, &account.user_id, &id)
+        let existing = engine
+            .orders
+            .find(&account.user_id, &id)
             .await
             .map_err(|e| internal("looking up the square-off order", e))?;
         match existing {

@@ -1,5 +1,5 @@
 //! The books' value ([`Books`]: the opening cash) and the funds row every change starts
-//! from; shared by [`super::reserve`] and [`super::fills`].
+//! from; shared by [`super::reserve()`] and [`super::fills`].
 
 use pinnacle_common::entities::{orders, paper_funds};
 use pinnacle_common::model::{Funds, Side};

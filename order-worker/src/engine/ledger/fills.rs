@@ -1,6 +1,7 @@
-//! The books' side of an order's state change: run by [`crate::engine::store::transition`] inside
-//! the transaction that updates the order row, so the order, its outbox event and the
-//! books commit together or not at all.
+//! The books' side of an order's state change: run by the SQL order store's
+//! [`transition`](crate::engine::store::OrderStore::transition) inside the transaction
+//! that updates the order row, so the order, its outbox event and the books commit
+//! together or not at all.
 
 use pinnacle_common::entities::{
     orders, paper_funds, paper_positions, paper_reservations, paper_trades,

@@ -3,7 +3,7 @@
 //! order ever scans an account's order history.
 //!
 //! # How they change
-//! - **Placing** ([`reserve`], from the paper broker's `place_order`): an order's units
+//! - **Placing** ([`reserve()`], from the paper broker's `place_order`): an order's units
 //!   first close the opposite position of the same product (held on that position row, so
 //!   two sells never sell the same units), the rest open a position and reserve
 //!   `units × reference price` (see [`arithmetic::reference_price`]) with a conditional
@@ -12,8 +12,9 @@
 //!   short; every other product sells only what it holds (`INSUFFICIENT_HOLDINGS`).
 //! - **Modifying** ([`re_reserve`]): the old reservation is released and the new remaining
 //!   quantity reserved in one transaction; if it does not fit, nothing changes.
-//! - **Filling and ending** ([`apply`], called by [`crate::engine::store::transition`] inside the
-//!   transaction that updates the order row and writes its outbox event): a fill consumes
+//! - **Filling and ending** ([`apply`], called by the SQL order store's
+//!   [`transition`](crate::engine::store::OrderStore::transition) inside the transaction
+//!   that updates the order row and writes its outbox event): a fill consumes
 //!   the order's reservation, moves the position, cash (`used`) and the short value, and
 //!   records a trade; a terminal state releases what is left.
 //!

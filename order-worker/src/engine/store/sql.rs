@@ -1,0 +1,575 @@
+//! [`OrderStore`] in the database, through SeaORM: SQLite or PostgreSQL.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use pinnacle_common::db::span as db_span;
+use pinnacle_common::entities::orders;
+use pinnacle_common::model::{OrderStatus, Product};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set, SqlErr, TransactionTrait, UpdateMany,
+};
+use tracing::Instrument as _;
+
+use super::super::ledger;
+use super::super::outbox;
+use super::{
+    status_of, Inserted, NewOrder, OrderQuery, OrderStore, Ownership, Patch, TransitionError,
+};
+
+/// Orders in `db`, with the paper `books` they change in the same transactions.
+#[derive(Debug, Clone)]
+pub struct SqlOrderStore {
+    db: DatabaseConnection,
+    books: Arc<ledger::Books>,
+}
+
+impl SqlOrderStore {
+    /// The store over `db`, changing `books` with each paper order's fills and end.
+    pub fn new(db: DatabaseConnection, books: ledger::Books) -> Self {
+        Self {
+            db,
+            books: Arc::new(books),
+        }
+    }
+}
+
+#[async_trait]
+impl OrderStore for SqlOrderStore {
+    async fn find(
+        &self,
+        user_id: &str,
+        client_order_id: &str,
+    ) -> Result<Option<orders::Model>, DbErr> {
+        find(&self.db, user_id, client_order_id).await
+    }
+
+    async fn get(&self, order_id: &str) -> Result<Option<orders::Model>, DbErr> {
+        orders::Entity::find_by_id(order_id.to_string())
+            .one(&self.db)
+            .instrument(db_span(&self.db, "SELECT", "orders"))
+            .await
+    }
+
+    async fn at_broker(
+        &self,
+        account_id: &str,
+        broker_order_id: &str,
+    ) -> Result<Option<orders::Model>, DbErr> {
+        orders::Entity::find()
+            .filter(orders::Column::BrokerAccountId.eq(account_id))
+            .filter(orders::Column::BrokerOrderId.eq(broker_order_id))
+            .one(&self.db)
+            .instrument(db_span(&self.db, "SELECT", "orders"))
+            .await
+    }
+
+    async fn list(&self, query: OrderQuery<'_>) -> Result<Vec<orders::Model>, DbErr> {
+        let names =
+            |statuses: &[OrderStatus]| statuses.iter().map(|s| s.as_str()).collect::<Vec<_>>();
+        let select = match query {
+            OrderQuery::OfUser {
+                user_id,
+                statuses,
+                limit,
+            } => {
+                let mut select = orders::Entity::find()
+                    .filter(orders::Column::UserId.eq(user_id))
+                    .order_by_desc(orders::Column::CreatedAt)
+                    .order_by_desc(orders::Column::Id)
+                    .limit(limit);
+                if let Some(statuses) = statuses {
+                    select = select.filter(orders::Column::Status.is_in(names(statuses)));
+                }
+                select
+            }
+            OrderQuery::InStates {
+                statuses,
+                account_id,
+            } => {
+                let mut select =
+                    orders::Entity::find().filter(orders::Column::Status.is_in(names(statuses)));
+                if let Some(account_id) = account_id {
+                    select = select.filter(orders::Column::BrokerAccountId.eq(account_id));
+                }
+                select
+            }
+            OrderQuery::RestingPaper => orders::Entity::find()
+                .filter(
+                    orders::Column::Status
+                        .is_in(names(&[OrderStatus::Open, OrderStatus::PartiallyFilled])),
+                )
+                .filter(orders::Column::BrokerOrderId.starts_with(ledger::PAPER_PREFIX)),
+            OrderQuery::IntradaySince(since) => orders::Entity::find()
+                .filter(orders::Column::Product.eq(Product::Intraday.as_str()))
+                .filter(orders::Column::UpdatedAt.gte(since)),
+        };
+        select
+            .all(&self.db)
+            .instrument(db_span(&self.db, "SELECT", "orders"))
+            .await
+    }
+
+    async fn insert_new(&self, order: NewOrder<'_>) -> Result<Inserted, DbErr> {
+        insert_new(&self.db, order).await
+    }
+
+    async fn transition(
+        &self,
+        order: &orders::Model,
+        to: OrderStatus,
+        patch: Patch,
+        ownership: Ownership<'_>,
+    ) -> Result<orders::Model, TransitionError> {
+        transition(&self.db, &self.books, order, to, patch, ownership).await
+    }
+
+    async fn take(
+        &self,
+        order: &orders::Model,
+        owner: &str,
+        until_ms: i64,
+    ) -> Result<Option<orders::Model>, DbErr> {
+        take(&self.db, order, owner, until_ms).await
+    }
+
+    async fn renew(&self, order_id: &str, owner: &str, until_ms: i64) -> Result<bool, DbErr> {
+        renew(&self.db, order_id, owner, until_ms).await
+    }
+}
+
+/// [`OrderStore::find`], on any connection (also inside a transaction).
+async fn find(
+    db: &impl ConnectionTrait,
+    user_id: &str,
+    client_order_id: &str,
+) -> Result<Option<orders::Model>, DbErr> {
+    orders::Entity::find()
+        .filter(orders::Column::UserId.eq(user_id))
+        .filter(orders::Column::ClientOrderId.eq(client_order_id))
+        .one(db)
+        .instrument(db_span(db, "SELECT", "orders"))
+        .await
+}
+
+/// [`OrderStore::insert_new`].
+async fn insert_new(db: &DatabaseConnection, order: NewOrder<'_>) -> Result<Inserted, DbErr> {
+    let NewOrder {
+        order_id,
+        user_id,
+        broker_account_id,
+        request,
+        owner,
+        lease_until_ms,
+    } = order;
+    let now = Utc::now();
+    let row = orders::ActiveModel {
+        id: Set(order_id.to_string()),
+        user_id: Set(user_id.to_string()),
+        broker_account_id: Set(broker_account_id.to_string()),
+        client_order_id: Set(request.client_order_id.clone()),
+        exchange: Set(request.exchange.clone()),
+        symbol: Set(request.symbol.clone()),
+        side: Set(request.side.as_str().to_string()),
+        order_type: Set(request.order_type.as_str().to_string()),
+        quantity: Set(request.quantity),
+        price: Set(request.price),
+        trigger_price: Set(request.trigger_price),
+        product: Set(request.product.as_str().to_string()),
+        status: Set(OrderStatus::Submitted.as_str().to_string()),
+        filled_quantity: Set(0),
+        average_price: Set(None),
+        broker_order_id: Set(None),
+        reject_code: Set(None),
+        reject_reason: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+        lease_owner: Set(Some(owner.to_string())),
+        lease_until_ms: Set(Some(lease_until_ms)),
+    };
+    let inserted = async {
+        let txn = db.begin().await?;
+        let model = row.insert(&txn).await?;
+        let mut new = model.clone();
+        new.status = OrderStatus::New.as_str().to_string();
+        outbox::record_all(&txn, &[(None, &new), (Some(OrderStatus::New), &model)]).await?;
+        txn.commit().await?;
+        Ok::<_, DbErr>(model)
+    }
+    .instrument(db_span(db, "INSERT", "orders"))
+    .await;
+    match inserted {
+        Ok(model) => Ok(Inserted::Created(model)),
+        Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+            find(db, user_id, &request.client_order_id)
+                .await?
+                .map(Inserted::Existing)
+                .ok_or(err)
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// Sets what `patch` changes, both in `update` and in `next` (the row as it will be).
+fn with_patch(
+    mut update: UpdateMany<orders::Entity>,
+    next: &mut orders::Model,
+    patch: Patch,
+) -> UpdateMany<orders::Entity> {
+    if let Some(id) = patch.broker_order_id {
+        update = update.col_expr(orders::Column::BrokerOrderId, Expr::value(id.clone()));
+        next.broker_order_id = Some(id);
+    }
+    if let Some(filled) = patch.filled_quantity {
+        update = update.col_expr(orders::Column::FilledQuantity, Expr::value(filled));
+        next.filled_quantity = filled;
+    }
+    if let Some(price) = patch.average_price {
+        update = update.col_expr(orders::Column::AveragePrice, Expr::value(price));
+        next.average_price = Some(price);
+    }
+    if let Some(quantity) = patch.quantity {
+        update = update.col_expr(orders::Column::Quantity, Expr::value(quantity));
+        next.quantity = quantity;
+    }
+    if let Some(price) = patch.price {
+        update = update.col_expr(orders::Column::Price, Expr::value(price));
+        next.price = Some(price);
+    }
+    if let Some(trigger) = patch.trigger_price {
+        update = update.col_expr(orders::Column::TriggerPrice, Expr::value(trigger));
+        next.trigger_price = Some(trigger);
+    }
+    if let Some(error) = patch.rejection {
+        update = update
+            .col_expr(orders::Column::RejectCode, Expr::value(error.code.as_str()))
+            .col_expr(
+                orders::Column::RejectReason,
+                Expr::value(error.message.clone()),
+            );
+        next.reject_code = Some(error.code.as_str().to_string());
+        next.reject_reason = Some(error.message);
+    }
+    update
+}
+
+/// [`OrderStore::transition`]: the update is a compare-and-set on the current status
+/// (and, for [`Ownership::Held`], on the lease owner), so two workers can never both apply
+/// a transition from the same state; the books ([`ledger::apply`]: a fill moves funds and
+/// positions, an end releases the order's reservation) and the outbox row commit with it.
+async fn transition(
+    db: &DatabaseConnection,
+    books: &ledger::Books,
+    order: &orders::Model,
+    to: OrderStatus,
+    patch: Patch,
+    ownership: Ownership<'_>,
+) -> Result<orders::Model, TransitionError> {
+    let from = status_of(order)?;
+    if !from.can_become(to) {
+        return Err(TransitionError::Illegal { from, to });
+    }
+    let now = Utc::now();
+    let mut update = orders::Entity::update_many()
+        .col_expr(orders::Column::Status, Expr::value(to.as_str()))
+        .col_expr(orders::Column::UpdatedAt, Expr::value(now));
+    let mut next = order.clone();
+    next.status = to.as_str().to_string();
+    next.updated_at = now;
+    let (lease_owner, lease_until_ms) = match ownership {
+        Ownership::Acquire { owner, until_ms } if to.is_in_flight() => {
+            (Some(owner.to_string()), Some(until_ms))
+        }
+        _ => (None, None),
+    };
+    update = update
+        .col_expr(orders::Column::LeaseOwner, Expr::value(lease_owner.clone()))
+        .col_expr(orders::Column::LeaseUntilMs, Expr::value(lease_until_ms));
+    next.lease_owner = lease_owner;
+    next.lease_until_ms = lease_until_ms;
+    let update = with_patch(update, &mut next, patch);
+    let mut update = update
+        .filter(orders::Column::Id.eq(order.id.as_str()))
+        .filter(orders::Column::Status.eq(from.as_str()));
+    if let Ownership::Held(owner) = ownership {
+        update = update.filter(orders::Column::LeaseOwner.eq(owner));
+    }
+    let applied = async {
+        let txn = db.begin().await?;
+        let result = update.exec(&txn).await?;
+        if result.rows_affected != 1 {
+            return Ok(false);
+        }
+        ledger::apply(&txn, books, order, &next).await?;
+        outbox::record(&txn, Some(from), &next).await?;
+        txn.commit().await?;
+        Ok::<_, DbErr>(true)
+    }
+    .instrument(db_span(db, "UPDATE", "orders"))
+    .await?;
+    if applied {
+        Ok(next)
+    } else {
+        Err(TransitionError::Conflict)
+    }
+}
+
+/// [`OrderStore::take`].
+async fn take(
+    db: &impl ConnectionTrait,
+    order: &orders::Model,
+    owner: &str,
+    until_ms: i64,
+) -> Result<Option<orders::Model>, DbErr> {
+    let mut update = orders::Entity::update_many()
+        .col_expr(orders::Column::LeaseOwner, Expr::value(owner))
+        .col_expr(orders::Column::LeaseUntilMs, Expr::value(until_ms))
+        .filter(orders::Column::Id.eq(order.id.as_str()))
+        .filter(orders::Column::Status.eq(order.status.as_str()));
+    update = match &order.lease_owner {
+        Some(previous) => update.filter(orders::Column::LeaseOwner.eq(previous.as_str())),
+        None => update.filter(orders::Column::LeaseOwner.is_null()),
+    };
+    update = match order.lease_until_ms {
+        Some(previous) => update.filter(orders::Column::LeaseUntilMs.eq(previous)),
+        None => update.filter(orders::Column::LeaseUntilMs.is_null()),
+    };
+    let result = update
+        .exec(db)
+        .instrument(db_span(db, "UPDATE", "orders"))
+        .await?;
+    Ok((result.rows_affected == 1).then(|| {
+        let mut taken = order.clone();
+        taken.lease_owner = Some(owner.to_string());
+        taken.lease_until_ms = Some(until_ms);
+        taken
+    }))
+}
+
+/// [`OrderStore::renew`].
+async fn renew(
+    db: &impl ConnectionTrait,
+    order_id: &str,
+    owner: &str,
+    until_ms: i64,
+) -> Result<bool, DbErr> {
+    let result = orders::Entity::update_many()
+        .col_expr(orders::Column::LeaseUntilMs, Expr::value(until_ms))
+        .filter(orders::Column::Id.eq(order_id))
+        .filter(orders::Column::LeaseOwner.eq(owner))
+        .exec(db)
+        .instrument(db_span(db, "UPDATE", "orders"))
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use pinnacle_common::model::{OrderRequest, OrderType, Side};
+
+    use super::*;
+    use crate::engine::fixtures::database_with_account;
+
+    async fn store() -> SqlOrderStore {
+        SqlOrderStore::new(database_with_account().await, ledger::Books::new(1_000_000))
+    }
+
+    fn request(client_order_id: &str, product: Product) -> OrderRequest {
+        OrderRequest {
+            client_order_id: client_order_id.into(),
+            exchange: "NSE".into(),
+            symbol: "SBIN-EQ".into(),
+            side: Side::Buy,
+            order_type: OrderType::Limit,
+            quantity: 1,
+            price: Some(100),
+            trigger_price: None,
+            product,
+            account: None,
+        }
+    }
+
+    async fn insert(store: &SqlOrderStore, id: &str, request: &OrderRequest) -> Inserted {
+        let new = NewOrder {
+            order_id: id,
+            user_id: "u1",
+            broker_account_id: "id-paper",
+            request,
+            owner: "w-1",
+            lease_until_ms: i64::MAX,
+        };
+        store.insert_new(new).await.expect("insert")
+    }
+
+    #[tokio::test]
+    async fn the_first_insert_of_a_client_order_id_wins_and_others_read_it_back() {
+        let store = store().await;
+        let first = request("c1", Product::Delivery);
+        let Inserted::Created(created) = insert(&store, "o1", &first).await else {
+            panic!("a new order")
+        };
+        assert_eq!(created.status, "SUBMITTED");
+        assert_eq!(created.lease_owner.as_deref(), Some("w-1"));
+        let Inserted::Existing(existing) = insert(&store, "o2", &first).await else {
+            panic!("the same client order id again")
+        };
+        assert_eq!(existing.id, "o1");
+        assert!(store.get("o2").await.expect("get").is_none());
+        let found = store.find("u1", "c1").await.expect("find").expect("stored");
+        assert_eq!(found.id, "o1");
+    }
+
+    #[tokio::test]
+    async fn only_the_lease_holder_settles_and_a_stale_view_loses() {
+        let store = store().await;
+        let Inserted::Created(order) =
+            insert(&store, "o1", &request("c1", Product::Delivery)).await
+        else {
+            panic!("a new order")
+        };
+        let open = |id: &str| Patch {
+            broker_order_id: Some(id.into()),
+            ..Patch::default()
+        };
+        let stranger = store
+            .transition(
+                &order,
+                OrderStatus::Open,
+                open("b1"),
+                Ownership::Held("w-2"),
+            )
+            .await;
+        assert!(
+            matches!(stranger, Err(TransitionError::Conflict)),
+            "{stranger:?}"
+        );
+        let opened = store
+            .transition(
+                &order,
+                OrderStatus::Open,
+                open("b1"),
+                Ownership::Held("w-1"),
+            )
+            .await
+            .expect("the holder");
+        assert_eq!(
+            opened.lease_owner, None,
+            "leaving flight releases the lease"
+        );
+        let again = store
+            .transition(
+                &order,
+                OrderStatus::Rejected,
+                Patch::default(),
+                Ownership::Any,
+            )
+            .await;
+        assert!(matches!(again, Err(TransitionError::Conflict)), "{again:?}");
+        let found = store.at_broker("id-paper", "b1").await.expect("read");
+        assert_eq!(found.map(|o| o.status), Some("OPEN".to_string()));
+        let illegal = store
+            .transition(
+                &opened,
+                OrderStatus::Submitted,
+                Patch::default(),
+                Ownership::Any,
+            )
+            .await;
+        assert!(
+            matches!(illegal, Err(TransitionError::Illegal { .. })),
+            "{illegal:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn of_two_reconcilers_with_the_same_view_one_takes_the_order() {
+        let store = store().await;
+        let Inserted::Created(order) =
+            insert(&store, "o1", &request("c1", Product::Delivery)).await
+        else {
+            panic!("a new order")
+        };
+        let taken = store.take(&order, "w-2", 5).await.expect("take");
+        assert_eq!(taken.and_then(|o| o.lease_owner).as_deref(), Some("w-2"));
+        assert!(store.take(&order, "w-3", 5).await.expect("take").is_none());
+        assert!(
+            !store.renew("o1", "w-1", 10).await.expect("renew"),
+            "w-1 lost it"
+        );
+        assert!(store.renew("o1", "w-2", 10).await.expect("renew"));
+    }
+
+    #[tokio::test]
+    async fn each_query_selects_what_it_names() {
+        let store = store().await;
+        for (id, product) in [
+            ("o1", Product::Delivery),
+            ("o2", Product::Intraday),
+            ("o3", Product::Intraday),
+        ] {
+            insert(&store, id, &request(&format!("c-{id}"), product)).await;
+        }
+        let o3 = store.get("o3").await.expect("get").expect("o3");
+        let paper = Patch {
+            broker_order_id: Some(format!("{}o3", ledger::PAPER_PREFIX)),
+            ..Patch::default()
+        };
+        store
+            .transition(&o3, OrderStatus::Open, paper, Ownership::Held("w-1"))
+            .await
+            .expect("open");
+        let ids = |rows: Vec<orders::Model>| {
+            let mut ids: Vec<String> = rows.into_iter().map(|o| o.id).collect();
+            ids.sort();
+            ids
+        };
+        let all = store
+            .list(OrderQuery::OfUser {
+                user_id: "u1",
+                statuses: None,
+                limit: 2,
+            })
+            .await
+            .expect("list");
+        assert_eq!(all.len(), 2, "the limit");
+        let open = store
+            .list(OrderQuery::OfUser {
+                user_id: "u1",
+                statuses: Some(&[OrderStatus::Open]),
+                limit: 10,
+            })
+            .await
+            .expect("list");
+        assert_eq!(ids(open), ["o3"]);
+        let unsettled = OrderQuery::InStates {
+            statuses: &[OrderStatus::Submitted],
+            account_id: Some("id-paper"),
+        };
+        assert_eq!(
+            ids(store.list(unsettled).await.expect("list")),
+            ["o1", "o2"]
+        );
+        let elsewhere = OrderQuery::InStates {
+            statuses: &[OrderStatus::Submitted],
+            account_id: Some("id-other"),
+        };
+        assert!(store.list(elsewhere).await.expect("list").is_empty());
+        let resting = store.list(OrderQuery::RestingPaper).await.expect("list");
+        assert_eq!(ids(resting), ["o3"]);
+        let hour_ago = Utc::now() - chrono::Duration::hours(1);
+        let intraday = store
+            .list(OrderQuery::IntradaySince(hour_ago))
+            .await
+            .expect("list");
+        assert_eq!(ids(intraday), ["o2", "o3"]);
+        let later = Utc::now() + chrono::Duration::hours(1);
+        let none = store
+            .list(OrderQuery::IntradaySince(later))
+            .await
+            .expect("list");
+        assert!(none.is_empty());
+    }
+}
