@@ -1,5 +1,5 @@
 //! The order store port ([`OrderStore`]): where orders live, and the promises every
-//! implementation keeps. [`sql::SqlOrderStore`] keeps them in the database through SeaORM.
+//! implementation keeps. [`SqlOrderStore`] keeps them in the database through SeaORM.
 //!
 //! - **Idempotency.** The `(user_id, client_order_id)` unique key is the guard: whichever
 //!   worker inserts first owns the order; every other attempt reads it back
@@ -14,7 +14,7 @@
 //!   reconciliation [takes](OrderStore::take) one only once the lease has expired (see
 //!   [`super::lease`]).
 
-pub mod sql;
+mod sql;
 
 use std::fmt::Debug;
 

@@ -141,7 +141,7 @@ impl OrderStore for SqlOrderStore {
     }
 }
 
-/// [`OrderStore::find`], on any connection (also inside a transaction).
+/// [`OrderStore::find`].
 async fn find(
     db: &impl ConnectionTrait,
     user_id: &str,
