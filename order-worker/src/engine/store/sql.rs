@@ -14,11 +14,10 @@ use sea_orm::{
 };
 use tracing::Instrument as _;
 
-use super::super::ledger;
-use super::super::outbox;
-use super::{
-    status_of, Inserted, NewOrder, OrderQuery, OrderStore, Ownership, Patch, TransitionError,
-};
+use super::port::{Inserted, NewOrder, OrderQuery, OrderStore, Ownership, Patch, TransitionError};
+use crate::engine::ledger;
+use crate::engine::outbox;
+use crate::engine::row::status_of;
 
 /// Orders in `db`, with the paper `books` they change in the same transactions.
 #[derive(Debug, Clone)]
