@@ -179,8 +179,8 @@ impl RateLimiter {
     /// [`Self::acquire`], ahead of the request itself: the send is counted now and the
     /// returned [`Slot`] lets the request go without queueing again. A caller that must
     /// not store anything the limiter could still refuse (an order) takes its slot first.
-    /// A slot that is never used, or used after [`SLOT_FRESH`], only wastes its place in
-    /// the window.
+    /// A slot that is never used only wastes its place in the window; one used after
+    /// [`SLOT_FRESH`] has its send moved to when it goes ([`Self::renew`]).
     pub async fn reserve(&self, client_code: &str, bucket: Bucket) -> Result<Slot, SmartApiError> {
         let stamp = self
             .acquire_within(client_code, bucket, self.max_wait)
