@@ -1,7 +1,5 @@
 //! [`OrderStore`] in the database, through SeaORM: SQLite or PostgreSQL.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use chrono::Utc;
 use pinnacle_common::db::span as db_span;
@@ -9,8 +7,8 @@ use pinnacle_common::entities::orders;
 use pinnacle_common::model::{OrderStatus, Product};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set, SqlErr, TransactionTrait, UpdateMany,
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, SqlErr, TransactionTrait, UpdateMany,
 };
 use tracing::Instrument as _;
 
@@ -23,16 +21,13 @@ use crate::engine::row::status_of;
 #[derive(Debug, Clone)]
 pub struct SqlOrderStore {
     db: DatabaseConnection,
-    books: Arc<ledger::Books>,
+    books: ledger::Books,
 }
 
 impl SqlOrderStore {
     /// The store over `db`, changing `books` with each paper order's fills and end.
     pub fn new(db: DatabaseConnection, books: ledger::Books) -> Self {
-        Self {
-            db,
-            books: Arc::new(books),
-        }
+        Self { db, books }
     }
 }
 
@@ -43,7 +38,12 @@ impl OrderStore for SqlOrderStore {
         user_id: &str,
         client_order_id: &str,
     ) -> Result<Option<orders::Model>, DbErr> {
-        find(&self.db, user_id, client_order_id).await
+        orders::Entity::find()
+            .filter(orders::Column::UserId.eq(user_id))
+            .filter(orders::Column::ClientOrderId.eq(client_order_id))
+            .one(&self.db)
+            .instrument(db_span(&self.db, "SELECT", "orders"))
+            .await
     }
 
     async fn get(&self, order_id: &str) -> Result<Option<orders::Model>, DbErr> {
@@ -113,7 +113,59 @@ impl OrderStore for SqlOrderStore {
     }
 
     async fn insert_new(&self, order: NewOrder<'_>) -> Result<Inserted, DbErr> {
-        insert_new(&self.db, order).await
+        let NewOrder {
+            order_id,
+            user_id,
+            broker_account_id,
+            request,
+            owner,
+            lease_until_ms,
+        } = order;
+        let now = Utc::now();
+        let row = orders::ActiveModel {
+            id: Set(order_id.to_string()),
+            user_id: Set(user_id.to_string()),
+            broker_account_id: Set(broker_account_id.to_string()),
+            client_order_id: Set(request.client_order_id.clone()),
+            exchange: Set(request.exchange.clone()),
+            symbol: Set(request.symbol.clone()),
+            side: Set(request.side.as_str().to_string()),
+            order_type: Set(request.order_type.as_str().to_string()),
+            quantity: Set(request.quantity),
+            price: Set(request.price),
+            trigger_price: Set(request.trigger_price),
+            product: Set(request.product.as_str().to_string()),
+            status: Set(OrderStatus::Submitted.as_str().to_string()),
+            filled_quantity: Set(0),
+            average_price: Set(None),
+            broker_order_id: Set(None),
+            reject_code: Set(None),
+            reject_reason: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+            lease_owner: Set(Some(owner.to_string())),
+            lease_until_ms: Set(Some(lease_until_ms)),
+        };
+        let inserted = async {
+            let txn = self.db.begin().await?;
+            let model = row.insert(&txn).await?;
+            let mut new = model.clone();
+            new.status = OrderStatus::New.as_str().to_string();
+            outbox::record_all(&txn, &[(None, &new), (Some(OrderStatus::New), &model)]).await?;
+            txn.commit().await?;
+            Ok::<_, DbErr>(model)
+        }
+        .instrument(db_span(&self.db, "INSERT", "orders"))
+        .await;
+        match inserted {
+            Ok(model) => Ok(Inserted::Created(model)),
+            Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => self
+                .find(user_id, &request.client_order_id)
+                .await?
+                .map(Inserted::Existing)
+                .ok_or(err),
+            Err(err) => Err(err),
+        }
     }
 
     async fn transition(
@@ -123,7 +175,57 @@ impl OrderStore for SqlOrderStore {
         patch: Patch,
         ownership: Ownership<'_>,
     ) -> Result<orders::Model, TransitionError> {
-        transition(&self.db, &self.books, order, to, patch, ownership).await
+        // A compare-and-set on the current status (and, for `Ownership::Held`, on the lease
+        // owner), so two workers can never both apply a transition from the same state; the
+        // books (`ledger::apply`: a fill moves funds and positions, an end releases the
+        // order's reservation) and the outbox row commit with it.
+        let from = status_of(order)?;
+        if !from.can_become(to) {
+            return Err(TransitionError::Illegal { from, to });
+        }
+        let now = Utc::now();
+        let mut update = orders::Entity::update_many()
+            .col_expr(orders::Column::Status, Expr::value(to.as_str()))
+            .col_expr(orders::Column::UpdatedAt, Expr::value(now));
+        let mut next = order.clone();
+        next.status = to.as_str().to_string();
+        next.updated_at = now;
+        let (lease_owner, lease_until_ms) = match ownership {
+            Ownership::Acquire { owner, until_ms } if to.is_in_flight() => {
+                (Some(owner.to_string()), Some(until_ms))
+            }
+            _ => (None, None),
+        };
+        update = update
+            .col_expr(orders::Column::LeaseOwner, Expr::value(lease_owner.clone()))
+            .col_expr(orders::Column::LeaseUntilMs, Expr::value(lease_until_ms));
+        next.lease_owner = lease_owner;
+        next.lease_until_ms = lease_until_ms;
+        let update = with_patch(update, &mut next, patch);
+        let mut update = update
+            .filter(orders::Column::Id.eq(order.id.as_str()))
+            .filter(orders::Column::Status.eq(from.as_str()));
+        if let Ownership::Held(owner) = ownership {
+            update = update.filter(orders::Column::LeaseOwner.eq(owner));
+        }
+        let applied = async {
+            let txn = self.db.begin().await?;
+            let result = update.exec(&txn).await?;
+            if result.rows_affected != 1 {
+                return Ok(false);
+            }
+            ledger::apply(&txn, &self.books, order, &next).await?;
+            outbox::record(&txn, Some(from), &next).await?;
+            txn.commit().await?;
+            Ok::<_, DbErr>(true)
+        }
+        .instrument(db_span(&self.db, "UPDATE", "orders"))
+        .await?;
+        if applied {
+            Ok(next)
+        } else {
+            Err(TransitionError::Conflict)
+        }
     }
 
     async fn take(
@@ -132,83 +234,40 @@ impl OrderStore for SqlOrderStore {
         owner: &str,
         until_ms: i64,
     ) -> Result<Option<orders::Model>, DbErr> {
-        take(&self.db, order, owner, until_ms).await
+        let mut update = orders::Entity::update_many()
+            .col_expr(orders::Column::LeaseOwner, Expr::value(owner))
+            .col_expr(orders::Column::LeaseUntilMs, Expr::value(until_ms))
+            .filter(orders::Column::Id.eq(order.id.as_str()))
+            .filter(orders::Column::Status.eq(order.status.as_str()));
+        update = match &order.lease_owner {
+            Some(previous) => update.filter(orders::Column::LeaseOwner.eq(previous.as_str())),
+            None => update.filter(orders::Column::LeaseOwner.is_null()),
+        };
+        update = match order.lease_until_ms {
+            Some(previous) => update.filter(orders::Column::LeaseUntilMs.eq(previous)),
+            None => update.filter(orders::Column::LeaseUntilMs.is_null()),
+        };
+        let result = update
+            .exec(&self.db)
+            .instrument(db_span(&self.db, "UPDATE", "orders"))
+            .await?;
+        Ok((result.rows_affected == 1).then(|| {
+            let mut taken = order.clone();
+            taken.lease_owner = Some(owner.to_string());
+            taken.lease_until_ms = Some(until_ms);
+            taken
+        }))
     }
 
     async fn renew(&self, order_id: &str, owner: &str, until_ms: i64) -> Result<bool, DbErr> {
-        renew(&self.db, order_id, owner, until_ms).await
-    }
-}
-
-/// [`OrderStore::find`].
-async fn find(
-    db: &impl ConnectionTrait,
-    user_id: &str,
-    client_order_id: &str,
-) -> Result<Option<orders::Model>, DbErr> {
-    orders::Entity::find()
-        .filter(orders::Column::UserId.eq(user_id))
-        .filter(orders::Column::ClientOrderId.eq(client_order_id))
-        .one(db)
-        .instrument(db_span(db, "SELECT", "orders"))
-        .await
-}
-
-/// [`OrderStore::insert_new`].
-async fn insert_new(db: &DatabaseConnection, order: NewOrder<'_>) -> Result<Inserted, DbErr> {
-    let NewOrder {
-        order_id,
-        user_id,
-        broker_account_id,
-        request,
-        owner,
-        lease_until_ms,
-    } = order;
-    let now = Utc::now();
-    let row = orders::ActiveModel {
-        id: Set(order_id.to_string()),
-        user_id: Set(user_id.to_string()),
-        broker_account_id: Set(broker_account_id.to_string()),
-        client_order_id: Set(request.client_order_id.clone()),
-        exchange: Set(request.exchange.clone()),
-        symbol: Set(request.symbol.clone()),
-        side: Set(request.side.as_str().to_string()),
-        order_type: Set(request.order_type.as_str().to_string()),
-        quantity: Set(request.quantity),
-        price: Set(request.price),
-        trigger_price: Set(request.trigger_price),
-        product: Set(request.product.as_str().to_string()),
-        status: Set(OrderStatus::Submitted.as_str().to_string()),
-        filled_quantity: Set(0),
-        average_price: Set(None),
-        broker_order_id: Set(None),
-        reject_code: Set(None),
-        reject_reason: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-        lease_owner: Set(Some(owner.to_string())),
-        lease_until_ms: Set(Some(lease_until_ms)),
-    };
-    let inserted = async {
-        let txn = db.begin().await?;
-        let model = row.insert(&txn).await?;
-        let mut new = model.clone();
-        new.status = OrderStatus::New.as_str().to_string();
-        outbox::record_all(&txn, &[(None, &new), (Some(OrderStatus::New), &model)]).await?;
-        txn.commit().await?;
-        Ok::<_, DbErr>(model)
-    }
-    .instrument(db_span(db, "INSERT", "orders"))
-    .await;
-    match inserted {
-        Ok(model) => Ok(Inserted::Created(model)),
-        Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
-            find(db, user_id, &request.client_order_id)
-                .await?
-                .map(Inserted::Existing)
-                .ok_or(err)
-        }
-        Err(err) => Err(err),
+        let result = orders::Entity::update_many()
+            .col_expr(orders::Column::LeaseUntilMs, Expr::value(until_ms))
+            .filter(orders::Column::Id.eq(order_id))
+            .filter(orders::Column::LeaseOwner.eq(owner))
+            .exec(&self.db)
+            .instrument(db_span(&self.db, "UPDATE", "orders"))
+            .await?;
+        Ok(result.rows_affected == 1)
     }
 }
 
@@ -253,116 +312,6 @@ fn with_patch(
         next.reject_reason = Some(error.message);
     }
     update
-}
-
-/// [`OrderStore::transition`]: the update is a compare-and-set on the current status
-/// (and, for [`Ownership::Held`], on the lease owner), so two workers can never both apply
-/// a transition from the same state; the books ([`ledger::apply`]: a fill moves funds and
-/// positions, an end releases the order's reservation) and the outbox row commit with it.
-async fn transition(
-    db: &DatabaseConnection,
-    books: &ledger::Books,
-    order: &orders::Model,
-    to: OrderStatus,
-    patch: Patch,
-    ownership: Ownership<'_>,
-) -> Result<orders::Model, TransitionError> {
-    let from = status_of(order)?;
-    if !from.can_become(to) {
-        return Err(TransitionError::Illegal { from, to });
-    }
-    let now = Utc::now();
-    let mut update = orders::Entity::update_many()
-        .col_expr(orders::Column::Status, Expr::value(to.as_str()))
-        .col_expr(orders::Column::UpdatedAt, Expr::value(now));
-    let mut next = order.clone();
-    next.status = to.as_str().to_string();
-    next.updated_at = now;
-    let (lease_owner, lease_until_ms) = match ownership {
-        Ownership::Acquire { owner, until_ms } if to.is_in_flight() => {
-            (Some(owner.to_string()), Some(until_ms))
-        }
-        _ => (None, None),
-    };
-    update = update
-        .col_expr(orders::Column::LeaseOwner, Expr::value(lease_owner.clone()))
-        .col_expr(orders::Column::LeaseUntilMs, Expr::value(lease_until_ms));
-    next.lease_owner = lease_owner;
-    next.lease_until_ms = lease_until_ms;
-    let update = with_patch(update, &mut next, patch);
-    let mut update = update
-        .filter(orders::Column::Id.eq(order.id.as_str()))
-        .filter(orders::Column::Status.eq(from.as_str()));
-    if let Ownership::Held(owner) = ownership {
-        update = update.filter(orders::Column::LeaseOwner.eq(owner));
-    }
-    let applied = async {
-        let txn = db.begin().await?;
-        let result = update.exec(&txn).await?;
-        if result.rows_affected != 1 {
-            return Ok(false);
-        }
-        ledger::apply(&txn, books, order, &next).await?;
-        outbox::record(&txn, Some(from), &next).await?;
-        txn.commit().await?;
-        Ok::<_, DbErr>(true)
-    }
-    .instrument(db_span(db, "UPDATE", "orders"))
-    .await?;
-    if applied {
-        Ok(next)
-    } else {
-        Err(TransitionError::Conflict)
-    }
-}
-
-/// [`OrderStore::take`].
-async fn take(
-    db: &impl ConnectionTrait,
-    order: &orders::Model,
-    owner: &str,
-    until_ms: i64,
-) -> Result<Option<orders::Model>, DbErr> {
-    let mut update = orders::Entity::update_many()
-        .col_expr(orders::Column::LeaseOwner, Expr::value(owner))
-        .col_expr(orders::Column::LeaseUntilMs, Expr::value(until_ms))
-        .filter(orders::Column::Id.eq(order.id.as_str()))
-        .filter(orders::Column::Status.eq(order.status.as_str()));
-    update = match &order.lease_owner {
-        Some(previous) => update.filter(orders::Column::LeaseOwner.eq(previous.as_str())),
-        None => update.filter(orders::Column::LeaseOwner.is_null()),
-    };
-    update = match order.lease_until_ms {
-        Some(previous) => update.filter(orders::Column::LeaseUntilMs.eq(previous)),
-        None => update.filter(orders::Column::LeaseUntilMs.is_null()),
-    };
-    let result = update
-        .exec(db)
-        .instrument(db_span(db, "UPDATE", "orders"))
-        .await?;
-    Ok((result.rows_affected == 1).then(|| {
-        let mut taken = order.clone();
-        taken.lease_owner = Some(owner.to_string());
-        taken.lease_until_ms = Some(until_ms);
-        taken
-    }))
-}
-
-/// [`OrderStore::renew`].
-async fn renew(
-    db: &impl ConnectionTrait,
-    order_id: &str,
-    owner: &str,
-    until_ms: i64,
-) -> Result<bool, DbErr> {
-    let result = orders::Entity::update_many()
-        .col_expr(orders::Column::LeaseUntilMs, Expr::value(until_ms))
-        .filter(orders::Column::Id.eq(order_id))
-        .filter(orders::Column::LeaseOwner.eq(owner))
-        .exec(db)
-        .instrument(db_span(db, "UPDATE", "orders"))
-        .await?;
-    Ok(result.rows_affected == 1)
 }
 
 #[cfg(test)]
