@@ -331,14 +331,13 @@ impl RateLimiter {
             return moved_locally;
         };
         let moved = shared.restamp(&slot.client_code, slot.bucket, from);
-        match tokio::time::timeout(STORE_TIMEOUT, moved).await {
-            Ok(Ok(moved)) => moved.is_some(),
-            Ok(Err(error)) => {
+        match tokio::time::timeout(STORE_TIMEOUT, moved)
+            .await
+            .unwrap_or(Err(shared::RateStoreError::TimedOut(STORE_TIMEOUT)))
+        {
+            Ok(moved) => moved.is_some(),
+            Err(error) => {
                 self.store_failed(&error);
-                false
-            }
-            Err(_) => {
-                self.store_failed(&shared::RateStoreError::TimedOut(STORE_TIMEOUT));
                 false
             }
         }
