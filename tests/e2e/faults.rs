@@ -21,6 +21,7 @@ use pinnacle_cli::nats_server::{find_binary, NatsServer};
 use pinnacle_common::audit::orders::{orders_without_audit, Access, OrderRef};
 use pinnacle_common::codec::Encoding;
 use pinnacle_common::entities::{order_outbox, orders};
+use pinnacle_common::error::ErrorCode;
 use pinnacle_common::model::{AuditOutcome, OrderReply, OrderStatus, Reply};
 use pinnacle_common::subjects::{self, headers};
 use pinnacle_tests::cluster::{self, TestCluster};
@@ -246,17 +247,10 @@ struct Acked {
 type Ledger = Arc<tokio::sync::Mutex<HashMap<String, Acked>>>;
 
 /// Codes a client retries with the same client order id: every refusal PROTOCOL.md says
-/// leaves no trace, and `INTERNAL`, which this suite provokes (a database outage).
-fn retryable(code: &str) -> bool {
-    matches!(
-        code,
-        "PRICE_UNAVAILABLE"
-            | "AUDIT_UNAVAILABLE"
-            | "BROKER_UNAVAILABLE"
-            | "INTERNAL"
-            | "RATE_LIMITED"
-            | "DEADLINE_EXCEEDED"
-    )
+/// leaves no trace ([`ErrorCode::is_retryable`]), and `INTERNAL`, which this suite
+/// provokes (a database outage).
+fn retryable(code: ErrorCode) -> bool {
+    code.is_retryable() || code == ErrorCode::Internal
 }
 
 /// One load: clients placing market orders, each retried by its client order id until it
@@ -362,7 +356,7 @@ impl Load {
                         status: order.status,
                         code: None,
                     },
-                    (None, Some(error)) if retryable(error.code.as_str()) => {
+                    (None, Some(error)) if retryable(error.code) => {
                         self.refused.lock().expect("lock").push(Instant::now());
                         tokio::time::sleep(Duration::from_millis(200)).await;
                         continue;
