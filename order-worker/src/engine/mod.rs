@@ -16,14 +16,14 @@
 //! The [`Engine`] owns, in fields visible only inside this module: the order store, the
 //! database (accounts, risk limits, the rate counter), the vault, the audit sink, the
 //! credential generation register, the brokers, the settings and the account and limits
-//! cache. Its ports are [`OrderStore`] (implemented by [`SqlOrderStore`]: orders, their
-//! leases, their events in the outbox and the paper books they move, in one transaction
-//! per change), the [`Broker`](pinnacle_common::broker::Broker) trait, [`AuditSink`]
-//! (implemented by `pinnacle_common::audit::AuditLog`), [`CredentialVault`] (implemented
-//! by the master-key ring, `pinnacle_common::crypto::Vault`) and [`Generations`]
-//! (implemented by the generation register, `pinnacle_common::keystore::Register`).
-//! Everything outside uses the methods of the one `impl Engine` below and the few types
-//! re-exported here.
+//! cache. Its ports are [`store::OrderStore`] (implemented by [`store::SqlOrderStore`]:
+//! orders, their leases, their events in the outbox and the paper books they move, in one
+//! transaction per change), the [`Broker`](pinnacle_common::broker::Broker) trait,
+//! [`AuditSink`] (implemented by `pinnacle_common::audit::AuditLog`), [`CredentialVault`]
+//! (implemented by the master-key ring, `pinnacle_common::crypto::Vault`) and
+//! [`Generations`] (implemented by the generation register,
+//! `pinnacle_common::keystore::Register`). Everything outside uses the methods of the one
+//! `impl Engine` below and the few types re-exported here.
 //!
 //! # Where things happen (one hop each)
 //! - **An order is placed** in [`place`]: [`Engine::submit`] is the one pipeline, for a
@@ -34,8 +34,8 @@
 //!   credential access, from [`credentials`] only. (Outside the engine, the Angel One
 //!   session store, `crate::angel::store`, audits its own session writes.)
 //! - **A state change and its event** are one transaction in [`store`]
-//!   ([`OrderStore::transition`], [`OrderStore::insert_new`]; in SQL, `store/sql.rs`),
-//!   writing the outbox row through [`outbox`].
+//!   ([`store::OrderStore::transition`], [`store::OrderStore::insert_new`]; in SQL,
+//!   `store/sql.rs`), writing the outbox row through [`outbox`].
 //!
 //! # Layout (lower layers first; no file imports a higher one)
 //! - [`errors`], [`row`]: error replies; reading a stored order row.
@@ -92,6 +92,8 @@ use pinnacle_common::model::{
 use pinnacle_common::shutdown::Shutdown;
 use sea_orm::DbErr;
 
+use self::store::OrderQuery;
+
 pub use self::audit::AuditSink;
 pub use self::cache::{Announcements, CACHE_ENTRIES, CACHE_TTL};
 pub use self::core::Engine;
@@ -101,7 +103,7 @@ pub use self::outbox::Nudge;
 pub use self::place::{Caller, RiskChecks};
 pub use self::query::{DEFAULT_LIST, MAX_LIST};
 pub use self::row::CorruptOrder;
-pub use self::store::{OrderQuery, OrderStore, Ownership, Patch, SqlOrderStore};
+pub use self::store::{Ownership, Patch};
 pub use self::vault::CredentialVault;
 
 /// The public API: what the NATS shell, the followers, the tools and the tests call.
