@@ -183,14 +183,17 @@ async fn count_backlog(db: &DatabaseConnection) {
     }
 }
 
-/// Publishes batches until the outbox has no unclaimed head left.
+/// Publishes batches until the outbox has no unclaimed head left: a batch of fewer than
+/// [`BATCH`] orders took every free head there was, and rows committed since then rang the
+/// [`Nudge`] (or are another process's, found by the next poll), so it is the last.
 async fn relay_all(
     js: &jetstream::Context,
     db: &DatabaseConnection,
     instance: &str,
 ) -> Result<(), EventsError> {
     loop {
-        let batch = claim(db, instance).await.map_err(EventsError::Claim)?;
+        let claimed = claim(db, instance).await.map_err(EventsError::Claim)?;
+        let batch = claimed.rows;
         if batch.is_empty() {
             return Ok(());
         }
@@ -211,6 +214,9 @@ async fn relay_all(
         }))
         .await;
         settle(db, &batch, published.into_iter().flatten()).await?;
+        if claimed.heads < BATCH {
+            return Ok(());
+        }
     }
 }
 

@@ -16,8 +16,8 @@ use pinnacle_common::subjects;
 use pinnacle_common::telemetry;
 use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    Set,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, FromQueryResult,
+    QueryFilter, Set,
 };
 use tokio::sync::Notify;
 
@@ -95,40 +95,51 @@ pub const CLAIM: Duration = Duration::from_secs(15);
 /// Claims up to [`BATCH`] orders' events for this relay: first each order's head (its
 /// oldest row) that nobody else holds ([`claim_heads`]), then every other free row of the
 /// orders whose head it now holds. No other relay can take those: they are not heads, and
-/// their head is held. Returns the claimed rows, oldest first.
-pub(crate) async fn claim(
-    db: &DatabaseConnection,
-    instance: &str,
-) -> Result<Vec<order_outbox::Model>, DbErr> {
+/// their head is held. Returns the claimed rows, oldest first, and how many orders they
+/// belong to; fewer than [`BATCH`] orders means no free head was left behind.
+///
+/// Two statements: the second claims the followers and returns every row under the
+/// claim (the heads too) with `RETURNING`, instead of a third that reads them back.
+pub(crate) async fn claim(db: &DatabaseConnection, instance: &str) -> Result<Claimed, DbErr> {
     use order_outbox::Column as C;
     let token = format!("{instance}/{}", uuid::Uuid::now_v7().simple());
-    if !claim_heads(db, &token).await? {
-        return Ok(Vec::new());
+    let heads = claim_heads(db, &token).await?;
+    if heads == 0 {
+        return Ok(Claimed::default());
     }
     let held = Query::select()
         .column(C::OrderId)
         .from(order_outbox::Entity)
         .and_where(Expr::col(C::ClaimedBy).eq(token.as_str()))
         .to_owned();
-    let followers = Query::update()
+    let ours = Expr::col(C::ClaimedBy).eq(token.as_str());
+    let all = Query::update()
         .table(order_outbox::Entity)
         .value(C::ClaimedBy, token.clone())
         .value(C::ClaimedUntilMs, row::now_ms() + CLAIM.as_millis() as i64)
         .and_where(Expr::col(C::OrderId).in_subquery(held))
-        .and_where(unclaimed(row::now_ms()))
+        .and_where(ours.or(unclaimed(row::now_ms())))
+        .returning_all()
         .to_owned();
-    db.execute(db.get_database_backend().build(&followers))
-        .await?;
-    order_outbox::Entity::find()
-        .filter(C::ClaimedBy.eq(token))
-        .order_by_asc(C::Id)
+    let mut rows = order_outbox::Model::find_by_statement(db.get_database_backend().build(&all))
         .all(db)
-        .await
+        .await?;
+    rows.sort_unstable_by_key(|row| row.id);
+    Ok(Claimed { rows, heads })
+}
+
+/// What [`claim`] took.
+#[derive(Debug, Default)]
+pub(crate) struct Claimed {
+    /// The claimed rows, oldest first.
+    pub rows: Vec<order_outbox::Model>,
+    /// How many orders' heads were claimed (at most [`BATCH`]).
+    pub heads: u64,
 }
 
 /// Claims, under `token`, up to [`BATCH`] heads (the oldest row of each order) that nobody
-/// else holds; `false` when there were none.
-async fn claim_heads(db: &DatabaseConnection, token: &str) -> Result<bool, DbErr> {
+/// else holds; returns how many.
+async fn claim_heads(db: &DatabaseConnection, token: &str) -> Result<u64, DbErr> {
     use order_outbox::Column as C;
     let now = row::now_ms();
     let free = || unclaimed(now);
@@ -165,7 +176,7 @@ async fn claim_heads(db: &DatabaseConnection, token: &str) -> Result<bool, DbErr
         .and_where(free())
         .to_owned();
     let claimed = db.execute(db.get_database_backend().build(&update)).await?;
-    Ok(claimed.rows_affected() > 0)
+    Ok(claimed.rows_affected())
 }
 
 /// Rows nobody holds at `now_ms`: never claimed, released, or their claim has expired.
