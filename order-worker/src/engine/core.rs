@@ -28,6 +28,12 @@ use super::outbox::Nudge;
 use super::store::{self, OrderStore, Ownership, Patch, SqlOrderStore, TransitionError};
 use super::vault::CredentialVault;
 
+/// How long a broker call runs before the events committed ahead of it are announced to
+/// the relay ([`Engine::call_broker`]). A paper answer comes well within it, so an order's
+/// `NEW`, `SUBMITTED` and `FILLED` go out in one relay round; a trader watching a slow
+/// broker sees `SUBMITTED` this much later at most.
+pub const ANNOUNCE_AFTER: Duration = Duration::from_millis(20);
+
 /// The order engine: every order of this process is placed, changed, settled and read
 /// through one of these. It knows no transport (see [`crate::engine`]).
 #[derive(Debug)]
@@ -123,6 +129,21 @@ impl Engine {
             .map_err(transition_error)
     }
 
+    /// [`Self::advance`] for the step just before a broker call (`PENDING_MODIFY`,
+    /// `PENDING_CANCEL`), without ringing the relay: [`Self::call_broker`] announces the
+    /// event, so that a quick broker's answer goes out with it in one relay round.
+    pub(super) async fn advance_before_call(
+        &self,
+        order: &orders::Model,
+        to: OrderStatus,
+        ownership: Ownership<'_>,
+    ) -> Result<orders::Model, ErrorBody> {
+        self.orders
+            .transition(order, to, Patch::default(), ownership)
+            .await
+            .map_err(transition_error)
+    }
+
     /// [`Self::advance`] with a broker's answer that another path (the order-update stream,
     /// another worker, reconciliation after this one lost its lease) may already have
     /// recorded: losing the compare-and-set returns the order as it now stands instead of
@@ -178,6 +199,13 @@ impl Engine {
     /// Runs `call`, a broker call for the order `lease` is on, under the lease
     /// ([`lease::guard`]), inside a `broker.<operation>` client span, and counts it as
     /// `operation` on `broker`; `None` when the lease was lost and the call dropped.
+    ///
+    /// The events committed just before the call (the insert's `NEW` and `SUBMITTED`, or a
+    /// `PENDING_*` step) are announced to the relay here: when the call has run for
+    /// [`ANNOUNCE_AFTER`], or when it ends without an answer to record. A quicker answer is
+    /// recorded by the caller, whose commit rings the relay once for all of them. Were they
+    /// never announced (that record failed, or the process died), the relays' poll
+    /// ([`crate::events::POLL`]) publishes them.
     pub(super) async fn call_broker<F>(
         &self,
         lease: &lease::Lease,
@@ -198,9 +226,19 @@ impl Engine {
             error.type = tracing::field::Empty,
         );
         let call = tracing::Instrument::instrument(call, span.clone());
-        let answer = lease::guard(&self.orders, lease, self.lease_terms(), call)
-            .await
-            .ok()?;
+        let guarded = lease::guard(&self.orders, lease, self.lease_terms(), call);
+        tokio::pin!(guarded);
+        let answer = match tokio::time::timeout(ANNOUNCE_AFTER, &mut guarded).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                self.nudge.ring();
+                guarded.await
+            }
+        };
+        let Ok(answer) = answer else {
+            self.nudge.ring();
+            return None;
+        };
         if let Err(error) = &answer {
             let code = broker_error(error).code;
             pinnacle_common::telemetry::record_failure(&span, code.as_str());

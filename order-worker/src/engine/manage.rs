@@ -40,7 +40,7 @@ async fn begin(
         until_ms,
     };
     let order = engine
-        .advance(order, pending, Patch::default(), ownership)
+        .advance_before_call(order, pending, ownership)
         .await?;
     Ok((order, lease))
 }

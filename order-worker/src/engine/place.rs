@@ -124,7 +124,7 @@ pub(super) async fn submit(
         Inserted::Existing(existing) => return Ok(existing),
         Inserted::Created(created) => created,
     };
-    engine.nudge.ring();
+    // The insert's events are announced by the broker call (see `Engine::call_broker`).
     let call = broker.place_order(&creds, &submitted.id, order, admission);
     let placed = engine
         .call_broker(&lease, broker.name(), "place_order", call)
