@@ -142,7 +142,8 @@ pub trait Broker: Send + Sync + std::fmt::Debug {
 
     /// Checks, before anything is stored or sent, that `credentials`' account may place
     /// `order` at all (regulatory settings, allowed order types, prices on the
-    /// instrument's tick). The default allows all.
+    /// instrument's tick). The engine asks it before a place and before a modify (with the
+    /// order as modified). The default allows all.
     fn preflight(
         &self,
         _credentials: &BrokerCredentials,

@@ -161,6 +161,12 @@ async fn stop_market_buys_are_reserved_and_prices_must_be_on_the_tick() {
     each_backend(|backend| async move {
         let stack = TestStack::start_with(backend, |s| s.worker.paper_cash = 1_000_000).await;
         let user = stack.trader("stopper").await;
+        stack
+            .set_limits(pinnacle_common::entities::risk_limits::Model {
+                max_orders_per_second: Some(1_000),
+                ..pinnacle_tests::no_limits(&user.id)
+            })
+            .await;
         price(&stack, &user, "SLMSYM", 10_000).await;
 
         // The order of issue 11: a stop-market buy worth 10^15 paise.
@@ -226,6 +232,83 @@ async fn stop_market_buys_are_reserved_and_prices_must_be_on_the_tick() {
         assert_eq!(
             off_trigger["error"]["code"], "INVALID_REQUEST",
             "{off_trigger}"
+        );
+        // A modify that changes nothing is refused too. Neither refusal moved the order:
+        // it is as placed, and its history has no PENDING_MODIFY.
+        let same = stack
+            .call(
+                &user,
+                "modify",
+                json!({"client_order_id": "stop", "quantity": 10, "trigger_price": 10_500}),
+            )
+            .await;
+        assert_eq!(same["error"]["code"], "INVALID_REQUEST", "{same}");
+        assert!(
+            same["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("changes nothing")),
+            "{same}"
+        );
+        let stop = stack
+            .call(&user, "get", json!({"client_order_id": "stop"}))
+            .await;
+        assert_eq!(
+            (&stop["result"]["status"], &stop["result"]["trigger_price"]),
+            (&json!("OPEN"), &json!(10_500)),
+            "{stop}"
+        );
+        let cancelled = stack
+            .call(&user, "cancel", json!({"client_order_id": "stop"}))
+            .await;
+        assert_eq!(cancelled["result"]["status"], "CANCELLED", "{cancelled}");
+        let order_id = stop["result"]["order_id"].as_str().expect("an order id");
+        let history = eventually(Duration::from_secs(10), "the cancel's event", || async {
+            let events = pinnacle_tests::order_events(&stack.client, &user.id).await;
+            let statuses: Vec<String> = events
+                .iter()
+                .filter(|e| e.order.order_id == order_id)
+                .map(|e| e.order.status.as_str().to_string())
+                .collect();
+            (statuses.last().map(String::as_str) == Some("CANCELLED")).then_some(statuses)
+        })
+        .await;
+        assert_eq!(
+            history,
+            ["NEW", "SUBMITTED", "OPEN", "PENDING_CANCEL", "CANCELLED"],
+            "refused modifies left no trace"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paper_account_needs_no_credentials() {
+    each_backend(|backend| async move {
+        let stack = TestStack::start_with(backend, |s| s.worker.paper_cash = 1_000_000).await;
+        let user = stack.create_user("bare").await;
+        let (status, body) = stack
+            .api_put(
+                &format!("/v1/users/{}/broker-accounts/paper", user.id),
+                &user.token,
+                &json!({"broker": "paper"}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["fields_set"], json!([]), "{body}");
+        stack.publish_tick("BARESYM", 1, 10_000, 1_000).await;
+        let placed = eventually(Duration::from_secs(10), "a price", || async {
+            let order = json!({"client_order_id": "bare-1", "exchange": "NSE",
+                "symbol": "BARESYM", "side": "BUY", "order_type": "MARKET", "quantity": 1,
+                "product": "DELIVERY"});
+            let reply = stack.call(&user, "place", order).await;
+            (reply["error"]["code"] != "PRICE_UNAVAILABLE").then_some(reply)
+        })
+        .await;
+        assert_eq!(placed["result"]["status"], "FILLED", "{placed}");
+        let positions = stack.call(&user, "positions", json!({})).await;
+        assert_eq!(
+            positions["result"]["positions"][0]["net_quantity"], 1,
+            "{positions}"
         );
     })
     .await;

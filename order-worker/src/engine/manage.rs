@@ -151,7 +151,7 @@ pub(super) async fn cancel_as(
 }
 
 /// `current` with `change` applied, if the change fits the order: the quantity stays
-/// above what is filled, and only prices the order type has are changed.
+/// above what is filled, only prices the order type has are changed, and something is.
 fn changed(current: &OrderReply, change: &ModifyRequest) -> Result<OrderRequest, ErrorBody> {
     let quantity = change.quantity.unwrap_or(current.quantity);
     if quantity <= current.filled_quantity {
@@ -175,12 +175,21 @@ fn changed(current: &OrderReply, change: &ModifyRequest) -> Result<OrderRequest,
             "only stop-loss orders have a trigger_price",
         ));
     }
-    Ok(OrderRequest {
+    let modified = OrderRequest {
         quantity,
         price: change.price.or(current.price),
         trigger_price: change.trigger_price.or(current.trigger_price),
         ..as_request(current)
-    })
+    };
+    if (modified.quantity, modified.price, modified.trigger_price)
+        == (current.quantity, current.price, current.trigger_price)
+    {
+        return Err(ErrorBody::new(
+            ErrorCode::InvalidRequest,
+            "the modify changes nothing: quantity, price and trigger_price are the order's own",
+        ));
+    }
+    Ok(modified)
 }
 
 /// Changes a working order's quantity and/or limit price.
@@ -213,7 +222,17 @@ pub(super) async fn modify(
         Some((&modified, broker.as_ref())),
     )
     .await?;
+    // As for a place: the broker knows the symbol's price and tick before the new price is
+    // judged, and nothing is stored or touched when it cannot.
+    broker
+        .ready_for(&modified)
+        .await
+        .map_err(|e| broker_error(&e))?;
     let creds = credentials::open(engine, principal, &account, "order.modify", request_id).await?;
+    // Refused before the order leaves its state: an off-tick price changes nothing.
+    broker
+        .preflight(&creds, &modified)
+        .map_err(|e| broker_error(&e))?;
     let (pending, lease) = begin(engine, &order, OrderStatus::PendingModify).await?;
     let broker_order_id = pending.broker_order_id.clone().unwrap_or_default();
     let call = broker.modify_order(&creds, &broker_order_id, &modified);

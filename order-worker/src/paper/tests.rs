@@ -122,17 +122,17 @@ async fn limit_orders_rest_unless_marketable_and_unknown_symbols_fail() {
             .await,
         Err(BrokerError::UnknownSymbol { .. })
     ));
-    assert!(matches!(
-        broker
-            .place_order(
-                &BrokerCredentials::default(),
-                "o",
-                &order(OrderType::Market, Side::Buy, None),
-                Admission::default()
-            )
-            .await,
-        Err(BrokerError::Credentials(_))
-    ));
+    // A paper account needs no credentials.
+    let uncredentialed = broker
+        .place_order(
+            &BrokerCredentials::default(),
+            "o",
+            &order(OrderType::Market, Side::Buy, None),
+            Admission::default(),
+        )
+        .await
+        .expect("a paper account needs no credentials");
+    assert_eq!(uncredentialed.status, OrderStatus::Filled);
 }
 
 fn clock_at(text: &str) -> pinnacle_common::clock::Clock {
@@ -210,16 +210,5 @@ async fn a_closed_exchange_takes_marketable_orders_as_after_market_orders() {
             )
             .await,
         Err(BrokerError::Rejected(_))
-    ));
-    assert!(matches!(
-        closed
-            .place_order(
-                &BrokerCredentials::default(),
-                "o",
-                &order(OrderType::Market, Side::Buy, None),
-                Admission::default()
-            )
-            .await,
-        Err(BrokerError::Credentials(_))
     ));
 }
