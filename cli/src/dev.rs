@@ -115,6 +115,7 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
             .await?;
     }
     let env_file = data_dir.join("dev.env");
+    let sim_url = dev_sim.as_ref().map(|dev_sim| dev_sim.sim.rest_url());
     let written = DevEnv {
         nats: &nats,
         api_url: &stack.api_url(),
@@ -122,7 +123,7 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
         admin_token: &admin_token,
         database: &database,
         key_file: keys.file.as_deref(),
-        smartapi_sim: dev_sim.is_some(),
+        smartapi_sim: sim_url.as_deref(),
     };
     write_private(&env_file, &written.render(&env_file))?;
     print_banner(&Banner {
@@ -134,8 +135,8 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
         smartapi_sim: dev_sim.is_some(),
         console_nats: console_nats.as_deref(),
     });
-    if let Some(dev_sim) = &dev_sim {
-        print_sim_banner(&dev_sim.sim.rest_url(), &env_file);
+    if let Some(url) = &sim_url {
+        print_sim_banner(url, &env_file);
     }
     run_until_stopped(stack, &audit, dev_sim, embedded).await
 }

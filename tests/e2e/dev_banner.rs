@@ -148,6 +148,27 @@ async fn every_banner_command_works_and_a_restart_keeps_the_demo_token() {
             ] {
                 assert!(env.contains_key(key), "dev.env has no {key}");
             }
+            if sim {
+                // The simulator's clock moves as docs/SMARTAPI.md "Against the simulator"
+                // shows, at the address dev.env gives; and back to the real time.
+                let url = &env["SMARTAPI_SIM_URL"];
+                let http = reqwest::Client::new();
+                let moved = http
+                    .post(format!("{url}/__sim/clock"))
+                    .json(&serde_json::json!({"now": "2026-12-04T10:00:00+05:30"}))
+                    .send()
+                    .await
+                    .expect("the simulator answers");
+                assert!(moved.status().is_success(), "{}", moved.status());
+                let back = http
+                    .delete(format!("{url}/__sim/clock"))
+                    .send()
+                    .await
+                    .expect("the simulator answers");
+                assert!(back.status().is_success(), "{}", back.status());
+            } else {
+                assert!(!env.contains_key("SMARTAPI_SIM_URL"));
+            }
             let me = env!("CARGO_BIN_EXE_pinnacle-under-test");
             let env_arg = env_file.display().to_string();
             paste(&format!("{me} risk show --env-file {env_arg}")).await;

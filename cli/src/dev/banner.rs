@@ -18,13 +18,14 @@ pub(super) struct DevEnv<'a> {
     pub(super) database: &'a DatabaseSettings,
     /// The data dir's key file, when no key is configured.
     pub(super) key_file: Option<&'a Path>,
-    pub(super) smartapi_sim: bool,
+    /// The SmartAPI simulator's base URL, with `--smartapi-sim`.
+    pub(super) smartapi_sim: Option<&'a str>,
 }
 
 impl DevEnv<'_> {
     /// The file's text; `path` is where it is written (named in its comment).
     pub(super) fn render(&self, path: &Path) -> String {
-        let accounts = if self.smartapi_sim {
+        let accounts = if self.smartapi_sim.is_some() {
             format!("paper,{}", crate::dev_sim::DEMO_LABEL)
         } else {
             "paper".to_string()
@@ -42,6 +43,9 @@ impl DevEnv<'_> {
             self.database.database_url,
             env = path.display(),
         );
+        if let Some(url) = self.smartapi_sim {
+            env.push_str(&format!("SMARTAPI_SIM_URL={url}\n"));
+        }
         if let Some(key_file) = self.key_file {
             env.push_str(&format!(
                 "PINNACLE_MASTER_KEY_FILE={}\n",
@@ -62,7 +66,10 @@ pub(super) fn print_sim_banner(rest_url: &str, env_file: &Path) {
          \n  market data  feed angel_one and candles (source \"angel_one\") from the simulator,\
          \n               logged in as the platform account {platform}\
          \n  demo user    broker account `{label}` (angel_one, client {client}, static IP 127.0.0.1, algo id {algo})\n\
-         \nPlace a LIMIT order through the simulator (rupees; it fills when the price crosses):\
+         \nPlace a LIMIT order through the simulator (rupees; it fills when the price crosses while\
+         \nNSE is open by the simulator's clock, the real time: outside 09:15-15:30 IST it rests as an\
+         \nafter-market order until the next open; docs/SMARTAPI.md \"Against the simulator\" moves\
+         \nthe clock, at SMARTAPI_SIM_URL in the env file):\
          \n  {me} order place --env-file {env} --account {label} --symbol SBIN-EQ --side BUY --quantity 1 --price 800\
          \nAn order that names no account goes to `paper`, the demo user's default account.",
         platform = crate::dev_sim::PLATFORM_CLIENT,
