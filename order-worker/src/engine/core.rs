@@ -205,7 +205,7 @@ impl Engine {
     /// [`ANNOUNCE_AFTER`], or when it ends without an answer to record. A quicker answer is
     /// recorded by the caller, whose commit rings the relay once for all of them. Were they
     /// never announced (that record failed, or the process died), the relays' poll
-    /// ([`crate::events::POLL`]) publishes them.
+    /// publishes them.
     pub(super) async fn call_broker<F>(
         &self,
         lease: &lease::Lease,
