@@ -282,34 +282,46 @@ async fn stop_market_buys_are_reserved_and_prices_must_be_on_the_tick() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_paper_account_needs_no_credentials() {
+async fn a_paper_account_without_a_client_code_stores_nothing_until_it_has_one() {
     each_backend(|backend| async move {
         let stack = TestStack::start_with(backend, |s| s.worker.paper_cash = 1_000_000).await;
         let user = stack.create_user("bare").await;
+        let path = format!("/v1/users/{}/broker-accounts/paper", user.id);
         let (status, body) = stack
-            .api_put(
-                &format!("/v1/users/{}/broker-accounts/paper", user.id),
-                &user.token,
-                &json!({"broker": "paper"}),
-            )
+            .api_put(&path, &user.token, &json!({"broker": "paper"}))
             .await;
         assert_eq!(status, 200, "{body}");
-        assert_eq!(body["fields_set"], json!([]), "{body}");
         stack.publish_tick("BARESYM", 1, 10_000, 1_000).await;
-        let placed = eventually(Duration::from_secs(10), "a price", || async {
-            let order = json!({"client_order_id": "bare-1", "exchange": "NSE",
-                "symbol": "BARESYM", "side": "BUY", "order_type": "MARKET", "quantity": 1,
-                "product": "DELIVERY"});
-            let reply = stack.call(&user, "place", order).await;
+        let order = json!({"client_order_id": "bare-1", "exchange": "NSE",
+            "symbol": "BARESYM", "side": "BUY", "order_type": "MARKET", "quantity": 1,
+            "product": "DELIVERY"});
+        let refused = eventually(Duration::from_secs(10), "a price", || async {
+            let reply = stack.call(&user, "place", order.clone()).await;
             (reply["error"]["code"] != "PRICE_UNAVAILABLE").then_some(reply)
         })
         .await;
-        assert_eq!(placed["result"]["status"], "FILLED", "{placed}");
-        let positions = stack.call(&user, "positions", json!({})).await;
-        assert_eq!(
-            positions["result"]["positions"][0]["net_quantity"], 1,
-            "{positions}"
+        assert_eq!(refused["error"]["code"], "BROKER_REJECTED", "{refused}");
+        assert!(
+            refused["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("client_code")),
+            "{refused}"
         );
+        let stored = stack
+            .call(&user, "get", json!({"client_order_id": "bare-1"}))
+            .await;
+        assert_eq!(stored["error"]["code"], "NOT_FOUND", "{stored}");
+        // Nothing was stored, so the same order is placed once the account has a client code.
+        let (status, body) = stack
+            .api_put(
+                &path,
+                &user.token,
+                &json!({"broker": "paper", "client_code": "BARE1"}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let placed = stack.call(&user, "place", order).await;
+        assert_eq!(placed["result"]["status"], "FILLED", "{placed}");
     })
     .await;
 }

@@ -91,11 +91,14 @@ impl Broker for PaperBroker {
             .is_ok_and(|seen| seen.is_ok())
     }
 
+    /// A paper account needs a client code, as a real one does (refused here, before the
+    /// order is stored), and prices on the instrument's tick.
     fn preflight(
         &self,
-        _credentials: &BrokerCredentials,
+        credentials: &BrokerCredentials,
         order: &OrderRequest,
     ) -> Result<(), BrokerError> {
+        require_client_code(credentials)?;
         let tick = self.tick_size(&order.exchange, &order.symbol);
         ledger::arithmetic::check_ticks(order, tick).map_err(BrokerError::InvalidPrice)
     }
@@ -121,7 +124,11 @@ impl Broker for PaperBroker {
         order: &OrderRequest,
         _admission: Admission,
     ) -> Result<BrokerOutcome, BrokerError> {
-        let outcome = self.evaluate(format!("{}{order_id}", ledger::PAPER_PREFIX), order)?;
+        let outcome = self.evaluate(
+            credentials,
+            format!("{}{order_id}", ledger::PAPER_PREFIX),
+            order,
+        )?;
         self.reserve(credentials, order_id, order, &outcome, false)
             .await?;
         Ok(outcome)
@@ -133,7 +140,7 @@ impl Broker for PaperBroker {
         broker_order_id: &str,
         order: &OrderRequest,
     ) -> Result<BrokerOutcome, BrokerError> {
-        let outcome = self.evaluate(broker_order_id.to_string(), order)?;
+        let outcome = self.evaluate(credentials, broker_order_id.to_string(), order)?;
         let order_id = broker_order_id
             .strip_prefix(ledger::PAPER_PREFIX)
             .unwrap_or(broker_order_id);
@@ -144,10 +151,11 @@ impl Broker for PaperBroker {
 
     async fn cancel_order(
         &self,
-        _credentials: &BrokerCredentials,
+        credentials: &BrokerCredentials,
         broker_order_id: &str,
         _order: &OrderRequest,
     ) -> Result<BrokerOutcome, BrokerError> {
+        require_client_code(credentials)?;
         Ok(BrokerOutcome {
             broker_order_id: broker_order_id.to_string(),
             status: OrderStatus::Cancelled,
@@ -157,6 +165,7 @@ impl Broker for PaperBroker {
     }
 
     async fn funds(&self, credentials: &BrokerCredentials) -> Result<Funds, BrokerError> {
+        require_client_code(credentials)?;
         self.books
             .funds(self.ledger()?, &credentials.account_id)
             .await
@@ -167,18 +176,21 @@ impl Broker for PaperBroker {
         &self,
         credentials: &BrokerCredentials,
     ) -> Result<Vec<Position>, BrokerError> {
+        require_client_code(credentials)?;
         ledger::positions(self.ledger()?, &credentials.account_id)
             .await
             .map_err(|e| BrokerError::Unavailable(e.to_string()))
     }
 
     async fn holdings(&self, credentials: &BrokerCredentials) -> Result<Vec<Holding>, BrokerError> {
+        require_client_code(credentials)?;
         ledger::holdings(self.ledger()?, &credentials.account_id)
             .await
             .map_err(|e| BrokerError::Unavailable(e.to_string()))
     }
 
     async fn trades(&self, credentials: &BrokerCredentials) -> Result<Vec<Trade>, BrokerError> {
+        require_client_code(credentials)?;
         ledger::trades(self.ledger()?, &credentials.account_id)
             .await
             .map_err(|e| BrokerError::Unavailable(e.to_string()))
@@ -186,11 +198,12 @@ impl Broker for PaperBroker {
 
     async fn find_order(
         &self,
-        _credentials: &BrokerCredentials,
+        credentials: &BrokerCredentials,
         _order_id: &str,
     ) -> Result<Option<BrokerOutcome>, BrokerError> {
         // Paper fills happen inside `place_order` and are recorded only by the worker, so an
         // order whose outcome the worker never recorded was never filled.
+        require_client_code(credentials)?;
         Ok(None)
     }
 
@@ -199,14 +212,23 @@ impl Broker for PaperBroker {
     }
 }
 
+fn require_client_code(credentials: &BrokerCredentials) -> Result<(), BrokerError> {
+    match credentials.client_code {
+        Some(_) => Ok(()),
+        None => Err(BrokerError::Credentials("client_code is required")),
+    }
+}
+
 impl PaperBroker {
     /// Fills `order` at the last price if it is marketable and its exchange is open, or
     /// leaves it resting.
     fn evaluate(
         &self,
+        credentials: &BrokerCredentials,
         broker_order_id: String,
         order: &OrderRequest,
     ) -> Result<BrokerOutcome, BrokerError> {
+        require_client_code(credentials)?;
         let tick = self
             .last_tick(&order.exchange, &order.symbol)
             .ok_or_else(|| BrokerError::UnknownSymbol {

@@ -2,10 +2,11 @@
 //!
 //! It listens to `md.tick.>` and keeps the last tick of every symbol. A market order fills
 //! in full at the last traded price; a limit order fills at the last price when that is
-//! at or better than its limit, and otherwise rests as `OPEN`. A paper account needs no
-//! credentials (values stored are never used), but the engine still audits and opens the
-//! account's row before every paper order, as for a real broker, so the credential path is
-//! exercised end to end.
+//! at or better than its limit, and otherwise rests as `OPEN`. The paper account's client
+//! code must be present, as it would be for a real broker, so the credential path is
+//! exercised end to end: an account without one (never given, or erased when the account
+//! was deleted while orders still refer to it) is refused by `preflight`, before anything
+//! is stored.
 //!
 //! Readiness: a worker joins the queue group once its paper broker has seen a tick
 //! ([`PaperBroker`]'s `wait_ready`). For a symbol it has no tick for yet, [`Broker::ready_for`](pinnacle_common::broker::Broker::ready_for)

@@ -122,17 +122,28 @@ async fn limit_orders_rest_unless_marketable_and_unknown_symbols_fail() {
             .await,
         Err(BrokerError::UnknownSymbol { .. })
     ));
-    // A paper account needs no credentials.
-    let uncredentialed = broker
-        .place_order(
+    assert!(matches!(
+        broker
+            .place_order(
+                &BrokerCredentials::default(),
+                "o",
+                &order(OrderType::Market, Side::Buy, None),
+                Admission::default()
+            )
+            .await,
+        Err(BrokerError::Credentials(_))
+    ));
+    // The engine hears it before it stores the order.
+    assert!(matches!(
+        broker.preflight(
             &BrokerCredentials::default(),
-            "o",
-            &order(OrderType::Market, Side::Buy, None),
-            Admission::default(),
-        )
-        .await
-        .expect("a paper account needs no credentials");
-    assert_eq!(uncredentialed.status, OrderStatus::Filled);
+            &order(OrderType::Market, Side::Buy, None)
+        ),
+        Err(BrokerError::Credentials(_))
+    ));
+    assert!(broker
+        .preflight(&creds(), &order(OrderType::Market, Side::Buy, None))
+        .is_ok());
 }
 
 fn clock_at(text: &str) -> pinnacle_common::clock::Clock {
@@ -210,5 +221,16 @@ async fn a_closed_exchange_takes_marketable_orders_as_after_market_orders() {
             )
             .await,
         Err(BrokerError::Rejected(_))
+    ));
+    assert!(matches!(
+        closed
+            .place_order(
+                &BrokerCredentials::default(),
+                "o",
+                &order(OrderType::Market, Side::Buy, None),
+                Admission::default()
+            )
+            .await,
+        Err(BrokerError::Credentials(_))
     ));
 }
