@@ -38,6 +38,35 @@ pub(super) fn cell(value: &Value) -> String {
     }
 }
 
+/// The fields of orders, positions, trades, ticks, candles and instruments that hold an
+/// amount of money in paise: a table shows them in rupees (with `--json` they stay paise,
+/// as on the wire).
+const PAISE_FIELDS: &[&str] = &[
+    "price",
+    "trigger_price",
+    "average_price",
+    "realized_pnl",
+    "ltp",
+    "bid",
+    "ask",
+    "open",
+    "high",
+    "low",
+    "close",
+    "avg_price",
+    "upper_circuit",
+    "lower_circuit",
+    "tick_size",
+];
+
+/// `value` as a table shows it under `field`: an amount of money in rupees.
+fn field_cell(field: &str, value: &Value) -> String {
+    match value.as_i64() {
+        Some(paise) if PAISE_FIELDS.contains(&field) => rupees_text(paise),
+        _ => cell(value),
+    }
+}
+
 /// Paise as `₹1234.50` (`-₹0.05` below zero).
 fn rupees_text(paise: i64) -> String {
     let sign = if paise < 0 { "-" } else { "" };
@@ -54,7 +83,7 @@ fn table(result: &Value, shape: Shape) -> String {
             let width = fields.keys().map(String::len).max().unwrap_or(0);
             fields
                 .iter()
-                .map(|(k, v)| format!("{k:width$}  {}\n", cell(v)))
+                .map(|(k, v)| format!("{k:width$}  {}\n", field_cell(k, v)))
                 .collect()
         }
         Shape::Money => fields
@@ -69,7 +98,7 @@ fn table(result: &Value, shape: Shape) -> String {
                 .as_array()
                 .map(|rows| {
                     rows.iter()
-                        .map(|row| columns.iter().map(|c| cell(&row[*c])).collect())
+                        .map(|row| columns.iter().map(|c| field_cell(c, &row[*c])).collect())
                         .collect()
                 })
                 .unwrap_or_default();
@@ -133,6 +162,17 @@ mod tests {
         let funds = table(&json!({"cash": 100_000_050, "used": -5}), Shape::Money);
         assert!(funds.contains("₹1000000.50"), "{funds}");
         assert!(funds.contains("-₹0.05"), "{funds}");
+        let order = table(
+            &json!({"price": 70_050, "quantity": 3, "trigger_price": null}),
+            Shape::Order,
+        );
+        assert!(order.contains("₹700.50"), "{order}");
+        assert!(order.contains("quantity       3"), "{order}");
+        let candles = table(
+            &json!({"candles": [{"open": 5, "volume": 5}]}),
+            Shape::List("candles", &["open", "volume"]),
+        );
+        assert_eq!(candles, "OPEN   VOLUME\n₹0.05  5\n");
         let scopes = table(
             &json!({"tokens": [{"id": "t1", "scopes": ["trade", "read"]}]}),
             Shape::List("tokens", &["id", "scopes"]),
