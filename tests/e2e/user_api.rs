@@ -283,6 +283,28 @@ async fn bad_input_gets_a_4xx_with_a_json_body() {
                 "{name}: JSON error body, got {body}"
             );
         }
+        // An unknown user's tokens are not an empty list: the user is not found, as for
+        // the user's other collections.
+        let unknown = "/v1/users/00000000-0000-7000-8000-000000000000";
+        for path in [
+            format!("{unknown}/tokens"),
+            format!("{unknown}/broker-accounts"),
+        ] {
+            let response = stack
+                .http
+                .get(format!("{}{path}", stack.api_url))
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await
+                .expect("the user API answers");
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            assert_eq!(
+                (status, body["error"]["code"].as_str()),
+                (404, Some("NOT_FOUND")),
+                "{path}: {body}"
+            );
+        }
     })
     .await;
 }

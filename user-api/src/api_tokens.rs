@@ -10,7 +10,7 @@ use axum::Json;
 use chrono::{DateTime, Duration, Utc};
 use pinnacle_common::auth::{SCOPE_READ, SCOPE_TRADE};
 use pinnacle_common::crypto::Vault;
-use pinnacle_common::entities::{api_tokens, users};
+use pinnacle_common::entities::api_tokens;
 use pinnacle_common::error::ErrorCode;
 use pinnacle_common::invalidate::publish_confirmed;
 use pinnacle_common::subjects;
@@ -188,12 +188,7 @@ pub async fn create(
     };
     let scopes_given = body.scopes.is_some();
     let spec = bounded_by_caller(&caller, TokenSpec::try_from(body)?, scopes_given)?;
-    users::Entity::find_by_id(user_id.clone())
-        .one(&state.db)
-        .instrument(pinnacle_common::db::span(&state.db, "SELECT", "users"))
-        .await
-        .map_err(|e| ApiError::internal("loading the user", e))?
-        .ok_or_else(|| ApiError::not_found("no such user"))?;
+    crate::users::find_user(&state.db, &user_id).await?;
     let (row, token) = issue_token(&state.db, &state.vault, &user_id, &spec)
         .await
         .map_err(|e| ApiError::internal("issuing the token", e))?;
@@ -245,6 +240,7 @@ pub async fn list(
     let Path(user_id) = path?;
     caller.require_self_or_admin(&user_id, SCOPE_READ)?;
     check_user_id(&user_id)?;
+    crate::users::find_user(&state.db, &user_id).await?;
     let rows = api_tokens::Entity::find()
         .filter(api_tokens::Column::UserId.eq(user_id.as_str()))
         .order_by_asc(api_tokens::Column::CreatedAt)

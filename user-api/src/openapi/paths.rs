@@ -155,7 +155,7 @@ pub(super) fn paths() -> Value {
             "get": {
                 "parameters": [user],
                 "summary": "list a user's API tokens (never a token or its hash)",
-                "responses": responses(("200", "the tokens", "TokenList"), &[BAD_INPUT, AUTH], &[])
+                "responses": responses(("200", "the tokens", "TokenList"), &[BAD_INPUT, AUTH], &[no_user])
             }
         },
         "/v1/users/{user_id}/tokens/{token_id}": {
