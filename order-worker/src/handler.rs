@@ -16,10 +16,6 @@ use tracing::Instrument;
 pub use crate::engine::errors::internal;
 use crate::worker::Worker;
 
-/// The longest `Pinnacle-Request-Id` kept. A longer or empty one, or one with characters
-/// other than `A-Z a-z 0-9 - _ . :`, is replaced by a UUIDv7 (it goes into audit events).
-pub const MAX_REQUEST_ID_LEN: usize = 128;
-
 /// What a verb answers with.
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
@@ -123,16 +119,10 @@ pub async fn handle(worker: &Worker, message: Message) {
     .await;
 }
 
-/// The caller's `Pinnacle-Request-Id` when it is a plain token of at most
-/// `MAX_REQUEST_ID_LEN` characters, or a fresh one (a hostile id never reaches a log).
+/// The caller's `Pinnacle-Request-Id` when it is a plain token ([`codec::request_id`]), or
+/// a fresh one (a hostile id never reaches a log).
 fn request_id_of(headers: Option<&HeaderMap>) -> String {
-    codec::header(headers, headers::REQUEST_ID)
-        .filter(|v| {
-            !v.is_empty()
-                && v.len() <= MAX_REQUEST_ID_LEN
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
-        })
+    codec::request_id(headers)
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
 }

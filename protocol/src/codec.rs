@@ -68,6 +68,22 @@ pub enum CodecError {
     Encode(#[from] rmp_serde::encode::Error),
 }
 
+/// The longest `Pinnacle-Request-Id` a service takes as the caller's own.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// The caller's `Pinnacle-Request-Id` when it is 1 to [`MAX_REQUEST_ID_LEN`] characters of
+/// `A-Z a-z 0-9 - _ . :`; `None` for an absent or any other id, for which the service
+/// generates one (and echoes that), so a hostile id never reaches a log or a reply.
+pub fn request_id(headers: Option<&HeaderMap>) -> Option<&str> {
+    header(headers, headers::REQUEST_ID).filter(|id| {
+        !id.is_empty()
+            && id.len() <= MAX_REQUEST_ID_LEN
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+    })
+}
+
 /// Reads a header by name, ignoring ASCII case (`authorization` finds `Authorization`).
 pub fn header<'a>(headers: Option<&'a HeaderMap>, name: &str) -> Option<&'a str> {
     let headers = headers?;

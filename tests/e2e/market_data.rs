@@ -408,3 +408,41 @@ async fn bad_market_data_requests_get_structured_errors() {
     // Still serving.
     ok(&stack, md::SYMBOLS_SEARCH, json!({"query": "TCS"})).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn market_data_replies_echo_a_plain_request_id_and_replace_any_other() {
+    let stack = TestStack::start(Backend::Sqlite).await;
+    let echoed = |id: Option<&str>| {
+        let stack = &stack;
+        let id = id.map(str::to_string);
+        async move {
+            let mut hdrs = async_nats::HeaderMap::new();
+            if let Some(id) = &id {
+                hdrs.insert(subjects::headers::REQUEST_ID, id.as_str());
+            }
+            let reply = tokio::time::timeout(
+                Duration::from_secs(10),
+                stack
+                    .client
+                    .request_with_headers(md::STATUS.to_string(), hdrs, msgpack(json!({}))),
+            )
+            .await
+            .expect("a reply within 10 s")
+            .expect("the publisher answers");
+            reply
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(subjects::headers::REQUEST_ID))
+                .map(|v| v.as_str().to_string())
+                .expect("every reply carries a request id")
+        }
+    };
+    assert_eq!(echoed(Some("client-7:a.b_c")).await, "client-7:a.b_c");
+    let generated = |id: &str| uuid::Uuid::parse_str(id).is_ok_and(|u| u.get_version_num() == 7);
+    for bad in [Some("bad id with spaces"), Some(&"x".repeat(200)[..]), None] {
+        let id = echoed(bad).await;
+        assert!(generated(&id), "{bad:?} answered with {id:?}");
+    }
+    // Two requests without an id get two ids.
+    assert_ne!(echoed(None).await, echoed(None).await);
+}
