@@ -256,6 +256,14 @@ async fn bad_input_gets_a_4xx_with_a_json_body() {
                 stack.http.delete(format!("{}/v1/users", stack.api_url)),
             ),
             (
+                "wrong method on a probe",
+                stack.http.post(format!("{}/healthz", stack.api_url)),
+            ),
+            (
+                "wrong method on the other probe",
+                stack.http.delete(format!("{}/readyz", stack.api_url)),
+            ),
+            (
                 "no auth",
                 stack.http.get(format!(
                     "{}/v1/users/{}/broker-accounts",

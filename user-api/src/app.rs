@@ -76,20 +76,25 @@ pub fn app(state: AppState) -> Router {
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such route")
         })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                ErrorCode::InvalidRequest,
-                "method not allowed on this route",
-            )
-        })
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(reject_control_characters))
         // Outermost: every request but the probes gets its server span, refusals included.
         .layer(axum::middleware::from_fn(crate::trace::server_span))
         // Liveness and readiness probes (every few seconds) are not traced.
         .merge(health)
+        // Again for the probes merged above (the layered routes keep theirs).
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+}
+
+/// The answer to a method a route does not take: a JSON error, like every other refusal.
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ErrorCode::InvalidRequest,
+        "method not allowed on this route",
+    )
 }
 
 /// Whether a URI path or query holds a control character once percent-decoded (databases
