@@ -188,7 +188,7 @@ pub async fn create(
     };
     let scopes_given = body.scopes.is_some();
     let spec = bounded_by_caller(&caller, TokenSpec::try_from(body)?, scopes_given)?;
-    crate::users::find_user(&state.db, &user_id).await?;
+    crate::lookup::find_user(&state.db, &user_id).await?;
     let (row, token) = issue_token(&state.db, &state.vault, &user_id, &spec)
         .await
         .map_err(|e| ApiError::internal("issuing the token", e))?;
@@ -240,7 +240,7 @@ pub async fn list(
     let Path(user_id) = path?;
     caller.require_self_or_admin(&user_id, SCOPE_READ)?;
     check_user_id(&user_id)?;
-    crate::users::find_user(&state.db, &user_id).await?;
+    crate::lookup::find_user(&state.db, &user_id).await?;
     let rows = api_tokens::Entity::find()
         .filter(api_tokens::Column::UserId.eq(user_id.as_str()))
         .order_by_asc(api_tokens::Column::CreatedAt)

@@ -31,6 +31,7 @@ pub mod error;
 pub mod key_status;
 pub mod limits;
 pub mod login;
+mod lookup;
 pub mod me;
 pub mod openapi;
 pub mod risk;

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::caller::Caller;
 use crate::error::ApiError;
+use crate::lookup::find_user;
 use crate::state::AppState;
-use crate::users::find_user;
 
 /// The caller, as `GET /v1/me` shows it.
 #[derive(Debug, Serialize, Deserialize)]

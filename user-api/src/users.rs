@@ -26,6 +26,7 @@ use tracing::Instrument as _;
 use crate::body::JsonObject;
 use crate::caller::Caller;
 use crate::error::{check_name, check_user_id, ApiError};
+use crate::lookup::find_user;
 use crate::state::AppState;
 
 /// Request body.
@@ -156,19 +157,6 @@ pub async fn list(
         .await
         .map_err(|e| ApiError::internal("listing users", e))?;
     Ok(Json(rows.into_iter().map(UserView::from).collect()))
-}
-
-/// The user `user_id`, or 404 `NOT_FOUND`.
-pub(crate) async fn find_user(
-    db: &DatabaseConnection,
-    user_id: &str,
-) -> Result<users::Model, ApiError> {
-    users::Entity::find_by_id(user_id.to_string())
-        .one(db)
-        .instrument(pinnacle_common::db::span(db, "SELECT", "users"))
-        .await
-        .map_err(|e| ApiError::internal("loading the user", e))?
-        .ok_or_else(|| ApiError::not_found("no such user"))
 }
 
 /// `GET /v1/users/{user_id}` (the user, `read` scope, or the admin).

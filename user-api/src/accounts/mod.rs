@@ -121,7 +121,7 @@ pub async fn put(
     check_name("label", &label)?;
     let JsonObject(body) = body?;
     request::validate(&body)?;
-    crate::users::find_user(&state.db, &user_id).await?;
+    crate::lookup::find_user(&state.db, &user_id).await?;
     let writer = Writer {
         actor: caller.actor(),
         token_id: caller.token_id(),
@@ -149,7 +149,7 @@ pub async fn list(
     let Path(user_id) = path?;
     caller.require_self_or_admin(&user_id, SCOPE_READ)?;
     check_user_id(&user_id)?;
-    crate::users::find_user(&state.db, &user_id).await?;
+    crate::lookup::find_user(&state.db, &user_id).await?;
     let rows = broker_accounts::Entity::find()
         .filter(broker_accounts::Column::UserId.eq(user_id.as_str()))
         .order_by_asc(broker_accounts::Column::Label)

@@ -1,0 +1,21 @@
+//! Rows a route looks up before it acts, with the 404 it answers when they are missing.
+//! A leaf: it imports no route module, so any route may use it.
+
+use pinnacle_common::entities::users;
+use sea_orm::{DatabaseConnection, EntityTrait};
+use tracing::Instrument as _;
+
+use crate::error::ApiError;
+
+/// The user `user_id`, or 404 `NOT_FOUND` ("no such user").
+pub(crate) async fn find_user(
+    db: &DatabaseConnection,
+    user_id: &str,
+) -> Result<users::Model, ApiError> {
+    users::Entity::find_by_id(user_id.to_string())
+        .one(db)
+        .instrument(pinnacle_common::db::span(db, "SELECT", "users"))
+        .await
+        .map_err(|e| ApiError::internal("loading the user", e))?
+        .ok_or_else(|| ApiError::not_found("no such user"))
+}
