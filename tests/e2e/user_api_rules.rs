@@ -137,6 +137,35 @@ async fn bodies_and_lengths_follow_the_document() {
         )
         .await;
     assert_eq!(status, 400);
+    // A time that is not RFC 3339 is a bad field, named like any other, not a bad payload;
+    // a good one is stored.
+    let (status, body) = stack
+        .api_put(
+            &account,
+            &user.token,
+            &serde_json::json!({"broker": "paper", "session_expires_at": "tomorrow"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("INVALID_REQUEST")),
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("session_expires_at")),
+        "{body}"
+    );
+    let (status, body) = stack
+        .api_put(
+            &account,
+            &user.token,
+            &serde_json::json!({"broker": "paper", "session_expires_at": "2030-01-01T05:30:00+05:30"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["session_expires_at"], "2030-01-01T00:00:00Z", "{body}");
     // A password of 12 characters but more bytes is long enough; 11 are not.
     let (status, body) = stack
         .api_post(

@@ -47,9 +47,11 @@ pub struct PutAccount {
     /// SmartAPI feed token.
     #[serde(default)]
     pub feed_token: Option<SecretString>,
-    /// When the session tokens expire (RFC 3339).
+    /// When the session tokens expire (RFC 3339), read by [`PutAccount::session_expiry`]
+    /// once `validate` has judged it (a bad time is `INVALID_REQUEST` naming the field,
+    /// like every other format error, not a payload that failed to parse).
     #[serde(default)]
-    pub session_expires_at: Option<DateTime<Utc>>,
+    pub session_expires_at: Option<String>,
     /// The static IP registered with Angel One for the API key (not secret).
     #[serde(default)]
     pub static_ip: Option<String>,
@@ -75,6 +77,12 @@ impl PutAccount {
             fields::FEED_TOKEN => self.feed_token.as_ref(),
             _ => None,
         }
+    }
+
+    /// `session_expires_at` as a time; `None` when absent (or not a time, which
+    /// `validate` refuses first).
+    pub(super) fn session_expiry(&self) -> Option<DateTime<Utc>> {
+        self.session_expires_at.as_deref()?.parse().ok()
     }
 
     /// Paper credentials with only the three basic fields set.
@@ -110,6 +118,13 @@ pub(crate) fn validate(body: &PutAccount) -> Result<(), ApiError> {
             "broker must be one of {}",
             BROKERS.join(", ")
         )));
+    }
+    if let Some(at) = &body.session_expires_at {
+        if at.parse::<DateTime<Utc>>().is_err() {
+            return Err(ApiError::invalid(
+                "session_expires_at must be an RFC 3339 time, e.g. 2026-12-04T00:00:00+05:30",
+            ));
+        }
     }
     if let Some(ip) = &body.static_ip {
         if ip.parse::<std::net::IpAddr>().is_err() {

@@ -120,7 +120,7 @@ pub async fn write_account(
         user_id: Set(user_id.to_string()),
         label: Set(label.to_string()),
         broker: Set(body.broker.clone()),
-        session_expires_at: Set(body.session_expires_at),
+        session_expires_at: Set(body.session_expiry()),
         generation: Set(generation),
         created_at: Set(created_at),
         updated_at: Set(now),
