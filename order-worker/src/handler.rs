@@ -77,7 +77,7 @@ pub async fn handle(worker: &Worker, message: Message) {
         Some(_) => {}
     }
     let encoding = Encoding::from_headers(message.headers.as_ref());
-    let request_id = request_id_of(message.headers.as_ref());
+    let request_id = pinnacle_common::serve::request_id(message.headers.as_ref());
     let span = tracing::info_span!(
         "order.request",
         otel.kind = "server",
@@ -117,14 +117,6 @@ pub async fn handle(worker: &Worker, message: Message) {
     }
     .instrument(span)
     .await;
-}
-
-/// The caller's `Pinnacle-Request-Id` when it is a plain token ([`codec::request_id`]), or
-/// a fresh one (a hostile id never reaches a log).
-fn request_id_of(headers: Option<&HeaderMap>) -> String {
-    codec::request_id(headers)
-        .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
 }
 
 /// The `outcome` label: the order's status (lower case) for `place`, `ok` for any other

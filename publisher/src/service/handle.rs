@@ -157,10 +157,7 @@ async fn respond<T: Serialize>(
     }
     let mut hdrs = HeaderMap::new();
     hdrs.insert(headers::CONTENT_TYPE, encoding.content_type());
-    // The caller's id when it is a plain token, otherwise a generated one, as on orders.
-    let request_id = codec::request_id(message.headers.as_ref())
-        .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let request_id = pinnacle_common::serve::request_id(message.headers.as_ref());
     hdrs.insert(headers::REQUEST_ID, request_id.as_str());
     if let Err(error) = &outcome {
         tracing::debug!(code = %error.code, message = %error.message, subject = %message.subject, "market-data request failed");

@@ -28,6 +28,7 @@
 //! - `serve/pressure.rs`: what a member may hold ([`Capacity`]) and what it did
 //!   ([`Pressure`]).
 //! - `serve/drain.rs`: the bounded drain at shutdown both share ([`DRAIN_WAIT`]).
+//! - here: [`request_id`], the request id a reply carries, for every service.
 
 mod drain;
 mod member;
@@ -38,3 +39,12 @@ pub use drain::DRAIN_WAIT;
 pub use member::{GrantError, Member, QueueGroup};
 pub use pressure::{Capacity, Pressure};
 pub use requests::serve_requests;
+
+/// The `Pinnacle-Request-Id` a service works under and echoes on its reply: the caller's
+/// when it is a plain token ([`pinnacle_protocol::codec::request_id`]), otherwise a fresh
+/// UUIDv7, so every reply carries one and a hostile id never reaches a log.
+pub fn request_id(headers: Option<&async_nats::HeaderMap>) -> String {
+    pinnacle_protocol::codec::request_id(headers)
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+}
