@@ -291,12 +291,14 @@ async fn bad_input_gets_a_4xx_with_a_json_body() {
                 "{name}: JSON error body, got {body}"
             );
         }
-        // An unknown user's tokens are not an empty list: the user is not found, as for
-        // the user's other collections.
+        // An unknown user's tokens or audit trail are not an empty list or a clean
+        // verdict: the user is not found, as for the user's other collections.
         let unknown = "/v1/users/00000000-0000-7000-8000-000000000000";
         for path in [
             format!("{unknown}/tokens"),
             format!("{unknown}/broker-accounts"),
+            format!("{unknown}/audit"),
+            format!("{unknown}/audit/verify"),
         ] {
             let response = stack
                 .http

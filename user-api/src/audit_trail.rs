@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::caller::Caller;
 use crate::error::{check_user_id, ApiError};
+use crate::lookup::find_chain_owner;
 use crate::state::AppState;
 use pinnacle_common::auth::SCOPE_READ;
 
@@ -84,6 +85,7 @@ pub async fn get(
         return Err(ApiError::invalid(format!("after must be 0 to {MAX_AFTER}")));
     }
     check_user_id(&user_id)?;
+    find_chain_owner(&state.db, &user_id).await?;
     let trail = state
         .audit
         .read_user(&user_id, query.after, limit)

@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::caller::Caller;
 use crate::error::{check_user_id, ApiError};
+use crate::lookup::find_chain_owner;
 use crate::state::AppState;
 
 /// How long the stream may stay silent before the read is abandoned.
@@ -114,6 +115,7 @@ pub async fn get(
     let Path(user_id) = path?;
     caller.require_self_or_admin(&user_id, SCOPE_READ)?;
     check_user_id(&user_id)?;
+    find_chain_owner(&state.db, &user_id).await?;
     let js = jetstream::new(state.audit.client());
     let read = read_chain(&state, &js, &user_id).await?;
     let accounts = check_accounts(&state.db, &js, Some(&user_id), &read.written)

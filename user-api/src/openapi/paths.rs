@@ -207,13 +207,13 @@ pub(super) fn paths() -> Value {
                     {"name": "limit", "in": "query", "required": false,
                      "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}}
                 ],
-                "responses": responses(("200", "one page of events", "Trail"), &[BAD_INPUT, AUTH], &[audit_down])
+                "responses": responses(("200", "one page of events", "Trail"), &[BAD_INPUT, AUTH], &[no_user, audit_down])
             }
         },
         "/v1/users/{user_id}/audit/verify": {"get": {
             "summary": "`pinnacle audit verify` for this user's chain: links, checkpoints, sealing, the stream's settings, rolled-back accounts, orders without their event",
             "parameters": [user],
-            "responses": responses(("200", "the verdict (`clean` true when nothing is wrong)", "ChainReport"), &[BAD_INPUT, AUTH], &[audit_down])
+            "responses": responses(("200", "the verdict (`clean` true when nothing is wrong)", "ChainReport"), &[BAD_INPUT, AUTH], &[no_user, audit_down])
         }},
         "/v1/me": {"get": {
             "summary": "who the bearer token belongs to (the admin, or a user with the token's id and scopes)",
