@@ -16,6 +16,8 @@ use pinnacle_common::crypto::{ring, Vault};
 use pinnacle_common::keystore;
 use secrecy::ExposeSecret;
 
+use crate::trader::table::{self, Shape};
+
 async fn open() -> anyhow::Result<(sea_orm::DatabaseConnection, Vault)> {
     let vault = Vault::from_settings(&VaultSettings::from_env()?)?;
     let db = crate::stack::cli_database(&DatabaseSettings::from_env()?).await?;
@@ -57,19 +59,22 @@ pub fn add_to_file(path: &Path) -> anyhow::Result<u32> {
     Ok(id)
 }
 
-/// Prints rows and encryptions per key id as JSON lines.
-pub async fn status() -> anyhow::Result<()> {
+/// Prints the master keys: per key id its accounts and encryptions, and the current key;
+/// a table, or the `GET /v1/keys` object with `json`.
+pub async fn status(json: bool) -> anyhow::Result<()> {
     let (db, vault) = open().await?;
-    for key in keystore::status(&db).await? {
-        println!("{}", serde_json::to_string(&key)?);
+    let view = serde_json::to_value(keystore::overview(&db, &vault).await?)?;
+    if json {
+        crate::output::line(&serde_json::to_string_pretty(&view)?);
+        return Ok(());
     }
-    println!(
-        "{}",
-        serde_json::json!({
-            "current_key_id": vault.current_key_id(),
-            "max_encryptions_per_key": vault.max_encryptions(),
-        })
-    );
+    let columns = &["key_id", "fingerprint", "rows", "encryptions", "retired"];
+    crate::output::text_out(&format!(
+        "current key {}; at most {} encryptions per key\n{}",
+        view["current_key_id"],
+        view["max_encryptions_per_key"],
+        table::render(&view, Shape::List("keys", columns)),
+    ));
     Ok(())
 }
 
@@ -131,7 +136,11 @@ pub enum KeysCommand {
         file: PathBuf,
     },
     /// Show, per master key id, how many accounts it wraps and how many encryptions it made.
-    Status,
+    Status {
+        /// Print the `GET /v1/keys` JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Rewrap every data key under the current master key, online.
     Rotate,
     /// Retire a master key; refused while any account still uses it.
@@ -153,7 +162,7 @@ pub async fn run(command: KeysCommand) -> anyhow::Result<()> {
             println!("added master key {id} to {}", file.display());
             Ok(())
         }
-        KeysCommand::Status => status().await,
+        KeysCommand::Status { json } => status(json).await,
         KeysCommand::Rotate => rotate().await,
         KeysCommand::Retire { key_id } => retire(key_id).await,
     }

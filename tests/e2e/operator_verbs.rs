@@ -346,6 +346,32 @@ async fn key_rotation_and_audit_verify_show_progress() {
         assert!(err.contains("key rotation: 3/3 accounts (100%)"), "{err}");
         assert!(!err.contains('\u{1b}'), "control codes in a log: {err:?}");
 
+        // `keys status`: a table for people, the `GET /v1/keys` object with --json; both
+        // show the three accounts on key 2 and none left on key 1.
+        let (ok, out, err) = run_pinnacle(&["keys", "status", "--json"], &env);
+        assert!(ok, "{err}");
+        let view: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+        assert_eq!(view["current_key_id"], 2, "{view}");
+        let rows: Vec<(i64, u64)> = view["keys"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no keys: {view}"))
+            .iter()
+            .map(|k| {
+                (
+                    k["key_id"].as_i64().unwrap_or(-1),
+                    k["rows"].as_u64().unwrap_or(9),
+                )
+            })
+            .collect();
+        assert_eq!(rows, [(1, 0), (2, 3)], "{view}");
+        let (ok, out, err) = run_pinnacle(&["keys", "status"], &env);
+        assert!(ok, "{err}");
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[0].starts_with("current key 2;"), "{out}");
+        assert!(lines[1].starts_with("KEY_ID  FINGERPRINT"), "{out}");
+        assert_eq!(lines.len(), 4, "{out}");
+        assert!(!out.contains(key.trim()), "a key in the output: {out}");
+
         let (ok, out, err) = run_pinnacle(
             &["audit", "verify", "--skip-orders", "--skip-sealing"],
             &env,

@@ -5,23 +5,11 @@
 
 use axum::extract::State;
 use axum::Json;
-use pinnacle_common::keystore::{self, KeyStatus};
-use serde::Serialize;
+use pinnacle_common::keystore::{self, KeysView};
 
 use crate::caller::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
-
-/// The reply.
-#[derive(Debug, Serialize)]
-pub struct KeysView {
-    /// The key new data keys are wrapped under.
-    pub current_key_id: u32,
-    /// How many encryptions one key may make before it must be rotated.
-    pub max_encryptions_per_key: i64,
-    /// Every key the database knows, oldest first.
-    pub keys: Vec<KeyStatus>,
-}
 
 /// `GET /v1/keys`.
 pub async fn get(
@@ -29,12 +17,8 @@ pub async fn get(
     caller: Caller,
 ) -> Result<Json<KeysView>, ApiError> {
     caller.require_admin()?;
-    let keys = keystore::status(&state.db)
+    keystore::overview(&state.db, &state.vault)
         .await
-        .map_err(|e| ApiError::internal("reading the key status", e))?;
-    Ok(Json(KeysView {
-        current_key_id: state.vault.current_key_id(),
-        max_encryptions_per_key: state.vault.max_encryptions(),
-        keys,
-    }))
+        .map(Json)
+        .map_err(|e| ApiError::internal("reading the key status", e))
 }

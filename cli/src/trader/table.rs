@@ -23,7 +23,7 @@ pub fn print_value(common: &Common, result: &Value, shape: Shape) {
         crate::output::line(&serde_json::to_string_pretty(result).unwrap_or_default());
         return;
     }
-    crate::output::text_out(&table(result, shape));
+    crate::output::text_out(&render(result, shape));
 }
 
 pub(super) fn cell(value: &Value) -> String {
@@ -75,7 +75,7 @@ fn rupees_text(paise: i64) -> String {
 }
 
 /// A result as text for people.
-fn table(result: &Value, shape: Shape) -> String {
+pub fn render(result: &Value, shape: Shape) -> String {
     let empty = Map::new();
     let fields = result.as_object().unwrap_or(&empty);
     match shape {
@@ -147,7 +147,7 @@ mod tests {
             {"order_id": "a", "status": "FILLED", "quantity": 10},
             {"order_id": "bb", "status": "OPEN", "quantity": 5},
         ]});
-        let text = table(
+        let text = render(
             &result,
             Shape::List("orders", &["order_id", "status", "quantity"]),
         );
@@ -156,24 +156,24 @@ mod tests {
             "ORDER_ID  STATUS  QUANTITY\na         FILLED  10\nbb        OPEN    5\n"
         );
         assert_eq!(
-            table(&json!({"orders": []}), Shape::List("orders", &["x"])),
+            render(&json!({"orders": []}), Shape::List("orders", &["x"])),
             "(no orders)\n"
         );
-        let funds = table(&json!({"cash": 100_000_050, "used": -5}), Shape::Money);
+        let funds = render(&json!({"cash": 100_000_050, "used": -5}), Shape::Money);
         assert!(funds.contains("₹1000000.50"), "{funds}");
         assert!(funds.contains("-₹0.05"), "{funds}");
-        let order = table(
+        let order = render(
             &json!({"price": 70_050, "quantity": 3, "trigger_price": null}),
             Shape::Order,
         );
         assert!(order.contains("₹700.50"), "{order}");
         assert!(order.contains("quantity       3"), "{order}");
-        let candles = table(
+        let candles = render(
             &json!({"candles": [{"open": 5, "volume": 5}]}),
             Shape::List("candles", &["open", "volume"]),
         );
         assert_eq!(candles, "OPEN   VOLUME\n₹0.05  5\n");
-        let scopes = table(
+        let scopes = render(
             &json!({"tokens": [{"id": "t1", "scopes": ["trade", "read"]}]}),
             Shape::List("tokens", &["id", "scopes"]),
         );

@@ -21,7 +21,7 @@ use chrono::Utc;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait,
-    QueryFilter, Set,
+    QueryFilter, QueryOrder, Set,
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -234,10 +234,35 @@ pub struct KeyStatus {
     pub retired: bool,
 }
 
+/// The master keys and how far rotation has come: what `pinnacle keys status` and
+/// `GET /v1/keys` show.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KeysView {
+    /// The key new data keys are wrapped under.
+    pub current_key_id: u32,
+    /// How many encryptions one key may make before it must be rotated.
+    pub max_encryptions_per_key: i64,
+    /// Every key the database knows, oldest first.
+    pub keys: Vec<KeyStatus>,
+}
+
+/// The [`KeysView`] of `vault`'s ring and the keys `db` knows.
+pub async fn overview(db: &impl ConnectionTrait, vault: &Vault) -> Result<KeysView, KeyStoreError> {
+    Ok(KeysView {
+        current_key_id: vault.current_key_id(),
+        max_encryptions_per_key: vault.max_encryptions(),
+        keys: status(db).await?,
+    })
+}
+
 /// Every known master key with its row and encryption counts.
 pub async fn status(db: &impl ConnectionTrait) -> Result<Vec<KeyStatus>, KeyStoreError> {
     let mut out = Vec::new();
-    for key in master_keys::Entity::find().all(db).await? {
+    for key in master_keys::Entity::find()
+        .order_by_asc(master_keys::Column::Id)
+        .all(db)
+        .await?
+    {
         out.push(KeyStatus {
             rows: rows_on(db, key.id).await?,
             key_id: key.id,
