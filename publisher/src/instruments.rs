@@ -161,7 +161,13 @@ impl Catalog {
 
     /// Whether any instrument trades on `exchange`.
     pub fn has_exchange(&self, exchange: &str) -> bool {
-        self.instruments.iter().any(|i| i.exchange == exchange)
+        // Sorted by exchange first (`parse`).
+        let first = self
+            .instruments
+            .partition_point(|i| i.exchange.as_str() < exchange);
+        self.instruments
+            .get(first)
+            .is_some_and(|i| i.exchange == exchange)
     }
 
     /// One instrument by exchange and token.

@@ -13,6 +13,7 @@
 //! - [`intern`]: tick and depth subjects built once per symbol for the publishing loop.
 //! - [`instruments`]: the instrument master (OpenAPIScripMaster.json) and its indexes.
 //! - [`calendar`]: exchange hours in IST and the holiday calendar → market status.
+//! - [`exchange`]: the exchange a request names, checked the same way by every verb.
 //! - [`candles`]: Angel One intervals, range limits, simulated history.
 //! - [`service`]: `md.req.>` request-reply (last, snapshot, candles, symbols, status),
 //!   registered with the NATS micro services API as `pinnacle-market-data`.
@@ -30,6 +31,7 @@ pub mod angel;
 pub mod cache;
 pub use pinnacle_common::calendar;
 pub mod candles;
+pub mod exchange;
 pub mod filter;
 pub mod instruments;
 pub mod intern;

@@ -116,13 +116,14 @@ fn look_up(
                 missing.push(wanted.clone());
             }
             None => {
+                crate::exchange::listed(&exchange, catalog)?;
                 return Err(ErrorBody::new(
                     ErrorCode::UnknownSymbol,
                     format!(
                         "unknown symbol {exchange}:{}",
                         wanted.symbol.chars().take(60).collect::<String>()
                     ),
-                ))
+                ));
             }
         }
     }

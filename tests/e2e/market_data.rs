@@ -224,6 +224,33 @@ async fn candles_symbols_and_status_by_request_reply() {
     );
     let nse = ok(&stack, md::STATUS, json!({"exchange": "NSE"})).await;
     assert_eq!(nse["exchanges"][0]["exchange"], "NSE");
+
+    // An exchange is the same in any case, for every verb.
+    let lower = ok(&stack, md::STATUS, json!({"exchange": "nse"})).await;
+    assert_eq!(lower["exchanges"][0]["exchange"], "NSE");
+    let lower = ok(
+        &stack,
+        md::SYMBOLS_LOOKUP,
+        json!({"exchange": "nse", "symbol": "sbin-eq"}),
+    )
+    .await;
+    assert_eq!(lower["symbol"], "SBIN-EQ");
+    let lower = ok(
+        &stack,
+        md::SYMBOLS_SEARCH,
+        json!({"query": "sbi", "exchange": "nse"}),
+    )
+    .await;
+    let exchanges: Vec<&str> = lower["instruments"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|i| i["exchange"].as_str())
+        .collect();
+    assert!(
+        !exchanges.is_empty() && exchanges.iter().all(|e| *e == "NSE"),
+        "{exchanges:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -381,7 +408,35 @@ async fn bad_market_data_requests_get_structured_errors() {
             md::LAST,
             Encoding::Json,
             json_bytes(json!({"exchange": "\u{202e}\u{0}💥", "symbol": "💥"})),
-            "UNKNOWN_SYMBOL",
+            "UNKNOWN_EXCHANGE",
+        ),
+        (
+            "unknown last exchange",
+            md::LAST,
+            Encoding::Json,
+            json_bytes(json!({"exchange": "NYSE", "symbol": "SBIN-EQ"})),
+            "UNKNOWN_EXCHANGE",
+        ),
+        (
+            "unknown search exchange",
+            md::SYMBOLS_SEARCH,
+            Encoding::Json,
+            json_bytes(json!({"query": "SBI", "exchange": "NYSE"})),
+            "UNKNOWN_EXCHANGE",
+        ),
+        (
+            "unknown lookup exchange",
+            md::SYMBOLS_LOOKUP,
+            Encoding::Json,
+            json_bytes(json!({"exchange": "NYSE", "symbol": "SBIN-EQ"})),
+            "UNKNOWN_EXCHANGE",
+        ),
+        (
+            "unknown snapshot exchange",
+            md::SNAPSHOT,
+            Encoding::Json,
+            json_bytes(json!({"symbols": [{"exchange": "NYSE", "symbol": "SBIN-EQ"}]})),
+            "UNKNOWN_EXCHANGE",
         ),
         (
             "oversized",

@@ -11,8 +11,9 @@ use pinnacle_common::model::{
 
 use super::state::MdService;
 use crate::angel::AngelHistory;
-use crate::calendar::{Calendar, EXCHANGES};
+use crate::calendar::EXCHANGES;
 use crate::candles::{self, CandleQuery};
+use crate::exchange;
 
 /// Default and largest number of search results.
 const SEARCH_DEFAULT: u32 = 20;
@@ -29,6 +30,7 @@ pub(super) fn last(service: &MdService, request: &LastRequest) -> Result<MarketT
     if let Some(tick) = service.cache.get(&exchange, &request.symbol) {
         return Ok(tick);
     }
+    exchange::listed(&exchange, &service.catalog)?;
     Err(
         if service
             .catalog
@@ -85,30 +87,21 @@ pub(super) async fn candles(
     request: &CandleRequest,
 ) -> Result<CandleReply, ErrorBody> {
     let query = candles::validate(request)?;
-    let exchange = request.exchange.to_ascii_uppercase();
-    if !Calendar::knows(&exchange) {
-        return Err(ErrorBody::new(
-            ErrorCode::UnknownExchange,
-            format!(
-                "unknown exchange {:?}",
-                exchange.chars().take(20).collect::<String>()
-            ),
-        ));
-    }
+    let exchange = exchange::with_hours(&request.exchange)?;
     let max_payload = service.client.server_info().max_payload.max(64 * 1024);
     let limit = max_payload / CANDLE_BYTES;
     let (source, candles) = match &service.angel {
         Some(angel) => {
-            let candles = angel_candles(service, angel, &exchange, request, &query, limit);
+            let candles = angel_candles(service, angel, exchange, request, &query, limit);
             (SOURCE_ANGEL_ONE, candles.await?)
         }
         None => (
             SOURCE_SIMULATED,
-            simulated_candles(service, &exchange, request, &query, limit)?,
+            simulated_candles(service, exchange, request, &query, limit)?,
         ),
     };
     Ok(CandleReply {
-        exchange,
+        exchange: exchange.to_string(),
         symbol: request.symbol.clone(),
         interval: query.interval.name().to_string(),
         source: source.into(),
@@ -185,10 +178,13 @@ pub(super) fn search(service: &MdService, request: &SymbolSearch) -> Result<Symb
             format!("limit must be 1 to {SEARCH_MAX}"),
         ));
     }
-    let instruments =
-        service
-            .catalog
-            .search(&request.query, request.exchange.as_deref(), limit as usize);
+    let exchange = match &request.exchange {
+        Some(raw) => Some(exchange::listed(raw, &service.catalog)?),
+        None => None,
+    };
+    let instruments = service
+        .catalog
+        .search(&request.query, exchange.as_deref(), limit as usize);
     Ok(SymbolList { instruments })
 }
 
@@ -206,14 +202,16 @@ pub(super) fn lookup(
             ))
         }
     };
-    found.cloned().ok_or_else(|| {
-        let what = request
-            .token
-            .as_deref()
-            .or(request.symbol.as_deref())
-            .unwrap_or("");
-        unknown_symbol(&request.exchange.to_ascii_uppercase(), what)
-    })
+    if let Some(found) = found {
+        return Ok(found.clone());
+    }
+    let exchange = exchange::listed(&request.exchange, &service.catalog)?;
+    let what = request
+        .token
+        .as_deref()
+        .or(request.symbol.as_deref())
+        .unwrap_or("");
+    Err(unknown_symbol(&exchange, what))
 }
 
 pub(super) fn status(
@@ -223,20 +221,9 @@ pub(super) fn status(
     let now = service.clock.now();
     let exchanges = match &request.exchange {
         None => all_statuses(service),
-        Some(exchange) => {
-            let exchange = exchange.to_ascii_uppercase();
-            if !Calendar::knows(&exchange) {
-                return Err(ErrorBody::new(
-                    ErrorCode::UnknownExchange,
-                    format!(
-                        "unknown exchange {:?}; known: {}",
-                        exchange.chars().take(20).collect::<String>(),
-                        EXCHANGES.join(", ")
-                    ),
-                ));
-            }
-            vec![service.calendar.status(&exchange, now)]
-        }
+        Some(exchange) => vec![service
+            .calendar
+            .status(exchange::with_hours(exchange)?, now)],
     };
     Ok(StatusList { exchanges })
 }
