@@ -35,9 +35,9 @@ use pinnacle_common::entities::order_outbox;
 use pinnacle_common::shutdown::Shutdown;
 use pinnacle_common::subjects::{self, headers};
 use pinnacle_common::telemetry;
-use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
+use sea_orm::{DatabaseConnection, DbErr, EntityTrait};
 
-use crate::engine::outbox::{claim, release, Nudge};
+use crate::engine::outbox::{self, claim, release, Nudge};
 pub use crate::engine::outbox::{BATCH, CLAIM};
 
 /// JetStream's de-duplication window for `ORDER_EVENTS`: a re-publish of an event within
@@ -233,7 +233,7 @@ async fn settle<'a>(
     >,
 ) -> Result<(), EventsError> {
     let metrics = pinnacle_common::metrics::metrics();
-    let mut acked = std::collections::HashSet::with_capacity(batch.len());
+    let mut acked = std::collections::BTreeSet::new();
     let mut failure = None;
     for (row, result) in published {
         match result {
@@ -245,9 +245,8 @@ async fn settle<'a>(
         }
     }
     if !acked.is_empty() {
-        order_outbox::Entity::delete_many()
-            .filter(order_outbox::Column::Id.is_in(acked.iter().copied()))
-            .exec(db)
+        let ids: Vec<i64> = acked.iter().copied().collect();
+        outbox::remove(db, &ids)
             .await
             .map_err(EventsError::Delete)?;
     }

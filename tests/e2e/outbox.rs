@@ -115,3 +115,113 @@ async fn a_jetstream_outage_loses_no_event_and_two_relays_store_each_once_in_ord
     })
     .await;
 }
+
+/// PostgreSQL's count of deadlocks it broke in the current database.
+async fn deadlocks(db: &sea_orm::DatabaseConnection) -> i64 {
+    use sea_orm::{ConnectionTrait, Statement};
+    let row = db
+        .query_one(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT pg_stat_force_next_flush(), (SELECT deadlocks FROM pg_stat_database \
+             WHERE datname = current_database())",
+        ))
+        .await
+        .expect("pg_stat_database")
+        .expect("a row");
+    row.try_get_by_index::<i64>(1).expect("deadlocks")
+}
+
+/// Six relays (as six workers would run) claim, publish, delete and, while JetStream keeps
+/// refusing, release the same outbox rows at once: no deadlock between them (every
+/// multi-row write locks its rows in one order, or skips those another relay is taking),
+/// so no claim is left to expire and the outbox drains well within a claim's 15 s; every
+/// event is stored once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn six_relays_share_a_flapping_outbox_without_deadlock_or_stalled_claims() {
+    each_backend(|backend| async move {
+        let stack = TestStack::start(backend).await;
+        let user = stack.trader("relays").await;
+        stack
+            .set_limits(pinnacle_common::entities::risk_limits::Model {
+                max_orders_per_second: Some(10_000),
+                ..no_limits(&user.id)
+            })
+            .await;
+        let postgres = backend == pinnacle_tests::Backend::Postgres;
+        let deadlocks_before = if postgres {
+            deadlocks(&stack.db).await
+        } else {
+            0
+        };
+        stack.wait_for_ticks("SBIN-EQ", 1).await;
+        capture_order_events(&stack.client, false).await;
+        // 120 orders (360 events) wait in the outbox.
+        let placed = futures::future::join_all((0..8).map(|client| {
+            let (stack, user) = (&stack, &user);
+            async move {
+                for i in 0..15 {
+                    let order = market(&format!("flap-{client}-{i}"), "SBIN-EQ", 1);
+                    let reply = stack.place(user, &order).await;
+                    assert!(reply.ok, "{:?}", reply.error);
+                }
+            }
+        }))
+        .await;
+        assert_eq!(placed.len(), 8);
+
+        let stop = Shutdown::new();
+        let relays: Vec<_> = (0..5)
+            .map(|n| {
+                let (js, db, stop) = (
+                    jetstream::new(stack.client.clone()),
+                    stack.db.clone(),
+                    stop.clone(),
+                );
+                tokio::spawn(async move {
+                    Relay::new()
+                        .run(js, db, format!("w-flap-{n}"), stop, Duration::from_secs(2))
+                        .await;
+                })
+            })
+            .collect();
+        // JetStream stores and refuses by turns: relays publish, fail, release and claim
+        // again, all at once.
+        for _ in 0..8 {
+            capture_order_events(&stack.client, true).await;
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            capture_order_events(&stack.client, false).await;
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+        capture_order_events(&stack.client, true).await;
+        let started = std::time::Instant::now();
+        eventually(Duration::from_secs(10), "an empty outbox", || async {
+            let left = order_outbox::Entity::find().count(&stack.db).await.ok()?;
+            (left == 0).then_some(())
+        })
+        .await;
+        eprintln!(
+            "outbox drained {:?} after JetStream came back",
+            started.elapsed()
+        );
+        stop.cancel();
+        for relay in relays {
+            relay.await.expect("relay stops");
+        }
+        let events = order_events(&stack.client, &user.id).await;
+        let rows = orders::Entity::find().all(&stack.db).await.expect("orders");
+        assert_eq!(rows.len(), 120);
+        for row in &rows {
+            let last = OrderStatus::parse(&row.status).expect("status");
+            assert_complete_history(&events, &row.id, last);
+        }
+        if postgres {
+            tokio::time::sleep(Duration::from_millis(1_500)).await;
+            assert_eq!(
+                deadlocks(&stack.db).await,
+                deadlocks_before,
+                "PostgreSQL broke a deadlock in this database"
+            );
+        }
+    })
+    .await;
+}

@@ -4,7 +4,17 @@
 //! whatever fails afterwards. Publishing those rows (the relay, [`crate::events`]) is the
 //! transport's business; the engine only rings the [`Nudge`] after a commit. The table's
 //! side of the relay's protocol is here too, since it is only SQL: [`claim`] (one order's
-//! rows to one relay at a time, oldest first) and [`release`].
+//! rows to one relay at a time, oldest first), [`remove`] and [`release`].
+//!
+//! # No deadlock between relays (PostgreSQL)
+//! Several workers' relays change the same table at once, and a multi-row `UPDATE` or
+//! `DELETE` locks its rows in whatever order its plan visits them: two of them could each
+//! hold a row the other waits for, and PostgreSQL would abort one ("deadlock detected"),
+//! leaving events unpublished until the claim expired. So every multi-row write takes its
+//! row locks first, in a sub-select: claiming heads skips rows another relay has locked
+//! (`FOR UPDATE SKIP LOCKED`: a head someone else is taking is theirs), and every other
+//! write locks its rows in id order (`ORDER BY id FOR UPDATE`), so waits never form a
+//! cycle. SQLite has one writer at a time and no row locks; the clauses are left out there.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +24,7 @@ use pinnacle_common::entities::{order_outbox, orders};
 use pinnacle_common::model::{OrderEvent, OrderStatus};
 use pinnacle_common::subjects;
 use pinnacle_common::telemetry;
-use sea_orm::sea_query::{Expr, Query};
+use sea_orm::sea_query::{Expr, LockBehavior, LockType, Query, SelectStatement};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, FromQueryResult,
     QueryFilter, Set,
@@ -101,31 +111,79 @@ pub const CLAIM: Duration = Duration::from_secs(15);
 /// Two statements: the second claims the followers and returns every row under the
 /// claim (the heads too) with `RETURNING`, instead of a third that reads them back.
 pub(crate) async fn claim(db: &DatabaseConnection, instance: &str) -> Result<Claimed, DbErr> {
-    use order_outbox::Column as C;
     let token = format!("{instance}/{}", uuid::Uuid::now_v7().simple());
     let heads = claim_heads(db, &token).await?;
     if heads == 0 {
         return Ok(Claimed::default());
     }
+    match claim_followers(db, &token).await {
+        Ok(mut rows) => {
+            rows.sort_unstable_by_key(|row| row.id);
+            Ok(Claimed { rows, heads })
+        }
+        Err(error) => {
+            // The heads are held but will not be published: give them back now rather
+            // than leave their orders' events waiting for the claim to expire.
+            release_claim(db, &token).await;
+            Err(error)
+        }
+    }
+}
+
+/// Claims, under `token`, every free row of the orders whose head `token` holds, and
+/// returns every row under the claim (the heads too).
+async fn claim_followers(
+    db: &DatabaseConnection,
+    token: &str,
+) -> Result<Vec<order_outbox::Model>, DbErr> {
+    use order_outbox::Column as C;
+    let now = row::now_ms();
+    let ours = || Expr::col(C::ClaimedBy).eq(token);
     let held = Query::select()
         .column(C::OrderId)
         .from(order_outbox::Entity)
-        .and_where(Expr::col(C::ClaimedBy).eq(token.as_str()))
+        .and_where(ours())
         .to_owned();
-    let ours = Expr::col(C::ClaimedBy).eq(token.as_str());
+    let rows = in_id_order(
+        Query::select()
+            .column(C::Id)
+            .from(order_outbox::Entity)
+            .and_where(Expr::col(C::OrderId).in_subquery(held))
+            .and_where(ours().or(unclaimed(now)))
+            .to_owned(),
+    );
     let all = Query::update()
         .table(order_outbox::Entity)
-        .value(C::ClaimedBy, token.clone())
-        .value(C::ClaimedUntilMs, row::now_ms() + CLAIM.as_millis() as i64)
-        .and_where(Expr::col(C::OrderId).in_subquery(held))
-        .and_where(ours.or(unclaimed(row::now_ms())))
+        .value(C::ClaimedBy, token)
+        .value(C::ClaimedUntilMs, now + CLAIM.as_millis() as i64)
+        .and_where(Expr::col(C::Id).in_subquery(rows))
+        .and_where(ours().or(unclaimed(now)))
         .returning_all()
         .to_owned();
-    let mut rows = order_outbox::Model::find_by_statement(db.get_database_backend().build(&all))
+    order_outbox::Model::find_by_statement(db.get_database_backend().build(&all))
         .all(db)
-        .await?;
-    rows.sort_unstable_by_key(|row| row.id);
-    Ok(Claimed { rows, heads })
+        .await
+}
+
+/// `select` (of outbox ids) ordered by id and locking its rows as it goes: the sub-select
+/// of a multi-row write, so that its locks are taken in one order (see the module docs).
+fn in_id_order(mut select: SelectStatement) -> SelectStatement {
+    select
+        .order_by(order_outbox::Column::Id, sea_orm::Order::Asc)
+        .lock(LockType::Update);
+    select
+}
+
+/// The rows of `ids`, locked in id order.
+fn locked(ids: &[i64]) -> SelectStatement {
+    use order_outbox::Column as C;
+    in_id_order(
+        Query::select()
+            .column(C::Id)
+            .from(order_outbox::Entity)
+            .and_where(Expr::col(C::Id).is_in(ids.iter().copied()))
+            .to_owned(),
+    )
 }
 
 /// What [`claim`] took.
@@ -165,6 +223,7 @@ async fn claim_heads(db: &DatabaseConnection, token: &str) -> Result<u64, DbErr>
         .and_where(Expr::exists(older).not())
         .order_by((order_outbox::Entity, C::Id), sea_orm::Order::Asc)
         .limit(BATCH)
+        .lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
         .to_owned();
     // The claim condition is repeated on the outer UPDATE so that PostgreSQL re-checks it
     // on a row another relay claimed concurrently.
@@ -187,9 +246,35 @@ fn unclaimed(now_ms: i64) -> sea_orm::sea_query::SimpleExpr {
         .or(Expr::col(C::ClaimedUntilMs).lt(now_ms))
 }
 
+/// Deletes published rows (JetStream acknowledged them).
+pub(crate) async fn remove(db: &DatabaseConnection, ids: &[i64]) -> Result<(), DbErr> {
+    order_outbox::Entity::delete_many()
+        .filter(order_outbox::Column::Id.in_subquery(locked(ids)))
+        .exec(db)
+        .await
+        .map(drop)
+}
+
 /// Gives claimed rows back after a failed publish, so the next attempt (by any relay) may
 /// take them at once.
 pub(crate) async fn release(db: &DatabaseConnection, ids: &[i64]) {
+    unclaim(db, locked(ids)).await;
+}
+
+/// Gives back every row claimed under `token`.
+async fn release_claim(db: &DatabaseConnection, token: &str) {
+    let rows = in_id_order(
+        Query::select()
+            .column(order_outbox::Column::Id)
+            .from(order_outbox::Entity)
+            .and_where(Expr::col(order_outbox::Column::ClaimedBy).eq(token))
+            .to_owned(),
+    );
+    unclaim(db, rows).await;
+}
+
+/// Clears the claim on the rows `ids` selects; a failure leaves them to expire.
+async fn unclaim(db: &DatabaseConnection, ids: SelectStatement) {
     let released = order_outbox::Entity::update_many()
         .col_expr(
             order_outbox::Column::ClaimedBy,
@@ -199,7 +284,7 @@ pub(crate) async fn release(db: &DatabaseConnection, ids: &[i64]) {
             order_outbox::Column::ClaimedUntilMs,
             Expr::value(Option::<i64>::None),
         )
-        .filter(order_outbox::Column::Id.is_in(ids.iter().copied()))
+        .filter(order_outbox::Column::Id.in_subquery(ids))
         .exec(db)
         .await;
     if let Err(error) = released {
