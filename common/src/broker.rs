@@ -50,6 +50,36 @@ pub struct BrokerOutcome {
     pub filled_quantity: i64,
     /// Average fill price in paise.
     pub average_price: Option<i64>,
+    /// The terms the broker holds the order on, as far as its answer states them (Angel
+    /// One's order records do; an acknowledgement or the paper broker's answer does not).
+    /// They are the truth after a modify, whichever path sees them first: the order-update
+    /// stream, or reconciliation settling a modify whose answer was lost.
+    pub terms: OrderTerms,
+}
+
+/// What a modify changes: the terms an order stands on at the broker, each `None` where
+/// the broker's answer does not state it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OrderTerms {
+    /// Units ordered.
+    pub quantity: Option<i64>,
+    /// Limit price in paise.
+    pub price: Option<i64>,
+    /// Trigger price in paise.
+    pub trigger_price: Option<i64>,
+}
+
+impl OrderTerms {
+    /// The terms an order of `order_type` has: a limit price only if it takes one, a
+    /// trigger only if it is a stop-loss order (a broker may state a price it made up, as
+    /// Angel One does for a market order converted under its price protection).
+    pub fn for_type(self, order_type: crate::model::OrderType) -> Self {
+        Self {
+            quantity: self.quantity,
+            price: self.price.filter(|_| order_type.has_limit()),
+            trigger_price: self.trigger_price.filter(|_| order_type.is_stop()),
+        }
+    }
 }
 
 /// A broker call failed.

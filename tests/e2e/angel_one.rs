@@ -225,6 +225,77 @@ async fn ambiguous_replies_are_looked_up_by_tag_and_never_sent_twice() {
     .await;
 }
 
+/// A modify the broker applied but answered too late is `UNKNOWN`; reconciliation then
+/// records the terms the broker holds, so the order is not left on its old quantity and
+/// price (from which a later modify would silently undo the broker's change). A modify
+/// that never reached the broker leaves the old terms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_modify_whose_answer_was_lost_is_settled_with_the_terms_the_broker_holds() {
+    each_backend(|backend| async move {
+        let angel = AngelStack::start_with(
+            backend,
+            |_| {},
+            |s| {
+                s.worker.smartapi_timeout_ms = 700;
+                s.worker.reconcile_after_ms = 300;
+                s.worker.reconcile_interval_ms = 100;
+            },
+        )
+        .await;
+        let stack = &angel.stack;
+        let (user, account) = angel.angel_trader("lostmodify", 7, json!({})).await;
+        let cc = account.client_code.as_str();
+        let (_, rests) = angel.prices();
+        let placed = stack
+            .call(&user, "place", AngelStack::limit("lm-1", "BUY", 1, rests))
+            .await;
+        assert_eq!(result(&placed)["status"], "OPEN", "{placed}");
+
+        // Applied at the broker, answered after Pinnacle gave up waiting.
+        angel.sim.inject(Fault::SlowReply {
+            route: "modifyOrder".into(),
+            delay: Duration::from_millis(2_000),
+            times: 1,
+        });
+        let price = rests - 100;
+        let modified = stack
+            .call(
+                &user,
+                "modify",
+                json!({"client_order_id": "lm-1", "quantity": 4, "price": price}),
+            )
+            .await;
+        assert_ne!(result(&modified)["status"], "OPEN", "{modified}");
+        let order = at_broker(&angel, cc, &placed);
+        assert_eq!((order.quantity, order.price_paise), (4, price));
+        let settled = eventually(Duration::from_secs(15), "the modify settled", || async {
+            let got = stack
+                .call(&user, "get", json!({"client_order_id": "lm-1"}))
+                .await;
+            (result(&got)["status"] == "OPEN").then(|| result(&got).clone())
+        })
+        .await;
+        assert_eq!(
+            (&settled["quantity"], &settled["price"]),
+            (&json!(4), &json!(price)),
+            "Pinnacle's record must be the broker's: {settled}"
+        );
+
+        // A later price-only modify keeps the broker's quantity.
+        let later = stack
+            .call(
+                &user,
+                "modify",
+                json!({"client_order_id": "lm-1", "price": price - 100}),
+            )
+            .await;
+        assert_eq!(result(&later)["quantity"], 4, "{later}");
+        let order = at_broker(&angel, cc, &placed);
+        assert_eq!((order.quantity, order.price_paise), (4, price - 100));
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_session_expiry_and_broker_errors() {
     each_backend(|backend| async move {

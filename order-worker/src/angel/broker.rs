@@ -1,7 +1,9 @@
 //! The Angel One broker behind the `Broker` trait.
 
 use async_trait::async_trait;
-use pinnacle_common::broker::{Admission, Broker, BrokerCredentials, BrokerError, BrokerOutcome};
+use pinnacle_common::broker::{
+    Admission, Broker, BrokerCredentials, BrokerError, BrokerOutcome, OrderTerms,
+};
 use pinnacle_common::model::{
     Funds, Holding, OrderRequest, OrderStatus, OrderType, Position, Trade,
 };
@@ -105,6 +107,7 @@ impl Broker for AngelOneBroker {
                         status: OrderStatus::Open,
                         filled_quantity: 0,
                         average_price: None,
+                        terms: OrderTerms::default(),
                     })
                 } else {
                     self.placed_state(creds, &ack).await

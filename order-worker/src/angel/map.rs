@@ -1,6 +1,6 @@
 //! Translating between Pinnacle's order model and SmartAPI's records.
 
-use pinnacle_common::broker::BrokerOutcome;
+use pinnacle_common::broker::{BrokerOutcome, OrderTerms};
 use pinnacle_common::model::{
     Funds, Holding, OrderRequest, OrderStatus, OrderType, Position, Product, Side, Trade,
 };
@@ -97,20 +97,19 @@ pub fn outcome(record: &OrderRecord) -> BrokerOutcome {
         filled_quantity: record.filledshares,
         average_price: (record.filledshares > 0 && record.averageprice > 0)
             .then_some(record.averageprice),
+        terms: terms(record),
     }
 }
 
-/// The terms of an order as the broker holds them: (quantity, limit price, trigger price),
-/// each `None` when the record does not say or the order type has no such field. The
-/// broker's record is the truth after a modification, whichever path sees it first.
-pub fn terms(
-    record: &OrderRecord,
-    order_type: OrderType,
-) -> (Option<i64>, Option<i64>, Option<i64>) {
-    let quantity = (record.quantity > 0).then_some(record.quantity);
-    let price = (order_type.has_limit() && record.price > 0).then_some(record.price);
-    let trigger = (order_type.is_stop() && record.triggerprice > 0).then_some(record.triggerprice);
-    (quantity, price, trigger)
+/// The terms a record states (quantity and prices above zero); read them by the stored
+/// order's type ([`OrderTerms::for_type`]), which a modify never changes.
+fn terms(record: &OrderRecord) -> OrderTerms {
+    let positive = |value: i64| (value > 0).then_some(value);
+    OrderTerms {
+        quantity: positive(record.quantity),
+        price: positive(record.price),
+        trigger_price: positive(record.triggerprice),
+    }
 }
 
 /// Funds from getRMS.
@@ -267,20 +266,22 @@ mod tests {
             triggerprice: 19_400,
             ..OrderRecord::default()
         };
+        let of = |record: &OrderRecord, order_type| {
+            let t = outcome(record).terms.for_type(order_type);
+            (t.quantity, t.price, t.trigger_price)
+        };
         assert_eq!(
-            terms(&record, OrderType::StoplossLimit),
+            of(&record, OrderType::StoplossLimit),
             (Some(3), Some(19_500), Some(19_400))
         );
+        assert_eq!(of(&record, OrderType::Limit), (Some(3), Some(19_500), None));
         assert_eq!(
-            terms(&record, OrderType::Limit),
-            (Some(3), Some(19_500), None)
-        );
-        assert_eq!(
-            terms(&record, OrderType::StoplossMarket),
+            of(&record, OrderType::StoplossMarket),
             (Some(3), None, Some(19_400))
         );
+        assert_eq!(of(&record, OrderType::Market), (Some(3), None, None));
         assert_eq!(
-            terms(&OrderRecord::default(), OrderType::Limit),
+            of(&OrderRecord::default(), OrderType::Limit),
             (None, None, None)
         );
     }

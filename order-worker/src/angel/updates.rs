@@ -276,8 +276,7 @@ fn patch_for(
     record: &OrderRecord,
     outcome: &BrokerOutcome,
 ) -> Result<Patch, CorruptOrder> {
-    let order_type = row::view(order)?.order_type;
-    let (quantity, price, trigger_price) = super::map::terms(record, order_type);
+    let terms = outcome.terms.for_type(row::view(order)?.order_type);
     let rejection = (outcome.status == OrderStatus::Rejected).then(|| {
         let reason = if record.text.is_empty() {
             "the broker rejected the order".to_string()
@@ -287,11 +286,8 @@ fn patch_for(
         ErrorBody::new(ErrorCode::BrokerRejected, reason)
     });
     Ok(Patch {
-        quantity,
-        price,
-        trigger_price,
         rejection,
-        ..Patch::from_outcome(outcome)
+        ..Patch::from_outcome(outcome).with_terms(terms)
     })
 }
 
@@ -321,6 +317,7 @@ mod tests {
             status,
             filled_quantity: filled,
             average_price: None,
+            terms: pinnacle_common::broker::OrderTerms::default(),
         }
     }
 

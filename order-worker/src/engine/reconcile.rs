@@ -89,7 +89,10 @@ async fn record_finding(
     let status = store::status_of(&order)?;
     match found {
         Ok(Ok(Some(outcome))) => {
-            let patch = Patch::from_outcome(&outcome);
+            // The broker's terms too: a modify whose answer was lost may have been applied
+            // (the order then stands on the new terms) or not (on the old ones).
+            let terms = outcome.terms.for_type(store::view(&order)?.order_type);
+            let patch = Patch::from_outcome(&outcome).with_terms(terms);
             engine
                 .record_outcome(&order, outcome.status, patch, held)
                 .await

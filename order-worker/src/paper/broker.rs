@@ -5,7 +5,9 @@ use std::time::Duration;
 use tracing::Instrument as _;
 
 use async_trait::async_trait;
-use pinnacle_common::broker::{Admission, Broker, BrokerCredentials, BrokerError, BrokerOutcome};
+use pinnacle_common::broker::{
+    Admission, Broker, BrokerCredentials, BrokerError, BrokerOutcome, OrderTerms,
+};
 use pinnacle_common::model::{Funds, Holding, OrderRequest, OrderStatus, Position, Trade};
 use sea_orm::DatabaseConnection;
 
@@ -161,6 +163,7 @@ impl Broker for PaperBroker {
             status: OrderStatus::Cancelled,
             filled_quantity: 0,
             average_price: None,
+            terms: OrderTerms::default(),
         })
     }
 
@@ -250,6 +253,7 @@ impl PaperBroker {
                 status: OrderStatus::Filled,
                 filled_quantity: order.quantity,
                 average_price: Some(tick.ltp),
+                terms: OrderTerms::default(),
             }
         } else {
             BrokerOutcome {
@@ -257,6 +261,7 @@ impl PaperBroker {
                 status: OrderStatus::Open,
                 filled_quantity: 0,
                 average_price: None,
+                terms: OrderTerms::default(),
             }
         })
     }

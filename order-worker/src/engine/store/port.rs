@@ -4,7 +4,7 @@ use std::fmt::Debug;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use pinnacle_common::broker::BrokerOutcome;
+use pinnacle_common::broker::{BrokerOutcome, OrderTerms};
 use pinnacle_common::entities::orders;
 use pinnacle_common::error::ErrorBody;
 use pinnacle_common::model::{OrderRequest, OrderStatus};
@@ -169,6 +169,16 @@ impl Patch {
             filled_quantity: Some(outcome.filled_quantity),
             average_price: outcome.average_price,
             ..Self::default()
+        }
+    }
+
+    /// Also sets the terms the broker holds the order on, where `terms` states them.
+    pub fn with_terms(self, terms: OrderTerms) -> Self {
+        Self {
+            quantity: terms.quantity,
+            price: terms.price,
+            trigger_price: terms.trigger_price,
+            ..self
         }
     }
 }
