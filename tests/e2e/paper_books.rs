@@ -249,6 +249,35 @@ async fn stop_market_buys_are_reserved_and_prices_must_be_on_the_tick() {
                 .is_some_and(|m| m.contains("changes nothing")),
             "{same}"
         );
+        // So is a change of order type (it cannot change), never silently ignored; the
+        // order's own type is accepted.
+        let retyped = stack
+            .call(
+                &user,
+                "modify",
+                json!({"client_order_id": "stop", "order_type": "MARKET", "quantity": 9}),
+            )
+            .await;
+        assert_eq!(retyped["error"]["code"], "INVALID_REQUEST", "{retyped}");
+        assert!(
+            retyped["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("order type cannot be modified")),
+            "{retyped}"
+        );
+        let own_type = stack
+            .call(
+                &user,
+                "modify",
+                json!({"client_order_id": "stop", "order_type": "STOPLOSS_MARKET", "quantity": 10, "trigger_price": 10_500}),
+            )
+            .await;
+        assert!(
+            own_type["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("changes nothing")),
+            "{own_type}"
+        );
         let stop = stack
             .call(&user, "get", json!({"client_order_id": "stop"}))
             .await;

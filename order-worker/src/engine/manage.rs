@@ -153,6 +153,16 @@ pub(super) async fn cancel_as(
 /// `current` with `change` applied, if the change fits the order: the quantity stays
 /// above what is filled, only prices the order type has are changed, and something is.
 fn changed(current: &OrderReply, change: &ModifyRequest) -> Result<OrderRequest, ErrorBody> {
+    if let Some(order_type) = change.order_type.filter(|t| *t != current.order_type) {
+        return Err(ErrorBody::new(
+            ErrorCode::InvalidRequest,
+            format!(
+                "the order type cannot be modified ({} to {}): cancel the order and place a new one",
+                current.order_type.as_str(),
+                order_type.as_str()
+            ),
+        ));
+    }
     let quantity = change.quantity.unwrap_or(current.quantity);
     if quantity <= current.filled_quantity {
         return Err(ErrorBody::new(

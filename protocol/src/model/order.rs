@@ -163,6 +163,10 @@ pub struct ModifyRequest {
     /// New trigger price in paise (stop-loss orders).
     #[serde(default)]
     pub trigger_price: Option<i64>,
+    /// The order's type, which cannot change: accepted only as the order's own, so a
+    /// request to change it is refused rather than silently ignored.
+    #[serde(default)]
+    pub order_type: Option<OrderType>,
 }
 
 /// A request to list orders.
