@@ -67,6 +67,11 @@ impl Metrics {
             "Audit checkpoints that could not be stored (retried later)",
         )
         .expect("valid counter");
+        let orders_found_after_not_at_broker = IntCounter::new(
+            "pinnacle_orders_found_after_not_at_broker_total",
+            "Orders settled as NOT_AT_BROKER that the broker reported afterwards (a request that reached it after its worker's lease and grace had passed): check the account at the broker",
+        )
+        .expect("valid counter");
         let credential_decrypts = IntCounterVec::new(
             Opts::new(
                 "pinnacle_credential_decrypts_total",
@@ -175,6 +180,7 @@ impl Metrics {
             Box::new(audit_stream_available.clone()),
             Box::new(audit_checkpoint_failures.clone()),
             Box::new(credential_decrypts.clone()),
+            Box::new(orders_found_after_not_at_broker.clone()),
             Box::new(nats_reconnects.clone()),
             Box::new(queue_depth.clone()),
             Box::new(queue_group_changes.clone()),
@@ -204,6 +210,7 @@ impl Metrics {
             audit_stream_available,
             audit_checkpoint_failures,
             credential_decrypts,
+            orders_found_after_not_at_broker,
             nats_reconnects,
             queue_depth,
             queue_group_changes,

@@ -97,6 +97,7 @@ pub const FAMILIES: &[(&str, &[Component])] = &[
     ("pinnacle_audit_stream_available", AUDITING),
     ("pinnacle_audit_checkpoint_failures_total", AUDITING),
     ("pinnacle_credential_decrypts_total", WORKER),
+    ("pinnacle_orders_found_after_not_at_broker_total", WORKER),
     ("pinnacle_nats_reconnects_total", EVERY),
     ("pinnacle_nats_rebuilds_total", EVERY),
     ("pinnacle_broker_requests_total", WORKER),
@@ -136,6 +137,10 @@ pub struct Metrics {
     pub audit_checkpoint_failures: IntCounter,
     /// `pinnacle_credential_decrypts_total{outcome}`: credential decrypts, `ok` or `failed`.
     pub credential_decrypts: IntCounterVec,
+    /// `pinnacle_orders_found_after_not_at_broker_total`: orders settled as `NOT_AT_BROKER`
+    /// that the broker's order-update stream reported afterwards (they reached the broker
+    /// after their worker's lease and grace had passed). Alert on any increase.
+    pub orders_found_after_not_at_broker: IntCounter,
     /// `pinnacle_nats_reconnects_total{service}`: reconnections after a lost connection.
     pub nats_reconnects: IntCounterVec,
     /// `pinnacle_queue_depth{service}`: requests a queue-group member has received and

@@ -10,12 +10,15 @@ use sha2::{Digest, Sha256};
 /// The longest tag SmartAPI accepts.
 pub const MAX_TAG_LEN: usize = 19;
 
+/// How every Pinnacle tag starts.
+pub const PREFIX: &str = "PN";
+
 /// The tag for Pinnacle order `order_id`.
 pub fn order_tag(order_id: &str) -> String {
     let digest = Sha256::digest(order_id.as_bytes());
     let mut encoded = data_encoding::BASE32_NOPAD.encode(&digest[..10]);
     encoded.truncate(16);
-    format!("PN{encoded}")
+    format!("{PREFIX}{encoded}")
 }
 
 #[cfg(test)]

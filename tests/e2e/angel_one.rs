@@ -296,6 +296,73 @@ async fn a_modify_whose_answer_was_lost_is_settled_with_the_terms_the_broker_hol
     .await;
 }
 
+/// An order settled as `NOT_AT_BROKER` whose request reached the broker after all (held on
+/// the way past its worker's lease and grace) is reported loudly when the broker's update
+/// arrives: an error log line and the alerting metric. Its record stays final.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_update_for_an_order_settled_as_not_at_broker_is_alerted() {
+    use pinnacle_common::entities::orders;
+    use sea_orm::{ActiveModelTrait, EntityTrait, Set};
+
+    each_backend(|backend| async move {
+        let angel = AngelStack::start(backend).await;
+        let stack = &angel.stack;
+        let (user, _) = angel.angel_trader("late", 8, json!({})).await;
+        let (_, rests) = angel.prices();
+        let placed = stack
+            .call(&user, "place", AngelStack::limit("late-1", "BUY", 1, rests))
+            .await;
+        assert_eq!(result(&placed)["status"], "OPEN", "{placed}");
+        eventually(
+            Duration::from_secs(5),
+            "the order-update socket connects",
+            || async { (angel.sim.order_connections() >= 1).then_some(()) },
+        )
+        .await;
+        // As reconciliation leaves an order whose request had not yet arrived.
+        let order_id = result(&placed)["order_id"]
+            .as_str()
+            .expect("id")
+            .to_string();
+        let row = orders::Entity::find_by_id(order_id.clone())
+            .one(&stack.db)
+            .await
+            .expect("read")
+            .expect("stored");
+        let mut settled: orders::ActiveModel = row.into();
+        settled.status = Set("REJECTED".into());
+        settled.reject_code = Set(Some("NOT_AT_BROKER".into()));
+        settled.reject_reason = Set(Some("the broker has no such order".into()));
+        settled.broker_order_id = Set(None);
+        settled.update(&stack.db).await.expect("settled");
+        let counter = || {
+            pinnacle_common::metrics::metrics()
+                .orders_found_after_not_at_broker
+                .get()
+        };
+        let before = counter();
+
+        // The order fills at the broker; its update names the order by its tag.
+        angel.sim.set_ltp("NSE", SBIN_TOKEN, rests - 100);
+        eventually(Duration::from_secs(10), "the alert", || async {
+            (counter() > before).then_some(())
+        })
+        .await;
+        let log = logs::captured();
+        assert!(
+            log.lines()
+                .any(|l| l.contains("settled as NOT_AT_BROKER is at the broker")
+                    && l.contains(&order_id)),
+            "no error line naming the order"
+        );
+        let got = stack
+            .call(&user, "get", json!({"client_order_id": "late-1"}))
+            .await;
+        assert_eq!(result(&got)["status"], "REJECTED", "{got}");
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limits_session_expiry_and_broker_errors() {
     each_backend(|backend| async move {

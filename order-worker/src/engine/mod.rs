@@ -304,6 +304,16 @@ impl Engine {
         self.orders.list(query).await
     }
 
+    /// `account_id`'s orders settled as `REJECTED` / `NOT_AT_BROKER` in the last day.
+    pub async fn not_at_broker_lately(
+        &self,
+        account_id: &str,
+    ) -> Result<Vec<orders::Model>, DbErr> {
+        let since = chrono::Utc::now() - chrono::Duration::days(1);
+        let query = OrderQuery::NotAtBrokerSince { account_id, since };
+        self.orders.list(query).await
+    }
+
     /// Working (`OPEN`, `PARTIALLY_FILLED`) paper orders, for the matcher's book.
     pub async fn resting_paper_orders(&self) -> Result<Vec<orders::Model>, DbErr> {
         self.orders.list(OrderQuery::RestingPaper).await

@@ -109,6 +109,14 @@ pub enum OrderQuery<'a> {
         /// Only this account's.
         account_id: Option<&'a str>,
     },
+    /// One broker account's orders settled as `REJECTED` / `NOT_AT_BROKER` since a time
+    /// (to recognise one the broker reports afterwards).
+    NotAtBrokerSince {
+        /// The account.
+        account_id: &'a str,
+        /// Settled at or after this.
+        since: DateTime<Utc>,
+    },
     /// Working (`OPEN`, `PARTIALLY_FILLED`) paper orders, for the matcher's book.
     RestingPaper,
     /// `INTRADAY` orders changed since `since`, for the square-off.

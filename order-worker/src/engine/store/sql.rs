@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use pinnacle_common::db::span as db_span;
 use pinnacle_common::entities::orders;
+use pinnacle_common::error::ErrorCode;
 use pinnacle_common::model::{OrderStatus, Product};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
@@ -96,6 +97,11 @@ impl OrderStore for SqlOrderStore {
                 }
                 select
             }
+            OrderQuery::NotAtBrokerSince { account_id, since } => orders::Entity::find()
+                .filter(orders::Column::BrokerAccountId.eq(account_id))
+                .filter(orders::Column::Status.eq(OrderStatus::Rejected.as_str()))
+                .filter(orders::Column::RejectCode.eq(ErrorCode::NotAtBroker.as_str()))
+                .filter(orders::Column::UpdatedAt.gte(since)),
             OrderQuery::RestingPaper => orders::Entity::find()
                 .filter(
                     orders::Column::Status
