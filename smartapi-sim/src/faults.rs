@@ -16,6 +16,14 @@ pub enum Fault {
         delay: Duration,
         times: u32,
     },
+    /// Do not process; hold the request for `delay`, then answer an empty HTTP 504: a
+    /// request that never reached the broker (the client times out first).
+    Unanswered {
+        route: String,
+        #[serde(with = "millis")]
+        delay: Duration,
+        times: u32,
+    },
     /// Process the request, then answer `status` with an empty body.
     EmptyBody {
         route: String,
@@ -37,6 +45,7 @@ impl Fault {
     fn route(&self) -> &str {
         match self {
             Fault::SlowReply { route, .. }
+            | Fault::Unanswered { route, .. }
             | Fault::EmptyBody { route, .. }
             | Fault::RateLimited { route, .. }
             | Fault::BusinessError { route, .. } => route,
@@ -46,6 +55,7 @@ impl Fault {
     fn times_mut(&mut self) -> &mut u32 {
         match self {
             Fault::SlowReply { times, .. }
+            | Fault::Unanswered { times, .. }
             | Fault::EmptyBody { times, .. }
             | Fault::RateLimited { times, .. }
             | Fault::BusinessError { times, .. } => times,

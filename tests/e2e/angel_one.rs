@@ -296,6 +296,81 @@ async fn a_modify_whose_answer_was_lost_is_settled_with_the_terms_the_broker_hol
     .await;
 }
 
+/// A place the broker never received (the request is held, then refused without being
+/// processed) is `UNKNOWN` until reconciliation finds no such order at the broker, then
+/// `REJECTED` / `NOT_AT_BROKER`, which is true: the simulator's book has no order, and a
+/// retry of the same client order id replays the rejection without sending anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_place_that_never_reached_the_broker_is_settled_as_not_at_broker() {
+    each_backend(|backend| async move {
+        let angel = AngelStack::start_with(
+            backend,
+            |_| {},
+            |s| {
+                s.worker.smartapi_timeout_ms = 700;
+                s.worker.reconcile_after_ms = 300;
+                s.worker.reconcile_interval_ms = 100;
+            },
+        )
+        .await;
+        let stack = &angel.stack;
+        let (user, account) = angel.angel_trader("unanswered", 9, json!({})).await;
+        let cc = account.client_code.as_str();
+        let (_, rests) = angel.prices();
+        // A first order logs in, so the fault meets the place itself.
+        let first = stack
+            .call(&user, "place", AngelStack::limit("na-0", "BUY", 1, rests))
+            .await;
+        assert_eq!(result(&first)["status"], "OPEN", "{first}");
+        angel.sim.inject(Fault::Unanswered {
+            route: "placeOrder".into(),
+            delay: Duration::from_millis(1_500),
+            times: 1,
+        });
+        let lost = stack
+            .call(&user, "place", AngelStack::limit("na-1", "BUY", 1, rests))
+            .await;
+        assert!(
+            lost["ok"] == false || result(&lost)["status"] == "UNKNOWN",
+            "{lost}"
+        );
+        let settled = eventually(Duration::from_secs(15), "the order settled", || async {
+            let got = stack
+                .call(&user, "get", json!({"client_order_id": "na-1"}))
+                .await;
+            (result(&got)["status"] == "REJECTED").then(|| result(&got).clone())
+        })
+        .await;
+        assert!(
+            settled["reject_reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("nothing was placed")),
+            "{settled}"
+        );
+        assert_eq!(
+            angel.sim.orders(cc).len(),
+            1,
+            "only the first order is at the broker"
+        );
+        let places = || {
+            angel
+                .sim
+                .requests()
+                .iter()
+                .filter(|r| r.path.ends_with("/placeOrder"))
+                .count()
+        };
+        let sent = places();
+        let again = stack
+            .call(&user, "place", AngelStack::limit("na-1", "BUY", 1, rests))
+            .await;
+        // A retry is answered with the stored rejection, as its error.
+        assert_eq!(again["error"]["code"], "NOT_AT_BROKER", "{again}");
+        assert_eq!(places(), sent, "a retry sends nothing");
+    })
+    .await;
+}
+
 /// An order settled as `NOT_AT_BROKER` whose request reached the broker after all (held on
 /// the way past its worker's lease and grace) is reported loudly when the broker's update
 /// arrives: an error log line and the alerting metric. Its record stays final.

@@ -113,6 +113,10 @@ pub async fn handle(
         Some(Fault::BusinessError { code, message, .. }) => {
             return envelope(Reply::business(code, message.clone()))
         }
+        Some(Fault::Unanswered { delay, .. }) => {
+            tokio::time::sleep(*delay).await;
+            return StatusCode::GATEWAY_TIMEOUT.into_response();
+        }
         _ => {}
     }
     if shared.config.enforce_rate_limits {
