@@ -17,6 +17,7 @@ mod m20261201_000003_paper_books;
 mod m20261202_000001_default_account;
 mod m20261210_000001_outbox_trace;
 mod m20261212_000001_order_rate_unlogged;
+mod m20261213_000001_erased_accounts;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000001_default_account::Migration),
             Box::new(m20261210_000001_outbox_trace::Migration),
             Box::new(m20261212_000001_order_rate_unlogged::Migration),
+            Box::new(m20261213_000001_erased_accounts::Migration),
         ]
     }
 }

@@ -29,20 +29,25 @@ fn via(id: &str, account: Option<&str>) -> OrderRequest {
 }
 
 /// The label of the account `reply`'s order was placed through.
-async fn account_of(stack: &TestStack, reply: &Reply<OrderReply>) -> String {
+/// The broker account id of the order `reply` placed.
+async fn account_id(stack: &TestStack, reply: &Reply<OrderReply>) -> String {
     let order_id = &reply.result.as_ref().expect("placed").order_id;
-    let order = orders::Entity::find_by_id(order_id.clone())
+    orders::Entity::find_by_id(order_id.clone())
         .one(&stack.db)
         .await
         .expect("query")
-        .expect("stored");
-    let account =
-        pinnacle_common::entities::broker_accounts::Entity::find_by_id(order.broker_account_id)
-            .one(&stack.db)
-            .await
-            .expect("query")
-            .expect("account");
-    account.label
+        .expect("stored")
+        .broker_account_id
+}
+
+async fn account_of(stack: &TestStack, reply: &Reply<OrderReply>) -> String {
+    let account_id = account_id(stack, reply).await;
+    pinnacle_common::entities::broker_accounts::Entity::find_by_id(account_id)
+        .one(&stack.db)
+        .await
+        .expect("query")
+        .expect("account")
+        .label
 }
 
 /// Sets `user`'s limits through the user API, as the admin.
@@ -197,26 +202,55 @@ async fn account_changes_through_the_api_are_seen_at_once() {
         let renamed = stack.place(&user, &via("a-8", Some("new-name"))).await;
         assert_eq!(account_of(&stack, &renamed).await, "new-name");
 
-        // Removed while orders refer to it: the row stays with its credentials erased,
-        // and the cached copy (credentials still sealed in it) is never opened.
+        // Removed while orders refer to it: the row stays for them, erased, and is no
+        // longer one of the user's accounts. The cached copy (credentials still sealed in
+        // it) is never opened: nothing is accessed at all.
+        let accesses = |events: &[(pinnacle_common::model::AuditEvent, bytes::Bytes)]| {
+            events
+                .iter()
+                .filter(|(e, _)| e.outcome == AuditOutcome::Authorized)
+                .count()
+        };
+        let before = accesses(&audit_events(&stack.client, &user.id).await);
         delete(&stack, &user, "alt").await;
         let erased = stack.place(&user, &via("a-9", Some("alt"))).await;
-        assert!(!erased.ok, "an erased account places nothing");
-        let events: Vec<_> = audit_events(&stack.client, &user.id)
-            .await
-            .into_iter()
-            .map(|(e, _)| e)
-            .collect();
-        let last = events
-            .iter()
-            .rfind(|e| e.outcome == AuditOutcome::Authorized)
-            .expect("an access");
         assert_eq!(
-            last.generation,
-            Some(2),
-            "the erased row (generation 2) was the one audited, not the cached one: {events:?}"
+            code(&erased),
+            Some("NO_BROKER_ACCOUNT"),
+            "{:?}",
+            erased.error
         );
-        assert!(last.fields.is_empty(), "no credential field left: {last:?}");
+        let events = audit_events(&stack.client, &user.id).await;
+        assert_eq!(accesses(&events), before, "an erased account was accessed");
+        // It no longer counts: `new-name` and `paper` are left, `paper` the default.
+        let default = stack.place(&user, &via("a-10", None)).await;
+        assert_eq!(account_of(&stack, &default).await, "paper");
+        let (status, listed) = stack
+            .api_get(
+                &format!("/v1/users/{}/broker-accounts", user.id),
+                &user.token,
+            )
+            .await;
+        assert_eq!(status, 200, "{listed}");
+        let labels: Vec<&str> = listed
+            .as_array()
+            .expect("a list")
+            .iter()
+            .filter_map(|a| a["label"].as_str())
+            .collect();
+        assert_eq!(labels, ["new-name", "paper"], "{listed}");
+        let path = format!("/v1/users/{}/broker-accounts/alt", user.id);
+        let (status, _) = stack.api_get(&path, &user.token).await;
+        assert_eq!(status, 404, "a deleted account is not found");
+        // Writing its label again revives it, on the same row (its orders keep it).
+        stack.put_paper_account(&user, "alt").await;
+        let revived = stack.place(&user, &via("a-11", Some("alt"))).await;
+        assert_eq!(account_of(&stack, &revived).await, "alt");
+        assert_eq!(
+            account_id(&stack, &revived).await,
+            account_id(&stack, &alt).await,
+            "the same row"
+        );
     })
     .await;
 }

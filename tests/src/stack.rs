@@ -179,6 +179,22 @@ impl TestStack {
         )
     }
 
+    /// `GET` from the user API with a bearer token (no body); the status and JSON body.
+    pub async fn api_get(&self, path: &str, token: &str) -> (u16, serde_json::Value) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.api_url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("HTTP request");
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
     /// `POST` JSON to the user API with a bearer token.
     pub async fn api_post(
         &self,

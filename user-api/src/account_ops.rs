@@ -47,6 +47,7 @@ async fn find(
     broker_accounts::Entity::find()
         .filter(broker_accounts::Column::UserId.eq(user_id))
         .filter(broker_accounts::Column::Label.eq(label))
+        .filter(broker_accounts::Column::ErasedAt.is_null())
         .one(db)
         .instrument(pinnacle_common::db::span(db, "SELECT", "broker_accounts"))
         .await
@@ -182,6 +183,7 @@ async fn erase_credentials(
     erased.session_expires_at = Set(None);
     erased.generation = Set(erased_generation);
     erased.updated_at = Set(Utc::now());
+    erased.erased_at = Set(Some(Utc::now()));
     erased
         .update(db)
         .instrument(pinnacle_common::db::span(db, "UPDATE", "broker_accounts"))

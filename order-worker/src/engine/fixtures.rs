@@ -62,5 +62,6 @@ pub(crate) fn account_row(label: &str) -> broker_accounts::Model {
         algo_id: None,
         login_lease_until: None,
         login_lease_owner: None,
+        erased_at: None,
     }
 }

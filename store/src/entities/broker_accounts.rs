@@ -60,6 +60,10 @@ pub struct Model {
     pub login_lease_until: Option<DateTimeUtc>,
     /// Which worker holds it.
     pub login_lease_owner: Option<String>,
+    /// When the account was deleted while orders still referred to it: the row is kept for
+    /// them with every credential erased, and is no longer one of the user's accounts
+    /// (writing its label again revives it).
+    pub erased_at: Option<DateTimeUtc>,
 }
 
 /// The names of the encrypted fields, as they appear in associated data and audit events.

@@ -152,6 +152,7 @@ pub async fn list(
     crate::lookup::find_user(&state.db, &user_id).await?;
     let rows = broker_accounts::Entity::find()
         .filter(broker_accounts::Column::UserId.eq(user_id.as_str()))
+        .filter(broker_accounts::Column::ErasedAt.is_null())
         .order_by_asc(broker_accounts::Column::Label)
         .all(&state.db)
         .await

@@ -129,6 +129,8 @@ pub async fn write_account(
         algo_id: Set(body.algo_id.clone()),
         login_lease_until: Set(None),
         login_lease_owner: Set(None),
+        // A write revives an account deleted while orders referred to it.
+        erased_at: Set(None),
         ..sealed.into_columns()
     };
     let previous = existing.map(|old| old.generation);
