@@ -52,8 +52,8 @@ pub struct BrokerOutcome {
     pub average_price: Option<i64>,
     /// The terms the broker holds the order on, as far as its answer states them (Angel
     /// One's order records do; an acknowledgement or the paper broker's answer does not).
-    /// They are the truth after a modify, whichever path sees them first: the order-update
-    /// stream, or reconciliation settling a modify whose answer was lost.
+    /// They are the truth after a modify: the order-update stream records them, and so does
+    /// reconciliation settling a modify whose answer was lost.
     pub terms: OrderTerms,
 }
 

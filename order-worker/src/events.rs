@@ -184,7 +184,8 @@ async fn count_backlog(db: &DatabaseConnection) {
 }
 
 /// Publishes batches until the outbox has no unclaimed head left: a batch of fewer than
-/// [`BATCH`] orders took every free head there was, and rows committed since then rang the
+/// [`BATCH`] orders took every free head there was (but those another relay was locking,
+/// which it takes or the next poll finds), and rows committed since then rang the
 /// [`Nudge`] (or are another process's, found by the next poll), so it is the last.
 async fn relay_all(
     js: &jetstream::Context,
@@ -233,7 +234,7 @@ async fn settle<'a>(
     >,
 ) -> Result<(), EventsError> {
     let metrics = pinnacle_common::metrics::metrics();
-    let mut acked = std::collections::BTreeSet::new();
+    let mut acked = std::collections::HashSet::with_capacity(batch.len());
     let mut failure = None;
     for (row, result) in published {
         match result {
@@ -244,21 +245,23 @@ async fn settle<'a>(
             Err(error) => failure = failure.or(Some(error)),
         }
     }
+    let unsent: Vec<i64> = batch
+        .iter()
+        .map(|row| row.id)
+        .filter(|id| !acked.contains(id))
+        .collect();
+    // The unsent rows go back first, so a failed delete does not hold them for a claim.
+    if failure.is_some() {
+        release(db, &unsent).await;
+    }
     if !acked.is_empty() {
-        let ids: Vec<i64> = acked.iter().copied().collect();
-        outbox::remove(db, &ids)
+        outbox::remove(db, acked.iter().copied())
             .await
             .map_err(EventsError::Delete)?;
     }
     let Some(error) = failure else {
         return Ok(());
     };
-    let unsent: Vec<i64> = batch
-        .iter()
-        .map(|row| row.id)
-        .filter(|id| !acked.contains(id))
-        .collect();
-    release(db, &unsent).await;
     Err(EventsError::NotAcknowledged {
         unsent: unsent.len(),
         source: error,

@@ -35,7 +35,7 @@ fn unknown(raw: &str) -> ErrorBody {
     ErrorBody::new(
         ErrorCode::UnknownExchange,
         format!(
-            "unknown exchange {:?}; known: {}",
+            "unknown exchange {:?}; those with market hours: {}",
             raw.chars().take(20).collect::<String>(),
             EXCHANGES.join(", ")
         ),

@@ -292,6 +292,35 @@ async fn a_modify_whose_answer_was_lost_is_settled_with_the_terms_the_broker_hol
         assert_eq!(result(&later)["quantity"], 4, "{later}");
         let order = at_broker(&angel, cc, &placed);
         assert_eq!((order.quantity, order.price_paise), (4, price - 100));
+
+        // A modify the broker never received: settled on the terms it still holds.
+        angel.sim.inject(Fault::Unanswered {
+            route: "modifyOrder".into(),
+            delay: Duration::from_millis(1_500),
+            times: 1,
+        });
+        let unanswered = stack
+            .call(
+                &user,
+                "modify",
+                json!({"client_order_id": "lm-1", "quantity": 6}),
+            )
+            .await;
+        assert_ne!(result(&unanswered)["quantity"], 6, "{unanswered}");
+        let settled = eventually(Duration::from_secs(15), "the modify settled", || async {
+            let got = stack
+                .call(&user, "get", json!({"client_order_id": "lm-1"}))
+                .await;
+            (result(&got)["status"] == "OPEN").then(|| result(&got).clone())
+        })
+        .await;
+        assert_eq!(
+            (&settled["quantity"], &settled["price"]),
+            (&json!(4), &json!(price - 100)),
+            "{settled}"
+        );
+        let order = at_broker(&angel, cc, &placed);
+        assert_eq!((order.quantity, order.price_paise), (4, price - 100));
     })
     .await;
 }
@@ -434,6 +463,28 @@ async fn a_broker_update_for_an_order_settled_as_not_at_broker_is_alerted() {
             .call(&user, "get", json!({"client_order_id": "late-1"}))
             .await;
         assert_eq!(result(&got)["status"], "REJECTED", "{got}");
+        assert_eq!(
+            result(&got)["broker_order_id"],
+            result(&placed)["broker_order_id"],
+            "the broker's id is recorded: {got}"
+        );
+
+        // Once per order: the record seen again (the catch-up from the order book after a
+        // reconnect, then later updates) is not reported again.
+        angel.sim.drop_sockets();
+        eventually(
+            Duration::from_secs(10),
+            "the order-update socket reconnects",
+            || async { (angel.sim.order_connections() >= 1).then_some(()) },
+        )
+        .await;
+        let (fills, _) = angel.prices();
+        let next = stack
+            .call(&user, "place", AngelStack::limit("late-2", "BUY", 1, fills))
+            .await;
+        assert_taken(&next);
+        wait_for_fill(stack, &user, "late-2").await;
+        assert_eq!(counter(), before + 1, "reported once");
     })
     .await;
 }

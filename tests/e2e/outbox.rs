@@ -116,26 +116,12 @@ async fn a_jetstream_outage_loses_no_event_and_two_relays_store_each_once_in_ord
     .await;
 }
 
-/// PostgreSQL's count of deadlocks it broke in the current database.
-async fn deadlocks(db: &sea_orm::DatabaseConnection) -> i64 {
-    use sea_orm::{ConnectionTrait, Statement};
-    let row = db
-        .query_one(Statement::from_string(
-            db.get_database_backend(),
-            "SELECT pg_stat_force_next_flush(), (SELECT deadlocks FROM pg_stat_database \
-             WHERE datname = current_database())",
-        ))
-        .await
-        .expect("pg_stat_database")
-        .expect("a row");
-    row.try_get_by_index::<i64>(1).expect("deadlocks")
-}
-
 /// Six relays (as six workers would run) claim, publish, delete and, while JetStream keeps
 /// refusing, release the same outbox rows at once: no deadlock between them (every
 /// multi-row write locks its rows in one order, or skips those another relay is taking),
 /// so no claim is left to expire and the outbox drains well within a claim's 15 s; every
-/// event is stored once, in order.
+/// event is stored once, in order. (Before the lock order, PostgreSQL broke deadlocks
+/// between them and the outbox stayed stuck until claims expired: this test timed out.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn six_relays_share_a_flapping_outbox_without_deadlock_or_stalled_claims() {
     each_backend(|backend| async move {
@@ -147,12 +133,6 @@ async fn six_relays_share_a_flapping_outbox_without_deadlock_or_stalled_claims()
                 ..no_limits(&user.id)
             })
             .await;
-        let postgres = backend == pinnacle_tests::Backend::Postgres;
-        let deadlocks_before = if postgres {
-            deadlocks(&stack.db).await
-        } else {
-            0
-        };
         stack.wait_for_ticks("SBIN-EQ", 1).await;
         capture_order_events(&stack.client, false).await;
         // 120 orders (360 events) wait in the outbox.
@@ -214,14 +194,14 @@ async fn six_relays_share_a_flapping_outbox_without_deadlock_or_stalled_claims()
             let last = OrderStatus::parse(&row.status).expect("status");
             assert_complete_history(&events, &row.id, last);
         }
-        if postgres {
-            tokio::time::sleep(Duration::from_millis(1_500)).await;
-            assert_eq!(
-                deadlocks(&stack.db).await,
-                deadlocks_before,
-                "PostgreSQL broke a deadlock in this database"
-            );
-        }
+        // No relay lost a statement to a deadlock (it would have logged the database's
+        // error and retried).
+        let deadlocked: Vec<String> = pinnacle_tests::logs::captured()
+            .lines()
+            .filter(|l| l.contains("outbox rows") && l.contains("deadlock"))
+            .map(str::to_string)
+            .collect();
+        assert!(deadlocked.is_empty(), "{deadlocked:#?}");
     })
     .await;
 }

@@ -20,7 +20,8 @@
 //! - [`client`] holds the broker's value and its shared steps, [`broker`] implements
 //!   the trait, [`creds`] reads an account's credentials. [`store`] keeps sessions encrypted and audited in the account row, [`symbols`] finds
 //!   symbol tokens, [`map`] translates records, and [`updates`] follows each account's
-//!   order-update WebSocket into the order state machine.
+//!   order-update WebSocket into the order state machine; `late` reports an order the
+//!   stream shows after Pinnacle settled it as `NOT_AT_BROKER`.
 
 pub mod map;
 pub mod prewarm;
@@ -31,5 +32,6 @@ pub mod updates;
 mod broker;
 mod client;
 mod creds;
+mod late;
 
 pub use client::{AngelOneBroker, NAME, RATE_LIMIT_WAIT};

@@ -216,7 +216,7 @@ async fn catch_up(engine: &Engine, notice: &SessionNotice) {
 async fn apply(engine: &Engine, account_id: &str, record: &OrderRecord) {
     for _ in 0..APPLY_ATTEMPTS {
         let Some(order) = find(engine, account_id, record).await else {
-            if !found_after_not_at_broker(engine, account_id, record).await {
+            if !super::late::found_after_not_at_broker(engine, account_id, record).await {
                 tracing::debug!(status = %record.status, "order update for an order Pinnacle did not place");
             }
             return;
@@ -291,45 +291,6 @@ fn patch_for(
         rejection,
         ..Patch::from_outcome(outcome).with_terms(terms)
     })
-}
-
-/// Whether `record` is of an order Pinnacle settled as `NOT_AT_BROKER` (by its tag): the
-/// request reached the broker after its worker died and its lease and grace had passed.
-/// The order is final in Pinnacle and cannot take the broker's state, so this is said as
-/// loudly as possible: an error log line and a metric to alert on (OBSERVABILITY.md).
-async fn found_after_not_at_broker(
-    engine: &Engine,
-    account_id: &str,
-    record: &OrderRecord,
-) -> bool {
-    if !record.ordertag.starts_with(tag::PREFIX) {
-        return false;
-    }
-    let settled = match engine.not_at_broker_lately(account_id).await {
-        Ok(settled) => settled,
-        Err(error) => {
-            tracing::warn!(%error, "could not check an unknown order update against settled orders");
-            return false;
-        }
-    };
-    let Some(order) = settled
-        .iter()
-        .find(|o| tag::order_tag(&o.id) == record.ordertag)
-    else {
-        return false;
-    };
-    pinnacle_common::metrics::metrics()
-        .orders_found_after_not_at_broker
-        .inc();
-    tracing::error!(
-        order_id = %order.id,
-        client_order_id = %order.client_order_id,
-        broker_order_id = %record.orderid,
-        broker_status = %record.status,
-        "an order settled as NOT_AT_BROKER is at the broker: its request arrived after the \
-         worker's lease and grace had passed; check the account at the broker"
-    );
-    true
 }
 
 async fn find(engine: &Engine, account_id: &str, record: &OrderRecord) -> Option<orders::Model> {

@@ -314,6 +314,16 @@ impl Engine {
         self.orders.list(query).await
     }
 
+    /// Records that the broker has order `order_id` (settled as `NOT_AT_BROKER`) as
+    /// `broker_order_id`; `true` the first time (see [`store::OrderStore::found_at_broker`]).
+    pub async fn found_at_broker(
+        &self,
+        order_id: &str,
+        broker_order_id: &str,
+    ) -> Result<bool, DbErr> {
+        self.orders.found_at_broker(order_id, broker_order_id).await
+    }
+
     /// Working (`OPEN`, `PARTIALLY_FILLED`) paper orders, for the matcher's book.
     pub async fn resting_paper_orders(&self) -> Result<Vec<orders::Model>, DbErr> {
         self.orders.list(OrderQuery::RestingPaper).await

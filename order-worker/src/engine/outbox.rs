@@ -106,7 +106,8 @@ pub const CLAIM: Duration = Duration::from_secs(15);
 /// oldest row) that nobody else holds ([`claim_heads`]), then every other free row of the
 /// orders whose head it now holds. No other relay can take those: they are not heads, and
 /// their head is held. Returns the claimed rows, oldest first, and how many orders they
-/// belong to; fewer than [`BATCH`] orders means no free head was left behind.
+/// belong to; fewer than [`BATCH`] orders means no free head was left behind, except
+/// those another relay was locking at that moment (skipped, and theirs or the next poll's).
 ///
 /// Two statements: the second claims the followers and returns every row under the
 /// claim (the heads too) with `RETURNING`, instead of a third that reads them back.
@@ -175,13 +176,13 @@ fn in_id_order(mut select: SelectStatement) -> SelectStatement {
 }
 
 /// The rows of `ids`, locked in id order.
-fn locked(ids: &[i64]) -> SelectStatement {
+fn locked(ids: impl IntoIterator<Item = i64>) -> SelectStatement {
     use order_outbox::Column as C;
     in_id_order(
         Query::select()
             .column(C::Id)
             .from(order_outbox::Entity)
-            .and_where(Expr::col(C::Id).is_in(ids.iter().copied()))
+            .and_where(Expr::col(C::Id).is_in(ids))
             .to_owned(),
     )
 }
@@ -247,7 +248,10 @@ fn unclaimed(now_ms: i64) -> sea_orm::sea_query::SimpleExpr {
 }
 
 /// Deletes published rows (JetStream acknowledged them).
-pub(crate) async fn remove(db: &DatabaseConnection, ids: &[i64]) -> Result<(), DbErr> {
+pub(crate) async fn remove(
+    db: &DatabaseConnection,
+    ids: impl IntoIterator<Item = i64>,
+) -> Result<(), DbErr> {
     order_outbox::Entity::delete_many()
         .filter(order_outbox::Column::Id.in_subquery(locked(ids)))
         .exec(db)
@@ -258,7 +262,7 @@ pub(crate) async fn remove(db: &DatabaseConnection, ids: &[i64]) -> Result<(), D
 /// Gives claimed rows back after a failed publish, so the next attempt (by any relay) may
 /// take them at once.
 pub(crate) async fn release(db: &DatabaseConnection, ids: &[i64]) {
-    unclaim(db, locked(ids)).await;
+    unclaim(db, locked(ids.iter().copied())).await;
 }
 
 /// Gives back every row claimed under `token`.

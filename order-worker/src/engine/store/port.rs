@@ -70,6 +70,11 @@ pub trait OrderStore: Send + Sync + Debug {
     /// Extends `owner`'s lease on an order to `until_ms`; `false` when `owner` no longer
     /// holds it.
     async fn renew(&self, order_id: &str, owner: &str, until_ms: i64) -> Result<bool, DbErr>;
+
+    /// Records the broker's id on an order settled as `REJECTED` / `NOT_AT_BROKER` that the
+    /// broker reported after all (its state stays final); `true` only for the call that
+    /// recorded it, so the finding is reported once.
+    async fn found_at_broker(&self, order_id: &str, broker_order_id: &str) -> Result<bool, DbErr>;
 }
 
 /// A new order for [`OrderStore::insert_new`].

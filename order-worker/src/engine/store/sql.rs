@@ -265,6 +265,19 @@ impl OrderStore for SqlOrderStore {
         }))
     }
 
+    async fn found_at_broker(&self, order_id: &str, broker_order_id: &str) -> Result<bool, DbErr> {
+        let result = orders::Entity::update_many()
+            .col_expr(orders::Column::BrokerOrderId, Expr::value(broker_order_id))
+            .filter(orders::Column::Id.eq(order_id))
+            .filter(orders::Column::Status.eq(OrderStatus::Rejected.as_str()))
+            .filter(orders::Column::RejectCode.eq(ErrorCode::NotAtBroker.as_str()))
+            .filter(orders::Column::BrokerOrderId.is_null())
+            .exec(&self.db)
+            .instrument(db_span(&self.db, "UPDATE", "orders"))
+            .await?;
+        Ok(result.rows_affected == 1)
+    }
+
     async fn renew(&self, order_id: &str, owner: &str, until_ms: i64) -> Result<bool, DbErr> {
         let result = orders::Entity::update_many()
             .col_expr(orders::Column::LeaseUntilMs, Expr::value(until_ms))
@@ -454,6 +467,59 @@ mod tests {
             "w-1 lost it"
         );
         assert!(store.renew("o1", "w-2", 10).await.expect("renew"));
+    }
+
+    #[tokio::test]
+    async fn an_order_settled_as_not_at_broker_is_found_once_by_its_account() {
+        let store = store().await;
+        let Inserted::Created(order) =
+            insert(&store, "o1", &request("c1", Product::Delivery)).await
+        else {
+            panic!("a new order")
+        };
+        let rejection = Patch {
+            rejection: Some(pinnacle_common::error::ErrorBody::new(
+                ErrorCode::NotAtBroker,
+                "nothing was placed",
+            )),
+            ..Patch::default()
+        };
+        store
+            .transition(
+                &order,
+                OrderStatus::Rejected,
+                rejection,
+                Ownership::Held("w-1"),
+            )
+            .await
+            .expect("settled");
+        let hour_ago = Utc::now() - chrono::Duration::hours(1);
+        let settled = |account_id| OrderQuery::NotAtBrokerSince {
+            account_id,
+            since: hour_ago,
+        };
+        let found = store.list(settled("id-paper")).await.expect("list");
+        assert_eq!(found.len(), 1);
+        assert!(store
+            .list(settled("id-other"))
+            .await
+            .expect("list")
+            .is_empty());
+        let later = OrderQuery::NotAtBrokerSince {
+            account_id: "id-paper",
+            since: Utc::now() + chrono::Duration::hours(1),
+        };
+        assert!(store.list(later).await.expect("list").is_empty());
+        assert!(store.found_at_broker("o1", "b-1").await.expect("mark"));
+        assert!(
+            !store.found_at_broker("o1", "b-1").await.expect("mark"),
+            "only the first finding counts"
+        );
+        let stored = store.get("o1").await.expect("get").expect("stored");
+        assert_eq!(
+            (stored.status.as_str(), stored.broker_order_id.as_deref()),
+            ("REJECTED", Some("b-1"))
+        );
     }
 
     #[tokio::test]
