@@ -16,7 +16,7 @@ use pinnacle_common::crypto::{ring, Vault};
 use pinnacle_common::keystore;
 use secrecy::ExposeSecret;
 
-use crate::trader::table::{self, Shape};
+use crate::table::{self, Shape};
 
 async fn open() -> anyhow::Result<(sea_orm::DatabaseConnection, Vault)> {
     let vault = Vault::from_settings(&VaultSettings::from_env()?)?;
@@ -63,17 +63,18 @@ pub fn add_to_file(path: &Path) -> anyhow::Result<u32> {
 /// a table, or the `GET /v1/keys` object with `json`.
 pub async fn status(json: bool) -> anyhow::Result<()> {
     let (db, vault) = open().await?;
-    let view = serde_json::to_value(keystore::overview(&db, &vault).await?)?;
+    let view = keystore::overview(&db, &vault).await?;
     if json {
         crate::output::line(&serde_json::to_string_pretty(&view)?);
         return Ok(());
     }
     let columns = &["key_id", "fingerprint", "rows", "encryptions", "retired"];
+    let keys = serde_json::json!({ "keys": view.keys });
     crate::output::text_out(&format!(
         "current key {}; at most {} encryptions per key\n{}",
-        view["current_key_id"],
-        view["max_encryptions_per_key"],
-        table::render(&view, Shape::List("keys", columns)),
+        view.current_key_id,
+        view.max_encryptions_per_key,
+        table::render(&keys, Shape::List("keys", columns)),
     ));
     Ok(())
 }

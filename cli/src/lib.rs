@@ -10,6 +10,7 @@
 //!   settings and demo account that point the stack at it.
 //! - [`client`]: `ticks`, and the env-file settings every client verb reads.
 //! - [`output`]: standard output that ends quietly when the reader goes away.
+//! - [`table`]: results as tables for people (trader and operator verbs).
 //! - [`progress`]: progress lines for long operations (key rotation, audit verify).
 //! - [`trader`]: the trader's verbs: `order …`, `portfolio …`, `md …`, tables or `--json`.
 //! - [`bench`](mod@bench): `pinnacle bench orders` and `pinnacle bench ticks`, each measured beside
@@ -40,4 +41,5 @@ pub mod progress;
 pub mod risk;
 pub mod smartapi;
 pub mod stack;
+pub mod table;
 pub mod trader;

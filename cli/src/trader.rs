@@ -12,12 +12,11 @@
 //!
 //! # Layout
 //! - [`args`]: the flags and the enums they take; [`session`]: the connection and its
-//!   request-reply; [`table`]: tables and `--json`.
+//!   request-reply; tables come from [`crate::table`].
 //! - this file: the verbs, each building one request.
 
 pub mod args;
 pub mod session;
-pub mod table;
 
 use anyhow::Context as _;
 use async_nats::jetstream::consumer::{push, DeliverPolicy};
@@ -25,15 +24,24 @@ use pinnacle_common::codec::Encoding;
 use pinnacle_common::subjects;
 use serde_json::{json, Value};
 
+pub use crate::table::Shape;
 pub use args::{
     Common, EventsArgs, MdCommand, OrderCommand, OrderRef, PlaceArgs, PortfolioCommand, ProductArg,
     SideArg, StatusArg, TypeArg,
 };
-pub use table::{print_value, Shape};
 
+use crate::table::cell;
 use args::wire;
 use session::Session;
-use table::cell;
+
+/// Prints `result` as a table, or as JSON with `--json`; a closed pipe ends quietly.
+pub fn print_value(common: &Common, result: &Value, shape: Shape) {
+    if common.json {
+        crate::output::line(&serde_json::to_string_pretty(result).unwrap_or_default());
+        return;
+    }
+    crate::output::text_out(&crate::table::render(result, shape));
+}
 
 fn object(pairs: Vec<(&str, Option<Value>)>) -> Value {
     Value::Object(

@@ -1,8 +1,7 @@
-//! Printing a result: as a table for people, or as JSON with `--json`.
+//! Results as tables for people (the trader's and the operator's verbs; `--json` prints
+//! the same values as JSON instead).
 
 use serde_json::{Map, Value};
-
-use super::args::Common;
 
 /// How a result is laid out as a table.
 #[derive(Debug, Clone, Copy)]
@@ -17,16 +16,8 @@ pub enum Shape {
     List(&'static str, &'static [&'static str]),
 }
 
-/// Prints `result` as a table, or as JSON with `--json`; a closed pipe ends quietly.
-pub fn print_value(common: &Common, result: &Value, shape: Shape) {
-    if common.json {
-        crate::output::line(&serde_json::to_string_pretty(result).unwrap_or_default());
-        return;
-    }
-    crate::output::text_out(&render(result, shape));
-}
-
-pub(super) fn cell(value: &Value) -> String {
+/// One value as a table cell: `-` for null, a list of strings joined by commas.
+pub fn cell(value: &Value) -> String {
     match value {
         Value::Null => "-".into(),
         Value::String(s) => s.clone(),
