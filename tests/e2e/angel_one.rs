@@ -26,17 +26,43 @@ async fn wait_for_fill(
     user: &pinnacle_tests::TestUser,
     client_order_id: &str,
 ) {
+    wait_for_status(stack, user, client_order_id, "FILLED").await;
+}
+
+/// Waits until the order is in `status` (reconciliation or the broker's updates moved it);
+/// returns it.
+async fn wait_for_status(
+    stack: &pinnacle_tests::TestStack,
+    user: &pinnacle_tests::TestUser,
+    client_order_id: &str,
+    status: &str,
+) -> Value {
     eventually(
-        Duration::from_secs(10),
-        "the resting order fills",
+        Duration::from_secs(15),
+        &format!("{client_order_id} {status}"),
         || async {
             let got = stack
                 .call(user, "get", json!({"client_order_id": client_order_id}))
                 .await;
-            (got["result"]["status"] == "FILLED").then_some(())
+            (got["result"]["status"] == status).then(|| got["result"].clone())
         },
     )
-    .await;
+    .await
+}
+
+/// A stack that gives up on a broker answer after 700 ms and settles a lost outcome within
+/// a few hundred milliseconds.
+async fn settling_stack(backend: pinnacle_tests::Backend) -> AngelStack {
+    AngelStack::start_with(
+        backend,
+        |_| {},
+        |s| {
+            s.worker.smartapi_timeout_ms = 700;
+            s.worker.reconcile_after_ms = 300;
+            s.worker.reconcile_interval_ms = 100;
+        },
+    )
+    .await
 }
 
 /// The broker took the order: it is filled, or open while the broker fills it (the
@@ -232,16 +258,7 @@ async fn ambiguous_replies_are_looked_up_by_tag_and_never_sent_twice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_modify_whose_answer_was_lost_is_settled_with_the_terms_the_broker_holds() {
     each_backend(|backend| async move {
-        let angel = AngelStack::start_with(
-            backend,
-            |_| {},
-            |s| {
-                s.worker.smartapi_timeout_ms = 700;
-                s.worker.reconcile_after_ms = 300;
-                s.worker.reconcile_interval_ms = 100;
-            },
-        )
-        .await;
+        let angel = settling_stack(backend).await;
         let stack = &angel.stack;
         let (user, account) = angel.angel_trader("lostmodify", 7, json!({})).await;
         let cc = account.client_code.as_str();
@@ -268,13 +285,7 @@ async fn a_modify_whose_answer_was_lost_is_settled_with_the_terms_the_broker_hol
         assert_ne!(result(&modified)["status"], "OPEN", "{modified}");
         let order = at_broker(&angel, cc, &placed);
         assert_eq!((order.quantity, order.price_paise), (4, price));
-        let settled = eventually(Duration::from_secs(15), "the modify settled", || async {
-            let got = stack
-                .call(&user, "get", json!({"client_order_id": "lm-1"}))
-                .await;
-            (result(&got)["status"] == "OPEN").then(|| result(&got).clone())
-        })
-        .await;
+        let settled = wait_for_status(stack, &user, "lm-1", "OPEN").await;
         assert_eq!(
             (&settled["quantity"], &settled["price"]),
             (&json!(4), &json!(price)),
@@ -307,13 +318,7 @@ async fn a_modify_whose_answer_was_lost_is_settled_with_the_terms_the_broker_hol
             )
             .await;
         assert_ne!(result(&unanswered)["quantity"], 6, "{unanswered}");
-        let settled = eventually(Duration::from_secs(15), "the modify settled", || async {
-            let got = stack
-                .call(&user, "get", json!({"client_order_id": "lm-1"}))
-                .await;
-            (result(&got)["status"] == "OPEN").then(|| result(&got).clone())
-        })
-        .await;
+        let settled = wait_for_status(stack, &user, "lm-1", "OPEN").await;
         assert_eq!(
             (&settled["quantity"], &settled["price"]),
             (&json!(4), &json!(price - 100)),
@@ -332,16 +337,7 @@ async fn a_modify_whose_answer_was_lost_is_settled_with_the_terms_the_broker_hol
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_place_that_never_reached_the_broker_is_settled_as_not_at_broker() {
     each_backend(|backend| async move {
-        let angel = AngelStack::start_with(
-            backend,
-            |_| {},
-            |s| {
-                s.worker.smartapi_timeout_ms = 700;
-                s.worker.reconcile_after_ms = 300;
-                s.worker.reconcile_interval_ms = 100;
-            },
-        )
-        .await;
+        let angel = settling_stack(backend).await;
         let stack = &angel.stack;
         let (user, account) = angel.angel_trader("unanswered", 9, json!({})).await;
         let cc = account.client_code.as_str();
@@ -363,13 +359,7 @@ async fn a_place_that_never_reached_the_broker_is_settled_as_not_at_broker() {
             lost["ok"] == false || result(&lost)["status"] == "UNKNOWN",
             "{lost}"
         );
-        let settled = eventually(Duration::from_secs(15), "the order settled", || async {
-            let got = stack
-                .call(&user, "get", json!({"client_order_id": "na-1"}))
-                .await;
-            (result(&got)["status"] == "REJECTED").then(|| result(&got).clone())
-        })
-        .await;
+        let settled = wait_for_status(stack, &user, "na-1", "REJECTED").await;
         assert!(
             settled["reject_reason"]
                 .as_str()

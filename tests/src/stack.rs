@@ -164,30 +164,19 @@ impl TestStack {
         token: &str,
         body: &serde_json::Value,
     ) -> (u16, serde_json::Value) {
-        let response = self
-            .http
-            .request(method, format!("{}{path}", self.api_url))
-            .bearer_auth(token)
-            .json(body)
-            .send()
-            .await
-            .expect("HTTP request");
-        let status = response.status().as_u16();
-        (
-            status,
-            response.json().await.unwrap_or(serde_json::Value::Null),
-        )
+        let request = self.http.request(method, format!("{}{path}", self.api_url));
+        Self::api_reply(request.bearer_auth(token).json(body)).await
     }
 
     /// `GET` from the user API with a bearer token (no body); the status and JSON body.
     pub async fn api_get(&self, path: &str, token: &str) -> (u16, serde_json::Value) {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.api_url))
-            .bearer_auth(token)
-            .send()
-            .await
-            .expect("HTTP request");
+        let request = self.http.get(format!("{}{path}", self.api_url));
+        Self::api_reply(request.bearer_auth(token)).await
+    }
+
+    /// Sends `request`; its status and JSON body (`null` when the body is not JSON).
+    async fn api_reply(request: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
+        let response = request.send().await.expect("HTTP request");
         let status = response.status().as_u16();
         (
             status,
