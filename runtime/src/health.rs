@@ -9,12 +9,16 @@
 //! - `/healthz` (liveness) is `200` while every link is alive, `503` while any link's
 //!   handler is dead and not yet replaced. A NATS outage alone does not fail it: async-nats
 //!   reconnects by itself, and restarting the process would not help.
-//! - `/readyz` (readiness) is `200` only while every link is alive *and* connected.
+//! - `/readyz` (readiness) is `200` only while every link is alive *and* connected, and
+//!   no service of the process is still starting ([`Health::starting`]): the probe is
+//!   served from the process's first moments, before a service has bound its listener or
+//!   connected, and must not say "ready" then.
 //!
 //! Both answer `{"status": "ok" | "unavailable", "nats": {"<service>": {"state": …,
-//! "handler": "alive" | "dead", "rebuilds": n}}}`.
+//! "handler": "alive" | "dead", "rebuilds": n}}}`, and `"starting": true` while a service
+//! is still starting.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_nats::connection::State;
@@ -110,12 +114,33 @@ pub struct LinkReport {
 #[derive(Debug, Clone, Default)]
 pub struct Health {
     links: Arc<Mutex<Vec<Link>>>,
+    /// Services that have not finished starting ([`Starting`] guards alive).
+    starting: Arc<AtomicUsize>,
+}
+
+/// A service that is still starting: the process is not ready until every one is dropped
+/// (once the service listens and has registered its connections).
+#[derive(Debug)]
+#[must_use = "the process is not ready while this is held"]
+pub struct Starting(Arc<AtomicUsize>);
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Health {
     /// An empty registry.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Marks a service as starting until the returned guard is dropped: `/readyz` is 503
+    /// meanwhile.
+    pub fn starting(&self) -> Starting {
+        self.starting.fetch_add(1, Ordering::AcqRel);
+        Starting(self.starting.clone())
     }
 
     /// Registers a connection named `name` (not yet connected, alive).
@@ -146,19 +171,22 @@ impl Health {
 
     /// Liveness: `200` unless a connection handler is dead.
     pub fn liveness(&self) -> (StatusCode, serde_json::Value) {
-        Self::answer(self.reports(), |r| r.handler == "alive")
+        Self::answer(self.reports(), false, |r| r.handler == "alive")
     }
 
-    /// Readiness: `200` only while every connection is alive and connected.
+    /// Readiness: `200` only while no service is starting and every connection is alive
+    /// and connected.
     pub fn readiness(&self) -> (StatusCode, serde_json::Value) {
-        Self::answer(self.reports(), |r| r.state == "connected")
+        let starting = self.starting.load(Ordering::Acquire) > 0;
+        Self::answer(self.reports(), starting, |r| r.state == "connected")
     }
 
     fn answer(
         reports: Vec<(String, LinkReport)>,
+        starting: bool,
         good: impl Fn(&LinkReport) -> bool,
     ) -> (StatusCode, serde_json::Value) {
-        let ok = reports.iter().all(|(_, r)| good(r));
+        let ok = !starting && reports.iter().all(|(_, r)| good(r));
         let mut nats = serde_json::Map::new();
         for (name, report) in reports {
             nats.insert(name, serde_json::to_value(report).unwrap_or_default());
@@ -168,10 +196,13 @@ impl Health {
         } else {
             StatusCode::SERVICE_UNAVAILABLE
         };
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "status": if ok { "ok" } else { "unavailable" },
             "nats": nats,
         });
+        if starting {
+            body["starting"] = serde_json::Value::Bool(true);
+        }
         (status, body)
     }
 
@@ -222,5 +253,22 @@ mod tests {
         let health = Health::new();
         assert_eq!(health.liveness().0, StatusCode::OK);
         assert_eq!(health.readiness().1["status"], "ok");
+    }
+
+    #[test]
+    fn a_starting_service_is_alive_but_not_ready() {
+        let health = Health::new();
+        let first = health.starting();
+        let second = health.starting();
+        assert_eq!(health.liveness().0, StatusCode::OK);
+        let (status, body) = health.readiness();
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["starting"], true);
+        drop(first);
+        assert_eq!(health.readiness().0, StatusCode::SERVICE_UNAVAILABLE);
+        drop(second);
+        let (status, body) = health.readiness();
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.get("starting").is_none(), "{body}");
     }
 }

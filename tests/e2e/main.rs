@@ -37,6 +37,7 @@ mod portfolio;
 mod processes;
 mod publisher;
 mod rate_limits;
+mod readiness;
 mod replay;
 mod risk;
 mod rollback;

@@ -41,6 +41,8 @@ pub async fn serve(
     let nats_settings = NatsSettings::from_env()?;
     let shutdown = Shutdown::new();
     let health = Health::new();
+    // Not ready until the service has started: the probes are served from now on.
+    let starting = health.starting();
     serve_metrics(&MetricsSettings::from_env()?, &health, shutdown.clone()).await?;
     let mut tasks = JoinSet::new();
     let context = (&nats_settings, &health, shutdown.clone());
@@ -49,6 +51,7 @@ pub async fn serve(
         Service::OrderWorker => spawn_worker_from_env(&mut tasks, context).await?,
         Service::UserApi => spawn_user_api_from_env(&mut tasks, context).await?,
     }
+    drop(starting);
     let outcome = tokio::select! {
         () = stop => Ok(()),
         Some(joined) = tasks.join_next() => match joined {

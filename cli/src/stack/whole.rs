@@ -75,6 +75,8 @@ impl Stack {
         vault_ready(&db, &settings.vault).await?;
         let shutdown = Shutdown::new();
         let health = Health::new();
+        // Not ready until all three services have started.
+        let starting = health.starting();
         let metrics_addr = serve_metrics(&settings.metrics, &health, shutdown.clone()).await?;
         let mut tasks = JoinSet::new();
         // One set of audit chains for every writer in this process.
@@ -122,6 +124,7 @@ impl Stack {
             shutdown.clone(),
         )
         .await?;
+        drop(starting);
         Ok(Self {
             api_addr,
             audit_chains,
