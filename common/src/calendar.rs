@@ -116,11 +116,6 @@ impl Calendar {
         }
     }
 
-    /// Whether Pinnacle knows `exchange`'s hours.
-    pub fn knows(exchange: &str) -> bool {
-        hours(exchange).is_some()
-    }
-
     /// Why `date` is not a trading day on `exchange`, if it is not.
     pub fn closed_reason(&self, exchange: &str, date: NaiveDate) -> Option<String> {
         if matches!(date.weekday(), Weekday::Sat | Weekday::Sun) {
