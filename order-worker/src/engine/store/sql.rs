@@ -99,8 +99,7 @@ impl OrderStore for SqlOrderStore {
             }
             OrderQuery::NotAtBrokerSince { account_id, since } => orders::Entity::find()
                 .filter(orders::Column::BrokerAccountId.eq(account_id))
-                .filter(orders::Column::Status.eq(OrderStatus::Rejected.as_str()))
-                .filter(orders::Column::RejectCode.eq(ErrorCode::NotAtBroker.as_str()))
+                .filter(settled_not_at_broker())
                 .filter(orders::Column::UpdatedAt.gte(since)),
             OrderQuery::RestingPaper => orders::Entity::find()
                 .filter(
@@ -269,8 +268,7 @@ impl OrderStore for SqlOrderStore {
         let result = orders::Entity::update_many()
             .col_expr(orders::Column::BrokerOrderId, Expr::value(broker_order_id))
             .filter(orders::Column::Id.eq(order_id))
-            .filter(orders::Column::Status.eq(OrderStatus::Rejected.as_str()))
-            .filter(orders::Column::RejectCode.eq(ErrorCode::NotAtBroker.as_str()))
+            .filter(settled_not_at_broker())
             .filter(orders::Column::BrokerOrderId.is_null())
             .exec(&self.db)
             .instrument(db_span(&self.db, "UPDATE", "orders"))
@@ -288,6 +286,14 @@ impl OrderStore for SqlOrderStore {
             .await?;
         Ok(result.rows_affected == 1)
     }
+}
+
+/// Orders settled as `REJECTED` / `NOT_AT_BROKER` (what [`OrderQuery::NotAtBrokerSince`]
+/// lists and [`OrderStore::found_at_broker`] marks).
+fn settled_not_at_broker() -> sea_orm::Condition {
+    sea_orm::Condition::all()
+        .add(orders::Column::Status.eq(OrderStatus::Rejected.as_str()))
+        .add(orders::Column::RejectCode.eq(ErrorCode::NotAtBroker.as_str()))
 }
 
 /// Sets what `patch` changes, both in `update` and in `next` (the row as it will be).
