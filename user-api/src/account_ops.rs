@@ -182,8 +182,9 @@ async fn erase_credentials(
     erased.master_key_id = Set(None);
     erased.session_expires_at = Set(None);
     erased.generation = Set(erased_generation);
-    erased.updated_at = Set(Utc::now());
-    erased.erased_at = Set(Some(Utc::now()));
+    let now = Utc::now();
+    erased.updated_at = Set(now);
+    erased.erased_at = Set(Some(now));
     erased
         .update(db)
         .instrument(pinnacle_common::db::span(db, "UPDATE", "broker_accounts"))
