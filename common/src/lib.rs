@@ -21,6 +21,8 @@
 //! Re-exported from `pinnacle-store`:
 //! - [`entities`]: SeaORM entities for the tables that `pinnacle-migrations` creates.
 //! - [`db`]: opening SQLite or PostgreSQL from `DATABASE_URL`.
+//! - [`writes`]: write transactions that send SQLite statements in as few round trips as
+//!   their reads allow.
 //!
 //! Re-exported from `pinnacle-runtime` (what every service runs on):
 //! - [`config`]: typed settings, loaded from the environment with `envy` (with the store's
@@ -57,7 +59,7 @@ pub use pinnacle_protocol::{clock, codec, error, model, subjects};
 pub use pinnacle_runtime::{health, jetstream, micro, nats, serve, shutdown, supervise, telemetry};
 // A `#[macro_export]` macro of the runtime's telemetry, at its old path.
 pub use pinnacle_runtime::tick_consumer_span;
-pub use pinnacle_store::{db, entities};
+pub use pinnacle_store::{db, entities, writes};
 pub use pinnacle_vault as crypto;
 
 pub mod auth;

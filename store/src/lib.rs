@@ -15,9 +15,12 @@
 //! - [`db`]: connecting to SQLite or PostgreSQL from `DATABASE_URL` (SQLite files
 //!   owner-only), and the client span around each statement.
 //! - [`settings`]: [`DatabaseSettings`] (`DATABASE_*`) and [`DatabaseConfigError`].
+//! - [`writes`]: [`writes::WriteTxn`], a write transaction that sends SQLite statements
+//!   whose answers are not read together with the next one that is.
 
 pub mod db;
 pub mod entities;
 pub mod settings;
+pub mod writes;
 
 pub use settings::{redact_url, DatabaseConfigError, DatabaseSettings};

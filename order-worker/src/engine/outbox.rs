@@ -24,6 +24,7 @@ use pinnacle_common::entities::{order_outbox, orders};
 use pinnacle_common::model::{OrderEvent, OrderStatus};
 use pinnacle_common::subjects;
 use pinnacle_common::telemetry;
+use pinnacle_common::writes::{defer, Deferred};
 use sea_orm::sea_query::{Expr, LockBehavior, LockType, Query, SelectStatement};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, FromQueryResult,
@@ -53,7 +54,7 @@ impl Nudge {
 /// Writes the event for `order`'s current state (`previous` is the state it left) into the
 /// outbox, inside the caller's transaction.
 pub async fn record(
-    txn: &impl ConnectionTrait,
+    txn: &impl Deferred,
     previous: Option<OrderStatus>,
     order: &orders::Model,
 ) -> Result<(), DbErr> {
@@ -62,7 +63,7 @@ pub async fn record(
 
 /// [`record`] for several states of one or more orders, oldest first, in one statement.
 pub async fn record_all(
-    txn: &impl ConnectionTrait,
+    txn: &impl Deferred,
     states: &[(Option<OrderStatus>, &orders::Model)],
 ) -> Result<(), DbErr> {
     let traceparent = telemetry::current_traceparent();
@@ -90,10 +91,7 @@ pub async fn record_all(
             ..Default::default()
         });
     }
-    order_outbox::Entity::insert_many(rows)
-        .exec_without_returning(txn)
-        .await?;
-    Ok(())
+    defer(txn, &order_outbox::Entity::insert_many(rows)).await
 }
 
 /// Outbox rows one relay claims and publishes at a time.

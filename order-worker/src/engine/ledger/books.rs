@@ -3,8 +3,12 @@
 
 use pinnacle_common::entities::{orders, paper_funds};
 use pinnacle_common::model::{Funds, Side};
+use pinnacle_common::writes::{defer, Deferred};
 use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, Insert, QueryFilter, QueryTrait, Set,
+    UpdateMany,
+};
 
 /// Broker order ids the paper broker issues start with this: the books act only on those
 /// orders.
@@ -23,12 +27,8 @@ impl Books {
         Self { opening_cash }
     }
 
-    /// Creates the account's funds row if it has none yet.
-    pub(super) async fn ensure_funds(
-        &self,
-        db: &impl ConnectionTrait,
-        account_id: &str,
-    ) -> Result<(), DbErr> {
+    /// `INSERT … ON CONFLICT DO NOTHING` of the account's funds row at the opening cash.
+    fn new_funds(&self, account_id: &str) -> Insert<paper_funds::ActiveModel> {
         let row = paper_funds::ActiveModel {
             account_id: Set(account_id.to_string()),
             cash: Set(self.opening_cash),
@@ -36,16 +36,35 @@ impl Books {
             reserved: Set(0),
             short_value: Set(0),
         };
-        paper_funds::Entity::insert(row)
-            .on_conflict(
-                OnConflict::column(paper_funds::Column::AccountId)
-                    .do_nothing()
-                    .to_owned(),
-            )
-            .do_nothing()
-            .exec_without_returning(db)
-            .await
-            .map(|_| ())
+        paper_funds::Entity::insert(row).on_conflict(
+            OnConflict::column(paper_funds::Column::AccountId)
+                .do_nothing()
+                .to_owned(),
+        )
+    }
+
+    /// Applies `update` (an `UPDATE paper_funds … WHERE account_id = ?` whose answer is not
+    /// needed) to the account's funds row, creating the row first if the account has none
+    /// yet. Where writes are pipelined both go, unconditionally, with the transaction's
+    /// next command; elsewhere the update is tried first and the row created only when it
+    /// found nothing.
+    pub(super) async fn update_funds(
+        &self,
+        db: &impl Deferred,
+        account_id: &str,
+        update: UpdateMany<paper_funds::Entity>,
+    ) -> Result<(), DbErr> {
+        if db.pipelines() {
+            defer(db, &self.new_funds(account_id)).await?;
+            return defer(db, &update).await;
+        }
+        let update = update.build(db.get_database_backend());
+        if db.execute(update.clone()).await?.rows_affected() == 0 {
+            let create = self.new_funds(account_id);
+            db.execute(create.build(db.get_database_backend())).await?;
+            db.execute(update).await?;
+        }
+        Ok(())
     }
 
     /// Locks the account's funds row for the rest of the transaction (creating it first if
@@ -56,14 +75,14 @@ impl Books {
     /// first could not upgrade once another had written).
     pub(super) async fn lock_funds(
         &self,
-        db: &impl ConnectionTrait,
+        db: &impl Deferred,
         account_id: &str,
     ) -> Result<(), DbErr> {
-        if touch_funds(db, account_id).await? == 0 {
-            self.ensure_funds(db, account_id).await?;
-            touch_funds(db, account_id).await?;
-        }
-        Ok(())
+        use paper_funds::Column as F;
+        let touch = paper_funds::Entity::update_many()
+            .col_expr(F::Reserved, Expr::col(F::Reserved).into())
+            .filter(F::AccountId.eq(account_id));
+        self.update_funds(db, account_id, touch).await
     }
 
     /// The account's funds: one row.
@@ -81,17 +100,6 @@ impl Books {
             },
         })
     }
-}
-
-/// `UPDATE paper_funds SET reserved = reserved WHERE account_id = ?`: how many rows.
-async fn touch_funds(db: &impl ConnectionTrait, account_id: &str) -> Result<u64, DbErr> {
-    use paper_funds::Column as F;
-    Ok(paper_funds::Entity::update_many()
-        .col_expr(F::Reserved, Expr::col(F::Reserved).into())
-        .filter(F::AccountId.eq(account_id))
-        .exec(db)
-        .await?
-        .rows_affected)
 }
 
 /// The wire form of a funds row.

@@ -7,8 +7,9 @@ use pinnacle_common::entities::{
     orders, paper_funds, paper_positions, paper_reservations, paper_trades,
 };
 use pinnacle_common::model::Side;
+use pinnacle_common::writes::{defer, Deferred};
 use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set};
+use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, Set, UpdateMany};
 
 use super::arithmetic::Book;
 use super::books::PAPER_PREFIX;
@@ -20,7 +21,7 @@ use super::reserve::{position_for_update, release_in, settle_reservation, Held};
 /// terminal state releases what the order still holds. Other orders cost nothing, except a
 /// primary-key look-up when they end before a broker named them.
 pub async fn apply(
-    db: &impl ConnectionTrait,
+    db: &impl Deferred,
     books: &Books,
     before: &orders::Model,
     after: &orders::Model,
@@ -55,7 +56,7 @@ fn fill_value(before: &orders::Model, after: &orders::Model) -> i64 {
 /// rest of its reservation goes too). Statements: the reservation, funds (which also
 /// takes the account's lock), the position, the trade.
 async fn fill(
-    db: &impl ConnectionTrait,
+    db: &impl Deferred,
     books: &Books,
     before: &orders::Model,
     after: &orders::Model,
@@ -87,10 +88,9 @@ async fn fill(
         Side::Sell => -value,
     };
     let released = cash_units.saturating_mul(unit_price);
-    if move_funds(db, account_id, spent, released, 0).await? == 0 {
-        books.ensure_funds(db, account_id).await?;
-        move_funds(db, account_id, spent, released, 0).await?;
-    }
+    books
+        .update_funds(db, account_id, move_funds(account_id, spent, released, 0))
+        .await?;
 
     // 3. The position, and the units it held for this order.
     let position = locked_position(db, after).await?;
@@ -104,7 +104,7 @@ async fn fill(
     write_position(db, &position, &book, (buy_held, sell_held)).await?;
     let short_change = book.short_value() - short_before;
     if short_change != 0 {
-        move_funds(db, account_id, 0, 0, short_change).await?;
+        defer(db, &move_funds(account_id, 0, 0, short_change)).await?;
     }
 
     // 4. The rest of the reservation, and the trade.
@@ -129,14 +129,14 @@ fn book_of(position: &paper_positions::Model) -> Book {
 
 /// Stores `book` and the units still held for open orders into `position`'s row.
 async fn write_position(
-    db: &impl ConnectionTrait,
+    db: &impl Deferred,
     position: &paper_positions::Model,
     book: &Book,
     (buy_held, sell_held): (i64, i64),
 ) -> Result<(), DbErr> {
     // One UPDATE (an `ActiveModel::update` would read the row back).
     use paper_positions::Column as P;
-    paper_positions::Entity::update_many()
+    let update = paper_positions::Entity::update_many()
         .set(paper_positions::ActiveModel {
             net_quantity: Set(book.net_quantity),
             average_price: Set(book.average_price),
@@ -152,15 +152,13 @@ async fn write_position(
         .filter(P::AccountId.eq(position.account_id.as_str()))
         .filter(P::Exchange.eq(position.exchange.as_str()))
         .filter(P::Symbol.eq(position.symbol.as_str()))
-        .filter(P::Product.eq(position.product.as_str()))
-        .exec(db)
-        .await?;
-    Ok(())
+        .filter(P::Product.eq(position.product.as_str()));
+    defer(db, &update).await
 }
 
 /// Records the fill of `quantity` units worth `value` paise in the trade book.
 async fn record_trade(
-    db: &impl ConnectionTrait,
+    db: &impl Deferred,
     after: &orders::Model,
     quantity: i64,
     value: i64,
@@ -178,35 +176,27 @@ async fn record_trade(
         ts_ms: Set(after.updated_at.timestamp_millis()),
         ..Default::default()
     };
-    paper_trades::Entity::insert(trade)
-        .exec_without_returning(db)
-        .await?;
-    Ok(())
+    defer(db, &paper_trades::Entity::insert(trade)).await
 }
 
-/// `used += spent, reserved -= released, short_value += short`: how many rows (0 when the
-/// account has no funds row yet).
-async fn move_funds(
-    db: &impl ConnectionTrait,
+/// `used += spent, reserved -= released, short_value += short`.
+fn move_funds(
     account_id: &str,
     spent: i64,
     released: i64,
     short: i64,
-) -> Result<u64, DbErr> {
+) -> UpdateMany<paper_funds::Entity> {
     use paper_funds::Column as F;
-    Ok(paper_funds::Entity::update_many()
+    paper_funds::Entity::update_many()
         .col_expr(F::Used, Expr::col(F::Used).add(spent))
         .col_expr(F::Reserved, Expr::col(F::Reserved).sub(released))
         .col_expr(F::ShortValue, Expr::col(F::ShortValue).add(short))
         .filter(F::AccountId.eq(account_id))
-        .exec(db)
-        .await?
-        .rows_affected)
 }
 
 /// The order's position row, locked; created flat first if there is none.
 async fn locked_position(
-    db: &impl ConnectionTrait,
+    db: &impl Deferred,
     order: &orders::Model,
 ) -> Result<paper_positions::Model, DbErr> {
     let key = (
@@ -215,8 +205,12 @@ async fn locked_position(
         order.symbol.as_str(),
         order.product.as_str(),
     );
-    if let Some(row) = position_for_update(db, key.0, key.1, key.2, key.3).await? {
-        return Ok(row);
+    // Where writes are pipelined, creating the row if it is missing goes with the read for
+    // free; elsewhere it costs a round trip, taken only for a new position.
+    if !db.pipelines() {
+        if let Some(row) = position_for_update(db, key.0, key.1, key.2, key.3).await? {
+            return Ok(row);
+        }
     }
     use paper_positions::Column as P;
     let row = paper_positions::ActiveModel {
@@ -234,15 +228,12 @@ async fn locked_position(
         buy_held: Set(0),
         sell_held: Set(0),
     };
-    paper_positions::Entity::insert(row)
-        .on_conflict(
-            OnConflict::columns([P::AccountId, P::Exchange, P::Symbol, P::Product])
-                .do_nothing()
-                .to_owned(),
-        )
-        .do_nothing()
-        .exec_without_returning(db)
-        .await?;
+    let create = paper_positions::Entity::insert(row).on_conflict(
+        OnConflict::columns([P::AccountId, P::Exchange, P::Symbol, P::Product])
+            .do_nothing()
+            .to_owned(),
+    );
+    defer(db, &create).await?;
     position_for_update(db, key.0, key.1, key.2, key.3)
         .await?
         .ok_or_else(|| DbErr::RecordNotFound(format!("paper position {key:?}")))

@@ -3,10 +3,11 @@
 
 use pinnacle_common::entities::{orders, paper_funds, paper_positions, paper_reservations};
 use pinnacle_common::model::{Product, Side};
+use pinnacle_common::writes::{defer, Deferred, WriteTxn};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect,
-    Set, TransactionTrait,
+    Set,
 };
 
 use super::arithmetic::split;
@@ -64,11 +65,19 @@ pub async fn reserve(
     books: &Books,
     claim: &Claim<'_>,
 ) -> Result<(), Refusal> {
-    let txn = db.begin().await?;
-    books.lock_funds(&txn, claim.account_id).await?;
-    reserve_in(&txn, claim).await?;
-    txn.commit().await?;
-    Ok(())
+    let txn = WriteTxn::begin(db).await?;
+    let reserved = reserve_with(books, &txn, claim).await;
+    finish(txn, reserved).await
+}
+
+/// [`reserve()`] inside the caller's transaction `txn`.
+pub(super) async fn reserve_with(
+    books: &Books,
+    txn: &impl Deferred,
+    claim: &Claim<'_>,
+) -> Result<(), Refusal> {
+    books.lock_funds(txn, claim.account_id).await?;
+    reserve_in(txn, claim).await
 }
 
 /// Replaces a modified order's reservation with one for `claim` (its new remaining units
@@ -79,30 +88,44 @@ pub async fn re_reserve(
     books: &Books,
     claim: &Claim<'_>,
 ) -> Result<(), Refusal> {
-    let txn = db.begin().await?;
-    books.lock_funds(&txn, claim.account_id).await?;
-    release_in(
-        &txn,
-        &Held {
-            order_id: claim.order_id,
-            side: claim.side,
-            exchange: claim.exchange,
-            symbol: claim.symbol,
-            product: claim.product.as_str(),
-        },
-    )
-    .await?;
-    let filled = orders::Entity::find_by_id(claim.order_id.to_string())
-        .one(&txn)
-        .await?
-        .map_or(0, |order| order.filled_quantity);
-    let remaining = Claim {
-        units: (claim.units - filled).max(0),
-        ..claim.clone()
-    };
-    reserve_in(&txn, &remaining).await?;
-    txn.commit().await?;
-    Ok(())
+    let txn = WriteTxn::begin(db).await?;
+    let reserved = async {
+        books.lock_funds(&txn, claim.account_id).await?;
+        release_in(
+            &txn,
+            &Held {
+                order_id: claim.order_id,
+                side: claim.side,
+                exchange: claim.exchange,
+                symbol: claim.symbol,
+                product: claim.product.as_str(),
+            },
+        )
+        .await?;
+        let filled = orders::Entity::find_by_id(claim.order_id.to_string())
+            .one(&txn)
+            .await?
+            .map_or(0, |order| order.filled_quantity);
+        let remaining = Claim {
+            units: (claim.units - filled).max(0),
+            ..claim.clone()
+        };
+        reserve_in(&txn, &remaining).await
+    }
+    .await;
+    finish(txn, reserved).await
+}
+
+/// Commits `txn` if the reservation was made; otherwise rolls it back (a rollback that
+/// fails closes the connection, which ends the transaction too) and returns the refusal.
+async fn finish(txn: WriteTxn, reserved: Result<(), Refusal>) -> Result<(), Refusal> {
+    match reserved {
+        Ok(()) => Ok(txn.commit().await?),
+        Err(refusal) => {
+            let _ = txn.rollback().await;
+            Err(refusal)
+        }
+    }
 }
 
 /// The position row for an order, locked for the rest of the transaction (PostgreSQL;
@@ -125,7 +148,7 @@ pub(super) async fn position_for_update(
     .await
 }
 
-async fn reserve_in(db: &impl ConnectionTrait, claim: &Claim<'_>) -> Result<(), Refusal> {
+async fn reserve_in(db: &impl Deferred, claim: &Claim<'_>) -> Result<(), Refusal> {
     let product = claim.product.as_str();
     let position =
         position_for_update(db, claim.account_id, claim.exchange, claim.symbol, product).await?;
@@ -153,9 +176,7 @@ async fn reserve_in(db: &impl ConnectionTrait, claim: &Claim<'_>) -> Result<(), 
         cash_units: Set(opening),
         held_units: Set(held),
     };
-    paper_reservations::Entity::insert(reservation)
-        .exec_without_returning(db)
-        .await?;
+    defer(db, &paper_reservations::Entity::insert(reservation)).await?;
     Ok(())
 }
 
@@ -220,7 +241,7 @@ async fn reserve_cash(
 
 /// Shrinks a reservation by what was given back, deleting it once nothing is left.
 pub(super) async fn settle_reservation(
-    db: &impl ConnectionTrait,
+    db: &impl Deferred,
     reservation: &paper_reservations::Model,
     cash_units: i64,
     held_units: i64,
@@ -228,19 +249,19 @@ pub(super) async fn settle_reservation(
     let cash_left = reservation.cash_units - cash_units;
     let held_left = reservation.held_units - held_units;
     if cash_left <= 0 && held_left <= 0 {
-        paper_reservations::Entity::delete_by_id(reservation.order_id.clone())
-            .exec(db)
-            .await?;
+        defer(
+            db,
+            &paper_reservations::Entity::delete_by_id(reservation.order_id.clone()),
+        )
+        .await
     } else {
         use paper_reservations::Column as R;
-        paper_reservations::Entity::update_many()
+        let update = paper_reservations::Entity::update_many()
             .col_expr(R::CashUnits, Expr::value(cash_left))
             .col_expr(R::HeldUnits, Expr::value(held_left))
-            .filter(R::OrderId.eq(reservation.order_id.as_str()))
-            .exec(db)
-            .await?;
+            .filter(R::OrderId.eq(reservation.order_id.as_str()));
+        defer(db, &update).await
     }
-    Ok(())
 }
 
 /// Which order's reservation to release, and the position its held units are on.
@@ -273,7 +294,7 @@ impl<'a> Held<'a> {
 
 /// Releases everything an order still holds (it ended without a fill, or is being
 /// re-reserved): funds first, then the position, then the reservation row.
-pub(super) async fn release_in(db: &impl ConnectionTrait, held: &Held<'_>) -> Result<(), DbErr> {
+pub(super) async fn release_in(db: &impl Deferred, held: &Held<'_>) -> Result<(), DbErr> {
     let Some(reservation) = paper_reservations::Entity::find_by_id(held.order_id.to_string())
         .one(db)
         .await?
@@ -285,11 +306,10 @@ pub(super) async fn release_in(db: &impl ConnectionTrait, held: &Held<'_>) -> Re
         .saturating_mul(reservation.unit_price);
     if amount != 0 {
         use paper_funds::Column as F;
-        paper_funds::Entity::update_many()
+        let update = paper_funds::Entity::update_many()
             .col_expr(F::Reserved, Expr::col(F::Reserved).sub(amount))
-            .filter(F::AccountId.eq(reservation.account_id.as_str()))
-            .exec(db)
-            .await?;
+            .filter(F::AccountId.eq(reservation.account_id.as_str()));
+        defer(db, &update).await?;
     }
     if reservation.held_units != 0 {
         use paper_positions::Column as P;
@@ -297,17 +317,17 @@ pub(super) async fn release_in(db: &impl ConnectionTrait, held: &Held<'_>) -> Re
             Side::Sell => P::SellHeld,
             Side::Buy => P::BuyHeld,
         };
-        paper_positions::Entity::update_many()
+        let update = paper_positions::Entity::update_many()
             .col_expr(column, Expr::col(column).sub(reservation.held_units))
             .filter(P::AccountId.eq(reservation.account_id.as_str()))
             .filter(P::Exchange.eq(held.exchange))
             .filter(P::Symbol.eq(held.symbol))
-            .filter(P::Product.eq(held.product))
-            .exec(db)
-            .await?;
+            .filter(P::Product.eq(held.product));
+        defer(db, &update).await?;
     }
-    paper_reservations::Entity::delete_by_id(reservation.order_id)
-        .exec(db)
-        .await?;
-    Ok(())
+    defer(
+        db,
+        &paper_reservations::Entity::delete_by_id(reservation.order_id),
+    )
+    .await
 }

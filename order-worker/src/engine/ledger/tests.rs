@@ -4,6 +4,7 @@
 use chrono::Utc;
 use pinnacle_common::entities::{orders, paper_positions, paper_reservations};
 use pinnacle_common::model::{Funds, Product, Side};
+use pinnacle_common::writes::WriteTxn;
 use sea_orm::{DatabaseConnection, EntityTrait, TransactionTrait};
 
 use super::*;
@@ -340,13 +341,17 @@ async fn an_order_costs_a_fixed_number_of_statements_whatever_the_history() {
     });
     let take = || std::mem::take(&mut *statements.lock().expect("log"));
 
-    reserve(
-        &db,
+    // Statement by statement (a plain transaction, as on PostgreSQL), where SeaORM sees
+    // each one.
+    let txn = db.begin().await.expect("begin");
+    reserve::reserve_with(
         &books,
+        &txn,
         &claim("n", Side::Buy, Product::Delivery, 10, 100),
     )
     .await
     .expect("reserve");
+    txn.commit().await.expect("commit");
     let reserving = take();
     step(
         &db,
@@ -374,4 +379,41 @@ async fn an_order_costs_a_fixed_number_of_statements_whatever_the_history() {
     // end, the trade (plus the short value, when it changes).
     assert_eq!(filling.len(), 6, "{filling:#?}");
     assert_eq!(reading.len(), 4, "one query per read: {reading:#?}");
+
+    // On SQLite's pipeline, the round trips to the connection's thread: the reservation
+    // reads the position (with the funds lock) and reserves the cash; the fill reads the
+    // reservation (behind the order's own update, in the store) and the position (with
+    // the funds move); each commit carries the writes deferred before it.
+    let txn = WriteTxn::begin(&db).await.expect("begin");
+    reserve::reserve_with(
+        &books,
+        &txn,
+        &claim("p", Side::Buy, Product::Delivery, 10, 100),
+    )
+    .await
+    .expect("reserve");
+    assert_eq!(txn.round_trips().await, 2, "reserving");
+    txn.commit().await.expect("commit");
+    let txn = WriteTxn::begin(&db).await.expect("begin");
+    apply(
+        &txn,
+        &books,
+        &order("p", Side::Buy, Product::Delivery, "OPEN", 0, None),
+        &order("p", Side::Buy, Product::Delivery, "FILLED", 10, Some(100)),
+    )
+    .await
+    .expect("apply");
+    assert_eq!(txn.round_trips().await, 2, "filling");
+    txn.commit().await.expect("commit");
+    assert_eq!(
+        take(),
+        Vec::<String>::new(),
+        "the pipeline's statements bypass SeaORM"
+    );
+    let after = funds(&db, &books).await;
+    assert_eq!(
+        (after.used, after.blocked),
+        (2_000 + 100, 0),
+        "both orders filled and paid, nothing left reserved"
+    );
 }

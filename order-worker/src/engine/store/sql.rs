@@ -6,10 +6,11 @@ use pinnacle_common::db::span as db_span;
 use pinnacle_common::entities::orders;
 use pinnacle_common::error::ErrorCode;
 use pinnacle_common::model::{OrderStatus, Product};
+use pinnacle_common::writes::{defer, WriteTxn};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, SqlErr, TransactionTrait, UpdateMany,
+    QuerySelect, SqlErr, UpdateMany,
 };
 use tracing::Instrument as _;
 
@@ -127,33 +128,36 @@ impl OrderStore for SqlOrderStore {
             lease_until_ms,
         } = order;
         let now = Utc::now();
-        let row = orders::ActiveModel {
-            id: Set(order_id.to_string()),
-            user_id: Set(user_id.to_string()),
-            broker_account_id: Set(broker_account_id.to_string()),
-            client_order_id: Set(request.client_order_id.clone()),
-            exchange: Set(request.exchange.clone()),
-            symbol: Set(request.symbol.clone()),
-            side: Set(request.side.as_str().to_string()),
-            order_type: Set(request.order_type.as_str().to_string()),
-            quantity: Set(request.quantity),
-            price: Set(request.price),
-            trigger_price: Set(request.trigger_price),
-            product: Set(request.product.as_str().to_string()),
-            status: Set(OrderStatus::Submitted.as_str().to_string()),
-            filled_quantity: Set(0),
-            average_price: Set(None),
-            broker_order_id: Set(None),
-            reject_code: Set(None),
-            reject_reason: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
-            lease_owner: Set(Some(owner.to_string())),
-            lease_until_ms: Set(Some(lease_until_ms)),
+        let model = orders::Model {
+            id: order_id.to_string(),
+            user_id: user_id.to_string(),
+            broker_account_id: broker_account_id.to_string(),
+            client_order_id: request.client_order_id.clone(),
+            exchange: request.exchange.clone(),
+            symbol: request.symbol.clone(),
+            side: request.side.as_str().to_string(),
+            order_type: request.order_type.as_str().to_string(),
+            quantity: request.quantity,
+            price: request.price,
+            trigger_price: request.trigger_price,
+            product: request.product.as_str().to_string(),
+            status: OrderStatus::Submitted.as_str().to_string(),
+            filled_quantity: 0,
+            average_price: None,
+            broker_order_id: None,
+            reject_code: None,
+            reject_reason: None,
+            created_at: now,
+            updated_at: now,
+            lease_owner: Some(owner.to_string()),
+            lease_until_ms: Some(lease_until_ms),
         };
+        // One command on SQLite: `BEGIN`, the row, both events, `COMMIT`. A second attempt
+        // at the same client order id fails on the unique key, at the commit.
         let inserted = async {
-            let txn = self.db.begin().await?;
-            let model = row.insert(&txn).await?;
+            let txn = WriteTxn::begin(&self.db).await?;
+            let row = orders::ActiveModel::from(model.clone()).reset_all();
+            defer(&txn, &orders::Entity::insert(row)).await?;
             let mut new = model.clone();
             new.status = OrderStatus::New.as_str().to_string();
             outbox::record_all(&txn, &[(None, &new), (Some(OrderStatus::New), &model)]).await?;
@@ -214,9 +218,10 @@ impl OrderStore for SqlOrderStore {
             update = update.filter(orders::Column::LeaseOwner.eq(owner));
         }
         let applied = async {
-            let txn = self.db.begin().await?;
+            let txn = WriteTxn::begin(&self.db).await?;
             let result = update.exec(&txn).await?;
             if result.rows_affected != 1 {
+                txn.rollback().await?;
                 return Ok(false);
             }
             ledger::apply(&txn, &self.books, order, &next).await?;

@@ -1,0 +1,580 @@
+//! [`WriteTxn`]: a write transaction that reaches the database in as few round trips as
+//! the driver allows, and [`Deferred`], the statements it may hold back to do so.
+//!
+//! # Why
+//! sqlx's SQLite driver runs every command on the connection's own thread, so each statement
+//! is a hand-off there and back: two wake-ups, tens of µs on a loaded 2-core machine, while
+//! SQLite itself needs a few µs. A paper order's write sets (the insert with its events,
+//! the reservation, the fill) used to cost about 30 such hand-offs on the one SQLite
+//! connection, which bounded the whole engine (docs/BENCHMARKS.md).
+//!
+//! # How
+//! On SQLite a `WriteTxn` keeps the statements whose answer nobody reads
+//! ([`Deferred::defer`]) and sends them as one multi-statement command together with the
+//! next statement whose answer is read, with `BEGIN IMMEDIATE` in front of the first command
+//! and `COMMIT` behind the last. A write set that reads only at its start costs one or two
+//! hand-offs in all.
+//!
+//! # What still holds
+//! Everything a transaction promises: the statements run in the order they were given, on
+//! one connection, between one `BEGIN IMMEDIATE` and one `COMMIT`. The first that fails
+//! stops the command, fails the call that sent it (a deferred statement's failure is the
+//! next call's error, or the commit's), and the transaction is rolled back before the error
+//! is returned; every caller treats any error as the end of its transaction. A `WriteTxn`
+//! dropped before it committed (an early return, a cancelled future) is rolled back by a
+//! task that owns its connection; if that fails, or no runtime is left, the connection is
+//! closed, which rolls it back too. A pooled connection never goes back inside a
+//! transaction.
+//!
+//! On PostgreSQL, whose protocol runs one statement per command, a `WriteTxn` is a plain
+//! SeaORM transaction and a deferred statement runs at once.
+
+use async_trait::async_trait;
+use futures::TryStreamExt as _;
+use sea_orm::sqlx::pool::PoolConnection;
+use sea_orm::sqlx::sqlite::{Sqlite, SqliteQueryResult, SqliteRow};
+use sea_orm::sqlx::{Either, Executor as _};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, ExecResult,
+    QueryResult, QueryTrait, RuntimeErr, Statement, TransactionTrait, Values,
+};
+use sea_query_binder::SqlxValues;
+use tokio::sync::Mutex;
+
+/// A connection that may hold a write back until the transaction next needs an answer.
+#[async_trait]
+pub trait Deferred: ConnectionTrait {
+    /// Runs `stmt` in this transaction, at the latest together with the next statement
+    /// whose answer is read or with the commit. Its failure fails that later call (and the
+    /// transaction), so it suits writes whose outcome the caller does not inspect.
+    async fn defer(&self, stmt: Statement) -> Result<(), DbErr>;
+
+    /// Whether deferred statements really wait for the next command (SQLite). Then an
+    /// unconditional write ("create the row if it is missing") costs nothing, and is
+    /// cheaper than reading first to see whether it is needed.
+    fn pipelines(&self) -> bool {
+        false
+    }
+}
+
+/// [`Deferred::defer`] for a SeaORM query (an insert, update or delete), built for the
+/// transaction's database.
+pub async fn defer<Q>(db: &impl Deferred, query: &Q) -> Result<(), DbErr>
+where
+    Q: QueryTrait + ?Sized,
+{
+    db.defer(query.build(db.get_database_backend())).await
+}
+
+/// A plain transaction runs a deferred statement at once.
+#[async_trait]
+impl Deferred for DatabaseTransaction {
+    async fn defer(&self, stmt: Statement) -> Result<(), DbErr> {
+        self.execute(stmt).await.map(drop)
+    }
+}
+
+/// A write transaction; see the [module documentation](self).
+#[derive(Debug)]
+pub struct WriteTxn {
+    inner: Inner,
+}
+
+#[derive(Debug)]
+enum Inner {
+    Sqlite(Mutex<Pipeline>),
+    Plain(DatabaseTransaction),
+}
+
+impl WriteTxn {
+    /// Begins a write transaction on `db`. On SQLite this takes a pooled connection; the
+    /// `BEGIN IMMEDIATE` goes with the first statement.
+    pub async fn begin(db: &DatabaseConnection) -> Result<Self, DbErr> {
+        let inner = match db.get_database_backend() {
+            DbBackend::Sqlite => {
+                let conn = db
+                    .get_sqlite_connection_pool()
+                    .acquire()
+                    .await
+                    .map_err(|e| DbErr::Conn(RuntimeErr::SqlxError(e)))?;
+                Inner::Sqlite(Mutex::new(Pipeline::new(conn)))
+            }
+            _ => Inner::Plain(db.begin().await?),
+        };
+        Ok(Self { inner })
+    }
+
+    /// Commits, sending whatever is still deferred first.
+    pub async fn commit(self) -> Result<(), DbErr> {
+        match self.inner {
+            Inner::Sqlite(pipeline) => pipeline.into_inner().commit().await,
+            Inner::Plain(txn) => txn.commit().await,
+        }
+    }
+
+    /// Rolls back what was sent and drops what was deferred.
+    pub async fn rollback(self) -> Result<(), DbErr> {
+        match self.inner {
+            Inner::Sqlite(pipeline) => pipeline.into_inner().rollback().await,
+            Inner::Plain(txn) => txn.rollback().await,
+        }
+    }
+
+    /// The commands sent to the database so far on SQLite (0 elsewhere, where every
+    /// statement is its own command).
+    pub async fn round_trips(&self) -> u32 {
+        match &self.inner {
+            Inner::Sqlite(pipeline) => pipeline.lock().await.round_trips,
+            Inner::Plain(_) => 0,
+        }
+    }
+}
+
+#[async_trait]
+impl ConnectionTrait for WriteTxn {
+    fn get_database_backend(&self) -> DbBackend {
+        match &self.inner {
+            Inner::Sqlite(_) => DbBackend::Sqlite,
+            Inner::Plain(txn) => txn.get_database_backend(),
+        }
+    }
+
+    async fn execute(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        match &self.inner {
+            Inner::Sqlite(pipeline) => {
+                let answer = pipeline.lock().await.send(Some(stmt), false).await;
+                Ok(answer.map_err(exec_err)?.done.into())
+            }
+            Inner::Plain(txn) => txn.execute(stmt).await,
+        }
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        match &self.inner {
+            Inner::Sqlite(_) => {
+                self.execute(Statement::from_string(DbBackend::Sqlite, sql))
+                    .await
+            }
+            Inner::Plain(txn) => txn.execute_unprepared(sql).await,
+        }
+    }
+
+    async fn query_one(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        Ok(self.query_all(stmt).await?.into_iter().next())
+    }
+
+    async fn query_all(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        match &self.inner {
+            Inner::Sqlite(pipeline) => {
+                let answer = pipeline.lock().await.send(Some(stmt), false).await;
+                let rows = answer.map_err(query_err)?.rows;
+                Ok(rows.into_iter().map(QueryResult::from).collect())
+            }
+            Inner::Plain(txn) => txn.query_all(stmt).await,
+        }
+    }
+}
+
+#[async_trait]
+impl Deferred for WriteTxn {
+    async fn defer(&self, stmt: Statement) -> Result<(), DbErr> {
+        match &self.inner {
+            Inner::Sqlite(pipeline) => {
+                pipeline.lock().await.defer(stmt);
+                Ok(())
+            }
+            Inner::Plain(txn) => txn.defer(stmt).await,
+        }
+    }
+
+    fn pipelines(&self) -> bool {
+        matches!(self.inner, Inner::Sqlite(_))
+    }
+}
+
+/// One SQLite connection's transaction: the statements held back, and whether a `BEGIN`
+/// may be open on the connection.
+#[derive(Debug)]
+struct Pipeline {
+    /// `None` once handed to the rollback task.
+    conn: Option<PoolConnection<Sqlite>>,
+    deferred: Vec<Statement>,
+    /// A `BEGIN IMMEDIATE` was sent and neither a `COMMIT` nor a `ROLLBACK` has been seen
+    /// to succeed since: the connection may be inside a transaction.
+    open: bool,
+    /// Why the transaction cannot go on: a statement failed (it was rolled back then), or a
+    /// command was sent and its answer not read to the end (its caller was cancelled, so
+    /// what ran of it is unknown). Only a rollback is left.
+    broken: Option<&'static str>,
+    round_trips: u32,
+}
+
+/// What the statement that triggered a command answered.
+#[derive(Default)]
+struct Answer {
+    done: SqliteQueryResult,
+    rows: Vec<SqliteRow>,
+}
+
+impl Pipeline {
+    fn new(conn: PoolConnection<Sqlite>) -> Self {
+        Self {
+            conn: Some(conn),
+            deferred: Vec::new(),
+            open: false,
+            broken: None,
+            round_trips: 0,
+        }
+    }
+
+    fn defer(&mut self, stmt: Statement) {
+        self.deferred.push(stmt);
+    }
+
+    async fn commit(&mut self) -> Result<(), DbErr> {
+        if self.broken.is_none() && !self.open && self.deferred.is_empty() {
+            // Nothing was ever sent: there is nothing to commit.
+            return Ok(());
+        }
+        self.send(None, true).await.map_err(exec_err).map(drop)
+    }
+
+    async fn rollback(&mut self) -> Result<(), DbErr> {
+        self.deferred.clear();
+        if !self.open {
+            return Ok(());
+        }
+        let conn = self.conn.as_mut().ok_or_else(finished)?;
+        self.round_trips += 1;
+        match (&mut **conn).execute("ROLLBACK").await {
+            Ok(_) => {
+                self.open = false;
+                Ok(())
+            }
+            Err(e) => {
+                // Whatever state it is in, the connection must not be reused; closing it
+                // ends any transaction.
+                tracing::warn!(error = %e, "a SQLite rollback failed; closing its connection");
+                conn.close_on_drop();
+                self.open = false;
+                Err(exec_err(e))
+            }
+        }
+    }
+
+    /// Sends the deferred statements, then `last` (whose answer is returned), then `COMMIT`
+    /// if `commit`, as one command; `BEGIN IMMEDIATE` goes first if none is open. On
+    /// failure the transaction is rolled back before the error is returned.
+    async fn send(
+        &mut self,
+        last: Option<Statement>,
+        commit: bool,
+    ) -> Result<Answer, sea_orm::sqlx::Error> {
+        if let Some(why) = self.broken {
+            let _ = self.rollback().await;
+            self.broken = Some(why);
+            return Err(sea_orm::sqlx::Error::Protocol(format!(
+                "this transaction was rolled back: {why}"
+            )));
+        }
+        let begin = !self.open;
+        let deferred = std::mem::take(&mut self.deferred);
+        let mut sql = String::new();
+        let mut values = Vec::new();
+        let mut count = 0usize;
+        let mut push = |text: &str, bound: Option<Values>| {
+            if count > 0 {
+                sql.push_str(";\n");
+            }
+            sql.push_str(text);
+            values.extend(bound.map(|v| v.0).unwrap_or_default());
+            count += 1;
+            count - 1
+        };
+        if begin {
+            push("BEGIN IMMEDIATE", None);
+        }
+        for stmt in deferred {
+            push(&stmt.sql, stmt.values);
+        }
+        let target = last.map(|stmt| push(&stmt.sql, stmt.values));
+        if commit {
+            push("COMMIT", None);
+        }
+        let conn = self.conn.as_mut().ok_or_else(|| {
+            sea_orm::sqlx::Error::Protocol("the transaction has already ended".into())
+        })?;
+        self.open = true;
+        self.broken = Some("a command of it was cancelled");
+        self.round_trips += 1;
+        let mut answer = Answer::default();
+        let mut finished = 0usize;
+        let ran = {
+            let query = sea_orm::sqlx::query_with(&sql, SqlxValues(Values(values)));
+            let mut steps = (&mut **conn).fetch_many(query);
+            loop {
+                match steps.try_next().await {
+                    Ok(Some(Either::Left(done))) => {
+                        if Some(finished) == target {
+                            answer.done = done;
+                        }
+                        finished += 1;
+                    }
+                    Ok(Some(Either::Right(row))) => {
+                        if Some(finished) == target {
+                            answer.rows.push(row);
+                        }
+                    }
+                    Ok(None) => break Ok(()),
+                    Err(e) => break Err(e),
+                }
+            }
+        };
+        self.broken = None;
+        if begin && finished == 0 {
+            // Not even the `BEGIN` ran.
+            self.open = false;
+        }
+        let ran = ran.and_then(|()| {
+            // Every statement reports its end; fewer means one did not run.
+            if finished == count {
+                Ok(())
+            } else {
+                Err(sea_orm::sqlx::Error::Protocol(format!(
+                    "SQLite ran {finished} of {count} statements"
+                )))
+            }
+        });
+        match ran {
+            Ok(()) => {
+                if commit {
+                    self.open = false;
+                }
+                Ok(answer)
+            }
+            Err(e) => {
+                // The command stopped at the failing statement, possibly inside the
+                // transaction; end it before anyone sees the error. A failed rollback has
+                // already marked the connection to be closed.
+                let _ = self.rollback().await;
+                self.broken = Some("a statement of it failed");
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        if !self.open {
+            return;
+        }
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        // Dropped inside a transaction (an early return or a cancelled call): roll it back
+        // before the connection goes back to the pool, or close the connection.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if let Err(error) = (&mut *conn).execute("ROLLBACK").await {
+                        tracing::warn!(%error, "rolling back a dropped SQLite transaction failed; closing its connection");
+                        conn.close_on_drop();
+                    }
+                });
+            }
+            Err(_) => conn.close_on_drop(),
+        }
+    }
+}
+
+fn finished() -> DbErr {
+    DbErr::Custom("the transaction has already ended".into())
+}
+
+fn exec_err(e: sea_orm::sqlx::Error) -> DbErr {
+    DbErr::Exec(RuntimeErr::SqlxError(e))
+}
+
+fn query_err(e: sea_orm::sqlx::Error) -> DbErr {
+    DbErr::Query(RuntimeErr::SqlxError(e))
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::FutureExt as _;
+    use sea_orm::SqlErr;
+
+    use super::*;
+    use crate::db::connect;
+    use crate::settings::DatabaseSettings;
+
+    /// A file database (a pool of its one connection) with a table `t (k UNIQUE, v)`.
+    async fn database(dir: &tempfile::TempDir) -> DatabaseConnection {
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("w.db").display());
+        let db = connect(&DatabaseSettings {
+            database_url: url,
+            database_max_connections: 1,
+        })
+        .await
+        .expect("connects");
+        db.execute_unprepared("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+            .await
+            .expect("table");
+        db
+    }
+
+    fn insert(k: i64, v: &str) -> Statement {
+        Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            "INSERT INTO t (k, v) VALUES (?, ?)",
+            [k.into(), v.into()],
+        )
+    }
+
+    async fn rows(db: &impl ConnectionTrait) -> Vec<(i64, String)> {
+        db.query_all(Statement::from_string(
+            DbBackend::Sqlite,
+            "SELECT k, v FROM t ORDER BY k",
+        ))
+        .await
+        .expect("select")
+        .iter()
+        .map(|row| {
+            (
+                row.try_get_by_index(0).expect("k"),
+                row.try_get_by_index(1).expect("v"),
+            )
+        })
+        .collect()
+    }
+
+    /// The pool's one connection is usable and outside any transaction (a `BEGIN` would
+    /// fail inside one).
+    async fn usable(db: &DatabaseConnection) {
+        db.execute_unprepared("BEGIN; COMMIT")
+            .await
+            .expect("the connection is outside any transaction");
+    }
+
+    #[tokio::test]
+    async fn deferred_writes_go_with_the_next_read_and_the_commit_in_one_command_each() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = database(&dir).await;
+        let txn = WriteTxn::begin(&db).await.expect("begin");
+        txn.defer(insert(1, "a")).await.expect("defer");
+        txn.defer(insert(2, "b")).await.expect("defer");
+        assert_eq!(txn.round_trips().await, 0, "nothing sent yet");
+        // A read sees the transaction's own deferred writes.
+        assert_eq!(rows(&txn).await, vec![(1, "a".into()), (2, "b".into())]);
+        assert_eq!(txn.round_trips().await, 1);
+        txn.defer(insert(3, "c")).await.expect("defer");
+        let done = txn
+            .execute(Statement::from_string(
+                DbBackend::Sqlite,
+                "UPDATE t SET v = 'x' WHERE k >= 2",
+            ))
+            .await
+            .expect("update");
+        assert_eq!(
+            done.rows_affected(),
+            2,
+            "the answer is the last statement's"
+        );
+        txn.defer(insert(4, "d")).await.expect("defer");
+        assert_eq!(txn.round_trips().await, 2);
+        txn.commit().await.expect("commit");
+        let expected = vec![
+            (1, "a".to_string()),
+            (2, "x".into()),
+            (3, "x".into()),
+            (4, "d".into()),
+        ];
+        assert_eq!(rows(&db).await, expected);
+        usable(&db).await;
+    }
+
+    #[tokio::test]
+    async fn a_failing_deferred_write_fails_the_next_call_and_nothing_of_the_transaction_stays() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = database(&dir).await;
+        db.execute(insert(1, "kept")).await.expect("seed");
+
+        let txn = WriteTxn::begin(&db).await.expect("begin");
+        txn.defer(insert(2, "lost")).await.expect("defer");
+        txn.defer(insert(1, "duplicate")).await.expect("defer");
+        txn.defer(insert(3, "never runs")).await.expect("defer");
+        let error = txn
+            .commit()
+            .await
+            .expect_err("the duplicate fails the commit");
+        assert!(
+            matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))),
+            "the database's error is kept: {error:?}"
+        );
+        assert_eq!(rows(&db).await, vec![(1, "kept".into())]);
+        usable(&db).await;
+
+        // The same through a read, and the transaction cannot go on afterwards.
+        let txn = WriteTxn::begin(&db).await.expect("begin");
+        txn.defer(insert(1, "duplicate")).await.expect("defer");
+        let select = || Statement::from_string(DbBackend::Sqlite, "SELECT 1");
+        let read = txn.query_all(select()).await;
+        assert!(read.is_err(), "the read reports the deferred failure");
+        txn.defer(insert(2, "after the failure"))
+            .await
+            .expect("defer");
+        assert!(
+            txn.query_all(select()).await.is_err(),
+            "nothing runs after a failure"
+        );
+        assert!(
+            txn.commit().await.is_err(),
+            "a failed transaction cannot commit"
+        );
+        assert_eq!(rows(&db).await, vec![(1, "kept".into())]);
+        usable(&db).await;
+    }
+
+    #[tokio::test]
+    async fn a_transaction_dropped_or_cancelled_before_its_commit_leaves_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = database(&dir).await;
+
+        // Dropped after a command ran inside it: the rollback task ends it.
+        let txn = WriteTxn::begin(&db).await.expect("begin");
+        txn.execute(insert(1, "dropped")).await.expect("insert");
+        drop(txn);
+        assert!(rows(&db).await.is_empty());
+        usable(&db).await;
+
+        // A call whose answer was never read: the transaction only rolls back.
+        let txn = WriteTxn::begin(&db).await.expect("begin");
+        txn.execute(insert(1, "before")).await.expect("insert");
+        txn.defer(insert(2, "cancelled")).await.expect("defer");
+        let cancelled = txn.execute(insert(3, "cancelled")).now_or_never();
+        assert!(
+            cancelled.is_none(),
+            "the command was in flight when dropped"
+        );
+        assert!(
+            txn.commit().await.is_err(),
+            "a transaction with an interrupted command cannot commit"
+        );
+        assert!(rows(&db).await.is_empty());
+        usable(&db).await;
+
+        // Explicitly rolled back, and nothing sent at all.
+        let txn = WriteTxn::begin(&db).await.expect("begin");
+        txn.execute(insert(1, "rolled back")).await.expect("insert");
+        txn.rollback().await.expect("rollback");
+        WriteTxn::begin(&db)
+            .await
+            .expect("begin")
+            .commit()
+            .await
+            .expect("an empty transaction commits");
+        assert!(rows(&db).await.is_empty());
+        usable(&db).await;
+    }
+}
