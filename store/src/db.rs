@@ -59,6 +59,7 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
+                .statement_cache_capacity(SQLITE_STATEMENT_CACHE)
         });
     }
     Database::connect(options).await
@@ -66,6 +67,13 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
 
 /// The connections a process opens to a SQLite database (see [`connect`]).
 pub const SQLITE_CONNECTIONS: u32 = 1;
+
+/// Prepared statements the SQLite connection keeps (sqlx's default is 100). The write
+/// pipeline ([`crate::writes`]) sends multi-statement commands, each cached under its whole
+/// text: the order store's and paper books' combinations (about 40–70) come on top of
+/// every single statement of the process, and an evicted one is parsed again on the
+/// connection's only thread.
+pub const SQLITE_STATEMENT_CACHE: usize = 256;
 
 /// The file a `sqlite:` URL names; `None` for an in-memory database.
 fn sqlite_file(url: &str) -> Result<Option<PathBuf>, DbErr> {

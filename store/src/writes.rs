@@ -22,9 +22,16 @@
 //! next call's error, or the commit's), and the transaction is rolled back before the error
 //! is returned; every caller treats any error as the end of its transaction. A `WriteTxn`
 //! dropped before it committed (an early return, a cancelled future) is rolled back by a
-//! task that owns its connection; if that fails, or no runtime is left, the connection is
-//! closed, which rolls it back too. A pooled connection never goes back inside a
-//! transaction.
+//! task that owns its connection; if that fails the connection is closed, which rolls it
+//! back too (and with no runtime left, the process is ending: the connection is abandoned,
+//! and SQLite discards the transaction when the file is next opened). A pooled connection
+//! never goes back inside a transaction.
+//!
+//! Every statement must be exactly one SQL statement with positional `?` parameters: the
+//! command binds its values in order across its statements and reads one answer per
+//! statement. [`one_statement`] refuses anything else (numbered `?1`/`$1` parameters,
+//! which sqlx binds by absolute position in the command; a second statement after a `;`;
+//! a comment; an empty text). SeaQuery builds only such statements.
 //!
 //! On PostgreSQL, whose protocol runs one statement per command, a `WriteTxn` is a plain
 //! SeaORM transaction and a deferred statement runs at once.
@@ -179,10 +186,7 @@ impl ConnectionTrait for WriteTxn {
 impl Deferred for WriteTxn {
     async fn defer(&self, stmt: Statement) -> Result<(), DbErr> {
         match &self.inner {
-            Inner::Sqlite(pipeline) => {
-                pipeline.lock().await.defer(stmt);
-                Ok(())
-            }
+            Inner::Sqlite(pipeline) => pipeline.lock().await.defer(stmt),
             Inner::Plain(txn) => txn.defer(stmt).await,
         }
     }
@@ -227,8 +231,10 @@ impl Pipeline {
         }
     }
 
-    fn defer(&mut self, stmt: Statement) {
+    fn defer(&mut self, stmt: Statement) -> Result<(), DbErr> {
+        one_statement(&stmt.sql).map_err(|e| exec_err(sea_orm::sqlx::Error::Protocol(e)))?;
         self.deferred.push(stmt);
+        Ok(())
     }
 
     async fn commit(&mut self) -> Result<(), DbErr> {
@@ -276,6 +282,9 @@ impl Pipeline {
             return Err(sea_orm::sqlx::Error::Protocol(format!(
                 "this transaction was rolled back: {why}"
             )));
+        }
+        if let Some(stmt) = &last {
+            one_statement(&stmt.sql).map_err(sea_orm::sqlx::Error::Protocol)?;
         }
         let begin = !self.open;
         let deferred = std::mem::take(&mut self.deferred);
@@ -325,28 +334,17 @@ impl Pipeline {
                             answer.rows.push(row);
                         }
                     }
+                    // The stream ended without an error: every statement ran (sqlx stops a
+                    // command only at a failure), and each reported its end once, since
+                    // [`one_statement`] let only single statements in.
                     Ok(None) => break Ok(()),
                     Err(e) => break Err(e),
                 }
             }
         };
-        self.broken = None;
-        if begin && finished == 0 {
-            // Not even the `BEGIN` ran.
-            self.open = false;
-        }
-        let ran = ran.and_then(|()| {
-            // Every statement reports its end; fewer means one did not run.
-            if finished == count {
-                Ok(())
-            } else {
-                Err(sea_orm::sqlx::Error::Protocol(format!(
-                    "SQLite ran {finished} of {count} statements"
-                )))
-            }
-        });
         match ran {
             Ok(()) => {
+                self.broken = None;
                 if commit {
                     self.open = false;
                 }
@@ -354,10 +352,15 @@ impl Pipeline {
             }
             Err(e) => {
                 // The command stopped at the failing statement, possibly inside the
-                // transaction; end it before anyone sees the error. A failed rollback has
-                // already marked the connection to be closed.
-                let _ = self.rollback().await;
+                // transaction. Marked broken first (a call cancelled during the rollback
+                // must not leave it looking usable), then ended before anyone sees the
+                // error; a failed rollback has already marked the connection to be closed.
                 self.broken = Some("a statement of it failed");
+                if begin && finished == 0 {
+                    // Not even the `BEGIN` ran.
+                    self.open = false;
+                }
+                let _ = self.rollback().await;
                 Err(e)
             }
         }
@@ -383,8 +386,55 @@ impl Drop for Pipeline {
                     }
                 });
             }
-            Err(_) => conn.close_on_drop(),
+            // No runtime means the process is ending. sqlx needs one to take a connection
+            // back (or close it) and would panic; the connection is left to the process's
+            // end instead, and SQLite discards its open transaction when the file is next
+            // opened.
+            Err(_) => std::mem::forget(conn),
         }
+    }
+}
+
+/// Whether `sql` may share a command with others: one statement, positional `?` parameters
+/// only, no comment. String literals and quoted identifiers are skipped.
+fn one_statement(sql: &str) -> Result<(), String> {
+    let refused = |what: &str| {
+        Err(format!(
+            "a pipelined statement must be one statement with `?` parameters; this has {what}"
+        ))
+    };
+    let bytes = sql.as_bytes();
+    let (mut i, mut statement, mut ended) = (0, false, false);
+    while let Some(&b) = bytes.get(i) {
+        let next = bytes.get(i + 1).copied();
+        let quoted_until = match b {
+            b'\'' | b'"' | b'`' => Some(b),
+            b'[' => Some(b']'),
+            _ => None,
+        };
+        if let Some(close) = quoted_until {
+            if ended {
+                return refused("more than one statement");
+            }
+            let length = bytes[i + 1..].iter().position(|&c| c == close);
+            i += length.map_or(bytes.len(), |at| at + 2);
+            statement = true;
+            continue;
+        }
+        match (b, next) {
+            (b'-', Some(b'-')) | (b'/', Some(b'*')) => return refused("a comment"),
+            (b'?' | b'$', Some(d)) if d.is_ascii_digit() => return refused("a numbered parameter"),
+            (b';', _) => ended = true,
+            (c, _) if c.is_ascii_whitespace() => {}
+            _ if ended => return refused("more than one statement"),
+            _ => statement = true,
+        }
+        i += 1;
+    }
+    if statement {
+        Ok(())
+    } else {
+        refused("no statement")
     }
 }
 
@@ -429,6 +479,15 @@ mod tests {
             DbBackend::Sqlite,
             "INSERT INTO t (k, v) VALUES (?, ?)",
             [k.into(), v.into()],
+        )
+    }
+
+    /// A query that keeps SQLite busy for a while (tens of ms).
+    fn slow() -> Statement {
+        Statement::from_string(
+            DbBackend::Sqlite,
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 2000000) \
+             SELECT count(*) FROM c",
         )
     }
 
@@ -548,11 +607,13 @@ mod tests {
         assert!(rows(&db).await.is_empty());
         usable(&db).await;
 
-        // A call whose answer was never read: the transaction only rolls back.
+        // A call whose answer was never read: the transaction only rolls back. The call is
+        // a slow query so that it is still running on the connection's thread when its
+        // future is dropped after one poll.
         let txn = WriteTxn::begin(&db).await.expect("begin");
         txn.execute(insert(1, "before")).await.expect("insert");
         txn.defer(insert(2, "cancelled")).await.expect("defer");
-        let cancelled = txn.execute(insert(3, "cancelled")).now_or_never();
+        let cancelled = txn.query_all(slow()).now_or_never();
         assert!(
             cancelled.is_none(),
             "the command was in flight when dropped"
@@ -576,5 +637,81 @@ mod tests {
             .expect("an empty transaction commits");
         assert!(rows(&db).await.is_empty());
         usable(&db).await;
+    }
+
+    #[tokio::test]
+    async fn a_call_cancelled_while_its_failure_is_rolled_back_leaves_the_transaction_failed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = database(&dir).await;
+        db.execute(insert(1, "kept")).await.expect("seed");
+        // The first poll sends the command, which fails at the duplicate; the second reads
+        // the failure and sends the rollback, still pending when the call is dropped.
+        let txn = loop {
+            let txn = WriteTxn::begin(&db).await.expect("begin");
+            txn.execute(insert(2, "in the transaction"))
+                .await
+                .expect("insert");
+            txn.defer(insert(1, "duplicate")).await.expect("defer");
+            let in_window = {
+                let read = txn.query_all(slow());
+                tokio::pin!(read);
+                let sent = futures::poll!(read.as_mut()).is_pending();
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                sent && futures::poll!(read.as_mut()).is_pending()
+            };
+            if in_window {
+                break txn;
+            }
+        };
+        let later = txn.execute(insert(3, "after the failure")).await;
+        assert!(later.is_err(), "nothing runs after a failure: {later:?}");
+        assert!(txn.commit().await.is_err());
+        assert_eq!(rows(&db).await, vec![(1, "kept".into())]);
+        usable(&db).await;
+    }
+
+    #[tokio::test]
+    async fn only_single_statements_with_positional_parameters_are_pipelined() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = database(&dir).await;
+        let txn = WriteTxn::begin(&db).await.expect("begin");
+        let refused = [
+            "UPDATE t SET v = ?2 WHERE k = ?1",
+            "UPDATE t SET v = $1",
+            "INSERT INTO t (k, v) VALUES (1, 'a'); INSERT INTO t (k, v) VALUES (2, 'b')",
+            "INSERT INTO t (k, v) VALUES (1, 'a') -- a comment",
+            "/* a comment */ SELECT 1",
+            "  ;  ",
+        ];
+        for sql in refused {
+            let stmt = || Statement::from_string(DbBackend::Sqlite, sql);
+            assert!(txn.defer(stmt()).await.is_err(), "deferred: {sql}");
+            assert!(txn.execute(stmt()).await.is_err(), "sent: {sql}");
+        }
+        drop(txn);
+        let accepted = [
+            "INSERT INTO t (k, v) VALUES (?, ?)",
+            "INSERT INTO t (k, v) VALUES (7, 'a; b -- c /* d */ ?1 $2');",
+            r#"SELECT "k;--?1" FROM "t" WHERE [v] = ?"#,
+        ];
+        for sql in accepted {
+            assert_eq!(one_statement(sql), Ok(()), "{sql}");
+        }
+        assert!(rows(&db).await.is_empty(), "nothing refused ran");
+        usable(&db).await;
+    }
+
+    #[test]
+    fn a_transaction_dropped_without_a_runtime_does_not_panic() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let txn = runtime.block_on(async {
+            let db = database(&dir).await;
+            let txn = WriteTxn::begin(&db).await.expect("begin");
+            txn.execute(insert(1, "open")).await.expect("insert");
+            txn
+        });
+        let dropped = std::thread::spawn(move || drop(txn)).join();
+        assert!(dropped.is_ok(), "dropping outside a runtime panicked");
     }
 }
