@@ -18,8 +18,7 @@ use pinnacle_common::invalidate::{self, Invalidation};
 use pinnacle_common::model::{AuditEvent, AuditOutcome};
 use pinnacle_common::telemetry;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, ModelTrait, QueryFilter, Set,
-    SqlErr,
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, ModelTrait, QueryFilter, Set, SqlErr,
 };
 use serde::{Deserialize, Serialize};
 use tracing::Instrument as _;
@@ -44,10 +43,8 @@ async fn find(
     user_id: &str,
     label: &str,
 ) -> Result<broker_accounts::Model, ApiError> {
-    broker_accounts::Entity::find()
-        .filter(broker_accounts::Column::UserId.eq(user_id))
+    broker_accounts::Entity::of_user(user_id)
         .filter(broker_accounts::Column::Label.eq(label))
-        .filter(broker_accounts::Column::ErasedAt.is_null())
         .one(db)
         .instrument(pinnacle_common::db::span(db, "SELECT", "broker_accounts"))
         .await

@@ -61,9 +61,7 @@ impl AccountError {
 /// deleted accounts that orders still refer to) and their default account: two
 /// independent reads, run together.
 pub async fn load_accounts(db: &DatabaseConnection, user_id: &str) -> Result<UserAccounts, DbErr> {
-    let rows = broker_accounts::Entity::find()
-        .filter(broker_accounts::Column::UserId.eq(user_id))
-        .filter(broker_accounts::Column::ErasedAt.is_null())
+    let rows = broker_accounts::Entity::of_user(user_id)
         .order_by_asc(broker_accounts::Column::CreatedAt)
         .all(db)
         .instrument(pinnacle_common::db::span(db, "SELECT", "broker_accounts"));

@@ -122,6 +122,16 @@ impl Model {
     }
 }
 
+impl Entity {
+    /// `user_id`'s accounts: every row of theirs but the erased ones ([`Model::erased_at`]),
+    /// which only old orders still refer to.
+    pub fn of_user(user_id: &str) -> Select<Entity> {
+        Self::find()
+            .filter(Column::UserId.eq(user_id))
+            .filter(Column::ErasedAt.is_null())
+    }
+}
+
 /// Relations.
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {

@@ -28,7 +28,7 @@ use chrono::{DateTime, Utc};
 use pinnacle_common::auth::{SCOPE_READ, SCOPE_TRADE};
 use pinnacle_common::entities::broker_accounts;
 use pinnacle_common::error::ErrorCode;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::QueryOrder;
 use serde::{Deserialize, Serialize};
 
 pub use request::{PutAccount, BROKERS, MAX_ALGO_ID_LEN, MAX_PROXY_LEN, MAX_SECRET_LEN};
@@ -150,9 +150,7 @@ pub async fn list(
     caller.require_self_or_admin(&user_id, SCOPE_READ)?;
     check_user_id(&user_id)?;
     crate::lookup::find_user(&state.db, &user_id).await?;
-    let rows = broker_accounts::Entity::find()
-        .filter(broker_accounts::Column::UserId.eq(user_id.as_str()))
-        .filter(broker_accounts::Column::ErasedAt.is_null())
+    let rows = broker_accounts::Entity::of_user(&user_id)
         .order_by_asc(broker_accounts::Column::Label)
         .all(&state.db)
         .await
