@@ -5,6 +5,7 @@
 //! Status and candles need the exchange's hours ([`with_hours`]); the data verbs (last
 //! value, snapshot, symbols) also serve an exchange that only the instrument master lists,
 //! such as `NCDEX` ([`listed`]), and a tick already cached is served whatever its exchange.
+//! A symbol the exchange does not list is [`unknown_symbol`], in the same words everywhere.
 
 use pinnacle_common::error::{ErrorBody, ErrorCode};
 
@@ -29,6 +30,17 @@ pub fn listed(raw: &str, catalog: &Catalog) -> Result<String, ErrorBody> {
     } else {
         Err(unknown(raw))
     }
+}
+
+/// `UNKNOWN_SYMBOL` for `symbol` on a known `exchange` (the symbol cut to 60 characters).
+pub fn unknown_symbol(exchange: &str, symbol: &str) -> ErrorBody {
+    ErrorBody::new(
+        ErrorCode::UnknownSymbol,
+        format!(
+            "unknown symbol {exchange}:{}",
+            symbol.chars().take(60).collect::<String>()
+        ),
+    )
 }
 
 fn unknown(raw: &str) -> ErrorBody {

@@ -117,13 +117,7 @@ fn look_up(
             }
             None => {
                 crate::exchange::listed(&exchange, catalog)?;
-                return Err(ErrorBody::new(
-                    ErrorCode::UnknownSymbol,
-                    format!(
-                        "unknown symbol {exchange}:{}",
-                        wanted.symbol.chars().take(60).collect::<String>()
-                    ),
-                ));
+                return Err(crate::exchange::unknown_symbol(&exchange, &wanted.symbol));
             }
         }
     }

@@ -13,7 +13,7 @@ use super::state::MdService;
 use crate::angel::AngelHistory;
 use crate::calendar::EXCHANGES;
 use crate::candles::{self, CandleQuery};
-use crate::exchange;
+use crate::exchange::{self, unknown_symbol};
 
 /// Default and largest number of search results.
 const SEARCH_DEFAULT: u32 = 20;
@@ -70,16 +70,6 @@ fn all_statuses(service: &MdService) -> Vec<ExchangeStatus> {
         .iter()
         .map(|e| service.calendar.status(e, now))
         .collect()
-}
-
-fn unknown_symbol(exchange: &str, symbol: &str) -> ErrorBody {
-    ErrorBody::new(
-        ErrorCode::UnknownSymbol,
-        format!(
-            "unknown symbol {exchange}:{}",
-            symbol.chars().take(60).collect::<String>()
-        ),
-    )
 }
 
 pub(super) async fn candles(
