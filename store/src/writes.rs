@@ -459,8 +459,10 @@ mod tests {
     use crate::db::connect;
     use crate::settings::DatabaseSettings;
 
-    /// A file database (a pool of its one connection) with a table `t (k UNIQUE, v)`.
-    async fn database(dir: &tempfile::TempDir) -> DatabaseConnection {
+    /// A file database (a pool of its one connection) with a table `t (k UNIQUE, v)`, and
+    /// the folder that holds it.
+    async fn database() -> (tempfile::TempDir, DatabaseConnection) {
+        let dir = tempfile::tempdir().expect("tempdir");
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("w.db").display());
         let db = connect(&DatabaseSettings {
             database_url: url,
@@ -471,7 +473,7 @@ mod tests {
         db.execute_unprepared("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)")
             .await
             .expect("table");
-        db
+        (dir, db)
     }
 
     fn insert(k: i64, v: &str) -> Statement {
@@ -518,8 +520,7 @@ mod tests {
 
     #[tokio::test]
     async fn deferred_writes_go_with_the_next_read_and_the_commit_in_one_command_each() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = database(&dir).await;
+        let (_dir, db) = database().await;
         let txn = WriteTxn::begin(&db).await.expect("begin");
         txn.defer(insert(1, "a")).await.expect("defer");
         txn.defer(insert(2, "b")).await.expect("defer");
@@ -555,8 +556,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failing_deferred_write_fails_the_next_call_and_nothing_of_the_transaction_stays() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = database(&dir).await;
+        let (_dir, db) = database().await;
         db.execute(insert(1, "kept")).await.expect("seed");
 
         let txn = WriteTxn::begin(&db).await.expect("begin");
@@ -597,8 +597,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_transaction_dropped_or_cancelled_before_its_commit_leaves_nothing() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = database(&dir).await;
+        let (_dir, db) = database().await;
 
         // Dropped after a command ran inside it: the rollback task ends it.
         let txn = WriteTxn::begin(&db).await.expect("begin");
@@ -641,8 +640,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_call_cancelled_while_its_failure_is_rolled_back_leaves_the_transaction_failed() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = database(&dir).await;
+        let (_dir, db) = database().await;
         db.execute(insert(1, "kept")).await.expect("seed");
         // The first poll sends the command, which fails at the duplicate; the second reads
         // the failure and sends the rollback, still pending when the call is dropped.
@@ -672,8 +670,7 @@ mod tests {
 
     #[tokio::test]
     async fn only_single_statements_with_positional_parameters_are_pipelined() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = database(&dir).await;
+        let (_dir, db) = database().await;
         let txn = WriteTxn::begin(&db).await.expect("begin");
         let refused = [
             "UPDATE t SET v = ?2 WHERE k = ?1",
@@ -703,13 +700,12 @@ mod tests {
 
     #[test]
     fn a_transaction_dropped_without_a_runtime_does_not_panic() {
-        let dir = tempfile::tempdir().expect("tempdir");
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
-        let txn = runtime.block_on(async {
-            let db = database(&dir).await;
+        let (_dir, txn) = runtime.block_on(async {
+            let (dir, db) = database().await;
             let txn = WriteTxn::begin(&db).await.expect("begin");
             txn.execute(insert(1, "open")).await.expect("insert");
-            txn
+            (dir, txn)
         });
         let dropped = std::thread::spawn(move || drop(txn)).join();
         assert!(dropped.is_ok(), "dropping outside a runtime panicked");
