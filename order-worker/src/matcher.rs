@@ -141,6 +141,8 @@ async fn fill(
     let patch = Patch {
         filled_quantity: Some(filled),
         average_price: Some(average),
+        // The part's own value: the average above is rounded down.
+        fill_value: Some(tick.ltp.saturating_mul(quantity)),
         ..Patch::default()
     };
     // Losing the compare-and-set to another worker's fill (or a cancel) is normal.

@@ -166,6 +166,95 @@ async fn resting_limit_orders_fill_from_the_tick_stream_in_parts() {
     .await;
 }
 
+/// Parts of one order filled at different tick prices are booked at those prices: the
+/// order's stored average is rounded down, so working a part's value back from it gave
+/// trades a few paise off (and off the tick) and cash that did not add up to the trades.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_filled_at_different_prices_are_booked_at_each_tick_price() {
+    each_backend(|backend| async move {
+        let stack = TestStack::start(backend).await;
+        let user = stack.trader("parts").await;
+        let publish = |seq: u64, ltp: i64| stack.publish_tick("TESTSYM", seq, ltp, 1);
+        publish(1, 1_100).await;
+        let placed =
+            pinnacle_tests::eventually(std::time::Duration::from_secs(5), "a price", || async {
+                let reply = stack
+                    .call(
+                        &user,
+                        "place",
+                        json!({"client_order_id": "parts", "exchange": "NSE", "symbol": "TESTSYM",
+                    "side": "BUY", "order_type": "LIMIT", "quantity": 3, "price": 1_000}),
+                    )
+                    .await;
+                (reply["error"]["code"] != "UNKNOWN_SYMBOL").then_some(reply)
+            })
+            .await;
+        assert_eq!(placed["result"]["status"], "OPEN", "{placed}");
+
+        // One unit a tick, at 995, then 990, then 1,000 (each sent again until it fills,
+        // since the matcher may not know the order yet).
+        let prices = [995, 990, 1_000];
+        let mut seq = 1;
+        for (part, ltp) in prices.into_iter().enumerate() {
+            pinnacle_tests::eventually(std::time::Duration::from_secs(10), "the part", || {
+                seq += 1;
+                let tick = publish(seq, ltp);
+                let (stack, user) = (&stack, &user);
+                async move {
+                    tick.await;
+                    let order = stack
+                        .call(user, "get", json!({"client_order_id": "parts"}))
+                        .await;
+                    let filled = order["result"]["filled_quantity"].as_i64().unwrap_or(0);
+                    (filled > i64::try_from(part).unwrap_or(0)).then_some(())
+                }
+            })
+            .await;
+        }
+        let order = stack
+            .call(&user, "get", json!({"client_order_id": "parts"}))
+            .await;
+        assert_eq!(order["result"]["status"], "FILLED", "{order}");
+
+        let trades = stack.call(&user, "trades", json!({})).await;
+        let parts: Vec<(i64, i64)> = trades["result"]["trades"]
+            .as_array()
+            .expect("trades")
+            .iter()
+            .map(|t| {
+                (
+                    t["quantity"].as_i64().unwrap_or(0),
+                    t["price"].as_i64().unwrap_or(0),
+                )
+            })
+            .collect();
+        assert_eq!(parts.iter().map(|(q, _)| q).sum::<i64>(), 3, "{trades}");
+        for (_, price) in &parts {
+            assert!(
+                prices.contains(price),
+                "every part is booked at a tick's price: {trades}"
+            );
+        }
+        let distinct: std::collections::BTreeSet<_> = parts.iter().map(|(_, p)| p).collect();
+        assert!(
+            distinct.len() >= 2,
+            "the parts filled at different prices: {trades}"
+        );
+        let value: i64 = parts.iter().map(|(q, p)| q * p).sum();
+        let funds = stack.call(&user, "funds", json!({})).await;
+        assert_eq!(
+            funds["result"]["used"], value,
+            "cash is the parts' sum: {funds} {trades}"
+        );
+        let positions = stack.call(&user, "positions", json!({})).await;
+        assert_eq!(
+            positions["result"]["positions"][0]["net_quantity"], 3,
+            "{positions}"
+        );
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_loss_orders_rest_until_the_trigger_then_fill() {
     each_backend(|backend| async move {

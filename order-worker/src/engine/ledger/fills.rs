@@ -19,12 +19,16 @@ use super::reserve::{position_for_update, release_in, settle_reservation, Held};
 /// Applies `before → after` to the books: a fill (more `filled_quantity`) of a paper order
 /// gives back its share of the order's reservation and moves position, cash and trades; a
 /// terminal state releases what the order still holds. Other orders cost nothing, except a
-/// primary-key look-up when they end before a broker named them.
+/// primary-key look-up when they end before a broker named them. `value` is the fill's
+/// exact value in paise when the caller knows it (a part filled at one tick's price);
+/// otherwise it is worked out from the change in `average_price × filled_quantity`, which
+/// is exact only for a fill from nothing, since the stored average is rounded.
 pub async fn apply(
     db: &impl Deferred,
     books: &Books,
     before: &orders::Model,
     after: &orders::Model,
+    value: Option<i64>,
 ) -> Result<(), DbErr> {
     let paper = after
         .broker_order_id
@@ -33,7 +37,8 @@ pub async fn apply(
     let terminal = crate::engine::row::status_of(after)?.is_terminal();
     let filled = after.filled_quantity - before.filled_quantity;
     if paper && filled > 0 {
-        fill(db, books, before, after, filled, terminal).await
+        let value = value.unwrap_or_else(|| value_from_averages(before, after));
+        fill(db, books, after, (filled, value), terminal).await
     } else if terminal && (paper || after.broker_order_id.is_none()) {
         release_in(db, &Held::of(after)?).await
     } else {
@@ -41,9 +46,9 @@ pub async fn apply(
     }
 }
 
-/// The value of the units that filled between `before` and `after`, paise (the orders
-/// table keeps an average price, so cash follows `average × filled`).
-fn fill_value(before: &orders::Model, after: &orders::Model) -> i64 {
+/// The value of the units that filled between `before` and `after`, paise, from the
+/// orders table's (rounded) average price: `average × filled` after, less before.
+fn value_from_averages(before: &orders::Model, after: &orders::Model) -> i64 {
     let value = |o: &orders::Model| {
         i128::from(o.average_price.unwrap_or(0)) * i128::from(o.filled_quantity)
     };
@@ -52,19 +57,17 @@ fn fill_value(before: &orders::Model, after: &orders::Model) -> i64 {
         .max(0)
 }
 
-/// A fill of `quantity` units; `terminal` when it is the order's last change (then the
-/// rest of its reservation goes too). Statements: the reservation, funds (which also
-/// takes the account's lock), the position, the trade.
+/// A fill of `quantity` units worth `value` paise; `terminal` when it is the order's last
+/// change (then the rest of its reservation goes too). Statements: the reservation, funds
+/// (which also takes the account's lock), the position, the trade.
 async fn fill(
     db: &impl Deferred,
     books: &Books,
-    before: &orders::Model,
     after: &orders::Model,
-    quantity: i64,
+    (quantity, value): (i64, i64),
     terminal: bool,
 ) -> Result<(), DbErr> {
     let side = side_of(after)?;
-    let value = fill_value(before, after);
     let account_id = after.broker_account_id.as_str();
 
     // 1. What the fill takes from the reservation: held units first, then cash units (all

@@ -16,7 +16,9 @@
 //!   [`transition`](crate::engine::store::OrderStore::transition) inside the transaction
 //!   that updates the order row and writes its outbox event): a fill consumes
 //!   the order's reservation, moves the position, cash (`used`) and the short value, and
-//!   records a trade; a terminal state releases what is left.
+//!   records a trade; a terminal state releases what is left. A part filled at one tick's
+//!   price is booked at that price (the matcher passes its exact value): the order's
+//!   stored average price is rounded down, so it cannot give a later part's value back.
 //!
 //! # Funds
 //! `available = cash − used − reserved − 2 × short_value`: an open intraday short holds

@@ -67,7 +67,9 @@ async fn step(
     after: &orders::Model,
 ) {
     let txn = db.begin().await.expect("begin");
-    apply(&txn, books, before, after).await.expect("apply");
+    apply(&txn, books, before, after, None)
+        .await
+        .expect("apply");
     txn.commit().await.expect("commit");
 }
 
@@ -296,6 +298,53 @@ async fn a_modify_re_reserves_the_difference_or_changes_nothing() {
     assert_eq!(funds(&db, &books).await.blocked, 1_000);
 }
 
+/// Parts filled at 995, 990 and 1,000: the stored average is rounded down (992 after two,
+/// 994 after three), but the trades, cash and position carry each part's own value.
+#[tokio::test]
+async fn parts_filled_at_different_prices_are_booked_at_their_own_prices() {
+    let (db, books) = (db().await, Books::new(1_000_000));
+    reserve(
+        &db,
+        &books,
+        &claim("m", Side::Buy, Product::Delivery, 3, 1_000),
+    )
+    .await
+    .expect("reserve");
+    let mut before = order("m", Side::Buy, Product::Delivery, "OPEN", 0, None);
+    for (filled, average, price) in [(1, 995, 995), (2, 992, 990), (3, 994, 1_000)] {
+        let status = if filled == 3 {
+            "FILLED"
+        } else {
+            "PARTIALLY_FILLED"
+        };
+        let after = order(
+            "m",
+            Side::Buy,
+            Product::Delivery,
+            status,
+            filled,
+            Some(average),
+        );
+        let txn = db.begin().await.expect("begin");
+        apply(&txn, &books, &before, &after, Some(price))
+            .await
+            .expect("apply");
+        txn.commit().await.expect("commit");
+        before = after;
+    }
+    let prices: Vec<i64> = trades(&db, ACCOUNT)
+        .await
+        .expect("trades")
+        .iter()
+        .map(|t| t.price)
+        .collect();
+    assert_eq!(prices, vec![995, 990, 1_000]);
+    let f = funds(&db, &books).await;
+    assert_eq!((f.used, f.blocked), (2_985, 0), "cash is the parts' sum");
+    let p = position(&db, Product::Delivery).await;
+    assert_eq!((p.net_quantity, p.buy_value), (3, 2_985));
+}
+
 #[tokio::test]
 async fn an_order_costs_a_fixed_number_of_statements_whatever_the_history() {
     use sea_orm::IntoActiveModel;
@@ -400,6 +449,7 @@ async fn an_order_costs_a_fixed_number_of_statements_whatever_the_history() {
         &books,
         &order("p", Side::Buy, Product::Delivery, "OPEN", 0, None),
         &order("p", Side::Buy, Product::Delivery, "FILLED", 10, Some(100)),
+        None,
     )
     .await
     .expect("apply");

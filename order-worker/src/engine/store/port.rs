@@ -172,6 +172,11 @@ pub struct Patch {
     pub trigger_price: Option<i64>,
     /// A rejection's code and reason.
     pub rejection: Option<ErrorBody>,
+    /// The exact value, paise, of the units this change fills, where the caller knows it
+    /// (the paper matcher fills a part at one tick's price). The stored average price is
+    /// rounded, so it cannot give a later part's value back; the paper books and the trade
+    /// book record this one. `None`: worked out from the average price.
+    pub fill_value: Option<i64>,
 }
 
 impl Patch {

@@ -210,6 +210,7 @@ impl OrderStore for SqlOrderStore {
             .col_expr(orders::Column::LeaseUntilMs, Expr::value(lease_until_ms));
         next.lease_owner = lease_owner;
         next.lease_until_ms = lease_until_ms;
+        let fill_value = patch.fill_value;
         let update = with_patch(update, &mut next, patch);
         let mut update = update
             .filter(orders::Column::Id.eq(order.id.as_str()))
@@ -224,7 +225,7 @@ impl OrderStore for SqlOrderStore {
                 txn.rollback().await?;
                 return Ok(false);
             }
-            ledger::apply(&txn, &self.books, order, &next).await?;
+            ledger::apply(&txn, &self.books, order, &next, fill_value).await?;
             outbox::record(&txn, Some(from), &next).await?;
             txn.commit().await?;
             Ok::<_, DbErr>(true)
