@@ -165,7 +165,7 @@ impl Deployment {
         self.procs.serve(service, log, &login)
     }
 
-    fn spawn_worker(&self, n: usize) -> Child {
+    pub(crate) fn spawn_worker(&self, n: usize) -> Child {
         self.spawn("order-worker", &format!("worker-{n}"))
     }
 
@@ -225,6 +225,11 @@ impl Deployment {
             )
             .expect("nats-server restarts"),
         );
+    }
+
+    /// The whole log of the process logging as `name` (e.g. `worker-2`).
+    pub(crate) fn log(&self, name: &str) -> String {
+        self.procs.log(name)
     }
 
     pub(crate) fn logs(&self) -> String {

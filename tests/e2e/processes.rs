@@ -186,6 +186,11 @@ impl Services {
         (id, token)
     }
 
+    /// The whole log of the process logging as `name` (empty until it writes).
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))).unwrap_or_default()
+    }
+
     /// The last `lines` lines of each named log, for a failure message.
     pub fn logs(&self, names: &[&str], lines: usize) -> String {
         log_tails(self.dir.path(), names, lines)

@@ -147,3 +147,48 @@ async fn place_one(client: &async_nats::Client, user: &(String, String)) {
     })
     .await;
 }
+
+/// A service stopped while it is still starting (migrating, connecting to NATS, creating
+/// its streams) stops cleanly too, within the bound: the stop signal is taken from the
+/// moment the process runs, not only once it serves. The stop is sent as soon as the
+/// worker logs its first line, and again a little later, so it lands at different points
+/// of the start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_stopped_while_it_starts_stops_cleanly() {
+    each_backend(|backend| async move {
+        let mut deployment = Deployment::start(backend, Topology::Single).await;
+        for (attempt, delay) in [0, 20, 60].into_iter().enumerate() {
+            let name = format!("worker-{}", 7 + attempt);
+            let mut child = deployment.spawn_worker(7 + attempt);
+            let began = Instant::now();
+            while deployment.log(&name).is_empty() {
+                assert!(
+                    began.elapsed() < Duration::from_secs(10),
+                    "{name} never logged"
+                );
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+            let log = deployment.log(&name);
+            signal(&child, "TERM");
+            let sent = Instant::now();
+            let status = tokio::time::timeout(SHUTDOWN_BOUND + SLACK, child.wait())
+                .await
+                .unwrap_or_else(|_| panic!("{name} still running after SIGTERM"))
+                .expect("wait");
+            eprintln!(
+                "{name}: stopped {delay} ms after its first log line, exited after {:.2} s \
+                 ({status}); it had logged:\n{log}",
+                sent.elapsed().as_secs_f64()
+            );
+            assert!(
+                status.success(),
+                "{name} did not stop cleanly ({status})\n{}",
+                deployment.log(&name)
+            );
+        }
+        let exits = terminate_all(&mut deployment).await;
+        check("after the starts", &exits, true, &deployment.logs());
+    })
+    .await;
+}

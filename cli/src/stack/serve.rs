@@ -38,26 +38,45 @@ pub async fn serve(
     service: Service,
     stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    tokio::pin!(stop);
     let nats_settings = NatsSettings::from_env()?;
     let shutdown = Shutdown::new();
     let health = Health::new();
     // Not ready until the service has started: the probes are served from now on.
     let starting = health.starting();
-    serve_metrics(&MetricsSettings::from_env()?, &health, shutdown.clone()).await?;
     let mut tasks = JoinSet::new();
-    let context = (&nats_settings, &health, shutdown.clone());
-    match service {
-        Service::Publisher => spawn_publisher_from_env(&mut tasks, context).await?,
-        Service::OrderWorker => spawn_worker_from_env(&mut tasks, context).await?,
-        Service::UserApi => spawn_user_api_from_env(&mut tasks, context).await?,
-    }
-    drop(starting);
-    let outcome = tokio::select! {
-        () = stop => Ok(()),
-        Some(joined) = tasks.join_next() => match joined {
-            Ok((_, result)) => result,
-            Err(e) => Err(anyhow::anyhow!("service panicked: {e}")),
-        },
+    // A stop while the service starts (migrating, connecting) ends the start, cleanly.
+    let started = {
+        let start = async {
+            serve_metrics(&MetricsSettings::from_env()?, &health, shutdown.clone()).await?;
+            let context = (&nats_settings, &health, shutdown.clone());
+            match service {
+                Service::Publisher => spawn_publisher_from_env(&mut tasks, context).await,
+                Service::OrderWorker => spawn_worker_from_env(&mut tasks, context).await,
+                Service::UserApi => spawn_user_api_from_env(&mut tasks, context).await,
+            }
+        };
+        tokio::select! {
+            () = &mut stop => None,
+            started = start => Some(started),
+        }
+    };
+    let outcome = match started {
+        None => {
+            tracing::info!("stopped while starting");
+            Ok(())
+        }
+        Some(Err(error)) => Err(error),
+        Some(Ok(())) => {
+            drop(starting);
+            tokio::select! {
+                () = &mut stop => Ok(()),
+                Some(joined) = tasks.join_next() => match joined {
+                    Ok((_, result)) => result,
+                    Err(e) => Err(anyhow::anyhow!("service panicked: {e}")),
+                },
+            }
+        }
     };
     shutdown.cancel();
     let stopped = join_within_grace(&mut tasks).await;
