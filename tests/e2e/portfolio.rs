@@ -111,33 +111,29 @@ async fn resting_limit_orders_fill_from_the_tick_stream_in_parts() {
         let stack = TestStack::start(backend).await;
         let user = stack.trader("matcher").await;
         // A symbol only this test ticks, so the prices are ours.
-        let publish = |seq: u64, ltp: i64, last_qty: i64| stack.publish_tick("TESTSYM", seq, ltp, last_qty);
+        let publish =
+            |seq: u64, ltp: i64, last_qty: i64| stack.publish_tick("TESTSYM", seq, ltp, last_qty);
         publish(1, 1_000, 5).await;
-        let placed = pinnacle_tests::eventually(std::time::Duration::from_secs(5), "a price", || async {
-            let reply = stack
-                .call(&user, "place", json!({"client_order_id": "rest-fill", "exchange": "NSE", "symbol": "TESTSYM",
-                    "side": "BUY", "order_type": "LIMIT", "quantity": 10, "price": 900}))
-                .await;
-            (reply["error"]["code"] != "UNKNOWN_SYMBOL").then_some(reply)
-        })
-        .await;
-        assert_eq!(placed["result"]["status"], "OPEN", "{placed}");
+        rest_test_buy(&stack, &user, "rest-fill", 10, 900).await;
 
         // Ticks above the limit do nothing; ticks at the limit fill three units each.
         publish(2, 950, 100).await;
         let mut seq = 3;
-        let filled = pinnacle_tests::eventually(std::time::Duration::from_secs(10), "the fill", || {
-            seq += 1;
-            let tick = publish(seq, 900, 3);
-            let stack = &stack;
-            let user = &user;
-            async move {
-                tick.await;
-                let order = stack.call(user, "get", json!({"client_order_id": "rest-fill"})).await;
-                (order["result"]["status"] == "FILLED").then_some(order)
-            }
-        })
-        .await;
+        let filled =
+            pinnacle_tests::eventually(std::time::Duration::from_secs(10), "the fill", || {
+                seq += 1;
+                let tick = publish(seq, 900, 3);
+                let stack = &stack;
+                let user = &user;
+                async move {
+                    tick.await;
+                    let order = stack
+                        .call(user, "get", json!({"client_order_id": "rest-fill"}))
+                        .await;
+                    (order["result"]["status"] == "FILLED").then_some(order)
+                }
+            })
+            .await;
         assert_eq!(filled["result"]["filled_quantity"], 10);
         assert_eq!(filled["result"]["average_price"], 900);
         let partial_events = {
@@ -153,7 +149,8 @@ async fn resting_limit_orders_fill_from_the_tick_stream_in_parts() {
                     let event: pinnacle_common::model::OrderEvent =
                         rmp_serde::from_slice(&m.payload).expect("event");
                     if event.order.client_order_id == "rest-fill"
-                        && event.order.status == pinnacle_common::model::OrderStatus::PartiallyFilled
+                        && event.order.status
+                            == pinnacle_common::model::OrderStatus::PartiallyFilled
                     {
                         partial += 1;
                     }
@@ -161,7 +158,10 @@ async fn resting_limit_orders_fill_from_the_tick_stream_in_parts() {
             }
             partial
         };
-        assert!(partial_events >= 3, "filled in parts of at most 3: {partial_events} partial fills");
+        assert!(
+            partial_events >= 3,
+            "filled in parts of at most 3: {partial_events} partial fills"
+        );
     })
     .await;
 }
@@ -176,45 +176,32 @@ async fn parts_filled_at_different_prices_are_booked_at_each_tick_price() {
         let user = stack.trader("parts").await;
         let publish = |seq: u64, ltp: i64| stack.publish_tick("TESTSYM", seq, ltp, 1);
         publish(1, 1_100).await;
-        let placed =
-            pinnacle_tests::eventually(std::time::Duration::from_secs(5), "a price", || async {
-                let reply = stack
-                    .call(
-                        &user,
-                        "place",
-                        json!({"client_order_id": "parts", "exchange": "NSE", "symbol": "TESTSYM",
-                    "side": "BUY", "order_type": "LIMIT", "quantity": 3, "price": 1_000}),
-                    )
-                    .await;
-                (reply["error"]["code"] != "UNKNOWN_SYMBOL").then_some(reply)
-            })
-            .await;
-        assert_eq!(placed["result"]["status"], "OPEN", "{placed}");
+        rest_test_buy(&stack, &user, "parts", 3, 1_000).await;
 
-        // One unit a tick, at 995, then 990, then 1,000 (each sent again until it fills,
-        // since the matcher may not know the order yet).
-        let prices = [995, 990, 1_000];
-        let mut seq = 1;
-        for (part, ltp) in prices.into_iter().enumerate() {
-            pinnacle_tests::eventually(std::time::Duration::from_secs(10), "the part", || {
-                seq += 1;
-                let tick = publish(seq, ltp);
-                let (stack, user) = (&stack, &user);
-                async move {
-                    tick.await;
-                    let order = stack
-                        .call(user, "get", json!({"client_order_id": "parts"}))
-                        .await;
-                    let filled = order["result"]["filled_quantity"].as_i64().unwrap_or(0);
-                    (filled > i64::try_from(part).unwrap_or(0)).then_some(())
-                }
-            })
-            .await;
-        }
-        let order = stack
-            .call(&user, "get", json!({"client_order_id": "parts"}))
-            .await;
-        assert_eq!(order["result"]["status"], "FILLED", "{order}");
+        // One unit a tick, each tick 5 paise below the one before (995, 990, 985, …),
+        // until the order is filled: however many ticks reach the matcher before it knows
+        // the order, every part fills at a price of its own.
+        let sent = std::sync::Mutex::new(Vec::new());
+        pinnacle_tests::eventually(std::time::Duration::from_secs(10), "the fill", || {
+            let ltp = {
+                let mut sent = sent.lock().expect("lock");
+                let ltp = 995 - 5 * i64::try_from(sent.len()).unwrap_or(0);
+                sent.push(ltp);
+                ltp
+            };
+            let seq = 1 + u64::try_from(1_000 - ltp).unwrap_or(0);
+            let tick = publish(seq, ltp);
+            let (stack, user) = (&stack, &user);
+            async move {
+                tick.await;
+                let order = stack
+                    .call(user, "get", json!({"client_order_id": "parts"}))
+                    .await;
+                (order["result"]["status"] == "FILLED").then_some(())
+            }
+        })
+        .await;
+        let prices = sent.into_inner().expect("lock");
 
         let trades = stack.call(&user, "trades", json!({})).await;
         let parts: Vec<(i64, i64)> = trades["result"]["trades"]
@@ -346,4 +333,26 @@ async fn intraday_orders_and_positions_are_squared_off_after_the_configured_time
         assert_eq!(closing, [(json!("SELL"), json!(5), json!("FILLED"))], "closed once, at market");
     })
     .await;
+}
+
+/// Places a LIMIT BUY of `TESTSYM` (a symbol only the matcher tests tick) as soon as the
+/// worker has a price for it (its first tick may still be on the way), and checks that it
+/// rests.
+async fn rest_test_buy(
+    stack: &TestStack,
+    user: &pinnacle_tests::TestUser,
+    client_order_id: &str,
+    quantity: i64,
+    price: i64,
+) {
+    let order = json!({"client_order_id": client_order_id, "exchange": "NSE",
+        "symbol": "TESTSYM", "side": "BUY", "order_type": "LIMIT", "quantity": quantity,
+        "price": price});
+    let placed =
+        pinnacle_tests::eventually(std::time::Duration::from_secs(5), "a price", || async {
+            let reply = stack.call(user, "place", order.clone()).await;
+            (reply["error"]["code"] != "UNKNOWN_SYMBOL").then_some(reply)
+        })
+        .await;
+    assert_eq!(placed["result"]["status"], "OPEN", "{placed}");
 }
