@@ -96,6 +96,9 @@ async fn received(signal: Option<tokio::signal::unix::Signal>) {
 
 /// Runs `pinnacle dev` until Ctrl-C or SIGTERM.
 pub async fn run(options: DevOptions) -> anyhow::Result<()> {
+    // Taken from the start: a stop while everything starts is held until it has started,
+    // then stops it all cleanly (the embedded nats-server included).
+    let stop = shutdown_signal();
     let data_dir = &options.data_dir;
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
@@ -152,7 +155,7 @@ pub async fn run(options: DevOptions) -> anyhow::Result<()> {
     if let Some(url) = &sim_url {
         print_sim_banner(url, &env_file);
     }
-    run_until_stopped(stack, &audit, dev_sim, embedded).await
+    run_until_stopped(stack, &audit, dev_sim, embedded, stop).await
 }
 
 /// Starts the services (with the SmartAPI simulator pointed at when asked), and returns the
@@ -202,10 +205,9 @@ async fn run_until_stopped(
     audit: &AuditLog,
     dev_sim: Option<DevSim>,
     embedded: Option<NatsServer>,
+    stop: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    let outcome = stack
-        .wait(crate::stack::bounded_stop(shutdown_signal()))
-        .await;
+    let outcome = stack.wait(crate::stack::bounded_stop(stop)).await;
     eprintln!("\nstopping…");
     match tokio::time::timeout(crate::stack::SHUTDOWN_GRACE / 4, audit.checkpoint_now()).await {
         Ok(Ok(_)) => {}
