@@ -250,7 +250,7 @@ impl Pipeline {
         if !self.open {
             return Ok(());
         }
-        let conn = self.conn.as_mut().ok_or_else(finished)?;
+        let conn = self.conn.as_mut().ok_or_else(ended).map_err(exec_err)?;
         self.round_trips += 1;
         match (&mut **conn).execute("ROLLBACK").await {
             Ok(_) => {
@@ -278,7 +278,6 @@ impl Pipeline {
     ) -> Result<Answer, sea_orm::sqlx::Error> {
         if let Some(why) = self.broken {
             let _ = self.rollback().await;
-            self.broken = Some(why);
             return Err(sea_orm::sqlx::Error::Protocol(format!(
                 "this transaction was rolled back: {why}"
             )));
@@ -310,9 +309,7 @@ impl Pipeline {
         if commit {
             push("COMMIT", None);
         }
-        let conn = self.conn.as_mut().ok_or_else(|| {
-            sea_orm::sqlx::Error::Protocol("the transaction has already ended".into())
-        })?;
+        let conn = self.conn.as_mut().ok_or_else(ended)?;
         self.open = true;
         self.broken = Some("a command of it was cancelled");
         self.round_trips += 1;
@@ -438,8 +435,10 @@ fn one_statement(sql: &str) -> Result<(), String> {
     }
 }
 
-fn finished() -> DbErr {
-    DbErr::Custom("the transaction has already ended".into())
+/// The connection was handed to the rollback task (only `Drop` does that, so no method
+/// meets this).
+fn ended() -> sea_orm::sqlx::Error {
+    sea_orm::sqlx::Error::Protocol("the transaction has already ended".into())
 }
 
 fn exec_err(e: sea_orm::sqlx::Error) -> DbErr {

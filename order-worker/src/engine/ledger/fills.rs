@@ -38,7 +38,7 @@ pub async fn apply(
     let filled = after.filled_quantity - before.filled_quantity;
     if paper && filled > 0 {
         let value = value.unwrap_or_else(|| value_from_averages(before, after));
-        fill(db, books, after, (filled, value), terminal).await
+        fill(db, books, after, filled, value, terminal).await
     } else if terminal && (paper || after.broker_order_id.is_none()) {
         release_in(db, &Held::of(after)?).await
     } else {
@@ -64,7 +64,8 @@ async fn fill(
     db: &impl Deferred,
     books: &Books,
     after: &orders::Model,
-    (quantity, value): (i64, i64),
+    quantity: i64,
+    value: i64,
     terminal: bool,
 ) -> Result<(), DbErr> {
     let side = side_of(after)?;
