@@ -252,12 +252,8 @@ async fn stop_loss_orders_rest_until_the_trigger_then_fill() {
         let stop = json!({"client_order_id": "stop-1", "exchange": "NSE", "symbol": "STOPSYM",
             "side": "SELL", "order_type": "STOPLOSS_MARKET", "quantity": 5, "trigger_price": 950,
             "product": "INTRADAY"});
-        let placed = pinnacle_tests::eventually(std::time::Duration::from_secs(5), "a price", || async {
-            let reply = stack.call(&user, "place", stop.clone()).await;
-            (reply["error"]["code"] != "UNKNOWN_SYMBOL").then_some(reply)
-        })
-        .await;
-        assert_eq!(placed["result"]["status"], "OPEN", "above the trigger it waits: {placed}");
+        // Above the trigger it waits.
+        let placed = place_resting(&stack, &user, stop).await;
         assert_eq!(placed["result"]["trigger_price"], 950);
 
         let bad = stack
@@ -335,9 +331,25 @@ async fn intraday_orders_and_positions_are_squared_off_after_the_configured_time
     .await;
 }
 
-/// Places a LIMIT BUY of `TESTSYM` (a symbol only the matcher tests tick) as soon as the
-/// worker has a price for it (its first tick may still be on the way), and checks that it
-/// rests.
+/// Places `order` on a symbol only this module ticks, as soon as the worker has a price
+/// for it (its first tick may still be on the way), checks that it rests, and returns the
+/// reply.
+async fn place_resting(
+    stack: &TestStack,
+    user: &pinnacle_tests::TestUser,
+    order: serde_json::Value,
+) -> serde_json::Value {
+    let placed =
+        pinnacle_tests::eventually(std::time::Duration::from_secs(5), "a price", || async {
+            let reply = stack.call(user, "place", order.clone()).await;
+            (reply["error"]["code"] != "UNKNOWN_SYMBOL").then_some(reply)
+        })
+        .await;
+    assert_eq!(placed["result"]["status"], "OPEN", "it rests: {placed}");
+    placed
+}
+
+/// [`place_resting`] for a LIMIT BUY of `TESTSYM`.
 async fn rest_test_buy(
     stack: &TestStack,
     user: &pinnacle_tests::TestUser,
@@ -348,11 +360,5 @@ async fn rest_test_buy(
     let order = json!({"client_order_id": client_order_id, "exchange": "NSE",
         "symbol": "TESTSYM", "side": "BUY", "order_type": "LIMIT", "quantity": quantity,
         "price": price});
-    let placed =
-        pinnacle_tests::eventually(std::time::Duration::from_secs(5), "a price", || async {
-            let reply = stack.call(user, "place", order.clone()).await;
-            (reply["error"]["code"] != "UNKNOWN_SYMBOL").then_some(reply)
-        })
-        .await;
-    assert_eq!(placed["result"]["status"], "OPEN", "{placed}");
+    place_resting(stack, user, order).await;
 }
