@@ -125,7 +125,30 @@ pub async fn run_observed(
         })?;
     let relay = spawn_relay(&worker);
     let listening = listen(&worker, &shutdown).await?;
-    worker.engine().wait_ready().await;
+    // Not yet ready (no price for any symbol) when the stop comes: stop without serving.
+    let ready = tokio::select! {
+        () = worker.engine().wait_ready() => true,
+        () = shutdown.cancelled() => false,
+    };
+    if ready {
+        serve_orders(&worker, &shutdown, pressure).await?;
+    }
+    let _ = listening.await;
+    let (relay_stop, relay) = relay;
+    relay_stop.cancel();
+    let _ = relay.await;
+    seal_and_flush(&worker).await;
+    tracing::info!("order worker stopped");
+    Ok(())
+}
+
+/// Joins the queue group and serves orders (with discovery, the reconciler and the
+/// square-off beside it) until `shutdown`.
+async fn serve_orders(
+    worker: &Arc<Worker>,
+    shutdown: &Shutdown,
+    pressure: Arc<serve::Pressure>,
+) -> Result<(), WorkerError> {
     let member = serve::Member::join(
         serve::QueueGroup {
             client: worker.client().clone(),
@@ -154,20 +177,14 @@ pub async fn run_observed(
     tracing::info!(subject = subjects::ORDERS_ALL, "order worker started");
     let handler_worker = worker.clone();
     member
-        .serve(shutdown, move |message| {
+        .serve(shutdown.clone(), move |message| {
             let worker = handler_worker.clone();
             async move { handler::handle(&worker, message).await }
         })
         .await;
-    let _ = listening.await;
-    let (relay_stop, relay) = relay;
-    relay_stop.cancel();
-    let _ = relay.await;
     let _ = discovery.await;
     let _ = reconciler.await;
     let _ = square_off.await;
-    seal_and_flush(&worker).await;
-    tracing::info!("order worker stopped");
     Ok(())
 }
 
