@@ -13,7 +13,9 @@
 //! last link means the tail was truncated; a different hash or sequence at that position
 //! means the chain was rewritten.
 
-use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+};
 use serde::{Deserialize, Serialize};
 
 use super::chain::{constant_eq, Tip};
@@ -97,7 +99,7 @@ impl Checkpoint {
 }
 
 /// Stores `cp` in `audit_checkpoints`; a checkpoint of the same link already there is kept.
-pub async fn store(db: &DatabaseConnection, cp: &Checkpoint) -> Result<(), DbErr> {
+pub async fn store(db: &impl ConnectionTrait, cp: &Checkpoint) -> Result<(), DbErr> {
     use sea_orm::sea_query::OnConflict;
     use sea_orm::Set;
     let row = audit_checkpoints::ActiveModel {

@@ -35,6 +35,7 @@ use pinnacle_common::entities::order_outbox;
 use pinnacle_common::shutdown::Shutdown;
 use pinnacle_common::subjects::{self, headers};
 use pinnacle_common::telemetry;
+use pinnacle_common::writes::Writer;
 use sea_orm::{DatabaseConnection, DbErr, EntityTrait};
 
 use crate::engine::outbox::{self, claim, release, Nudge};
@@ -133,6 +134,7 @@ impl Relay {
         shutdown: Shutdown,
         drain: Duration,
     ) {
+        let writer = Writer::new(&db);
         let mut backoff = Duration::ZERO;
         let mut counted: Option<tokio::time::Instant> = None;
         loop {
@@ -141,7 +143,7 @@ impl Relay {
                 () = self.wake.rung() => {}
                 () = tokio::time::sleep(POLL.max(backoff)) => {}
             }
-            backoff = match relay_all(&js, &db, &instance).await {
+            backoff = match relay_all(&js, &writer, &instance).await {
                 Ok(()) => Duration::ZERO,
                 Err(error) => {
                     tracing::warn!(%error, "order events not yet stored; retrying");
@@ -157,7 +159,7 @@ impl Relay {
             }
         }
         let drained = tokio::time::timeout(drain, async {
-            while let Err(error) = relay_all(&js, &db, &instance).await {
+            while let Err(error) = relay_all(&js, &writer, &instance).await {
                 tracing::warn!(%error, "order events not yet stored at shutdown; retrying");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -189,7 +191,7 @@ async fn count_backlog(db: &DatabaseConnection) {
 /// [`Nudge`] (or are another process's, found by the next poll), so it is the last.
 async fn relay_all(
     js: &jetstream::Context,
-    db: &DatabaseConnection,
+    db: &Writer,
     instance: &str,
 ) -> Result<(), EventsError> {
     loop {
@@ -224,7 +226,7 @@ async fn relay_all(
 /// Deletes the acknowledged rows of a claimed `batch` and releases the rest (the failed
 /// ones and those held back behind them) for the next pass; the first failure is the error.
 async fn settle<'a>(
-    db: &DatabaseConnection,
+    db: &Writer,
     batch: &[order_outbox::Model],
     published: impl Iterator<
         Item = (

@@ -23,12 +23,15 @@ use crate::settings::DatabaseSettings;
 /// nothing; a power cut may lose the last commits, which is why production runs
 /// PostgreSQL. Writers wait up to 10 s for the lock instead of failing.
 ///
-/// A process opens **one** SQLite connection ([`SQLITE_CONNECTIONS`]), whatever
-/// `DATABASE_MAX_CONNECTIONS` says: SQLite has a single writer, and connections of one
-/// process competing for it wait in SQLite's busy handler, which sleeps 1, 2, 5, 10 … ms
-/// between tries. One connection makes them queue, in order, on the pool instead; reads are
-/// microseconds, and no code holds a transaction while it waits on the pool. Other
-/// processes on the same file still wait in the busy handler.
+/// A process's SQLite pool holds **one** connection ([`SQLITE_CONNECTIONS`]), whatever
+/// `DATABASE_MAX_CONNECTIONS` says, and its writes go through one more, the writing
+/// connection of [`crate::writes::Writer`]: SQLite has a single writer, and connections of
+/// one process competing for it wait in SQLite's busy handler, which sleeps 1, 2, 5, 10 …
+/// ms between tries. The request path's writes queue, in order, for the writing
+/// connection instead, while reads run on the pool's connection beside it (in WAL mode a
+/// reader never waits for the writer); no code holds a transaction while it waits on the
+/// pool. Other processes on the same file, and the few writes made on the pool (an
+/// operator's commands, the user API), still wait in the busy handler.
 ///
 /// The pool does not ping a SQLite connection before handing it out: the connection is a
 /// file opened by this process, which nothing can hang up, and with sqlx's SQLite driver a
@@ -65,7 +68,7 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
     Database::connect(options).await
 }
 
-/// The connections a process opens to a SQLite database (see [`connect`]).
+/// The connections of a SQLite pool (see [`connect`]); the writing connection comes on top.
 pub const SQLITE_CONNECTIONS: u32 = 1;
 
 /// Prepared statements the SQLite connection keeps (sqlx's default is 100). The write

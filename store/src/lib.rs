@@ -16,7 +16,9 @@
 //!   owner-only), and the client span around each statement.
 //! - [`settings`]: [`DatabaseSettings`] (`DATABASE_*`) and [`DatabaseConfigError`].
 //! - [`writes`]: [`writes::WriteTxn`], a write transaction that sends SQLite statements
-//!   whose answers are not read together with the next one that is.
+//!   whose answers are not read together with the next one that is, and
+//!   [`writes::Writer`], through which a process writes (on SQLite a connection of its
+//!   own, beside the readers' pool).
 
 pub mod db;
 pub mod entities;

@@ -1,5 +1,7 @@
 //! [`WriteTxn`]: a write transaction that reaches the database in as few round trips as
-//! the driver allows, and [`Deferred`], the statements it may hold back to do so.
+//! the driver allows, [`Deferred`], the statements it may hold back to do so, and
+//! [`Writer`], the way a process's writes reach the database (on SQLite a connection of
+//! their own, apart from the readers' pool).
 //!
 //! # Why
 //! sqlx's SQLite driver runs every command on the connection's own thread, so each statement
@@ -36,17 +38,21 @@
 //! On PostgreSQL, whose protocol runs one statement per command, a `WriteTxn` is a plain
 //! SeaORM transaction and a deferred statement runs at once.
 
+use std::sync::{Arc, Weak};
+
 use async_trait::async_trait;
 use futures::TryStreamExt as _;
 use sea_orm::sqlx::pool::PoolConnection;
-use sea_orm::sqlx::sqlite::{Sqlite, SqliteQueryResult, SqliteRow};
-use sea_orm::sqlx::{Either, Executor as _};
+use sea_orm::sqlx::sqlite::{
+    Sqlite, SqliteConnectOptions, SqliteConnection, SqliteQueryResult, SqliteRow,
+};
+use sea_orm::sqlx::{ConnectOptions as _, Either, Executor as _};
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, ExecResult,
     QueryResult, QueryTrait, RuntimeErr, Statement, TransactionTrait, Values,
 };
 use sea_query_binder::SqlxValues;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 /// A connection that may hold a write back until the transaction next needs an answer.
 #[async_trait]
@@ -81,6 +87,204 @@ impl Deferred for DatabaseTransaction {
     }
 }
 
+/// The way into one database for writes. On SQLite, writes go through a connection of
+/// their own (the *writing connection*), apart from the pool that serves reads; elsewhere
+/// a `Writer` is the pool.
+///
+/// # Why a connection of its own
+/// SQLite has one writer, so a process sends its writes through one connection, in turn.
+/// Taken from the pool, that connection cost one more hand-off to sqlx's connection thread
+/// each time it went back (sqlx tests a connection on release, and cannot be told not to),
+/// about a third of an order's hand-offs; and every read waited behind the writes. The
+/// writing connection is held by whichever write has it and never goes back to a pool,
+/// while reads run on the pool's connection beside it (WAL readers never wait for the
+/// writer, and see every commit made before they start).
+///
+/// Every `Writer` of one pool shares its writing connection (the order store's, the paper
+/// books' and the outbox relay's writes queue for one connection, first come first served);
+/// it is opened with the pool's options at the first write and closed when the last
+/// `Writer` of the pool is dropped. An in-memory database, which a second connection would
+/// not see, writes through the pool instead.
+///
+/// As a [`ConnectionTrait`], a `Writer` runs each statement as a committed transaction of
+/// its own: on SQLite `BEGIN IMMEDIATE`, the statement and `COMMIT` in one command on the
+/// writing connection; elsewhere the statement alone, on the pool. Writes outside a
+/// [`WriteTxn`] that the request path makes (the rate counter, the outbox relay, the order
+/// leases) go this way, so that no write of the process waits in SQLite's busy handler
+/// for another of the same process.
+#[derive(Debug, Clone)]
+pub struct Writer {
+    db: DatabaseConnection,
+    /// The writing connection, on SQLite.
+    lane: Option<Arc<Lane>>,
+}
+
+impl Writer {
+    /// The writer of `db`'s database: on SQLite the pool's writing connection, shared with
+    /// every other `Writer` of the same pool.
+    pub fn new(db: &DatabaseConnection) -> Self {
+        let lane = match db.get_database_backend() {
+            DbBackend::Sqlite => Some(Lane::of(db)),
+            _ => None,
+        };
+        Self {
+            db: db.clone(),
+            lane,
+        }
+    }
+
+    /// The pool, for reads.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+}
+
+#[async_trait]
+impl ConnectionTrait for Writer {
+    fn get_database_backend(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+
+    async fn execute(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
+        match &self.lane {
+            Some(lane) => Ok(lane.single(stmt).await?.map_err(exec_err)?.done.into()),
+            None => self.db.execute(stmt).await,
+        }
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> Result<ExecResult, DbErr> {
+        match &self.lane {
+            Some(_) => {
+                self.execute(Statement::from_string(DbBackend::Sqlite, sql))
+                    .await
+            }
+            None => self.db.execute_unprepared(sql).await,
+        }
+    }
+
+    async fn query_one(&self, stmt: Statement) -> Result<Option<QueryResult>, DbErr> {
+        Ok(self.query_all(stmt).await?.into_iter().next())
+    }
+
+    async fn query_all(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        match &self.lane {
+            Some(lane) => {
+                let rows = lane.single(stmt).await?.map_err(query_err)?.rows;
+                Ok(rows.into_iter().map(QueryResult::from).collect())
+            }
+            None => self.db.query_all(stmt).await,
+        }
+    }
+}
+
+/// A SQLite pool's writing connection (see [`Writer`]).
+#[derive(Debug)]
+struct Lane {
+    /// The pool's connection options: the lane's identity (the pool keeps them in one
+    /// `Arc` for its life), and how the connection is opened.
+    options: Arc<SqliteConnectOptions>,
+    pool: sea_orm::sqlx::SqlitePool,
+    /// Whether the database is a file, which a connection of its own would see too; asked
+    /// at the first write. An in-memory database is written through the pool.
+    file: tokio::sync::OnceCell<bool>,
+    /// The writing connection, once opened.
+    own: Arc<Mutex<Option<SqliteConnection>>>,
+}
+
+/// The lanes of this process, one per SQLite pool while a `Writer` of it lives.
+static LANES: std::sync::Mutex<Vec<Weak<Lane>>> = std::sync::Mutex::new(Vec::new());
+
+impl Lane {
+    /// The lane of `db`'s pool: the live one, or a new one.
+    fn of(db: &DatabaseConnection) -> Arc<Self> {
+        let pool = db.get_sqlite_connection_pool();
+        let options = pool.connect_options();
+        let mut lanes = LANES
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        lanes.retain(|lane| lane.strong_count() > 0);
+        let live = lanes
+            .iter()
+            .filter_map(Weak::upgrade)
+            .find(|lane| Arc::ptr_eq(&lane.options, &options));
+        if let Some(lane) = live {
+            return lane;
+        }
+        let lane = Arc::new(Self {
+            options,
+            pool: pool.clone(),
+            file: tokio::sync::OnceCell::new(),
+            own: Arc::new(Mutex::new(None)),
+        });
+        lanes.push(Arc::downgrade(&lane));
+        lane
+    }
+
+    /// Runs `stmt` as a transaction of its own (one command), and returns its answer; the
+    /// outer error is the connection's.
+    async fn single(&self, stmt: Statement) -> Result<Result<Answer, sea_orm::sqlx::Error>, DbErr> {
+        let mut pipeline = Pipeline::new(self.take().await?);
+        Ok(pipeline.send(Some(stmt), true).await)
+    }
+
+    /// Waits for the connection, opening it if it is not open.
+    async fn take(&self) -> Result<Conn, DbErr> {
+        let conn_err = |e| DbErr::Conn(RuntimeErr::SqlxError(e));
+        let file = self
+            .file
+            .get_or_try_init(|| async {
+                let main: String = sea_orm::sqlx::query_scalar(
+                    "SELECT file FROM pragma_database_list WHERE name = 'main'",
+                )
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(!main.is_empty())
+            })
+            .await
+            .map_err(conn_err)?;
+        if !file {
+            return self
+                .pool
+                .acquire()
+                .await
+                .map(Conn::Pooled)
+                .map_err(conn_err);
+        }
+        let mut guard = self.own.clone().lock_owned().await;
+        if guard.is_none() {
+            *guard = Some(self.options.connect().await.map_err(conn_err)?);
+        }
+        Ok(Conn::Own(guard))
+    }
+}
+
+/// The connection a write transaction holds.
+#[derive(Debug)]
+enum Conn {
+    /// The writing connection; `None` inside once it was closed (it is opened again by the
+    /// next write).
+    Own(OwnedMutexGuard<Option<SqliteConnection>>),
+    /// The pool's connection (an in-memory database).
+    Pooled(PoolConnection<Sqlite>),
+}
+
+impl Conn {
+    fn get(&mut self) -> Option<&mut SqliteConnection> {
+        match self {
+            Conn::Own(guard) => guard.as_mut(),
+            Conn::Pooled(conn) => Some(&mut **conn),
+        }
+    }
+
+    /// Closes the connection (which ends any transaction on it) instead of reusing it.
+    fn close(&mut self) {
+        match self {
+            Conn::Own(guard) => drop(guard.take()),
+            Conn::Pooled(conn) => conn.close_on_drop(),
+        }
+    }
+}
+
 /// A write transaction; see the [module documentation](self).
 #[derive(Debug)]
 pub struct WriteTxn {
@@ -94,19 +298,12 @@ enum Inner {
 }
 
 impl WriteTxn {
-    /// Begins a write transaction on `db`. On SQLite this takes a pooled connection; the
-    /// `BEGIN IMMEDIATE` goes with the first statement.
-    pub async fn begin(db: &DatabaseConnection) -> Result<Self, DbErr> {
-        let inner = match db.get_database_backend() {
-            DbBackend::Sqlite => {
-                let conn = db
-                    .get_sqlite_connection_pool()
-                    .acquire()
-                    .await
-                    .map_err(|e| DbErr::Conn(RuntimeErr::SqlxError(e)))?;
-                Inner::Sqlite(Mutex::new(Pipeline::new(conn)))
-            }
-            _ => Inner::Plain(db.begin().await?),
+    /// Begins a write transaction through `writer`. On SQLite this waits for the writing
+    /// connection; the `BEGIN IMMEDIATE` goes with the first statement.
+    pub async fn begin(writer: &Writer) -> Result<Self, DbErr> {
+        let inner = match &writer.lane {
+            Some(lane) => Inner::Sqlite(Mutex::new(Pipeline::new(lane.take().await?))),
+            None => Inner::Plain(writer.db.begin().await?),
         };
         Ok(Self { inner })
     }
@@ -201,7 +398,7 @@ impl Deferred for WriteTxn {
 #[derive(Debug)]
 struct Pipeline {
     /// `None` once handed to the rollback task.
-    conn: Option<PoolConnection<Sqlite>>,
+    conn: Option<Conn>,
     deferred: Vec<Statement>,
     /// A `BEGIN IMMEDIATE` was sent and neither a `COMMIT` nor a `ROLLBACK` has been seen
     /// to succeed since: the connection may be inside a transaction.
@@ -221,7 +418,7 @@ struct Answer {
 }
 
 impl Pipeline {
-    fn new(conn: PoolConnection<Sqlite>) -> Self {
+    fn new(conn: Conn) -> Self {
         Self {
             conn: Some(conn),
             deferred: Vec::new(),
@@ -251,8 +448,9 @@ impl Pipeline {
             return Ok(());
         }
         let conn = self.conn.as_mut().ok_or_else(ended).map_err(exec_err)?;
+        let connection = conn.get().ok_or_else(ended).map_err(exec_err)?;
         self.round_trips += 1;
-        match (&mut **conn).execute("ROLLBACK").await {
+        match connection.execute("ROLLBACK").await {
             Ok(_) => {
                 self.open = false;
                 Ok(())
@@ -261,7 +459,7 @@ impl Pipeline {
                 // Whatever state it is in, the connection must not be reused; closing it
                 // ends any transaction.
                 tracing::warn!(error = %e, "a SQLite rollback failed; closing its connection");
-                conn.close_on_drop();
+                conn.close();
                 self.open = false;
                 Err(exec_err(e))
             }
@@ -309,7 +507,7 @@ impl Pipeline {
         if commit {
             push("COMMIT", None);
         }
-        let conn = self.conn.as_mut().ok_or_else(ended)?;
+        let conn = self.conn.as_mut().and_then(Conn::get).ok_or_else(ended)?;
         self.open = true;
         self.broken = Some("a command of it was cancelled");
         self.round_trips += 1;
@@ -317,7 +515,7 @@ impl Pipeline {
         let mut finished = 0usize;
         let ran = {
             let query = sea_orm::sqlx::query_with(&sql, SqlxValues(Values(values)));
-            let mut steps = (&mut **conn).fetch_many(query);
+            let mut steps = conn.fetch_many(query);
             loop {
                 match steps.try_next().await {
                     Ok(Some(Either::Left(done))) => {
@@ -373,21 +571,25 @@ impl Drop for Pipeline {
             return;
         };
         // Dropped inside a transaction (an early return or a cancelled call): roll it back
-        // before the connection goes back to the pool, or close the connection.
+        // before anyone else writes through the connection, or close the connection.
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn(async move {
-                    if let Err(error) = (&mut *conn).execute("ROLLBACK").await {
+                    let Some(connection) = conn.get() else { return };
+                    if let Err(error) = connection.execute("ROLLBACK").await {
                         tracing::warn!(%error, "rolling back a dropped SQLite transaction failed; closing its connection");
-                        conn.close_on_drop();
+                        conn.close();
                     }
                 });
             }
-            // No runtime means the process is ending. sqlx needs one to take a connection
-            // back (or close it) and would panic; the connection is left to the process's
-            // end instead, and SQLite discards its open transaction when the file is next
-            // opened.
-            Err(_) => std::mem::forget(conn),
+            // No runtime means the process is ending. A pooled connection cannot go back
+            // without one (sqlx would panic), so it is left to the process's end; the
+            // writing connection is closed. Either way SQLite discards the open
+            // transaction.
+            Err(_) => match conn {
+                Conn::Own(mut guard) => drop(guard.take()),
+                Conn::Pooled(conn) => std::mem::forget(conn),
+            },
         }
     }
 }
@@ -460,7 +662,7 @@ mod tests {
 
     /// A file database (a pool of its one connection) with a table `t (k UNIQUE, v)`, and
     /// the folder that holds it.
-    async fn database() -> (tempfile::TempDir, DatabaseConnection) {
+    async fn database() -> (tempfile::TempDir, DatabaseConnection, Writer) {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("w.db").display());
         let db = connect(&DatabaseSettings {
@@ -472,7 +674,8 @@ mod tests {
         db.execute_unprepared("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)")
             .await
             .expect("table");
-        (dir, db)
+        let writer = Writer::new(&db);
+        (dir, db, writer)
     }
 
     fn insert(k: i64, v: &str) -> Statement {
@@ -509,18 +712,19 @@ mod tests {
         .collect()
     }
 
-    /// The pool's one connection is usable and outside any transaction (a `BEGIN` would
+    /// The writing connection is usable and outside any transaction (its `BEGIN` would
     /// fail inside one).
-    async fn usable(db: &DatabaseConnection) {
-        db.execute_unprepared("BEGIN; COMMIT")
+    async fn usable(writer: &Writer) {
+        writer
+            .execute(Statement::from_string(DbBackend::Sqlite, "SELECT 1"))
             .await
             .expect("the connection is outside any transaction");
     }
 
     #[tokio::test]
     async fn deferred_writes_go_with_the_next_read_and_the_commit_in_one_command_each() {
-        let (_dir, db) = database().await;
-        let txn = WriteTxn::begin(&db).await.expect("begin");
+        let (_dir, db, w) = database().await;
+        let txn = WriteTxn::begin(&w).await.expect("begin");
         txn.defer(insert(1, "a")).await.expect("defer");
         txn.defer(insert(2, "b")).await.expect("defer");
         assert_eq!(txn.round_trips().await, 0, "nothing sent yet");
@@ -550,15 +754,15 @@ mod tests {
             (4, "d".into()),
         ];
         assert_eq!(rows(&db).await, expected);
-        usable(&db).await;
+        usable(&w).await;
     }
 
     #[tokio::test]
     async fn a_failing_deferred_write_fails_the_next_call_and_nothing_of_the_transaction_stays() {
-        let (_dir, db) = database().await;
+        let (_dir, db, w) = database().await;
         db.execute(insert(1, "kept")).await.expect("seed");
 
-        let txn = WriteTxn::begin(&db).await.expect("begin");
+        let txn = WriteTxn::begin(&w).await.expect("begin");
         txn.defer(insert(2, "lost")).await.expect("defer");
         txn.defer(insert(1, "duplicate")).await.expect("defer");
         txn.defer(insert(3, "never runs")).await.expect("defer");
@@ -571,10 +775,10 @@ mod tests {
             "the database's error is kept: {error:?}"
         );
         assert_eq!(rows(&db).await, vec![(1, "kept".into())]);
-        usable(&db).await;
+        usable(&w).await;
 
         // The same through a read, and the transaction cannot go on afterwards.
-        let txn = WriteTxn::begin(&db).await.expect("begin");
+        let txn = WriteTxn::begin(&w).await.expect("begin");
         txn.defer(insert(1, "duplicate")).await.expect("defer");
         let select = || Statement::from_string(DbBackend::Sqlite, "SELECT 1");
         let read = txn.query_all(select()).await;
@@ -591,24 +795,24 @@ mod tests {
             "a failed transaction cannot commit"
         );
         assert_eq!(rows(&db).await, vec![(1, "kept".into())]);
-        usable(&db).await;
+        usable(&w).await;
     }
 
     #[tokio::test]
     async fn a_transaction_dropped_or_cancelled_before_its_commit_leaves_nothing() {
-        let (_dir, db) = database().await;
+        let (_dir, db, w) = database().await;
 
         // Dropped after a command ran inside it: the rollback task ends it.
-        let txn = WriteTxn::begin(&db).await.expect("begin");
+        let txn = WriteTxn::begin(&w).await.expect("begin");
         txn.execute(insert(1, "dropped")).await.expect("insert");
         drop(txn);
         assert!(rows(&db).await.is_empty());
-        usable(&db).await;
+        usable(&w).await;
 
         // A call whose answer was never read: the transaction only rolls back. The call is
         // a slow query so that it is still running on the connection's thread when its
         // future is dropped after one poll.
-        let txn = WriteTxn::begin(&db).await.expect("begin");
+        let txn = WriteTxn::begin(&w).await.expect("begin");
         txn.execute(insert(1, "before")).await.expect("insert");
         txn.defer(insert(2, "cancelled")).await.expect("defer");
         let cancelled = txn.query_all(slow()).now_or_never();
@@ -621,30 +825,30 @@ mod tests {
             "a transaction with an interrupted command cannot commit"
         );
         assert!(rows(&db).await.is_empty());
-        usable(&db).await;
+        usable(&w).await;
 
         // Explicitly rolled back, and nothing sent at all.
-        let txn = WriteTxn::begin(&db).await.expect("begin");
+        let txn = WriteTxn::begin(&w).await.expect("begin");
         txn.execute(insert(1, "rolled back")).await.expect("insert");
         txn.rollback().await.expect("rollback");
-        WriteTxn::begin(&db)
+        WriteTxn::begin(&w)
             .await
             .expect("begin")
             .commit()
             .await
             .expect("an empty transaction commits");
         assert!(rows(&db).await.is_empty());
-        usable(&db).await;
+        usable(&w).await;
     }
 
     #[tokio::test]
     async fn a_call_cancelled_while_its_failure_is_rolled_back_leaves_the_transaction_failed() {
-        let (_dir, db) = database().await;
+        let (_dir, db, w) = database().await;
         db.execute(insert(1, "kept")).await.expect("seed");
         // The first poll sends the command, which fails at the duplicate; the second reads
         // the failure and sends the rollback, still pending when the call is dropped.
         let txn = loop {
-            let txn = WriteTxn::begin(&db).await.expect("begin");
+            let txn = WriteTxn::begin(&w).await.expect("begin");
             txn.execute(insert(2, "in the transaction"))
                 .await
                 .expect("insert");
@@ -664,13 +868,13 @@ mod tests {
         assert!(later.is_err(), "nothing runs after a failure: {later:?}");
         assert!(txn.commit().await.is_err());
         assert_eq!(rows(&db).await, vec![(1, "kept".into())]);
-        usable(&db).await;
+        usable(&w).await;
     }
 
     #[tokio::test]
     async fn only_single_statements_with_positional_parameters_are_pipelined() {
-        let (_dir, db) = database().await;
-        let txn = WriteTxn::begin(&db).await.expect("begin");
+        let (_dir, db, w) = database().await;
+        let txn = WriteTxn::begin(&w).await.expect("begin");
         let refused = [
             "UPDATE t SET v = ?2 WHERE k = ?1",
             "UPDATE t SET v = $1",
@@ -694,15 +898,90 @@ mod tests {
             assert_eq!(one_statement(sql), Ok(()), "{sql}");
         }
         assert!(rows(&db).await.is_empty(), "nothing refused ran");
-        usable(&db).await;
+        usable(&w).await;
+    }
+
+    #[tokio::test]
+    async fn writers_of_one_pool_share_one_writing_connection_beside_the_readers() {
+        let (_dir, db, w) = database().await;
+        let other = Writer::new(&db);
+        let txn = WriteTxn::begin(&w).await.expect("begin");
+        txn.execute(insert(1, "held")).await.expect("insert");
+        // The second writer waits for the first's transaction, not for SQLite's busy
+        // handler: its write goes in only after the commit.
+        let waiting = tokio::spawn(async move {
+            let t = WriteTxn::begin(&other).await.expect("begin");
+            t.execute(insert(2, "after")).await.expect("insert");
+            t.commit().await.expect("commit");
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "the second writer waits its turn");
+        // Readers use the pool, beside the open write transaction, and see commits only.
+        assert!(rows(&db).await.is_empty());
+        txn.commit().await.expect("commit");
+        waiting.await.expect("the second writer");
+        assert_eq!(
+            rows(&db).await,
+            vec![(1, "held".into()), (2, "after".into())]
+        );
+        assert!(
+            Arc::ptr_eq(
+                w.lane.as_ref().expect("a lane"),
+                Writer::new(&db).lane.as_ref().expect("a lane")
+            ),
+            "a new writer of the pool finds the live lane"
+        );
+        usable(&w).await;
+    }
+
+    #[tokio::test]
+    async fn a_writer_runs_each_statement_as_its_own_committed_transaction() {
+        let (_dir, db, w) = database().await;
+        let done = w.execute(insert(1, "a")).await.expect("insert");
+        assert_eq!(done.rows_affected(), 1);
+        let error = w.execute(insert(1, "duplicate")).await.expect_err("unique");
+        assert!(
+            matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))),
+            "{error:?}"
+        );
+        let returned = w
+            .query_all(Statement::from_string(
+                DbBackend::Sqlite,
+                "UPDATE t SET v = 'b' WHERE k = 1 RETURNING v",
+            ))
+            .await
+            .expect("update");
+        assert_eq!(returned.len(), 1);
+        assert_eq!(rows(&db).await, vec![(1, "b".into())], "committed");
+        usable(&w).await;
+    }
+
+    #[tokio::test]
+    async fn an_in_memory_database_is_written_through_its_pool() {
+        let db = connect(&DatabaseSettings {
+            database_url: "sqlite::memory:".into(),
+            database_max_connections: 1,
+        })
+        .await
+        .expect("connects");
+        db.execute_unprepared("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+            .await
+            .expect("table");
+        let w = Writer::new(&db);
+        let txn = WriteTxn::begin(&w).await.expect("begin");
+        txn.defer(insert(1, "a")).await.expect("defer");
+        txn.commit().await.expect("commit");
+        w.execute(insert(2, "b")).await.expect("insert");
+        // A connection of its own would have written to a database of its own.
+        assert_eq!(rows(&db).await, vec![(1, "a".into()), (2, "b".into())]);
     }
 
     #[test]
     fn a_transaction_dropped_without_a_runtime_does_not_panic() {
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
         let (_dir, txn) = runtime.block_on(async {
-            let (dir, db) = database().await;
-            let txn = WriteTxn::begin(&db).await.expect("begin");
+            let (dir, _db, w) = database().await;
+            let txn = WriteTxn::begin(&w).await.expect("begin");
             txn.execute(insert(1, "open")).await.expect("insert");
             (dir, txn)
         });

@@ -20,13 +20,14 @@ use crate::checkpoint::{self, Checkpoint, CheckpointPolicy};
 use crate::error::AuditError;
 use pinnacle_protocol::codec::Encoding;
 use pinnacle_protocol::subjects::{self, headers};
+use pinnacle_store::writes::Writer;
 use pinnacle_vault::Vault;
 
 /// Where checkpoints go besides the stream.
 #[derive(Debug, Clone)]
 struct Store {
-    /// The `audit_checkpoints` table's database.
-    db: DatabaseConnection,
+    /// The `audit_checkpoints` table's database, written through the process's writer.
+    db: Writer,
     /// When to checkpoint.
     policy: CheckpointPolicy,
 }
@@ -69,7 +70,10 @@ impl Sealer {
                 js: self.inner.js.clone(),
                 timeout: self.inner.timeout,
                 vault: self.inner.vault.clone(),
-                store: Some(Store { db, policy }),
+                store: Some(Store {
+                    db: Writer::new(&db),
+                    policy,
+                }),
             }),
         }
     }

@@ -15,6 +15,7 @@ use pinnacle_common::entities::broker_accounts::{self, fields};
 use pinnacle_common::keystore::{self, Register};
 use pinnacle_common::model::{AuditEvent, AuditOutcome};
 use pinnacle_common::telemetry;
+use pinnacle_common::writes::Writer;
 use pinnacle_smartapi::session::{Session, SessionStore};
 use pinnacle_smartapi::{SmartApiError, SmartApiErrorKind};
 use sea_orm::sea_query::{Condition, Expr};
@@ -29,7 +30,10 @@ pub const ACTOR: &str = "pinnacle-smartapi-session";
 /// Sessions in `broker_accounts`.
 #[derive(Debug, Clone)]
 pub struct DbSessionStore {
+    /// Reads.
     db: DatabaseConnection,
+    /// Writes: sessions and login leases.
+    writer: Writer,
     vault: Arc<Vault>,
     audit: AuditLog,
     /// The generation register: checked on every read, advanced after every save.
@@ -56,6 +60,7 @@ impl DbSessionStore {
         register: Register,
     ) -> Self {
         Self {
+            writer: Writer::new(&db),
             db,
             vault,
             audit,
@@ -159,7 +164,7 @@ impl SessionStore for DbSessionStore {
             let refs: Vec<(&'static str, &SecretString)> =
                 values.iter().map(|(f, v)| (*f, v)).collect();
             match keystore::reseal_account(
-                &self.db,
+                &self.writer,
                 &self.vault,
                 &row,
                 &refs,
@@ -197,7 +202,7 @@ impl SessionStore for DbSessionStore {
             )
             .filter(broker_accounts::Column::Id.eq(account_id))
             .filter(free)
-            .exec(&self.db)
+            .exec(&self.writer)
             .await
             .map_err(store_error)?;
         Ok(taken.rows_affected == 1)
@@ -215,7 +220,7 @@ impl SessionStore for DbSessionStore {
             )
             .filter(broker_accounts::Column::Id.eq(account_id))
             .filter(broker_accounts::Column::LoginLeaseOwner.eq(self.owner.as_str()))
-            .exec(&self.db)
+            .exec(&self.writer)
             .await;
         if let Err(error) = released {
             tracing::warn!(%error, "could not release the SmartAPI login lease; it expires on its own");

@@ -16,6 +16,7 @@ use pinnacle_common::config::WorkerSettings;
 use pinnacle_common::entities::{broker_accounts, orders};
 use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::model::OrderStatus;
+use pinnacle_common::writes::Writer;
 use sea_orm::DatabaseConnection;
 
 use super::audit::AuditSink;
@@ -38,8 +39,10 @@ pub const ANNOUNCE_AFTER: Duration = Duration::from_millis(20);
 /// through one of these. It knows no transport (see [`crate::engine`]).
 #[derive(Debug)]
 pub struct Engine {
-    /// The database: accounts, risk limits and the rate counter, read and written here.
+    /// The database: accounts and risk limits, read here.
     pub(super) db: DatabaseConnection,
+    /// Its writes made here (the rate counter).
+    pub(super) writer: Writer,
     /// Where orders live, with their leases, events (the outbox) and the paper books they
     /// move ([`super::store`]).
     pub(super) orders: Arc<dyn OrderStore>,
@@ -92,6 +95,7 @@ impl Engine {
                 db.clone(),
                 ledger::Books::new(settings.paper_cash),
             )),
+            writer: Writer::new(&db),
             db,
             vault,
             audit,

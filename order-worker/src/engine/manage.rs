@@ -114,7 +114,7 @@ pub(super) async fn cancel(
     must_be_working(&order, "cancelled")?;
     // Cancels are never blocked by a kill switch, but they count towards the rate.
     let limits = engine.limits(user_id).await?;
-    risk::check(&engine.db, user_id, &limits, None).await?;
+    risk::check(&engine.writer, user_id, &limits, None).await?;
     let actor = Actor {
         name: user_id,
         token_id: Some(&principal.token_id),
@@ -226,7 +226,7 @@ pub(super) async fn modify(
     let broker = engine.broker_for(&account)?;
     let limits = engine.limits(user_id).await?;
     risk::check(
-        &engine.db,
+        &engine.writer,
         user_id,
         &limits,
         Some((&modified, broker.as_ref())),

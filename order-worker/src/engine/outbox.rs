@@ -24,11 +24,10 @@ use pinnacle_common::entities::{order_outbox, orders};
 use pinnacle_common::model::{OrderEvent, OrderStatus};
 use pinnacle_common::subjects;
 use pinnacle_common::telemetry;
-use pinnacle_common::writes::{defer, Deferred};
+use pinnacle_common::writes::{defer, Deferred, Writer};
 use sea_orm::sea_query::{Expr, LockBehavior, LockType, Query, SelectStatement};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, FromQueryResult,
-    QueryFilter, Set,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, QueryFilter, Set,
 };
 use tokio::sync::Notify;
 
@@ -109,7 +108,7 @@ pub const CLAIM: Duration = Duration::from_secs(15);
 ///
 /// Two statements: the second claims the followers and returns every row under the
 /// claim (the heads too) with `RETURNING`, instead of a third that reads them back.
-pub(crate) async fn claim(db: &DatabaseConnection, instance: &str) -> Result<Claimed, DbErr> {
+pub(crate) async fn claim(db: &Writer, instance: &str) -> Result<Claimed, DbErr> {
     let token = format!("{instance}/{}", uuid::Uuid::now_v7().simple());
     let heads = claim_heads(db, &token).await?;
     if heads == 0 {
@@ -131,10 +130,7 @@ pub(crate) async fn claim(db: &DatabaseConnection, instance: &str) -> Result<Cla
 
 /// Claims, under `token`, every free row of the orders whose head `token` holds, and
 /// returns every row under the claim (the heads too).
-async fn claim_followers(
-    db: &DatabaseConnection,
-    token: &str,
-) -> Result<Vec<order_outbox::Model>, DbErr> {
+async fn claim_followers(db: &Writer, token: &str) -> Result<Vec<order_outbox::Model>, DbErr> {
     use order_outbox::Column as C;
     let now = row::now_ms();
     let ours = || Expr::col(C::ClaimedBy).eq(token);
@@ -196,7 +192,7 @@ pub(crate) struct Claimed {
 
 /// Claims, under `token`, up to [`BATCH`] heads (the oldest row of each order) that nobody
 /// else holds; returns how many.
-async fn claim_heads(db: &DatabaseConnection, token: &str) -> Result<u64, DbErr> {
+async fn claim_heads(db: &Writer, token: &str) -> Result<u64, DbErr> {
     use order_outbox::Column as C;
     let now = row::now_ms();
     let free = || unclaimed(now);
@@ -246,10 +242,7 @@ fn unclaimed(now_ms: i64) -> sea_orm::sea_query::SimpleExpr {
 }
 
 /// Deletes published rows (JetStream acknowledged them).
-pub(crate) async fn remove(
-    db: &DatabaseConnection,
-    ids: impl IntoIterator<Item = i64>,
-) -> Result<(), DbErr> {
+pub(crate) async fn remove(db: &Writer, ids: impl IntoIterator<Item = i64>) -> Result<(), DbErr> {
     order_outbox::Entity::delete_many()
         .filter(order_outbox::Column::Id.in_subquery(locked(ids)))
         .exec(db)
@@ -259,12 +252,12 @@ pub(crate) async fn remove(
 
 /// Gives claimed rows back after a failed publish, so the next attempt (by any relay) may
 /// take them at once.
-pub(crate) async fn release(db: &DatabaseConnection, ids: &[i64]) {
+pub(crate) async fn release(db: &Writer, ids: &[i64]) {
     unclaim(db, locked(ids.iter().copied())).await;
 }
 
 /// Gives back every row claimed under `token`.
-async fn release_claim(db: &DatabaseConnection, token: &str) {
+async fn release_claim(db: &Writer, token: &str) {
     let rows = in_id_order(
         Query::select()
             .column(order_outbox::Column::Id)
@@ -276,7 +269,7 @@ async fn release_claim(db: &DatabaseConnection, token: &str) {
 }
 
 /// Clears the claim on the rows `ids` selects; a failure leaves them to expire.
-async fn unclaim(db: &DatabaseConnection, ids: SelectStatement) {
+async fn unclaim(db: &Writer, ids: SelectStatement) {
     let released = order_outbox::Entity::update_many()
         .col_expr(
             order_outbox::Column::ClaimedBy,

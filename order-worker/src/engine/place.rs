@@ -203,7 +203,7 @@ async fn checked<'e>(
         RiskChecks::Opening => Some((order, broker.as_ref())),
         RiskChecks::Closing => None,
     };
-    risk::check(&engine.db, caller.user_id, &limits, checked)
+    risk::check(&engine.writer, caller.user_id, &limits, checked)
         .instrument(pinnacle_common::db::span(
             &engine.db,
             "INSERT",

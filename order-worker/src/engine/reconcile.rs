@@ -171,7 +171,7 @@ pub(super) async fn run(engine: Arc<Engine>, shutdown: Shutdown) {
         tokio::select! {
             () = shutdown.cancelled() => break,
             _ = timer.tick() => {
-                if let Err(error) = super::risk::prune_rates(&engine.db).await {
+                if let Err(error) = super::risk::prune_rates(&engine.writer).await {
                     tracing::warn!(%error, "could not prune rate counters");
                 }
                 match sweep(&engine).await {

@@ -21,8 +21,9 @@ use chrono::Utc;
 use pinnacle_common::broker::Broker;
 use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::model::{OrderRequest, OrderType};
+use pinnacle_common::writes::Writer;
 use sea_orm::sea_query::{Expr, Query};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, DeriveIden, Statement};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, DeriveIden, Statement};
 
 pub use pinnacle_common::entities::risk_limits::Limits;
 
@@ -34,7 +35,7 @@ fn refuse(code: ErrorCode, message: String) -> Result<(), ErrorBody> {
 /// (`None`), against `limits` (the limits in force for `user_id`): the limits, with the
 /// broker's reference price for market orders, then the rate.
 pub async fn check(
-    db: &DatabaseConnection,
+    db: &Writer,
     user_id: &str,
     limits: &Limits,
     order: Option<(&OrderRequest, &dyn Broker)>,
@@ -152,10 +153,11 @@ fn rate_check_failed(error: DbErr) -> ErrorBody {
 }
 
 /// Bumps the user's counter for this second and reads it with the previous second's
-/// count; the same text on SQLite and PostgreSQL but for the placeholders.
+/// count; the same text on SQLite and PostgreSQL but for the placeholders, which are
+/// numbered in the order they appear (SQLite takes them as positional `?`).
 const COUNT_RATE_SQL: &str = r#"INSERT INTO "order_rate" ("user_id", "second", "count") VALUES ($1, $2, 1)
 ON CONFLICT ("user_id", "second") DO UPDATE SET "count" = "order_rate"."count" + 1
-RETURNING "count", (SELECT "p"."count" FROM "order_rate" AS "p" WHERE "p"."user_id" = $1 AND "p"."second" = $3)"#;
+RETURNING "count", (SELECT "p"."count" FROM "order_rate" AS "p" WHERE "p"."user_id" = $3 AND "p"."second" = $4)"#;
 
 /// Counts this request against the user's current second and refuses it past the limit.
 ///
@@ -172,14 +174,20 @@ pub async fn count_rate(
     let second = now.timestamp();
     let backend = db.get_database_backend();
     let sql = match backend {
-        // SQLite numbers `?NNN` parameters the way PostgreSQL numbers `$NNN`.
-        DbBackend::Sqlite => COUNT_RATE_SQL.replace('$', "?"),
+        DbBackend::Sqlite => (1..=4).fold(COUNT_RATE_SQL.to_string(), |sql, n| {
+            sql.replace(&format!("${n}"), "?")
+        }),
         _ => COUNT_RATE_SQL.to_string(),
     };
     let statement = Statement::from_sql_and_values(
         backend,
         sql,
-        [user_id.into(), second.into(), (second - 1).into()],
+        [
+            user_id.into(),
+            second.into(),
+            user_id.into(),
+            (second - 1).into(),
+        ],
     );
     let row = db.query_one(statement).await.map_err(rate_check_failed)?;
     let (count, previous) = counted(row.as_ref())?;

@@ -9,6 +9,7 @@ use pinnacle_common::broker::{
     Admission, Broker, BrokerCredentials, BrokerError, BrokerOutcome, OrderTerms,
 };
 use pinnacle_common::model::{Funds, Holding, OrderRequest, OrderStatus, Position, Trade};
+use pinnacle_common::writes::Writer;
 use sea_orm::DatabaseConnection;
 
 use crate::engine::ledger;
@@ -19,6 +20,7 @@ impl PaperBroker {
     fn ledger(&self) -> Result<&DatabaseConnection, BrokerError> {
         self.db
             .as_ref()
+            .map(Writer::db)
             .ok_or_else(|| BrokerError::Unavailable("the paper broker has no ledger".into()))
     }
 

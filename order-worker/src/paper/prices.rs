@@ -10,6 +10,7 @@ use pinnacle_common::broker::BrokerError;
 use pinnacle_common::codec::Encoding;
 use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::model::{Instrument, LastRequest, MarketTick, Reply, SymbolLookup, Tick};
+use pinnacle_common::writes::Writer;
 use sea_orm::DatabaseConnection;
 
 use super::hours::MarketHours;
@@ -24,7 +25,7 @@ pub struct PaperBroker {
     pub(super) last: Arc<RwLock<HashMap<String, Tick>>>,
     /// Where the books live (see [`crate::engine::ledger`]); without a database the broker fills
     /// without checking funds and reports no portfolio.
-    pub(super) db: Option<DatabaseConnection>,
+    pub(super) db: Option<Writer>,
     /// The books' settings (starting cash per account).
     pub(super) books: ledger::Books,
     /// Tick size per `EXCHANGE:SYMBOL`, paise, from the instrument master.
@@ -54,7 +55,7 @@ impl PaperBroker {
     /// A broker that keeps its books in `db`, each account starting with `cash` paise.
     pub fn with_ledger(db: DatabaseConnection, cash: i64) -> Self {
         Self {
-            db: Some(db),
+            db: Some(Writer::new(&db)),
             books: ledger::Books::new(cash),
             ..Self::default()
         }

@@ -3,12 +3,9 @@
 
 use pinnacle_common::entities::{orders, paper_funds, paper_positions, paper_reservations};
 use pinnacle_common::model::{Product, Side};
-use pinnacle_common::writes::{defer, Deferred, WriteTxn};
+use pinnacle_common::writes::{defer, Deferred, WriteTxn, Writer};
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect,
-    Set,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, Set};
 
 use super::arithmetic::split;
 use super::books::{side_of, Books};
@@ -60,11 +57,7 @@ pub enum Refusal {
 
 /// Reserves what a new order needs, in one transaction: held units on the opposite
 /// position, cash for the rest.
-pub async fn reserve(
-    db: &DatabaseConnection,
-    books: &Books,
-    claim: &Claim<'_>,
-) -> Result<(), Refusal> {
+pub async fn reserve(db: &Writer, books: &Books, claim: &Claim<'_>) -> Result<(), Refusal> {
     let txn = WriteTxn::begin(db).await?;
     let reserved = reserve_with(books, &txn, claim).await;
     finish(txn, reserved).await
@@ -83,11 +76,7 @@ pub(super) async fn reserve_with(
 /// Replaces a modified order's reservation with one for `claim` (its new remaining units
 /// and price), in one transaction: if the new one does not fit, the old one stays.
 /// `claim.units` is the new quantity; what has already filled is taken off here.
-pub async fn re_reserve(
-    db: &DatabaseConnection,
-    books: &Books,
-    claim: &Claim<'_>,
-) -> Result<(), Refusal> {
+pub async fn re_reserve(db: &Writer, books: &Books, claim: &Claim<'_>) -> Result<(), Refusal> {
     let txn = WriteTxn::begin(db).await?;
     let reserved = async {
         books.lock_funds(&txn, claim.account_id).await?;

@@ -4,7 +4,7 @@
 use chrono::Utc;
 use pinnacle_common::entities::{orders, paper_positions, paper_reservations};
 use pinnacle_common::model::{Funds, Product, Side};
-use pinnacle_common::writes::WriteTxn;
+use pinnacle_common::writes::{WriteTxn, Writer};
 use sea_orm::{DatabaseConnection, EntityTrait, TransactionTrait};
 
 use super::*;
@@ -94,14 +94,19 @@ async fn position(db: &DatabaseConnection, product: Product) -> paper_positions:
 async fn a_buy_reserves_its_fills_pay_and_its_cancel_releases_the_rest() {
     let (db, books) = (db().await, Books::new(1_000));
     reserve(
-        &db,
+        &Writer::new(&db),
         &books,
         &claim("b", Side::Buy, Product::Delivery, 10, 100),
     )
     .await
     .expect("fits exactly");
     assert_eq!(funds(&db, &books).await.available, 0);
-    let refused = reserve(&db, &books, &claim("x", Side::Buy, Product::Delivery, 1, 5)).await;
+    let refused = reserve(
+        &Writer::new(&db),
+        &books,
+        &claim("x", Side::Buy, Product::Delivery, 1, 5),
+    )
+    .await;
     assert!(
         matches!(
             refused,
@@ -149,7 +154,7 @@ async fn sells_use_the_holding_first_and_only_intraday_goes_short() {
     let (db, books) = (db().await, Books::new(10_000));
     // Long 4 delivery.
     reserve(
-        &db,
+        &Writer::new(&db),
         &books,
         &claim("b", Side::Buy, Product::Delivery, 4, 100),
     )
@@ -168,7 +173,7 @@ async fn sells_use_the_holding_first_and_only_intraday_goes_short() {
     );
     // A delivery sell of 5 is one more than held.
     let refused = reserve(
-        &db,
+        &Writer::new(&db),
         &books,
         &claim("s5", Side::Sell, Product::Delivery, 5, 100),
     )
@@ -185,7 +190,7 @@ async fn sells_use_the_holding_first_and_only_intraday_goes_short() {
     );
     // A delivery sell of 3 holds 3 units; then only 1 is free to sell.
     reserve(
-        &db,
+        &Writer::new(&db),
         &books,
         &claim("s3", Side::Sell, Product::Delivery, 3, 100),
     )
@@ -193,7 +198,7 @@ async fn sells_use_the_holding_first_and_only_intraday_goes_short() {
     .expect("held");
     assert_eq!(position(&db, Product::Delivery).await.sell_held, 3);
     let refused = reserve(
-        &db,
+        &Writer::new(&db),
         &books,
         &claim("s2", Side::Sell, Product::Delivery, 2, 100),
     )
@@ -214,7 +219,7 @@ async fn sells_use_the_holding_first_and_only_intraday_goes_short() {
 
     // Intraday: short 5 at 200, margin 1,000 reserved; filled, it holds 2 × 1,000.
     reserve(
-        &db,
+        &Writer::new(&db),
         &books,
         &claim("ss", Side::Sell, Product::Intraday, 5, 200),
     )
@@ -235,7 +240,7 @@ async fn sells_use_the_holding_first_and_only_intraday_goes_short() {
     );
     // A buy covering it holds the short's units, not cash; covering at 180 books 100.
     reserve(
-        &db,
+        &Writer::new(&db),
         &books,
         &claim("cv", Side::Buy, Product::Intraday, 5, 180),
     )
@@ -263,7 +268,7 @@ async fn sells_use_the_holding_first_and_only_intraday_goes_short() {
 async fn a_modify_re_reserves_the_difference_or_changes_nothing() {
     let (db, books) = (db().await, Books::new(1_000));
     reserve(
-        &db,
+        &Writer::new(&db),
         &books,
         &claim("m", Side::Buy, Product::Delivery, 4, 100),
     )
@@ -271,7 +276,7 @@ async fn a_modify_re_reserves_the_difference_or_changes_nothing() {
     .expect("buy");
     // 4 → 11 units at 100 needs 1,100: refused, the old 400 stays.
     let refused = re_reserve(
-        &db,
+        &Writer::new(&db),
         &books,
         &claim("m", Side::Buy, Product::Delivery, 11, 100),
     )
@@ -289,7 +294,7 @@ async fn a_modify_re_reserves_the_difference_or_changes_nothing() {
     assert_eq!(funds(&db, &books).await.blocked, 400);
     // 4 → 8 at 125 fits exactly.
     re_reserve(
-        &db,
+        &Writer::new(&db),
         &books,
         &claim("m", Side::Buy, Product::Delivery, 8, 125),
     )
@@ -304,7 +309,7 @@ async fn a_modify_re_reserves_the_difference_or_changes_nothing() {
 async fn parts_filled_at_different_prices_are_booked_at_their_own_prices() {
     let (db, books) = (db().await, Books::new(1_000_000));
     reserve(
-        &db,
+        &Writer::new(&db),
         &books,
         &claim("m", Side::Buy, Product::Delivery, 3, 1_000),
     )
@@ -368,7 +373,7 @@ async fn an_order_costs_a_fixed_number_of_statements_whatever_the_history() {
     }
     // The account has traded before: its funds and position rows exist.
     reserve(
-        &db,
+        &Writer::new(&db),
         &books,
         &claim("w", Side::Buy, Product::Delivery, 1, 100),
     )
@@ -433,7 +438,7 @@ async fn an_order_costs_a_fixed_number_of_statements_whatever_the_history() {
     // reads the position (with the funds lock) and reserves the cash; the fill reads the
     // reservation (behind the order's own update, in the store) and the position (with
     // the funds move); each commit carries the writes deferred before it.
-    let txn = WriteTxn::begin(&db).await.expect("begin");
+    let txn = WriteTxn::begin(&Writer::new(&db)).await.expect("begin");
     reserve::reserve_with(
         &books,
         &txn,
@@ -443,7 +448,7 @@ async fn an_order_costs_a_fixed_number_of_statements_whatever_the_history() {
     .expect("reserve");
     assert_eq!(txn.round_trips().await, 2, "reserving");
     txn.commit().await.expect("commit");
-    let txn = WriteTxn::begin(&db).await.expect("begin");
+    let txn = WriteTxn::begin(&Writer::new(&db)).await.expect("begin");
     apply(
         &txn,
         &books,

@@ -6,7 +6,7 @@ use pinnacle_common::db::span as db_span;
 use pinnacle_common::entities::orders;
 use pinnacle_common::error::ErrorCode;
 use pinnacle_common::model::{OrderStatus, Product};
-use pinnacle_common::writes::{defer, WriteTxn};
+use pinnacle_common::writes::{defer, WriteTxn, Writer};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
@@ -22,14 +22,18 @@ use crate::engine::row::status_of;
 /// Orders in `db`, with the paper `books` they change in the same transactions.
 #[derive(Debug, Clone)]
 pub struct SqlOrderStore {
+    /// Reads.
     db: DatabaseConnection,
+    /// Writes: every transition, and the lease statements.
+    writer: Writer,
     books: ledger::Books,
 }
 
 impl SqlOrderStore {
     /// The store over `db`, changing `books` with each paper order's fills and end.
     pub fn new(db: DatabaseConnection, books: ledger::Books) -> Self {
-        Self { db, books }
+        let writer = Writer::new(&db);
+        Self { db, writer, books }
     }
 }
 
@@ -155,7 +159,7 @@ impl OrderStore for SqlOrderStore {
         // One command on SQLite: `BEGIN`, the row, both events, `COMMIT`. A second attempt
         // at the same client order id fails on the unique key, at the commit.
         let inserted = async {
-            let txn = WriteTxn::begin(&self.db).await?;
+            let txn = WriteTxn::begin(&self.writer).await?;
             let row = orders::ActiveModel::from(model.clone()).reset_all();
             defer(&txn, &orders::Entity::insert(row)).await?;
             let mut new = model.clone();
@@ -219,7 +223,7 @@ impl OrderStore for SqlOrderStore {
             update = update.filter(orders::Column::LeaseOwner.eq(owner));
         }
         let applied = async {
-            let txn = WriteTxn::begin(&self.db).await?;
+            let txn = WriteTxn::begin(&self.writer).await?;
             let result = update.exec(&txn).await?;
             if result.rows_affected != 1 {
                 txn.rollback().await?;
@@ -259,7 +263,7 @@ impl OrderStore for SqlOrderStore {
             None => update.filter(orders::Column::LeaseUntilMs.is_null()),
         };
         let result = update
-            .exec(&self.db)
+            .exec(&self.writer)
             .instrument(db_span(&self.db, "UPDATE", "orders"))
             .await?;
         Ok((result.rows_affected == 1).then(|| {
@@ -276,7 +280,7 @@ impl OrderStore for SqlOrderStore {
             .filter(orders::Column::Id.eq(order_id))
             .filter(settled_not_at_broker())
             .filter(orders::Column::BrokerOrderId.is_null())
-            .exec(&self.db)
+            .exec(&self.writer)
             .instrument(db_span(&self.db, "UPDATE", "orders"))
             .await?;
         Ok(result.rows_affected == 1)
@@ -287,7 +291,7 @@ impl OrderStore for SqlOrderStore {
             .col_expr(orders::Column::LeaseUntilMs, Expr::value(until_ms))
             .filter(orders::Column::Id.eq(order_id))
             .filter(orders::Column::LeaseOwner.eq(owner))
-            .exec(&self.db)
+            .exec(&self.writer)
             .instrument(db_span(&self.db, "UPDATE", "orders"))
             .await?;
         Ok(result.rows_affected == 1)
