@@ -665,6 +665,12 @@ mod tests {
     async fn database() -> (tempfile::TempDir, DatabaseConnection, Writer) {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = format!("sqlite://{}?mode=rwc", dir.path().join("w.db").display());
+        let (db, writer) = database_at(url).await;
+        (dir, db, writer)
+    }
+
+    /// The database at `url`, with the table `t`, and its writer.
+    async fn database_at(url: String) -> (DatabaseConnection, Writer) {
         let db = connect(&DatabaseSettings {
             database_url: url,
             database_max_connections: 1,
@@ -675,7 +681,7 @@ mod tests {
             .await
             .expect("table");
         let writer = Writer::new(&db);
-        (dir, db, writer)
+        (db, writer)
     }
 
     fn insert(k: i64, v: &str) -> Statement {
@@ -958,16 +964,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_in_memory_database_is_written_through_its_pool() {
-        let db = connect(&DatabaseSettings {
-            database_url: "sqlite::memory:".into(),
-            database_max_connections: 1,
-        })
-        .await
-        .expect("connects");
-        db.execute_unprepared("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)")
-            .await
-            .expect("table");
-        let w = Writer::new(&db);
+        let (db, w) = database_at("sqlite::memory:".into()).await;
         let txn = WriteTxn::begin(&w).await.expect("begin");
         txn.defer(insert(1, "a")).await.expect("defer");
         txn.commit().await.expect("commit");
