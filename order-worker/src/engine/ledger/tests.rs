@@ -93,20 +93,16 @@ async fn position(db: &DatabaseConnection, product: Product) -> paper_positions:
 #[tokio::test]
 async fn a_buy_reserves_its_fills_pay_and_its_cancel_releases_the_rest() {
     let (db, books) = (db().await, Books::new(1_000));
+    let w = Writer::new(&db);
     reserve(
-        &Writer::new(&db),
+        &w,
         &books,
         &claim("b", Side::Buy, Product::Delivery, 10, 100),
     )
     .await
     .expect("fits exactly");
     assert_eq!(funds(&db, &books).await.available, 0);
-    let refused = reserve(
-        &Writer::new(&db),
-        &books,
-        &claim("x", Side::Buy, Product::Delivery, 1, 5),
-    )
-    .await;
+    let refused = reserve(&w, &books, &claim("x", Side::Buy, Product::Delivery, 1, 5)).await;
     assert!(
         matches!(
             refused,
@@ -152,9 +148,10 @@ async fn a_buy_reserves_its_fills_pay_and_its_cancel_releases_the_rest() {
 #[tokio::test]
 async fn sells_use_the_holding_first_and_only_intraday_goes_short() {
     let (db, books) = (db().await, Books::new(10_000));
+    let w = Writer::new(&db);
     // Long 4 delivery.
     reserve(
-        &Writer::new(&db),
+        &w,
         &books,
         &claim("b", Side::Buy, Product::Delivery, 4, 100),
     )
@@ -173,7 +170,7 @@ async fn sells_use_the_holding_first_and_only_intraday_goes_short() {
     );
     // A delivery sell of 5 is one more than held.
     let refused = reserve(
-        &Writer::new(&db),
+        &w,
         &books,
         &claim("s5", Side::Sell, Product::Delivery, 5, 100),
     )
@@ -190,7 +187,7 @@ async fn sells_use_the_holding_first_and_only_intraday_goes_short() {
     );
     // A delivery sell of 3 holds 3 units; then only 1 is free to sell.
     reserve(
-        &Writer::new(&db),
+        &w,
         &books,
         &claim("s3", Side::Sell, Product::Delivery, 3, 100),
     )
@@ -198,7 +195,7 @@ async fn sells_use_the_holding_first_and_only_intraday_goes_short() {
     .expect("held");
     assert_eq!(position(&db, Product::Delivery).await.sell_held, 3);
     let refused = reserve(
-        &Writer::new(&db),
+        &w,
         &books,
         &claim("s2", Side::Sell, Product::Delivery, 2, 100),
     )
@@ -219,7 +216,7 @@ async fn sells_use_the_holding_first_and_only_intraday_goes_short() {
 
     // Intraday: short 5 at 200, margin 1,000 reserved; filled, it holds 2 × 1,000.
     reserve(
-        &Writer::new(&db),
+        &w,
         &books,
         &claim("ss", Side::Sell, Product::Intraday, 5, 200),
     )
@@ -240,7 +237,7 @@ async fn sells_use_the_holding_first_and_only_intraday_goes_short() {
     );
     // A buy covering it holds the short's units, not cash; covering at 180 books 100.
     reserve(
-        &Writer::new(&db),
+        &w,
         &books,
         &claim("cv", Side::Buy, Product::Intraday, 5, 180),
     )
@@ -267,8 +264,9 @@ async fn sells_use_the_holding_first_and_only_intraday_goes_short() {
 #[tokio::test]
 async fn a_modify_re_reserves_the_difference_or_changes_nothing() {
     let (db, books) = (db().await, Books::new(1_000));
+    let w = Writer::new(&db);
     reserve(
-        &Writer::new(&db),
+        &w,
         &books,
         &claim("m", Side::Buy, Product::Delivery, 4, 100),
     )
@@ -276,7 +274,7 @@ async fn a_modify_re_reserves_the_difference_or_changes_nothing() {
     .expect("buy");
     // 4 → 11 units at 100 needs 1,100: refused, the old 400 stays.
     let refused = re_reserve(
-        &Writer::new(&db),
+        &w,
         &books,
         &claim("m", Side::Buy, Product::Delivery, 11, 100),
     )
@@ -294,7 +292,7 @@ async fn a_modify_re_reserves_the_difference_or_changes_nothing() {
     assert_eq!(funds(&db, &books).await.blocked, 400);
     // 4 → 8 at 125 fits exactly.
     re_reserve(
-        &Writer::new(&db),
+        &w,
         &books,
         &claim("m", Side::Buy, Product::Delivery, 8, 125),
     )
@@ -308,8 +306,9 @@ async fn a_modify_re_reserves_the_difference_or_changes_nothing() {
 #[tokio::test]
 async fn parts_filled_at_different_prices_are_booked_at_their_own_prices() {
     let (db, books) = (db().await, Books::new(1_000_000));
+    let w = Writer::new(&db);
     reserve(
-        &Writer::new(&db),
+        &w,
         &books,
         &claim("m", Side::Buy, Product::Delivery, 3, 1_000),
     )
@@ -356,6 +355,7 @@ async fn an_order_costs_a_fixed_number_of_statements_whatever_the_history() {
     use std::sync::{Arc, Mutex};
 
     let (mut db, books) = (db().await, Books::new(1_000_000_000));
+    let w = Writer::new(&db);
     // A long history: 2,000 filled orders in the account (with no user or account rows
     // behind them, which the books never look at either).
     sea_orm::ConnectionTrait::execute_unprepared(&db, "PRAGMA foreign_keys = OFF")
@@ -373,7 +373,7 @@ async fn an_order_costs_a_fixed_number_of_statements_whatever_the_history() {
     }
     // The account has traded before: its funds and position rows exist.
     reserve(
-        &Writer::new(&db),
+        &w,
         &books,
         &claim("w", Side::Buy, Product::Delivery, 1, 100),
     )
@@ -438,7 +438,7 @@ async fn an_order_costs_a_fixed_number_of_statements_whatever_the_history() {
     // reads the position (with the funds lock) and reserves the cash; the fill reads the
     // reservation (behind the order's own update, in the store) and the position (with
     // the funds move); each commit carries the writes deferred before it.
-    let txn = WriteTxn::begin(&Writer::new(&db)).await.expect("begin");
+    let txn = WriteTxn::begin(&w).await.expect("begin");
     reserve::reserve_with(
         &books,
         &txn,
@@ -448,7 +448,7 @@ async fn an_order_costs_a_fixed_number_of_statements_whatever_the_history() {
     .expect("reserve");
     assert_eq!(txn.round_trips().await, 2, "reserving");
     txn.commit().await.expect("commit");
-    let txn = WriteTxn::begin(&Writer::new(&db)).await.expect("begin");
+    let txn = WriteTxn::begin(&w).await.expect("begin");
     apply(
         &txn,
         &books,
