@@ -23,15 +23,16 @@ use crate::settings::DatabaseSettings;
 /// nothing; a power cut may lose the last commits, which is why production runs
 /// PostgreSQL. Writers wait up to 10 s for the lock instead of failing.
 ///
-/// A process's SQLite pool holds **one** connection ([`SQLITE_CONNECTIONS`]), whatever
-/// `DATABASE_MAX_CONNECTIONS` says, and its writes go through one more, the writing
-/// connection of [`crate::writes::Writer`]: SQLite has a single writer, and connections of
-/// one process competing for it wait in SQLite's busy handler, which sleeps 1, 2, 5, 10 …
-/// ms between tries. The request path's writes queue, in order, for the writing
-/// connection instead, while reads run on the pool's connection beside it (in WAL mode a
+/// A process's SQLite pool holds **two** connections ([`SQLITE_CONNECTIONS`]), whatever
+/// `DATABASE_MAX_CONNECTIONS` says, for reads, and its writes go through one more, the
+/// writing connection of [`crate::writes::Writer`]: SQLite has a single writer, and
+/// connections of one process competing for it wait in SQLite's busy handler, which
+/// sleeps 1, 2, 5, 10 … ms between tries. The request path's writes queue, in order, for
+/// the writing connection instead, while reads run on the pool beside it (in WAL mode a
 /// reader never waits for the writer); no code holds a transaction while it waits on the
 /// pool. Other processes on the same file, and the few writes made on the pool (an
-/// operator's commands, the user API), still wait in the busy handler.
+/// operator's commands, the user API in `pinnacle dev`), still wait in the busy handler,
+/// holding a pool connection meanwhile: the second one keeps the reads going.
 ///
 /// The pool does not ping a SQLite connection before handing it out: the connection is a
 /// file opened by this process, which nothing can hang up, and with sqlx's SQLite driver a
@@ -40,22 +41,28 @@ use crate::settings::DatabaseSettings;
 /// that a server restart costs a reconnect, not a failed request.
 pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, DbErr> {
     let sqlite = settings.database_url.starts_with("sqlite:");
-    let connections = if sqlite {
-        SQLITE_CONNECTIONS
-    } else {
-        settings.database_max_connections.max(1)
+    let file = match sqlite {
+        true => sqlite_file(&settings.database_url)?,
+        false => None,
+    };
+    let connections = match (sqlite, &file) {
+        (true, Some(_)) => SQLITE_CONNECTIONS,
+        // An in-memory database is shared between connections through SQLite's shared
+        // cache, whose table locks fail at once instead of waiting: one connection.
+        (true, None) => 1,
+        (false, _) => settings.database_max_connections.max(1),
     };
     let mut options = ConnectOptions::new(settings.database_url.clone());
     options
         .max_connections(connections)
         .min_connections(1)
         .connect_timeout(Duration::from_secs(10))
-        .acquire_timeout(Duration::from_secs(30))
+        .acquire_timeout(ACQUIRE_TIMEOUT)
         .test_before_acquire(!sqlite)
         .sqlx_logging(false);
     if sqlite {
-        if let Some(path) = sqlite_file(&settings.database_url)? {
-            owner_only(&path, settings.database_url.contains("mode=rwc"))?;
+        if let Some(path) = &file {
+            owner_only(path, settings.database_url.contains("mode=rwc"))?;
         }
         options.map_sqlx_sqlite_opts(|sqlite| {
             sqlite
@@ -68,8 +75,13 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
     Database::connect(options).await
 }
 
-/// The connections of a SQLite pool (see [`connect`]); the writing connection comes on top.
-pub const SQLITE_CONNECTIONS: u32 = 1;
+/// How long a statement waits for a connection (the pool's, or SQLite's writing connection)
+/// before it fails.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The connections of a SQLite file's pool (see [`connect`]); the writing connection comes
+/// on top. An in-memory database has one.
+pub const SQLITE_CONNECTIONS: u32 = 2;
 
 /// Prepared statements the SQLite connection keeps (sqlx's default is 100). The write
 /// pipeline ([`crate::writes`]) sends multi-statement commands, each cached under its whole

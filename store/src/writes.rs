@@ -227,9 +227,13 @@ impl Lane {
         Ok(pipeline.send(Some(stmt), true).await)
     }
 
-    /// Waits for the connection, opening it if it is not open.
+    /// Waits for the connection (as long as the pool would: [`crate::db::ACQUIRE_TIMEOUT`]),
+    /// opening it if it is not open.
     async fn take(&self) -> Result<Conn, DbErr> {
         let conn_err = |e| DbErr::Conn(RuntimeErr::SqlxError(e));
+        if self.pool.is_closed() {
+            return Err(conn_err(sea_orm::sqlx::Error::PoolClosed));
+        }
         let file = self
             .file
             .get_or_try_init(|| async {
@@ -250,9 +254,15 @@ impl Lane {
                 .map(Conn::Pooled)
                 .map_err(conn_err);
         }
-        let mut guard = self.own.clone().lock_owned().await;
+        let mut guard =
+            tokio::time::timeout(crate::db::ACQUIRE_TIMEOUT, self.own.clone().lock_owned())
+                .await
+                .map_err(|_| conn_err(sea_orm::sqlx::Error::PoolTimedOut))?;
         if guard.is_none() {
-            *guard = Some(self.options.connect().await.map_err(conn_err)?);
+            // Never creates the file: `connect` made it, owner-only; one removed since is
+            // an error, not a new empty database.
+            let options = self.options.as_ref().clone().create_if_missing(false);
+            *guard = Some(options.connect().await.map_err(conn_err)?);
         }
         Ok(Conn::Own(guard))
     }
@@ -395,7 +405,6 @@ impl Deferred for WriteTxn {
 
 /// One SQLite connection's transaction: the statements held back, and whether a `BEGIN`
 /// may be open on the connection.
-#[derive(Debug)]
 struct Pipeline {
     /// `None` once handed to the rollback task.
     conn: Option<Conn>,
@@ -415,6 +424,18 @@ struct Pipeline {
 struct Answer {
     done: SqliteQueryResult,
     rows: Vec<SqliteRow>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the deferred statements' values: they may be anything a caller binds.
+        f.debug_struct("Pipeline")
+            .field("deferred", &self.deferred.len())
+            .field("open", &self.open)
+            .field("broken", &self.broken)
+            .field("round_trips", &self.round_trips)
+            .finish()
+    }
 }
 
 impl Pipeline {
@@ -450,7 +471,7 @@ impl Pipeline {
         let conn = self.conn.as_mut().ok_or_else(ended).map_err(exec_err)?;
         let connection = conn.get().ok_or_else(ended).map_err(exec_err)?;
         self.round_trips += 1;
-        match connection.execute("ROLLBACK").await {
+        match roll_back(connection).await {
             Ok(_) => {
                 self.open = false;
                 Ok(())
@@ -552,8 +573,15 @@ impl Pipeline {
                 // error; a failed rollback has already marked the connection to be closed.
                 self.broken = Some("a statement of it failed");
                 if begin && finished == 0 {
-                    // Not even the `BEGIN` ran.
+                    // Not even the `BEGIN` ran. If that is because the connection is still
+                    // inside a transaction nobody ended, nothing can use it again: close it.
                     self.open = false;
+                    if inside_a_transaction(&e) {
+                        tracing::warn!("the SQLite writing connection was left inside a transaction; closing it");
+                        if let Some(conn) = self.conn.as_mut() {
+                            conn.close();
+                        }
+                    }
                 }
                 let _ = self.rollback().await;
                 Err(e)
@@ -567,31 +595,73 @@ impl Drop for Pipeline {
         if !self.open {
             return;
         }
-        let Some(mut conn) = self.conn.take() else {
+        let Some(conn) = self.conn.take() else {
             return;
         };
         // Dropped inside a transaction (an early return or a cancelled call): roll it back
         // before anyone else writes through the connection, or close the connection.
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
+                // The connection is closed unless the rollback finishes: a task dropped
+                // before it ran (its runtime shutting down) must not hand back a connection
+                // inside a transaction.
+                let mut unfinished = CloseUnlessDone(Some(conn));
                 runtime.spawn(async move {
+                    let Some(conn) = unfinished.0.as_mut() else { return };
                     let Some(connection) = conn.get() else { return };
-                    if let Err(error) = connection.execute("ROLLBACK").await {
+                    if let Err(error) = roll_back(connection).await {
                         tracing::warn!(%error, "rolling back a dropped SQLite transaction failed; closing its connection");
-                        conn.close();
+                        return;
                     }
+                    // Rolled back: the connection goes back as it is.
+                    drop(unfinished.0.take());
                 });
             }
-            // No runtime means the process is ending. A pooled connection cannot go back
-            // without one (sqlx would panic), so it is left to the process's end; the
-            // writing connection is closed. Either way SQLite discards the open
+            // No runtime means the process is ending: the connection is closed (or, for a
+            // pooled one, left to the process's end), and SQLite discards the open
             // transaction.
-            Err(_) => match conn {
-                Conn::Own(mut guard) => drop(guard.take()),
-                Conn::Pooled(conn) => std::mem::forget(conn),
-            },
+            Err(_) => drop(CloseUnlessDone(Some(conn))),
         }
     }
+}
+
+/// A connection that is closed when dropped, unless taken out first.
+struct CloseUnlessDone(Option<Conn>);
+
+impl Drop for CloseUnlessDone {
+    fn drop(&mut self) {
+        match self.0.take() {
+            Some(Conn::Own(mut guard)) => drop(guard.take()),
+            // sqlx needs a runtime to close a pooled connection; without one the process is
+            // ending, and the connection is left to it.
+            Some(Conn::Pooled(conn)) if tokio::runtime::Handle::try_current().is_err() => {
+                std::mem::forget(conn)
+            }
+            Some(mut conn) => conn.close(),
+            None => {}
+        }
+    }
+}
+
+/// `ROLLBACK`; one that finds no transaction open (its command had already run to its
+/// `COMMIT` when its caller stopped waiting) has nothing to do, and succeeds.
+async fn roll_back(connection: &mut SqliteConnection) -> Result<(), sea_orm::sqlx::Error> {
+    match connection.execute("ROLLBACK").await {
+        Ok(_) => Ok(()),
+        Err(e) if sqlite_says(&e, "no transaction is active") => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether `e` is SQLite refusing a `BEGIN` inside a transaction.
+fn inside_a_transaction(e: &sea_orm::sqlx::Error) -> bool {
+    sqlite_says(e, "within a transaction")
+}
+
+/// Whether `e` is a database error whose message contains `text`.
+fn sqlite_says(e: &sea_orm::sqlx::Error, text: &str) -> bool {
+    e.as_database_error()
+        .is_some_and(|db| db.message().contains(text))
 }
 
 /// Whether `sql` may share a command with others: one statement, positional `?` parameters
@@ -971,6 +1041,102 @@ mod tests {
         w.execute(insert(2, "b")).await.expect("insert");
         // A connection of its own would have written to a database of its own.
         assert_eq!(rows(&db).await, vec![(1, "a".into()), (2, "b".into())]);
+    }
+
+    /// The writing connection, for tests that look inside.
+    fn own(w: &Writer) -> Arc<Mutex<Option<SqliteConnection>>> {
+        w.lane.as_ref().expect("a lane").own.clone()
+    }
+
+    #[tokio::test]
+    async fn a_write_whose_caller_stopped_waiting_after_its_commit_keeps_the_connection() {
+        let (_dir, db, w) = database().await;
+        w.execute(insert(0, "opens the connection"))
+            .await
+            .expect("insert");
+        {
+            let mut write = Box::pin(w.execute(insert(1, "committed unseen")));
+            assert!((&mut write).now_or_never().is_none(), "in flight");
+            // sqlx's thread runs the whole command (`BEGIN`, insert, `COMMIT`) meanwhile.
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        // The dropped call's rollback finds no transaction open: nothing to do.
+        let open = own(&w).lock().await.is_some();
+        assert!(open, "the writing connection was closed for nothing");
+        assert_eq!(rows(&db).await.len(), 2);
+        usable(&w).await;
+    }
+
+    #[test]
+    fn a_connection_left_inside_a_transaction_is_closed_and_writes_go_on() {
+        let first = tokio::runtime::Runtime::new().expect("runtime");
+        let (_dir, db, w) = first.block_on(database());
+        first.block_on(async {
+            let txn = WriteTxn::begin(&w).await.expect("begin");
+            txn.execute(insert(1, "never committed"))
+                .await
+                .expect("insert");
+            // Parked in a task when its runtime shuts down: the rollback task its drop
+            // spawns never runs.
+            tokio::spawn(async move {
+                let _txn = txn;
+                std::future::pending::<()>().await;
+            });
+            tokio::task::yield_now().await;
+        });
+        first.shutdown_timeout(std::time::Duration::from_secs(1));
+        let second = tokio::runtime::Runtime::new().expect("runtime");
+        second.block_on(async {
+            for k in 10..13 {
+                w.execute(insert(k, "later")).await.expect("a later write");
+            }
+            let keys: Vec<i64> = rows(&db).await.into_iter().map(|(k, _)| k).collect();
+            assert_eq!(keys, vec![10, 11, 12], "the open transaction was discarded");
+        });
+    }
+
+    #[tokio::test]
+    async fn a_writer_refuses_once_its_pool_is_closed() {
+        let (_dir, db, w) = database().await;
+        w.execute(insert(1, "before")).await.expect("insert");
+        db.clone().close().await.expect("closes");
+        let write = w.execute(insert(2, "after")).await;
+        assert!(write.is_err(), "a write after the pool closed: {write:?}");
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn the_writing_connection_never_creates_the_database_file() {
+        let (dir, _db, w) = database().await;
+        w.execute(insert(1, "a")).await.expect("insert");
+        // Closed (as after a failed rollback), then the file goes away.
+        drop(own(&w).lock().await.take());
+        let path = dir.path().join("w.db");
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        assert!(w.execute(insert(2, "b")).await.is_err());
+        assert!(!path.exists(), "a new, empty database was created");
+    }
+
+    #[tokio::test]
+    async fn reads_go_on_while_a_pool_write_waits_for_the_writing_connection() {
+        let (_dir, db, w) = database().await;
+        let txn = WriteTxn::begin(&w).await.expect("begin");
+        txn.execute(insert(1, "writing")).await.expect("insert");
+        // A write through the pool (the user API in `pinnacle dev`) waits in SQLite's busy
+        // handler for the writing connection's transaction; it holds a pool connection.
+        let pool = db.clone();
+        let waiting = tokio::spawn(async move { pool.execute(insert(2, "pool")).await });
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let read = tokio::time::timeout(std::time::Duration::from_secs(2), rows(&db)).await;
+        assert_eq!(read.expect("a read beside it is not held up"), vec![]);
+        txn.commit().await.expect("commit");
+        waiting
+            .await
+            .expect("task")
+            .expect("the pool write goes in after");
+        assert_eq!(rows(&db).await.len(), 2);
     }
 
     #[test]

@@ -317,12 +317,13 @@ impl ClientsRun<'_> {
             })
             .await?,
         );
-        let (db, b, written) = (self.db.clone(), self.body.clone(), run.clone());
+        let writer = pinnacle_common::writes::Writer::new(self.db);
+        let (b, written) = (self.body.clone(), run.clone());
         out.push(
             measure(RAW_DB_WRITE, clients, 0, self.requests, move |i| {
-                let (db, b) = (db.clone(), b.clone());
+                let (writer, b) = (writer.clone(), b.clone());
                 let id = format!("{written}-{clients}-{i}");
-                async move { raw_db::write(&db, &id, &b).await }
+                async move { raw_db::write(&writer, &id, &b).await }
             })
             .await?,
         );

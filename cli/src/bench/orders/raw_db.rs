@@ -1,13 +1,14 @@
 //! The raw database baselines: one primary-key read, and one write transaction (`BEGIN`, an
 //! insert of an order-sized row, `COMMIT`), on the stack's own database and through the
-//! same pool and driver as the stack, in the same run. An order's cost reads against
+//! same pool (reads) and writer (writes) as the stack, in the same run. An order's cost reads against
 //! them: an order makes about two dozen statements and four commits (docs/BENCHMARKS.md),
 //! so these rows say what that costs here before any of Pinnacle's own work.
 //!
 //! They use a table of their own, [`TABLE`], created for the run and dropped after it.
 
-use sea_orm::sea_query::{Alias, ColumnDef, Expr, Query, Table};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, TransactionTrait};
+use pinnacle_common::writes::{Deferred as _, WriteTxn, Writer};
+use sea_orm::sea_query::{Alias, ColumnDef, Expr, InsertStatement, Query, Table};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 
 /// The baselines' table.
 pub const TABLE: &str = "bench_raw_rows";
@@ -29,7 +30,10 @@ pub async fn create(db: &DatabaseConnection, body: &[u8]) -> Result<(), DbErr> {
         .col(ColumnDef::new(Alias::new("body")).binary().not_null())
         .to_owned();
     db.execute(db.get_database_backend().build(&table)).await?;
-    insert(db, READ_ID, body).await
+    let row = insert(READ_ID, body)?;
+    db.execute(db.get_database_backend().build(&row))
+        .await
+        .map(drop)
 }
 
 /// Drops [`TABLE`] if it exists.
@@ -56,23 +60,23 @@ pub async fn read(db: &DatabaseConnection) -> Result<(), String> {
     }
 }
 
-/// One write transaction: `BEGIN`, the insert of row `id`, `COMMIT`.
-pub async fn write(db: &DatabaseConnection, id: &str, body: &[u8]) -> Result<(), String> {
+/// One write transaction through the stack's own write path (`writer`, on SQLite its
+/// writing connection): `BEGIN`, the insert of row `id`, `COMMIT`; on SQLite one command.
+pub async fn write(writer: &Writer, id: &str, body: &[u8]) -> Result<(), String> {
     let committed = async {
-        let txn = db.begin().await?;
-        insert(&txn, id, body).await?;
+        let txn = WriteTxn::begin(writer).await?;
+        txn.defer(writer.get_database_backend().build(&insert(id, body)?))
+            .await?;
         txn.commit().await
     };
     committed.await.map_err(|e| format!("DB_WRITE: {e}"))
 }
 
-async fn insert(db: &impl ConnectionTrait, id: &str, body: &[u8]) -> Result<(), DbErr> {
-    let insert = Query::insert()
+fn insert(id: &str, body: &[u8]) -> Result<InsertStatement, DbErr> {
+    Ok(Query::insert()
         .into_table(Alias::new(TABLE))
         .columns([Alias::new("id"), Alias::new("body")])
         .values([id.into(), body.to_vec().into()])
         .map_err(|e| DbErr::Custom(e.to_string()))?
-        .to_owned();
-    db.execute(db.get_database_backend().build(&insert)).await?;
-    Ok(())
+        .to_owned())
 }
