@@ -631,7 +631,6 @@ struct CloseUnlessDone(Option<Conn>);
 impl Drop for CloseUnlessDone {
     fn drop(&mut self) {
         match self.0.take() {
-            Some(Conn::Own(mut guard)) => drop(guard.take()),
             // sqlx needs a runtime to close a pooled connection; without one the process is
             // ending, and the connection is left to it.
             Some(Conn::Pooled(conn)) if tokio::runtime::Handle::try_current().is_err() => {

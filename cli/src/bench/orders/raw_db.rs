@@ -1,8 +1,9 @@
 //! The raw database baselines: one primary-key read, and one write transaction (`BEGIN`, an
 //! insert of an order-sized row, `COMMIT`), on the stack's own database and through the
-//! same pool (reads) and writer (writes) as the stack, in the same run. An order's cost reads against
-//! them: an order makes about two dozen statements and four commits (docs/BENCHMARKS.md),
-//! so these rows say what that costs here before any of Pinnacle's own work.
+//! same pool (reads) and writer (writes) as the stack, in the same run. An order's cost
+//! reads against them: an order makes about two dozen statements and four commits
+//! (docs/BENCHMARKS.md), so these rows say what that costs here before any of Pinnacle's
+//! own work.
 //!
 //! They use a table of their own, [`TABLE`], created for the run and dropped after it.
 
