@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use pinnacle_common::subjects;
 
 /// A NATS login used by the tests. The passwords exist only here; the hashes are bcrypt
 /// (cost 4, to keep connects fast) of `test-<user>`.
@@ -93,6 +94,14 @@ pub const NON_ADMINS: [Login; 6] = [
     AUDITOR,
     TRADER_A,
     TRADER_B,
+];
+
+/// The R3 streams an operator creates from `nats/streams/` before the services start.
+pub const SHIPPED_STREAMS: [&str; 4] = [
+    subjects::AUDIT_STREAM,
+    subjects::ORDER_EVENTS_STREAM,
+    subjects::CREDENTIAL_GENERATIONS_STREAM,
+    subjects::SMARTAPI_RATE_STREAM,
 ];
 
 /// The repository's `nats/` directory.
@@ -356,15 +365,15 @@ impl TestCluster {
         Self::index_of(leader).with_context(|| format!("{name} has no leader: {info}"))
     }
 
-    /// Waits until stream `name` has a leader and both followers are current again.
-    pub async fn wait_current(
-        &self,
-        admin: &Conn,
-        name: &str,
-        within: Duration,
-    ) -> anyhow::Result<()> {
-        self.wait_for_replicas(admin, name, Instant::now() + within)
-            .await
+    /// Waits until every one of [`SHIPPED_STREAMS`] has a leader and both followers current:
+    /// after a node loss each stream elects on its own, and the credential register or the
+    /// rate bucket may still be leaderless when AUDIT already has its leader again.
+    pub async fn wait_all_current(&self, admin: &Conn, within: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + within;
+        for name in SHIPPED_STREAMS {
+            self.wait_for_replicas(admin, name, deadline).await?;
+        }
+        Ok(())
     }
 
     /// The index of the JetStream meta leader, as a live node's `/jsz` names it.
