@@ -165,6 +165,42 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// Takes this PostgreSQL database down for `outage` as a stopped server looks to its
+    /// clients: every connection to it is closed and new ones are refused
+    /// (`ALLOW_CONNECTIONS false`, then `pg_terminate_backend`), then it takes connections
+    /// again. Other databases of the server are untouched. SQLite has no server to stop;
+    /// [`stall_database`] holds its write lock instead.
+    pub async fn outage(&self, outage: Duration) {
+        let name = self
+            .pg_name
+            .as_deref()
+            .expect("an outage needs a PostgreSQL database");
+        let admin = Database::connect(postgres_admin_url())
+            .await
+            .expect("connect to PostgreSQL");
+        let allow =
+            |allowed: bool| format!("ALTER DATABASE \"{name}\" WITH ALLOW_CONNECTIONS {allowed}");
+        admin
+            .execute_unprepared(&allow(false))
+            .await
+            .expect("refuse connections");
+        admin
+            .execute_unprepared(&format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+            ))
+            .await
+            .expect("close connections");
+        tokio::time::sleep(outage).await;
+        admin
+            .execute_unprepared(&allow(true))
+            .await
+            .expect("take connections again");
+        let _ = admin.close().await;
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         let Some(name) = self.pg_name.take() else {
