@@ -62,6 +62,19 @@ pub trait Deferred: ConnectionTrait {
     /// transaction), so it suits writes whose outcome the caller does not inspect.
     async fn defer(&self, stmt: Statement) -> Result<(), DbErr>;
 
+    /// [`defer`](Self::defer) for a write that must change exactly `rows` rows (a
+    /// compare-and-set). When it changes another number, the call that sent it fails with
+    /// [`DbErr::RecordNotUpdated`] and the transaction is rolled back. A commit never shares
+    /// a command with such a write: the check comes first, then the `COMMIT`.
+    async fn defer_checked(&self, stmt: Statement, rows: u64) -> Result<(), DbErr> {
+        let changed = self.execute(stmt).await?.rows_affected();
+        if changed == rows {
+            Ok(())
+        } else {
+            Err(DbErr::RecordNotUpdated)
+        }
+    }
+
     /// Whether deferred statements really wait for the next command (SQLite). Then an
     /// unconditional write ("create the row if it is missing") costs nothing, and is
     /// cheaper than reading first to see whether it is needed.
@@ -77,6 +90,15 @@ where
     Q: QueryTrait + ?Sized,
 {
     db.defer(query.build(db.get_database_backend())).await
+}
+
+/// [`Deferred::defer_checked`] for a SeaORM query.
+pub async fn defer_checked<Q>(db: &impl Deferred, query: &Q, rows: u64) -> Result<(), DbErr>
+where
+    Q: QueryTrait + ?Sized,
+{
+    db.defer_checked(query.build(db.get_database_backend()), rows)
+        .await
 }
 
 /// A plain transaction runs a deferred statement at once.
@@ -147,7 +169,12 @@ impl ConnectionTrait for Writer {
 
     async fn execute(&self, stmt: Statement) -> Result<ExecResult, DbErr> {
         match &self.lane {
-            Some(lane) => Ok(lane.single(stmt).await?.map_err(exec_err)?.done.into()),
+            Some(lane) => Ok(lane
+                .single(stmt)
+                .await?
+                .map_err(|f| f.into_db(exec_err))?
+                .done
+                .into()),
             None => self.db.execute(stmt).await,
         }
     }
@@ -169,7 +196,11 @@ impl ConnectionTrait for Writer {
     async fn query_all(&self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
         match &self.lane {
             Some(lane) => {
-                let rows = lane.single(stmt).await?.map_err(query_err)?.rows;
+                let rows = lane
+                    .single(stmt)
+                    .await?
+                    .map_err(|f| f.into_db(query_err))?
+                    .rows;
                 Ok(rows.into_iter().map(QueryResult::from).collect())
             }
             None => self.db.query_all(stmt).await,
@@ -222,7 +253,7 @@ impl Lane {
 
     /// Runs `stmt` as a transaction of its own (one command), and returns its answer; the
     /// outer error is the connection's.
-    async fn single(&self, stmt: Statement) -> Result<Result<Answer, sea_orm::sqlx::Error>, DbErr> {
+    async fn single(&self, stmt: Statement) -> Result<Result<Answer, Failure>, DbErr> {
         let mut pipeline = Pipeline::new(self.take().await?);
         Ok(pipeline.send(Some(stmt), true).await)
     }
@@ -357,7 +388,7 @@ impl ConnectionTrait for WriteTxn {
         match &self.inner {
             Inner::Sqlite(pipeline) => {
                 let answer = pipeline.lock().await.send(Some(stmt), false).await;
-                Ok(answer.map_err(exec_err)?.done.into())
+                Ok(answer.map_err(|f| f.into_db(exec_err))?.done.into())
             }
             Inner::Plain(txn) => txn.execute(stmt).await,
         }
@@ -381,7 +412,7 @@ impl ConnectionTrait for WriteTxn {
         match &self.inner {
             Inner::Sqlite(pipeline) => {
                 let answer = pipeline.lock().await.send(Some(stmt), false).await;
-                let rows = answer.map_err(query_err)?.rows;
+                let rows = answer.map_err(|f| f.into_db(query_err))?.rows;
                 Ok(rows.into_iter().map(QueryResult::from).collect())
             }
             Inner::Plain(txn) => txn.query_all(stmt).await,
@@ -393,8 +424,15 @@ impl ConnectionTrait for WriteTxn {
 impl Deferred for WriteTxn {
     async fn defer(&self, stmt: Statement) -> Result<(), DbErr> {
         match &self.inner {
-            Inner::Sqlite(pipeline) => pipeline.lock().await.defer(stmt),
+            Inner::Sqlite(pipeline) => pipeline.lock().await.defer(stmt, None),
             Inner::Plain(txn) => txn.defer(stmt).await,
+        }
+    }
+
+    async fn defer_checked(&self, stmt: Statement, rows: u64) -> Result<(), DbErr> {
+        match &self.inner {
+            Inner::Sqlite(pipeline) => pipeline.lock().await.defer(stmt, Some(rows)),
+            Inner::Plain(txn) => txn.defer_checked(stmt, rows).await,
         }
     }
 
@@ -408,7 +446,8 @@ impl Deferred for WriteTxn {
 struct Pipeline {
     /// `None` once handed to the rollback task.
     conn: Option<Conn>,
-    deferred: Vec<Statement>,
+    /// Held-back statements, each with the number of rows it must change, if checked.
+    deferred: Vec<(Statement, Option<u64>)>,
     /// A `BEGIN IMMEDIATE` was sent and neither a `COMMIT` nor a `ROLLBACK` has been seen
     /// to succeed since: the connection may be inside a transaction.
     open: bool,
@@ -417,6 +456,31 @@ struct Pipeline {
     /// what ran of it is unknown). Only a rollback is left.
     broken: Option<&'static str>,
     round_trips: u32,
+}
+
+/// Why a command of a [`Pipeline`] failed (its transaction is rolled back either way).
+enum Failure {
+    /// The database refused a statement, or the connection failed.
+    Sql(sea_orm::sqlx::Error),
+    /// A checked statement changed another number of rows than it had to.
+    Unchanged,
+}
+
+impl From<sea_orm::sqlx::Error> for Failure {
+    fn from(e: sea_orm::sqlx::Error) -> Self {
+        Self::Sql(e)
+    }
+}
+
+impl Failure {
+    /// As SeaORM reports it: a database failure through `sql`, a failed check as
+    /// [`DbErr::RecordNotUpdated`].
+    fn into_db(self, sql: fn(sea_orm::sqlx::Error) -> DbErr) -> DbErr {
+        match self {
+            Self::Sql(e) => sql(e),
+            Self::Unchanged => DbErr::RecordNotUpdated,
+        }
+    }
 }
 
 /// What the statement that triggered a command answered.
@@ -449,9 +513,9 @@ impl Pipeline {
         }
     }
 
-    fn defer(&mut self, stmt: Statement) -> Result<(), DbErr> {
+    fn defer(&mut self, stmt: Statement, rows: Option<u64>) -> Result<(), DbErr> {
         one_statement(&stmt.sql).map_err(|e| exec_err(sea_orm::sqlx::Error::Protocol(e)))?;
-        self.deferred.push(stmt);
+        self.deferred.push((stmt, rows));
         Ok(())
     }
 
@@ -460,7 +524,16 @@ impl Pipeline {
             // Nothing was ever sent: there is nothing to commit.
             return Ok(());
         }
-        self.send(None, true).await.map_err(exec_err).map(drop)
+        if self.deferred.iter().any(|(_, rows)| rows.is_some()) {
+            // A checked write is checked before anything commits.
+            self.send(None, false)
+                .await
+                .map_err(|f| f.into_db(exec_err))?;
+        }
+        self.send(None, true)
+            .await
+            .map_err(|f| f.into_db(exec_err))
+            .map(drop)
     }
 
     async fn rollback(&mut self) -> Result<(), DbErr> {
@@ -489,23 +562,26 @@ impl Pipeline {
 
     /// Sends the deferred statements, then `last` (whose answer is returned), then `COMMIT`
     /// if `commit`, as one command; `BEGIN IMMEDIATE` goes first if none is open. On
-    /// failure the transaction is rolled back before the error is returned.
-    async fn send(
-        &mut self,
-        last: Option<Statement>,
-        commit: bool,
-    ) -> Result<Answer, sea_orm::sqlx::Error> {
+    /// failure, or when a checked statement changed another number of rows than it had to,
+    /// the transaction is rolled back before the error is returned. [`Self::commit`] never
+    /// sends a checked statement with the `COMMIT`.
+    async fn send(&mut self, last: Option<Statement>, commit: bool) -> Result<Answer, Failure> {
         if let Some(why) = self.broken {
             let _ = self.rollback().await;
-            return Err(sea_orm::sqlx::Error::Protocol(format!(
+            return Err(Failure::Sql(sea_orm::sqlx::Error::Protocol(format!(
                 "this transaction was rolled back: {why}"
-            )));
+            ))));
         }
         if let Some(stmt) = &last {
             one_statement(&stmt.sql).map_err(sea_orm::sqlx::Error::Protocol)?;
         }
         let begin = !self.open;
         let deferred = std::mem::take(&mut self.deferred);
+        debug_assert!(
+            !commit || deferred.iter().all(|(_, rows)| rows.is_none()),
+            "a checked statement sent with the commit"
+        );
+        let mut checks = Vec::new();
         let mut sql = String::new();
         let mut values = Vec::new();
         let mut count = 0usize;
@@ -521,8 +597,11 @@ impl Pipeline {
         if begin {
             push("BEGIN IMMEDIATE", None);
         }
-        for stmt in deferred {
-            push(&stmt.sql, stmt.values);
+        for (stmt, rows) in deferred {
+            let at = push(&stmt.sql, stmt.values);
+            if let Some(rows) = rows {
+                checks.push((at, rows));
+            }
         }
         let target = last.map(|stmt| push(&stmt.sql, stmt.values));
         if commit {
@@ -534,12 +613,19 @@ impl Pipeline {
         self.round_trips += 1;
         let mut answer = Answer::default();
         let mut finished = 0usize;
+        let mut unchanged = false;
         let ran = {
             let query = sea_orm::sqlx::query_with(&sql, SqlxValues(Values(values)));
             let mut steps = conn.fetch_many(query);
             loop {
                 match steps.try_next().await {
                     Ok(Some(Either::Left(done))) => {
+                        if checks
+                            .iter()
+                            .any(|&(at, rows)| at == finished && done.rows_affected() != rows)
+                        {
+                            unchanged = true;
+                        }
                         if Some(finished) == target {
                             answer.done = done;
                         }
@@ -559,6 +645,11 @@ impl Pipeline {
             }
         };
         match ran {
+            Ok(()) if unchanged => {
+                self.broken = Some("a checked write changed another number of rows");
+                let _ = self.rollback().await;
+                Err(Failure::Unchanged)
+            }
             Ok(()) => {
                 self.broken = None;
                 if commit {
@@ -584,7 +675,7 @@ impl Pipeline {
                     }
                 }
                 let _ = self.rollback().await;
-                Err(e)
+                Err(Failure::Sql(e))
             }
         }
     }
@@ -830,6 +921,73 @@ mod tests {
         ];
         assert_eq!(rows(&db).await, expected);
         usable(&w).await;
+    }
+
+    fn set_v(k: i64, v: &str) -> Statement {
+        Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            "UPDATE t SET v = ? WHERE k = ?",
+            [v.into(), k.into()],
+        )
+    }
+
+    #[tokio::test]
+    async fn a_checked_write_travels_with_the_next_read_and_is_checked_before_the_commit() {
+        let (_dir, db, w) = database().await;
+        w.execute(insert(1, "a")).await.expect("row");
+        // Checked, then read: one command.
+        let txn = WriteTxn::begin(&w).await.expect("begin");
+        txn.defer_checked(set_v(1, "b"), 1).await.expect("defer");
+        assert_eq!(rows(&txn).await, vec![(1, "b".into())]);
+        assert_eq!(txn.round_trips().await, 1);
+        txn.commit().await.expect("commit");
+        assert_eq!(rows(&db).await, vec![(1, "b".into())]);
+        // Checked, then straight to the commit: the check first, then the `COMMIT`.
+        let txn = WriteTxn::begin(&w).await.expect("begin");
+        txn.defer_checked(set_v(1, "c"), 1).await.expect("defer");
+        txn.defer(insert(2, "d")).await.expect("defer");
+        txn.commit().await.expect("commit");
+        assert_eq!(rows(&db).await, vec![(1, "c".into()), (2, "d".into())]);
+        usable(&w).await;
+    }
+
+    #[tokio::test]
+    async fn a_checked_write_that_misses_fails_its_command_and_nothing_of_the_transaction_stays() {
+        let (_dir, db, w) = database().await;
+        w.execute(insert(1, "a")).await.expect("row");
+        // Missed, found by the next read: that read fails, and the transaction is over.
+        let txn = WriteTxn::begin(&w).await.expect("begin");
+        txn.defer(insert(5, "e")).await.expect("defer");
+        txn.defer_checked(set_v(9, "x"), 1).await.expect("defer");
+        let read = txn
+            .query_all(Statement::from_string(DbBackend::Sqlite, "SELECT k FROM t"))
+            .await;
+        assert!(matches!(read, Err(DbErr::RecordNotUpdated)), "{read:?}");
+        assert!(
+            txn.commit().await.is_err(),
+            "a failed transaction never commits"
+        );
+        assert_eq!(rows(&db).await, vec![(1, "a".into())]);
+        usable(&w).await;
+        // Missed, found at the commit: nothing commits, not even what came after it.
+        let txn = WriteTxn::begin(&w).await.expect("begin");
+        txn.defer(insert(5, "e")).await.expect("defer");
+        txn.defer_checked(set_v(1, "y"), 2).await.expect("defer");
+        txn.defer(insert(6, "f")).await.expect("defer");
+        let committed = txn.commit().await;
+        assert!(
+            matches!(committed, Err(DbErr::RecordNotUpdated)),
+            "{committed:?}"
+        );
+        assert_eq!(rows(&db).await, vec![(1, "a".into())]);
+        usable(&w).await;
+        // A plain transaction checks at once.
+        let txn = db.begin().await.expect("begin");
+        let missed = txn.defer_checked(set_v(9, "x"), 1).await;
+        assert!(matches!(missed, Err(DbErr::RecordNotUpdated)), "{missed:?}");
+        txn.defer_checked(set_v(1, "z"), 1).await.expect("hit");
+        txn.commit().await.expect("commit");
+        assert_eq!(rows(&db).await, vec![(1, "z".into())]);
     }
 
     #[tokio::test]

@@ -3,13 +3,18 @@
 //! that updates the order row, so the order, its outbox event and the books commit
 //! together or not at all.
 
+use std::sync::LazyLock;
+
 use pinnacle_common::entities::{
     orders, paper_funds, paper_positions, paper_reservations, paper_trades,
 };
 use pinnacle_common::model::Side;
 use pinnacle_common::writes::{defer, Deferred};
 use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, Set, UpdateMany};
+use sea_orm::{
+    ColumnTrait, DbErr, EntityTrait, FromQueryResult, IdenStatic, Iterable, QueryFilter, Set,
+    Statement, UpdateMany,
+};
 
 use super::arithmetic::Book;
 use super::books::PAPER_PREFIX;
@@ -60,6 +65,12 @@ fn value_from_averages(before: &orders::Model, after: &orders::Model) -> i64 {
 /// A fill of `quantity` units worth `value` paise; `terminal` when it is the order's last
 /// change (then the rest of its reservation goes too). Statements: the reservation, funds
 /// (which also takes the account's lock), the position, the trade.
+///
+/// Where writes are pipelined (SQLite), the reservation and the position are read in one
+/// command (with the order's own update, in the store) and every write goes with the
+/// commit: the transaction has held the database's write lock since its `BEGIN
+/// IMMEDIATE`. Elsewhere the funds row is written (and so locked) before the position is
+/// read and locked, the order every transaction of the books takes its locks in.
 async fn fill(
     db: &impl Deferred,
     books: &Books,
@@ -73,9 +84,15 @@ async fn fill(
 
     // 1. What the fill takes from the reservation: held units first, then cash units (all
     //    of it when the order ends here).
-    let reservation = paper_reservations::Entity::find_by_id(after.id.clone())
-        .one(db)
-        .await?;
+    let (reservation, position) = if db.pipelines() {
+        let (reservation, position) = reservation_and_position(db, after).await?;
+        (reservation, Some(position))
+    } else {
+        let reservation = paper_reservations::Entity::find_by_id(after.id.clone())
+            .one(db)
+            .await?;
+        (reservation, None)
+    };
     let (held, cash_units, unit_price) = match &reservation {
         Some(r) if terminal => (r.held_units, r.cash_units, r.unit_price),
         Some(r) => {
@@ -97,7 +114,10 @@ async fn fill(
         .await?;
 
     // 3. The position, and the units it held for this order.
-    let position = locked_position(db, after).await?;
+    let position = match position {
+        Some(position) => position,
+        None => locked_position(db, after).await?,
+    };
     let mut book = book_of(&position);
     let short_before = book.short_value();
     book.fill(side, quantity, value);
@@ -203,20 +223,70 @@ async fn locked_position(
     db: &impl Deferred,
     order: &orders::Model,
 ) -> Result<paper_positions::Model, DbErr> {
-    let key = (
+    let key = position_key(order);
+    if let Some(row) = position_for_update(db, key.0, key.1, key.2, key.3).await? {
+        return Ok(row);
+    }
+    defer(db, &new_position(order)).await?;
+    position_for_update(db, key.0, key.1, key.2, key.3)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(format!("paper position {key:?}")))
+}
+
+/// The order's reservation, if it still has one, and its position row (created flat first
+/// if there is none), in one read that goes with everything deferred before it. Where
+/// writes are pipelined only: the position is not locked, the database is.
+async fn reservation_and_position(
+    db: &impl Deferred,
+    order: &orders::Model,
+) -> Result<(Option<paper_reservations::Model>, paper_positions::Model), DbErr> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        let reservation = paper_reservations::Column::iter()
+            .map(|c| format!("r.{0} AS r_{0}", c.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "SELECT p.*, {reservation} FROM paper_positions AS p \
+             LEFT JOIN paper_reservations AS r ON r.order_id = ? \
+             WHERE p.account_id = ? AND p.exchange = ? AND p.symbol = ? AND p.product = ?"
+        )
+    });
+    defer(db, &new_position(order)).await?;
+    let key = position_key(order);
+    let values: [sea_orm::Value; 5] = [
+        order.id.as_str().into(),
+        key.0.into(),
+        key.1.into(),
+        key.2.into(),
+        key.3.into(),
+    ];
+    let stmt = Statement::from_sql_and_values(db.get_database_backend(), SQL.as_str(), values);
+    let row = db
+        .query_one(stmt)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(format!("paper position {key:?}")))?;
+    let position = paper_positions::Model::from_query_result(&row, "")?;
+    let reservation = match row.try_get::<Option<String>>("", "r_order_id")? {
+        Some(_) => Some(paper_reservations::Model::from_query_result(&row, "r_")?),
+        None => None,
+    };
+    Ok((reservation, position))
+}
+
+/// An order's position key: account, exchange, symbol, product.
+fn position_key(order: &orders::Model) -> (&str, &str, &str, &str) {
+    (
         order.broker_account_id.as_str(),
         order.exchange.as_str(),
         order.symbol.as_str(),
         order.product.as_str(),
-    );
-    // Where writes are pipelined, creating the row if it is missing goes with the read for
-    // free; elsewhere it costs a round trip, taken only for a new position.
-    if !db.pipelines() {
-        if let Some(row) = position_for_update(db, key.0, key.1, key.2, key.3).await? {
-            return Ok(row);
-        }
-    }
+    )
+}
+
+/// `INSERT … ON CONFLICT DO NOTHING` of the order's position, flat.
+fn new_position(order: &orders::Model) -> sea_orm::Insert<paper_positions::ActiveModel> {
     use paper_positions::Column as P;
+    let key = position_key(order);
     let row = paper_positions::ActiveModel {
         account_id: Set(key.0.to_string()),
         exchange: Set(key.1.to_string()),
@@ -232,13 +302,9 @@ async fn locked_position(
         buy_held: Set(0),
         sell_held: Set(0),
     };
-    let create = paper_positions::Entity::insert(row).on_conflict(
+    paper_positions::Entity::insert(row).on_conflict(
         OnConflict::columns([P::AccountId, P::Exchange, P::Symbol, P::Product])
             .do_nothing()
             .to_owned(),
-    );
-    defer(db, &create).await?;
-    position_for_update(db, key.0, key.1, key.2, key.3)
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound(format!("paper position {key:?}")))
+    )
 }

@@ -5,7 +5,10 @@ use pinnacle_common::entities::{orders, paper_funds, paper_positions, paper_rese
 use pinnacle_common::model::{Product, Side};
 use pinnacle_common::writes::{defer, Deferred, WriteTxn, Writer};
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, Set};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, QueryFilter, QuerySelect,
+    Set, Statement, UpdateMany,
+};
 
 use super::arithmetic::split;
 use super::books::{side_of, Books};
@@ -137,13 +140,26 @@ pub(super) async fn position_for_update(
     .await
 }
 
+/// Reserves for `claim` after the account's funds row was locked (and created).
+///
+/// Where writes are pipelined (SQLite), the funds and the position are read together, and
+/// the checks are made here: the transaction has held the database's write lock since its
+/// `BEGIN IMMEDIATE`, so nothing can change those rows before the commit, and the writes go
+/// with it (two commands in all). Elsewhere the position is locked and read, and each write
+/// is made conditional and checked, since row locks are all PostgreSQL holds.
 async fn reserve_in(db: &impl Deferred, claim: &Claim<'_>) -> Result<(), Refusal> {
     let product = claim.product.as_str();
-    let position =
-        position_for_update(db, claim.account_id, claim.exchange, claim.symbol, product).await?;
-    let (net, buy_held, sell_held) = position
-        .as_ref()
-        .map_or((0, 0, 0), |p| (p.net_quantity, p.buy_held, p.sell_held));
+    let (position, funds) = if db.pipelines() {
+        let (funds, position) = funds_and_position(db, claim).await?;
+        (position, Some(funds))
+    } else {
+        let position =
+            position_for_update(db, claim.account_id, claim.exchange, claim.symbol, product)
+                .await?
+                .map(|p| (p.net_quantity, p.buy_held, p.sell_held));
+        (position, None)
+    };
+    let (net, buy_held, sell_held) = position.unwrap_or((0, 0, 0));
     let (held, opening) = split(claim.side, claim.units, net, buy_held, sell_held);
     if opening > 0 && claim.side == Side::Sell && claim.product != Product::Intraday {
         return Err(Refusal::Holdings {
@@ -151,12 +167,31 @@ async fn reserve_in(db: &impl Deferred, claim: &Claim<'_>) -> Result<(), Refusal
             available: held,
         });
     }
-    if held > 0 {
-        hold_units(db, claim, held).await?;
-    }
     let amount = opening.saturating_mul(claim.unit_price);
-    if amount > 0 {
-        reserve_cash(db, claim.account_id, amount).await?;
+    match funds {
+        Some(funds) => {
+            let available = super::books::funds_of(&funds).available;
+            if amount > 0 && amount > available {
+                return Err(Refusal::Funds {
+                    required: amount,
+                    available,
+                });
+            }
+            if held > 0 {
+                defer(db, &hold_units_update(claim, held)).await?;
+            }
+            if amount > 0 {
+                defer(db, &reserve_cash_update(claim.account_id, amount)).await?;
+            }
+        }
+        None => {
+            if held > 0 {
+                hold_units(db, claim, held).await?;
+            }
+            if amount > 0 {
+                reserve_cash(db, claim.account_id, amount).await?;
+            }
+        }
     }
     let reservation = paper_reservations::ActiveModel {
         order_id: Set(claim.order_id.to_string()),
@@ -169,26 +204,64 @@ async fn reserve_in(db: &impl Deferred, claim: &Claim<'_>) -> Result<(), Refusal
     Ok(())
 }
 
-/// Holds `units` of the opposite position for the claim, only if they are still free.
-async fn hold_units(
+/// The funds row (locked and created before) and the claim's position, if it has one, in
+/// one read: `(net_quantity, buy_held, sell_held)`. Where writes are pipelined only.
+async fn funds_and_position(
     db: &impl ConnectionTrait,
     claim: &Claim<'_>,
-    units: i64,
-) -> Result<(), Refusal> {
+) -> Result<(paper_funds::Model, Option<(i64, i64, i64)>), DbErr> {
+    const SQL: &str = "SELECT f.*, p.net_quantity AS p_net_quantity, \
+         p.buy_held AS p_buy_held, p.sell_held AS p_sell_held \
+         FROM paper_funds AS f LEFT JOIN paper_positions AS p \
+         ON p.account_id = f.account_id AND p.exchange = ? AND p.symbol = ? AND p.product = ? \
+         WHERE f.account_id = ?";
+    let values: [sea_orm::Value; 4] = [
+        claim.exchange.into(),
+        claim.symbol.into(),
+        claim.product.as_str().into(),
+        claim.account_id.into(),
+    ];
+    let stmt = Statement::from_sql_and_values(db.get_database_backend(), SQL, values);
+    let row = db
+        .query_one(stmt)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(format!("paper funds {}", claim.account_id)))?;
+    let funds = paper_funds::Model::from_query_result(&row, "")?;
+    let net: Option<i64> = row.try_get("", "p_net_quantity")?;
+    let position = match net {
+        Some(net) => Some((
+            net,
+            row.try_get("", "p_buy_held")?,
+            row.try_get("", "p_sell_held")?,
+        )),
+        None => None,
+    };
+    Ok((funds, position))
+}
+
+/// `buy_held` or `sell_held += units` on the claim's position, only if they are still free.
+fn hold_units_update(claim: &Claim<'_>, units: i64) -> UpdateMany<paper_positions::Entity> {
     use paper_positions::Column as P;
     let (column, free) = match claim.side {
         Side::Buy => (P::BuyHeld, Expr::val(0).sub(Expr::col(P::NetQuantity))),
         Side::Sell => (P::SellHeld, Expr::col(P::NetQuantity).into()),
     };
-    let result = paper_positions::Entity::update_many()
+    paper_positions::Entity::update_many()
         .col_expr(column, Expr::col(column).add(units))
         .filter(P::AccountId.eq(claim.account_id))
         .filter(P::Exchange.eq(claim.exchange))
         .filter(P::Symbol.eq(claim.symbol))
         .filter(P::Product.eq(claim.product.as_str()))
         .filter(free.sub(Expr::col(column)).gte(units))
-        .exec(db)
-        .await?;
+}
+
+/// Holds `units` of the opposite position for the claim, only if they are still free.
+async fn hold_units(
+    db: &impl ConnectionTrait,
+    claim: &Claim<'_>,
+    units: i64,
+) -> Result<(), Refusal> {
+    let result = hold_units_update(claim, units).exec(db).await?;
     if result.rows_affected == 1 {
         Ok(())
     } else {
@@ -200,22 +273,25 @@ async fn hold_units(
 }
 
 /// `reserved += amount`, only if the account has `amount` available.
-async fn reserve_cash(
-    db: &impl ConnectionTrait,
-    account_id: &str,
-    amount: i64,
-) -> Result<(), Refusal> {
+fn reserve_cash_update(account_id: &str, amount: i64) -> UpdateMany<paper_funds::Entity> {
     use paper_funds::Column as F;
     let available = Expr::col(F::Cash)
         .sub(Expr::col(F::Used))
         .sub(Expr::col(F::Reserved))
         .sub(Expr::col(F::ShortValue).mul(2));
-    let result = paper_funds::Entity::update_many()
+    paper_funds::Entity::update_many()
         .col_expr(F::Reserved, Expr::col(F::Reserved).add(amount))
         .filter(F::AccountId.eq(account_id))
         .filter(available.gte(amount))
-        .exec(db)
-        .await?;
+}
+
+/// [`reserve_cash_update`], checked: a refusal says what was available.
+async fn reserve_cash(
+    db: &impl ConnectionTrait,
+    account_id: &str,
+    amount: i64,
+) -> Result<(), Refusal> {
+    let result = reserve_cash_update(account_id, amount).exec(db).await?;
     if result.rows_affected == 1 {
         return Ok(());
     }

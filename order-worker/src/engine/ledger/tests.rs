@@ -435,9 +435,9 @@ async fn an_order_costs_a_fixed_number_of_statements_whatever_the_history() {
     assert_eq!(reading.len(), 4, "one query per read: {reading:#?}");
 
     // On SQLite's pipeline, the round trips to the connection's thread: the reservation
-    // reads the position (with the funds lock) and reserves the cash; the fill reads the
-    // reservation (behind the order's own update, in the store) and the position (with
-    // the funds move); each commit carries the writes deferred before it.
+    // reads the funds and the position in one query (behind the funds lock), the fill
+    // reads the reservation and the position in one (behind the order's own update, in the
+    // store); each commit carries the writes deferred before it. Two commands each.
     let txn = WriteTxn::begin(&w).await.expect("begin");
     reserve::reserve_with(
         &books,
@@ -446,7 +446,7 @@ async fn an_order_costs_a_fixed_number_of_statements_whatever_the_history() {
     )
     .await
     .expect("reserve");
-    assert_eq!(txn.round_trips().await, 2, "reserving");
+    assert_eq!(txn.round_trips().await, 1, "reserving");
     txn.commit().await.expect("commit");
     let txn = WriteTxn::begin(&w).await.expect("begin");
     apply(
@@ -458,7 +458,7 @@ async fn an_order_costs_a_fixed_number_of_statements_whatever_the_history() {
     )
     .await
     .expect("apply");
-    assert_eq!(txn.round_trips().await, 2, "filling");
+    assert_eq!(txn.round_trips().await, 1, "filling");
     txn.commit().await.expect("commit");
     assert_eq!(
         take(),

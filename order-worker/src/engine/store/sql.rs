@@ -6,7 +6,7 @@ use pinnacle_common::db::span as db_span;
 use pinnacle_common::entities::orders;
 use pinnacle_common::error::ErrorCode;
 use pinnacle_common::model::{OrderStatus, Product};
-use pinnacle_common::writes::{defer, WriteTxn, Writer};
+use pinnacle_common::writes::{defer, defer_checked, WriteTxn, Writer};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
@@ -224,15 +224,27 @@ impl OrderStore for SqlOrderStore {
         }
         let applied = async {
             let txn = WriteTxn::begin(&self.writer).await?;
-            let result = update.exec(&txn).await?;
-            if result.rows_affected != 1 {
-                txn.rollback().await?;
-                return Ok(false);
+            // On SQLite the compare-and-set goes with the books' first read, and is
+            // checked before anything commits: a miss fails that command (or the commit)
+            // with `RecordNotUpdated` and rolls the transaction back.
+            let written = async {
+                defer_checked(&txn, &update, 1).await?;
+                ledger::apply(&txn, &self.books, order, &next, fill_value).await?;
+                outbox::record(&txn, Some(from), &next).await
             }
-            ledger::apply(&txn, &self.books, order, &next, fill_value).await?;
-            outbox::record(&txn, Some(from), &next).await?;
-            txn.commit().await?;
-            Ok::<_, DbErr>(true)
+            .await;
+            let outcome = match written {
+                Ok(()) => txn.commit().await,
+                Err(e) => {
+                    let _ = txn.rollback().await;
+                    Err(e)
+                }
+            };
+            match outcome {
+                Ok(()) => Ok(true),
+                Err(DbErr::RecordNotUpdated) => Ok(false),
+                Err(e) => Err(e),
+            }
         }
         .instrument(db_span(&self.db, "UPDATE", "orders"))
         .await?;
@@ -403,6 +415,69 @@ mod tests {
         assert!(store.get("o2").await.expect("get").is_none());
         let found = store.find("u1", "c1").await.expect("find").expect("stored");
         assert_eq!(found.id, "o1");
+    }
+
+    #[tokio::test]
+    async fn a_stale_view_of_a_paper_fill_moves_no_books() {
+        use pinnacle_common::entities::{paper_funds, paper_trades};
+        use sea_orm::PaginatorTrait as _;
+
+        let store = store().await;
+        let Inserted::Created(order) =
+            insert(&store, "o1", &request("c1", Product::Delivery)).await
+        else {
+            panic!("a new order")
+        };
+        let open = Patch {
+            broker_order_id: Some("PAPER-1".into()),
+            ..Patch::default()
+        };
+        let opened = store
+            .transition(&order, OrderStatus::Open, open, Ownership::Held("w-1"))
+            .await
+            .expect("opened");
+        let fill = || Patch {
+            filled_quantity: Some(1),
+            average_price: Some(100),
+            ..Patch::default()
+        };
+        let db = store.writer.db().clone();
+        let trades = || async {
+            paper_trades::Entity::find()
+                .count(&db)
+                .await
+                .expect("count")
+        };
+        // The fill's compare-and-set misses (the order is no longer SUBMITTED), so the
+        // books' reads that went with it count for nothing and nothing commits.
+        let mut stale = opened.clone();
+        stale.status = "SUBMITTED".into();
+        stale.broker_order_id = Some("PAPER-1".into());
+        let missed = store
+            .transition(&stale, OrderStatus::Filled, fill(), Ownership::Any)
+            .await;
+        assert!(
+            matches!(missed, Err(TransitionError::Conflict)),
+            "{missed:?}"
+        );
+        assert_eq!(trades().await, 0);
+        assert!(paper_funds::Entity::find()
+            .all(&db)
+            .await
+            .expect("funds")
+            .iter()
+            .all(|f| f.used == 0));
+        let filled = store
+            .transition(&opened, OrderStatus::Filled, fill(), Ownership::Any)
+            .await
+            .expect("the current view fills");
+        assert_eq!(filled.filled_quantity, 1);
+        assert_eq!(trades().await, 1);
+        let again = store
+            .transition(&opened, OrderStatus::Filled, fill(), Ownership::Any)
+            .await;
+        assert!(matches!(again, Err(TransitionError::Conflict)), "{again:?}");
+        assert_eq!(trades().await, 1, "a fill is booked once");
     }
 
     #[tokio::test]
