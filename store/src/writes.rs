@@ -159,6 +159,12 @@ impl Writer {
     pub fn db(&self) -> &DatabaseConnection {
         &self.db
     }
+
+    /// Whether a [`WriteTxn`] of this writer holds statements back and sends several in one
+    /// command (SQLite), as [`Deferred::pipelines`] says of the transaction.
+    pub fn pipelines(&self) -> bool {
+        self.lane.is_some()
+    }
 }
 
 #[async_trait]
@@ -357,6 +363,23 @@ impl WriteTxn {
         }
     }
 
+    /// Runs `stmt` as the transaction's last statement and commits, returning its rows: on
+    /// SQLite in the same command as the deferred statements and the `COMMIT` (a checked
+    /// statement is checked first, in a command of its own).
+    pub async fn commit_with(self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
+        match self.inner {
+            Inner::Sqlite(pipeline) => {
+                let answer = pipeline.into_inner().finish(Some(stmt)).await?;
+                Ok(answer.rows.into_iter().map(QueryResult::from).collect())
+            }
+            Inner::Plain(txn) => {
+                let rows = txn.query_all(stmt).await?;
+                txn.commit().await?;
+                Ok(rows)
+            }
+        }
+    }
+
     /// Rolls back what was sent and drops what was deferred.
     pub async fn rollback(self) -> Result<(), DbErr> {
         match self.inner {
@@ -524,16 +547,18 @@ impl Pipeline {
             // Nothing was ever sent: there is nothing to commit.
             return Ok(());
         }
+        self.finish(None).await.map(drop)
+    }
+
+    /// Sends what is deferred, then `last`, then `COMMIT`; a checked write is checked
+    /// before anything commits, in a command of its own.
+    async fn finish(&mut self, last: Option<Statement>) -> Result<Answer, DbErr> {
         if self.deferred.iter().any(|(_, rows)| rows.is_some()) {
-            // A checked write is checked before anything commits.
             self.send(None, false)
                 .await
                 .map_err(|f| f.into_db(exec_err))?;
         }
-        self.send(None, true)
-            .await
-            .map_err(|f| f.into_db(exec_err))
-            .map(drop)
+        self.send(last, true).await.map_err(|f| f.into_db(exec_err))
     }
 
     async fn rollback(&mut self) -> Result<(), DbErr> {

@@ -24,8 +24,8 @@ use pinnacle_common::entities::{order_outbox, orders};
 use pinnacle_common::model::{OrderEvent, OrderStatus};
 use pinnacle_common::subjects;
 use pinnacle_common::telemetry;
-use pinnacle_common::writes::{defer, Deferred, Writer};
-use sea_orm::sea_query::{Expr, LockBehavior, LockType, Query, SelectStatement};
+use pinnacle_common::writes::{defer, Deferred, WriteTxn, Writer};
+use sea_orm::sea_query::{Expr, LockBehavior, LockType, Query, SelectStatement, UpdateStatement};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, QueryFilter, Set,
 };
@@ -107,14 +107,27 @@ pub const CLAIM: Duration = Duration::from_secs(15);
 /// those another relay was locking at that moment (skipped, and theirs or the next poll's).
 ///
 /// Two statements: the second claims the followers and returns every row under the
-/// claim (the heads too) with `RETURNING`, instead of a third that reads them back.
+/// claim (the heads too) with `RETURNING`, instead of a third that reads them back. On
+/// SQLite both go in one transaction, one command with its commit ([`claim_at_once`]);
+/// elsewhere each commits on its own.
 pub(crate) async fn claim(db: &Writer, instance: &str) -> Result<Claimed, DbErr> {
     let token = format!("{instance}/{}", uuid::Uuid::now_v7().simple());
-    let heads = claim_heads(db, &token).await?;
+    if db.pipelines() {
+        return claim_at_once(db, &token).await;
+    }
+    let backend = db.get_database_backend();
+    let heads = db
+        .execute(backend.build(&heads_claim(&token, row::now_ms())))
+        .await?
+        .rows_affected();
     if heads == 0 {
         return Ok(Claimed::default());
     }
-    match claim_followers(db, &token).await {
+    let followers = followers_claim(&token, row::now_ms());
+    match order_outbox::Model::find_by_statement(backend.build(&followers))
+        .all(db)
+        .await
+    {
         Ok(mut rows) => {
             rows.sort_unstable_by_key(|row| row.id);
             Ok(Claimed { rows, heads })
@@ -128,11 +141,32 @@ pub(crate) async fn claim(db: &Writer, instance: &str) -> Result<Claimed, DbErr>
     }
 }
 
+/// [`claim`] in one transaction, sent as one command with its commit (SQLite, which has
+/// one writer at a time, so nothing changes between the two statements either way). The
+/// heads are counted from the rows: one per order.
+async fn claim_at_once(db: &Writer, token: &str) -> Result<Claimed, DbErr> {
+    let backend = db.get_database_backend();
+    let now = row::now_ms();
+    let txn = WriteTxn::begin(db).await?;
+    txn.defer(backend.build(&heads_claim(token, now))).await?;
+    let rows = txn
+        .commit_with(backend.build(&followers_claim(token, now)))
+        .await?;
+    let mut rows = rows
+        .iter()
+        .map(|row| order_outbox::Model::from_query_result(row, ""))
+        .collect::<Result<Vec<_>, _>>()?;
+    rows.sort_unstable_by_key(|row| row.id);
+    let orders: std::collections::HashSet<&str> =
+        rows.iter().map(|row| row.order_id.as_str()).collect();
+    let heads = orders.len() as u64;
+    Ok(Claimed { rows, heads })
+}
+
 /// Claims, under `token`, every free row of the orders whose head `token` holds, and
 /// returns every row under the claim (the heads too).
-async fn claim_followers(db: &Writer, token: &str) -> Result<Vec<order_outbox::Model>, DbErr> {
+fn followers_claim(token: &str, now: i64) -> UpdateStatement {
     use order_outbox::Column as C;
-    let now = row::now_ms();
     let ours = || Expr::col(C::ClaimedBy).eq(token);
     let held = Query::select()
         .column(C::OrderId)
@@ -147,17 +181,14 @@ async fn claim_followers(db: &Writer, token: &str) -> Result<Vec<order_outbox::M
             .and_where(ours().or(unclaimed(now)))
             .to_owned(),
     );
-    let all = Query::update()
+    Query::update()
         .table(order_outbox::Entity)
         .value(C::ClaimedBy, token)
         .value(C::ClaimedUntilMs, now + CLAIM.as_millis() as i64)
         .and_where(Expr::col(C::Id).in_subquery(rows))
         .and_where(ours().or(unclaimed(now)))
         .returning_all()
-        .to_owned();
-    order_outbox::Model::find_by_statement(db.get_database_backend().build(&all))
-        .all(db)
-        .await
+        .to_owned()
 }
 
 /// `select` (of outbox ids) ordered by id and locking its rows as it goes: the sub-select
@@ -191,10 +222,9 @@ pub(crate) struct Claimed {
 }
 
 /// Claims, under `token`, up to [`BATCH`] heads (the oldest row of each order) that nobody
-/// else holds; returns how many.
-async fn claim_heads(db: &Writer, token: &str) -> Result<u64, DbErr> {
+/// else holds.
+fn heads_claim(token: &str, now: i64) -> UpdateStatement {
     use order_outbox::Column as C;
-    let now = row::now_ms();
     let free = || unclaimed(now);
     let older = Query::select()
         .expr(Expr::val(1))
@@ -222,15 +252,13 @@ async fn claim_heads(db: &Writer, token: &str) -> Result<u64, DbErr> {
         .to_owned();
     // The claim condition is repeated on the outer UPDATE so that PostgreSQL re-checks it
     // on a row another relay claimed concurrently.
-    let update = Query::update()
+    Query::update()
         .table(order_outbox::Entity)
         .value(C::ClaimedBy, token)
         .value(C::ClaimedUntilMs, now + CLAIM.as_millis() as i64)
         .and_where(Expr::col(C::Id).in_subquery(heads))
         .and_where(free())
-        .to_owned();
-    let claimed = db.execute(db.get_database_backend().build(&update)).await?;
-    Ok(claimed.rows_affected())
+        .to_owned()
 }
 
 /// Rows nobody holds at `now_ms`: never claimed, released, or their claim has expired.
@@ -284,5 +312,62 @@ async fn unclaim(db: &Writer, ids: SelectStatement) {
         .await;
     if let Err(error) = released {
         tracing::debug!(%error, "could not release outbox claims; they expire");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::ActiveModelTrait as _;
+
+    use super::*;
+    use crate::engine::fixtures::database;
+
+    async fn event(db: &impl ConnectionTrait, order_id: &str, n: u32) {
+        order_outbox::ActiveModel {
+            event_id: Set(format!("{order_id}-{n}")),
+            order_id: Set(order_id.into()),
+            subject: Set(format!("events.orders.u1.{order_id}")),
+            payload: Set(vec![1, 2, 3]),
+            claimed_by: Set(None),
+            claimed_until_ms: Set(None),
+            created_at_ms: Set(row::now_ms()),
+            traceparent: Set(None),
+            ..Default::default()
+        }
+        .insert(db)
+        .await
+        .expect("event");
+    }
+
+    fn events(claimed: &Claimed) -> Vec<&str> {
+        claimed.rows.iter().map(|r| r.event_id.as_str()).collect()
+    }
+
+    #[tokio::test]
+    async fn a_relay_claims_whole_orders_once_and_released_rows_go_to_the_next() {
+        let db = database().await;
+        let writer = Writer::new(&db);
+        assert!(writer.pipelines(), "SQLite claims in one command");
+        for (order, n) in [("a", 1), ("b", 1), ("a", 2)] {
+            event(&db, order, n).await;
+        }
+        let first = claim(&writer, "w1").await.expect("claim");
+        assert_eq!(events(&first), ["a-1", "b-1", "a-2"], "oldest first");
+        assert_eq!(first.heads, 2, "one head per order");
+        assert!(first.rows.iter().all(|r| r
+            .claimed_by
+            .as_deref()
+            .is_some_and(|by| by.starts_with("w1/"))));
+        // Held rows are nobody else's, and an event committed behind a held head waits for
+        // that head's relay.
+        event(&db, "a", 3).await;
+        let second = claim(&writer, "w2").await.expect("claim");
+        assert_eq!((events(&second), second.heads), (vec![], 0));
+        // Published and deleted, or given back: the next relay takes what is left.
+        remove(&writer, [first.rows[1].id]).await.expect("remove");
+        release(&writer, &[first.rows[0].id, first.rows[2].id]).await;
+        let third = claim(&writer, "w2").await.expect("claim");
+        assert_eq!(events(&third), ["a-1", "a-2", "a-3"]);
+        assert_eq!(third.heads, 1);
     }
 }
