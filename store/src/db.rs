@@ -70,6 +70,7 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
                 .statement_cache_capacity(SQLITE_STATEMENT_CACHE)
+                .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string())
         });
     }
     Database::connect(options).await
@@ -82,6 +83,15 @@ pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The connections of a SQLite file's pool (see [`connect`]); the writing connection comes
 /// on top. An in-memory database has one.
 pub const SQLITE_CONNECTIONS: u32 = 2;
+
+/// Pages the SQLite WAL may grow to before the connection whose commit crosses it
+/// checkpoints it (SQLite's default is 1,000, about 4 MB: every hundred or so orders, one
+/// of them waited for the copy and two fsyncs, a few ms). The writing connection's
+/// [`crate::writes::Writer`] checkpoints in the background instead, every
+/// [`crate::writes::CHECKPOINT_EVERY`], which keeps the WAL far below this; the threshold
+/// is the safety net of a process that writes without a `Writer`, or whose background
+/// checkpoint falls behind.
+pub const WAL_AUTOCHECKPOINT_PAGES: u32 = 10_000;
 
 /// Prepared statements the SQLite connection keeps (sqlx's default is 100). The write
 /// pipeline ([`crate::writes`]) sends multi-statement commands, each cached under its whole

@@ -39,6 +39,7 @@
 //! SeaORM transaction and a deferred statement runs at once.
 
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::TryStreamExt as _;
@@ -228,6 +229,13 @@ struct Lane {
     own: Arc<Mutex<Option<SqliteConnection>>>,
 }
 
+/// How often a SQLite file with a live [`Writer`] is checkpointed in the background: a
+/// `PRAGMA wal_checkpoint(PASSIVE)` on one of the pool's reader connections, which copies
+/// committed pages from the WAL into the database file and syncs both while writes go on,
+/// so that no write on the request path pays for it (see
+/// [`crate::db::WAL_AUTOCHECKPOINT_PAGES`]).
+pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
 /// The lanes of this process, one per SQLite pool while a `Writer` of it lives.
 static LANES: std::sync::Mutex<Vec<Weak<Lane>>> = std::sync::Mutex::new(Vec::new());
 
@@ -254,7 +262,37 @@ impl Lane {
             own: Arc::new(Mutex::new(None)),
         });
         lanes.push(Arc::downgrade(&lane));
+        // Without a runtime (never on the request path) SQLite checkpoints at its threshold.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(Self::checkpoint_in_background(Arc::downgrade(&lane)));
+        }
         lane
+    }
+
+    /// Checkpoints the lane's database every [`CHECKPOINT_EVERY`] while the lane lives,
+    /// once its first write found it a file.
+    async fn checkpoint_in_background(lane: Weak<Self>) {
+        let mut every = tokio::time::interval(CHECKPOINT_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        every.tick().await;
+        loop {
+            every.tick().await;
+            let Some(lane) = lane.upgrade() else {
+                return;
+            };
+            if lane.pool.is_closed() {
+                return;
+            }
+            if lane.file.get() != Some(&true) {
+                continue;
+            }
+            let checkpoint = sea_orm::sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&lane.pool)
+                .await;
+            if let Err(error) = checkpoint {
+                tracing::debug!(%error, "background WAL checkpoint failed; SQLite checkpoints at its threshold");
+            }
+        }
     }
 
     /// Runs `stmt` as a transaction of its own (one command), and returns its answer; the
@@ -1013,6 +1051,47 @@ mod tests {
         txn.defer_checked(set_v(1, "z"), 1).await.expect("hit");
         txn.commit().await.expect("commit");
         assert_eq!(rows(&db).await, vec![(1, "z".into())]);
+    }
+
+    #[tokio::test]
+    async fn committed_pages_reach_the_database_file_in_the_background() {
+        let (dir, db, w) = database().await;
+        let threshold: i64 = db
+            .query_one(Statement::from_string(
+                DbBackend::Sqlite,
+                "PRAGMA wal_autocheckpoint",
+            ))
+            .await
+            .expect("pragma")
+            .expect("a row")
+            .try_get_by_index(0)
+            .expect("pages");
+        assert_eq!(threshold, i64::from(crate::db::WAL_AUTOCHECKPOINT_PAGES));
+        let file = dir.path().join("w.db");
+        let size = || std::fs::metadata(&file).expect("database file").len();
+        let before = size();
+        // About 2 MB (500 pages), far below the threshold: only the background checkpoint
+        // copies them out of the WAL.
+        let text = "x".repeat(2_000);
+        for chunk in 0..20 {
+            let txn = WriteTxn::begin(&w).await.expect("begin");
+            for i in 0..50 {
+                txn.defer(insert(chunk * 50 + i, &text))
+                    .await
+                    .expect("defer");
+            }
+            txn.commit().await.expect("commit");
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while size() < before + 1_500_000 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the database file stayed at {} bytes (from {before})",
+                size()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(rows(&db).await.len(), 1_000);
     }
 
     #[tokio::test]

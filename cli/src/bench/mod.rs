@@ -44,7 +44,7 @@ pub enum BenchCommand {
         #[arg(long)]
         database_url: Option<String>,
         /// PostgreSQL pool size of the stack under test (`DATABASE_MAX_CONNECTIONS`); SQLite
-        /// always uses one connection.
+        /// ignores it (two readers and the writing connection, CONFIGURATION.md).
         #[arg(long, default_value_t = orders::DEFAULT_POOL)]
         database_connections: u32,
         /// Starting cash of every paper account, paise (default: enough for every order).
