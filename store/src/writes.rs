@@ -47,7 +47,7 @@ use sea_orm::sqlx::pool::PoolConnection;
 use sea_orm::sqlx::sqlite::{
     Sqlite, SqliteConnectOptions, SqliteConnection, SqliteQueryResult, SqliteRow,
 };
-use sea_orm::sqlx::{ConnectOptions as _, Either, Executor as _};
+use sea_orm::sqlx::{ConnectOptions as _, Connection as _, Either, Executor as _};
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, ExecResult,
     QueryResult, QueryTrait, RuntimeErr, Statement, TransactionTrait, Values,
@@ -230,9 +230,9 @@ struct Lane {
 }
 
 /// How often a SQLite file with a live [`Writer`] is checkpointed in the background: a
-/// `PRAGMA wal_checkpoint(PASSIVE)` on one of the pool's reader connections, which copies
-/// committed pages from the WAL into the database file and syncs both while writes go on,
-/// so that no write on the request path pays for it (see
+/// `PRAGMA wal_checkpoint(PASSIVE)` on a connection of the checkpoint's own, which copies
+/// committed pages from the WAL into the database file and syncs both while reads and
+/// writes go on, so that no write on the request path pays for it (see
 /// [`crate::db::WAL_AUTOCHECKPOINT_PAGES`]).
 pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 
@@ -270,28 +270,44 @@ impl Lane {
     }
 
     /// Checkpoints the lane's database every [`CHECKPOINT_EVERY`] while the lane lives,
-    /// once its first write found it a file.
+    /// once its first write found it a file, on a connection of its own (a checkpoint
+    /// syncs the files, several ms, and must not hold a reader's connection meanwhile).
     async fn checkpoint_in_background(lane: Weak<Self>) {
         let mut every = tokio::time::interval(CHECKPOINT_EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         every.tick().await;
+        let mut connection: Option<SqliteConnection> = None;
         loop {
             every.tick().await;
             let Some(lane) = lane.upgrade() else {
-                return;
+                break;
             };
             if lane.pool.is_closed() {
-                return;
+                break;
             }
             if lane.file.get() != Some(&true) {
                 continue;
             }
-            let checkpoint = sea_orm::sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                .execute(&lane.pool)
-                .await;
-            if let Err(error) = checkpoint {
-                tracing::debug!(%error, "background WAL checkpoint failed; SQLite checkpoints at its threshold");
+            let checkpointed = async {
+                if connection.is_none() {
+                    let options = lane.options.as_ref().clone().create_if_missing(false);
+                    connection = Some(options.connect().await?);
+                }
+                let conn = connection.as_mut().ok_or_else(ended)?;
+                sea_orm::sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                    .execute(conn)
+                    .await
             }
+            .await;
+            if let Err(error) = checkpointed {
+                // Opened again at the next tick; meanwhile SQLite checkpoints at its
+                // threshold.
+                tracing::debug!(%error, "background WAL checkpoint failed");
+                connection = None;
+            }
+        }
+        if let Some(connection) = connection {
+            let _ = connection.close().await;
         }
     }
 
