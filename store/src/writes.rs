@@ -234,7 +234,7 @@ struct Lane {
 /// committed pages from the WAL into the database file and syncs both while reads and
 /// writes go on, so that no write on the request path pays for it (see
 /// [`crate::db::WAL_AUTOCHECKPOINT_PAGES`]).
-pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 
 /// The lanes of this process, one per SQLite pool while a `Writer` of it lives.
 static LANES: std::sync::Mutex<Vec<Weak<Lane>>> = std::sync::Mutex::new(Vec::new());

@@ -294,6 +294,17 @@ impl Load {
         }
     }
 
+    /// How long after `at` each refusal (or unanswered attempt) since then came.
+    fn refused_since(&self, at: Instant) -> Vec<Duration> {
+        self.refused
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|refused| **refused >= at)
+            .map(|refused| refused.duration_since(at))
+            .collect()
+    }
+
     /// Runs the load to its end; returns what every client order id was told.
     async fn run(&self) -> HashMap<String, Acked> {
         let started = Instant::now();
@@ -490,13 +501,7 @@ where
     let mut acked = first
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", deployment.logs()));
-    let refused = load
-        .refused
-        .lock()
-        .expect("lock")
-        .iter()
-        .filter(|at| **at >= struck)
-        .count();
+    let refused = load.refused_since(struck).len();
     eprintln!("{name}: {refused} attempts refused or unanswered from the fault on");
     assert!(
         at_fault < FIRST.0 * FIRST.1 / 2,
@@ -708,12 +713,8 @@ async fn cluster_node_losses_under_load_lose_and_misorder_nothing() {
             )
             .await;
             let window = load
-                .refused
-                .lock()
-                .expect("lock")
-                .iter()
-                .filter(|at| **at >= killed)
-                .map(|at| at.duration_since(killed))
+                .refused_since(killed)
+                .into_iter()
                 .max()
                 .unwrap_or_default();
             eprintln!(
