@@ -227,6 +227,8 @@ struct Lane {
     file: tokio::sync::OnceCell<bool>,
     /// The writing connection, once opened.
     own: Arc<Mutex<Option<SqliteConnection>>>,
+    /// Whether the writing connection was taken since the last background checkpoint.
+    written: std::sync::atomic::AtomicBool,
 }
 
 /// How often a SQLite file with a live [`Writer`] is checkpointed in the background: a
@@ -260,6 +262,7 @@ impl Lane {
             pool: pool.clone(),
             file: tokio::sync::OnceCell::new(),
             own: Arc::new(Mutex::new(None)),
+            written: std::sync::atomic::AtomicBool::new(false),
         });
         lanes.push(Arc::downgrade(&lane));
         // Without a runtime (never on the request path) SQLite checkpoints at its threshold.
@@ -269,9 +272,10 @@ impl Lane {
         lane
     }
 
-    /// Checkpoints the lane's database every [`CHECKPOINT_EVERY`] while the lane lives,
-    /// once its first write found it a file, on a connection of its own (a checkpoint
-    /// syncs the files, several ms, and must not hold a reader's connection meanwhile).
+    /// Checkpoints the lane's database every [`CHECKPOINT_EVERY`] while the lane lives and
+    /// something was written since the last time (once its first write found it a file),
+    /// on a connection of its own (a checkpoint syncs the files, several ms, and must not
+    /// hold a reader's connection meanwhile).
     async fn checkpoint_in_background(lane: Weak<Self>) {
         let mut every = tokio::time::interval(CHECKPOINT_EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -285,7 +289,14 @@ impl Lane {
             if lane.pool.is_closed() {
                 break;
             }
-            if lane.file.get() != Some(&true) {
+            // A write in progress keeps the mark, so its commit is checkpointed too.
+            let written = match lane.own.try_lock() {
+                Ok(_idle) => lane
+                    .written
+                    .swap(false, std::sync::atomic::Ordering::Relaxed),
+                Err(_) => lane.written.load(std::sync::atomic::Ordering::Relaxed),
+            };
+            if !written || lane.file.get() != Some(&true) {
                 continue;
             }
             let checkpointed = async {
@@ -349,6 +360,8 @@ impl Lane {
             tokio::time::timeout(crate::db::ACQUIRE_TIMEOUT, self.own.clone().lock_owned())
                 .await
                 .map_err(|_| conn_err(sea_orm::sqlx::Error::PoolTimedOut))?;
+        self.written
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         if guard.is_none() {
             // Never creates the file: `connect` made it, owner-only; one removed since is
             // an error, not a new empty database.
