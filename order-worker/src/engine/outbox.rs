@@ -100,7 +100,7 @@ pub const BATCH: u64 = 512;
 pub const CLAIM: Duration = Duration::from_secs(15);
 
 /// Claims up to [`BATCH`] orders' events for this relay: first each order's head (its
-/// oldest row) that nobody else holds ([`claim_heads`]), then every other free row of the
+/// oldest row) that nobody else holds ([`heads_claim`]), then every other free row of the
 /// orders whose head it now holds. No other relay can take those: they are not heads, and
 /// their head is held. Returns the claimed rows, oldest first, and how many orders they
 /// belong to; fewer than [`BATCH`] orders means no free head was left behind, except
