@@ -301,8 +301,7 @@ impl Lane {
             }
             let checkpointed = async {
                 if connection.is_none() {
-                    let options = lane.options.as_ref().clone().create_if_missing(false);
-                    connection = Some(options.connect().await?);
+                    connection = Some(lane.open().await?);
                 }
                 let conn = connection.as_mut().ok_or_else(ended)?;
                 sea_orm::sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
@@ -363,12 +362,17 @@ impl Lane {
         self.written
             .store(true, std::sync::atomic::Ordering::Relaxed);
         if guard.is_none() {
-            // Never creates the file: `connect` made it, owner-only; one removed since is
-            // an error, not a new empty database.
-            let options = self.options.as_ref().clone().create_if_missing(false);
-            *guard = Some(options.connect().await.map_err(conn_err)?);
+            *guard = Some(self.open().await.map_err(conn_err)?);
         }
         Ok(Conn::Own(guard))
+    }
+
+    /// A new connection to the lane's database file with the pool's options. It never
+    /// creates the file: `connect` made it, owner-only; one removed since is an error, not a
+    /// new empty database.
+    async fn open(&self) -> Result<SqliteConnection, sea_orm::sqlx::Error> {
+        let options = self.options.as_ref().clone().create_if_missing(false);
+        options.connect().await
     }
 }
 

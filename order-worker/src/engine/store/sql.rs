@@ -399,6 +399,15 @@ mod tests {
         store.insert_new(new).await.expect("insert")
     }
 
+    /// A new order `o1` (client order id `c1`) under `w-1`'s lease.
+    async fn created(store: &SqlOrderStore) -> orders::Model {
+        let Inserted::Created(order) = insert(store, "o1", &request("c1", Product::Delivery)).await
+        else {
+            panic!("a new order")
+        };
+        order
+    }
+
     #[tokio::test]
     async fn the_first_insert_of_a_client_order_id_wins_and_others_read_it_back() {
         let store = store().await;
@@ -423,11 +432,7 @@ mod tests {
         use sea_orm::PaginatorTrait as _;
 
         let store = store().await;
-        let Inserted::Created(order) =
-            insert(&store, "o1", &request("c1", Product::Delivery)).await
-        else {
-            panic!("a new order")
-        };
+        let order = created(&store).await;
         let open = Patch {
             broker_order_id: Some("PAPER-1".into()),
             ..Patch::default()
@@ -483,11 +488,7 @@ mod tests {
     #[tokio::test]
     async fn only_the_lease_holder_settles_and_a_stale_view_loses() {
         let store = store().await;
-        let Inserted::Created(order) =
-            insert(&store, "o1", &request("c1", Product::Delivery)).await
-        else {
-            panic!("a new order")
-        };
+        let order = created(&store).await;
         let open = |id: &str| Patch {
             broker_order_id: Some(id.into()),
             ..Patch::default()
@@ -545,11 +546,7 @@ mod tests {
     #[tokio::test]
     async fn of_two_reconcilers_with_the_same_view_one_takes_the_order() {
         let store = store().await;
-        let Inserted::Created(order) =
-            insert(&store, "o1", &request("c1", Product::Delivery)).await
-        else {
-            panic!("a new order")
-        };
+        let order = created(&store).await;
         let taken = store.take(&order, "w-2", 5).await.expect("take");
         assert_eq!(taken.and_then(|o| o.lease_owner).as_deref(), Some("w-2"));
         assert!(store.take(&order, "w-3", 5).await.expect("take").is_none());
@@ -563,11 +560,7 @@ mod tests {
     #[tokio::test]
     async fn an_order_settled_as_not_at_broker_is_found_once_by_its_account() {
         let store = store().await;
-        let Inserted::Created(order) =
-            insert(&store, "o1", &request("c1", Product::Delivery)).await
-        else {
-            panic!("a new order")
-        };
+        let order = created(&store).await;
         let rejection = Patch {
             rejection: Some(pinnacle_common::error::ErrorBody::new(
                 ErrorCode::NotAtBroker,
