@@ -81,10 +81,31 @@ async fn bench_orders_runs_every_row_without_a_failure() {
                     assert!(row[measure].as_f64().is_some_and(|v| v > 0.0), "{row}");
                 }
                 assert!(row["cpu_per_request_us"].as_f64().is_some(), "{row}");
+                assert!(
+                    row["nats_server_cpu_per_request_us"]
+                        .as_f64()
+                        .is_some_and(|v| v >= 0.0),
+                    "nats-server's CPU is accounted: {row}"
+                );
                 assert!(row["peak_rss_kib"].as_u64().is_some_and(|v| v > 0), "{row}");
                 if name.starts_with("order") {
                     assert_eq!(row["users"], clients, "one user per client: {row}");
+                    // A filled paper MARKET order stores its audit event and its NEW,
+                    // SUBMITTED and FILLED events, each once; the audit chains' signed
+                    // checkpoints add a few per run.
+                    let stored = row["jetstream_messages_per_request"].as_f64();
+                    assert!(stored.is_some_and(|v| (4.0..4.5).contains(&v)), "{row}");
                 }
+            }
+        }
+        let ceilings = report["ceilings"].as_array().expect("ceilings");
+        assert_eq!(ceilings.len(), 2, "one per concurrency level: {stdout}");
+        for ceiling in ceilings {
+            for figure in ["orders_per_second", "nats_only_orders_per_second"] {
+                assert!(
+                    ceiling[figure].as_f64().is_some_and(|v| v > 0.0),
+                    "{ceiling}"
+                );
             }
         }
     })

@@ -1,13 +1,14 @@
 //! One measured row: `total` requests spread over `clients` concurrent tasks, with latency
-//! percentiles, throughput, the process's CPU time per request, its peak resident memory,
-//! and every failure counted (never hidden) with the first few reasons kept for the report.
+//! percentiles, throughput, the CPU time per request of this process and of nats-server,
+//! this process's peak resident memory, and every failure counted (never hidden) with the
+//! first few reasons kept for the report.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::process::{cpu_time, peak_rss_kib, reset_peak_rss};
+use super::process::{cpu_time, cpu_time_of, peak_rss_kib, reset_peak_rss};
 
 /// How many distinct failure reasons a row keeps.
 const KEPT_FAILURES: usize = 3;
@@ -37,6 +38,13 @@ pub struct Measurement {
     pub throughput: f64,
     /// The whole process's CPU time (user + system) during the row, divided by requests, µs.
     pub cpu_per_request_us: f64,
+    /// nats-server's CPU time (user + system) during the row, divided by requests, µs;
+    /// `None` when it was not measured.
+    pub nats_server_cpu_per_request_us: Option<f64>,
+    /// Messages stored in JetStream during the row (and until it settled), divided by
+    /// requests; set by the caller for the rows that publish on their own behalf (an order:
+    /// its audit event and its lifecycle events).
+    pub jetstream_messages_per_request: Option<f64>,
     /// Peak resident memory of the whole process during the row, KiB (`VmHWM`).
     pub peak_rss_kib: Option<u64>,
     /// Whether the peak was reset before the row (otherwise it is the peak since start).
@@ -53,9 +61,11 @@ impl Measurement {
 }
 
 /// Runs `total` requests split over `clients` tasks; `send(i)` performs request `i` and
-/// returns why it failed, if it did.
+/// returns why it failed, if it did. `nats_server` is the pid of the nats-server whose CPU
+/// time the row accounts too.
 pub async fn measure<F, Fut>(
     name: &str,
+    nats_server: Option<u32>,
     clients: usize,
     users: usize,
     total: usize,
@@ -69,6 +79,7 @@ where
     let send = Arc::new(send);
     let peak_reset = reset_peak_rss();
     let cpu_before = cpu_time();
+    let server_before = nats_server.and_then(cpu_time_of);
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for client in 0..clients {
@@ -91,6 +102,10 @@ where
     let (mut latencies, failed, failures) = gather(tasks, total).await?;
     let elapsed = started.elapsed();
     let cpu = cpu_time().saturating_sub(cpu_before);
+    let server_cpu = nats_server
+        .and_then(cpu_time_of)
+        .zip(server_before)
+        .map(|(after, before)| after.saturating_sub(before));
     latencies.sort_unstable();
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     Ok(Measurement {
@@ -105,6 +120,8 @@ where
         p999_us: us(percentile(&latencies, 0.999)),
         throughput: latencies.len() as f64 / elapsed.as_secs_f64().max(1e-9),
         cpu_per_request_us: us(cpu) / total.max(1) as f64,
+        nats_server_cpu_per_request_us: server_cpu.map(|cpu| us(cpu) / total.max(1) as f64),
+        jetstream_messages_per_request: None,
         peak_rss_kib: peak_rss_kib(),
         peak_reset,
         seconds: elapsed.as_secs_f64(),
@@ -151,7 +168,7 @@ mod tests {
 
     #[tokio::test]
     async fn failures_are_counted_and_kept_once() {
-        let m = measure("x", 4, 0, 100, |i| async move {
+        let m = measure("x", None, 4, 0, 100, |i| async move {
             if i % 10 == 0 {
                 Err("RATE_LIMITED: slow down".to_string())
             } else {
@@ -164,5 +181,23 @@ mod tests {
         assert_eq!(m.failed, 10);
         assert_eq!(m.failures, vec!["RATE_LIMITED: slow down".to_string()]);
         assert!(m.throughput > 0.0);
+        assert_eq!(m.nats_server_cpu_per_request_us, None);
+    }
+
+    #[tokio::test]
+    async fn another_process_cpu_is_accounted_per_request() {
+        // This process stands in for nats-server: the row's own work is its CPU time.
+        let m = measure("x", Some(std::process::id()), 1, 0, 10, |_| async move {
+            let spin = std::time::Instant::now();
+            while spin.elapsed() < Duration::from_millis(5) {
+                std::hint::spin_loop();
+            }
+            Ok(())
+        })
+        .await
+        .expect("measures");
+        let server = m.nats_server_cpu_per_request_us.expect("measured");
+        // 50 ms of spinning over 10 requests, read in clock ticks of 10 ms.
+        assert!(server >= 2_000.0, "{server} µs per request");
     }
 }

@@ -169,6 +169,7 @@ pub async fn run(options: OrdersOptions) -> anyhow::Result<OrdersReport> {
     raw_db::create(&stack.db, &body).await?;
 
     let rows_of = ClientsRun {
+        nats_server: server.pid(),
         client: &client,
         js: &js,
         db: &stack.db,
@@ -186,13 +187,15 @@ pub async fn run(options: OrdersOptions) -> anyhow::Result<OrdersReport> {
     raw_db::drop_table(&stack.db).await?;
     stack.stop().await?;
     drop(server);
-    Ok(OrdersReport {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    Ok(OrdersReport::new(
         backend,
         payload_bytes,
         paper_cash,
         rss_start_kib,
+        cores,
         rows,
-    })
+    ))
 }
 
 /// The stack under test: the paper broker with `paper_cash` per account, a simulated feed
@@ -250,6 +253,8 @@ async fn baseline_stream(
 
 /// What every measured row of a run shares.
 struct ClientsRun<'a> {
+    /// The nats-server's pid, whose CPU time every row accounts.
+    nats_server: u32,
     /// The benchmark's own connection.
     client: &'a async_nats::Client,
     /// JetStream on it, for the publish+ack baseline.
@@ -274,18 +279,26 @@ impl ClientsRun<'_> {
         run: String,
     ) -> anyhow::Result<Vec<Measurement>> {
         let mut out = Vec::new();
+        let server = Some(self.nats_server);
         let raw = self.client.clone();
         let b = self.body.clone();
         out.push(
-            measure("raw NATS echo", clients, 0, self.requests, move |_| {
-                let (raw, b) = (raw.clone(), b.clone());
-                async move {
-                    raw.request(ECHO_SUBJECT, b)
-                        .await
-                        .map(drop)
-                        .map_err(|e| format!("NO_REPLY: {e}"))
-                }
-            })
+            measure(
+                "raw NATS echo",
+                server,
+                clients,
+                0,
+                self.requests,
+                move |_| {
+                    let (raw, b) = (raw.clone(), b.clone());
+                    async move {
+                        raw.request(ECHO_SUBJECT, b)
+                            .await
+                            .map(drop)
+                            .map_err(|e| format!("NO_REPLY: {e}"))
+                    }
+                },
+            )
             .await?,
         );
         let jetstream = self.js.clone();
@@ -293,6 +306,7 @@ impl ClientsRun<'_> {
         out.push(
             measure(
                 "raw JetStream publish+ack",
+                server,
                 clients,
                 0,
                 self.requests,
@@ -311,7 +325,7 @@ impl ClientsRun<'_> {
         );
         let db = self.db.clone();
         out.push(
-            measure(RAW_DB_READ, clients, 0, self.requests, move |_| {
+            measure(RAW_DB_READ, server, clients, 0, self.requests, move |_| {
                 let db = db.clone();
                 async move { raw_db::read(&db).await }
             })
@@ -320,7 +334,7 @@ impl ClientsRun<'_> {
         let writer = pinnacle_common::writes::Writer::new(self.db);
         let (b, written) = (self.body.clone(), run.clone());
         out.push(
-            measure(RAW_DB_WRITE, clients, 0, self.requests, move |i| {
+            measure(RAW_DB_WRITE, server, clients, 0, self.requests, move |i| {
                 let (writer, b) = (writer.clone(), b.clone());
                 let id = format!("{written}-{clients}-{i}");
                 async move { raw_db::write(&writer, &id, &b).await }
@@ -328,22 +342,58 @@ impl ClientsRun<'_> {
             .await?,
         );
         let orders = self.client.clone();
-        out.push(
-            measure(
-                "order place (paper)",
-                clients,
-                user_count,
-                self.requests,
-                move |i| {
-                    let (orders, users) = (orders.clone(), users.clone());
-                    let (user, order) =
-                        order_for(i, clients, users.len(), format!("b{run}-{clients}-{i}"));
-                    async move { place(&orders, &users[user], &order).await }
-                },
-            )
-            .await?,
-        );
+        let stored_before = stored_messages(self.js).await?;
+        let mut placed = measure(
+            "order place (paper)",
+            server,
+            clients,
+            user_count,
+            self.requests,
+            move |i| {
+                let (orders, users) = (orders.clone(), users.clone());
+                let (user, order) =
+                    order_for(i, clients, users.len(), format!("b{run}-{clients}-{i}"));
+                async move { place(&orders, &users[user], &order).await }
+            },
+        )
+        .await?;
+        let stored = settled_stored_messages(self.js).await?;
+        placed.jetstream_messages_per_request =
+            Some(stored.saturating_sub(stored_before) as f64 / self.requests.max(1) as f64);
+        out.push(placed);
         Ok(out)
+    }
+}
+
+/// The streams an order stores messages in: its audit event, and its lifecycle events.
+const ORDER_STREAMS: [&str; 2] = [subjects::AUDIT_STREAM, subjects::ORDER_EVENTS_STREAM];
+
+/// Messages ever stored in [`ORDER_STREAMS`] (their last sequences: limits and purges do
+/// not lower them).
+async fn stored_messages(js: &async_nats::jetstream::Context) -> anyhow::Result<u64> {
+    let mut total = 0;
+    for name in ORDER_STREAMS {
+        let mut stream = js
+            .get_stream(name)
+            .await
+            .with_context(|| format!("stream {name}"))?;
+        total += stream.info().await?.state.last_sequence;
+    }
+    Ok(total)
+}
+
+/// [`stored_messages`] once it has stopped moving (the outbox relay publishes an order's
+/// last events after its reply), within 5 s.
+async fn settled_stored_messages(js: &async_nats::jetstream::Context) -> anyhow::Result<u64> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut last = stored_messages(js).await?;
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = stored_messages(js).await?;
+        if now == last || Instant::now() > deadline {
+            return Ok(now);
+        }
+        last = now;
     }
 }
 

@@ -3,8 +3,8 @@
 //! (`VmHWM`) reset between measurements through `/proc/self/clear_refs`.
 //!
 //! The benchmarks run the whole stack in their own process, so these are the totals of the
-//! stack and the benchmark's clients together; nats-server is a separate process and is
-//! not included.
+//! stack and the benchmark's clients together; nats-server is a separate process, measured
+//! apart from `/proc/<pid>/stat` ([`cpu_time_of`]).
 
 use std::time::Duration;
 
@@ -28,6 +28,31 @@ fn usage(who: nix::sys::resource::UsageWho) -> Duration {
             micros(usage.user_time()) + micros(usage.system_time())
         })
         .unwrap_or_default()
+}
+
+/// User plus system CPU time process `pid` has used so far (every thread), from fields 14
+/// and 15 of `/proc/<pid>/stat`, in clock ticks (10 ms on most kernels, so measure over
+/// seconds); `None` where unavailable.
+pub fn cpu_time_of(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let ticks = stat_cpu_ticks(&stat)?;
+    let per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|&hz| hz > 0)?;
+    Some(Duration::from_secs_f64(ticks as f64 / per_second as f64))
+}
+
+/// `utime + stime` of a `/proc/<pid>/stat` line. The command name (field 2) is in
+/// parentheses and may hold spaces and parentheses itself, so fields are counted from the
+/// last `)`.
+fn stat_cpu_ticks(stat: &str) -> Option<u64> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    // Field 3 (the state) is the first after the name; utime is field 14, stime 15.
+    let mut fields = after_name.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some(user + system)
 }
 
 /// A `Vm*:` line of `/proc/self/status`, in KiB.
@@ -83,6 +108,17 @@ mod tests {
         assert!(spent > Duration::ZERO);
         let other = std::thread::spawn(thread_cpu_time).join().expect("joins");
         assert!(other < spent + before, "a new thread starts from zero");
+    }
+
+    #[test]
+    fn another_process_cpu_is_read_from_its_stat_line() {
+        let line = "4242 (nats-server (x) 1) S 1 4242 4242 0 -1 4194560 900 0 0 0 \
+                    1234 567 0 0 20 0 9 0 100 1000000 2000 18446744073709551615";
+        assert_eq!(stat_cpu_ticks(line), Some(1234 + 567));
+        assert_eq!(stat_cpu_ticks("4242 (cut short) S 1 2"), None);
+        assert_eq!(stat_cpu_ticks("no name at all"), None);
+        assert!(cpu_time_of(std::process::id()).is_some());
+        assert_eq!(cpu_time_of(u32::MAX), None);
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! The orders benchmark's report: a Markdown table (or JSON) of every row, and the check
-//! that turns any failed request into a non-zero exit.
+//! The orders benchmark's report: a Markdown table (or JSON) of every row, the ceilings
+//! the run's own CPU figures put on orders per second ([`Ceiling`]), and the check that
+//! turns any failed request into a non-zero exit.
 
 use serde::Serialize;
 
@@ -16,8 +17,39 @@ pub struct OrdersReport {
     pub paper_cash: i64,
     /// Resident memory before the stack started, KiB.
     pub rss_start_kib: u64,
+    /// CPU cores this machine offers the processes (`available_parallelism`).
+    pub cores: usize,
     /// The rows, five per concurrency level.
     pub rows: Vec<Measurement>,
+    /// What the rows imply for orders per second, one per concurrency level with an order
+    /// row whose CPU was measured in full ([`OrdersReport::ceilings`]).
+    pub ceilings: Vec<Ceiling>,
+}
+
+/// The most orders per second this machine's cores allow, from one concurrency level's
+/// CPU figures (this process and nats-server together): as the stack ran, and for the NATS
+/// traffic of an order alone.
+///
+/// Both are ceilings, not predictions: they assume every core busy and nothing else
+/// running. The second prices an order's NATS traffic (one request-reply, and every
+/// message it stores in JetStream) at what the raw echo and the raw publish+ack cost in the
+/// same run, so it holds whatever the database and the order logic might be made to cost;
+/// an order that must store its audit event and its lifecycle events cannot go faster.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Ceiling {
+    /// The concurrency level.
+    pub clients: usize,
+    /// CPU time of one order, µs: this process and nats-server.
+    pub order_cpu_us: f64,
+    /// `cores / order_cpu_us`, per second.
+    pub orders_per_second: f64,
+    /// JetStream messages one order stored (its audit event, its lifecycle events).
+    pub jetstream_messages_per_order: f64,
+    /// CPU time of an order's NATS traffic alone at the raw rows' prices, µs: one echo
+    /// and `jetstream_messages_per_order` publishes with their acks.
+    pub nats_only_cpu_us: f64,
+    /// `cores / nats_only_cpu_us`, per second.
+    pub nats_only_orders_per_second: f64,
 }
 
 /// `850 µs` below a millisecond, `12.3 ms` above.
@@ -33,12 +65,72 @@ fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
+/// A row's CPU time per request, this process and nats-server together; `None` unless
+/// both were measured.
+fn system_cpu_us(m: &Measurement) -> Option<f64> {
+    m.nats_server_cpu_per_request_us
+        .map(|server| m.cpu_per_request_us + server)
+        .filter(|&cpu| cpu > 0.0)
+}
+
 impl OrdersReport {
-    /// The baseline echo row at `clients`, for the ratio column.
-    fn echo_at(&self, clients: usize) -> Option<&Measurement> {
+    /// Puts the rows together, with the [`Ceiling`] of every concurrency level they allow.
+    pub fn new(
+        backend: String,
+        payload_bytes: usize,
+        paper_cash: i64,
+        rss_start_kib: u64,
+        cores: usize,
+        rows: Vec<Measurement>,
+    ) -> Self {
+        let mut report = Self {
+            backend,
+            payload_bytes,
+            paper_cash,
+            rss_start_kib,
+            cores,
+            rows,
+            ceilings: Vec::new(),
+        };
+        report.ceilings = report.ceilings();
+        report
+    }
+
+    /// The baseline row named `what` at `clients`.
+    fn baseline_at(&self, what: &str, clients: usize) -> Option<&Measurement> {
         self.rows
             .iter()
-            .find(|r| r.name.contains("NATS echo") && r.clients == clients)
+            .find(|r| r.name.contains(what) && r.clients == clients)
+    }
+
+    /// The baseline echo row at `clients`, for the ratio column.
+    fn echo_at(&self, clients: usize) -> Option<&Measurement> {
+        self.baseline_at("NATS echo", clients)
+    }
+
+    /// The ceiling of every concurrency level whose order row, echo and raw publish were
+    /// all measured with nats-server's CPU.
+    fn ceilings(&self) -> Vec<Ceiling> {
+        let cores = self.cores.max(1) as f64;
+        self.rows
+            .iter()
+            .filter(|m| !m.is_baseline())
+            .filter_map(|order| {
+                let order_cpu_us = system_cpu_us(order)?;
+                let echo = system_cpu_us(self.echo_at(order.clients)?)?;
+                let publish = system_cpu_us(self.baseline_at("JetStream", order.clients)?)?;
+                let stored = order.jetstream_messages_per_request?;
+                let nats_only_cpu_us = echo + stored * publish;
+                Some(Ceiling {
+                    clients: order.clients,
+                    order_cpu_us,
+                    orders_per_second: cores * 1e6 / order_cpu_us,
+                    jetstream_messages_per_order: stored,
+                    nats_only_cpu_us,
+                    nats_only_orders_per_second: cores * 1e6 / nats_only_cpu_us,
+                })
+            })
+            .collect()
     }
 
     /// The report as Markdown: a header line, the table, what the columns mean, and every
@@ -49,8 +141,8 @@ impl OrdersReport {
              baselines send the same size), paper cash ₹{} per account; one nats-server on \
              loopback; publisher, order worker and user API run in this process.\n\n\
              | what | clients | users | requests | failed | p50 | p99 | p99.9 | throughput (/s) \
-             | CPU per request | peak RSS | p50 vs NATS echo |\n\
-             |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+             | CPU per request | nats-server CPU per request | peak RSS | p50 vs NATS echo |\n\
+             |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
             self.backend,
             self.payload_bytes,
             self.paper_cash / 100,
@@ -62,9 +154,9 @@ impl OrdersReport {
         out.push_str(&format!(
             "\nLatency: request sent to reply received, successful requests only. Throughput: \
              successful requests per second of wall time. CPU per request: user + system CPU \
-             time of this whole process (the stack and the benchmark's clients; not \
-             nats-server) during the row, divided by its requests. Peak RSS: VmHWM of this \
-             process {}. RSS before the stack started: {}.\n",
+             time of this whole process (the stack and the benchmark's clients) during the \
+             row, divided by its requests; nats-server's beside it, in its 10 ms clock ticks. \
+             Peak RSS: VmHWM of this process {}. RSS before the stack started: {}.\n",
             if reset {
                 "during the row (reset before each row)"
             } else {
@@ -72,6 +164,7 @@ impl OrdersReport {
             },
             mib(self.rss_start_kib),
         ));
+        out.push_str(&self.ceilings_markdown());
         for m in self.rows.iter().filter(|m| m.failed > 0) {
             out.push_str(&format!(
                 "\nFAILED: {} at {} clients: {} of {} requests failed, e.g. {}\n",
@@ -80,6 +173,34 @@ impl OrdersReport {
                 m.failed,
                 m.requests,
                 m.failures.join("; ")
+            ));
+        }
+        out
+    }
+
+    /// The ceilings as a paragraph under the table; empty when there are none.
+    fn ceilings_markdown(&self) -> String {
+        if self.ceilings.is_empty() {
+            return String::new();
+        }
+        let mut out = format!(
+            "\nCeilings on these {} cores, from this run's CPU figures (this process and \
+             nats-server; every core busy, nothing else running):\n",
+            self.cores
+        );
+        for c in &self.ceilings {
+            out.push_str(&format!(
+                "- {} {}: an order cost {} of CPU, so at most {:.0} orders/s as the stack \
+                 ran. Its NATS traffic alone (one request-reply and {:.2} JetStream messages \
+                 stored, priced at the raw echo and raw publish+ack rows) costs {}: at most \
+                 {:.0} orders/s however little the database and the order logic cost.\n",
+                c.clients,
+                if c.clients == 1 { "client" } else { "clients" },
+                duration(c.order_cpu_us),
+                c.orders_per_second,
+                c.jetstream_messages_per_order,
+                duration(c.nats_only_cpu_us),
+                c.nats_only_orders_per_second,
             ));
         }
         out
@@ -98,7 +219,7 @@ impl OrdersReport {
             m.users.to_string()
         };
         format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {} |\n",
             m.name,
             m.clients,
             users,
@@ -109,6 +230,9 @@ impl OrdersReport {
             duration(m.p999_us),
             m.throughput,
             duration(m.cpu_per_request_us),
+            m.nats_server_cpu_per_request_us
+                .map(duration)
+                .unwrap_or_else(|| "n/a".into()),
             m.peak_rss_kib.map(mib).unwrap_or_else(|| "n/a".into()),
             ratio,
         )
@@ -167,6 +291,8 @@ mod tests {
             p999_us: 12_000.0,
             throughput: 900.0,
             cpu_per_request_us: 700.0,
+            nats_server_cpu_per_request_us: None,
+            jetstream_messages_per_request: None,
             peak_rss_kib: Some(30_000),
             peak_reset: true,
             seconds: 0.2,
@@ -174,13 +300,59 @@ mod tests {
     }
 
     fn report(rows: Vec<Measurement>) -> OrdersReport {
-        OrdersReport {
-            backend: "sqlite".into(),
-            payload_bytes: 120,
-            paper_cash: 100_000_000,
-            rss_start_kib: 8_000,
-            rows,
+        OrdersReport::new("sqlite".into(), 120, 100_000_000, 8_000, 2, rows)
+    }
+
+    fn costed(name: &str, clients: usize, own: f64, server: f64) -> Measurement {
+        Measurement {
+            clients,
+            cpu_per_request_us: own,
+            nats_server_cpu_per_request_us: Some(server),
+            ..row(name, 0)
         }
+    }
+
+    #[test]
+    fn ceilings_price_an_order_and_its_nats_traffic_on_every_core() {
+        let mut order = costed("order place (paper)", 64, 600.0, 400.0);
+        order.jetstream_messages_per_request = Some(4.0);
+        let r = report(vec![
+            costed("raw NATS echo", 64, 6.0, 14.0),
+            costed("raw JetStream publish+ack", 64, 10.0, 30.0),
+            order,
+            // No nats-server figure, no echo at this level: no ceiling.
+            row("order place (paper)", 0),
+        ]);
+        assert_eq!(
+            r.ceilings,
+            vec![Ceiling {
+                clients: 64,
+                order_cpu_us: 1_000.0,
+                orders_per_second: 2_000.0,
+                jetstream_messages_per_order: 4.0,
+                nats_only_cpu_us: 180.0,
+                nats_only_orders_per_second: 2e6 / 180.0,
+            }]
+        );
+        let text = r.to_markdown();
+        assert!(
+            text.contains("- 64 clients: an order cost 1.00 ms of CPU, so at most 2000 orders/s"),
+            "{text}"
+        );
+        assert!(
+            text.contains("costs 180 µs: at most 11111 orders/s"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "| 64 | 64 | 200 | 0 | 2.50 ms | 9.00 ms | 12.00 ms | 900 | 600 µs | 400 µs |"
+            ),
+            "{text}"
+        );
+        assert!(r
+            .to_json()
+            .expect("json")
+            .contains("\"nats_only_orders_per_second\""));
     }
 
     #[test]
