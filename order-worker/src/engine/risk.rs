@@ -159,6 +159,26 @@ const COUNT_RATE_SQL: &str = r#"INSERT INTO "order_rate" ("user_id", "second", "
 ON CONFLICT ("user_id", "second") DO UPDATE SET "count" = "order_rate"."count" + 1
 RETURNING "count", (SELECT "p"."count" FROM "order_rate" AS "p" WHERE "p"."user_id" = $3 AND "p"."second" = $4)"#;
 
+/// [`COUNT_RATE_SQL`] for SQLite, built once.
+static COUNT_RATE_SQLITE: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| positional(COUNT_RATE_SQL));
+
+/// `sql` with every numbered placeholder (`$1`, `$12`) made a positional `?`, which binds
+/// the same values when, as here, the numbers appear in order.
+fn positional(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) {
+            while chars.next_if(char::is_ascii_digit).is_some() {}
+            out.push('?');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Counts this request against the user's current second and refuses it past the limit.
 ///
 /// One atomic statement (`INSERT … ON CONFLICT DO UPDATE … RETURNING`), so concurrent
@@ -174,9 +194,7 @@ pub async fn count_rate(
     let second = now.timestamp();
     let backend = db.get_database_backend();
     let sql = match backend {
-        DbBackend::Sqlite => (1..=4).fold(COUNT_RATE_SQL.to_string(), |sql, n| {
-            sql.replace(&format!("${n}"), "?")
-        }),
+        DbBackend::Sqlite => COUNT_RATE_SQLITE.clone(),
         _ => COUNT_RATE_SQL.to_string(),
     };
     let statement = Statement::from_sql_and_values(
@@ -236,6 +254,16 @@ pub async fn prune_rates(db: &impl ConnectionTrait) -> Result<(), DbErr> {
 mod tests {
     use super::*;
     use pinnacle_common::model::Side;
+
+    #[test]
+    fn numbered_placeholders_become_positional_whatever_their_width() {
+        assert_eq!(
+            positional("VALUES ($1, $2) WHERE a = $10 AND b = '$' AND c = $"),
+            "VALUES (?, ?) WHERE a = ? AND b = '$' AND c = $"
+        );
+        assert!(!COUNT_RATE_SQLITE.contains('$'));
+        assert_eq!(COUNT_RATE_SQLITE.matches('?').count(), 4);
+    }
 
     fn order(quantity: i64, price: Option<i64>) -> OrderRequest {
         OrderRequest {
