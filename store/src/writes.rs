@@ -33,7 +33,8 @@
 //! command binds its values in order across its statements and reads one answer per
 //! statement. [`one_statement`] refuses anything else (numbered `?1`/`$1` parameters,
 //! which sqlx binds by absolute position in the command; a second statement after a `;`;
-//! a comment; an empty text). SeaQuery builds only such statements.
+//! a comment; an empty text), and a refused statement fails its transaction like one the
+//! database refused. SeaQuery builds only such statements.
 //!
 //! On PostgreSQL, whose protocol runs one statement per command, a `WriteTxn` is a plain
 //! SeaORM transaction and a deferred statement runs at once.
@@ -607,10 +608,22 @@ impl Pipeline {
         }
     }
 
+    /// Holds `stmt` back. One [`one_statement`] refuses ends the transaction like any
+    /// failed statement: what was held back is dropped, and the next call (or the commit)
+    /// rolls back and fails, so nothing of it can commit without the refused statement.
     fn defer(&mut self, stmt: Statement, rows: Option<u64>) -> Result<(), DbErr> {
-        one_statement(&stmt.sql).map_err(|e| exec_err(sea_orm::sqlx::Error::Protocol(e)))?;
+        if let Err(e) = one_statement(&stmt.sql) {
+            self.refused();
+            return Err(exec_err(sea_orm::sqlx::Error::Protocol(e)));
+        }
         self.deferred.push((stmt, rows));
         Ok(())
+    }
+
+    /// Marks the transaction failed after a statement was refused before it was sent.
+    fn refused(&mut self) {
+        self.deferred.clear();
+        self.broken = Some("a statement of it was refused before it was sent");
     }
 
     async fn commit(&mut self) -> Result<(), DbErr> {
@@ -668,8 +681,13 @@ impl Pipeline {
                 "this transaction was rolled back: {why}"
             ))));
         }
-        if let Some(stmt) = &last {
-            one_statement(&stmt.sql).map_err(sea_orm::sqlx::Error::Protocol)?;
+        if let Some(e) = last
+            .as_ref()
+            .and_then(|stmt| one_statement(&stmt.sql).err())
+        {
+            self.refused();
+            let _ = self.rollback().await;
+            return Err(Failure::Sql(sea_orm::sqlx::Error::Protocol(e)));
         }
         let begin = !self.open;
         let deferred = std::mem::take(&mut self.deferred);
@@ -1259,6 +1277,27 @@ mod tests {
             assert!(txn.execute(stmt()).await.is_err(), "sent: {sql}");
         }
         drop(txn);
+        // A refused statement ends its transaction, as a failed one does: what was held
+        // back or already sent never commits without it.
+        for sent_first in [false, true] {
+            let txn = WriteTxn::begin(&w).await.expect("begin");
+            txn.defer(insert(1, "a")).await.expect("defer");
+            if sent_first {
+                assert_eq!(rows(&txn).await.len(), 1, "the insert was sent");
+            }
+            let refused = Statement::from_string(DbBackend::Sqlite, "UPDATE t SET v = $1");
+            assert!(txn.execute(refused).await.is_err());
+            txn.defer(insert(2, "b"))
+                .await
+                .expect("deferring is still taken");
+            let error = txn.commit().await.expect_err("the commit fails");
+            assert!(error.to_string().contains("refused"), "{error}");
+            let txn = WriteTxn::begin(&w).await.expect("begin");
+            txn.defer(insert(1, "a")).await.expect("defer");
+            let refused = Statement::from_string(DbBackend::Sqlite, "SELECT ?1");
+            assert!(txn.defer(refused).await.is_err());
+            assert!(txn.commit().await.is_err(), "the commit fails");
+        }
         let accepted = [
             "INSERT INTO t (k, v) VALUES (?, ?)",
             "INSERT INTO t (k, v) VALUES (7, 'a; b -- c /* d */ ?1 $2');",
