@@ -87,6 +87,12 @@ async fn bench_orders_runs_every_row_without_a_failure() {
                         .is_some_and(|v| v >= 0.0),
                     "nats-server's CPU is accounted: {row}"
                 );
+                if backend == Backend::Sqlite {
+                    assert!(
+                        row["database_server_cpu_per_request_us"].is_null(),
+                        "SQLite has no server: {row}"
+                    );
+                }
                 assert!(row["peak_rss_kib"].as_u64().is_some_and(|v| v > 0), "{row}");
                 if name.starts_with("order") {
                     assert_eq!(row["users"], clients, "one user per client: {row}");

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::process::{cpu_time, cpu_time_of, peak_rss_kib, reset_peak_rss};
+use super::process::{cpu_time, peak_rss_kib, reset_peak_rss, Servers};
 
 /// How many distinct failure reasons a row keeps.
 const KEPT_FAILURES: usize = 3;
@@ -41,6 +41,9 @@ pub struct Measurement {
     /// nats-server's CPU time (user + system) during the row, divided by requests, µs;
     /// `None` when it was not measured.
     pub nats_server_cpu_per_request_us: Option<f64>,
+    /// The database server's CPU time during the row, divided by requests, µs (PostgreSQL
+    /// on this machine; `None` for SQLite, which runs in this process).
+    pub database_server_cpu_per_request_us: Option<f64>,
     /// Messages stored in JetStream during the row (and until it settled), divided by
     /// requests; set by the caller for the rows that publish on their own behalf (an order:
     /// its audit event and its lifecycle events).
@@ -61,11 +64,10 @@ impl Measurement {
 }
 
 /// Runs `total` requests split over `clients` tasks; `send(i)` performs request `i` and
-/// returns why it failed, if it did. `nats_server` is the pid of the nats-server whose CPU
-/// time the row accounts too.
+/// returns why it failed, if it did. The row accounts the CPU time of `servers` too.
 pub async fn measure<F, Fut>(
     name: &str,
-    nats_server: Option<u32>,
+    servers: Servers,
     clients: usize,
     users: usize,
     total: usize,
@@ -79,7 +81,7 @@ where
     let send = Arc::new(send);
     let peak_reset = reset_peak_rss();
     let cpu_before = cpu_time();
-    let server_before = nats_server.and_then(cpu_time_of);
+    let servers_before = servers.cpu_time();
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for client in 0..clients {
@@ -102,10 +104,12 @@ where
     let (mut latencies, failed, failures) = gather(tasks, total).await?;
     let elapsed = started.elapsed();
     let cpu = cpu_time().saturating_sub(cpu_before);
-    let server_cpu = nats_server
-        .and_then(cpu_time_of)
-        .zip(server_before)
-        .map(|(after, before)| after.saturating_sub(before));
+    let servers_after = servers.cpu_time();
+    let spent = |after: Option<Duration>, before: Option<Duration>| {
+        after
+            .zip(before)
+            .map(|(after, before)| after.saturating_sub(before))
+    };
     latencies.sort_unstable();
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     Ok(Measurement {
@@ -120,7 +124,10 @@ where
         p999_us: us(percentile(&latencies, 0.999)),
         throughput: latencies.len() as f64 / elapsed.as_secs_f64().max(1e-9),
         cpu_per_request_us: us(cpu) / total.max(1) as f64,
-        nats_server_cpu_per_request_us: server_cpu.map(|cpu| us(cpu) / total.max(1) as f64),
+        nats_server_cpu_per_request_us: spent(servers_after.0, servers_before.0)
+            .map(|cpu| us(cpu) / total.max(1) as f64),
+        database_server_cpu_per_request_us: spent(servers_after.1, servers_before.1)
+            .map(|cpu| us(cpu) / total.max(1) as f64),
         jetstream_messages_per_request: None,
         peak_rss_kib: peak_rss_kib(),
         peak_reset,
@@ -168,7 +175,7 @@ mod tests {
 
     #[tokio::test]
     async fn failures_are_counted_and_kept_once() {
-        let m = measure("x", None, 4, 0, 100, |i| async move {
+        let m = measure("x", Servers::default(), 4, 0, 100, |i| async move {
             if i % 10 == 0 {
                 Err("RATE_LIMITED: slow down".to_string())
             } else {
@@ -187,7 +194,11 @@ mod tests {
     #[tokio::test]
     async fn another_process_cpu_is_accounted_per_request() {
         // This process stands in for nats-server: the row's own work is its CPU time.
-        let m = measure("x", Some(std::process::id()), 1, 0, 10, |_| async move {
+        let servers = Servers {
+            nats: Some(std::process::id()),
+            postgres: false,
+        };
+        let m = measure("x", servers, 1, 0, 10, |_| async move {
             let spin = std::time::Instant::now();
             while spin.elapsed() < Duration::from_millis(5) {
                 std::hint::spin_loop();
@@ -199,5 +210,6 @@ mod tests {
         let server = m.nats_server_cpu_per_request_us.expect("measured");
         // 50 ms of spinning over 10 requests, read in clock ticks of 10 ms.
         assert!(server >= 2_000.0, "{server} µs per request");
+        assert_eq!(m.database_server_cpu_per_request_us, None);
     }
 }

@@ -39,7 +39,7 @@ use pinnacle_common::model::Tick;
 use pinnacle_common::subjects;
 
 use super::measure::{measure, Measurement};
-use super::process::rss_kib;
+use super::process::{rss_kib, Servers};
 use super::report::OrdersReport;
 use super::users::{create_users, BenchUser};
 use crate::nats_server::NatsServer;
@@ -169,7 +169,10 @@ pub async fn run(options: OrdersOptions) -> anyhow::Result<OrdersReport> {
     raw_db::create(&stack.db, &body).await?;
 
     let rows_of = ClientsRun {
-        nats_server: server.pid(),
+        servers: Servers {
+            nats: Some(server.pid()),
+            postgres: backend == "postgres",
+        },
         client: &client,
         js: &js,
         db: &stack.db,
@@ -253,8 +256,8 @@ async fn baseline_stream(
 
 /// What every measured row of a run shares.
 struct ClientsRun<'a> {
-    /// The nats-server's pid, whose CPU time every row accounts.
-    nats_server: u32,
+    /// The servers whose CPU time every row accounts.
+    servers: Servers,
     /// The benchmark's own connection.
     client: &'a async_nats::Client,
     /// JetStream on it, for the publish+ack baseline.
@@ -279,7 +282,7 @@ impl ClientsRun<'_> {
         run: String,
     ) -> anyhow::Result<Vec<Measurement>> {
         let mut out = Vec::new();
-        let server = Some(self.nats_server);
+        let server = self.servers;
         let raw = self.client.clone();
         let b = self.body.clone();
         out.push(

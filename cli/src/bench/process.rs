@@ -3,8 +3,8 @@
 //! (`VmHWM`) reset between measurements through `/proc/self/clear_refs`.
 //!
 //! The benchmarks run the whole stack in their own process, so these are the totals of the
-//! stack and the benchmark's clients together; nats-server is a separate process, measured
-//! apart from `/proc/<pid>/stat` ([`cpu_time_of`]).
+//! stack and the benchmark's clients together; nats-server and a PostgreSQL server are
+//! separate processes, measured apart from `/proc/<pid>/stat` ([`Servers`]).
 
 use std::time::Duration;
 
@@ -28,6 +28,47 @@ fn usage(who: nix::sys::resource::UsageWho) -> Duration {
             micros(usage.user_time()) + micros(usage.system_time())
         })
         .unwrap_or_default()
+}
+
+/// The server processes whose CPU time a row accounts besides this process's.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Servers {
+    /// nats-server's pid.
+    pub nats: Option<u32>,
+    /// Whether the database is PostgreSQL, whose server is every process named
+    /// [`POSTGRES`] on this machine (none when it runs elsewhere).
+    pub postgres: bool,
+}
+
+/// The command name of PostgreSQL's server processes.
+pub const POSTGRES: &str = "postgres";
+
+impl Servers {
+    /// CPU time used so far by nats-server and by the database server, each where measured.
+    pub fn cpu_time(&self) -> (Option<Duration>, Option<Duration>) {
+        (
+            self.nats.and_then(cpu_time_of),
+            self.postgres.then(|| cpu_time_of_named(POSTGRES)).flatten(),
+        )
+    }
+}
+
+/// User plus system CPU time of every process called `name` (its `/proc/<pid>/comm`) so far;
+/// `None` when there is none. A process that exits takes its time with it.
+pub fn cpu_time_of_named(name: &str) -> Option<Duration> {
+    let mut found = None;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse().ok()) else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() == name {
+            if let Some(cpu) = cpu_time_of(pid) {
+                found = Some(found.unwrap_or_default() + cpu);
+            }
+        }
+    }
+    found
 }
 
 /// User plus system CPU time process `pid` has used so far (every thread), from fields 14
@@ -119,6 +160,13 @@ mod tests {
         assert_eq!(stat_cpu_ticks("no name at all"), None);
         assert!(cpu_time_of(std::process::id()).is_some());
         assert_eq!(cpu_time_of(u32::MAX), None);
+    }
+
+    #[test]
+    fn processes_are_found_by_name() {
+        let me = std::fs::read_to_string("/proc/self/comm").expect("comm");
+        assert!(cpu_time_of_named(me.trim_end()).is_some_and(|cpu| cpu > Duration::ZERO));
+        assert_eq!(cpu_time_of_named("no-such-process-name"), None);
     }
 
     #[test]

@@ -27,8 +27,8 @@ pub struct OrdersReport {
 }
 
 /// The most orders per second this machine's cores allow, from one concurrency level's
-/// CPU figures (this process and nats-server together): as the stack ran, and for the NATS
-/// traffic of an order alone.
+/// CPU figures (this process, nats-server and a PostgreSQL server together): as the stack
+/// ran, and for the NATS traffic of an order alone.
 ///
 /// Both are ceilings, not predictions: they assume every core busy and nothing else
 /// running. The second prices an order's NATS traffic (one request-reply, and every
@@ -39,7 +39,7 @@ pub struct OrdersReport {
 pub struct Ceiling {
     /// The concurrency level.
     pub clients: usize,
-    /// CPU time of one order, µs: this process and nats-server.
+    /// CPU time of one order, µs: this process, nats-server and, on PostgreSQL, its server.
     pub order_cpu_us: f64,
     /// `cores / order_cpu_us`, per second.
     pub orders_per_second: f64,
@@ -65,11 +65,13 @@ fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
 
-/// A row's CPU time per request, this process and nats-server together; `None` unless
-/// both were measured.
+/// A row's CPU time per request, this process, nats-server and the database server (where
+/// measured) together; `None` unless nats-server's was measured.
 fn system_cpu_us(m: &Measurement) -> Option<f64> {
     m.nats_server_cpu_per_request_us
-        .map(|server| m.cpu_per_request_us + server)
+        .map(|server| {
+            m.cpu_per_request_us + server + m.database_server_cpu_per_request_us.unwrap_or(0.0)
+        })
         .filter(|&cpu| cpu > 0.0)
 }
 
@@ -141,8 +143,9 @@ impl OrdersReport {
              baselines send the same size), paper cash ₹{} per account; one nats-server on \
              loopback; publisher, order worker and user API run in this process.\n\n\
              | what | clients | users | requests | failed | p50 | p99 | p99.9 | throughput (/s) \
-             | CPU per request | nats-server CPU per request | peak RSS | p50 vs NATS echo |\n\
-             |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+             | CPU per request | nats-server CPU per request | database server CPU per request \
+             | peak RSS | p50 vs NATS echo |\n\
+             |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
             self.backend,
             self.payload_bytes,
             self.paper_cash / 100,
@@ -155,7 +158,8 @@ impl OrdersReport {
             "\nLatency: request sent to reply received, successful requests only. Throughput: \
              successful requests per second of wall time. CPU per request: user + system CPU \
              time of this whole process (the stack and the benchmark's clients) during the \
-             row, divided by its requests; nats-server's beside it, in its 10 ms clock ticks. \
+             row, divided by its requests; nats-server's and PostgreSQL's server processes' \
+             (SQLite runs in this process) beside it, in 10 ms clock ticks. \
              Peak RSS: VmHWM of this process {}. RSS before the stack started: {}.\n",
             if reset {
                 "during the row (reset before each row)"
@@ -184,8 +188,8 @@ impl OrdersReport {
             return String::new();
         }
         let mut out = format!(
-            "\nCeilings on these {} cores, from this run's CPU figures (this process and \
-             nats-server; every core busy, nothing else running):\n",
+            "\nCeilings on these {} cores, from this run's CPU figures (this process, \
+             nats-server and a PostgreSQL server; every core busy, nothing else running):\n",
             self.cores
         );
         for c in &self.ceilings {
@@ -219,7 +223,7 @@ impl OrdersReport {
             m.users.to_string()
         };
         format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} |\n",
             m.name,
             m.clients,
             users,
@@ -231,6 +235,9 @@ impl OrdersReport {
             m.throughput,
             duration(m.cpu_per_request_us),
             m.nats_server_cpu_per_request_us
+                .map(duration)
+                .unwrap_or_else(|| "n/a".into()),
+            m.database_server_cpu_per_request_us
                 .map(duration)
                 .unwrap_or_else(|| "n/a".into()),
             m.peak_rss_kib.map(mib).unwrap_or_else(|| "n/a".into()),
@@ -292,6 +299,7 @@ mod tests {
             throughput: 900.0,
             cpu_per_request_us: 700.0,
             nats_server_cpu_per_request_us: None,
+            database_server_cpu_per_request_us: None,
             jetstream_messages_per_request: None,
             peak_rss_kib: Some(30_000),
             peak_reset: true,
@@ -314,7 +322,8 @@ mod tests {
 
     #[test]
     fn ceilings_price_an_order_and_its_nats_traffic_on_every_core() {
-        let mut order = costed("order place (paper)", 64, 600.0, 400.0);
+        let mut order = costed("order place (paper)", 64, 500.0, 400.0);
+        order.database_server_cpu_per_request_us = Some(100.0);
         order.jetstream_messages_per_request = Some(4.0);
         let r = report(vec![
             costed("raw NATS echo", 64, 6.0, 14.0),
@@ -345,7 +354,7 @@ mod tests {
         );
         assert!(
             text.contains(
-                "| 64 | 64 | 200 | 0 | 2.50 ms | 9.00 ms | 12.00 ms | 900 | 600 µs | 400 µs |"
+                "| 64 | 64 | 200 | 0 | 2.50 ms | 9.00 ms | 12.00 ms | 900 | 500 µs | 400 µs | 100 µs |"
             ),
             "{text}"
         );
