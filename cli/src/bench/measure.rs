@@ -1,6 +1,6 @@
 //! One measured row: `total` requests spread over `clients` concurrent tasks, with latency
-//! percentiles, throughput, the CPU time per request of this process and of nats-server,
-//! this process's peak resident memory, and every failure counted (never hidden) with the
+//! percentiles, throughput, the CPU time per request of this process, of nats-server and
+//! of a PostgreSQL server, this process's peak resident memory, and every failure counted (never hidden) with the
 //! first few reasons kept for the report.
 
 use std::sync::Arc;
@@ -104,14 +104,10 @@ where
     let (mut latencies, failed, failures) = gather(tasks, total).await?;
     let elapsed = started.elapsed();
     let cpu = cpu_time().saturating_sub(cpu_before);
-    let servers_after = servers.cpu_time();
-    let spent = |after: Option<Duration>, before: Option<Duration>| {
-        after
-            .zip(before)
-            .map(|(after, before)| after.saturating_sub(before))
-    };
+    let servers_spent = servers.cpu_time().since(servers_before);
     latencies.sort_unstable();
     let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let per_request = |d: Duration| us(d) / total.max(1) as f64;
     Ok(Measurement {
         name: name.to_string(),
         clients,
@@ -123,11 +119,9 @@ where
         p99_us: us(percentile(&latencies, 0.99)),
         p999_us: us(percentile(&latencies, 0.999)),
         throughput: latencies.len() as f64 / elapsed.as_secs_f64().max(1e-9),
-        cpu_per_request_us: us(cpu) / total.max(1) as f64,
-        nats_server_cpu_per_request_us: spent(servers_after.0, servers_before.0)
-            .map(|cpu| us(cpu) / total.max(1) as f64),
-        database_server_cpu_per_request_us: spent(servers_after.1, servers_before.1)
-            .map(|cpu| us(cpu) / total.max(1) as f64),
+        cpu_per_request_us: per_request(cpu),
+        nats_server_cpu_per_request_us: servers_spent.nats.map(per_request),
+        database_server_cpu_per_request_us: servers_spent.database.map(per_request),
         jetstream_messages_per_request: None,
         peak_rss_kib: peak_rss_kib(),
         peak_reset,

@@ -37,6 +37,7 @@ use pinnacle_common::config::{
 use pinnacle_common::crypto::Vault;
 use pinnacle_common::model::Tick;
 use pinnacle_common::subjects;
+use sea_orm::{ConnectionTrait as _, DbBackend};
 
 use super::measure::{measure, Measurement};
 use super::process::{rss_kib, Servers};
@@ -171,7 +172,7 @@ pub async fn run(options: OrdersOptions) -> anyhow::Result<OrdersReport> {
     let rows_of = ClientsRun {
         servers: Servers {
             nats: Some(server.pid()),
-            postgres: backend == "postgres",
+            postgres: stack.db.get_database_backend() == DbBackend::Postgres,
         },
         client: &client,
         js: &js,

@@ -44,12 +44,34 @@ pub struct Servers {
 pub const POSTGRES: &str = "postgres";
 
 impl Servers {
-    /// CPU time used so far by nats-server and by the database server, each where measured.
-    pub fn cpu_time(&self) -> (Option<Duration>, Option<Duration>) {
-        (
-            self.nats.and_then(cpu_time_of),
-            self.postgres.then(|| cpu_time_of_named(POSTGRES)).flatten(),
-        )
+    /// CPU time the servers have used so far.
+    pub fn cpu_time(&self) -> ServerCpu {
+        ServerCpu {
+            nats: self.nats.and_then(cpu_time_of),
+            database: self.postgres.then(|| cpu_time_of_named(POSTGRES)).flatten(),
+        }
+    }
+}
+
+/// CPU time of the [`Servers`], each where measured.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServerCpu {
+    /// nats-server's.
+    pub nats: Option<Duration>,
+    /// The database server's.
+    pub database: Option<Duration>,
+}
+
+impl ServerCpu {
+    /// What was used from `before` to `self`; `None` where either is unmeasured.
+    pub fn since(self, before: Self) -> Self {
+        let spent = |after: Option<Duration>, before: Option<Duration>| {
+            Some(after?.saturating_sub(before?))
+        };
+        Self {
+            nats: spent(self.nats, before.nats),
+            database: spent(self.database, before.database),
+        }
     }
 }
 
@@ -160,6 +182,26 @@ mod tests {
         assert_eq!(stat_cpu_ticks("no name at all"), None);
         assert!(cpu_time_of(std::process::id()).is_some());
         assert_eq!(cpu_time_of(u32::MAX), None);
+    }
+
+    #[test]
+    fn server_cpu_is_spent_only_where_measured_twice() {
+        let ms = Duration::from_millis;
+        let before = ServerCpu {
+            nats: Some(ms(10)),
+            database: None,
+        };
+        let after = ServerCpu {
+            nats: Some(ms(25)),
+            database: Some(ms(7)),
+        };
+        assert_eq!(
+            after.since(before),
+            ServerCpu {
+                nats: Some(ms(15)),
+                database: None
+            }
+        );
     }
 
     #[test]
