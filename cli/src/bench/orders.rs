@@ -191,15 +191,16 @@ pub async fn run(options: OrdersOptions) -> anyhow::Result<OrdersReport> {
     raw_db::drop_table(&stack.db).await?;
     stack.stop().await?;
     drop(server);
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    Ok(OrdersReport::new(
+    Ok(OrdersReport {
         backend,
         payload_bytes,
         paper_cash,
         rss_start_kib,
-        cores,
+        cores: std::thread::available_parallelism().map_or(1, usize::from),
         rows,
-    ))
+        ceilings: Vec::new(),
+    }
+    .with_ceilings())
 }
 
 /// The stack under test: the paper broker with `paper_cash` per account, a simulated feed

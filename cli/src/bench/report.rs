@@ -22,7 +22,7 @@ pub struct OrdersReport {
     /// The rows, five per concurrency level.
     pub rows: Vec<Measurement>,
     /// What the rows imply for orders per second, one per concurrency level with an order
-    /// row whose CPU was measured in full ([`OrdersReport::ceilings`]).
+    /// row whose CPU was measured in full ([`OrdersReport::with_ceilings`]).
     pub ceilings: Vec<Ceiling>,
 }
 
@@ -76,26 +76,10 @@ fn system_cpu_us(m: &Measurement) -> Option<f64> {
 }
 
 impl OrdersReport {
-    /// Puts the rows together, with the [`Ceiling`] of every concurrency level they allow.
-    pub fn new(
-        backend: String,
-        payload_bytes: usize,
-        paper_cash: i64,
-        rss_start_kib: u64,
-        cores: usize,
-        rows: Vec<Measurement>,
-    ) -> Self {
-        let mut report = Self {
-            backend,
-            payload_bytes,
-            paper_cash,
-            rss_start_kib,
-            cores,
-            rows,
-            ceilings: Vec::new(),
-        };
-        report.ceilings = report.ceilings();
-        report
+    /// The report with [`Self::ceilings`] worked out from its rows.
+    pub fn with_ceilings(mut self) -> Self {
+        self.ceilings = self.ceilings();
+        self
     }
 
     /// The baseline row named `what` at `clients`.
@@ -308,7 +292,16 @@ mod tests {
     }
 
     fn report(rows: Vec<Measurement>) -> OrdersReport {
-        OrdersReport::new("sqlite".into(), 120, 100_000_000, 8_000, 2, rows)
+        OrdersReport {
+            backend: "sqlite".into(),
+            payload_bytes: 120,
+            paper_cash: 100_000_000,
+            rss_start_kib: 8_000,
+            cores: 2,
+            rows,
+            ceilings: Vec::new(),
+        }
+        .with_ceilings()
     }
 
     fn costed(name: &str, clients: usize, own: f64, server: f64) -> Measurement {
