@@ -1390,8 +1390,14 @@ mod tests {
         {
             let mut write = Box::pin(w.execute(insert(1, "committed unseen")));
             assert!((&mut write).now_or_never().is_none(), "in flight");
-            // sqlx's thread runs the whole command (`BEGIN`, insert, `COMMIT`) meanwhile.
-            std::thread::sleep(std::time::Duration::from_millis(200));
+            // sqlx's thread runs the whole command (`BEGIN`, insert, `COMMIT`) meanwhile;
+            // the call is dropped only once a reader sees its row. (Dropped earlier, sqlx
+            // would stop the command at its next answer and the rollback would undo it.)
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while rows(&db).await.len() < 2 {
+                assert!(std::time::Instant::now() < deadline, "the write never committed");
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
         }
         // The dropped call's rollback finds no transaction open: nothing to do.
         let open = own(&w).lock().await.is_some();
