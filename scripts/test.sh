@@ -22,6 +22,8 @@ echo "== cargo fmt" >&2
 cargo fmt --all -- --check
 echo "== cargo clippy" >&2
 cargo clippy --locked --workspace --all-targets -- -D warnings
+echo "== cargo doc (every intra-doc link resolves)" >&2
+RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps --document-private-items --quiet
 echo "== cargo test" >&2
 results=$(mktemp)
 trap 'rm -f "$results"' EXIT

@@ -15,7 +15,7 @@
 //! - `publisher`: [`spawn_publisher`]; `worker`: [`spawn_worker`] and the Angel One
 //!   broker ([`angel_one_broker`]); `user_api`: [`spawn_user_api`].
 //! - `whole`: [`StackSettings`] and [`Stack`], all three in this process.
-//! - `serve`: [`Service`] and [`serve`], one service from the environment.
+//! - `serve`: [`Service`] and [`serve()`], one service from the environment.
 //!
 //! The files import only from `lifecycle` and `connect` (and `whole` and `serve` from the
 //! three services); this file only re-exports.

@@ -125,7 +125,7 @@ pub struct Metrics {
     /// `pinnacle_ticks_published_total`: ticks handed to NATS by the publisher.
     pub ticks_published: IntCounter,
     /// `pinnacle_feed_lag_seconds`: now − exchange timestamp of the newest published tick,
-    /// set at scrape time from [`Metrics::last_tick_ms`] (see [`Metrics::record_tick`]).
+    /// set at scrape time from [`Metrics::last_tick_ms`] (see [`Metrics::record_ticks`]).
     feed_lag: Gauge,
     /// `pinnacle_audit_publish_failures_total`: audit events JetStream did not store.
     pub audit_publish_failures: IntCounter,

@@ -7,7 +7,7 @@
 //!   ([`reserve_encryption`]); at the limit the wrap is refused until a rotation.
 //! - [`reseal_account`]: rewriting an account with new values (SmartAPI session tokens) at
 //!   the next generation, compare-and-set.
-//! - [`status`], [`retire`] and [`rotate`] (in `rotate`): online key rotation.
+//! - [`status`], [`retire`] and [`rotate()`] (in `rotate`): online key rotation.
 //! - [`generations`]: the generation register outside the database, which refuses a row
 //!   rolled back to an older generation (`pinnacle_audit::register`, under its old path).
 
