@@ -1395,7 +1395,10 @@ mod tests {
             // would stop the command at its next answer and the rollback would undo it.)
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
             while rows(&db).await.len() < 2 {
-                assert!(std::time::Instant::now() < deadline, "the write never committed");
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the write never committed"
+                );
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             }
         }
