@@ -608,8 +608,8 @@ impl Pipeline {
         }
     }
 
-    /// Holds `stmt` back. One [`one_statement`] refuses ends the transaction like any
-    /// failed statement: what was held back is dropped, and the next call (or the commit)
+    /// Holds `stmt` back. A statement that [`one_statement`] refuses ends the transaction
+    /// like any failed statement: what was held back is dropped, and the next call (or the commit)
     /// rolls back and fails, so nothing of it can commit without the refused statement.
     fn defer(&mut self, stmt: Statement, rows: Option<u64>) -> Result<(), DbErr> {
         if let Err(e) = one_statement(&stmt.sql) {
@@ -1292,12 +1292,12 @@ mod tests {
                 .expect("deferring is still taken");
             let error = txn.commit().await.expect_err("the commit fails");
             assert!(error.to_string().contains("refused"), "{error}");
-            let txn = WriteTxn::begin(&w).await.expect("begin");
-            txn.defer(insert(1, "a")).await.expect("defer");
-            let refused = Statement::from_string(DbBackend::Sqlite, "SELECT ?1");
-            assert!(txn.defer(refused).await.is_err());
-            assert!(txn.commit().await.is_err(), "the commit fails");
         }
+        let txn = WriteTxn::begin(&w).await.expect("begin");
+        txn.defer(insert(1, "a")).await.expect("defer");
+        let refused = Statement::from_string(DbBackend::Sqlite, "SELECT ?1");
+        assert!(txn.defer(refused).await.is_err());
+        assert!(txn.commit().await.is_err(), "the commit fails");
         let accepted = [
             "INSERT INTO t (k, v) VALUES (?, ?)",
             "INSERT INTO t (k, v) VALUES (7, 'a; b -- c /* d */ ?1 $2');",

@@ -284,13 +284,13 @@ impl ClientsRun<'_> {
         run: String,
     ) -> anyhow::Result<Vec<Measurement>> {
         let mut out = Vec::new();
-        let server = self.servers;
+        let servers = self.servers;
         let raw = self.client.clone();
         let b = self.body.clone();
         out.push(
             measure(
                 "raw NATS echo",
-                server,
+                servers,
                 clients,
                 0,
                 self.requests,
@@ -311,7 +311,7 @@ impl ClientsRun<'_> {
         out.push(
             measure(
                 "raw JetStream publish+ack",
-                server,
+                servers,
                 clients,
                 0,
                 self.requests,
@@ -330,7 +330,7 @@ impl ClientsRun<'_> {
         );
         let db = self.db.clone();
         out.push(
-            measure(RAW_DB_READ, server, clients, 0, self.requests, move |_| {
+            measure(RAW_DB_READ, servers, clients, 0, self.requests, move |_| {
                 let db = db.clone();
                 async move { raw_db::read(&db).await }
             })
@@ -339,7 +339,7 @@ impl ClientsRun<'_> {
         let writer = pinnacle_common::writes::Writer::new(self.db);
         let (b, written) = (self.body.clone(), run.clone());
         out.push(
-            measure(RAW_DB_WRITE, server, clients, 0, self.requests, move |i| {
+            measure(RAW_DB_WRITE, servers, clients, 0, self.requests, move |i| {
                 let (writer, b) = (writer.clone(), b.clone());
                 let id = format!("{written}-{clients}-{i}");
                 async move { raw_db::write(&writer, &id, &b).await }
@@ -350,7 +350,7 @@ impl ClientsRun<'_> {
         let stored_before = stored_messages(self.js).await?;
         let mut placed = measure(
             "order place (paper)",
-            server,
+            servers,
             clients,
             user_count,
             self.requests,
