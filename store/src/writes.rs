@@ -609,8 +609,9 @@ impl Pipeline {
     }
 
     /// Holds `stmt` back. A statement that [`one_statement`] refuses ends the transaction
-    /// like any failed statement: what was held back is dropped, and the next call (or the commit)
-    /// rolls back and fails, so nothing of it can commit without the refused statement.
+    /// like any failed statement: what was held back is dropped, and the next call (or the
+    /// commit) rolls back and fails, so nothing of it can commit without the refused
+    /// statement.
     fn defer(&mut self, stmt: Statement, rows: Option<u64>) -> Result<(), DbErr> {
         if let Err(e) = one_statement(&stmt.sql) {
             self.refused();

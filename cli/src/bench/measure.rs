@@ -1,7 +1,7 @@
 //! One measured row: `total` requests spread over `clients` concurrent tasks, with latency
 //! percentiles, throughput, the CPU time per request of this process, of nats-server and
-//! of a PostgreSQL server, this process's peak resident memory, and every failure counted (never hidden) with the
-//! first few reasons kept for the report.
+//! of a PostgreSQL server, this process's peak resident memory, and every failure counted
+//! (never hidden) with the first few reasons kept for the report.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
