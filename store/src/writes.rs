@@ -1389,7 +1389,15 @@ mod tests {
             .await
             .expect("insert");
         {
-            let mut write = Box::pin(w.execute(insert(1, "committed unseen")));
+            // An insert that takes SQLite tens of ms, so that the first poll, which sends
+            // it, cannot also see it finish (a plain insert sometimes did, on an idle core).
+            let slow_insert = Statement::from_string(
+                DbBackend::Sqlite,
+                "INSERT INTO t (k, v) \
+                 WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 2000000) \
+                 SELECT 1, 'committed unseen' FROM (SELECT count(*) FROM c)",
+            );
+            let mut write = Box::pin(w.execute(slow_insert));
             assert!((&mut write).now_or_never().is_none(), "in flight");
             // sqlx's thread runs the whole command (`BEGIN`, insert, `COMMIT`) meanwhile;
             // the call is dropped only once a reader sees its row. (Dropped earlier, sqlx
