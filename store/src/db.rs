@@ -10,8 +10,14 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use sea_orm::sqlx::pool::PoolConnectionMetadata;
+use sea_orm::sqlx::postgres::{PgConnectOptions, PgConnection, Postgres};
 use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
+use sea_orm::sqlx::{ConnectOptions as _, Connection as _};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, RuntimeErr,
+    SqlxPostgresConnector,
+};
 
 use crate::settings::DatabaseSettings;
 
@@ -37,8 +43,9 @@ use crate::settings::DatabaseSettings;
 /// The pool does not ping a SQLite connection before handing it out: the connection is a
 /// file opened by this process, which nothing can hang up, and with sqlx's SQLite driver a
 /// ping is a round trip to the connection's own thread, as costly as a statement, on every
-/// acquire (about a quarter of an order's hand-offs). A PostgreSQL connection is pinged, so
-/// that a server restart costs a reconnect, not a failed request.
+/// acquire (about a quarter of an order's hand-offs). A PostgreSQL connection is pinged
+/// before use only when it sat idle for [`PING_IDLE_AFTER`] or longer (see
+/// [`ping_if_idle`]).
 pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, DbErr> {
     let sqlite = settings.database_url.starts_with("sqlite:");
     let file = match sqlite {
@@ -58,7 +65,7 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
         .min_connections(1)
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(ACQUIRE_TIMEOUT)
-        .test_before_acquire(!sqlite)
+        .test_before_acquire(false)
         .sqlx_logging(false);
     if sqlite {
         if let Some(path) = &file {
@@ -72,9 +79,51 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
                 .statement_cache_capacity(SQLITE_STATEMENT_CACHE)
                 .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string())
         });
+    } else if SqlxPostgresConnector::accepts(&settings.database_url) {
+        return connect_postgres(options).await;
     }
     Database::connect(options).await
 }
+
+/// A PostgreSQL pool built from `options`, whose connections are pinged before use only
+/// after [`PING_IDLE_AFTER`] of idleness ([`ping_if_idle`]).
+async fn connect_postgres(options: ConnectOptions) -> Result<DatabaseConnection, DbErr> {
+    let url = options.get_url().to_owned();
+    let connect = PgConnectOptions::from_str(&url)
+        .map_err(|e| DbErr::Conn(RuntimeErr::SqlxError(e)))?
+        .disable_statement_logging();
+    let pool = options
+        .sqlx_pool_options::<Postgres>()
+        .before_acquire(|connection, meta| Box::pin(ping_if_idle(connection, meta)))
+        .connect_with(connect)
+        .await
+        .map_err(|e| DbErr::Conn(RuntimeErr::SqlxError(e)))?;
+    Ok(SqlxPostgresConnector::from_sqlx_postgres_pool(pool))
+}
+
+/// The pool's check of a PostgreSQL connection before it hands it out: a ping (one round
+/// trip) when it sat idle for [`PING_IDLE_AFTER`] or longer, nothing otherwise.
+///
+/// sqlx would ping on every acquire (`test_before_acquire`), about six round trips an order
+/// that each wake the server, while a connection in steady use has just proved itself: sqlx
+/// pings every connection when it goes back to the pool and closes one that fails (or whose
+/// statement failed on a broken socket). What the ping is for is the connection that sat
+/// idle while the server restarted or a firewall dropped it; that one is pinged, and a
+/// failed ping makes the pool discard it and hand out another (or open a new one) instead
+/// of failing the caller's statement.
+async fn ping_if_idle(
+    connection: &mut PgConnection,
+    meta: PoolConnectionMetadata,
+) -> Result<bool, sea_orm::sqlx::Error> {
+    if meta.idle_for >= PING_IDLE_AFTER {
+        connection.ping().await?;
+    }
+    Ok(true)
+}
+
+/// How long a PostgreSQL connection may sit idle in the pool before it is pinged ahead of
+/// its next use ([`ping_if_idle`]).
+pub const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
 
 /// How long a statement waits for a connection (the pool's, or SQLite's writing connection)
 /// before it fails.

@@ -33,6 +33,7 @@ mod orders;
 mod outbox;
 mod ownership;
 mod paper_books;
+mod pool;
 mod portfolio;
 mod processes;
 mod publisher;
