@@ -104,6 +104,13 @@ async fn bench_orders_runs_every_row_without_a_failure() {
                 }
             }
         }
+        // The idle-CPU settings the latencies depend on, as this machine has them.
+        let machine = pinnacle_cli::bench::machine::Machine::read();
+        assert_eq!(
+            report["machine"],
+            serde_json::to_value(&machine).expect("serializes"),
+            "{stdout}"
+        );
         let ceilings = report["ceilings"].as_array().expect("ceilings");
         assert_eq!(ceilings.len(), 2, "one per concurrency level: {stdout}");
         for ceiling in ceilings {

@@ -9,10 +9,11 @@
 //!   publishing, and memory with thousands of symbols.
 //! - [`measure`]: one measured row (latency percentiles, throughput, CPU, peak memory,
 //!   failures); [`report`]: the orders table and JSON; [`process`]: CPU time and memory of
-//!   this process.
+//!   this process; [`machine`]: the idle-CPU settings the latencies depend on.
 
 use clap::Subcommand;
 
+pub mod machine;
 pub mod measure;
 pub mod orders;
 pub mod process;

@@ -39,6 +39,7 @@ use pinnacle_common::model::Tick;
 use pinnacle_common::subjects;
 use sea_orm::{ConnectionTrait as _, DbBackend};
 
+use super::machine::Machine;
 use super::measure::{measure, Measurement};
 use super::process::{rss_kib, Servers};
 use super::report::OrdersReport;
@@ -197,6 +198,7 @@ pub async fn run(options: OrdersOptions) -> anyhow::Result<OrdersReport> {
         paper_cash,
         rss_start_kib,
         cores: std::thread::available_parallelism().map_or(1, usize::from),
+        machine: Machine::read(),
         rows,
         ceilings: Vec::new(),
     }

@@ -4,6 +4,7 @@
 
 use serde::Serialize;
 
+use super::machine::Machine;
 use super::measure::Measurement;
 
 /// Everything `pinnacle bench orders` measured.
@@ -19,6 +20,8 @@ pub struct OrdersReport {
     pub rss_start_kib: u64,
     /// CPU cores this machine offers the processes (`available_parallelism`).
     pub cores: usize,
+    /// What the machine does with an idle CPU.
+    pub machine: Machine,
     /// The rows, five per concurrency level.
     pub rows: Vec<Measurement>,
     /// What the rows imply for orders per second, one per concurrency level with an order
@@ -125,7 +128,8 @@ impl OrdersReport {
         let mut out = format!(
             "Orders benchmark: database {}, payload {} bytes (one MessagePack order, the \
              baselines send the same size), paper cash ₹{} per account; one nats-server on \
-             loopback; publisher, order worker and user API run in this process.\n\n\
+             loopback; publisher, order worker and user API run in this process. {} cores; \
+             {}.\n\n\
              | what | clients | users | requests | failed | p50 | p99 | p99.9 | throughput (/s) \
              | CPU per request | nats-server CPU per request | database server CPU per request \
              | peak RSS | p50 vs NATS echo |\n\
@@ -133,6 +137,8 @@ impl OrdersReport {
             self.backend,
             self.payload_bytes,
             self.paper_cash / 100,
+            self.cores,
+            self.machine.describe(),
         );
         for m in &self.rows {
             out.push_str(&self.row(m));
@@ -298,6 +304,7 @@ mod tests {
             paper_cash: 100_000_000,
             rss_start_kib: 8_000,
             cores: 2,
+            machine: Machine::default(),
             rows,
             ceilings: Vec::new(),
         }
