@@ -3,6 +3,7 @@
 use pinnacle_common::entities::risk_limits::{Model as Limits, GLOBAL};
 use pinnacle_common::model::{OrderReply, Reply};
 use pinnacle_tests::{market, no_limits, TestStack};
+use sea_orm::{ConnectionTrait as _, DbBackend, Statement};
 
 use crate::{each_backend, run_pinnacle};
 
@@ -152,6 +153,26 @@ async fn the_order_rate_is_capped_per_user_across_workers() {
             .count();
         let placed = codes.iter().filter(|c| c.is_none()).count();
         assert!(placed >= 3 && limited >= 1, "{codes:?}");
+        // Only what was admitted is counted: a refused request does not keep the window
+        // full for the requests after it.
+        let counted = stack
+            .db
+            .query_one(Statement::from_sql_and_values(
+                stack.db.get_database_backend(),
+                match stack.db.get_database_backend() {
+                    DbBackend::Sqlite => {
+                        r#"SELECT SUM("count") FROM "order_rate" WHERE "user_id" = ?"#
+                    }
+                    _ => r#"SELECT SUM("count") FROM "order_rate" WHERE "user_id" = $1"#,
+                },
+                [user.id.clone().into()],
+            ))
+            .await
+            .expect("reads the counters")
+            .expect("a row")
+            .try_get_by_index::<Option<i64>>(0)
+            .expect("a sum");
+        assert_eq!(counted, Some(placed as i64), "{codes:?}");
     })
     .await;
 }

@@ -9,11 +9,12 @@
 //! # The rate counter
 //! The rate limit is a per-user, per-second counter bumped atomically in the database, so
 //! it holds across every worker in the queue group and under concurrent requests. It is
-//! one statement per order ([`count_rate`]): an upsert that returns the current second's
-//! count and, from a subquery, the previous second's (the window slides). It stays in the
-//! database because no cheaper design is correct across workers: a per-worker counter
-//! would let N workers admit N times the limit, and a quota handed out to workers needs a
-//! shared write per hand-out anyway. On PostgreSQL `order_rate` is an `UNLOGGED` table, so
+//! one statement per order ([`count_rate`]): an upsert that counts the request only if this
+//! second's count and the previous second's, weighted by how much of it is still inside
+//! the last 1,000 ms, leave room (the window slides); a refused request is not counted.
+//! It stays in the database because no cheaper design is correct across workers: a
+//! per-worker counter would let N workers admit N times the limit, and a quota handed out
+//! to workers needs a shared write per hand-out anyway. On PostgreSQL `order_rate` is an `UNLOGGED` table, so
 //! its autocommit writes no WAL and waits for no disk flush (a crash empties it, letting
 //! at most one more second's worth of orders through), and no transaction is needed.
 
@@ -152,12 +153,19 @@ fn rate_check_failed(error: DbErr) -> ErrorBody {
     )
 }
 
-/// Bumps the user's counter for this second and reads it with the previous second's
-/// count; the same text on SQLite and PostgreSQL but for the placeholders, which are
-/// numbered in the order they appear (SQLite takes them as positional `?`).
-const COUNT_RATE_SQL: &str = r#"INSERT INTO "order_rate" ("user_id", "second", "count") VALUES ($1, $2, 1)
+/// Counts a request against the user's current second **if the window has room**, in one
+/// statement: the insert (the second's first request) and the update (any later one) each
+/// carry the admission test, this second's count plus the previous second's weighted by
+/// the part of it still inside the last 1,000 ms, so a refused request changes nothing and
+/// the statement returns no row. The same text on SQLite and PostgreSQL but for the
+/// placeholders, which are numbered in the order they appear (SQLite takes them as
+/// positional `?`). The `SELECT … WHERE` form of the insert is what SQLite needs to parse
+/// an upsert after a `SELECT`.
+const COUNT_RATE_SQL: &str = r#"INSERT INTO "order_rate" ("user_id", "second", "count")
+SELECT $1, $2, 1 WHERE 1000 + $3 * COALESCE((SELECT "p"."count" FROM "order_rate" AS "p" WHERE "p"."user_id" = $4 AND "p"."second" = $5), 0) <= $6
 ON CONFLICT ("user_id", "second") DO UPDATE SET "count" = "order_rate"."count" + 1
-RETURNING "count", (SELECT "p"."count" FROM "order_rate" AS "p" WHERE "p"."user_id" = $3 AND "p"."second" = $4)"#;
+WHERE ("order_rate"."count" + 1) * 1000 + $7 * COALESCE((SELECT "p"."count" FROM "order_rate" AS "p" WHERE "p"."user_id" = $8 AND "p"."second" = $9), 0) <= $10
+RETURNING "count""#;
 
 /// [`COUNT_RATE_SQL`] for SQLite, built once.
 static COUNT_RATE_SQLITE: std::sync::LazyLock<String> =
@@ -179,19 +187,33 @@ fn positional(sql: &str) -> String {
     out
 }
 
-/// Counts this request against the user's current second and refuses it past the limit.
+/// Counts this request against the user's current second, or refuses it past the limit
+/// without counting it.
 ///
-/// One atomic statement (`INSERT … ON CONFLICT DO UPDATE … RETURNING`), so concurrent
-/// requests, on any worker, can never all slip under the cap. The window slides: the
-/// previous second's count, returned by the same statement, weighs in by the part of it
-/// still inside the last 1,000 ms, so a burst straddling a second boundary is capped too.
+/// One atomic statement ([`COUNT_RATE_SQL`]), so concurrent requests, on any worker, can
+/// never all slip under the cap. The window slides: the previous second's count weighs in
+/// by the part of it still inside the last 1,000 ms, so a burst straddling a second
+/// boundary is capped too. A refusal is not counted: a client that retries a refused
+/// request at once is refused while the window is full and admitted as soon as it has
+/// room, instead of keeping it full with its own retries.
 pub async fn count_rate(
     db: &impl ConnectionTrait,
     user_id: &str,
     limits: &Limits,
 ) -> Result<(), ErrorBody> {
-    let now = Utc::now();
+    count_rate_at(db, user_id, limits, Utc::now()).await
+}
+
+/// [`count_rate`] at `now`.
+async fn count_rate_at(
+    db: &impl ConnectionTrait,
+    user_id: &str,
+    limits: &Limits,
+    now: chrono::DateTime<Utc>,
+) -> Result<(), ErrorBody> {
     let second = now.timestamp();
+    let remaining_ms = 1_000 - i64::from(now.timestamp_subsec_millis().min(999));
+    let allowed = i64::from(limits.max_orders_per_second.max(0)) * 1_000;
     let backend = db.get_database_backend();
     let sql = match backend {
         DbBackend::Sqlite => COUNT_RATE_SQLITE.clone(),
@@ -203,40 +225,26 @@ pub async fn count_rate(
         [
             user_id.into(),
             second.into(),
+            remaining_ms.into(),
             user_id.into(),
             (second - 1).into(),
+            allowed.into(),
+            remaining_ms.into(),
+            user_id.into(),
+            (second - 1).into(),
+            allowed.into(),
         ],
     );
-    let row = db.query_one(statement).await.map_err(rate_check_failed)?;
-    let (count, previous) = counted(row.as_ref())?;
-    let remaining_ms = 1_000 - i64::from(now.timestamp_subsec_millis().min(999));
-    let weighted = count * 1_000 + previous * remaining_ms;
-    if weighted > i64::from(limits.max_orders_per_second.max(0)) * 1_000 {
-        return refuse(
+    match db.query_one(statement).await.map_err(rate_check_failed)? {
+        Some(_) => Ok(()),
+        None => refuse(
             ErrorCode::RateLimited,
             format!(
                 "more than {} orders in one second; slow down",
                 limits.max_orders_per_second
             ),
-        );
+        ),
     }
-    Ok(())
-}
-
-/// The counts in the counter statement's row: this second's (1 without a row) and the
-/// previous second's (0 when it had none). Each is an `INTEGER` on SQLite, a `BIGINT` or
-/// `INTEGER` on PostgreSQL.
-fn counted(row: Option<&sea_orm::QueryResult>) -> Result<(i64, i64), ErrorBody> {
-    let Some(row) = row else {
-        return Ok((1, 0));
-    };
-    let at = |index: usize| -> Result<Option<i64>, ErrorBody> {
-        row.try_get_by_index::<Option<i32>>(index)
-            .map(|n| n.map(i64::from))
-            .or_else(|_| row.try_get_by_index::<Option<i64>>(index))
-            .map_err(rate_check_failed)
-    };
-    Ok((at(0)?.unwrap_or(1), at(1)?.unwrap_or(0)))
 }
 
 /// Forgets counters older than a minute.
@@ -262,7 +270,71 @@ mod tests {
             "VALUES (?, ?) WHERE a = ? AND b = '$' AND c = $"
         );
         assert!(!COUNT_RATE_SQLITE.contains('$'));
-        assert_eq!(COUNT_RATE_SQLITE.matches('?').count(), 4);
+        assert_eq!(COUNT_RATE_SQLITE.matches('?').count(), 10);
+    }
+
+    /// The rate admitted at `at` (seconds since the epoch, with milliseconds).
+    async fn admitted(db: &sea_orm::DatabaseConnection, limits: &Limits, at: f64) -> bool {
+        let now =
+            chrono::DateTime::from_timestamp_millis((at * 1_000.0).round() as i64).expect("a time");
+        match count_rate_at(db, "u1", limits, now).await {
+            Ok(()) => true,
+            Err(e) if e.code == ErrorCode::RateLimited => false,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_request_is_not_counted_and_the_window_slides() {
+        let db = crate::engine::fixtures::database().await;
+        let limits = Limits {
+            max_orders_per_second: 3,
+            ..Limits::default()
+        };
+        let count = |second: i64| {
+            let db = db.clone();
+            async move {
+                let row = db
+                    .query_one(Statement::from_sql_and_values(
+                        DbBackend::Sqlite,
+                        r#"SELECT "count" FROM "order_rate" WHERE "user_id" = ? AND "second" = ?"#,
+                        ["u1".into(), second.into()],
+                    ))
+                    .await
+                    .expect("reads");
+                row.map(|r| r.try_get_by_index::<i32>(0).expect("a count"))
+            }
+        };
+        for _ in 0..3 {
+            assert!(admitted(&db, &limits, 1_000.100).await);
+        }
+        // Retried at once, again and again: refused, and never counted.
+        for _ in 0..6 {
+            assert!(!admitted(&db, &limits, 1_000.200).await);
+        }
+        assert_eq!(count(1_000).await, Some(3));
+        // 600 ms into the next second, 400 ms of the last one are still in the window:
+        // 3 × 0.4 = 1.2 of it weighs in, so one more fits (2.2 ≤ 3) and a second does not
+        // (3.2). Had the refusals counted, 9 × 0.4 = 3.6 would leave no room at all.
+        assert!(admitted(&db, &limits, 1_001.600).await);
+        assert!(!admitted(&db, &limits, 1_001.600).await);
+        assert_eq!(count(1_001).await, Some(1));
+        // Late in that second only 10 ms of the last one weigh in (0.03): a second request
+        // fits (2.03), a third does not (5 ms later: 3.015).
+        assert!(admitted(&db, &limits, 1_001.990).await);
+        assert!(!admitted(&db, &limits, 1_001.995).await);
+        assert_eq!(count(1_001).await, Some(2));
+        // As the next second starts, that whole second weighs in: one more fits exactly.
+        assert!(admitted(&db, &limits, 1_002.000).await);
+        assert!(!admitted(&db, &limits, 1_002.000).await);
+        assert_eq!(count(1_002).await, Some(1));
+        // A limit of zero admits nothing, and counts nothing.
+        let closed = Limits {
+            max_orders_per_second: 0,
+            ..Limits::default()
+        };
+        assert!(!admitted(&db, &closed, 1_005.000).await);
+        assert_eq!(count(1_005).await, None);
     }
 
     fn order(quantity: i64, price: Option<i64>) -> OrderRequest {
