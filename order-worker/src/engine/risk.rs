@@ -14,9 +14,10 @@
 //! the last 1,000 ms, leave room (the window slides); a refused request is not counted.
 //! It stays in the database because no cheaper design is correct across workers: a
 //! per-worker counter would let N workers admit N times the limit, and a quota handed out
-//! to workers needs a shared write per hand-out anyway. On PostgreSQL `order_rate` is an `UNLOGGED` table, so
-//! its autocommit writes no WAL and waits for no disk flush (a crash empties it, letting
-//! at most one more second's worth of orders through), and no transaction is needed.
+//! to workers needs a shared write per hand-out anyway. On PostgreSQL `order_rate` is an
+//! `UNLOGGED` table, so its autocommit writes no WAL and waits for no disk flush (a crash
+//! empties it, letting at most one more second's worth of orders through), and no
+//! transaction is needed.
 
 use chrono::Utc;
 use pinnacle_common::broker::Broker;
@@ -273,7 +274,8 @@ mod tests {
         assert_eq!(COUNT_RATE_SQLITE.matches('?').count(), 10);
     }
 
-    /// The rate admitted at `at` (seconds since the epoch, with milliseconds).
+    /// Whether the rate check admits a request of `u1` at `at` (seconds since the epoch,
+    /// with milliseconds).
     async fn admitted(db: &sea_orm::DatabaseConnection, limits: &Limits, at: f64) -> bool {
         let now =
             chrono::DateTime::from_timestamp_millis((at * 1_000.0).round() as i64).expect("a time");
