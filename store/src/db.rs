@@ -79,7 +79,10 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
                 .statement_cache_capacity(SQLITE_STATEMENT_CACHE)
                 .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string())
         });
-    } else if SqlxPostgresConnector::accepts(&settings.database_url) {
+    } else if ["postgres://", "postgresql://"]
+        .iter()
+        .any(|scheme| settings.database_url.starts_with(scheme))
+    {
         return connect_postgres(options).await;
     }
     Database::connect(options).await

@@ -27,19 +27,23 @@ async fn a_postgres_connection_dropped_while_idle_is_replaced_before_its_next_us
         return;
     }
     let test_db = TestDb::create(Backend::Postgres).await;
-    let pool = db::connect(&DatabaseSettings {
-        database_url: test_db.url.clone(),
-        database_max_connections: 1,
-    })
-    .await
-    .expect("connects");
-    let first = backend_pid(&pool).await.expect("a statement runs");
-    // The server closes every connection to the database, as a restart does.
-    test_db.outage(Duration::ZERO).await;
-    tokio::time::sleep(PING_IDLE_AFTER + Duration::from_millis(200)).await;
-    let second = backend_pid(&pool)
+    // Both spellings of the scheme get the same pool.
+    let other = test_db.url.replacen("postgres://", "postgresql://", 1);
+    for url in [test_db.url.clone(), other] {
+        let pool = db::connect(&DatabaseSettings {
+            database_url: url.clone(),
+            database_max_connections: 1,
+        })
         .await
-        .expect("the statement after the server dropped the idle connection runs");
-    assert_ne!(first, second, "on a new connection");
-    pool.close().await.expect("closes");
+        .expect("connects");
+        let first = backend_pid(&pool).await.expect("a statement runs");
+        // The server closes every connection to the database, as a restart does.
+        test_db.outage(Duration::ZERO).await;
+        tokio::time::sleep(PING_IDLE_AFTER + Duration::from_millis(200)).await;
+        let second = backend_pid(&pool).await.unwrap_or_else(|e| {
+            panic!("{url}: the statement after the server dropped the idle connection: {e}")
+        });
+        assert_ne!(first, second, "on a new connection");
+        pool.close().await.expect("closes");
+    }
 }
