@@ -10,16 +10,12 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use sea_orm::sqlx::pool::PoolConnectionMetadata;
-use sea_orm::sqlx::postgres::{PgConnectOptions, PgConnection, Postgres};
 use sea_orm::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-use sea_orm::sqlx::{ConnectOptions as _, Connection as _};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, RuntimeErr,
-    SqlxPostgresConnector,
 };
 
-use crate::settings::DatabaseSettings;
+use crate::settings::{redact_url, DatabaseSettings};
 
 /// Connects with a bounded pool and SQL statement logging off (statements are logged by
 /// the services' own spans, and parameters must never reach a log).
@@ -43,9 +39,8 @@ use crate::settings::DatabaseSettings;
 /// The pool does not ping a SQLite connection before handing it out: the connection is a
 /// file opened by this process, which nothing can hang up, and with sqlx's SQLite driver a
 /// ping is a round trip to the connection's own thread, as costly as a statement, on every
-/// acquire (about a quarter of an order's hand-offs). A PostgreSQL connection is pinged
-/// before use only when it sat idle for [`PING_IDLE_AFTER`] or longer (see
-/// [`ping_if_idle`]).
+/// acquire (about a quarter of an order's hand-offs). A PostgreSQL connection is pinged, so
+/// that a server restart costs a reconnect, not a failed request.
 pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, DbErr> {
     let sqlite = settings.database_url.starts_with("sqlite:");
     let file = match sqlite {
@@ -65,7 +60,7 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
         .min_connections(1)
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(ACQUIRE_TIMEOUT)
-        .test_before_acquire(false)
+        .test_before_acquire(!sqlite)
         .sqlx_logging(false);
     if sqlite {
         if let Some(path) = &file {
@@ -79,54 +74,33 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
                 .statement_cache_capacity(SQLITE_STATEMENT_CACHE)
                 .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string())
         });
-    } else if ["postgres://", "postgresql://"]
-        .iter()
-        .any(|scheme| settings.database_url.starts_with(scheme))
-    {
-        return connect_postgres(options).await;
     }
-    Database::connect(options).await
-}
-
-/// A PostgreSQL pool built from `options`, whose connections are pinged before use only
-/// after [`PING_IDLE_AFTER`] of idleness ([`ping_if_idle`]).
-async fn connect_postgres(options: ConnectOptions) -> Result<DatabaseConnection, DbErr> {
-    let url = options.get_url().to_owned();
-    let connect = PgConnectOptions::from_str(&url)
-        .map_err(|e| DbErr::Conn(RuntimeErr::SqlxError(e)))?
-        .disable_statement_logging();
-    let pool = options
-        .sqlx_pool_options::<Postgres>()
-        .before_acquire(|connection, meta| Box::pin(ping_if_idle(connection, meta)))
-        .connect_with(connect)
+    Database::connect(options)
         .await
-        .map_err(|e| DbErr::Conn(RuntimeErr::SqlxError(e)))?;
-    Ok(SqlxPostgresConnector::from_sqlx_postgres_pool(pool))
+        .map_err(|e| without_password(e, &settings.database_url))
 }
 
-/// The pool's check of a PostgreSQL connection before it hands it out: a ping (one round
-/// trip) when it sat idle for [`PING_IDLE_AFTER`] or longer, nothing otherwise.
-///
-/// sqlx would ping on every acquire (`test_before_acquire`), about six round trips an order
-/// that each wake the server, while a connection in steady use has just proved itself: sqlx
-/// pings every connection when it goes back to the pool and closes one that fails (or whose
-/// statement failed on a broken socket). What the ping is for is the connection that sat
-/// idle while the server restarted or a firewall dropped it; that one is pinged, and a
-/// failed ping makes the pool discard it and hand out another (or open a new one) instead
-/// of failing the caller's statement.
-async fn ping_if_idle(
-    connection: &mut PgConnection,
-    meta: PoolConnectionMetadata,
-) -> Result<bool, sea_orm::sqlx::Error> {
-    if meta.idle_for >= PING_IDLE_AFTER {
-        connection.ping().await?;
+/// `error` with `url`'s password taken out. SeaORM writes the whole connection string into
+/// some of its errors (one it cannot parse, such as a port out of range; one no driver
+/// takes), and the callers print the error.
+fn without_password(error: DbErr, url: &str) -> DbErr {
+    let Some(password) = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.rsplit_once('@'))
+        .and_then(|(userinfo, _)| userinfo.split_once(':'))
+        .map(|(_, password)| password)
+        .filter(|password| !password.is_empty())
+    else {
+        return error;
+    };
+    let scrub = |text: &str| text.replace(url, &redact_url(url)).replace(password, "***");
+    match error {
+        DbErr::Conn(RuntimeErr::Internal(text)) => DbErr::Conn(RuntimeErr::Internal(scrub(&text))),
+        DbErr::Custom(text) => DbErr::Custom(scrub(&text)),
+        other if other.to_string().contains(password) => DbErr::Custom(scrub(&other.to_string())),
+        other => other,
     }
-    Ok(true)
 }
-
-/// How long a PostgreSQL connection may sit idle in the pool before it is pinged ahead of
-/// its next use ([`ping_if_idle`]).
-pub const PING_IDLE_AFTER: Duration = Duration::from_secs(1);
 
 /// How long a statement waits for a connection (the pool's, or SQLite's writing connection)
 /// before it fails.
@@ -305,6 +279,37 @@ mod tests {
             .await
             .expect("the data is intact");
         assert_eq!(rows.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_unparsable_url_is_refused_without_its_password() {
+        for url in [
+            "postgres://app:hunter2@127.0.0.1:99999/pinnacle",
+            "postgresql://app:hunter2@db:5432/pinnacle?sslmode=nonsense",
+            "mysql://app:hunter2@db/pinnacle",
+            "nosuchdb://app:hunter2@db/pinnacle",
+        ] {
+            let error = connect(&settings(url.to_string()))
+                .await
+                .expect_err("refused")
+                .to_string();
+            assert!(!error.contains("hunter2"), "{url}: {error}");
+        }
+    }
+
+    #[test]
+    fn only_the_password_is_taken_out_of_an_error() {
+        let url = "postgres://app:s3cret@db:99999/p";
+        let error = DbErr::Custom(format!("The connection string '{url}' cannot be parsed."));
+        assert_eq!(
+            without_password(error, url).to_string(),
+            "Custom Error: The connection string 'postgres://app:***@db:99999/p' cannot be parsed."
+        );
+        let untouched = DbErr::Custom("connection refused".into());
+        assert_eq!(
+            without_password(untouched, url).to_string(),
+            "Custom Error: connection refused"
+        );
     }
 
     #[tokio::test]
