@@ -51,25 +51,31 @@ impl Machine {
     /// guest_halt_poll_ns 0: an idle vCPU halts at once, so waking a thread there costs a
     /// hypervisor exit."
     pub fn describe(&self) -> String {
-        let mut out = match (&self.cpuidle_driver, &self.cpuidle_governor) {
+        let mut parts = Vec::new();
+        match (&self.cpuidle_driver, &self.cpuidle_governor) {
             (Some(driver), Some(governor)) => {
-                format!("cpuidle driver {driver} (governor {governor})")
+                parts.push(format!("cpuidle driver {driver} (governor {governor})"));
             }
-            (Some(driver), None) => format!("cpuidle driver {driver}"),
-            (None, Some(governor)) => format!("cpuidle governor {governor}"),
-            (None, None) => "cpuidle settings unknown".to_string(),
-        };
+            (Some(driver), None) => parts.push(format!("cpuidle driver {driver}")),
+            (None, Some(governor)) => parts.push(format!("cpuidle governor {governor}")),
+            (None, None) => {}
+        }
         match self.guest_halt_poll_ns {
-            Some(0) => out.push_str(
-                ", guest_halt_poll_ns 0: an idle vCPU halts at once, so waking a thread \
-                 there costs a hypervisor exit",
+            Some(0) => parts.push(
+                "guest_halt_poll_ns 0: an idle vCPU halts at once, so waking a thread there \
+                 costs a hypervisor exit"
+                    .to_string(),
             ),
-            Some(ns) => out.push_str(&format!(
-                ", guest_halt_poll_ns {ns}: an idle vCPU polls that long before it halts"
+            Some(ns) => parts.push(format!(
+                "guest_halt_poll_ns {ns}: an idle vCPU polls that long before it halts"
             )),
             None => {}
         }
-        out
+        if parts.is_empty() {
+            "cpuidle settings unknown".to_string()
+        } else {
+            parts.join(", ")
+        }
     }
 }
 
@@ -144,6 +150,14 @@ mod tests {
         assert_eq!(
             Machine::read_from(sys.path()).describe(),
             "cpuidle governor menu"
+        );
+        let polling = Machine {
+            guest_halt_poll_ns: Some(200_000),
+            ..Machine::default()
+        };
+        assert_eq!(
+            polling.describe(),
+            "guest_halt_poll_ns 200000: an idle vCPU polls that long before it halts"
         );
     }
 }

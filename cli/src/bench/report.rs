@@ -128,7 +128,7 @@ impl OrdersReport {
         let mut out = format!(
             "Orders benchmark: database {}, payload {} bytes (one MessagePack order, the \
              baselines send the same size), paper cash ₹{} per account; one nats-server on \
-             loopback; publisher, order worker and user API run in this process. {} cores; \
+             loopback; publisher, order worker and user API run in this process. {}; \
              {}.\n\n\
              | what | clients | users | requests | failed | p50 | p99 | p99.9 | throughput (/s) \
              | CPU per request | nats-server CPU per request | database server CPU per request \
@@ -137,7 +137,10 @@ impl OrdersReport {
             self.backend,
             self.payload_bytes,
             self.paper_cash / 100,
-            self.cores,
+            match self.cores {
+                1 => "1 core".to_string(),
+                n => format!("{n} cores"),
+            },
             self.machine.describe(),
         );
         for m in &self.rows {

@@ -330,6 +330,16 @@ mod tests {
         assert!(admitted(&db, &limits, 1_002.000).await);
         assert!(!admitted(&db, &limits, 1_002.000).await);
         assert_eq!(count(1_002).await, Some(1));
+        // A second's first request is refused, and leaves no row, while the last second
+        // still fills the window (1 + 3 × 0.9 = 3.7), and admitted once it has room
+        // (1 + 3 × 0.6 = 2.8).
+        for _ in 0..3 {
+            assert!(admitted(&db, &limits, 1_010.000).await);
+        }
+        assert!(!admitted(&db, &limits, 1_011.100).await);
+        assert_eq!(count(1_011).await, None);
+        assert!(admitted(&db, &limits, 1_011.400).await);
+        assert_eq!(count(1_011).await, Some(1));
         // A limit of zero admits nothing, and counts nothing.
         let closed = Limits {
             max_orders_per_second: 0,
