@@ -15,7 +15,7 @@ use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, RuntimeErr,
 };
 
-use crate::settings::{redact_url, DatabaseSettings};
+use crate::settings::{password_span, DatabaseSettings};
 
 /// Connects with a bounded pool and SQL statement logging off (statements are logged by
 /// the services' own spans, and parameters must never reach a log).
@@ -84,16 +84,13 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
 /// some of its errors (one it cannot parse, such as a port out of range; one no driver
 /// takes), and the callers print the error.
 fn without_password(error: DbErr, url: &str) -> DbErr {
-    let Some(password) = url
-        .split_once("://")
-        .and_then(|(_, rest)| rest.rsplit_once('@'))
-        .and_then(|(userinfo, _)| userinfo.split_once(':'))
-        .map(|(_, password)| password)
+    let Some(password) = password_span(url)
+        .map(|span| &url[span])
         .filter(|password| !password.is_empty())
     else {
         return error;
     };
-    let scrub = |text: &str| text.replace(url, &redact_url(url)).replace(password, "***");
+    let scrub = |text: &str| text.replace(password, "***");
     match error {
         DbErr::Conn(RuntimeErr::Internal(text)) => DbErr::Conn(RuntimeErr::Internal(scrub(&text))),
         DbErr::Custom(text) => DbErr::Custom(scrub(&text)),

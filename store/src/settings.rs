@@ -44,16 +44,19 @@ impl std::fmt::Debug for DatabaseSettings {
 
 /// Hides the password in a `scheme://user:password@host/…` URL.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let creds = &url[scheme + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
+    match password_span(url) {
+        Some(password) => format!("{}***{}", &url[..password.start], &url[password.end..]),
+        None => url.to_string(),
     }
+}
+
+/// Where the password of a `scheme://user:password@host/…` URL stands (possibly empty), or
+/// `None` when the URL has no `user:` part.
+pub(crate) fn password_span(url: &str) -> Option<std::ops::Range<usize>> {
+    let creds_start = url.find("://")? + 3;
+    let at = url.rfind('@').filter(|&at| at >= creds_start)?;
+    let colon = url[creds_start..at].find(':')?;
+    Some(creds_start + colon + 1..at)
 }
 
 impl DatabaseSettings {
