@@ -55,6 +55,21 @@ pub struct BrokerOutcome {
     /// They are the truth after a modify: the order-update stream records them, and so does
     /// reconciliation settling a modify whose answer was lost.
     pub terms: OrderTerms,
+    /// The exact value, paise, of the units this answer fills beyond those filled before,
+    /// where the broker knows it (the paper broker filling the rest of a partly filled
+    /// order at one price). `None`: worked out from the average prices, which is exact
+    /// only for a fill from nothing, since an average is rounded.
+    pub fill_value: Option<i64>,
+}
+
+/// What of a working order has filled, as Pinnacle recorded it: what a modify or cancel
+/// leaves filled, unless the broker's answer says otherwise.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Filled {
+    /// Units filled.
+    pub quantity: i64,
+    /// Their average price in paise (`None` when nothing filled).
+    pub average_price: Option<i64>,
 }
 
 /// What a modify changes: the terms an order stands on at the broker, each `None` where
@@ -221,22 +236,26 @@ pub trait Broker: Send + Sync + std::fmt::Debug {
     ) -> Result<BrokerOutcome, BrokerError>;
 
     /// Replaces the quantity and price of working order `broker_order_id` with those in
-    /// `order`; the outcome is the order's state after the change.
+    /// `order`; `filled` is what of it had filled. The outcome is the order's state after
+    /// the change: what had filled stays filled, and only the rest can fill.
     async fn modify_order(
         &self,
         credentials: &BrokerCredentials,
         broker_order_id: &str,
         order: &OrderRequest,
+        filled: Filled,
     ) -> Result<BrokerOutcome, BrokerError>;
 
-    /// Cancels working order `broker_order_id`, which was placed as `order`. A broker whose
-    /// cancel request needs more than the id (Angel One's variety) takes it from `order`
-    /// instead of asking the broker.
+    /// Cancels working order `broker_order_id`, which was placed as `order` and of which
+    /// `filled` had filled (and stays filled). A broker whose cancel request needs more
+    /// than the id (Angel One's variety) takes it from `order` instead of asking the
+    /// broker.
     async fn cancel_order(
         &self,
         credentials: &BrokerCredentials,
         broker_order_id: &str,
         order: &OrderRequest,
+        filled: Filled,
     ) -> Result<BrokerOutcome, BrokerError>;
 
     /// The account's cash and margin.

@@ -18,7 +18,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pinnacle_common::broker::{Admission, Broker, BrokerCredentials, BrokerError, BrokerOutcome};
+use pinnacle_common::broker::{
+    Admission, Broker, BrokerCredentials, BrokerError, BrokerOutcome, Filled,
+};
 use pinnacle_common::config::{DatabaseSettings, WorkerSettings};
 use pinnacle_common::entities::orders;
 use pinnacle_common::model::{
@@ -95,16 +97,18 @@ impl Broker for Slow {
         c: &BrokerCredentials,
         id: &str,
         order: &OrderRequest,
+        filled: Filled,
     ) -> Result<BrokerOutcome, BrokerError> {
-        self.inner.modify_order(c, id, order).await
+        self.inner.modify_order(c, id, order, filled).await
     }
     async fn cancel_order(
         &self,
         c: &BrokerCredentials,
         id: &str,
         order: &OrderRequest,
+        filled: Filled,
     ) -> Result<BrokerOutcome, BrokerError> {
-        self.inner.cancel_order(c, id, order).await
+        self.inner.cancel_order(c, id, order, filled).await
     }
     async fn funds(&self, c: &BrokerCredentials) -> Result<Funds, BrokerError> {
         self.inner.funds(c).await

@@ -532,3 +532,182 @@ async fn books_survive_a_restart_and_never_read_the_order_history() {
     })
     .await;
 }
+
+/// Ticks NSE `symbol` at `ltp` for `last_qty` units until `client_order_id` has some units
+/// filled, and returns the order.
+async fn partly_filled(
+    stack: &TestStack,
+    user: &TestUser,
+    symbol: &str,
+    client_order_id: &str,
+    ltp: i64,
+    last_qty: i64,
+) -> Value {
+    // One tick at a time, each given a moment to fill before the next, so that few
+    // fills are still on their way once a part is seen.
+    let mut seq = 1;
+    eventually(Duration::from_secs(10), "a part filled", || {
+        seq += 1;
+        async move {
+            stack.publish_tick(symbol, seq, ltp, last_qty).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let order = stack
+                .call(user, "get", json!({"client_order_id": client_order_id}))
+                .await;
+            (order["result"]["status"] == "PARTIALLY_FILLED").then_some(order["result"].clone())
+        }
+    })
+    .await
+}
+
+/// The units and paise of `order_id`'s fills in the trade book.
+async fn traded(stack: &TestStack, user: &TestUser, order_id: &Value) -> (i64, i64) {
+    let trades = stack.call(user, "trades", json!({})).await;
+    trades["result"]["trades"]
+        .as_array()
+        .expect("trades")
+        .iter()
+        .filter(|t| t["order_id"] == *order_id)
+        .fold((0, 0), |(units, paise), t| {
+            let quantity = t["quantity"].as_i64().expect("quantity");
+            let price = t["price"].as_i64().expect("price");
+            (units + quantity, paise + quantity * price)
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partly_filled_order_keeps_its_fill_through_a_modify_and_a_cancel() {
+    each_backend(|backend| async move {
+        let cash = 10_000_000;
+        let stack = TestStack::start_with(backend, |s| s.worker.paper_cash = cash).await;
+        let user = stack.trader("partfill").await;
+        stack
+            .set_limits(pinnacle_common::entities::risk_limits::Model {
+                max_orders_per_second: Some(1_000),
+                ..pinnacle_tests::no_limits(&user.id)
+            })
+            .await;
+
+        // A resting buy of 10 at ₹990; ticks at ₹980 fill 3 units at a time.
+        price(&stack, &user, "PARTSYM", 100_000).await;
+        let placed = stack
+            .call(
+                &user,
+                "place",
+                limit("pm", "PARTSYM", "BUY", 10, 99_000, "DELIVERY"),
+            )
+            .await;
+        assert_eq!(placed["result"]["status"], "OPEN", "{placed}");
+        let order_id = placed["result"]["order_id"].clone();
+        let part = partly_filled(&stack, &user, "PARTSYM", "pm", 98_000, 3).await;
+        let filled = part["filled_quantity"].as_i64().expect("filled");
+        assert!((1..10).contains(&filled), "{part}");
+        assert_eq!(part["average_price"], 98_000, "{part}");
+
+        // Modified to 12 below the market: it rests, and what filled stays filled (a tick
+        // still on its way may have filled a few more meanwhile).
+        let rested = stack
+            .call(
+                &user,
+                "modify",
+                json!({"client_order_id": "pm", "quantity": 12, "price": 97_000}),
+            )
+            .await;
+        let rested = &rested["result"];
+        assert_eq!(
+            (
+                &rested["status"],
+                &rested["quantity"],
+                &rested["average_price"]
+            ),
+            (&json!("PARTIALLY_FILLED"), &json!(12), &json!(98_000)),
+            "{rested}"
+        );
+        let kept = rested["filled_quantity"].as_i64().expect("filled");
+        assert!(kept >= filled && kept < 12, "{rested}");
+        assert_eq!(
+            traded(&stack, &user, &order_id).await,
+            (kept, kept * 98_000)
+        );
+        // Priced into the market (the last price is ₹980): only the rest fills.
+        let done = stack
+            .call(
+                &user,
+                "modify",
+                json!({"client_order_id": "pm", "price": 99_000}),
+            )
+            .await;
+        let done = &done["result"];
+        assert_eq!(
+            (
+                &done["status"],
+                &done["filled_quantity"],
+                &done["average_price"]
+            ),
+            (&json!("FILLED"), &json!(12), &json!(98_000)),
+            "{done}"
+        );
+        assert_eq!(
+            traded(&stack, &user, &order_id).await,
+            (12, 12 * 98_000),
+            "each unit traded once"
+        );
+
+        // A cancel ends the rest of a partly filled order, not its fill.
+        price(&stack, &user, "PARTSYM2", 100_000).await;
+        let placed = stack
+            .call(
+                &user,
+                "place",
+                limit("pc", "PARTSYM2", "BUY", 10, 99_000, "DELIVERY"),
+            )
+            .await;
+        let order_id = placed["result"]["order_id"].clone();
+        let part = partly_filled(&stack, &user, "PARTSYM2", "pc", 98_000, 4).await;
+        let part_filled = part["filled_quantity"].as_i64().expect("filled");
+        let cancelled = stack
+            .call(&user, "cancel", json!({"client_order_id": "pc"}))
+            .await;
+        let cancelled = &cancelled["result"];
+        assert_eq!(
+            (&cancelled["status"], &cancelled["average_price"]),
+            (&json!("CANCELLED"), &json!(98_000)),
+            "{cancelled}"
+        );
+        let filled = cancelled["filled_quantity"].as_i64().expect("filled");
+        assert!(filled >= part_filled && filled < 10, "{cancelled}");
+        let again = stack
+            .call(&user, "get", json!({"client_order_id": "pc"}))
+            .await;
+        assert_eq!(again["result"]["filled_quantity"], filled, "{again}");
+        assert_eq!(
+            traded(&stack, &user, &order_id).await,
+            (filled, filled * 98_000)
+        );
+
+        // The books agree: the positions hold what traded, nothing is still held back, and
+        // the cash paid is exactly the fills' value.
+        let positions = stack.call(&user, "positions", json!({})).await;
+        let net = |symbol: &str| {
+            positions["result"]["positions"]
+                .as_array()
+                .expect("positions")
+                .iter()
+                .filter(|p| p["symbol"] == symbol)
+                .map(|p| p["net_quantity"].as_i64().expect("net"))
+                .sum::<i64>()
+        };
+        assert_eq!(
+            (net("PARTSYM"), net("PARTSYM2")),
+            (12, filled),
+            "{positions}"
+        );
+        let f = funds(&stack, &user).await;
+        assert_eq!(
+            (&f["blocked"], &f["used"]),
+            (&json!(0), &json!((12 + filled) * 98_000)),
+            "{f}"
+        );
+    })
+    .await;
+}

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use pinnacle_common::broker::{
-    Admission, Broker, BrokerCredentials, BrokerError, BrokerOutcome, OrderTerms,
+    Admission, Broker, BrokerCredentials, BrokerError, BrokerOutcome, Filled, OrderTerms,
 };
 use pinnacle_common::model::{
     Funds, Holding, OrderRequest, OrderStatus, OrderType, Position, Trade,
@@ -108,6 +108,7 @@ impl Broker for AngelOneBroker {
                         filled_quantity: 0,
                         average_price: None,
                         terms: OrderTerms::default(),
+                        fill_value: None,
                     })
                 } else {
                     self.placed_state(creds, &ack).await
@@ -140,7 +141,9 @@ impl Broker for AngelOneBroker {
         creds: &BrokerCredentials,
         broker_order_id: &str,
         order: &OrderRequest,
+        _filled: Filled,
     ) -> Result<BrokerOutcome, BrokerError> {
+        // The order's details after the change say what has filled.
         check_compliance(creds)?;
         let token = self.token(&order.exchange, &order.symbol).await?;
         // The whole order again, with its variety from the stored order type (the one place
@@ -162,6 +165,7 @@ impl Broker for AngelOneBroker {
         creds: &BrokerCredentials,
         broker_order_id: &str,
         order: &OrderRequest,
+        _filled: Filled,
     ) -> Result<BrokerOutcome, BrokerError> {
         check_compliance(creds)?;
         // The variety place sent, derived from the stored order type: no order-book read.

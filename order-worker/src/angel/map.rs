@@ -98,6 +98,7 @@ pub fn outcome(record: &OrderRecord) -> BrokerOutcome {
         average_price: (record.filledshares > 0 && record.averageprice > 0)
             .then_some(record.averageprice),
         terms: terms(record),
+        fill_value: None,
     }
 }
 

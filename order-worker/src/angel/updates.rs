@@ -320,6 +320,7 @@ mod tests {
             filled_quantity: filled,
             average_price: None,
             terms: pinnacle_common::broker::OrderTerms::default(),
+            fill_value: None,
         }
     }
 

@@ -3,7 +3,7 @@
 //! before the credentials are used.
 
 use pinnacle_common::auth::Principal;
-use pinnacle_common::broker::{BrokerError, BrokerOutcome};
+use pinnacle_common::broker::{BrokerError, BrokerOutcome, Filled};
 use pinnacle_common::entities::orders;
 use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::model::{ModifyRequest, OrderRef, OrderReply, OrderRequest, OrderStatus};
@@ -43,6 +43,14 @@ async fn begin(
         .advance_before_call(order, pending, ownership)
         .await?;
     Ok((order, lease))
+}
+
+/// What of `order` has filled.
+fn filled(order: &orders::Model) -> Filled {
+    Filled {
+        quantity: order.filled_quantity,
+        average_price: order.average_price,
+    }
 }
 
 /// The order as placed (with its current quantity and prices).
@@ -142,7 +150,7 @@ pub(super) async fn cancel_as(
     let (pending, lease) = begin(engine, order, OrderStatus::PendingCancel).await?;
     let broker_order_id = pending.broker_order_id.clone().unwrap_or_default();
     let placed = as_request(&store::view(order)?);
-    let call = broker.cancel_order(&creds, &broker_order_id, &placed);
+    let call = broker.cancel_order(&creds, &broker_order_id, &placed, filled(&pending));
     let answer = engine
         .call_broker(&lease, broker.name(), "cancel_order", call)
         .await;
@@ -245,7 +253,7 @@ pub(super) async fn modify(
         .map_err(|e| broker_error(&e))?;
     let (pending, lease) = begin(engine, &order, OrderStatus::PendingModify).await?;
     let broker_order_id = pending.broker_order_id.clone().unwrap_or_default();
-    let call = broker.modify_order(&creds, &broker_order_id, &modified);
+    let call = broker.modify_order(&creds, &broker_order_id, &modified, filled(&pending));
     let answer = engine
         .call_broker(&lease, broker.name(), "modify_order", call)
         .await;

@@ -6,7 +6,7 @@ use tracing::Instrument as _;
 
 use async_trait::async_trait;
 use pinnacle_common::broker::{
-    Admission, Broker, BrokerCredentials, BrokerError, BrokerOutcome, OrderTerms,
+    Admission, Broker, BrokerCredentials, BrokerError, BrokerOutcome, Filled, OrderTerms,
 };
 use pinnacle_common::model::{Funds, Holding, OrderRequest, OrderStatus, Position, Trade};
 use pinnacle_common::writes::Writer;
@@ -25,23 +25,21 @@ impl PaperBroker {
     }
 
     /// Reserves what `order` (Pinnacle id `order_id`) needs in the books, or refuses it.
-    /// `outcome` is what [`Self::evaluate`] made of it (a fill costs its fill price);
-    /// `modify` replaces the order's existing reservation instead of adding one.
+    /// `fill` is the price [`Self::evaluate`] filled it at, if it did (a fill costs its
+    /// fill price); `modify` replaces the order's existing reservation instead of adding
+    /// one.
     async fn reserve(
         &self,
         credentials: &BrokerCredentials,
         order_id: &str,
         order: &OrderRequest,
-        outcome: &BrokerOutcome,
+        fill: Option<i64>,
         modify: bool,
     ) -> Result<(), BrokerError> {
         let Some(db) = &self.db else { return Ok(()) };
         let ltp = self
             .last_tick(&order.exchange, &order.symbol)
             .map_or(0, |t| t.ltp);
-        let fill = (outcome.status == OrderStatus::Filled)
-            .then_some(outcome.average_price)
-            .flatten();
         let tick = self.tick_size(&order.exchange, &order.symbol);
         let claim = ledger::Claim {
             account_id: &credentials.account_id,
@@ -128,12 +126,13 @@ impl Broker for PaperBroker {
         order: &OrderRequest,
         _admission: Admission,
     ) -> Result<BrokerOutcome, BrokerError> {
-        let outcome = self.evaluate(
+        let (outcome, fill) = self.evaluate(
             credentials,
             format!("{}{order_id}", ledger::PAPER_PREFIX),
             order,
+            Filled::default(),
         )?;
-        self.reserve(credentials, order_id, order, &outcome, false)
+        self.reserve(credentials, order_id, order, fill, false)
             .await?;
         Ok(outcome)
     }
@@ -143,12 +142,14 @@ impl Broker for PaperBroker {
         credentials: &BrokerCredentials,
         broker_order_id: &str,
         order: &OrderRequest,
+        filled: Filled,
     ) -> Result<BrokerOutcome, BrokerError> {
-        let outcome = self.evaluate(credentials, broker_order_id.to_string(), order)?;
+        let (outcome, fill) =
+            self.evaluate(credentials, broker_order_id.to_string(), order, filled)?;
         let order_id = broker_order_id
             .strip_prefix(ledger::PAPER_PREFIX)
             .unwrap_or(broker_order_id);
-        self.reserve(credentials, order_id, order, &outcome, true)
+        self.reserve(credentials, order_id, order, fill, true)
             .await?;
         Ok(outcome)
     }
@@ -158,14 +159,17 @@ impl Broker for PaperBroker {
         credentials: &BrokerCredentials,
         broker_order_id: &str,
         _order: &OrderRequest,
+        filled: Filled,
     ) -> Result<BrokerOutcome, BrokerError> {
         require_client_code(credentials)?;
+        // What filled before the cancel stays filled.
         Ok(BrokerOutcome {
             broker_order_id: broker_order_id.to_string(),
             status: OrderStatus::Cancelled,
-            filled_quantity: 0,
-            average_price: None,
+            filled_quantity: filled.quantity,
+            average_price: filled.average_price,
             terms: OrderTerms::default(),
+            fill_value: None,
         })
     }
 
@@ -225,14 +229,17 @@ fn require_client_code(credentials: &BrokerCredentials) -> Result<(), BrokerErro
 }
 
 impl PaperBroker {
-    /// Fills `order` at the last price if it is marketable and its exchange is open, or
-    /// leaves it resting.
+    /// Fills the rest of `order` at the last price if it is marketable and its exchange
+    /// is open, or leaves it resting; `filled` is what of it had filled (nothing for a new
+    /// order), which stays filled at its own price. Returns the outcome and, for a fill,
+    /// its price.
     fn evaluate(
         &self,
         credentials: &BrokerCredentials,
         broker_order_id: String,
         order: &OrderRequest,
-    ) -> Result<BrokerOutcome, BrokerError> {
+        filled: Filled,
+    ) -> Result<(BrokerOutcome, Option<i64>), BrokerError> {
         require_client_code(credentials)?;
         let tick = self
             .last_tick(&order.exchange, &order.symbol)
@@ -249,22 +256,37 @@ impl PaperBroker {
             && order
                 .order_type
                 .fills_at(order.side, order.price, order.trigger_price, tick.ltp);
-        Ok(if marketable {
-            BrokerOutcome {
+        let rest = order.quantity - filled.quantity;
+        Ok(if marketable && rest > 0 {
+            let value = tick.ltp.saturating_mul(rest);
+            let total = i128::from(filled.average_price.unwrap_or(0)) * i128::from(filled.quantity)
+                + i128::from(value);
+            let average = i64::try_from(total / i128::from(order.quantity)).unwrap_or(i64::MAX);
+            let outcome = BrokerOutcome {
                 broker_order_id,
                 status: OrderStatus::Filled,
                 filled_quantity: order.quantity,
-                average_price: Some(tick.ltp),
+                average_price: Some(average),
                 terms: OrderTerms::default(),
-            }
+                // The rest's own value: the average above is rounded down.
+                fill_value: Some(value),
+            };
+            (outcome, Some(tick.ltp))
         } else {
-            BrokerOutcome {
+            let status = if filled.quantity > 0 {
+                OrderStatus::PartiallyFilled
+            } else {
+                OrderStatus::Open
+            };
+            let outcome = BrokerOutcome {
                 broker_order_id,
-                status: OrderStatus::Open,
-                filled_quantity: 0,
-                average_price: None,
+                status,
+                filled_quantity: filled.quantity,
+                average_price: filled.average_price,
                 terms: OrderTerms::default(),
-            }
+                fill_value: None,
+            };
+            (outcome, None)
         })
     }
 }

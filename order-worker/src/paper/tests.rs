@@ -1,7 +1,7 @@
 //! The paper broker's unit tests.
 
 use super::*;
-use pinnacle_common::broker::{Admission, Broker, BrokerCredentials, BrokerError};
+use pinnacle_common::broker::{Admission, Broker, BrokerCredentials, BrokerError, Filled};
 use pinnacle_common::model::{OrderRequest, OrderStatus, Tick};
 use pinnacle_common::model::{OrderType, Side};
 use secrecy::SecretString;
@@ -184,12 +184,12 @@ async fn a_closed_exchange_takes_marketable_orders_as_after_market_orders() {
                 "{now}"
             );
             let modified = broker
-                .modify_order(&creds(), &out.broker_order_id, &request)
+                .modify_order(&creds(), &out.broker_order_id, &request, Filled::default())
                 .await
                 .expect("modifiable");
             assert_eq!(modified.status, OrderStatus::Open, "still after-market");
             let cancelled = broker
-                .cancel_order(&creds(), &out.broker_order_id, &request)
+                .cancel_order(&creds(), &out.broker_order_id, &request, Filled::default())
                 .await
                 .expect("cancellable");
             assert_eq!(cancelled.status, OrderStatus::Cancelled);
@@ -233,4 +233,56 @@ async fn a_closed_exchange_takes_marketable_orders_as_after_market_orders() {
             .await,
         Err(BrokerError::Credentials(_))
     ));
+}
+
+#[tokio::test]
+async fn what_filled_stays_filled_through_a_modify_or_a_cancel() {
+    // A BUY LIMIT for 10 of which 4 filled at ₹800.03 (the last price is ₹820).
+    let broker = broker_at("2026-12-02T10:00:00+05:30");
+    let filled = Filled {
+        quantity: 4,
+        average_price: Some(80_003),
+    };
+    let resting = OrderRequest {
+        quantity: 12,
+        ..order(OrderType::Limit, Side::Buy, Some(81_000))
+    };
+    let out = broker
+        .modify_order(&creds(), "PAPER-o", &resting, filled)
+        .await
+        .expect("modifiable");
+    assert_eq!(
+        (
+            out.status,
+            out.filled_quantity,
+            out.average_price,
+            out.fill_value
+        ),
+        (OrderStatus::PartiallyFilled, 4, Some(80_003), None),
+        "still resting: the 4 stay filled at their price"
+    );
+    // Priced into the market: only the other 8 fill, at the last price, and the average
+    // covers all 12 (rounded down), while the value is the 8's own.
+    let marketable = OrderRequest {
+        price: Some(83_000),
+        ..resting.clone()
+    };
+    let out = broker
+        .modify_order(&creds(), "PAPER-o", &marketable, filled)
+        .await
+        .expect("modifiable");
+    assert_eq!(
+        (out.status, out.filled_quantity, out.fill_value),
+        (OrderStatus::Filled, 12, Some(8 * 82_000))
+    );
+    assert_eq!(out.average_price, Some((4 * 80_003 + 8 * 82_000) / 12));
+    let out = broker
+        .cancel_order(&creds(), "PAPER-o", &resting, filled)
+        .await
+        .expect("cancellable");
+    assert_eq!(
+        (out.status, out.filled_quantity, out.average_price),
+        (OrderStatus::Cancelled, 4, Some(80_003)),
+        "a cancel ends the rest, not the fill"
+    );
 }

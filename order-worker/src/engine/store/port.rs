@@ -186,6 +186,7 @@ impl Patch {
             broker_order_id: Some(outcome.broker_order_id.clone()),
             filled_quantity: Some(outcome.filled_quantity),
             average_price: outcome.average_price,
+            fill_value: outcome.fill_value,
             ..Self::default()
         }
     }

@@ -328,13 +328,27 @@ fn with_patch(
         update = update.col_expr(orders::Column::BrokerOrderId, Expr::value(id.clone()));
         next.broker_order_id = Some(id);
     }
-    if let Some(filled) = patch.filled_quantity {
-        update = update.col_expr(orders::Column::FilledQuantity, Expr::value(filled));
-        next.filled_quantity = filled;
-    }
-    if let Some(price) = patch.average_price {
-        update = update.col_expr(orders::Column::AveragePrice, Expr::value(price));
-        next.average_price = Some(price);
+    // A fill is never undone: an answer that says fewer units filled than are recorded
+    // (a broker that forgot them) leaves the fill and its price as they are.
+    let undoes_a_fill = patch
+        .filled_quantity
+        .is_some_and(|filled| filled < next.filled_quantity);
+    if undoes_a_fill {
+        tracing::warn!(
+            order_id = %next.id,
+            recorded = next.filled_quantity,
+            reported = patch.filled_quantity,
+            "an outcome reported fewer units filled than recorded; the recorded fill stands"
+        );
+    } else {
+        if let Some(filled) = patch.filled_quantity {
+            update = update.col_expr(orders::Column::FilledQuantity, Expr::value(filled));
+            next.filled_quantity = filled;
+        }
+        if let Some(price) = patch.average_price {
+            update = update.col_expr(orders::Column::AveragePrice, Expr::value(price));
+            next.average_price = Some(price);
+        }
     }
     if let Some(quantity) = patch.quantity {
         update = update.col_expr(orders::Column::Quantity, Expr::value(quantity));
@@ -483,6 +497,44 @@ mod tests {
             .await;
         assert!(matches!(again, Err(TransitionError::Conflict)), "{again:?}");
         assert_eq!(trades().await, 1, "a fill is booked once");
+    }
+
+    #[tokio::test]
+    async fn an_answer_with_fewer_units_filled_leaves_the_recorded_fill() {
+        let store = store().await;
+        let order = created(&store).await;
+        let part = Patch {
+            broker_order_id: Some("b1".into()),
+            filled_quantity: Some(1),
+            average_price: Some(100),
+            ..Patch::default()
+        };
+        let partly = store
+            .transition(
+                &order,
+                OrderStatus::PartiallyFilled,
+                part,
+                Ownership::Held("w-1"),
+            )
+            .await
+            .expect("a part filled");
+        // A cancel answered "nothing filled": the order ends, its fill stands.
+        let forgot = Patch {
+            filled_quantity: Some(0),
+            average_price: Some(7),
+            ..Patch::default()
+        };
+        let cancelled = store
+            .transition(&partly, OrderStatus::Cancelled, forgot, Ownership::Any)
+            .await
+            .expect("cancelled");
+        let stored = store.get("o1").await.expect("get").expect("stored");
+        for row in [&cancelled, &stored] {
+            assert_eq!(
+                (row.status.as_str(), row.filled_quantity, row.average_price),
+                ("CANCELLED", 1, Some(100))
+            );
+        }
     }
 
     #[tokio::test]
