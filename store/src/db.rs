@@ -40,7 +40,8 @@ use crate::settings::{password_span, DatabaseSettings};
 /// file opened by this process, which nothing can hang up, and with sqlx's SQLite driver a
 /// ping is a round trip to the connection's own thread, as costly as a statement, on every
 /// acquire (about a quarter of an order's hand-offs). A PostgreSQL connection is pinged, so
-/// that a server restart costs a reconnect, not a failed request.
+/// that a server restart costs a reconnect, not a failed request, and a transaction left
+/// idle by a paused client is ended by the server ([`IDLE_IN_TRANSACTION_TIMEOUT`]).
 pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, DbErr> {
     let sqlite = settings.database_url.starts_with("sqlite:");
     let file = match sqlite {
@@ -62,6 +63,14 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .test_before_acquire(!sqlite)
         .sqlx_logging(false);
+    if !sqlite {
+        options.map_sqlx_postgres_opts(|postgres| {
+            postgres.options([(
+                "idle_in_transaction_session_timeout",
+                IDLE_IN_TRANSACTION_TIMEOUT.as_millis(),
+            )])
+        });
+    }
     if sqlite {
         if let Some(path) = &file {
             owner_only(path, settings.database_url.contains("mode=rwc"))?;
@@ -98,6 +107,21 @@ fn without_password(error: DbErr, url: &str) -> DbErr {
         other => other,
     }
 }
+
+/// How long a PostgreSQL transaction may sit idle, waiting for its client's next statement,
+/// before the server ends the session (`idle_in_transaction_session_timeout`, set for
+/// every connection of the pool), which rolls the transaction back and frees its locks.
+///
+/// Pinnacle's transactions send their statements back to back and never wait on anything
+/// else (a broker, NATS) inside one, so only a client that stopped mid-transaction goes
+/// idle that long: a process paused (`SIGSTOP`, a debugger, a VM frozen) or starved. Its
+/// row locks (an account's funds row, an order) would otherwise hold every other worker's
+/// transactions on those rows, and with them their pools, for as long as it stays
+/// paused. Two seconds keeps such a wait well inside an order's lease
+/// (`PINNACLE_WORKER_LEASE_MS`, 5 s, renewed every third of it), so the workers that were
+/// kept waiting keep their leases. The paused process finds its connection closed when it
+/// resumes, and its transaction fails like any other.
+pub const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long a statement waits for a connection (the pool's, or SQLite's writing connection)
 /// before it fails.

@@ -51,3 +51,75 @@ async fn a_postgres_connection_the_server_dropped_is_replaced_before_its_next_us
         }
     }
 }
+
+/// Runs `sql` on `db`.
+async fn run(db: &DatabaseConnection, sql: &str) -> Result<sea_orm::ExecResult, sea_orm::DbErr> {
+    db.execute(Statement::from_string(db.get_database_backend(), sql))
+        .await
+}
+
+#[tokio::test]
+async fn a_postgres_transaction_left_idle_by_a_paused_client_frees_its_locks() {
+    use sea_orm::TransactionTrait as _;
+
+    if !backends().contains(&Backend::Postgres) {
+        return;
+    }
+    let test_db = TestDb::create(Backend::Postgres).await;
+    let settings = DatabaseSettings {
+        database_url: test_db.url.clone(),
+        database_max_connections: 2,
+    };
+    // Two processes' pools on one database.
+    let paused = db::connect(&settings).await.expect("connects");
+    let other = db::connect(&settings).await.expect("connects");
+    run(
+        &other,
+        "CREATE TABLE funds (id INT PRIMARY KEY, cash INT NOT NULL)",
+    )
+    .await
+    .expect("create");
+    run(&other, "INSERT INTO funds VALUES (1, 100)")
+        .await
+        .expect("insert");
+
+    // The first takes the row's lock in a transaction, then stops sending anything, as a
+    // process does when it is paused mid-transaction.
+    let txn = paused.begin().await.expect("begin");
+    txn.execute(Statement::from_string(
+        txn.get_database_backend(),
+        "UPDATE funds SET cash = cash - 1 WHERE id = 1",
+    ))
+    .await
+    .expect("the lock");
+
+    // The other waits for the lock only until the server ends the idle transaction.
+    let started = std::time::Instant::now();
+    tokio::time::timeout(
+        db::IDLE_IN_TRANSACTION_TIMEOUT + Duration::from_secs(5),
+        run(&other, "UPDATE funds SET cash = cash - 10 WHERE id = 1"),
+    )
+    .await
+    .expect("the lock is freed")
+    .expect("the update runs");
+    assert!(
+        started.elapsed() >= db::IDLE_IN_TRANSACTION_TIMEOUT - Duration::from_millis(200),
+        "it did wait for the lock: {:?}",
+        started.elapsed()
+    );
+
+    // The paused one's transaction was rolled back: its commit fails, and nothing of it
+    // stays.
+    assert!(txn.commit().await.is_err(), "the ended transaction commits");
+    let row = other
+        .query_one(Statement::from_string(
+            other.get_database_backend(),
+            "SELECT cash FROM funds WHERE id = 1",
+        ))
+        .await
+        .expect("read")
+        .expect("row");
+    assert_eq!(row.try_get::<i32>("", "cash").expect("cash"), 90);
+    // And its pool serves the next statement on a new connection.
+    backend_pid(&paused).await.expect("a statement runs");
+}

@@ -268,7 +268,14 @@ pub async fn stall_database(url: &str, stall: Duration) {
     .expect("stall connection");
     let txn = db.begin().await.expect("begin");
     let lock = match db.get_database_backend() {
-        DbBackend::Postgres => "LOCK TABLE orders IN ACCESS EXCLUSIVE MODE",
+        // A stuck transaction, not a paused client: the server must not end it after
+        // `IDLE_IN_TRANSACTION_TIMEOUT`, as it would a paused client's.
+        DbBackend::Postgres => {
+            txn.execute_unprepared("SET LOCAL idle_in_transaction_session_timeout = 0")
+                .await
+                .expect("no idle timeout");
+            "LOCK TABLE orders IN ACCESS EXCLUSIVE MODE"
+        }
         _ => "UPDATE orders SET status = status",
     };
     txn.execute_unprepared(lock).await.expect("lock");
