@@ -47,7 +47,7 @@ impl Payload<'_> {
     /// Decodes the payload, mapping failures to `BAD_PAYLOAD`.
     fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, ErrorBody> {
         self.encoding
-            .decode(self.bytes)
+            .decode_request(self.bytes)
             .map_err(|e| ErrorBody::new(ErrorCode::BadPayload, e.to_string()))
     }
 

@@ -161,24 +161,39 @@ impl Encoding {
     /// Decodes a payload after checking its size and nesting (see [`scan`]); nothing
     /// past those limits reaches a deserialiser.
     pub fn decode<T: DeserializeOwned>(self, payload: &[u8]) -> Result<T, CodecError> {
+        match self {
+            Self::MsgPack => scan::check_msgpack(payload)?,
+            Self::Json => scan::check_json(payload)?,
+        }
+        self.deserialize(payload)
+    }
+
+    /// Decodes a request: [`Self::decode`], and the payload must be a map of named fields
+    /// (a MessagePack map with string keys, no `bin`; a JSON object), never an array or a
+    /// map keyed by field numbers, which serde would read by position
+    /// ([`scan::check_msgpack_request`]).
+    pub fn decode_request<T: DeserializeOwned>(self, payload: &[u8]) -> Result<T, CodecError> {
+        match self {
+            Self::MsgPack => scan::check_msgpack_request(payload)?,
+            Self::Json => scan::check_json_request(payload)?,
+        }
+        self.deserialize(payload)
+    }
+
+    /// Deserialises a payload that passed its pre-scan.
+    fn deserialize<T: DeserializeOwned>(self, payload: &[u8]) -> Result<T, CodecError> {
         Ok(match self {
-            Self::MsgPack => {
-                scan::check_msgpack(payload)?;
-                rmp_serde::from_slice(payload).map_err(|e| {
-                    // `{` and `[` are small integers in MessagePack, so JSON "decodes" into
-                    // a confusing type error; say what it probably is.
-                    let first = payload.iter().find(|b| !b.is_ascii_whitespace());
-                    if matches!(first, Some(b'{' | b'[')) {
-                        CodecError::LooksLikeJson(e)
-                    } else {
-                        CodecError::MsgPack(e)
-                    }
-                })?
-            }
-            Self::Json => {
-                scan::check_json(payload)?;
-                serde_json::from_slice(payload)?
-            }
+            Self::MsgPack => rmp_serde::from_slice(payload).map_err(|e| {
+                // `{` and `[` are small integers in MessagePack, so JSON "decodes" into
+                // a confusing type error; say what it probably is.
+                let first = payload.iter().find(|b| !b.is_ascii_whitespace());
+                if matches!(first, Some(b'{' | b'[')) {
+                    CodecError::LooksLikeJson(e)
+                } else {
+                    CodecError::MsgPack(e)
+                }
+            })?,
+            Self::Json => serde_json::from_slice(payload)?,
         })
     }
 

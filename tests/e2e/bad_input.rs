@@ -84,6 +84,74 @@ async fn malformed_and_absurd_requests_get_structured_errors() {
             let code = error_code(&stack, &user, place.clone(), encoding, payload).await;
             assert_eq!(code, expected, "case: {name}");
         }
+
+        // Requests name their fields: a place, get or cancel sent as an array, as a map
+        // keyed by field numbers, or with a `bin` id (all of which serde would read by
+        // position or as text) is refused, and changes nothing.
+        let resting = serde_json::json!({
+            "client_order_id": "rest-1", "exchange": "NSE", "symbol": "SBIN-EQ",
+            "side": "BUY", "order_type": "LIMIT", "quantity": 1, "price": 100
+        });
+        let placed = stack
+            .request(place.clone(), Some(&user.token), Encoding::MsgPack, msgpack(resting))
+            .await;
+        let placed: serde_json::Value = rmp_serde::from_slice(&placed.payload).expect("reply");
+        assert_eq!(placed["result"]["status"], "OPEN", "{placed}");
+        let order_id = placed["result"]["order_id"].as_str().expect("id").to_string();
+        let positional_place = rmp_serde::to_vec(&("pos-1", "NSE", "SBIN-EQ", "BUY", "MARKET", 1))
+            .expect("encode");
+        let mut numbered_place = vec![0x86];
+        for (i, value) in ["num-1", "NSE", "SBIN-EQ", "BUY", "MARKET"].iter().enumerate() {
+            numbered_place.push(i as u8);
+            numbered_place.extend(rmp_serde::to_vec(value).expect("encode"));
+        }
+        numbered_place.extend([0x05, 0x01]);
+        let bin_id = |id: &str| {
+            let mut bytes = vec![0x81, 0xa8];
+            bytes.extend(b"order_id");
+            bytes.extend([0xc4, id.len() as u8]);
+            bytes.extend(id.as_bytes());
+            Bytes::from(bytes)
+        };
+        let positional = [
+            ("place as an array", "place", Bytes::from(positional_place)),
+            ("place with numbered keys", "place", Bytes::from(numbered_place)),
+            ("get as an array", "get", Bytes::from(rmp_serde::to_vec(&(&order_id,)).expect("encode"))),
+            ("cancel as an array", "cancel", Bytes::from(rmp_serde::to_vec(&(&order_id,)).expect("encode"))),
+            ("cancel with a numbered key", "cancel", {
+                let mut bytes = vec![0x81, 0x00];
+                bytes.extend(rmp_serde::to_vec(&order_id).expect("encode"));
+                Bytes::from(bytes)
+            }),
+            ("cancel with a bin id", "cancel", bin_id(&order_id)),
+            ("get as a JSON array", "get", json(serde_json::json!([order_id]))),
+        ];
+        for (name, verb, payload) in positional {
+            let encoding = if name.contains("JSON") { Encoding::Json } else { Encoding::MsgPack };
+            let code = error_code(&stack, &user, subjects::order(&user.id, verb), encoding, payload).await;
+            assert_eq!(code, "BAD_PAYLOAD", "case: {name}");
+        }
+        let still = stack
+            .request(
+                subjects::order(&user.id, "get"),
+                Some(&user.token),
+                Encoding::MsgPack,
+                msgpack(serde_json::json!({"order_id": order_id})),
+            )
+            .await;
+        let still: serde_json::Value = rmp_serde::from_slice(&still.payload).expect("reply");
+        assert_eq!(still["result"]["status"], "OPEN", "nothing cancelled it: {still}");
+        for id in ["pos-1", "num-1"] {
+            let absent = error_code(
+                &stack,
+                &user,
+                subjects::order(&user.id, "get"),
+                Encoding::Json,
+                json(serde_json::json!({"client_order_id": id})),
+            )
+            .await;
+            assert_eq!(absent, "NOT_FOUND", "{id} was placed");
+        }
         let code = error_code(
             &stack,
             &user,

@@ -48,6 +48,26 @@ pub enum ScanError {
         /// Where.
         offset: usize,
     },
+    /// A request that is not a map (a MessagePack map, a JSON object).
+    #[error("a request is a map of named fields; this payload is {found}{hint}", hint = if *.looks_like_json { " (it looks like JSON: send the header `Content-Type: application/json` with it)" } else { "" })]
+    NotAMap {
+        /// What it is instead.
+        found: &'static str,
+        /// MessagePack that starts like JSON (`{` or `[`).
+        looks_like_json: bool,
+    },
+    /// A request's map key that is not a string: fields are named, never numbered.
+    #[error("the map key at byte {offset} is not a string: a request names its fields")]
+    KeyNotAString {
+        /// Where the key starts.
+        offset: usize,
+    },
+    /// MessagePack `bin` in a request, whose values are strings and numbers.
+    #[error("binary data at byte {offset}: a request's text fields are MessagePack strings")]
+    Binary {
+        /// Where the value starts.
+        offset: usize,
+    },
 }
 
 /// Checks the size of any payload.
@@ -122,17 +142,57 @@ fn header(bytes: &[u8], at: usize) -> Result<(Item, usize), ScanError> {
 /// length fits in the bytes that remain. Trailing bytes after that value are not read
 /// (nor are they by the deserialiser).
 pub fn check_msgpack(payload: &[u8]) -> Result<(), ScanError> {
+    walk(payload, false)
+}
+
+/// [`check_msgpack`] for a request, which is a map of named fields: the value must be a
+/// map, every map key in it a string, and no value `bin`. serde would read a struct from
+/// an array, or from a map keyed by field numbers, by position, and a string field from
+/// `bin`; a request that relied on that would mean something else to every other reader.
+pub fn check_msgpack_request(payload: &[u8]) -> Result<(), ScanError> {
+    walk(payload, true)
+}
+
+/// The walk behind [`check_msgpack`] and, with `request`, [`check_msgpack_request`].
+fn walk(payload: &[u8], request: bool) -> Result<(), ScanError> {
     check_size(payload)?;
-    // Children still to read, per open container; the bottom entry is the top-level value.
-    let mut pending: Vec<u64> = Vec::with_capacity(8);
-    pending.push(1);
+    if request {
+        let found = match payload.first() {
+            None => Some("empty"),
+            Some(0x80..=0x8f | 0xde | 0xdf) => None,
+            Some(0x90..=0x9f | 0xdc | 0xdd) => Some("an array"),
+            Some(_) => Some("not a map"),
+        };
+        if let Some(found) = found {
+            let first = payload.iter().find(|b| !b.is_ascii_whitespace());
+            return Err(ScanError::NotAMap {
+                found,
+                looks_like_json: matches!(first, Some(b'{' | b'[')),
+            });
+        }
+    }
+    // Children still to read, per open container, and whether it is a map (whose children
+    // alternate key, value); the bottom entry is the top-level value.
+    let mut pending: Vec<(u64, bool)> = Vec::with_capacity(8);
+    pending.push((1, false));
     let mut at = 0usize;
-    while let Some(top) = pending.last_mut() {
-        if *top == 0 {
+    while let Some((left, map)) = pending.last_mut() {
+        if *left == 0 {
             pending.pop();
             continue;
         }
-        *top -= 1;
+        // A map's children come key first, so an even count still to read means a key.
+        let key = *map && *left % 2 == 0;
+        *left -= 1;
+        let marker = payload.get(at).copied();
+        if request {
+            if key && !matches!(marker, Some(0xa0..=0xbf | 0xd9..=0xdb)) {
+                return Err(ScanError::KeyNotAString { offset: at });
+            }
+            if matches!(marker, Some(0xc4..=0xc6)) {
+                return Err(ScanError::Binary { offset: at });
+            }
+        }
         let (item, head) = header(payload, at)?;
         at += head;
         let remaining = (payload.len() - at.min(payload.len())) as u64;
@@ -153,7 +213,8 @@ pub fn check_msgpack(payload: &[u8]) -> Result<(), ScanError> {
                     if pending.len() > MAX_DEPTH {
                         return Err(ScanError::TooDeep { limit: MAX_DEPTH });
                     }
-                    pending.push(children);
+                    let is_map = matches!(marker, Some(0x80..=0x8f | 0xde | 0xdf));
+                    pending.push((children, is_map));
                 }
             }
         }
@@ -166,6 +227,22 @@ pub fn check_msgpack(payload: &[u8]) -> Result<(), ScanError> {
 pub fn check_json(payload: &[u8]) -> Result<(), ScanError> {
     check_size(payload)?;
     check_json_depth(payload)
+}
+
+/// [`check_json`] for a request, which is a JSON object (serde would read a struct from an
+/// array too, by position).
+pub fn check_json_request(payload: &[u8]) -> Result<(), ScanError> {
+    check_json(payload)?;
+    let found = match payload.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => return Ok(()),
+        None => "empty",
+        Some(b'[') => "an array",
+        Some(_) => "not an object",
+    };
+    Err(ScanError::NotAMap {
+        found,
+        looks_like_json: false,
+    })
 }
 
 /// Checks only the nesting depth of JSON, for bodies whose size is bounded elsewhere.

@@ -147,3 +147,88 @@ fn a_reply_carries_its_error_code_in_the_header_and_the_body() {
     assert!(!reply.ok);
     assert_eq!(reply.error.map(|e| e.code), Some(ErrorCode::Forbidden));
 }
+
+#[derive(Debug, Deserialize, PartialEq)]
+struct Target {
+    order_id: String,
+    #[serde(default)]
+    quantity: Option<i64>,
+}
+
+#[test]
+fn a_request_is_a_map_of_named_fields_never_positional() {
+    let named = rmp_serde::to_vec_named(&serde_json::json!({"order_id": "o1", "quantity": 2}))
+        .expect("encode");
+    let target: Target = Encoding::MsgPack.decode_request(&named).expect("a map");
+    assert_eq!(target.order_id, "o1");
+    // serde would read each of these by position (`decode` still does, for Pinnacle's own
+    // messages); a request refuses them.
+    let array = rmp_serde::to_vec(&("o1", 2)).expect("encode");
+    let numbered = [0x82, 0x00, 0xa2, b'o', b'1', 0x01, 0x02];
+    let bin = [
+        0x81, 0xa8, b'o', b'r', b'd', b'e', b'r', b'_', b'i', b'd', 0xc4, 0x02, b'o', b'1',
+    ];
+    let nested_numbered = rmp_serde::to_vec_named(&serde_json::json!({"order_id": "o1"}))
+        .map(|mut v| {
+            // {"order_id": "o1", "x": {1: 2}}
+            v[0] = 0x82;
+            v.extend([0xa1, b'x', 0x81, 0x01, 0x02]);
+            v
+        })
+        .expect("encode");
+    assert!(
+        Encoding::MsgPack.decode::<Target>(&array).is_ok(),
+        "serde's positional read"
+    );
+    for (name, bytes, expected) in [
+        ("an array", array.as_slice(), "this payload is an array"),
+        ("numbered keys", &numbered[..], "is not a string"),
+        ("bin", &bin[..], "binary data"),
+        (
+            "a nested numbered key",
+            &nested_numbered[..],
+            "is not a string",
+        ),
+        ("a number", &[0x05][..], "is not a map"),
+        (
+            "JSON as MessagePack",
+            &b"{\"order_id\":\"o1\"}"[..],
+            "looks like JSON",
+        ),
+    ] {
+        let refused = Encoding::MsgPack
+            .decode_request::<Target>(bytes)
+            .expect_err(name);
+        assert!(
+            matches!(refused, CodecError::Refused(_)) && refused.to_string().contains(expected),
+            "{name}: {refused}"
+        );
+    }
+    // JSON: an object, never an array.
+    let object: Target = Encoding::Json
+        .decode_request(br#" {"order_id": "o1"}"#)
+        .expect("an object");
+    assert_eq!(object.order_id, "o1");
+    for bytes in [&br#"["o1", 2]"#[..], b"\"o1\"", b"  "] {
+        assert!(Encoding::Json.decode_request::<Target>(bytes).is_err());
+    }
+}
+
+proptest::proptest! {
+    /// Whatever the bytes, the request scan answers (no panic), and what it lets through
+    /// starts with a map and, when it decodes at all, decodes as an object, never a
+    /// sequence.
+    #[test]
+    fn the_request_scan_refuses_any_non_map_and_never_panics(
+        bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)
+    ) {
+        if scan::check_msgpack_request(&bytes).is_ok() {
+            proptest::prop_assert!(matches!(bytes[0], 0x80..=0x8f | 0xde | 0xdf));
+            // A map with string keys reads as a JSON object (bin and ext aside, refused or
+            // not representable); it never reads as a sequence.
+            if let Ok(value) = rmp_serde::from_slice::<serde_json::Value>(&bytes) {
+                proptest::prop_assert!(value.is_object());
+            }
+        }
+    }
+}

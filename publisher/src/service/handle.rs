@@ -136,7 +136,7 @@ fn admit(service: &MdService, message: &Message) -> Result<(), ErrorBody> {
 
 fn decode<T: DeserializeOwned>(encoding: Encoding, payload: &[u8]) -> Result<T, ErrorBody> {
     encoding
-        .decode(payload)
+        .decode_request(payload)
         .map_err(|e| ErrorBody::new(ErrorCode::BadPayload, e.to_string()))
 }
 
