@@ -58,6 +58,20 @@ async fn modify_and_cancel_move_through_the_state_machine() {
                 .await;
             assert_eq!(again["error"]["code"], "INVALID_STATE", "{verb}: {again}");
         }
+        // Fields are checked before the order's state (PROTOCOL.md, "Replies and errors"):
+        // an impossible change is INVALID_REQUEST, on a finished order too.
+        for change in [
+            json!({"order_id": order_id, "quantity": -5}),
+            json!({"order_id": order_id, "price": 0}),
+            json!({"order_id": order_id, "trigger_price": -1}),
+            json!({"order_id": order_id, "quantity": i64::MAX}),
+        ] {
+            let refused = stack.call(&user, "modify", change.clone()).await;
+            assert_eq!(
+                refused["error"]["code"], "INVALID_REQUEST",
+                "{change}: {refused}"
+            );
+        }
         // Modifying into a marketable price fills it.
         let second = stack.call(&user, "place", resting_buy("life-2")).await;
         let second_id = second["result"]["order_id"]

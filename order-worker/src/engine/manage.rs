@@ -217,12 +217,7 @@ pub(super) async fn modify(
     request_id: &str,
     change: &ModifyRequest,
 ) -> Result<OrderReply, ErrorBody> {
-    if change.quantity.is_none() && change.price.is_none() && change.trigger_price.is_none() {
-        return Err(ErrorBody::new(
-            ErrorCode::InvalidRequest,
-            "a modify needs a new quantity, price or trigger_price",
-        ));
-    }
+    change.validate(engine.settings.max_quantity)?;
     let user_id = principal.user_id.as_str();
     let order = query::resolve(engine, user_id, &change.order).await?;
     let previous = must_be_working(&order, "modified")?;

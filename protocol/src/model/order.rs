@@ -169,6 +169,34 @@ pub struct ModifyRequest {
     pub order_type: Option<OrderType>,
 }
 
+impl ModifyRequest {
+    /// Checks the ranges a change must keep whatever the order is (a positive quantity no
+    /// larger than `max_quantity`, positive prices), before the order is looked up; what
+    /// depends on the order (its type, what has filled) is checked against it after.
+    pub fn validate(&self, max_quantity: i64) -> Result<(), ErrorBody> {
+        let invalid = |m: String| Err(ErrorBody::new(ErrorCode::InvalidRequest, m));
+        if self.quantity.is_none() && self.price.is_none() && self.trigger_price.is_none() {
+            return invalid("a modify needs a new quantity, price or trigger_price".into());
+        }
+        match self.quantity {
+            Some(q) if q <= 0 => return invalid(format!("quantity must be positive, got {q}")),
+            Some(q) if q > max_quantity => {
+                return invalid(format!(
+                    "quantity {q} exceeds the maximum of {max_quantity}"
+                ))
+            }
+            _ => {}
+        }
+        if let Some(p) = self.price.filter(|p| *p <= 0) {
+            return invalid(format!("price must be positive paise, got {p}"));
+        }
+        if let Some(t) = self.trigger_price.filter(|t| *t <= 0) {
+            return invalid(format!("trigger_price must be positive paise, got {t}"));
+        }
+        Ok(())
+    }
+}
+
 /// A request to list orders.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListRequest {

@@ -137,3 +137,38 @@ fn rejects_bad_quantities_and_prices() {
     .validate(100)
     .is_err());
 }
+
+#[test]
+fn a_modify_is_checked_for_ranges_before_its_order() {
+    let change = |quantity, price, trigger_price| ModifyRequest {
+        order: OrderRef {
+            order_id: Some("o".into()),
+            client_order_id: None,
+        },
+        quantity,
+        price,
+        trigger_price,
+        order_type: None,
+    };
+    assert!(change(Some(3), None, None).validate(100).is_ok());
+    assert!(change(None, Some(1), Some(1)).validate(100).is_ok());
+    for (bad, why) in [
+        (
+            change(None, None, None),
+            "a new quantity, price or trigger_price",
+        ),
+        (change(Some(0), None, None), "quantity must be positive"),
+        (change(Some(-5), None, None), "quantity must be positive"),
+        (change(Some(101), None, None), "exceeds the maximum of 100"),
+        (change(None, Some(0), None), "price must be positive"),
+        (change(None, Some(i64::MIN), None), "price must be positive"),
+        (
+            change(None, None, Some(-1)),
+            "trigger_price must be positive",
+        ),
+    ] {
+        let error = bad.validate(100).expect_err(why);
+        assert_eq!(error.code, ErrorCode::InvalidRequest);
+        assert!(error.message.contains(why), "{}", error.message);
+    }
+}
