@@ -69,7 +69,7 @@ impl AuditError {
     /// The stream is gone (or leaderless): JetStream's "no responders" or "stream not found".
     pub fn stream_missing() -> Self {
         Self::StreamUnavailable(format!(
-            "the {} stream does not exist or has no reachable leader",
+            "the {} stream did not answer: it does not exist, has no reachable leader, or JetStream is down",
             subjects::AUDIT_STREAM
         ))
     }

@@ -235,7 +235,7 @@ impl AuditLog {
         state.tip = None;
         if std::mem::take(&mut state.no_responders) {
             return AuditError::StreamUnavailable(format!(
-                "the {} stream does not exist or has no reachable leader (no responders for {:?})",
+                "the {} stream did not answer (no responders for {:?}): it does not exist, has no reachable leader, or JetStream is down",
                 subjects::AUDIT_STREAM,
                 self.inner.timeout
             ));
