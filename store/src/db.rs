@@ -117,10 +117,13 @@ fn without_password(error: DbErr, url: &str) -> DbErr {
 /// idle that long: a process paused (`SIGSTOP`, a debugger, a VM frozen) or starved. Its
 /// row locks (an account's funds row, an order) would otherwise hold every other worker's
 /// transactions on those rows, and with them their pools, for as long as it stays
-/// paused. Two seconds keeps such a wait well inside an order's lease
-/// (`PINNACLE_WORKER_LEASE_MS`, 5 s, renewed every third of it), so the workers that were
-/// kept waiting keep their leases. The paused process finds its connection closed when it
-/// resumes, and its transaction fails like any other.
+/// paused. Now each of its transactions holds them at most two seconds once idle; the
+/// paused process's connections that were waiting for those rows when it stopped may
+/// take them in turn, each for two seconds more, so the rows are free within about two
+/// seconds a connection of its pool, usually one or two (`tests/e2e/faults.rs`). Two
+/// seconds keeps one such wait inside an order's lease (`PINNACLE_WORKER_LEASE_MS`, 5 s,
+/// renewed every third of it). The paused process finds its connections closed when it
+/// resumes, and their transactions fail like any other.
 pub const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long a statement waits for a connection (the pool's, or SQLite's writing connection)

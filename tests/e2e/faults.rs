@@ -1,8 +1,8 @@
 //! The fault suite: a deployment of separate processes (`pinnacle serve` for the publisher,
 //! two order workers and the user API; a real nats-server; SQLite or PostgreSQL) under an
 //! order load that retries by client order id, while one fault is injected: a worker
-//! SIGKILLed or SIGTERMed, NATS restarted, the database stalled, JetStream not storing
-//! order events. After each, the same invariants must hold:
+//! SIGKILLed or SIGTERMed or paused inside a transaction, NATS restarted, the database
+//! stalled, JetStream not storing order events. After each, the same invariants must hold:
 //!
 //! - every acknowledged client order id exists exactly once, and no acknowledged final
 //!   state was later contradicted;
@@ -594,6 +594,109 @@ async fn a_postgres_outage_under_load_loses_and_misreports_nothing() {
         .await;
         assert!(refused > 0, "the outage never reached the load");
     }
+}
+
+/// A worker paused (`SIGSTOP`) inside a PostgreSQL transaction on the trader's paper books,
+/// holding the account's funds row: PostgreSQL ends the idle transaction after
+/// [`pinnacle_common::db::IDLE_IN_TRANSACTION_TIMEOUT`], which frees the row while the
+/// worker stays paused, so the other worker's transactions on it go on. Once it resumes,
+/// nothing is lost, stored twice or misreported. (With SQLite, a process
+/// paused while it writes holds the file's write lock: ARCHITECTURE.md.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_paused_inside_a_transaction_holds_up_no_one() {
+    use sea_orm::{ConnectionTrait as _, Statement};
+
+    if !pinnacle_tests::backends().contains(&pinnacle_tests::Backend::Postgres) {
+        return;
+    }
+    let _heavy = pinnacle_tests::heavy().await;
+    let deployment = Deployment::start(pinnacle_tests::Backend::Postgres, Topology::Single).await;
+    let user = deployment.trader("sigstop").await;
+    let load = Load::new(deployment.access(), &user, "sigstop-a", (8, 100_000));
+    let running = tokio::spawn({
+        let load = load.clone();
+        async move { load.run().await }
+    });
+    let acked_now = || async { load.acked.lock().await.len() };
+    eventually(Duration::from_secs(60), "the load flowing", || async {
+        (acked_now().await >= 20).then_some(())
+    })
+    .await;
+
+    // Pause the first worker until it is caught inside a transaction on the paper books
+    // (its session idle in a transaction whose last statement was on `paper_…`).
+    let db = deployment.db().await;
+    let held_books = || async {
+        let row = db
+            .query_one(Statement::from_string(
+                db.get_database_backend(),
+                "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() \
+                 AND state = 'idle in transaction' AND query LIKE '%paper_%' \
+                 AND state_change < now() - interval '200 milliseconds'",
+            ))
+            .await
+            .expect("pg_stat_activity")
+            .expect("a row");
+        row.try_get::<i64>("", "n").expect("n") > 0
+    };
+    let worker = &deployment.workers[0];
+    let mut caught = false;
+    for _ in 0..100 {
+        signal(worker, "STOP");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if held_books().await {
+            caught = true;
+            break;
+        }
+        signal(worker, "CONT");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert!(
+        caught,
+        "the worker was never paused inside a books transaction"
+    );
+
+    // While it stays paused, its transactions end and the books' rows are free again.
+    // Each of its connections that was in a transaction on them, or waiting for one, may
+    // hold them for up to the idle timeout once it has them: at most its pool's 8
+    // connections one after another, plus the other worker's short transactions.
+    let before = acked_now().await;
+    let paused_at = Instant::now();
+    let bound = pinnacle_common::db::IDLE_IN_TRANSACTION_TIMEOUT * 8 + Duration::from_secs(3);
+    let free = {
+        use sea_orm::TransactionTrait as _;
+        let txn = db.begin().await.expect("begin");
+        let locked = async {
+            txn.execute_unprepared(&format!("SET LOCAL lock_timeout = {}", bound.as_millis()))
+                .await?;
+            txn.execute_unprepared("SELECT 1 FROM paper_funds FOR UPDATE")
+                .await
+        }
+        .await;
+        let _ = txn.rollback().await;
+        locked
+    };
+    let freed_after = paused_at.elapsed();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let during = acked_now().await - before;
+    signal(worker, "CONT");
+    load.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut acked = running
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", deployment.logs()));
+    // Requests the queue group hands the paused worker wait for their timeout, so how many
+    // the other one answers meanwhile varies (0 to 25 in trial runs); it is reported, not
+    // asserted.
+    eprintln!(
+        "sigstop: the books' rows were free {freed_after:?} into the pause; \
+         {during} orders answered while it lasted"
+    );
+    assert!(
+        free.is_ok(),
+        "the paused worker still held the books' rows after {freed_after:?}: {free:?}"
+    );
+    acked.extend(recovers(&deployment, &user, "sigstop").await);
+    check_invariants(&deployment, &user.0, &acked).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -34,6 +34,19 @@ async fn price(stack: &TestStack, user: &TestUser, symbol: &str, ltp: i64) {
     assert_eq!(cancelled["result"]["status"], "CANCELLED", "{cancelled}");
 }
 
+/// A trader whose order rate is capped at 1,000 a second rather than Angel One's 9, for
+/// tests that send many orders in a moment.
+async fn busy_trader(stack: &TestStack, name: &str) -> TestUser {
+    let user = stack.trader(name).await;
+    stack
+        .set_limits(pinnacle_common::entities::risk_limits::Model {
+            max_orders_per_second: Some(1_000),
+            ..pinnacle_tests::no_limits(&user.id)
+        })
+        .await;
+    user
+}
+
 fn limit(id: &str, symbol: &str, side: &str, quantity: i64, price: i64, product: &str) -> Value {
     json!({"client_order_id": id, "exchange": "NSE", "symbol": symbol, "side": side,
         "order_type": "LIMIT", "quantity": quantity, "price": price, "product": product})
@@ -47,14 +60,8 @@ async fn funds(stack: &TestStack, user: &TestUser) -> Value {
 async fn concurrent_buys_cannot_overspend_and_cancel_and_modify_settle_the_reservation() {
     each_backend(|backend| async move {
         let stack = TestStack::start_with(backend, |s| s.worker.paper_cash = 1_000_000).await;
-        let user = stack.trader("reserver").await;
         // Twenty orders in one go: above Angel One's 9 per second, which is not tested here.
-        stack
-            .set_limits(pinnacle_common::entities::risk_limits::Model {
-                max_orders_per_second: Some(1_000),
-                ..pinnacle_tests::no_limits(&user.id)
-            })
-            .await;
+        let user = busy_trader(&stack, "reserver").await;
         price(&stack, &user, "RSVSYM", 200_000).await;
         let f = funds(&stack, &user).await;
         assert_eq!(
@@ -160,13 +167,7 @@ async fn concurrent_buys_cannot_overspend_and_cancel_and_modify_settle_the_reser
 async fn stop_market_buys_are_reserved_and_prices_must_be_on_the_tick() {
     each_backend(|backend| async move {
         let stack = TestStack::start_with(backend, |s| s.worker.paper_cash = 1_000_000).await;
-        let user = stack.trader("stopper").await;
-        stack
-            .set_limits(pinnacle_common::entities::risk_limits::Model {
-                max_orders_per_second: Some(1_000),
-                ..pinnacle_tests::no_limits(&user.id)
-            })
-            .await;
+        let user = busy_trader(&stack, "stopper").await;
         price(&stack, &user, "SLMSYM", 10_000).await;
 
         // The order of issue 11: a stop-market buy worth 10^15 paise.
@@ -580,13 +581,7 @@ async fn a_partly_filled_order_keeps_its_fill_through_a_modify_and_a_cancel() {
     each_backend(|backend| async move {
         let cash = 10_000_000;
         let stack = TestStack::start_with(backend, |s| s.worker.paper_cash = cash).await;
-        let user = stack.trader("partfill").await;
-        stack
-            .set_limits(pinnacle_common::entities::risk_limits::Model {
-                max_orders_per_second: Some(1_000),
-                ..pinnacle_tests::no_limits(&user.id)
-            })
-            .await;
+        let user = busy_trader(&stack, "partfill").await;
 
         // A resting buy of 10 at ₹990; ticks at ₹980 fill 3 units at a time.
         price(&stack, &user, "PARTSYM", 100_000).await;
