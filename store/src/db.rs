@@ -63,14 +63,6 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .test_before_acquire(!sqlite)
         .sqlx_logging(false);
-    if !sqlite {
-        options.map_sqlx_postgres_opts(|postgres| {
-            postgres.options([(
-                "idle_in_transaction_session_timeout",
-                IDLE_IN_TRANSACTION_TIMEOUT.as_millis(),
-            )])
-        });
-    }
     if sqlite {
         if let Some(path) = &file {
             owner_only(path, settings.database_url.contains("mode=rwc"))?;
@@ -82,6 +74,13 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
                 .busy_timeout(Duration::from_secs(10))
                 .statement_cache_capacity(SQLITE_STATEMENT_CACHE)
                 .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string())
+        });
+    } else {
+        options.map_sqlx_postgres_opts(|postgres| {
+            postgres.options([(
+                "idle_in_transaction_session_timeout",
+                IDLE_IN_TRANSACTION_TIMEOUT.as_millis(),
+            )])
         });
     }
     Database::connect(options)

@@ -49,7 +49,10 @@ pub enum ScanError {
         offset: usize,
     },
     /// A request that is not a map (a MessagePack map, a JSON object).
-    #[error("a request is a map of named fields; this payload is {found}{hint}", hint = if *.looks_like_json { " (it looks like JSON: send the header `Content-Type: application/json` with it)" } else { "" })]
+    #[error(
+        "a request is a map of named fields; this payload is {found}{}",
+        json_hint(*.looks_like_json)
+    )]
     NotAMap {
         /// What it is instead.
         found: &'static str,
@@ -68,6 +71,15 @@ pub enum ScanError {
         /// Where the value starts.
         offset: usize,
     },
+}
+
+/// What [`ScanError::NotAMap`] adds for MessagePack that starts like JSON.
+fn json_hint(looks_like_json: bool) -> &'static str {
+    if looks_like_json {
+        " (it looks like JSON: send the header `Content-Type: application/json` with it)"
+    } else {
+        ""
+    }
 }
 
 /// Checks the size of any payload.
