@@ -305,6 +305,24 @@ impl Load {
             .collect()
     }
 
+    /// How many client order ids have their answer so far.
+    async fn answered(&self) -> usize {
+        self.acked.lock().await.len()
+    }
+
+    /// Runs the load in the background, and returns once it is flowing (20 answers).
+    async fn start_flowing(&self) -> tokio::task::JoinHandle<HashMap<String, Acked>> {
+        let running = tokio::spawn({
+            let load = self.clone();
+            async move { load.run().await }
+        });
+        eventually(Duration::from_secs(60), "the load flowing", || async {
+            (self.answered().await >= 20).then_some(())
+        })
+        .await;
+        running
+    }
+
     /// Runs the load to its end; returns what every client order id was told.
     async fn run(&self) -> HashMap<String, Acked> {
         let started = Instant::now();
@@ -486,16 +504,9 @@ where
     let mut deployment = Deployment::start(backend, Topology::Single).await;
     let user = deployment.trader(name).await;
     let load = Load::new(deployment.access(), &user, &format!("{name}-a"), FIRST);
-    let first = tokio::spawn({
-        let load = load.clone();
-        async move { load.run().await }
-    });
     // The fault strikes once the load is flowing, well before it ends.
-    eventually(Duration::from_secs(60), "the load flowing", || async {
-        (load.acked.lock().await.len() >= 20).then_some(())
-    })
-    .await;
-    let at_fault = load.acked.lock().await.len();
+    let first = load.start_flowing().await;
+    let at_fault = load.answered().await;
     let struck = Instant::now();
     fault(&mut deployment).await;
     let mut acked = first
@@ -613,15 +624,7 @@ async fn a_worker_paused_inside_a_transaction_holds_up_no_one() {
     let deployment = Deployment::start(pinnacle_tests::Backend::Postgres, Topology::Single).await;
     let user = deployment.trader("sigstop").await;
     let load = Load::new(deployment.access(), &user, "sigstop-a", (8, 100_000));
-    let running = tokio::spawn({
-        let load = load.clone();
-        async move { load.run().await }
-    });
-    let acked_now = || async { load.acked.lock().await.len() };
-    eventually(Duration::from_secs(60), "the load flowing", || async {
-        (acked_now().await >= 20).then_some(())
-    })
-    .await;
+    let running = load.start_flowing().await;
 
     // Pause the first worker until it is caught inside a transaction on the paper books
     // (its session idle in a transaction whose last statement was on `paper_…`).
@@ -660,7 +663,7 @@ async fn a_worker_paused_inside_a_transaction_holds_up_no_one() {
     // Each of its connections that was in a transaction on them, or waiting for one, may
     // hold them for up to the idle timeout once it has them: at most its pool's 8
     // connections one after another, plus the other worker's short transactions.
-    let before = acked_now().await;
+    let before = load.answered().await;
     let paused_at = Instant::now();
     let bound = pinnacle_common::db::IDLE_IN_TRANSACTION_TIMEOUT * 8 + Duration::from_secs(3);
     let free = {
@@ -678,7 +681,7 @@ async fn a_worker_paused_inside_a_transaction_holds_up_no_one() {
     };
     let freed_after = paused_at.elapsed();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let during = acked_now().await - before;
+    let during = load.answered().await - before;
     signal(worker, "CONT");
     load.stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut acked = running
@@ -754,15 +757,7 @@ async fn cluster_node_losses_under_load_lose_and_misorder_nothing() {
         let user = deployment.trader("cluster").await;
         let mut load = Load::new(deployment.access(), &user, "cluster-a", (4, 100_000));
         load.limit = Duration::from_secs(240);
-        let running = tokio::spawn({
-            let load = load.clone();
-            async move { load.run().await }
-        });
-        let acked_now = || async { load.acked.lock().await.len() };
-        eventually(Duration::from_secs(60), "the load flowing", || async {
-            (acked_now().await >= 20).then_some(())
-        })
-        .await;
+        let running = load.start_flowing().await;
         let mut windows = Vec::new();
         for loss in [
             NodeLoss::AuditLeader,
@@ -796,7 +791,7 @@ async fn cluster_node_losses_under_load_lose_and_misorder_nothing() {
                     .unwrap_or((audit_leader + 1) % 3),
             };
             drop(admin);
-            let before = acked_now().await;
+            let before = load.answered().await;
             let killed = Instant::now();
             cluster.kill(node);
             tokio::time::sleep(Duration::from_secs(2)).await;
@@ -812,7 +807,7 @@ async fn cluster_node_losses_under_load_lose_and_misorder_nothing() {
             eventually(
                 Duration::from_secs(60),
                 "orders after the restart",
-                || async { (acked_now().await >= before + 40).then_some(()) },
+                || async { (load.answered().await >= before + 40).then_some(()) },
             )
             .await;
             let window = load
