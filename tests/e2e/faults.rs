@@ -32,7 +32,7 @@ use sea_orm::{EntityTrait, PaginatorTrait};
 use tokio::process::Child;
 
 use crate::each_backend;
-use crate::processes::{signal, Services};
+use crate::processes::{signal, Services, POOL_CONNECTIONS};
 
 /// How long an order may stay in flight or `UNKNOWN` after the load: lease (1 s) + grace
 /// (0.5 s) + sweep (0.2 s), the reconcile delay for `UNKNOWN` (2 s), and room for a busy
@@ -661,11 +661,12 @@ async fn a_worker_paused_inside_a_transaction_holds_up_no_one() {
 
     // While it stays paused, its transactions end and the books' rows are free again.
     // Each of its connections that was in a transaction on them, or waiting for one, may
-    // hold them for up to the idle timeout once it has them: at most its pool's 8
+    // hold them for up to the idle timeout once it has them: at most its pool's
     // connections one after another, plus the other worker's short transactions.
     let before = load.answered().await;
     let paused_at = Instant::now();
-    let bound = pinnacle_common::db::IDLE_IN_TRANSACTION_TIMEOUT * 8 + Duration::from_secs(3);
+    let bound = pinnacle_common::db::IDLE_IN_TRANSACTION_TIMEOUT * POOL_CONNECTIONS
+        + Duration::from_secs(3);
     let free = {
         use sea_orm::TransactionTrait as _;
         let txn = db.begin().await.expect("begin");

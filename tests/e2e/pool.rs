@@ -52,8 +52,11 @@ async fn a_postgres_connection_the_server_dropped_is_replaced_before_its_next_us
     }
 }
 
-/// Runs `sql` on `db`.
-async fn run(db: &DatabaseConnection, sql: &str) -> Result<sea_orm::ExecResult, sea_orm::DbErr> {
+/// Runs `sql` on `db` (a pool or a transaction).
+async fn run(
+    db: &impl sea_orm::ConnectionTrait,
+    sql: &str,
+) -> Result<sea_orm::ExecResult, sea_orm::DbErr> {
     db.execute(Statement::from_string(db.get_database_backend(), sql))
         .await
 }
@@ -86,12 +89,9 @@ async fn a_postgres_transaction_left_idle_by_a_paused_client_frees_its_locks() {
     // The first takes the row's lock in a transaction, then stops sending anything, as a
     // process does when it is paused mid-transaction.
     let txn = paused.begin().await.expect("begin");
-    txn.execute(Statement::from_string(
-        txn.get_database_backend(),
-        "UPDATE funds SET cash = cash - 1 WHERE id = 1",
-    ))
-    .await
-    .expect("the lock");
+    run(&txn, "UPDATE funds SET cash = cash - 1 WHERE id = 1")
+        .await
+        .expect("the lock");
 
     // The other waits for the lock only until the server ends the idle transaction.
     let started = std::time::Instant::now();

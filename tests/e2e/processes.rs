@@ -14,6 +14,9 @@ use sea_orm::{ActiveModelTrait, IntoActiveModel};
 use tokio::process::{Child, Command};
 
 /// A free loopback TCP port.
+/// Each service's PostgreSQL pool (`DATABASE_MAX_CONNECTIONS`).
+pub const POOL_CONNECTIONS: u32 = 8;
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -45,7 +48,7 @@ impl Services {
         let mut env: Vec<(String, String)> = [
             ("NATS_URL", nats_urls.to_string()),
             ("DATABASE_URL", db_url.to_string()),
-            ("DATABASE_MAX_CONNECTIONS", "8".into()),
+            ("DATABASE_MAX_CONNECTIONS", POOL_CONNECTIONS.to_string()),
             ("PINNACLE_MASTER_KEY", key),
             ("PINNACLE_MASTER_KEY_ID", "1".into()),
             ("PINNACLE_API_BIND", format!("127.0.0.1:{api_port}")),
