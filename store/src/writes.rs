@@ -17,6 +17,12 @@
 //! and `COMMIT` behind the last. A write set that reads only at its start costs one or two
 //! hand-offs in all.
 //!
+//! A write set that reads nothing before its commit (a `WriteTxn` of deferred statements,
+//! or one statement through the [`Writer`]) needs the connection for its commit only. While
+//! other writes hold or wait for the connection, such write sets queue and are committed
+//! together, many in one transaction (the *group commit*: `Lane::batched`); one that finds
+//! the connection free runs at once, as before.
+//!
 //! # What still holds
 //! Everything a transaction promises: the statements run in the order they were given, on
 //! one connection, between one `BEGIN IMMEDIATE` and one `COMMIT`. The first that fails
@@ -27,7 +33,10 @@
 //! task that owns its connection; if that fails the connection is closed, which rolls it
 //! back too (and with no runtime left, the process is ending: the connection is abandoned,
 //! and SQLite discards the transaction when the file is next opened). A pooled connection
-//! never goes back inside a transaction.
+//! never goes back inside a transaction. A write set committed in a group is answered only
+//! once the group has committed, and exactly as it would have been alone: a group in which
+//! one statement breaks a constraint or a check misses is rolled back and its write sets
+//! run again one at a time.
 //!
 //! Every statement must be exactly one SQL statement with positional `?` parameters: the
 //! command binds its values in order across its statements and reads one answer per
@@ -132,7 +141,9 @@ impl Deferred for DatabaseTransaction {
 ///
 /// As a [`ConnectionTrait`], a `Writer` runs each statement as a committed transaction of
 /// its own: on SQLite `BEGIN IMMEDIATE`, the statement and `COMMIT` in one command on the
-/// writing connection; elsewhere the statement alone, on the pool. Writes outside a
+/// writing connection, or, while other writes wait for the connection, in one transaction
+/// with them (the *group commit*, `Lane::batched`); elsewhere the statement alone, on the
+/// pool. Writes outside a
 /// [`WriteTxn`] that the request path makes (the rate counter, the outbox relay, the order
 /// leases) go this way, so that no write of the process waits in SQLite's busy handler
 /// for another of the same process.
@@ -179,7 +190,7 @@ impl ConnectionTrait for Writer {
         match &self.lane {
             Some(lane) => Ok(lane
                 .single(stmt)
-                .await?
+                .await
                 .map_err(|f| f.into_db(exec_err))?
                 .done
                 .into()),
@@ -206,7 +217,7 @@ impl ConnectionTrait for Writer {
             Some(lane) => {
                 let rows = lane
                     .single(stmt)
-                    .await?
+                    .await
                     .map_err(|f| f.into_db(query_err))?
                     .rows;
                 Ok(rows.into_iter().map(QueryResult::from).collect())
@@ -230,6 +241,13 @@ struct Lane {
     own: Arc<Mutex<Option<SqliteConnection>>>,
     /// Whether the writing connection was taken since the last background checkpoint.
     written: std::sync::atomic::AtomicBool,
+    /// Write sets that need no answer before their commit, waiting to be committed together
+    /// by whoever takes the connection next ([`Lane::batched`]).
+    queue: std::sync::Mutex<Vec<Job>>,
+    /// The id of the next [`Job`].
+    jobs: std::sync::atomic::AtomicU64,
+    /// Batches of more than one write set started so far.
+    batches: std::sync::atomic::AtomicU64,
 }
 
 /// How often a SQLite file with a live [`Writer`] is checkpointed in the background: a
@@ -264,6 +282,9 @@ impl Lane {
             file: tokio::sync::OnceCell::new(),
             own: Arc::new(Mutex::new(None)),
             written: std::sync::atomic::AtomicBool::new(false),
+            queue: std::sync::Mutex::new(Vec::new()),
+            jobs: std::sync::atomic::AtomicU64::new(0),
+            batches: std::sync::atomic::AtomicU64::new(0),
         });
         lanes.push(Arc::downgrade(&lane));
         // Without a runtime (never on the request path) SQLite checkpoints at its threshold.
@@ -322,11 +343,100 @@ impl Lane {
         }
     }
 
-    /// Runs `stmt` as a transaction of its own (one command), and returns its answer; the
-    /// outer error is the connection's.
-    async fn single(&self, stmt: Statement) -> Result<Result<Answer, Failure>, DbErr> {
-        let mut pipeline = Pipeline::new(self.take().await?);
-        Ok(pipeline.send(Some(stmt), true).await)
+    /// Runs `stmt` as a transaction of its own, committed with whatever other write sets are
+    /// waiting (see [`Lane::batched`]), and returns its answer.
+    async fn single(self: &Arc<Self>, stmt: Statement) -> Result<Answer, Failure> {
+        self.batched(Vec::new(), Some(stmt)).await
+    }
+
+    /// Commits `deferred` and then `last` as one transaction, and returns `last`'s answer:
+    /// the **group commit** of the writing connection.
+    ///
+    /// The write set waits in the lane's queue and takes its turn for the connection like
+    /// any transaction. Whoever gets the connection first, this caller or another waiting
+    /// with a write set of its own, takes every queued write set (up to [`BATCH`]) and
+    /// commits them as one transaction (see [`Pipeline::batch`] for the commands it takes).
+    /// Each caller learns its own statement's answer once the whole batch has committed.
+    /// Under load, a few commands and one commit serve many write sets, where each cost a
+    /// command and a commit of its own before; alone, a write set costs what it did.
+    ///
+    /// A batch commits all or nothing. When a statement of it fails, a check misses or the
+    /// commit fails, the batch is rolled back and its write sets are run again one at a time,
+    /// each as its own transaction, so each caller gets exactly the answer it would have got
+    /// alone (a duplicate key fails only the write set that holds it). A caller that stops
+    /// waiting before its write set was taken from the queue takes it out (it never runs);
+    /// once taken, it runs and commits like a command already sent. A batch of several is run
+    /// by a task of its own, so that no caller's cancellation can stop it halfway.
+    async fn batched(
+        self: &Arc<Self>,
+        deferred: Vec<(Statement, Option<u64>)>,
+        last: Option<Statement>,
+    ) -> Result<Answer, Failure> {
+        if let Some(e) = last
+            .as_ref()
+            .and_then(|stmt| one_statement(&stmt.sql).err())
+        {
+            return Err(Failure::Sql(sea_orm::sqlx::Error::Protocol(e)));
+        }
+        let id = self.jobs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (reply, mut answer) = tokio::sync::oneshot::channel();
+        self.queue().push(Job {
+            id,
+            deferred,
+            last,
+            reply,
+        });
+        let queued = Queued { lane: self, id };
+        loop {
+            let take = self.take();
+            tokio::pin!(take);
+            let conn = tokio::select! {
+                biased;
+                answer = &mut answer => return answered(answer),
+                conn = &mut take => conn,
+            };
+            let conn = match conn {
+                Ok(conn) => conn,
+                // Still queued: it never runs. Otherwise someone runs it now: wait for that.
+                Err(e) if queued.withdraw() => return Err(Failure::Db(e)),
+                Err(_) => break,
+            };
+            let mut jobs = self.drain();
+            if jobs.len() == 1 && jobs[0].id == id {
+                // Only this caller's own write set: run here, as a transaction would.
+                let job = jobs.remove(0);
+                return Pipeline::new(conn).run_alone(job.deferred, job.last).await;
+            }
+            let mine = jobs.iter().any(|job| job.id == id);
+            let none = jobs.is_empty();
+            if !none {
+                self.batches
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tokio::spawn(Pipeline::new(conn).run_batch(jobs));
+            }
+            if mine || none {
+                // In the batch just started, or (an empty queue) in one already running.
+                break;
+            }
+            // Not taken yet (the queue held more than a batch), or in a batch that has
+            // already answered: go round.
+        }
+        drop(queued);
+        answered(answer.await)
+    }
+
+    /// The queue, whatever a panicking holder left in it.
+    fn queue(&self) -> std::sync::MutexGuard<'_, Vec<Job>> {
+        self.queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Takes up to [`BATCH`] queued write sets, the oldest first.
+    fn drain(&self) -> Vec<Job> {
+        let mut queue = self.queue();
+        let take = queue.len().min(BATCH);
+        queue.drain(..take).collect()
     }
 
     /// Waits for the connection (as long as the pool would: [`crate::db::ACQUIRE_TIMEOUT`]),
@@ -377,6 +487,94 @@ impl Lane {
     }
 }
 
+/// The most write sets one batch commits ([`Lane::batched`]): enough to take every request
+/// of a busy worker at once, few enough that a batch that must be run again one by one
+/// stays short.
+const BATCH: usize = 64;
+
+/// A write set queued for the group commit ([`Lane::batched`]).
+struct Job {
+    id: u64,
+    deferred: Vec<(Statement, Option<u64>)>,
+    last: Option<Statement>,
+    reply: tokio::sync::oneshot::Sender<Result<Answer, Failure>>,
+}
+
+/// How many jobs of one kind a command of a batch carries: sizes whose texts repeat.
+const CHUNKS: [usize; 4] = [1, 2, 4, 8];
+
+impl Job {
+    /// Its statements' texts: jobs with the same texts are of one kind.
+    fn texts(&self) -> Vec<&str> {
+        self.deferred
+            .iter()
+            .map(|(stmt, _)| stmt.sql.as_str())
+            .chain(self.last.iter().map(|stmt| stmt.sql.as_str()))
+            .collect()
+    }
+
+    /// Its statements as a command sends them, the last one's answer wanted.
+    fn sent(&self) -> impl Iterator<Item = Sent<'_>> {
+        let deferred = self.deferred.iter().map(|(stmt, rows)| Sent {
+            stmt,
+            rows: *rows,
+            wanted: false,
+        });
+        let last = self.last.iter().map(|stmt| Sent {
+            stmt,
+            rows: None,
+            wanted: true,
+        });
+        deferred.chain(last)
+    }
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the statements' values: they may be anything a caller binds.
+        f.debug_struct("Job")
+            .field("id", &self.id)
+            .field("deferred", &self.deferred.len())
+            .field("last", &self.last.is_some())
+            .finish()
+    }
+}
+
+/// A queued [`Job`] of the caller that waits for it: taken out of the queue if the caller
+/// stops waiting before anyone took it.
+struct Queued<'a> {
+    lane: &'a Lane,
+    id: u64,
+}
+
+impl Queued<'_> {
+    /// Takes the job out of the queue; whether it was still there (and so never runs).
+    fn withdraw(&self) -> bool {
+        let mut queue = self.lane.queue();
+        let before = queue.len();
+        queue.retain(|job| job.id != self.id);
+        queue.len() != before
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.withdraw();
+    }
+}
+
+/// What a batch's task answered; a task that ended without answering (its runtime shutting
+/// down) leaves the outcome unknown, which is an error.
+fn answered(
+    answer: Result<Result<Answer, Failure>, tokio::sync::oneshot::error::RecvError>,
+) -> Result<Answer, Failure> {
+    answer.unwrap_or_else(|_| {
+        Err(Failure::Sql(sea_orm::sqlx::Error::Protocol(
+            "the batch that held this write ended without an answer; it may or may not have committed".into(),
+        )))
+    })
+}
+
 /// The connection a write transaction holds.
 #[derive(Debug)]
 enum Conn {
@@ -417,11 +615,13 @@ enum Inner {
 }
 
 impl WriteTxn {
-    /// Begins a write transaction through `writer`. On SQLite this waits for the writing
-    /// connection; the `BEGIN IMMEDIATE` goes with the first statement.
+    /// Begins a write transaction through `writer`. On SQLite the writing connection is
+    /// taken by the first command that must be answered before the commit, with the
+    /// `BEGIN IMMEDIATE` in front of it; a transaction that sends nothing before its commit
+    /// is committed with other writers' ([`Lane::batched`]).
     pub async fn begin(writer: &Writer) -> Result<Self, DbErr> {
         let inner = match &writer.lane {
-            Some(lane) => Inner::Sqlite(Mutex::new(Pipeline::new(lane.take().await?))),
+            Some(lane) => Inner::Sqlite(Mutex::new(Pipeline::linked(Link::Lane(lane.clone())))),
             None => Inner::Plain(writer.db.begin().await?),
         };
         Ok(Self { inner })
@@ -441,7 +641,11 @@ impl WriteTxn {
     pub async fn commit_with(self, stmt: Statement) -> Result<Vec<QueryResult>, DbErr> {
         match self.inner {
             Inner::Sqlite(pipeline) => {
-                let answer = pipeline.into_inner().finish(Some(stmt)).await?;
+                let answer = pipeline
+                    .into_inner()
+                    .finish(Some(stmt))
+                    .await
+                    .map_err(|f| f.into_db(exec_err))?;
                 Ok(answer.rows.into_iter().map(QueryResult::from).collect())
             }
             Inner::Plain(txn) => {
@@ -539,8 +743,7 @@ impl Deferred for WriteTxn {
 /// One SQLite connection's transaction: the statements held back, and whether a `BEGIN`
 /// may be open on the connection.
 struct Pipeline {
-    /// `None` once handed to the rollback task.
-    conn: Option<Conn>,
+    link: Link,
     /// Held-back statements, each with the number of rows it must change, if checked.
     deferred: Vec<(Statement, Option<u64>)>,
     /// A `BEGIN IMMEDIATE` was sent and neither a `COMMIT` nor a `ROLLBACK` has been seen
@@ -553,12 +756,34 @@ struct Pipeline {
     round_trips: u32,
 }
 
+/// A [`Pipeline`]'s connection.
+enum Link {
+    /// Not taken yet: the transaction has sent nothing. Taken by its first command that
+    /// must be answered before the commit; a transaction whose first command is its commit
+    /// joins the lane's group commit instead ([`Lane::batched`]).
+    Lane(Arc<Lane>),
+    Held(Conn),
+    /// Handed to the rollback task, or to the group commit.
+    Gone,
+}
+
+impl Link {
+    fn conn(&mut self) -> Option<&mut Conn> {
+        match self {
+            Link::Held(conn) => Some(conn),
+            Link::Lane(_) | Link::Gone => None,
+        }
+    }
+}
+
 /// Why a command of a [`Pipeline`] failed (its transaction is rolled back either way).
 enum Failure {
     /// The database refused a statement, or the connection failed.
     Sql(sea_orm::sqlx::Error),
     /// A checked statement changed another number of rows than it had to.
     Unchanged,
+    /// The connection could not be taken.
+    Db(DbErr),
 }
 
 impl From<sea_orm::sqlx::Error> for Failure {
@@ -568,12 +793,45 @@ impl From<sea_orm::sqlx::Error> for Failure {
 }
 
 impl Failure {
+    /// Whether it belongs to one statement (a constraint it broke, a check it missed, a
+    /// value it could not compute), rather than to the connection or the whole database (a
+    /// lock held past the busy timeout, an I/O error, a full disk), which every other
+    /// statement would meet too.
+    fn is_of_one_statement(&self) -> bool {
+        /// SQLite's primary result codes that are the database's or the connection's:
+        /// PERM, ABORT, BUSY, LOCKED, NOMEM, READONLY, INTERRUPT, IOERR, CORRUPT, FULL,
+        /// CANTOPEN, PROTOCOL, NOTADB.
+        const WHOLE: [i64; 13] = [3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 26];
+        match self {
+            Self::Unchanged => true,
+            Self::Sql(e) => e.as_database_error().is_some_and(|db| {
+                let primary = db
+                    .code()
+                    .and_then(|code| code.parse::<i64>().ok())
+                    .map(|code| code & 0xff);
+                primary.is_some_and(|code| !WHOLE.contains(&code))
+            }),
+            Self::Db(_) => false,
+        }
+    }
+
     /// As SeaORM reports it: a database failure through `sql`, a failed check as
     /// [`DbErr::RecordNotUpdated`].
     fn into_db(self, sql: fn(sea_orm::sqlx::Error) -> DbErr) -> DbErr {
         match self {
             Self::Sql(e) => sql(e),
             Self::Unchanged => DbErr::RecordNotUpdated,
+            Self::Db(e) => e,
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sql(e) => e.fmt(f),
+            Self::Unchanged => f.write_str("a checked write changed another number of rows"),
+            Self::Db(e) => e.fmt(f),
         }
     }
 }
@@ -597,10 +855,22 @@ impl std::fmt::Debug for Pipeline {
     }
 }
 
+/// A statement of a command: whether its answer is wanted, and the rows it must change if
+/// it is checked.
+struct Sent<'a> {
+    stmt: &'a Statement,
+    rows: Option<u64>,
+    wanted: bool,
+}
+
 impl Pipeline {
     fn new(conn: Conn) -> Self {
+        Self::linked(Link::Held(conn))
+    }
+
+    fn linked(link: Link) -> Self {
         Self {
-            conn: Some(conn),
+            link,
             deferred: Vec::new(),
             open: false,
             broken: None,
@@ -632,18 +902,133 @@ impl Pipeline {
             // Nothing was ever sent: there is nothing to commit.
             return Ok(());
         }
-        self.finish(None).await.map(drop)
+        self.finish(None)
+            .await
+            .map(drop)
+            .map_err(|f| f.into_db(exec_err))
     }
 
     /// Sends what is deferred, then `last`, then `COMMIT`; a checked write is checked
-    /// before anything commits, in a command of its own.
-    async fn finish(&mut self, last: Option<Statement>) -> Result<Answer, DbErr> {
-        if self.deferred.iter().any(|(_, rows)| rows.is_some()) {
-            self.send(None, false)
-                .await
-                .map_err(|f| f.into_db(exec_err))?;
+    /// before anything commits, in a command of its own. A transaction that has sent
+    /// nothing yet joins its lane's group commit.
+    async fn finish(&mut self, last: Option<Statement>) -> Result<Answer, Failure> {
+        if self.broken.is_none() && !self.open {
+            if let Link::Lane(lane) = std::mem::replace(&mut self.link, Link::Gone) {
+                self.round_trips += 1;
+                let deferred = std::mem::take(&mut self.deferred);
+                return lane.batched(deferred, last).await;
+            }
         }
-        self.send(last, true).await.map_err(|f| f.into_db(exec_err))
+        self.finish_here(last).await
+    }
+
+    /// [`Self::finish`] on this pipeline's own connection.
+    async fn finish_here(&mut self, last: Option<Statement>) -> Result<Answer, Failure> {
+        if self.deferred.iter().any(|(_, rows)| rows.is_some()) {
+            self.send(None, false).await?;
+        }
+        self.send(last, true).await
+    }
+
+    /// Runs `deferred` and `last` as a transaction of their own on this pipeline's
+    /// connection, and answers `last`.
+    async fn run_alone(
+        mut self,
+        deferred: Vec<(Statement, Option<u64>)>,
+        last: Option<Statement>,
+    ) -> Result<Answer, Failure> {
+        self.deferred = deferred;
+        self.finish_here(last).await
+    }
+
+    /// Commits `jobs` as one transaction and answers each; if that fails, runs each as a
+    /// transaction of its own (see [`Lane::batched`]). Every job is answered before the
+    /// connection goes back.
+    async fn run_batch(mut self, jobs: Vec<Job>) {
+        let failure = match self.batch(&jobs).await {
+            Ok(answers) => {
+                for (job, answer) in jobs.into_iter().zip(answers) {
+                    let _ = job.reply.send(Ok(answer));
+                }
+                return;
+            }
+            Err(failure) => failure,
+        };
+        if !failure.is_of_one_statement() {
+            // The connection or the database failed (a lock held past the busy timeout, a
+            // full disk): each job alone would fail the same way, one after the other.
+            let message = failure.to_string();
+            let mut jobs = jobs.into_iter();
+            if let Some(first) = jobs.next() {
+                let _ = first.reply.send(Err(failure));
+            }
+            for job in jobs {
+                let _ = job.reply.send(Err(Failure::Sql(sea_orm::sqlx::Error::Protocol(
+                    format!("the group commit that held this write failed, and nothing of it was committed: {message}"),
+                ))));
+            }
+            return;
+        }
+        for job in jobs {
+            if !self.open {
+                // The failed batch was rolled back: this job starts afresh.
+                self.broken = None;
+            }
+            self.deferred = job.deferred;
+            let answer = self.finish_here(job.last).await;
+            let _ = job.reply.send(answer);
+        }
+    }
+
+    /// `jobs` as one transaction, and the answers, one per job (its last statement's, or an
+    /// empty one); on failure the transaction was rolled back.
+    ///
+    /// sqlx prepares a command's statements once and keeps them under the command's whole
+    /// text, so a command made of whatever jobs happened to queue would be prepared anew
+    /// almost every time (tens of µs a statement), and each new text would take room in the
+    /// cache. A batch is therefore sent as `BEGIN IMMEDIATE`; then, for each kind of job
+    /// (the same statements, as the same caller code makes them), its jobs in commands of
+    /// 1, 2, 4 or 8 copies ([`CHUNKS`]), texts that repeat from batch to batch; then, once
+    /// every checked statement has been checked, `COMMIT`. Jobs of one batch are
+    /// independent (none was answered yet), so any order of them is an order they could
+    /// have run in.
+    async fn batch(&mut self, jobs: &[Job]) -> Result<Vec<Answer>, Failure> {
+        debug_assert!(
+            !self.open && self.deferred.is_empty(),
+            "a batch starts afresh"
+        );
+        let mut kinds: Vec<(Vec<&str>, Vec<usize>)> = Vec::new();
+        for (at, job) in jobs.iter().enumerate() {
+            let kind = job.texts();
+            match kinds.iter_mut().find(|(known, _)| *known == kind) {
+                Some((_, members)) => members.push(at),
+                None => kinds.push((kind, vec![at])),
+            }
+        }
+        let mut answers: Vec<Answer> = jobs.iter().map(|_| Answer::default()).collect();
+        self.command(&[], false).await?;
+        for (_, members) in &kinds {
+            let mut rest = members.as_slice();
+            while !rest.is_empty() {
+                let size = CHUNKS
+                    .iter()
+                    .copied()
+                    .filter(|&size| size <= rest.len())
+                    .max()
+                    .unwrap_or(1);
+                let (chunk, after) = rest.split_at(size);
+                rest = after;
+                let sent: Vec<Sent<'_>> = chunk.iter().flat_map(|&at| jobs[at].sent()).collect();
+                let mut got = self.command(&sent, false).await?.into_iter();
+                for &at in chunk {
+                    if jobs[at].last.is_some() {
+                        answers[at] = got.next().unwrap_or_default();
+                    }
+                }
+            }
+        }
+        self.command(&[], true).await?;
+        Ok(answers)
     }
 
     async fn rollback(&mut self) -> Result<(), DbErr> {
@@ -651,7 +1036,7 @@ impl Pipeline {
         if !self.open {
             return Ok(());
         }
-        let conn = self.conn.as_mut().ok_or_else(ended).map_err(exec_err)?;
+        let conn = self.link.conn().ok_or_else(ended).map_err(exec_err)?;
         let connection = conn.get().ok_or_else(ended).map_err(exec_err)?;
         self.round_trips += 1;
         match roll_back(connection).await {
@@ -671,84 +1056,123 @@ impl Pipeline {
     }
 
     /// Sends the deferred statements, then `last` (whose answer is returned), then `COMMIT`
-    /// if `commit`, as one command; `BEGIN IMMEDIATE` goes first if none is open. On
-    /// failure, or when a checked statement changed another number of rows than it had to,
-    /// the transaction is rolled back before the error is returned. [`Self::commit`] never
-    /// sends a checked statement with the `COMMIT`.
+    /// if `commit`, as one command (see [`Self::command`]).
     async fn send(&mut self, last: Option<Statement>, commit: bool) -> Result<Answer, Failure> {
+        let sent: Vec<Sent<'_>> = last
+            .iter()
+            .map(|stmt| Sent {
+                stmt,
+                rows: None,
+                wanted: true,
+            })
+            .collect();
+        let answers = self.command(&sent, commit).await?;
+        Ok(answers.into_iter().next().unwrap_or_default())
+    }
+
+    /// Sends the deferred statements, then `sent`, then `COMMIT` if `commit`, as one
+    /// command, and returns the answers of the statements of `sent` that are wanted, in
+    /// order; `BEGIN IMMEDIATE` goes first if none is open, and the connection is taken
+    /// from the lane if it is not held yet. On failure, or when a checked statement changed
+    /// another number of rows than it had to, the transaction is rolled back before the
+    /// error is returned. [`Self::commit`] never sends a checked statement with the
+    /// `COMMIT`.
+    async fn command(&mut self, sent: &[Sent<'_>], commit: bool) -> Result<Vec<Answer>, Failure> {
         if let Some(why) = self.broken {
             let _ = self.rollback().await;
             return Err(Failure::Sql(sea_orm::sqlx::Error::Protocol(format!(
                 "this transaction was rolled back: {why}"
             ))));
         }
-        if let Some(e) = last
-            .as_ref()
-            .and_then(|stmt| one_statement(&stmt.sql).err())
+        if let Some(e) = sent
+            .iter()
+            .find_map(|sent| one_statement(&sent.stmt.sql).err())
         {
             self.refused();
             let _ = self.rollback().await;
             return Err(Failure::Sql(sea_orm::sqlx::Error::Protocol(e)));
         }
+        if let Link::Lane(lane) = &self.link {
+            match lane.take().await {
+                Ok(conn) => self.link = Link::Held(conn),
+                Err(e) => {
+                    self.refused();
+                    self.link = Link::Gone;
+                    return Err(Failure::Db(e));
+                }
+            }
+        }
         let begin = !self.open;
         let deferred = std::mem::take(&mut self.deferred);
         debug_assert!(
-            !commit || deferred.iter().all(|(_, rows)| rows.is_none()),
+            !commit
+                || deferred
+                    .iter()
+                    .map(|(_, rows)| rows)
+                    .chain(sent.iter().map(|sent| &sent.rows))
+                    .all(Option::is_none),
             "a checked statement sent with the commit"
         );
-        let mut checks = Vec::new();
+        // Per statement of the command: the rows it must change if checked, and whether
+        // its answer is wanted.
+        let mut shape: Vec<(Option<u64>, bool)> = Vec::new();
         let mut sql = String::new();
         let mut values = Vec::new();
-        let mut count = 0usize;
-        let mut push = |text: &str, bound: Option<Values>| {
-            if count > 0 {
+        let mut push = |text: &str, bound: Option<&Values>, rows: Option<u64>, wanted: bool| {
+            if !shape.is_empty() {
                 sql.push_str(";\n");
             }
             sql.push_str(text);
-            values.extend(bound.map(|v| v.0).unwrap_or_default());
-            count += 1;
-            count - 1
+            values.extend(bound.iter().flat_map(|v| v.0.iter().cloned()));
+            shape.push((rows, wanted));
         };
         if begin {
-            push("BEGIN IMMEDIATE", None);
+            push("BEGIN IMMEDIATE", None, None, false);
         }
-        for (stmt, rows) in deferred {
-            let at = push(&stmt.sql, stmt.values);
-            if let Some(rows) = rows {
-                checks.push((at, rows));
-            }
+        for (stmt, rows) in &deferred {
+            push(&stmt.sql, stmt.values.as_ref(), *rows, false);
         }
-        let target = last.map(|stmt| push(&stmt.sql, stmt.values));
+        for sent in sent {
+            push(
+                &sent.stmt.sql,
+                sent.stmt.values.as_ref(),
+                sent.rows,
+                sent.wanted,
+            );
+        }
         if commit {
-            push("COMMIT", None);
+            push("COMMIT", None, None, false);
         }
-        let conn = self.conn.as_mut().and_then(Conn::get).ok_or_else(ended)?;
+        let conn = self.link.conn().and_then(Conn::get).ok_or_else(ended)?;
         self.open = true;
         self.broken = Some("a command of it was cancelled");
         self.round_trips += 1;
-        let mut answer = Answer::default();
+        let mut answers: Vec<Answer> = Vec::new();
+        // The answer of the wanted statement whose rows are arriving.
+        let mut current: Option<Answer> = None;
         let mut finished = 0usize;
         let mut unchanged = false;
         let ran = {
             let query = sea_orm::sqlx::query_with(&sql, SqlxValues(Values(values)));
             let mut steps = conn.fetch_many(query);
             loop {
-                match steps.try_next().await {
+                let step = steps.try_next().await;
+                let (rows, wanted) = shape.get(finished).copied().unwrap_or((None, false));
+                match step {
                     Ok(Some(Either::Left(done))) => {
-                        if checks
-                            .iter()
-                            .any(|&(at, rows)| at == finished && done.rows_affected() != rows)
-                        {
+                        if rows.is_some_and(|rows| done.rows_affected() != rows) {
                             unchanged = true;
                         }
-                        if Some(finished) == target {
+                        if wanted {
+                            let mut answer = current.take().unwrap_or_default();
                             answer.done = done;
+                            answers.push(answer);
                         }
                         finished += 1;
                     }
                     Ok(Some(Either::Right(row))) => {
-                        if Some(finished) == target {
-                            answer.rows.push(row);
+                        if wanted {
+                            current.get_or_insert_with(Answer::default).rows.push(row);
                         }
                     }
                     // The stream ended without an error: every statement ran (sqlx stops a
@@ -770,7 +1194,7 @@ impl Pipeline {
                 if commit {
                     self.open = false;
                 }
-                Ok(answer)
+                Ok(answers)
             }
             Err(e) => {
                 // The command stopped at the failing statement, possibly inside the
@@ -784,7 +1208,7 @@ impl Pipeline {
                     self.open = false;
                     if inside_a_transaction(&e) {
                         tracing::warn!("the SQLite writing connection was left inside a transaction; closing it");
-                        if let Some(conn) = self.conn.as_mut() {
+                        if let Some(conn) = self.link.conn() {
                             conn.close();
                         }
                     }
@@ -801,7 +1225,7 @@ impl Drop for Pipeline {
         if !self.open {
             return;
         }
-        let Some(conn) = self.conn.take() else {
+        let Link::Held(conn) = std::mem::replace(&mut self.link, Link::Gone) else {
             return;
         };
         // Dropped inside a transaction (an early return or a cancelled call): roll it back
@@ -1375,6 +1799,297 @@ mod tests {
         w.execute(insert(2, "b")).await.expect("insert");
         // A connection of its own would have written to a database of its own.
         assert_eq!(rows(&db).await, vec![(1, "a".into()), (2, "b".into())]);
+    }
+
+    /// `n` writes through `w`, each a task of its own, started while another transaction
+    /// holds the writing connection: they wait in the lane's queue until it commits.
+    async fn queued_behind_a_transaction<T: Send + 'static>(
+        w: &Writer,
+        writes: Vec<futures::future::BoxFuture<'static, T>>,
+    ) -> Vec<T> {
+        queued_behind(w, writes, insert(0, "held")).await
+    }
+
+    /// [`queued_behind_a_transaction`] whose transaction runs `holding`.
+    async fn queued_behind<T: Send + 'static>(
+        w: &Writer,
+        writes: Vec<futures::future::BoxFuture<'static, T>>,
+        holding: Statement,
+    ) -> Vec<T> {
+        let lane = w.lane.clone().expect("a lane");
+        let holder = WriteTxn::begin(w).await.expect("begin");
+        holder.execute(holding).await.expect("holds the connection");
+        let n = writes.len();
+        let tasks: Vec<_> = writes.into_iter().map(tokio::spawn).collect();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while lane.queue().len() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the writes never queued"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        holder.commit().await.expect("commit");
+        let mut answers = Vec::new();
+        for task in tasks {
+            answers.push(task.await.expect("task"));
+        }
+        answers
+    }
+
+    fn batches(w: &Writer) -> u64 {
+        w.lane
+            .as_ref()
+            .expect("a lane")
+            .batches
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    #[tokio::test]
+    async fn writes_waiting_for_the_connection_are_committed_together() {
+        let (_dir, db, w) = database().await;
+        usable(&w).await;
+        let writes = (1..=20)
+            .map(|k| {
+                let w = w.clone();
+                async move {
+                    w.execute(insert(k, "queued"))
+                        .await
+                        .map(|done| done.rows_affected())
+                }
+                .boxed()
+            })
+            .collect();
+        let before = batches(&w);
+        let answers = queued_behind_a_transaction(&w, writes).await;
+        assert!(answers.iter().all(|a| matches!(a, Ok(1))), "{answers:?}");
+        assert_eq!(batches(&w) - before, 1, "one batch, one commit");
+        assert_eq!(rows(&db).await.len(), 21);
+        usable(&w).await;
+    }
+
+    #[tokio::test]
+    async fn in_a_batch_a_duplicate_key_fails_only_its_own_write() {
+        let (_dir, db, w) = database().await;
+        usable(&w).await;
+        let mut keys: Vec<i64> = (1..=10).collect();
+        keys.push(5);
+        let writes = keys
+            .iter()
+            .map(|&k| {
+                let w = w.clone();
+                async move {
+                    // A transaction of deferred writes goes to the group commit at its
+                    // commit, like a single statement.
+                    let txn = WriteTxn::begin(&w).await?;
+                    txn.defer(insert(k, "queued")).await?;
+                    txn.defer(insert(k + 100, "beside")).await?;
+                    txn.commit().await
+                }
+                .boxed()
+            })
+            .collect();
+        let answers = queued_behind_a_transaction(&w, writes).await;
+        let failed: Vec<_> = answers.iter().filter_map(|a| a.as_ref().err()).collect();
+        assert_eq!(failed.len(), 1, "{answers:?}");
+        assert!(
+            matches!(
+                failed[0].sql_err(),
+                Some(SqlErr::UniqueConstraintViolation(_))
+            ),
+            "{failed:?}"
+        );
+        let keys: Vec<i64> = rows(&db).await.into_iter().map(|(k, _)| k).collect();
+        let expected: Vec<i64> = (0..=10).chain(101..=110).collect();
+        assert_eq!(keys, expected, "every other write committed, whole");
+        usable(&w).await;
+    }
+
+    #[tokio::test]
+    async fn in_a_batch_a_missed_check_fails_only_its_own_transaction() {
+        let (_dir, db, w) = database().await;
+        w.execute(insert(1, "a")).await.expect("row");
+        let mut writes: Vec<futures::future::BoxFuture<'static, Result<Vec<String>, DbErr>>> =
+            Vec::new();
+        for (k, exists) in [(1, true), (9, false)] {
+            let w = w.clone();
+            writes.push(
+                async move {
+                    let txn = WriteTxn::begin(&w).await?;
+                    txn.defer_checked(set_v(k, "checked"), 1).await?;
+                    txn.defer(insert(k + 10, "with the check")).await?;
+                    txn.commit().await?;
+                    assert!(exists, "a missed check committed");
+                    Ok(Vec::new())
+                }
+                .boxed(),
+            );
+        }
+        for k in [2, 3] {
+            let w = w.clone();
+            writes.push(
+                async move {
+                    // Its answer reaches it from the batch.
+                    let txn = WriteTxn::begin(&w).await?;
+                    txn.defer(insert(k, "plain")).await?;
+                    let rows = txn
+                        .commit_with(Statement::from_sql_and_values(
+                            DbBackend::Sqlite,
+                            "SELECT v FROM t WHERE k = ?",
+                            [k.into()],
+                        ))
+                        .await?;
+                    rows.iter().map(|row| row.try_get_by_index(0)).collect()
+                }
+                .boxed(),
+            );
+        }
+        let answers = queued_behind_a_transaction(&w, writes).await;
+        assert_eq!(answers[0].as_ref().expect("checked"), &Vec::<String>::new());
+        assert!(
+            matches!(answers[1], Err(DbErr::RecordNotUpdated)),
+            "{:?}",
+            answers[1]
+        );
+        assert_eq!(
+            answers[2].as_ref().expect("plain"),
+            &vec!["plain".to_string()]
+        );
+        assert_eq!(
+            answers[3].as_ref().expect("plain"),
+            &vec!["plain".to_string()]
+        );
+        let keys: Vec<(i64, String)> = rows(&db).await;
+        assert_eq!(
+            keys,
+            vec![
+                (0, "held".into()),
+                (1, "checked".into()),
+                (2, "plain".into()),
+                (3, "plain".into()),
+                (11, "with the check".into()),
+            ]
+        );
+        usable(&w).await;
+    }
+
+    #[tokio::test]
+    async fn in_a_batch_a_statement_that_fails_on_its_values_fails_only_its_own_write() {
+        let (_dir, db, w) = database().await;
+        usable(&w).await;
+        let mut writes: Vec<futures::future::BoxFuture<'static, Result<u64, DbErr>>> = Vec::new();
+        for k in 1..=4 {
+            let w = w.clone();
+            writes.push(
+                async move {
+                    w.execute(insert(k, "fine"))
+                        .await
+                        .map(|d| d.rows_affected())
+                }
+                .boxed(),
+            );
+        }
+        let w2 = w.clone();
+        writes.push(
+            async move {
+                // SQLite refuses `abs` of the smallest integer: "integer overflow".
+                let overflow = Statement::from_sql_and_values(
+                    DbBackend::Sqlite,
+                    "INSERT INTO t (k, v) SELECT 9, abs(?)",
+                    [i64::MIN.into()],
+                );
+                w2.execute(overflow).await.map(|d| d.rows_affected())
+            }
+            .boxed(),
+        );
+        let answers = queued_behind_a_transaction(&w, writes).await;
+        assert!(
+            answers[..4].iter().all(|a| matches!(a, Ok(1))),
+            "{answers:?}"
+        );
+        let refused = answers[4].as_ref().expect_err("overflow");
+        assert!(
+            refused.to_string().contains("integer overflow"),
+            "{refused}"
+        );
+        assert_eq!(
+            rows(&db).await.len(),
+            5,
+            "the held row and the four fine ones"
+        );
+        usable(&w).await;
+    }
+
+    #[tokio::test]
+    async fn a_batch_the_database_refuses_as_a_whole_fails_every_write_at_once() {
+        let (_dir, db, w) = database().await;
+        usable(&w).await;
+        let writes = (1..=5)
+            .map(|k| {
+                let w = w.clone();
+                async move {
+                    w.execute(insert(k, "refused"))
+                        .await
+                        .map(|d| d.rows_affected())
+                }
+                .boxed()
+            })
+            .collect();
+        // The writing connection turns read-only: every write meets SQLITE_READONLY.
+        let read_only = Statement::from_string(DbBackend::Sqlite, "PRAGMA query_only = 1");
+        let answers = queued_behind(&w, writes, read_only).await;
+        let messages: Vec<String> = answers
+            .iter()
+            .map(|a| a.as_ref().expect_err("refused").to_string())
+            .collect();
+        assert!(
+            messages.iter().all(|m| m.contains("readonly")),
+            "{messages:?}"
+        );
+        assert_eq!(
+            messages
+                .iter()
+                .filter(|m| m.contains("the group commit that held this write failed"))
+                .count(),
+            4,
+            "one write gets the database's error, the others say they shared it: {messages:?}"
+        );
+        {
+            // Not through the writer: its `BEGIN IMMEDIATE` is a write too.
+            let own = own(&w);
+            let mut connection = own.lock().await;
+            let connection = connection.as_mut().expect("open");
+            connection
+                .execute("PRAGMA query_only = 0")
+                .await
+                .expect("writable again");
+        }
+        assert_eq!(rows(&db).await, vec![], "nothing of the batch committed");
+        usable(&w).await;
+    }
+
+    #[tokio::test]
+    async fn a_queued_write_whose_caller_stopped_waiting_never_runs() {
+        let (_dir, db, w) = database().await;
+        usable(&w).await;
+        let lane = w.lane.clone().expect("a lane");
+        let holder = WriteTxn::begin(&w).await.expect("begin");
+        holder
+            .execute(insert(0, "held"))
+            .await
+            .expect("holds the connection");
+        {
+            let mut write = Box::pin(w.execute(insert(1, "abandoned")));
+            assert!((&mut write).now_or_never().is_none(), "queued");
+            assert_eq!(lane.queue().len(), 1);
+        }
+        assert_eq!(lane.queue().len(), 0, "taken out of the queue");
+        holder.commit().await.expect("commit");
+        w.execute(insert(2, "later")).await.expect("insert");
+        assert_eq!(
+            rows(&db).await,
+            vec![(0, "held".into()), (2, "later".into())]
+        );
     }
 
     /// The writing connection, for tests that look inside.
