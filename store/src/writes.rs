@@ -1837,6 +1837,19 @@ mod tests {
         answers
     }
 
+    /// One write through `w` for each key, each answering the rows it changed.
+    fn inserting(
+        w: &Writer,
+        keys: std::ops::RangeInclusive<i64>,
+        v: &'static str,
+    ) -> Vec<futures::future::BoxFuture<'static, Result<u64, DbErr>>> {
+        keys.map(|k| {
+            let w = w.clone();
+            async move { w.execute(insert(k, v)).await.map(|d| d.rows_affected()) }.boxed()
+        })
+        .collect()
+    }
+
     fn batches(w: &Writer) -> u64 {
         w.lane
             .as_ref()
@@ -1849,17 +1862,7 @@ mod tests {
     async fn writes_waiting_for_the_connection_are_committed_together() {
         let (_dir, db, w) = database().await;
         usable(&w).await;
-        let writes = (1..=20)
-            .map(|k| {
-                let w = w.clone();
-                async move {
-                    w.execute(insert(k, "queued"))
-                        .await
-                        .map(|done| done.rows_affected())
-                }
-                .boxed()
-            })
-            .collect();
+        let writes = inserting(&w, 1..=20, "queued");
         let before = batches(&w);
         let answers = queued_behind_a_transaction(&w, writes).await;
         assert!(answers.iter().all(|a| matches!(a, Ok(1))), "{answers:?}");
@@ -1977,18 +1980,7 @@ mod tests {
     async fn in_a_batch_a_statement_that_fails_on_its_values_fails_only_its_own_write() {
         let (_dir, db, w) = database().await;
         usable(&w).await;
-        let mut writes: Vec<futures::future::BoxFuture<'static, Result<u64, DbErr>>> = Vec::new();
-        for k in 1..=4 {
-            let w = w.clone();
-            writes.push(
-                async move {
-                    w.execute(insert(k, "fine"))
-                        .await
-                        .map(|d| d.rows_affected())
-                }
-                .boxed(),
-            );
-        }
+        let mut writes = inserting(&w, 1..=4, "fine");
         let w2 = w.clone();
         writes.push(
             async move {
@@ -2024,17 +2016,7 @@ mod tests {
     async fn a_batch_the_database_refuses_as_a_whole_fails_every_write_at_once() {
         let (_dir, db, w) = database().await;
         usable(&w).await;
-        let writes = (1..=5)
-            .map(|k| {
-                let w = w.clone();
-                async move {
-                    w.execute(insert(k, "refused"))
-                        .await
-                        .map(|d| d.rows_affected())
-                }
-                .boxed()
-            })
-            .collect();
+        let writes = inserting(&w, 1..=5, "refused");
         // The writing connection turns read-only: every write meets SQLITE_READONLY.
         let read_only = Statement::from_string(DbBackend::Sqlite, "PRAGMA query_only = 1");
         let answers = queued_behind(&w, writes, read_only).await;
