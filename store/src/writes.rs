@@ -372,6 +372,9 @@ impl Lane {
         deferred: Vec<(Statement, Option<u64>)>,
         last: Option<Statement>,
     ) -> Result<Answer, Failure> {
+        // Refused here, before it is queued: in a batch, a refused statement would fail the
+        // whole batch (its failure is not a database's answer to one statement). Deferred
+        // statements were checked when they were deferred.
         if let Some(e) = last
             .as_ref()
             .and_then(|stmt| one_statement(&stmt.sql).err())
@@ -933,10 +936,14 @@ impl Pipeline {
     /// Runs `deferred` and `last` as a transaction of their own on this pipeline's
     /// connection, and answers `last`.
     async fn run_alone(
-        mut self,
+        &mut self,
         deferred: Vec<(Statement, Option<u64>)>,
         last: Option<Statement>,
     ) -> Result<Answer, Failure> {
+        if !self.open {
+            // Whatever ran before on this connection was rolled back: this starts afresh.
+            self.broken = None;
+        }
         self.deferred = deferred;
         self.finish_here(last).await
     }
@@ -970,12 +977,7 @@ impl Pipeline {
             return;
         }
         for job in jobs {
-            if !self.open {
-                // The failed batch was rolled back: this job starts afresh.
-                self.broken = None;
-            }
-            self.deferred = job.deferred;
-            let answer = self.finish_here(job.last).await;
+            let answer = self.run_alone(job.deferred, job.last).await;
             let _ = job.reply.send(answer);
         }
     }
