@@ -20,7 +20,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use base64::Engine as _;
-use pinnacle_tests::eventually;
+use pinnacle_tests::{eventually, free_port};
 use serde_json::{json, Value};
 use tokio::io::AsyncBufReadExt as _;
 use tokio::process::{Child, Command};
@@ -51,13 +51,6 @@ fn binary(names: &[&str]) -> PathBuf {
         }
     }
     panic!("none of {names:?} on PATH: run scripts/setup.sh (it installs chromium and chromium-driver)");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 impl Browser {

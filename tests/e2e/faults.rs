@@ -311,15 +311,29 @@ impl Load {
     }
 
     /// Runs the load in the background, and returns once it is flowing (20 answers).
-    async fn start_flowing(&self) -> tokio::task::JoinHandle<HashMap<String, Acked>> {
+    /// On a timeout it panics with the deployment's logs: a load that never starts is a
+    /// deployment that never became ready, and the logs say why.
+    async fn start_flowing(
+        &self,
+        deployment: &Deployment,
+    ) -> tokio::task::JoinHandle<HashMap<String, Acked>> {
         let running = tokio::spawn({
             let load = self.clone();
             async move { load.run().await }
         });
-        eventually(Duration::from_secs(60), "the load flowing", || async {
-            (self.answered().await >= 20).then_some(())
+        let flowing = tokio::time::timeout(Duration::from_secs(60), async {
+            while self.answered().await < 20 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         })
         .await;
+        if flowing.is_err() {
+            panic!(
+                "the load did not reach 20 answers in 60 s ({} answered)\n{}",
+                self.answered().await,
+                deployment.logs()
+            );
+        }
         running
     }
 
@@ -505,7 +519,7 @@ where
     let user = deployment.trader(name).await;
     let load = Load::new(deployment.access(), &user, &format!("{name}-a"), FIRST);
     // The fault strikes once the load is flowing, well before it ends.
-    let first = load.start_flowing().await;
+    let first = load.start_flowing(&deployment).await;
     let at_fault = load.answered().await;
     let struck = Instant::now();
     fault(&mut deployment).await;
@@ -624,7 +638,7 @@ async fn a_worker_paused_inside_a_transaction_holds_up_no_one() {
     let deployment = Deployment::start(pinnacle_tests::Backend::Postgres, Topology::Single).await;
     let user = deployment.trader("sigstop").await;
     let load = Load::new(deployment.access(), &user, "sigstop-a", (8, 100_000));
-    let running = load.start_flowing().await;
+    let running = load.start_flowing(&deployment).await;
 
     // Pause the first worker until it is caught inside a transaction on the paper books
     // (its session idle in a transaction whose last statement was on `paper_…`).
@@ -758,7 +772,7 @@ async fn cluster_node_losses_under_load_lose_and_misorder_nothing() {
         let user = deployment.trader("cluster").await;
         let mut load = Load::new(deployment.access(), &user, "cluster-a", (4, 100_000));
         load.limit = Duration::from_secs(240);
-        let running = load.start_flowing().await;
+        let running = load.start_flowing(&deployment).await;
         let mut windows = Vec::new();
         for loss in [
             NodeLoss::AuditLeader,

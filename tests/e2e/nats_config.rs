@@ -192,10 +192,7 @@ async fn single_conf_runs_one_node_with_the_shipped_permissions() {
     )
     .expect("single.conf");
     cluster::write_auth(dir.path()).expect("auth.conf and passwords");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
+    let port = pinnacle_tests::free_port();
     let _server = tokio::process::Command::new(
         pinnacle_cli::nats_server::find_binary().expect("nats-server"),
     )

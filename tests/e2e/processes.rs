@@ -9,20 +9,13 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use pinnacle_common::entities::risk_limits;
-use pinnacle_tests::{eventually, no_limits, ADMIN_TOKEN};
+use pinnacle_tests::{eventually, free_port, no_limits, ADMIN_TOKEN};
 use sea_orm::{ActiveModelTrait, IntoActiveModel};
 use tokio::process::{Child, Command};
 
 /// A free loopback TCP port.
 /// Each service's PostgreSQL pool (`DATABASE_MAX_CONNECTIONS`).
 pub const POOL_CONNECTIONS: u32 = 8;
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 /// The processes of one deployment and what they share.
 pub struct Services {

@@ -152,13 +152,6 @@ pub struct TestCluster {
     dir: tempfile::TempDir,
 }
 
-/// A free loopback port (closed again, so a node can bind it).
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
-
 /// Copies the shipped configs into `dir`, writes the test passwords and adds both traders.
 fn write_configs(dir: &Path) -> anyhow::Result<PathBuf> {
     std::fs::copy(nats_dir().join("cluster.conf"), dir.join("cluster.conf"))
@@ -213,9 +206,9 @@ impl TestCluster {
             std::fs::create_dir_all(&node_dir)?;
             nodes.push(Node {
                 child: None,
-                port: free_port()?,
-                http_port: free_port()?,
-                cluster_port: free_port()?,
+                port: crate::free_port(),
+                http_port: crate::free_port(),
+                cluster_port: crate::free_port(),
                 dir: node_dir,
             });
         }

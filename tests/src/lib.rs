@@ -229,6 +229,35 @@ impl Drop for TestDb {
     }
 }
 
+/// A loopback port for a process a test is about to start, free when this returns.
+///
+/// Ports come from below the kernel's ephemeral range (32768–60999 on Linux), where it
+/// never puts a port of its own (`bind(0)`, outgoing connections, a dynamic nats-server),
+/// and no two calls in one test binary return the same one. So a port handed out here and
+/// closed again stays free until its process binds it, even while other tests start
+/// processes or a stopped nats-server waits to be restarted on its port. (`bind(0)` and
+/// close, the usual trick, lets the kernel hand the same port to the next caller.)
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    // Start where another test binary running beside this one is unlikely to be.
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7_919) % SPAN,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    for _ in 0..SPAN {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {LOW}..{}", LOW + SPAN)
+}
+
 /// Serialises the tests that load the machine or measure pace (the fault suite, the
 /// rate-limit burst): on a 2-core machine two of them at once would measure each other.
 /// Hold the guard for the whole test.
