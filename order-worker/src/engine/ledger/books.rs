@@ -28,7 +28,7 @@ impl Books {
     }
 
     /// `INSERT … ON CONFLICT DO NOTHING` of the account's funds row at the opening cash.
-    fn new_funds(&self, account_id: &str) -> Insert<paper_funds::ActiveModel> {
+    pub(super) fn new_funds(&self, account_id: &str) -> Insert<paper_funds::ActiveModel> {
         let row = paper_funds::ActiveModel {
             account_id: Set(account_id.to_string()),
             cash: Set(self.opening_cash),

@@ -58,22 +58,184 @@ pub enum Refusal {
     Db(#[from] DbErr),
 }
 
+/// How many times [`reserve()`] tries again a reservation that the books refused in SQL
+/// but that fits when read afterwards (another order's end released what it needed).
+const ATTEMPTS: usize = 3;
+
 /// Reserves what a new order needs, in one transaction: held units on the opposite
 /// position, cash for the rest.
+///
+/// Where writes are pipelined (SQLite), the statements decide ([`reserve_in_sql`]) and
+/// nothing is read before the commit, so the reservation joins a group commit with other
+/// orders' writes. A refusal there is a check the commit missed: a fresh read says which
+/// rule refused it and with what numbers ([`explain`]); if it fits by then, it is tried
+/// again.
 pub async fn reserve(db: &Writer, books: &Books, claim: &Claim<'_>) -> Result<(), Refusal> {
-    let txn = WriteTxn::begin(db).await?;
-    let reserved = reserve_with(books, &txn, claim).await;
-    finish(txn, reserved).await
+    if !db.pipelines() {
+        let txn = WriteTxn::begin(db).await?;
+        let reserved = reserve_with(books, &txn, claim).await;
+        return finish(txn, reserved).await;
+    }
+    for _ in 0..ATTEMPTS {
+        let txn = WriteTxn::begin(db).await?;
+        reserve_with(books, &txn, claim).await?;
+        match txn.commit().await {
+            Err(DbErr::RecordNotUpdated) => {
+                if let Some(refusal) = explain(db.db(), books, claim).await? {
+                    return Err(refusal);
+                }
+            }
+            committed => return Ok(committed?),
+        }
+    }
+    Err(Refusal::Db(DbErr::Custom(format!(
+        "the books refused the reservation {ATTEMPTS} times, and had room for it each time \
+         they were read afterwards"
+    ))))
 }
 
-/// [`reserve()`] inside the caller's transaction `txn`.
+/// [`reserve()`] inside the caller's transaction `txn`. Where writes are pipelined, a
+/// refusal is not known until the commit, which fails with [`DbErr::RecordNotUpdated`].
 pub(super) async fn reserve_with(
     books: &Books,
     txn: &impl Deferred,
     claim: &Claim<'_>,
 ) -> Result<(), Refusal> {
+    if txn.pipelines() {
+        return Ok(reserve_in_sql(books, txn, claim).await?);
+    }
     books.lock_funds(txn, claim.account_id).await?;
     reserve_in(txn, claim).await
+}
+
+/// [`reserve_in`] with every decision made by the statements themselves, on the rows as
+/// they are when each runs, so that nothing is read before the commit. Pipelined writes
+/// only: SQLite's transaction holds the write lock while they run, so no other writer can
+/// come between them.
+///
+/// 1. The funds row is created if the account has none.
+/// 2. The reservation row is inserted with the split ([`split`]) computed from the
+///    position; for a claim that may not open (a sell other than `INTRADAY`), only if
+///    every unit is held (checked: else `INSUFFICIENT_HOLDINGS`).
+/// 3. The held units are added to the position, if there are any.
+/// 4. The cash `cash_units × unit_price` is added to `reserved`, only if it is available
+///    (checked: else `INSUFFICIENT_FUNDS`). SQLite computes a product too big for 64 bits
+///    as a float, which no funds row has available.
+async fn reserve_in_sql(books: &Books, db: &impl Deferred, claim: &Claim<'_>) -> Result<(), DbErr> {
+    let backend = db.get_database_backend();
+    let position = || -> [sea_orm::Value; 4] {
+        [
+            claim.account_id.into(),
+            claim.exchange.into(),
+            claim.symbol.into(),
+            claim.product.as_str().into(),
+        ]
+    };
+    let (free, held_column) = match claim.side {
+        Side::Buy => ("-net_quantity - buy_held", "buy_held"),
+        Side::Sell => ("net_quantity - sell_held", "sell_held"),
+    };
+    let may_open = claim.side == Side::Buy || claim.product == Product::Intraday;
+
+    defer(db, &books.new_funds(claim.account_id)).await?;
+
+    let insert = format!(
+        "INSERT INTO paper_reservations \
+         (order_id, account_id, unit_price, cash_units, held_units) \
+         SELECT ?, ?, ?, ? - held, held FROM (SELECT COALESCE((\
+         SELECT MAX(0, MIN(?, {free})) FROM paper_positions \
+         WHERE account_id = ? AND exchange = ? AND symbol = ? AND product = ?), 0) AS held)\
+         {}",
+        if may_open { "" } else { " WHERE held = ?" }
+    );
+    let mut values: Vec<sea_orm::Value> = vec![
+        claim.order_id.into(),
+        claim.account_id.into(),
+        claim.unit_price.into(),
+        claim.units.into(),
+        claim.units.into(),
+    ];
+    values.extend(position());
+    if may_open {
+        db.defer(Statement::from_sql_and_values(backend, insert, values))
+            .await?;
+    } else {
+        values.push(claim.units.into());
+        db.defer_checked(Statement::from_sql_and_values(backend, insert, values), 1)
+            .await?;
+    }
+
+    let hold = format!(
+        "UPDATE paper_positions SET {held_column} = {held_column} + \
+         (SELECT held_units FROM paper_reservations WHERE order_id = ?) \
+         WHERE account_id = ? AND exchange = ? AND symbol = ? AND product = ? \
+         AND (SELECT held_units FROM paper_reservations WHERE order_id = ?) > 0"
+    );
+    let mut values: Vec<sea_orm::Value> = vec![claim.order_id.into()];
+    values.extend(position());
+    values.push(claim.order_id.into());
+    db.defer(Statement::from_sql_and_values(backend, hold, values))
+        .await?;
+
+    const CASH: &str = "UPDATE paper_funds SET reserved = reserved + \
+         (SELECT cash_units * unit_price FROM paper_reservations WHERE order_id = ?) \
+         WHERE account_id = ? AND (SELECT cash_units = 0 \
+         OR cash_units * unit_price <= cash - used - reserved - 2 * short_value \
+         FROM paper_reservations WHERE order_id = ?)";
+    let values: [sea_orm::Value; 3] = [
+        claim.order_id.into(),
+        claim.account_id.into(),
+        claim.order_id.into(),
+    ];
+    db.defer_checked(Statement::from_sql_and_values(backend, CASH, values), 1)
+        .await
+}
+
+/// Why the books refused `claim`, from a fresh read of its funds and position; `None` if
+/// it fits now (they changed since).
+async fn explain(
+    db: &impl ConnectionTrait,
+    books: &Books,
+    claim: &Claim<'_>,
+) -> Result<Option<Refusal>, DbErr> {
+    let available = books.funds(db, claim.account_id).await?.available;
+    let position = paper_positions::Entity::find_by_id((
+        claim.account_id.to_string(),
+        claim.exchange.to_string(),
+        claim.symbol.to_string(),
+        claim.product.as_str().to_string(),
+    ))
+    .one(db)
+    .await?
+    .map(|p| (p.net_quantity, p.buy_held, p.sell_held));
+    let (net, buy_held, sell_held) = position.unwrap_or((0, 0, 0));
+    let (held, opening) = split(claim.side, claim.units, net, buy_held, sell_held);
+    Ok(refusal(claim, held, opening, Some(available)).err())
+}
+
+/// The books' two rules for a claim split into `held` and `opening` units: only
+/// `INTRADAY` sells may open (go short), and the opening units must fit in `available`
+/// (`None`: the funds are checked by the conditional update that reserves them).
+fn refusal(
+    claim: &Claim<'_>,
+    held: i64,
+    opening: i64,
+    available: Option<i64>,
+) -> Result<(), Refusal> {
+    if opening > 0 && claim.side == Side::Sell && claim.product != Product::Intraday {
+        return Err(Refusal::Holdings {
+            required: claim.units,
+            available: held,
+        });
+    }
+    let required = opening.saturating_mul(claim.unit_price);
+    match available {
+        Some(available) if required > 0 && required > available => Err(Refusal::Funds {
+            required,
+            available,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Replaces a modified order's reservation with one for `claim` (its new remaining units
@@ -142,7 +304,8 @@ pub(super) async fn position_for_update(
 
 /// Reserves for `claim` after the account's funds row was locked (and created).
 ///
-/// Where writes are pipelined (SQLite), the funds and the position are read together, and
+/// Where writes are pipelined (SQLite; only a modify's re-reservation comes here, a new
+/// order's goes to [`reserve_in_sql`]), the funds and the position are read together, and
 /// the checks are made here: the transaction has held the database's write lock since its
 /// `BEGIN IMMEDIATE`, so nothing can change those rows before the commit, and the writes go
 /// with it (two commands in all). Elsewhere the position is locked and read, and each write
@@ -161,22 +324,11 @@ async fn reserve_in(db: &impl Deferred, claim: &Claim<'_>) -> Result<(), Refusal
     };
     let (net, buy_held, sell_held) = position.unwrap_or((0, 0, 0));
     let (held, opening) = split(claim.side, claim.units, net, buy_held, sell_held);
-    if opening > 0 && claim.side == Side::Sell && claim.product != Product::Intraday {
-        return Err(Refusal::Holdings {
-            required: claim.units,
-            available: held,
-        });
-    }
     let amount = opening.saturating_mul(claim.unit_price);
     match funds {
         Some(funds) => {
             let available = super::books::funds_of(&funds).available;
-            if amount > 0 && amount > available {
-                return Err(Refusal::Funds {
-                    required: amount,
-                    available,
-                });
-            }
+            refusal(claim, held, opening, Some(available))?;
             if held > 0 {
                 defer(db, &hold_units_update(claim, held)).await?;
             }
@@ -185,6 +337,7 @@ async fn reserve_in(db: &impl Deferred, claim: &Claim<'_>) -> Result<(), Refusal
             }
         }
         None => {
+            refusal(claim, held, opening, None)?;
             if held > 0 {
                 hold_units(db, claim, held).await?;
             }

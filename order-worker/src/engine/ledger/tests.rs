@@ -434,10 +434,10 @@ async fn an_order_costs_a_fixed_number_of_statements_whatever_the_history() {
     assert_eq!(filling.len(), 6, "{filling:#?}");
     assert_eq!(reading.len(), 4, "one query per read: {reading:#?}");
 
-    // On SQLite's pipeline, the round trips to the connection's thread: the reservation
-    // reads the funds and the position in one query (behind the funds lock), the fill
-    // reads the reservation and the position in one (behind the order's own update, in the
-    // store); each commit carries the writes deferred before it. Two commands each.
+    // On SQLite's pipeline, the round trips to the connection's thread before the commit:
+    // the reservation reads nothing (its statements decide, so it can join a group
+    // commit); the fill reads the reservation and the position in one query (behind the
+    // order's own update, in the store). Each commit carries the writes deferred before it.
     let txn = WriteTxn::begin(&w).await.expect("begin");
     reserve::reserve_with(
         &books,
@@ -446,7 +446,7 @@ async fn an_order_costs_a_fixed_number_of_statements_whatever_the_history() {
     )
     .await
     .expect("reserve");
-    assert_eq!(txn.round_trips().await, 1, "reserving");
+    assert_eq!(txn.round_trips().await, 0, "reserving");
     txn.commit().await.expect("commit");
     let txn = WriteTxn::begin(&w).await.expect("begin");
     apply(
@@ -471,4 +471,73 @@ async fn an_order_costs_a_fixed_number_of_statements_whatever_the_history() {
         (2_000 + 100, 0),
         "both orders filled and paid, nothing left reserved"
     );
+}
+
+#[tokio::test]
+async fn concurrent_buys_reserve_no_more_than_the_cash_and_refusals_say_why() {
+    let (db, books) = (db().await, Books::new(1_000));
+    let w = Writer::new(&db);
+    let ids: Vec<String> = (0..24).map(|i| format!("c{i}")).collect();
+    let tries = ids.iter().map(|id| {
+        let (w, claim) = (&w, claim(id, Side::Buy, Product::Delivery, 1, 100));
+        async move { reserve(w, &books, &claim).await }
+    });
+    let results = futures::future::join_all(tries).await;
+    let placed = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(placed, 10, "{results:?}");
+    for refused in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert!(
+            matches!(
+                refused,
+                Refusal::Funds {
+                    required: 100,
+                    available: 0
+                }
+            ),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(funds(&db, &books).await.available, 0);
+    let reservations = paper_reservations::Entity::find()
+        .all(&db)
+        .await
+        .expect("reservations");
+    assert_eq!(
+        reservations.len(),
+        10,
+        "only the orders that fit hold anything"
+    );
+}
+
+#[tokio::test]
+async fn a_reservation_too_big_for_64_bits_is_refused_and_holds_nothing() {
+    let (db, books) = (db().await, Books::new(1_000));
+    let w = Writer::new(&db);
+    let huge = claim(
+        "h",
+        Side::Buy,
+        Product::Intraday,
+        1_000_000_000_000_000,
+        100_000,
+    );
+    let refused = reserve(&w, &books, &huge).await;
+    assert!(
+        matches!(
+            refused,
+            Err(Refusal::Funds {
+                required: i64::MAX,
+                available: 1_000
+            })
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(funds(&db, &books).await.available, 1_000);
+    reserve(
+        &w,
+        &books,
+        &claim("s", Side::Buy, Product::Intraday, 10, 100),
+    )
+    .await
+    .expect("the books are whole after the refusal");
+    assert_eq!(funds(&db, &books).await.available, 0);
 }
