@@ -122,3 +122,52 @@ pub(super) fn side_of(order: &orders::Model) -> Result<Side, DbErr> {
         .parse()
         .map_err(|e| DbErr::Custom(format!("order {}: column side: {e}", order.id)))
 }
+
+/// Values for SQL written with named parameters (`:name`), turned into the positional `?`
+/// a pipelined statement takes, each value repeated wherever its name appears. The books'
+/// statements that decide in SQL read far better this way than with a dozen `?`.
+#[derive(Debug, Default)]
+pub(super) struct Named(Vec<(&'static str, sea_orm::Value)>);
+
+impl Named {
+    pub(super) fn new() -> Self {
+        Self::default()
+    }
+
+    /// Binds `name` (without its `:`) to `value`.
+    pub(super) fn with(mut self, name: &'static str, value: impl Into<sea_orm::Value>) -> Self {
+        self.0.push((name, value.into()));
+        self
+    }
+
+    /// `sql` with every `:name` replaced by `?`, and the values in that order. A name with
+    /// no value is an error: the statement is wrong, and must not run with a value missing.
+    pub(super) fn statement(
+        &self,
+        backend: sea_orm::DbBackend,
+        sql: &str,
+    ) -> Result<sea_orm::Statement, DbErr> {
+        let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_';
+        let (mut text, mut values) = (String::with_capacity(sql.len()), Vec::new());
+        let mut rest = sql;
+        while let Some(at) = rest.find(':') {
+            text.push_str(&rest[..at]);
+            let after = &rest[at + 1..];
+            let end = after.find(|c| !is_name(c)).unwrap_or(after.len());
+            let name = &after[..end];
+            let value = self
+                .0
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.clone())
+                .ok_or_else(|| DbErr::Custom(format!("no value for :{name} in {sql}")))?;
+            text.push('?');
+            values.push(value);
+            rest = &after[end..];
+        }
+        text.push_str(rest);
+        Ok(sea_orm::Statement::from_sql_and_values(
+            backend, text, values,
+        ))
+    }
+}

@@ -3,22 +3,17 @@
 //! that updates the order row, so the order, its outbox event and the books commit
 //! together or not at all.
 
-use std::sync::LazyLock;
-
 use pinnacle_common::entities::{
     orders, paper_funds, paper_positions, paper_reservations, paper_trades,
 };
 use pinnacle_common::model::Side;
 use pinnacle_common::writes::{defer, Deferred};
 use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{
-    ColumnTrait, DbErr, EntityTrait, FromQueryResult, IdenStatic, Iterable, QueryFilter, Set,
-    Statement, UpdateMany,
-};
+use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, Set, UpdateMany};
 
 use super::arithmetic::Book;
 use super::books::PAPER_PREFIX;
-use super::books::{side_of, Books};
+use super::books::{side_of, Books, Named};
 use super::reserve::{position_for_update, release_in, settle_reservation, Held};
 
 /// Applies `before → after` to the books: a fill (more `filled_quantity`) of a paper order
@@ -43,7 +38,11 @@ pub async fn apply(
     let filled = after.filled_quantity - before.filled_quantity;
     if paper && filled > 0 {
         let value = value.unwrap_or_else(|| value_from_averages(before, after));
-        fill(db, books, after, filled, value, terminal).await
+        if db.pipelines() {
+            fill_in_sql(db, books, after, filled, value, terminal).await
+        } else {
+            fill(db, books, after, filled, value, terminal).await
+        }
     } else if terminal && (paper || after.broker_order_id.is_none()) {
         release_in(db, &Held::of(after)?).await
     } else {
@@ -64,13 +63,10 @@ fn value_from_averages(before: &orders::Model, after: &orders::Model) -> i64 {
 
 /// A fill of `quantity` units worth `value` paise; `terminal` when it is the order's last
 /// change (then the rest of its reservation goes too). Statements: the reservation, funds
-/// (which also takes the account's lock), the position, the trade.
-///
-/// Where writes are pipelined (SQLite), the reservation and the position are read in one
-/// command (with the order's own update, in the store) and every write goes with the
-/// commit: the transaction has held the database's write lock since its `BEGIN
-/// IMMEDIATE`. Elsewhere the funds row is written (and so locked) before the position is
-/// read and locked, the order every transaction of the books takes its locks in.
+/// (which also takes the account's lock), the position, the trade. The funds row is
+/// written (and so locked) before the position is read and locked, the order every
+/// transaction of the books takes its locks in. Where writes are pipelined, see
+/// [`fill_in_sql`].
 async fn fill(
     db: &impl Deferred,
     books: &Books,
@@ -84,15 +80,9 @@ async fn fill(
 
     // 1. What the fill takes from the reservation: held units first, then cash units (all
     //    of it when the order ends here).
-    let (reservation, position) = if db.pipelines() {
-        let (reservation, position) = reservation_and_position(db, after).await?;
-        (reservation, Some(position))
-    } else {
-        let reservation = paper_reservations::Entity::find_by_id(after.id.clone())
-            .one(db)
-            .await?;
-        (reservation, None)
-    };
+    let reservation = paper_reservations::Entity::find_by_id(after.id.clone())
+        .one(db)
+        .await?;
     let (held, cash_units, unit_price) = match &reservation {
         Some(r) if terminal => (r.held_units, r.cash_units, r.unit_price),
         Some(r) => {
@@ -114,10 +104,7 @@ async fn fill(
         .await?;
 
     // 3. The position, and the units it held for this order.
-    let position = match position {
-        Some(position) => position,
-        None => locked_position(db, after).await?,
-    };
+    let position = locked_position(db, after).await?;
     let mut book = book_of(&position);
     let short_before = book.short_value();
     book.fill(side, quantity, value);
@@ -233,44 +220,122 @@ async fn locked_position(
         .ok_or_else(|| DbErr::RecordNotFound(format!("paper position {key:?}")))
 }
 
-/// The order's reservation, if it still has one, and its position row (created flat first
-/// if there is none), in one read that goes with everything deferred before it. Where
-/// writes are pipelined only: the position is not locked, the database is.
-async fn reservation_and_position(
+/// [`fill`] with every decision made by the statements themselves, on the rows as they are
+/// when each runs, so that nothing is read before the commit and the whole transition
+/// (the order's compare-and-set, the books, the outbox row) can join a group commit.
+/// Pipelined writes only: SQLite's transaction holds the write lock while they run.
+///
+/// In order, since each reads what the ones before left (every `UPDATE`'s expressions see
+/// its row as it was before it):
+/// 1. the position and funds rows are created if missing;
+/// 2. funds: `used` moves by the fill's value, `reserved` gives back the cash units the fill
+///    took from the reservation (held units first, then cash units; all of it when the
+///    order ends here), and the position's short value comes off `short_value`;
+/// 3. the position moves by [`Book::fill`]'s arithmetic, written in SQL, and gives back
+///    the units it held for the order;
+/// 4. the position's new short value goes onto `short_value`;
+/// 5. the reservation shrinks by what the fill took, and goes when nothing is left;
+/// 6. the trade is recorded.
+///
+/// `tests::the_books_decide_the_same_in_sql_as_in_rust` runs random reservations and fills
+/// both ways and compares every row.
+async fn fill_in_sql(
     db: &impl Deferred,
-    order: &orders::Model,
-) -> Result<(Option<paper_reservations::Model>, paper_positions::Model), DbErr> {
-    static SQL: LazyLock<String> = LazyLock::new(|| {
-        let reservation = paper_reservations::Column::iter()
-            .map(|c| format!("r.{0} AS r_{0}", c.as_str()))
-            .collect::<Vec<_>>()
-            .join(", ");
-        format!(
-            "SELECT p.*, {reservation} FROM paper_positions AS p \
-             LEFT JOIN paper_reservations AS r ON r.order_id = ? \
-             WHERE p.account_id = ? AND p.exchange = ? AND p.symbol = ? AND p.product = ?"
-        )
-    });
-    defer(db, &new_position(order)).await?;
-    let key = position_key(order);
-    let values: [sea_orm::Value; 5] = [
-        order.id.as_str().into(),
-        key.0.into(),
-        key.1.into(),
-        key.2.into(),
-        key.3.into(),
-    ];
-    let stmt = Statement::from_sql_and_values(db.get_database_backend(), SQL.as_str(), values);
-    let row = db
-        .query_one(stmt)
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound(format!("paper position {key:?}")))?;
-    let position = paper_positions::Model::from_query_result(&row, "")?;
-    let reservation = match row.try_get::<Option<String>>("", "r_order_id")? {
-        Some(_) => Some(paper_reservations::Model::from_query_result(&row, "r_")?),
-        None => None,
+    books: &Books,
+    after: &orders::Model,
+    quantity: i64,
+    value: i64,
+    terminal: bool,
+) -> Result<(), DbErr> {
+    let side = side_of(after)?;
+    let (account, exchange, symbol, product) = position_key(after);
+    let (signed, bought, held_column) = match side {
+        Side::Buy => (quantity, "buy", "buy_held"),
+        Side::Sell => (-quantity, "sell", "sell_held"),
     };
-    Ok((reservation, position))
+    let values = Named::new()
+        .with("q", quantity)
+        .with("s", signed)
+        .with("v", value)
+        .with("spent", if side == Side::Buy { value } else { -value })
+        .with("price", value / quantity)
+        .with("order", after.id.as_str())
+        .with("account", account)
+        .with("exchange", exchange)
+        .with("symbol", symbol)
+        .with("product", product);
+    // What the fill takes from the order's reservation `r`: held units first, then cash
+    // units; all of it when the order ends here.
+    let (held, cash) = if terminal {
+        ("r.held_units", "r.cash_units")
+    } else {
+        (
+            "MIN(:q, r.held_units)",
+            "MIN(:q - MIN(:q, r.held_units), r.cash_units)",
+        )
+    };
+    const SHORT: &str = "(SELECT CASE WHEN net_quantity < 0 \
+         THEN -net_quantity * COALESCE(average_price, 0) ELSE 0 END FROM paper_positions \
+         WHERE account_id = :account AND exchange = :exchange AND symbol = :symbol \
+         AND product = :product)";
+    const POSITION: &str = "WHERE account_id = :account AND exchange = :exchange \
+         AND symbol = :symbol AND product = :product";
+    // The position's units open in the fill's direction before it (or none).
+    const ADDING: &str = "(net_quantity = 0 OR (net_quantity > 0) = (:s > 0))";
+
+    defer(db, &new_position(after)).await?;
+    defer(db, &books.new_funds(account)).await?;
+    let statements = [
+        format!(
+            "UPDATE paper_funds SET used = used + :spent, \
+             reserved = reserved - COALESCE((SELECT {cash} * r.unit_price \
+             FROM paper_reservations AS r WHERE r.order_id = :order), 0), \
+             short_value = short_value - {SHORT} WHERE account_id = :account"
+        ),
+        format!(
+            "UPDATE paper_positions SET \
+             {bought}_quantity = {bought}_quantity + :q, \
+             {bought}_value = {bought}_value + :v, \
+             net_quantity = net_quantity + :s, \
+             average_price = CASE \
+               WHEN net_quantity + :s = 0 THEN NULL \
+               WHEN {ADDING} THEN (COALESCE(average_price, 0) * ABS(net_quantity) + :v) \
+                 / ABS(net_quantity + :s) \
+               WHEN (net_quantity + :s > 0) = (net_quantity > 0) THEN COALESCE(average_price, 0) \
+               ELSE :price END, \
+             realized_pnl = realized_pnl + CASE WHEN {ADDING} THEN 0 \
+               ELSE MIN(:q, ABS(net_quantity)) * (:price - COALESCE(average_price, 0)) \
+                 * (CASE WHEN net_quantity > 0 THEN 1 ELSE -1 END) END, \
+             {held_column} = MAX(0, {held_column} - COALESCE((SELECT {held} \
+               FROM paper_reservations AS r WHERE r.order_id = :order), 0)) \
+             {POSITION}"
+        ),
+        format!(
+            "UPDATE paper_funds SET short_value = short_value + {SHORT} \
+             WHERE account_id = :account"
+        ),
+        if terminal {
+            String::new()
+        } else {
+            format!(
+                "UPDATE paper_reservations AS r SET held_units = r.held_units - {held}, \
+                 cash_units = r.cash_units - {cash} WHERE r.order_id = :order"
+            )
+        },
+        format!(
+            "DELETE FROM paper_reservations WHERE order_id = :order{}",
+            if terminal {
+                ""
+            } else {
+                " AND cash_units <= 0 AND held_units <= 0"
+            }
+        ),
+    ];
+    for sql in statements.iter().filter(|sql| !sql.is_empty()) {
+        db.defer(values.statement(db.get_database_backend(), sql)?)
+            .await?;
+    }
+    record_trade(db, after, quantity, value).await
 }
 
 /// An order's position key: account, exchange, symbol, product.
