@@ -274,10 +274,10 @@ async fn fill_in_sql(
             "MIN(:q - MIN(:q, r.held_units), r.cash_units)",
         )
     };
-    const SHORT: &str = "(SELECT CASE WHEN net_quantity < 0 \
-         THEN -net_quantity * COALESCE(average_price, 0) ELSE 0 END FROM paper_positions \
-         WHERE account_id = :account AND exchange = :exchange AND symbol = :symbol \
-         AND product = :product)";
+    const SHORT: &str = "(SELECT CASE WHEN p.net_quantity < 0 \
+         THEN -p.net_quantity * COALESCE(p.average_price, 0) ELSE 0 END \
+         FROM paper_positions AS p WHERE p.account_id = :account \
+         AND p.exchange = :exchange AND p.symbol = :symbol AND p.product = :product)";
     const POSITION: &str = "WHERE account_id = :account AND exchange = :exchange \
          AND symbol = :symbol AND product = :product";
     // The position's units open in the fill's direction before it (or none).

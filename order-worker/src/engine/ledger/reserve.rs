@@ -11,7 +11,7 @@ use sea_orm::{
 };
 
 use super::arithmetic::split;
-use super::books::{side_of, Books};
+use super::books::{side_of, Books, Named};
 
 /// What an order asks the books to hold for it.
 #[derive(Debug, Clone)]
@@ -122,73 +122,53 @@ pub(super) async fn reserve_with(
 ///    (checked: else `INSUFFICIENT_FUNDS`). SQLite computes a product too big for 64 bits
 ///    as a float, which no funds row has available.
 async fn reserve_in_sql(books: &Books, db: &impl Deferred, claim: &Claim<'_>) -> Result<(), DbErr> {
-    let backend = db.get_database_backend();
-    let position = || -> [sea_orm::Value; 4] {
-        [
-            claim.account_id.into(),
-            claim.exchange.into(),
-            claim.symbol.into(),
-            claim.product.as_str().into(),
-        ]
-    };
+    let values = Named::new()
+        .with("order", claim.order_id)
+        .with("account", claim.account_id)
+        .with("exchange", claim.exchange)
+        .with("symbol", claim.symbol)
+        .with("product", claim.product.as_str())
+        .with("units", claim.units)
+        .with("price", claim.unit_price);
     let (free, held_column) = match claim.side {
-        Side::Buy => ("-net_quantity - buy_held", "buy_held"),
-        Side::Sell => ("net_quantity - sell_held", "sell_held"),
+        Side::Buy => ("-p.net_quantity - p.buy_held", "buy_held"),
+        Side::Sell => ("p.net_quantity - p.sell_held", "sell_held"),
     };
     let may_open = claim.side == Side::Buy || claim.product == Product::Intraday;
+    const POSITION: &str = "account_id = :account AND exchange = :exchange \
+         AND symbol = :symbol AND product = :product";
+    const RESERVATION: &str = "FROM paper_reservations AS r WHERE r.order_id = :order";
+    let backend = db.get_database_backend();
 
     defer(db, &books.new_funds(claim.account_id)).await?;
-
     let insert = format!(
         "INSERT INTO paper_reservations \
          (order_id, account_id, unit_price, cash_units, held_units) \
-         SELECT ?, ?, ?, ? - held, held FROM (SELECT COALESCE((\
-         SELECT MAX(0, MIN(?, {free})) FROM paper_positions \
-         WHERE account_id = ? AND exchange = ? AND symbol = ? AND product = ?), 0) AS held)\
-         {}",
-        if may_open { "" } else { " WHERE held = ?" }
+         SELECT :order, :account, :price, :units - held, held FROM (SELECT COALESCE((\
+         SELECT MAX(0, MIN(:units, {free})) FROM paper_positions AS p WHERE {POSITION}), 0) \
+         AS held){}",
+        if may_open { "" } else { " WHERE held = :units" }
     );
-    let mut values: Vec<sea_orm::Value> = vec![
-        claim.order_id.into(),
-        claim.account_id.into(),
-        claim.unit_price.into(),
-        claim.units.into(),
-        claim.units.into(),
-    ];
-    values.extend(position());
+    let insert = values.statement(backend, &insert)?;
     if may_open {
-        db.defer(Statement::from_sql_and_values(backend, insert, values))
-            .await?;
+        db.defer(insert).await?;
     } else {
-        values.push(claim.units.into());
-        db.defer_checked(Statement::from_sql_and_values(backend, insert, values), 1)
-            .await?;
+        db.defer_checked(insert, 1).await?;
     }
-
     let hold = format!(
         "UPDATE paper_positions SET {held_column} = {held_column} + \
-         (SELECT held_units FROM paper_reservations WHERE order_id = ?) \
-         WHERE account_id = ? AND exchange = ? AND symbol = ? AND product = ? \
-         AND (SELECT held_units FROM paper_reservations WHERE order_id = ?) > 0"
+         (SELECT r.held_units {RESERVATION}) \
+         WHERE {POSITION} AND (SELECT r.held_units {RESERVATION}) > 0"
     );
-    let mut values: Vec<sea_orm::Value> = vec![claim.order_id.into()];
-    values.extend(position());
-    values.push(claim.order_id.into());
-    db.defer(Statement::from_sql_and_values(backend, hold, values))
-        .await?;
-
-    const CASH: &str = "UPDATE paper_funds SET reserved = reserved + \
-         (SELECT cash_units * unit_price FROM paper_reservations WHERE order_id = ?) \
-         WHERE account_id = ? AND (SELECT cash_units = 0 \
-         OR cash_units * unit_price <= cash - used - reserved - 2 * short_value \
-         FROM paper_reservations WHERE order_id = ?)";
-    let values: [sea_orm::Value; 3] = [
-        claim.order_id.into(),
-        claim.account_id.into(),
-        claim.order_id.into(),
-    ];
-    db.defer_checked(Statement::from_sql_and_values(backend, CASH, values), 1)
-        .await
+    db.defer(values.statement(backend, &hold)?).await?;
+    let cash = format!(
+        "UPDATE paper_funds AS f SET reserved = f.reserved + \
+         (SELECT r.cash_units * r.unit_price {RESERVATION}) \
+         WHERE f.account_id = :account AND (SELECT r.cash_units = 0 \
+         OR r.cash_units * r.unit_price <= f.cash - f.used - f.reserved - 2 * f.short_value \
+         {RESERVATION})"
+    );
+    db.defer_checked(values.statement(backend, &cash)?, 1).await
 }
 
 /// Why the books refused `claim`, from a fresh read of its funds and position; `None` if
