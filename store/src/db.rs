@@ -88,6 +88,58 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
         .map_err(|e| without_password(e, &settings.database_url))
 }
 
+/// One attempt to reach the database, without a pool, bounded to 10 s: PostgreSQL's own
+/// answer (refused, starting up, no such database) at once, where [`connect`]'s pool
+/// keeps trying for its whole acquire timeout and then says only that it timed out. A
+/// SQLite file has no server to reach.
+pub async fn reach(settings: &DatabaseSettings) -> Result<(), DbErr> {
+    use sea_orm::sqlx::postgres::PgConnectOptions;
+    use sea_orm::sqlx::{ConnectOptions as _, Connection as _};
+    if settings.database_url.starts_with("sqlite:") {
+        return Ok(());
+    }
+    let failed = |e: sea_orm::sqlx::Error| {
+        without_password(
+            DbErr::Conn(RuntimeErr::SqlxError(e)),
+            &settings.database_url,
+        )
+    };
+    let options = PgConnectOptions::from_str(&settings.database_url).map_err(failed)?;
+    let timed_out = || {
+        sea_orm::sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "no answer within 10 s",
+        ))
+    };
+    let connection = tokio::time::timeout(Duration::from_secs(10), options.connect())
+        .await
+        .map_err(|_| failed(timed_out()))?
+        .map_err(failed)?;
+    connection.close().await.map_err(failed)
+}
+
+/// Whether a failure of [`connect`] or [`reach`] may pass on its own, so that a service should wait and
+/// try again: the server could not be reached (refused, reset, timed out), is starting up or
+/// shutting down, or has no connection slot free. A wrong password, a missing database or
+/// a bad URL will not pass, and neither does anything SQLite says (its file is local).
+pub fn may_pass(error: &DbErr) -> bool {
+    use sea_orm::sqlx::Error;
+    let (DbErr::Conn(RuntimeErr::SqlxError(error))
+    | DbErr::Exec(RuntimeErr::SqlxError(error))
+    | DbErr::Query(RuntimeErr::SqlxError(error))) = error
+    else {
+        return false;
+    };
+    match error {
+        Error::Io(_) | Error::PoolTimedOut => true,
+        Error::Database(db) => db.code().is_some_and(|code| {
+            // cannot_connect_now, admin_shutdown, crash_shutdown, too_many_connections.
+            matches!(code.as_ref(), "57P03" | "57P01" | "57P02" | "53300")
+        }),
+        _ => false,
+    }
+}
+
 /// `error` with `url`'s password taken out. SeaORM writes the whole connection string into
 /// some of its errors (one it cannot parse, such as a port out of range; one no driver
 /// takes), and the callers print the error.

@@ -23,6 +23,11 @@ pub async fn database(settings: &DatabaseSettings) -> anyhow::Result<DatabaseCon
     let db = pinnacle_common::db::connect(settings)
         .await
         .context("opening the database")?;
+    migrated(db).await
+}
+
+/// `db` once every pending migration is applied (see [`database`]).
+async fn migrated(db: DatabaseConnection) -> anyhow::Result<DatabaseConnection> {
     let mut attempt = 1;
     loop {
         match Migrator::up(&db, None).await {
@@ -33,6 +38,44 @@ pub async fn database(settings: &DatabaseSettings) -> anyhow::Result<DatabaseCon
                 attempt += 1;
             }
             Err(error) => return Err(error).context("applying migrations"),
+        }
+    }
+}
+
+/// [`database`] for a service: a database that cannot be reached yet (connection refused or
+/// timed out, the server starting up or out of connection slots) is waited for, with a
+/// warning each attempt and a backoff of 250 ms doubling to 5 s, for as long as it takes:
+/// a service started before its database (a host booting, `docker compose up`) comes up
+/// when the database does, instead of exiting. `/readyz` says "starting" meanwhile, and a
+/// stop ends the wait (`serve` races the start against it). Any other failure (a wrong
+/// password, a database that does not exist, a bad URL) is a setting to fix, and fails the
+/// start at once.
+pub async fn service_database(settings: &DatabaseSettings) -> anyhow::Result<DatabaseConnection> {
+    let url = pinnacle_common::config::redact_url(&settings.database_url);
+    let mut pause = Duration::from_millis(250);
+    let mut attempt = 1u32;
+    loop {
+        let opened = match pinnacle_common::db::reach(settings).await {
+            Ok(()) => pinnacle_common::db::connect(settings).await,
+            Err(error) => Err(error),
+        };
+        match opened {
+            Ok(db) => return migrated(db).await,
+            Err(error) if pinnacle_common::db::may_pass(&error) => {
+                tracing::warn!(
+                    database = %url,
+                    %error,
+                    attempt,
+                    retry_in_ms = pause.as_millis() as u64,
+                    "waiting for the database"
+                );
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+                attempt += 1;
+            }
+            Err(error) => {
+                return Err(error).with_context(|| format!("opening the database at {url}"))
+            }
         }
     }
 }

@@ -14,7 +14,7 @@ use pinnacle_common::shutdown::Shutdown;
 use sea_orm::DatabaseConnection;
 use tokio::task::JoinSet;
 
-use super::connect::{database, serve_metrics, vault_ready};
+use super::connect::{serve_metrics, service_database, vault_ready};
 use super::lifecycle::{join_within_grace, ServiceResult};
 use super::publisher::spawn_publisher;
 use super::user_api::spawn_user_api;
@@ -155,7 +155,7 @@ async fn spawn_user_api_from_env(
 
 /// The migrated database and the key ring, checked against it.
 async fn database_and_vault_from_env() -> anyhow::Result<(DatabaseConnection, Arc<Vault>)> {
-    let db = database(&DatabaseSettings::from_env()?).await?;
+    let db = service_database(&DatabaseSettings::from_env()?).await?;
     let vault = Arc::new(Vault::from_settings(&VaultSettings::from_env()?)?);
     vault_ready(&db, &vault).await?;
     Ok((db, vault))

@@ -16,7 +16,7 @@ use pinnacle_common::shutdown::Shutdown;
 use sea_orm::DatabaseConnection;
 use tokio::task::JoinSet;
 
-use super::connect::{database, serve_metrics, vault_ready};
+use super::connect::{serve_metrics, service_database, vault_ready};
 use super::lifecycle::{join_within_grace, ServiceResult};
 use super::publisher::spawn_publisher;
 use super::user_api::spawn_user_api;
@@ -71,7 +71,7 @@ impl Stack {
     /// Migrates the database and starts all three services. The worker's paper broker
     /// takes its market hours from the simulated feed's (`sim.hours`, `md.holidays`).
     pub async fn start(settings: StackSettings) -> anyhow::Result<Self> {
-        let db = database(&settings.database).await?;
+        let db = service_database(&settings.database).await?;
         vault_ready(&db, &settings.vault).await?;
         let shutdown = Shutdown::new();
         let health = Health::new();
