@@ -544,8 +544,9 @@ async fn a_reservation_too_big_for_64_bits_is_refused_and_holds_nothing() {
 }
 
 /// The SQL the books run where writes are pipelined (SQLite: `reserve_in_sql`,
-/// `fill_in_sql`) must decide exactly as the Rust they replace (`reserve_in`, `fill`, and
-/// `Book::fill`'s arithmetic), which PostgreSQL runs. Both run here on SQLite, one through
+/// `fill_in_sql`, `release_in_sql`) must decide exactly as the Rust they replace
+/// (`reserve_in`, `fill` and `Book::fill`'s arithmetic, `release_in`), which PostgreSQL
+/// runs. Both run here on SQLite, one through
 /// a `Writer` and the other through plain transactions, over the same random reservations,
 /// partial fills at varying prices, flips, shorts and ends, and every row is compared
 /// after every step.
