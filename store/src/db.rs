@@ -152,6 +152,12 @@ fn without_password(error: DbErr, url: &str) -> DbErr {
     };
     let scrub = |text: &str| text.replace(password, "***");
     match error {
+        // The operating system's or the pool's words, never the URL: kept whole, so that
+        // `may_pass` still sees what they are (a password such as "111" would otherwise
+        // match "os error 111").
+        DbErr::Conn(RuntimeErr::SqlxError(
+            e @ (sea_orm::sqlx::Error::Io(_) | sea_orm::sqlx::Error::PoolTimedOut),
+        )) => DbErr::Conn(RuntimeErr::SqlxError(e)),
         DbErr::Conn(RuntimeErr::Internal(text)) => DbErr::Conn(RuntimeErr::Internal(scrub(&text))),
         DbErr::Custom(text) => DbErr::Custom(scrub(&text)),
         other if other.to_string().contains(password) => DbErr::Custom(scrub(&other.to_string())),
@@ -385,6 +391,28 @@ mod tests {
             without_password(untouched, url).to_string(),
             "Custom Error: connection refused"
         );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_may_pass_whatever_its_password_and_a_missing_one_does_not() {
+        // Nothing listens on the port; the password is a word of the refusal's text.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a port")
+            .port();
+        for password in ["hunter2", "111", "refused", "os"] {
+            let url = format!("postgres://app:{password}@127.0.0.1:{port}/p");
+            let error = reach(&settings(url)).await.expect_err("nothing listens");
+            assert!(may_pass(&error), "{password}: {error}");
+        }
+        let bad = reach(&settings("postgres://app:pw@127.0.0.1:99999/p".into()))
+            .await
+            .expect_err("a port out of range");
+        assert!(!may_pass(&bad), "{bad}");
+        assert!(!may_pass(&DbErr::Custom("no such database".into())));
+        reach(&settings("sqlite::memory:".into()))
+            .await
+            .expect("a SQLite file has no server to reach");
     }
 
     #[tokio::test]

@@ -118,8 +118,9 @@ pub(super) async fn reserve_with(
 ///    position; for a claim that may not open (a sell other than `INTRADAY`), only if
 ///    every unit is held (checked: else `INSUFFICIENT_HOLDINGS`).
 /// 3. The held units are added to the position, if there are any.
-/// 4. The cash `cash_units × unit_price` is added to `reserved`, only if it is available
-///    (checked: else `INSUFFICIENT_FUNDS`). SQLite computes a product too big for 64 bits
+/// 4. The cash `cash_units × unit_price` is added to `reserved`, only if it is nothing or
+///    available (checked: else `INSUFFICIENT_FUNDS`; [`refusal`]'s rule, so an order that
+///    costs nothing passes even when the account's available cash is below zero). SQLite computes a product too big for 64 bits
 ///    as a float, which no funds row has available.
 async fn reserve_in_sql(books: &Books, db: &impl Deferred, claim: &Claim<'_>) -> Result<(), DbErr> {
     let values = Named::new()
@@ -164,7 +165,7 @@ async fn reserve_in_sql(books: &Books, db: &impl Deferred, claim: &Claim<'_>) ->
     let cash = format!(
         "UPDATE paper_funds AS f SET reserved = f.reserved + \
          (SELECT r.cash_units * r.unit_price {RESERVATION}) \
-         WHERE f.account_id = :account AND (SELECT r.cash_units = 0 \
+         WHERE f.account_id = :account AND (SELECT r.cash_units * r.unit_price <= 0 \
          OR r.cash_units * r.unit_price <= f.cash - f.used - f.reserved - 2 * f.short_value \
          {RESERVATION})"
     );
