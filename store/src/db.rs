@@ -118,10 +118,11 @@ pub async fn reach(settings: &DatabaseSettings) -> Result<(), DbErr> {
     connection.close().await.map_err(failed)
 }
 
-/// Whether a failure of [`connect`] or [`reach`] may pass on its own, so that a service should wait and
-/// try again: the server could not be reached (refused, reset, timed out), is starting up or
-/// shutting down, or has no connection slot free. A wrong password, a missing database or
-/// a bad URL will not pass, and neither does anything SQLite says (its file is local).
+/// Whether a failure of [`connect`] or [`reach`] may pass on its own, so that a service
+/// should wait and try again: the server could not be reached (refused, reset, timed out,
+/// a host name that does not resolve yet), is starting up or shutting down, or has no
+/// connection slot free. A wrong password, a missing database or a bad URL will not pass,
+/// and neither does anything SQLite says (its file is local).
 pub fn may_pass(error: &DbErr) -> bool {
     use sea_orm::sqlx::Error;
     let (DbErr::Conn(RuntimeErr::SqlxError(error))

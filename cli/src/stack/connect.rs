@@ -43,7 +43,8 @@ async fn migrated(db: DatabaseConnection) -> anyhow::Result<DatabaseConnection> 
 }
 
 /// [`database`] for a service: a database that cannot be reached yet (connection refused or
-/// timed out, the server starting up or out of connection slots) is waited for, with a
+/// timed out, a host name that does not resolve yet, the server starting up or out of
+/// connection slots: [`may_pass`](pinnacle_common::db::may_pass)) is waited for, with a
 /// warning each attempt and a backoff of 250 ms doubling to 5 s, for as long as it takes:
 /// a service started before its database (a host booting, `docker compose up`) comes up
 /// when the database does, instead of exiting. `/readyz` says "starting" meanwhile, and a

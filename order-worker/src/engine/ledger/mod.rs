@@ -20,6 +20,14 @@
 //!   price is booked at that price (the matcher passes its exact value): the order's
 //!   stored average price is rounded down, so it cannot give a later part's value back.
 //!
+//! # Where the decisions are made
+//! On PostgreSQL the books read the rows they change (locked: the funds row first, then
+//! the position) and decide in Rust ([`arithmetic`]). On SQLite, where a transaction holds
+//! the one write lock from its first statement, a new order's reservation, a fill and an
+//! end decide in SQL instead (`reserve_in_sql`, `fill_in_sql`, `release_in_sql`), so that
+//! nothing is read before the commit and each joins the writing connection's group commit.
+//! `tests::the_books_decide_the_same_in_sql_as_in_rust` holds the two to the same rows.
+//!
 //! # Funds
 //! `available = cash − used − reserved − 2 × short_value`: an open intraday short holds
 //! back its sale proceeds and the same again as margin until it is covered (`blocked` on
