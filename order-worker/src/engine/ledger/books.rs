@@ -123,6 +123,15 @@ pub(super) fn side_of(order: &orders::Model) -> Result<Side, DbErr> {
         .map_err(|e| DbErr::Custom(format!("order {}: column side: {e}", order.id)))
 }
 
+/// The order's reservation as `r`, in the books' SQL: `(SELECT r.held_units {RESERVATION})`
+/// (binds `:order`).
+pub(super) const RESERVATION: &str = "FROM paper_reservations AS r WHERE r.order_id = :order";
+
+/// The condition on a position's key, in the books' SQL (binds `:account`, `:exchange`,
+/// `:symbol` and `:product`).
+pub(super) const POSITION: &str =
+    "account_id = :account AND exchange = :exchange AND symbol = :symbol AND product = :product";
+
 /// Values for SQL written with named parameters (`:name`), turned into the positional `?`
 /// a pipelined statement takes, each value repeated wherever its name appears. The books'
 /// statements that decide in SQL read far better this way than with a dozen `?`.

@@ -13,7 +13,7 @@ use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, Set, UpdateMany};
 
 use super::arithmetic::Book;
 use super::books::PAPER_PREFIX;
-use super::books::{side_of, Books, Named};
+use super::books::{side_of, Books, Named, POSITION, RESERVATION};
 use super::reserve::{position_for_update, release_in, settle_reservation, Held};
 
 /// Applies `before → after` to the books: a fill (more `filled_quantity`) of a paper order
@@ -274,12 +274,11 @@ async fn fill_in_sql(
             "MIN(:q - MIN(:q, r.held_units), r.cash_units)",
         )
     };
-    const SHORT: &str = "(SELECT CASE WHEN p.net_quantity < 0 \
+    let short = format!(
+        "(SELECT CASE WHEN p.net_quantity < 0 \
          THEN -p.net_quantity * COALESCE(p.average_price, 0) ELSE 0 END \
-         FROM paper_positions AS p WHERE p.account_id = :account \
-         AND p.exchange = :exchange AND p.symbol = :symbol AND p.product = :product)";
-    const POSITION: &str = "WHERE account_id = :account AND exchange = :exchange \
-         AND symbol = :symbol AND product = :product";
+         FROM paper_positions AS p WHERE {POSITION})"
+    );
     // The position's units open in the fill's direction before it (or none).
     const ADDING: &str = "(net_quantity = 0 OR (net_quantity > 0) = (:s > 0))";
 
@@ -288,9 +287,8 @@ async fn fill_in_sql(
     let statements = [
         format!(
             "UPDATE paper_funds SET used = used + :spent, \
-             reserved = reserved - COALESCE((SELECT {cash} * r.unit_price \
-             FROM paper_reservations AS r WHERE r.order_id = :order), 0), \
-             short_value = short_value - {SHORT} WHERE account_id = :account"
+             reserved = reserved - COALESCE((SELECT {cash} * r.unit_price {RESERVATION}), 0), \
+             short_value = short_value - {short} WHERE account_id = :account"
         ),
         format!(
             "UPDATE paper_positions SET \
@@ -306,12 +304,12 @@ async fn fill_in_sql(
              realized_pnl = realized_pnl + CASE WHEN {ADDING} THEN 0 \
                ELSE MIN(:q, ABS(net_quantity)) * (:price - COALESCE(average_price, 0)) \
                  * (CASE WHEN net_quantity > 0 THEN 1 ELSE -1 END) END, \
-             {held_column} = MAX(0, {held_column} - COALESCE((SELECT {held} \
-               FROM paper_reservations AS r WHERE r.order_id = :order), 0)) \
-             {POSITION}"
+             {held_column} = MAX(0, {held_column} - \
+               COALESCE((SELECT {held} {RESERVATION}), 0)) \
+             WHERE {POSITION}"
         ),
         format!(
-            "UPDATE paper_funds SET short_value = short_value + {SHORT} \
+            "UPDATE paper_funds SET short_value = short_value + {short} \
              WHERE account_id = :account"
         ),
         if terminal {

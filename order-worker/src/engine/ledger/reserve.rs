@@ -11,7 +11,7 @@ use sea_orm::{
 };
 
 use super::arithmetic::split;
-use super::books::{side_of, Books, Named};
+use super::books::{side_of, Books, Named, POSITION, RESERVATION};
 
 /// What an order asks the books to hold for it.
 #[derive(Debug, Clone)]
@@ -120,8 +120,8 @@ pub(super) async fn reserve_with(
 /// 3. The held units are added to the position, if there are any.
 /// 4. The cash `cash_units × unit_price` is added to `reserved`, only if it is nothing or
 ///    available (checked: else `INSUFFICIENT_FUNDS`; [`refusal`]'s rule, so an order that
-///    costs nothing passes even when the account's available cash is below zero). SQLite computes a product too big for 64 bits
-///    as a float, which no funds row has available.
+///    costs nothing passes even when the account's available cash is below zero). SQLite
+///    computes a product too big for 64 bits as a float, which no funds row has available.
 async fn reserve_in_sql(books: &Books, db: &impl Deferred, claim: &Claim<'_>) -> Result<(), DbErr> {
     let values = Named::new()
         .with("order", claim.order_id)
@@ -136,9 +136,6 @@ async fn reserve_in_sql(books: &Books, db: &impl Deferred, claim: &Claim<'_>) ->
         Side::Sell => ("p.net_quantity - p.sell_held", "sell_held"),
     };
     let may_open = claim.side == Side::Buy || claim.product == Product::Intraday;
-    const POSITION: &str = "account_id = :account AND exchange = :exchange \
-         AND symbol = :symbol AND product = :product";
-    const RESERVATION: &str = "FROM paper_reservations AS r WHERE r.order_id = :order";
     let backend = db.get_database_backend();
 
     defer(db, &books.new_funds(claim.account_id)).await?;
@@ -547,7 +544,6 @@ async fn release_in_sql(db: &impl Deferred, held: &Held<'_>) -> Result<(), DbErr
         Side::Sell => "sell_held",
         Side::Buy => "buy_held",
     };
-    const RESERVATION: &str = "FROM paper_reservations AS r WHERE r.order_id = :order";
     let statements = [
         format!(
             "UPDATE paper_funds SET reserved = reserved - \

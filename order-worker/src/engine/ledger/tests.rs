@@ -80,16 +80,22 @@ async fn funds(db: &DatabaseConnection, books: &Books) -> Funds {
 }
 
 async fn position(db: &DatabaseConnection, product: Product) -> paper_positions::Model {
+    position_if_any(db, product.as_str())
+        .await
+        .expect("position")
+}
+
+/// The account's position in the one instrument these tests trade, if it has one.
+async fn position_if_any(db: &DatabaseConnection, product: &str) -> Option<paper_positions::Model> {
     paper_positions::Entity::find_by_id((
         ACCOUNT.to_string(),
         "NSE".to_string(),
         "SBIN-EQ".to_string(),
-        product.as_str().to_string(),
+        product.to_string(),
     ))
     .one(db)
     .await
     .expect("query")
-    .expect("position")
 }
 
 #[tokio::test]
@@ -546,10 +552,9 @@ async fn a_reservation_too_big_for_64_bits_is_refused_and_holds_nothing() {
 /// The SQL the books run where writes are pipelined (SQLite: `reserve_in_sql`,
 /// `fill_in_sql`, `release_in_sql`) must decide exactly as the Rust they replace
 /// (`reserve_in`, `fill` and `Book::fill`'s arithmetic, `release_in`), which PostgreSQL
-/// runs. Both run here on SQLite, one through
-/// a `Writer` and the other through plain transactions, over the same random reservations,
-/// partial fills at varying prices, flips, shorts and ends, and every row is compared
-/// after every step.
+/// runs. Both run here on SQLite, one through a `Writer` and the other through plain
+/// transactions, over the same random reservations, partial fills at varying prices, flips,
+/// shorts and ends, and every row is compared after every step.
 #[tokio::test]
 async fn the_books_decide_the_same_in_sql_as_in_rust() {
     // Cash that runs short, so that refusals come and fills above the reserved price take
@@ -616,7 +621,7 @@ async fn the_books_decide_the_same_in_sql_as_in_rust() {
             .into();
             // A price that is not a whole multiple of the quantity now and then.
             let value = quantity * (50 + next(150)) + next(quantity.max(1));
-            let position_before = position_row(&in_sql, &before).await;
+            let position_before = position_if_any(&in_sql, &before.product).await;
             let txn = WriteTxn::begin(&w).await.expect("begin");
             apply(&txn, &books, &before, &after, Some(value))
                 .await
@@ -629,7 +634,9 @@ async fn the_books_decide_the_same_in_sql_as_in_rust() {
             txn.commit().await.expect("commit");
             if quantity > 0 {
                 filled += 1;
-                let after_net = position_row(&in_sql, &before).await.map(|p| p.net_quantity);
+                let after_net = position_if_any(&in_sql, &before.product)
+                    .await
+                    .map(|p| p.net_quantity);
                 let before_net = position_before.map(|p| p.net_quantity);
                 if let (Some(b), Some(a)) = (before_net, after_net) {
                     if b != 0 && a != 0 && b.signum() != a.signum() {
@@ -657,21 +664,6 @@ async fn the_books_decide_the_same_in_sql_as_in_rust() {
         refused > 10 && filled > 100 && flips > 3 && overdrawn > 3,
         "{refused} {filled} {flips}"
     );
-}
-
-async fn position_row(
-    db: &DatabaseConnection,
-    order: &orders::Model,
-) -> Option<paper_positions::Model> {
-    paper_positions::Entity::find_by_id((
-        order.broker_account_id.clone(),
-        order.exchange.clone(),
-        order.symbol.clone(),
-        order.product.clone(),
-    ))
-    .one(db)
-    .await
-    .expect("query")
 }
 
 /// Every row of the books, in key order.
