@@ -65,3 +65,67 @@ pub(crate) fn account_row(label: &str) -> broker_accounts::Model {
         erased_at: None,
     }
 }
+
+/// A fresh PostgreSQL database with every migration applied, on the server the tests use
+/// (`PINNACLE_TEST_POSTGRES_URL`, as in `pinnacle-tests`), dropped with this value.
+#[derive(Debug)]
+pub(crate) struct Postgres {
+    /// The connection to it.
+    pub(crate) db: DatabaseConnection,
+    admin: String,
+    name: String,
+}
+
+/// [`Postgres`], or `None` when no server answers and `PINNACLE_REQUIRE_POSTGRES` is not
+/// `1` (`scripts/test.sh` sets it, so CI never skips).
+pub(crate) async fn postgres() -> Option<Postgres> {
+    use sea_orm::ConnectionTrait as _;
+    let admin = std::env::var("PINNACLE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let server = match Database::connect(admin.as_str()).await {
+        Ok(server) => server,
+        Err(e) if std::env::var("PINNACLE_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") => {
+            panic!("PINNACLE_REQUIRE_POSTGRES=1 but PostgreSQL is unreachable: {e}")
+        }
+        Err(_) => {
+            eprintln!("note: PostgreSQL unreachable; this test runs on SQLite only");
+            return None;
+        }
+    };
+    let name = format!("pinnacle_unit_{}", uuid::Uuid::new_v4().simple());
+    server
+        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+        .await
+        .expect("create the test database");
+    let _ = server.close().await;
+    let root = admin
+        .rsplit_once('/')
+        .map_or(admin.as_str(), |(root, _)| root);
+    let db = Database::connect(format!("{root}/{name}"))
+        .await
+        .expect("connect to the test database");
+    Migrator::up(&db, None).await.expect("migrations");
+    Some(Postgres { db, admin, name })
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        // Drop runs inside the test's runtime: a thread with a runtime of its own.
+        let (admin, name) = (self.admin.clone(), self.name.clone());
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                use sea_orm::ConnectionTrait as _;
+                let server = Database::connect(admin.as_str()).await.ok()?;
+                let _ = server
+                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                    .await;
+                server.close().await.ok()
+            })
+        })
+        .join();
+    }
+}

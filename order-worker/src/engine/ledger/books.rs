@@ -132,8 +132,9 @@ pub(super) const RESERVATION: &str = "FROM paper_reservations AS r WHERE r.order
 pub(super) const POSITION: &str =
     "account_id = :account AND exchange = :exchange AND symbol = :symbol AND product = :product";
 
-/// Values for SQL written with named parameters (`:name`), turned into the positional `?`
-/// a pipelined statement takes, each value repeated wherever its name appears. The books'
+/// Values for SQL written with named parameters (`:name`), turned into the positional
+/// parameters the database takes (`?` on SQLite, as a pipelined statement must have them;
+/// `$1`, `$2`… on PostgreSQL), each value repeated wherever its name appears. The books'
 /// statements that decide in SQL read far better this way than with a dozen `?`.
 #[derive(Debug, Default)]
 pub(super) struct Named(Vec<(&'static str, sea_orm::Value)>);
@@ -149,8 +150,9 @@ impl Named {
         self
     }
 
-    /// `sql` with every `:name` replaced by `?`, and the values in that order. A name with
-    /// no value is an error: the statement is wrong, and must not run with a value missing.
+    /// `sql` with every `:name` replaced by a positional parameter, and the values in that
+    /// order. A name with no value is an error: the statement is wrong, and must not run
+    /// with a value missing.
     pub(super) fn statement(
         &self,
         backend: sea_orm::DbBackend,
@@ -170,8 +172,11 @@ impl Named {
                 .find(|(n, _)| *n == name)
                 .map(|(_, v)| v.clone())
                 .ok_or_else(|| DbErr::Custom(format!("no value for :{name} in {sql}")))?;
-            text.push('?');
             values.push(value);
+            match backend {
+                sea_orm::DbBackend::Postgres => text.push_str(&format!("${}", values.len())),
+                _ => text.push('?'),
+            }
             rest = &after[end..];
         }
         text.push_str(rest);

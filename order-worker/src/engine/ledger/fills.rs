@@ -9,7 +9,7 @@ use pinnacle_common::entities::{
 use pinnacle_common::model::Side;
 use pinnacle_common::writes::{defer, Deferred};
 use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, Set, UpdateMany};
+use sea_orm::{ColumnTrait, DbBackend, DbErr, EntityTrait, QueryFilter, Set, UpdateMany};
 
 use super::arithmetic::Book;
 use super::books::PAPER_PREFIX;
@@ -40,6 +40,8 @@ pub async fn apply(
         let value = value.unwrap_or_else(|| value_from_averages(before, after));
         if db.pipelines() {
             fill_in_sql(db, books, after, filled, value, terminal).await
+        } else if db.get_database_backend() == DbBackend::Postgres {
+            fill_in_function(db, books, after, filled, value, terminal).await
         } else {
             fill(db, books, after, filled, value, terminal).await
         }
@@ -334,6 +336,39 @@ async fn fill_in_sql(
             .await?;
     }
     record_trade(db, after, quantity, value).await
+}
+
+/// [`fill`] on PostgreSQL, as one call of `pinnacle_paper_fill` (migration
+/// `m20261214_000001_paper_books_functions`), which locks, reads and decides as [`fill`]
+/// and [`Book::fill`] do, in the caller's transaction: one round trip instead of eight.
+/// `quantity` is above zero.
+async fn fill_in_function(
+    db: &impl Deferred,
+    books: &Books,
+    after: &orders::Model,
+    quantity: i64,
+    value: i64,
+    terminal: bool,
+) -> Result<(), DbErr> {
+    const SQL: &str = "SELECT pinnacle_paper_fill(:order, :account, :exchange, :symbol, \
+        :product, :side, :quantity, :value, :terminal, :ts_ms, :cash)";
+    let side = side_of(after)?;
+    let (account, exchange, symbol, product) = position_key(after);
+    let values = Named::new()
+        .with("order", after.id.as_str())
+        .with("account", account)
+        .with("exchange", exchange)
+        .with("symbol", symbol)
+        .with("product", product)
+        .with("side", side.as_str())
+        .with("quantity", quantity)
+        .with("value", value)
+        .with("terminal", terminal)
+        .with("ts_ms", after.updated_at.timestamp_millis())
+        .with("cash", books.opening_cash);
+    db.execute(values.statement(DbBackend::Postgres, SQL)?)
+        .await
+        .map(drop)
 }
 
 /// An order's position key: account, exchange, symbol, product.

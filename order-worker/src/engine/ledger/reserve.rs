@@ -6,8 +6,8 @@ use pinnacle_common::model::{Product, Side};
 use pinnacle_common::writes::{defer, Deferred, WriteTxn, Writer};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult, QueryFilter, QuerySelect,
-    Set, Statement, UpdateMany,
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, FromQueryResult, QueryFilter,
+    QuerySelect, Set, Statement, UpdateMany,
 };
 
 use super::arithmetic::split;
@@ -71,6 +71,9 @@ const ATTEMPTS: usize = 3;
 /// rule refused it and with what numbers ([`explain`]); if it fits by then, it is tried
 /// again.
 pub async fn reserve(db: &Writer, books: &Books, claim: &Claim<'_>) -> Result<(), Refusal> {
+    if db.get_database_backend() == DbBackend::Postgres {
+        return reserve_in_function(db, books, claim).await;
+    }
     if !db.pipelines() {
         let txn = WriteTxn::begin(db).await?;
         let reserved = reserve_with(books, &txn, claim).await;
@@ -167,6 +170,54 @@ async fn reserve_in_sql(books: &Books, db: &impl Deferred, claim: &Claim<'_>) ->
          {RESERVATION})"
     );
     db.defer_checked(values.statement(backend, &cash)?, 1).await
+}
+
+/// [`reserve_in`] on PostgreSQL, as one call of `pinnacle_paper_reserve` (migration
+/// `m20261214_000001_paper_books_functions`), a transaction of its own that locks the funds
+/// and the position, splits the claim and applies [`refusal`]'s rules as `reserve_in` does:
+/// one round trip instead of six. A refusal comes back with its numbers, and nothing was
+/// written.
+async fn reserve_in_function(db: &Writer, books: &Books, claim: &Claim<'_>) -> Result<(), Refusal> {
+    const SQL: &str = "SELECT refused, required, available FROM pinnacle_paper_reserve(\
+        :order, :account, :exchange, :symbol, :product, :sell, :may_open, :units, :price, \
+        :cash)";
+    let values = Named::new()
+        .with("order", claim.order_id)
+        .with("account", claim.account_id)
+        .with("exchange", claim.exchange)
+        .with("symbol", claim.symbol)
+        .with("product", claim.product.as_str())
+        .with("sell", claim.side == Side::Sell)
+        .with(
+            "may_open",
+            claim.side == Side::Buy || claim.product == Product::Intraday,
+        )
+        .with("units", claim.units)
+        .with("price", claim.unit_price)
+        .with("cash", books.opening_cash);
+    let row = db
+        .query_one(values.statement(DbBackend::Postgres, SQL)?)
+        .await?
+        .ok_or_else(|| DbErr::Custom("pinnacle_paper_reserve returned no row".into()))?;
+    let refused: Option<String> = row.try_get("", "refused")?;
+    let number = |column| -> Result<i64, DbErr> {
+        let value: Option<i64> = row.try_get("", column)?;
+        Ok(value.unwrap_or(0))
+    };
+    match refused.as_deref() {
+        None => Ok(()),
+        Some("funds") => Err(Refusal::Funds {
+            required: number("required")?,
+            available: number("available")?,
+        }),
+        Some("holdings") => Err(Refusal::Holdings {
+            required: number("required")?,
+            available: number("available")?,
+        }),
+        Some(other) => Err(Refusal::Db(DbErr::Custom(format!(
+            "pinnacle_paper_reserve refused for an unknown reason: {other}"
+        )))),
+    }
 }
 
 /// Why the books refused `claim`, from a fresh read of its funds and position; `None` if

@@ -10,7 +10,7 @@ use pinnacle_common::writes::{WriteTxn, Writer};
 use sea_orm::{DatabaseConnection, EntityTrait, TransactionTrait};
 
 use super::*;
-use crate::engine::fixtures::database as db;
+use crate::engine::fixtures::{self, database as db};
 
 const ACCOUNT: &str = "acct";
 
@@ -480,9 +480,25 @@ async fn an_order_costs_a_fixed_number_of_statements_whatever_the_history() {
     );
 }
 
+/// The in-memory SQLite database, and a PostgreSQL one where a server answers (the books'
+/// Rust and their PostgreSQL functions).
+async fn databases() -> Vec<(DatabaseConnection, Option<fixtures::Postgres>)> {
+    let mut all = vec![(db().await, None)];
+    if let Some(pg) = fixtures::postgres().await {
+        all.push((pg.db.clone(), Some(pg)));
+    }
+    all
+}
+
 #[tokio::test]
 async fn concurrent_buys_reserve_no_more_than_the_cash_and_refusals_say_why() {
-    let (db, books) = (db().await, Books::new(1_000));
+    for (db, _pg) in databases().await {
+        concurrent_buys(db).await;
+    }
+}
+
+async fn concurrent_buys(db: DatabaseConnection) {
+    let books = Books::new(1_000);
     let w = Writer::new(&db);
     let ids: Vec<String> = (0..24).map(|i| format!("c{i}")).collect();
     let tries = ids.iter().map(|id| {
@@ -518,7 +534,13 @@ async fn concurrent_buys_reserve_no_more_than_the_cash_and_refusals_say_why() {
 
 #[tokio::test]
 async fn a_reservation_too_big_for_64_bits_is_refused_and_holds_nothing() {
-    let (db, books) = (db().await, Books::new(1_000));
+    for (db, _pg) in databases().await {
+        too_big(db).await;
+    }
+}
+
+async fn too_big(db: DatabaseConnection) {
+    let books = Books::new(1_000);
     let w = Writer::new(&db);
     let huge = claim(
         "h",
@@ -550,11 +572,12 @@ async fn a_reservation_too_big_for_64_bits_is_refused_and_holds_nothing() {
 }
 
 /// The SQL the books run where writes are pipelined (SQLite: `reserve_in_sql`,
-/// `fill_in_sql`, `release_in_sql`) must decide exactly as the Rust they replace
-/// (`reserve_in`, `fill` and `Book::fill`'s arithmetic, `release_in`), which PostgreSQL
-/// runs. Both run here on SQLite, one through a `Writer` and the other through plain
-/// transactions, over the same random reservations, partial fills at varying prices, flips,
-/// shorts and ends, and every row is compared after every step.
+/// `fill_in_sql`, `release_in_sql`) and their PostgreSQL functions (`pinnacle_paper_reserve`,
+/// `pinnacle_paper_fill`) must decide exactly as the Rust they replace (`reserve_in`,
+/// `fill` and `Book::fill`'s arithmetic, `release_in`). The SQL runs on SQLite through a
+/// `Writer`, the Rust on SQLite through plain transactions, and the functions on a
+/// PostgreSQL database where a server answers, over the same random reservations, partial
+/// fills at varying prices, flips, shorts and ends; every row is compared after every step.
 #[tokio::test]
 async fn the_books_decide_the_same_in_sql_as_in_rust() {
     // Cash that runs short, so that refusals come and fills above the reserved price take
@@ -562,6 +585,8 @@ async fn the_books_decide_the_same_in_sql_as_in_rust() {
     let books = Books::new(20_000);
     let (in_sql, in_rust) = (db().await, db().await);
     let w = Writer::new(&in_sql);
+    let postgres = fixtures::postgres().await;
+    let in_functions = postgres.as_ref().map(|pg| Writer::new(&pg.db));
     // A small xorshift: the same sequence every run, no dependency.
     let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
     let mut next = move |n: i64| {
@@ -598,6 +623,14 @@ async fn the_books_decide_the_same_in_sql_as_in_rust() {
                 format!("{rust:?}"),
                 "step {step_no}: {c:?}"
             );
+            if let Some(pg) = &in_functions {
+                let function = reserve(pg, &books, &c).await;
+                assert_eq!(
+                    format!("{function:?}"),
+                    format!("{rust:?}"),
+                    "step {step_no} on PostgreSQL: {c:?}"
+                );
+            }
             if sql.is_ok() {
                 let mut model = order(&id, side, product, "OPEN", 0, None);
                 model.quantity = units;
@@ -632,6 +665,13 @@ async fn the_books_decide_the_same_in_sql_as_in_rust() {
                 .await
                 .expect("apply in Rust");
             txn.commit().await.expect("commit");
+            if let Some(pg) = &in_functions {
+                let txn = WriteTxn::begin(pg).await.expect("begin");
+                apply(&txn, &books, &before, &after, Some(value))
+                    .await
+                    .expect("apply on PostgreSQL");
+                txn.commit().await.expect("commit");
+            }
             if quantity > 0 {
                 filled += 1;
                 let after_net = position_if_any(&in_sql, &before.product)
@@ -650,11 +690,15 @@ async fn the_books_decide_the_same_in_sql_as_in_rust() {
                 open[at] = (after, left - quantity);
             }
         }
-        assert_eq!(
-            books_rows(&in_sql).await,
-            books_rows(&in_rust).await,
-            "step {step_no}"
-        );
+        let rows = books_rows(&in_rust).await;
+        assert_eq!(books_rows(&in_sql).await, rows, "step {step_no}");
+        if let Some(pg) = &postgres {
+            assert_eq!(
+                books_rows(&pg.db).await,
+                rows,
+                "step {step_no} on PostgreSQL"
+            );
+        }
         if funds(&in_sql, &books).await.available < 0 {
             overdrawn += 1;
         }
@@ -666,24 +710,20 @@ async fn the_books_decide_the_same_in_sql_as_in_rust() {
     );
 }
 
-/// Every row of the books, in key order.
+/// Every row of the books, in key order (sorted here: databases collate text apart).
 async fn books_rows(db: &DatabaseConnection) -> String {
-    use sea_orm::QueryOrder;
     let funds = paper_funds::Entity::find().all(db).await.expect("funds");
-    let positions = paper_positions::Entity::find()
-        .order_by_asc(paper_positions::Column::Product)
+    let mut positions = paper_positions::Entity::find()
         .all(db)
         .await
         .expect("positions");
-    let reservations = paper_reservations::Entity::find()
-        .order_by_asc(paper_reservations::Column::OrderId)
+    positions.sort_by(|a, b| a.product.cmp(&b.product));
+    let mut reservations = paper_reservations::Entity::find()
         .all(db)
         .await
         .expect("reservations");
-    let trades = paper_trades::Entity::find()
-        .order_by_asc(paper_trades::Column::Id)
-        .all(db)
-        .await
-        .expect("trades");
+    reservations.sort_by(|a, b| a.order_id.cmp(&b.order_id));
+    let mut trades = paper_trades::Entity::find().all(db).await.expect("trades");
+    trades.sort_by_key(|t| t.id);
     format!("{funds:#?}\n{positions:#?}\n{reservations:#?}\n{trades:#?}")
 }
