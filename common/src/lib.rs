@@ -59,7 +59,7 @@ pub use pinnacle_protocol::{clock, codec, error, model, subjects};
 pub use pinnacle_runtime::{health, jetstream, micro, nats, serve, shutdown, supervise, telemetry};
 // A `#[macro_export]` macro of the runtime's telemetry, at its old path.
 pub use pinnacle_runtime::tick_consumer_span;
-pub use pinnacle_store::{db, entities, writes};
+pub use pinnacle_store::{compose, db, entities, writes};
 pub use pinnacle_vault as crypto;
 
 pub mod auth;

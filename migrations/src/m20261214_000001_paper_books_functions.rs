@@ -1,11 +1,12 @@
-//! The paper books' two busiest transactions as PostgreSQL functions, so that each is one
-//! round trip instead of six and eight: `pinnacle_paper_reserve` (a new order's
-//! reservation, in a transaction of its own) and `pinnacle_paper_fill` (a fill's books,
-//! inside the transaction of the order's state change). They lock, read and decide exactly
-//! as the Rust they replace on PostgreSQL (`order-worker/src/engine/ledger`: `reserve_in`,
-//! `fill`, `Book::fill`, which in-memory SQLite still runs), with 64-bit saturation where
-//! the Rust saturates; `ledger::tests::the_books_decide_the_same_in_sql_as_in_rust`
-//! compares every row after each of its random steps.
+//! The paper books' transactions as PostgreSQL functions, so that each is one call instead
+//! of up to eight statements: `pinnacle_paper_reserve` (a new order's reservation, in a
+//! transaction of its own), `pinnacle_paper_fill` (a fill's books) and
+//! `pinnacle_paper_release` (an end's), both inside the statement of the order's state
+//! change. They lock, read and decide exactly as the Rust they replace on PostgreSQL
+//! (`order-worker/src/engine/ledger`: `reserve_in`, `fill`, `Book::fill`, `release_in`,
+//! which in-memory SQLite still runs), with 64-bit saturation where the Rust saturates;
+//! `ledger::tests::the_books_decide_the_same_in_sql_as_in_rust` compares every row after
+//! each of its random steps.
 //!
 //! Locks are taken in the books' one order (the account's funds row, then the position), so
 //! they never deadlock with the books' other transactions. SQLite has no stored functions:
@@ -26,7 +27,7 @@ impl MigrationTrait for Migration {
         if db.get_database_backend() != DbBackend::Postgres {
             return Ok(());
         }
-        for sql in [SATURATE, LOCK_FUNDS, RESERVE, FILL] {
+        for sql in [SATURATE, LOCK_FUNDS, RESERVE, FILL, RELEASE] {
             db.execute_unprepared(sql).await?;
         }
         Ok(())
@@ -38,7 +39,8 @@ impl MigrationTrait for Migration {
             return Ok(());
         }
         db.execute_unprepared(
-            "DROP FUNCTION IF EXISTS pinnacle_paper_fill(text, text, text, text, text, text, \
+            "DROP FUNCTION IF EXISTS pinnacle_paper_release(text, text, text, text, boolean); \
+             DROP FUNCTION IF EXISTS pinnacle_paper_fill(text, text, text, text, text, text, \
              bigint, bigint, boolean, bigint, bigint); \
              DROP FUNCTION IF EXISTS pinnacle_paper_reserve(text, text, text, text, text, \
              boolean, boolean, bigint, bigint, bigint); \
@@ -249,5 +251,36 @@ BEGIN
             price, ts_ms)
         VALUES (p_account, p_order, p_exchange, p_symbol, p_product, p_side, p_quantity,
             v_price, p_ts_ms);
+END
+$$";
+
+/// What an order that ends holds is given back (`release_in`): the reservation's cash to
+/// the funds, its held units to the position, and the row goes. Nothing when the order
+/// has no reservation.
+const RELEASE: &str = r"
+CREATE OR REPLACE FUNCTION pinnacle_paper_release(
+    p_order text, p_exchange text, p_symbol text, p_product text, p_sell boolean)
+RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    r paper_reservations;
+    v_amount bigint;
+BEGIN
+    SELECT * INTO r FROM paper_reservations WHERE order_id = p_order;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    v_amount := pinnacle_i64(r.cash_units::numeric * r.unit_price);
+    IF v_amount <> 0 THEN
+        UPDATE paper_funds SET reserved = reserved - v_amount WHERE account_id = r.account_id;
+    END IF;
+    IF r.held_units <> 0 THEN
+        UPDATE paper_positions SET
+            buy_held = buy_held - CASE WHEN p_sell THEN 0 ELSE r.held_units END,
+            sell_held = sell_held - CASE WHEN p_sell THEN r.held_units ELSE 0 END
+            WHERE account_id = r.account_id AND exchange = p_exchange AND symbol = p_symbol
+                AND product = p_product;
+    END IF;
+    DELETE FROM paper_reservations WHERE order_id = p_order;
 END
 $$";

@@ -15,11 +15,13 @@
 //! - [`db`]: connecting to SQLite or PostgreSQL from `DATABASE_URL` (SQLite files
 //!   owner-only), and the client span around each statement.
 //! - [`settings`]: [`DatabaseSettings`] (`DATABASE_*`) and [`DatabaseConfigError`].
+//! - [`compose`]: [`compose::Composer`], several PostgreSQL writes made into one statement.
 //! - [`writes`]: [`writes::WriteTxn`], a write transaction that sends SQLite statements
 //!   whose answers are not read together with the next one that is, and
 //!   [`writes::Writer`], through which a process writes (on SQLite a connection of its
 //!   own, beside the readers' pool).
 
+pub mod compose;
 pub mod db;
 pub mod entities;
 pub mod settings;

@@ -17,6 +17,12 @@ pub(crate) async fn database() -> DatabaseConnection {
 /// [`database`], holding user `u1` and its paper account `id-paper`.
 pub(crate) async fn database_with_account() -> DatabaseConnection {
     let db = database().await;
+    with_account(&db).await;
+    db
+}
+
+/// Stores user `u1` and its paper account `id-paper` in `db`.
+pub(crate) async fn with_account(db: &DatabaseConnection) {
     users::ActiveModel {
         id: Set("u1".into()),
         name: Set("u1".into()),
@@ -25,13 +31,12 @@ pub(crate) async fn database_with_account() -> DatabaseConnection {
         created_at: Set(chrono::Utc::now()),
         default_account: Set(None),
     }
-    .insert(&db)
+    .insert(db)
     .await
     .expect("user");
     let mut account: broker_accounts::ActiveModel = account_row("paper").into();
     account = account.reset_all();
-    account.insert(&db).await.expect("account");
-    db
+    account.insert(db).await.expect("account");
 }
 
 /// A paper broker account row of user `u1` labelled `label` (id `id-<label>`), at

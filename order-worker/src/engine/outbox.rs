@@ -65,6 +65,14 @@ pub async fn record_all(
     txn: &impl Deferred,
     states: &[(Option<OrderStatus>, &orders::Model)],
 ) -> Result<(), DbErr> {
+    defer(txn, &events(states)?).await
+}
+
+/// The `INSERT` of the outbox rows [`record_all`] writes, for a caller that sends it in a
+/// statement of its own making (a composed one on PostgreSQL: `crate::engine::store`).
+pub(crate) fn events(
+    states: &[(Option<OrderStatus>, &orders::Model)],
+) -> Result<sea_orm::Insert<order_outbox::ActiveModel>, DbErr> {
     let traceparent = telemetry::current_traceparent();
     let now_ms = row::now_ms();
     let mut rows = Vec::with_capacity(states.len());
@@ -90,7 +98,7 @@ pub async fn record_all(
             ..Default::default()
         });
     }
-    defer(txn, &order_outbox::Entity::insert_many(rows)).await
+    Ok(order_outbox::Entity::insert_many(rows))
 }
 
 /// Outbox rows one relay claims and publishes at a time.

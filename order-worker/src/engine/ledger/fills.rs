@@ -9,12 +9,14 @@ use pinnacle_common::entities::{
 use pinnacle_common::model::Side;
 use pinnacle_common::writes::{defer, Deferred};
 use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{ColumnTrait, DbBackend, DbErr, EntityTrait, QueryFilter, Set, UpdateMany};
+use sea_orm::{
+    ColumnTrait, DbBackend, DbErr, EntityTrait, QueryFilter, Set, Statement, UpdateMany,
+};
 
 use super::arithmetic::Book;
 use super::books::PAPER_PREFIX;
 use super::books::{side_of, Books, Named, POSITION, RESERVATION};
-use super::reserve::{position_for_update, release_in, settle_reservation, Held};
+use super::reserve::{position_for_update, release_call, release_in, settle_reservation, Held};
 
 /// Applies `before → after` to the books: a fill (more `filled_quantity`) of a paper order
 /// gives back its share of the order's reservation and moves position, cash and trades; a
@@ -30,25 +32,76 @@ pub async fn apply(
     after: &orders::Model,
     value: Option<i64>,
 ) -> Result<(), DbErr> {
-    let paper = after
-        .broker_order_id
-        .as_deref()
-        .is_some_and(|id| id.starts_with(PAPER_PREFIX));
-    let terminal = crate::engine::row::status_of(after)?.is_terminal();
-    let filled = after.filled_quantity - before.filled_quantity;
-    if paper && filled > 0 {
-        let value = value.unwrap_or_else(|| value_from_averages(before, after));
-        if db.pipelines() {
-            fill_in_sql(db, books, after, filled, value, terminal).await
-        } else if db.get_database_backend() == DbBackend::Postgres {
-            fill_in_function(db, books, after, filled, value, terminal).await
-        } else {
-            fill(db, books, after, filled, value, terminal).await
+    let postgres = db.get_database_backend() == DbBackend::Postgres;
+    match Change::of(before, after, value)? {
+        Change::Fill(fill) if db.pipelines() => fill_in_sql(db, books, after, &fill).await,
+        Change::Fill(fill) if postgres => {
+            db.execute(fill_call(books, after, &fill)?).await.map(drop)
         }
-    } else if terminal && (paper || after.broker_order_id.is_none()) {
-        release_in(db, &Held::of(after)?).await
-    } else {
-        Ok(())
+        Change::Fill(fill) => self::fill(db, books, after, &fill).await,
+        Change::Release(held) => release_in(db, &held).await,
+        Change::Nothing => Ok(()),
+    }
+}
+
+/// [`apply`] on PostgreSQL as one function call, for a statement that changes the order
+/// row too (`store::transition`): `SELECT pinnacle_paper_fill(…)` or
+/// `SELECT pinnacle_paper_release(…)`, whose `FROM` the caller adds; `None` when the books
+/// do not change.
+pub fn postgres_call(
+    books: &Books,
+    before: &orders::Model,
+    after: &orders::Model,
+    value: Option<i64>,
+) -> Result<Option<Statement>, DbErr> {
+    match Change::of(before, after, value)? {
+        Change::Fill(fill) => fill_call(books, after, &fill).map(Some),
+        Change::Release(held) => release_call(&held).map(Some),
+        Change::Nothing => Ok(None),
+    }
+}
+
+/// What a state change does to the books.
+enum Change<'a> {
+    /// A paper order filled more.
+    Fill(Fill),
+    /// An order ended with what it reserved (if anything) still held.
+    Release(Held<'a>),
+    /// Nothing: an order of another broker, or a paper one that neither filled nor ended.
+    Nothing,
+}
+
+/// A fill of `quantity` units worth `value` paise; `terminal` when it is the order's last
+/// change (then the rest of its reservation goes too).
+struct Fill {
+    quantity: i64,
+    value: i64,
+    terminal: bool,
+}
+
+impl<'a> Change<'a> {
+    fn of(
+        before: &orders::Model,
+        after: &'a orders::Model,
+        value: Option<i64>,
+    ) -> Result<Self, DbErr> {
+        let paper = after
+            .broker_order_id
+            .as_deref()
+            .is_some_and(|id| id.starts_with(PAPER_PREFIX));
+        let terminal = crate::engine::row::status_of(after)?.is_terminal();
+        let quantity = after.filled_quantity - before.filled_quantity;
+        Ok(if paper && quantity > 0 {
+            Change::Fill(Fill {
+                quantity,
+                value: value.unwrap_or_else(|| value_from_averages(before, after)),
+                terminal,
+            })
+        } else if terminal && (paper || after.broker_order_id.is_none()) {
+            Change::Release(Held::of(after)?)
+        } else {
+            Change::Nothing
+        })
     }
 }
 
@@ -63,19 +116,19 @@ fn value_from_averages(before: &orders::Model, after: &orders::Model) -> i64 {
         .max(0)
 }
 
-/// A fill of `quantity` units worth `value` paise; `terminal` when it is the order's last
-/// change (then the rest of its reservation goes too). Statements: the reservation, funds
-/// (which also takes the account's lock), the position, the trade. The funds row is
-/// written (and so locked) before the position is read and locked, the order every
-/// transaction of the books takes its locks in. Where writes are pipelined, see
-/// [`fill_in_sql`].
+/// Books a fill. Statements: the reservation, funds (which also takes the account's lock),
+/// the position, the trade. The funds row is written (and so locked) before the position
+/// is read and locked, the order every transaction of the books takes its locks in. Where
+/// writes are pipelined, see [`fill_in_sql`]; on PostgreSQL, [`fill_call`].
 async fn fill(
     db: &impl Deferred,
     books: &Books,
     after: &orders::Model,
-    quantity: i64,
-    value: i64,
-    terminal: bool,
+    &Fill {
+        quantity,
+        value,
+        terminal,
+    }: &Fill,
 ) -> Result<(), DbErr> {
     let side = side_of(after)?;
     let account_id = after.broker_account_id.as_str();
@@ -245,9 +298,11 @@ async fn fill_in_sql(
     db: &impl Deferred,
     books: &Books,
     after: &orders::Model,
-    quantity: i64,
-    value: i64,
-    terminal: bool,
+    &Fill {
+        quantity,
+        value,
+        terminal,
+    }: &Fill,
 ) -> Result<(), DbErr> {
     let side = side_of(after)?;
     let (account, exchange, symbol, product) = position_key(after);
@@ -340,35 +395,25 @@ async fn fill_in_sql(
 
 /// [`fill`] on PostgreSQL, as one call of `pinnacle_paper_fill` (migration
 /// `m20261214_000001_paper_books_functions`), which locks, reads and decides as [`fill`]
-/// and [`Book::fill`] do, in the caller's transaction: one round trip instead of eight.
-/// `quantity` is above zero.
-async fn fill_in_function(
-    db: &impl Deferred,
-    books: &Books,
-    after: &orders::Model,
-    quantity: i64,
-    value: i64,
-    terminal: bool,
-) -> Result<(), DbErr> {
+/// and [`Book::fill`] do: one statement instead of eight.
+fn fill_call(books: &Books, after: &orders::Model, fill: &Fill) -> Result<Statement, DbErr> {
     const SQL: &str = "SELECT pinnacle_paper_fill(:order, :account, :exchange, :symbol, \
         :product, :side, :quantity, :value, :terminal, :ts_ms, :cash)";
     let side = side_of(after)?;
     let (account, exchange, symbol, product) = position_key(after);
-    let values = Named::new()
+    Named::new()
         .with("order", after.id.as_str())
         .with("account", account)
         .with("exchange", exchange)
         .with("symbol", symbol)
         .with("product", product)
         .with("side", side.as_str())
-        .with("quantity", quantity)
-        .with("value", value)
-        .with("terminal", terminal)
+        .with("quantity", fill.quantity)
+        .with("value", fill.value)
+        .with("terminal", fill.terminal)
         .with("ts_ms", after.updated_at.timestamp_millis())
-        .with("cash", books.opening_cash);
-    db.execute(values.statement(DbBackend::Postgres, SQL)?)
-        .await
-        .map(drop)
+        .with("cash", books.opening_cash)
+        .statement(DbBackend::Postgres, SQL)
 }
 
 /// An order's position key: account, exchange, symbol, product.

@@ -545,6 +545,9 @@ pub(super) async fn release_in(db: &impl Deferred, held: &Held<'_>) -> Result<()
     if db.pipelines() {
         return release_in_sql(db, held).await;
     }
+    if db.get_database_backend() == DbBackend::Postgres {
+        return db.execute(release_call(held)?).await.map(drop);
+    }
     let Some(reservation) = paper_reservations::Entity::find_by_id(held.order_id.to_string())
         .one(db)
         .await?
@@ -580,6 +583,21 @@ pub(super) async fn release_in(db: &impl Deferred, held: &Held<'_>) -> Result<()
         &paper_reservations::Entity::delete_by_id(reservation.order_id),
     )
     .await
+}
+
+/// [`release_in`] on PostgreSQL, as one call of `pinnacle_paper_release` (migration
+/// `m20261214_000001_paper_books_functions`), which reads the reservation and gives back
+/// what it holds as `release_in` does.
+pub(super) fn release_call(held: &Held<'_>) -> Result<Statement, DbErr> {
+    const SQL: &str = "SELECT pinnacle_paper_release(:order, :exchange, :symbol, :product, \
+        :sell)";
+    Named::new()
+        .with("order", held.order_id)
+        .with("exchange", held.exchange)
+        .with("symbol", held.symbol)
+        .with("product", held.product)
+        .with("sell", held.side == Side::Sell)
+        .statement(DbBackend::Postgres, SQL)
 }
 
 /// [`release_in`] decided by its statements, so that nothing is read before the commit and

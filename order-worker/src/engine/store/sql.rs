@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use chrono::Utc;
+use pinnacle_common::compose::Composer;
 use pinnacle_common::db::span as db_span;
 use pinnacle_common::entities::orders;
 use pinnacle_common::error::ErrorCode;
@@ -9,8 +10,8 @@ use pinnacle_common::model::{OrderStatus, Product};
 use pinnacle_common::writes::{defer, defer_checked, WriteTxn, Writer};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, SqlErr, UpdateMany,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, SqlErr, UpdateMany,
 };
 use tracing::Instrument as _;
 
@@ -34,6 +35,65 @@ impl SqlOrderStore {
     pub fn new(db: DatabaseConnection, books: ledger::Books) -> Self {
         let writer = Writer::new(&db);
         Self { db, writer, books }
+    }
+
+    fn postgres(&self) -> bool {
+        self.writer.get_database_backend() == DbBackend::Postgres
+    }
+
+    /// A transition on PostgreSQL as one statement (one round trip instead of five): the
+    /// compare-and-set `update` (`changed`), the books' function call for each row it
+    /// changed ([`ledger::postgres_call`]), and the outbox row, inserted only if it
+    /// changed one. The call runs once the order row is updated (it reads `changed`), so
+    /// locks are taken in the usual order: the order, the funds, the position. Returns
+    /// whether the compare-and-set matched.
+    async fn transition_at_once(
+        &self,
+        update: UpdateMany<orders::Entity>,
+        order: &orders::Model,
+        next: &orders::Model,
+        fill_value: Option<i64>,
+        from: OrderStatus,
+    ) -> Result<bool, DbErr> {
+        let mut composer = Composer::new();
+        let changed = composer.take(update.build(DbBackend::Postgres))?;
+        let books = ledger::postgres_call(&self.books, order, next, fill_value)?
+            .map(|call| composer.take(call))
+            .transpose()?;
+        let event = outbox::events(&[(Some(from), next)])?.build(DbBackend::Postgres);
+        let event = composer.take(event)?;
+        // `INSERT INTO order_outbox (…) VALUES (…)` becomes `… SELECT * FROM (VALUES (…))
+        // AS v WHERE EXISTS (SELECT 1 FROM changed)`.
+        let (columns, values) = event
+            .split_once(" VALUES ")
+            .ok_or_else(|| DbErr::Custom(format!("an outbox insert without VALUES: {event}")))?;
+        let mut sql = format!(
+            "WITH changed AS ({changed} RETURNING 1), \
+             event AS ({columns} SELECT * FROM (VALUES {values}) AS v \
+             WHERE EXISTS (SELECT 1 FROM changed))"
+        );
+        match &books {
+            Some(call) => sql.push_str(&format!(
+                ", books AS ({call} FROM changed) SELECT (SELECT count(*) FROM changed) \
+                 AS changed, (SELECT count(*) FROM books) AS books"
+            )),
+            None => sql
+                .push_str(" SELECT (SELECT count(*) FROM changed) AS changed, 0::bigint AS books"),
+        }
+        let row = self
+            .writer
+            .query_one(composer.statement(sql))
+            .await?
+            .ok_or_else(|| DbErr::Custom("a transition returned no row".into()))?;
+        let changed: i64 = row.try_get("", "changed")?;
+        let booked: i64 = row.try_get("", "books")?;
+        if books.is_some() && booked != changed {
+            return Err(DbErr::Custom(format!(
+                "order {}: the books changed {booked} times for {changed} rows",
+                order.id
+            )));
+        }
+        Ok(changed == 1)
     }
 }
 
@@ -156,9 +216,23 @@ impl OrderStore for SqlOrderStore {
             lease_owner: Some(owner.to_string()),
             lease_until_ms: Some(lease_until_ms),
         };
-        // One command on SQLite: `BEGIN`, the row, both events, `COMMIT`. A second attempt
-        // at the same client order id fails on the unique key, at the commit.
+        // One command on SQLite: `BEGIN`, the row, both events, `COMMIT`; one statement on
+        // PostgreSQL. A second attempt at the same client order id fails on the unique key,
+        // at the commit.
         let inserted = async {
+            if self.postgres() {
+                let mut new = model.clone();
+                new.status = OrderStatus::New.as_str().to_string();
+                let mut composer = Composer::new();
+                let row = orders::ActiveModel::from(model.clone()).reset_all();
+                let order =
+                    composer.take(orders::Entity::insert(row).build(DbBackend::Postgres))?;
+                let events = outbox::events(&[(None, &new), (Some(OrderStatus::New), &model)])?;
+                let events = composer.take(events.build(DbBackend::Postgres))?;
+                let sql = format!("WITH new_order AS ({order}) {events}");
+                self.writer.execute(composer.statement(sql)).await?;
+                return Ok(model);
+            }
             let txn = WriteTxn::begin(&self.writer).await?;
             let row = orders::ActiveModel::from(model.clone()).reset_all();
             defer(&txn, &orders::Entity::insert(row)).await?;
@@ -223,6 +297,11 @@ impl OrderStore for SqlOrderStore {
             update = update.filter(orders::Column::LeaseOwner.eq(owner));
         }
         let applied = async {
+            if self.postgres() {
+                return self
+                    .transition_at_once(update, order, &next, fill_value, from)
+                    .await;
+            }
             let txn = WriteTxn::begin(&self.writer).await?;
             // On SQLite the compare-and-set goes with the books' first read, and is
             // checked before anything commits: a miss fails that command (or the commit)
@@ -380,10 +459,22 @@ mod tests {
     use pinnacle_common::model::{OrderRequest, OrderType, Side};
 
     use super::*;
-    use crate::engine::fixtures::database_with_account;
+    use crate::engine::fixtures::{self, database_with_account, with_account};
 
-    async fn store() -> SqlOrderStore {
-        SqlOrderStore::new(database_with_account().await, ledger::Books::new(1_000_000))
+    /// A store on in-memory SQLite, and one on PostgreSQL where a server answers (each
+    /// with user `u1` and its paper account `id-paper`); the second value keeps the
+    /// PostgreSQL database until the test ends.
+    async fn stores() -> Vec<(SqlOrderStore, Option<fixtures::Postgres>)> {
+        let books = ledger::Books::new(1_000_000);
+        let mut all = vec![(
+            SqlOrderStore::new(database_with_account().await, books),
+            None,
+        )];
+        if let Some(pg) = fixtures::postgres().await {
+            with_account(&pg.db).await;
+            all.push((SqlOrderStore::new(pg.db.clone(), books), Some(pg)));
+        }
+        all
     }
 
     fn request(client_order_id: &str, product: Product) -> OrderRequest {
@@ -424,29 +515,35 @@ mod tests {
 
     #[tokio::test]
     async fn the_first_insert_of_a_client_order_id_wins_and_others_read_it_back() {
-        let store = store().await;
-        let first = request("c1", Product::Delivery);
-        let Inserted::Created(created) = insert(&store, "o1", &first).await else {
-            panic!("a new order")
-        };
-        assert_eq!(created.status, "SUBMITTED");
-        assert_eq!(created.lease_owner.as_deref(), Some("w-1"));
-        let Inserted::Existing(existing) = insert(&store, "o2", &first).await else {
-            panic!("the same client order id again")
-        };
-        assert_eq!(existing.id, "o1");
-        assert!(store.get("o2").await.expect("get").is_none());
-        let found = store.find("u1", "c1").await.expect("find").expect("stored");
-        assert_eq!(found.id, "o1");
+        for (store, _pg) in stores().await {
+            let first = request("c1", Product::Delivery);
+            let Inserted::Created(created) = insert(&store, "o1", &first).await else {
+                panic!("a new order")
+            };
+            assert_eq!(created.status, "SUBMITTED");
+            assert_eq!(created.lease_owner.as_deref(), Some("w-1"));
+            let Inserted::Existing(existing) = insert(&store, "o2", &first).await else {
+                panic!("the same client order id again")
+            };
+            assert_eq!(existing.id, "o1");
+            assert!(store.get("o2").await.expect("get").is_none());
+            let found = store.find("u1", "c1").await.expect("find").expect("stored");
+            assert_eq!(found.id, "o1");
+        }
     }
 
     #[tokio::test]
     async fn a_stale_view_of_a_paper_fill_moves_no_books() {
-        use pinnacle_common::entities::{paper_funds, paper_trades};
+        for (store, _pg) in stores().await {
+            stale_fill(&store).await;
+        }
+    }
+
+    async fn stale_fill(store: &SqlOrderStore) {
+        use pinnacle_common::entities::{order_outbox, paper_funds, paper_trades};
         use sea_orm::PaginatorTrait as _;
 
-        let store = store().await;
-        let order = created(&store).await;
+        let order = created(store).await;
         let open = Patch {
             broker_order_id: Some("PAPER-1".into()),
             ..Patch::default()
@@ -472,6 +569,13 @@ mod tests {
         let mut stale = opened.clone();
         stale.status = "SUBMITTED".into();
         stale.broker_order_id = Some("PAPER-1".into());
+        let events = || async {
+            order_outbox::Entity::find()
+                .count(&db)
+                .await
+                .expect("count")
+        };
+        let events_before = events().await;
         let missed = store
             .transition(&stale, OrderStatus::Filled, fill(), Ownership::Any)
             .await;
@@ -480,6 +584,11 @@ mod tests {
             "{missed:?}"
         );
         assert_eq!(trades().await, 0);
+        assert_eq!(
+            events().await,
+            events_before,
+            "a missed change has no event"
+        );
         assert!(paper_funds::Entity::find()
             .all(&db)
             .await
@@ -501,231 +610,236 @@ mod tests {
 
     #[tokio::test]
     async fn an_answer_with_fewer_units_filled_leaves_the_recorded_fill() {
-        let store = store().await;
-        let order = created(&store).await;
-        let part = Patch {
-            broker_order_id: Some("b1".into()),
-            filled_quantity: Some(1),
-            average_price: Some(100),
-            ..Patch::default()
-        };
-        let partly = store
-            .transition(
-                &order,
-                OrderStatus::PartiallyFilled,
-                part,
-                Ownership::Held("w-1"),
-            )
-            .await
-            .expect("a part filled");
-        // A cancel answered "nothing filled": the order ends, its fill stands.
-        let forgot = Patch {
-            filled_quantity: Some(0),
-            average_price: Some(7),
-            ..Patch::default()
-        };
-        let cancelled = store
-            .transition(&partly, OrderStatus::Cancelled, forgot, Ownership::Any)
-            .await
-            .expect("cancelled");
-        let stored = store.get("o1").await.expect("get").expect("stored");
-        for row in [&cancelled, &stored] {
-            assert_eq!(
-                (row.status.as_str(), row.filled_quantity, row.average_price),
-                ("CANCELLED", 1, Some(100))
-            );
+        for (store, _pg) in stores().await {
+            let order = created(&store).await;
+            let part = Patch {
+                broker_order_id: Some("b1".into()),
+                filled_quantity: Some(1),
+                average_price: Some(100),
+                ..Patch::default()
+            };
+            let partly = store
+                .transition(
+                    &order,
+                    OrderStatus::PartiallyFilled,
+                    part,
+                    Ownership::Held("w-1"),
+                )
+                .await
+                .expect("a part filled");
+            // A cancel answered "nothing filled": the order ends, its fill stands.
+            let forgot = Patch {
+                filled_quantity: Some(0),
+                average_price: Some(7),
+                ..Patch::default()
+            };
+            let cancelled = store
+                .transition(&partly, OrderStatus::Cancelled, forgot, Ownership::Any)
+                .await
+                .expect("cancelled");
+            let stored = store.get("o1").await.expect("get").expect("stored");
+            for row in [&cancelled, &stored] {
+                assert_eq!(
+                    (row.status.as_str(), row.filled_quantity, row.average_price),
+                    ("CANCELLED", 1, Some(100))
+                );
+            }
         }
     }
 
     #[tokio::test]
     async fn only_the_lease_holder_settles_and_a_stale_view_loses() {
-        let store = store().await;
-        let order = created(&store).await;
-        let open = |id: &str| Patch {
-            broker_order_id: Some(id.into()),
-            ..Patch::default()
-        };
-        let stranger = store
-            .transition(
-                &order,
-                OrderStatus::Open,
-                open("b1"),
-                Ownership::Held("w-2"),
-            )
-            .await;
-        assert!(
-            matches!(stranger, Err(TransitionError::Conflict)),
-            "{stranger:?}"
-        );
-        let opened = store
-            .transition(
-                &order,
-                OrderStatus::Open,
-                open("b1"),
-                Ownership::Held("w-1"),
-            )
-            .await
-            .expect("the holder");
-        assert_eq!(
-            opened.lease_owner, None,
-            "leaving flight releases the lease"
-        );
-        let again = store
-            .transition(
-                &order,
-                OrderStatus::Rejected,
-                Patch::default(),
-                Ownership::Any,
-            )
-            .await;
-        assert!(matches!(again, Err(TransitionError::Conflict)), "{again:?}");
-        let found = store.at_broker("id-paper", "b1").await.expect("read");
-        assert_eq!(found.map(|o| o.status), Some("OPEN".to_string()));
-        let illegal = store
-            .transition(
-                &opened,
-                OrderStatus::Submitted,
-                Patch::default(),
-                Ownership::Any,
-            )
-            .await;
-        assert!(
-            matches!(illegal, Err(TransitionError::Illegal { .. })),
-            "{illegal:?}"
-        );
+        for (store, _pg) in stores().await {
+            let order = created(&store).await;
+            let open = |id: &str| Patch {
+                broker_order_id: Some(id.into()),
+                ..Patch::default()
+            };
+            let stranger = store
+                .transition(
+                    &order,
+                    OrderStatus::Open,
+                    open("b1"),
+                    Ownership::Held("w-2"),
+                )
+                .await;
+            assert!(
+                matches!(stranger, Err(TransitionError::Conflict)),
+                "{stranger:?}"
+            );
+            let opened = store
+                .transition(
+                    &order,
+                    OrderStatus::Open,
+                    open("b1"),
+                    Ownership::Held("w-1"),
+                )
+                .await
+                .expect("the holder");
+            assert_eq!(
+                opened.lease_owner, None,
+                "leaving flight releases the lease"
+            );
+            let again = store
+                .transition(
+                    &order,
+                    OrderStatus::Rejected,
+                    Patch::default(),
+                    Ownership::Any,
+                )
+                .await;
+            assert!(matches!(again, Err(TransitionError::Conflict)), "{again:?}");
+            let found = store.at_broker("id-paper", "b1").await.expect("read");
+            assert_eq!(found.map(|o| o.status), Some("OPEN".to_string()));
+            let illegal = store
+                .transition(
+                    &opened,
+                    OrderStatus::Submitted,
+                    Patch::default(),
+                    Ownership::Any,
+                )
+                .await;
+            assert!(
+                matches!(illegal, Err(TransitionError::Illegal { .. })),
+                "{illegal:?}"
+            );
+        }
     }
 
     #[tokio::test]
     async fn of_two_reconcilers_with_the_same_view_one_takes_the_order() {
-        let store = store().await;
-        let order = created(&store).await;
-        let taken = store.take(&order, "w-2", 5).await.expect("take");
-        assert_eq!(taken.and_then(|o| o.lease_owner).as_deref(), Some("w-2"));
-        assert!(store.take(&order, "w-3", 5).await.expect("take").is_none());
-        assert!(
-            !store.renew("o1", "w-1", 10).await.expect("renew"),
-            "w-1 lost it"
-        );
-        assert!(store.renew("o1", "w-2", 10).await.expect("renew"));
+        for (store, _pg) in stores().await {
+            let order = created(&store).await;
+            let taken = store.take(&order, "w-2", 5).await.expect("take");
+            assert_eq!(taken.and_then(|o| o.lease_owner).as_deref(), Some("w-2"));
+            assert!(store.take(&order, "w-3", 5).await.expect("take").is_none());
+            assert!(
+                !store.renew("o1", "w-1", 10).await.expect("renew"),
+                "w-1 lost it"
+            );
+            assert!(store.renew("o1", "w-2", 10).await.expect("renew"));
+        }
     }
 
     #[tokio::test]
     async fn an_order_settled_as_not_at_broker_is_found_once_by_its_account() {
-        let store = store().await;
-        let order = created(&store).await;
-        let rejection = Patch {
-            rejection: Some(pinnacle_common::error::ErrorBody::new(
-                ErrorCode::NotAtBroker,
-                "nothing was placed",
-            )),
-            ..Patch::default()
-        };
-        store
-            .transition(
-                &order,
-                OrderStatus::Rejected,
-                rejection,
-                Ownership::Held("w-1"),
-            )
-            .await
-            .expect("settled");
-        let hour_ago = Utc::now() - chrono::Duration::hours(1);
-        let settled = |account_id| OrderQuery::NotAtBrokerSince {
-            account_id,
-            since: hour_ago,
-        };
-        let found = store.list(settled("id-paper")).await.expect("list");
-        assert_eq!(found.len(), 1);
-        assert!(store
-            .list(settled("id-other"))
-            .await
-            .expect("list")
-            .is_empty());
-        let later = OrderQuery::NotAtBrokerSince {
-            account_id: "id-paper",
-            since: Utc::now() + chrono::Duration::hours(1),
-        };
-        assert!(store.list(later).await.expect("list").is_empty());
-        assert!(store.found_at_broker("o1", "b-1").await.expect("mark"));
-        assert!(
-            !store.found_at_broker("o1", "b-1").await.expect("mark"),
-            "only the first finding counts"
-        );
-        let stored = store.get("o1").await.expect("get").expect("stored");
-        assert_eq!(
-            (stored.status.as_str(), stored.broker_order_id.as_deref()),
-            ("REJECTED", Some("b-1"))
-        );
+        for (store, _pg) in stores().await {
+            let order = created(&store).await;
+            let rejection = Patch {
+                rejection: Some(pinnacle_common::error::ErrorBody::new(
+                    ErrorCode::NotAtBroker,
+                    "nothing was placed",
+                )),
+                ..Patch::default()
+            };
+            store
+                .transition(
+                    &order,
+                    OrderStatus::Rejected,
+                    rejection,
+                    Ownership::Held("w-1"),
+                )
+                .await
+                .expect("settled");
+            let hour_ago = Utc::now() - chrono::Duration::hours(1);
+            let settled = |account_id| OrderQuery::NotAtBrokerSince {
+                account_id,
+                since: hour_ago,
+            };
+            let found = store.list(settled("id-paper")).await.expect("list");
+            assert_eq!(found.len(), 1);
+            assert!(store
+                .list(settled("id-other"))
+                .await
+                .expect("list")
+                .is_empty());
+            let later = OrderQuery::NotAtBrokerSince {
+                account_id: "id-paper",
+                since: Utc::now() + chrono::Duration::hours(1),
+            };
+            assert!(store.list(later).await.expect("list").is_empty());
+            assert!(store.found_at_broker("o1", "b-1").await.expect("mark"));
+            assert!(
+                !store.found_at_broker("o1", "b-1").await.expect("mark"),
+                "only the first finding counts"
+            );
+            let stored = store.get("o1").await.expect("get").expect("stored");
+            assert_eq!(
+                (stored.status.as_str(), stored.broker_order_id.as_deref()),
+                ("REJECTED", Some("b-1"))
+            );
+        }
     }
 
     #[tokio::test]
     async fn each_query_selects_what_it_names() {
-        let store = store().await;
-        for (id, product) in [
-            ("o1", Product::Delivery),
-            ("o2", Product::Intraday),
-            ("o3", Product::Intraday),
-        ] {
-            insert(&store, id, &request(&format!("c-{id}"), product)).await;
+        for (store, _pg) in stores().await {
+            for (id, product) in [
+                ("o1", Product::Delivery),
+                ("o2", Product::Intraday),
+                ("o3", Product::Intraday),
+            ] {
+                insert(&store, id, &request(&format!("c-{id}"), product)).await;
+            }
+            let o3 = store.get("o3").await.expect("get").expect("o3");
+            let paper = Patch {
+                broker_order_id: Some(format!("{}o3", ledger::PAPER_PREFIX)),
+                ..Patch::default()
+            };
+            store
+                .transition(&o3, OrderStatus::Open, paper, Ownership::Held("w-1"))
+                .await
+                .expect("open");
+            let ids = |rows: Vec<orders::Model>| {
+                let mut ids: Vec<String> = rows.into_iter().map(|o| o.id).collect();
+                ids.sort();
+                ids
+            };
+            let all = store
+                .list(OrderQuery::OfUser {
+                    user_id: "u1",
+                    statuses: None,
+                    limit: 2,
+                })
+                .await
+                .expect("list");
+            assert_eq!(all.len(), 2, "the limit");
+            let open = store
+                .list(OrderQuery::OfUser {
+                    user_id: "u1",
+                    statuses: Some(&[OrderStatus::Open]),
+                    limit: 10,
+                })
+                .await
+                .expect("list");
+            assert_eq!(ids(open), ["o3"]);
+            let unsettled = OrderQuery::InStates {
+                statuses: &[OrderStatus::Submitted],
+                account_id: Some("id-paper"),
+            };
+            assert_eq!(
+                ids(store.list(unsettled).await.expect("list")),
+                ["o1", "o2"]
+            );
+            let elsewhere = OrderQuery::InStates {
+                statuses: &[OrderStatus::Submitted],
+                account_id: Some("id-other"),
+            };
+            assert!(store.list(elsewhere).await.expect("list").is_empty());
+            let resting = store.list(OrderQuery::RestingPaper).await.expect("list");
+            assert_eq!(ids(resting), ["o3"]);
+            let hour_ago = Utc::now() - chrono::Duration::hours(1);
+            let intraday = store
+                .list(OrderQuery::IntradaySince(hour_ago))
+                .await
+                .expect("list");
+            assert_eq!(ids(intraday), ["o2", "o3"]);
+            let later = Utc::now() + chrono::Duration::hours(1);
+            let none = store
+                .list(OrderQuery::IntradaySince(later))
+                .await
+                .expect("list");
+            assert!(none.is_empty());
         }
-        let o3 = store.get("o3").await.expect("get").expect("o3");
-        let paper = Patch {
-            broker_order_id: Some(format!("{}o3", ledger::PAPER_PREFIX)),
-            ..Patch::default()
-        };
-        store
-            .transition(&o3, OrderStatus::Open, paper, Ownership::Held("w-1"))
-            .await
-            .expect("open");
-        let ids = |rows: Vec<orders::Model>| {
-            let mut ids: Vec<String> = rows.into_iter().map(|o| o.id).collect();
-            ids.sort();
-            ids
-        };
-        let all = store
-            .list(OrderQuery::OfUser {
-                user_id: "u1",
-                statuses: None,
-                limit: 2,
-            })
-            .await
-            .expect("list");
-        assert_eq!(all.len(), 2, "the limit");
-        let open = store
-            .list(OrderQuery::OfUser {
-                user_id: "u1",
-                statuses: Some(&[OrderStatus::Open]),
-                limit: 10,
-            })
-            .await
-            .expect("list");
-        assert_eq!(ids(open), ["o3"]);
-        let unsettled = OrderQuery::InStates {
-            statuses: &[OrderStatus::Submitted],
-            account_id: Some("id-paper"),
-        };
-        assert_eq!(
-            ids(store.list(unsettled).await.expect("list")),
-            ["o1", "o2"]
-        );
-        let elsewhere = OrderQuery::InStates {
-            statuses: &[OrderStatus::Submitted],
-            account_id: Some("id-other"),
-        };
-        assert!(store.list(elsewhere).await.expect("list").is_empty());
-        let resting = store.list(OrderQuery::RestingPaper).await.expect("list");
-        assert_eq!(ids(resting), ["o3"]);
-        let hour_ago = Utc::now() - chrono::Duration::hours(1);
-        let intraday = store
-            .list(OrderQuery::IntradaySince(hour_ago))
-            .await
-            .expect("list");
-        assert_eq!(ids(intraday), ["o2", "o3"]);
-        let later = Utc::now() + chrono::Duration::hours(1);
-        let none = store
-            .list(OrderQuery::IntradaySince(later))
-            .await
-            .expect("list");
-        assert!(none.is_empty());
     }
 }
