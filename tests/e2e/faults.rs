@@ -627,6 +627,11 @@ async fn a_postgres_outage_under_load_loses_and_misreports_nothing() {
 /// worker stays paused, so the other worker's transactions on it go on. Once it resumes,
 /// nothing is lost, stored twice or misreported. (With SQLite, a process
 /// paused while it writes holds the file's write lock: ARCHITECTURE.md.)
+///
+/// On PostgreSQL a place, a fill and an end change the books in one statement each, which
+/// the server finishes and commits whatever the client does; a modify's re-reservation is
+/// the books' one transaction of several statements. So a resting order of the same
+/// trader is modified over and over meanwhile, for the pause to catch one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_paused_inside_a_transaction_holds_up_no_one() {
     use sea_orm::{ConnectionTrait as _, Statement};
@@ -639,6 +644,11 @@ async fn a_worker_paused_inside_a_transaction_holds_up_no_one() {
     let user = deployment.trader("sigstop").await;
     let load = Load::new(deployment.access(), &user, "sigstop-a", (8, 100_000));
     let running = load.start_flowing(&deployment).await;
+    let modifying = tokio::spawn(modify_over_and_over(
+        deployment.access(),
+        user.clone(),
+        load.stop.clone(),
+    ));
 
     // Pause the first worker until it is caught inside a transaction on the paper books
     // (its session idle in a transaction whose last statement was on `paper_…`).
@@ -699,6 +709,7 @@ async fn a_worker_paused_inside_a_transaction_holds_up_no_one() {
     let during = load.answered().await - before;
     signal(worker, "CONT");
     load.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    modifying.await.expect("the modifying client");
     let mut acked = running
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", deployment.logs()));
@@ -715,6 +726,56 @@ async fn a_worker_paused_inside_a_transaction_holds_up_no_one() {
     );
     acked.extend(recovers(&deployment, &user, "sigstop").await);
     check_invariants(&deployment, &user.0, &acked).await;
+}
+
+/// Places one resting paper order for `user` and modifies its quantity between 1 and 2
+/// until `stop`, whatever each answer is (a paused worker's requests time out).
+async fn modify_over_and_over(
+    access: NatsAccess,
+    user: (String, String),
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::sync::atomic::Ordering;
+    let client = access.connect().await;
+    let call = |verb: &'static str, body: serde_json::Value| {
+        let client = client.clone();
+        let user = user.clone();
+        async move {
+            let mut hdrs = HeaderMap::new();
+            hdrs.insert(
+                headers::AUTHORIZATION,
+                format!("Bearer {}", user.1).as_str(),
+            );
+            let payload = Encoding::MsgPack.encode(&body).expect("encode");
+            let sent = tokio::time::timeout(
+                Duration::from_secs(3),
+                client.request_with_headers(subjects::order(&user.0, verb), hdrs, payload),
+            )
+            .await;
+            let Ok(Ok(message)) = sent else { return false };
+            Encoding::MsgPack
+                .decode::<Reply<OrderReply>>(&message.payload)
+                .is_ok_and(|reply| reply.result.is_some())
+        }
+    };
+    let resting = serde_json::json!({
+        "client_order_id": "sigstop-resting", "exchange": "NSE", "symbol": "SBIN-EQ",
+        "side": "BUY", "order_type": "LIMIT", "quantity": 1, "price": 100,
+        "product": "DELIVERY",
+    });
+    while !call("place", resting.clone()).await {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut quantity = 1;
+    while !stop.load(Ordering::Relaxed) {
+        quantity = 3 - quantity;
+        let change =
+            serde_json::json!({"client_order_id": "sigstop-resting", "quantity": quantity});
+        call("modify", change).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
