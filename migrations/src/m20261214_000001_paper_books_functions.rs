@@ -52,32 +52,34 @@ impl MigrationTrait for Migration {
     }
 }
 
-/// A value clamped to 64 bits, as Rust's saturating arithmetic leaves it. Not `STRICT`, so
-/// that the planner inlines it into the expressions that call it instead of running a
-/// function (a call cost about 15 µs).
+/// A value clamped to 64 bits, as Rust's saturating arithmetic leaves it (NULL stays NULL).
+/// Not `STRICT`, so that the planner inlines it into the expressions that call it instead
+/// of running a function (a call cost about 15 µs).
 const SATURATE: &str = r"
 CREATE OR REPLACE FUNCTION pinnacle_i64(v numeric) RETURNS bigint
 LANGUAGE sql IMMUTABLE AS $$
-    SELECT GREATEST(LEAST(v, 9223372036854775807), -9223372036854775808)::bigint
+    SELECT (CASE WHEN v > 9223372036854775807 THEN 9223372036854775807
+        WHEN v < -9223372036854775808 THEN -9223372036854775808 ELSE v END)::bigint
 $$";
 
 /// Locks the account's funds row for the rest of the transaction, creating it at the
-/// opening cash first if the account has none; returns the row.
+/// opening cash first if the account has none; returns whether this call created it.
 const LOCK_FUNDS: &str = r"
 CREATE OR REPLACE FUNCTION pinnacle_paper_lock_funds(p_account text, p_opening_cash bigint)
-RETURNS paper_funds
+RETURNS boolean
 LANGUAGE plpgsql AS $$
 DECLARE
-    f paper_funds;
+    v_created integer := 0;
 BEGIN
-    SELECT * INTO f FROM paper_funds WHERE account_id = p_account FOR UPDATE;
+    PERFORM 1 FROM paper_funds WHERE account_id = p_account FOR UPDATE;
     IF NOT FOUND THEN
         INSERT INTO paper_funds (account_id, cash, used, reserved, short_value)
             VALUES (p_account, p_opening_cash, 0, 0, 0)
             ON CONFLICT (account_id) DO NOTHING;
-        SELECT * INTO STRICT f FROM paper_funds WHERE account_id = p_account FOR UPDATE;
+        GET DIAGNOSTICS v_created = ROW_COUNT;
+        PERFORM 1 FROM paper_funds WHERE account_id = p_account FOR UPDATE;
     END IF;
-    RETURN f;
+    RETURN v_created = 1;
 END
 $$";
 
@@ -85,7 +87,8 @@ $$";
 /// close the opposite position are held on it, the rest reserve `units × price` of cash.
 /// Returns one row: `refused` is NULL when it was reserved, else `holdings` (`required`
 /// units to sell, `available` free) or `funds` (`required` and `available` paise), and
-/// nothing was written.
+/// nothing was written (a funds row this call created is removed again, as a rollback
+/// would).
 const RESERVE: &str = r"
 CREATE OR REPLACE FUNCTION pinnacle_paper_reserve(
     p_order text, p_account text, p_exchange text, p_symbol text, p_product text,
@@ -94,6 +97,7 @@ CREATE OR REPLACE FUNCTION pinnacle_paper_reserve(
 LANGUAGE plpgsql AS $$
 DECLARE
     f paper_funds;
+    v_created boolean;
     v_net bigint := 0;
     v_buy_held bigint := 0;
     v_sell_held bigint := 0;
@@ -101,7 +105,8 @@ DECLARE
     v_opening bigint;
     v_amount bigint;
 BEGIN
-    f := pinnacle_paper_lock_funds(p_account, p_opening_cash);
+    v_created := pinnacle_paper_lock_funds(p_account, p_opening_cash);
+    SELECT * INTO STRICT f FROM paper_funds WHERE account_id = p_account;
     SELECT net_quantity, buy_held, sell_held INTO v_net, v_buy_held, v_sell_held
         FROM paper_positions
         WHERE account_id = p_account AND exchange = p_exchange AND symbol = p_symbol
@@ -115,13 +120,19 @@ BEGIN
     v_opening := p_units - v_held;
     IF v_opening > 0 AND NOT p_may_open THEN
         refused := 'holdings'; required := p_units; available := v_held;
-        RETURN;
     END IF;
-    v_amount := pinnacle_i64(v_opening::numeric * p_price);
-    available := pinnacle_i64(pinnacle_i64(f.cash::numeric - f.used)
-        - pinnacle_i64(f.reserved + pinnacle_i64(f.short_value * 2::numeric)));
-    IF v_amount > 0 AND v_amount > available THEN
-        refused := 'funds'; required := v_amount;
+    IF refused IS NULL THEN
+        v_amount := pinnacle_i64(v_opening::numeric * p_price);
+        available := pinnacle_i64(pinnacle_i64(f.cash::numeric - f.used)
+            - pinnacle_i64(f.reserved + pinnacle_i64(f.short_value * 2::numeric)));
+        IF v_amount > 0 AND v_amount > available THEN
+            refused := 'funds'; required := v_amount;
+        END IF;
+    END IF;
+    IF refused IS NOT NULL THEN
+        IF v_created THEN
+            DELETE FROM paper_funds WHERE account_id = p_account;
+        END IF;
         RETURN;
     END IF;
     IF v_held > 0 THEN
@@ -153,7 +164,6 @@ CREATE OR REPLACE FUNCTION pinnacle_paper_fill(
 RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
-    f paper_funds;
     r paper_reservations;
     p paper_positions;
     v_reserved boolean;
@@ -170,7 +180,7 @@ DECLARE
     v_short_before bigint;
     v_short_after bigint;
 BEGIN
-    f := pinnacle_paper_lock_funds(p_account, p_opening_cash);
+    PERFORM pinnacle_paper_lock_funds(p_account, p_opening_cash);
     SELECT * INTO r FROM paper_reservations WHERE order_id = p_order;
     v_reserved := FOUND;
     IF v_reserved THEN
@@ -256,7 +266,9 @@ $$";
 
 /// What an order that ends holds is given back (`release_in`): the reservation's cash to
 /// the funds, its held units to the position, and the row goes. Nothing when the order
-/// has no reservation.
+/// has no reservation. The reservation is read again once the account's funds row is
+/// locked: a modify's re-reservation of the same order, which holds that lock while it
+/// replaces the row, is then either over or not begun.
 const RELEASE: &str = r"
 CREATE OR REPLACE FUNCTION pinnacle_paper_release(
     p_order text, p_exchange text, p_symbol text, p_product text, p_sell boolean)
@@ -266,6 +278,11 @@ DECLARE
     r paper_reservations;
     v_amount bigint;
 BEGIN
+    SELECT * INTO r FROM paper_reservations WHERE order_id = p_order;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    PERFORM 1 FROM paper_funds WHERE account_id = r.account_id FOR UPDATE;
     SELECT * INTO r FROM paper_reservations WHERE order_id = p_order;
     IF NOT FOUND THEN
         RETURN;

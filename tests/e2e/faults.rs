@@ -775,6 +775,7 @@ async fn modify_over_and_over(
         let change =
             serde_json::json!({"client_order_id": "sigstop-resting", "quantity": quantity});
         call("modify", change).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 

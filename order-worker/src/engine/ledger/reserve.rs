@@ -34,6 +34,26 @@ pub struct Claim<'a> {
     pub unit_price: i64,
 }
 
+impl Claim<'_> {
+    /// Whether the claim may open (or add to) a position with its units beyond what it
+    /// holds: a buy, or an `INTRADAY` sell (going short); any other sell sells only what
+    /// is held.
+    fn may_open(&self) -> bool {
+        self.side == Side::Buy || self.product == Product::Intraday
+    }
+
+    /// The claim's order and position, as the named values the books' SQL binds
+    /// (`:order`, `:account`, `:exchange`, `:symbol`, `:product`).
+    fn named(&self) -> Named {
+        Named::new()
+            .with("order", self.order_id)
+            .with("account", self.account_id)
+            .with("exchange", self.exchange)
+            .with("symbol", self.symbol)
+            .with("product", self.product.as_str())
+    }
+}
+
 /// Why the books refused a claim.
 #[derive(Debug, thiserror::Error)]
 pub enum Refusal {
@@ -126,19 +146,15 @@ pub(super) async fn reserve_with(
 ///    costs nothing passes even when the account's available cash is below zero). SQLite
 ///    computes a product too big for 64 bits as a float, which no funds row has available.
 async fn reserve_in_sql(books: &Books, db: &impl Deferred, claim: &Claim<'_>) -> Result<(), DbErr> {
-    let values = Named::new()
-        .with("order", claim.order_id)
-        .with("account", claim.account_id)
-        .with("exchange", claim.exchange)
-        .with("symbol", claim.symbol)
-        .with("product", claim.product.as_str())
+    let values = claim
+        .named()
         .with("units", claim.units)
         .with("price", claim.unit_price);
     let (free, held_column) = match claim.side {
         Side::Buy => ("-p.net_quantity - p.buy_held", "buy_held"),
         Side::Sell => ("p.net_quantity - p.sell_held", "sell_held"),
     };
-    let may_open = claim.side == Side::Buy || claim.product == Product::Intraday;
+    let may_open = claim.may_open();
     let backend = db.get_database_backend();
 
     defer(db, &books.new_funds(claim.account_id)).await?;
@@ -181,17 +197,10 @@ async fn reserve_in_function(db: &Writer, books: &Books, claim: &Claim<'_>) -> R
     const SQL: &str = "SELECT refused, required, available FROM pinnacle_paper_reserve(\
         :order, :account, :exchange, :symbol, :product, :sell, :may_open, :units, :price, \
         :cash)";
-    let values = Named::new()
-        .with("order", claim.order_id)
-        .with("account", claim.account_id)
-        .with("exchange", claim.exchange)
-        .with("symbol", claim.symbol)
-        .with("product", claim.product.as_str())
+    let values = claim
+        .named()
         .with("sell", claim.side == Side::Sell)
-        .with(
-            "may_open",
-            claim.side == Side::Buy || claim.product == Product::Intraday,
-        )
+        .with("may_open", claim.may_open())
         .with("units", claim.units)
         .with("price", claim.unit_price)
         .with("cash", books.opening_cash);
@@ -251,7 +260,7 @@ fn refusal(
     opening: i64,
     available: Option<i64>,
 ) -> Result<(), Refusal> {
-    if opening > 0 && claim.side == Side::Sell && claim.product != Product::Intraday {
+    if opening > 0 && !claim.may_open() {
         return Err(Refusal::Holdings {
             required: claim.units,
             available: held,

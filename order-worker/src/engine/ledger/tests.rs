@@ -480,8 +480,8 @@ async fn an_order_costs_a_fixed_number_of_statements_whatever_the_history() {
     );
 }
 
-/// The in-memory SQLite database, and a PostgreSQL one where a server answers (the books'
-/// Rust and their PostgreSQL functions).
+/// The in-memory SQLite database, and a PostgreSQL one where a server answers: through a
+/// `Writer`, the books' SQL on the first and their functions on the second.
 async fn databases() -> Vec<(DatabaseConnection, Option<fixtures::Postgres>)> {
     let mut all = vec![(db().await, None)];
     if let Some(pg) = fixtures::postgres().await {
@@ -530,6 +530,81 @@ async fn concurrent_buys(db: DatabaseConnection) {
         10,
         "only the orders that fit hold anything"
     );
+}
+
+#[tokio::test]
+async fn a_refused_first_claim_leaves_the_account_without_books() {
+    for (db, _pg) in databases().await {
+        let (books, w) = (Books::new(1_000), Writer::new(&db));
+        let sell = claim("s", Side::Sell, Product::Delivery, 5, 100);
+        let refused = reserve(&w, &books, &sell).await;
+        assert!(
+            matches!(
+                refused,
+                Err(Refusal::Holdings {
+                    required: 5,
+                    available: 0
+                })
+            ),
+            "{refused:?}"
+        );
+        let buy = claim("b", Side::Buy, Product::Delivery, 11, 100);
+        let refused = reserve(&w, &books, &buy).await;
+        assert!(
+            matches!(
+                refused,
+                Err(Refusal::Funds {
+                    required: 1_100,
+                    available: 1_000
+                })
+            ),
+            "{refused:?}"
+        );
+        let funds = paper_funds::Entity::find().all(&db).await.expect("funds");
+        assert!(funds.is_empty(), "a refusal writes nothing: {funds:?}");
+    }
+}
+
+#[tokio::test]
+async fn concurrent_fills_on_one_account_lose_no_update() {
+    for (db, _pg) in databases().await {
+        let (books, w) = (Books::new(1_000_000), Writer::new(&db));
+        let ids: Vec<String> = (0..16).map(|i| format!("f{i}")).collect();
+        for id in &ids {
+            let buy = claim(id, Side::Buy, Product::Intraday, 2, 100 + 5);
+            reserve(&w, &books, &buy).await.expect("reserved");
+        }
+        let fills = ids.iter().enumerate().map(|(i, id)| {
+            let (w, books) = (&w, &books);
+            async move {
+                let mut before = order(id, Side::Buy, Product::Intraday, "OPEN", 0, None);
+                before.quantity = 2;
+                let mut after = before.clone();
+                after.status = "FILLED".into();
+                after.filled_quantity = 2;
+                let value = 2 * (100 + i64::try_from(i).expect("small"));
+                let txn = WriteTxn::begin(w).await.expect("begin");
+                apply(&txn, books, &before, &after, Some(value))
+                    .await
+                    .expect("apply");
+                txn.commit().await.expect("commit");
+                value
+            }
+        });
+        let spent: i64 = futures::future::join_all(fills).await.iter().sum();
+        let position = position(&db, Product::Intraday).await;
+        assert_eq!(position.net_quantity, 32);
+        assert_eq!(position.buy_value, spent);
+        assert_eq!(funds(&db, &books).await.used, spent);
+        let trades = paper_trades::Entity::find().all(&db).await.expect("trades");
+        assert_eq!(trades.len(), 16);
+        let reservations = paper_reservations::Entity::find()
+            .all(&db)
+            .await
+            .expect("reservations");
+        assert!(reservations.is_empty(), "{reservations:?}");
+        assert_eq!(funds(&db, &books).await.blocked, 0);
+    }
 }
 
 #[tokio::test]
