@@ -27,7 +27,7 @@ impl MigrationTrait for Migration {
         if db.get_database_backend() != DbBackend::Postgres {
             return Ok(());
         }
-        for sql in [SATURATE, LOCK_FUNDS, RESERVE, FILL, RELEASE] {
+        for sql in [SATURATE, RESERVE, FILL, RELEASE] {
             db.execute_unprepared(sql).await?;
         }
         Ok(())
@@ -44,7 +44,6 @@ impl MigrationTrait for Migration {
              bigint, bigint, boolean, bigint, bigint); \
              DROP FUNCTION IF EXISTS pinnacle_paper_reserve(text, text, text, text, text, \
              boolean, boolean, bigint, bigint, bigint); \
-             DROP FUNCTION IF EXISTS pinnacle_paper_lock_funds(text, bigint); \
              DROP FUNCTION IF EXISTS pinnacle_i64(numeric)",
         )
         .await
@@ -53,34 +52,15 @@ impl MigrationTrait for Migration {
 }
 
 /// A value clamped to 64 bits, as Rust's saturating arithmetic leaves it (NULL stays NULL).
-/// Not `STRICT`, so that the planner inlines it into the expressions that call it instead
-/// of running a function (a call cost about 15 µs).
+/// Not `STRICT`, so that the planner can inline it into the expression that calls it
+/// instead of running a function (a call costs about 15 µs); it does so only for a cheap
+/// argument (its body reads `v` three times), so callers pass a variable or one
+/// operation, never a nested call.
 const SATURATE: &str = r"
 CREATE OR REPLACE FUNCTION pinnacle_i64(v numeric) RETURNS bigint
 LANGUAGE sql IMMUTABLE AS $$
     SELECT (CASE WHEN v > 9223372036854775807 THEN 9223372036854775807
         WHEN v < -9223372036854775808 THEN -9223372036854775808 ELSE v END)::bigint
-$$";
-
-/// Locks the account's funds row for the rest of the transaction, creating it at the
-/// opening cash first if the account has none; returns whether this call created it.
-const LOCK_FUNDS: &str = r"
-CREATE OR REPLACE FUNCTION pinnacle_paper_lock_funds(p_account text, p_opening_cash bigint)
-RETURNS boolean
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_created integer := 0;
-BEGIN
-    PERFORM 1 FROM paper_funds WHERE account_id = p_account FOR UPDATE;
-    IF NOT FOUND THEN
-        INSERT INTO paper_funds (account_id, cash, used, reserved, short_value)
-            VALUES (p_account, p_opening_cash, 0, 0, 0)
-            ON CONFLICT (account_id) DO NOTHING;
-        GET DIAGNOSTICS v_created = ROW_COUNT;
-        PERFORM 1 FROM paper_funds WHERE account_id = p_account FOR UPDATE;
-    END IF;
-    RETURN v_created = 1;
-END
 $$";
 
 /// A new order's reservation (`reserve_in` with `split` and `refusal`): the units that
@@ -97,7 +77,8 @@ CREATE OR REPLACE FUNCTION pinnacle_paper_reserve(
 LANGUAGE plpgsql AS $$
 DECLARE
     f paper_funds;
-    v_created boolean;
+    v_inserted integer := 0;
+    v_blocked bigint;
     v_net bigint := 0;
     v_buy_held bigint := 0;
     v_sell_held bigint := 0;
@@ -105,8 +86,15 @@ DECLARE
     v_opening bigint;
     v_amount bigint;
 BEGIN
-    v_created := pinnacle_paper_lock_funds(p_account, p_opening_cash);
-    SELECT * INTO STRICT f FROM paper_funds WHERE account_id = p_account;
+    -- The account's lock, creating its funds row first if it has none.
+    SELECT * INTO f FROM paper_funds WHERE account_id = p_account FOR UPDATE;
+    IF NOT FOUND THEN
+        INSERT INTO paper_funds (account_id, cash, used, reserved, short_value)
+            VALUES (p_account, p_opening_cash, 0, 0, 0)
+            ON CONFLICT (account_id) DO NOTHING;
+        GET DIAGNOSTICS v_inserted = ROW_COUNT;
+        SELECT * INTO STRICT f FROM paper_funds WHERE account_id = p_account FOR UPDATE;
+    END IF;
     SELECT net_quantity, buy_held, sell_held INTO v_net, v_buy_held, v_sell_held
         FROM paper_positions
         WHERE account_id = p_account AND exchange = p_exchange AND symbol = p_symbol
@@ -123,14 +111,18 @@ BEGIN
     END IF;
     IF refused IS NULL THEN
         v_amount := pinnacle_i64(v_opening::numeric * p_price);
-        available := pinnacle_i64(pinnacle_i64(f.cash::numeric - f.used)
-            - pinnacle_i64(f.reserved + pinnacle_i64(f.short_value * 2::numeric)));
+        -- funds_of, a saturating step at a time (each call's argument kept simple, so that
+        -- the planner inlines it).
+        v_blocked := pinnacle_i64(f.short_value * 2::numeric);
+        v_blocked := pinnacle_i64(f.reserved::numeric + v_blocked);
+        available := pinnacle_i64(f.cash::numeric - f.used);
+        available := pinnacle_i64(available::numeric - v_blocked);
         IF v_amount > 0 AND v_amount > available THEN
             refused := 'funds'; required := v_amount;
         END IF;
     END IF;
     IF refused IS NOT NULL THEN
-        IF v_created THEN
+        IF v_inserted = 1 THEN
             DELETE FROM paper_funds WHERE account_id = p_account;
         END IF;
         RETURN;
@@ -177,10 +169,18 @@ DECLARE
     v_avg bigint;
     v_next_avg bigint;
     v_pnl bigint := 0;
+    v_n numeric;
     v_short_before bigint;
     v_short_after bigint;
 BEGIN
-    PERFORM pinnacle_paper_lock_funds(p_account, p_opening_cash);
+    -- The account's lock, creating its funds row first if it has none.
+    PERFORM 1 FROM paper_funds WHERE account_id = p_account FOR UPDATE;
+    IF NOT FOUND THEN
+        INSERT INTO paper_funds (account_id, cash, used, reserved, short_value)
+            VALUES (p_account, p_opening_cash, 0, 0, 0)
+            ON CONFLICT (account_id) DO NOTHING;
+        PERFORM 1 FROM paper_funds WHERE account_id = p_account FOR UPDATE;
+    END IF;
     SELECT * INTO r FROM paper_reservations WHERE order_id = p_order;
     v_reserved := FOUND;
     IF v_reserved THEN
@@ -219,11 +219,12 @@ BEGIN
     v_avg := COALESCE(p.average_price, 0);
     v_total := p.net_quantity + v_signed;
     IF p.net_quantity = 0 OR sign(p.net_quantity::numeric) = sign(v_signed::numeric) THEN
-        v_next_avg := pinnacle_i64(div(v_avg::numeric * abs(p.net_quantity) + p_value,
-            GREATEST(abs(v_total), 1)));
+        v_n := div(v_avg::numeric * abs(p.net_quantity) + p_value, GREATEST(abs(v_total), 1));
+        v_next_avg := pinnacle_i64(v_n);
     ELSE
-        v_pnl := pinnacle_i64(LEAST(abs(v_signed), abs(p.net_quantity))::numeric
-            * (v_price::numeric - v_avg) * sign(p.net_quantity::numeric));
+        v_n := LEAST(abs(v_signed), abs(p.net_quantity))::numeric
+            * (v_price::numeric - v_avg) * sign(p.net_quantity::numeric);
+        v_pnl := pinnacle_i64(v_n);
         v_next_avg := CASE WHEN sign(v_total::numeric) = sign(p.net_quantity::numeric) THEN v_avg
             ELSE v_price END;
     END IF;
