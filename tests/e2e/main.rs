@@ -25,6 +25,7 @@ mod login;
 mod market_data;
 mod md_snapshot;
 mod metrics;
+mod migrations;
 mod nats_cluster;
 mod nats_config;
 mod openapi_fuzz;
