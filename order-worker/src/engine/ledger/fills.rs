@@ -305,22 +305,17 @@ async fn fill_in_sql(
     }: &Fill,
 ) -> Result<(), DbErr> {
     let side = side_of(after)?;
-    let (account, exchange, symbol, product) = position_key(after);
+    let account = after.broker_account_id.as_str();
     let (signed, bought, held_column) = match side {
         Side::Buy => (quantity, "buy", "buy_held"),
         Side::Sell => (-quantity, "sell", "sell_held"),
     };
-    let values = Named::new()
+    let values = named(after)
         .with("q", quantity)
         .with("s", signed)
         .with("v", value)
         .with("spent", if side == Side::Buy { value } else { -value })
-        .with("price", value / quantity)
-        .with("order", after.id.as_str())
-        .with("account", account)
-        .with("exchange", exchange)
-        .with("symbol", symbol)
-        .with("product", product);
+        .with("price", value / quantity);
     // What the fill takes from the order's reservation `r`: held units first, then cash
     // units; all of it when the order ends here.
     let (held, cash) = if terminal {
@@ -400,13 +395,7 @@ fn fill_call(books: &Books, after: &orders::Model, fill: &Fill) -> Result<Statem
     const SQL: &str = "SELECT pinnacle_paper_fill(:order, :account, :exchange, :symbol, \
         :product, :side, :quantity, :value, :terminal, :ts_ms, :cash)";
     let side = side_of(after)?;
-    let (account, exchange, symbol, product) = position_key(after);
-    Named::new()
-        .with("order", after.id.as_str())
-        .with("account", account)
-        .with("exchange", exchange)
-        .with("symbol", symbol)
-        .with("product", product)
+    named(after)
         .with("side", side.as_str())
         .with("quantity", fill.quantity)
         .with("value", fill.value)
@@ -414,6 +403,18 @@ fn fill_call(books: &Books, after: &orders::Model, fill: &Fill) -> Result<Statem
         .with("ts_ms", after.updated_at.timestamp_millis())
         .with("cash", books.opening_cash)
         .statement(DbBackend::Postgres, SQL)
+}
+
+/// The order and its position's key, as the named values the books' SQL binds (`:order`,
+/// `:account`, `:exchange`, `:symbol`, `:product`).
+fn named(order: &orders::Model) -> Named {
+    let (account, exchange, symbol, product) = position_key(order);
+    Named::new()
+        .with("order", order.id.as_str())
+        .with("account", account)
+        .with("exchange", exchange)
+        .with("symbol", symbol)
+        .with("product", product)
 }
 
 /// An order's position key: account, exchange, symbol, product.

@@ -546,6 +546,16 @@ impl<'a> Held<'a> {
             product: &order.product,
         })
     }
+
+    /// The order and the position's instrument, as the named values the books' SQL binds
+    /// (`:order`, `:exchange`, `:symbol`, `:product`).
+    fn named(&self) -> Named {
+        Named::new()
+            .with("order", self.order_id)
+            .with("exchange", self.exchange)
+            .with("symbol", self.symbol)
+            .with("product", self.product)
+    }
 }
 
 /// Releases everything an order still holds (it ended without a fill, or is being
@@ -600,11 +610,7 @@ pub(super) async fn release_in(db: &impl Deferred, held: &Held<'_>) -> Result<()
 pub(super) fn release_call(held: &Held<'_>) -> Result<Statement, DbErr> {
     const SQL: &str = "SELECT pinnacle_paper_release(:order, :exchange, :symbol, :product, \
         :sell)";
-    Named::new()
-        .with("order", held.order_id)
-        .with("exchange", held.exchange)
-        .with("symbol", held.symbol)
-        .with("product", held.product)
+    held.named()
         .with("sell", held.side == Side::Sell)
         .statement(DbBackend::Postgres, SQL)
 }
@@ -613,11 +619,7 @@ pub(super) fn release_call(held: &Held<'_>) -> Result<Statement, DbErr> {
 /// an order's end joins a group commit (pipelined writes only, as [`reserve_in_sql`]). An
 /// order without a reservation changes nothing: each statement finds no row.
 async fn release_in_sql(db: &impl Deferred, held: &Held<'_>) -> Result<(), DbErr> {
-    let values = Named::new()
-        .with("order", held.order_id)
-        .with("exchange", held.exchange)
-        .with("symbol", held.symbol)
-        .with("product", held.product);
+    let values = held.named();
     let column = match held.side {
         Side::Sell => "sell_held",
         Side::Buy => "buy_held",
