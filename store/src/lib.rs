@@ -16,6 +16,7 @@
 //!   owner-only), and the client span around each statement.
 //! - [`settings`]: [`DatabaseSettings`] (`DATABASE_*`) and [`DatabaseConfigError`].
 //! - [`compose`]: [`compose::Composer`], several PostgreSQL writes made into one statement.
+//! - `testing` (feature `testing`): fresh PostgreSQL databases for tests.
 //! - [`writes`]: [`writes::WriteTxn`], a write transaction that sends SQLite statements
 //!   whose answers are not read together with the next one that is, and
 //!   [`writes::Writer`], through which a process writes (on SQLite a connection of its
@@ -25,6 +26,8 @@ pub mod compose;
 pub mod db;
 pub mod entities;
 pub mod settings;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod writes;
 
 pub use settings::{redact_url, DatabaseConfigError, DatabaseSettings};

@@ -27,6 +27,7 @@ mod stack;
 use std::time::Duration;
 
 use pinnacle_cli::nats_server::NatsServer;
+use pinnacle_store::testing::PostgresDatabase;
 use sea_orm::{ConnectionTrait, Database};
 pub use stack::{market, no_limits, TestStack, TestUser, ADMIN_TOKEN};
 
@@ -43,10 +44,7 @@ pub fn python() -> std::path::PathBuf {
 }
 
 /// The server every harness connects to for PostgreSQL administration.
-pub fn postgres_admin_url() -> String {
-    std::env::var("PINNACLE_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
+pub use pinnacle_store::testing::postgres_admin_url;
 
 /// A database engine under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,8 +120,8 @@ pub struct TestDb {
     pub backend: Backend,
     /// Connection URL.
     pub url: String,
-    /// PostgreSQL database name, dropped on drop.
-    pg_name: Option<String>,
+    /// The PostgreSQL database, dropped on drop.
+    pg: Option<PostgresDatabase>,
     /// SQLite's directory, removed on drop.
     _dir: Option<tempfile::TempDir>,
 }
@@ -138,26 +136,18 @@ impl TestDb {
                 Self {
                     backend,
                     url,
-                    pg_name: None,
+                    pg: None,
                     _dir: Some(dir),
                 }
             }
             Backend::Postgres => {
-                let name = format!("pinnacle_test_{}", uuid::Uuid::new_v4().simple());
-                let admin = Database::connect(postgres_admin_url())
-                    .await
-                    .expect("connect to PostgreSQL");
-                admin
-                    .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                let pg = PostgresDatabase::create("pinnacle_test")
                     .await
                     .expect("create test database");
-                let _ = admin.close().await;
-                let base = postgres_admin_url();
-                let root = base.rsplit_once('/').map_or(base.as_str(), |(r, _)| r);
                 Self {
                     backend,
-                    url: format!("{root}/{name}"),
-                    pg_name: Some(name),
+                    url: pg.url().to_string(),
+                    pg: Some(pg),
                     _dir: None,
                 }
             }
@@ -173,8 +163,9 @@ impl TestDb {
     /// [`stall_database`] holds its write lock instead.
     pub async fn outage(&self, outage: Duration) {
         let name = self
-            .pg_name
-            .as_deref()
+            .pg
+            .as_ref()
+            .map(PostgresDatabase::name)
             .expect("an outage needs a PostgreSQL database");
         let admin = Database::connect(postgres_admin_url())
             .await
@@ -198,34 +189,6 @@ impl TestDb {
             .await
             .expect("take connections again");
         let _ = admin.close().await;
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let Some(name) = self.pg_name.take() else {
-            return;
-        };
-        // Drop runs inside the test's runtime; use a thread with its own runtime.
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async {
-                if let Ok(admin) = Database::connect(postgres_admin_url()).await {
-                    let _ = admin
-                        .execute_unprepared(&format!(
-                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                        ))
-                        .await;
-                    let _ = admin.close().await;
-                }
-            });
-        })
-        .join();
     }
 }
 

@@ -2,6 +2,7 @@
 
 use pinnacle_common::entities::{broker_accounts, users};
 use pinnacle_migrations::{Migrator, MigratorTrait};
+use pinnacle_store::testing::PostgresDatabase;
 use sea_orm::{ActiveModelTrait, ConnectOptions, Database, DatabaseConnection, Set};
 
 /// A fresh in-memory SQLite database with every migration applied.
@@ -77,60 +78,28 @@ pub(crate) fn account_row(label: &str) -> broker_accounts::Model {
 pub(crate) struct Postgres {
     /// The connection to it.
     pub(crate) db: DatabaseConnection,
-    admin: String,
-    name: String,
+    _database: PostgresDatabase,
 }
 
 /// [`Postgres`], or `None` when no server answers and `PINNACLE_REQUIRE_POSTGRES` is not
 /// `1` (`scripts/test.sh` sets it, so CI never skips).
 pub(crate) async fn postgres() -> Option<Postgres> {
-    use sea_orm::ConnectionTrait as _;
-    let admin = std::env::var("PINNACLE_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let server = match Database::connect(admin.as_str()).await {
-        Ok(server) => server,
+    let database = match PostgresDatabase::create("pinnacle_unit").await {
+        Ok(database) => database,
         Err(e) if std::env::var("PINNACLE_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") => {
-            panic!("PINNACLE_REQUIRE_POSTGRES=1 but PostgreSQL is unreachable: {e}")
+            panic!("PINNACLE_REQUIRE_POSTGRES=1 but no test database on PostgreSQL: {e}")
         }
         Err(_) => {
             eprintln!("note: PostgreSQL unreachable; this test runs on SQLite only");
             return None;
         }
     };
-    let name = format!("pinnacle_unit_{}", uuid::Uuid::new_v4().simple());
-    server
-        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-        .await
-        .expect("create the test database");
-    let _ = server.close().await;
-    let root = admin
-        .rsplit_once('/')
-        .map_or(admin.as_str(), |(root, _)| root);
-    let db = Database::connect(format!("{root}/{name}"))
+    let db = Database::connect(database.url())
         .await
         .expect("connect to the test database");
     Migrator::up(&db, None).await.expect("migrations");
-    Some(Postgres { db, admin, name })
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        // Drop runs inside the test's runtime: a thread with a runtime of its own.
-        let (admin, name) = (self.admin.clone(), self.name.clone());
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            runtime.block_on(async {
-                use sea_orm::ConnectionTrait as _;
-                let server = Database::connect(admin.as_str()).await.ok()?;
-                let _ = server
-                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                    .await;
-                server.close().await.ok()
-            })
-        })
-        .join();
-    }
+    Some(Postgres {
+        db,
+        _database: database,
+    })
 }
