@@ -85,7 +85,8 @@ const ATTEMPTS: usize = 3;
 /// Reserves what a new order needs, in one transaction: held units on the opposite
 /// position, cash for the rest.
 ///
-/// Where writes are pipelined (SQLite), the statements decide ([`reserve_in_sql`]) and
+/// On PostgreSQL this is one call of a stored function ([`reserve_in_function`]). On
+/// SQLite, where writes are pipelined, the statements decide ([`reserve_in_sql`]) and
 /// nothing is read before the commit, so the reservation joins a group commit with other
 /// orders' writes. A refusal there is a check the commit missed: a fresh read says which
 /// rule refused it and with what numbers ([`explain`]); if it fits by then, it is tried
@@ -93,11 +94,6 @@ const ATTEMPTS: usize = 3;
 pub async fn reserve(db: &Writer, books: &Books, claim: &Claim<'_>) -> Result<(), Refusal> {
     if db.get_database_backend() == DbBackend::Postgres {
         return reserve_in_function(db, books, claim).await;
-    }
-    if !db.pipelines() {
-        let txn = WriteTxn::begin(db).await?;
-        let reserved = reserve_with(books, &txn, claim).await;
-        return finish(txn, reserved).await;
     }
     for _ in 0..ATTEMPTS {
         let txn = WriteTxn::begin(db).await?;
