@@ -1,5 +1,5 @@
 //! The trader's verbs over NATS, as docs/PROTOCOL.md defines them: `order
-//! place|modify|cancel|get|list`, `portfolio funds|positions|holdings|trades`, `events`
+//! place|modify|cancel|get|list|squareoff`, `portfolio funds|positions|holdings|trades`, `events`
 //! (replay and follow your order events from `ORDER_EVENTS`) and `md
 //! last|candles|symbols|lookup|status`.
 //!
@@ -85,10 +85,51 @@ pub async fn order(common: &Common, command: OrderCommand) -> anyhow::Result<()>
             }
             ("list", body, Shape::List("orders", ORDER_COLUMNS))
         }
+        OrderCommand::SquareOff { account } => {
+            let body = object(vec![("account", account.map(Into::into))]);
+            let result = session.order("squareoff", body).await?;
+            print_square_off(common, &result);
+            return Ok(());
+        }
     };
     let result = session.order(verb, body).await?;
     print_value(common, &result, shape);
     Ok(())
+}
+
+/// Prints a square-off's reply: what it cancelled, its closing orders and what it could
+/// not do (as JSON with `--json`).
+fn print_square_off(common: &Common, result: &Value) {
+    if common.json {
+        print_value(common, result, Shape::Fields);
+        return;
+    }
+    let mut failed = result["failed"].clone();
+    for failure in failed.as_array_mut().into_iter().flatten() {
+        failure["code"] = failure["error"]["code"].clone();
+        failure["message"] = failure["error"]["message"].clone();
+    }
+    let sections = [
+        (
+            "Cancelled",
+            json!({ "orders": result["cancelled"] }),
+            ORDER_COLUMNS,
+        ),
+        (
+            "Closing",
+            json!({ "orders": result["closing"] }),
+            ORDER_COLUMNS,
+        ),
+        (
+            "Not done (run it again once the reason has passed)",
+            json!({ "orders": failed }),
+            &["exchange", "symbol", "order_id", "code", "message"][..],
+        ),
+    ];
+    for (title, rows, columns) in sections {
+        crate::output::line(&format!("{title}:"));
+        crate::output::text_out(&crate::table::render(&rows, Shape::List("orders", columns)));
+    }
 }
 
 /// The body of `order place`: a limit order with `--price`, a market order without,

@@ -7,7 +7,9 @@ use async_nats::{HeaderMap, Message};
 use pinnacle_common::auth::{AuthError, Principal, SCOPE_READ, SCOPE_TRADE};
 use pinnacle_common::codec::{self, Encoding};
 use pinnacle_common::error::{ErrorBody, ErrorCode};
-use pinnacle_common::model::{Funds, Holdings, OrderList, OrderReply, Positions, Trades};
+use pinnacle_common::model::{
+    Funds, Holdings, OrderList, OrderReply, Positions, SquareOffReply, Trades,
+};
 use pinnacle_common::subjects::{self, headers, verbs, OrderVerb};
 use pinnacle_common::{metrics, telemetry, tokens};
 use serde::Serialize;
@@ -32,6 +34,8 @@ pub enum Answer {
     Holdings(Holdings),
     /// The trade book.
     Trades(Trades),
+    /// What a square-off did.
+    SquareOff(SquareOffReply),
 }
 
 /// An authenticated request's payload, ready for its verb.
@@ -332,6 +336,13 @@ async fn dispatch(
             let query = payload.decode_or_default()?;
             let answer = engine.trades(principal, request_id, &query).await;
             answer.map(Answer::Trades)
+        }
+        OrderVerb::SquareOff => {
+            let request = payload.decode_or_default()?;
+            let answer = engine
+                .square_off_account(principal, request_id, &request)
+                .await;
+            answer.map(Answer::SquareOff)
         }
     }
 }

@@ -16,8 +16,8 @@
 use pinnacle_protocol::codec::{Encoding, MAX_DEPTH};
 use pinnacle_protocol::model::{
     AuditEvent, CandleRequest, LastRequest, ListRequest, MarketTick, ModifyRequest, OrderEvent,
-    OrderRef, OrderRequest, PortfolioRequest, SnapshotRequest, StatusRequest, SymbolLookup,
-    SymbolSearch, Tick,
+    OrderRef, OrderRequest, PortfolioRequest, SnapshotRequest, SquareOffReply, SquareOffRequest,
+    StatusRequest, SymbolLookup, SymbolSearch, Tick,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, TestRunner};
@@ -62,6 +62,8 @@ fn decode_all(encoding: Encoding, bytes: &[u8]) {
     let _ = encoding.decode::<OrderRef>(bytes);
     let _ = encoding.decode::<ListRequest>(bytes);
     let _ = encoding.decode::<PortfolioRequest>(bytes);
+    let _ = encoding.decode::<SquareOffRequest>(bytes);
+    let _ = encoding.decode::<SquareOffReply>(bytes);
     let _ = encoding.decode::<LastRequest>(bytes);
     let _ = encoding.decode::<CandleRequest>(bytes);
     let _ = encoding.decode::<SymbolSearch>(bytes);

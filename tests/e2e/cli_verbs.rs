@@ -161,6 +161,59 @@ async fn a_trader_lives_in_the_command_line() {
         );
         assert!(json(&stack, &user, &["portfolio", "holdings"])["holdings"].is_array());
 
+        // Square-off on demand closes the intraday position, and only that.
+        let intraday = json(
+            &stack,
+            &user,
+            &[
+                "order",
+                "place",
+                "--symbol",
+                "SBIN-EQ",
+                "--side",
+                "buy",
+                "--quantity",
+                "2",
+                "--product",
+                "intraday",
+            ],
+        );
+        assert_eq!(intraday["status"], "FILLED", "{intraday}");
+        let (ok, table, err) = pinnacle(&stack, &user, &["order", "squareoff"]);
+        assert!(ok, "{err}");
+        let closing = table
+            .split("Closing:")
+            .nth(1)
+            .and_then(|rest| rest.split("Not done").next())
+            .unwrap_or_default();
+        assert!(
+            closing.contains("SELL") && closing.contains("LIMIT"),
+            "{table}"
+        );
+        let not_done = table.split("Not done").nth(1).unwrap_or_default();
+        assert!(not_done.contains("(no orders)"), "nothing failed: {table}");
+        let again = json(&stack, &user, &["order", "squareoff"]);
+        assert_eq!(
+            again,
+            serde_json::json!({"cancelled": [], "closing": [], "failed": []})
+        );
+        assert_eq!(
+            json(
+                &stack,
+                &user,
+                &[
+                    "order",
+                    "get",
+                    "--order-id",
+                    stop["order_id"].as_str().expect("id")
+                ]
+            )["status"],
+            "OPEN",
+            "a DELIVERY order is left alone"
+        );
+        // The order rate is 9 a second per user; the refusals below must not meet it.
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+
         // The order events, replayed: every change of every order, oldest first.
         let (ok, out, err) = pinnacle(&stack, &user, &["events", "--json"]);
         assert!(ok, "{err}");

@@ -667,13 +667,14 @@ fn signal(pid: u32, name: &str) {
 }
 
 /// Places a MARKET buy of one SBIN-EQ for `user` over NATS, as a strategy would.
-async fn place_market_buy(nats: &str, user: &str, token: &str) {
+async fn place_market_buy(nats: &str, user: &str, token: &str, product: &str) {
     let client = async_nats::connect(nats).await.expect("nats");
     let mut headers = async_nats::HeaderMap::new();
     headers.insert("Authorization", format!("Bearer {token}").as_str());
     headers.insert("Content-Type", "application/json");
     let order = json!({"client_order_id": format!("strategy-{}", uuid::Uuid::new_v4()),
-        "exchange": "NSE", "symbol": "SBIN-EQ", "side": "BUY", "order_type": "MARKET", "quantity": 1});
+        "exchange": "NSE", "symbol": "SBIN-EQ", "side": "BUY", "order_type": "MARKET", "quantity": 1,
+        "product": product});
     let reply = client
         .request_with_headers(
             format!("orders.{user}.place"),
@@ -994,7 +995,7 @@ async fn portfolio_and_audit_views(session: &Session<'_>) {
             "document.querySelector('#trades td.empty')",
         )
         .await;
-    place_market_buy(session.nats, session.demo, session.token).await;
+    place_market_buy(session.nats, session.demo, session.token, "INTRADAY").await;
     browser
         .wait_for(
             "the fill in trades and positions, without a reload",
@@ -1003,6 +1004,32 @@ async fn portfolio_and_audit_views(session: &Session<'_>) {
         )
         .await;
     browser.screenshot(session.shots, "portfolio").await;
+
+    // Square-off takes two clicks; then no INTRADAY position is left open. (The dev stack's
+    // own daily square-off may have closed it first: then there is nothing to do.)
+    browser.click("#squareoff").await;
+    browser
+        .wait_for(
+            "the button to ask for confirmation",
+            "document.querySelector('#squareoff').textContent === 'Confirm square-off'",
+        )
+        .await;
+    browser.click("#squareoff").await;
+    browser
+        .wait_for(
+            "the square-off's result",
+            "(() => { const r = document.querySelector('#squareoff-result'); \
+             return r.classList.contains('good') && (r.textContent.includes('closing SELL 1 SBIN-EQ') \
+             || r.textContent.startsWith('Nothing to square off')); })()",
+        )
+        .await;
+    browser
+        .wait_for(
+            "every INTRADAY position flat",
+            "[...document.querySelectorAll('#positions tbody tr')].every((tr) => \
+             tr.children[1].textContent !== 'INTRADAY' || tr.children[2].textContent === '0')",
+        )
+        .await;
 
     session.open("audit").await;
     browser

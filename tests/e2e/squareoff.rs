@@ -1,13 +1,17 @@
 //! Intraday square-off on an Angel One account, against the SmartAPI simulator: working
 //! INTRADAY orders are cancelled at the broker, open INTRADAY positions are closed once
 //! with a marketable LIMIT order inside the band (never MARKET), a refused closing order is
-//! retried under the next attempt's id, and DELIVERY positions are left alone.
+//! retried under the next attempt's id, and DELIVERY positions are left alone. The same on
+//! demand, through the `squareoff` verb, on both brokers (the paper broker's daily sweep is
+//! tested in `portfolio`).
 
 use std::time::Duration;
 
+use pinnacle_common::entities::risk_limits::Model as Limits;
+use pinnacle_common::model::{Product, Side};
 use pinnacle_smartapi_sim::{Fault, SimOrder};
 use pinnacle_tests::angel::AngelStack;
-use pinnacle_tests::eventually;
+use pinnacle_tests::{eventually, market, no_limits, TestStack, TestUser, ADMIN_TOKEN};
 use serde_json::{json, Value};
 
 use crate::each_backend;
@@ -22,11 +26,7 @@ fn with_product(mut order: Value, product: &str) -> Value {
     order
 }
 
-async fn status(
-    stack: &pinnacle_tests::TestStack,
-    user: &pinnacle_tests::TestUser,
-    id: &str,
-) -> Value {
+async fn status(stack: &TestStack, user: &TestUser, id: &str) -> Value {
     let got = stack
         .call(user, "get", json!({"client_order_id": id}))
         .await;
@@ -109,8 +109,24 @@ async fn angel_one_intraday_positions_are_squared_off_with_one_limit_order_each(
             .expect("a delivery position");
         assert_eq!(delivery["net_quantity"], 3, "delivery positions are left alone: {positions}");
 
-        // Let a few more sweeps run: nothing more is sent.
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Sweeps run every 50 ms. Once the account is settled, none reads its positions
+        // again (Angel One allows one read a second per client code, and each read is an
+        // audited credential use), and nothing more is sent.
+        let position_reads = || {
+            angel
+                .sim
+                .requests()
+                .iter()
+                .filter(|r| r.path.ends_with("/getPosition") && r.client_code.as_deref() == Some(cc.as_str()))
+                .count()
+        };
+        // (Sweeps still queued in the rate limiter settle it first.)
+        eventually(Duration::from_secs(20), "the sweep to stop reading positions", || async {
+            let before = position_reads();
+            tokio::time::sleep(Duration::from_millis(2500)).await;
+            (position_reads() == before).then_some(())
+        })
+        .await;
 
         // At the broker: the working order cancelled, one closing LIMIT SELL, filled, inside
         // the band below the price it filled at; the delivery buy untouched.
@@ -155,6 +171,265 @@ async fn angel_one_intraday_positions_are_squared_off_with_one_limit_order_each(
         );
         let filled = stack.call(&user, "get", json!({"client_order_id": closing[1].0})).await;
         assert_eq!(result(&filled)["broker_order_id"], closing_at_broker(&angel.sim.orders(&cc))[0].orderid.as_str());
+    })
+    .await;
+}
+
+/// `(client order id, side, type, product, quantity, status)` of each order in `orders`.
+fn summary(orders: &Value) -> Vec<(String, Value, Value, Value, Value, Value)> {
+    let mut rows: Vec<_> = orders
+        .as_array()
+        .expect("a list of orders")
+        .iter()
+        .map(|o| {
+            let id = o["client_order_id"].as_str().expect("an id").to_string();
+            let fields =
+                ["side", "order_type", "product", "quantity", "status"].map(|f| o[f].clone());
+            let [side, kind, product, quantity, status] = fields;
+            (id, side, kind, product, quantity, status)
+        })
+        .collect();
+    rows.sort_by(|a, b| a.0.cmp(&b.0));
+    rows
+}
+
+/// The client order ids of `user`'s closing orders (`sqoff-…`).
+async fn closing_ids(stack: &TestStack, user: &TestUser) -> Vec<String> {
+    let orders = stack.call(user, "list", json!({})).await;
+    let mut ids: Vec<String> = result(&orders)["orders"]
+        .as_array()
+        .expect("orders")
+        .iter()
+        .filter_map(|o| o["client_order_id"].as_str())
+        .filter(|id| id.starts_with("sqoff-"))
+        .map(str::to_string)
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trader_squares_off_a_paper_account_on_demand_once() {
+    each_backend(|backend| async move {
+        // The daily sweep is off: only the verb squares off.
+        let stack = TestStack::start_with(backend, |s| {
+            s.worker.square_off_at = pinnacle_common::config::SquareOffAt::OFF;
+        })
+        .await;
+        let user = stack.trader("sqoff-now").await;
+        stack.wait_for_ticks("SBIN-EQ", 2).await;
+        stack.wait_for_ticks("TCS-EQ", 2).await;
+
+        // A long and a short INTRADAY position, a DELIVERY one, and a resting order of each.
+        let mut long = market("mis-long", "SBIN-EQ", 5);
+        long.product = Product::Intraday;
+        let mut short = market("mis-short", "TCS-EQ", 2);
+        (short.product, short.side) = (Product::Intraday, Side::Sell);
+        for order in [long, short, market("cnc-1", "SBIN-EQ", 3)] {
+            let placed = stack.place(&user, &order).await;
+            assert_eq!(placed.result.expect("placed").status.as_str(), "FILLED");
+        }
+        for (id, product) in [("mis-rest", "INTRADAY"), ("cnc-rest", "DELIVERY")] {
+            let resting = stack
+                .call(
+                    &user,
+                    "place",
+                    json!({"client_order_id": id, "exchange": "NSE",
+                    "symbol": "SBIN-EQ", "side": "BUY", "order_type": "LIMIT", "quantity": 1,
+                    "price": 100, "product": product}),
+                )
+                .await;
+            assert_eq!(result(&resting)["status"], "OPEN", "{resting}");
+        }
+
+        // Refusals: a read-only token, an unknown account, a malformed request. Nothing moves.
+        let (code, issued) = stack
+            .api_post(
+                &format!("/v1/users/{}/tokens", user.id),
+                ADMIN_TOKEN,
+                &json!({"scopes": ["read"], "expires_in_secs": 600}),
+            )
+            .await;
+        assert_eq!(code, 201, "{issued}");
+        let reader = TestUser {
+            id: user.id.clone(),
+            token: issued["token"].as_str().expect("a token").into(),
+        };
+        let refused = [
+            (&reader, json!({}), "FORBIDDEN"),
+            (&user, json!({"account": "nope"}), "NO_BROKER_ACCOUNT"),
+            (&user, json!({"account": 5}), "BAD_PAYLOAD"),
+        ];
+        for (who, body, expected) in refused {
+            let reply = stack.call(who, "squareoff", body.clone()).await;
+            assert_eq!(reply["ok"], false, "{body}: {reply}");
+            assert_eq!(reply["error"]["code"], expected, "{body}: {reply}");
+        }
+        assert!(closing_ids(&stack, &user).await.is_empty());
+        assert_eq!(status(&stack, &user, "mis-rest").await, "OPEN");
+
+        // A kill switch does not keep a position open.
+        stack
+            .set_limits(Limits {
+                kill_switch: true,
+                ..no_limits(&user.id)
+            })
+            .await;
+        let reply = stack
+            .call(&user, "squareoff", json!({"account": "paper"}))
+            .await;
+        let done = result(&reply);
+        assert_eq!(done["failed"], json!([]), "{reply}");
+        assert_eq!(
+            summary(&done["cancelled"]),
+            [(
+                "mis-rest".into(),
+                json!("BUY"),
+                json!("LIMIT"),
+                json!("INTRADAY"),
+                json!(1),
+                json!("CANCELLED")
+            )],
+            "{reply}"
+        );
+        let closing = summary(&done["closing"]);
+        assert_eq!(closing.len(), 2, "one closing order per position: {reply}");
+        let mut closed: Vec<_> = closing
+            .iter()
+            .map(|(id, side, kind, product, quantity, status)| {
+                assert!(id.starts_with("sqoff-") && id.ends_with("-1"), "{id}");
+                assert_eq!(
+                    (kind, product, status),
+                    (&json!("LIMIT"), &json!("INTRADAY"), &json!("FILLED")),
+                    "{reply}"
+                );
+                (side.clone(), quantity.clone())
+            })
+            .collect();
+        closed.sort_by_key(|(side, _)| side.to_string());
+        assert_eq!(
+            closed,
+            [(json!("BUY"), json!(2)), (json!("SELL"), json!(5))],
+            "{reply}"
+        );
+        for order in done["closing"].as_array().expect("closing") {
+            // Priced 1% through the last price; the feed may move a little before the fill.
+            let fill = order["average_price"].as_i64().expect("filled");
+            let price = order["price"].as_i64().expect("a limit");
+            let through = if order["side"] == "SELL" {
+                price <= fill
+            } else {
+                price >= fill
+            };
+            assert!(
+                through && (price - fill).abs() <= fill / 50,
+                "marketable near 1%: {order}"
+            );
+            assert_eq!(price % 5, 0, "on the tick: {order}");
+        }
+
+        // Flat in INTRADAY; DELIVERY and its resting order untouched.
+        let positions = stack.call(&user, "positions", json!({})).await;
+        for position in result(&positions)["positions"]
+            .as_array()
+            .expect("positions")
+        {
+            let expected = if position["product"] == "DELIVERY" {
+                3
+            } else {
+                0
+            };
+            assert_eq!(position["net_quantity"], expected, "{positions}");
+        }
+        assert_eq!(status(&stack, &user, "cnc-rest").await, "OPEN");
+
+        // Again: nothing is left to do, and nothing more is placed.
+        let again = stack.call(&user, "squareoff", json!({})).await;
+        assert_eq!(
+            result(&again),
+            &json!({"cancelled": [], "closing": [], "failed": []}),
+            "{again}"
+        );
+        assert_eq!(closing_ids(&stack, &user).await.len(), 2);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trader_squares_off_an_angel_one_account_on_demand_with_limit_orders() {
+    each_backend(|backend| async move {
+        let angel = AngelStack::start_with(
+            backend,
+            |_| {},
+            |s| s.worker.square_off_at = pinnacle_common::config::SquareOffAt::OFF,
+        )
+        .await;
+        let (user, account) = angel.angel_trader("sqoff-now", 22, json!({})).await;
+        let cc = account.client_code.clone();
+        let (fills, rests) = angel.prices();
+        let stack = &angel.stack;
+        let opening = with_product(AngelStack::limit("mis-1", "BUY", 4, fills), "INTRADAY");
+        result(&stack.call(&user, "place", opening).await);
+        eventually(Duration::from_secs(10), "the opening buy fills", || async {
+            (status(stack, &user, "mis-1").await == "FILLED").then_some(())
+        })
+        .await;
+        let resting = with_product(AngelStack::limit("mis-rest", "BUY", 1, rests), "INTRADAY");
+        assert_eq!(
+            result(&stack.call(&user, "place", resting).await)["status"],
+            "OPEN"
+        );
+
+        let reply = stack.call(&user, "squareoff", json!({})).await;
+        let done = result(&reply);
+        assert_eq!(done["failed"], json!([]), "{reply}");
+        assert_eq!(
+            done["cancelled"][0]["client_order_id"], "mis-rest",
+            "{reply}"
+        );
+        assert_eq!(done["cancelled"][0]["status"], "CANCELLED", "{reply}");
+        let closing = &done["closing"];
+        assert_eq!(closing.as_array().map(Vec::len), Some(1), "{reply}");
+        assert_eq!(
+            (
+                &closing[0]["side"],
+                &closing[0]["order_type"],
+                &closing[0]["quantity"]
+            ),
+            (&json!("SELL"), &json!("LIMIT"), &json!(4)),
+            "{reply}"
+        );
+        let closing_id = closing[0]["client_order_id"]
+            .as_str()
+            .expect("an id")
+            .to_string();
+        eventually(
+            Duration::from_secs(10),
+            "the closing order fills",
+            || async { (status(stack, &user, &closing_id).await == "FILLED").then_some(()) },
+        )
+        .await;
+
+        // A second square-off, before or after the broker reports the position flat, places
+        // nothing more at the broker.
+        let again = stack.call(&user, "squareoff", json!({})).await;
+        assert_eq!(result(&again)["failed"], json!([]), "{again}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let book = angel.sim.orders(&cc);
+        let rest = book
+            .iter()
+            .find(|o| o.price_paise == rests)
+            .expect("mis-rest at the broker");
+        assert_eq!(rest.status, "cancelled", "{rest:?}");
+        let closing = closing_at_broker(&book);
+        assert_eq!(closing.len(), 1, "closed exactly once: {book:?}");
+        assert_eq!(closing[0].ordertype, "LIMIT", "never MARKET: {closing:?}");
+        assert_eq!(
+            (closing[0].quantity, closing[0].filled),
+            (4, 4),
+            "{closing:?}"
+        );
+        assert_eq!(closing_ids(stack, &user).await, [closing_id]);
     })
     .await;
 }

@@ -629,6 +629,39 @@ async function refreshPortfolio() {
   )), "No trades today.");
 }
 
+/** The square-off button: the first click arms it, a second within 5 s squares off. */
+async function squareOff() {
+  const button = $("#squareoff");
+  const out = $("#squareoff-result");
+  if (button.dataset.armed !== "true") {
+    button.dataset.armed = "true";
+    button.textContent = "Confirm square-off";
+    setTimeout(() => {
+      button.dataset.armed = "false";
+      button.textContent = "Square off intraday…";
+    }, 5000);
+    return;
+  }
+  button.dataset.armed = "false";
+  button.textContent = "Square off intraday…";
+  out.textContent = "squaring off…";
+  try {
+    const done = await orderRequest("squareoff", {});
+    const closing = done.closing.map((o) => `${o.side} ${o.quantity} ${o.symbol} ${o.status}`);
+    const failed = done.failed.map((f) => `${f.symbol} ${f.error.code}: ${f.error.message}`);
+    if (failed.length) {
+      setResult(out, { code: "SQUARE_OFF_INCOMPLETE", message: `${failed.join("; ")}. Square off again once the reason has passed.` });
+    } else if (!done.cancelled.length && !closing.length) {
+      setResult(out, null, "Nothing to square off: no working INTRADAY order, no open INTRADAY position.");
+    } else {
+      setResult(out, null, `Squared off: ${done.cancelled.length} order(s) cancelled; closing ${closing.join(", ") || "nothing"}.`);
+    }
+    await refreshPortfolio();
+  } catch (e) {
+    setResult(out, e);
+  }
+}
+
 /** Replaces a table body's rows, or shows `empty` across the table when there are none. */
 function fillBody(selector, rows, empty) {
   const body = $(selector);
@@ -803,6 +836,7 @@ on("#modify-form", "submit", async () => {
 });
 on("#modify-close", "click", () => $("#modify-dialog").close());
 on("#verify", "click", verifyAudit);
+on("#squareoff", "click", squareOff);
 on("#audit-refresh", "click", refreshAudit);
 on("#token-new", "submit", (e) => createToken(e.target));
 on("#token-dismiss", "click", () => {

@@ -189,6 +189,14 @@ pub enum OrderCommand {
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
+    /// Square off now: cancel the account's working INTRADAY orders and close each open
+    /// INTRADAY position with a marketable LIMIT order (the daily square-off's orders).
+    #[command(name = "squareoff")]
+    SquareOff {
+        /// Broker account label, when you have several.
+        #[arg(long)]
+        account: Option<String>,
+    },
 }
 
 /// `pinnacle portfolio …`.

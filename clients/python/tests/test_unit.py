@@ -23,6 +23,7 @@ from pinnacle_client import (
     OrderStatus,
     PinnacleError,
     ProblemKind,
+    SquareOff,
     Tick,
     TickMode,
     escape_token,
@@ -97,6 +98,14 @@ def test_nested_wire_types_decode_and_name_the_field_that_is_wrong() -> None:
         Candles.from_wire({**candles, "candles": None})
     with pytest.raises(DecodeError, match="volume"):
         Candles.from_wire({**candles, "candles": [{**candles["candles"][0], "volume": 1.5}]})
+    square_off = {"cancelled": [], "closing": [order], "failed": [
+        {"exchange": "NSE", "symbol": "TCS-EQ", "order_id": None,
+         "error": {"code": "PRICE_UNAVAILABLE", "message": "no last price"}}]}
+    done = SquareOff.from_wire(square_off)
+    assert done.closing[0].side.value == "SELL" and done.failed[0].order_id is None
+    assert done.failed[0].error.code == ErrorCode.PRICE_UNAVAILABLE
+    with pytest.raises(DecodeError, match="code"):
+        SquareOff.from_wire({**square_off, "failed": [{**square_off["failed"][0], "error": {}}]})
 
 
 def test_error_codes_compare_as_strings_and_know_what_is_retryable() -> None:

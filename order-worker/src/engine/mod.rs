@@ -87,7 +87,7 @@ use pinnacle_common::error::ErrorBody;
 use pinnacle_common::invalidate::Invalidation;
 use pinnacle_common::model::{
     Funds, Holdings, ListRequest, ModifyRequest, OrderList, OrderRef, OrderReply, OrderRequest,
-    OrderStatus, PortfolioRequest, Positions, Trades,
+    OrderStatus, PortfolioRequest, Positions, SquareOffReply, SquareOffRequest, Trades,
 };
 use pinnacle_common::shutdown::Shutdown;
 use sea_orm::DbErr;
@@ -259,7 +259,19 @@ impl Engine {
     /// Squares off intraday orders and positions now (see [`squareoff`]); how many orders
     /// it cancelled or placed.
     pub async fn square_off(&self) -> Result<usize, ErrorBody> {
-        squareoff::square_off(self).await
+        squareoff::square_off(self, &mut squareoff::Settled::default()).await
+    }
+
+    /// Squares off `principal`'s account now (the `squareoff` verb): cancels its working
+    /// `INTRADAY` orders and closes each open `INTRADAY` position with the same marketable
+    /// LIMIT order the daily sweep would place (see [`squareoff`]).
+    pub async fn square_off_account(
+        &self,
+        principal: &Principal,
+        request_id: &str,
+        request: &SquareOffRequest,
+    ) -> Result<SquareOffReply, ErrorBody> {
+        squareoff::square_off_on_demand(self, principal, request_id, request).await
     }
 
     /// Squares off after the configured time each day, until `shutdown`.

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod market;
 pub mod order;
 pub mod portfolio;
+pub mod squareoff;
 pub mod tick;
 pub mod wire_text;
 
@@ -22,5 +23,6 @@ pub use order::{
 pub use portfolio::{
     Funds, Holding, Holdings, PortfolioRequest, Position, Positions, Trade, Trades,
 };
+pub use squareoff::{SquareOffFailure, SquareOffReply, SquareOffRequest};
 pub use tick::{Book, Depth, FeedMode, Level, MarketTick, Tick};
 pub use wire_text::UnknownValue;

@@ -24,9 +24,11 @@ pub const POSITIONS: &str = "positions";
 pub const TRADES: &str = "trades";
 /// The account's delivery holdings.
 pub const HOLDINGS: &str = "holdings";
+/// Cancel the account's working intraday orders and close its intraday positions now.
+pub const SQUAREOFF: &str = "squareoff";
 /// Every verb, for error messages and discovery.
-pub const ALL: [&str; 9] = [
-    PLACE, MODIFY, CANCEL, GET, LIST, FUNDS, POSITIONS, HOLDINGS, TRADES,
+pub const ALL: [&str; 10] = [
+    PLACE, MODIFY, CANCEL, GET, LIST, FUNDS, POSITIONS, HOLDINGS, TRADES, SQUAREOFF,
 ];
 
 /// An order verb, parsed from its subject token.
@@ -50,11 +52,13 @@ pub enum OrderVerb {
     Holdings,
     /// [`TRADES`].
     Trades,
+    /// [`SQUAREOFF`].
+    SquareOff,
 }
 
 impl OrderVerb {
     /// Every verb, in the order of [`ALL`].
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Place,
         Self::Modify,
         Self::Cancel,
@@ -64,6 +68,7 @@ impl OrderVerb {
         Self::Positions,
         Self::Holdings,
         Self::Trades,
+        Self::SquareOff,
     ];
 
     /// The verb as spelled in the subject.
@@ -78,13 +83,17 @@ impl OrderVerb {
             Self::Positions => POSITIONS,
             Self::Holdings => HOLDINGS,
             Self::Trades => TRADES,
+            Self::SquareOff => SQUAREOFF,
         }
     }
 
     /// Whether the verb changes orders (and so needs the `trade` scope) rather than
     /// only reading them (`read`).
     pub const fn is_trading(self) -> bool {
-        matches!(self, Self::Place | Self::Modify | Self::Cancel)
+        matches!(
+            self,
+            Self::Place | Self::Modify | Self::Cancel | Self::SquareOff
+        )
     }
 }
 
@@ -129,7 +138,12 @@ mod tests {
             .collect();
         assert_eq!(
             trading,
-            [OrderVerb::Place, OrderVerb::Modify, OrderVerb::Cancel]
+            [
+                OrderVerb::Place,
+                OrderVerb::Modify,
+                OrderVerb::Cancel,
+                OrderVerb::SquareOff
+            ]
         );
     }
 }

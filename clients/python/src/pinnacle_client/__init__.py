@@ -7,7 +7,7 @@ Layout:
   retryable refusal);
 - `market`: `md.req.*` requests, tick/depth/status streams, `LiveTicks` (snapshot + gap
   healing);
-- `orders`: place, modify, cancel, get, list; `Portfolio`: funds, positions, holdings, trades;
+- `orders`: place, modify, cancel, get, list, square_off; `Portfolio`: funds, positions, holdings, trades;
 - `events`: the user's order events from ORDER_EVENTS, replayed from a point in time;
 - `audit`: the AUDIT stream reader and `ChainVerifier` (HMAC chains and checkpoints);
 - `models`: the wire types (dataclasses) and enums; `wire`: subjects, headers, codecs;
@@ -41,6 +41,8 @@ from .models import (
     Product,
     Side,
     Snapshot,
+    SquareOff,
+    SquareOffFailure,
     SymbolRef,
     Tick,
     TickMode,
@@ -54,7 +56,7 @@ __all__ = [
     "Depth", "ErrorCode", "ExchangeStatus", "Funds", "Holding", "Instrument", "Interval",
     "Level", "LiveTicks", "MarketState", "NoReplyError", "Order", "OrderEvent", "OrderStatus",
     "OrderType", "PinnacleError", "Position", "Problem", "ProblemKind", "Product", "RETRYABLE",
-    "RetryPolicy", "Side", "Snapshot", "SymbolRef", "Tick", "TickMode", "Trade", "VerifyReport",
+    "RetryPolicy", "Side", "Snapshot", "SquareOff", "SquareOffFailure", "SymbolRef", "Tick", "TickMode", "Trade", "VerifyReport",
     "escape_token", "ist_minute", "load_env", "new_client_order_id", "tick_subject",
 ]
 __version__ = "0.1.0"

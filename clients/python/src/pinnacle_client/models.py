@@ -369,6 +369,44 @@ class OrderEvent(Wire):
 
 
 @dataclass(frozen=True)
+class ErrorDetail(Wire):
+    """A refusal inside a result: the protocol's error `code` and a message for people."""
+
+    code: str
+    message: str
+
+    WHAT: ClassVar[str] = "error"
+
+
+@dataclass(frozen=True)
+class SquareOffFailure(Wire):
+    """An order a square-off could not cancel, or a position it could not close."""
+
+    exchange: str
+    symbol: str
+    order_id: Optional[str]
+    """The working order not cancelled, or the refused closing order; None when no order
+    was stored."""
+    error: ErrorDetail
+
+    WHAT: ClassVar[str] = "square-off failure"
+
+
+@dataclass(frozen=True)
+class SquareOff(Wire):
+    """What `orders.<USER_ID>.squareoff` did. An empty `failed` means every working
+    INTRADAY order is cancelled and every open INTRADAY position has its closing order
+    working or filled; otherwise send it again once the reason has passed."""
+
+    cancelled: Tuple[Order, ...]
+    closing: Tuple[Order, ...]
+    """One closing order per open INTRADAY position, as it now stands."""
+    failed: Tuple[SquareOffFailure, ...]
+
+    WHAT: ClassVar[str] = "square-off"
+
+
+@dataclass(frozen=True)
 class Funds(Wire):
     """Paise. On the paper broker `available = cash - used - blocked`."""
 

@@ -1,4 +1,4 @@
-"""Orders (`orders.<USER_ID>.place|modify|cancel|get|list`) and the portfolio
+"""Orders (`orders.<USER_ID>.place|modify|cancel|get|list|squareoff`) and the portfolio
 (`orders.<USER_ID>.funds|positions|holdings|trades`).
 
 Every place carries a `client_order_id` (a fresh UUID unless you give one). A resend after
@@ -23,6 +23,7 @@ from .models import (
     Position,
     Product,
     Side,
+    SquareOff,
     Trade,
 )
 
@@ -126,6 +127,12 @@ class Orders:
         states = None if status is None else [OrderStatus(s).value for s in status]
         result = await self._call("list", {"status": states, "limit": limit})
         return [Order.from_wire(o) for o in _field_list(result, "orders")]
+
+    async def square_off(self, account: Optional[str] = None) -> SquareOff:
+        """Squares the account off now: cancels its working INTRADAY orders and closes each
+        open INTRADAY position with a marketable LIMIT order (the daily square-off's own,
+        so a resend, or the sweep, never closes a position twice)."""
+        return SquareOff.from_wire(await self._call("squareoff", {"account": account}))
 
 
 class Portfolio:
