@@ -39,6 +39,7 @@ pub fn router() -> Router<Arc<Shared>> {
         .route("/expire/{client_code}", post(expire))
         .route("/revoke/{client_code}", post(revoke))
         .route("/drop-sockets", post(drop_sockets))
+        .route("/mute-updates", post(mute_updates).delete(unmute_updates))
         .route("/orders/{client_code}", get(orders))
         .route("/requests", get(requests))
         .route("/requests", delete(clear_requests))
@@ -105,6 +106,18 @@ async fn revoke(State(s): State<Arc<Shared>>, Path(cc): Path<String>) -> StatusC
 
 async fn drop_sockets(State(s): State<Arc<Shared>>) -> StatusCode {
     s.kill.send_modify(|g| *g += 1);
+    StatusCode::NO_CONTENT
+}
+
+async fn mute_updates(State(s): State<Arc<Shared>>) -> StatusCode {
+    s.mute_updates
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    StatusCode::NO_CONTENT
+}
+
+async fn unmute_updates(State(s): State<Arc<Shared>>) -> StatusCode {
+    s.mute_updates
+        .store(false, std::sync::atomic::Ordering::Relaxed);
     StatusCode::NO_CONTENT
 }
 

@@ -226,6 +226,15 @@ impl Simulator {
         self.shared.kill.send_modify(|g| *g += 1);
     }
 
+    /// While `muted`, order-update sockets stay open and send no order updates: what
+    /// happens meanwhile (a fill, a cancel) is never pushed, as over a connection that
+    /// silently stopped delivering.
+    pub fn mute_order_updates(&self, muted: bool) {
+        self.shared
+            .mute_updates
+            .store(muted, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Open market-data sockets.
     pub fn feed_connections(&self) -> usize {
         self.shared.feed_connections()

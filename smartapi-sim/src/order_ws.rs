@@ -1,6 +1,7 @@
 //! The order-update WebSocket `/smart-order-update` (SPEC §9): Bearer authentication,
 //! the AB00 greeting, then one JSON message per order state change of the client.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
@@ -97,7 +98,9 @@ async fn run(
                 Some(Ok(_)) => {}
             },
             event = events.recv() => match event {
-                Ok(OrderEvent { client_code: cc, code, order }) if cc == client_code => {
+                Ok(OrderEvent { client_code: cc, code, order })
+                    if cc == client_code && !shared.mute_updates.load(Ordering::Relaxed) =>
+                {
                     if socket.send(message(&cc, code, order_record(&order, Style::OrderWs))).await.is_err() {
                         break;
                     }

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use serde::Serialize;
@@ -68,6 +68,9 @@ pub struct Shared {
     pub events: broadcast::Sender<OrderEvent>,
     /// Bumped by `drop_sockets` (and shutdown): every socket closes.
     pub kill: watch::Sender<u64>,
+    /// While set, order-update sockets stay open but send no order updates (they are
+    /// lost, as over a connection that silently stopped delivering).
+    pub mute_updates: AtomicBool,
     /// Bumped after each random-walk step: market sockets send their ticks.
     pub tick: watch::Sender<u64>,
     next_conn: AtomicU64,
@@ -107,6 +110,7 @@ impl Shared {
             order_conns: Mutex::default(),
             events: broadcast::channel(4096).0,
             kill: watch::channel(0).0,
+            mute_updates: AtomicBool::new(false),
             tick: watch::channel(0).0,
             next_conn: AtomicU64::new(1),
         }

@@ -1189,3 +1189,103 @@ async fn rejections_after_the_acknowledgement_are_recorded_with_the_reason() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_refused_because_the_order_already_filled_records_the_fill() {
+    each_backend(|backend| async move {
+        let angel = AngelStack::start(backend).await;
+        let (user, account) = angel.angel_trader("late", 23, json!({})).await;
+        let cc = account.client_code.as_str();
+        let (_, rests) = angel.prices();
+        let stack = &angel.stack;
+        for id in ["late-cancel", "late-modify"] {
+            let resting = stack
+                .call(&user, "place", AngelStack::limit(id, "BUY", 2, rests))
+                .await;
+            assert_eq!(result(&resting)["status"], "OPEN", "{resting}");
+        }
+
+        // Both fill at the broker while its order-update stream delivers nothing: Pinnacle
+        // still has them OPEN.
+        angel.sim.mute_order_updates(true);
+        angel.sim.set_ltp("NSE", SBIN_TOKEN, rests - 100);
+        let book = angel.sim.orders(cc);
+        assert!(book.iter().all(|o| o.status == "complete"), "{book:?}");
+        let got = stack
+            .call(&user, "get", json!({"client_order_id": "late-cancel"}))
+            .await;
+        assert_eq!(result(&got)["status"], "OPEN", "{got}");
+
+        // A cancel or a modify now is refused by the broker: the reply says the order is
+        // filled (not that the broker rejected it), and Pinnacle records the fill at once,
+        // with the order's own quantity (the modify did not happen).
+        let cancel = stack
+            .call(&user, "cancel", json!({"client_order_id": "late-cancel"}))
+            .await;
+        let modify = stack
+            .call(
+                &user,
+                "modify",
+                json!({"client_order_id": "late-modify", "quantity": 3}),
+            )
+            .await;
+        for (reply, id) in [(&cancel, "late-cancel"), (&modify, "late-modify")] {
+            assert_eq!(reply["error"]["code"], "INVALID_STATE", "{reply}");
+            let message = reply["error"]["message"].as_str().expect("a message");
+            assert!(
+                message.contains("already FILLED at the broker"),
+                "{message}"
+            );
+            let got = stack
+                .call(&user, "get", json!({"client_order_id": id}))
+                .await;
+            let order = result(&got);
+            assert_eq!(
+                (
+                    &order["status"],
+                    &order["quantity"],
+                    &order["filled_quantity"]
+                ),
+                (&json!("FILLED"), &json!(2), &json!(2)),
+                "{got}"
+            );
+            assert!(
+                order["average_price"].as_i64().is_some_and(|p| p > 0),
+                "{got}"
+            );
+        }
+        angel.sim.mute_order_updates(false);
+
+        // Every change is an event, the last one the fill.
+        let paths = || async {
+            let events = pinnacle_tests::order_events(&stack.client, &user.id).await;
+            ["late-cancel", "late-modify"].map(|id| {
+                events
+                    .iter()
+                    .filter(|e| e.order.client_order_id == id)
+                    .map(|e| e.order.status.as_str().to_string())
+                    .collect::<Vec<_>>()
+            })
+        };
+        let [cancelled, modified] =
+            eventually(Duration::from_secs(10), "the fills' events", || async {
+                let paths = paths().await;
+                paths
+                    .iter()
+                    .all(|p| p.last().is_some_and(|s| s == "FILLED"))
+                    .then_some(paths)
+            })
+            .await;
+        assert_eq!(
+            cancelled,
+            ["NEW", "SUBMITTED", "OPEN", "PENDING_CANCEL", "FILLED"]
+        );
+        assert_eq!(
+            modified,
+            ["NEW", "SUBMITTED", "OPEN", "PENDING_MODIFY", "FILLED"]
+        );
+        // One order at the broker each, nothing else sent.
+        assert_eq!(angel.sim.orders(cc).len(), 2);
+    })
+    .await;
+}

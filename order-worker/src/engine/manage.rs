@@ -3,7 +3,7 @@
 //! before the credentials are used.
 
 use pinnacle_common::auth::Principal;
-use pinnacle_common::broker::{BrokerError, BrokerOutcome, Filled};
+use pinnacle_common::broker::{Broker, BrokerCredentials, BrokerError, BrokerOutcome, Filled};
 use pinnacle_common::entities::orders;
 use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::model::{ModifyRequest, OrderRef, OrderReply, OrderRequest, OrderStatus};
@@ -69,15 +69,24 @@ fn as_request(current: &OrderReply) -> OrderRequest {
     }
 }
 
+/// The broker a change was sent to, with the credentials it was sent with.
+#[derive(Clone, Copy)]
+struct AtBroker<'a> {
+    broker: &'a dyn Broker,
+    creds: &'a BrokerCredentials,
+}
+
 /// Settles a pending change from the broker's answer (`None`: the lease was lost and the
-/// call dropped, so reconciliation settles it); a refused change restores `previous`.
+/// call dropped, so reconciliation settles it); a refused change restores `previous`,
+/// unless the broker refused it because the order had already filled or been cancelled
+/// there ([`finished_at_broker`]).
 async fn settle(
     engine: &Engine,
-    pending: &orders::Model,
-    lease: &Lease,
+    (pending, lease): (&orders::Model, &Lease),
     previous: OrderStatus,
     answer: Option<Result<BrokerOutcome, BrokerError>>,
     patch: Patch,
+    at: AtBroker<'_>,
 ) -> Result<orders::Model, ErrorBody> {
     let held = Ownership::Held(&lease.owner);
     let Some(answer) = answer else {
@@ -102,10 +111,49 @@ async fn settle(
                 .await
         }
         Err(error) => {
+            if let Some(now) = finished_at_broker(at, pending, &error).await {
+                let stored = engine
+                    .record_outcome(pending, now.status, Patch::from_outcome(&now), held)
+                    .await?;
+                return Err(ErrorBody::new(
+                    ErrorCode::InvalidState,
+                    format!(
+                        "the order is already {} at the broker, which refused the change \
+                         ({error}); nothing was changed",
+                        store::status_of(&stored)?
+                    ),
+                ));
+            }
             engine
                 .record_outcome(pending, previous, Patch::default(), held)
                 .await?;
             Err(broker_error(&error))
+        }
+    }
+}
+
+/// When the broker refused a change to an order that it has already filled or cancelled
+/// (before its order-update stream said so, or while it was down), the order as the
+/// broker has it, looked up by Pinnacle's id: the refusal says the change came too late,
+/// not that the order is still working. Only a refusal is looked up (an outage or a rate
+/// limit says nothing about the order), and one that cannot be looked up is taken as it is.
+async fn finished_at_broker(
+    at: AtBroker<'_>,
+    pending: &orders::Model,
+    refusal: &BrokerError,
+) -> Option<BrokerOutcome> {
+    if !matches!(refusal, BrokerError::Rejected(_)) {
+        return None;
+    }
+    match at.broker.find_order(at.creds, &pending.id).await {
+        Ok(Some(now)) if matches!(now.status, OrderStatus::Filled | OrderStatus::Cancelled) => {
+            tracing::info!(order_id = %pending.id, status = %now.status, "a refused change came after the order finished at the broker");
+            Some(now)
+        }
+        Ok(_) => None,
+        Err(error) => {
+            tracing::info!(order_id = %pending.id, %error, "the refused order's state could not be read");
+            None
         }
     }
 }
@@ -154,8 +202,21 @@ pub(super) async fn cancel_as(
     let answer = engine
         .call_broker(&lease, broker.name(), "cancel_order", call)
         .await;
+    let at = AtBroker {
+        broker: broker.as_ref(),
+        creds: &creds,
+    };
+    let settled = settle(
+        engine,
+        (&pending, &lease),
+        previous,
+        answer,
+        Patch::default(),
+        at,
+    )
+    .await;
     drop(creds);
-    settle(engine, &pending, &lease, previous, answer, Patch::default()).await
+    settled
 }
 
 /// `current` with `change` applied, if the change fits the order: the quantity stays
@@ -252,13 +313,17 @@ pub(super) async fn modify(
     let answer = engine
         .call_broker(&lease, broker.name(), "modify_order", call)
         .await;
-    drop(creds);
     let patch = Patch {
         quantity: Some(modified.quantity),
         price: modified.price,
         trigger_price: modified.trigger_price,
         ..Patch::default()
     };
-    let modified = settle(engine, &pending, &lease, previous, answer, patch).await?;
-    Ok(store::view(&modified)?)
+    let at = AtBroker {
+        broker: broker.as_ref(),
+        creds: &creds,
+    };
+    let modified = settle(engine, (&pending, &lease), previous, answer, patch, at).await;
+    drop(creds);
+    Ok(store::view(&modified?)?)
 }
