@@ -241,6 +241,7 @@ impl Engine {
         };
         let Ok(answer) = answer else {
             self.nudge.ring();
+            self.log_lost_lease(lease).await;
             return None;
         };
         if let Err(error) = &answer {
@@ -249,6 +250,27 @@ impl Engine {
         }
         pinnacle_common::metrics::metrics().broker_request(broker, operation, answer.is_ok());
         Some(answer)
+    }
+
+    /// Says why a broker call was dropped: another path already settled the order (the
+    /// broker's order-update stream, faster than the broker's reply, which is normal; or
+    /// reconciliation, after this engine stalled past its lease), or the lease was lost and
+    /// reconciliation will settle it.
+    async fn log_lost_lease(&self, lease: &lease::Lease) {
+        let order_id = lease.order_id.as_str();
+        let status = match self.orders.get(order_id).await {
+            Ok(Some(order)) => store::status_of(&order).ok(),
+            _ => None,
+        };
+        match status {
+            Some(status) if !status.is_in_flight() => tracing::info!(
+                order_id,
+                %status,
+                "the order was settled while its broker call ran (by the broker's order-update \
+                 stream, or by reconciliation after a stall); the call is dropped"
+            ),
+            _ => tracing::warn!(order_id, "lease lost; the broker call is dropped"),
+        }
     }
 
     /// The order as the database shows it now.

@@ -131,7 +131,7 @@ pub async fn guard<F: Future>(
     loop {
         let until = *deadline.borrow_and_update();
         if Instant::now() >= until {
-            tracing::warn!(order_id = %lease.order_id, "lease lost; the broker call is dropped");
+            tracing::debug!(order_id = %lease.order_id, "lease not renewed; the broker call is dropped");
             return Err(LeaseLost);
         }
         tokio::select! {

@@ -176,7 +176,14 @@ impl ModifyRequest {
     pub fn validate(&self, max_quantity: i64) -> Result<(), ErrorBody> {
         let invalid = |m: String| Err(ErrorBody::new(ErrorCode::InvalidRequest, m));
         if self.quantity.is_none() && self.price.is_none() && self.trigger_price.is_none() {
-            return invalid("a modify needs a new quantity, price or trigger_price".into());
+            let hint = if self.order_type.is_some() {
+                " (the order type cannot be modified: cancel the order and place a new one)"
+            } else {
+                ""
+            };
+            return invalid(format!(
+                "a modify needs a new quantity, price or trigger_price{hint}"
+            ));
         }
         match self.quantity {
             Some(q) if q <= 0 => return invalid(format!("quantity must be positive, got {q}")),

@@ -166,6 +166,13 @@ fn a_modify_is_checked_for_ranges_before_its_order() {
             change(None, None, Some(-1)),
             "trigger_price must be positive",
         ),
+        (
+            ModifyRequest {
+                order_type: Some(OrderType::Market),
+                ..change(None, None, None)
+            },
+            "the order type cannot be modified",
+        ),
     ] {
         let error = bad.validate(100).expect_err(why);
         assert_eq!(error.code, ErrorCode::InvalidRequest);
