@@ -267,7 +267,8 @@ async fn workers_are_discoverable_through_the_micro_protocol() {
             "funds",
             "positions",
             "holdings",
-            "trades"
+            "trades",
+            "squareoff"
         ]
     );
     assert_eq!(info["endpoints"][0]["queue_group"], "order-workers");
