@@ -19,6 +19,7 @@ mod m20261210_000001_outbox_trace;
 mod m20261212_000001_order_rate_unlogged;
 mod m20261213_000001_erased_accounts;
 mod m20261214_000001_paper_books_functions;
+mod m20261215_000001_outbox_functions;
 
 /// Every migration, oldest first.
 #[derive(Debug)]
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261212_000001_order_rate_unlogged::Migration),
             Box::new(m20261213_000001_erased_accounts::Migration),
             Box::new(m20261214_000001_paper_books_functions::Migration),
+            Box::new(m20261215_000001_outbox_functions::Migration),
         ]
     }
 }

@@ -78,7 +78,14 @@ pub(crate) fn account_row(label: &str) -> broker_accounts::Model {
 pub(crate) struct Postgres {
     /// The connection to it.
     pub(crate) db: DatabaseConnection,
-    _database: PostgresDatabase,
+    database: PostgresDatabase,
+}
+
+impl Postgres {
+    /// Its URL, for a connection of a test's own.
+    pub(crate) fn url(&self) -> &str {
+        self.database.url()
+    }
 }
 
 /// [`Postgres`], or `None` when no server answers and `PINNACLE_REQUIRE_POSTGRES` is not
@@ -98,8 +105,5 @@ pub(crate) async fn postgres() -> Option<Postgres> {
         .await
         .expect("connect to the test database");
     Migrator::up(&db, None).await.expect("migrations");
-    Some(Postgres {
-        db,
-        _database: database,
-    })
+    Some(Postgres { db, database })
 }
