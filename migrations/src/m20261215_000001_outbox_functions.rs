@@ -73,14 +73,9 @@ CREATE OR REPLACE FUNCTION pinnacle_outbox_claim(
 RETURNS SETOF order_outbox
 LANGUAGE plpgsql
 SET enable_seqscan = off
+SET plan_cache_mode = force_custom_plan
 AS $$
 BEGIN
-    -- A backlog: plan afresh, from the real sizes (for the rest of this call's
-    -- transaction, which is the call itself). Otherwise the cached plans serve (planning
-    -- costs more than a small claim).
-    IF (SELECT count(*) FROM (SELECT 1 FROM order_outbox LIMIT 1000) AS s) >= 1000 THEN
-        PERFORM set_config('plan_cache_mode', 'force_custom_plan', true);
-    END IF;
     -- The heads: each free row that is its order's oldest (the sub-plan is one index
     -- probe per row, and the walk in id order stops at the batch).
     UPDATE order_outbox SET claimed_by = p_token, claimed_until_ms = p_until
@@ -114,6 +109,7 @@ const REMOVE: &str = r"
 CREATE OR REPLACE FUNCTION pinnacle_outbox_remove(p_ids bigint[]) RETURNS void
 LANGUAGE plpgsql
 SET enable_seqscan = off
+SET plan_cache_mode = force_custom_plan
 AS $$
 BEGIN
     DELETE FROM order_outbox
@@ -126,6 +122,7 @@ const RELEASE: &str = r"
 CREATE OR REPLACE FUNCTION pinnacle_outbox_release(p_ids bigint[]) RETURNS void
 LANGUAGE plpgsql
 SET enable_seqscan = off
+SET plan_cache_mode = force_custom_plan
 AS $$
 BEGIN
     UPDATE order_outbox SET claimed_by = NULL, claimed_until_ms = NULL
