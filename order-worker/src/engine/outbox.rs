@@ -124,7 +124,7 @@ pub const CLAIM: Duration = Duration::from_secs(15);
 /// statistics say (see the migration `m20261215_000001_outbox_functions`).
 pub(crate) async fn claim(db: &Writer, instance: &str) -> Result<Claimed, DbErr> {
     let token = format!("{instance}/{}", uuid::Uuid::now_v7().simple());
-    let rows = if db.pipelines() {
+    let rows = if !on_postgres(db) {
         claim_at_once(db, &token).await?
     } else {
         let now = row::now_ms();
@@ -277,7 +277,7 @@ fn unclaimed(now_ms: i64) -> sea_orm::sea_query::SimpleExpr {
 
 /// Deletes published rows (JetStream acknowledged them).
 pub(crate) async fn remove(db: &Writer, ids: impl IntoIterator<Item = i64>) -> Result<(), DbErr> {
-    if db.pipelines() {
+    if !on_postgres(db) {
         order_outbox::Entity::delete_many()
             .filter(order_outbox::Column::Id.in_subquery(locked(ids)))
             .exec(db)
@@ -292,7 +292,7 @@ pub(crate) async fn remove(db: &Writer, ids: impl IntoIterator<Item = i64>) -> R
 /// Gives claimed rows back after a failed publish, so the next attempt (by any relay) may
 /// take them at once; a failure leaves them to expire.
 pub(crate) async fn release(db: &Writer, ids: &[i64]) {
-    let released = if db.pipelines() {
+    let released = if !on_postgres(db) {
         order_outbox::Entity::update_many()
             .col_expr(
                 order_outbox::Column::ClaimedBy,
@@ -313,6 +313,12 @@ pub(crate) async fn release(db: &Writer, ids: &[i64]) {
     if let Err(error) = released {
         tracing::debug!(%error, "could not release outbox claims; they expire");
     }
+}
+
+/// Whether the relay's statements are the PostgreSQL functions (elsewhere, SQLite, they
+/// are the statements built here).
+fn on_postgres(db: &Writer) -> bool {
+    db.get_database_backend() == DbBackend::Postgres
 }
 
 /// A call of one of the PostgreSQL functions that take the outbox ids `ids` as an array.
