@@ -119,7 +119,7 @@ class Client:
     """A trader's connection to Pinnacle. Build it with `Client.connect` or `Client.from_env`.
 
     - `client.market`: ticks, depth, status, snapshots, candles, the instrument master;
-    - `client.orders`: place, modify, cancel, get, list;
+    - `client.orders`: place, modify, cancel, get, list, square_off;
     - `client.portfolio`: funds, positions, holdings, trades;
     - `client.events`: the user's order events, replayed from a point in time and live;
     - `client.audit()`: a reader of the AUDIT stream that checks the HMAC chains.
