@@ -15,6 +15,16 @@ pub(crate) async fn database() -> DatabaseConnection {
     db
 }
 
+/// A fresh [`database`], and a fresh PostgreSQL one where a server answers ([`postgres`]);
+/// the second value keeps the PostgreSQL database until the test ends.
+pub(crate) async fn databases() -> Vec<(DatabaseConnection, Option<Postgres>)> {
+    let mut all = vec![(database().await, None)];
+    if let Some(pg) = postgres().await {
+        all.push((pg.db.clone(), Some(pg)));
+    }
+    all
+}
+
 /// [`database`], holding user `u1` and its paper account `id-paper`.
 pub(crate) async fn database_with_account() -> DatabaseConnection {
     let db = database().await;

@@ -334,16 +334,7 @@ mod tests {
     use sea_orm::{ActiveModelTrait as _, DatabaseConnection};
 
     use super::*;
-    use crate::engine::fixtures::{self, database};
-
-    /// In-memory SQLite, and a fresh PostgreSQL database when a server answers.
-    async fn databases() -> Vec<(DatabaseConnection, Option<fixtures::Postgres>)> {
-        let mut all = vec![(database().await, None)];
-        if let Some(pg) = fixtures::postgres().await {
-            all.push((pg.db.clone(), Some(pg)));
-        }
-        all
-    }
+    use crate::engine::fixtures::{self, databases};
 
     async fn event(db: &impl ConnectionTrait, order_id: &str, n: u32) {
         order_outbox::ActiveModel {

@@ -10,7 +10,7 @@ use pinnacle_common::writes::{WriteTxn, Writer};
 use sea_orm::{DatabaseConnection, EntityTrait, TransactionTrait};
 
 use super::*;
-use crate::engine::fixtures::{self, database as db};
+use crate::engine::fixtures::{self, database as db, databases};
 
 const ACCOUNT: &str = "acct";
 
@@ -478,16 +478,6 @@ async fn an_order_costs_a_fixed_number_of_statements_whatever_the_history() {
         (2_000 + 100, 0),
         "both orders filled and paid, nothing left reserved"
     );
-}
-
-/// The in-memory SQLite database, and a PostgreSQL one where a server answers: through a
-/// `Writer`, the books' SQL on the first and their functions on the second.
-async fn databases() -> Vec<(DatabaseConnection, Option<fixtures::Postgres>)> {
-    let mut all = vec![(db().await, None)];
-    if let Some(pg) = fixtures::postgres().await {
-        all.push((pg.db.clone(), Some(pg)));
-    }
-    all
 }
 
 #[tokio::test]
