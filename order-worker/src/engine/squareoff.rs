@@ -137,14 +137,14 @@ fn mark(orders: &[orders::Model]) -> Mark {
 /// The daily sweep: squares off every account with intraday activity today, except those
 /// `settled` says are done; returns how many orders it cancelled or placed.
 pub(super) async fn square_off(engine: &Engine, settled: &mut Settled) -> Result<usize, ErrorBody> {
-    let day = today();
+    let now = Utc::now().with_timezone(&ist());
+    let day = day_of(now);
     if settled.day != day {
         *settled = Settled {
             day: day.clone(),
             accounts: HashMap::new(),
         };
     }
-    let now = Utc::now().with_timezone(&ist());
     let Some(midnight) = now.date_naive().and_hms_opt(0, 0, 0) else {
         return Ok(0);
     };
@@ -247,7 +247,8 @@ pub(super) async fn square_off_on_demand(
         },
         request_id,
     };
-    square_off_account(engine, &account, &intraday, squarer, &today())
+    let day = day_of(Utc::now().with_timezone(&ist()));
+    square_off_account(engine, &account, &intraday, squarer, &day)
         .await?
         .reply()
 }
@@ -263,12 +264,9 @@ const UNFINISHED: [OrderStatus; 7] = [
     OrderStatus::Unknown,
 ];
 
-/// Today in IST, as closing orders' client order ids spell it.
-fn today() -> String {
-    Utc::now()
-        .with_timezone(&ist())
-        .format("%Y%m%d")
-        .to_string()
+/// The IST day of `now`, as closing orders' client order ids spell it.
+fn day_of(now: chrono::DateTime<chrono::FixedOffset>) -> String {
+    now.format("%Y%m%d").to_string()
 }
 
 /// Squares off `account`: cancels the working orders among `intraday` (its `INTRADAY`
