@@ -1297,6 +1297,9 @@ fn sqlite_says(e: &sea_orm::sqlx::Error, text: &str) -> bool {
 
 /// Whether `sql` may share a command with others: one statement, positional `?` parameters
 /// only, no comment. String literals and quoted identifiers are skipped.
+///
+/// Every statement a write transaction sends passes here, kilobytes an order, so the scan
+/// jumps from one byte that matters ([`MATTERS`]) to the next instead of deciding on each.
 fn one_statement(sql: &str) -> Result<(), String> {
     let refused = |what: &str| {
         Err(format!(
@@ -1304,39 +1307,53 @@ fn one_statement(sql: &str) -> Result<(), String> {
         ))
     };
     let bytes = sql.as_bytes();
-    let (mut i, mut statement, mut ended) = (0, false, false);
-    while let Some(&b) = bytes.get(i) {
-        let next = bytes.get(i + 1).copied();
-        let quoted_until = match b {
-            b'\'' | b'"' | b'`' => Some(b),
-            b'[' => Some(b']'),
-            _ => None,
+    let mut i = 0;
+    // Where the first statement ends: at its `;`, or at the end of the text.
+    let end = loop {
+        let Some(at) = bytes[i..].iter().position(|&b| MATTERS[usize::from(b)]) else {
+            break bytes.len();
         };
-        if let Some(close) = quoted_until {
-            if ended {
-                return refused("more than one statement");
-            }
-            let length = bytes[i + 1..].iter().position(|&c| c == close);
-            i += length.map_or(bytes.len(), |at| at + 2);
-            statement = true;
-            continue;
-        }
+        i += at;
+        let (b, next) = (bytes[i], bytes.get(i + 1).copied());
         match (b, next) {
+            (b'\'' | b'"' | b'`' | b'[', _) => {
+                let close = if b == b'[' { b']' } else { b };
+                let length = bytes[i + 1..].iter().position(|&c| c == close);
+                i = length.map_or(bytes.len(), |at| i + at + 2);
+            }
             (b'-', Some(b'-')) | (b'/', Some(b'*')) => return refused("a comment"),
             (b'?' | b'$', Some(d)) if d.is_ascii_digit() => return refused("a numbered parameter"),
-            (b';', _) => ended = true,
-            (c, _) if c.is_ascii_whitespace() => {}
-            _ if ended => return refused("more than one statement"),
-            _ => statement = true,
+            (b';', _) => break i,
+            _ => i += 1,
         }
-        i += 1;
-    }
-    if statement {
-        Ok(())
-    } else {
-        refused("no statement")
+    };
+    // After it, only whitespace and empty statements.
+    let after = bytes.get(end + 1..).unwrap_or_default();
+    match after
+        .iter()
+        .position(|&b| b != b';' && !b.is_ascii_whitespace())
+    {
+        Some(at) if matches!(&after[at..], [b'-', b'-', ..] | [b'/', b'*', ..]) => {
+            refused("a comment")
+        }
+        Some(_) => refused("more than one statement"),
+        None if bytes[..end].iter().all(u8::is_ascii_whitespace) => refused("no statement"),
+        None => Ok(()),
     }
 }
+
+/// The bytes [`one_statement`] stops at: quotes, the starts of comments and numbered
+/// parameters, and `;`.
+const MATTERS: [bool; 256] = {
+    let mut matters = [false; 256];
+    let stops = b"'\"`[-/?$;";
+    let mut i = 0;
+    while i < stops.len() {
+        matters[stops[i] as usize] = true;
+        i += 1;
+    }
+    matters
+};
 
 /// The connection was handed to the rollback task (only `Drop` does that, so no method
 /// meets this).
@@ -2200,5 +2217,52 @@ mod tests {
         });
         let dropped = std::thread::spawn(move || drop(txn)).join();
         assert!(dropped.is_ok(), "dropping outside a runtime panicked");
+    }
+
+    /// The byte-at-a-time scan `one_statement` replaced (2026-12-06): the same verdicts,
+    /// to hold the faster one to.
+    fn one_statement_byte_by_byte(sql: &str) -> bool {
+        let bytes = sql.as_bytes();
+        let (mut i, mut statement, mut ended) = (0, false, false);
+        while let Some(&b) = bytes.get(i) {
+            let next = bytes.get(i + 1).copied();
+            let quoted_until = match b {
+                b'\'' | b'"' | b'`' => Some(b),
+                b'[' => Some(b']'),
+                _ => None,
+            };
+            if let Some(close) = quoted_until {
+                if ended {
+                    return false;
+                }
+                let length = bytes[i + 1..].iter().position(|&c| c == close);
+                i += length.map_or(bytes.len(), |at| at + 2);
+                statement = true;
+                continue;
+            }
+            match (b, next) {
+                (b'-', Some(b'-')) | (b'/', Some(b'*')) => return false,
+                (b'?' | b'$', Some(d)) if d.is_ascii_digit() => return false,
+                (b';', _) => ended = true,
+                (c, _) if c.is_ascii_whitespace() => {}
+                _ if ended => return false,
+                _ => statement = true,
+            }
+            i += 1;
+        }
+        statement
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_statement_check_gives_the_byte_by_byte_verdict(
+            sql in "[ a1?$;'\"`\\[\\]/*\\-\n]{0,24}",
+        ) {
+            proptest::prop_assert_eq!(
+                one_statement(&sql).is_ok(),
+                one_statement_byte_by_byte(&sql),
+                "{:?}", sql
+            );
+        }
     }
 }
