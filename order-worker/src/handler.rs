@@ -3,6 +3,8 @@
 //! ([`crate::engine::Engine`]), then exactly one reply. The only file that turns NATS
 //! messages into engine calls.
 
+use std::time::Duration;
+
 use async_nats::{HeaderMap, Message};
 use pinnacle_common::auth::{AuthError, Principal, SCOPE_READ, SCOPE_TRADE};
 use pinnacle_common::codec::{self, Encoding};
@@ -13,8 +15,10 @@ use pinnacle_common::model::{
 use pinnacle_common::subjects::{self, headers, verbs, OrderVerb};
 use pinnacle_common::{metrics, telemetry, tokens};
 use serde::Serialize;
+use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::engine::deadline;
 pub use crate::engine::errors::internal;
 use crate::worker::Worker;
 
@@ -165,12 +169,14 @@ async fn reply(
     }
 }
 
-/// Refuses a request whose caller's `Pinnacle-Deadline` (ms since the epoch) has passed:
-/// its caller has given up, so it is answered at once, before the token is checked or any
-/// credential touched. A malformed deadline is `INVALID_REQUEST`.
-pub fn check_deadline(headers: Option<&HeaderMap>) -> Result<(), ErrorBody> {
+/// The caller's `Pinnacle-Deadline` (ms since the epoch) as an instant on this machine's
+/// clock, `None` without one. A deadline already passed is refused here: its caller has
+/// given up, so it is answered at once, before the token is checked or any credential
+/// touched. A malformed deadline is `INVALID_REQUEST`. One still ahead bounds the request
+/// up to its first credential access ([`deadline::run`]).
+pub fn check_deadline(headers: Option<&HeaderMap>) -> Result<Option<Instant>, ErrorBody> {
     let Some(text) = codec::header(headers, headers::DEADLINE) else {
-        return Ok(());
+        return Ok(None);
     };
     let deadline: i64 = text.trim().parse().map_err(|_| {
         ErrorBody::new(
@@ -179,16 +185,17 @@ pub fn check_deadline(headers: Option<&HeaderMap>) -> Result<(), ErrorBody> {
         )
     })?;
     let now = chrono::Utc::now().timestamp_millis();
-    if now > deadline {
-        return Err(ErrorBody::new(
+    match u64::try_from(deadline.saturating_sub(now)) {
+        // Beyond what the clock can hold (`i64::MAX`): as good as none.
+        Ok(left) => Ok(Instant::now().checked_add(Duration::from_millis(left))),
+        Err(_) => Err(ErrorBody::new(
             ErrorCode::DeadlineExceeded,
             format!(
                 "the request's deadline passed {} ms before it was taken",
-                now - deadline
+                now.saturating_sub(deadline)
             ),
-        ));
+        )),
     }
-    Ok(())
 }
 
 /// The bearer token of the request's one `Authorization` header (`None` if it has none).
@@ -223,19 +230,22 @@ async fn process(
     }
     codec::check_headers(message.headers.as_ref())
         .map_err(|e| ErrorBody::new(ErrorCode::BadPayload, e.to_string()))?;
-    check_deadline(message.headers.as_ref())?;
+    let deadline = check_deadline(message.headers.as_ref())?;
     let subject = subjects::parse_order(&message.subject).ok_or_else(unknown_verb)?;
     let scope = if subject.verb.is_trading() {
         SCOPE_TRADE
     } else {
         SCOPE_READ
     };
-    let principal = authenticate(worker, message.headers.as_ref(), &subject, scope).await?;
     let payload = Payload {
         encoding,
         bytes: &message.payload,
     };
-    dispatch(worker, subject.verb, &principal, request_id, &payload).await
+    deadline::run(deadline, async {
+        let principal = authenticate(worker, message.headers.as_ref(), &subject, scope).await?;
+        dispatch(worker, subject.verb, &principal, request_id, &payload).await
+    })
+    .await
 }
 
 /// The refusal of a subject that names no known verb.
@@ -343,6 +353,41 @@ async fn dispatch(
                 .square_off_account(principal, request_id, &request)
                 .await;
             answer.map(Answer::SquareOff)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_deadline(value: &str) -> HeaderMap {
+        let mut hdrs = HeaderMap::new();
+        hdrs.insert(headers::DEADLINE, value);
+        hdrs
+    }
+
+    #[test]
+    fn a_deadline_is_read_onto_this_machines_clock_and_never_panics() {
+        let now = chrono::Utc::now().timestamp_millis();
+        let ahead = check_deadline(Some(&with_deadline(&(now + 2_000).to_string())))
+            .expect("in time")
+            .expect("a deadline");
+        let left = ahead - Instant::now();
+        assert!(
+            left > Duration::from_millis(1_500) && left <= Duration::from_millis(2_000),
+            "{left:?}"
+        );
+        assert_eq!(check_deadline(None), Ok(None));
+        let unbounded = check_deadline(Some(&with_deadline(&i64::MAX.to_string())));
+        assert!(unbounded.is_ok(), "{unbounded:?}");
+        for past in [(now - 1).to_string(), "-1".into(), i64::MIN.to_string()] {
+            let refused = check_deadline(Some(&with_deadline(&past))).expect_err(&past);
+            assert_eq!(refused.code, ErrorCode::DeadlineExceeded, "{past}");
+        }
+        for malformed in ["tomorrow", "1.5", "", "99999999999999999999"] {
+            let refused = check_deadline(Some(&with_deadline(malformed))).expect_err(malformed);
+            assert_eq!(refused.code, ErrorCode::InvalidRequest, "{malformed:?}");
         }
     }
 }

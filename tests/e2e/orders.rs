@@ -251,6 +251,59 @@ async fn a_request_past_its_deadline_is_refused_before_any_credential_is_touched
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadline_that_passes_while_the_database_stalls_is_answered_then_and_nothing_is_done() {
+    each_backend(|backend| async move {
+        let stack = TestStack::start(backend).await;
+        let dana = stack.trader("stalled").await;
+        stack.wait_for_ticks("SBIN-EQ", 1).await;
+        let in_secs =
+            |secs: i64| (chrono::Utc::now().timestamp_millis() + secs * 1_000).to_string();
+        // A first order, in time: the token, the account and the limits are known.
+        let first = place_with_deadline(&stack, &dana, "stall-0", &in_secs(30)).await;
+        assert!(first.ok, "{:?}", first.error);
+
+        // The database stalls (SQLite's write lock, or `orders` locked on PostgreSQL):
+        // the order waits short of its credentials, and its deadline comes first.
+        let lock = pinnacle_tests::lock_database(stack.db_url()).await;
+        let sent = std::time::Instant::now();
+        let late = place_with_deadline(&stack, &dana, "stall-1", &in_secs(1)).await;
+        let waited = sent.elapsed();
+        lock.release().await;
+        let error = late.error.expect("refused");
+        assert_eq!(error.code.as_str(), "DEADLINE_EXCEEDED", "{error:?}");
+        assert!(
+            waited < std::time::Duration::from_secs(3),
+            "answered {waited:?} after it was sent, not at its deadline"
+        );
+        let placed_events = || async {
+            audit_events(&stack.client, &dana.id)
+                .await
+                .iter()
+                .filter(|(e, _)| e.purpose == "order.place")
+                .count()
+        };
+        assert_eq!(
+            placed_events().await,
+            1,
+            "the late request touched credentials"
+        );
+        let stored = orders::Entity::find()
+            .filter(orders::Column::ClientOrderId.eq("stall-1"))
+            .count(&stack.db)
+            .await
+            .expect("count");
+        assert_eq!(stored, 0, "the late request stored an order");
+
+        // Resent with a fresh deadline once the database serves: placed, once.
+        let resent = place_with_deadline(&stack, &dana, "stall-1", &in_secs(30)).await;
+        assert!(resent.ok, "{:?}", resent.error);
+        assert_eq!(stack.order_count(&dana.id).await, 2);
+        assert_eq!(placed_events().await, 2);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_stopping_mid_flight_loses_and_duplicates_nothing() {
     each_backend(|backend| async move {
         let mut stack = TestStack::start(backend).await;

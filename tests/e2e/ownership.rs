@@ -6,7 +6,8 @@
 //! aggressively. Each fault must end with exactly one order at the broker (or none) and a
 //! final state that says so truthfully, on both databases:
 //!
-//! - a slow broker (15 s): the owner renews its lease, reconciliation never steps in;
+//! - a slow broker (15 s): the owner renews its lease, reconciliation never steps in, and
+//!   the request's deadline, passing meanwhile, does not cut it short;
 //! - a database stall longer than the reconcile delay while the call waits: the owner cannot
 //!   renew, drops the call before it reaches the broker, and reconciliation's
 //!   `NOT_AT_BROKER` is the truth;
@@ -27,7 +28,7 @@ use pinnacle_common::model::{
     Funds, Holding, OrderRequest, OrderStatus, OrderType, Position, Side, Trade,
 };
 use pinnacle_common::shutdown::Shutdown;
-use pinnacle_order_worker::engine::{Actor, Caller, RiskChecks};
+use pinnacle_order_worker::engine::{deadline, Actor, Caller, RiskChecks};
 use pinnacle_order_worker::paper::PaperBroker;
 use pinnacle_order_worker::Worker;
 use pinnacle_tests::angel::AngelStack;
@@ -220,9 +221,20 @@ impl SideWorker {
         user_id: &str,
         order: OrderRequest,
     ) -> tokio::task::JoinHandle<Result<orders::Model, pinnacle_common::error::ErrorBody>> {
+        self.submit_until(user_id, order, None)
+    }
+
+    /// [`Self::submit`] under a request deadline, as the NATS handler runs a request that
+    /// carries `Pinnacle-Deadline`.
+    fn submit_until(
+        &self,
+        user_id: &str,
+        order: OrderRequest,
+        deadline: Option<tokio::time::Instant>,
+    ) -> tokio::task::JoinHandle<Result<orders::Model, pinnacle_common::error::ErrorBody>> {
         let worker = self.worker.clone();
         let user_id = user_id.to_string();
-        self.runtime.spawn(async move {
+        self.runtime.spawn(deadline::run(deadline, async move {
             let caller = Caller {
                 user_id: &user_id,
                 actor: Actor {
@@ -235,7 +247,7 @@ impl SideWorker {
                 account: None,
             };
             worker.engine().submit(&caller, &order).await
-        })
+        }))
     }
 
     /// Freezes the side worker's whole runtime for `pause`, like SIGSTOP.
@@ -344,8 +356,19 @@ async fn a_slow_broker_keeps_its_owner_and_places_exactly_once() {
         let (angel_user, account) = angel.angel_trader("slow-angel", 11, json!({})).await;
         let (fills, _) = angel.prices();
 
-        let paper = paper_side.submit(&trader.id, buy("slow-p", OrderType::Market, None));
-        let live = angel_side.submit(&angel_user.id, buy("slow-a", OrderType::Limit, Some(fills)));
+        // Each request's deadline passes while the broker works: past its credentials, a
+        // request runs to its end and is answered with the truth, never DEADLINE_EXCEEDED.
+        let deadline = || Some(tokio::time::Instant::now() + Duration::from_secs(5));
+        let paper = paper_side.submit_until(
+            &trader.id,
+            buy("slow-p", OrderType::Market, None),
+            deadline(),
+        );
+        let live = angel_side.submit_until(
+            &angel_user.id,
+            buy("slow-a", OrderType::Limit, Some(fills)),
+            deadline(),
+        );
         let (paper, live) = (paper.await.expect("join"), live.await.expect("join"));
         let paper = paper.expect("paper order placed");
         let live = live.expect("angel order placed");

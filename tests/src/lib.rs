@@ -251,6 +251,15 @@ where
 /// Stalls the database at `url` for `stall`: holds the write lock (SQLite) or an exclusive
 /// lock on `orders` (PostgreSQL), as a stuck transaction or a failing disk would.
 pub async fn stall_database(url: &str, stall: Duration) {
+    let lock = lock_database(url).await;
+    tokio::time::sleep(stall).await;
+    lock.release().await;
+}
+
+/// A stuck transaction that holds the database at `url` until [`DatabaseLock::release`]:
+/// the write lock (SQLite) or an exclusive lock on `orders` (PostgreSQL). Taken when this
+/// returns.
+pub async fn lock_database(url: &str) -> DatabaseLock {
     use sea_orm::{DbBackend, TransactionTrait};
     let db = pinnacle_common::db::connect(&pinnacle_common::config::DatabaseSettings {
         database_url: url.to_string(),
@@ -271,8 +280,21 @@ pub async fn stall_database(url: &str, stall: Duration) {
         _ => "UPDATE orders SET status = status",
     };
     txn.execute_unprepared(lock).await.expect("lock");
-    tokio::time::sleep(stall).await;
-    txn.rollback().await.expect("release");
+    DatabaseLock { _db: db, txn }
+}
+
+/// The lock [`lock_database`] holds.
+#[derive(Debug)]
+pub struct DatabaseLock {
+    _db: sea_orm::DatabaseConnection,
+    txn: sea_orm::DatabaseTransaction,
+}
+
+impl DatabaseLock {
+    /// Rolls the stuck transaction back: the database serves again.
+    pub async fn release(self) {
+        self.txn.rollback().await.expect("release");
+    }
 }
 
 /// Every order lifecycle event stored in `ORDER_EVENTS` for `user_id`, in stream order.

@@ -163,6 +163,8 @@ pub async fn open_with(
         generation: Some(account.generation),
         reason: None,
     };
+    // From here the request runs to its end, whatever its deadline says.
+    super::deadline::cross();
     let audit = opener.audit;
     audit.record(&event).await.map_err(|e| {
         if e.is_stream_unavailable() {

@@ -49,6 +49,8 @@
 //! - `core`: the [`Engine`] value and the steps every pipeline shares.
 //! - `lookup`: the account and the limits an order uses, read through the cache.
 //! - [`credentials`]: loading an account, auditing the access, then decrypting.
+//! - [`deadline`]: how far a request's deadline reaches (up to its first credential
+//!   access).
 //! - [`query`], [`reconcile`], [`place`], [`manage`], [`portfolio`], [`squareoff`]: the
 //!   pipelines.
 //! - this file: the public API, every verb in one `impl Engine`.
@@ -57,6 +59,7 @@ pub(crate) mod audit;
 pub(crate) mod cache;
 mod core;
 pub(crate) mod credentials;
+pub mod deadline;
 pub(crate) mod errors;
 #[cfg(test)]
 mod fixtures;
