@@ -245,6 +245,14 @@ impl Simulator {
         lock(&self.shared.order_conns).len()
     }
 
+    /// Order-update sockets `client_code` has opened so far (reconnects included).
+    pub fn order_connections_opened(&self, client_code: &str) -> usize {
+        lock(&self.shared.order_conns_opened)
+            .get(client_code)
+            .copied()
+            .unwrap_or_default()
+    }
+
     /// (token, mode) pairs subscribed across the client's market sockets.
     pub fn subscriptions(&self, client_code: &str) -> usize {
         lock(&self.shared.feeds)

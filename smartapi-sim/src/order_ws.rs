@@ -50,6 +50,9 @@ pub async fn upgrade(
             return (StatusCode::TOO_MANY_REQUESTS, "connection limit").into_response();
         }
         conns.insert(id, client_code.clone());
+        *lock(&shared.order_conns_opened)
+            .entry(client_code.clone())
+            .or_default() += 1;
     }
     let guard = ConnGuard {
         shared: shared.clone(),

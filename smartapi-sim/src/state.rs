@@ -64,6 +64,8 @@ pub struct Shared {
     pub feeds: Mutex<HashMap<u64, FeedConn>>,
     /// Open order-update sockets: connection id → client code.
     pub order_conns: Mutex<HashMap<u64, String>>,
+    /// Order-update sockets ever opened, by client code.
+    pub order_conns_opened: Mutex<HashMap<String, usize>>,
     /// Order state changes, fanned out to order-update sockets.
     pub events: broadcast::Sender<OrderEvent>,
     /// Bumped by `drop_sockets` (and shutdown): every socket closes.
@@ -108,6 +110,7 @@ impl Shared {
             logins: Mutex::default(),
             feeds: Mutex::default(),
             order_conns: Mutex::default(),
+            order_conns_opened: Mutex::default(),
             events: broadcast::channel(4096).0,
             kill: watch::channel(0).0,
             mute_updates: AtomicBool::new(false),

@@ -744,7 +744,7 @@ async fn order_updates_resume_after_the_socket_drops() {
     each_backend(|backend| async move {
         let angel = AngelStack::start(backend).await;
         let stack = &angel.stack;
-        let (user, _) = angel.angel_trader("drops", 5, json!({})).await;
+        let (user, account) = angel.angel_trader("drops", 5, json!({})).await;
         let (_, rests) = angel.prices();
         let resting = stack
             .call(&user, "place", AngelStack::limit("r-1", "BUY", 2, rests))
@@ -757,17 +757,60 @@ async fn order_updates_resume_after_the_socket_drops() {
         )
         .await;
         // The fill happens while the socket is down; the reconnect catches up from the book.
+        let cc = account.client_code.as_str();
+        let sim = &angel.sim;
+        let reconnected = |opened: usize| {
+            eventually(
+                Duration::from_secs(10),
+                "the order-update socket reconnects",
+                move || async move { (sim.order_connections_opened(cc) > opened).then_some(()) },
+            )
+        };
+        let opened = angel.sim.order_connections_opened(cc);
         angel.sim.drop_sockets();
         angel.sim.set_ltp("NSE", SBIN_TOKEN, rests - 100);
         wait_for_fill(stack, &user, "r-1").await;
-        eventually(
-            Duration::from_secs(10),
-            "the order-update socket reconnects",
-            || async { (angel.sim.order_connections() >= 1).then_some(()) },
-        )
-        .await;
+        reconnected(opened).await;
+
+        // Sockets dropped as soon as they open: the waits before reconnecting double. A
+        // socket that then serves a while starts them again from 250 ms when it drops,
+        // instead of leaving every later drop 30 s blind to fills.
+        for _ in 0..3 {
+            let opened = angel.sim.order_connections_opened(cc);
+            angel.sim.drop_sockets();
+            reconnected(opened).await;
+        }
+        let flapping = reconnect_waits(cc);
+        assert!(
+            flapping.last().is_some_and(|&ms| ms >= 1_000),
+            "quick drops back off: {flapping:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5_500)).await;
+        let opened = angel.sim.order_connections_opened(cc);
+        angel.sim.drop_sockets();
+        reconnected(opened).await;
+        let waits = reconnect_waits(cc);
+        assert_eq!(waits.len(), flapping.len() + 1, "{waits:?}");
+        assert_eq!(
+            waits.last(),
+            Some(&250),
+            "after a healthy socket: {waits:?}"
+        );
     })
     .await;
+}
+
+/// The waits (ms) the order-update follower of `client_code` logged before each reconnect.
+fn reconnect_waits(client_code: &str) -> Vec<u64> {
+    logs::captured()
+        .lines()
+        .filter(|l| l.contains("order-update socket closed; reconnecting"))
+        .filter(|l| l.contains(&format!("client_code={client_code} ")))
+        .filter_map(|l| {
+            let (_, after) = l.split_once("retry_in_ms=")?;
+            after.split_whitespace().next()?.parse().ok()
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
