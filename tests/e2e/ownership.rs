@@ -12,7 +12,10 @@
 //!   renew, drops the call before it reaches the broker, and reconciliation's
 //!   `NOT_AT_BROKER` is the truth;
 //! - the side worker's whole process paused (its runtime frozen) between storing the order
-//!   and calling the broker: the same, and the paused worker never sends afterwards.
+//!   and calling the broker: the same, and the paused worker never sends afterwards;
+//! - (PostgreSQL) the paper books locked while orders reserve: their reservations wait out
+//!   the leases, reconciliation ends the orders `NOT_AT_BROKER`, and the reservations that
+//!   come afterwards are refused instead of holding the orders' cash for good.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -424,6 +427,77 @@ async fn a_database_stall_longer_than_the_reconcile_delay_never_misreports() {
         assert_events(stack, &angel_user.id, &live_row).await;
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reservation_stalled_past_its_lease_never_holds_cash_for_an_ended_order() {
+    use pinnacle_common::entities::{paper_funds, paper_reservations};
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+
+    // PostgreSQL only: there a placer's reservation can wait on the books' lock after its
+    // order was stored (SQLite's one write lock holds back the insert as well).
+    let Some(backend) = pinnacle_tests::backends()
+        .into_iter()
+        .find(|b| *b != pinnacle_tests::Backend::Sqlite)
+    else {
+        return;
+    };
+    let angel = AngelStack::start_with(backend, |_| {}, fast_reconcile).await;
+    let stack = &angel.stack;
+    let settings = side_settings(&pinnacle_tests::sim::angel_worker(&angel.sim));
+    let side = SideWorker::start(stack, Kind::Paper, settings, Duration::ZERO);
+    let trader = stack.trader("books-stall").await;
+
+    // The books are locked (a stuck transaction holds `paper_funds` in EXCLUSIVE mode:
+    // reads pass, writes wait): the orders are stored,
+    // their reservations wait and hold every connection of the placer's pool (4), so it
+    // cannot renew its leases, and reconciliation finds nothing reserved and ends the
+    // orders long before the lock goes.
+    let locker = pinnacle_common::db::connect(&DatabaseSettings {
+        database_url: stack.db_url().to_string(),
+        database_max_connections: 1,
+    })
+    .await
+    .expect("lock connection");
+    let txn = locker.begin().await.expect("begin");
+    txn.execute_unprepared("SET LOCAL idle_in_transaction_session_timeout = 0")
+        .await
+        .expect("no idle timeout");
+    txn.execute_unprepared("LOCK TABLE paper_funds IN EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    let ids: Vec<String> = (0..6).map(|i| format!("books-{i}")).collect();
+    let placed: Vec<_> = ids
+        .iter()
+        .map(|id| side.submit(&trader.id, buy(id, OrderType::Market, None)))
+        .collect();
+    stored(stack, "books-0").await;
+    // Longer than the lease, the grace and the reconcile delay together.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    txn.rollback().await.expect("release");
+    for order in placed {
+        let _ = order.await.expect("join");
+    }
+
+    // The late reservations were refused: nothing is held for an ended order, and with
+    // every order final the account holds no cash back.
+    for id in &ids {
+        let row = settled(stack, &stored(stack, id).await).await;
+        assert_events(stack, &trader.id, &row).await;
+    }
+    let held = paper_reservations::Entity::find()
+        .all(&stack.db)
+        .await
+        .expect("reservations");
+    assert!(
+        held.is_empty(),
+        "a reservation outlived its order: {held:?}"
+    );
+    let funds = paper_funds::Entity::find()
+        .all(&stack.db)
+        .await
+        .expect("funds");
+    assert!(funds.iter().all(|f| f.reserved == 0), "{funds:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -75,6 +75,8 @@ impl PaperBroker {
                 required,
                 available,
             },
+            // Only a placer that lost its lease meets it: its answer is dropped.
+            settled @ ledger::Refusal::Settled => BrokerError::Unavailable(settled.to_string()),
             ledger::Refusal::Db(error) => BrokerError::Unavailable(error.to_string()),
         })
     }

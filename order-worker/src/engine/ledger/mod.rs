@@ -3,7 +3,9 @@
 //! order ever scans an account's order history.
 //!
 //! # How they change
-//! - **Placing** ([`reserve()`], from the paper broker's `place_order`): an order's units
+//! - **Placing** ([`reserve()`], from the paper broker's `place_order`; only for an order
+//!   still `SUBMITTED`, so a placer's write that waited out its lease cannot reserve for an
+//!   order reconciliation has ended): an order's units
 //!   first close the opposite position of the same product (held on that position row, so
 //!   two sells never sell the same units), the rest open a position and reserve
 //!   `units × reference price` (see [`arithmetic::reference_price`]) with a conditional

@@ -2,7 +2,7 @@
 //! the paper broker accepts it and given back by its fills and its end.
 
 use pinnacle_common::entities::{orders, paper_funds, paper_positions, paper_reservations};
-use pinnacle_common::model::{Product, Side};
+use pinnacle_common::model::{OrderStatus, Product, Side};
 use pinnacle_common::writes::{defer, Deferred, WriteTxn, Writer};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
@@ -73,6 +73,10 @@ pub enum Refusal {
         /// Units held and free to sell.
         available: i64,
     },
+    /// The order is not stored or no longer `SUBMITTED` ([`reserve()`]): it was settled
+    /// while its placer waited, and nothing was reserved.
+    #[error("the order was settled before its reservation was made; nothing was reserved")]
+    Settled,
     /// The database failed (nothing was reserved).
     #[error(transparent)]
     Db(#[from] DbErr),
@@ -83,7 +87,8 @@ pub enum Refusal {
 const ATTEMPTS: usize = 3;
 
 /// Reserves what a new order needs, in one transaction: held units on the opposite
-/// position, cash for the rest.
+/// position, cash for the rest; only while the order is stored and still `SUBMITTED`,
+/// checked in the same transaction (else [`Refusal::Settled`], and nothing is reserved).
 ///
 /// On PostgreSQL this is one call of a stored function ([`reserve_in_function`]). On
 /// SQLite, where writes are pipelined, the statements decide ([`reserve_in_sql`]) and
@@ -91,15 +96,58 @@ const ATTEMPTS: usize = 3;
 /// orders' writes. A refusal there is a check the commit missed: a fresh read says which
 /// rule refused it and with what numbers ([`explain`]); if it fits by then, it is tried
 /// again.
+///
+/// Why the order's state is checked: the paper broker's place is this reservation, a
+/// database write that can wait on a lock. A placer whose write waited out its lease (a
+/// stalled database) is not stopped by the lease's local deadline once the write was
+/// sent; meanwhile reconciliation may have found nothing reserved, settled the order
+/// `NOT_AT_BROKER` and released what it held. Unchecked, the late reservation would then
+/// commit and hold the order's cash for good. Checked, whichever commits first wins: the
+/// reservation (the order's end then releases it) or the end (the reservation is then
+/// refused).
 pub async fn reserve(db: &Writer, books: &Books, claim: &Claim<'_>) -> Result<(), Refusal> {
+    reserve_fenced(db, books, claim, Fence::Submitted).await
+}
+
+/// [`reserve()`] without the check on the order, for the books' own tests, which store no
+/// orders.
+#[cfg(test)]
+pub(super) async fn reserve_unfenced(
+    db: &Writer,
+    books: &Books,
+    claim: &Claim<'_>,
+) -> Result<(), Refusal> {
+    reserve_fenced(db, books, claim, Fence::None).await
+}
+
+/// Whether a reservation requires its order to be stored and still `SUBMITTED`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Fence {
+    /// No condition on the order (the books' own tests).
+    #[cfg(test)]
+    None,
+    /// Only for an order stored and still `SUBMITTED` (every reservation [`reserve()`]
+    /// makes).
+    Submitted,
+}
+
+async fn reserve_fenced(
+    db: &Writer,
+    books: &Books,
+    claim: &Claim<'_>,
+    fence: Fence,
+) -> Result<(), Refusal> {
     if db.get_database_backend() == DbBackend::Postgres {
-        return reserve_in_function(db, books, claim).await;
+        return reserve_in_function(db, books, claim, fence).await;
     }
     for _ in 0..ATTEMPTS {
         let txn = WriteTxn::begin(db).await?;
-        reserve_with(books, &txn, claim).await?;
+        reserve_with(books, &txn, claim, fence).await?;
         match txn.commit().await {
             Err(DbErr::RecordNotUpdated) => {
+                if fence == Fence::Submitted && !is_submitted(db.db(), claim.order_id).await? {
+                    return Err(Refusal::Settled);
+                }
                 if let Some(refusal) = explain(db.db(), books, claim).await? {
                     return Err(refusal);
                 }
@@ -119,12 +167,24 @@ pub(super) async fn reserve_with(
     books: &Books,
     txn: &impl Deferred,
     claim: &Claim<'_>,
+    fence: Fence,
 ) -> Result<(), Refusal> {
     if txn.pipelines() {
-        return Ok(reserve_in_sql(books, txn, claim).await?);
+        return Ok(reserve_in_sql(books, txn, claim, fence).await?);
     }
     books.lock_funds(txn, claim.account_id).await?;
+    if fence == Fence::Submitted && !is_submitted(txn, claim.order_id).await? {
+        return Err(Refusal::Settled);
+    }
     reserve_in(txn, claim).await
+}
+
+/// Whether the order `order_id` is stored and still `SUBMITTED`.
+async fn is_submitted(db: &impl ConnectionTrait, order_id: &str) -> Result<bool, DbErr> {
+    let order = orders::Entity::find_by_id(order_id.to_string())
+        .one(db)
+        .await?;
+    Ok(order.is_some_and(|o| o.status == OrderStatus::Submitted.as_str()))
 }
 
 /// [`reserve_in`] with every decision made by the statements themselves, on the rows as
@@ -141,7 +201,16 @@ pub(super) async fn reserve_with(
 ///    available (checked: else `INSUFFICIENT_FUNDS`; [`refusal`]'s rule, so an order that
 ///    costs nothing passes even when the account's available cash is below zero). SQLite
 ///    computes a product too big for 64 bits as a float, which no funds row has available.
-async fn reserve_in_sql(books: &Books, db: &impl Deferred, claim: &Claim<'_>) -> Result<(), DbErr> {
+///
+/// With [`Fence::Submitted`] the reservation row is inserted only while the order is
+/// `SUBMITTED`; without it the cash update (checked) finds no reservation and fails the
+/// commit.
+async fn reserve_in_sql(
+    books: &Books,
+    db: &impl Deferred,
+    claim: &Claim<'_>,
+    fence: Fence,
+) -> Result<(), DbErr> {
     let values = claim
         .named()
         .with("units", claim.units)
@@ -154,13 +223,21 @@ async fn reserve_in_sql(books: &Books, db: &impl Deferred, claim: &Claim<'_>) ->
     let backend = db.get_database_backend();
 
     defer(db, &books.new_funds(claim.account_id)).await?;
+    let mut conditions = Vec::new();
+    if !may_open {
+        conditions.push("held = :units");
+    }
+    if fence == Fence::Submitted {
+        conditions.push("EXISTS (SELECT 1 FROM orders WHERE id = :order AND status = 'SUBMITTED')");
+    }
     let insert = format!(
         "INSERT INTO paper_reservations \
          (order_id, account_id, unit_price, cash_units, held_units) \
          SELECT :order, :account, :price, :units - held, held FROM (SELECT COALESCE((\
          SELECT MAX(0, MIN(:units, {free})) FROM paper_positions AS p WHERE {POSITION}), 0) \
-         AS held){}",
-        if may_open { "" } else { " WHERE held = :units" }
+         AS held){}{}",
+        if conditions.is_empty() { "" } else { " WHERE " },
+        conditions.join(" AND ")
     );
     let insert = values.statement(backend, &insert)?;
     if may_open {
@@ -189,10 +266,28 @@ async fn reserve_in_sql(books: &Books, db: &impl Deferred, claim: &Claim<'_>) ->
 /// and the position, splits the claim and applies [`refusal`]'s rules as `reserve_in` does:
 /// one round trip instead of six. A refusal comes back with its numbers, and nothing was
 /// written.
-async fn reserve_in_function(db: &Writer, books: &Books, claim: &Claim<'_>) -> Result<(), Refusal> {
-    const SQL: &str = "SELECT refused, required, available FROM pinnacle_paper_reserve(\
+///
+/// With [`Fence::Submitted`] the call is made only for an order row still `SUBMITTED`,
+/// which the statement locks (`FOR SHARE`) before the function locks the books: the
+/// order's row, then the funds, as every state change of an order takes them. No row
+/// back means the order was settled first.
+async fn reserve_in_function(
+    db: &Writer,
+    books: &Books,
+    claim: &Claim<'_>,
+    fence: Fence,
+) -> Result<(), Refusal> {
+    const CALL: &str = "pinnacle_paper_reserve(\
         :order, :account, :exchange, :symbol, :product, :sell, :may_open, :units, :price, \
         :cash)";
+    let sql = if fence == Fence::Submitted {
+        format!(
+            "SELECT r.refused, r.required, r.available FROM (SELECT id FROM orders \
+             WHERE id = :order AND status = 'SUBMITTED' FOR SHARE) AS o, LATERAL {CALL} AS r"
+        )
+    } else {
+        format!("SELECT refused, required, available FROM {CALL}")
+    };
     let values = claim
         .named()
         .with("sell", claim.side == Side::Sell)
@@ -201,9 +296,12 @@ async fn reserve_in_function(db: &Writer, books: &Books, claim: &Claim<'_>) -> R
         .with("price", claim.unit_price)
         .with("cash", books.opening_cash);
     let row = db
-        .query_one(values.statement(DbBackend::Postgres, SQL)?)
-        .await?
-        .ok_or_else(|| DbErr::Custom("pinnacle_paper_reserve returned no row".into()))?;
+        .query_one(values.statement(DbBackend::Postgres, &sql)?)
+        .await?;
+    let Some(row) = row else {
+        // The function always returns a row: none means the order was not `SUBMITTED`.
+        return Err(Refusal::Settled);
+    };
     let refused: Option<String> = row.try_get("", "refused")?;
     let number = |column| -> Result<i64, DbErr> {
         let value: Option<i64> = row.try_get("", column)?;

@@ -9,6 +9,7 @@ use pinnacle_common::model::{Funds, Product, Side};
 use pinnacle_common::writes::{WriteTxn, Writer};
 use sea_orm::{DatabaseConnection, EntityTrait, TransactionTrait};
 
+use super::reserve::reserve_unfenced as reserve;
 use super::*;
 use crate::engine::fixtures::{self, database as db, databases};
 
@@ -410,6 +411,7 @@ async fn an_order_costs_a_fixed_number_of_statements_whatever_the_history() {
         &books,
         &txn,
         &claim("n", Side::Buy, Product::Delivery, 10, 100),
+        reserve::Fence::None,
     )
     .await
     .expect("reserve");
@@ -450,6 +452,7 @@ async fn an_order_costs_a_fixed_number_of_statements_whatever_the_history() {
         &books,
         &txn,
         &claim("p", Side::Buy, Product::Delivery, 10, 100),
+        reserve::Fence::None,
     )
     .await
     .expect("reserve");
@@ -678,7 +681,7 @@ async fn the_books_decide_the_same_in_sql_as_in_rust() {
             let c = claim(&id, side, product, units, price);
             let sql = reserve(&w, &books, &c).await;
             let txn = in_rust.begin().await.expect("begin");
-            let rust = reserve::reserve_with(&books, &txn, &c).await;
+            let rust = reserve::reserve_with(&books, &txn, &c, reserve::Fence::None).await;
             match &rust {
                 Ok(()) => txn.commit().await.expect("commit"),
                 Err(_) => txn.rollback().await.expect("rollback"),

@@ -661,6 +661,69 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_reservation_that_comes_after_the_order_ended_is_refused_and_holds_nothing() {
+        for (store, _pg) in stores().await {
+            use pinnacle_common::entities::{paper_funds, paper_reservations};
+            use pinnacle_common::writes::Writer;
+
+            let db = store.writer.db().clone();
+            let writer = Writer::new(&db);
+            let claim = |order_id| ledger::Claim {
+                account_id: "id-paper",
+                order_id,
+                exchange: "NSE",
+                symbol: "SBIN-EQ",
+                product: Product::Delivery,
+                side: Side::Buy,
+                units: 1,
+                unit_price: 100,
+            };
+            let reserved = || async {
+                let funds = paper_funds::Entity::find().all(&db).await.expect("funds");
+                let rows = paper_reservations::Entity::find()
+                    .all(&db)
+                    .await
+                    .expect("reservations");
+                (funds.iter().map(|f| f.reserved).sum::<i64>(), rows.len())
+            };
+            // Reconciliation ended the order (nothing was reserved) while its placer's
+            // reservation waited for the database.
+            let order = created(&store).await;
+            let rejected = Patch {
+                rejection: Some(pinnacle_common::error::ErrorBody::new(
+                    pinnacle_common::error::ErrorCode::NotAtBroker,
+                    "the broker has no such order",
+                )),
+                ..Patch::default()
+            };
+            store
+                .transition(&order, OrderStatus::Rejected, rejected, Ownership::Any)
+                .await
+                .expect("rejected");
+            let late = ledger::reserve(&writer, &store.books, &claim("o1")).await;
+            assert!(matches!(late, Err(ledger::Refusal::Settled)), "{late:?}");
+            assert_eq!(reserved().await.1, 0, "nothing reserved for an ended order");
+            assert_eq!(reserved().await.0, 0);
+            let unknown = ledger::reserve(&writer, &store.books, &claim("nobody")).await;
+            assert!(
+                matches!(unknown, Err(ledger::Refusal::Settled)),
+                "{unknown:?}"
+            );
+
+            // A submitted order reserves as before.
+            let Inserted::Created(live) =
+                insert(&store, "o2", &request("c2", Product::Delivery)).await
+            else {
+                panic!("a new order")
+            };
+            ledger::reserve(&writer, &store.books, &claim(&live.id))
+                .await
+                .expect("reserved");
+            assert_eq!(reserved().await, (100, 1));
+        }
+    }
+
+    #[tokio::test]
     async fn an_answer_with_fewer_units_filled_leaves_the_recorded_fill() {
         for (store, _pg) in stores().await {
             let order = created(&store).await;
