@@ -172,11 +172,19 @@ async fn reply(
 /// The caller's `Pinnacle-Deadline` (ms since the epoch) as an instant on this machine's
 /// clock, `None` without one. A deadline already passed is refused here: its caller has
 /// given up, so it is answered at once, before the token is checked or any credential
-/// touched. A malformed deadline is `INVALID_REQUEST`. One still ahead bounds the request
-/// up to its first credential access ([`deadline::run`]).
+/// touched. A malformed deadline, or more than one (in any spelling of the name), is
+/// `INVALID_REQUEST`. One still ahead bounds the request up to its first credential access
+/// ([`deadline::run`]).
 pub fn check_deadline(headers: Option<&HeaderMap>) -> Result<Option<Instant>, ErrorBody> {
-    let Some(text) = codec::header(headers, headers::DEADLINE) else {
-        return Ok(None);
+    let text = match codec::header_values(headers, headers::DEADLINE).as_slice() {
+        [] => return Ok(None),
+        [text] => *text,
+        _ => {
+            return Err(ErrorBody::new(
+                ErrorCode::InvalidRequest,
+                "send at most one Pinnacle-Deadline header",
+            ))
+        }
     };
     let deadline: i64 = text.trim().parse().map_err(|_| {
         ErrorBody::new(
@@ -388,6 +396,15 @@ mod tests {
         for malformed in ["tomorrow", "1.5", "", "99999999999999999999"] {
             let refused = check_deadline(Some(&with_deadline(malformed))).expect_err(malformed);
             assert_eq!(refused.code, ErrorCode::InvalidRequest, "{malformed:?}");
+        }
+        // Two deadlines, whichever comes first and however the second is spelt: refused,
+        // not the first taken silently.
+        let (future, past) = ((now + 60_000).to_string(), (now - 1).to_string());
+        for (first, second) in [(&future, &past), (&past, &future)] {
+            let mut hdrs = with_deadline(first);
+            hdrs.append("pinnacle-deadline", second.as_str());
+            let refused = check_deadline(Some(&hdrs)).expect_err("two deadlines");
+            assert_eq!(refused.code, ErrorCode::InvalidRequest);
         }
     }
 }

@@ -70,7 +70,7 @@ fn exceeded() -> ErrorBody {
     ErrorBody::new(
         ErrorCode::DeadlineExceeded,
         "the request's deadline passed while it waited, before any credential was touched; \
-         nothing was done",
+         this request did nothing (resend it under the same client_order_id)",
     )
 }
 
