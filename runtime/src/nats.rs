@@ -2,10 +2,10 @@
 //! connection counts its reconnects in `pinnacle_nats_reconnects_total{service}`.
 //!
 //! [`watch_handler`] notices when a client's connection handler is gone for good, which
-//! async-nats 0.51 does not report: a message whose header value holds a bare `\r`
-//! panics its reader (nats-io/nats.rs PR #1612, unreleased), the spawned handler task
-//! dies, every subscription ends and every later publish fails, while the process runs
-//! on. [`crate::supervise`] rebuilds the connection when that happens.
+//! async-nats does not report: every subscription ends and every later publish fails,
+//! while the process runs on (with 0.51, a message whose header value held a bare `\r`
+//! did it, nats-io/nats.rs PR #1612; 0.52 fixed that). [`crate::supervise`] rebuilds the
+//! connection when that happens.
 //!
 //! [`handled_by_server`] waits until the server has handled what a connection sent: a
 //! flush in async-nats only writes to the socket.

@@ -2,12 +2,12 @@
 //! fresh connection, with every subscription, in the same process.
 //!
 //! # Why
-//! async-nats 0.51 panics in its connection reader on a header value with a bare `\r`
-//! (nats-io/nats.rs PR #1612, open, not released). Anyone who may publish to a subject a
-//! service subscribes to can send one. The panic ends the spawned connection-handler task:
-//! Tokio catches it, so the process runs on, but every subscription ends, every publish
-//! fails, and nothing in async-nats reports it. Other malformed headers (non-UTF-8, no
-//! colon) only make async-nats drop the message and reconnect, which it survives alone.
+//! async-nats 0.51 panicked in its connection reader on a header value with a bare `\r`
+//! (nats-io/nats.rs PR #1612). Anyone who may publish to a subject a service subscribes to
+//! could send one. The panic ended the spawned connection-handler task: Tokio catches it,
+//! so the process ran on, but every subscription ended, every publish failed, and nothing
+//! in async-nats reported it. Other malformed headers (non-UTF-8, no colon) only make
+//! async-nats drop the message and reconnect, which it survives alone.
 //!
 //! # How
 //! [`supervise`] runs a service in *incarnations*. Each one gets its own client, a
@@ -22,10 +22,11 @@
 //! every Pinnacle service's `run` already does. Health reports every link's state
 //! ([`crate::health`]); `pinnacle_nats_rebuilds_total{service}` counts rebuilds.
 //!
-//! # Dropping the workaround
-//! Once an async-nats release contains PR #1612, the reader no longer panics; the
-//! supervisor then only matters if async-nats gives up reconnecting (`max_reconnects`),
-//! and can stay as a safety net or be removed (docs/ARCHITECTURE.md).
+//! # Since async-nats 0.52
+//! 0.52 (PR #1673) no longer panics on a line break in a header value, the one hostile
+//! input that killed the handler. The supervisor stays as a safety net for a handler that
+//! ends for any other reason (async-nats giving up reconnecting, a panic not yet known);
+//! docs/ARCHITECTURE.md, "Hostile headers".
 
 use std::future::Future;
 use std::pin::Pin;
