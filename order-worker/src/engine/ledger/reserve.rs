@@ -203,8 +203,8 @@ async fn is_submitted(db: &impl ConnectionTrait, order_id: &str) -> Result<bool,
 ///    computes a product too big for 64 bits as a float, which no funds row has available.
 ///
 /// With [`Fence::Submitted`] the reservation row is inserted only while the order is
-/// `SUBMITTED`; without it the cash update (checked) finds no reservation and fails the
-/// commit.
+/// `SUBMITTED`; when it is not inserted, the cash update (checked) finds no reservation and
+/// fails the commit.
 async fn reserve_in_sql(
     books: &Books,
     db: &impl Deferred,
@@ -277,16 +277,18 @@ async fn reserve_in_function(
     claim: &Claim<'_>,
     fence: Fence,
 ) -> Result<(), Refusal> {
-    const CALL: &str = "pinnacle_paper_reserve(\
-        :order, :account, :exchange, :symbol, :product, :sell, :may_open, :units, :price, \
-        :cash)";
+    const REST: &str =
+        ":account, :exchange, :symbol, :product, :sell, :may_open, :units, :price, :cash";
     let sql = if fence == Fence::Submitted {
+        // The call takes the order id from the locked row, so it runs only once that row
+        // is locked, and not at all without it.
         format!(
             "SELECT r.refused, r.required, r.available FROM (SELECT id FROM orders \
-             WHERE id = :order AND status = 'SUBMITTED' FOR SHARE) AS o, LATERAL {CALL} AS r"
+             WHERE id = :order AND status = 'SUBMITTED' FOR SHARE) AS o, \
+             LATERAL pinnacle_paper_reserve(o.id, {REST}) AS r"
         )
     } else {
-        format!("SELECT refused, required, available FROM {CALL}")
+        format!("SELECT refused, required, available FROM pinnacle_paper_reserve(:order, {REST})")
     };
     let values = claim
         .named()
