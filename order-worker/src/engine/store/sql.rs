@@ -608,35 +608,42 @@ mod tests {
         assert_eq!(trades().await, 1, "a fill is booked once");
     }
 
+    /// A paper BUY of one share at ₹1 for the order `order_id`.
+    fn one_share(order_id: &str) -> ledger::Claim<'_> {
+        ledger::Claim {
+            account_id: "id-paper",
+            order_id,
+            exchange: "NSE",
+            symbol: "SBIN-EQ",
+            product: Product::Delivery,
+            side: Side::Buy,
+            units: 1,
+            unit_price: 100,
+        }
+    }
+
+    /// The cash reserved across every account, and the reservation rows.
+    async fn reserved(db: &sea_orm::DatabaseConnection) -> (i64, usize) {
+        use pinnacle_common::entities::{paper_funds, paper_reservations};
+        let funds = paper_funds::Entity::find().all(db).await.expect("funds");
+        let rows = paper_reservations::Entity::find()
+            .all(db)
+            .await
+            .expect("reservations");
+        (funds.iter().map(|f| f.reserved).sum::<i64>(), rows.len())
+    }
+
     #[tokio::test]
     async fn an_end_gives_back_the_reservation_with_the_change() {
         for (store, _pg) in stores().await {
-            use pinnacle_common::entities::{paper_funds, paper_reservations};
             use pinnacle_common::writes::Writer;
 
             let order = created(&store).await;
             let db = store.writer.db().clone();
-            let claim = ledger::Claim {
-                account_id: "id-paper",
-                order_id: "o1",
-                exchange: "NSE",
-                symbol: "SBIN-EQ",
-                product: Product::Delivery,
-                side: Side::Buy,
-                units: 1,
-                unit_price: 100,
-            };
-            ledger::reserve(&Writer::new(&db), &store.books, &claim)
+            ledger::reserve(&Writer::new(&db), &store.books, &one_share("o1"))
                 .await
                 .expect("reserved");
-            let reserved = || async {
-                let funds = paper_funds::Entity::find().all(&db).await.expect("funds");
-                let rows = paper_reservations::Entity::find()
-                    .all(&db)
-                    .await
-                    .expect("reservations");
-                (funds.iter().map(|f| f.reserved).sum::<i64>(), rows.len())
-            };
+            let reserved = || reserved(&db);
             assert_eq!(reserved().await, (100, 1));
             let open = Patch {
                 broker_order_id: Some("PAPER-o1".into()),
@@ -663,29 +670,12 @@ mod tests {
     #[tokio::test]
     async fn a_reservation_that_comes_after_the_order_ended_is_refused_and_holds_nothing() {
         for (store, _pg) in stores().await {
-            use pinnacle_common::entities::{paper_funds, paper_reservations};
             use pinnacle_common::writes::Writer;
 
             let db = store.writer.db().clone();
             let writer = Writer::new(&db);
-            let claim = |order_id| ledger::Claim {
-                account_id: "id-paper",
-                order_id,
-                exchange: "NSE",
-                symbol: "SBIN-EQ",
-                product: Product::Delivery,
-                side: Side::Buy,
-                units: 1,
-                unit_price: 100,
-            };
-            let reserved = || async {
-                let funds = paper_funds::Entity::find().all(&db).await.expect("funds");
-                let rows = paper_reservations::Entity::find()
-                    .all(&db)
-                    .await
-                    .expect("reservations");
-                (funds.iter().map(|f| f.reserved).sum::<i64>(), rows.len())
-            };
+            let claim = one_share;
+            let reserved = || reserved(&db);
             // Reconciliation ended the order (nothing was reserved) while its placer's
             // reservation waited for the database.
             let order = created(&store).await;
