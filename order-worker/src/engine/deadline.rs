@@ -34,29 +34,36 @@ tokio::task_local! {
 /// Runs `request` until `deadline` (none: to its end). A request still short of its first
 /// credential access at the deadline is dropped and answered `DEADLINE_EXCEEDED`; one past
 /// it is awaited to its end.
-pub async fn run<T, F>(deadline: Option<Instant>, request: F) -> Result<T, ErrorBody>
+///
+/// Not an `async fn`: the request is boxed before any future of this module holds it, so
+/// a task running a request holds it once. (An `async fn` keeps its argument's slot while
+/// the request moves on into the scope below: a request handler's task was the size of two
+/// requests: 4–5 MiB more peak memory over a 100,000-order benchmark.)
+pub fn run<'a, T, F>(
+    deadline: Option<Instant>,
+    request: F,
+) -> impl Future<Output = Result<T, ErrorBody>> + 'a
 where
-    F: Future<Output = Result<T, ErrorBody>>,
+    F: Future<Output = Result<T, ErrorBody>> + 'a,
+    T: 'a,
 {
-    let Some(deadline) = deadline else {
-        return request.await;
-    };
-    CROSSED
-        .scope(Cell::new(false), async move {
-            tokio::pin!(request);
-            tokio::select! {
-                biased;
-                answer = &mut request => answer,
-                () = tokio::time::sleep_until(deadline) => {
-                    if CROSSED.with(Cell::get) {
-                        request.await
-                    } else {
-                        Err(exceeded())
-                    }
+    let mut request = Box::pin(request);
+    CROSSED.scope(Cell::new(false), async move {
+        let Some(deadline) = deadline else {
+            return request.await;
+        };
+        tokio::select! {
+            biased;
+            answer = &mut request => answer,
+            () = tokio::time::sleep_until(deadline) => {
+                if CROSSED.with(Cell::get) {
+                    request.await
+                } else {
+                    Err(exceeded())
                 }
             }
-        })
-        .await
+        }
+    })
 }
 
 /// Marks the running request as past the line: from here it runs to its end. Outside
