@@ -21,6 +21,20 @@ mod m20261213_000001_erased_accounts;
 mod m20261214_000001_paper_books_functions;
 mod m20261215_000001_outbox_functions;
 
+/// Runs `statements` in order on PostgreSQL, and nothing on SQLite: for the steps that
+/// only PostgreSQL has (stored functions, `UNLOGGED` tables).
+async fn on_postgres(manager: &SchemaManager<'_>, statements: &[&str]) -> Result<(), DbErr> {
+    use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend};
+    let db = manager.get_connection();
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    for sql in statements {
+        db.execute_unprepared(sql).await?;
+    }
+    Ok(())
+}
+
 /// Every migration, oldest first.
 #[derive(Debug)]
 pub struct Migrator;

@@ -4,7 +4,6 @@
 //! SQLite has no such table kind; nothing changes there.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend};
 
 /// `ALTER TABLE order_rate SET UNLOGGED` on PostgreSQL.
 #[derive(DeriveMigrationName)]
@@ -22,12 +21,10 @@ impl MigrationTrait for Migration {
 }
 
 async fn set_logged(manager: &SchemaManager<'_>, logged: bool) -> Result<(), DbErr> {
-    let db = manager.get_connection();
-    if db.get_database_backend() != DbBackend::Postgres {
-        return Ok(());
-    }
     let kind = if logged { "LOGGED" } else { "UNLOGGED" };
-    db.execute_unprepared(&format!(r#"ALTER TABLE "order_rate" SET {kind}"#))
-        .await
-        .map(|_| ())
+    crate::on_postgres(
+        manager,
+        &[&format!(r#"ALTER TABLE "order_rate" SET {kind}"#)],
+    )
+    .await
 }

@@ -14,7 +14,6 @@
 //! changes.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend};
 
 /// Creates the functions on PostgreSQL.
 #[derive(DeriveMigrationName)]
@@ -23,31 +22,22 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        if db.get_database_backend() != DbBackend::Postgres {
-            return Ok(());
-        }
-        for sql in [SATURATE, RESERVE, FILL, RELEASE] {
-            db.execute_unprepared(sql).await?;
-        }
-        Ok(())
+        crate::on_postgres(manager, &[SATURATE, RESERVE, FILL, RELEASE]).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        if db.get_database_backend() != DbBackend::Postgres {
-            return Ok(());
-        }
-        db.execute_unprepared(
-            "DROP FUNCTION IF EXISTS pinnacle_paper_release(text, text, text, text, boolean); \
+        crate::on_postgres(
+            manager,
+            &[
+                "DROP FUNCTION IF EXISTS pinnacle_paper_release(text, text, text, text, boolean); \
              DROP FUNCTION IF EXISTS pinnacle_paper_fill(text, text, text, text, text, text, \
              bigint, bigint, boolean, bigint, bigint); \
              DROP FUNCTION IF EXISTS pinnacle_paper_reserve(text, text, text, text, text, \
              boolean, boolean, bigint, bigint, bigint); \
              DROP FUNCTION IF EXISTS pinnacle_i64(numeric)",
+            ],
         )
         .await
-        .map(|_| ())
     }
 }
 

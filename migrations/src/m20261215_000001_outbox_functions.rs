@@ -29,7 +29,6 @@
 //! drains 20,000 rows after caching the plans on an empty table.
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend};
 
 /// Creates the functions on PostgreSQL.
 #[derive(DeriveMigrationName)]
@@ -38,28 +37,19 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        if db.get_database_backend() != DbBackend::Postgres {
-            return Ok(());
-        }
-        for sql in [CLAIM, REMOVE, RELEASE] {
-            db.execute_unprepared(sql).await?;
-        }
-        Ok(())
+        crate::on_postgres(manager, &[CLAIM, REMOVE, RELEASE]).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let db = manager.get_connection();
-        if db.get_database_backend() != DbBackend::Postgres {
-            return Ok(());
-        }
-        db.execute_unprepared(
-            "DROP FUNCTION IF EXISTS pinnacle_outbox_release(bigint[]); \
+        crate::on_postgres(
+            manager,
+            &[
+                "DROP FUNCTION IF EXISTS pinnacle_outbox_release(bigint[]); \
              DROP FUNCTION IF EXISTS pinnacle_outbox_remove(bigint[]); \
              DROP FUNCTION IF EXISTS pinnacle_outbox_claim(text, bigint, bigint, integer)",
+            ],
         )
         .await
-        .map(|_| ())
     }
 }
 
