@@ -432,7 +432,6 @@ async fn a_database_stall_longer_than_the_reconcile_delay_never_misreports() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reservation_stalled_past_its_lease_never_holds_cash_for_an_ended_order() {
     use pinnacle_common::entities::{paper_funds, paper_reservations};
-    use sea_orm::{ConnectionTrait, TransactionTrait};
 
     // PostgreSQL only: there a placer's reservation can wait on the books' lock after its
     // order was stored (SQLite's one write lock holds back the insert as well).
@@ -449,23 +448,14 @@ async fn a_reservation_stalled_past_its_lease_never_holds_cash_for_an_ended_orde
     let trader = stack.trader("books-stall").await;
 
     // The books are locked (a stuck transaction holds `paper_funds` in EXCLUSIVE mode:
-    // reads pass, writes wait): the orders are stored,
-    // their reservations wait and hold every connection of the placer's pool (4), so it
-    // cannot renew its leases, and reconciliation finds nothing reserved and ends the
-    // orders long before the lock goes.
-    let locker = pinnacle_common::db::connect(&DatabaseSettings {
-        database_url: stack.db_url().to_string(),
-        database_max_connections: 1,
-    })
-    .await
-    .expect("lock connection");
-    let txn = locker.begin().await.expect("begin");
-    txn.execute_unprepared("SET LOCAL idle_in_transaction_session_timeout = 0")
-        .await
-        .expect("no idle timeout");
-    txn.execute_unprepared("LOCK TABLE paper_funds IN EXCLUSIVE MODE")
-        .await
-        .expect("lock");
+    // reads pass, writes wait): the orders are stored, their reservations wait and hold
+    // every connection of the placer's pool (4), so it cannot renew its leases, and
+    // reconciliation finds nothing reserved and ends the orders long before the lock goes.
+    let lock = pinnacle_tests::lock_database_with(
+        stack.db_url(),
+        "LOCK TABLE paper_funds IN EXCLUSIVE MODE",
+    )
+    .await;
     let ids: Vec<String> = (0..6).map(|i| format!("books-{i}")).collect();
     let placed: Vec<_> = ids
         .iter()
@@ -474,7 +464,7 @@ async fn a_reservation_stalled_past_its_lease_never_holds_cash_for_an_ended_orde
     stored(stack, "books-0").await;
     // Longer than the lease, the grace and the reconcile delay together.
     tokio::time::sleep(Duration::from_secs(6)).await;
-    txn.rollback().await.expect("release");
+    lock.release().await;
     for order in placed {
         let _ = order.await.expect("join");
     }

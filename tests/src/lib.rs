@@ -260,6 +260,12 @@ pub async fn stall_database(url: &str, stall: Duration) {
 /// the write lock (SQLite) or an exclusive lock on `orders` (PostgreSQL). Taken when this
 /// returns.
 pub async fn lock_database(url: &str) -> DatabaseLock {
+    lock_database_with(url, "LOCK TABLE orders IN ACCESS EXCLUSIVE MODE").await
+}
+
+/// [`lock_database`], with `postgres_lock` (a `LOCK TABLE …` statement) as what the stuck
+/// transaction holds on PostgreSQL. On SQLite any write takes the one write lock.
+pub async fn lock_database_with(url: &str, postgres_lock: &str) -> DatabaseLock {
     use sea_orm::{DbBackend, TransactionTrait};
     let db = pinnacle_common::db::connect(&pinnacle_common::config::DatabaseSettings {
         database_url: url.to_string(),
@@ -275,7 +281,7 @@ pub async fn lock_database(url: &str) -> DatabaseLock {
             txn.execute_unprepared("SET LOCAL idle_in_transaction_session_timeout = 0")
                 .await
                 .expect("no idle timeout");
-            "LOCK TABLE orders IN ACCESS EXCLUSIVE MODE"
+            postgres_lock
         }
         _ => "UPDATE orders SET status = status",
     };
