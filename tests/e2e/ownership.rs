@@ -491,6 +491,60 @@ async fn a_reservation_stalled_past_its_lease_never_holds_cash_for_an_ended_orde
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_insert_slower_than_its_lease_still_places_the_order_once() {
+    // PostgreSQL only: there the insert alone can wait (on a lock of `orders`) while the
+    // checks before it pass; SQLite's one write lock holds back the rate count as well, so
+    // the lease would be issued after the stall.
+    let Some(backend) = pinnacle_tests::backends()
+        .into_iter()
+        .find(|b| *b != pinnacle_tests::Backend::Sqlite)
+    else {
+        return;
+    };
+    // A grace long enough that nobody may take the orders while their inserts wait.
+    const PATIENT_GRACE_MS: u64 = 10_000;
+    let patient = |settings: &mut pinnacle_cli::stack::StackSettings| {
+        fast_reconcile(settings);
+        settings.worker.lease_grace_ms = PATIENT_GRACE_MS;
+    };
+    let angel = AngelStack::start_with(backend, |_| {}, patient).await;
+    let stack = &angel.stack;
+    let settings = WorkerSettings {
+        lease_grace_ms: PATIENT_GRACE_MS,
+        ..side_settings(&pinnacle_tests::sim::angel_worker(&angel.sim))
+    };
+    let paper_side = SideWorker::start(stack, Kind::Paper, settings.clone(), Duration::ZERO);
+    let angel_side = SideWorker::start(stack, Kind::Angel, settings, Duration::ZERO);
+    let trader = stack.trader("slow-insert-paper").await;
+    let (angel_user, account) = angel.angel_trader("slow-insert-angel", 14, json!({})).await;
+    let (fills, _) = angel.prices();
+
+    let lock =
+        pinnacle_tests::lock_database_with(stack.db_url(), "LOCK TABLE orders IN EXCLUSIVE MODE")
+            .await;
+    let paper = paper_side.submit(&trader.id, buy("slow-p", OrderType::Market, None));
+    let live = angel_side.submit(&angel_user.id, buy("slow-a", OrderType::Limit, Some(fills)));
+    // The inserts wait longer than the lease (1 s), not longer than lease and grace.
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    lock.release().await;
+    let paper_row = paper
+        .await
+        .expect("join")
+        .expect("the paper order is placed");
+    let live_row = live.await.expect("join").expect("the live order is placed");
+
+    // Nobody had taken them, so their owners renewed the lapsed leases and sent them once.
+    assert_eq!(paper_row.status, "FILLED", "{paper_row:?}");
+    assert_ne!(live_row.status, "REJECTED", "{live_row:?}");
+    assert_eq!(paper_side.forwarded.load(Ordering::SeqCst), 1);
+    assert_eq!(angel_side.forwarded.load(Ordering::SeqCst), 1);
+    assert_eq!(at_sim(&angel, &account.client_code), 1);
+    let live_row = settled(stack, &live_row.id).await;
+    assert_events(stack, &trader.id, &paper_row).await;
+    assert_events(stack, &angel_user.id, &live_row).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_paused_between_insert_and_broker_call_never_sends_after_it() {
     each_backend(|backend| async move {
         let angel = AngelStack::start_with(backend, |_| {}, fast_reconcile).await;

@@ -8,7 +8,9 @@
 //!    lease every third of its length while the call runs and **drops the call** the
 //!    moment the lease is not known to be held: at the local deadline of its last
 //!    successful renewal, or at once when a renewal finds another owner. So no owner sends
-//!    anything for the order after `lease_until_ms`.
+//!    anything for the order after `lease_until_ms`. A lease that ran out before its call
+//!    started is renewed once by compare-and-set ([`guard`]); the call never starts if
+//!    someone took the order meanwhile.
 //! 2. Reconciliation takes an order only when `lease_until_ms + grace` has passed
 //!    ([`is_abandoned`]), by compare-and-set on the lease it saw
 //!    ([`take`](super::store::OrderStore::take)).
@@ -124,7 +126,12 @@ pub async fn guard<F: Future>(
     terms: Terms,
     call: F,
 ) -> Result<F::Output, LeaseLost> {
-    let (deadline_tx, mut deadline) = watch::channel(lease.deadline);
+    let start = if Instant::now() < lease.deadline {
+        lease.deadline
+    } else {
+        renew_lapsed(orders, lease, terms).await?
+    };
+    let (deadline_tx, mut deadline) = watch::channel(start);
     let keeper = tokio::spawn(keep(orders.clone(), lease.clone(), terms, deadline_tx));
     let _stop_keeper = AbortOnDrop(keeper);
     tokio::pin!(call);
@@ -147,6 +154,30 @@ pub async fn guard<F: Future>(
                 }
             }
             output = &mut call => return Ok(output),
+        }
+    }
+}
+
+/// The new local deadline of a lease that ran out before its call started (the insert or
+/// the `PENDING_*` step was slower than the lease): renewed by compare-and-set on the
+/// owner, which fails once reconciliation took the order or it ended. Until then nobody
+/// has concluded anything about it, and nothing was sent, so holding it again is safe.
+async fn renew_lapsed(
+    orders: &Arc<dyn OrderStore>,
+    lease: &Lease,
+    terms: Terms,
+) -> Result<Instant, LeaseLost> {
+    let started = Instant::now();
+    let until_ms = store::now_ms() + terms.length.as_millis() as i64;
+    match orders.renew(&lease.order_id, &lease.owner, until_ms).await {
+        Ok(true) => {
+            tracing::debug!(order_id = %lease.order_id, "a lapsed lease was renewed before the broker call");
+            Ok(started + terms.length)
+        }
+        Ok(false) => Err(LeaseLost),
+        Err(error) => {
+            tracing::warn!(order_id = %lease.order_id, %error, "could not renew the lapsed lease");
+            Err(LeaseLost)
         }
     }
 }
@@ -274,6 +305,89 @@ mod tests {
             !sent.load(Ordering::SeqCst),
             "the call never reached its send"
         );
+    }
+
+    /// Order `o1` of user `u1`, stored under `owner`'s lease, which ran out a second ago;
+    /// the store holding it, and the lease as its owner sees it (lapsed).
+    async fn lapsed(db: &sea_orm::DatabaseConnection, owner: &str) -> (Arc<dyn OrderStore>, Lease) {
+        use pinnacle_common::model::{OrderRequest, OrderType, Product, Side};
+
+        crate::engine::fixtures::with_account(db).await;
+        let orders: Arc<dyn OrderStore> = Arc::new(store::SqlOrderStore::new(
+            db.clone(),
+            crate::engine::ledger::Books::new(0),
+        ));
+        let request = OrderRequest {
+            client_order_id: "c1".into(),
+            exchange: "NSE".into(),
+            symbol: "SBIN-EQ".into(),
+            side: Side::Buy,
+            order_type: OrderType::Limit,
+            quantity: 1,
+            price: Some(100),
+            trigger_price: None,
+            product: Product::Delivery,
+            account: None,
+        };
+        let new = store::NewOrder {
+            order_id: "o1",
+            user_id: "u1",
+            broker_account_id: "id-paper",
+            request: &request,
+            owner,
+            lease_until_ms: store::now_ms() - 1_000,
+        };
+        orders.insert_new(new).await.expect("insert");
+        let lease = Lease {
+            order_id: "o1".into(),
+            owner: owner.into(),
+            deadline: Instant::now(),
+        };
+        (orders, lease)
+    }
+
+    #[tokio::test]
+    async fn a_lease_that_lapsed_before_its_call_is_renewed_while_nobody_took_the_order() {
+        for (db, _pg) in crate::engine::fixtures::databases().await {
+            let (orders, lease) = lapsed(&db, "w#1").await;
+            let before = store::now_ms();
+            let outcome = guard(&orders, &lease, TERMS, async { 7 }).await;
+            assert_eq!(
+                outcome.ok(),
+                Some(7),
+                "a slow insert does not lose the order"
+            );
+            let row = orders.get("o1").await.expect("get").expect("stored");
+            assert_eq!(row.lease_owner.as_deref(), Some("w#1"));
+            let until = row.lease_until_ms.expect("leased");
+            assert!(until >= before + TERMS.length.as_millis() as i64, "{until}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lease_that_lapsed_and_was_taken_is_never_renewed_and_its_call_never_starts() {
+        for (db, _pg) in crate::engine::fixtures::databases().await {
+            let (orders, lease) = lapsed(&db, "w#1").await;
+            let row = orders.get("o1").await.expect("get").expect("stored");
+            let taken = orders
+                .take(&row, "reconciler#1", store::now_ms() + 60_000)
+                .await
+                .expect("take");
+            assert!(taken.is_some(), "reconciliation takes the lapsed order");
+            let polled = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let flag = polled.clone();
+            let outcome = guard(&orders, &lease, TERMS, async move {
+                flag.store(true, Ordering::SeqCst);
+            })
+            .await;
+            assert!(outcome.is_err());
+            assert!(
+                !polled.load(Ordering::SeqCst),
+                "nothing sent for a taken order"
+            );
+            let row = orders.get("o1").await.expect("get").expect("stored");
+            assert_eq!(row.lease_owner.as_deref(), Some("reconciler#1"));
+        }
     }
 
     #[tokio::test]
