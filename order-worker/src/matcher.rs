@@ -5,8 +5,10 @@
 //! then kept current from `events.orders.>`, so it sees orders placed through any worker).
 //! On each tick it fills the marketable ones at the traded price, at most the tick's traded
 //! quantity at a time, so large orders fill across several ticks (`PARTIALLY_FILLED` →
-//! `FILLED`). Several workers may try the same fill: the status compare-and-set lets
-//! exactly one apply it.
+//! `FILLED`). Several workers may try the same fill: the compare-and-set on the order's
+//! status and fill count lets exactly one apply a fill made from one view of the order
+//! (a matcher that reads the order after another's fill from the same tick fills again,
+//! from the current view, so each part is still booked once).
 //!
 //! Hours ([`MarketHours`]): ticks for an exchange that is closed by the worker's calendar
 //! fill nothing. An order that joins the book while its exchange is closed is an

@@ -706,3 +706,132 @@ async fn a_partly_filled_order_keeps_its_fill_through_a_modify_and_a_cancel() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_book_each_part_of_a_resting_order_once() {
+    each_backend(|backend| async move {
+        let cash = 100_000_000;
+        let stack = TestStack::start_with(backend, |s| s.worker.paper_cash = cash).await;
+        let user = busy_trader(&stack, "twofill").await;
+        // A second worker: every worker's matcher follows the ticks and crosses the same
+        // resting orders with them.
+        let stop = pinnacle_common::shutdown::Shutdown::new();
+        let mut second = tokio::task::JoinSet::new();
+        pinnacle_cli::stack::spawn_worker(
+            &mut second,
+            &pinnacle_common::config::NatsSettings::for_url(stack.nats.url()),
+            stack.db.clone(),
+            stack.vault.clone(),
+            pinnacle_common::config::WorkerSettings {
+                paper_cash: cash,
+                ..pinnacle_common::config::WorkerSettings::default()
+            },
+            pinnacle_common::audit::AuditChains::default(),
+            &pinnacle_common::health::Health::new(),
+            stop.clone(),
+        )
+        .await
+        .expect("second worker");
+
+        // Resting buys of 40 at ₹990; ticks at ₹980 fill 3 units at a time, in parts.
+        price(&stack, &user, "TWOSYM", 100_000).await;
+        // The probe may have gone to the first worker: make sure the second has the price.
+        eventually(
+            Duration::from_secs(10),
+            "a price at both workers",
+            || async {
+                stack.publish_tick("TWOSYM", 1, 100_000, 1).await;
+                let probes = futures::future::join_all((0..4).map(|_| {
+                    let probe = json!({"exchange": "NSE", "symbol": "TWOSYM", "side": "BUY",
+                    "order_type": "LIMIT", "quantity": 1, "price": 5,
+                    "client_order_id": format!("two-probe-{}", uuid::Uuid::new_v4())});
+                    let (stack, user) = (&stack, &user);
+                    async move { stack.call(user, "place", probe).await }
+                }))
+                .await;
+                probes.iter().all(|p| p["ok"] == true).then_some(())
+            },
+        )
+        .await;
+        let mut ids = Vec::new();
+        for n in 0..4 {
+            let placed = stack
+                .call(
+                    &user,
+                    "place",
+                    limit(&format!("two-{n}"), "TWOSYM", "BUY", 40, 99_000, "INTRADAY"),
+                )
+                .await;
+            assert_eq!(placed["result"]["status"], "OPEN", "{placed}");
+            ids.push(placed["result"]["order_id"].clone());
+        }
+        for seq in 2..40 {
+            stack.publish_tick("TWOSYM", seq, 98_000, 3).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+
+        // Each order's units in the trade book are the units its row says filled, and its
+        // events hold each part once.
+        let events = eventually(Duration::from_secs(20), "the fills settle", || async {
+            let mut rows = Vec::new();
+            for n in 0..4 {
+                let got = stack
+                    .call(&user, "get", json!({"client_order_id": format!("two-{n}")}))
+                    .await;
+                rows.push(got["result"].clone());
+            }
+            let events = pinnacle_tests::order_events(&stack.client, &user.id).await;
+            let settled = rows.iter().all(|row| {
+                events.iter().any(|e| {
+                    row["order_id"] == e.order.order_id.as_str()
+                        && e.order.filled_quantity == row["filled_quantity"].as_i64().unwrap_or(-1)
+                        && row["status"] == e.order.status.as_str()
+                })
+            });
+            settled.then_some((rows, events))
+        })
+        .await;
+        let (rows, events) = events;
+        let mut parts = 0;
+        for row in &rows {
+            let filled = row["filled_quantity"].as_i64().expect("filled");
+            assert!(filled > 3, "more than one part filled: {row}");
+            let (units, _) = traded(&stack, &user, &row["order_id"]).await;
+            assert_eq!(units, filled, "booked once: {row}");
+            let id = row["order_id"].as_str().expect("id");
+            let status = row["status"]
+                .as_str()
+                .expect("status")
+                .parse()
+                .expect("known status");
+            pinnacle_tests::assert_complete_history(&events, id, status);
+            let mut fills: Vec<i64> = events
+                .iter()
+                .filter(|e| e.order.order_id == id)
+                .map(|e| e.order.filled_quantity)
+                .filter(|&q| q > 0)
+                .collect();
+            let all = fills.len();
+            fills.dedup();
+            assert_eq!(fills.len(), all, "a part's event came twice: {fills:?}");
+            parts += all;
+        }
+        assert!(parts >= 8, "parts filled: {parts}");
+        let position = stack.call(&user, "positions", json!({})).await;
+        let held: i64 = position["result"]["positions"]
+            .as_array()
+            .expect("positions")
+            .iter()
+            .filter(|p| p["symbol"] == "TWOSYM")
+            .map(|p| p["net_quantity"].as_i64().expect("net"))
+            .sum();
+        let filled: i64 = rows
+            .iter()
+            .map(|r| r["filled_quantity"].as_i64().expect("filled"))
+            .sum();
+        assert_eq!(held, filled, "the position holds what the orders filled");
+        stop.cancel();
+        while second.join_next().await.is_some() {}
+    })
+    .await;
+}

@@ -284,7 +284,7 @@ impl Engine {
 
     /// Records an order's new state reported by its broker (a fill from the paper
     /// matcher, a record from Angel One's order-update stream): a compare-and-set on the
-    /// status alone, with its event in the outbox. Losing the race is an error (the order
+    /// status and fill count (no lease), with its event in the outbox. Losing the race is an error (the order
     /// changed under the caller).
     pub async fn apply_update(
         &self,

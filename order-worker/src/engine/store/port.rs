@@ -44,7 +44,8 @@ pub trait OrderStore: Send + Sync + Debug {
     async fn insert_new(&self, order: NewOrder<'_>) -> Result<Inserted, DbErr>;
 
     /// Moves `order` to `to`, if the state machine allows it, nobody else moved it first
-    /// and `ownership` allows it; the order's event and its effect on the paper books are
+    /// (its status and fill count are still as `order` shows them) and `ownership` allows
+    /// it; the order's event and its effect on the paper books are
     /// written in the same transaction. Entering an in-flight state takes the lease given
     /// by [`Ownership::Acquire`]; leaving one releases it.
     async fn transition(

@@ -257,8 +257,9 @@ impl OrderStore for SqlOrderStore {
         patch: Patch,
         ownership: Ownership<'_>,
     ) -> Result<orders::Model, TransitionError> {
-        // A compare-and-set on the current status (and, for `Ownership::Held`, on the lease
-        // owner), so two workers can never both apply a transition from the same state; the
+        // A compare-and-set on the current status and fill count (and, for
+        // `Ownership::Held`, on the lease owner), so two workers can never both apply a
+        // transition from the same state; the
         // books (`ledger::apply`: a fill moves funds and positions, an end releases the
         // order's reservation) and the outbox row commit with it.
         let from = status_of(order)?;
@@ -285,9 +286,13 @@ impl OrderStore for SqlOrderStore {
         next.lease_until_ms = lease_until_ms;
         let fill_value = patch.fill_value;
         let update = with_patch(update, &mut next, patch);
+        // The fill count is part of the state compared: two workers filling a partly filled
+        // order from the same view (`PARTIALLY_FILLED` → `PARTIALLY_FILLED`) both pass a
+        // check on the status alone, and each would book its part and write its event.
         let mut update = update
             .filter(orders::Column::Id.eq(order.id.as_str()))
-            .filter(orders::Column::Status.eq(from.as_str()));
+            .filter(orders::Column::Status.eq(from.as_str()))
+            .filter(orders::Column::FilledQuantity.eq(order.filled_quantity));
         if let Ownership::Held(owner) = ownership {
             update = update.filter(orders::Column::LeaseOwner.eq(owner));
         }
@@ -606,6 +611,95 @@ mod tests {
             .await;
         assert!(matches!(again, Err(TransitionError::Conflict)), "{again:?}");
         assert_eq!(trades().await, 1, "a fill is booked once");
+    }
+
+    #[tokio::test]
+    async fn two_fills_of_a_partly_filled_order_from_one_view_book_once() {
+        for (store, _pg) in stores().await {
+            same_view_fills(&store).await;
+        }
+    }
+
+    async fn same_view_fills(store: &SqlOrderStore) {
+        use pinnacle_common::entities::{order_outbox, paper_positions, paper_trades};
+        use sea_orm::PaginatorTrait as _;
+
+        let three = OrderRequest {
+            quantity: 3,
+            ..request("c3", Product::Intraday)
+        };
+        let Inserted::Created(order) = insert(store, "o3", &three).await else {
+            panic!("a new order")
+        };
+        let open = Patch {
+            broker_order_id: Some("PAPER-o3".into()),
+            ..Patch::default()
+        };
+        let opened = store
+            .transition(&order, OrderStatus::Open, open, Ownership::Held("w-1"))
+            .await
+            .expect("opened");
+        let part = |filled: i64| Patch {
+            filled_quantity: Some(filled),
+            average_price: Some(100),
+            fill_value: Some(100),
+            ..Patch::default()
+        };
+        let partly = store
+            .transition(
+                &opened,
+                OrderStatus::PartiallyFilled,
+                part(1),
+                Ownership::Any,
+            )
+            .await
+            .expect("the first part");
+        let db = store.writer.db().clone();
+        let events_before = order_outbox::Entity::find()
+            .count(&db)
+            .await
+            .expect("count");
+        // Two workers' matchers cross the same tick with the same view of the order.
+        let first = store
+            .transition(
+                &partly,
+                OrderStatus::PartiallyFilled,
+                part(2),
+                Ownership::Any,
+            )
+            .await
+            .expect("the first worker's part");
+        assert_eq!(first.filled_quantity, 2);
+        let second = store
+            .transition(
+                &partly,
+                OrderStatus::PartiallyFilled,
+                part(2),
+                Ownership::Any,
+            )
+            .await;
+        assert!(
+            matches!(second, Err(TransitionError::Conflict)),
+            "{second:?}"
+        );
+        let trades = paper_trades::Entity::find()
+            .count(&db)
+            .await
+            .expect("count");
+        assert_eq!(trades, 2, "each part is booked once");
+        let events = order_outbox::Entity::find()
+            .count(&db)
+            .await
+            .expect("count");
+        assert_eq!(events, events_before + 1, "each part has one event");
+        let position = paper_positions::Entity::find()
+            .one(&db)
+            .await
+            .expect("position")
+            .expect("one position");
+        assert_eq!(position.net_quantity, 2);
+        let stored = store.get("o3").await.expect("get").expect("stored");
+        assert_eq!(stored.filled_quantity, 2);
     }
 
     /// A paper BUY of one share at ₹1 for the order `order_id`.
