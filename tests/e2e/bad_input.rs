@@ -167,19 +167,22 @@ async fn malformed_and_absurd_requests_get_structured_errors() {
         }
 
         // A reply subject inside Pinnacle's own namespaces is never written to: a caller
-        // cannot make the worker publish into someone's audit trail or event stream.
-        let mut probe = stack.client.subscribe("audit.credential.victim").await.expect("sub");
-        let mut hdrs = async_nats::HeaderMap::new();
-        hdrs.insert("Authorization", format!("Bearer {}", user.token).as_str());
-        stack
-            .client
-            .publish_with_reply_and_headers(place.clone(), "audit.credential.victim", hdrs, msgpack(valid.clone()))
-            .await
-            .expect("publish");
-        stack.client.flush().await.expect("flush");
-        use futures::StreamExt;
-        let leaked = tokio::time::timeout(std::time::Duration::from_millis(500), probe.next()).await;
-        assert!(leaked.is_err(), "the worker replied into audit.credential.victim");
+        // cannot make the worker publish into someone's audit trail or event stream, or
+        // onto the internal announcements its NATS permissions deny it.
+        for target in ["audit.credential.victim", "pinnacle.cache.invalidate"] {
+            let mut probe = stack.client.subscribe(target).await.expect("sub");
+            let mut hdrs = async_nats::HeaderMap::new();
+            hdrs.insert("Authorization", format!("Bearer {}", user.token).as_str());
+            stack
+                .client
+                .publish_with_reply_and_headers(place.clone(), target, hdrs, msgpack(valid.clone()))
+                .await
+                .expect("publish");
+            stack.client.flush().await.expect("flush");
+            use futures::StreamExt;
+            let leaked = tokio::time::timeout(std::time::Duration::from_millis(500), probe.next()).await;
+            assert!(leaked.is_err(), "the worker replied into {target}");
+        }
 
         // The worker is unharmed.
         let reply = stack.place(&user, &market("after-junk", "SBIN-EQ", 1)).await;

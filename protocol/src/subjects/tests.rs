@@ -32,6 +32,9 @@ fn replies_never_go_into_protected_subjects() {
         "orders.u1.place",
         "md.tick.NSE.X",
         "$JS.API.STREAM.DELETE.AUDIT",
+        "pinnacle.cache.invalidate",
+        "pinnacle.tokens.revoked",
+        "pinnacle.barrier",
     ] {
         assert!(!is_safe_reply(bad), "{bad}");
     }
