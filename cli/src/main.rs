@@ -8,6 +8,12 @@ use clap::Parser as _;
 use pinnacle_cli::client;
 use pinnacle_cli::command::{self, Cli};
 
+/// jemalloc rather than glibc's malloc: on the order path (many small allocations freed
+/// on other threads) it costs about a sixth less CPU an order, and peak memory stays
+/// within the worker's budget (docs/BENCHMARKS.md, "2026-12-06, 20:55").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     // Before the arguments are parsed and before any thread starts: the env file's values
     // become the process environment, so every verb, and every flag that falls back to a

@@ -135,14 +135,7 @@ pub fn status(exchange: &str) -> String {
 /// (so a caller cannot make a worker write into another user's audit trail or events, or
 /// onto the internal announcements under `pinnacle.`, which its NATS permissions deny it)
 /// and the NATS system subjects.
-pub const PROTECTED_PREFIXES: [&str; 6] = [
-    "audit.",
-    "events.",
-    "orders.",
-    "md.",
-    "pinnacle.",
-    "$",
-];
+pub const PROTECTED_PREFIXES: [&str; 6] = ["audit.", "events.", "orders.", "md.", "pinnacle.", "$"];
 
 /// Whether `reply_to` is a subject a service may answer on (not a protected prefix).
 pub fn is_safe_reply(reply_to: &str) -> bool {
