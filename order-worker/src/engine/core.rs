@@ -304,7 +304,7 @@ mod tests {
     use pinnacle_common::broker::BrokerCredentials;
     use pinnacle_common::crypto::DecryptError;
     use pinnacle_common::keystore::generations::{CheckError, RegisterError, Standing};
-    use pinnacle_common::model::{AuditEvent, OrderRequest, OrderType, Side};
+    use pinnacle_common::model::AuditEvent;
 
     use super::*;
     use crate::engine::fixtures::database_with_account;
@@ -352,18 +352,7 @@ mod tests {
 
     /// A LIMIT buy placed under a lease, as the place pipeline stores it, and the lease.
     async fn submitted(engine: &Engine) -> (orders::Model, lease::Lease) {
-        let request = OrderRequest {
-            client_order_id: "c1".into(),
-            exchange: "NSE".into(),
-            symbol: "SBIN-EQ".into(),
-            side: Side::Buy,
-            order_type: OrderType::Limit,
-            quantity: 1,
-            price: Some(100),
-            trigger_price: None,
-            product: Default::default(),
-            account: None,
-        };
+        let request = crate::engine::fixtures::limit_buy("c1", Default::default());
         let (lease, until_ms) = engine.leases.issue("o1");
         let inserted = engine
             .orders

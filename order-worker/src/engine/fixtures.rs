@@ -1,6 +1,7 @@
 //! Values the engine's unit tests build their cases from.
 
 use pinnacle_common::entities::{broker_accounts, users};
+use pinnacle_common::model::{OrderRequest, OrderType, Product, Side};
 use pinnacle_migrations::{Migrator, MigratorTrait};
 use pinnacle_store::testing::PostgresDatabase;
 use sea_orm::{ActiveModelTrait, ConnectOptions, Database, DatabaseConnection, Set};
@@ -48,6 +49,22 @@ pub(crate) async fn with_account(db: &DatabaseConnection) {
     let mut account: broker_accounts::ActiveModel = account_row("paper").into();
     account = account.reset_all();
     account.insert(db).await.expect("account");
+}
+
+/// A LIMIT buy of one NSE SBIN-EQ at ₹1 under `client_order_id`, for `product`.
+pub(crate) fn limit_buy(client_order_id: &str, product: Product) -> OrderRequest {
+    OrderRequest {
+        client_order_id: client_order_id.into(),
+        exchange: "NSE".into(),
+        symbol: "SBIN-EQ".into(),
+        side: Side::Buy,
+        order_type: OrderType::Limit,
+        quantity: 1,
+        price: Some(100),
+        trigger_price: None,
+        product,
+        account: None,
+    }
 }
 
 /// A paper broker account row of user `u1` labelled `label` (id `id-<label>`), at

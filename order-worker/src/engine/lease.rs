@@ -310,25 +310,13 @@ mod tests {
     /// Order `o1` of user `u1`, stored under `owner`'s lease, which ran out a second ago;
     /// the store holding it, and the lease as its owner sees it (lapsed).
     async fn lapsed(db: &sea_orm::DatabaseConnection, owner: &str) -> (Arc<dyn OrderStore>, Lease) {
-        use pinnacle_common::model::{OrderRequest, OrderType, Product, Side};
-
         crate::engine::fixtures::with_account(db).await;
         let orders: Arc<dyn OrderStore> = Arc::new(store::SqlOrderStore::new(
             db.clone(),
             crate::engine::ledger::Books::new(0),
         ));
-        let request = OrderRequest {
-            client_order_id: "c1".into(),
-            exchange: "NSE".into(),
-            symbol: "SBIN-EQ".into(),
-            side: Side::Buy,
-            order_type: OrderType::Limit,
-            quantity: 1,
-            price: Some(100),
-            trigger_price: None,
-            product: Product::Delivery,
-            account: None,
-        };
+        let request =
+            crate::engine::fixtures::limit_buy("c1", pinnacle_common::model::Product::Delivery);
         let new = store::NewOrder {
             order_id: "o1",
             user_id: "u1",

@@ -456,7 +456,7 @@ fn with_patch(
 
 #[cfg(test)]
 mod tests {
-    use pinnacle_common::model::{OrderRequest, OrderType, Side};
+    use pinnacle_common::model::{OrderRequest, Side};
 
     use super::*;
     use crate::engine::fixtures::{self, database_with_account, with_account};
@@ -477,21 +477,6 @@ mod tests {
         all
     }
 
-    fn request(client_order_id: &str, product: Product) -> OrderRequest {
-        OrderRequest {
-            client_order_id: client_order_id.into(),
-            exchange: "NSE".into(),
-            symbol: "SBIN-EQ".into(),
-            side: Side::Buy,
-            order_type: OrderType::Limit,
-            quantity: 1,
-            price: Some(100),
-            trigger_price: None,
-            product,
-            account: None,
-        }
-    }
-
     async fn insert(store: &SqlOrderStore, id: &str, request: &OrderRequest) -> Inserted {
         let new = NewOrder {
             order_id: id,
@@ -506,7 +491,8 @@ mod tests {
 
     /// A new order `o1` (client order id `c1`) under `w-1`'s lease.
     async fn created(store: &SqlOrderStore) -> orders::Model {
-        let Inserted::Created(order) = insert(store, "o1", &request("c1", Product::Delivery)).await
+        let Inserted::Created(order) =
+            insert(store, "o1", &fixtures::limit_buy("c1", Product::Delivery)).await
         else {
             panic!("a new order")
         };
@@ -516,7 +502,7 @@ mod tests {
     #[tokio::test]
     async fn the_first_insert_of_a_client_order_id_wins_and_others_read_it_back() {
         for (store, _pg) in stores().await {
-            let first = request("c1", Product::Delivery);
+            let first = fixtures::limit_buy("c1", Product::Delivery);
             let Inserted::Created(created) = insert(&store, "o1", &first).await else {
                 panic!("a new order")
             };
@@ -626,7 +612,7 @@ mod tests {
 
         let three = OrderRequest {
             quantity: 3,
-            ..request("c3", Product::Intraday)
+            ..fixtures::limit_buy("c3", Product::Intraday)
         };
         let Inserted::Created(order) = insert(store, "o3", &three).await else {
             panic!("a new order")
@@ -796,7 +782,7 @@ mod tests {
 
             // A submitted order reserves as before.
             let Inserted::Created(live) =
-                insert(&store, "o2", &request("c2", Product::Delivery)).await
+                insert(&store, "o2", &fixtures::limit_buy("c2", Product::Delivery)).await
             else {
                 panic!("a new order")
             };
@@ -978,7 +964,12 @@ mod tests {
                 ("o2", Product::Intraday),
                 ("o3", Product::Intraday),
             ] {
-                insert(&store, id, &request(&format!("c-{id}"), product)).await;
+                insert(
+                    &store,
+                    id,
+                    &fixtures::limit_buy(&format!("c-{id}"), product),
+                )
+                .await;
             }
             let o3 = store.get("o3").await.expect("get").expect("o3");
             let paper = Patch {
