@@ -167,19 +167,32 @@ async fn renew_lapsed(
     lease: &Lease,
     terms: Terms,
 ) -> Result<Instant, LeaseLost> {
-    let started = Instant::now();
-    let until_ms = store::now_ms() + terms.length.as_millis() as i64;
-    match orders.renew(&lease.order_id, &lease.owner, until_ms).await {
-        Ok(true) => {
+    match renew(orders.as_ref(), lease, terms).await {
+        Ok(Some(deadline)) => {
             tracing::debug!(order_id = %lease.order_id, "a lapsed lease was renewed before the broker call");
-            Ok(started + terms.length)
+            Ok(deadline)
         }
-        Ok(false) => Err(LeaseLost),
+        Ok(None) => Err(LeaseLost),
         Err(error) => {
             tracing::warn!(order_id = %lease.order_id, %error, "could not renew the lapsed lease");
             Err(LeaseLost)
         }
     }
+}
+
+/// Renews `lease` once: its new local deadline (taken before the clock reading, so never
+/// later than the stored expiry), or `None` when another owner holds the order.
+async fn renew(
+    orders: &dyn OrderStore,
+    lease: &Lease,
+    terms: Terms,
+) -> Result<Option<Instant>, sea_orm::DbErr> {
+    let started = Instant::now();
+    let until_ms = store::now_ms() + terms.length.as_millis() as i64;
+    let renewed = orders
+        .renew(&lease.order_id, &lease.owner, until_ms)
+        .await?;
+    Ok(renewed.then(|| started + terms.length))
 }
 
 /// Renews `lease` every third of its length, publishing each new local deadline; a renewal
@@ -193,13 +206,11 @@ async fn keep(
     let every = terms.length / 3;
     loop {
         tokio::time::sleep(every).await;
-        let started = Instant::now();
-        let until_ms = store::now_ms() + terms.length.as_millis() as i64;
-        match orders.renew(&lease.order_id, &lease.owner, until_ms).await {
-            Ok(true) => {
-                deadline.send_replace(started + terms.length);
+        match renew(orders.as_ref(), &lease, terms).await {
+            Ok(Some(until)) => {
+                deadline.send_replace(until);
             }
-            Ok(false) => {
+            Ok(None) => {
                 deadline.send_replace(Instant::now());
                 return;
             }
