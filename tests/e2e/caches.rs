@@ -270,20 +270,9 @@ async fn every_worker_drops_its_entry_when_a_change_is_announced() {
         let stack = TestStack::start(backend).await;
         let user = stack.trader("two-workers").await;
         put_limits(&stack, &user, json!({ "max_orders_per_second": 10_000 })).await;
-        let stop = pinnacle_common::shutdown::Shutdown::new();
-        let mut second = tokio::task::JoinSet::new();
-        pinnacle_cli::stack::spawn_worker(
-            &mut second,
-            &pinnacle_common::config::NatsSettings::for_url(stack.nats.url()),
-            stack.db.clone(),
-            stack.vault.clone(),
-            pinnacle_common::config::WorkerSettings::default(),
-            pinnacle_common::audit::AuditChains::default(),
-            &pinnacle_common::health::Health::new(),
-            stop.clone(),
-        )
-        .await
-        .expect("second worker");
+        let (mut second, stop) = stack
+            .second_worker(pinnacle_common::config::WorkerSettings::default())
+            .await;
         stack.wait_for_ticks("SBIN-EQ", 3).await;
         // The queue group spreads these over both workers: each caches the limits.
         let burst = |prefix: &'static str| {

@@ -315,20 +315,9 @@ async fn a_worker_stopping_mid_flight_loses_and_duplicates_nothing() {
             })
             .await;
         // A second worker in the same queue group, as in a scaled-out deployment.
-        let survivor_stop = pinnacle_common::shutdown::Shutdown::new();
-        let mut survivor = tokio::task::JoinSet::new();
-        pinnacle_cli::stack::spawn_worker(
-            &mut survivor,
-            &pinnacle_common::config::NatsSettings::for_url(stack.nats.url()),
-            stack.db.clone(),
-            stack.vault.clone(),
-            pinnacle_common::config::WorkerSettings::default(),
-            pinnacle_common::audit::AuditChains::default(),
-            &pinnacle_common::health::Health::new(),
-            survivor_stop.clone(),
-        )
-        .await
-        .expect("second worker");
+        let (mut survivor, survivor_stop) = stack
+            .second_worker(pinnacle_common::config::WorkerSettings::default())
+            .await;
         stack.wait_for_ticks("SBIN-EQ", 3).await;
 
         // A well-behaved client: on timeout or "no responders", resend the same client order id.

@@ -715,23 +715,12 @@ async fn two_workers_book_each_part_of_a_resting_order_once() {
         let user = busy_trader(&stack, "twofill").await;
         // A second worker: every worker's matcher follows the ticks and crosses the same
         // resting orders with them.
-        let stop = pinnacle_common::shutdown::Shutdown::new();
-        let mut second = tokio::task::JoinSet::new();
-        pinnacle_cli::stack::spawn_worker(
-            &mut second,
-            &pinnacle_common::config::NatsSettings::for_url(stack.nats.url()),
-            stack.db.clone(),
-            stack.vault.clone(),
-            pinnacle_common::config::WorkerSettings {
+        let (mut second, stop) = stack
+            .second_worker(pinnacle_common::config::WorkerSettings {
                 paper_cash: cash,
                 ..pinnacle_common::config::WorkerSettings::default()
-            },
-            pinnacle_common::audit::AuditChains::default(),
-            &pinnacle_common::health::Health::new(),
-            stop.clone(),
-        )
-        .await
-        .expect("second worker");
+            })
+            .await;
 
         // Resting buys of 40 at ₹990; ticks at ₹980 fill 3 units at a time, in parts.
         price(&stack, &user, "TWOSYM", 100_000).await;

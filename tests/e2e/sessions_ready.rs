@@ -33,31 +33,6 @@ fn worker_settings(angel_rest: &str, order_ws: &str, now: &str, ahead_ms: u64) -
     }
 }
 
-/// A second worker in the queue group, as in a scaled-out deployment.
-async fn second_worker(
-    angel: &AngelStack,
-    settings: WorkerSettings,
-) -> (
-    tokio::task::JoinSet<pinnacle_cli::stack::ServiceResult>,
-    pinnacle_common::shutdown::Shutdown,
-) {
-    let stop = pinnacle_common::shutdown::Shutdown::new();
-    let mut tasks = tokio::task::JoinSet::new();
-    pinnacle_cli::stack::spawn_worker(
-        &mut tasks,
-        &pinnacle_common::config::NatsSettings::for_url(angel.stack.nats.url()),
-        angel.stack.db.clone(),
-        angel.stack.vault.clone(),
-        settings,
-        pinnacle_common::audit::AuditChains::default(),
-        &pinnacle_common::health::Health::new(),
-        stop.clone(),
-    )
-    .await
-    .expect("second worker");
-    (tasks, stop)
-}
-
 /// The REST routes `client_code` sent since request number `since`.
 fn routes_since(angel: &AngelStack, client_code: &str, since: usize) -> Vec<String> {
     angel
@@ -102,7 +77,7 @@ async fn a_session_that_ends_at_the_rollover_is_replaced_in_the_background() {
             },
         )
         .await;
-        let (_other, other_stop) = second_worker(&angel, settings.expect("settings")).await;
+        let (_other, other_stop) = angel.stack.second_worker(settings.expect("settings")).await;
         let stack = &angel.stack;
         let (user, account) = angel.angel_trader("warm", 31, json!({})).await;
         let cc = account.client_code.as_str();

@@ -383,6 +383,32 @@ impl TestStack {
             .expect("count")
     }
 
+    /// Another order worker in the stack's queue group, as in a scaled-out deployment, run
+    /// with `settings` until the returned token is cancelled.
+    pub async fn second_worker(
+        &self,
+        settings: pinnacle_common::config::WorkerSettings,
+    ) -> (
+        tokio::task::JoinSet<pinnacle_cli::stack::ServiceResult>,
+        pinnacle_common::shutdown::Shutdown,
+    ) {
+        let stop = pinnacle_common::shutdown::Shutdown::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        pinnacle_cli::stack::spawn_worker(
+            &mut tasks,
+            &pinnacle_common::config::NatsSettings::for_url(self.nats.url()),
+            self.db.clone(),
+            self.vault.clone(),
+            settings,
+            pinnacle_common::audit::AuditChains::default(),
+            &pinnacle_common::health::Health::new(),
+            stop.clone(),
+        )
+        .await
+        .expect("second worker");
+        (tasks, stop)
+    }
+
     /// Publishes a hand-made tick for NSE `symbol`, so a test controls the price.
     pub async fn publish_tick(&self, symbol: &str, seq: u64, ltp: i64, last_qty: i64) {
         let tick = Tick {
