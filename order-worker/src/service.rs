@@ -60,7 +60,7 @@ async fn listen(
     worker: &Arc<Worker>,
     shutdown: &Shutdown,
 ) -> Result<tokio::task::JoinHandle<()>, WorkerError> {
-    let client = worker.client();
+    let client = worker.intake();
     let failed = |subject: &'static str| {
         move |e: async_nats::SubscribeError| WorkerError::Subscribe {
             subject,
@@ -151,7 +151,7 @@ async fn serve_orders(
 ) -> Result<(), WorkerError> {
     let member = serve::Member::join(
         serve::QueueGroup {
-            client: worker.client().clone(),
+            client: worker.intake().clone(),
             subject: subjects::ORDERS_ALL.to_string(),
             queue: subjects::ORDER_WORKER_QUEUE.to_string(),
         },

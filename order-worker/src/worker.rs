@@ -40,8 +40,11 @@ pub struct Worker {
     /// Does every order's work; shared with the side tasks (reconciler, square-off,
     /// matcher, order-update follower).
     engine: Arc<Engine>,
-    /// Requests arrive and replies leave on it; the relay publishes on it.
+    /// Replies and audit events leave on it; the relay publishes on it.
     client: async_nats::Client,
+    /// Orders and the announcements that must precede them arrive on it: the main
+    /// connection unless [`Worker::with_intake`] gave one of its own.
+    intake: async_nats::Client,
     /// API tokens are looked up here (a request is authenticated before the engine runs)
     /// and the outbox relay reads and deletes its rows here.
     db: DatabaseConnection,
@@ -92,6 +95,7 @@ impl Worker {
         );
         Self {
             engine: Arc::new(engine),
+            intake: client.clone(),
             client,
             db,
             vault,
@@ -118,9 +122,21 @@ impl Worker {
         &self.engine
     }
 
-    /// The NATS connection.
+    /// Orders arrive on `intake` instead of the main connection (see
+    /// [`pinnacle_common::nats::Connections`]).
+    pub fn with_intake(mut self, intake: async_nats::Client) -> Self {
+        self.intake = intake;
+        self
+    }
+
+    /// The main NATS connection: replies, audit events, JetStream.
     pub fn client(&self) -> &async_nats::Client {
         &self.client
+    }
+
+    /// The connection orders and announcements arrive on.
+    pub fn intake(&self) -> &async_nats::Client {
+        &self.intake
     }
 
     /// The settings it runs with.

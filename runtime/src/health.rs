@@ -15,9 +15,12 @@
 //!   connected, and must not say "ready" then.
 //!
 //! Both answer `{"status": "ok" | "unavailable", "nats": {"<service>": {"state": …,
-//! "handler": "alive" | "dead", "rebuilds": n}}}`, and `"starting": true` while a service
-//! is still starting.
+//! "handler": "alive" | "dead", "rebuilds": n, "connections": {"main": {"state": …,
+//! "reconnects": n}, "intake": {…}}}}}`, and `"starting": true` while a service is still
+//! starting. A service's `state` is its least ready connection's; `reconnects` counts the
+//! times async-nats reconnected that connection by itself.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -26,13 +29,15 @@ use async_nats::Client;
 use axum::http::StatusCode;
 use serde::Serialize;
 
+use crate::nats::Connections;
+
 /// One connection's entry.
 #[derive(Debug)]
 struct LinkState {
     /// The service name, e.g. `pinnacle-order-worker`.
     name: String,
-    /// The current client, to read its connection state; `None` before the first connect.
-    client: Mutex<Option<Client>>,
+    /// The current connections, to read their state; `None` before the first connect.
+    connections: Mutex<Option<Connections>>,
     /// False once the client's connection handler is gone, until a new client is attached.
     alive: AtomicBool,
     /// How many times the connection was rebuilt after its handler died.
@@ -44,13 +49,13 @@ struct LinkState {
 pub struct Link(Arc<LinkState>);
 
 impl Link {
-    /// Records a new client (the first, or a rebuilt one) as alive.
-    pub fn attach(&self, client: Client) {
-        if let Ok(mut slot) = self.0.client.lock() {
+    /// Records new connections (the first, or rebuilt ones) as alive.
+    pub fn attach(&self, connections: Connections) {
+        if let Ok(mut slot) = self.0.connections.lock() {
             if slot.is_some() {
                 self.0.rebuilds.fetch_add(1, Ordering::Relaxed);
             }
-            *slot = Some(client);
+            *slot = Some(connections);
         }
         self.0.alive.store(true, Ordering::Release);
     }
@@ -58,7 +63,7 @@ impl Link {
     /// Forgets the client once its service has stopped, so the link does not keep the
     /// connection open (the probes then show it as `pending`).
     pub fn detach(&self) {
-        if let Ok(mut slot) = self.0.client.lock() {
+        if let Ok(mut slot) = self.0.connections.lock() {
             slot.take();
         }
     }
@@ -79,35 +84,73 @@ impl Link {
     }
 
     fn report(&self) -> LinkReport {
-        let state = self
+        let connections: BTreeMap<&'static str, ConnectionReport> = self
             .0
-            .client
+            .connections
             .lock()
             .ok()
-            .and_then(|c| c.as_ref().map(Client::connection_state));
+            .and_then(|slot| {
+                slot.as_ref().map(|c| {
+                    c.each()
+                        .map(|(role, client)| (role, ConnectionReport::of(client)))
+                        .collect()
+                })
+            })
+            .unwrap_or_default();
         let alive = self.is_alive();
+        // The least ready connection's state: pending before the first connect.
+        let least = connections
+            .values()
+            .map(|c| c.state)
+            .max_by_key(|state| STATES.iter().position(|s| s == state))
+            .unwrap_or("pending");
         LinkReport {
-            state: match (alive, state) {
-                (false, _) => "dead",
-                (true, None) | (true, Some(State::Pending)) => "pending",
-                (true, Some(State::Connected)) => "connected",
-                (true, Some(State::Disconnected)) => "disconnected",
-            },
+            state: if alive { least } else { "dead" },
             handler: if alive { "alive" } else { "dead" },
             rebuilds: self.0.rebuilds.load(Ordering::Relaxed),
+            connections,
         }
     }
 }
 
-/// One connection as the probes show it.
+/// A connection's states, from most to least ready.
+const STATES: [&str; 3] = ["connected", "disconnected", "pending"];
+
+/// One connection of a service as the probes show it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ConnectionReport {
+    /// `connected`, `disconnected` (async-nats is reconnecting) or `pending`.
+    pub state: &'static str,
+    /// How many times async-nats reconnected it by itself.
+    pub reconnects: u64,
+}
+
+impl ConnectionReport {
+    fn of(client: &Client) -> Self {
+        let connects = client.statistics().connects.load(Ordering::Relaxed);
+        Self {
+            state: match client.connection_state() {
+                State::Connected => "connected",
+                State::Disconnected => "disconnected",
+                State::Pending => "pending",
+            },
+            reconnects: connects.saturating_sub(1),
+        }
+    }
+}
+
+/// One service as the probes show it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct LinkReport {
-    /// `connected`, `disconnected` (async-nats is reconnecting), `pending` or `dead`.
+    /// `connected` (every connection is), `disconnected` (async-nats is reconnecting one),
+    /// `pending` or `dead`.
     pub state: &'static str,
-    /// `alive` or `dead`: whether the connection handler runs.
+    /// `alive` or `dead`: whether the connection handlers run.
     pub handler: &'static str,
     /// Rebuilds after a dead handler since the process started.
     pub rebuilds: u64,
+    /// Each connection by role (`main`, `intake`).
+    pub connections: BTreeMap<&'static str, ConnectionReport>,
 }
 
 /// Every NATS connection of the services in one process. Cheap to clone.
@@ -147,7 +190,7 @@ impl Health {
     pub fn link(&self, name: &str) -> Link {
         let link = Link(Arc::new(LinkState {
             name: name.to_string(),
-            client: Mutex::new(None),
+            connections: Mutex::new(None),
             alive: AtomicBool::new(true),
             rebuilds: AtomicU64::new(0),
         }));

@@ -9,6 +9,13 @@
 //!
 //! [`handled_by_server`] waits until the server has handled what a connection sent: a
 //! flush in async-nats only writes to the socket.
+//!
+//! [`Connections`] is what a supervised service runs on: a *main* connection for what it
+//! publishes (replies, audit events, ticks, JetStream) and, for a service that takes
+//! requests from traders, an *intake* connection they arrive on. A message whose headers
+//! async-nats cannot parse makes it drop the connection that received it and reconnect,
+//! losing that connection's read buffer; with requests on a connection of their own, the
+//! service's publishes never stop for it (docs/ARCHITECTURE.md, "Hostile headers").
 
 use std::time::Duration;
 
@@ -94,6 +101,65 @@ pub async fn connect(settings: &NatsSettings, name: &str) -> Result<Client, Conn
         .connect(servers)
         .await
         .map_err(|e| fail(e.to_string()))
+}
+
+/// Whether a service takes requests on a connection of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Intake {
+    /// Requests arrive on an intake connection named `<service>-intake`; the main one
+    /// only publishes and follows streams traders cannot publish to.
+    #[default]
+    Own,
+    /// Everything shares the main connection (a service that serves no NATS requests).
+    Shared,
+}
+
+/// The NATS connections one incarnation of a service runs on. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Connections {
+    main: Client,
+    intake: Option<Client>,
+}
+
+impl Connections {
+    /// Connects as `name` (and, for [`Intake::Own`], as `<name>-intake`).
+    pub async fn connect(
+        settings: &NatsSettings,
+        name: &str,
+        intake: Intake,
+    ) -> Result<Self, ConnectError> {
+        let main = connect(settings, name).await?;
+        let intake = match intake {
+            Intake::Own => Some(connect(settings, &format!("{name}-intake")).await?),
+            Intake::Shared => None,
+        };
+        Ok(Self { main, intake })
+    }
+
+    /// One connection for everything.
+    pub fn shared(client: Client) -> Self {
+        Self {
+            main: client,
+            intake: None,
+        }
+    }
+
+    /// Replies, audit events, ticks and JetStream go out on it.
+    pub fn main(&self) -> &Client {
+        &self.main
+    }
+
+    /// Requests that anyone allowed may send (orders, `md.req.>`) and the announcements
+    /// that must reach a worker before the orders sent after them arrive on it: the
+    /// intake connection, or the main one when it is shared.
+    pub fn intake(&self) -> &Client {
+        self.intake.as_ref().unwrap_or(&self.main)
+    }
+
+    /// Every distinct connection with its role: `main`, then `intake` if it is its own.
+    pub fn each(&self) -> impl Iterator<Item = (&'static str, &Client)> {
+        std::iter::once(("main", &self.main)).chain(self.intake.iter().map(|c| ("intake", c)))
+    }
 }
 
 /// Fires once a client's connection handler has stopped for good: async-nats panicked

@@ -10,11 +10,12 @@
 //! async-nats drop the message and reconnect, which it survives alone.
 //!
 //! # How
-//! [`supervise`] runs a service in *incarnations*. Each one gets its own client, a
-//! [`HandlerWatch`] on that client and a child of the process's shutdown token. When the
-//! watch fires, the supervisor cancels the incarnation's token (the old one finishes what
-//! it can, for at most [`Policy::drain`], then is aborted), connects again and starts a
-//! new incarnation right away, retrying with backoff until it succeeds or shutdown fires.
+//! [`supervise`] runs a service in *incarnations*. Each one gets its own
+//! [`Connections`] (a main connection and, for a service that takes requests, an intake
+//! connection), a [`HandlerWatch`] on each and a child of the process's shutdown token.
+//! When a watch fires, the supervisor cancels the incarnation's token (the old one
+//! finishes what it can, for at most [`Policy::drain`], then is aborted), connects again
+//! and starts a new incarnation right away, retrying with backoff until it succeeds or shutdown fires.
 //! The dead connection's TCP socket closed with the handler, so the server has already
 //! removed its queue-group members: no request is routed to the dead instance.
 //!
@@ -32,7 +33,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use async_nats::Client;
 use tokio::task::{JoinError, JoinHandle};
 
 // The whole workaround rests on Tokio catching a panic inside async-nats's spawned task;
@@ -42,7 +42,7 @@ compile_error!("Pinnacle must be built with panic = \"unwind\" (see runtime/src/
 
 use crate::config::NatsSettings;
 use crate::health::Link;
-use crate::nats::{self, ConnectError, HandlerWatch};
+use crate::nats::{self, ConnectError, Connections, HandlerWatch, Intake};
 use crate::shutdown::Shutdown;
 
 /// A running incarnation: resolves when it has stopped.
@@ -50,9 +50,11 @@ pub type Run<E> = Pin<Box<dyn Future<Output = Result<(), E>> + Send>>;
 /// Starting an incarnation: its subscriptions are in place when this resolves.
 pub type Start<E> = Pin<Box<dyn Future<Output = Result<Run<E>, E>> + Send>>;
 
-/// Timings of the supervision.
+/// How a service is supervised: its connections and the timings.
 #[derive(Debug, Clone)]
 pub struct Policy {
+    /// Whether requests arrive on a connection of their own ([`Connections::intake`]).
+    pub intake: Intake,
     /// How long a dead incarnation may take to finish its in-flight work (database writes
     /// already under way) before it is aborted. The new one starts meanwhile.
     pub drain: Duration,
@@ -68,6 +70,7 @@ pub struct Policy {
 impl Default for Policy {
     fn default() -> Self {
         Self {
+            intake: Intake::Own,
             drain: Duration::from_secs(30),
             settle: Duration::from_secs(1),
             backoff_start: Duration::from_millis(50),
@@ -76,9 +79,9 @@ impl Default for Policy {
     }
 }
 
-/// One incarnation: its connection's watch, its stop token and its task.
+/// One incarnation: its connections' watches, its stop token and its task.
 struct Incarnation<E> {
-    watch: HandlerWatch,
+    watch: Watches,
     stop: Shutdown,
     task: JoinHandle<Result<(), E>>,
 }
@@ -95,7 +98,7 @@ struct Supervision {
 /// Runs a service named `name` under supervision until `shutdown` fires or the service
 /// stops on its own while its connection is alive.
 ///
-/// `start(client, stop)` sets the service up on `client` and returns the future that runs
+/// `start(connections, stop)` sets the service up on `connections` and returns the future that runs
 /// it until `stop` fires. The first incarnation starts before this returns (so requests
 /// sent right after are served), and its failure is returned; later ones are retried.
 /// The returned task ends with the service's own result; a panic in the service's
@@ -110,7 +113,7 @@ pub async fn supervise<E, F>(
 ) -> Result<JoinHandle<Result<(), E>>, E>
 where
     E: From<ConnectError> + std::fmt::Display + Send + 'static,
-    F: FnMut(Client, Shutdown) -> Start<E> + Send + 'static,
+    F: FnMut(Connections, Shutdown) -> Start<E> + Send + 'static,
 {
     // The series exists (at 0) from the start, so a panel over it has data.
     crate::metrics::metrics()
@@ -133,7 +136,7 @@ impl Supervision {
     async fn run<E, F>(self, first: Incarnation<E>, mut start: F) -> Result<(), E>
     where
         E: From<ConnectError> + std::fmt::Display + Send + 'static,
-        F: FnMut(Client, Shutdown) -> Start<E>,
+        F: FnMut(Connections, Shutdown) -> Start<E>,
     {
         let mut current = first;
         loop {
@@ -197,7 +200,7 @@ impl Supervision {
     async fn rebuild<E, F>(&self, start: &mut F) -> Option<Incarnation<E>>
     where
         E: From<ConnectError> + std::fmt::Display + Send + 'static,
-        F: FnMut(Client, Shutdown) -> Start<E>,
+        F: FnMut(Connections, Shutdown) -> Start<E>,
     {
         let mut backoff = self.policy.backoff_start;
         loop {
@@ -219,25 +222,31 @@ impl Supervision {
         }
     }
 
-    /// Connects, watches the connection and starts one incarnation.
+    /// Connects, watches the connections and starts one incarnation.
     async fn incarnate<E, F>(&self, start: &mut F) -> Result<Incarnation<E>, E>
     where
         E: From<ConnectError> + Send + 'static,
-        F: FnMut(Client, Shutdown) -> Start<E>,
+        F: FnMut(Connections, Shutdown) -> Start<E>,
     {
-        let client = nats::connect(&self.settings, self.name).await?;
-        let watch = nats::watch_handler(&client)
-            .await
-            .map_err(|e| ConnectError {
-                url: self.settings.url.clone(),
-                reason: format!("could not watch the connection: {e}"),
-            })?;
+        let connections =
+            Connections::connect(&self.settings, self.name, self.policy.intake).await?;
+        let mut watches = Vec::new();
+        for (_, client) in connections.each() {
+            watches.push(
+                nats::watch_handler(client)
+                    .await
+                    .map_err(|e| ConnectError {
+                        url: self.settings.url.clone(),
+                        reason: format!("could not watch the connection: {e}"),
+                    })?,
+            );
+        }
         let stop = self.shutdown.child_token();
-        match start(client.clone(), stop.clone()).await {
+        match start(connections.clone(), stop.clone()).await {
             Ok(run) => {
-                self.link.attach(client);
+                self.link.attach(connections);
                 Ok(Incarnation {
-                    watch,
+                    watch: Watches(watches),
                     stop,
                     task: tokio::spawn(run),
                 })
@@ -248,6 +257,16 @@ impl Supervision {
                 Err(error)
             }
         }
+    }
+}
+
+/// The watches on an incarnation's connections: it is dead once any one is.
+struct Watches(Vec<HandlerWatch>);
+
+impl Watches {
+    /// Resolves once any connection's handler is gone.
+    async fn dead(&self) {
+        futures::future::select_all(self.0.iter().map(|watch| Box::pin(watch.dead()))).await;
     }
 }
 

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use pinnacle_common::codec::Encoding;
+use pinnacle_common::error::ErrorCode;
 use pinnacle_common::subjects::{self, md, verbs};
 use pinnacle_tests::{Backend, TestStack, TestUser};
 use serde_json::{json, Value};
@@ -329,28 +330,31 @@ async fn malformed_headers_on_every_service_subject_leave_every_service_answerin
 async fn a_dead_connection_fails_healthz_until_rebuilt() {
     use pinnacle_common::config::NatsSettings;
     use pinnacle_common::health::Health;
+    use pinnacle_common::nats::Connections;
     use pinnacle_common::shutdown::Shutdown;
     use pinnacle_common::supervise::{self, Policy, Run, Start};
 
     // A minimal supervised service on a subject of its own, so the probes can be read
     // while its connection is dead: the rebuild waits until `release` opens. Told `die`,
-    // its connection gives up (drains and closes), as async-nats's handler does when it
-    // stops reconnecting or, before 0.52, when a hostile header panicked it.
+    // its intake connection gives up (drains and closes), as async-nats's handler does when
+    // it stops reconnecting or, before 0.52, when a hostile header panicked it; replies
+    // go out on its main connection.
     let nats = pinnacle_tests::TestNats::start();
     let health = Health::new();
     let shutdown = Shutdown::new();
     let (release_tx, release_rx) = tokio::sync::watch::channel(false);
     let incarnations = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counter = incarnations.clone();
-    let start = move |client: async_nats::Client, stop: Shutdown| -> Start<anyhow::Error> {
+    let start = move |connections: Connections, stop: Shutdown| -> Start<anyhow::Error> {
         let number = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let mut release = release_rx.clone();
         Box::pin(async move {
             if number > 0 {
                 let _ = release.wait_for(|open| *open).await;
             }
-            let mut requests = client.subscribe("probe.echo").await?;
-            client.flush().await?;
+            let (client, intake) = (connections.main().clone(), connections.intake().clone());
+            let mut requests = intake.subscribe("probe.echo").await?;
+            intake.flush().await?;
             let run: Run<anyhow::Error> = Box::pin(async move {
                 use futures::StreamExt;
                 loop {
@@ -358,7 +362,7 @@ async fn a_dead_connection_fails_healthz_until_rebuilt() {
                         () = stop.cancelled() => return Ok(()),
                         message = requests.next() => match message {
                             Some(message) if message.payload == "die" => {
-                                let _ = client.drain().await;
+                                let _ = intake.drain().await;
                             }
                             Some(message) => if let Some(reply) = message.reply {
                                 let _ = client.publish(reply, message.payload).await;
@@ -429,4 +433,156 @@ async fn a_dead_connection_fails_healthz_until_rebuilt() {
 
     shutdown.cancel();
     supervisor.await.expect("supervisor").expect("clean stop");
+}
+
+/// What one trader's load saw while the attack ran.
+#[derive(Debug, Default)]
+struct Seen {
+    /// Client order ids answered `ok`.
+    placed: Vec<String>,
+    /// Attempts that got no answer in time.
+    unanswered: usize,
+    /// Attempts refused `AUDIT_UNAVAILABLE` (the worker could not publish its audit event).
+    audit_unavailable: usize,
+    /// Other retryable refusals.
+    refused: usize,
+}
+
+/// Places market orders as `user` until `stop`, one at a time and about eight a second,
+/// each retried under its client order id (as PROTOCOL.md tells a client to) until it is
+/// answered `ok`.
+async fn load(
+    stack: &TestStack,
+    (name, user): &(&str, TestUser),
+    stop: &std::sync::atomic::AtomicBool,
+) -> Seen {
+    use pinnacle_common::model::{OrderReply, Reply};
+    let mut seen = Seen::default();
+    let mut n = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        n += 1;
+        let id = format!("{name}-{n}");
+        let order = pinnacle_tests::market(&id, "SBIN-EQ", 1);
+        let payload = Encoding::MsgPack.encode(&order).expect("encode");
+        let started = Instant::now();
+        loop {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{id} was not placed within 30 s"
+            );
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Authorization", format!("Bearer {}", user.token).as_str());
+            headers.insert("Content-Type", Encoding::MsgPack.content_type());
+            let answer = tokio::time::timeout(
+                Duration::from_secs(1),
+                stack.client.request_with_headers(
+                    subjects::order(&user.id, verbs::PLACE),
+                    headers,
+                    payload.clone(),
+                ),
+            )
+            .await;
+            let Ok(Ok(message)) = answer else {
+                seen.unanswered += 1;
+                continue;
+            };
+            let reply: Reply<OrderReply> =
+                Encoding::MsgPack.decode(&message.payload).expect("a reply");
+            match reply.error {
+                None => {
+                    seen.placed.push(id);
+                    // Within the default 9 orders a second per user.
+                    tokio::time::sleep(Duration::from_millis(120)).await;
+                    break;
+                }
+                Some(error) if error.code == ErrorCode::AuditUnavailable => {
+                    seen.audit_unavailable += 1
+                }
+                Some(error) if error.code.is_retryable() => {
+                    seen.refused += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Some(error) => panic!("{id} refused for good: {error:?}"),
+            }
+        }
+    }
+    seen
+}
+
+/// The probes' view of one service's connection by role (`main`, `intake`).
+fn reconnects(health: &Value, service: &str, role: &str) -> u64 {
+    health["nats"][service]["connections"][role]["reconnects"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{service} has a {role} connection: {health}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_headers_under_load_stop_no_service_from_publishing() {
+    let _heavy = pinnacle_tests::heavy().await;
+    let stack = TestStack::start(Backend::Sqlite).await;
+    let mallory = stack.trader("mallory").await;
+    let mut traders = Vec::new();
+    for name in ["alice", "bob", "carol", "dave"] {
+        traders.push((name, stack.trader(name).await));
+    }
+    stack.wait_for_ticks("SBIN-EQ", 1).await;
+    let (_, before) = probe(&stack, "/healthz").await;
+
+    // Four traders place orders while mallory sends a malformed request every 10 ms, to
+    // the order worker and to the market-data service, for two seconds.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let loads = futures::future::join_all(traders.iter().map(|t| load(&stack, t, &stop)));
+    let attack = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut raw = RawConnection::open(stack.nats.url()).await;
+        let started = Instant::now();
+        let mut sent = 0;
+        while started.elapsed() < Duration::from_secs(2) {
+            let headers = HOSTILE[1 + sent % 2].1;
+            raw.hpub(&subjects::order(&mallory.id, verbs::PLACE), headers, b"{}")
+                .await;
+            raw.hpub(md::LAST, headers, b"{}").await;
+            sent += 1;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        raw.ping().await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        sent
+    };
+    let (seen, sent) = tokio::join!(loads, attack);
+
+    let (status, after) = probe(&stack, "/healthz").await;
+    assert_eq!(status, 200, "{after}");
+    for service in ["pinnacle-order-worker", "pinnacle-publisher"] {
+        // The attack landed: async-nats dropped the connection requests arrive on...
+        assert!(
+            reconnects(&after, service, "intake") > reconnects(&before, service, "intake"),
+            "{service}'s intake connection never reconnected: {after}"
+        );
+        // ...and never the one replies, audit events and ticks go out on.
+        assert_eq!(
+            reconnects(&after, service, "main"),
+            reconnects(&before, service, "main"),
+            "{service}'s main connection reconnected: {after}"
+        );
+    }
+    for ((name, trader), seen) in traders.iter().zip(&seen) {
+        eprintln!(
+            "{name}: {} placed, {} unanswered attempts, {} AUDIT_UNAVAILABLE, {} other refusals ({sent} malformed messages)",
+            seen.placed.len(),
+            seen.unanswered,
+            seen.audit_unavailable,
+            seen.refused
+        );
+        assert_eq!(seen.audit_unavailable, 0, "{name}: {seen:?}");
+        assert!(!seen.placed.is_empty(), "{name} placed nothing");
+        // Each client order id is one order, however many attempts it took.
+        assert_eq!(
+            stack.order_count(&trader.id).await,
+            seen.placed.len() as u64,
+            "{name}"
+        );
+    }
+    every_service_answers(&stack, &mallory).await;
 }

@@ -13,6 +13,7 @@ use pinnacle_common::feed::SharedFeed;
 use pinnacle_common::health::Health;
 use pinnacle_common::metrics::{metrics, Component};
 use pinnacle_common::micro;
+use pinnacle_common::nats::Connections;
 use pinnacle_common::shutdown::Shutdown;
 use pinnacle_common::supervise::{self, Policy, Run, Start};
 use pinnacle_publisher::angel::AngelHistory;
@@ -43,8 +44,8 @@ pub async fn spawn_publisher(
 ) -> anyhow::Result<()> {
     metrics().enable(Component::Publisher);
     let shared = Shared::load(sim, md, angel).await?;
-    let start = move |client: async_nats::Client, stop: Shutdown| -> Start<anyhow::Error> {
-        shared.start(client, stop)
+    let start = move |connections: Connections, stop: Shutdown| -> Start<anyhow::Error> {
+        shared.start(connections, stop)
     };
     let supervisor = supervise::supervise(
         "pinnacle-publisher",
@@ -120,10 +121,13 @@ impl Shared {
         })
     }
 
-    /// One incarnation on `client`, until `stop` fires.
-    fn start(&self, client: async_nats::Client, stop: Shutdown) -> Start<anyhow::Error> {
+    /// One incarnation on `connections` (`md.req.>` arrives on the intake one), until
+    /// `stop` fires.
+    fn start(&self, connections: Connections, stop: Shutdown) -> Start<anyhow::Error> {
+        let client = connections.main().clone();
         let service = Arc::new(MdService {
             client: client.clone(),
+            intake: connections.intake().clone(),
             cache: self.cache.clone(),
             catalog: self.catalog.clone(),
             calendar: self.calendar.clone(),

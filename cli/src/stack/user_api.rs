@@ -11,6 +11,7 @@ use pinnacle_common::config::{AuditSettings, NatsSettings, UserApiSettings};
 use pinnacle_common::crypto::Vault;
 use pinnacle_common::health::Health;
 use pinnacle_common::metrics::{metrics, Component};
+use pinnacle_common::nats::{Connections, Intake};
 use pinnacle_common::shutdown::Shutdown;
 use pinnacle_common::supervise::{self, Policy, Run, Start};
 use pinnacle_user_api::limits::Limits;
@@ -53,15 +54,23 @@ pub async fn spawn_user_api(
         audit_timeout,
         audit_settings,
     };
-    let start = move |client: async_nats::Client, stop: Shutdown| -> Start<anyhow::Error> {
+    let start = move |connections: Connections, stop: Shutdown| -> Start<anyhow::Error> {
         let socket = listener.try_clone();
-        Box::pin(shared.clone().start(client, socket, stop))
+        Box::pin(
+            shared
+                .clone()
+                .start(connections.main().clone(), socket, stop),
+        )
     };
     let supervisor = supervise::supervise(
         "pinnacle-user-api",
         nats_settings.clone(),
         health.link("pinnacle-user-api"),
-        Policy::default(),
+        // It takes no NATS requests: one connection.
+        Policy {
+            intake: Intake::Shared,
+            ..Policy::default()
+        },
         shutdown,
         start,
     )

@@ -11,6 +11,7 @@ use pinnacle_common::crypto::Vault;
 use pinnacle_common::health::Health;
 use pinnacle_common::keystore::Register;
 use pinnacle_common::metrics::{metrics, Component};
+use pinnacle_common::nats::Connections;
 use pinnacle_common::shutdown::Shutdown;
 use pinnacle_common::supervise::{self, Policy, Run, Start};
 use pinnacle_order_worker::angel::prewarm::Prewarm;
@@ -45,9 +46,9 @@ pub async fn spawn_worker(
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     metrics().enable(Component::OrderWorker);
-    let start = move |client: async_nats::Client, stop: Shutdown| -> Start<anyhow::Error> {
+    let start = move |connections: Connections, stop: Shutdown| -> Start<anyhow::Error> {
         Box::pin(start_worker(
-            client,
+            connections,
             db.clone(),
             vault.clone(),
             settings.clone(),
@@ -68,15 +69,17 @@ pub async fn spawn_worker(
     Ok(())
 }
 
-/// One incarnation of the order worker on `client`, until `stop` fires.
+/// One incarnation of the order worker on `connections` (orders arrive on the intake
+/// one), until `stop` fires.
 async fn start_worker(
-    client: async_nats::Client,
+    connections: Connections,
     db: DatabaseConnection,
     vault: Arc<Vault>,
     settings: WorkerSettings,
     chains: AuditChains,
     stop: Shutdown,
 ) -> anyhow::Result<Run<anyhow::Error>> {
+    let client = connections.main().clone();
     prepare_audit_stream(&client, &db, "pinnacle-order-worker").await?;
     warn_if_clock_shifted(&settings);
     let hours = MarketHours::from_settings(&settings.paper_hours, settings.sim_now.clock())?;
@@ -101,14 +104,17 @@ async fn start_worker(
     let order_ws_url = settings.smartapi_order_ws_url.clone();
     let prewarm = Prewarm::from_settings(&settings);
     let angel = Arc::new(angel);
-    let worker = Arc::new(Worker::with_audit(
-        client,
-        db.clone(),
-        vault,
-        vec![Arc::new(paper), angel.clone()],
-        settings,
-        (audit, register),
-    ));
+    let worker = Arc::new(
+        Worker::with_audit(
+            client,
+            db.clone(),
+            vault,
+            vec![Arc::new(paper), angel.clone()],
+            settings,
+            (audit, register),
+        )
+        .with_intake(connections.intake().clone()),
+    );
     spawn_angel_one_tasks(
         &worker,
         (order_ws_url, notices),

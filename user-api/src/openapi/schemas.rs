@@ -102,11 +102,18 @@ pub(super) fn schemas() -> Value {
         "Health": {"type": "object", "required": ["status", "nats"], "properties": {
             "status": {"type": "string", "enum": ["ok", "unavailable"]},
             "nats": {"type": "object", "additionalProperties": {
-                "type": "object", "required": ["state", "handler", "rebuilds"],
+                "type": "object", "required": ["state", "handler", "rebuilds", "connections"],
                 "properties": {
                     "state": {"type": "string", "enum": ["connected", "disconnected", "pending", "dead"]},
                     "handler": {"type": "string", "enum": ["alive", "dead"]},
-                    "rebuilds": {"type": "integer", "minimum": 0}
+                    "rebuilds": {"type": "integer", "minimum": 0},
+                    "connections": {"type": "object", "additionalProperties": {
+                        "type": "object", "required": ["state", "reconnects"],
+                        "properties": {
+                            "state": {"type": "string", "enum": ["connected", "disconnected", "pending"]},
+                            "reconnects": {"type": "integer", "minimum": 0}
+                        }
+                    }}
                 }
             }}
         }},
