@@ -15,9 +15,10 @@
 //! connection), a [`HandlerWatch`] on each and a child of the process's shutdown token.
 //! When a watch fires, the supervisor cancels the incarnation's token (the old one
 //! finishes what it can, for at most [`Policy::drain`], then is aborted), connects again
-//! and starts a new incarnation right away, retrying with backoff until it succeeds or shutdown fires.
-//! The dead connection's TCP socket closed with the handler, so the server has already
-//! removed its queue-group members: no request is routed to the dead instance.
+//! and starts a new incarnation right away, retrying with backoff until it succeeds or
+//! shutdown fires. The dead connection's TCP socket closed with the handler, so the server
+//! has already removed its subscriptions; the old incarnation leaves the queue groups of
+//! its live connection as it stops (a service's drain unsubscribes first).
 //!
 //! The service itself needs nothing special: it must stop when its token fires, which
 //! every Pinnacle service's `run` already does. Health reports every link's state
@@ -98,9 +99,10 @@ struct Supervision {
 /// Runs a service named `name` under supervision until `shutdown` fires or the service
 /// stops on its own while its connection is alive.
 ///
-/// `start(connections, stop)` sets the service up on `connections` and returns the future that runs
-/// it until `stop` fires. The first incarnation starts before this returns (so requests
-/// sent right after are served), and its failure is returned; later ones are retried.
+/// `start(connections, stop)` sets the service up on `connections` (as `policy.intake`
+/// says) and returns the future that runs it until `stop` fires. The first incarnation
+/// starts before this returns (so requests sent right after are served), and its failure
+/// is returned; later ones are retried.
 /// The returned task ends with the service's own result; a panic in the service's
 /// future is resumed there.
 pub async fn supervise<E, F>(
