@@ -856,6 +856,10 @@ async fn cluster_node_losses_under_load_lose_and_misorder_nothing() {
                 .await
                 .expect("AUDIT leader");
             let workers = cluster.node_with_connection("pinnacle-order-worker").await;
+            // Orders reach the workers on their intake connections, maybe on another node.
+            let intakes = cluster
+                .node_with_connection("pinnacle-order-worker-intake")
+                .await;
             let meta_leader = cluster.meta_leader().await;
             let node = match loss {
                 NodeLoss::AuditLeader => audit_leader,
@@ -863,7 +867,12 @@ async fn cluster_node_losses_under_load_lose_and_misorder_nothing() {
                 NodeLoss::WorkersNode => workers.expect("the workers' node"),
                 // Leads nothing and serves no worker, when the cluster has such a node.
                 NodeLoss::Follower => (0..3)
-                    .find(|i| *i != audit_leader && Some(*i) != meta_leader && Some(*i) != workers)
+                    .find(|i| {
+                        *i != audit_leader
+                            && Some(*i) != meta_leader
+                            && Some(*i) != workers
+                            && Some(*i) != intakes
+                    })
                     .or_else(|| (0..3).find(|i| *i != audit_leader && Some(*i) != workers))
                     .unwrap_or((audit_leader + 1) % 3),
             };
