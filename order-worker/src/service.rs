@@ -164,9 +164,11 @@ async fn serve_orders(
         subject: subjects::ORDERS_ALL,
         reason: e.to_string(),
     })?;
+    // `$SRV` requests arrive, and are answered, on the intake connection too: anyone who
+    // may publish there could send a header block async-nats cannot parse.
     let discovery = worker
         .micro()
-        .serve(worker.client().clone(), shutdown.clone())
+        .serve(worker.intake().clone(), shutdown.clone())
         .await
         .map_err(|e| WorkerError::Subscribe {
             subject: "$SRV.>",

@@ -71,13 +71,16 @@ pub async fn connect(settings: &NatsSettings, name: &str) -> Result<Client, Conn
         .nats_reconnects
         .with_label_values(&[name]);
     let disconnected = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let log = std::sync::Arc::new(ReconnectLog::default());
     options
         .name(name)
         .subscription_capacity(settings.subscription_capacity)
+        .reconnect_delay_callback(reconnect_delay)
         .event_callback(move |event| {
             let service = service.clone();
             let reconnects = reconnects.clone();
             let disconnected = disconnected.clone();
+            let log = log.clone();
             async move {
                 use std::sync::atomic::Ordering;
                 match event {
@@ -85,11 +88,27 @@ pub async fn connect(settings: &NatsSettings, name: &str) -> Result<Client, Conn
                         if disconnected.swap(false, Ordering::Relaxed) {
                             reconnects.inc();
                         }
-                        tracing::info!(%service, "connected to NATS")
+                        if log.quiet.load(Ordering::Relaxed) {
+                            tracing::debug!(%service, "connected to NATS")
+                        } else {
+                            tracing::info!(%service, "connected to NATS")
+                        }
                     }
                     Event::Disconnected => {
                         disconnected.store(true, Ordering::Relaxed);
-                        tracing::warn!(%service, "disconnected from NATS")
+                        let warn = log.next(std::time::Instant::now());
+                        log.quiet.store(warn.is_none(), Ordering::Relaxed);
+                        match warn {
+                            Some(0) => tracing::warn!(%service, "disconnected from NATS"),
+                            Some(since) => tracing::warn!(
+                                %service,
+                                more_disconnects = since,
+                                "disconnected from NATS (and {since} more times since the last \
+                                 warning: a flood of malformed messages on an intake \
+                                 connection looks like this)"
+                            ),
+                            None => tracing::debug!(%service, "disconnected from NATS"),
+                        }
                     }
                     Event::SlowConsumer(sid) => {
                         tracing::warn!(%service, sid, "slow consumer: messages dropped")
@@ -101,6 +120,58 @@ pub async fn connect(settings: &NatsSettings, name: &str) -> Result<Client, Conn
         .connect(servers)
         .await
         .map_err(|e| fail(e.to_string()))
+}
+
+/// The longest wait between two attempts to reconnect. async-nats's own backoff doubles
+/// up to 4 s, so a service could come back seconds after its server did (a tick gap of
+/// 8.4 s after a 4.3 s restart, 2026-12-06); attempts are one TCP connect each.
+pub const RECONNECT_DELAY_MAX: Duration = Duration::from_millis(500);
+
+/// Before reconnect attempt `attempts` (1 the first): none for the first, then doubling
+/// from 2 ms up to [`RECONNECT_DELAY_MAX`].
+pub fn reconnect_delay(attempts: usize) -> Duration {
+    if attempts <= 1 {
+        return Duration::ZERO;
+    }
+    let exponent = u32::try_from(attempts - 1).unwrap_or(u32::MAX).min(20);
+    Duration::from_millis(1 << exponent).min(RECONNECT_DELAY_MAX)
+}
+
+/// How often a connection's disconnects are logged at `warn` at most.
+pub const RECONNECT_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Keeps one connection's disconnect warnings to one per [`RECONNECT_LOG_EVERY`]: each
+/// malformed message on an intake connection is a disconnect, and one trader could
+/// otherwise fill the logs (thousands of lines a minute). The others go to `debug`; every
+/// one is counted in `pinnacle_nats_reconnects_total`.
+#[derive(Debug, Default)]
+struct ReconnectLog {
+    /// When the last warning was logged, and the disconnects since then not warned about.
+    last: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
+    /// The latest disconnect went to `debug`: so does the reconnect that ends it.
+    quiet: std::sync::atomic::AtomicBool,
+}
+
+impl ReconnectLog {
+    /// A disconnect at `now`: `Some(n)` to warn, `n` being the disconnects not warned about
+    /// since the last warning; `None` to log it at `debug`.
+    fn next(&self, now: std::time::Instant) -> Option<u64> {
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &mut *last {
+            Some((at, quiet)) if now.duration_since(*at) < RECONNECT_LOG_EVERY => {
+                *quiet += 1;
+                None
+            }
+            previous => {
+                let since = previous.map_or(0, |(_, quiet)| quiet);
+                *previous = Some((now, 0));
+                Some(since)
+            }
+        }
+    }
 }
 
 /// Whether a service takes requests on a connection of its own.
@@ -245,5 +316,34 @@ pub async fn handled_by_server(client: &Client) -> Result<(), BarrierError> {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == async_nats::RequestErrorKind::NoResponders => Ok(()),
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnects_start_at_once_and_never_wait_longer_than_the_cap() {
+        assert_eq!(reconnect_delay(0), Duration::ZERO);
+        assert_eq!(reconnect_delay(1), Duration::ZERO);
+        assert_eq!(reconnect_delay(2), Duration::from_millis(2));
+        assert_eq!(reconnect_delay(5), Duration::from_millis(16));
+        for attempts in [10, 64, usize::MAX] {
+            assert_eq!(reconnect_delay(attempts), RECONNECT_DELAY_MAX);
+        }
+    }
+
+    #[test]
+    fn a_flood_of_disconnects_is_one_warning_per_interval_with_the_count() {
+        let log = ReconnectLog::default();
+        let start = std::time::Instant::now();
+        assert_eq!(log.next(start), Some(0));
+        for i in 1..=99 {
+            assert_eq!(log.next(start + Duration::from_millis(i)), None);
+        }
+        assert_eq!(log.next(start + RECONNECT_LOG_EVERY), Some(99));
+        assert_eq!(log.next(start + RECONNECT_LOG_EVERY), None);
+        assert_eq!(log.next(start + 3 * RECONNECT_LOG_EVERY), Some(1));
     }
 }

@@ -509,6 +509,14 @@ async fn load(
     seen
 }
 
+/// `$SRV` discovery subjects both services answer.
+const DISCOVERY: [&str; 4] = [
+    "$SRV.PING",
+    "$SRV.INFO.pinnacle-orders",
+    "$SRV.STATS.pinnacle-market-data",
+    "$SRV.PING.pinnacle-orders",
+];
+
 /// The probes' view of one service's connection by role (`main`, `intake`).
 fn reconnects(health: &Value, service: &str, role: &str) -> u64 {
     health["nats"][service]["connections"][role]["reconnects"]
@@ -529,7 +537,8 @@ async fn malformed_headers_under_load_stop_no_service_from_publishing() {
     let (_, before) = probe(&stack, "/healthz").await;
 
     // Four traders place orders while mallory sends a malformed request every 10 ms, to
-    // the order worker and to the market-data service, for two seconds.
+    // the order worker, to the market-data service and to their discovery, for two
+    // seconds.
     let stop = std::sync::atomic::AtomicBool::new(false);
     let loads = futures::future::join_all(traders.iter().map(|t| load(&stack, t, &stop)));
     let attack = async {
@@ -542,6 +551,7 @@ async fn malformed_headers_under_load_stop_no_service_from_publishing() {
             raw.hpub(&subjects::order(&mallory.id, verbs::PLACE), headers, b"{}")
                 .await;
             raw.hpub(md::LAST, headers, b"{}").await;
+            raw.hpub(DISCOVERY[sent % DISCOVERY.len()], headers, b"").await;
             sent += 1;
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

@@ -68,7 +68,7 @@ pub async fn run_with_ready(
     let discovery = match subscribed {
         Ok(subscription) => service
             .micro
-            .serve(service.client.clone(), shutdown.clone())
+            .serve(service.intake.clone(), shutdown.clone())
             .await
             .map(|task| (subscription, task))
             .map_err(|e| ServiceError {
@@ -81,7 +81,6 @@ pub async fn run_with_ready(
         Ok((subscription, discovery)) => {
             // Make sure the server has the subscriptions before anyone relies on them.
             let _ = service.intake.flush().await;
-            let _ = service.client.flush().await;
             let _ = ready.send(Ok(()));
             (subscription, discovery)
         }

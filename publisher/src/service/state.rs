@@ -14,10 +14,11 @@ use crate::instruments::Catalog;
 /// Everything the service reads.
 #[derive(Debug)]
 pub struct MdService {
-    /// Connection used for replies and discovery.
+    /// Connection used for replies.
     pub client: async_nats::Client,
-    /// Connection requests arrive on: the intake one, so that a request async-nats cannot
-    /// parse never stops the ticks going out on `client` (it may be the same connection).
+    /// Connection requests (and `$SRV` discovery) arrive on: the intake one, so that a
+    /// request async-nats cannot parse never stops the ticks going out on `client` (it
+    /// may be the same connection).
     pub intake: async_nats::Client,
     /// The last-value cache the publishing loop fills.
     pub cache: Arc<LastValues>,
