@@ -551,7 +551,8 @@ async fn malformed_headers_under_load_stop_no_service_from_publishing() {
             raw.hpub(&subjects::order(&mallory.id, verbs::PLACE), headers, b"{}")
                 .await;
             raw.hpub(md::LAST, headers, b"{}").await;
-            raw.hpub(DISCOVERY[sent % DISCOVERY.len()], headers, b"").await;
+            raw.hpub(DISCOVERY[sent % DISCOVERY.len()], headers, b"")
+                .await;
             sent += 1;
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
