@@ -220,7 +220,13 @@ async fn every_dashboard_query_has_data_and_feed_lag_tells_the_truth() {
         let services: Vec<&str> = reconnects.iter().map(|(l, _)| l["service"].as_str()).collect();
         assert_eq!(
             services,
-            ["pinnacle-order-worker", "pinnacle-publisher", "pinnacle-user-api"],
+            [
+                "pinnacle-order-worker",
+                "pinnacle-order-worker-intake",
+                "pinnacle-publisher",
+                "pinnacle-publisher-intake",
+                "pinnacle-user-api"
+            ],
             "{reconnects:?}"
         );
 
