@@ -160,8 +160,10 @@ async fn reply(
             return;
         }
     };
+    // On the connection the request came in on: the server lets a service answer a
+    // request only there (`allow_responses` in nats/auth.conf).
     if let Err(error) = worker
-        .client()
+        .intake()
         .publish_with_headers(reply_to, hdrs, payload)
         .await
     {

@@ -40,10 +40,12 @@ pub struct Worker {
     /// Does every order's work; shared with the side tasks (reconciler, square-off,
     /// matcher, order-update follower).
     engine: Arc<Engine>,
-    /// Replies and audit events leave on it; the relay publishes on it.
+    /// Audit events leave on it; the relay publishes on it.
     client: async_nats::Client,
-    /// Orders and the announcements that must precede them arrive on it: the main
-    /// connection unless [`Worker::with_intake`] gave one of its own.
+    /// Orders and the announcements that must precede them arrive on it, and replies
+    /// leave on it (the server lets a service answer a request only on the connection it
+    /// came in on): the main connection unless [`Worker::with_intake`] gave one of its
+    /// own.
     intake: async_nats::Client,
     /// API tokens are looked up here (a request is authenticated before the engine runs)
     /// and the outbox relay reads and deletes its rows here.
@@ -129,12 +131,12 @@ impl Worker {
         self
     }
 
-    /// The main NATS connection: replies, audit events, JetStream.
+    /// The main NATS connection: audit events, JetStream.
     pub fn client(&self) -> &async_nats::Client {
         &self.client
     }
 
-    /// The connection orders and announcements arrive on.
+    /// The connection orders and announcements arrive on, and replies leave on.
     pub fn intake(&self) -> &async_nats::Client {
         &self.intake
     }

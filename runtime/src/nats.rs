@@ -11,11 +11,13 @@
 //! flush in async-nats only writes to the socket.
 //!
 //! [`Connections`] is what a supervised service runs on: a *main* connection for what it
-//! publishes (replies, audit events, ticks, JetStream) and, for a service that takes
-//! requests from traders, an *intake* connection they arrive on. A message whose headers
-//! async-nats cannot parse makes it drop the connection that received it and reconnect,
-//! losing that connection's read buffer; with requests on a connection of their own, the
-//! service's publishes never stop for it (docs/ARCHITECTURE.md, "Hostile headers").
+//! publishes on its own (audit events, order events, ticks, JetStream) and, for a service
+//! that takes requests from traders, an *intake* connection they arrive on and are
+//! answered on (the server lets a service answer a request only on the connection it came
+//! in on). A message whose headers async-nats cannot parse makes it drop the connection
+//! that received it and reconnect, losing that connection's read buffer and the replies
+//! still owed on it; with requests on a connection of their own, the service's other
+//! publishes never stop for it (docs/ARCHITECTURE.md, "Hostile headers").
 
 use std::time::Duration;
 
@@ -215,14 +217,15 @@ impl Connections {
         }
     }
 
-    /// Replies, audit events, ticks and JetStream go out on it.
+    /// Audit events, order events, ticks and JetStream go out on it.
     pub fn main(&self) -> &Client {
         &self.main
     }
 
-    /// Requests that anyone allowed may send (orders, `md.req.>`) and the announcements
-    /// that must reach a worker before the orders sent after them arrive on it: the
-    /// intake connection, or the main one when it is shared.
+    /// Requests that anyone allowed may send (orders, `md.req.>`, `$SRV`) and the
+    /// announcements that must reach a worker before the orders sent after them arrive
+    /// on it, and the replies leave on it: the intake connection, or the main one when it
+    /// is shared.
     pub fn intake(&self) -> &Client {
         self.intake.as_ref().unwrap_or(&self.main)
     }

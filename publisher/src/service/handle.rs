@@ -166,8 +166,10 @@ async fn respond<T: Serialize>(
         Ok(encoded) => encoded,
         Err(_) => return Some(ErrorCode::Internal),
     };
+    // On the connection the request came in on: the server lets a service answer a
+    // request only there (`allow_responses` in nats/auth.conf).
     if let Err(error) = service
-        .client
+        .intake
         .publish_with_headers(reply_to, hdrs, payload)
         .await
     {
