@@ -72,17 +72,10 @@ impl Payload<'_> {
 
 /// Handles one message and publishes its reply.
 pub async fn handle(worker: &Worker, message: Message) {
-    match &message.reply {
-        // Nobody could learn the outcome: nothing is done, no credential touched.
-        None => {
-            tracing::debug!(subject = %message.subject, "ignoring an order request without a reply subject");
-            return;
-        }
-        Some(reply_to) if !subjects::is_safe_reply(reply_to) => {
-            tracing::warn!(reply_to = %reply_to, "ignoring a request whose reply subject is protected");
-            return;
-        }
-        Some(_) => {}
+    // Nobody could learn the outcome, or it would go where no reply may: nothing is done,
+    // no credential touched.
+    if pinnacle_common::serve::reply_subject(&message).is_none() {
+        return;
     }
     let encoding = Encoding::from_headers(message.headers.as_ref());
     let request_id = pinnacle_common::serve::request_id(message.headers.as_ref());

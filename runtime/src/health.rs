@@ -29,15 +29,14 @@ use async_nats::Client;
 use axum::http::StatusCode;
 use serde::Serialize;
 
-use crate::nats::Connections;
-
 /// One connection's entry.
 #[derive(Debug)]
 struct LinkState {
     /// The service name, e.g. `pinnacle-order-worker`.
     name: String,
-    /// The current connections, to read their state; `None` before the first connect.
-    connections: Mutex<Option<Connections>>,
+    /// The current connections by role (`main`, `intake`), to read their state; `None`
+    /// before the first connect.
+    connections: Mutex<Option<Vec<(&'static str, Client)>>>,
     /// False once the client's connection handler is gone, until a new client is attached.
     alive: AtomicBool,
     /// How many times the connection was rebuilt after its handler died.
@@ -49,13 +48,13 @@ struct LinkState {
 pub struct Link(Arc<LinkState>);
 
 impl Link {
-    /// Records new connections (the first, or rebuilt ones) as alive.
-    pub fn attach(&self, connections: Connections) {
+    /// Records new connections by role (the first, or rebuilt ones) as alive.
+    pub fn attach(&self, connections: impl IntoIterator<Item = (&'static str, Client)>) {
         if let Ok(mut slot) = self.0.connections.lock() {
             if slot.is_some() {
                 self.0.rebuilds.fetch_add(1, Ordering::Relaxed);
             }
-            *slot = Some(connections);
+            *slot = Some(connections.into_iter().collect());
         }
         self.0.alive.store(true, Ordering::Release);
     }
@@ -91,8 +90,8 @@ impl Link {
             .ok()
             .and_then(|slot| {
                 slot.as_ref().map(|c| {
-                    c.each()
-                        .map(|(role, client)| (role, ConnectionReport::of(client)))
+                    c.iter()
+                        .map(|(role, client)| (*role, ConnectionReport::of(client)))
                         .collect()
                 })
             })

@@ -25,6 +25,7 @@
 //! - [`serve`]: serving requests with bounded concurrency and a drain; queue-group members
 //!   that hold at most a bound of requests and leave the group when full.
 //! - [`shutdown`]: the cancellation token every service's `run` takes.
+//! - [`throttle`]: one warning per interval for what a sender can provoke at will.
 
 pub mod config;
 pub mod health;
@@ -35,6 +36,7 @@ pub mod nats;
 pub mod serve;
 pub mod supervise;
 pub mod telemetry;
+pub mod throttle;
 
 pub mod shutdown {
     //! Cooperative shutdown: every service's `run` takes a [`Shutdown`] and returns once it fires.

@@ -28,6 +28,7 @@ use secrecy::ExposeSecret;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::config::NatsSettings;
+use crate::throttle::Throttle;
 
 /// Connecting failed.
 #[derive(Debug, thiserror::Error)]
@@ -98,7 +99,7 @@ pub async fn connect(settings: &NatsSettings, name: &str) -> Result<Client, Conn
                     }
                     Event::Disconnected => {
                         disconnected.store(true, Ordering::Relaxed);
-                        let warn = log.next(std::time::Instant::now());
+                        let warn = log.disconnects.next(std::time::Instant::now());
                         log.quiet.store(warn.is_none(), Ordering::Relaxed);
                         match warn {
                             Some(0) => tracing::warn!(%service, "disconnected from NATS"),
@@ -146,32 +147,18 @@ pub const RECONNECT_LOG_EVERY: Duration = Duration::from_secs(10);
 /// malformed message on an intake connection is a disconnect, and one trader could
 /// otherwise fill the logs (thousands of lines a minute). The others go to `debug`; every
 /// one is counted in `pinnacle_nats_reconnects_total`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct ReconnectLog {
-    /// When the last warning was logged, and the disconnects since then not warned about.
-    last: std::sync::Mutex<Option<(std::time::Instant, u64)>>,
+    disconnects: Throttle,
     /// The latest disconnect went to `debug`: so does the reconnect that ends it.
     quiet: std::sync::atomic::AtomicBool,
 }
 
-impl ReconnectLog {
-    /// A disconnect at `now`: `Some(n)` to warn, `n` being the disconnects not warned about
-    /// since the last warning; `None` to log it at `debug`.
-    fn next(&self, now: std::time::Instant) -> Option<u64> {
-        let mut last = self
-            .last
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match &mut *last {
-            Some((at, quiet)) if now.duration_since(*at) < RECONNECT_LOG_EVERY => {
-                *quiet += 1;
-                None
-            }
-            previous => {
-                let since = previous.map_or(0, |(_, quiet)| quiet);
-                *previous = Some((now, 0));
-                Some(since)
-            }
+impl Default for ReconnectLog {
+    fn default() -> Self {
+        Self {
+            disconnects: Throttle::new(RECONNECT_LOG_EVERY),
+            quiet: Default::default(),
         }
     }
 }
@@ -335,18 +322,5 @@ mod tests {
         for attempts in [10, 64, usize::MAX] {
             assert_eq!(reconnect_delay(attempts), RECONNECT_DELAY_MAX);
         }
-    }
-
-    #[test]
-    fn a_flood_of_disconnects_is_one_warning_per_interval_with_the_count() {
-        let log = ReconnectLog::default();
-        let start = std::time::Instant::now();
-        assert_eq!(log.next(start), Some(0));
-        for i in 1..=99 {
-            assert_eq!(log.next(start + Duration::from_millis(i)), None);
-        }
-        assert_eq!(log.next(start + RECONNECT_LOG_EVERY), Some(99));
-        assert_eq!(log.next(start + RECONNECT_LOG_EVERY), None);
-        assert_eq!(log.next(start + 3 * RECONNECT_LOG_EVERY), Some(1));
     }
 }

@@ -246,7 +246,8 @@ impl Supervision {
         let stop = self.shutdown.child_token();
         match start(connections.clone(), stop.clone()).await {
             Ok(run) => {
-                self.link.attach(connections);
+                self.link
+                    .attach(connections.each().map(|(role, c)| (role, c.clone())));
                 Ok(Incarnation {
                     watch: Watches(watches),
                     stop,

@@ -21,16 +21,8 @@ use super::verbs;
 /// before anything is read or asked of a broker (candles use the platform's Angel One
 /// session).
 pub async fn handle(service: &MdService, message: Message) {
-    match &message.reply {
-        None => {
-            tracing::debug!(subject = %message.subject, "ignoring a market-data request without a reply subject");
-            return;
-        }
-        Some(reply_to) if !pinnacle_common::subjects::is_safe_reply(reply_to) => {
-            tracing::warn!(reply_to = %reply_to, "ignoring a request whose reply subject is protected");
-            return;
-        }
-        Some(_) => {}
+    if pinnacle_common::serve::reply_subject(&message).is_none() {
+        return;
     }
     let span = tracing::info_span!(
         "md.request",

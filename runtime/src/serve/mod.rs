@@ -28,7 +28,8 @@
 //! - `serve/pressure.rs`: what a member may hold ([`Capacity`]) and what it did
 //!   ([`Pressure`]).
 //! - `serve/drain.rs`: the bounded drain at shutdown both share ([`DRAIN_WAIT`]).
-//! - here: [`request_id`], the request id a reply carries, for every service.
+//! - here: [`request_id`], the request id a reply carries, and [`reply_subject`], where
+//!   (and whether) to answer, for every service.
 
 mod drain;
 mod member;
@@ -47,4 +48,39 @@ pub fn request_id(headers: Option<&async_nats::HeaderMap>) -> String {
     pinnacle_protocol::codec::request_id(headers)
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+}
+
+/// At most one warning a minute for requests whose reply subject is protected: anyone may
+/// send them, and a trader's push consumer can deliver its events onto a service's subject
+/// by the thousand (docs/ARCHITECTURE.md, "Hostile headers").
+static PROTECTED_REPLY: crate::throttle::Throttle =
+    crate::throttle::Throttle::new(std::time::Duration::from_secs(60));
+
+/// Where to answer `message`, or `None` when it must be dropped before anything is read
+/// or touched: it has no reply subject (nobody could learn the outcome), or one in a
+/// namespace Pinnacle never publishes a reply into
+/// ([`pinnacle_protocol::subjects::is_safe_reply`]).
+pub fn reply_subject(message: &async_nats::Message) -> Option<&async_nats::Subject> {
+    match &message.reply {
+        None => {
+            tracing::debug!(subject = %message.subject, "ignoring a request without a reply subject");
+            None
+        }
+        Some(reply_to) if !pinnacle_protocol::subjects::is_safe_reply(reply_to) => {
+            match PROTECTED_REPLY.next(std::time::Instant::now()) {
+                Some(more) => tracing::warn!(
+                    subject = %message.subject,
+                    reply_to = %reply_to,
+                    more,
+                    "ignoring a request whose reply subject is protected ({more} more since \
+                     the last warning)"
+                ),
+                None => {
+                    tracing::debug!(subject = %message.subject, reply_to = %reply_to, "ignoring a request whose reply subject is protected")
+                }
+            }
+            None
+        }
+        Some(reply_to) => Some(reply_to),
+    }
 }
