@@ -126,8 +126,7 @@ impl Shared {
     fn start(&self, connections: Connections, stop: Shutdown) -> Start<anyhow::Error> {
         let client = connections.main().clone();
         let service = Arc::new(MdService {
-            client: client.clone(),
-            intake: connections.intake().clone(),
+            client: connections.intake().clone(),
             cache: self.cache.clone(),
             catalog: self.catalog.clone(),
             calendar: self.calendar.clone(),

@@ -161,7 +161,7 @@ async fn respond<T: Serialize>(
     // On the connection the request came in on: the server lets a service answer a
     // request only there (`allow_responses` in nats/auth.conf).
     if let Err(error) = service
-        .intake
+        .client
         .publish_with_headers(reply_to, hdrs, payload)
         .await
     {

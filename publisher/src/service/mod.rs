@@ -58,7 +58,7 @@ pub async fn run_with_ready(
     ready: tokio::sync::oneshot::Sender<Result<(), ServiceError>>,
 ) -> Result<(), ServiceError> {
     let subscribed = service
-        .intake
+        .client
         .queue_subscribe(subjects::MD_REQUEST_ALL, subjects::MD_QUEUE.into())
         .await
         .map_err(|e| ServiceError {
@@ -68,7 +68,7 @@ pub async fn run_with_ready(
     let discovery = match subscribed {
         Ok(subscription) => service
             .micro
-            .serve(service.intake.clone(), shutdown.clone())
+            .serve(service.client.clone(), shutdown.clone())
             .await
             .map(|task| (subscription, task))
             .map_err(|e| ServiceError {
@@ -80,7 +80,7 @@ pub async fn run_with_ready(
     let (subscription, discovery) = match discovery {
         Ok((subscription, discovery)) => {
             // Make sure the server has the subscriptions before anyone relies on them.
-            let _ = service.intake.flush().await;
+            let _ = service.client.flush().await;
             let _ = ready.send(Ok(()));
             (subscription, discovery)
         }

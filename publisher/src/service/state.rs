@@ -14,13 +14,11 @@ use crate::instruments::Catalog;
 /// Everything the service reads.
 #[derive(Debug)]
 pub struct MdService {
-    /// The main connection (ticks go out on it).
+    /// The connection requests (and `$SRV` discovery) arrive on and are answered on: the
+    /// publisher's intake connection, so that a request async-nats cannot parse never
+    /// stops the ticks going out on its main one
+    /// ([`pinnacle_common::nats::Connections`]).
     pub client: async_nats::Client,
-    /// Connection requests (and `$SRV` discovery) arrive on and are answered on (the
-    /// server lets a service answer only there): the intake one, so that a request
-    /// async-nats cannot parse never stops the ticks going out on `client` (it may be the
-    /// same connection).
-    pub intake: async_nats::Client,
     /// The last-value cache the publishing loop fills.
     pub cache: Arc<LastValues>,
     /// The instrument master.
