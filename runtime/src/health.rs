@@ -83,37 +83,54 @@ impl Link {
     }
 
     fn report(&self) -> LinkReport {
-        let connections: BTreeMap<&'static str, ConnectionReport> = self
+        let clients = self
             .0
             .connections
             .lock()
             .ok()
-            .and_then(|slot| {
-                slot.as_ref().map(|c| {
-                    c.iter()
-                        .map(|(role, client)| (*role, ConnectionReport::of(client)))
-                        .collect()
-                })
-            })
+            .and_then(|slot| slot.clone())
             .unwrap_or_default();
+        // Each state read once, so the service's state is one of its connections'.
+        let states: Vec<(&'static str, State, &Client)> = clients
+            .iter()
+            .map(|(role, client)| (*role, client.connection_state(), client))
+            .collect();
         let alive = self.is_alive();
         // The least ready connection's state: pending before the first connect.
-        let least = connections
-            .values()
-            .map(|c| c.state)
-            .max_by_key(|state| STATES.iter().position(|s| s == state))
-            .unwrap_or("pending");
+        let least = states
+            .iter()
+            .map(|(_, state, _)| state)
+            .max_by_key(|state| unreadiness(state))
+            .map_or("pending", state_name);
         LinkReport {
             state: if alive { least } else { "dead" },
             handler: if alive { "alive" } else { "dead" },
             rebuilds: self.0.rebuilds.load(Ordering::Relaxed),
-            connections,
+            connections: states
+                .iter()
+                .map(|(role, state, client)| (*role, ConnectionReport::of(state, client)))
+                .collect(),
         }
     }
 }
 
-/// A connection's states, from most to least ready.
-const STATES: [&str; 3] = ["connected", "disconnected", "pending"];
+/// How far a connection is from ready: connected, then reconnecting, then never connected.
+fn unreadiness(state: &State) -> u8 {
+    match state {
+        State::Connected => 0,
+        State::Disconnected => 1,
+        State::Pending => 2,
+    }
+}
+
+/// A connection state as the probes name it.
+fn state_name(state: &State) -> &'static str {
+    match state {
+        State::Connected => "connected",
+        State::Disconnected => "disconnected",
+        State::Pending => "pending",
+    }
+}
 
 /// One connection of a service as the probes show it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -125,14 +142,11 @@ pub struct ConnectionReport {
 }
 
 impl ConnectionReport {
-    fn of(client: &Client) -> Self {
+    /// `client`, last seen in `state`.
+    fn of(state: &State, client: &Client) -> Self {
         let connects = client.statistics().connects.load(Ordering::Relaxed);
         Self {
-            state: match client.connection_state() {
-                State::Connected => "connected",
-                State::Disconnected => "disconnected",
-                State::Pending => "pending",
-            },
+            state: state_name(state),
             reconnects: connects.saturating_sub(1),
         }
     }
