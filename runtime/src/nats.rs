@@ -19,6 +19,7 @@
 //! still owed on it; with requests on a connection of their own, the service's other
 //! publishes never stop for it (docs/ARCHITECTURE.md, "Hostile headers").
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_nats::{Client, ConnectOptions, Event};
@@ -68,57 +69,14 @@ pub async fn connect(settings: &NatsSettings, name: &str) -> Result<Client, Conn
     if let Some(prefix) = &settings.inbox_prefix {
         options = options.custom_inbox_prefix(prefix.clone());
     }
-    let service = name.to_string();
-    // The series exists (at 0) from the start; counted when a lost connection comes back.
-    let reconnects = crate::metrics::metrics()
-        .nats_reconnects
-        .with_label_values(&[name]);
-    let disconnected = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let log = std::sync::Arc::new(ReconnectLog::default());
+    let events = std::sync::Arc::new(ConnectionEvents::new(name));
     options
         .name(name)
         .subscription_capacity(settings.subscription_capacity)
         .reconnect_delay_callback(reconnect_delay)
         .event_callback(move |event| {
-            let service = service.clone();
-            let reconnects = reconnects.clone();
-            let disconnected = disconnected.clone();
-            let log = log.clone();
-            async move {
-                use std::sync::atomic::Ordering;
-                match event {
-                    Event::Connected => {
-                        if disconnected.swap(false, Ordering::Relaxed) {
-                            reconnects.inc();
-                        }
-                        if log.quiet.load(Ordering::Relaxed) {
-                            tracing::debug!(%service, "connected to NATS")
-                        } else {
-                            tracing::info!(%service, "connected to NATS")
-                        }
-                    }
-                    Event::Disconnected => {
-                        disconnected.store(true, Ordering::Relaxed);
-                        let warn = log.disconnects.next(std::time::Instant::now());
-                        log.quiet.store(warn.is_none(), Ordering::Relaxed);
-                        match warn {
-                            Some(0) => tracing::warn!(%service, "disconnected from NATS"),
-                            Some(since) => tracing::warn!(
-                                %service,
-                                more_disconnects = since,
-                                "disconnected from NATS (and {since} more times since the last \
-                                 warning: a flood of malformed messages on an intake \
-                                 connection looks like this)"
-                            ),
-                            None => tracing::debug!(%service, "disconnected from NATS"),
-                        }
-                    }
-                    Event::SlowConsumer(sid) => {
-                        tracing::warn!(%service, sid, "slow consumer: messages dropped")
-                    }
-                    other => tracing::info!(%service, event = %other, "NATS event"),
-                }
-            }
+            let events = events.clone();
+            async move { events.observe(event) }
         })
         .connect(servers)
         .await
@@ -143,22 +101,71 @@ pub fn reconnect_delay(attempts: usize) -> Duration {
 /// How often a connection's disconnects are logged at `warn` at most.
 pub const RECONNECT_LOG_EVERY: Duration = Duration::from_secs(10);
 
-/// Keeps one connection's disconnect warnings to one per [`RECONNECT_LOG_EVERY`]: each
+/// What one connection's events are turned into: `pinnacle_nats_reconnects_total` and
+/// log lines. Disconnect warnings are kept to one per [`RECONNECT_LOG_EVERY`]: each
 /// malformed message on an intake connection is a disconnect, and one trader could
 /// otherwise fill the logs (thousands of lines a minute). The others go to `debug`; every
-/// one is counted in `pinnacle_nats_reconnects_total`.
+/// one is counted.
 #[derive(Debug)]
-struct ReconnectLog {
+struct ConnectionEvents {
+    /// The connection's name, e.g. `pinnacle-order-worker-intake`.
+    service: String,
+    reconnects: prometheus::IntCounter,
+    /// Lost and not yet back: the next `Connected` is a reconnect.
+    disconnected: AtomicBool,
     disconnects: Throttle,
     /// The latest disconnect went to `debug`: so does the reconnect that ends it.
-    quiet: std::sync::atomic::AtomicBool,
+    quiet: AtomicBool,
 }
 
-impl Default for ReconnectLog {
-    fn default() -> Self {
+impl ConnectionEvents {
+    fn new(name: &str) -> Self {
         Self {
+            service: name.to_string(),
+            // The series exists (at 0) from the start; counted when a lost connection
+            // comes back.
+            reconnects: crate::metrics::metrics()
+                .nats_reconnects
+                .with_label_values(&[name]),
+            disconnected: AtomicBool::new(false),
             disconnects: Throttle::new(RECONNECT_LOG_EVERY),
-            quiet: Default::default(),
+            quiet: AtomicBool::new(false),
+        }
+    }
+
+    fn observe(&self, event: Event) {
+        let service = &self.service;
+        match event {
+            Event::Connected => {
+                if self.disconnected.swap(false, Ordering::Relaxed) {
+                    self.reconnects.inc();
+                }
+                if self.quiet.load(Ordering::Relaxed) {
+                    tracing::debug!(%service, "connected to NATS")
+                } else {
+                    tracing::info!(%service, "connected to NATS")
+                }
+            }
+            Event::Disconnected => {
+                self.disconnected.store(true, Ordering::Relaxed);
+                let warn = self.disconnects.next(std::time::Instant::now());
+                self.quiet.store(warn.is_none(), Ordering::Relaxed);
+                match warn {
+                    Some(0) => tracing::warn!(%service, "disconnected from NATS"),
+                    Some(since) => tracing::warn!(
+                        %service,
+                        more_disconnects = since,
+                        "disconnected from NATS (and {since} more times since the last \
+                         warning: a flood of malformed messages on an intake connection \
+                         looks like this)"
+                    ),
+                    None => tracing::debug!(%service, "disconnected from NATS"),
+                }
+            }
+            Event::SlowConsumer(sid) => {
+                tracing::warn!(%service, sid, "slow consumer: messages dropped")
+            }
+            other => tracing::info!(%service, event = %other, "NATS event"),
         }
     }
 }
