@@ -1,6 +1,6 @@
 //! The trader's verbs over NATS, as docs/PROTOCOL.md defines them: `order
 //! place|modify|cancel|get|list|squareoff`, `portfolio funds|positions|holdings|trades`, `events`
-//! (replay and follow your order events from `ORDER_EVENTS`) and `md
+//! (read and follow your order events, stored in `ORDER_EVENTS`) and `md
 //! last|candles|symbols|lookup|status`.
 //!
 //! Each verb sends one request and prints the result as a table for people, or as JSON
@@ -19,8 +19,7 @@ pub mod args;
 pub mod session;
 
 use anyhow::Context as _;
-use async_nats::jetstream::consumer::{push, DeliverPolicy};
-use pinnacle_common::codec::Encoding;
+use futures::FutureExt as _;
 use pinnacle_common::subjects;
 use serde_json::{json, Value};
 
@@ -202,61 +201,55 @@ pub async fn portfolio(common: &Common, command: PortfolioCommand) -> anyhow::Re
     Ok(())
 }
 
-/// Runs `pinnacle events`: replays the user's events oldest first through a named ordered
-/// consumer filtered to `events.orders.<user>` (the only kind a trader may create on the
-/// shipped permissions), then stops when caught up, or follows.
+/// Runs `pinnacle events`: reads the user's events oldest first, a page at a time through
+/// the `events` verb (traders create no JetStream consumers), then stops when caught up,
+/// or follows: each event announced on `events.orders.<user>` fetches the next page, and
+/// so does a quiet [`FOLLOW_POLL`], which heals an announcement missed in a reconnect.
 pub async fn events(common: &Common, args: EventsArgs) -> anyhow::Result<()> {
     use futures::StreamExt as _;
     let session = Session::open().await?;
-    let consumer = events_consumer(&session, args.new).await?;
-    let mut left = consumer.cached_info().num_pending;
     let follow = args.follow || args.new;
-    if left == 0 && !follow {
-        crate::output::line("(no events)");
-        return Ok(());
-    }
-    let mut messages = consumer
-        .messages()
-        .await
-        .context("reading your order events")?;
-    while let Some(message) = messages.next().await {
-        let message = message.context("reading your order events")?;
-        let event: Value = Encoding::MsgPack
-            .decode(&message.payload)
-            .context("an event that is not a Pinnacle order event")?;
-        crate::output::line(&event_line(common, &event));
-        left = left.saturating_sub(1);
-        if left == 0 && !follow {
-            break;
+    // Subscribed before the first page, so an event stored meanwhile is not waited for.
+    let mut notices = if follow {
+        let subject = subjects::order_events(session.user_id()?);
+        let subscriber = session.client().subscribe(subject).await;
+        Some(subscriber.context("following your order events")?)
+    } else {
+        None
+    };
+    let mut request = if args.new {
+        json!({"since_ms": chrono::Utc::now().timestamp_millis()})
+    } else {
+        json!({})
+    };
+    let mut printed = 0_u64;
+    loop {
+        let page = session.order(subjects::verbs::EVENTS, request).await?;
+        for stored in page["events"].as_array().into_iter().flatten() {
+            crate::output::line(&event_line(common, &stored["event"]));
+            printed += 1;
         }
+        request = json!({"after": page["last_sequence"]});
+        if page["pending"].as_u64().unwrap_or(0) > 0 {
+            continue;
+        }
+        let Some(notices) = notices.as_mut() else {
+            if printed == 0 {
+                crate::output::line("(no events)");
+            }
+            return Ok(());
+        };
+        // Caught up: wait for the next announcement (or the poll), then take whatever
+        // else arrived meanwhile, so a burst of events costs one page.
+        if let Ok(None) = tokio::time::timeout(FOLLOW_POLL, notices.next()).await {
+            anyhow::bail!("the connection closed while following your order events");
+        }
+        while let Some(Some(_)) = notices.next().now_or_never() {}
     }
-    Ok(())
 }
 
-/// A named ordered consumer of the trader's order events: all of them, or only new ones.
-async fn events_consumer(
-    session: &Session,
-    only_new: bool,
-) -> anyhow::Result<async_nats::jetstream::consumer::Consumer<push::OrderedConfig>> {
-    let user_id = session.user_id()?;
-    let js = async_nats::jetstream::new(session.client().clone());
-    js.create_consumer_on_stream(
-        push::OrderedConfig {
-            name: Some(format!("events-{}", uuid::Uuid::new_v4().simple())),
-            deliver_subject: session.client().new_inbox(),
-            filter_subject: subjects::order_events(user_id),
-            deliver_policy: if only_new {
-                DeliverPolicy::New
-            } else {
-                DeliverPolicy::All
-            },
-            ..Default::default()
-        },
-        subjects::ORDER_EVENTS_STREAM,
-    )
-    .await
-    .context("opening your order events (ORDER_EVENTS)")
-}
+/// How long `events --follow` waits for an announcement before it asks anyway.
+const FOLLOW_POLL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// One order event as `events` prints it: JSON with `--json`, else one line.
 fn event_line(common: &Common, event: &Value) -> String {

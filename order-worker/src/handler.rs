@@ -10,7 +10,7 @@ use pinnacle_common::auth::{AuthError, Principal, SCOPE_READ, SCOPE_TRADE};
 use pinnacle_common::codec::{self, Encoding};
 use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::model::{
-    Funds, Holdings, OrderList, OrderReply, Positions, SquareOffReply, Trades,
+    EventPage, Funds, Holdings, OrderList, OrderReply, Positions, SquareOffReply, Trades,
 };
 use pinnacle_common::subjects::{self, headers, verbs, OrderVerb};
 use pinnacle_common::{metrics, telemetry, tokens};
@@ -40,6 +40,8 @@ pub enum Answer {
     Trades(Trades),
     /// What a square-off did.
     SquareOff(SquareOffReply),
+    /// A page of the user's order events.
+    Events(EventPage),
 }
 
 /// An authenticated request's payload, ready for its verb.
@@ -356,6 +358,11 @@ async fn dispatch(
                 .square_off_account(principal, request_id, &request)
                 .await;
             answer.map(Answer::SquareOff)
+        }
+        OrderVerb::Events => {
+            let request = payload.decode_or_default()?;
+            let answer = crate::history::page(worker.jetstream(), user_id, &request).await;
+            answer.map(Answer::Events)
         }
     }
 }

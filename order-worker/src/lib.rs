@@ -23,6 +23,8 @@
 //!     before any order that arrived after it.
 //!   - [`events`]: the outbox relay, publishing the engine's committed events to
 //!     `events.orders.<user_id>` (JetStream).
+//!   - [`history`]: the `events` verb, a page of the user's stored events read from
+//!     `ORDER_EVENTS` on their behalf (traders create no consumers).
 //!   - [`matcher`]: fills resting paper orders from the tick stream through the engine.
 //! - Broker adapters (the `Broker` trait's implementations):
 //!   - [`paper`]: the paper broker, which fills against the live simulated ticks and
@@ -36,6 +38,7 @@ pub mod angel;
 pub mod engine;
 pub mod events;
 pub mod handler;
+pub mod history;
 pub mod inbox;
 pub mod matcher;
 pub mod paper;

@@ -42,6 +42,8 @@ pub struct Worker {
     engine: Arc<Engine>,
     /// Audit events leave on it; the relay publishes on it.
     client: async_nats::Client,
+    /// JetStream on the main connection: the `events` verb reads `ORDER_EVENTS` with it.
+    jetstream: async_nats::jetstream::Context,
     /// Orders and the announcements that must precede them arrive on it, and replies
     /// leave on it (the server lets a service answer a request only on the connection it
     /// came in on): the main connection unless [`Worker::with_intake`] gave one of its
@@ -98,6 +100,7 @@ impl Worker {
         Self {
             engine: Arc::new(engine),
             intake: client.clone(),
+            jetstream: async_nats::jetstream::new(client.clone()),
             client,
             db,
             vault,
@@ -134,6 +137,11 @@ impl Worker {
     /// The main NATS connection: audit events, JetStream.
     pub fn client(&self) -> &async_nats::Client {
         &self.client
+    }
+
+    /// JetStream on the main connection.
+    pub fn jetstream(&self) -> &async_nats::jetstream::Context {
+        &self.jetstream
     }
 
     /// The connection orders and announcements arrive on, and replies leave on.

@@ -83,11 +83,14 @@ pub enum ErrorCode {
     /// The user has several broker accounts, the request names none and no default
     /// account is set: name one (`account`) or set a default.
     AmbiguousAccount,
+    /// (`events`) The order event stream could not be read just now (JetStream is
+    /// unavailable or did not answer in time); nothing was changed. Retry later.
+    EventsUnavailable,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [Self; 32] = [
+    pub const ALL: [Self; 33] = [
         Self::BadPayload,
         Self::InvalidRequest,
         Self::PayloadTooLarge,
@@ -120,6 +123,7 @@ impl ErrorCode {
         Self::DeadlineExceeded,
         Self::PriceUnavailable,
         Self::AmbiguousAccount,
+        Self::EventsUnavailable,
     ];
 
     /// Whether the code says only that the request could not be served *now* (an outage,
@@ -134,6 +138,7 @@ impl ErrorCode {
                 | Self::BrokerUnavailable
                 | Self::DeadlineExceeded
                 | Self::PriceUnavailable
+                | Self::EventsUnavailable
         )
     }
 
@@ -172,6 +177,7 @@ impl ErrorCode {
             Self::DeadlineExceeded => "DEADLINE_EXCEEDED",
             Self::PriceUnavailable => "PRICE_UNAVAILABLE",
             Self::AmbiguousAccount => "AMBIGUOUS_ACCOUNT",
+            Self::EventsUnavailable => "EVENTS_UNAVAILABLE",
         }
     }
 }

@@ -26,7 +26,8 @@ use pinnacle_common::model::{AuditOutcome, OrderReply, OrderStatus, Reply};
 use pinnacle_common::subjects::{self, headers};
 use pinnacle_tests::cluster::{self, TestCluster};
 use pinnacle_tests::{
-    assert_complete_history, audit_events, eventually, market, order_events, TestDb,
+    assert_complete_history, audit_events, eventually, market, order_events, order_events_paged,
+    TestDb,
 };
 use sea_orm::{EntityTrait, PaginatorTrait};
 use tokio::process::Child;
@@ -418,7 +419,11 @@ impl Load {
 }
 
 /// Checks every invariant of the suite (see the module docs).
-async fn check_invariants(deployment: &Deployment, user_id: &str, acked: &HashMap<String, Acked>) {
+async fn check_invariants(
+    deployment: &Deployment,
+    (user_id, token): &(String, String),
+    acked: &HashMap<String, Acked>,
+) {
     let db = deployment.db().await;
     let client = deployment.client().await;
     // No order stays unsettled.
@@ -503,6 +508,20 @@ async fn check_invariants(deployment: &Deployment, user_id: &str, acked: &HashMa
     }
     let ids: HashSet<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
     assert_eq!(ids.len(), events.len(), "an event stored twice");
+    // The trader reads the same, through the `events` verb.
+    // `EVENTS_UNAVAILABLE` is retryable: a cluster that has just lost a node may refuse a
+    // page while its JetStream settles, as it refuses orders within the bound.
+    let paged = eventually(SETTLE_BOUND, "the trader's pages", || async {
+        match order_events_paged(&client, user_id, token, 500).await {
+            Ok(paged) => Some(paged),
+            Err(error) => {
+                eprintln!("a page of events refused: {error}");
+                None
+            }
+        }
+    })
+    .await;
+    assert_eq!(paged, events, "the events verb disagrees with the stream");
 }
 
 /// The first load: clients × orders each.
@@ -534,7 +553,7 @@ where
     );
     acked.extend(recovers(&deployment, &user, name).await);
     assert_eq!(acked.len(), FIRST.0 * FIRST.1 + 4 * 10);
-    check_invariants(&deployment, &user.0, &acked).await;
+    check_invariants(&deployment, &user, &acked).await;
     refused
 }
 
@@ -725,7 +744,7 @@ async fn a_worker_paused_inside_a_transaction_holds_up_no_one() {
         "the paused worker still held the books' rows after {freed_after:?}: {free:?}"
     );
     acked.extend(recovers(&deployment, &user, "sigstop").await);
-    check_invariants(&deployment, &user.0, &acked).await;
+    check_invariants(&deployment, &user, &acked).await;
 }
 
 /// Places one resting paper order for `user` and modifies its quantity between 1 and 2
@@ -919,7 +938,7 @@ async fn cluster_node_losses_under_load_lose_and_misorder_nothing() {
             );
         }
         acked.extend(recovers(&deployment, &user, "cluster").await);
-        check_invariants(&deployment, &user.0, &acked).await;
+        check_invariants(&deployment, &user, &acked).await;
         // Every chain link and checkpoint holds, and every order has its audit event.
         let vault = pinnacle_common::crypto::Vault::new(1, &[7u8; 32]);
         let report = pinnacle_cli::audit::verify(

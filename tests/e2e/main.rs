@@ -30,6 +30,7 @@ mod nats_cluster;
 mod nats_config;
 mod openapi_fuzz;
 mod operator_verbs;
+mod order_events;
 mod orders;
 mod outbox;
 mod ownership;

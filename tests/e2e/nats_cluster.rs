@@ -123,8 +123,12 @@ async fn the_system_account_moves_the_meta_leader(cluster: &TestCluster, admin: 
 }
 
 /// The replay program in docs/PROTOCOL.md, run verbatim as trader A against all three
-/// nodes, prints A's events in order and nothing of B's; and every other way of making a
-/// consumer on ORDER_EVENTS (another filter, several filters, unnamed, durable) is refused.
+/// nodes, prints A's events in order and nothing of B's: it pages through the `events`
+/// verb, which the order worker's login serves with a pull consumer of its own under the
+/// shipped permissions (the responder below calls the worker's own page reader; the
+/// token check in front of it is the handler's, tested in `order_events.rs`). A trader
+/// may create no consumer at all: not even one filtered to their own events, since its
+/// deliver subject could name anything.
 async fn traders_replay_only_their_own_events(cluster: &TestCluster, worker: &Conn) {
     let js = jetstream::new(worker.client.clone());
     let mut expected = Vec::new();
@@ -143,7 +147,12 @@ async fn traders_replay_only_their_own_events(cluster: &TestCluster, worker: &Co
             "event_id": format!("replay-{n}"),
             "ts_ms": n,
             "previous_status": previous,
-            "order": {"order_id": order_id, "status": status},
+            "order": {
+                "order_id": order_id, "client_order_id": format!("c-{user}"),
+                "exchange": "NSE", "symbol": "SBIN-EQ", "side": "BUY", "order_type": "MARKET",
+                "quantity": 1, "product": "DELIVERY", "status": status, "filled_quantity": 0,
+                "created_at_ms": 1, "updated_at_ms": n,
+            },
         });
         let payload = rmp_serde::to_vec_named(&event).expect("msgpack");
         js.publish(subjects::order_events(user), payload.into())
@@ -159,17 +168,26 @@ async fn traders_replay_only_their_own_events(cluster: &TestCluster, worker: &Co
         }
     }
 
+    // Something on A's subject that is no event: skipped by the page, not handed on.
+    js.publish(subjects::order_events(TRADER_A.user), "not an event".into())
+        .await
+        .expect("publish")
+        .await
+        .expect("ack");
+    let responder = tokio::spawn(serve_event_pages(worker.client.clone()));
     let (_dir, script) = documented_program("# replay_events.py");
     let urls: Vec<String> = (0..3).map(|i| cluster.url(i)).collect();
     let output = tokio::process::Command::new(pinnacle_tests::python())
         .arg(&script)
         .env("PINNACLE_USER_ID", TRADER_A.user)
+        .env("PINNACLE_API_TOKEN", "pnk_checked_by_the_handler")
         .env("NATS_URL", urls.join(","))
         .env("NATS_USER", TRADER_A.user)
         .env("NATS_PASSWORD", TRADER_A.password)
         .output()
         .await
         .expect("python runs");
+    responder.abort();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -180,61 +198,74 @@ async fn traders_replay_only_their_own_events(cluster: &TestCluster, worker: &Co
     assert_eq!(lines, expected, "trader A's replay");
 
     let trader = cluster.connect(0, TRADER_A).await.expect("trader A");
-    let config = |filter: serde_json::Value| {
-        let mut config = serde_json::json!({
-            "deliver_subject": format!("_INBOX.{}.replay", TRADER_A.user),
-            "ack_policy": "none",
-            "deliver_policy": "all",
-        });
-        config
-            .as_object_mut()
-            .expect("object")
-            .extend(filter.as_object().expect("filter fields").clone());
-        serde_json::to_vec(&serde_json::json!({"stream_name": "ORDER_EVENTS", "config": config}))
-            .expect("json")
-    };
     let own = format!("events.orders.{}", TRADER_A.user);
-    let other = format!("events.orders.{}", TRADER_B.user);
-    // Through the allowed subject, a config that asks for more than it names is refused.
-    for (name, filter) in [
-        (
-            "mismatch",
-            serde_json::json!({"name": "mismatch", "filter_subject": other}),
-        ),
-        (
-            "wider",
-            serde_json::json!({"name": "wider", "filter_subject": "events.orders.>"}),
-        ),
-        (
-            "several",
-            serde_json::json!({"name": "several", "filter_subjects": [own, other]}),
-        ),
-    ] {
-        let reply = trader
-            .js_api(
-                &format!("$JS.API.CONSUMER.CREATE.ORDER_EVENTS.{name}.{own}"),
-                config(filter),
-            )
-            .await
-            .expect("the server answers");
-        assert!(reply.get("error").is_some(), "{name}: {reply}");
-    }
-    // Every other create subject is not allowed at all.
+    // A push consumer of A's own events that would deliver them into the audit trail.
+    let config = serde_json::to_vec(&serde_json::json!({
+        "stream_name": "ORDER_EVENTS",
+        "config": {
+            "name": "mine",
+            "filter_subject": own,
+            "deliver_subject": format!("audit.credential.{}", TRADER_B.user),
+            "ack_policy": "none",
+        },
+    }))
+    .expect("json");
     for subject in [
-        format!("$JS.API.CONSUMER.CREATE.ORDER_EVENTS.steal.{other}"),
+        format!("$JS.API.CONSUMER.CREATE.ORDER_EVENTS.mine.{own}"),
+        format!(
+            "$JS.API.CONSUMER.CREATE.ORDER_EVENTS.steal.events.orders.{}",
+            TRADER_B.user
+        ),
         "$JS.API.CONSUMER.CREATE.ORDER_EVENTS".to_string(),
-        "$JS.API.CONSUMER.DURABLE.CREATE.ORDER_EVENTS.steal".to_string(),
+        "$JS.API.CONSUMER.DURABLE.CREATE.ORDER_EVENTS.mine".to_string(),
+        format!(
+            "$JS.API.CONSUMER.CREATE.AUDIT.mine.audit.credential.{}",
+            TRADER_A.user
+        ),
+        "$JS.FC.ORDER_EVENTS.mine.1.1".to_string(),
         "$JS.API.STREAM.NAMES".to_string(),
     ] {
         trader
             .client
-            .publish(
-                subject.clone(),
-                config(serde_json::json!({"filter_subject": other})).into(),
-            )
+            .publish(subject.clone(), config.clone().into())
             .await
             .expect("publish");
         trader.expect_violation("Publish", &subject).await;
+    }
+}
+
+/// Answers `orders.<user>.events` on the worker's login with the worker's page reader,
+/// for the user in the subject.
+async fn serve_event_pages(client: async_nats::Client) {
+    use pinnacle_common::codec::{self, Encoding};
+    let js = jetstream::new(client.clone());
+    let mut requests = client
+        .queue_subscribe(
+            subjects::ORDERS_ALL,
+            subjects::ORDER_WORKER_QUEUE.to_string(),
+        )
+        .await
+        .expect("the worker may take order requests");
+    while let Some(message) = requests.next().await {
+        let (Some(reply), Some(order)) = (
+            message.reply.clone(),
+            subjects::parse_order(&message.subject),
+        ) else {
+            continue;
+        };
+        let request = if message.payload.is_empty() {
+            Ok(Default::default())
+        } else {
+            Encoding::MsgPack.decode(&message.payload)
+        };
+        let request = request.expect("a page request");
+        let page = pinnacle_order_worker::history::page(&js, order.user_token, &request).await;
+        let mut hdrs = async_nats::HeaderMap::new();
+        let (payload, _) = codec::encode_reply(Encoding::MsgPack, page, &mut hdrs).expect("encode");
+        client
+            .publish_with_headers(reply, hdrs, payload)
+            .await
+            .expect("reply");
     }
 }
 

@@ -6,7 +6,7 @@ Written from docs/PROTOCOL.md alone, as a trader's client would use it. Usage:
     .venv/bin/python tests/python/check_orders.py <data-dir>/dev.env
 
 Exercises place / get / list / modify / cancel, funds / positions / trades after a
-market fill, the ORDER_EVENTS lifecycle stream, error codes, and the retry rules
+market fill, the ORDER_EVENTS lifecycle events (read through orders.<USER_ID>.events), error codes, and the retry rules
 (RATE_LIMITED: wait a second and resend; timeout / no responders: resend the same
 request). Prints one line per check and finishes with `N passed, M failed`; exits
 non-zero if any check failed. Every await has a timeout and the whole run is capped.
@@ -454,38 +454,52 @@ async def step_market_order(c, ctx):
           all(t.get("order_id") != ctx.get("limit_oid") for t in tlist))
 
 
-async def step_events(nc, user_id, ctx):
-    """4: replay events.orders.<USER_ID> from the start; check the cancelled order's path."""
-    js = nc.jetstream()
-    sub = await asyncio.wait_for(
-        js.subscribe(f"events.orders.{user_id}", ordered_consumer=True), STEP_TIMEOUT)
+async def step_events(c, ctx):
+    """4: read orders.<USER_ID>.events page by page from the start (Replaying your events);
+    check the cancelled order's path."""
     oid, moid = ctx.get("limit_oid"), ctx.get("market_oid")
     events = {oid: [], moid: []}
     msgs = []
+    pages = []
+    after = 0
     deadline = time.monotonic() + 15
-    try:
-        while time.monotonic() < deadline:
-            try:
-                msg = await sub.next_msg(timeout=2)
-            except (NatsTimeoutError, asyncio.TimeoutError):
-                break  # caught up
-            ev = msgpack.unpackb(msg.data)
-            msgs.append((msg, ev))
+    while time.monotonic() < deadline:
+        page = await c.ok("events", {"after": after, "limit": 3})
+        pages.append(page)
+        for stored in page.get("events") or []:
+            ev = stored.get("event") if isinstance(stored, dict) else None
+            msgs.append((stored, ev))
             order = ev.get("order") if isinstance(ev, dict) else None
             if isinstance(order, dict) and order.get("order_id") in events:
                 events[order["order_id"]].append(ev)
-    finally:
-        await asyncio.wait_for(sub.unsubscribe(), STEP_TIMEOUT)
-
+        after = page.get("last_sequence")
+        if page.get("pending") == 0:
+            # Caught up. Events are relayed after the commit: until both orders' last
+            # events are stored, ask again from here a moment later.
+            settled = [(oid, "CANCELLED"), (moid, "FILLED")]
+            if all(any(e["order"].get("status") == st for e in events[o]) for o, st in settled):
+                break
+            await asyncio.sleep(0.2)
+    seqs = [stored.get("sequence") for stored, _ in msgs]
+    check("events: pages of at most `limit`, sequences rising, last_sequence = the last one",
+          all(len(p.get("events") or []) <= 3 for p in pages)
+          and all(is_int(a) and is_int(b) and a < b for a, b in zip(seqs, seqs[1:]))
+          and (not seqs or pages[-1].get("last_sequence") == seqs[-1]), repr(seqs))
+    past = await c.ok("events", {"after": after})
+    check("events: past the end, an empty page at the same place",
+          past.get("events") == [] and past.get("pending") == 0
+          and past.get("last_sequence") == after, repr(past))
+    expect_error("events: after and since_ms together: INVALID_REQUEST",
+                 await c.call("events", {"after": 1, "since_ms": 1}), "INVALID_REQUEST")
     check("events: replayed something from ORDER_EVENTS", bool(msgs))
     bad = []
-    for msg, ev in msgs:
+    for stored, ev in msgs:
         bad += spec_problems(ev, EVENT_SPEC)
         if isinstance(ev, dict) and isinstance(ev.get("order"), dict):
             bad += ["order." + p for p in spec_problems(ev["order"], ORDER_SPEC)]
-            if hdr(msg, "Nats-Msg-Id") != ev.get("event_id"):
-                bad.append(f"Nats-Msg-Id {hdr(msg, 'Nats-Msg-Id')!r} != {ev.get('event_id')!r}")
-    check("events: every event has documented fields/types and Nats-Msg-Id = event_id",
+        if not str(stored.get("traceparent") or "").startswith("00-"):
+            bad.append(f"traceparent {stored.get('traceparent')!r}")
+    check("events: every event has documented fields/types and a traceparent",
           not bad, "; ".join(bad[:5]))
     ids = [ev.get("event_id") for _, ev in msgs]
     check("events: event_ids are unique UUIDs",
@@ -701,7 +715,7 @@ async def main(env_path):
             ("limit order", lambda: step_limit_order(c, nc, ctx), 25),
             ("market order", lambda: step_market_order(c, ctx), 15),
             ("errors", lambda: step_errors(c), 15),
-            ("events", lambda: step_events(nc, user_id, ctx), 20),
+            ("events", lambda: step_events(c, ctx), 20),
             ("rate limit", lambda: step_rate_limit(c, nc, ctx), 30),
             ("retry", lambda: step_retry_same_request(c, nc, ctx), 10),
         ]

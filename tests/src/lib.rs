@@ -331,6 +331,51 @@ pub async fn order_events(
     events
 }
 
+/// Every order event of `user_id` read the way the trader reads them: the `events` verb,
+/// `limit` a page, with `token`; each page's sequences rise. A refused page is the error.
+pub async fn order_events_paged(
+    client: &async_nats::Client,
+    user_id: &str,
+    token: &str,
+    limit: u32,
+) -> Result<Vec<pinnacle_common::model::OrderEvent>, pinnacle_common::error::ErrorBody> {
+    use pinnacle_common::codec::Encoding;
+    use pinnacle_common::model::{EventPage, Reply};
+    use pinnacle_common::subjects::{self, headers};
+    let (mut events, mut after) = (Vec::new(), 0);
+    loop {
+        let mut hdrs = async_nats::HeaderMap::new();
+        hdrs.insert(headers::AUTHORIZATION, format!("Bearer {token}").as_str());
+        let body = serde_json::json!({"after": after, "limit": limit});
+        let reply = tokio::time::timeout(
+            Duration::from_secs(10),
+            client.request_with_headers(
+                subjects::order(user_id, subjects::verbs::EVENTS),
+                hdrs,
+                Encoding::MsgPack.encode(&body).expect("encode"),
+            ),
+        )
+        .await
+        .expect("a page within 10 s")
+        .expect("a page");
+        let reply: Reply<EventPage> = Encoding::MsgPack
+            .decode(&reply.payload)
+            .expect("a page decodes");
+        let Some(page) = reply.result else {
+            return Err(reply.error.expect("a refused page has its error"));
+        };
+        for stored in page.events {
+            assert!(stored.sequence > after, "sequences rise");
+            after = stored.sequence;
+            events.push(stored.event);
+        }
+        after = after.max(page.last_sequence);
+        if page.pending == 0 {
+            return Ok(events);
+        }
+    }
+}
+
 /// Asserts that `events` (one user's, in stream order) hold every transition of order
 /// `order_id` exactly once and in order, from `NEW` to `last`: each event leaves the state
 /// the one before it entered, and no event id repeats.

@@ -3,6 +3,7 @@
 //! Money is never a float: prices are integer **paise** (1 rupee = 100 paise).
 
 pub mod audit;
+pub mod events;
 pub mod market;
 pub mod order;
 pub mod portfolio;
@@ -11,6 +12,7 @@ pub mod tick;
 pub mod wire_text;
 
 pub use audit::{AuditEvent, AuditOutcome, DecryptReason};
+pub use events::{EventPage, EventsRequest, EventsStart, StoredEvent};
 pub use market::{
     Candle, CandleReply, CandleRequest, ExchangeStatus, Instrument, LastRequest, MarketPhase,
     SnapshotReply, SnapshotRequest, StatusList, StatusRequest, SymbolList, SymbolLookup,

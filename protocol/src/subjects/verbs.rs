@@ -26,9 +26,11 @@ pub const TRADES: &str = "trades";
 pub const HOLDINGS: &str = "holdings";
 /// Cancel the account's working intraday orders and close its intraday positions now.
 pub const SQUAREOFF: &str = "squareoff";
+/// A page of the user's order events from the `ORDER_EVENTS` stream.
+pub const EVENTS: &str = "events";
 /// Every verb, for error messages and discovery.
-pub const ALL: [&str; 10] = [
-    PLACE, MODIFY, CANCEL, GET, LIST, FUNDS, POSITIONS, HOLDINGS, TRADES, SQUAREOFF,
+pub const ALL: [&str; 11] = [
+    PLACE, MODIFY, CANCEL, GET, LIST, FUNDS, POSITIONS, HOLDINGS, TRADES, SQUAREOFF, EVENTS,
 ];
 
 /// An order verb, parsed from its subject token.
@@ -54,11 +56,13 @@ pub enum OrderVerb {
     Trades,
     /// [`SQUAREOFF`].
     SquareOff,
+    /// [`EVENTS`].
+    Events,
 }
 
 impl OrderVerb {
     /// Every verb, in the order of [`ALL`].
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::Place,
         Self::Modify,
         Self::Cancel,
@@ -69,6 +73,7 @@ impl OrderVerb {
         Self::Holdings,
         Self::Trades,
         Self::SquareOff,
+        Self::Events,
     ];
 
     /// The verb as spelled in the subject.
@@ -84,6 +89,7 @@ impl OrderVerb {
             Self::Holdings => HOLDINGS,
             Self::Trades => TRADES,
             Self::SquareOff => SQUAREOFF,
+            Self::Events => EVENTS,
         }
     }
 

@@ -121,7 +121,7 @@ class Client:
     - `client.market`: ticks, depth, status, snapshots, candles, the instrument master;
     - `client.orders`: place, modify, cancel, get, list, square_off;
     - `client.portfolio`: funds, positions, holdings, trades;
-    - `client.events`: the user's order events, replayed from a point in time and live;
+    - `client.events`: the user's order events, read from a point in time and live;
     - `client.audit()`: a reader of the AUDIT stream that checks the HMAC chains.
     """
 
@@ -136,7 +136,7 @@ class Client:
         self.market = MarketData(self.requester, self)
         self.orders = Orders(self.requester, user_id)
         self.portfolio = Portfolio(self.requester, user_id)
-        self.events = OrderEvents(nc, user_id)
+        self.events = OrderEvents(self.requester, nc, user_id)
         # Called after every NATS reconnect (live tick books re-snapshot from here).
         self._on_reconnect: List[Callable[[], Awaitable[None]]] = []
 

@@ -47,6 +47,7 @@ class ErrorCode(str, Enum):
     BROKER_UNAVAILABLE = "BROKER_UNAVAILABLE"
     DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
     PRICE_UNAVAILABLE = "PRICE_UNAVAILABLE"
+    EVENTS_UNAVAILABLE = "EVENTS_UNAVAILABLE"
 
 
 # Refusals that PROTOCOL.md says leave no trace and may simply be sent again (with the
@@ -58,6 +59,7 @@ RETRYABLE: frozenset[str] = frozenset(
         ErrorCode.AUDIT_UNAVAILABLE,
         ErrorCode.DEADLINE_EXCEEDED,
         ErrorCode.BROKER_UNAVAILABLE,
+        ErrorCode.EVENTS_UNAVAILABLE,
     }
 )
 

@@ -1,0 +1,175 @@
+//! The `events` verb: one page of a user's order events, read from `ORDER_EVENTS` for them.
+//!
+//! Traders may not create JetStream consumers (nats/README.md): nats-server does not check
+//! a push consumer's deliver subject against its creator's publish permissions, so a
+//! trader's consumer could deliver stored events onto any subject, the audit trail's and
+//! other traders' ticks among them. The worker reads for them instead, with what the
+//! trader cannot choose: the filter is always `events.orders.<the token's user>`, and the
+//! messages come to the worker's own inbox.
+//!
+//! Each page is one short-lived pull consumer: created at the page's start (a stream
+//! sequence or a time), drained of at most `limit` messages without waiting for new ones,
+//! then deleted. It is in memory, on one replica, acknowledges nothing and removes itself
+//! after [`INACTIVE`] should the delete be lost, so a page leaves nothing behind and a
+//! client resumes from the `last_sequence` it was given, on any worker.
+
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+use async_nats::jetstream::{self, Message};
+use futures::StreamExt as _;
+use pinnacle_common::codec::Encoding;
+use pinnacle_common::error::{ErrorBody, ErrorCode};
+use pinnacle_common::model::{EventPage, EventsRequest, EventsStart, OrderEvent, StoredEvent};
+use pinnacle_common::subjects::{self, headers};
+
+/// How long one page may take, from creating its consumer to the last message.
+pub const PAGE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the server keeps a page's consumer that nobody deleted.
+pub const INACTIVE: Duration = Duration::from_secs(30);
+
+/// Why a page could not be read.
+#[derive(Debug, thiserror::Error)]
+enum HistoryError {
+    #[error("opening the event stream: {0}")]
+    Consumer(#[from] async_nats::jetstream::stream::ConsumerError),
+    #[error("reading the event stream: {0}")]
+    Batch(#[from] async_nats::jetstream::consumer::pull::BatchError),
+    #[error("reading the event stream: {0}")]
+    Message(#[from] async_nats::Error),
+    #[error("the event stream did not answer within {PAGE_TIMEOUT:?}")]
+    Timeout,
+    #[error("a message without JetStream metadata: {0}")]
+    Metadata(String),
+}
+
+/// One page of `user_id`'s order events, as `request` asks. A request out of range is
+/// `INVALID_REQUEST`; a stream that cannot be read in time is `EVENTS_UNAVAILABLE`.
+pub async fn page(
+    js: &jetstream::Context,
+    user_id: &str,
+    request: &EventsRequest,
+) -> Result<EventPage, ErrorBody> {
+    let (start, limit) = request.validate()?;
+    let read = tokio::time::timeout(PAGE_TIMEOUT, read(js, user_id, start, limit));
+    match read.await.unwrap_or(Err(HistoryError::Timeout)) {
+        Ok(page) => Ok(page),
+        Err(error) => {
+            tracing::warn!(%error, "could not read a page of order events");
+            Err(ErrorBody::new(
+                ErrorCode::EventsUnavailable,
+                "the order event stream could not be read; retry later",
+            ))
+        }
+    }
+}
+
+async fn read(
+    js: &jetstream::Context,
+    user_id: &str,
+    start: EventsStart,
+    limit: u32,
+) -> Result<EventPage, HistoryError> {
+    let deliver_policy = match start {
+        EventsStart::After(sequence) => DeliverPolicy::ByStartSequence {
+            start_sequence: sequence.saturating_add(1),
+        },
+        EventsStart::Since(ms) => DeliverPolicy::ByStartTime {
+            start_time: start_time(ms),
+        },
+    };
+    let name = format!("history-{}", uuid::Uuid::new_v4().simple());
+    let consumer = js
+        .create_consumer_on_stream(
+            pull::Config {
+                name: Some(name.clone()),
+                filter_subject: subjects::order_events(user_id),
+                deliver_policy,
+                ack_policy: AckPolicy::None,
+                inactive_threshold: INACTIVE,
+                num_replicas: 1,
+                memory_storage: true,
+                ..Default::default()
+            },
+            subjects::ORDER_EVENTS_STREAM,
+        )
+        .await?;
+    let info = consumer.cached_info();
+    // Where the consumer starts, less one: the request's `after`, or for a start time the
+    // sequence before the first event at or after it.
+    let mut page = EventPage {
+        events: Vec::new(),
+        last_sequence: info.delivered.stream_sequence,
+        pending: info.num_pending,
+    };
+    let outcome = drain(&consumer, limit, &mut page).await;
+    if let Err(error) = js
+        .delete_consumer_from_stream(&name, subjects::ORDER_EVENTS_STREAM)
+        .await
+    {
+        tracing::debug!(%error, consumer = %name, "page consumer left to expire");
+    }
+    outcome.map(|()| page)
+}
+
+/// Takes up to `limit` of the events the consumer had pending when it was created into
+/// `page`, never waiting for new ones.
+async fn drain(
+    consumer: &jetstream::consumer::Consumer<pull::Config>,
+    limit: u32,
+    page: &mut EventPage,
+) -> Result<(), HistoryError> {
+    let wanted = page.pending.min(u64::from(limit));
+    if wanted == 0 {
+        return Ok(());
+    }
+    let mut messages = consumer
+        .batch()
+        .max_messages(usize::try_from(wanted).unwrap_or(usize::MAX))
+        .expires(PAGE_TIMEOUT)
+        .messages()
+        .await?;
+    let mut taken = 0;
+    while let Some(message) = messages.next().await {
+        let message = message?;
+        taken += 1;
+        let info = message
+            .info()
+            .map_err(|e| HistoryError::Metadata(e.to_string()))?;
+        let (sequence, pending) = (info.stream_sequence, info.pending);
+        page.last_sequence = sequence;
+        page.pending = pending;
+        match stored_event(sequence, &message) {
+            Some(event) => page.events.push(event),
+            // Only services publish here (nats/auth.conf); anything else is skipped, not
+            // handed on, and the page still moves past it.
+            None => tracing::warn!(sequence, "an undecodable message in ORDER_EVENTS"),
+        }
+        if pending == 0 || taken >= wanted {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The event in `message`, with its sequence and trace context.
+fn stored_event(sequence: u64, message: &Message) -> Option<StoredEvent> {
+    let event: OrderEvent = Encoding::MsgPack.decode(&message.payload).ok()?;
+    let traceparent = message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(headers::TRACEPARENT))
+        .map(|value| value.as_str().to_string());
+    Some(StoredEvent {
+        sequence,
+        traceparent,
+        event,
+    })
+}
+
+/// `ms` since the Unix epoch (checked by [`EventsRequest::validate`] to lie before the
+/// year 10000) as the time async-nats takes.
+fn start_time(ms: i64) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+}

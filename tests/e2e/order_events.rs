@@ -1,0 +1,201 @@
+//! The `events` verb: a trader reads their own stored order events in pages, from the
+//! first, after a sequence or from a time, and nobody else's; a request out of range is
+//! refused; a stream that cannot be read is `EVENTS_UNAVAILABLE`.
+
+use std::time::Duration;
+
+use pinnacle_common::codec::Encoding;
+use pinnacle_common::model::{EventPage, OrderEvent, OrderStatus};
+use pinnacle_common::subjects;
+use pinnacle_tests::{eventually, order_events, TestStack, TestUser};
+use serde_json::{json, Value};
+
+use crate::each_backend;
+
+fn resting_buy(client_order_id: &str) -> Value {
+    json!({"client_order_id": client_order_id, "exchange": "NSE", "symbol": "SBIN-EQ",
+           "side": "BUY", "order_type": "LIMIT", "quantity": 1, "price": 100})
+}
+
+/// Places a resting order; its id.
+async fn place(stack: &TestStack, user: &TestUser, client_order_id: &str) -> String {
+    let placed = stack
+        .call(user, "place", resting_buy(client_order_id))
+        .await;
+    assert_eq!(placed["result"]["status"], "OPEN", "{placed}");
+    placed["result"]["order_id"]
+        .as_str()
+        .expect("an order id")
+        .to_string()
+}
+
+/// Waits until `user`'s stream holds, for each of `last`, an event of the order entering
+/// that state; then every event of theirs, in stream order.
+async fn stored(
+    stack: &TestStack,
+    user: &TestUser,
+    last: &[(&str, OrderStatus)],
+) -> Vec<OrderEvent> {
+    eventually(Duration::from_secs(15), "the events stored", || async {
+        let events = order_events(&stack.client, &user.id).await;
+        let done = last.iter().all(|(order_id, status)| {
+            events
+                .iter()
+                .any(|e| e.order.order_id == *order_id && e.order.status == *status)
+        });
+        done.then_some(events)
+    })
+    .await
+}
+
+/// One page, which must succeed.
+async fn page(stack: &TestStack, user: &TestUser, request: Value) -> EventPage {
+    let reply = stack.call(user, subjects::verbs::EVENTS, request).await;
+    assert_eq!(reply["ok"], true, "{reply}");
+    serde_json::from_value(reply["result"].clone()).expect("an event page")
+}
+
+/// Every page from `after` on, `limit` at a time: the events, and the last sequence.
+async fn read_all(stack: &TestStack, user: &TestUser, limit: u32) -> (Vec<OrderEvent>, u64) {
+    let (mut events, mut after) = (Vec::new(), 0);
+    loop {
+        let page = page(stack, user, json!({"after": after, "limit": limit})).await;
+        assert!(page.events.len() <= limit as usize, "{page:?}");
+        for stored in &page.events {
+            assert!(stored.sequence > after, "sequences rise: {page:?}");
+            after = stored.sequence;
+            assert!(
+                stored.traceparent.is_some(),
+                "an event keeps its trace: {stored:?}"
+            );
+            events.push(stored.event.clone());
+        }
+        assert_eq!(page.last_sequence, after, "{page:?}");
+        if page.pending == 0 {
+            return (events, after);
+        }
+        assert_eq!(
+            page.events.len(),
+            limit as usize,
+            "a page short of its limit"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trader_pages_through_exactly_their_own_events() {
+    each_backend(|backend| async move {
+        let stack = TestStack::start(backend).await;
+        let (a, b) = (stack.trader("pages-a").await, stack.trader("pages-b").await);
+        stack.wait_for_ticks("SBIN-EQ", 2).await;
+
+        // A: three resting orders, one of them modified and then cancelled; B: one, placed
+        // in between, so B's events sit among A's in the stream.
+        let first = place(&stack, &a, "pages-1").await;
+        let theirs = place(&stack, &b, "pages-b").await;
+        let second = place(&stack, &a, "pages-2").await;
+        let third = place(&stack, &a, "pages-3").await;
+        let modified = stack
+            .call(&a, "modify", json!({"order_id": third, "quantity": 2}))
+            .await;
+        assert_eq!(modified["result"]["quantity"], 2, "{modified}");
+        let cancelled = stack.call(&a, "cancel", json!({"order_id": third})).await;
+        assert_eq!(cancelled["result"]["status"], "CANCELLED", "{cancelled}");
+        let last = [
+            (first.as_str(), OrderStatus::Open),
+            (second.as_str(), OrderStatus::Open),
+            (third.as_str(), OrderStatus::Cancelled),
+        ];
+        let expected = stored(&stack, &a, &last).await;
+        stored(&stack, &b, &[(theirs.as_str(), OrderStatus::Open)]).await;
+        assert!(expected.len() >= 9, "{expected:?}");
+
+        // Two at a time, and in one page: the same events as the stream holds, in order.
+        let (two_by_two, end) = read_all(&stack, &a, 2).await;
+        assert_eq!(two_by_two, expected);
+        let (at_once, _) = read_all(&stack, &a, 500).await;
+        assert_eq!(at_once, expected);
+        // No payload: from the first, a hundred at most.
+        let default = page(&stack, &a, json!({})).await;
+        let events: Vec<OrderEvent> = default.events.into_iter().map(|s| s.event).collect();
+        assert_eq!(events, expected);
+        // Past the end: nothing, and the same place to resume from.
+        let past = page(&stack, &a, json!({"after": end})).await;
+        assert!(past.events.is_empty() && past.pending == 0, "{past:?}");
+        assert_eq!(past.last_sequence, end);
+        // B sees only B's.
+        let (bs, _) = read_all(&stack, &b, 100).await;
+        assert!(!bs.is_empty());
+        assert!(bs.iter().all(|e| e.order.order_id == theirs), "{bs:?}");
+
+        // From a time: only what was stored since.
+        let since = chrono::Utc::now().timestamp_millis();
+        let fourth = place(&stack, &a, "pages-4").await;
+        stored(&stack, &a, &[(fourth.as_str(), OrderStatus::Open)]).await;
+        let recent = page(&stack, &a, json!({"since_ms": since})).await;
+        assert!(!recent.events.is_empty(), "{recent:?}");
+        assert!(
+            recent
+                .events
+                .iter()
+                .all(|s| s.event.order.order_id == fourth),
+            "{recent:?}"
+        );
+        let future = chrono::Utc::now().timestamp_millis() + 3_600_000;
+        let none = page(&stack, &a, json!({"since_ms": future})).await;
+        assert!(none.events.is_empty() && none.pending == 0, "{none:?}");
+        assert!(none.last_sequence >= recent.last_sequence, "{none:?}");
+
+        // JSON in, JSON out.
+        let reply = stack
+            .request(
+                subjects::order(&a.id, subjects::verbs::EVENTS),
+                Some(&a.token),
+                Encoding::Json,
+                serde_json::to_vec(&json!({"limit": 1}))
+                    .expect("json")
+                    .into(),
+            )
+            .await;
+        let reply: Value = serde_json::from_slice(&reply.payload).expect("a JSON reply");
+        assert_eq!(reply["result"]["events"].as_array().map(Vec::len), Some(1));
+
+        // Refusals.
+        let forbidden = stack
+            .request(
+                subjects::order(&a.id, subjects::verbs::EVENTS),
+                Some(&b.token),
+                Encoding::MsgPack,
+                Vec::new().into(),
+            )
+            .await;
+        let forbidden: Value = rmp_serde::from_slice(&forbidden.payload).expect("decodes");
+        assert_eq!(forbidden["error"]["code"], "FORBIDDEN", "{forbidden}");
+        for (request, code) in [
+            (json!({"after": 1, "since_ms": 1}), "INVALID_REQUEST"),
+            (json!({"limit": 0}), "INVALID_REQUEST"),
+            (json!({"limit": 501}), "INVALID_REQUEST"),
+            (json!({"since_ms": -1}), "INVALID_REQUEST"),
+            (json!({"since_ms": i64::MAX}), "INVALID_REQUEST"),
+            (json!({"after": -1}), "BAD_PAYLOAD"),
+            (json!({"deliver_subject": "audit.x"}), "BAD_PAYLOAD"),
+            (json!([1, 2]), "BAD_PAYLOAD"),
+        ] {
+            let reply = stack
+                .call(&a, subjects::verbs::EVENTS, request.clone())
+                .await;
+            assert_eq!(reply["error"]["code"], code, "{request}: {reply}");
+        }
+
+        // The stream gone: a retryable refusal, not a hang or a dead worker.
+        let js = async_nats::jetstream::new(stack.client.clone());
+        js.delete_stream(subjects::ORDER_EVENTS_STREAM)
+            .await
+            .expect("delete ORDER_EVENTS");
+        let reply = stack.call(&a, subjects::verbs::EVENTS, json!({})).await;
+        assert_eq!(reply["error"]["code"], "EVENTS_UNAVAILABLE", "{reply}");
+        let listed = stack.call(&a, "list", json!({})).await;
+        assert_eq!(listed["ok"], true, "the worker still serves: {listed}");
+    })
+    .await;
+}
