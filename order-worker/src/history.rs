@@ -22,6 +22,8 @@ use pinnacle_common::codec::Encoding;
 use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::model::{EventPage, EventsRequest, EventsStart, OrderEvent, StoredEvent};
 use pinnacle_common::subjects::{self, headers};
+use pinnacle_common::telemetry;
+use tracing::Instrument as _;
 
 /// How long one page may take, from creating its consumer to the last message.
 pub const PAGE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -51,10 +53,27 @@ pub async fn page(
     request: &EventsRequest,
 ) -> Result<EventPage, ErrorBody> {
     let (start, limit) = request.validate()?;
+    let span = tracing::info_span!(
+        "order.events.read",
+        otel.kind = "client",
+        messaging.system = "nats",
+        messaging.operation.type = "receive",
+        messaging.operation.name = "fetch",
+        messaging.destination.name = subjects::ORDER_EVENTS_STREAM,
+        messaging.batch.message_count = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    );
     let read = tokio::time::timeout(PAGE_TIMEOUT, read(js, user_id, start, limit));
-    match read.await.unwrap_or(Err(HistoryError::Timeout)) {
-        Ok(page) => Ok(page),
+    let outcome = read.instrument(span.clone()).await;
+    match outcome.unwrap_or(Err(HistoryError::Timeout)) {
+        Ok(page) => {
+            span.record("messaging.batch.message_count", page.events.len());
+            Ok(page)
+        }
         Err(error) => {
+            let _entered = span.enter();
+            telemetry::record_failure(&span, ErrorCode::EventsUnavailable.as_str());
             tracing::warn!(%error, "could not read a page of order events");
             Err(ErrorBody::new(
                 ErrorCode::EventsUnavailable,

@@ -453,6 +453,70 @@ async fn an_order_is_one_trace_from_client_to_audit_in_a_real_otlp_receiver() {
             "no audit event in trace {trace_id}"
         );
 
+        // Reading the events back: the page is read in an `order.events.read` client span
+        // under the request's server span, and each entry keeps its stored trace context.
+        eventually(
+            Duration::from_secs(10),
+            "the order's events stored",
+            || async {
+                let stored = pinnacle_tests::order_events(&client, &user_id).await;
+                let filled = pinnacle_common::model::OrderStatus::Filled;
+                stored
+                    .iter()
+                    .any(|e| e.order.status == filled)
+                    .then_some(())
+            },
+        )
+        .await;
+        let read_trace = uuid::Uuid::new_v4().simple().to_string();
+        let mut hdrs = HeaderMap::new();
+        hdrs.insert(
+            "traceparent",
+            format!("00-{read_trace}-{client_span}-01").as_str(),
+        );
+        hdrs.insert(
+            headers::AUTHORIZATION,
+            format!("Bearer {}", env["DEMO_API_TOKEN"]).as_str(),
+        );
+        hdrs.insert(headers::CONTENT_TYPE, "application/json");
+        let reply = client
+            .request_with_headers(subjects::order(&user_id, verbs::EVENTS), hdrs, "{}".into())
+            .await
+            .expect("an events page");
+        let reply: Value = serde_json::from_slice(&reply.payload).expect("JSON reply");
+        let entries = reply["result"]["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert!(
+            entries.iter().any(|e| e["traceparent"]
+                .as_str()
+                .is_some_and(|t| t.contains(&trace_id))),
+            "the order's events keep its trace: {reply}"
+        );
+        let read = eventually(Duration::from_secs(15), "the page's spans", || async {
+            let all = spans(&out);
+            let request = all
+                .iter()
+                .find(|s| {
+                    field(s, "trace_id") == read_trace && field(s, "name") == "order.request"
+                })?
+                .clone();
+            let read = all.into_iter().find(|s| {
+                field(s, "trace_id") == read_trace && field(s, "name") == "order.events.read"
+            })?;
+            (field(&read, "parent_span_id") == field(&request, "span_id")).then_some(read)
+        })
+        .await;
+        assert_eq!(field(&read, "kind"), "CLIENT", "{read}");
+        assert_eq!(attr(&read, "messaging.operation.type"), "receive", "{read}");
+        let count = &read["attributes"]["messaging.batch.message_count"];
+        assert_eq!(
+            count.to_string().trim_matches('"'),
+            entries.len().to_string(),
+            "{read}"
+        );
+
         // Sampled ticks: a producer span whose context reaches a consumer (the paper broker).
         eventually(Duration::from_secs(10), "a traced tick", || async {
             let all = spans(&out);
