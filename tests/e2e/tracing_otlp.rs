@@ -186,6 +186,19 @@ pub(crate) fn field<'a>(span: &'a Value, key: &str) -> &'a str {
     span[key].as_str().unwrap_or_default()
 }
 
+/// The headers of a JSON order request from `token`'s owner, inside the client span
+/// `span_id` of trace `trace_id`, as an instrumented client would send them.
+fn traced_json_request(trace_id: &str, span_id: &str, token: &str) -> HeaderMap {
+    let mut hdrs = HeaderMap::new();
+    hdrs.insert(
+        "traceparent",
+        format!("00-{trace_id}-{span_id}-01").as_str(),
+    );
+    hdrs.insert(headers::AUTHORIZATION, format!("Bearer {token}").as_str());
+    hdrs.insert(headers::CONTENT_TYPE, "application/json");
+    hdrs
+}
+
 /// Reads `KEY=value` lines once `pinnacle dev` has written every key the test needs.
 pub(crate) fn dev_env(path: &Path) -> Option<HashMap<String, String>> {
     let text = std::fs::read_to_string(path).ok()?;
@@ -264,16 +277,7 @@ async fn an_order_is_one_trace_from_client_to_audit_in_a_real_otlp_receiver() {
         // The client's own span, as an instrumented client would inject it.
         let trace_id = uuid::Uuid::new_v4().simple().to_string();
         let client_span = uuid::Uuid::new_v4().simple().to_string()[..16].to_string();
-        let mut hdrs = HeaderMap::new();
-        hdrs.insert(
-            "traceparent",
-            format!("00-{trace_id}-{client_span}-01").as_str(),
-        );
-        hdrs.insert(
-            headers::AUTHORIZATION,
-            format!("Bearer {}", env["DEMO_API_TOKEN"]).as_str(),
-        );
-        hdrs.insert(headers::CONTENT_TYPE, "application/json");
+        let hdrs = traced_json_request(&trace_id, &client_span, &env["DEMO_API_TOKEN"]);
         let body = serde_json::json!({
             "client_order_id": format!("traced-{}", uuid::Uuid::new_v4()),
             "exchange": "NSE", "symbol": "SBIN-EQ", "side": "BUY",
@@ -469,16 +473,7 @@ async fn an_order_is_one_trace_from_client_to_audit_in_a_real_otlp_receiver() {
         )
         .await;
         let read_trace = uuid::Uuid::new_v4().simple().to_string();
-        let mut hdrs = HeaderMap::new();
-        hdrs.insert(
-            "traceparent",
-            format!("00-{read_trace}-{client_span}-01").as_str(),
-        );
-        hdrs.insert(
-            headers::AUTHORIZATION,
-            format!("Bearer {}", env["DEMO_API_TOKEN"]).as_str(),
-        );
-        hdrs.insert(headers::CONTENT_TYPE, "application/json");
+        let hdrs = traced_json_request(&read_trace, &client_span, &env["DEMO_API_TOKEN"]);
         let reply = client
             .request_with_headers(subjects::order(&user_id, verbs::EVENTS), hdrs, "{}".into())
             .await
