@@ -224,7 +224,20 @@ pub async fn events(common: &Common, args: EventsArgs) -> anyhow::Result<()> {
     };
     let mut printed = 0_u64;
     loop {
-        let page = session.order(subjects::verbs::EVENTS, request).await?;
+        let page = match session
+            .order(subjects::verbs::EVENTS, request.clone())
+            .await
+        {
+            Ok(page) => page,
+            // Following, a refusal that says "not now" (JetStream unavailable) is waited
+            // out like a quiet stream.
+            Err(error) if follow && is_retryable(&error) => {
+                eprintln!("{error}; asking again in {FOLLOW_POLL:?}");
+                tokio::time::sleep(FOLLOW_POLL).await;
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
         for stored in page["events"].as_array().into_iter().flatten() {
             crate::output::line(&event_line(common, &stored["event"]));
             printed += 1;
@@ -246,6 +259,14 @@ pub async fn events(common: &Common, args: EventsArgs) -> anyhow::Result<()> {
         }
         while let Some(Some(_)) = notices.next().now_or_never() {}
     }
+}
+
+/// Whether `error` is a refusal the protocol says to resend
+/// ([`pinnacle_common::error::ErrorCode::is_retryable`]).
+fn is_retryable(error: &anyhow::Error) -> bool {
+    error
+        .downcast_ref::<pinnacle_common::error::ErrorBody>()
+        .is_some_and(|refusal| refusal.code.is_retryable())
 }
 
 /// How long `events --follow` waits for an announcement before it asks anyway.

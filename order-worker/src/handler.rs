@@ -361,7 +361,7 @@ async fn dispatch(
         }
         OrderVerb::Events => {
             let request = payload.decode_or_default()?;
-            let answer = crate::history::page(worker.jetstream(), user_id, &request).await;
+            let answer = worker.history().page(user_id, &request).await;
             answer.map(Answer::Events)
         }
     }

@@ -9,11 +9,16 @@
 //!
 //! Each page is one short-lived pull consumer: created at the page's start (a stream
 //! sequence or a time), drained of at most `limit` messages without waiting for new ones,
-//! then deleted. It is in memory, on one replica, acknowledges nothing and removes itself
-//! after [`INACTIVE`] should the delete be lost, so a page leaves nothing behind and a
-//! client resumes from the `last_sequence` it was given, on any worker.
+//! then deleted, also when the page is cut off (by [`PAGE_TIMEOUT`]; a caller that gives up
+//! does not cut it off: the page runs in a task of its own).
+//! It is in memory, on one replica, acknowledges nothing and removes itself after
+//! [`INACTIVE`] should the delete be lost. At most [`PAGES_IN_FLIGHT`] pages run at once
+//! in a worker: a flood of pages can neither take the permits orders need nor fill the
+//! stream's consumer limit (1,000 by default), which every page and every operator's
+//! consumer share. A client resumes from the `last_sequence` it was given, on any worker.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::{self, Message};
@@ -23,12 +28,16 @@ use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::model::{EventPage, EventsRequest, EventsStart, OrderEvent, StoredEvent};
 use pinnacle_common::subjects::{self, headers};
 use pinnacle_common::telemetry;
+use pinnacle_common::throttle::Throttle;
+use tokio::sync::Semaphore;
 use tracing::Instrument as _;
 
 /// How long one page may take, from creating its consumer to the last message.
 pub const PAGE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the server keeps a page's consumer that nobody deleted.
 pub const INACTIVE: Duration = Duration::from_secs(30);
+/// Pages one worker reads at once; one more is refused `EVENTS_UNAVAILABLE` at once.
+pub const PAGES_IN_FLIGHT: usize = 8;
 
 /// Why a page could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -39,52 +48,161 @@ enum HistoryError {
     Batch(#[from] async_nats::jetstream::consumer::pull::BatchError),
     #[error("reading the event stream: {0}")]
     Message(#[from] async_nats::Error),
+    #[error("reading the event stream's state: {0}")]
+    Stream(#[from] async_nats::jetstream::context::GetStreamError),
     #[error("the event stream did not answer within {PAGE_TIMEOUT:?}")]
     Timeout,
+    #[error("the page's task ended: {0}")]
+    Task(String),
     #[error("a message without JetStream metadata: {0}")]
     Metadata(String),
 }
 
-/// One page of `user_id`'s order events, as `request` asks. A request out of range is
-/// `INVALID_REQUEST`; a stream that cannot be read in time is `EVENTS_UNAVAILABLE`.
-pub async fn page(
-    js: &jetstream::Context,
-    user_id: &str,
-    request: &EventsRequest,
-) -> Result<EventPage, ErrorBody> {
-    let (start, limit) = request.validate()?;
-    let span = tracing::info_span!(
-        "order.events.read",
-        otel.kind = "client",
-        messaging.system = "nats",
-        messaging.operation.type = "receive",
-        messaging.operation.name = "fetch",
-        messaging.destination.name = subjects::ORDER_EVENTS_STREAM,
-        messaging.batch.message_count = tracing::field::Empty,
-        otel.status_code = tracing::field::Empty,
-        error.type = tracing::field::Empty,
-    );
-    let read = tokio::time::timeout(PAGE_TIMEOUT, read(js, user_id, start, limit));
-    let outcome = read.instrument(span.clone()).await;
-    match outcome.unwrap_or(Err(HistoryError::Timeout)) {
-        Ok(page) => {
-            span.record("messaging.batch.message_count", page.events.len());
-            Ok(page)
+/// Reads pages of order events for the `events` verb: one per worker.
+#[derive(Debug)]
+pub struct History {
+    /// JetStream on the worker's main connection.
+    js: jetstream::Context,
+    /// One permit a page in flight.
+    in_flight: Arc<Semaphore>,
+    /// Pages that could not be read are warned about at most once a minute: while
+    /// JetStream is down, every trader's page fails.
+    failures: Throttle,
+}
+
+impl History {
+    /// Pages read through `js`.
+    pub fn new(js: jetstream::Context) -> Self {
+        Self {
+            js,
+            in_flight: Arc::new(Semaphore::new(PAGES_IN_FLIGHT)),
+            failures: Throttle::new(Duration::from_secs(60)),
         }
-        Err(error) => {
-            let _entered = span.enter();
-            telemetry::record_failure(&span, ErrorCode::EventsUnavailable.as_str());
-            tracing::warn!(%error, "could not read a page of order events");
-            Err(ErrorBody::new(
+    }
+
+    /// One page of `user_id`'s order events, as `request` asks. A request out of range is
+    /// `INVALID_REQUEST`; a stream that cannot be read in time, or a worker already reading
+    /// [`PAGES_IN_FLIGHT`] pages, is `EVENTS_UNAVAILABLE`.
+    pub async fn page(
+        &self,
+        user_id: &str,
+        request: &EventsRequest,
+    ) -> Result<EventPage, ErrorBody> {
+        let (start, limit) = request.validate()?;
+        let unavailable = |why: &str| {
+            ErrorBody::new(
                 ErrorCode::EventsUnavailable,
-                "the order event stream could not be read; retry later",
-            ))
+                format!("the order event stream could not be read ({why}); retry later"),
+            )
+        };
+        let Ok(permit) = Arc::clone(&self.in_flight).try_acquire_owned() else {
+            return Err(unavailable("too many pages in flight"));
+        };
+        let span = tracing::info_span!(
+            "order.events.read",
+            otel.kind = "client",
+            messaging.system = "nats",
+            messaging.operation.type = "receive",
+            messaging.operation.name = "fetch",
+            messaging.destination.name = subjects::ORDER_EVENTS_STREAM,
+            messaging.batch.message_count = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        );
+        // In a task of its own, holding the permit: a caller that gives up midway (its
+        // deadline) cannot cut a page off between creating its consumer and deleting it.
+        let (js, user_id) = (self.js.clone(), user_id.to_string());
+        let read = async move {
+            let _permit = permit;
+            read(&js, &user_id, start, limit).await
+        };
+        let outcome = tokio::spawn(read.instrument(span.clone())).await;
+        match outcome.unwrap_or_else(|e| Err(HistoryError::Task(e.to_string()))) {
+            Ok(page) => {
+                span.record("messaging.batch.message_count", page.events.len());
+                Ok(page)
+            }
+            Err(error) => {
+                let _entered = span.enter();
+                telemetry::record_failure(&span, ErrorCode::EventsUnavailable.as_str());
+                match self.failures.next(Instant::now()) {
+                    Some(more) => tracing::warn!(
+                        %error,
+                        more,
+                        "could not read a page of order events ({more} more since the last warning)"
+                    ),
+                    None => tracing::debug!(%error, "could not read a page of order events"),
+                }
+                Err(unavailable("JetStream did not answer"))
+            }
         }
     }
 }
 
+/// The page from `start`. An empty page after a sequence the stream has not reached means
+/// the stream was re-created (its sequences start again at 1): the page is then read from
+/// the stream's first event and says so (`rewound`).
 async fn read(
     js: &jetstream::Context,
+    user_id: &str,
+    start: EventsStart,
+    limit: u32,
+) -> Result<EventPage, HistoryError> {
+    let page = read_from(js, user_id, start, limit).await?;
+    let EventsStart::After(after) = start else {
+        return Ok(page);
+    };
+    if after == 0 || !page.events.is_empty() || page.pending > 0 {
+        return Ok(page);
+    }
+    let last = tokio::time::timeout(PAGE_TIMEOUT, last_sequence(js))
+        .await
+        .unwrap_or(Err(HistoryError::Timeout))?;
+    if after <= last {
+        return Ok(page);
+    }
+    let page = read_from(js, user_id, EventsStart::After(0), limit).await?;
+    Ok(EventPage {
+        rewound: true,
+        ..page
+    })
+}
+
+/// The stream's last sequence.
+async fn last_sequence(js: &jetstream::Context) -> Result<u64, HistoryError> {
+    let mut stream = js.get_stream(subjects::ORDER_EVENTS_STREAM).await?;
+    let info = stream
+        .info()
+        .await
+        .map_err(|e| HistoryError::Message(e.into()))?;
+    Ok(info.state.last_sequence)
+}
+
+/// One page through a consumer of its own, which is deleted afterwards whatever became of
+/// the page (should the server make it after [`PAGE_TIMEOUT`], it expires by itself).
+async fn read_from(
+    js: &jetstream::Context,
+    user_id: &str,
+    start: EventsStart,
+    limit: u32,
+) -> Result<EventPage, HistoryError> {
+    let name = format!("history-{}", uuid::Uuid::new_v4().simple());
+    let page = tokio::time::timeout(PAGE_TIMEOUT, fetch(js, &name, user_id, start, limit)).await;
+    let js = js.clone();
+    // Not waited for: the reply need not wait on it.
+    tokio::spawn(async move {
+        let deleted = js.delete_consumer_from_stream(&name, subjects::ORDER_EVENTS_STREAM);
+        if let Err(error) = deleted.await {
+            tracing::debug!(%error, consumer = %name, "page consumer left to expire");
+        }
+    });
+    page.unwrap_or(Err(HistoryError::Timeout))
+}
+
+/// Creates the consumer `name` at `start` and takes the page from it.
+async fn fetch(
+    js: &jetstream::Context,
+    name: &str,
     user_id: &str,
     start: EventsStart,
     limit: u32,
@@ -97,11 +215,10 @@ async fn read(
             start_time: start_time(ms),
         },
     };
-    let name = format!("history-{}", uuid::Uuid::new_v4().simple());
     let consumer = js
         .create_consumer_on_stream(
             pull::Config {
-                name: Some(name.clone()),
+                name: Some(name.to_string()),
                 filter_subject: subjects::order_events(user_id),
                 deliver_policy,
                 ack_policy: AckPolicy::None,
@@ -120,15 +237,10 @@ async fn read(
         events: Vec::new(),
         last_sequence: info.delivered.stream_sequence,
         pending: info.num_pending,
+        rewound: false,
     };
-    let outcome = drain(&consumer, limit, &mut page).await;
-    if let Err(error) = js
-        .delete_consumer_from_stream(&name, subjects::ORDER_EVENTS_STREAM)
-        .await
-    {
-        tracing::debug!(%error, consumer = %name, "page consumer left to expire");
-    }
-    outcome.map(|()| page)
+    drain(&consumer, limit, &mut page).await?;
+    Ok(page)
 }
 
 /// Takes up to `limit` of the events the consumer had pending when it was created into
@@ -186,8 +298,8 @@ fn stored_event(sequence: u64, message: &Message) -> Option<StoredEvent> {
     })
 }
 
-/// `ms` since the Unix epoch (checked by [`EventsRequest::validate`] to lie before the
-/// year 10000) as the time async-nats takes.
+/// `ms` since the Unix epoch (checked by [`EventsRequest::validate`] to lie within what
+/// JetStream's nanosecond clock holds) as the time async-nats takes.
 fn start_time(ms: i64) -> time::OffsetDateTime {
     time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)

@@ -15,6 +15,7 @@ use pinnacle_common::subjects;
 use sea_orm::DatabaseConnection;
 
 use crate::engine::Engine;
+use crate::history::History;
 
 /// The micro-service name the workers register under.
 pub const SERVICE_NAME: &str = "pinnacle-orders";
@@ -42,8 +43,8 @@ pub struct Worker {
     engine: Arc<Engine>,
     /// Audit events leave on it; the relay publishes on it.
     client: async_nats::Client,
-    /// JetStream on the main connection: the `events` verb reads `ORDER_EVENTS` with it.
-    jetstream: async_nats::jetstream::Context,
+    /// The `events` verb's reader of `ORDER_EVENTS`, on the main connection.
+    history: History,
     /// Orders and the announcements that must precede them arrive on it, and replies
     /// leave on it (the server lets a service answer a request only on the connection it
     /// came in on): the main connection unless [`Worker::with_intake`] gave one of its
@@ -100,7 +101,7 @@ impl Worker {
         Self {
             engine: Arc::new(engine),
             intake: client.clone(),
-            jetstream: async_nats::jetstream::new(client.clone()),
+            history: History::new(async_nats::jetstream::new(client.clone())),
             client,
             db,
             vault,
@@ -139,9 +140,9 @@ impl Worker {
         &self.client
     }
 
-    /// JetStream on the main connection.
-    pub fn jetstream(&self) -> &async_nats::jetstream::Context {
-        &self.jetstream
+    /// Pages of order events for the `events` verb.
+    pub fn history(&self) -> &History {
+        &self.history
     }
 
     /// The connection orders and announcements arrive on, and replies leave on.

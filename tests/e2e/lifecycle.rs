@@ -268,7 +268,8 @@ async fn workers_are_discoverable_through_the_micro_protocol() {
             "positions",
             "holdings",
             "trades",
-            "squareoff"
+            "squareoff",
+            "events"
         ]
     );
     assert_eq!(info["endpoints"][0]["queue_group"], "order-workers");

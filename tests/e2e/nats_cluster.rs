@@ -238,7 +238,7 @@ async fn traders_replay_only_their_own_events(cluster: &TestCluster, worker: &Co
 /// for the user in the subject.
 async fn serve_event_pages(client: async_nats::Client) {
     use pinnacle_common::codec::{self, Encoding};
-    let js = jetstream::new(client.clone());
+    let history = pinnacle_order_worker::history::History::new(jetstream::new(client.clone()));
     let mut requests = client
         .queue_subscribe(
             subjects::ORDERS_ALL,
@@ -259,7 +259,7 @@ async fn serve_event_pages(client: async_nats::Client) {
             Encoding::MsgPack.decode(&message.payload)
         };
         let request = request.expect("a page request");
-        let page = pinnacle_order_worker::history::page(&js, order.user_token, &request).await;
+        let page = history.page(order.user_token, &request).await;
         let mut hdrs = async_nats::HeaderMap::new();
         let (payload, _) = codec::encode_reply(Encoding::MsgPack, page, &mut hdrs).expect("encode");
         client

@@ -5,8 +5,9 @@
 use std::time::Duration;
 
 use pinnacle_common::codec::Encoding;
+use pinnacle_common::model::events::MAX_SINCE_MS;
 use pinnacle_common::model::{EventPage, OrderEvent, OrderStatus};
-use pinnacle_common::subjects;
+use pinnacle_common::subjects::{self, headers};
 use pinnacle_tests::{eventually, order_events, TestStack, TestUser};
 use serde_json::{json, Value};
 
@@ -142,9 +143,14 @@ async fn a_trader_pages_through_exactly_their_own_events() {
             "{recent:?}"
         );
         let future = chrono::Utc::now().timestamp_millis() + 3_600_000;
-        let none = page(&stack, &a, json!({"since_ms": future})).await;
-        assert!(none.events.is_empty() && none.pending == 0, "{none:?}");
-        assert!(none.last_sequence >= recent.last_sequence, "{none:?}");
+        for since in [future, MAX_SINCE_MS] {
+            let none = page(&stack, &a, json!({"since_ms": since})).await;
+            assert!(
+                none.events.is_empty() && none.pending == 0,
+                "{since}: {none:?}"
+            );
+            assert!(none.last_sequence >= recent.last_sequence, "{none:?}");
+        }
 
         // JSON in, JSON out.
         let reply = stack
@@ -177,6 +183,8 @@ async fn a_trader_pages_through_exactly_their_own_events() {
             (json!({"limit": 501}), "INVALID_REQUEST"),
             (json!({"since_ms": -1}), "INVALID_REQUEST"),
             (json!({"since_ms": i64::MAX}), "INVALID_REQUEST"),
+            (json!({"since_ms": MAX_SINCE_MS + 1}), "INVALID_REQUEST"),
+            (json!({"after": u64::MAX}), "INVALID_REQUEST"),
             (json!({"after": -1}), "BAD_PAYLOAD"),
             (json!({"deliver_subject": "audit.x"}), "BAD_PAYLOAD"),
             (json!([1, 2]), "BAD_PAYLOAD"),
@@ -196,6 +204,100 @@ async fn a_trader_pages_through_exactly_their_own_events() {
         assert_eq!(reply["error"]["code"], "EVENTS_UNAVAILABLE", "{reply}");
         let listed = stack.call(&a, "list", json!({})).await;
         assert_eq!(listed["ok"], true, "the worker still serves: {listed}");
+
+        // Re-created (nats/README.md, "A lost ORDER_EVENTS"): a client resuming from its
+        // old position is taken back to the new stream's first event, and told so.
+        pinnacle_order_worker::events::ensure_stream(&js)
+            .await
+            .expect("ORDER_EVENTS again");
+        let fifth = place(&stack, &a, "pages-5").await;
+        let anew = stored(&stack, &a, &[(fifth.as_str(), OrderStatus::Open)]).await;
+        let resumed = page(&stack, &a, json!({"after": end})).await;
+        assert!(resumed.rewound, "{resumed:?}");
+        let events: Vec<OrderEvent> = resumed.events.into_iter().map(|s| s.event).collect();
+        assert_eq!(events, anew);
+        let on = page(&stack, &a, json!({"after": resumed.last_sequence})).await;
+        assert!(!on.rewound && on.events.is_empty(), "{on:?}");
+    })
+    .await;
+}
+
+/// Pages cut off by their caller's deadline leave no consumer behind, and a burst of pages
+/// is held to what a worker reads at once: the rest are refused at once, retryably, and
+/// orders are still answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_pages_leaves_no_consumer_and_no_order_waiting() {
+    let stack = TestStack::start(pinnacle_tests::Backend::Sqlite).await;
+    let user = stack.trader("pages-flood").await;
+    stack.wait_for_ticks("SBIN-EQ", 2).await;
+    for n in 0..3 {
+        place(&stack, &user, &format!("flood-{n}")).await;
+    }
+    let js = async_nats::jetstream::new(stack.client.clone());
+    let consumers = || async {
+        let mut stream = js
+            .get_stream(subjects::ORDER_EVENTS_STREAM)
+            .await
+            .expect("ORDER_EVENTS");
+        stream
+            .info()
+            .await
+            .expect("stream info")
+            .state
+            .consumer_count
+    };
+    let send = |deadline_ms: Option<i64>| {
+        let mut hdrs = async_nats::HeaderMap::new();
+        hdrs.insert(
+            headers::AUTHORIZATION,
+            format!("Bearer {}", user.token).as_str(),
+        );
+        if let Some(ms) = deadline_ms {
+            hdrs.insert(headers::DEADLINE, ms.to_string().as_str());
+        }
+        let subject = subjects::order(&user.id, subjects::verbs::EVENTS);
+        let client = stack.client.clone();
+        async move {
+            let reply = tokio::time::timeout(
+                Duration::from_secs(10),
+                client.request_with_headers(subject, hdrs, Vec::new().into()),
+            )
+            .await
+            .expect("a reply within 10 s")
+            .expect("a reply");
+            rmp_serde::from_slice::<Value>(&reply.payload).expect("decodes")
+        }
+    };
+    // Deadlines that pass while the page is being read.
+    for round in 0..5 {
+        let now = chrono::Utc::now().timestamp_millis();
+        let replies =
+            futures::future::join_all((0..20).map(|n| send(Some(now + 1 + (n + round) % 4)))).await;
+        for reply in &replies {
+            let ok = reply["ok"] == true;
+            let code = reply["error"]["code"].as_str().unwrap_or_default();
+            assert!(
+                ok || ["DEADLINE_EXCEEDED", "EVENTS_UNAVAILABLE"].contains(&code),
+                "{reply}"
+            );
+        }
+    }
+    // A burst: every request answered once, some refused for being too many at once.
+    let (replies, placed) = tokio::join!(
+        futures::future::join_all((0..60).map(|_| send(None))),
+        stack.call(&user, "place", resting_buy("flood-during"))
+    );
+    let refused = replies
+        .iter()
+        .filter(|r| r["error"]["code"] == "EVENTS_UNAVAILABLE")
+        .count();
+    assert!(replies
+        .iter()
+        .all(|r| r["ok"] == true || r["error"]["code"] == "EVENTS_UNAVAILABLE"));
+    eprintln!("{refused} of 60 pages refused as too many at once");
+    assert_eq!(placed["result"]["status"], "OPEN", "{placed}");
+    eventually(Duration::from_secs(5), "no page consumer left", || async {
+        (consumers().await == 0).then_some(())
     })
     .await;
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use async_nats::HeaderMap;
 use pinnacle_common::codec::Encoding;
+use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::subjects::{self, headers};
 use serde_json::Value;
 
@@ -105,7 +106,12 @@ fn result_of(reply: Value) -> anyhow::Result<Value> {
     }
     let code = reply["error"]["code"].as_str().unwrap_or("ERROR");
     let message = reply["error"]["message"].as_str().unwrap_or("no message");
-    anyhow::bail!("{code}: {message}")
+    // A known code stays typed, so a caller can tell a retryable refusal
+    // (`error.downcast_ref::<ErrorBody>()`); it prints the same either way.
+    match code.parse::<ErrorCode>() {
+        Ok(code) => Err(ErrorBody::new(code, message).into()),
+        Err(_) => anyhow::bail!("{code}: {message}"),
+    }
 }
 
 #[cfg(test)]
@@ -119,6 +125,14 @@ mod tests {
             {"code": "INSUFFICIENT_FUNDS", "message": "needs ₹10"}}))
         .expect_err("an error");
         assert_eq!(error.to_string(), "INSUFFICIENT_FUNDS: needs ₹10");
+        let typed = error
+            .downcast_ref::<ErrorBody>()
+            .expect("a known code stays typed");
+        assert_eq!(typed.code, ErrorCode::InsufficientFunds);
+        let unknown =
+            result_of(json!({"ok": false, "error": {"code": "NEW_CODE", "message": "m"}}))
+                .expect_err("an error");
+        assert_eq!(unknown.to_string(), "NEW_CODE: m");
         assert_eq!(
             result_of(json!({"ok": true, "result": 1})).expect("ok"),
             json!(1)

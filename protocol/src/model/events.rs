@@ -16,8 +16,11 @@ use crate::error::{ErrorBody, ErrorCode};
 pub const DEFAULT_EVENTS_PAGE: u32 = 100;
 /// The most events one page may hold.
 pub const MAX_EVENTS_PAGE: u32 = 500;
-/// The latest `since_ms` taken: 9999-12-31T23:59:59.999Z.
-pub const MAX_SINCE_MS: i64 = 253_402_300_799_999;
+/// The latest `since_ms` taken, 2262-04-11T23:47:16.854Z: JetStream keeps times in
+/// nanoseconds in a signed 64-bit number, and reads a later start time as none at all.
+pub const MAX_SINCE_MS: i64 = i64::MAX / 1_000_000;
+/// The largest `after` taken: stream sequences are signed 64-bit numbers on the wire.
+pub const MAX_AFTER: u64 = i64::MAX as u64;
 
 /// A request for one page of the user's order events, oldest first. With neither `after`
 /// nor `since_ms`, from the oldest event the stream keeps (seven days).
@@ -63,6 +66,9 @@ impl EventsRequest {
                 ))
             }
             (_, Some(since)) => EventsStart::Since(since),
+            (Some(after), None) if after > MAX_AFTER => {
+                return invalid(format!("after must be 0 to {MAX_AFTER}, got {after}"))
+            }
             (after, None) => EventsStart::After(after.unwrap_or(0)),
         };
         Ok((start, limit))
@@ -92,6 +98,11 @@ pub struct EventPage {
     pub last_sequence: u64,
     /// Events stored after this page when it was read (0: caught up).
     pub pending: u64,
+    /// The request's `after` lay beyond the stream's last sequence, so the stream was
+    /// re-created since (its sequences started again at 1): this page is read from the
+    /// stream's first event instead, and `last_sequence` is a position in the new stream.
+    #[serde(default)]
+    pub rewound: bool,
 }
 
 #[cfg(test)]
@@ -127,6 +138,7 @@ mod tests {
             request(None, Some(-1), None),
             request(None, Some(MAX_SINCE_MS + 1), None),
             request(None, Some(i64::MIN), None),
+            request(Some(MAX_AFTER + 1), None, None),
         ] {
             let error = refused.validate().expect_err("refused");
             assert_eq!(error.code, ErrorCode::InvalidRequest, "{refused:?}");
