@@ -56,8 +56,8 @@ class OrderEvents:
         since: Union[datetime, int, None] = None,
         limit: int = PAGE,
     ) -> Dict[str, Any]:
-        """One page as the verb answers it: `{events, last_sequence, pending, rewound}`, each event
-        `{sequence, traceparent, event}` (the event as a map)."""
+        """One page as the verb answers it: `{events, last_sequence, pending, rewound}`,
+        each event `{sequence, traceparent, event}` (the event as a map)."""
         request: Dict[str, Any] = {"limit": limit}
         if after is not None:
             request["after"] = after
