@@ -22,7 +22,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 
 from . import wire
 from .client import end_subscription
-from .errors import DecodeError
+from .errors import DecodeError, PinnacleError
 from .models import OrderEvent
 
 if TYPE_CHECKING:
@@ -82,14 +82,21 @@ class OrderEvents:
         With `follow=False` it stops once caught up (the server reports nothing stored
         after the last page). With `follow=True` it waits for new events until the caller
         stops iterating, asking for the next page whenever one is announced on
-        `events.orders.<USER_ID>`, or after `idle` seconds without one."""
+        `events.orders.<USER_ID>`, or after `idle` seconds without one; a retryable refusal
+        (`EVENTS_UNAVAILABLE`) that outlasts the client's own resends is waited out too."""
         sub: Optional[Subscription] = None
         if follow:  # before the first page, so nothing stored meanwhile is waited for
             sub = await self._nc.subscribe(wire.order_events_subject(self._user_id))
         try:
             after: Optional[int] = None
             while True:
-                page = await self.page(after=after, since=since if after is None else None)
+                try:
+                    page = await self.page(after=after, since=since if after is None else None)
+                except PinnacleError as e:
+                    if sub is None or not e.retryable:
+                        raise
+                    await asyncio.sleep(idle)  # following: a JetStream outage is waited out
+                    continue
                 for stored in page["events"]:
                     event = self._event(stored)
                     if event is not None:
