@@ -10,7 +10,8 @@
 //! Each page is one short-lived pull consumer: created at the page's start (a stream
 //! sequence or a time), drained of at most `limit` messages without waiting for new ones,
 //! then deleted, also when the page is cut off (by [`PAGE_TIMEOUT`]; a caller that gives up
-//! does not cut it off: the page runs in a task of its own).
+//! does not cut it off: the page runs in a task of its own, which holds the page's permit
+//! until its consumers are deleted, after the answer).
 //! It is in memory, on one replica, acknowledges nothing and removes itself after
 //! [`INACTIVE`] should the delete be lost. At most [`PAGES_IN_FLIGHT`] pages run at once
 //! in a worker: a flood of pages can neither take the permits orders need nor fill the
@@ -109,14 +110,21 @@ impl History {
             otel.status_code = tracing::field::Empty,
             error.type = tracing::field::Empty,
         );
-        // In a task of its own, holding the permit: a caller that gives up midway (its
-        // deadline) cannot cut a page off between creating its consumer and deleting it.
+        // In a task of its own, holding the permit until its consumers are deleted: a
+        // caller that gives up midway (its deadline) cannot cut a page off between creating
+        // a consumer and deleting it, and the page is answered before the deletes.
         let (js, user_id) = (self.js.clone(), user_id.to_string());
-        let read = async move {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let task = async move {
             let _permit = permit;
-            read(&js, &user_id, start, limit).await
+            let mut made = Vec::new();
+            let _ = answer.send(read(&js, &user_id, start, limit, &mut made).await);
+            for name in made {
+                delete(&js, &name).await;
+            }
         };
-        let outcome = tokio::spawn(read.instrument(span.clone())).await;
+        tokio::spawn(task.instrument(span.clone()));
+        let outcome = answered.await;
         match outcome.unwrap_or_else(|e| Err(HistoryError::Task(e.to_string()))) {
             Ok(page) => {
                 span.record("messaging.batch.message_count", page.events.len());
@@ -147,8 +155,9 @@ async fn read(
     user_id: &str,
     start: EventsStart,
     limit: u32,
+    made: &mut Vec<String>,
 ) -> Result<EventPage, HistoryError> {
-    let page = read_from(js, user_id, start, limit).await?;
+    let page = read_from(js, user_id, start, limit, made).await?;
     let EventsStart::After(after) = start else {
         return Ok(page);
     };
@@ -161,7 +170,7 @@ async fn read(
     if after <= last {
         return Ok(page);
     }
-    let page = read_from(js, user_id, EventsStart::After(0), limit).await?;
+    let page = read_from(js, user_id, EventsStart::After(0), limit, made).await?;
     Ok(EventPage {
         rewound: true,
         ..page
@@ -178,25 +187,30 @@ async fn last_sequence(js: &jetstream::Context) -> Result<u64, HistoryError> {
     Ok(info.state.last_sequence)
 }
 
-/// One page through a consumer of its own, which is deleted afterwards whatever became of
-/// the page (should the server make it after [`PAGE_TIMEOUT`], it expires by itself).
+/// One page through a consumer of its own, whose name goes into `made` before it is
+/// created, for the caller to delete whatever became of the page (one the server makes
+/// after [`PAGE_TIMEOUT`] expires by itself).
 async fn read_from(
     js: &jetstream::Context,
     user_id: &str,
     start: EventsStart,
     limit: u32,
+    made: &mut Vec<String>,
 ) -> Result<EventPage, HistoryError> {
     let name = format!("history-{}", uuid::Uuid::new_v4().simple());
+    made.push(name.clone());
     let page = tokio::time::timeout(PAGE_TIMEOUT, fetch(js, &name, user_id, start, limit)).await;
-    let js = js.clone();
-    // Not waited for: the reply need not wait on it.
-    tokio::spawn(async move {
-        let deleted = js.delete_consumer_from_stream(&name, subjects::ORDER_EVENTS_STREAM);
-        if let Err(error) = deleted.await {
-            tracing::debug!(%error, consumer = %name, "page consumer left to expire");
-        }
-    });
     page.unwrap_or(Err(HistoryError::Timeout))
+}
+
+/// Deletes the consumer `name`; one left behind expires after [`INACTIVE`].
+async fn delete(js: &jetstream::Context, name: &str) {
+    let deleted = js.delete_consumer_from_stream(name, subjects::ORDER_EVENTS_STREAM);
+    match tokio::time::timeout(PAGE_TIMEOUT, deleted).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => tracing::debug!(%error, consumer = %name, "page consumer left to expire"),
+        Err(_) => tracing::debug!(consumer = %name, "page consumer left to expire"),
+    }
 }
 
 /// Creates the consumer `name` at `start` and takes the page from it.

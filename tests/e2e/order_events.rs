@@ -282,10 +282,28 @@ async fn a_flood_of_pages_leaves_no_consumer_and_no_order_waiting() {
             );
         }
     }
-    // A burst: every request answered once, some refused for being too many at once.
-    let (replies, placed) = tokio::join!(
-        futures::future::join_all((0..60).map(|_| send(None))),
-        stack.call(&user, "place", resting_buy("flood-during"))
+    // A burst: every request answered once, some refused for being too many at once, and
+    // never more consumers than the pages one worker reads at once.
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let peak = async {
+        let mut peak = 0;
+        while !done.load(std::sync::atomic::Ordering::Relaxed) {
+            peak = peak.max(consumers().await);
+        }
+        peak
+    };
+    let burst = async {
+        let both = tokio::join!(
+            futures::future::join_all((0..60).map(|_| send(None))),
+            stack.call(&user, "place", resting_buy("flood-during"))
+        );
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        both
+    };
+    let ((replies, placed), peak) = tokio::join!(burst, peak);
+    assert!(
+        peak <= pinnacle_order_worker::history::PAGES_IN_FLIGHT,
+        "{peak} consumers at once"
     );
     let refused = replies
         .iter()
@@ -294,7 +312,7 @@ async fn a_flood_of_pages_leaves_no_consumer_and_no_order_waiting() {
     assert!(replies
         .iter()
         .all(|r| r["ok"] == true || r["error"]["code"] == "EVENTS_UNAVAILABLE"));
-    eprintln!("{refused} of 60 pages refused as too many at once");
+    eprintln!("{refused} of 60 pages refused as too many at once; at most {peak} consumers");
     assert_eq!(placed["result"]["status"], "OPEN", "{placed}");
     eventually(Duration::from_secs(5), "no page consumer left", || async {
         (consumers().await == 0).then_some(())
