@@ -14,11 +14,13 @@
 //! until its consumers are deleted, after the answer).
 //! It is in memory, on one replica, acknowledges nothing and removes itself after
 //! [`INACTIVE`] should the delete be lost. At most [`PAGES_IN_FLIGHT`] pages run at once
-//! in a worker: a flood of pages can neither take the permits orders need nor fill the
-//! stream's consumer limit (1,000 by default), which every page and every operator's
-//! consumer share. A client resumes from the `last_sequence` it was given, on any worker.
+//! in a worker, [`PAGES_IN_FLIGHT_PER_USER`] of them one user's: a flood of pages can
+//! neither take the permits orders need, nor fill the stream's consumer limit (1,000 by
+//! default) that every page and every operator's consumer share, nor keep other traders
+//! from their pages. A client resumes from the `last_sequence` it was given, on any worker.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
@@ -39,6 +41,9 @@ pub const PAGE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const INACTIVE: Duration = Duration::from_secs(30);
 /// Pages one worker reads at once; one more is refused `EVENTS_UNAVAILABLE` at once.
 pub const PAGES_IN_FLIGHT: usize = 8;
+/// Of those, the pages one user may have in flight, so that one trader's flood leaves the
+/// rest to everyone else.
+pub const PAGES_IN_FLIGHT_PER_USER: usize = 2;
 
 /// Why a page could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +71,8 @@ pub struct History {
     js: jetstream::Context,
     /// One permit a page in flight.
     in_flight: Arc<Semaphore>,
+    /// Each user's pages in flight (users with none are not kept).
+    per_user: Arc<Mutex<HashMap<String, usize>>>,
     /// Pages that could not be read are warned about at most once a minute: while
     /// JetStream is down, every trader's page fails.
     failures: Throttle,
@@ -77,13 +84,15 @@ impl History {
         Self {
             js,
             in_flight: Arc::new(Semaphore::new(PAGES_IN_FLIGHT)),
+            per_user: Arc::default(),
             failures: Throttle::new(Duration::from_secs(60)),
         }
     }
 
     /// One page of `user_id`'s order events, as `request` asks. A request out of range is
     /// `INVALID_REQUEST`; a stream that cannot be read in time, or a worker already reading
-    /// [`PAGES_IN_FLIGHT`] pages, is `EVENTS_UNAVAILABLE`.
+    /// [`PAGES_IN_FLIGHT`] pages, or [`PAGES_IN_FLIGHT_PER_USER`] of this user's, is
+    /// `EVENTS_UNAVAILABLE`.
     pub async fn page(
         &self,
         user_id: &str,
@@ -95,6 +104,9 @@ impl History {
                 ErrorCode::EventsUnavailable,
                 format!("the order event stream could not be read ({why}); retry later"),
             )
+        };
+        let Some(users_share) = UserShare::take(&self.per_user, user_id) else {
+            return Err(unavailable("too many of your pages in flight"));
         };
         let Ok(permit) = Arc::clone(&self.in_flight).try_acquire_owned() else {
             return Err(unavailable("too many pages in flight"));
@@ -116,7 +128,7 @@ impl History {
         let (js, user_id) = (self.js.clone(), user_id.to_string());
         let (answer, answered) = tokio::sync::oneshot::channel();
         let task = async move {
-            let _permit = permit;
+            let _permits = (permit, users_share);
             let mut made = Vec::new();
             let _ = answer.send(read(&js, &user_id, start, limit, &mut made).await);
             for name in made {
@@ -142,6 +154,40 @@ impl History {
                     None => tracing::debug!(%error, "could not read a page of order events"),
                 }
                 Err(unavailable("JetStream did not answer"))
+            }
+        }
+    }
+}
+
+/// One of a user's [`PAGES_IN_FLIGHT_PER_USER`], given back when dropped.
+struct UserShare {
+    per_user: Arc<Mutex<HashMap<String, usize>>>,
+    user_id: String,
+}
+
+impl UserShare {
+    /// A share for `user_id`, unless they already hold all of theirs.
+    fn take(per_user: &Arc<Mutex<HashMap<String, usize>>>, user_id: &str) -> Option<Self> {
+        let mut counts = per_user.lock().unwrap_or_else(PoisonError::into_inner);
+        let held = counts.entry(user_id.to_string()).or_default();
+        if *held >= PAGES_IN_FLIGHT_PER_USER {
+            return None;
+        }
+        *held += 1;
+        Some(Self {
+            per_user: Arc::clone(per_user),
+            user_id: user_id.to_string(),
+        })
+    }
+}
+
+impl Drop for UserShare {
+    fn drop(&mut self) {
+        let mut counts = self.per_user.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(held) = counts.get_mut(&self.user_id) {
+            *held -= 1;
+            if *held == 0 {
+                counts.remove(&self.user_id);
             }
         }
     }

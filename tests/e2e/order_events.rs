@@ -222,9 +222,9 @@ async fn a_trader_pages_through_exactly_their_own_events() {
     .await;
 }
 
-/// Pages cut off by their caller's deadline leave no consumer behind, and a burst of pages
-/// is held to what a worker reads at once: the rest are refused at once, retryably, and
-/// orders are still answered.
+/// Pages cut off by their caller's deadline leave no consumer behind, and one trader's
+/// burst of pages is held to their share of what a worker reads at once: the rest are
+/// refused at once, retryably, while orders and another trader's page are answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_pages_leaves_no_consumer_and_no_order_waiting() {
     let stack = TestStack::start(pinnacle_tests::Backend::Sqlite).await;
@@ -292,17 +292,21 @@ async fn a_flood_of_pages_leaves_no_consumer_and_no_order_waiting() {
         }
         peak
     };
+    let other = stack.trader("pages-other").await;
     let burst = async {
-        let both = tokio::join!(
+        let all = tokio::join!(
             futures::future::join_all((0..60).map(|_| send(None))),
-            stack.call(&user, "place", resting_buy("flood-during"))
+            stack.call(&user, "place", resting_buy("flood-during")),
+            stack.call(&other, subjects::verbs::EVENTS, json!({})),
         );
         done.store(true, std::sync::atomic::Ordering::Relaxed);
-        both
+        all
     };
-    let ((replies, placed), peak) = tokio::join!(burst, peak);
+    let ((replies, placed, others), peak) = tokio::join!(burst, peak);
+    // One user's pages are held to their share, so another trader still reads theirs.
+    assert_eq!(others["ok"], true, "{others}");
     assert!(
-        peak <= pinnacle_order_worker::history::PAGES_IN_FLIGHT,
+        peak <= pinnacle_order_worker::history::PAGES_IN_FLIGHT_PER_USER + 1,
         "{peak} consumers at once"
     );
     let refused = replies
@@ -313,6 +317,7 @@ async fn a_flood_of_pages_leaves_no_consumer_and_no_order_waiting() {
         .iter()
         .all(|r| r["ok"] == true || r["error"]["code"] == "EVENTS_UNAVAILABLE"));
     eprintln!("{refused} of 60 pages refused as too many at once; at most {peak} consumers");
+    assert!(refused >= 60 - 2 * pinnacle_order_worker::history::PAGES_IN_FLIGHT_PER_USER);
     assert_eq!(placed["result"]["status"], "OPEN", "{placed}");
     eventually(Duration::from_secs(5), "no page consumer left", || async {
         (consumers().await == 0).then_some(())
