@@ -223,14 +223,10 @@ async fn read(
     })
 }
 
-/// The stream's last sequence.
+/// The stream's last sequence (one stream info request).
 async fn last_sequence(js: &jetstream::Context) -> Result<u64, HistoryError> {
-    let mut stream = js.get_stream(subjects::ORDER_EVENTS_STREAM).await?;
-    let info = stream
-        .info()
-        .await
-        .map_err(|e| HistoryError::Message(e.into()))?;
-    Ok(info.state.last_sequence)
+    let stream = js.get_stream(subjects::ORDER_EVENTS_STREAM).await?;
+    Ok(stream.cached_info().state.last_sequence)
 }
 
 /// One page through a consumer of its own, whose name goes into `made` before it is
