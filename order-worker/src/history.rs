@@ -35,7 +35,7 @@ use pinnacle_common::throttle::Throttle;
 use tokio::sync::Semaphore;
 use tracing::Instrument as _;
 
-/// How long one page may take, from creating its consumer to the last message.
+/// How long one page may take, from creating its first consumer to its last message.
 pub const PAGE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the server keeps a page's consumer that nobody deleted.
 pub const INACTIVE: Duration = Duration::from_secs(30);
@@ -130,7 +130,9 @@ impl History {
         let task = async move {
             let _permits = (permit, users_share);
             let mut made = Vec::new();
-            let _ = answer.send(read(&js, &user_id, start, limit, &mut made).await);
+            let page =
+                tokio::time::timeout(PAGE_TIMEOUT, read(&js, &user_id, start, limit, &mut made));
+            let _ = answer.send(page.await.unwrap_or(Err(HistoryError::Timeout)));
             for name in made {
                 delete(&js, &name).await;
             }
@@ -203,20 +205,17 @@ async fn read(
     limit: u32,
     made: &mut Vec<String>,
 ) -> Result<EventPage, HistoryError> {
-    let page = read_from(js, user_id, start, limit, made).await?;
+    let page = fetch(js, user_id, start, limit, made).await?;
     let EventsStart::After(after) = start else {
         return Ok(page);
     };
     if after == 0 || !page.events.is_empty() || page.pending > 0 {
         return Ok(page);
     }
-    let last = tokio::time::timeout(PAGE_TIMEOUT, last_sequence(js))
-        .await
-        .unwrap_or(Err(HistoryError::Timeout))?;
-    if after <= last {
+    if after <= last_sequence(js).await? {
         return Ok(page);
     }
-    let page = read_from(js, user_id, EventsStart::After(0), limit, made).await?;
+    let page = fetch(js, user_id, EventsStart::After(0), limit, made).await?;
     Ok(EventPage {
         rewound: true,
         ..page
@@ -229,22 +228,6 @@ async fn last_sequence(js: &jetstream::Context) -> Result<u64, HistoryError> {
     Ok(stream.cached_info().state.last_sequence)
 }
 
-/// One page through a consumer of its own, whose name goes into `made` before it is
-/// created, for the caller to delete whatever became of the page (one the server makes
-/// after [`PAGE_TIMEOUT`] expires by itself).
-async fn read_from(
-    js: &jetstream::Context,
-    user_id: &str,
-    start: EventsStart,
-    limit: u32,
-    made: &mut Vec<String>,
-) -> Result<EventPage, HistoryError> {
-    let name = format!("history-{}", uuid::Uuid::new_v4().simple());
-    made.push(name.clone());
-    let page = tokio::time::timeout(PAGE_TIMEOUT, fetch(js, &name, user_id, start, limit)).await;
-    page.unwrap_or(Err(HistoryError::Timeout))
-}
-
 /// Deletes the consumer `name`; one left behind expires after [`INACTIVE`].
 async fn delete(js: &jetstream::Context, name: &str) {
     let deleted = js.delete_consumer_from_stream(name, subjects::ORDER_EVENTS_STREAM);
@@ -255,14 +238,18 @@ async fn delete(js: &jetstream::Context, name: &str) {
     }
 }
 
-/// Creates the consumer `name` at `start` and takes the page from it.
+/// One page through a consumer of its own, created at `start`. Its name goes into `made`
+/// before it is created, for the caller to delete whatever became of the page (one the
+/// server makes after the page was cut off expires by itself).
 async fn fetch(
     js: &jetstream::Context,
-    name: &str,
     user_id: &str,
     start: EventsStart,
     limit: u32,
+    made: &mut Vec<String>,
 ) -> Result<EventPage, HistoryError> {
+    let name = format!("history-{}", uuid::Uuid::new_v4().simple());
+    made.push(name.clone());
     let deliver_policy = match start {
         EventsStart::After(sequence) => DeliverPolicy::ByStartSequence {
             start_sequence: sequence.saturating_add(1),
@@ -274,7 +261,7 @@ async fn fetch(
     let consumer = js
         .create_consumer_on_stream(
             pull::Config {
-                name: Some(name.to_string()),
+                name: Some(name),
                 filter_subject: subjects::order_events(user_id),
                 deliver_policy,
                 ack_policy: AckPolicy::None,

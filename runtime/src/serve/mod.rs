@@ -50,9 +50,9 @@ pub fn request_id(headers: Option<&async_nats::HeaderMap>) -> String {
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
 }
 
-/// At most one warning a minute for requests whose reply subject is protected: anyone may
-/// send them, and a trader's push consumer can deliver its events onto a service's subject
-/// by the thousand (docs/ARCHITECTURE.md, "Hostile headers").
+/// At most one warning a minute for requests whose reply subject is protected: anyone
+/// who may publish on a service's subject can send them by the thousand
+/// (docs/ARCHITECTURE.md, "Hostile headers").
 static PROTECTED_REPLY: crate::throttle::Throttle =
     crate::throttle::Throttle::new(std::time::Duration::from_secs(60));
 
