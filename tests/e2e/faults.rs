@@ -513,7 +513,7 @@ async fn check_invariants(
     // page while its JetStream settles, as it refuses orders within the bound.
     let paged = eventually(SETTLE_BOUND, "the trader's pages", || async {
         match order_events_paged(&client, user_id, token, 500).await {
-            Ok(paged) => Some(paged),
+            Ok((paged, _)) => Some(paged),
             Err(error) => {
                 eprintln!("a page of events refused: {error}");
                 None

@@ -8,7 +8,7 @@ use pinnacle_common::codec::Encoding;
 use pinnacle_common::model::events::MAX_SINCE_MS;
 use pinnacle_common::model::{EventPage, OrderEvent, OrderStatus};
 use pinnacle_common::subjects::{self, headers};
-use pinnacle_tests::{eventually, order_events, TestStack, TestUser};
+use pinnacle_tests::{eventually, order_events, order_events_paged, TestStack, TestUser};
 use serde_json::{json, Value};
 
 use crate::each_backend;
@@ -56,31 +56,11 @@ async fn page(stack: &TestStack, user: &TestUser, request: Value) -> EventPage {
     serde_json::from_value(reply["result"].clone()).expect("an event page")
 }
 
-/// Every page from `after` on, `limit` at a time: the events, and the last sequence.
+/// Every page from the first, `limit` at a time: the events, and the last sequence.
 async fn read_all(stack: &TestStack, user: &TestUser, limit: u32) -> (Vec<OrderEvent>, u64) {
-    let (mut events, mut after) = (Vec::new(), 0);
-    loop {
-        let page = page(stack, user, json!({"after": after, "limit": limit})).await;
-        assert!(page.events.len() <= limit as usize, "{page:?}");
-        for stored in &page.events {
-            assert!(stored.sequence > after, "sequences rise: {page:?}");
-            after = stored.sequence;
-            assert!(
-                stored.traceparent.is_some(),
-                "an event keeps its trace: {stored:?}"
-            );
-            events.push(stored.event.clone());
-        }
-        assert_eq!(page.last_sequence, after, "{page:?}");
-        if page.pending == 0 {
-            return (events, after);
-        }
-        assert_eq!(
-            page.events.len(),
-            limit as usize,
-            "a page short of its limit"
-        );
-    }
+    order_events_paged(&stack.client, &user.id, &user.token, limit)
+        .await
+        .expect("every page")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -332,13 +332,17 @@ pub async fn order_events(
 }
 
 /// Every order event of `user_id` read the way the trader reads them: the `events` verb,
-/// `limit` a page, with `token`; each page's sequences rise. A refused page is the error.
+/// `limit` a page, with `token`, from the first; with the last sequence read. Every page
+/// must hold what PROTOCOL.md promises: at most `limit` events (exactly `limit` while more
+/// are pending: the stream holds nothing but events), rising sequences, each with its
+/// trace context, and `last_sequence` where the next page starts. A refused page is the
+/// error.
 pub async fn order_events_paged(
     client: &async_nats::Client,
     user_id: &str,
     token: &str,
     limit: u32,
-) -> Result<Vec<pinnacle_common::model::OrderEvent>, pinnacle_common::error::ErrorBody> {
+) -> Result<(Vec<pinnacle_common::model::OrderEvent>, u64), pinnacle_common::error::ErrorBody> {
     use pinnacle_common::codec::Encoding;
     use pinnacle_common::model::{EventPage, Reply};
     use pinnacle_common::subjects::{self, headers};
@@ -364,14 +368,26 @@ pub async fn order_events_paged(
         let Some(page) = reply.result else {
             return Err(reply.error.expect("a refused page has its error"));
         };
-        for stored in page.events {
-            assert!(stored.sequence > after, "sequences rise");
-            after = stored.sequence;
-            events.push(stored.event);
+        assert!(page.events.len() <= limit as usize, "{page:?}");
+        if page.pending > 0 {
+            assert_eq!(
+                page.events.len(),
+                limit as usize,
+                "a page short of its limit"
+            );
         }
-        after = after.max(page.last_sequence);
+        for stored in &page.events {
+            assert!(stored.sequence > after, "sequences rise: {page:?}");
+            assert!(
+                stored.traceparent.is_some(),
+                "an event keeps its trace: {stored:?}"
+            );
+            after = stored.sequence;
+        }
+        assert_eq!(page.last_sequence, after, "{page:?}");
+        events.extend(page.events.into_iter().map(|stored| stored.event));
         if page.pending == 0 {
-            return Ok(events);
+            return Ok((events, after));
         }
     }
 }
