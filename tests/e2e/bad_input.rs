@@ -67,6 +67,9 @@ async fn malformed_and_absurd_requests_get_structured_errors() {
             ("msgpack array", Encoding::MsgPack, msgpack(serde_json::json!([1, 2])), "BAD_PAYLOAD"),
             ("broken JSON", Encoding::Json, Bytes::from_static(b"{\"client_order_id\":"), "BAD_PAYLOAD"),
             ("JSON sent as msgpack", Encoding::MsgPack, json(valid.clone()), "BAD_PAYLOAD"),
+            // A second request after the first: nothing a deserialiser would skip unseen.
+            ("msgpack with trailing bytes", Encoding::MsgPack, [msgpack(valid.clone()), msgpack(with("quantity", 7.into()))].concat().into(), "BAD_PAYLOAD"),
+            ("JSON with trailing bytes", Encoding::Json, Bytes::from([json(valid.clone()).to_vec(), b"{}".to_vec()].concat()), "BAD_PAYLOAD"),
             ("quantity as text", Encoding::Json, json(with("quantity", "ten".into())), "BAD_PAYLOAD"),
             ("quantity as float", Encoding::Json, json(with("quantity", 1.5.into())), "BAD_PAYLOAD"),
             ("unknown side", Encoding::Json, json(with("side", "HOLD".into())), "BAD_PAYLOAD"),
@@ -141,7 +144,7 @@ async fn malformed_and_absurd_requests_get_structured_errors() {
             .await;
         let still: serde_json::Value = rmp_serde::from_slice(&still.payload).expect("reply");
         assert_eq!(still["result"]["status"], "OPEN", "nothing cancelled it: {still}");
-        for id in ["pos-1", "num-1"] {
+        for id in ["x", "pos-1", "num-1"] {
             let absent = error_code(
                 &stack,
                 &user,

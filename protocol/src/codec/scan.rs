@@ -71,6 +71,15 @@ pub enum ScanError {
         /// Where the value starts.
         offset: usize,
     },
+    /// Bytes after a request's map: a request is exactly one value, and bytes the
+    /// deserialiser would skip unseen could mean something to another reader.
+    #[error("{extra} bytes follow the request's map at byte {offset}: a request is one value")]
+    TrailingBytes {
+        /// Where the request's map ended.
+        offset: usize,
+        /// How many bytes follow it.
+        extra: usize,
+    },
 }
 
 /// What [`ScanError::NotAMap`] adds for MessagePack that starts like JSON.
@@ -158,9 +167,10 @@ pub fn check_msgpack(payload: &[u8]) -> Result<(), ScanError> {
 }
 
 /// [`check_msgpack`] for a request, which is a map of named fields: the value must be a
-/// map, every map key in it a string, and no value `bin`. serde would read a struct from
-/// an array, or from a map keyed by field numbers, by position, and a string field from
-/// `bin`; a request that relied on that would mean something else to every other reader.
+/// map, every map key in it a string, and no value `bin`, and nothing may follow it. serde
+/// would read a struct from an array, or from a map keyed by field numbers, by position,
+/// a string field from `bin`, and would ignore trailing bytes; a request that relied on
+/// that would mean something else to every other reader.
 pub fn check_msgpack_request(payload: &[u8]) -> Result<(), ScanError> {
     walk(payload, true)
 }
@@ -230,6 +240,12 @@ fn walk(payload: &[u8], request: bool) -> Result<(), ScanError> {
                 }
             }
         }
+    }
+    if request && at < payload.len() {
+        return Err(ScanError::TrailingBytes {
+            offset: at,
+            extra: payload.len() - at,
+        });
     }
     Ok(())
 }
@@ -366,6 +382,25 @@ mod tests {
             "]".repeat(MAX_DEPTH)
         );
         assert_eq!(check_json(ok.as_bytes()), Ok(()));
+    }
+
+    #[test]
+    fn a_request_is_exactly_one_map() {
+        let request = rmp_serde::to_vec_named(&serde_json::json!({"symbol": "INFY", "qty": 1}))
+            .expect("encode");
+        assert_eq!(check_msgpack_request(&request), Ok(()));
+        for tail in [&[0xc0][..], &[0x01, 0x02], &request[..]] {
+            let padded = [&request[..], tail].concat();
+            assert_eq!(
+                check_msgpack_request(&padded),
+                Err(ScanError::TrailingBytes {
+                    offset: request.len(),
+                    extra: tail.len()
+                })
+            );
+            // A value that is not a request keeps reading only its first value.
+            assert_eq!(check_msgpack(&padded), Ok(()));
+        }
     }
 
     #[test]
