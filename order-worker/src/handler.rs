@@ -12,6 +12,7 @@ use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::model::{
     EventPage, Funds, Holdings, OrderList, OrderReply, Positions, SquareOffReply, Trades,
 };
+use pinnacle_common::serve::Admission;
 use pinnacle_common::subjects::{self, headers, verbs, OrderVerb};
 use pinnacle_common::{metrics, telemetry, tokens};
 use serde::Serialize;
@@ -72,8 +73,9 @@ impl Payload<'_> {
     }
 }
 
-/// Handles one message and publishes its reply.
-pub async fn handle(worker: &Worker, message: Message) {
+/// Handles one message and publishes its reply: a request over its sender's share
+/// ([`Admission::OverShare`]) is refused `RATE_LIMITED` before anything else is read.
+pub async fn handle(worker: &Worker, message: Message, admission: Admission) {
     // Nobody could learn the outcome, or it would go where no reply may: nothing is done,
     // no credential touched.
     if pinnacle_common::serve::reply_subject(&message).is_none() {
@@ -96,7 +98,10 @@ pub async fn handle(worker: &Worker, message: Message) {
     telemetry::set_parent_from(&span, message.headers.as_ref());
     async {
         let started = std::time::Instant::now();
-        let outcome = process(worker, &message, encoding, &request_id).await;
+        let outcome = match admission {
+            Admission::Admitted => process(worker, &message, encoding, &request_id).await,
+            Admission::OverShare { held, share } => Err(over_share(held, share)),
+        };
         if let Err(error) = &outcome {
             telemetry::record_failure(&tracing::Span::current(), error.code.as_str());
             // At debug, as the publisher does: anyone can provoke refusals by the thousand.
@@ -254,6 +259,19 @@ async fn process(
         dispatch(worker, subject.verb, &principal, request_id, &payload).await
     })
     .await
+}
+
+/// The refusal of a request whose sender already held `held` of this worker's requests
+/// while it was at least half full: retryable, and nothing was read or touched.
+fn over_share(held: usize, share: usize) -> ErrorBody {
+    ErrorBody::new(
+        ErrorCode::RateLimited,
+        format!(
+            "too many requests in flight: this worker, at least half full, already holds \
+             {held} of yours (at most {share} while others wait); wait for replies before \
+             sending more, then resend"
+        ),
+    )
 }
 
 /// The refusal of a subject that names no known verb.

@@ -103,6 +103,14 @@ pub fn capacity(settings: &WorkerSettings) -> serve::Capacity {
     }
 }
 
+/// The most requests one user may hold in a worker at least half full
+/// (`PINNACLE_WORKER_SENDER_SHARE`; unset: [`serve::Capacity::sender_share`]; 0: no limit).
+pub fn sender_share(settings: &WorkerSettings) -> usize {
+    settings
+        .sender_share
+        .unwrap_or_else(|| capacity(settings).sender_share())
+}
+
 /// Serves `orders.>` in the `order-workers` queue group, holding at most
 /// [`capacity`]'s bound of requests (see [`serve::Member`]), until `shutdown` fires, then
 /// stops taking requests and answers every one already received before returning.
@@ -163,7 +171,8 @@ async fn serve_orders(
     .map_err(|e| WorkerError::Subscribe {
         subject: subjects::ORDERS_ALL,
         reason: e.to_string(),
-    })?;
+    })?
+    .with_senders(subjects::order_sender, sender_share(worker.settings()));
     // `$SRV` requests arrive, and are answered, on the intake connection too: anyone who
     // may publish there could send a header block async-nats cannot parse.
     let discovery = worker
@@ -179,9 +188,9 @@ async fn serve_orders(
     tracing::info!(subject = subjects::ORDERS_ALL, "order worker started");
     let handler_worker = worker.clone();
     member
-        .serve(shutdown.clone(), move |message| {
+        .serve(shutdown.clone(), move |message, admission| {
             let worker = handler_worker.clone();
-            async move { handler::handle(&worker, message).await }
+            async move { handler::handle(&worker, message, admission).await }
         })
         .await;
     let _ = discovery.await;

@@ -199,6 +199,14 @@ pub fn parse_order(subject: &str) -> Option<OrderSubject<'_>> {
     (!user_token.is_empty()).then_some(OrderSubject { user_token, verb })
 }
 
+/// The user token of any subject under `orders.` (`orders.<user_id>…`, whatever follows,
+/// known verb or not), not decoded: who a request on the order subjects is for, and so,
+/// under the shipped NATS permissions, who sent it. `None` when it names no one.
+pub fn order_sender(subject: &str) -> Option<&str> {
+    let user_token = subject.strip_prefix("orders.")?.split('.').next()?;
+    (!user_token.is_empty()).then_some(user_token)
+}
+
 /// `events.orders.<user_id>`: one user's order lifecycle events.
 pub fn order_events(user_id: &str) -> String {
     format!("events.orders.{}", escape_token(user_id))

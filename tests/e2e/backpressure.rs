@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::{Client, Message};
-use pinnacle_common::serve::{Capacity, Member, Pressure, QueueGroup};
+use pinnacle_common::serve::{Admission, Capacity, Member, Pressure, QueueGroup};
 use pinnacle_common::shutdown::Shutdown;
 use pinnacle_tests::{eventually, TestNats};
 
@@ -54,8 +54,9 @@ where
     let pressure = member.pressure();
     let work = Arc::new(work);
     let replies = client.clone();
-    let serving = member.serve(shutdown, move |message: Message| {
+    let serving = member.serve(shutdown, move |message: Message, admission| {
         let (client, ledger, work) = (replies.clone(), ledger.clone(), work.clone());
+        assert_eq!(admission, Admission::Admitted, "no senders, no refusals");
         async move {
             let id = String::from_utf8_lossy(&message.payload).to_string();
             ledger
@@ -312,6 +313,116 @@ async fn a_full_member_leaves_the_group_and_rejoins_at_the_low_water_mark() {
     assert_eq!(handled, ["five", "four", "one", "six", "two"]);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_sender_cannot_take_the_room_every_other_sender_needs() {
+    let nats = TestNats::start();
+    let shutdown = Shutdown::new();
+    // Bound 8: half full at 4, and a share of 2 per sender.
+    let capacity = Capacity {
+        concurrency: 2,
+        queue: 6,
+    };
+    let share = capacity.sender_share();
+    assert_eq!(share, 2);
+    let client = connect(&nats).await;
+    let member = Member::join(
+        QueueGroup {
+            client: client.clone(),
+            subject: "fair.>".to_string(),
+            queue: QUEUE.to_string(),
+        },
+        capacity,
+        "test-member",
+        Arc::default(),
+    )
+    .await
+    .expect("joins")
+    .with_senders(|subject| subject.split('.').nth(1), share);
+    client.flush().await.expect("flush");
+    let pressure = member.pressure();
+    // Served requests wait for the gate; refusals are answered at once.
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let (replies, served_gate) = (client.clone(), gate.clone());
+    let admissions: Arc<Mutex<Vec<(String, Admission)>>> = Arc::default();
+    let seen = admissions.clone();
+    let serving = tokio::spawn(member.serve(
+        shutdown.clone(),
+        move |message: Message, admission| {
+            let (client, gate) = (replies.clone(), served_gate.clone());
+            seen.lock()
+                .expect("admissions")
+                .push((message.subject.to_string(), admission));
+            async move {
+                let answer = match admission {
+                    Admission::Admitted => {
+                        gate.acquire().await.expect("gate").forget();
+                        "served"
+                    }
+                    Admission::OverShare { .. } => "refused",
+                };
+                if let Some(reply) = message.reply {
+                    client.publish(reply, answer.into()).await.expect("reply");
+                }
+            }
+        },
+    ));
+    // Resends on "no responders": a burst can outrun the member's next grant.
+    let ask = |subject: &'static str| {
+        let client = client.clone();
+        tokio::spawn(async move { request(&client, subject, "x".to_string()).await.0 })
+    };
+
+    // Mallory sends 20 at once: the member takes 4 of hers (until half full), then
+    // refuses the rest at once instead of holding them until it is full.
+    let mallory: Vec<_> = (0..20).map(|_| ask("fair.mallory.list")).collect();
+    eventually(
+        Duration::from_secs(10),
+        "16 of mallory's refused",
+        || async { (pressure.over_share() == 16).then_some(()) },
+    )
+    .await;
+    assert_eq!(pressure.held(), 4, "mallory's four wait for the gate");
+
+    // Bob still gets in, up to his own share, while mallory's four wait.
+    let bob = [ask("fair.bob.place"), ask("fair.bob.place")];
+    eventually(Duration::from_secs(10), "bob's two held", || async {
+        (pressure.held() == 6).then_some(())
+    })
+    .await;
+    let third = ask("fair.bob.place");
+    assert_eq!(
+        third.await.expect("task"),
+        "refused",
+        "bob's third is over his share"
+    );
+    assert!(pressure.peak_held() <= capacity.bound());
+    gate.add_permits(100);
+    for asked in bob {
+        assert_eq!(asked.await.expect("task"), "served");
+    }
+    let mut answers = HashMap::<String, usize>::new();
+    for asked in mallory {
+        *answers.entry(asked.await.expect("task")).or_default() += 1;
+    }
+    assert_eq!(answers["served"], 4, "{answers:?}");
+    assert_eq!(answers["refused"], 16, "{answers:?}");
+    assert_eq!(pressure.over_share(), 17);
+    let admissions = admissions.lock().expect("admissions").clone();
+    assert_eq!(
+        admissions.len(),
+        23,
+        "every request handed over exactly once"
+    );
+    for (subject, admission) in &admissions {
+        if let Admission::OverShare { held, share } = admission {
+            assert!(*held >= 2 && *share == 2, "{subject}: {admission:?}");
+        }
+    }
+    shutdown.cancel();
+    serving.await.expect("member stops");
+    assert_eq!(pressure.held(), 0);
+}
+
 /// Places `order` for `user`, resending on "no responders" (every worker full) until a
 /// worker takes it; the reply as JSON.
 async fn place_retrying(
@@ -373,6 +484,9 @@ async fn a_slow_worker_holds_its_bound_and_the_fast_one_takes_the_burst() {
     let settings = WorkerSettings {
         concurrency: capacity.concurrency,
         queue_depth: capacity.queue,
+        // One trader's burst, spread over workers: not the per-user share, which would
+        // refuse most of it on a worker this small.
+        sender_share: Some(0),
         ..WorkerSettings::default()
     };
     let client = async_nats::connect(stack.nats.url())
@@ -495,4 +609,139 @@ async fn a_slow_worker_holds_its_bound_and_the_fast_one_takes_the_burst() {
         .expect("join")
         .expect("the slow worker stops cleanly");
     assert_eq!(pressure.held(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trader_flooding_a_worker_leaves_room_for_everyone_else() {
+    use pinnacle_common::subjects::{self, headers};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    let stack = Arc::new(pinnacle_tests::TestStack::start(pinnacle_tests::Backend::Sqlite).await);
+    let mallory = Arc::new(stack.trader("mallory").await);
+    let bob = stack.trader("bob").await;
+    stack.wait_for_ticks("SBIN-EQ", 2).await;
+    stack
+        .set_limits(pinnacle_common::entities::risk_limits::Model {
+            max_orders_per_second: Some(1_000_000),
+            ..pinnacle_tests::no_limits(&bob.id)
+        })
+        .await;
+
+    // Mallory keeps 300 `list` requests in flight, more than the worker's whole bound
+    // (128), resending the moment each is answered.
+    let flooding = Arc::new(AtomicBool::new(true));
+    let (over_share, listed, no_room) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    let mut flood = tokio::task::JoinSet::new();
+    for _ in 0..300 {
+        let (stack, mallory, flooding) = (stack.clone(), mallory.clone(), flooding.clone());
+        let (over_share, listed, no_room) = (over_share.clone(), listed.clone(), no_room.clone());
+        flood.spawn(async move {
+            while flooding.load(Ordering::Relaxed) {
+                let mut hdrs = async_nats::HeaderMap::new();
+                hdrs.insert(
+                    headers::AUTHORIZATION,
+                    format!("Bearer {}", mallory.token).as_str(),
+                );
+                let sent = tokio::time::timeout(
+                    Duration::from_secs(30),
+                    stack.client.request_with_headers(
+                        subjects::order(&mallory.id, "list"),
+                        hdrs,
+                        bytes::Bytes::new(),
+                    ),
+                )
+                .await
+                .expect("mallory's request answered in time");
+                match sent {
+                    Ok(reply) => {
+                        let code = reply
+                            .headers
+                            .as_ref()
+                            .and_then(|h| h.get("Pinnacle-Error"))
+                            .map(|v| v.as_str().to_string());
+                        match code.as_deref() {
+                            None => listed.fetch_add(1, Ordering::Relaxed),
+                            Some("RATE_LIMITED") => over_share.fetch_add(1, Ordering::Relaxed),
+                            Some(other) => panic!("mallory's list refused {other}"),
+                        };
+                    }
+                    Err(e) if e.kind() == async_nats::client::RequestErrorKind::NoResponders => {
+                        no_room.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Err(e) => panic!("mallory's list failed: {e}"),
+                }
+            }
+        });
+    }
+    eventually(
+        Duration::from_secs(20),
+        "the flood to be refused",
+        || async { (over_share.load(Ordering::Relaxed) > 100).then_some(()) },
+    )
+    .await;
+
+    // Bob's orders meanwhile: each placed, resending on "no responders".
+    let mut bob_no_room = 0;
+    let mut slowest = Duration::ZERO;
+    for n in 0..20 {
+        let order = pinnacle_tests::market(&format!("bob-{n}"), "SBIN-EQ", 1);
+        let started = std::time::Instant::now();
+        let reply = loop {
+            let payload = bytes::Bytes::from(rmp_serde::to_vec_named(&order).expect("encode"));
+            let mut hdrs = async_nats::HeaderMap::new();
+            hdrs.insert(
+                headers::AUTHORIZATION,
+                format!("Bearer {}", bob.token).as_str(),
+            );
+            let sent = tokio::time::timeout(
+                Duration::from_secs(10),
+                stack
+                    .client
+                    .request_with_headers(subjects::order(&bob.id, "place"), hdrs, payload),
+            )
+            .await
+            .expect("bob's order answered in time");
+            match sent {
+                Ok(reply) => break reply,
+                Err(e) if e.kind() == async_nats::client::RequestErrorKind::NoResponders => {
+                    bob_no_room += 1;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err(e) => panic!("bob's order failed: {e}"),
+            }
+        };
+        slowest = slowest.max(started.elapsed());
+        let reply: serde_json::Value = rmp_serde::from_slice(&reply.payload).expect("decodes");
+        assert_eq!(reply["ok"], true, "bob-{n}: {reply}");
+        assert_eq!(reply["result"]["status"], "FILLED", "bob-{n}: {reply}");
+    }
+    flooding.store(false, Ordering::Relaxed);
+    while let Some(done) = flood.join_next().await {
+        done.expect("flooder");
+    }
+    let (over_share, listed, no_room) = (
+        over_share.load(Ordering::Relaxed),
+        listed.load(Ordering::Relaxed),
+        no_room.load(Ordering::Relaxed),
+    );
+    eprintln!(
+        "mallory: {listed} listed, {over_share} RATE_LIMITED, {no_room} no responders; \
+         bob: 20 placed, {bob_no_room} no responders, slowest {slowest:?}"
+    );
+    assert!(listed > 0, "mallory is served too, up to her share");
+    // Without the share: 78–86 for 20 orders, mallory holding the whole bound; with it
+    // 9–19 (2026-12-07): her flood can still use up the worker's grant for a moment.
+    assert!(
+        bob_no_room <= 40,
+        "bob found no room {bob_no_room} times for 20 orders"
+    );
+    assert!(
+        slowest < Duration::from_secs(2),
+        "bob's slowest order took {slowest:?}"
+    );
 }

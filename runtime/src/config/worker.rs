@@ -62,6 +62,13 @@ pub struct WorkerSettings {
     /// "Readiness and backpressure"). Keep the sum below `NATS_SUBSCRIPTION_CAPACITY`.
     #[serde(default = "default_queue_depth")]
     pub queue_depth: usize,
+    /// `PINNACLE_WORKER_SENDER_SHARE`: the most requests one user may hold in a worker
+    /// that holds at least half of `concurrency + queue_depth`; their next request is
+    /// refused at once, retryably (`RATE_LIMITED`), so one user's flood leaves room for
+    /// everyone else. Unset: a quarter of `concurrency + queue_depth`; `0`: no limit
+    /// (docs/ARCHITECTURE.md, "One user cannot fill a worker").
+    #[serde(default)]
+    pub sender_share: Option<usize>,
     /// `PINNACLE_WORKER_MAX_PAYLOAD`: largest accepted request body, in bytes.
     #[serde(default = "default_max_payload")]
     pub max_payload: usize,
@@ -282,6 +289,7 @@ impl Default for WorkerSettings {
         Self {
             concurrency: default_concurrency(),
             queue_depth: default_queue_depth(),
+            sender_share: None,
             max_payload: default_max_payload(),
             max_quantity: default_max_quantity(),
             audit_timeout_ms: default_audit_timeout_ms(),

@@ -1,10 +1,11 @@
 //! [`Member`]: a capacity-bounded queue-group member that subscribes in grants (`UNSUB
 //! <sid> <n>`), leaves the group when full and rejoins at the low-water mark (see
-//! [`super`]'s module docs).
+//! [`super`]'s module docs), and, given who sent each request ([`Member::with_senders`]),
+//! keeps one sender from holding the room every other sender needs ([`Admission`]).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Poll;
 use std::time::Duration;
 
@@ -52,17 +53,89 @@ pub struct Member {
     out_of_group: bool,
     /// When to try opening a grant again after NATS refused one.
     retry_at: Option<tokio::time::Instant>,
+    /// Who sent a request, read from its subject, and the most one sender may hold while
+    /// the member is at least half full; `None`: every request is admitted.
+    senders: Option<(SenderOf, usize)>,
 }
+
+/// Reads who sent a request from its subject (e.g. the user id of `orders.<USER_ID>.<verb>`);
+/// `None` for a subject that names nobody.
+pub type SenderOf = fn(&str) -> Option<&str>;
 
 /// How long to wait before opening a grant again after NATS refused one.
 const GRANT_RETRY: Duration = Duration::from_millis(100);
 
-/// The requests a member holds: received and waiting for a free slot, and running.
+/// How a request was taken, for the handler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// To be served: it waited for a free slot like every other.
+    Admitted,
+    /// To be refused at once, without being served: the member was at least half full and
+    /// its sender already held `share` of the requests it holds
+    /// ([`Member::with_senders`]). Its handler answers it with a retryable refusal that
+    /// touches nothing; it never waits for a slot.
+    OverShare {
+        /// The requests the member held from this sender.
+        held: usize,
+        /// The most it holds from one sender while at least half full.
+        share: usize,
+    },
+}
+
+/// How many requests each sender has in a member (queued and running), shared with the
+/// tasks that run them so that a finished, failed or dropped request gives its turn back.
+#[derive(Debug, Default)]
+struct Senders(Mutex<HashMap<String, usize>>);
+
+impl Senders {
+    fn held_by(&self, sender: &str) -> usize {
+        let counts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        counts.get(sender).copied().unwrap_or(0)
+    }
+
+    /// Counts a request of `sender` until the returned turn is dropped.
+    fn turn(self: &Arc<Self>, sender: String) -> Turn {
+        let mut counts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        *counts.entry(sender.clone()).or_default() += 1;
+        Turn {
+            senders: Arc::clone(self),
+            sender,
+        }
+    }
+}
+
+/// One held request of a sender: counted in [`Senders`] until dropped.
+#[derive(Debug)]
+struct Turn {
+    senders: Arc<Senders>,
+    sender: String,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let mut counts = self
+            .senders
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(held) = counts.get_mut(&self.sender) {
+            *held -= 1;
+            if *held == 0 {
+                counts.remove(&self.sender);
+            }
+        }
+    }
+}
+
+/// The requests a member holds: received and waiting for a free slot, and running; and
+/// the refusals being answered, which run at once, outside the slots.
 struct Held {
-    queue: VecDeque<Message>,
+    queue: VecDeque<(Message, Option<Turn>)>,
     in_flight: JoinSet<()>,
+    refusing: JoinSet<()>,
     /// Requests run at once.
     concurrency: usize,
+    senders: Arc<Senders>,
 }
 
 impl Held {
@@ -70,27 +143,68 @@ impl Held {
         Self {
             queue: VecDeque::new(),
             in_flight: JoinSet::new(),
+            refusing: JoinSet::new(),
             concurrency,
+            senders: Arc::default(),
         }
     }
 
-    /// Requests received and not yet answered.
-    fn len(&self) -> usize {
+    /// Requests received and not yet answered, refusals left out while there are fewer
+    /// of them than `bound`: a refusal takes microseconds and reads nothing, and counting
+    /// each would close the member's grants, and so the group, under the very flood the
+    /// refusals answer. Past `bound` they count, so that nothing grows without limit.
+    fn len(&self, bound: usize) -> usize {
+        self.queue.len() + self.in_flight.len() + self.refusing.len().saturating_sub(bound)
+    }
+
+    /// Requests admitted and not yet answered.
+    fn admitted(&self) -> usize {
         self.queue.len() + self.in_flight.len()
+    }
+
+    /// Queues a request to be served, counted against its sender, if known.
+    fn push(&mut self, message: Message, sender: Option<String>) {
+        let turn = sender.map(|sender| self.senders.turn(sender));
+        self.queue.push_back((message, turn));
+    }
+
+    /// How a request from `sender` is taken while the member holds what it holds: over
+    /// its `share` only when the member is at least half full.
+    fn admission(&self, sender: &str, share: usize, capacity: Capacity) -> Admission {
+        if self.admitted() < capacity.bound() / 2 {
+            return Admission::Admitted;
+        }
+        match self.senders.held_by(sender) {
+            held if held >= share => Admission::OverShare { held, share },
+            _ => Admission::Admitted,
+        }
     }
 
     /// Starts what the free slots allow.
     fn start<F, Fut>(&mut self, handle: &F)
     where
-        F: Fn(Message) -> Fut,
+        F: Fn(Message, Admission) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {
         while self.in_flight.len() < self.concurrency {
-            let Some(message) = self.queue.pop_front() else {
+            let Some((message, turn)) = self.queue.pop_front() else {
                 break;
             };
-            self.in_flight.spawn(handle(message));
+            let served = handle(message, Admission::Admitted);
+            self.in_flight.spawn(async move {
+                served.await;
+                drop(turn);
+            });
         }
+    }
+
+    /// Answers a request over its sender's share at once, outside the slots.
+    fn refuse<F, Fut>(&mut self, handle: &F, message: Message, admission: Admission)
+    where
+        F: Fn(Message, Admission) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.refusing.spawn(handle(message, admission));
     }
 }
 
@@ -134,6 +248,7 @@ impl Member {
             grants: Vec::new(),
             out_of_group: false,
             retry_at: None,
+            senders: None,
         };
         member.open_grant(capacity.bound()).await?;
         let m = crate::metrics::metrics();
@@ -142,6 +257,18 @@ impl Member {
             m.queue_group_changes.with_label_values(&[label, change]);
         }
         Ok(member)
+    }
+
+    /// Reads each request's sender with `sender_of`, so that one sender cannot hold the
+    /// room every other needs: while the member holds at least half its bound, a request
+    /// whose sender already holds `share` requests (by default
+    /// [`Capacity::sender_share`]) is handed to the handler at once as
+    /// [`Admission::OverShare`], to be refused. Without it, or with a `share` of 0, every
+    /// request is [`Admission::Admitted`].
+    #[must_use]
+    pub fn with_senders(mut self, sender_of: SenderOf, share: usize) -> Self {
+        self.senders = (share > 0).then_some((sender_of, share));
+        self
     }
 
     /// The member's counters.
@@ -175,36 +302,40 @@ impl Member {
     /// Runs `handle` for every request, at most `concurrency` at a time, holding at most
     /// the bound, until `shutdown` fires; then stops new deliveries (for at most
     /// [`DRAIN_WAIT`](super::DRAIN_WAIT)) and answers everything received before returning.
+    /// A request over its sender's share ([`Self::with_senders`]) is handed over at once,
+    /// as [`Admission::OverShare`], for the handler to refuse.
     pub async fn serve<F, Fut>(mut self, shutdown: Shutdown, handle: F)
     where
-        F: Fn(Message) -> Fut,
+        F: Fn(Message, Admission) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let series = Series::of(self.label);
+        let bound = self.capacity.bound();
         let mut held = Held::new(self.capacity.concurrency.max(1));
         loop {
             held.start(&handle);
             self.publish_counts(held.queue.len(), held.in_flight.len(), &series.depth);
             // A grant for the room there is, before the open ones run out.
-            let free = self
-                .capacity
-                .bound()
-                .saturating_sub(held.len() + self.credit());
+            let holds = held.len(bound);
+            let free = bound.saturating_sub(holds + self.credit());
             if free >= self.capacity.min_grant() && self.retry_at.is_none() {
-                self.regrant(free, held.len(), &series).await;
+                self.regrant(free, holds, &series).await;
                 continue;
             }
             let has_grants = !self.grants.is_empty();
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 (index, message) = next_message(&mut self.grants), if has_grants => {
-                    self.delivered(index, message, &mut held, &series);
+                    if let Some(message) = self.delivered(index, message, &series) {
+                        self.take(message, &mut held, &handle);
+                    }
                 }
                 Some(_) = held.in_flight.join_next(), if !held.in_flight.is_empty() => {}
+                Some(_) = held.refusing.join_next(), if !held.refusing.is_empty() => {}
                 () = sleep_until(self.retry_at), if self.retry_at.is_some() => self.retry_at = None,
             }
         }
-        self.drain(&mut held.queue).await;
+        self.drain(&mut held).await;
         self.answer_all(&mut held, &handle, &series.depth).await;
     }
 
@@ -227,15 +358,14 @@ impl Member {
         }
     }
 
-    /// What grant `index` delivered: a request to hold, or its end (after the last one
+    /// What grant `index` delivered: a request to take, or its end (after the last one
     /// ends, the member has left the group).
     fn delivered(
         &mut self,
         index: usize,
         message: Option<Message>,
-        held: &mut Held,
         series: &Series,
-    ) {
+    ) -> Option<Message> {
         let Some(message) = message else {
             let grant = self.grants.swap_remove(index);
             if grant.remaining > 0 {
@@ -248,18 +378,43 @@ impl Member {
                 self.out_of_group = true;
                 self.pressure.note_left();
                 series.left.inc();
-                tracing::debug!(subject = %self.group.subject, held = held.len(), "left the queue group: at capacity");
+                tracing::debug!(subject = %self.group.subject, "left the queue group: at capacity");
             }
-            return;
+            return None;
         };
         self.grants[index].remaining = self.grants[index].remaining.saturating_sub(1);
         self.pressure.note_received();
-        held.queue.push_back(message);
+        Some(message)
     }
 
-    /// Stops new deliveries and keeps what was sent, into `queue` (for at most
-    /// [`DRAIN_WAIT`](super::DRAIN_WAIT)).
-    async fn drain(&mut self, queue: &mut VecDeque<Message>) {
+    /// Holds a request received, or hands it over at once to be refused when its sender is
+    /// over its share.
+    fn take<F, Fut>(&self, message: Message, held: &mut Held, handle: &F)
+    where
+        F: Fn(Message, Admission) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let (sender, admission) = match self.senders {
+            Some((sender_of, share)) => match sender_of(&message.subject) {
+                Some(sender) => (
+                    Some(sender.to_string()),
+                    held.admission(sender, share, self.capacity),
+                ),
+                None => (None, Admission::Admitted),
+            },
+            None => (None, Admission::Admitted),
+        };
+        if admission == Admission::Admitted {
+            held.push(message, sender);
+        } else {
+            self.pressure.note_over_share();
+            held.refuse(handle, message, admission);
+        }
+    }
+
+    /// Stops new deliveries and keeps what was sent, into `held`'s queue (for at most
+    /// [`DRAIN_WAIT`](super::DRAIN_WAIT)); all of it is served.
+    async fn drain(&mut self, held: &mut Held) {
         let mut grants = std::mem::take(&mut self.grants);
         let pressure = &self.pressure;
         within_drain_wait(async {
@@ -271,7 +426,7 @@ impl Member {
             for grant in &mut grants {
                 while let Some(message) = grant.subscriber.next().await {
                     pressure.note_received();
-                    queue.push_back(message);
+                    held.push(message, None);
                 }
             }
         })
@@ -281,7 +436,7 @@ impl Member {
     /// Answers every request received, at the same concurrency.
     async fn answer_all<F, Fut>(&self, held: &mut Held, handle: &F, depth: &IntGauge)
     where
-        F: Fn(Message) -> Fut,
+        F: Fn(Message, Admission) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {
         loop {
@@ -291,6 +446,7 @@ impl Member {
                 break;
             }
         }
+        while held.refusing.join_next().await.is_some() {}
         self.publish_counts(0, 0, depth);
     }
 

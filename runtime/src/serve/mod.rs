@@ -20,6 +20,9 @@
 //!   grants run out with less room than that, it has *left* the group: the server routes
 //!   new requests only to members with capacity (or, with none, answers the requester
 //!   "no responders" at once). It *rejoins* when it has drained to the low-water mark.
+//!   Given who sent each request ([`Member::with_senders`]), a member at least half full
+//!   refuses at once, through its handler ([`Admission::OverShare`]), a request whose
+//!   sender already holds its share, so one sender's flood leaves room for the others.
 //!   docs/ARCHITECTURE.md ("Readiness and backpressure") has the argument and the limits.
 //!
 //! # Layout
@@ -37,7 +40,7 @@ mod pressure;
 mod requests;
 
 pub use drain::DRAIN_WAIT;
-pub use member::{GrantError, Member, QueueGroup};
+pub use member::{Admission, GrantError, Member, QueueGroup, SenderOf};
 pub use pressure::{Capacity, Pressure};
 pub use requests::serve_requests;
 

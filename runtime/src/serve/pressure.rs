@@ -25,6 +25,14 @@ impl Capacity {
     pub fn min_grant(self) -> usize {
         (self.bound() / 4).max(1)
     }
+
+    /// The default share of one sender ([`super::Member::with_senders`]): a quarter of the
+    /// bound, at least 1. With it, a member at least half full keeps at least a quarter of
+    /// its bound for other senders however hard up to three senders push, and one sender
+    /// alone may hold half the bound.
+    pub fn sender_share(self) -> usize {
+        (self.bound() / 4).max(1)
+    }
 }
 
 /// What one member did, for metrics and tests. Shared with the serving loop.
@@ -42,6 +50,8 @@ pub struct Pressure {
     rejoined: AtomicU64,
     /// Requests received in all.
     received: AtomicU64,
+    /// Requests refused at once because their sender was over its share.
+    over_share: AtomicU64,
 }
 
 impl Pressure {
@@ -68,6 +78,16 @@ impl Pressure {
     /// Requests received in all.
     pub fn received(&self) -> u64 {
         self.received.load(Ordering::Relaxed)
+    }
+
+    /// Requests refused at once because their sender was over its share.
+    pub fn over_share(&self) -> u64 {
+        self.over_share.load(Ordering::Relaxed)
+    }
+
+    /// Counts a request refused for its sender's share.
+    pub(super) fn note_over_share(&self) {
+        self.over_share.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a request received.
