@@ -326,6 +326,65 @@ async fn malformed_headers_on_every_service_subject_leave_every_service_answerin
     assert!(reply.ok, "{reply:?}");
 }
 
+/// What async-nats makes of an `Authorization` header written by hand before the worker
+/// reads it (docs/PROTOCOL.md, "Headers"): it trims the value and appends continuation
+/// lines as they are, so a trailing space or a line folded with a space is the plain
+/// header and accepted; one folded with a tab keeps the tab and is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_authorization_header_is_read_as_the_client_library_unfolds_it() {
+    use futures::StreamExt;
+
+    let stack = TestStack::start(Backend::Sqlite).await;
+    let user = stack.trader("folding").await;
+    stack.wait_for_ticks("SBIN-EQ", 1).await;
+    let mut replies = stack
+        .client
+        .subscribe("_INBOX.hostile.reply")
+        .await
+        .expect("subscribe");
+    stack.client.flush().await.expect("flush");
+    let mut raw = RawConnection::open(stack.nats.url()).await;
+    let token = &user.token;
+    let cases: [(&str, String, Option<&str>); 4] = [
+        ("plain", format!("Authorization: Bearer {token}\r\n"), None),
+        (
+            "trailing space",
+            format!("Authorization: Bearer {token} \r\n"),
+            None,
+        ),
+        (
+            "folded with a space",
+            format!("Authorization: Bearer\r\n {token}\r\n"),
+            None,
+        ),
+        (
+            "folded with a tab",
+            format!("Authorization: Bearer\r\n\t{token}\r\n"),
+            Some("UNAUTHENTICATED"),
+        ),
+    ];
+    for (name, header, expected) in cases {
+        let headers = format!("NATS/1.0\r\n{header}\r\n");
+        raw.hpub(
+            &subjects::order(&user.id, verbs::LIST),
+            headers.as_bytes(),
+            b"",
+        )
+        .await;
+        raw.ping().await;
+        let reply = tokio::time::timeout(Duration::from_secs(5), replies.next())
+            .await
+            .unwrap_or_else(|_| panic!("{name}: no reply"))
+            .expect("reply");
+        let code = reply
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Pinnacle-Error"))
+            .map(|v| v.as_str().to_string());
+        assert_eq!(code.as_deref(), expected, "{name}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_connection_fails_healthz_until_rebuilt() {
     use pinnacle_common::config::NatsSettings;
