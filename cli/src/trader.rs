@@ -238,11 +238,18 @@ pub async fn events(common: &Common, args: EventsArgs) -> anyhow::Result<()> {
             }
             Err(error) => return Err(error),
         };
+        if page["rewound"] == true {
+            eprintln!(
+                "the order event stream was re-created since the last page: reading the new \
+                 one from its first event (earlier events are no longer in it)"
+            );
+        }
         for stored in page["events"].as_array().into_iter().flatten() {
             crate::output::line(&event_line(common, &stored["event"]));
             printed += 1;
         }
-        request = json!({"after": page["last_sequence"]});
+        // The position, and the stream it counts in, so a re-created stream is noticed.
+        request = json!({"after": page["last_sequence"], "stream": page["stream"]});
         if page["pending"].as_u64().unwrap_or(0) > 0 {
             continue;
         }

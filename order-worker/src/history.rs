@@ -195,9 +195,11 @@ impl Drop for UserShare {
     }
 }
 
-/// The page from `start`. An empty page after a sequence the stream has not reached means
-/// the stream was re-created (its sequences start again at 1): the page is then read from
-/// the stream's first event and says so (`rewound`).
+/// The page from `start`, in the stream as it is now (one stream info request first).
+/// When `start` counts in another stream than this one (it names another `stream`, or,
+/// naming none, lies beyond this stream's last sequence), the stream was re-created since
+/// (its sequences start again at 1): the page is then read from this stream's first event
+/// and says so (`rewound`).
 async fn read(
     js: &jetstream::Context,
     user_id: &str,
@@ -205,27 +207,28 @@ async fn read(
     limit: u32,
     made: &mut Vec<String>,
 ) -> Result<EventPage, HistoryError> {
-    let page = fetch(js, user_id, start, limit, made).await?;
-    let EventsStart::After(after) = start else {
-        return Ok(page);
+    let stream = js.get_stream(subjects::ORDER_EVENTS_STREAM).await?;
+    let info = stream.cached_info();
+    let current = stream_id(info.created);
+    let rewound = match &start {
+        EventsStart::Since(_) | EventsStart::After(0, None) => false,
+        EventsStart::After(_, Some(named)) => *named != current,
+        EventsStart::After(after, None) => *after > info.state.last_sequence,
     };
-    if after == 0 || !page.events.is_empty() || page.pending > 0 {
-        return Ok(page);
-    }
-    if after <= last_sequence(js).await? {
-        return Ok(page);
-    }
-    let page = fetch(js, user_id, EventsStart::After(0), limit, made).await?;
-    Ok(EventPage {
-        rewound: true,
-        ..page
-    })
+    let start = if rewound {
+        EventsStart::After(0, None)
+    } else {
+        start
+    };
+    let mut page = fetch(js, user_id, start, limit, made, current).await?;
+    page.rewound = rewound;
+    Ok(page)
 }
 
-/// The stream's last sequence (one stream info request).
-async fn last_sequence(js: &jetstream::Context) -> Result<u64, HistoryError> {
-    let stream = js.get_stream(subjects::ORDER_EVENTS_STREAM).await?;
-    Ok(stream.cached_info().state.last_sequence)
+/// What names one incarnation of the stream in a page (`EventPage::stream`): its creation
+/// time, in nanoseconds since the Unix epoch. A re-created stream has another.
+fn stream_id(created: time::OffsetDateTime) -> String {
+    created.unix_timestamp_nanos().to_string()
 }
 
 /// Deletes the consumer `name`; one left behind expires after [`INACTIVE`].
@@ -238,7 +241,7 @@ async fn delete(js: &jetstream::Context, name: &str) {
     }
 }
 
-/// One page through a consumer of its own, created at `start`. Its name goes into `made`
+/// One page of `stream` through a consumer of its own, created at `start`. Its name goes into `made`
 /// before it is created, for the caller to delete whatever became of the page (one the
 /// server makes after the page was cut off expires by itself).
 async fn fetch(
@@ -247,11 +250,12 @@ async fn fetch(
     start: EventsStart,
     limit: u32,
     made: &mut Vec<String>,
+    stream: String,
 ) -> Result<EventPage, HistoryError> {
     let name = format!("history-{}", uuid::Uuid::new_v4().simple());
     made.push(name.clone());
     let deliver_policy = match start {
-        EventsStart::After(sequence) => DeliverPolicy::ByStartSequence {
+        EventsStart::After(sequence, _) => DeliverPolicy::ByStartSequence {
             start_sequence: sequence.saturating_add(1),
         },
         EventsStart::Since(ms) => DeliverPolicy::ByStartTime {
@@ -280,6 +284,7 @@ async fn fetch(
         events: Vec::new(),
         last_sequence: info.delivered.stream_sequence,
         pending: info.num_pending,
+        stream,
         rewound: false,
     };
     drain(&consumer, limit, &mut page).await?;

@@ -100,10 +100,13 @@ async fn a_trader_pages_through_exactly_their_own_events() {
         let default = page(&stack, &a, json!({})).await;
         let events: Vec<OrderEvent> = default.events.into_iter().map(|s| s.event).collect();
         assert_eq!(events, expected);
-        // Past the end: nothing, and the same place to resume from.
-        let past = page(&stack, &a, json!({"after": end})).await;
+        // Past the end: nothing, and the same place to resume from, in the same stream.
+        let past = page(&stack, &a, json!({"after": end, "stream": default.stream})).await;
         assert!(past.events.is_empty() && past.pending == 0, "{past:?}");
         assert_eq!(past.last_sequence, end);
+        assert_eq!(past.stream, default.stream);
+        assert!(!past.rewound, "{past:?}");
+        let old_stream = past.stream.clone();
         // B sees only B's.
         let (bs, _) = read_all(&stack, &b, 100).await;
         assert!(!bs.is_empty());
@@ -166,6 +169,17 @@ async fn a_trader_pages_through_exactly_their_own_events() {
             (json!({"since_ms": MAX_SINCE_MS + 1}), "INVALID_REQUEST"),
             (json!({"after": u64::MAX}), "INVALID_REQUEST"),
             (json!({"after": -1}), "BAD_PAYLOAD"),
+            (json!({"stream": old_stream}), "INVALID_REQUEST"),
+            (
+                json!({"since_ms": 1, "stream": old_stream}),
+                "INVALID_REQUEST",
+            ),
+            (json!({"after": 1, "stream": ""}), "INVALID_REQUEST"),
+            (
+                json!({"after": 1, "stream": "x".repeat(65)}),
+                "INVALID_REQUEST",
+            ),
+            (json!({"after": 1, "stream": 7}), "BAD_PAYLOAD"),
             (json!({"deliver_subject": "audit.x"}), "BAD_PAYLOAD"),
             (json!([1, 2]), "BAD_PAYLOAD"),
         ] {
@@ -194,10 +208,24 @@ async fn a_trader_pages_through_exactly_their_own_events() {
         let anew = stored(&stack, &a, &[(fifth.as_str(), OrderStatus::Open)]).await;
         let resumed = page(&stack, &a, json!({"after": end})).await;
         assert!(resumed.rewound, "{resumed:?}");
+        assert_ne!(resumed.stream, old_stream);
         let events: Vec<OrderEvent> = resumed.events.into_iter().map(|s| s.event).collect();
         assert_eq!(events, anew);
-        let on = page(&stack, &a, json!({"after": resumed.last_sequence})).await;
+        let on = page(
+            &stack,
+            &a,
+            json!({"after": resumed.last_sequence, "stream": resumed.stream}),
+        )
+        .await;
         assert!(!on.rewound && on.events.is_empty(), "{on:?}");
+        // A position the new stream has already passed: without its stream it reads on
+        // in the new one and misses its first event; with it, the page starts over.
+        let blind = page(&stack, &a, json!({"after": 1})).await;
+        assert!(!blind.rewound, "{blind:?}");
+        let told = page(&stack, &a, json!({"after": 1, "stream": old_stream})).await;
+        assert!(told.rewound, "{told:?}");
+        let events: Vec<OrderEvent> = told.events.into_iter().map(|s| s.event).collect();
+        assert_eq!(events, anew);
     })
     .await;
 }

@@ -347,10 +347,11 @@ pub async fn order_events_paged(
     use pinnacle_common::model::{EventPage, Reply};
     use pinnacle_common::subjects::{self, headers};
     let (mut events, mut after) = (Vec::new(), 0);
+    let mut stream: Option<String> = None;
     loop {
         let mut hdrs = async_nats::HeaderMap::new();
         hdrs.insert(headers::AUTHORIZATION, format!("Bearer {token}").as_str());
-        let body = serde_json::json!({"after": after, "limit": limit});
+        let body = serde_json::json!({"after": after, "limit": limit, "stream": stream});
         let reply = tokio::time::timeout(
             Duration::from_secs(10),
             client.request_with_headers(
@@ -369,6 +370,11 @@ pub async fn order_events_paged(
             return Err(reply.error.expect("a refused page has its error"));
         };
         assert!(page.events.len() <= limit as usize, "{page:?}");
+        assert!(!page.rewound, "the stream was not re-created: {page:?}");
+        if let Some(stream) = &stream {
+            assert_eq!(*stream, page.stream, "every page counts in one stream");
+        }
+        stream = Some(page.stream.clone());
         if page.pending > 0 {
             assert_eq!(
                 page.events.len(),

@@ -39,6 +39,21 @@ def test_replay_from_a_point_in_time(env: Dict[str, str]) -> None:
         later = await client.events.replay(int(time.time() * 1000))
         assert order.order_id not in {e.order.order_id for e in later}
 
+        # A page names the stream its sequences count in; resuming with it reads on, and
+        # with a stream that is gone (re-created since) reads the new one from its first
+        # event and says so.
+        first = await client.events.page(after=0, limit=2)
+        assert isinstance(first["stream"], str) and first["stream"], first
+        assert first["rewound"] is False
+        on = await client.events.page(after=first["last_sequence"], stream=first["stream"])
+        assert on["rewound"] is False and on["stream"] == first["stream"]
+        assert all(e["sequence"] > first["last_sequence"] for e in on["events"])
+        gone = await client.events.page(after=first["last_sequence"], stream="1", limit=2)
+        assert gone["rewound"] is True
+        assert [e["sequence"] for e in gone["events"]] == [
+            e["sequence"] for e in first["events"]
+        ]
+
     with_client(env, body)
 
 

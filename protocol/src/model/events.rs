@@ -21,6 +21,8 @@ pub const MAX_EVENTS_PAGE: u32 = 500;
 pub const MAX_SINCE_MS: i64 = i64::MAX / 1_000_000;
 /// The largest `after` taken: stream sequences are signed 64-bit numbers on the wire.
 pub const MAX_AFTER: u64 = i64::MAX as u64;
+/// The longest `stream` taken: what [`EventPage::stream`] holds is far shorter.
+pub const MAX_STREAM_LEN: usize = 64;
 
 /// A request for one page of the user's order events, oldest first. With neither `after`
 /// nor `since_ms`, from the oldest event the stream keeps (seven days).
@@ -39,13 +41,19 @@ pub struct EventsRequest {
     /// [`DEFAULT_EVENTS_PAGE`]).
     #[serde(default)]
     pub limit: Option<u32>,
+    /// The `stream` of the page `after` came from: when the stream is no longer that
+    /// one (it was re-created, its sequences starting again at 1), the page is read from
+    /// the new stream's first event and marked `rewound`. Only with `after`.
+    #[serde(default)]
+    pub stream: Option<String>,
 }
 
 /// Where a page starts, once the request is checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventsStart {
-    /// After this stream sequence (0: from the first event kept).
-    After(u64),
+    /// After this stream sequence (0: from the first event kept), counted in the stream
+    /// named, when one is.
+    After(u64, Option<String>),
     /// At this time, milliseconds since the Unix epoch.
     Since(i64),
 }
@@ -58,6 +66,20 @@ impl EventsRequest {
         if !(1..=MAX_EVENTS_PAGE).contains(&limit) {
             return invalid(format!("limit must be 1 to {MAX_EVENTS_PAGE}, got {limit}"));
         }
+        if let Some(stream) = &self.stream {
+            if self.after.is_none() {
+                return invalid("stream goes with after, the position it counts".into());
+            }
+            if stream.is_empty()
+                || stream.len() > MAX_STREAM_LEN
+                || !stream.bytes().all(|b| b.is_ascii_graphic())
+            {
+                return invalid(format!(
+                    "stream must be the `stream` of an earlier page (1 to {MAX_STREAM_LEN} \
+                     visible ASCII characters)"
+                ));
+            }
+        }
         let start = match (self.after, self.since_ms) {
             (Some(_), Some(_)) => return invalid("send after or since_ms, not both".into()),
             (_, Some(since)) if !(0..=MAX_SINCE_MS).contains(&since) => {
@@ -69,7 +91,7 @@ impl EventsRequest {
             (Some(after), None) if after > MAX_AFTER => {
                 return invalid(format!("after must be 0 to {MAX_AFTER}, got {after}"))
             }
-            (after, None) => EventsStart::After(after.unwrap_or(0)),
+            (after, None) => EventsStart::After(after.unwrap_or(0), self.stream.clone()),
         };
         Ok((start, limit))
     }
@@ -98,9 +120,15 @@ pub struct EventPage {
     pub last_sequence: u64,
     /// Events stored after this page when it was read (0: caught up).
     pub pending: u64,
-    /// The request's `after` lay beyond the stream's last sequence, so the stream was
-    /// re-created since (its sequences started again at 1): this page is read from the
-    /// stream's first event instead, and `last_sequence` is a position in the new stream.
+    /// Which `ORDER_EVENTS` the sequences count in (its creation time, in nanoseconds
+    /// since the Unix epoch, as text; opaque to clients): send it back as `stream` with
+    /// `after`.
+    pub stream: String,
+    /// The stream the request's `after` counted in is gone: the request named another
+    /// `stream`, or (without one) its `after` lay beyond the stream's last sequence. The
+    /// stream was re-created since (its sequences started again at 1), so this page is
+    /// read from the new stream's first event instead, and `last_sequence` is a position
+    /// in the new stream.
     #[serde(default)]
     pub rewound: bool,
 }
@@ -114,6 +142,14 @@ mod tests {
             after,
             since_ms,
             limit,
+            stream: None,
+        }
+    }
+
+    fn resuming(after: u64, stream: &str) -> EventsRequest {
+        EventsRequest {
+            stream: Some(stream.to_string()),
+            ..request(Some(after), None, None)
         }
     }
 
@@ -121,11 +157,18 @@ mod tests {
     fn a_request_is_checked_into_a_start_and_a_limit() {
         assert_eq!(
             EventsRequest::default().validate(),
-            Ok((EventsStart::After(0), DEFAULT_EVENTS_PAGE))
+            Ok((EventsStart::After(0, None), DEFAULT_EVENTS_PAGE))
         );
         assert_eq!(
             request(Some(7), None, Some(MAX_EVENTS_PAGE)).validate(),
-            Ok((EventsStart::After(7), MAX_EVENTS_PAGE))
+            Ok((EventsStart::After(7, None), MAX_EVENTS_PAGE))
+        );
+        assert_eq!(
+            resuming(7, "1796623200123456789").validate(),
+            Ok((
+                EventsStart::After(7, Some("1796623200123456789".into())),
+                DEFAULT_EVENTS_PAGE
+            ))
         );
         assert_eq!(
             request(None, Some(MAX_SINCE_MS), Some(1)).validate(),
@@ -139,6 +182,17 @@ mod tests {
             request(None, Some(MAX_SINCE_MS + 1), None),
             request(None, Some(i64::MIN), None),
             request(Some(MAX_AFTER + 1), None, None),
+            EventsRequest {
+                stream: Some("1".into()),
+                ..request(None, Some(1), None)
+            },
+            EventsRequest {
+                stream: Some("1".into()),
+                ..request(None, None, None)
+            },
+            resuming(1, ""),
+            resuming(1, "a b"),
+            resuming(1, &"9".repeat(MAX_STREAM_LEN + 1)),
         ] {
             let error = refused.validate().expect_err("refused");
             assert_eq!(error.code, ErrorCode::InvalidRequest, "{refused:?}");

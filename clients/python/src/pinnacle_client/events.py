@@ -55,12 +55,17 @@ class OrderEvents:
         after: Optional[int] = None,
         since: Union[datetime, int, None] = None,
         limit: int = PAGE,
+        stream: Optional[str] = None,
     ) -> Dict[str, Any]:
-        """One page as the verb answers it: `{events, last_sequence, pending, rewound}`,
-        each event `{sequence, traceparent, event}` (the event as a map)."""
+        """One page as the verb answers it: `{events, last_sequence, pending, stream,
+        rewound}`, each event `{sequence, traceparent, event}` (the event as a map). Read on
+        with `after=page["last_sequence"], stream=page["stream"]`: a stream re-created
+        meanwhile is then read again from its first event, in a page marked `rewound`."""
         request: Dict[str, Any] = {"limit": limit}
         if after is not None:
             request["after"] = after
+        if stream is not None:
+            request["stream"] = stream
         if since is not None:
             request["since_ms"] = _since_ms(since)
         subject = wire.order_subject(self._user_id, "events")
@@ -89,9 +94,14 @@ class OrderEvents:
             sub = await self._nc.subscribe(wire.order_events_subject(self._user_id))
         try:
             after: Optional[int] = None
+            stream: Optional[str] = None
             while True:
                 try:
-                    page = await self.page(after=after, since=since if after is None else None)
+                    page = await self.page(
+                        after=after,
+                        since=since if after is None else None,
+                        stream=stream,
+                    )
                 except PinnacleError as e:
                     if sub is None or not e.retryable:
                         raise
@@ -102,6 +112,7 @@ class OrderEvents:
                     if event is not None:
                         yield event
                 after = int(page["last_sequence"])
+                stream = page.get("stream")
                 if page.get("pending"):
                     continue
                 if sub is None:
