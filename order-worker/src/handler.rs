@@ -268,8 +268,8 @@ fn over_share(held: usize, share: usize) -> ErrorBody {
         ErrorCode::RateLimited,
         format!(
             "too many requests in flight: this worker, at least half full, already holds \
-             {held} of yours (at most {share} while others wait); wait for replies before \
-             sending more, then resend"
+             {held} of yours (at most {share} while it is); wait for replies before sending \
+             more, then resend"
         ),
     )
 }

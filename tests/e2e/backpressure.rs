@@ -424,14 +424,15 @@ async fn one_sender_cannot_take_the_room_every_other_sender_needs() {
 }
 
 /// Places `order` for `user`, resending on "no responders" (every worker full) until a
-/// worker takes it; the reply as JSON.
+/// worker takes it; the reply as JSON, and how many times there was no room.
 async fn place_retrying(
     stack: &pinnacle_tests::TestStack,
     user: &pinnacle_tests::TestUser,
     order: &pinnacle_common::model::OrderRequest,
-) -> serde_json::Value {
+) -> (serde_json::Value, u32) {
     use pinnacle_common::subjects::{self, headers};
     let payload = bytes::Bytes::from(rmp_serde::to_vec_named(order).expect("encode"));
+    let mut no_room = 0;
     loop {
         let mut hdrs = async_nats::HeaderMap::new();
         hdrs.insert(
@@ -449,8 +450,12 @@ async fn place_retrying(
         .await
         .expect("answered in time (a request was lost)");
         match sent {
-            Ok(reply) => return rmp_serde::from_slice(&reply.payload).expect("reply decodes"),
+            Ok(reply) => {
+                let reply = rmp_serde::from_slice(&reply.payload).expect("reply decodes");
+                return (reply, no_room);
+            }
             Err(e) if e.kind() == async_nats::client::RequestErrorKind::NoResponders => {
+                no_room += 1;
                 tokio::time::sleep(Duration::from_millis(5)).await
             }
             Err(e) => panic!("place failed: {e}"),
@@ -560,7 +565,7 @@ async fn a_slow_worker_holds_its_bound_and_the_fast_one_takes_the_burst() {
                     return replies;
                 }
                 let order = pinnacle_tests::market(&format!("burst-{n}"), "SBIN-EQ", 1);
-                replies.push((n, place_retrying(&stack, &trader, &order).await));
+                replies.push((n, place_retrying(&stack, &trader, &order).await.0));
             }
         });
     }
@@ -691,32 +696,9 @@ async fn a_trader_flooding_a_worker_leaves_room_for_everyone_else() {
     for n in 0..20 {
         let order = pinnacle_tests::market(&format!("bob-{n}"), "SBIN-EQ", 1);
         let started = std::time::Instant::now();
-        let reply = loop {
-            let payload = bytes::Bytes::from(rmp_serde::to_vec_named(&order).expect("encode"));
-            let mut hdrs = async_nats::HeaderMap::new();
-            hdrs.insert(
-                headers::AUTHORIZATION,
-                format!("Bearer {}", bob.token).as_str(),
-            );
-            let sent = tokio::time::timeout(
-                Duration::from_secs(10),
-                stack
-                    .client
-                    .request_with_headers(subjects::order(&bob.id, "place"), hdrs, payload),
-            )
-            .await
-            .expect("bob's order answered in time");
-            match sent {
-                Ok(reply) => break reply,
-                Err(e) if e.kind() == async_nats::client::RequestErrorKind::NoResponders => {
-                    bob_no_room += 1;
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                Err(e) => panic!("bob's order failed: {e}"),
-            }
-        };
+        let (reply, no_room) = place_retrying(&stack, &bob, &order).await;
+        bob_no_room += no_room;
         slowest = slowest.max(started.elapsed());
-        let reply: serde_json::Value = rmp_serde::from_slice(&reply.payload).expect("decodes");
         assert_eq!(reply["ok"], true, "bob-{n}: {reply}");
         assert_eq!(reply["result"]["status"], "FILLED", "bob-{n}: {reply}");
     }

@@ -27,9 +27,9 @@ impl Capacity {
     }
 
     /// The default share of one sender ([`super::Member::with_senders`]): a quarter of the
-    /// bound, at least 1. With it, a member at least half full keeps at least a quarter of
-    /// its bound for other senders however hard up to three senders push, and one sender
-    /// alone may hold half the bound.
+    /// bound, at least 1. With it one sender alone may hold half the bound; once a second
+    /// pushes too, each is held to a quarter as their requests are answered, so a quarter
+    /// of the bound stays for everyone else however hard up to three senders push.
     pub fn sender_share(self) -> usize {
         (self.bound() / 4).max(1)
     }
