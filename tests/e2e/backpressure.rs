@@ -423,6 +423,30 @@ async fn one_sender_cannot_take_the_room_every_other_sender_needs() {
     assert_eq!(pressure.held(), 0);
 }
 
+/// Sends `payload` on `orders.<user>.<verb>` with `user`'s token: the reply, or why none
+/// came ("no responders"); no answer at all within 30 s means a request was lost.
+async fn send_as(
+    stack: &pinnacle_tests::TestStack,
+    user: &pinnacle_tests::TestUser,
+    verb: &str,
+    payload: bytes::Bytes,
+) -> Result<Message, async_nats::RequestError> {
+    use pinnacle_common::subjects::{self, headers};
+    let mut hdrs = async_nats::HeaderMap::new();
+    hdrs.insert(
+        headers::AUTHORIZATION,
+        format!("Bearer {}", user.token).as_str(),
+    );
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        stack
+            .client
+            .request_with_headers(subjects::order(&user.id, verb), hdrs, payload),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{verb} answered in time (a request was lost)"))
+}
+
 /// Places `order` for `user`, resending on "no responders" (every worker full) until a
 /// worker takes it; the reply as JSON, and how many times there was no room.
 async fn place_retrying(
@@ -430,26 +454,10 @@ async fn place_retrying(
     user: &pinnacle_tests::TestUser,
     order: &pinnacle_common::model::OrderRequest,
 ) -> (serde_json::Value, u32) {
-    use pinnacle_common::subjects::{self, headers};
     let payload = bytes::Bytes::from(rmp_serde::to_vec_named(order).expect("encode"));
     let mut no_room = 0;
     loop {
-        let mut hdrs = async_nats::HeaderMap::new();
-        hdrs.insert(
-            headers::AUTHORIZATION,
-            format!("Bearer {}", user.token).as_str(),
-        );
-        let sent = tokio::time::timeout(
-            Duration::from_secs(30),
-            stack.client.request_with_headers(
-                subjects::order(&user.id, "place"),
-                hdrs,
-                payload.clone(),
-            ),
-        )
-        .await
-        .expect("answered in time (a request was lost)");
-        match sent {
+        match send_as(stack, user, "place", payload.clone()).await {
             Ok(reply) => {
                 let reply = rmp_serde::from_slice(&reply.payload).expect("reply decodes");
                 return (reply, no_room);
@@ -618,7 +626,6 @@ async fn a_slow_worker_holds_its_bound_and_the_fast_one_takes_the_burst() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trader_flooding_a_worker_leaves_room_for_everyone_else() {
-    use pinnacle_common::subjects::{self, headers};
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     let stack = Arc::new(pinnacle_tests::TestStack::start(pinnacle_tests::Backend::Sqlite).await);
@@ -646,21 +653,7 @@ async fn a_trader_flooding_a_worker_leaves_room_for_everyone_else() {
         let (over_share, listed, no_room) = (over_share.clone(), listed.clone(), no_room.clone());
         flood.spawn(async move {
             while flooding.load(Ordering::Relaxed) {
-                let mut hdrs = async_nats::HeaderMap::new();
-                hdrs.insert(
-                    headers::AUTHORIZATION,
-                    format!("Bearer {}", mallory.token).as_str(),
-                );
-                let sent = tokio::time::timeout(
-                    Duration::from_secs(30),
-                    stack.client.request_with_headers(
-                        subjects::order(&mallory.id, "list"),
-                        hdrs,
-                        bytes::Bytes::new(),
-                    ),
-                )
-                .await
-                .expect("mallory's request answered in time");
+                let sent = send_as(&stack, &mallory, "list", bytes::Bytes::new()).await;
                 match sent {
                     Ok(reply) => {
                         let code = reply
