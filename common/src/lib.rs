@@ -57,7 +57,7 @@
 pub use pinnacle_audit as audit;
 pub use pinnacle_protocol::{clock, codec, error, model, subjects};
 pub use pinnacle_runtime::{
-    health, jetstream, micro, nats, serve, shutdown, supervise, telemetry, throttle,
+    health, jetstream, micro, nats, serve, shares, shutdown, supervise, telemetry, throttle,
 };
 // A `#[macro_export]` macro of the runtime's telemetry, at its old path.
 pub use pinnacle_runtime::tick_consumer_span;

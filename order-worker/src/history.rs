@@ -11,7 +11,7 @@
 //! sequence or a time), drained of at most `limit` messages without waiting for new ones,
 //! then deleted, also when the page is cut off (by [`PAGE_TIMEOUT`]; a caller that gives up
 //! does not cut it off: the page runs in a task of its own, which holds the page's permit
-//! until its consumers are deleted, after the answer).
+//! until its consumer is deleted, after the answer).
 //! It is in memory, on one replica, acknowledges nothing and removes itself after
 //! [`INACTIVE`] should the delete be lost. At most [`PAGES_IN_FLIGHT`] pages run at once
 //! in a worker, [`PAGES_IN_FLIGHT_PER_USER`] of them one user's: a flood of pages can
@@ -19,8 +19,7 @@
 //! default) that every page and every operator's consumer share, nor keep other traders
 //! from their pages. A client resumes from the `last_sequence` it was given, on any worker.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
@@ -29,6 +28,7 @@ use futures::StreamExt as _;
 use pinnacle_common::codec::Encoding;
 use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::model::{EventPage, EventsRequest, EventsStart, OrderEvent, StoredEvent};
+use pinnacle_common::shares::Shares;
 use pinnacle_common::subjects::{self, headers};
 use pinnacle_common::telemetry;
 use pinnacle_common::throttle::Throttle;
@@ -71,8 +71,8 @@ pub struct History {
     js: jetstream::Context,
     /// One permit a page in flight.
     in_flight: Arc<Semaphore>,
-    /// Each user's pages in flight (users with none are not kept).
-    per_user: Arc<Mutex<HashMap<String, usize>>>,
+    /// Each user's pages in flight.
+    per_user: Shares,
     /// Pages that could not be read are warned about at most once a minute: while
     /// JetStream is down, every trader's page fails.
     failures: Throttle,
@@ -84,7 +84,7 @@ impl History {
         Self {
             js,
             in_flight: Arc::new(Semaphore::new(PAGES_IN_FLIGHT)),
-            per_user: Arc::default(),
+            per_user: Shares::default(),
             failures: Throttle::new(Duration::from_secs(60)),
         }
     }
@@ -105,7 +105,7 @@ impl History {
                 format!("the order event stream could not be read ({why}); retry later"),
             )
         };
-        let Some(users_share) = UserShare::take(&self.per_user, user_id) else {
+        let Some(users_share) = self.per_user.take_below(user_id, PAGES_IN_FLIGHT_PER_USER) else {
             return Err(unavailable("too many of your pages in flight"));
         };
         let Ok(permit) = Arc::clone(&self.in_flight).try_acquire_owned() else {
@@ -122,18 +122,18 @@ impl History {
             otel.status_code = tracing::field::Empty,
             error.type = tracing::field::Empty,
         );
-        // In a task of its own, holding the permit until its consumers are deleted: a
+        // In a task of its own, holding the permit until its consumer is deleted: a
         // caller that gives up midway (its deadline) cannot cut a page off between creating
-        // a consumer and deleting it, and the page is answered before the deletes.
+        // its consumer and deleting it, and the page is answered before the delete.
         let (js, user_id) = (self.js.clone(), user_id.to_string());
         let (answer, answered) = tokio::sync::oneshot::channel();
         let task = async move {
             let _permits = (permit, users_share);
-            let mut made = Vec::new();
+            let mut made = None;
             let page =
                 tokio::time::timeout(PAGE_TIMEOUT, read(&js, &user_id, start, limit, &mut made));
             let _ = answer.send(page.await.unwrap_or(Err(HistoryError::Timeout)));
-            for name in made {
+            if let Some(name) = made {
                 delete(&js, &name).await;
             }
         };
@@ -161,40 +161,6 @@ impl History {
     }
 }
 
-/// One of a user's [`PAGES_IN_FLIGHT_PER_USER`], given back when dropped.
-struct UserShare {
-    per_user: Arc<Mutex<HashMap<String, usize>>>,
-    user_id: String,
-}
-
-impl UserShare {
-    /// A share for `user_id`, unless they already hold all of theirs.
-    fn take(per_user: &Arc<Mutex<HashMap<String, usize>>>, user_id: &str) -> Option<Self> {
-        let mut counts = per_user.lock().unwrap_or_else(PoisonError::into_inner);
-        let held = counts.entry(user_id.to_string()).or_default();
-        if *held >= PAGES_IN_FLIGHT_PER_USER {
-            return None;
-        }
-        *held += 1;
-        Some(Self {
-            per_user: Arc::clone(per_user),
-            user_id: user_id.to_string(),
-        })
-    }
-}
-
-impl Drop for UserShare {
-    fn drop(&mut self) {
-        let mut counts = self.per_user.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(held) = counts.get_mut(&self.user_id) {
-            *held -= 1;
-            if *held == 0 {
-                counts.remove(&self.user_id);
-            }
-        }
-    }
-}
-
 /// The page from `start`, in the stream as it is now (one stream info request first).
 /// When `start` counts in another stream than this one (it names another `stream`, or,
 /// naming none, lies beyond this stream's last sequence), the stream was re-created since
@@ -205,7 +171,7 @@ async fn read(
     user_id: &str,
     start: EventsStart,
     limit: u32,
-    made: &mut Vec<String>,
+    made: &mut Option<String>,
 ) -> Result<EventPage, HistoryError> {
     let stream = js.get_stream(subjects::ORDER_EVENTS_STREAM).await?;
     let info = stream.cached_info();
@@ -241,19 +207,19 @@ async fn delete(js: &jetstream::Context, name: &str) {
     }
 }
 
-/// One page of `stream` through a consumer of its own, created at `start`. Its name goes into `made`
-/// before it is created, for the caller to delete whatever became of the page (one the
-/// server makes after the page was cut off expires by itself).
+/// One page of `stream` through a consumer of its own, created at `start`. Its name goes
+/// into `made` before it is created, for the caller to delete whatever became of the page
+/// (one the server makes after the page was cut off expires by itself).
 async fn fetch(
     js: &jetstream::Context,
     user_id: &str,
     start: EventsStart,
     limit: u32,
-    made: &mut Vec<String>,
+    made: &mut Option<String>,
     stream: String,
 ) -> Result<EventPage, HistoryError> {
     let name = format!("history-{}", uuid::Uuid::new_v4().simple());
-    made.push(name.clone());
+    *made = Some(name.clone());
     let deliver_policy = match start {
         EventsStart::After(sequence, _) => DeliverPolicy::ByStartSequence {
             start_sequence: sequence.saturating_add(1),

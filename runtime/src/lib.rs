@@ -24,6 +24,7 @@
 //! - [`health`]: `/healthz` and `/readyz` from the state of every NATS connection.
 //! - [`serve`]: serving requests with bounded concurrency and a drain; queue-group members
 //!   that hold at most a bound of requests and leave the group when full.
+//! - [`shares`]: counting what each user or sender holds at once, for limits per user.
 //! - [`shutdown`]: the cancellation token every service's `run` takes.
 //! - [`throttle`]: one warning per interval for what a sender can provoke at will.
 
@@ -34,6 +35,7 @@ pub mod metrics;
 pub mod micro;
 pub mod nats;
 pub mod serve;
+pub mod shares;
 pub mod supervise;
 pub mod telemetry;
 pub mod throttle;

@@ -3,9 +3,9 @@
 //! [`super`]'s module docs), and, given who sent each request ([`Member::with_senders`]),
 //! keeps one sender from holding the room every other sender needs ([`Admission`]).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 
 use super::drain::within_drain_wait;
 use super::pressure::{Capacity, Pressure};
+use crate::shares::{Share, Shares};
 use crate::shutdown::Shutdown;
 
 /// A queue group to serve with bounded capacity: which subject, which group, on which
@@ -82,60 +83,16 @@ pub enum Admission {
     },
 }
 
-/// How many requests each sender has in a member (queued and running), shared with the
-/// tasks that run them so that a finished, failed or dropped request gives its turn back.
-#[derive(Debug, Default)]
-struct Senders(Mutex<HashMap<String, usize>>);
-
-impl Senders {
-    fn held_by(&self, sender: &str) -> usize {
-        let counts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        counts.get(sender).copied().unwrap_or(0)
-    }
-
-    /// Counts a request of `sender` until the returned turn is dropped.
-    fn turn(self: &Arc<Self>, sender: String) -> Turn {
-        let mut counts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        *counts.entry(sender.clone()).or_default() += 1;
-        Turn {
-            senders: Arc::clone(self),
-            sender,
-        }
-    }
-}
-
-/// One held request of a sender: counted in [`Senders`] until dropped.
-#[derive(Debug)]
-struct Turn {
-    senders: Arc<Senders>,
-    sender: String,
-}
-
-impl Drop for Turn {
-    fn drop(&mut self) {
-        let mut counts = self
-            .senders
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(held) = counts.get_mut(&self.sender) {
-            *held -= 1;
-            if *held == 0 {
-                counts.remove(&self.sender);
-            }
-        }
-    }
-}
-
 /// The requests a member holds: received and waiting for a free slot, and running; and
 /// the refusals being answered, which run at once, outside the slots.
 struct Held {
-    queue: VecDeque<(Message, Option<Turn>)>,
+    queue: VecDeque<(Message, Option<Share>)>,
     in_flight: JoinSet<()>,
     refusing: JoinSet<()>,
     /// Requests run at once.
     concurrency: usize,
-    senders: Arc<Senders>,
+    /// Each sender's requests held (queued and running): a request's share goes with it.
+    senders: Shares,
 }
 
 impl Held {
@@ -145,7 +102,7 @@ impl Held {
             in_flight: JoinSet::new(),
             refusing: JoinSet::new(),
             concurrency,
-            senders: Arc::default(),
+            senders: Shares::default(),
         }
     }
 
@@ -162,10 +119,9 @@ impl Held {
         self.queue.len() + self.in_flight.len()
     }
 
-    /// Queues a request to be served, counted against its sender, if known.
-    fn push(&mut self, message: Message, sender: Option<String>) {
-        let turn = sender.map(|sender| self.senders.turn(sender));
-        self.queue.push_back((message, turn));
+    /// Queues a request to be served, with its sender's share, if known.
+    fn push(&mut self, message: Message, share: Option<Share>) {
+        self.queue.push_back((message, share));
     }
 
     /// How a request from `sender` is taken while the member holds what it holds: over
@@ -187,13 +143,13 @@ impl Held {
         Fut: Future<Output = ()> + Send + 'static,
     {
         while self.in_flight.len() < self.concurrency {
-            let Some((message, turn)) = self.queue.pop_front() else {
+            let Some((message, share)) = self.queue.pop_front() else {
                 break;
             };
             let served = handle(message, Admission::Admitted);
             self.in_flight.spawn(async move {
                 served.await;
-                drop(turn);
+                drop(share);
             });
         }
     }
@@ -394,22 +350,19 @@ impl Member {
         F: Fn(Message, Admission) -> Fut,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let (sender, admission) = match self.senders {
-            Some((sender_of, share)) => match sender_of(&message.subject) {
-                Some(sender) => (
-                    Some(sender.to_string()),
-                    held.admission(sender, share, self.capacity),
-                ),
-                None => (None, Admission::Admitted),
-            },
-            None => (None, Admission::Admitted),
-        };
-        if admission == Admission::Admitted {
-            held.push(message, sender);
-        } else {
+        let sender = self
+            .senders
+            .and_then(|(sender_of, most)| sender_of(&message.subject).map(|sender| (sender, most)));
+        let admission = sender.map_or(Admission::Admitted, |(sender, most)| {
+            held.admission(sender, most, self.capacity)
+        });
+        if admission != Admission::Admitted {
             self.pressure.note_over_share();
             held.refuse(handle, message, admission);
+            return;
         }
+        let share = sender.map(|(sender, _)| held.senders.take(sender));
+        held.push(message, share);
     }
 
     /// Stops new deliveries and keeps what was sent, into `held`'s queue (for at most
