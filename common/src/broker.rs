@@ -60,6 +60,8 @@ pub struct BrokerOutcome {
     /// order at one price). `None`: worked out from the average prices, which is exact
     /// only for a fill from nothing, since an average is rounded.
     pub fill_value: Option<i64>,
+    /// Why the broker rejected the order, in its words (Angel One's `text`), where it says.
+    pub reason: Option<String>,
 }
 
 /// What of a working order has filled, as Pinnacle recorded it: what a modify or cancel

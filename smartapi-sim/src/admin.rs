@@ -30,6 +30,13 @@ struct SetClock {
     frozen: bool,
 }
 
+/// Body of `POST /__sim/orders/{client_code}/{orderid}/reject`.
+#[derive(Debug, Deserialize)]
+struct Reject {
+    /// The rejection reason the order record's `text` carries.
+    text: String,
+}
+
 /// The admin routes, mounted at `/__sim`.
 pub fn router() -> Router<Arc<Shared>> {
     Router::new()
@@ -41,6 +48,7 @@ pub fn router() -> Router<Arc<Shared>> {
         .route("/drop-sockets", post(drop_sockets))
         .route("/mute-updates", post(mute_updates).delete(unmute_updates))
         .route("/orders/{client_code}", get(orders))
+        .route("/orders/{client_code}/{orderid}/reject", post(reject))
         .route("/requests", get(requests))
         .route("/requests", delete(clear_requests))
         .route("/rate-limits", get(rate_limits))
@@ -119,6 +127,22 @@ async fn unmute_updates(State(s): State<Arc<Shared>>) -> StatusCode {
     s.mute_updates
         .store(false, std::sync::atomic::Ordering::Relaxed);
     StatusCode::NO_CONTENT
+}
+
+async fn reject(
+    State(s): State<Arc<Shared>>,
+    Path((cc, orderid)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<StatusCode, (StatusCode, Json<Value>)> {
+    let Reject { text } = parse(&body)?;
+    if s.reject_order(&cc, &orderid, &text) {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err((
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": "no working order with nothing filled has that id"})),
+        ))
+    }
 }
 
 async fn orders(State(s): State<Arc<Shared>>, Path(cc): Path<String>) -> Json<Value> {

@@ -192,6 +192,13 @@ impl Simulator {
         lock(&self.shared.book).orders(client_code)
     }
 
+    /// Rejects a working order of `client_code` with nothing filled, as the exchange or the
+    /// broker's risk system would after accepting it; its update (AB03) is pushed unless
+    /// updates are muted. Whether there was such an order.
+    pub fn reject_order(&self, client_code: &str, orderid: &str, reason: &str) -> bool {
+        self.shared.reject_order(client_code, orderid, reason)
+    }
+
     /// Every REST request seen so far, oldest first.
     pub fn requests(&self) -> Vec<RequestRecord> {
         lock(&self.shared.requests).clone()

@@ -160,6 +160,15 @@ impl Shared {
         self.publish(events);
     }
 
+    /// Rejects a working order with nothing filled and pushes its update; whether there
+    /// was such an order.
+    pub fn reject_order(&self, client_code: &str, orderid: &str, reason: &str) -> bool {
+        let events = lock(&self.book).reject(client_code, orderid, reason);
+        let rejected = events.is_some();
+        self.publish(events.unwrap_or_default());
+        rejected
+    }
+
     /// One random-walk step for every subscribed instrument, then the fills it causes.
     pub fn walk_subscribed(&self) {
         let keys: HashSet<(String, String)> = lock(&self.feeds)

@@ -1332,3 +1332,142 @@ async fn a_change_refused_because_the_order_already_filled_records_the_fill() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_refused_because_the_broker_had_rejected_the_order_records_the_rejection() {
+    each_backend(|backend| async move {
+        let angel = settling_stack(backend).await;
+        let (user, account) = angel.angel_trader("rejected", 29, json!({})).await;
+        let cc = account.client_code.as_str();
+        let (_, rests) = angel.prices();
+        let stack = &angel.stack;
+        let ids = ["gone-cancel", "gone-modify", "gone-orphan"];
+        for id in ids {
+            let resting = stack
+                .call(&user, "place", AngelStack::limit(id, "BUY", 2, rests))
+                .await;
+            assert_eq!(result(&resting)["status"], "OPEN", "{resting}");
+        }
+
+        // The broker's risk system rejects both after accepting them, while its
+        // order-update stream delivers nothing: Pinnacle still has them OPEN.
+        angel.sim.mute_order_updates(true);
+        for order in angel.sim.orders(cc) {
+            assert!(angel
+                .sim
+                .reject_order(cc, &order.orderid, "RMS: margin exceeds"));
+        }
+        let got = stack
+            .call(&user, "get", json!({"client_order_id": "gone-cancel"}))
+            .await;
+        assert_eq!(result(&got)["status"], "OPEN", "{got}");
+
+        // A cancel or a modify is refused by the broker: the reply says the order is
+        // rejected there, and Pinnacle records the rejection with the broker's reason,
+        // instead of putting the order back to OPEN.
+        let cancel = stack
+            .call(&user, "cancel", json!({"client_order_id": "gone-cancel"}))
+            .await;
+        let modify = stack
+            .call(
+                &user,
+                "modify",
+                json!({"client_order_id": "gone-modify", "quantity": 3}),
+            )
+            .await;
+        for (reply, id) in [(&cancel, ids[0]), (&modify, ids[1])] {
+            assert_eq!(reply["error"]["code"], "INVALID_STATE", "{reply}");
+            let message = reply["error"]["message"].as_str().expect("a message");
+            assert!(
+                message.contains("already REJECTED at the broker"),
+                "{message}"
+            );
+            let got = stack
+                .call(&user, "get", json!({"client_order_id": id}))
+                .await;
+            let order = result(&got);
+            assert_eq!(
+                (
+                    &order["status"],
+                    &order["quantity"],
+                    &order["filled_quantity"]
+                ),
+                (&json!("REJECTED"), &json!(2), &json!(0)),
+                "{got}"
+            );
+            assert!(
+                order["reject_reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("RMS: margin exceeds")),
+                "{got}"
+            );
+        }
+
+        // A cancel whose worker died while the broker had the order rejected: the order is
+        // left PENDING_CANCEL under a lease long expired (set here in the database, as a
+        // SIGKILL leaves it). Reconciliation takes it and records the rejection, rather
+        // than failing on it at every sweep.
+        use pinnacle_common::entities::orders;
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        let expired = chrono::Utc::now().timestamp_millis() - 60_000;
+        let orphaned = orders::Entity::update_many()
+            .col_expr(orders::Column::Status, "PENDING_CANCEL".into())
+            .col_expr(orders::Column::LeaseOwner, "a-worker-that-died".into())
+            .col_expr(orders::Column::LeaseUntilMs, expired.into())
+            .filter(orders::Column::UserId.eq(user.id.as_str()))
+            .filter(orders::Column::ClientOrderId.eq(ids[2]))
+            .exec(&stack.db)
+            .await
+            .expect("orphan the order");
+        assert_eq!(orphaned.rows_affected, 1);
+        let settled = wait_for_status(stack, &user, ids[2], "REJECTED").await;
+        assert!(
+            settled["reject_reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("RMS: margin exceeds")),
+            "{settled}"
+        );
+        angel.sim.mute_order_updates(false);
+
+        let paths = || async {
+            let events = pinnacle_tests::order_events(&stack.client, &user.id).await;
+            ids.map(|id| {
+                events
+                    .iter()
+                    .filter(|e| e.order.client_order_id == id)
+                    .map(|e| e.order.status.as_str().to_string())
+                    .collect::<Vec<_>>()
+            })
+        };
+        let [cancelled, modified, orphan] = eventually(
+            Duration::from_secs(10),
+            "the rejections' events",
+            || async {
+                let paths = paths().await;
+                paths
+                    .iter()
+                    .all(|p| p.last().is_some_and(|s| s == "REJECTED"))
+                    .then_some(paths)
+            },
+        )
+        .await;
+        assert_eq!(
+            cancelled,
+            ["NEW", "SUBMITTED", "OPEN", "PENDING_CANCEL", "REJECTED"]
+        );
+        assert_eq!(
+            modified,
+            ["NEW", "SUBMITTED", "OPEN", "PENDING_MODIFY", "REJECTED"]
+        );
+        // (Its PENDING_CANCEL was written behind the engine's back, so it has no event.)
+        assert_eq!(orphan, ["NEW", "SUBMITTED", "OPEN", "REJECTED"]);
+        let book = angel.sim.orders(cc);
+        assert_eq!(book.len(), 3);
+        assert!(
+            book.iter()
+                .all(|o| o.status == "rejected" && o.quantity == 2),
+            "{book:?}"
+        );
+    })
+    .await;
+}

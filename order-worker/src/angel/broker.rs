@@ -109,6 +109,7 @@ impl Broker for AngelOneBroker {
                         average_price: None,
                         terms: OrderTerms::default(),
                         fill_value: None,
+                        reason: None,
                     })
                 } else {
                     self.placed_state(creds, &ack).await

@@ -99,6 +99,7 @@ pub fn outcome(record: &OrderRecord) -> BrokerOutcome {
             .then_some(record.averageprice),
         terms: terms(record),
         fill_value: None,
+        reason: (!record.text.is_empty()).then(|| record.text.clone()),
     }
 }
 

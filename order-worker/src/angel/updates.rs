@@ -16,7 +16,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use pinnacle_common::broker::BrokerOutcome;
 use pinnacle_common::entities::orders;
-use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::model::OrderStatus;
 use pinnacle_common::shutdown::Shutdown;
 use pinnacle_smartapi::order_updates::{self, Ended, Event};
@@ -248,7 +247,7 @@ async fn apply(engine: &Engine, account_id: &str, record: &OrderRecord) {
         if !applies(status, order.filled_quantity, &outcome) {
             return;
         }
-        let patch = match patch_for(&order, record, &outcome) {
+        let patch = match patch_for(&order, &outcome) {
             Ok(patch) => patch,
             Err(error) => {
                 tracing::error!(%error, "order update for a corrupt order, not applied");
@@ -283,30 +282,15 @@ fn applies(current: OrderStatus, filled: i64, outcome: &BrokerOutcome) -> bool {
     let in_flight = matches!(current, PendingModify | PendingCancel)
         && outcome.status.is_working()
         && outcome.filled_quantity == filled;
-    current.can_become(outcome.status) && !(unchanged || to_pending || in_flight)
+    current.can_become_with(outcome.status, filled) && !(unchanged || to_pending || in_flight)
 }
 
 /// The fields a broker record sets: its fill, and its quantity and prices, which are the
 /// broker's truth after a modification (the stream may see it before the modify's reply
-/// does); a rejection keeps the broker's reason.
-fn patch_for(
-    order: &orders::Model,
-    record: &OrderRecord,
-    outcome: &BrokerOutcome,
-) -> Result<Patch, CorruptOrder> {
+/// does); a rejection keeps the broker's reason ([`Patch::from_outcome`]).
+fn patch_for(order: &orders::Model, outcome: &BrokerOutcome) -> Result<Patch, CorruptOrder> {
     let terms = outcome.terms.for_type(row::view(order)?.order_type);
-    let rejection = (outcome.status == OrderStatus::Rejected).then(|| {
-        let reason = if record.text.is_empty() {
-            "the broker rejected the order".to_string()
-        } else {
-            format!("the broker rejected the order: {}", record.text)
-        };
-        ErrorBody::new(ErrorCode::BrokerRejected, reason)
-    });
-    Ok(Patch {
-        rejection,
-        ..Patch::from_outcome(outcome).with_terms(terms)
-    })
+    Ok(Patch::from_outcome(outcome).with_terms(terms))
 }
 
 async fn find(engine: &Engine, account_id: &str, record: &OrderRecord) -> Option<orders::Model> {
@@ -337,6 +321,7 @@ mod tests {
             average_price: None,
             terms: pinnacle_common::broker::OrderTerms::default(),
             fill_value: None,
+            reason: None,
         }
     }
 
@@ -382,6 +367,14 @@ mod tests {
         );
         assert!(applies(PendingModify, 0, &outcome(Filled, 4)));
         assert!(applies(PendingCancel, 0, &outcome(Cancelled, 0)));
+        assert!(
+            applies(PendingCancel, 0, &outcome(Rejected, 0)),
+            "rejected before the cancel reached it"
+        );
+        assert!(
+            !applies(PendingModify, 2, &outcome(Rejected, 0)),
+            "what filled stands"
+        );
         assert!(applies(Unknown, 0, &outcome(Open, 0)));
         assert!(
             !applies(Filled, 3, &outcome(Cancelled, 3)),

@@ -78,8 +78,8 @@ struct AtBroker<'a> {
 
 /// Settles a pending change from the broker's answer (`None`: the lease was lost and the
 /// call dropped, so reconciliation settles it); a refused change restores `previous`,
-/// unless the broker refused it because the order had already filled or been cancelled
-/// there ([`finished_at_broker`]).
+/// unless the broker refused it because the order had already ended there: filled,
+/// cancelled or rejected ([`finished_at_broker`]).
 async fn settle(
     engine: &Engine,
     (pending, lease): (&orders::Model, &Lease),
@@ -132,11 +132,12 @@ async fn settle(
     }
 }
 
-/// When the broker refused a change to an order that it has already filled or cancelled
-/// (before its order-update stream said so, or while it was down), the order as the
-/// broker has it, looked up by Pinnacle's id: the refusal says the change came too late,
-/// not that the order is still working. Only a refusal is looked up (an outage or a rate
-/// limit says nothing about the order), and one that cannot be looked up is taken as it is.
+/// When the broker refused a change to an order that it has already filled, cancelled or
+/// rejected (before its order-update stream said so, or while it was down), the order as
+/// the broker has it, looked up by Pinnacle's id: the refusal says the change came too
+/// late, not that the order is still working. Only a refusal is looked up (an outage or a
+/// rate limit says nothing about the order), and one that cannot be looked up is taken as
+/// it is.
 async fn finished_at_broker(
     at: AtBroker<'_>,
     pending: &orders::Model,
@@ -145,8 +146,13 @@ async fn finished_at_broker(
     if !matches!(refusal, BrokerError::Rejected(_)) {
         return None;
     }
+    let ends = |status: OrderStatus| {
+        status.is_terminal()
+            && store::status_of(pending)
+                .is_ok_and(|from| from.can_become_with(status, pending.filled_quantity))
+    };
     match at.broker.find_order(at.creds, &pending.id).await {
-        Ok(Some(now)) if matches!(now.status, OrderStatus::Filled | OrderStatus::Cancelled) => {
+        Ok(Some(now)) if ends(now.status) => {
             tracing::info!(order_id = %pending.id, status = %now.status, "a refused change came after the order finished at the broker");
             Some(now)
         }

@@ -172,6 +172,7 @@ impl Broker for PaperBroker {
             average_price: filled.average_price,
             terms: OrderTerms::default(),
             fill_value: None,
+            reason: None,
         })
     }
 
@@ -272,6 +273,7 @@ impl PaperBroker {
                 terms: OrderTerms::default(),
                 // The rest's own value: the average above is rounded down.
                 fill_value: Some(value),
+                reason: None,
             };
             (outcome, Some(tick.ltp))
         } else {
@@ -287,6 +289,7 @@ impl PaperBroker {
                 average_price: filled.average_price,
                 terms: OrderTerms::default(),
                 fill_value: None,
+                reason: None,
             };
             (outcome, None)
         })

@@ -273,6 +273,31 @@ impl OrderBook {
         events
     }
 
+    /// The exchange or the broker's risk system rejects a working order with nothing
+    /// filled (an after-market order at the open, a margin call): it becomes `rejected`
+    /// with `reason` (AB03). `None` when there is no such order, or it is not working or
+    /// has fills.
+    pub fn reject(
+        &mut self,
+        client_code: &str,
+        orderid: &str,
+        reason: &str,
+    ) -> Option<Vec<OrderEvent>> {
+        let now = self.hours.now();
+        let order = self.find_mut(client_code, orderid)?;
+        let working = matches!(
+            order.status.as_str(),
+            "open" | "trigger pending" | AFTER_MARKET
+        );
+        if !working || order.filled > 0 {
+            return None;
+        }
+        order.status = "rejected".into();
+        order.text = reason.to_string();
+        order.updated_at = now;
+        Some(vec![event(order, "AB03")])
+    }
+
     /// Whether any after-market order waits for its open.
     pub fn has_after_market(&self) -> bool {
         self.orders

@@ -117,3 +117,41 @@ fn modify_and_cancel_must_name_the_variety_the_order_was_placed_with() {
     assert_eq!(o.status, "cancelled");
     assert_eq!(events.len(), 1);
 }
+
+#[test]
+fn a_working_order_can_be_rejected_after_it_was_accepted_and_then_not_changed() {
+    let (mut book, id) = resting("LIMIT", 79_000, 0);
+    assert!(book.reject(CC, "no-such-order", "RMS").is_none());
+    let events = book
+        .reject(CC, &id, "RMS: margin exceeds")
+        .expect("rejected");
+    assert_eq!(events.iter().map(|e| e.code).collect::<Vec<_>>(), ["AB03"]);
+    let order = &book.orders(CC)[0];
+    assert_eq!(
+        (order.status.as_str(), order.text.as_str()),
+        ("rejected", "RMS: margin exceeds")
+    );
+    assert!(
+        book.reject(CC, &id, "again").is_none(),
+        "a rejected order is not working"
+    );
+    let refused = modify(
+        &mut book,
+        &id,
+        json!({"variety": "NORMAL", "quantity": "3"}),
+    );
+    assert_eq!(
+        refused.map(|_| ()).expect_err("not working").0,
+        codes::GENERAL
+    );
+    let cancel = book.cancel(CC, &id, &json!({"variety": "NORMAL", "orderid": id}));
+    assert!(cancel.is_err(), "a rejected order cannot be cancelled");
+}
+
+#[test]
+fn a_filled_order_is_not_rejected() {
+    let (mut book, id) = resting("LIMIT", 79_000, 0);
+    book.on_price("NSE", "3045", 78_000);
+    assert_eq!(book.orders(CC)[0].status, "complete");
+    assert!(book.reject(CC, &id, "RMS").is_none());
+}

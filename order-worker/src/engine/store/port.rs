@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use pinnacle_common::broker::{BrokerOutcome, OrderTerms};
 use pinnacle_common::entities::orders;
-use pinnacle_common::error::ErrorBody;
+use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::model::{OrderRequest, OrderStatus};
 use sea_orm::DbErr;
 
@@ -181,13 +181,22 @@ pub struct Patch {
 }
 
 impl Patch {
-    /// The fields a broker outcome sets.
+    /// The fields a broker outcome sets; a rejection is `BROKER_REJECTED` with the broker's
+    /// reason, where it gave one.
     pub fn from_outcome(outcome: &BrokerOutcome) -> Self {
+        let rejection = (outcome.status == OrderStatus::Rejected).then(|| {
+            let reason = match &outcome.reason {
+                Some(text) => format!("the broker rejected the order: {text}"),
+                None => "the broker rejected the order".to_string(),
+            };
+            ErrorBody::new(ErrorCode::BrokerRejected, reason)
+        });
         Self {
             broker_order_id: Some(outcome.broker_order_id.clone()),
             filled_quantity: Some(outcome.filled_quantity),
             average_price: outcome.average_price,
             fill_value: outcome.fill_value,
+            rejection,
             ..Self::default()
         }
     }

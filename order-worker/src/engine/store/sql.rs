@@ -263,7 +263,7 @@ impl OrderStore for SqlOrderStore {
         // books (`ledger::apply`: a fill moves funds and positions, an end releases the
         // order's reservation) and the outbox row commit with it.
         let from = status_of(order)?;
-        if !from.can_become(to) {
+        if !from.can_become_with(to, order.filled_quantity) {
             return Err(TransitionError::Illegal { from, to });
         }
         let now = Utc::now();

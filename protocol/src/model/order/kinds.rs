@@ -225,7 +225,16 @@ impl OrderStatus {
         )
     }
 
-    /// The transition table.
+    /// [`Self::can_become`] for an order with `filled` units filled, which the store
+    /// checks: a change in flight on an order that has fills left `PARTIALLY_FILLED`, which
+    /// cannot be rejected, so it cannot be either (what filled stands).
+    pub fn can_become_with(self, next: Self, filled: i64) -> bool {
+        let partly_filled_change =
+            filled > 0 && matches!(self, Self::PendingModify | Self::PendingCancel);
+        self.can_become(next) && !(next == Self::Rejected && partly_filled_change)
+    }
+
+    /// The transition table, by state ([`Self::can_become_with`] adds the fill).
     pub fn can_become(self, next: Self) -> bool {
         use OrderStatus::*;
         match (self, next) {
@@ -243,6 +252,10 @@ impl OrderStatus {
             (PendingModify, Open | PartiallyFilled | Filled | Cancelled | Unknown) => true,
             // A fill can beat the cancel; a refused cancel leaves the order working.
             (PendingCancel, Cancelled | Filled | Open | PartiallyFilled | Unknown) => true,
+            // The broker had rejected the order before the change reached it (its update had
+            // not arrived): what `OPEN → REJECTED` would have been, so only with nothing
+            // filled ([`Self::can_become_with`]).
+            (PendingModify | PendingCancel, Rejected) => true,
             // Reconciliation with the broker settles an ambiguous outcome either way.
             (Unknown, Open | PartiallyFilled | Filled | Cancelled | Rejected) => true,
             _ => false,

@@ -43,6 +43,16 @@ fn the_state_machine_has_no_exit_from_terminal_states() {
     );
     assert!(Unknown.can_become(Filled) && Unknown.can_become(Rejected));
     assert!(
+        PendingModify.can_become_with(Rejected, 0) && PendingCancel.can_become_with(Rejected, 0),
+        "a change can find the order already rejected at the broker"
+    );
+    assert!(
+        !PendingModify.can_become_with(Rejected, 1)
+            && !PendingCancel.can_become_with(Rejected, 2)
+            && PendingCancel.can_become_with(Filled, 2),
+        "what filled stands"
+    );
+    assert!(
         !Unknown.can_become(Submitted),
         "an ambiguous order is never re-sent"
     );
