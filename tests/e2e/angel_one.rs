@@ -1349,7 +1349,7 @@ async fn a_change_refused_because_the_broker_had_rejected_the_order_records_the_
             assert_eq!(result(&resting)["status"], "OPEN", "{resting}");
         }
 
-        // The broker's risk system rejects both after accepting them, while its
+        // The broker's risk system rejects all three after accepting them, while its
         // order-update stream delivers nothing: Pinnacle still has them OPEN.
         angel.sim.mute_order_updates(true);
         for order in angel.sim.orders(cc) {
@@ -1428,6 +1428,26 @@ async fn a_change_refused_because_the_broker_had_rejected_the_order_records_the_
             "{settled}"
         );
         angel.sim.mute_order_updates(false);
+
+        // A resend of each is answered with the stored rejection, sending nothing.
+        let sent = angel.sim.requests().len();
+        for id in ids {
+            let again = stack
+                .call(&user, "place", AngelStack::limit(id, "BUY", 2, rests))
+                .await;
+            assert_eq!(again["error"]["code"], "BROKER_REJECTED", "{again}");
+            assert!(
+                again["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("RMS: margin exceeds")),
+                "{again}"
+            );
+        }
+        assert_eq!(
+            angel.sim.requests().len(),
+            sent,
+            "nothing sent for a resend"
+        );
 
         let paths = || async {
             let events = pinnacle_tests::order_events(&stack.client, &user.id).await;

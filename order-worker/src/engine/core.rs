@@ -195,6 +195,7 @@ impl Engine {
         patch: Patch,
         ownership: Ownership<'_>,
     ) -> Result<orders::Model, TransitionError> {
+        let (to, patch) = ended_with_fills(order, to, patch);
         let next = self.orders.transition(order, to, patch, ownership).await?;
         self.nudge.ring();
         Ok(next)
@@ -289,6 +290,31 @@ impl Engine {
 }
 
 /// The reply for a transition that could not be stored.
+/// A broker's `REJECTED` for an order with fills (recorded, or in the answer itself): no
+/// exchange rejects what it has filled, so the order has ended with its fills standing,
+/// which is `CANCELLED` (`REJECTED` says nothing filled: [`OrderStatus::can_become_with`]).
+/// Anything else is left as it is.
+fn ended_with_fills(order: &orders::Model, to: OrderStatus, patch: Patch) -> (OrderStatus, Patch) {
+    let filled = patch
+        .filled_quantity
+        .map_or(order.filled_quantity, |f| f.max(order.filled_quantity));
+    if to != OrderStatus::Rejected || filled == 0 {
+        return (to, patch);
+    }
+    let reason = patch.rejection.as_ref().map(|r| r.message.as_str());
+    tracing::warn!(
+        order_id = %order.id,
+        filled,
+        reason = reason.unwrap_or(""),
+        "the broker calls an order with fills rejected; it is recorded CANCELLED, its fills standing"
+    );
+    let patch = Patch {
+        rejection: None,
+        ..patch
+    };
+    (OrderStatus::Cancelled, patch)
+}
+
 fn transition_error(error: TransitionError) -> ErrorBody {
     match error {
         TransitionError::Db(db) => internal("updating the order", db),
@@ -370,6 +396,67 @@ mod tests {
             panic!("a new order")
         };
         (order, lease)
+    }
+
+    #[tokio::test]
+    async fn a_rejection_of_an_order_with_fills_is_recorded_as_its_end_and_nothing_else_changes() {
+        let engine = engine().await;
+        let (order, _) = submitted(&engine).await;
+        let (to, patch) = ended_with_fills(&order, OrderStatus::Rejected, rejection());
+        assert_eq!(to, OrderStatus::Rejected, "nothing filled: a rejection");
+        assert!(patch.rejection.is_some());
+        let partly = orders::Model {
+            filled_quantity: 1,
+            ..order.clone()
+        };
+        let (to, patch) = ended_with_fills(&partly, OrderStatus::Rejected, rejection());
+        assert_eq!(to, OrderStatus::Cancelled, "what filled stands");
+        assert!(patch.rejection.is_none());
+        let reported = Patch {
+            filled_quantity: Some(2),
+            ..rejection()
+        };
+        let (to, patch) = ended_with_fills(&order, OrderStatus::Rejected, reported);
+        assert_eq!(
+            (to, patch.filled_quantity),
+            (OrderStatus::Cancelled, Some(2)),
+            "fills in the answer itself count"
+        );
+        let (to, _) = ended_with_fills(&partly, OrderStatus::Filled, Patch::default());
+        assert_eq!(to, OrderStatus::Filled);
+    }
+
+    #[test]
+    fn a_rejected_outcome_carries_the_brokers_reason() {
+        let outcome = |status, reason: Option<&str>| BrokerOutcome {
+            broker_order_id: "B1".into(),
+            status,
+            filled_quantity: 0,
+            average_price: None,
+            terms: Default::default(),
+            fill_value: None,
+            reason: reason.map(str::to_string),
+        };
+        let with = Patch::from_outcome(&outcome(OrderStatus::Rejected, Some("RMS: margin")))
+            .rejection
+            .expect("a rejection");
+        assert_eq!(
+            (with.code, with.message.as_str()),
+            (
+                ErrorCode::BrokerRejected,
+                "the broker rejected the order: RMS: margin"
+            )
+        );
+        let without = Patch::from_outcome(&outcome(OrderStatus::Rejected, None))
+            .rejection
+            .expect("a rejection");
+        assert_eq!(without.message, "the broker rejected the order");
+        assert!(
+            Patch::from_outcome(&outcome(OrderStatus::Open, Some("ignored")))
+                .rejection
+                .is_none(),
+            "only a rejection carries one"
+        );
     }
 
     fn rejection() -> Patch {

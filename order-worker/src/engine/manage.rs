@@ -94,10 +94,13 @@ async fn settle(
     };
     match answer {
         Ok(outcome) => {
+            // The terms the broker states are the truth (an accepted modify it then
+            // rejected never took effect); where it states none (paper), the change's own.
+            let stated = outcome.terms.for_type(store::view(pending)?.order_type);
             let patch = Patch {
-                quantity: patch.quantity,
-                price: patch.price,
-                trigger_price: patch.trigger_price,
+                quantity: stated.quantity.or(patch.quantity),
+                price: stated.price.or(patch.price),
+                trigger_price: stated.trigger_price.or(patch.trigger_price),
                 ..Patch::from_outcome(&outcome)
             };
             engine

@@ -226,12 +226,10 @@ impl OrderStatus {
     }
 
     /// [`Self::can_become`] for an order with `filled` units filled, which the store
-    /// checks: a change in flight on an order that has fills left `PARTIALLY_FILLED`, which
-    /// cannot be rejected, so it cannot be either (what filled stands).
+    /// checks: an order with fills is never `REJECTED`, from any state (what filled
+    /// stands; the engine records a broker's "rejected" for such an order as `CANCELLED`).
     pub fn can_become_with(self, next: Self, filled: i64) -> bool {
-        let partly_filled_change =
-            filled > 0 && matches!(self, Self::PendingModify | Self::PendingCancel);
-        self.can_become(next) && !(next == Self::Rejected && partly_filled_change)
+        self.can_become(next) && !(next == Self::Rejected && filled > 0)
     }
 
     /// The transition table, by state ([`Self::can_become_with`] adds the fill).

@@ -49,7 +49,9 @@ fn the_state_machine_has_no_exit_from_terminal_states() {
     assert!(
         !PendingModify.can_become_with(Rejected, 1)
             && !PendingCancel.can_become_with(Rejected, 2)
-            && PendingCancel.can_become_with(Filled, 2),
+            && !Unknown.can_become_with(Rejected, 1)
+            && PendingCancel.can_become_with(Filled, 2)
+            && Unknown.can_become_with(Cancelled, 1),
         "what filled stands"
     );
     assert!(
