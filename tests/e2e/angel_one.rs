@@ -1333,6 +1333,74 @@ async fn a_change_refused_because_the_order_already_filled_records_the_fill() {
     .await;
 }
 
+/// The order-update stream reports a rejection while a cancel is on its way (its request
+/// held at the broker, unanswered): the rejection is recorded at once (`PENDING_CANCEL` →
+/// `REJECTED`), and the cancel, whose answer never comes, finds the order ended instead of
+/// leaving it `UNKNOWN` for reconciliation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejection_streamed_while_a_cancel_is_in_flight_ends_the_order() {
+    each_backend(|backend| async move {
+        // The cancel waits for the held request's end (3 s), however slowly the update
+        // comes on a loaded machine.
+        let angel =
+            AngelStack::start_with(backend, |_| {}, |s| s.worker.smartapi_timeout_ms = 10_000)
+                .await;
+        let (user, account) = angel.angel_trader("streamed", 31, json!({})).await;
+        let cc = account.client_code.as_str();
+        let (_, rests) = angel.prices();
+        let stack = &angel.stack;
+        let id = "streamed-1";
+        let placed = stack
+            .call(&user, "place", AngelStack::limit(id, "BUY", 2, rests))
+            .await;
+        assert_eq!(result(&placed)["status"], "OPEN", "{placed}");
+        eventually(
+            Duration::from_secs(10),
+            "the order-update socket",
+            || async { (angel.sim.order_connections() >= 1).then_some(()) },
+        )
+        .await;
+        let orderid = angel.sim.orders(cc)[0].orderid.clone();
+        angel.sim.inject(Fault::Unanswered {
+            route: "cancelOrder".into(),
+            delay: Duration::from_millis(3_000),
+            times: 1,
+        });
+        let reject = async {
+            wait_for_status(stack, &user, id, "PENDING_CANCEL").await;
+            assert!(angel.sim.reject_order(cc, &orderid, "RMS: exposure"));
+        };
+        let cancel = stack.call(&user, "cancel", json!({"client_order_id": id}));
+        let (cancel, ()) = futures::join!(cancel, reject);
+        assert!(
+            cancel["result"]["status"] == "REJECTED" || cancel["error"]["code"] == "INVALID_STATE",
+            "{cancel}"
+        );
+        let stored = wait_for_status(stack, &user, id, "REJECTED").await;
+        assert!(
+            stored["reject_reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("RMS: exposure")),
+            "{stored}"
+        );
+        let path = eventually(Duration::from_secs(10), "the rejection's event", || async {
+            let events = pinnacle_tests::order_events(&stack.client, &user.id).await;
+            let path: Vec<String> = events
+                .iter()
+                .filter(|e| e.order.client_order_id == id)
+                .map(|e| e.order.status.as_str().to_string())
+                .collect();
+            path.last().is_some_and(|s| s == "REJECTED").then_some(path)
+        })
+        .await;
+        assert_eq!(
+            path,
+            ["NEW", "SUBMITTED", "OPEN", "PENDING_CANCEL", "REJECTED"]
+        );
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_refused_because_the_broker_had_rejected_the_order_records_the_rejection() {
     each_backend(|backend| async move {
