@@ -1233,6 +1233,82 @@ async fn rejections_after_the_acknowledgement_are_recorded_with_the_reason() {
     .await;
 }
 
+/// A cancel of `ids[0]` and a modify of `ids[1]` (quantity 2 → 3) that the broker refuses
+/// because the order already ended there: each answered `INVALID_STATE` "already `status`
+/// at the broker", and each order stored in that state with its own quantity (the modify
+/// did not happen) and `filled` units filled; returns them as stored.
+async fn changes_refused_as_ended(
+    stack: &pinnacle_tests::TestStack,
+    user: &pinnacle_tests::TestUser,
+    ids: [&str; 2],
+    status: &str,
+    filled: i64,
+) -> [Value; 2] {
+    let cancel = stack
+        .call(user, "cancel", json!({"client_order_id": ids[0]}))
+        .await;
+    let modify = stack
+        .call(
+            user,
+            "modify",
+            json!({"client_order_id": ids[1], "quantity": 3}),
+        )
+        .await;
+    let mut stored = Vec::new();
+    for (reply, id) in [(&cancel, ids[0]), (&modify, ids[1])] {
+        assert_eq!(reply["error"]["code"], "INVALID_STATE", "{reply}");
+        let message = reply["error"]["message"].as_str().expect("a message");
+        assert!(
+            message.contains(&format!("already {status} at the broker")),
+            "{message}"
+        );
+        let got = stack
+            .call(user, "get", json!({"client_order_id": id}))
+            .await;
+        let order = result(&got).clone();
+        assert_eq!(
+            (
+                &order["status"],
+                &order["quantity"],
+                &order["filled_quantity"]
+            ),
+            (&json!(status), &json!(2), &json!(filled)),
+            "{got}"
+        );
+        stored.push(order);
+    }
+    stored.try_into().expect("two orders")
+}
+
+/// The states each of `ids` went through, from its stored events, once every one of them
+/// has reached `last`.
+async fn event_paths<const N: usize>(
+    stack: &pinnacle_tests::TestStack,
+    user: &pinnacle_tests::TestUser,
+    ids: [&str; N],
+    last: &str,
+) -> [Vec<String>; N] {
+    eventually(
+        Duration::from_secs(10),
+        &format!("the {last} events"),
+        || async {
+            let events = pinnacle_tests::order_events(&stack.client, &user.id).await;
+            let paths = ids.map(|id| {
+                events
+                    .iter()
+                    .filter(|e| e.order.client_order_id == id)
+                    .map(|e| e.order.status.as_str().to_string())
+                    .collect::<Vec<_>>()
+            });
+            paths
+                .iter()
+                .all(|p| p.last().is_some_and(|s| s == last))
+                .then_some(paths)
+        },
+    )
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_refused_because_the_order_already_filled_records_the_fill() {
     each_backend(|backend| async move {
@@ -1262,63 +1338,17 @@ async fn a_change_refused_because_the_order_already_filled_records_the_fill() {
         // A cancel or a modify now is refused by the broker: the reply says the order is
         // filled (not that the broker rejected it), and Pinnacle records the fill at once,
         // with the order's own quantity (the modify did not happen).
-        let cancel = stack
-            .call(&user, "cancel", json!({"client_order_id": "late-cancel"}))
-            .await;
-        let modify = stack
-            .call(
-                &user,
-                "modify",
-                json!({"client_order_id": "late-modify", "quantity": 3}),
-            )
-            .await;
-        for (reply, id) in [(&cancel, "late-cancel"), (&modify, "late-modify")] {
-            assert_eq!(reply["error"]["code"], "INVALID_STATE", "{reply}");
-            let message = reply["error"]["message"].as_str().expect("a message");
-            assert!(
-                message.contains("already FILLED at the broker"),
-                "{message}"
-            );
-            let got = stack
-                .call(&user, "get", json!({"client_order_id": id}))
-                .await;
-            let order = result(&got);
-            assert_eq!(
-                (
-                    &order["status"],
-                    &order["quantity"],
-                    &order["filled_quantity"]
-                ),
-                (&json!("FILLED"), &json!(2), &json!(2)),
-                "{got}"
-            );
+        let ids = ["late-cancel", "late-modify"];
+        for order in changes_refused_as_ended(stack, &user, ids, "FILLED", 2).await {
             assert!(
                 order["average_price"].as_i64().is_some_and(|p| p > 0),
-                "{got}"
+                "{order}"
             );
         }
         angel.sim.mute_order_updates(false);
 
         // Every change is an event, the last one the fill.
-        let paths = || async {
-            let events = pinnacle_tests::order_events(&stack.client, &user.id).await;
-            ["late-cancel", "late-modify"].map(|id| {
-                events
-                    .iter()
-                    .filter(|e| e.order.client_order_id == id)
-                    .map(|e| e.order.status.as_str().to_string())
-                    .collect::<Vec<_>>()
-            })
-        };
-        let [cancelled, modified] =
-            eventually(Duration::from_secs(10), "the fills' events", || async {
-                let paths = paths().await;
-                paths
-                    .iter()
-                    .all(|p| p.last().is_some_and(|s| s == "FILLED"))
-                    .then_some(paths)
-            })
-            .await;
+        let [cancelled, modified] = event_paths(stack, &user, ids, "FILLED").await;
         assert_eq!(
             cancelled,
             ["NEW", "SUBMITTED", "OPEN", "PENDING_CANCEL", "FILLED"]
@@ -1383,16 +1413,7 @@ async fn a_rejection_streamed_while_a_cancel_is_in_flight_ends_the_order() {
                 .is_some_and(|r| r.contains("RMS: exposure")),
             "{stored}"
         );
-        let path = eventually(Duration::from_secs(10), "the rejection's event", || async {
-            let events = pinnacle_tests::order_events(&stack.client, &user.id).await;
-            let path: Vec<String> = events
-                .iter()
-                .filter(|e| e.order.client_order_id == id)
-                .map(|e| e.order.status.as_str().to_string())
-                .collect();
-            path.last().is_some_and(|s| s == "REJECTED").then_some(path)
-        })
-        .await;
+        let [path] = event_paths(stack, &user, [id], "REJECTED").await;
         assert_eq!(
             path,
             ["NEW", "SUBMITTED", "OPEN", "PENDING_CANCEL", "REJECTED"]
@@ -1433,41 +1454,13 @@ async fn a_change_refused_because_the_broker_had_rejected_the_order_records_the_
         // A cancel or a modify is refused by the broker: the reply says the order is
         // rejected there, and Pinnacle records the rejection with the broker's reason,
         // instead of putting the order back to OPEN.
-        let cancel = stack
-            .call(&user, "cancel", json!({"client_order_id": "gone-cancel"}))
-            .await;
-        let modify = stack
-            .call(
-                &user,
-                "modify",
-                json!({"client_order_id": "gone-modify", "quantity": 3}),
-            )
-            .await;
-        for (reply, id) in [(&cancel, ids[0]), (&modify, ids[1])] {
-            assert_eq!(reply["error"]["code"], "INVALID_STATE", "{reply}");
-            let message = reply["error"]["message"].as_str().expect("a message");
-            assert!(
-                message.contains("already REJECTED at the broker"),
-                "{message}"
-            );
-            let got = stack
-                .call(&user, "get", json!({"client_order_id": id}))
-                .await;
-            let order = result(&got);
-            assert_eq!(
-                (
-                    &order["status"],
-                    &order["quantity"],
-                    &order["filled_quantity"]
-                ),
-                (&json!("REJECTED"), &json!(2), &json!(0)),
-                "{got}"
-            );
+        let changed = [ids[0], ids[1]];
+        for order in changes_refused_as_ended(stack, &user, changed, "REJECTED", 0).await {
             assert!(
                 order["reject_reason"]
                     .as_str()
                     .is_some_and(|r| r.contains("RMS: margin exceeds")),
-                "{got}"
+                "{order}"
             );
         }
 
@@ -1517,28 +1510,7 @@ async fn a_change_refused_because_the_broker_had_rejected_the_order_records_the_
             "nothing sent for a resend"
         );
 
-        let paths = || async {
-            let events = pinnacle_tests::order_events(&stack.client, &user.id).await;
-            ids.map(|id| {
-                events
-                    .iter()
-                    .filter(|e| e.order.client_order_id == id)
-                    .map(|e| e.order.status.as_str().to_string())
-                    .collect::<Vec<_>>()
-            })
-        };
-        let [cancelled, modified, orphan] = eventually(
-            Duration::from_secs(10),
-            "the rejections' events",
-            || async {
-                let paths = paths().await;
-                paths
-                    .iter()
-                    .all(|p| p.last().is_some_and(|s| s == "REJECTED"))
-                    .then_some(paths)
-            },
-        )
-        .await;
+        let [cancelled, modified, orphan] = event_paths(stack, &user, ids, "REJECTED").await;
         assert_eq!(
             cancelled,
             ["NEW", "SUBMITTED", "OPEN", "PENDING_CANCEL", "REJECTED"]
