@@ -289,15 +289,12 @@ impl Engine {
     }
 }
 
-/// The reply for a transition that could not be stored.
 /// A broker's `REJECTED` for an order with fills (recorded, or in the answer itself): no
 /// exchange rejects what it has filled, so the order has ended with its fills standing,
 /// which is `CANCELLED` (`REJECTED` says nothing filled: [`OrderStatus::can_become_with`]).
 /// Anything else is left as it is.
 fn ended_with_fills(order: &orders::Model, to: OrderStatus, patch: Patch) -> (OrderStatus, Patch) {
-    let filled = patch
-        .filled_quantity
-        .map_or(order.filled_quantity, |f| f.max(order.filled_quantity));
+    let filled = patch.filled_after(order);
     if to != OrderStatus::Rejected || filled == 0 {
         return (to, patch);
     }
@@ -315,6 +312,7 @@ fn ended_with_fills(order: &orders::Model, to: OrderStatus, patch: Patch) -> (Or
     (OrderStatus::Cancelled, patch)
 }
 
+/// The reply for a transition that could not be stored.
 fn transition_error(error: TransitionError) -> ErrorBody {
     match error {
         TransitionError::Db(db) => internal("updating the order", db),

@@ -149,13 +149,9 @@ async fn finished_at_broker(
     if !matches!(refusal, BrokerError::Rejected(_)) {
         return None;
     }
-    let ends = |status: OrderStatus| {
-        status.is_terminal()
-            && store::status_of(pending)
-                .is_ok_and(|from| from.can_become_with(status, pending.filled_quantity))
-    };
+    // (A rejection of an order with fills is recorded as its end, `CANCELLED`.)
     match at.broker.find_order(at.creds, &pending.id).await {
-        Ok(Some(now)) if ends(now.status) => {
+        Ok(Some(now)) if now.status.is_terminal() => {
             tracing::info!(order_id = %pending.id, status = %now.status, "a refused change came after the order finished at the broker");
             Some(now)
         }

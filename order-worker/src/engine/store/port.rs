@@ -201,6 +201,13 @@ impl Patch {
         }
     }
 
+    /// The units `order` has filled once this patch is applied: a fill is never undone, so
+    /// a patch that reports fewer leaves the recorded ones.
+    pub fn filled_after(&self, order: &orders::Model) -> i64 {
+        self.filled_quantity
+            .map_or(order.filled_quantity, |f| f.max(order.filled_quantity))
+    }
+
     /// Also sets the terms the broker holds the order on, where `terms` states them.
     pub fn with_terms(self, terms: OrderTerms) -> Self {
         Self {

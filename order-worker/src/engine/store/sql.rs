@@ -263,11 +263,7 @@ impl OrderStore for SqlOrderStore {
         // books (`ledger::apply`: a fill moves funds and positions, an end releases the
         // order's reservation) and the outbox row commit with it.
         let from = status_of(order)?;
-        // The fill the row would have after this change (a fill is never undone).
-        let filled = patch
-            .filled_quantity
-            .map_or(order.filled_quantity, |f| f.max(order.filled_quantity));
-        if !from.can_become_with(to, filled) {
+        if !from.can_become_with(to, patch.filled_after(order)) {
             return Err(TransitionError::Illegal { from, to });
         }
         let now = Utc::now();
