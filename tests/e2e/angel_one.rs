@@ -1430,7 +1430,7 @@ async fn a_change_refused_because_the_broker_had_rejected_the_order_records_the_
         let cc = account.client_code.as_str();
         let (_, rests) = angel.prices();
         let stack = &angel.stack;
-        let ids = ["gone-cancel", "gone-modify", "gone-orphan"];
+        let ids = ["gone-cancel", "gone-modify", "gone-orphan", "gone-unread"];
         for id in ids {
             let resting = stack
                 .call(&user, "place", AngelStack::limit(id, "BUY", 2, rests))
@@ -1438,7 +1438,7 @@ async fn a_change_refused_because_the_broker_had_rejected_the_order_records_the_
             assert_eq!(result(&resting)["status"], "OPEN", "{resting}");
         }
 
-        // The broker's risk system rejects all three after accepting them, while its
+        // The broker's risk system rejects all four after accepting them, while its
         // order-update stream delivers nothing: Pinnacle still has them OPEN.
         angel.sim.mute_order_updates(true);
         for order in angel.sim.orders(cc) {
@@ -1463,6 +1463,32 @@ async fn a_change_refused_because_the_broker_had_rejected_the_order_records_the_
                 "{order}"
             );
         }
+
+        // A cancel the broker refuses while its order book cannot be read: the order is
+        // UNKNOWN (never shown working) until reconciliation reads the rejection.
+        angel.sim.inject(Fault::BusinessError {
+            route: "getOrderBook".into(),
+            code: "AB1004".into(),
+            message: "Something Went Wrong, Please Try After Sometime".into(),
+            times: 1,
+        });
+        let unread = stack
+            .call(&user, "cancel", json!({"client_order_id": ids[3]}))
+            .await;
+        assert_eq!(unread["error"]["code"], "BROKER_REJECTED", "{unread}");
+        assert!(
+            unread["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("UNKNOWN until reconciliation")),
+            "{unread}"
+        );
+        let settled = wait_for_status(stack, &user, ids[3], "REJECTED").await;
+        assert!(
+            settled["reject_reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("RMS: margin exceeds")),
+            "{settled}"
+        );
 
         // A cancel whose worker died while the broker had the order rejected: the order is
         // left PENDING_CANCEL under a lease long expired (set here in the database, as a
@@ -1510,7 +1536,8 @@ async fn a_change_refused_because_the_broker_had_rejected_the_order_records_the_
             "nothing sent for a resend"
         );
 
-        let [cancelled, modified, orphan] = event_paths(stack, &user, ids, "REJECTED").await;
+        let [cancelled, modified, orphan, unread] =
+            event_paths(stack, &user, ids, "REJECTED").await;
         assert_eq!(
             cancelled,
             ["NEW", "SUBMITTED", "OPEN", "PENDING_CANCEL", "REJECTED"]
@@ -1521,8 +1548,19 @@ async fn a_change_refused_because_the_broker_had_rejected_the_order_records_the_
         );
         // (Its PENDING_CANCEL was written behind the engine's back, so it has no event.)
         assert_eq!(orphan, ["NEW", "SUBMITTED", "OPEN", "REJECTED"]);
+        assert_eq!(
+            unread,
+            [
+                "NEW",
+                "SUBMITTED",
+                "OPEN",
+                "PENDING_CANCEL",
+                "UNKNOWN",
+                "REJECTED"
+            ]
+        );
         let book = angel.sim.orders(cc);
-        assert_eq!(book.len(), 3);
+        assert_eq!(book.len(), 4);
         assert!(
             book.iter()
                 .all(|o| o.status == "rejected" && o.quantity == 2),

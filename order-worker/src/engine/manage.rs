@@ -78,8 +78,9 @@ struct AtBroker<'a> {
 
 /// Settles a pending change from the broker's answer (`None`: the lease was lost and the
 /// call dropped, so reconciliation settles it); a refused change restores `previous`,
-/// unless the broker refused it because the order had already ended there: filled,
-/// cancelled or rejected ([`finished_at_broker`]).
+/// unless the broker refused it because the order had already ended there (filled,
+/// cancelled or rejected), or the order's state could not be read after the refusal, which
+/// leaves it `UNKNOWN` for reconciliation ([`after_refusal`]).
 async fn settle(
     engine: &Engine,
     (pending, lease): (&orders::Model, &Lease),
@@ -114,51 +115,75 @@ async fn settle(
                 .await
         }
         Err(error) => {
-            if let Some(now) = finished_at_broker(at, pending, &error).await {
-                let stored = engine
-                    .record_outcome(pending, now.status, Patch::from_outcome(&now), held)
-                    .await?;
+            let (to, patch) = match after_refusal(at, pending, &error).await {
+                AfterRefusal::Ended(now) => (now.status, Patch::from_outcome(&now)),
+                // Restoring the working state could show an order the broker has ended as
+                // working, for good: reconciliation reads the broker's state instead.
+                AfterRefusal::Unread => (OrderStatus::Unknown, Patch::default()),
+                AfterRefusal::AsItWas => (previous, Patch::default()),
+            };
+            let stored = engine.record_outcome(pending, to, patch, held).await?;
+            // Ended, as the broker said, or as its order-update stream recorded meanwhile.
+            let now = store::status_of(&stored)?;
+            if now.is_terminal() {
                 return Err(ErrorBody::new(
                     ErrorCode::InvalidState,
                     format!(
-                        "the order is already {} at the broker, which refused the change \
-                         ({error}); nothing was changed",
-                        store::status_of(&stored)?
+                        "the order is already {now} at the broker, which refused the change \
+                         ({error}); nothing was changed"
                     ),
                 ));
             }
-            engine
-                .record_outcome(pending, previous, Patch::default(), held)
-                .await?;
-            Err(broker_error(&error))
+            let refused = broker_error(&error);
+            if now != OrderStatus::Unknown {
+                return Err(refused);
+            }
+            Err(ErrorBody::new(
+                refused.code,
+                format!(
+                    "{}; the order's state at the broker could not be read afterwards, so it \
+                     is UNKNOWN until reconciliation reads it: get it before changing it again",
+                    refused.message
+                ),
+            ))
         }
     }
 }
 
-/// When the broker refused a change to an order that it has already filled, cancelled or
-/// rejected (before its order-update stream said so, or while it was down), the order as
-/// the broker has it, looked up by Pinnacle's id: the refusal says the change came too
-/// late, not that the order is still working. Only a refusal is looked up (an outage or a
-/// rate limit says nothing about the order), and one that cannot be looked up is taken as
-/// it is.
-async fn finished_at_broker(
+/// What a broker's refusal of a change says about the order.
+enum AfterRefusal {
+    /// The order had already ended at the broker (filled, cancelled, rejected) before the
+    /// change reached it: as the broker has it.
+    Ended(BrokerOutcome),
+    /// The order is as it was: the refusal concerned the change (or said nothing about the
+    /// order, like an outage or a rate limit), or the broker has it still working.
+    AsItWas,
+    /// The broker refused the change, and its state of the order could not be read.
+    Unread,
+}
+
+/// What the broker's refusal of a change to `pending` says about the order: a refusal of
+/// the change itself (not an outage or a rate limit, which say nothing about the order)
+/// may mean that the order had already ended at the broker (before its order-update stream
+/// said so, or while it was down), so the order is looked up there by Pinnacle's id.
+async fn after_refusal(
     at: AtBroker<'_>,
     pending: &orders::Model,
     refusal: &BrokerError,
-) -> Option<BrokerOutcome> {
+) -> AfterRefusal {
     if !matches!(refusal, BrokerError::Rejected(_)) {
-        return None;
+        return AfterRefusal::AsItWas;
     }
     // (A rejection of an order with fills is recorded as its end, `CANCELLED`.)
     match at.broker.find_order(at.creds, &pending.id).await {
         Ok(Some(now)) if now.status.is_terminal() => {
             tracing::info!(order_id = %pending.id, status = %now.status, "a refused change came after the order finished at the broker");
-            Some(now)
+            AfterRefusal::Ended(now)
         }
-        Ok(_) => None,
+        Ok(_) => AfterRefusal::AsItWas,
         Err(error) => {
-            tracing::info!(order_id = %pending.id, %error, "the refused order's state could not be read");
-            None
+            tracing::warn!(order_id = %pending.id, %error, "the order's state after a refused change could not be read; it is UNKNOWN until reconciled");
+            AfterRefusal::Unread
         }
     }
 }
