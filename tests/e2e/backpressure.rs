@@ -500,7 +500,7 @@ async fn a_slow_worker_holds_its_bound_and_the_fast_one_takes_the_burst() {
         // One trader's burst, spread over workers: not the per-user share, which would
         // refuse most of it on a worker this small.
         sender_share: Some(0),
-        ..WorkerSettings::default()
+        ..pinnacle_tests::worker_settings()
     };
     let client = async_nats::connect(stack.nats.url())
         .await

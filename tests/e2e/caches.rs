@@ -270,9 +270,7 @@ async fn every_worker_drops_its_entry_when_a_change_is_announced() {
         let stack = TestStack::start(backend).await;
         let user = stack.trader("two-workers").await;
         put_limits(&stack, &user, json!({ "max_orders_per_second": 10_000 })).await;
-        let (mut second, stop) = stack
-            .second_worker(pinnacle_common::config::WorkerSettings::default())
-            .await;
+        let (mut second, stop) = stack.second_worker(pinnacle_tests::worker_settings()).await;
         stack.wait_for_ticks("SBIN-EQ", 3).await;
         // The queue group spreads these over both workers: each caches the limits.
         let burst = |prefix: &'static str| {

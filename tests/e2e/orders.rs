@@ -315,9 +315,8 @@ async fn a_worker_stopping_mid_flight_loses_and_duplicates_nothing() {
             })
             .await;
         // A second worker in the same queue group, as in a scaled-out deployment.
-        let (mut survivor, survivor_stop) = stack
-            .second_worker(pinnacle_common::config::WorkerSettings::default())
-            .await;
+        let (mut survivor, survivor_stop) =
+            stack.second_worker(pinnacle_tests::worker_settings()).await;
         stack.wait_for_ticks("SBIN-EQ", 3).await;
 
         // A well-behaved client: on timeout or "no responders", resend the same client order id.

@@ -718,7 +718,7 @@ async fn two_workers_book_each_part_of_a_resting_order_once() {
         let (mut second, stop) = stack
             .second_worker(pinnacle_common::config::WorkerSettings {
                 paper_cash: cash,
-                ..pinnacle_common::config::WorkerSettings::default()
+                ..pinnacle_tests::worker_settings()
             })
             .await;
 

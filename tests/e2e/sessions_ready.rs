@@ -29,7 +29,7 @@ fn worker_settings(angel_rest: &str, order_ws: &str, now: &str, ahead_ms: u64) -
         session_check_ms: 250,
         session_renew_ahead_ms: ahead_ms,
         session_after_rollover_ms: 1_000,
-        ..WorkerSettings::default()
+        ..pinnacle_tests::worker_settings()
     }
 }
 

@@ -29,7 +29,7 @@ use std::time::Duration;
 use pinnacle_cli::nats_server::NatsServer;
 use pinnacle_store::testing::PostgresDatabase;
 use sea_orm::{ConnectionTrait, Database};
-pub use stack::{market, no_limits, TestStack, TestUser, ADMIN_TOKEN};
+pub use stack::{market, no_limits, worker_settings, TestStack, TestUser, ADMIN_TOKEN};
 
 /// The project's Python (from `scripts/setup.sh`), or `PINNACLE_PYTHON`.
 pub fn python() -> std::path::PathBuf {

@@ -96,7 +96,7 @@ pub fn angel_worker(sim: &Simulator) -> WorkerSettings {
         smartapi_url: sim.rest_url(),
         smartapi_order_ws_url: sim.order_ws_url(),
         smartapi_timeout_ms: 2_000,
-        ..WorkerSettings::default()
+        ..crate::worker_settings()
     }
 }
 

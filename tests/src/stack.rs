@@ -70,6 +70,16 @@ pub struct TestStack {
     pub nats: TestNats,
 }
 
+/// A worker's settings for tests: the defaults, with intraday square-off off, so that no
+/// test depends on the time of day it runs at (a square-off would close its intraday
+/// positions after 15:15 IST); a test of square-off sets its own time.
+pub fn worker_settings() -> WorkerSettings {
+    WorkerSettings {
+        square_off_at: pinnacle_common::config::SquareOffAt::OFF,
+        ..WorkerSettings::default()
+    }
+}
+
 impl TestStack {
     /// Starts everything on `backend` with test-friendly defaults.
     pub async fn start(backend: Backend) -> Self {
@@ -97,7 +107,7 @@ impl TestStack {
             },
             md: MarketDataSettings::default(),
             angel: Default::default(),
-            worker: WorkerSettings::default(),
+            worker: worker_settings(),
             api: UserApiSettings {
                 bind: "127.0.0.1:0".into(),
                 admin_token: Some(SecretString::from(ADMIN_TOKEN)),
