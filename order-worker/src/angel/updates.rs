@@ -282,7 +282,11 @@ fn applies(current: OrderStatus, filled: i64, outcome: &BrokerOutcome) -> bool {
     let in_flight = matches!(current, PendingModify | PendingCancel)
         && outcome.status.is_working()
         && outcome.filled_quantity == filled;
-    current.can_become_with(outcome.status, filled) && !(unchanged || to_pending || in_flight)
+    // A rejection of an order with fills is recorded as its end (`CANCELLED`).
+    let recorded = outcome
+        .status
+        .recorded_as(filled.max(outcome.filled_quantity));
+    current.can_become(recorded) && !(unchanged || to_pending || in_flight)
 }
 
 /// The fields a broker record sets: its fill, and its quantity and prices, which are the
@@ -372,8 +376,12 @@ mod tests {
             "rejected before the cancel reached it"
         );
         assert!(
-            !applies(PendingModify, 2, &outcome(Rejected, 0)),
-            "what filled stands"
+            applies(PendingModify, 2, &outcome(Rejected, 0)),
+            "recorded as its end, CANCELLED: what filled stands"
+        );
+        assert!(
+            applies(PartiallyFilled, 2, &outcome(Rejected, 2)),
+            "recorded as its end, CANCELLED"
         );
         assert!(applies(Unknown, 0, &outcome(Open, 0)));
         assert!(

@@ -291,11 +291,12 @@ impl Engine {
 
 /// A broker's `REJECTED` for an order with fills (recorded, or in the answer itself): no
 /// exchange rejects what it has filled, so the order has ended with its fills standing,
-/// which is `CANCELLED` (`REJECTED` says nothing filled: [`OrderStatus::can_become_with`]).
-/// Anything else is left as it is.
+/// which is `CANCELLED` ([`OrderStatus::recorded_as`]; `REJECTED` says nothing filled:
+/// [`OrderStatus::can_become_with`]). Anything else is left as it is.
 fn ended_with_fills(order: &orders::Model, to: OrderStatus, patch: Patch) -> (OrderStatus, Patch) {
     let filled = patch.filled_after(order);
-    if to != OrderStatus::Rejected || filled == 0 {
+    let recorded = to.recorded_as(filled);
+    if recorded == to {
         return (to, patch);
     }
     let reason = patch.rejection.as_ref().map(|r| r.message.as_str());
@@ -309,7 +310,7 @@ fn ended_with_fills(order: &orders::Model, to: OrderStatus, patch: Patch) -> (Or
         rejection: None,
         ..patch
     };
-    (OrderStatus::Cancelled, patch)
+    (recorded, patch)
 }
 
 /// The reply for a transition that could not be stored.

@@ -232,6 +232,17 @@ impl OrderStatus {
         self.can_become(next) && !(next == Self::Rejected && filled > 0)
     }
 
+    /// The state a broker's report of `self` is recorded as, for an order with `filled`
+    /// units filled: a rejection of an order with fills is its end, `CANCELLED` (no exchange
+    /// rejects what it has filled; [`Self::can_become_with`]); anything else as it is.
+    pub fn recorded_as(self, filled: i64) -> Self {
+        if self == Self::Rejected && filled > 0 {
+            Self::Cancelled
+        } else {
+            self
+        }
+    }
+
     /// The transition table, by state ([`Self::can_become_with`] adds the fill).
     pub fn can_become(self, next: Self) -> bool {
         use OrderStatus::*;

@@ -54,6 +54,15 @@ fn the_state_machine_has_no_exit_from_terminal_states() {
             && Unknown.can_become_with(Cancelled, 1),
         "what filled stands"
     );
+    assert_eq!(
+        (
+            Rejected.recorded_as(0),
+            Rejected.recorded_as(3),
+            Filled.recorded_as(3)
+        ),
+        (Rejected, Cancelled, Filled),
+        "a rejection of an order with fills is recorded as its end"
+    );
     assert!(
         !Unknown.can_become(Submitted),
         "an ambiguous order is never re-sent"
