@@ -105,7 +105,7 @@ impl History {
                 format!("the order event stream could not be read ({why}); retry later"),
             )
         };
-        let Some(users_share) = self.per_user.take_below(user_id, PAGES_IN_FLIGHT_PER_USER) else {
+        let Ok(users_share) = self.per_user.take_below(user_id, PAGES_IN_FLIGHT_PER_USER) else {
             return Err(unavailable("too many of your pages in flight"));
         };
         let Ok(permit) = Arc::clone(&self.in_flight).try_acquire_owned() else {

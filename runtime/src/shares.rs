@@ -17,21 +17,16 @@ impl Shares {
         counts.get(key).copied().unwrap_or(0)
     }
 
-    /// One more for `key`, counted until the share is dropped.
-    pub fn take(&self, key: &str) -> Share {
+    /// One more for `key`, counted until the share is dropped, unless it already holds
+    /// `most`: then how many it holds.
+    pub fn take_below(&self, key: &str, most: usize) -> Result<Share, usize> {
         let mut counts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        *counts.entry(key.to_string()).or_default() += 1;
-        self.share(key)
-    }
-
-    /// One more for `key`, unless it already holds `most`.
-    pub fn take_below(&self, key: &str, most: usize) -> Option<Share> {
-        let mut counts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if counts.get(key).copied().unwrap_or(0) >= most {
-            return None;
+        let held = counts.get(key).copied().unwrap_or(0);
+        if held >= most {
+            return Err(held);
         }
         *counts.entry(key.to_string()).or_default() += 1;
-        Some(self.share(key))
+        Ok(self.share(key))
     }
 
     fn share(&self, key: &str) -> Share {
@@ -70,17 +65,21 @@ mod tests {
         let shares = Shares::default();
         let first = shares.take_below("a", 2).expect("one");
         let second = shares.take_below("a", 2).expect("two");
-        assert!(shares.take_below("a", 2).is_none(), "a third is refused");
+        assert_eq!(
+            shares.take_below("a", 2).err(),
+            Some(2),
+            "a third is refused"
+        );
         assert_eq!((shares.held_by("a"), shares.held_by("b")), (2, 0));
-        let other = shares.take("b");
+        let other = shares.take_below("b", usize::MAX).expect("no bound");
         drop(first);
         assert_eq!(shares.held_by("a"), 1);
         assert!(
-            shares.take_below("a", 2).is_some(),
+            shares.take_below("a", 2).is_ok(),
             "room again (dropped at once)"
         );
         drop((second, other));
-        assert!(shares.take_below("c", 0).is_none());
+        assert!(shares.take_below("c", 0).is_err());
         assert!(shares.0.lock().expect("counts").is_empty(), "no key kept");
     }
 }

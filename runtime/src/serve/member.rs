@@ -124,16 +124,18 @@ impl Held {
         self.queue.push_back((message, share));
     }
 
-    /// How a request from `sender` is taken while the member holds what it holds: over
-    /// its `share` only when the member is at least half full.
-    fn admission(&self, sender: &str, share: usize, capacity: Capacity) -> Admission {
-        if self.admitted() < capacity.bound() / 2 {
-            return Admission::Admitted;
-        }
-        match self.senders.held_by(sender) {
-            held if held >= share => Admission::OverShare { held, share },
-            _ => Admission::Admitted,
-        }
+    /// A request from `sender` taken while the member holds what it holds, counted in its
+    /// sender's share until the share is dropped; refused over its `share` only when the
+    /// member is at least half full.
+    fn admit(&self, sender: &str, share: usize, capacity: Capacity) -> Result<Share, Admission> {
+        let most = if self.admitted() < capacity.bound() / 2 {
+            usize::MAX
+        } else {
+            share
+        };
+        self.senders
+            .take_below(sender, most)
+            .map_err(|held| Admission::OverShare { held, share })
     }
 
     /// Starts what the free slots allow.
@@ -353,15 +355,14 @@ impl Member {
         let sender = self
             .senders
             .and_then(|(sender_of, most)| sender_of(&message.subject).map(|sender| (sender, most)));
-        let admission = sender.map_or(Admission::Admitted, |(sender, most)| {
-            held.admission(sender, most, self.capacity)
-        });
-        if admission != Admission::Admitted {
-            self.pressure.note_over_share();
-            held.refuse(handle, message, admission);
-            return;
-        }
-        let share = sender.map(|(sender, _)| held.senders.take(sender));
+        let share = match sender.map(|(sender, most)| held.admit(sender, most, self.capacity)) {
+            Some(Err(refusal)) => {
+                self.pressure.note_over_share();
+                held.refuse(handle, message, refusal);
+                return;
+            }
+            admitted => admitted.and_then(Result::ok),
+        };
         held.push(message, share);
     }
 
