@@ -50,6 +50,27 @@ async fn wait_for_status(
     .await
 }
 
+/// Asserts that `order` (as `get` answers it) was rejected with `reason` in its reason.
+fn assert_rejected_because(order: &Value, reason: &str) {
+    assert!(
+        order["reject_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains(reason)),
+        "{order}"
+    );
+}
+
+/// Waits until the order is `REJECTED`, and asserts the reason holds `reason`.
+async fn ends_rejected_because(
+    stack: &pinnacle_tests::TestStack,
+    user: &pinnacle_tests::TestUser,
+    client_order_id: &str,
+    reason: &str,
+) {
+    let order = wait_for_status(stack, user, client_order_id, "REJECTED").await;
+    assert_rejected_because(&order, reason);
+}
+
 /// A stack that gives up on a broker answer after 700 ms and settles a lost outcome within
 /// a few hundred milliseconds.
 async fn settling_stack(backend: pinnacle_tests::Backend) -> AngelStack {
@@ -359,13 +380,7 @@ async fn a_place_that_never_reached_the_broker_is_settled_as_not_at_broker() {
             lost["ok"] == false || result(&lost)["status"] == "UNKNOWN",
             "{lost}"
         );
-        let settled = wait_for_status(stack, &user, "na-1", "REJECTED").await;
-        assert!(
-            settled["reject_reason"]
-                .as_str()
-                .is_some_and(|r| r.contains("nothing was placed")),
-            "{settled}"
-        );
+        ends_rejected_because(stack, &user, "na-1", "nothing was placed").await;
         assert_eq!(
             angel.sim.orders(cc).len(),
             1,
@@ -1406,13 +1421,7 @@ async fn a_rejection_streamed_while_a_cancel_is_in_flight_ends_the_order() {
             cancel["result"]["status"] == "REJECTED" || cancel["error"]["code"] == "INVALID_STATE",
             "{cancel}"
         );
-        let stored = wait_for_status(stack, &user, id, "REJECTED").await;
-        assert!(
-            stored["reject_reason"]
-                .as_str()
-                .is_some_and(|r| r.contains("RMS: exposure")),
-            "{stored}"
-        );
+        ends_rejected_because(stack, &user, id, "RMS: exposure").await;
         let [path] = event_paths(stack, &user, [id], "REJECTED").await;
         assert_eq!(
             path,
@@ -1456,12 +1465,7 @@ async fn a_change_refused_because_the_broker_had_rejected_the_order_records_the_
         // instead of putting the order back to OPEN.
         let changed = [ids[0], ids[1]];
         for order in changes_refused_as_ended(stack, &user, changed, "REJECTED", 0).await {
-            assert!(
-                order["reject_reason"]
-                    .as_str()
-                    .is_some_and(|r| r.contains("RMS: margin exceeds")),
-                "{order}"
-            );
+            assert_rejected_because(&order, "RMS: margin exceeds");
         }
 
         // A cancel the broker refuses while its order book cannot be read: the order is
@@ -1482,13 +1486,7 @@ async fn a_change_refused_because_the_broker_had_rejected_the_order_records_the_
                 .is_some_and(|m| m.contains("UNKNOWN until reconciliation")),
             "{unread}"
         );
-        let settled = wait_for_status(stack, &user, ids[3], "REJECTED").await;
-        assert!(
-            settled["reject_reason"]
-                .as_str()
-                .is_some_and(|r| r.contains("RMS: margin exceeds")),
-            "{settled}"
-        );
+        ends_rejected_because(stack, &user, ids[3], "RMS: margin exceeds").await;
 
         // A cancel whose worker died while the broker had the order rejected: the order is
         // left PENDING_CANCEL under a lease long expired (set here in the database, as a
@@ -1507,13 +1505,7 @@ async fn a_change_refused_because_the_broker_had_rejected_the_order_records_the_
             .await
             .expect("orphan the order");
         assert_eq!(orphaned.rows_affected, 1);
-        let settled = wait_for_status(stack, &user, ids[2], "REJECTED").await;
-        assert!(
-            settled["reject_reason"]
-                .as_str()
-                .is_some_and(|r| r.contains("RMS: margin exceeds")),
-            "{settled}"
-        );
+        ends_rejected_because(stack, &user, ids[2], "RMS: margin exceeds").await;
         angel.sim.mute_order_updates(false);
 
         // A resend of each is answered with the stored rejection, sending nothing.
