@@ -44,6 +44,9 @@ pub struct BrokerCredentials {
 pub struct BrokerOutcome {
     /// The broker's order id.
     pub broker_order_id: String,
+    /// The broker's own unique id of the order, where its answer names one (Angel One's
+    /// `uniqueorderid`, which its order details are read by); stored with the order.
+    pub broker_unique_id: Option<String>,
     /// Where the order stands at the broker.
     pub status: OrderStatus,
     /// Units filled.
@@ -62,6 +65,25 @@ pub struct BrokerOutcome {
     pub fill_value: Option<i64>,
     /// Why the broker rejected the order, in its words (Angel One's `text`), where it says.
     pub reason: Option<String>,
+}
+
+/// What a stored order is known by at its broker, for [`Broker::find_order`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderKeys<'a> {
+    /// Pinnacle's id, sent to the broker as the order's tag.
+    pub order_id: &'a str,
+    /// The broker's own unique id of the order, once an answer of the broker named it.
+    pub broker_unique_id: Option<&'a str>,
+}
+
+impl<'a> OrderKeys<'a> {
+    /// The keys of a stored order.
+    pub fn of(order: &'a crate::entities::orders::Model) -> Self {
+        Self {
+            order_id: &order.id,
+            broker_unique_id: order.broker_unique_id.as_deref(),
+        }
+    }
 }
 
 /// What of a working order has filled, as Pinnacle recorded it: what a modify or cancel
@@ -275,12 +297,13 @@ pub trait Broker: Send + Sync + std::fmt::Debug {
     /// The account's fills, oldest first.
     async fn trades(&self, credentials: &BrokerCredentials) -> Result<Vec<Trade>, BrokerError>;
 
-    /// Looks an order up by Pinnacle's id (sent to the broker as the order tag), to settle an
-    /// outcome that was lost. `None` means the broker has no such order.
+    /// Looks an order up, to settle an outcome that was lost or to learn how a refused
+    /// change left it: by the broker's unique id where it named one, else by Pinnacle's id
+    /// (sent to the broker as the order tag). `None` means the broker has no such order.
     async fn find_order(
         &self,
         credentials: &BrokerCredentials,
-        order_id: &str,
+        order: OrderKeys<'_>,
     ) -> Result<Option<BrokerOutcome>, BrokerError>;
 
     /// The price the broker would fill a market order at, in paise, if it knows one; the

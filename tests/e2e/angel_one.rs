@@ -1431,6 +1431,97 @@ async fn a_rejection_streamed_while_a_cancel_is_in_flight_ends_the_order() {
     .await;
 }
 
+/// A burst of changes refused because the broker had rejected the orders (its
+/// order-update stream silent): each refusal reads its order's details by the stored
+/// `uniqueorderid` (10 requests/s), never the order book (1 request/s), so every change is
+/// answered with the rejection at once, instead of orders queueing behind the book's limit
+/// and being left `UNKNOWN`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_refused_changes_reads_each_order_by_its_details_not_the_order_book() {
+    each_backend(|backend| async move {
+        let angel = AngelStack::start(backend).await;
+        let (user, account) = angel.angel_trader("burst", 33, json!({})).await;
+        let cc = account.client_code.as_str();
+        let (_, rests) = angel.prices();
+        let stack = &angel.stack;
+        stack.set_limits(no_limits(&user.id)).await;
+        let ids: Vec<String> = (0..8).map(|i| format!("burst-{i}")).collect();
+        for id in &ids {
+            let resting = stack
+                .call(&user, "place", AngelStack::limit(id, "BUY", 2, rests))
+                .await;
+            assert_eq!(result(&resting)["status"], "OPEN", "{resting}");
+        }
+        // Each order is stored with the broker's unique id from its acknowledgement.
+        use pinnacle_common::entities::orders;
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        let stored = orders::Entity::find()
+            .filter(orders::Column::UserId.eq(user.id.as_str()))
+            .all(&stack.db)
+            .await
+            .expect("the orders");
+        let mut unique_ids: Vec<_> = stored.iter().map(|o| o.broker_unique_id.clone()).collect();
+        let mut at_broker: Vec<_> = angel
+            .sim
+            .orders(cc)
+            .into_iter()
+            .map(|o| Some(o.uniqueorderid))
+            .collect();
+        unique_ids.sort();
+        at_broker.sort();
+        assert_eq!(unique_ids, at_broker);
+
+        angel.sim.mute_order_updates(true);
+        for order in angel.sim.orders(cc) {
+            assert!(angel
+                .sim
+                .reject_order(cc, &order.orderid, "RMS: margin exceeds"));
+        }
+
+        // The burst (8 changes) fits the rate of 9 a second once the places have left its
+        // window, which weighs in the whole previous second.
+        tokio::time::sleep(Duration::from_millis(2_100)).await;
+        let since = angel.sim.requests().len();
+        let changes = ids.iter().enumerate().map(|(i, id)| {
+            let (verb, body) = if i % 2 == 0 {
+                ("cancel", json!({"client_order_id": id}))
+            } else {
+                ("modify", json!({"client_order_id": id, "quantity": 3}))
+            };
+            stack.call(&user, verb, body)
+        });
+        for reply in futures::future::join_all(changes).await {
+            assert_eq!(reply["error"]["code"], "INVALID_STATE", "{reply}");
+            let message = reply["error"]["message"].as_str().expect("a message");
+            assert!(
+                message.contains("already REJECTED at the broker"),
+                "{message}"
+            );
+        }
+        for id in &ids {
+            let got = stack
+                .call(&user, "get", json!({"client_order_id": id}))
+                .await;
+            let order = result(&got);
+            assert_eq!(
+                (&order["status"], &order["quantity"]),
+                (&json!("REJECTED"), &json!(2)),
+                "{got}"
+            );
+            assert_rejected_because(order, "RMS: margin exceeds");
+        }
+        let routes = routes_since(&angel, cc, since);
+        assert!(!routes.iter().any(|r| r == "getOrderBook"), "{routes:?}");
+        assert_eq!(
+            routes.iter().filter(|r| *r == "details").count(),
+            ids.len(),
+            "one details request a refused change: {routes:?}"
+        );
+        angel.sim.mute_order_updates(false);
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_refused_because_the_broker_had_rejected_the_order_records_the_rejection() {
     each_backend(|backend| async move {
@@ -1468,14 +1559,17 @@ async fn a_change_refused_because_the_broker_had_rejected_the_order_records_the_
             assert_rejected_because(&order, "RMS: margin exceeds");
         }
 
-        // A cancel the broker refuses while its order book cannot be read: the order is
-        // UNKNOWN (never shown working) until reconciliation reads the rejection.
-        angel.sim.inject(Fault::BusinessError {
-            route: "getOrderBook".into(),
-            code: "AB1004".into(),
-            message: "Something Went Wrong, Please Try After Sometime".into(),
-            times: 1,
-        });
+        // A cancel the broker refuses while neither the order's details nor the order book
+        // can be read: the order is UNKNOWN (never shown working) until reconciliation
+        // reads the rejection.
+        for route in ["details", "getOrderBook"] {
+            angel.sim.inject(Fault::BusinessError {
+                route: route.into(),
+                code: "AB1004".into(),
+                message: "Something Went Wrong, Please Try After Sometime".into(),
+                times: 1,
+            });
+        }
         let unread = stack
             .call(&user, "cancel", json!({"client_order_id": ids[3]}))
             .await;

@@ -397,6 +397,7 @@ async fn orphan(
         filled_quantity: Set(0),
         average_price: Set(None),
         broker_order_id: Set(None),
+        broker_unique_id: Set(None),
         reject_code: Set(None),
         reject_reason: Set(None),
         created_at: Set(then),

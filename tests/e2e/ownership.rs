@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pinnacle_common::broker::{
-    Admission, Broker, BrokerCredentials, BrokerError, BrokerOutcome, Filled,
+    Admission, Broker, BrokerCredentials, BrokerError, BrokerOutcome, Filled, OrderKeys,
 };
 use pinnacle_common::config::{DatabaseSettings, WorkerSettings};
 use pinnacle_common::entities::orders;
@@ -129,9 +129,9 @@ impl Broker for Slow {
     async fn find_order(
         &self,
         c: &BrokerCredentials,
-        order_id: &str,
+        order: OrderKeys<'_>,
     ) -> Result<Option<BrokerOutcome>, BrokerError> {
-        self.inner.find_order(c, order_id).await
+        self.inner.find_order(c, order).await
     }
     async fn reference_price(&self, exchange: &str, symbol: &str) -> Option<i64> {
         self.inner.reference_price(exchange, symbol).await

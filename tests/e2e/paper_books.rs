@@ -496,6 +496,7 @@ async fn books_survive_a_restart_and_never_read_the_order_history() {
             filled_quantity: Set(1_000),
             average_price: Set(Some(1_000_000)),
             broker_order_id: Set(Some(format!("PAPER-history-{i}"))),
+            broker_unique_id: Set(None),
             reject_code: Set(None),
             reject_reason: Set(None),
             created_at: Set(now),

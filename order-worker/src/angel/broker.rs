@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use pinnacle_common::broker::{
-    Admission, Broker, BrokerCredentials, BrokerError, BrokerOutcome, Filled, OrderTerms,
+    Admission, Broker, BrokerCredentials, BrokerError, BrokerOutcome, Filled, OrderKeys, OrderTerms,
 };
 use pinnacle_common::model::{
     Funds, Holding, OrderRequest, OrderStatus, OrderType, Position, Trade,
@@ -103,6 +103,7 @@ impl Broker for AngelOneBroker {
                     stream.is_some() && stream == self.live.connection(&creds.account_id);
                 if streamed {
                     Ok(BrokerOutcome {
+                        broker_unique_id: map::unique_id(&ack.uniqueorderid),
                         broker_order_id: ack.orderid,
                         status: OrderStatus::Open,
                         filled_quantity: 0,
@@ -223,13 +224,26 @@ impl Broker for AngelOneBroker {
         Ok(trades)
     }
 
+    /// By the order's details where its `uniqueorderid` is stored (10 requests/s), else
+    /// (the place's answer was lost, or the details cannot be read) by its tag in the order
+    /// book (1 request/s).
     async fn find_order(
         &self,
         creds: &BrokerCredentials,
-        order_id: &str,
+        order: OrderKeys<'_>,
     ) -> Result<Option<BrokerOutcome>, BrokerError> {
+        if let Some(unique_id) = order.broker_unique_id {
+            match self.details_by_unique_id(creds, unique_id).await {
+                Ok(record) => return Ok(Some(map::outcome(&record))),
+                Err(error) => tracing::info!(
+                    order_id = %order.order_id,
+                    %error,
+                    "the order's details could not be read; looking it up in the order book"
+                ),
+            }
+        }
         let found = self
-            .find_by_tag(creds, order_id)
+            .find_by_tag(creds, order.order_id)
             .await
             .map_err(broker_error)?;
         Ok(found.as_ref().map(map::outcome))

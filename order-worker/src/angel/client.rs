@@ -354,8 +354,18 @@ impl AngelOneBroker {
         } else {
             ack.uniqueorderid.as_str()
         };
+        self.details_by_unique_id(creds, key).await
+    }
+
+    /// The details of the order the broker knows by `unique_id` (`details/{uniqueorderid}`,
+    /// on its own 10/s budget).
+    pub(super) async fn details_by_unique_id(
+        &self,
+        creds: &BrokerCredentials,
+        unique_id: &str,
+    ) -> Result<OrderRecord, SmartApiError> {
         self.with_session(creds, |client, jwt| async move {
-            client.order_details(&jwt, key).await
+            client.order_details(&jwt, unique_id).await
         })
         .await
     }

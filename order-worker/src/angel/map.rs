@@ -93,6 +93,7 @@ pub fn status(record: &OrderRecord) -> OrderStatus {
 pub fn outcome(record: &OrderRecord) -> BrokerOutcome {
     BrokerOutcome {
         broker_order_id: record.orderid.clone(),
+        broker_unique_id: unique_id(&record.uniqueorderid),
         status: status(record),
         filled_quantity: record.filledshares,
         average_price: (record.filledshares > 0 && record.averageprice > 0)
@@ -101,6 +102,15 @@ pub fn outcome(record: &OrderRecord) -> BrokerOutcome {
         fill_value: None,
         reason: (!record.text.is_empty()).then(|| record.text.clone()),
     }
+}
+
+/// A `uniqueorderid` as the broker sent it, if it is one Pinnacle stores and can read the
+/// order's details by: 1 to 64 ASCII letters, digits or dashes (a UUID). Anything else is
+/// not stored, and the order is found by its tag instead.
+pub fn unique_id(raw: &str) -> Option<String> {
+    let valid =
+        (1..=64).contains(&raw.len()) && raw.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    valid.then(|| raw.to_string())
 }
 
 /// The terms a record states (quantity and prices above zero); read them by the stored
@@ -228,6 +238,21 @@ mod tests {
             product: Product::Intraday,
             account: None,
         }
+    }
+
+    #[test]
+    fn only_a_unique_id_the_details_can_be_read_by_is_stored() {
+        let uuid = "2f5b7d2e-9c1a-4c1e-8f3a-6d0b1c2e3f40";
+        assert_eq!(unique_id(uuid).as_deref(), Some(uuid));
+        for junk in ["", "a/b", "../x", "id with space", "ünï", &"a".repeat(65)] {
+            assert_eq!(unique_id(junk), None, "{junk:?}");
+        }
+        let record = OrderRecord {
+            orderid: "1".into(),
+            uniqueorderid: uuid.into(),
+            ..OrderRecord::default()
+        };
+        assert_eq!(outcome(&record).broker_unique_id.as_deref(), Some(uuid));
     }
 
     #[test]

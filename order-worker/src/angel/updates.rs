@@ -320,6 +320,7 @@ mod tests {
     fn outcome(status: OrderStatus, filled: i64) -> BrokerOutcome {
         BrokerOutcome {
             broker_order_id: "1".into(),
+            broker_unique_id: None,
             status,
             filled_quantity: filled,
             average_price: None,

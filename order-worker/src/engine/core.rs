@@ -429,6 +429,7 @@ mod tests {
     fn a_rejected_outcome_carries_the_brokers_reason() {
         let outcome = |status, reason: Option<&str>| BrokerOutcome {
             broker_order_id: "B1".into(),
+            broker_unique_id: None,
             status,
             filled_quantity: 0,
             average_price: None,

@@ -252,6 +252,7 @@ mod tests {
             filled_quantity: 0,
             average_price: None,
             broker_order_id: None,
+            broker_unique_id: None,
             reject_code: None,
             reject_reason: None,
             created_at: chrono::DateTime::from_timestamp_millis(updated_ms).expect("in range"),

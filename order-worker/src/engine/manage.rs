@@ -3,7 +3,9 @@
 //! before the credentials are used.
 
 use pinnacle_common::auth::Principal;
-use pinnacle_common::broker::{Broker, BrokerCredentials, BrokerError, BrokerOutcome, Filled};
+use pinnacle_common::broker::{
+    Broker, BrokerCredentials, BrokerError, BrokerOutcome, Filled, OrderKeys,
+};
 use pinnacle_common::entities::orders;
 use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::model::{ModifyRequest, OrderRef, OrderReply, OrderRequest, OrderStatus};
@@ -175,7 +177,7 @@ async fn after_refusal(
         return AfterRefusal::AsItWas;
     }
     // (A rejection of an order with fills is recorded as its end, `CANCELLED`.)
-    match at.broker.find_order(at.creds, &pending.id).await {
+    match at.broker.find_order(at.creds, OrderKeys::of(pending)).await {
         Ok(Some(now)) if now.status.is_terminal() => {
             tracing::info!(order_id = %pending.id, status = %now.status, "a refused change came after the order finished at the broker");
             AfterRefusal::Ended(now)

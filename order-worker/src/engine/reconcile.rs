@@ -14,7 +14,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use pinnacle_common::broker::{BrokerError, BrokerOutcome};
+use pinnacle_common::broker::{BrokerError, BrokerOutcome, OrderKeys};
 use pinnacle_common::entities::orders;
 use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::model::OrderStatus;
@@ -69,7 +69,7 @@ pub(super) async fn settle(
         &engine.orders,
         &lease,
         engine.lease_terms(),
-        broker.find_order(&creds, &order.id),
+        broker.find_order(&creds, OrderKeys::of(&order)),
     )
     .await;
     drop(creds);

@@ -123,6 +123,7 @@ mod tests {
             filled_quantity: 0,
             average_price: None,
             broker_order_id: None,
+            broker_unique_id: None,
             reject_code: Some(ErrorCode::RiskMaxValue.as_str().into()),
             reject_reason: Some("too big".into()),
             created_at: now,

@@ -6,7 +6,7 @@ use tracing::Instrument as _;
 
 use async_trait::async_trait;
 use pinnacle_common::broker::{
-    Admission, Broker, BrokerCredentials, BrokerError, BrokerOutcome, Filled, OrderTerms,
+    Admission, Broker, BrokerCredentials, BrokerError, BrokerOutcome, Filled, OrderKeys, OrderTerms,
 };
 use pinnacle_common::model::{Funds, Holding, OrderRequest, OrderStatus, Position, Trade};
 use pinnacle_common::writes::Writer;
@@ -167,6 +167,7 @@ impl Broker for PaperBroker {
         // What filled before the cancel stays filled.
         Ok(BrokerOutcome {
             broker_order_id: broker_order_id.to_string(),
+            broker_unique_id: None,
             status: OrderStatus::Cancelled,
             filled_quantity: filled.quantity,
             average_price: filled.average_price,
@@ -211,7 +212,7 @@ impl Broker for PaperBroker {
     async fn find_order(
         &self,
         credentials: &BrokerCredentials,
-        _order_id: &str,
+        _order: OrderKeys<'_>,
     ) -> Result<Option<BrokerOutcome>, BrokerError> {
         // Paper fills happen inside `place_order` and are recorded only by the worker, so an
         // order whose outcome the worker never recorded was never filled.
@@ -267,6 +268,7 @@ impl PaperBroker {
             let average = i64::try_from(total / i128::from(order.quantity)).unwrap_or(i64::MAX);
             let outcome = BrokerOutcome {
                 broker_order_id,
+                broker_unique_id: None,
                 status: OrderStatus::Filled,
                 filled_quantity: order.quantity,
                 average_price: Some(average),
@@ -284,6 +286,7 @@ impl PaperBroker {
             };
             let outcome = BrokerOutcome {
                 broker_order_id,
+                broker_unique_id: None,
                 status,
                 filled_quantity: filled.quantity,
                 average_price: filled.average_price,

@@ -113,14 +113,12 @@ pub fn trades(ctx: &Ctx<'_>) -> Reply {
     Reply::Ok(Value::Array(trades))
 }
 
-/// GET details/{uniqueorderid}: numeric record.
+/// GET details/{uniqueorderid}: numeric record. Only the `uniqueorderid` finds the order,
+/// as SPEC.md names the route; its `orderid` does not.
 pub fn details(ctx: &Ctx<'_>) -> Reply {
     let uid = ctx.path.rsplit('/').next().unwrap_or_default();
     let orders = lock(&ctx.shared.book).orders(ctx.client_code());
-    match orders
-        .iter()
-        .find(|o| o.uniqueorderid == uid || o.orderid == uid)
-    {
+    match orders.iter().find(|o| o.uniqueorderid == uid) {
         Some(o) => Reply::Ok(order_record(o, Style::Details)),
         None => Reply::business(codes::ORDER_NOT_FOUND, "Order not found"),
     }

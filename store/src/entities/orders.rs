@@ -39,6 +39,9 @@ pub struct Model {
     pub average_price: Option<i64>,
     /// The broker's order id.
     pub broker_order_id: Option<String>,
+    /// The broker's own unique id of the order, where it has one (Angel One's
+    /// `uniqueorderid`): what the order's details are read by.
+    pub broker_unique_id: Option<String>,
     /// The stable error code of a rejection, replayed to retries.
     pub reject_code: Option<String>,
     /// Why it was rejected.

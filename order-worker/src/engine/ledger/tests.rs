@@ -54,6 +54,7 @@ fn order(
         filled_quantity: filled,
         average_price: average,
         broker_order_id: Some(format!("PAPER-{id}")),
+        broker_unique_id: None,
         reject_code: None,
         reject_reason: None,
         created_at: now,

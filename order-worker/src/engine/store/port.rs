@@ -161,6 +161,8 @@ pub enum Inserted {
 pub struct Patch {
     /// The broker's order id.
     pub broker_order_id: Option<String>,
+    /// The broker's own unique id of the order.
+    pub broker_unique_id: Option<String>,
     /// Units filled.
     pub filled_quantity: Option<i64>,
     /// Average fill price, paise.
@@ -193,6 +195,7 @@ impl Patch {
         });
         Self {
             broker_order_id: Some(outcome.broker_order_id.clone()),
+            broker_unique_id: outcome.broker_unique_id.clone(),
             filled_quantity: Some(outcome.filled_quantity),
             average_price: outcome.average_price,
             fill_value: outcome.fill_value,

@@ -208,6 +208,7 @@ impl OrderStore for SqlOrderStore {
             filled_quantity: 0,
             average_price: None,
             broker_order_id: None,
+            broker_unique_id: None,
             reject_code: None,
             reject_reason: None,
             created_at: now,
@@ -406,6 +407,10 @@ fn with_patch(
     if let Some(id) = patch.broker_order_id {
         update = update.col_expr(orders::Column::BrokerOrderId, Expr::value(id.clone()));
         next.broker_order_id = Some(id);
+    }
+    if let Some(id) = patch.broker_unique_id {
+        update = update.col_expr(orders::Column::BrokerUniqueId, Expr::value(id.clone()));
+        next.broker_unique_id = Some(id);
     }
     // A fill is never undone: an answer that says fewer units filled than are recorded
     // (a broker that forgot them) leaves the fill and its price as they are.
