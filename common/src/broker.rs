@@ -72,6 +72,8 @@ pub struct BrokerOutcome {
 pub struct OrderKeys<'a> {
     /// Pinnacle's id, sent to the broker as the order's tag.
     pub order_id: &'a str,
+    /// The broker's order id, once an answer of the broker named it.
+    pub broker_order_id: Option<&'a str>,
     /// The broker's own unique id of the order, once an answer of the broker named it.
     pub broker_unique_id: Option<&'a str>,
 }
@@ -81,8 +83,15 @@ impl<'a> OrderKeys<'a> {
     pub fn of(order: &'a crate::entities::orders::Model) -> Self {
         Self {
             order_id: &order.id,
+            broker_order_id: order.broker_order_id.as_deref(),
             broker_unique_id: order.broker_unique_id.as_deref(),
         }
+    }
+
+    /// Whether the broker has acknowledged the order (named an id for it): it has the
+    /// order, so not finding it is a failure to read, never "not at the broker".
+    pub fn acknowledged(&self) -> bool {
+        self.broker_order_id.is_some() || self.broker_unique_id.is_some()
     }
 }
 

@@ -99,6 +99,12 @@ pub struct OrderParams {
     pub orderid: Option<String>,
 }
 
+/// Whether `id` is a `uniqueorderid` an order's details can be asked by
+/// (`details/{uniqueorderid}`): 1 to 64 ASCII letters, digits or dashes (a UUID).
+pub fn is_unique_order_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+}
+
 /// What place, modify and cancel return.
 #[derive(Debug, Clone, Deserialize)]
 pub struct OrderAck {

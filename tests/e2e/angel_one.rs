@@ -405,6 +405,72 @@ async fn a_place_that_never_reached_the_broker_is_settled_as_not_at_broker() {
     .await;
 }
 
+/// An order the broker acknowledged (its ids are stored) that reconciliation can find
+/// neither by its details nor in the order book stays `UNKNOWN`: the broker had it, so "not
+/// at the broker" would be false. (The row is written here: the simulator never loses an
+/// order it acknowledged.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_the_broker_acknowledged_is_never_settled_as_not_at_broker() {
+    each_backend(|backend| async move {
+        use pinnacle_common::entities::orders;
+        use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel};
+
+        let angel = settling_stack(backend).await;
+        let stack = &angel.stack;
+        let (user, _) = angel.angel_trader("acked", 35, json!({})).await;
+        let (_, rests) = angel.prices();
+        let placed = stack
+            .call(
+                &user,
+                "place",
+                AngelStack::limit("acked-1", "BUY", 1, rests),
+            )
+            .await;
+        assert_eq!(result(&placed)["status"], "OPEN", "{placed}");
+        let row = orders::Entity::find_by_id(result(&placed)["order_id"].as_str().expect("id"))
+            .one(&stack.db)
+            .await
+            .expect("read")
+            .expect("stored");
+        let lost_id = uuid::Uuid::now_v7().to_string();
+        let unique_id = uuid::Uuid::new_v4().to_string();
+        let lost = orders::Model {
+            id: lost_id.clone(),
+            client_order_id: "acked-lost".into(),
+            status: "UNKNOWN".into(),
+            broker_order_id: Some("261207999999999".into()),
+            broker_unique_id: Some(unique_id.clone()),
+            lease_owner: None,
+            lease_until_ms: None,
+            updated_at: chrono::Utc::now() - chrono::Duration::seconds(60),
+            ..row
+        };
+        lost.into_active_model()
+            .reset_all()
+            .insert(&stack.db)
+            .await
+            .expect("insert the lost order");
+
+        // Reconciliation asks the broker again and again (details, then the order book)…
+        eventually(Duration::from_secs(20), "two lookups", || async {
+            let asked = angel
+                .sim
+                .requests()
+                .iter()
+                .filter(|r| r.path.ends_with(&format!("/details/{unique_id}")))
+                .count();
+            (asked >= 2).then_some(())
+        })
+        .await;
+        // …and never concludes that the order is not at the broker.
+        let got = stack
+            .call(&user, "get", json!({"client_order_id": "acked-lost"}))
+            .await;
+        assert_eq!(result(&got)["status"], "UNKNOWN", "{got}");
+    })
+    .await;
+}
+
 /// An order settled as `NOT_AT_BROKER` whose request reached the broker after all (held on
 /// the way past its worker's lease and grace) is reported loudly when the broker's update
 /// arrives: an error log line and the alerting metric. Its record stays final.
@@ -1435,26 +1501,34 @@ async fn a_rejection_streamed_while_a_cancel_is_in_flight_ends_the_order() {
 /// order-update stream silent): each refusal reads its order's details by the stored
 /// `uniqueorderid` (10 requests/s), never the order book (1 request/s), so every change is
 /// answered with the rejection at once, instead of orders queueing behind the book's limit
-/// and being left `UNKNOWN`.
+/// and being left `UNKNOWN`. The order book is read only when the details fail, are of
+/// another order, or no unique id is stored (an order stored before there was one).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_refused_changes_reads_each_order_by_its_details_not_the_order_book() {
     each_backend(|backend| async move {
+        use pinnacle_common::entities::{orders, risk_limits};
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+
         let angel = AngelStack::start(backend).await;
         let (user, account) = angel.angel_trader("burst", 33, json!({})).await;
         let cc = account.client_code.as_str();
         let (_, rests) = angel.prices();
         let stack = &angel.stack;
-        stack.set_limits(no_limits(&user.id)).await;
-        let ids: Vec<String> = (0..8).map(|i| format!("burst-{i}")).collect();
-        for id in &ids {
+        stack
+            .set_limits(risk_limits::Model {
+                max_orders_per_second: Some(1_000),
+                ..no_limits(&user.id)
+            })
+            .await;
+        let burst: Vec<String> = (0..8).map(|i| format!("burst-{i}")).collect();
+        let fallbacks = ["fallback-fault", "fallback-none", "fallback-other"];
+        for id in burst.iter().map(String::as_str).chain(fallbacks) {
             let resting = stack
                 .call(&user, "place", AngelStack::limit(id, "BUY", 2, rests))
                 .await;
             assert_eq!(result(&resting)["status"], "OPEN", "{resting}");
         }
         // Each order is stored with the broker's unique id from its acknowledgement.
-        use pinnacle_common::entities::orders;
-        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
         let stored = orders::Entity::find()
             .filter(orders::Column::UserId.eq(user.id.as_str()))
             .all(&stack.db)
@@ -1478,11 +1552,8 @@ async fn a_burst_of_refused_changes_reads_each_order_by_its_details_not_the_orde
                 .reject_order(cc, &order.orderid, "RMS: margin exceeds"));
         }
 
-        // The burst (8 changes) fits the rate of 9 a second once the places have left its
-        // window, which weighs in the whole previous second.
-        tokio::time::sleep(Duration::from_millis(2_100)).await;
         let since = angel.sim.requests().len();
-        let changes = ids.iter().enumerate().map(|(i, id)| {
+        let changes = burst.iter().enumerate().map(|(i, id)| {
             let (verb, body) = if i % 2 == 0 {
                 ("cancel", json!({"client_order_id": id}))
             } else {
@@ -1498,7 +1569,7 @@ async fn a_burst_of_refused_changes_reads_each_order_by_its_details_not_the_orde
                 "{message}"
             );
         }
-        for id in &ids {
+        for id in &burst {
             let got = stack
                 .call(&user, "get", json!({"client_order_id": id}))
                 .await;
@@ -1511,15 +1582,83 @@ async fn a_burst_of_refused_changes_reads_each_order_by_its_details_not_the_orde
             assert_rejected_because(order, "RMS: margin exceeds");
         }
         let routes = routes_since(&angel, cc, since);
-        assert!(!routes.iter().any(|r| r == "getOrderBook"), "{routes:?}");
         assert_eq!(
-            routes.iter().filter(|r| *r == "details").count(),
-            ids.len(),
-            "one details request a refused change: {routes:?}"
+            sent(&routes),
+            (burst.len(), 0),
+            "one details request a refused change, no order book: {routes:?}"
         );
+
+        // The order book is the fallback: details that fail, an order stored without a
+        // unique id, and details of another order (set here in the database).
+        angel.sim.inject(Fault::BusinessError {
+            route: "details".into(),
+            code: "AB1004".into(),
+            message: "Something Went Wrong, Please Try After Sometime".into(),
+            times: 1,
+        });
+        let set_unique_id = |id: &'static str, unique_id: Option<String>| {
+            orders::Entity::update_many()
+                .col_expr(orders::Column::BrokerUniqueId, unique_id.into())
+                .filter(orders::Column::UserId.eq(user.id.as_str()))
+                .filter(orders::Column::ClientOrderId.eq(id))
+                .exec(&stack.db)
+        };
+        let of_another = stored
+            .iter()
+            .find(|o| o.client_order_id == burst[0])
+            .and_then(|o| o.broker_unique_id.clone());
+        assert_eq!(
+            set_unique_id(fallbacks[1], None)
+                .await
+                .expect("unset")
+                .rows_affected,
+            1
+        );
+        assert_eq!(
+            set_unique_id(fallbacks[2], of_another)
+                .await
+                .expect("set")
+                .rows_affected,
+            1
+        );
+        for (id, expected) in fallbacks.into_iter().zip([(1, 1), (0, 1), (1, 1)]) {
+            let since = angel.sim.requests().len();
+            let reply = stack
+                .call(&user, "cancel", json!({"client_order_id": id}))
+                .await;
+            assert_eq!(reply["error"]["code"], "INVALID_STATE", "{id}: {reply}");
+            ends_rejected_because(stack, &user, id, "RMS: margin exceeds").await;
+            let routes = routes_since(&angel, cc, since);
+            assert_eq!(sent(&routes), expected, "{id}: {routes:?}");
+        }
+        // Every order still names its own order at the broker.
+        let tags: std::collections::HashMap<_, _> = angel
+            .sim
+            .orders(cc)
+            .into_iter()
+            .map(|o| (o.ordertag, o.orderid))
+            .collect();
+        for order in orders::Entity::find()
+            .filter(orders::Column::UserId.eq(user.id.as_str()))
+            .all(&stack.db)
+            .await
+            .expect("the orders")
+        {
+            assert_eq!(
+                order.broker_order_id.as_ref(),
+                tags.get(&order_tag(&order.id)),
+                "{order:?}"
+            );
+        }
         angel.sim.mute_order_updates(false);
     })
     .await;
+}
+
+/// How many `details` and `getOrderBook` requests `routes` holds.
+fn sent(routes: &[String]) -> (usize, usize) {
+    let count = |name: &str| routes.iter().filter(|r| *r == name).count();
+    (count("details"), count("getOrderBook"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,6 +9,7 @@ use pinnacle_common::model::{
 };
 use pinnacle_smartapi::limits::Slot;
 use pinnacle_smartapi::tag;
+use pinnacle_smartapi::types::OrderRecord;
 
 use super::client::{AngelOneBroker, NAME};
 use super::creds::{ambiguous, broker_error, check_compliance, login_secrets};
@@ -225,8 +226,9 @@ impl Broker for AngelOneBroker {
     }
 
     /// By the order's details where its `uniqueorderid` is stored (10 requests/s), else
-    /// (the place's answer was lost, or the details cannot be read) by its tag in the order
-    /// book (1 request/s).
+    /// (the place's answer was lost, or the details cannot be read or are of another order)
+    /// by its tag in the order book (1 request/s). An order the broker acknowledged is
+    /// never "not found": missing from both, it is unreadable for now.
     async fn find_order(
         &self,
         creds: &BrokerCredentials,
@@ -234,7 +236,13 @@ impl Broker for AngelOneBroker {
     ) -> Result<Option<BrokerOutcome>, BrokerError> {
         if let Some(unique_id) = order.broker_unique_id {
             match self.details_by_unique_id(creds, unique_id).await {
-                Ok(record) => return Ok(Some(map::outcome(&record))),
+                Ok(record) if is_of(&record, order) => return Ok(Some(map::outcome(&record))),
+                Ok(record) => tracing::warn!(
+                    order_id = %order.order_id,
+                    details_of = %record.orderid,
+                    "the details read by the order's unique id are not of this order; \
+                     looking it up in the order book"
+                ),
                 Err(error) => tracing::info!(
                     order_id = %order.order_id,
                     %error,
@@ -246,7 +254,15 @@ impl Broker for AngelOneBroker {
             .find_by_tag(creds, order.order_id)
             .await
             .map_err(broker_error)?;
-        Ok(found.as_ref().map(map::outcome))
+        match found {
+            Some(record) => Ok(Some(map::outcome(&record))),
+            None if order.acknowledged() => Err(BrokerError::Unavailable(
+                "the broker acknowledged the order, but neither its details nor its order \
+                 book has it now"
+                    .into(),
+            )),
+            None => Ok(None),
+        }
     }
 
     async fn reference_price(&self, _exchange: &str, _symbol: &str) -> Option<i64> {
@@ -271,4 +287,14 @@ impl Broker for AngelOneBroker {
             .map_err(broker_error)?;
         Ok((ltp.ltp > 0).then_some(ltp.ltp))
     }
+}
+
+/// Whether `record` is the order `keys` name: it carries the order's tag and a broker
+/// order id (the one stored, where one is).
+fn is_of(record: &OrderRecord, keys: OrderKeys<'_>) -> bool {
+    record.ordertag == tag::order_tag(keys.order_id)
+        && !record.orderid.is_empty()
+        && keys
+            .broker_order_id
+            .is_none_or(|stored| stored == record.orderid)
 }

@@ -6,7 +6,7 @@ use pinnacle_common::model::{
 };
 use pinnacle_smartapi::envelope::paise_to_rupees;
 use pinnacle_smartapi::types::{
-    HoldingRecord, OrderParams, OrderRecord, PositionRecord, Rms, TradeRecord,
+    is_unique_order_id, HoldingRecord, OrderParams, OrderRecord, PositionRecord, Rms, TradeRecord,
 };
 
 /// The SmartAPI variety an order of `order_type` is placed with (SPEC §3.1): stop-loss
@@ -105,12 +105,10 @@ pub fn outcome(record: &OrderRecord) -> BrokerOutcome {
 }
 
 /// A `uniqueorderid` as the broker sent it, if it is one Pinnacle stores and can read the
-/// order's details by: 1 to 64 ASCII letters, digits or dashes (a UUID). Anything else is
-/// not stored, and the order is found by its tag instead.
+/// order's details by ([`is_unique_order_id`]). Anything else is not stored, and the order
+/// is found by its tag instead.
 pub fn unique_id(raw: &str) -> Option<String> {
-    let valid =
-        (1..=64).contains(&raw.len()) && raw.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
-    valid.then(|| raw.to_string())
+    is_unique_order_id(raw).then(|| raw.to_string())
 }
 
 /// The terms a record states (quantity and prices above zero); read them by the stored

@@ -41,6 +41,13 @@ async fn market_order_fills_and_book_uses_strings() {
         .await;
     assert_eq!(d["data"]["averageprice"], 810.5);
     assert_eq!(d["data"]["quantity"], 2);
+    assert_eq!(d["data"]["ordertag"], "tag-1");
+    // Only by the unique id, as SPEC.md names the route: the order id finds nothing.
+    let by_orderid = t
+        .get(&format!("{SECURE}/order/v1/details/{orderid}"), &tokens.jwt)
+        .await;
+    assert_eq!(by_orderid["status"], false, "{by_orderid}");
+    assert_eq!(by_orderid["errorcode"], "AB1013", "{by_orderid}");
     // Trade book and positions.
     let trades = t
         .get(&format!("{SECURE}/order/v1/getTradeBook"), &tokens.jwt)

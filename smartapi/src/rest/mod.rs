@@ -292,12 +292,9 @@ impl RestClient {
         jwt: &SecretString,
         unique_order_id: &str,
     ) -> Result<OrderRecord, SmartApiError> {
-        if !unique_order_id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-')
-        {
+        if !crate::types::is_unique_order_id(unique_order_id) {
             return Err(SmartApiError::invalid(
-                "a unique order id is alphanumeric with dashes",
+                "a unique order id is 1 to 64 letters, digits or dashes",
             ));
         }
         let data = self.call(DETAILS, unique_order_id, Some(jwt), None).await?;

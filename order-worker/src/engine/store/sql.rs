@@ -408,9 +408,17 @@ fn with_patch(
         update = update.col_expr(orders::Column::BrokerOrderId, Expr::value(id.clone()));
         next.broker_order_id = Some(id);
     }
-    if let Some(id) = patch.broker_unique_id {
-        update = update.col_expr(orders::Column::BrokerUniqueId, Expr::value(id.clone()));
-        next.broker_unique_id = Some(id);
+    // The broker's unique id names the order for good: the first one stored stays, and
+    // one longer than its column (64) is not stored.
+    match (patch.broker_unique_id, &next.broker_unique_id) {
+        (Some(id), None) if id.len() <= 64 => {
+            update = update.col_expr(orders::Column::BrokerUniqueId, Expr::value(id.clone()));
+            next.broker_unique_id = Some(id);
+        }
+        (Some(id), stored) if stored.as_ref() != Some(&id) => {
+            tracing::warn!(order_id = %next.id, "a broker answer named another unique id for the order, or one too long to store; the stored one stands");
+        }
+        _ => {}
     }
     // A fill is never undone: an answer that says fewer units filled than are recorded
     // (a broker that forgot them) leaves the fill and its price as they are.
@@ -520,6 +528,54 @@ mod tests {
             assert!(store.get("o2").await.expect("get").is_none());
             let found = store.find("u1", "c1").await.expect("find").expect("stored");
             assert_eq!(found.id, "o1");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_first_unique_id_a_broker_names_stays_and_an_oversized_one_is_not_stored() {
+        for (store, _pg) in stores().await {
+            let order = created(&store).await;
+            let named = |id: &str| Patch {
+                broker_order_id: Some("B1".into()),
+                broker_unique_id: Some(id.into()),
+                ..Patch::default()
+            };
+            let open = store
+                .transition(
+                    &order,
+                    OrderStatus::Open,
+                    named("u-1"),
+                    Ownership::Held("w-1"),
+                )
+                .await
+                .expect("opened");
+            assert_eq!(open.broker_unique_id.as_deref(), Some("u-1"));
+            let other = store
+                .transition(&open, OrderStatus::Cancelled, named("u-2"), Ownership::Any)
+                .await
+                .expect("cancelled");
+            assert_eq!(other.broker_unique_id.as_deref(), Some("u-1"));
+            let stored = store.get("o1").await.expect("get").expect("stored");
+            assert_eq!(stored.broker_unique_id.as_deref(), Some("u-1"));
+
+            let Inserted::Created(second) =
+                insert(&store, "o2", &fixtures::limit_buy("c2", Product::Delivery)).await
+            else {
+                panic!("a new order")
+            };
+            let long = "x".repeat(65);
+            let open = store
+                .transition(
+                    &second,
+                    OrderStatus::Open,
+                    named(&long),
+                    Ownership::Held("w-1"),
+                )
+                .await
+                .expect("opened, on PostgreSQL too");
+            assert_eq!(open.broker_unique_id, None);
+            let stored = store.get("o2").await.expect("get").expect("stored");
+            assert_eq!(stored.broker_unique_id, None);
         }
     }
 
