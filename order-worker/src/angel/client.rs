@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pinnacle_common::broker::{BrokerCredentials, BrokerError, BrokerOutcome};
+use pinnacle_common::broker::{BrokerCredentials, BrokerError, BrokerOutcome, OrderTerms};
 use pinnacle_common::model::OrderStatus;
 use pinnacle_smartapi::limits::RateLimiter;
 use pinnacle_smartapi::session::{LoginSecrets, Session, SessionManager, SessionStore};
@@ -310,21 +310,30 @@ impl AngelOneBroker {
     }
 
     /// A just-placed order's state from its details; a rejected order is a
-    /// [`BrokerError::Rejected`] with the broker's reason, and unreadable details leave the
-    /// outcome unknown, for reconciliation to find the order by its tag.
+    /// [`BrokerError::Rejected`] with the broker's reason. Unreadable details leave the
+    /// order `UNKNOWN` with the ids the acknowledgement named, so reconciliation reads it
+    /// by them, and never takes it for an order the broker does not have.
     pub(super) async fn placed_state(
         &self,
         creds: &BrokerCredentials,
         ack: &OrderAck,
     ) -> Result<BrokerOutcome, BrokerError> {
-        let record = self
-            .details(creds, &ack.orderid, ack)
-            .await
-            .map_err(|error| {
-                BrokerError::Unavailable(format!(
-                    "the broker took the order but its state could not be read: {error}"
-                ))
-            })?;
+        let record = match self.details(creds, &ack.orderid, ack).await {
+            Ok(record) => record,
+            Err(error) => {
+                tracing::warn!(broker_order_id = %ack.orderid, %error, "the broker took the order but its state could not be read; it is UNKNOWN until reconciled");
+                return Ok(BrokerOutcome {
+                    broker_order_id: ack.orderid.clone(),
+                    broker_unique_id: map::unique_id(&ack.uniqueorderid),
+                    status: OrderStatus::Unknown,
+                    filled_quantity: 0,
+                    average_price: None,
+                    terms: OrderTerms::default(),
+                    fill_value: None,
+                    reason: None,
+                });
+            }
+        };
         if map::status(&record) == OrderStatus::Rejected {
             let reason = if record.text.is_empty() {
                 "no reason given"
