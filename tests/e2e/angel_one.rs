@@ -421,12 +421,7 @@ async fn a_placed_order_whose_details_fail_keeps_the_brokers_ids_until_settled()
         let cc = account.client_code.as_str();
         let (_, rests) = angel.prices();
         go_live(&angel, &user, cc, "fr-0").await;
-        angel.sim.inject(Fault::BusinessError {
-            route: "details".into(),
-            code: "AB1004".into(),
-            message: "Something Went Wrong, Please Try After Sometime".into(),
-            times: 1,
-        });
+        angel.sim.inject(went_wrong_once("details"));
         // The socket reconnects 250 ms after a drop at the soonest: an order placed at once
         // is not covered by it (tried again in the rare case it was).
         let mut placed = Value::Null;
@@ -1650,12 +1645,7 @@ async fn a_burst_of_refused_changes_reads_each_order_by_its_details_not_the_orde
 
         // The order book is the fallback: details that fail, an order stored without a
         // unique id, and details of another order (set here in the database).
-        angel.sim.inject(Fault::BusinessError {
-            route: "details".into(),
-            code: "AB1004".into(),
-            message: "Something Went Wrong, Please Try After Sometime".into(),
-            times: 1,
-        });
+        angel.sim.inject(went_wrong_once("details"));
         let set_unique_id = |id: &'static str, unique_id: Option<String>| {
             orders::Entity::update_many()
                 .col_expr(orders::Column::BrokerUniqueId, unique_id.into())
@@ -1715,6 +1705,16 @@ async fn a_burst_of_refused_changes_reads_each_order_by_its_details_not_the_orde
     .await;
 }
 
+/// Angel One's generic business error (AB1004), for the next request to `route`.
+fn went_wrong_once(route: &str) -> Fault {
+    Fault::BusinessError {
+        route: route.into(),
+        code: "AB1004".into(),
+        message: "Something Went Wrong, Please Try After Sometime".into(),
+        times: 1,
+    }
+}
+
 /// How many `details` and `getOrderBook` requests `routes` holds.
 fn sent(routes: &[String]) -> (usize, usize) {
     let count = |name: &str| routes.iter().filter(|r| *r == name).count();
@@ -1762,12 +1762,7 @@ async fn a_change_refused_because_the_broker_had_rejected_the_order_records_the_
         // can be read: the order is UNKNOWN (never shown working) until reconciliation
         // reads the rejection.
         for route in ["details", "getOrderBook"] {
-            angel.sim.inject(Fault::BusinessError {
-                route: route.into(),
-                code: "AB1004".into(),
-                message: "Something Went Wrong, Please Try After Sometime".into(),
-                times: 1,
-            });
+            angel.sim.inject(went_wrong_once(route));
         }
         let unread = stack
             .call(&user, "cancel", json!({"client_order_id": ids[3]}))
