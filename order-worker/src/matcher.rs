@@ -5,10 +5,14 @@
 //! then kept current from `events.orders.>`, so it sees orders placed through any worker).
 //! On each tick it fills the marketable ones at the traded price, at most the tick's traded
 //! quantity at a time, so large orders fill across several ticks (`PARTIALLY_FILLED` →
-//! `FILLED`). Several workers may try the same fill: the compare-and-set on the order's
-//! status and fill count lets exactly one apply a fill made from one view of the order
-//! (a matcher that reads the order after another's fill from the same tick fills again,
-//! from the current view, so each part is still booked once).
+//! `FILLED`). Every worker's matcher sees every tick, and each fills an order only from
+//! the view of it the tick crossed: an order whose stored fill differs from that view
+//! was filled meanwhile by another worker's matcher (from this tick or a later one), and
+//! is left alone. With the compare-and-set on the order's status and fill count, one tick
+//! fills an order once however many workers match it, and a lagging worker never fills
+//! from a tick another worker already used. (A view only moves forward: an event with
+//! fewer units filled than the view a worker holds, such as its own fill's event arriving
+//! after a later fill it applied directly, is ignored.)
 //!
 //! Hours ([`MarketHours`]): ticks for an exchange that is closed by the worker's calendar
 //! fill nothing. An order that joins the book while its exchange is closed is an
@@ -72,8 +76,14 @@ impl Book {
             .by_symbol
             .entry(key(&order.exchange, &order.symbol))
             .or_default();
+        let held = entry.get(&order.order_id);
+        // A fill is never undone, so a view with fewer units filled is older (by fill
+        // count, not by time: workers' clocks differ).
+        if held.is_some_and(|r| order.filled_quantity < r.order.filled_quantity) {
+            return;
+        }
         if is_paper && order.status.is_working() {
-            let after_market = closed || entry.get(&order.order_id).is_some_and(|r| r.after_market);
+            let after_market = closed || held.is_some_and(|r| r.after_market);
             entry.insert(
                 order.order_id.clone(),
                 Resting {
@@ -125,6 +135,10 @@ async fn fill(
             tracing::error!(%error, "not filling a corrupt paper order");
             return None;
         }
+    }
+    // Filled meanwhile by another worker's matcher: this tick (or a later one) was its.
+    if row.filled_quantity != order.filled_quantity {
+        return None;
     }
     let remaining = row.quantity - row.filled_quantity;
     let quantity = if in_full {
@@ -294,6 +308,31 @@ mod tests {
             Vec::<String>::new(),
             "only paper orders are matched here"
         );
+    }
+
+    #[test]
+    fn a_view_older_than_the_one_held_is_ignored() {
+        let mut book = Book::default();
+        let mut newer = resting("b", Side::Buy, 100);
+        newer.filled_quantity = 6;
+        newer.status = OrderStatus::PartiallyFilled;
+        book.apply(newer, false);
+        let mut older = resting("b", Side::Buy, 100);
+        older.filled_quantity = 3;
+        older.status = OrderStatus::PartiallyFilled;
+        book.apply(older, false);
+        let crossed = book.cross(&tick(100));
+        assert_eq!(crossed.len(), 1);
+        assert_eq!(crossed[0].order.filled_quantity, 6);
+        // An end with fewer units filled is older too; one with as many ends the order.
+        let mut ended = resting("b", Side::Buy, 100);
+        ended.status = OrderStatus::Cancelled;
+        ended.filled_quantity = 3;
+        book.apply(ended.clone(), false);
+        assert_eq!(ids(&mut book, 100), ["b"]);
+        ended.filled_quantity = 6;
+        book.apply(ended, false);
+        assert_eq!(ids(&mut book, 100), Vec::<String>::new());
     }
 
     #[test]

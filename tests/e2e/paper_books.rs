@@ -708,6 +708,68 @@ async fn a_partly_filled_order_keeps_its_fill_through_a_modify_and_a_cancel() {
     .await;
 }
 
+/// A matcher fills an order only from the view of it the tick crossed: an order whose
+/// stored fill has moved on (another worker's matcher filled it, from this tick or a later
+/// one, and its event has not arrived yet) is left alone, so one tick's quantity never
+/// fills an order twice. The other worker's fill is written here in the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_matcher_leaves_an_order_filled_since_its_view_to_the_worker_that_filled_it() {
+    each_backend(|backend| async move {
+        let stack = TestStack::start_with(backend, |s| s.worker.paper_cash = 100_000_000).await;
+        let user = busy_trader(&stack, "lagging").await;
+        price(&stack, &user, "LAGSYM", 100_000).await;
+        for id in ["lag-target", "lag-probe"] {
+            let placed = stack
+                .call(
+                    &user,
+                    "place",
+                    limit(id, "LAGSYM", "BUY", 30, 99_000, "INTRADAY"),
+                )
+                .await;
+            assert_eq!(placed["result"]["status"], "OPEN", "{placed}");
+        }
+        // Both are in the matcher's book once their OPEN events are out.
+        eventually(Duration::from_secs(10), "the OPEN events", || async {
+            let events = pinnacle_tests::order_events(&stack.client, &user.id).await;
+            let open = |id: &str| {
+                events
+                    .iter()
+                    .any(|e| e.order.client_order_id == id && e.order.status.as_str() == "OPEN")
+            };
+            (open("lag-target") && open("lag-probe")).then_some(())
+        })
+        .await;
+        let moved = orders::Entity::update_many()
+            .col_expr(orders::Column::Status, "PARTIALLY_FILLED".into())
+            .col_expr(orders::Column::FilledQuantity, 3.into())
+            .col_expr(orders::Column::AveragePrice, 98_000.into())
+            .filter(orders::Column::UserId.eq(user.id.as_str()))
+            .filter(orders::Column::ClientOrderId.eq("lag-target"))
+            .exec(&stack.db)
+            .await
+            .expect("another worker's fill");
+        assert_eq!(moved.rows_affected, 1);
+
+        // Two ticks, each crossing both orders: the probe fills 3 units at each, so each
+        // tick has been matched once it has; the target is left as the other worker has it.
+        for (seq, probe_filled) in [(2, 3), (3, 6)] {
+            stack.publish_tick("LAGSYM", seq, 98_000, 3).await;
+            eventually(Duration::from_secs(10), "the probe's part", || async {
+                let got = stack
+                    .call(&user, "get", json!({"client_order_id": "lag-probe"}))
+                    .await;
+                (got["result"]["filled_quantity"] == probe_filled).then_some(())
+            })
+            .await;
+        }
+        let target = stack
+            .call(&user, "get", json!({"client_order_id": "lag-target"}))
+            .await;
+        assert_eq!(target["result"]["filled_quantity"], 3, "{target}");
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_book_each_part_of_a_resting_order_once() {
     each_backend(|backend| async move {
