@@ -1715,6 +1715,76 @@ fn went_wrong_once(route: &str) -> Fault {
     }
 }
 
+/// The lookup after a refused change can outlast the order's lease (the details and the
+/// order book both slow to fail): it runs under the lease, renewed while it waits, so the
+/// order is recorded `UNKNOWN` and the answer says so, rather than a bare refusal while the
+/// order sits `PENDING_CANCEL` for reconciliation to take.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lookup_after_a_refused_change_that_outlasts_the_lease_keeps_it() {
+    each_backend(|backend| async move {
+        let angel = AngelStack::start_with(
+            backend,
+            |_| {},
+            |s| {
+                s.worker.smartapi_timeout_ms = 700;
+                s.worker.lease_ms = 400;
+                s.worker.lease_grace_ms = 200;
+                s.worker.reconcile_after_ms = 300;
+                s.worker.reconcile_interval_ms = 100;
+            },
+        )
+        .await;
+        let (user, account) = angel.angel_trader("slowlookup", 39, json!({})).await;
+        let cc = account.client_code.as_str();
+        let (_, rests) = angel.prices();
+        let stack = &angel.stack;
+        let id = "slow-lookup";
+        let placed = stack
+            .call(&user, "place", AngelStack::limit(id, "BUY", 2, rests))
+            .await;
+        assert_eq!(result(&placed)["status"], "OPEN", "{placed}");
+        angel.sim.mute_order_updates(true);
+        let orderid = angel.sim.orders(cc)[0].orderid.clone();
+        assert!(angel.sim.reject_order(cc, &orderid, "RMS: margin exceeds"));
+        // Each fails only at the 700 ms timeout: about 1.4 s in all, past lease + grace.
+        angel.sim.inject(Fault::SlowReply {
+            route: "details".into(),
+            delay: Duration::from_millis(1_500),
+            times: 1,
+        });
+        angel.sim.inject(Fault::Unanswered {
+            route: "getOrderBook".into(),
+            delay: Duration::from_millis(1_500),
+            times: 1,
+        });
+        let cancel = stack
+            .call(&user, "cancel", json!({"client_order_id": id}))
+            .await;
+        assert_eq!(cancel["error"]["code"], "BROKER_REJECTED", "{cancel}");
+        assert!(
+            cancel["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("UNKNOWN until reconciliation")),
+            "{cancel}"
+        );
+        ends_rejected_because(stack, &user, id, "RMS: margin exceeds").await;
+        let [path] = event_paths(stack, &user, [id], "REJECTED").await;
+        assert_eq!(
+            path,
+            [
+                "NEW",
+                "SUBMITTED",
+                "OPEN",
+                "PENDING_CANCEL",
+                "UNKNOWN",
+                "REJECTED"
+            ]
+        );
+        angel.sim.mute_order_updates(false);
+    })
+    .await;
+}
+
 /// How many `details` and `getOrderBook` requests `routes` holds.
 fn sent(routes: &[String]) -> (usize, usize) {
     let count = |name: &str| routes.iter().filter(|r| *r == name).count();

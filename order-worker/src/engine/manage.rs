@@ -13,7 +13,7 @@ use pinnacle_common::model::{ModifyRequest, OrderRef, OrderReply, OrderRequest, 
 use super::core::Engine;
 use super::credentials::{self, Actor};
 use super::errors::broker_error;
-use super::lease::Lease;
+use super::lease::{self, Lease, LeaseLost};
 use super::query;
 use super::risk;
 use super::store::{self, Ownership, Patch};
@@ -117,39 +117,57 @@ async fn settle(
                 .await
         }
         Err(error) => {
-            let (to, patch) = match after_refusal(at, pending, &error).await {
-                AfterRefusal::Ended(now) => (now.status, Patch::from_outcome(&now)),
-                // Restoring the working state could show an order the broker has ended as
-                // working, for good: reconciliation reads the broker's state instead.
-                AfterRefusal::Unread => (OrderStatus::Unknown, Patch::default()),
-                AfterRefusal::AsItWas => (previous, Patch::default()),
-            };
-            let stored = engine.record_outcome(pending, to, patch, held).await?;
-            // Ended, as the broker said, or as its order-update stream recorded meanwhile.
-            let now = store::status_of(&stored)?;
-            if now.is_terminal() {
-                return Err(ErrorBody::new(
-                    ErrorCode::InvalidState,
-                    format!(
-                        "the order is already {now} at the broker, which refused the change \
-                         ({error}); nothing was changed"
-                    ),
-                ));
-            }
-            let refused = broker_error(&error);
-            if now != OrderStatus::Unknown {
-                return Err(refused);
-            }
-            Err(ErrorBody::new(
-                refused.code,
-                format!(
-                    "{}; the order's state at the broker could not be read afterwards, so it \
-                     is UNKNOWN until reconciliation reads it: get it before changing it again",
-                    refused.message
-                ),
-            ))
+            // The lookup runs under the lease, renewed while it waits (the order book may
+            // take seconds); a lease lost meanwhile leaves the order to whoever took it.
+            let lookup = after_refusal(at, pending, &error);
+            let stored =
+                match lease::guard(&engine.orders, lease, engine.lease_terms(), lookup).await {
+                    Ok(after) => {
+                        let (to, patch) = match after {
+                            AfterRefusal::Ended(now) => (now.status, Patch::from_outcome(&now)),
+                            // Restoring the working state could show an order the broker has
+                            // ended as working, for good: reconciliation reads the broker's
+                            // state instead.
+                            AfterRefusal::Unread => (OrderStatus::Unknown, Patch::default()),
+                            AfterRefusal::AsItWas => (previous, Patch::default()),
+                        };
+                        engine.record_outcome(pending, to, patch, held).await?
+                    }
+                    Err(LeaseLost) => engine.reload(pending).await?,
+                };
+            Err(refused_change(&stored, &error)?)
         }
     }
+}
+
+/// The answer to a change the broker refused, by the state `stored` is left in: ended (as
+/// the broker said, or as its order-update stream recorded meanwhile) is `INVALID_STATE`;
+/// working, the broker's refusal as it is; otherwise (`UNKNOWN`, or still pending because
+/// the lease ran out while the broker was asked) the refusal, saying that reconciliation
+/// will read the order's state.
+fn refused_change(stored: &orders::Model, error: &BrokerError) -> Result<ErrorBody, ErrorBody> {
+    let now = store::status_of(stored)?;
+    if now.is_terminal() {
+        return Ok(ErrorBody::new(
+            ErrorCode::InvalidState,
+            format!(
+                "the order is already {now} at the broker, which refused the change ({error}); \
+                 nothing was changed"
+            ),
+        ));
+    }
+    let refused = broker_error(error);
+    if now.is_working() {
+        return Ok(refused);
+    }
+    Ok(ErrorBody::new(
+        refused.code,
+        format!(
+            "{}; the order's state at the broker could not be read afterwards, so it is {now} \
+             until reconciliation reads it: get it before changing it again",
+            refused.message
+        ),
+    ))
 }
 
 /// What a broker's refusal of a change says about the order.
