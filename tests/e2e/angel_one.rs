@@ -1716,7 +1716,8 @@ fn went_wrong_once(route: &str) -> Fault {
 }
 
 /// The lookup after a refused change can outlast the order's lease (the details and the
-/// order book both slow to fail): it runs under the lease, renewed while it waits, so the
+/// order book both slow to fail): it runs under the lease, renewed while it waits (a lease
+/// of 2 s here, renewed on a loaded machine too), so the
 /// order is recorded `UNKNOWN` and the answer says so, rather than a bare refusal while the
 /// order sits `PENDING_CANCEL` for reconciliation to take.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1726,9 +1727,9 @@ async fn a_lookup_after_a_refused_change_that_outlasts_the_lease_keeps_it() {
             backend,
             |_| {},
             |s| {
-                s.worker.smartapi_timeout_ms = 700;
-                s.worker.lease_ms = 400;
-                s.worker.lease_grace_ms = 200;
+                s.worker.smartapi_timeout_ms = 2_000;
+                s.worker.lease_ms = 2_000;
+                s.worker.lease_grace_ms = 500;
                 s.worker.reconcile_after_ms = 300;
                 s.worker.reconcile_interval_ms = 100;
             },
@@ -1746,15 +1747,15 @@ async fn a_lookup_after_a_refused_change_that_outlasts_the_lease_keeps_it() {
         angel.sim.mute_order_updates(true);
         let orderid = angel.sim.orders(cc)[0].orderid.clone();
         assert!(angel.sim.reject_order(cc, &orderid, "RMS: margin exceeds"));
-        // Each fails only at the 700 ms timeout: about 1.4 s in all, past lease + grace.
+        // Each fails only at the 2 s timeout: about 4 s in all, past lease + grace (2.5 s).
         angel.sim.inject(Fault::SlowReply {
             route: "details".into(),
-            delay: Duration::from_millis(1_500),
+            delay: Duration::from_millis(3_000),
             times: 1,
         });
         angel.sim.inject(Fault::Unanswered {
             route: "getOrderBook".into(),
-            delay: Duration::from_millis(1_500),
+            delay: Duration::from_millis(3_000),
             times: 1,
         });
         let cancel = stack
