@@ -453,21 +453,28 @@ impl TestCluster {
         let definition = std::fs::read(nats_dir().join(format!("streams/{name}.json")))?;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let exists = admin
-                .js_api(&format!("$JS.API.STREAM.INFO.{name}"), Vec::new())
-                .await?
-                .get("error")
-                .is_none();
-            let verb = if exists { "UPDATE" } else { "CREATE" };
-            let reply = admin
-                .js_api(&format!("$JS.API.STREAM.{verb}.{name}"), definition.clone())
-                .await?;
-            match reply.get("error") {
-                None => return self.wait_for_replicas(admin, name, deadline).await,
-                Some(error) if Instant::now() > deadline => {
-                    anyhow::bail!("{verb} {name} failed: {error}")
+            // A just-formed cluster may time a request out as well as refuse it: both are
+            // asked again until the deadline.
+            let applied = async {
+                let exists = admin
+                    .js_api(&format!("$JS.API.STREAM.INFO.{name}"), Vec::new())
+                    .await?
+                    .get("error")
+                    .is_none();
+                let verb = if exists { "UPDATE" } else { "CREATE" };
+                let reply = admin
+                    .js_api(&format!("$JS.API.STREAM.{verb}.{name}"), definition.clone())
+                    .await?;
+                match reply.get("error") {
+                    None => Ok(()),
+                    Some(error) => Err(anyhow::anyhow!("{verb} {name} failed: {error}")),
                 }
-                Some(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+            .await;
+            match applied {
+                Ok(()) => return self.wait_for_replicas(admin, name, deadline).await,
+                Err(error) if Instant::now() > deadline => return Err(error),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         }
     }
