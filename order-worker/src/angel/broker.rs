@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use pinnacle_common::broker::{
-    Admission, Broker, BrokerCredentials, BrokerError, BrokerOutcome, Filled, OrderKeys, OrderTerms,
+    Admission, Broker, BrokerCredentials, BrokerError, BrokerOutcome, Filled, OrderKeys,
 };
 use pinnacle_common::model::{
     Funds, Holding, OrderRequest, OrderStatus, OrderType, Position, Trade,
@@ -103,16 +103,7 @@ impl Broker for AngelOneBroker {
                 let streamed =
                     stream.is_some() && stream == self.live.connection(&creds.account_id);
                 if streamed {
-                    Ok(BrokerOutcome {
-                        broker_unique_id: map::unique_id(&ack.uniqueorderid),
-                        broker_order_id: ack.orderid,
-                        status: OrderStatus::Open,
-                        filled_quantity: 0,
-                        average_price: None,
-                        terms: OrderTerms::default(),
-                        fill_value: None,
-                        reason: None,
-                    })
+                    Ok(map::acknowledged(&ack, OrderStatus::Open))
                 } else {
                     self.placed_state(creds, &ack).await
                 }

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pinnacle_common::broker::{BrokerCredentials, BrokerError, BrokerOutcome, OrderTerms};
+use pinnacle_common::broker::{BrokerCredentials, BrokerError, BrokerOutcome};
 use pinnacle_common::model::OrderStatus;
 use pinnacle_smartapi::limits::RateLimiter;
 use pinnacle_smartapi::session::{LoginSecrets, Session, SessionManager, SessionStore};
@@ -322,16 +322,7 @@ impl AngelOneBroker {
             Ok(record) => record,
             Err(error) => {
                 tracing::warn!(broker_order_id = %ack.orderid, %error, "the broker took the order but its state could not be read; it is UNKNOWN until reconciled");
-                return Ok(BrokerOutcome {
-                    broker_order_id: ack.orderid.clone(),
-                    broker_unique_id: map::unique_id(&ack.uniqueorderid),
-                    status: OrderStatus::Unknown,
-                    filled_quantity: 0,
-                    average_price: None,
-                    terms: OrderTerms::default(),
-                    fill_value: None,
-                    reason: None,
-                });
+                return Ok(map::acknowledged(ack, OrderStatus::Unknown));
             }
         };
         if map::status(&record) == OrderStatus::Rejected {

@@ -6,7 +6,8 @@ use pinnacle_common::model::{
 };
 use pinnacle_smartapi::envelope::paise_to_rupees;
 use pinnacle_smartapi::types::{
-    is_unique_order_id, HoldingRecord, OrderParams, OrderRecord, PositionRecord, Rms, TradeRecord,
+    is_unique_order_id, HoldingRecord, OrderAck, OrderParams, OrderRecord, PositionRecord, Rms,
+    TradeRecord,
 };
 
 /// The SmartAPI variety an order of `order_type` is placed with (SPEC §3.1): stop-loss
@@ -101,6 +102,21 @@ pub fn outcome(record: &OrderRecord) -> BrokerOutcome {
         terms: terms(record),
         fill_value: None,
         reason: (!record.text.is_empty()).then(|| record.text.clone()),
+    }
+}
+
+/// An order the broker acknowledged (`ack`'s ids), nothing filled, taken to be `status`
+/// (an acknowledgement says nothing of the order's state).
+pub fn acknowledged(ack: &OrderAck, status: OrderStatus) -> BrokerOutcome {
+    BrokerOutcome {
+        broker_order_id: ack.orderid.clone(),
+        broker_unique_id: unique_id(&ack.uniqueorderid),
+        status,
+        filled_quantity: 0,
+        average_price: None,
+        terms: OrderTerms::default(),
+        fill_value: None,
+        reason: None,
     }
 }
 
