@@ -180,24 +180,60 @@ pub async fn run(
     let mut ticks = worker.client().subscribe(subjects::MD_TICK_ALL).await?;
     let mut book = load(engine, &hours).await;
     loop {
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            Some(message) = events.next() => {
+        match next(&shutdown, &mut ticks, &mut events).await {
+            Input::Tick(message) => {
+                let Ok(tick) = Encoding::MsgPack.decode::<Tick>(&message.payload) else {
+                    continue;
+                };
+                if hours.is_open(&tick.exchange) {
+                    on_tick(engine, &mut book, &tick).await;
+                }
+            }
+            Input::Event(message) => {
                 if let Ok(event) = Encoding::MsgPack.decode::<OrderEvent>(&message.payload) {
                     let closed = !hours.is_open(&event.order.exchange);
                     book.apply(event.order, closed);
                 }
             }
-            Some(message) = ticks.next() => {
-                let Ok(tick) = Encoding::MsgPack.decode::<Tick>(&message.payload) else { continue };
-                if hours.is_open(&tick.exchange) {
-                    on_tick(engine, &mut book, &tick).await;
-                }
-            }
-            else => break,
+            Input::Done => break,
         }
     }
     Ok(())
+}
+
+/// What the matcher takes next.
+#[derive(Debug)]
+enum Input<T> {
+    Tick(T),
+    Event(T),
+    /// Shutdown, or both subscriptions ended.
+    Done,
+}
+
+/// The next input, **a waiting tick before a waiting event**.
+///
+/// Both subscriptions share the worker's one connection, so a tick reaches this worker
+/// before any event of a fill made from it: nats-server routes the tick to every worker
+/// at once, and the event exists only after another worker received that tick, filled
+/// from it and published. Taking the ticks first therefore crosses every tick with a view
+/// older than the events of fills made from it; [`fill`] then finds the stored fill moved
+/// on and leaves the order alone. Taken in any other order (as an unbiased `select!`
+/// does, at random, when both wait), a worker could first apply another worker's fill
+/// from tick *k* and then fill the order again from the same tick *k*, its view now equal
+/// to the row. Events wait only while ticks do: applying a tick that crosses nothing costs
+/// a lookup.
+async fn next<T>(
+    shutdown: &Shutdown,
+    ticks: &mut (impl futures::Stream<Item = T> + Unpin),
+    events: &mut (impl futures::Stream<Item = T> + Unpin),
+) -> Input<T> {
+    tokio::select! {
+        biased;
+        () = shutdown.cancelled() => Input::Done,
+        Some(tick) = ticks.next() => Input::Tick(tick),
+        Some(event) = events.next() => Input::Event(event),
+        else => Input::Done,
+    }
 }
 
 /// The book of the resting paper orders in the database.
@@ -286,6 +322,33 @@ mod tests {
 
     fn ids(book: &mut Book, ltp: i64) -> Vec<String> {
         crossed(book, ltp).into_iter().map(|(id, _)| id).collect()
+    }
+
+    #[tokio::test]
+    async fn a_waiting_tick_is_taken_before_a_waiting_event() {
+        let shutdown = Shutdown::new();
+        let (tick_tx, tick_rx) = futures::channel::mpsc::unbounded();
+        let (event_tx, event_rx) = futures::channel::mpsc::unbounded();
+        let (mut ticks, mut events) = (tick_rx, event_rx);
+        // The event of a fill from tick 1 waits beside tick 1 itself (and tick 2).
+        event_tx.unbounded_send("fill from tick 1").expect("queued");
+        tick_tx.unbounded_send("tick 1").expect("queued");
+        tick_tx.unbounded_send("tick 2").expect("queued");
+        let mut taken = Vec::new();
+        for _ in 0..3 {
+            taken.push(match next(&shutdown, &mut ticks, &mut events).await {
+                Input::Tick(t) | Input::Event(t) => t,
+                Input::Done => "done",
+            });
+        }
+        assert_eq!(taken, ["tick 1", "tick 2", "fill from tick 1"]);
+        // Shutdown comes before anything still waiting.
+        tick_tx.unbounded_send("tick 3").expect("queued");
+        shutdown.cancel();
+        assert!(matches!(
+            next(&shutdown, &mut ticks, &mut events).await,
+            Input::Done
+        ));
     }
 
     #[test]
