@@ -351,6 +351,85 @@ async fn a_modify_whose_answer_was_lost_is_settled_with_the_terms_the_broker_hol
     .await;
 }
 
+/// A modify whose answer was lost leaves the order `UNKNOWN`; the order-book catch-up after
+/// a reconnect may then deliver a record read before the modify (the book is slow to
+/// answer, and the modify lands meanwhile). That record must not settle the order on its
+/// old quantity: the order is no longer in flight, so nothing would ever correct it.
+/// Reconciliation settles it from the broker's own answer, on the new quantity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_modify_is_never_settled_by_a_record_from_before_it() {
+    each_backend(|backend| async move {
+        let angel = AngelStack::start_with(
+            backend,
+            |_| {},
+            |s| {
+                s.worker.reconcile_after_ms = 4_000;
+                s.worker.reconcile_interval_ms = 200;
+            },
+        )
+        .await;
+        let stack = &angel.stack;
+        let (user, account) = angel.angel_trader("stalebook", 31, json!({})).await;
+        let cc = account.client_code.as_str();
+        let (_, rests) = angel.prices();
+        let placed = stack
+            .call(&user, "place", AngelStack::limit("sb-1", "BUY", 2, rests))
+            .await;
+        assert_eq!(result(&placed)["status"], "OPEN", "{placed}");
+
+        // The reconnect's catch-up reads the book now, and is answered 2 s later.
+        angel.sim.inject(Fault::SlowReply {
+            route: "getOrderBook".into(),
+            delay: Duration::from_millis(2_000),
+            times: 4,
+        });
+        let requests_before = angel.sim.requests().len();
+        angel.sim.drop_sockets();
+        eventually(
+            Duration::from_secs(5),
+            "the catch-up's book request",
+            || async {
+                angel.sim.requests()[requests_before..]
+                    .iter()
+                    .any(|r| r.path.ends_with("/getOrderBook"))
+                    .then_some(())
+            },
+        )
+        .await;
+        // Meanwhile the modify is applied at the broker, and its details are lost.
+        angel.sim.inject(Fault::EmptyBody {
+            route: "details".into(),
+            status: 500,
+            times: 1,
+        });
+        let modified = stack
+            .call(
+                &user,
+                "modify",
+                json!({"client_order_id": "sb-1", "quantity": 5}),
+            )
+            .await;
+        assert_eq!(result(&modified)["status"], "UNKNOWN", "{modified}");
+        assert_eq!(at_broker(&angel, cc, &placed).quantity, 5);
+
+        let settled = wait_for_status(stack, &user, "sb-1", "OPEN").await;
+        assert_eq!(settled["quantity"], 5, "the broker's quantity: {settled}");
+        let events = pinnacle_tests::order_events(&stack.client, &user.id).await;
+        let after_unknown: Vec<_> = events
+            .iter()
+            .filter(|e| e.order.client_order_id == "sb-1")
+            .skip_while(|e| e.order.status.as_str() != "UNKNOWN")
+            .map(|e| (e.order.status.as_str().to_string(), e.order.quantity))
+            .collect();
+        assert_eq!(
+            after_unknown,
+            [("UNKNOWN".to_string(), 2), ("OPEN".to_string(), 5)],
+            "never back to the old quantity"
+        );
+    })
+    .await;
+}
+
 /// A place the broker never received (the request is held, then refused without being
 /// processed) is `UNKNOWN` until reconciliation finds no such order at the broker, then
 /// `REJECTED` / `NOT_AT_BROKER`, which is true: the simulator's book has no order, and a

@@ -244,7 +244,8 @@ async fn apply(engine: &Engine, account_id: &str, record: &OrderRecord) {
                 return;
             }
         };
-        if !applies(status, order.filled_quantity, &outcome) {
+        let acknowledged = order.broker_order_id.is_some();
+        if !applies(status, order.filled_quantity, acknowledged, &outcome) {
             return;
         }
         let patch = match patch_for(&order, &outcome) {
@@ -275,18 +276,28 @@ const APPLY_ATTEMPTS: usize = 3;
 /// the broker's answer, or a stale one from before the change (several workers each follow
 /// the socket, some behind), which would put back the old terms or undo the cancel. Fills
 /// and final states always apply.
-fn applies(current: OrderStatus, filled: i64, outcome: &BrokerOutcome) -> bool {
+///
+/// Nor, to any working state, to an `UNKNOWN` order the broker had `acknowledged` (its
+/// order id is stored): that is a change or a place whose answer was lost, and a working
+/// record may be from before the change (the order-book catch-up after a reconnect reads
+/// a snapshot that can predate it; a socket that lags sends old records), while the order
+/// is no longer in flight, so nothing would ever correct the old terms it put back. Such an
+/// order is settled by reconciliation, which reads the broker afresh, or by a final state.
+/// An `UNKNOWN` order with no broker id yet (a place whose answer was lost) takes any
+/// record: nothing was at the broker before it.
+fn applies(current: OrderStatus, filled: i64, acknowledged: bool, outcome: &BrokerOutcome) -> bool {
     use OrderStatus::*;
     let unchanged = current == outcome.status && filled == outcome.filled_quantity;
     let to_pending = matches!(outcome.status, PendingModify | PendingCancel);
     let in_flight = matches!(current, PendingModify | PendingCancel)
         && outcome.status.is_working()
         && outcome.filled_quantity == filled;
+    let lost_answer = current == Unknown && acknowledged && outcome.status.is_working();
     // A rejection of an order with fills is recorded as its end (`CANCELLED`).
     let recorded = outcome
         .status
         .recorded_as(filled.max(outcome.filled_quantity));
-    current.can_become(recorded) && !(unchanged || to_pending || in_flight)
+    current.can_become(recorded) && !(unchanged || to_pending || in_flight || lost_answer)
 }
 
 /// The fields a broker record sets: its fill, and its quantity and prices, which are the
@@ -350,43 +361,60 @@ mod tests {
     #[test]
     fn records_move_orders_except_where_the_request_path_owns_the_change() {
         use OrderStatus::*;
-        assert!(applies(Submitted, 0, &outcome(Open, 0)));
-        assert!(applies(Open, 0, &outcome(Filled, 3)));
-        assert!(applies(Open, 0, &outcome(Rejected, 0)));
-        assert!(!applies(Open, 0, &outcome(Open, 0)), "nothing changed");
+        assert!(applies(Submitted, 0, true, &outcome(Open, 0)));
+        assert!(applies(Open, 0, true, &outcome(Filled, 3)));
+        assert!(applies(Open, 0, true, &outcome(Rejected, 0)));
         assert!(
-            !applies(Open, 0, &outcome(PendingModify, 0)),
+            !applies(Open, 0, true, &outcome(Open, 0)),
+            "nothing changed"
+        );
+        assert!(
+            !applies(Open, 0, true, &outcome(PendingModify, 0)),
             "a late modify pending"
         );
         assert!(
-            !applies(PendingModify, 0, &outcome(Open, 0)),
+            !applies(PendingModify, 0, true, &outcome(Open, 0)),
             "stale or the modify's own"
         );
         assert!(
-            !applies(PendingCancel, 0, &outcome(Open, 0)),
+            !applies(PendingCancel, 0, true, &outcome(Open, 0)),
             "stale: would undo the cancel"
         );
         assert!(
-            applies(PendingModify, 0, &outcome(PartiallyFilled, 1)),
+            applies(PendingModify, 0, true, &outcome(PartiallyFilled, 1)),
             "a fill races it"
         );
-        assert!(applies(PendingModify, 0, &outcome(Filled, 4)));
-        assert!(applies(PendingCancel, 0, &outcome(Cancelled, 0)));
+        assert!(applies(PendingModify, 0, true, &outcome(Filled, 4)));
+        assert!(applies(PendingCancel, 0, true, &outcome(Cancelled, 0)));
         assert!(
-            applies(PendingCancel, 0, &outcome(Rejected, 0)),
+            applies(PendingCancel, 0, true, &outcome(Rejected, 0)),
             "rejected before the cancel reached it"
         );
         assert!(
-            applies(PendingModify, 2, &outcome(Rejected, 0)),
+            applies(PendingModify, 2, true, &outcome(Rejected, 0)),
             "recorded as its end, CANCELLED: what filled stands"
         );
         assert!(
-            applies(PartiallyFilled, 2, &outcome(Rejected, 2)),
+            applies(PartiallyFilled, 2, true, &outcome(Rejected, 2)),
             "recorded as its end, CANCELLED"
         );
-        assert!(applies(Unknown, 0, &outcome(Open, 0)));
         assert!(
-            !applies(Filled, 3, &outcome(Cancelled, 3)),
+            applies(Unknown, 0, false, &outcome(Open, 0)),
+            "a place whose answer was lost: the order exists"
+        );
+        assert!(
+            !applies(Unknown, 0, true, &outcome(Open, 0)),
+            "a lost change's order: possibly from before the change"
+        );
+        assert!(
+            !applies(Unknown, 0, true, &outcome(PartiallyFilled, 1)),
+            "a fill of it, with terms possibly from before the change"
+        );
+        assert!(applies(Unknown, 0, true, &outcome(Filled, 5)));
+        assert!(applies(Unknown, 0, true, &outcome(Cancelled, 0)));
+        assert!(applies(Unknown, 0, true, &outcome(Rejected, 0)));
+        assert!(
+            !applies(Filled, 3, true, &outcome(Cancelled, 3)),
             "nothing leaves a final state"
         );
     }
