@@ -351,6 +351,58 @@ async fn a_modify_whose_answer_was_lost_is_settled_with_the_terms_the_broker_hol
     .await;
 }
 
+/// An order-update socket that stays open but delivers nothing is noticed by nothing but
+/// the order-book sweep: every `order_book_sweep_ms` a worker reads the book of each
+/// account with working orders, so fills at the broker reach Pinnacle (and
+/// `ORDER_EVENTS`) without a reconnect. Once no order works, the sweep reads nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fills_on_a_silent_order_update_socket_are_found_by_the_order_book_sweep() {
+    each_backend(|backend| async move {
+        let angel =
+            AngelStack::start_with(backend, |_| {}, |s| s.worker.order_book_sweep_ms = 500).await;
+        let stack = &angel.stack;
+        let (user, account) = angel.angel_trader("silent", 37, json!({})).await;
+        let cc = account.client_code.as_str();
+        let (_, rests) = angel.prices();
+        let ids = ["silent-1", "silent-2"];
+        for id in ids {
+            let placed = stack
+                .call(&user, "place", AngelStack::limit(id, "BUY", 2, rests))
+                .await;
+            assert_eq!(result(&placed)["status"], "OPEN", "{placed}");
+        }
+
+        // The socket stays connected and goes silent; both orders fill at the broker.
+        angel.sim.mute_order_updates(true);
+        angel.sim.set_ltp("NSE", SBIN_TOKEN, rests - 100);
+        assert!(angel.sim.orders(cc).iter().all(|o| o.status == "complete"));
+        for id in ids {
+            let filled = wait_for_status(stack, &user, id, "FILLED").await;
+            assert_eq!(filled["filled_quantity"], 2, "{filled}");
+        }
+        let [first, second] = event_paths(stack, &user, ids, "FILLED").await;
+        for path in [first, second] {
+            assert_eq!(path, ["NEW", "SUBMITTED", "OPEN", "FILLED"]);
+        }
+
+        // Nothing works any more: the sweep reads no book.
+        let books = || {
+            angel
+                .sim
+                .requests()
+                .iter()
+                .filter(|r| r.path.ends_with("/getOrderBook"))
+                .count()
+        };
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let before = books();
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        assert_eq!(books(), before, "no working order, no order-book read");
+        angel.sim.mute_order_updates(false);
+    })
+    .await;
+}
+
 /// A modify whose answer was lost leaves the order `UNKNOWN`; the order-book catch-up after
 /// a reconnect may then deliver a record read before the modify (the book is slow to
 /// answer, and the modify lands meanwhile). That record must not settle the order on its

@@ -76,6 +76,9 @@ pub struct TestStack {
 pub fn worker_settings() -> WorkerSettings {
     WorkerSettings {
         square_off_at: pinnacle_common::config::SquareOffAt::OFF,
+        // Off unless a test turns it on: tests that mute the order-update stream expect
+        // the orders to stay as they are.
+        order_book_sweep_ms: 0,
         ..WorkerSettings::default()
     }
 }

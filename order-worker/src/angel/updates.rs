@@ -4,7 +4,10 @@
 //! The broker sends a [`SessionNotice`] whenever it uses a session; [`run`] keeps one
 //! connection per account with the newest session, reconnecting with backoff, until the
 //! session expires or is refused. The broker does not replay updates sent while the socket
-//! was down, so every (re)connect catches up from the order book. Each update is matched to a Pinnacle order by the
+//! was down, so every (re)connect catches up from the order book, and while the socket is
+//! connected the book of an account with working orders is read again every
+//! `PINNACLE_WORKER_ORDER_BOOK_SWEEP_MS` (a socket can stay open and stop delivering).
+//! Each update is matched to a Pinnacle order by the
 //! broker's order id (or, before that id is stored, by the order tag) and applied with the
 //! same compare-and-set as every other transition, so duplicates and stale updates from
 //! several workers are harmless.
@@ -152,13 +155,27 @@ async fn follow_account(
         let engine = engine.clone();
         let notice = notice.clone();
         tokio::spawn(async move {
-            while let Some(event) = rx.recv().await {
+            let mut sweep = sweep_timer(engine.settings().order_book_sweep_ms);
+            loop {
+                let event = tokio::select! {
+                    event = rx.recv() => match event {
+                        Some(event) => event,
+                        None => break,
+                    },
+                    () = next_sweep(&mut sweep) => {
+                        sweep_book(&engine, &notice).await;
+                        continue;
+                    }
+                };
                 match event {
                     Event::Connected => {
                         // Whatever changes from now on arrives on the socket; what changed
                         // before is in the order book.
                         notice.live.set(&notice.account_id, true);
                         catch_up(&engine, &notice).await;
+                        if let Some(timer) = &mut sweep {
+                            timer.reset();
+                        }
                     }
                     Event::Update(update) => {
                         apply(&engine, &notice.account_id, &update.order).await;
@@ -207,6 +224,45 @@ async fn follow_account(
     drop(tx);
     let _ = applier.await;
     notice.live.set(&notice.account_id, false);
+}
+
+/// The timer of the order-book sweep ([`sweep_book`]): every `every_ms`, the first one a
+/// period from now; none when `every_ms` is 0.
+fn sweep_timer(every_ms: u64) -> Option<tokio::time::Interval> {
+    let period = Duration::from_millis(every_ms);
+    (every_ms > 0).then(|| {
+        let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        timer
+    })
+}
+
+/// The sweep timer's next tick; never, with the sweep off.
+async fn next_sweep(timer: &mut Option<tokio::time::Interval>) {
+    match timer {
+        Some(timer) => {
+            timer.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// The periodic catch-up: while the account's socket is connected and it has working
+/// orders, applies the order book as after a reconnect. A socket can stay open and stop
+/// delivering (the broker's side stalls, a proxy drops frames), and nothing else would
+/// notice: fills at the broker would never reach Pinnacle, and `OPEN` orders are not
+/// reconciled. While the socket is down the reconnect's own catch-up does this.
+async fn sweep_book(engine: &Engine, notice: &SessionNotice) {
+    if notice.live.connection(&notice.account_id).is_none() {
+        return;
+    }
+    match engine.working_at(&notice.account_id).await {
+        Ok(true) => catch_up(engine, notice).await,
+        Ok(false) => {}
+        Err(error) => {
+            tracing::warn!(client_code = %notice.client_code, %error, "could not list working orders for the order-book sweep");
+        }
+    }
 }
 
 /// Updates sent while the socket was down are lost: apply today's order book instead.

@@ -319,6 +319,15 @@ impl Engine {
         self.orders.list(query).await
     }
 
+    /// Whether `account_id` has orders working at the broker (`OPEN`, `PARTIALLY_FILLED`).
+    pub async fn working_at(&self, account_id: &str) -> Result<bool, DbErr> {
+        let query = OrderQuery::InStates {
+            statuses: &[OrderStatus::Open, OrderStatus::PartiallyFilled],
+            account_id: Some(account_id),
+        };
+        Ok(!self.orders.list(query).await?.is_empty())
+    }
+
     /// `account_id`'s orders settled as `REJECTED` / `NOT_AT_BROKER` in the last day.
     pub async fn not_at_broker_lately(
         &self,

@@ -118,6 +118,13 @@ pub struct WorkerSettings {
     /// `PINNACLE_WORKER_RECONCILE_INTERVAL_MS`: how often each worker sweeps for such orders.
     #[serde(default = "default_reconcile_interval_ms")]
     pub reconcile_interval_ms: u64,
+    /// `PINNACLE_WORKER_ORDER_BOOK_SWEEP_MS`: how often a worker reads the order book of
+    /// each Angel One account whose order-update socket is connected and which has working
+    /// orders, and applies it like the catch-up after a reconnect: a socket that stays
+    /// open but stops delivering is otherwise noticed by nothing, and fills at the broker
+    /// would never reach Pinnacle. `0` turns the sweep off.
+    #[serde(default = "default_order_book_sweep_ms")]
+    pub order_book_sweep_ms: u64,
     /// `PINNACLE_WORKER_SMARTAPI_URL`: SmartAPI's REST root for `angel_one` accounts
     /// (a simulator's address in development and tests).
     #[serde(default = "default_smartapi_url")]
@@ -253,6 +260,10 @@ fn default_reconcile_interval_ms() -> u64 {
     2_000
 }
 
+fn default_order_book_sweep_ms() -> u64 {
+    30_000
+}
+
 fn default_paper_cash() -> i64 {
     100_000_000
 }
@@ -297,6 +308,7 @@ impl Default for WorkerSettings {
             paper_cash: default_paper_cash(),
             reconcile_after_ms: default_reconcile_after_ms(),
             reconcile_interval_ms: default_reconcile_interval_ms(),
+            order_book_sweep_ms: default_order_book_sweep_ms(),
             lease_ms: default_lease_ms(),
             lease_grace_ms: default_lease_grace_ms(),
             ready_timeout_ms: default_ready_timeout_ms(),
