@@ -461,7 +461,19 @@ async fn a_reservation_stalled_past_its_lease_never_holds_cash_for_an_ended_orde
         .iter()
         .map(|id| side.submit(&trader.id, buy(id, OrderType::Market, None)))
         .collect();
-    stored(stack, "books-0").await;
+    // Any of them: the placer's pool (4) is held by the first reservations to wait, so
+    // which orders are stored before the lock goes is the runtime's choice (waiting for
+    // `books-0` alone deadlocked the test when its insert came fifth).
+    eventually(Duration::from_secs(20), "an order row", || async {
+        use sea_orm::{ColumnTrait, QueryFilter};
+        orders::Entity::find()
+            .filter(orders::Column::ClientOrderId.is_in(ids.iter().map(String::as_str)))
+            .one(&stack.db)
+            .await
+            .ok()
+            .flatten()
+    })
+    .await;
     // Longer than the lease, the grace and the reconcile delay together.
     tokio::time::sleep(Duration::from_secs(6)).await;
     lock.release().await;
