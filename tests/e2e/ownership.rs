@@ -294,10 +294,16 @@ fn buy(client_order_id: &str, order_type: OrderType, price: Option<i64>) -> Orde
 
 /// Waits until the order with `client_order_id` is stored; returns its id.
 async fn stored(stack: &TestStack, client_order_id: &str) -> String {
+    stored_any(stack, &[client_order_id]).await
+}
+
+/// Waits until an order with one of `client_order_ids` is stored; returns its id.
+async fn stored_any(stack: &TestStack, client_order_ids: &[impl AsRef<str>]) -> String {
     use sea_orm::{ColumnTrait, QueryFilter};
+    let ids: Vec<&str> = client_order_ids.iter().map(AsRef::as_ref).collect();
     eventually(Duration::from_secs(20), "the order row", || async {
         orders::Entity::find()
-            .filter(orders::Column::ClientOrderId.eq(client_order_id))
+            .filter(orders::Column::ClientOrderId.is_in(ids.iter().copied()))
             .one(&stack.db)
             .await
             .ok()
@@ -464,16 +470,7 @@ async fn a_reservation_stalled_past_its_lease_never_holds_cash_for_an_ended_orde
     // Any of them: the placer's pool (4) is held by the first reservations to wait, so
     // which orders are stored before the lock goes is the runtime's choice (waiting for
     // `books-0` alone deadlocked the test when its insert came fifth).
-    eventually(Duration::from_secs(20), "an order row", || async {
-        use sea_orm::{ColumnTrait, QueryFilter};
-        orders::Entity::find()
-            .filter(orders::Column::ClientOrderId.is_in(ids.iter().map(String::as_str)))
-            .one(&stack.db)
-            .await
-            .ok()
-            .flatten()
-    })
-    .await;
+    stored_any(stack, &ids).await;
     // Longer than the lease, the grace and the reconcile delay together.
     tokio::time::sleep(Duration::from_secs(6)).await;
     lock.release().await;
