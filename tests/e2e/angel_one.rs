@@ -462,13 +462,18 @@ async fn a_lost_modify_is_never_settled_by_a_record_from_before_it() {
 
         let settled = wait_for_status(stack, &user, "sb-1", "OPEN").await;
         assert_eq!(settled["quantity"], 5, "the broker's quantity: {settled}");
-        let events = pinnacle_tests::order_events(&stack.client, &user.id).await;
-        let after_unknown: Vec<_> = events
-            .iter()
-            .filter(|e| e.order.client_order_id == "sb-1")
-            .skip_while(|e| e.order.status.as_str() != "UNKNOWN")
-            .map(|e| (e.order.status.as_str().to_string(), e.order.quantity))
-            .collect();
+        // The row is settled before the relay stores its event: wait for that event too.
+        let after_unknown = eventually(Duration::from_secs(10), "the OPEN event", || async {
+            let events = pinnacle_tests::order_events(&stack.client, &user.id).await;
+            let path: Vec<_> = events
+                .iter()
+                .filter(|e| e.order.client_order_id == "sb-1")
+                .skip_while(|e| e.order.status.as_str() != "UNKNOWN")
+                .map(|e| (e.order.status.as_str().to_string(), e.order.quantity))
+                .collect();
+            (path.last().is_some_and(|(status, _)| status == "OPEN")).then_some(path)
+        })
+        .await;
         assert_eq!(
             after_unknown,
             [("UNKNOWN".to_string(), 2), ("OPEN".to_string(), 5)],
