@@ -8,6 +8,9 @@
 //! `ledger::tests::the_books_decide_the_same_in_sql_as_in_rust` compares every row after
 //! each of its random steps.
 //!
+//! `pinnacle_paper_fill` as written here is replaced by `m20261217_000001_exact_fill_values`
+//! (positions kept at exact cost); this one is what that migration's `down` restores.
+//!
 //! Locks are taken in the books' one order (the account's funds row, then the position), so
 //! they never deadlock with the books' other transactions. SQLite has no stored functions:
 //! there the statements themselves decide (`reserve_in_sql`, `fill_in_sql`), and nothing
@@ -138,7 +141,7 @@ $$";
 /// when `p_terminal`), cash moves by the value, the position by the fill (average price,
 /// realised P&L, a flip through zero), the open short's value is kept on the funds row,
 /// and the trade is recorded.
-const FILL: &str = r"
+pub(crate) const FILL: &str = r"
 CREATE OR REPLACE FUNCTION pinnacle_paper_fill(
     p_order text, p_account text, p_exchange text, p_symbol text, p_product text,
     p_side text, p_quantity bigint, p_value bigint, p_terminal boolean, p_ts_ms bigint,

@@ -147,8 +147,6 @@ async fn fill(
         remaining.min(tick.last_qty.max(1))
     };
     let filled = row.filled_quantity + quantity;
-    let average =
-        (row.average_price.unwrap_or(0) * row.filled_quantity + tick.ltp * quantity) / filled;
     let to = if filled >= row.quantity {
         OrderStatus::Filled
     } else {
@@ -156,8 +154,7 @@ async fn fill(
     };
     let patch = Patch {
         filled_quantity: Some(filled),
-        average_price: Some(average),
-        // The part's own value: the average above is rounded down.
+        // The part's own value; the store keeps the order's total and its average.
         fill_value: Some(tick.ltp.saturating_mul(quantity)),
         ..Patch::default()
     };

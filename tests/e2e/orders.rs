@@ -396,6 +396,7 @@ async fn orphan(
         status: Set("SUBMITTED".into()),
         filled_quantity: Set(0),
         average_price: Set(None),
+        filled_value: Set(None),
         broker_order_id: Set(None),
         broker_unique_id: Set(None),
         reject_code: Set(None),

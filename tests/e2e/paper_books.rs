@@ -495,6 +495,7 @@ async fn books_survive_a_restart_and_never_read_the_order_history() {
             status: Set("FILLED".into()),
             filled_quantity: Set(1_000),
             average_price: Set(Some(1_000_000)),
+            filled_value: Set(None),
             broker_order_id: Set(Some(format!("PAPER-history-{i}"))),
             broker_unique_id: Set(None),
             reject_code: Set(None),
@@ -884,6 +885,115 @@ async fn two_workers_book_each_part_of_a_resting_order_once() {
         assert_eq!(held, filled, "the position holds what the orders filled");
         stop.cancel();
         while second.join_next().await.is_some() {}
+    })
+    .await;
+}
+
+/// An order's average price and a position's realised P&L are exact however many uneven
+/// parts fill: the order's average is every part's value over its units, rounded down
+/// once (not a running average rounded at each part), and a position that goes flat has
+/// booked exactly what was sold less what was bought.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn averages_and_realised_pnl_stay_exact_over_many_uneven_fills() {
+    each_backend(|backend| async move {
+        let stack = TestStack::start_with(backend, |s| s.worker.paper_cash = 100_000_000).await;
+        let user = busy_trader(&stack, "exact").await;
+        price(&stack, &user, "EXACTSYM", 100_000).await;
+        let placed = stack
+            .call(
+                &user,
+                "place",
+                limit("ex-buy", "EXACTSYM", "BUY", 40, 99_000, "DELIVERY"),
+            )
+            .await;
+        assert_eq!(placed["result"]["status"], "OPEN", "{placed}");
+        let order_id = placed["result"]["order_id"].clone();
+
+        // Ticks of 1 to 3 units at prices whose running average rounds differently from
+        // the whole, one at a time until the order has filled.
+        let mut seq: i64 = 1;
+        let filled = eventually(Duration::from_secs(30), "the buy filled", || {
+            seq += 1;
+            let (ltp, last_qty) = (97_001 + (seq * 37) % 71, 1 + seq % 3);
+            let stack = &stack;
+            let user = &user;
+            async move {
+                stack
+                    .publish_tick("EXACTSYM", seq.unsigned_abs(), ltp, last_qty)
+                    .await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let order = stack
+                    .call(user, "get", json!({"client_order_id": "ex-buy"}))
+                    .await;
+                (order["result"]["status"] == "FILLED").then_some(order["result"].clone())
+            }
+        })
+        .await;
+        let (units, value) = traded(&stack, &user, &order_id).await;
+        assert_eq!(units, 40);
+        let parts = stack.call(&user, "trades", json!({})).await["result"]["trades"]
+            .as_array()
+            .expect("trades")
+            .iter()
+            .filter(|t| t["order_id"] == order_id)
+            .count();
+        assert!(parts >= 14, "many parts: {parts}");
+        assert_eq!(filled["average_price"], value / units, "{filled}");
+        let position = |positions: &Value| {
+            positions["result"]["positions"]
+                .as_array()
+                .expect("positions")
+                .iter()
+                .find(|p| p["symbol"] == "EXACTSYM")
+                .cloned()
+                .expect("the position")
+        };
+        let long = position(&stack.call(&user, "positions", json!({})).await);
+        assert_eq!(long["average_price"], value / units, "{long}");
+
+        // Sold off in three uneven parts at three prices: flat, with the round trip's P&L
+        // booked to the paisa.
+        let mut sold = 0;
+        for (n, (quantity, ltp)) in [(7, 101_003), (11, 100_991), (22, 101_017)]
+            .into_iter()
+            .enumerate()
+        {
+            stack
+                .publish_tick("EXACTSYM", 1_000 + n as u64, ltp, 1)
+                .await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let sell = stack
+                .call(
+                    &user,
+                    "place",
+                    limit(
+                        &format!("ex-sell-{n}"),
+                        "EXACTSYM",
+                        "SELL",
+                        quantity,
+                        90_000,
+                        "DELIVERY",
+                    ),
+                )
+                .await;
+            assert_eq!(sell["result"]["status"], "FILLED", "{sell}");
+            let (units, paise) = traded(&stack, &user, &sell["result"]["order_id"]).await;
+            assert_eq!(units, quantity);
+            sold += paise;
+        }
+        let flat = position(&stack.call(&user, "positions", json!({})).await);
+        assert_eq!(
+            (&flat["net_quantity"], &flat["average_price"]),
+            (&json!(0), &Value::Null),
+            "{flat}"
+        );
+        assert_eq!(flat["realized_pnl"], sold - value, "{flat}");
+        let f = funds(&stack, &user).await;
+        assert_eq!(
+            (&f["used"], &f["blocked"]),
+            (&json!(value - sold), &json!(0)),
+            "{f}"
+        );
     })
     .await;
 }

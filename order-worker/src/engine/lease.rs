@@ -251,6 +251,7 @@ mod tests {
             status: status.as_str().into(),
             filled_quantity: 0,
             average_price: None,
+            filled_value: None,
             broker_order_id: None,
             broker_unique_id: None,
             reject_code: None,

@@ -122,6 +122,7 @@ mod tests {
             status: OrderStatus::Rejected.as_str().into(),
             filled_quantity: 0,
             average_price: None,
+            filled_value: None,
             broker_order_id: None,
             broker_unique_id: None,
             reject_code: Some(ErrorCode::RiskMaxValue.as_str().into()),

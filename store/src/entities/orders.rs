@@ -35,8 +35,12 @@ pub struct Model {
     pub status: String,
     /// Units filled.
     pub filled_quantity: i64,
-    /// Average fill price in paise.
+    /// Average fill price in paise: `filled_value / filled_quantity`, rounded down, where
+    /// the value is known; otherwise as the broker reported it.
     pub average_price: Option<i64>,
+    /// The exact value, paise, of the units filled, where Pinnacle knows each part's value
+    /// (the paper broker's fills); `None` where the broker reports only an average price.
+    pub filled_value: Option<i64>,
     /// The broker's order id.
     pub broker_order_id: Option<String>,
     /// The broker's own unique id of the order, where it has one (Angel One's

@@ -21,8 +21,13 @@ pub struct Model {
     pub product: String,
     /// Bought minus sold; negative is short.
     pub net_quantity: i64,
-    /// Average price of the open position (`None` when flat).
+    /// Average price of the open position, `open_cost / |net_quantity|` rounded down
+    /// (`None` when flat).
     pub average_price: Option<i64>,
+    /// What the open units cost, paise (a short's: what they were sold for), at their
+    /// average cost: a closing fill takes its share of it, so a position's realised P&L
+    /// is exact, not built on the rounded average. 0 when flat.
+    pub open_cost: i64,
     /// Units bought.
     pub buy_quantity: i64,
     /// Units sold.

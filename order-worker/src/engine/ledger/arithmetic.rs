@@ -17,8 +17,8 @@ pub const DEFAULT_TICK_SIZE: i64 = 5;
 pub struct Book {
     /// Bought minus sold; negative is short.
     pub net_quantity: i64,
-    /// Average price of the open position (`None` when flat).
-    pub average_price: Option<i64>,
+    /// What the open units cost (a short's: what they were sold for); 0 when flat.
+    pub open_cost: i64,
     /// Units bought.
     pub buy_quantity: i64,
     /// Units sold.
@@ -32,14 +32,20 @@ pub struct Book {
 }
 
 impl Book {
-    /// Applies a fill of `quantity` units worth `value` paise: a weighted average while
-    /// opening or adding; P&L booked on the closed part while reducing; a flip opens the
-    /// rest at the fill price.
+    /// Applies a fill of `quantity` units worth `value` paise, at average cost:
+    /// - opening or adding, the open cost grows by the value;
+    /// - reducing, the closed units take their share of the open cost,
+    ///   `open_cost × closed / |net|` (all of it when the position closes), and the P&L
+    ///   booked is their value less that share (the reverse for a short);
+    /// - a flip closes the whole position and opens the rest at its share of the value.
+    ///
+    /// Each closing fill rounds once, and a position that closes gives back its whole
+    /// cost, so a round trip's P&L is exactly what was sold less what was bought
+    /// (`sell_value − buy_value − realized_pnl = −sign(net) × open_cost` always).
     pub fn fill(&mut self, side: Side, quantity: i64, value: i64) {
         if quantity <= 0 {
             return;
         }
-        let price = value / quantity;
         let signed = match side {
             Side::Buy => {
                 self.buy_quantity += quantity;
@@ -52,33 +58,46 @@ impl Book {
                 -quantity
             }
         };
-        let (net, avg) = (self.net_quantity, self.average_price.unwrap_or(0));
+        let net = self.net_quantity;
         let total = net + signed;
-        let next_avg = if net == 0 || net.signum() == signed.signum() {
-            let cost = i128::from(avg) * i128::from(net.abs()) + i128::from(value);
-            clamp(cost / i128::from(total.abs().max(1)))
+        if net == 0 || net.signum() == signed.signum() {
+            self.open_cost = self.open_cost.saturating_add(value);
         } else {
-            let closed = signed.abs().min(net.abs());
-            let pnl = i128::from(closed) * i128::from(price - avg) * i128::from(net.signum());
+            let closed = quantity.min(net.abs());
+            let removed = share(self.open_cost, closed, net.abs());
+            let closed_value = share(value, closed, quantity);
+            let pnl = (i128::from(closed_value) - i128::from(removed)) * i128::from(net.signum());
             self.realized_pnl = self.realized_pnl.saturating_add(clamp(pnl));
-            if total.signum() == net.signum() {
-                avg
+            self.open_cost = if total == 0 {
+                0
+            } else if total.signum() == net.signum() {
+                self.open_cost - removed
             } else {
-                price
-            }
-        };
+                value - closed_value
+            };
+        }
         self.net_quantity = total;
-        self.average_price = (total != 0).then_some(next_avg);
     }
 
-    /// The value of the open short at its average price (0 unless short).
+    /// Average price of the open position, rounded down (`None` when flat).
+    pub fn average_price(&self) -> Option<i64> {
+        (self.net_quantity != 0).then(|| self.open_cost / self.net_quantity.abs())
+    }
+
+    /// The value of the open short: what its units were sold for (0 unless short).
     pub fn short_value(&self) -> i64 {
         if self.net_quantity < 0 {
-            (-self.net_quantity).saturating_mul(self.average_price.unwrap_or(0))
+            self.open_cost
         } else {
             0
         }
     }
+}
+
+/// `value × part / whole`, rounded down, for `0 ≤ part ≤ whole`: `value` itself when
+/// `part == whole`.
+pub fn share(value: i64, part: i64, whole: i64) -> i64 {
+    clamp(i128::from(value) * i128::from(part) / i128::from(whole.max(1)))
 }
 
 fn clamp(value: i128) -> i64 {
@@ -175,19 +194,19 @@ mod tests {
     #[test]
     fn averages_up_books_pnl_on_reduction_and_flips() {
         let p = fold(&[(Side::Buy, 10, 100), (Side::Buy, 10, 200)]);
-        assert_eq!((p.net_quantity, p.average_price), (20, Some(150)));
+        assert_eq!((p.net_quantity, p.average_price()), (20, Some(150)));
         let p = fold(&[
             (Side::Buy, 10, 100),
             (Side::Buy, 10, 200),
             (Side::Sell, 5, 250),
         ]);
         assert_eq!(
-            (p.net_quantity, p.average_price, p.realized_pnl),
+            (p.net_quantity, p.average_price(), p.realized_pnl),
             (15, Some(150), 500)
         );
         let p = fold(&[(Side::Buy, 10, 100), (Side::Sell, 15, 120)]);
         assert_eq!(
-            (p.net_quantity, p.average_price, p.realized_pnl),
+            (p.net_quantity, p.average_price(), p.realized_pnl),
             (-5, Some(120), 200)
         );
         assert_eq!(p.short_value(), 600);
@@ -195,7 +214,7 @@ mod tests {
         assert_eq!(
             (
                 p.net_quantity,
-                p.average_price,
+                p.average_price(),
                 p.realized_pnl,
                 p.short_value()
             ),
@@ -204,6 +223,37 @@ mod tests {
         assert_eq!(
             (p.buy_quantity, p.sell_quantity, p.buy_value, p.sell_value),
             (4, 4, 1_120, 1_200)
+        );
+    }
+
+    #[test]
+    fn many_uneven_fills_keep_the_average_and_the_round_trips_pnl_exact() {
+        // 36 buys of 1 to 3 units at prices that do not divide evenly, then the position
+        // sold off in uneven parts, through a flip and back.
+        let mut book = Book::default();
+        let (mut units, mut cost) = (0, 0);
+        for n in 0..36_i64 {
+            let (quantity, price) = (1 + n % 3, 79_950 + (n * 37) % 71);
+            book.fill(Side::Buy, quantity, quantity * price);
+            units += quantity;
+            cost += quantity * price;
+            assert_eq!(book.average_price(), Some(cost / units), "after buy {n}");
+        }
+        for (quantity, price) in [(7, 80_013), (11, 79_991), (13, 80_007)] {
+            book.fill(Side::Sell, quantity, quantity * price);
+        }
+        let left = book.net_quantity;
+        book.fill(Side::Sell, left + 5, (left + 5) * 80_021);
+        assert_eq!(
+            (book.net_quantity, book.average_price()),
+            (-5, Some(80_021))
+        );
+        book.fill(Side::Buy, 5, 5 * 80_001);
+        assert_eq!((book.net_quantity, book.open_cost), (0, 0));
+        assert_eq!(
+            book.realized_pnl,
+            book.sell_value - book.buy_value,
+            "flat: the P&L is what was sold less what was bought, to the paisa"
         );
     }
 

@@ -23,8 +23,9 @@ use super::reserve::{position_for_update, release_call, release_in, settle_reser
 /// terminal state releases what the order still holds. Other orders cost nothing, except a
 /// primary-key look-up when they end before a broker named them. `value` is the fill's
 /// exact value in paise when the caller knows it (a part filled at one tick's price);
-/// otherwise it is worked out from the change in `average_price × filled_quantity`, which
-/// is exact only for a fill from nothing, since the stored average is rounded.
+/// otherwise it is the change in the order's `filled_value`, or failing that in
+/// `average_price × filled_quantity`, which is exact only for a fill from nothing, since
+/// the stored average is rounded.
 pub async fn apply(
     db: &impl Deferred,
     books: &Books,
@@ -105,11 +106,15 @@ impl<'a> Change<'a> {
     }
 }
 
-/// The value of the units that filled between `before` and `after`, paise, from the
-/// orders table's (rounded) average price: `average × filled` after, less before.
+/// The value of the units that filled between `before` and `after`, paise: the change in
+/// the order's filled value where both know it, otherwise from its (rounded) average
+/// price, `average × filled` after, less before.
 fn value_from_averages(before: &orders::Model, after: &orders::Model) -> i64 {
-    let value = |o: &orders::Model| {
-        i128::from(o.average_price.unwrap_or(0)) * i128::from(o.filled_quantity)
+    let value = |o: &orders::Model| match o.filled_value {
+        Some(value) if before.filled_value.is_some() && after.filled_value.is_some() => {
+            i128::from(value)
+        }
+        _ => i128::from(o.average_price.unwrap_or(0)) * i128::from(o.filled_quantity),
     };
     i64::try_from(value(after) - value(before))
         .unwrap_or(0)
@@ -184,7 +189,7 @@ async fn fill(
 fn book_of(position: &paper_positions::Model) -> Book {
     Book {
         net_quantity: position.net_quantity,
-        average_price: position.average_price,
+        open_cost: position.open_cost,
         buy_quantity: position.buy_quantity,
         sell_quantity: position.sell_quantity,
         buy_value: position.buy_value,
@@ -205,7 +210,8 @@ async fn write_position(
     let update = paper_positions::Entity::update_many()
         .set(paper_positions::ActiveModel {
             net_quantity: Set(book.net_quantity),
-            average_price: Set(book.average_price),
+            average_price: Set(book.average_price()),
+            open_cost: Set(book.open_cost),
             buy_quantity: Set(book.buy_quantity),
             sell_quantity: Set(book.sell_quantity),
             buy_value: Set(book.buy_value),
@@ -314,8 +320,7 @@ async fn fill_in_sql(
         .with("q", quantity)
         .with("s", signed)
         .with("v", value)
-        .with("spent", if side == Side::Buy { value } else { -value })
-        .with("price", value / quantity);
+        .with("spent", if side == Side::Buy { value } else { -value });
     // What the fill takes from the order's reservation `r`: held units first, then cash
     // units; all of it when the order ends here.
     let (held, cash) = if terminal {
@@ -327,12 +332,26 @@ async fn fill_in_sql(
         )
     };
     let short = format!(
-        "(SELECT CASE WHEN p.net_quantity < 0 \
-         THEN -p.net_quantity * COALESCE(p.average_price, 0) ELSE 0 END \
+        "(SELECT CASE WHEN p.net_quantity < 0 THEN p.open_cost ELSE 0 END \
          FROM paper_positions AS p WHERE {POSITION})"
     );
     // The position's units open in the fill's direction before it (or none).
     const ADDING: &str = "(net_quantity = 0 OR (net_quantity > 0) = (:s > 0))";
+    // Reducing: the units the fill closes, their share of the open cost and their share of
+    // the fill's value ([`share`](super::arithmetic::share), written as
+    // `a / n × k + (a % n) × k / n` so that no product outgrows 64 bits).
+    const CLOSED: &str = "MIN(:q, ABS(net_quantity))";
+    let removed = format!(
+        "(open_cost / ABS(net_quantity) * {CLOSED} \
+         + open_cost % ABS(net_quantity) * {CLOSED} / ABS(net_quantity))"
+    );
+    let closed_value = format!("(:v / :q * {CLOSED} + :v % :q * {CLOSED} / :q)");
+    let open_cost = format!(
+        "CASE WHEN net_quantity + :s = 0 THEN 0 \
+         WHEN {ADDING} THEN open_cost + :v \
+         WHEN (net_quantity + :s > 0) = (net_quantity > 0) THEN open_cost - {removed} \
+         ELSE :v - {closed_value} END"
+    );
 
     defer(db, &new_position(after)).await?;
     defer(db, &books.new_funds(account)).await?;
@@ -347,14 +366,11 @@ async fn fill_in_sql(
              {bought}_quantity = {bought}_quantity + :q, \
              {bought}_value = {bought}_value + :v, \
              net_quantity = net_quantity + :s, \
-             average_price = CASE \
-               WHEN net_quantity + :s = 0 THEN NULL \
-               WHEN {ADDING} THEN (COALESCE(average_price, 0) * ABS(net_quantity) + :v) \
-                 / ABS(net_quantity + :s) \
-               WHEN (net_quantity + :s > 0) = (net_quantity > 0) THEN COALESCE(average_price, 0) \
-               ELSE :price END, \
+             open_cost = {open_cost}, \
+             average_price = CASE WHEN net_quantity + :s = 0 THEN NULL \
+               ELSE ({open_cost}) / ABS(net_quantity + :s) END, \
              realized_pnl = realized_pnl + CASE WHEN {ADDING} THEN 0 \
-               ELSE MIN(:q, ABS(net_quantity)) * (:price - COALESCE(average_price, 0)) \
+               ELSE ({closed_value} - {removed}) \
                  * (CASE WHEN net_quantity > 0 THEN 1 ELSE -1 END) END, \
              {held_column} = MAX(0, {held_column} - \
                COALESCE((SELECT {held} {RESERVATION}), 0)) \
@@ -438,6 +454,7 @@ fn new_position(order: &orders::Model) -> sea_orm::Insert<paper_positions::Activ
         product: Set(key.3.to_string()),
         net_quantity: Set(0),
         average_price: Set(None),
+        open_cost: Set(0),
         buy_quantity: Set(0),
         sell_quantity: Set(0),
         buy_value: Set(0),

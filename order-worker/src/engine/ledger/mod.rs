@@ -19,8 +19,10 @@
 //!   that updates the order row and writes its outbox event): a fill consumes
 //!   the order's reservation, moves the position, cash (`used`) and the short value, and
 //!   records a trade; a terminal state releases what is left. A part filled at one tick's
-//!   price is booked at that price (the matcher passes its exact value): the order's
-//!   stored average price is rounded down, so it cannot give a later part's value back.
+//!   price is booked at that price (the matcher passes its exact value). A position is
+//!   kept at average cost with its exact open cost (`paper_positions.open_cost`): a closing
+//!   fill takes its share of that cost, so realised P&L is exact and the average price
+//!   (`open_cost / |net|`, rounded down) is never built on an earlier rounded average.
 //!
 //! # Where the decisions are made
 //! The rules are written in Rust ([`arithmetic`]): the books read the rows they change

@@ -53,6 +53,7 @@ fn order(
         status: status.into(),
         filled_quantity: filled,
         average_price: average,
+        filled_value: None,
         broker_order_id: Some(format!("PAPER-{id}")),
         broker_unique_id: None,
         reject_code: None,
@@ -761,6 +762,7 @@ async fn the_books_decide_the_same_in_sql_as_in_rust() {
         }
         let rows = books_rows(&in_rust).await;
         assert_eq!(books_rows(&in_sql).await, rows, "step {step_no}");
+        assert_costs_exact(&in_rust, step_no).await;
         if let Some(pg) = &postgres {
             assert_eq!(
                 books_rows(&pg.db).await,
@@ -777,6 +779,25 @@ async fn the_books_decide_the_same_in_sql_as_in_rust() {
         refused > 10 && filled > 100 && flips > 3 && overdrawn > 3,
         "{refused} {filled} {flips}"
     );
+}
+
+/// Every position is at exact cost: what was sold less what was bought is the booked P&L
+/// less the open long's cost (plus the open short's proceeds), to the paisa, and its
+/// average is that cost over its units, rounded down.
+async fn assert_costs_exact(db: &DatabaseConnection, step_no: i32) {
+    for p in paper_positions::Entity::find()
+        .all(db)
+        .await
+        .expect("positions")
+    {
+        assert_eq!(
+            p.sell_value - p.buy_value - p.realized_pnl,
+            -p.net_quantity.signum() * p.open_cost,
+            "step {step_no}: {p:?}"
+        );
+        let average = (p.net_quantity != 0).then(|| p.open_cost / p.net_quantity.abs());
+        assert_eq!(p.average_price, average, "step {step_no}: {p:?}");
+    }
 }
 
 /// Every row of the books, in key order (sorted here: databases collate text apart).

@@ -176,9 +176,11 @@ pub struct Patch {
     /// A rejection's code and reason.
     pub rejection: Option<ErrorBody>,
     /// The exact value, paise, of the units this change fills, where the caller knows it
-    /// (the paper matcher fills a part at one tick's price). The stored average price is
-    /// rounded, so it cannot give a later part's value back; the paper books and the trade
-    /// book record this one. `None`: worked out from the average price.
+    /// (the paper broker fills a part at one tick's price). The store adds it to the
+    /// order's `filled_value` and sets the average price from that total, rounded down
+    /// once (`average_price` is then ignored); the paper books and the trade book record
+    /// it. `None`: the order's value is unknown from then on and the broker's average
+    /// stands.
     pub fill_value: Option<i64>,
 }
 

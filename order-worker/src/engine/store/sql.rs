@@ -207,6 +207,7 @@ impl OrderStore for SqlOrderStore {
             status: OrderStatus::Submitted.as_str().to_string(),
             filled_quantity: 0,
             average_price: None,
+            filled_value: None,
             broker_order_id: None,
             broker_unique_id: None,
             reject_code: None,
@@ -390,6 +391,24 @@ impl OrderStore for SqlOrderStore {
     }
 }
 
+/// The value of `order`'s units once `filled` of them have filled, where it is known:
+/// what it was (its average × its units for an order stored before values were kept) plus
+/// `part`, the value of the units filled now. Unknown once units fill with no value given
+/// (a broker that reports only an average); unchanged while the count is.
+fn filled_value(order: &orders::Model, filled: i64, part: Option<i64>) -> Option<i64> {
+    if filled == order.filled_quantity {
+        return order.filled_value;
+    }
+    let before = order.filled_value.unwrap_or_else(|| {
+        order
+            .average_price
+            .unwrap_or(0)
+            .saturating_mul(order.filled_quantity)
+    });
+    part.filter(|_| filled > order.filled_quantity)
+        .map(|part| before.saturating_add(part))
+}
+
 /// Orders settled as `REJECTED` / `NOT_AT_BROKER` (what [`OrderQuery::NotAtBrokerSince`]
 /// lists and [`OrderStore::found_at_broker`] marks).
 fn settled_not_at_broker() -> sea_orm::Condition {
@@ -433,11 +452,20 @@ fn with_patch(
             "an outcome reported fewer units filled than recorded; the recorded fill stands"
         );
     } else {
+        let mut average = patch.average_price;
         if let Some(filled) = patch.filled_quantity {
+            let value = filled_value(next, filled, patch.fill_value);
+            if value != next.filled_value {
+                update = update.col_expr(orders::Column::FilledValue, Expr::value(value));
+                next.filled_value = value;
+            }
+            if let Some(value) = value.filter(|_| filled > 0) {
+                average = Some(value / filled);
+            }
             update = update.col_expr(orders::Column::FilledQuantity, Expr::value(filled));
             next.filled_quantity = filled;
         }
-        if let Some(price) = patch.average_price {
+        if let Some(price) = average {
             update = update.col_expr(orders::Column::AveragePrice, Expr::value(price));
             next.average_price = Some(price);
         }
@@ -851,6 +879,53 @@ mod tests {
                 .await
                 .expect("reserved");
             assert_eq!(reserved().await, (100, 1));
+        }
+    }
+
+    #[tokio::test]
+    async fn the_average_price_is_the_parts_exact_value_over_the_units_rounded_once() {
+        for (store, _pg) in stores().await {
+            let mut order = created(&store).await;
+            // Parts of one unit at 100, 101, 103, 103, 103 paise: 510 / 5 = 102. A running
+            // average rounded down at each part would say 101.
+            for (n, price) in [100, 101, 103, 103, 103].into_iter().enumerate() {
+                let filled = i64::try_from(n).expect("small") + 1;
+                let part = Patch {
+                    broker_order_id: Some("b1".into()),
+                    filled_quantity: Some(filled),
+                    average_price: Some(1),
+                    fill_value: Some(price),
+                    ..Patch::default()
+                };
+                order = store
+                    .transition(&order, OrderStatus::PartiallyFilled, part, Ownership::Any)
+                    .await
+                    .expect("a part filled");
+            }
+            let stored = store.get("o1").await.expect("get").expect("stored");
+            for row in [&order, &stored] {
+                assert_eq!(
+                    (row.filled_quantity, row.filled_value, row.average_price),
+                    (5, Some(510), Some(102)),
+                    "the broker's rounded average is not taken over the exact one"
+                );
+            }
+            // A broker that reports only an average: its figure stands, the value is unknown.
+            let reported = Patch {
+                filled_quantity: Some(6),
+                average_price: Some(104),
+                ..Patch::default()
+            };
+            let row = store
+                .transition(
+                    &order,
+                    OrderStatus::PartiallyFilled,
+                    reported,
+                    Ownership::Any,
+                )
+                .await
+                .expect("reported");
+            assert_eq!((row.filled_value, row.average_price), (None, Some(104)));
         }
     }
 
