@@ -23,9 +23,8 @@ use super::reserve::{position_for_update, release_call, release_in, settle_reser
 /// terminal state releases what the order still holds. Other orders cost nothing, except a
 /// primary-key look-up when they end before a broker named them. `value` is the fill's
 /// exact value in paise when the caller knows it (a part filled at one tick's price);
-/// otherwise it is the change in the order's `filled_value`, or failing that in
-/// `average_price × filled_quantity`, which is exact only for a fill from nothing, since
-/// the stored average is rounded.
+/// otherwise it is worked out from the change in `average_price × filled_quantity`, which
+/// is exact only for a fill from nothing, since the stored average is rounded.
 pub async fn apply(
     db: &impl Deferred,
     books: &Books,
@@ -106,15 +105,12 @@ impl<'a> Change<'a> {
     }
 }
 
-/// The value of the units that filled between `before` and `after`, paise: the change in
-/// the order's filled value where both know it, otherwise from its (rounded) average
-/// price, `average × filled` after, less before.
+/// The value of the units that filled between `before` and `after`, paise, from the
+/// orders table's (rounded) average price: `average × filled` after, less before. (A fill
+/// whose value is known passes it: the store keeps `filled_value` only then.)
 fn value_from_averages(before: &orders::Model, after: &orders::Model) -> i64 {
-    let value = |o: &orders::Model| match o.filled_value {
-        Some(value) if before.filled_value.is_some() && after.filled_value.is_some() => {
-            i128::from(value)
-        }
-        _ => i128::from(o.average_price.unwrap_or(0)) * i128::from(o.filled_quantity),
+    let value = |o: &orders::Model| {
+        i128::from(o.average_price.unwrap_or(0)) * i128::from(o.filled_quantity)
     };
     i64::try_from(value(after) - value(before))
         .unwrap_or(0)
