@@ -45,6 +45,15 @@ enum Command {
         /// serves candles from it, and the demo user gets an `angel` (angel_one) account on it.
         #[arg(long, env = "PINNACLE_DEV_SMARTAPI_SIM")]
         smartapi_sim: bool,
+        /// With --smartapi-sim: where the simulator listens (REST and both WebSockets on
+        /// one port); the default takes a free port, which the banner prints.
+        #[arg(
+            long,
+            env = "PINNACLE_DEV_SMARTAPI_SIM_BIND",
+            default_value = "127.0.0.1:0",
+            requires = "smartapi_sim"
+        )]
+        smartapi_sim_bind: std::net::SocketAddr,
     },
     /// Run one service, configured from the environment (see docs/CONFIGURATION.md).
     Serve {
@@ -192,11 +201,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             data_dir,
             api_bind,
             smartapi_sim,
+            smartapi_sim_bind,
         } => {
             let options = DevOptions {
                 data_dir,
                 api_bind,
-                smartapi_sim,
+                smartapi_sim: smartapi_sim.then_some(smartapi_sim_bind),
             };
             dev::run(options).await
         }

@@ -53,9 +53,9 @@ pub struct DevOptions {
     pub data_dir: PathBuf,
     /// User API listen address.
     pub api_bind: String,
-    /// Run the SmartAPI simulator and use Angel One (simulated) for market data and for
-    /// the demo user's `angel` account.
-    pub smartapi_sim: bool,
+    /// Run the SmartAPI simulator, listening here, and use Angel One (simulated) for market
+    /// data and for the demo user's `angel` account.
+    pub smartapi_sim: Option<std::net::SocketAddr>,
 }
 
 /// Resolves on Ctrl-C or SIGTERM. The handlers are installed when this is called, not when
@@ -171,8 +171,8 @@ async fn start_stack(
     let mut worker = WorkerSettings::from_env()?;
     let mut md = MarketDataSettings::from_env()?;
     let mut angel = AngelOneMarketDataSettings::from_env()?;
-    let dev_sim = if options.smartapi_sim {
-        let dev_sim = DevSim::start(md.instruments.as_deref(), data_dir).await?;
+    let dev_sim = if let Some(bind) = options.smartapi_sim {
+        let dev_sim = DevSim::start(md.instruments.as_deref(), data_dir, bind).await?;
         md = dev_sim.market_data(md);
         worker = dev_sim.worker(worker);
         angel = dev_sim.platform_credentials();

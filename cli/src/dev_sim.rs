@@ -1,7 +1,7 @@
 //! `pinnacle dev --smartapi-sim`: the Angel One integration end to end on one machine.
 //!
-//! Starts the SmartAPI simulator (`pinnacle-smartapi-sim`) in this process on
-//! `127.0.0.1:0` with two accounts: the platform's market-data account, whose credentials
+//! Starts the SmartAPI simulator (`pinnacle-smartapi-sim`) in this process (on
+//! `--smartapi-sim-bind`, a free loopback port by default) with two accounts: the platform's market-data account, whose credentials
 //! go to the publisher as if they came from `ANGEL_ONE_*`, and a trading account that
 //! becomes the demo user's `angel_one` broker account labelled `angel` (stored encrypted
 //! through the user API's own code path). The publisher streams from the simulator's
@@ -46,9 +46,13 @@ pub struct DevSim {
 }
 
 impl DevSim {
-    /// Starts the simulator with the instruments of `instruments` (the publisher's master:
-    /// a local file, or the bundled sample written into `data_dir`).
-    pub async fn start(instruments: Option<&str>, data_dir: &Path) -> anyhow::Result<Self> {
+    /// Starts the simulator on `bind` with the instruments of `instruments` (the
+    /// publisher's master: a local file, or the bundled sample written into `data_dir`).
+    pub async fn start(
+        instruments: Option<&str>,
+        data_dir: &Path,
+        bind: std::net::SocketAddr,
+    ) -> anyhow::Result<Self> {
         let master = match instruments.filter(|s| !s.starts_with("http")) {
             Some(path) => path.into(),
             None => {
@@ -59,6 +63,7 @@ impl DevSim {
             }
         };
         let config = SimConfig {
+            bind,
             instruments: SimInstrument::load_scrip_master(&master)
                 .context("loading the simulator's instruments")?,
             ..SimConfig::default()

@@ -3,7 +3,7 @@
 /// Why the simulator could not start or load its data.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
-    #[error("cannot bind {addr}: {source}")]
+    #[error("cannot bind {addr}")]
     Bind {
         addr: std::net::SocketAddr,
         #[source]

@@ -13,8 +13,14 @@ use tokio::process::{Child, Command};
 
 use crate::each_backend;
 
-/// Starts `pinnacle dev` in `data`; returns it and its banner (stdout up to "Stop with").
-async fn start_dev(data: &Path, nats: &str, db: &str, sim: bool) -> (Child, String) {
+/// Starts `pinnacle dev` in `data`, with the SmartAPI simulator on `sim` if given; returns
+/// it and its banner (stdout up to "Stop with").
+async fn start_dev(
+    data: &Path,
+    nats: &str,
+    db: &str,
+    sim: Option<std::net::SocketAddr>,
+) -> (Child, String) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_pinnacle-under-test"));
     command
         .args(["dev", "--api-bind", "127.0.0.1:0", "--data-dir"])
@@ -27,8 +33,10 @@ async fn start_dev(data: &Path, nats: &str, db: &str, sim: bool) -> (Child, Stri
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true);
-    if sim {
-        command.arg("--smartapi-sim");
+    if let Some(bind) = sim {
+        command
+            .arg("--smartapi-sim")
+            .args(["--smartapi-sim-bind", &bind.to_string()]);
     }
     let mut child = command.spawn().expect("pinnacle dev starts");
     let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
@@ -38,7 +46,7 @@ async fn start_dev(data: &Path, nats: &str, db: &str, sim: bool) -> (Child, Stri
             banner.push_str(&line);
             banner.push('\n');
             // The simulator's part of the banner comes last.
-            let last = if sim {
+            let last = if sim.is_some() {
                 line.contains("the demo user's default account")
             } else {
                 line.starts_with("Stop with")
@@ -54,6 +62,13 @@ async fn start_dev(data: &Path, nats: &str, db: &str, sim: bool) -> (Child, Stri
     // Keep draining stdout so the process never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (child, banner)
+}
+
+/// A loopback address with a port nothing listens on now.
+fn free_port() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
 }
 
 fn dev_env(path: &Path) -> HashMap<String, String> {
@@ -119,7 +134,8 @@ async fn every_banner_command_works_and_a_restart_keeps_the_demo_token() {
             let db = TestDb::create(backend).await;
             let dir = tempfile::tempdir().expect("temp dir");
             let data = dir.path().join("data");
-            let (child, banner) = start_dev(&data, nats.url(), &db.url, sim).await;
+            let sim_bind = sim.then(free_port);
+            let (child, banner) = start_dev(&data, nats.url(), &db.url, sim_bind).await;
             if sim {
                 assert!(banner.contains("SmartAPI simulator feed"), "{banner}");
                 assert!(
@@ -150,8 +166,11 @@ async fn every_banner_command_works_and_a_restart_keeps_the_demo_token() {
             }
             if sim {
                 // The simulator's clock moves as docs/SMARTAPI.md "Against the simulator"
-                // shows, at the address dev.env gives; and back to the real time.
+                // shows, at the address dev.env gives (the one it was told to listen on);
+                // and back to the real time.
                 let url = &env["SMARTAPI_SIM_URL"];
+                let bind = sim_bind.expect("a simulator address");
+                assert_eq!(url, &format!("http://{bind}"), "{banner}");
                 let http = reqwest::Client::new();
                 let moved = http
                     .post(format!("{url}/__sim/clock"))
@@ -189,7 +208,7 @@ async fn every_banner_command_works_and_a_restart_keeps_the_demo_token() {
             // then works, and orders still decrypt their credentials.
             let token = env["DEMO_API_TOKEN"].clone();
             drop(child);
-            let (_child, banner) = start_dev(&data, nats.url(), &db.url, sim).await;
+            let (_child, banner) = start_dev(&data, nats.url(), &db.url, sim.then(free_port)).await;
             let again = eventually(Duration::from_secs(10), "dev.env rewritten", || async {
                 let env = dev_env(&env_file);
                 Some(env["DEMO_API_TOKEN"].clone())
@@ -211,4 +230,36 @@ async fn every_banner_command_works_and_a_restart_keeps_the_demo_token() {
         }
     })
     .await;
+}
+
+/// A simulator address already in use fails `pinnacle dev --smartapi-sim` at once, with
+/// an error that names it, rather than a simulator somewhere else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_simulator_address_in_use_fails_the_start_and_names_it() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let bind = taken.local_addr().expect("address");
+    let nats = TestNats::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_pinnacle-under-test"))
+        .args(["dev", "--api-bind", "127.0.0.1:0", "--smartapi-sim"])
+        .args(["--smartapi-sim-bind", &bind.to_string(), "--data-dir"])
+        .arg(dir.path())
+        .env("NATS_URL", nats.url())
+        .env_remove("DATABASE_URL")
+        .env_remove("PINNACLE_ENV_FILE")
+        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), out)
+        .await
+        .expect("it stops within 60 s")
+        .expect("it runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot bind {bind}")),
+        "the error names the address: {stderr}"
+    );
 }
