@@ -594,15 +594,27 @@ async fn a_placed_order_whose_details_fail_keeps_the_brokers_ids_until_settled()
 
 /// An order the broker acknowledged (its ids are stored) that reconciliation can find
 /// neither by its details nor in the order book stays `UNKNOWN`: the broker had it, so "not
-/// at the broker" would be false. (The row is written here: the simulator never loses an
-/// order it acknowledged.)
+/// at the broker" would be false. It is asked about again, less often the longer it stays
+/// unreadable. (The row is written here: the simulator never loses an order it
+/// acknowledged.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_the_broker_acknowledged_is_never_settled_as_not_at_broker() {
     each_backend(|backend| async move {
         use pinnacle_common::entities::orders;
         use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel};
 
-        let angel = settling_stack(backend).await;
+        let angel = AngelStack::start_with(
+            backend,
+            |_| {},
+            |s| {
+                s.worker.smartapi_timeout_ms = 700;
+                s.worker.lease_ms = 2_000;
+                s.worker.lease_grace_ms = 500;
+                s.worker.reconcile_after_ms = 300;
+                s.worker.reconcile_interval_ms = 100;
+            },
+        )
+        .await;
         let stack = &angel.stack;
         let (user, _) = angel.angel_trader("acked", 35, json!({})).await;
         let (_, rests) = angel.prices();
@@ -621,6 +633,8 @@ async fn an_order_the_broker_acknowledged_is_never_settled_as_not_at_broker() {
             .expect("stored");
         let lost_id = uuid::Uuid::now_v7().to_string();
         let unique_id = uuid::Uuid::new_v4().to_string();
+        // Unsettled for 40 s already: after a lookup that finds nothing, the next one waits
+        // a quarter of that (10 s), not a lease and its grace (2.5 s).
         let lost = orders::Model {
             id: lost_id.clone(),
             client_order_id: "acked-lost".into(),
@@ -629,7 +643,7 @@ async fn an_order_the_broker_acknowledged_is_never_settled_as_not_at_broker() {
             broker_unique_id: Some(unique_id.clone()),
             lease_owner: None,
             lease_until_ms: None,
-            updated_at: chrono::Utc::now() - chrono::Duration::seconds(60),
+            updated_at: chrono::Utc::now() - chrono::Duration::seconds(40),
             ..row
         };
         lost.into_active_model()
@@ -638,17 +652,29 @@ async fn an_order_the_broker_acknowledged_is_never_settled_as_not_at_broker() {
             .await
             .expect("insert the lost order");
 
-        // Reconciliation asks the broker again and again (details, then the order book)…
-        eventually(Duration::from_secs(20), "two lookups", || async {
-            let asked = angel
+        // Reconciliation asks the broker (details, then the order book), and again later…
+        let lookups = || {
+            angel
                 .sim
                 .requests()
                 .iter()
                 .filter(|r| r.path.ends_with(&format!("/details/{unique_id}")))
-                .count();
-            (asked >= 2).then_some(())
+                .count()
+        };
+        eventually(Duration::from_secs(10), "a first lookup", || async {
+            (lookups() >= 1).then_some(())
         })
         .await;
+        let first = std::time::Instant::now();
+        eventually(Duration::from_secs(20), "a second lookup", || async {
+            (lookups() >= 2).then_some(())
+        })
+        .await;
+        let apart = first.elapsed();
+        assert!(
+            apart >= Duration::from_secs(8),
+            "the second lookup waits a quarter of the time unsettled: {apart:?}"
+        );
         // …and never concludes that the order is not at the broker.
         let got = stack
             .call(&user, "get", json!({"client_order_id": "acked-lost"}))

@@ -8,8 +8,9 @@
 //! the broker (see [`super::lease`] for the rule). The broker is then asked, never sent the
 //! order again: if it has the order, its state is recorded; if it has none, nothing was
 //! placed, and a placed order becomes `REJECTED` / `NOT_AT_BROKER` while a pending change
-//! falls back to the working state it left. A retry of the same client order id and a
-//! periodic sweep both come here.
+//! falls back to the working state it left. When the broker cannot say, the reconciler
+//! keeps the lease until the order is to be asked again ([`retry_pause`]). A retry of the
+//! same client order id and a periodic sweep both come here.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +29,9 @@ use super::store::{self, OrderQuery, Ownership, Patch};
 
 /// The audit actor for reconciliation.
 pub const ACTOR: &str = "pinnacle-reconciler";
+
+/// The longest pause between two lookups of an order the broker could not answer for.
+pub const MAX_RETRY_PAUSE: Duration = Duration::from_secs(60);
 
 /// Whether `order`'s outcome counts as lost and may be settled now.
 pub(super) fn is_stale(engine: &Engine, order: &orders::Model) -> bool {
@@ -126,7 +130,13 @@ async fn record_finding(
                 .await
         }
         Ok(Err(error)) => {
-            tracing::warn!(order_id = %order.id, %error, "reconciliation failed; will retry");
+            let pause = hold_until_retry(engine, &order, lease).await;
+            tracing::warn!(
+                order_id = %order.id,
+                %error,
+                retry_in_s = pause.as_secs(),
+                "reconciliation failed; will retry"
+            );
             Ok(order)
         }
         Err(lost) => {
@@ -134,6 +144,40 @@ async fn record_finding(
             Ok(order)
         }
     }
+}
+
+/// Keeps the lease on an order the broker could not answer for until it is to be asked
+/// again ([`retry_pause`]), so that an order the broker never shows (or a broker that stays
+/// down) is not asked, audited and logged every sweep for good. Returns the pause; the
+/// lease stands as it was when it cannot be extended.
+async fn hold_until_retry(
+    engine: &Engine,
+    order: &orders::Model,
+    lease: &lease::Lease,
+) -> Duration {
+    let now_ms = store::now_ms();
+    let unsettled_ms = now_ms - order.updated_at.timestamp_millis();
+    let pause = retry_pause(
+        Duration::from_millis(u64::try_from(unsettled_ms).unwrap_or(0)),
+        engine.lease_terms().length,
+    );
+    let until_ms = now_ms.saturating_add(i64::try_from(pause.as_millis()).unwrap_or(i64::MAX));
+    match engine.orders.renew(&order.id, &lease.owner, until_ms).await {
+        Ok(true) => pause,
+        Ok(false) => engine.lease_terms().length,
+        Err(error) => {
+            tracing::debug!(order_id = %order.id, %error, "could not hold the order until its next lookup");
+            engine.lease_terms().length
+        }
+    }
+}
+
+/// How long to wait before asking the broker again about an order unsettled for
+/// `unsettled` (since its last change): a quarter of that, at least one `lease`, at most
+/// [`MAX_RETRY_PAUSE`]. A broker that answers again soon after an outage is asked soon;
+/// an order it cannot show is asked about once a minute after four minutes.
+fn retry_pause(unsettled: Duration, lease: Duration) -> Duration {
+    (unsettled / 4).clamp(lease, MAX_RETRY_PAUSE.max(lease))
 }
 
 /// Settles every stale order now.
@@ -181,5 +225,27 @@ pub(super) async fn run(engine: Arc<Engine>, shutdown: Shutdown) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lookups_are_spaced_by_a_quarter_of_the_time_unsettled_between_a_lease_and_a_minute() {
+        let lease = Duration::from_secs(5);
+        let pause = |unsettled_s| retry_pause(Duration::from_secs(unsettled_s), lease);
+        assert_eq!(pause(0), lease, "at first, once a lease as before");
+        assert_eq!(pause(20), lease);
+        assert_eq!(pause(40), Duration::from_secs(10));
+        assert_eq!(pause(240), MAX_RETRY_PAUSE);
+        assert_eq!(pause(86_400), MAX_RETRY_PAUSE, "never longer than a minute");
+        let long_lease = Duration::from_secs(90);
+        assert_eq!(
+            retry_pause(Duration::from_secs(10), long_lease),
+            long_lease,
+            "a lease longer than the cap"
+        );
     }
 }
