@@ -1,12 +1,13 @@
 //! `pinnacle dev --smartapi-sim`: the Angel One integration end to end on one machine.
 //!
 //! Starts the SmartAPI simulator (`pinnacle-smartapi-sim`) in this process (on
-//! `--smartapi-sim-bind`, a free loopback port by default) with two accounts: the platform's market-data account, whose credentials
-//! go to the publisher as if they came from `ANGEL_ONE_*`, and a trading account that
-//! becomes the demo user's `angel_one` broker account labelled `angel` (stored encrypted
-//! through the user API's own code path). The publisher streams from the simulator's
-//! SmartWebSocketV2 feed and serves its candles; the order worker places `angel` orders
-//! on its REST API and follows its order-update WebSocket.
+//! `--smartapi-sim-bind`, a free loopback port by default) with two accounts: the
+//! platform's market-data account, whose credentials go to the publisher as if they came
+//! from `ANGEL_ONE_*`, and a trading account that becomes the demo user's `angel_one`
+//! broker account labelled `angel` (stored encrypted through the user API's own code
+//! path). The publisher streams from the simulator's SmartWebSocketV2 feed and serves its
+//! candles; the order worker places `angel` orders on its REST API and follows its
+//! order-update WebSocket.
 //!
 //! The simulator keeps everything in memory, so the credentials here are fixed dev values
 //! for a local fake broker, not secrets.
