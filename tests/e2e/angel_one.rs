@@ -399,6 +399,52 @@ async fn fills_on_a_silent_order_update_socket_are_found_by_the_order_book_sweep
     .await;
 }
 
+/// Fills at the broker reach Pinnacle with nobody sending a request: after every worker
+/// restarted (nothing in memory follows the account's socket any more), and after the
+/// broker revoked the session the socket used. Each worker reads the order book of an
+/// account with working orders whose socket it does not follow, renewing the session on
+/// the way, and so starts following it again (`angel::watch`). Reading an order (`get`)
+/// never touches the broker, so the polling here heals nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fills_reach_pinnacle_after_a_restart_and_a_revoked_session_with_no_request() {
+    each_backend(|backend| async move {
+        let mut angel =
+            AngelStack::start_with(backend, |_| {}, |s| s.worker.order_book_sweep_ms = 500).await;
+        let (user, account) = angel.angel_trader("unwatched", 41, json!({})).await;
+        let cc = account.client_code.clone();
+        let (_, rests) = angel.prices();
+        let lower = (rests * 4 / 5) / 5 * 5;
+        for (id, price) in [("uw-1", rests), ("uw-2", lower)] {
+            let placed = angel
+                .stack
+                .call(&user, "place", AngelStack::limit(id, "BUY", 2, price))
+                .await;
+            assert_eq!(result(&placed)["status"], "OPEN", "{placed}");
+        }
+
+        // Every worker restarts; then the first order fills at the broker.
+        angel.stack.restart().await;
+        angel.sim.set_ltp("NSE", SBIN_TOKEN, (rests + lower) / 2);
+        let filled = wait_for_status(&angel.stack, &user, "uw-1", "FILLED").await;
+        assert_eq!(filled["filled_quantity"], 2, "{filled}");
+
+        // The broker revokes the session and drops the sockets; the second order fills.
+        angel.sim.revoke_session(&cc);
+        angel.sim.drop_sockets();
+        angel.sim.set_ltp("NSE", SBIN_TOKEN, lower - 100);
+        let filled = wait_for_status(&angel.stack, &user, "uw-2", "FILLED").await;
+        assert_eq!(filled["filled_quantity"], 2, "{filled}");
+        let at_broker: Vec<_> = angel
+            .sim
+            .orders(&cc)
+            .into_iter()
+            .map(|o| o.status)
+            .collect();
+        assert_eq!(at_broker, ["complete", "complete"]);
+    })
+    .await;
+}
+
 /// A modify whose answer was lost leaves the order `UNKNOWN`; the order-book catch-up after
 /// a reconnect may then deliver a record read before the modify (the book is slow to
 /// answer, and the modify lands meanwhile). That record must not settle the order on its

@@ -141,7 +141,8 @@ fn warn_if_clock_shifted(settings: &WorkerSettings) {
     }
 }
 
-/// Starts the Angel One order-update follower and, when configured, session prewarming.
+/// Starts the Angel One order-update follower, the watch that follows accounts with working
+/// orders, and (each when configured) session prewarming.
 fn spawn_angel_one_tasks(
     worker: &Arc<Worker>,
     (order_ws_url, notices): (String, UnboundedReceiver<SessionNotice>),
@@ -155,6 +156,18 @@ fn spawn_angel_one_tasks(
         notices,
         stop.clone(),
     ));
+    // Accounts with working orders are followed even when no request uses their session
+    // (after a restart, or once the broker refused the socket's session).
+    let every_ms = worker.engine().settings().order_book_sweep_ms;
+    if every_ms > 0 {
+        tokio::spawn(pinnacle_order_worker::angel::watch::run(
+            worker.engine().clone(),
+            db.clone(),
+            angel.clone(),
+            Duration::from_millis(every_ms),
+            stop.clone(),
+        ));
+    }
     // Angel One sessions in use are renewed before they are needed.
     if let Some(prewarm) = prewarm {
         tokio::spawn(pinnacle_order_worker::angel::prewarm::run(

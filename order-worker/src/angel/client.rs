@@ -253,6 +253,20 @@ impl AngelOneBroker {
         }
     }
 
+    /// Today's order book of `creds`'s account, read with a live session (renewed once if
+    /// the broker refuses it); the order-update follower is told about the session, so
+    /// its socket connects too.
+    pub(super) async fn order_book(
+        &self,
+        creds: &BrokerCredentials,
+    ) -> Result<Vec<OrderRecord>, SmartApiError> {
+        self.with_session(
+            creds,
+            |client, jwt| async move { client.order_book(&jwt).await },
+        )
+        .await
+    }
+
     /// The order's record in today's order book, by Pinnacle's tag.
     pub(super) async fn find_by_tag(
         &self,

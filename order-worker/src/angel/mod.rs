@@ -20,14 +20,16 @@
 //! - [`client`] holds the broker's value and its shared steps, [`broker`] implements
 //!   the trait, [`creds`] reads an account's credentials. [`store`] keeps sessions encrypted and audited in the account row, [`symbols`] finds
 //!   symbol tokens, [`map`] translates records, and [`updates`] follows each account's
-//!   order-update WebSocket into the order state machine; `late` reports an order the
-//!   stream shows after Pinnacle settled it as `NOT_AT_BROKER`.
+//!   order-update WebSocket into the order state machine, [`watch`] makes sure an account
+//!   with working orders is followed even when nobody sends a request; `late` reports an
+//!   order the stream shows after Pinnacle settled it as `NOT_AT_BROKER`.
 
 pub mod map;
 pub mod prewarm;
 pub mod store;
 pub mod symbols;
 pub mod updates;
+pub mod watch;
 
 mod broker;
 mod client;

@@ -121,24 +121,30 @@ pub async fn run(
     }
 }
 
-/// Accounts whose renewal failed: account id → (failures in a row, not before). The pause
-/// doubles with each failure, from the check interval up to [`MAX_BACKOFF`].
+/// Accounts whose last background attempt failed: account id → (failures in a row, not
+/// before). The pause doubles with each failure, from the check interval up to
+/// [`MAX_BACKOFF`], so a failing login is never retried in a tight loop.
 #[derive(Debug, Default)]
-struct Backoff(HashMap<String, (u32, DateTime<Utc>)>);
+pub(super) struct Backoff(HashMap<String, (u32, DateTime<Utc>)>);
 
 impl Backoff {
-    fn is_waiting(&self, account_id: &str, now: DateTime<Utc>) -> bool {
+    pub(super) fn is_waiting(&self, account_id: &str, now: DateTime<Utc>) -> bool {
         self.0
             .get(account_id)
             .is_some_and(|(_, until)| now < *until)
     }
 
-    fn succeeded(&mut self, account_id: &str) {
+    pub(super) fn succeeded(&mut self, account_id: &str) {
         self.0.remove(account_id);
     }
 
     /// Counts a failure; returns the pause before the next try.
-    fn failed(&mut self, account_id: &str, now: DateTime<Utc>, check: Duration) -> Duration {
+    pub(super) fn failed(
+        &mut self,
+        account_id: &str,
+        now: DateTime<Utc>,
+        check: Duration,
+    ) -> Duration {
         let failures = self.0.get(account_id).map_or(0, |(n, _)| *n) + 1;
         let pause = check.saturating_mul(1 << failures.min(16)).min(MAX_BACKOFF);
         let until = now + chrono::Duration::from_std(pause).unwrap_or_default();

@@ -284,7 +284,7 @@ async fn catch_up(engine: &Engine, notice: &SessionNotice) {
 /// Losing the compare-and-set to the request path or another worker is normal; the record
 /// is then weighed again against the order as it now stands (a rejection that raced the
 /// place reply's OPEN still lands), a few times at most.
-async fn apply(engine: &Engine, account_id: &str, record: &OrderRecord) {
+pub(super) async fn apply(engine: &Engine, account_id: &str, record: &OrderRecord) {
     for _ in 0..APPLY_ATTEMPTS {
         let Some(order) = find(engine, account_id, record).await else {
             if !super::late::found_after_not_at_broker(engine, account_id, record).await {
