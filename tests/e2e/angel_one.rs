@@ -86,6 +86,23 @@ async fn settling_stack(backend: pinnacle_tests::Backend) -> AngelStack {
     .await
 }
 
+/// Like [`settling_stack`], with a 2 s lease (0.5 s grace) and SmartAPI requests that time
+/// out after `smartapi_timeout_ms`.
+async fn leased_stack(backend: pinnacle_tests::Backend, smartapi_timeout_ms: u64) -> AngelStack {
+    AngelStack::start_with(
+        backend,
+        |_| {},
+        |s| {
+            s.worker.smartapi_timeout_ms = smartapi_timeout_ms;
+            s.worker.lease_ms = 2_000;
+            s.worker.lease_grace_ms = 500;
+            s.worker.reconcile_after_ms = 300;
+            s.worker.reconcile_interval_ms = 100;
+        },
+    )
+    .await
+}
+
 /// The broker took the order: it is filled, or open while the broker fills it (the
 /// order-update stream then records the fill).
 fn assert_taken(reply: &Value) {
@@ -649,18 +666,7 @@ async fn an_order_the_broker_acknowledged_is_never_settled_as_not_at_broker() {
         use pinnacle_common::entities::orders;
         use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel};
 
-        let angel = AngelStack::start_with(
-            backend,
-            |_| {},
-            |s| {
-                s.worker.smartapi_timeout_ms = 700;
-                s.worker.lease_ms = 2_000;
-                s.worker.lease_grace_ms = 500;
-                s.worker.reconcile_after_ms = 300;
-                s.worker.reconcile_interval_ms = 100;
-            },
-        )
-        .await;
+        let angel = leased_stack(backend, 700).await;
         let stack = &angel.stack;
         let (user, _) = angel.angel_trader("acked", 35, json!({})).await;
         let (_, rests) = angel.prices();
@@ -1927,18 +1933,7 @@ fn went_wrong_once(route: &str) -> Fault {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lookup_after_a_refused_change_that_outlasts_the_lease_keeps_it() {
     each_backend(|backend| async move {
-        let angel = AngelStack::start_with(
-            backend,
-            |_| {},
-            |s| {
-                s.worker.smartapi_timeout_ms = 2_000;
-                s.worker.lease_ms = 2_000;
-                s.worker.lease_grace_ms = 500;
-                s.worker.reconcile_after_ms = 300;
-                s.worker.reconcile_interval_ms = 100;
-            },
-        )
-        .await;
+        let angel = leased_stack(backend, 2_000).await;
         let (user, account) = angel.angel_trader("slowlookup", 39, json!({})).await;
         let cc = account.client_code.as_str();
         let (_, rests) = angel.prices();
