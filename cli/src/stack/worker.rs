@@ -158,16 +158,12 @@ fn spawn_angel_one_tasks(
     ));
     // Accounts with working orders are followed even when no request uses their session
     // (after a restart, or once the broker refused the socket's session).
-    let every_ms = worker.engine().settings().order_book_sweep_ms;
-    if every_ms > 0 {
-        tokio::spawn(pinnacle_order_worker::angel::watch::run(
-            worker.engine().clone(),
-            db.clone(),
-            angel.clone(),
-            Duration::from_millis(every_ms),
-            stop.clone(),
-        ));
-    }
+    tokio::spawn(pinnacle_order_worker::angel::watch::run(
+        worker.engine().clone(),
+        db.clone(),
+        angel.clone(),
+        stop.clone(),
+    ));
     // Angel One sessions in use are renewed before they are needed.
     if let Some(prewarm) = prewarm {
         tokio::spawn(pinnacle_order_worker::angel::prewarm::run(

@@ -228,7 +228,7 @@ async fn follow_account(
 
 /// The timer of the order-book sweep ([`sweep_book`]): every `every_ms`, the first one a
 /// period from now; none when `every_ms` is 0.
-fn sweep_timer(every_ms: u64) -> Option<tokio::time::Interval> {
+pub(super) fn sweep_timer(every_ms: u64) -> Option<tokio::time::Interval> {
     let period = Duration::from_millis(every_ms);
     (every_ms > 0).then(|| {
         let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
@@ -238,7 +238,7 @@ fn sweep_timer(every_ms: u64) -> Option<tokio::time::Interval> {
 }
 
 /// The sweep timer's next tick; never, with the sweep off.
-async fn next_sweep(timer: &mut Option<tokio::time::Interval>) {
+pub(super) async fn next_sweep(timer: &mut Option<tokio::time::Interval>) {
     match timer {
         Some(timer) => {
             timer.tick().await;

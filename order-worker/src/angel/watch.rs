@@ -24,27 +24,29 @@ use sea_orm::sea_query::Query;
 use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect};
 
 use super::prewarm::Backoff;
+use super::updates::{next_sweep, sweep_timer};
 use super::AngelOneBroker;
 use crate::engine::{Actor, Engine};
 
 /// The audit actor of these reads.
 pub const ACTOR: &str = "pinnacle-order-follow";
 
-/// Follows unfollowed accounts with working orders every `every` until `shutdown`.
+/// Follows unfollowed accounts with working orders on the order-book sweep's timer until
+/// `shutdown` (never, with the sweep off).
 pub async fn run(
     engine: Arc<Engine>,
     db: DatabaseConnection,
     broker: Arc<AngelOneBroker>,
-    every: Duration,
     shutdown: Shutdown,
 ) {
-    let mut timer = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let every_ms = engine.settings().order_book_sweep_ms;
+    let every = Duration::from_millis(every_ms);
+    let mut timer = sweep_timer(every_ms);
     let mut backoff = Backoff::default();
     loop {
         tokio::select! {
             () = shutdown.cancelled() => break,
-            _ = timer.tick() => {}
+            () = next_sweep(&mut timer) => {}
         }
         let accounts = match unfollowed(&db, &broker).await {
             Ok(accounts) => accounts,
