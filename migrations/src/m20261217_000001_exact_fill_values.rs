@@ -90,7 +90,7 @@ impl MigrationTrait for Migration {
 /// (the open cost grows when opening; closed units take their share of it and book their
 /// value less that share; a flip opens the rest at its share of the value), the open
 /// short's value (its open cost) is kept on the funds row, and the trade is recorded.
-const FILL: &str = r"
+pub(crate) const FILL: &str = r"
 CREATE OR REPLACE FUNCTION pinnacle_paper_fill(
     p_order text, p_account text, p_exchange text, p_symbol text, p_product text,
     p_side text, p_quantity bigint, p_value bigint, p_terminal boolean, p_ts_ms bigint,

@@ -997,3 +997,88 @@ async fn averages_and_realised_pnl_stay_exact_over_many_uneven_fills() {
     })
     .await;
 }
+
+/// Black-box finding (helper-60 F1): long 50 intraday, a resting sell holds the 50 units
+/// it will close, and a market sell of 50 (finding none free) reserves cash to go short.
+/// The market sell fills first and closes the long, so the resting sell will be the one to
+/// go short: its units become cash held at its own price, at once, and the cash the market
+/// sell gave back is not free to spend. Before, the resting sell kept holding units of a
+/// flat position; a buy for nearly all the cash was accepted, and the resting sell's fill
+/// then opened a short with no margin, taking the account below zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sell_that_closes_units_a_resting_sell_held_leaves_no_cash_to_overspend() {
+    each_backend(|backend| async move {
+        let stack = TestStack::start_with(backend, |s| s.worker.paper_cash = 1_000_000).await;
+        let user = stack.trader("closer").await;
+        price(&stack, &user, "CLOSESYM", 10_000).await;
+        let market_order = |id: &str, side: &str| {
+            json!({"client_order_id": id, "exchange": "NSE", "symbol": "CLOSESYM",
+                "side": side, "order_type": "MARKET", "quantity": 50, "product": "INTRADAY"})
+        };
+        let long = stack
+            .call(&user, "place", market_order("long", "BUY"))
+            .await;
+        assert_eq!(long["result"]["status"], "FILLED", "{long}");
+        let resting = stack
+            .call(
+                &user,
+                "place",
+                limit("resting", "CLOSESYM", "SELL", 50, 12_000, "INTRADAY"),
+            )
+            .await;
+        assert_eq!(resting["result"]["status"], "OPEN", "{resting}");
+        let closing = stack
+            .call(&user, "place", market_order("closing", "SELL"))
+            .await;
+        assert_eq!(closing["result"]["status"], "FILLED", "{closing}");
+
+        // Flat, and the resting sell's short (50 × 12,000) is held.
+        let f = funds(&stack, &user).await;
+        assert_eq!(
+            (&f["used"], &f["blocked"], &f["available"]),
+            (&json!(0), &json!(600_000), &json!(400_000)),
+            "{f}"
+        );
+        // The attack: a resting buy for 98 % of what is available.
+        let units = 400_000 * 98 / 100 / 9_000;
+        let buy = stack
+            .call(
+                &user,
+                "place",
+                limit("spend", "CLOSESYM", "BUY", units, 9_000, "INTRADAY"),
+            )
+            .await;
+        assert_eq!(buy["result"]["status"], "OPEN", "{buy}");
+        let over = stack
+            .call(
+                &user,
+                "place",
+                limit("overspend", "CLOSESYM", "BUY", 10, 9_000, "INTRADAY"),
+            )
+            .await;
+        assert_eq!(over["error"]["code"], "INSUFFICIENT_FUNDS", "{over}");
+
+        // The resting sell fills and opens the short with the margin it held.
+        stack.publish_tick("CLOSESYM", 2, 12_000, 50).await;
+        eventually(
+            Duration::from_secs(10),
+            "the resting sell filled",
+            || async {
+                let order = stack
+                    .call(&user, "get", json!({"client_order_id": "resting"}))
+                    .await;
+                (order["result"]["status"] == "FILLED").then_some(())
+            },
+        )
+        .await;
+        let f = funds(&stack, &user).await;
+        assert_eq!(
+            (&f["used"], &f["blocked"]),
+            (&json!(-600_000), &json!(1_200_000 + units * 9_000)),
+            "{f}"
+        );
+        assert_eq!(f["available"], 400_000 - units * 9_000, "{f}");
+        assert!(f["available"].as_i64() >= Some(0), "never below zero: {f}");
+    })
+    .await;
+}

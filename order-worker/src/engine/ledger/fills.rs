@@ -10,7 +10,8 @@ use pinnacle_common::model::Side;
 use pinnacle_common::writes::{defer, Deferred};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ColumnTrait, DbBackend, DbErr, EntityTrait, QueryFilter, Set, Statement, UpdateMany,
+    ColumnTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QuerySelect, QueryTrait, Set,
+    Statement, UpdateMany,
 };
 
 use super::arithmetic::Book;
@@ -164,21 +165,80 @@ async fn fill(
     let mut book = book_of(&position);
     let short_before = book.short_value();
     book.fill(side, quantity, value);
-    let (buy_held, sell_held) = match side {
-        Side::Buy => (position.buy_held - held, position.sell_held),
-        Side::Sell => (position.buy_held, position.sell_held - held),
+    let (mut buy_held, mut sell_held) = (position.buy_held, position.sell_held);
+    let (own, closable) = match side {
+        Side::Buy => (&mut buy_held, (-book.net_quantity).max(0)),
+        Side::Sell => (&mut sell_held, book.net_quantity.max(0)),
     };
+    *own = (*own - held).max(0);
+    let overflow = *own - closable;
+    *own = (*own).min(closable);
     write_position(db, &position, &book, (buy_held, sell_held)).await?;
     let short_change = book.short_value() - short_before;
     if short_change != 0 {
         defer(db, &move_funds(account_id, 0, 0, short_change)).await?;
     }
 
-    // 4. The rest of the reservation, and the trade.
+    // 4. The rest of the reservation; other orders' units the fill closed; the trade.
     if let Some(reservation) = &reservation {
         settle_reservation(db, reservation, cash_units, held).await?;
     }
+    if overflow > 0 {
+        convert_holders(db, after, side, overflow).await?;
+    }
     record_trade(db, after, quantity, value).await
+}
+
+/// Turns `units` held units of other orders into cash units, for a fill of `order` that
+/// closed more of the position than its own reservation held: the units those orders held
+/// to close are gone, so when they fill they will open instead, and must hold cash for it
+/// as any opening order does. Newest order first, each at its own reference price; the
+/// cash is reserved whatever is available, since the fill that closed the units released
+/// at least as many units' cash (it had reserved them to open). See
+/// [`super::arithmetic::split`] for how units are held.
+async fn convert_holders(
+    db: &impl Deferred,
+    order: &orders::Model,
+    side: Side,
+    units: i64,
+) -> Result<(), DbErr> {
+    use paper_reservations::Column as R;
+    let (account, exchange, symbol, product) = position_key(order);
+    let same_position = orders::Entity::find()
+        .select_only()
+        .column(orders::Column::Id)
+        .filter(orders::Column::BrokerAccountId.eq(account))
+        .filter(orders::Column::Exchange.eq(exchange))
+        .filter(orders::Column::Symbol.eq(symbol))
+        .filter(orders::Column::Product.eq(product))
+        .filter(orders::Column::Side.eq(side.as_str()))
+        .into_query();
+    let mut holders = paper_reservations::Entity::find()
+        .filter(R::AccountId.eq(account))
+        .filter(R::OrderId.ne(order.id.as_str()))
+        .filter(R::HeldUnits.gt(0))
+        .filter(R::OrderId.in_subquery(same_position))
+        .all(db)
+        .await?;
+    holders.sort_by(|a, b| b.order_id.cmp(&a.order_id));
+    let (mut left, mut cash) = (units, 0_i64);
+    for holder in holders {
+        if left <= 0 {
+            break;
+        }
+        let take = holder.held_units.min(left);
+        left -= take;
+        cash = cash.saturating_add(take.saturating_mul(holder.unit_price));
+        let update = paper_reservations::Entity::update_many()
+            .col_expr(R::HeldUnits, Expr::col(R::HeldUnits).sub(take))
+            .col_expr(R::CashUnits, Expr::col(R::CashUnits).add(take))
+            .filter(R::OrderId.eq(holder.order_id.as_str()));
+        defer(db, &update).await?;
+    }
+    if cash != 0 {
+        defer(db, &move_funds(account, 0, cash.saturating_neg(), 0)).await?;
+    }
+    Ok(())
 }
 
 /// The arithmetic view of a position row.
@@ -397,7 +457,62 @@ async fn fill_in_sql(
         db.defer(values.statement(db.get_database_backend(), sql)?)
             .await?;
     }
+    convert_holders_in_sql(db, after, side).await?;
     record_trade(db, after, quantity, value).await
+}
+
+/// [`convert_holders`] in SQL, after [`fill_in_sql`] moved the position: the units the
+/// fill's side still holds beyond what the position can close (`overflow`) are taken
+/// from the holders' reservations, newest order first (a running sum of the newer ones'
+/// held units says where each starts), their cash reserved at each one's price, and the
+/// position's held units cut to what it can close. Every statement is gated on an
+/// overflow, so a fill that closed only its own units adds three no-op statements, which
+/// SQLite decides from the position row before looking at any reservation.
+///
+/// The cash is summed with `TOTAL` (exact while it is below 2^53 paise) and saturates at
+/// the 64-bit limit, as the Rust does.
+async fn convert_holders_in_sql(
+    db: &impl Deferred,
+    order: &orders::Model,
+    side: Side,
+) -> Result<(), DbErr> {
+    let (held, closable) = match side {
+        Side::Buy => ("buy_held", "MAX(-net_quantity, 0)"),
+        Side::Sell => ("sell_held", "MAX(net_quantity, 0)"),
+    };
+    let overflow = format!("(SELECT {held} - {closable} FROM paper_positions WHERE {POSITION})");
+    let takes = format!(
+        "WITH holders AS (SELECT r.order_id, r.unit_price, r.held_units, \
+           COALESCE(SUM(r.held_units) OVER (ORDER BY r.order_id DESC \
+             ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS newer \
+           FROM paper_reservations AS r JOIN orders AS o ON o.id = r.order_id \
+           WHERE {overflow} > 0 AND r.account_id = :account AND r.order_id <> :order \
+           AND r.held_units > 0 AND o.exchange = :exchange AND o.symbol = :symbol \
+           AND o.product = :product AND o.side = :side), \
+         takes AS (SELECT order_id, unit_price, MIN(held_units, {overflow} - newer) AS take \
+           FROM holders WHERE {overflow} > newer)"
+    );
+    let statements = [
+        format!(
+            "{takes} UPDATE paper_funds SET reserved = MIN(reserved + \
+             (SELECT CAST(TOTAL(take * unit_price) AS INTEGER) FROM takes), \
+             9223372036854775807) WHERE account_id = :account AND {overflow} > 0"
+        ),
+        format!(
+            "{takes} UPDATE paper_reservations AS r SET held_units = r.held_units - t.take, \
+             cash_units = r.cash_units + t.take FROM takes AS t WHERE r.order_id = t.order_id"
+        ),
+        format!(
+            "UPDATE paper_positions SET {held} = {closable} WHERE {POSITION} \
+             AND {held} > {closable}"
+        ),
+    ];
+    let values = named(order).with("side", side.as_str());
+    for sql in &statements {
+        db.defer(values.statement(db.get_database_backend(), sql)?)
+            .await?;
+    }
+    Ok(())
 }
 
 /// [`fill`] on PostgreSQL, as one call of `pinnacle_paper_fill` (migration

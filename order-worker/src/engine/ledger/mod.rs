@@ -23,6 +23,12 @@
 //!   kept at average cost with its exact open cost (`paper_positions.open_cost`): a closing
 //!   fill takes its share of that cost, so realised P&L is exact and the average price
 //!   (`open_cost / |net|`, rounded down) is never built on an earlier rounded average.
+//!   Held units follow the position: when a fill closes units that other orders of its
+//!   side held (it had reserved cash to open, finding none free), those orders now open
+//!   when they fill, so the units the side holds beyond what the position can close become
+//!   their cash units, newest order first, at each one's reference price
+//!   (`convert_holders`). So `sell_held ≤ max(net, 0)` and `buy_held ≤ max(−net, 0)`
+//!   always hold.
 //!
 //! # Where the decisions are made
 //! The rules are written in Rust ([`arithmetic`]): the books read the rows they change

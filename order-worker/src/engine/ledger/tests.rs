@@ -101,6 +101,176 @@ async fn position_if_any(db: &DatabaseConnection, product: &str) -> Option<paper
     .expect("query")
 }
 
+/// Stores the user and broker account the tests' orders belong to (`u`, [`ACCOUNT`]).
+async fn store_owner(db: &DatabaseConnection) {
+    use sea_orm::ActiveModelTrait;
+    pinnacle_common::entities::users::ActiveModel {
+        id: sea_orm::Set("u".into()),
+        name: sea_orm::Set("u".into()),
+        is_admin: sea_orm::Set(false),
+        password_hash: sea_orm::Set(None),
+        created_at: sea_orm::Set(Utc::now()),
+        default_account: sea_orm::Set(None),
+    }
+    .insert(db)
+    .await
+    .expect("user");
+    let account = pinnacle_common::entities::broker_accounts::Model {
+        id: ACCOUNT.into(),
+        user_id: "u".into(),
+        ..fixtures::account_row("books")
+    };
+    let account: pinnacle_common::entities::broker_accounts::ActiveModel = account.into();
+    account.reset_all().insert(db).await.expect("account");
+}
+
+/// Stores `order` (the books read a reservation's side and instrument from its order).
+async fn store_order(db: &DatabaseConnection, order: &orders::Model) {
+    use sea_orm::IntoActiveModel;
+    orders::Entity::insert(order.clone().into_active_model())
+        .exec(db)
+        .await
+        .expect("order");
+}
+
+/// The books balance: the cash reserved is what the reservations' cash units cost, the
+/// units each position holds are what its orders' reservations hold, and no position
+/// holds more units than it can close (a sell's held units are long units, a buy's short).
+async fn assert_books_balance(db: &DatabaseConnection, step_no: i32) {
+    let orders = orders::Entity::find().all(db).await.expect("orders");
+    let reservations = paper_reservations::Entity::find()
+        .all(db)
+        .await
+        .expect("reservations");
+    let reserved: i64 = reservations
+        .iter()
+        .map(|r| r.cash_units * r.unit_price)
+        .sum();
+    for f in paper_funds::Entity::find().all(db).await.expect("funds") {
+        assert_eq!(
+            f.reserved, reserved,
+            "step {step_no}: {f:?} {reservations:?}"
+        );
+    }
+    for p in paper_positions::Entity::find()
+        .all(db)
+        .await
+        .expect("positions")
+    {
+        let held = |side: &str| -> i64 {
+            reservations
+                .iter()
+                .filter(|r| {
+                    orders
+                        .iter()
+                        .any(|o| o.id == r.order_id && o.side == side && o.product == p.product)
+                })
+                .map(|r| r.held_units)
+                .sum()
+        };
+        assert_eq!(
+            (p.buy_held, p.sell_held),
+            (held("BUY"), held("SELL")),
+            "step {step_no}: {p:?} {reservations:?}"
+        );
+        assert!(
+            p.sell_held <= p.net_quantity.max(0) && p.buy_held <= (-p.net_quantity).max(0),
+            "step {step_no}: holds more than it can close: {p:?}"
+        );
+    }
+}
+
+/// The F1 case: long 100 intraday; a resting sell `a` holds all 100 units; a market sell
+/// `b` of 100 finds none free and reserves cash to go short. `b` fills first and closes
+/// the long, so `a` will open the short: its reservation becomes cash at its own price,
+/// and the cash `b` released does not come back as available to spend.
+#[tokio::test]
+async fn a_fill_that_closes_units_another_order_held_makes_that_order_reserve_cash() {
+    for (db, _pg) in databases().await {
+        closing_someone_elses_units(db, false).await;
+    }
+    // SQLite's statements that decide in SQL (`fill_in_sql`), through a pipelining writer.
+    closing_someone_elses_units(db().await, true).await;
+}
+
+async fn closing_someone_elses_units(db: DatabaseConnection, pipelined: bool) {
+    let books = Books::new(100_000);
+    let w = Writer::new(&db);
+    let step = |before: orders::Model, after: orders::Model| {
+        let (db, w) = (db.clone(), w.clone());
+        async move {
+            if pipelined {
+                let txn = WriteTxn::begin(&w).await.expect("begin");
+                apply(&txn, &books, &before, &after, None)
+                    .await
+                    .expect("apply in SQL");
+                txn.commit().await.expect("commit");
+            } else {
+                step(&db, &books, &before, &after).await;
+            }
+        }
+    };
+    store_owner(&db).await;
+    let intraday = Product::Intraday;
+    let long = order("l", Side::Buy, intraday, "OPEN", 0, None);
+    store_order(&db, &long).await;
+    reserve(&w, &books, &claim("l", Side::Buy, intraday, 100, 100))
+        .await
+        .expect("buy");
+    let mut filled = order("l", Side::Buy, intraday, "FILLED", 100, Some(100));
+    filled.quantity = 100;
+    step(long, filled).await;
+    // Resting sell `a` at 120 holds the 100 units; market sell `b` reserves 100 × 110.
+    for (id, price) in [("a", 120), ("b", 110)] {
+        let mut model = order(id, Side::Sell, intraday, "OPEN", 0, None);
+        model.quantity = 100;
+        store_order(&db, &model).await;
+        reserve(&w, &books, &claim(id, Side::Sell, intraday, 100, price))
+            .await
+            .expect("sell");
+    }
+    assert_eq!(position(&db, intraday).await.sell_held, 100);
+    assert_eq!(funds(&db, &books).await.blocked, 11_000);
+    let mut b = order("b", Side::Sell, intraday, "OPEN", 0, None);
+    b.quantity = 100;
+    let mut b_filled = order("b", Side::Sell, intraday, "FILLED", 100, Some(110));
+    b_filled.quantity = 100;
+    step(b, b_filled).await;
+
+    let p = position(&db, intraday).await;
+    assert_eq!((p.net_quantity, p.sell_held, p.realized_pnl), (0, 0, 1_000));
+    let a = paper_reservations::Entity::find_by_id("a".to_string())
+        .one(&db)
+        .await
+        .expect("query")
+        .expect("a still reserves");
+    assert_eq!((a.held_units, a.cash_units, a.unit_price), (0, 100, 120));
+    // Cash 100,000, bought for 10,000 and sold for 11,000; `a`'s short holds 12,000.
+    let f = funds(&db, &books).await;
+    assert_eq!((f.used, f.blocked, f.available), (-1_000, 12_000, 89_000));
+    // A buy of 98 % of what looked free before the fix is refused now...
+    let refused = reserve(&w, &books, &claim("x", Side::Buy, intraday, 99, 1_000)).await;
+    assert!(
+        matches!(
+            refused,
+            Err(Refusal::Funds {
+                available: 89_000,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    // ... and `a` filling opens the short with the margin it now holds.
+    let mut a_open = order("a", Side::Sell, intraday, "OPEN", 0, None);
+    a_open.quantity = 100;
+    let mut a_filled = order("a", Side::Sell, intraday, "FILLED", 100, Some(120));
+    a_filled.quantity = 100;
+    step(a_open, a_filled).await;
+    let f = funds(&db, &books).await;
+    assert_eq!((f.used, f.blocked, f.available), (-13_000, 24_000, 89_000));
+    assert_books_balance(&db, 0).await;
+}
+
 #[tokio::test]
 async fn a_buy_reserves_its_fills_pay_and_its_cancel_releases_the_rest() {
     let (db, books) = (db().await, Books::new(1_000));
@@ -667,7 +837,15 @@ async fn the_books_decide_the_same_in_sql_as_in_rust() {
     };
     // Orders still open: (model, units left to fill).
     let mut open: Vec<(orders::Model, i64)> = Vec::new();
+    let all: Vec<&DatabaseConnection> = [&in_sql, &in_rust]
+        .into_iter()
+        .chain(postgres.as_ref().map(|pg| &pg.db))
+        .collect();
+    for db in &all {
+        store_owner(db).await;
+    }
     let (mut refused, mut filled, mut flips, mut overdrawn) = (0, 0, 0, 0);
+    let mut converted = 0;
     for step_no in 0..600 {
         if open.is_empty() || next(3) == 0 {
             let id = format!("o{step_no}");
@@ -681,6 +859,11 @@ async fn the_books_decide_the_same_in_sql_as_in_rust() {
             // Now and then an order priced at nothing (a market order with no tick yet).
             let price = if next(10) == 0 { 0 } else { 50 + next(150) };
             let c = claim(&id, side, product, units, price);
+            let mut model = order(&id, side, product, "OPEN", 0, None);
+            model.quantity = units;
+            for db in &all {
+                store_order(db, &model).await;
+            }
             let sql = reserve(&w, &books, &c).await;
             let txn = in_rust.begin().await.expect("begin");
             let rust = reserve::reserve_with(&books, &txn, &c, reserve::Fence::None).await;
@@ -702,8 +885,6 @@ async fn the_books_decide_the_same_in_sql_as_in_rust() {
                 );
             }
             if sql.is_ok() {
-                let mut model = order(&id, side, product, "OPEN", 0, None);
-                model.quantity = units;
                 open.push((model, units));
             } else {
                 refused += 1;
@@ -725,6 +906,18 @@ async fn the_books_decide_the_same_in_sql_as_in_rust() {
             // A price that is not a whole multiple of the quantity now and then.
             let value = quantity * (50 + next(150)) + next(quantity.max(1));
             let position_before = position_if_any(&in_sql, &before.product).await;
+            let others_cash = |rows: Vec<paper_reservations::Model>| -> i64 {
+                rows.iter()
+                    .filter(|r| r.order_id != before.id)
+                    .map(|r| r.cash_units)
+                    .sum()
+            };
+            let cash_before = others_cash(
+                paper_reservations::Entity::find()
+                    .all(&in_rust)
+                    .await
+                    .expect("reservations"),
+            );
             let txn = WriteTxn::begin(&w).await.expect("begin");
             apply(&txn, &books, &before, &after, Some(value))
                 .await
@@ -741,6 +934,15 @@ async fn the_books_decide_the_same_in_sql_as_in_rust() {
                     .await
                     .expect("apply on PostgreSQL");
                 txn.commit().await.expect("commit");
+            }
+            let cash_after = others_cash(
+                paper_reservations::Entity::find()
+                    .all(&in_rust)
+                    .await
+                    .expect("reservations"),
+            );
+            if cash_after > cash_before {
+                converted += 1;
             }
             if quantity > 0 {
                 filled += 1;
@@ -763,6 +965,7 @@ async fn the_books_decide_the_same_in_sql_as_in_rust() {
         let rows = books_rows(&in_rust).await;
         assert_eq!(books_rows(&in_sql).await, rows, "step {step_no}");
         assert_costs_exact(&in_rust, step_no).await;
+        assert_books_balance(&in_rust, step_no).await;
         if let Some(pg) = &postgres {
             assert_eq!(
                 books_rows(&pg.db).await,
@@ -776,8 +979,8 @@ async fn the_books_decide_the_same_in_sql_as_in_rust() {
     }
     // The run covered what it is for.
     assert!(
-        refused > 10 && filled > 100 && flips > 3 && overdrawn > 3,
-        "{refused} {filled} {flips}"
+        refused > 10 && filled > 100 && flips > 3 && overdrawn > 3 && converted > 3,
+        "{refused} {filled} {flips} {overdrawn} {converted}"
     );
 }
 
