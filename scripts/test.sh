@@ -33,9 +33,16 @@ trap 'rm -f "$results"' EXIT
 # tests/e2e/bench.rs runs `pinnacle bench orders --requests 200 --clients 1,16` on SQLite
 # and PostgreSQL and `pinnacle bench ticks --symbols 100 --seconds 1 --rate 2000`, so a
 # broken benchmark fails the build.
-paced=rate_limits::rate_limits_hold_across_workers
-cargo test --locked --workspace -- --skip "$paced" 2>&1 | tee "$results"
-cargo test --locked -p pinnacle-tests --test e2e -- --exact "$paced" 2>&1 | tee -a "$results"
+# The flood test keeps 300 requests in flight against one worker and fails on any request
+# left unanswered for async-nats's 10 s: beside the benchmarks on two cores it once saw
+# ten of the flood's own admitted requests starved past that, so it runs alone too.
+paced=(rate_limits::rate_limits_hold_across_workers
+  backpressure::a_trader_flooding_a_worker_leaves_room_for_everyone_else)
+skips=()
+for test in "${paced[@]}"; do skips+=(--skip "$test"); done
+cargo test --locked --workspace -- "${skips[@]}" 2>&1 | tee "$results"
+cargo test --locked -p pinnacle-tests --test e2e -- --exact "${paced[@]}" --test-threads 1 2>&1 \
+  | tee -a "$results"
 rust_passed=$(grep -E '^test result: ok\.' "$results" | awk '{s += $4} END {print s + 0}')
 echo "== Python client against pinnacle dev" >&2
 scripts/python-check.sh | tee -a "$results"

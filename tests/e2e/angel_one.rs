@@ -974,6 +974,74 @@ async fn a_refusal_before_the_send_stores_nothing_and_the_resend_is_placed() {
     .await;
 }
 
+/// Black-box finding (helper-61 F2): the session expires just before a burst. The orders
+/// sent before it is renewed are refused by the broker (not processed) and sent again,
+/// each needing a new turn in the rate limit, behind the rest of the burst. A stored order
+/// waits for that turn as long as a stored order may (`RateLimiter::stored_wait`, 30 s
+/// here) under its lease; before, it waited 3 s, and Pinnacle's own refusal was stored as
+/// a rejection, burning the client order id of an order that was never sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_sent_on_an_expired_session_is_placed_not_burned() {
+    each_backend(|backend| async move {
+        let angel = AngelStack::start(backend).await;
+        let stack = &angel.stack;
+        let (user, account) = angel.angel_trader("expiring", 6, json!({})).await;
+        let cc = account.client_code.as_str();
+        // Pinnacle's own order rate per trader stays out of the way: the broker's is tested.
+        stack
+            .set_limits(pinnacle_common::entities::risk_limits::Model {
+                max_orders_per_second: Some(1_000),
+                ..no_limits(&user.id)
+            })
+            .await;
+        let (fills, _) = angel.prices();
+        let warm = stack
+            .call(&user, "place", AngelStack::limit("warm", "BUY", 1, fills))
+            .await;
+        assert_taken(&warm);
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+
+        angel.sim.expire_session(cc);
+        let replies = futures::future::join_all((0..24).map(|i| {
+            stack.call(
+                &user,
+                "place",
+                AngelStack::limit(&format!("x-{i}"), "BUY", 1, fills),
+            )
+        }))
+        .await;
+        let mut taken = 0;
+        for (i, reply) in replies.iter().enumerate() {
+            if reply["ok"] == true {
+                assert_taken(reply);
+                taken += 1;
+                continue;
+            }
+            // Only a refusal before anything was stored, which a resend retries.
+            assert_eq!(error_code(reply), "RATE_LIMITED", "{reply}");
+            let stored = stack
+                .call(&user, "get", json!({"client_order_id": format!("x-{i}")}))
+                .await;
+            assert_eq!(error_code(&stored), "NOT_FOUND", "{stored}");
+        }
+        assert!(taken >= 18, "most of the burst was admitted: {taken}");
+        assert_eq!(
+            angel.sim.orders(cc).len(),
+            taken + 1,
+            "each order sent once"
+        );
+        assert!(
+            angel
+                .sim
+                .requests()
+                .iter()
+                .any(|r| r.path.ends_with("/generateTokens")),
+            "the session was renewed"
+        );
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_orders_share_one_login() {
     each_backend(|backend| async move {

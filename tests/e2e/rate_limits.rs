@@ -234,7 +234,10 @@ async fn place(client: &async_nats::Client, user: &(String, String), id: &str, p
         }
         (Some(order), _) => Told::Placed(order.order_id),
         (None, Some(e)) if e.code.as_str() == "RATE_LIMITED" => {
-            assert!(e.message.contains("window opens in"), "{e:?}");
+            assert!(
+                e.message.contains("window opens in") || e.message.contains("queued ahead of it"),
+                "{e:?}"
+            );
             Told::RateLimited
         }
         (None, error) => panic!("{id}: {error:?}"),

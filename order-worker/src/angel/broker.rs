@@ -82,13 +82,21 @@ impl Broker for AngelOneBroker {
         let params = map::order_params(order, &token, Some(tag::order_tag(order_id)));
         let stream = self.live.connection(&creds.account_id);
         // The first send goes in the slot `admit` reserved; a send after a renewed session
-        // or the broker's 403 queues for a turn of its own.
+        // or the broker's 403 queues for a turn of its own, as long as a stored order may
+        // (`RateLimiter::stored_wait`): the order is stored and this handler holds its
+        // lease, so a refusal here would reject an order that was never sent.
         let slot = std::sync::Mutex::new(admission.take::<Slot>());
         let placed = self
             .with_session(creds, |client, jwt| {
                 let params = params.clone();
                 let slot = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
-                async move { client.place_order(&jwt, &params, slot).await }
+                async move {
+                    let slot = match slot {
+                        Some(slot) => slot,
+                        None => client.reserve_stored_place().await?,
+                    };
+                    client.place_order(&jwt, &params, Some(slot)).await
+                }
             })
             .await;
         match placed {

@@ -42,6 +42,10 @@ use crate::error::SmartApiError;
 pub use bucket::{Bucket, Limit};
 pub use shared::SharedWindows;
 
+/// How many times [`RateLimiter::max_wait`] a request carrying a stored order may queue
+/// ([`RateLimiter::stored_wait`]).
+pub const STORED_WAIT_FACTOR: u32 = 10;
+
 /// How long the head of a queue waits for the shared store before it falls back to this
 /// process's windows for that request.
 const STORE_TIMEOUT: Duration = Duration::from_millis(500);
@@ -176,15 +180,43 @@ impl RateLimiter {
         self.max_wait
     }
 
+    /// How long a request that carries an order already stored may queue:
+    /// [`STORED_WAIT_FACTOR`] times [`Self::max_wait`]. Refusing it would store a
+    /// rejection of an order that was never sent, and burn its client order id; its owner
+    /// holds the order's lease while it waits, so nothing else sends it meanwhile.
+    pub fn stored_wait(&self) -> Duration {
+        self.max_wait * STORED_WAIT_FACTOR
+    }
+
     /// [`Self::acquire`], ahead of the request itself: the send is counted now and the
     /// returned [`Slot`] lets the request go without queueing again. A caller that must
     /// not store anything the limiter could still refuse (an order) takes its slot first.
     /// A slot that is never used only wastes its place in the window; one used after
     /// [`SLOT_FRESH`] has its send moved to when it goes ([`Self::renew`]).
     pub async fn reserve(&self, client_code: &str, bucket: Bucket) -> Result<Slot, SmartApiError> {
-        let stamp = self
-            .acquire_within(client_code, bucket, self.max_wait)
-            .await?;
+        self.reserve_within(client_code, bucket, self.max_wait)
+            .await
+    }
+
+    /// [`Self::reserve`] for a request that carries an order already stored (a resend
+    /// after a renewed session or the broker's 403): it queues for up to
+    /// [`Self::stored_wait`].
+    pub async fn reserve_stored(
+        &self,
+        client_code: &str,
+        bucket: Bucket,
+    ) -> Result<Slot, SmartApiError> {
+        self.reserve_within(client_code, bucket, self.stored_wait())
+            .await
+    }
+
+    async fn reserve_within(
+        &self,
+        client_code: &str,
+        bucket: Bucket,
+        max_wait: Duration,
+    ) -> Result<Slot, SmartApiError> {
+        let stamp = self.acquire_within(client_code, bucket, max_wait).await?;
         Ok(Slot {
             client_code: client_code.to_string(),
             bucket,
@@ -246,13 +278,13 @@ impl RateLimiter {
     /// was sent: its stamp moves to now ([`window::restamp`]), which never overfills a
     /// window, so it neither waits nor can be refused. Only when the stamp cannot be moved
     /// (a second or more old, or gone from the windows, or the shared store failing) does
-    /// the request queue again, for up to twice [`Self::max_wait`], since what it sends (a
+    /// the request queue again, for up to [`Self::stored_wait`], since what it sends (a
     /// stored order) should rather wait than be refused now.
     pub async fn renew(&self, slot: Slot) -> Result<(), SmartApiError> {
         if self.restamp(&slot).await {
             return Ok(());
         }
-        self.acquire_within(&slot.client_code, slot.bucket, self.max_wait * 2)
+        self.acquire_within(&slot.client_code, slot.bucket, self.stored_wait())
             .await
             .map(drop)
     }
@@ -267,12 +299,16 @@ impl RateLimiter {
 
     fn refuse(&self, bucket: Bucket, waited: Duration, opens_in: Duration) -> SmartApiError {
         metrics().smartapi_rate_refused(bucket.name());
+        let after = if opens_in.is_zero() {
+            "requests of the same client code queued ahead of it took every turn".to_string()
+        } else {
+            format!("the window opens in {} ms", opens_in.as_millis())
+        };
         SmartApiError::limited(
             format!(
                 "SmartAPI rate limit for {bucket:?}: the request could not be sent within {} ms \
-                 of queueing; the window opens in {} ms",
+                 of queueing; {after}",
                 waited.as_millis(),
-                opens_in.as_millis()
             ),
             opens_in,
         )

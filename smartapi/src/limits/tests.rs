@@ -242,7 +242,8 @@ async fn a_reserved_slot_counts_now_and_a_stale_one_moves_to_its_send() {
 
 #[tokio::test(start_paused = true)]
 async fn a_slot_a_second_old_queues_again_and_is_refused_when_no_window_opens() {
-    let limiter = RateLimiter::new(Duration::from_millis(200));
+    // A stored wait of 500 ms: the window opens a second later.
+    let limiter = RateLimiter::new(Duration::from_millis(50));
     let slot = limiter.reserve("C1", Bucket::Orders).await.expect("free");
     tokio::time::advance(Duration::from_millis(1_020)).await;
     for _ in 0..9 {
@@ -272,4 +273,29 @@ async fn a_stale_slot_moves_in_the_shared_windows() {
     let log = windows.logs.lock().expect("lock")[&("C1".to_string(), Bucket::Orders)].clone();
     assert_eq!(log.len(), 9, "{log:?}");
     assert!(log.last().is_some_and(|t| *t >= 500), "{log:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stored_order_sent_again_waits_for_its_turn_where_a_new_one_is_refused() {
+    let limiter = RateLimiter::new(Duration::from_millis(200));
+    assert_eq!(limiter.stored_wait(), Duration::from_secs(2));
+    for _ in 0..9 {
+        limiter.acquire("C1", Bucket::Orders).await.expect("free");
+    }
+    let refused = limiter
+        .reserve("C1", Bucket::Orders)
+        .await
+        .expect_err("a new order does not wait a second");
+    assert!(refused.to_string().contains("window opens in"), "{refused}");
+    let started = Instant::now();
+    let slot = limiter
+        .reserve_stored("C1", Bucket::Orders)
+        .await
+        .expect("a stored order waits for the window");
+    assert!(slot.is_for("C1", Bucket::Orders));
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(800) && waited < Duration::from_secs(2),
+        "{waited:?}"
+    );
 }

@@ -243,6 +243,16 @@ impl RestClient {
             .await
     }
 
+    /// [`Self::reserve_place`] for an order already stored, sent again (after a renewed
+    /// session or the broker's 403): it may queue for the limiter's
+    /// [`stored_wait`](RateLimiter::stored_wait), since a refusal now would store a
+    /// rejection of an order that was never sent.
+    pub async fn reserve_stored_place(&self) -> Result<Slot, SmartApiError> {
+        self.limiter
+            .reserve_stored(&self.account.client_code, PLACE.bucket)
+            .await
+    }
+
     /// Places an order, in the rate-limit `slot` reserved for it if there is one (else it
     /// queues for its turn).
     pub async fn place_order(
