@@ -23,6 +23,7 @@ mod m20261215_000001_outbox_functions;
 mod m20261216_000001_broker_unique_id;
 mod m20261217_000001_exact_fill_values;
 mod m20261218_000001_held_units_follow_fills;
+mod m20261218_000002_reservation_terms;
 
 /// Runs `statements` in order on PostgreSQL, and nothing on SQLite: for the steps that
 /// only PostgreSQL has (stored functions, `UNLOGGED` tables).
@@ -62,6 +63,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261216_000001_broker_unique_id::Migration),
             Box::new(m20261217_000001_exact_fill_values::Migration),
             Box::new(m20261218_000001_held_units_follow_fills::Migration),
+            Box::new(m20261218_000002_reservation_terms::Migration),
         ]
     }
 }

@@ -62,7 +62,7 @@ pub(crate) mod credentials;
 pub mod deadline;
 pub(crate) mod errors;
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 pub(crate) mod generations;
 pub(crate) mod lease;
 pub(crate) mod ledger;

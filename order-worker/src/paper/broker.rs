@@ -52,7 +52,12 @@ impl PaperBroker {
             unit_price: ledger::arithmetic::reference_price(order, ltp, fill, tick),
         };
         let reserved = if modify {
-            ledger::re_reserve(db, &self.books, &claim)
+            let terms = OrderTerms {
+                quantity: Some(order.quantity),
+                price: order.price,
+                trigger_price: order.trigger_price,
+            };
+            ledger::re_reserve(db, &self.books, &claim, terms)
                 .instrument(pinnacle_common::db::span(db, "UPDATE", "paper_funds"))
                 .await
         } else {
@@ -209,15 +214,36 @@ impl Broker for PaperBroker {
             .map_err(|e| BrokerError::Unavailable(e.to_string()))
     }
 
+    /// What the paper broker holds of an order whose outcome was lost. Paper fills happen
+    /// inside `place_order` and are recorded only by the worker, so a place whose outcome
+    /// the worker never recorded was never filled: `None`, and reconciliation ends it
+    /// `NOT_AT_BROKER` (which releases what it reserved). A modify is different: its
+    /// re-reservation records the new terms on the books ([`ledger::modify_taken`]), and
+    /// an order still `PENDING_MODIFY` on other terms stands on those at the broker.
     async fn find_order(
         &self,
         credentials: &BrokerCredentials,
-        _order: OrderKeys<'_>,
+        order: OrderKeys<'_>,
     ) -> Result<Option<BrokerOutcome>, BrokerError> {
-        // Paper fills happen inside `place_order` and are recorded only by the worker, so an
-        // order whose outcome the worker never recorded was never filled.
         require_client_code(credentials)?;
-        Ok(None)
+        let Some(db) = &self.db else { return Ok(None) };
+        let taken = ledger::modify_taken(db.db(), order.order_id)
+            .await
+            .map_err(|e| BrokerError::Unavailable(e.to_string()))?;
+        Ok(taken.map(|(order, terms)| BrokerOutcome {
+            broker_order_id: order.broker_order_id.clone().unwrap_or_default(),
+            broker_unique_id: None,
+            status: if order.filled_quantity > 0 {
+                OrderStatus::PartiallyFilled
+            } else {
+                OrderStatus::Open
+            },
+            filled_quantity: order.filled_quantity,
+            average_price: order.average_price,
+            terms,
+            fill_value: None,
+            reason: None,
+        }))
     }
 
     async fn reference_price(&self, exchange: &str, symbol: &str) -> Option<i64> {

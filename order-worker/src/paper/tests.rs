@@ -286,3 +286,108 @@ async fn what_filled_stays_filled_through_a_modify_or_a_cancel() {
         "a cancel ends the rest, not the fill"
     );
 }
+
+/// A modify whose worker died after the paper broker took it (its re-reservation
+/// committed) and before the new terms were recorded: `find_order` reports the order on
+/// the terms the books hold, so reconciliation settles it there and its reservation
+/// matches (black-box finding helper-60 F2). A modify that never reached the books leaves
+/// nothing to report, and the order goes back to its old terms, as its reservation is.
+#[tokio::test]
+async fn a_lost_modify_is_found_on_the_terms_the_books_took() {
+    use crate::engine::fixtures;
+    use pinnacle_common::broker::{OrderKeys, OrderTerms};
+    use pinnacle_common::entities::orders;
+    use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set};
+
+    let db = fixtures::database_with_account().await;
+    let broker = PaperBroker::with_ledger(db.clone(), 10_000_000);
+    broker.observe(tick(1, 82_000));
+    let creds = BrokerCredentials {
+        account_id: "id-paper".into(),
+        ..creds()
+    };
+    let resting = order(OrderType::Limit, Side::Buy, Some(81_000));
+    let now = chrono::Utc::now();
+    let row = orders::Model {
+        id: "o-lost".into(),
+        user_id: "u1".into(),
+        broker_account_id: "id-paper".into(),
+        client_order_id: "c".into(),
+        exchange: "NSE".into(),
+        symbol: "SBIN-EQ".into(),
+        side: "BUY".into(),
+        order_type: "LIMIT".into(),
+        quantity: 10,
+        price: Some(81_000),
+        trigger_price: None,
+        product: resting.product.as_str().into(),
+        status: "SUBMITTED".into(),
+        filled_quantity: 0,
+        average_price: None,
+        filled_value: None,
+        broker_order_id: None,
+        broker_unique_id: None,
+        reject_code: None,
+        reject_reason: None,
+        created_at: now,
+        updated_at: now,
+        lease_owner: None,
+        lease_until_ms: None,
+    };
+    orders::Entity::insert(row.clone().into_active_model())
+        .exec(&db)
+        .await
+        .expect("the order");
+    let placed = broker
+        .place_order(&creds, "o-lost", &resting, Admission::default())
+        .await
+        .expect("rests");
+    assert_eq!(placed.status, OrderStatus::Open);
+    let mut pending = row.into_active_model();
+    pending.status = Set("PENDING_MODIFY".into());
+    pending.broker_order_id = Set(Some(placed.broker_order_id.clone()));
+    pending.update(&db).await.expect("pending modify");
+    let keys = OrderKeys {
+        order_id: "o-lost",
+        broker_order_id: Some(&placed.broker_order_id),
+        broker_unique_id: None,
+    };
+    let found = broker.find_order(&creds, keys).await.expect("read");
+    assert!(found.is_none(), "no modify reached the books: {found:?}");
+
+    // The modify to 6 at ₹805 reaches the books; its worker dies before recording it.
+    let modified = OrderRequest {
+        quantity: 6,
+        price: Some(80_500),
+        ..resting.clone()
+    };
+    broker
+        .modify_order(
+            &creds,
+            &placed.broker_order_id,
+            &modified,
+            Filled::default(),
+        )
+        .await
+        .expect("taken");
+    let found = broker
+        .find_order(&creds, keys)
+        .await
+        .expect("read")
+        .expect("the modify the books took");
+    assert_eq!(
+        (found.status, found.filled_quantity, found.terms),
+        (
+            OrderStatus::Open,
+            0,
+            OrderTerms {
+                quantity: Some(6),
+                price: Some(80_500),
+                trigger_price: None
+            }
+        )
+    );
+    assert_eq!(found.broker_order_id, placed.broker_order_id);
+    let funds = broker.funds(&creds).await.expect("funds");
+    assert_eq!(funds.blocked, 6 * 80_500, "reserved for the new terms");
+}

@@ -19,6 +19,13 @@ pub struct Model {
     /// Units that close an opposite position, held on it (`buy_held` / `sell_held`); fills
     /// use these first.
     pub held_units: i64,
+    /// The quantity the order's last modify re-reserved for (`NULL` until a modify does):
+    /// with the two below, the terms the paper broker holds the order on.
+    pub modify_quantity: Option<i64>,
+    /// The limit price the last modify re-reserved for, paise.
+    pub modify_price: Option<i64>,
+    /// The trigger price the last modify re-reserved for, paise.
+    pub modify_trigger_price: Option<i64>,
 }
 
 /// Relations: none.

@@ -13,7 +13,9 @@
 //!   concurrent orders on any worker cannot overspend. Only `INTRADAY` sells may go
 //!   short; every other product sells only what it holds (`INSUFFICIENT_HOLDINGS`).
 //! - **Modifying** ([`re_reserve`]): the old reservation is released and the new remaining
-//!   quantity reserved in one transaction; if it does not fit, nothing changes.
+//!   quantity reserved in one transaction; if it does not fit, nothing changes. The
+//!   reservation records the modify's terms with it, so that a modify whose worker died
+//!   before recording it is known to have been taken ([`modify_taken`]).
 //! - **Filling and ending** ([`apply`], called by the SQL order store's
 //!   [`transition`](crate::engine::store::OrderStore::transition) inside the transaction
 //!   that updates the order row and writes its outbox event): a fill consumes
@@ -71,7 +73,7 @@ use sea_orm::{
 pub use arithmetic::DEFAULT_TICK_SIZE;
 pub use books::{Books, PAPER_PREFIX};
 pub use fills::{apply, postgres_call};
-pub use reserve::{re_reserve, reserve, Claim, Refusal};
+pub use reserve::{modify_taken, re_reserve, reserve, Claim, Refusal};
 
 /// The most recent fills the trade book returns.
 pub const TRADES_LIMIT: u64 = 1_000;

@@ -1,6 +1,7 @@
 //! Reservations: what an open or submitted paper order holds back, taken atomically when
 //! the paper broker accepts it and given back by its fills and its end.
 
+use pinnacle_common::broker::OrderTerms;
 use pinnacle_common::entities::{orders, paper_funds, paper_positions, paper_reservations};
 use pinnacle_common::model::{OrderStatus, Product, Side};
 use pinnacle_common::writes::{defer, Deferred, WriteTxn, Writer};
@@ -374,8 +375,15 @@ fn refusal(
 
 /// Replaces a modified order's reservation with one for `claim` (its new remaining units
 /// and price), in one transaction: if the new one does not fit, the old one stays.
-/// `claim.units` is the new quantity; what has already filled is taken off here.
-pub async fn re_reserve(db: &Writer, books: &Books, claim: &Claim<'_>) -> Result<(), Refusal> {
+/// `claim.units` is the new quantity; what has already filled is taken off here. The
+/// reservation records `terms`, the modify's, in the same transaction: that the paper
+/// broker took the modify ([`modify_taken`]).
+pub async fn re_reserve(
+    db: &Writer,
+    books: &Books,
+    claim: &Claim<'_>,
+    terms: OrderTerms,
+) -> Result<(), Refusal> {
     let txn = WriteTxn::begin(db).await?;
     let reserved = async {
         books.lock_funds(&txn, claim.account_id).await?;
@@ -398,10 +406,60 @@ pub async fn re_reserve(db: &Writer, books: &Books, claim: &Claim<'_>) -> Result
             units: (claim.units - filled).max(0),
             ..claim.clone()
         };
-        reserve_in(&txn, &remaining).await
+        reserve_in(&txn, &remaining).await?;
+        use paper_reservations::Column as R;
+        let record = paper_reservations::Entity::update_many()
+            .col_expr(R::ModifyQuantity, Expr::value(terms.quantity))
+            .col_expr(R::ModifyPrice, Expr::value(terms.price))
+            .col_expr(R::ModifyTriggerPrice, Expr::value(terms.trigger_price))
+            .filter(R::OrderId.eq(claim.order_id));
+        Ok(defer(&txn, &record).await?)
     }
     .await;
     finish(txn, reserved).await
+}
+
+/// The terms a modify of `order_id` left on its reservation, when the order is still
+/// `PENDING_MODIFY` on other terms: the paper broker took the modify ([`re_reserve`]
+/// commits the new reservation and these together) but the worker handling it never
+/// recorded the outcome. `None` when no modify reached the books, or the last one that did
+/// is the one the order stands on.
+pub async fn modify_taken(
+    db: &impl ConnectionTrait,
+    order_id: &str,
+) -> Result<Option<(orders::Model, OrderTerms)>, DbErr> {
+    let Some(order) = orders::Entity::find_by_id(order_id.to_string())
+        .one(db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    if order.status != OrderStatus::PendingModify.as_str() {
+        return Ok(None);
+    }
+    let Some(reservation) = paper_reservations::Entity::find_by_id(order_id.to_string())
+        .one(db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let Some(quantity) = reservation.modify_quantity else {
+        return Ok(None);
+    };
+    let taken = (
+        quantity,
+        reservation.modify_price,
+        reservation.modify_trigger_price,
+    );
+    if taken == (order.quantity, order.price, order.trigger_price) {
+        return Ok(None);
+    }
+    let terms = OrderTerms {
+        quantity: Some(quantity),
+        price: reservation.modify_price,
+        trigger_price: reservation.modify_trigger_price,
+    };
+    Ok(Some((order, terms)))
 }
 
 /// Commits `txn` if the reservation was made; otherwise rolls it back (a rollback that
@@ -486,6 +544,9 @@ async fn reserve_in(db: &impl Deferred, claim: &Claim<'_>) -> Result<(), Refusal
         unit_price: Set(claim.unit_price),
         cash_units: Set(opening),
         held_units: Set(held),
+        modify_quantity: Set(None),
+        modify_price: Set(None),
+        modify_trigger_price: Set(None),
     };
     defer(db, &paper_reservations::Entity::insert(reservation)).await?;
     Ok(())

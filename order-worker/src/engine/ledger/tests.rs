@@ -2,6 +2,7 @@
 //! short-selling rule, checked through the rows.
 
 use chrono::Utc;
+use pinnacle_common::broker::OrderTerms;
 use pinnacle_common::entities::{
     orders, paper_funds, paper_positions, paper_reservations, paper_trades,
 };
@@ -446,6 +447,11 @@ async fn sells_use_the_holding_first_and_only_intraday_goes_short() {
 async fn a_modify_re_reserves_the_difference_or_changes_nothing() {
     let (db, books) = (db().await, Books::new(1_000));
     let w = Writer::new(&db);
+    store_owner(&db).await;
+    // The order, as the engine holds it while the modify is with the broker.
+    let mut pending = order("m", Side::Buy, Product::Delivery, "PENDING_MODIFY", 0, None);
+    (pending.quantity, pending.price) = (4, Some(100));
+    store_order(&db, &pending).await;
     reserve(
         &w,
         &books,
@@ -453,11 +459,17 @@ async fn a_modify_re_reserves_the_difference_or_changes_nothing() {
     )
     .await
     .expect("buy");
+    let terms = |quantity, price| OrderTerms {
+        quantity: Some(quantity),
+        price: Some(price),
+        trigger_price: None,
+    };
     // 4 → 11 units at 100 needs 1,100: refused, the old 400 stays.
     let refused = re_reserve(
         &w,
         &books,
         &claim("m", Side::Buy, Product::Delivery, 11, 100),
+        terms(11, 100),
     )
     .await;
     assert!(
@@ -471,15 +483,30 @@ async fn a_modify_re_reserves_the_difference_or_changes_nothing() {
         "{refused:?}"
     );
     assert_eq!(funds(&db, &books).await.blocked, 400);
-    // 4 → 8 at 125 fits exactly.
+    let taken = modify_taken(&db, "m").await.expect("read");
+    assert!(taken.is_none(), "a refused modify was not taken: {taken:?}");
+    // 4 → 8 at 125 fits exactly, and the books say the modify was taken.
     re_reserve(
         &w,
         &books,
         &claim("m", Side::Buy, Product::Delivery, 8, 125),
+        terms(8, 125),
     )
     .await
     .expect("fits");
     assert_eq!(funds(&db, &books).await.blocked, 1_000);
+    let (_, taken) = modify_taken(&db, "m")
+        .await
+        .expect("read")
+        .expect("taken while the order is still on its old terms");
+    assert_eq!(taken, terms(8, 125));
+    // Once the order stands on them, nothing is pending.
+    use sea_orm::{ActiveModelTrait, IntoActiveModel};
+    let mut applied = pending.into_active_model();
+    applied.quantity = sea_orm::Set(8);
+    applied.price = sea_orm::Set(Some(125));
+    applied.update(&db).await.expect("the modify recorded");
+    assert!(modify_taken(&db, "m").await.expect("read").is_none());
 }
 
 /// Parts filled at 995, 990 and 1,000: the stored average is rounded down (992 after two,
