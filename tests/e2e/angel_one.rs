@@ -105,6 +105,17 @@ async fn leased_stack(backend: pinnacle_tests::Backend, smartapi_timeout_ms: u64
 
 /// The broker took the order: it is filled, or open while the broker fills it (the
 /// order-update stream then records the fill).
+/// Lifts Pinnacle's own orders/s per trader out of the way, for tests of the broker's rate
+/// limit (9 orders/s per client code), which still holds.
+async fn lift_order_rate(stack: &pinnacle_tests::TestStack, user: &pinnacle_tests::TestUser) {
+    stack
+        .set_limits(pinnacle_common::entities::risk_limits::Model {
+            max_orders_per_second: Some(1_000),
+            ..no_limits(&user.id)
+        })
+        .await;
+}
+
 fn assert_taken(reply: &Value) {
     let status = &result(reply)["status"];
     assert!(status == "FILLED" || status == "OPEN", "{reply}");
@@ -987,13 +998,7 @@ async fn a_burst_sent_on_an_expired_session_is_placed_not_burned() {
         let stack = &angel.stack;
         let (user, account) = angel.angel_trader("expiring", 6, json!({})).await;
         let cc = account.client_code.as_str();
-        // Pinnacle's own order rate per trader stays out of the way: the broker's is tested.
-        stack
-            .set_limits(pinnacle_common::entities::risk_limits::Model {
-                max_orders_per_second: Some(1_000),
-                ..no_limits(&user.id)
-            })
-            .await;
+        lift_order_rate(stack, &user).await;
         let (fills, _) = angel.prices();
         let warm = stack
             .call(&user, "place", AngelStack::limit("warm", "BUY", 1, fills))
@@ -1383,13 +1388,7 @@ async fn modify_and_cancel_change_the_broker_order_without_reading_its_book() {
         let stack = &angel.stack;
         let (user, account) = angel.angel_trader("modify", 6, json!({})).await;
         let cc = account.client_code.as_str();
-        // Pinnacle's own orders/s per user is tested elsewhere; the broker's 9/s still holds.
-        stack
-            .set_limits(pinnacle_common::entities::risk_limits::Model {
-                max_orders_per_second: Some(1_000),
-                ..no_limits(&user.id)
-            })
-            .await;
+        lift_order_rate(stack, &user).await;
         let (fills, rests) = angel.prices();
         let mut events = stack
             .client

@@ -1,6 +1,6 @@
 //! Values the engine's unit tests build their cases from.
 
-use pinnacle_common::entities::{broker_accounts, users};
+use pinnacle_common::entities::{broker_accounts, orders, users};
 use pinnacle_common::model::{OrderRequest, OrderType, Product, Side};
 use pinnacle_migrations::{Migrator, MigratorTrait};
 use pinnacle_store::testing::PostgresDatabase;
@@ -96,6 +96,38 @@ pub(crate) fn account_row(label: &str) -> broker_accounts::Model {
         login_lease_until: None,
         login_lease_owner: None,
         erased_at: None,
+    }
+}
+
+/// An order row of `user_id` on `account_id`: a `LIMIT` buy of 10 NSE SBIN-EQ `DELIVERY` at
+/// ₹1, `OPEN`, nothing filled, with no broker id and no lease; tests change what they need.
+pub(crate) fn order_row(id: &str, user_id: &str, account_id: &str) -> orders::Model {
+    let now = chrono::Utc::now();
+    orders::Model {
+        id: id.into(),
+        user_id: user_id.into(),
+        broker_account_id: account_id.into(),
+        client_order_id: id.into(),
+        exchange: "NSE".into(),
+        symbol: "SBIN-EQ".into(),
+        side: "BUY".into(),
+        order_type: "LIMIT".into(),
+        quantity: 10,
+        price: Some(100),
+        trigger_price: None,
+        product: Product::Delivery.as_str().into(),
+        status: "OPEN".into(),
+        filled_quantity: 0,
+        average_price: None,
+        filled_value: None,
+        broker_order_id: None,
+        broker_unique_id: None,
+        reject_code: None,
+        reject_reason: None,
+        created_at: now,
+        updated_at: now,
+        lease_owner: None,
+        lease_until_ms: None,
     }
 }
 

@@ -235,31 +235,14 @@ mod tests {
     use super::*;
 
     fn order(status: OrderStatus, lease_until_ms: Option<i64>, updated_ms: i64) -> orders::Model {
+        let at = chrono::DateTime::from_timestamp_millis(updated_ms).expect("in range");
         orders::Model {
-            id: "o".into(),
-            user_id: "u".into(),
-            broker_account_id: "a".into(),
-            client_order_id: "c".into(),
-            exchange: "NSE".into(),
-            symbol: "SBIN-EQ".into(),
-            side: "BUY".into(),
-            order_type: "LIMIT".into(),
-            quantity: 1,
-            price: Some(1),
-            trigger_price: None,
-            product: "DELIVERY".into(),
             status: status.as_str().into(),
-            filled_quantity: 0,
-            average_price: None,
-            filled_value: None,
-            broker_order_id: None,
-            broker_unique_id: None,
-            reject_code: None,
-            reject_reason: None,
-            created_at: chrono::DateTime::from_timestamp_millis(updated_ms).expect("in range"),
-            updated_at: chrono::DateTime::from_timestamp_millis(updated_ms).expect("in range"),
+            created_at: at,
+            updated_at: at,
             lease_owner: lease_until_ms.map(|_| "w#1".into()),
             lease_until_ms,
+            ..crate::engine::fixtures::order_row("o", "u", "a")
         }
     }
 

@@ -307,32 +307,11 @@ async fn a_lost_modify_is_found_on_the_terms_the_books_took() {
         ..creds()
     };
     let resting = order(OrderType::Limit, Side::Buy, Some(81_000));
-    let now = chrono::Utc::now();
     let row = orders::Model {
-        id: "o-lost".into(),
-        user_id: "u1".into(),
-        broker_account_id: "id-paper".into(),
-        client_order_id: "c".into(),
-        exchange: "NSE".into(),
-        symbol: "SBIN-EQ".into(),
-        side: "BUY".into(),
-        order_type: "LIMIT".into(),
-        quantity: 10,
         price: Some(81_000),
-        trigger_price: None,
         product: resting.product.as_str().into(),
         status: "SUBMITTED".into(),
-        filled_quantity: 0,
-        average_price: None,
-        filled_value: None,
-        broker_order_id: None,
-        broker_unique_id: None,
-        reject_code: None,
-        reject_reason: None,
-        created_at: now,
-        updated_at: now,
-        lease_owner: None,
-        lease_until_ms: None,
+        ..fixtures::order_row("o-lost", "u1", "id-paper")
     };
     orders::Entity::insert(row.clone().into_active_model())
         .exec(&db)

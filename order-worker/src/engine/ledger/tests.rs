@@ -37,32 +37,14 @@ fn order(
     filled: i64,
     average: Option<i64>,
 ) -> orders::Model {
-    let now = Utc::now();
     orders::Model {
-        id: id.into(),
-        user_id: "u".into(),
-        broker_account_id: ACCOUNT.into(),
-        client_order_id: id.into(),
-        exchange: "NSE".into(),
-        symbol: "SBIN-EQ".into(),
-        side: if side == Side::Buy { "BUY" } else { "SELL" }.into(),
-        order_type: "LIMIT".into(),
-        quantity: 10,
-        price: Some(100),
-        trigger_price: None,
+        side: side.as_str().into(),
         product: product.as_str().into(),
         status: status.into(),
         filled_quantity: filled,
         average_price: average,
-        filled_value: None,
         broker_order_id: Some(format!("PAPER-{id}")),
-        broker_unique_id: None,
-        reject_code: None,
-        reject_reason: None,
-        created_at: now,
-        updated_at: now,
-        lease_owner: None,
-        lease_until_ms: None,
+        ..fixtures::order_row(id, "u", ACCOUNT)
     }
 }
 
