@@ -985,12 +985,14 @@ async fn a_refusal_before_the_send_stores_nothing_and_the_resend_is_placed() {
     .await;
 }
 
-/// Black-box finding (helper-61 F2): the session expires just before a burst. The orders
-/// sent before it is renewed are refused by the broker (not processed) and sent again,
-/// each needing a new turn in the rate limit, behind the rest of the burst. A stored order
-/// waits for that turn as long as a stored order may (`RateLimiter::stored_wait`, 30 s
-/// here) under its lease; before, it waited 3 s, and Pinnacle's own refusal was stored as
-/// a rejection, burning the client order id of an order that was never sent.
+/// Black-box findings (helper-61 F2, helper-62): the session expires just before a burst,
+/// and again while the burst queues. The orders sent before a renewal are refused by the
+/// broker (not processed) and sent again, each needing a new turn in the rate limit,
+/// behind the rest of the burst. A stored order waits for that turn as long as a stored
+/// order may (`RateLimiter::stored_wait`, 30 s here) under its lease, and renews a
+/// refused session up to three times; before, it waited 3 s and renewed once, and
+/// Pinnacle's own refusal (or the second session refusal) was stored as a rejection,
+/// burning the client order id of an order that was never sent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_sent_on_an_expired_session_is_placed_not_burned() {
     each_backend(|backend| async move {
@@ -1006,15 +1008,21 @@ async fn a_burst_sent_on_an_expired_session_is_placed_not_burned() {
         assert_taken(&warm);
         tokio::time::sleep(Duration::from_millis(1_100)).await;
 
+        // The session expires before the burst, and again while its resends queue
+        // (helper-62: a second refusal of a renewed session was final).
         angel.sim.expire_session(cc);
-        let replies = futures::future::join_all((0..24).map(|i| {
+        let burst = futures::future::join_all((0..24).map(|i| {
             stack.call(
                 &user,
                 "place",
                 AngelStack::limit(&format!("x-{i}"), "BUY", 1, fills),
             )
-        }))
-        .await;
+        }));
+        let again = async {
+            tokio::time::sleep(Duration::from_millis(1_200)).await;
+            angel.sim.expire_session(cc);
+        };
+        let (replies, ()) = tokio::join!(burst, again);
         let mut taken = 0;
         for (i, reply) in replies.iter().enumerate() {
             if reply["ok"] == true {

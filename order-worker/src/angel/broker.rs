@@ -10,6 +10,7 @@ use pinnacle_common::model::{
 use pinnacle_smartapi::limits::Slot;
 use pinnacle_smartapi::tag;
 use pinnacle_smartapi::types::OrderRecord;
+use pinnacle_smartapi::SmartApiErrorKind;
 
 use super::client::{AngelOneBroker, NAME};
 use super::creds::{ambiguous, broker_error, check_compliance, login_secrets};
@@ -133,6 +134,14 @@ impl Broker for AngelOneBroker {
                     Ok(Some(record)) => Ok(map::outcome(&record)),
                     Ok(None) | Err(_) => Err(BrokerError::Unavailable(error.to_string())),
                 }
+            }
+            // No session the broker took (every send refused for it, renewals included):
+            // the broker processed none of them.
+            Err(error) if error.kind() == SmartApiErrorKind::Session => {
+                Err(BrokerError::Rejected(format!(
+                    "{error} (no session the broker accepted could be had for it: nothing was \
+                     placed; send it again under a new client_order_id)"
+                )))
             }
             Err(error) => Err(broker_error(error)),
         }

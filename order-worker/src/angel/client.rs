@@ -33,6 +33,13 @@ pub const NAME: &str = "angel_one";
 /// limiter is final: it already queued for [`RATE_LIMIT_WAIT`].
 pub(super) const RATE_LIMIT_RETRIES: u32 = 2;
 
+/// How many times one request renews a session the broker refused (AG8001, not processed)
+/// before the refusal is final. More than once: a request that waited its turn behind a
+/// burst (a stored order may wait [`RATE_LIMIT_WAIT`] ten times over) can see the session
+/// it renewed refused in turn. Each renewal takes the session another request already
+/// renewed when there is one (`SessionManager::renew`), so a burst still logs in once.
+pub(super) const SESSION_RENEWALS: u32 = 3;
+
 /// How long a SmartAPI request queues for its rate-limit window before it is refused
 /// `RATE_LIMITED` (docs/SMARTAPI.md, "Rate limits").
 pub const RATE_LIMIT_WAIT: Duration = Duration::from_secs(3);
@@ -155,8 +162,9 @@ impl AngelOneBroker {
         Ok(session)
     }
 
-    /// Runs `call` with a live session, renewing it once on a session error, and again
-    /// (up to [`RATE_LIMIT_RETRIES`]) after the broker's 403 rate limit.
+    /// Runs `call` with a live session, renewing it on a session error (up to
+    /// [`SESSION_RENEWALS`] times), and again (up to [`RATE_LIMIT_RETRIES`]) after the
+    /// broker's 403 rate limit.
     pub(super) async fn with_session<T, F, Fut>(
         &self,
         creds: &BrokerCredentials,
@@ -171,13 +179,13 @@ impl AngelOneBroker {
             .map_err(|e| SmartApiError::invalid(e.to_string()))?;
         let secrets = login_secrets(creds)?;
         let mut session = self.session(creds, &client, &secrets).await?;
-        let mut renewed = false;
+        let mut renewals = 0;
         let mut rate_limited = 0;
         loop {
             match call(client.clone(), session.jwt.clone()).await {
-                Err(e) if e.kind() == SmartApiErrorKind::Session && !renewed => {
+                Err(e) if e.kind() == SmartApiErrorKind::Session && renewals < SESSION_RENEWALS => {
                     tracing::info!(code = e.code(), "SmartAPI session refused; renewing");
-                    renewed = true;
+                    renewals += 1;
                     session = self
                         .sessions
                         .renew(
