@@ -177,7 +177,7 @@ pub(super) async fn reserve_with(
     if fence == Fence::Submitted && !is_submitted(txn, claim.order_id).await? {
         return Err(Refusal::Settled);
     }
-    reserve_in(txn, claim).await
+    reserve_in(txn, claim, None).await
 }
 
 /// Whether the order `order_id` is stored and still `SUBMITTED`.
@@ -406,14 +406,7 @@ pub async fn re_reserve(
             units: (claim.units - filled).max(0),
             ..claim.clone()
         };
-        reserve_in(&txn, &remaining).await?;
-        use paper_reservations::Column as R;
-        let record = paper_reservations::Entity::update_many()
-            .col_expr(R::ModifyQuantity, Expr::value(terms.quantity))
-            .col_expr(R::ModifyPrice, Expr::value(terms.price))
-            .col_expr(R::ModifyTriggerPrice, Expr::value(terms.trigger_price))
-            .filter(R::OrderId.eq(claim.order_id));
-        Ok(defer(&txn, &record).await?)
+        reserve_in(&txn, &remaining, Some(terms)).await
     }
     .await;
     finish(txn, reserved).await
@@ -502,7 +495,14 @@ pub(super) async fn position_for_update(
 /// `BEGIN IMMEDIATE`, so nothing can change those rows before the commit, and the writes go
 /// with it (two commands in all). Elsewhere the position is locked and read, and each write
 /// is made conditional and checked, since row locks are all PostgreSQL holds.
-async fn reserve_in(db: &impl Deferred, claim: &Claim<'_>) -> Result<(), Refusal> {
+///
+/// `modified`: the terms of the modify this re-reservation is for, recorded on the
+/// reservation ([`modify_taken`]); `None` for a new order.
+async fn reserve_in(
+    db: &impl Deferred,
+    claim: &Claim<'_>,
+    modified: Option<OrderTerms>,
+) -> Result<(), Refusal> {
     let product = claim.product.as_str();
     let (position, funds) = if db.pipelines() {
         let (funds, position) = funds_and_position(db, claim).await?;
@@ -544,9 +544,9 @@ async fn reserve_in(db: &impl Deferred, claim: &Claim<'_>) -> Result<(), Refusal
         unit_price: Set(claim.unit_price),
         cash_units: Set(opening),
         held_units: Set(held),
-        modify_quantity: Set(None),
-        modify_price: Set(None),
-        modify_trigger_price: Set(None),
+        modify_quantity: Set(modified.and_then(|t| t.quantity)),
+        modify_price: Set(modified.and_then(|t| t.price)),
+        modify_trigger_price: Set(modified.and_then(|t| t.trigger_price)),
     };
     defer(db, &paper_reservations::Entity::insert(reservation)).await?;
     Ok(())
