@@ -27,7 +27,7 @@ use pinnacle_smartapi::session::renew_at;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 
 use super::AngelOneBroker;
-use crate::engine::{Actor, Engine};
+use crate::engine::Engine;
 
 /// The audit actor of background renewals.
 pub const ACTOR: &str = "pinnacle-session-prewarm";
@@ -158,13 +158,8 @@ async fn renew(
     broker: &AngelOneBroker,
     row: &broker_accounts::Model,
 ) -> Result<DateTime<Utc>, String> {
-    let actor = Actor {
-        name: ACTOR,
-        token_id: None,
-    };
-    let request_id = uuid::Uuid::now_v7().to_string();
     let creds = engine
-        .open_credentials(actor, row, "session.prewarm", &request_id)
+        .open_credentials(ACTOR, row, "session.prewarm")
         .await
         .map_err(|e| e.message)?;
     broker

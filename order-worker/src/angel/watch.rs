@@ -26,7 +26,7 @@ use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, 
 use super::prewarm::Backoff;
 use super::updates::{next_sweep, sweep_timer};
 use super::AngelOneBroker;
-use crate::engine::{Actor, Engine};
+use crate::engine::Engine;
 
 /// The audit actor of these reads.
 pub const ACTOR: &str = "pinnacle-order-follow";
@@ -122,13 +122,8 @@ async fn follow(
     broker: &AngelOneBroker,
     account: &broker_accounts::Model,
 ) -> Result<usize, String> {
-    let actor = Actor {
-        name: ACTOR,
-        token_id: None,
-    };
-    let request_id = uuid::Uuid::now_v7().to_string();
     let creds = engine
-        .open_credentials(actor, account, "order.follow", &request_id)
+        .open_credentials(ACTOR, account, "order.follow")
         .await
         .map_err(|e| e.message)?;
     let book = broker.order_book(&creds).await.map_err(|e| e.to_string())?;

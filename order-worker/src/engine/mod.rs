@@ -353,15 +353,21 @@ impl Engine {
         self.orders.list(OrderQuery::RestingPaper).await
     }
 
-    /// Opens `account`'s credentials outside an order (the SmartAPI session prewarm):
-    /// audited as `purpose` by `actor`, acknowledged, then decrypted.
+    /// Opens `account`'s credentials for a background task outside any request (the
+    /// SmartAPI session prewarm, the watch on unfollowed accounts): audited as `purpose` by
+    /// the service `actor` (no token) under a request id of its own, acknowledged, then
+    /// decrypted.
     pub async fn open_credentials(
         &self,
-        actor: Actor<'_>,
+        actor: &str,
         account: &broker_accounts::Model,
         purpose: &str,
-        request_id: &str,
     ) -> Result<BrokerCredentials, ErrorBody> {
-        credentials::open_as(self, actor, account, purpose, request_id).await
+        let actor = Actor {
+            name: actor,
+            token_id: None,
+        };
+        let request_id = uuid::Uuid::now_v7().to_string();
+        credentials::open_as(self, actor, account, purpose, &request_id).await
     }
 }
