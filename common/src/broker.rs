@@ -130,6 +130,10 @@ impl OrderTerms {
     }
 }
 
+/// How a stored rejection of an order the broker never processed ends its message: the
+/// client order id is spent, and the order may be sent again under a new one.
+pub const NOTHING_PLACED: &str = "nothing was placed; send it again under a new client_order_id";
+
 /// A broker call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BrokerError {

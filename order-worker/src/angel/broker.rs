@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use pinnacle_common::broker::{
     Admission, Broker, BrokerCredentials, BrokerError, BrokerOutcome, Filled, OrderKeys,
+    NOTHING_PLACED,
 };
 use pinnacle_common::model::{
     Funds, Holding, OrderRequest, OrderStatus, OrderType, Position, Trade,
@@ -139,8 +140,8 @@ impl Broker for AngelOneBroker {
             // the broker processed none of them.
             Err(error) if error.kind() == SmartApiErrorKind::Session => {
                 Err(BrokerError::Rejected(format!(
-                    "{error} (no session the broker accepted could be had for it: nothing was \
-                     placed; send it again under a new client_order_id)"
+                    "{error} (no session the broker accepted could be had for it: \
+                     {NOTHING_PLACED})"
                 )))
             }
             Err(error) => Err(broker_error(error)),

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use pinnacle_common::auth::Principal;
-use pinnacle_common::broker::{Broker, BrokerError};
+use pinnacle_common::broker::{Broker, BrokerError, NOTHING_PLACED};
 use pinnacle_common::entities::{broker_accounts, orders};
 use pinnacle_common::error::{ErrorBody, ErrorCode};
 use pinnacle_common::model::{OrderReply, OrderRequest, OrderStatus};
@@ -254,8 +254,7 @@ fn stored_rejection(error: &BrokerError) -> ErrorBody {
     ErrorBody::new(
         ErrorCode::BrokerRejected,
         format!(
-            "{} (refused after the order was stored: nothing was placed; send it again \
-             under a new client_order_id)",
+            "{} (refused after the order was stored: {NOTHING_PLACED})",
             rejection.message
         ),
     )
