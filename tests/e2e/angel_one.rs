@@ -1846,7 +1846,7 @@ async fn a_rejection_streamed_while_a_cancel_is_in_flight_ends_the_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_refused_changes_reads_each_order_by_its_details_not_the_order_book() {
     each_backend(|backend| async move {
-        use pinnacle_common::entities::{orders, risk_limits};
+        use pinnacle_common::entities::orders;
         use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
         let angel = AngelStack::start(backend).await;
@@ -1854,12 +1854,7 @@ async fn a_burst_of_refused_changes_reads_each_order_by_its_details_not_the_orde
         let cc = account.client_code.as_str();
         let (_, rests) = angel.prices();
         let stack = &angel.stack;
-        stack
-            .set_limits(risk_limits::Model {
-                max_orders_per_second: Some(1_000),
-                ..no_limits(&user.id)
-            })
-            .await;
+        lift_order_rate(stack, &user).await;
         let burst: Vec<String> = (0..8).map(|i| format!("burst-{i}")).collect();
         let fallbacks = ["fallback-fault", "fallback-none", "fallback-other"];
         for id in burst.iter().map(String::as_str).chain(fallbacks) {

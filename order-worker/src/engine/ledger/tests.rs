@@ -1,7 +1,6 @@
 //! The books against a real (in-memory SQLite) database: reservations, fills, ends and the
 //! short-selling rule, checked through the rows.
 
-use chrono::Utc;
 use pinnacle_common::broker::OrderTerms;
 use pinnacle_common::entities::{
     orders, paper_funds, paper_positions, paper_reservations, paper_trades,
@@ -14,7 +13,8 @@ use super::reserve::reserve_unfenced as reserve;
 use super::*;
 use crate::engine::fixtures::{self, database as db, databases};
 
-const ACCOUNT: &str = "acct";
+/// The paper account [`fixtures::with_account`] stores (of user `u1`).
+const ACCOUNT: &str = "id-paper";
 
 fn claim<'a>(order_id: &'a str, side: Side, product: Product, units: i64, price: i64) -> Claim<'a> {
     Claim {
@@ -44,7 +44,7 @@ fn order(
         filled_quantity: filled,
         average_price: average,
         broker_order_id: Some(format!("PAPER-{id}")),
-        ..fixtures::order_row(id, "u", ACCOUNT)
+        ..fixtures::order_row(id, "u1", ACCOUNT)
     }
 }
 
@@ -82,29 +82,6 @@ async fn position_if_any(db: &DatabaseConnection, product: &str) -> Option<paper
     .one(db)
     .await
     .expect("query")
-}
-
-/// Stores the user and broker account the tests' orders belong to (`u`, [`ACCOUNT`]).
-async fn store_owner(db: &DatabaseConnection) {
-    use sea_orm::ActiveModelTrait;
-    pinnacle_common::entities::users::ActiveModel {
-        id: sea_orm::Set("u".into()),
-        name: sea_orm::Set("u".into()),
-        is_admin: sea_orm::Set(false),
-        password_hash: sea_orm::Set(None),
-        created_at: sea_orm::Set(Utc::now()),
-        default_account: sea_orm::Set(None),
-    }
-    .insert(db)
-    .await
-    .expect("user");
-    let account = pinnacle_common::entities::broker_accounts::Model {
-        id: ACCOUNT.into(),
-        user_id: "u".into(),
-        ..fixtures::account_row("books")
-    };
-    let account: pinnacle_common::entities::broker_accounts::ActiveModel = account.into();
-    account.reset_all().insert(db).await.expect("account");
 }
 
 /// Stores `order` (the books read a reservation's side and instrument from its order).
@@ -193,7 +170,7 @@ async fn closing_someone_elses_units(db: DatabaseConnection, pipelined: bool) {
             }
         }
     };
-    store_owner(&db).await;
+    fixtures::with_account(&db).await;
     let intraday = Product::Intraday;
     let long = order("l", Side::Buy, intraday, "OPEN", 0, None);
     store_order(&db, &long).await;
@@ -429,7 +406,7 @@ async fn sells_use_the_holding_first_and_only_intraday_goes_short() {
 async fn a_modify_re_reserves_the_difference_or_changes_nothing() {
     let (db, books) = (db().await, Books::new(1_000));
     let w = Writer::new(&db);
-    store_owner(&db).await;
+    fixtures::with_account(&db).await;
     // The order, as the engine holds it while the modify is with the broker.
     let mut pending = order("m", Side::Buy, Product::Delivery, "PENDING_MODIFY", 0, None);
     (pending.quantity, pending.price) = (4, Some(100));
@@ -851,7 +828,7 @@ async fn the_books_decide_the_same_in_sql_as_in_rust() {
         .chain(postgres.as_ref().map(|pg| &pg.db))
         .collect();
     for db in &all {
-        store_owner(db).await;
+        fixtures::with_account(db).await;
     }
     let (mut refused, mut filled, mut flips, mut overdrawn) = (0, 0, 0, 0);
     let mut converted = 0;
