@@ -8,6 +8,8 @@
 //! - [`angel`]: Angel One's SmartWebSocketV2 live feed and getCandleData candles, on the
 //!   platform session from `ANGEL_ONE_*`.
 //! - [`source`]: picks the feed (`PINNACLE_MD_FEED`) and the candle source from settings.
+//! - [`numbering`]: moves a feed's sequence numbers to start at the publisher's start, so
+//!   they keep rising across restarts.
 //! - [`cache`]: the last-value cache behind `md.req.last`.
 //! - [`filter`]: `md.tick.` subject filters with wildcards, as snapshots page by them.
 //! - [`intern`]: tick and depth subjects built once per symbol for the publishing loop.
@@ -35,6 +37,7 @@ pub mod exchange;
 pub mod filter;
 pub mod instruments;
 pub mod intern;
+pub mod numbering;
 mod outlet;
 pub mod replay;
 pub mod service;

@@ -13,6 +13,7 @@ use pinnacle_common::feed::MarketFeed;
 use crate::angel::{self, AngelAuth, AngelFeed, AngelHistory, AuthError, Plan, PlanError};
 use crate::calendar::Calendar;
 use crate::instruments::Catalog;
+use crate::numbering::Numbered;
 use crate::replay::ReplayFeed;
 use crate::sim::{parse_symbols, synthetic, SimFeed, SymbolSpecError};
 
@@ -42,9 +43,9 @@ pub struct Sources {
     pub history: Option<Arc<AngelHistory>>,
 }
 
-/// Builds the configured feed and candle source. Any `ANGEL_ONE_*` variable set means
-/// Angel One is in use, so all four credentials must then be; `PINNACLE_MD_FEED=angel_one`
-/// needs them too.
+/// Builds the configured feed, numbered from now ([`Numbered`]), and candle source. Any
+/// `ANGEL_ONE_*` variable set means Angel One is in use, so all four credentials must then
+/// be; `PINNACLE_MD_FEED=angel_one` needs them too.
 pub fn build_sources(
     sim: &SimFeedSettings,
     md: &MarketDataSettings,
@@ -76,7 +77,7 @@ pub fn build_sources(
         _ => build(sim, md, catalog)?,
     };
     Ok(Sources {
-        feed,
+        feed: Box::new(Numbered::new(feed)),
         history: auth.map(|auth| Arc::new(AngelHistory::new(auth))),
     })
 }

@@ -17,12 +17,13 @@ use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
 use futures::future::BoxFuture;
+use futures::StreamExt as _;
 use pinnacle_cli::nats_server::{find_binary, NatsServer};
 use pinnacle_common::audit::orders::{orders_without_audit, Access, OrderRef};
 use pinnacle_common::codec::Encoding;
 use pinnacle_common::entities::{order_outbox, orders};
 use pinnacle_common::error::ErrorCode;
-use pinnacle_common::model::{AuditOutcome, OrderReply, OrderStatus, Reply};
+use pinnacle_common::model::{AuditOutcome, OrderReply, OrderStatus, Reply, Tick};
 use pinnacle_common::subjects::{self, headers};
 use pinnacle_tests::cluster::{self, TestCluster};
 use pinnacle_tests::{
@@ -956,6 +957,115 @@ async fn cluster_node_losses_under_load_lose_and_misorder_nothing() {
         assert!(report.orders_checked > 0, "{report}");
     })
     .await;
+}
+
+/// A restarted publisher prices the next paper order. The replacement counts its ticks on
+/// from above its predecessor's (docs/PROTOCOL.md, "Gaps"), so a worker's paper prices,
+/// which keep only a tick with a higher `seq` than the one they hold, take its ticks at
+/// once: a market order placed just after the restart fills at the new feed's price, not
+/// at the last price before the restart. Each publisher here simulates SBIN-EQ alone from
+/// a price of its own, their circuit bands (±20 %) far apart, and the first ticks fast
+/// enough that a replacement counting from 1 again would stay below it for minutes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_publisher_prices_the_next_paper_orders() {
+    each_backend(|backend| async move {
+        let mut deployment = Deployment::start(backend, Topology::Single).await;
+        let user = deployment.trader("republish").await;
+        let client = deployment.client().await;
+        let mut sbin = client
+            .subscribe(subjects::tick("NSE", "SBIN-EQ"))
+            .await
+            .expect("subscribe");
+        let mut last_seq = 0;
+        for (round, (price, interval, run)) in [("1000", "2", 4), ("9000", "200", 0)]
+            .into_iter()
+            .enumerate()
+        {
+            signal(&deployment.services[1], "KILL");
+            deployment.services[1] = deployment.procs.serve(
+                "publisher",
+                &format!("publisher-{round}"),
+                &[
+                    ("PINNACLE_SIM_SYMBOLS", &format!("NSE:SBIN-EQ@{price}")),
+                    ("PINNACLE_SIM_INTERVAL_MS", interval),
+                ],
+            );
+            let rupees: i64 = price.parse().expect("price");
+            let (low, high) = (rupees * 80, rupees * 120);
+            // Its first tick, then `run` seconds of ticks.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            let first = loop {
+                let message = tokio::time::timeout_at(deadline, sbin.next())
+                    .await
+                    .expect("the new publisher ticks within 30 s")
+                    .expect("subscription open");
+                let tick: Tick = Encoding::MsgPack.decode(&message.payload).expect("tick");
+                if (low..=high).contains(&tick.ltp) {
+                    break tick;
+                }
+            };
+            assert!(
+                first.seq > last_seq,
+                "the new publisher counts on from above {last_seq}: {}",
+                first.seq
+            );
+            last_seq = first.seq;
+            let until = tokio::time::Instant::now() + Duration::from_secs(run);
+            while let Ok(Some(message)) = tokio::time::timeout_at(until, sbin.next()).await {
+                let tick: Tick = Encoding::MsgPack.decode(&message.payload).expect("tick");
+                last_seq = last_seq.max(tick.seq);
+            }
+            let order = place_once(&client, &user, &format!("republish-{round}")).await;
+            let price = order.average_price.expect("filled at a price");
+            assert!(
+                order.status == OrderStatus::Filled && (low..=high).contains(&price),
+                "round {round}: a market order after the restart filled at the new feed's \
+                 price ({low}..={high} paise): {order:?}\n{}",
+                deployment.logs()
+            );
+        }
+    })
+    .await;
+}
+
+/// Places a market order for one SBIN-EQ share as `user`, retried by its client order id
+/// while the answer is a retryable refusal or none.
+async fn place_once(
+    client: &async_nats::Client,
+    (user_id, token): &(String, String),
+    id: &str,
+) -> OrderReply {
+    let payload = Encoding::MsgPack
+        .encode(&market(id, "SBIN-EQ", 1))
+        .expect("encode");
+    eventually(
+        Duration::from_secs(30),
+        "an answer to the order",
+        || async {
+            let mut hdrs = HeaderMap::new();
+            hdrs.insert(headers::AUTHORIZATION, format!("Bearer {token}").as_str());
+            let message = tokio::time::timeout(
+                Duration::from_secs(3),
+                client.request_with_headers(
+                    subjects::order(user_id, "place"),
+                    hdrs,
+                    payload.clone(),
+                ),
+            )
+            .await
+            .ok()?
+            .ok()?;
+            let reply: Reply<OrderReply> = Encoding::MsgPack
+                .decode(&message.payload)
+                .expect("reply decodes");
+            match (reply.result, reply.error) {
+                (Some(order), _) => Some(order),
+                (None, Some(error)) if retryable(error.code) => None,
+                (None, error) => panic!("{id}: refused: {error:?}"),
+            }
+        },
+    )
+    .await
 }
 
 /// The admin's connection to any live node.
