@@ -105,17 +105,6 @@ async fn leased_stack(backend: pinnacle_tests::Backend, smartapi_timeout_ms: u64
 
 /// The broker took the order: it is filled, or open while the broker fills it (the
 /// order-update stream then records the fill).
-/// Lifts Pinnacle's own orders/s per trader out of the way, for tests of the broker's rate
-/// limit (9 orders/s per client code), which still holds.
-async fn lift_order_rate(stack: &pinnacle_tests::TestStack, user: &pinnacle_tests::TestUser) {
-    stack
-        .set_limits(pinnacle_common::entities::risk_limits::Model {
-            max_orders_per_second: Some(1_000),
-            ..no_limits(&user.id)
-        })
-        .await;
-}
-
 fn assert_taken(reply: &Value) {
     let status = &result(reply)["status"];
     assert!(status == "FILLED" || status == "OPEN", "{reply}");
@@ -1000,7 +989,7 @@ async fn a_burst_sent_on_an_expired_session_is_placed_not_burned() {
         let stack = &angel.stack;
         let (user, account) = angel.angel_trader("expiring", 6, json!({})).await;
         let cc = account.client_code.as_str();
-        lift_order_rate(stack, &user).await;
+        stack.lift_order_rate(&user.id, 1_000).await;
         let (fills, _) = angel.prices();
         let warm = stack
             .call(&user, "place", AngelStack::limit("warm", "BUY", 1, fills))
@@ -1396,7 +1385,7 @@ async fn modify_and_cancel_change_the_broker_order_without_reading_its_book() {
         let stack = &angel.stack;
         let (user, account) = angel.angel_trader("modify", 6, json!({})).await;
         let cc = account.client_code.as_str();
-        lift_order_rate(stack, &user).await;
+        stack.lift_order_rate(&user.id, 1_000).await;
         let (fills, rests) = angel.prices();
         let mut events = stack
             .client
@@ -1854,7 +1843,7 @@ async fn a_burst_of_refused_changes_reads_each_order_by_its_details_not_the_orde
         let cc = account.client_code.as_str();
         let (_, rests) = angel.prices();
         let stack = &angel.stack;
-        lift_order_rate(stack, &user).await;
+        stack.lift_order_rate(&user.id, 1_000).await;
         let burst: Vec<String> = (0..8).map(|i| format!("burst-{i}")).collect();
         let fallbacks = ["fallback-fault", "fallback-none", "fallback-other"];
         for id in burst.iter().map(String::as_str).chain(fallbacks) {

@@ -14,25 +14,16 @@ use pinnacle_common::audit::chain::Link;
 use pinnacle_common::audit::verify::{ProblemKind, Report};
 use pinnacle_common::audit::{checkpoint, AuditChains, AuditLog, Checkpoint};
 use pinnacle_common::codec::Encoding;
-use pinnacle_common::entities::{audit_checkpoints, risk_limits};
+use pinnacle_common::entities::audit_checkpoints;
 use pinnacle_common::model::{AuditEvent, AuditOutcome};
 use pinnacle_common::subjects::{self, headers};
-use pinnacle_tests::{market, no_limits, TestNats, TestStack, TestUser};
+use pinnacle_tests::{market, TestNats, TestStack};
 use sea_orm::{EntityTrait, PaginatorTrait};
 
 use crate::each_backend;
 
 const TRADERS: usize = 4;
 const ORDERS_PER_TRADER: usize = 500;
-
-async fn unlimited(stack: &TestStack, user: &TestUser) {
-    stack
-        .set_limits(risk_limits::Model {
-            max_orders_per_second: Some(1_000_000),
-            ..no_limits(&user.id)
-        })
-        .await;
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_orders_verify_and_every_tampering_is_located() {
@@ -41,7 +32,7 @@ async fn a_thousand_orders_verify_and_every_tampering_is_located() {
         let mut traders = Vec::new();
         for i in 0..TRADERS {
             let trader = stack.trader(&format!("chain-{i}")).await;
-            unlimited(&stack, &trader).await;
+            stack.lift_order_rate(&trader.id, 1_000_000).await;
             traders.push(trader);
         }
         stack.wait_for_ticks("SBIN-EQ", 2).await;

@@ -481,12 +481,7 @@ async fn a_slow_worker_holds_its_bound_and_the_fast_one_takes_the_burst() {
     let stack = pinnacle_tests::TestStack::start(pinnacle_tests::Backend::Sqlite).await;
     let trader = stack.trader("burst").await;
     // The burst is about delivery, not the per-user order rate.
-    stack
-        .set_limits(pinnacle_common::entities::risk_limits::Model {
-            max_orders_per_second: Some(1_000_000),
-            ..pinnacle_tests::no_limits(&trader.id)
-        })
-        .await;
+    stack.lift_order_rate(&trader.id, 1_000_000).await;
 
     // A second worker in the same queue group: one request at a time, three queued, and
     // a broker that takes 300 ms per place.
@@ -632,12 +627,7 @@ async fn a_trader_flooding_a_worker_leaves_room_for_everyone_else() {
     let mallory = Arc::new(stack.trader("mallory").await);
     let bob = stack.trader("bob").await;
     stack.wait_for_ticks("SBIN-EQ", 2).await;
-    stack
-        .set_limits(pinnacle_common::entities::risk_limits::Model {
-            max_orders_per_second: Some(1_000_000),
-            ..pinnacle_tests::no_limits(&bob.id)
-        })
-        .await;
+    stack.lift_order_rate(&bob.id, 1_000_000).await;
 
     // Mallory keeps 300 `list` requests in flight, more than the worker's whole bound
     // (128), resending the moment each is answered.

@@ -125,12 +125,7 @@ async fn resubmitting_a_client_order_id_never_places_a_second_order() {
         let dave = stack.trader("dave").await;
         // Duplicates are requests too and count towards the per-second cap; this test is
         // about idempotency, so lift the cap.
-        stack
-            .set_limits(pinnacle_common::entities::risk_limits::Model {
-                max_orders_per_second: Some(10_000),
-                ..pinnacle_tests::no_limits(&dave.id)
-            })
-            .await;
+        stack.lift_order_rate(&dave.id, 10_000).await;
         stack.wait_for_ticks("RELIANCE-EQ", 2).await;
         let first = stack.place(&dave, &market("dup-1", "RELIANCE-EQ", 7)).await;
         let first = first.result.expect("first placed");
@@ -308,12 +303,7 @@ async fn a_worker_stopping_mid_flight_loses_and_duplicates_nothing() {
     each_backend(|backend| async move {
         let mut stack = TestStack::start(backend).await;
         let fay = stack.trader("fay").await;
-        stack
-            .set_limits(pinnacle_common::entities::risk_limits::Model {
-                max_orders_per_second: Some(10_000),
-                ..pinnacle_tests::no_limits(&fay.id)
-            })
-            .await;
+        stack.lift_order_rate(&fay.id, 10_000).await;
         // A second worker in the same queue group, as in a scaled-out deployment.
         let (mut survivor, survivor_stop) =
             stack.second_worker(pinnacle_tests::worker_settings()).await;

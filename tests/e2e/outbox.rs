@@ -8,9 +8,7 @@ use pinnacle_common::entities::{order_outbox, orders};
 use pinnacle_common::model::{OrderStatus, OrderType, Side};
 use pinnacle_common::shutdown::Shutdown;
 use pinnacle_order_worker::events::{self, Relay};
-use pinnacle_tests::{
-    assert_complete_history, eventually, market, no_limits, order_events, TestStack,
-};
+use pinnacle_tests::{assert_complete_history, eventually, market, order_events, TestStack};
 use sea_orm::{EntityTrait, PaginatorTrait};
 
 use crate::each_backend;
@@ -31,12 +29,7 @@ async fn a_jetstream_outage_loses_no_event_and_two_relays_store_each_once_in_ord
     each_backend(|backend| async move {
         let stack = TestStack::start(backend).await;
         let user = stack.trader("outbox").await;
-        stack
-            .set_limits(pinnacle_common::entities::risk_limits::Model {
-                max_orders_per_second: Some(10_000),
-                ..no_limits(&user.id)
-            })
-            .await;
+        stack.lift_order_rate(&user.id, 10_000).await;
         // A second relay, as another worker would run, competing for the same outbox.
         let stop = Shutdown::new();
         let extra = tokio::spawn({
@@ -127,12 +120,7 @@ async fn six_relays_share_a_flapping_outbox_without_deadlock_or_stalled_claims()
     each_backend(|backend| async move {
         let stack = TestStack::start(backend).await;
         let user = stack.trader("relays").await;
-        stack
-            .set_limits(pinnacle_common::entities::risk_limits::Model {
-                max_orders_per_second: Some(10_000),
-                ..no_limits(&user.id)
-            })
-            .await;
+        stack.lift_order_rate(&user.id, 10_000).await;
         stack.wait_for_ticks("SBIN-EQ", 1).await;
         capture_order_events(&stack.client, false).await;
         // 120 orders (360 events) wait in the outbox.

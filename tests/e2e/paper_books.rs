@@ -38,12 +38,7 @@ async fn price(stack: &TestStack, user: &TestUser, symbol: &str, ltp: i64) {
 /// tests that send many orders in a moment.
 async fn busy_trader(stack: &TestStack, name: &str) -> TestUser {
     let user = stack.trader(name).await;
-    stack
-        .set_limits(pinnacle_common::entities::risk_limits::Model {
-            max_orders_per_second: Some(1_000),
-            ..pinnacle_tests::no_limits(&user.id)
-        })
-        .await;
+    stack.lift_order_rate(&user.id, 1_000).await;
     user
 }
 

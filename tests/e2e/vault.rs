@@ -36,10 +36,7 @@ async fn rotation_under_order_load_fails_no_order_and_loses_no_write() {
         stack.wait_for_ticks("SBIN-EQ", 2).await;
         // This test is about rotation, not Angel One's 9 orders per second.
         stack
-            .set_limits(pinnacle_common::entities::risk_limits::Model {
-                max_orders_per_second: Some(100_000),
-                ..pinnacle_tests::no_limits(pinnacle_common::entities::risk_limits::GLOBAL)
-            })
+            .lift_order_rate(pinnacle_common::entities::risk_limits::GLOBAL, 100_000)
             .await;
         assert_eq!(rows_on(&stack, 1).await, 3);
 

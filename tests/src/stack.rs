@@ -346,6 +346,16 @@ impl TestStack {
         announce(&self.client, &change).await;
     }
 
+    /// Lifts the order rate of `scope` (a user id, or `global`) to `per_second`, with no other
+    /// limit, for a test that sends faster than Angel One's 9 orders a second by default.
+    pub async fn lift_order_rate(&self, scope: &str, per_second: i32) {
+        self.set_limits(pinnacle_common::entities::risk_limits::Model {
+            max_orders_per_second: Some(per_second),
+            ..crate::no_limits(scope)
+        })
+        .await;
+    }
+
     /// Announces `change` on `pinnacle.cache.invalidate`, as the user API does after a write.
     pub async fn announce(&self, change: &pinnacle_common::invalidate::Invalidation) {
         pinnacle_common::invalidate::announce(&self.client, change).await;
