@@ -96,7 +96,7 @@ impl Book {
 
 /// `value × part / whole`, rounded down, for `0 ≤ part ≤ whole`: `value` itself when
 /// `part == whole`.
-pub fn share(value: i64, part: i64, whole: i64) -> i64 {
+pub(super) fn share(value: i64, part: i64, whole: i64) -> i64 {
     clamp(i128::from(value) * i128::from(part) / i128::from(whole.max(1)))
 }
 
