@@ -433,3 +433,108 @@ async fn a_trader_squares_off_an_angel_one_account_on_demand_with_limit_orders()
     })
     .await;
 }
+
+/// A position is not closed while an order of it may still fill. A long of 4 has a
+/// working sell of the same 4 above the market; the square-off's cancel of it never reaches
+/// the broker, so it is `UNKNOWN` and may still fill: closing the long as well would leave
+/// the account short 4 once it does (a black-box finding). Both are in `failed` and no
+/// closing order is sent. Once reconciliation has found the sell open at the broker, the
+/// next square-off cancels it and closes the long, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_position_with_an_order_that_may_still_fill_is_not_closed_twice() {
+    each_backend(|backend| async move {
+        let angel = AngelStack::start_with(
+            backend,
+            |_| {},
+            |s| {
+                s.worker.square_off_at = pinnacle_common::config::SquareOffAt::OFF;
+                s.worker.smartapi_timeout_ms = 700;
+                s.worker.reconcile_after_ms = 300;
+                s.worker.reconcile_interval_ms = 100;
+            },
+        )
+        .await;
+        let (user, account) = angel.angel_trader("sqoff-unsettled", 23, json!({})).await;
+        let cc = account.client_code.clone();
+        let (fills, _) = angel.prices();
+        let stack = &angel.stack;
+        let opening = with_product(AngelStack::limit("mis-long", "BUY", 4, fills), "INTRADAY");
+        result(&stack.call(&user, "place", opening).await);
+        eventually(Duration::from_secs(10), "the opening buy fills", || async {
+            (status(stack, &user, "mis-long").await == "FILLED").then_some(())
+        })
+        .await;
+        // 10 % above the market: it rests.
+        let exit = with_product(AngelStack::limit("mis-exit", "SELL", 4, fills), "INTRADAY");
+        let exit = result(&stack.call(&user, "place", exit).await).clone();
+        assert_eq!(exit["status"], "OPEN", "{exit}");
+
+        angel.sim.inject(Fault::Unanswered {
+            route: "cancelOrder".into(),
+            delay: Duration::from_millis(1_500),
+            times: 1,
+        });
+        let reply = stack.call(&user, "squareoff", json!({})).await;
+        let done = result(&reply);
+        assert_eq!(
+            (&done["cancelled"], &done["closing"]),
+            (&json!([]), &json!([])),
+            "{reply}"
+        );
+        let failed = done["failed"].as_array().expect("failed");
+        assert_eq!(failed.len(), 2, "{reply}");
+        assert_eq!(failed[0]["order_id"], exit["order_id"], "{reply}");
+        assert_eq!(
+            (&failed[1]["symbol"], &failed[1]["order_id"]),
+            (&json!("SBIN-EQ"), &Value::Null),
+            "{reply}"
+        );
+        assert!(failed.iter().all(|f| f["error"]["code"] == "INVALID_STATE"));
+        let sells = |book: &[SimOrder]| book.iter().filter(|o| o.side == "SELL").count();
+        assert_eq!(
+            sells(&angel.sim.orders(&cc)),
+            1,
+            "no closing order was sent"
+        );
+
+        eventually(
+            Duration::from_secs(15),
+            "reconciliation finds the sell open",
+            || async { (status(stack, &user, "mis-exit").await == "OPEN").then_some(()) },
+        )
+        .await;
+        let again = stack.call(&user, "squareoff", json!({})).await;
+        let done = result(&again);
+        assert_eq!(done["failed"], json!([]), "{again}");
+        assert_eq!(
+            (
+                &done["cancelled"][0]["client_order_id"],
+                &done["cancelled"][0]["status"]
+            ),
+            (&json!("mis-exit"), &json!("CANCELLED")),
+            "{again}"
+        );
+        let closing_id = done["closing"][0]["client_order_id"]
+            .as_str()
+            .expect("one closing order")
+            .to_string();
+        eventually(
+            Duration::from_secs(10),
+            "the closing order fills",
+            || async { (status(stack, &user, &closing_id).await == "FILLED").then_some(()) },
+        )
+        .await;
+        let book = angel.sim.orders(&cc);
+        let sold: Vec<(&str, i64, i64)> = book
+            .iter()
+            .filter(|o| o.side == "SELL")
+            .map(|o| (o.status.as_str(), o.quantity, o.filled))
+            .collect();
+        assert_eq!(
+            sold,
+            [("cancelled", 4, 0), ("complete", 4, 4)],
+            "the long closed once: {book:?}"
+        );
+    })
+    .await;
+}

@@ -274,6 +274,12 @@ fn day_of(now: chrono::DateTime<chrono::FixedOffset>) -> String {
 /// its order-update stream leaves `OPEN` for a while), then closes each open `INTRADAY`
 /// position its broker reports. An order still in flight (being placed, modified or
 /// cancelled by a worker) is reported, not touched.
+///
+/// A position is closed only once no order of it can still move it: while an intraday
+/// order of the same instrument is not final (its cancel was refused, its outcome was
+/// lost, a worker still holds it), a closing order could close the position a second time
+/// when that order fills. That position is left open and reported ([`Unsettled`]); the
+/// next square-off closes it once the order has settled.
 async fn square_off_account(
     engine: &Engine,
     account: &broker_accounts::Model,
@@ -282,6 +288,7 @@ async fn square_off_account(
     day: &str,
 ) -> Result<Report, ErrorBody> {
     let mut report = Report::default();
+    let mut unsettled = Unsettled::default();
     for order in intraday
         .iter()
         .filter(|o| !o.client_order_id.starts_with(PREFIX))
@@ -296,10 +303,18 @@ async fn square_off_account(
         let refused = if status.is_working() {
             match manage::cancel_as(engine, order, squarer.actor, PURPOSE, squarer.request_id).await
             {
-                Ok(cancelled) => {
+                Ok(cancelled) if store::status_of(&cancelled).is_ok_and(|s| s.is_terminal()) => {
                     report.cancelled.push(cancelled);
                     continue;
                 }
+                Ok(left) => ErrorBody::new(
+                    ErrorCode::InvalidState,
+                    format!(
+                        "its cancel left it {}: the broker may still fill it; square off \
+                         again once it settles",
+                        left.status
+                    ),
+                ),
                 Err(error) => error,
             }
         } else if !status.is_terminal() {
@@ -313,10 +328,28 @@ async fn square_off_account(
         } else {
             continue;
         };
+        unsettled.add(order);
         report.fail(&order.exchange, &order.symbol, Some(&order.id), refused);
     }
-    close_positions(engine, account, squarer, day, &mut report).await?;
+    close_positions(engine, account, squarer, day, &unsettled, &mut report).await?;
     Ok(report)
+}
+
+/// The instruments with an intraday order that is not final after the cancels: the
+/// broker may still fill it, so their positions are not closed yet.
+#[derive(Debug, Default)]
+struct Unsettled(std::collections::HashSet<(String, String)>);
+
+impl Unsettled {
+    fn add(&mut self, order: &orders::Model) {
+        self.0
+            .insert((order.exchange.clone(), order.symbol.clone()));
+    }
+
+    fn holds(&self, position: &Position) -> bool {
+        self.0
+            .contains(&(position.exchange.clone(), position.symbol.clone()))
+    }
 }
 
 fn sweeper() -> Actor<'static> {
@@ -330,12 +363,14 @@ fn sweeper() -> Actor<'static> {
 /// the next sweep under the next attempt's client order id).
 pub const MAX_ATTEMPTS: u32 = 5;
 
-/// Closes each open `INTRADAY` position of `account`, into `report`.
+/// Closes each open `INTRADAY` position of `account` but the `unsettled` ones, into
+/// `report`.
 async fn close_positions(
     engine: &Engine,
     account: &broker_accounts::Model,
     squarer: Squarer<'_>,
     day: &str,
+    unsettled: &Unsettled,
     report: &mut Report,
 ) -> Result<(), ErrorBody> {
     let broker = engine.broker_for(account)?;
@@ -351,6 +386,18 @@ async fn close_positions(
     {
         let (exchange, symbol) = (&position.exchange, &position.symbol);
         let client_order_id = match next_attempt(engine, day, account, position).await? {
+            Attempt::Next(_) if unsettled.holds(position) => {
+                let error = ErrorBody::new(
+                    ErrorCode::InvalidState,
+                    format!(
+                        "an intraday order of {exchange}:{symbol} is not final (see its own \
+                         entry), and closing the position now would close it twice if that \
+                         order fills; square off again once it settles"
+                    ),
+                );
+                report.fail(exchange, symbol, None, error);
+                continue;
+            }
             Attempt::Next(id) => id,
             Attempt::Placed(order) => {
                 report.closing.push(order);
