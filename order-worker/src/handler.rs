@@ -330,7 +330,7 @@ async fn dispatch(
     match verb {
         OrderVerb::Place => {
             let order = payload.decode()?;
-            let answer = engine.place(principal, request_id, &order).await;
+            let answer = engine.place(principal, request_id, order).await;
             answer.map(Answer::Order)
         }
         OrderVerb::Modify => {

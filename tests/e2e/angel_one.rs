@@ -129,10 +129,11 @@ async fn live_orders_reach_the_broker_once_with_one_login_and_follow_its_updates
             .await
             .expect("subscribe events");
 
-        // A marketable limit fills; the broker got Pinnacle's tag from our static IP.
-        let filled = stack
-            .call(&user, "place", AngelStack::limit("b-1", "BUY", 5, fills))
-            .await;
+        // A marketable limit fills; the broker got Pinnacle's tag from our static IP. The
+        // trigger price a LIMIT order ignores is neither sent nor stored.
+        let mut b1 = AngelStack::limit("b-1", "BUY", 5, fills);
+        b1["trigger_price"] = json!(fills - 100);
+        let filled = stack.call(&user, "place", b1).await;
         // Place is one request whose reply has no state: OPEN, then the order-update
         // stream records the fill.
         assert_taken(&filled);
@@ -145,6 +146,8 @@ async fn live_orders_reach_the_broker_once_with_one_login_and_follow_its_updates
         let at_broker = angel.sim.orders(cc);
         assert_eq!(at_broker.len(), 1);
         assert_eq!(at_broker[0].ordertag, order_tag(&order_id));
+        assert_eq!(at_broker[0].trigger_price_paise, 0, "{:?}", at_broker[0]);
+        assert_eq!(filled["trigger_price"], Value::Null, "{filled}");
         assert_eq!(at_broker[0].source_ip.to_string(), "127.0.0.1");
         assert_eq!(filled["broker_order_id"], at_broker[0].orderid.as_str());
         let placed = angel

@@ -15,9 +15,20 @@ async fn a_market_order_is_filled_stored_and_answered() {
         let stack = TestStack::start(backend).await;
         let alice = stack.trader("alice").await;
         let ticks = stack.wait_for_ticks("SBIN-EQ", 2).await;
-        let reply = stack.place(&alice, &market("ord-1", "SBIN-EQ", 10)).await;
+        // The price and trigger a MARKET order ignores are neither stored nor reported.
+        let ignored = pinnacle_common::model::OrderRequest {
+            price: Some(61_540),
+            trigger_price: Some(60_880),
+            ..market("ord-1", "SBIN-EQ", 10)
+        };
+        let reply = stack.place(&alice, &ignored).await;
         assert!(reply.ok, "{reply:?}");
         let order = reply.result.expect("result");
+        assert_eq!(
+            (order.price, order.trigger_price),
+            (None, None),
+            "{order:?}"
+        );
         assert_eq!(order.status, OrderStatus::Filled);
         assert_eq!(order.filled_quantity, 10);
         let fill = order.average_price.expect("fill price");
@@ -33,6 +44,7 @@ async fn a_market_order_is_filled_stored_and_answered() {
         assert_eq!(row.client_order_id, "ord-1");
         assert_eq!(row.status, "FILLED");
         assert_eq!(row.average_price, Some(fill));
+        assert_eq!((row.price, row.trigger_price), (None, None));
         assert_eq!(row.broker_order_id, order.broker_order_id);
     })
     .await;

@@ -154,15 +154,17 @@ impl Engine {
         }
     }
 
-    /// Places `principal`'s new order (the `place` verb): validated, then [`Self::submit`]
+    /// Places `principal`'s new order (the `place` verb): without the fields its type
+    /// ignores ([`OrderRequest::without_ignored_fields`]), validated, then [`Self::submit`]
     /// with every check; a stored rejection is returned as its error.
     pub async fn place(
         &self,
         principal: &Principal,
         request_id: &str,
-        order: &OrderRequest,
+        order: OrderRequest,
     ) -> Result<OrderReply, ErrorBody> {
-        place::place(self, principal, request_id, order).await
+        let order = order.without_ignored_fields();
+        place::place(self, principal, request_id, &order).await
     }
 
     /// The one place pipeline, for every caller (a trader, square-off): replay a known

@@ -40,6 +40,20 @@ pub struct OrderRequest {
 pub const MAX_CLIENT_ORDER_ID_LEN: usize = 64;
 
 impl OrderRequest {
+    /// The order without the fields its type ignores: `price` on a `MARKET` or
+    /// `STOPLOSS_MARKET` order, `trigger_price` on a `MARKET` or `LIMIT` one. What is
+    /// stored, reported and sent to the broker then says only what the order means.
+    #[must_use]
+    pub fn without_ignored_fields(mut self) -> Self {
+        if !self.order_type.has_limit() {
+            self.price = None;
+        }
+        if !self.order_type.is_stop() {
+            self.trigger_price = None;
+        }
+        self
+    }
+
     /// Checks ranges and consistency; `max_quantity` is the configured ceiling.
     pub fn validate(&self, max_quantity: i64) -> Result<(), ErrorBody> {
         let invalid = |m: String| Err(ErrorBody::new(ErrorCode::InvalidRequest, m));

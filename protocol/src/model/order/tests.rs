@@ -200,3 +200,21 @@ fn a_modify_is_checked_for_ranges_before_its_order() {
         assert!(error.message.contains(why), "{}", error.message);
     }
 }
+
+#[test]
+fn each_type_keeps_only_the_prices_it_uses() {
+    let kept = |order_type| {
+        let order = OrderRequest {
+            order_type,
+            price: Some(61_540),
+            trigger_price: Some(60_880),
+            ..request()
+        }
+        .without_ignored_fields();
+        (order.price, order.trigger_price)
+    };
+    assert_eq!(kept(OrderType::Market), (None, None));
+    assert_eq!(kept(OrderType::Limit), (Some(61_540), None));
+    assert_eq!(kept(OrderType::StoplossLimit), (Some(61_540), Some(60_880)));
+    assert_eq!(kept(OrderType::StoplossMarket), (None, Some(60_880)));
+}
