@@ -33,6 +33,19 @@ async fn status(stack: &TestStack, user: &TestUser, id: &str) -> Value {
     got["result"]["status"].clone()
 }
 
+/// Places `opening`, a marketable buy, as `user` and waits until it has filled.
+async fn buy_filled(stack: &TestStack, user: &TestUser, opening: Value) {
+    let id = opening["client_order_id"]
+        .as_str()
+        .expect("an id")
+        .to_string();
+    result(&stack.call(user, "place", opening).await);
+    eventually(Duration::from_secs(10), "the opening buy fills", || async {
+        (status(stack, user, &id).await == "FILLED").then_some(())
+    })
+    .await;
+}
+
 /// The square-off's orders at the broker: SELLs of INTRADAY SBIN-EQ other than the test's.
 fn closing_at_broker(orders: &[SimOrder]) -> Vec<SimOrder> {
     orders
@@ -61,14 +74,7 @@ async fn angel_one_intraday_positions_are_squared_off_with_one_limit_order_each(
         let stack = &angel.stack;
 
         for (id, quantity, product) in [("mis-1", 5, "INTRADAY"), ("cnc-1", 3, "DELIVERY")] {
-            let reply = stack
-                .call(&user, "place", with_product(AngelStack::limit(id, "BUY", quantity, fills), product))
-                .await;
-            result(&reply);
-            eventually(Duration::from_secs(10), "the opening buy fills", || async {
-                (status(stack, &user, id).await == "FILLED").then_some(())
-            })
-            .await;
+            buy_filled(stack, &user, with_product(AngelStack::limit(id, "BUY", quantity, fills), product)).await;
         }
         let resting = stack
             .call(&user, "place", with_product(AngelStack::limit("mis-rest", "BUY", 1, rests), "INTRADAY"))
@@ -369,11 +375,7 @@ async fn a_trader_squares_off_an_angel_one_account_on_demand_with_limit_orders()
         let (fills, rests) = angel.prices();
         let stack = &angel.stack;
         let opening = with_product(AngelStack::limit("mis-1", "BUY", 4, fills), "INTRADAY");
-        result(&stack.call(&user, "place", opening).await);
-        eventually(Duration::from_secs(10), "the opening buy fills", || async {
-            (status(stack, &user, "mis-1").await == "FILLED").then_some(())
-        })
-        .await;
+        buy_filled(stack, &user, opening).await;
         let resting = with_product(AngelStack::limit("mis-rest", "BUY", 1, rests), "INTRADAY");
         assert_eq!(
             result(&stack.call(&user, "place", resting).await)["status"],
@@ -459,11 +461,7 @@ async fn a_position_with_an_order_that_may_still_fill_is_not_closed_twice() {
         let (fills, _) = angel.prices();
         let stack = &angel.stack;
         let opening = with_product(AngelStack::limit("mis-long", "BUY", 4, fills), "INTRADAY");
-        result(&stack.call(&user, "place", opening).await);
-        eventually(Duration::from_secs(10), "the opening buy fills", || async {
-            (status(stack, &user, "mis-long").await == "FILLED").then_some(())
-        })
-        .await;
+        buy_filled(stack, &user, opening).await;
         // 10 % above the market: it rests.
         let exit = with_product(AngelStack::limit("mis-exit", "SELL", 4, fills), "INTRADAY");
         let exit = result(&stack.call(&user, "place", exit).await).clone();
