@@ -965,7 +965,9 @@ async fn cluster_node_losses_under_load_lose_and_misorder_nothing() {
 /// once: a market order placed just after the restart fills at the new feed's price, not
 /// at the last price before the restart. Each publisher here simulates SBIN-EQ alone from
 /// a price of its own, their circuit bands (±20 %) far apart, and the first ticks fast
-/// enough that a replacement counting from 1 again would stay below it for minutes.
+/// enough that a replacement counting from 1 again would stay below it for minutes. Last,
+/// a second publisher runs beside the survivor for a while and stops: the survivor counts
+/// below it, and its ticks must still price the next order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_publisher_prices_the_next_paper_orders() {
     each_backend(|backend| async move {
@@ -993,17 +995,7 @@ async fn a_restarted_publisher_prices_the_next_paper_orders() {
             let rupees: i64 = price.parse().expect("price");
             let (low, high) = (rupees * 80, rupees * 120);
             // Its first tick, then `run` seconds of ticks.
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-            let first = loop {
-                let message = tokio::time::timeout_at(deadline, sbin.next())
-                    .await
-                    .expect("the new publisher ticks within 30 s")
-                    .expect("subscription open");
-                let tick: Tick = Encoding::MsgPack.decode(&message.payload).expect("tick");
-                if (low..=high).contains(&tick.ltp) {
-                    break tick;
-                }
-            };
+            let first = tick_between(&mut sbin, low, high).await;
             assert!(
                 first.seq > last_seq,
                 "the new publisher counts on from above {last_seq}: {}",
@@ -1024,8 +1016,50 @@ async fn a_restarted_publisher_prices_the_next_paper_orders() {
                 deployment.logs()
             );
         }
+
+        // Two publishers at once: another one, numbering above the one running, ticks
+        // from ₹1,000 for a while and stops. The survivor counts lower, and its ticks must
+        // still price the next order (the workers also take a tick with a later time).
+        let overlap = deployment.procs.serve(
+            "publisher",
+            "publisher-overlap",
+            &[
+                ("PINNACLE_SIM_SYMBOLS", "NSE:SBIN-EQ@1000"),
+                ("PINNACLE_SIM_INTERVAL_MS", "2"),
+            ],
+        );
+        tick_between(&mut sbin, 80_000, 120_000).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        signal(&overlap, "KILL");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        tick_between(&mut sbin, 720_000, 1_080_000).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let order = place_once(&client, &user, "republish-overlap").await;
+        let price = order.average_price.expect("filled at a price");
+        assert!(
+            (720_000..=1_080_000).contains(&price),
+            "after an overlapping publisher stopped, a market order filled at the survivor's \
+             price: {order:?}\n{}",
+            deployment.logs()
+        );
     })
     .await;
+}
+
+/// The next SBIN-EQ tick from `ticks` priced between `low` and `high` paise (ticks of other
+/// prices, from a publisher that is going, are skipped).
+async fn tick_between(ticks: &mut async_nats::Subscriber, low: i64, high: i64) -> Tick {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let message = tokio::time::timeout_at(deadline, ticks.next())
+            .await
+            .expect("a tick in the band within 30 s")
+            .expect("subscription open");
+        let tick: Tick = Encoding::MsgPack.decode(&message.payload).expect("tick");
+        if (low..=high).contains(&tick.ltp) {
+            return tick;
+        }
+    }
 }
 
 /// Places a market order for one SBIN-EQ share as `user`, retried by its client order id

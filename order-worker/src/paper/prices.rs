@@ -160,7 +160,8 @@ impl PaperBroker {
         }
     }
 
-    /// Records a tick as the latest for its symbol (older sequence numbers are ignored).
+    /// Records a tick as the latest for its symbol, unless the one held is newer
+    /// ([`supersedes`]).
     pub fn observe(&self, tick: Tick) {
         self.ready
             .send_if_modified(|seen| !std::mem::replace(seen, true));
@@ -170,7 +171,7 @@ impl PaperBroker {
         let entry = last.entry(key(&tick.exchange, &tick.symbol));
         match entry {
             std::collections::hash_map::Entry::Occupied(mut seen) => {
-                if tick.seq >= seen.get().seq {
+                if supersedes(&tick, seen.get()) {
                     seen.insert(tick);
                 }
             }
@@ -209,6 +210,16 @@ impl PaperBroker {
             }
         }))
     }
+}
+
+/// Whether `tick` is at least as new as `held`: a `seq` as high or higher, or a later
+/// exchange time. Sequence numbers alone order one publisher's ticks (and a restarted
+/// publisher's after its predecessor's, docs/PROTOCOL.md "Gaps"), but not two publishers
+/// that ran at once: once the newer one stops, the survivor counts below it, and its live
+/// ticks must still price orders. A tick from the last-value cache that is older than a live
+/// one has neither, and is ignored.
+fn supersedes(tick: &Tick, held: &Tick) -> bool {
+    tick.seq >= held.seq || tick.ts_ms > held.ts_ms
 }
 
 /// The instrument master's tick size for a symbol (`md.req.symbols.lookup`): `None` when

@@ -69,6 +69,28 @@ async fn a_symbol_without_a_price_is_retryable_not_unknown() {
         .is_ok());
 }
 
+#[test]
+fn a_later_tick_of_a_publisher_that_counts_lower_still_prices_orders() {
+    let broker = PaperBroker::new();
+    let at = |seq, ts_ms, ltp| Tick {
+        ts_ms,
+        ..tick(seq, ltp)
+    };
+    // A publisher that overlapped this one and counted higher has stopped.
+    broker.observe(at(2_000_000, 1_000, 82_000));
+    broker.observe(at(500, 2_000, 90_000));
+    assert_eq!(
+        broker.last_tick("NSE", "SBIN-EQ").map(|t| t.ltp),
+        Some(90_000)
+    );
+    // Older by both its number and its time: a late copy from the last-value cache.
+    broker.observe(at(499, 1_500, 10));
+    assert_eq!(
+        broker.last_tick("NSE", "SBIN-EQ").map(|t| t.ltp),
+        Some(90_000)
+    );
+}
+
 #[tokio::test]
 async fn fills_market_orders_at_the_last_tick() {
     let broker = PaperBroker::new();
