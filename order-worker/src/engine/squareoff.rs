@@ -15,7 +15,7 @@
 //! credential use is audited first, as `order.squareoff`: by `pinnacle-squareoff` for the
 //! sweep, by the trader (and their token) for the verb.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -278,8 +278,8 @@ fn day_of(now: chrono::DateTime<chrono::FixedOffset>) -> String {
 /// A position is closed only once no order of it can still move it: while an intraday
 /// order of the same instrument is not final (its cancel was refused, its outcome was
 /// lost, a worker still holds it), a closing order could close the position a second time
-/// when that order fills. That position is left open and reported ([`Unsettled`]); the
-/// next square-off closes it once the order has settled.
+/// when that order fills. That position is left open and reported; the next square-off
+/// closes it once the order has settled.
 async fn square_off_account(
     engine: &Engine,
     account: &broker_accounts::Model,
@@ -288,7 +288,8 @@ async fn square_off_account(
     day: &str,
 ) -> Result<Report, ErrorBody> {
     let mut report = Report::default();
-    let mut unsettled = Unsettled::default();
+    // The instruments with an intraday order that is not final after the cancels.
+    let mut unsettled = HashSet::new();
     for order in intraday
         .iter()
         .filter(|o| !o.client_order_id.starts_with(PREFIX))
@@ -328,28 +329,11 @@ async fn square_off_account(
         } else {
             continue;
         };
-        unsettled.add(order);
+        unsettled.insert((order.exchange.as_str(), order.symbol.as_str()));
         report.fail(&order.exchange, &order.symbol, Some(&order.id), refused);
     }
     close_positions(engine, account, squarer, day, &unsettled, &mut report).await?;
     Ok(report)
-}
-
-/// The instruments with an intraday order that is not final after the cancels: the
-/// broker may still fill it, so their positions are not closed yet.
-#[derive(Debug, Default)]
-struct Unsettled(std::collections::HashSet<(String, String)>);
-
-impl Unsettled {
-    fn add(&mut self, order: &orders::Model) {
-        self.0
-            .insert((order.exchange.clone(), order.symbol.clone()));
-    }
-
-    fn holds(&self, position: &Position) -> bool {
-        self.0
-            .contains(&(position.exchange.clone(), position.symbol.clone()))
-    }
 }
 
 fn sweeper() -> Actor<'static> {
@@ -363,14 +347,14 @@ fn sweeper() -> Actor<'static> {
 /// the next sweep under the next attempt's client order id).
 pub const MAX_ATTEMPTS: u32 = 5;
 
-/// Closes each open `INTRADAY` position of `account` but the `unsettled` ones, into
-/// `report`.
+/// Closes each open `INTRADAY` position of `account` into `report`, but those of the
+/// `unsettled` instruments (exchange, symbol): an order of theirs may still fill.
 async fn close_positions(
     engine: &Engine,
     account: &broker_accounts::Model,
     squarer: Squarer<'_>,
     day: &str,
-    unsettled: &Unsettled,
+    unsettled: &HashSet<(&str, &str)>,
     report: &mut Report,
 ) -> Result<(), ErrorBody> {
     let broker = engine.broker_for(account)?;
@@ -386,7 +370,7 @@ async fn close_positions(
     {
         let (exchange, symbol) = (&position.exchange, &position.symbol);
         let client_order_id = match next_attempt(engine, day, account, position).await? {
-            Attempt::Next(_) if unsettled.holds(position) => {
+            Attempt::Next(_) if unsettled.contains(&(exchange.as_str(), symbol.as_str())) => {
                 let error = ErrorBody::new(
                     ErrorCode::InvalidState,
                     format!(
