@@ -37,7 +37,7 @@ impl Numbered {
     }
 
     /// `feed`, its numbers moved by `origin`.
-    pub fn starting_at(feed: Box<dyn MarketFeed>, origin: u64) -> Self {
+    fn starting_at(feed: Box<dyn MarketFeed>, origin: u64) -> Self {
         Self { feed, origin }
     }
 
